@@ -1,0 +1,1 @@
+"""Service entry points: one module per process, each run as ``python -m services.<name>``."""

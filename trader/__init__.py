@@ -1,0 +1,1 @@
+"""The trading platform library."""

@@ -1,0 +1,235 @@
+"""The one config loader: YAML files, a named profile, environment overrides, strict models.
+
+``configs/trader.yaml`` holds the platform settings (endpoints, ports, storage
+paths) and a ``profiles:`` map whose entries are deep-merged over the base.
+Environment variables override any key: ``TRADER_BUS__PUB_PORT=6000`` sets
+``bus.pub_port``. Models are frozen, reject unknown keys by name, and keep
+secrets in ``SecretStr`` so their reprs are masked. Relative paths resolve
+against the platform home (``TRADER_HOME``, default: the repository root).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from trader.errors import ConfigError
+
+ENV_PREFIX = "TRADER_"
+# Variables that steer the loader itself rather than override a key.
+_RESERVED_ENV = {"TRADER_HOME", "TRADER_PROFILE", "TRADER_CONFIG"}
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BusSettings(StrictModel):
+    host: str = "127.0.0.1"
+    pub_port: int = Field(5555, ge=0, le=65535, description="XSUB side: publishers connect here")
+    sub_port: int = Field(5556, ge=0, le=65535, description="XPUB side: subscribers connect here")
+    max_frame_bytes: int = Field(8 * 1024 * 1024, gt=0)
+
+    @property
+    def pub_endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.pub_port}"
+
+    @property
+    def sub_endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.sub_port}"
+
+
+class RedisSettings(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=0, le=65535)
+    data_dir: Path = Path("data/redis")
+    password: SecretStr | None = None
+
+
+class StorageSettings(StrictModel):
+    data_dir: Path = Path("data")
+    logs_dir: Path = Path("logs")
+    run_dir: Path = Path("run")
+    arctic_uri: str = "lmdb://data/arctic"
+
+
+class PycronSettings(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: SecretStr | None = None
+    config: Path = Path("configs/pycron.yaml")
+    heartbeat_timeout: float = Field(5.0, gt=0)
+
+
+class ServiceSettings(StrictModel):
+    host: str = "127.0.0.1"
+    rpc_port: int | None = Field(None, ge=0, le=65535)
+    heartbeat_interval: float = Field(1.0, gt=0)
+    log_level: str | None = None  # None: the platform's log_level
+    max_inflight: int = Field(256, gt=0)
+
+    @property
+    def rpc_endpoint(self) -> str | None:
+        return None if self.rpc_port is None else f"tcp://{self.host}:{self.rpc_port}"
+
+
+class Settings(StrictModel):
+    """The platform's settings after profile merge and environment overrides."""
+
+    home: Path = REPO_ROOT
+    profile: str = "default"
+    log_level: str = "INFO"
+    bus: BusSettings = BusSettings()
+    redis: RedisSettings = RedisSettings()
+    storage: StorageSettings = StorageSettings()
+    pycron: PycronSettings = PycronSettings()
+    services: dict[str, ServiceSettings] = {}
+
+    def path(self, p: Path | str) -> Path:
+        """Resolve a configured path against the platform home."""
+        p = Path(p)
+        return p if p.is_absolute() else self.home / p
+
+    def service(self, name: str) -> ServiceSettings:
+        """Return one service's settings, defaults if the file does not name it."""
+        return self.services.get(name, ServiceSettings())
+
+    def secrets(self) -> list[str]:
+        """Every secret value in these settings, for log masking."""
+        found: list[str] = []
+        for secret in (self.redis.password, self.pycron.token):
+            if secret is not None and secret.get_secret_value():
+                found.append(secret.get_secret_value())
+        return found
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in; nested mappings merge, the rest replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, or raise ConfigError naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def env_overrides(
+    env: Mapping[str, str], prefix: str = ENV_PREFIX, origins: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Turn ``PREFIX_A__B=v`` variables into a nested ``{a: {b: v}}`` mapping.
+
+    ``origins``, if given, is filled with ``{"a.b": "PREFIX_A__B"}`` so errors
+    can name the variable a bad key came from.
+
+    Values are read as YAML scalars so ``6000`` is a number and ``true`` a bool;
+    the model then validates them like any key from a file.
+    """
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(prefix) or name in _RESERVED_ENV:
+            continue
+        keys = [k.lower() for k in name[len(prefix):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            value = raw
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[keys[-1]] = value
+        if origins is not None:
+            origins[".".join(keys)] = name
+    return out
+
+
+def validate(
+    model: type[M], data: Mapping[str, Any], source: str, origins: Mapping[str, str] | None = None
+) -> M:
+    """Validate ``data`` into ``model``, or raise one ConfigError naming every bad key.
+
+    ``origins`` maps a dotted key to where it came from (an environment variable).
+    """
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "<root>"
+            origin = f" (from {origins[where]})" if origins and where in origins else ""
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{where}: unknown key{origin}")
+            else:
+                problems.append(f"{where}: {err['msg']}{origin}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    """Return the platform home: ``TRADER_HOME`` or the repository root."""
+    env = os.environ if env is None else env
+    return Path(env.get("TRADER_HOME") or REPO_ROOT).resolve()
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Return the trader.yaml path: ``TRADER_CONFIG``, else home's, else the repository's."""
+    env = os.environ if env is None else env
+    if env.get("TRADER_CONFIG"):
+        return Path(env["TRADER_CONFIG"]).resolve()
+    candidate = default_home(env) / "configs" / "trader.yaml"
+    return candidate if candidate.exists() else REPO_ROOT / "configs" / "trader.yaml"
+
+
+def load_settings(
+    profile: str | None = None,
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load trader.yaml, merge the profile, apply environment overrides and validate."""
+    env = os.environ if env is None else env
+    path = path or config_path(env)
+    raw = read_yaml(path)
+    profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: 'profiles' must be a mapping of profile name to overrides")
+    name = profile or env.get("TRADER_PROFILE") or raw.get("profile") or "default"
+    if name not in profiles and name != "default":
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigError(f"{path}: unknown profile {name!r} (known: {known})")
+    merged = deep_merge(raw, profiles.get(name) or {})
+    origins: dict[str, str] = {}
+    env_data = env_overrides(env, origins=origins)
+    merged = deep_merge(merged, env_data)
+    merged["profile"] = name
+    merged["home"] = str(default_home(env))
+    source = f"{path} (profile {name}{', with TRADER_* environment overrides' if env_data else ''})"
+    return validate(Settings, merged, source, origins)

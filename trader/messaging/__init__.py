@@ -1,0 +1,1 @@
+"""Messaging: the codec, the bus (pub/sub) and RPC."""

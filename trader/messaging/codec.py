@@ -1,0 +1,617 @@
+"""Codec: the one wire format of the platform, msgpack with extension types.
+
+``encode(obj) -> bytes`` and ``decode(data) -> object`` carry every bus
+payload, RPC envelope and journal entry. Nothing is ever pickled: a received
+frame can only produce plain values and the types listed below, and a domain
+object is rebuilt through its constructor, so its validation runs on arrival.
+
+Plain values: ``None``, ``bool``, ``int`` (-2**63 .. 2**64-1; larger is a
+ValidationError), ``float``, ``str``, ``bytes``, ``list``, ``dict``. A tuple
+(a namedtuple too) is encoded as a list and decodes as a list. Subclasses of
+``str``/``int``/``float``/``dict``/``list`` decode as the base type; numpy
+scalars decode as ``bool``/``int``/``float``. Dict keys should be ``str`` or
+``int`` (enums, dates and other hashable extension values work too); a
+list/tuple key cannot be decoded.
+
+Extension types (code: what, payload):
+
+    -1  datetime            msgpack's standard Timestamp (UTC seconds + nanoseconds):
+                            packed by msgpack's C code; decodes as an aware UTC datetime.
+                            Covers years 1..9999, so ``datetime.max`` is fine. Naive
+                            datetimes are refused (ValidationError).
+     1  Decimal             ASCII ``str(d)``: exact, keeps -0, exponents, NaN, sNaN, Inf.
+     2  date                int32 big-endian proleptic ordinal.
+     3  timedelta           int32 days, uint32 seconds, uint32 microseconds (exact).
+     4  pandas.Timestamp    int64 big-endian UTC nanoseconds (exact); empty = NaT.
+                            Must be tz-aware; decodes with tz UTC.
+     5  pandas.Timedelta    int64 big-endian nanoseconds.
+     6  Enum member         msgpack ``[enum_code, value]``, enum_code from ``ENUM_CODES``.
+     7  domain dataclass    msgpack ``[class_code, {field: value}]``, class_code from
+                            ``DATACLASS_CODES``; rebuilt with ``cls(**fields)``.
+     8  pandas.DataFrame    msgpack ``[arrow_ipc_stream, meta]``; meta holds the column
+     9  pandas.Series       labels (or the Series name) and the index freq.
+
+Design choices worth knowing:
+
+* datetimes use msgpack's own Timestamp extension rather than a custom int64
+  nanosecond one: it is packed and unpacked in C (the hot path stays free of
+  Python per-field work), other languages' msgpack libraries read it, and it
+  covers the whole ``datetime`` range where int64 nanoseconds stop at 2262.
+  ``pandas.Timestamp`` keeps its own code because it carries nanoseconds.
+* The registries are explicit tables below, with stable numeric codes: a
+  class is on the wire only if it is listed there. Never reuse a code.
+* Decoding raises ``ProtocolError`` and nothing else, whatever the bytes.
+  Nested extension payloads are limited to ``MAX_DEPTH`` levels, because each
+  level costs a C stack frame of msgpack's unpacker. DataFrames arrive as
+  Arrow IPC; compressed IPC bodies are refused (a small frame could otherwise
+  inflate to gigabytes) and the table is fully validated before pandas sees it.
+* Encoding reuses ``msgpack.Packer`` objects from a pool: a packer is popped
+  by one caller at a time, so no packer is ever shared by two threads or
+  re-entered. Plain dicts of str/int/float go through msgpack's C path; the
+  Python ``default`` hook only runs for the extension types.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import fields as dataclass_fields
+from datetime import UTC, date, datetime, timedelta
+from decimal import Context, Decimal, InvalidOperation
+from enum import Enum
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+
+from trader.domain.contract import Contract
+from trader.domain.enums import Action, OrderStatus, OrderType, Right, SecType, TimeInForce
+from trader.domain.order import Order
+from trader.domain.records import AccountValue, Bar, Fill, Position, Tick
+from trader.errors import ProtocolError, TraderError, ValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = [
+    "DATACLASS_CODES",
+    "ENUM_CODES",
+    "MAX_DEPTH",
+    "decode",
+    "encode",
+]
+
+# --- The registries: append only; a code, once used, is never reused. -------
+
+ENUM_CODES: Final[tuple[tuple[int, type[Enum]], ...]] = (
+    (1, SecType),
+    (2, Right),
+    (3, Action),
+    (4, OrderType),
+    (5, TimeInForce),
+    (6, OrderStatus),
+)
+
+DATACLASS_CODES: Final[tuple[tuple[int, type], ...]] = (
+    (1, Contract),
+    (2, Order),
+    (3, Fill),
+    (4, Position),
+    (5, Tick),
+    (6, Bar),
+    (7, AccountValue),
+)
+
+# --- Extension type codes. ---------------------------------------------------
+
+EXT_DECIMAL: Final = 1
+EXT_DATE: Final = 2
+EXT_TIMEDELTA: Final = 3
+EXT_PD_TIMESTAMP: Final = 4
+EXT_PD_TIMEDELTA: Final = 5
+EXT_ENUM: Final = 6
+EXT_DATACLASS: Final = 7
+EXT_DATAFRAME: Final = 8
+EXT_SERIES: Final = 9
+
+MAX_DEPTH: Final = 16
+"""How many extension payloads may nest inside each other (an Order holding a Contract is 2)."""
+
+# A pooled packer whose buffer grew past this (a big DataFrame) is dropped
+# rather than kept, so one large message does not pin its memory forever.
+_MAX_POOLED_BUFFER = 1 << 20
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_TIMEDELTA = struct.Struct(">iII")
+# Decimal() only raises on malformed text if the context traps it; the
+# caller's thread context might not, so decoding uses its own.
+_STRICT_DECIMAL = Context(traps=[InvalidOperation])
+
+_UNPACK_OPTIONS: Final[dict[str, Any]] = {
+    "raw": False,
+    "strict_map_key": False,
+    "timestamp": 3,  # msgpack Timestamp -> aware UTC datetime
+    "use_list": True,
+    # max_*_len default to len(data) in unpackb: a declared length can never
+    # exceed what was received, so a tiny frame cannot claim a huge array.
+}
+
+
+def _index(table: tuple[tuple[int, Any], ...], kind: str) -> dict[int, Any]:
+    by_code: dict[int, Any] = {}
+    for code, cls in table:
+        if code in by_code or cls in by_code.values():
+            raise RuntimeError(f"codec {kind} registry lists code {code} or {cls!r} twice")
+        by_code[code] = cls
+    return by_code
+
+
+_ENUM_BY_CODE: Final = _index(ENUM_CODES, "enum")
+_DATACLASS_BY_CODE: Final = _index(DATACLASS_CODES, "dataclass")
+
+# Enum members are few and fixed, so their wire form is computed once: encoding
+# is a dict lookup and decoding maps the exact payload bytes back to the member.
+_ENUM_EXT: Final[dict[type, dict[Enum, msgpack.ExtType]]] = {}
+_ENUM_BY_PAYLOAD: Final[dict[bytes, Enum]] = {}
+for _code, _cls in ENUM_CODES:
+    _ENUM_EXT[_cls] = {}
+    for _member in _cls:
+        _payload = msgpack.packb([_code, _member.value])
+        _ENUM_EXT[_cls][_member] = msgpack.ExtType(EXT_ENUM, _payload)
+        _ENUM_BY_PAYLOAD[_payload] = _member
+
+
+class _DataclassCodec:
+    """How one registered dataclass is written: its code, field names and a fast getter."""
+
+    __slots__ = ("cls", "code", "getter", "names")
+
+    def __init__(self, code: int, cls: type) -> None:
+        self.cls = cls
+        self.code = code
+        self.names = tuple(f.name for f in dataclass_fields(cls) if f.init)
+        self.getter = attrgetter(*self.names)
+
+
+_DATACLASS_CODECS: Final[dict[type, _DataclassCodec]] = {
+    cls: _DataclassCodec(code, cls) for code, cls in DATACLASS_CODES
+}
+
+
+# --- Encoding ----------------------------------------------------------------
+
+_new_tuple = tuple.__new__
+
+
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    # ExtType.__new__ re-checks code and data in Python (a third of a Tick's
+    # encoding time); the codes and payloads built here are valid by construction.
+    return _new_tuple(msgpack.ExtType, (code, data))
+
+
+def encode(obj: Any) -> bytes:
+    """Return ``obj`` as msgpack bytes.
+
+    Raises ``ValidationError`` naming the offending type if ``obj`` holds a
+    value the codec does not carry (or a naive datetime, or an int beyond 64 bits).
+    """
+    try:
+        return _pack(obj, 0)
+    except TraderError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ValidationError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+
+
+_POOLS: Final[list[list[msgpack.Packer]]] = [[] for _ in range(MAX_DEPTH + 1)]
+
+
+def _pack(obj: Any, depth: int) -> bytes:
+    if depth > MAX_DEPTH:
+        raise ValidationError(f"cannot encode: extension values nest deeper than {MAX_DEPTH}")
+    pool = _POOLS[depth]
+    # list.pop/append are atomic: the popped packer belongs to this call alone,
+    # even when another thread, or this one re-entering, encodes meanwhile.
+    try:
+        packer = pool.pop()
+    except IndexError:
+        packer = msgpack.Packer(
+            default=_DEFAULTS[depth],
+            strict_types=True,  # so enums (str subclasses) and tuples reach `default`
+            datetime=True,
+            use_bin_type=True,
+            buf_size=4096 if depth else 64 * 1024,
+        )
+    # A packer that raised is not put back: nothing is assumed about its state.
+    data: bytes = packer.pack(obj)
+    if len(data) < _MAX_POOLED_BUFFER:
+        pool.append(packer)
+    return data
+
+
+def _make_default(depth: int) -> Callable[[Any], Any]:
+    def default(obj: Any) -> Any:
+        cls = type(obj)
+        members = _ENUM_EXT.get(cls)
+        if members is not None:
+            return members[obj]
+        codec = _DATACLASS_CODECS.get(cls)
+        if codec is not None:
+            values = codec.getter(obj)
+            if len(codec.names) == 1:
+                values = (values,)
+            body = [codec.code, dict(zip(codec.names, values, strict=True))]
+            return _new_tuple(msgpack.ExtType, (EXT_DATACLASS, _pack(body, depth + 1)))
+        encoder = _ENCODERS.get(cls)
+        if encoder is not None:
+            return encoder(obj, depth)
+        return _encode_other(obj, depth)
+
+    return default
+
+
+def _encode_decimal(obj: Decimal, depth: int) -> msgpack.ExtType:
+    return _ext(EXT_DECIMAL, str(obj).encode("ascii"))
+
+
+def _encode_date(obj: date, depth: int) -> msgpack.ExtType:
+    return _ext(EXT_DATE, _I32.pack(obj.toordinal()))
+
+
+def _encode_timedelta(obj: timedelta, depth: int) -> msgpack.ExtType:
+    return _ext(EXT_TIMEDELTA, _TIMEDELTA.pack(obj.days, obj.seconds, obj.microseconds))
+
+
+def _encode_datetime(obj: datetime, depth: int) -> msgpack.Timestamp:
+    # Only naive datetimes and datetime subclasses get here (msgpack packs exact
+    # aware ones itself). Integer arithmetic keeps it exact before 1970 too.
+    if obj.tzinfo is None or obj.utcoffset() is None:
+        raise ValidationError(f"cannot encode a naive datetime ({obj!r}): make it UTC-aware")
+    delta = obj - _EPOCH
+    return msgpack.Timestamp(delta.days * 86_400 + delta.seconds, delta.microseconds * 1000)
+
+
+def _encode_list(obj: Any, depth: int) -> list[Any]:
+    return list(obj)
+
+
+def _encode_pd_timestamp(obj: pd.Timestamp, depth: int) -> msgpack.ExtType:
+    if obj.tzinfo is None:
+        raise ValidationError(f"cannot encode a naive pandas.Timestamp ({obj!r}): localize it")
+    return _ext(EXT_PD_TIMESTAMP, _I64.pack(obj.as_unit("ns").value))
+
+
+def _encode_nat(obj: Any, depth: int) -> msgpack.ExtType:
+    return _ext(EXT_PD_TIMESTAMP, b"")
+
+
+def _encode_pd_timedelta(obj: pd.Timedelta, depth: int) -> msgpack.ExtType:
+    return _ext(EXT_PD_TIMEDELTA, _I64.pack(obj.as_unit("ns").value))
+
+
+def _encode_dataframe(obj: pd.DataFrame, depth: int) -> msgpack.ExtType:
+    import pandas as pd
+
+    columns = obj.columns
+    if isinstance(columns, pd.MultiIndex):
+        raise ValidationError("cannot encode a DataFrame with MultiIndex columns")
+    # Arrow wants unique string field names: columns travel under positional
+    # names and their real labels (any encodable values) go in the meta.
+    renamed = obj.set_axis([f"__col{i}__" for i in range(len(columns))], axis=1)
+    meta = {
+        "columns": list(columns),
+        "columns_name": columns.name,
+        "freq": _index_freq(obj.index),
+    }
+    body = [_arrow_ipc(renamed), meta]
+    return _ext(EXT_DATAFRAME, _pack(body, depth + 1))
+
+
+def _encode_series(obj: pd.Series, depth: int) -> msgpack.ExtType:
+    meta = {"name": obj.name, "freq": _index_freq(obj.index)}
+    body = [_arrow_ipc(obj.to_frame(name="__values__")), meta]
+    return _ext(EXT_SERIES, _pack(body, depth + 1))
+
+
+def _index_freq(index: pd.Index) -> str | None:
+    # Arrow keeps a DatetimeIndex's values but not its freq.
+    return getattr(index, "freqstr", None)
+
+
+def _arrow_ipc(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ValidationError(f"cannot encode {type(frame).__name__} as Arrow: {exc}") from exc
+
+
+_ENCODERS: dict[type, Callable[[Any, int], Any]] = {
+    Decimal: _encode_decimal,
+    date: _encode_date,
+    timedelta: _encode_timedelta,
+    datetime: _encode_datetime,
+    tuple: _encode_list,
+}
+"""Encoders by exact type; pandas types are added on first sight (see _encode_other)."""
+
+
+def _encode_other(obj: Any, depth: int) -> Any:
+    """Encode a value whose exact type is not in ``_ENCODERS``: subclasses, pandas, numpy."""
+    cls = type(obj)
+    pandas_encoder = _pandas_encoder(obj)
+    if pandas_encoder is not None:
+        # Cache by exact type: pandas is imported lazily (a CLI that never
+        # touches a DataFrame should not pay for importing it), so its types
+        # cannot be listed in _ENCODERS up front.
+        _ENCODERS[cls] = pandas_encoder
+        return pandas_encoder(obj, depth)
+    if isinstance(obj, Enum):
+        raise ValidationError(
+            f"cannot encode {cls.__module__}.{cls.__qualname__}: enum not in the codec registry"
+        )
+    if isinstance(obj, int) and not isinstance(obj, bool) and cls is not int:
+        return int(obj)
+    if cls is int:
+        raise ValidationError(f"cannot encode int {obj}: outside the 64-bit range")
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list | tuple):
+        return list(obj)
+    if isinstance(obj, datetime):
+        return _encode_datetime(obj, depth)
+    if isinstance(obj, date):
+        return _encode_date(obj, depth)
+    if isinstance(obj, timedelta):
+        return _encode_timedelta(obj, depth)
+    if isinstance(obj, Decimal):
+        return _encode_decimal(obj, depth)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(obj, numpy.generic):
+        if isinstance(obj, numpy.bool_):
+            return bool(obj)
+        if isinstance(obj, numpy.integer):
+            return int(obj)
+        if isinstance(obj, numpy.floating):
+            return float(obj)
+    raise ValidationError(f"cannot encode {cls.__module__}.{cls.__qualname__}: unsupported type")
+
+
+def _pandas_encoder(obj: Any) -> Callable[[Any, int], Any] | None:
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return None  # pandas never imported: obj cannot be a pandas value
+    if obj is pd.NaT:
+        return _encode_nat
+    if isinstance(obj, pd.Timestamp):
+        return _encode_pd_timestamp
+    if isinstance(obj, pd.Timedelta):
+        return _encode_pd_timedelta
+    if isinstance(obj, pd.DataFrame):
+        return _encode_dataframe
+    if isinstance(obj, pd.Series):
+        return _encode_series
+    return None
+
+
+_DEFAULTS: Final = [_make_default(depth) for depth in range(MAX_DEPTH + 1)]
+
+
+# --- Decoding ----------------------------------------------------------------
+
+
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """Return the value encoded in ``data``.
+
+    Raises ``ProtocolError`` (and nothing else) if ``data`` is not exactly one
+    well-formed value of the supported types, including when a domain object
+    it carries fails its own validation.
+    """
+    try:
+        return msgpack.unpackb(data, ext_hook=_HOOKS[0], **_UNPACK_OPTIONS)
+    except ProtocolError:
+        raise
+    except ValidationError as exc:
+        raise ProtocolError(f"cannot decode: {exc}") from exc
+    except Exception as exc:  # any byte string must end as a ProtocolError
+        raise ProtocolError(f"cannot decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _unpack_nested(data: bytes, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise ProtocolError(f"extension values nest deeper than {MAX_DEPTH}")
+    return msgpack.unpackb(data, ext_hook=_HOOKS[depth], **_UNPACK_OPTIONS)
+
+
+def _make_ext_hook(depth: int) -> Callable[[int, bytes], Any]:
+    def ext_hook(code: int, data: bytes) -> Any:
+        decoder = _DECODERS.get(code)
+        if decoder is None:
+            raise ProtocolError(f"unknown extension type {code}")
+        return decoder(data, depth)
+
+    return ext_hook
+
+
+def _decode_decimal(data: bytes, depth: int) -> Decimal:
+    return Decimal(data.decode("ascii"), _STRICT_DECIMAL)
+
+
+def _decode_date(data: bytes, depth: int) -> date:
+    return date.fromordinal(_I32.unpack(data)[0])
+
+
+def _decode_timedelta(data: bytes, depth: int) -> timedelta:
+    days, seconds, microseconds = _TIMEDELTA.unpack(data)
+    return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+
+
+def _decode_pd_timestamp(data: bytes, depth: int) -> Any:
+    import pandas as pd
+
+    if not data:
+        return pd.NaT
+    return pd.Timestamp(_I64.unpack(data)[0], unit="ns", tz="UTC")
+
+
+def _decode_pd_timedelta(data: bytes, depth: int) -> Any:
+    import pandas as pd
+
+    return pd.Timedelta(_I64.unpack(data)[0], unit="ns")
+
+
+def _decode_enum(data: bytes, depth: int) -> Enum:
+    member = _ENUM_BY_PAYLOAD.get(data)
+    if member is None:
+        raise ProtocolError(f"unknown enum code or value in {data!r}")
+    return member
+
+
+def _decode_dataclass(data: bytes, depth: int) -> Any:
+    body = _unpack_nested(data, depth + 1)
+    if type(body) is not list or len(body) != 2:
+        raise ProtocolError("dataclass payload is not [code, fields]")
+    code, values = body
+    cls = _DATACLASS_BY_CODE.get(code) if type(code) is int else None
+    if cls is None:
+        raise ProtocolError(f"unknown dataclass code {code!r}")
+    if type(values) is not dict:
+        raise ProtocolError(f"{cls.__name__} fields are not a map")
+    try:
+        return cls(**values)
+    except TypeError as exc:  # unknown, missing or non-string field names
+        raise ProtocolError(f"bad fields for {cls.__name__}: {exc}") from exc
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid {cls.__name__}: {exc}") from exc
+
+
+def _decode_dataframe(data: bytes, depth: int) -> pd.DataFrame:
+    import pandas as pd
+
+    ipc, meta = _frame_body(data, depth)
+    frame = _read_arrow(ipc).to_pandas()
+    labels = meta.get("columns")
+    if type(labels) is not list or len(labels) != frame.shape[1]:
+        raise ProtocolError("DataFrame column labels do not match its columns")
+    frame.columns = pd.Index(labels, name=meta.get("columns_name"), tupleize_cols=False)
+    return _restore_freq(frame, meta)
+
+
+def _decode_series(data: bytes, depth: int) -> pd.Series:
+    ipc, meta = _frame_body(data, depth)
+    frame = _read_arrow(ipc).to_pandas()
+    if list(frame.columns) != ["__values__"]:
+        raise ProtocolError("Series payload does not hold exactly one column")
+    series = frame["__values__"].rename(meta.get("name"))
+    return _restore_freq(series, meta)
+
+
+def _frame_body(data: bytes, depth: int) -> tuple[bytes, dict[str, Any]]:
+    body = _unpack_nested(data, depth + 1)
+    if type(body) is not list or len(body) != 2:
+        raise ProtocolError("frame payload is not [arrow_ipc, meta]")
+    ipc, meta = body
+    if type(ipc) is not bytes or type(meta) is not dict:
+        raise ProtocolError("frame payload is not [arrow_ipc, meta]")
+    return ipc, meta
+
+
+def _restore_freq(obj: Any, meta: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    freq = meta.get("freq")
+    if freq is None:
+        return obj
+    if type(freq) is not str or not isinstance(obj.index, pd.DatetimeIndex | pd.TimedeltaIndex):
+        raise ProtocolError(f"frame freq {freq!r} does not fit its index")
+    # The constructor checks the values conform to freq, so a lie is an error.
+    obj.index = type(obj.index)(obj.index, freq=freq)
+    return obj
+
+
+def _read_arrow(ipc: bytes) -> pa.Table:
+    import pyarrow as pa
+
+    buffer = pa.py_buffer(ipc)
+    for message in pa.ipc.MessageReader.open_stream(buffer):
+        if message.type in ("record batch", "dictionary batch") and _is_compressed(
+            message.metadata.to_pybytes(), dictionary=message.type == "dictionary batch"
+        ):
+            raise ProtocolError("compressed Arrow IPC bodies are not accepted")
+    with pa.ipc.open_stream(buffer) as reader:
+        table = reader.read_all()
+    # Offsets and lengths in the buffers are not checked by the reader; pandas
+    # conversion would trust them, so check every one first.
+    table.validate(full=True)
+    return table
+
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_S32 = struct.Struct("<i")
+
+
+def _is_compressed(metadata: bytes, *, dictionary: bool) -> bool:
+    """Return whether an Arrow IPC batch message declares a compressed body.
+
+    Reads the flatbuffer just far enough: ``Message.header`` (field 2) is a
+    ``RecordBatch`` (or a ``DictionaryBatch`` whose field 1 is one) whose
+    field 3, ``compression``, is present only when the body is compressed.
+    """
+
+    def field_position(table: int, index: int) -> int:
+        if table < 0:
+            raise ProtocolError("malformed Arrow message")
+        vtable = table - _S32.unpack_from(metadata, table)[0]
+        if vtable < 0:
+            raise ProtocolError("malformed Arrow message")
+        vtable_size = _U16.unpack_from(metadata, vtable)[0]
+        slot = 4 + 2 * index
+        if slot + 2 > vtable_size:
+            return 0
+        offset = _U16.unpack_from(metadata, vtable + slot)[0]
+        return table + offset if offset else 0
+
+    def child_table(table: int, index: int) -> int:
+        position = field_position(table, index)
+        if not position:
+            return 0
+        return position + _U32.unpack_from(metadata, position)[0]
+
+    root = _U32.unpack_from(metadata, 0)[0]
+    batch = child_table(root, 2)
+    if batch and dictionary:
+        batch = child_table(batch, 1)
+    if not batch:
+        return False
+    return field_position(batch, 3) != 0
+
+
+_DECODERS: Final[dict[int, Callable[[bytes, int], Any]]] = {
+    EXT_DECIMAL: _decode_decimal,
+    EXT_DATE: _decode_date,
+    EXT_TIMEDELTA: _decode_timedelta,
+    EXT_PD_TIMESTAMP: _decode_pd_timestamp,
+    EXT_PD_TIMEDELTA: _decode_pd_timedelta,
+    EXT_ENUM: _decode_enum,
+    EXT_DATACLASS: _decode_dataclass,
+    EXT_DATAFRAME: _decode_dataframe,
+    EXT_SERIES: _decode_series,
+}
+
+_HOOKS: Final = [_make_ext_hook(depth) for depth in range(MAX_DEPTH + 1)]

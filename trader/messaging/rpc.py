@@ -1,0 +1,314 @@
+"""RPC over DEALER -> ROUTER: one envelope, a correlation id, deadlines and typed errors.
+
+Request ``{id, method, args, kwargs, deadline}`` (deadline: absolute epoch
+seconds, or None); reply ``{id, ok: true, result}`` or ``{id, ok: false, error:
+{type, message, code}}``. A server calls only the methods in its explicit
+``MethodRegistry``; a remote ``TraderError`` arrives on the caller's side as the
+same class (see ``trader.errors.error_from_wire``). Every frame is one msgpack
+message through the platform codec: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from trader.errors import (
+    FrameTooLarge,
+    InternalError,
+    MethodNotFound,
+    Overloaded,
+    ProtocolError,
+    Timeout,
+    TraderError,
+    ValidationError,
+    error_from_wire,
+)
+from trader.messaging import codec
+from trader.messaging.drain import Drainer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+
+
+class MethodRegistry:
+    """The explicit whitelist of methods a service exposes over RPC."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, tuple[Callable[..., Any], inspect.Signature, bool]] = {}
+
+    def register(self, name: str, fn: Callable[..., Any]) -> None:
+        """Expose ``fn`` (sync or async) as ``name``; a name is registered once."""
+        if name in self._methods:
+            raise ValueError(f"RPC method {name!r} is already registered")
+        self._methods[name] = (fn, inspect.signature(fn), inspect.iscoroutinefunction(fn))
+
+    def names(self) -> list[str]:
+        """Return the registered method names, sorted."""
+        return sorted(self._methods)
+
+    def resolve(self, name: Any) -> tuple[Callable[..., Any], inspect.Signature, bool]:
+        """Return the method registered as ``name``, or raise MethodNotFound."""
+        entry = self._methods.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise MethodNotFound(f"unknown method {name!r}")
+        return entry
+
+
+def _check_request(request: Any) -> tuple[Any, str, list[Any], dict[str, Any], float | None]:
+    if not isinstance(request, dict):
+        raise ProtocolError("request is not a mapping")
+    rid = request.get("id")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise ProtocolError("request id must be a string or an integer")
+    method = request.get("method")
+    args = request.get("args", [])
+    kwargs = request.get("kwargs", {})
+    deadline = request.get("deadline")
+    if not isinstance(method, str):
+        raise ProtocolError("method must be a string", id=rid)
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ProtocolError("args must be a list and kwargs a mapping", id=rid)
+    if not all(isinstance(k, str) for k in kwargs):
+        raise ProtocolError("kwargs keys must be strings", id=rid)
+    if deadline is not None and (not isinstance(deadline, (int, float)) or isinstance(deadline, bool)):
+        raise ProtocolError("deadline must be a number or null", id=rid)
+    return rid, method, args, kwargs, deadline
+
+
+class RpcServer:
+    """Serve a ``MethodRegistry`` on a ROUTER socket from the running asyncio loop.
+
+    Sync methods run inline; async ones run as tasks so calls proceed
+    concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``).
+    Garbage, unknown methods and bad arguments get typed error replies; a
+    request whose deadline has passed is answered with ``Timeout`` unexecuted.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        registry: MethodRegistry,
+        *,
+        max_inflight: int = 256,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.registry = registry
+        self.max_inflight = max_inflight
+        self.max_frame_bytes = max_frame_bytes
+        self._ctx = context or zmq.Context.instance()
+        self._bind_to = endpoint
+        self._sock: zmq.Socket | None = None
+        self._drainer: Drainer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.endpoint = endpoint
+        self.served = 0
+        self.errors = 0
+
+    async def start(self) -> None:
+        """Bind and start serving; port 0 binds an ephemeral port (see ``endpoint``)."""
+        if self._sock is not None:
+            return
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        # A hard ceiling far above the soft limit, so a huge frame cannot exhaust memory.
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes * 4)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.bind(self._bind_to)
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = sock
+        self._drainer = Drainer(sock, self._on_frames, multipart=True)
+        self._drainer.start()
+        log.info("RPC serving %d methods on %s", len(self.registry.names()), self.endpoint)
+
+    async def close(self) -> None:
+        """Stop serving, cancel calls in flight and close the socket; safe to call twice."""
+        if self._sock is None:
+            return
+        if self._drainer is not None:
+            self._drainer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._sock.close()
+        self._sock = None
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        # [identity, (empty delimiter from REQ-style peers)..., payload]
+        if len(frames) < 2:
+            return
+        envelope, payload = frames[:-1], frames[-1]
+        rid: Any = None
+        method: Any = "?"
+        try:
+            if len(payload) > self.max_frame_bytes:
+                raise FrameTooLarge(f"request of {len(payload)} bytes exceeds {self.max_frame_bytes}")
+            request = codec.decode(payload)
+            rid, method, args, kwargs, deadline = _check_request(request)
+            if deadline is not None and time.time() > deadline:
+                raise Timeout(f"deadline of {method!r} passed before it ran")
+            fn, signature, is_async = self.registry.resolve(method)
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
+            if is_async:
+                if len(self._tasks) >= self.max_inflight:
+                    raise Overloaded(f"{len(self._tasks)} calls in flight; retry later")
+                task = asyncio.get_running_loop().create_task(
+                    self._run_async(envelope, rid, method, fn(*args, **kwargs))
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            if rid is None and isinstance(exc, ProtocolError):
+                rid = exc.details.pop("id", None)
+            self._reply_error(envelope, rid, str(method), exc)
+            return
+        self._reply(envelope, {"id": rid, "ok": True, "result": result})
+
+    async def _run_async(self, envelope: list[bytes], rid: Any, method: str, coro: Any) -> None:
+        try:
+            result = await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._reply_error(envelope, rid, method, exc)
+            return
+        self._reply(envelope, {"id": rid, "ok": True, "result": result})
+
+    def _reply_error(self, envelope: list[bytes], rid: Any, method: str, exc: Exception) -> None:
+        self.errors += 1
+        if isinstance(exc, TraderError):
+            log.warning("RPC %s (id %s) -> %s: %s", method, rid, exc.code, exc)
+            error = exc
+        else:
+            log.exception("RPC %s (id %s) failed", method, rid)
+            error = InternalError(f"{type(exc).__name__}: {exc}")
+        self._reply(envelope, {"id": rid, "ok": False, "error": error.to_wire()})
+
+    def _reply(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
+        if self._sock is None:
+            return
+        try:
+            data = codec.encode(reply)
+        except TraderError as exc:
+            log.error("RPC reply for id %s cannot be encoded: %s", reply.get("id"), exc)
+            data = codec.encode(
+                {"id": reply.get("id"), "ok": False, "error": InternalError(f"result not encodable: {exc}").to_wire()}
+            )
+        self.served += 1
+        try:
+            self._sock.send_multipart([*envelope, data], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("RPC reply for id %s dropped: peer not reading", reply.get("id"))
+        assert self._drainer is not None
+        self._drainer.kick()
+
+
+class RpcClient:
+    """Call a service's methods; many calls may be in flight at once from one client.
+
+    The DEALER socket reconnects on its own, so a client survives a server
+    restart: calls in flight when it died time out with ``Timeout``, and a reply
+    that arrives after its call timed out is dropped, never delivered to a later
+    call (ids are unique per client). Create and use it on one loop.
+    """
+
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._drainer: Drainer | None = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._prefix = f"{os.getpid():x}-{os.urandom(4).hex()}-"
+        self._ids = itertools.count(1)
+        self.stale_replies = 0
+
+    def _connect(self) -> zmq.Socket:
+        if self._sock is None:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 100_000)
+            sock.setsockopt(zmq.RCVHWM, 100_000)
+            sock.setsockopt(zmq.RECONNECT_IVL, 50)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            sock.connect(self.endpoint)
+            self._sock = sock
+            self._drainer = Drainer(sock, self._on_reply)
+            self._drainer.start()
+        return self._sock
+
+    async def call(self, method: str, /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` and return its result, or raise the remote error, typed.
+
+        Raises ``Timeout`` if no reply arrives within ``timeout`` seconds (the
+        client's default if None); the server skips a call whose deadline passed.
+        """
+        sock = self._connect()
+        timeout = self.timeout if timeout is None else timeout
+        rid = f"{self._prefix}{next(self._ids)}"
+        request = {"id": rid, "method": method, "args": list(args), "kwargs": kwargs,
+                   "deadline": time.time() + timeout}
+        data = codec.encode(request)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            try:
+                sock.send(data, zmq.NOBLOCK)
+            except zmq.Again:
+                raise Timeout(f"{method}: send queue to {self.endpoint} is full") from None
+            assert self._drainer is not None
+            self._drainer.kick()
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise Timeout(f"{method}: no reply from {self.endpoint} within {timeout:g}s") from None
+        finally:
+            self._pending.pop(rid, None)
+
+    def _on_reply(self, data: bytes) -> None:
+        try:
+            reply = codec.decode(data)
+            rid = reply["id"]
+        except (ProtocolError, TypeError, KeyError):
+            log.warning("undecodable RPC reply from %s dropped", self.endpoint)
+            return
+        future = self._pending.get(rid) if isinstance(rid, (str, int)) else None
+        if future is None or future.done():
+            self.stale_replies += 1
+            log.debug("stale RPC reply %s dropped", rid)
+            return
+        if reply.get("ok") is True:
+            future.set_result(reply.get("result"))
+        else:
+            future.set_exception(error_from_wire(reply.get("error")))
+
+    def close(self) -> None:
+        """Cancel the calls in flight and close the socket; safe to call twice."""
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
+        if self._drainer is not None:
+            self._drainer.stop()
+            self._drainer = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

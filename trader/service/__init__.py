@@ -1,0 +1,1 @@
+"""Service runtime: lifecycle states, the service base class and its entry point."""

@@ -1,0 +1,180 @@
+"""The service base: one asyncio loop, a lifecycle, heartbeats, an RPC endpoint, graceful stop.
+
+A service subclasses ``Service``, sets ``name``, registers its RPC methods in
+``register_methods`` and does its work in ``on_start``/``on_stop``. ``main()``
+owns the loop: it loads the settings, sets up logging and runs the service
+until SIGTERM or SIGINT, then stops it in order and exits 0 (non-zero if the
+service failed to start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import time
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from trader.config import Settings, load_settings
+from trader.errors import TraderError
+from trader.logsetup import setup_logging
+from trader.messaging.pubsub import Publisher
+from trader.messaging.rpc import MethodRegistry, RpcServer
+from trader.service.lifecycle import Lifecycle, ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Base class of every platform process; see the module docstring."""
+
+    name: ClassVar[str] = "service"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = settings.service(self.name)
+        self.lifecycle = Lifecycle(self.name, self._on_state_change)
+        self.registry = MethodRegistry()
+        self.publisher: Publisher | None = None
+        self.rpc: RpcServer | None = None
+        self._started = time.monotonic()
+        self._stop_requested: asyncio.Event | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.registry.register("status", self.status)
+        self.register_methods(self.registry)
+
+    # -- for subclasses ------------------------------------------------------
+    def register_methods(self, registry: MethodRegistry) -> None:
+        """Register this service's RPC methods (``status`` is already there)."""
+
+    async def on_start(self) -> None:
+        """Acquire resources and start work; raising here fails the start."""
+
+    async def on_stop(self) -> None:
+        """Release resources; called once, also after a failed start."""
+
+    def status_info(self) -> dict[str, Any]:
+        """Extra fields for ``status`` and the heartbeat."""
+        return {}
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def state(self) -> ServiceState:
+        return self.lifecycle.state
+
+    def set_degraded(self, reason: str) -> None:
+        """Report that the service runs but cannot do all its work (e.g. broker disconnected)."""
+        if self.lifecycle.can_move(ServiceState.DEGRADED):
+            self.lifecycle.move(ServiceState.DEGRADED, reason)
+
+    def set_running(self, reason: str = "") -> None:
+        """Report that the service is fully working again."""
+        if self.lifecycle.can_move(ServiceState.RUNNING):
+            self.lifecycle.move(ServiceState.RUNNING, reason)
+
+    def status(self) -> dict[str, Any]:
+        """Return the service's state for RPC callers and the heartbeat."""
+        return {
+            "service": self.name,
+            "state": self.state.value,
+            "reason": self.lifecycle.reason,
+            "pid": os.getpid(),
+            "time": datetime.now(timezone.utc),
+            "uptime": round(time.monotonic() - self._started, 3),
+            **self.status_info(),
+        }
+
+    def _on_state_change(self, state: ServiceState, reason: str) -> None:
+        # Publish at once so watchers need not wait for the next beat.
+        self._beat()
+
+    def _beat(self) -> None:
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.publish(f"heartbeat.{self.name}", self.status())
+        except TraderError:
+            log.exception("%s: heartbeat could not be published", self.name)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            self._beat()
+            await asyncio.sleep(interval)
+
+    # -- run -----------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the service to stop; safe to call twice and from a signal handler."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def run(self) -> int:
+        """Start, serve until a stop is requested, stop; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        code = 0
+        try:
+            self.publisher = Publisher(self.settings.bus.pub_endpoint)
+            self._heartbeat_task = loop.create_task(self._heartbeat_loop())
+            endpoint = self.config.rpc_endpoint
+            if endpoint is not None:
+                self.rpc = RpcServer(
+                    endpoint,
+                    self.registry,
+                    max_inflight=self.config.max_inflight,
+                    max_frame_bytes=self.settings.bus.max_frame_bytes,
+                )
+                await self.rpc.start()
+            await self.on_start()
+            self.set_running("started")
+            await self._stop_requested.wait()
+        except Exception:
+            log.exception("%s failed", self.name)
+            code = 1
+        finally:
+            await self._shutdown()
+        return code
+
+    async def _shutdown(self) -> None:
+        if self.lifecycle.can_move(ServiceState.STOPPING):
+            self.lifecycle.move(ServiceState.STOPPING, "stop requested")
+        try:
+            await self.on_stop()
+        except Exception:
+            log.exception("%s: error while stopping", self.name)
+        if self.rpc is not None:
+            await self.rpc.close()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self.lifecycle.can_move(ServiceState.STOPPED):
+            self.lifecycle.move(ServiceState.STOPPED)
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+
+
+def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
+    """Run ``service_cls`` as a process: parse ``--profile``, load settings, log, serve."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service_cls.name}")
+    parser.add_argument("--profile", default=None, help="settings profile (default: TRADER_PROFILE or 'default')")
+    args = parser.parse_args(argv)
+    setup_logging(service_cls.name)
+    try:
+        settings = load_settings(args.profile)
+    except TraderError as exc:
+        log.error("%s: %s", service_cls.name, exc)
+        return exc.exit_code
+    setup_logging(
+        service_cls.name,
+        settings.path(settings.storage.logs_dir),
+        settings.service(service_cls.name).log_level or settings.log_level,
+        secrets=settings.secrets(),
+    )
+    log.info("%s starting (pid %d, profile %s)", service_cls.name, os.getpid(), settings.profile)
+    return asyncio.run(service_cls(settings).run())
