@@ -88,3 +88,10 @@ def test_env_values_are_typed_like_yaml() -> None:
         "a": {"b": 6000}, "c": True, "d": "x y"}
     # Structured values are taken as plain strings, never parsed into objects.
     assert env_overrides({"TRADER_E": "{a: 1}"}) == {"e": "{a: 1}"}
+
+
+def test_the_jobs_file_resolves_beside_trader_yaml_not_under_home(tmp_path: Path) -> None:
+    home = tmp_path / "elsewhere"
+    settings = load_settings(None, REPO_ROOT / "configs" / "trader.yaml", env={"TRADER_HOME": str(home)})
+    assert settings.config_path(settings.pycron.config) == REPO_ROOT / "configs" / "pycron.yaml"
+    assert settings.path(settings.storage.logs_dir) == home.resolve() / "logs"

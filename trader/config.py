@@ -68,7 +68,9 @@ class PycronSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     token: SecretStr | None = None
-    config: Path = Path("configs/pycron.yaml")
+    # Relative to the directory of the trader.yaml that was loaded, not to the home:
+    # a home holds data and logs, the configs travel together.
+    config: Path = Path("pycron.yaml")
     heartbeat_timeout: float = Field(5.0, gt=0)
 
 
@@ -88,6 +90,7 @@ class Settings(StrictModel):
     """The platform's settings after profile merge and environment overrides."""
 
     home: Path = REPO_ROOT
+    config_file: Path = REPO_ROOT / "configs" / "trader.yaml"
     profile: str = "default"
     log_level: str = "INFO"
     bus: BusSettings = BusSettings()
@@ -100,6 +103,11 @@ class Settings(StrictModel):
         """Resolve a configured path against the platform home."""
         p = Path(p)
         return p if p.is_absolute() else self.home / p
+
+    def config_path(self, p: Path | str) -> Path:
+        """Resolve a path to another config file against the loaded trader.yaml's directory."""
+        p = Path(p)
+        return p if p.is_absolute() else self.config_file.parent / p
 
     def service(self, name: str) -> ServiceSettings:
         """Return one service's settings, defaults if the file does not name it."""
@@ -231,5 +239,6 @@ def load_settings(
     merged = deep_merge(merged, env_data)
     merged["profile"] = name
     merged["home"] = str(default_home(env))
+    merged["config_file"] = str(Path(path).resolve())
     source = f"{path} (profile {name}{', with TRADER_* environment overrides' if env_data else ''})"
     return validate(Settings, merged, source, origins)

@@ -1,0 +1,1 @@
+"""pycron: the platform's process supervisor (dependency order, restarts, schedules, HTTP control)."""

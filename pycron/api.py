@@ -1,0 +1,168 @@
+"""pycron's HTTP control API (aiohttp): status, job start/stop/restart, shutdown; bearer token required.
+
+Every reply is one envelope: ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": {"type", "code", "message"}}`` with the HTTP status
+taken from ``HTTP_STATUS`` by the error's code. The token is compared in
+constant time and never logged.
+
+    GET  /status                  {profile, pid, closing, jobs: [JobStatus...]}
+    POST /jobs/{name}/start       the job's status once the start settled
+    POST /jobs/{name}/stop        the job's status once stopped
+    POST /jobs/{name}/restart     the job's status once the start settled
+    POST /shutdown                {"shutting_down": true}; jobs stop in reverse order, then pycron exits
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pycron.supervisor import Supervisor
+from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS: dict[str, int] = {
+    "invalid": 400,
+    "config": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "unknown_method": 404,
+    "conflict": 409,
+    "overloaded": 429,
+    "internal": 500,
+    "unavailable": 503,
+    "timeout": 504,
+}
+
+_SUPERVISOR = web.AppKey("supervisor", Supervisor)
+_SHUTDOWN: web.AppKey[Callable[[], None]] = web.AppKey("request_shutdown")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ok(result: Any) -> web.Response:
+    """Return the success envelope."""
+    return web.json_response({"ok": True, "result": result})
+
+
+def error_response(exc: TraderError) -> web.Response:
+    """Return the error envelope with the status mapped from the error's code."""
+    return web.json_response(
+        {"ok": False, "error": exc.to_wire()}, status=HTTP_STATUS.get(exc.code, 500)
+    )
+
+
+def _middlewares(token: str) -> list[Any]:
+    expected = ("Bearer " + token).encode()
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            log.warning(
+                "refused %s %s from %s: missing or wrong token",
+                request.method,
+                request.path,
+                request.remote,
+            )
+            return error_response(Unauthorized("missing or invalid bearer token"))
+        return await handler(request)
+
+    @web.middleware
+    async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except TraderError as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return error_response(
+                    NotFound(f"no such endpoint: {request.method} {request.path}")
+                )
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": {"type": "HTTPError", "code": "invalid", "message": exc.reason},
+                },
+                status=exc.status,
+            )
+        except Exception as exc:
+            log.exception("control API: %s %s failed", request.method, request.path)
+            return error_response(InternalError(f"{type(exc).__name__}: {exc}"))
+
+    # Authentication first: an unauthenticated caller learns nothing, not even which paths exist.
+    return [authenticate, envelope]
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return ok(request.app[_SUPERVISOR].summary())
+
+
+async def post_job(request: web.Request) -> web.Response:
+    supervisor = request.app[_SUPERVISOR]
+    name, action = request.match_info["name"], request.match_info["action"]
+    operations = {
+        "start": supervisor.start_job,
+        "stop": supervisor.stop_job,
+        "restart": supervisor.restart_job,
+    }
+    status = await operations[action](name)
+    return ok(status.to_dict())
+
+
+async def post_shutdown(request: web.Request) -> web.Response:
+    request.app[_SHUTDOWN]()
+    return ok({"shutting_down": True})
+
+
+def create_app(
+    supervisor: Supervisor, token: str, request_shutdown: Callable[[], None]
+) -> web.Application:
+    """Return the control application; ``request_shutdown`` is called by ``POST /shutdown``."""
+    if not token:
+        raise Unavailable("the control API needs a token")
+    app = web.Application(middlewares=_middlewares(token))
+    app[_SUPERVISOR] = supervisor
+    app[_SHUTDOWN] = request_shutdown
+    app.router.add_get("/status", get_status)
+    app.router.add_post("/jobs/{name}/{action:start|stop|restart}", post_job)
+    app.router.add_post("/shutdown", post_shutdown)
+    return app
+
+
+class ControlServer:
+    """Serve the control API on ``host:port`` (port 0: an ephemeral port, see ``port``)."""
+
+    def __init__(
+        self, supervisor: Supervisor, token: str, request_shutdown: Callable[[], None]
+    ) -> None:
+        self._app = create_app(supervisor, token, request_shutdown)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; return the bound port. Raise Unavailable if the address is taken."""
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise Unavailable(
+                f"control API cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("control API listening on http://%s:%d", host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        """Stop serving; safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

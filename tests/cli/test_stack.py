@@ -1,0 +1,130 @@
+"""``trader up / status / down / pycron`` end to end: the real pycron, redis-server and bus on a temp home."""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from trader.cli.main import cli
+
+
+def trader(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def status_json() -> list[dict]:
+    result = trader("status", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_up_status_restart_down(stack_env, home_processes) -> None:
+    home = stack_env.home
+    result = trader("up", "--detach", "--profile", "test", "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    assert "2 jobs ready" in result.stdout
+
+    token_file = home / "run" / "pycron.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+    pycron_pid = int((home / "run" / "pycron.pid").read_text())
+    assert alive(pycron_pid)
+    assert token not in Path(f"/proc/{pycron_pid}/cmdline").read_text()
+
+    again = trader("up", "--detach", "--profile", "test")
+    assert again.exit_code == 9 and "already running" in again.output
+
+    jobs = {job["name"]: job for job in status_json()}
+    assert set(jobs) == {"redis", "bus"}
+    for job in jobs.values():
+        assert job["state"] == "RUNNING" and job["healthy"] is True and job["restarts"] == 0
+        assert alive(job["pid"])
+    assert jobs["bus"]["heartbeat"]["state"] == "RUNNING"
+    assert jobs["bus"]["heartbeat"]["age"] < 5
+
+    table = trader("--profile", "test", "status")
+    assert table.exit_code == 0
+    assert "redis" in table.stdout and "bus" in table.stdout and "RUNNING" in table.stdout
+
+    restarted = trader("pycron", "restart", "bus")
+    assert restarted.exit_code == 0, restarted.output
+    bus = {job["name"]: job for job in status_json()}["bus"]
+    assert bus["state"] == "RUNNING" and bus["pid"] != jobs["bus"]["pid"]
+    assert not alive(jobs["bus"]["pid"])
+    assert trader("pycron", "restart", "ghost").exit_code == 4
+
+    pids = [pycron_pid, jobs["redis"]["pid"], bus["pid"]]
+    down = trader("down", "--timeout", "30")
+    assert down.exit_code == 0, down.output
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="every process gone")
+    assert home_processes() == []
+    assert not (home / "run" / "pycron.pid").exists()
+
+    after = trader("status")
+    assert after.exit_code == 7 and "not reachable" in after.output
+    for log in (home / "logs").iterdir():
+        assert token not in log.read_text(errors="replace"), log
+
+
+def test_status_and_down_when_nothing_runs(stack_env) -> None:
+    result = trader("status")
+    assert result.exit_code == 7
+    assert result.output.startswith("error (unavailable):") and len(result.output.splitlines()) == 1
+    down = trader("down")
+    assert down.exit_code == 0 and "not running" in down.output
+
+
+def test_up_reports_a_bad_jobs_file(stack_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = stack_env.home / "jobs.yaml"
+    jobs.write_text("jobs:\n  redis: {command: redis-server, helth: {tcp: 1}}\n")
+    monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs))
+    result = trader("up", "--detach", "--timeout", "20")
+    assert result.exit_code == 2
+    assert "jobs.redis.helth: unknown key" in result.output
+
+
+@pytest.mark.slow
+def test_up_shows_the_log_of_a_failed_job(
+    stack_env, monkeypatch: pytest.MonkeyPatch, home_processes
+) -> None:
+    jobs = stack_env.home / "jobs.yaml"
+    jobs.write_text(
+        "jobs:\n"
+        "  broken:\n"
+        "    command: ${python} -c \"import sys; print('boom, cannot open the thing'); sys.exit(3)\"\n"
+        "    max_restarts: 1\n"
+        "    backoff: {initial: 0.1}\n"
+    )
+    monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs))
+    result = trader("up", "--detach", "--timeout", "20")
+    assert result.exit_code == 7, result.output
+    assert "boom, cannot open the thing" in result.output
+    assert "job broken FAILED (last exit 3)" in result.output
+    down = trader("down")
+    assert down.exit_code == 0, down.output
+    wait_until(lambda: home_processes() == [], what="pycron gone")

@@ -1,0 +1,133 @@
+"""Shared fixtures: free loopback ports, a throwaway platform home, and a stack environment.
+
+Processes started for a test are found again by their environment
+(``TRADER_HOME=<the test's home>``) and killed by pid at teardown, so a
+failing test leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """Return a function giving a free 127.0.0.1 TCP port, never the same one twice in a test."""
+    given: set[int] = set()
+
+    def pick() -> int:
+        while True:
+            port = _free_port()
+            if port not in given:
+                given.add(port)
+                return port
+
+    return pick
+
+
+def pids_with_home(home: Path) -> list[int]:
+    """Return the pids of our processes whose environment has ``TRADER_HOME=<home>``."""
+    marker = f"TRADER_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL each pid and its process group, and reap those that are our children."""
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def trader_home(tmp_path: Path) -> Iterator[Path]:
+    """A fresh platform home; every process still running with it as TRADER_HOME is killed after the test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    yield home
+    leftovers = pids_with_home(home)
+    kill_pids(leftovers)
+
+
+@dataclass
+class StackEnv:
+    """The environment a whole-stack test runs in: its home and its ephemeral ports."""
+
+    home: Path
+    redis_port: int
+    pub_port: int
+    sub_port: int
+    pycron_port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def stack_env(
+    trader_home: Path, free_port: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> StackEnv:
+    """Point the platform at a temp home, the repository's configs and fresh ports (via TRADER_* env)."""
+    stack = StackEnv(
+        home=trader_home,
+        redis_port=free_port(),
+        pub_port=free_port(),
+        sub_port=free_port(),
+        pycron_port=free_port(),
+    )
+    stack.env = {
+        "TRADER_HOME": str(trader_home),
+        "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml"),
+        "TRADER_REDIS__PORT": str(stack.redis_port),
+        "TRADER_BUS__PUB_PORT": str(stack.pub_port),
+        "TRADER_BUS__SUB_PORT": str(stack.sub_port),
+        "TRADER_PYCRON__PORT": str(stack.pycron_port),
+    }
+    for name in list(os.environ):
+        if name.startswith("TRADER_"):
+            monkeypatch.delenv(name)
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+@pytest.fixture
+def home_processes(trader_home: Path) -> Callable[[], list[int]]:
+    """Return a function listing the live processes started with this test's home."""
+    return lambda: pids_with_home(trader_home)

@@ -1,0 +1,404 @@
+"""Stack commands: ``trader up``, ``down``, ``status`` and ``pycron start|stop|restart JOB``.
+
+``up`` starts pycron (``python -m pycron``), which starts the profile's jobs.
+The control token reaches pycron through its environment, never its command
+line. ``--detach`` runs pycron in a session of its own, logging to
+``<logs_dir>/pycron.out``, and returns once every job is ready, or fails with
+the log tail of the job that is not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from pycron import runfiles
+from pycron.client import PycronClient
+from trader.cli.context import CliContext, pass_cli
+from trader.config import Settings, config_path
+from trader.errors import (
+    EXIT_CODES,
+    Conflict,
+    InternalError,
+    Timeout,
+    TraderError,
+    Unavailable,
+    error_from_wire,
+)
+
+POLL = 0.2
+TAIL_LINES = 20
+STATE_STYLE = {
+    "RUNNING": "green",
+    "STARTING": "cyan",
+    "PENDING": "cyan",
+    "BACKOFF": "yellow",
+    "FAILED": "bold red",
+    "STOPPING": "yellow",
+    "STOPPED": "dim",
+    "SCHEDULED": "blue",
+    "COMPLETED": "blue",
+}
+
+
+def register(group: click.Group) -> None:
+    """Add the stack commands to the ``trader`` group."""
+    for command in (up, down, status, pycron_group):
+        group.add_command(command)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    """Return the last ``lines`` lines of a text file ([] if it does not exist)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+
+def _show_tail(title: str, path: Path) -> None:
+    # Plain echo, not rich: log lines must reach the terminal unwrapped and unstyled.
+    click.echo(f"--- {title}: last lines of {path}", err=True)
+    for line in tail(path) or ["(empty)"]:
+        click.echo(line, err=True)
+
+
+def _running_client(settings: Settings) -> PycronClient:
+    """Return a client for the running pycron, or raise Unavailable if there is evidently none."""
+    token = runfiles.read_token(settings)
+    if not token:
+        raise Unavailable(
+            f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
+        )
+    return PycronClient(f"http://{settings.pycron.host}:{settings.pycron.port}", token)
+
+
+def _pycron_environment(settings: Settings, token: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            runfiles.TOKEN_ENV: token,
+            "TRADER_HOME": str(settings.home),
+            "TRADER_PROFILE": settings.profile,
+            "TRADER_CONFIG": str(config_path()),
+        }
+    )
+    return env
+
+
+def _error_for_exit(code: int, message: str) -> TraderError:
+    """Return the error class pycron exited with (by exit code), carrying its message."""
+    for name, exit_code in EXIT_CODES.items():
+        if exit_code == code:
+            return error_from_wire({"code": name, "message": message})
+    return InternalError(message)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while runfiles.pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def format_duration(seconds: float | None) -> str:
+    """Return ``42s``, ``3m05s``, ``2h07m`` or ``4d03h``."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    pid = f" pid {job['pid']}" if job.get("pid") else ""
+    health = "healthy" if job.get("healthy") else "not healthy"
+    return f"{job['name']}: {job['state']}{pid}, {health}, restarts {job.get('restarts', 0)}"
+
+
+# -- up ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--profile", default=None, help="Profile to run (default: the global --profile).")
+@click.option(
+    "--detach",
+    "-d",
+    is_flag=True,
+    help="Run pycron in the background; return once every job is ready.",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="With --detach: seconds to wait for the jobs.",
+)
+@pass_cli
+def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> None:
+    """Start pycron and the profile's jobs."""
+    settings = cli.settings(profile)
+    pid = runfiles.running_pid(settings)
+    if pid is not None:
+        raise Conflict(
+            f"pycron is already running for {settings.home} (pid {pid}); `trader down` first"
+        )
+    token = runfiles.ensure_token(settings)
+    argv = [sys.executable, "-m", "pycron", "--profile", settings.profile]
+    env = _pycron_environment(settings, token)
+    if not detach:
+        _run_foreground(argv, env, settings)
+        return
+    logs = settings.path(settings.storage.logs_dir)
+    logs.mkdir(parents=True, exist_ok=True)
+    out_path = logs / "pycron.out"
+    pid = spawn_detached(argv, env, out_path)
+    if not cli.json:
+        cli.err.print(
+            f"pycron started (pid {pid}, profile {settings.profile}); waiting for the jobs",
+            highlight=False,
+        )
+    with PycronClient(f"http://{settings.pycron.host}:{settings.pycron.port}", token) as client:
+        jobs = _wait_ready(pid, client, timeout, out_path)
+    if cli.json:
+        cli.emit_json({"pid": pid, "profile": settings.profile, "jobs": jobs})
+    else:
+        for job in jobs:
+            cli.console.print(_job_line(job), highlight=False)
+        cli.console.print(f"up: {len(jobs)} jobs ready (pycron pid {pid})", highlight=False)
+
+
+def spawn_detached(argv: list[str], env: dict[str, str], out_path: Path) -> int:
+    """Start ``argv`` in a new session with stdout and stderr appended to ``out_path``; return its pid.
+
+    A bare pid rather than a Popen: the child is meant to outlive this process.
+    """
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, fd, 1),
+                (os.POSIX_SPAWN_DUP2, fd, 2),
+                (os.POSIX_SPAWN_CLOSE, fd),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def _exit_code(pid: int) -> int | None:
+    """Return the exit code of our child ``pid`` if it has exited (reaping it), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None if runfiles.pid_alive(pid) else 1
+    return os.waitstatus_to_exitcode(status) if done == pid else None
+
+
+def _run_foreground(argv: list[str], env: dict[str, str], settings: Settings) -> None:
+    proc = subprocess.Popen(argv, env=env, cwd=settings.home)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reached pycron too; a signal sent to us alone did not: forward it.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait()
+    if code != 0:
+        raise click.exceptions.Exit(code)
+
+
+def _wait_ready(
+    pid: int, client: PycronClient, timeout: float, out_path: Path
+) -> list[dict[str, Any]]:
+    """Poll until every job is ready; raise with the log tail of what failed or is late."""
+    deadline = time.monotonic() + timeout
+    jobs: list[dict[str, Any]] = []
+    while True:
+        code = _exit_code(pid)
+        if code is not None:
+            lines = tail(out_path)
+            errors = [line for line in lines if line.startswith("pycron: error:")]
+            message = (
+                errors[-1].removeprefix("pycron: error:").strip()
+                if errors
+                else f"pycron exited with code {code}"
+            )
+            if not errors:
+                _show_tail("pycron", out_path)
+            raise _error_for_exit(code, message)
+        try:
+            jobs, answered = client.jobs(), True
+        except (Unavailable, Timeout):
+            # Not listening yet, or someone else holds the port and pycron is about to exit.
+            jobs, answered = [], False
+        failed = [j for j in jobs if j["state"] == "FAILED"]
+        if failed:
+            for job in failed:
+                _show_tail(f"job {job['name']}", Path(job["log"]))
+            names = ", ".join(j["name"] for j in failed)
+            raise Unavailable(
+                f"job {names} FAILED (last exit {failed[0]['last_exit']}); pycron (pid {pid}) is still "
+                "running: see `trader status`, stop it with `trader down`"
+            )
+        if answered and all(j["ready"] for j in jobs):
+            return jobs
+        if time.monotonic() > deadline:
+            waiting = [j for j in jobs if not j["ready"]]
+            for job in waiting:
+                _show_tail(f"job {job['name']} ({job['state']})", Path(job["log"]))
+            names = (
+                ", ".join(f"{j['name']} ({j['state']})" for j in waiting) or "pycron's control API"
+            )
+            raise Timeout(
+                f"not ready within {timeout:g}s: {names}; pycron (pid {pid}) is still running: "
+                "see `trader status`, stop it with `trader down`"
+            )
+        time.sleep(POLL)
+
+
+# -- down ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=float,
+    help="Seconds to wait for pycron to exit.",
+)
+@pass_cli
+def down(cli: CliContext, timeout: float) -> None:
+    """Stop every job in reverse dependency order, then pycron."""
+    settings = cli.settings()
+    pid = runfiles.running_pid(settings)
+    try:
+        with _running_client(settings) as client:
+            pid = client.status()["pid"]
+            client.shutdown()
+    except Unavailable:
+        if pid is None:
+            cli.err.print("pycron is not running", highlight=False)
+            return
+        # The API does not answer but the process lives: fall back to a signal.
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        raise Timeout(f"pycron (pid {pid}) still running {timeout:g}s after the shutdown request")
+    cli.err.print(f"pycron (pid {pid}) stopped", highlight=False)
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
+@pass_cli
+def status(cli: CliContext, as_json: bool) -> None:
+    """Show every job: state, pid, uptime, restarts, health, last heartbeat."""
+    with _running_client(cli.settings()) as client:
+        result = client.status()
+    if as_json or cli.json:
+        cli.emit_json(result["jobs"])
+        return
+    table = Table(
+        title=f"pycron pid {result['pid']}, profile {result['profile']}", title_justify="left"
+    )
+    for column in (
+        "job",
+        "state",
+        "pid",
+        "uptime",
+        "restarts",
+        "healthy",
+        "heartbeat",
+        "last exit",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("pid", "uptime", "restarts") else "left"
+        )
+    for job in result["jobs"]:
+        beat = job.get("heartbeat")
+        table.add_row(
+            job["name"],
+            Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
+            str(job["pid"] or "-"),
+            format_duration(job.get("uptime")),
+            str(job["restarts"]),
+            Text("yes", style="green") if job["healthy"] else Text("no", style="red"),
+            f"{beat['state']} {beat['age']:.1f}s ago" if beat else "-",
+            "-" if job.get("last_exit") is None else str(job["last_exit"]),
+        )
+    cli.console.print(table)
+
+
+# -- pycron start|stop|restart JOB ---------------------------------------------------------
+
+
+@click.group("pycron")
+def pycron_group() -> None:
+    """Control one job of the running pycron."""
+
+
+def _control(cli: CliContext, action: str, name: str) -> None:
+    with _running_client(cli.settings()) as client:
+        operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
+        job = operations[action](name)
+    if cli.json:
+        cli.emit_json(job)
+    else:
+        cli.console.print(_job_line(job), highlight=False)
+    if action != "stop" and not job["ready"]:
+        _show_tail(f"job {name}", Path(job["log"]))
+        raise Unavailable(f"job {name} is {job['state']} after the {action} (log: {job['log']})")
+
+
+@pycron_group.command("start")
+@click.argument("job")
+@pass_cli
+def start_job(cli: CliContext, job: str) -> None:
+    """Start JOB (a stopped or failed job; a scheduled job runs now)."""
+    _control(cli, "start", job)
+
+
+@pycron_group.command("stop")
+@click.argument("job")
+@pass_cli
+def stop_job(cli: CliContext, job: str) -> None:
+    """Stop JOB; it stays stopped until started again."""
+    _control(cli, "stop", job)
+
+
+@pycron_group.command("restart")
+@click.argument("job")
+@pass_cli
+def restart_job(cli: CliContext, job: str) -> None:
+    """Stop JOB if it runs, then start it."""
+    _control(cli, "restart", job)
