@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 import stat
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.waiting import wait_until_blocking
 from trader.cli.main import cli
 
 
 def trader(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout}s")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -81,7 +70,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     pids = [pycron_pid, jobs["redis"]["pid"], bus["pid"]]
     down = trader("down", "--timeout", "30")
     assert down.exit_code == 0, down.output
-    wait_until(lambda: not any(alive(pid) for pid in pids), what="every process gone")
+    wait_until_blocking(lambda: not any(alive(pid) for pid in pids), what="every process gone")
     assert home_processes() == []
     assert not (home / "run" / "pycron.pid").exists()
 
@@ -127,4 +116,4 @@ def test_up_shows_the_log_of_a_failed_job(
     assert "job broken FAILED (last exit 3)" in result.output
     down = trader("down")
     assert down.exit_code == 0, down.output
-    wait_until(lambda: home_processes() == [], what="pycron gone")
+    wait_until_blocking(lambda: home_processes() == [], what="pycron gone")

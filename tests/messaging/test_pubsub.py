@@ -10,7 +10,7 @@ import pytest
 import zmq
 from reactivex import operators as ops
 
-from tests.messaging.waiting import wait_until
+from tests.waiting import wait_until
 from trader.errors import ValidationError
 from trader.messaging import codec
 from trader.messaging.proxy import BusProxy

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import zmq
 
-from tests.messaging.waiting import wait_until
+from tests.waiting import wait_until
 from trader.errors import (
     InternalError,
     MethodNotFound,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -16,6 +15,7 @@ import yaml
 
 from pycron.config import PycronConfig, parse_jobs
 from pycron.supervisor import Supervisor, utc_now
+from tests.waiting import wait_until  # noqa: F401  (re-exported for the pycron tests)
 from trader.config import Settings
 
 CHILD = Path(__file__).resolve().parent / "child.py"
@@ -45,17 +45,6 @@ async def running(
         yield supervisor
     finally:
         await supervisor.shutdown()
-
-
-async def wait_until(
-    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 class Event(NamedTuple):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, StackEnv
-from tests.messaging.waiting import wait_until
+from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.errors import NotFound
 from trader.messaging.pubsub import Message, Subscriber
