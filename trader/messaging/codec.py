@@ -131,15 +131,6 @@ _TIMEDELTA = struct.Struct(">iII")
 # caller's thread context might not, so decoding uses its own.
 _STRICT_DECIMAL = Context(traps=[InvalidOperation])
 
-_UNPACK_OPTIONS: Final[dict[str, Any]] = {
-    "raw": False,
-    "strict_map_key": False,
-    "timestamp": 3,  # msgpack Timestamp -> aware UTC datetime
-    "use_list": True,
-    # max_*_len default to len(data) in unpackb: a declared length can never
-    # exceed what was received, so a tiny frame cannot claim a huge array.
-}
-
 
 def _index(table: tuple[tuple[int, Any], ...], kind: str) -> dict[int, Any]:
     by_code: dict[int, Any] = {}
@@ -423,7 +414,7 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     it carries fails its own validation.
     """
     try:
-        return msgpack.unpackb(data, ext_hook=_HOOKS[0], **_UNPACK_OPTIONS)
+        return _unpack(data, _HOOK0)
     except ProtocolError:
         raise
     except ValidationError as exc:
@@ -435,7 +426,22 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 def _unpack_nested(data: bytes, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError(f"extension values nest deeper than {MAX_DEPTH}")
-    return msgpack.unpackb(data, ext_hook=_HOOKS[depth], **_UNPACK_OPTIONS)
+    return _unpack(data, _HOOKS[depth])
+
+
+def _unpack(data: bytes | bytearray | memoryview, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    # Keyword arguments spelled out rather than a **options dict: building the
+    # kwargs dict per call costs a third of a small frame's decode. unpackb's
+    # max_*_len default to len(data): a declared length can never exceed what
+    # was received, so a tiny frame cannot claim a huge array.
+    return msgpack.unpackb(
+        data,
+        ext_hook=ext_hook,
+        raw=False,
+        strict_map_key=False,
+        timestamp=3,  # msgpack Timestamp -> aware UTC datetime
+        use_list=True,
+    )
 
 
 def _make_ext_hook(depth: int) -> Callable[[int, bytes], Any]:
@@ -615,3 +621,4 @@ _DECODERS: Final[dict[int, Callable[[bytes, int], Any]]] = {
 }
 
 _HOOKS: Final = [_make_ext_hook(depth) for depth in range(MAX_DEPTH + 1)]
+_HOOK0: Final = _HOOKS[0]

@@ -186,7 +186,8 @@ class Subscriber:
         if sep <= 0:
             self._drop("frame has no topic separator", data)
             return
-        route = self._route(data[:sep])
+        raw_topic = data[:sep]
+        route = self._cache.get(raw_topic) or self._route(raw_topic)
         if route is None:
             self._drop("topic is not ASCII", data)
             return
