@@ -20,7 +20,7 @@ from pycron import runfiles
 from pycron.api import ControlServer
 from pycron.config import PycronConfig, load_jobs
 from pycron.supervisor import Supervisor
-from trader.config import Settings, config_path, load_settings
+from trader.config import Settings, load_settings
 from trader.errors import ConfigError, Conflict, TraderError
 from trader.logsetup import setup_logging
 
@@ -37,15 +37,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def trader_environment(settings: Settings) -> dict[str, str]:
-    """Return the variables that make a child load exactly the settings pycron loaded."""
-    return {
-        "TRADER_HOME": str(settings.home),
-        "TRADER_PROFILE": settings.profile,
-        "TRADER_CONFIG": str(config_path()),
-    }
-
-
 async def serve(settings: Settings, config: PycronConfig, token: str) -> int:
     """Run the supervisor and its control API until a signal or ``POST /shutdown``; return the exit code.
 
@@ -55,7 +46,7 @@ async def serve(settings: Settings, config: PycronConfig, token: str) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = Supervisor(config, settings, trader_env=trader_environment(settings))
+    supervisor = Supervisor(config, settings, trader_env=settings.locator_env())
     server = ControlServer(supervisor, token, stop.set)
     await server.start(settings.pycron.host, settings.pycron.port)
     runfiles.write_pid(settings)

@@ -113,6 +113,17 @@ class Settings(StrictModel):
         """Return one service's settings, defaults if the file does not name it."""
         return self.services.get(name, ServiceSettings())
 
+    def locator_env(self) -> dict[str, str]:
+        """Return the variables that make another process load exactly these settings.
+
+        TRADER_* overrides travel separately, through the inherited environment.
+        """
+        return {
+            "TRADER_HOME": str(self.home),
+            "TRADER_PROFILE": self.profile,
+            "TRADER_CONFIG": str(self.config_file),
+        }
+
     def secrets(self) -> list[str]:
         """Every secret value in these settings, for log masking."""
         found: list[str] = []

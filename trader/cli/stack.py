@@ -24,7 +24,7 @@ from rich.text import Text
 from pycron import runfiles
 from pycron.client import PycronClient
 from trader.cli.context import CliContext, pass_cli
-from trader.config import Settings, config_path
+from trader.config import Settings
 from trader.errors import (
     EXIT_CODES,
     Conflict,
@@ -89,16 +89,7 @@ def _running_client(settings: Settings) -> PycronClient:
 
 
 def _pycron_environment(settings: Settings, token: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            runfiles.TOKEN_ENV: token,
-            "TRADER_HOME": str(settings.home),
-            "TRADER_PROFILE": settings.profile,
-            "TRADER_CONFIG": str(config_path()),
-        }
-    )
-    return env
+    return {**os.environ, **settings.locator_env(), runfiles.TOKEN_ENV: token}
 
 
 def _error_for_exit(code: int, message: str) -> TraderError:
