@@ -47,6 +47,15 @@ class Service:
         self.register_methods(self.registry)
 
     # -- for subclasses ------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this service's own command-line options (``--profile`` is already there)."""
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: argparse.Namespace) -> Service:
+        """Build the service from its settings and parsed options; a ConfigError fails the start."""
+        return cls(settings)
+
     def register_methods(self, registry: MethodRegistry) -> None:
         """Register this service's RPC methods (``status`` is already there)."""
 
@@ -160,13 +169,15 @@ class Service:
 
 
 def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
-    """Run ``service_cls`` as a process: parse ``--profile``, load settings, log, serve."""
+    """Run ``service_cls`` as a process: parse its options, load settings, log, serve."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service_cls.name}")
     parser.add_argument("--profile", default=None, help="settings profile (default: TRADER_PROFILE or 'default')")
+    service_cls.add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(service_cls.name)
     try:
         settings = load_settings(args.profile)
+        service = service_cls.from_args(settings, args)
     except TraderError as exc:
         log.error("%s: %s", service_cls.name, exc)
         return exc.exit_code
@@ -177,4 +188,4 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
         secrets=settings.secrets(),
     )
     log.info("%s starting (pid %d, profile %s)", service_cls.name, os.getpid(), settings.profile)
-    return asyncio.run(service_cls(settings).run())
+    return asyncio.run(service.run())
