@@ -1,0 +1,123 @@
+"""The tws-sim process: a simulated TWS on a TCP port, with heartbeats and an RPC control interface.
+
+``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
+change) and simulates the account, market and catalogue of configs/sim.yaml
+(``--sim-config`` for another file). Like every service it beats as
+``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
+also serves the control methods below (drop connections, delay responses,
+refuse orders, pause the market, read the request log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from trader.config import Settings
+from trader.errors import Unavailable, ValidationError
+from trader.messaging.rpc import MethodRegistry
+from trader.service.base import Service, main
+from trader.sim.catalogue import SimConfig, load_sim_config
+from trader.sim.server import TwsSimServer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 7497
+
+
+class TwsSimService(Service):
+    """Run a :class:`TwsSimServer` as a platform service."""
+
+    name = "tws_sim"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        sim_config: SimConfig | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sim_config = sim_config
+        self.sim: TwsSimServer | None = None
+        super().__init__(settings)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port to listen on (0: any free port)")
+        parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        parser.add_argument("--sim-config", type=Path, default=None, help="simulator config (default: sim.yaml beside trader.yaml)")
+
+    @classmethod
+    def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
+        sim_config = load_sim_config(args.sim_config or settings.config_path("sim.yaml"))
+        return cls(settings, host=args.host, port=args.port, sim_config=sim_config)
+
+    def register_methods(self, registry: MethodRegistry) -> None:
+        registry.register("drop_connections", self.drop_connections)
+        registry.register("set_delay", self.set_delay)
+        registry.register("reject_next_orders", self.reject_next_orders)
+        registry.register("pause_market", self.pause_market)
+        registry.register("resume_market", self.resume_market)
+        registry.register("requests", self.requests)
+
+    async def on_start(self) -> None:
+        config = self.sim_config or load_sim_config()
+        self.sim = TwsSimServer(config, host=self.host, port=self.port)
+        await self.sim.start()
+
+    async def on_stop(self) -> None:
+        if self.sim is not None:
+            await self.sim.stop()
+
+    def status_info(self) -> dict[str, Any]:
+        return self.sim.status() if self.sim is not None else {"port": self.port}
+
+    def _server(self) -> TwsSimServer:
+        if self.sim is None:
+            raise Unavailable("tws-sim is not listening yet")
+        return self.sim
+
+    # -- control methods (RPC) ---------------------------------------------------
+    def drop_connections(self) -> int:
+        """Close every client connection, as a TWS restart would; return how many were closed."""
+        return self._server().drop_all_connections()
+
+    def set_delay(self, seconds: float) -> float:
+        """Delay every response by ``seconds`` from now on (0 to stop); return the delay."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise ValidationError(f"delay must be a number >= 0, got {seconds!r}")
+        self._server().set_response_delay(float(seconds))
+        return float(seconds)
+
+    def reject_next_orders(self, count: int) -> int:
+        """Refuse the next ``count`` new orders with IB's error 201; return the count."""
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValidationError(f"count must be an integer >= 0, got {count!r}")
+        self._server().reject_next_orders(count)
+        return count
+
+    def pause_market(self) -> bool:
+        """Freeze the market: quotes stop moving and resting orders stop filling."""
+        self._server().pause_market(True)
+        return True
+
+    def resume_market(self) -> bool:
+        """Let the market move again."""
+        self._server().pause_market(False)
+        return False
+
+    def requests(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the last ``limit`` requests received from clients, oldest first."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValidationError(f"limit must be an integer >= 0, got {limit!r}")
+        return self._server().recent_requests(limit)
+
+
+if __name__ == "__main__":
+    sys.exit(main(TwsSimService))

@@ -1,0 +1,58 @@
+"""Fixtures for the simulator's pure tests: a small catalogue, a manual clock, an engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from trader.sim.catalogue import Catalogue, CommissionConfig, Instrument, load_sim_config
+from trader.sim.engine import MatchingEngine
+from trader.sim.orders import CommissionSchedule
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return Catalogue.from_config(load_sim_config())
+
+
+@pytest.fixture
+def aapl(catalogue: Catalogue) -> Instrument:
+    found = catalogue.get(265598)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def es(catalogue: Catalogue) -> Instrument:
+    found = catalogue.get(637533641)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def engine(clock: ManualClock) -> MatchingEngine:
+    return MatchingEngine(clock, CommissionSchedule(CommissionConfig()), account="DU1234567")
+
+
+def dec(text: str) -> Decimal:
+    return Decimal(text)
