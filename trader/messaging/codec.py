@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
@@ -546,7 +547,11 @@ def _restore_freq(obj: Any, meta: dict[str, Any]) -> Any:
     if type(freq) is not str or not isinstance(obj.index, pd.DatetimeIndex | pd.TimedeltaIndex):
         raise ProtocolError(f"frame freq {freq!r} does not fit its index")
     # The constructor checks the values conform to freq, so a lie is an error.
-    obj.index = type(obj.index)(obj.index, freq=freq)
+    # The encoder writes pandas' own current spelling, so a deprecated alias
+    # (pandas warns) can only come from a forged frame: refuse it too.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        obj.index = type(obj.index)(obj.index, freq=freq)
     return obj
 
 
