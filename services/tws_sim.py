@@ -1,8 +1,9 @@
 """The tws-sim process: a simulated TWS on a TCP port, with heartbeats and an RPC control interface.
 
 ``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
-change) and simulates the account, market and catalogue of configs/sim.yaml
-(``--sim-config`` for another file). Like every service it beats as
+change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
+(``--sim-config`` for another file; ``--tick-rate`` to move the market
+faster, as the benchmark does). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
 refuse orders, pause the market, read the request log).
@@ -16,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trader.config import Settings
+from trader.config import Settings, validate
 from trader.errors import Unavailable, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
-from trader.sim.catalogue import SimConfig, load_sim_config
+from trader.sim.catalogue import MarketConfig, SimConfig, load_sim_config
 from trader.sim.server import TwsSimServer
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,22 @@ class TwsSimService(Service):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port to listen on (0: any free port)")
+        parser.add_argument("--port", type=int, default=None,
+                            help="TCP port to listen on (default: the settings' ib.port, 7497; 0: any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         parser.add_argument("--sim-config", type=Path, default=None, help="simulator config (default: sim.yaml beside trader.yaml)")
+        parser.add_argument("--tick-rate", type=float, default=None,
+                            help="market steps per second, overriding the config's market.tick_rate (at most 1000)")
 
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
         sim_config = load_sim_config(args.sim_config or settings.config_path("sim.yaml"))
-        return cls(settings, host=args.host, port=args.port, sim_config=sim_config)
+        if args.tick_rate is not None:
+            market = validate(MarketConfig, {**sim_config.market.model_dump(), "tick_rate": args.tick_rate},
+                              "--tick-rate")
+            sim_config = sim_config.model_copy(update={"market": market})
+        port = settings.ib.port if args.port is None else args.port
+        return cls(settings, host=args.host, port=port, sim_config=sim_config)
 
     def register_methods(self, registry: MethodRegistry) -> None:
         registry.register("drop_connections", self.drop_connections)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -12,8 +13,10 @@ from pathlib import Path
 
 from ib_async import MarketOrder, Stock
 
+from services.tws_sim import TwsSimService
 from tests.conftest import REPO, StackEnv
 from tests.sim.simulator import connect, wait_for
+from trader.config import load_settings
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import RpcClient
 
@@ -83,3 +86,22 @@ def test_a_bad_sim_config_exits_with_the_config_code(stack_env: StackEnv, tmp_pa
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
     assert "market.tick_rat: unknown key" in result.stderr
+
+
+def test_tick_rate_option_overrides_the_config() -> None:
+    parser = argparse.ArgumentParser()
+    TwsSimService.add_arguments(parser)
+    settings = load_settings(env={})
+    default = TwsSimService.from_args(settings, parser.parse_args(["--port", "0"]))
+    fast = TwsSimService.from_args(settings, parser.parse_args(["--port", "0", "--tick-rate", "500"]))
+    assert default.sim_config is not None and fast.sim_config is not None
+    assert default.sim_config.market.tick_rate == 4.0
+    assert fast.sim_config.market.tick_rate == 500.0
+    assert fast.sim_config.market.seed == default.sim_config.market.seed
+
+
+def test_a_tick_rate_out_of_range_exits_with_the_config_code(stack_env: StackEnv) -> None:
+    result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--tick-rate", "5000"],
+                            cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "--tick-rate" in result.stderr and "tick_rate" in result.stderr
