@@ -96,6 +96,7 @@ class StackEnv:
     pub_port: int
     sub_port: int
     pycron_port: int
+    ib_port: int
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,6 +111,7 @@ def stack_env(
         pub_port=free_port(),
         sub_port=free_port(),
         pycron_port=free_port(),
+        ib_port=free_port(),
     )
     stack.env = {
         "TRADER_HOME": str(trader_home),
@@ -118,6 +120,7 @@ def stack_env(
         "TRADER_BUS__PUB_PORT": str(stack.pub_port),
         "TRADER_BUS__SUB_PORT": str(stack.sub_port),
         "TRADER_PYCRON__PORT": str(stack.pycron_port),
+        "TRADER_IB__PORT": str(stack.ib_port),
     }
     for name in list(os.environ):
         if name.startswith("TRADER_"):

@@ -22,6 +22,18 @@ def test_the_shipped_config_loads_for_every_profile() -> None:
         assert settings.profile == profile
         assert settings.bus.host == "127.0.0.1"
         assert settings.pycron.host == "127.0.0.1"
+        assert (settings.ib.host, settings.ib.port, settings.ib.client_id, settings.ib.account) == (
+            "127.0.0.1", 7497, 1, None)
+
+
+def test_ib_endpoint_is_overridden_from_the_environment_and_checked(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ib: {port: 4002}\n")
+    settings = load_settings(None, path, env={"TRADER_IB__CLIENT_ID": "7", "TRADER_IB__ACCOUNT": "DU1"})
+    assert (settings.ib.port, settings.ib.client_id, settings.ib.account) == (4002, 7, "DU1")
+    with pytest.raises(ConfigError, match="ib.port: Input should be less than or equal to 65535"):
+        load_settings(None, path, env={"TRADER_IB__PORT": "70000"})
+    with pytest.raises(ConfigError, match="ib.clientid: unknown key"):
+        load_settings(None, _write(tmp_path, "ib: {clientid: 3}\n"), env={})
 
 
 def test_profile_merges_deeply_and_env_overrides_win(tmp_path: Path) -> None:

@@ -74,6 +74,15 @@ class PycronSettings(StrictModel):
     heartbeat_timeout: float = Field(5.0, gt=0)
 
 
+class IbSettings(StrictModel):
+    """The IB API endpoint the platform trades through: TWS, IB Gateway, or tws-sim."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(7497, ge=1, le=65535, description="TWS paper 7497, live 7496; Gateway 4002/4001")
+    client_id: int = Field(1, ge=0, description="the trader service's API client id")
+    account: str | None = Field(None, description="the account to trade; None: the only one TWS manages")
+
+
 class ServiceSettings(StrictModel):
     host: str = "127.0.0.1"
     rpc_port: int | None = Field(None, ge=0, le=65535)
@@ -97,6 +106,7 @@ class Settings(StrictModel):
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()
     pycron: PycronSettings = PycronSettings()
+    ib: IbSettings = IbSettings()
     services: dict[str, ServiceSettings] = {}
 
     def path(self, p: Path | str) -> Path:

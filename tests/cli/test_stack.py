@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.sim.simulator import connect
 from tests.waiting import wait_until_blocking
 from trader.cli.main import cli
 
@@ -25,6 +27,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def api_accounts(port: int) -> list[str]:
+    """Connect an ib_async client to ``port`` and return the accounts the TWS there manages."""
+    async def accounts() -> list[str]:
+        ib = await connect(port, 99)
+        try:
+            return ib.managedAccounts()
+        finally:
+            ib.disconnect()
+
+    return asyncio.run(accounts())
+
+
 def status_json() -> list[dict]:
     result = trader("status", "--json")
     assert result.exit_code == 0, result.output
@@ -36,7 +50,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     home = stack_env.home
     result = trader("up", "--detach", "--profile", "test", "--timeout", "30")
     assert result.exit_code == 0, result.output
-    assert "2 jobs ready" in result.stdout
+    assert "3 jobs ready" in result.stdout
 
     token_file = home / "run" / "pycron.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -49,16 +63,17 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert again.exit_code == 9 and "already running" in again.output
 
     jobs = {job["name"]: job for job in status_json()}
-    assert set(jobs) == {"redis", "bus"}
+    assert set(jobs) == {"redis", "bus", "tws"}
     for job in jobs.values():
         assert job["state"] == "RUNNING" and job["healthy"] is True and job["restarts"] == 0
         assert alive(job["pid"])
     assert jobs["bus"]["heartbeat"]["state"] == "RUNNING"
     assert jobs["bus"]["heartbeat"]["age"] < 5
+    assert api_accounts(stack_env.ib_port) == ["DU1234567"]  # the tws job speaks the TWS API on ib.port
 
     table = trader("--profile", "test", "status")
     assert table.exit_code == 0
-    assert "redis" in table.stdout and "bus" in table.stdout and "RUNNING" in table.stdout
+    assert all(name in table.stdout for name in ("redis", "bus", "tws")) and "RUNNING" in table.stdout
 
     restarted = trader("pycron", "restart", "bus")
     assert restarted.exit_code == 0, restarted.output
@@ -67,7 +82,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert not alive(jobs["bus"]["pid"])
     assert trader("pycron", "restart", "ghost").exit_code == 4
 
-    pids = [pycron_pid, jobs["redis"]["pid"], bus["pid"]]
+    pids = [pycron_pid, jobs["redis"]["pid"], bus["pid"], jobs["tws"]["pid"]]
     down = trader("down", "--timeout", "30")
     assert down.exit_code == 0, down.output
     wait_until_blocking(lambda: not any(alive(pid) for pid in pids), what="every process gone")

@@ -289,9 +289,13 @@ def test_repository_jobs_file_loads_for_both_profiles(tmp_path: Path) -> None:
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
-        assert {"redis", "bus"} <= set(config.jobs)
+        assert list(config.jobs) == ["redis", "bus", "tws"]
         assert config.jobs["bus"].health == HeartbeatHealth("bus")
         assert config.jobs["redis"].health == TcpHealth("127.0.0.1", settings.redis.port)
+        tws = config.jobs["tws"]
+        assert tws.argv[1:] == ("-m", "services.tws_sim", "--port", str(settings.ib.port))
+        assert tws.health == TcpHealth("127.0.0.1", settings.ib.port) and tws.depends_on == ("bus",)
+        assert tws.restart is RestartPolicy.ALWAYS
 
 
 # -- graph -------------------------------------------------------------------------------
