@@ -34,6 +34,7 @@ import zmq.asyncio
 from rich.console import Console
 from rich.table import Table
 
+from bench.measure import free_port, percentile
 from trader.messaging import codec
 from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Message, Publisher, Subscriber
@@ -108,16 +109,9 @@ def _rpc_server(endpoint: str, stop: Any) -> None:
 
 
 # -- measurements -------------------------------------------------------------
-def _free_port() -> int:
-    sock = zmq.Context.instance().socket(zmq.PUB)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    sock.close(linger=0)
-    return port
-
-
 def raw_ticks(count: int, decode: bool) -> tuple[float, int]:
     """Return (messages/s, received) for a raw PUB -> SUB, blocking recv (and msgpack if ``decode``)."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     ready = mp.Event()
     proc = mp.Process(target=_raw_publisher, args=(endpoint, count, ready, decode))
     proc.start()
@@ -148,7 +142,7 @@ def raw_ticks(count: int, decode: bool) -> tuple[float, int]:
 
 def bus_ticks(count: int) -> tuple[float, int]:
     """Return (messages/s, received) from a publisher through the proxy into an Rx stream."""
-    pub_port, sub_port = _free_port(), _free_port()
+    pub_port, sub_port = free_port(), free_port()
     stop, ready = mp.Event(), mp.Event()
     proxy = mp.Process(target=_proxy, args=(pub_port, sub_port, stop))
     proxy.start()
@@ -187,14 +181,9 @@ def bus_ticks(count: int) -> tuple[float, int]:
         proxy.join(10)
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    samples = sorted(samples)
-    return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
-
-
 def raw_rpc(calls: int, use_asyncio: bool) -> tuple[float, float]:
     """Return (p50, p99) microseconds of a raw DEALER -> ROUTER echo."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = mp.Event()
     proc = mp.Process(target=_raw_echo, args=(endpoint, stop))
     proc.start()
@@ -231,13 +220,12 @@ def raw_rpc(calls: int, use_asyncio: bool) -> tuple[float, float]:
     finally:
         stop.set()
         proc.join(10)
-    p50, p99 = _percentiles(samples)
-    return p50 * 1e6, p99 * 1e6
+    return percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6
 
 
 def platform_rpc(calls: int) -> tuple[float, float]:
     """Return (p50, p99) microseconds of RpcClient.call against an RpcServer process."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = mp.Event()
     proc = mp.Process(target=_rpc_server, args=(endpoint, stop))
     proc.start()
@@ -257,8 +245,7 @@ def platform_rpc(calls: int) -> tuple[float, float]:
     finally:
         stop.set()
         proc.join(10)
-    p50, p99 = _percentiles(samples)
-    return p50 * 1e6, p99 * 1e6
+    return percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:

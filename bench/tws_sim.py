@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from ib_async.client import Client
 from rich.console import Console
 from rich.table import Table
 
+from bench.measure import free_port, percentile
 from trader.sim.catalogue import Catalogue, load_sim_config
 from trader.sim.wire import FrameSplitter, frame
 
@@ -64,20 +64,14 @@ console = Console(stderr=True)
 
 
 # -- tws-sim process ---------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def tws_sim(tick_rate: float) -> AsyncIterator[int]:
     """Run ``python -m services.tws_sim`` on a free port with its own home; yield the port once it listens."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-tws-sim-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
         env.update(TRADER_HOME=home, TRADER_CONFIG=str(REPO / "configs" / "trader.yaml"),
-                   TRADER_LOG_LEVEL="WARNING", TRADER_BUS__PUB_PORT=str(_free_port()))
+                   TRADER_LOG_LEVEL="WARNING", TRADER_BUS__PUB_PORT=str(free_port()))
         errors = Path(home) / "tws_sim.err"  # a file, not a pipe: a full pipe would stall the server
         with errors.open("wb") as err_file:
             proc = await asyncio.create_subprocess_exec(
@@ -313,11 +307,6 @@ async def ib_orders(port: int, burst: int, sequential: int, paced: bool = False)
 
 
 # -- report -----------------------------------------------------------------------------
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 async def measure(args: argparse.Namespace, rounds: int, window: float, burst: int, sequential: int) -> dict[str, Any]:
     contracts = tick_contracts()
     results: dict[str, list[Any]] = {"ib_ticks": [], "ib_delivered": [], "raw_ticks": [], "ib_acks": [],
@@ -358,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(measure(args, rounds, window, burst, sequential))
 
     med = {k: statistics.median(v) for k, v in results.items() if not k.endswith("_lat")}
-    lat = {side: (statistics.median(_percentile(s, 0.5) for s in results[f"{side}_lat"]) * 1e6,
-                  statistics.median(_percentile(s, 0.99) for s in results[f"{side}_lat"]) * 1e6)
+    lat = {side: (statistics.median(percentile(s, 0.5) for s in results[f"{side}_lat"]) * 1e6,
+                  statistics.median(percentile(s, 0.99) for s in results[f"{side}_lat"]) * 1e6)
            for side in ("ib", "raw")}
     contracts = len(tick_contracts())
     table = Table(title=f"tws-sim ({rounds} round(s), medians; market {args.tick_rate:g} steps/s, "
