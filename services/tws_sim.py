@@ -3,7 +3,8 @@
 ``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
 change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
 (``--sim-config`` for another file; ``--tick-rate`` to move the market
-faster, as the benchmark does). Like every service it beats as
+faster, as the benchmark does; ``--replay FILE --speed N [--loop]`` to drive the
+instruments a CSV or Parquet file names from that file, N seconds of data a second). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
 refuse orders, pause the market, read the request log).
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from trader.config import Settings, validate
-from trader.errors import Unavailable, ValidationError
+from trader.errors import ConfigError, Unavailable, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
-from trader.sim.catalogue import MarketConfig, SimConfig, load_sim_config
+from trader.sim.catalogue import MarketConfig, ReplayConfig, SimConfig, load_sim_config
 from trader.sim.server import TwsSimServer
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ class TwsSimService(Service):
         parser.add_argument("--tick-rate", type=float, default=None,
                             help="market steps per second, overriding the config's market.tick_rate (at most 1000)")
 
+        parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
+                            help="replay bars or ticks from a CSV or Parquet file (overrides the config's replay.file)")
+        parser.add_argument("--speed", type=float, default=None,
+                            help="replay speed: seconds of data per second (default: the config's, else 1)")
+        parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
+
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
         sim_config = load_sim_config(args.sim_config or settings.config_path("sim.yaml"))
@@ -64,6 +71,16 @@ class TwsSimService(Service):
             market = validate(MarketConfig, {**sim_config.market.model_dump(), "tick_rate": args.tick_rate},
                               "--tick-rate")
             sim_config = sim_config.model_copy(update={"market": market})
+        replay = sim_config.replay.model_dump(exclude_unset=True) if sim_config.replay is not None else {}
+        if args.replay is not None:
+            replay["file"] = args.replay.resolve()
+        for flag in ("speed", "loop"):
+            if getattr(args, flag) is not None:
+                replay[flag] = getattr(args, flag)
+        if replay:
+            if "file" not in replay:
+                raise ConfigError("--speed and --loop need a replay file (--replay FILE or replay.file in sim.yaml)")
+            sim_config = sim_config.model_copy(update={"replay": validate(ReplayConfig, replay, "--replay")})
         port = settings.ib.port if args.port is None else args.port
         return cls(settings, host=args.host, port=port, sim_config=sim_config)
 

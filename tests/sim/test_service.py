@@ -17,6 +17,7 @@ from services.tws_sim import TwsSimService
 from tests.conftest import REPO, StackEnv
 from tests.sim.simulator import connect, wait_for
 from trader.config import load_settings
+from trader.errors import ConfigError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import RpcClient
 
@@ -105,3 +106,31 @@ def test_a_tick_rate_out_of_range_exits_with_the_config_code(stack_env: StackEnv
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
     assert "--tick-rate" in result.stderr and "tick_rate" in result.stderr
+
+
+def test_replay_options_set_the_replay(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    TwsSimService.add_arguments(parser)
+    settings = load_settings(env={})
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("time,symbol,last\n2024-03-01 14:30,AAPL,180\n")
+    service = TwsSimService.from_args(settings, parser.parse_args(
+        ["--port", "0", "--replay", str(ticks), "--speed", "30", "--loop"]))
+    assert service.sim_config is not None and service.sim_config.replay is not None
+    replay = service.sim_config.replay
+    assert (replay.file, replay.speed, replay.loop) == (ticks, 30.0, True)
+    try:
+        TwsSimService.from_args(settings, parser.parse_args(["--port", "0", "--speed", "30"]))
+    except ConfigError as exc:
+        assert "need a replay file" in str(exc)
+    else:
+        raise AssertionError("--speed without a file was accepted")
+
+
+def test_a_bad_replay_file_exits_with_the_config_code(stack_env: StackEnv, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("time,symbol,last\n2024-03-01 14:30,NOPE,180\n")
+    result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--replay", str(ticks)],
+                            cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "unknown symbol 'NOPE'" in result.stderr

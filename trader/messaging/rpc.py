@@ -278,7 +278,7 @@ class RpcClient:
             self._drainer.kick()
             try:
                 return await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Timeout(f"{method}: no reply from {self.endpoint} within {timeout:g}s") from None
         finally:
             self._pending.pop(rid, None)

@@ -3,8 +3,8 @@
 A service subclasses ``Service``, sets ``name``, registers its RPC methods in
 ``register_methods`` and does its work in ``on_start``/``on_stop``. ``main()``
 owns the loop: it loads the settings, sets up logging and runs the service
-until SIGTERM or SIGINT, then stops it in order and exits 0 (non-zero if the
-service failed to start).
+until SIGTERM or SIGINT, then stops it in order and exits 0 (if the service failed,
+the exit code of its TraderError, such as 2 for a bad config, else 1).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import logging
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from trader.config import Settings, load_settings
-from trader.errors import TraderError
+from trader.errors import ConfigError, TraderError
 from trader.logsetup import setup_logging
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
@@ -91,7 +91,7 @@ class Service:
             "state": self.state.value,
             "reason": self.lifecycle.reason,
             "pid": os.getpid(),
-            "time": datetime.now(timezone.utc),
+            "time": datetime.now(UTC),
             "uptime": round(time.monotonic() - self._started, 3),
             **self.status_info(),
         }
@@ -142,6 +142,12 @@ class Service:
             await self.on_start()
             self.set_running("started")
             await self._stop_requested.wait()
+        except ConfigError as exc:  # a bad file found while starting: the message says it all
+            log.error("%s: %s", self.name, exc)
+            code = exc.exit_code
+        except TraderError as exc:
+            log.exception("%s failed", self.name)
+            code = exc.exit_code
         except Exception:
             log.exception("%s failed", self.name)
             code = 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,6 +32,7 @@ __all__ = [
     "Instrument",
     "InstrumentConfig",
     "MarketConfig",
+    "ReplayConfig",
     "SimConfig",
     "load_sim_config",
 ]
@@ -66,6 +67,18 @@ class MarketConfig(StrictModel):
     seed: int = 42
     tick_rate: float = Field(4.0, gt=0, le=1000, description="quote updates per second")
     account_update_interval: float = Field(3.0, gt=0, description="seconds between account pushes")
+
+
+class ReplayConfig(StrictModel):
+    """A file of bars or ticks that drives some instruments instead of the random walk."""
+
+    file: Path = Field(description="CSV or Parquet; relative paths are relative to sim.yaml's directory")
+    speed: float = Field(1.0, gt=0, description="seconds of data played per second of the server's clock")
+    loop: bool = Field(False, description="start again from the beginning at the end of the file")
+    start: datetime | None = Field(None, description="skip the rows before this time (naive means UTC)")
+    bar_seconds: int | None = Field(None, gt=0, description="a bar file's bar length (default: inferred)")
+    symbol: str | None = Field(None, description="the instrument of a file without a symbol column")
+    symbols: dict[str, int] = Field(default_factory=dict, description="file symbol -> catalogue conid")
 
 
 class InstrumentConfig(StrictModel):
@@ -114,6 +127,7 @@ class SimConfig(StrictModel):
     account: AccountConfig = AccountConfig()
     market: MarketConfig = MarketConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
+    replay: ReplayConfig | None = None
 
     @model_validator(mode="after")
     def _unique_conids(self) -> SimConfig:
@@ -128,7 +142,11 @@ class SimConfig(StrictModel):
 def load_sim_config(path: Path | None = None) -> SimConfig:
     """Read and validate the simulator config (default: configs/sim.yaml)."""
     path = path or DEFAULT_SIM_CONFIG
-    return validate(SimConfig, read_yaml(path), str(path))
+    config = validate(SimConfig, read_yaml(path), str(path))
+    if config.replay is not None and not config.replay.file.is_absolute():
+        replay = config.replay.model_copy(update={"file": path.parent / config.replay.file})
+        config = config.model_copy(update={"replay": replay})
+    return config
 
 
 @dataclass(frozen=True, slots=True)

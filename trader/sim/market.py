@@ -10,6 +10,10 @@ time and the server runs it on the wall clock.
 
 Every step is also recorded into one-minute bars, which :mod:`trader.sim.history`
 joins to the synthetic past so that historical data ends where the live market is.
+
+Instruments that a :class:`~trader.sim.replay.ReplaySource` drives (see
+:meth:`MarketGenerator.drive`) follow their file instead of the walk; the rest
+keep walking, so a replayed future and simulated stocks can trade side by side.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from trader.sim.catalogue import Catalogue, Instrument
 from trader.sim.orders import Quote
 
-__all__ = ["TRADING_SECONDS_PER_YEAR", "MarketGenerator", "MarketState", "MinuteBar"]
+if TYPE_CHECKING:
+    from trader.sim.replay import ReplaySource
+
+__all__ = ["TRADING_SECONDS_PER_YEAR", "MarketGenerator", "MarketState", "MinuteBar", "record_minute"]
 
 # Volatility is annualised over trading time, as quoted for equities.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
@@ -58,6 +66,7 @@ class MarketState:
     bid_ticks: int
     bid_size: int
     ask_size: int
+    spread_ticks: int = 1
     last: Decimal | None = None
     last_size: int = 0
     volume: int = 0
@@ -67,6 +76,9 @@ class MarketState:
     close: Decimal | None = None  # the previous session's close: the start price
     time: datetime | None = None
     minutes: list[MinuteBar] = field(default_factory=list)
+    # The quotes a replayed instrument went through in the last step, oldest first,
+    # so the engine matches each of them; empty for the random walk (one quote a step).
+    passed: list[Quote] = field(default_factory=list)
 
     @property
     def tick(self) -> Decimal:
@@ -78,7 +90,7 @@ class MarketState:
 
     @property
     def ask(self) -> Decimal:
-        return (self.bid_ticks + self.instrument.spread_ticks) * self.tick
+        return (self.bid_ticks + self.spread_ticks) * self.tick
 
     @property
     def mid(self) -> Decimal:
@@ -87,6 +99,14 @@ class MarketState:
     def quote(self) -> Quote:
         """Return the top of book for the matching engine."""
         return Quote(self.bid, self.ask, Decimal(self.bid_size), Decimal(self.ask_size), self.last)
+
+    def trade(self, price: Decimal, size: int) -> None:
+        """Print a trade: the last price and size, the volume and the session's open, high and low."""
+        self.last, self.last_size = price, size
+        self.volume += size
+        self.open = self.open if self.open is not None else price
+        self.high = price if self.high is None else max(self.high, price)
+        self.low = price if self.low is None else min(self.low, price)
 
 
 class MarketGenerator:
@@ -101,9 +121,12 @@ class MarketGenerator:
         self.start = start
         self.steps = 0
         self.paused = False
+        self.replay: ReplaySource | None = None
+        self._walking: list[MarketState] = []
         self._states: dict[int, MarketState] = {}
         for inst in catalogue:
             self._states[inst.conid] = self._initial_state(inst, start)
+        self._walking = list(self._states.values())
 
     def _initial_state(self, inst: Instrument, start: datetime) -> MarketState:
         rng = random.Random(f"tws-sim:{self.seed}:{inst.conid}")
@@ -115,11 +138,12 @@ class MarketGenerator:
             bid_ticks=bid_ticks,
             bid_size=self._size(rng, inst.quote_size),
             ask_size=self._size(rng, inst.quote_size),
+            spread_ticks=inst.spread_ticks,
             close=inst.price,
             time=start,
         )
         mid = float(state.mid)
-        state.minutes.append(MinuteBar(_minute(start), mid, mid, mid, mid))
+        state.minutes.append(MinuteBar(minute_of(start), mid, mid, mid, mid))
         return state
 
     @staticmethod
@@ -137,15 +161,26 @@ class MarketGenerator:
     def step_seconds(self) -> float:
         return 1.0 / self.tick_rate
 
+    def drive(self, replay: ReplaySource) -> None:
+        """Let ``replay`` move its instruments from now on; the others keep walking."""
+        replay.attach(self._states, self.start)
+        self.replay = replay
+        self._walking = [s for s in self._states.values() if s.instrument.conid not in replay.conids]
+
     def step(self, now: datetime) -> list[MarketState]:
         """Move every instrument one tick interval, as of ``now``; return the states that changed.
 
-        A paused market does not move (and records nothing).
+        A paused market does not move (and records nothing); a replay holds its place.
         """
         if self.paused:
+            if self.replay is not None:
+                self.replay.hold(now)
             return []
         self.steps += 1
-        return [state for state in self._states.values() if self._step_one(state, now)]
+        moved = [state for state in self._walking if self._step_one(state, now)]
+        if self.replay is not None:
+            moved.extend(self.replay.advance(now))
+        return moved
 
     def _step_one(self, state: MarketState, now: datetime) -> bool:
         inst = state.instrument
@@ -163,26 +198,24 @@ class MarketGenerator:
         traded = 0
         if rng.random() < 0.4:
             traded = inst.trade_size * rng.randint(1, 5)
-            price = state.ask if rng.random() < 0.5 else state.bid
-            state.last, state.last_size = price, traded
-            state.volume += traded
-            state.open = state.open if state.open is not None else price
-            state.high = price if state.high is None else max(state.high, price)
-            state.low = price if state.low is None else min(state.low, price)
+            state.trade(state.ask if rng.random() < 0.5 else state.bid, traded)
         state.time = now
-        self._record(state, now, traded)
+        record_minute(state, now, traded, 1 if traded else 0)
         return (state.bid_ticks, state.bid_size, state.ask_size, state.volume) != before
 
-    def _record(self, state: MarketState, now: datetime, traded: int) -> None:
-        minute = _minute(now)
-        mid = float(state.mid)
-        bars = state.minutes
-        if bars[-1].minute == minute:
-            bars[-1].add(mid, traded, 1 if traded else 0)
-        elif minute > bars[-1].minute:
-            bars.append(MinuteBar(minute, bars[-1].close, max(mid, bars[-1].close), min(mid, bars[-1].close), mid,
-                                  float(traded), 1 if traded else 0))
+
+def record_minute(state: MarketState, now: datetime, traded: float, trades: int) -> None:
+    """Add the state's mid as of ``now`` (and ``traded`` volume in ``trades`` prints) to its minute bars."""
+    minute = minute_of(now)
+    mid = float(state.mid)
+    bars = state.minutes
+    if bars[-1].minute == minute:
+        bars[-1].add(mid, traded, trades)
+    elif minute > bars[-1].minute:
+        bars.append(MinuteBar(minute, bars[-1].close, max(mid, bars[-1].close), min(mid, bars[-1].close), mid,
+                              float(traded), trades))
 
 
-def _minute(when: datetime) -> int:
+def minute_of(when: datetime) -> int:
+    """Return ``when`` in whole minutes since the epoch."""
     return int(when.timestamp() // 60)

@@ -1,7 +1,7 @@
 """The tws-sim server: an asyncio TCP listener, one Session per client, and the simulated world.
 
-The world is the catalogue, the market generator, the matching engine and the
-account; the server steps the market on its own task, feeds each quote to the
+The world is the catalogue, the market generator (with the replay, when the
+config names a file), the matching engine and the account; the server steps the market on its own task, feeds each quote to the
 engine, reports the engine's events to the client that owns each order, and
 pushes ticks, positions and account values to the sessions that asked for
 them. The control operations (drop every connection, delay every response,
@@ -31,6 +31,8 @@ from trader.sim.handlers import RequestHandlers
 from trader.sim.market import MarketGenerator, MarketState
 from trader.sim.msgids import In
 from trader.sim.orders import CommissionSchedule, EngineEvent, OrderChanged, OrderError, OrderFilled
+from trader.sim.replay import ReplaySource
+from trader.sim.replay_data import FileReplayData
 from trader.sim.session import Session
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ class TwsSimServer:
         self.clock = clock
         self.catalogue = Catalogue.from_config(config)
         self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock())
+        if config.replay is not None:
+            self.market.drive(ReplaySource(FileReplayData(config.replay.file), self.catalogue, config.replay))
         self.engine = MatchingEngine(
             clock,
             CommissionSchedule(config.account.commission),
@@ -99,6 +103,10 @@ class TwsSimServer:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._market_loop()), loop.create_task(self._account_loop())]
         log.info("tws-sim listening on %s:%d (%d instruments)", self.host, self.port, len(self.catalogue))
+        replay = self.market.replay
+        if replay is not None:
+            log.info("replaying %s: %d rows for %d instruments at %gx", replay.data.name, replay.rows,
+                     len(replay.conids), replay.speed)
         return self.port
 
     async def stop(self) -> None:
@@ -203,7 +211,8 @@ class TwsSimServer:
             self.dispatch(self.engine.expire_day())
         moved = self.market.step(now)
         for state in moved:
-            self.dispatch(self.engine.on_quote(state.instrument.conid, state.quote()))
+            for quote in state.passed or (state.quote(),):
+                self.dispatch(self.engine.on_quote(state.instrument.conid, quote))
         if moved:
             by_conid = {s.instrument.conid: s for s in moved}
             for session in list(self.sessions.values()):
@@ -309,4 +318,5 @@ class TwsSimServer:
             "executions": len(self.engine.executions),
             "response_delay": self.response_delay,
             "reject_next": self.engine.reject_next,
+            "replay": None if self.market.replay is None else self.market.replay.status(),
         }
