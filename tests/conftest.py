@@ -134,3 +134,44 @@ def stack_env(
 def home_processes(trader_home: Path) -> Callable[[], list[int]]:
     """Return a function listing the live processes started with this test's home."""
     return lambda: pids_with_home(trader_home)
+
+
+@dataclass
+class RedisServer:
+    """A real redis-server started for one test."""
+
+    port: int
+    pid: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[RedisServer]:
+    """Start redis-server (AOF on) on a free loopback port in a temp dir; kill it by pid afterwards."""
+    import subprocess
+
+    port = free_port()
+    data_dir = tmp_path / "redis"
+    data_dir.mkdir()
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+         "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield RedisServer(port, proc.pid, data_dir)
+    finally:
+        proc.kill()
+        proc.wait(5)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from trader.errors import ConfigError
 
@@ -83,6 +85,50 @@ class IbSettings(StrictModel):
     account: str | None = Field(None, description="the account to trade; None: the only one TWS manages")
 
 
+class TradingHours(StrictModel):
+    """When orders may be placed: a daily window on the given weekdays, in a time zone."""
+
+    start: time = time(9, 30)
+    end: time = time(16, 0)
+    timezone: str = "America/New_York"
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="0 = Monday")
+
+
+class RiskSettings(StrictModel):
+    """The risk gate's limits; None switches a limit off. Money is in the account's base currency."""
+
+    max_order_quantity: Decimal | None = Field(None, gt=0)
+    max_order_notional: Decimal | None = Field(None, gt=0)
+    max_position: Decimal | None = Field(None, gt=0, description="absolute quantity per instrument")
+    max_gross_exposure: Decimal | None = Field(None, gt=0, description="sum of |market value| after the order")
+    max_daily_loss: Decimal | None = Field(None, gt=0, description="realized + unrealized loss since the day began")
+    max_orders_per_minute: int | None = Field(None, gt=0)
+    max_price_deviation: Decimal | None = Field(
+        None, gt=0, description="a limit or stop price this far from the market (a fraction, 0.1 = 10%) is refused")
+    allowed: list[str] = Field(default_factory=list, description="symbols or contract keys; empty: all")
+    blocked: list[str] = Field(default_factory=list, description="symbols or contract keys never traded")
+    trading_hours: TradingHours | None = None
+
+    @field_validator("max_order_quantity", "max_order_notional", "max_position", "max_gross_exposure",
+                     "max_daily_loss", "max_price_deviation", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> object:
+        # YAML reads 0.1 as a float; go through its text so the Decimal is exact.
+        return Decimal(str(value)) if isinstance(value, float) else value
+
+
+class TradingSettings(StrictModel):
+    """How the trader service keeps its book and talks to the broker."""
+
+    journal_stream: str = "trader:journal"
+    snapshot_key: str = "trader:snapshot"
+    live: bool = Field(False, description="real money: the CLI asks before each order")
+    reconnect_initial: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
+    reconnect_max: float = Field(30.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    history_requests_per_10min: int = Field(60, gt=0, description="IB's pacing limit for historical data")
+
+
 class ServiceSettings(StrictModel):
     host: str = "127.0.0.1"
     rpc_port: int | None = Field(None, ge=0, le=65535)
@@ -107,6 +153,8 @@ class Settings(StrictModel):
     storage: StorageSettings = StorageSettings()
     pycron: PycronSettings = PycronSettings()
     ib: IbSettings = IbSettings()
+    risk: RiskSettings = RiskSettings()
+    trading: TradingSettings = TradingSettings()
     services: dict[str, ServiceSettings] = {}
 
     def path(self, p: Path | str) -> Path:
