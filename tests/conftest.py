@@ -97,6 +97,8 @@ class StackEnv:
     sub_port: int
     pycron_port: int
     ib_port: int
+    trader_rpc_port: int = 0
+    tws_rpc_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,6 +114,8 @@ def stack_env(
         sub_port=free_port(),
         pycron_port=free_port(),
         ib_port=free_port(),
+        trader_rpc_port=free_port(),
+        tws_rpc_port=free_port(),
     )
     stack.env = {
         "TRADER_HOME": str(trader_home),
@@ -121,6 +125,8 @@ def stack_env(
         "TRADER_BUS__SUB_PORT": str(stack.sub_port),
         "TRADER_PYCRON__PORT": str(stack.pycron_port),
         "TRADER_IB__PORT": str(stack.ib_port),
+        "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(stack.trader_rpc_port),
+        "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(stack.tws_rpc_port),
     }
     for name in list(os.environ):
         if name.startswith("TRADER_"):

@@ -1,0 +1,306 @@
+"""The trader service: the one process that talks to the broker; orders, book, portfolio, risk, journal.
+
+``python -m services.trader_service`` connects to the IB API endpoint of the
+settings (``ib:``; tws-sim by default) through ib_async, rebuilds its book from
+the Redis journal, reconciles it with the broker, and serves the RPC methods
+below on ``services.trader_service.rpc_port``. It publishes ``tick.ib.<key>``
+for subscribed instruments, ``order.<event>``, ``fill`` and ``portfolio`` on
+the bus, and beats DEGRADED while the broker connection is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+from ib_async import RequestError
+
+from trader.brokers.ib import parsing
+from trader.brokers.ib.adapter import IbAdapter
+from trader.config import Settings
+from trader.errors import BrokerError, NotFound, TraderError, ValidationError
+from trader.messaging.rpc import MethodRegistry
+from trader.service.base import Service, main
+from trader.trading.book import Book
+from trader.trading.desk import Desk
+from trader.trading.instruments import Resolver
+from trader.trading.journal import Journal
+from trader.trading.reconcile import reconcile
+from trader.trading.recorder import Recorder
+from trader.trading.risk import RiskGate
+
+log = logging.getLogger(__name__)
+
+PORTFOLIO_INTERVAL = 1.0
+
+
+class TraderService(Service):
+    """Owns the IB connection and everything that trades through it."""
+
+    name = "trader_service"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.redis: aioredis.Redis | None = None
+        self.journal: Journal | None = None
+        self.book = Book()
+        self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
+        self.adapter = IbAdapter(settings.ib, settings.trading)
+        self.resolver = Resolver(self.adapter)
+        self.recorder: Recorder | None = None
+        self.desk: Desk | None = None
+        self.differences: list[dict[str, Any]] = []
+        self._portfolio_due = 0.0
+        self._day: str | None = None
+
+    def register_methods(self, registry: MethodRegistry) -> None:
+        for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
+                     "cancel_order", "cancel_all", "snapshot", "resolve", "subscribe", "unsubscribe",
+                     "subscriptions", "history", "kill_switch", "reconnect", "reconcile"):
+            registry.register(name, getattr(self, name))
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def on_start(self) -> None:
+        r = self.settings.redis
+        self.redis = aioredis.Redis(host=r.host, port=r.port,
+                                    password=r.password.get_secret_value() if r.password else None)
+        self.journal = Journal(self.redis, self.settings.trading.journal_stream)
+        await self._rebuild()
+        self.recorder = Recorder(self.journal, self._publish)
+        self.recorder.start()
+        self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
+                         account=self.settings.ib.account)
+        self.adapter.on_connected.append(self._resync)
+        self.adapter.connection.subscribe(self._on_connection)
+        self.adapter.tickers.subscribe(self._on_tickers)
+        self.adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
+        self.adapter.start()
+        if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
+            asyncio.get_running_loop().call_soon(self.set_degraded, "not connected to IB")
+
+    async def _rebuild(self) -> None:
+        assert self.journal is not None
+        count = 0
+        async for _, entry in self.journal.entries():
+            count += 1
+            self.book.apply(entry)
+            if entry.get("type") == "kill_switch":
+                if entry.get("engaged"):
+                    self.risk.engage_kill_switch(str(entry.get("reason", "")))
+                else:
+                    self.risk.release_kill_switch()
+        log.info("book rebuilt from %d journal entries: %d orders (%d open), %d fills%s", count,
+                 len(self.book.orders()), len(self.book.orders(open_only=True)), len(self.book.fills()),
+                 "; kill switch ENGAGED" if self.risk.kill_switch_engaged else "")
+
+    async def on_stop(self) -> None:
+        await self.adapter.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def _resync(self) -> None:
+        assert self.desk is not None
+        self.differences = await reconcile(self.desk, self.settings.ib.client_id)
+
+    def _on_connection(self, connected: bool) -> None:
+        if connected:
+            self.set_running("connected to IB")
+        else:
+            self.set_degraded("IB connection lost; reconnecting")
+
+    def status_info(self) -> dict[str, Any]:
+        return {
+            "connected": self.adapter.connected,
+            "ib": f"{self.settings.ib.host}:{self.settings.ib.port}",
+            "client_id": self.settings.ib.client_id,
+            "accounts": list(self.adapter.ib.wrapper.accounts),
+            "connects": self.adapter.connects,
+            "last_error": self.adapter.last_error,
+            "orders": len(self.book.orders()),
+            "open_orders": len(self.book.orders(open_only=True)),
+            "fills": len(self.book.fills()),
+            "subscriptions": sorted(self.adapter.subscriptions),
+            "kill_switch": self.risk.kill_switch_engaged,
+            "kill_switch_reason": self.risk.kill_switch_reason,
+            "journal_pending": self.recorder.pending if self.recorder else 0,
+            "live": self.settings.trading.live,
+            "differences": len(self.differences),
+        }
+
+    # -- bus -------------------------------------------------------------------------
+    def _publish(self, topic: str, payload: Any) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(topic, payload)
+
+    def _on_tickers(self, tickers: list[Any]) -> None:
+        for ticker in tickers:
+            key = self._key(ticker.contract)
+            if key is not None:
+                self._publish(f"tick.ib.{key}", parsing.ticker_to_tick(ticker, key))
+
+    def _key(self, contract: Any) -> str | None:
+        for key, subscribed in self.adapter.subscriptions.items():
+            if subscribed.conId == contract.conId:
+                return key
+        return None
+
+    def _portfolio_changed(self) -> None:
+        now = time.monotonic()
+        if now < self._portfolio_due:
+            return
+        self._portfolio_due = now + PORTFOLIO_INTERVAL
+        asyncio.get_running_loop().create_task(self._snapshot())
+
+    async def _snapshot(self) -> None:
+        await asyncio.sleep(PORTFOLIO_INTERVAL / 2)  # let the rest of the burst of updates land
+        items = self.portfolio()
+        self._publish("portfolio", items)
+        if self.journal is not None:
+            try:
+                await self.journal.save_snapshot(self.settings.trading.snapshot_key,
+                                                 {"time": datetime.now(UTC), "portfolio": items})
+            except Exception:
+                log.exception("saving the portfolio snapshot failed")
+
+    # -- RPC: account and book -------------------------------------------------------
+    def _desk(self) -> Desk:
+        assert self.desk is not None
+        return self.desk
+
+    def account(self) -> dict[str, Any]:
+        """Return the account id and its values by tag (and currency)."""
+        values: dict[str, dict[str, str]] = {}
+        for v in self.adapter.ib.accountValues():
+            values.setdefault(v.tag, {})[v.currency or ""] = v.value
+        accounts = list(self.adapter.ib.wrapper.accounts)
+        return {"account": self.settings.ib.account or (accounts[0] if accounts else None), "values": values}
+
+    def positions(self) -> list[Any]:
+        """Return the broker's positions."""
+        return [parsing.from_ib_position(p) for p in self.adapter.ib.positions()]
+
+    def portfolio(self) -> list[Any]:
+        """Return positions with market price and value, unrealized and realized PnL."""
+        return [parsing.from_ib_portfolio_item(i) for i in self.adapter.ib.portfolio()]
+
+    def orders(self, open_only: bool = False) -> list[Any]:
+        """Return the book's orders, oldest first (only the working ones with open_only)."""
+        return self.book.orders(open_only=bool(open_only))
+
+    def trades(self, client_order_id: str | None = None, limit: int | None = None) -> list[Any]:
+        """Return the fills (with commissions), oldest first; the last ``limit`` of them."""
+        fills = self.book.fills(client_order_id)
+        return fills[-limit:] if limit else fills
+
+    # -- RPC: orders -------------------------------------------------------------------
+    async def place_order(self, **order: Any) -> dict[str, Any]:
+        """Place an order (see trader.trading.requests.OrderRequest); idempotent on client_order_id."""
+        return await self._desk().place(order)
+
+    async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
+        """Change a working order's quantity, limit/stop price or trail."""
+        return await self._desk().modify(client_order_id, **changes)
+
+    async def cancel_order(self, client_order_id: str) -> dict[str, Any]:
+        """Cancel a working order."""
+        return await self._desk().cancel(client_order_id)
+
+    def cancel_all(self) -> int:
+        """Cancel every open order; return how many were open."""
+        return self._desk().cancel_all()
+
+    async def kill_switch(self, on: bool, reason: str = "") -> dict[str, Any]:
+        """Engage (cancel everything, refuse new orders) or release the kill switch."""
+        assert self.recorder is not None
+        if on:
+            self.risk.engage_kill_switch(reason or "manual")
+            await self.recorder.write({"type": "kill_switch", "engaged": True, "reason": reason or "manual"},
+                                      "risk.kill_switch", {"engaged": True, "reason": reason or "manual"})
+            if self.adapter.connected:
+                self._desk().cancel_all()
+        else:
+            self.risk.release_kill_switch()
+            await self.recorder.write({"type": "kill_switch", "engaged": False, "reason": reason},
+                                      "risk.kill_switch", {"engaged": False, "reason": reason})
+        return self.risk.status()
+
+    async def reconnect(self) -> dict[str, Any]:
+        """Drop the IB connection and make it again; return the status once re-synced (or after 15 s)."""
+        await self.adapter.reconnect()
+        await asyncio.sleep(0.05)
+        await self.adapter.wait_connected(15)
+        return self.status_info()
+
+    async def reconcile(self) -> list[dict[str, Any]]:
+        """Reconcile the book with the broker now; return the differences."""
+        self.adapter.require_connection()
+        await self._resync()
+        return self.differences
+
+    # -- RPC: market data ------------------------------------------------------------
+    async def resolve(self, symbol: str, sec_type: str | None = None, exchange: str | None = None,
+                      currency: str | None = None, expiry: str | None = None) -> list[Any]:
+        """Return the contracts ``symbol`` names (a future without expiry: the front month)."""
+        found = await self.resolver.resolve(symbol, sec_type=sec_type, exchange=exchange, currency=currency,
+                                            expiry=expiry)
+        if not found:
+            raise NotFound(f"unknown symbol {symbol!r}", symbol=symbol)
+        return [i.contract for i in found]
+
+    async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:
+        """Return the current quote of one instrument."""
+        inst = await self.resolver.one(symbol, **hints)
+        ticker = await self.adapter.snapshot(inst.ib)
+        return parsing.ticker_to_tick(ticker, inst.key)
+
+    async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
+        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""
+        inst = await self.resolver.one(symbol, **hints)
+        self.adapter.subscribe(inst.key, inst.ib)
+        return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract}
+
+    def unsubscribe(self, key: str) -> bool:
+        """Stop streaming ``key``."""
+        if not self.adapter.unsubscribe(key):
+            raise NotFound(f"no subscription for {key!r}", key=key)
+        return True
+
+    def subscriptions(self) -> list[str]:
+        """Return the keys streamed on the bus."""
+        return sorted(self.adapter.subscriptions)
+
+    async def history(self, symbol: str, duration: str = "1 D", bar_size: str = "1 min",
+                      what_to_show: str = "TRADES", end: str = "", use_rth: bool = False,
+                      **hints: Any) -> list[Any]:
+        """Return historical bars from IB (paced to its limits) as Bar records."""
+        from trader.domain import Bar
+
+        inst = await self.resolver.one(symbol, **hints)
+        try:
+            bars = await self.adapter.history(inst.ib, end=end, duration=duration, bar_size=bar_size,
+                                              what_to_show=what_to_show, use_rth=bool(use_rth))
+        except RequestError as exc:
+            raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
+        out = []
+        for b in bars:
+            start = b.date if isinstance(b.date, datetime) else datetime(b.date.year, b.date.month, b.date.day,
+                                                                         tzinfo=UTC)
+            out.append(Bar(inst.key, start.astimezone(UTC), bar_size, float(b.open), float(b.high), float(b.low),
+                           float(b.close), max(float(b.volume), 0.0), int(b.barCount) if b.barCount >= 0 else None))
+        return out
+
+
+def _unused() -> tuple[type[TraderError], type[ValidationError], type[Decimal]]:
+    return TraderError, ValidationError, Decimal
+
+
+if __name__ == "__main__":
+    sys.exit(main(TraderService))

@@ -1,0 +1,377 @@
+"""Book: replay from the journal, fill dedupe and counting, positions, reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
+from trader.errors import NotFound
+from trader.messaging import codec
+from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, rebuild
+from trader.trading.journal import Journal
+
+AAPL = Contract("AAPL", "STK", conid=265598)
+MSFT = Contract("MSFT", "STK", conid=272093)
+ES = Contract("ES", "FUT", exchange="CME", expiry="20261218", multiplier=Decimal(50))
+T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+S = OrderStatus
+
+
+def make_order(cid: str, qty: int = 10, *, contract: Contract = AAPL,
+               action: Action = Action.BUY, minute: int = 0, **kwargs: Any) -> Order:
+    return Order(cid, contract, action, Decimal(qty), created_at=T0 + timedelta(minutes=minute),
+                 **kwargs)
+
+
+def make_fill(exec_id: str, cid: str | None, qty: int | str, price: str, *,
+              contract: Contract = AAPL, action: Action = Action.BUY, minute: int = 1,
+              **kwargs: Any) -> Fill:
+    return Fill(exec_id, cid, contract, action, Decimal(qty), Decimal(price),
+                T0 + timedelta(minutes=minute), **kwargs)
+
+
+def snap(order: Order, event: str = "status") -> dict[str, Any]:
+    return {"type": "order", "order": dataclasses.replace(order), "event": event, "reason": ""}
+
+
+def state(orders: list[BrokerOrder] = (), fills: list[Fill] = (),  # type: ignore[assignment]
+          positions: dict[str, Decimal] | None = None, complete: bool = True) -> BrokerState:
+    return BrokerState({o.broker_order_id: o for o in orders}, list(fills), positions or {},
+                       complete)
+
+
+def replay(entries: list[dict[str, Any]]) -> Book:
+    book = Book()
+    for entry in entries:
+        book.apply(codec.decode(codec.encode(entry)))
+    return book
+
+
+def assert_same(a: Book, b: Book) -> None:
+    assert a.orders() == b.orders()
+    assert a.fills() == b.fills()
+    assert a.positions() == b.positions()
+    assert a.commissions() == b.commissions()
+
+
+# --- replay ---------------------------------------------------------------------
+
+
+def test_rebuild_from_the_redis_journal_equals_the_live_book(redis_server: Any) -> None:
+    """The service's way: apply each change to the live book and journal the same entry."""
+    live = Book()
+    entries: list[dict[str, Any]] = []
+
+    def record(entry: dict[str, Any]) -> None:
+        live.apply(entry)
+        entries.append(codec.decode(codec.encode(entry)))  # as journalled at this moment
+
+    buy = make_order("buy1", 100, broker_order_id=1)
+    record(snap(buy, "submitted"))
+    sell = make_order("sell1", 30, contract=MSFT, action=Action.SELL, minute=1,
+                      order_type=OrderType.LMT, limit_price=Decimal("410.5"), broker_order_id=2)
+    record(snap(sell, "submitted"))
+    record(snap(dataclasses.replace(live.order("buy1"), status=S.SUBMITTED, perm_id=11)))
+    record({"type": "fill", "fill": make_fill("e1", "buy1", 40, "150.10", commission=Decimal("0.4"))})
+    record(snap(live.order("buy1"), "fill"))
+    # A status report first (it already says 100 filled), its fill afterwards.
+    record(snap(dataclasses.replace(live.order("buy1"), status=S.FILLED,
+                                    filled_quantity=Decimal(100), avg_fill_price=Decimal("150.16"))))
+    record({"type": "fill", "fill": make_fill("e2", "buy1", 60, "150.20", minute=2)})
+    record({"type": "fill", "fill": make_fill("e3", "sell1", 30, "410.5", contract=MSFT,
+                                              action=Action.SELL, commission=Decimal("1.05"))})
+    record({"type": "kill_switch", "engaged": True, "reason": "test"})
+    record({"type": "fill", "fill": make_fill("e1", "buy1", 40, "150.10")})  # a repeat
+
+    assert live.order("buy1").filled_quantity == Decimal(100)  # not 160
+    assert live.order("buy1").avg_fill_price == Decimal("150.16")
+    assert live.order("sell1").status is S.FILLED
+
+    async def main() -> Book:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        journal = Journal(client, "journal:book")
+        for entry in entries:
+            await journal.append(entry)
+        book = await rebuild(journal)
+        await client.aclose()
+        return book
+
+    rebuilt = asyncio.run(main())
+    assert_same(rebuilt, live)
+    assert rebuilt.positions() == {"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(-30)}
+    assert rebuilt.commissions() == Decimal("1.45")
+    assert rebuilt.find(perm_id=11) == live.order("buy1")
+
+
+def test_fill_then_snapshot_counts_once() -> None:
+    book = Book()
+    book.put_order(make_order("c1", 10, status=S.SUBMITTED))
+    assert book.add_fill(make_fill("e1", "c1", 4, "100"))
+    order = book.order("c1")
+    assert (order.status, order.filled_quantity, order.avg_fill_price) == \
+        (S.PARTIALLY_FILLED, Decimal(4), Decimal(100))
+    book.apply(snap(order))  # the service's snapshot after the fill
+    assert book.add_fill(make_fill("e2", "c1", 6, "110"))
+    order = book.order("c1")
+    assert (order.status, order.filled_quantity, order.avg_fill_price) == \
+        (S.FILLED, Decimal(10), Decimal(106))
+
+
+def test_snapshot_first_then_fills_do_not_double_count() -> None:
+    book = Book()
+    book.put_order(make_order("c1", 10, status=S.PARTIALLY_FILLED, filled_quantity=Decimal(6),
+                              avg_fill_price=Decimal("99.5")))
+    assert book.add_fill(make_fill("e1", "c1", 4, "99"))
+    assert book.add_fill(make_fill("e2", "c1", 2, "100"))
+    order = book.order("c1")
+    assert (order.filled_quantity, order.avg_fill_price) == (Decimal(6), Decimal("99.5"))
+    assert book.add_fill(make_fill("e3", "c1", 4, "101"))  # beyond the snapshot: counted in
+    order = book.order("c1")
+    assert (order.status, order.filled_quantity) == (S.FILLED, Decimal(10))
+    # The first 6 at the snapshot's average, then the new fill: (6*99.5 + 4*101) / 10
+    assert order.avg_fill_price == Decimal("100.1")
+
+
+def test_crash_between_fill_and_snapshot_still_books_the_fill() -> None:
+    entries = [snap(make_order("c1", 5, status=S.SUBMITTED)),
+               {"type": "fill", "fill": make_fill("e1", "c1", 5, "20")}]
+    order = replay(entries).order("c1")
+    assert (order.status, order.filled_quantity) == (S.FILLED, Decimal(5))
+
+
+def test_stale_snapshot_is_corrected_by_the_next_fill() -> None:
+    book = Book()
+    book.put_order(make_order("c1", 10, status=S.SUBMITTED))
+    book.add_fill(make_fill("e1", "c1", 4, "10"))
+    book.apply(snap(make_order("c1", 10, status=S.SUBMITTED)))  # a late, stale report
+    book.add_fill(make_fill("e2", "c1", 2, "13"))
+    order = book.order("c1")
+    assert (order.status, order.filled_quantity, order.avg_fill_price) == \
+        (S.PARTIALLY_FILLED, Decimal(6), Decimal(11))
+
+
+def test_fills_that_do_not_fit_are_recorded_but_not_counted() -> None:
+    book = Book()
+    book.put_order(make_order("c1", 10, status=S.SUBMITTED))
+    book.put_order(make_order("c2", 10, status=S.CANCELLED, minute=1))
+    assert book.add_fill(make_fill("wrong_side", "c1", 1, "10", action=Action.SELL))
+    assert book.add_fill(make_fill("too_much", "c1", 11, "10"))
+    assert book.order("c1").filled_quantity == 0
+    assert book.add_fill(make_fill("late", "c2", 3, "10"))  # terminal: status kept
+    assert (book.order("c2").status, book.order("c2").filled_quantity) == (S.CANCELLED, 3)
+    assert book.add_fill(make_fill("orphan", None, 1, "10"))
+    assert [f.exec_id for f in book.fills()] == ["wrong_side", "too_much", "late", "orphan"]
+    assert book.positions() == {"AAPL.STK": Decimal(-1 + 11 + 3 + 1)}  # facts all the same
+
+
+def test_fill_dedupe_and_late_commission() -> None:
+    book = Book()
+    book.put_order(make_order("c1", 10, status=S.SUBMITTED))
+    assert book.add_fill(make_fill("e1", "c1", 10, "5"))
+    assert not book.add_fill(make_fill("e1", "c1", 10, "5"))
+    assert not book.add_fill(make_fill("e1", "c1", 10, "5", commission=Decimal("0.35")))
+    assert book.order("c1").filled_quantity == 10
+    assert len(book.fills()) == 1 and book.fills("c1")[0].commission == Decimal("0.35")
+    assert book.commissions() == Decimal("0.35")
+    assert book.fills("other") == []
+
+
+def test_positions_across_keys_and_exact_commissions() -> None:
+    book = Book()
+    book.add_fill(make_fill("a", None, 100, "150", commission=Decimal("0.1")))
+    book.add_fill(make_fill("b", None, 40, "151", action=Action.SELL, commission=Decimal("0.1")))
+    book.add_fill(make_fill("c", None, 5, "410", contract=MSFT, action=Action.SELL,
+                            commission=Decimal("0.1")))
+    book.add_fill(make_fill("d", None, "0.5", "5000", contract=ES))
+    book.add_fill(make_fill("e", None, "0.5", "5001", contract=ES, action=Action.SELL))
+    book.add_fill(make_fill("f", None, 1, "150"))  # commission not reported yet
+    assert book.positions() == {"AAPL.STK": Decimal(61), "MSFT.STK": Decimal(-5)}  # ES is flat
+    assert book.commissions() == Decimal("0.3")
+    assert Book().commissions() == Decimal(0)
+
+
+def test_queries_and_indexes() -> None:
+    book = Book()
+    late = make_order("late", minute=5, status=S.FILLED, filled_quantity=Decimal(10),
+                      avg_fill_price=Decimal(1))
+    early = make_order("early", minute=1, broker_order_id=7, perm_id=70)
+    book.put_order(late)
+    book.put_order(early)
+    assert [o.client_order_id for o in book.orders()] == ["early", "late"]
+    assert [o.client_order_id for o in book.orders(open_only=True)] == ["early"]
+    assert book.find(broker_order_id=7) is early and book.find(perm_id=70) is early
+    assert book.find(broker_order_id=8) is None and book.find() is None
+    book.put_order(dataclasses.replace(early, broker_order_id=8, perm_id=None))
+    assert book.find(broker_order_id=7) is None and book.find(perm_id=70) is None
+    assert book.find(broker_order_id=8).client_order_id == "early"
+    with pytest.raises(NotFound, match="nope"):
+        book.order("nope")
+
+
+def test_apply_ignores_other_and_malformed_entries() -> None:
+    book = Book()
+    book.apply({"type": "kill_switch", "engaged": True, "reason": "x"})
+    book.apply({"type": "reconcile", "differences": []})
+    book.apply({"type": "order", "order": "not an order"})
+    book.apply({"type": "fill"})
+    assert book.orders() == [] and book.fills() == []
+
+
+# --- reconcile --------------------------------------------------------------------
+
+
+def working(cid: str, bid: int | None, *, minute: int = 0, **kwargs: Any) -> Order:
+    kwargs.setdefault("status", S.SUBMITTED)
+    return make_order(cid, 10, minute=minute, broker_order_id=bid, **kwargs)
+
+
+def test_reconcile_brings_orders_to_the_broker_even_against_the_transition_table() -> None:
+    book = Book()
+    book.put_order(working("a", 1, status=S.PARTIALLY_FILLED, filled_quantity=Decimal(4),
+                           avg_fill_price=Decimal(10)))
+    book.put_order(working("b", 2, minute=1))
+    broker = state([BrokerOrder(1, 101, S.SUBMITTED, Decimal(4), Decimal(10)),
+                    BrokerOrder(2, 102, S.FILLED, Decimal(10), Decimal("9.5"))])
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key, d.book, d.broker, d.action) for d in diffs] == [
+        ("status", "a", S.PARTIALLY_FILLED, S.SUBMITTED, "updated the book"),
+        ("perm_id", "a", None, 101, "updated the book"),
+        ("status", "b", S.SUBMITTED, S.FILLED, "updated the book"),
+        ("filled", "b", Decimal(0), Decimal(10), "updated the book"),
+        ("avg_fill_price", "b", None, Decimal("9.5"), "updated the book"),
+        ("perm_id", "b", None, 102, "updated the book"),
+    ]
+    a, b = book.order("a"), book.order("b")
+    assert (a.status, a.perm_id, a.filled_quantity) == (S.SUBMITTED, 101, Decimal(4))
+    assert (b.status, b.filled_quantity, b.avg_fill_price) == (S.FILLED, 10, Decimal("9.5"))
+    assert book.find(perm_id=102) is b
+    assert book.reconcile(broker) == []
+
+
+def test_reconcile_never_sent_orders() -> None:
+    book = Book()
+    book.put_order(working("gone", 5))
+    book.put_order(working("pending", None, status=S.PENDING_SUBMIT, minute=1))
+    book.put_order(working("done", 6, status=S.CANCELLED, minute=2))  # terminal: left alone
+    diffs = book.reconcile(state())
+    assert [(d.kind, d.key, d.book, d.broker, d.action) for d in diffs] == [
+        ("never_sent", "gone", {"status": S.SUBMITTED, "broker_order_id": 5}, None,
+         "marked REJECTED"),
+        ("never_sent", "pending", {"status": S.PENDING_SUBMIT, "broker_order_id": None}, None,
+         "marked REJECTED"),
+    ]
+    gone = book.order("gone")
+    assert (gone.status, gone.broker_order_id) == (S.REJECTED, None)
+    assert book.find(broker_order_id=5) is None  # the id may be reused
+    assert book.order("pending").status is S.REJECTED
+    assert book.order("done").status is S.CANCELLED
+    assert book.reconcile(state()) == []
+
+
+def test_reconcile_incomplete_broker_state_is_no_proof() -> None:
+    book = Book()
+    book.put_order(working("a", 5))
+    book.put_order(working("p", None, status=S.PENDING_SUBMIT, minute=1))
+    diffs = book.reconcile(state(complete=False))
+    assert [(d.kind, d.key) for d in diffs] == [("never_sent", "p")]
+    assert book.order("a").status is S.SUBMITTED and book.order("a").broker_order_id == 5
+
+
+def test_reconcile_treats_a_reused_broker_id_with_another_perm_id_as_not_ours() -> None:
+    book = Book()
+    book.put_order(working("old", 5, perm_id=500))
+    broker = state([BrokerOrder(5, 999, S.SUBMITTED, Decimal(0), None)])
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key, d.action) for d in diffs] == [
+        ("never_sent", "old", "marked REJECTED"),
+        ("unknown_order", "5", "reported only"),
+    ]
+    assert book.reconcile(broker) == []
+
+
+def test_reconcile_adds_missing_fills_by_broker_id_or_perm_id() -> None:
+    book = Book()
+    book.put_order(working("a", 1, perm_id=101))
+    book.put_order(working("b", 2, perm_id=102, minute=1))
+    book.add_fill(make_fill("known", "a", 4, "10", broker_order_id=1))
+    by_id = make_fill("x1", None, 6, "11", minute=3, broker_order_id=1)
+    by_perm = make_fill("x2", None, 10, "12", minute=2, perm_id=102)
+    orphan = make_fill("x3", None, 1, "13", minute=4, broker_order_id=77)
+    broker = state(
+        [BrokerOrder(1, 101, S.FILLED, Decimal(10), Decimal("10.6")),
+         BrokerOrder(2, 102, S.FILLED, Decimal(10), Decimal(12)),
+         BrokerOrder(77, 7700, S.FILLED, Decimal(1), Decimal(13))],
+        [make_fill("known", None, 4, "10", broker_order_id=1), by_id, by_perm, orphan],
+    )
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key, d.action) for d in diffs] == [
+        ("status", "a", "updated the book"),
+        ("filled", "a", "updated the book"),
+        ("avg_fill_price", "a", "updated the book"),
+        ("status", "b", "updated the book"),
+        ("filled", "b", "updated the book"),
+        ("avg_fill_price", "b", "updated the book"),
+        ("missing_fill", "x2", "added the fill"),
+        ("missing_fill", "x1", "added the fill"),
+        ("unknown_order", "x3", "reported only"),
+        ("unknown_order", "77", "reported only"),
+    ]
+    assert diffs[6].broker == dataclasses.replace(by_perm, client_order_id="b")
+    assert [f.exec_id for f in book.fills("a")] == ["known", "x1"]
+    assert [f.exec_id for f in book.fills("b")] == ["x2"]
+    assert "x3" not in {f.exec_id for f in book.fills()}
+    a = book.order("a")  # the broker's numbers, not doubled by the added fill
+    assert (a.status, a.filled_quantity, a.avg_fill_price) == (S.FILLED, 10, Decimal("10.6"))
+    assert book.reconcile(broker) == []
+
+
+def test_reconcile_refused_broker_values_are_reported_once() -> None:
+    book = Book()
+    book.put_order(working("a", 1))
+    broker = state([BrokerOrder(1, None, S.FILLED, Decimal(20), Decimal(1))])  # 20 of 10
+    diffs = book.reconcile(broker)
+    assert {(d.kind, d.action) for d in diffs} == {("status", "reported only"),
+                                                   ("filled", "reported only"),
+                                                   ("avg_fill_price", "reported only")}
+    assert book.order("a").status is S.SUBMITTED
+    assert book.reconcile(broker) == []
+
+
+def test_position_differences_are_reported_only() -> None:
+    book = Book()
+    book.add_fill(make_fill("a", None, 100, "150"))
+    book.add_fill(make_fill("b", None, 5, "410", contract=MSFT))
+    broker = state(positions={"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(15),
+                              "IBM.STK": Decimal(-3), "FLAT.STK": Decimal(0)})
+    expected = [Difference("position", "IBM.STK", Decimal(0), Decimal(-3), "reported only"),
+                Difference("position", "MSFT.STK", Decimal(5), Decimal(15), "reported only")]
+    assert book.position_differences(broker) == expected
+    assert book.position_differences(broker) == expected  # reported on every call
+    assert book.reconcile(broker) == []
+
+
+def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
+    entries = [snap(working("a", 1)), snap(working("gone", 2, minute=1)),
+               snap(working("p", None, status=S.PENDING_SUBMIT, minute=2))]
+    book = replay(entries)
+    broker = state([BrokerOrder(1, 101, S.FILLED, Decimal(10), Decimal("10.5")),
+                    BrokerOrder(9, None, S.SUBMITTED, Decimal(0), None, order_ref="tws")],
+                   [make_fill("x1", None, 10, "10.5", broker_order_id=1),
+                    make_fill("x2", None, 1, "1", broker_order_id=9)])
+    diffs = book.reconcile(broker)
+    new = book.journal_entries(diffs)
+    assert [e["type"] for e in new] == ["fill", "order", "order", "order", "reconcile"]
+    assert [e["order"].client_order_id for e in new if e["type"] == "order"] == \
+        ["a", "gone", "p"]
+    assert all(e["event"] == "reconciled" and e["reason"] for e in new if e["type"] == "order")
+    assert new[-1]["differences"] == [d.to_dict() for d in diffs]
+    assert codec.decode(codec.encode(new[-1]))["differences"][-1]["broker"]["order_ref"] == "tws"
+    assert_same(replay(entries + new), book)
+    assert book.journal_entries([]) == []

@@ -1,0 +1,1 @@
+"""Broker adapters: the bridges between the platform and the brokers it trades through."""

@@ -1,0 +1,1 @@
+"""Interactive Brokers adapter, built on ib_async."""

@@ -1,0 +1,285 @@
+"""The IB connection: one ib_async client on the service's loop, a watchdog, and its events as Rx streams.
+
+:class:`IbAdapter` owns the ``ib_async.IB`` object. It connects with
+exponential backoff and jitter, and a watchdog notices a dead connection
+either from ib_async's ``disconnectedEvent`` or from a periodic
+``reqCurrentTime`` that gets no answer. After every (re)connect it re-requests
+market data for the instruments subscribed and then calls the ``on_connected``
+hooks, where the trader service re-syncs orders, positions and executions.
+Only the ``...Async`` request methods are used, never ib_async's blocking
+wrappers: everything runs on the one loop that ``main()`` owns.
+
+The streams (reactivex Subjects) carry ib_async's own objects; turning them
+into domain objects is :mod:`trader.brokers.ib.parsing`'s job:
+
+- ``tickers``: lists of updated ``Ticker``s;
+- ``order_status``: ``Trade`` on each status report, new order, modify or cancel;
+- ``executions``: ``(Trade, Fill)`` when an execution arrives;
+- ``commissions``: ``(Trade, Fill)`` once its commission report is in;
+- ``positions``, ``portfolio``, ``account_values``: ``Position``, ``PortfolioItem``, ``AccountValue``;
+- ``errors``: ``(req_id, code, message)`` for every IB error/notice;
+- ``connection``: True on connect, False on loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ib_async import IB, Contract, ContractDetails, Ticker
+from reactivex.subject import Subject
+
+from trader.config import IbSettings, TradingSettings
+from trader.errors import Overloaded, Unavailable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IbAdapter", "Pacer"]
+
+WATCHDOG_INTERVAL = 5.0
+
+
+class Pacer:
+    """A sliding-window limit: at most ``limit`` calls per ``window`` seconds, waiting up to ``max_wait``."""
+
+    def __init__(self, limit: int, window: float, max_wait: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.max_wait, self.clock = limit, window, max_wait, clock
+        self._calls: deque[float] = deque()
+
+    def delay(self) -> float:
+        """Return how long the next call must wait (0: now)."""
+        now = self.clock()
+        while self._calls and now - self._calls[0] >= self.window:
+            self._calls.popleft()
+        if len(self._calls) < self.limit:
+            return 0.0
+        return self._calls[0] + self.window - now
+
+    async def acquire(self) -> None:
+        """Wait for a slot; raise Overloaded if that would take longer than ``max_wait``."""
+        wait = self.delay()
+        if wait > self.max_wait:
+            raise Overloaded(f"IB pacing: {self.limit} requests per {self.window:g} s used; retry in {wait:.0f} s",
+                             retry_after=round(wait, 1))
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._calls.append(self.clock())
+
+
+class IbAdapter:
+    """The one IB API connection of the trader service."""
+
+    def __init__(self, ib_settings: IbSettings, trading: TradingSettings, *, ib: IB | None = None) -> None:
+        self.settings = ib_settings
+        self.trading = trading
+        self.ib = ib or IB()
+        self.ib.RaiseRequestErrors = True
+        self.tickers: Subject[list[Ticker]] = Subject()
+        self.order_status: Subject[Any] = Subject()
+        self.executions: Subject[tuple[Any, Any]] = Subject()
+        self.commissions: Subject[tuple[Any, Any]] = Subject()
+        self.positions: Subject[Any] = Subject()
+        self.portfolio: Subject[Any] = Subject()
+        self.account_values: Subject[Any] = Subject()
+        self.errors: Subject[tuple[int, int, str]] = Subject()
+        self.connection: Subject[bool] = Subject()
+        self.on_connected: list[Callable[[], Awaitable[None]]] = []
+        self.subscriptions: dict[str, Contract] = {}
+        self.history_pacer = Pacer(trading.history_requests_per_10min, 600.0)
+        self.connects = 0
+        self.last_error: str | None = None
+        self._stopping = False
+        self._connector: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._details: dict[int, ContractDetails] = {}
+        self._wire_events()
+
+    # -- events ------------------------------------------------------------------
+    def _wire_events(self) -> None:
+        ib = self.ib
+        ib.pendingTickersEvent += lambda tickers: self._emit(self.tickers, list(tickers))
+        for event in (ib.orderStatusEvent, ib.newOrderEvent, ib.orderModifyEvent, ib.cancelOrderEvent):
+            event += lambda trade: self._emit(self.order_status, trade)
+        ib.execDetailsEvent += lambda trade, fill: self._emit(self.executions, (trade, fill))
+        ib.commissionReportEvent += lambda trade, fill, _report: self._emit(self.commissions, (trade, fill))
+        ib.positionEvent += lambda position: self._emit(self.positions, position)
+        ib.updatePortfolioEvent += lambda item: self._emit(self.portfolio, item)
+        ib.accountValueEvent += lambda value: self._emit(self.account_values, value)
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+
+    @staticmethod
+    def _emit(subject: Subject[Any], value: Any) -> None:
+        # A failing observer must not break ib_async's event dispatch, nor the other observers.
+        try:
+            subject.on_next(value)
+        except Exception:
+            log.exception("an observer of an IB event failed; the stream goes on")
+
+    def _on_error(self, req_id: int, code: int, message: str, _contract: Any = None) -> None:
+        if code in (1100, 2110):  # connectivity between TWS and IB's servers lost
+            log.warning("IB %d: %s", code, message)
+        self._emit(self.errors, (req_id, code, message))
+
+    def _on_disconnected(self) -> None:
+        self._emit(self.connection, False)
+        if not self._stopping:
+            log.warning("IB connection to %s:%d lost; reconnecting", self.settings.host, self.settings.port)
+            self._start_connector()
+
+    # -- connection ----------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.ib.isConnected()
+
+    def start(self) -> None:
+        """Start connecting in the background (and keep reconnecting until :meth:`stop`)."""
+        self._stopping = False
+        self._start_connector()
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected (and re-synced); return whether it happened within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected and (self._connector is None or self._connector.done()):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    async def stop(self) -> None:
+        """Disconnect and stop reconnecting; safe to call twice."""
+        self._stopping = True
+        for task in (self._connector, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._connector = self._watchdog = None
+        if self.ib.isConnected():
+            self.ib.disconnect()
+
+    async def reconnect(self) -> None:
+        """Drop the connection and connect again (as the watchdog would)."""
+        if self.ib.isConnected():
+            self.ib.disconnect()  # fires disconnectedEvent, which starts the connector
+        else:
+            self._start_connector()
+
+    def _start_connector(self) -> None:
+        if self._connector is None or self._connector.done():
+            self._connector = asyncio.get_running_loop().create_task(self._connect_loop())
+
+    async def _connect_loop(self) -> None:
+        delay = self.trading.reconnect_initial
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            try:
+                await self.ib.connectAsync(
+                    self.settings.host, self.settings.port, clientId=self.settings.client_id,
+                    timeout=self.trading.connect_timeout, account=self.settings.account or "")
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.ib.disconnect()
+                wait = min(delay, self.trading.reconnect_max) * random.uniform(0.5, 1.5)  # jitter: no thundering herd
+                log.warning("IB connect to %s:%d failed (attempt %d: %s); retrying in %.1f s",
+                            self.settings.host, self.settings.port, attempt, self.last_error, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.trading.reconnect_max)
+                continue
+            self.connects += 1
+            self.last_error = None
+            log.info("IB connected to %s:%d as client %d (server version %s, accounts %s)",
+                     self.settings.host, self.settings.port, self.settings.client_id,
+                     self.ib.client.serverVersion(), ",".join(self.ib.wrapper.accounts))
+            self._resubscribe()
+            for hook in self.on_connected:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("re-sync after connecting failed")
+            self._emit(self.connection, True)
+            return
+
+    async def _watch(self) -> None:
+        """Ask the time every few seconds: a connection that stops answering is dropped and re-made."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL)
+            if not self.connected or (self._connector is not None and not self._connector.done()):
+                continue
+            try:
+                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), WATCHDOG_INTERVAL)
+            except (TimeoutError, ConnectionError):
+                log.warning("IB did not answer within %.0f s; reconnecting", WATCHDOG_INTERVAL)
+                self.ib.disconnect()
+
+    def _resubscribe(self) -> None:
+        for key, contract in self.subscriptions.items():
+            log.info("re-subscribing market data for %s", key)
+            self.ib.reqMktData(contract)
+
+    def require_connection(self) -> None:
+        """Raise Unavailable unless connected."""
+        if not self.connected:
+            reason = f" ({self.last_error})" if self.last_error else ""
+            raise Unavailable(f"not connected to IB at {self.settings.host}:{self.settings.port}{reason}")
+
+    # -- requests ------------------------------------------------------------------
+    async def contract_details(self, contract: Contract) -> list[ContractDetails]:
+        """Return IB's matches for ``contract`` (cached by conid once qualified)."""
+        if contract.conId and contract.conId in self._details:
+            return [self._details[contract.conId]]
+        self.require_connection()
+        found = await self.ib.reqContractDetailsAsync(contract)
+        for details in found:
+            if details.contract is not None:
+                self._details[details.contract.conId] = details
+        return list(found)
+
+    def subscribe(self, key: str, contract: Contract) -> Ticker:
+        """Stream market data for ``contract`` (kept across reconnects); return its Ticker."""
+        self.require_connection()
+        if key not in self.subscriptions:
+            self.subscriptions[key] = contract
+            return self.ib.reqMktData(contract)
+        ticker = self.ib.ticker(contract)
+        return ticker if ticker is not None else self.ib.reqMktData(contract)
+
+    def unsubscribe(self, key: str) -> bool:
+        """Stop the stream for ``key``; return whether there was one."""
+        contract = self.subscriptions.pop(key, None)
+        if contract is None:
+            return False
+        if self.connected:
+            self.ib.cancelMktData(contract)
+        return True
+
+    def ticker(self, contract: Contract) -> Ticker | None:
+        return self.ib.ticker(contract)
+
+    async def snapshot(self, contract: Contract, timeout: float = 5.0) -> Ticker:
+        """Return a one-off quote for ``contract`` (the live ticker when subscribed)."""
+        self.require_connection()
+        live = self.ib.ticker(contract)
+        if live is not None and live.hasBidAsk():
+            return live
+        [ticker] = await asyncio.wait_for(self.ib.reqTickersAsync(contract), timeout)
+        return ticker
+
+    async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                      what_to_show: str, use_rth: bool, timeout: float = 60.0) -> list[Any]:
+        """Return historical bars, paced to IB's limit on historical requests."""
+        self.require_connection()
+        await self.history_pacer.acquire()
+        bars = await self.ib.reqHistoricalDataAsync(
+            contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=timeout)
+        return list(bars)

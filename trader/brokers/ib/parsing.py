@@ -1,0 +1,367 @@
+"""IB parsing: pure conversions between ib_async's types and the domain objects.
+
+No I/O and no clock except ``now`` for a ticker that carries no time. IB's
+spellings (``"STP LMT"``, ``"BOT"``, ``"PreSubmitted"``...) map to domain enums
+through the lookup tables below, in both directions. ib_async carries
+quantities and prices as floats, with ``UNSET_DOUBLE`` (``sys.float_info.max``)
+or NaN for "no value"; :func:`decimal_from_float` turns them into exact
+Decimals (``231.37`` stays ``Decimal('231.37')``) or ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TypeVar
+
+import ib_async
+from ib_async.util import UNSET_DOUBLE
+
+from trader.domain import (
+    AccountValue,
+    Action,
+    Contract,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Right,
+    SecType,
+    TimeInForce,
+    checks,
+)
+from trader.errors import ValidationError
+
+__all__ = [
+    "decimal_from_float",
+    "from_ib_account_value",
+    "from_ib_contract",
+    "from_ib_fill",
+    "from_ib_portfolio_item",
+    "from_ib_position",
+    "order_status",
+    "ticker_to_tick",
+    "to_ib_contract",
+    "to_ib_order",
+]
+
+SEC_TYPES: dict[str, SecType] = {
+    "STK": SecType.STK,
+    "FUT": SecType.FUT,
+    "OPT": SecType.OPT,
+    "CASH": SecType.CASH,
+    "IND": SecType.IND,
+    "CMDTY": SecType.CMDTY,
+}
+IB_SEC_TYPES: dict[SecType, str] = {member: code for code, member in SEC_TYPES.items()}
+
+# IB writes an option's right several ways; "?" and "0" mean "not an option".
+RIGHTS: dict[str, Right | None] = {
+    "C": Right.C, "CALL": Right.C, "P": Right.P, "PUT": Right.P, "": None, "?": None, "0": None,
+}  # fmt: skip
+IB_RIGHTS: dict[Right | None, str] = {Right.C: "C", Right.P: "P", None: ""}
+
+IB_ACTIONS: dict[Action, str] = {Action.BUY: "BUY", Action.SELL: "SELL"}
+EXEC_SIDES: dict[str, Action] = {"BOT": Action.BUY, "SLD": Action.SELL}
+
+IB_ORDER_TYPES: dict[OrderType, str] = {
+    OrderType.MKT: "MKT",
+    OrderType.LMT: "LMT",
+    OrderType.STP: "STP",
+    OrderType.STP_LMT: "STP LMT",
+    OrderType.TRAIL: "TRAIL",
+}
+IB_TIFS: dict[TimeInForce, str] = {
+    TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK",
+}  # fmt: skip
+
+IB_STATUSES: dict[str, OrderStatus] = {
+    "PendingSubmit": OrderStatus.PENDING_SUBMIT,
+    "ApiPending": OrderStatus.PENDING_SUBMIT,
+    "PreSubmitted": OrderStatus.PRE_SUBMITTED,
+    "Submitted": OrderStatus.SUBMITTED,
+    "PendingCancel": OrderStatus.PENDING_CANCEL,
+    "ApiCancelled": OrderStatus.API_CANCELLED,
+    "Cancelled": OrderStatus.CANCELLED,
+    "Filled": OrderStatus.FILLED,
+    "Inactive": OrderStatus.INACTIVE,
+}
+# Where an order for a contract IB sent without an exchange goes (portfolio updates carry none).
+_SMART_ROUTED = frozenset({SecType.STK, SecType.OPT})
+# Working statuses that IB keeps reporting while an order fills piece by piece.
+_WORKING = frozenset({OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED})
+
+# Below 2**53 every integral float is an exact int: write 100.0 as Decimal('100').
+_EXACT_INT_LIMIT = 2.0**53
+_EPOCH = ib_async.util.EPOCH
+
+
+def decimal_from_float(x: float | Decimal | None) -> Decimal | None:
+    """Return ``x`` as the Decimal its shortest repr spells, or ``None`` if it is no value.
+
+    ``None``, NaN, infinities and ib_async's ``UNSET_DOUBLE`` give ``None``.
+    A float becomes ``Decimal(repr(x))``, so ``231.37`` is ``Decimal('231.37')``
+    and not the binary expansion; an integral float becomes an integral
+    Decimal (``100.0`` is ``Decimal('100')``). A Decimal passes through
+    (``None`` if it is not finite).
+    """
+    if x is None:
+        return None
+    if isinstance(x, Decimal):
+        return x if x.is_finite() else None
+    if isinstance(x, bool):
+        raise ValidationError(f"expected a number, got bool {x!r}")
+    value = float(x)
+    if not math.isfinite(value) or value == UNSET_DOUBLE:
+        return None
+    if value.is_integer() and abs(value) < _EXACT_INT_LIMIT:
+        return Decimal(int(value))
+    return Decimal(repr(value))
+
+
+def _required_decimal(name: str, x: float | Decimal | None) -> Decimal:
+    value = decimal_from_float(x)
+    if value is None:
+        raise ValidationError(f"{name} is missing (got {x!r})")
+    return value
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _lookup(table: dict[K, V], code: K, what: str) -> V:
+    try:
+        return table[code]
+    except KeyError:
+        known = ", ".join(repr(k) for k in table)
+        raise ValidationError(f"unknown IB {what} {code!r} (known: {known})") from None
+
+
+def _ib_price(value: Decimal | None) -> float:
+    return UNSET_DOUBLE if value is None else float(value)
+
+
+def _expiry(code: str, sec_type: SecType, local_symbol: str) -> date | None:
+    """Read ``YYYYMMDD`` or ``YYYYMM`` (a trailing time such as ``" 16:00 US/Eastern"`` is dropped).
+
+    A bare contract month becomes the first of the month, except for a future
+    that its local symbol already identifies: the domain key then uses that.
+    """
+    text = code.strip().split(" ", 1)[0]
+    if not text:
+        return None
+    if len(text) == 6 and text.isdigit():
+        if sec_type is SecType.FUT and local_symbol.strip():
+            return None
+        text = f"{text}01"
+    return checks.plain_date("IB lastTradeDateOrContractMonth", text)
+
+
+def to_ib_contract(c: Contract) -> ib_async.Contract:
+    """Return ``c`` as an ib_async Contract (``conId`` 0 when not yet qualified)."""
+    multiplier = "" if c.multiplier is None else format(c.multiplier.normalize(), "f")
+    return ib_async.Contract(
+        secType=IB_SEC_TYPES[c.sec_type],
+        conId=c.conid or 0,
+        symbol=c.symbol,
+        lastTradeDateOrContractMonth="" if c.expiry is None else f"{c.expiry:%Y%m%d}",
+        strike=0.0 if c.strike is None else float(c.strike),
+        right=IB_RIGHTS[c.right],
+        multiplier=multiplier,
+        exchange=c.exchange,
+        primaryExchange=c.primary_exchange,
+        currency=c.currency,
+        localSymbol=c.local_symbol,
+        tradingClass=c.trading_class,
+    )
+
+
+def from_ib_contract(c: ib_async.Contract) -> Contract:
+    """Return the domain Contract for ib_async's ``c``.
+
+    Raise ValidationError for a secType the domain does not model (``"FOP"``,
+    ``"BAG"``...) or a right or expiry IB should not send. Strike, right and
+    expiry are taken only where the domain allows them (an OPT; a FUT's
+    expiry), since IB fills them with placeholders (strike 0, right ``"?"``)
+    for other kinds. An empty exchange (portfolio updates carry none) becomes
+    ``"SMART"`` for stocks and options, else the primary exchange if known.
+    """
+    sec_type = _lookup(SEC_TYPES, c.secType, "secType")
+    multiplier = c.multiplier.strip()
+    is_option = sec_type is SecType.OPT
+    fallback = "SMART" if sec_type in _SMART_ROUTED else c.primaryExchange or "SMART"
+    right = _lookup(RIGHTS, c.right.strip().upper(), "right") if is_option else None
+    expiry = None
+    if sec_type in (SecType.FUT, SecType.OPT):
+        expiry = _expiry(c.lastTradeDateOrContractMonth, sec_type, c.localSymbol)
+    strike = decimal_from_float(c.strike) if is_option else None
+    return Contract(
+        c.symbol,
+        sec_type,
+        exchange=c.exchange or fallback,
+        primary_exchange=c.primaryExchange,
+        currency=c.currency,
+        expiry=expiry,
+        strike=strike or None,  # IB writes "no strike" as 0.0
+        right=right,
+        multiplier=None if multiplier in ("", "0") else multiplier,  # Contract parses text
+        local_symbol=c.localSymbol,
+        trading_class=c.tradingClass,
+        conid=c.conId or None,
+    )
+
+
+def to_ib_order(
+    order: Order, *, order_id: int, parent_order_id: int = 0, transmit: bool = True
+) -> ib_async.Order:
+    """Return ``order`` as an ib_async Order with IB id ``order_id``.
+
+    Price fields the order type does not use keep ib_async's default
+    ``UNSET_DOUBLE`` (sent as "no value"), never 0. A TRAIL order's trail
+    amount goes in ``auxPrice``, its trail percent in ``trailingPercent`` and
+    its initial stop, if any, in ``trailStopPrice``. Setting an OCA group sets
+    ``ocaType`` 1 (cancel the others when one fills).
+    """
+    ib_order = ib_async.Order(
+        orderId=order_id,
+        action=IB_ACTIONS[order.action],
+        totalQuantity=float(order.quantity),
+        orderType=IB_ORDER_TYPES[order.order_type],
+        tif=IB_TIFS[order.tif],
+        outsideRth=order.outside_rth,
+        orderRef=order.order_ref,
+        account=order.account or "",
+        parentId=parent_order_id,
+        transmit=transmit,
+    )
+    if order.limit_price is not None:
+        ib_order.lmtPrice = float(order.limit_price)
+    if order.order_type is OrderType.TRAIL:
+        ib_order.auxPrice = _ib_price(order.trail_amount)
+        ib_order.trailingPercent = _ib_price(order.trail_percent)
+        ib_order.trailStopPrice = _ib_price(order.stop_price)
+    elif order.stop_price is not None:
+        ib_order.auxPrice = float(order.stop_price)
+    if order.oca_group:
+        ib_order.ocaGroup = order.oca_group
+        ib_order.ocaType = 1
+    return ib_order
+
+
+def order_status(status: str, filled: Decimal, remaining: Decimal) -> OrderStatus | None:
+    """Return the domain status for IB's ``status`` report, or ``None`` if it is unknown.
+
+    IB reports a partly filled working order as ``Submitted`` (or
+    ``PreSubmitted``) with both ``filled`` and ``remaining`` above zero: that
+    is PARTIALLY_FILLED. ``None`` (``"ApiUpdate"``, ``"ValidationError"``...)
+    is for the caller to log.
+    """
+    result = IB_STATUSES.get(status)
+    if result in _WORKING and filled > 0 and remaining > 0:
+        return OrderStatus.PARTIALLY_FILLED
+    return result
+
+
+def from_ib_fill(fill: ib_async.Fill, client_order_id: str | None) -> Fill:
+    """Return the domain Fill for ib_async's ``fill`` of our order ``client_order_id``.
+
+    The time is the execution's (converted to UTC), or the fill's arrival time
+    if the execution has none. The commission is ``None`` until IB's
+    commission report has arrived (an empty report, or ``UNSET_DOUBLE``).
+    Zero order and perm ids (manual TWS orders) become ``None``.
+    """
+    execution = fill.execution
+    report = fill.commissionReport
+    commission = None
+    if report.execId or report.commission != 0.0:
+        commission = decimal_from_float(report.commission)
+    time = fill.time if execution.time == _EPOCH else execution.time
+    return Fill(
+        execution.execId,
+        client_order_id,
+        from_ib_contract(fill.contract),
+        _lookup(EXEC_SIDES, execution.side, "execution side"),
+        _required_decimal("execution shares", execution.shares),
+        _required_decimal("execution price", execution.price),
+        checks.utc_datetime("execution time", time),
+        commission=commission,
+        broker_order_id=execution.orderId or None,
+        perm_id=execution.permId or None,
+        account=execution.acctNumber or None,
+    )
+
+
+def from_ib_position(p: ib_async.Position) -> Position:
+    """Return the domain Position for ib_async's ``p`` (no market values: IB sends none)."""
+    return Position(
+        p.account,
+        from_ib_contract(p.contract),
+        _required_decimal("position size", p.position),
+        _required_decimal("position avgCost", p.avgCost),
+    )
+
+
+def from_ib_portfolio_item(item: ib_async.PortfolioItem) -> Position:
+    """Return the domain Position, market values included, for ib_async's ``item``."""
+    return Position(
+        item.account,
+        from_ib_contract(item.contract),
+        _required_decimal("portfolio position", item.position),
+        _required_decimal("portfolio averageCost", item.averageCost),
+        market_price=decimal_from_float(item.marketPrice),
+        market_value=decimal_from_float(item.marketValue),
+        unrealized_pnl=decimal_from_float(item.unrealizedPNL),
+        realized_pnl=decimal_from_float(item.realizedPNL),
+    )
+
+
+def from_ib_account_value(v: ib_async.AccountValue) -> AccountValue:
+    """Return the domain AccountValue for ib_async's ``v`` (its ``modelCode`` is dropped)."""
+    return AccountValue(v.account, v.tag, v.value, v.currency)
+
+
+def _market(x: float | None) -> float | None:
+    if x is None:
+        return None
+    value = float(x)
+    if not math.isfinite(value) or value == UNSET_DOUBLE:
+        return None
+    return value
+
+
+def _size(x: float | None) -> float | None:
+    value = _market(x)
+    return None if value is None or value < 0 else value
+
+
+def ticker_to_tick(ticker: ib_async.Ticker, instrument: str) -> dict[str, object]:
+    """Return ``ticker`` as a plain tick dict for the bus, keyed like the Tick record.
+
+    Prices and sizes are floats; NaN, infinities, ``UNSET_DOUBLE`` and
+    negative sizes are ``None``. Prices are reported as the ticker has them:
+    IB's empty book side (price -1, size 0) stays -1 with size 0, since
+    ``None`` would mean "unchanged" to a consumer, and some prices do go
+    negative (spreads, TICK-NYSE). ``time`` is the ticker's time in UTC (a
+    naive time is taken as UTC), or now if it has none.
+    """
+    time = ticker.time
+    if time is None:
+        time = datetime.now(UTC)
+    elif time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    elif time.tzinfo is not UTC:
+        time = time.astimezone(UTC)
+    return {
+        "instrument": instrument,
+        "time": time,
+        "bid": _market(ticker.bid),
+        "ask": _market(ticker.ask),
+        "last": _market(ticker.last),
+        "bid_size": _size(ticker.bidSize),
+        "ask_size": _size(ticker.askSize),
+        "last_size": _size(ticker.lastSize),
+        "volume": _size(ticker.volume),
+    }

@@ -1,0 +1,359 @@
+"""Book: the trader service's orders and fills, rebuilt from the journal and reconciled with the broker.
+
+**Fills vs order snapshots.** The journal is the log of the book's own
+operations: :meth:`Book.apply` replays an order entry through
+:meth:`Book.put_order` and a fill entry through :meth:`Book.add_fill`, the
+same calls the live service makes, so replaying a journal reproduces the live
+book exactly, whatever the order of status reports and executions, and even
+when the service died between journalling a fill and the order snapshot after it.
+
+* An order snapshot is authoritative: it replaces the order (status, filled
+  quantity, average price, ids).
+* A fill is recorded once per ``exec_id`` (positions and commissions come from
+  the fills) and is *counted* into its order at most once. The book keeps, per
+  order, the quantity of the fills counted so far. A new fill for a known order
+  changes the order only if the order does not already account for it: if its
+  ``filled_quantity`` is already >= counted + this fill (a status report came
+  first and its snapshot says so), the fill is counted and the order left as
+  is; if the order says exactly what was counted before, ``Order.apply_fill``
+  books the fill; otherwise (a stale snapshot) the order is brought to the
+  counted quantity at the fills' average price. A fill of the wrong side, or
+  one that would overfill, is recorded but never counted (logged).
+* A repeated ``exec_id`` is not a new fill (``add_fill`` returns False), but
+  a commission the stored copy lacks is taken (IB reports it afterwards).
+
+The book owns its orders: ``add_fill`` and ``reconcile`` may replace an Order
+object, so read it back with :meth:`Book.order`. After a change the service
+journals the entries that replay it (:meth:`Book.journal_entries` for a
+reconcile). ``reconcile`` assumes no placement is in flight (call it at
+start-up or while submissions are paused): a PENDING_SUBMIT order without a
+broker id is taken as never sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from trader.domain import Fill, Order, OrderStatus
+from trader.domain.checks import utc_now
+from trader.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from trader.trading.journal import Journal
+
+__all__ = ["Book", "BrokerOrder", "BrokerState", "Difference", "rebuild"]
+
+log = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+_ORDER_KINDS = frozenset({"status", "filled", "avg_fill_price", "perm_id", "never_sent"})
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """What the broker reports for one of our orders."""
+
+    broker_order_id: int
+    perm_id: int | None
+    status: OrderStatus
+    filled: Decimal
+    avg_fill_price: Decimal | None
+    order_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    """The broker's view: our API client's orders (open and completed), executions, positions.
+
+    ``complete`` is False when completed orders could not be fetched: then an
+    order missing from ``orders`` is not proof that it never reached the broker.
+    """
+
+    orders: Mapping[int, BrokerOrder]
+    fills: Sequence[Fill]
+    positions: Mapping[str, Decimal]
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way the book differed from the broker, and what :meth:`Book.reconcile` did about it.
+
+    ``kind``: "status", "filled", "avg_fill_price", "perm_id", "missing_fill",
+    "never_sent", "unknown_order" or "position". ``action``: "updated the book",
+    "added the fill", "marked REJECTED" or "reported only".
+    """
+
+    kind: str
+    key: str
+    book: Any
+    broker: Any
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the difference as a dict the codec can carry (a BrokerOrder becomes a dict)."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, BrokerOrder):
+                return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return value
+
+        return {"kind": self.kind, "key": self.key, "book": plain(self.book),
+                "broker": plain(self.broker), "action": self.action}
+
+
+class Book:
+    """Orders by our client_order_id, fills by exec_id; rebuilt from the journal."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, Order] = {}
+        self._seq: dict[str, int] = {}
+        self._counter = itertools.count()
+        self._by_broker_id: dict[int, str] = {}
+        self._by_perm_id: dict[int, str] = {}
+        self._fills: dict[str, Fill] = {}
+        self._counted: dict[str, dict[str, Decimal]] = {}  # client id -> exec id -> quantity
+        self._reported: set[tuple[str, str, Any]] = set()
+
+    # --- replay and updates ---------------------------------------------------
+
+    def apply(self, entry: Mapping[str, Any]) -> None:
+        """Replay one journal entry: order snapshots replace, fills are added; others ignored."""
+        kind = entry.get("type")
+        if kind == "order":
+            order = entry.get("order")
+            if isinstance(order, Order):
+                self.put_order(order)
+            else:
+                log.error("journal order entry without an Order: %r", entry)
+        elif kind == "fill":
+            fill = entry.get("fill")
+            if isinstance(fill, Fill):
+                self.add_fill(fill)
+            else:
+                log.error("journal fill entry without a Fill: %r", entry)
+
+    def put_order(self, order: Order) -> None:
+        """Insert or replace ``order`` (by client_order_id) and index its broker and perm ids."""
+        if not isinstance(order, Order):
+            raise ValidationError(f"put_order needs an Order, got {type(order).__name__}")
+        cid = order.client_order_id
+        old = self._orders.get(cid)
+        if old is not None:
+            for index, key in ((self._by_broker_id, old.broker_order_id),
+                               (self._by_perm_id, old.perm_id)):
+                if key is not None and index.get(key) == cid:
+                    del index[key]
+        else:
+            self._seq[cid] = next(self._counter)
+        self._orders[cid] = order
+        if order.broker_order_id is not None:
+            self._by_broker_id[order.broker_order_id] = cid
+        if order.perm_id is not None:
+            self._by_perm_id[order.perm_id] = cid
+
+    def add_fill(self, fill: Fill) -> bool:
+        """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
+        if not isinstance(fill, Fill):
+            raise ValidationError(f"add_fill needs a Fill, got {type(fill).__name__}")
+        known = self._fills.get(fill.exec_id)
+        if known is not None:
+            if known.commission is None and fill.commission is not None:
+                self._fills[fill.exec_id] = dataclasses.replace(known, commission=fill.commission)
+            return False
+        self._fills[fill.exec_id] = fill
+        cid = fill.client_order_id
+        order = self._orders.get(cid) if cid is not None else None
+        if order is not None:
+            self._count(order, fill)
+        return True
+
+    def _count(self, order: Order, fill: Fill) -> None:
+        cid = order.client_order_id
+        counted = self._counted.setdefault(cid, {})
+        before = sum(counted.values(), _ZERO)
+        after = before + fill.quantity
+        if fill.action is not order.action or after > order.quantity:
+            log.warning("fill %s (%s %s) does not fit order %s (%s %s, %s counted): not counted",
+                        fill.exec_id, fill.action, fill.quantity, cid, order.action,
+                        order.quantity, before)
+            return
+        counted[fill.exec_id] = fill.quantity
+        if order.filled_quantity >= after:
+            return  # the snapshot (a status report) already accounts for this fill
+        status = OrderStatus.FILLED if after == order.quantity else OrderStatus.PARTIALLY_FILLED
+        allowed = status is order.status or order.status.can_transition(status)
+        if order.filled_quantity == before and allowed:
+            order.apply_fill(fill)
+            return
+        cost = sum((self._fills[x].price * q for x, q in counted.items()), _ZERO)
+        if not allowed:
+            log.warning("order %s in %s takes fill %s; status kept", cid, order.status, fill.exec_id)
+        self.put_order(dataclasses.replace(
+            order, filled_quantity=after, avg_fill_price=cost / after,
+            status=status if allowed else order.status, updated_at=fill.time,
+        ))
+
+    # --- queries --------------------------------------------------------------
+
+    def order(self, client_order_id: str) -> Order:
+        """Return the order ``client_order_id``; raise NotFound if the book has none."""
+        try:
+            return self._orders[client_order_id]
+        except KeyError:
+            raise NotFound(f"no order {client_order_id!r} in the book",
+                           client_order_id=client_order_id) from None
+
+    def find(self, *, broker_order_id: int | None = None, perm_id: int | None = None) -> Order | None:
+        """Return the order with this perm id, else with this broker order id, else None."""
+        cid = self._by_perm_id.get(perm_id) if perm_id is not None else None
+        if cid is None and broker_order_id is not None:
+            cid = self._by_broker_id.get(broker_order_id)
+        return self._orders.get(cid) if cid is not None else None
+
+    def orders(self, *, open_only: bool = False) -> list[Order]:
+        """Return the orders oldest first (created_at, then insertion); ``open_only``: not done."""
+        found = sorted(self._orders.values(),
+                       key=lambda o: (o.created_at, self._seq[o.client_order_id]))
+        return [o for o in found if not o.is_done] if open_only else found
+
+    def fills(self, client_order_id: str | None = None) -> list[Fill]:
+        """Return the fills in arrival order, all or those of one order."""
+        if client_order_id is None:
+            return list(self._fills.values())
+        return [f for f in self._fills.values() if f.client_order_id == client_order_id]
+
+    def positions(self) -> dict[str, Decimal]:
+        """Return the signed quantity per contract key from the fills (flat keys omitted)."""
+        totals: dict[str, Decimal] = {}
+        for fill in self._fills.values():
+            key = fill.contract.key
+            totals[key] = totals.get(key, _ZERO) + fill.signed_quantity
+        return {key: qty for key, qty in sorted(totals.items()) if qty != 0}
+
+    def commissions(self) -> Decimal:
+        """Return the sum of the fills' commissions (those not yet reported count as zero)."""
+        return sum((f.commission for f in self._fills.values() if f.commission is not None), _ZERO)
+
+    # --- reconciliation ---------------------------------------------------------
+
+    def _match(self, broker_order_id: int | None, perm_id: int | None) -> Order | None:
+        order = self.find(perm_id=perm_id)
+        if order is None and broker_order_id is not None:
+            order = self.find(broker_order_id=broker_order_id)
+            if order is not None and None not in (order.perm_id, perm_id) and order.perm_id != perm_id:
+                return None  # the id was reused by another order
+        return order
+
+    def _report(
+        self, out: list[Difference], kind: str, key: str, broker: Any, book: Any = None
+    ) -> None:
+        # Report-only differences are reported once per book, so reconcile stays idempotent.
+        if (kind, key, broker) not in self._reported:
+            self._reported.add((kind, key, broker))
+            out.append(Difference(kind, key, book, broker, "reported only"))
+
+    def reconcile(self, broker: BrokerState) -> list[Difference]:
+        """Bring the book to the broker's truth; return what differed and what was done.
+
+        Differences come in a stable order: book orders oldest first, then
+        broker fills by (time, exec_id), then broker orders by id. A second call
+        with the same state returns []. Positions are not compared here: see
+        :meth:`position_differences`.
+        """
+        out: list[Difference] = []
+        for order in self.orders(open_only=True):
+            out.extend(self._reconcile_order(order, broker))
+        for fill in sorted(broker.fills, key=lambda f: (f.time, f.exec_id)):
+            if fill.exec_id in self._fills:
+                continue
+            order = self._orders.get(fill.client_order_id) if fill.client_order_id else None
+            order = order or self._match(fill.broker_order_id, fill.perm_id)
+            if order is None:
+                self._report(out, "unknown_order", fill.exec_id, fill)
+                continue
+            fill = dataclasses.replace(fill, client_order_id=order.client_order_id)
+            self.add_fill(fill)
+            out.append(Difference("missing_fill", fill.exec_id, None, fill, "added the fill"))
+        for bid, state in sorted(broker.orders.items()):
+            if self._match(bid, state.perm_id) is None:
+                self._report(out, "unknown_order", str(bid), state)
+        return out
+
+    def _reconcile_order(self, order: Order, broker: BrokerState) -> list[Difference]:
+        cid = order.client_order_id
+        state = broker.orders.get(order.broker_order_id) if order.broker_order_id is not None else None
+        if state is not None and None not in (order.perm_id, state.perm_id):
+            state = state if state.perm_id == order.perm_id else None
+        if state is None:
+            if order.broker_order_id is None and order.status is not OrderStatus.PENDING_SUBMIT:
+                return []
+            if order.broker_order_id is not None and not broker.complete:
+                log.warning("order %s (broker id %s) not reported; completed orders unknown",
+                            cid, order.broker_order_id)
+                return []
+            self.put_order(dataclasses.replace(
+                order, status=OrderStatus.REJECTED, broker_order_id=None, updated_at=utc_now()))
+            book = {"status": order.status, "broker_order_id": order.broker_order_id}
+            return [Difference("never_sent", cid, book, None, "marked REJECTED")]
+        avg = order.avg_fill_price if state.avg_fill_price is None else state.avg_fill_price
+        wanted = {"status": state.status, "filled_quantity": state.filled,
+                  "avg_fill_price": None if state.filled == 0 else avg,
+                  "perm_id": order.perm_id if state.perm_id is None else state.perm_id}
+        changes = {k: v for k, v in wanted.items() if getattr(order, k) != v}
+        if not changes:
+            return []
+        kinds = {"filled_quantity": "filled"}
+        try:
+            self.put_order(dataclasses.replace(order, **changes, updated_at=utc_now()))
+        except ValidationError as exc:  # e.g. the broker reports more filled than ordered
+            log.error("order %s: broker values %s refused: %s", cid, changes, exc)
+            out: list[Difference] = []
+            for k, v in changes.items():
+                self._report(out, kinds.get(k, k), cid, v, book=getattr(order, k))
+            return out
+        return [Difference(kinds.get(k, k), cid, getattr(order, k), v, "updated the book")
+                for k, v in changes.items()]
+
+    def position_differences(self, broker: BrokerState) -> list[Difference]:
+        """Return the keys whose position differs from the broker's, by key (reported only).
+
+        Not idempotent by design: a mismatch is reported on every call, as the
+        account may hold positions from before this journal.
+        """
+        mine = self.positions()
+        theirs = {k: v for k, v in broker.positions.items() if v != 0}
+        return [Difference("position", key, mine.get(key, _ZERO), theirs.get(key, _ZERO),
+                           "reported only")
+                for key in sorted(mine.keys() | theirs.keys())
+                if mine.get(key, _ZERO) != theirs.get(key, _ZERO)]
+
+    def journal_entries(self, differences: Iterable[Difference]) -> list[dict[str, Any]]:
+        """Return the journal entries that replay a reconcile: fills, order snapshots, a summary."""
+        differences = list(differences)
+        entries: list[dict[str, Any]] = []
+        reasons: dict[str, list[str]] = {}
+        for d in differences:
+            if d.kind == "missing_fill":
+                entries.append({"type": "fill", "fill": d.broker})
+                reasons.setdefault(d.broker.client_order_id, []).append(f"fill {d.key} added")
+            elif d.kind in _ORDER_KINDS and d.action != "reported only":
+                reasons.setdefault(d.key, []).append(f"{d.kind}: {d.book!r} -> {d.broker!r}")
+        entries += [{"type": "order", "order": self.order(cid), "event": "reconciled",
+                     "reason": "; ".join(why)} for cid, why in reasons.items()]
+        if differences:
+            entries.append({"type": "reconcile", "differences": [d.to_dict() for d in differences]})
+        return entries
+
+
+async def rebuild(journal: Journal, book: Book | None = None) -> Book:
+    """Replay every decodable entry of ``journal`` into ``book`` (a new one by default)."""
+    book = Book() if book is None else book
+    async for _, entry in journal.entries():
+        book.apply(entry)
+    return book

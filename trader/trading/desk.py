@@ -1,0 +1,338 @@
+"""The order desk: requests become orders through the risk gate, the journal, then the broker; broker events come back.
+
+Placing an order: resolve the instrument, price it from the live market,
+build the entry and its bracket children, check each against the risk gate,
+give each an IB order id and write it to the journal (write-ahead: an order
+the journal does not hold is never sent), send it, and wait for the broker's
+acknowledgement. A ``client_order_id`` makes the call idempotent: a retry
+returns the order already placed and never sends again, even while the first
+call is still in flight. IB's ``orderRef`` carries ``<strategy>#<client order
+id>``, which is how orders are matched again after a crash or a reconnect.
+
+Broker events (status reports, executions with their commissions) update the
+book, go to the journal and then to the bus (``order.<event>``, ``fill``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+from decimal import Decimal
+from typing import Any
+
+from ib_async import Trade
+
+from trader.brokers.ib import parsing
+from trader.brokers.ib.adapter import IbAdapter
+from trader.domain import Action, Order, OrderStatus
+from trader.errors import Conflict, NotFound, RiskLimitExceeded, TraderError, ValidationError
+from trader.trading.book import Book
+from trader.trading.instruments import Instrument, Resolver
+from trader.trading.recorder import Recorder
+from trader.trading.requests import build_orders, new_client_order_id, parse_request, round_to_tick
+from trader.trading.risk import Exposure, OrderIntent, RiskGate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Desk", "broker_ref", "client_order_id_of"]
+
+QUOTE_WAIT = 2.0
+
+
+def broker_ref(order: Order) -> str:
+    """Return the orderRef sent to IB: the strategy (or "manual") and our client order id."""
+    return f"{order.order_ref}#{order.client_order_id}"
+
+
+def client_order_id_of(order_ref: str) -> str | None:
+    """Return the client order id an orderRef carries, or None for an order placed elsewhere."""
+    _, sep, coid = order_ref.rpartition("#")
+    return coid if sep and coid else None
+
+
+def _number(value: float | None) -> Decimal | None:
+    return parsing.decimal_from_float(value) if value is not None and value == value and value > 0 else None
+
+
+class Desk:
+    """Places, modifies and cancels orders, and books what the broker reports."""
+
+    def __init__(self, adapter: IbAdapter, resolver: Resolver, book: Book, recorder: Recorder, risk: RiskGate,
+                 *, account: str | None = None, ack_timeout: float = 5.0) -> None:
+        self.adapter = adapter
+        self.resolver = resolver
+        self.book = book
+        self.recorder = recorder
+        self.risk = risk
+        self.account = account
+        self.ack_timeout = ack_timeout
+        self.trades: dict[str, Trade] = {}
+        self.reasons: dict[str, str] = {}
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._acks: dict[str, asyncio.Event] = {}
+        self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
+        adapter.order_status.subscribe(self.on_status)
+        adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
+
+    # -- queries -------------------------------------------------------------------
+    def result(self, coid: str) -> dict[str, Any]:
+        """Return an order with its bracket children and the last reason the broker or the gate gave."""
+        order = self.book.order(coid)
+        children = [o for o in self.book.orders() if o.parent_id == coid]
+        return {"order": order, "children": children, "reason": self.reasons.get(coid, "")}
+
+    def _existing(self, coid: str) -> Order | None:
+        try:
+            return self.book.order(coid)
+        except NotFound:
+            return None
+
+    # -- placing -------------------------------------------------------------------
+    async def place(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Place the order ``data`` describes (see OrderRequest); idempotent on its client_order_id."""
+        request = parse_request(data)
+        coid = request.client_order_id or new_client_order_id()
+        if self._existing(coid) is not None:
+            return self.result(coid)
+        inflight = self._inflight.get(coid)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._inflight[coid] = future
+        try:
+            result = await self._place(request.model_copy(update={"client_order_id": coid}))
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a retry that never came must not warn
+            raise
+        finally:
+            del self._inflight[coid]
+        future.set_result(result)
+        return result
+
+    async def _place(self, request: Any) -> dict[str, Any]:
+        self.adapter.require_connection()
+        hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
+                 "expiry": request.expiry}
+        inst = await self.resolver.one(request.symbol, **hints)
+        market, reference = await self._prices(inst, request.action)
+        built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
+                             reference_price=reference, account=self.account)
+        exposure = self.exposure()
+        try:
+            for order in built.all:
+                self.risk.check(self._intent(order, inst, market, reference), exposure)
+        except RiskLimitExceeded as exc:
+            built.entry.transition(OrderStatus.REJECTED)
+            self.book.put_order(built.entry)
+            self.reasons[built.entry.client_order_id] = str(exc)
+            await self.recorder.write(self._entry(built.entry, "rejected", str(exc)), "order.rejected",
+                                      self.result(built.entry.client_order_id))
+            raise
+        for order in built.all:
+            order.broker_order_id = self.adapter.ib.client.getReqId()
+            self.book.put_order(order)
+            self._acks[order.client_order_id] = asyncio.Event()
+        for order in built.all:  # write-ahead: durable before anything is sent
+            await self.recorder.write(self._entry(order, "submitted"))
+        last = len(built.all) - 1
+        for i, order in enumerate(built.all):
+            parent = built.entry.broker_order_id if order is not built.entry else 0
+            ib_order = parsing.to_ib_order(order, order_id=order.broker_order_id or 0,
+                                           parent_order_id=parent or 0, transmit=(i == last))
+            ib_order.orderRef = broker_ref(order)
+            self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
+            self.risk.record_order()
+        coid = built.entry.client_order_id
+        self.recorder.publish("order.submitted", self.result(coid))
+        await self._wait_ack(coid)
+        return self.result(coid)
+
+    async def _wait_ack(self, coid: str) -> None:
+        event = self._acks.get(coid)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), self.ack_timeout)
+        except TimeoutError:
+            log.warning("order %s: no acknowledgement from the broker within %.0f s", coid, self.ack_timeout)
+
+    async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
+        """Return the market (mid, else last) and the price a market order would pay."""
+        ticker = self.adapter.subscribe(inst.key, inst.ib)
+        deadline = asyncio.get_running_loop().time() + QUOTE_WAIT
+        while not (ticker.hasBidAsk() or _number(ticker.last)) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        bid, ask, last = _number(ticker.bid), _number(ticker.ask), _number(ticker.last)
+        market = (bid + ask) / 2 if bid and ask else last
+        reference = (ask if action is Action.BUY else bid) or market
+        return market, reference
+
+    def _intent(self, order: Order, inst: Instrument, market: Decimal | None,
+                reference: Decimal | None) -> OrderIntent:
+        return OrderIntent(
+            key=inst.key, symbol=inst.contract.symbol, action=order.action, quantity=order.quantity,
+            multiplier=inst.contract.multiplier or Decimal(1),
+            reference_price=order.limit_price or order.stop_price or reference, market_price=market,
+            limit_price=order.limit_price, stop_price=order.stop_price, reduces_only=order.parent_id is not None)
+
+    def exposure(self) -> Exposure:
+        """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL."""
+        positions: dict[str, Decimal] = {}
+        for p in self.adapter.ib.positions():
+            with _skip_unparsable():
+                pos = parsing.from_ib_position(p)
+                positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
+        working: dict[str, Decimal] = {}
+        for order in self.book.orders(open_only=True):
+            signed = order.remaining if order.action is Action.BUY else -order.remaining
+            working[order.contract.key] = working.get(order.contract.key, Decimal(0)) + signed
+        gross = Decimal(0)
+        pnl = Decimal(0)
+        for item in self.adapter.ib.portfolio():
+            gross += abs(parsing.decimal_from_float(item.marketValue) or Decimal(0))
+            pnl += (parsing.decimal_from_float(item.unrealizedPNL) or Decimal(0)) + (
+                parsing.decimal_from_float(item.realizedPNL) or Decimal(0))
+        return Exposure(positions=positions, working=working, gross_exposure=gross, daily_pnl=pnl - self.pnl_baseline)
+
+    # -- changing ------------------------------------------------------------------
+    def _working(self, coid: str) -> tuple[Order, Trade]:
+        order = self.book.order(coid)
+        if order.is_done:
+            raise Conflict(f"order {coid} is {order.status}: nothing to change", client_order_id=coid)
+        trade = self.trades.get(coid)
+        if trade is None:
+            raise Conflict(f"order {coid} is not known to this IB session yet; retry after the re-sync")
+        return order, trade
+
+    async def modify(self, coid: str, *, quantity: Any = None, limit_price: Any = None, stop_price: Any = None,
+                     trail_amount: Any = None, trail_percent: Any = None) -> dict[str, Any]:
+        """Change a working order's quantity or prices (re-sent to IB under the same order id)."""
+        self.adapter.require_connection()
+        order, trade = self._working(coid)
+        changes = {k: v for k, v in {"quantity": quantity, "limit_price": limit_price, "stop_price": stop_price,
+                                     "trail_amount": trail_amount, "trail_percent": trail_percent}.items()
+                   if v is not None}
+        if not changes:
+            raise ValidationError("modify_order: nothing to change")
+        inst = self.resolver.known(order.contract.key) or await self.resolver.one(order.contract.key)
+        fields = parse_request({"symbol": order.contract.key, "action": order.action, "quantity": order.quantity,
+                                "order_type": order.order_type, **changes}).model_dump(
+            include={"quantity", "limit_price", "stop_price", "trail_amount", "trail_percent"}, exclude_none=True)
+        for name in ("limit_price", "stop_price", "trail_amount"):
+            if name in fields:
+                fields[name] = round_to_tick(fields[name], inst.tick)
+        try:
+            changed = dataclasses.replace(order, **fields)
+        except TraderError as exc:
+            raise ValidationError(f"modify_order {coid}: {exc}") from None
+        if changed.quantity < order.filled_quantity:
+            raise ValidationError(f"modify_order {coid}: quantity {changed.quantity} is below the "
+                                  f"{order.filled_quantity} already filled")
+        market, reference = await self._prices(inst, order.action)
+        self.risk.check(self._intent(changed, inst, market, reference), self.exposure())
+        self.book.put_order(changed)
+        await self.recorder.write(self._entry(changed, "modified"), "order.modified", self.result(coid))
+        ib_order = trade.order
+        ib_order.totalQuantity = float(changed.quantity)
+        fresh = parsing.to_ib_order(changed, order_id=ib_order.orderId, parent_order_id=ib_order.parentId)
+        for attr in ("lmtPrice", "auxPrice", "trailingPercent", "trailStopPrice"):
+            setattr(ib_order, attr, getattr(fresh, attr))
+        self.adapter.ib.placeOrder(trade.contract, ib_order)
+        return self.result(coid)
+
+    async def cancel(self, coid: str) -> dict[str, Any]:
+        """Ask IB to cancel a working order; return it once the broker has answered (or after the timeout)."""
+        self.adapter.require_connection()
+        _, trade = self._working(coid)
+        event = self._acks[coid] = asyncio.Event()
+        self.adapter.ib.cancelOrder(trade.order)
+        try:
+            await asyncio.wait_for(event.wait(), self.ack_timeout)
+        except TimeoutError:
+            log.warning("order %s: no answer to the cancel within %.0f s", coid, self.ack_timeout)
+        return self.result(coid)
+
+    def cancel_all(self) -> int:
+        """Cancel every open order at the broker (IB's global cancel); return how many the book had open."""
+        self.adapter.require_connection()
+        count = len(self.book.orders(open_only=True))
+        self.adapter.ib.reqGlobalCancel()
+        return count
+
+    # -- broker events -------------------------------------------------------------
+    def _coid(self, trade: Trade) -> str | None:
+        coid = client_order_id_of(trade.order.orderRef or "")
+        if coid is not None and self._existing(coid) is not None:
+            return coid
+        found = self.book.find(broker_order_id=trade.order.orderId) if trade.order.orderId else None
+        if found is None and trade.order.permId:
+            found = self.book.find(perm_id=trade.order.permId)
+        return found.client_order_id if found is not None else None
+
+    def on_status(self, trade: Trade) -> None:
+        """Book a status report: status, filled quantity, average price, permId."""
+        coid = self._coid(trade)
+        if coid is None:
+            log.debug("status for an order not in the book: %s %s", trade.order.orderId, trade.orderStatus.status)
+            return
+        self.trades.setdefault(coid, trade)
+        order = self.book.order(coid)
+        st = trade.orderStatus
+        filled = parsing.decimal_from_float(st.filled) or Decimal(0)
+        remaining = parsing.decimal_from_float(st.remaining) or Decimal(0)
+        status = parsing.order_status(st.status, filled, remaining)
+        if status is None:
+            log.warning("order %s: unknown IB status %r", coid, st.status)
+            return
+        changed = False
+        if trade.order.permId and order.perm_id != trade.order.permId:
+            order.perm_id, changed = trade.order.permId, True
+        if filled > order.filled_quantity and filled <= order.quantity:
+            order.filled_quantity = filled
+            order.avg_fill_price = parsing.decimal_from_float(st.avgFillPrice)
+            changed = True
+        try:
+            changed = order.transition(status) or changed
+        except Conflict:
+            log.info("order %s: stale status %s after %s ignored", coid, status, order.status)
+        reason = next((e.message for e in reversed(trade.log) if e.errorCode), "")
+        if reason:
+            self.reasons[coid] = reason
+        if changed:
+            self.book.put_order(order)
+            self.recorder.record(self._entry(order, "status", reason), f"order.{str(order.status).lower()}",
+                                 self.result(coid))
+        if order.status is not OrderStatus.PENDING_SUBMIT and coid in self._acks:
+            self._acks.pop(coid).set()
+
+    def on_fill(self, trade: Trade, ib_fill: Any) -> None:
+        """Book an execution once its commission is known; executions seen before are ignored."""
+        coid = self._coid(trade)
+        try:
+            fill = parsing.from_ib_fill(ib_fill, coid)
+        except TraderError:
+            log.exception("an execution could not be read: %r", ib_fill.execution)
+            return
+        if self.book.add_fill(fill):
+            self.recorder.record({"type": "fill", "fill": fill}, "fill", fill)
+
+    @staticmethod
+    def _entry(order: Order, event: str, reason: str = "") -> dict[str, Any]:
+        # A copy: the order goes on changing while the entry waits in the recorder's queue.
+        return {"type": "order", "order": copy.copy(order), "event": event, "reason": reason}
+
+
+class _skip_unparsable:
+    """Skip (and log) one broker record our domain cannot represent."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
+        if isinstance(exc, TraderError):
+            log.warning("skipped a broker record: %s", exc)
+            return True
+        return False

@@ -1,0 +1,105 @@
+"""Reconciliation with the broker after every (re)connect: what IB reports, matched to the book.
+
+ib_async fetches the open orders, the completed orders and the executions as
+it connects. :func:`broker_state` turns them into a
+:class:`~trader.trading.book.BrokerState` keyed by IB order id: open orders
+carry their id; completed orders do not (IB reports only their permId), so
+their id comes from the client order id in their orderRef, or from an
+execution with the same permId. :func:`reconcile` then lets the book take the
+broker's truth, journals every change and returns the differences, which the
+trader service logs and publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from ib_async import IB, Trade
+
+from trader.brokers.ib import parsing
+from trader.errors import NotFound, TraderError
+from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
+from trader.trading.desk import Desk, client_order_id_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ["broker_state", "reconcile"]
+
+
+def _order_id(trade: Trade, book: Book, by_perm: dict[int, int]) -> int | None:
+    if trade.order.orderId:
+        return int(trade.order.orderId)
+    coid = client_order_id_of(trade.order.orderRef or "")
+    if coid is not None:
+        try:
+            own = book.order(coid).broker_order_id
+        except NotFound:
+            own = None
+        if own is not None:
+            return own
+    return by_perm.get(trade.order.permId) if trade.order.permId else None
+
+
+def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
+    """Return what IB reports for this API client: its orders, the executions, the positions."""
+    fills = []
+    by_perm: dict[int, int] = {}
+    for ib_fill in ib.fills():
+        execution = ib_fill.execution
+        if execution.clientId not in (client_id, 0):
+            continue
+        if execution.permId and execution.orderId:
+            by_perm[execution.permId] = execution.orderId
+        coid = client_order_id_of(execution.orderRef or "")
+        try:
+            fills.append(parsing.from_ib_fill(ib_fill, coid))
+        except TraderError as exc:
+            log.warning("execution %s skipped: %s", execution.execId, exc)
+    orders: dict[int, BrokerOrder] = {}
+    for trade in ib.trades():
+        if trade.order.clientId not in (client_id, 0):
+            continue
+        order_id = _order_id(trade, book, by_perm)
+        st = trade.orderStatus
+        filled = parsing.decimal_from_float(st.filled) or Decimal(0)
+        remaining = parsing.decimal_from_float(st.remaining) or Decimal(0)
+        status = parsing.order_status(st.status, filled, remaining)
+        if order_id is None or status is None:
+            continue
+        orders[order_id] = BrokerOrder(
+            broker_order_id=order_id, perm_id=trade.order.permId or None, status=status, filled=filled,
+            avg_fill_price=parsing.decimal_from_float(st.avgFillPrice) if filled else None,
+            order_ref=trade.order.orderRef or "")
+    positions: dict[str, Decimal] = {}
+    for p in ib.positions():
+        try:
+            pos = parsing.from_ib_position(p)
+        except TraderError as exc:
+            log.warning("position skipped: %s", exc)
+            continue
+        positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
+    return BrokerState(orders=orders, fills=fills, positions=positions, complete=True)
+
+
+async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
+    """Bring the book to the broker's truth; journal and return the differences."""
+    ib = desk.adapter.ib
+    for trade in ib.trades():  # the handles modify and cancel need, for orders still working
+        coid = client_order_id_of(trade.order.orderRef or "")
+        if coid is not None and trade.order.orderId:
+            desk.trades[coid] = trade
+    state = broker_state(ib, desk.book, client_id)
+    differences: list[Difference] = desk.book.reconcile(state)
+    for entry in desk.book.journal_entries(differences):
+        await desk.recorder.write(entry)
+    reported = [d.to_dict() for d in differences + desk.book.position_differences(state)]
+    for d in reported:
+        log.warning("reconcile: %s %s: book %s, broker %s (%s)", d["kind"], d["key"], d["book"], d["broker"],
+                    d["action"])
+    if reported:
+        desk.recorder.publish("order.reconciled", reported)
+    log.info("reconciled with IB: %d orders, %d executions, %d differences", len(state.orders),
+             len(state.fills), len(reported))
+    return reported

@@ -1,0 +1,189 @@
+"""Order requests: what a caller asks for, checked, and turned into the orders to send.
+
+An :class:`OrderRequest` is the ``place_order`` RPC's arguments (and the CLI's
+``trade`` options) as one strict model: unknown keys and bad values are a
+``ValidationError`` naming the field. :func:`build_orders` turns a request, the
+instrument's tick size and the market into domain :class:`~trader.domain.Order`s:
+the entry, then the optional stop-loss and take-profit children of a bracket
+(opposite side, same quantity, one OCA group so a fill of one cancels the
+other). Prices are rounded to the tick; a cash ``amount`` becomes a whole
+number of units at the reference price.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import pydantic
+from pydantic import Field, field_validator, model_validator
+
+from trader.config import StrictModel
+from trader.domain import Action, Contract, Order, OrderType, TimeInForce
+from trader.errors import ValidationError
+
+__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "new_client_order_id", "parse_request", "round_to_tick"]
+
+_HUNDRED = Decimal(100)
+
+
+def new_client_order_id() -> str:
+    """Return a fresh client order id (12 hex digits: short enough for IB's orderRef)."""
+    return secrets.token_hex(6)
+
+
+def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
+    """Return ``price`` on the ``tick`` grid (nearest tick, ties to even)."""
+    if tick <= 0:
+        raise ValidationError(f"tick size must be > 0, got {tick}")
+    ticks = (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
+    if ticks <= 0:
+        raise ValidationError(f"price {price} is below one tick ({tick})")
+    return (ticks * tick).quantize(tick)
+
+
+class OrderRequest(StrictModel):
+    """One order as asked for; exactly one of ``quantity`` and ``amount``."""
+
+    symbol: str = Field(min_length=1, description="a symbol (AAPL, ES, EUR.USD) or a contract key")
+    action: Action
+    quantity: Decimal | None = Field(None, gt=0)
+    amount: Decimal | None = Field(None, gt=0, description="cash to trade; converted at the reference price")
+    order_type: OrderType = OrderType.MKT
+    limit_price: Decimal | None = Field(None, gt=0)
+    stop_price: Decimal | None = Field(None, gt=0)
+    trail_amount: Decimal | None = Field(None, gt=0)
+    trail_percent: Decimal | None = Field(None, gt=0, lt=100)
+    tif: TimeInForce = TimeInForce.DAY
+    outside_rth: bool = False
+    stop_loss: Decimal | None = Field(None, gt=0, description="a stop-loss price")
+    stop_loss_percent: Decimal | None = Field(None, gt=0, lt=100)
+    take_profit: Decimal | None = Field(None, gt=0, description="a take-profit price")
+    take_profit_percent: Decimal | None = Field(None, gt=0)
+    client_order_id: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
+    strategy: str = Field("manual", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
+    sec_type: str | None = None
+    exchange: str | None = None
+    currency: str | None = None
+    expiry: str | None = None
+
+    @field_validator("quantity", "amount", "limit_price", "stop_price", "trail_amount", "trail_percent",
+                     "stop_loss", "stop_loss_percent", "take_profit", "take_profit_percent", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> object:
+        # A float from JSON or msgpack goes through its shortest text, so 0.1 stays 0.1.
+        return Decimal(repr(value)) if isinstance(value, float) else value
+
+    @field_validator("action", "order_type", "tif", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper().replace(" ", "_") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderRequest:
+        if (self.quantity is None) == (self.amount is None):
+            raise ValueError("give exactly one of quantity and amount")
+        if self.stop_loss is not None and self.stop_loss_percent is not None:
+            raise ValueError("give stop_loss or stop_loss_percent, not both")
+        if self.take_profit is not None and self.take_profit_percent is not None:
+            raise ValueError("give take_profit or take_profit_percent, not both")
+        return self
+
+    @property
+    def has_bracket(self) -> bool:
+        return any(v is not None for v in (self.stop_loss, self.stop_loss_percent, self.take_profit,
+                                           self.take_profit_percent))
+
+
+def parse_request(data: dict[str, Any]) -> OrderRequest:
+    """Return ``data`` as an OrderRequest, or raise ValidationError naming every bad field."""
+    try:
+        return OrderRequest.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "order"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{where}: {message}")
+        raise ValidationError("invalid order: " + "; ".join(problems), fields=problems) from None
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltOrders:
+    """The entry order and its bracket children (stop loss first, then take profit)."""
+
+    entry: Order
+    children: tuple[Order, ...] = ()
+
+    @property
+    def all(self) -> tuple[Order, ...]:
+        return (self.entry, *self.children)
+
+
+def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, min_size: Decimal,
+                 reference_price: Decimal | None, account: str | None = None) -> BuiltOrders:
+    """Return the orders for ``request`` on ``contract``.
+
+    ``reference_price`` is what a market order is expected to fill at (the ask
+    to buy, the bid to sell); it converts ``amount`` into a quantity and anchors
+    percentage stops and targets of market orders.
+    """
+    coid = request.client_order_id or new_client_order_id()
+    multiplier = contract.multiplier or Decimal(1)
+    limit = _rounded(request.limit_price, tick)
+    stop = _rounded(request.stop_price, tick)
+    trail_amount = _rounded(request.trail_amount, tick)
+    anchor = limit or stop or reference_price
+    quantity = request.quantity
+    if quantity is None:
+        assert request.amount is not None
+        if anchor is None:
+            raise ValidationError(f"{contract.key}: no price to convert the amount {request.amount} at")
+        units = (request.amount / (anchor * multiplier) / min_size).to_integral_value(rounding=ROUND_DOWN)
+        quantity = units * min_size
+        if quantity <= 0:
+            raise ValidationError(f"amount {request.amount} buys less than {min_size} {contract.key} "
+                                  f"at {anchor} (multiplier {multiplier})")
+    elif (quantity / min_size) != (quantity / min_size).to_integral_value():
+        raise ValidationError(f"quantity {quantity} is not a multiple of {contract.key}'s minimum size {min_size}")
+    entry = Order(
+        coid, contract, request.action, quantity, request.order_type,
+        limit_price=limit, stop_price=stop, trail_amount=trail_amount, trail_percent=request.trail_percent,
+        tif=request.tif, outside_rth=request.outside_rth, order_ref=request.strategy, account=account,
+    )
+    if not request.has_bracket:
+        return BuiltOrders(entry)
+    if anchor is None:
+        raise ValidationError(f"{contract.key}: no price to set the bracket from")
+    exit_action = Action.SELL if request.action is Action.BUY else Action.BUY
+    sign = Decimal(1) if request.action is Action.BUY else Decimal(-1)
+    oca = f"oca-{coid}"
+    children: list[Order] = []
+    stop_loss = request.stop_loss
+    if request.stop_loss_percent is not None:
+        stop_loss = anchor * (1 - sign * request.stop_loss_percent / _HUNDRED)
+    if stop_loss is not None:
+        stop_loss = round_to_tick(stop_loss, tick)
+        if (stop_loss - anchor) * sign >= 0:
+            raise ValidationError(f"stop loss {stop_loss} is not on the losing side of {anchor} for a {request.action}")
+        children.append(Order(f"{coid}.sl", contract, exit_action, quantity, OrderType.STP, stop_price=stop_loss,
+                              tif=TimeInForce.GTC, parent_id=coid, oca_group=oca, order_ref=request.strategy,
+                              account=account, outside_rth=request.outside_rth))
+    take_profit = request.take_profit
+    if request.take_profit_percent is not None:
+        take_profit = anchor * (1 + sign * request.take_profit_percent / _HUNDRED)
+    if take_profit is not None:
+        take_profit = round_to_tick(take_profit, tick)
+        if (take_profit - anchor) * sign <= 0:
+            raise ValidationError(
+                f"take profit {take_profit} is not on the winning side of {anchor} for a {request.action}")
+        children.append(Order(f"{coid}.tp", contract, exit_action, quantity, OrderType.LMT, limit_price=take_profit,
+                              tif=TimeInForce.GTC, parent_id=coid, oca_group=oca, order_ref=request.strategy,
+                              account=account, outside_rth=request.outside_rth))
+    return BuiltOrders(entry, tuple(children))
+
+
+def _rounded(price: Decimal | None, tick: Decimal) -> Decimal | None:
+    return None if price is None else round_to_tick(price, tick)

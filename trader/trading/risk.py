@@ -1,0 +1,318 @@
+"""The pre-trade risk gate: every new order passes ``RiskGate.check`` before it is sent.
+
+The gate is pure: it reads no files, no network and never the wall clock. The
+caller hands it an ``OrderIntent`` (what is about to be sent) and an
+``Exposure`` (the book as it stands), and the gate either returns or raises
+``RiskLimitExceeded`` whose message names the limit and the numbers and whose
+``details`` carry ``limit``, ``value`` and ``maximum``. Time comes from the
+injected clock, so the trading-hours window and the order rate are testable.
+
+Checks run in a fixed order, the first failure wins: kill switch, blocked and
+allowed lists, trading hours, order quantity, order notional, price deviation,
+position, gross exposure, daily loss, order rate. A limit set to ``None`` is off.
+
+An order *reduces* risk when it is flagged ``reduces_only`` (the caller vouches
+for it: the stop-loss and take-profit children of a bracket, which the broker
+only fills against the parent's position) or when it moves the worst-case
+position toward zero without crossing it. Reducing orders are exempt from the
+position, gross-exposure and daily-loss limits, so a book over its limits can
+always be brought back; they are still stopped by the kill switch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
+
+from trader.config import RiskSettings, TradingHours
+from trader.domain import checks
+from trader.domain.enums import Action
+from trader.errors import RiskLimitExceeded, ValidationError
+
+__all__ = ["Exposure", "OrderIntent", "RiskGate"]
+
+RATE_WINDOW = timedelta(seconds=60)
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """An order about to be sent, in exact Decimals.
+
+    ``reference_price`` is the price the notional is computed at (the limit
+    price, else the market). ``market_price`` anchors the price-deviation check;
+    ``None`` means unknown and skips that check. A market price must be > 0,
+    since a deviation is a fraction of it.
+    """
+
+    key: str
+    symbol: str
+    action: Action
+    quantity: Decimal
+    multiplier: Decimal
+    reference_price: Decimal | None
+    market_price: Decimal | None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reduces_only: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        checks.text("OrderIntent.key", self.key)
+        checks.text("OrderIntent.symbol", self.symbol)
+        set_(self, "action", checks.enum_member("OrderIntent.action", Action, self.action))
+        set_(self, "quantity", checks.decimal("OrderIntent.quantity", self.quantity, positive=True))
+        set_(self, "multiplier",
+             checks.decimal("OrderIntent.multiplier", self.multiplier, positive=True))
+        for name in ("reference_price", "limit_price", "stop_price"):
+            set_(self, name, checks.optional_decimal(f"OrderIntent.{name}", getattr(self, name)))
+        set_(self, "market_price",
+             checks.optional_decimal("OrderIntent.market_price", self.market_price, positive=True))
+        checks.flag("OrderIntent.reduces_only", self.reduces_only)
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        """Return the quantity with the action's sign: what a fill adds to the position."""
+        return self.quantity * self.action.sign
+
+    @property
+    def notional(self) -> Decimal | None:
+        """Return |quantity x reference price x multiplier|, or None if the price is unknown."""
+        if self.reference_price is None:
+            return None
+        return abs(self.quantity * self.reference_price * self.multiplier)
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """The book as the gate sees it: positions, working orders, gross exposure, day's P&L.
+
+    ``working`` is the net signed quantity of open (unfilled) orders per key. The
+    gate counts it as if filled, but only in the order's own direction (a BUY
+    adds the working buys, ignores working sells): a working order on the other
+    side may be cancelled at any moment, so it must not make room.
+    """
+
+    positions: Mapping[str, Decimal]
+    working: Mapping[str, Decimal]
+    gross_exposure: Decimal
+    daily_pnl: Decimal
+
+
+def _fmt(value: Decimal) -> str:
+    # Plain notation: "100000", never "1E+5", so messages read like the config.
+    return format(value, "f")
+
+
+def _refuse(message: str, limit: str, value: Any, maximum: Any, **more: Any) -> NoReturn:
+    raise RiskLimitExceeded(f"{limit}: {message}", limit=limit, value=value, maximum=maximum, **more)
+
+
+def _in_hours(hours: TradingHours, now: datetime) -> tuple[bool, datetime]:
+    """Return whether ``now`` falls in the window, and ``now`` in the window's zone.
+
+    The window is ``[start, end)``. With ``end <= start`` it spans midnight, and
+    a session belongs to the weekday it starts on: Friday 18:00-05:00 covers
+    Saturday 02:00, and Sunday 23:00 is out unless Sunday (6) is listed.
+    """
+    local = now.astimezone(ZoneInfo(hours.timezone))
+    t = local.time().replace(tzinfo=None)
+    if hours.start < hours.end:
+        inside, session_day = hours.start <= t < hours.end, local.weekday()
+    elif t >= hours.start:
+        inside, session_day = True, local.weekday()
+    else:
+        inside, session_day = t < hours.end, (local.weekday() - 1) % 7
+    return inside and session_day in hours.weekdays, local
+
+
+def _hhmm(t: time) -> str:
+    return t.strftime("%H:%M")
+
+
+class RiskGate:
+    """Refuse orders that break the configured limits, and hold the kill switch."""
+
+    def __init__(self, settings: RiskSettings, clock: Callable[[], datetime]) -> None:
+        self._settings = self._validated(settings)
+        self._clock = clock
+        self._sent: deque[datetime] = deque()
+        self._kill_reason: str | None = None
+        self._kill_since: datetime | None = None
+
+    @staticmethod
+    def _validated(settings: object) -> RiskSettings:
+        if not isinstance(settings, RiskSettings):
+            raise ValidationError(f"settings must be RiskSettings, got {type(settings).__name__}")
+        return settings
+
+    @property
+    def settings(self) -> RiskSettings:
+        """Return the limits in force."""
+        return self._settings
+
+    def update(self, settings: RiskSettings) -> None:
+        """Swap the limits at runtime; the kill switch and the order rate are kept."""
+        self._settings = self._validated(settings)
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        # A naive time has no zone to convert into the trading-hours zone.
+        return checks.utc_datetime("RiskGate clock", now)
+
+    # -- kill switch ---------------------------------------------------------
+
+    @property
+    def kill_switch_engaged(self) -> bool:
+        """Return whether the kill switch is engaged (every new order refused)."""
+        return self._kill_reason is not None
+
+    @property
+    def kill_switch_reason(self) -> str | None:
+        """Return why the kill switch was engaged, or None."""
+        return self._kill_reason
+
+    @property
+    def kill_switch_since(self) -> datetime | None:
+        """Return when the kill switch was engaged, or None."""
+        return self._kill_since
+
+    def engage_kill_switch(self, reason: str) -> None:
+        """Refuse every new order until released; engaging again replaces the reason only."""
+        checks.text("kill switch reason", reason)
+        if self._kill_since is None:
+            # Keep the first time: the book has been frozen since then.
+            self._kill_since = self._now()
+        self._kill_reason = reason
+
+    def release_kill_switch(self) -> None:
+        """Let orders through again (subject to the other limits)."""
+        self._kill_reason = None
+        self._kill_since = None
+
+    # -- order rate ----------------------------------------------------------
+
+    def record_order(self) -> None:
+        """Count one order as sent now, for the per-minute rate limit."""
+        now = self._now()
+        self._prune(now)
+        self._sent.append(now)
+
+    def orders_last_minute(self) -> int:
+        """Return how many orders were recorded in the last 60 seconds."""
+        self._prune(self._now())
+        return len(self._sent)
+
+    def _prune(self, now: datetime) -> None:
+        # The window is (now - 60 s, now]: an order sent exactly 60 s ago has left it.
+        while self._sent and self._sent[0] <= now - RATE_WINDOW:
+            self._sent.popleft()
+
+    # -- the gate ------------------------------------------------------------
+
+    def check(self, intent: OrderIntent, exposure: Exposure) -> None:
+        """Return if ``intent`` may be sent; raise RiskLimitExceeded naming the first limit broken."""
+        s = self._settings
+        now = self._now()
+        if self._kill_reason is not None:
+            # Reduce-only orders too: a kill switch stops everything new.
+            _refuse(f"kill switch engaged since {self._kill_since:%Y-%m-%d %H:%M:%S %Z}: "
+                    f"{self._kill_reason}", "kill_switch", None, None,
+                    reason=self._kill_reason, since=self._kill_since)
+        names = {intent.symbol.upper(), intent.key.upper()}
+        blocked = [e for e in s.blocked if e.upper() in names]
+        if blocked:
+            _refuse(f"{intent.key} is on the blocked list ({blocked[0]})", "blocked",
+                    intent.key, None, entry=blocked[0])
+        if s.allowed and not any(e.upper() in names for e in s.allowed):
+            _refuse(f"{intent.key} is not on the allowed list ({', '.join(s.allowed)})",
+                    "allowed", intent.key, None)
+        if s.trading_hours is not None:
+            inside, local = _in_hours(s.trading_hours, now)
+            if not inside:
+                h = s.trading_hours
+                window = f"{_hhmm(h.start)}-{_hhmm(h.end)}"
+                _refuse(f"{local:%a %Y-%m-%d %H:%M:%S} {h.timezone} is outside {window} "
+                        f"on weekdays {h.weekdays}", "trading_hours", local.isoformat(), window)
+        if s.max_order_quantity is not None and intent.quantity > s.max_order_quantity:
+            _refuse(f"order quantity {_fmt(intent.quantity)} exceeds "
+                    f"{_fmt(s.max_order_quantity)}", "max_order_quantity",
+                    intent.quantity, s.max_order_quantity)
+        notional = intent.notional
+        if s.max_order_notional is not None:
+            if notional is None:
+                # An order we cannot price could be any size: never wave it through.
+                _refuse(f"order notional unknown (no reference price), limit "
+                        f"{_fmt(s.max_order_notional)}", "max_order_notional",
+                        None, s.max_order_notional)
+            if notional > s.max_order_notional:
+                _refuse(f"order notional {_fmt(notional)} exceeds {_fmt(s.max_order_notional)}",
+                        "max_order_notional", notional, s.max_order_notional)
+        if s.max_price_deviation is not None and intent.market_price is not None:
+            market = intent.market_price
+            for kind, price in (("limit", intent.limit_price), ("stop", intent.stop_price)):
+                if price is None:
+                    continue
+                deviation = abs(price - market) / market
+                if deviation > s.max_price_deviation:
+                    _refuse(f"{kind} price {_fmt(price)} deviates {deviation:.4f} from the market "
+                            f"{_fmt(market)}, over {_fmt(s.max_price_deviation)}",
+                            "max_price_deviation", deviation, s.max_price_deviation,
+                            price=price, market_price=market)
+        self._check_book(intent, exposure, notional)
+        limit = s.max_orders_per_minute
+        if limit is not None:
+            self._prune(now)
+            if len(self._sent) >= limit:
+                _refuse(f"{len(self._sent)} orders in the last 60 s, limit {limit} per minute",
+                        "max_orders_per_minute", len(self._sent), limit)
+
+    def _check_book(self, intent: OrderIntent, exposure: Exposure, notional: Decimal | None) -> None:
+        """Apply the position, gross-exposure and daily-loss limits (checks 7-9)."""
+        s = self._settings
+        working = exposure.working.get(intent.key, _ZERO)
+        # Worst case: same-direction working orders fill, opposite ones are cancelled.
+        same_side = max(working, _ZERO) if intent.action is Action.BUY else min(working, _ZERO)
+        base = exposure.positions.get(intent.key, _ZERO) + same_side
+        after = base + intent.signed_quantity
+        toward_zero = base * intent.signed_quantity < 0 and intent.quantity <= abs(base)
+        reduces = intent.reduces_only or toward_zero
+        if reduces:
+            return
+        if s.max_position is not None and abs(after) > s.max_position:
+            _refuse(f"position {intent.key} would be {_fmt(after)} (held and working "
+                    f"{_fmt(base)}, order {_fmt(intent.signed_quantity)}), |{_fmt(after)}| "
+                    f"exceeds {_fmt(s.max_position)}", "max_position", abs(after),
+                    s.max_position, position=base)
+        if s.max_gross_exposure is not None:
+            if notional is None:
+                _refuse(f"gross exposure after the order unknown (no reference price), limit "
+                        f"{_fmt(s.max_gross_exposure)}", "max_gross_exposure",
+                        None, s.max_gross_exposure)
+            gross = exposure.gross_exposure + notional
+            if gross > s.max_gross_exposure:
+                _refuse(f"gross exposure would be {_fmt(gross)} ({_fmt(exposure.gross_exposure)} "
+                        f"+ order {_fmt(notional)}), exceeds {_fmt(s.max_gross_exposure)}",
+                        "max_gross_exposure", gross, s.max_gross_exposure)
+        if s.max_daily_loss is not None and -exposure.daily_pnl >= s.max_daily_loss:
+            loss = -exposure.daily_pnl
+            _refuse(f"daily loss {_fmt(loss)} reached the limit {_fmt(s.max_daily_loss)}; "
+                    f"only orders that reduce a position are accepted", "max_daily_loss",
+                    loss, s.max_daily_loss)
+
+    def status(self) -> dict[str, Any]:
+        """Return the limits, the kill switch and the orders sent in the last minute."""
+        return {
+            "limits": self._settings.model_dump(mode="json"),
+            "kill_switch": {
+                "engaged": self.kill_switch_engaged,
+                "reason": self._kill_reason,
+                "since": self._kill_since,
+            },
+            "orders_last_minute": self.orders_last_minute(),
+        }
