@@ -181,3 +181,99 @@ def redis_server(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[Redis
     finally:
         proc.kill()
         proc.wait(5)
+
+
+@dataclass
+class TradingStack:
+    """redis-server, bus, tws-sim and trader_service as real processes (not under pycron)."""
+
+    env: StackEnv
+    procs: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def trader_endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.env.trader_rpc_port}"
+
+    @property
+    def tws_endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.env.tws_rpc_port}"
+
+    def start(self, name: str) -> None:
+        """Start one of the stack's processes (again)."""
+        import subprocess
+        import sys
+
+        logs = self.env.home / "logs"
+        logs.mkdir(exist_ok=True)
+        argv = {
+            "redis": ["redis-server", "--bind", "127.0.0.1", "--port", str(self.env.redis_port),
+                      "--dir", str(self.env.home), "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+            "bus": [sys.executable, "-m", "services.bus"],
+            "tws": [sys.executable, "-m", "services.tws_sim", "--tick-rate", "20"],
+            "trader_service": [sys.executable, "-m", "services.trader_service"],
+        }[name]
+        out = (logs / f"{name}.out").open("ab")
+        self.procs[name] = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **self.env.env},
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (as a crash would)."""
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            kill_pids([proc.pid])  # type: ignore[attr-defined]
+
+    def wait_trader_ready(self, timeout: float = 30.0) -> dict[str, object]:
+        """Wait until trader_service answers status with connected=True; return that status."""
+        import asyncio
+
+        from trader.messaging.rpc import RpcClient
+
+        async def poll() -> dict[str, object]:
+            client = RpcClient(self.trader_endpoint)
+            try:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        status = await client.call("status", timeout=1.0)
+                        if status.get("connected") and status.get("state") == "RUNNING":
+                            return status
+                    except Exception:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"trader_service not ready within {timeout}s; see {self.env.home}/logs")
+                    await asyncio.sleep(0.1)
+            finally:
+                client.close()
+
+        return asyncio.run(poll())
+
+
+@contextlib.contextmanager
+def started_trading_stack(stack_env: StackEnv, **env: str) -> Iterator[TradingStack]:
+    """Start the trading stack with ``env`` added (e.g. risk limits); kill every process by pid at the end."""
+    stack_env.env.update(env)
+    stack = TradingStack(stack_env)
+    try:
+        for name in ("redis", "bus", "tws"):
+            stack.start(name)
+        for port in (stack_env.redis_port, stack_env.ib_port):
+            deadline = time.monotonic() + 15
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {port} not listening; see {stack_env.home}/logs")
+                time.sleep(0.05)
+        stack.start("trader_service")
+        stack.wait_trader_ready()
+        yield stack
+    finally:
+        for name in list(stack.procs):
+            stack.kill(name)
+
+
+@pytest.fixture
+def trading_stack(stack_env: StackEnv) -> Iterator[TradingStack]:
+    """The trading stack on ephemeral ports in a temp home; every process killed by pid afterwards."""
+    with started_trading_stack(stack_env) as stack:
+        yield stack

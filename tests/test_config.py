@@ -98,8 +98,9 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_env_values_are_typed_like_yaml() -> None:
     assert env_overrides({"TRADER_A__B": "6000", "TRADER_C": "true", "TRADER_D": "x y"}) == {
         "a": {"b": 6000}, "c": True, "d": "x y"}
-    # Structured values are taken as plain strings, never parsed into objects.
-    assert env_overrides({"TRADER_E": "{a: 1}"}) == {"e": "{a: 1}"}
+    # Only explicit flow syntax makes a list or a mapping (TRADER_RISK__BLOCKED="[TSLA, GME]").
+    assert env_overrides({"TRADER_E": "{a: 1}", "TRADER_F": "[TSLA, GME]"}) == {"e": {"a": 1}, "f": ["TSLA", "GME"]}
+    assert env_overrides({"TRADER_G": "- a"}) == {"g": "- a"}
 
 
 def test_the_jobs_file_resolves_beside_trader_yaml_not_under_home(tmp_path: Path) -> None:

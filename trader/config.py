@@ -223,7 +223,8 @@ def env_overrides(
     ``origins``, if given, is filled with ``{"a.b": "PREFIX_A__B"}`` so errors
     can name the variable a bad key came from.
 
-    Values are read as YAML scalars so ``6000`` is a number and ``true`` a bool;
+    Values are read as YAML scalars so ``6000`` is a number and ``true`` a bool
+    (and ``[TSLA, GME]`` or ``{start: "09:30"}`` a list or a mapping);
     the model then validates them like any key from a file.
     """
     out: dict[str, Any] = {}
@@ -237,8 +238,8 @@ def env_overrides(
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, (dict, list)):
-            value = raw
+        if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("[", "{")):
+            value = raw  # only explicit flow syntax ([a, b] or {k: v}) makes a list or a mapping
         node = out
         for key in keys[:-1]:
             node = node.setdefault(key, {})

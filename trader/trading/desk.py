@@ -71,7 +71,8 @@ class Desk:
         self.trades: dict[str, Trade] = {}
         self.reasons: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._acks: dict[str, asyncio.Event] = {}
+        self._acks: dict[str, asyncio.Event] = {}  # set at the broker's first answer to a new order
+        self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         adapter.order_status.subscribe(self.on_status)
         adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
@@ -247,7 +248,7 @@ class Desk:
         """Ask IB to cancel a working order; return it once the broker has answered (or after the timeout)."""
         self.adapter.require_connection()
         _, trade = self._working(coid)
-        event = self._acks[coid] = asyncio.Event()
+        event = self._done[coid] = asyncio.Event()
         self.adapter.ib.cancelOrder(trade.order)
         try:
             await asyncio.wait_for(event.wait(), self.ack_timeout)
@@ -307,6 +308,8 @@ class Desk:
                                  self.result(coid))
         if order.status is not OrderStatus.PENDING_SUBMIT and coid in self._acks:
             self._acks.pop(coid).set()
+        if order.is_done and coid in self._done:
+            self._done.pop(coid).set()
 
     def on_fill(self, trade: Trade, ib_fill: Any) -> None:
         """Book an execution once its commission is known; executions seen before are ignored."""

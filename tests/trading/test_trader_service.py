@@ -1,0 +1,196 @@
+"""trader_service end to end: real redis-server, bus, tws-sim and trader_service processes, driven over RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.conftest import StackEnv, TradingStack, started_trading_stack
+from trader.domain import OrderStatus
+from trader.errors import NotFound, RiskLimitExceeded, ValidationError
+from trader.messaging.pubsub import Subscriber
+from trader.messaging.rpc import RpcClient
+
+pytestmark = pytest.mark.slow
+
+
+def call(endpoint: str, method: str, *args: Any, timeout: float = 10, **kwargs: Any) -> Any:
+    async def go() -> Any:
+        client = RpcClient(endpoint)
+        try:
+            return await client.call(method, *args, timeout=timeout, **kwargs)
+        finally:
+            client.close()
+
+    return asyncio.run(go())
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.1)
+
+
+def order_of(stack: TradingStack, coid: str) -> Any:
+    return next(o for o in call(stack.trader_endpoint, "orders") if o.client_order_id == coid)
+
+
+def test_each_order_type_and_tif_through_to_the_book(trading_stack: TradingStack) -> None:
+    ep = trading_stack.trader_endpoint
+    quote = call(ep, "snapshot", "AAPL")
+    bid, ask = Decimal(str(quote["bid"])), Decimal(str(quote["ask"]))
+    place = lambda **kw: call(ep, "place_order", symbol="AAPL", **kw)["order"]  # noqa: E731
+    market = place(action="BUY", quantity=10, client_order_id="mkt")
+    marketable = place(action="BUY", quantity=10, order_type="LMT", limit_price=ask + 1, client_order_id="lmt")
+    stop = place(action="BUY", quantity=5, order_type="STP", stop_price=bid - 1, client_order_id="stp")
+    stop_limit = place(action="SELL", quantity=5, order_type="STP LMT", stop_price=ask + 1, limit_price=bid - 1,
+                       client_order_id="stplmt")
+    trail = place(action="SELL", quantity=5, order_type="TRAIL", trail_amount="0.01", client_order_id="trail")
+    resting = place(action="BUY", quantity=1, order_type="LMT", limit_price=bid - 5, tif="GTC", client_order_id="gtc")
+    ioc = place(action="BUY", quantity=1, order_type="LMT", limit_price=bid - 5, tif="IOC", client_order_id="ioc")
+    fok = place(action="BUY", quantity=3000, order_type="LMT", limit_price=ask + 1, tif="FOK",
+                client_order_id="fok")
+    for order in (market, marketable, stop, stop_limit, trail):
+        eventually(lambda o=order: order_of(trading_stack, o.client_order_id).status is OrderStatus.FILLED,
+                   what=f"{order.client_order_id} filled")
+    assert order_of(trading_stack, "gtc").status is OrderStatus.SUBMITTED and resting.limit_price == bid - 5
+    assert order_of(trading_stack, ioc.client_order_id).status is OrderStatus.CANCELLED
+    assert order_of(trading_stack, fok.client_order_id).status is OrderStatus.CANCELLED
+    fills = call(ep, "trades")
+    assert {f.client_order_id for f in fills} == {"mkt", "lmt", "stp", "stplmt", "trail"}
+    assert all(f.commission is not None and f.commission > 0 for f in fills)
+    filled = sum((f.quantity if f.action == "BUY" else -f.quantity) for f in fills)
+    positions = {p.contract.key: p.quantity for p in call(ep, "positions")}
+    assert positions["AAPL.STK"] == filled == 10 + 10 + 5 - 5 - 5
+    # the same client order id again returns the order, and nothing is sent twice
+    again = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=10, client_order_id="mkt")
+    assert again["order"].broker_order_id == market.broker_order_id
+    assert len([f for f in call(ep, "trades") if f.client_order_id == "mkt"]) == 1
+    # modify and cancel the resting order
+    modified = call(ep, "modify_order", "gtc", limit_price=bid - 4, quantity=2)["order"]
+    assert modified.limit_price == bid - 4 and modified.quantity == 2
+    cancelled = call(ep, "cancel_order", "gtc")["order"]
+    assert cancelled.status is OrderStatus.CANCELLED
+    with pytest.raises(NotFound):
+        call(ep, "cancel_order", "no-such-order")
+    # a bracket: the entry fills, the stop loss and take profit work in one OCA group
+    result = call(ep, "place_order", symbol="ES", action="BUY", quantity=1, stop_loss_percent=1,
+                  take_profit_percent=1, client_order_id="br")
+    sl, tp = result["children"]
+    assert (sl.client_order_id, tp.client_order_id) == ("br.sl", "br.tp") and sl.oca_group == tp.oca_group
+    eventually(lambda: order_of(trading_stack, "br").status is OrderStatus.FILLED, what="bracket entry filled")
+    assert order_of(trading_stack, "br.sl").status is OrderStatus.SUBMITTED
+    assert call(ep, "cancel_all") >= 2
+    eventually(lambda: not call(ep, "orders", open_only=True), what="everything cancelled")
+
+
+def test_bad_input_is_refused_with_a_typed_error_and_nothing_sent(trading_stack: TradingStack) -> None:
+    ep = trading_stack.trader_endpoint
+    with pytest.raises(ValidationError, match="quantity"):
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=-5)
+    with pytest.raises(ValidationError, match="unknown key"):
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=5, colour="red")
+    with pytest.raises(NotFound, match="ZZZZ"):
+        call(ep, "place_order", symbol="ZZZZ", action="BUY", quantity=5)
+    with pytest.raises(ValidationError, match="ambiguous"):
+        call(ep, "place_order", symbol="CL", action="BUY", quantity=1, sec_type="FUT", expiry="2027")
+    with pytest.raises(RiskLimitExceeded, match="max_price_deviation"):
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=5, order_type="LMT", limit_price=1)
+    assert call(ep, "status")["state"] == "RUNNING"
+    assert all(o.broker_order_id is None for o in call(ep, "orders"))  # refused orders never got a broker id
+
+
+def test_each_risk_limit_refuses_with_the_numbers(stack_env: StackEnv) -> None:
+    now = datetime.now(UTC)
+    closed_start = (now + timedelta(hours=2)).strftime("%H:%M")
+    closed_end = (now + timedelta(hours=3)).strftime("%H:%M")
+    env = {
+        "TRADER_RISK__MAX_ORDER_QUANTITY": "100",
+        "TRADER_RISK__MAX_ORDER_NOTIONAL": "30000",
+        "TRADER_RISK__MAX_POSITION": "120",
+        "TRADER_RISK__MAX_GROSS_EXPOSURE": "40000",
+        "TRADER_RISK__BLOCKED": "[TSLA]",
+        "TRADER_RISK__MAX_ORDERS_PER_MINUTE": "4",
+    }
+    with started_trading_stack(stack_env, **env) as stack:
+        ep = stack.trader_endpoint
+
+        def refused(limit: str, **order: Any) -> str:
+            with pytest.raises(RiskLimitExceeded) as info:
+                call(ep, "place_order", **order)
+            assert info.value.details["limit"] == limit
+            return str(info.value)
+
+        assert "150" in refused("max_order_quantity", symbol="AAPL", action="BUY", quantity=150)
+        assert "30000" in refused("max_order_notional", symbol="MSFT", action="BUY", quantity=99)
+        assert "TSLA" in refused("blocked", symbol="TSLA", action="BUY", quantity=1)
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=100)
+        assert "120" in refused("max_position", symbol="AAPL", action="BUY", quantity=30)
+        call(ep, "place_order", symbol="SPY", action="BUY", quantity=20)  # 12k on top of AAPL's 23k
+        eventually(lambda: len(call(ep, "portfolio")) == 2, what="portfolio of two")
+        assert "40000" in refused("max_gross_exposure", symbol="IWM", action="BUY", quantity=40)
+        call(ep, "place_order", symbol="AAPL", action="SELL", quantity=10)  # reducing is allowed
+        call(ep, "place_order", symbol="AAPL", action="SELL", quantity=10)
+        assert "4" in refused("max_orders_per_minute", symbol="AAPL", action="SELL", quantity=10)
+    with started_trading_stack(stack_env, TRADER_RISK__MAX_DAILY_LOSS="0.01",
+                               TRADER_RISK__TRADING_HOURS=f"{{start: '{closed_start}', end: '{closed_end}', "
+                                                          "timezone: UTC, weekdays: [0,1,2,3,4,5,6]}") as stack:
+        with pytest.raises(RiskLimitExceeded, match="trading_hours"):
+            call(stack.trader_endpoint, "place_order", symbol="AAPL", action="BUY", quantity=1)
+
+
+def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: TradingStack) -> None:
+    ep = trading_stack.trader_endpoint
+    bid = Decimal(str(call(ep, "snapshot", "AAPL")["bid"]))
+    call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=bid - 3,
+         tif="GTC", client_order_id="resting")
+    status = call(ep, "kill_switch", True, reason="test")
+    assert status["kill_switch"]["engaged"] is True
+    eventually(lambda: order_of(trading_stack, "resting").status is OrderStatus.CANCELLED, what="cancelled")
+    with pytest.raises(RiskLimitExceeded, match="kill_switch"):
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)
+    trading_stack.kill("trader_service")
+    trading_stack.start("trader_service")
+    assert trading_stack.wait_trader_ready()["kill_switch"] is True
+    call(ep, "kill_switch", False)
+    assert call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)["order"].status is not None
+
+
+def test_reconnect_after_tws_drops_the_connection_resumes_ticks_and_keeps_orders(
+        trading_stack: TradingStack) -> None:
+    ep = trading_stack.trader_endpoint
+    bid = Decimal(str(call(ep, "snapshot", "AAPL")["bid"]))
+    call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=bid - 3,
+         tif="GTC", client_order_id="kept")
+    assert call(ep, "subscribe", "AAPL")["topic"] == "tick.ib.AAPL.STK"
+    ticks: list[dict[str, Any]] = []
+
+    async def watch(seconds: float) -> int:
+        sub = Subscriber(f"tcp://127.0.0.1:{trading_stack.env.sub_port}")
+        sub.start()
+        handle = sub.observe("tick.ib.AAPL").subscribe(lambda m: ticks.append(m.payload))
+        before = len(ticks)
+        await asyncio.sleep(seconds)
+        handle.dispose()
+        sub.close()
+        return len(ticks) - before
+
+    assert asyncio.run(watch(1.5)) > 0
+    assert call(trading_stack.tws_endpoint, "drop_connections") >= 1
+    eventually(lambda: call(ep, "status")["connects"] >= 2 and call(ep, "status")["connected"],
+               what="reconnected")
+    assert asyncio.run(watch(1.5)) > 0, "ticks resumed after the reconnect"
+    assert order_of(trading_stack, "kept").status is OrderStatus.SUBMITTED
+    call(ep, "cancel_order", "kept")
+    assert call(ep, "status")["differences"] == 0
