@@ -56,6 +56,7 @@ class TraderService(Service):
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.differences: list[dict[str, Any]] = []
+        self.resendable: set[str] = set()
         self._portfolio_due = 0.0
         self._day: str | None = None
 
@@ -76,6 +77,7 @@ class TraderService(Service):
         self.recorder.start()
         self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
                          account=self.settings.ib.account)
+        self.desk.resendable |= self.resendable
         self.adapter.on_connected.append(self._resync)
         self.adapter.connection.subscribe(self._on_connection)
         self.adapter.tickers.subscribe(self._on_tickers)
@@ -90,6 +92,12 @@ class TraderService(Service):
         async for _, entry in self.journal.entries():
             count += 1
             self.book.apply(entry)
+            if entry.get("type") == "order":  # never sent before a crash: a retry may send it
+                coid = entry["order"].client_order_id
+                if entry.get("event") == "reconciled" and "never_sent" in str(entry.get("reason", "")):
+                    self.resendable.add(coid)
+                elif entry.get("event") == "submitted":
+                    self.resendable.discard(coid)
             if entry.get("type") == "kill_switch":
                 if entry.get("engaged"):
                     self.risk.engage_kill_switch(str(entry.get("reason", "")))
@@ -111,6 +119,8 @@ class TraderService(Service):
         self.differences = await reconcile(self.desk, self.settings.ib.client_id)
 
     def _on_connection(self, connected: bool) -> None:
+        if not connected and self.desk is not None:
+            self.desk.synced = False
         if connected:
             self.set_running("connected to IB")
         else:

@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 
 from pycron.client import PycronClient
 from trader.config import Settings, load_settings
+from trader.errors import ConfigError, Unavailable
+from trader.messaging.rpc import RpcClient
+
+RPC_TIMEOUT = 10.0
+# The server may still pick up a request a little after the caller stopped waiting;
+# its deadline is this much later than ours, so a retry finds the first call in flight.
+SERVER_GRACE = 5.0
+
+
+def ensure_listening(endpoint: str, what: str) -> None:
+    """Raise Unavailable at once if nothing accepts TCP connections on ``endpoint`` (tcp:// only).
+
+    ZeroMQ connects lazily and never reports a refused connection, so without
+    this a call to a stopped service would wait for its whole timeout.
+    """
+    parts = urlsplit(endpoint)
+    if parts.scheme != "tcp" or parts.hostname is None or parts.port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1.0):
+            pass
+    except OSError:
+        raise Unavailable(
+            f"{what} is not listening on {endpoint}; start the stack with `trader up`"
+        ) from None
+
+
+async def _call(
+    endpoint: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+) -> Any:
+    client = RpcClient(endpoint)
+    try:
+        return await asyncio.wait_for(
+            client.call(method, *args, timeout=timeout + SERVER_GRACE, **kwargs), timeout
+        )
+    finally:
+        client.close()
 
 
 @dataclass
@@ -33,6 +73,48 @@ class CliContext:
     def client(self, profile: str | None = None, *, timeout: float = 5.0) -> PycronClient:
         """Return a control API client for the pycron of these settings."""
         return PycronClient.from_settings(self.settings(profile), timeout=timeout)
+
+    def trader_endpoint(self) -> str:
+        """Return trader_service's RPC endpoint from the settings, or raise ConfigError."""
+        endpoint = self.settings().service("trader_service").rpc_endpoint
+        if endpoint is None:
+            raise ConfigError(
+                "no RPC port for trader_service (set services.trader_service.rpc_port)"
+            )
+        return endpoint
+
+    def call_trader(
+        self,
+        method: str,
+        /,
+        *args: Any,
+        timeout: float = RPC_TIMEOUT,
+        retries: int = 0,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``method`` on trader_service and return its result; remote errors arrive typed.
+
+        A call that gets no reply within ``timeout`` seconds is sent again up to
+        ``retries`` times (only for idempotent calls), then raises Unavailable
+        naming the endpoint (``details["sent"]``: the request went out, it may have run).
+        """
+        endpoint = self.trader_endpoint()
+        ensure_listening(endpoint, "trader_service")
+        for attempt in range(retries + 1):
+            try:
+                return asyncio.run(_call(endpoint, method, args, kwargs, timeout))
+            except TimeoutError:
+                if attempt < retries:
+                    self.err.print(
+                        f"no reply to {method} within {timeout:g}s; retrying", highlight=False
+                    )
+        tries = f" ({retries + 1} tries)" if retries else ""
+        raise Unavailable(
+            f"trader_service at {endpoint} did not answer {method} within {timeout:g}s{tries}; "
+            "is the stack up? (`trader status`, `trader up`)",
+            endpoint=endpoint,
+            sent=True,
+        )
 
     def emit_json(self, data: Any) -> None:
         """Print ``data`` as JSON on stdout (machine-readable output for ``--json``)."""

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
+from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
 from trader.config import Settings
 from trader.errors import (
@@ -36,6 +37,7 @@ from trader.errors import (
 )
 
 POLL = 0.2
+STATUS_TIMEOUT = 2.0  # trader_service's status, shown when it answers
 TAIL_LINES = 20
 STATE_STYLE = {
     "RUNNING": "green",
@@ -313,10 +315,22 @@ def down(cli: CliContext, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
 @pass_cli
 def status(cli: CliContext, as_json: bool) -> None:
-    """Show every job: state, pid, uptime, restarts, health, last heartbeat."""
-    with _running_client(cli.settings()) as client:
-        result = client.status()
+    """Show every job (state, pid, uptime, restarts, health, heartbeat) and trader_service.
+
+    With --json, the trader_service job carries the service's own status as ``service``.
+    """
+    service = _trader_service_status(cli)
+    try:
+        with _running_client(cli.settings()) as client:
+            result = client.status()
+    except Unavailable:
+        if service is not None and not (as_json or cli.json):
+            cli.console.print(render.service_table(service))
+        raise
     if as_json or cli.json:
+        for job in result["jobs"]:
+            if job.get("name") == "trader_service" and service is not None:
+                job["service"] = render.to_jsonable(service)
         cli.emit_json(result["jobs"])
         return
     table = Table(
@@ -348,6 +362,16 @@ def status(cli: CliContext, as_json: bool) -> None:
             "-" if job.get("last_exit") is None else str(job["last_exit"]),
         )
     cli.console.print(table)
+    if service is not None:
+        cli.console.print(render.service_table(service))
+
+
+def _trader_service_status(cli: CliContext) -> dict[str, Any] | None:
+    """Return trader_service's status, or None if it does not answer at once."""
+    try:
+        return cli.call_trader("status", timeout=STATUS_TIMEOUT)
+    except TraderError:
+        return None
 
 
 # -- pycron start|stop|restart JOB ---------------------------------------------------------

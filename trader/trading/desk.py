@@ -27,7 +27,7 @@ from ib_async import Trade
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.domain import Action, Order, OrderStatus
-from trader.errors import Conflict, NotFound, RiskLimitExceeded, TraderError, ValidationError
+from trader.errors import Conflict, NotFound, RiskLimitExceeded, TraderError, Unavailable, ValidationError
 from trader.trading.book import Book
 from trader.trading.instruments import Instrument, Resolver
 from trader.trading.recorder import Recorder
@@ -74,6 +74,8 @@ class Desk:
         self._acks: dict[str, asyncio.Event] = {}  # set at the broker's first answer to a new order
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
+        self.synced = False  # reconciled with the broker since the last (re)connect
+        self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id sends them
         adapter.order_status.subscribe(self.on_status)
         adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
 
@@ -95,7 +97,8 @@ class Desk:
         """Place the order ``data`` describes (see OrderRequest); idempotent on its client_order_id."""
         request = parse_request(data)
         coid = request.client_order_id or new_client_order_id()
-        if self._existing(coid) is not None:
+        self._require_synced()
+        if self._existing(coid) is not None and coid not in self.resendable:
             return self.result(coid)
         inflight = self._inflight.get(coid)
         if inflight is not None:
@@ -103,6 +106,9 @@ class Desk:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[coid] = future
         try:
+            # A retry of an order the journal holds but the broker never got (the service died
+            # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
+            self.resendable.discard(coid)
             result = await self._place(request.model_copy(update={"client_order_id": coid}))
         except BaseException as exc:
             future.set_exception(exc)
@@ -113,8 +119,12 @@ class Desk:
         future.set_result(result)
         return result
 
-    async def _place(self, request: Any) -> dict[str, Any]:
+    def _require_synced(self) -> None:
         self.adapter.require_connection()
+        if not self.synced:
+            raise Unavailable("re-syncing with the broker; retry in a moment")
+
+    async def _place(self, request: Any) -> dict[str, Any]:
         hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
                  "expiry": request.expiry}
         inst = await self.resolver.one(request.symbol, **hints)
@@ -211,7 +221,7 @@ class Desk:
     async def modify(self, coid: str, *, quantity: Any = None, limit_price: Any = None, stop_price: Any = None,
                      trail_amount: Any = None, trail_percent: Any = None) -> dict[str, Any]:
         """Change a working order's quantity or prices (re-sent to IB under the same order id)."""
-        self.adapter.require_connection()
+        self._require_synced()
         order, trade = self._working(coid)
         changes = {k: v for k, v in {"quantity": quantity, "limit_price": limit_price, "stop_price": stop_price,
                                      "trail_amount": trail_amount, "trail_percent": trail_percent}.items()
@@ -246,7 +256,7 @@ class Desk:
 
     async def cancel(self, coid: str) -> dict[str, Any]:
         """Ask IB to cancel a working order; return it once the broker has answered (or after the timeout)."""
-        self.adapter.require_connection()
+        self._require_synced()
         _, trade = self._working(coid)
         event = self._done[coid] = asyncio.Event()
         self.adapter.ib.cancelOrder(trade.order)

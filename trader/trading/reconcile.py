@@ -42,10 +42,31 @@ def _order_id(trade: Trade, book: Book, by_perm: dict[int, int]) -> int | None:
     return by_perm.get(trade.order.permId) if trade.order.permId else None
 
 
+def _progress(trade: Trade, done: dict[int, tuple[Decimal, Decimal]]) -> tuple[Decimal, Decimal, Decimal | None]:
+    """Return (filled, remaining, average price) of a trade as IB reports it.
+
+    A completed order (from reqCompletedOrders) carries no order status beyond
+    its state: its filled quantity is the order's ``filledQuantity`` and its
+    average price comes from its executions.
+    """
+    st = trade.orderStatus
+    filled = parsing.decimal_from_float(st.filled) or Decimal(0)
+    total = parsing.decimal_from_float(trade.order.totalQuantity) or Decimal(0)
+    if not filled:
+        filled = parsing.decimal_from_float(trade.order.filledQuantity) or Decimal(0)
+    remaining = parsing.decimal_from_float(st.remaining) if st.remaining else None
+    avg = parsing.decimal_from_float(st.avgFillPrice) if st.avgFillPrice else None
+    if avg is None and filled and trade.order.permId in done:
+        qty, notional = done[trade.order.permId]
+        avg = notional / qty if qty else None
+    return filled, total - filled if remaining is None else remaining, avg if filled else None
+
+
 def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
     """Return what IB reports for this API client: its orders, the executions, the positions."""
     fills = []
     by_perm: dict[int, int] = {}
+    done: dict[int, tuple[Decimal, Decimal]] = {}  # permId -> (quantity, notional) of its executions
     for ib_fill in ib.fills():
         execution = ib_fill.execution
         if execution.clientId not in (client_id, 0):
@@ -54,24 +75,26 @@ def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
             by_perm[execution.permId] = execution.orderId
         coid = client_order_id_of(execution.orderRef or "")
         try:
-            fills.append(parsing.from_ib_fill(ib_fill, coid))
+            fill = parsing.from_ib_fill(ib_fill, coid)
         except TraderError as exc:
             log.warning("execution %s skipped: %s", execution.execId, exc)
+            continue
+        fills.append(fill)
+        if execution.permId:
+            qty, notional = done.get(execution.permId, (Decimal(0), Decimal(0)))
+            done[execution.permId] = (qty + fill.quantity, notional + fill.quantity * fill.price)
     orders: dict[int, BrokerOrder] = {}
     for trade in ib.trades():
         if trade.order.clientId not in (client_id, 0):
             continue
         order_id = _order_id(trade, book, by_perm)
-        st = trade.orderStatus
-        filled = parsing.decimal_from_float(st.filled) or Decimal(0)
-        remaining = parsing.decimal_from_float(st.remaining) or Decimal(0)
-        status = parsing.order_status(st.status, filled, remaining)
+        filled, remaining, avg = _progress(trade, done)
+        status = parsing.order_status(trade.orderStatus.status, filled, remaining)
         if order_id is None or status is None:
             continue
         orders[order_id] = BrokerOrder(
             broker_order_id=order_id, perm_id=trade.order.permId or None, status=status, filled=filled,
-            avg_fill_price=parsing.decimal_from_float(st.avgFillPrice) if filled else None,
-            order_ref=trade.order.orderRef or "")
+            avg_fill_price=avg, order_ref=trade.order.orderRef or "")
     positions: dict[str, Decimal] = {}
     for p in ib.positions():
         try:
@@ -90,8 +113,10 @@ async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
         coid = client_order_id_of(trade.order.orderRef or "")
         if coid is not None and trade.order.orderId:
             desk.trades[coid] = trade
+    desk.synced = False
     state = broker_state(ib, desk.book, client_id)
     differences: list[Difference] = desk.book.reconcile(state)
+    desk.resendable.update(d.key for d in differences if d.kind == "never_sent")
     for entry in desk.book.journal_entries(differences):
         await desk.recorder.write(entry)
     reported = [d.to_dict() for d in differences + desk.book.position_differences(state)]
@@ -100,6 +125,7 @@ async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
                     d["action"])
     if reported:
         desk.recorder.publish("order.reconciled", reported)
+    desk.synced = True
     log.info("reconciled with IB: %d orders, %d executions, %d differences", len(state.orders),
              len(state.fills), len(reported))
     return reported

@@ -1,0 +1,200 @@
+"""Market data streaming commands: ``subscribe start|list|stop|listen``.
+
+trader_service streams a subscribed instrument's quotes on the bus as
+``tick.ib.<key>``; ``listen`` reads them straight from the bus (not through
+trader_service), as a live table for people or one JSON line per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from trader.cli import render
+from trader.cli.context import CliContext, ensure_listening, pass_cli
+from trader.cli.trading import hint_options, hints
+from trader.errors import TraderError
+from trader.messaging.pubsub import Message, Subscriber, topic_matches
+
+TOPIC = "tick.ib"
+
+
+def register(group: click.Group) -> None:
+    """Add the ``subscribe`` commands to the ``trader`` group."""
+    group.add_command(subscribe)
+
+
+@click.group()
+def subscribe() -> None:
+    """Stream instruments' quotes on the bus, and watch them."""
+
+
+@subscribe.command("start")
+@click.argument("symbol")
+@hint_options
+@pass_cli
+def start(cli: CliContext, symbol: str, **options: Any) -> None:
+    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>)."""
+    result = cli.call_trader("subscribe", symbol, **hints(options))
+    if cli.json:
+        cli.emit_json(render.to_jsonable(result))
+        return
+    cli.console.print(
+        f"streaming {result['key']} on {result['topic']}; watch it with "
+        f"`trader subscribe listen {result['key']}`",
+        highlight=False,
+    )
+
+
+@subscribe.command("list")
+@pass_cli
+def list_(cli: CliContext) -> None:
+    """Show the keys streamed on the bus."""
+    keys = cli.call_trader("subscriptions")
+    if cli.json:
+        cli.emit_json(keys)
+    elif not keys:
+        cli.console.print(
+            "nothing is streamed; start with `trader subscribe start SYMBOL`", style="dim"
+        )
+    else:
+        table = Table("key", "topic")
+        for key in keys:
+            table.add_row(key, f"{TOPIC}.{key}")
+        cli.console.print(table)
+
+
+@subscribe.command("stop")
+@click.argument("key")
+@pass_cli
+def stop(cli: CliContext, key: str) -> None:
+    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`)."""
+    cli.call_trader("unsubscribe", key)
+    if cli.json:
+        cli.emit_json({"key": key, "streaming": False})
+    else:
+        cli.console.print(f"stopped streaming {key}", highlight=False)
+
+
+@subscribe.command("listen")
+@click.argument("keys", nargs=-1)
+@click.option("--count", "-n", type=click.IntRange(min=1), default=None, help="Stop after N ticks.")
+@click.option(
+    "--duration",
+    "-d",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after S seconds.",
+)
+@pass_cli
+def listen(
+    cli: CliContext, keys: tuple[str, ...], count: int | None, duration: float | None
+) -> None:
+    """Show the ticks of KEYS (default: all streamed) until --count, --duration or Ctrl-C.
+
+    With --json, print one JSON object per tick and line.
+    """
+    endpoint = cli.settings().bus.sub_endpoint
+    ensure_listening(endpoint, "the bus")
+    _warn_if_not_streamed(cli, keys)
+    started = time.monotonic()
+    latest: dict[str, dict[str, Any]] = {}
+    if cli.json:
+        _run(endpoint, keys, count, duration, _print_json)
+        return
+    title = f"ticks on {', '.join(keys) or TOPIC}"
+    with Live(
+        render.quotes_table([], title=title),
+        console=cli.console,
+        auto_refresh=True,
+        refresh_per_second=8,
+        transient=False,
+    ) as live:
+
+        def on_tick(tick: dict[str, Any]) -> None:
+            latest[str(tick.get("instrument", "?"))] = tick
+            live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
+
+        seen = _run(endpoint, keys, count, duration, on_tick)
+    cli.err.print(f"{seen} ticks in {time.monotonic() - started:.1f}s", highlight=False)
+
+
+def _print_json(tick: dict[str, Any]) -> None:
+    click.echo(json.dumps(render.to_jsonable(tick), separators=(",", ":")))
+
+
+def _run(
+    endpoint: str,
+    keys: tuple[str, ...],
+    count: int | None,
+    duration: float | None,
+    on_tick: Callable[[dict[str, Any]], None],
+) -> int:
+    """Hand each tick from the bus to ``on_tick``; return how many came (Ctrl-C ends quietly)."""
+    seen = [0]
+    try:
+        asyncio.run(
+            _listen(
+                endpoint, [f"{TOPIC}.{k}" for k in keys] or [TOPIC], count, duration, on_tick, seen
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    return seen[0]
+
+
+async def _listen(
+    endpoint: str,
+    topics: list[str],
+    count: int | None,
+    duration: float | None,
+    on_tick: Callable[[dict[str, Any]], None],
+    seen: list[int],
+) -> None:
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    subscriber = Subscriber(endpoint)
+    subscriber.start()
+    streams = [subscriber.observe(topic).subscribe(queue.put_nowait) for topic in topics]
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    try:
+        while count is None or seen[0] < count:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            try:
+                message = await asyncio.wait_for(queue.get(), left)
+            except TimeoutError:
+                break
+            seen[0] += 1
+            on_tick(message.payload)
+    finally:
+        for stream in streams:
+            stream.dispose()
+        subscriber.close()
+
+
+def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
+    """Warn on stderr when nothing streams what we are about to wait for (skip if unknown)."""
+    try:
+        streamed = cli.call_trader("subscriptions", timeout=2.0)
+    except TraderError:
+        return
+    missing = [
+        k for k in keys if not any(topic_matches(f"{TOPIC}.{k}", f"{TOPIC}.{s}") for s in streamed)
+    ]
+    if not keys and not streamed:
+        cli.err.print(
+            "nothing is streamed yet; start with `trader subscribe start SYMBOL`", style="yellow"
+        )
+    elif missing:
+        cli.err.print(
+            f"not streamed: {', '.join(missing)} (see `trader subscribe list`)", style="yellow"
+        )

@@ -1,0 +1,249 @@
+"""The interactive shell: ``trader repl`` runs trader commands line by line in one process.
+
+Each line is split like a shell would (``shlex``) and run through the same
+click group as the ``trader`` command, in-process. An error prints its exit
+code and what that code means, and the session goes on; ``exit``, ``quit``
+or Ctrl-D end it. :class:`Repl` takes any iterable of lines, so the loop runs
+without a terminal; only :func:`repl` (the command) uses prompt_toolkit, for
+history under the run directory and completion of commands and symbols.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+
+from trader.cli.context import CliContext, pass_cli
+from trader.errors import EXIT_CODES, error_from_wire
+
+LEAVE = frozenset({"exit", "quit"})
+BUILTINS = ("help", "exit", "quit")
+SYMBOL_PARAMS = ("symbol", "key", "keys")
+GLOBAL_OPTIONS = {"--json": 0, "--profile": 1}  # option -> how many values follow
+
+
+def register(group: click.Group) -> None:
+    """Add the ``repl`` command to the ``trader`` group."""
+    group.add_command(repl)
+
+
+def exit_meaning(code: int) -> str:
+    """Return what an exit code of the ``trader`` command means."""
+    if code == 2:
+        return "config error or bad command-line usage"
+    if code == 130:
+        return "interrupted"
+    for name, exit_code in EXIT_CODES.items():
+        if exit_code == code:
+            doc = (type(error_from_wire({"code": name})).__doc__ or "").strip().splitlines()[0]
+            return f"{name}: {doc}"
+    return "failed"
+
+
+def _command_path(
+    group: click.Group, words: Sequence[str]
+) -> tuple[click.Command, list[str], list[str]]:
+    """Return the command ``words`` name, the names leading to it, and the words after them.
+
+    Global options before the first command name are skipped.
+    """
+    command: click.Command = group
+    path: list[str] = []
+    rest = list(words)
+    while rest and isinstance(command, click.Group):
+        word = rest[0]
+        if not path and word in GLOBAL_OPTIONS:
+            del rest[: 1 + GLOBAL_OPTIONS[word]]
+            continue
+        sub = command.commands.get(word)
+        if sub is None:
+            break
+        command, path, rest = sub, [*path, word], rest[1:]
+    return command, path, rest
+
+
+def completions(group: click.Group, text: str, symbols: Iterable[str]) -> list[str]:
+    """Return the words that may complete the last word of ``text`` (commands, options, symbols)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return []
+    current = words.pop() if words and text and not text[-1].isspace() else ""
+    command, path, _ = _command_path(group, words)
+    if current.startswith("-"):
+        candidates = [opt for p in command.params if isinstance(p, click.Option) for opt in p.opts]
+        if not path:
+            candidates += list(GLOBAL_OPTIONS)
+    elif isinstance(command, click.Group):
+        candidates = sorted(command.commands) + (list(BUILTINS) if not path else [])
+    elif any(p.name in SYMBOL_PARAMS for p in command.params if isinstance(p, click.Argument)):
+        candidates = sorted(symbols)
+    else:
+        candidates = []
+    return [c for c in candidates if c.startswith(current) and c != current]
+
+
+class Repl:
+    """Run lines of trader commands through ``group`` in-process; report errors on ``console``."""
+
+    def __init__(
+        self, group: click.Group, console: Console, *, global_args: Sequence[str] = ()
+    ) -> None:
+        self.group = group
+        self.console = console
+        self.global_args = list(global_args)
+        self.symbols: set[str] = set()
+        self.last_exit = 0
+
+    def run(self, lines: Iterable[str]) -> int:
+        """Run every line until one says ``exit`` or ``quit``; return the last exit code."""
+        for line in lines:
+            if not self.run_line(line):
+                break
+        return self.last_exit
+
+    def run_line(self, line: str) -> bool:
+        """Run one line; return False when it asks to leave."""
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return True
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            self._failed(2, f"cannot split the line: {exc}")
+            return True
+        if words[0] == "trader":  # typed out of habit
+            words = words[1:]
+        if not words:
+            return True
+        if words[0] in LEAVE:
+            return False
+        if words[0] == "help":
+            self._help(words[1:])
+            return True
+        if words[0] == "repl":
+            self._failed(2, "already in the REPL")
+            return True
+        self.last_exit = self._invoke(words)
+        if self.last_exit == 0:
+            self._remember(words)
+        else:
+            self.console.print(
+                f"exit {self.last_exit}: {exit_meaning(self.last_exit)}",
+                style="dim",
+                highlight=False,
+            )
+        return True
+
+    def _failed(self, code: int, message: str) -> None:
+        self.last_exit = code
+        self.console.print(f"error: {message}", style="red", highlight=False)
+        self.console.print(f"exit {code}: {exit_meaning(code)}", style="dim", highlight=False)
+
+    def _invoke(self, words: list[str]) -> int:
+        """Run the words as a trader command line; return its exit code (never raise)."""
+        try:
+            result = self.group.main(
+                [*self.global_args, *words], prog_name="trader", standalone_mode=False
+            )
+        except (
+            click.ClickException
+        ) as exc:  # usage errors; a TraderError already became an exit code
+            self.console.print(f"error: {exc.format_message()}", style="red", highlight=False)
+            return exc.exit_code
+        except click.Abort:
+            self.console.print("aborted", style="yellow")
+            return 1
+        except KeyboardInterrupt:
+            self.console.print("interrupted", style="yellow")
+            return 130
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # noqa: BLE001 - a bug in one command must not end the session
+            self.console.print(
+                f"internal error: {type(exc).__name__}: {exc}", style="bold red", highlight=False
+            )
+            return 1
+        return result if isinstance(result, int) else 0
+
+    def _help(self, words: list[str]) -> None:
+        self.last_exit = self._invoke([*words, "--help"])
+        if self.last_exit:
+            self.console.print(
+                f"exit {self.last_exit}: {exit_meaning(self.last_exit)}",
+                style="dim",
+                highlight=False,
+            )
+        elif not words:
+            self.console.print(
+                "In the REPL: `help COMMAND` for one command, `exit`, `quit` or Ctrl-D to leave."
+            )
+
+    def _remember(self, words: list[str]) -> None:
+        """Keep the symbols a successful command named, for completion."""
+        command, path, rest = _command_path(self.group, words)
+        if isinstance(command, click.Group) or not path:
+            return
+        try:
+            ctx = command.make_context(path[-1], rest, resilient_parsing=True)
+        except click.ClickException:
+            return
+        for name in SYMBOL_PARAMS:
+            value: Any = ctx.params.get(name)
+            if isinstance(value, str) and value:
+                self.symbols.add(value.upper())
+            elif isinstance(value, tuple):
+                self.symbols.update(str(v).upper() for v in value)
+
+
+def _prompted(session: Any, message: str) -> Iterator[str]:
+    """Yield the lines typed at the prompt; Ctrl-C clears the line, Ctrl-D ends."""
+    while True:
+        try:
+            yield session.prompt(message)
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return
+
+
+@click.command()
+@pass_cli
+@click.pass_context
+def repl(ctx: click.Context, cli: CliContext) -> None:
+    """Run trader commands interactively, with history and completion (`help`, `exit`)."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import Completer, Completion
+    from prompt_toolkit.history import FileHistory
+
+    group = ctx.find_root().command
+    assert isinstance(group, click.Group)
+    settings = cli.settings()
+    run_dir = settings.path(settings.storage.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    global_args = (["--profile", cli.profile] if cli.profile else []) + (
+        ["--json"] if cli.json else []
+    )
+    shell = Repl(group, cli.console, global_args=global_args)
+
+    class _Completer(Completer):
+        def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
+            text = document.text_before_cursor
+            current = "" if not text or text[-1].isspace() else text.split()[-1]
+            for word in completions(group, text, shell.symbols):
+                yield Completion(word, start_position=-len(current))
+
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(run_dir / "repl_history")), completer=_Completer()
+    )
+    profile = "" if settings.profile == "default" else f"[{settings.profile}]"
+    cli.console.print(
+        f"trader {settings.profile} profile; `help` lists the commands, `exit` or Ctrl-D leaves",
+        style="dim",
+        highlight=False,
+    )
+    shell.run(_prompted(session, f"trader{profile}> "))
