@@ -15,7 +15,6 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,7 +23,8 @@ from ib_async import RequestError
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import Settings
-from trader.errors import BrokerError, NotFound, TraderError, ValidationError
+from trader.domain import Bar
+from trader.errors import BrokerError, NotFound
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.trading.book import Book
@@ -291,8 +291,6 @@ class TraderService(Service):
                       what_to_show: str = "TRADES", end: str = "", use_rth: bool = False,
                       **hints: Any) -> list[Any]:
         """Return historical bars from IB (paced to its limits) as Bar records."""
-        from trader.domain import Bar
-
         inst = await self.resolver.one(symbol, **hints)
         try:
             bars = await self.adapter.history(inst.ib, end=end, duration=duration, bar_size=bar_size,
@@ -306,10 +304,6 @@ class TraderService(Service):
             out.append(Bar(inst.key, start.astimezone(UTC), bar_size, float(b.open), float(b.high), float(b.low),
                            float(b.close), max(float(b.volume), 0.0), int(b.barCount) if b.barCount >= 0 else None))
         return out
-
-
-def _unused() -> tuple[type[TraderError], type[ValidationError], type[Decimal]]:
-    return TraderError, ValidationError, Decimal
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ from ib_async import IB, ExecutionFilter
 from tests.conftest import StackEnv
 from trader.brokers.ib import parsing
 from trader.cli.main import cli
-from trader.domain import OrderStatus
 from trader.errors import TraderError
 from trader.messaging.rpc import RpcClient
-from trader.trading.desk import client_order_id_of
 from trader.trading.book import rebuild
+from trader.trading.desk import client_order_id_of
 from trader.trading.journal import Journal
 
 pytestmark = pytest.mark.slow

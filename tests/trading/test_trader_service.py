@@ -50,7 +50,7 @@ def test_each_order_type_and_tif_through_to_the_book(trading_stack: TradingStack
     ep = trading_stack.trader_endpoint
     quote = call(ep, "snapshot", "AAPL")
     bid, ask = Decimal(str(quote["bid"])), Decimal(str(quote["ask"]))
-    place = lambda **kw: call(ep, "place_order", symbol="AAPL", **kw)["order"]  # noqa: E731
+    place = lambda **kw: call(ep, "place_order", symbol="AAPL", **kw)["order"]
     market = place(action="BUY", quantity=10, client_order_id="mkt")
     marketable = place(action="BUY", quantity=10, order_type="LMT", limit_price=ask + 1, client_order_id="lmt")
     stop = place(action="BUY", quantity=5, order_type="STP", stop_price=bid - 1, client_order_id="stp")

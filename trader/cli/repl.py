@@ -76,8 +76,6 @@ def completions(group: click.Group, text: str, symbols: Iterable[str]) -> list[s
     command, path, _ = _command_path(group, words)
     if current.startswith("-"):
         candidates = [opt for p in command.params if isinstance(p, click.Option) for opt in p.opts]
-        if not path:
-            candidates += list(GLOBAL_OPTIONS)
     elif isinstance(command, click.Group):
         candidates = sorted(command.commands) + (list(BUILTINS) if not path else [])
     elif any(p.name in SYMBOL_PARAMS for p in command.params if isinstance(p, click.Argument)):

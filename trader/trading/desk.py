@@ -27,7 +27,14 @@ from ib_async import Trade
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.domain import Action, Order, OrderStatus
-from trader.errors import Conflict, NotFound, RiskLimitExceeded, TraderError, Unavailable, ValidationError
+from trader.errors import (
+    Conflict,
+    NotFound,
+    RiskLimitExceeded,
+    TraderError,
+    Unavailable,
+    ValidationError,
+)
 from trader.trading.book import Book
 from trader.trading.instruments import Instrument, Resolver
 from trader.trading.recorder import Recorder
@@ -53,7 +60,9 @@ def client_order_id_of(order_ref: str) -> str | None:
 
 
 def _number(value: float | None) -> Decimal | None:
-    return parsing.decimal_from_float(value) if value is not None and value == value and value > 0 else None
+    """Return a positive market price as a Decimal; None for NaN, unset or IB's -1 (no quote)."""
+    price = parsing.decimal_from_float(value)
+    return price if price is not None and price > 0 else None
 
 
 class Desk:
