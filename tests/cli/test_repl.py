@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -88,10 +89,17 @@ def test_the_loop_runs_every_line_and_survives_errors(
     assert "error (not_found): unknown symbol 'NOSUCH'" in err
     assert shell.symbols == {"AAPL", "MSFT"}
 
+    scripted = Repl(cli, Console(file=notes), global_args=["--json"])  # as `trader --json repl`
+    assert scripted.run(["positions", "quit"]) == 0
+    (position,) = json.loads(capsys.readouterr().out)
+    assert (position["contract"]["key"], position["quantity"]) == ("AAPL.STK", "2")
+    assert scripted.run(["book cancel ghost"]) == 4
+
 
 def test_the_command_reads_the_prompt_and_keeps_a_history(stack_env: StackEnv) -> None:
     with create_pipe_input() as pipe, create_app_session(input=pipe, output=DummyOutput()):
-        pipe.send_text("help\nbogus\npositions\n\x04")
+        # Ctrl-C drops the half-typed line and the prompt comes back; Ctrl-D leaves.
+        pipe.send_text("help\nbogus\npositions\nsnapshot AA\x03\x04")
         result = CliRunner().invoke(cli, ["repl"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Usage: trader [OPTIONS] COMMAND" in result.stdout
@@ -99,3 +107,4 @@ def test_the_command_reads_the_prompt_and_keeps_a_history(stack_env: StackEnv) -
     assert "exit 7: unavailable" in result.stdout and "not listening" in result.stderr
     history = (stack_env.home / "run" / "repl_history").read_text()
     assert all(f"+{line}\n" in history for line in ("help", "bogus", "positions"))
+    assert "snapshot" not in history and result.stdout.count("exit ") == 2  # bogus, positions

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.conftest import TradingStack
+from tests.conftest import StackEnv, TradingStack
 from tests.waiting import wait_until_blocking
 from trader.cli import trading
 from trader.cli.main import cli
@@ -55,18 +55,41 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
 
     bought = data("trade", "buy", "AAPL", "--quantity", "10", "--id", "cli-mkt", "--strategy", "t1")
     order = bought["order"]
-    assert (order["client_order_id"], order["order_type"], order["status"]) == ("cli-mkt", "MKT", "FILLED")
+    assert (order["client_order_id"], order["order_type"], order["status"]) == (
+        "cli-mkt",
+        "MKT",
+        "FILLED",
+    )
     assert (order["filled_quantity"], order["order_ref"], bought["children"]) == ("10", "t1", [])
     assert Decimal(order["avg_fill_price"]) > 0 and order["contract"]["key"] == "AAPL.STK"
 
     limit = (Decimal(str(quote["bid"])) * Decimal("0.97")).quantize(Decimal("0.01"))
-    table = ok("trade", "buy", "AAPL", "-q", "5", "--limit", str(limit), "--stop-loss-percent", "2",
-               "--take-profit-percent", "3", "--tif", "gtc", "--id", "cli-br").stdout
+    table = ok(
+        "trade",
+        "buy",
+        "AAPL",
+        "-q",
+        "5",
+        "--limit",
+        str(limit),
+        "--stop-loss-percent",
+        "2",
+        "--take-profit-percent",
+        "3",
+        "--tif",
+        "gtc",
+        "--id",
+        "cli-br",
+    ).stdout
     assert all(name in table for name in ("cli-br", "cli-br.sl", "cli-br.tp", "LMT", "STP", "GTC"))
     working = data("book", "orders", "--open")
     assert sorted(o["client_order_id"] for o in working) == ["cli-br", "cli-br.sl", "cli-br.tp"]
     children = {o["client_order_id"]: o for o in working if o["parent_id"] == "cli-br"}
-    assert Decimal(children["cli-br.sl"]["stop_price"]) < limit < Decimal(children["cli-br.tp"]["limit_price"])
+    assert (
+        Decimal(children["cli-br.sl"]["stop_price"])
+        < limit
+        < Decimal(children["cli-br.tp"]["limit_price"])
+    )
 
     modified = data("book", "modify", "cli-br", "--limit", str(limit - 1))
     assert Decimal(modified["order"]["limit_price"]) == limit - 1
@@ -82,7 +105,9 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     assert ioc.exit_code == 0 and "CANCELLED" in ioc.stdout and "unfilled" in ioc.stderr
 
     book = ok("book").stdout
-    assert all(name in book for name in ("cli-mkt", "cli-br", "cli-amt", "FILLED", "CANCELLED", "t1"))
+    assert all(
+        name in book for name in ("cli-mkt", "cli-br", "cli-amt", "FILLED", "CANCELLED", "t1")
+    )
     fills = data("book", "trades")
     assert [f["client_order_id"] for f in fills] == ["cli-mkt", "cli-amt"]
     assert all(Decimal(f["commission"]) > 0 for f in fills)
@@ -92,10 +117,14 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
 
     net = 10 - int(sold["order"]["quantity"])
     positions = data("positions")
-    assert [(p["contract"]["key"], Decimal(p["quantity"])) for p in positions] == [("AAPL.STK", net)]
+    assert [(p["contract"]["key"], Decimal(p["quantity"])) for p in positions] == [
+        ("AAPL.STK", net)
+    ]
     assert "AAPL.STK" in ok("positions").stdout
-    wait_until_blocking(lambda: [Decimal(p["quantity"]) for p in data("portfolio")] == [net],
-                        what="the portfolio shows the position")
+    wait_until_blocking(
+        lambda: [Decimal(p["quantity"]) for p in data("portfolio")] == [net],
+        what="the portfolio shows the position",
+    )
     item = data("portfolio")[0]
     assert Decimal(item["market_value"]) > 0 and item["unrealized_pnl"] is not None
     assert "total" in ok("portfolio").stdout
@@ -115,14 +144,18 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     assert refused(2, "book", "cancel").startswith("Usage")
 
 
-def test_refusals_kill_switch_status_and_reconnect(trading_stack: TradingStack,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_kill_switch_status_and_reconnect(
+    trading_stack: TradingStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert "not_found" in refused(4, "trade", "buy", "NOSUCH", "-q", "1")
     assert "quantity" in refused(3, "trade", "buy", "AAPL", "-q", "-5")
     assert "max_price_deviation" in refused(5, "trade", "buy", "AAPL", "-q", "1", "--limit", "50")
-    assert "--quantity and --amount" in refused(2, "trade", "buy", "AAPL", "-q", "1", "--amount", "9")
-    assert "not both" in refused(2, "trade", "sell", "AAPL", "-q", "1", "--stop-loss", "1",
-                                 "--stop-loss-percent", "1")
+    assert "--quantity and --amount" in refused(
+        2, "trade", "buy", "AAPL", "-q", "1", "--amount", "9"
+    )
+    assert "not both" in refused(
+        2, "trade", "sell", "AAPL", "-q", "1", "--stop-loss", "1", "--stop-loss-percent", "1"
+    )
     assert "not a number" in refused(2, "trade", "buy", "AAPL", "-q", "ten")
 
     engaged = data("kill-switch", "on", "--reason", "cli test")
@@ -131,13 +164,17 @@ def test_refusals_kill_switch_status_and_reconnect(trading_stack: TradingStack,
     assert "kill_switch" in refused(5, "trade", "buy", "AAPL", "-q", "1")
     status = trader("status")  # pycron does not run here: its error, after the service section
     assert status.exit_code == 7 and "pycron is not running" in status.stderr
-    assert all(s in status.stdout for s in ("trader_service", "ENGAGED: cli test", "connected", "paper"))
+    assert all(
+        s in status.stdout for s in ("trader_service", "ENGAGED: cli test", "connected", "paper")
+    )
     assert "released" in ok("kill-switch", "off").stdout
     assert "kill switch off" in ok("kill-switch").stdout
     assert data("trade", "buy", "AAPL", "-q", "1")["order"]["status"] == "FILLED"
 
     again = data("trade", "buy", "AAPL", "-q", "1", "--id", "cli-once")
-    assert data("trade", "buy", "AAPL", "-q", "1", "--id", "cli-once") == again  # idempotent on the id
+    assert (
+        data("trade", "buy", "AAPL", "-q", "1", "--id", "cli-once") == again
+    )  # idempotent on the id
     assert [o["client_order_id"] for o in data("book")].count("cli-once") == 1
 
     reconnected = ok("reconnect").stdout
@@ -145,9 +182,15 @@ def test_refusals_kill_switch_status_and_reconnect(trading_stack: TradingStack,
 
     monkeypatch.setenv("TRADER_TRADING__LIVE", "true")  # the CLI's settings only: the service runs
     declined = trader("trade", "buy", "AAPL", "-q", "2", "--id", "cli-live", stdin="n\n")
-    assert declined.exit_code == 1 and "LIVE account: BUY 2 AAPL MKT DAY id cli-live" in declined.stderr
+    assert (
+        declined.exit_code == 1
+        and "LIVE account: BUY 2 AAPL MKT DAY id cli-live" in declined.stderr
+    )
     assert "cli-live" not in {o["client_order_id"] for o in data("book")}
-    assert data("trade", "buy", "AAPL", "-q", "2", "--id", "cli-live", "--yes")["order"]["status"] == "FILLED"
+    assert (
+        data("trade", "buy", "AAPL", "-q", "2", "--id", "cli-live", "--yes")["order"]["status"]
+        == "FILLED"
+    )
 
 
 def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
@@ -177,7 +220,10 @@ def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
     assert "send it again with --id cli-lost" in lost.stderr
     paused.join()
     for _ in range(2):  # a request that never reached the service; sent again, it is placed once
-        assert data("trade", "buy", "AAPL", "-q", "1", "--id", "cli-lost")["order"]["status"] == "FILLED"
+        assert (
+            data("trade", "buy", "AAPL", "-q", "1", "--id", "cli-lost")["order"]["status"]
+            == "FILLED"
+        )
     assert [o["client_order_id"] for o in data("book")] == ["cli-retry", "cli-lost"]
 
 
@@ -192,7 +238,11 @@ def test_subscribe_and_listen(trading_stack: TradingStack) -> None:
     assert len(ticks) == 3 and {t["instrument"] for t in ticks} == {"MSFT.STK"}
     assert all(t["bid"] > 0 and t["ask"] >= t["bid"] and "T" in t["time"] for t in ticks)
     watched = ok("subscribe", "listen", "--duration", "1")
-    assert "AAPL.STK" in watched.stdout and "MSFT.STK" in watched.stdout and "ticks in" in watched.stderr
+    assert (
+        "AAPL.STK" in watched.stdout
+        and "MSFT.STK" in watched.stdout
+        and "ticks in" in watched.stderr
+    )
 
     assert "stopped streaming MSFT.STK" in ok("subscribe", "stop", "MSFT.STK").stdout
     assert data("subscribe", "list") == ["AAPL.STK"]
@@ -206,6 +256,22 @@ def test_a_stopped_service_is_unavailable_at_once() -> None:
     result = trader("positions")
     port = os.environ["TRADER_SERVICES__TRADER_SERVICE__RPC_PORT"]
     assert result.exit_code == 7
-    assert result.stderr == (f"error (unavailable): trader_service is not listening on "
-                             f"tcp://127.0.0.1:{port}; start the stack with `trader up`\n")
+    assert result.stderr == (
+        f"error (unavailable): trader_service is not listening on "
+        f"tcp://127.0.0.1:{port}; start the stack with `trader up`\n"
+    )
     assert "not listening" in trader("subscribe", "listen", "--count", "1").stderr
+
+
+def test_status_shows_trader_service_under_pycron(stack_env: StackEnv) -> None:
+    ok("up", "--detach", "--profile", "test", "--timeout", "30")
+    try:
+        jobs = {job["name"]: job for job in data("status")}
+        assert set(jobs) == {"redis", "bus", "tws", "trader_service"}
+        service = jobs["trader_service"]["service"]
+        assert service["connected"] is True and service["kill_switch"] is False
+        assert service["ib"] == f"127.0.0.1:{stack_env.ib_port}" and "service" not in jobs["bus"]
+        table = ok("status").stdout
+        assert all(s in table for s in ("RUNNING", "kill switch", "0 open of 0", "paper"))
+    finally:
+        ok("down", "--timeout", "30")

@@ -284,12 +284,15 @@ def test_profile_selects_jobs(tmp_path: Path) -> None:
     assert list(jobs_from(text, make_settings(tmp_path)).jobs) == ["a", "b"]
 
 
-def test_repository_jobs_file_loads_for_both_profiles(tmp_path: Path) -> None:
+def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     env = {"TRADER_HOME": str(tmp_path), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml")}
+    live = load_jobs(load_settings("live", env=env), REPO / "configs" / "pycron.yaml")
+    assert list(live.jobs) == ["redis", "bus", "trader_service"]  # a real TWS: no simulator
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
-        assert list(config.jobs) == ["redis", "bus", "tws"]
+        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service"]
+        assert config.jobs["trader_service"].health == HeartbeatHealth("trader_service")
         assert config.jobs["bus"].health == HeartbeatHealth("bus")
         assert config.jobs["redis"].health == TcpHealth("127.0.0.1", settings.redis.port)
         tws = config.jobs["tws"]

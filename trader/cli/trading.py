@@ -132,7 +132,7 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
     else:
         cli.console.print(render.orders_table([order, *result["children"]], title=title))
         if reason:
-            cli.console.print(Text(f"broker: {reason}", style="yellow"))
+            cli.console.print(Text(f"reason: {reason}", style="yellow"))
     if order.status in render.FAILED:
         why = reason or "no reason given"
         raise BrokerError(f"order {order.client_order_id} is {order.status}: {why}")
@@ -189,7 +189,8 @@ def _place(cli: CliContext, action: str, symbol: str, options: dict[str, Any]) -
             f"{exc} The order may still be placed: look for id {coid} in "
             f"`trader book`, or send it again with --id {coid}"
         ) from None
-    show_result(cli, result, f"{action} {result['order'].contract.key}")
+    order = result["order"]  # with a reused --id: the order placed before, whatever was asked now
+    show_result(cli, result, f"{order.action} {order.contract.key}")
 
 
 @click.group()
@@ -357,11 +358,8 @@ def reconnect(cli: CliContext) -> None:
             f"{status.get('last_error') or 'no error reported'}"
         )
     if not cli.json:
-        cli.console.print(
-            f"reconnected to IB at {status['ib']} (connection #{status['connects']}, "
-            f"{status['open_orders']} open orders)",
-            highlight=False,
-        )
+        done = f"reconnected to IB at {status['ib']} (connection #{status['connects']}, "
+        cli.console.print(f"{done}{status['open_orders']} open orders)", highlight=False)
 
 
 @click.command("kill-switch")
