@@ -15,22 +15,24 @@ so it refuses none of the benchmark's orders; the price-deviation check stays on
 2. direct: an unmodified ib_async ``IB`` (clientId 2) on the same tws-sim placing
    the same orders; latency is ``placeOrder`` until the first orderStatus.
 
-Per side and round: N orders one at a time (p50/p99 latency), then M orders
-with 50 in flight (orders/s). Both clients keep ib_async's request pacing (45
-a second: the trader service does not switch it off, and the direct client is
-unmodified), so the sequential orders are spaced to at most 40 a second, lest
-a one-second throttle stall land in the p99 of either side. Between phases
-every resting order is cancelled (``reqGlobalCancel``) and both sides settle,
-so the simulator's book does not grow with them. Rounds alternate which side
-goes first; the medians are reported, and the output ends with one line per target.
+Per side and round: N orders one at a time (ack p50/p99), then M orders with
+50 in flight (orders/s). Both clients keep ib_async's request pacing of 45 a
+second (trader_service does not switch it off; the direct client is unmodified),
+so orders/s is bounded by it on both sides, and the one-at-a-time orders are
+spaced to at most 40 a second lest a throttle stall land in either p99. After
+each phase every resting order is cancelled (``reqGlobalCancel``) and both sides
+settle, so resting orders do not pile up in the simulator. Rounds alternate
+which side goes first; medians are reported; the output ends with one line per target.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,13 +42,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ib_async import IB, LimitOrder, Stock, Trade
 from rich.console import Console
 from rich.table import Table
 
 from bench.measure import free_port, percentile
+from trader.errors import TraderError
 from trader.messaging.rpc import RpcClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,9 +73,9 @@ class Stack:
     def __init__(self, home: Path) -> None:
         self.home = home
         ports: set[int] = set()
-        while len(ports) < 8:
+        while len(ports) < 7:
             ports.add(free_port())
-        (self.redis_port, pub, sub, pycron, self.ib_port, self.rpc_port, tws_rpc, _) = sorted(ports)
+        self.redis_port, pub, sub, pycron, self.ib_port, self.rpc_port, tws_rpc = sorted(ports)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
         self.env.update({
             "TRADER_HOME": str(home), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml"),
@@ -84,10 +86,6 @@ class Stack:
             **{f"TRADER_RISK__{name}": "null" for name in UNLIMITED},
         })
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def endpoint(self) -> str:
-        return f"tcp://127.0.0.1:{self.rpc_port}"
 
     def start(self) -> None:
         """Start redis, bus and tws-sim, wait for their ports, then start trader_service."""
@@ -107,8 +105,6 @@ class Stack:
                                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
-        import socket
-
         deadline = time.monotonic() + timeout
         while True:
             self.check(name)
@@ -148,12 +144,10 @@ async def wait_ready(client: RpcClient, stack: Stack, timeout: float = 60.0) -> 
     deadline = time.monotonic() + timeout
     while True:
         stack.check("trader_service")
-        try:
+        with contextlib.suppress(TraderError):  # Timeout while it starts
             status = await client.call("status", timeout=1.0)
             if status.get("connected") and status.get("state") == "RUNNING":
                 return
-        except Exception:
-            pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"trader_service not ready within {timeout:g}s:\n{stack.tail('trader_service')}")
         await asyncio.sleep(0.1)
@@ -252,7 +246,7 @@ async def limit_price(client: RpcClient) -> float:
 # -- run and report ---------------------------------------------------------------------
 @dataclass
 class Row:
-    round: int
+    number: int
     side: str
     p50: float
     p99: float
@@ -261,7 +255,7 @@ class Row:
 
 async def measure(stack: Stack, rounds: int, count: int, burst: int) -> list[Row]:
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)  # not one line per cancelled order (202)
-    client = RpcClient(stack.endpoint, timeout=30)
+    client = RpcClient(f"tcp://127.0.0.1:{stack.rpc_port}", timeout=30)
     ib = IB()
     try:
         await wait_ready(client, stack)
@@ -312,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("round", "side", "ack p50", "ack p99", "orders/s"):
         table.add_column(column, justify="left" if column == "side" else "right")
     for r in rows:
-        table.add_row(str(r.round), r.side, f"{r.p50:,.0f} us", f"{r.p99:,.0f} us", f"{r.rate:,.1f}")
+        table.add_row(str(r.number), r.side, f"{r.p50:,.0f} us", f"{r.p99:,.0f} us", f"{r.rate:,.1f}")
     for side in ("platform", "direct"):
         table.add_row("median", side, f"{med[side, 'p50']:,.0f} us", f"{med[side, 'p99']:,.0f} us",
                       f"{med[side, 'rate']:,.1f}")

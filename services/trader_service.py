@@ -68,6 +68,9 @@ class TraderService(Service):
 
     # -- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
+        # ib_async logs every order message at INFO, a full Trade repr each: costly per order and
+        # redundant with the journal. Its warnings and errors still come through.
+        logging.getLogger("ib_async").setLevel(max(logging.WARNING, logging.getLogger().level))
         r = self.settings.redis
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)

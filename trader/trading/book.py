@@ -119,6 +119,8 @@ class Book:
         self._fills: dict[str, Fill] = {}
         self._counted: dict[str, dict[str, Decimal]] = {}  # client id -> exec id -> quantity
         self._reported: set[tuple[str, str, Any]] = set()
+        self._ordered: list[str] | None = []  # client ids oldest first; None: re-sort (a new order came)
+        self._children: dict[str, list[str]] = {}  # parent client id -> its bracket children
 
     # --- replay and updates ---------------------------------------------------
 
@@ -151,6 +153,9 @@ class Book:
                     del index[key]
         else:
             self._seq[cid] = next(self._counter)
+            self._ordered = None
+            if order.parent_id is not None:
+                self._children.setdefault(order.parent_id, []).append(cid)
         self._orders[cid] = order
         if order.broker_order_id is not None:
             self._by_broker_id[order.broker_order_id] = cid
@@ -218,9 +223,14 @@ class Book:
 
     def orders(self, *, open_only: bool = False) -> list[Order]:
         """Return the orders oldest first (created_at, then insertion); ``open_only``: not done."""
-        found = sorted(self._orders.values(),
-                       key=lambda o: (o.created_at, self._seq[o.client_order_id]))
+        if self._ordered is None:  # sorted once per new order, not per query: the book only grows
+            self._ordered = sorted(self._orders, key=lambda c: (self._orders[c].created_at, self._seq[c]))
+        found = [self._orders[c] for c in self._ordered]
         return [o for o in found if not o.is_done] if open_only else found
+
+    def children(self, client_order_id: str) -> list[Order]:
+        """Return the bracket children of an order, in the order they were placed."""
+        return [self._orders[c] for c in self._children.get(client_order_id, ())]
 
     def fills(self, client_order_id: str | None = None) -> list[Fill]:
         """Return the fills in arrival order, all or those of one order."""

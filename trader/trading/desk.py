@@ -92,7 +92,7 @@ class Desk:
     def result(self, coid: str) -> dict[str, Any]:
         """Return an order with its bracket children and the last reason the broker or the gate gave."""
         order = self.book.order(coid)
-        children = [o for o in self.book.orders() if o.parent_id == coid]
+        children = self.book.children(coid)
         return {"order": order, "children": children, "reason": self.reasons.get(coid, "")}
 
     def _existing(self, coid: str) -> Order | None:

@@ -1,8 +1,8 @@
 """The recorder: every book event goes to the journal in order, then to the bus.
 
 ib_async reports order events through synchronous callbacks, while a journal
-append is a Redis round trip. The recorder puts both kinds of writer behind
-one queue drained by one task, so the journal holds events in the order they
+append is a Redis round trip. The recorder queues the broker's events and
+appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` waits until the entry is durable (the
 write-ahead of an order before it is sent); :meth:`Recorder.record` does not.
 An entry is published on the bus only once it is in the journal.
@@ -61,10 +61,16 @@ class Recorder:
         self._queue.put_nowait((dict(entry), topic, payload, None))
 
     async def write(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> str:
-        """Append ``entry`` after everything queued before it; return its journal id once durable."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((dict(entry), topic, payload, future))
-        return await future
+        """Append ``entry`` now and return its journal id once durable; publish afterwards.
+
+        It does not wait behind the queue: a write is for a new order (or a
+        kill switch) that no queued entry concerns, and the entries about an
+        order can only follow its write, since they come from the broker.
+        """
+        entry_id = await self._append(dict(entry))
+        if topic is not None:
+            self.publish(topic, payload)
+        return entry_id
 
     async def _drain(self) -> None:
         while True:
