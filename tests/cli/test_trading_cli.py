@@ -50,7 +50,7 @@ def refused(code: int, *args: str) -> str:
 
 def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> None:
     quote = data("snapshot", "AAPL")
-    assert quote["instrument"] == "AAPL.STK" and 0 < quote["bid"] <= quote["ask"]
+    assert quote["instrument"] == "AAPL.STK" and quote["bid"] > 0 and quote["ask"] > 0
     assert "AAPL.STK" in ok("snapshot", "AAPL").stdout
 
     bought = data("trade", "buy", "AAPL", "--quantity", "10", "--id", "cli-mkt", "--strategy", "t1")
@@ -236,7 +236,8 @@ def test_subscribe_and_listen(trading_stack: TradingStack) -> None:
     lines = ok("--json", "subscribe", "listen", "MSFT.STK", "--count", "3").stdout.splitlines()
     ticks = [json.loads(line) for line in lines]
     assert len(ticks) == 3 and {t["instrument"] for t in ticks} == {"MSFT.STK"}
-    assert all(t["bid"] > 0 and t["ask"] >= t["bid"] and "T" in t["time"] for t in ticks)
+    # Not ask >= bid: a tick can be momentarily crossed (bid and ask arrive from IB one at a time).
+    assert all(t["bid"] > 0 and t["ask"] > 0 and "T" in t["time"] for t in ticks), ticks
     watched = ok("subscribe", "listen", "--duration", "1")
     assert (
         "AAPL.STK" in watched.stdout

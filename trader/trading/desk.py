@@ -107,7 +107,12 @@ class Desk:
         request = parse_request(data)
         coid = request.client_order_id or new_client_order_id()
         self._require_synced()
-        if self._existing(coid) is not None and coid not in self.resendable:
+        existing = self._existing(coid)
+        if existing is not None and coid not in self.resendable:
+            if existing.action is not request.action or (
+                    request.quantity is not None and request.quantity != existing.quantity):
+                raise Conflict(f"client_order_id {coid} is already used by {existing.action} {existing.quantity} "
+                               f"{existing.contract.key}", client_order_id=coid)
             return self.result(coid)
         inflight = self._inflight.get(coid)
         if inflight is not None:

@@ -81,6 +81,23 @@ class OrderRequest(StrictModel):
     def _upper(cls, value: object) -> object:
         return value.upper().replace(" ", "_") if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        """Without an order_type, infer it from the prices given (as the CLI does)."""
+        if not isinstance(data, dict) or data.get("order_type") is not None:
+            return data
+        given = {k for k, v in data.items() if v is not None}
+        if given & {"trail_amount", "trail_percent"}:
+            kind = OrderType.TRAIL
+        elif "limit_price" in given:
+            kind = OrderType.STP_LMT if "stop_price" in given else OrderType.LMT
+        elif "stop_price" in given:
+            kind = OrderType.STP
+        else:
+            return data
+        return {**data, "order_type": kind}
+
     @model_validator(mode="after")
     def _consistent(self) -> OrderRequest:
         if (self.quantity is None) == (self.amount is None):
