@@ -155,15 +155,9 @@ class TraderService(Service):
 
     def _on_tickers(self, tickers: list[Any]) -> None:
         for ticker in tickers:
-            key = self._key(ticker.contract)
+            key = self.adapter.subscribed_key(ticker.contract)
             if key is not None:
                 self._publish(f"tick.ib.{key}", parsing.ticker_to_tick(ticker, key))
-
-    def _key(self, contract: Any) -> str | None:
-        for key, subscribed in self.adapter.subscriptions.items():
-            if subscribed.conId == contract.conId:
-                return key
-        return None
 
     def _portfolio_changed(self) -> None:
         now = time.monotonic()
@@ -247,8 +241,7 @@ class TraderService(Service):
 
     async def reconnect(self) -> dict[str, Any]:
         """Drop the IB connection and make it again; return the status once re-synced (or after 15 s)."""
-        await self.adapter.reconnect()
-        await asyncio.sleep(0.05)
+        await self.adapter.reconnect()  # the connector task runs from here: wait_connected waits for it
         await self.adapter.wait_connected(15)
         return self.status_info()
 

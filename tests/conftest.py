@@ -142,6 +142,23 @@ def home_processes(trader_home: Path) -> Callable[[], list[int]]:
     return lambda: pids_with_home(trader_home)
 
 
+def redis_argv(port: int, data_dir: Path) -> list[str]:
+    """Return the command line of a loopback redis-server with the append-only file on, as pycron runs it."""
+    return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--daemonize", "no"]
+
+
+def wait_for_port(port: int, timeout: float, what: str) -> None:
+    """Wait until something listens on 127.0.0.1:``port``; RuntimeError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} is not listening on port {port} after {timeout:g} s")
+        time.sleep(0.02)
+
+
 @dataclass
 class RedisServer:
     """A real redis-server started for one test."""
@@ -163,19 +180,12 @@ def redis_server(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[Redis
     port = free_port()
     data_dir = tmp_path / "redis"
     data_dir.mkdir()
-    proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-         "--appendonly", "yes", "--save", "", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"redis-server did not start on port {port}")
-        time.sleep(0.02)
+    proc = subprocess.Popen(redis_argv(port, data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 10, "redis-server")
+    except RuntimeError:
+        proc.kill()
+        raise
     try:
         yield RedisServer(port, proc.pid, data_dir)
     finally:
@@ -206,8 +216,7 @@ class TradingStack:
         logs = self.env.home / "logs"
         logs.mkdir(exist_ok=True)
         argv = {
-            "redis": ["redis-server", "--bind", "127.0.0.1", "--port", str(self.env.redis_port),
-                      "--dir", str(self.env.home), "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+            "redis": redis_argv(self.env.redis_port, self.env.home),
             "bus": [sys.executable, "-m", "services.bus"],
             "tws": [sys.executable, "-m", "services.tws_sim", "--tick-rate", "20"],
             "trader_service": [sys.executable, "-m", "services.trader_service"],
@@ -226,6 +235,7 @@ class TradingStack:
         """Wait until trader_service answers status with connected=True; return that status."""
         import asyncio
 
+        from trader.errors import TraderError
         from trader.messaging.rpc import RpcClient
 
         async def poll() -> dict[str, object]:
@@ -237,7 +247,7 @@ class TradingStack:
                         status = await client.call("status", timeout=1.0)
                         if status.get("connected") and status.get("state") == "RUNNING":
                             return status
-                    except Exception:
+                    except TraderError:  # not up yet: no reply within the second
                         pass
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"trader_service not ready within {timeout}s; see {self.env.home}/logs")
@@ -256,14 +266,8 @@ def started_trading_stack(stack_env: StackEnv, **env: str) -> Iterator[TradingSt
     try:
         for name in ("redis", "bus", "tws"):
             stack.start(name)
-        for port in (stack_env.redis_port, stack_env.ib_port):
-            deadline = time.monotonic() + 15
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"port {port} not listening; see {stack_env.home}/logs")
-                time.sleep(0.05)
+        for port, what in ((stack_env.redis_port, "redis"), (stack_env.ib_port, "tws-sim")):
+            wait_for_port(port, 15, f"{what} (logs in {stack_env.home}/logs)")
         stack.start("trader_service")
         stack.wait_trader_ready()
         yield stack

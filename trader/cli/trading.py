@@ -18,7 +18,7 @@ from rich.text import Text
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
 from trader.errors import BrokerError, Unavailable
-from trader.trading.requests import new_client_order_id
+from trader.trading.requests import infer_order_type, new_client_order_id
 
 PLACE_TIMEOUT = 20.0  # resolve + a quote (2 s) + the broker's acknowledgement (5 s), with room
 RECONNECT_TIMEOUT = 25.0
@@ -153,16 +153,14 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
         if options[first] is not None and options[second] is not None:
             flags = (f"--{name.replace('_', '-')}" for name in (first, second))
             raise click.UsageError("give {} or {}, not both".format(*flags))
-    limit, stop = options["limit_price"], options["stop_price"]
+    limit = options["limit_price"]
     trail = options["trail_amount"] is not None or options["trail_percent"] is not None
     if trail and limit is not None:
         raise click.UsageError("a trailing stop takes no --limit")
-    kind = {(True, True): "STP_LMT", (True, False): "LMT", (False, True): "STP"}
-    order_type = "TRAIL" if trail else kind.get((limit is not None, stop is not None), "MKT")
     request = {
         "symbol": symbol,
         "action": action,
-        "order_type": order_type,
+        "order_type": str(infer_order_type(options)),
         "tif": options["tif"].upper(),
         "outside_rth": options["outside_rth"],
         "strategy": options["strategy"],

@@ -19,6 +19,7 @@ import asyncio
 import copy
 import dataclasses
 import logging
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +44,7 @@ from trader.trading.risk import Exposure, OrderIntent, RiskGate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Desk", "broker_ref", "client_order_id_of"]
+__all__ = ["Desk", "broker_ref", "client_order_id_of", "positions_by_key"]
 
 QUOTE_WAIT = 2.0
 
@@ -57,6 +58,19 @@ def client_order_id_of(order_ref: str) -> str | None:
     """Return the client order id an orderRef carries, or None for an order placed elsewhere."""
     _, sep, coid = order_ref.rpartition("#")
     return coid if sep and coid else None
+
+
+def positions_by_key(ib_positions: Iterable[Any]) -> dict[str, Decimal]:
+    """Return IB's positions as a signed quantity per contract key (one our domain cannot read is logged, skipped)."""
+    positions: dict[str, Decimal] = {}
+    for p in ib_positions:
+        try:
+            pos = parsing.from_ib_position(p)
+        except TraderError as exc:
+            log.warning("position skipped: %s", exc)
+            continue
+        positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
+    return positions
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -205,11 +219,7 @@ class Desk:
 
     def exposure(self) -> Exposure:
         """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL."""
-        positions: dict[str, Decimal] = {}
-        for p in self.adapter.ib.positions():
-            with _skip_unparsable():
-                pos = parsing.from_ib_position(p)
-                positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
+        positions = positions_by_key(self.adapter.ib.positions())
         working: dict[str, Decimal] = {}
         for order in self.book.orders(open_only=True):
             signed = order.remaining if order.action is Action.BUY else -order.remaining
@@ -351,15 +361,3 @@ class Desk:
         # A copy: the order goes on changing while the entry waits in the recorder's queue.
         return {"type": "order", "order": copy.copy(order), "event": event, "reason": reason}
 
-
-class _skip_unparsable:
-    """Skip (and log) one broker record our domain cannot represent."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
-        if isinstance(exc, TraderError):
-            log.warning("skipped a broker record: %s", exc)
-            return True
-        return False

@@ -21,7 +21,7 @@ from ib_async import IB, Trade
 from trader.brokers.ib import parsing
 from trader.errors import NotFound, TraderError
 from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
-from trader.trading.desk import Desk, client_order_id_of
+from trader.trading.desk import Desk, client_order_id_of, positions_by_key
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,7 @@ def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
         orders[order_id] = BrokerOrder(
             broker_order_id=order_id, perm_id=trade.order.permId or None, status=status, filled=filled,
             avg_fill_price=avg, order_ref=trade.order.orderRef or "")
-    positions: dict[str, Decimal] = {}
-    for p in ib.positions():
-        try:
-            pos = parsing.from_ib_position(p)
-        except TraderError as exc:
-            log.warning("position skipped: %s", exc)
-            continue
-        positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
-    return BrokerState(orders=orders, fills=fills, positions=positions, complete=True)
+    return BrokerState(orders=orders, fills=fills, positions=positions_by_key(ib.positions()), complete=True)
 
 
 async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:

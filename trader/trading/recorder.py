@@ -3,8 +3,9 @@
 ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
-happened. :meth:`Recorder.write` waits until the entry is durable (the
-write-ahead of an order before it is sent); :meth:`Recorder.record` does not.
+happened. :meth:`Recorder.write` appends at once and waits until the entry is
+durable (the write-ahead of a new order before it is sent); :meth:`Recorder.record`
+queues and does not wait.
 An entry is published on the bus only once it is in the journal.
 """
 
@@ -34,8 +35,7 @@ class Recorder:
         self.journal = journal
         self.publish = publish
         self.failures = 0
-        self._queue: asyncio.Queue[tuple[Mapping[str, Any], str | None, Any, asyncio.Future[str] | None]] = (
-            asyncio.Queue())
+        self._queue: asyncio.Queue[tuple[Mapping[str, Any], str | None, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -58,7 +58,7 @@ class Recorder:
 
     def record(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> None:
         """Queue ``entry`` for the journal; publish ``payload`` on ``topic`` once it is written."""
-        self._queue.put_nowait((dict(entry), topic, payload, None))
+        self._queue.put_nowait((dict(entry), topic, payload))
 
     async def write(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> str:
         """Append ``entry`` now and return its journal id once durable; publish afterwards.
@@ -74,21 +74,17 @@ class Recorder:
 
     async def _drain(self) -> None:
         while True:
-            entry, topic, payload, future = await self._queue.get()
+            entry, topic, payload = await self._queue.get()
             try:
-                entry_id = await self._append(entry)
-                if future is not None and not future.done():
-                    future.set_result(entry_id)
+                await self._append(entry)
                 if topic is not None:
                     try:
                         self.publish(topic, payload)
                     except Exception:
                         log.exception("publishing %s failed", topic)
-            except Exception as exc:
+            except Exception:
                 self.failures += 1
                 log.exception("journal append failed for a %s entry", entry.get("type"))
-                if future is not None and not future.done():
-                    future.set_exception(exc)
             finally:
                 self._queue.task_done()
 

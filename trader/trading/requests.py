@@ -13,6 +13,7 @@ number of units at the reference price.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from trader.config import StrictModel
 from trader.domain import Action, Contract, Order, OrderType, TimeInForce
 from trader.errors import ValidationError
 
-__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "new_client_order_id", "parse_request", "round_to_tick"]
+__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "infer_order_type", "new_client_order_id", "parse_request", "round_to_tick"]
 
 _HUNDRED = Decimal(100)
 
@@ -42,6 +43,16 @@ def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
     if ticks <= 0:
         raise ValidationError(f"price {price} is below one tick ({tick})")
     return (ticks * tick).quantize(tick)
+
+
+def infer_order_type(prices: Mapping[str, Any]) -> OrderType:
+    """Return the order type the prices given imply: a trail -> TRAIL, limit and stop -> STP_LMT, ... else MKT."""
+    given = {k for k, v in prices.items() if v is not None}
+    if given & {"trail_amount", "trail_percent"}:
+        return OrderType.TRAIL
+    if "limit_price" in given:
+        return OrderType.STP_LMT if "stop_price" in given else OrderType.LMT
+    return OrderType.STP if "stop_price" in given else OrderType.MKT
 
 
 class OrderRequest(StrictModel):
@@ -84,19 +95,10 @@ class OrderRequest(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _infer_type(cls, data: Any) -> Any:
-        """Without an order_type, infer it from the prices given (as the CLI does)."""
+        """Without an order_type, infer it from the prices given."""
         if not isinstance(data, dict) or data.get("order_type") is not None:
             return data
-        given = {k for k, v in data.items() if v is not None}
-        if given & {"trail_amount", "trail_percent"}:
-            kind = OrderType.TRAIL
-        elif "limit_price" in given:
-            kind = OrderType.STP_LMT if "stop_price" in given else OrderType.LMT
-        elif "stop_price" in given:
-            kind = OrderType.STP
-        else:
-            return data
-        return {**data, "order_type": kind}
+        return {**data, "order_type": infer_order_type(data)}
 
     @model_validator(mode="after")
     def _consistent(self) -> OrderRequest:

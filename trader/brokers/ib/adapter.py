@@ -99,6 +99,7 @@ class IbAdapter:
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._details: dict[int, ContractDetails] = {}
+        self._keys: dict[int, str] = {}  # conid -> key of the subscribed contracts
         self._wire_events()
 
     # -- events ------------------------------------------------------------------
@@ -250,6 +251,7 @@ class IbAdapter:
         self.require_connection()
         if key not in self.subscriptions:
             self.subscriptions[key] = contract
+            self._keys[contract.conId] = key
             return self.ib.reqMktData(contract)
         ticker = self.ib.ticker(contract)
         return ticker if ticker is not None else self.ib.reqMktData(contract)
@@ -259,9 +261,14 @@ class IbAdapter:
         contract = self.subscriptions.pop(key, None)
         if contract is None:
             return False
+        self._keys.pop(contract.conId, None)
         if self.connected:
             self.ib.cancelMktData(contract)
         return True
+
+    def subscribed_key(self, contract: Contract) -> str | None:
+        """Return the key ``contract`` is subscribed under, or None."""
+        return self._keys.get(contract.conId)
 
     def ticker(self, contract: Contract) -> Ticker | None:
         return self.ib.ticker(contract)
