@@ -99,6 +99,7 @@ class StackEnv:
     ib_port: int
     trader_rpc_port: int = 0
     tws_rpc_port: int = 0
+    strategy_rpc_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -116,6 +117,7 @@ def stack_env(
         ib_port=free_port(),
         trader_rpc_port=free_port(),
         tws_rpc_port=free_port(),
+        strategy_rpc_port=free_port(),
     )
     stack.env = {
         "TRADER_HOME": str(trader_home),
@@ -127,6 +129,7 @@ def stack_env(
         "TRADER_IB__PORT": str(stack.ib_port),
         "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(stack.trader_rpc_port),
         "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(stack.tws_rpc_port),
+        "TRADER_SERVICES__STRATEGY_SERVICE__RPC_PORT": str(stack.strategy_rpc_port),
     }
     for name in list(os.environ):
         if name.startswith("TRADER_"):
@@ -195,7 +198,7 @@ def redis_server(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[Redis
 
 @dataclass
 class TradingStack:
-    """redis-server, bus, tws-sim and trader_service as real processes (not under pycron)."""
+    """redis-server, bus, tws-sim, trader_service (and strategy_service) as real processes, not under pycron."""
 
     env: StackEnv
     procs: dict[str, object] = field(default_factory=dict)
@@ -203,6 +206,10 @@ class TradingStack:
     @property
     def trader_endpoint(self) -> str:
         return f"tcp://127.0.0.1:{self.env.trader_rpc_port}"
+
+    @property
+    def strategy_endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.env.strategy_rpc_port}"
 
     @property
     def tws_endpoint(self) -> str:
@@ -220,6 +227,7 @@ class TradingStack:
             "bus": [sys.executable, "-m", "services.bus"],
             "tws": [sys.executable, "-m", "services.tws_sim", "--tick-rate", "20"],
             "trader_service": [sys.executable, "-m", "services.trader_service"],
+            "strategy_service": [sys.executable, "-m", "services.strategy_service"],
         }[name]
         out = (logs / f"{name}.out").open("ab")
         self.procs[name] = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **self.env.env},

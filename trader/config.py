@@ -129,6 +129,16 @@ class TradingSettings(StrictModel):
     history_requests_per_10min: int = Field(60, gt=0, description="IB's pacing limit for historical data")
 
 
+class StrategiesSettings(StrictModel):
+    """The strategy service: where plugins live and how it talks to the trader service."""
+
+    directory: Path = Path("strategies")
+    only: list[str] | None = Field(None, description="load only these strategies (default: every plugin)")
+    order_retry_seconds: float = Field(30.0, ge=0, description="how long an order is retried while the trader service is away")
+    history_timeout: float = Field(60.0, gt=0)
+    log_lines: int = Field(500, gt=0, description="log lines kept per strategy for `strategy logs`")
+
+
 class ServiceSettings(StrictModel):
     host: str = "127.0.0.1"
     rpc_port: int | None = Field(None, ge=0, le=65535)
@@ -155,6 +165,7 @@ class Settings(StrictModel):
     ib: IbSettings = IbSettings()
     risk: RiskSettings = RiskSettings()
     trading: TradingSettings = TradingSettings()
+    strategies: StrategiesSettings = StrategiesSettings()
     services: dict[str, ServiceSettings] = {}
 
     def path(self, p: Path | str) -> Path:

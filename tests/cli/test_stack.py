@@ -50,7 +50,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     home = stack_env.home
     result = trader("up", "--detach", "--profile", "test", "--timeout", "30")
     assert result.exit_code == 0, result.output
-    assert "4 jobs ready" in result.stdout
+    assert "5 jobs ready" in result.stdout
 
     token_file = home / "run" / "pycron.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -63,7 +63,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert again.exit_code == 9 and "already running" in again.output
 
     jobs = {job["name"]: job for job in status_json()}
-    assert set(jobs) == {"redis", "bus", "tws", "trader_service"}
+    assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service"}
     for job in jobs.values():
         assert job["state"] == "RUNNING" and job["healthy"] is True and job["restarts"] == 0
         assert alive(job["pid"])

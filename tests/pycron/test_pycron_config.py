@@ -287,12 +287,14 @@ def test_profile_selects_jobs(tmp_path: Path) -> None:
 def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     env = {"TRADER_HOME": str(tmp_path), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml")}
     live = load_jobs(load_settings("live", env=env), REPO / "configs" / "pycron.yaml")
-    assert list(live.jobs) == ["redis", "bus", "trader_service"]  # a real TWS: no simulator
+    assert list(live.jobs) == ["redis", "bus", "trader_service", "strategy_service"]  # a real TWS: no simulator
+    assert load_settings("live", env=env).strategies.only == []  # no strategy trades live until named
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
-        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service"]
+        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service"]
         assert config.jobs["trader_service"].health == HeartbeatHealth("trader_service")
+        assert config.jobs["strategy_service"].depends_on == ("bus", "trader_service")
         assert config.jobs["bus"].health == HeartbeatHealth("bus")
         assert config.jobs["redis"].health == TcpHealth("127.0.0.1", settings.redis.port)
         tws = config.jobs["tws"]

@@ -1,0 +1,306 @@
+"""strategy_service: runs the strategies/ plugins on the bus's ticks and trades through trader_service.
+
+On start it discovers the plugins (trader.strategy.plugins) and starts each
+enabled one: it asks trader_service to stream the strategy's instruments
+(``subscribe``), hangs the strategy off the shared tick and bar Observables
+(trader.strategy.feed), backfills its warm-up from trader_service's
+``history`` and rebuilds its positions from trader_service's book (its
+orders carry the strategy's name in orderRef). From then on each closed bar
+may turn into an order (trader.strategy.runner). Fills come back on the
+bus's ``fill`` topic and are routed by client order id.
+
+If trader_service restarts (a new pid on its heartbeat), every running
+strategy asks again for its instruments and resyncs its positions. Events
+and log lines go out as ``strategy.<name>.<event>``.
+
+RPC: list, enable, disable, reload, logs (and status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from reactivex.disposable import CompositeDisposable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from trader.config import Settings
+from trader.domain import Fill
+from trader.errors import ConfigError, NotFound, Timeout, TraderError, Unavailable
+from trader.messaging.pubsub import Message, Subscriber
+from trader.messaging.rpc import MethodRegistry, RpcClient
+from trader.service.base import Service, main
+from trader.strategy.bars import ib_bar_size, ib_duration
+from trader.strategy.feed import TickFeed
+from trader.strategy.plugins import Plugin, PluginError, discover
+from trader.strategy.runner import StrategyRunner, StrategyState
+from trader.strategy.sizing import strategy_of
+
+log = logging.getLogger(__name__)
+
+EQUITY_TTL = 30.0
+TRADER = "trader_service"
+
+
+class StrategyService(Service):
+    """Loads the strategy plugins and runs them; see the module docstring."""
+
+    name = "strategy_service"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.opts = settings.strategies
+        self.directory = settings.path(self.opts.directory)
+        endpoint = settings.service(TRADER).rpc_endpoint
+        if endpoint is None:
+            raise ConfigError("strategy_service needs services.trader_service.rpc_port")
+        self.trader = RpcClient(endpoint, timeout=10.0)
+        self.subscriber: Subscriber | None = None
+        self.feed: TickFeed | None = None
+        self.runners: dict[str, StrategyRunner] = {}
+        self.errors: list[PluginError] = []
+        self._subscriptions: dict[str, CompositeDisposable] = {}
+        self._starting: dict[str, asyncio.Task[None]] = {}
+        self._trader_pid: int | None = None
+        self._trader_seen = 0.0
+        self._equity: tuple[float, Decimal | None] = (0.0, None)
+
+    def register_methods(self, registry: MethodRegistry) -> None:
+        for name in ("list", "enable", "disable", "reload", "logs"):
+            registry.register(name, getattr(self, name))
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.subscriber = Subscriber(self.settings.bus.sub_endpoint)
+        self.subscriber.start()
+        self.feed = TickFeed(self.subscriber, scheduler=AsyncIOScheduler(loop))
+        self.subscriber.observe("fill").subscribe(self._on_fill)
+        self.subscriber.observe(f"heartbeat.{TRADER}").subscribe(self._on_trader_heartbeat)
+        self._load()
+
+    async def on_stop(self) -> None:
+        for task in self._starting.values():
+            task.cancel()
+        await asyncio.gather(*self._starting.values(), return_exceptions=True)
+        for name in list(self.runners):
+            await self._stop(name, StrategyState.DISABLED, "stopping")
+            self.runners[name].close()
+        if self.subscriber is not None:
+            self.subscriber.close()
+        self.trader.close()
+
+    def status_info(self) -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for runner in self.runners.values():
+            states[runner.state.value] = states.get(runner.state.value, 0) + 1
+        return {"strategies": states, "plugin_errors": len(self.errors),
+                "trader_service": "up" if time.monotonic() - self._trader_seen < 5 else "down",
+                "bad_ticks": self.feed.bad_ticks if self.feed else 0}
+
+    # -- plugins -----------------------------------------------------------------------
+    def _load(self, enabled: dict[str, bool] | None = None) -> None:
+        """Discover the plugins and install each (started if enabled: by ``enabled``, else its config)."""
+        plugins, self.errors = discover(self.directory)
+        for error in self.errors:
+            log.error("strategy plugin not loaded: %s", error)
+        for plugin in plugins:
+            if self.opts.only is None or plugin.name in self.opts.only:
+                self._install(plugin, (enabled or {}).get(plugin.name))
+
+    def _install(self, plugin: Plugin, enabled: bool | None = None) -> None:
+        runner = StrategyRunner(plugin, self.trader.call, self._publish, equity=self._account_equity,
+                                log_lines=self.opts.log_lines, order_retry_seconds=self.opts.order_retry_seconds)
+        self.runners[plugin.name] = runner
+        log.info("strategy %s loaded from %s", plugin.name, plugin.module_file.name)
+        if plugin.strategy.config.enabled if enabled is None else enabled:
+            self._start(plugin.name)
+        else:
+            runner.move(StrategyState.DISABLED, "disabled in its config")
+
+    def _start(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(name), name=f"start-{name}")
+        self._starting[name] = task
+        task.add_done_callback(lambda _t: self._starting.pop(name, None) if self._starting.get(name) is _t else None)
+
+    async def _run(self, name: str) -> None:
+        """Subscribe, warm up and resync one strategy; retried while trader_service is away."""
+        runner = self.runners[name]
+        strategy = runner.strategy
+        delay = 0.5
+        while True:
+            try:
+                keys = {}
+                for symbol in strategy.instruments:
+                    keys[symbol] = (await self.trader.call("subscribe", symbol))["key"]
+                break
+            except (Unavailable, Timeout) as exc:
+                runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except TraderError as exc:  # an unknown symbol, say: the strategy's config is wrong
+                runner.fail("subscribing its instruments", exc)
+                return
+        runner.begin(keys)
+        self._attach(runner)
+        history = await self._history(runner)
+        try:
+            await self._resync(runner)
+        except TraderError as exc:
+            runner.logger.warning("could not read the book from trader_service: %s", exc)
+        await runner.warm_up(history)
+
+    def _attach(self, runner: StrategyRunner) -> None:
+        assert self.feed is not None
+        subs = CompositeDisposable()
+        for key in runner.keys.values():
+            subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
+            subs.add(self.feed.bars(key, runner.bar_seconds).subscribe(runner.on_bar))
+            pipeline = runner.strategy.pipeline(key, self.feed.ticks(key))
+            if pipeline is not None:
+                subs.add(pipeline.subscribe(lambda target, k=key: runner.on_target(k, target),
+                                            lambda exc: runner.fail("pipeline", exc)))
+        self._subscriptions[runner.name] = subs
+
+    async def _history(self, runner: StrategyRunner) -> dict[str, list[Any]]:
+        strategy = runner.strategy
+        if strategy.warmup <= 0:
+            return {}
+        out: dict[str, list[Any]] = {}
+        for key in runner.keys.values():
+            show = "MIDPOINT" if ".CASH." in f".{key}." else "TRADES"
+            try:
+                bars = await self.trader.call("history", key, duration=ib_duration(strategy.warmup, runner.bar_seconds),
+                                              bar_size=ib_bar_size(runner.bar_seconds), what_to_show=show,
+                                              timeout=self.opts.history_timeout)
+            except TraderError as exc:
+                runner.logger.warning("no warm-up history for %s (%s): warming up from live bars", key, exc)
+                continue
+            out[key] = [b for b in bars if b.close > 0]
+            runner.logger.info("warm-up: %d bars of %s for %s", len(out[key]), strategy.bar_size, key)
+        return out
+
+    async def _resync(self, runner: StrategyRunner) -> None:
+        orders = await self.trader.call("orders")
+        fills = await self.trader.call("trades")
+        runner.resync(orders, fills)
+
+    async def _stop(self, name: str, state: StrategyState, reason: str) -> None:
+        task = self._starting.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        subs = self._subscriptions.pop(name, None)
+        if subs is not None:
+            subs.dispose()
+        runner = self.runners.get(name)
+        if runner is not None and (runner.active or runner.state is StrategyState.ERROR):
+            await runner.end(state, reason)
+
+    # -- bus events --------------------------------------------------------------------
+    def _publish(self, topic: str, payload: Any) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(topic, payload)
+
+    def _on_fill(self, message: Message) -> None:
+        fill = message.payload
+        if not isinstance(fill, Fill) or not fill.client_order_id:
+            return
+        runner = self.runners.get(strategy_of(fill.client_order_id))
+        if runner is not None and _root(fill.client_order_id) in runner.order_ids:
+            runner.on_fill(fill)
+
+    def _on_trader_heartbeat(self, message: Message) -> None:
+        self._trader_seen = time.monotonic()
+        pid = message.payload.get("pid") if isinstance(message.payload, dict) else None
+        if pid is None or pid == self._trader_pid:
+            return
+        first = self._trader_pid is None
+        self._trader_pid = pid
+        if not first:
+            log.warning("trader_service restarted (pid %s): resubscribing and resyncing the strategies", pid)
+            asyncio.get_running_loop().create_task(self._after_trader_restart())
+
+    async def _after_trader_restart(self) -> None:
+        for runner in list(self.runners.values()):
+            if not runner.active or runner.name in self._starting:
+                continue
+            try:
+                for symbol in runner.strategy.instruments:
+                    await self.trader.call("subscribe", symbol)
+                await self._resync(runner)
+            except TraderError as exc:
+                runner.logger.warning("resync after the trader_service restart failed: %s", exc)
+
+    async def _account_equity(self) -> Decimal | None:
+        stamp, value = self._equity
+        if value is not None and time.monotonic() - stamp < EQUITY_TTL:
+            return value
+        account = await self.trader.call("account")
+        net = (account.get("values") or {}).get("NetLiquidation") or {}
+        try:
+            value = Decimal(next(iter(net.values()))) if net else None
+        except (InvalidOperation, TypeError):
+            value = None
+        self._equity = (time.monotonic(), value)
+        return value
+
+    # -- RPC -----------------------------------------------------------------------------
+    def _runner(self, name: str) -> StrategyRunner:
+        runner = self.runners.get(name)
+        if runner is None:
+            known = ", ".join(sorted(self.runners)) or "none"
+            raise NotFound(f"no strategy {name!r} (loaded: {known})", name=name)
+        return runner
+
+    def list(self) -> dict[str, Any]:
+        """Return every strategy's state, instruments, positions, orders and PnL, and the plugin errors."""
+        return {"strategies": [r.info() for _, r in sorted(self.runners.items())],
+                "errors": [e.to_dict() for e in self.errors]}
+
+    async def enable(self, name: str) -> dict[str, Any]:
+        """Start a disabled (or failed) strategy."""
+        runner = self._runner(name)
+        if runner.active:
+            return runner.info()
+        await self._stop(name, StrategyState.DISABLED, "restarting")
+        runner.logger.info("enabled")
+        self._start(name)
+        await asyncio.sleep(0)
+        return runner.info()
+
+    async def disable(self, name: str, flatten: bool = False) -> dict[str, Any]:
+        """Stop a strategy; with ``flatten``, also cancel its working orders and close its positions."""
+        runner = self._runner(name)
+        await self._stop(name, StrategyState.DISABLED, "disabled")
+        if flatten:
+            await runner.flatten()
+        return runner.info()
+
+    async def reload(self) -> dict[str, Any]:
+        """Stop every strategy, load the plugins again and start the enabled ones."""
+        was = {name: r.active for name, r in self.runners.items()}
+        for name in list(self.runners):
+            await self._stop(name, StrategyState.DISABLED, "reloading")
+            self.runners.pop(name).close()
+        self._load(was)
+        return {"loaded": sorted(self.runners), "errors": [e.to_dict() for e in self.errors]}
+
+    def logs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the strategy's last ``limit`` log lines, oldest first."""
+        lines = list(self._runner(name).capture.lines)
+        return lines[-int(limit):] if limit else lines
+
+
+def _root(client_order_id: str) -> str:
+    """Return a bracket child's parent id (``X.sl`` -> ``X``), or the id itself."""
+    head, _, tail = client_order_id.rpartition(".")
+    return head if tail in ("sl", "tp") and head.count(".") >= 1 else client_order_id
+
+
+if __name__ == "__main__":
+    sys.exit(main(StrategyService))

@@ -1,0 +1,413 @@
+"""One strategy, live: its state, bars, targets, ledger, logs, and its calls under a time budget.
+
+A :class:`StrategyRunner` owns one plugin's strategy inside the strategy
+service. Everything that reaches it (closed bars, fills, ticks) is an event
+on its own queue, worked by its own task, so a slow or broken strategy delays
+only itself. Strategy code (``signals`` and the hooks but ``on_tick``) runs
+on the runner's own worker thread under the config's ``time_budget``: past
+it the strategy goes to ERROR (the thread is abandoned, it cannot be killed)
+and the others carry on. ``on_tick`` runs inline, guarded, since a thread hop
+per tick would cost more than most hooks.
+
+States: INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
+up from the trader service's history and live bars), RUNNING (trading at each
+closed bar), DISABLED, ERROR (an exception or a broken target: the reason and
+traceback are in its log; ``enable`` starts it again).
+
+What the runner trades: at each closed bar, the last value of ``signals``
+over the rolling window is the target. Only a change of target from the last
+one traded sends an order, for the difference between the sized target and
+the strategy's own position (its :class:`Ledger`). So a stop-out does not
+re-enter until the signal changes. The order goes through the trader service
+(its risk gate applies) with a client order id fixed by the bar, retried
+under that id while the trader service is away, so it is placed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from trader.domain import Bar, Fill, Tick
+from trader.errors import RiskLimitExceeded, Timeout, TraderError, Unavailable
+from trader.strategy.bars import RollingBars, parse_bar_size
+from trader.strategy.ledger import Ledger
+from trader.strategy.plugins import Plugin
+from trader.strategy.sizing import (
+    SignalError,
+    check_target,
+    client_order_id,
+    order_for,
+    target_quantity,
+)
+
+__all__ = ["StrategyRunner", "StrategyState"]
+
+log = logging.getLogger(__name__)
+
+Call = Callable[..., Awaitable[Any]]
+
+
+class StrategyState(enum.StrEnum):
+    INSTALLED = "INSTALLED"
+    WAITING_HISTORY = "WAITING_HISTORY"
+    RUNNING = "RUNNING"
+    DISABLED = "DISABLED"
+    ERROR = "ERROR"
+
+
+class BudgetExceeded(Exception):
+    """A strategy call took longer than its time budget."""
+
+
+class _Capture(logging.Handler):
+    """Keeps a strategy's log lines for ``strategy logs`` and publishes each on the bus."""
+
+    def __init__(self, runner: StrategyRunner, maxlen: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self.runner = runner
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = {"time": datetime.fromtimestamp(record.created, UTC), "level": record.levelname,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        self.lines.append(line)
+        self.runner.publish("log", line)
+
+
+class StrategyRunner:
+    """Runs one plugin's strategy; see the module docstring."""
+
+    def __init__(self, plugin: Plugin, call: Call, publish: Callable[[str, Any], None], *,
+                 equity: Callable[[], Awaitable[Decimal | None]], log_lines: int = 500,
+                 order_retry_seconds: float = 30.0) -> None:
+        self.plugin = plugin
+        self.strategy = plugin.strategy
+        self.name = self.strategy.name
+        self.config = self.strategy.config
+        self.bar_seconds = parse_bar_size(self.strategy.bar_size)
+        self._call = call
+        self._publish = publish
+        self._equity = equity
+        self.order_retry_seconds = order_retry_seconds
+        self.state = StrategyState.INSTALLED
+        self.reason = ""
+        self.keys: dict[str, str] = {}  # configured symbol -> contract key
+        self.bars: dict[str, RollingBars] = {}
+        self.targets: dict[str, float | None] = {}
+        self.last_price: dict[str, Decimal] = {}
+        self.ledger = Ledger()
+        self.order_ids: set[str] = set()
+        self.orders_sent = 0
+        self.bars_seen = 0
+        self.signal_calls = 0
+        self.last_signal_ms = 0.0
+        self.ticks_seen = 0
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.logger = self.strategy.log
+        self.capture = _Capture(self, log_lines)
+        self.logger.addHandler(self.capture)
+
+    # -- state -----------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.state in (StrategyState.WAITING_HISTORY, StrategyState.RUNNING)
+
+    def publish(self, event: str, payload: Any) -> None:
+        self._publish(f"strategy.{self.name}.{event}", payload)
+
+    def move(self, state: StrategyState, reason: str = "") -> None:
+        if state == self.state and reason == self.reason:
+            return
+        self.state, self.reason = state, reason
+        level = logging.ERROR if state is StrategyState.ERROR else logging.INFO
+        self.logger.log(level, "%s%s", state.value, f": {reason}" if reason else "")
+        self.publish("state", {"state": state.value, "reason": reason})
+
+    def fail(self, what: str, exc: BaseException | None = None) -> None:
+        """Put the strategy in ERROR with the reason (and the traceback in its log)."""
+        if exc is not None and not isinstance(exc, (BudgetExceeded, SignalError)):
+            self.logger.error("%s raised", what, exc_info=(type(exc), exc, exc.__traceback__))
+            reason = f"{what} raised {type(exc).__name__}: {exc}"
+        else:
+            reason = f"{what}: {exc}" if exc is not None else what
+        self.move(StrategyState.ERROR, reason)
+
+    def info(self) -> dict[str, Any]:
+        """The strategy's line in ``strategy list``."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "reason": self.reason,
+            "class": type(self.strategy).__name__,
+            "file": str(self.plugin.module_file),
+            "instruments": list(self.strategy.instruments),
+            "keys": dict(self.keys),
+            "bar_size": self.strategy.bar_size,
+            "warmup": self.strategy.warmup,
+            "bars": {k: len(b) for k, b in self.bars.items()},
+            "targets": dict(self.targets),
+            "orders": self.orders_sent,
+            "signal_ms": round(self.last_signal_ms, 3),
+            **self.ledger.summary(),
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+    def begin(self, keys: dict[str, str]) -> None:
+        """Start working events for ``keys`` (symbol -> contract key) from a clean slate."""
+        self.keys = dict(keys)
+        self.bars = {key: RollingBars(self.strategy.window) for key in keys.values()}
+        self.targets = {key: None for key in keys.values()}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+        self.queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"strategy-{self.name}")
+        self.move(StrategyState.WAITING_HISTORY, f"warming up ({self.strategy.warmup} bars of {self.strategy.bar_size})")
+
+    async def end(self, state: StrategyState = StrategyState.DISABLED, reason: str = "") -> None:
+        """Stop working events, call ``on_stop`` and move to ``state``."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        if self.state is not StrategyState.ERROR or state is not StrategyState.DISABLED:
+            try:
+                await self.run_budgeted("on_stop", self.strategy.on_stop)
+            except Exception as exc:  # noqa: BLE001 - reported, the stop goes on
+                self.logger.warning("on_stop failed: %s", exc)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if not (self.state is StrategyState.ERROR and state is StrategyState.DISABLED and reason == "stopping"):
+            self.move(state, reason)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.capture)
+
+    async def run_budgeted(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the strategy's thread; raise BudgetExceeded past the time budget."""
+        if self._executor is None:
+            raise RuntimeError("strategy is not started")
+        future = asyncio.wrap_future(self._executor.submit(fn, *args))
+        try:
+            return await asyncio.wait_for(future, self.config.time_budget)
+        except TimeoutError:
+            # The thread cannot be stopped: give the strategy a fresh one, the stuck call is abandoned.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+            raise BudgetExceeded(f"{what} took longer than its time budget of {self.config.time_budget:g} s") from None
+
+    # -- warm-up ---------------------------------------------------------------------
+    async def warm_up(self, history: dict[str, list[Bar]]) -> None:
+        """Seed the rolling windows with history bars, call ``on_start`` and run if warm enough."""
+        for key, bars in history.items():
+            rolling = self.bars.get(key)
+            if rolling is not None:
+                for bar in bars:
+                    rolling.append(bar)
+                if bars:
+                    self.last_price[key] = Decimal(repr(bars[-1].close))
+        try:
+            await self.run_budgeted("on_start", self.strategy.on_start)
+        except Exception as exc:  # noqa: BLE001 - a broken hook is the strategy's ERROR
+            self.fail("on_start", exc)
+            return
+        self._check_warm()
+
+    def _check_warm(self) -> None:
+        if self.state is StrategyState.WAITING_HISTORY and all(len(b) >= self.strategy.warmup for b in self.bars.values()):
+            self.move(StrategyState.RUNNING)
+
+    # -- events (from the service's Rx subscriptions) --------------------------------
+    def on_tick(self, tick: Tick) -> None:
+        if not self.active:
+            return
+        self.ticks_seen += 1
+        try:
+            self.strategy.on_tick(tick)
+        except Exception as exc:  # noqa: BLE001 - the strategy's bug, isolated
+            self.fail("on_tick", exc)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.active:
+            self.queue.put_nowait(("bar", bar))
+
+    def on_target(self, key: str, target: Any) -> None:
+        """A target from the strategy's own Rx pipeline (the escape hatch)."""
+        if self.active:
+            self.queue.put_nowait(("target", (key, target, datetime.now(UTC))))
+
+    def on_fill(self, fill: Fill) -> None:
+        if self.ledger.apply(fill.contract.key, fill):
+            self.logger.info("fill %s %s %s @ %s (%s)", fill.action.value, fill.quantity, fill.contract.key,
+                             fill.price, fill.client_order_id)
+            self.publish("fill", fill)
+            if self.active:
+                self.queue.put_nowait(("fill", fill))
+
+    def resync(self, orders: list[Any], fills: list[Fill]) -> None:
+        """Rebuild the ledger from the trader service's book: this strategy's orders and their fills."""
+        self.order_ids |= {o.client_order_id for o in orders if o.order_ref == self.name}
+        self.ledger.reset()
+        for fill in fills:
+            if fill.client_order_id in self.order_ids:
+                self.ledger.apply(fill.contract.key, fill)
+        self.targets = {key: None for key in self.targets}  # the next bar trades target vs. position
+        summary = self.ledger.summary()
+        self.logger.info("resynced: %d orders, %d fills, positions %s", len(self.order_ids), summary["fills"],
+                         {k: str(v) for k, v in summary["positions"].items()} or "flat")
+
+    # -- the worker ------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            events = [await self.queue.get()]
+            while not self.queue.empty():  # catch up: many bars for one instrument make one decision
+                events.append(self.queue.get_nowait())
+            touched: dict[str, Bar] = {}
+            for kind, item in events:
+                if not self.active:
+                    break
+                if kind == "bar":
+                    touched[item.instrument] = item
+                    await self._bar(item)
+                elif kind == "fill":
+                    await self._hook("on_fill", self.strategy.on_fill, item)
+                elif kind == "target" and self.state is StrategyState.RUNNING:
+                    await self._apply(*item, "pipeline")
+            self._check_warm()
+            for key, bar in touched.items():
+                if self.state is StrategyState.RUNNING:
+                    await self._decide(key, bar)
+
+    async def _hook(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            await self.run_budgeted(what, fn, *args)
+        except Exception as exc:  # noqa: BLE001 - isolated
+            self.fail(what, exc)
+
+    async def _bar(self, bar: Bar) -> None:
+        rolling = self.bars.get(bar.instrument)
+        if rolling is None:
+            return
+        rolling.append(bar)
+        self.bars_seen += 1
+        self.last_price[bar.instrument] = Decimal(repr(bar.close))
+        self.ledger.mark(bar.instrument, self.last_price[bar.instrument])
+        await self._hook("on_bar", self.strategy.on_bar, bar)
+
+    async def _decide(self, key: str, bar: Bar) -> None:
+        frame = self.bars[key].frame()
+        started = time.perf_counter()
+        try:
+            series = await self.run_budgeted("signals", self.strategy.signals, frame)
+        except Exception as exc:  # noqa: BLE001 - isolated
+            self.fail("signals", exc)
+            return
+        self.last_signal_ms = (time.perf_counter() - started) * 1000
+        self.signal_calls += 1
+        if not isinstance(series, pd.Series) or len(series) != len(frame):
+            got = type(series).__name__ if not isinstance(series, pd.Series) else f"length {len(series)}"
+            self.fail("signals", SignalError(f"must return a Series as long as prices ({len(frame)}), got {got}"))
+            return
+        value = series.iloc[-1]
+        if pd.isna(value):
+            self.logger.warning("signals returned NaN for %s at %s: no trade this bar", key, bar.start)
+            return
+        await self._apply(key, value, bar.start, "signals")
+
+    async def _apply(self, key: str, value: Any, stamp: datetime, what: str) -> None:
+        """Trade ``value``, the target for ``key`` decided at ``stamp``, if it differs from the last one."""
+        try:
+            target = check_target(value, self.config)
+        except SignalError as exc:
+            self.fail(what, exc)
+            return
+        if target == self.targets.get(key):
+            return
+        self.publish("signal", {"instrument": key, "target": target, "time": stamp})
+        await self._trade(key, target, stamp)
+
+    async def _trade(self, key: str, target: float, stamp: datetime) -> None:
+        equity = await self._equity() if self.config.sizing.kind == "equity_percent" else None
+        try:
+            quantity = target_quantity(target, self.config, price=self.last_price.get(key), equity=equity)
+        except SignalError as exc:
+            self.logger.warning("cannot size target %g for %s: %s", target, key, exc)
+            return
+        coid = client_order_id(self.name, key, _ns(stamp))
+        trade = order_for(self.config, self.name, key, current=self.ledger.position(key), target=quantity, coid=coid)
+        self.targets[key] = target
+        if trade is None:
+            return
+        self.order_ids.add(coid)
+        self.logger.info("target %g for %s: %s %s (position %s -> %s)", target, key, trade.request["action"],
+                         trade.request["quantity"], trade.current, trade.target)
+        try:
+            result = await self._place(trade.request)
+        except RiskLimitExceeded as exc:
+            self.logger.warning("order refused by the risk gate: %s", exc)
+            self.publish("order", {"client_order_id": coid, "status": "REJECTED", "reason": str(exc)})
+            return
+        except TraderError as exc:
+            self.logger.error("order %s failed: %s", coid, exc)
+            self.publish("order", {"client_order_id": coid, "status": "FAILED", "reason": str(exc)})
+            return
+        self.orders_sent += 1
+        self.publish("order", {"client_order_id": coid, "status": str(result.get("status", "")), "instrument": key,
+                               "action": trade.request["action"], "quantity": trade.request["quantity"]})
+
+    async def flatten(self) -> None:
+        """Cancel the strategy's working orders and close its positions (after ``end``)."""
+        for order in await self._call("orders", open_only=True):
+            if order.order_ref == self.name:
+                try:
+                    await self._call("cancel_order", order.client_order_id)
+                except TraderError as exc:
+                    self.logger.warning("could not cancel %s: %s", order.client_order_id, exc)
+        now = _ns(datetime.now(UTC))
+        for key, quantity in self.ledger.summary()["positions"].items():
+            coid = client_order_id(self.name, key, now, attempt=1)
+            trade = order_for(self.config, self.name, key, current=quantity, target=Decimal(0), coid=coid)
+            if trade is None:
+                continue
+            self.order_ids.add(coid)
+            self.logger.info("flatten %s: %s %s", key, trade.request["action"], trade.request["quantity"])
+            try:
+                await self._place(trade.request)
+                self.orders_sent += 1
+            except TraderError as exc:
+                self.logger.error("flattening %s failed: %s", key, exc)
+        self.targets = {key: 0.0 for key in self.targets}
+
+    async def _place(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Place ``request``, retrying under its client order id while the trader service is away."""
+        deadline = time.monotonic() + self.order_retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                return await self._call("place_order", **request)
+            except (Unavailable, Timeout) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.logger.warning("trader service unavailable (%s); retrying %s in %.2g s", exc,
+                                    request["client_order_id"], delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _ns(stamp: datetime) -> int:
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
