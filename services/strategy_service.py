@@ -158,7 +158,8 @@ class StrategyService(Service):
         assert self.feed is not None
         subs = CompositeDisposable()
         for key in runner.keys.values():
-            subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
+            if runner.wants_ticks:
+                subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
             subs.add(self.feed.bars(key, runner.bar_seconds).subscribe(runner.on_bar))
             pipeline = runner.strategy.pipeline(key, self.feed.ticks(key))
             if pipeline is not None:
@@ -170,11 +171,14 @@ class StrategyService(Service):
         strategy = runner.strategy
         if strategy.warmup <= 0:
             return {}
+        # The whole window, not just the warm-up: a strategy that holds a position between an entry
+        # and an exit needs that entry in its window to agree with the backtest.
+        wanted = max(strategy.warmup, strategy.window)
         out: dict[str, list[Any]] = {}
         for key in runner.keys.values():
             show = "MIDPOINT" if ".CASH." in f".{key}." else "TRADES"
             try:
-                bars = await self.trader.call("history", key, duration=ib_duration(strategy.warmup, runner.bar_seconds),
+                bars = await self.trader.call("history", key, duration=ib_duration(wanted, runner.bar_seconds),
                                               bar_size=ib_bar_size(runner.bar_seconds), what_to_show=show,
                                               timeout=self.opts.history_timeout)
             except TraderError as exc:

@@ -134,8 +134,15 @@ class Tick:
         time = self.time
         if type(time) is not datetime or time.tzinfo is not UTC:
             set_(self, "time", checks.utc_datetime("Tick.time", time))
-        # Checking types is the whole cost on the hot path: skip fields that are
-        # already floats or None, convert ints, refuse anything else.
+        # Checking types is the whole cost on the hot path: one expression passes
+        # the usual tick (floats and Nones); otherwise convert ints, refuse anything else.
+        f = float
+        if ((self.bid is None or type(self.bid) is f) and (self.ask is None or type(self.ask) is f)
+                and (self.last is None or type(self.last) is f) and (self.bid_size is None or type(self.bid_size) is f)
+                and (self.ask_size is None or type(self.ask_size) is f)
+                and (self.last_size is None or type(self.last_size) is f)
+                and (self.volume is None or type(self.volume) is f)):
+            return
         for name in ("bid", "ask", "last", "bid_size", "ask_size", "last_size", "volume"):
             value = getattr(self, name)
             if value is not None and type(value) is not float:

@@ -10,8 +10,8 @@ that, by a timer when the scheduler's clock passes the bar's end + ``grace``.
 (ib_async stamps ticks on arrival; ``AsyncIOScheduler.now`` is wall time),
 virtual time in tests. Each bar is emitted once; later ticks for its bucket are
 dropped as late. Bad data is dropped, never an error, since an error would end
-the strategy's subscription; drops are counted in ``stats`` and logged (WARNING
-once, then DEBUG). The timer runs on the ``scheduler`` argument, else the one
+the strategy's subscription; drops are counted in ``stats`` and logged (a WARNING
+the first time for each kind). The timer runs on the ``scheduler`` argument, else the one
 given to ``subscribe``, else an ``AsyncIOScheduler`` on the running loop, else
 ``TimeoutScheduler`` (a thread). The live service passes
 ``AsyncIOScheduler(loop)`` and feeds ticks on that loop: it is not thread-safe.
@@ -180,9 +180,10 @@ class BarAggregator:
     def drop(self, kind: str, item: object, reason: str) -> None:
         """Count and log an item that goes into no bar (``kind``: "skipped" or "late")."""
         self.stats[kind] += 1
-        level = logging.DEBUG if kind in self._warned else logging.WARNING
-        self._warned.add(kind)
-        log.log(level, "bars %s %s: dropped (%s): %r", self.instrument, self.size, reason, item)
+        if kind not in self._warned:  # once per kind: a lagging consumer may drop thousands
+            self._warned.add(kind)
+            log.warning("bars %s %s: dropped (%s): %r; later drops are only counted", self.instrument, self.size,
+                        reason, item)
 
 
 class _Window:

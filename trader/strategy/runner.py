@@ -42,6 +42,7 @@ import pandas as pd
 from trader.domain import Bar, Fill, Tick
 from trader.errors import RiskLimitExceeded, Timeout, TraderError, Unavailable
 from trader.strategy.bars import RollingBars, parse_bar_size
+from trader.strategy.base import Strategy
 from trader.strategy.ledger import Ledger
 from trader.strategy.plugins import Plugin
 from trader.strategy.sizing import (
@@ -116,6 +117,8 @@ class StrategyRunner:
         self.signal_calls = 0
         self.last_signal_ms = 0.0
         self.ticks_seen = 0
+        #: Whether the strategy has an ``on_tick`` of its own: if not, the service does not feed it ticks.
+        self.wants_ticks = type(self.strategy).on_tick is not Strategy.on_tick
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
