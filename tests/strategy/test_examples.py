@@ -91,7 +91,7 @@ def positions(values: pd.Series) -> list[float]:
 @pytest.mark.parametrize("stem", EXAMPLES)
 @pytest.mark.parametrize("allow_short", [False, True])
 def test_signals_keep_the_contract(stem: str, allow_short: bool) -> None:
-    strategy = build(stem, allow_short=True) if allow_short and stem != "momentum" else build(stem)
+    strategy = build(stem, allow_short=allow_short) if stem != "momentum" else build(stem)
     for prices in (random_walk(), random_walk(seed=8, vol=0.004), random_walk(n=5)):
         got = strategy.signals(prices)
         assert isinstance(got, pd.Series) and got.dtype == np.float64
@@ -189,7 +189,7 @@ def test_warmup_follows_the_params_unless_the_config_sets_it(
 def test_ma_crossover_the_demo() -> None:
     data = config_data("ma_crossover")
     assert data["enabled"] is True and data["instruments"] == ["AAPL"] and data["bar_size"] == "5s"
-    assert data["params"] == {"fast": 3, "slow": 8, "allow_short": False}
+    assert data["params"] == {"fast": 3, "slow": 8, "allow_short": True}  # trades from its first bar
     assert data["sizing"] == {"kind": "quantity", "value": 100}
     assert build("ma_crossover").warmup == 8
 
@@ -203,7 +203,7 @@ def test_ma_crossover_enters_and_exits_at_the_known_bars() -> None:
     # bar 22: fast (109 + 108 + 107) / 3 = 108 = slow 864 / 8: a tie, flat
     # bar 23: fast 107 < slow 108: short, if allowed
     long_only = [0.0] * 10 + [1.0] * 12 + [0.0] * 18
-    assert positions(build("ma_crossover").signals(prices)) == long_only
+    assert positions(build("ma_crossover", allow_short=False).signals(prices)) == long_only
     both = [0.0] * 10 + [1.0] * 12 + [0.0] + [-1.0] * 17
     assert positions(build("ma_crossover", allow_short=True).signals(prices)) == both
 
