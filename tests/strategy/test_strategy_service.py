@@ -39,6 +39,9 @@ class Flipper(Strategy):
     def signals(self, prices):
         step = prices["close"].diff().fillna(0.0)
         return (step > 0).astype(float) - (step < 0).astype(float)
+
+    def on_fill(self, fill):
+        self.log.info("hook on_fill %s %s", fill.action.value, fill.quantity)
 """,
     "flipper.yaml": "sizing: {kind: quantity, value: 10}\n",
     "raiser.py": HEADER + """
@@ -75,6 +78,18 @@ class Idle(Strategy):
         return pd.Series(0.0, index=prices.index)
 """,
     "idle.yaml": "enabled: false\n",
+    # The Rx escape hatch: a target from the tick stream itself, no bars.
+    "piper.py": HEADER + """
+from reactivex import operators as ops
+
+
+class Piper(Strategy):
+    instruments = ("MSFT",)
+
+    def pipeline(self, instrument, ticks):
+        return ticks.pipe(ops.map(lambda tick: 1.0))
+""",
+    "piper.yaml": "sizing: {kind: quantity, value: 7}\n",
     "broken.py": HEADER + "\nclass Broken(Strategy)\n    pass\n",
 }
 
@@ -125,6 +140,10 @@ def test_strategies_trade_in_the_book_and_failures_stay_isolated(strategy_stack:
     assert any("ZeroDivisionError: the strategy's own bug" in line["message"]
                for line in call(stack.strategy_endpoint, "logs", "raiser"))
     assert states["flipper"]["state"] == "RUNNING"
+    assert any(line["message"].startswith("hook on_fill") for line in call(stack.strategy_endpoint, "logs", "flipper"))
+    eventually(lambda: strategies(stack)["piper"]["positions"].get("MSFT.STK") == 7, 20, "piper's one order filled")
+    [piped] = book_of(stack, "piper")[0]
+    assert (piped.action.value, piped.quantity, piped.contract.key) == ("BUY", 7, "MSFT.STK")
 
     # Disabled, it stops trading; its position is the sum of its fills in the book.
     call(stack.strategy_endpoint, "disable", "flipper")
