@@ -30,6 +30,12 @@ def test_completions_follow_the_command_tree() -> None:
     assert completions(cli, "subscribe listen ", {"MSFT.STK"}) == ["MSFT.STK"]
     assert completions(cli, "positions ", {"AAPL"}) == []
     assert completions(cli, "snapshot 'AA", {"AAPL"}) == []  # an open quote: nothing to offer
+    assert completions(cli, "strategy ", set()) == ["disable", "enable", "list", "logs", "reload"]
+    assert completions(cli, "strategy disable --f", set()) == ["--flatten"]
+    names = {"flipper", "idle"}
+    assert completions(cli, "--json strategy logs f", {"FB"}, names) == ["flipper"]
+    assert completions(cli, "trade buy ", {"FB"}, names) == ["FB"]
+    assert completions(cli, "pycron start ", set(), names) == []  # a job, not a strategy
 
 
 def test_exit_codes_are_explained() -> None:

@@ -74,17 +74,23 @@ class CliContext:
         """Return a control API client for the pycron of these settings."""
         return PycronClient.from_settings(self.settings(profile), timeout=timeout)
 
-    def trader_endpoint(self) -> str:
-        """Return trader_service's RPC endpoint from the settings, or raise ConfigError."""
-        endpoint = self.settings().service("trader_service").rpc_endpoint
+    def endpoint(self, service: str) -> str:
+        """Return ``service``'s RPC endpoint from the settings, or raise ConfigError."""
+        endpoint = self.settings().service(service).rpc_endpoint
         if endpoint is None:
-            raise ConfigError(
-                "no RPC port for trader_service (set services.trader_service.rpc_port)"
-            )
+            raise ConfigError(f"no RPC port for {service} (set services.{service}.rpc_port)")
         return endpoint
 
-    def call_trader(
+    def call_service(self, service: str, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on ``service`` and return its result; remote errors arrive typed.
+
+        Takes ``timeout`` and ``retries`` as :meth:`call_service_async` does.
+        """
+        return asyncio.run(self.call_service_async(service, method, *args, **kwargs))
+
+    async def call_service_async(
         self,
+        service: str,
         method: str,
         /,
         *args: Any,
@@ -92,17 +98,17 @@ class CliContext:
         retries: int = 0,
         **kwargs: Any,
     ) -> Any:
-        """Call ``method`` on trader_service and return its result; remote errors arrive typed.
+        """Call ``method`` on ``service`` from a running loop (a command that also reads the bus).
 
         A call that gets no reply within ``timeout`` seconds is sent again up to
         ``retries`` times (only for idempotent calls), then raises Unavailable
         naming the endpoint (``details["sent"]``: the request went out, it may have run).
         """
-        endpoint = self.trader_endpoint()
-        ensure_listening(endpoint, "trader_service")
+        endpoint = self.endpoint(service)
+        ensure_listening(endpoint, service)
         for attempt in range(retries + 1):
             try:
-                return asyncio.run(_call(endpoint, method, args, kwargs, timeout))
+                return await _call(endpoint, method, args, kwargs, timeout)
             except TimeoutError:
                 if attempt < retries:
                     self.err.print(
@@ -110,11 +116,15 @@ class CliContext:
                     )
         tries = f" ({retries + 1} tries)" if retries else ""
         raise Unavailable(
-            f"trader_service at {endpoint} did not answer {method} within {timeout:g}s{tries}; "
+            f"{service} at {endpoint} did not answer {method} within {timeout:g}s{tries}; "
             "is the stack up? (`trader status`, `trader up`)",
             endpoint=endpoint,
             sent=True,
         )
+
+    def call_trader(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on trader_service: :meth:`call_service` with its name."""
+        return self.call_service("trader_service", method, *args, **kwargs)
 
     def emit_json(self, data: Any) -> None:
         """Print ``data`` as JSON on stdout (machine-readable output for ``--json``)."""

@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
-from trader.cli import market, repl, stack, trading
+from trader.cli import market, repl, stack, strategy, trading
 from trader.cli.context import CliContext
 from trader.errors import EXIT_CODES, TraderError, error_from_wire
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, market, repl)
+COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, market, strategy, repl)
 
 
 def _exit_code_epilog() -> str:

@@ -1,7 +1,8 @@
 """Rendering for the trading commands: rich tables for people, plain JSON values for ``--json``.
 
 Tables take the domain objects trader_service returns (``Order``, ``Fill``,
-``Position``, ``Contract``) and the plain dicts of quotes and statuses.
+``Position``, ``Contract``) and the plain dicts of quotes, statuses and
+strategy_service's strategies, plugin errors and log lines.
 :func:`to_jsonable` turns any of them into JSON values: a Decimal becomes its
 exact text (``"231.52"``, never a rounded float), a datetime its ISO form, an
 enum its value, a dataclass a mapping of its fields (a contract adds its
@@ -37,6 +38,15 @@ STATUS_STYLE = {
 }
 FAILED = frozenset({OrderStatus.REJECTED, OrderStatus.INACTIVE})
 ENDED_WITHOUT_FILL = frozenset({OrderStatus.CANCELLED, OrderStatus.API_CANCELLED})
+# A strategy's states (trader.strategy.runner.StrategyState), in the order a listing counts them.
+STRATEGY_STYLE = {
+    "RUNNING": "green",
+    "WAITING_HISTORY": "cyan",
+    "INSTALLED": "blue",
+    "DISABLED": "dim",
+    "ERROR": "bold red",
+}
+LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
 # -- JSON ----------------------------------------------------------------------------
@@ -325,18 +335,7 @@ def account_table(
 
 def service_table(status: Mapping[str, Any]) -> Table:
     """Return trader_service's status: state, IB connection, kill switch, orders, subscriptions."""
-    table = Table(title="trader_service", title_justify="left", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("state")
-    state = str(status.get("state", "?"))
-    reason = f" ({status['reason']})" if status.get("reason") else ""
-    table.add_row(
-        "service",
-        Text(
-            f"{state}{reason}, pid {status.get('pid', '?')}",
-            style="green" if state == "RUNNING" else "yellow",
-        ),
-    )
+    table = _status_table("trader_service", status)
     connected = bool(status.get("connected"))
     accounts = ", ".join(status.get("accounts") or []) or "-"
     error = f"; last error: {status['last_error']}" if status.get("last_error") else ""
@@ -365,4 +364,122 @@ def service_table(status: Mapping[str, Any]) -> Table:
     table.add_row(
         "trading", Text("LIVE (real money)", style="bold red") if status.get("live") else "paper"
     )
+    return table
+
+
+def _status_table(service: str, status: Mapping[str, Any]) -> Table:
+    """Return a two-column status table titled ``service``, its first row the service's state."""
+    table = Table(title=service, title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("state")
+    state = str(status.get("state", "?"))
+    reason = f" ({status['reason']})" if status.get("reason") else ""
+    table.add_row(
+        "service",
+        Text(
+            f"{state}{reason}, pid {status.get('pid', '?')}",
+            style="green" if state == "RUNNING" else "yellow",
+        ),
+    )
+    return table
+
+
+# -- strategies ----------------------------------------------------------------------------
+
+
+def strategy_state(state: str) -> Text:
+    """Return a strategy's state, coloured by how it stands."""
+    return Text(state, style=STRATEGY_STYLE.get(state, ""))
+
+
+def holdings(positions: Mapping[str, Decimal]) -> str:
+    """Return a strategy's positions as ``AAPL.STK 10, EUR.USD.CASH -20000``, or ``flat``."""
+    return ", ".join(f"{key} {num(qty)}" for key, qty in positions.items()) or "flat"
+
+
+def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
+    """Return strategy_service's strategies: state, instruments, positions, PnL, orders, reason."""
+    table = Table()
+    for name in (
+        "name",
+        "state",
+        "instruments",
+        "bar",
+        "positions",
+        "realized",
+        "unrealized",
+        "net pnl",
+        "orders",
+        "reason",
+    ):
+        right = name in ("realized", "unrealized", "net pnl", "orders")
+        table.add_column(name, justify="right" if right else "left", no_wrap=name != "reason")
+    for info in strategies:
+        table.add_row(
+            info["name"],
+            strategy_state(info["state"]),
+            ", ".join(info["instruments"]),
+            info["bar_size"],
+            holdings(info["positions"]),
+            money(info["realized_pnl"]),
+            money(info["unrealized_pnl"]),
+            money(info["pnl"]),
+            str(info["orders"]),
+            info["reason"] or "-",
+        )
+    return table
+
+
+def strategy_summary(info: Mapping[str, Any]) -> Text:
+    """Return one strategy in a line: ``name: STATE (reason); positions ...``."""
+    text = Text(f"{info['name']}: ")
+    text.append(strategy_state(info["state"]))
+    if info["reason"]:
+        text.append(f" ({info['reason']})")
+    text.append(f"; positions {holdings(info['positions'])}")
+    return text
+
+
+def plugin_error(error: Mapping[str, Any]) -> Text:
+    """Return a plugin that did not load as ``file:line: reason``, in red."""
+    where = f"{error['file']}:{error['line']}" if error.get("line") else str(error["file"])
+    return Text(f"{where}: {error['reason']}", style="red")
+
+
+def log_line(line: Mapping[str, Any]) -> Text:
+    """Return a strategy's log line as ``time level message``, the level coloured."""
+    stamp = line.get("time")
+    text = Text(
+        stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        if isinstance(stamp, datetime)
+        else str(stamp)
+    )
+    level = str(line.get("level", "?"))
+    text.append(f" {level:<7} ", style=LEVEL_STYLE.get(level, ""))
+    text.append(str(line.get("message", "")))
+    return text
+
+
+def strategy_service_table(status: Mapping[str, Any]) -> Table:
+    """Return strategy_service's status: strategies by state, plugin errors, trader_service."""
+    table = _status_table("strategy_service", status)
+    counts: Mapping[str, int] = status.get("strategies") or {}
+    states = Text()
+    known = [s for s in STRATEGY_STYLE if s in counts]
+    for state in [*known, *sorted(set(counts) - set(known))]:
+        if states:
+            states.append(", ")
+        states.append(f"{counts[state]} {state}", style=STRATEGY_STYLE.get(state, ""))
+    table.add_row("strategies", states or Text("none loaded", style="dim"))
+    errors = int(status.get("plugin_errors") or 0)
+    table.add_row(
+        "plugin errors",
+        Text(f"{errors} (see `trader strategy list`)", style="red") if errors else "none",
+    )
+    up = status.get("trader_service") == "up"
+    table.add_row(
+        "trader_service", Text("up", style="green") if up else Text("down", style="bold red")
+    )
+    if status.get("bad_ticks"):
+        table.add_row("bad ticks", Text(str(status["bad_ticks"]), style="yellow"))
     return table

@@ -5,7 +5,8 @@ click group as the ``trader`` command, in-process. An error prints its exit
 code and what that code means, and the session goes on; ``exit``, ``quit``
 or Ctrl-D end it. :class:`Repl` takes any iterable of lines, so the loop runs
 without a terminal; only :func:`repl` (the command) uses prompt_toolkit, for
-history under the run directory and completion of commands and symbols.
+history under the run directory and completion of commands, symbols and
+strategy names (those named by an earlier command that succeeded).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trader.errors import EXIT_CODES, error_from_wire
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
 SYMBOL_PARAMS = ("symbol", "key", "keys")
+STRATEGY_GROUP, STRATEGY_PARAM = "strategy", "name"  # `strategy enable NAME` and the like
 GLOBAL_OPTIONS = {"--json": 0, "--profile": 1}  # option -> how many values follow
 
 
@@ -66,8 +68,13 @@ def _command_path(
     return command, path, rest
 
 
-def completions(group: click.Group, text: str, symbols: Iterable[str]) -> list[str]:
-    """Return the words that may complete the last word of ``text`` (commands, options, symbols)."""
+def completions(
+    group: click.Group, text: str, symbols: Iterable[str], strategies: Iterable[str] = ()
+) -> list[str]:
+    """Return the words that may complete the last word of ``text``.
+
+    Commands, options, and for an argument the ``symbols`` or ``strategies`` given.
+    """
     try:
         words = shlex.split(text)
     except ValueError:
@@ -80,9 +87,17 @@ def completions(group: click.Group, text: str, symbols: Iterable[str]) -> list[s
         candidates = sorted(command.commands) + (list(BUILTINS) if not path else [])
     elif any(p.name in SYMBOL_PARAMS for p in command.params if isinstance(p, click.Argument)):
         candidates = sorted(symbols)
+    elif _takes_strategy(command, path):
+        candidates = sorted(strategies)
     else:
         candidates = []
     return [c for c in candidates if c.startswith(current) and c != current]
+
+
+def _takes_strategy(command: click.Command, path: Sequence[str]) -> bool:
+    """Return whether ``command`` (reached by ``path``) takes a strategy's name as argument."""
+    arguments = (p.name for p in command.params if isinstance(p, click.Argument))
+    return path[:1] == [STRATEGY_GROUP] and STRATEGY_PARAM in arguments
 
 
 class Repl:
@@ -95,6 +110,7 @@ class Repl:
         self.console = console
         self.global_args = list(global_args)
         self.symbols: set[str] = set()
+        self.strategies: set[str] = set()
         self.last_exit = 0
 
     def run(self, lines: Iterable[str]) -> int:
@@ -182,7 +198,7 @@ class Repl:
             )
 
     def _remember(self, words: list[str]) -> None:
-        """Keep the symbols a successful command named, for completion."""
+        """Keep the symbols and strategy names a successful command named, for completion."""
         command, path, rest = _command_path(self.group, words)
         if isinstance(command, click.Group) or not path:
             return
@@ -196,6 +212,9 @@ class Repl:
                 self.symbols.add(value.upper())
             elif isinstance(value, tuple):
                 self.symbols.update(str(v).upper() for v in value)
+        name = ctx.params.get(STRATEGY_PARAM)
+        if _takes_strategy(command, path) and isinstance(name, str) and name:
+            self.strategies.add(name)
 
 
 def _prompted(session: Any, message: str) -> Iterator[str]:
@@ -232,7 +251,7 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
         def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
             text = document.text_before_cursor
             current = "" if not text or text[-1].isspace() else text.split()[-1]
-            for word in completions(group, text, shell.symbols):
+            for word in completions(group, text, shell.symbols, shell.strategies):
                 yield Completion(word, start_position=-len(current))
 
     session: PromptSession[str] = PromptSession(

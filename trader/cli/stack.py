@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from trader.errors import (
 )
 
 POLL = 0.2
-STATUS_TIMEOUT = 2.0  # trader_service's status, shown when it answers
+STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
 TAIL_LINES = 20
 STATE_STYLE = {
     "RUNNING": "green",
@@ -49,6 +50,11 @@ STATE_STYLE = {
     "STOPPED": "dim",
     "SCHEDULED": "blue",
     "COMPLETED": "blue",
+}
+# The services whose own status `trader status` shows, each as its table.
+SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
+    "trader_service": render.service_table,
+    "strategy_service": render.strategy_service_table,
 }
 
 
@@ -315,21 +321,23 @@ def down(cli: CliContext, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
 @pass_cli
 def status(cli: CliContext, as_json: bool) -> None:
-    """Show every job (state, pid, uptime, restarts, health, heartbeat) and trader_service.
+    """Show every job (state, pid, uptime, restarts, health, heartbeat) and the services.
 
-    With --json, the trader_service job carries the service's own status as ``service``.
+    With --json, the trader_service and strategy_service jobs carry the
+    service's own status as ``service``.
     """
-    service = _trader_service_status(cli)
+    services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
     try:
         with _running_client(cli.settings()) as client:
             result = client.status()
     except Unavailable:
-        if service is not None and not (as_json or cli.json):
-            cli.console.print(render.service_table(service))
+        if not (as_json or cli.json):
+            _show_services(cli, services)
         raise
     if as_json or cli.json:
         for job in result["jobs"]:
-            if job.get("name") == "trader_service" and service is not None:
+            service = services.get(job.get("name"))
+            if service is not None:
                 job["service"] = render.to_jsonable(service)
         cli.emit_json(result["jobs"])
         return
@@ -362,14 +370,20 @@ def status(cli: CliContext, as_json: bool) -> None:
             "-" if job.get("last_exit") is None else str(job["last_exit"]),
         )
     cli.console.print(table)
-    if service is not None:
-        cli.console.print(render.service_table(service))
+    _show_services(cli, services)
 
 
-def _trader_service_status(cli: CliContext) -> dict[str, Any] | None:
-    """Return trader_service's status, or None if it does not answer at once."""
+def _show_services(cli: CliContext, services: dict[str, dict[str, Any] | None]) -> None:
+    """Print the status table of each service that answered."""
+    for name, service in services.items():
+        if service is not None:
+            cli.console.print(SERVICE_TABLES[name](service))
+
+
+def _service_status(cli: CliContext, name: str) -> dict[str, Any] | None:
+    """Return service ``name``'s status, or None if it does not answer at once."""
     try:
-        return cli.call_trader("status", timeout=STATUS_TIMEOUT)
+        return cli.call_service(name, "status", timeout=STATUS_TIMEOUT)
     except TraderError:
         return None
 

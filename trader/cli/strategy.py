@@ -1,0 +1,222 @@
+"""Strategy commands: ``strategy list|enable|disable|reload|logs`` against strategy_service.
+
+Each command is an RPC call to strategy_service (``CliContext.call_service``)
+and a table or a line, or with ``--json`` the same data as JSON. An unknown
+strategy name ends the command with NotFound's exit code; a reload in which
+a plugin did not load ends with ValidationError's, after showing what loaded.
+``logs --follow`` then reads the strategy's ``strategy.<name>.log`` topic
+straight from the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from trader.cli import render
+from trader.cli.context import CliContext, ensure_listening, pass_cli
+from trader.errors import ValidationError
+from trader.messaging.pubsub import Message, Subscriber
+
+SERVICE = "strategy_service"
+# Disable and reload stop strategies, each on_stop under its time budget.
+STOP_TIMEOUT = 30.0
+# Flattening places orders through trader_service, retried while it is away
+# (strategies.order_retry_seconds, 30 s by default): wait for that and the broker.
+FLATTEN_TIMEOUT = 60.0
+# strategy_service's enable answers before the strategy has begun (still DISABLED):
+# look again for this long, so the state shown is the one it starts in.
+ENABLE_WAIT = 5.0
+POLL = 0.1
+STOPPED = frozenset({"INSTALLED", "DISABLED"})
+
+
+def register(group: click.Group) -> None:
+    """Add the ``strategy`` commands to the ``trader`` group."""
+    group.add_command(strategy)
+
+
+@click.group()
+def strategy() -> None:
+    """Show, start, stop and reload the strategy plugins, and read their logs."""
+
+
+def _show_errors(cli: CliContext, errors: list[dict[str, Any]]) -> None:
+    for error in errors:
+        cli.console.print(render.plugin_error(error), soft_wrap=True)
+
+
+def _show(cli: CliContext, info: dict[str, Any]) -> None:
+    if cli.json:
+        cli.emit_json(render.to_jsonable(info))
+    else:
+        cli.console.print(render.strategy_summary(info), soft_wrap=True)
+
+
+@strategy.command("list")
+@pass_cli
+def list_(cli: CliContext) -> None:
+    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors."""
+    result = cli.call_service(SERVICE, "list")
+    if cli.json:
+        cli.emit_json(render.to_jsonable(result))
+        return
+    if result["strategies"]:
+        cli.console.print(render.strategies_table(result["strategies"]))
+    else:
+        cli.console.print("no strategies loaded", style="dim")
+    _show_errors(cli, result["errors"])
+
+
+@strategy.command()
+@click.argument("name")
+@pass_cli
+def enable(cli: CliContext, name: str) -> None:
+    """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade."""
+    info = cli.call_service(SERVICE, "enable", name)
+    deadline = time.monotonic() + ENABLE_WAIT
+    while info["state"] in STOPPED and time.monotonic() < deadline:
+        time.sleep(POLL)
+        listed = cli.call_service(SERVICE, "list")["strategies"]
+        info = next((s for s in listed if s["name"] == name), info)
+    _show(cli, info)
+
+
+@strategy.command()
+@click.argument("name")
+@click.option(
+    "--flatten", is_flag=True, help="Also cancel its working orders and close its positions."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live.")
+@pass_cli
+def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
+    """Stop strategy NAME; its orders and positions stay unless --flatten."""
+    if flatten and cli.settings().trading.live and not yes:
+        click.confirm(
+            f"LIVE account: disable {name}, cancel its orders and close its positions at market?",
+            abort=True,
+            err=True,
+        )
+    timeout = FLATTEN_TIMEOUT if flatten else STOP_TIMEOUT
+    info = cli.call_service(SERVICE, "disable", name, flatten=flatten, timeout=timeout)
+    _show(cli, info)
+    if flatten and info["positions"] and not cli.json:
+        cli.console.print(
+            f"closing orders sent for {render.holdings(info['positions'])}; "
+            "`trader strategy list` shows the position once they fill",
+            style="dim",
+            highlight=False,
+        )
+
+
+@strategy.command()
+@pass_cli
+def reload(cli: CliContext) -> None:
+    """Stop every strategy and load the plugins again.
+
+    Those running before start again; a new one starts if its config enables it.
+
+    Exits with the validation error's code if a plugin did not load, after
+    showing the strategies that did.
+    """
+    result = cli.call_service(SERVICE, "reload", timeout=STOP_TIMEOUT)
+    loaded, errors = result["loaded"], result["errors"]
+    if cli.json:
+        cli.emit_json(render.to_jsonable(result))
+    else:
+        cli.console.print(
+            f"loaded {len(loaded)} strategies: {', '.join(loaded) or '-'}", highlight=False
+        )
+        _show_errors(cli, errors)
+    if errors:
+        first = render.plugin_error(errors[0]).plain
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ValidationError(f"{len(errors)} plugin(s) did not load: {first}{more}")
+
+
+@strategy.command()
+@click.argument("name")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Show the last N lines.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Then show new lines as they come, to Ctrl-C.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="With --follow: stop after N lines."
+)
+@pass_cli
+def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None) -> None:
+    """Show strategy NAME's last log lines: time, level, message.
+
+    With --json, a JSON list; with --json --follow, one JSON object per line.
+    """
+    if count is not None and not follow:
+        raise click.UsageError("--count goes with --follow")
+    if not follow:
+        lines = cli.call_service(SERVICE, "logs", name, limit=limit)
+        if cli.json:
+            cli.emit_json(render.to_jsonable(lines))
+            return
+        if not lines:
+            cli.err.print(f"no log lines from {name}", style="dim", highlight=False)
+        for line in lines:
+            cli.console.print(render.log_line(line), soft_wrap=True)
+        return
+
+    def show(line: dict[str, Any]) -> None:
+        if cli.json:
+            click.echo(json.dumps(render.to_jsonable(line), separators=(",", ":")))
+        else:
+            cli.console.print(render.log_line(line), soft_wrap=True)
+
+    try:
+        asyncio.run(_follow(cli, name, limit, count, show))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _follow(
+    cli: CliContext,
+    name: str,
+    limit: int,
+    count: int | None,
+    show: Callable[[dict[str, Any]], None],
+) -> None:
+    """Show the last ``limit`` lines, then ``count`` new ones from the bus (None: until Ctrl-C)."""
+    endpoint = cli.settings().bus.sub_endpoint
+    ensure_listening(endpoint, "the bus")
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    subscriber = Subscriber(endpoint)
+    subscriber.start()
+    # Listen before asking for the history, so no line falls between the two;
+    # a line in both is shown once.
+    stream = subscriber.observe(f"strategy.{name}.log").subscribe(queue.put_nowait)
+    try:
+        history = await cli.call_service_async(SERVICE, "logs", name, limit=limit)
+        for line in history:
+            show(line)
+        shown = {_identity(line) for line in history}
+        seen = 0
+        while count is None or seen < count:
+            line = (await queue.get()).payload
+            if not isinstance(line, dict):
+                cli.err.print(f"not a log line on the bus: {line!r}", style="yellow")
+            elif _identity(line) not in shown:
+                show(line)
+                seen += 1
+    finally:
+        stream.dispose()
+        subscriber.close()
+
+
+def _identity(line: dict[str, Any]) -> tuple[Any, ...]:
+    return (line.get("time"), line.get("level"), line.get("message"))
