@@ -120,9 +120,11 @@ class StrategyService(Service):
         if plugin.strategy.config.enabled if enabled is None else enabled:
             self._start(plugin.name)
         else:
-            runner.move(StrategyState.DISABLED, "disabled in its config")
+            runner.move(StrategyState.DISABLED, "disabled in its config" if enabled is None else "disabled")
+            asyncio.get_running_loop().create_task(self._resync_quietly(runner))  # its positions still count
 
     def _start(self, name: str) -> None:
+        self.runners[name].move(StrategyState.WAITING_HISTORY, "starting")
         task = asyncio.get_running_loop().create_task(self._run(name), name=f"start-{name}")
         self._starting[name] = task
         task.add_done_callback(lambda _t: self._starting.pop(name, None) if self._starting.get(name) is _t else None)
@@ -148,10 +150,7 @@ class StrategyService(Service):
         runner.begin(keys)
         self._attach(runner)
         history = await self._history(runner)
-        try:
-            await self._resync(runner)
-        except TraderError as exc:
-            runner.logger.warning("could not read the book from trader_service: %s", exc)
+        await self._resync_quietly(runner)
         await runner.warm_up(history)
 
     def _attach(self, runner: StrategyRunner) -> None:
@@ -192,6 +191,12 @@ class StrategyService(Service):
         orders = await self.trader.call("orders")
         fills = await self.trader.call("trades")
         runner.resync(orders, fills)
+
+    async def _resync_quietly(self, runner: StrategyRunner) -> None:
+        try:
+            await self._resync(runner)
+        except TraderError as exc:
+            runner.logger.warning("could not read the book from trader_service: %s", exc)
 
     async def _stop(self, name: str, state: StrategyState, reason: str) -> None:
         task = self._starting.pop(name, None)
