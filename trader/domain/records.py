@@ -165,7 +165,12 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    """An OHLCV bar of ``size`` (IB's spelling: ``"1 min"``, ``"1 day"``) starting at ``start``."""
+    """An OHLCV bar of ``size`` starting at ``start``.
+
+    ``size`` is the short form for bars the platform builds (``"5s"``, ``"1m"``,
+    ``"1d"``; see trader.strategy.bars) and IB's spelling for bars as IB sent
+    them (``"1 min"``, ``"1 day"``).
+    """
 
     instrument: str
     start: datetime
