@@ -284,6 +284,15 @@ def started_trading_stack(stack_env: StackEnv, **env: str) -> Iterator[TradingSt
             stack.kill(name)
 
 
+@contextlib.contextmanager
+def started_strategy_stack(stack_env: StackEnv, strategies: Path) -> Iterator[TradingStack]:
+    """The trading stack plus strategy_service running the plugins in ``strategies``."""
+    with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(strategies)) as stack:
+        stack.start("strategy_service")
+        wait_for_port(stack_env.strategy_rpc_port, 15, f"strategy_service (logs in {stack_env.home}/logs)")
+        yield stack
+
+
 @pytest.fixture
 def trading_stack(stack_env: StackEnv) -> Iterator[TradingStack]:
     """The trading stack on ephemeral ports in a temp home; every process killed by pid afterwards."""

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from rich.console import Console
 
-from tests.conftest import StackEnv, TradingStack, started_trading_stack, wait_for_port
+from tests.cli.invoke import data, ok, refused, trader
+from tests.conftest import StackEnv, TradingStack, started_strategy_stack
 from tests.waiting import wait_until_blocking
 from trader.cli import render
 from trader.cli.main import cli
@@ -94,32 +94,8 @@ def plugin_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def strategy_stack(stack_env: StackEnv, plugin_dir: Path) -> Iterator[TradingStack]:
-    with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(plugin_dir)) as stack:
-        stack.start("strategy_service")
-        wait_for_port(stack_env.strategy_rpc_port, 15, "strategy_service")
+    with started_strategy_stack(stack_env, plugin_dir) as stack:
         yield stack
-
-
-def trader(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
-
-
-def ok(*args: str) -> Result:
-    result = trader(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def data(*args: str) -> Any:
-    """Run a command with --json and return its parsed output."""
-    return json.loads(ok("--json", *args).stdout)
-
-
-def refused(code: int, *args: str) -> str:
-    """Run a command that must fail with exit ``code``; return its stderr."""
-    result = trader(*args)
-    assert result.exit_code == code, result.output
-    return result.stderr
 
 
 def infos() -> dict[str, dict[str, Any]]:

@@ -7,15 +7,13 @@ import os
 import signal
 import threading
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
+from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack
 from tests.waiting import wait_until_blocking
 from trader.cli import trading
-from trader.cli.main import cli
 
 pytestmark = pytest.mark.slow
 
@@ -24,28 +22,6 @@ pytestmark = pytest.mark.slow
 def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let rich lay tables out on 200 columns, so cells are not folded in the assertions."""
     monkeypatch.setenv("COLUMNS", "200")
-
-
-def trader(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
-
-
-def ok(*args: str) -> Result:
-    result = trader(*args)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def data(*args: str) -> Any:
-    """Run a command with --json and return its parsed output."""
-    return json.loads(ok("--json", *args).stdout)
-
-
-def refused(code: int, *args: str) -> str:
-    """Run a command that must fail with exit ``code``; return its one-line error."""
-    result = trader(*args)
-    assert result.exit_code == code, result.output
-    return result.stderr
 
 
 def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> None:

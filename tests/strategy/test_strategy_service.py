@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, started_trading_stack, wait_for_port
+from tests.conftest import StackEnv, TradingStack, started_strategy_stack
 from tests.trading.test_trader_service import call, eventually
 from trader.errors import NotFound
 
@@ -100,9 +100,7 @@ def strategy_stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack
     directory.mkdir()
     for name, text in PLUGINS.items():
         (directory / name).write_text(textwrap.dedent(text))
-    with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(directory)) as stack:
-        stack.start("strategy_service")
-        wait_for_port(stack_env.strategy_rpc_port, 15, "strategy_service")
+    with started_strategy_stack(stack_env, directory) as stack:
         yield stack
 
 
