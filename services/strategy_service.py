@@ -13,7 +13,9 @@ If trader_service restarts (a new pid on its heartbeat), every running
 strategy asks again for its instruments and resyncs its positions. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
-RPC: list, enable, disable, reload, logs (and status).
+RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
+over RPC is remembered in Redis (``strategies.switches_key``) and outlives a
+restart; a strategy never switched follows its config's ``enabled:``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import redis.asyncio as aioredis
 from reactivex.disposable import CompositeDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
+from redis.exceptions import RedisError
 
 from trader.config import Settings
 from trader.domain import Fill
@@ -59,6 +63,7 @@ class StrategyService(Service):
         if endpoint is None:
             raise ConfigError("strategy_service needs services.trader_service.rpc_port")
         self.trader = RpcClient(endpoint, timeout=10.0)
+        self.redis: aioredis.Redis | None = None
         self.subscriber: Subscriber | None = None
         self.feed: TickFeed | None = None
         self.runners: dict[str, StrategyRunner] = {}
@@ -76,12 +81,15 @@ class StrategyService(Service):
     # -- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()
+        r = self.settings.redis
+        self.redis = aioredis.Redis(host=r.host, port=r.port,
+                                    password=r.password.get_secret_value() if r.password else None)
         self.subscriber = Subscriber(self.settings.bus.sub_endpoint)
         self.subscriber.start()
         self.feed = TickFeed(self.subscriber, scheduler=AsyncIOScheduler(loop))
         self.subscriber.observe("fill").subscribe(self._on_fill)
         self.subscriber.observe(f"heartbeat.{TRADER}").subscribe(self._on_trader_heartbeat)
-        self._load()
+        self._load(await self._switches())
 
     async def on_stop(self) -> None:
         for task in self._starting.values():
@@ -93,6 +101,8 @@ class StrategyService(Service):
         if self.subscriber is not None:
             self.subscriber.close()
         self.trader.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     def status_info(self) -> dict[str, Any]:
         states: dict[str, int] = {}
@@ -103,6 +113,24 @@ class StrategyService(Service):
                 "bad_ticks": self.feed.bad_ticks if self.feed else 0}
 
     # -- plugins -----------------------------------------------------------------------
+    async def _switches(self) -> dict[str, bool]:
+        """Return the enable/disable choices made over RPC, kept in Redis across restarts."""
+        assert self.redis is not None
+        try:
+            saved = await self.redis.hgetall(self.opts.switches_key)
+        except RedisError as exc:
+            log.warning("cannot read the saved strategy switches (%s): each config's enabled: decides", exc)
+            return {}
+        return {k.decode(): v == b"1" for k, v in saved.items()}
+
+    async def _save_switch(self, name: str, enabled: bool) -> None:
+        assert self.redis is not None
+        try:
+            await self.redis.hset(self.opts.switches_key, name, "1" if enabled else "0")
+        except RedisError as exc:
+            log.warning("cannot save that %s is %s (%s): a restart will follow its config", name,
+                        "enabled" if enabled else "disabled", exc)
+
     def _load(self, enabled: dict[str, bool] | None = None) -> None:
         """Discover the plugins and install each (started if enabled: by ``enabled``, else its config)."""
         plugins, self.errors = discover(self.directory)
@@ -279,13 +307,14 @@ class StrategyService(Service):
         await self._stop(name, StrategyState.DISABLED, "restarting")
         runner.logger.info("enabled")
         self._start(name)
-        await asyncio.sleep(0)
+        await self._save_switch(name, True)
         return runner.info()
 
     async def disable(self, name: str, flatten: bool = False) -> dict[str, Any]:
         """Stop a strategy; with ``flatten``, also cancel its working orders and close its positions."""
         runner = self._runner(name)
         await self._stop(name, StrategyState.DISABLED, "disabled")
+        await self._save_switch(name, False)
         if flatten:
             await runner.flatten()
         return runner.info()

@@ -240,25 +240,34 @@ class TradingStack:
             kill_pids([proc.pid])  # type: ignore[attr-defined]
 
     def wait_trader_ready(self, timeout: float = 30.0) -> dict[str, object]:
-        """Wait until trader_service answers status with connected=True; return that status."""
+        """Wait until trader_service answers status RUNNING with connected=True; return that status."""
+        return self.wait_ready(self.trader_endpoint, "trader_service", timeout, lambda s: bool(s.get("connected")))
+
+    def wait_strategies_ready(self, timeout: float = 30.0) -> dict[str, object]:
+        """Wait until strategy_service answers status RUNNING (its plugins loaded); return that status."""
+        return self.wait_ready(self.strategy_endpoint, "strategy_service", timeout)
+
+    def wait_ready(self, endpoint: str, what: str, timeout: float,
+                   also: Callable[[dict[str, object]], bool] = lambda _s: True) -> dict[str, object]:
+        """Poll ``status`` at ``endpoint`` until it says RUNNING (and ``also`` holds)."""
         import asyncio
 
         from trader.errors import TraderError
         from trader.messaging.rpc import RpcClient
 
         async def poll() -> dict[str, object]:
-            client = RpcClient(self.trader_endpoint)
+            client = RpcClient(endpoint)
             try:
                 deadline = time.monotonic() + timeout
                 while True:
                     try:
                         status = await client.call("status", timeout=1.0)
-                        if status.get("connected") and status.get("state") == "RUNNING":
+                        if status.get("state") == "RUNNING" and also(status):
                             return status
                     except TraderError:  # not up yet: no reply within the second
                         pass
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"trader_service not ready within {timeout}s; see {self.env.home}/logs")
+                        raise TimeoutError(f"{what} not ready within {timeout}s; see {self.env.home}/logs")
                     await asyncio.sleep(0.1)
             finally:
                 client.close()
@@ -289,7 +298,7 @@ def started_strategy_stack(stack_env: StackEnv, strategies: Path) -> Iterator[Tr
     """The trading stack plus strategy_service running the plugins in ``strategies``."""
     with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(strategies)) as stack:
         stack.start("strategy_service")
-        wait_for_port(stack_env.strategy_rpc_port, 15, f"strategy_service (logs in {stack_env.home}/logs)")
+        stack.wait_strategies_ready()
         yield stack
 
 

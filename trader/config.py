@@ -137,6 +137,8 @@ class StrategiesSettings(StrictModel):
     order_retry_seconds: float = Field(30.0, ge=0, description="how long an order is retried while the trader service is away")
     history_timeout: float = Field(60.0, gt=0)
     log_lines: int = Field(500, gt=0, description="log lines kept per strategy for `strategy logs`")
+    switches_key: str = Field("strategies:enabled", min_length=1,
+                              description="Redis hash of the enable/disable choices made over RPC")
 
 
 class ServiceSettings(StrictModel):

@@ -294,7 +294,7 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
         assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service"]
         assert config.jobs["trader_service"].health == HeartbeatHealth("trader_service")
-        assert config.jobs["strategy_service"].depends_on == ("bus", "trader_service")
+        assert config.jobs["strategy_service"].depends_on == ("redis", "bus", "trader_service")
         assert config.jobs["bus"].health == HeartbeatHealth("bus")
         assert config.jobs["redis"].health == TcpHealth("127.0.0.1", settings.redis.port)
         tws = config.jobs["tws"]

@@ -181,3 +181,10 @@ def test_trader_service_restart_mid_session(strategy_stack: TradingStack) -> Non
     call(stack.strategy_endpoint, "disable", "flipper")
     eventually(agrees, 15, "strategy ledger == book after the restart")
     assert strategies(stack)["raiser"]["state"] == "ERROR"  # nothing else changed
+
+    # strategy_service crashes: pycron would restart it; the switch made over RPC outlives it.
+    stack.kill("strategy_service")
+    stack.start("strategy_service")
+    stack.wait_strategies_ready()
+    eventually(lambda: strategies(stack)["flipper"]["reason"] == "disabled", 15, "flipper still disabled")
+    eventually(agrees, 15, "a disabled strategy's ledger rebuilt from the book")
