@@ -155,9 +155,22 @@ def test_a_late_tick_is_dropped_and_no_bar_is_emitted_twice() -> None:
     )
     assert out == [
         on_next(205.25, bar(200, 100, 100, 100, 100, 1, 1)),
-        on_next(210.25, bar(205, 101, 101, 101, 101, 1, 1)),
+        on_next(210.5, bar(205, 101, 101, 101, 101, 1, 1)),  # the first late tick doubled the grace
     ]
     assert agg.stats["late"] == 2 and agg.stats["skipped"] == 0
+
+
+def test_late_ticks_widen_the_grace_up_to_its_cap() -> None:
+    # Each round opens a bar, then a tick of that bar arrives just after its timer closed it.
+    graces = [min(0.25 * 2**k, 5.0) for k in range(8)]  # 0.25, 0.5, ... 5, 5
+    events = []
+    for k, grace in enumerate(graces):
+        start = 200 + 10 * k
+        events += [on_next(start + 1, tick(start + 1, 100.0, 1)),
+                   on_next(start + 5 + grace + 0.01, tick(start + 4.9, 100.0, 1))]
+    out, agg, _ = run(*events)
+    assert [m.time for m in out] == [200 + 10 * k + 5 + grace for k, grace in enumerate(graces)]
+    assert agg.stats["late"] == len(graces)
 
 
 @pytest.mark.parametrize(

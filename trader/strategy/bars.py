@@ -9,7 +9,8 @@ that, by a timer when the scheduler's clock passes the bar's end + ``grace``.
 ``tick.time`` and the scheduler must share a clock: UTC wall time live
 (ib_async stamps ticks on arrival; ``AsyncIOScheduler.now`` is wall time),
 virtual time in tests. Each bar is emitted once; later ticks for its bucket are
-dropped as late. Bad data is dropped, never an error, since an error would end
+dropped as late, and each late tick doubles that subscription's grace (up to
+``MAX_GRACE``), since it means the consumer lags behind the ticks' clock. Bad data is dropped, never an error, since an error would end
 the strategy's subscription; drops are counted in ``stats`` and logged (a WARNING
 the first time for each kind). The timer runs on the ``scheduler`` argument, else the one
 given to ``subscribe``, else an ``AsyncIOScheduler`` on the running loop, else
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 DAY = 86_400
+MIN_GRACE = timedelta(milliseconds=50)  # what a grace of 0 becomes after a late tick
+MAX_GRACE = timedelta(seconds=5)
 
 # unit letter -> (IB's word, its seconds, the counts IB takes as a historical bar size)
 _UNITS: dict[str, tuple[str, int, tuple[int, ...]]] = {
@@ -222,13 +225,13 @@ class _Window:
             bar = self.ohlcv
             if self.bucket is None:
                 if self.closed is not None and bucket <= self.closed:
-                    agg.drop("late", tick, "its bar was emitted")
+                    self.late(tick)
                     return
                 self.bucket, self.count, bar[:] = bucket, 0, [price, price, price, price, 0.0]
                 due = EPOCH + (bucket + 1) * self.step + self.grace
                 self.timer.disposable = self.scheduler.schedule_absolute(due, self.on_timer, bucket)
             elif bucket < self.bucket:
-                agg.drop("late", tick, "its bar was emitted")
+                self.late(tick)
                 return
             elif price > bar[1]:
                 bar[1] = price
@@ -238,6 +241,11 @@ class _Window:
             bar[4] += size
             self.count += 1
             agg.stats["ticks"] += 1
+
+    def late(self, tick: Tick) -> None:
+        """Drop a tick whose bar the timer closed, and wait longer for the next bars: the consumer lags."""
+        self.agg.drop("late", tick, "its bar was emitted")
+        self.grace = min(self.grace * 2, MAX_GRACE) if self.grace else MIN_GRACE
 
     def on_timer(self, _scheduler: abc.SchedulerBase, bucket: int) -> None:
         with self.lock:
