@@ -20,6 +20,7 @@ from trader.sim.history import (
     HistoryError,
     HistoryRequest,
     build_bars,
+    check_keep_up_to_date,
     parse_duration,
     parse_end,
 )
@@ -202,6 +203,8 @@ class RequestHandlers:
             return
         now = self.server.clock()
         try:
+            if request.keep_up_to_date:
+                check_keep_up_to_date(request.bar_size)
             end = parse_end(request.end, now)
             history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
                                      request.what_to_show, request.format_date)

@@ -9,10 +9,18 @@ of every size are aggregates of those minutes, aligned to UTC (weeks start on
 Monday, months on the 1st). Prices are mids: BID and ASK are shifted by half
 the spread, TRADES carries the generated volume (IB refuses TRADES for FX, and
 so does this). The market runs around the clock: no sessions, no holidays.
+
+Bars under a minute ("1 secs" to "30 secs") are aggregates of one-second bars
+drawn inside each minute: a seeded Brownian bridge per ``(seed, conid, minute)``
+from the minute's open through its high and its low to its close, so they add
+back up to exactly that minute. The live market's open minute is spread over
+the seconds that have passed, so no bar lies after the end; until that minute
+is over, its seconds are redrawn as it changes. IB's step-size limits apply.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -25,9 +33,13 @@ from trader.domain import SecType
 from trader.sim.market import MarketState, MinuteBar
 from trader.sim.wire import Field
 
-__all__ = ["BAR_SECONDS", "HistoryError", "HistoryRequest", "build_bars", "parse_duration", "parse_end"]
+__all__ = [
+    "BAR_SECONDS", "MAX_SECOND_BAR_DURATION", "BarArrays", "HistoryError", "HistoryRequest", "build_bars",
+    "check_keep_up_to_date", "parse_duration", "parse_end", "seconds_from_minutes",
+]
 
 BAR_SECONDS: dict[str, int] = {
+    "1 secs": 1, "5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30,
     "1 min": 60, "2 mins": 120, "3 mins": 180, "5 mins": 300, "10 mins": 600, "15 mins": 900,
     "20 mins": 1200, "30 mins": 1800, "1 hour": 3600, "2 hours": 7200, "3 hours": 10800,
     "4 hours": 14400, "8 hours": 28800, "1 day": 86400, "1 week": 7 * 86400, "1 month": 31 * 86400,
@@ -36,6 +48,13 @@ _DURATION_UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365
 _SHOWS = {"TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"}
 MAX_MINUTES = 3 * 366 * 1440  # three years of minutes per request
 MAX_BARS = 50_000
+# IB's step sizes: the longest duration it serves for each bar size under a minute.
+MAX_SECOND_BAR_DURATION: dict[str, int] = {
+    "1 secs": 1800, "5 secs": 3600, "10 secs": 14400, "15 secs": 14400, "30 secs": 28800,
+}
+MIN_UPDATING_BAR_SECONDS = 5  # IB keeps bars up to date from 5 secs up
+_SUBSTEPS = 4  # path points per second inside a minute: what gives one-second bars their wicks
+_TOO_LONG = "Historical Market Data Service error message:Time length exceed max."
 _CALENDAR_SECONDS_PER_YEAR = 365 * 86400
 
 
@@ -83,40 +102,50 @@ def parse_end(text: str, now: datetime) -> datetime:
         raise HistoryError(f"Historical Market Data Service error message:invalid end date/time {text!r}") from None
 
 
-class _Minutes:
-    """Minute bars as parallel numpy arrays (minute, open, high, low, close, volume, count)."""
+class BarArrays:
+    """Bars as parallel numpy arrays: start (epoch seconds), open, high, low, close, volume, count."""
 
-    __slots__ = ("close", "count", "high", "low", "minute", "open", "volume")
+    __slots__ = ("close", "count", "high", "low", "open", "start", "volume")
 
-    def __init__(self, minute: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
+    def __init__(self, start: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
                  close: np.ndarray, volume: np.ndarray, count: np.ndarray) -> None:
-        self.minute, self.open, self.high, self.low = minute, open_, high, low
+        self.start, self.open, self.high, self.low = start, open_, high, low
         self.close, self.volume, self.count = close, volume, count
 
     @classmethod
-    def of(cls, bars: list[MinuteBar]) -> _Minutes:
+    def of(cls, bars: list[MinuteBar]) -> BarArrays:
+        """Return recorded minute bars as arrays."""
         return cls(
-            np.array([b.minute for b in bars], dtype=np.int64),
-            np.array([b.open for b in bars]), np.array([b.high for b in bars]),
-            np.array([b.low for b in bars]), np.array([b.close for b in bars]),
-            np.array([b.volume for b in bars]), np.array([b.count for b in bars], dtype=np.int64),
+            np.array([b.minute * 60 for b in bars], dtype=np.int64),
+            np.array([b.open for b in bars], dtype=np.float64), np.array([b.high for b in bars], dtype=np.float64),
+            np.array([b.low for b in bars], dtype=np.float64), np.array([b.close for b in bars], dtype=np.float64),
+            np.array([b.volume for b in bars], dtype=np.float64), np.array([b.count for b in bars], dtype=np.int64),
         )
 
-    def __add__(self, other: _Minutes) -> _Minutes:
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __add__(self, other: BarArrays) -> BarArrays:
         def join(name: str) -> np.ndarray:
             return np.concatenate([getattr(self, name), getattr(other, name)])
 
-        return _Minutes(join("minute"), join("open"), join("high"), join("low"), join("close"),
-                        join("volume"), join("count"))
+        return BarArrays(join("start"), join("open"), join("high"), join("low"), join("close"),
+                         join("volume"), join("count"))
+
+    def select(self, which: np.ndarray) -> BarArrays:
+        """Return the bars ``which`` (a boolean mask or indices) picks."""
+        return BarArrays(self.start[which], self.open[which], self.high[which], self.low[which],
+                         self.close[which], self.volume[which], self.count[which])
 
 
-def _synthetic(state: MarketState, seed: int, first: int, anchor: int) -> _Minutes:
-    """Return the synthetic minutes ``first .. anchor-1``, ending at the start price."""
-    if first >= anchor:
-        return _Minutes.of([])
+def _synthetic(state: MarketState, seed: int, first: int, end: int, anchor: int) -> BarArrays:
+    """Return the synthetic minutes ``first .. end-1`` of the walk that ends at the start price at ``anchor``."""
+    end = min(end, anchor)
+    if first >= end:
+        return BarArrays.of([])
     inst = state.instrument
     sigma = inst.volatility * math.sqrt(60 / _CALENDAR_SECONDS_PER_YEAR)
-    days = range(first // 1440, (anchor - 1) // 1440 + 1)
+    days = range(first // 1440, (end - 1) // 1440 + 1)
     z_parts, wick_parts, vol_parts = [], [], []
     for day in days:
         rng = np.random.default_rng([seed, inst.conid, day])
@@ -124,28 +153,161 @@ def _synthetic(state: MarketState, seed: int, first: int, anchor: int) -> _Minut
         wick_parts.append(np.abs(rng.standard_normal((2, 1440))))
         vol_parts.append(rng.gamma(2.0, 0.5, 1440))
     base = days[0] * 1440
-    lo, hi = first - base, anchor - base  # slice of the minutes wanted
+    lo, hi = first - base, end - base  # slice of the minutes wanted
     increments = sigma * np.concatenate(z_parts)[lo:hi]
     wick = np.concatenate(wick_parts, axis=1)[:, lo:hi]
     volume = np.round(np.concatenate(vol_parts)[lo:hi] * inst.trade_size * 20)
-    # close(anchor-1) is the start price; walk back: close(m) = close(m+1) - inc(m+1).
-    start_log = math.log(float(state.close or inst.price))
+    # close(anchor-1) is the start price, close(end-1) that less the steps in between;
+    # walk back: close(m) = close(m+1) - inc(m+1).
+    start_log = math.log(float(state.close or inst.price)) - sigma * _walk_between(seed, inst.conid, end, anchor)
     after = np.concatenate([np.cumsum(increments[::-1])[::-1][1:], [0.0]])
     closes = np.exp(start_log - after)
     opens = np.concatenate([[closes[0] * math.exp(-increments[0])], closes[:-1]])
     highs = np.maximum(opens, closes) * np.exp(0.5 * sigma * wick[0])
     lows = np.minimum(opens, closes) * np.exp(-0.5 * sigma * wick[1])
-    minutes = np.arange(first, anchor, dtype=np.int64)
-    return _Minutes(minutes, opens, highs, lows, closes, volume, (volume > 0).astype(np.int64))
+    starts = np.arange(first, end, dtype=np.int64) * 60
+    return BarArrays(starts, opens, highs, lows, closes, volume, (volume > 0).astype(np.int64))
 
 
-def _buckets(minutes: np.ndarray, bar_size: str) -> np.ndarray:
+def _walk_between(seed: int, conid: int, end: int, anchor: int) -> float:
+    """Return the sum of the walk's unit steps of minutes ``end .. anchor-1`` (0 if there are none).
+
+    A request that ends before the live market started still sits on the one walk that
+    reaches the start price at ``anchor``: its last close is that price less these steps.
+    """
+    total = 0.0
+    for day in range(end // 1440, (anchor - 1) // 1440 + 1) if end < anchor else ():
+        z = np.random.default_rng([seed, conid, day]).standard_normal(1440)  # the day's first draws
+        total += float(z[max(end - day * 1440, 0):min(anchor - day * 1440, 1440)].sum())
+    return total
+
+
+def _minutes(state: MarketState, seed: int, first: int, end: int) -> BarArrays:
+    """Return the minutes ``first .. end-1``: synthetic before the live market started, recorded after."""
+    live = state.minutes  # in time order, one bar a minute
+    m = _synthetic(state, seed, first, end, live[0].minute)
+    lo, hi = (bisect.bisect_left(live, minute, key=_minute_of) for minute in (first, end))
+    return m + BarArrays.of(live[lo:hi])
+
+
+def _minute_of(bar: MinuteBar) -> int:
+    return bar.minute
+
+
+# -- one-second bars inside a minute --------------------------------------------------------
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """Return splitmix64's finaliser of ``z`` (uint64, wrapping), a counter-based random stream."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniforms(seed: int, conid: int, minutes: np.ndarray, count: int) -> np.ndarray:
+    """Return ``count`` uniforms in (0, 1) for each minute, a function of ``(seed, conid, minute)`` only."""
+    golden = np.uint64(_GOLDEN)
+    key = _mix(np.array([seed & _MASK64], dtype=np.uint64) + golden)
+    key = _mix((key ^ np.uint64(conid & _MASK64)) + golden)
+    keys = _mix((key ^ minutes.astype(np.uint64)) + golden)
+    counters = np.arange(1, count + 1, dtype=np.uint64) * golden
+    bits = _mix(keys[:, None] + counters[None, :])
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def seconds_from_minutes(minutes: BarArrays, spans: np.ndarray, *, seed: int, conid: int, tick: float,
+                         grid_offset: float = 0.0) -> BarArrays:
+    """Return one-second bars inside each minute that add back up to exactly that minute.
+
+    Minute ``i`` is spread over its first ``spans[i]`` seconds (60 for a whole minute; fewer
+    for the live market's open minute). Its price path starts at the open, touches the high
+    and the low at seeded times, ends at the close and never leaves [low, high]; between
+    those points it is a Brownian bridge snapped to the grid ``grid_offset + k * tick``. The
+    volume and the trade count are split over the seconds, in whole units where the minute's
+    are whole. Every draw is a function of ``(seed, conid, minute)``, so a minute's seconds do
+    not depend on the request that asks for them.
+    """
+    n = len(minutes)
+    if n == 0:
+        return minutes
+    spans = np.clip(np.asarray(spans, dtype=np.int64), 1, 60)
+    points = 60 * _SUBSTEPS
+    lengths = spans * _SUBSTEPS  # the path of minute i runs over substeps 0 .. lengths[i]
+    draws = _uniforms(seed, conid, minutes.start // 60, points + 2 + 60)
+    half = points // 2
+    radius = np.sqrt(-2.0 * np.log(draws[:, :half]))
+    angle = 2.0 * np.pi * draws[:, half:points]
+    normals = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)  # Box-Muller
+    walk = np.concatenate([np.zeros((n, 1)), np.cumsum(normals, axis=1)], axis=1)
+    # The high and the low are touched at two distinct substeps strictly inside the path.
+    at_high = 1 + (draws[:, points] * (lengths - 1)).astype(np.int64)
+    at_low = 1 + (draws[:, points + 1] * (lengths - 2)).astype(np.int64)
+    at_low += at_low >= at_high
+    high_first = at_high < at_low
+    o, h, lo, c = minutes.open, minutes.high, minutes.low, minutes.close
+    times = np.stack([np.zeros(n, dtype=np.int64), np.minimum(at_high, at_low), np.maximum(at_high, at_low),
+                      lengths], axis=1)
+    values = np.stack([o, np.where(high_first, h, lo), np.where(high_first, lo, h), c], axis=1)
+    # The bridge is the walk minus its chord through the four points, added to the line through
+    # their prices: the walk plus one piecewise-linear function, written with hinges.
+    scale = (0.5 * (h - lo) / np.sqrt(lengths))[:, None]
+    knots = values - scale * np.take_along_axis(walk, times, 1)
+    slopes = np.diff(knots, axis=1) / np.diff(times, axis=1)
+    step = np.arange(points + 1)[None, :]
+    path = (scale * walk + knots[:, :1] + slopes[:, :1] * step
+            + (slopes[:, 1:2] - slopes[:, :1]) * np.maximum(step - times[:, 1:2], 0)
+            + (slopes[:, 2:3] - slopes[:, 1:2]) * np.maximum(step - times[:, 2:3], 0))
+    if tick > 0:
+        path = grid_offset + np.round((path - grid_offset) / tick) * tick
+    path = np.clip(path, lo[:, None], h[:, None])
+    np.put_along_axis(path, times, values, 1)  # the open, high, low and close exactly, off the grid or not
+
+    body = path[:, :points].reshape(n, 60, _SUBSTEPS)
+    closes = path[:, _SUBSTEPS::_SUBSTEPS]
+    highs = np.maximum(body.max(axis=2), closes)
+    lows = np.minimum(body.min(axis=2), closes)
+    second = np.arange(60)[None, :]
+    elapsed = second < spans[:, None]
+    weights = np.where(elapsed, -np.log(draws[:, points + 2:]), 0.0)
+    share = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
+    share[second >= spans[:, None] - 1] = 1.0
+    so_far = minutes.volume[:, None] * share
+    whole = (minutes.volume == np.round(minutes.volume))[:, None]
+    so_far = np.where(whole, np.floor(so_far), so_far)
+    volume = np.diff(so_far, axis=1, prepend=0.0)
+    trades = np.diff(np.floor(minutes.count[:, None] * share).astype(np.int64), axis=1, prepend=0)
+    starts = minutes.start[:, None] + second
+    return BarArrays(starts[elapsed], body[:, :, 0][elapsed], highs[elapsed], lows[elapsed], closes[elapsed],
+                     volume[elapsed], trades[elapsed])
+
+
+def _seconds(state: MarketState, seed: int, request: HistoryRequest, size: int) -> BarArrays:
+    """Return the one-second bars of the ``size``-second bars that start within the request's window."""
+    end = request.end.timestamp()
+    last = math.ceil(end / size) - 1
+    first = min(math.ceil((end - request.duration_seconds) / size), last)
+    lo, hi = first * size, math.ceil(end)  # the seconds [lo, hi); the last one holds the end
+    end_minute = -(-hi // 60)
+    m = _minutes(state, seed, lo // 60, end_minute)
+    spans = np.full(len(m), 60, dtype=np.int64)
+    if len(m) and hi % 60 and m.start[-1] == state.minutes[-1].minute * 60 == (end_minute - 1) * 60:
+        spans[-1] = hi % 60  # the live market's open minute: only its elapsed seconds
+    inst = state.instrument
+    tick = float(inst.tick_size)
+    seconds = seconds_from_minutes(m, spans, seed=seed, conid=inst.conid, tick=tick,
+                                   grid_offset=(inst.spread_ticks % 2) * tick / 2)  # where mids lie
+    return seconds.select((seconds.start >= lo) & (seconds.start < hi))
+
+
+def _buckets(starts: np.ndarray, bar_size: str) -> np.ndarray:
     if bar_size == "1 week":
-        return (minutes // 1440 + 3) // 7  # epoch day 0 was a Thursday; weeks start on Monday
+        return (starts // 86400 + 3) // 7  # epoch day 0 was a Thursday; weeks start on Monday
     if bar_size == "1 month":
-        months = (minutes * 60).astype("datetime64[s]").astype("datetime64[M]")
+        months = starts.astype("datetime64[s]").astype("datetime64[M]")
         return months.astype(np.int64)  # months since 1970-01
-    return minutes * 60 // BAR_SECONDS[bar_size]
+    return starts // BAR_SECONDS[bar_size]
 
 
 def _bucket_start(bucket: int, bar_size: str) -> datetime:
@@ -156,12 +318,24 @@ def _bucket_start(bucket: int, bar_size: str) -> datetime:
     return datetime.fromtimestamp(bucket * BAR_SECONDS[bar_size], UTC)
 
 
-def _date_text(start: datetime, bar_size: str, format_date: int) -> str:
+def _date_texts(buckets: np.ndarray, bar_size: str, format_date: int) -> list[str]:
+    """Return the bars' dates as IB writes them: ``YYYYMMDD`` for days and longer, else time or epoch."""
+    if bar_size in ("1 week", "1 month"):
+        return [_bucket_start(int(b), bar_size).strftime("%Y%m%d") for b in buckets]
+    starts = buckets * BAR_SECONDS[bar_size]
     if BAR_SECONDS[bar_size] >= 86400:
-        return start.strftime("%Y%m%d")
+        return [d.replace("-", "") for d in np.datetime_as_string(starts.astype("datetime64[s]"), unit="D")]
     if format_date == 2:
-        return str(int(start.timestamp()))
-    return start.strftime("%Y%m%d %H:%M:%S") + " UTC"
+        return [str(t) for t in starts.tolist()]
+    iso = np.datetime_as_string(starts.astype("datetime64[s]"), unit="s")  # YYYY-MM-DDTHH:MM:SS
+    return [f"{t[0:4]}{t[5:7]}{t[8:10]} {t[11:]} UTC" for t in iso]
+
+
+def check_keep_up_to_date(bar_size: str) -> None:
+    """Raise HistoryError if IB refuses to keep ``bar_size`` bars up to date (sizes under 5 secs)."""
+    if BAR_SECONDS.get(bar_size, MIN_UPDATING_BAR_SECONDS) < MIN_UPDATING_BAR_SECONDS:
+        raise HistoryError(f"Historical Market Data Service error message:keepUpToDate is not supported for "
+                           f"{bar_size} bars (bar sizes of {MIN_UPDATING_BAR_SECONDS} secs and up)")
 
 
 def build_bars(state: MarketState, seed: int, request: HistoryRequest) -> list[tuple[Field, ...]]:
@@ -176,17 +350,25 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest) -> list[t
         raise HistoryError(
             f"Historical Market Data Service error message:No historical market data for "
             f"{inst.contract.symbol}/CASH@IDEALPRO Last {request.bar_size}")
+    size = BAR_SECONDS[request.bar_size]
+    if size < 60:
+        if request.duration_seconds > MAX_SECOND_BAR_DURATION[request.bar_size]:
+            raise HistoryError(_TOO_LONG)
+        return _rows(_seconds(state, seed, request, size), state, request)
     end_minute = math.ceil(request.end.timestamp() / 60)
     first = end_minute - request.duration_seconds // 60
-    if end_minute - first > MAX_MINUTES or (end_minute - first) * 60 // BAR_SECONDS[request.bar_size] > MAX_BARS:
-        raise HistoryError("Historical Market Data Service error message:Time length exceed max.")
-    live = state.minutes
-    anchor = live[0].minute
-    m = _synthetic(state, seed, first, min(anchor, end_minute))
-    m = m + _Minutes.of([bar for bar in live if first <= bar.minute < end_minute])
-    if len(m.minute) == 0:
+    if end_minute - first > MAX_MINUTES or (end_minute - first) * 60 // size > MAX_BARS:
+        raise HistoryError(_TOO_LONG)
+    return _rows(_minutes(state, seed, first, end_minute), state, request)
+
+
+def _rows(m: BarArrays, state: MarketState, request: HistoryRequest) -> list[tuple[Field, ...]]:
+    """Aggregate ``m`` into the request's bars, priced and formatted as historicalData rows."""
+    if len(m) == 0:
         return []
-    buckets = _buckets(m.minute, request.bar_size)
+    inst = state.instrument
+    what = request.what_to_show.upper()
+    buckets = _buckets(m.start, request.bar_size)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     ends = np.concatenate([starts[1:], [len(buckets)]]) - 1
     shift = 0.0
@@ -198,18 +380,13 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest) -> list[t
     highs = np.round(np.maximum.reduceat(m.high, starts) + shift, decimals)
     lows = np.round(np.minimum.reduceat(m.low, starts) + shift, decimals)
     closes = np.round(m.close[ends] + shift, decimals)
-    trades = what == "TRADES"
     volumes = np.add.reduceat(m.volume, starts)
     counts = np.add.reduceat(m.count, starts)
     waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), decimals + 2)
-    rows: list[tuple[Field, ...]] = []
-    for i, start in enumerate(starts):
-        when = _bucket_start(int(buckets[start]), request.bar_size)
-        rows.append((
-            _date_text(when, request.bar_size, request.format_date),
-            float(opens[i]), float(highs[i]), float(lows[i]), float(closes[i]),
-            int(volumes[i]) if trades else -1,
-            float(waps[i]) if trades else -1,
-            int(counts[i]) if trades else -1,
-        ))
-    return rows
+    dates = _date_texts(buckets[starts], request.bar_size, request.format_date)
+    if what != "TRADES":
+        return [(d, o, h, low, c, -1, -1, -1)
+                for d, o, h, low, c in zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
+                                           strict=True)]
+    return list(zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
+                    volumes.astype(np.int64).tolist(), waps.tolist(), counts.tolist(), strict=True))
