@@ -21,6 +21,7 @@ from trader.domain import Bar, Tick
 from trader.strategy import StrategyConfig
 from trader.strategy.bars import (
     BAR_SIZES,
+    MAX_SECONDS_DURATION,
     BarAggregator,
     RollingBars,
     aggregate_bars,
@@ -342,13 +343,14 @@ def test_ib_duration(bars: int, seconds: int, duration: str) -> None:
     assert ib_duration(bars, seconds) == duration
 
 
-def test_ib_duration_always_covers_the_bars() -> None:
+def test_ib_duration_always_covers_the_bars_up_to_ibs_limit() -> None:
     unit = {"S": 1, "D": 86400, "Y": 365 * 86400}
     for name in BAR_SIZES:
         seconds = parse_bar_size(name)
         for bars in (1, 50, 999, 5000):
             count, letter = ib_duration(bars, seconds).split()
-            assert int(count) * unit[letter] >= bars * seconds * 1.2
+            wanted = bars * seconds * 1.2
+            assert int(count) * unit[letter] >= min(wanted, MAX_SECONDS_DURATION.get(seconds, wanted))
     with pytest.raises(ValueError, match="at least 1"):
         ib_duration(0, 60)
 
@@ -413,3 +415,9 @@ def test_rolling_bars_is_for_one_instrument() -> None:
         rolling.append(Bar("MSFT", at(5), "5s", 1, 1, 1, 1, 1))
     with pytest.raises(ValueError, match="maxlen"):
         RollingBars(0)
+
+
+def test_ib_duration_is_capped_at_ibs_limit_for_second_bars() -> None:
+    assert ib_duration(1000, 5) == "3600 S"  # 6000 S wanted; IB serves at most an hour of 5-second bars
+    assert ib_duration(100, 1) == "120 S"
+    assert ib_duration(10_000, 30) == "28800 S"

@@ -62,6 +62,8 @@ EPOCH = datetime.fromtimestamp(0, UTC)
 DAY = 86_400
 MIN_GRACE = timedelta(milliseconds=50)  # what a grace of 0 becomes after a late tick
 MAX_GRACE = timedelta(seconds=5)
+# IB's longest request, in seconds, for each bar size under a minute (its "step sizes" table).
+MAX_SECONDS_DURATION = {1: 1800, 5: 3600, 10: 14400, 15: 14400, 30: 28800}
 
 # unit letter -> (IB's word, its seconds, the counts IB takes as a historical bar size)
 _UNITS: dict[str, tuple[str, int, tuple[int, ...]]] = {
@@ -114,7 +116,9 @@ def ib_duration(bars: int, seconds: int, *, margin: float = 0.2) -> str:
     """Return an IB ``durationStr`` spanning ``bars`` bars of ``seconds`` plus ``margin``.
 
     The span is calendar time, so an instrument that does not trade around the
-    clock has fewer bars in it; daily bars count five sessions a week.
+    clock has fewer bars in it; daily bars count five sessions a week. Bars of
+    under a minute are capped at the longest duration IB serves for their size
+    (``MAX_SECONDS_DURATION``): the rest of a warm-up then comes from live bars.
     """
     if bars < 1:
         raise ValueError(f"bars must be at least 1, got {bars}")
@@ -122,6 +126,7 @@ def ib_duration(bars: int, seconds: int, *, margin: float = 0.2) -> str:
         days = math.ceil(bars * 7 / 5 * (1 + margin))
     else:
         total = math.ceil(bars * seconds * (1 + margin))
+        total = min(total, MAX_SECONDS_DURATION.get(seconds, total))
         if total <= DAY:
             return f"{total} S"
         days = math.ceil(total / DAY)
