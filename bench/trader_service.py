@@ -17,9 +17,11 @@ so it refuses none of the benchmark's orders; the price-deviation check stays on
 
 Per side and round: N orders one at a time (ack p50/p99), then M orders with
 50 in flight (orders/s). Both clients keep ib_async's request pacing of 45 a
-second (trader_service does not switch it off; the direct client is unmodified),
-so orders/s is bounded by it on both sides, and the one-at-a-time orders are
-spaced to at most 40 a second lest a throttle stall land in either p99. After
+second (trader_service's ``trading.ib_max_requests``; the direct client is
+unmodified), so orders/s is bounded by it on both sides, and the one-at-a-time
+orders are spaced to at most 40 a second lest a throttle stall land in either
+p99. ``--unpaced`` switches the pacing off on both sides (a real TWS would
+disconnect such a client): orders/s then measures each side's own capacity. After
 each phase every resting order is cancelled (``reqGlobalCancel``) and both sides
 settle, so resting orders do not pile up in the simulator. Rounds alternate
 which side goes first; medians are reported; the output ends with one line per target.
@@ -70,7 +72,7 @@ Place = Callable[[float], Awaitable[None]]
 class Stack:
     """redis-server, bus, tws-sim and trader_service as processes in ``home``, on free ports."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, paced: bool = True) -> None:
         self.home = home
         ports: set[int] = set()
         while len(ports) < 7:
@@ -85,6 +87,8 @@ class Stack:
             "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(tws_rpc),
             **{f"TRADER_RISK__{name}": "null" for name in UNLIMITED},
         })
+        if not paced:
+            self.env["TRADER_TRADING__IB_MAX_REQUESTS"] = "0"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
@@ -253,10 +257,12 @@ class Row:
     rate: float
 
 
-async def measure(stack: Stack, rounds: int, count: int, burst: int) -> list[Row]:
+async def measure(stack: Stack, rounds: int, count: int, burst: int, *, paced: bool = True) -> list[Row]:
     logging.getLogger("ib_async").setLevel(logging.CRITICAL)  # not one line per cancelled order (202)
     client = RpcClient(f"tcp://127.0.0.1:{stack.rpc_port}", timeout=30)
     ib = IB()
+    if not paced:
+        ib.client.MaxRequests = 0
     try:
         await wait_ready(client, stack)
         await ib.connectAsync("127.0.0.1", stack.ib_port, clientId=DIRECT_CLIENT_ID, timeout=20)
@@ -287,22 +293,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, one round (< 30 s)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--unpaced", action="store_true",
+                        help="switch ib_async's request pacing off on both sides: orders/s without the 45/s cap")
     args = parser.parse_args(argv)
     rounds, count, burst = (1, 40, 90) if args.quick else (args.rounds, 300, 300)
 
     with tempfile.TemporaryDirectory(prefix="bench-trader-") as home:
-        stack = Stack(Path(home))
+        stack = Stack(Path(home), paced=not args.unpaced)
         try:
             console.print(f"starting redis, bus, tws-sim and trader_service in {home}")
             stack.start()
-            rows = asyncio.run(measure(stack, rounds, count, burst))
+            rows = asyncio.run(measure(stack, rounds, count, burst, paced=not args.unpaced))
         finally:
             stack.stop()
 
     med = {(side, key): statistics.median(getattr(r, key) for r in rows if r.side == side)
            for side in ("platform", "direct") for key in ("p50", "p99", "rate")}
     table = Table(title=f"place_order -> broker ack ({rounds} round(s); {count} orders one at a time, "
-                        f"{burst} with {INFLIGHT} in flight)")
+                        f"{burst} with {INFLIGHT} in flight{'; unpaced' if args.unpaced else ''})")
     for column in ("round", "side", "ack p50", "ack p99", "orders/s"):
         table.add_column(column, justify="left" if column == "side" else "right")
     for r in rows:

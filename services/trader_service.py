@@ -107,13 +107,15 @@ class TraderService(Service):
                 else:
                     self.risk.release_kill_switch()
         log.info("book rebuilt from %d journal entries: %d orders (%d open), %d fills%s", count,
-                 len(self.book.orders()), len(self.book.orders(open_only=True)), len(self.book.fills()),
+                 len(self.book), self.book.open_count(), self.book.fill_count(),
                  "; kill switch ENGAGED" if self.risk.kill_switch_engaged else "")
 
     async def on_stop(self) -> None:
         await self.adapter.stop()
         if self.recorder is not None:
             await self.recorder.stop()
+        if self.journal is not None:
+            await self.journal.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -137,9 +139,9 @@ class TraderService(Service):
             "accounts": list(self.adapter.ib.wrapper.accounts),
             "connects": self.adapter.connects,
             "last_error": self.adapter.last_error,
-            "orders": len(self.book.orders()),
-            "open_orders": len(self.book.orders(open_only=True)),
-            "fills": len(self.book.fills()),
+            "orders": len(self.book),
+            "open_orders": self.book.open_count(),
+            "fills": self.book.fill_count(),
             "subscriptions": sorted(self.adapter.subscriptions),
             "kill_switch": self.risk.kill_switch_engaged,
             "kill_switch_reason": self.risk.kill_switch_reason,

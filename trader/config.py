@@ -127,6 +127,10 @@ class TradingSettings(StrictModel):
     reconnect_max: float = Field(30.0, gt=0)
     connect_timeout: float = Field(10.0, gt=0)
     history_requests_per_10min: int = Field(60, gt=0, description="IB's pacing limit for historical data")
+    ib_max_requests: int = Field(45, ge=0, description="ib_async's request pacing: at most this many messages "
+                                 "to IB per ib_requests_interval (0: off). A real TWS or Gateway allows 50 a "
+                                 "second and disconnects a client that sends more")
+    ib_requests_interval: float = Field(1.0, gt=0, description="the pacing window of ib_max_requests, seconds")
 
 
 class StrategiesSettings(StrictModel):

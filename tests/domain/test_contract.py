@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from trader.domain import Contract, Right, SecType
 from trader.errors import ValidationError
+from trader.messaging import codec
 
 TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -103,7 +104,7 @@ def test_key_is_topic_safe_and_stable_for_any_symbol(
 @settings(max_examples=100, deadline=None)
 @given(
     st.dates(),
-    st.decimals(min_value=Decimal("0.001"), max_value=Decimal("99999"), places=3),
+    st.decimals(min_value=Decimal("0.001"), max_value=Decimal(99999), places=3),
     st.sampled_from(Right),
 )
 def test_option_key_is_topic_safe_with_exactly_four_parts(
@@ -203,3 +204,15 @@ def test_contract_is_frozen_and_hashable() -> None:
 def test_optional_fields_are_keyword_only() -> None:
     with pytest.raises(TypeError):
         Contract("AAPL", SecType.STK, "SMART")  # type: ignore[misc]
+
+
+def test_key_is_computed_once_and_never_carried_or_compared() -> None:
+    spy = Contract("SPY", "OPT", expiry="20261218", strike=Decimal("152.5"), right="C")
+    assert spy.key == "SPY.OPT.20261218.C152_5"
+    assert "key" not in repr(spy)
+    assert dataclasses.replace(spy, right="P").key == "SPY.OPT.20261218.P152_5"  # recomputed, not copied
+    decoded = codec.decode(codec.encode(spy))
+    assert decoded == spy and decoded.key == spy.key
+    assert "key" not in [f.name for f in dataclasses.fields(Contract) if f.init]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spy.key = "other"  # type: ignore[misc]

@@ -100,6 +100,7 @@ def test_rebuild_from_the_redis_journal_equals_the_live_book(redis_server: Any) 
         for entry in entries:
             await journal.append(entry)
         book = await rebuild(journal)
+        await journal.close()
         await client.aclose()
         return book
 
@@ -213,6 +214,75 @@ def test_queries_and_indexes() -> None:
     assert book.find(broker_order_id=8).client_order_id == "early"
     with pytest.raises(NotFound, match="nope"):
         book.order("nope")
+
+
+def test_order_sequence_follows_created_at_whatever_the_insertion_order() -> None:
+    book = Book()
+    for cid, minute in (("c", 3), ("a", 1), ("d", 3), ("b", 2), ("e", 0)):
+        book.put_order(make_order(cid, minute=minute))
+    assert [o.client_order_id for o in book.orders()] == ["e", "a", "b", "c", "d"]  # ties: insertion order
+    book.put_order(dataclasses.replace(book.order("e"), created_at=T0 + timedelta(minutes=9)))
+    assert [o.client_order_id for o in book.orders()] == ["a", "b", "c", "d", "e"]
+    assert (len(book), book.open_count(), book.fill_count()) == (5, 5, 0)
+    assert book.get("a") is book.order("a") and book.get("nope") is None
+
+
+def brute_force_working(book: Book) -> dict[str, Decimal]:
+    """The working totals the slow way: every open order of the book, summed per key."""
+    totals: dict[str, Decimal] = {}
+    for order in book.orders(open_only=True):
+        signed = order.remaining if order.action is Action.BUY else -order.remaining
+        totals[order.contract.key] = totals.get(order.contract.key, Decimal(0)) + signed
+    return {k: v for k, v in totals.items() if v}
+
+
+def test_working_totals_follow_every_kind_of_change() -> None:
+    book = Book()
+
+    def check() -> None:
+        assert book.working() == brute_force_working(book)
+        assert book.open_count() == len(book.orders(open_only=True))
+
+    book.put_order(make_order("b1", 100, status=S.SUBMITTED))
+    book.put_order(make_order("s1", 30, action=Action.SELL, contract=MSFT, status=S.SUBMITTED))
+    book.put_order(make_order("b2", 5, contract=MSFT))
+    check()
+    assert book.working() == {"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(-25)}
+    book.add_fill(make_fill("e1", "b1", 40, "150"))  # counted into the order in place
+    check()
+    assert book.working()["AAPL.STK"] == Decimal(60)
+    order = book.order("s1")  # the desk's way: change the order in place, then put it back
+    order.transition(S.CANCELLED)
+    book.put_order(order)
+    check()
+    book.put_order(dataclasses.replace(book.order("b2"), quantity=Decimal(25)))  # modified
+    check()
+    assert book.working() == {"AAPL.STK": Decimal(60), "MSFT.STK": Decimal(25)}
+    book.put_order(dataclasses.replace(book.order("b2"), status=S.SUBMITTED,
+                                       filled_quantity=Decimal(25), avg_fill_price=Decimal(1)))
+    check()  # fully filled but not yet reported FILLED: nothing remains
+    assert book.working() == {"AAPL.STK": Decimal(60)}
+    book.add_fill(make_fill("e2", "b1", 60, "151", minute=2))  # fills it
+    check()
+    assert book.working() == {} and book.open_count() == 1
+
+
+def test_working_totals_of_a_replayed_book_equal_the_live_ones() -> None:
+    live = Book()
+    entries: list[dict[str, Any]] = []
+    for i in range(40):
+        order = make_order(f"o{i}", 1 + i % 7, contract=(AAPL, MSFT, ES)[i % 3],
+                           action=(Action.BUY, Action.SELL)[i % 2], minute=i, status=S.SUBMITTED)
+        entries.append(snap(order, "submitted"))
+        if i % 4 == 0:
+            entries.append({"type": "fill", "fill": make_fill(f"e{i}", f"o{i}", 1, "10",
+                                                              contract=order.contract,
+                                                              action=order.action, minute=i)})
+        if i % 5 == 0:
+            entries.append(snap(dataclasses.replace(order, status=S.CANCELLED)))
+    for entry in entries:
+        live.apply(entry)
+    assert live.working() == brute_force_working(live) == replay(entries).working()
 
 
 def test_apply_ignores_other_and_malformed_entries() -> None:

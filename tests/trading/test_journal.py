@@ -47,6 +47,7 @@ def test_append_then_entries_oldest_first_with_domain_objects(redis_server: Any)
         ]
         got = await collect(journal)
         length = await journal.length()
+        await journal.close()
         await client.aclose()
         return ids, got, length
 
@@ -102,6 +103,7 @@ def test_append_refuses_entries_without_type_or_unencodable(redis_server: Any) -
         with pytest.raises(ValidationError):
             await journal.append({"type": "x", "what": object()})
         assert await journal.length() == 0
+        await journal.close()
         await client.aclose()
 
     run(main())
@@ -125,6 +127,7 @@ def test_corrupt_entries_are_skipped_counted_and_others_survive(redis_server: An
         assert await journal.length() == 6
         await collect(journal)  # reading again does not count the same entries twice
         assert journal.corrupt == len(bad_ids)
+        await journal.close()
         await client.aclose()
 
     run(main())
@@ -138,6 +141,7 @@ def test_corrupt_entry_is_logged_with_its_stream_id(
         journal = Journal(client, "journal:logged")
         bad = await client.xadd("journal:logged", {FIELD: b"\xc1"})
         await collect(journal)
+        await journal.close()
         await client.aclose()
         return bad.decode()
 
@@ -162,6 +166,7 @@ def test_snapshots_round_trip_and_missing_is_none(redis_server: Any) -> None:
         await client.set("snap:list", codec.encode([1]))
         with pytest.raises(ProtocolError, match="snap:list"):
             await journal.load_snapshot("snap:list")
+        await journal.close()
         await client.aclose()
 
     run(main())
@@ -174,6 +179,7 @@ def test_data_survives_closing_and_reopening_the_client(redis_server: Any) -> No
         await journal.append({"type": "kill_switch", "engaged": True, "reason": "r"})
         last = await journal.append({"type": "kill_switch", "engaged": False, "reason": "r"})
         await journal.save_snapshot("snap:durable", {"last_id": last})
+        await journal.close()
         await client.aclose()
         return last
 
@@ -182,6 +188,7 @@ def test_data_survives_closing_and_reopening_the_client(redis_server: Any) -> No
         journal = Journal(client, "journal:durable")
         result = await collect(journal), await journal.load_snapshot("snap:durable"), \
             await journal.length()
+        await journal.close()
         await client.aclose()
         return result
 

@@ -115,6 +115,7 @@ async def _journal(port: int) -> tuple[dict[str, Any], set[str], int]:
         if entry["type"] == "order" and entry["event"] == "submitted":
             coid = entry["order"].client_order_id
             submitted[coid] = submitted.get(coid, 0) + 1
+    await journal.close()
     await client.aclose()
     resent = sum(1 for n in submitted.values() if n > 1)
     return {o.client_order_id: o for o in book.orders()}, {f.exec_id for f in book.fills()}, resent

@@ -8,7 +8,7 @@ the instrument's id on the bus and in storage (``tick.<source>.<key>``).
 from __future__ import annotations
 
 import re
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -55,6 +55,8 @@ class Contract:
     local_symbol: str = ""
     trading_class: str = ""
     conid: int | None = None
+    key: str = field(init=False, repr=False, compare=False)
+    """The instrument's stable id, usable as a bus topic level (see :meth:`_make_key`); computed once."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: coerced values are stored once, here
@@ -75,6 +77,9 @@ class Contract:
         multiplier = checks.optional_decimal("Contract.multiplier", self.multiplier, positive=True)
         set_(self, "multiplier", multiplier)
         self._check_kind(sec_type)
+        # Read on every order, fill and tick: computed once here, not per access. Not an init
+        # field, so the codec never carries it and a decoded or replaced Contract recomputes it.
+        set_(self, "key", self._make_key())
 
     def _check_kind(self, sec_type: SecType) -> None:
         who = f"{sec_type} contract {self.symbol!r}"
@@ -99,8 +104,7 @@ class Contract:
         elif self.expiry is not None:
             raise ValidationError(f"{who}: expiry applies only to FUT and OPT contracts")
 
-    @property
-    def key(self) -> str:
+    def _make_key(self) -> str:
         """Return the instrument's stable id, usable as a bus topic level.
 
         Only ``[A-Za-z0-9_.-]`` appear; dots separate parts, any other character

@@ -23,7 +23,10 @@ when the service died between journalling a fill and the order snapshot after it
   a commission the stored copy lacks is taken (IB reports it afterwards).
 
 The book owns its orders: ``add_fill`` and ``reconcile`` may replace an Order
-object, so read it back with :meth:`Book.order`. After a change the service
+object, so read it back with :meth:`Book.order`; an order changed in place must
+be put back (:meth:`Book.put_order`), which keeps the indexes, the open set and
+the working totals per contract (:meth:`Book.working`, what the risk gate reads
+on every order) up to date without scanning the book. After a change the service
 journals the entries that replay it (:meth:`Book.journal_entries` for a
 reconcile). ``reconcile`` assumes no placement is in flight (call it at
 start-up or while submissions are paused): a PENDING_SUBMIT order without a
@@ -32,15 +35,17 @@ broker id is taken as never sent.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from trader.domain import Fill, Order, OrderStatus
+from trader.domain import Action, Fill, Order, OrderStatus
 from trader.domain.checks import utc_now
 from trader.errors import NotFound, ValidationError
 
@@ -112,15 +117,20 @@ class Book:
 
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
-        self._seq: dict[str, int] = {}
+        self._sort_key: dict[str, tuple[datetime, int]] = {}  # client id -> (created_at, insertion)
         self._counter = itertools.count()
         self._by_broker_id: dict[int, str] = {}
         self._by_perm_id: dict[int, str] = {}
         self._fills: dict[str, Fill] = {}
         self._counted: dict[str, dict[str, Decimal]] = {}  # client id -> exec id -> quantity
         self._reported: set[tuple[str, str, Any]] = set()
-        self._ordered: list[str] | None = []  # client ids oldest first; None: re-sort (a new order came)
+        self._ordered: list[str] = []  # client ids oldest first, by _sort_keys
+        self._sort_keys: list[tuple[datetime, int]] = []  # (created_at, seq), parallel to _ordered
         self._children: dict[str, list[str]] = {}  # parent client id -> its bracket children
+        # Kept as orders change, so no query on the order path scans the whole book:
+        self._open: set[str] = set()  # client ids of the orders not done
+        self._working: dict[str, Decimal] = {}  # contract key -> signed remaining of the open orders
+        self._working_by_order: dict[str, tuple[str, Decimal]] = {}  # client id -> (key, its share)
 
     # --- replay and updates ---------------------------------------------------
 
@@ -151,9 +161,13 @@ class Book:
                                (self._by_perm_id, old.perm_id)):
                 if key is not None and index.get(key) == cid:
                     del index[key]
+            created, seq = self._sort_key[cid]
+            if created != order.created_at:
+                at = bisect.bisect_left(self._sort_keys, (created, seq))
+                del self._sort_keys[at], self._ordered[at]
+                self._insert_sorted(cid, (order.created_at, seq))
         else:
-            self._seq[cid] = next(self._counter)
-            self._ordered = None
+            self._insert_sorted(cid, (order.created_at, next(self._counter)))
             if order.parent_id is not None:
                 self._children.setdefault(order.parent_id, []).append(cid)
         self._orders[cid] = order
@@ -161,6 +175,34 @@ class Book:
             self._by_broker_id[order.broker_order_id] = cid
         if order.perm_id is not None:
             self._by_perm_id[order.perm_id] = cid
+        self._track(order)
+
+    def _insert_sorted(self, cid: str, sort_key: tuple[datetime, int]) -> None:
+        # Orders mostly come oldest first: an insertion near the end, not a re-sort of the book.
+        self._sort_key[cid] = sort_key
+        at = bisect.bisect(self._sort_keys, sort_key)
+        self._sort_keys.insert(at, sort_key)
+        self._ordered.insert(at, cid)
+
+    def _track(self, order: Order) -> None:
+        """Bring the open set and the working totals up to date with ``order`` (after any change to it)."""
+        cid = order.client_order_id
+        key, share = self._working_by_order.pop(cid, ("", _ZERO))
+        if share:
+            total = self._working[key] - share
+            if total:
+                self._working[key] = total
+            else:
+                del self._working[key]
+        if order.is_done:
+            self._open.discard(cid)
+            return
+        self._open.add(cid)
+        share = order.remaining if order.action is Action.BUY else -order.remaining
+        if share:
+            key = order.contract.key
+            self._working_by_order[cid] = (key, share)
+            self._working[key] = self._working.get(key, _ZERO) + share
 
     def add_fill(self, fill: Fill) -> bool:
         """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
@@ -195,6 +237,7 @@ class Book:
         allowed = status is order.status or order.status.can_transition(status)
         if order.filled_quantity == before and allowed:
             order.apply_fill(fill)
+            self._track(order)
             return
         cost = sum((self._fills[x].price * q for x, q in counted.items()), _ZERO)
         if not allowed:
@@ -214,6 +257,10 @@ class Book:
             raise NotFound(f"no order {client_order_id!r} in the book",
                            client_order_id=client_order_id) from None
 
+    def get(self, client_order_id: str) -> Order | None:
+        """Return the order ``client_order_id``, or None if the book has none."""
+        return self._orders.get(client_order_id)
+
     def find(self, *, broker_order_id: int | None = None, perm_id: int | None = None) -> Order | None:
         """Return the order with this perm id, else with this broker order id, else None."""
         cid = self._by_perm_id.get(perm_id) if perm_id is not None else None
@@ -223,10 +270,29 @@ class Book:
 
     def orders(self, *, open_only: bool = False) -> list[Order]:
         """Return the orders oldest first (created_at, then insertion); ``open_only``: not done."""
-        if self._ordered is None:  # sorted once per new order, not per query: the book only grows
-            self._ordered = sorted(self._orders, key=lambda c: (self._orders[c].created_at, self._seq[c]))
-        found = [self._orders[c] for c in self._ordered]
-        return [o for o in found if not o.is_done] if open_only else found
+        if open_only:
+            return [self._orders[c] for c in self._ordered if c in self._open]
+        return [self._orders[c] for c in self._ordered]
+
+    def __len__(self) -> int:
+        """Return how many orders the book holds."""
+        return len(self._orders)
+
+    def open_count(self) -> int:
+        """Return how many orders are not done."""
+        return len(self._open)
+
+    def fill_count(self) -> int:
+        """Return how many fills the book holds."""
+        return len(self._fills)
+
+    def working(self) -> dict[str, Decimal]:
+        """Return the net signed remaining quantity of the open orders per contract key (flat keys omitted).
+
+        Kept up to date as orders change (:meth:`put_order`, fills), so it costs
+        nothing per order however large the book grows.
+        """
+        return dict(self._working)
 
     def children(self, client_order_id: str) -> list[Order]:
         """Return the bracket children of an order, in the order they were placed."""

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from ib_async import Order as IbOrder
 from ib_async import Trade
 
 from trader.brokers.ib import parsing
@@ -30,7 +31,6 @@ from trader.brokers.ib.adapter import IbAdapter
 from trader.domain import Action, Order, OrderStatus
 from trader.errors import (
     Conflict,
-    NotFound,
     RiskLimitExceeded,
     TraderError,
     Unavailable,
@@ -39,7 +39,13 @@ from trader.errors import (
 from trader.trading.book import Book
 from trader.trading.instruments import Instrument, Resolver
 from trader.trading.recorder import Recorder
-from trader.trading.requests import build_orders, new_client_order_id, parse_request, round_to_tick
+from trader.trading.requests import (
+    BuiltOrders,
+    build_orders,
+    new_client_order_id,
+    parse_request,
+    round_to_tick,
+)
 from trader.trading.risk import Exposure, OrderIntent, RiskGate
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,50 @@ def _number(value: float | None) -> Decimal | None:
     return price if price is not None and price > 0 else None
 
 
+class BrokerTotals:
+    """IB's positions by key, gross exposure and PnL: re-read after IB reports a change, not per order.
+
+    ib_async changes its positions and portfolio only as IB reports them (each
+    report is an event) or when the connection is made or lost, so the totals
+    are recomputed on the first read after any of those, and cost nothing otherwise.
+    """
+
+    def __init__(self, adapter: IbAdapter) -> None:
+        self.adapter = adapter
+        self._positions: dict[str, Decimal] | None = None
+        self._portfolio: tuple[Decimal, Decimal] | None = None  # (gross exposure, unrealized + realized PnL)
+        adapter.positions.subscribe(lambda _position: self._positions_changed())
+        adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
+        adapter.connection.subscribe(lambda _connected: self.invalidate())
+
+    def _positions_changed(self) -> None:
+        self._positions = None
+
+    def _portfolio_changed(self) -> None:
+        self._portfolio = None
+
+    def invalidate(self) -> None:
+        """Forget the totals: the next read recomputes them from ib_async's state."""
+        self._positions = self._portfolio = None
+
+    def positions(self) -> dict[str, Decimal]:
+        """Return IB's positions as a signed quantity per contract key (do not mutate: it is shared)."""
+        if self._positions is None:
+            self._positions = positions_by_key(self.adapter.ib.positions())
+        return self._positions
+
+    def portfolio(self) -> tuple[Decimal, Decimal]:
+        """Return the gross exposure (sum of |market value|) and the PnL (unrealized + realized) of the portfolio."""
+        if self._portfolio is None:
+            gross = pnl = Decimal(0)
+            for item in self.adapter.ib.portfolio():
+                gross += abs(parsing.decimal_from_float(item.marketValue) or Decimal(0))
+                pnl += (parsing.decimal_from_float(item.unrealizedPNL) or Decimal(0)) + (
+                    parsing.decimal_from_float(item.realizedPNL) or Decimal(0))
+            self._portfolio = (gross, pnl)
+        return self._portfolio
+
+
 class Desk:
     """Places, modifies and cancels orders, and books what the broker reports."""
 
@@ -94,11 +144,12 @@ class Desk:
         self.trades: dict[str, Trade] = {}
         self.reasons: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._acks: dict[str, asyncio.Event] = {}  # set at the broker's first answer to a new order
+        self._acks: dict[str, asyncio.Future[None]] = {}  # done at the broker's first answer to a new order
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         self.synced = False  # reconciled with the broker since the last (re)connect
         self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id sends them
+        self.broker_totals = BrokerTotals(adapter)
         adapter.order_status.subscribe(self.on_status)
         adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
 
@@ -109,19 +160,13 @@ class Desk:
         children = self.book.children(coid)
         return {"order": order, "children": children, "reason": self.reasons.get(coid, "")}
 
-    def _existing(self, coid: str) -> Order | None:
-        try:
-            return self.book.order(coid)
-        except NotFound:
-            return None
-
     # -- placing -------------------------------------------------------------------
     async def place(self, data: dict[str, Any]) -> dict[str, Any]:
         """Place the order ``data`` describes (see OrderRequest); idempotent on its client_order_id."""
         request = parse_request(data)
         coid = request.client_order_id or new_client_order_id()
         self._require_synced()
-        existing = self._existing(coid)
+        existing = self.book.get(coid)
         if existing is not None and coid not in self.resendable:
             if existing.action is not request.action or (
                     request.quantity is not None and request.quantity != existing.quantity):
@@ -137,7 +182,9 @@ class Desk:
             # A retry of an order the journal holds but the broker never got (the service died
             # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
             self.resendable.discard(coid)
-            result = await self._place(request.model_copy(update={"client_order_id": coid}))
+            if request.client_order_id != coid:
+                request = request.model_copy(update={"client_order_id": coid})
+            result = await self._place(request)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
@@ -170,18 +217,14 @@ class Desk:
             await self.recorder.write(self._entry(built.entry, "rejected", str(exc)), "order.rejected",
                                       self.result(built.entry.client_order_id))
             raise
+        loop = asyncio.get_running_loop()
         for order in built.all:
             order.broker_order_id = self.adapter.ib.client.getReqId()
             self.book.put_order(order)
-            self._acks[order.client_order_id] = asyncio.Event()
-        for order in built.all:  # write-ahead: durable before anything is sent
-            await self.recorder.write(self._entry(order, "submitted"))
-        last = len(built.all) - 1
-        for i, order in enumerate(built.all):
-            parent = built.entry.broker_order_id if order is not built.entry else 0
-            ib_order = parsing.to_ib_order(order, order_id=order.broker_order_id or 0,
-                                           parent_order_id=parent or 0, transmit=(i == last))
-            ib_order.orderRef = broker_ref(order)
+            self._acks[order.client_order_id] = loop.create_future()
+        # Write-ahead: every order is durable before any is sent.
+        await self.recorder.write_ahead([self._entry(order, "submitted", snapshot=False) for order in built.all])
+        for order, ib_order in zip(built.all, self._ib_orders(built), strict=True):
             self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
             self.risk.record_order()
         coid = built.entry.client_order_id
@@ -189,14 +232,31 @@ class Desk:
         await self._wait_ack(coid)
         return self.result(coid)
 
+    @staticmethod
+    def _ib_orders(built: BuiltOrders) -> list[IbOrder]:
+        """Return the IB orders for ``built``: children under the entry's id, only the last one transmitting."""
+        last = len(built.all) - 1
+        ib_orders = []
+        for i, order in enumerate(built.all):
+            parent = built.entry.broker_order_id if order is not built.entry else 0
+            ib_order = parsing.to_ib_order(order, order_id=order.broker_order_id or 0,
+                                           parent_order_id=parent or 0, transmit=(i == last))
+            ib_order.orderRef = broker_ref(order)
+            ib_orders.append(ib_order)
+        return ib_orders
+
     async def _wait_ack(self, coid: str) -> None:
-        event = self._acks.get(coid)
-        if event is None:
+        ack = self._acks.get(coid)
+        if ack is None:
             return
         try:
-            await asyncio.wait_for(event.wait(), self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):  # no task per wait, unlike wait_for
+                await ack
         except TimeoutError:
             log.warning("order %s: no acknowledgement from the broker within %.0f s", coid, self.ack_timeout)
+        finally:
+            if self._acks.get(coid) is ack:
+                del self._acks[coid]
 
     async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
         """Return the market (mid, else last) and the price a market order would pay."""
@@ -218,19 +278,15 @@ class Desk:
             limit_price=order.limit_price, stop_price=order.stop_price, reduces_only=order.parent_id is not None)
 
     def exposure(self) -> Exposure:
-        """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL."""
-        positions = positions_by_key(self.adapter.ib.positions())
-        working: dict[str, Decimal] = {}
-        for order in self.book.orders(open_only=True):
-            signed = order.remaining if order.action is Action.BUY else -order.remaining
-            working[order.contract.key] = working.get(order.contract.key, Decimal(0)) + signed
-        gross = Decimal(0)
-        pnl = Decimal(0)
-        for item in self.adapter.ib.portfolio():
-            gross += abs(parsing.decimal_from_float(item.marketValue) or Decimal(0))
-            pnl += (parsing.decimal_from_float(item.unrealizedPNL) or Decimal(0)) + (
-                parsing.decimal_from_float(item.realizedPNL) or Decimal(0))
-        return Exposure(positions=positions, working=working, gross_exposure=gross, daily_pnl=pnl - self.pnl_baseline)
+        """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL.
+
+        Nothing here scans the book or the account per order: the book keeps its
+        working totals as orders change, and the broker's totals are re-read only
+        after IB reported a change.
+        """
+        gross, pnl = self.broker_totals.portfolio()
+        return Exposure(positions=self.broker_totals.positions(), working=self.book.working(),
+                        gross_exposure=gross, daily_pnl=pnl - self.pnl_baseline)
 
     # -- changing ------------------------------------------------------------------
     def _working(self, coid: str) -> tuple[Order, Trade]:
@@ -293,14 +349,14 @@ class Desk:
     def cancel_all(self) -> int:
         """Cancel every open order at the broker (IB's global cancel); return how many the book had open."""
         self.adapter.require_connection()
-        count = len(self.book.orders(open_only=True))
+        count = self.book.open_count()
         self.adapter.ib.reqGlobalCancel()
         return count
 
     # -- broker events -------------------------------------------------------------
     def _coid(self, trade: Trade) -> str | None:
         coid = client_order_id_of(trade.order.orderRef or "")
-        if coid is not None and self._existing(coid) is not None:
+        if coid is not None and self.book.get(coid) is not None:
             return coid
         found = self.book.find(broker_order_id=trade.order.orderId) if trade.order.orderId else None
         if found is None and trade.order.permId:
@@ -338,10 +394,15 @@ class Desk:
             self.reasons[coid] = reason
         if changed:
             self.book.put_order(order)
+        # Wake the waiting place() before the recorder's task: the caller's answer does not wait
+        # for this status's append (it never did), and the bus still sees the status only after it.
+        if order.status is not OrderStatus.PENDING_SUBMIT:
+            ack = self._acks.pop(coid, None)
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+        if changed:
             self.recorder.record(self._entry(order, "status", reason), f"order.{str(order.status).lower()}",
                                  self.result(coid))
-        if order.status is not OrderStatus.PENDING_SUBMIT and coid in self._acks:
-            self._acks.pop(coid).set()
         if order.is_done and coid in self._done:
             self._done.pop(coid).set()
 
@@ -357,7 +418,9 @@ class Desk:
             self.recorder.record({"type": "fill", "fill": fill}, "fill", fill)
 
     @staticmethod
-    def _entry(order: Order, event: str, reason: str = "") -> dict[str, Any]:
-        # A copy: the order goes on changing while the entry waits in the recorder's queue.
-        return {"type": "order", "order": copy.copy(order), "event": event, "reason": reason}
+    def _entry(order: Order, event: str, reason: str = "", *, snapshot: bool = True) -> dict[str, Any]:
+        # A copy: the order goes on changing while the entry waits in the recorder's queue (or while a
+        # write retries). A write-ahead needs none: nothing changes an order the broker has not seen.
+        return {"type": "order", "order": copy.copy(order) if snapshot else order, "event": event,
+                "reason": reason}
 

@@ -19,13 +19,16 @@ plain keys holding codec bytes, for whatever state a reader wants to resume
 from (e.g. the last stream id it had applied).
 
 The client must return bytes (``decode_responses=False``, redis-py's default):
-the payloads are msgpack, not text.
+the payloads are msgpack, not text. Appends do not go through it but through a
+:class:`~trader.trading.appender.StreamAppender` to the same server (host, port,
+credentials and db taken from the client), one connection that does nothing
+else: an append is on the order path. :meth:`Journal.close` closes it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -33,6 +36,7 @@ import redis.asyncio
 from trader.domain.checks import utc_now
 from trader.errors import ConfigError, ProtocolError, ValidationError
 from trader.messaging import codec
+from trader.trading.appender import StreamAppender
 
 __all__ = ["FIELD", "Journal"]
 
@@ -46,6 +50,19 @@ def _text(value: bytes | str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
+def _appender_for(client: redis.asyncio.Redis) -> StreamAppender:
+    """Return an appender to the server ``client`` talks to (a TCP client with a password at most)."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if pool.connection_class is not redis.asyncio.Connection or kwargs.get("credential_provider") is not None:
+        raise ConfigError(f"Journal needs a plain TCP Redis client (host, port, password), "
+                          f"not a {pool.connection_class.__name__}")
+    return StreamAppender(kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)),
+                          username=kwargs.get("username"), password=kwargs.get("password"),
+                          db=int(kwargs.get("db") or 0), timeout=kwargs.get("socket_timeout"),
+                          connect_timeout=kwargs.get("socket_connect_timeout"))
+
+
 class Journal:
     """An append-only journal of entry dicts in the Redis stream ``stream``."""
 
@@ -56,6 +73,8 @@ class Journal:
             raise ValidationError(f"Journal stream must be a non-empty string, got {stream!r}")
         self.client = client
         self.stream = stream
+        self._stream = stream.encode()
+        self._appender = _appender_for(client)
         self._corrupt_ids: set[str] = set()
 
     @property
@@ -69,15 +88,35 @@ class Journal:
         Raises ``ValidationError`` if the entry has no type or holds a value the
         codec cannot carry; nothing is written then.
         """
+        [appended] = self.append_now([entry])
+        return await appended
+
+    def append_now(self, entries: Sequence[Mapping[str, Any]]) -> list[Coroutine[Any, Any, str]]:
+        """Send the appends of ``entries`` now, pipelined, in order; return what to await for each id.
+
+        All are encoded first: if one cannot be (``ValidationError``), none is
+        sent. Each result must be awaited; an entry is durable once its result is in.
+        """
+        payloads = [codec.encode(self._stamped(entry)) for entry in entries]
+        return [self._id(self._appender.xadd_now(self._stream, {FIELD: payload})) for payload in payloads]
+
+    @staticmethod
+    def _stamped(entry: Mapping[str, Any]) -> dict[str, Any]:
         kind = entry.get("type") if isinstance(entry, Mapping) else None
         if not isinstance(kind, str) or not kind:
             raise ValidationError(f"journal entry needs a non-empty 'type', got {entry!r}")
         data = dict(entry)
         if data.get("time") is None:
             data["time"] = utc_now()
-        payload = codec.encode(data)
-        stream_id = await self.client.xadd(self.stream, {FIELD: payload})
-        return _text(stream_id)
+        return data
+
+    @staticmethod
+    async def _id(appended: Awaitable[bytes]) -> str:
+        return _text(await appended)
+
+    async def close(self) -> None:
+        """Close the append connection (the client is the caller's); safe to call twice."""
+        await self._appender.close()
 
     async def entries(
         self, after: str = "-", page: int = 1000

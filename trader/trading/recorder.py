@@ -4,8 +4,10 @@ ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
-durable (the write-ahead of a new order before it is sent); :meth:`Recorder.record`
-queues and does not wait.
+durable, and :meth:`Recorder.write_ahead` does the same for a new order and its
+bracket children together (before any is sent); :meth:`Recorder.record` queues
+and does not wait. Appends go out pipelined: a write-ahead's entries, and what
+queued up while the task was waiting, each travel to Redis together.
 An entry is published on the bus only once it is in the journal.
 """
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import redis.exceptions
 
+from trader.errors import TraderError
 from trader.trading.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Recorder"]
 
 Publish = Callable[[str, Any], None]
+# Redis may blink (a restart under pycron): such failures are retried briefly rather than an event lost.
+_RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+DRAIN_BATCH = 256  # queued entries sent to Redis in one go
 
 
 class Recorder:
@@ -72,29 +78,56 @@ class Recorder:
             self.publish(topic, payload)
         return entry_id
 
+    async def write_ahead(self, entries: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Append ``entries`` at once, pipelined (one round trip for a bracket), and return their ids once all are durable.
+
+        For the write-ahead of a new order and its children, which no queued
+        entry concerns (see :meth:`write`). A failed append is retried as
+        :meth:`write`'s are; nothing is published.
+        """
+        entries = [dict(entry) for entry in entries]
+        sent = self.journal.append_now(entries)
+        return [await self._confirmed(appended, entry) for entry, appended in zip(entries, sent, strict=True)]
+
+    async def _confirmed(self, appended: Coroutine[Any, Any, str], entry: Mapping[str, Any]) -> str:
+        """Await an append already sent; retry it (as ``write`` does) if Redis blinked meanwhile."""
+        try:
+            return await appended
+        except _RETRYABLE as exc:
+            log.warning("journal append failed (%s); retrying", exc)
+            return await self._append(entry)
+
     async def _drain(self) -> None:
+        # What queued up meanwhile goes to Redis at once, pipelined; each entry is still
+        # published only once its own append is in, and in the order they came.
         while True:
-            entry, topic, payload = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < DRAIN_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._append(entry)
-                if topic is not None:
-                    try:
-                        self.publish(topic, payload)
-                    except Exception:
-                        log.exception("publishing %s failed", topic)
-            except Exception:
-                self.failures += 1
-                log.exception("journal append failed for a %s entry", entry.get("type"))
-            finally:
-                self._queue.task_done()
+                sent = self.journal.append_now([entry for entry, _, _ in batch])
+            except TraderError:  # one cannot be encoded: one at a time, so the others are still written
+                sent = [self._append(entry) for entry, _, _ in batch]
+            for (entry, topic, payload), appended in zip(batch, sent, strict=True):
+                try:
+                    await self._confirmed(appended, entry)
+                    if topic is not None:
+                        try:
+                            self.publish(topic, payload)
+                        except Exception:
+                            log.exception("publishing %s failed", topic)
+                except Exception:
+                    self.failures += 1
+                    log.exception("journal append failed for a %s entry", entry.get("type"))
+                finally:
+                    self._queue.task_done()
 
     async def _append(self, entry: Mapping[str, Any]) -> str:
-        # Redis may blink (a restart under pycron): retry briefly rather than lose an event.
         delay = 0.05
         for attempt in range(8):
             try:
                 return await self.journal.append(entry)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            except _RETRYABLE as exc:
                 if attempt == 7:
                     raise
                 log.warning("journal append failed (%s); retrying in %.2f s", exc, delay)

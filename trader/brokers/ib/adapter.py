@@ -81,6 +81,8 @@ class IbAdapter:
         self.trading = trading
         self.ib = ib or IB()
         self.ib.RaiseRequestErrors = True
+        self.ib.client.MaxRequests = trading.ib_max_requests
+        self.ib.client.RequestsInterval = trading.ib_requests_interval
         self.tickers: Subject[list[Ticker]] = Subject()
         self.order_status: Subject[Any] = Subject()
         self.executions: Subject[tuple[Any, Any]] = Subject()

@@ -1,0 +1,123 @@
+"""Recorder: queued entries journalled in order, pipelined; each published only after its append; write-aheads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+
+from trader.errors import ValidationError
+from trader.trading.journal import Journal
+from trader.trading.recorder import Recorder
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+class SlowJournal:
+    """A journal whose appends complete a few loop turns after they are sent; it logs both, and may blink."""
+
+    def __init__(self, events: list[tuple[str, int]], blinks: int = 0) -> None:
+        self.events = events
+        self.blinks = blinks
+        self.stored: list[int] = []
+
+    def append_now(self, entries: list[dict[str, Any]]) -> list[Any]:
+        for entry in entries:
+            if entry.get("bad"):
+                raise ValidationError("cannot encode")
+        for entry in entries:
+            self.events.append(("sent", entry["n"]))
+        return [self._complete(entry) for entry in entries]
+
+    async def append(self, entry: dict[str, Any]) -> str:
+        [appended] = self.append_now([entry])
+        return await appended
+
+    async def _complete(self, entry: dict[str, Any]) -> str:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if self.blinks:
+            self.blinks -= 1
+            raise redis.exceptions.ConnectionError("blink")
+        self.stored.append(entry["n"])
+        self.events.append(("appended", entry["n"]))
+        return f"0-{entry['n']}"
+
+
+def test_queued_entries_go_out_together_and_each_is_published_after_its_append() -> None:
+    events: list[tuple[str, int]] = []
+
+    async def main() -> Recorder:
+        recorder = Recorder(SlowJournal(events), lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
+        recorder.start()
+        for n in range(5):
+            recorder.record({"type": "order", "n": n}, "order.x", n)
+        await recorder.stop()
+        return recorder
+
+    recorder = run(main())
+    assert events[:5] == [("sent", n) for n in range(5)]  # one batch: all sent before the first answer
+    assert [e for e in events if e[0] == "published"] == [("published", n) for n in range(5)]
+    for n in range(5):
+        assert events.index(("appended", n)) < events.index(("published", n))
+    assert recorder.failures == 0 and recorder.pending == 0
+
+
+def test_a_blink_is_retried_and_an_unencodable_entry_does_not_sink_its_batch() -> None:
+    events: list[tuple[str, int]] = []
+    journal = SlowJournal(events, blinks=1)
+
+    async def main() -> Recorder:
+        recorder = Recorder(journal, lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
+        recorder.start()
+        recorder.record({"type": "order", "n": 0}, "order.x", 0)
+        recorder.record({"type": "order", "n": 1, "bad": True}, "order.x", 1)
+        recorder.record({"type": "order", "n": 2}, "order.x", 2)
+        await recorder.stop()
+        return recorder
+
+    recorder = run(main())
+    assert journal.stored == [0, 2]
+    assert [e for e in events if e[0] == "published"] == [("published", 0), ("published", 2)]
+    assert recorder.failures == 1
+
+
+def test_write_ahead_sends_its_entries_together_and_returns_once_all_are_durable() -> None:
+    events: list[tuple[str, int]] = []
+    journal = SlowJournal(events, blinks=1)
+
+    async def main() -> list[str]:
+        recorder = Recorder(journal, lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
+        return await recorder.write_ahead([{"type": "order", "n": 1}, {"type": "order", "n": 2}])
+
+    assert run(main()) == ["0-1", "0-2"]
+    assert events[:2] == [("sent", 1), ("sent", 2)]  # one round trip, not one per entry
+    assert journal.stored == [1, 2]  # the first blinked and was sent again, still first
+    assert not [e for e in events if e[0] == "published"]
+
+
+def test_against_redis_every_entry_is_journalled_in_order(redis_server: Any) -> None:
+    published: list[int] = []
+
+    async def main() -> list[int]:
+        client = redis.asyncio.Redis(port=redis_server.port)
+        journal = Journal(client, "journal:recorder")
+        recorder = Recorder(journal, lambda topic, n: published.append(n))
+        recorder.start()
+        await recorder.write_ahead([{"type": "order", "n": -1}])
+        for n in range(300):
+            recorder.record({"type": "order", "n": n}, "order.x", n)
+            if n % 50 == 0:
+                await asyncio.sleep(0)  # batches of several sizes
+        await recorder.stop()
+        stored = [entry["n"] async for _, entry in journal.entries()]
+        await journal.close()
+        await client.aclose()
+        return stored
+
+    assert run(main()) == [-1, *range(300)]
+    assert published == list(range(300))
