@@ -78,6 +78,19 @@ class Idle(Strategy):
         return pd.Series(0.0, index=prices.index)
 """,
     "idle.yaml": "enabled: false\n",
+    "ticker.py": HEADER + """
+class Ticker(Strategy):
+    instruments = ("MSFT",)
+
+    def signals(self, prices):
+        return pd.Series(0.0, index=prices.index)
+
+    def on_tick(self, tick):
+        if tick.bid is not None:
+            while True:  # hangs on its thread; the next tick finds it over budget
+                time.sleep(0.05)
+""",
+    "ticker.yaml": "time_budget: 0.5\n",
     # The Rx escape hatch: a target from the tick stream itself, no bars.
     "piper.py": HEADER + """
 from reactivex import operators as ops
@@ -135,6 +148,7 @@ def test_strategies_trade_in_the_book_and_failures_stay_isolated(strategy_stack:
     assert states["raiser"]["state"] == "ERROR" and "ZeroDivisionError" in states["raiser"]["reason"]
     assert states["sleeper"]["state"] == "ERROR" and "time budget of 0.5 s" in states["sleeper"]["reason"]
     assert states["absurd"]["state"] == "ERROR" and "outside -1..1" in states["absurd"]["reason"]
+    eventually(lambda: "on_tick took longer" in strategies(stack)["ticker"]["reason"], 10, "ticker over budget")
     assert any("ZeroDivisionError: the strategy's own bug" in line["message"]
                for line in call(stack.strategy_endpoint, "logs", "raiser"))
     assert states["flipper"]["state"] == "RUNNING"

@@ -3,11 +3,12 @@
 A :class:`StrategyRunner` owns one plugin's strategy inside the strategy
 service. Everything that reaches it (closed bars, fills, ticks) is an event
 on its own queue, worked by its own task, so a slow or broken strategy delays
-only itself. Strategy code (``signals`` and the hooks but ``on_tick``) runs
-on the runner's own worker thread under the config's ``time_budget``: past
-it the strategy goes to ERROR (the thread is abandoned, it cannot be killed)
-and the others carry on. ``on_tick`` runs inline, guarded, since a thread hop
-per tick would cost more than most hooks.
+only itself. Strategy code (``signals`` and every hook) runs on the runner's
+own worker thread under the config's ``time_budget``: past it the strategy
+goes to ERROR (the thread is abandoned, it cannot be killed) and the others
+carry on. ``on_tick`` calls are queued to that thread in order without
+waiting (a strategy without its own ``on_tick`` gets no ticks at all); one
+that overruns is found at the next tick.
 
 States: INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
 up from the trader service's history and live bars), RUNNING (trading at each
@@ -58,6 +59,7 @@ __all__ = ["StrategyRunner", "StrategyState"]
 log = logging.getLogger(__name__)
 
 Call = Callable[..., Awaitable[Any]]
+MAX_QUEUED_TICKS = 10_000  # ticks waiting for a slow on_tick before new ones are dropped
 
 
 class StrategyState(enum.StrEnum):
@@ -117,10 +119,15 @@ class StrategyRunner:
         self.signal_calls = 0
         self.last_signal_ms = 0.0
         self.ticks_seen = 0
+        self.ticks_dropped = 0
+        self._ticks_sent = 0  # written by the loop thread only
+        self._ticks_done = 0  # written by the strategy's thread only
+        self._tick_started = 0.0  # monotonic time the running on_tick call began (0: none running)
         #: Whether the strategy has an ``on_tick`` of its own: if not, the service does not feed it ticks.
         self.wants_ticks = type(self.strategy).on_tick is not Strategy.on_tick
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._warmed = asyncio.Event()  # set once the history is in and on_start has run
         self._executor: ThreadPoolExecutor | None = None
         self.logger = self.strategy.log
         self.capture = _Capture(self, log_lines)
@@ -166,6 +173,8 @@ class StrategyRunner:
             "bars": {k: len(b) for k, b in self.bars.items()},
             "targets": dict(self.targets),
             "orders": self.orders_sent,
+            "ticks": self.ticks_seen,
+            "ticks_dropped": self.ticks_dropped,
             "signal_ms": round(self.last_signal_ms, 3),
             **self.ledger.summary(),
         }
@@ -178,6 +187,7 @@ class StrategyRunner:
         self.targets = {key: None for key in keys.values()}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
         self.queue = asyncio.Queue()
+        self._warmed = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"strategy-{self.name}")
         self.move(StrategyState.WAITING_HISTORY, f"warming up ({self.strategy.warmup} bars of {self.strategy.bar_size})")
 
@@ -187,7 +197,8 @@ class StrategyRunner:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        if self.state is not StrategyState.ERROR or state is not StrategyState.DISABLED:
+        failed = self.state is StrategyState.ERROR
+        if not failed:  # a failed strategy's hooks are not trusted to return
             try:
                 await self.run_budgeted("on_stop", self.strategy.on_stop)
             except Exception as exc:  # noqa: BLE001 - reported, the stop goes on
@@ -195,7 +206,7 @@ class StrategyRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        if not (self.state is StrategyState.ERROR and state is StrategyState.DISABLED and reason == "stopping"):
+        if not (failed and reason == "stopping"):  # the service stopping keeps an ERROR on show
             self.move(state, reason)
 
     def close(self) -> None:
@@ -209,10 +220,15 @@ class StrategyRunner:
         try:
             return await asyncio.wait_for(future, self.config.time_budget)
         except TimeoutError:
-            # The thread cannot be stopped: give the strategy a fresh one, the stuck call is abandoned.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+            self._replace_executor()
             raise BudgetExceeded(f"{what} took longer than its time budget of {self.config.time_budget:g} s") from None
+
+    def _replace_executor(self) -> None:
+        """Give the strategy a fresh thread: a stuck call cannot be stopped, only abandoned."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+        self._ticks_done = self._ticks_sent  # what the abandoned thread had queued is gone
 
     # -- warm-up ---------------------------------------------------------------------
     async def warm_up(self, history: dict[str, list[Bar]]) -> None:
@@ -229,6 +245,8 @@ class StrategyRunner:
         except Exception as exc:  # noqa: BLE001 - a broken hook is the strategy's ERROR
             self.fail("on_start", exc)
             return
+        finally:
+            self._warmed.set()  # the worker takes the live bars queued meanwhile, after the history
         self._check_warm()
 
     def _check_warm(self) -> None:
@@ -237,13 +255,34 @@ class StrategyRunner:
 
     # -- events (from the service's Rx subscriptions) --------------------------------
     def on_tick(self, tick: Tick) -> None:
-        if not self.active:
+        """Hand ``tick`` to the strategy's ``on_tick`` on its thread, in order; police its time budget."""
+        if not self.active or self._executor is None or not self._warmed.is_set():
+            return  # no tick before on_start
+        started = self._tick_started
+        if started and time.monotonic() - started > self.config.time_budget:
+            self._tick_started = 0.0
+            self._replace_executor()
+            self.fail("on_tick", BudgetExceeded(f"on_tick took longer than its time budget of "
+                                                f"{self.config.time_budget:g} s"))
+            return
+        if self._ticks_sent - self._ticks_done >= MAX_QUEUED_TICKS:
+            self.ticks_dropped += 1
+            if self.ticks_dropped == 1:
+                self.logger.warning("on_tick cannot keep up: ticks dropped (counted in ticks_dropped)")
             return
         self.ticks_seen += 1
+        self._ticks_sent += 1
+        self._executor.submit(self._tick, tick, asyncio.get_running_loop())
+
+    def _tick(self, tick: Tick, loop: asyncio.AbstractEventLoop) -> None:  # on the strategy's thread
+        self._tick_started = time.monotonic()
         try:
             self.strategy.on_tick(tick)
         except Exception as exc:  # noqa: BLE001 - the strategy's bug, isolated
-            self.fail("on_tick", exc)
+            loop.call_soon_threadsafe(self.fail, "on_tick", exc)
+        finally:
+            self._tick_started = 0.0
+            self._ticks_done += 1
 
     def on_bar(self, bar: Bar) -> None:
         if self.active:
@@ -276,6 +315,7 @@ class StrategyRunner:
 
     # -- the worker ------------------------------------------------------------------
     async def _work(self) -> None:
+        await self._warmed.wait()
         while True:
             events = [await self.queue.get()]
             while not self.queue.empty():  # catch up: many bars for one instrument make one decision
