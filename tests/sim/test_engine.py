@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal as D
+from types import MemberDescriptorType
+from typing import cast
 
 import pytest
 
@@ -11,7 +14,15 @@ from trader.domain import Action, OrderStatus, OrderType, TimeInForce
 from trader.sim.catalogue import Instrument
 from trader.sim.engine import MatchingEngine
 from trader.sim.msgids import ErrorCode
-from trader.sim.orders import EngineEvent, OrderChanged, OrderError, OrderFilled, OrderTicket, Quote
+from trader.sim.orders import (
+    EngineEvent,
+    OrderChanged,
+    OrderError,
+    OrderFilled,
+    OrderTicket,
+    Quote,
+    SimOrder,
+)
 
 
 def quote(bid: str, ask: str, bid_size: int = 100, ask_size: int = 100) -> Quote:
@@ -59,6 +70,18 @@ def test_limit_order_rests_then_fills_with_price_improvement(engine: MatchingEng
     assert engine.get(1, 1).status is OrderStatus.SUBMITTED  # type: ignore[union-attr]
     assert fills(engine.on_quote(aapl.conid, quote("99.98", "100.03"))) == []
     assert fills(engine.on_quote(aapl.conid, quote("99.97", "99.99"))) == [(D(100), D("99.99"))]
+
+
+def test_a_partial_fill_modified_down_to_its_filled_quantity_is_filled(
+    engine: MatchingEngine, aapl: Instrument
+) -> None:
+    engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=40))
+    limit = {"kind": OrderType.LMT, "limit_price": D("100.01")}
+    assert fills(engine.place(ticket(aapl, 1, qty=100, **limit))) == [(D(40), D("100.01"))]
+    engine.place(ticket(aapl, 1, qty=40, **limit))  # down to what already filled
+    order = engine.get(1, 1)
+    assert order is not None and order.status is OrderStatus.FILLED and order.completed_status == "Filled"
+    assert fills(engine.on_quote(aapl.conid, quote("100.00", "100.01"))) == []  # nothing left to match
 
 
 def test_sell_limit_and_stop_orders(engine: MatchingEngine, aapl: Instrument) -> None:
@@ -219,3 +242,78 @@ def test_commissions_by_kind(engine: MatchingEngine, aapl: Instrument, es: Instr
     engine.place(ticket(aapl, 1, qty=500))
     engine.place(ticket(es, 2, qty=3))
     assert [e.commission for e in engine.executions] == [D("2.50"), D("6.75")]
+
+
+def test_modifying_a_child_onto_another_parent_moves_it_to_that_bracket(
+    engine: MatchingEngine, aapl: Instrument
+) -> None:
+    engine.on_quote(aapl.conid, quote("100.00", "100.01"))
+    engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("90.00")))
+    engine.place(ticket(aapl, 2, kind=OrderType.LMT, limit_price=D("91.00")))
+    engine.place(ticket(aapl, 3, "SELL", kind=OrderType.LMT, limit_price=D("110.00"), parent_id=1))
+    engine.place(ticket(aapl, 3, "SELL", kind=OrderType.LMT, limit_price=D("110.00"), parent_id=2))
+    engine.cancel(1, 1)
+    assert engine.get(1, 3).status is OrderStatus.PRE_SUBMITTED  # type: ignore[union-attr]
+    engine.cancel(1, 2)
+    assert engine.get(1, 3).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """Record (by id) every SimOrder whose field or property is read from now on."""
+    seen: set[int] = set()
+
+    def spy(attr: object) -> property:
+        if isinstance(attr, property):
+            getter = attr.fget
+            assert getter is not None
+            return property(lambda self: (seen.add(id(self)), getter(self))[1])
+        slot = cast(MemberDescriptorType, attr)
+        return property(lambda self: (seen.add(id(self)), slot.__get__(self))[1],
+                        lambda self, value: slot.__set__(self, value))
+
+    for name, attr in list(vars(SimOrder).items()):
+        if isinstance(attr, property | MemberDescriptorType):
+            monkeypatch.setattr(SimOrder, name, spy(attr))
+    return seen
+
+
+def test_orders_and_quotes_touch_only_live_orders_however_many_are_done(
+    engine: MatchingEngine, aapl: Instrument, es: Instrument, reads: set[int]
+) -> None:
+    deep = {"bid_size": 1_000_000, "ask_size": 1_000_000}
+    engine.on_quote(aapl.conid, quote("100.00", "100.01", **deep))
+    far = {"kind": OrderType.LMT, "limit_price": D("50.00")}
+    ids = itertools.count(1)
+    for _ in range(600):  # history: 2,400 done orders of every kind
+        engine.place(ticket(aapl, next(ids), qty=1))
+        engine.place(ticket(aapl, cancelled := next(ids), **far))
+        engine.cancel(1, cancelled)
+        engine.place(ticket(aapl, parent := next(ids), **far, transmit=False))
+        engine.place(ticket(aapl, next(ids), "SELL", **far, parent_id=parent))
+        engine.cancel(1, parent)
+    assert sum(o.order.is_done for o in engine.orders()) == 2400
+    engine.place(ticket(aapl, resting := next(ids), **far))
+    partner = {"kind": OrderType.LMT, "limit_price": D(150), "oca_group": "x"}
+    engine.place(ticket(aapl, next(ids), "SELL", **partner))
+    live = {id(o) for o in engine.orders() if not o.order.is_done}
+    assert len(live) == 2
+
+    reads.clear()
+    new_ids = [next(ids) for _ in range(3)]
+    # a fill that cancels its OCA partner, a bracket sent with its last child, a modification
+    engine.place(ticket(aapl, new_ids[0], qty=1, oca_group="x", oca_type=1))
+    engine.place(ticket(aapl, new_ids[1], **far, transmit=False))
+    stop = {"kind": OrderType.STP, "stop_price": D(40), "parent_id": new_ids[1]}
+    engine.place(ticket(aapl, new_ids[2], "SELL", **stop))
+    engine.place(ticket(aapl, resting, kind=OrderType.LMT, limit_price=D("51.00")))
+    engine.on_quote(aapl.conid, quote("100.01", "100.02", **deep))
+    engine.on_quote(es.conid, quote("5925.00", "5925.25"))
+    engine.cancel(1, new_ids[1])
+    engine.place(ticket(aapl, new_ids[1], **far))  # refused: done (a duplicate id)
+    engine.open_orders()
+    engine.expire_day()
+    engine.cancel_all()
+    read_done = reads - live - {id(engine.get(1, i)) for i in new_ids}
+    assert not read_done, f"{len(read_done)} orders that were already done were read"
+    assert engine.book.live_count == 0 and sum(o.order.is_done for o in engine.orders()) == 2405

@@ -36,13 +36,13 @@ from trader.domain import Action, Fill, Order, OrderStatus, OrderType, TimeInFor
 from trader.errors import ValidationError
 from trader.sim.catalogue import Instrument
 from trader.sim.msgids import ErrorCode
+from trader.sim.order_book import OrderBook
 from trader.sim.orders import (
     EngineEvent,
     Execution,
     OrderChanged,
     OrderError,
     OrderFilled,
-    OrderKey,
     OrderTicket,
     Quote,
     SimOrder,
@@ -58,7 +58,11 @@ _HUNDRED = Decimal(100)
 
 
 class MatchingEngine:
-    """Orders of every client, matched against the latest quote of each instrument."""
+    """Orders of every client, matched against the latest quote of each instrument.
+
+    ``book`` keeps every order; placing an order and matching a quote look only
+    at the live ones, so the engine does not slow down as orders fill and cancel.
+    """
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class MatchingEngine:
         self.commission_currency = commission_currency
         self._perm_ids = itertools.count(first_perm_id)
         self._exec_seq = itertools.count(1)
-        self._orders: dict[OrderKey, SimOrder] = {}
+        self.book = OrderBook()
         self._quotes: dict[int, Quote] = {}
         self._taken: dict[int, list[Decimal]] = {}  # conid -> [bid size taken, ask size taken]
         self.executions: list[Execution] = []
@@ -83,19 +87,20 @@ class MatchingEngine:
 
     # -- queries ---------------------------------------------------------------
     def get(self, client_id: int, order_id: int) -> SimOrder | None:
-        return self._orders.get((client_id, order_id))
+        return self.book.get((client_id, order_id))
 
     def orders(self, client_id: int | None = None) -> list[SimOrder]:
         """Return every order (of one client), oldest first."""
-        found = [o for o in self._orders.values() if client_id is None or o.client_id == client_id]
-        return sorted(found, key=lambda o: o.perm_id)
+        return list(self.book) if client_id is None else self.book.of_client(client_id)
 
     def open_orders(self, client_id: int | None = None) -> list[SimOrder]:
-        """Return the transmitted orders that are still working."""
-        return [o for o in self.orders(client_id) if o.is_working]
+        """Return the transmitted orders that are still working, oldest first."""
+        live = self.book.live()
+        return [o for o in live if o.is_working and (client_id is None or o.client_id == client_id)]
 
     def completed_orders(self) -> list[SimOrder]:
-        return [o for o in self.orders() if o.order.is_done and not o.held]
+        """Return the transmitted orders that are done, oldest first."""
+        return [o for o in self.book if o.order.is_done and not o.held]
 
     def quote(self, conid: int) -> Quote | None:
         return self._quotes.get(conid)
@@ -103,7 +108,7 @@ class MatchingEngine:
     # -- orders ----------------------------------------------------------------
     def place(self, ticket: OrderTicket) -> list[EngineEvent]:
         """Accept a new order or modify a working one (same client and order id)."""
-        existing = self._orders.get(ticket.key)
+        existing = self.book.get(ticket.key)
         if existing is not None:
             return self._modify(existing, ticket)
         if self.reject_next > 0:
@@ -112,7 +117,7 @@ class MatchingEngine:
         problem = self._check_prices(ticket)
         if problem is not None:
             return [problem]
-        if ticket.parent_id and (ticket.client_id, ticket.parent_id) not in self._orders:
+        if ticket.parent_id and self.book.get((ticket.client_id, ticket.parent_id)) is None:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:parent order {ticket.parent_id} not found")]
         try:
             order = self._domain_order(ticket, None)
@@ -120,7 +125,7 @@ class MatchingEngine:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")]
         order.perm_id = next(self._perm_ids)
         sim = SimOrder(ticket=ticket, order=order, perm_id=order.perm_id, held=not ticket.transmit)
-        self._orders[ticket.key] = sim
+        self.book.add(sim)
         if sim.held:
             return []
         events: list[EngineEvent] = []
@@ -131,7 +136,7 @@ class MatchingEngine:
 
     def cancel(self, client_id: int, order_id: int, reason: str = "") -> list[EngineEvent]:
         """Cancel an order; refuse with IB's codes when it is unknown or done."""
-        sim = self._orders.get((client_id, order_id))
+        sim = self.book.get((client_id, order_id))
         if sim is None:
             return [OrderError(client_id, order_id, ErrorCode.CANCEL_UNKNOWN_ORDER,
                                f"OrderId {order_id} that needs to be cancelled is not found.")]
@@ -144,15 +149,15 @@ class MatchingEngine:
     def cancel_all(self) -> list[EngineEvent]:
         """Cancel every working or held order of every client (reqGlobalCancel)."""
         events: list[EngineEvent] = []
-        for sim in self.orders():
-            if not sim.order.is_done:
+        for sim in self.book.live():
+            if not sim.order.is_done:  # a parent cancelled earlier in the loop took its children
                 events += self._cancel(sim, "global cancel")
         return events
 
     def expire_day(self) -> list[EngineEvent]:
         """End of the trading day: cancel the working DAY orders."""
         events: list[EngineEvent] = []
-        for sim in self.orders():
+        for sim in self.book.live():
             if sim.is_working and sim.ticket.tif is TimeInForce.DAY:
                 events += self._cancel(sim, "day order expired")
         return events
@@ -163,8 +168,8 @@ class MatchingEngine:
         self._quotes[conid] = quote
         self._taken[conid] = [Decimal(0), Decimal(0)]
         events: list[EngineEvent] = []
-        for sim in self.orders():
-            if sim.instrument.conid == conid and sim.is_working:
+        for sim in self.book.live_on(conid):
+            if sim.is_working:  # a fill earlier in the loop may have cancelled it (OCA, bracket)
                 events += self._try_fill(sim)
         return events
 
@@ -232,8 +237,9 @@ class MatchingEngine:
             order = self._domain_order(ticket, sim)
         except ValidationError as exc:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")]
-        was_held = sim.held
+        was_held, old_parent_id = sim.held, sim.ticket.parent_id
         sim.ticket, sim.order = ticket, order
+        self.book.reparent(sim, old_parent_id)
         if ticket.order_type is not OrderType.TRAIL:
             sim.trail_stop = None
         sim.triggered = False
@@ -245,20 +251,20 @@ class MatchingEngine:
             for waiting in self._held_bracket(sim):
                 events += self._activate(waiting)
             return events + self._activate(sim)
-        if sim.order.filled_quantity == sim.order.quantity:
-            self._finish(sim)  # reduced to what was already filled
+        if sim.order.filled_quantity == sim.order.quantity:  # reduced to what was already filled
+            sim.order.transition(OrderStatus.FILLED, self._clock())
+            self._finish(sim)
             return [OrderChanged(sim)]
         return [OrderChanged(sim), *self._try_fill(sim)]
 
     def _held_bracket(self, sim: SimOrder) -> list[SimOrder]:
         """Return held orders sent with ``sim``: its parent and its parent's other children."""
         root = sim.ticket.parent_id or sim.order_id
-        found = []
-        for other in self.orders(sim.client_id):
-            if other is sim or not other.held:
-                continue
-            if other.order_id == root or other.ticket.parent_id == root:
-                found.append(other)
+        family = self.book.children(sim.client_id, root)
+        parent = self.book.get((sim.client_id, root))
+        if parent is not None:
+            family.append(parent)
+        found = sorted((o for o in family if o is not sim and o.held), key=lambda o: o.perm_id)
         for other in found:
             other.held = False
         return found
@@ -266,7 +272,7 @@ class MatchingEngine:
     def _parent(self, sim: SimOrder) -> SimOrder | None:
         if not sim.ticket.parent_id:
             return None
-        return self._orders.get((sim.client_id, sim.ticket.parent_id))
+        return self.book.get((sim.client_id, sim.ticket.parent_id))
 
     def _waits_for_parent(self, sim: SimOrder) -> bool:
         parent = self._parent(sim)
@@ -303,14 +309,15 @@ class MatchingEngine:
         if not sim.held:
             events += [OrderChanged(sim), OrderError(sim.client_id, sim.order_id, ErrorCode.ORDER_CANCELLED,
                                                      f"Order Canceled - reason:{reason}")]
-        for child in self.orders(sim.client_id):
-            if child.ticket.parent_id == sim.order_id and not child.order.is_done:
+        for child in self.book.children(sim.client_id, sim.order_id):
+            if not child.order.is_done:
                 events += self._cancel(child, "parent order is cancelled")
         return events
 
     def _finish(self, sim: SimOrder) -> None:
         sim.completed_time = self._clock()
         sim.completed_status = "Filled" if sim.status is OrderStatus.FILLED else "Cancelled"
+        self.book.retire(sim)
 
     def _side_touch(self, sim: SimOrder, quote: Quote) -> tuple[Decimal, Decimal]:
         """Return (price, size still available) on the side ``sim`` trades against."""
@@ -415,7 +422,7 @@ class MatchingEngine:
         events: list[EngineEvent] = []
         group = sim.ticket.oca_group
         if group:
-            for other in self.orders():
+            for other in self.book.live():
                 if other is sim or not other.is_working or other.ticket.oca_group != group:
                     continue
                 if sim.ticket.oca_type in (2, 3):
@@ -426,15 +433,15 @@ class MatchingEngine:
             for other in self._siblings(sim):
                 events += self._reduce(other, quantity)
         if sim.status is OrderStatus.FILLED:
-            for child in self.orders(sim.client_id):
-                if child.ticket.parent_id == sim.order_id and child.is_working:
+            for child in self.book.children(sim.client_id, sim.order_id):
+                if child.is_working:
                     child.order.transition(OrderStatus.SUBMITTED, self._clock())
                     events += [OrderChanged(child), *self._try_fill(child)]
         return events
 
     def _siblings(self, sim: SimOrder) -> Iterable[SimOrder]:
-        for other in self.orders(sim.client_id):
-            if other is not sim and other.is_working and other.ticket.parent_id == sim.ticket.parent_id:
+        for other in self.book.children(sim.client_id, sim.ticket.parent_id):
+            if other is not sim and other.is_working:
                 yield other
 
     def _reduce(self, sim: SimOrder, quantity: Decimal) -> list[EngineEvent]:

@@ -155,8 +155,7 @@ class TwsSimServer:
 
     def next_order_id(self, client_id: int) -> int:
         """Return the next order id for ``client_id``: above every id it has used."""
-        used = [o.order_id for o in self.engine.orders(client_id)]
-        return max([self._next_ids.get(client_id, 1), *(i + 1 for i in used)])
+        return max(self._next_ids.get(client_id, 1), self.engine.book.last_order_id(client_id) + 1)
 
     def reserve_ids(self, client_id: int, count: int) -> int:
         first = self.next_order_id(client_id)
