@@ -24,6 +24,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -70,6 +71,7 @@ class StrategyService(Service):
         self.errors: list[PluginError] = []
         self._subscriptions: dict[str, CompositeDisposable] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._trader_pid: int | None = None
         self._trader_seen = 0.0
         self._equity: tuple[float, Decimal | None] = (0.0, None)
@@ -92,9 +94,10 @@ class StrategyService(Service):
         self._load(await self._switches())
 
     async def on_stop(self) -> None:
-        for task in self._starting.values():
+        tasks = [*self._starting.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._starting.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for name in list(self.runners):
             await self._stop(name, StrategyState.DISABLED, "stopping")
             self.runners[name].close()
@@ -149,7 +152,13 @@ class StrategyService(Service):
             self._start(plugin.name)
         else:
             runner.move(StrategyState.DISABLED, "disabled in its config" if enabled is None else "disabled")
-            asyncio.get_running_loop().create_task(self._resync_quietly(runner))  # its positions still count
+            self._spawn(self._resync_quietly(runner))  # its positions still count
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, holding the task until it ends (the loop keeps only weak refs)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _start(self, name: str) -> None:
         self.runners[name].move(StrategyState.WAITING_HISTORY, "starting")
@@ -188,7 +197,11 @@ class StrategyService(Service):
             if runner.wants_ticks:
                 subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
             subs.add(self.feed.bars(key, runner.bar_seconds).subscribe(runner.on_bar))
-            pipeline = runner.strategy.pipeline(key, self.feed.ticks(key))
+            try:
+                pipeline = runner.strategy.pipeline(key, self.feed.ticks(key))
+            except Exception as exc:  # noqa: BLE001 - the strategy's bug, isolated
+                runner.fail("pipeline", exc)
+                break
             if pipeline is not None:
                 subs.add(pipeline.subscribe(lambda target, k=key: runner.on_target(k, target),
                                             lambda exc: runner.fail("pipeline", exc)))
@@ -260,7 +273,7 @@ class StrategyService(Service):
         self._trader_pid = pid
         if not first:
             log.warning("trader_service restarted (pid %s): resubscribing and resyncing the strategies", pid)
-            asyncio.get_running_loop().create_task(self._after_trader_restart())
+            self._spawn(self._after_trader_restart())
 
     async def _after_trader_restart(self) -> None:
         for runner in list(self.runners.values()):

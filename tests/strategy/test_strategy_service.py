@@ -103,6 +103,13 @@ class Piper(Strategy):
         return ticks.pipe(ops.map(lambda tick: 1.0))
 """,
     "piper.yaml": "sizing: {kind: quantity, value: 7}\n",
+    "badpipe.py": HEADER + """
+class BadPipe(Strategy):
+    instruments = ("MSFT",)
+
+    def pipeline(self, instrument, ticks):
+        raise KeyError(instrument)
+""",
     "broken.py": HEADER + "\nclass Broken(Strategy)\n    pass\n",
 }
 
@@ -149,6 +156,7 @@ def test_strategies_trade_in_the_book_and_failures_stay_isolated(strategy_stack:
     assert states["sleeper"]["state"] == "ERROR" and "time budget of 0.5 s" in states["sleeper"]["reason"]
     assert states["absurd"]["state"] == "ERROR" and "outside -1..1" in states["absurd"]["reason"]
     eventually(lambda: "on_tick took longer" in strategies(stack)["ticker"]["reason"], 10, "ticker over budget")
+    assert states["badpipe"]["state"] == "ERROR" and "KeyError" in states["badpipe"]["reason"]
     assert any("ZeroDivisionError: the strategy's own bug" in line["message"]
                for line in call(stack.strategy_endpoint, "logs", "raiser"))
     assert states["flipper"]["state"] == "RUNNING"
