@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -57,6 +57,13 @@ class RedisSettings(StrictModel):
     port: int = Field(6379, ge=0, le=65535)
     data_dir: Path = Path("data/redis")
     password: SecretStr | None = None
+    appendonly: Literal["yes", "no"] = Field(
+        "yes", description="redis-server's AOF: the journal outlives a restart of Redis (and of the stack)")
+
+    @field_validator("appendonly", mode="before")
+    @classmethod
+    def _yes_no(cls, value: Any) -> Any:
+        return ("yes" if value else "no") if isinstance(value, bool) else value  # YAML reads yes/no as booleans
 
 
 class StorageSettings(StrictModel):

@@ -289,12 +289,16 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     live = load_jobs(load_settings("live", env=env), REPO / "configs" / "pycron.yaml")
     assert list(live.jobs) == ["redis", "bus", "trader_service", "strategy_service"]  # a real TWS: no simulator
     assert load_settings("live", env=env).strategies.only == []  # no strategy trades live until named
+    aof = live.jobs["redis"].argv.index("--appendonly")
+    assert live.jobs["redis"].argv[aof + 1] == "yes"  # a real account persists: so does its journal
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
         assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service"]
         assert config.jobs["trader_service"].health == HeartbeatHealth("trader_service")
         assert config.jobs["strategy_service"].depends_on == ("redis", "bus", "trader_service")
+        redis_argv = config.jobs["redis"].argv
+        assert redis_argv[redis_argv.index("--appendonly") + 1] == "no"  # the simulator's world starts afresh
         assert config.jobs["bus"].health == HeartbeatHealth("bus")
         assert config.jobs["redis"].health == TcpHealth("127.0.0.1", settings.redis.port)
         tws = config.jobs["tws"]
