@@ -15,16 +15,18 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
 from ib_async import RequestError
+from redis.exceptions import RedisError
 
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
-from trader.config import Settings
+from trader.config import Settings, TradingHours
 from trader.domain import Bar
-from trader.errors import BrokerError, NotFound
+from trader.errors import BrokerError, NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.trading.book import Book
@@ -33,11 +35,12 @@ from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.reconcile import reconcile
 from trader.trading.recorder import Recorder
-from trader.trading.risk import RiskGate
+from trader.trading.risk import RiskGate, trading_day
 
 log = logging.getLogger(__name__)
 
 PORTFOLIO_INTERVAL = 1.0
+DAY_CHECK_INTERVAL = 30.0  # how often a new trading day is looked for
 
 
 class TraderService(Service):
@@ -58,7 +61,8 @@ class TraderService(Service):
         self.differences: list[dict[str, Any]] = []
         self.resendable: set[str] = set()
         self._portfolio_due = 0.0
-        self._day: str | None = None
+        self._day: str | None = None  # the trading day whose PnL baseline is set
+        self._day_task: asyncio.Task[None] | None = None
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
@@ -86,6 +90,7 @@ class TraderService(Service):
         self.adapter.tickers.subscribe(self._on_tickers)
         self.adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
+        self._day_task = asyncio.get_running_loop().create_task(self._day_loop(), name="trading-day")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
             asyncio.get_running_loop().call_soon(self.set_degraded, "not connected to IB")
 
@@ -111,6 +116,9 @@ class TraderService(Service):
                  "; kill switch ENGAGED" if self.risk.kill_switch_engaged else "")
 
     async def on_stop(self) -> None:
+        if self._day_task is not None:
+            self._day_task.cancel()
+            await asyncio.gather(self._day_task, return_exceptions=True)
         await self.adapter.stop()
         if self.recorder is not None:
             await self.recorder.stop()
@@ -122,6 +130,44 @@ class TraderService(Service):
     async def _resync(self) -> None:
         assert self.desk is not None
         self.differences = await reconcile(self.desk, self.settings.ib.client_id)
+        await self._roll_day()
+
+    async def _roll_day(self) -> None:
+        """At the first sight of a new trading day, take the account's PnL as the day's baseline.
+
+        The daily-loss limit counts from there. Days begin at ``risk.trading_hours``'s
+        start (09:30 New York without one). The baseline is kept in Redis with its
+        day, so a restart within the day keeps counting from the same point.
+        """
+        assert self.desk is not None and self.journal is not None
+        hours = self.settings.risk.trading_hours or TradingHours()  # no hours guard: days begin 09:30 New York
+        day = trading_day(hours, datetime.now(UTC)).isoformat()
+        if day == self._day or not self.desk.synced:
+            return
+        key = f"{self.settings.trading.snapshot_key}:day"
+        try:
+            saved = await self.journal.load_snapshot(key)
+        except (RedisError, TraderError) as exc:
+            log.warning("cannot read the day's PnL baseline (%s); taking the current PnL", exc)
+            saved = None
+        if saved and saved.get("day") == day:
+            baseline = Decimal(saved["baseline"])
+        else:
+            baseline = self.desk.broker_totals.portfolio()[1]
+            try:
+                await self.journal.save_snapshot(key, {"day": day, "baseline": baseline})
+            except RedisError as exc:
+                log.warning("cannot save the day's PnL baseline: %s", exc)
+        self.desk.pnl_baseline, self._day = baseline, day
+        log.info("trading day %s: daily PnL counts from the account's PnL of %s", day, baseline)
+
+    async def _day_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DAY_CHECK_INTERVAL)
+            try:
+                await self._roll_day()
+            except Exception:  # the next check tries again
+                log.exception("rolling the trading day failed")
 
     def _on_connection(self, connected: bool) -> None:
         if not connected and self.desk is not None:
@@ -148,6 +194,8 @@ class TraderService(Service):
             "journal_pending": self.recorder.pending if self.recorder else 0,
             "live": self.settings.trading.live,
             "differences": len(self.differences),
+            "trading_day": self._day,
+            "daily_pnl": self.desk.exposure().daily_pnl if self.desk is not None and self.desk.synced else None,
         }
 
     # -- bus -------------------------------------------------------------------------

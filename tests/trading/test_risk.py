@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from trader.config import RiskSettings, TradingHours
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
-from trader.trading.risk import Exposure, OrderIntent, RiskGate
+from trader.trading.risk import Exposure, OrderIntent, RiskGate, trading_day
 
 D = Decimal
 # Monday 2 March 2026, 10:00 in New York (EST, before the DST switch on 8 March).
@@ -476,3 +476,20 @@ def test_order_intent_accepts_an_action_string_and_signs_the_quantity() -> None:
     assert sell.action is Action.SELL
     assert sell.signed_quantity == D(-3)
     assert sell.notional == D("75.0")
+
+
+@pytest.mark.parametrize(("utc", "day"), [
+    ("2026-11-20T14:29:00", "2026-11-19"),  # 09:29 in New York: still the day before
+    ("2026-11-20T14:30:00", "2026-11-20"),  # 09:30: the day begins
+    ("2026-11-21T04:00:00", "2026-11-20"),  # 23:00 the same evening
+])
+def test_trading_days_begin_at_the_session_start(utc: str, day: str) -> None:
+    now = datetime.fromisoformat(utc).replace(tzinfo=UTC)
+    assert trading_day(TradingHours(), now).isoformat() == day
+
+
+def test_a_session_across_midnight_belongs_to_the_day_it_started() -> None:
+    hours = TradingHours(start=time(18, 0), end=time(17, 0), timezone="America/Chicago")
+    sunday_evening = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)  # Sunday 18:30 in Chicago
+    monday_noon = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)  # Monday 12:00
+    assert trading_day(hours, sunday_evening) == trading_day(hours, monday_noon) == date(2026, 11, 22)

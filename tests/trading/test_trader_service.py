@@ -10,12 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import StackEnv, TradingStack, started_trading_stack
+from trader.config import TradingHours
 from trader.domain import OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
+from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
 from trader.messaging.rpc import RpcClient
+from trader.trading.risk import trading_day
 
 pytestmark = pytest.mark.slow
 
@@ -160,9 +164,16 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     eventually(lambda: order_of(trading_stack, "resting").status is OrderStatus.CANCELLED, what="cancelled")
     with pytest.raises(RiskLimitExceeded, match="kill_switch"):
         call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)
+    today = trading_day(TradingHours(), datetime.now(UTC)).isoformat()
+    before = call(ep, "status")
+    assert before["trading_day"] == today and before["daily_pnl"] is not None
     trading_stack.kill("trader_service")
     trading_stack.start("trader_service")
-    assert trading_stack.wait_trader_ready()["kill_switch"] is True
+    after = trading_stack.wait_trader_ready()
+    assert after["kill_switch"] is True
+    saved = redis.Redis(port=trading_stack.env.redis_port).get("trader:snapshot:day")
+    assert saved is not None and codec.decode(saved)["day"] == today  # the day's PnL baseline outlives the restart
+    eventually(lambda: call(ep, "status")["trading_day"] == today, what="the trading day rolled again")
     call(ep, "kill_switch", False)
     assert call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)["order"].status is not None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -129,6 +129,16 @@ def _in_hours(hours: TradingHours, now: datetime) -> tuple[bool, datetime]:
     else:
         inside, session_day = t < hours.end, (local.weekday() - 1) % 7
     return inside and session_day in hours.weekdays, local
+
+
+def trading_day(hours: TradingHours, now: datetime) -> date:
+    """Return the trading day ``now`` belongs to: days begin at ``hours.start`` in ``hours.timezone``.
+
+    With a 09:30 start, 09:29 New York time still counts to the day before; a
+    session spanning midnight (18:00-17:00) belongs to the day it started on.
+    """
+    local = now.astimezone(ZoneInfo(hours.timezone)).replace(tzinfo=None)
+    return (local - timedelta(hours=hours.start.hour, minutes=hours.start.minute)).date()
 
 
 def _hhmm(t: time) -> str:
