@@ -7,6 +7,7 @@ failing test leaves nothing running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,6 +275,32 @@ class TradingStack:
                 client.close()
 
         return asyncio.run(poll())
+
+
+def call(endpoint: str, method: str, *args: Any, timeout: float = 10, **kwargs: Any) -> Any:
+    """Call ``method`` at ``endpoint`` once, from code without a loop; remote errors arrive typed."""
+    from trader.messaging.rpc import RpcClient
+
+    async def go() -> Any:
+        client = RpcClient(endpoint)
+        try:
+            return await client.call(method, *args, timeout=timeout, **kwargs)
+        finally:
+            client.close()
+
+    return asyncio.run(go())
+
+
+def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager

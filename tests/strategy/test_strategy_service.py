@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, started_strategy_stack
-from tests.trading.test_trader_service import call, eventually
+from tests.conftest import StackEnv, TradingStack, call, eventually, started_strategy_stack
 from trader.errors import NotFound
 
 pytestmark = pytest.mark.slow

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,38 +10,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import StackEnv, TradingStack, started_trading_stack
+from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.config import TradingHours
 from trader.domain import OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
 from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
-from trader.messaging.rpc import RpcClient
 from trader.trading.risk import trading_day
 
 pytestmark = pytest.mark.slow
-
-
-def call(endpoint: str, method: str, *args: Any, timeout: float = 10, **kwargs: Any) -> Any:
-    async def go() -> Any:
-        client = RpcClient(endpoint)
-        try:
-            return await client.call(method, *args, timeout=timeout, **kwargs)
-        finally:
-            client.close()
-
-    return asyncio.run(go())
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.1)
 
 
 def order_of(stack: TradingStack, coid: str) -> Any:
