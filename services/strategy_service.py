@@ -169,13 +169,10 @@ class StrategyService(Service):
     async def _run(self, name: str) -> None:
         """Subscribe, warm up and resync one strategy; retried while trader_service is away."""
         runner = self.runners[name]
-        strategy = runner.strategy
         delay = 0.5
         while True:
             try:
-                keys = {}
-                for symbol in strategy.instruments:
-                    keys[symbol] = (await self.trader.call("subscribe", symbol))["key"]
+                keys = await self._subscribe(runner)
                 break
             except (Unavailable, Timeout) as exc:
                 runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})")
@@ -189,6 +186,10 @@ class StrategyService(Service):
         history = await self._history(runner)
         await self._resync_quietly(runner)
         await runner.warm_up(history)
+
+    async def _subscribe(self, runner: StrategyRunner) -> dict[str, str]:
+        """Ask trader_service to stream the strategy's instruments; return symbol -> contract key."""
+        return {symbol: (await self.trader.call("subscribe", symbol))["key"] for symbol in runner.strategy.instruments}
 
     def _attach(self, runner: StrategyRunner) -> None:
         assert self.feed is not None
@@ -280,8 +281,7 @@ class StrategyService(Service):
             if not runner.active or runner.name in self._starting:
                 continue
             try:
-                for symbol in runner.strategy.instruments:
-                    await self.trader.call("subscribe", symbol)
+                await self._subscribe(runner)
                 await self._resync(runner)
             except TraderError as exc:
                 runner.logger.warning("resync after the trader_service restart failed: %s", exc)

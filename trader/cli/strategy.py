@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +28,6 @@ STOP_TIMEOUT = 30.0
 # Flattening places orders through trader_service, retried while it is away
 # (strategies.order_retry_seconds, 30 s by default): wait for that and the broker.
 FLATTEN_TIMEOUT = 60.0
-# strategy_service's enable answers before the strategy has begun (still DISABLED):
-# look again for this long, so the state shown is the one it starts in.
-ENABLE_WAIT = 5.0
-POLL = 0.1
-STOPPED = frozenset({"INSTALLED", "DISABLED"})
 
 
 def register(group: click.Group) -> None:
@@ -78,13 +72,7 @@ def list_(cli: CliContext) -> None:
 @pass_cli
 def enable(cli: CliContext, name: str) -> None:
     """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade."""
-    info = cli.call_service(SERVICE, "enable", name)
-    deadline = time.monotonic() + ENABLE_WAIT
-    while info["state"] in STOPPED and time.monotonic() < deadline:
-        time.sleep(POLL)
-        listed = cli.call_service(SERVICE, "list")["strategies"]
-        info = next((s for s in listed if s["name"] == name), info)
-    _show(cli, info)
+    _show(cli, cli.call_service(SERVICE, "enable", name))  # answers WAITING_HISTORY at once
 
 
 @strategy.command()
