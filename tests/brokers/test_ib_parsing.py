@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -18,6 +19,7 @@ from trader.brokers.ib.parsing import (
     from_ib_account_value,
     from_ib_contract,
     from_ib_fill,
+    from_ib_order,
     from_ib_portfolio_item,
     from_ib_position,
     order_status,
@@ -245,6 +247,31 @@ def test_trail_order_fields() -> None:
     by_percent = to_ib_order(order, order_id=12)
     assert (by_percent.trailingPercent, by_percent.trailStopPrice) == (2.5, 225.0)
     unset(by_percent, "lmtPrice", "auxPrice")
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"order_type": "LMT", "limit_price": Decimal("231.37"), "tif": TimeInForce.GTC, "outside_rth": True},
+    {"order_type": "STP", "stop_price": Decimal("5900.25"), "parent_id": "o-0", "oca_group": "oca-1"},
+    {"order_type": "STP_LMT", "limit_price": Decimal(5901), "stop_price": Decimal("5900.25")},
+    {"order_type": "TRAIL", "trail_amount": Decimal("1.5")},
+    {"order_type": "TRAIL", "trail_percent": Decimal("2.5"), "stop_price": Decimal(225), "account": "DU1"},
+])
+def test_an_ib_order_reads_back_as_the_order_placed(changes: dict[str, Any]) -> None:
+    order = make_order(**{"order_ref": "momentum", **changes})
+    ib = to_ib_order(order, order_id=41)
+    ib.permId = 9041
+    back = from_ib_order(to_ib_contract(AAPL), ib, client_order_id="o-1", order_ref="momentum",
+                         parent_id=order.parent_id)
+    assert back == dataclasses.replace(order, broker_order_id=41, perm_id=9041, created_at=back.created_at,
+                                       updated_at=back.updated_at)
+
+
+def test_an_ib_order_the_domain_cannot_model_is_refused() -> None:
+    ib = to_ib_order(make_order(), order_id=1)
+    ib.orderType = "MIDPRICE"
+    with pytest.raises(ValidationError, match="orderType 'MIDPRICE'"):
+        from_ib_order(to_ib_contract(AAPL), ib, client_order_id="x", order_ref="")
 
 
 @pytest.mark.parametrize("tif", list(TimeInForce))

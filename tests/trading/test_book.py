@@ -445,3 +445,47 @@ def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
     assert codec.decode(codec.encode(new[-1]))["differences"][-1]["broker"]["order_ref"] == "tws"
     assert_same(replay(entries + new), book)
     assert book.journal_entries([]) == []
+
+
+def test_reconcile_adopts_an_order_of_ours_the_journal_lacks() -> None:
+    # The service died after sending "lost" to the broker and before its write-ahead was in Redis.
+    placed = make_order("lost", order_type=OrderType.LMT, limit_price=Decimal("10.5"), order_ref="demo")
+    child = make_order("lost-sl", action=Action.SELL, order_type=OrderType.STP, stop_price=Decimal(9),
+                       parent_id="lost", order_ref="demo")
+    book = Book()
+    book.put_order(working("known", 1))
+    broker = state([BrokerOrder(1, 101, S.SUBMITTED, Decimal(0), None),
+                    BrokerOrder(5, 105, S.PARTIALLY_FILLED, Decimal(4), Decimal("10.5"), "demo#lost", placed),
+                    BrokerOrder(6, 106, S.PRE_SUBMITTED, Decimal(0), None, "demo#lost-sl", child),
+                    BrokerOrder(9, None, S.SUBMITTED, Decimal(0), None, order_ref="tws")],
+                   [make_fill("x1", "lost", 4, "10.5", broker_order_id=5, perm_id=105)])
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key, d.action) for d in diffs] == [
+        ("perm_id", "known", "updated the book"),
+        ("adopted", "lost", "added the order"),
+        ("adopted", "lost-sl", "added the order"),
+        ("missing_fill", "x1", "added the fill"),
+        ("unknown_order", "9", "reported only"),
+    ]
+    lost = book.order("lost")
+    assert (lost.status, lost.filled_quantity, lost.avg_fill_price, lost.broker_order_id, lost.perm_id) == \
+        (S.PARTIALLY_FILLED, 4, Decimal("10.5"), 5, 105)
+    assert (lost.limit_price, lost.order_ref) == (Decimal("10.5"), "demo")
+    assert [o.client_order_id for o in book.children("lost")] == ["lost-sl"]
+    assert book.order("lost-sl").stop_price == 9
+    assert book.positions() == {"AAPL.STK": Decimal(4)}
+    assert book.reconcile(broker) == []
+    entries = book.journal_entries(diffs)
+    assert [e["order"].client_order_id for e in entries if e["type"] == "order"] == ["known", "lost", "lost-sl"]
+    assert_same(replay([snap(working("known", 1)), *entries]), book)
+
+
+def test_reconcile_never_adopts_over_an_order_the_book_has() -> None:
+    book = Book()
+    book.put_order(working("mine", 1, perm_id=101))
+    other = make_order("mine", 99)  # the same client id reported under another broker id
+    broker = state([BrokerOrder(1, 101, S.SUBMITTED, Decimal(0), None),
+                    BrokerOrder(2, 102, S.SUBMITTED, Decimal(0), None, "manual#mine", other)])
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key) for d in diffs] == [("unknown_order", "2")]
+    assert book.order("mine").quantity == 10

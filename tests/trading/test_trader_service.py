@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from ib_async import IB, LimitOrder, Stock
 
 from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.config import TradingHours
@@ -180,3 +181,40 @@ def test_reconnect_after_tws_drops_the_connection_resumes_ticks_and_keeps_orders
     assert order_of(trading_stack, "kept").status is OrderStatus.SUBMITTED
     call(ep, "cancel_order", "kept")
     assert call(ep, "status")["differences"] == 0
+
+
+def test_an_order_sent_but_never_journalled_is_adopted_and_its_retry_sends_nothing_new(
+        trading_stack: TradingStack) -> None:
+    ep, port = trading_stack.trader_endpoint, trading_stack.env.ib_port
+    limit = float(Decimal(str(call(ep, "snapshot", "AAPL")["bid"])) - 3)
+    trading_stack.kill("trader_service")
+
+    async def at_broker(place: bool) -> list[Any]:
+        # What a kill -9 between the broker's send and Redis's append leaves: the order at the broker,
+        # under the service's client id and with our orderRef, and nothing of it in the journal.
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", port, clientId=1 if place else 77, timeout=10)
+        try:
+            if place:
+                [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+                trade = ib.placeOrder(contract, LimitOrder("BUY", 2, limit, tif="GTC", orderRef="manual#orphan"))
+                while trade.orderStatus.status != "Submitted":
+                    await asyncio.wait_for(trade.statusEvent, 5)
+            trades = await ib.reqAllOpenOrdersAsync()
+        finally:
+            ib.disconnect()
+        return [t for t in trades if t.order.orderRef == "manual#orphan"]
+
+    [sent] = asyncio.run(at_broker(place=True))
+    trading_stack.start("trader_service")
+    trading_stack.wait_trader_ready()
+    order = order_of(trading_stack, "orphan")
+    assert (order.status, order.quantity, order.limit_price, order.tif, order.order_ref) == \
+        (OrderStatus.SUBMITTED, 2, Decimal(str(limit)), "GTC", "manual")
+    assert order.broker_order_id == sent.order.orderId
+    again = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=2, order_type="LMT", limit_price=limit,
+                 tif="GTC", client_order_id="orphan")
+    assert again["order"].broker_order_id == sent.order.orderId
+    assert len(asyncio.run(at_broker(place=False))) == 1, "the retry sent nothing"
+    call(ep, "cancel_order", "orphan")
+    eventually(lambda: order_of(trading_stack, "orphan").status is OrderStatus.CANCELLED, what="cancelled")

@@ -149,6 +149,11 @@ class StreamAppender:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
+    @property
+    def connected(self) -> bool:
+        """True if an XADD would go on the socket at once (else it waits for a connection when awaited)."""
+        return self._protocol is not None and self._protocol.usable
+
     async def xadd(self, stream: bytes, fields: dict[bytes, bytes]) -> bytes:
         """Append an entry of ``fields`` to ``stream``; return its id once Redis has it."""
         return await self.xadd_now(stream, fields)

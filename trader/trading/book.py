@@ -40,7 +40,7 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -57,12 +57,17 @@ __all__ = ["Book", "BrokerOrder", "BrokerState", "Difference", "rebuild"]
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-_ORDER_KINDS = frozenset({"status", "filled", "avg_fill_price", "perm_id", "never_sent"})
+_ORDER_KINDS = frozenset({"status", "filled", "avg_fill_price", "perm_id", "never_sent", "adopted"})
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:
-    """What the broker reports for one of our orders."""
+    """What the broker reports for one of our orders.
+
+    ``order`` is the order as IB describes it, when its orderRef names our
+    client order id: the book adopts it if the journal lacks it (the service
+    died after sending it and before its write-ahead was in).
+    """
 
     broker_order_id: int
     perm_id: int | None
@@ -70,6 +75,7 @@ class BrokerOrder:
     filled: Decimal
     avg_fill_price: Decimal | None
     order_ref: str = ""
+    order: Order | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +97,8 @@ class Difference:
     """One way the book differed from the broker, and what :meth:`Book.reconcile` did about it.
 
     ``kind``: "status", "filled", "avg_fill_price", "perm_id", "missing_fill",
-    "never_sent", "unknown_order" or "position". ``action``: "updated the book",
-    "added the fill", "marked REJECTED" or "reported only".
+    "never_sent", "adopted", "unknown_order" or "position". ``action``: "updated
+    the book", "added the fill", "added the order", "marked REJECTED" or "reported only".
     """
 
     kind: str
@@ -338,13 +344,16 @@ class Book:
         """Bring the book to the broker's truth; return what differed and what was done.
 
         Differences come in a stable order: book orders oldest first, then
-        broker fills by (time, exec_id), then broker orders by id. A second call
-        with the same state returns []. Positions are not compared here: see
+        adopted orders by broker id, then broker fills by (time, exec_id), then
+        the other broker orders by id. A second call with the same state
+        returns []. Positions are not compared here: see
         :meth:`position_differences`.
         """
         out: list[Difference] = []
         for order in self.orders(open_only=True):
             out.extend(self._reconcile_order(order, broker))
+        for bid, state in sorted(broker.orders.items()):
+            out.extend(self._adopt(bid, state))
         for fill in sorted(broker.fills, key=lambda f: (f.time, f.exec_id)):
             if fill.exec_id in self._fills:
                 continue
@@ -360,6 +369,20 @@ class Book:
             if self._match(bid, state.perm_id) is None:
                 self._report(out, "unknown_order", str(bid), state)
         return out
+
+    def _adopt(self, bid: int, state: BrokerOrder) -> list[Difference]:
+        """Take in an order of ours that the broker has and the book lacks, as the broker reports it."""
+        order = state.order
+        if order is None or order.client_order_id in self._orders or self._match(bid, state.perm_id) is not None:
+            return []
+        try:
+            self.put_order(dataclasses.replace(
+                order, broker_order_id=bid, perm_id=state.perm_id, status=state.status, filled_quantity=state.filled,
+                avg_fill_price=state.avg_fill_price if state.filled else None, updated_at=utc_now()))
+        except ValidationError as exc:
+            log.error("broker order %s (%s) cannot be adopted: %s", bid, order.client_order_id, exc)
+            return []
+        return [Difference("adopted", order.client_order_id, None, state, "added the order")]
 
     def _reconcile_order(self, order: Order, broker: BrokerState) -> list[Difference]:
         cid = order.client_order_id

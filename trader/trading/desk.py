@@ -222,13 +222,27 @@ class Desk:
             order.broker_order_id = self.adapter.ib.client.getReqId()
             self.book.put_order(order)
             self._acks[order.client_order_id] = loop.create_future()
-        # Write-ahead: every order is durable before any is sent.
-        await self.recorder.write_ahead([self._entry(order, "submitted", snapshot=False) for order in built.all])
+        # Write-ahead: the journal's appends go on Redis's socket before the orders go to the broker,
+        # and the answer waits for both. Should the service die before Redis has them, the broker
+        # still reports the orders with our client ids in their orderRef, and reconcile adopts them.
+        entries = [self._entry(order, "submitted", snapshot=False) for order in built.all]
+        durable = None
+        if self.recorder.journal.connected:
+            durable = self.recorder.write_ahead(entries)
+        else:  # Redis is being reached again: nothing goes to the broker before the journal has it
+            await self.recorder.write_ahead(entries)
         for order, ib_order in zip(built.all, self._ib_orders(built), strict=True):
             self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
             self.risk.record_order()
         coid = built.entry.client_order_id
-        self.recorder.publish("order.submitted", self.result(coid))
+        try:
+            if durable is not None:
+                await durable
+        except Exception:
+            log.exception("order %s was sent but its write-ahead failed: the journal lacks it until reconcile "
+                          "adopts it from the broker", coid)
+        else:
+            self.recorder.publish("order.submitted", self.result(coid))
         await self._wait_ack(coid)
         return self.result(coid)
 

@@ -91,6 +91,11 @@ class Journal:
         [appended] = self.append_now([entry])
         return await appended
 
+    @property
+    def connected(self) -> bool:
+        """True if :meth:`append_now` sends at once; else the appends go out when awaited, once connected."""
+        return self._appender.connected
+
     def append_now(self, entries: Sequence[Mapping[str, Any]]) -> list[Coroutine[Any, Any, str]]:
         """Send the appends of ``entries`` now, pipelined, in order; return what to await for each id.
 

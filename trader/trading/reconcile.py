@@ -5,9 +5,11 @@ it connects. :func:`broker_state` turns them into a
 :class:`~trader.trading.book.BrokerState` keyed by IB order id: open orders
 carry their id; completed orders do not (IB reports only their permId), so
 their id comes from the client order id in their orderRef, or from an
-execution with the same permId. :func:`reconcile` then lets the book take the
-broker's truth, journals every change and returns the differences, which the
-trader service logs and publishes.
+execution with the same permId. Each order whose orderRef names a client order
+id also carries the order as IB describes it, so the book can adopt an order
+the journal lacks. :func:`reconcile` then lets the book take the broker's
+truth, journals every change and returns the differences, which the trader
+service logs and publishes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from ib_async import IB, Trade
 
 from trader.brokers.ib import parsing
+from trader.domain import Order
 from trader.errors import NotFound, TraderError
 from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
 from trader.trading.desk import Desk, client_order_id_of, positions_by_key
@@ -62,6 +65,20 @@ def _progress(trade: Trade, done: dict[int, tuple[Decimal, Decimal]]) -> tuple[D
     return filled, total - filled if remaining is None else remaining, avg if filled else None
 
 
+def _as_placed(trade: Trade, parent_id: str | None) -> Order | None:
+    """Return the order of ours ``trade`` carries, as placed, or None if its orderRef names no client order id."""
+    ref = trade.order.orderRef or ""
+    coid = client_order_id_of(ref)
+    if coid is None:
+        return None
+    try:
+        return parsing.from_ib_order(trade.contract, trade.order, client_order_id=coid,
+                                     order_ref=ref.rpartition("#")[0], parent_id=parent_id)
+    except TraderError as exc:
+        log.warning("broker order %s (%s) cannot be read: %s", trade.order.orderId, coid, exc)
+        return None
+
+
 def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
     """Return what IB reports for this API client: its orders, the executions, the positions."""
     fills = []
@@ -84,9 +101,9 @@ def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
             qty, notional = done.get(execution.permId, (Decimal(0), Decimal(0)))
             done[execution.permId] = (qty + fill.quantity, notional + fill.quantity * fill.price)
     orders: dict[int, BrokerOrder] = {}
-    for trade in ib.trades():
-        if trade.order.clientId not in (client_id, 0):
-            continue
+    trades = [t for t in ib.trades() if t.order.clientId in (client_id, 0)]
+    coids = {t.order.orderId: client_order_id_of(t.order.orderRef or "") for t in trades if t.order.orderId}
+    for trade in trades:
         order_id = _order_id(trade, book, by_perm)
         filled, remaining, avg = _progress(trade, done)
         status = parsing.order_status(trade.orderStatus.status, filled, remaining)
@@ -94,7 +111,8 @@ def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
             continue
         orders[order_id] = BrokerOrder(
             broker_order_id=order_id, perm_id=trade.order.permId or None, status=status, filled=filled,
-            avg_fill_price=avg, order_ref=trade.order.orderRef or "")
+            avg_fill_price=avg, order_ref=trade.order.orderRef or "",
+            order=_as_placed(trade, coids.get(trade.order.parentId)))
     return BrokerState(orders=orders, fills=fills, positions=positions_by_key(ib.positions()), complete=True)
 
 

@@ -4,8 +4,9 @@ ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
-durable, and :meth:`Recorder.write_ahead` does the same for a new order and its
-bracket children together (before any is sent); :meth:`Recorder.record` queues
+durable, and :meth:`Recorder.write_ahead` puts a new order and its bracket
+children on Redis's socket together before any is sent to the broker, and is
+awaited while the broker takes them; :meth:`Recorder.record` queues
 and does not wait. Appends go out pipelined: a write-ahead's entries, and what
 queued up while the task was waiting, each travel to Redis together.
 An entry is published on the bus only once it is in the journal.
@@ -78,15 +79,20 @@ class Recorder:
             self.publish(topic, payload)
         return entry_id
 
-    async def write_ahead(self, entries: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Append ``entries`` at once, pipelined (one round trip for a bracket), and return their ids once all are durable.
+    def write_ahead(self, entries: Iterable[Mapping[str, Any]]) -> Coroutine[Any, Any, list[str]]:
+        """Send the appends of ``entries`` now, pipelined (one round trip for a bracket); return what to await.
 
-        For the write-ahead of a new order and its children, which no queued
-        entry concerns (see :meth:`write`). A failed append is retried as
-        :meth:`write`'s are; nothing is published.
+        The appends are on the socket when this returns (unless the journal's
+        connection is being made again): the trader service sends the order to
+        the broker meanwhile, rather than a round trip later, and awaits the
+        result (the ids once all are durable) before it answers. A failed
+        append is retried as :meth:`write`'s are; nothing is published.
         """
         entries = [dict(entry) for entry in entries]
         sent = self.journal.append_now(entries)
+        return self._all_confirmed(entries, sent)
+
+    async def _all_confirmed(self, entries: list[dict[str, Any]], sent: list[Coroutine[Any, Any, str]]) -> list[str]:
         return [await self._confirmed(appended, entry) for entry, appended in zip(entries, sent, strict=True)]
 
     async def _confirmed(self, appended: Coroutine[Any, Any, str], entry: Mapping[str, Any]) -> str:

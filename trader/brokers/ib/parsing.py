@@ -39,6 +39,7 @@ __all__ = [
     "from_ib_account_value",
     "from_ib_contract",
     "from_ib_fill",
+    "from_ib_order",
     "from_ib_portfolio_item",
     "from_ib_position",
     "order_status",
@@ -76,6 +77,9 @@ IB_ORDER_TYPES: dict[OrderType, str] = {
 IB_TIFS: dict[TimeInForce, str] = {
     TimeInForce.DAY: "DAY", TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK",
 }  # fmt: skip
+ACTIONS: dict[str, Action] = {code: member for member, code in IB_ACTIONS.items()}
+ORDER_TYPES: dict[str, OrderType] = {code: member for member, code in IB_ORDER_TYPES.items()}
+TIFS: dict[str, TimeInForce] = {code: member for member, code in IB_TIFS.items()}
 
 IB_STATUSES: dict[str, OrderStatus] = {
     "PendingSubmit": OrderStatus.PENDING_SUBMIT,
@@ -90,6 +94,7 @@ IB_STATUSES: dict[str, OrderStatus] = {
 }
 # Where an order for a contract IB sent without an exchange goes (portfolio updates carry none).
 _SMART_ROUTED = frozenset({SecType.STK, SecType.OPT})
+_STOPS = frozenset({OrderType.STP, OrderType.STP_LMT})
 # Working statuses that IB keeps reporting while an order fills piece by piece.
 _WORKING = frozenset({OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED})
 
@@ -249,6 +254,43 @@ def to_ib_order(
         ib_order.ocaGroup = order.oca_group
         ib_order.ocaType = 1
     return ib_order
+
+
+def from_ib_order(contract: ib_async.Contract, order: ib_async.Order, *, client_order_id: str, order_ref: str,
+                  parent_id: str | None = None) -> Order:
+    """Return the domain Order that IB's ``order`` on ``contract`` describes, as placed (status PENDING_SUBMIT).
+
+    The inverse of :func:`to_ib_order`, for an order of ours that IB reports
+    and the journal lacks (see reconcile). ``parent_id`` is the client order
+    id of a bracket child's parent. Raise ValidationError for an order type,
+    action or TIF the domain does not model.
+    """
+    order_type = _lookup(ORDER_TYPES, order.orderType, "orderType")
+    trail = order_type is OrderType.TRAIL
+    aux = decimal_from_float(order.auxPrice) or None  # IB may write "no price" as 0
+
+    def price(x: float) -> Decimal | None:
+        return decimal_from_float(x) or None
+
+    return Order(
+        client_order_id,
+        from_ib_contract(contract),
+        _lookup(ACTIONS, order.action, "action"),
+        _required_decimal("order quantity", order.totalQuantity),
+        order_type,
+        limit_price=price(order.lmtPrice) if order_type in (OrderType.LMT, OrderType.STP_LMT) else None,
+        stop_price=price(order.trailStopPrice) if trail else aux if order_type in _STOPS else None,
+        trail_amount=aux if trail else None,
+        trail_percent=price(order.trailingPercent) if trail else None,
+        tif=_lookup(TIFS, order.tif or "DAY", "tif"),
+        outside_rth=bool(order.outsideRth),
+        parent_id=parent_id,
+        oca_group=order.ocaGroup or None,
+        order_ref=order_ref or "manual",
+        account=order.account or None,
+        broker_order_id=order.orderId or None,
+        perm_id=order.permId or None,
+    )
 
 
 def order_status(status: str, filled: Decimal, remaining: Decimal) -> OrderStatus | None:
