@@ -181,8 +181,11 @@ def test_garbage_frames_get_typed_errors_and_the_server_keeps_serving() -> None:
                 frames.append(codec.encode({"id": i, "method": "no_such_method"}))
             else:
                 frames.append(b"\x00" * (65 * 1024))
-        for frame in frames:
-            raw.send(frame)
+        def send_all() -> None:  # from a thread: the server reads on this loop
+            for frame in frames:
+                raw.send(frame)
+
+        await asyncio.to_thread(send_all)
         codes = []
         for _ in frames:
             reply = codec.decode(await asyncio.to_thread(raw.recv))

@@ -6,6 +6,10 @@ seconds, or None); reply ``{id, ok: true, result}`` or ``{id, ok: false, error:
 ``MethodRegistry``; a remote ``TraderError`` arrives on the caller's side as the
 same class (see ``trader.errors.error_from_wire``). Every frame is one msgpack
 message through the platform codec: nothing is ever unpickled.
+
+The sockets are :mod:`trader.messaging.zmtp`'s: the ZeroMQ wire protocol spoken
+from the service's own loop, without libzmq's I/O threads (a round trip wakes
+two threads instead of six), and open to any ZeroMQ DEALER or REQ peer.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
 from trader.errors import (
     FrameTooLarge,
     InternalError,
@@ -33,12 +35,13 @@ from trader.errors import (
     error_from_wire,
 )
 from trader.messaging import codec
-from trader.messaging.drain import Drainer
+from trader.messaging.zmtp import Dealer, Peer, RouterServer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
+MAX_REPLY = 256 * 1024 * 1024  # a client's ceiling for one reply (history can be large)
 
 
 class MethodRegistry:
@@ -87,12 +90,14 @@ def _check_request(request: Any) -> tuple[Any, str, list[Any], dict[str, Any], f
 
 
 class RpcServer:
-    """Serve a ``MethodRegistry`` on a ROUTER socket from the running asyncio loop.
+    """Serve a ``MethodRegistry`` on a ROUTER endpoint from the running asyncio loop.
 
     Sync methods run inline; async ones run as tasks so calls proceed
     concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``).
     Garbage, unknown methods and bad arguments get typed error replies; a
     request whose deadline has passed is answered with ``Timeout`` unexecuted.
+    A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
+    times that closes its connection before it is read.
     """
 
     def __init__(
@@ -102,15 +107,12 @@ class RpcServer:
         *,
         max_inflight: int = 256,
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
-        context: zmq.Context | None = None,
     ) -> None:
         self.registry = registry
         self.max_inflight = max_inflight
         self.max_frame_bytes = max_frame_bytes
-        self._ctx = context or zmq.Context.instance()
-        self._bind_to = endpoint
-        self._sock: zmq.Socket | None = None
-        self._drainer: Drainer | None = None
+        self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4)
+        self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.endpoint = endpoint
         self.served = 0
@@ -118,39 +120,27 @@ class RpcServer:
 
     async def start(self) -> None:
         """Bind and start serving; port 0 binds an ephemeral port (see ``endpoint``)."""
-        if self._sock is not None:
+        if self._started:
             return
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        # A hard ceiling far above the soft limit, so a huge frame cannot exhaust memory.
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes * 4)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        sock.setsockopt(zmq.SNDHWM, 100_000)
-        sock.bind(self._bind_to)
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._sock = sock
-        self._drainer = Drainer(sock, self._on_frames, multipart=True)
-        self._drainer.start()
+        await self._router.start()
+        self._started = True
+        self.endpoint = self._router.endpoint
         log.info("RPC serving %d methods on %s", len(self.registry.names()), self.endpoint)
 
     async def close(self) -> None:
-        """Stop serving, cancel calls in flight and close the socket; safe to call twice."""
-        if self._sock is None:
+        """Stop serving, cancel calls in flight and close the connections; safe to call twice."""
+        if not self._started:
             return
-        if self._drainer is not None:
-            self._drainer.stop()
+        self._started = False
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._sock.close()
-        self._sock = None
+        await self._router.close()
 
-    def _on_frames(self, frames: list[bytes]) -> None:
-        # [identity, (empty delimiter from REQ-style peers)..., payload]
-        if len(frames) < 2:
-            return
-        envelope, payload = frames[:-1], frames[-1]
+    def _on_frames(self, peer: Peer, frames: list[bytes]) -> None:
+        # [(empty delimiter from REQ-style peers)..., payload]; the reply goes back on the same connection
+        envelope, payload = [peer, *frames[:-1]], frames[-1]
         rid: Any = None
         method: Any = "?"
         try:
@@ -182,7 +172,7 @@ class RpcServer:
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
-    async def _run_async(self, envelope: list[bytes], rid: Any, method: str, coro: Any) -> None:
+    async def _run_async(self, envelope: list[Any], rid: Any, method: str, coro: Any) -> None:
         try:
             result = await coro
         except asyncio.CancelledError:
@@ -192,7 +182,7 @@ class RpcServer:
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
-    def _reply_error(self, envelope: list[bytes], rid: Any, method: str, exc: Exception) -> None:
+    def _reply_error(self, envelope: list[Any], rid: Any, method: str, exc: Exception) -> None:
         self.errors += 1
         if isinstance(exc, TraderError):
             log.warning("RPC %s (id %s) -> %s: %s", method, rid, exc.code, exc)
@@ -202,8 +192,8 @@ class RpcServer:
             error = InternalError(f"{type(exc).__name__}: {exc}")
         self._reply(envelope, {"id": rid, "ok": False, "error": error.to_wire()})
 
-    def _reply(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
-        if self._sock is None:
+    def _reply(self, envelope: list[Any], reply: dict[str, Any]) -> None:
+        if not self._started:
             return
         try:
             data = codec.encode(reply)
@@ -213,47 +203,37 @@ class RpcServer:
                 {"id": reply.get("id"), "ok": False, "error": InternalError(f"result not encodable: {exc}").to_wire()}
             )
         self.served += 1
-        try:
-            self._sock.send_multipart([*envelope, data], zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("RPC reply for id %s dropped: peer not reading", reply.get("id"))
-        assert self._drainer is not None
-        self._drainer.kick()
+        peer, delimiters = envelope[0], envelope[1:]
+        if not peer.send([*delimiters, data]):
+            log.warning("RPC reply for id %s dropped: %s", reply.get("id"),
+                        "peer gone" if peer.closed else "peer not reading")
 
 
 class RpcClient:
     """Call a service's methods; many calls may be in flight at once from one client.
 
-    The DEALER socket reconnects on its own, so a client survives a server
-    restart: calls in flight when it died time out with ``Timeout``, and a reply
-    that arrives after its call timed out is dropped, never delivered to a later
+    The DEALER reconnects on its own, so a client survives a server restart:
+    calls in flight when it died time out with ``Timeout``, calls made while
+    it is down wait (queued) for it within their timeout, and a reply that
+    arrives after its call timed out is dropped, never delivered to a later
     call (ids are unique per client). Create and use it on one loop.
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self._ctx = context or zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
-        self._drainer: Drainer | None = None
+        self._dealer: Dealer | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._prefix = f"{os.getpid():x}-{os.urandom(4).hex()}-"
         self._ids = itertools.count(1)
         self.stale_replies = 0
 
-    def _connect(self) -> zmq.Socket:
-        if self._sock is None:
-            sock = self._ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 100_000)
-            sock.setsockopt(zmq.RCVHWM, 100_000)
-            sock.setsockopt(zmq.RECONNECT_IVL, 50)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-            sock.connect(self.endpoint)
-            self._sock = sock
-            self._drainer = Drainer(sock, self._on_reply)
-            self._drainer.start()
-        return self._sock
+    def _connect(self) -> Dealer:
+        if self._dealer is None:
+            self._dealer = Dealer(self.endpoint, self._on_reply, max_message_bytes=MAX_REPLY,
+                                  reconnect_ivl=0.05, reconnect_ivl_max=1.0)
+            self._dealer.start()
+        return self._dealer
 
     async def call(self, method: str, /, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result, or raise the remote error, typed.
@@ -261,7 +241,7 @@ class RpcClient:
         Raises ``Timeout`` if no reply arrives within ``timeout`` seconds (the
         client's default if None); the server skips a call whose deadline passed.
         """
-        sock = self._connect()
+        dealer = self._connect()
         timeout = self.timeout if timeout is None else timeout
         rid = f"{self._prefix}{next(self._ids)}"
         request = {"id": rid, "method": method, "args": list(args), "kwargs": kwargs,
@@ -270,22 +250,19 @@ class RpcClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
+            if not dealer.send([data]):
+                raise Timeout(f"{method}: send queue to {self.endpoint} is full")
             try:
-                sock.send(data, zmq.NOBLOCK)
-            except zmq.Again:
-                raise Timeout(f"{method}: send queue to {self.endpoint} is full") from None
-            assert self._drainer is not None
-            self._drainer.kick()
-            try:
-                return await asyncio.wait_for(future, timeout)
+                async with asyncio.timeout(timeout):  # no task per call, unlike wait_for
+                    return await future
             except TimeoutError:
                 raise Timeout(f"{method}: no reply from {self.endpoint} within {timeout:g}s") from None
         finally:
             self._pending.pop(rid, None)
 
-    def _on_reply(self, data: bytes) -> None:
+    def _on_reply(self, frames: list[bytes]) -> None:
         try:
-            reply = codec.decode(data)
+            reply = codec.decode(frames[-1])
             rid = reply["id"]
         except (ProtocolError, TypeError, KeyError):
             log.warning("undecodable RPC reply from %s dropped", self.endpoint)
@@ -301,14 +278,11 @@ class RpcClient:
             future.set_exception(error_from_wire(reply.get("error")))
 
     def close(self) -> None:
-        """Cancel the calls in flight and close the socket; safe to call twice."""
+        """Cancel the calls in flight and close the connection; safe to call twice."""
         for future in self._pending.values():
             if not future.done():
                 future.cancel()
         self._pending.clear()
-        if self._drainer is not None:
-            self._drainer.stop()
-            self._drainer = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self._dealer is not None:
+            self._dealer.close()
+            self._dealer = None
