@@ -448,7 +448,7 @@ def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
 
 
 def test_reconcile_adopts_an_order_of_ours_the_journal_lacks() -> None:
-    # The service died after sending "lost" to the broker and before its write-ahead was in Redis.
+    # The service died after sending "lost" to the broker and before its journal append was in Redis.
     placed = make_order("lost", order_type=OrderType.LMT, limit_price=Decimal("10.5"), order_ref="demo")
     child = make_order("lost-sl", action=Action.SELL, order_type=OrderType.STP, stop_price=Decimal(9),
                        parent_id="lost", order_ref="demo")

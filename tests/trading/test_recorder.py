@@ -1,4 +1,4 @@
-"""Recorder: queued entries journalled in order, pipelined; each published only after its append; write-aheads."""
+"""Recorder: queued entries journalled in order, pipelined; each published only after its append; new orders written at once."""
 
 from __future__ import annotations
 
@@ -86,13 +86,13 @@ def test_a_blink_is_retried_and_an_unencodable_entry_does_not_sink_its_batch() -
     assert recorder.failures == 1
 
 
-def test_write_ahead_sends_its_entries_together_and_returns_once_all_are_durable() -> None:
+def test_write_now_sends_its_entries_together_and_returns_once_all_are_durable() -> None:
     events: list[tuple[str, int]] = []
     journal = SlowJournal(events, blinks=1)
 
     async def main() -> list[str]:
         recorder = Recorder(journal, lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
-        return await recorder.write_ahead([{"type": "order", "n": 1}, {"type": "order", "n": 2}])
+        return await recorder.write_now([{"type": "order", "n": 1}, {"type": "order", "n": 2}])
 
     assert run(main()) == ["0-1", "0-2"]
     assert events[:2] == [("sent", 1), ("sent", 2)]  # one round trip, not one per entry
@@ -108,7 +108,7 @@ def test_against_redis_every_entry_is_journalled_in_order(redis_server: Any) -> 
         journal = Journal(client, "journal:recorder")
         recorder = Recorder(journal, lambda topic, n: published.append(n))
         recorder.start()
-        await recorder.write_ahead([{"type": "order", "n": -1}])
+        await recorder.write_now([{"type": "order", "n": -1}])
         for n in range(300):
             recorder.record({"type": "order", "n": n}, "order.x", n)
             if n % 50 == 0:

@@ -1,7 +1,7 @@
 """Stream appends: the journal's XADDs on one dedicated Redis connection, pipelined, answered in order.
 
-A journal append sits on the order path (the write-ahead is durable before an
-order is sent), so it takes the shortest route there is: one TCP connection
+A journal append sits on the order path (place_order answers once its order is
+durable), so it takes the shortest route there is: one TCP connection
 that does nothing else, the command written to the socket at once and its reply
 read by a protocol callback. Several appends may be in flight; Redis answers a
 connection's commands in the order they came, so each reply resolves the oldest

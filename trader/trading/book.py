@@ -66,7 +66,7 @@ class BrokerOrder:
 
     ``order`` is the order as IB describes it, when its orderRef names our
     client order id: the book adopts it if the journal lacks it (the service
-    died after sending it and before its write-ahead was in).
+    died after sending it and before its journal append was in).
     """
 
     broker_order_id: int

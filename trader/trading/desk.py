@@ -1,13 +1,15 @@
-"""The order desk: requests become orders through the risk gate, the journal, then the broker; broker events come back.
+"""The order desk: requests become orders through the risk gate, the broker and the journal; broker events come back.
 
 Placing an order: resolve the instrument, price it from the live market,
 build the entry and its bracket children, check each against the risk gate,
-give each an IB order id and write it to the journal (write-ahead: an order
-the journal does not hold is never sent), send it, and wait for the broker's
-acknowledgement. A ``client_order_id`` makes the call idempotent: a retry
-returns the order already placed and never sends again, even while the first
-call is still in flight. IB's ``orderRef`` carries ``<strategy>#<client order
-id>``, which is how orders are matched again after a crash or a reconnect.
+give each an IB order id, send it, append it to the journal at once (on
+Redis's socket before the loop runs again), and answer once the journal has it
+and the broker has acknowledged it. A ``client_order_id`` makes the call
+idempotent: a retry returns the order already placed and never sends again,
+even while the first call is still in flight. IB's ``orderRef`` carries
+``<strategy>#<client order id>``, which is how orders are matched again after a
+crash or a reconnect, and how reconcile adopts an order the broker got and the
+journal did not (the service died in between).
 
 Broker events (status reports, executions with their commissions) update the
 book, go to the journal and then to the bus (``order.<event>``, ``fill``).
@@ -222,25 +224,27 @@ class Desk:
             order.broker_order_id = self.adapter.ib.client.getReqId()
             self.book.put_order(order)
             self._acks[order.client_order_id] = loop.create_future()
-        # Write-ahead: the journal's appends go on Redis's socket before the orders go to the broker,
-        # and the answer waits for both. Should the service die before Redis has them, the broker
-        # still reports the orders with our client ids in their orderRef, and reconcile adopts them.
+        # The journal's append follows the broker's send at once (its bytes are on Redis's socket before
+        # this returns to the loop, so before any status of these orders can be journalled), and the answer
+        # waits for both. The broker is the source of truth: should the service die before Redis has the
+        # append, IB still reports the orders, our client ids in their orderRef, and reconcile adopts them.
+        # With no connection to Redis, nothing goes to the broker before the journal has it.
         entries = [self._entry(order, "submitted", snapshot=False) for order in built.all]
-        durable = None
-        if self.recorder.journal.connected:
-            durable = self.recorder.write_ahead(entries)
-        else:  # Redis is being reached again: nothing goes to the broker before the journal has it
-            await self.recorder.write_ahead(entries)
-        for order, ib_order in zip(built.all, self._ib_orders(built), strict=True):
+        ib_orders = self._ib_orders(built)
+        journal_up = self.recorder.journal.connected
+        if not journal_up:
+            await self.recorder.write_now(entries)
+        for order, ib_order in zip(built.all, ib_orders, strict=True):
             self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
             self.risk.record_order()
+        durable = self.recorder.write_now(entries) if journal_up else None
         coid = built.entry.client_order_id
         try:
             if durable is not None:
                 await durable
         except Exception:
-            log.exception("order %s was sent but its write-ahead failed: the journal lacks it until reconcile "
-                          "adopts it from the broker", coid)
+            log.exception("order %s was sent but its journal append failed: the journal lacks it until "
+                          "reconcile adopts it from the broker", coid)
         else:
             self.recorder.publish("order.submitted", self.result(coid))
         await self._wait_ack(coid)
@@ -434,7 +438,7 @@ class Desk:
     @staticmethod
     def _entry(order: Order, event: str, reason: str = "", *, snapshot: bool = True) -> dict[str, Any]:
         # A copy: the order goes on changing while the entry waits in the recorder's queue (or while a
-        # write retries). A write-ahead needs none: nothing changes an order the broker has not seen.
+        # write retries). A new order's entry needs none: it is encoded before the loop runs again.
         return {"type": "order", "order": copy.copy(order) if snapshot else order, "event": event,
                 "reason": reason}
 

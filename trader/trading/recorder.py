@@ -4,10 +4,10 @@ ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
-durable, and :meth:`Recorder.write_ahead` puts a new order and its bracket
-children on Redis's socket together before any is sent to the broker, and is
-awaited while the broker takes them; :meth:`Recorder.record` queues
-and does not wait. Appends go out pipelined: a write-ahead's entries, and what
+durable; :meth:`Recorder.write_now` puts a new order and its bracket children
+on Redis's socket together, right after they go to the broker, and is awaited
+while the broker takes them; :meth:`Recorder.record` queues
+and does not wait. Appends go out pipelined: a new order's entries, and what
 queued up while the task was waiting, each travel to Redis together.
 An entry is published on the bus only once it is in the journal.
 """
@@ -79,13 +79,13 @@ class Recorder:
             self.publish(topic, payload)
         return entry_id
 
-    def write_ahead(self, entries: Iterable[Mapping[str, Any]]) -> Coroutine[Any, Any, list[str]]:
+    def write_now(self, entries: Iterable[Mapping[str, Any]]) -> Coroutine[Any, Any, list[str]]:
         """Send the appends of ``entries`` now, pipelined (one round trip for a bracket); return what to await.
 
         The appends are on the socket when this returns (unless the journal's
-        connection is being made again): the trader service sends the order to
-        the broker meanwhile, rather than a round trip later, and awaits the
-        result (the ids once all are durable) before it answers. A failed
+        connection is being made again: see ``journal.connected``), so they
+        precede anything the loop records later; the result (the ids, once all
+        are durable) is awaited while the broker takes the orders. A failed
         append is retried as :meth:`write`'s are; nothing is published.
         """
         entries = [dict(entry) for entry in entries]
