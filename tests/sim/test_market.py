@@ -9,7 +9,7 @@ import pytest
 
 from trader.sim.catalogue import Catalogue
 from trader.sim.history import HistoryError, HistoryRequest, build_bars, parse_duration, parse_end
-from trader.sim.market import MarketGenerator
+from trader.sim.market import MarketGenerator, minute_of, record_minute
 
 T0 = datetime(2026, 11, 20, 15, 0, 30, tzinfo=UTC)
 
@@ -110,3 +110,19 @@ def test_end_date_formats() -> None:
     assert parse_end("20261120", now) == datetime(2026, 11, 21, tzinfo=UTC)
     with pytest.raises(HistoryError):
         parse_end("yesterday", now)
+
+
+def test_minutes_without_a_tick_get_flat_bars_so_an_hour_is_always_sixty_bars(catalogue: Catalogue) -> None:
+    market = MarketGenerator(catalogue, 9, 4.0, T0)
+    state = market.state(265598)
+    market.step(T0 + timedelta(seconds=1))
+    close = state.minutes[-1].close
+    quiet = T0 + timedelta(minutes=3, seconds=5)  # nothing ticked for three minutes
+    record_minute(state, quiet, 0.0, 0)
+    assert [b.minute for b in state.minutes[-4:]] == [minute_of(T0) + i for i in range(4)]
+    assert {(b.open, b.high, b.low, b.close, b.volume) for b in state.minutes[-3:-1]} == {(close,) * 4 + (0.0,)}
+    for seconds in range(0, 120, 7):  # wherever "now" falls in its minute
+        end = quiet + timedelta(seconds=seconds)
+        record_minute(state, end, 0.0, 0)
+        rows = build_bars(state, 9, HistoryRequest(end, parse_duration("3600 S"), "1 min", "MIDPOINT"))
+        assert len(rows) == 60 and rows[-1][0] == end.strftime("%Y%m%d %H:%M:00 UTC")

@@ -24,6 +24,7 @@ from trader.sim.history import (
     parse_duration,
     parse_end,
 )
+from trader.sim.market import record_minute
 from trader.sim.msgids import ErrorCode, In
 from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
 from trader.sim.requests import (
@@ -208,7 +209,9 @@ class RequestHandlers:
             end = parse_end(request.end, now)
             history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
                                      request.what_to_show, request.format_date)
-            bars = build_bars(self.server.market.state(inst.conid), self.server.market.seed, history)
+            state = self.server.market.state(inst.conid)
+            record_minute(state, now, 0.0, 0)  # the minute in progress has its bar before its first tick, as at IB
+            bars = build_bars(state, self.server.market.seed, history)
         except HistoryError as exc:
             session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, str(exc))
             return

@@ -205,13 +205,19 @@ class MarketGenerator:
 
 
 def record_minute(state: MarketState, now: datetime, traded: float, trades: int) -> None:
-    """Add the state's mid as of ``now`` (and ``traded`` volume in ``trades`` prints) to its minute bars."""
+    """Add the state's mid as of ``now`` (and ``traded`` volume in ``trades`` prints) to its minute bars.
+
+    Minutes that passed without a tick get a flat bar at the last close, so
+    the bars have no holes.
+    """
     minute = minute_of(now)
     mid = float(state.mid)
     bars = state.minutes
     if bars[-1].minute == minute:
         bars[-1].add(mid, traded, trades)
     elif minute > bars[-1].minute:
+        last = bars[-1].close
+        bars.extend(MinuteBar(m, last, last, last, last) for m in range(bars[-1].minute + 1, minute))
         bars.append(MinuteBar(minute, bars[-1].close, max(mid, bars[-1].close), min(mid, bars[-1].close), mid,
                               float(traded), trades))
 
