@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
 MAX_REPLY = 256 * 1024 * 1024  # a client's ceiling for one reply (history can be large)
+# Where a reply goes: the caller's connection, and the delimiter frames a REQ-style caller sent first.
+Route = tuple[Peer, list[bytes]]
 
 
 class MethodRegistry:
@@ -140,7 +142,7 @@ class RpcServer:
 
     def _on_frames(self, peer: Peer, frames: list[bytes]) -> None:
         # [(empty delimiter from REQ-style peers)..., payload]; the reply goes back on the same connection
-        envelope, payload = [peer, *frames[:-1]], frames[-1]
+        envelope, payload = (peer, frames[:-1]), frames[-1]
         rid: Any = None
         method: Any = "?"
         try:
@@ -172,7 +174,7 @@ class RpcServer:
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
-    async def _run_async(self, envelope: list[Any], rid: Any, method: str, coro: Any) -> None:
+    async def _run_async(self, envelope: Route, rid: Any, method: str, coro: Any) -> None:
         try:
             result = await coro
         except asyncio.CancelledError:
@@ -182,7 +184,7 @@ class RpcServer:
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
-    def _reply_error(self, envelope: list[Any], rid: Any, method: str, exc: Exception) -> None:
+    def _reply_error(self, envelope: Route, rid: Any, method: str, exc: Exception) -> None:
         self.errors += 1
         if isinstance(exc, TraderError):
             log.warning("RPC %s (id %s) -> %s: %s", method, rid, exc.code, exc)
@@ -192,7 +194,7 @@ class RpcServer:
             error = InternalError(f"{type(exc).__name__}: {exc}")
         self._reply(envelope, {"id": rid, "ok": False, "error": error.to_wire()})
 
-    def _reply(self, envelope: list[Any], reply: dict[str, Any]) -> None:
+    def _reply(self, envelope: Route, reply: dict[str, Any]) -> None:
         if not self._started:
             return
         try:
@@ -203,7 +205,7 @@ class RpcServer:
                 {"id": reply.get("id"), "ok": False, "error": InternalError(f"result not encodable: {exc}").to_wire()}
             )
         self.served += 1
-        peer, delimiters = envelope[0], envelope[1:]
+        peer, delimiters = envelope
         if not peer.send([*delimiters, data]):
             log.warning("RPC reply for id %s dropped: %s", reply.get("id"),
                         "peer gone" if peer.closed else "peer not reading")

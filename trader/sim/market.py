@@ -218,8 +218,7 @@ def record_minute(state: MarketState, now: datetime, traded: float, trades: int)
     elif minute > bars[-1].minute:
         last = bars[-1].close
         bars.extend(MinuteBar(m, last, last, last, last) for m in range(bars[-1].minute + 1, minute))
-        bars.append(MinuteBar(minute, bars[-1].close, max(mid, bars[-1].close), min(mid, bars[-1].close), mid,
-                              float(traded), trades))
+        bars.append(MinuteBar(minute, last, max(mid, last), min(mid, last), mid, float(traded), trades))
 
 
 def minute_of(when: datetime) -> int:

@@ -52,7 +52,7 @@ from trader.trading.risk import Exposure, OrderIntent, RiskGate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Desk", "broker_ref", "client_order_id_of", "positions_by_key"]
+__all__ = ["Desk", "broker_ref", "client_order_id_of", "parse_broker_ref", "positions_by_key"]
 
 QUOTE_WAIT = 2.0
 
@@ -62,10 +62,16 @@ def broker_ref(order: Order) -> str:
     return f"{order.order_ref}#{order.client_order_id}"
 
 
+def parse_broker_ref(order_ref: str) -> tuple[str, str] | None:
+    """Return the (strategy, client order id) a :func:`broker_ref` carries, or None for an order placed elsewhere."""
+    strategy, sep, coid = order_ref.rpartition("#")
+    return (strategy, coid) if sep and coid else None
+
+
 def client_order_id_of(order_ref: str) -> str | None:
     """Return the client order id an orderRef carries, or None for an order placed elsewhere."""
-    _, sep, coid = order_ref.rpartition("#")
-    return coid if sep and coid else None
+    parsed = parse_broker_ref(order_ref)
+    return None if parsed is None else parsed[1]
 
 
 def positions_by_key(ib_positions: Iterable[Any]) -> dict[str, Decimal]:

@@ -24,7 +24,7 @@ from trader.brokers.ib import parsing
 from trader.domain import Order
 from trader.errors import NotFound, TraderError
 from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
-from trader.trading.desk import Desk, client_order_id_of, positions_by_key
+from trader.trading.desk import Desk, client_order_id_of, parse_broker_ref, positions_by_key
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,13 @@ def _progress(trade: Trade, done: dict[int, tuple[Decimal, Decimal]]) -> tuple[D
 
 def _as_placed(trade: Trade, parent_id: str | None) -> Order | None:
     """Return the order of ours ``trade`` carries, as placed, or None if its orderRef names no client order id."""
-    ref = trade.order.orderRef or ""
-    coid = client_order_id_of(ref)
-    if coid is None:
+    parsed = parse_broker_ref(trade.order.orderRef or "")
+    if parsed is None:
         return None
+    strategy, coid = parsed
     try:
-        return parsing.from_ib_order(trade.contract, trade.order, client_order_id=coid,
-                                     order_ref=ref.rpartition("#")[0], parent_id=parent_id)
+        return parsing.from_ib_order(trade.contract, trade.order, client_order_id=coid, order_ref=strategy,
+                                     parent_id=parent_id)
     except TraderError as exc:
         log.warning("broker order %s (%s) cannot be read: %s", trade.order.orderId, coid, exc)
         return None

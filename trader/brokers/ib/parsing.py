@@ -265,13 +265,12 @@ def from_ib_order(contract: ib_async.Contract, order: ib_async.Order, *, client_
     id of a bracket child's parent. Raise ValidationError for an order type,
     action or TIF the domain does not model.
     """
+    def price(x: float) -> Decimal | None:
+        return decimal_from_float(x) or None  # IB may write "no price" as 0
+
     order_type = _lookup(ORDER_TYPES, order.orderType, "orderType")
     trail = order_type is OrderType.TRAIL
-    aux = decimal_from_float(order.auxPrice) or None  # IB may write "no price" as 0
-
-    def price(x: float) -> Decimal | None:
-        return decimal_from_float(x) or None
-
+    aux = price(order.auxPrice)
     return Order(
         client_order_id,
         from_ib_contract(contract),
