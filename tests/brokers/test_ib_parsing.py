@@ -216,6 +216,15 @@ def test_market_order_fields() -> None:
     unset(ib, *PRICE_FIELDS)
 
 
+def test_an_ib_order_is_an_ib_async_order_whose_repr_names_it_cheaply() -> None:
+    ib = to_ib_order(make_order(order_ref="momentum#c-1"), order_id=7)
+    assert isinstance(ib, ib_async.Order)
+    trade = ib_async.Trade(ib_async.Stock("AAPL", "SMART", "USD"), ib, ib_async.OrderStatus(orderId=7))
+    text = f"{trade}"  # what ib_async formats for its log on every placed order and status report
+    assert "orderId=7" in text and "orderRef='momentum#c-1'" in text
+    assert "UNSET" not in repr(ib) and "softDollarTier" not in repr(ib) and len(repr(ib)) < 200
+
+
 def test_limit_order_fields() -> None:
     order = make_order("LMT", action="SELL", quantity=Decimal("0.5"), limit_price=Decimal("231.37"))
     ib = to_ib_order(order, order_id=8)
