@@ -298,6 +298,19 @@ def test_domain_records_round_trip_as_equal_objects(record: Any) -> None:
     assert result == record
 
 
+def test_a_contract_is_decoded_once_and_shared_by_every_message_carrying_it() -> None:
+    aapl, msft = Contract("AAPL", conid=265598), Contract("MSFT", conid=272093)
+    first = decode(encode(Order("c-1", aapl, Action.BUY, Decimal(1))))
+    second = decode(encode({"order": Order("c-2", aapl, Action.SELL, Decimal(2))}))["order"]
+    assert first.contract == aapl and second.contract is first.contract  # frozen: safe to share
+    assert decode(encode(msft)) == msft and decode(encode(msft)) is not first.contract
+    with pytest.raises(ProtocolError):  # a bad contract is still refused, cached or not
+        decode(msgpack.packb(msgpack.ExtType(7, msgpack.packb([1, {"symbol": "AAPL", "conid": -5}]))))
+    for n in range(codec._CONTRACT_CACHE_SIZE + 10):  # bounded: distinct contracts do not grow it for ever
+        decode(encode(Contract(f"S{n}")))
+    assert len(codec._CONTRACT_CACHE) <= codec._CONTRACT_CACHE_SIZE
+
+
 @FAST
 @given(st.integers(I64_MIN, U64_MAX).map(lambda ns: ns // 2))
 def test_pandas_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:

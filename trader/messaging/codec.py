@@ -45,6 +45,9 @@ Design choices worth knowing:
   level costs a C stack frame of msgpack's unpacker. DataFrames arrive as
   Arrow IPC; compressed IPC bodies are refused (a small frame could otherwise
   inflate to gigabytes) and the table is fully validated before pandas sees it.
+* A ``Contract`` is frozen and rides in every order, fill and position: each
+  distinct payload is decoded (and validated) once, and later messages share
+  that instance (a bounded cache, emptied when full).
 * Encoding reuses ``msgpack.Packer`` objects from a pool: a packer is popped
   by one caller at a time, so no packer is ever shared by two threads or
   re-entered. Plain dicts of str/int/float go through msgpack's C path; the
@@ -489,7 +492,25 @@ def _decode_enum(data: bytes, depth: int) -> Enum:
     return member
 
 
+# Contracts are immutable and few, and ride in every order, fill and position: each distinct
+# payload is decoded (and validated) once, and later copies share that instance.
+_CONTRACT_CACHE: dict[bytes, Contract] = {}
+_CONTRACT_CACHE_SIZE: Final = 4096
+
+
 def _decode_dataclass(data: bytes, depth: int) -> Any:
+    known = _CONTRACT_CACHE.get(data)
+    if known is not None:
+        return known
+    obj = _decode_dataclass_body(data, depth)
+    if type(obj) is Contract:
+        if len(_CONTRACT_CACHE) >= _CONTRACT_CACHE_SIZE:
+            _CONTRACT_CACHE.clear()
+        _CONTRACT_CACHE[bytes(data)] = obj
+    return obj
+
+
+def _decode_dataclass_body(data: bytes, depth: int) -> Any:
     body = _unpack_nested(data, depth + 1)
     if type(body) is not list or len(body) != 2:
         raise ProtocolError("dataclass payload is not [code, fields]")
