@@ -1,8 +1,10 @@
-"""Recorder: queued entries journalled in order, pipelined; each published only after its append; new orders written at once."""
+"""Recorder: queued entries journalled in order, pipelined, a moment later; each published only after its append;
+what comes about an order being placed waits behind the order."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import redis.asyncio
@@ -84,6 +86,53 @@ def test_a_blink_is_retried_and_an_unencodable_entry_does_not_sink_its_batch() -
     assert journal.stored == [0, 2]
     assert [e for e in events if e[0] == "published"] == [("published", 0), ("published", 2)]
     assert recorder.failures == 1
+
+
+def test_entries_go_out_a_moment_after_they_come_so_the_loop_answers_first() -> None:
+    events: list[tuple[str, int]] = []
+
+    async def main() -> None:
+        recorder = Recorder(SlowJournal(events), lambda topic, n: None, linger=0.005)  # type: ignore[arg-type]
+        recorder.start()
+        recorder.record({"type": "order", "n": 1})
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert events == []  # the loop has turned ten times: an answer due now would already be out
+        recorder.record({"type": "order", "n": 2})
+        await asyncio.sleep(0.05)
+        assert events[:2] == [("sent", 1), ("sent", 2)]  # together, in one write
+        await recorder.stop()
+
+    run(main())
+
+
+def test_what_comes_about_a_held_order_is_journalled_after_the_order_itself() -> None:
+    events: list[tuple[str, int]] = []
+    journal = SlowJournal(events)
+    placing, other = SimpleNamespace(client_order_id="a"), SimpleNamespace(client_order_id="b")
+
+    async def main() -> None:
+        published: list[int] = []
+        recorder = Recorder(journal, lambda topic, n: published.append(n))  # type: ignore[arg-type]
+        recorder.start()
+        recorder.hold(["a", "a.sl"])
+        assert recorder.holding("a") and recorder.holding("a.sl") and not recorder.holding("b")
+        recorder.record({"type": "order", "order": placing, "n": 3}, "order.submitted", 3)  # its ack, say
+        recorder.record({"type": "fill", "fill": placing, "n": 4}, "fill", 4)
+        recorder.record({"type": "order", "order": other, "n": 1}, "order.filled", 1)  # not held
+        recorder.record({"type": "kill_switch", "n": 2}, "kill", 2)  # about no order
+        assert recorder.pending == 2 + 2 + 2  # two queued, two parked, two orders held
+        await asyncio.sleep(0.05)
+        assert journal.stored == [1, 2]
+        recorder.release([{"type": "order", "order": placing, "n": 0},
+                          {"type": "order", "order": SimpleNamespace(client_order_id="a.sl"), "n": 0}],
+                         "order.placed", 0)
+        assert not recorder.holding("a")
+        await recorder.stop()
+        assert published == [1, 2, 0, 3, 4]  # the release publishes once, after its last entry
+
+    run(main())
+    assert journal.stored == [1, 2, 0, 0, 3, 4]
 
 
 def test_write_now_sends_its_entries_together_and_returns_once_all_are_durable() -> None:

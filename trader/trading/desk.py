@@ -2,9 +2,9 @@
 
 Placing an order: resolve the instrument, price it from the live market,
 build the entry and its bracket children, check each against the risk gate,
-give each an IB order id, send it, append it to the journal at once (on
-Redis's socket before the loop runs again), and answer once the journal has it
-and the broker has acknowledged it. A ``client_order_id`` makes the call
+give each an IB order id, send it, and answer once the broker has acknowledged
+it; the journal gets it right after the answer, ahead of anything recorded
+about it meanwhile. A ``client_order_id`` makes the call
 idempotent: a retry returns the order already placed and never sends again,
 even while the first call is still in flight. IB's ``orderRef`` carries
 ``<strategy>#<client order id>``, which is how orders are matched again after a
@@ -230,30 +230,28 @@ class Desk:
             order.broker_order_id = self.adapter.ib.client.getReqId()
             self.book.put_order(order)
             self._acks[order.client_order_id] = loop.create_future()
-        # The journal's append follows the broker's send at once (its bytes are on Redis's socket before
-        # this returns to the loop, so before any status of these orders can be journalled), and the answer
-        # waits for both. The broker is the source of truth: should the service die before Redis has the
-        # append, IB still reports the orders, our client ids in their orderRef, and reconcile adopts them.
-        # With no connection to Redis, nothing goes to the broker before the journal has it.
-        entries = [self._entry(order, "submitted", snapshot=False) for order in built.all]
+        # The broker first: it is the source of truth. The journal gets the orders once the broker has
+        # acknowledged them, after the answer (what is recorded about them meanwhile is held behind them);
+        # should the service die before, IB still reports the orders, our client ids in their orderRef, and
+        # reconcile adopts them. With no connection to Redis, nothing goes to the broker before the journal has it.
+        entries = [self._entry(order, "submitted") for order in built.all]
         ib_orders = self._ib_orders(built)
-        journal_up = self.recorder.journal.connected
-        if not journal_up:
-            await self.recorder.write_now(entries)
-        for order, ib_order in zip(built.all, ib_orders, strict=True):
-            self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
-            self.risk.record_order()
-        durable = self.recorder.write_now(entries) if journal_up else None
         coid = built.entry.client_order_id
-        try:
-            if durable is not None:
-                await durable
-        except Exception:
-            log.exception("order %s was sent but its journal append failed: the journal lacks it until "
-                          "reconcile adopts it from the broker", coid)
+        journal_up = self.recorder.journal.connected
+        if journal_up:
+            self.recorder.hold(order.client_order_id for order in built.all)
         else:
-            self.recorder.publish("order.submitted", self.result(coid))
-        await self._wait_ack(coid)
+            await self.recorder.write_now(entries)
+        try:
+            for order, ib_order in zip(built.all, ib_orders, strict=True):
+                self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
+                self.risk.record_order()
+            await self._wait_ack(coid)
+        finally:
+            if journal_up:
+                self.recorder.release(entries, "order.submitted", self.result(coid))
+            else:
+                self.recorder.publish("order.submitted", self.result(coid))
         return self.result(coid)
 
     @staticmethod
@@ -318,7 +316,7 @@ class Desk:
         if order.is_done:
             raise Conflict(f"order {coid} is {order.status}: nothing to change", client_order_id=coid)
         trade = self.trades.get(coid)
-        if trade is None:
+        if trade is None or self.recorder.holding(coid):
             raise Conflict(f"order {coid} is not known to this IB session yet; retry after the re-sync")
         return order, trade
 
@@ -442,9 +440,8 @@ class Desk:
             self.recorder.record({"type": "fill", "fill": fill}, "fill", fill)
 
     @staticmethod
-    def _entry(order: Order, event: str, reason: str = "", *, snapshot: bool = True) -> dict[str, Any]:
+    def _entry(order: Order, event: str, reason: str = "") -> dict[str, Any]:
         # A copy: the order goes on changing while the entry waits in the recorder's queue (or while a
-        # write retries). A new order's entry needs none: it is encoded before the loop runs again.
-        return {"type": "order", "order": copy.copy(order) if snapshot else order, "event": event,
-                "reason": reason}
+        # write retries).
+        return {"type": "order", "order": copy.copy(order), "event": event, "reason": reason}
 

@@ -4,12 +4,15 @@ ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
-durable; :meth:`Recorder.write_now` puts a new order and its bracket children
-on Redis's socket together, right after they go to the broker, and is awaited
-while the broker takes them; :meth:`Recorder.record` queues
-and does not wait. Appends go out pipelined: a new order's entries, and what
-queued up while the task was waiting, each travel to Redis together.
-An entry is published on the bus only once it is in the journal.
+durable; :meth:`Recorder.write_now` puts entries on Redis's socket together at
+once and returns what to await; :meth:`Recorder.record` queues and does not
+wait. A new order goes to the broker first and to the journal once the broker
+has acknowledged it and its caller has the answer (:meth:`Recorder.hold`,
+:meth:`Recorder.release`): what is recorded about it meanwhile waits behind it.
+The task writes a moment (``LINGER``) after an entry comes, so the caller's
+answer is not held up by Redis, and appends go out pipelined: what queued up
+travels to Redis together. An entry is published on the bus only once it is in
+the journal.
 """
 
 from __future__ import annotations
@@ -30,20 +33,35 @@ log = logging.getLogger(__name__)
 __all__ = ["Recorder"]
 
 Publish = Callable[[str, Any], None]
+_Item = tuple[dict[str, Any], str | None, Any]  # an entry, and the topic and payload to publish once it is in
 # Redis may blink (a restart under pycron): such failures are retried briefly rather than an event lost.
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 DRAIN_BATCH = 256  # queued entries sent to Redis in one go
+LINGER = 0.001
+"""Seconds the task waits, once an entry comes after a quiet spell, before it writes (a group commit).
+
+What is recorded while an order is placed (its acknowledgement, the order
+itself) goes to Redis once the caller has had its answer and read it, not
+while the caller waits; and a burst travels to Redis in one write."""
+
+
+def _client_order_id(entry: Mapping[str, Any]) -> str | None:
+    """Return the client order id an order or fill entry is about (None for other entries)."""
+    about = entry.get("order") or entry.get("fill")
+    return getattr(about, "client_order_id", None)
 
 
 class Recorder:
     """Ordered, single-writer journal appends with bus publication after each."""
 
-    def __init__(self, journal: Journal, publish: Publish) -> None:
+    def __init__(self, journal: Journal, publish: Publish, *, linger: float = LINGER) -> None:
         self.journal = journal
+        self.linger = linger
         self.publish = publish
         self.failures = 0
-        self._queue: asyncio.Queue[tuple[Mapping[str, Any], str | None, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._held: dict[str, list[_Item]] = {}  # client order id -> what was recorded meanwhile (see hold)
 
     def start(self) -> None:
         if self._task is None:
@@ -61,11 +79,17 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Entries not yet in the journal: queued, or parked behind an order being placed (see hold)."""
+        return self._queue.qsize() + sum(len(parked) + 1 for parked in self._held.values())
 
     def record(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> None:
         """Queue ``entry`` for the journal; publish ``payload`` on ``topic`` once it is written."""
-        self._queue.put_nowait((dict(entry), topic, payload))
+        item = (dict(entry), topic, payload)
+        parked = self._held.get(_client_order_id(entry) or "") if self._held else None
+        if parked is not None:
+            parked.append(item)
+        else:
+            self._queue.put_nowait(item)
 
     async def write(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> str:
         """Append ``entry`` now and return its journal id once durable; publish afterwards.
@@ -84,13 +108,39 @@ class Recorder:
 
         The appends are on the socket when this returns (unless the journal's
         connection is being made again: see ``journal.connected``), so they
-        precede anything the loop records later; the result (the ids, once all
-        are durable) is awaited while the broker takes the orders. A failed
-        append is retried as :meth:`write`'s are; nothing is published.
+        precede anything the loop records later; the result is the ids, once
+        all are durable. A failed append is retried as :meth:`write`'s are;
+        nothing is published.
         """
         entries = [dict(entry) for entry in entries]
         sent = self.journal.append_now(entries)
         return self._all_confirmed(entries, sent)
+
+    def hold(self, client_order_ids: Iterable[str]) -> None:
+        """Park what is recorded about these orders until :meth:`release` queues their own entries first.
+
+        For new orders sent to the broker before they are journalled (the
+        broker is the source of truth: should the service die in between, IB
+        reports them and reconcile adopts them): their statuses may come back
+        before the placing call has answered, and must not reach the journal
+        ahead of the orders.
+        """
+        for coid in client_order_ids:
+            self._held.setdefault(coid, [])
+
+    def holding(self, client_order_id: str) -> bool:
+        """True while ``client_order_id`` is held (being placed: the journal does not have it yet)."""
+        return client_order_id in self._held
+
+    def release(self, entries: Iterable[Mapping[str, Any]], topic: str, payload: Any) -> None:
+        """Queue ``entries`` (the held orders'), then what was parked for them; publish ``payload`` after the last."""
+        items: list[_Item] = [(dict(entry), None, None) for entry in entries]
+        if items:
+            items[-1] = (items[-1][0], topic, payload)
+        for entry, _, _ in list(items):
+            items += self._held.pop(_client_order_id(entry) or "", [])
+        for item in items:
+            self._queue.put_nowait(item)
 
     async def _all_confirmed(self, entries: list[dict[str, Any]], sent: list[Coroutine[Any, Any, str]]) -> list[str]:
         return [await self._confirmed(appended, entry) for entry, appended in zip(entries, sent, strict=True)]
@@ -108,6 +158,8 @@ class Recorder:
         # published only once its own append is in, and in the order they came.
         while True:
             batch = [await self._queue.get()]
+            if self.linger > 0:
+                await asyncio.sleep(self.linger)
             while len(batch) < DRAIN_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
