@@ -12,7 +12,9 @@ import zmq
 import zmq.asyncio
 
 from tests.waiting import wait_until
-from trader.messaging.zmtp import Dealer, Peer, RouterServer, parse_endpoint
+from trader.messaging import zmtp
+from trader.messaging.zmtp import parse_endpoint
+from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
 
 T = 5.0  # per-operation timeout: nothing may hang
 
@@ -195,6 +197,29 @@ def test_dealer_with_router_server_many_concurrent_messages() -> None:
         finally:
             for d in dealers:
                 d.close()
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_both_ends_of_a_connection_keep_it_alive_over_tcp() -> None:
+    async def scenario() -> None:
+        server, _ = await _echo_server()
+        inbox: list[list[bytes]] = []
+        dealer = Dealer(server.endpoint, inbox.append, max_message_bytes=1 << 20)
+        try:
+            dealer.start()
+            assert dealer.send([b"hi"])
+            await wait_until(lambda: inbox == [[b"hi"]], T, "the echo")
+            [peer] = list(server._peers)
+            for conn in (peer, dealer._conn):
+                assert conn is not None and conn._transport is not None
+                sock = conn._transport.get_extra_info("socket")
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                if hasattr(socket, "TCP_KEEPIDLE"):
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == zmtp.KEEPALIVE["TCP_KEEPIDLE"]
+        finally:
+            dealer.close()
             await server.close()
 
     asyncio.run(scenario())

@@ -35,7 +35,7 @@ from trader.errors import (
     error_from_wire,
 )
 from trader.messaging import codec
-from trader.messaging.zmtp import Dealer, Peer, RouterServer
+from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""ZMTP 3.1 (NULL security) on asyncio: a ROUTER server and a reconnecting DEALER, no threads.
+"""ZMTP 3.1 (NULL security) on asyncio, no threads: the wire protocol and one connection.
+
+The sockets built on it, a ROUTER server and a reconnecting DEALER, are in
+:mod:`trader.messaging.zmtp_sockets`.
 
 Why: with pyzmq, libzmq moves every message through its own I/O threads, so an
 RPC round trip wakes four threads on top of the two application loops (client
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
-from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,30 @@ _SHORT_LAST = [bytes((0, n)) for n in range(256)]
 _SHORT_MORE = [bytes((1, n)) for n in range(256)]
 _LONG = struct.Struct(">BQ")
 _HANDSHAKE, _READY_WAIT, _OPEN = 0, 1, 2
+# TCP keepalive: a peer that vanished without a FIN (host down, cable out) is noticed after
+# about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence, not when a write finally fails.
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+
+
+def _keepalive(sock: socket.socket | None) -> None:
+    """Switch TCP keepalive on for ``sock`` with the ``KEEPALIVE`` timings (where the OS has them)."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE.items():
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError as exc:  # not a TCP socket, or an OS without these options: keep the connection
+        log.debug("zmtp: keepalive not set: %s", exc)
+
+
+class Limits(Protocol):
+    """What a connection takes from the socket that owns it."""
+
+    max_message_bytes: int
+    max_buffer_bytes: int
+    handshake_timeout: float
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -114,13 +141,13 @@ def _parse_properties(data: bytes) -> dict[bytes, bytes]:
     return props
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One ZMTP connection: handshake, framing, limits. Subclasses route the events."""
 
     _SOCKET_TYPE = b""
     _ACCEPTS: frozenset[bytes] = frozenset()
 
-    def __init__(self, owner: RouterServer | Dealer, identity: bytes | None) -> None:
+    def __init__(self, owner: Limits, identity: bytes | None) -> None:
         self._identity = identity
         self._max_message = owner.max_message_bytes
         self._max_buffer = owner.max_buffer_bytes
@@ -139,6 +166,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        _keepalive(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.address = f"{peer[0]}:{peer[1]}"
@@ -176,6 +204,21 @@ class _Connection(asyncio.Protocol):
     def closed(self) -> bool:
         """True once the connection is closed (by either side)."""
         return self._closed
+
+    @property
+    def handshaken(self) -> bool:
+        """True once the handshake is done (and still after the connection closes)."""
+        return self._state == _OPEN
+
+    @property
+    def is_open(self) -> bool:
+        """True once the handshake is done, until the connection closes."""
+        return self._state == _OPEN and not self._closed
+
+    def write_encoded(self, data: bytes) -> None:
+        """Write messages already encoded (see :func:`encode`), in one write, whatever the back-pressure."""
+        if self._transport is not None and not self._closed:
+            self._transport.write(data)
 
     def send(self, frames: list[bytes]) -> bool:
         """Write one message; False (message dropped) if not ready, closed or back-pressured."""
@@ -322,198 +365,3 @@ class _Connection(asyncio.Protocol):
 
     def _lost(self) -> None:
         raise NotImplementedError
-
-
-class Peer(_Connection):
-    """One established connection as seen by a ``RouterServer``; reply with ``send``."""
-
-    _SOCKET_TYPE = b"ROUTER"
-    _ACCEPTS = frozenset((b"DEALER", b"REQ", b"ROUTER"))
-
-    def __init__(self, server: RouterServer) -> None:
-        super().__init__(server, None)
-        self._server = server
-        server._all.add(self)
-
-    def _ready(self) -> None:
-        self._server._peers.add(self)
-
-    def _deliver(self, frames: list[bytes]) -> None:
-        try:
-            self._server._on_message(self, frames)
-        except Exception:
-            log.exception("zmtp: on_message failed for a message from %s", self.address)
-
-    def _lost(self) -> None:
-        self._server._peers.discard(self)
-        self._server._all.discard(self)
-
-
-class RouterServer:
-    """A listening ROUTER: every complete message goes to ``on_message(peer, frames)``."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        on_message: Callable[[Peer, list[bytes]], None],
-        *,
-        max_message_bytes: int,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
-        handshake_timeout: float = 10.0,
-    ) -> None:
-        self._host, self._port = parse_endpoint(endpoint)
-        self.endpoint = endpoint
-        self._on_message = on_message
-        self.max_message_bytes = max_message_bytes
-        self.max_buffer_bytes = max_buffer_bytes
-        self.handshake_timeout = handshake_timeout
-        self._server: asyncio.Server | None = None
-        self._peers: set[Peer] = set()
-        self._all: set[Peer] = set()
-
-    @property
-    def connections(self) -> int:
-        """The number of peers that completed the handshake and are still connected."""
-        return len(self._peers)
-
-    async def start(self) -> None:
-        """Bind and listen; ``endpoint`` then names the real port."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Peer(self), self._host, self._port)
-        port = self._server.sockets[0].getsockname()[1]
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        self.endpoint = f"tcp://{host}:{port}"
-
-    async def close(self) -> None:
-        """Stop listening and close every connection; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for peer in list(self._all):
-            peer.close()
-        if server is not None:
-            await server.wait_closed()
-        await asyncio.sleep(0)  # let connection_lost run
-
-
-class _DealerConnection(_Connection):
-    _SOCKET_TYPE = b"DEALER"
-    _ACCEPTS = frozenset((b"ROUTER", b"REP", b"DEALER"))
-
-    def __init__(self, dealer: Dealer) -> None:
-        super().__init__(dealer, dealer.identity)
-        self._dealer = dealer
-        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    def _ready(self) -> None:
-        self._dealer._ready(self)
-
-    def _deliver(self, frames: list[bytes]) -> None:
-        try:
-            self._dealer._on_message(frames)
-        except Exception:
-            log.exception("zmtp: on_message failed for a message from %s", self.address)
-
-    def _lost(self) -> None:
-        if not self.done.done():
-            self.done.set_result(self._state == _OPEN)
-
-
-class Dealer:
-    """A DEALER with one outgoing connection that reconnects by itself and queues while down."""
-
-    def __init__(
-        self,
-        endpoint: str,
-        on_message: Callable[[list[bytes]], None],
-        *,
-        max_message_bytes: int,
-        hwm: int = 100_000,
-        reconnect_ivl: float = 0.05,
-        reconnect_ivl_max: float = 1.0,
-        handshake_timeout: float = 10.0,
-        identity: bytes = b"",
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
-    ) -> None:
-        self._host, self._port = parse_endpoint(endpoint)
-        self.endpoint = endpoint
-        self._on_message = on_message
-        self.max_message_bytes = max_message_bytes
-        self.max_buffer_bytes = max_buffer_bytes
-        self.handshake_timeout = handshake_timeout
-        self.identity = identity
-        self._hwm = hwm
-        self._ivl = reconnect_ivl
-        self._ivl_max = max(reconnect_ivl_max, reconnect_ivl)
-        self._queue: deque[list[bytes]] = deque()
-        self._conn: _DealerConnection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    @property
-    def connected(self) -> bool:
-        """True while a connection is established and past its handshake."""
-        conn = self._conn
-        return conn is not None and conn._state == _OPEN and not conn._closed
-
-    def start(self) -> None:
-        """Start connecting in the background; call from the running loop."""
-        if self._task is None and not self._closing:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def send(self, frames: list[bytes]) -> bool:
-        """Send now when connected, else queue up to ``hwm`` messages; False when dropped."""
-        conn = self._conn
-        if conn is not None and conn._state == _OPEN and not conn._closed:
-            return conn.send(frames)
-        if self._closing or len(self._queue) >= self._hwm:
-            return False
-        self._queue.append(frames)
-        return True
-
-    def close(self) -> None:
-        """Stop reconnecting and close the connection; safe to call twice."""
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._queue.clear()
-
-    def _ready(self, conn: _DealerConnection) -> None:
-        self._conn = conn
-        if self._queue and conn._transport is not None:  # flush in order, in one write
-            conn._transport.write(b"".join(map(encode, self._queue)))
-            self._queue.clear()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        delay = self._ivl
-        while not self._closing:
-            opened = False
-            try:
-                _, conn = await asyncio.wait_for(
-                    loop.create_connection(lambda: _DealerConnection(self), self._host, self._port),
-                    self.handshake_timeout,
-                )
-                try:
-                    opened = await conn.done
-                finally:
-                    if self._closing:
-                        conn.close()
-            except (TimeoutError, OSError) as exc:
-                log.debug("zmtp: connect to %s failed: %s", self.endpoint, exc)
-            except Exception:  # never let the reconnect loop die
-                log.exception("zmtp: unexpected error connecting to %s", self.endpoint)
-            finally:
-                if self._conn is not None and self._conn.closed:
-                    self._conn = None
-            if opened:
-                log.info("zmtp: connection to %s lost; reconnecting", self.endpoint)
-                delay = self._ivl
-            await asyncio.sleep(delay)
-            if not opened:
-                delay = min(delay * 2, self._ivl_max)
-
