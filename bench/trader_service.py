@@ -15,8 +15,10 @@ so it refuses none of the benchmark's orders; the price-deviation check stays on
 2. direct: an unmodified ib_async ``IB`` (clientId 2) on the same tws-sim placing
    the same orders; latency is ``placeOrder`` until the first orderStatus.
 
-Per side and round: N orders one at a time (ack p50/p99), then M orders with
-50 in flight (orders/s). Both clients keep ib_async's request pacing of 45 a
+Per round: N orders a side one at a time, the two sides taking turns order by
+order (so both meet the same machine: it is shared, and its speed drifts
+within seconds), for ack p50/p99; then per side M orders with 50 in flight
+(orders/s). Both clients keep ib_async's request pacing of 45 a
 second (trader_service's ``trading.ib_max_requests``; the direct client is
 unmodified), so orders/s is bounded by it on both sides, and the one-at-a-time
 orders are spaced to at most 40 a second lest a throttle stall land in either
@@ -212,6 +214,23 @@ async def sequential(place: Place, price: float, count: int) -> list[float]:
     return latencies
 
 
+async def taking_turns(sides: dict[str, Place], price: float, count: int) -> dict[str, list[float]]:
+    """Return each side's latencies for ``count`` orders each, placed one at a time, the sides alternating.
+
+    Each pair swaps which side goes first, so neither always follows the other.
+    """
+    latencies: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for i in range(count):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            await sides[name](price)
+            elapsed = time.perf_counter() - t0
+            latencies[name].append(elapsed)
+            await asyncio.sleep(max(0.0, MIN_GAP - elapsed))
+    return latencies
+
+
 async def sustained(place: Place, price: float, count: int, inflight: int) -> float:
     """Return orders/s for ``count`` orders, ``inflight`` of them at a time."""
     gate = asyncio.Semaphore(inflight)
@@ -273,13 +292,15 @@ async def measure(stack: Stack, rounds: int, count: int, burst: int, *, paced: b
         await settle(client, ib)
         rows = []
         for r in range(rounds):
-            for side in (("platform", "direct") if r % 2 == 0 else ("direct", "platform")):
-                price = await limit_price(client)
-                latencies = await sequential(sides[side], price, count)
-                await settle(client, ib)
+            order = ("platform", "direct") if r % 2 == 0 else ("direct", "platform")
+            price = await limit_price(client)
+            latencies = await taking_turns({side: sides[side] for side in order}, price, count)
+            await settle(client, ib)
+            for side in order:
                 rate = await sustained(sides[side], price, burst, INFLIGHT)
                 await settle(client, ib)
-                row = Row(r + 1, side, percentile(latencies, 0.5) * 1e6, percentile(latencies, 0.99) * 1e6, rate)
+                lat = latencies[side]
+                row = Row(r + 1, side, percentile(lat, 0.5) * 1e6, percentile(lat, 0.99) * 1e6, rate)
                 rows.append(row)
                 console.print(f"round {r + 1}/{rounds} {side:8}: ack p50 {row.p50:,.0f} us, "
                               f"p99 {row.p99:,.0f} us; {row.rate:,.1f} orders/s")
