@@ -135,6 +135,22 @@ def test_what_comes_about_a_held_order_is_journalled_after_the_order_itself() ->
     assert journal.stored == [1, 2, 0, 0, 3, 4]
 
 
+def test_stop_waits_for_an_order_being_placed_to_be_released() -> None:
+    events: list[tuple[str, int]] = []
+    journal = SlowJournal(events)
+
+    async def main() -> None:
+        recorder = Recorder(journal, lambda topic, n: None)  # type: ignore[arg-type]
+        recorder.start()
+        recorder.hold(["a"])
+        placing = SimpleNamespace(client_order_id="a")
+        asyncio.get_running_loop().call_later(0.05, recorder.release, [{"order": placing, "n": 1}], "t", 1)
+        await recorder.stop()
+
+    run(main())
+    assert journal.stored == [1]
+
+
 def test_write_now_sends_its_entries_together_and_returns_once_all_are_durable() -> None:
     events: list[tuple[str, int]] = []
     journal = SlowJournal(events, blinks=1)
