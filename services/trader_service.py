@@ -63,6 +63,7 @@ class TraderService(Service):
         self._portfolio_due = 0.0
         self._day: str | None = None  # the trading day whose PnL baseline is set
         self._day_task: asyncio.Task[None] | None = None
+        self._quotes_task: asyncio.Task[None] | None = None
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
@@ -91,6 +92,7 @@ class TraderService(Service):
         self.adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
         self._day_task = asyncio.get_running_loop().create_task(self._day_loop(), name="trading-day")
+        self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
             asyncio.get_running_loop().call_soon(self.set_degraded, "not connected to IB")
 
@@ -116,9 +118,10 @@ class TraderService(Service):
                  "; kill switch ENGAGED" if self.risk.kill_switch_engaged else "")
 
     async def on_stop(self) -> None:
-        if self._day_task is not None:
-            self._day_task.cancel()
-            await asyncio.gather(self._day_task, return_exceptions=True)
+        for task in (self._day_task, self._quotes_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.adapter.stop()
         if self.recorder is not None:
             await self.recorder.stop()
@@ -168,6 +171,15 @@ class TraderService(Service):
                 await self._roll_day()
             except Exception:  # the next check tries again
                 log.exception("rolling the trading day failed")
+
+    async def _quotes_loop(self) -> None:
+        idle = self.settings.trading.quote_idle_release
+        while True:
+            await asyncio.sleep(min(60.0, max(0.25, idle / 4)))
+            if self.desk is None:
+                continue
+            for key in self.desk.release_idle_quotes(idle):
+                log.info("market data for %s released: no order for %.0f s", key, idle)
 
     def _on_connection(self, connected: bool) -> None:
         if not connected and self.desk is not None:
@@ -324,13 +336,14 @@ class TraderService(Service):
         return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract}
 
     def unsubscribe(self, key: str) -> bool:
-        """Stop streaming ``key``."""
+        """Stop streaming ``key`` (unless the order desk still prices orders from it: then once it is idle)."""
         if not self.adapter.unsubscribe(key):
-            raise NotFound(f"no subscription for {key!r}", key=key)
+            why = " (its stream prices recent orders: it ends once they are idle)" if key in self.adapter.owners else ""
+            raise NotFound(f"no subscription for {key!r}{why}", key=key)
         return True
 
     def subscriptions(self) -> list[str]:
-        """Return the keys streamed on the bus."""
+        """Return the keys streamed on the bus (those subscribed, and those pricing recent orders)."""
         return sorted(self.adapter.subscriptions)
 
     async def history(self, symbol: str, duration: str = "1 D", bar_size: str = "1 min",

@@ -138,6 +138,9 @@ class TradingSettings(StrictModel):
                                  "to IB per ib_requests_interval (0: off). A real TWS or Gateway allows 50 a "
                                  "second and disconnects a client that sends more")
     ib_requests_interval: float = Field(1.0, gt=0, description="the pacing window of ib_max_requests, seconds")
+    quote_idle_release: float = Field(900.0, gt=0, description="seconds after an instrument's last order that the "
+                                      "desk lets go of the market data it opened to price its orders (IB limits "
+                                      "the streams open at once: 100 by default)")
 
 
 class StrategiesSettings(StrictModel):

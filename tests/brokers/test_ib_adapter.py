@@ -1,7 +1,12 @@
-"""IbAdapter without I/O: its settings reach the ib_async client it owns."""
+"""IbAdapter: its settings reach the ib_async client it owns; a stream lasts while anyone wants it (against tws-sim)."""
 
 from __future__ import annotations
 
+import asyncio
+
+from ib_async import Stock
+
+from tests.sim.simulator import running_sim, wait_for
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import IbSettings, TradingSettings
 
@@ -11,3 +16,31 @@ def test_request_pacing_comes_from_the_trading_settings() -> None:
     assert (paced.ib.client.MaxRequests, paced.ib.client.RequestsInterval) == (45, 1.0)  # ib_async's own
     unpaced = IbAdapter(IbSettings(), TradingSettings(ib_max_requests=0, ib_requests_interval=2.0))
     assert (unpaced.ib.client.MaxRequests, unpaced.ib.client.RequestsInterval) == (0, 2.0)
+
+
+def test_a_stream_lasts_while_any_owner_wants_it() -> None:
+    async def main() -> None:
+        async with running_sim() as sim:
+            adapter = IbAdapter(IbSettings(port=sim.port, client_id=31), TradingSettings())
+            adapter.start()
+            try:
+                assert await adapter.wait_connected(10)
+                [details] = await adapter.contract_details(Stock("AAPL", "SMART", "USD"))
+                contract = details.contract
+                ticker = adapter.subscribe("AAPL.STK", contract, owner="desk")
+                assert adapter.subscribe("AAPL.STK", contract) is ticker  # one stream, two owners
+                await wait_for(lambda: ticker.hasBidAsk(), what="quotes")
+                assert any(s.market_data for s in sim.sessions.values())
+                assert not adapter.unsubscribe("AAPL.STK", owner="strategy")  # never had it
+                assert adapter.unsubscribe("AAPL.STK", owner="desk")
+                assert "AAPL.STK" in adapter.subscriptions and adapter.owners["AAPL.STK"] == {"user"}
+                assert not adapter.unsubscribe("AAPL.STK", owner="desk")  # let go already
+                assert adapter.unsubscribe("AAPL.STK")  # the last owner: the stream stops
+                assert "AAPL.STK" not in adapter.subscriptions and "AAPL.STK" not in adapter.owners
+                assert adapter.subscribed_key(contract) is None
+                await wait_for(lambda: not any(s.market_data for s in sim.sessions.values()),
+                               what="the sim's stream ended")
+            finally:
+                await adapter.stop()
+
+    asyncio.run(main())

@@ -130,6 +130,22 @@ def test_each_risk_limit_refuses_with_the_numbers(stack_env: StackEnv) -> None:
             call(stack.trader_endpoint, "place_order", symbol="AAPL", action="BUY", quantity=1)
 
 
+def test_market_data_opened_to_price_orders_is_let_go_once_idle(stack_env: StackEnv) -> None:
+    with started_trading_stack(stack_env, TRADER_TRADING__QUOTE_IDLE_RELEASE="3") as stack:
+        ep = stack.trader_endpoint
+        call(ep, "subscribe", "AAPL")  # someone wants AAPL's ticks: they stay
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)
+        call(ep, "place_order", symbol="MSFT", action="BUY", quantity=1)
+        assert call(ep, "subscriptions") == ["AAPL.STK", "MSFT.STK"]  # MSFT's quotes priced the order
+        eventually(lambda: call(ep, "subscriptions") == ["AAPL.STK"], what="MSFT's idle stream let go")
+        with pytest.raises(NotFound):
+            call(ep, "unsubscribe", "MSFT.STK")
+        assert call(ep, "place_order", symbol="MSFT", action="SELL", quantity=1)["order"].status is not None
+        assert "MSFT.STK" in call(ep, "subscriptions")  # opened again for the new order
+        assert call(ep, "unsubscribe", "AAPL.STK") is True
+        eventually(lambda: call(ep, "subscriptions") == [], what="every stream let go")
+
+
 def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: TradingStack) -> None:
     ep = trading_stack.trader_endpoint
     bid = Decimal(str(call(ep, "snapshot", "AAPL")["bid"]))

@@ -158,6 +158,7 @@ class Desk:
         self.synced = False  # reconciled with the broker since the last (re)connect
         self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id sends them
         self.broker_totals = BrokerTotals(adapter)
+        self._quoted: dict[str, float] = {}  # key -> loop time of the last order priced from its stream
         adapter.order_status.subscribe(self.on_status)
         adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
 
@@ -282,7 +283,8 @@ class Desk:
 
     async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
         """Return the market (mid, else last) and the price a market order would pay."""
-        ticker = self.adapter.subscribe(inst.key, inst.ib)
+        ticker = self.adapter.subscribe(inst.key, inst.ib, owner="desk")
+        self._quoted[inst.key] = asyncio.get_running_loop().time()
         deadline = asyncio.get_running_loop().time() + QUOTE_WAIT
         while not (ticker.hasBidAsk() or _number(ticker.last)) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
@@ -290,6 +292,19 @@ class Desk:
         market = (bid + ask) / 2 if bid and ask else last
         reference = (ask if action is Action.BUY else bid) or market
         return market, reference
+
+    def release_idle_quotes(self, idle: float) -> list[str]:
+        """Let go of the streams opened to price orders on instruments with no order for ``idle`` seconds.
+
+        A stream someone else subscribed to goes on; the next order on a
+        released instrument opens it again (and waits for its first quote).
+        """
+        now = asyncio.get_running_loop().time()
+        released = [key for key, last in self._quoted.items() if now - last >= idle]
+        for key in released:
+            del self._quoted[key]
+            self.adapter.unsubscribe(key, owner="desk")
+        return released
 
     def _intent(self, order: Order, inst: Instrument, market: Decimal | None,
                 reference: Decimal | None) -> OrderIntent:

@@ -94,6 +94,7 @@ class IbAdapter:
         self.connection: Subject[bool] = Subject()
         self.on_connected: list[Callable[[], Awaitable[None]]] = []
         self.subscriptions: dict[str, Contract] = {}
+        self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
         self.history_pacer = Pacer(trading.history_requests_per_10min, 600.0)
         self.connects = 0
         self.last_error: str | None = None
@@ -248,9 +249,15 @@ class IbAdapter:
                 self._details[details.contract.conId] = details
         return list(found)
 
-    def subscribe(self, key: str, contract: Contract) -> Ticker:
-        """Stream market data for ``contract`` (kept across reconnects); return its Ticker."""
+    def subscribe(self, key: str, contract: Contract, owner: str = "user") -> Ticker:
+        """Stream market data for ``contract`` on behalf of ``owner`` (kept across reconnects); return its Ticker.
+
+        One stream per instrument, whoever asks: it lasts until every owner has
+        let it go (:meth:`unsubscribe`). IB limits the streams open at once (100
+        lines by default), so each is held only while someone wants it.
+        """
         self.require_connection()
+        self.owners.setdefault(key, set()).add(owner)
         if key not in self.subscriptions:
             self.subscriptions[key] = contract
             self._keys[contract.conId] = key
@@ -258,11 +265,18 @@ class IbAdapter:
         ticker = self.ib.ticker(contract)
         return ticker if ticker is not None else self.ib.reqMktData(contract)
 
-    def unsubscribe(self, key: str) -> bool:
-        """Stop the stream for ``key``; return whether there was one."""
+    def unsubscribe(self, key: str, owner: str = "user") -> bool:
+        """Let ``owner``'s stream of ``key`` go (it stops once no owner is left); return whether it had one."""
+        owners = self.owners.get(key)
+        if owners is None or owner not in owners:
+            return False
+        owners.discard(owner)
+        if owners:
+            return True
+        del self.owners[key]
         contract = self.subscriptions.pop(key, None)
         if contract is None:
-            return False
+            return True
         self._keys.pop(contract.conId, None)
         if self.connected:
             self.ib.cancelMktData(contract)
