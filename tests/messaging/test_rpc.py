@@ -87,6 +87,8 @@ def test_results_and_typed_errors_cross_the_wire() -> None:
             await client.call("__init__")
         with pytest.raises(ValidationError, match="bad arguments for 'add'"):
             await client.call("add", 1)
+        with pytest.raises(ValidationError, match="bad arguments for 'slow'.*unexpected keyword"):
+            await client.call("slow", 0.01, minutes=1)  # an async method's arguments too
         with pytest.raises(InternalError, match="ZeroDivisionError: boom"):
             await client.call("crash")
         with pytest.raises(InternalError, match="not encodable"):

@@ -153,19 +153,21 @@ class RpcServer:
             if deadline is not None and time.time() > deadline:
                 raise Timeout(f"deadline of {method!r} passed before it ran")
             fn, signature, is_async = self.registry.resolve(method)
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
             if is_async:
                 if len(self._tasks) >= self.max_inflight:
                     raise Overloaded(f"{len(self._tasks)} calls in flight; retry later")
-                task = asyncio.get_running_loop().create_task(
-                    self._run_async(envelope, rid, method, fn(*args, **kwargs))
-                )
+                try:  # calling a coroutine function only binds its arguments (in C, unlike Signature.bind)
+                    coro = fn(*args, **kwargs)
+                except TypeError as exc:
+                    raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
+                task = asyncio.get_running_loop().create_task(self._run_async(envelope, rid, method, coro))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
+            try:  # checked before the call: a TypeError raised inside a method is not the caller's fault
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
             result = fn(*args, **kwargs)
         except Exception as exc:
             if rid is None and isinstance(exc, ProtocolError):
