@@ -331,8 +331,11 @@ class Desk:
         if order.is_done:
             raise Conflict(f"order {coid} is {order.status}: nothing to change", client_order_id=coid)
         trade = self.trades.get(coid)
-        if trade is None or self.recorder.holding(coid):
+        if trade is None:
             raise Conflict(f"order {coid} is not known to this IB session yet; retry after the re-sync")
+        if self.recorder.holding(coid):
+            raise Conflict(f"order {coid} is still being placed; retry once it is acknowledged",
+                           client_order_id=coid)
         return order, trade
 
     async def modify(self, coid: str, *, quantity: Any = None, limit_price: Any = None, stop_price: Any = None,
