@@ -361,6 +361,12 @@ class Connection(asyncio.Protocol):
         raise NotImplementedError
 
     def _deliver(self, frames: list[bytes]) -> None:
+        try:
+            self._on_message(frames)
+        except Exception:  # the receiver's fault, not the peer's: the connection goes on
+            log.exception("zmtp: on_message failed for a message from %s", self.address)
+
+    def _on_message(self, frames: list[bytes]) -> None:
         raise NotImplementedError
 
     def _lost(self) -> None:

@@ -20,6 +20,19 @@ log = logging.getLogger(__name__)
 __all__ = ["Dealer", "Peer", "RouterServer"]
 
 
+class _Socket:
+    """What RouterServer and Dealer share: the endpoint, the callback and the limits their connections take."""
+
+    def __init__(self, endpoint: str, on_message: Callable[..., None], *, max_message_bytes: int,
+                 max_buffer_bytes: int, handshake_timeout: float) -> None:
+        self._host, self._port = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self._on_message = on_message
+        self.max_message_bytes = max_message_bytes
+        self.max_buffer_bytes = max_buffer_bytes
+        self.handshake_timeout = handshake_timeout
+
+
 class Peer(Connection):
     """One established connection as seen by a ``RouterServer``; reply with ``send``."""
 
@@ -34,18 +47,15 @@ class Peer(Connection):
     def _ready(self) -> None:
         self._server._peers.add(self)
 
-    def _deliver(self, frames: list[bytes]) -> None:
-        try:
-            self._server._on_message(self, frames)
-        except Exception:
-            log.exception("zmtp: on_message failed for a message from %s", self.address)
+    def _on_message(self, frames: list[bytes]) -> None:
+        self._server._on_message(self, frames)
 
     def _lost(self) -> None:
         self._server._peers.discard(self)
         self._server._all.discard(self)
 
 
-class RouterServer:
+class RouterServer(_Socket):
     """A listening ROUTER: every complete message goes to ``on_message(peer, frames)``."""
 
     def __init__(
@@ -57,12 +67,8 @@ class RouterServer:
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
         handshake_timeout: float = 10.0,
     ) -> None:
-        self._host, self._port = parse_endpoint(endpoint)
-        self.endpoint = endpoint
-        self._on_message = on_message
-        self.max_message_bytes = max_message_bytes
-        self.max_buffer_bytes = max_buffer_bytes
-        self.handshake_timeout = handshake_timeout
+        super().__init__(endpoint, on_message, max_message_bytes=max_message_bytes,
+                         max_buffer_bytes=max_buffer_bytes, handshake_timeout=handshake_timeout)
         self._server: asyncio.Server | None = None
         self._peers: set[Peer] = set()
         self._all: set[Peer] = set()
@@ -104,18 +110,15 @@ class _DealerConnection(Connection):
     def _ready(self) -> None:
         self._dealer._ready(self)
 
-    def _deliver(self, frames: list[bytes]) -> None:
-        try:
-            self._dealer._on_message(frames)
-        except Exception:
-            log.exception("zmtp: on_message failed for a message from %s", self.address)
+    def _on_message(self, frames: list[bytes]) -> None:
+        self._dealer._on_message(frames)
 
     def _lost(self) -> None:
         if not self.done.done():
             self.done.set_result(self.handshaken)
 
 
-class Dealer:
+class Dealer(_Socket):
     """A DEALER with one outgoing connection that reconnects by itself and queues while down."""
 
     def __init__(
@@ -131,12 +134,8 @@ class Dealer:
         identity: bytes = b"",
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
     ) -> None:
-        self._host, self._port = parse_endpoint(endpoint)
-        self.endpoint = endpoint
-        self._on_message = on_message
-        self.max_message_bytes = max_message_bytes
-        self.max_buffer_bytes = max_buffer_bytes
-        self.handshake_timeout = handshake_timeout
+        super().__init__(endpoint, on_message, max_message_bytes=max_message_bytes,
+                         max_buffer_bytes=max_buffer_bytes, handshake_timeout=handshake_timeout)
         self.identity = identity
         self._hwm = hwm
         self._ivl = reconnect_ivl
