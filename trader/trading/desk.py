@@ -249,11 +249,12 @@ class Desk:
                 self.risk.record_order()
             await self._wait_ack(coid)
         finally:
+            result = self.result(coid)
             if journal_up:
-                self.recorder.release(entries, "order.submitted", self.result(coid))
+                self.recorder.release(entries, "order.submitted", result)
             else:
-                self.recorder.publish("order.submitted", self.result(coid))
-        return self.result(coid)
+                self.recorder.publish("order.submitted", result)
+        return result
 
     @staticmethod
     def _ib_orders(built: BuiltOrders) -> list[IbOrder]:

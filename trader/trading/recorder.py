@@ -139,12 +139,11 @@ class Recorder:
 
     def release(self, entries: Iterable[Mapping[str, Any]], topic: str, payload: Any) -> None:
         """Queue ``entries`` (the held orders'), then what was parked for them; publish ``payload`` after the last."""
-        items: list[_Item] = [(dict(entry), None, None) for entry in entries]
-        if items:
-            items[-1] = (items[-1][0], topic, payload)
-        for entry, _, _ in list(items):
-            items += self._held.pop(_client_order_id(entry) or "", [])
-        for item in items:
+        own = [dict(entry) for entry in entries]
+        parked = [item for entry in own for item in self._held.pop(_client_order_id(entry) or "", [])]
+        for i, entry in enumerate(own):
+            self._queue.put_nowait((entry, topic, payload) if i == len(own) - 1 else (entry, None, None))
+        for item in parked:
             self._queue.put_nowait(item)
 
     async def _all_confirmed(self, entries: list[dict[str, Any]], sent: list[Coroutine[Any, Any, str]]) -> list[str]:
