@@ -174,6 +174,8 @@ class Settings(StrictModel):
     config_file: Path = REPO_ROOT / "configs" / "trader.yaml"
     profile: str = "default"
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="the services' event loop: uvloop (libuv, C) or the standard library's")
     bus: BusSettings = BusSettings()
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()

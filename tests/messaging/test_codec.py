@@ -311,6 +311,19 @@ def test_a_contract_is_decoded_once_and_shared_by_every_message_carrying_it() ->
     assert len(codec._CONTRACT_CACHE) <= codec._CONTRACT_CACHE_SIZE
 
 
+def test_a_contract_instance_is_encoded_once() -> None:
+    aapl = Contract("AAPL", conid=265598, exchange="SMART", primary_exchange="NASDAQ")
+    once = encode(aapl)
+    assert codec._CONTRACT_EXT[id(aapl)][0] is aapl
+    assert encode(aapl) == once == encode(Contract("AAPL", conid=265598, exchange="SMART", primary_exchange="NASDAQ"))
+    assert decode(encode(Order("c-1", aapl, Action.BUY, Decimal(1)))).contract == aapl
+    with pytest.raises(ValidationError, match="nest"):  # the nesting limit holds for a cached contract too
+        codec._encode_contract(aapl, codec.MAX_DEPTH)
+    for n in range(codec._CONTRACT_CACHE_SIZE + 10):  # bounded: distinct contracts do not grow it for ever
+        encode(Contract(f"S{n}"))
+    assert len(codec._CONTRACT_EXT) <= codec._CONTRACT_CACHE_SIZE
+
+
 @FAST
 @given(st.integers(I64_MIN, U64_MAX).map(lambda ns: ns // 2))
 def test_pandas_timestamps_round_trip_to_the_nanosecond(ns: int) -> None:

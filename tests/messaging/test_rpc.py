@@ -23,6 +23,7 @@ from trader.errors import (
 )
 from trader.messaging import codec
 from trader.messaging.rpc import MethodRegistry, RpcClient, RpcServer
+from trader.service.base import loop_runner
 
 
 class Calculator:
@@ -73,7 +74,8 @@ def test_registry_refuses_duplicates_and_lists_names() -> None:
     assert registry.names() == ["add", "crash", "lookup", "slow", "unencodable", "wait_gate"]
 
 
-def test_results_and_typed_errors_cross_the_wire() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_results_and_typed_errors_cross_the_wire(event_loop: str) -> None:
     async def scenario() -> None:
         calc = Calculator()
         server = await _serve(calc)
@@ -98,7 +100,7 @@ def test_results_and_typed_errors_cross_the_wire() -> None:
         client.close()
         await server.close()
 
-    asyncio.run(scenario())
+    loop_runner(event_loop)(scenario())
 
 
 def test_concurrent_calls_from_one_client_complete_out_of_order() -> None:

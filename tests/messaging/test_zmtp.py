@@ -15,6 +15,7 @@ from tests.waiting import wait_until
 from trader.messaging import zmtp
 from trader.messaging.zmtp import parse_endpoint
 from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
+from trader.service.base import loop_runner
 
 T = 5.0  # per-operation timeout: nothing may hang
 
@@ -202,7 +203,8 @@ def test_dealer_with_router_server_many_concurrent_messages() -> None:
     asyncio.run(scenario())
 
 
-def test_both_ends_of_a_connection_keep_it_alive_over_tcp() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_both_ends_of_a_connection_keep_it_alive_over_tcp(event_loop: str) -> None:
     async def scenario() -> None:
         server, _ = await _echo_server()
         inbox: list[list[bytes]] = []
@@ -222,7 +224,7 @@ def test_both_ends_of_a_connection_keep_it_alive_over_tcp() -> None:
             dealer.close()
             await server.close()
 
-    asyncio.run(scenario())
+    loop_runner(event_loop)(scenario())
 
 
 def test_dealer_queues_while_down_and_reconnects_after_restart() -> None:

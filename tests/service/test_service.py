@@ -16,10 +16,10 @@ import pytest
 from tests.conftest import REPO, StackEnv
 from tests.waiting import wait_until
 from trader.config import load_settings
-from trader.errors import NotFound
+from trader.errors import ConfigError, NotFound
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
-from trader.service.base import Service
+from trader.service.base import Service, loop_runner
 from trader.service.lifecycle import ServiceState
 
 
@@ -53,13 +53,24 @@ def test_bus_process_beats_serves_and_stops_on_sigterm(stack_env: StackEnv) -> N
     assert "STOPPING -> STOPPED" in stderr
     log_file = stack_env.home / "logs" / "bus.log"
     assert "bus: RUNNING -> STOPPING" in log_file.read_text()
+    assert "uvloop loop" in log_file.read_text()  # settings.event_loop's default
+
+
+def test_the_event_loop_setting_picks_the_loop_or_is_refused() -> None:
+    async def loop_class() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert loop_runner("uvloop")(loop_class()) == "uvloop"
+    assert loop_runner("asyncio")(loop_class()).startswith("asyncio")
+    with pytest.raises(ConfigError, match="uvloop or asyncio"):
+        loop_runner("trio")
 
 
 def test_a_bad_config_exits_with_the_config_code(stack_env: StackEnv, tmp_path: Path) -> None:
     bad = tmp_path / "trader.yaml"
     bad.write_text("bus: {pub_prot: 1}\n")
     env = dict(os.environ, TRADER_CONFIG=str(bad))
-    result = subprocess.run([sys.executable, "-m", "services.bus"], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-m", "services.bus"], check=False, cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "bus.pub_prot: unknown key" in result.stderr

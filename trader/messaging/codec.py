@@ -46,8 +46,9 @@ Design choices worth knowing:
   Arrow IPC; compressed IPC bodies are refused (a small frame could otherwise
   inflate to gigabytes) and the table is fully validated before pandas sees it.
 * A ``Contract`` is frozen and rides in every order, fill and position: each
-  distinct payload is decoded (and validated) once, and later messages share
-  that instance (a bounded cache, emptied when full).
+  instance is encoded once, and each distinct payload is decoded (and
+  validated) once, later messages sharing that instance (bounded caches,
+  emptied when full).
 * Encoding reuses ``msgpack.Packer`` objects from a pool: a packer is popped
   by one caller at a time, so no packer is ever shared by two threads or
   re-entered. Plain dicts of str/int/float go through msgpack's C path; the
@@ -234,19 +235,42 @@ def _make_default(depth: int) -> Callable[[Any], Any]:
         members = _ENUM_EXT.get(cls)
         if members is not None:
             return members[obj]
+        if cls is Contract:
+            return _encode_contract(obj, depth)
         codec = _DATACLASS_CODECS.get(cls)
         if codec is not None:
-            values = codec.getter(obj)
-            if len(codec.names) == 1:
-                values = (values,)
-            body = [codec.code, dict(zip(codec.names, values, strict=True))]
-            return _new_tuple(msgpack.ExtType, (EXT_DATACLASS, _pack(body, depth + 1)))
+            return _encode_dataclass(obj, codec, depth)
         encoder = _ENCODERS.get(cls)
         if encoder is not None:
             return encoder(obj, depth)
         return _encode_other(obj, depth)
 
     return default
+
+
+def _encode_dataclass(obj: Any, codec: _DataclassCodec, depth: int) -> msgpack.ExtType:
+    values = codec.getter(obj)
+    if len(codec.names) == 1:
+        values = (values,)
+    body = [codec.code, dict(zip(codec.names, values, strict=True))]
+    return _new_tuple(msgpack.ExtType, (EXT_DATACLASS, _pack(body, depth + 1)))
+
+
+# A Contract is frozen, so its encoding never changes: each instance is encoded once while it is
+# cached (keyed by id; the entry holds the instance, so the id cannot be reused meanwhile).
+_CONTRACT_EXT: dict[int, tuple[Contract, msgpack.ExtType]] = {}
+_CONTRACT_CODEC: Final = _DATACLASS_CODECS[Contract]
+
+
+def _encode_contract(obj: Contract, depth: int) -> msgpack.ExtType:
+    known = _CONTRACT_EXT.get(id(obj))
+    if known is not None and known[0] is obj and depth < MAX_DEPTH:
+        return known[1]
+    ext = _encode_dataclass(obj, _CONTRACT_CODEC, depth)
+    if len(_CONTRACT_EXT) >= _CONTRACT_CACHE_SIZE:
+        _CONTRACT_EXT.clear()
+    _CONTRACT_EXT[id(obj)] = (obj, ext)
+    return ext
 
 
 def _encode_decimal(obj: Decimal, depth: int) -> msgpack.ExtType:

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import socket
 import struct
-from typing import Protocol
+from typing import Protocol, cast
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ class Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance check
+        self._transport = cast("asyncio.Transport", transport)
         _keepalive(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions
 
@@ -83,8 +83,8 @@ class _Protocol(asyncio.Protocol):
         self.lost: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance check
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
