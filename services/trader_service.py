@@ -282,9 +282,9 @@ class TraderService(Service):
         """Cancel a working order."""
         return await self._desk().cancel(client_order_id)
 
-    def cancel_all(self) -> int:
-        """Cancel every open order; return how many were open."""
-        return self._desk().cancel_all()
+    def cancel_all(self, everything: bool = False) -> int:
+        """Cancel the platform's open orders (``everything``: every open order of the account); return how many."""
+        return self._desk().cancel_all(everything=everything)
 
     async def kill_switch(self, on: bool, reason: str = "") -> dict[str, Any]:
         """Engage (cancel everything, refuse new orders) or release the kill switch."""
@@ -293,8 +293,8 @@ class TraderService(Service):
             self.risk.engage_kill_switch(reason or "manual")
             await self.recorder.write({"type": "kill_switch", "engaged": True, "reason": reason or "manual"},
                                       "risk.kill_switch", {"engaged": True, "reason": reason or "manual"})
-            if self.adapter.connected:
-                self._desk().cancel_all()
+            if self.adapter.connected:  # an emergency stop: every open order of the account, ours or not
+                self._desk().cancel_all(everything=True)
         else:
             self.risk.release_kill_switch()
             await self.recorder.write({"type": "kill_switch", "engaged": False, "reason": reason},

@@ -117,7 +117,9 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     assert refused(4, "resolve", "NOSUCH").startswith("error (not_found)")
 
     assert data("book", "cancel", "--all") == {"cancelled": 0}
+    assert data("book", "cancel", "--all", "--everything") == {"cancelled": 0}
     assert refused(2, "book", "cancel").startswith("Usage")
+    assert "--everything goes with --all" in refused(2, "book", "cancel", "x", "--everything")
 
 
 def test_refusals_kill_switch_status_and_reconnect(

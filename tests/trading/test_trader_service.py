@@ -170,6 +170,38 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     assert call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)["order"].status is not None
 
 
+def test_cancel_all_leaves_orders_placed_elsewhere_unless_asked_for_everything(trading_stack: TradingStack) -> None:
+    ep, port = trading_stack.trader_endpoint, trading_stack.env.ib_port
+    limit = float(Decimal(str(call(ep, "snapshot", "AAPL")["bid"])) - 3)
+
+    async def by_hand(place: bool) -> list[Any]:
+        # Another client on the same account, as if the order had been placed in TWS by hand.
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", port, clientId=78, timeout=10)
+        try:
+            if place:
+                [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+                trade = ib.placeOrder(contract, LimitOrder("BUY", 1, limit, tif="GTC", orderRef="by-hand"))
+                while trade.orderStatus.status != "Submitted":
+                    await asyncio.wait_for(trade.statusEvent, 5)
+            trades = await ib.reqAllOpenOrdersAsync()
+        finally:
+            ib.disconnect()
+        return [t for t in trades if t.order.orderRef == "by-hand"]
+
+    assert len(asyncio.run(by_hand(place=True))) == 1
+    for coid in ("ours-1", "ours-2"):
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=limit,
+             tif="GTC", client_order_id=coid)
+    assert call(ep, "cancel_all") == 2
+    for coid in ("ours-1", "ours-2"):
+        eventually(lambda c=coid: order_of(trading_stack, c).status is OrderStatus.CANCELLED, what=f"{coid} cancelled")
+    assert len(asyncio.run(by_hand(place=False))) == 1, "the order placed elsewhere is still working"
+    assert call(ep, "cancel_all", everything=True) == 0  # IB's global cancel: none of ours was open
+    eventually(lambda: not asyncio.run(by_hand(place=False)), what="the global cancel reached it")
+    assert call(ep, "status")["state"] == "RUNNING"
+
+
 def test_reconnect_after_tws_drops_the_connection_resumes_ticks_and_keeps_orders(
         trading_stack: TradingStack) -> None:
     ep = trading_stack.trader_endpoint

@@ -251,14 +251,18 @@ def book_trades(cli: CliContext, client_order_id: str | None, limit: int | None)
 
 @book.command("cancel")
 @click.argument("client_order_id", required=False)
-@click.option("--all", "all_orders", is_flag=True, help="Cancel every open order.")
+@click.option("--all", "all_orders", is_flag=True, help="Cancel every open order the platform placed.")
+@click.option("--everything", is_flag=True,
+              help="With --all: every open order of the account, those placed in TWS or by other clients too.")
 @pass_cli
-def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool) -> None:
-    """Cancel the order CLIENT_ORDER_ID, or with --all every open order."""
+def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, everything: bool) -> None:
+    """Cancel the order CLIENT_ORDER_ID, or with --all every open order the platform placed."""
     if (client_order_id is None) == (not all_orders):
         raise click.UsageError("give an order id or --all")
+    if everything and not all_orders:
+        raise click.UsageError("--everything goes with --all")
     if all_orders:
-        count = cli.call_trader("cancel_all")
+        count = cli.call_trader("cancel_all", everything=everything)
         if cli.json:
             cli.emit_json({"cancelled": count})
         else:

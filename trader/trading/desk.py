@@ -387,11 +387,26 @@ class Desk:
             log.warning("order %s: no answer to the cancel within %.0f s", coid, self.ack_timeout)
         return self.result(coid)
 
-    def cancel_all(self) -> int:
-        """Cancel every open order at the broker (IB's global cancel); return how many the book had open."""
+    def cancel_all(self, *, everything: bool = False) -> int:
+        """Cancel the platform's open orders at the broker; return how many cancels were sent.
+
+        Orders placed elsewhere on the account (in TWS by hand, by another API
+        client) are left alone, unless ``everything``: IB's global cancel, which
+        cancels every open order of the account (then the count is the book's open orders).
+        """
         self.adapter.require_connection()
-        count = self.book.open_count()
-        self.adapter.ib.reqGlobalCancel()
+        if everything:
+            count = self.book.open_count()
+            self.adapter.ib.reqGlobalCancel()
+            return count
+        count = 0
+        for order in self.book.orders(open_only=True):
+            trade = self.trades.get(order.client_order_id)
+            if trade is None:  # the re-sync after a (re)connect has not reported it yet
+                log.warning("order %s: not known to this IB session yet; not cancelled", order.client_order_id)
+                continue
+            self.adapter.ib.cancelOrder(trade.order)
+            count += 1
         return count
 
     # -- broker events -------------------------------------------------------------
