@@ -26,6 +26,7 @@ from trader.brokers.ib.parsing import (
     ticker_to_tick,
     to_ib_contract,
     to_ib_order,
+    tradable_ib_contract,
 )
 from trader.domain import (
     AccountValue,
@@ -223,6 +224,18 @@ def test_an_ib_order_is_an_ib_async_order_whose_repr_names_it_cheaply() -> None:
     text = f"{trade}"  # what ib_async formats for its log on every placed order and status report
     assert "orderId=7" in text and "orderRef='momentum#c-1'" in text
     assert "UNSET" not in repr(ib) and "softDollarTier" not in repr(ib) and len(repr(ib)) < 200
+
+
+def test_a_tradable_ib_contract_is_ibs_contract_with_a_short_repr() -> None:
+    ib = ib_async.Contract.recreate(ib_async.Contract(secType="FUT", conId=637533641, symbol="ES",
+                                                      lastTradeDateOrContractMonth="20261218", multiplier="50",
+                                                      exchange="CME", currency="USD", localSymbol="ESZ6"))
+    tradable = tradable_ib_contract(ib)
+    assert isinstance(tradable, ib_async.Contract) and tradable == ib and hash(tradable) == hash(ib)
+    assert ib_async.util.dataclassAsDict(tradable) == ib_async.util.dataclassAsDict(ib)
+    assert repr(tradable) == ("Contract(conId=637533641, secType='FUT', symbol='ES', localSymbol='ESZ6', "
+                              "exchange='CME', currency='USD')")
+    assert from_ib_contract(tradable) == from_ib_contract(ib)
 
 
 def test_limit_order_fields() -> None:

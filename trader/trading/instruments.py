@@ -148,8 +148,8 @@ class Resolver:
         tick = parsing.decimal_from_float(details.minTick) or Decimal("0.01")
         size = details.minSize
         min_size = parsing.decimal_from_float(size) if size and size > 0 else None
-        return Instrument(parsing.from_ib_contract(details.contract), details.contract, tick,
-                          min_size or Decimal(1), details.longName or "")
+        return Instrument(parsing.from_ib_contract(details.contract), parsing.tradable_ib_contract(details.contract),
+                          tick, min_size or Decimal(1), details.longName or "")
 
     @staticmethod
     def _front_month(instruments: list[Instrument]) -> list[Instrument]:

@@ -10,6 +10,7 @@ Decimals (``231.37`` stays ``Decimal('231.37')``) or ``None``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -46,6 +47,7 @@ __all__ = [
     "ticker_to_tick",
     "to_ib_contract",
     "to_ib_order",
+    "tradable_ib_contract",
 ]
 
 SEC_TYPES: dict[str, SecType] = {
@@ -217,6 +219,27 @@ def from_ib_contract(c: ib_async.Contract) -> Contract:
         trading_class=c.tradingClass,
         conid=c.conId or None,
     )
+
+
+class _IbContract(ib_async.Contract):
+    """An ib_async Contract whose repr names the contract rather than listing its non-default fields.
+
+    Equality and hashing stay ib_async's (by conId). The Trade that ib_async
+    formats for its log on each placed order and each status report holds the
+    contract, and its repr compares every field with its default: 13 us warm,
+    over 100 us cold, twice per order.
+    """
+
+    def __repr__(self) -> str:
+        return (f"Contract(conId={self.conId}, secType={self.secType!r}, symbol={self.symbol!r}, "
+                f"localSymbol={self.localSymbol!r}, exchange={self.exchange!r}, currency={self.currency!r})")
+
+    __str__ = __repr__
+
+
+def tradable_ib_contract(c: ib_async.Contract) -> ib_async.Contract:
+    """Return a copy of IB's (qualified) contract ``c`` to place orders with: the same fields, a short repr."""
+    return _IbContract(**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
 
 
 class _IbOrder(ib_async.Order):
