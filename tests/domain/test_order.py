@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -59,6 +60,17 @@ def test_a_new_order_is_pending_and_unfilled() -> None:
     assert new.order_ref == "manual"
     assert new.updated_at == new.created_at == T0
     assert not new.is_done
+
+
+def test_a_copy_is_a_snapshot_of_every_field() -> None:
+    original = order(order_type=OrderType.LMT, limit_price=Decimal("187.25"), broker_order_id=7)
+    snapshot = copy.copy(original)
+    assert snapshot == original and snapshot is not original and type(snapshot) is Order
+    original.transition(OrderStatus.SUBMITTED)
+    original.apply_fill(fill("1", "187.25"))
+    assert snapshot.status is OrderStatus.PENDING_SUBMIT and snapshot.filled_quantity == 0
+    assert (snapshot.limit_price, snapshot.broker_order_id, snapshot.contract) == (
+        Decimal("187.25"), 7, original.contract)
 
 
 def test_created_at_defaults_to_now_in_utc() -> None:

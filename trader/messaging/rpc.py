@@ -44,6 +44,7 @@ DEFAULT_MAX_FRAME = 8 * 1024 * 1024
 MAX_REPLY = 256 * 1024 * 1024  # a client's ceiling for one reply (history can be large)
 # Where a reply goes: the caller's connection, and the delimiter frames a REQ-style caller sent first.
 Route = tuple[Peer, list[bytes]]
+_STR = {str}
 
 
 class MethodRegistry:
@@ -84,7 +85,7 @@ def _check_request(request: Any) -> tuple[Any, str, list[Any], dict[str, Any], f
         raise ProtocolError("method must be a string", id=rid)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ProtocolError("args must be a list and kwargs a mapping", id=rid)
-    if not all(isinstance(k, str) for k in kwargs):
+    if not set(map(type, kwargs)) <= _STR:  # msgpack keys: str, or another plain type
         raise ProtocolError("kwargs keys must be strings", id=rid)
     if deadline is not None and (not isinstance(deadline, (int, float)) or isinstance(deadline, bool)):
         raise ProtocolError("deadline must be a number or null", id=rid)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -28,6 +28,7 @@ from trader.errors import ValidationError
 __all__ = ["BuiltOrders", "OrderRequest", "build_orders", "infer_order_type", "new_client_order_id", "parse_request", "round_to_tick"]
 
 _HUNDRED = Decimal(100)
+_NO_BRACKET = (None, None, None, None)
 
 
 def new_client_order_id() -> str:
@@ -112,8 +113,7 @@ class OrderRequest(StrictModel):
 
     @property
     def has_bracket(self) -> bool:
-        return any(v is not None for v in (self.stop_loss, self.stop_loss_percent, self.take_profit,
-                                           self.take_profit_percent))
+        return (self.stop_loss, self.stop_loss_percent, self.take_profit, self.take_profit_percent) != _NO_BRACKET
 
 
 def parse_request(data: dict[str, Any]) -> OrderRequest:
@@ -135,10 +135,10 @@ class BuiltOrders:
 
     entry: Order
     children: tuple[Order, ...] = ()
+    all: tuple[Order, ...] = field(init=False, repr=False, compare=False)  # the entry, then the children
 
-    @property
-    def all(self) -> tuple[Order, ...]:
-        return (self.entry, *self.children)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "all", (self.entry, *self.children))
 
 
 def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, min_size: Decimal,
