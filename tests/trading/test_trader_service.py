@@ -22,6 +22,26 @@ from trader.trading.risk import trading_day
 pytestmark = pytest.mark.slow
 
 
+async def open_at_broker(port: int, client_id: int, order_ref: str,
+                         place: tuple[int, float] | None = None) -> list[Any]:
+    """Return tws-sim's open orders with ``order_ref``, seen by an ib_async client of its own.
+
+    With ``place`` (quantity, limit), that client first places a GTC BUY AAPL LMT with that orderRef.
+    """
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=10)
+    try:
+        if place is not None:
+            [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            trade = ib.placeOrder(contract, LimitOrder("BUY", place[0], place[1], tif="GTC", orderRef=order_ref))
+            while trade.orderStatus.status != "Submitted":
+                await asyncio.wait_for(trade.statusEvent, 5)
+        trades = await ib.reqAllOpenOrdersAsync()
+    finally:
+        ib.disconnect()
+    return [t for t in trades if t.order.orderRef == order_ref]
+
+
 def order_of(stack: TradingStack, coid: str) -> Any:
     return next(o for o in call(stack.trader_endpoint, "orders") if o.client_order_id == coid)
 
@@ -174,31 +194,19 @@ def test_cancel_all_leaves_orders_placed_elsewhere_unless_asked_for_everything(t
     ep, port = trading_stack.trader_endpoint, trading_stack.env.ib_port
     limit = float(Decimal(str(call(ep, "snapshot", "AAPL")["bid"])) - 3)
 
-    async def by_hand(place: bool) -> list[Any]:
-        # Another client on the same account, as if the order had been placed in TWS by hand.
-        ib = IB()
-        await ib.connectAsync("127.0.0.1", port, clientId=78, timeout=10)
-        try:
-            if place:
-                [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
-                trade = ib.placeOrder(contract, LimitOrder("BUY", 1, limit, tif="GTC", orderRef="by-hand"))
-                while trade.orderStatus.status != "Submitted":
-                    await asyncio.wait_for(trade.statusEvent, 5)
-            trades = await ib.reqAllOpenOrdersAsync()
-        finally:
-            ib.disconnect()
-        return [t for t in trades if t.order.orderRef == "by-hand"]
+    def by_hand(place: bool) -> list[Any]:  # another client on the account, as if placed in TWS by hand
+        return asyncio.run(open_at_broker(port, 78, "by-hand", (1, limit) if place else None))
 
-    assert len(asyncio.run(by_hand(place=True))) == 1
+    assert len(by_hand(place=True)) == 1
     for coid in ("ours-1", "ours-2"):
         call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, order_type="LMT", limit_price=limit,
              tif="GTC", client_order_id=coid)
     assert call(ep, "cancel_all") == 2
     for coid in ("ours-1", "ours-2"):
         eventually(lambda c=coid: order_of(trading_stack, c).status is OrderStatus.CANCELLED, what=f"{coid} cancelled")
-    assert len(asyncio.run(by_hand(place=False))) == 1, "the order placed elsewhere is still working"
+    assert len(by_hand(place=False)) == 1, "the order placed elsewhere is still working"
     assert call(ep, "cancel_all", everything=True) == 0  # IB's global cancel: none of ours was open
-    eventually(lambda: not asyncio.run(by_hand(place=False)), what="the global cancel reached it")
+    eventually(lambda: not by_hand(place=False), what="the global cancel reached it")
     assert call(ep, "status")["state"] == "RUNNING"
 
 
@@ -236,24 +244,9 @@ def test_an_order_sent_but_never_journalled_is_adopted_and_its_retry_sends_nothi
     ep, port = trading_stack.trader_endpoint, trading_stack.env.ib_port
     limit = float(Decimal(str(call(ep, "snapshot", "AAPL")["bid"])) - 3)
     trading_stack.kill("trader_service")
-
-    async def at_broker(place: bool) -> list[Any]:
-        # What a kill -9 between the broker's send and Redis's append leaves: the order at the broker,
-        # under the service's client id and with our orderRef, and nothing of it in the journal.
-        ib = IB()
-        await ib.connectAsync("127.0.0.1", port, clientId=1 if place else 77, timeout=10)
-        try:
-            if place:
-                [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
-                trade = ib.placeOrder(contract, LimitOrder("BUY", 2, limit, tif="GTC", orderRef="manual#orphan"))
-                while trade.orderStatus.status != "Submitted":
-                    await asyncio.wait_for(trade.statusEvent, 5)
-            trades = await ib.reqAllOpenOrdersAsync()
-        finally:
-            ib.disconnect()
-        return [t for t in trades if t.order.orderRef == "manual#orphan"]
-
-    [sent] = asyncio.run(at_broker(place=True))
+    # What a kill -9 between the broker's send and Redis's append leaves: the order at the broker,
+    # under the service's client id and with our orderRef, and nothing of it in the journal.
+    [sent] = asyncio.run(open_at_broker(port, 1, "manual#orphan", (2, limit)))
     trading_stack.start("trader_service")
     trading_stack.wait_trader_ready()
     order = order_of(trading_stack, "orphan")
@@ -263,6 +256,6 @@ def test_an_order_sent_but_never_journalled_is_adopted_and_its_retry_sends_nothi
     again = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=2, order_type="LMT", limit_price=limit,
                  tif="GTC", client_order_id="orphan")
     assert again["order"].broker_order_id == sent.order.orderId
-    assert len(asyncio.run(at_broker(place=False))) == 1, "the retry sent nothing"
+    assert len(asyncio.run(open_at_broker(port, 77, "manual#orphan"))) == 1, "the retry sent nothing"
     call(ep, "cancel_order", "orphan")
     eventually(lambda: order_of(trading_stack, "orphan").status is OrderStatus.CANCELLED, what="cancelled")
