@@ -161,6 +161,7 @@ class ServiceSettings(StrictModel):
     heartbeat_interval: float = Field(1.0, gt=0)
     log_level: str | None = None  # None: the platform's log_level
     max_inflight: int = Field(256, gt=0)
+    max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one is closed")
 
     @property
     def rpc_endpoint(self) -> str | None:

@@ -62,7 +62,7 @@ async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
 
 
 async def _echo_server(
-    max_message_bytes: int = 1_000_000, handshake_timeout: float = 10.0
+    max_message_bytes: int = 1_000_000, handshake_timeout: float = 10.0, max_connections: int = 1024
 ) -> tuple[RouterServer, list[tuple[Peer, list[bytes]]]]:
     seen: list[tuple[Peer, list[bytes]]] = []
 
@@ -73,7 +73,7 @@ async def _echo_server(
         peer.send(frames)
 
     server = RouterServer("tcp://127.0.0.1:0", on_message, max_message_bytes=max_message_bytes,
-                          handshake_timeout=handshake_timeout)
+                          handshake_timeout=handshake_timeout, max_connections=max_connections)
     await server.start()
     return server, seen
 
@@ -201,6 +201,42 @@ def test_dealer_with_router_server_many_concurrent_messages() -> None:
             await server.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_connections_past_the_limit_are_closed_unread_and_the_server_keeps_serving(
+        event_loop: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        server, _ = await _echo_server(max_connections=2)
+        host, port = parse_endpoint(server.endpoint)
+
+        async def echoing_dealer() -> Dealer:
+            inbox: list[list[bytes]] = []
+            dealer = Dealer(server.endpoint, inbox.append, max_message_bytes=1 << 20)
+            dealer.start()
+            assert dealer.send([b"hi"])
+            await wait_until(lambda: inbox == [[b"hi"]], T, "the echo")
+            return dealer
+
+        first, second = await echoing_dealer(), await echoing_dealer()
+        for _ in range(3):  # a third, fourth, fifth: closed before a byte of greeting
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                assert await asyncio.wait_for(reader.read(), T) == b""
+            except ConnectionResetError:
+                pass
+            writer.close()
+        assert (server.refused, server.connections) == (3, 2)
+        assert len([r for r in caplog.records if "limit of 2 connections" in r.getMessage()]) == 1
+        first.close()
+        await wait_until(lambda: server.connections == 1, T, "the first dealer gone")
+        third = await echoing_dealer()  # room again: served
+        for dealer in (second, third):
+            dealer.close()
+        await server.close()
+
+    with caplog.at_level(logging.WARNING, logger="trader.messaging.zmtp_sockets"):
+        loop_runner(event_loop)(scenario())
 
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])

@@ -35,7 +35,7 @@ from trader.errors import (
     error_from_wire,
 )
 from trader.messaging import codec
-from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
+from trader.messaging.zmtp_sockets import DEFAULT_MAX_CONNECTIONS, Dealer, Peer, RouterServer
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class RpcServer:
     Garbage, unknown methods and bad arguments get typed error replies; a
     request whose deadline has passed is answered with ``Timeout`` unexecuted.
     A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
-    times that closes its connection before it is read.
+    times that closes its connection before it is read. Past
+    ``max_connections`` open connections, a new one is closed at once.
     """
 
     def __init__(
@@ -110,11 +111,13 @@ class RpcServer:
         *,
         max_inflight: int = 256,
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.registry = registry
         self.max_inflight = max_inflight
         self.max_frame_bytes = max_frame_bytes
-        self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4)
+        self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4,
+                                    max_connections=max_connections)
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.endpoint = endpoint

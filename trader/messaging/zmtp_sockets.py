@@ -17,7 +17,9 @@ from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Connection, encode, parse_
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Dealer", "Peer", "RouterServer"]
+DEFAULT_MAX_CONNECTIONS = 1024  # per listening socket; each holds a file descriptor
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "Dealer", "Peer", "RouterServer"]
 
 
 class _Socket:
@@ -44,6 +46,14 @@ class Peer(Connection):
         self._server = server
         server._all.add(self)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._server._refuse(transport):
+            self._server._all.discard(self)
+            self._closed = True
+            transport.abort()
+            return
+        super().connection_made(transport)
+
     def _ready(self) -> None:
         self._server._peers.add(self)
 
@@ -66,17 +76,40 @@ class RouterServer(_Socket):
         max_message_bytes: int,
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
         handshake_timeout: float = 10.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(endpoint, on_message, max_message_bytes=max_message_bytes,
                          max_buffer_bytes=max_buffer_bytes, handshake_timeout=handshake_timeout)
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
+        self.refused = 0  # connections closed at once because max_connections were open
         self._server: asyncio.Server | None = None
         self._peers: set[Peer] = set()
         self._all: set[Peer] = set()
+        self._full = False
 
     @property
     def connections(self) -> int:
         """The number of peers that completed the handshake and are still connected."""
         return len(self._peers)
+
+    def _refuse(self, transport: asyncio.BaseTransport) -> bool:
+        """True (and counted) if a new connection would go past ``max_connections``: it is closed unread.
+
+        Every connection holds a socket, buffers and a handshake timer, so a
+        client that opens them without end must not exhaust the process's file
+        descriptors. A warning is logged when the limit is first met, not per refusal.
+        """
+        if len(self._all) <= self.max_connections:  # the new peer is already counted
+            self._full = False
+            return False
+        self.refused += 1
+        if not self._full:
+            self._full = True
+            log.warning("zmtp: %s at its limit of %d connections; refusing new ones (from %s)", self.endpoint,
+                        self.max_connections, transport.get_extra_info("peername"))
+        return True
 
     async def start(self) -> None:
         """Bind and listen; ``endpoint`` then names the real port."""

@@ -138,6 +138,7 @@ class Service:
                     self.registry,
                     max_inflight=self.config.max_inflight,
                     max_frame_bytes=self.settings.bus.max_frame_bytes,
+                    max_connections=self.config.max_connections,
                 )
                 await self.rpc.start()
             await self.on_start()
