@@ -57,7 +57,11 @@ def infer_order_type(prices: Mapping[str, Any]) -> OrderType:
 
 
 class OrderRequest(StrictModel):
-    """One order as asked for; exactly one of ``quantity`` and ``amount``."""
+    """One order as asked for; exactly one of ``quantity`` and ``amount``.
+
+    A float (from JSON or msgpack) becomes a Decimal through its shortest
+    text, so 0.1 stays 0.1: pydantic's own conversion, checked in the tests.
+    """
 
     symbol: str = Field(min_length=1, description="a symbol (AAPL, ES, EUR.USD) or a contract key")
     action: Action
@@ -80,13 +84,6 @@ class OrderRequest(StrictModel):
     exchange: str | None = None
     currency: str | None = None
     expiry: str | None = None
-
-    @field_validator("quantity", "amount", "limit_price", "stop_price", "trail_amount", "trail_percent",
-                     "stop_loss", "stop_loss_percent", "take_profit", "take_profit_percent", mode="before")
-    @classmethod
-    def _exact(cls, value: object) -> object:
-        # A float from JSON or msgpack goes through its shortest text, so 0.1 stays 0.1.
-        return Decimal(repr(value)) if isinstance(value, float) else value
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod
