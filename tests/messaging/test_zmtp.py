@@ -208,7 +208,6 @@ def test_connections_past_the_limit_are_closed_unread_and_the_server_keeps_servi
         event_loop: str, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         server, _ = await _echo_server(max_connections=2)
-        host, port = parse_endpoint(server.endpoint)
 
         async def echoing_dealer() -> Dealer:
             inbox: list[list[bytes]] = []
@@ -220,7 +219,7 @@ def test_connections_past_the_limit_are_closed_unread_and_the_server_keeps_servi
 
         first, second = await echoing_dealer(), await echoing_dealer()
         for _ in range(3):  # a third, fourth, fifth: closed before a byte of greeting
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await _raw(server.endpoint)
             try:
                 assert await asyncio.wait_for(reader.read(), T) == b""
             except ConnectionResetError:
