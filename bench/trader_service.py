@@ -26,7 +26,8 @@ p99. ``--unpaced`` switches the pacing off on both sides (a real TWS would
 disconnect such a client): orders/s then measures each side's own capacity. After
 each phase every resting order is cancelled (``reqGlobalCancel``) and both sides
 settle, so resting orders do not pile up in the simulator. Rounds alternate
-which side goes first; medians are reported; the output ends with one line per target.
+which side goes first. The ack percentiles are over all rounds' orders together
+and orders/s is the median round's; the output ends with one line per target.
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ class Row:
     p50: float
     p99: float
     rate: float
+    latencies: list[float]
 
 
 async def measure(stack: Stack, rounds: int, count: int, burst: int, *, paced: bool = True) -> list[Row]:
@@ -300,7 +302,7 @@ async def measure(stack: Stack, rounds: int, count: int, burst: int, *, paced: b
                 rate = await sustained(sides[side], price, burst, INFLIGHT)
                 await settle(client, ib)
                 lat = latencies[side]
-                row = Row(r + 1, side, percentile(lat, 0.5) * 1e6, percentile(lat, 0.99) * 1e6, rate)
+                row = Row(r + 1, side, percentile(lat, 0.5) * 1e6, percentile(lat, 0.99) * 1e6, rate, lat)
                 rows.append(row)
                 console.print(f"round {r + 1}/{rounds} {side:8}: ack p50 {row.p50:,.0f} us, "
                               f"p99 {row.p99:,.0f} us; {row.rate:,.1f} orders/s")
@@ -328,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stack.stop()
 
-    med = {(side, key): statistics.median(getattr(r, key) for r in rows if r.side == side)
-           for side in ("platform", "direct") for key in ("p50", "p99", "rate")}
+    # Percentiles over every round's orders together (900 a side in a full run: p99 is the 9th slowest, not
+    # the 3rd slowest of one round, which a single stall on this shared machine decides); orders/s: the median.
+    summary = {}
+    for side in ("platform", "direct"):
+        pooled = [x for r in rows if r.side == side for x in r.latencies]
+        summary[side, "p50"] = percentile(pooled, 0.5) * 1e6
+        summary[side, "p99"] = percentile(pooled, 0.99) * 1e6
+        summary[side, "rate"] = statistics.median(r.rate for r in rows if r.side == side)
     table = Table(title=f"place_order -> broker ack ({rounds} round(s); {count} orders one at a time, "
                         f"{burst} with {INFLIGHT} in flight{'; unpaced' if args.unpaced else ''})")
     for column in ("round", "side", "ack p50", "ack p99", "orders/s"):
@@ -337,16 +345,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         table.add_row(str(r.number), r.side, f"{r.p50:,.0f} us", f"{r.p99:,.0f} us", f"{r.rate:,.1f}")
     for side in ("platform", "direct"):
-        table.add_row("median", side, f"{med[side, 'p50']:,.0f} us", f"{med[side, 'p99']:,.0f} us",
-                      f"{med[side, 'rate']:,.1f}")
+        table.add_row("all rounds", side, f"{summary[side, 'p50']:,.0f} us", f"{summary[side, 'p99']:,.0f} us",
+                      f"{summary[side, 'rate']:,.1f}")
     Console().print(table)
     for side in ("platform", "direct"):
-        print(f"{side}_ack_p50_us: {med[side, 'p50']:.0f}")
-        print(f"{side}_ack_p99_us: {med[side, 'p99']:.0f}")
-        print(f"{side}_orders_per_s: {med[side, 'rate']:.1f}")
-    print(f"place_ack_p50_ratio: {med['platform', 'p50'] / med['direct', 'p50']:.2f} (target <= 1.5)")
-    print(f"place_ack_p99_ratio: {med['platform', 'p99'] / med['direct', 'p99']:.2f} (target <= 1.5)")
-    print(f"orders_per_s_ratio: {med['platform', 'rate'] / med['direct', 'rate']:.2f} (target >= 0.67)")
+        print(f"{side}_ack_p50_us: {summary[side, 'p50']:.0f}")
+        print(f"{side}_ack_p99_us: {summary[side, 'p99']:.0f}")
+        print(f"{side}_orders_per_s: {summary[side, 'rate']:.1f}")
+    print(f"place_ack_p50_ratio: {summary['platform', 'p50'] / summary['direct', 'p50']:.2f} (target <= 1.5)")
+    print(f"place_ack_p99_ratio: {summary['platform', 'p99'] / summary['direct', 'p99']:.2f} (target <= 1.5)")
+    print(f"orders_per_s_ratio: {summary['platform', 'rate'] / summary['direct', 'rate']:.2f} (target >= 0.67)")
     return 0
 
 

@@ -54,6 +54,7 @@ def test_bus_process_beats_serves_and_stops_on_sigterm(stack_env: StackEnv) -> N
     log_file = stack_env.home / "logs" / "bus.log"
     assert "bus: RUNNING -> STOPPING" in log_file.read_text()
     assert "uvloop loop" in log_file.read_text()  # settings.event_loop's default
+    assert "start-up heap frozen" in log_file.read_text()
 
 
 def test_the_event_loop_setting_picks_the_loop_or_is_refused() -> None:

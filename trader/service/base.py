@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -121,8 +122,12 @@ class Service:
         if self._stop_requested is not None:
             self._stop_requested.set()
 
-    async def run(self) -> int:
-        """Start, serve until a stop is requested, stop; return the process exit code."""
+    async def run(self, *, freeze_heap: bool = False) -> int:
+        """Start, serve until a stop is requested, stop; return the process exit code.
+
+        ``freeze_heap`` (the process's own service, from ``main``) takes what start-up built out of
+        the garbage collector's later passes; see ``freeze_startup_heap``.
+        """
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -142,6 +147,8 @@ class Service:
                 )
                 await self.rpc.start()
             await self.on_start()
+            if freeze_heap:
+                freeze_startup_heap()
             self.set_running("started")
             await self._stop_requested.wait()
         except ConfigError as exc:  # a bad file found while starting: the message says it all
@@ -202,7 +209,21 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
         return exc.exit_code
     log.info("%s starting (pid %d, profile %s, %s loop)", service_cls.name, os.getpid(), settings.profile,
              settings.event_loop)
-    return run(service.run())
+    return run(service.run(freeze_heap=True))
+
+
+def freeze_startup_heap() -> None:
+    """Collect once, then move every object alive (modules, classes, caches, connections) out of later collections.
+
+    A full collection otherwise walks all of it each time: in trader_service,
+    about 66,000 objects and some 30 ms on top of walking what the session
+    built since, a pause any order arriving meanwhile waits out. What start-up
+    built lives as long as the process, so nothing is lost but the rare cycle
+    among those objects that dies later.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("start-up heap frozen: %d objects left out of later garbage collections", gc.get_freeze_count())
 
 
 def loop_runner(event_loop: str) -> Callable[[Coroutine[Any, Any, int]], int]:
