@@ -102,11 +102,12 @@ class TraderService(Service):
         async for _, entry in self.journal.entries():
             count += 1
             self.book.apply(entry)
-            if entry.get("type") == "order":  # never sent before a crash: a retry may send it
+            if entry.get("type") == "order":  # never sent (refused by the gate, or a crash): a retry may send it
                 coid = entry["order"].client_order_id
-                if entry.get("event") == "reconciled" and "never_sent" in str(entry.get("reason", "")):
+                event = entry.get("event")
+                if event == "rejected" or (event == "reconciled" and "never_sent" in str(entry.get("reason", ""))):
                     self.resendable.add(coid)
-                elif entry.get("event") == "submitted":
+                elif event == "submitted":
                     self.resendable.discard(coid)
             if entry.get("type") == "kill_switch":
                 if entry.get("engaged"):

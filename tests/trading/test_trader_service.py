@@ -175,7 +175,10 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     assert status["kill_switch"]["engaged"] is True
     eventually(lambda: order_of(trading_stack, "resting").status is OrderStatus.CANCELLED, what="cancelled")
     with pytest.raises(RiskLimitExceeded, match="kill_switch"):
-        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")
+    assert order_of(trading_stack, "refused").status is OrderStatus.REJECTED
+    with pytest.raises(RiskLimitExceeded, match="kill_switch"):  # a retry is checked again, not answered from the book
+        call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")
     today = trading_day(TradingHours(), datetime.now(UTC)).isoformat()
     before = call(ep, "status")
     assert before["trading_day"] == today and before["daily_pnl"] is not None
@@ -187,7 +190,11 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     assert saved is not None and codec.decode(saved)["day"] == today  # the day's PnL baseline outlives the restart
     eventually(lambda: call(ep, "status")["trading_day"] == today, what="the trading day rolled again")
     call(ep, "kill_switch", False)
-    assert call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1)["order"].status is not None
+    # The refused order never reached the broker: a retry with its id is checked again, and now placed.
+    retried = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")["order"]
+    assert retried.status is not OrderStatus.REJECTED and retried.broker_order_id is not None
+    again = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")["order"]
+    assert again.broker_order_id == retried.broker_order_id  # placed once: a further retry returns it
 
 
 def test_cancel_all_leaves_orders_placed_elsewhere_unless_asked_for_everything(trading_stack: TradingStack) -> None:

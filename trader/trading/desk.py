@@ -156,7 +156,7 @@ class Desk:
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         self.synced = False  # reconciled with the broker since the last (re)connect
-        self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id sends them
+        self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id places them
         self.broker_totals = BrokerTotals(adapter)
         self._quoted: dict[str, float] = {}  # key -> loop time of the last order priced from its stream
         adapter.order_status.subscribe(self.on_status)
@@ -223,6 +223,7 @@ class Desk:
             built.entry.transition(OrderStatus.REJECTED)
             self.book.put_order(built.entry)
             self.reasons[built.entry.client_order_id] = str(exc)
+            self.resendable.add(built.entry.client_order_id)  # never sent: a retry is checked again
             await self.recorder.write(self._entry(built.entry, "rejected", str(exc)), "order.rejected",
                                       self.result(built.entry.client_order_id))
             raise
