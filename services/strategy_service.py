@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 EQUITY_TTL = 30.0
 TRADER = "trader_service"
+TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
 
 
 class StrategyService(Service):
@@ -73,7 +74,7 @@ class StrategyService(Service):
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._trader_pid: int | None = None
-        self._trader_seen = 0.0
+        self._trader_seen: float | None = None  # monotonic time of trader_service's last heartbeat
         self._equity: tuple[float, Decimal | None] = (0.0, None)
 
     def register_methods(self, registry: MethodRegistry) -> None:
@@ -112,7 +113,7 @@ class StrategyService(Service):
         for runner in self.runners.values():
             states[runner.state.value] = states.get(runner.state.value, 0) + 1
         return {"strategies": states, "plugin_errors": len(self.errors),
-                "trader_service": "up" if time.monotonic() - self._trader_seen < 5 else "down",
+                "trader_service": trader_view(self._trader_seen, self._started, time.monotonic()),
                 "bad_ticks": self.feed.bad_ticks if self.feed else 0}
 
     # -- plugins -----------------------------------------------------------------------
@@ -345,6 +346,17 @@ class StrategyService(Service):
         """Return the strategy's last ``limit`` log lines, oldest first."""
         lines = list(self._runner(name).capture.lines)
         return lines[-int(limit):] if limit else lines
+
+
+def trader_view(last_seen: float | None, started: float, now: float) -> str:
+    """Return how trader_service looks from here: ``up``, ``down``, or ``waiting`` for its first heartbeat.
+
+    Right after a start the first heartbeat is up to a second away (plus the
+    bus's subscription): that is ``waiting``, not ``down``, for ``TRADER_SILENCE`` seconds.
+    """
+    if last_seen is None:
+        return "waiting" if now - started < TRADER_SILENCE else "down"
+    return "up" if now - last_seen < TRADER_SILENCE else "down"
 
 
 def _root(client_order_id: str) -> str:

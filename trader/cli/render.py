@@ -476,10 +476,10 @@ def strategy_service_table(status: Mapping[str, Any]) -> Table:
         "plugin errors",
         Text(f"{errors} (see `trader strategy list`)", style="red") if errors else "none",
     )
-    up = status.get("trader_service") == "up"
-    table.add_row(
-        "trader_service", Text("up", style="green") if up else Text("down", style="bold red")
-    )
+    trader = status.get("trader_service")
+    table.add_row("trader_service", Text("up", style="green") if trader == "up" else
+                  Text("waiting for its first heartbeat", style="yellow") if trader == "waiting" else
+                  Text("down", style="bold red"))
     if status.get("bad_ticks"):
         table.add_row("bad ticks", Text(str(status["bad_ticks"]), style="yellow"))
     return table
