@@ -11,6 +11,7 @@ import redis.asyncio
 import redis.exceptions
 
 from trader.errors import ValidationError
+from trader.trading import recorder as recorder_module
 from trader.trading.journal import Journal
 from trader.trading.recorder import Recorder
 
@@ -86,6 +87,26 @@ def test_a_blink_is_retried_and_an_unencodable_entry_does_not_sink_its_batch() -
     assert journal.stored == [0, 2]
     assert [e for e in events if e[0] == "published"] == [("published", 0), ("published", 2)]
     assert recorder.failures == 1
+
+
+def test_a_long_outage_holds_the_queue_until_redis_is_back_and_loses_nothing(monkeypatch: Any) -> None:
+    monkeypatch.setattr(recorder_module, "RETRY_FIRST", 0.001)
+    monkeypatch.setattr(recorder_module, "RETRY_MAX", 0.001)
+    events: list[tuple[str, int]] = []
+    journal = SlowJournal(events, blinks=3 * recorder_module.RETRY_ATTEMPTS)  # past one append's retries, thrice
+
+    async def main() -> Recorder:
+        recorder = Recorder(journal, lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
+        recorder.start()
+        for n in range(4):
+            recorder.record({"type": "order", "n": n}, "order.x", n)
+        await recorder.stop()
+        return recorder
+
+    recorder = run(main())
+    assert journal.stored == [0, 1, 2, 3] and journal.blinks == 0
+    assert [e for e in events if e[0] == "published"] == [("published", n) for n in range(4)]
+    assert recorder.failures == 0
 
 
 def test_entries_go_out_a_moment_after_they_come_so_the_loop_answers_first() -> None:

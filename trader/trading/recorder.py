@@ -34,9 +34,12 @@ __all__ = ["Recorder"]
 
 Publish = Callable[[str, Any], None]
 _Item = tuple[dict[str, Any], str | None, Any]  # an entry, and the topic and payload to publish once it is in
-# Redis may blink (a restart under pycron): such failures are retried briefly rather than an event lost.
+# Redis may blink (a restart under pycron) or be away for long: a queued broker event is retried until written
+# (what queued behind it waits), never dropped.
 _RETRYABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 DRAIN_BATCH = 256  # queued entries sent to Redis in one go
+RETRY_FIRST, RETRY_MAX, RETRY_ATTEMPTS = 0.05, 2.0, 8  # an append's retries: ~5 s, then the caller decides
+STOP_WAIT = 10.0  # seconds stop() waits for the queue to be written before it gives up on Redis
 LINGER = 0.001
 """Seconds the task waits, once an entry comes after a quiet spell, before it writes (a group commit).
 
@@ -76,7 +79,10 @@ class Recorder:
             await asyncio.sleep(0.01)
         if self._held:  # the broker has them: reconcile adopts them at the next start
             log.warning("stopping with %d order(s) still being placed; not journalled", len(self._held))
-        await self._queue.join()
+        try:
+            await asyncio.wait_for(self._queue.join(), STOP_WAIT)
+        except TimeoutError:  # Redis away: the broker keeps the truth, and reconcile repairs the book at the next start
+            log.error("stopping with %d journal entries unwritten (Redis unreachable)", self._queue.qsize())
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -172,7 +178,10 @@ class Recorder:
                 sent = [self._append(entry) for entry, _, _ in batch]
             for (entry, topic, payload), appended in zip(batch, sent, strict=True):
                 try:
-                    await self._confirmed(appended, entry)
+                    try:
+                        await self._confirmed(appended, entry)
+                    except _RETRYABLE:
+                        await self._until_written(entry)
                     if topic is not None:
                         try:
                             self.publish(topic, payload)
@@ -184,15 +193,23 @@ class Recorder:
                 finally:
                     self._queue.task_done()
 
+    async def _until_written(self, entry: Mapping[str, Any]) -> str:
+        """Append a broker event however long Redis is away: it must not be lost, and what queued behind it waits."""
+        while True:
+            try:
+                return await self._append(entry)
+            except _RETRYABLE as exc:
+                log.error("journal unreachable (%s); %d entries wait for it; retrying", exc, self._queue.qsize() + 1)
+
     async def _append(self, entry: Mapping[str, Any]) -> str:
-        delay = 0.05
-        for attempt in range(8):
+        delay = RETRY_FIRST
+        for attempt in range(RETRY_ATTEMPTS):
             try:
                 return await self.journal.append(entry)
             except _RETRYABLE as exc:
-                if attempt == 7:
+                if attempt == RETRY_ATTEMPTS - 1:
                     raise
                 log.warning("journal append failed (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, RETRY_MAX)
         raise AssertionError("unreachable")
