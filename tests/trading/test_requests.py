@@ -68,13 +68,31 @@ def test_bad_requests_name_the_field(fields: dict[str, Any], named: str) -> None
     assert named in str(info.value)
 
 
-def test_prices_are_rounded_to_the_tick() -> None:
-    built = build_orders(request(limit_price=5925.13), ES, tick=Decimal("0.25"), min_size=Decimal(1),
-                         reference_price=None)
-    assert built.entry.limit_price == Decimal("5925.25") and built.all == (built.entry,)
+def test_prices_are_rounded_to_the_tick_a_limit_toward_the_caller() -> None:
+    def entry(**fields: Any) -> Any:
+        return build_orders(request(**fields), ES, tick=Decimal("0.25"), min_size=Decimal(1),
+                            reference_price=None).entry
+
+    # A limit never pays more, or takes less, than asked: a buy's goes down, a sell's up.
+    assert entry(limit_price=5925.13).limit_price == Decimal("5925.00")
+    assert entry(limit_price=5925.24).limit_price == Decimal("5925.00")
+    assert entry(action="SELL", limit_price=5925.01).limit_price == Decimal("5925.25")
+    assert entry(limit_price=5925.25).limit_price == Decimal("5925.25")  # on the grid already
+    assert entry(stop_price=5925.13).stop_price == Decimal("5925.25")  # a stop: the nearest tick
+    built = build_orders(request(limit_price=100.02, take_profit=110.017, stop_loss=95.013), AAPL,
+                         tick=Decimal("0.01"), min_size=Decimal(1), reference_price=None)
+    assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("100.02"), Decimal("95.01"),
+                                                                  Decimal("110.02")]  # the take profit sells: up
     assert round_to_tick(Decimal("187.125"), Decimal("0.01")) == Decimal("187.12")  # ties to even
     with pytest.raises(ValidationError, match="below one tick"):
         round_to_tick(Decimal("0.001"), Decimal("0.01"))
+
+
+@pytest.mark.parametrize("fields", [{"limit_price": "1E+30"}, {"limit_price": "5E+26", "take_profit": "2E+27"}])
+def test_a_price_beyond_the_decimal_context_is_a_validation_error(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="out of range"):
+        build_orders(request(action="SELL", **fields), AAPL, tick=Decimal("0.01"), min_size=Decimal(1),
+                     reference_price=None)
 
 
 def test_a_cash_amount_buys_whole_units_at_the_reference_price() -> None:

@@ -66,7 +66,13 @@ def _query(symbol: str, sec_type: str | None, exchange: str | None, currency: st
         elif kind == "OPT" and len(rest) >= 2:
             q.lastTradeDateOrContractMonth = rest[0]
             q.right = rest[1][0]
-            q.strike = float(rest[1][1:].replace("_", "."))
+            try:
+                q.strike = float(rest[1][1:].replace("_", "."))
+            except ValueError:
+                raise ValidationError(f"{symbol!r}: an option key ends in its right and strike (C150, P42_5), "
+                                      f"not {rest[1]!r}") from None
+            if q.right not in ("C", "P") or not rest[0].isdigit():
+                raise ValidationError(f"{symbol!r}: an option key is SYMBOL.OPT.YYYYMMDD.<C|P><strike>")
             q.exchange = exchange or "SMART"
         elif kind == "STK":
             q.exchange = exchange or "SMART"

@@ -6,8 +6,9 @@ An :class:`OrderRequest` is the ``place_order`` RPC's arguments (and the CLI's
 instrument's tick size and the market into domain :class:`~trader.domain.Order`s:
 the entry, then the optional stop-loss and take-profit children of a bracket
 (opposite side, same quantity, one OCA group so a fill of one cancels the
-other). Prices are rounded to the tick; a cash ``amount`` becomes a whole
-number of units at the reference price.
+other). Prices are rounded to the tick (a limit price toward the caller: a
+buy's down, a sell's up); a cash ``amount`` becomes a whole number of units at
+the reference price.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Decimal,
+    InvalidOperation,
+)
 from typing import Any
 
 import pydantic
@@ -25,7 +33,8 @@ from trader.config import StrictModel
 from trader.domain import Action, Contract, Order, OrderType, TimeInForce
 from trader.errors import ValidationError
 
-__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "infer_order_type", "new_client_order_id", "parse_request", "round_to_tick"]
+__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "infer_order_type", "limit_rounding", "new_client_order_id",
+           "parse_request", "round_to_tick"]
 
 _HUNDRED = Decimal(100)
 _NO_BRACKET = (None, None, None, None)
@@ -36,14 +45,26 @@ def new_client_order_id() -> str:
     return secrets.token_hex(6)
 
 
-def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
-    """Return ``price`` on the ``tick`` grid (nearest tick, ties to even)."""
+def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """Return ``price`` on the ``tick`` grid (by default the nearest tick, ties to even).
+
+    A limit price is rounded with ``limit_rounding`` instead, so it never
+    pays more, or takes less, than was asked.
+    """
     if tick <= 0:
         raise ValidationError(f"tick size must be > 0, got {tick}")
-    ticks = (price / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
-    if ticks <= 0:
-        raise ValidationError(f"price {price} is below one tick ({tick})")
-    return (ticks * tick).quantize(tick)
+    try:
+        ticks = (price / tick).to_integral_value(rounding=rounding)
+        if ticks <= 0:
+            raise ValidationError(f"price {price} is below one tick ({tick})")
+        return (ticks * tick).quantize(tick)
+    except InvalidOperation:  # more digits than the decimal context holds: no real price
+        raise ValidationError(f"price {price} is out of range for a tick of {tick}") from None
+
+
+def limit_rounding(action: Action) -> str:
+    """Return how a limit price for ``action`` goes onto the tick grid: a buy's down, a sell's up."""
+    return ROUND_FLOOR if action is Action.BUY else ROUND_CEILING
 
 
 def infer_order_type(prices: Mapping[str, Any]) -> OrderType:
@@ -148,7 +169,7 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
     """
     coid = request.client_order_id or new_client_order_id()
     multiplier = contract.multiplier or Decimal(1)
-    limit = _rounded(request.limit_price, tick)
+    limit = _rounded(request.limit_price, tick, limit_rounding(request.action))
     stop = _rounded(request.stop_price, tick)
     trail_amount = _rounded(request.trail_amount, tick)
     anchor = limit or stop or reference_price
@@ -191,7 +212,7 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
     if request.take_profit_percent is not None:
         take_profit = anchor * (1 + sign * request.take_profit_percent / _HUNDRED)
     if take_profit is not None:
-        take_profit = round_to_tick(take_profit, tick)
+        take_profit = round_to_tick(take_profit, tick, limit_rounding(exit_action))
         if (take_profit - anchor) * sign <= 0:
             raise ValidationError(
                 f"take profit {take_profit} is not on the winning side of {anchor} for a {request.action}")
@@ -201,5 +222,5 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
     return BuiltOrders(entry, tuple(children))
 
 
-def _rounded(price: Decimal | None, tick: Decimal) -> Decimal | None:
-    return None if price is None else round_to_tick(price, tick)
+def _rounded(price: Decimal | None, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal | None:
+    return None if price is None else round_to_tick(price, tick, rounding)
