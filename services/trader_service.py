@@ -25,11 +25,11 @@ from redis.exceptions import RedisError
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import Settings, TradingHours
-from trader.domain import Bar
+from trader.domain import Bar, Order
 from trader.errors import BrokerError, NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
-from trader.trading.book import Book
+from trader.trading.book import Book, never_sent
 from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
@@ -101,14 +101,15 @@ class TraderService(Service):
         count = 0
         async for _, entry in self.journal.entries():
             count += 1
-            self.book.apply(entry)
-            if entry.get("type") == "order":  # never sent (refused by the gate, or a crash): a retry may send it
-                coid = entry["order"].client_order_id
+            self.book.apply(entry)  # an entry it cannot read is logged and skipped
+            order = entry.get("order") if entry.get("type") == "order" else None
+            if isinstance(order, Order):  # never sent (refused by the gate, or a crash): a retry may send it
+                coid = order.client_order_id
                 event = entry.get("event")
-                if event == "rejected" or (event == "reconciled" and "never_sent" in str(entry.get("reason", ""))):
-                    self.resendable.add(coid)
-                elif event == "submitted":
+                if not never_sent(order):  # the broker has it (or had it): a retry returns it
                     self.resendable.discard(coid)
+                elif event == "rejected" or (event == "reconciled" and "never_sent" in str(entry.get("reason", ""))):
+                    self.resendable.add(coid)
             if entry.get("type") == "kill_switch":
                 if entry.get("engaged"):
                     self.risk.engage_kill_switch(str(entry.get("reason", "")))
@@ -134,6 +135,12 @@ class TraderService(Service):
     async def _resync(self) -> None:
         assert self.desk is not None
         self.differences = await reconcile(self.desk, self.settings.ib.client_id)
+        if self.risk.kill_switch_engaged:  # engaged while away, or before a restart: orders may still be working
+            log.warning("kill switch engaged: sending IB's global cancel after the (re)connect")
+            try:
+                self.desk.cancel_all(everything=True)
+            except TraderError as exc:
+                log.error("kill switch: the global cancel could not be sent after the (re)connect: %s", exc)
         await self._roll_day()
 
     async def _roll_day(self) -> None:
@@ -288,19 +295,38 @@ class TraderService(Service):
         return self._desk().cancel_all(everything=everything)
 
     async def kill_switch(self, on: bool, reason: str = "") -> dict[str, Any]:
-        """Engage (cancel everything, refuse new orders) or release the kill switch."""
+        """Engage (cancel everything, refuse new orders) or release the kill switch.
+
+        Engaging refuses new orders and sends IB's global cancel before the
+        journal entry is written: an emergency stop does not wait for Redis. A
+        failed journal write is logged and reported in the reply (``journal_error``):
+        the switch holds in this process, but a restart would not know of it.
+        """
         assert self.recorder is not None
+        on = bool(on)
+        why = (reason or "manual") if on else reason
+        reply: dict[str, Any] = {}
         if on:
-            self.risk.engage_kill_switch(reason or "manual")
-            await self.recorder.write({"type": "kill_switch", "engaged": True, "reason": reason or "manual"},
-                                      "risk.kill_switch", {"engaged": True, "reason": reason or "manual"})
+            self.risk.engage_kill_switch(why)
+            cancelled = False
             if self.adapter.connected:  # an emergency stop: every open order of the account, ours or not
-                self._desk().cancel_all(everything=True)
+                try:
+                    self._desk().cancel_all(everything=True)
+                    cancelled = True
+                except Exception as exc:  # the switch is engaged and is journalled all the same
+                    log.exception("kill switch: the global cancel could not be sent")
+                    reply["cancel_error"] = f"{type(exc).__name__}: {exc}"
+            reply["cancel_sent"] = cancelled
         else:
             self.risk.release_kill_switch()
-            await self.recorder.write({"type": "kill_switch", "engaged": False, "reason": reason},
-                                      "risk.kill_switch", {"engaged": False, "reason": reason})
-        return self.risk.status()
+        try:
+            await self.recorder.write({"type": "kill_switch", "engaged": on, "reason": why},
+                                      "risk.kill_switch", {"engaged": on, "reason": why})
+        except (RedisError, OSError, TraderError) as exc:  # Redis unreachable (after the recorder's retries)
+            log.error("kill switch %s but not journalled (%s: %s): a restart would not know it",
+                      "engaged" if on else "released", type(exc).__name__, exc)
+            reply["journal_error"] = f"{type(exc).__name__}: {exc}"
+        return {**self.risk.status(), **reply}
 
     async def reconnect(self) -> dict[str, Any]:
         """Drop the IB connection and make it again; return the status once re-synced (or after 15 s)."""

@@ -1,10 +1,12 @@
-"""IbAdapter: its settings reach the ib_async client it owns; a stream lasts while anyone wants it (against tws-sim)."""
+"""IbAdapter: its settings reach the ib_async client it owns; a failed start-up sync is a failed connect;
+a stream lasts while anyone wants it (against tws-sim)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from ib_async import Stock
+from ib_async import RequestError, Stock
 
 from tests.sim.simulator import running_sim, wait_for
 from trader.brokers.ib.adapter import IbAdapter
@@ -25,6 +27,7 @@ def test_a_stream_lasts_while_any_owner_wants_it() -> None:
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
+                assert adapter.view_complete  # tws-sim answered every start-up request in time
                 [details] = await adapter.contract_details(Stock("AAPL", "SMART", "USD"))
                 contract = details.contract
                 ticker = adapter.subscribe("AAPL.STK", contract, owner="desk")
@@ -44,3 +47,29 @@ def test_a_stream_lasts_while_any_owner_wants_it() -> None:
                 await adapter.stop()
 
     asyncio.run(main())
+
+
+def test_a_start_up_request_that_fails_fails_the_connect_which_is_made_again() -> None:
+    # ib_async only logs a start-up request that timed out (completed orders, executions...) unless
+    # raiseSyncErrors; the re-sync would then take a partial view of the broker for the whole.
+    adapter = IbAdapter(IbSettings(), TradingSettings(reconnect_initial=0.01, reconnect_max=0.01))
+    calls: list[dict[str, Any]] = []
+    failures: list[Exception] = [ConnectionError(["completed orders request timed out"]),
+                                 RequestError(9, 321, "executions refused")]
+    seen: list[bool] = []
+
+    async def connect(*_: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+        if failures:
+            raise failures.pop(0)
+
+    async def on_connected() -> None:
+        seen.append(adapter.view_complete)
+
+    adapter.ib.connectAsync = connect  # type: ignore[method-assign]
+    adapter.ib.client.serverVersion = lambda: 176  # type: ignore[method-assign]
+    adapter.on_connected.append(on_connected)
+    asyncio.run(adapter._connect_loop())
+    assert len(calls) == 3 and all(kw["raiseSyncErrors"] is True for kw in calls)
+    assert adapter.connects == 1 and adapter.last_error is None
+    assert seen == [True], "the re-sync ran once, with the complete view"

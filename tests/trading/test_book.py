@@ -1,4 +1,4 @@
-"""Book: replay from the journal, fill dedupe and counting, positions, reconcile."""
+"""Book: replay from the journal, fill dedupe and counting, positions, reconcile (also with IB's view)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,22 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis.asyncio
+from ib_async import OrderStatus as IbOrderStatus
+from ib_async import Trade
 
+from trader.brokers.ib.parsing import to_ib_contract, to_ib_order
 from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
 from trader.errors import NotFound
 from trader.messaging import codec
 from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, rebuild
 from trader.trading.journal import Journal
+from trader.trading.reconcile import reconcile
+from trader.trading.risk import Working
 
 AAPL = Contract("AAPL", "STK", conid=265598)
 MSFT = Contract("MSFT", "STK", conid=272093)
@@ -227,13 +233,22 @@ def test_order_sequence_follows_created_at_whatever_the_insertion_order() -> Non
     assert book.get("a") is book.order("a") and book.get("nope") is None
 
 
-def brute_force_working(book: Book) -> dict[str, Decimal]:
-    """The working totals the slow way: every open order of the book, summed per key."""
-    totals: dict[str, Decimal] = {}
+def brute_force_working(book: Book) -> dict[str, Working]:
+    """The working totals the slow way: every open order of the book (bracket children aside), by side, per key."""
+    totals: dict[str, Working] = {}
     for order in book.orders(open_only=True):
-        signed = order.remaining if order.action is Action.BUY else -order.remaining
-        totals[order.contract.key] = totals.get(order.contract.key, Decimal(0)) + signed
+        if order.parent_id is not None:
+            continue
+        price = order.limit_price or order.stop_price or Decimal(0)
+        mine = (Working(buy=order.remaining, buy_notional=order.remaining * price) if order.action is Action.BUY
+                else Working(sell=order.remaining, sell_notional=order.remaining * price))
+        totals[order.contract.key] = totals.get(order.contract.key, Working()).plus(mine)
     return {k: v for k, v in totals.items() if v}
+
+
+def sides(book: Book) -> dict[str, tuple[Decimal, Decimal]]:
+    """The working buys and sells per key."""
+    return {key: (w.buy, w.sell) for key, w in book.working().items()}
 
 
 def test_working_totals_follow_every_kind_of_change() -> None:
@@ -247,24 +262,43 @@ def test_working_totals_follow_every_kind_of_change() -> None:
     book.put_order(make_order("s1", 30, action=Action.SELL, contract=MSFT, status=S.SUBMITTED))
     book.put_order(make_order("b2", 5, contract=MSFT))
     check()
-    assert book.working() == {"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(-25)}
+    assert sides(book) == {"AAPL.STK": (Decimal(100), Decimal(0)), "MSFT.STK": (Decimal(5), Decimal(30))}
     book.add_fill(make_fill("e1", "b1", 40, "150"))  # counted into the order in place
     check()
-    assert book.working()["AAPL.STK"] == Decimal(60)
+    assert book.working()["AAPL.STK"].buy == Decimal(60)
     order = book.order("s1")  # the desk's way: change the order in place, then put it back
     order.transition(S.CANCELLED)
     book.put_order(order)
     check()
     book.put_order(dataclasses.replace(book.order("b2"), quantity=Decimal(25)))  # modified
     check()
-    assert book.working() == {"AAPL.STK": Decimal(60), "MSFT.STK": Decimal(25)}
+    assert sides(book) == {"AAPL.STK": (Decimal(60), Decimal(0)), "MSFT.STK": (Decimal(25), Decimal(0))}
     book.put_order(dataclasses.replace(book.order("b2"), status=S.SUBMITTED,
                                        filled_quantity=Decimal(25), avg_fill_price=Decimal(1)))
     check()  # fully filled but not yet reported FILLED: nothing remains
-    assert book.working() == {"AAPL.STK": Decimal(60)}
+    assert sides(book) == {"AAPL.STK": (Decimal(60), Decimal(0))}
     book.add_fill(make_fill("e2", "b1", 60, "151", minute=2))  # fills it
     check()
     assert book.working() == {} and book.open_count() == 1
+
+
+def test_working_totals_keep_sides_and_notional_apart_and_leave_bracket_children_out() -> None:
+    book = Book()
+    book.put_order(make_order("b", 100, order_type=OrderType.LMT, limit_price=Decimal("99.5"), status=S.SUBMITTED))
+    book.put_order(make_order("b.sl", 100, action=Action.SELL, order_type=OrderType.STP, stop_price=Decimal(95),
+                              parent_id="b", oca_group="oca-b", status=S.SUBMITTED))
+    book.put_order(make_order("b.tp", 100, action=Action.SELL, order_type=OrderType.LMT, limit_price=Decimal(110),
+                              parent_id="b", oca_group="oca-b", status=S.SUBMITTED))
+    book.put_order(make_order("s", 40, action=Action.SELL, order_type=OrderType.LMT, limit_price=Decimal(101),
+                              status=S.SUBMITTED))
+    book.put_order(make_order("m", 7, contract=ES, status=S.SUBMITTED))  # a market order: no price, no notional
+    assert book.working() == brute_force_working(book) == {
+        "AAPL.STK": Working(buy=Decimal(100), sell=Decimal(40), buy_notional=Decimal(9950), sell_notional=Decimal(4040)),
+        ES.key: Working(buy=Decimal(7)),
+    }
+    assert book.working(excluding="s")["AAPL.STK"] == Working(buy=Decimal(100), buy_notional=Decimal(9950))
+    assert book.working(excluding="m").keys() == {"AAPL.STK"}
+    assert book.working(excluding="nope") == book.working()
 
 
 def test_working_totals_of_a_replayed_book_equal_the_live_ones() -> None:
@@ -489,3 +523,116 @@ def test_reconcile_never_adopts_over_an_order_the_book_has() -> None:
     diffs = book.reconcile(broker)
     assert [(d.kind, d.key) for d in diffs] == [("unknown_order", "2")]
     assert book.order("mine").quantity == 10
+
+
+def test_reconcile_adopts_over_an_order_booked_as_never_sent() -> None:
+    # "refused" was refused by the risk gate, "lost" marked never_sent by an earlier reconcile: both are
+    # REJECTED without a broker id, so a retry sent them; the service died before journalling that.
+    refused = make_order("refused", status=S.REJECTED)
+    book = replay([snap(refused, "rejected"), snap(working("lost", None, status=S.REJECTED, minute=1))])
+    book.put_order(working("ib-rejected", 3, status=S.REJECTED, minute=2))  # the broker refused it: not ours to replace
+    placed = dataclasses.replace(refused, status=S.PENDING_SUBMIT, order_type=OrderType.LMT,
+                                 limit_price=Decimal(10))
+    retried = dataclasses.replace(placed, client_order_id="lost", quantity=Decimal(10))
+    broker = state([BrokerOrder(3, 103, S.REJECTED, Decimal(0), None, "manual#ib-rejected",
+                                dataclasses.replace(placed, client_order_id="ib-rejected")),
+                    BrokerOrder(7, 107, S.SUBMITTED, Decimal(0), None, "manual#refused", placed),
+                    BrokerOrder(8, 108, S.FILLED, Decimal(10), Decimal("9.9"), "manual#lost", retried)],
+                   [make_fill("x8", "lost", 10, "9.9", broker_order_id=8, perm_id=108)])
+    diffs = book.reconcile(broker)
+    assert [(d.kind, d.key, d.book, d.action) for d in diffs] == [
+        ("adopted", "refused", {"status": S.REJECTED, "broker_order_id": None}, "replaced the order"),
+        ("adopted", "lost", {"status": S.REJECTED, "broker_order_id": None}, "replaced the order"),
+        ("missing_fill", "x8", None, "added the fill"),
+    ]
+    r, lost = book.order("refused"), book.order("lost")
+    assert (r.status, r.broker_order_id, r.perm_id, r.limit_price) == (S.SUBMITTED, 7, 107, Decimal(10))
+    assert (lost.status, lost.filled_quantity, lost.broker_order_id) == (S.FILLED, 10, 8)
+    assert book.order("ib-rejected").broker_order_id == 3 and book.order("ib-rejected").quantity == 10
+    assert book.positions() == {"AAPL.STK": Decimal(10)}
+    assert book.reconcile(broker) == []
+    entries = book.journal_entries(diffs)
+    assert_same(replay([snap(refused, "rejected"), snap(working("lost", None, status=S.REJECTED, minute=1)),
+                        snap(working("ib-rejected", 3, status=S.REJECTED, minute=2)), *entries]), book)
+
+
+def test_reconcile_never_adopts_over_a_never_sent_order_under_another_orders_broker_id() -> None:
+    book = Book()
+    book.put_order(working("sent", 7, perm_id=107))
+    book.put_order(make_order("refused", status=S.REJECTED, minute=1))
+    other = make_order("refused")
+    broker = state([BrokerOrder(7, 107, S.SUBMITTED, Decimal(0), None, "manual#refused", other)])
+    assert book.reconcile(broker) == []
+    assert book.order("refused").status is S.REJECTED and book.order("sent").broker_order_id == 7
+
+
+# --- reconcile with IB (trader.trading.reconcile) ---------------------------------------
+
+
+class FakeIB:
+    """What ib_async holds after connecting: the trades (open and completed orders), executions, positions."""
+
+    def __init__(self, trades: list[Any] = ()) -> None:  # type: ignore[assignment]
+        self._trades = list(trades)
+
+    def trades(self) -> list[Any]:
+        return self._trades
+
+    def fills(self) -> list[Any]:
+        return []
+
+    def positions(self) -> list[Any]:
+        return []
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    async def write(self, entry: dict[str, Any], *_: Any) -> str:
+        self.entries.append(entry)
+        return "0-1"
+
+    def publish(self, topic: str, payload: Any) -> None:
+        pass
+
+
+def fake_desk(book: Book, ib: FakeIB, *, complete: bool = True, resendable: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
+    return SimpleNamespace(adapter=SimpleNamespace(ib=ib, view_complete=complete), book=book, trades={},
+                           synced=False, resendable=set(resendable), recorder=FakeRecorder())
+
+
+def ib_trade(order: Order, order_id: int, perm_id: int, status: str = "Submitted") -> Any:
+    ib_order = to_ib_order(order, order_id=order_id)
+    ib_order.orderRef, ib_order.clientId, ib_order.permId = f"{order.order_ref}#{order.client_order_id}", 1, perm_id
+    return Trade(to_ib_contract(order.contract), ib_order,
+                 IbOrderStatus(orderId=order_id, status=status, remaining=float(order.quantity)))
+
+
+def test_a_retry_sent_but_never_journalled_is_adopted_and_no_longer_resendable() -> None:
+    # The gate refused "c1"; its retry passed and reached IB; the service died before journalling it.
+    refused = make_order("c1", 5, status=S.REJECTED)
+    book = replay([snap(refused, "rejected")])
+    trade = ib_trade(make_order("c1", 5, order_type=OrderType.LMT, limit_price=Decimal(10)), 7, 107)
+    desk = fake_desk(book, FakeIB([trade]), resendable={"c1"})
+    reported = asyncio.run(reconcile(desk, 1))
+    assert [(d["kind"], d["key"], d["action"]) for d in reported] == [("adopted", "c1", "replaced the order")]
+    c1 = book.order("c1")
+    assert (c1.status, c1.broker_order_id, c1.perm_id, c1.limit_price) == (S.SUBMITTED, 7, 107, Decimal(10))
+    assert desk.resendable == set(), "a retry returns the order the broker has, and sends nothing"
+    assert desk.trades["c1"] is trade and desk.synced
+    assert [(e["type"], e.get("event")) for e in desk.recorder.entries] == [("order", "reconciled"),
+                                                                             ("reconcile", None)]
+    assert_same(replay([snap(refused, "rejected"), *desk.recorder.entries]), book)
+
+
+def test_never_sent_is_concluded_only_from_a_complete_view_of_the_broker() -> None:
+    # IB's completed orders or executions could not be fetched: an order it does not report may have filled.
+    book = Book()
+    book.put_order(working("w", 5))
+    partial = fake_desk(book, FakeIB(), complete=False)
+    assert asyncio.run(reconcile(partial, 1)) == []
+    assert book.order("w").status is S.SUBMITTED and partial.resendable == set()
+    full = fake_desk(book, FakeIB(), complete=True)
+    assert [(d["kind"], d["key"]) for d in asyncio.run(reconcile(full, 1))] == [("never_sent", "w")]
+    assert full.resendable == {"w"} and book.order("w").status is S.REJECTED

@@ -12,7 +12,14 @@ import pytest
 from trader.config import RiskSettings, TradingHours
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
-from trader.trading.risk import Exposure, OrderIntent, RiskGate, trading_day
+from trader.trading.risk import (
+    Exposure,
+    OrderIntent,
+    RiskGate,
+    Working,
+    notional_price,
+    trading_day,
+)
 
 D = Decimal
 # Monday 2 March 2026, 10:00 in New York (EST, before the DST switch on 8 March).
@@ -61,16 +68,16 @@ def gate(clock: Callable[[], datetime] | None = None, **limits: Any) -> RiskGate
     return RiskGate(RiskSettings(**limits), clock or Clock())
 
 
-def refused(g: RiskGate, i: OrderIntent, e: Exposure | None = None) -> RiskLimitExceeded:
+def refused(g: RiskGate, i: OrderIntent, e: Exposure | None = None, batch: int = 1) -> RiskLimitExceeded:
     with pytest.raises(RiskLimitExceeded) as info:
-        g.check(i, e or exposure())
+        g.check(i, e or exposure(), batch=batch)
     return info.value
 
 
 def assert_refused(
-    g: RiskGate, i: OrderIntent, limit: str, *texts: str, e: Exposure | None = None
+    g: RiskGate, i: OrderIntent, limit: str, *texts: str, e: Exposure | None = None, batch: int = 1
 ) -> RiskLimitExceeded:
-    err = refused(g, i, e)
+    err = refused(g, i, e, batch)
     assert err.details["limit"] == limit
     assert {"limit", "value", "maximum"} <= err.details.keys()
     assert limit in err.message
@@ -142,9 +149,23 @@ def test_max_price_deviation_on_the_stop_price() -> None:
     assert_refused(g, intent(stop_price=D("89.9")), "max_price_deviation", "stop", "89.9")
 
 
-def test_max_price_deviation_is_skipped_without_a_market_price() -> None:
-    gate(max_price_deviation=D("0.01")).check(
-        intent(market_price=None, limit_price=D(500)), exposure())
+def test_without_a_market_price_a_priced_order_is_refused_while_the_deviation_check_is_on() -> None:
+    # A limit nothing can be checked against could be anything (a SELL LMT 0.01 on a 100 stock).
+    assert_refused(gate(max_price_deviation=D("0.01")), intent(market_price=None, limit_price=D(500)),
+                   "max_price_deviation", "no market price", "500")
+    gate(max_price_deviation=D("0.01")).check(intent(market_price=None), exposure())  # a market order
+    gate().check(intent(market_price=None, limit_price=D(500)), exposure())  # the check off
+
+
+def test_the_notional_price_is_the_most_the_order_can_trade_at() -> None:
+    market, bid = D(100), D("99.9")
+    assert notional_price(Action.BUY, D(90), None, market) == D(90)  # a buy limit never pays more
+    assert notional_price(Action.BUY, D(90), D(95), market) == D(90)  # stop limit: the limit bounds it
+    assert notional_price(Action.BUY, None, D(105), market) == D(105)  # a buy stop trades at or past it
+    assert notional_price(Action.SELL, D("90.01"), None, market, bid) == market  # marketable: the market
+    assert notional_price(Action.SELL, D(110), None, market) == D(110)
+    assert notional_price(Action.SELL, None, None, None, bid) == bid
+    assert notional_price(Action.BUY, None, None, None) is None
 
 
 # -- position ---------------------------------------------------------------
@@ -174,14 +195,14 @@ def test_max_position_is_per_key() -> None:
 def test_working_orders_count_in_the_orders_direction_only() -> None:
     g = gate(max_position=D(500))
     # A working buy of 300 may fill: 100 + 300 + 101 > 500.
-    buys = exposure(positions={"AAPL.STK": D(100)}, working={"AAPL.STK": D(300)})
+    buys = exposure(positions={"AAPL.STK": D(100)}, working={"AAPL.STK": Working(buy=D(300))})
     g.check(intent(quantity=D(100)), buys)
     assert_refused(g, intent(quantity=D(101)), "max_position", "501", e=buys)
     # A working sell may be cancelled: it makes no room for a buy.
-    sells = exposure(positions={"AAPL.STK": D(400)}, working={"AAPL.STK": D(-300)})
+    sells = exposure(positions={"AAPL.STK": D(400)}, working={"AAPL.STK": Working(sell=D(300))})
     assert_refused(g, intent(quantity=D(101)), "max_position", "501", e=sells)
     # ...and a working buy does not count against a sell.
-    g.check(intent(action=Action.SELL, quantity=D(500)), exposure(working={"AAPL.STK": D(400)}))
+    g.check(intent(action=Action.SELL, quantity=D(500)), exposure(working={"AAPL.STK": Working(buy=D(400))}))
 
 
 def test_an_order_that_reduces_the_position_passes_even_over_the_limit() -> None:
@@ -199,25 +220,51 @@ def test_an_order_that_crosses_zero_is_not_reducing() -> None:
     assert_refused(g, intent(action=Action.SELL, quantity=D(401)), "max_position", "-101",
                    e=over)
     g.check(intent(action=Action.SELL, quantity=D(400)), exposure(positions={"AAPL.STK": D(300)},
-                                                                   working={"AAPL.STK": D(100)}))
+                                                                   working={"AAPL.STK": Working(buy=D(100))}))
 
 
 def test_a_sell_behind_working_sells_is_not_reducing() -> None:
     # Held 100 with a working sell of 100: another sell of 100 could leave -100.
     g = gate(max_position=D(50))
-    e = exposure(positions={"AAPL.STK": D(100)}, working={"AAPL.STK": D(-100)})
+    e = exposure(positions={"AAPL.STK": D(100)}, working={"AAPL.STK": Working(sell=D(100))})
     assert_refused(g, intent(action=Action.SELL, quantity=D(100)), "max_position", "-100", e=e)
+
+
+def test_working_buys_and_sells_count_apart() -> None:
+    # Held 100, a working buy 100 and a working sell 100 (net 0): another sell of 100 could leave -100,
+    # so it does not reduce, and the daily-loss limit stops it.
+    g = gate(max_position=D(150), max_daily_loss=D(1000))
+    e = exposure(positions={"AAPL.STK": D(100)}, working={"AAPL.STK": Working(buy=D(100), sell=D(100))},
+                 daily_pnl=D(-5000))
+    assert_refused(g, intent(action=Action.SELL, quantity=D(100)), "max_daily_loss", "5000", e=e)
+    # A buy counts the working buy: 100 + 100 + 51 > 150.
+    assert_refused(gate(max_position=D(150)), intent(quantity=D(51)), "max_position", "251", e=e)
 
 
 def test_reduces_only_orders_skip_the_position_limit() -> None:
     # The stop-loss child of a bracket whose parent has not filled yet.
     g = gate(max_position=D(50))
-    e = exposure(working={"AAPL.STK": D(100)})
+    e = exposure(working={"AAPL.STK": Working(buy=D(100))})
     assert_refused(g, intent(action=Action.SELL, quantity=D(100)), "max_position", e=e)
     g.check(intent(action=Action.SELL, quantity=D(100), reduces_only=True), e)
 
 
 # -- gross exposure ---------------------------------------------------------
+
+
+def test_max_gross_exposure_counts_working_orders_on_the_side_that_grows_most() -> None:
+    g = gate(max_gross_exposure=D(100000))
+    order = intent(quantity=D(400), reference_price=D(100))  # 40000
+    g.check(order, exposure(working={"AAPL.STK": Working(buy=D(500), buy_notional=D(50000))}))
+    err = assert_refused(g, order, "max_gross_exposure", "110000", "40000",
+                         e=exposure(working={"AAPL.STK": Working(buy=D(700), buy_notional=D(70000))}))
+    assert err.details["value"] == D(110000)
+    # Other instruments' working orders count too...
+    assert_refused(g, order, "max_gross_exposure", e=exposure(
+        working={"MSFT.STK": Working(sell=D(200), sell_notional=D(61000))}))
+    # ...but the other side of the same instrument's does not add to a buy: whatever fills,
+    # the position ends between held - sells and held + buys.
+    g.check(order, exposure(working={"AAPL.STK": Working(sell=D(600), sell_notional=D(60000))}))
 
 
 def test_max_gross_exposure_adds_the_order_notional() -> None:
@@ -277,7 +324,7 @@ def test_max_orders_per_minute_slides_with_the_clock() -> None:
         clock.advance(10)
     # Orders at 0, 10, 20 s; now 30 s: the window holds 3.
     err = assert_refused(g, intent(), "max_orders_per_minute", "3")
-    assert (err.details["value"], err.details["maximum"]) == (3, 3)
+    assert (err.details["value"], err.details["maximum"]) == (4, 3)  # what the count would be, past the maximum
     clock.advance(29.999)  # 59.999 s after the first
     assert_refused(g, intent(), "max_orders_per_minute")
     clock.advance(0.001)  # exactly 60 s: the first has left the window
@@ -293,6 +340,15 @@ def test_checking_alone_does_not_count_as_an_order() -> None:
         g.check(intent(), exposure())
     g.record_order()
     assert_refused(g, intent(), "max_orders_per_minute", "1")
+
+
+def test_a_bracket_counts_every_order_it_sends_toward_the_rate() -> None:
+    g = gate(max_orders_per_minute=3)
+    g.record_order()
+    g.check(intent(), exposure(), batch=2)  # 1 sent + 2 = 3: at the limit, not past it
+    err = assert_refused(g, intent(), "max_orders_per_minute", "1 orders in the last 60 s and 3 in this request",
+                         e=exposure(), batch=3)
+    assert err.details["value"] == 4
 
 
 # -- allowed and blocked ----------------------------------------------------

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
+import redis.exceptions
 from ib_async import IB, LimitOrder, Stock
 
+from services.trader_service import TraderService
 from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
-from trader.config import TradingHours
-from trader.domain import OrderStatus
+from trader.config import Settings, TradingHours
+from trader.domain import Action, Contract, Order, OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
 from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
@@ -91,6 +94,11 @@ def test_each_order_type_and_tif_through_to_the_book(trading_stack: TradingStack
     assert (sl.client_order_id, tp.client_order_id) == ("br.sl", "br.tp") and sl.oca_group == tp.oca_group
     eventually(lambda: order_of(trading_stack, "br").status is OrderStatus.FILLED, what="bracket entry filled")
     assert order_of(trading_stack, "br.sl").status is OrderStatus.SUBMITTED
+    # a child is exempt from the position limits because it only closes what its parent opened: no more
+    with pytest.raises(ValidationError, match="cannot exceed its parent's 1"):
+        call(ep, "modify_order", "br.sl", quantity=5)
+    with pytest.raises(ValidationError, match="minimum size"):
+        call(ep, "modify_order", "br.sl", quantity="0.5")
     assert call(ep, "cancel_all") >= 2
     eventually(lambda: not call(ep, "orders", open_only=True), what="everything cancelled")
 
@@ -183,14 +191,21 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     before = call(ep, "status")
     assert before["trading_day"] == today and before["daily_pnl"] is not None
     trading_stack.kill("trader_service")
+    # placed while the service is away (by hand in TWS, say): the switch still holds when it is back
+    port = trading_stack.env.ib_port
+    assert len(asyncio.run(open_at_broker(port, 79, "while-away", (1, float(bid - 3))))) == 1
     trading_stack.start("trader_service")
     after = trading_stack.wait_trader_ready()
     assert after["kill_switch"] is True
+    eventually(lambda: not asyncio.run(open_at_broker(port, 79, "while-away")), what="cancelled after the restart")
     saved = redis.Redis(port=trading_stack.env.redis_port).get("trader:snapshot:day")
     assert saved is not None and codec.decode(saved)["day"] == today  # the day's PnL baseline outlives the restart
     eventually(lambda: call(ep, "status")["trading_day"] == today, what="the trading day rolled again")
     call(ep, "kill_switch", False)
-    # The refused order never reached the broker: a retry with its id is checked again, and now placed.
+    # The refused order never reached the broker: a retry with its id is checked again, and now placed;
+    # a retry that fails before reaching the broker (an unknown symbol) leaves it to the next one.
+    with pytest.raises(NotFound):
+        call(ep, "place_order", symbol="ZZZZ", action="BUY", quantity=1, client_order_id="refused")
     retried = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")["order"]
     assert retried.status is not OrderStatus.REJECTED and retried.broker_order_id is not None
     again = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="refused")["order"]
@@ -266,3 +281,67 @@ def test_an_order_sent_but_never_journalled_is_adopted_and_its_retry_sends_nothi
     assert len(asyncio.run(open_at_broker(port, 77, "manual#orphan"))) == 1, "the retry sent nothing"
     call(ep, "cancel_order", "orphan")
     eventually(lambda: order_of(trading_stack, "orphan").status is OrderStatus.CANCELLED, what="cancelled")
+
+
+# --- without the stack: start-up's rebuild, the kill switch ---------------------------------
+
+
+class ListJournal:
+    """A journal holding ``entries``, as Journal.entries yields them (decoded dicts with a type)."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self._entries = entries
+
+    async def entries(self) -> Any:
+        for i, entry in enumerate(self._entries):
+            yield f"{i}-0", entry
+
+
+def test_rebuild_skips_malformed_order_entries_and_keeps_only_never_sent_orders_resendable() -> None:
+    def entry(cid: str, event: str, reason: str = "", **changes: Any) -> dict[str, Any]:
+        order = Order(cid, Contract("AAPL", "STK", conid=265598), Action.BUY, Decimal(1), **changes)
+        return {"type": "order", "order": order, "event": event, "reason": reason}
+
+    rejected = {"status": OrderStatus.REJECTED}
+    entries = [
+        {"type": "order"},  # decodable but malformed: skipped, start-up goes on
+        {"type": "order", "order": "not an order", "event": "rejected"},
+        entry("refused", "rejected", "max_position", **rejected),  # refused by the gate, never sent
+        entry("retried", "rejected", "max_position", **rejected),
+        # its retry reached IB, the service died before journalling it, and reconcile adopted it
+        entry("retried", "reconciled", "never_sent: ... -> None; adopted: ...", broker_order_id=7,
+              status=OrderStatus.SUBMITTED),
+        entry("lost", "submitted", broker_order_id=8),
+        entry("lost", "reconciled", "never_sent: {...} -> None", **rejected),  # the broker never had it
+        entry("resent", "reconciled", "never_sent: {...} -> None", **rejected),
+        entry("resent", "submitted", broker_order_id=9),
+    ]
+    service = TraderService(Settings())
+    service.journal = ListJournal(entries)  # type: ignore[assignment]
+    asyncio.run(service._rebuild())
+    assert service.resendable == {"refused", "lost"}
+    assert len(service.book) == 4 and service.book.order("retried").broker_order_id == 7
+
+
+class FailingRecorder:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def write(self, entry: dict[str, Any], *_: Any) -> str:
+        self.calls.append(f"journal {entry['engaged']}")
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+
+def test_the_kill_switch_sends_the_global_cancel_even_with_the_journal_down() -> None:
+    calls: list[str] = []
+    service = TraderService(Settings())
+    service.recorder = FailingRecorder(calls)  # type: ignore[assignment]
+    service.adapter = SimpleNamespace(connected=True)  # type: ignore[assignment]
+    service.desk = SimpleNamespace(  # type: ignore[assignment]
+        cancel_all=lambda everything=False: calls.append(f"cancel everything={everything}") or 0)
+    reply = asyncio.run(service.kill_switch(True, reason="panic"))
+    assert calls == ["cancel everything=True", "journal True"]
+    assert reply["kill_switch"]["engaged"] is True and service.risk.kill_switch_engaged
+    assert reply["cancel_sent"] is True and "Redis is down" in reply["journal_error"]
+    reply = asyncio.run(service.kill_switch(False))
+    assert not service.risk.kill_switch_engaged and "Redis is down" in reply["journal_error"]

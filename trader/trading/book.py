@@ -45,14 +45,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from trader.domain import Action, Fill, Order, OrderStatus
+from trader.domain import Fill, Order, OrderStatus
 from trader.domain.checks import utc_now
 from trader.errors import NotFound, ValidationError
+from trader.trading.risk import Working
 
 if TYPE_CHECKING:
     from trader.trading.journal import Journal
 
-__all__ = ["Book", "BrokerOrder", "BrokerState", "Difference", "rebuild"]
+__all__ = ["Book", "BrokerOrder", "BrokerState", "Difference", "never_sent", "rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class Difference:
 
     ``kind``: "status", "filled", "avg_fill_price", "perm_id", "missing_fill",
     "never_sent", "adopted", "unknown_order" or "position". ``action``: "updated
-    the book", "added the fill", "added the order", "marked REJECTED" or "reported only".
+    the book", "added the fill", "added the order", "replaced the order" (an
+    adopted order the book held as never sent), "marked REJECTED" or "reported only".
     """
 
     kind: str
@@ -118,6 +120,15 @@ class Difference:
                 "broker": plain(self.broker), "action": self.action}
 
 
+def never_sent(order: Order) -> bool:
+    """Return whether ``order`` is booked as never having reached the broker (REJECTED, no broker id).
+
+    The risk gate's refusals and the orders reconcile marks ``never_sent`` are
+    such: a retry with the same client order id may send them.
+    """
+    return order.status is OrderStatus.REJECTED and order.broker_order_id is None
+
+
 class Book:
     """Orders by our client_order_id, fills by exec_id; rebuilt from the journal."""
 
@@ -135,8 +146,8 @@ class Book:
         self._children: dict[str, list[str]] = {}  # parent client id -> its bracket children
         # Kept as orders change, so no query on the order path scans the whole book:
         self._open: set[str] = set()  # client ids of the orders not done
-        self._working: dict[str, Decimal] = {}  # contract key -> signed remaining of the open orders
-        self._working_by_order: dict[str, tuple[str, Decimal]] = {}  # client id -> (key, its share)
+        self._working: dict[str, Working] = {}  # contract key -> what its open orders would add, per side
+        self._working_by_order: dict[str, tuple[str, Working]] = {}  # client id -> (key, its share)
 
     # --- replay and updates ---------------------------------------------------
 
@@ -193,9 +204,10 @@ class Book:
     def _track(self, order: Order) -> None:
         """Bring the open set and the working totals up to date with ``order`` (after any change to it)."""
         cid = order.client_order_id
-        key, share = self._working_by_order.pop(cid, ("", _ZERO))
-        if share:
-            total = self._working[key] - share
+        known = self._working_by_order.pop(cid, None)
+        if known is not None:
+            key, share = known
+            total = self._working[key].minus(share)
             if total:
                 self._working[key] = total
             else:
@@ -204,11 +216,11 @@ class Book:
             self._open.discard(cid)
             return
         self._open.add(cid)
-        share = order.remaining if order.action is Action.BUY else -order.remaining
+        share = Working.of(order)
         if share:
             key = order.contract.key
             self._working_by_order[cid] = (key, share)
-            self._working[key] = self._working.get(key, _ZERO) + share
+            self._working[key] = self._working[key].plus(share) if key in self._working else share
 
     def add_fill(self, fill: Fill) -> bool:
         """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
@@ -292,13 +304,23 @@ class Book:
         """Return how many fills the book holds."""
         return len(self._fills)
 
-    def working(self) -> dict[str, Decimal]:
-        """Return the net signed remaining quantity of the open orders per contract key (flat keys omitted).
+    def working(self, *, excluding: str | None = None) -> dict[str, Working]:
+        """Return what the open orders would add per contract key if they filled (see ``Working``).
 
         Kept up to date as orders change (:meth:`put_order`, fills), so it costs
-        nothing per order however large the book grows.
+        nothing per order however large the book grows. ``excluding`` leaves one
+        order out (an order being modified is checked as it would be after).
         """
-        return dict(self._working)
+        totals = dict(self._working)
+        known = self._working_by_order.get(excluding) if excluding is not None else None
+        if known is not None:
+            key, share = known
+            rest = totals[key].minus(share)
+            if rest:
+                totals[key] = rest
+            else:
+                del totals[key]
+        return totals
 
     def children(self, client_order_id: str) -> list[Order]:
         """Return the bracket children of an order, in the order they were placed."""
@@ -371,18 +393,33 @@ class Book:
         return out
 
     def _adopt(self, bid: int, state: BrokerOrder) -> list[Difference]:
-        """Take in an order of ours that the broker has and the book lacks, as the broker reports it."""
+        """Take in an order of ours that the broker has and the book lacks, as the broker reports it.
+
+        An order the book holds as never sent (REJECTED without a broker id: refused
+        by the risk gate, or marked ``never_sent``) is replaced too: a retry sent it,
+        and the service died before journalling that.
+        """
         order = state.order
-        if order is None or order.client_order_id in self._orders or self._match(bid, state.perm_id) is not None:
+        if order is None:
+            return []
+        cid = order.client_order_id
+        known = self._orders.get(cid)
+        if known is not None and not never_sent(known):
+            return []
+        matched = self._match(bid, state.perm_id)
+        if matched is not None and matched.client_order_id != cid:
             return []
         try:
             self.put_order(dataclasses.replace(
                 order, broker_order_id=bid, perm_id=state.perm_id, status=state.status, filled_quantity=state.filled,
                 avg_fill_price=state.avg_fill_price if state.filled else None, updated_at=utc_now()))
         except ValidationError as exc:
-            log.error("broker order %s (%s) cannot be adopted: %s", bid, order.client_order_id, exc)
+            log.error("broker order %s (%s) cannot be adopted: %s", bid, cid, exc)
             return []
-        return [Difference("adopted", order.client_order_id, None, state, "added the order")]
+        if known is None:
+            return [Difference("adopted", cid, None, state, "added the order")]
+        return [Difference("adopted", cid, {"status": known.status, "broker_order_id": None}, state,
+                           "replaced the order")]
 
     def _reconcile_order(self, order: Order, broker: BrokerState) -> list[Difference]:
         cid = order.client_order_id

@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ib_async import Order as IbOrder
@@ -48,13 +48,14 @@ from trader.trading.requests import (
     parse_request,
     round_to_tick,
 )
-from trader.trading.risk import Exposure, OrderIntent, RiskGate
+from trader.trading.risk import Exposure, OrderIntent, RiskGate, notional_price
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Desk", "broker_ref", "client_order_id_of", "parse_broker_ref", "positions_by_key"]
 
 QUOTE_WAIT = 2.0
+PNL_TAGS = ("RealizedPnL", "UnrealizedPnL")  # the account values the daily-loss limit counts
 
 
 def broker_ref(order: Order) -> str:
@@ -99,21 +100,46 @@ class BrokerTotals:
     ib_async changes its positions and portfolio only as IB reports them (each
     report is an event) or when the connection is made or lost, so the totals
     are recomputed on the first read after any of those, and cost nothing otherwise.
+
+    The PnL is the account's (its ``RealizedPnL`` and ``UnrealizedPnL`` values,
+    in the base currency), not a sum over the portfolio: ib_async drops a
+    position from the portfolio once it is closed, and its realized PnL with it.
     """
 
     def __init__(self, adapter: IbAdapter) -> None:
         self.adapter = adapter
         self._positions: dict[str, Decimal] | None = None
         self._portfolio: tuple[Decimal, Decimal] | None = None  # (gross exposure, unrealized + realized PnL)
+        self._pnl: dict[tuple[str, str, str], Decimal] = {}  # (account, tag, currency) -> value
+        self._base: dict[str, str] = {}  # account -> its base currency (that of its NetLiquidation)
         adapter.positions.subscribe(lambda _position: self._positions_changed())
         adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
-        adapter.connection.subscribe(lambda _connected: self.invalidate())
+        adapter.account_values.subscribe(self._on_account_value)
+        adapter.connection.subscribe(self._connection_changed)
+
+    def _on_account_value(self, value: Any) -> None:
+        if value.tag == "NetLiquidation" and value.currency and value.currency != "BASE":
+            self._base[value.account] = value.currency
+        elif value.tag in PNL_TAGS:
+            try:  # IB sends the value as text: taken exactly
+                amount = Decimal(value.value)
+            except (InvalidOperation, TypeError):
+                return
+            if amount.is_finite():
+                self._pnl[value.account, value.tag, value.currency] = amount
+                self._portfolio = None
 
     def _positions_changed(self) -> None:
         self._positions = None
 
     def _portfolio_changed(self) -> None:
         self._portfolio = None
+
+    def _connection_changed(self, connected: bool) -> None:
+        if not connected:  # ib_async forgets the account's values with the connection; IB sends them on the next
+            self._pnl.clear()
+            self._base.clear()
+        self.invalidate()
 
     def invalidate(self) -> None:
         """Forget the totals: the next read recomputes them from ib_async's state."""
@@ -128,13 +154,23 @@ class BrokerTotals:
     def portfolio(self) -> tuple[Decimal, Decimal]:
         """Return the gross exposure (sum of |market value|) and the PnL (unrealized + realized) of the portfolio."""
         if self._portfolio is None:
-            gross = pnl = Decimal(0)
+            gross = Decimal(0)
             for item in self.adapter.ib.portfolio():
                 gross += abs(parsing.decimal_from_float(item.marketValue) or Decimal(0))
-                pnl += (parsing.decimal_from_float(item.unrealizedPNL) or Decimal(0)) + (
-                    parsing.decimal_from_float(item.realizedPNL) or Decimal(0))
-            self._portfolio = (gross, pnl)
+            self._portfolio = (gross, self._account_pnl())
         return self._portfolio
+
+    def _account_pnl(self) -> Decimal:
+        """Return realized + unrealized PnL summed over the accounts, each in its base currency ("BASE" if given)."""
+        pnl = Decimal(0)
+        accounts = {account for account, _, _ in self._pnl}
+        for account in accounts:
+            for tag in PNL_TAGS:
+                value = self._pnl.get((account, tag, "BASE"))
+                if value is None:
+                    value = self._pnl.get((account, tag, self._base.get(account, "")), Decimal(0))
+                pnl += value
+        return pnl
 
 
 class Desk:
@@ -175,6 +211,9 @@ class Desk:
         request = parse_request(data)
         coid = request.client_order_id or new_client_order_id()
         self._require_synced()
+        inflight = self._inflight.get(coid)
+        if inflight is not None:  # before the book: a resend in flight still shows its old, refused state
+            return await asyncio.shield(inflight)
         existing = self.book.get(coid)
         if existing is not None and coid not in self.resendable:
             if existing.action is not request.action or (
@@ -182,19 +221,19 @@ class Desk:
                 raise Conflict(f"client_order_id {coid} is already used by {existing.action} {existing.quantity} "
                                f"{existing.contract.key}", client_order_id=coid)
             return self.result(coid)
-        inflight = self._inflight.get(coid)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[coid] = future
         try:
             # A retry of an order the journal holds but the broker never got (the service died
             # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
+            resend = coid in self.resendable
             self.resendable.discard(coid)
             if request.client_order_id != coid:
                 request = request.model_copy(update={"client_order_id": coid})
             result = await self._place(request)
         except BaseException as exc:
+            if resend and coid not in self.trades:  # failed before anything reached the broker: a retry may send
+                self.resendable.add(coid)
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
             raise
@@ -218,7 +257,7 @@ class Desk:
         exposure = self.exposure()
         try:
             for order in built.all:
-                self.risk.check(self._intent(order, inst, market, reference), exposure)
+                self.risk.check(self._intent(order, inst, market, reference), exposure, batch=len(built.all))
         except RiskLimitExceeded as exc:
             built.entry.transition(OrderStatus.REJECTED)
             self.book.put_order(built.entry)
@@ -227,23 +266,25 @@ class Desk:
             await self.recorder.write(self._entry(built.entry, "rejected", str(exc)), "order.rejected",
                                       self.result(built.entry.client_order_id))
             raise
-        loop = asyncio.get_running_loop()
         for order in built.all:
             order.broker_order_id = self.adapter.ib.client.getReqId()
-            self.book.put_order(order)
-            self._acks[order.client_order_id] = loop.create_future()
         # The broker first: it is the source of truth. The journal gets the orders once the broker has
         # acknowledged them, after the answer (what is recorded about them meanwhile is held behind them);
         # should the service die before, IB still reports the orders, our client ids in their orderRef, and
-        # reconcile adopts them. With no connection to Redis, nothing goes to the broker before the journal has it.
+        # reconcile adopts them. With no connection to Redis, nothing goes to the broker before the journal
+        # has it, and the book takes the orders only then: should the write fail, nothing is left behind.
         entries = [self._entry(order, "submitted") for order in built.all]
         ib_orders = self._ib_orders(built)
         coid = built.entry.client_order_id
         journal_up = self.recorder.journal.connected
+        if not journal_up:
+            await self.recorder.write_now(entries)
+        loop = asyncio.get_running_loop()
+        for order in built.all:
+            self.book.put_order(order)
+            self._acks[order.client_order_id] = loop.create_future()
         if journal_up:
             self.recorder.hold(order.client_order_id for order in built.all)
-        else:
-            await self.recorder.write_now(entries)
         try:
             for order, ib_order in zip(built.all, ib_orders, strict=True):
                 self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
@@ -313,18 +354,19 @@ class Desk:
         return OrderIntent(
             key=inst.key, symbol=inst.contract.symbol, action=order.action, quantity=order.quantity,
             multiplier=inst.contract.multiplier or Decimal(1),
-            reference_price=order.limit_price or order.stop_price or reference, market_price=market,
+            reference_price=notional_price(order.action, order.limit_price, order.stop_price, market, reference),
+            market_price=market,
             limit_price=order.limit_price, stop_price=order.stop_price, reduces_only=order.parent_id is not None)
 
-    def exposure(self) -> Exposure:
+    def exposure(self, *, excluding: str | None = None) -> Exposure:
         """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL.
 
         Nothing here scans the book or the account per order: the book keeps its
         working totals as orders change, and the broker's totals are re-read only
-        after IB reported a change.
+        after IB reported a change. ``excluding`` leaves one working order out.
         """
         gross, pnl = self.broker_totals.portfolio()
-        return Exposure(positions=self.broker_totals.positions(), working=self.book.working(),
+        return Exposure(positions=self.broker_totals.positions(), working=self.book.working(excluding=excluding),
                         gross_exposure=gross, daily_pnl=pnl - self.pnl_baseline)
 
     # -- changing ------------------------------------------------------------------
@@ -364,8 +406,17 @@ class Desk:
         if changed.quantity < order.filled_quantity:
             raise ValidationError(f"modify_order {coid}: quantity {changed.quantity} is below the "
                                   f"{order.filled_quantity} already filled")
+        if changed.quantity % inst.min_size:
+            raise ValidationError(f"modify_order {coid}: quantity {changed.quantity} is not a multiple of "
+                                  f"{inst.key}'s minimum size {inst.min_size}")
+        parent = self.book.get(order.parent_id) if order.parent_id is not None else None
+        if parent is not None and changed.quantity > parent.quantity:
+            # A child is exempt from the position limits because it only closes what its parent opens.
+            raise ValidationError(f"modify_order {coid}: a bracket child's quantity {changed.quantity} cannot "
+                                  f"exceed its parent's {parent.quantity}")
         market, reference = await self._prices(inst, order.action)
-        self.risk.check(self._intent(changed, inst, market, reference), self.exposure())
+        # Checked as the book will be after the change: the order's own working quantity counted once.
+        self.risk.check(self._intent(changed, inst, market, reference), self.exposure(excluding=coid))
         self.book.put_order(changed)
         await self.recorder.write(self._entry(changed, "modified"), "order.modified", self.result(coid))
         ib_order = trade.order
@@ -374,6 +425,7 @@ class Desk:
         for attr in ("lmtPrice", "auxPrice", "trailingPercent", "trailStopPrice"):
             setattr(ib_order, attr, getattr(fresh, attr))
         self.adapter.ib.placeOrder(trade.contract, ib_order)
+        self.risk.record_order()  # a modification is an order message too: it counts toward the rate
         return self.result(coid)
 
     async def cancel(self, coid: str) -> dict[str, Any]:
@@ -465,7 +517,9 @@ class Desk:
 
     def on_fill(self, trade: Trade, ib_fill: Any) -> None:
         """Book an execution once its commission is known; executions seen before are ignored."""
-        coid = self._coid(trade)
+        # An order of ours the re-sync has yet to adopt (IB reports the day's executions while the
+        # connection is made, before the re-sync) is still ours: its orderRef says so.
+        coid = self._coid(trade) or client_order_id_of(trade.order.orderRef or "")
         try:
             fill = parsing.from_ib_fill(ib_fill, coid)
         except TraderError:

@@ -7,7 +7,7 @@ carry their id; completed orders do not (IB reports only their permId), so
 their id comes from the client order id in their orderRef, or from an
 execution with the same permId. Each order whose orderRef names a client order
 id also carries the order as IB describes it, so the book can adopt an order
-the journal lacks. :func:`reconcile` then lets the book take the broker's
+the journal lacks (or holds as never sent). :func:`reconcile` then lets the book take the broker's
 truth, journals every change and returns the differences, which the trader
 service logs and publishes.
 """
@@ -23,7 +23,7 @@ from ib_async import IB, Trade
 from trader.brokers.ib import parsing
 from trader.domain import Order
 from trader.errors import NotFound, TraderError
-from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
+from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, never_sent
 from trader.trading.desk import Desk, client_order_id_of, parse_broker_ref, positions_by_key
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,13 @@ def _as_placed(trade: Trade, parent_id: str | None) -> Order | None:
         return None
 
 
-def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
-    """Return what IB reports for this API client: its orders, the executions, the positions."""
+def broker_state(ib: IB, book: Book, client_id: int, *, complete: bool) -> BrokerState:
+    """Return what IB reports for this API client: its orders, the executions, the positions.
+
+    ``complete``: whether the completed orders and the executions were fetched
+    (see ``IbAdapter.view_complete``); without them, an order IB does not report
+    is not proof that it never reached IB.
+    """
     fills = []
     by_perm: dict[int, int] = {}
     done: dict[int, tuple[Decimal, Decimal]] = {}  # permId -> (quantity, notional) of its executions
@@ -113,7 +118,7 @@ def broker_state(ib: IB, book: Book, client_id: int) -> BrokerState:
             broker_order_id=order_id, perm_id=trade.order.permId or None, status=status, filled=filled,
             avg_fill_price=avg, order_ref=trade.order.orderRef or "",
             order=_as_placed(trade, coids.get(trade.order.parentId)))
-    return BrokerState(orders=orders, fills=fills, positions=positions_by_key(ib.positions()), complete=True)
+    return BrokerState(orders=orders, fills=fills, positions=positions_by_key(ib.positions()), complete=complete)
 
 
 async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
@@ -124,9 +129,15 @@ async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
         if coid is not None and trade.order.orderId:
             desk.trades[coid] = trade
     desk.synced = False
-    state = broker_state(ib, desk.book, client_id)
+    state = broker_state(ib, desk.book, client_id, complete=desk.adapter.view_complete)
     differences: list[Difference] = desk.book.reconcile(state)
-    desk.resendable.update(d.key for d in differences if d.kind == "never_sent")
+    for d in differences:  # a retry sends an order booked as never sent, and only such an order
+        if d.kind in ("never_sent", "adopted"):
+            order = desk.book.get(d.key)
+            if order is not None and never_sent(order):
+                desk.resendable.add(d.key)
+            else:
+                desk.resendable.discard(d.key)
     for entry in desk.book.journal_entries(differences):
         await desk.recorder.write(entry)
     reported = [d.to_dict() for d in differences + desk.book.position_differences(state)]

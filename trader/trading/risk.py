@@ -10,6 +10,9 @@ injected clock, so the trading-hours window and the order rate are testable.
 Checks run in a fixed order, the first failure wins: kill switch, blocked and
 allowed lists, trading hours, order quantity, order notional, price deviation,
 position, gross exposure, daily loss, order rate. A limit set to ``None`` is off.
+Working orders count as if they filled where that is worse: toward the
+position limit on the order's own side, toward gross exposure on whichever
+side grows a position more (``Working``).
 
 An order *reduces* risk when it is flagged ``reduces_only`` (the caller vouches
 for it: the stop-loss and take-profit children of a bracket, which the broker
@@ -26,15 +29,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 from zoneinfo import ZoneInfo
 
 from trader.config import RiskSettings, TradingHours
-from trader.domain import checks
+from trader.domain import Order, checks
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
 
-__all__ = ["Exposure", "OrderIntent", "RiskGate"]
+__all__ = ["NOTHING_WORKING", "Exposure", "OrderIntent", "RiskGate", "Working", "notional_price"]
 
 RATE_WINDOW = timedelta(seconds=60)
 _ZERO = Decimal(0)
@@ -44,10 +47,11 @@ _ZERO = Decimal(0)
 class OrderIntent:
     """An order about to be sent, in exact Decimals.
 
-    ``reference_price`` is the price the notional is computed at (the limit
-    price, else the market). ``market_price`` anchors the price-deviation check;
-    ``None`` means unknown and skips that check. A market price must be > 0,
-    since a deviation is a fraction of it.
+    ``reference_price`` is the price the notional is computed at: the most the
+    order can trade at, as far as is known (the caller's ``notional_price``).
+    ``market_price`` anchors the price-deviation check; ``None`` means unknown,
+    and then an order with a limit or stop price is refused while that check is
+    on. A market price must be > 0, since a deviation is a fraction of it.
     """
 
     key: str
@@ -89,19 +93,85 @@ class OrderIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class Working:
+    """What one contract's open orders would add if they filled: quantity and notional, buys and sells apart.
+
+    Quantities are positive; a notional is remaining x price x multiplier at the
+    order's own limit (else stop) price, so an order without one (market,
+    trailing) adds its quantity but no notional. Bracket children are left out:
+    they only close what their parent opened, and one fill of the OCA pair
+    cancels the other.
+    """
+
+    buy: Decimal = _ZERO
+    sell: Decimal = _ZERO
+    buy_notional: Decimal = _ZERO
+    sell_notional: Decimal = _ZERO
+
+    @classmethod
+    def of(cls, order: Order) -> Working:
+        """Return an open order's share (empty for a bracket child or a filled remainder)."""
+        remaining = order.remaining
+        if order.parent_id is not None or not remaining:
+            return NOTHING_WORKING
+        price = order.limit_price or order.stop_price
+        notional = abs(remaining * price * (order.contract.multiplier or 1)) if price is not None else _ZERO
+        if order.action is Action.BUY:
+            return cls(buy=remaining, buy_notional=notional)
+        return cls(sell=remaining, sell_notional=notional)
+
+    def __bool__(self) -> bool:
+        return bool(self.buy or self.sell)
+
+    def plus(self, other: Working) -> Working:
+        return Working(self.buy + other.buy, self.sell + other.sell, self.buy_notional + other.buy_notional,
+                       self.sell_notional + other.sell_notional)
+
+    def minus(self, other: Working) -> Working:
+        return Working(self.buy - other.buy, self.sell - other.sell, self.buy_notional - other.buy_notional,
+                       self.sell_notional - other.sell_notional)
+
+    @property
+    def worst_notional(self) -> Decimal:
+        """Return the most these orders can add to |position value|: one side's notional, the larger.
+
+        Whatever fills, the position ends within [held - sells, held + buys], so
+        its size grows by at most the larger side.
+        """
+        return max(self.buy_notional, self.sell_notional)
+
+
+NOTHING_WORKING: Final = Working()
+
+
+@dataclass(frozen=True, slots=True)
 class Exposure:
     """The book as the gate sees it: positions, working orders, gross exposure, day's P&L.
 
-    ``working`` is the net signed quantity of open (unfilled) orders per key. The
-    gate counts it as if filled, but only in the order's own direction (a BUY
-    adds the working buys, ignores working sells): a working order on the other
-    side may be cancelled at any moment, so it must not make room.
+    ``working`` holds, per key, the open orders by side (``Working``). The gate
+    counts them as if filled, but only in the order's own direction (a BUY adds
+    the working buys, ignores working sells): a working order on the other side
+    may be cancelled at any moment, so it must not make room.
     """
 
     positions: Mapping[str, Decimal]
-    working: Mapping[str, Decimal]
+    working: Mapping[str, Working]
     gross_exposure: Decimal
     daily_pnl: Decimal
+
+
+def notional_price(action: Action, limit_price: Decimal | None, stop_price: Decimal | None,
+                   *market: Decimal | None) -> Decimal | None:
+    """Return the most an order can trade at, as far as is known, for its notional; None if nothing is known.
+
+    A buy with a limit never pays more than it. Anything else may trade at the
+    market (the ``market`` prices given: the quote, the side's bid or ask) or
+    past its stop, and a sell limit below the market sells at the market.
+    """
+    if action is Action.BUY and limit_price is not None:
+        return limit_price
+    known = [p for p in (limit_price, stop_price, *market) if p is not None]
+    return max(known) if known else None
 
 
 def _fmt(value: Decimal) -> str:
@@ -225,8 +295,12 @@ class RiskGate:
 
     # -- the gate ------------------------------------------------------------
 
-    def check(self, intent: OrderIntent, exposure: Exposure) -> None:
-        """Return if ``intent`` may be sent; raise RiskLimitExceeded naming the first limit broken."""
+    def check(self, intent: OrderIntent, exposure: Exposure, *, batch: int = 1) -> None:
+        """Return if ``intent`` may be sent; raise RiskLimitExceeded naming the first limit broken.
+
+        ``batch`` is how many orders go out together with this one (a bracket's
+        entry and children): the order rate counts them all.
+        """
         s = self._settings
         now = self._now()
         if self._kill_reason is not None:
@@ -263,11 +337,16 @@ class RiskGate:
             if notional > s.max_order_notional:
                 _refuse(f"order notional {_fmt(notional)} exceeds {_fmt(s.max_order_notional)}",
                         "max_order_notional", notional, s.max_order_notional)
-        if s.max_price_deviation is not None and intent.market_price is not None:
+        if s.max_price_deviation is not None:
             market = intent.market_price
             for kind, price in (("limit", intent.limit_price), ("stop", intent.stop_price)):
                 if price is None:
                     continue
+                if market is None:
+                    # A price nothing can be checked against could be anything: never wave it through.
+                    _refuse(f"no market price to check the {kind} price {_fmt(price)} against, limit "
+                            f"{_fmt(s.max_price_deviation)}", "max_price_deviation", None, s.max_price_deviation,
+                            price=price)
                 deviation = abs(price - market) / market
                 if deviation > s.max_price_deviation:
                     _refuse(f"{kind} price {_fmt(price)} deviates {deviation:.4f} from the market "
@@ -278,16 +357,17 @@ class RiskGate:
         limit = s.max_orders_per_minute
         if limit is not None:
             self._prune(now)
-            if len(self._sent) >= limit:
-                _refuse(f"{len(self._sent)} orders in the last 60 s, limit {limit} per minute",
-                        "max_orders_per_minute", len(self._sent), limit)
+            if len(self._sent) + batch > limit:
+                more = f" and {batch} in this request" if batch > 1 else ""
+                _refuse(f"{len(self._sent)} orders in the last 60 s{more}, limit {limit} per minute",
+                        "max_orders_per_minute", len(self._sent) + batch, limit)
 
     def _check_book(self, intent: OrderIntent, exposure: Exposure, notional: Decimal | None) -> None:
         """Apply the position, gross-exposure and daily-loss limits (checks 7-9)."""
         s = self._settings
-        working = exposure.working.get(intent.key, _ZERO)
+        working = exposure.working.get(intent.key, NOTHING_WORKING)
         # Worst case: same-direction working orders fill, opposite ones are cancelled.
-        same_side = max(working, _ZERO) if intent.action is Action.BUY else min(working, _ZERO)
+        same_side = working.buy if intent.action is Action.BUY else -working.sell
         base = exposure.positions.get(intent.key, _ZERO) + same_side
         after = base + intent.signed_quantity
         toward_zero = base * intent.signed_quantity < 0 and intent.quantity <= abs(base)
@@ -304,11 +384,16 @@ class RiskGate:
                 _refuse(f"gross exposure after the order unknown (no reference price), limit "
                         f"{_fmt(s.max_gross_exposure)}", "max_gross_exposure",
                         None, s.max_gross_exposure)
-            gross = exposure.gross_exposure + notional
+            # Worst case: every working order that can grow a position fills (see Working.worst_notional).
+            with_order = working.plus(Working(buy_notional=notional) if intent.action is Action.BUY
+                                      else Working(sell_notional=notional))
+            pending = sum((w.worst_notional for key, w in exposure.working.items() if key != intent.key),
+                          with_order.worst_notional)
+            gross = exposure.gross_exposure + pending
             if gross > s.max_gross_exposure:
-                _refuse(f"gross exposure would be {_fmt(gross)} ({_fmt(exposure.gross_exposure)} "
-                        f"+ order {_fmt(notional)}), exceeds {_fmt(s.max_gross_exposure)}",
-                        "max_gross_exposure", gross, s.max_gross_exposure)
+                _refuse(f"gross exposure would be {_fmt(gross)} ({_fmt(exposure.gross_exposure)} held "
+                        f"+ {_fmt(pending)} at most from working orders and this one of {_fmt(notional)}), "
+                        f"exceeds {_fmt(s.max_gross_exposure)}", "max_gross_exposure", gross, s.max_gross_exposure)
         if s.max_daily_loss is not None and -exposure.daily_pnl >= s.max_daily_loss:
             loss = -exposure.daily_pnl
             _refuse(f"daily loss {_fmt(loss)} reached the limit {_fmt(s.max_daily_loss)}; "

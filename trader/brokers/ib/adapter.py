@@ -1,7 +1,9 @@
 """The IB connection: one ib_async client on the service's loop, a watchdog, and its events as Rx streams.
 
 :class:`IbAdapter` owns the ``ib_async.IB`` object. It connects with
-exponential backoff and jitter, and a watchdog notices a dead connection
+exponential backoff and jitter (a start-up request of ib_async's that fails,
+completed orders or executions say, fails the connect: ``view_complete`` holds
+only once all came), and a watchdog notices a dead connection
 either from ib_async's ``disconnectedEvent`` or from a periodic
 ``reqCurrentTime`` that gets no answer. After every (re)connect it re-requests
 market data for the instruments subscribed and then calls the ``on_connected``
@@ -32,7 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ib_async import IB, Contract, ContractDetails, Ticker
+from ib_async import IB, Contract, ContractDetails, RequestError, Ticker
 from reactivex.subject import Subject
 
 from trader.config import IbSettings, TradingSettings
@@ -98,6 +100,9 @@ class IbAdapter:
         self.history_pacer = Pacer(trading.history_requests_per_10min, 600.0)
         self.connects = 0
         self.last_error: str | None = None
+        # Whether this connection fetched the completed orders and the executions (see _connect_loop):
+        # only then is an order IB does not report proof that it never reached IB.
+        self.view_complete = False
         self._stopping = False
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -133,6 +138,7 @@ class IbAdapter:
         self._emit(self.errors, (req_id, code, message))
 
     def _on_disconnected(self) -> None:
+        self.view_complete = False
         self._emit(self.connection, False)
         if not self._stopping:
             log.warning("IB connection to %s:%d lost; reconnecting", self.settings.host, self.settings.port)
@@ -187,11 +193,16 @@ class IbAdapter:
         attempt = 0
         while not self._stopping:
             attempt += 1
+            self.view_complete = False
             try:
+                # raiseSyncErrors: a start-up request (positions, open and completed orders, executions,
+                # account updates) that timed out fails the connect, which is then made again; without it
+                # ib_async would only log it, and the re-sync would take a partial view for the whole.
                 await self.ib.connectAsync(
                     self.settings.host, self.settings.port, clientId=self.settings.client_id,
-                    timeout=self.trading.connect_timeout, account=self.settings.account or "")
-            except (OSError, TimeoutError, ConnectionError) as exc:
+                    timeout=self.trading.connect_timeout, account=self.settings.account or "",
+                    raiseSyncErrors=True)
+            except (OSError, TimeoutError, ConnectionError, RequestError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.ib.disconnect()
                 wait = min(delay, self.trading.reconnect_max) * random.uniform(0.5, 1.5)  # jitter: no thundering herd
@@ -202,6 +213,7 @@ class IbAdapter:
                 continue
             self.connects += 1
             self.last_error = None
+            self.view_complete = self.ib.client.serverVersion() >= 150  # ib_async asks completed orders from 150
             log.info("IB connected to %s:%d as client %d (server version %s, accounts %s)",
                      self.settings.host, self.settings.port, self.settings.client_id,
                      self.ib.client.serverVersion(), ",".join(self.ib.wrapper.accounts))
