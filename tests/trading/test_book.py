@@ -636,3 +636,28 @@ def test_never_sent_is_concluded_only_from_a_complete_view_of_the_broker() -> No
     full = fake_desk(book, FakeIB(), complete=True)
     assert [(d["kind"], d["key"]) for d in asyncio.run(reconcile(full, 1))] == [("never_sent", "w")]
     assert full.resendable == {"w"} and book.order("w").status is S.REJECTED
+
+
+def test_reconcile_takes_the_quantity_and_prices_the_broker_holds() -> None:
+    # The journal has a modification IB never got (the service died before sending it) or refused:
+    # IB's open order says what is working.
+    book = Book()
+    lmt = working("lmt", 1, order_type=OrderType.LMT, limit_price=Decimal("10.05"))
+    stp = working("stp", 2, action=Action.SELL, order_type=OrderType.STP, stop_price=Decimal(9))
+    trail = working("trail", 3, action=Action.SELL, order_type=OrderType.TRAIL, trail_amount=Decimal("0.5"))
+    for order in (lmt, stp, trail):
+        book.put_order(order)
+    at_ib = state([
+        BrokerOrder(1, None, S.SUBMITTED, Decimal(0), None, "manual#lmt",
+                    dataclasses.replace(lmt, quantity=Decimal(8), limit_price=Decimal("10.00"))),
+        BrokerOrder(2, None, S.SUBMITTED, Decimal(0), None, "manual#stp", dataclasses.replace(stp)),
+        # a trailing stop moves with the market at the broker: its stop is not the book's to take
+        BrokerOrder(3, None, S.SUBMITTED, Decimal(0), None, "manual#trail",
+                    dataclasses.replace(trail, stop_price=Decimal("9.75"))),
+    ])
+    diffs = book.reconcile(at_ib)
+    assert [(d.kind, d.key, d.book, d.broker) for d in diffs] == [
+        ("quantity", "lmt", Decimal(10), Decimal(8)), ("limit_price", "lmt", Decimal("10.05"), Decimal("10.00"))]
+    assert (book.order("lmt").quantity, book.order("lmt").limit_price) == (Decimal(8), Decimal("10.00"))
+    assert book.working()["AAPL.STK"].buy == Decimal(8)
+    assert book.reconcile(at_ib) == []

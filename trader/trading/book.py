@@ -45,10 +45,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from trader.domain import Fill, Order, OrderStatus
+from trader.domain import Fill, Order, OrderStatus, OrderType
 from trader.domain.checks import utc_now
 from trader.errors import NotFound, ValidationError
-from trader.trading.risk import Working
+from trader.trading.risk import NOTHING_WORKING, Working
 
 if TYPE_CHECKING:
     from trader.trading.journal import Journal
@@ -97,8 +97,9 @@ class BrokerState:
 class Difference:
     """One way the book differed from the broker, and what :meth:`Book.reconcile` did about it.
 
-    ``kind``: "status", "filled", "avg_fill_price", "perm_id", "missing_fill",
-    "never_sent", "adopted", "unknown_order" or "position". ``action``: "updated
+    ``kind``: "status", "filled", "avg_fill_price", "perm_id", "quantity",
+    "limit_price", "stop_price", "missing_fill", "never_sent", "adopted",
+    "unknown_order" or "position". ``action``: "updated
     the book", "added the fill", "added the order", "replaced the order" (an
     adopted order the book held as never sent), "marked REJECTED" or "reported only".
     """
@@ -118,6 +119,22 @@ class Difference:
 
         return {"kind": self.kind, "key": self.key, "book": plain(self.book),
                 "broker": plain(self.broker), "action": self.action}
+
+
+def _terms(order: Order, at_broker: Order | None) -> dict[str, Any]:
+    """Return the quantity and prices the broker holds for ``order`` (a modification it refused, or never got).
+
+    A trailing order's stop moves with the market at the broker, so only its
+    quantity is compared.
+    """
+    if at_broker is None:
+        return {}
+    terms: dict[str, Any] = {"quantity": at_broker.quantity}
+    if order.order_type in (OrderType.LMT, OrderType.STP_LMT):
+        terms["limit_price"] = at_broker.limit_price
+    if order.order_type in (OrderType.STP, OrderType.STP_LMT):
+        terms["stop_price"] = at_broker.stop_price
+    return terms
 
 
 def never_sent(order: Order) -> bool:
@@ -204,23 +221,24 @@ class Book:
     def _track(self, order: Order) -> None:
         """Bring the open set and the working totals up to date with ``order`` (after any change to it)."""
         cid = order.client_order_id
-        known = self._working_by_order.pop(cid, None)
-        if known is not None:
-            key, share = known
-            total = self._working[key].minus(share)
-            if total:
-                self._working[key] = total
-            else:
-                del self._working[key]
+        share = NOTHING_WORKING if order.is_done else Working.of(order)
+        key = order.contract.key
+        known = self._working_by_order.get(cid)
+        if known != (key, share):  # most changes are of status alone: the totals stay
+            if known is not None:
+                del self._working_by_order[cid]
+                total = self._working[known[0]].minus(known[1])
+                if total:
+                    self._working[known[0]] = total
+                else:
+                    del self._working[known[0]]
+            if share:
+                self._working_by_order[cid] = (key, share)
+                self._working[key] = self._working[key].plus(share) if key in self._working else share
         if order.is_done:
             self._open.discard(cid)
-            return
-        self._open.add(cid)
-        share = Working.of(order)
-        if share:
-            key = order.contract.key
-            self._working_by_order[cid] = (key, share)
-            self._working[key] = self._working[key].plus(share) if key in self._working else share
+        else:
+            self._open.add(cid)
 
     def add_fill(self, fill: Fill) -> bool:
         """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
@@ -440,7 +458,8 @@ class Book:
         avg = order.avg_fill_price if state.avg_fill_price is None else state.avg_fill_price
         wanted = {"status": state.status, "filled_quantity": state.filled,
                   "avg_fill_price": None if state.filled == 0 else avg,
-                  "perm_id": order.perm_id if state.perm_id is None else state.perm_id}
+                  "perm_id": order.perm_id if state.perm_id is None else state.perm_id,
+                  **_terms(order, state.order)}
         changes = {k: v for k, v in wanted.items() if getattr(order, k) != v}
         if not changes:
             return []
