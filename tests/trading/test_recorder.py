@@ -51,18 +51,23 @@ class SlowJournal:
         return f"0-{entry['n']}"
 
 
-def test_queued_entries_go_out_together_and_each_is_published_after_its_append() -> None:
-    events: list[tuple[str, int]] = []
+def record_all(journal: SlowJournal, count: int) -> Recorder:
+    """Record ``count`` entries (each published as its number), stop, and return the recorder."""
 
     async def main() -> Recorder:
-        recorder = Recorder(SlowJournal(events), lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
+        recorder = Recorder(journal, lambda topic, n: journal.events.append(("published", n)))  # type: ignore[arg-type]
         recorder.start()
-        for n in range(5):
+        for n in range(count):
             recorder.record({"type": "order", "n": n}, "order.x", n)
         await recorder.stop()
         return recorder
 
-    recorder = run(main())
+    return run(main())
+
+
+def test_queued_entries_go_out_together_and_each_is_published_after_its_append() -> None:
+    events: list[tuple[str, int]] = []
+    recorder = record_all(SlowJournal(events), 5)
     assert events[:5] == [("sent", n) for n in range(5)]  # one batch: all sent before the first answer
     assert [e for e in events if e[0] == "published"] == [("published", n) for n in range(5)]
     for n in range(5):
@@ -94,16 +99,7 @@ def test_a_long_outage_holds_the_queue_until_redis_is_back_and_loses_nothing(mon
     monkeypatch.setattr(recorder_module, "RETRY_MAX", 0.001)
     events: list[tuple[str, int]] = []
     journal = SlowJournal(events, blinks=3 * recorder_module.RETRY_ATTEMPTS)  # past one append's retries, thrice
-
-    async def main() -> Recorder:
-        recorder = Recorder(journal, lambda topic, n: events.append(("published", n)))  # type: ignore[arg-type]
-        recorder.start()
-        for n in range(4):
-            recorder.record({"type": "order", "n": n}, "order.x", n)
-        await recorder.stop()
-        return recorder
-
-    recorder = run(main())
+    recorder = record_all(journal, 4)
     assert journal.stored == [0, 1, 2, 3] and journal.blinks == 0
     assert [e for e in events if e[0] == "published"] == [("published", n) for n in range(4)]
     assert recorder.failures == 0
