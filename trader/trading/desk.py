@@ -152,7 +152,7 @@ class BrokerTotals:
         return self._positions
 
     def portfolio(self) -> tuple[Decimal, Decimal]:
-        """Return the gross exposure (sum of |market value|) and the PnL (unrealized + realized) of the portfolio."""
+        """Return the portfolio's gross exposure (sum of |market value|) and the account's PnL (realized + unrealized)."""
         if self._portfolio is None:
             gross = Decimal(0)
             for item in self.adapter.ib.portfolio():
@@ -226,13 +226,13 @@ class Desk:
         try:
             # A retry of an order the journal holds but the broker never got (the service died
             # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
-            resend = coid in self.resendable
+            resend, sent_before = coid in self.resendable, self.trades.get(coid)
             self.resendable.discard(coid)
             if request.client_order_id != coid:
                 request = request.model_copy(update={"client_order_id": coid})
             result = await self._place(request)
         except BaseException as exc:
-            if resend and coid not in self.trades:  # failed before anything reached the broker: a retry may send
+            if resend and self.trades.get(coid) is sent_before:  # nothing reached the broker: a retry may send
                 self.resendable.add(coid)
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
