@@ -59,6 +59,8 @@ def test_the_loop_runs_every_line_and_survives_errors(
         "snapshot AAPL",
         "trader trade buy AAPL -q 2 --id repl-1",
         "bogus",
+        "foo[/x]",  # rich markup in a message must be printed as typed, not parsed (a MarkupError ended the REPL)
+        "kill-switch maybe",
         "trade buy NOSUCH -q 1",
         "trade buy AAPL -q -1",
         "book cancel",
@@ -76,6 +78,8 @@ def test_the_loop_runs_every_line_and_survives_errors(
     said = notes.getvalue()
     for expected in (
         "No such command 'bogus'",
+        "No such command 'foo[/x]'",
+        "'maybe' is not one of 'on', 'off'",
         "exit 2: config error or bad command-line usage",
         "exit 4: not_found: A named thing does not exist",
         "exit 3: invalid: A request's arguments are invalid",

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from tests.cli.invoke import data, ok, refused, trader
-from tests.conftest import StackEnv, TradingStack
+from tests.conftest import StackEnv, TradingStack, started_trading_stack
 from tests.waiting import wait_until_blocking
 from trader.cli import trading
 
@@ -171,6 +171,22 @@ def test_refusals_kill_switch_status_and_reconnect(
     )
 
 
+def test_a_live_service_is_confirmed_whatever_profile_the_cli_was_given(stack_env: StackEnv) -> None:
+    # `trader up --profile live` in one shell, a plain `trader trade` in another: the service says it is live.
+    with started_trading_stack(stack_env, TRADER_TRADING__LIVE="true"):
+        declined = trader("trade", "buy", "AAPL", "-q", "1e3", "--limit", "1e2", "--id", "svc-live", stdin="n\n")
+        assert declined.exit_code == 1
+        assert "LIVE account: BUY 1000 AAPL LMT limit 100 DAY id svc-live (prices go onto the tick grid" in (
+            declined.stderr)
+        assert "svc-live" not in {o["client_order_id"] for o in data("book")}
+        bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
+        placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", str(bid - 3), "--id", "svc-rest", "--yes")
+        assert placed["order"]["status"] == "SUBMITTED"
+        modify = trader("book", "modify", "svc-rest", "--limit", str(bid - 4), stdin="n\n")
+        assert modify.exit_code == 1 and f"LIVE account: modify svc-rest: limit price {bid - 4}. Send?" in modify.stderr
+        assert ok("book", "modify", "svc-rest", "--limit", str(bid - 4), "--yes").exit_code == 0
+
+
 def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
     trading_stack: TradingStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,7 +200,8 @@ def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
         return timer
 
     pause(1.5)  # the first attempt times out, the retry is answered
-    result = trader("--json", "trade", "buy", "AAPL", "-q", "3", "--id", "cli-retry")
+    # --yes: no question to ask the service first (is it live?), so the order is the first call it gets
+    result = trader("--json", "trade", "buy", "AAPL", "-q", "3", "--id", "cli-retry", "--yes")
     assert result.exit_code == 0, result.output
     assert "no reply to place_order within 1s; retrying" in result.stderr
     assert json.loads(result.stdout)["order"]["client_order_id"] == "cli-retry"
@@ -192,7 +209,7 @@ def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
     assert [f["client_order_id"] for f in data("book", "trades")] == ["cli-retry"]
 
     paused = pause(3.0)  # both attempts time out: the outcome is unknown, and the CLI says so
-    lost = trader("trade", "buy", "AAPL", "-q", "1", "--id", "cli-lost")
+    lost = trader("trade", "buy", "AAPL", "-q", "1", "--id", "cli-lost", "--yes")
     assert lost.exit_code == 7
     assert "did not answer place_order within 1s (2 tries)" in lost.stderr
     assert "send it again with --id cli-lost" in lost.stderr

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from pycron.client import PycronClient
 from trader.config import Settings, load_settings
-from trader.errors import ConfigError, Unavailable
+from trader.errors import ConfigError, TraderError, Unavailable
 from trader.messaging.rpc import RpcClient
 
 RPC_TIMEOUT = 10.0
@@ -121,6 +121,25 @@ class CliContext:
             endpoint=endpoint,
             sent=True,
         )
+
+    def confirm_if_live(self, question: str, *, yes: bool) -> None:
+        """Ask ``question`` (abort on no) unless ``yes``, when the account is live.
+
+        Live if this CLI's profile says so, or the trader_service running says
+        so: a stack started with ``--profile live`` is live whatever profile
+        this command was given. A service that cannot be asked is not asked
+        again: the call that follows reports why.
+        """
+        if yes:
+            return
+        live = self.settings().trading.live
+        if not live:
+            try:
+                live = bool(self.call_trader("status").get("live", True))
+            except TraderError:
+                return
+        if live:
+            click.confirm(f"LIVE account: {question}", abort=True, err=True)
 
     def call_trader(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on trader_service: :meth:`call_service` with its name."""

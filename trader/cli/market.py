@@ -196,5 +196,5 @@ def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
         )
     elif missing:
         cli.err.print(
-            f"not streamed: {', '.join(missing)} (see `trader subscribe list`)", style="yellow"
+            f"not streamed: {', '.join(missing)} (see `trader subscribe list`)", style="yellow", markup=False
         )

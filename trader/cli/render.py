@@ -121,9 +121,11 @@ def _prices(order: Order) -> str:
 
 
 def describe(request: Mapping[str, Any]) -> str:
-    """Return a place_order request in one line, as a trader would say it."""
-    size = str(request["quantity"]) if "quantity" in request else f"${request['amount']} of"
-    words = [request["action"], size, request["symbol"], request["order_type"]]
+    """Return a place_order request in one line, as a trader would say it, numbers as typed (never 1E+3)."""
+    size = num(request["quantity"]) if "quantity" in request else f"${num(request['amount'])} of"
+    instrument = " ".join([request["symbol"], *(str(request[k]) for k in ("sec_type", "expiry", "exchange", "currency")
+                                                if request.get(k))])
+    words = [request["action"], size, instrument, request["order_type"]]
     for name, label in (
         ("limit_price", "limit"),
         ("stop_price", "stop"),
@@ -135,9 +137,13 @@ def describe(request: Mapping[str, Any]) -> str:
         ("take_profit_percent", "take profit"),
     ):
         if name in request:
-            words.append(f"{label} {request[name]}{'%' if name.endswith('percent') else ''}")
-    words += [request["tif"], f"id {request['client_order_id']}"]
-    return " ".join(words)
+            words.append(f"{label} {num(request[name])}{'%' if name.endswith('percent') else ''}")
+    words += [request["tif"], *(["outside RTH"] if request.get("outside_rth") else []),
+              f"id {request['client_order_id']}"]
+    text = " ".join(words)
+    if any(name in request for name in ("limit_price", "stop_price", "stop_loss", "take_profit")):
+        text += " (prices go onto the tick grid, a buy's limit down and a sell's up)"
+    return text
 
 
 # -- tables ----------------------------------------------------------------------------

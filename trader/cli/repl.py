@@ -155,7 +155,7 @@ class Repl:
 
     def _failed(self, code: int, message: str) -> None:
         self.last_exit = code
-        self.console.print(f"error: {message}", style="red", highlight=False)
+        self.console.print(f"error: {message}", style="red", highlight=False, markup=False)
         self.console.print(f"exit {code}: {exit_meaning(code)}", style="dim", highlight=False)
 
     def _invoke(self, words: list[str]) -> int:
@@ -167,7 +167,7 @@ class Repl:
         except (
             click.ClickException
         ) as exc:  # usage errors; a TraderError already became an exit code
-            self.console.print(f"error: {exc.format_message()}", style="red", highlight=False)
+            self.console.print(f"error: {exc.format_message()}", style="red", highlight=False, markup=False)
             return exc.exit_code
         except click.Abort:
             self.console.print("aborted", style="yellow")
@@ -179,7 +179,7 @@ class Repl:
             return exc.code if isinstance(exc.code, int) else 1
         except Exception as exc:  # noqa: BLE001 - a bug in one command must not end the session
             self.console.print(
-                f"internal error: {type(exc).__name__}: {exc}", style="bold red", highlight=False
+                f"internal error: {type(exc).__name__}: {exc}", style="bold red", highlight=False, markup=False
             )
             return 1
         return result if isinstance(result, int) else 0

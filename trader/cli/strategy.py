@@ -84,12 +84,8 @@ def enable(cli: CliContext, name: str) -> None:
 @pass_cli
 def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
     """Stop strategy NAME; its orders and positions stay unless --flatten."""
-    if flatten and cli.settings().trading.live and not yes:
-        click.confirm(
-            f"LIVE account: disable {name}, cancel its orders and close its positions at market?",
-            abort=True,
-            err=True,
-        )
+    if flatten:
+        cli.confirm_if_live(f"disable {name}, cancel its orders and close its positions at market?", yes=yes)
     timeout = FLATTEN_TIMEOUT if flatten else STOP_TIMEOUT
     info = cli.call_service(SERVICE, "disable", name, flatten=flatten, timeout=timeout)
     _show(cli, info)
@@ -197,7 +193,7 @@ async def _follow(
         while count is None or seen < count:
             line = (await queue.get()).payload
             if not isinstance(line, dict):
-                cli.err.print(f"not a log line on the bus: {line!r}", style="yellow")
+                cli.err.print(f"not a log line on the bus: {line!r}", style="yellow", markup=False)
             elif _identity(line) not in shown:
                 show(line)
                 seen += 1

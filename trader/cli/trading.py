@@ -124,7 +124,7 @@ def output(cli: CliContext, data: Any, table: Callable[[Any], Any], empty: str =
 
 
 def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
-    """Print an order with its bracket children and the broker's reason; exit 8 if refused."""
+    """Print an order with its bracket children and the broker's reason; exit 8 if it or a child was refused."""
     order = result["order"]
     reason = result.get("reason") or ""
     if cli.json:
@@ -133,9 +133,10 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         cli.console.print(render.orders_table([order, *result["children"]], title=title))
         if reason:
             cli.console.print(Text(f"reason: {reason}", style="yellow"))
-    if order.status in render.FAILED:
+    failed = [o for o in (order, *result["children"]) if o.status in render.FAILED]  # a bracket leg too
+    if failed:
         why = reason or "no reason given"
-        raise BrokerError(f"order {order.client_order_id} is {order.status}: {why}")
+        raise BrokerError(f"order {failed[0].client_order_id} is {failed[0].status}: {why}")
     if order.status in render.ENDED_WITHOUT_FILL and not order.filled_quantity:
         cli.err.print(
             f"order {order.client_order_id} ended {order.status} unfilled", style="yellow"
@@ -175,8 +176,7 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
 
 def _place(cli: CliContext, action: str, symbol: str, options: dict[str, Any]) -> None:
     request = build_request(action, symbol, options)
-    if cli.settings().trading.live and not options["yes"]:
-        click.confirm(f"LIVE account: {render.describe(request)}. Send?", abort=True, err=True)
+    cli.confirm_if_live(f"{render.describe(request)}. Send?", yes=options["yes"])
     try:
         result = cli.call_trader("place_order", timeout=PLACE_TIMEOUT, retries=1, **request)
     except Unavailable as exc:
@@ -279,12 +279,15 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
 @click.option("--stop", "stop_price", type=DECIMAL, help="New stop price.")
 @click.option("--trail-amount", type=DECIMAL, help="New trailing distance in price.")
 @click.option("--trail-percent", type=DECIMAL, help="New trailing distance in percent.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
 @pass_cli
-def book_modify(cli: CliContext, client_order_id: str, **changes: Decimal | None) -> None:
+def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Decimal | None) -> None:
     """Change a working order's quantity, prices or trail."""
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         raise click.UsageError("nothing to change: give --quantity, --limit, --stop or a trail")
+    what = ", ".join(f"{name.replace('_', ' ')} {render.num(value)}" for name, value in given.items())
+    cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
     result = cli.call_trader("modify_order", client_order_id, **given)
     show_result(cli, result, f"modified {client_order_id}")
 
@@ -373,6 +376,8 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
 
     Without STATE, show whether it is engaged.
     """
+    if reason and state is None:
+        raise click.UsageError("--reason goes with `kill-switch on` (or off)")
     if state is None:
         status = cli.call_trader("status")
         engaged, why = bool(status.get("kill_switch")), status.get("kill_switch_reason")
@@ -387,15 +392,18 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
         return
     result = cli.call_trader("kill_switch", on=state.lower() == "on", reason=reason)
     switch = result["kill_switch"]
+    problems = {k: result[k] for k in ("cancel_sent", "cancel_error", "journal_error") if k in result}
     if cli.json:
-        cli.emit_json(render.to_jsonable(switch))
+        cli.emit_json(render.to_jsonable({**switch, **problems}))
     elif switch["engaged"]:
-        cli.console.print(
-            Text(
-                f"kill switch ENGAGED ({switch['reason']}): open orders are being cancelled "
-                "and new orders refused",
-                style="bold red",
-            )
-        )
+        cancelling = ("open orders are being cancelled" if problems.get("cancel_sent", True)
+                      else "no cancel sent yet (not connected to IB): it goes out when the connection is back")
+        cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): {cancelling}; new orders refused",
+                               style="bold red"))
     else:
         cli.console.print(Text("kill switch released: orders are accepted again", style="green"))
+    if "cancel_error" in problems:
+        raise BrokerError(f"the kill switch is engaged, but IB's global cancel failed: {problems['cancel_error']}")
+    if "journal_error" in problems:
+        raise Unavailable(f"the kill switch holds in trader_service, but the journal did not take it (a restart "
+                          f"would forget it): {problems['journal_error']}")
