@@ -50,3 +50,23 @@ def test_format_duration() -> None:
         "2h01m",
         "1d01h",
     ]
+
+
+def test_ctrl_c_in_a_command_exits_130_and_a_declined_confirmation_1() -> None:
+    @click.group(cls=TraderGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def waits() -> None:
+        raise KeyboardInterrupt
+
+    @group.command()
+    def asks() -> None:
+        click.confirm("Send?", abort=True)
+
+    interrupted = CliRunner().invoke(group, ["waits"])
+    assert (interrupted.exit_code, interrupted.stderr) == (130, "interrupted\n")
+    assert CliRunner().invoke(group, ["asks"], input="n\n").exit_code == 1
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    assert "130 interrupted (Ctrl-C)" in help_text and "a confirmation declined" in help_text

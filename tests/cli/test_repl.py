@@ -111,7 +111,7 @@ def test_the_command_reads_the_prompt_and_keeps_a_history(stack_env: StackEnv) -
         # Ctrl-C drops the half-typed line and the prompt comes back; Ctrl-D leaves.
         pipe.send_text("help\nbogus\npositions\nsnapshot AA\x03\x04")
         result = CliRunner().invoke(cli, ["repl"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 7, result.output  # the last command's: `positions` found no service
     assert "Usage: trader [OPTIONS] COMMAND" in result.stdout
     assert "No such command 'bogus'" in result.stdout
     assert "exit 7: unavailable" in result.stdout and "not listening" in result.stderr

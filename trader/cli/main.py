@@ -18,6 +18,7 @@ from trader.cli.context import CliContext
 from trader.errors import EXIT_CODES, TraderError, error_from_wire
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, market, strategy, repl)
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _exit_code_epilog() -> str:
@@ -26,6 +27,7 @@ def _exit_code_epilog() -> str:
         doc = (type(error_from_wire({"code": code})).__doc__ or "").strip().splitlines()[0]
         note = " (also: bad command-line usage)" if exit_code == 2 else ""
         lines.append(f"  {exit_code:<3} {code}: {doc}{note}")
+    lines += ["  1   a confirmation declined, or an unexpected error", f"  {INTERRUPTED:<3} interrupted (Ctrl-C)"]
     return "\n".join(lines)
 
 
@@ -39,6 +41,9 @@ class TraderGroup(click.Group):
             message = " ".join(str(exc).split())  # one line, whatever the message held
             click.echo(f"error ({exc.code}): {message}", err=True)
             raise click.exceptions.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # click would call it an abort (1), like a declined confirmation
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
 
 
 @click.group(

@@ -232,7 +232,10 @@ def _prompted(session: Any, message: str) -> Iterator[str]:
 @pass_cli
 @click.pass_context
 def repl(ctx: click.Context, cli: CliContext) -> None:
-    """Run trader commands interactively, with history and completion (`help`, `exit`)."""
+    """Run trader commands interactively, with history and completion (`help`, `exit`).
+
+    Exits with the last command's exit code, as a shell does (a piped script keeps its status).
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.history import FileHistory
@@ -263,4 +266,4 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
         style="dim",
         highlight=False,
     )
-    shell.run(_prompted(session, f"trader{profile}> "))
+    ctx.exit(shell.run(_prompted(session, f"trader{profile}> ")))  # as a shell does: the last command's status
