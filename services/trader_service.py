@@ -137,11 +137,20 @@ class TraderService(Service):
         self.differences = await reconcile(self.desk, self.settings.ib.client_id)
         if self.risk.kill_switch_engaged:  # engaged while away, or before a restart: orders may still be working
             log.warning("kill switch engaged: sending IB's global cancel after the (re)connect")
-            try:
-                self.desk.cancel_all(everything=True)
-            except TraderError as exc:
-                log.error("kill switch: the global cancel could not be sent after the (re)connect: %s", exc)
+            self._cancel_everything()
         await self._roll_day()
+
+    def _cancel_everything(self) -> str | None:
+        """Send IB's global cancel for the kill switch; return why it could not be sent, or None.
+
+        Never raises: the switch holds whether or not the cancel went out.
+        """
+        try:
+            self._desk().cancel_all(everything=True)
+        except Exception as exc:
+            log.exception("kill switch: the global cancel could not be sent")
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     async def _roll_day(self) -> None:
         """At the first sight of a new trading day, take the account's PnL as the day's baseline.
@@ -310,12 +319,10 @@ class TraderService(Service):
             self.risk.engage_kill_switch(why)
             cancelled = False
             if self.adapter.connected:  # an emergency stop: every open order of the account, ours or not
-                try:
-                    self._desk().cancel_all(everything=True)
-                    cancelled = True
-                except Exception as exc:  # the switch is engaged and is journalled all the same
-                    log.exception("kill switch: the global cancel could not be sent")
-                    reply["cancel_error"] = f"{type(exc).__name__}: {exc}"
+                error = self._cancel_everything()  # the switch is engaged and journalled all the same
+                cancelled = error is None
+                if error is not None:
+                    reply["cancel_error"] = error
             reply["cancel_sent"] = cancelled
         else:
             self.risk.release_kill_switch()

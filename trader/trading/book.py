@@ -137,6 +137,15 @@ def _terms(order: Order, at_broker: Order | None) -> dict[str, Any]:
     return terms
 
 
+def _take_out(totals: dict[str, Working], key: str, share: Working) -> None:
+    """Subtract one order's ``share`` from ``totals[key]``, dropping the key once nothing is left."""
+    rest = totals[key].minus(share)
+    if rest:
+        totals[key] = rest
+    else:
+        del totals[key]
+
+
 def never_sent(order: Order) -> bool:
     """Return whether ``order`` is booked as never having reached the broker (REJECTED, no broker id).
 
@@ -227,11 +236,7 @@ class Book:
         if known != (key, share):  # most changes are of status alone: the totals stay
             if known is not None:
                 del self._working_by_order[cid]
-                total = self._working[known[0]].minus(known[1])
-                if total:
-                    self._working[known[0]] = total
-                else:
-                    del self._working[known[0]]
+                _take_out(self._working, *known)
             if share:
                 self._working_by_order[cid] = (key, share)
                 self._working[key] = self._working[key].plus(share) if key in self._working else share
@@ -332,12 +337,7 @@ class Book:
         totals = dict(self._working)
         known = self._working_by_order.get(excluding) if excluding is not None else None
         if known is not None:
-            key, share = known
-            rest = totals[key].minus(share)
-            if rest:
-                totals[key] = rest
-            else:
-                del totals[key]
+            _take_out(totals, *known)
         return totals
 
     def children(self, client_order_id: str) -> list[Order]:
