@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -132,6 +133,24 @@ def test_timeout_and_late_reply_is_not_delivered_to_a_later_call() -> None:
         await wait_until(lambda: client.stale_replies == 1)
         client.close()
         await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_the_full_send_queue_cannot_take_fails_at_once_and_leaves_nothing_pending(
+        free_port: Callable[[], int]) -> None:
+    async def scenario() -> None:
+        client = RpcClient(f"tcp://127.0.0.1:{free_port()}", timeout=5)  # no server: calls queue
+        client._connect()._hwm = 2
+        queued = [asyncio.create_task(client.call("add", 1, 2)) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Timeout, match="send queue .* is full"):
+            await client.call("add", 1, 2)
+        assert asyncio.get_running_loop().time() - started < 1  # not after its 5 s timeout
+        assert len(client._pending) == 2 and not any(task.done() for task in queued)
+        client.close()
+        await asyncio.gather(*queued, return_exceptions=True)
 
     asyncio.run(scenario())
 

@@ -258,13 +258,14 @@ class RpcClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            if not dealer.send([data]):
-                raise Timeout(f"{method}: send queue to {self.endpoint} is full")
-            try:
-                async with asyncio.timeout(timeout):  # no task per call, unlike wait_for
+            # The timer is armed before the send, so that after it the task only waits: the server,
+            # woken by the send, may take this CPU at once (see IbAdapter.place_order).
+            async with asyncio.timeout(timeout):  # no task per call, unlike wait_for
+                if dealer.send([data]):
                     return await future
-            except TimeoutError:
-                raise Timeout(f"{method}: no reply from {self.endpoint} within {timeout:g}s") from None
+            raise Timeout(f"{method}: send queue to {self.endpoint} is full")
+        except TimeoutError:
+            raise Timeout(f"{method}: no reply from {self.endpoint} within {timeout:g}s") from None
         finally:
             self._pending.pop(rid, None)
 

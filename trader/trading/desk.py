@@ -286,10 +286,7 @@ class Desk:
         if journal_up:
             self.recorder.hold(order.client_order_id for order in built.all)
         try:
-            for order, ib_order in zip(built.all, ib_orders, strict=True):
-                self.trades[order.client_order_id] = self.adapter.ib.placeOrder(inst.ib, ib_order)
-                self.risk.record_order()
-            await self._wait_ack(coid)
+            await self._send(inst, built, ib_orders)
         finally:
             result = self.result(coid)
             if journal_up:
@@ -311,12 +308,23 @@ class Desk:
             ib_orders.append(ib_order)
         return ib_orders
 
-    async def _wait_ack(self, coid: str) -> None:
-        ack = self._acks.get(coid)
-        if ack is None:
-            return
+    async def _send(self, inst: Instrument, built: BuiltOrders, ib_orders: list[IbOrder]) -> None:
+        """Send the orders; return at the broker's first answer to the entry, or after ``ack_timeout``.
+
+        Everything is ready before the first send, the wait's timer included,
+        so that after the last one the task only waits: the broker, woken by a
+        send, usually takes this process's CPU at once, and anything left to
+        do would then wait for the broker, and its answer for that (see
+        ``IbAdapter.place_order``). An order counts toward the rate limit as
+        it is sent, one whose send failed too.
+        """
+        coid = built.entry.client_order_id
+        ack = self._acks[coid]
         try:
             async with asyncio.timeout(self.ack_timeout):  # no task per wait, unlike wait_for
+                for order, ib_order in zip(built.all, ib_orders, strict=True):
+                    self.risk.record_order()
+                    self.trades[order.client_order_id] = self.adapter.place_order(inst.ib, ib_order)
                 await ack
         except TimeoutError:
             log.warning("order %s: no acknowledgement from the broker within %.0f s", coid, self.ack_timeout)

@@ -15,7 +15,8 @@ The streams (reactivex Subjects) carry ib_async's own objects; turning them
 into domain objects is :mod:`trader.brokers.ib.parsing`'s job:
 
 - ``tickers``: lists of updated ``Ticker``s;
-- ``order_status``: ``Trade`` on each status report, new order, modify or cancel;
+- ``order_status``: ``Trade`` on each status report, modify or cancel (and a new order placed
+  through ``ib.placeOrder``; :meth:`IbAdapter.place_order` emits none);
 - ``executions``: ``(Trade, Fill)`` when an execution arrives;
 - ``commissions``: ``(Trade, Fill)`` once its commission report is in;
 - ``positions``, ``portfolio``, ``account_values``: ``Position``, ``PortfolioItem``, ``AccountValue``;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import random
 import time
@@ -34,7 +36,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ib_async import IB, Contract, ContractDetails, RequestError, Ticker
+from ib_async import IB, Contract, ContractDetails, Order, OrderStatus, RequestError, Ticker, Trade, TradeLogEntry
 from reactivex.subject import Subject
 
 from trader.config import IbSettings, TradingSettings
@@ -42,7 +44,7 @@ from trader.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IbAdapter", "Pacer"]
+__all__ = ["IbAdapter", "Pacer", "PlacedTrade"]
 
 WATCHDOG_INTERVAL = 5.0
 
@@ -73,6 +75,20 @@ class Pacer:
         if wait > 0:
             await asyncio.sleep(wait)
         self._calls.append(self.clock())
+
+
+class PlacedTrade(Trade):
+    """The ``Trade`` of an order sent by :meth:`IbAdapter.place_order`: the same, with a one-line repr.
+
+    ib_async puts the Trade into an f-string at every status report, logging
+    on or not; its generated repr compares each of the order's ~130 fields
+    with its default. This one names the order in a line.
+    """
+
+    def __repr__(self) -> str:
+        order = self.order
+        return (f"Trade({self.contract.symbol} {order.action} {order.totalQuantity:g} {order.orderType} "
+                f"id {order.orderId} ref {order.orderRef!r}: {self.orderStatus.status})")
 
 
 class IbAdapter:
@@ -250,6 +266,38 @@ class IbAdapter:
             raise Unavailable(f"not connected to IB at {self.settings.host}:{self.settings.port}{reason}")
 
     # -- requests ------------------------------------------------------------------
+    def place_order(self, contract: Contract, order: Order) -> Trade:
+        """Send a new order to IB; return its ``Trade`` (a :class:`PlacedTrade`), which ib_async keeps up to date.
+
+        ``ib.placeOrder`` sends first, then builds the Trade, formats all of it
+        into a log line (logging on or not) and emits ``newOrderEvent``. On
+        this class of machine the broker, woken by the send, usually takes the
+        CPU at once, so what the sender does afterwards waits for the broker,
+        and the broker's answer waits for that. Here the Trade is registered
+        with ib_async first (where the status reports will find it) and the
+        send comes last; nothing is logged and no ``newOrderEvent`` emitted
+        (the desk books its own orders). Measured with the benchmark, 3% of
+        the place_order round trip. A send that fails leaves nothing
+        registered. A modification (an order id ib_async knows) goes through
+        ``ib.placeOrder``.
+        """
+        ib, wrapper = self.ib, self.ib.wrapper
+        order_id = order.orderId or ib.client.getReqId()
+        key = wrapper.orderKey(wrapper.clientId, order_id, order.permId)
+        if key in wrapper.trades:
+            return ib.placeOrder(contract, order)
+        order.clientId, order.orderId = wrapper.clientId, order_id
+        status = OrderStatus(orderId=order_id, status=OrderStatus.PendingSubmit)
+        now = datetime.datetime.now(wrapper.defaultTimezone)
+        trade = PlacedTrade(contract, order, status, [], [TradeLogEntry(now, status.status)])
+        wrapper.trades[key] = trade
+        try:
+            ib.client.placeOrder(order_id, contract, order)
+        except BaseException:
+            del wrapper.trades[key]
+            raise
+        return trade
+
     async def contract_details(self, contract: Contract) -> list[ContractDetails]:
         """Return IB's matches for ``contract`` (cached by conid once qualified)."""
         if contract.conId and contract.conId in self._details:
