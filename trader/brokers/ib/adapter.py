@@ -36,7 +36,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ib_async import IB, Contract, ContractDetails, Order, OrderStatus, RequestError, Ticker, Trade, TradeLogEntry
+from ib_async import (
+    IB,
+    Contract,
+    ContractDetails,
+    Order,
+    OrderStatus,
+    RequestError,
+    Ticker,
+    Trade,
+    TradeLogEntry,
+)
 from reactivex.subject import Subject
 
 from trader.config import IbSettings, TradingSettings
