@@ -111,17 +111,8 @@ class Stack:
             self.procs[name] = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=out,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check(name)
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not listen on {port} within {timeout:g}s") from None
-                time.sleep(0.05)
+    def _wait_port(self, name: str, port: int) -> None:
+        wait_port(name, port, self.check)
 
     def check(self, name: str) -> None:
         """Raise, with the end of its output, if process ``name`` has exited."""
@@ -144,6 +135,20 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def wait_port(name: str, port: int, check: Callable[[str], None], timeout: float = 30.0) -> None:
+    """Wait until process ``name`` listens on ``port``; ``check(name)`` raises if it has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check(name)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not listen on {port} within {timeout:g}s") from None
+            time.sleep(0.05)
 
 
 async def wait_ready(client: RpcClient, stack: Stack, timeout: float = 60.0) -> None:
