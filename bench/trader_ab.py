@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -37,11 +36,11 @@ from bench.trader_service import (
     WARMUP,
     Direct,
     Platform,
+    Processes,
     Stack,
     limit_price,
     sequential,
     taking_turns,
-    wait_port,
     wait_ready,
 )
 from trader.messaging.rpc import RpcClient
@@ -50,49 +49,21 @@ OTHER_CLIENT_ID = 7
 console = Console(stderr=True)
 
 
-class OtherService:
+class OtherService(Processes):
     """The other checkout's trader_service, with its own redis-server and home, on the stack's bus and tws-sim."""
 
     def __init__(self, stack: Stack, checkout: Path, home: Path) -> None:
-        self.stack, self.checkout, self.home = stack, checkout, home
         self.redis_port, self.rpc_port, tws_rpc = free_port(), free_port(), free_port()
-        self.env = dict(stack.env, TRADER_HOME=str(home), TRADER_REDIS__PORT=str(self.redis_port),
-                        TRADER_IB__CLIENT_ID=str(OTHER_CLIENT_ID),
-                        TRADER_SERVICES__TRADER_SERVICE__RPC_PORT=str(self.rpc_port),
-                        TRADER_SERVICES__TWS_SIM__RPC_PORT=str(tws_rpc))
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__(home, dict(stack.env, TRADER_HOME=str(home), TRADER_REDIS__PORT=str(self.redis_port),
+                                    TRADER_IB__CLIENT_ID=str(OTHER_CLIENT_ID),
+                                    TRADER_SERVICES__TRADER_SERVICE__RPC_PORT=str(self.rpc_port),
+                                    TRADER_SERVICES__TWS_SIM__RPC_PORT=str(tws_rpc)), cwd=checkout)
 
     def start(self) -> None:
-        (self.home / "logs").mkdir(exist_ok=True)
-        self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir",
-                              str(self.home), "--appendonly", "yes", "--save", "", "--daemonize", "no"])
-        wait_port("redis", self.redis_port, self.check)
+        self._spawn_redis(self.redis_port)
+        self._wait_port("redis", self.redis_port)
         # `python -m` puts the working directory first on sys.path: the other checkout's package is imported.
         self._spawn("trader_service", [sys.executable, "-m", "services.trader_service"])
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with (self.home / "logs" / f"{name}.out").open("ab") as out:
-            self.procs[name] = subprocess.Popen(argv, cwd=self.checkout, env=self.env, stdout=out,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def check(self, name: str) -> None:
-        code = self.procs[name].poll()
-        if code is not None:
-            raise RuntimeError(f"the other {name} exited with {code}:\n{self.tail(name)}")
-
-    def tail(self, name: str) -> str:
-        path = self.home / "logs" / f"{name}.out"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in reversed(self.procs.values()):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 async def measure(stack: Stack, other: OtherService, rounds: int, count: int) -> dict[str, list[float]]:
@@ -102,7 +73,7 @@ async def measure(stack: Stack, other: OtherService, rounds: int, count: int) ->
     ib = IB()
     try:
         await wait_ready(this_client, stack)
-        await wait_ready(other_client, other)  # type: ignore[arg-type]  # it has a Stack's check and tail
+        await wait_ready(other_client, other)
         await ib.connectAsync("127.0.0.1", stack.ib_port, clientId=DIRECT_CLIENT_ID, timeout=20)
         sides = {"this": Platform(this_client).place, "other": Platform(other_client).place,
                  "direct": Direct(ib).place}

@@ -72,47 +72,34 @@ Place = Callable[[float], Awaitable[None]]
 
 
 # -- the stack ---------------------------------------------------------------------
-class Stack:
-    """redis-server, bus, tws-sim and trader_service as processes in ``home``, on free ports."""
+class Processes:
+    """Processes started from ``cwd`` with ``env``, their output in ``home``/logs, stopped by pid."""
 
-    def __init__(self, home: Path, *, paced: bool = True) -> None:
-        self.home = home
-        ports: set[int] = set()
-        while len(ports) < 7:
-            ports.add(free_port())
-        self.redis_port, pub, sub, pycron, self.ib_port, self.rpc_port, tws_rpc = sorted(ports)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-        self.env.update({
-            "TRADER_HOME": str(home), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml"),
-            "TRADER_REDIS__PORT": str(self.redis_port), "TRADER_BUS__PUB_PORT": str(pub),
-            "TRADER_BUS__SUB_PORT": str(sub), "TRADER_PYCRON__PORT": str(pycron),
-            "TRADER_IB__PORT": str(self.ib_port), "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(self.rpc_port),
-            "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(tws_rpc),
-            **{f"TRADER_RISK__{name}": "null" for name in UNLIMITED},
-        })
-        if not paced:
-            self.env["TRADER_TRADING__IB_MAX_REQUESTS"] = "0"
+    def __init__(self, home: Path, env: dict[str, str], cwd: Path = REPO) -> None:
+        self.home, self.env, self.cwd = home, env, cwd
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self) -> None:
-        """Start redis, bus and tws-sim, wait for their ports, then start trader_service."""
-        py = sys.executable
-        self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir",
-                              str(self.home), "--appendonly", "yes", "--save", "", "--daemonize", "no"])
-        self._spawn("bus", [py, "-m", "services.bus"])
-        self._spawn("tws", [py, "-m", "services.tws_sim", "--port", str(self.ib_port), "--tick-rate", "20"])
-        self._wait_port("redis", self.redis_port)
-        self._wait_port("tws", self.ib_port)
-        self._spawn("trader_service", [py, "-m", "services.trader_service"])
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         (self.home / "logs").mkdir(exist_ok=True)
         with (self.home / "logs" / f"{name}.out").open("ab") as out:  # a file: a full pipe would stall it
-            self.procs[name] = subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=out,
+            self.procs[name] = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdout=out,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def _wait_port(self, name: str, port: int) -> None:
-        wait_port(name, port, self.check)
+    def _spawn_redis(self, port: int) -> None:
+        self._spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.home),
+                              "--appendonly", "yes", "--save", "", "--daemonize", "no"])
+
+    def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check(name)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not listen on {port} within {timeout:g}s") from None
+                time.sleep(0.05)
 
     def check(self, name: str) -> None:
         """Raise, with the end of its output, if process ``name`` has exited."""
@@ -125,7 +112,7 @@ class Stack:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        """SIGTERM every process by pid (trader_service first), SIGKILL those still up after 10 s."""
+        """SIGTERM every process by pid (the last started first), SIGKILL those still up after 10 s."""
         for proc in reversed(self.procs.values()):
             if proc.poll() is None:
                 proc.terminate()
@@ -137,21 +124,39 @@ class Stack:
                 proc.wait(5)
 
 
-def wait_port(name: str, port: int, check: Callable[[str], None], timeout: float = 30.0) -> None:
-    """Wait until process ``name`` listens on ``port``; ``check(name)`` raises if it has exited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        check(name)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not listen on {port} within {timeout:g}s") from None
-            time.sleep(0.05)
+class Stack(Processes):
+    """redis-server, bus, tws-sim and trader_service as processes in ``home``, on free ports."""
+
+    def __init__(self, home: Path, *, paced: bool = True) -> None:
+        ports: set[int] = set()
+        while len(ports) < 7:
+            ports.add(free_port())
+        self.redis_port, pub, sub, pycron, self.ib_port, self.rpc_port, tws_rpc = sorted(ports)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
+        env.update({
+            "TRADER_HOME": str(home), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml"),
+            "TRADER_REDIS__PORT": str(self.redis_port), "TRADER_BUS__PUB_PORT": str(pub),
+            "TRADER_BUS__SUB_PORT": str(sub), "TRADER_PYCRON__PORT": str(pycron),
+            "TRADER_IB__PORT": str(self.ib_port), "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(self.rpc_port),
+            "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(tws_rpc),
+            **{f"TRADER_RISK__{name}": "null" for name in UNLIMITED},
+        })
+        if not paced:
+            env["TRADER_TRADING__IB_MAX_REQUESTS"] = "0"
+        super().__init__(home, env)
+
+    def start(self) -> None:
+        """Start redis, bus and tws-sim, wait for their ports, then start trader_service."""
+        py = sys.executable
+        self._spawn_redis(self.redis_port)
+        self._spawn("bus", [py, "-m", "services.bus"])
+        self._spawn("tws", [py, "-m", "services.tws_sim", "--port", str(self.ib_port), "--tick-rate", "20"])
+        self._wait_port("redis", self.redis_port)
+        self._wait_port("tws", self.ib_port)
+        self._spawn("trader_service", [py, "-m", "services.trader_service"])
 
 
-async def wait_ready(client: RpcClient, stack: Stack, timeout: float = 60.0) -> None:
+async def wait_ready(client: RpcClient, stack: Processes, timeout: float = 60.0) -> None:
     """Wait until trader_service's status says connected and RUNNING."""
     deadline = time.monotonic() + timeout
     while True:
