@@ -12,10 +12,10 @@ benchmark, so all three meet the same machine; the p50s are compared within
 the run. Each trader_service has its own redis-server and TRADER_HOME (IB
 client ids 1 and 7); the bus, tws-sim and the client process (this
 checkout's RpcClient) are shared. Orders the host stalled are set aside, as
-there. An A/A run (this checkout given as the
-other) reads ``this_vs_other_p50`` 0.99-1.00, its rounds 0.97-1.03: a
-difference under 2% is not shown. The target line says this checkout is no
-slower than the other beyond that.
+there. An A/A run (this checkout given as the other) reads
+``this_vs_other_p50`` 0.99-1.00, its rounds 0.97-1.03: a difference under 2%
+is not shown. The target line says this checkout is no slower than the other
+beyond that.
 """
 
 from __future__ import annotations
