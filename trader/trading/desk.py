@@ -432,7 +432,7 @@ class Desk:
         fresh = parsing.to_ib_order(changed, order_id=ib_order.orderId, parent_order_id=ib_order.parentId)
         for attr in ("lmtPrice", "auxPrice", "trailingPercent", "trailStopPrice"):
             setattr(ib_order, attr, getattr(fresh, attr))
-        self.adapter.ib.placeOrder(trade.contract, ib_order)
+        self.adapter.place_order(trade.contract, ib_order)  # an id ib_async knows: its placeOrder
         self.risk.record_order()  # a modification is an order message too: it counts toward the rate
         return self.result(coid)
 
