@@ -40,7 +40,6 @@ from bench.trader_service import (
     Processes,
     Stack,
     limit_price,
-    sequential,
     taking_turns,
     wait_ready,
 )
@@ -81,7 +80,7 @@ async def measure(stack: Stack, other: OtherService, rounds: int, count: int) ->
         latencies: dict[str, list[float]] = {side: [] for side in sides}
         price = await limit_price(this_client)
         for place in sides.values():
-            await sequential(place, price, WARMUP)
+            await taking_turns({"warm-up": place}, price, WARMUP)
         names = list(sides)
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)]  # each side leads a round in turn

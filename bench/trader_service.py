@@ -220,18 +220,6 @@ class Direct:
             raise RuntimeError(f"direct order {trade.order.orderId} not acknowledged: {status} {trade.log[-1:]}")
 
 
-async def sequential(place: Place, price: float, count: int) -> list[float]:
-    """Return the latencies of ``count`` orders placed one at a time, at most 1/MIN_GAP a second."""
-    latencies = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        await place(price)
-        elapsed = time.perf_counter() - t0
-        latencies.append(elapsed)
-        await asyncio.sleep(max(0.0, MIN_GAP - elapsed))
-    return latencies
-
-
 @dataclass
 class Timings:
     """One side's order latencies in seconds: those the host let be, and those set aside (steal time rose)."""
@@ -325,7 +313,7 @@ async def measure(stack: Stack, rounds: int, count: int, burst: int, *, paced: b
         sides: dict[str, Place] = {"platform": Platform(client).place, "direct": Direct(ib).place}
         price = await limit_price(client)
         for place in sides.values():  # resolve, subscribe, warm both paths up
-            await sequential(place, price, WARMUP)
+            await taking_turns({"warm-up": place}, price, WARMUP)
         await settle(client, ib)
         rows = []
         for r in range(rounds):
