@@ -124,6 +124,7 @@ class Harness:
                                      equity=self._equity, order_retry_seconds=2.0, clock=lambda: self.now,
                                      sleep=self._sleep)
         self.minute = itertools.count()
+        _OPEN.append(self.runner)
 
     async def _equity(self) -> Decimal | None:
         if isinstance(self.equity, Exception):
@@ -160,8 +161,21 @@ class Harness:
                                  order.action, order.quantity, D(price), T0))
 
 
+_OPEN: list[StrategyRunner] = []  # runners whose log handler is still on their strategy's logger
+
+
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+    """Run ``scenario`` on a fresh loop (30 s at most), then detach the log handlers of the runners it made."""
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        close_runners()
+
+
+def close_runners() -> None:
+    """Detach the log handlers of every runner a Harness made (a test that does not ``run`` calls this)."""
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 async def orders_published(h: Harness, n: int) -> list[dict[str, Any]]:

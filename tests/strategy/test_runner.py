@@ -5,12 +5,13 @@ See ``runner_fakes`` for the scripted strategy and the fake trader service.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.strategy.runner_fakes import KEY, Harness, orders_published, run, targets
+from tests.strategy.runner_fakes import KEY, Harness, close_runners, orders_published, run, targets
 from tests.waiting import wait_until
 from trader.domain import Action, OrderStatus
 from trader.errors import Conflict, RiskLimitExceeded, Unavailable
@@ -18,6 +19,12 @@ from trader.strategy.runner import TRANSITIONS, StrategyState
 
 S = StrategyState
 D = Decimal
+
+
+@pytest.fixture(autouse=True)
+def _detach_runners() -> Iterator[None]:
+    yield
+    close_runners()
 
 # -- states ------------------------------------------------------------------------
 
@@ -307,5 +314,20 @@ def test_flatten_cancels_the_strategy_orders_and_closes_its_positions() -> None:
         assert h.trader.cancelled == [entry]  # our working order (the fake keeps it SUBMITTED)
         close = h.trader.book[list(h.trader.book)[1]]
         assert (close.action, close.quantity) == (Action.SELL, D(20))
+
+    run(scenario)
+
+
+def test_a_pipeline_target_trades_like_a_signal_and_a_bad_one_fails_the_strategy() -> None:
+    async def scenario() -> None:
+        h = Harness(sizing={"kind": "quantity", "value": 10})
+        await h.start()
+        h.runner.on_target(KEY, 0.5)
+        (event,) = await orders_published(h, 1)
+        assert (event["action"], event["quantity"]) == ("BUY", D(5))
+        assert h.published("signal")[0]["target"] == 0.5
+        h.runner.on_target(KEY, 7.0)
+        await wait_until(lambda: h.runner.state is S.ERROR, 5, "ERROR")
+        assert h.runner.reason == "pipeline: target 7 is outside -1..1 (units: fraction; use units: shares for share counts)"
 
     run(scenario)
