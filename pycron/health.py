@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TOPIC = "heartbeat"
 HEALTHY_STATE = "RUNNING"
-ALIVE_STATES = frozenset({"STARTING", "RUNNING", "DEGRADED", "STOPPING"})
 
 
 @dataclass(frozen=True, slots=True)

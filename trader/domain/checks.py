@@ -37,11 +37,6 @@ def utc_datetime(name: str, value: object) -> datetime:
     return value.astimezone(UTC)
 
 
-def optional_utc_datetime(name: str, value: object) -> datetime | None:
-    """Like :func:`utc_datetime`, but let ``None`` through."""
-    return None if value is None else utc_datetime(name, value)
-
-
 def plain_date(name: str, value: object) -> date:
     """Return ``value`` as a ``date``; accept ``YYYYMMDD`` or ``YYYY-MM-DD`` strings."""
     if isinstance(value, datetime):

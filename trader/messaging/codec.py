@@ -31,6 +31,9 @@ Extension types (code: what, payload):
      8  pandas.DataFrame    msgpack ``[arrow_ipc_stream, meta]``; meta holds the column
      9  pandas.Series       labels (or the Series name) and the index freq.
 
+The pandas payloads (4, 5, 8, 9) are built and checked in
+:mod:`trader.messaging.codec_pandas`; their codes, framing and nesting are here.
+
 Design choices worth knowing:
 
 * datetimes use msgpack's own Timestamp extension rather than a custom int64
@@ -43,8 +46,8 @@ Design choices worth knowing:
 * Decoding raises ``ProtocolError`` and nothing else, whatever the bytes.
   Nested extension payloads are limited to ``MAX_DEPTH`` levels, because each
   level costs a C stack frame of msgpack's unpacker. DataFrames arrive as
-  Arrow IPC; compressed IPC bodies are refused (a small frame could otherwise
-  inflate to gigabytes) and the table is fully validated before pandas sees it.
+  Arrow IPC; compressed IPC bodies are refused and the table is fully
+  validated before pandas sees it (see ``codec_pandas``).
 * A ``Contract`` is frozen and rides in every order, fill and position: each
   instance is encoded once, and each distinct payload is decoded (and
   validated) once, later messages sharing that instance (bounded caches,
@@ -59,7 +62,6 @@ from __future__ import annotations
 
 import struct
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
@@ -75,10 +77,10 @@ from trader.domain.enums import Action, OrderStatus, OrderType, Right, SecType, 
 from trader.domain.order import Order
 from trader.domain.records import AccountValue, Bar, Fill, Position, Tick
 from trader.errors import ProtocolError, TraderError, ValidationError
+from trader.messaging import codec_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 __all__ = [
     "DATACLASS_CODES",
@@ -130,7 +132,6 @@ _MAX_POOLED_BUFFER = 1 << 20
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
 _TIMEDELTA = struct.Struct(">iII")
 # Decimal() only raises on malformed text if the context traps it; the
 # caller's thread context might not, so decoding uses its own.
@@ -299,59 +300,23 @@ def _encode_list(obj: Any, depth: int) -> list[Any]:
 
 
 def _encode_pd_timestamp(obj: pd.Timestamp, depth: int) -> msgpack.ExtType:
-    if obj.tzinfo is None:
-        raise ValidationError(f"cannot encode a naive pandas.Timestamp ({obj!r}): localize it")
-    return _ext(EXT_PD_TIMESTAMP, _I64.pack(obj.as_unit("ns").value))
+    return _ext(EXT_PD_TIMESTAMP, codec_pandas.timestamp_payload(obj))
 
 
 def _encode_nat(obj: Any, depth: int) -> msgpack.ExtType:
-    return _ext(EXT_PD_TIMESTAMP, b"")
+    return _ext(EXT_PD_TIMESTAMP, codec_pandas.nat_payload())
 
 
 def _encode_pd_timedelta(obj: pd.Timedelta, depth: int) -> msgpack.ExtType:
-    return _ext(EXT_PD_TIMEDELTA, _I64.pack(obj.as_unit("ns").value))
+    return _ext(EXT_PD_TIMEDELTA, codec_pandas.timedelta_payload(obj))
 
 
 def _encode_dataframe(obj: pd.DataFrame, depth: int) -> msgpack.ExtType:
-    import pandas as pd
-
-    columns = obj.columns
-    if isinstance(columns, pd.MultiIndex):
-        raise ValidationError("cannot encode a DataFrame with MultiIndex columns")
-    # Arrow wants unique string field names: columns travel under positional
-    # names and their real labels (any encodable values) go in the meta.
-    renamed = obj.set_axis([f"__col{i}__" for i in range(len(columns))], axis=1)
-    meta = {
-        "columns": list(columns),
-        "columns_name": columns.name,
-        "freq": _index_freq(obj.index),
-    }
-    body = [_arrow_ipc(renamed), meta]
-    return _ext(EXT_DATAFRAME, _pack(body, depth + 1))
+    return _ext(EXT_DATAFRAME, _pack(codec_pandas.dataframe_body(obj), depth + 1))
 
 
 def _encode_series(obj: pd.Series, depth: int) -> msgpack.ExtType:
-    meta = {"name": obj.name, "freq": _index_freq(obj.index)}
-    body = [_arrow_ipc(obj.to_frame(name="__values__")), meta]
-    return _ext(EXT_SERIES, _pack(body, depth + 1))
-
-
-def _index_freq(index: pd.Index) -> str | None:
-    # Arrow keeps a DatetimeIndex's values but not its freq.
-    return getattr(index, "freqstr", None)
-
-
-def _arrow_ipc(frame: pd.DataFrame) -> bytes:
-    import pyarrow as pa
-
-    try:
-        table = pa.Table.from_pandas(frame, preserve_index=None)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return sink.getvalue().to_pybytes()
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise ValidationError(f"cannot encode {type(frame).__name__} as Arrow: {exc}") from exc
+    return _ext(EXT_SERIES, _pack(codec_pandas.series_body(obj), depth + 1))
 
 
 _ENCODERS: dict[type, Callable[[Any, int], Any]] = {
@@ -496,17 +461,11 @@ def _decode_timedelta(data: bytes, depth: int) -> timedelta:
 
 
 def _decode_pd_timestamp(data: bytes, depth: int) -> Any:
-    import pandas as pd
-
-    if not data:
-        return pd.NaT
-    return pd.Timestamp(_I64.unpack(data)[0], unit="ns", tz="UTC")
+    return codec_pandas.timestamp_from_payload(data)
 
 
 def _decode_pd_timedelta(data: bytes, depth: int) -> Any:
-    import pandas as pd
-
-    return pd.Timedelta(_I64.unpack(data)[0], unit="ns")
+    return codec_pandas.timedelta_from_payload(data)
 
 
 def _decode_enum(data: bytes, depth: int) -> Enum:
@@ -553,109 +512,11 @@ def _decode_dataclass_body(data: bytes, depth: int) -> Any:
 
 
 def _decode_dataframe(data: bytes, depth: int) -> pd.DataFrame:
-    import pandas as pd
-
-    ipc, meta = _frame_body(data, depth)
-    frame = _read_arrow(ipc).to_pandas()
-    labels = meta.get("columns")
-    if type(labels) is not list or len(labels) != frame.shape[1]:
-        raise ProtocolError("DataFrame column labels do not match its columns")
-    frame.columns = pd.Index(labels, name=meta.get("columns_name"), tupleize_cols=False)
-    return _restore_freq(frame, meta)
+    return codec_pandas.dataframe_from_body(_unpack_nested(data, depth + 1))
 
 
 def _decode_series(data: bytes, depth: int) -> pd.Series:
-    ipc, meta = _frame_body(data, depth)
-    frame = _read_arrow(ipc).to_pandas()
-    if list(frame.columns) != ["__values__"]:
-        raise ProtocolError("Series payload does not hold exactly one column")
-    series = frame["__values__"].rename(meta.get("name"))
-    return _restore_freq(series, meta)
-
-
-def _frame_body(data: bytes, depth: int) -> tuple[bytes, dict[str, Any]]:
-    body = _unpack_nested(data, depth + 1)
-    if type(body) is not list or len(body) != 2:
-        raise ProtocolError("frame payload is not [arrow_ipc, meta]")
-    ipc, meta = body
-    if type(ipc) is not bytes or type(meta) is not dict:
-        raise ProtocolError("frame payload is not [arrow_ipc, meta]")
-    return ipc, meta
-
-
-def _restore_freq(obj: Any, meta: dict[str, Any]) -> Any:
-    import pandas as pd
-
-    freq = meta.get("freq")
-    if freq is None:
-        return obj
-    if type(freq) is not str or not isinstance(obj.index, pd.DatetimeIndex | pd.TimedeltaIndex):
-        raise ProtocolError(f"frame freq {freq!r} does not fit its index")
-    # The constructor checks the values conform to freq, so a lie is an error.
-    # The encoder writes pandas' own current spelling, so a deprecated alias
-    # (pandas warns) can only come from a forged frame: refuse it too.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        obj.index = type(obj.index)(obj.index, freq=freq)
-    return obj
-
-
-def _read_arrow(ipc: bytes) -> pa.Table:
-    import pyarrow as pa
-
-    buffer = pa.py_buffer(ipc)
-    for message in pa.ipc.MessageReader.open_stream(buffer):
-        if message.type in ("record batch", "dictionary batch") and _is_compressed(
-            message.metadata.to_pybytes(), dictionary=message.type == "dictionary batch"
-        ):
-            raise ProtocolError("compressed Arrow IPC bodies are not accepted")
-    with pa.ipc.open_stream(buffer) as reader:
-        table = reader.read_all()
-    # Offsets and lengths in the buffers are not checked by the reader; pandas
-    # conversion would trust them, so check every one first.
-    table.validate(full=True)
-    return table
-
-
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_S32 = struct.Struct("<i")
-
-
-def _is_compressed(metadata: bytes, *, dictionary: bool) -> bool:
-    """Return whether an Arrow IPC batch message declares a compressed body.
-
-    Reads the flatbuffer just far enough: ``Message.header`` (field 2) is a
-    ``RecordBatch`` (or a ``DictionaryBatch`` whose field 1 is one) whose
-    field 3, ``compression``, is present only when the body is compressed.
-    """
-
-    def field_position(table: int, index: int) -> int:
-        if table < 0:
-            raise ProtocolError("malformed Arrow message")
-        vtable = table - _S32.unpack_from(metadata, table)[0]
-        if vtable < 0:
-            raise ProtocolError("malformed Arrow message")
-        vtable_size = _U16.unpack_from(metadata, vtable)[0]
-        slot = 4 + 2 * index
-        if slot + 2 > vtable_size:
-            return 0
-        offset = _U16.unpack_from(metadata, vtable + slot)[0]
-        return table + offset if offset else 0
-
-    def child_table(table: int, index: int) -> int:
-        position = field_position(table, index)
-        if not position:
-            return 0
-        return position + _U32.unpack_from(metadata, position)[0]
-
-    root = _U32.unpack_from(metadata, 0)[0]
-    batch = child_table(root, 2)
-    if batch and dictionary:
-        batch = child_table(batch, 1)
-    if not batch:
-        return False
-    return field_position(batch, 3) != 0
+    return codec_pandas.series_from_body(_unpack_nested(data, depth + 1))
 
 
 _DECODERS: Final[dict[int, Callable[[bytes, int], Any]]] = {

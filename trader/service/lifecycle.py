@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from trader.errors import Conflict
+
+S = TypeVar("S", bound=enum.Enum)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,16 @@ TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
     ServiceState.STOPPING: frozenset({ServiceState.STOPPED}),
     ServiceState.STOPPED: frozenset(),
 }
+
+
+def check_move(name: str, table: Mapping[S, frozenset[S]], current: S, to: S) -> None:
+    """Raise Conflict unless ``to`` is ``current`` or a legal next state of it in ``table``.
+
+    The one check of every state table: a service's ``TRANSITIONS`` here, a
+    strategy's in ``trader.strategy.runner``.
+    """
+    if to != current and to not in table[current]:
+        raise Conflict(f"{name}: illegal state change {current.value} -> {to.value}")
 
 
 class Lifecycle:
@@ -53,8 +66,7 @@ class Lifecycle:
         """Move to ``to``; return False if already there, raise Conflict if illegal."""
         if to == self.state:
             return False
-        if to not in TRANSITIONS[self.state]:
-            raise Conflict(f"{self.name}: illegal state change {self.state.value} -> {to.value}")
+        check_move(self.name, TRANSITIONS, self.state, to)
         log.info("%s: %s -> %s%s", self.name, self.state.value, to.value, f" ({reason})" if reason else "")
         self.state, self.reason, self.since = to, reason, time.monotonic()
         if self._on_change is not None:

@@ -42,9 +42,9 @@ from reactivex.scheduler import ImmediateScheduler, TimeoutScheduler, Trampoline
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from trader.domain import Bar, Tick
-from trader.strategy.base import BAR_COLUMNS
 
 __all__ = [
+    "BAR_COLUMNS",
     "BAR_SIZES",
     "BarAggregator",
     "RollingBars",
@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The columns of the DataFrame ``Strategy.signals`` reads, in order.
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 DAY = 86_400

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trader.config import StrictModel
 from trader.domain import OrderType, TimeInForce
+from trader.strategy.bars import parse_bar_size
 
 if TYPE_CHECKING:
     from reactivex import Observable
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["NoParams", "Sizing", "Strategy", "StrategyConfig"]
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,23}$"
-BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 class NoParams(BaseModel):
@@ -94,8 +94,6 @@ class StrategyConfig(StrictModel):
     @classmethod
     def _bar_size(cls, value: str | None) -> str | None:
         if value is not None:
-            from trader.strategy.bars import parse_bar_size
-
             parse_bar_size(value)  # raises ValueError with the reason
         return value
 

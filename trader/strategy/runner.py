@@ -13,7 +13,8 @@ that overruns is found at the next tick.
 States: INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
 up from the trader service's history and live bars), RUNNING (trading at each
 closed bar), DISABLED, ERROR (an exception or a broken target: the reason and
-traceback are in its log; ``enable`` starts it again).
+traceback are in its log; ``enable`` starts it again, through DISABLED). The
+moves between them are those of ``TRANSITIONS``; any other raises Conflict.
 
 What the runner trades: at each closed bar, the last value of ``signals``
 over the rolling window is the target. Only a change of target from the last
@@ -40,8 +41,9 @@ from typing import Any
 
 import pandas as pd
 
-from trader.domain import Bar, Fill, Tick
+from trader.domain import Bar, Fill, Order, Tick
 from trader.errors import RiskLimitExceeded, Timeout, TraderError, Unavailable
+from trader.service.lifecycle import check_move
 from trader.strategy.bars import RollingBars, parse_bar_size
 from trader.strategy.base import Strategy
 from trader.strategy.ledger import Ledger
@@ -54,20 +56,35 @@ from trader.strategy.sizing import (
     target_quantity,
 )
 
-__all__ = ["StrategyRunner", "StrategyState"]
+__all__ = ["TRANSITIONS", "StrategyRunner", "StrategyState"]
 
 log = logging.getLogger(__name__)
 
 Call = Callable[..., Awaitable[Any]]
+Sleep = Callable[[float], Awaitable[None]]
 MAX_QUEUED_TICKS = 10_000  # ticks waiting for a slow on_tick before new ones are dropped
 
 
 class StrategyState(enum.StrEnum):
+    """Where a strategy is in its life; published as ``strategy.<name>.state``."""
+
     INSTALLED = "INSTALLED"
     WAITING_HISTORY = "WAITING_HISTORY"
     RUNNING = "RUNNING"
     DISABLED = "DISABLED"
     ERROR = "ERROR"
+
+
+_S = StrategyState
+#: The legal moves (a move to the current state, with a new reason, is always allowed). Enabling a
+#: failed strategy goes through DISABLED (``end`` first), so ERROR leads only there.
+TRANSITIONS: dict[StrategyState, frozenset[StrategyState]] = {
+    _S.INSTALLED: frozenset({_S.WAITING_HISTORY, _S.DISABLED}),
+    _S.WAITING_HISTORY: frozenset({_S.RUNNING, _S.DISABLED, _S.ERROR}),
+    _S.RUNNING: frozenset({_S.DISABLED, _S.ERROR}),
+    _S.DISABLED: frozenset({_S.WAITING_HISTORY}),
+    _S.ERROR: frozenset({_S.DISABLED}),
+}
 
 
 class BudgetExceeded(Exception):
@@ -96,7 +113,8 @@ class StrategyRunner:
 
     def __init__(self, plugin: Plugin, call: Call, publish: Callable[[str, Any], None], *,
                  equity: Callable[[], Awaitable[Decimal | None]], log_lines: int = 500,
-                 order_retry_seconds: float = 30.0) -> None:
+                 order_retry_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.plugin = plugin
         self.strategy = plugin.strategy
         self.name = self.strategy.name
@@ -106,6 +124,8 @@ class StrategyRunner:
         self._publish = publish
         self._equity = equity
         self.order_retry_seconds = order_retry_seconds
+        self._clock = clock  # the order retries' clock and sleep: virtual time in tests
+        self._sleep = sleep
         self.state = StrategyState.INSTALLED
         self.reason = ""
         self.keys: dict[str, str] = {}  # configured symbol -> contract key
@@ -116,7 +136,6 @@ class StrategyRunner:
         self.order_ids: set[str] = set()
         self.orders_sent = 0
         self.bars_seen = 0
-        self.signal_calls = 0
         self.last_signal_ms = 0.0
         self.ticks_seen = 0
         self.ticks_dropped = 0
@@ -142,15 +161,24 @@ class StrategyRunner:
         self._publish(f"strategy.{self.name}.{event}", payload)
 
     def move(self, state: StrategyState, reason: str = "") -> None:
+        """Move to ``state`` with ``reason``, log and publish it; raise Conflict if ``TRANSITIONS`` forbids it."""
         if state == self.state and reason == self.reason:
             return
+        check_move(f"strategy {self.name}", TRANSITIONS, self.state, state)
         self.state, self.reason = state, reason
         level = logging.ERROR if state is StrategyState.ERROR else logging.INFO
         self.logger.log(level, "%s%s", state.value, f": {reason}" if reason else "")
         self.publish("state", {"state": state.value, "reason": reason})
 
     def fail(self, what: str, exc: BaseException | None = None) -> None:
-        """Put the strategy in ERROR with the reason (and the traceback in its log)."""
+        """Put the strategy in ERROR with the reason (and the traceback in its log).
+
+        A failure reported once the strategy has stopped (a tick its abandoned
+        thread finished late) is logged and leaves the state as it is.
+        """
+        if not self.active and self.state is not StrategyState.ERROR:
+            self.logger.warning("%s failed after the strategy stopped: %s", what, exc)
+            return
         if exc is not None and not isinstance(exc, (BudgetExceeded, SignalError)):
             self.logger.error("%s raised", what, exc_info=(type(exc), exc, exc.__traceback__))
             reason = f"{what} raised {type(exc).__name__}: {exc}"
@@ -316,6 +344,12 @@ class StrategyRunner:
     # -- the worker ------------------------------------------------------------------
     async def _work(self) -> None:
         await self._warmed.wait()
+        try:
+            await self._work_events()
+        except Exception as exc:  # noqa: BLE001 - a bug of the runner's: the strategy stops, visibly
+            self.fail("the strategy runner", exc)
+
+    async def _work_events(self) -> None:
         while True:
             events = [await self.queue.get()]
             while not self.queue.empty():  # catch up: many bars for one instrument make one decision
@@ -361,7 +395,6 @@ class StrategyRunner:
             self.fail("signals", exc)
             return
         self.last_signal_ms = (time.perf_counter() - started) * 1000
-        self.signal_calls += 1
         if not isinstance(series, pd.Series) or len(series) != len(frame):
             got = type(series).__name__ if not isinstance(series, pd.Series) else f"length {len(series)}"
             self.fail("signals", SignalError(f"must return a Series as long as prices ({len(frame)}), got {got}"))
@@ -385,7 +418,11 @@ class StrategyRunner:
         await self._trade(key, target, stamp)
 
     async def _trade(self, key: str, target: float, stamp: datetime) -> None:
-        equity = await self._equity() if self.config.sizing.kind == "equity_percent" else None
+        try:
+            equity = await self._equity() if self.config.sizing.kind == "equity_percent" else None
+        except TraderError as exc:  # the target stays untraded: the next bar tries again
+            self.logger.warning("cannot size target %g for %s: no account equity (%s)", target, key, exc)
+            return
         try:
             quantity = target_quantity(target, self.config, price=self.last_price.get(key), equity=equity)
         except SignalError as exc:
@@ -410,8 +447,16 @@ class StrategyRunner:
             self.publish("order", {"client_order_id": coid, "status": "FAILED", "reason": str(exc)})
             return
         self.orders_sent += 1
-        self.publish("order", {"client_order_id": coid, "status": str(result.get("status", "")), "instrument": key,
-                               "action": trade.request["action"], "quantity": trade.request["quantity"]})
+        # place_order answers {"order": Order, "children": [...], "reason": str} (Desk.result)
+        order = result.get("order")
+        status = order.status.value if isinstance(order, Order) else ""
+        if not status:
+            self.logger.error("place_order for %s answered without an order: %r", coid, result)
+        event = {"client_order_id": coid, "status": status, "instrument": key,
+                 "action": trade.request["action"], "quantity": trade.request["quantity"]}
+        if result.get("reason"):
+            event["reason"] = result["reason"]
+        self.publish("order", event)
 
     async def flatten(self) -> None:
         """Cancel the strategy's working orders and close its positions (after ``end``)."""
@@ -438,17 +483,17 @@ class StrategyRunner:
 
     async def _place(self, request: dict[str, Any]) -> dict[str, Any]:
         """Place ``request``, retrying under its client order id while the trader service is away."""
-        deadline = time.monotonic() + self.order_retry_seconds
+        deadline = self._clock() + self.order_retry_seconds
         delay = 0.25
         while True:
             try:
                 return await self._call("place_order", **request)
             except (Unavailable, Timeout) as exc:
-                if time.monotonic() + delay > deadline:
+                if self._clock() + delay > deadline:
                     raise
                 self.logger.warning("trader service unavailable (%s); retrying %s in %.2g s", exc,
                                     request["client_order_id"], delay)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
 
 
