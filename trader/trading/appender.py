@@ -78,8 +78,11 @@ class StreamAppender:
         Raises ``ConnectionError`` or ``TimeoutError`` when the batch as a whole
         fails: then any of its entries may or may not be stored.
         """
-        if not entries:
-            return []
+        if len(entries) <= 1:  # a command costs less than a pipeline of one
+            try:
+                return [await self.xadd(stream, fields) for fields in entries]
+            except redis.exceptions.ResponseError as exc:
+                return [exc]
         async with self._turn:
             pipe = self._client.pipeline(transaction=False)
             for fields in entries:
@@ -89,8 +92,6 @@ class StreamAppender:
             except _UNREACHABLE:
                 self._reached = False
                 raise
-            finally:
-                await pipe.reset()
         self._reached = True
         return replies
 
