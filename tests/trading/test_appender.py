@@ -1,4 +1,4 @@
-"""StreamAppender: the journal's XADDs through redis-py against a real redis-server: in order, batched, typed failures."""
+"""StreamAppender against a real redis-server: XADDs through redis-py in order, batched, failures typed."""
 
 from __future__ import annotations
 

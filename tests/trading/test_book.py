@@ -136,7 +136,7 @@ class ListJournal:
             yield f"{i}-0", entry
 
 
-def test_rebuild_skips_malformed_entries_restores_the_kill_switch_and_leaves_never_sent_orders_resendable() -> None:
+def test_rebuild_restores_the_kill_switch_and_leaves_only_never_sent_orders_resendable() -> None:
     def entry(cid: str, event: str, reason: str = "", **changes: Any) -> dict[str, Any]:
         return {"type": "order", "order": make_order(cid, 1, **changes), "event": event, "reason": reason}
 

@@ -5,13 +5,13 @@ append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
 durable; :meth:`Recorder.write_now` does so for several entries in one round
-trip; :meth:`Recorder.record` queues and does not wait. A new order goes to the broker first and to the journal once the broker
-has acknowledged it and its caller has the answer (:meth:`Recorder.hold`,
-:meth:`Recorder.release`): what is recorded about it meanwhile waits behind it.
-The task writes a moment (``LINGER``) after an entry comes, so the caller's
-answer is not held up by Redis, and what queued up travels to Redis together,
-in one pipeline (a group commit). An entry is published on the bus only once it is in
-the journal.
+trip; :meth:`Recorder.record` queues and does not wait. A new order goes to
+the broker first and to the journal once the broker has acknowledged it and
+its caller has the answer (:meth:`Recorder.hold`, :meth:`Recorder.release`):
+what is recorded about it meanwhile waits behind it. The task writes a moment
+(``LINGER``) after an entry comes, so the caller's answer is not held up by
+Redis, and what queued up travels to Redis together, in one pipeline (a group
+commit). An entry is published on the bus only once it is in the journal.
 """
 
 from __future__ import annotations
