@@ -25,11 +25,11 @@ from redis.exceptions import RedisError
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import Settings, TradingHours
-from trader.domain import Bar, Order
+from trader.domain import Bar
 from trader.errors import BrokerError, NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
-from trader.trading.book import Book, never_sent
+from trader.trading.book import Book, rebuild
 from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
@@ -59,7 +59,6 @@ class TraderService(Service):
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.differences: list[dict[str, Any]] = []
-        self.resendable: set[str] = set()
         self._portfolio_due = 0.0
         self._day: str | None = None  # the trading day whose PnL baseline is set
         self._day_task: asyncio.Task[None] | None = None
@@ -80,12 +79,11 @@ class TraderService(Service):
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
         self.journal = Journal(self.redis, self.settings.trading.journal_stream)
-        await self._rebuild()
+        await rebuild(self.journal, self.book, risk=self.risk)  # the book, and the kill switch as it was
         self.recorder = Recorder(self.journal, self._publish)
         self.recorder.start()
         self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
                          account=self.settings.ib.account)
-        self.desk.resendable |= self.resendable
         self.adapter.on_connected.append(self._resync)
         self.adapter.connection.subscribe(self._on_connection)
         self.adapter.tickers.subscribe(self._on_tickers)
@@ -95,29 +93,6 @@ class TraderService(Service):
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
             asyncio.get_running_loop().call_soon(self.set_degraded, "not connected to IB")
-
-    async def _rebuild(self) -> None:
-        assert self.journal is not None
-        count = 0
-        async for _, entry in self.journal.entries():
-            count += 1
-            self.book.apply(entry)  # an entry it cannot read is logged and skipped
-            order = entry.get("order") if entry.get("type") == "order" else None
-            if isinstance(order, Order):  # never sent (refused by the gate, or a crash): a retry may send it
-                coid = order.client_order_id
-                event = entry.get("event")
-                if not never_sent(order):  # the broker has it (or had it): a retry returns it
-                    self.resendable.discard(coid)
-                elif event == "rejected" or (event == "reconciled" and "never_sent" in str(entry.get("reason", ""))):
-                    self.resendable.add(coid)
-            if entry.get("type") == "kill_switch":
-                if entry.get("engaged"):
-                    self.risk.engage_kill_switch(str(entry.get("reason", "")))
-                else:
-                    self.risk.release_kill_switch()
-        log.info("book rebuilt from %d journal entries: %d orders (%d open), %d fills%s", count,
-                 len(self.book), self.book.open_count(), self.book.fill_count(),
-                 "; kill switch ENGAGED" if self.risk.kill_switch_engaged else "")
 
     async def on_stop(self) -> None:
         for task in (self._day_task, self._quotes_task):

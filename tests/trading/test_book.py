@@ -15,13 +15,14 @@ from ib_async import OrderStatus as IbOrderStatus
 from ib_async import Trade
 
 from trader.brokers.ib.parsing import to_ib_contract, to_ib_order
+from trader.config import RiskSettings
 from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
 from trader.errors import NotFound
 from trader.messaging import codec
-from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, rebuild
+from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, never_sent, rebuild
 from trader.trading.journal import Journal
 from trader.trading.reconcile import reconcile
-from trader.trading.risk import Working
+from trader.trading.risk import RiskGate, Working
 
 AAPL = Contract("AAPL", "STK", conid=265598)
 MSFT = Contract("MSFT", "STK", conid=272093)
@@ -100,21 +101,72 @@ def test_rebuild_from_the_redis_journal_equals_the_live_book(redis_server: Any) 
     assert live.order("buy1").avg_fill_price == Decimal("150.16")
     assert live.order("sell1").status is S.FILLED
 
+    risk = gate()
+
     async def main() -> Book:
         client = redis.asyncio.Redis.from_url(redis_server.url)
         journal = Journal(client, "journal:book")
         for entry in entries:
             await journal.append(entry)
-        book = await rebuild(journal)
+        book = await rebuild(journal, risk=risk)
         await journal.close()
         await client.aclose()
         return book
 
     rebuilt = asyncio.run(main())
     assert_same(rebuilt, live)
+    assert risk.kill_switch_engaged and risk.kill_switch_reason == "test"
     assert rebuilt.positions() == {"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(-30)}
     assert rebuilt.commissions() == Decimal("1.45")
     assert rebuilt.find(perm_id=11) == live.order("buy1")
+
+
+def gate() -> RiskGate:
+    return RiskGate(RiskSettings(), lambda: datetime.now(UTC))
+
+
+class ListJournal:
+    """A journal holding ``entries``, as Journal.entries yields them (decoded dicts with a type)."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self._entries = entries
+
+    async def entries(self) -> Any:
+        for i, entry in enumerate(self._entries):
+            yield f"{i}-0", entry
+
+
+def test_rebuild_restores_the_kill_switch_and_leaves_only_never_sent_orders_resendable() -> None:
+    def entry(cid: str, event: str, reason: str = "", **changes: Any) -> dict[str, Any]:
+        return {"type": "order", "order": make_order(cid, 1, **changes), "event": event, "reason": reason}
+
+    rejected = {"status": S.REJECTED}
+    entries = [
+        {"type": "order"},  # decodable but malformed: skipped, the restore goes on
+        {"type": "order", "order": "not an order", "event": "rejected"},
+        entry("refused", "rejected", "max_position", **rejected),  # refused by the gate, never sent
+        entry("retried", "rejected", "max_position", **rejected),
+        # its retry reached IB, the service died before journalling it, and reconcile adopted it
+        entry("retried", "reconciled", "never_sent: ... -> None; adopted: ...", broker_order_id=7,
+              status=S.SUBMITTED),
+        entry("lost", "submitted", broker_order_id=8),
+        entry("lost", "reconciled", "never_sent: {...} -> None", **rejected),  # the broker never had it
+        entry("resent", "reconciled", "never_sent: {...} -> None", **rejected),
+        entry("resent", "submitted", broker_order_id=9),
+        entry("unsent", "submitted", broker_order_id=10),  # its send failed: the desk books it so
+        entry("unsent", "not_sent", "not sent: ConnectionError: Not connected", **rejected),
+        {"type": "kill_switch", "engaged": True, "reason": "first"},
+        {"type": "kill_switch", "engaged": False, "reason": ""},
+        {"type": "kill_switch", "engaged": True, "reason": "panic"},
+    ]
+    risk = gate()
+    book = asyncio.run(rebuild(ListJournal(entries), risk=risk))  # type: ignore[arg-type]
+    assert {o.client_order_id for o in book.orders() if never_sent(o)} == {"refused", "lost", "unsent"}
+    assert len(book) == 5 and book.order("retried").broker_order_id == 7
+    assert risk.kill_switch_engaged and risk.kill_switch_reason == "panic"
+    released = gate()
+    asyncio.run(rebuild(ListJournal(entries[:-1]), risk=released))  # type: ignore[arg-type]
+    assert not released.kill_switch_engaged
 
 
 def test_fill_then_snapshot_counts_once() -> None:
@@ -597,9 +649,9 @@ class FakeRecorder:
         pass
 
 
-def fake_desk(book: Book, ib: FakeIB, *, complete: bool = True, resendable: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
+def fake_desk(book: Book, ib: FakeIB, *, complete: bool = True) -> Any:
     return SimpleNamespace(adapter=SimpleNamespace(ib=ib, view_complete=complete), book=book, trades={},
-                           synced=False, resendable=set(resendable), recorder=FakeRecorder())
+                           synced=False, recorder=FakeRecorder())
 
 
 def ib_trade(order: Order, order_id: int, perm_id: int, status: str = "Submitted") -> Any:
@@ -614,12 +666,13 @@ def test_a_retry_sent_but_never_journalled_is_adopted_and_no_longer_resendable()
     refused = make_order("c1", 5, status=S.REJECTED)
     book = replay([snap(refused, "rejected")])
     trade = ib_trade(make_order("c1", 5, order_type=OrderType.LMT, limit_price=Decimal(10)), 7, 107)
-    desk = fake_desk(book, FakeIB([trade]), resendable={"c1"})
+    assert never_sent(book.order("c1")), "a retry may send it"
+    desk = fake_desk(book, FakeIB([trade]))
     reported = asyncio.run(reconcile(desk, 1))
     assert [(d["kind"], d["key"], d["action"]) for d in reported] == [("adopted", "c1", "replaced the order")]
     c1 = book.order("c1")
     assert (c1.status, c1.broker_order_id, c1.perm_id, c1.limit_price) == (S.SUBMITTED, 7, 107, Decimal(10))
-    assert desk.resendable == set(), "a retry returns the order the broker has, and sends nothing"
+    assert not never_sent(c1), "a retry returns the order the broker has, and sends nothing"
     assert desk.trades["c1"] is trade and desk.synced
     assert [(e["type"], e.get("event")) for e in desk.recorder.entries] == [("order", "reconciled"),
                                                                              ("reconcile", None)]
@@ -632,10 +685,10 @@ def test_never_sent_is_concluded_only_from_a_complete_view_of_the_broker() -> No
     book.put_order(working("w", 5))
     partial = fake_desk(book, FakeIB(), complete=False)
     assert asyncio.run(reconcile(partial, 1)) == []
-    assert book.order("w").status is S.SUBMITTED and partial.resendable == set()
+    assert book.order("w").status is S.SUBMITTED and not never_sent(book.order("w"))
     full = fake_desk(book, FakeIB(), complete=True)
     assert [(d["kind"], d["key"]) for d in asyncio.run(reconcile(full, 1))] == [("never_sent", "w")]
-    assert full.resendable == {"w"} and book.order("w").status is S.REJECTED
+    assert never_sent(book.order("w")) and book.order("w").status is S.REJECTED
 
 
 def test_reconcile_takes_the_quantity_and_prices_the_broker_holds() -> None:

@@ -63,6 +63,25 @@ def test_append_then_entries_oldest_first_with_domain_objects(redis_server: Any)
     assert isinstance(added, datetime) and added.utcoffset() is not None  # added, aware
 
 
+def test_append_many_stores_a_batch_in_order_or_nothing_if_one_cannot_be_encoded(redis_server: Any) -> None:
+    async def main() -> tuple[list[Any], list[tuple[str, dict[str, Any]]]]:
+        client = client_for(redis_server)
+        journal = Journal(client, "journal:many")
+        with pytest.raises(ValidationError):
+            await journal.append_many([{"type": "order", "n": 0}, {"type": "order", "n": object()}])
+        with pytest.raises(ValidationError):
+            await journal.append_many([{"type": "order", "n": 0}, {"n": 1}])  # no type
+        ids = await journal.append_many([{"type": "order", "n": n} for n in range(5)])
+        got = await collect(journal)
+        await journal.close()
+        await client.aclose()
+        return ids, got
+
+    ids, got = run(main())
+    assert [i for i, _ in got] == ids and all(isinstance(i, str) for i in ids)
+    assert [e["n"] for _, e in got] == [0, 1, 2, 3, 4]  # the refused batches left nothing
+
+
 def test_entries_are_paged_and_after_is_exclusive(redis_server: Any) -> None:
     async def main() -> None:
         client = client_for(redis_server)

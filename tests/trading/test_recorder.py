@@ -4,12 +4,17 @@ what comes about an order being placed waits behind the order."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
+from tests.conftest import redis_argv, wait_for_port
 from trader.errors import ValidationError
 from trader.trading import recorder as recorder_module
 from trader.trading.journal import Journal
@@ -21,34 +26,36 @@ def run(coro: Any) -> Any:
 
 
 class SlowJournal:
-    """A journal whose appends complete a few loop turns after they are sent; it logs both, and may blink."""
+    """A journal whose appends complete a few loop turns after they are sent; it logs both, and may blink.
+
+    A blink fails a whole batch (as a lost connection fails a pipeline) and stores none of it.
+    """
 
     def __init__(self, events: list[tuple[str, int]], blinks: int = 0) -> None:
         self.events = events
         self.blinks = blinks
         self.stored: list[int] = []
 
-    def append_now(self, entries: list[dict[str, Any]]) -> list[Any]:
+    async def append_many(self, entries: list[dict[str, Any]]) -> list[str | Exception]:
         for entry in entries:
             if entry.get("bad"):
                 raise ValidationError("cannot encode")
         for entry in entries:
             self.events.append(("sent", entry["n"]))
-        return [self._complete(entry) for entry in entries]
-
-    async def append(self, entry: dict[str, Any]) -> str:
-        [appended] = self.append_now([entry])
-        return await appended
-
-    async def _complete(self, entry: dict[str, Any]) -> str:
         for _ in range(3):
             await asyncio.sleep(0)
         if self.blinks:
             self.blinks -= 1
             raise redis.exceptions.ConnectionError("blink")
-        self.stored.append(entry["n"])
-        self.events.append(("appended", entry["n"]))
-        return f"0-{entry['n']}"
+        for entry in entries:
+            self.stored.append(entry["n"])
+            self.events.append(("appended", entry["n"]))
+        return [f"0-{entry['n']}" for entry in entries]
+
+    async def append(self, entry: dict[str, Any]) -> str:
+        [appended] = await self.append_many([entry])
+        assert isinstance(appended, str)
+        return appended
 
 
 def record_all(journal: SlowJournal, count: int) -> Recorder:
@@ -203,3 +210,59 @@ def test_against_redis_every_entry_is_journalled_in_order(redis_server: Any) -> 
 
     assert run(main()) == [-1, *range(300)]
     assert published == list(range(300))
+
+
+def test_against_redis_an_outage_holds_the_queue_and_loses_nothing_once_redis_is_back(
+        tmp_path: Path, free_port: Callable[[], int], monkeypatch: Any) -> None:
+    monkeypatch.setattr(recorder_module, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(recorder_module, "RETRY_MAX", 0.05)
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(redis_argv(port, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port, 10, "redis-server")
+        return proc
+
+    async def until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.01)
+
+    published: list[int] = []
+    procs = [start()]
+
+    async def main() -> list[int]:
+        client = redis.asyncio.Redis(port=port)
+        journal = Journal(client, "journal:outage")
+        recorder = Recorder(journal, lambda topic, n: published.append(n))
+        recorder.start()
+        for n in range(100):
+            recorder.record({"type": "order", "n": n}, "order.x", n)
+        await until(lambda: recorder.pending == 0, "the first entries journalled")
+        procs[0].terminate()  # a clean stop: its append-only file keeps what it stored
+        await asyncio.to_thread(procs[0].wait, 5)
+        for n in range(100, 200):
+            recorder.record({"type": "order", "n": n}, "order.x", n)
+            if n % 20 == 0:
+                await asyncio.sleep(0.02)  # batches of several sizes, all failing
+        await until(lambda: not journal.connected, "the outage seen")
+        await asyncio.sleep(0.3)  # several retries
+        assert published == list(range(100)) and recorder.pending == 100, "nothing published unjournalled"
+        procs.append(await asyncio.to_thread(start))
+        await until(lambda: recorder.pending == 0, "the queue written once Redis is back")
+        assert journal.connected
+        await recorder.stop()
+        entries = [entry["n"] async for _, entry in journal.entries()]
+        await journal.close()
+        await client.aclose()
+        assert recorder.failures == 0
+        return entries
+
+    try:
+        assert run(main()) == list(range(200))
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(5)
+    assert published == list(range(200))

@@ -16,7 +16,7 @@ from ib_async import IB, LimitOrder, Stock
 from services.trader_service import TraderService
 from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.config import Settings, TradingHours
-from trader.domain import Action, Contract, Order, OrderStatus
+from trader.domain import OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
 from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
@@ -283,44 +283,7 @@ def test_an_order_sent_but_never_journalled_is_adopted_and_its_retry_sends_nothi
     eventually(lambda: order_of(trading_stack, "orphan").status is OrderStatus.CANCELLED, what="cancelled")
 
 
-# --- without the stack: start-up's rebuild, the kill switch ---------------------------------
-
-
-class ListJournal:
-    """A journal holding ``entries``, as Journal.entries yields them (decoded dicts with a type)."""
-
-    def __init__(self, entries: list[dict[str, Any]]) -> None:
-        self._entries = entries
-
-    async def entries(self) -> Any:
-        for i, entry in enumerate(self._entries):
-            yield f"{i}-0", entry
-
-
-def test_rebuild_skips_malformed_order_entries_and_keeps_only_never_sent_orders_resendable() -> None:
-    def entry(cid: str, event: str, reason: str = "", **changes: Any) -> dict[str, Any]:
-        order = Order(cid, Contract("AAPL", "STK", conid=265598), Action.BUY, Decimal(1), **changes)
-        return {"type": "order", "order": order, "event": event, "reason": reason}
-
-    rejected = {"status": OrderStatus.REJECTED}
-    entries = [
-        {"type": "order"},  # decodable but malformed: skipped, start-up goes on
-        {"type": "order", "order": "not an order", "event": "rejected"},
-        entry("refused", "rejected", "max_position", **rejected),  # refused by the gate, never sent
-        entry("retried", "rejected", "max_position", **rejected),
-        # its retry reached IB, the service died before journalling it, and reconcile adopted it
-        entry("retried", "reconciled", "never_sent: ... -> None; adopted: ...", broker_order_id=7,
-              status=OrderStatus.SUBMITTED),
-        entry("lost", "submitted", broker_order_id=8),
-        entry("lost", "reconciled", "never_sent: {...} -> None", **rejected),  # the broker never had it
-        entry("resent", "reconciled", "never_sent: {...} -> None", **rejected),
-        entry("resent", "submitted", broker_order_id=9),
-    ]
-    service = TraderService(Settings())
-    service.journal = ListJournal(entries)  # type: ignore[assignment]
-    asyncio.run(service._rebuild())
-    assert service.resendable == {"refused", "lost"}
-    assert len(service.book) == 4 and service.book.order("retried").broker_order_id == 7
+# --- without the stack: the kill switch ---------------------------------
 
 
 class FailingRecorder:

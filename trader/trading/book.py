@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from trader.domain import Fill, Order, OrderStatus, OrderType
 from trader.domain.checks import utc_now
 from trader.errors import NotFound, ValidationError
-from trader.trading.risk import NOTHING_WORKING, Working
+from trader.trading.risk import NOTHING_WORKING, RiskGate, Working
 
 if TYPE_CHECKING:
     from trader.trading.journal import Journal
@@ -149,8 +149,10 @@ def _take_out(totals: dict[str, Working], key: str, share: Working) -> None:
 def never_sent(order: Order) -> bool:
     """Return whether ``order`` is booked as never having reached the broker (REJECTED, no broker id).
 
-    The risk gate's refusals and the orders reconcile marks ``never_sent`` are
-    such: a retry with the same client order id may send them.
+    A retry with the same client order id may send such an order, and only
+    such an order: this is the one record of what is resendable. The risk
+    gate's refusals, the orders whose send failed (the desk books them so), and
+    those reconcile marks ``never_sent`` (the broker does not have them) are such.
     """
     return order.status is OrderStatus.REJECTED and order.broker_order_id is None
 
@@ -506,9 +508,25 @@ class Book:
         return entries
 
 
-async def rebuild(journal: Journal, book: Book | None = None) -> Book:
-    """Replay every decodable entry of ``journal`` into ``book`` (a new one by default)."""
+async def rebuild(journal: Journal, book: Book | None = None, *, risk: RiskGate | None = None) -> Book:
+    """Restore what ``journal`` holds: replay its orders and fills into ``book`` (a new one by default).
+
+    The one way state comes back from the journal, at start-up and in tests.
+    An entry the book cannot read is logged and skipped. With ``risk``, the
+    kill switch is set as it was last journalled. Nothing else is kept beside
+    the book: which orders a retry may send again is read from it (:func:`never_sent`).
+    """
     book = Book() if book is None else book
+    count = 0
     async for _, entry in journal.entries():
+        count += 1
         book.apply(entry)
+        if risk is not None and entry.get("type") == "kill_switch":
+            if entry.get("engaged"):
+                risk.engage_kill_switch(str(entry.get("reason", "")))
+            else:
+                risk.release_kill_switch()
+    log.info("book rebuilt from %d journal entries: %d orders (%d open), %d fills%s", count, len(book),
+             book.open_count(), book.fill_count(),
+             "; kill switch ENGAGED" if risk is not None and risk.kill_switch_engaged else "")
     return book

@@ -31,6 +31,7 @@ from ib_async import Trade
 from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.domain import Action, Order, OrderStatus
+from trader.domain.checks import utc_now
 from trader.errors import (
     Conflict,
     RiskLimitExceeded,
@@ -38,7 +39,7 @@ from trader.errors import (
     Unavailable,
     ValidationError,
 )
-from trader.trading.book import Book
+from trader.trading.book import Book, never_sent
 from trader.trading.instruments import Instrument, Resolver
 from trader.trading.recorder import Recorder
 from trader.trading.requests import (
@@ -192,7 +193,6 @@ class Desk:
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         self.synced = False  # reconciled with the broker since the last (re)connect
-        self.resendable: set[str] = set()  # journalled, never sent: a retry with the same id places them
         self.broker_totals = BrokerTotals(adapter)
         self._quoted: dict[str, float] = {}  # key -> loop time of the last order priced from its stream
         adapter.order_status.subscribe(self.on_status)
@@ -215,7 +215,7 @@ class Desk:
         if inflight is not None:  # before the book: a resend in flight still shows its old, refused state
             return await asyncio.shield(inflight)
         existing = self.book.get(coid)
-        if existing is not None and coid not in self.resendable:
+        if existing is not None and not never_sent(existing):  # never sent: a retry with its id places it
             if existing.action is not request.action or (
                     request.quantity is not None and request.quantity != existing.quantity):
                 raise Conflict(f"client_order_id {coid} is already used by {existing.action} {existing.quantity} "
@@ -226,14 +226,13 @@ class Desk:
         try:
             # A retry of an order the journal holds but the broker never got (the service died
             # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
-            resend, sent_before = coid in self.resendable, self.trades.get(coid)
-            self.resendable.discard(coid)
+            sent_before = self.trades.get(coid)
             if request.client_order_id != coid:
                 request = request.model_copy(update={"client_order_id": coid})
             result = await self._place(request)
         except BaseException as exc:
-            if resend and self.trades.get(coid) is sent_before:  # nothing reached the broker: a retry may send
-                self.resendable.add(coid)
+            if self.trades.get(coid) is sent_before:  # this attempt reached no broker
+                self._not_sent(coid, exc)
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
             raise
@@ -262,7 +261,6 @@ class Desk:
             built.entry.transition(OrderStatus.REJECTED)
             self.book.put_order(built.entry)
             self.reasons[built.entry.client_order_id] = str(exc)
-            self.resendable.add(built.entry.client_order_id)  # never sent: a retry is checked again
             await self.recorder.write(self._entry(built.entry, "rejected", str(exc)), "order.rejected",
                                       self.result(built.entry.client_order_id))
             raise
@@ -294,6 +292,23 @@ class Desk:
             else:
                 self.recorder.publish("order.submitted", result)
         return result
+
+    def _not_sent(self, coid: str, exc: BaseException) -> None:
+        """Book the orders this attempt booked and could not send (their send failed) as never sent.
+
+        The broker never got them, so a retry with the same id sends them
+        (see ``never_sent``), as it does after a refusal by the risk gate; the
+        journal gets that after their "submitted" entries.
+        """
+        for order in (self.book.get(coid), *self.book.children(coid)):
+            if order is None or order.broker_order_id is None or order.status is not OrderStatus.PENDING_SUBMIT:
+                continue  # not booked by this attempt (only a never-sent order is placed again), or sent
+            unsent = dataclasses.replace(order, status=OrderStatus.REJECTED, broker_order_id=None,
+                                         updated_at=utc_now())
+            self.book.put_order(unsent)
+            reason = self.reasons[unsent.client_order_id] = f"not sent: {type(exc).__name__}: {exc}"
+            self.recorder.record(self._entry(unsent, "not_sent", reason), "order.rejected",
+                                 self.result(unsent.client_order_id))
 
     @staticmethod
     def _ib_orders(built: BuiltOrders) -> list[IbOrder]:

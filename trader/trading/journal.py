@@ -19,16 +19,17 @@ plain keys holding codec bytes, for whatever state a reader wants to resume
 from (e.g. the last stream id it had applied).
 
 The client must return bytes (``decode_responses=False``, redis-py's default):
-the payloads are msgpack, not text. Appends do not go through it but through a
-:class:`~trader.trading.appender.StreamAppender` to the same server (host, port,
-credentials and db taken from the client), one connection that does nothing
-else: an append is on the order path. :meth:`Journal.close` closes it.
+the payloads are msgpack, not text. Appends go through a
+:class:`~trader.trading.appender.StreamAppender` to the same server: one at a
+time, in the order they were asked for, a batch in one round trip, and
+without redis-py's own retries (the recorder decides). :meth:`Journal.close`
+closes its connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio
@@ -50,19 +51,6 @@ def _text(value: bytes | str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
-def _appender_for(client: redis.asyncio.Redis) -> StreamAppender:
-    """Return an appender to the server ``client`` talks to (a TCP client with a password at most)."""
-    pool = client.connection_pool
-    kwargs = pool.connection_kwargs
-    if pool.connection_class is not redis.asyncio.Connection or kwargs.get("credential_provider") is not None:
-        raise ConfigError(f"Journal needs a plain TCP Redis client (host, port, password), "
-                          f"not a {pool.connection_class.__name__}")
-    return StreamAppender(kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)),
-                          username=kwargs.get("username"), password=kwargs.get("password"),
-                          db=int(kwargs.get("db") or 0), timeout=kwargs.get("socket_timeout"),
-                          connect_timeout=kwargs.get("socket_connect_timeout"))
-
-
 class Journal:
     """An append-only journal of entry dicts in the Redis stream ``stream``."""
 
@@ -74,7 +62,7 @@ class Journal:
         self.client = client
         self.stream = stream
         self._stream = stream.encode()
-        self._appender = _appender_for(client)
+        self._appender = StreamAppender(client)
         self._corrupt_ids: set[str] = set()
 
     @property
@@ -83,27 +71,29 @@ class Journal:
         return len(self._corrupt_ids)
 
     async def append(self, entry: Mapping[str, Any]) -> str:
-        """Append ``entry`` (it must have a ``"type"``); return its stream id.
+        """Append ``entry`` (it must have a ``"type"``); return its stream id once durable.
 
         Raises ``ValidationError`` if the entry has no type or holds a value the
-        codec cannot carry; nothing is written then.
+        codec cannot carry; nothing is written then. Redis's failures come as
+        redis-py's exceptions (``ConnectionError``, ``TimeoutError``, ``ResponseError``).
         """
-        [appended] = self.append_now([entry])
-        return await appended
+        return _text(await self._appender.xadd(self._stream, {FIELD: codec.encode(self._stamped(entry))}))
 
     @property
     def connected(self) -> bool:
-        """True if :meth:`append_now` sends at once; else the appends go out when awaited, once connected."""
+        """False from an append that could not reach Redis until one does again (True before any)."""
         return self._appender.connected
 
-    def append_now(self, entries: Sequence[Mapping[str, Any]]) -> list[Coroutine[Any, Any, str]]:
-        """Send the appends of ``entries`` now, pipelined, in order; return what to await for each id.
+    async def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[str | Exception]:
+        """Append ``entries`` in order, in one round trip; return each one's stream id, or Redis's error reply.
 
         All are encoded first: if one cannot be (``ValidationError``), none is
-        sent. Each result must be awaited; an entry is durable once its result is in.
+        sent. Raises ``ConnectionError`` or ``TimeoutError`` when Redis cannot
+        be reached or does not answer: then any of them may be stored or not.
         """
         payloads = [codec.encode(self._stamped(entry)) for entry in entries]
-        return [self._id(self._appender.xadd_now(self._stream, {FIELD: payload})) for payload in payloads]
+        replies = await self._appender.xadd_many(self._stream, [{FIELD: payload} for payload in payloads])
+        return [reply if isinstance(reply, Exception) else _text(reply) for reply in replies]
 
     @staticmethod
     def _stamped(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,10 +104,6 @@ class Journal:
         if data.get("time") is None:
             data["time"] = utc_now()
         return data
-
-    @staticmethod
-    async def _id(appended: Awaitable[bytes]) -> str:
-        return _text(await appended)
 
     async def close(self) -> None:
         """Close the append connection (the client is the caller's); safe to call twice."""

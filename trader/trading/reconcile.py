@@ -23,7 +23,7 @@ from ib_async import IB, Trade
 from trader.brokers.ib import parsing
 from trader.domain import Order
 from trader.errors import NotFound, TraderError
-from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, never_sent
+from trader.trading.book import Book, BrokerOrder, BrokerState, Difference
 from trader.trading.desk import Desk, client_order_id_of, parse_broker_ref, positions_by_key
 
 log = logging.getLogger(__name__)
@@ -131,13 +131,6 @@ async def reconcile(desk: Desk, client_id: int) -> list[dict[str, Any]]:
     desk.synced = False
     state = broker_state(ib, desk.book, client_id, complete=desk.adapter.view_complete)
     differences: list[Difference] = desk.book.reconcile(state)
-    for d in differences:  # a retry sends an order booked as never sent, and only such an order
-        if d.kind in ("never_sent", "adopted"):
-            order = desk.book.get(d.key)
-            if order is not None and never_sent(order):
-                desk.resendable.add(d.key)
-            else:
-                desk.resendable.discard(d.key)
     for entry in desk.book.journal_entries(differences):
         await desk.recorder.write(entry)
     reported = [d.to_dict() for d in differences + desk.book.position_differences(state)]

@@ -4,15 +4,14 @@ ib_async reports order events through synchronous callbacks, while a journal
 append is a Redis round trip. The recorder queues the broker's events and
 appends them from one task, so the journal holds them in the order they
 happened. :meth:`Recorder.write` appends at once and waits until the entry is
-durable; :meth:`Recorder.write_now` puts entries on Redis's socket together at
-once and returns what to await; :meth:`Recorder.record` queues and does not
-wait. A new order goes to the broker first and to the journal once the broker
-has acknowledged it and its caller has the answer (:meth:`Recorder.hold`,
-:meth:`Recorder.release`): what is recorded about it meanwhile waits behind it.
-The task writes a moment (``LINGER``) after an entry comes, so the caller's
-answer is not held up by Redis, and appends go out pipelined: what queued up
-travels to Redis together. An entry is published on the bus only once it is in
-the journal.
+durable; :meth:`Recorder.write_now` does so for several entries in one round
+trip; :meth:`Recorder.record` queues and does not wait. A new order goes to
+the broker first and to the journal once the broker has acknowledged it and
+its caller has the answer (:meth:`Recorder.hold`, :meth:`Recorder.release`):
+what is recorded about it meanwhile waits behind it. The task writes a moment
+(``LINGER``) after an entry comes, so the caller's answer is not held up by
+Redis, and what queued up travels to Redis together, in one pipeline (a group
+commit). An entry is published on the bus only once it is in the journal.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis.exceptions
@@ -65,6 +64,7 @@ class Recorder:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._held: dict[str, list[_Item]] = {}  # client order id -> what was recorded meanwhile (see hold)
+        self._writing = 0  # entries taken from the queue by the task and not yet written
 
     def start(self) -> None:
         if self._task is None:
@@ -90,8 +90,8 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        """Entries not yet in the journal: queued, or parked behind an order being placed (see hold)."""
-        return self._queue.qsize() + sum(len(parked) + 1 for parked in self._held.values())
+        """Entries not yet in the journal: queued, being written, or parked behind an order being placed (see hold)."""
+        return self._queue.qsize() + self._writing + sum(len(parked) + 1 for parked in self._held.values())
 
     def record(self, entry: Mapping[str, Any], topic: str | None = None, payload: Any = None) -> None:
         """Queue ``entry`` for the journal; publish ``payload`` on ``topic`` once it is written."""
@@ -114,18 +114,28 @@ class Recorder:
             self.publish(topic, payload)
         return entry_id
 
-    def write_now(self, entries: Iterable[Mapping[str, Any]]) -> Coroutine[Any, Any, list[str]]:
-        """Send the appends of ``entries`` now, pipelined (one round trip for a bracket); return what to await.
+    async def write_now(self, entries: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Append ``entries`` now, in order and in one round trip (a bracket's orders); return their ids.
 
-        The appends are on the socket when this returns (unless the journal's
-        connection is being made again: see ``journal.connected``), so they
-        precede anything the loop records later; the result is the ids, once
-        all are durable. A failed append is retried as :meth:`write`'s are;
-        nothing is published.
+        As :meth:`write`, it does not wait behind the queue, and returns once
+        all are durable. If one cannot be encoded, none is written
+        (``ValidationError``). A failed append is retried as :meth:`write`'s
+        are; nothing is published.
         """
         entries = [dict(entry) for entry in entries]
-        sent = self.journal.append_now(entries)
-        return self._all_confirmed(entries, sent)
+        try:
+            replies: list[str | Exception] = await self.journal.append_many(entries)
+        except _RETRYABLE as exc:
+            log.warning("journal append failed (%s); retrying", exc)
+            replies = [exc] * len(entries)
+        ids = []
+        for entry, reply in zip(entries, replies, strict=True):
+            if isinstance(reply, _RETRYABLE):
+                reply = await self._append(entry)
+            elif isinstance(reply, Exception):
+                raise reply
+            ids.append(reply)
+        return ids
 
     def hold(self, client_order_ids: Iterable[str]) -> None:
         """Park what is recorded about these orders until :meth:`release` queues their own entries first.
@@ -152,19 +162,8 @@ class Recorder:
         for item in parked:
             self._queue.put_nowait(item)
 
-    async def _all_confirmed(self, entries: list[dict[str, Any]], sent: list[Coroutine[Any, Any, str]]) -> list[str]:
-        return [await self._confirmed(appended, entry) for entry, appended in zip(entries, sent, strict=True)]
-
-    async def _confirmed(self, appended: Coroutine[Any, Any, str], entry: Mapping[str, Any]) -> str:
-        """Await an append already sent; retry it (as ``write`` does) if Redis blinked meanwhile."""
-        try:
-            return await appended
-        except _RETRYABLE as exc:
-            log.warning("journal append failed (%s); retrying", exc)
-            return await self._append(entry)
-
     async def _drain(self) -> None:
-        # What queued up meanwhile goes to Redis at once, pipelined; each entry is still
+        # What queued up meanwhile goes to Redis at once, in one pipeline; each entry is still
         # published only once its own append is in, and in the order they came.
         while True:
             batch = [await self._queue.get()]
@@ -172,16 +171,24 @@ class Recorder:
                 await asyncio.sleep(self.linger)
             while len(batch) < DRAIN_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._writing = len(batch)
+            replies: list[str | Exception | None]
             try:
-                sent = self.journal.append_now([entry for entry, _, _ in batch])
+                replies = list(await self.journal.append_many([entry for entry, _, _ in batch]))
             except TraderError:  # one cannot be encoded: one at a time, so the others are still written
-                sent = [self._append(entry) for entry, _, _ in batch]
-            for (entry, topic, payload), appended in zip(batch, sent, strict=True):
+                replies = [None] * len(batch)
+            except _RETRYABLE as exc:  # any of them may be in: written again in order, a replay takes the last
+                log.warning("journal append failed (%s); retrying", exc)
+                replies = [None] * len(batch)
+            except Exception:  # not Redis's answer: one at a time, so what can be written still is
+                log.exception("journal append of %d entries failed; appending them one at a time", len(batch))
+                replies = [None] * len(batch)
+            for (entry, topic, payload), reply in zip(batch, replies, strict=True):
                 try:
-                    try:
-                        await self._confirmed(appended, entry)
-                    except _RETRYABLE:
+                    if reply is None or isinstance(reply, _RETRYABLE):
                         await self._until_written(entry)
+                    elif isinstance(reply, Exception):
+                        raise reply
                     if topic is not None:
                         try:
                             self.publish(topic, payload)
@@ -191,6 +198,7 @@ class Recorder:
                     self.failures += 1
                     log.exception("journal append failed for a %s entry", entry.get("type"))
                 finally:
+                    self._writing -= 1
                     self._queue.task_done()
 
     async def _until_written(self, entry: Mapping[str, Any]) -> str:
