@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE_IVL_MS = 10_000  # a connection that has not finished its handshake by then is closed
 HEARTBEAT_IVL_MS = 5_000  # ZMTP PING every 5 s of silence ...
 HEARTBEAT_TIMEOUT_MS = 20_000  # ... and a peer silent for 20 s is dropped: well under a minute
+ZAP_BIND_ATTEMPTS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,23 @@ class _AllowedKeys:
         return allowed
 
 
+def _start_authenticator(context: zmq.Context) -> ThreadAuthenticator:
+    """Start a ZAP authenticator on ``context``, waiting out a previous one's endpoint (libzmq frees it lazily)."""
+    for attempt in range(ZAP_BIND_ATTEMPTS):
+        auth = ThreadAuthenticator(context, log=logging.getLogger("zmq.auth"))
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as exc:
+            if auth.zap_socket is not None:
+                auth.zap_socket.close(linger=0)
+                auth.zap_socket = None  # type: ignore[assignment]
+            if exc.errno != zmq.EADDRINUSE or attempt == ZAP_BIND_ATTEMPTS - 1:
+                raise
+            time.sleep(0.005)  # the socket a stopped authenticator closed is reaped on libzmq's thread
+    raise AssertionError("unreachable")
+
+
 class _Zap:
     """One ZAP authenticator per context, shared by that context's server sockets; stopped with the last."""
 
@@ -177,9 +196,7 @@ class _Zap:
         with cls._lock:
             entry = cls._by_context.get(id(context))
             if entry is None:
-                auth = ThreadAuthenticator(context, log=logging.getLogger("zmq.auth"))
-                auth.start()
-                entry = cls._by_context[id(context)] = (auth, _AllowedKeys())
+                entry = cls._by_context[id(context)] = (_start_authenticator(context), _AllowedKeys())
             auth, provider = entry
             domain = f"trader-{next(cls._domains)}"
             provider.domains[domain] = allowed
