@@ -20,7 +20,7 @@ from trader.errors import ConfigError
 LOCAL_SCHEMES = frozenset(("ipc", "inproc"))
 
 CURVE_HOW = (
-    "create keys with `trader keys generate --name server` and set `security.mode: curve` with "
+    "create keys with `trader keys generate` and set `security.mode: curve` with "
     "`security.server.key_file` (or TRADER_SECURITY__MODE=curve and TRADER_SECURITY__SERVER__SECRET_KEY), "
     "or bind/connect to 127.0.0.1"
 )
