@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zmq.auth
 from click.testing import CliRunner
 
+from trader.cli.context import CliContext
 from trader.cli.main import cli
 from trader.config import load_settings
-from trader.errors import Conflict
+from trader.errors import Conflict, Unavailable
 from trader.messaging.curve import CurveKeys
 
 
@@ -70,3 +73,34 @@ def test_the_generated_pair_is_what_curve_mode_loads(tmp_path: Path, trader_home
     assert keys.server is not None and keys.client is not None
     laptop = zmq.utils.z85.decode(zmq.auth.load_certificate(trader_home / "keys" / "laptop.key")[0])
     assert laptop in keys.server.allowed and keys.client.public in keys.server.allowed
+
+
+def test_the_cli_calls_a_service_over_curve_with_the_keys_of_its_settings(
+        tmp_path: Path, trader_home: Path, free_port: Callable[[], int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole path a command takes (settings -> keys -> RpcClient), curve forced on over 127.0.0.1."""
+    from trader.messaging.rpc import MethodRegistry, RpcServer
+
+    port = free_port()
+    env = {"TRADER_HOME": str(trader_home), "TRADER_SECURITY__MODE": "curve",
+           "TRADER_SECURITY__SERVER__KEY_FILE": "keys/trader.key_secret",
+           "TRADER_SERVICES__ECHO__RPC_PORT": str(port)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert generate()[0] == 0
+    settings = load_settings()
+    registry = MethodRegistry()
+    registry.register("status", lambda: {"state": "RUNNING"})
+
+    async def scenario() -> None:
+        server = RpcServer(f"tcp://127.0.0.1:{port}", registry,
+                           curve=CurveKeys.from_settings(settings, need_server=True).server)
+        await server.start()
+        try:
+            assert await CliContext().call_service_async("echo", "status", timeout=5) == {"state": "RUNNING"}
+            monkeypatch.setenv("TRADER_SECURITY__MODE", "none")  # a CLI without keys gets no answer
+            with pytest.raises(Unavailable, match="did not answer"):
+                await CliContext().call_service_async("echo", "status", timeout=1.5)
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
