@@ -215,11 +215,6 @@ class TlsSettings(StrictModel):
     cert_file: Path | None = None
     key_file: Path | None = None
 
-    @property
-    def configured(self) -> bool:
-        """True if both files are set."""
-        return self.cert_file is not None and self.key_file is not None
-
 
 class SecuritySettings(StrictModel):
     """How endpoints are protected; an endpoint beyond loopback is refused unless protected.
@@ -300,8 +295,8 @@ class Settings(StrictModel):
     def secrets(self) -> list[str]:
         """Every secret value in these settings, for log masking."""
         found: list[str] = []
-        security = self.security
-        for secret in (self.redis.password, self.pycron.token, security.server.secret_key, security.client.secret_key):
+        curve = (self.security.server.secret_key, self.security.client.secret_key)
+        for secret in (self.redis.password, self.pycron.token, *curve):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())
         return found

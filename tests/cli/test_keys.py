@@ -38,7 +38,7 @@ def test_generate_writes_a_pair_with_a_private_secret_and_says_how_to_use_it(tmp
     assert zmq.auth.load_certificate(public) == (public_key, None)  # the public file holds no secret
     assert "mode: curve" in out and f"key_file: {secret}" in out
     assert secret_key.decode() not in out  # the secret key itself is never printed
-    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["server.key", "server.key_secret"]  # no staging left
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["server.key", "server.key_secret"]
 
 
 def test_generate_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""pycron's control API beyond loopback: refused without TLS (the token would travel in clear), served over HTTPS with it."""
+"""pycron's control API beyond loopback: refused without TLS (the token would go in clear), HTTPS with it."""
 
 from __future__ import annotations
 
