@@ -24,6 +24,8 @@ CURVE_HOW = (
     "`security.server.key_file` (or TRADER_SECURITY__MODE=curve and TRADER_SECURITY__SERVER__SECRET_KEY), "
     "or bind/connect to 127.0.0.1"
 )
+CURVE_WHY = "without authentication or encryption (anyone on the network could call, read or forge what crosses it)"
+TLS_WHY = "over plain HTTP (its bearer token would cross the network in clear, for anyone to read and replay)"
 TLS_HOW = (
     "set `security.tls.cert_file` and `security.tls.key_file` (PEM) so the API serves HTTPS, "
     "or keep `pycron.host: 127.0.0.1`"
@@ -67,21 +69,22 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     return host is None or is_loopback_host(host)
 
 
-def require_protected(endpoint: str, what: str, *, protected: bool, how: str = CURVE_HOW) -> None:
+def require_protected(
+    endpoint: str, what: str, *, protected: bool, how: str = CURVE_HOW, why: str = CURVE_WHY
+) -> None:
     """Raise ConfigError if ``endpoint`` leaves loopback while ``protected`` is False.
 
     ``what`` names the socket for the message ("trader_service RPC server
-    binding", "bus publisher connecting"); ``how`` says how to protect it.
+    binding", "bus publisher connecting to"); ``why`` says what is at risk, ``how`` how to protect it.
     """
     if protected or is_loopback_endpoint(endpoint):
         return
     raise ConfigError(
-        f"{what} {endpoint} is beyond loopback (127.0.0.0/8, ::1) and unauthenticated: anyone who can reach "
-        f"it could use it. Refusing to start; {how}"
+        f"{what} {endpoint} is beyond loopback (127.0.0.0/8, ::1) {why}. Refusing to start; {how}"
     )
 
 
-def require_protected_host(host: str, port: int, what: str, *, protected: bool, how: str = TLS_HOW) -> None:
-    """Raise ConfigError if ``host`` is beyond loopback while ``protected`` is False (for non-ZeroMQ servers)."""
+def require_protected_host(host: str, port: int, what: str, *, protected: bool) -> None:
+    """Raise ConfigError if the HTTP server ``host`` is beyond loopback while ``protected`` (by TLS) is False."""
     literal = f"[{host}]" if ":" in host else host
-    require_protected(f"tcp://{literal}:{port}", what, protected=protected, how=how)
+    require_protected(f"tcp://{literal}:{port}", what, protected=protected, how=TLS_HOW, why=TLS_WHY)
