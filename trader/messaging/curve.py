@@ -6,7 +6,10 @@ gets its own key pair and the server's public key. libzmq asks the ZAP
 handler of the socket's context about every CURVE handshake; here that is one
 ``zmq.auth.ThreadAuthenticator`` per context, started before the first server
 binds (a server bound while no handler listens would accept any key), which
-answers each domain from that server's allowed keys. A client whose key is
+answers each domain from that server's allowed keys. A thread rather than
+the asyncio authenticator: it serves the bus proxy (whose sockets live on a
+thread of their own) as well as the RPC, on whatever loop a service runs,
+and a handshake is answered even while that loop is busy. A client whose key is
 not allowed, or who does not know the server's public key, never completes
 the handshake: it cannot send a request nor receive a frame, and the server
 serves the others.
