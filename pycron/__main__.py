@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 
 from pycron import runfiles
@@ -23,6 +24,8 @@ from pycron.supervisor import Supervisor
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, Conflict, TraderError
 from trader.logsetup import setup_logging
+from trader.messaging.curve import CurveKeys
+from trader.messaging.loopback import require_protected_host
 
 log = logging.getLogger("pycron")
 
@@ -48,7 +51,7 @@ async def serve(settings: Settings, config: PycronConfig, token: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor(config, settings, trader_env=settings.locator_env())
     server = ControlServer(supervisor, token, stop.set)
-    await server.start(settings.pycron.host, settings.pycron.port)
+    await server.start(settings.pycron.host, settings.pycron.port, tls_context(settings))
     runfiles.write_pid(settings)
     try:
         await supervisor.start()
@@ -62,6 +65,27 @@ async def serve(settings: Settings, config: PycronConfig, token: str) -> int:
     return 0
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Return the control API's server TLS context from ``security.tls`` (None: plain HTTP, loopback only).
+
+    Beyond loopback the API must be HTTPS: its bearer token would otherwise
+    cross the network in clear, for anyone on the path to read and replay.
+    """
+    tls = settings.security.tls
+    if tls.cert_file is None and tls.key_file is None:
+        return None
+    if tls.cert_file is None or tls.key_file is None:
+        raise ConfigError("security.tls needs both cert_file and key_file (PEM)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert, key = settings.path(tls.cert_file), settings.path(tls.key_file)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"security.tls: cannot load {cert} with {key}: {exc}") from None
+    return context
+
+
 def prepare(profile: str | None) -> tuple[Settings, PycronConfig, str]:
     """Load and check everything pycron needs before it starts anything; raise TraderError if unfit."""
     settings = load_settings(profile)
@@ -73,6 +97,10 @@ def prepare(profile: str | None) -> tuple[Settings, PycronConfig, str]:
             "no control token: set TRADER_PYCRON__TOKEN or start pycron with `trader up` (which creates one)"
         )
     config = load_jobs(settings)
+    # Off loopback: HTTPS for the API, CURVE keys for the bus pycron reads heartbeats from.
+    require_protected_host(settings.pycron.host, settings.pycron.port, "pycron's control API binding",
+                           protected=tls_context(settings) is not None)
+    CurveKeys.from_settings(settings)
     other = runfiles.running_pid(settings)
     if other is not None and other != os.getpid():
         raise Conflict(f"pycron is already running for {settings.home} (pid {other})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from pycron.supervisor import Supervisor
 from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
+from trader.messaging.loopback import require_protected_host
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +146,17 @@ class ControlServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind and serve; return the bound port. Raise Unavailable if the address is taken."""
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Bind and serve (HTTPS with ``ssl_context``); return the bound port.
+
+        Raise ConfigError if ``host`` is beyond loopback without ``ssl_context``
+        (the bearer token would cross the network in clear), Unavailable if the
+        address is taken.
+        """
+        require_protected_host(host, port, "pycron's control API binding", protected=ssl_context is not None)
         runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -158,7 +166,7 @@ class ControlServer:
             ) from None
         self._runner = runner
         self.port = runner.addresses[0][1]
-        log.info("control API listening on http://%s:%d", host, self.port)
+        log.info("control API listening on %s://%s:%d", "https" if ssl_context else "http", host, self.port)
         return self.port
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ a refused connection becomes ``Unavailable`` and a slow reply ``Timeout``.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -22,7 +23,9 @@ CONTROL_TIMEOUT = 120.0
 class PycronClient:
     """Talk to one pycron: ``status()``, ``start/stop/restart(job)``, ``shutdown()``."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, token: str, *, timeout: float = 5.0, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.Client(
@@ -30,6 +33,7 @@ class PycronClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             trust_env=False,  # loopback control traffic must never go through a proxy
+            verify=verify,
         )
 
     @classmethod
@@ -41,7 +45,20 @@ class PycronClient:
                 f"no pycron control token: set TRADER_PYCRON__TOKEN or start the stack with `trader up` "
                 f"(it writes {runfiles.token_path(settings)})"
             )
-        return cls(f"http://{settings.pycron.host}:{settings.pycron.port}", token, timeout=timeout)
+        return cls.with_token(settings, token, timeout=timeout)
+
+    @classmethod
+    def with_token(cls, settings: Settings, token: str, *, timeout: float = 5.0) -> PycronClient:
+        """Return a client for the pycron these settings describe: HTTPS if ``security.tls`` is set."""
+        cert = settings.security.tls.cert_file
+        if cert is None:
+            return cls(f"http://{settings.pycron.host}:{settings.pycron.port}", token, timeout=timeout)
+        # HTTPS (security.tls): trust the API's own certificate, self-signed or not; it must name pycron.host.
+        try:
+            verify = ssl.create_default_context(cafile=settings.path(cert))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"security.tls.cert_file: cannot load {settings.path(cert)}: {exc}") from None
+        return cls(f"https://{settings.pycron.host}:{settings.pycron.port}", token, timeout=timeout, verify=verify)
 
     def __enter__(self) -> PycronClient:
         return self

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pycron.config import CommandHealth, HeartbeatHealth, Job, TcpHealth
+from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class HeartbeatMonitor:
     job like any other): ZeroMQ connects and reconnects on its own.
     """
 
-    def __init__(self, endpoint: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, endpoint: str, *, clock: Callable[[], float] = time.monotonic, curve: ClientKeys | None = None
+    ) -> None:
         self.endpoint = endpoint
         self._clock = clock
-        self._subscriber = Subscriber(endpoint)
+        self._subscriber = Subscriber(endpoint, curve=curve)
         self._subscription: Any = None
         self._beats: dict[str, Beat] = {}
         self.malformed = 0

@@ -26,6 +26,7 @@ from pycron.job import ChangeSignal, JobState, JobStatus, SupervisedJob
 from pycron.process import child_environment
 from trader.config import Settings
 from trader.errors import Conflict, NotFound
+from trader.messaging.curve import CurveKeys
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class Supervisor:
     ) -> None:
         self.config = config
         self.settings = settings
-        self.monitor = monitor or HeartbeatMonitor(settings.bus.sub_endpoint)
+        self.monitor = monitor or HeartbeatMonitor(settings.bus.sub_endpoint,
+                                                   curve=CurveKeys.from_settings(settings).client)
         self.clock = clock
         self.changes = ChangeSignal()
         self.pid = os.getpid()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from trader.messaging.curve import CurveKeys
 from trader.messaging.proxy import BusProxy
 from trader.service.base import Service, main
 
@@ -20,7 +21,9 @@ class BusService(Service):
 
     async def on_start(self) -> None:
         bus = self.settings.bus
-        self.proxy = BusProxy(bus.pub_endpoint, bus.sub_endpoint, max_frame_bytes=bus.max_frame_bytes)
+        keys = CurveKeys.from_settings(self.settings, need_server=True)
+        self.proxy = BusProxy(bus.pub_endpoint, bus.sub_endpoint, max_frame_bytes=bus.max_frame_bytes,
+                              curve=keys.server)
         self.proxy.start()
 
     async def on_stop(self) -> None:

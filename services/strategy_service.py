@@ -64,7 +64,7 @@ class StrategyService(Service):
         endpoint = settings.service(TRADER).rpc_endpoint
         if endpoint is None:
             raise ConfigError("strategy_service needs services.trader_service.rpc_port")
-        self.trader = RpcClient(endpoint, timeout=10.0)
+        self.trader = RpcClient(endpoint, timeout=10.0, curve=self.curve.client)
         self.redis: aioredis.Redis | None = None
         self.subscriber: Subscriber | None = None
         self.feed: TickFeed | None = None
@@ -87,7 +87,7 @@ class StrategyService(Service):
         r = self.settings.redis
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
-        self.subscriber = Subscriber(self.settings.bus.sub_endpoint)
+        self.subscriber = Subscriber(self.settings.bus.sub_endpoint, curve=self.curve.client)
         self.subscriber.start()
         self.feed = TickFeed(self.subscriber, scheduler=AsyncIOScheduler(loop))
         self.subscriber.observe("fill").subscribe(self._on_fill)

@@ -26,6 +26,7 @@ from trader.errors import ConfigError
 ENV_PREFIX = "TRADER_"
 # Variables that steer the loader itself rather than override a key.
 _RESERVED_ENV = {"TRADER_HOME", "TRADER_PROFILE", "TRADER_CONFIG"}
+_YAML_NULLS = {"", "~", "null", "Null", "NULL"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 M = TypeVar("M", bound=BaseModel)
@@ -168,6 +169,84 @@ class ServiceSettings(StrictModel):
         return None if self.rpc_port is None else f"tcp://{self.host}:{self.rpc_port}"
 
 
+Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+def _check_z85(value: str, what: str) -> str:
+    """Return ``value`` if it is a 40-character Z85 CURVE key, else raise ValueError (pydantic reports it)."""
+    if len(value) != 40 or not set(value) <= Z85_ALPHABET:
+        raise ValueError(f"{what} must be a 40-character Z85 CURVE key (as `trader keys generate` writes)")
+    return value
+
+
+class CurveKeySettings(StrictModel):
+    """One CURVE key pair: a zmq.auth certificate file, or the keys themselves (Z85, e.g. from the environment).
+
+    A secret certificate (``NAME.key_secret``) holds both keys, a public one
+    (``NAME.key``) only the public key. A key given inline overrides the file's;
+    a public key is derived from the secret one when only that is given.
+    """
+
+    key_file: Path | None = None
+    public_key: str | None = None
+    secret_key: SecretStr | None = None
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_z85(cls, value: str | None) -> str | None:
+        return None if value is None else _check_z85(value, "public_key")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_z85(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_z85(value.get_secret_value(), "secret_key")
+        return value
+
+    @property
+    def configured(self) -> bool:
+        """True if any key or key file is set."""
+        return self.key_file is not None or self.public_key is not None or self.secret_key is not None
+
+
+class TlsSettings(StrictModel):
+    """A certificate and its private key (PEM files) for an HTTPS endpoint."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class SecuritySettings(StrictModel):
+    """How endpoints are protected; an endpoint beyond loopback is refused unless protected.
+
+    ``mode: curve``: the RPC and the bus use ZeroMQ CURVE (encrypted, and only
+    the allowed client keys may connect), on every host, loopback included.
+    ``server`` is the key pair the RPC servers and the bus proxy bind with (its
+    public key is all a client needs); ``client`` is the pair this host connects
+    with (unset: the server's pair, for a single host). The servers accept the
+    keys in ``allowed_clients`` and in ``allowed_clients_dir`` (public
+    certificates, ``*.key``), and always this host's own client key.
+    ``tls`` serves pycron's control API over HTTPS, which it needs beyond loopback.
+    """
+
+    mode: Literal["none", "curve"] = "none"
+    server: CurveKeySettings = CurveKeySettings()
+    client: CurveKeySettings = CurveKeySettings()
+    allowed_clients_dir: Path | None = None
+    allowed_clients: list[str] = Field(default_factory=list, description="Z85 public keys of allowed clients")
+    tls: TlsSettings = TlsSettings()
+
+    @field_validator("allowed_clients")
+    @classmethod
+    def _allowed_z85(cls, value: list[str]) -> list[str]:
+        return [_check_z85(key, "allowed_clients entry") for key in value]
+
+    @property
+    def curve(self) -> bool:
+        """True when the RPC and the bus use CURVE."""
+        return self.mode == "curve"
+
+
 class Settings(StrictModel):
     """The platform's settings after profile merge and environment overrides."""
 
@@ -186,6 +265,7 @@ class Settings(StrictModel):
     trading: TradingSettings = TradingSettings()
     strategies: StrategiesSettings = StrategiesSettings()
     services: dict[str, ServiceSettings] = {}
+    security: SecuritySettings = SecuritySettings()
 
     def path(self, p: Path | str) -> Path:
         """Resolve a configured path against the platform home."""
@@ -215,7 +295,8 @@ class Settings(StrictModel):
     def secrets(self) -> list[str]:
         """Every secret value in these settings, for log masking."""
         found: list[str] = []
-        for secret in (self.redis.password, self.pycron.token):
+        curve = (self.security.server.secret_key, self.security.client.secret_key)
+        for secret in (self.redis.password, self.pycron.token, *curve):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())
         return found
@@ -270,6 +351,8 @@ def env_overrides(
             value = raw
         if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("[", "{")):
             value = raw  # only explicit flow syntax ([a, b] or {k: v}) makes a list or a mapping
+        elif value is None and raw.strip() not in _YAML_NULLS:
+            value = raw  # "#..." or "&..." reads as a comment or an anchor: a key (Z85) may start so
         node = out
         for key in keys[:-1]:
             node = node.setdefault(key, {})

@@ -21,6 +21,7 @@ def run_pycron(home: Path, jobs: str, **env: str) -> subprocess.CompletedProcess
             "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml"),
             "TRADER_PYCRON__CONFIG": str(home / "jobs.yaml"),
             "TRADER_PYCRON__PORT": "0",
+            "PYTHONPATH": str(REPO),  # this checkout's pycron, not the one the venv has installed
             **env,
         }
     )

@@ -15,6 +15,7 @@ from rich.console import Console
 from pycron.client import PycronClient
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, TraderError, Unavailable
+from trader.messaging.curve import ClientKeys, CurveKeys
 from trader.messaging.rpc import RpcClient
 
 RPC_TIMEOUT = 10.0
@@ -42,9 +43,10 @@ def ensure_listening(endpoint: str, what: str) -> None:
 
 
 async def _call(
-    endpoint: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+    endpoint: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+    curve: ClientKeys | None = None,
 ) -> Any:
-    client = RpcClient(endpoint)
+    client = RpcClient(endpoint, curve=curve)
     try:
         return await asyncio.wait_for(
             client.call(method, *args, timeout=timeout + SERVER_GRACE, **kwargs), timeout
@@ -69,6 +71,10 @@ class CliContext:
         if name not in self._settings:
             self._settings[name] = load_settings(name)
         return self._settings[name]
+
+    def curve_client(self) -> ClientKeys | None:
+        """Return the CURVE keys this CLI connects with (None: ``security.mode`` is none)."""
+        return CurveKeys.from_settings(self.settings()).client
 
     def client(self, profile: str | None = None, *, timeout: float = 5.0) -> PycronClient:
         """Return a control API client for the pycron of these settings."""
@@ -106,9 +112,10 @@ class CliContext:
         """
         endpoint = self.endpoint(service)
         ensure_listening(endpoint, service)
+        curve = self.curve_client()
         for attempt in range(retries + 1):
             try:
-                return await _call(endpoint, method, args, kwargs, timeout)
+                return await _call(endpoint, method, args, kwargs, timeout, curve)
             except TimeoutError:
                 if attempt < retries:
                     self.err.print(

@@ -21,6 +21,7 @@ from trader.cli import render
 from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.trading import hint_options, hints
 from trader.errors import TraderError
+from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber, topic_matches
 
 TOPIC = "tick.ib"
@@ -107,7 +108,7 @@ def listen(
     started = time.monotonic()
     latest: dict[str, dict[str, Any]] = {}
     if cli.json:
-        _run(endpoint, keys, count, duration, _print_json)
+        _run(endpoint, keys, count, duration, _print_json, cli.curve_client())
         return
     title = f"ticks on {', '.join(keys) or TOPIC}"
     with Live(
@@ -122,7 +123,7 @@ def listen(
             latest[str(tick.get("instrument", "?"))] = tick
             live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
-        seen = _run(endpoint, keys, count, duration, on_tick)
+        seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
     cli.err.print(f"{seen} ticks in {time.monotonic() - started:.1f}s", highlight=False)
 
 
@@ -136,13 +137,15 @@ def _run(
     count: int | None,
     duration: float | None,
     on_tick: Callable[[dict[str, Any]], None],
+    curve: ClientKeys | None = None,
 ) -> int:
     """Hand each tick from the bus to ``on_tick``; return how many came (Ctrl-C ends quietly)."""
     seen = [0]
     try:
         asyncio.run(
             _listen(
-                endpoint, [f"{TOPIC}.{k}" for k in keys] or [TOPIC], count, duration, on_tick, seen
+                endpoint, [f"{TOPIC}.{k}" for k in keys] or [TOPIC], count, duration, on_tick, seen,
+                curve,
             )
         )
     except KeyboardInterrupt:
@@ -157,9 +160,10 @@ async def _listen(
     duration: float | None,
     on_tick: Callable[[dict[str, Any]], None],
     seen: list[int],
+    curve: ClientKeys | None = None,
 ) -> None:
     queue: asyncio.Queue[Message] = asyncio.Queue()
-    subscriber = Subscriber(endpoint)
+    subscriber = Subscriber(endpoint, curve=curve)
     subscriber.start()
     streams = [subscriber.observe(topic).subscribe(queue.put_nowait) for topic in topics]
     loop = asyncio.get_running_loop()

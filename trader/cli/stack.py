@@ -93,7 +93,7 @@ def _running_client(settings: Settings) -> PycronClient:
         raise Unavailable(
             f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
         )
-    return PycronClient(f"http://{settings.pycron.host}:{settings.pycron.port}", token)
+    return PycronClient.with_token(settings, token)
 
 
 def _pycron_environment(settings: Settings, token: str) -> dict[str, str]:
@@ -179,7 +179,7 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
             f"pycron started (pid {pid}, profile {settings.profile}); waiting for the jobs",
             highlight=False,
         )
-    with PycronClient(f"http://{settings.pycron.host}:{settings.pycron.port}", token) as client:
+    with PycronClient.with_token(settings, token) as client:
         jobs = _wait_ready(pid, client, timeout, out_path)
     if cli.json:
         cli.emit_json({"pid": pid, "profile": settings.profile, "jobs": jobs})

@@ -179,7 +179,7 @@ async def _follow(
     endpoint = cli.settings().bus.sub_endpoint
     ensure_listening(endpoint, "the bus")
     queue: asyncio.Queue[Message] = asyncio.Queue()
-    subscriber = Subscriber(endpoint)
+    subscriber = Subscriber(endpoint, curve=cli.curve_client())
     subscriber.start()
     # Listen before asking for the history, so no line falls between the two;
     # a line in both is shown once.

@@ -4,7 +4,10 @@ Frames are forwarded by ``zmq.proxy_steerable`` in C on a thread of its own, so
 the proxy adds one hop but no Python work per message. Subscriptions travel
 upstream, so publishers filter at the source. A peer that sends a frame over
 ``max_frame_bytes`` is disconnected by libzmq (ZMQ_MAXMSGSIZE); decoding, and
-dropping what does not decode, is the subscribers' job.
+dropping what does not decode, is the subscribers' job. With ``curve`` keys
+both sides are CURVE servers that admit only the allowed client keys (a
+publisher or subscriber refused there neither sends nor receives anything);
+without, both endpoints must be on loopback (:mod:`trader.messaging.loopback`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import logging
 import threading
 
 import zmq
+
+from trader.messaging.curve import ServerKeys, release_server, secure_server
+from trader.messaging.loopback import require_protected
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +35,13 @@ class BusProxy:
         *,
         max_frame_bytes: int = 8 * 1024 * 1024,
         context: zmq.Context | None = None,
+        curve: ServerKeys | None = None,
     ) -> None:
+        require_protected(pub_endpoint, "bus proxy binding (publishers' side)", protected=curve is not None)
+        require_protected(sub_endpoint, "bus proxy binding (subscribers' side)", protected=curve is not None)
         self._ctx = context or zmq.Context.instance()
+        self._curve = curve
+        self._domains: list[str] = []
         self._bind = (pub_endpoint, sub_endpoint)
         self._max_frame = max_frame_bytes
         self._thread: threading.Thread | None = None
@@ -51,6 +62,8 @@ class BusProxy:
             sock.setsockopt(zmq.RCVHWM, HWM)
             sock.setsockopt(zmq.SNDHWM, HWM)
         xsub.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
+        if self._curve is not None:
+            self._domains = [secure_server(sock, self._curve) for sock in (xsub, xpub)]
         try:
             xsub.bind(self._bind[0])
             xpub.bind(self._bind[1])
@@ -58,6 +71,7 @@ class BusProxy:
             xsub.close()
             xpub.close()
             control.close()
+            self._release()
             raise
         self.pub_endpoint = xsub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sub_endpoint = xpub.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -92,3 +106,9 @@ class BusProxy:
         thread.join(timeout)
         self._control.close(linger=0)
         self._control = None
+        self._release()
+
+    def _release(self) -> None:
+        domains, self._domains = self._domains, []
+        for domain in domains:
+            release_server(self._ctx, domain)

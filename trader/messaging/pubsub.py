@@ -6,7 +6,9 @@ about twice the messages per second through pyzmq (multipart costs a second
 send/recv call per message), and ZeroMQ's prefix subscription still works on
 the topic bytes at the start of the frame. Topics are dotted and hierarchical:
 ``observe("tick.sim")`` sees ``tick.sim`` and ``tick.sim.AAPL`` but not
-``tick.simx``; ``observe("")`` sees everything.
+``tick.simx``; ``observe("")`` sees everything. With ``curve`` keys both
+connect as CURVE clients of the proxy; without, the endpoint must be on
+loopback (:mod:`trader.messaging.loopback`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from reactivex.disposable import Disposable
 
 from trader.errors import ProtocolError, ValidationError
 from trader.messaging import codec
+from trader.messaging.curve import ClientKeys, secure_client
 from trader.messaging.drain import Drainer
+from trader.messaging.loopback import require_protected
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,17 @@ class Publisher:
     right trade for market data. A publisher belongs to one thread.
     """
 
-    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self, endpoint: str, *, context: zmq.Context | None = None, curve: ClientKeys | None = None
+    ) -> None:
+        require_protected(endpoint, "bus publisher connecting to", protected=curve is not None)
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 500)
         self._sock.setsockopt(zmq.SNDHWM, HWM)
+        if curve is not None:
+            secure_client(self._sock, curve)
         self._sock.connect(endpoint)
         self._topics: dict[str, bytes] = {}
 
@@ -94,9 +103,13 @@ class Subscriber:
     logged and the others still get the message, so one bad tick ends nothing.
     """
 
-    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self, endpoint: str, *, context: zmq.Context | None = None, curve: ClientKeys | None = None
+    ) -> None:
+        require_protected(endpoint, "bus subscriber connecting to", protected=curve is not None)
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
+        self._curve = curve
         self._sock: zmq.Socket | None = None
         self._drainer: Drainer | None = None
         self._routes: dict[str, list[abc.ObserverBase[Message]]] = {}
@@ -112,6 +125,8 @@ class Subscriber:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, HWM)
+        if self._curve is not None:
+            secure_client(sock, self._curve)
         sock.connect(self.endpoint)
         for pattern in self._routes:
             sock.setsockopt(zmq.SUBSCRIBE, pattern.encode())

@@ -9,7 +9,12 @@ message through the platform codec: nothing is ever unpickled.
 
 The sockets are :mod:`trader.messaging.zmtp`'s: the ZeroMQ wire protocol spoken
 from the service's own loop, without libzmq's I/O threads (a round trip wakes
-two threads instead of six), and open to any ZeroMQ DEALER or REQ peer.
+two threads instead of six), and open to any ZeroMQ DEALER or REQ peer. With
+``security.mode: curve`` they are pyzmq's instead (:mod:`trader.messaging.curve_sockets`):
+CURVE-encrypted, and only allowed client keys get through. Which one is the
+caller's ``curve`` keys' choice; the envelope, the registry and the semantics
+are the same. Without keys, an endpoint beyond loopback is refused
+(:mod:`trader.messaging.loopback`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from trader.errors import (
     error_from_wire,
 )
 from trader.messaging import codec
+from trader.messaging.curve import ClientKeys, ServerKeys
+from trader.messaging.curve_sockets import CurveDealer, CurveRouter
+from trader.messaging.loopback import require_protected
 from trader.messaging.zmtp_sockets import DEFAULT_MAX_CONNECTIONS, Dealer, Peer, RouterServer
 
 log = logging.getLogger(__name__)
@@ -102,6 +110,10 @@ class RpcServer:
     A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
     times that closes its connection before it is read. Past
     ``max_connections`` open connections, a new one is closed at once.
+    With ``curve`` keys the socket is a CURVE ROUTER (libzmq's: it disconnects
+    a sender over four times the limit, and has no connection limit of its own:
+    only allowed keys complete a handshake); without, the endpoint must be on
+    loopback, else ConfigError.
     """
 
     def __init__(
@@ -112,12 +124,18 @@ class RpcServer:
         max_inflight: int = 256,
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        curve: ServerKeys | None = None,
     ) -> None:
+        require_protected(endpoint, "RPC server binding", protected=curve is not None)
         self.registry = registry
         self.max_inflight = max_inflight
         self.max_frame_bytes = max_frame_bytes
-        self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4,
-                                    max_connections=max_connections)
+        self._router: RouterServer | CurveRouter
+        if curve is not None:
+            self._router = CurveRouter(endpoint, self._on_frames, keys=curve, max_message_bytes=max_frame_bytes * 4)
+        else:
+            self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4,
+                                        max_connections=max_connections)
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.endpoint = endpoint
@@ -224,22 +242,30 @@ class RpcClient:
     calls in flight when it died time out with ``Timeout``, calls made while
     it is down wait (queued) for it within their timeout, and a reply that
     arrives after its call timed out is dropped, never delivered to a later
-    call (ids are unique per client). Create and use it on one loop.
+    call (ids are unique per client). Create and use it on one loop. With
+    ``curve`` keys it connects as a CURVE client; without, the endpoint must be
+    on loopback, else ConfigError.
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, endpoint: str, *, timeout: float = DEFAULT_TIMEOUT, curve: ClientKeys | None = None) -> None:
+        require_protected(endpoint, "RPC client connecting to", protected=curve is not None)
         self.endpoint = endpoint
         self.timeout = timeout
-        self._dealer: Dealer | None = None
+        self._curve = curve
+        self._dealer: Dealer | CurveDealer | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._prefix = f"{os.getpid():x}-{os.urandom(4).hex()}-"
         self._ids = itertools.count(1)
         self.stale_replies = 0
 
-    def _connect(self) -> Dealer:
+    def _connect(self) -> Dealer | CurveDealer:
         if self._dealer is None:
-            self._dealer = Dealer(self.endpoint, self._on_reply, max_message_bytes=MAX_REPLY,
-                                  reconnect_ivl=0.05, reconnect_ivl_max=1.0)
+            if self._curve is not None:
+                self._dealer = CurveDealer(self.endpoint, self._on_reply, keys=self._curve,
+                                           max_message_bytes=MAX_REPLY, reconnect_ivl=0.05, reconnect_ivl_max=1.0)
+            else:
+                self._dealer = Dealer(self.endpoint, self._on_reply, max_message_bytes=MAX_REPLY,
+                                      reconnect_ivl=0.05, reconnect_ivl_max=1.0)
             self._dealer.start()
         return self._dealer
 

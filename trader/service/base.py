@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, TraderError
 from trader.logsetup import setup_logging
+from trader.messaging.curve import CurveKeys
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
 from trader.service.lifecycle import Lifecycle, ServiceState
@@ -38,6 +39,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config = settings.service(self.name)
+        # The CURVE keys every socket of the service binds or connects with (none: loopback only).
+        self.curve = CurveKeys.from_settings(settings, need_server=self.config.rpc_endpoint is not None)
         self.lifecycle = Lifecycle(self.name, self._on_state_change)
         self.registry = MethodRegistry()
         self.publisher: Publisher | None = None
@@ -134,7 +137,7 @@ class Service:
             loop.add_signal_handler(sig, self.request_stop)
         code = 0
         try:
-            self.publisher = Publisher(self.settings.bus.pub_endpoint)
+            self.publisher = Publisher(self.settings.bus.pub_endpoint, curve=self.curve.client)
             self._heartbeat_task = loop.create_task(self._heartbeat_loop())
             endpoint = self.config.rpc_endpoint
             if endpoint is not None:
@@ -144,6 +147,7 @@ class Service:
                     max_inflight=self.config.max_inflight,
                     max_frame_bytes=self.settings.bus.max_frame_bytes,
                     max_connections=self.config.max_connections,
+                    curve=self.curve.server,
                 )
                 await self.rpc.start()
             await self.on_start()

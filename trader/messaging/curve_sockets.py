@@ -1,0 +1,193 @@
+"""The RPC's CURVE transport: a pyzmq ROUTER server and DEALER client, read from the service's asyncio loop.
+
+They have the shape of :mod:`trader.messaging.zmtp_sockets`' ``RouterServer``
+and ``Dealer`` (``on_message(peer, frames)``, ``peer.send``, a dealer that
+queues while the server is away and reconnects by itself), so ``RpcServer``
+and ``RpcClient`` keep one envelope, one registry and one set of semantics
+whichever transport the settings choose. libzmq does the CURVE handshake,
+the encryption, the ZAP check of the client's key (see
+:mod:`trader.messaging.curve`), reconnection and heartbeats; a
+:class:`~trader.messaging.drain.Drainer` reads each socket from the loop
+without a task per message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import zmq
+
+from trader.messaging.curve import ClientKeys, ServerKeys, release_server, secure_client, secure_server
+from trader.messaging.drain import Drainer
+
+log = logging.getLogger(__name__)
+
+HWM = 100_000
+
+__all__ = ["CurveDealer", "CurvePeer", "CurveRouter"]
+
+
+class CurvePeer:
+    """One client as a ``CurveRouter`` sees it (by its routing id); reply with ``send``."""
+
+    __slots__ = ("_router", "closed", "identity")
+
+    def __init__(self, router: CurveRouter, identity: bytes) -> None:
+        self._router = router
+        self.identity = identity
+        self.closed = False
+
+    def send(self, frames: list[bytes]) -> bool:
+        """Send a message back to this client; False if it is gone or not reading."""
+        return self._router._send(self, frames)
+
+
+class CurveRouter:
+    """A bound CURVE ROUTER: every message goes to ``on_message(peer, frames)`` on the running loop.
+
+    A message over ``max_message_bytes`` disconnects its sender (libzmq's
+    ZMQ_MAXMSGSIZE); a handshake not done within 10 s is dropped, and so is
+    a peer silent for 20 s (ZMTP heartbeats).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        on_message: Callable[[CurvePeer, list[bytes]], None],
+        *,
+        keys: ServerKeys,
+        max_message_bytes: int,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_message = on_message
+        self._keys = keys
+        self._max = max_message_bytes
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._drainer: Drainer | None = None
+        self._domain: str | None = None
+
+    async def start(self) -> None:
+        """Bind and start reading; ``endpoint`` then names the real port."""
+        if self._sock is not None:
+            return
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished client fails, it is not dropped silently
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.setsockopt(zmq.RCVHWM, HWM)
+        self._domain = secure_server(sock, self._keys)
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError:
+            sock.close()
+            release_server(self._ctx, self._domain)
+            raise
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = sock
+        self._drainer = Drainer(sock, self._dispatch, multipart=True)
+        self._drainer.start()
+
+    async def close(self) -> None:
+        """Stop reading and close the socket; safe to call twice."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._drainer is not None:
+            self._drainer.stop()
+        sock.close(linger=0)
+        if self._domain is not None:
+            release_server(self._ctx, self._domain)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return  # a routing id alone: nothing to answer
+        self._on_message(CurvePeer(self, frames[0]), frames[1:])
+
+    def _send(self, peer: CurvePeer, frames: list[bytes]) -> bool:
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            sock.send_multipart([peer.identity, *frames], zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False  # the client's queue is full: it is not reading
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            peer.closed = True
+            return False
+        finally:
+            if self._drainer is not None:
+                self._drainer.kick()  # a send may consume the socket's edge-triggered read signal
+
+
+class CurveDealer:
+    """A CURVE DEALER that connects, reconnects by itself and queues (up to ``hwm``) while the server is away."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        on_message: Callable[[list[bytes]], None],
+        *,
+        keys: ClientKeys,
+        max_message_bytes: int,
+        hwm: int = HWM,
+        reconnect_ivl: float = 0.05,
+        reconnect_ivl_max: float = 1.0,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._on_message = on_message
+        self._keys = keys
+        self._max = max_message_bytes
+        self._hwm = hwm
+        self._ivl = reconnect_ivl
+        self._ivl_max = max(reconnect_ivl_max, reconnect_ivl)
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._drainer: Drainer | None = None
+
+    def start(self) -> None:
+        """Connect in the background and start reading; call from the running loop."""
+        if self._sock is not None:
+            return
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
+        sock.setsockopt(zmq.SNDHWM, self._hwm)
+        sock.setsockopt(zmq.RCVHWM, self._hwm)
+        sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(self._ivl * 1000)))
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(self._ivl_max * 1000)))
+        secure_client(sock, self._keys)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self._drainer = Drainer(sock, self._on_message, multipart=True)
+        self._drainer.start()
+
+    def send(self, frames: list[bytes]) -> bool:
+        """Send (or queue while disconnected); False when the queue is full or the dealer closed."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+        finally:
+            if self._drainer is not None:
+                self._drainer.kick()
+
+    def close(self) -> None:
+        """Stop reading and close the socket; safe to call twice."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._drainer is not None:
+            self._drainer.stop()
+        sock.close(linger=0)
