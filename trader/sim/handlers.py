@@ -27,7 +27,7 @@ from trader.sim.history import (
 from trader.sim.market import record_minute
 from trader.sim.msgids import ErrorCode, In
 from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
-from trader.sim.requests import (
+from trader.sim.client_requests import (
     AccountSummaryRequest,
     AccountUpdatesMultiRequest,
     AccountUpdatesRequest,
@@ -47,7 +47,7 @@ from trader.sim.requests import (
 from trader.sim.session import BarStream, MarketDataSubscription, RealTimeBarStream
 
 if TYPE_CHECKING:
-    from trader.sim.catalogue import ContractQuery, Instrument
+    from trader.sim.catalogue import ContractQuery, SimInstrument
     from trader.sim.market import MarketState
     from trader.sim.server import TwsSimServer
     from trader.sim.session import Session
@@ -143,7 +143,7 @@ class RequestHandlers:
         session.send(enc.next_valid_id(self.server.reserve_ids(session.client_id, request.count)))
 
     # -- contracts ----------------------------------------------------------------------
-    def _resolve(self, session: Session, req_id: int, query: ContractQuery) -> Instrument | None:
+    def _resolve(self, session: Session, req_id: int, query: ContractQuery) -> SimInstrument | None:
         """Return the one instrument ``query`` names, or answer error 200 and return None."""
         found = self.server.catalogue.match(query)
         if len(found) == 1:

@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from trader.sim.catalogue import Catalogue, Instrument
+from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.orders import Quote
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class MinuteBar:
 class MarketState:
     """One instrument's market: the quote, the last trade and the session's statistics."""
 
-    instrument: Instrument
+    instrument: SimInstrument
     rng: random.Random
     bid_ticks: int
     bid_size: int
@@ -128,7 +128,7 @@ class MarketGenerator:
             self._states[inst.conid] = self._initial_state(inst, start)
         self._walking = list(self._states.values())
 
-    def _initial_state(self, inst: Instrument, start: datetime) -> MarketState:
+    def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
         rng = random.Random(f"tws-sim:{self.seed}:{inst.conid}")
         half_spread = Decimal(inst.spread_ticks) * inst.tick_size / 2
         bid_ticks = max(1, int(((inst.price - half_spread) / inst.tick_size).to_integral_value()))
@@ -139,6 +139,8 @@ class MarketGenerator:
             bid_size=self._size(rng, inst.quote_size),
             ask_size=self._size(rng, inst.quote_size),
             spread_ticks=inst.spread_ticks,
+            last=inst.price,  # the previous session's last trade, as TWS shows it before today's first
+            last_size=inst.trade_size,
             close=inst.price,
             time=start,
         )

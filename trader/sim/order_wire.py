@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
-from trader.sim.catalogue import ContractQuery, Instrument
+from trader.sim.catalogue import ContractQuery, SimInstrument
 from trader.sim.encoders import Fields, tws_time
 from trader.sim.msgids import ErrorCode, Out, ServerVersion
 from trader.sim.orders import Execution, OrderTicket, SimOrder
-from trader.sim.requests import parse_contract
+from trader.sim.client_requests import parse_contract
 from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError
 
 __all__ = [
@@ -261,7 +261,7 @@ class OrderRefused(Exception):
         self.text = text
 
 
-def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: Instrument) -> OrderTicket:
+def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: SimInstrument) -> OrderTicket:
     """Turn a placeOrder into an engine ticket; raise OrderRefused with IB's code if it cannot be one."""
     if request.conditions:
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:order conditions are not supported by tws-sim")
@@ -312,7 +312,7 @@ def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: Instrument
     )
 
 
-def _contract_block(inst: Instrument) -> Fields:
+def _contract_block(inst: SimInstrument) -> Fields:
     c = inst.contract
     return [
         inst.conid, c.symbol, str(c.sec_type), inst.wire_expiry, inst.wire_strike, inst.wire_right,

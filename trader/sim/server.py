@@ -25,7 +25,7 @@ from trader.domain import SecType
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
 from trader.sim.account import Account
-from trader.sim.catalogue import Catalogue, Instrument, SimConfig
+from trader.sim.catalogue import Catalogue, SimConfig, SimInstrument
 from trader.sim.engine import MatchingEngine
 from trader.sim.handlers import RequestHandlers
 from trader.sim.market import MarketGenerator, MarketState
@@ -199,7 +199,7 @@ class TwsSimServer:
                 return 1 / mid
         return None
 
-    def instrument(self, conid: int) -> Instrument | None:
+    def instrument(self, conid: int) -> SimInstrument | None:
         return self.catalogue.get(conid)
 
     def market_step(self, now: datetime | None = None) -> list[MarketState]:
@@ -263,7 +263,7 @@ class TwsSimServer:
                 if session is not None:
                     session.error(event.order_id, event.code, event.text)
 
-    def _after_fill(self, inst: Instrument) -> None:
+    def _after_fill(self, inst: SimInstrument) -> None:
         holding = self.account.holdings.get(inst.conid)
         if holding is None:
             return

@@ -20,7 +20,7 @@ from trader.errors import FrameTooLarge
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
 from trader.sim.msgids import ErrorCode, In, negotiate_version
-from trader.sim.requests import REQUEST_PARSERS
+from trader.sim.client_requests import REQUEST_PARSERS
 from trader.sim.wire import (
     API_SIGNATURE,
     Field,
