@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Contract, Right, SecType
 from trader.errors import ConfigError, ValidationError
+from trader.sim.limits import ConnectionLimits
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -128,6 +129,7 @@ class SimConfig(StrictModel):
     market: MarketConfig = MarketConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     replay: ReplayConfig | None = None
+    connections: ConnectionLimits = ConnectionLimits()
 
     @model_validator(mode="after")
     def _unique_conids(self) -> SimConfig:
