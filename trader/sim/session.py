@@ -143,7 +143,7 @@ class Session:
         loop = asyncio.get_running_loop()
         handshake_deadline = loop.time() + self.limits.handshake_timeout
         try:
-            greeting = await _before(self.reader.readexactly(len(API_SIGNATURE)), handshake_deadline, loop)
+            greeting = await _before(self.reader.readexactly(len(API_SIGNATURE)), handshake_deadline)
             if greeting != API_SIGNATURE:
                 log.warning("connection from %s did not start with API\\0 (%r): closing", self.peer, greeting)
                 return
@@ -151,7 +151,7 @@ class Session:
             frame_deadline: float | None = None
             while not self.closed:
                 deadline = handshake_deadline if self.client_id is None else frame_deadline
-                chunk = await _before(self.reader.read(65536), deadline, loop)
+                chunk = await _before(self.reader.read(65536), deadline)
                 if not chunk:
                     break
                 payloads = splitter.feed(chunk)
@@ -312,8 +312,7 @@ def _guess_req_id(msg_id: In, fields: list[str]) -> int:
         return -1
 
 
-async def _before(read: Awaitable[T], deadline: float | None, loop: asyncio.AbstractEventLoop) -> T:
-    """Await ``read``, raising TimeoutError if it has not finished by ``deadline`` (loop time; None: wait)."""
-    if deadline is None:
+async def _before(read: Awaitable[T], deadline: float | None) -> T:
+    """Await ``read``; raise TimeoutError if it has not finished by ``deadline`` (loop time; None: no deadline)."""
+    async with asyncio.timeout_at(deadline):  # a timer, not a task per read as wait_for would make
         return await read
-    return await asyncio.wait_for(read, max(0.0, deadline - loop.time()))
