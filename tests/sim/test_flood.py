@@ -14,8 +14,6 @@ import asyncio
 import logging
 import random
 import struct
-from collections.abc import Callable
-
 import pytest
 from ib_async import MarketOrder, Stock
 
@@ -68,7 +66,8 @@ async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool
 
 
 def logged_chars(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(len(r.getMessage()) + len(r.exc_text or "") for r in caplog.records if r.name.startswith("trader.sim"))
+    records = [r for r in caplog.records if r.name.startswith("trader.sim")]
+    return sum(len(r.getMessage()) + len(r.exc_text or "") for r in records)
 
 
 def random_fields(rng: random.Random) -> bytes:
@@ -80,7 +79,7 @@ def random_fields(rng: random.Random) -> bytes:
         if kind < 0.3:
             fields.append(str(rng.randrange(-2**40, 2**40)).encode())
         elif kind < 0.5:
-            fields.append(rng.choice([b"", b"nan", b"inf", b"-0", b"1.7976931348623157E308", b"Infinite", b"AAPL"]))
+            fields.append(rng.choice([b"", b"nan", b"inf", b"-0", b"1.7976931348623157E308", b"Infinite"]))
         elif kind < 0.8:
             fields.append(rng.randbytes(rng.randrange(1, 30)).replace(b"\0", b"?"))
         else:
@@ -225,8 +224,8 @@ def test_garbage_handshakes_are_closed_promptly(seed: int, caplog: pytest.LogCap
             await still_trades(server)
 
     async def check(batch: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]) -> None:
-        closed: Callable[[asyncio.StreamReader], object] = lambda r: closed_by_server(r, LIMITS.handshake_timeout + 2)
-        assert all(await asyncio.gather(*(closed(r) for r, _ in batch)))  # type: ignore[arg-type]
+        timeout = LIMITS.handshake_timeout + 2
+        assert all(await asyncio.gather(*(closed_by_server(reader, timeout) for reader, _ in batch)))
         for _, writer in batch:
             writer.close()
         batch.clear()

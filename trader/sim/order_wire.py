@@ -271,13 +271,15 @@ def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: SimInstrum
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:algo orders are not supported by tws-sim")
     action = IB_ACTIONS.get(request.action)
     if action is None:
-        raise OrderRefused(ErrorCode.VALIDATION_ERROR, f"Error validating request:-'action' : cause - invalid action {clip(request.action)}")
+        raise OrderRefused(ErrorCode.VALIDATION_ERROR,
+                           f"Error validating request:-'action' : cause - invalid action {clip(request.action)}")
     kind = IB_ORDER_TYPES.get(request.order_type)
     if kind is None:
         raise OrderRefused(ErrorCode.UNSUPPORTED_ORDER_TYPE, "Unsupported order type for this exchange and security type.")
     tif = IB_TIFS.get(request.tif)
     if tif is None:
-        raise OrderRefused(ErrorCode.ORDER_REJECTED, f"Order rejected - reason:time in force {clip(request.tif)} is not supported")
+        raise OrderRefused(ErrorCode.ORDER_REJECTED,
+                           f"Order rejected - reason:time in force {clip(request.tif)} is not supported")
     if request.quantity is None or request.quantity <= 0:
         raise OrderRefused(ErrorCode.ZERO_SIZE, "The order size cannot be zero")
     stop = trail_amount = trail_percent = None

@@ -121,12 +121,13 @@ class SimWorld:
         return first
 
     def log_request(self, client_id: int | None, fields: list[str]) -> None:
-        """Record one request, each field cut to ``MAX_LOGGED_FIELD`` characters (at most ``MAX_LOGGED_FIELDS``)."""
+        """Record one request: at most ``MAX_LOGGED_FIELDS`` fields of ``MAX_LOGGED_FIELD`` characters each."""
         try:
             name = In(int(fields[0])).name if fields else "EMPTY"
         except ValueError:
             name = f"UNKNOWN({clip(fields[0], 40)})"
-        kept = tuple(f if len(f) <= MAX_LOGGED_FIELD else clip(f, MAX_LOGGED_FIELD) for f in fields[:MAX_LOGGED_FIELDS])
+        kept = tuple(f if len(f) <= MAX_LOGGED_FIELD else clip(f, MAX_LOGGED_FIELD)
+                     for f in fields[:MAX_LOGGED_FIELDS])
         self.request_log.append(RequestRecord(self.clock(), client_id, name, kept))
 
     def handle(self, session: Session, msg_id: In, request: object) -> None:
@@ -249,7 +250,7 @@ class SimWorld:
         return paused
 
     def recent_requests(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Return the last ``limit`` requests received, oldest first (ValidationError unless 0 <= limit <= the log's size)."""
+        """Return the last ``limit`` requests received, oldest first (0 <= limit <= the log's size)."""
         limit = checked_count("limit", limit, self.request_log.maxlen or 0)
         records = list(self.request_log)[-limit:] if limit > 0 else []
         return [
@@ -259,7 +260,7 @@ class SimWorld:
 
 
 def checked_number(name: str, value: object, low: float, high: float) -> float:
-    """Return ``value`` as a float if it is a finite number from ``low`` to ``high``; else raise ValidationError."""
+    """Return ``value`` as a float if it is a finite number from ``low`` to ``high``, else raise ValidationError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{name} must be a number, got {type(value).__name__} {clip(value, 40)}", field=name)
     number = float(value)
@@ -272,7 +273,8 @@ def checked_number(name: str, value: object, low: float, high: float) -> float:
 def checked_count(name: str, value: object, high: int) -> int:
     """Return ``value`` if it is an integer from 0 to ``high``; else raise ValidationError."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{name} must be an integer, got {type(value).__name__} {clip(value, 40)}", field=name)
+        raise ValidationError(f"{name} must be an integer, got {type(value).__name__} {clip(value, 40)}",
+                              field=name)
     if not 0 <= value <= high:
         raise ValidationError(f"{name} must be from 0 to {high}, got {value}", field=name)
     return value
