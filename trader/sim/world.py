@@ -107,6 +107,7 @@ class SimWorld:
         return True
 
     def unregister(self, session: Session) -> None:
+        """Forget ``session``'s client id: its connection has ended."""
         if session.client_id is not None and self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
             log.info("client %d disconnected", session.client_id)
@@ -116,6 +117,7 @@ class SimWorld:
         return max(self._next_ids.get(client_id, 1), self.engine.book.last_order_id(client_id) + 1)
 
     def reserve_ids(self, client_id: int, count: int) -> int:
+        """Answer reqIds: return the next order id for ``client_id``."""
         first = self.next_order_id(client_id)
         self._next_ids[client_id] = first
         return first
@@ -161,6 +163,7 @@ class SimWorld:
         return None
 
     def instrument(self, conid: int) -> SimInstrument | None:
+        """Return the catalogue's instrument ``conid``, or None."""
         return self.catalogue.get(conid)
 
     def market_step(self, now: datetime | None = None) -> list[MarketState]:
@@ -185,7 +188,6 @@ class SimWorld:
             for rt in list(session.realtime_bars.values()):
                 self.handlers.update_realtime_bar(session, rt, self.market.state(rt.conid))
         return moved
-
 
     def push_accounts(self) -> None:
         """Send account values and portfolio lines to every session subscribed to account updates."""
