@@ -7,7 +7,9 @@ faster, as the benchmark does; ``--replay FILE --speed N [--loop]`` to drive the
 instruments a CSV or Parquet file names from that file, N seconds of data a second). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
-refuse orders, pause the market, read the request log).
+refuse orders, pause the market, read the request log). Each control method
+checks its arguments (type, finite, bounded) in :class:`~trader.sim.world.SimWorld`
+and refuses a bad one with a ValidationError naming it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trader.config import Settings, validate
-from trader.errors import ConfigError, Unavailable, ValidationError
+from trader.errors import ConfigError, Unavailable
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.sim.catalogue import MarketConfig, ReplayConfig, SimConfig, load_sim_config
@@ -115,35 +117,24 @@ class TwsSimService(Service):
         return self._server().drop_all_connections()
 
     def set_delay(self, seconds: float) -> float:
-        """Delay every response by ``seconds`` from now on (0 to stop); return the delay."""
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-            raise ValidationError(f"delay must be a number >= 0, got {seconds!r}")
-        self._server().set_response_delay(float(seconds))
-        return float(seconds)
+        """Delay every response by ``seconds`` from now on (0 to stop, at most 60); return the delay."""
+        return self._server().set_response_delay(seconds)
 
     def reject_next_orders(self, count: int) -> int:
         """Refuse the next ``count`` new orders with IB's error 201; return the count."""
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise ValidationError(f"count must be an integer >= 0, got {count!r}")
-        self._server().reject_next_orders(count)
-        return count
+        return self._server().reject_next_orders(count)
 
     def pause_market(self) -> bool:
         """Freeze the market: quotes stop moving and resting orders stop filling."""
-        self._server().pause_market(True)
-        return True
+        return self._server().pause_market(True)
 
     def resume_market(self) -> bool:
         """Let the market move again."""
-        self._server().pause_market(False)
-        return False
+        return self._server().pause_market(False)
 
     def requests(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the last ``limit`` requests received from clients, oldest first."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise ValidationError(f"limit must be an integer >= 0, got {limit!r}")
         return self._server().recent_requests(limit)
-
 
 if __name__ == "__main__":
     sys.exit(main(TwsSimService))

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from trader.sim.catalogue import Catalogue, CommissionConfig, Instrument, load_sim_config
+from trader.sim.catalogue import Catalogue, CommissionConfig, SimInstrument, load_sim_config
 from trader.sim.engine import MatchingEngine
 from trader.sim.orders import CommissionSchedule
 
@@ -31,14 +31,14 @@ def catalogue() -> Catalogue:
 
 
 @pytest.fixture
-def aapl(catalogue: Catalogue) -> Instrument:
+def aapl(catalogue: Catalogue) -> SimInstrument:
     found = catalogue.get(265598)
     assert found is not None
     return found
 
 
 @pytest.fixture
-def es(catalogue: Catalogue) -> Instrument:
+def es(catalogue: Catalogue) -> SimInstrument:
     found = catalogue.get(637533641)
     assert found is not None
     return found

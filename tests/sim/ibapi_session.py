@@ -20,9 +20,10 @@ ibapi itself checks them (field count against the method's signature), except
 that a mismatch, which ibapi only logs and drops, is reported.
 
 The session: connect; reqContractDetails; reqMatchingSymbols; reqMktData until
-bid, ask and a few more ticks arrive; reqHistoricalData; placeOrder a MKT
-(until Filled with its execDetails and commission report) and a LMT far from
-the market (until Submitted); reqPositions; reqAccountUpdates; reqOpenOrders;
+bid, ask, last and its time (all in the first reply) and a few more ticks
+arrive; reqHistoricalData; placeOrder a MKT (until Filled with its
+execDetails and commission report) and a LMT far from the market (until
+Submitted); reqPositions; reqAccountUpdates; reqOpenOrders;
 reqExecutions; reqCompletedOrders; cancelOrder of the LMT; disconnect. The
 JSON on stdout says what arrived; the caller asserts on it.
 """
@@ -331,11 +332,12 @@ def run_session(app: SessionApp, host: str, port: int, client_id: int, steps: li
 
     app.reqMktData(3, contract, "", False, False, [])
 
-    def quoted() -> bool:
-        types = {t for kind, t, _ in app.ticks if kind == "price"}
-        return {1, 2} <= types and len(app.ticks) >= 12
+    def quoted() -> bool:  # the first reply carries them all: TWS sends the whole quote on subscribing
+        prices = {t for kind, t, _ in app.ticks if kind == "price"}
+        strings = {t for kind, t, _ in app.ticks if kind == "string"}
+        return {1, 2, 4} <= prices and 45 in strings and len(app.ticks) >= 12
 
-    app.wait("bid, ask and 12 ticks", quoted)
+    app.wait("bid, ask, last, its time and 12 ticks", quoted)
     app.cancelMktData(3)
     bid = max(price for kind, t, price in app.ticks if kind == "price" and t == 1)
     steps.append("reqMktData")

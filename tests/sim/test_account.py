@@ -7,13 +7,13 @@ from decimal import Decimal as D
 
 from trader.domain import Action
 from trader.sim.account import Account
-from trader.sim.catalogue import Catalogue, Instrument
+from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.orders import Execution
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
 
-def execution(inst: Instrument, action: str, shares: str, price: str, commission: str = "1.00") -> Execution:
+def execution(inst: SimInstrument, action: str, shares: str, price: str, commission: str = "1.00") -> Execution:
     return Execution("x", T0, 1, 1, 1, inst, Action(action), D(shares), D(price), D(shares), D(price),
                      D(commission), "USD", "DU1", "")
 
@@ -22,7 +22,7 @@ def no_marks(conid: int) -> D | None:
     return None
 
 
-def test_stock_round_trip(aapl: Instrument) -> None:
+def test_stock_round_trip(aapl: SimInstrument) -> None:
     account = Account("DU1", "USD", D(100_000))
     assert account.apply(execution(aapl, "BUY", "100", "100.00")) is None
     holding = account.holdings[aapl.conid]
@@ -38,7 +38,7 @@ def test_stock_round_trip(aapl: Instrument) -> None:
     assert account.cash["USD"] == D(100_000) + account.realized_pnl
 
 
-def test_short_and_flip(aapl: Instrument) -> None:
+def test_short_and_flip(aapl: SimInstrument) -> None:
     account = Account("DU1", "USD", D(0))
     account.apply(execution(aapl, "SELL", "10", "50.00", "0"))
     holding = account.holdings[aapl.conid]
@@ -48,7 +48,7 @@ def test_short_and_flip(aapl: Instrument) -> None:
     assert holding.quantity == 5 and holding.avg_cost == D(45)
 
 
-def test_futures_move_cash_only_by_pnl(es: Instrument) -> None:
+def test_futures_move_cash_only_by_pnl(es: SimInstrument) -> None:
     account = Account("DU1", "USD", D(50_000))
     account.apply(execution(es, "BUY", "2", "5925.00", "4.50"))
     holding = account.holdings[es.conid]
@@ -76,7 +76,7 @@ def test_fx_positions_keep_cash_by_currency(catalogue: Catalogue) -> None:
     assert tags[("CashBalance", "JPY")] == "-1500000.00"
 
 
-def test_values_without_positions_are_the_cash(aapl: Instrument) -> None:
+def test_values_without_positions_are_the_cash(aapl: SimInstrument) -> None:
     account = Account("DU1", "USD", D(1000000))
     tags = {t: v for t, v, c in account.values(no_marks, lambda c: None)}
     assert tags["NetLiquidation"] == tags["TotalCashValue"] == "1000000.00"

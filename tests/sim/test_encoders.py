@@ -12,7 +12,7 @@ from tests.sim.ib_decode import ib_decode, ib_decode_one
 from trader.domain import Action, OrderType, TimeInForce
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
-from trader.sim.catalogue import Catalogue, Instrument
+from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.engine import MatchingEngine
 from trader.sim.orders import OrderTicket, Quote
 
@@ -80,7 +80,7 @@ def test_symbol_samples(version: int, catalogue: Catalogue) -> None:
     assert descriptions[0].contract.conId == 265598
 
 
-def test_position_and_portfolio(aapl: Instrument, es: Instrument) -> None:
+def test_position_and_portfolio(aapl: SimInstrument, es: SimInstrument) -> None:
     name, (account, contract, size, cost) = ib_decode_one(enc.position("DU1", es, Decimal(-2), Decimal("296250.0")), 178)
     assert (name, account, contract.conId, contract.multiplier, size, cost) == (
         "position", "DU1", es.conid, "50", -2.0, 296250.0)
@@ -122,14 +122,14 @@ def test_historical_data() -> None:
     assert calls[1][1] == (5, "a", "b")
 
 
-def _filled_trail_order(engine: MatchingEngine, inst: Instrument) -> None:
+def _filled_trail_order(engine: MatchingEngine, inst: SimInstrument) -> None:
     engine.on_quote(inst.conid, Quote(Decimal("231.50"), Decimal("231.51"), Decimal(300), Decimal(300)))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("kind", [OrderType.LMT, OrderType.MKT, OrderType.STP_LMT, OrderType.TRAIL])
 def test_order_messages_decode_at_every_version(
-    version: int, kind: OrderType, engine: MatchingEngine, aapl: Instrument
+    version: int, kind: OrderType, engine: MatchingEngine, aapl: SimInstrument
 ) -> None:
     engine.on_quote(aapl.conid, Quote(Decimal("231.50"), Decimal("231.51"), Decimal(300), Decimal(300)))
     prices = {
@@ -164,7 +164,7 @@ def test_order_messages_decode_at_every_version(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_fill_messages_and_completed_order(version: int, engine: MatchingEngine, aapl: Instrument) -> None:
+def test_fill_messages_and_completed_order(version: int, engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, Quote(Decimal("231.50"), Decimal("231.51"), Decimal(300), Decimal(300)))
     engine.place(OrderTicket(client_id=3, order_id=12, instrument=aapl, action=Action.BUY,
                              quantity=Decimal(100), order_type=OrderType.MKT))

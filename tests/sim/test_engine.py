@@ -11,7 +11,7 @@ import pytest
 
 from tests.sim.conftest import ManualClock
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
-from trader.sim.catalogue import Instrument
+from trader.sim.catalogue import SimInstrument
 from trader.sim.engine import MatchingEngine
 from trader.sim.msgids import ErrorCode
 from trader.sim.orders import (
@@ -29,7 +29,7 @@ def quote(bid: str, ask: str, bid_size: int = 100, ask_size: int = 100) -> Quote
     return Quote(D(bid), D(ask), D(bid_size), D(ask_size))
 
 
-def ticket(inst: Instrument, order_id: int, action: str = "BUY", qty: int = 100,
+def ticket(inst: SimInstrument, order_id: int, action: str = "BUY", qty: int = 100,
            kind: OrderType = OrderType.MKT, client_id: int = 1, **kw: object) -> OrderTicket:
     return OrderTicket(client_id=client_id, order_id=order_id, instrument=inst, action=Action(action),
                        quantity=D(qty), order_type=kind, **kw)  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def errors(events: list[EngineEvent]) -> list[int]:
     return [e.code for e in events if isinstance(e, OrderError)]
 
 
-def test_market_order_fills_at_the_touch_up_to_displayed_size(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_market_order_fills_at_the_touch_up_to_displayed_size(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=30))
     events = engine.place(ticket(aapl, 1, qty=100))
     assert fills(events) == [(D(30), D("100.01"))]
@@ -58,13 +58,13 @@ def test_market_order_fills_at_the_touch_up_to_displayed_size(engine: MatchingEn
     assert [e.cum_qty for e in engine.executions] == [D(30), D(80), D(100)]
 
 
-def test_liquidity_taken_is_gone_until_the_quote_refreshes(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_liquidity_taken_is_gone_until_the_quote_refreshes(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=50))
     assert fills(engine.place(ticket(aapl, 1, qty=40))) == [(D(40), D("100.01"))]
     assert fills(engine.place(ticket(aapl, 2, qty=40))) == [(D(10), D("100.01"))]
 
 
-def test_limit_order_rests_then_fills_with_price_improvement(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_limit_order_rests_then_fills_with_price_improvement(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.05"))
     assert fills(engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("100.02")))) == []
     assert engine.get(1, 1).status is OrderStatus.SUBMITTED  # type: ignore[union-attr]
@@ -73,7 +73,7 @@ def test_limit_order_rests_then_fills_with_price_improvement(engine: MatchingEng
 
 
 def test_a_partial_fill_modified_down_to_its_filled_quantity_is_filled(
-    engine: MatchingEngine, aapl: Instrument
+    engine: MatchingEngine, aapl: SimInstrument
 ) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=40))
     limit = {"kind": OrderType.LMT, "limit_price": D("100.01")}
@@ -84,7 +84,7 @@ def test_a_partial_fill_modified_down_to_its_filled_quantity_is_filled(
     assert fills(engine.on_quote(aapl.conid, quote("100.00", "100.01"))) == []  # nothing left to match
 
 
-def test_sell_limit_and_stop_orders(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_sell_limit_and_stop_orders(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, "SELL", kind=OrderType.LMT, limit_price=D("100.50")))
     engine.place(ticket(aapl, 2, "SELL", kind=OrderType.STP, stop_price=D("99.50")))
@@ -95,7 +95,7 @@ def test_sell_limit_and_stop_orders(engine: MatchingEngine, aapl: Instrument) ->
     assert fills(engine.on_quote(aapl.conid, quote("99.49", "99.51"))) == [(D(100), D("99.49"))]  # order 2
 
 
-def test_triggered_stop_limit_waits_for_its_limit(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_triggered_stop_limit_waits_for_its_limit(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, "SELL", kind=OrderType.STP_LMT, stop_price=D("99.50"), limit_price=D("99.40")))
     assert fills(engine.on_quote(aapl.conid, quote("99.30", "99.35"))) == []  # triggered, below the limit
@@ -103,7 +103,7 @@ def test_triggered_stop_limit_waits_for_its_limit(engine: MatchingEngine, aapl: 
     assert fills(engine.on_quote(aapl.conid, quote("99.45", "99.46"))) == [(D(100), D("99.45"))]
 
 
-def test_trailing_stop_follows_the_market_and_triggers(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_trailing_stop_follows_the_market_and_triggers(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, "SELL", kind=OrderType.TRAIL, trail_amount=D("1.00")))
     order = engine.get(1, 1)
@@ -115,7 +115,7 @@ def test_trailing_stop_follows_the_market_and_triggers(engine: MatchingEngine, a
     assert fills(engine.on_quote(aapl.conid, quote("100.99", "101.00"))) == [(D(100), D("100.99"))]
 
 
-def test_trailing_percent_buy(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_trailing_percent_buy(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("99.99", "100.00"))
     engine.place(ticket(aapl, 1, "BUY", kind=OrderType.TRAIL, trail_percent=D(2)))
     order = engine.get(1, 1)
@@ -125,7 +125,7 @@ def test_trailing_percent_buy(engine: MatchingEngine, aapl: Instrument) -> None:
     assert fills(engine.on_quote(aapl.conid, quote("91.79", "91.80"))) == [(D(100), D("91.80"))]
 
 
-def test_ioc_and_fok(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_ioc_and_fok(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=30))
     ioc = engine.place(ticket(aapl, 1, qty=50, tif=TimeInForce.IOC))
     assert fills(ioc) == [(D(30), D("100.01"))] and ErrorCode.ORDER_CANCELLED in errors(ioc)
@@ -136,7 +136,7 @@ def test_ioc_and_fok(engine: MatchingEngine, aapl: Instrument) -> None:
     assert fills(engine.place(ticket(aapl, 3, qty=30, tif=TimeInForce.FOK))) == [(D(30), D("100.01"))]
 
 
-def test_day_orders_expire_gtc_stay(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_day_orders_expire_gtc_stay(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D(90)))
     engine.place(ticket(aapl, 2, kind=OrderType.LMT, limit_price=D(90), tif=TimeInForce.GTC))
@@ -144,7 +144,7 @@ def test_day_orders_expire_gtc_stay(engine: MatchingEngine, aapl: Instrument) ->
     assert [o.order_id for o in engine.open_orders()] == [2]
 
 
-def test_modify_and_cancel(engine: MatchingEngine, aapl: Instrument, clock: ManualClock) -> None:
+def test_modify_and_cancel(engine: MatchingEngine, aapl: SimInstrument, clock: ManualClock) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("99.00")))
     perm = engine.get(1, 1).perm_id  # type: ignore[union-attr]
@@ -171,13 +171,13 @@ def test_modify_and_cancel(engine: MatchingEngine, aapl: Instrument, clock: Manu
         ({"parent_id": 77}, ErrorCode.ORDER_REJECTED),
     ],
 )
-def test_refusals(engine: MatchingEngine, aapl: Instrument, kw: dict[str, object], code: int) -> None:
+def test_refusals(engine: MatchingEngine, aapl: SimInstrument, kw: dict[str, object], code: int) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     assert errors(engine.place(ticket(aapl, 1, **kw))) == [code]  # type: ignore[arg-type]
     assert engine.get(1, 1) is None
 
 
-def test_reject_next_n(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_reject_next_n(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.reject_next = 2
     assert errors(engine.place(ticket(aapl, 1))) == [201]
@@ -186,7 +186,7 @@ def test_reject_next_n(engine: MatchingEngine, aapl: Instrument) -> None:
 
 
 def test_bracket_is_held_until_transmitted_and_children_wait_for_the_parent(
-    engine: MatchingEngine, aapl: Instrument
+    engine: MatchingEngine, aapl: SimInstrument
 ) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     assert engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("99.00"), transmit=False)) == []
@@ -205,7 +205,7 @@ def test_bracket_is_held_until_transmitted_and_children_wait_for_the_parent(
     assert engine.get(1, 3).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
 
 
-def test_cancelling_a_parent_cancels_its_children(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_cancelling_a_parent_cancels_its_children(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("90.00"), transmit=False))
     engine.place(ticket(aapl, 2, "SELL", kind=OrderType.LMT, limit_price=D("110.00"), parent_id=1))
@@ -214,7 +214,7 @@ def test_cancelling_a_parent_cancels_its_children(engine: MatchingEngine, aapl: 
 
 
 @pytest.mark.parametrize(("oca_type", "left"), [(1, None), (2, D(60)), (3, D(60))])
-def test_oca_groups(engine: MatchingEngine, aapl: Instrument, oca_type: int, left: D | None) -> None:
+def test_oca_groups(engine: MatchingEngine, aapl: SimInstrument, oca_type: int, left: D | None) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", bid_size=40))
     engine.place(ticket(aapl, 1, "SELL", kind=OrderType.LMT, limit_price=D("101.00"), oca_group="g", oca_type=oca_type))
     engine.place(ticket(aapl, 2, "SELL", kind=OrderType.LMT, limit_price=D("102.00"), oca_group="g", oca_type=oca_type))
@@ -227,7 +227,7 @@ def test_oca_groups(engine: MatchingEngine, aapl: Instrument, oca_type: int, lef
         assert other.is_working and other.order.quantity == left
 
 
-def test_global_cancel_covers_every_client(engine: MatchingEngine, aapl: Instrument) -> None:
+def test_global_cancel_covers_every_client(engine: MatchingEngine, aapl: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("90.00"), client_id=1))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("90.00"), client_id=2))
@@ -236,7 +236,7 @@ def test_global_cancel_covers_every_client(engine: MatchingEngine, aapl: Instrum
     assert len(engine.completed_orders()) == 2
 
 
-def test_commissions_by_kind(engine: MatchingEngine, aapl: Instrument, es: Instrument) -> None:
+def test_commissions_by_kind(engine: MatchingEngine, aapl: SimInstrument, es: SimInstrument) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01", ask_size=1000))
     engine.on_quote(es.conid, quote("5925.00", "5925.25"))
     engine.place(ticket(aapl, 1, qty=500))
@@ -245,7 +245,7 @@ def test_commissions_by_kind(engine: MatchingEngine, aapl: Instrument, es: Instr
 
 
 def test_modifying_a_child_onto_another_parent_moves_it_to_that_bracket(
-    engine: MatchingEngine, aapl: Instrument
+    engine: MatchingEngine, aapl: SimInstrument
 ) -> None:
     engine.on_quote(aapl.conid, quote("100.00", "100.01"))
     engine.place(ticket(aapl, 1, kind=OrderType.LMT, limit_price=D("90.00")))
@@ -279,7 +279,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
 
 def test_orders_and_quotes_touch_only_live_orders_however_many_are_done(
-    engine: MatchingEngine, aapl: Instrument, es: Instrument, reads: set[int]
+    engine: MatchingEngine, aapl: SimInstrument, es: SimInstrument, reads: set[int]
 ) -> None:
     deep = {"bid_size": 1_000_000, "ask_size": 1_000_000}
     engine.on_quote(aapl.conid, quote("100.00", "100.01", **deep))

@@ -9,7 +9,8 @@ import pytest
 
 from trader.sim.catalogue import Catalogue
 from trader.sim.history import HistoryError, HistoryRequest, build_bars, parse_duration, parse_end
-from trader.sim.market import MarketGenerator, minute_of, record_minute
+from trader.sim.market import MarketGenerator
+from trader.sim.market_state import minute_of, record_minute
 
 T0 = datetime(2026, 11, 20, 15, 0, 30, tzinfo=UTC)
 

@@ -185,3 +185,19 @@ def test_real_time_bars_arrive_every_five_seconds() -> None:
             ib.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_the_first_reply_carries_the_last_trade_and_its_time() -> None:
+    """The whole quote comes at once, so a client never waits on the random walk for the last trade."""
+    async def scenario() -> None:
+        async with running_sim() as server:
+            server.pause_market(True)  # no step, no trade: only the first reply can carry them
+            ib = await connect(server, 1)
+            [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+            ticker = ib.reqMktData(aapl)
+            await wait_for(lambda: ticker.lastTimestamp is not None, what="the last trade's time (tickString 45)")
+            assert ticker.last == ticker.close == 231.5 and ticker.bid < ticker.ask
+            assert ticker.volume == 0  # no trade today yet
+            ib.disconnect()
+
+    asyncio.run(scenario())

@@ -9,7 +9,7 @@ from decimal import Decimal as D
 import pytest
 
 from trader.domain import Action, Order, OrderStatus, OrderType
-from trader.sim.catalogue import Instrument
+from trader.sim.catalogue import SimInstrument
 from trader.sim.order_book import OrderBook
 from trader.sim.orders import OrderTicket, SimOrder
 
@@ -17,7 +17,7 @@ _T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
 
 def sim(
-    inst: Instrument, order_id: int, perm_id: int, *, client_id: int = 1, parent_id: int = 0
+    inst: SimInstrument, order_id: int, perm_id: int, *, client_id: int = 1, parent_id: int = 0
 ) -> SimOrder:
     ticket = OrderTicket(client_id=client_id, order_id=order_id, instrument=inst, action=Action.BUY,
                          quantity=D(1), order_type=OrderType.MKT, parent_id=parent_id)
@@ -30,7 +30,7 @@ def cancel(book: OrderBook, order: SimOrder) -> None:
     book.retire(order)
 
 
-def test_history_and_live_indexes_keep_perm_order(aapl: Instrument, es: Instrument) -> None:
+def test_history_and_live_indexes_keep_perm_order(aapl: SimInstrument, es: SimInstrument) -> None:
     book = OrderBook()
     a, b, c = sim(aapl, 5, 1), sim(es, 2, 2, client_id=2), sim(aapl, 3, 3)
     for order in (a, b, c):
@@ -42,7 +42,7 @@ def test_history_and_live_indexes_keep_perm_order(aapl: Instrument, es: Instrume
     assert book.last_order_id(1) == 5 and book.last_order_id(9) == 0
 
 
-def test_retire_drops_only_done_orders_from_the_live_indexes(aapl: Instrument) -> None:
+def test_retire_drops_only_done_orders_from_the_live_indexes(aapl: SimInstrument) -> None:
     book = OrderBook()
     a, b = sim(aapl, 1, 1), sim(aapl, 2, 2)
     book.add(a)
@@ -54,7 +54,7 @@ def test_retire_drops_only_done_orders_from_the_live_indexes(aapl: Instrument) -
     assert list(book) == [a, b] and book.get((1, 1)) is a
 
 
-def test_children_follow_a_reparented_order_and_come_oldest_first(aapl: Instrument) -> None:
+def test_children_follow_a_reparented_order_and_come_oldest_first(aapl: SimInstrument) -> None:
     book = OrderBook()
     p1, p2 = sim(aapl, 1, 1), sim(aapl, 2, 2)
     older = sim(aapl, 3, 3, parent_id=1)
@@ -70,7 +70,7 @@ def test_children_follow_a_reparented_order_and_come_oldest_first(aapl: Instrume
     assert book.children(1, 2) == [older, younger]  # done children stay: a bracket is small
 
 
-def test_add_refuses_a_known_key_or_a_perm_id_out_of_order(aapl: Instrument) -> None:
+def test_add_refuses_a_known_key_or_a_perm_id_out_of_order(aapl: SimInstrument) -> None:
     book = OrderBook()
     book.add(sim(aapl, 1, 10))
     with pytest.raises(ValueError, match="already"):

@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from ib_async import MarketOrder, Stock
 
 from services.tws_sim import TwsSimService
 from tests.conftest import REPO, StackEnv
 from tests.sim.simulator import connect, wait_for
 from trader.config import load_settings
-from trader.errors import ConfigError
+from trader.errors import ConfigError, ValidationError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import RpcClient
 
@@ -51,6 +52,12 @@ def test_tws_sim_process_beats_trades_and_obeys_control(
         ib = await connect(port, 1)
         [aapl] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
         rpc = RpcClient(f"tcp://127.0.0.1:{rpc_port}", timeout=5)
+        for method, bad in (("set_delay", float("inf")), ("set_delay", float("nan")), ("set_delay", -1),
+                            ("set_delay", 61), ("set_delay", "1"), ("set_delay", True),
+                            ("reject_next_orders", 1.5), ("reject_next_orders", 10**9), ("requests", "x")):
+            with pytest.raises(ValidationError, match="must be"):
+                await rpc.call(method, bad)
+        assert await rpc.call("set_delay", 0.0) == 0.0
         assert await rpc.call("reject_next_orders", 1) == 1
         refused = ib.placeOrder(aapl, MarketOrder("BUY", 1))
         await wait_for(refused.isDone, what="refused order done")

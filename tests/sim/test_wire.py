@@ -124,6 +124,9 @@ def test_bad_version_range(text: str) -> None:
         (100, 187, 178),
         (100, 157, 157),
         (100, 158, 157),
+        (157, 158, 157),
+        (158, 158, None),  # never 158: stepping down to 157 leaves the client's range
+        (158, 159, 159),
         (157, 170, 170),
         (100, 150, None),
         (179, 190, None),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from trader.domain import Action, SecType
-from trader.sim.catalogue import Instrument
+from trader.sim.catalogue import SimInstrument
 from trader.sim.orders import Execution
 
 __all__ = ["Account", "Holding", "PortfolioRow"]
@@ -36,7 +36,7 @@ Rates = Callable[[str], Decimal | None]
 class Holding:
     """One position: signed quantity, IB's average cost, realized PnL so far."""
 
-    instrument: Instrument
+    instrument: SimInstrument
     quantity: Decimal = _ZERO
     avg_cost: Decimal = _ZERO
     realized: Decimal = _ZERO

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Contract, Right, SecType
 from trader.errors import ConfigError, ValidationError
+from trader.sim.limits import ConnectionLimits
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -29,7 +30,7 @@ __all__ = [
     "Catalogue",
     "CommissionConfig",
     "ContractQuery",
-    "Instrument",
+    "SimInstrument",
     "InstrumentConfig",
     "MarketConfig",
     "ReplayConfig",
@@ -128,6 +129,7 @@ class SimConfig(StrictModel):
     market: MarketConfig = MarketConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     replay: ReplayConfig | None = None
+    connections: ConnectionLimits = ConnectionLimits()
 
     @model_validator(mode="after")
     def _unique_conids(self) -> SimConfig:
@@ -150,7 +152,7 @@ def load_sim_config(path: Path | None = None) -> SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Instrument:
+class SimInstrument:
     """A catalogue entry: the contract as TWS describes it, and its market's parameters."""
 
     contract: Contract
@@ -193,7 +195,7 @@ class Instrument:
         return "" if self.contract.right is None else str(self.contract.right)
 
     @classmethod
-    def from_config(cls, cfg: InstrumentConfig) -> Instrument:
+    def from_config(cls, cfg: InstrumentConfig) -> SimInstrument:
         """Build the entry; the contract's own checks apply (an option needs a strike...)."""
         local = cfg.local_symbol or (f"{cfg.symbol}.{cfg.currency}" if cfg.sec_type is SecType.CASH else cfg.symbol)
         contract = Contract(
@@ -254,8 +256,8 @@ def _normal_text(number: str) -> str:
 class Catalogue:
     """Every instrument tws-sim knows, with TWS's look-ups."""
 
-    def __init__(self, instruments: Iterable[Instrument]) -> None:
-        self._by_conid: dict[int, Instrument] = {}
+    def __init__(self, instruments: Iterable[SimInstrument]) -> None:
+        self._by_conid: dict[int, SimInstrument] = {}
         for inst in instruments:
             if inst.conid in self._by_conid:
                 raise ValidationError(f"conid {inst.conid} appears twice in the catalogue")
@@ -267,22 +269,22 @@ class Catalogue:
         entries = []
         for cfg in config.instruments:
             try:
-                entries.append(Instrument.from_config(cfg))
+                entries.append(SimInstrument.from_config(cfg))
             except ValidationError as exc:
                 raise ConfigError(f"instrument conid {cfg.conid} ({cfg.symbol}): {exc}") from None
         return cls(entries)
 
-    def __iter__(self) -> Iterator[Instrument]:
+    def __iter__(self) -> Iterator[SimInstrument]:
         return iter(self._by_conid.values())
 
     def __len__(self) -> int:
         return len(self._by_conid)
 
-    def get(self, conid: int) -> Instrument | None:
+    def get(self, conid: int) -> SimInstrument | None:
         """Return the instrument with ``conid``, or None."""
         return self._by_conid.get(conid)
 
-    def match(self, query: ContractQuery) -> list[Instrument]:
+    def match(self, query: ContractQuery) -> list[SimInstrument]:
         """Return every instrument the query describes, as reqContractDetails does.
 
         A conid decides alone. Otherwise each non-empty field must agree; an
@@ -294,7 +296,7 @@ class Catalogue:
             return [found] if found is not None else []
         return [inst for inst in self._by_conid.values() if _matches(inst, query)]
 
-    def search(self, pattern: str, limit: int = 16) -> list[Instrument]:
+    def search(self, pattern: str, limit: int = 16) -> list[SimInstrument]:
         """Return instruments whose symbol starts with (then contains) ``pattern``, one per symbol and type."""
         text = pattern.strip().upper()
         if not text:
@@ -329,7 +331,7 @@ class Catalogue:
         return sorted(kinds)
 
 
-def _matches(inst: Instrument, q: ContractQuery) -> bool:
+def _matches(inst: SimInstrument, q: ContractQuery) -> bool:
     c = inst.contract
     if q.symbol and q.symbol.upper() != c.symbol.upper():
         return False

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from trader.sim.catalogue import Catalogue, Instrument
+from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.msgids import Out, ServerVersion
 from trader.sim.wire import Field
 
@@ -90,7 +90,7 @@ def current_time(epoch_seconds: int) -> Fields:
 ORDER_TYPES = "DAY,GTC,IOC,FOK,LMT,MKT,OCA,STP,STPLMT,TRAIL"
 
 
-def contract_details(version: int, req_id: int, inst: Instrument) -> Fields:
+def contract_details(version: int, req_id: int, inst: SimInstrument) -> Fields:
     """contractDetails (id 10) for one instrument."""
     c = inst.contract
     fields: Fields = [Out.CONTRACT_DATA]
@@ -149,7 +149,7 @@ def contract_details_end(req_id: int) -> Fields:
     return [Out.CONTRACT_DATA_END, 1, req_id]
 
 
-def symbol_samples(version: int, req_id: int, found: Sequence[Instrument], catalogue: Catalogue) -> Fields:
+def symbol_samples(version: int, req_id: int, found: Sequence[SimInstrument], catalogue: Catalogue) -> Fields:
     """symbolSamples (id 79): the answer to reqMatchingSymbols."""
     fields: Fields = [Out.SYMBOL_SAMPLES, req_id, len(found)]
     for inst in found:
@@ -217,7 +217,7 @@ def head_timestamp(req_id: int, stamp: str) -> Fields:
 
 # -- account -------------------------------------------------------------------
 
-def position(account: str, inst: Instrument, quantity: Decimal, avg_cost: Decimal) -> Fields:
+def position(account: str, inst: SimInstrument, quantity: Decimal, avg_cost: Decimal) -> Fields:
     """position (id 61): exactly 16 fields."""
     c = inst.contract
     return [
@@ -237,7 +237,7 @@ def account_value(key: str, value: str, currency: str, account: str) -> Fields:
 
 
 def portfolio_value(
-    inst: Instrument,
+    inst: SimInstrument,
     quantity: Decimal,
     market_price: Decimal,
     market_value: Decimal,

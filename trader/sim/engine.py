@@ -34,7 +34,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from trader.domain import Action, Fill, Order, OrderStatus, OrderType, TimeInForce
 from trader.errors import ValidationError
-from trader.sim.catalogue import Instrument
+from trader.sim.catalogue import SimInstrument
 from trader.sim.msgids import ErrorCode
 from trader.sim.order_book import OrderBook
 from trader.sim.orders import (
@@ -67,7 +67,7 @@ class MatchingEngine:
     def __init__(
         self,
         clock: Callable[[], datetime],
-        commission: Callable[[Instrument, Decimal, Decimal], Decimal],
+        commission: Callable[[SimInstrument, Decimal, Decimal], Decimal],
         *,
         account: str = "DU1234567",
         commission_currency: str = "USD",

@@ -2,7 +2,7 @@
 
 One method per request type, registered explicitly in ``_table``. Each takes
 the session that asked and the parsed request, reads or changes the world
-through the server, and answers on the session. Errors are IB's: an unknown
+through the world (a :class:`~trader.sim.world_api.World`), and answers on the session. Errors are IB's: an unknown
 contract is 200, a bad historical request 162, an unknown ticker id 300.
 """
 
@@ -24,10 +24,10 @@ from trader.sim.history import (
     parse_duration,
     parse_end,
 )
-from trader.sim.market import record_minute
+from trader.sim.market_state import record_minute
 from trader.sim.msgids import ErrorCode, In
 from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
-from trader.sim.requests import (
+from trader.sim.client_requests import (
     AccountSummaryRequest,
     AccountUpdatesMultiRequest,
     AccountUpdatesRequest,
@@ -44,13 +44,13 @@ from trader.sim.requests import (
     RealTimeBarsRequest,
     StartApi,
 )
-from trader.sim.session import BarStream, MarketDataSubscription, RealTimeBarStream
+from trader.sim.subscriptions import BarStream, MarketDataSubscription, RealTimeBarStream
 
 if TYPE_CHECKING:
-    from trader.sim.catalogue import ContractQuery, Instrument
-    from trader.sim.market import MarketState
-    from trader.sim.server import TwsSimServer
+    from trader.sim.catalogue import ContractQuery, SimInstrument
+    from trader.sim.market_state import MarketState
     from trader.sim.session import Session
+    from trader.sim.world_api import World
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ _FARM_NOTICES = (
 class RequestHandlers:
     """Every request tws-sim answers, by message id."""
 
-    def __init__(self, server: TwsSimServer) -> None:
-        self.server = server
+    def __init__(self, world: World) -> None:
+        self.world = world
         self._table: dict[In, Callable[[Session, Any], None]] = {
             In.START_API: self.start_api,
             In.REQ_CURRENT_TIME: self.current_time,
@@ -120,32 +120,32 @@ class RequestHandlers:
         if session.client_id is not None:
             session.error(-1, ErrorCode.VALIDATION_ERROR, "Error validating request:-'startApi' : cause - already started")
             return
-        if not self.server.register(session, request.client_id):
+        if not self.world.register(session, request.client_id):
             log.warning("client id %d is already in use: refusing %s", request.client_id, session.peer)
             session.error(-1, ErrorCode.CLIENT_ID_IN_USE,
                           "Unable to connect as the client id is already in use. Retry with a unique client id.")
             session.close()
             return
         log.info("client %d connected from %s (version %d)", request.client_id, session.peer, session.version)
-        session.send(enc.next_valid_id(self.server.next_order_id(request.client_id)))
-        session.send(enc.managed_accounts([self.server.account.id]))
+        session.send(enc.next_valid_id(self.world.next_order_id(request.client_id)))
+        session.send(enc.managed_accounts([self.world.account.id]))
         for code, text in _FARM_NOTICES:
             session.error(-1, code, text)
 
     def current_time(self, session: Session, request: Plain) -> None:
-        session.send(enc.current_time(int(self.server.clock().timestamp())))
+        session.send(enc.current_time(int(self.world.clock().timestamp())))
 
     def managed_accounts(self, session: Session, request: Plain) -> None:
-        session.send(enc.managed_accounts([self.server.account.id]))
+        session.send(enc.managed_accounts([self.world.account.id]))
 
     def ids(self, session: Session, request: IdRequest) -> None:
         assert session.client_id is not None
-        session.send(enc.next_valid_id(self.server.reserve_ids(session.client_id, request.count)))
+        session.send(enc.next_valid_id(self.world.reserve_ids(session.client_id, request.count)))
 
     # -- contracts ----------------------------------------------------------------------
-    def _resolve(self, session: Session, req_id: int, query: ContractQuery) -> Instrument | None:
+    def _resolve(self, session: Session, req_id: int, query: ContractQuery) -> SimInstrument | None:
         """Return the one instrument ``query`` names, or answer error 200 and return None."""
-        found = self.server.catalogue.match(query)
+        found = self.world.catalogue.match(query)
         if len(found) == 1:
             return found[0]
         if found:
@@ -156,7 +156,7 @@ class RequestHandlers:
         return None
 
     def contract_details(self, session: Session, request: ContractDetailsRequest) -> None:
-        found = self.server.catalogue.match(request.contract)
+        found = self.world.catalogue.match(request.contract)
         if not found:
             session.error(request.req_id, ErrorCode.NO_SECURITY_DEFINITION, _NO_DEFINITION)
             return
@@ -165,7 +165,7 @@ class RequestHandlers:
         session.send(enc.contract_details_end(request.req_id))
 
     def matching_symbols(self, session: Session, request: MatchingSymbolsRequest) -> None:
-        catalogue = self.server.catalogue
+        catalogue = self.world.catalogue
         found = catalogue.search(request.pattern)
         session.send(enc.symbol_samples(session.version, request.req_id, found, catalogue))
 
@@ -181,7 +181,7 @@ class RequestHandlers:
         delayed = session.market_data_type in (3, 4)
         session.send(enc.market_data_type(request.req_id, 3 if delayed else 1))
         sub = MarketDataSubscription(request.req_id, inst.conid, delayed)
-        session.send_ticks(sub, self.server.market.state(inst.conid))
+        session.send_ticks(sub, self.world.market.state(inst.conid))
         if request.snapshot or request.regulatory_snapshot:
             session.send(enc.tick_snapshot_end(request.req_id))
         else:
@@ -202,16 +202,16 @@ class RequestHandlers:
         inst = self._resolve(session, request.req_id, request.contract)
         if inst is None:
             return
-        now = self.server.clock()
+        now = self.world.clock()
         try:
             if request.keep_up_to_date:
                 check_keep_up_to_date(request.bar_size)
             end = parse_end(request.end, now)
             history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
                                      request.what_to_show, request.format_date)
-            state = self.server.market.state(inst.conid)
+            state = self.world.market.state(inst.conid)
             record_minute(state, now, 0.0, 0)  # the minute in progress has its bar before its first tick, as at IB
-            bars = build_bars(state, self.server.market.seed, history)
+            bars = build_bars(state, self.world.market.seed, history)
         except HistoryError as exc:
             session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, str(exc))
             return
@@ -228,15 +228,15 @@ class RequestHandlers:
 
     def send_bar_update(self, session: Session, stream: BarStream) -> None:
         """Send the forming bar of a keepUpToDate request (at most once a second)."""
-        now = self.server.clock()
+        now = self.world.clock()
         if now.timestamp() - stream.last_sent < BAR_UPDATE_INTERVAL:
             return
         stream.last_sent = now.timestamp()
-        state = self.server.market.state(stream.conid)
+        state = self.world.market.state(stream.conid)
         request = HistoryRequest(now, BAR_SECONDS[stream.bar_size], stream.bar_size, stream.what_to_show,
                                  stream.format_date)
         try:
-            bars = build_bars(state, self.server.market.seed, request)
+            bars = build_bars(state, self.world.market.seed, request)
         except HistoryError as exc:
             log.warning("client %s: bar stream %d stopped: %s", session.client_id, stream.req_id, exc)
             session.bar_streams.pop(stream.req_id, None)
@@ -262,7 +262,7 @@ class RequestHandlers:
 
     def update_realtime_bar(self, session: Session, stream: RealTimeBarStream, state: MarketState) -> None:
         """Fold the market's latest step into the 5-second bar; send the bar when its time is over."""
-        now = int(self.server.clock().timestamp())
+        now = int(self.world.clock().timestamp())
         start = now - now % REALTIME_BAR_SECONDS
         if stream.start is not None and start > stream.start and stream.samples:
             volume = state.volume - stream.volume_at_start if stream.what_to_show == "TRADES" else -1
@@ -297,17 +297,17 @@ class RequestHandlers:
             log.info("client %d order %d refused: %s", session.client_id, request.order_id, exc.text)
             session.error(request.order_id, exc.code, exc.text)
             return
-        self.server.dispatch(self.server.engine.place(ticket))
+        self.world.dispatch(self.world.engine.place(ticket))
 
     def cancel_order(self, session: Session, request: CancelOrderRequest) -> None:
         assert session.client_id is not None
-        self.server.dispatch(self.server.engine.cancel(session.client_id, request.order_id, "cancelled by client"))
+        self.world.dispatch(self.world.engine.cancel(session.client_id, request.order_id, "cancelled by client"))
 
     def global_cancel(self, session: Session, request: Plain) -> None:
-        self.server.dispatch(self.server.engine.cancel_all())
+        self.world.dispatch(self.world.engine.cancel_all())
 
     def _send_open_orders(self, session: Session, client_id: int | None) -> None:
-        engine, account = self.server.engine, self.server.account.id
+        engine, account = self.world.engine, self.world.account.id
         for sim in engine.open_orders(client_id):
             session.send(ow.open_order(session.version, sim, account))
             session.send(ow.order_status(sim))
@@ -320,12 +320,12 @@ class RequestHandlers:
         self._send_open_orders(session, None)
 
     def completed_orders(self, session: Session, request: Plain) -> None:
-        for sim in self.server.engine.completed_orders():
-            session.send(ow.completed_order(session.version, sim, self.server.account.id))
+        for sim in self.world.engine.completed_orders():
+            session.send(ow.completed_order(session.version, sim, self.world.account.id))
         session.send(enc.completed_orders_end())
 
     def executions(self, session: Session, request: ExecutionsRequest) -> None:
-        for execution in self.server.engine.executions:
+        for execution in self.world.engine.executions:
             c = execution.instrument.contract
             if request.client_id and execution.client_id != request.client_id:
                 continue
@@ -343,7 +343,7 @@ class RequestHandlers:
 
     # -- account --------------------------------------------------------------------------
     def positions(self, session: Session, request: Plain) -> None:
-        account = self.server.account
+        account = self.world.account
         for holding in account.holdings.values():
             session.send(enc.position(account.id, holding.instrument, holding.quantity, holding.avg_cost))
         session.send(enc.position_end())
@@ -354,20 +354,20 @@ class RequestHandlers:
 
     def send_account(self, session: Session, only: int | None = None) -> None:
         """Push account values and portfolio lines (one instrument's, with ``only``)."""
-        server, account = self.server, self.server.account
-        for tag, value, currency in account.values(server.mark, server.fx_rate):
+        world, account = self.world, self.world.account
+        for tag, value, currency in account.values(world.mark, world.fx_rate):
             session.send(enc.account_value(tag, value, currency, account.id))
-        for row in account.rows(server.mark):
+        for row in account.rows(world.mark):
             holding = row.holding
             if only is not None and holding.instrument.conid != only:
                 continue
             session.send(enc.portfolio_value(holding.instrument, holding.quantity, row.market_price,
                                              row.market_value, holding.avg_cost, row.unrealized,
                                              holding.realized, account.id))
-        session.send(enc.account_update_time(server.clock()))
+        session.send(enc.account_update_time(world.clock()))
 
     def account_updates(self, session: Session, request: AccountUpdatesRequest) -> None:
-        account = self.server.account
+        account = self.world.account
         if request.account and request.account != account.id:
             session.error(-1, ErrorCode.VALIDATION_ERROR,
                           f"Error validating request:-'account updates' : cause - unknown account {request.account}")
@@ -378,8 +378,8 @@ class RequestHandlers:
             session.send(enc.account_download_end(account.id))
 
     def account_updates_multi(self, session: Session, request: AccountUpdatesMultiRequest) -> None:
-        server, account = self.server, self.server.account
-        for tag, value, currency in account.values(server.mark, server.fx_rate):
+        world, account = self.world, self.world.account
+        for tag, value, currency in account.values(world.mark, world.fx_rate):
             session.send(enc.account_update_multi(request.req_id, account.id, request.model, tag, value, currency))
         session.send(enc.account_update_multi_end(request.req_id))
         session.account_multi.add(request.req_id)
@@ -388,10 +388,10 @@ class RequestHandlers:
         session.account_multi.discard(request.req_id)
 
     def account_summary(self, session: Session, request: AccountSummaryRequest) -> None:
-        server, account = self.server, self.server.account
+        world, account = self.world, self.world.account
         wanted = {t.strip() for t in request.tags.split(",") if t.strip()}
         everything = any(t.startswith("$LEDGER") for t in wanted)
-        for tag, value, currency in account.values(server.mark, server.fx_rate):
+        for tag, value, currency in account.values(world.mark, world.fx_rate):
             if tag in wanted or (everything and tag == "CashBalance"):
                 session.send(enc.account_summary(request.req_id, account.id, tag, value, currency))
         session.send(enc.account_summary_end(request.req_id))

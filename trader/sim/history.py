@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from trader.domain import SecType
-from trader.sim.market import MarketState, MinuteBar
+from trader.sim.market_state import MarketState, MinuteBar
 from trader.sim.wire import Field
 
 __all__ = [

@@ -20,93 +20,17 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from trader.sim.catalogue import Catalogue, Instrument
-from trader.sim.orders import Quote
+from trader.sim.catalogue import Catalogue, SimInstrument
+from trader.sim.market_state import MarketState, MinuteBar, minute_of, record_minute
+from trader.sim.replay import ReplaySource
 
-if TYPE_CHECKING:
-    from trader.sim.replay import ReplaySource
-
-__all__ = ["TRADING_SECONDS_PER_YEAR", "MarketGenerator", "MarketState", "MinuteBar", "record_minute"]
+__all__ = ["TRADING_SECONDS_PER_YEAR", "MarketGenerator"]
 
 # Volatility is annualised over trading time, as quoted for equities.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
-
-
-@dataclass(slots=True)
-class MinuteBar:
-    """One recorded minute of the live market (mid prices; volume of the trades)."""
-
-    minute: int  # minutes since the epoch
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-    count: int = 0
-
-    def add(self, price: float, volume: float, trades: int) -> None:
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
-        self.close = price
-        self.volume += volume
-        self.count += trades
-
-
-@dataclass(slots=True)
-class MarketState:
-    """One instrument's market: the quote, the last trade and the session's statistics."""
-
-    instrument: Instrument
-    rng: random.Random
-    bid_ticks: int
-    bid_size: int
-    ask_size: int
-    spread_ticks: int = 1
-    last: Decimal | None = None
-    last_size: int = 0
-    volume: int = 0
-    open: Decimal | None = None
-    high: Decimal | None = None
-    low: Decimal | None = None
-    close: Decimal | None = None  # the previous session's close: the start price
-    time: datetime | None = None
-    minutes: list[MinuteBar] = field(default_factory=list)
-    # The quotes a replayed instrument went through in the last step, oldest first,
-    # so the engine matches each of them; empty for the random walk (one quote a step).
-    passed: list[Quote] = field(default_factory=list)
-
-    @property
-    def tick(self) -> Decimal:
-        return self.instrument.tick_size
-
-    @property
-    def bid(self) -> Decimal:
-        return self.bid_ticks * self.tick
-
-    @property
-    def ask(self) -> Decimal:
-        return (self.bid_ticks + self.spread_ticks) * self.tick
-
-    @property
-    def mid(self) -> Decimal:
-        return (self.bid + self.ask) / 2
-
-    def quote(self) -> Quote:
-        """Return the top of book for the matching engine."""
-        return Quote(self.bid, self.ask, Decimal(self.bid_size), Decimal(self.ask_size), self.last)
-
-    def trade(self, price: Decimal, size: int) -> None:
-        """Print a trade: the last price and size, the volume and the session's open, high and low."""
-        self.last, self.last_size = price, size
-        self.volume += size
-        self.open = self.open if self.open is not None else price
-        self.high = price if self.high is None else max(self.high, price)
-        self.low = price if self.low is None else min(self.low, price)
 
 
 class MarketGenerator:
@@ -128,7 +52,7 @@ class MarketGenerator:
             self._states[inst.conid] = self._initial_state(inst, start)
         self._walking = list(self._states.values())
 
-    def _initial_state(self, inst: Instrument, start: datetime) -> MarketState:
+    def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
         rng = random.Random(f"tws-sim:{self.seed}:{inst.conid}")
         half_spread = Decimal(inst.spread_ticks) * inst.tick_size / 2
         bid_ticks = max(1, int(((inst.price - half_spread) / inst.tick_size).to_integral_value()))
@@ -139,6 +63,8 @@ class MarketGenerator:
             bid_size=self._size(rng, inst.quote_size),
             ask_size=self._size(rng, inst.quote_size),
             spread_ticks=inst.spread_ticks,
+            last=inst.price,  # the previous session's last trade, as TWS shows it before today's first
+            last_size=inst.trade_size,
             close=inst.price,
             time=start,
         )
@@ -202,25 +128,3 @@ class MarketGenerator:
         state.time = now
         record_minute(state, now, traded, 1 if traded else 0)
         return (state.bid_ticks, state.bid_size, state.ask_size, state.volume) != before
-
-
-def record_minute(state: MarketState, now: datetime, traded: float, trades: int) -> None:
-    """Add the state's mid as of ``now`` (and ``traded`` volume in ``trades`` prints) to its minute bars.
-
-    Minutes that passed without a tick get a flat bar at the last close, so
-    the bars have no holes.
-    """
-    minute = minute_of(now)
-    mid = float(state.mid)
-    bars = state.minutes
-    if bars[-1].minute == minute:
-        bars[-1].add(mid, traded, trades)
-    elif minute > bars[-1].minute:
-        last = bars[-1].close
-        bars.extend(MinuteBar(m, last, last, last, last) for m in range(bars[-1].minute + 1, minute))
-        bars.append(MinuteBar(minute, last, max(mid, last), min(mid, last), mid, float(traded), trades))
-
-
-def minute_of(when: datetime) -> int:
-    """Return ``when`` in whole minutes since the epoch."""
-    return int(when.timestamp() // 60)

@@ -37,12 +37,13 @@ def negotiate_version(client_min: int, client_max: int) -> int | None:
     """Return the version to speak with a client offering ``client_min..client_max``.
 
     The highest common version, capped at ``ServerVersion.MAX``, with a floor of
-    ``ServerVersion.MIN``. 158 is stepped down to 157 because ib_async and the
-    official client disagree there about where openOrder's ``duration`` starts.
-    ``None`` if the ranges do not overlap.
+    ``ServerVersion.MIN``, and never 158: ib_async and the official client
+    disagree there about where openOrder's ``duration`` starts, so 158 is
+    stepped down to 157, and a client that offers nothing below 158 is refused.
+    ``None`` if no version qualifies.
     """
     version = min(client_max, ServerVersion.MAX)
-    if version == ServerVersion.DURATION and client_min <= ServerVersion.MIN:
+    if version == ServerVersion.DURATION:
         version = ServerVersion.MIN
     if version < ServerVersion.MIN or version < client_min:
         return None

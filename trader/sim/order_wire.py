@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
-from trader.sim.catalogue import ContractQuery, Instrument
+from trader.sim.catalogue import ContractQuery, SimInstrument
 from trader.sim.encoders import Fields, tws_time
 from trader.sim.msgids import ErrorCode, Out, ServerVersion
 from trader.sim.orders import Execution, OrderTicket, SimOrder
-from trader.sim.requests import parse_contract
-from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError
+from trader.sim.client_requests import parse_contract
+from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError, clip
 
 __all__ = [
     "IB_ORDER_TYPES",
@@ -261,7 +261,7 @@ class OrderRefused(Exception):
         self.text = text
 
 
-def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: Instrument) -> OrderTicket:
+def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: SimInstrument) -> OrderTicket:
     """Turn a placeOrder into an engine ticket; raise OrderRefused with IB's code if it cannot be one."""
     if request.conditions:
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:order conditions are not supported by tws-sim")
@@ -271,13 +271,15 @@ def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: Instrument
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:algo orders are not supported by tws-sim")
     action = IB_ACTIONS.get(request.action)
     if action is None:
-        raise OrderRefused(ErrorCode.VALIDATION_ERROR, f"Error validating request:-'action' : cause - invalid action {request.action!r}")
+        raise OrderRefused(ErrorCode.VALIDATION_ERROR,
+                           f"Error validating request:-'action' : cause - invalid action {clip(request.action)}")
     kind = IB_ORDER_TYPES.get(request.order_type)
     if kind is None:
         raise OrderRefused(ErrorCode.UNSUPPORTED_ORDER_TYPE, "Unsupported order type for this exchange and security type.")
     tif = IB_TIFS.get(request.tif)
     if tif is None:
-        raise OrderRefused(ErrorCode.ORDER_REJECTED, f"Order rejected - reason:time in force {request.tif!r} is not supported")
+        raise OrderRefused(ErrorCode.ORDER_REJECTED,
+                           f"Order rejected - reason:time in force {clip(request.tif)} is not supported")
     if request.quantity is None or request.quantity <= 0:
         raise OrderRefused(ErrorCode.ZERO_SIZE, "The order size cannot be zero")
     stop = trail_amount = trail_percent = None
@@ -312,7 +314,7 @@ def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: Instrument
     )
 
 
-def _contract_block(inst: Instrument) -> Fields:
+def _contract_block(inst: SimInstrument) -> Fields:
     c = inst.contract
     return [
         inst.conid, c.symbol, str(c.sec_type), inst.wire_expiry, inst.wire_strike, inst.wire_right,

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from trader.domain import Action, Order, OrderStatus, OrderType, SecType, TimeInForce
-from trader.sim.catalogue import CommissionConfig, Instrument
+from trader.sim.catalogue import CommissionConfig, SimInstrument
 
 __all__ = [
     "CommissionSchedule",
@@ -47,7 +47,7 @@ class OrderTicket:
 
     client_id: int
     order_id: int
-    instrument: Instrument
+    instrument: SimInstrument
     action: Action
     quantity: Decimal
     order_type: OrderType
@@ -96,7 +96,7 @@ class SimOrder:
         return self.ticket.order_id
 
     @property
-    def instrument(self) -> Instrument:
+    def instrument(self) -> SimInstrument:
         return self.ticket.instrument
 
     @property
@@ -118,7 +118,7 @@ class Execution:
     client_id: int
     order_id: int
     perm_id: int
-    instrument: Instrument
+    instrument: SimInstrument
     action: Action
     shares: Decimal
     price: Decimal
@@ -169,7 +169,7 @@ class CommissionSchedule:
     def __init__(self, config: CommissionConfig) -> None:
         self.config = config
 
-    def __call__(self, instrument: Instrument, quantity: Decimal, price: Decimal) -> Decimal:
+    def __call__(self, instrument: SimInstrument, quantity: Decimal, price: Decimal) -> Decimal:
         cfg = self.config
         kind = instrument.contract.sec_type
         if kind is SecType.FUT:

@@ -27,7 +27,7 @@ import numpy as np
 
 from trader.errors import ConfigError
 from trader.sim.catalogue import Catalogue, ReplayConfig
-from trader.sim.market import MarketState, MinuteBar, minute_of, record_minute
+from trader.sim.market_state import MarketState, MinuteBar, minute_of, record_minute
 from trader.sim.replay_data import NO_PRICE, Chunk, ReplayData, SymbolResolver, prepare_chunk
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from trader.errors import ConfigError
-from trader.sim.catalogue import Catalogue, Instrument, ReplayConfig
+from trader.sim.catalogue import Catalogue, ReplayConfig, SimInstrument
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ class SymbolResolver:
 
     def __init__(self, catalogue: Catalogue, config: ReplayConfig, source: str) -> None:
         self.catalogue, self.config, self.source = catalogue, config, source
-        self._names: dict[str, Instrument] = {}
-        by_symbol: dict[str, list[Instrument]] = {}
+        self._names: dict[str, SimInstrument] = {}
+        by_symbol: dict[str, list[SimInstrument]] = {}
         for inst in catalogue:
             c = inst.contract
             self._names[c.key.upper()] = inst

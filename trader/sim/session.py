@@ -5,40 +5,48 @@ answers it the way TWS does. Anything wrong with one request (a bad field, an
 unknown message id, an unknown contract) is logged and answered with IB's
 error message; the session keeps serving and other clients never notice.
 Only a stream that cannot be resynchronised (no ``API\\0`` greeting, an
-oversized frame) or a clientId already in use (IB's error 326) ends it.
+oversized frame) or a clientId already in use (IB's error 326) ends it, and
+so does a client that breaks the :class:`~trader.sim.limits.ConnectionLimits`:
+no startApi within the handshake timeout, a frame begun and not finished
+within the frame timeout, more than its share of buffered bytes.
+
+A session knows its host only as a :class:`SessionHost` (the simulated world
+answers every request), so it runs without a server: over any pair of asyncio
+streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from trader.errors import FrameTooLarge
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
+from trader.sim.client_requests import REQUEST_PARSERS
+from trader.sim.limits import BufferBudget, ConnectionLimits
+from trader.sim.market_state import MarketState
 from trader.sim.msgids import ErrorCode, In, negotiate_version
-from trader.sim.requests import REQUEST_PARSERS
+from trader.sim.subscriptions import BarStream, MarketDataSubscription, RealTimeBarStream
 from trader.sim.wire import (
     API_SIGNATURE,
     Field,
     FieldReader,
     FrameSplitter,
     WireError,
+    clip,
     decode_fields,
     encode_message,
     parse_version_range,
 )
 
-if TYPE_CHECKING:
-    from trader.sim.market import MarketState
-    from trader.sim.server import TwsSimServer
-
 log = logging.getLogger(__name__)
 
-__all__ = ["BarStream", "MarketDataSubscription", "RealTimeBarStream", "Session"]
+__all__ = ["Session", "SessionHost"]
 
 # Tick type ids: (live, delayed) for bid, ask, last, their sizes, volume and the session stats.
 BID, ASK, LAST, BID_SIZE, ASK_SIZE, LAST_SIZE, VOLUME, HIGH, LOW, CLOSE, OPEN = range(11)
@@ -47,57 +55,44 @@ _TICK_IDS: dict[int, tuple[int, int]] = {
     VOLUME: (8, 74), HIGH: (6, 72), LOW: (7, 73), CLOSE: (9, 75), OPEN: (14, 76),
 }
 LAST_TIMESTAMP = 45
-MAX_WRITE_BUFFER = 32 * 1024 * 1024
+T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class BarStream:
-    """A keepUpToDate historical request: the forming bar is re-sent as it changes."""
+class SessionHost(Protocol):
+    """What a session needs of whoever answers its requests (the simulated world)."""
 
-    req_id: int
-    conid: int
-    bar_size: str
-    what_to_show: str
-    format_date: int
-    last_sent: float = 0.0  # server-clock epoch seconds of the last update
+    response_delay: float
 
+    def clock(self) -> datetime:
+        """Return the current time."""
 
-@dataclass(slots=True)
-class RealTimeBarStream:
-    """A reqRealTimeBars stream: the 5-second bar being built from the market's steps."""
+    def log_request(self, client_id: int | None, fields: list[str]) -> None:
+        """Record one request as received."""
 
-    req_id: int
-    conid: int
-    what_to_show: str
-    start: int | None = None  # epoch seconds of the bar being built
-    open: float = 0.0
-    high: float = 0.0
-    low: float = 0.0
-    close: float = 0.0
-    price_sum: float = 0.0
-    samples: int = 0
-    volume_at_start: int = 0
-    last_volume: int = 0
-    trades: int = 0
+    def handle(self, session: Session, msg_id: In, request: object) -> None:
+        """Answer one parsed request on ``session``."""
 
-
-@dataclass(slots=True)
-class MarketDataSubscription:
-    """A reqMktData stream: what was last sent, so only changes go out."""
-
-    req_id: int
-    conid: int
-    delayed: bool
-    sent: dict[str, object] = field(default_factory=dict)
+    def unregister(self, session: Session) -> None:
+        """Forget ``session``: its connection has ended."""
 
 
 class Session:
     """One connected client."""
 
-    def __init__(self, server: TwsSimServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server = server
+    def __init__(
+        self,
+        host: SessionHost,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limits: ConnectionLimits | None = None,
+        budget: BufferBudget | None = None,
+    ) -> None:
+        self.host = host
         self.reader = reader
         self.writer = writer
+        self.limits = limits or ConnectionLimits()
+        self.budget = budget or BufferBudget(self.limits.max_buffered_bytes)
+        self.budget_exceeded = False
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.version = 0
@@ -118,7 +113,7 @@ class Session:
         if self.closed:
             return
         data = encode_message(fields)
-        delay = self.server.response_delay
+        delay = self.host.response_delay
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, self._write, data)
         else:
@@ -128,7 +123,7 @@ class Session:
         if self.closed or self.writer.is_closing():
             return
         self.writer.write(data)
-        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+        if self.writer.transport.get_write_buffer_size() > self.limits.max_write_buffer:
             log.warning("client %s at %s does not read its messages: disconnecting", self.client_id, self.peer)
             self.close()
 
@@ -144,18 +139,23 @@ class Session:
 
     # -- run -------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the connection until the client leaves or the session is closed."""
+        """Serve the connection until the client leaves, breaks a limit or the session is closed."""
+        loop = asyncio.get_running_loop()
+        handshake_deadline = loop.time() + self.limits.handshake_timeout
         try:
-            greeting = await self.reader.readexactly(len(API_SIGNATURE))
+            greeting = await _before(self.reader.readexactly(len(API_SIGNATURE)), handshake_deadline)
             if greeting != API_SIGNATURE:
                 log.warning("connection from %s did not start with API\\0 (%r): closing", self.peer, greeting)
                 return
-            splitter = FrameSplitter()
+            splitter = FrameSplitter(self.limits.max_frame_bytes)
+            frame_deadline: float | None = None
             while not self.closed:
-                chunk = await self.reader.read(65536)
+                deadline = handshake_deadline if self.client_id is None else frame_deadline
+                chunk = await _before(self.reader.read(65536), deadline)
                 if not chunk:
                     break
-                for payload in splitter.feed(chunk):
+                payloads = splitter.feed(chunk)
+                for payload in payloads:
                     try:
                         self._on_frame(payload)
                     except Exception:  # a bug must cost one request, not the connection
@@ -163,33 +163,53 @@ class Session:
                         self.error(-1, ErrorCode.READ_ERROR, "Server error when reading an API client request.")
                     if self.closed:
                         break
-            if splitter.pending:
+                if not splitter.pending:
+                    frame_deadline = None
+                elif payloads or frame_deadline is None:  # a new frame has begun
+                    frame_deadline = loop.time() + self.limits.frame_timeout
+                self._hold(splitter.pending)
+            if splitter.pending and not self.budget_exceeded:
                 log.info("client %s at %s left in the middle of a message (%d bytes dropped)",
                          self.client_id, self.peer, splitter.pending)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             log.info("client %s at %s disconnected: %s", self.client_id, self.peer, exc or type(exc).__name__)
+        except TimeoutError:
+            what = "did not send startApi" if self.client_id is None else "did not finish a frame"
+            limit = self.limits.handshake_timeout if self.client_id is None else self.limits.frame_timeout
+            log.warning("client %s at %s %s within %gs: closing", self.client_id, self.peer, what, limit)
         except FrameTooLarge as exc:
             log.warning("client %s at %s: %s; closing", self.client_id, self.peer, exc)
             self.error(-1, ErrorCode.READ_ERROR, f"Server error when reading an API client request. {exc}")
         finally:
+            self.budget.release(self)
             self.close()
-            self.server.unregister(self)
+            self.host.unregister(self)
+
+    def _hold(self, pending: int) -> None:
+        """Count the bytes of an unfinished frame against the budget; drop the largest holder if it is spent."""
+        hog = self.budget.hold(self, pending)
+        if isinstance(hog, Session):
+            log.warning("buffered bytes over %d: dropping client %s at %s, which holds %d",
+                        self.budget.limit, hog.client_id, hog.peer, self.budget.held(hog))
+            hog.budget_exceeded = True
+            self.budget.release(hog)
+            hog.close()
 
     def _on_frame(self, payload: bytes) -> None:
         fields = decode_fields(payload)
         if not self.version:
             self._handshake(fields)
             return
-        self.server.log_request(self.client_id, fields)
+        self.host.log_request(self.client_id, fields)
         if not fields:
             self.error(-1, ErrorCode.READ_ERROR, "Server error when reading an API client request. empty message")
             return
         try:
             msg_id = In(int(fields[0]))
         except ValueError:
-            log.warning("client %s sent unknown message id %r", self.client_id, fields[0])
+            log.warning("client %s sent unknown message id %s", self.client_id, clip(fields[0]))
             self.error(-1, ErrorCode.READ_ERROR,
-                       f"Server error when reading an API client request. unknown message id {fields[0]!r}")
+                       f"Server error when reading an API client request. unknown message id {clip(fields[0])}")
             return
         reader = FieldReader(fields, msg_id.name, start=1)
         try:
@@ -207,9 +227,9 @@ class Session:
             self.error(-1, ErrorCode.NOT_CONNECTED, "Not connected: send startApi first")
             return
         try:
-            self.server.handle(self, msg_id, request)
+            self.host.handle(self, msg_id, request)
         except Exception:
-            log.exception("client %s: %s failed: %s", self.client_id, msg_id.name, fields)
+            log.exception("client %s: %s failed: %s", self.client_id, msg_id.name, clip(fields))
             self.error(_guess_req_id(msg_id, fields), ErrorCode.VALIDATION_ERROR,
                        f"Error validating request:-'{msg_id.name}' : cause - internal error in tws-sim")
 
@@ -222,13 +242,14 @@ class Session:
             return
         version = negotiate_version(low, high)
         if version is None:
-            log.warning("client at %s offers versions %d..%d, tws-sim speaks 157..178: closing", self.peer, low, high)
+            log.warning("client at %s offers versions %d..%d, tws-sim speaks 157..178 but not 158: closing",
+                        self.peer, low, high)
             self.close()
             return
         self.version = version
         log.info("client at %s: versions %d..%d%s -> %d", self.peer, low, high,
-                 f" ({options})" if options else "", version)
-        self.send(enc.handshake_reply(version, self.server.clock()))
+                 f" ({clip(options)})" if options else "", version)
+        self.send(enc.handshake_reply(version, self.host.clock()))
 
     # -- market data -------------------------------------------------------------
     def push_ticks(self, states: dict[int, MarketState]) -> None:
@@ -289,3 +310,9 @@ def _guess_req_id(msg_id: In, fields: list[str]) -> int:
         return int(fields[index])
     except ValueError:
         return -1
+
+
+async def _before(read: Awaitable[T], deadline: float | None) -> T:
+    """Await ``read``; raise TimeoutError if it has not finished by ``deadline`` (loop time; None: no deadline)."""
+    async with asyncio.timeout_at(deadline):  # a timer, not a task per read as wait_for would make
+        return await read

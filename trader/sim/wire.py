@@ -28,6 +28,7 @@ __all__ = [
     "FieldReader",
     "FrameSplitter",
     "WireError",
+    "clip",
     "decode_fields",
     "encode_field",
     "encode_message",
@@ -53,6 +54,18 @@ class WireError(ProtocolError):
     """A request could not be read: missing fields, bad numbers, trailing garbage."""
 
     code = "protocol"
+
+
+def clip(value: object, limit: int = 80) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters, for logs and error texts that quote the wire.
+
+    A client chooses what it sends, up to a frame's size: quoted whole, one
+    bad field could write megabytes to the log.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 def encode_field(value: Field) -> str:
@@ -160,15 +173,15 @@ def parse_version_range(text: str) -> tuple[int, int, str]:
     """
     head, _, options = text.strip().partition(" ")
     if not head.startswith("v"):
-        raise WireError(f"handshake version must start with 'v': {text!r}")
+        raise WireError(f"handshake version must start with 'v': {clip(text)}")
     low, sep, high = head[1:].partition("..")
     try:
         lo = int(low)
         hi = int(high) if sep else lo
     except ValueError:
-        raise WireError(f"bad version range in handshake: {text!r}") from None
+        raise WireError(f"bad version range in handshake: {clip(text)}") from None
     if lo <= 0 or hi < lo:
-        raise WireError(f"bad version range in handshake: {text!r}")
+        raise WireError(f"bad version range in handshake: {clip(text)}")
     return lo, hi, options.strip()
 
 
@@ -233,9 +246,9 @@ class FieldReader:
             try:
                 as_float = float(text)
             except ValueError:
-                raise WireError(f"{self.what}: field {name!r} is not an integer: {text!r}") from None
+                raise WireError(f"{self.what}: field {name!r} is not an integer: {clip(text)}") from None
             if not as_float.is_integer():
-                raise WireError(f"{self.what}: field {name!r} is not an integer: {text!r}") from None
+                raise WireError(f"{self.what}: field {name!r} is not an integer: {clip(text)}") from None
             value = int(as_float)
         return None if value == UNSET_INTEGER else value
 
@@ -254,9 +267,9 @@ class FieldReader:
         try:
             value = Decimal(text)
         except InvalidOperation:
-            raise WireError(f"{self.what}: field {name!r} is not a number: {text!r}") from None
+            raise WireError(f"{self.what}: field {name!r} is not a number: {clip(text)}") from None
         if value.is_nan():
-            raise WireError(f"{self.what}: field {name!r} is not a number: {text!r}")
+            raise WireError(f"{self.what}: field {name!r} is not a number: {clip(text)}")
         return value
 
     def decimal(self, name: str) -> Decimal:

@@ -26,9 +26,9 @@ from ib_async.client import Client
 from tests.sim.ib_decode import Recorder
 from trader.domain import Action, OrderType, TimeInForce
 from trader.sim import order_wire as ow
-from trader.sim.catalogue import Instrument
+from trader.sim.catalogue import SimInstrument
 from trader.sim.msgids import In
-from trader.sim.requests import REQUEST_PARSERS, ContractDetailsRequest, MarketDataRequest
+from trader.sim.client_requests import REQUEST_PARSERS, ContractDetailsRequest, MarketDataRequest
 from trader.sim.wire import FieldReader, WireError, decode_fields
 
 VERSIONS = [157, 163, 166, 169, 170, 176, 177, 178]
@@ -112,7 +112,7 @@ def test_orders_with_conditions_are_read_up_to_their_count() -> None:
         ow.to_ticket(request, 1, None)  # type: ignore[arg-type]
 
 
-def test_a_ticket_uses_domain_enums(aapl: Instrument) -> None:
+def test_a_ticket_uses_domain_enums(aapl: SimInstrument) -> None:
     order = Order(action="SELL", totalQuantity=10, orderType="TRAIL", auxPrice=1.5, tif="IOC")
     ticket = ow.to_ticket(parse(178, lambda c: c.placeOrder(3, AAPL, order)), 9, aapl)
     assert (ticket.action, ticket.order_type, ticket.tif) == (Action.SELL, OrderType.TRAIL, TimeInForce.IOC)
@@ -128,7 +128,7 @@ def test_a_ticket_uses_domain_enums(aapl: Instrument) -> None:
         (Order(action="BUY", totalQuantity=1, orderType="MKT", tif="GTD"), 201),
     ],
 )
-def test_tickets_refuse_what_ib_refuses(order: Order, code: int, aapl: Instrument) -> None:
+def test_tickets_refuse_what_ib_refuses(order: Order, code: int, aapl: SimInstrument) -> None:
     request = parse(178, lambda c: c.placeOrder(3, AAPL, order))
     with pytest.raises(ow.OrderRefused) as caught:
         ow.to_ticket(request, 1, aapl)
