@@ -19,19 +19,9 @@ import ast
 import graphlib
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("trader", "services", "pycron")
-
-# Cycles being broken on another branch at the time of writing (issue 15, item 7: the simulator's
-# modules). Each is listed as the sorted modules of one strongly connected component. TEMPORARY:
-# once that branch is merged, this allow-list goes and the test covers the simulator too.
-ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset({
-    frozenset({"trader.sim.market", "trader.sim.replay"}),
-    frozenset({"trader.sim.handlers", "trader.sim.server", "trader.sim.session"}),
-})
-
 
 def _modules() -> dict[str, Path]:
     """Return every module of ``PACKAGES`` by dotted name (a package by its own name)."""
@@ -142,17 +132,6 @@ def test_cycles_are_found() -> None:
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    found = set(cycles(graph))
-    unexpected = found - ALLOWED_CYCLES
-    assert not unexpected, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in unexpected)
-    # With the allowed cycles cut (one edge each), the whole graph must sort topologically.
-    for component in found & ALLOWED_CYCLES:
-        for name in component:
-            graph[name] -= component
+    found = cycles(graph)
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on any cycle
-
-
-@pytest.mark.parametrize("cycle", sorted(ALLOWED_CYCLES, key=sorted))
-def test_the_allowed_cycles_still_exist(cycle: frozenset[str]) -> None:
-    """An allowed cycle that is gone must leave the allow-list (it is temporary)."""
-    assert cycle in set(cycles(import_graph())), f"{sorted(cycle)} is no longer a cycle: remove it from ALLOWED_CYCLES"
