@@ -61,6 +61,7 @@ def test_delays_grow_by_the_factor_up_to_the_cap() -> None:
     assert [policy.delay(n) for n in (1, 2, 3, 4, 10)] == [0.5, 1.5, 4.0, 4.0, 4.0]
     assert [RetryPolicy(0.25, 5.0).delay(n) for n in range(1, 7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]
     assert [RetryPolicy(1.0, 1.0, factor=1).delay(n) for n in (1, 5)] == [1.0, 1.0]
+    assert RetryPolicy(initial=2.0, cap=0.5).delay(1) == 0.5  # the cap bounds the first wait too
 
 
 def test_a_retry_number_beyond_any_float_is_the_cap() -> None:
@@ -82,7 +83,7 @@ def test_jitter_spreads_each_delay_around_its_nominal_value() -> None:
     ("kwargs", "message"),
     [
         ({"initial": 0, "cap": 1}, "initial must be > 0"),
-        ({"initial": 2, "cap": 1}, "cap must be >= initial"),
+        ({"initial": 1, "cap": 0}, "cap must be > 0"),
         ({"initial": 1, "cap": 2, "factor": 0.5}, "factor must be >= 1"),
         ({"initial": 1, "cap": 2, "jitter": 1.0}, "jitter must be in"),
         ({"initial": 1, "cap": 2, "attempts": 0}, "attempts must be >= 1"),

@@ -41,7 +41,7 @@ class RetryPolicy:
     """How long to wait before each retry, and when to stop retrying.
 
     ``initial`` is the wait before the first retry, multiplied by ``factor`` for
-    each further one up to ``cap``; ``jitter`` (0 <= jitter < 1) scales each wait
+    each further one; ``cap`` bounds every wait (the first too); ``jitter`` (0 <= jitter < 1) scales each wait
     by a uniform draw from ``[1 - jitter, 1 + jitter]``. ``attempts`` (the first
     included) and ``deadline`` (seconds from the first attempt; a retry whose wait
     would end past it is not made) are the give-ups; None retries for ever.
@@ -58,7 +58,7 @@ class RetryPolicy:
         problems = [
             what for what, bad in (
                 ("initial must be > 0", not self.initial > 0),
-                ("cap must be >= initial", not self.cap >= self.initial),
+                ("cap must be > 0", not self.cap > 0),
                 ("factor must be >= 1", not self.factor >= 1),
                 ("jitter must be in [0, 1)", not 0 <= self.jitter < 1),
                 ("attempts must be >= 1", self.attempts is not None and self.attempts < 1),
