@@ -1,4 +1,4 @@
-"""Restarts with the default backoff and real processes: a kill is back within 2 s every time, a crash loop FAILS.
+"""pycron's restarts with real processes: a kill is back healthy within 2 s each time, a crash loop FAILS.
 
 The jobs below keep pycron's defaults (backoff initial 0.1 s doubling to 60 s,
 5 restarts within 60 s) except where a test says otherwise, so these tests hold
@@ -10,6 +10,7 @@ in FAILED.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -20,24 +21,26 @@ from pathlib import Path
 import pytest
 from pycron_helpers import events, jobs_from, run, running, wait_until
 
-from pycron.config import BackoffModel
+from pycron.config import BackoffModel, parse_jobs
 from pycron.job import JobState, SupervisedJob
-from trader.config import Settings
+from pycron.supervisor import Supervisor
+from trader.config import Settings, load_settings, read_yaml
 
 BACK_WITHIN = 2.0  # seconds from a kill -9 to healthy again: the promise
+REPO = Path(__file__).resolve().parents[2]
 
 
-async def kill_and_time_recovery(job: SupervisedJob) -> float:
-    """SIGKILL the job's process; return the seconds until a new process of it is RUNNING and healthy."""
+async def kill_and_time_recovery(job: SupervisedJob) -> tuple[float, float]:
+    """SIGKILL the job's process; return the seconds until its new process started, and until healthy."""
     old_pid = job.status().pid
     assert old_pid is not None and job.ready
     killed = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
-    await wait_until(lambda: job.state is not JobState.RUNNING or not job.healthy, timeout=5,
-                     what="the exit noticed", interval=0.005)
     await wait_until(lambda: job.ready and job.status().pid not in (None, old_pid), timeout=10,
                      what="back healthy", interval=0.005)
-    return time.monotonic() - killed
+    back = time.monotonic() - killed
+    assert job.process is not None and job.process.started_mono is not None
+    return job.process.started_mono - killed, back
 
 
 def test_the_defaults_restart_quickly_and_forget_failures_after_reset_after() -> None:
@@ -70,9 +73,8 @@ def test_a_job_killed_again_and_again_is_back_healthy_within_two_seconds_each_ti
             worker = supervisor.jobs["worker"]
             assert await supervisor.wait_ready(10)
             for _ in range(6):
-                await wait_until(lambda: worker.status().uptime is not None
-                                 and worker.status().uptime > 0.8, what="healthy past reset_after")  # type: ignore[operator]
-                times.append(await kill_and_time_recovery(worker))
+                await asyncio.sleep(0.8)  # the interval between kills: healthy for longer than reset_after
+                times.append((await kill_and_time_recovery(worker))[1])
             status = worker.status()
             assert status.state is JobState.RUNNING and status.restarts == 6
             assert status.last_exit == -signal.SIGKILL
@@ -125,3 +127,43 @@ def test_a_crash_loop_still_ends_in_failed(
 
 def crasher_log(settings: Settings) -> Path:
     return settings.path(settings.storage.logs_dir) / "crasher.out"
+
+
+@pytest.mark.slow
+def test_each_job_of_the_real_stack_is_restarted_at_once_after_a_kill(
+    stack_env: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repository's jobs file (profile test), as `trader up` runs it: redis, the bus, tws-sim,
+    # trader_service and strategy_service. Each is killed once, the stack whole again in between;
+    # then trader_service five times more, as the chaos run that found the doubling backoff did
+    # (with reset_after cut to 1 s to keep the test short). pycron's own share is the time to the
+    # new process; the rest is the service's start-up.
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the jobs run in the home: this checkout's code first
+    settings = load_settings("test")
+    jobs_file = read_yaml(settings.config_path(settings.pycron.config))
+    jobs_file["jobs"]["trader_service"]["backoff"] = {"reset_after": 1.0}
+    config = parse_jobs(jobs_file, settings, "pycron.yaml")
+    times: list[tuple[str, float, float]] = []
+
+    async def scenario() -> None:
+        supervisor = Supervisor(config, settings, trader_env=settings.locator_env())
+        await supervisor.start()
+        try:
+            assert await supervisor.wait_ready(60), [s.to_dict() for s in supervisor.status()]
+            for name in [*config.jobs, *["trader_service"] * 5]:
+                times.append((name, *await kill_and_time_recovery(supervisor.jobs[name])))
+                assert await supervisor.wait_ready(30), [s.to_dict() for s in supervisor.status()]
+                await asyncio.sleep(1.5)  # the interval between kills: healthy for longer than reset_after
+            assert supervisor.jobs["trader_service"].status().restarts == 6
+            assert all(s.state is JobState.RUNNING for s in supervisor.status())
+        finally:
+            await supervisor.shutdown()
+
+    run(scenario(), timeout=240)
+    print("kill -9, new process, healthy (s):", "; ".join(f"{n} {a:.3f} {b:.3f}" for n, a, b in times))
+    assert {name for name, _, _ in times} == {"redis", "bus", "tws", "trader_service", "strategy_service"}
+    assert all(spawned < 0.5 for _, spawned, _ in times), times  # the initial delay, nothing more
+    # The rest is the service's own start-up (0.3-1 s of imports on an idle host, more on a busy
+    # one): the 2 s holds on an idle host (docs/ARCHITECTURE.md); here only what is pycron's is held
+    # to it, and the whole to a bound that a doubling backoff would break.
+    assert all(back < BACK_WITHIN + 2.0 for _, _, back in times), times
