@@ -29,7 +29,7 @@ class VirtualTime:
 
 
 class Flaky:
-    """An async call that fails ``failures`` times with ``error``, each attempt taking ``cost`` virtual seconds."""
+    """An async call that fails ``failures`` times with ``error``, each attempt taking ``cost`` seconds."""
 
     def __init__(self, vt: VirtualTime, failures: int, error: type[Exception] = ConnectionError,
                  cost: float = 0.0) -> None:
@@ -182,7 +182,9 @@ def test_each_retry_logs_one_line_with_lazy_arguments_and_calls_on_retry(
     assert len(records) == 2
     assert all(r.msg == "%s failed (attempt %d: %r); retrying in %.2f s" for r in records)  # formatted lazily
     assert records[0].args == ("journal append", 1, fn.raised[0], 0.5)
-    assert records[1].getMessage() == "journal append failed (attempt 2: ConnectionError('failure 2')); retrying in 1.00 s"
+    assert records[1].getMessage() == (
+        "journal append failed (attempt 2: ConnectionError('failure 2')); retrying in 1.00 s"
+    )
     assert seen == [(fn.raised[0], 0), (fn.raised[1], 1)]  # each before its wait
 
 

@@ -1,4 +1,4 @@
-"""The retry policy: exponential backoff with a cap, jitter and a give-up, for every retry loop of the platform.
+"""The retry policy: exponential backoff with a cap, jitter and a give-up, for every retry loop.
 
 A frozen :class:`RetryPolicy` says how long to wait before retry number n,
 ``min(initial * factor**(n-1), cap)`` scaled by a random draw from
