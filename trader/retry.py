@@ -87,8 +87,8 @@ class RetryPolicy:
         logger: logging.Logger | None = None,
         on_retry: Callable[[BaseException], object] | None = None,
         give_up: Callable[[], bool] | None = None,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock = time.monotonic,
+        sleep: Sleep | None = None,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> T:
         """Await ``fn()`` until it returns, retrying on ``retry_on``; on giving up, raise its last error.
@@ -96,9 +96,12 @@ class RetryPolicy:
         Before each wait, log ``<what> failed (attempt n: error); retrying in s``
         on ``logger`` (this module's by default) and call ``on_retry(error)``.
         ``give_up()`` is asked after each failure. Any other exception, and a
-        cancellation, propagates at once.
+        cancellation, propagates at once. ``sleep`` and ``clock`` default to
+        ``asyncio.sleep`` and ``time.monotonic``, looked up at each call.
         """
-        started = clock()
+        sleep = sleep or asyncio.sleep
+        now = clock or time.monotonic
+        started = now()
         try:  # the first attempt outside tenacity: a call that succeeds costs nothing more (tenacity: ~25 us)
             return await fn()
         except retry_on as exc:
@@ -110,7 +113,7 @@ class RetryPolicy:
                 return True
             if self.attempts is not None and state.attempt_number >= self.attempts:
                 return True
-            return self.deadline is not None and clock() + state.upcoming_sleep > started + self.deadline
+            return self.deadline is not None and now() + state.upcoming_sleep > started + self.deadline
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
