@@ -82,7 +82,7 @@ class BackoffModel(StrictModel):
     toward ``max_restarts``.
     """
 
-    initial: float = Field(0.1, gt=0, description="a single kill is back well within 2 s")
+    initial: float = Field(0.1, gt=0, description="seconds before the first restart")
     factor: float = Field(2.0, ge=1)
     max: float = Field(60.0, gt=0)
     reset_after: float = Field(10.0, gt=0, description="seconds healthy that clear past failures")
