@@ -26,6 +26,7 @@ from pycron.expand import Expander
 from pycron.schedule import RunSchedule, Schedule, WindowSchedule, is_valid, parse_timezone
 from trader.config import Settings, StrictModel, read_yaml, validate
 from trader.errors import ConfigError
+from trader.retry import RetryPolicy
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -73,11 +74,22 @@ class HealthModel(StrictModel):
 
 
 class BackoffModel(StrictModel):
-    """Delay before restart number n: ``min(initial * factor**(n-1), max)`` seconds."""
+    """Delay before restart number n: ``min(initial * factor**(n-1), max)`` seconds (trader.retry).
 
-    initial: float = Field(1.0, gt=0)
+    n counts the failures within ``restart_window`` since the job last stayed
+    healthy for ``reset_after`` seconds: a job that has been healthy that long
+    restarts after ``initial`` again, and its earlier failures no longer count
+    toward ``max_restarts``.
+    """
+
+    initial: float = Field(0.1, gt=0, description="seconds before the first restart")
     factor: float = Field(2.0, ge=1)
     max: float = Field(60.0, gt=0)
+    reset_after: float = Field(10.0, gt=0, description="seconds healthy that clear past failures")
+
+    def policy(self) -> RetryPolicy:
+        """Return the platform's retry policy with these delays."""
+        return RetryPolicy(self.initial, self.max, factor=self.factor)
 
 
 class ScheduleModel(StrictModel):
@@ -210,8 +222,7 @@ class Job:
 
     def backoff_delay(self, attempt: int) -> float:
         """Return the delay before restart number ``attempt`` (1-based)."""
-        b = self.backoff
-        return float(min(b.initial * b.factor ** max(0, attempt - 1), b.max))
+        return self.backoff.policy().delay(attempt)
 
 
 @dataclass(frozen=True, slots=True)

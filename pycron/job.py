@@ -154,6 +154,8 @@ class SupervisedJob:
         self.last_exit: int | None = None
         self.next_run: datetime | None = None
         self._failures: deque[float] = deque()
+        self._healthy_since: float | None = None  # monotonic start of the current healthy stretch
+        self._healthy_longest = 0.0  # seconds: the current process's longest healthy stretch
         self._task: asyncio.Task[None] | None = None
 
     # -- what others read --------------------------------------------------------
@@ -320,7 +322,8 @@ class SupervisedJob:
         and exited 0. A job stopped for not becoming healthy failed, whatever
         its exit code after our SIGTERM.
         """
-        self.healthy = False
+        self._set_healthy(False)
+        self._healthy_longest = 0.0
         self._set(JobState.STARTING)
         try:
             for path in self.job.makedirs:
@@ -344,7 +347,7 @@ class SupervisedJob:
         try:
             if self.job.oneshot or await self._become_healthy(proc):
                 started = True
-                self.healthy = True
+                self._set_healthy(True)
                 self._set(JobState.RUNNING)
                 watcher = None
                 if self.check is not None and not self.job.oneshot:
@@ -368,7 +371,7 @@ class SupervisedJob:
             if proc.running:
                 await proc.stop()
             self.last_exit = proc.returncode
-            self.healthy = False
+            self._set_healthy(False)
         return code, started and code == 0
 
     def _spawn_failed(self, exc: OSError) -> int:
@@ -408,12 +411,22 @@ class SupervisedJob:
             await asyncio.sleep(interval)
             ok = await self._probe(proc)
             if ok != self.healthy and proc.running:
-                self.healthy = ok
+                self._set_healthy(ok)
                 if ok:
                     log.info("%s: healthy again", self.name)
                 else:
                     log.warning("%s: unhealthy (pid %s still running)", self.name, proc.pid)
                 self.changes.notify()
+
+    def _set_healthy(self, ok: bool) -> None:
+        """Set ``healthy``, timing the healthy stretches that the backoff's reset rule reads."""
+        now = time.monotonic()
+        if ok and self._healthy_since is None:
+            self._healthy_since = now
+        elif not ok and self._healthy_since is not None:
+            self._healthy_longest = max(self._healthy_longest, now - self._healthy_since)
+            self._healthy_since = None
+        self.healthy = ok
 
     def _wants_restart(self, success: bool) -> bool:
         policy = self.job.restart
@@ -422,8 +435,22 @@ class SupervisedJob:
         )
 
     async def _backoff(self, code: int) -> bool:
-        """Count an unexpected exit; sleep the backoff and return True, or go FAILED and return False."""
+        """Count an unexpected exit; sleep the backoff and return True, or go FAILED (False).
+
+        A process that stayed healthy for ``backoff.reset_after`` seconds was no
+        crash loop: the failures before it are forgotten, and the restart comes
+        after the initial delay again.
+        """
         now = time.monotonic()
+        proven = self._healthy_longest >= self.job.backoff.reset_after
+        if proven and self._failures and not self.job.oneshot:
+            log.info(
+                "%s: healthy for %.1fs before this exit; %d earlier failures forgotten",
+                self.name,
+                self._healthy_longest,
+                len(self._failures),
+            )
+            self._failures.clear()
         self._failures.append(now)
         while self._failures and now - self._failures[0] > self.job.restart_window:
             self._failures.popleft()

@@ -38,6 +38,7 @@ from trader.domain import Fill
 from trader.errors import ConfigError, NotFound, Timeout, TraderError, Unavailable
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
+from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
@@ -170,18 +171,14 @@ class StrategyService(Service):
     async def _run(self, name: str) -> None:
         """Subscribe, warm up and resync one strategy; retried while trader_service is away."""
         runner = self.runners[name]
-        delay = 0.5
-        while True:
-            try:
-                keys = await self._subscribe(runner)
-                break
-            except (Unavailable, Timeout) as exc:
-                runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except TraderError as exc:  # an unknown symbol, say: the strategy's config is wrong
-                runner.fail("subscribing its instruments", exc)
-                return
+        try:
+            keys = await RetryPolicy(0.5, 10.0).call(
+                lambda: self._subscribe(runner), retry_on=(Unavailable, Timeout), what=f"subscribing {name}",
+                logger=log,
+                on_retry=lambda exc: runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})"))
+        except TraderError as exc:  # an unknown symbol, say: the strategy's config is wrong
+            runner.fail("subscribing its instruments", exc)
+            return
         runner.begin(keys)
         self._attach(runner)
         history = await self._history(runner)

@@ -274,6 +274,12 @@ def test_backoff_delay_grows_to_its_cap(settings) -> None:
     )
     job = config.jobs["a"]
     assert [job.backoff_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.0, 4.0]
+    assert job.backoff.reset_after == 10.0  # the default
+    assert jobs_from("jobs:\n  a: {command: a, backoff: {reset_after: 2.5}}\n", settings).jobs[
+        "a"
+    ].backoff.reset_after == 2.5
+    with pytest.raises(ConfigError, match="reset_after"):
+        jobs_from("jobs:\n  a: {command: a, backoff: {reset_after: 0}}\n", settings)
 
 
 def test_profile_selects_jobs(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Connection, encode, parse_endpoint
+from trader.retry import Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class Dealer(_Socket):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        delay = self._ivl
+        backoff = Backoff(RetryPolicy(self._ivl, self._ivl_max))
         while not self._closing:
             opened = False
             try:
@@ -240,8 +241,6 @@ class Dealer(_Socket):
                     self._conn = None
             if opened:
                 log.info("zmtp: connection to %s lost; reconnecting", self.endpoint)
-                delay = self._ivl
-            await asyncio.sleep(delay)
-            if not opened:
-                delay = min(delay * 2, self._ivl_max)
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
 

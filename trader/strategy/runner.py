@@ -43,6 +43,7 @@ import pandas as pd
 
 from trader.domain import Bar, Fill, Order, Tick
 from trader.errors import RiskLimitExceeded, Timeout, TraderError, Unavailable
+from trader.retry import RetryPolicy
 from trader.service.lifecycle import check_move
 from trader.strategy.bars import RollingBars, parse_bar_size
 from trader.strategy.base import Strategy
@@ -483,18 +484,10 @@ class StrategyRunner:
 
     async def _place(self, request: dict[str, Any]) -> dict[str, Any]:
         """Place ``request``, retrying under its client order id while the trader service is away."""
-        deadline = self._clock() + self.order_retry_seconds
-        delay = 0.25
-        while True:
-            try:
-                return await self._call("place_order", **request)
-            except (Unavailable, Timeout) as exc:
-                if self._clock() + delay > deadline:
-                    raise
-                self.logger.warning("trader service unavailable (%s); retrying %s in %.2g s", exc,
-                                    request["client_order_id"], delay)
-                await self._sleep(delay)
-                delay = min(delay * 2, 5.0)
+        policy = RetryPolicy(0.25, 5.0, deadline=self.order_retry_seconds)
+        return await policy.call(lambda: self._call("place_order", **request), retry_on=(Unavailable, Timeout),
+                                 what=f"place_order {request['client_order_id']}", logger=self.logger,
+                                 sleep=self._sleep, clock=self._clock)
 
 
 def _ns(stamp: datetime) -> int:

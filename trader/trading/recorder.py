@@ -25,6 +25,7 @@ from typing import Any
 import redis.exceptions
 
 from trader.errors import TraderError
+from trader.retry import RetryPolicy
 from trader.trading.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -210,14 +211,6 @@ class Recorder:
                 log.error("journal unreachable (%s); %d entries wait for it; retrying", exc, self._queue.qsize() + 1)
 
     async def _append(self, entry: Mapping[str, Any]) -> str:
-        delay = RETRY_FIRST
-        for attempt in range(RETRY_ATTEMPTS):
-            try:
-                return await self.journal.append(entry)
-            except _RETRYABLE as exc:
-                if attempt == RETRY_ATTEMPTS - 1:
-                    raise
-                log.warning("journal append failed (%s); retrying in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-        raise AssertionError("unreachable")
+        policy = RetryPolicy(RETRY_FIRST, RETRY_MAX, attempts=RETRY_ATTEMPTS)
+        return await policy.call(lambda: self.journal.append(entry), retry_on=_RETRYABLE, what="journal append",
+                                 logger=log)

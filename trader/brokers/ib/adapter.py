@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -51,12 +50,14 @@ from reactivex.subject import Subject
 
 from trader.config import IbSettings, TradingSettings
 from trader.errors import Overloaded, Unavailable
+from trader.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IbAdapter", "Pacer", "PlacedTrade"]
 
 WATCHDOG_INTERVAL = 5.0
+_CONNECT_ERRORS = (OSError, TimeoutError, ConnectionError, RequestError)  # a connect that failed: made again
 
 
 class Pacer:
@@ -215,28 +216,7 @@ class IbAdapter:
             self._connector = asyncio.get_running_loop().create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
-        delay = self.trading.reconnect_initial
-        attempt = 0
-        while not self._stopping:
-            attempt += 1
-            self.view_complete = False
-            try:
-                # raiseSyncErrors: a start-up request (positions, open and completed orders, executions,
-                # account updates) that timed out fails the connect, which is then made again; without it
-                # ib_async would only log it, and the re-sync would take a partial view for the whole.
-                await self.ib.connectAsync(
-                    self.settings.host, self.settings.port, clientId=self.settings.client_id,
-                    timeout=self.trading.connect_timeout, account=self.settings.account or "",
-                    raiseSyncErrors=True)
-            except (OSError, TimeoutError, ConnectionError, RequestError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.ib.disconnect()
-                wait = min(delay, self.trading.reconnect_max) * random.uniform(0.5, 1.5)  # jitter: no thundering herd
-                log.warning("IB connect to %s:%d failed (attempt %d: %s); retrying in %.1f s",
-                            self.settings.host, self.settings.port, attempt, self.last_error, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, self.trading.reconnect_max)
-                continue
+        if await self._connect_with_backoff():
             self.connects += 1
             self.last_error = None
             self.view_complete = self.ib.client.serverVersion() >= 150  # ib_async asks completed orders from 150
@@ -250,7 +230,35 @@ class IbAdapter:
                 except Exception:
                     log.exception("re-sync after connecting failed")
             self._emit(self.connection, True)
-            return
+
+    async def _connect_with_backoff(self) -> bool:
+        """Connect, retrying with backoff and jitter; return True once connected, False if stopping."""
+        if self._stopping:
+            return False
+        policy = RetryPolicy(self.trading.reconnect_initial, self.trading.reconnect_max,
+                             jitter=0.5)  # jitter: no thundering herd
+        try:
+            await policy.call(self._connect_once, retry_on=_CONNECT_ERRORS, logger=log,
+                              what=f"IB connect to {self.settings.host}:{self.settings.port}",
+                              give_up=lambda: self._stopping)
+        except _CONNECT_ERRORS:
+            return False
+        return True
+
+    async def _connect_once(self) -> None:
+        self.view_complete = False
+        try:
+            # raiseSyncErrors: a start-up request (positions, open and completed orders, executions,
+            # account updates) that timed out fails the connect, which is then made again; without it
+            # ib_async would only log it, and the re-sync would take a partial view for the whole.
+            await self.ib.connectAsync(
+                self.settings.host, self.settings.port, clientId=self.settings.client_id,
+                timeout=self.trading.connect_timeout, account=self.settings.account or "",
+                raiseSyncErrors=True)
+        except _CONNECT_ERRORS as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.ib.disconnect()
+            raise
 
     async def _watch(self) -> None:
         """Ask the time every few seconds: a connection that stops answering is dropped and re-made."""
