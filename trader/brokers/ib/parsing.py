@@ -1,6 +1,9 @@
 """IB parsing: pure conversions between ib_async's types and the domain objects.
 
-No I/O and no clock except ``now`` for a ticker that carries no time. IB's
+No I/O and no clock except ``now`` for a ticker that carries no time. Every
+conversion the IB adapter makes is here: contracts and their details, orders
+(with the ``orderRef`` that carries our client order id) and IB's reports of
+them, fills, positions, account values, tickers and bars. IB's
 spellings (``"STP LMT"``, ``"BOT"``, ``"PreSubmitted"``...) map to domain enums
 through the lookup tables below, in both directions. ib_async carries
 quantities and prices as floats, with ``UNSET_DOUBLE`` (``sys.float_info.max``)
@@ -11,6 +14,7 @@ Decimals (``231.37`` stays ``Decimal('231.37')``) or ``None``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,9 +23,11 @@ from typing import TypeVar
 import ib_async
 from ib_async.util import UNSET_DOUBLE
 
+from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
 from trader.domain import (
     AccountValue,
     Action,
+    Bar,
     Contract,
     Fill,
     Order,
@@ -33,20 +39,29 @@ from trader.domain import (
     TimeInForce,
     checks,
 )
-from trader.errors import ValidationError
+from trader.errors import TraderError, ValidationError
 
 __all__ = [
+    "broker_ref",
+    "client_order_id_of",
     "decimal_from_float",
     "from_ib_account_value",
+    "from_ib_bar",
     "from_ib_contract",
+    "from_ib_contract_details",
     "from_ib_fill",
     "from_ib_order",
     "from_ib_portfolio_item",
     "from_ib_position",
+    "order_report",
     "order_status",
+    "order_update",
+    "parse_broker_ref",
+    "ticker_quote",
     "ticker_to_tick",
     "to_ib_contract",
     "to_ib_order",
+    "to_ib_query",
     "tradable_ib_contract",
 ]
 
@@ -100,9 +115,12 @@ _STOPS = frozenset({OrderType.STP, OrderType.STP_LMT})
 # Working statuses that IB keeps reporting while an order fills piece by piece.
 _WORKING = frozenset({OrderStatus.PRE_SUBMITTED, OrderStatus.SUBMITTED})
 
+_ZERO = Decimal(0)
 # Below 2**53 every integral float is an exact int: write 100.0 as Decimal('100').
 _EXACT_INT_LIMIT = 2.0**53
 _EPOCH = ib_async.util.EPOCH
+
+log = logging.getLogger(__name__)
 
 
 def decimal_from_float(x: float | Decimal | None) -> Decimal | None:
@@ -165,6 +183,23 @@ def _expiry(code: str, sec_type: SecType, local_symbol: str) -> date | None:
             return None
         text = f"{text}01"
     return checks.plain_date("IB lastTradeDateOrContractMonth", text)
+
+
+def broker_ref(order: Order) -> str:
+    """Return the orderRef sent to IB: the strategy (or "manual") and our client order id."""
+    return f"{order.order_ref}#{order.client_order_id}"
+
+
+def parse_broker_ref(order_ref: str) -> tuple[str, str] | None:
+    """Return the (strategy, client order id) a :func:`broker_ref` carries, or None for an order placed elsewhere."""
+    strategy, sep, coid = order_ref.rpartition("#")
+    return (strategy, coid) if sep and coid else None
+
+
+def client_order_id_of(order_ref: str) -> str | None:
+    """Return the client order id an orderRef carries, or None for an order placed elsewhere."""
+    _, sep, coid = order_ref.rpartition("#")
+    return coid if sep and coid else None
 
 
 def to_ib_contract(c: Contract) -> ib_async.Contract:
@@ -242,6 +277,25 @@ def tradable_ib_contract(c: ib_async.Contract) -> ib_async.Contract:
     return _IbContract(**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
 
 
+def to_ib_query(q: ContractQuery) -> ib_async.Contract:
+    """Return the ib_async contract that asks IB's contract details for what ``q`` names."""
+    return ib_async.Contract(
+        symbol=q.symbol, secType=IB_SEC_TYPES[q.sec_type], exchange=q.exchange, currency=q.currency,
+        lastTradeDateOrContractMonth=q.expiry, localSymbol=q.local_symbol, right=q.right,
+        strike=0.0 if q.strike is None else float(q.strike))
+
+
+def from_ib_contract_details(details: ib_async.ContractDetails) -> ContractDetails:
+    """Return IB's ``details`` of a qualified contract: the domain contract, its tick (0.01 if IB gives none) and
+    minimum size (1 if none); ValidationError for a contract the domain cannot read."""
+    if details.contract is None:
+        raise ValidationError("IB contract details without a contract")
+    tick = decimal_from_float(details.minTick) or Decimal("0.01")
+    size = details.minSize
+    min_size = decimal_from_float(size) if size and size > 0 else None
+    return ContractDetails(from_ib_contract(details.contract), tick, min_size or Decimal(1), details.longName or "")
+
+
 class _IbOrder(ib_async.Order):
     """An ib_async Order whose repr names the order rather than listing its non-default fields.
 
@@ -268,7 +322,8 @@ def to_ib_order(
     ``UNSET_DOUBLE`` (sent as "no value"), never 0. A TRAIL order's trail
     amount goes in ``auxPrice``, its trail percent in ``trailingPercent`` and
     its initial stop, if any, in ``trailStopPrice``. Setting an OCA group sets
-    ``ocaType`` 1 (cancel the others when one fills).
+    ``ocaType`` 1 (cancel the others when one fills). The ``orderRef`` is
+    :func:`broker_ref`'s: it names the order after a crash or a reconnect.
     """
     ib_order = _IbOrder(
         orderId=order_id,
@@ -277,7 +332,7 @@ def to_ib_order(
         orderType=IB_ORDER_TYPES[order.order_type],
         tif=IB_TIFS[order.tif],
         outsideRth=order.outside_rth,
-        orderRef=order.order_ref,
+        orderRef=broker_ref(order),
         account=order.account or "",
         parentId=parent_order_id,
         transmit=transmit,
@@ -346,6 +401,57 @@ def order_status(status: str, filled: Decimal, remaining: Decimal) -> OrderStatu
     return result
 
 
+def _reason(trade: ib_async.Trade) -> str:
+    """Return the last error or notice IB gave about the trade's order ("" if none)."""
+    for entry in reversed(trade.log):
+        if entry.errorCode:
+            return entry.message
+    return ""
+
+
+def order_update(trade: ib_async.Trade) -> OrderReport:
+    """Return the status report ib_async's ``trade`` now holds (no ``order``: this is on the order path)."""
+    order, st = trade.order, trade.orderStatus
+    ref = order.orderRef or ""
+    filled = decimal_from_float(st.filled) or _ZERO
+    remaining = decimal_from_float(st.remaining) or _ZERO
+    return OrderReport(client_order_id_of(ref), ref, order.orderId or None, order.permId or None,
+                       order_status(st.status, filled, remaining), st.status, filled, remaining,
+                       decimal_from_float(st.avgFillPrice) if filled else None, _reason(trade))
+
+
+def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderReport:
+    """Return an open or completed order as IB lists it, with the order as placed if it is ours.
+
+    A completed order (from reqCompletedOrders) carries no status beyond its
+    state: its filled quantity is the order's ``filledQuantity``, and its
+    remaining quantity what is left of the total; it has no id (``None``) and
+    no average price (IB gives it in the executions). ``parent_id`` is the
+    client order id of a bracket child's parent.
+    """
+    order, st = trade.order, trade.orderStatus
+    ref = order.orderRef or ""
+    filled = decimal_from_float(st.filled) or _ZERO
+    total = decimal_from_float(order.totalQuantity) or _ZERO
+    if not filled:
+        filled = decimal_from_float(order.filledQuantity) or _ZERO
+    remaining = decimal_from_float(st.remaining) if st.remaining else None
+    if remaining is None:
+        remaining = total - filled
+    avg = decimal_from_float(st.avgFillPrice) if st.avgFillPrice and filled else None
+    placed = None
+    parsed = parse_broker_ref(ref)
+    if parsed is not None:
+        try:
+            placed = from_ib_order(trade.contract, order, client_order_id=parsed[1], order_ref=parsed[0],
+                                   parent_id=parent_id)
+        except TraderError as exc:
+            log.warning("broker order %s (%s) cannot be read: %s", order.orderId, parsed[1], exc)
+    return OrderReport(None if parsed is None else parsed[1], ref, order.orderId or None, order.permId or None,
+                       order_status(st.status, filled, remaining), st.status, filled, remaining, avg,
+                       _reason(trade), placed)
+
+
 def from_ib_fill(fill: ib_async.Fill, client_order_id: str | None) -> Fill:
     """Return the domain Fill for ib_async's ``fill`` of our order ``client_order_id``.
 
@@ -402,6 +508,27 @@ def from_ib_portfolio_item(item: ib_async.PortfolioItem) -> Position:
 def from_ib_account_value(v: ib_async.AccountValue) -> AccountValue:
     """Return the domain AccountValue for ib_async's ``v`` (its ``modelCode`` is dropped)."""
     return AccountValue(v.account, v.tag, v.value, v.currency)
+
+
+def _positive(x: float) -> Decimal | None:
+    value = decimal_from_float(x)
+    return value if value is not None and value > 0 else None
+
+
+def ticker_quote(ticker: ib_async.Ticker) -> Quote:
+    """Return the ticker's top of book: positive prices, a side with no size as ``None``."""
+    bid_size, ask_size = ticker.bidSize, ticker.askSize
+    return Quote(_positive(ticker.bid) if bid_size and bid_size > 0 else None,
+                 _positive(ticker.ask) if ask_size and ask_size > 0 else None,
+                 _positive(ticker.last))
+
+
+def from_ib_bar(bar: ib_async.BarData, instrument: str, size: str) -> Bar:
+    """Return IB's historical ``bar`` of ``instrument`` as a Bar (a daily bar starts at midnight UTC)."""
+    start = bar.date if isinstance(bar.date, datetime) else datetime(bar.date.year, bar.date.month, bar.date.day,
+                                                                     tzinfo=UTC)
+    return Bar(instrument, start.astimezone(UTC), size, float(bar.open), float(bar.high), float(bar.low),
+               float(bar.close), max(float(bar.volume), 0.0), int(bar.barCount) if bar.barCount >= 0 else None)
 
 
 def _market(x: float | None) -> float | None:
