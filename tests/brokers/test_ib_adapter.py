@@ -17,7 +17,7 @@ from trader.brokers.ib.adapter import IbAdapter
 from trader.brokers.ib.orders import PlacedTrade
 from trader.brokers.records import ContractQuery, OrderReport
 from trader.config import IbSettings, TradingSettings
-from trader.domain import Action, Order, OrderStatus, OrderType
+from trader.domain import Action, Contract, Order, OrderStatus, OrderType
 from trader.errors import NotFound
 
 
@@ -174,3 +174,21 @@ def test_orders_are_registered_before_the_send_which_comes_last_and_modified_and
                 await adapter.stop()
 
     asyncio.run(main())
+
+
+def test_a_bracket_goes_out_children_under_the_entry_only_the_last_transmitting() -> None:
+    adapter = IbAdapter(IbSettings(), TradingSettings())
+    adapter.ib.wrapper.clientId = 5  # what connecting sets; the sends are kept instead of written to a socket
+    sends: list[tuple[int, Any, Any]] = []
+    adapter.ib.client.placeOrder = lambda *args: sends.append(args)  # type: ignore[method-assign]
+    aapl = Contract("AAPL", primary_exchange="NASDAQ", conid=265598)
+    entry = Order("b1", aapl, Action.BUY, Decimal(10), OrderType.LMT, limit_price=Decimal(150), broker_order_id=20)
+    stop = Order("b1-sl", aapl, Action.SELL, Decimal(10), OrderType.STP, stop_price=Decimal(140), parent_id="b1",
+                 oca_group="b1", broker_order_id=21)
+    target = Order("b1-tp", aapl, Action.SELL, Decimal(10), OrderType.LMT, limit_price=Decimal(160),
+                   parent_id="b1", oca_group="b1", broker_order_id=22)
+    adapter.place_orders([entry, stop, target])
+    assert [(i, o.parentId, o.transmit, o.orderRef) for i, _, o in sends] == [
+        (20, 0, False, "manual#b1"), (21, 20, False, "manual#b1-sl"), (22, 20, True, "manual#b1-tp")]
+    assert all(c.conId == 265598 and c.symbol == "AAPL" for _, c, _ in sends)
+    assert all(adapter.has_order(coid) for coid in ("b1", "b1-sl", "b1-tp"))

@@ -112,6 +112,12 @@ class IbOrders:
         fails raises; the orders before it were sent, and have their handles.
         """
         last = len(orders) - 1
+        if last == 0:  # one order, the usual case: nothing to link, no list to build
+            order = orders[0]
+            contract = self.contract_of(order.contract)
+            ib_order = parsing.to_ib_order(order, order_id=order.broker_order_id or 0)
+            self._trades[order.client_order_id] = send_new(self.ib, contract, ib_order)
+            return
         entry_id = orders[0].broker_order_id or 0
         prepared = [(order.client_order_id, self.contract_of(order.contract),
                      parsing.to_ib_order(order, order_id=order.broker_order_id or 0,
