@@ -28,56 +28,28 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import ib_async
-from ib_async import IB, RequestError, Ticker, Trade
+from ib_async import IB, RequestError, Trade
 from reactivex.subject import Subject
 
 from trader.brokers.ib import parsing
+from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
 from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
 from trader.config import IbSettings, TradingSettings
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
-from trader.errors import BrokerError, Overloaded, TraderError, Unavailable
+from trader.errors import BrokerError, TraderError, Unavailable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IbAdapter", "Pacer"]
+__all__ = ["IbAdapter"]
 
 WATCHDOG_INTERVAL = 5.0
 T = TypeVar("T")
-
-
-class Pacer:
-    """A sliding-window limit: at most ``limit`` calls per ``window`` seconds, waiting up to ``max_wait``."""
-
-    def __init__(self, limit: int, window: float, max_wait: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.max_wait, self.clock = limit, window, max_wait, clock
-        self._calls: deque[float] = deque()
-
-    def delay(self) -> float:
-        """Return how long the next call must wait (0: now)."""
-        now = self.clock()
-        while self._calls and now - self._calls[0] >= self.window:
-            self._calls.popleft()
-        if len(self._calls) < self.limit:
-            return 0.0
-        return self._calls[0] + self.window - now
-
-    async def acquire(self) -> None:
-        """Wait for a slot; raise Overloaded if that would take longer than ``max_wait``."""
-        wait = self.delay()
-        if wait > self.max_wait:
-            raise Overloaded(f"IB pacing: {self.limit} requests per {self.window:g} s used; retry in {wait:.0f} s",
-                             retry_after=round(wait, 1))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._calls.append(self.clock())
 
 
 class IbAdapter:
@@ -101,9 +73,8 @@ class IbAdapter:
         self._orders = IbOrders(self.ib, self._ib_contract)
         # First: the handles of the orders IB lists as the connection is made, before any re-sync.
         self.on_connected: list[Callable[[], Awaitable[None]]] = [self._index_orders]
-        self._streams: dict[str, ib_async.Contract] = {}  # key -> the contract streamed
-        self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
-        self.history_pacer = Pacer(trading.history_requests_per_10min, 600.0)
+        self._market = IbMarketData(self.ib, self._ib_contract, self.require_connection,
+                                    trading.history_requests_per_10min)
         self.connects = 0
         self.last_error: str | None = None
         # Whether this connection fetched the completed orders and the executions (see _connect_loop):
@@ -113,7 +84,6 @@ class IbAdapter:
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._contracts: dict[int, ib_async.Contract] = {}  # conid -> the contract orders are placed with
-        self._keys: dict[int, str] = {}  # conid -> key of the subscribed contracts
         self._wire_events()
 
     # -- events ------------------------------------------------------------------
@@ -146,9 +116,7 @@ class IbAdapter:
         self._emit(subject, converted)
 
     def _on_tickers(self, tickers: Any) -> None:
-        keys = self._keys
-        ticks = [parsing.ticker_to_tick(t, key) for t in tickers
-                 if t.contract is not None and (key := keys.get(t.contract.conId)) is not None]
+        ticks = self._market.ticks(tickers)
         if ticks:
             self._emit(self.ticks, ticks)
 
@@ -286,9 +254,7 @@ class IbAdapter:
                 self.ib.disconnect()
 
     def _resubscribe(self) -> None:
-        for key, contract in self._streams.items():
-            log.info("re-subscribing market data for %s", key)
-            self.ib.reqMktData(contract)
+        self._market.resubscribe()
 
     def require_connection(self) -> None:
         """Raise Unavailable unless connected."""
@@ -419,62 +385,26 @@ class IbAdapter:
         let it go (:meth:`unsubscribe`). IB limits the streams open at once (100
         lines by default), so each is held only while someone wants it.
         """
-        self.require_connection()
-        key = contract.key
-        self.owners.setdefault(key, set()).add(owner)
-        streamed = self._streams.get(key)
-        if streamed is None:
-            streamed = self._streams[key] = self._ib_contract(contract)
-            self._keys[streamed.conId] = key
-            self.ib.reqMktData(streamed)
-        elif self.ib.ticker(streamed) is None:
-            self.ib.reqMktData(streamed)
+        self._market.subscribe(contract, owner)
 
     def unsubscribe(self, key: str, owner: str = "user") -> bool:
         """Let ``owner``'s stream of ``key`` go (it stops once no owner is left); return whether it had one."""
-        owners = self.owners.get(key)
-        if owners is None or owner not in owners:
-            return False
-        owners.discard(owner)
-        if owners:
-            return True
-        del self.owners[key]
-        contract = self._streams.pop(key, None)
-        if contract is None:
-            return True
-        self._keys.pop(contract.conId, None)
-        if self.connected:
-            self.ib.cancelMktData(contract)
-        return True
+        return self._market.unsubscribe(key, owner)
 
     def subscriptions(self) -> dict[str, set[str]]:
         """Return the keys streamed, each with its owners."""
-        return {key: set(owners) for key, owners in self.owners.items()}
+        return self._market.subscriptions()
 
     def quote(self, contract: Contract) -> Quote | None:
         """Return the streamed contract's top of book (None: not streamed, or no ticker yet)."""
-        streamed = self._streams.get(contract.key)
-        ticker: Ticker | None = self.ib.ticker(streamed) if streamed is not None else None
-        return None if ticker is None else parsing.ticker_quote(ticker)
+        return self._market.quote(contract)
 
     async def snapshot(self, contract: Contract, timeout: float = 5.0) -> dict[str, Any]:
         """Return a one-off tick for ``contract`` (the live one when streamed with a bid and ask)."""
-        self.require_connection()
-        ib_contract = self._ib_contract(contract)
-        ticker = self.ib.ticker(ib_contract)
-        if ticker is None or not ticker.hasBidAsk():
-            [ticker] = await asyncio.wait_for(self.ib.reqTickersAsync(ib_contract), timeout)
-        return parsing.ticker_to_tick(ticker, contract.key)
+        return await self._market.snapshot(contract, timeout)
 
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, timeout: float = 60.0) -> list[Bar]:
         """Return historical bars, paced to IB's limit on historical requests."""
-        self.require_connection()
-        await self.history_pacer.acquire()
-        try:
-            bars = await self.ib.reqHistoricalDataAsync(
-                self._ib_contract(contract), end, duration, bar_size, what_to_show, use_rth, formatDate=2,
-                timeout=timeout)
-        except RequestError as exc:
-            raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
-        return [parsing.from_ib_bar(bar, contract.key, bar_size) for bar in bars]
+        return await self._market.history(contract, end=end, duration=duration, bar_size=bar_size,
+                                          what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
