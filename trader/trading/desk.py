@@ -203,11 +203,11 @@ class Desk:
     async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
         """Return the market (mid, else last) and the price a market order would pay."""
         self.adapter.subscribe(inst.contract, owner="desk")
-        self._quoted[inst.key] = asyncio.get_running_loop().time()
-        deadline = asyncio.get_running_loop().time() + QUOTE_WAIT
+        loop = asyncio.get_running_loop()
+        self._quoted[inst.key] = loop.time()
+        deadline = loop.time() + QUOTE_WAIT
         quote = self.adapter.quote(inst.contract)
-        while (quote is None or not (quote.bid and quote.ask or quote.last)) \
-                and asyncio.get_running_loop().time() < deadline:
+        while (quote is None or not (quote.bid and quote.ask or quote.last)) and loop.time() < deadline:
             await asyncio.sleep(0.01)
             quote = self.adapter.quote(inst.contract)
         bid, ask, last = quote or (None, None, None)
