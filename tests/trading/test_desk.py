@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio
 
 from tests.trading.broker_double import BrokerDouble
+from trader.brokers.records import OrderReport
 from trader.config import RiskSettings
 from trader.domain import AccountValue, Action, Contract, Fill, Order, OrderStatus, Position
 from trader.trading.book import Book
@@ -73,3 +74,28 @@ def test_fills_are_booked_by_their_client_order_id_or_else_by_broker_ids(broker:
     broker.fills.on_next(fill("e1", "c3", perm_id=99, broker_order_id=7))  # seen before: ignored
     assert [(f.exec_id, f.client_order_id) for f in book.fills()] == [("e1", "c3"), ("e2", "c4"), ("e3", None)]
     assert book.order("c4").filled_quantity == Decimal(1)
+
+
+def report(coid: str | None, status: OrderStatus | None, *, filled: int = 0, avg: str | None = None,
+           broker_order_id: int | None = 7, perm_id: int | None = 99, reason: str = "",
+           text: str = "Submitted") -> OrderReport:
+    return OrderReport(coid, f"manual#{coid}" if coid else "", broker_order_id, perm_id, status, text,
+                       Decimal(filled), Decimal(10 - filled), None if avg is None else Decimal(avg), reason)
+
+
+def test_status_reports_move_the_booked_order(broker: BrokerDouble) -> None:
+    book = Book()
+    desk = desk_for(broker, book)
+    book.put_order(Order("c1", AAPL, Action.BUY, Decimal(10), broker_order_id=7))
+    broker.order_updates.on_next(report("c1", OrderStatus.SUBMITTED))
+    assert (book.order("c1").status, book.order("c1").perm_id) == (OrderStatus.SUBMITTED, 99)
+    broker.order_updates.on_next(report("c1", OrderStatus.PARTIALLY_FILLED, filled=4, avg="150.5"))
+    c1 = book.order("c1")
+    assert (c1.status, c1.filled_quantity, c1.avg_fill_price) == (OrderStatus.PARTIALLY_FILLED, 4, Decimal("150.5"))
+    broker.order_updates.on_next(report("c1", None, filled=4, avg="150.5", text="ApiUpdate"))  # unknown: logged
+    assert book.order("c1").status is OrderStatus.PARTIALLY_FILLED
+    # no reference of ours (lost, or a status IB sends bare): the broker's ids find the order
+    broker.order_updates.on_next(report(None, OrderStatus.CANCELLED, filled=4, avg="150.5", reason="Cancelled by you"))
+    assert book.order("c1").status is OrderStatus.CANCELLED and desk.result("c1")["reason"] == "Cancelled by you"
+    broker.order_updates.on_next(report(None, OrderStatus.FILLED, broker_order_id=70, perm_id=990))  # not ours
+    assert [o.client_order_id for o in book.orders()] == ["c1"] and desk.recorder.pending == 3
