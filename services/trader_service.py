@@ -1,7 +1,8 @@
 """The trader service: the one process that talks to the broker; orders, book, portfolio, risk, journal.
 
-``python -m services.trader_service`` connects to the IB API endpoint of the
-settings (``ib:``; tws-sim by default) through ib_async, rebuilds its book from
+``python -m services.trader_service`` connects to the broker the settings name
+(``broker:``; ``ib``: the IB API endpoint of ``ib:``, tws-sim by default) through
+the :class:`~trader.brokers.base.Broker` seam, rebuilds its book from
 the Redis journal, reconciles it with the broker, and serves the RPC methods
 below on ``services.trader_service.rpc_port``. It publishes ``tick.ib.<key>``
 for subscribed instruments, ``order.<event>``, ``fill`` and ``portfolio`` on
@@ -19,14 +20,11 @@ from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
-from ib_async import RequestError
 from redis.exceptions import RedisError
 
-from trader.brokers.ib import parsing
-from trader.brokers.ib.adapter import IbAdapter
+from trader.brokers.factory import create_broker
 from trader.config import Settings, TradingHours
-from trader.domain import Bar
-from trader.errors import BrokerError, NotFound, TraderError
+from trader.errors import NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.trading.book import Book, rebuild
@@ -54,7 +52,7 @@ class TraderService(Service):
         self.journal: Journal | None = None
         self.book = Book()
         self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
-        self.adapter = IbAdapter(settings.ib, settings.trading)
+        self.adapter = create_broker(settings)
         self.resolver = Resolver(self.adapter)
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
@@ -72,9 +70,6 @@ class TraderService(Service):
 
     # -- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:
-        # ib_async logs every order message at INFO, a full Trade repr each: costly per order and
-        # redundant with the journal. Its warnings and errors still come through.
-        logging.getLogger("ib_async").setLevel(max(logging.WARNING, logging.getLogger().level))
         r = self.settings.redis
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
@@ -86,8 +81,8 @@ class TraderService(Service):
                          account=self.settings.ib.account)
         self.adapter.on_connected.append(self._resync)
         self.adapter.connection.subscribe(self._on_connection)
-        self.adapter.tickers.subscribe(self._on_tickers)
-        self.adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
+        self.adapter.ticks.subscribe(self._on_ticks)
+        self.adapter.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
         self._day_task = asyncio.get_running_loop().create_task(self._day_loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
@@ -109,7 +104,7 @@ class TraderService(Service):
 
     async def _resync(self) -> None:
         assert self.desk is not None
-        self.differences = await reconcile(self.desk, self.settings.ib.client_id)
+        self.differences = await reconcile(self.desk)
         if self.risk.kill_switch_engaged:  # engaged while away, or before a restart: orders may still be working
             log.warning("kill switch engaged: sending IB's global cancel after the (re)connect")
             self._cancel_everything()
@@ -186,13 +181,13 @@ class TraderService(Service):
             "connected": self.adapter.connected,
             "ib": f"{self.settings.ib.host}:{self.settings.ib.port}",
             "client_id": self.settings.ib.client_id,
-            "accounts": list(self.adapter.ib.wrapper.accounts),
+            "accounts": self.adapter.accounts(),
             "connects": self.adapter.connects,
             "last_error": self.adapter.last_error,
             "orders": len(self.book),
             "open_orders": self.book.open_count(),
             "fills": self.book.fill_count(),
-            "subscriptions": sorted(self.adapter.subscriptions),
+            "subscriptions": sorted(self.adapter.subscriptions()),
             "kill_switch": self.risk.kill_switch_engaged,
             "kill_switch_reason": self.risk.kill_switch_reason,
             "journal_pending": self.recorder.pending if self.recorder else 0,
@@ -207,11 +202,9 @@ class TraderService(Service):
         if self.publisher is not None:
             self.publisher.publish(topic, payload)
 
-    def _on_tickers(self, tickers: list[Any]) -> None:
-        for ticker in tickers:
-            key = self.adapter.subscribed_key(ticker.contract)
-            if key is not None:
-                self._publish(f"tick.ib.{key}", parsing.ticker_to_tick(ticker, key))
+    def _on_ticks(self, ticks: list[dict[str, Any]]) -> None:
+        for tick in ticks:
+            self._publish(f"tick.ib.{tick['instrument']}", tick)
 
     def _portfolio_changed(self) -> None:
         now = time.monotonic()
@@ -239,18 +232,18 @@ class TraderService(Service):
     def account(self) -> dict[str, Any]:
         """Return the account id and its values by tag (and currency)."""
         values: dict[str, dict[str, str]] = {}
-        for v in self.adapter.ib.accountValues():
+        for v in self.adapter.account_values():
             values.setdefault(v.tag, {})[v.currency or ""] = v.value
-        accounts = list(self.adapter.ib.wrapper.accounts)
+        accounts = self.adapter.accounts()
         return {"account": self.settings.ib.account or (accounts[0] if accounts else None), "values": values}
 
     def positions(self) -> list[Any]:
         """Return the broker's positions."""
-        return [parsing.from_ib_position(p) for p in self.adapter.ib.positions()]
+        return self.adapter.positions()
 
     def portfolio(self) -> list[Any]:
         """Return positions with market price and value, unrealized and realized PnL."""
-        return [parsing.from_ib_portfolio_item(i) for i in self.adapter.ib.portfolio()]
+        return self.adapter.portfolio()
 
     def orders(self, open_only: bool = False) -> list[Any]:
         """Return the book's orders, oldest first (only the working ones with open_only)."""
@@ -335,43 +328,33 @@ class TraderService(Service):
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:
         """Return the current quote of one instrument."""
         inst = await self.resolver.one(symbol, **hints)
-        ticker = await self.adapter.snapshot(inst.ib)
-        return parsing.ticker_to_tick(ticker, inst.key)
+        return await self.adapter.snapshot(inst.contract)
 
     async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
         """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""
         inst = await self.resolver.one(symbol, **hints)
-        self.adapter.subscribe(inst.key, inst.ib)
+        self.adapter.subscribe(inst.contract)
         return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract}
 
     def unsubscribe(self, key: str) -> bool:
         """Stop streaming ``key`` (unless the order desk still prices orders from it: then once it is idle)."""
         if not self.adapter.unsubscribe(key):
-            why = " (its stream prices recent orders: it ends once they are idle)" if key in self.adapter.owners else ""
+            held = key in self.adapter.subscriptions()
+            why = " (its stream prices recent orders: it ends once they are idle)" if held else ""
             raise NotFound(f"no subscription for {key!r}{why}", key=key)
         return True
 
     def subscriptions(self) -> list[str]:
         """Return the keys streamed on the bus (those subscribed, and those pricing recent orders)."""
-        return sorted(self.adapter.subscriptions)
+        return sorted(self.adapter.subscriptions())
 
     async def history(self, symbol: str, duration: str = "1 D", bar_size: str = "1 min",
                       what_to_show: str = "TRADES", end: str = "", use_rth: bool = False,
                       **hints: Any) -> list[Any]:
-        """Return historical bars from IB (paced to its limits) as Bar records."""
+        """Return historical bars from the broker (paced to its limits) as Bar records."""
         inst = await self.resolver.one(symbol, **hints)
-        try:
-            bars = await self.adapter.history(inst.ib, end=end, duration=duration, bar_size=bar_size,
-                                              what_to_show=what_to_show, use_rth=bool(use_rth))
-        except RequestError as exc:
-            raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
-        out = []
-        for b in bars:
-            start = b.date if isinstance(b.date, datetime) else datetime(b.date.year, b.date.month, b.date.day,
-                                                                         tzinfo=UTC)
-            out.append(Bar(inst.key, start.astimezone(UTC), bar_size, float(b.open), float(b.high), float(b.low),
-                           float(b.close), max(float(b.volume), 0.0), int(b.barCount) if b.barCount >= 0 else None))
-        return out
+        return await self.adapter.history(inst.contract, end=end, duration=duration, bar_size=bar_size,
+                                          what_to_show=what_to_show, use_rth=bool(use_rth))
 
 
 if __name__ == "__main__":

@@ -260,6 +260,8 @@ class Settings(StrictModel):
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()
     pycron: PycronSettings = PycronSettings()
+    broker: str = Field("ib", min_length=1, description="the broker trader_service trades through "
+                        "(a name in trader.brokers.factory.BROKERS; ib: the `ib:` endpoint)")
     ib: IbSettings = IbSettings()
     risk: RiskSettings = RiskSettings()
     trading: TradingSettings = TradingSettings()

@@ -1,18 +1,25 @@
-"""IbAdapter: its settings reach the ib_async client it owns; a failed start-up sync is a failed connect;
-a stream lasts while anyone wants it; place_order sends last (against tws-sim)."""
+"""IbAdapter against tws-sim: its settings reach the ib_async client it owns; a failed start-up sync is a failed
+connect; a stream lasts while anyone wants it; orders are sent last, and modified and cancelled by client order id."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from ib_async import LimitOrder, RequestError, Stock
+from ib_async import RequestError
 
 from tests.sim.simulator import running_sim, wait_for
-from trader.brokers.ib.adapter import IbAdapter, PlacedTrade
+from trader.brokers.ib.adapter import IbAdapter
+from trader.brokers.ib.market_data import Pacer
+from trader.brokers.ib.orders import PlacedTrade
+from trader.brokers.records import ContractQuery, OrderReport
 from trader.config import IbSettings, TradingSettings
+from trader.domain import Action, Contract, Order, OrderStatus, OrderType
+from trader.errors import NotFound, Overloaded
 
 
 def test_request_pacing_comes_from_the_trading_settings() -> None:
@@ -26,25 +33,42 @@ def test_a_stream_lasts_while_any_owner_wants_it() -> None:
     async def main() -> None:
         async with running_sim() as sim:
             adapter = IbAdapter(IbSettings(port=sim.port, client_id=31), TradingSettings())
+            ticks: list[dict[str, Any]] = []
+            adapter.ticks.subscribe(ticks.extend)
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
                 assert adapter.view_complete  # tws-sim answered every start-up request in time
-                [details] = await adapter.contract_details(Stock("AAPL", "SMART", "USD"))
+                [details] = await adapter.contract_details(ContractQuery("AAPL", exchange="SMART"))
                 contract = details.contract
-                ticker = adapter.subscribe("AAPL.STK", contract, owner="desk")
-                assert adapter.subscribe("AAPL.STK", contract) is ticker  # one stream, two owners
-                await wait_for(lambda: ticker.hasBidAsk(), what="quotes")
+                assert contract.key == "AAPL.STK" and contract.conid and details.tick > 0
+                assert await adapter.contract_details(ContractQuery("NOSUCH", exchange="SMART")) == []
+                assert adapter.quote(contract) is None  # not streamed
+                adapter.subscribe(contract, owner="desk")
+                adapter.subscribe(contract)  # one stream, two owners
+                assert adapter.subscriptions() == {"AAPL.STK": {"desk", "user"}}
+                quote = await wait_for(lambda: (q := adapter.quote(contract)) is not None and q.bid and q.ask and q,
+                                       what="quotes")
+                assert quote.bid < quote.ask
+                await wait_for(lambda: ticks, what="ticks on the stream")
+                assert {t["instrument"] for t in ticks} == {"AAPL.STK"}
                 assert any(s.market_data for s in sim.sessions.values())
                 assert not adapter.unsubscribe("AAPL.STK", owner="strategy")  # never had it
                 assert adapter.unsubscribe("AAPL.STK", owner="desk")
-                assert "AAPL.STK" in adapter.subscriptions and adapter.owners["AAPL.STK"] == {"user"}
+                assert adapter.subscriptions() == {"AAPL.STK": {"user"}}
                 assert not adapter.unsubscribe("AAPL.STK", owner="desk")  # let go already
                 assert adapter.unsubscribe("AAPL.STK")  # the last owner: the stream stops
-                assert "AAPL.STK" not in adapter.subscriptions and "AAPL.STK" not in adapter.owners
-                assert adapter.subscribed_key(contract) is None
+                assert adapter.subscriptions() == {} and adapter.quote(contract) is None
                 await wait_for(lambda: not any(s.market_data for s in sim.sessions.values()),
                                what="the sim's stream ended")
+                tick = await adapter.snapshot(contract)
+                assert tick["instrument"] == "AAPL.STK" and tick["bid"] and tick["ask"]
+                bars = await adapter.history(contract, end="", duration="300 S", bar_size="1 min",
+                                             what_to_show="TRADES", use_rth=False)
+                assert bars and all(b.instrument == "AAPL.STK" and b.start.tzinfo is UTC for b in bars)
+                assert (await adapter.current_time()).tzinfo is not None
+                assert adapter.accounts() == [sim.account.id]
+                assert {v.tag for v in adapter.account_values()} >= {"NetLiquidation"}
             finally:
                 await adapter.stop()
 
@@ -77,15 +101,15 @@ def test_a_start_up_request_that_fails_fails_the_connect_which_is_made_again() -
     assert seen == [True], "the re-sync ran once, with the complete view"
 
 
-def test_place_order_registers_the_trade_before_the_send_which_comes_last() -> None:
+def test_orders_are_registered_before_the_send_which_comes_last_and_modified_and_cancelled_by_id() -> None:
     async def main() -> None:
         async with running_sim() as sim:
             adapter = IbAdapter(IbSettings(port=sim.port, client_id=32), TradingSettings())
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
-                [details] = await adapter.contract_details(Stock("AAPL", "SMART", "USD"))
-                contract, wrapper = details.contract, adapter.ib.wrapper
+                [details] = await adapter.contract_details(ContractQuery("AAPL", exchange="SMART"))
+                wrapper = adapter.ib.wrapper
                 registered: list[bool] = []
                 client_place = adapter.ib.client.placeOrder
 
@@ -96,33 +120,92 @@ def test_place_order_registers_the_trade_before_the_send_which_comes_last() -> N
                 adapter.ib.client.placeOrder = place  # type: ignore[method-assign]
                 new_orders: list[Any] = []
                 adapter.ib.newOrderEvent += new_orders.append
-                statuses: list[str] = []
-                adapter.order_status.subscribe(lambda trade: statuses.append(trade.orderStatus.status))
+                reports: list[OrderReport] = []
+                adapter.order_updates.subscribe(reports.append)
 
-                trade = adapter.place_order(contract, LimitOrder("BUY", 1, 1.0, orderRef="test#p1"))
-                assert isinstance(trade, PlacedTrade) and registered == [True] and not new_orders
-                assert repr(trade) == f"Trade(AAPL BUY 1 LMT id {trade.order.orderId} ref 'test#p1': PendingSubmit)"
-                await wait_for(lambda: trade.orderStatus.status == "Submitted", what="the acknowledgement")
-                assert "Submitted" in statuses and adapter.ib.openTrades() == [trade]
+                order = Order("p1", details.contract, Action.BUY, Decimal(1), OrderType.LMT, limit_price=Decimal(1),
+                              order_ref="test", broker_order_id=adapter.next_order_id())
+                assert not adapter.has_order("p1")
+                adapter.place_orders([order])
+                assert registered == [True] and not new_orders and adapter.has_order("p1")
+                [trade] = adapter.ib.openTrades()
+                assert isinstance(trade, PlacedTrade) and trade.order.orderRef == "test#p1"
+                assert repr(trade) == f"Trade(AAPL BUY 1 LMT id {order.broker_order_id} ref 'test#p1': PendingSubmit)"
+                ack = await wait_for(lambda: next((r for r in reports if r.status is OrderStatus.SUBMITTED), None),
+                                     what="the acknowledgement")
+                assert (ack.client_order_id, ack.broker_order_id, ack.order_ref) == ("p1", order.broker_order_id,
+                                                                                     "test#p1")
+                [listed] = adapter.open_orders()
+                assert listed.client_order_id == "p1" and listed.order is not None
+                assert listed.order.limit_price == Decimal(1)
 
-                # An order id ib_async knows is a modification: ib_async's own placeOrder, its event.
-                trade.order.lmtPrice = 1.01
+                # A modification: ib_async's own placeOrder under the same id, its event.
                 modified: list[Any] = []
                 adapter.ib.orderModifyEvent += modified.append
-                assert adapter.place_order(contract, trade.order) is trade and modified == [trade]
+                adapter.modify_order(dataclasses.replace(order, limit_price=Decimal("1.01")))
+                assert modified == [trade]
                 await wait_for(lambda: sim.engine.open_orders(32)[0].ticket.limit_price == Decimal("1.01"),
                                what="the modification at the broker")
+                adapter.cancel_order("p1")
+                await wait_for(lambda: not sim.engine.open_orders(32), what="the cancel at the broker")
+                with pytest.raises(NotFound):
+                    adapter.cancel_order("never-placed")
 
-                # A send that fails leaves nothing registered.
+                # A send that fails leaves nothing registered, and no handle.
                 def refuse(*_: Any) -> None:
                     raise ConnectionError("Not connected")
 
                 adapter.ib.client.placeOrder = refuse  # type: ignore[method-assign]
                 before = dict(wrapper.trades)
                 with pytest.raises(ConnectionError):
-                    adapter.place_order(contract, LimitOrder("BUY", 1, 1.0))
-                assert wrapper.trades == before
+                    adapter.place_orders([dataclasses.replace(order, client_order_id="p2",
+                                                              broker_order_id=adapter.next_order_id())])
+                assert wrapper.trades == before and not adapter.has_order("p2")
+
+                # The handles go with the connection, and come back from IB's listing on the next.
+                adapter.ib.client.placeOrder = client_place  # type: ignore[method-assign]
+                adapter.place_orders([dataclasses.replace(order, client_order_id="p3",
+                                                          broker_order_id=adapter.next_order_id())])
+                await wait_for(lambda: len(sim.engine.open_orders(32)) == 1, what="p3 at the broker")
+                await adapter.reconnect()
+                await wait_for(lambda: not adapter.connected or not adapter.has_order("p1"), what="the drop")
+                assert await adapter.wait_connected(10)
+                assert adapter.has_order("p3") and not adapter.has_order("p1")  # p1 is done: IB lists no id for it
             finally:
                 await adapter.stop()
 
     asyncio.run(main())
+
+
+def test_a_bracket_goes_out_children_under_the_entry_only_the_last_transmitting() -> None:
+    adapter = IbAdapter(IbSettings(), TradingSettings())
+    adapter.ib.wrapper.clientId = 5  # what connecting sets; the sends are kept instead of written to a socket
+    sends: list[tuple[int, Any, Any]] = []
+    adapter.ib.client.placeOrder = lambda *args: sends.append(args)  # type: ignore[method-assign]
+    aapl = Contract("AAPL", primary_exchange="NASDAQ", conid=265598)
+    entry = Order("b1", aapl, Action.BUY, Decimal(10), OrderType.LMT, limit_price=Decimal(150), broker_order_id=20)
+    stop = Order("b1-sl", aapl, Action.SELL, Decimal(10), OrderType.STP, stop_price=Decimal(140), parent_id="b1",
+                 oca_group="b1", broker_order_id=21)
+    target = Order("b1-tp", aapl, Action.SELL, Decimal(10), OrderType.LMT, limit_price=Decimal(160),
+                   parent_id="b1", oca_group="b1", broker_order_id=22)
+    adapter.place_orders([entry, stop, target])
+    assert [(i, o.parentId, o.transmit, o.orderRef) for i, _, o in sends] == [
+        (20, 0, False, "manual#b1"), (21, 20, False, "manual#b1-sl"), (22, 20, True, "manual#b1-tp")]
+    assert all(c.conId == 265598 and c.symbol == "AAPL" for _, c, _ in sends)
+    assert all(adapter.has_order(coid) for coid in ("b1", "b1-sl", "b1-tp"))
+
+
+def test_the_history_pacer_waits_for_a_slot_and_refuses_a_wait_past_its_limit() -> None:
+    now = [0.0]
+    pacer = Pacer(2, 10.0, max_wait=5.0, clock=lambda: now[0])
+    asyncio.run(pacer.acquire())
+    asyncio.run(pacer.acquire())
+    assert pacer.delay() == 10.0
+    with pytest.raises(Overloaded) as refused:
+        asyncio.run(pacer.acquire())
+    assert refused.value.details["retry_after"] == 10.0
+    now[0] = 9.99
+    assert pacer.delay() == pytest.approx(0.01)
+    asyncio.run(pacer.acquire())  # waits the 10 ms, then takes the slot
+    now[0] = 10.0  # the first two calls leave the window; the third is in it
+    assert pacer.delay() == 0.0

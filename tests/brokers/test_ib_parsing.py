@@ -212,13 +212,13 @@ def test_market_order_fields() -> None:
     assert isinstance(ib, ib_async.Order)
     assert (ib.orderId, ib.action, ib.orderType, ib.tif) == (7, "BUY", "MKT", "DAY")
     assert ib.totalQuantity == 100.0 and type(ib.totalQuantity) is float
-    assert (ib.orderRef, ib.account, ib.parentId, ib.transmit) == ("momentum", "DU123", 0, True)
+    assert (ib.orderRef, ib.account, ib.parentId, ib.transmit) == ("momentum#o-1", "DU123", 0, True)
     assert (ib.outsideRth, ib.ocaGroup, ib.ocaType) == (False, "", 0)
     unset(ib, *PRICE_FIELDS)
 
 
 def test_an_ib_order_is_an_ib_async_order_whose_repr_names_it_cheaply() -> None:
-    ib = to_ib_order(make_order(order_ref="momentum#c-1"), order_id=7)
+    ib = to_ib_order(make_order(order_ref="momentum", client_order_id="c-1"), order_id=7)
     assert isinstance(ib, ib_async.Order)
     trade = ib_async.Trade(ib_async.Stock("AAPL", "SMART", "USD"), ib, ib_async.OrderStatus(orderId=7))
     text = f"{trade}"  # what ib_async formats for its log on every placed order and status report

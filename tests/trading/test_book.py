@@ -1,4 +1,4 @@
-"""Book: replay from the journal, fill dedupe and counting, positions, reconcile (also with IB's view)."""
+"""Book: replay from the journal, fill dedupe and counting, positions, reconcile (also with the broker's view)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from ib_async import OrderStatus as IbOrderStatus
-from ib_async import Trade
 
-from trader.brokers.ib.parsing import to_ib_contract, to_ib_order
+from tests.trading.broker_double import BrokerDouble
+from trader.brokers.records import OrderReport
 from trader.config import RiskSettings
 from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
 from trader.errors import NotFound
@@ -621,22 +620,6 @@ def test_reconcile_never_adopts_over_a_never_sent_order_under_another_orders_bro
 # --- reconcile with IB (trader.trading.reconcile) ---------------------------------------
 
 
-class FakeIB:
-    """What ib_async holds after connecting: the trades (open and completed orders), executions, positions."""
-
-    def __init__(self, trades: list[Any] = ()) -> None:  # type: ignore[assignment]
-        self._trades = list(trades)
-
-    def trades(self) -> list[Any]:
-        return self._trades
-
-    def fills(self) -> list[Any]:
-        return []
-
-    def positions(self) -> list[Any]:
-        return []
-
-
 class FakeRecorder:
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
@@ -649,31 +632,32 @@ class FakeRecorder:
         pass
 
 
-def fake_desk(book: Book, ib: FakeIB, *, complete: bool = True) -> Any:
-    return SimpleNamespace(adapter=SimpleNamespace(ib=ib, view_complete=complete), book=book, trades={},
-                           synced=False, recorder=FakeRecorder())
+def fake_desk(book: Book, reports: list[OrderReport] = (), *, complete: bool = True) -> Any:  # type: ignore[assignment]
+    broker = BrokerDouble()
+    broker.held_orders, broker.view_complete = list(reports), complete
+    return SimpleNamespace(adapter=broker, book=book, synced=False, recorder=FakeRecorder())
 
 
-def ib_trade(order: Order, order_id: int, perm_id: int, status: str = "Submitted") -> Any:
-    ib_order = to_ib_order(order, order_id=order_id)
-    ib_order.orderRef, ib_order.clientId, ib_order.permId = f"{order.order_ref}#{order.client_order_id}", 1, perm_id
-    return Trade(to_ib_contract(order.contract), ib_order,
-                 IbOrderStatus(orderId=order_id, status=status, remaining=float(order.quantity)))
+def broker_report(order: Order, order_id: int, perm_id: int, status: OrderStatus = S.SUBMITTED) -> OrderReport:
+    """An order of ours as the broker lists it: working, nothing filled, the order as placed."""
+    at_broker = dataclasses.replace(order, broker_order_id=order_id, perm_id=perm_id)
+    return OrderReport(order.client_order_id, f"{order.order_ref}#{order.client_order_id}", order_id, perm_id,
+                       status, str(status), Decimal(0), order.quantity, order=at_broker)
 
 
 def test_a_retry_sent_but_never_journalled_is_adopted_and_no_longer_resendable() -> None:
     # The gate refused "c1"; its retry passed and reached IB; the service died before journalling it.
     refused = make_order("c1", 5, status=S.REJECTED)
     book = replay([snap(refused, "rejected")])
-    trade = ib_trade(make_order("c1", 5, order_type=OrderType.LMT, limit_price=Decimal(10)), 7, 107)
+    report = broker_report(make_order("c1", 5, order_type=OrderType.LMT, limit_price=Decimal(10)), 7, 107)
     assert never_sent(book.order("c1")), "a retry may send it"
-    desk = fake_desk(book, FakeIB([trade]))
-    reported = asyncio.run(reconcile(desk, 1))
+    desk = fake_desk(book, [report])
+    reported = asyncio.run(reconcile(desk))
     assert [(d["kind"], d["key"], d["action"]) for d in reported] == [("adopted", "c1", "replaced the order")]
     c1 = book.order("c1")
     assert (c1.status, c1.broker_order_id, c1.perm_id, c1.limit_price) == (S.SUBMITTED, 7, 107, Decimal(10))
     assert not never_sent(c1), "a retry returns the order the broker has, and sends nothing"
-    assert desk.trades["c1"] is trade and desk.synced
+    assert desk.synced
     assert [(e["type"], e.get("event")) for e in desk.recorder.entries] == [("order", "reconciled"),
                                                                              ("reconcile", None)]
     assert_same(replay([snap(refused, "rejected"), *desk.recorder.entries]), book)
@@ -683,11 +667,11 @@ def test_never_sent_is_concluded_only_from_a_complete_view_of_the_broker() -> No
     # IB's completed orders or executions could not be fetched: an order it does not report may have filled.
     book = Book()
     book.put_order(working("w", 5))
-    partial = fake_desk(book, FakeIB(), complete=False)
-    assert asyncio.run(reconcile(partial, 1)) == []
+    partial = fake_desk(book, complete=False)
+    assert asyncio.run(reconcile(partial)) == []
     assert book.order("w").status is S.SUBMITTED and not never_sent(book.order("w"))
-    full = fake_desk(book, FakeIB(), complete=True)
-    assert [(d["kind"], d["key"]) for d in asyncio.run(reconcile(full, 1))] == [("never_sent", "w")]
+    full = fake_desk(book, complete=True)
+    assert [(d["kind"], d["key"]) for d in asyncio.run(reconcile(full))] == [("never_sent", "w")]
     assert never_sent(book.order("w")) and book.order("w").status is S.REJECTED
 
 

@@ -1,70 +1,48 @@
-"""Desk.exposure without I/O: the book's working totals and IB's positions and portfolio as ib_async reports them."""
+"""The desk without I/O, through the broker seam: exposure from the book and the broker's totals; fills booked."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import ib_async
 import pytest
 import redis.asyncio
 
-from trader.brokers.ib.adapter import IbAdapter
-from trader.config import IbSettings, RiskSettings, TradingSettings
-from trader.domain import Action, Contract, Order, OrderStatus
+from tests.trading.broker_double import BrokerDouble
+from trader.brokers.records import OrderReport
+from trader.config import RiskSettings
+from trader.domain import AccountValue, Action, Contract, Fill, Order, OrderStatus, Position
 from trader.trading.book import Book
-from trader.trading.desk import BrokerTotals, Desk
+from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.recorder import Recorder
 from trader.trading.risk import RiskGate, Working
 
-AAPL = ib_async.Stock("AAPL", "SMART", "USD", conId=265598, primaryExchange="NASDAQ")
-MSFT = ib_async.Stock("MSFT", "SMART", "USD", conId=272093, primaryExchange="NASDAQ")
+AAPL = Contract("AAPL", primary_exchange="NASDAQ", conid=265598)
 
 
 @pytest.fixture
-def adapter() -> IbAdapter:
-    """An adapter never connected: IB's reports are fed to its ib_async wrapper, as the decoder would."""
-    return IbAdapter(IbSettings(), TradingSettings())
+def broker() -> BrokerDouble:
+    return BrokerDouble()
 
 
-def desk_for(adapter: IbAdapter, book: Book) -> Desk:
-    journal = Journal(redis.asyncio.Redis(port=1), "unused")  # exposure() never appends
-    return Desk(adapter, Resolver(adapter), book, Recorder(journal, lambda _topic, _payload: None),
+def desk_for(broker: BrokerDouble, book: Book) -> Desk:
+    journal = Journal(redis.asyncio.Redis(port=1), "unused")  # exposure() and on_fill never append
+    return Desk(broker, Resolver(broker), book, Recorder(journal, lambda _topic, _payload: None),
                 RiskGate(RiskSettings(), lambda: datetime.now(UTC)))
 
 
-def test_broker_totals_are_read_again_only_after_ib_reports_a_change(adapter: IbAdapter) -> None:
-    wrapper = adapter.ib.wrapper
-    totals = BrokerTotals(adapter)
-    assert totals.positions() == {} and totals.portfolio() == (Decimal(0), Decimal(0))
-    wrapper.position("DU1", AAPL, 100.0, 150.0)
-    wrapper.position("DU1", MSFT, -5.0, 410.0)
-    positions = totals.positions()
-    assert positions == {"AAPL.STK": Decimal(100), "MSFT.STK": Decimal(-5)}
-    assert totals.positions() is positions  # not recomputed: nothing was reported since
-    wrapper.updatePortfolio(AAPL, 100.0, 151.0, 15100.0, 150.0, 100.0, 5.5, "DU1")
-    wrapper.updatePortfolio(MSFT, -5.0, 400.0, -2000.0, 410.0, 50.0, 0.0, "DU1")
-    assert totals.portfolio() == (Decimal(17100), Decimal(0))  # the PnL is the account's: not reported yet
-    account_values(adapter, unrealized="150.00", realized="5.50")
-    assert totals.portfolio() == (Decimal(17100), Decimal("155.5"))
-    wrapper.position("DU1", AAPL, 0.0, 0.0)  # closed
-    assert totals.positions() == {"MSFT.STK": Decimal(-5)}
-    wrapper.reset()  # what ib_async does when the connection goes; the adapter then reports the loss
-    adapter.connection.on_next(False)
-    assert totals.positions() == {} and totals.portfolio() == (Decimal(0), Decimal(0))
-
-
-def test_exposure_combines_working_orders_broker_positions_and_the_day_pnl(adapter: IbAdapter) -> None:
+def test_exposure_combines_working_orders_broker_positions_and_the_day_pnl(broker: BrokerDouble) -> None:
     book = Book()
-    desk = desk_for(adapter, book)
-    aapl = Contract("AAPL", "STK", conid=265598)
-    book.put_order(Order("b1", aapl, Action.BUY, Decimal(10), status=OrderStatus.SUBMITTED))
-    book.put_order(Order("s1", aapl, Action.SELL, Decimal(4), status=OrderStatus.SUBMITTED))
-    adapter.ib.wrapper.position("DU1", AAPL, 100.0, 150.0)
-    adapter.ib.wrapper.updatePortfolio(AAPL, 100.0, 151.0, 15100.0, 150.0, 100.0, 0.0, "DU1")
-    account_values(adapter, unrealized="100.00", realized="0.00")
+    desk = desk_for(broker, book)
+    book.put_order(Order("b1", AAPL, Action.BUY, Decimal(10), status=OrderStatus.SUBMITTED))
+    book.put_order(Order("s1", AAPL, Action.SELL, Decimal(4), status=OrderStatus.SUBMITTED))
+    broker.held_positions = [Position("DU1", AAPL, Decimal(100), Decimal(150))]
+    broker.held_portfolio = [Position("DU1", AAPL, Decimal(100), Decimal(150), market_value=Decimal(15100))]
+    broker.portfolio_updates.on_next(broker.held_portfolio[0])
+    for tag, value in (("NetLiquidation", "100000.00"), ("UnrealizedPnL", "100.00"), ("RealizedPnL", "0.00")):
+        broker.account_updates.on_next(AccountValue("DU1", tag, value, "USD"))
     desk.pnl_baseline = Decimal(40)
     exposure = desk.exposure()
     assert exposure.positions == {"AAPL.STK": Decimal(100)}
@@ -78,48 +56,46 @@ def test_exposure_combines_working_orders_broker_positions_and_the_day_pnl(adapt
     assert desk.exposure(excluding="s1").working == {}
 
 
-def account_values(adapter: IbAdapter, *, unrealized: str, realized: str, base: str = "USD") -> None:
-    """IB's account updates: the base currency's figures (the simulator's way; IB adds "BASE" rows too)."""
-    wrapper = adapter.ib.wrapper
-    wrapper.updateAccountValue("NetLiquidation", "100000.00", base, "DU1")
-    wrapper.updateAccountValue("UnrealizedPnL", unrealized, base, "DU1")
-    wrapper.updateAccountValue("RealizedPnL", realized, base, "DU1")
+def fill(exec_id: str, coid: str | None, *, perm_id: int, broker_order_id: int | None) -> Fill:
+    return Fill(exec_id, coid, AAPL, Action.BUY, Decimal(1), Decimal(150), datetime.now(UTC),
+                commission=Decimal(1), broker_order_id=broker_order_id, perm_id=perm_id)
 
 
-def test_the_day_pnl_keeps_a_closed_positions_realized_loss(adapter: IbAdapter) -> None:
-    desk = desk_for(adapter, Book())
-    adapter.ib.wrapper.updatePortfolio(AAPL, 100.0, 100.0, 10000.0, 150.0, -5000.0, 0.0, "DU1")
-    account_values(adapter, unrealized="-5000.00", realized="0.00")
-    assert desk.exposure().daily_pnl == Decimal(-5000)
-    # Sold: ib_async drops the position from its portfolio, and its realized PnL with it; the account keeps it.
-    adapter.ib.wrapper.updatePortfolio(AAPL, 0.0, 100.0, 0.0, 0.0, 0.0, -5000.0, "DU1")
-    account_values(adapter, unrealized="0.00", realized="-5000.00")
-    assert adapter.ib.portfolio() == []
-    assert desk.exposure().daily_pnl == Decimal(-5000)
-    assert desk.exposure().gross_exposure == 0
-    # IB's "BASE" rows, where it sends them, are the account's total across currencies: they win.
-    adapter.ib.wrapper.updateAccountValue("RealizedPnL", "-5100.00", "BASE", "DU1")
-    adapter.ib.wrapper.updateAccountValue("UnrealizedPnL", "12.50", "BASE", "DU1")
-    assert desk.exposure().daily_pnl == Decimal("-5087.50")
-
-
-
-def test_a_fill_of_an_order_of_ours_not_yet_adopted_keeps_its_client_order_id(adapter: IbAdapter) -> None:
+def test_fills_are_booked_by_their_client_order_id_or_else_by_broker_ids(broker: BrokerDouble) -> None:
     # IB reports the day's executions while the connection is made, before the re-sync adopts the
-    # order the service died too early to journal: the orderRef still says whose it is.
+    # order the service died too early to journal: the fill still carries the id its orderRef gave.
     book = Book()
-    desk = desk_for(adapter, book)
-    order = ib_async.LimitOrder("BUY", 10, 150.0, orderId=7, permId=99, orderRef="manual#c3")
-    trade = ib_async.Trade(AAPL, order, ib_async.OrderStatus(orderId=7, status="Filled"))
-    execution = ib_async.Execution(execId="e1", time=datetime.now(UTC), acctNumber="DU1", side="BOT", shares=10.0,
-                                   price=150.0, permId=99, orderId=7, orderRef="manual#c3")
-    report = ib_async.CommissionReport(execId="e1", commission=1.0, currency="USD")
-    desk.on_fill(trade, ib_async.Fill(AAPL, execution, report, datetime.now(UTC)))
-    assert [f.client_order_id for f in book.fills()] == ["c3"]
-    # an execution of an order placed elsewhere (in TWS by hand) has no id of ours
-    other = ib_async.Trade(AAPL, ib_async.LimitOrder("BUY", 1, 150.0, orderId=0, permId=100),
-                           ib_async.OrderStatus(status="Filled"))
-    execution = ib_async.Execution(execId="e2", time=datetime.now(UTC), acctNumber="DU1", side="BOT", shares=1.0,
-                                   price=150.0, permId=100)
-    desk.on_fill(other, ib_async.Fill(AAPL, execution, ib_async.CommissionReport(execId="e2"), datetime.now(UTC)))
-    assert [f.client_order_id for f in book.fills()] == ["c3", None]
+    desk_for(broker, book)
+    broker.fills.on_next(fill("e1", "c3", perm_id=99, broker_order_id=7))
+    book.put_order(Order("c4", AAPL, Action.BUY, Decimal(5), status=OrderStatus.SUBMITTED, broker_order_id=8,
+                         perm_id=100))
+    broker.fills.on_next(fill("e2", None, perm_id=100, broker_order_id=8))  # the reference lost: ids find it
+    broker.fills.on_next(fill("e3", None, perm_id=101, broker_order_id=None))  # placed in TWS by hand
+    broker.fills.on_next(fill("e1", "c3", perm_id=99, broker_order_id=7))  # seen before: ignored
+    assert [(f.exec_id, f.client_order_id) for f in book.fills()] == [("e1", "c3"), ("e2", "c4"), ("e3", None)]
+    assert book.order("c4").filled_quantity == Decimal(1)
+
+
+def report(coid: str | None, status: OrderStatus | None, *, filled: int = 0, avg: str | None = None,
+           broker_order_id: int | None = 7, perm_id: int | None = 99, reason: str = "",
+           text: str = "Submitted") -> OrderReport:
+    return OrderReport(coid, f"manual#{coid}" if coid else "", broker_order_id, perm_id, status, text,
+                       Decimal(filled), Decimal(10 - filled), None if avg is None else Decimal(avg), reason)
+
+
+def test_status_reports_move_the_booked_order(broker: BrokerDouble) -> None:
+    book = Book()
+    desk = desk_for(broker, book)
+    book.put_order(Order("c1", AAPL, Action.BUY, Decimal(10), broker_order_id=7))
+    broker.order_updates.on_next(report("c1", OrderStatus.SUBMITTED))
+    assert (book.order("c1").status, book.order("c1").perm_id) == (OrderStatus.SUBMITTED, 99)
+    broker.order_updates.on_next(report("c1", OrderStatus.PARTIALLY_FILLED, filled=4, avg="150.5"))
+    c1 = book.order("c1")
+    assert (c1.status, c1.filled_quantity, c1.avg_fill_price) == (OrderStatus.PARTIALLY_FILLED, 4, Decimal("150.5"))
+    broker.order_updates.on_next(report("c1", None, filled=4, avg="150.5", text="ApiUpdate"))  # unknown: logged
+    assert book.order("c1").status is OrderStatus.PARTIALLY_FILLED
+    # no reference of ours (lost, or a status IB sends bare): the broker's ids find the order
+    broker.order_updates.on_next(report(None, OrderStatus.CANCELLED, filled=4, avg="150.5", reason="Cancelled by you"))
+    assert book.order("c1").status is OrderStatus.CANCELLED and desk.result("c1")["reason"] == "Cancelled by you"
+    broker.order_updates.on_next(report(None, OrderStatus.FILLED, broker_order_id=70, perm_id=990))  # not ours
+    assert [o.client_order_id for o in book.orders()] == ["c1"] and desk.recorder.pending == 3

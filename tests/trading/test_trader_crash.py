@@ -26,7 +26,6 @@ from trader.cli.main import cli
 from trader.errors import TraderError
 from trader.messaging.rpc import RpcClient
 from trader.trading.book import rebuild
-from trader.trading.desk import client_order_id_of
 from trader.trading.journal import Journal
 
 pytestmark = pytest.mark.slow
@@ -98,7 +97,7 @@ async def _broker(port: int) -> dict[str, list[Any]]:
         ib.disconnect()
     found: dict[str, list[Any]] = {}
     for trade in trades:
-        coid = client_order_id_of(trade.order.orderRef or "")
+        coid = parsing.client_order_id_of(trade.order.orderRef or "")
         if coid is not None:
             found.setdefault(coid, []).append(trade)
     found["__fills__"] = list(fills)
@@ -166,7 +165,7 @@ def test_kill_9_mid_burst_loses_nothing_and_sends_nothing_twice(
         remaining = (parsing.decimal_from_float(trade.order.totalQuantity) or Decimal(0)) - filled
         broker_status = parsing.order_status(trade.orderStatus.status, filled, remaining)
         assert (order.status, order.filled_quantity) == (broker_status, filled), coid
-    ours = {f.execution.execId for f in broker["__fills__"] if client_order_id_of(f.execution.orderRef or "")}
+    ours = {f.execution.execId for f in broker["__fills__"] if parsing.client_order_id_of(f.execution.orderRef or "")}
     assert {f.exec_id for f in fills} == ours == journal_fills
     assert len(fills) == len(ours), "no execution booked twice"
     print(f"\ncrash test: {ORDERS} orders, killed after {KILL_AFTER} answers, {retries} retried calls, "

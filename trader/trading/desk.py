@@ -2,14 +2,16 @@
 
 Placing an order: resolve the instrument, price it from the live market,
 build the entry and its bracket children, check each against the risk gate,
-give each an IB order id, send it, and answer once the broker has acknowledged
+give each a broker order id, send it, and answer once the broker has acknowledged
 it; the journal gets it right after the answer, ahead of anything recorded
 about it meanwhile. A ``client_order_id`` makes the call
 idempotent: a retry returns the order already placed and never sends again,
-even while the first call is still in flight. IB's ``orderRef`` carries
-``<strategy>#<client order id>``, which is how orders are matched again after a
-crash or a reconnect, and how reconcile adopts an order the broker got and the
-journal did not (the service died in between).
+even while the first call is still in flight. The broker carries the order's
+strategy and client order id (IB: ``orderRef = <strategy>#<client order id>``),
+which is how orders are matched again after a crash or a reconnect, and how
+reconcile adopts an order the broker got and the journal did not (the service
+died in between). The desk talks to the broker only through the
+:class:`~trader.brokers.base.Broker` seam, in domain objects.
 
 Broker events (status reports, executions with their commissions) update the
 book, go to the journal and then to the bus (``order.<event>``, ``fill``).
@@ -21,16 +23,12 @@ import asyncio
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from ib_async import Order as IbOrder
-from ib_async import Trade
-
-from trader.brokers.ib import parsing
-from trader.brokers.ib.adapter import IbAdapter
-from trader.domain import Action, Order, OrderStatus
+from trader.brokers.base import Broker
+from trader.brokers.records import OrderReport
+from trader.domain import Action, Fill, Order, OrderStatus
 from trader.domain.checks import utc_now
 from trader.errors import (
     Conflict,
@@ -50,134 +48,19 @@ from trader.trading.requests import (
     round_to_tick,
 )
 from trader.trading.risk import Exposure, OrderIntent, RiskGate, notional_price
+from trader.trading.totals import BrokerTotals
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Desk", "broker_ref", "client_order_id_of", "parse_broker_ref", "positions_by_key"]
+__all__ = ["Desk"]
 
 QUOTE_WAIT = 2.0
-PNL_TAGS = ("RealizedPnL", "UnrealizedPnL")  # the account values the daily-loss limit counts
-
-
-def broker_ref(order: Order) -> str:
-    """Return the orderRef sent to IB: the strategy (or "manual") and our client order id."""
-    return f"{order.order_ref}#{order.client_order_id}"
-
-
-def parse_broker_ref(order_ref: str) -> tuple[str, str] | None:
-    """Return the (strategy, client order id) a :func:`broker_ref` carries, or None for an order placed elsewhere."""
-    strategy, sep, coid = order_ref.rpartition("#")
-    return (strategy, coid) if sep and coid else None
-
-
-def client_order_id_of(order_ref: str) -> str | None:
-    """Return the client order id an orderRef carries, or None for an order placed elsewhere."""
-    parsed = parse_broker_ref(order_ref)
-    return None if parsed is None else parsed[1]
-
-
-def positions_by_key(ib_positions: Iterable[Any]) -> dict[str, Decimal]:
-    """Return IB's positions as a signed quantity per contract key (one our domain cannot read is logged, skipped)."""
-    positions: dict[str, Decimal] = {}
-    for p in ib_positions:
-        try:
-            pos = parsing.from_ib_position(p)
-        except TraderError as exc:
-            log.warning("position skipped: %s", exc)
-            continue
-        positions[pos.contract.key] = positions.get(pos.contract.key, Decimal(0)) + pos.quantity
-    return positions
-
-
-def _number(value: float | None) -> Decimal | None:
-    """Return a positive market price as a Decimal; None for NaN, unset or IB's -1 (no quote)."""
-    price = parsing.decimal_from_float(value)
-    return price if price is not None and price > 0 else None
-
-
-class BrokerTotals:
-    """IB's positions by key, gross exposure and PnL: re-read after IB reports a change, not per order.
-
-    ib_async changes its positions and portfolio only as IB reports them (each
-    report is an event) or when the connection is made or lost, so the totals
-    are recomputed on the first read after any of those, and cost nothing otherwise.
-
-    The PnL is the account's (its ``RealizedPnL`` and ``UnrealizedPnL`` values,
-    in the base currency), not a sum over the portfolio: ib_async drops a
-    position from the portfolio once it is closed, and its realized PnL with it.
-    """
-
-    def __init__(self, adapter: IbAdapter) -> None:
-        self.adapter = adapter
-        self._positions: dict[str, Decimal] | None = None
-        self._portfolio: tuple[Decimal, Decimal] | None = None  # (gross exposure, unrealized + realized PnL)
-        self._pnl: dict[tuple[str, str, str], Decimal] = {}  # (account, tag, currency) -> value
-        self._base: dict[str, str] = {}  # account -> its base currency (that of its NetLiquidation)
-        adapter.positions.subscribe(lambda _position: self._positions_changed())
-        adapter.portfolio.subscribe(lambda _item: self._portfolio_changed())
-        adapter.account_values.subscribe(self._on_account_value)
-        adapter.connection.subscribe(self._connection_changed)
-
-    def _on_account_value(self, value: Any) -> None:
-        if value.tag == "NetLiquidation" and value.currency and value.currency != "BASE":
-            self._base[value.account] = value.currency
-        elif value.tag in PNL_TAGS:
-            try:  # IB sends the value as text: taken exactly
-                amount = Decimal(value.value)
-            except (InvalidOperation, TypeError):
-                return
-            if amount.is_finite():
-                self._pnl[value.account, value.tag, value.currency] = amount
-                self._portfolio = None
-
-    def _positions_changed(self) -> None:
-        self._positions = None
-
-    def _portfolio_changed(self) -> None:
-        self._portfolio = None
-
-    def _connection_changed(self, connected: bool) -> None:
-        if not connected:  # ib_async forgets the account's values with the connection; IB sends them on the next
-            self._pnl.clear()
-            self._base.clear()
-        self.invalidate()
-
-    def invalidate(self) -> None:
-        """Forget the totals: the next read recomputes them from ib_async's state."""
-        self._positions = self._portfolio = None
-
-    def positions(self) -> dict[str, Decimal]:
-        """Return IB's positions as a signed quantity per contract key (do not mutate: it is shared)."""
-        if self._positions is None:
-            self._positions = positions_by_key(self.adapter.ib.positions())
-        return self._positions
-
-    def portfolio(self) -> tuple[Decimal, Decimal]:
-        """Return the portfolio's gross exposure (sum of |market value|) and the account's PnL (realized + unrealized)."""
-        if self._portfolio is None:
-            gross = Decimal(0)
-            for item in self.adapter.ib.portfolio():
-                gross += abs(parsing.decimal_from_float(item.marketValue) or Decimal(0))
-            self._portfolio = (gross, self._account_pnl())
-        return self._portfolio
-
-    def _account_pnl(self) -> Decimal:
-        """Return realized + unrealized PnL summed over the accounts, each in its base currency ("BASE" if given)."""
-        pnl = Decimal(0)
-        accounts = {account for account, _, _ in self._pnl}
-        for account in accounts:
-            for tag in PNL_TAGS:
-                value = self._pnl.get((account, tag, "BASE"))
-                if value is None:
-                    value = self._pnl.get((account, tag, self._base.get(account, "")), Decimal(0))
-                pnl += value
-        return pnl
 
 
 class Desk:
     """Places, modifies and cancels orders, and books what the broker reports."""
 
-    def __init__(self, adapter: IbAdapter, resolver: Resolver, book: Book, recorder: Recorder, risk: RiskGate,
+    def __init__(self, adapter: Broker, resolver: Resolver, book: Book, recorder: Recorder, risk: RiskGate,
                  *, account: str | None = None, ack_timeout: float = 5.0) -> None:
         self.adapter = adapter
         self.resolver = resolver
@@ -186,7 +69,6 @@ class Desk:
         self.risk = risk
         self.account = account
         self.ack_timeout = ack_timeout
-        self.trades: dict[str, Trade] = {}
         self.reasons: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}  # done at the broker's first answer to a new order
@@ -195,8 +77,8 @@ class Desk:
         self.synced = False  # reconciled with the broker since the last (re)connect
         self.broker_totals = BrokerTotals(adapter)
         self._quoted: dict[str, float] = {}  # key -> loop time of the last order priced from its stream
-        adapter.order_status.subscribe(self.on_status)
-        adapter.commissions.subscribe(lambda pair: self.on_fill(*pair))
+        adapter.order_updates.subscribe(self.on_status)
+        adapter.fills.subscribe(self.on_fill)
 
     # -- queries -------------------------------------------------------------------
     def result(self, coid: str) -> dict[str, Any]:
@@ -226,12 +108,12 @@ class Desk:
         try:
             # A retry of an order the journal holds but the broker never got (the service died
             # in between) sends it now: the caller still wants it, and it cannot be a duplicate.
-            sent_before = self.trades.get(coid)
+            sent_before = self.adapter.sent_order_id(coid)
             if request.client_order_id != coid:
                 request = request.model_copy(update={"client_order_id": coid})
             result = await self._place(request)
         except BaseException as exc:
-            if self.trades.get(coid) is sent_before:  # this attempt reached no broker
+            if self.adapter.sent_order_id(coid) == sent_before:  # this attempt reached no broker
                 self._not_sent(coid, exc)
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
@@ -265,14 +147,13 @@ class Desk:
                                       self.result(built.entry.client_order_id))
             raise
         for order in built.all:
-            order.broker_order_id = self.adapter.ib.client.getReqId()
+            order.broker_order_id = self.adapter.next_order_id()
         # The broker first: it is the source of truth. The journal gets the orders once the broker has
         # acknowledged them, after the answer (what is recorded about them meanwhile is held behind them);
         # should the service die before, IB still reports the orders, our client ids in their orderRef, and
         # reconcile adopts them. With no connection to Redis, nothing goes to the broker before the journal
         # has it, and the book takes the orders only then: should the write fail, nothing is left behind.
         entries = [self._entry(order, "submitted") for order in built.all]
-        ib_orders = self._ib_orders(built)
         coid = built.entry.client_order_id
         journal_up = self.recorder.journal.connected
         if not journal_up:
@@ -284,7 +165,7 @@ class Desk:
         if journal_up:
             self.recorder.hold(order.client_order_id for order in built.all)
         try:
-            await self._send(inst, built, ib_orders)
+            await self._send(built)
         finally:
             result = self.result(coid)
             if journal_up:
@@ -310,36 +191,23 @@ class Desk:
             self.recorder.record(self._entry(unsent, "not_sent", reason), "order.rejected",
                                  self.result(unsent.client_order_id))
 
-    @staticmethod
-    def _ib_orders(built: BuiltOrders) -> list[IbOrder]:
-        """Return the IB orders for ``built``: children under the entry's id, only the last one transmitting."""
-        last = len(built.all) - 1
-        ib_orders = []
-        for i, order in enumerate(built.all):
-            parent = built.entry.broker_order_id if order is not built.entry else 0
-            ib_order = parsing.to_ib_order(order, order_id=order.broker_order_id or 0,
-                                           parent_order_id=parent or 0, transmit=(i == last))
-            ib_order.orderRef = broker_ref(order)
-            ib_orders.append(ib_order)
-        return ib_orders
-
-    async def _send(self, inst: Instrument, built: BuiltOrders, ib_orders: list[IbOrder]) -> None:
+    async def _send(self, built: BuiltOrders) -> None:
         """Send the orders; return at the broker's first answer to the entry, or after ``ack_timeout``.
 
         Everything is ready before the first send, the wait's timer included,
         so that after the last one the task only waits: the broker, woken by a
         send, usually takes this process's CPU at once, and anything left to
         do would then wait for the broker, and its answer for that (see
-        ``IbAdapter.place_order``). An order counts toward the rate limit as
-        it is sent, one whose send failed too.
+        :mod:`trader.brokers.ib.orders`). The orders count toward the rate
+        limit as they go to the broker, one whose send failed too.
         """
         coid = built.entry.client_order_id
         ack = self._acks[coid]
         try:
             async with asyncio.timeout(self.ack_timeout):  # no task per wait, unlike wait_for
-                for order, ib_order in zip(built.all, ib_orders, strict=True):
+                for _ in built.all:
                     self.risk.record_order()
-                    self.trades[order.client_order_id] = self.adapter.place_order(inst.ib, ib_order)
+                self.adapter.place_orders(built.all)
                 await ack
         except TimeoutError:
             log.warning("order %s: no acknowledgement from the broker within %.0f s", coid, self.ack_timeout)
@@ -349,12 +217,15 @@ class Desk:
 
     async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
         """Return the market (mid, else last) and the price a market order would pay."""
-        ticker = self.adapter.subscribe(inst.key, inst.ib, owner="desk")
-        self._quoted[inst.key] = asyncio.get_running_loop().time()
-        deadline = asyncio.get_running_loop().time() + QUOTE_WAIT
-        while not (ticker.hasBidAsk() or _number(ticker.last)) and asyncio.get_running_loop().time() < deadline:
+        self.adapter.subscribe(inst.contract, owner="desk")
+        loop = asyncio.get_running_loop()
+        self._quoted[inst.key] = loop.time()
+        deadline = loop.time() + QUOTE_WAIT
+        quote = self.adapter.quote(inst.contract)
+        while (quote is None or not (quote.bid and quote.ask or quote.last)) and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        bid, ask, last = _number(ticker.bid), _number(ticker.ask), _number(ticker.last)
+            quote = self.adapter.quote(inst.contract)
+        bid, ask, last = quote or (None, None, None)
         market = (bid + ask) / 2 if bid and ask else last
         reference = (ask if action is Action.BUY else bid) or market
         return market, reference
@@ -393,23 +264,22 @@ class Desk:
                         gross_exposure=gross, daily_pnl=pnl - self.pnl_baseline)
 
     # -- changing ------------------------------------------------------------------
-    def _working(self, coid: str) -> tuple[Order, Trade]:
+    def _working(self, coid: str) -> Order:
         order = self.book.order(coid)
         if order.is_done:
             raise Conflict(f"order {coid} is {order.status}: nothing to change", client_order_id=coid)
-        trade = self.trades.get(coid)
-        if trade is None:
-            raise Conflict(f"order {coid} is not known to this IB session yet; retry after the re-sync")
+        if not self.adapter.has_order(coid):
+            raise Conflict(f"order {coid} is not known to this broker session yet; retry after the re-sync")
         if self.recorder.holding(coid):
             raise Conflict(f"order {coid} is still being placed; retry once it is acknowledged",
                            client_order_id=coid)
-        return order, trade
+        return order
 
     async def modify(self, coid: str, *, quantity: Any = None, limit_price: Any = None, stop_price: Any = None,
                      trail_amount: Any = None, trail_percent: Any = None) -> dict[str, Any]:
-        """Change a working order's quantity or prices (re-sent to IB under the same order id)."""
+        """Change a working order's quantity or prices (re-sent to the broker under the same order id)."""
         self._require_synced()
-        order, trade = self._working(coid)
+        order = self._working(coid)
         changes = {k: v for k, v in {"quantity": quantity, "limit_price": limit_price, "stop_price": stop_price,
                                      "trail_amount": trail_amount, "trail_percent": trail_percent}.items()
                    if v is not None}
@@ -442,21 +312,16 @@ class Desk:
         self.risk.check(self._intent(changed, inst, market, reference), self.exposure(excluding=coid))
         self.book.put_order(changed)
         await self.recorder.write(self._entry(changed, "modified"), "order.modified", self.result(coid))
-        ib_order = trade.order
-        ib_order.totalQuantity = float(changed.quantity)
-        fresh = parsing.to_ib_order(changed, order_id=ib_order.orderId, parent_order_id=ib_order.parentId)
-        for attr in ("lmtPrice", "auxPrice", "trailingPercent", "trailStopPrice"):
-            setattr(ib_order, attr, getattr(fresh, attr))
-        self.adapter.place_order(trade.contract, ib_order)  # an id ib_async knows: its placeOrder
+        self.adapter.modify_order(changed)
         self.risk.record_order()  # a modification is an order message too: it counts toward the rate
         return self.result(coid)
 
     async def cancel(self, coid: str) -> dict[str, Any]:
-        """Ask IB to cancel a working order; return it once the broker has answered (or after the timeout)."""
+        """Ask the broker to cancel a working order; return it once the broker has answered (or after the timeout)."""
         self._require_synced()
-        _, trade = self._working(coid)
+        self._working(coid)
         event = self._done[coid] = asyncio.Event()
-        self.adapter.ib.cancelOrder(trade.order)
+        self.adapter.cancel_order(coid)
         try:
             await asyncio.wait_for(event.wait(), self.ack_timeout)
         except TimeoutError:
@@ -473,55 +338,50 @@ class Desk:
         self.adapter.require_connection()
         if everything:
             count = self.book.open_count()
-            self.adapter.ib.reqGlobalCancel()
+            self.adapter.cancel_all_orders()
             return count
         count = 0
         for order in self.book.orders(open_only=True):
-            trade = self.trades.get(order.client_order_id)
-            if trade is None:  # the re-sync after a (re)connect has not reported it yet
-                log.warning("order %s: not known to this IB session yet; not cancelled", order.client_order_id)
+            if not self.adapter.has_order(order.client_order_id):  # the re-sync has not reported it yet
+                log.warning("order %s: not known to this broker session yet; not cancelled", order.client_order_id)
                 continue
-            self.adapter.ib.cancelOrder(trade.order)
+            self.adapter.cancel_order(order.client_order_id)
             count += 1
         return count
 
     # -- broker events -------------------------------------------------------------
-    def _coid(self, trade: Trade) -> str | None:
-        coid = client_order_id_of(trade.order.orderRef or "")
+    def _coid(self, report: OrderReport) -> str | None:
+        coid = report.client_order_id
         if coid is not None and self.book.get(coid) is not None:
             return coid
-        found = self.book.find(broker_order_id=trade.order.orderId) if trade.order.orderId else None
-        if found is None and trade.order.permId:
-            found = self.book.find(perm_id=trade.order.permId)
+        found = self.book.find(broker_order_id=report.broker_order_id) if report.broker_order_id else None
+        if found is None and report.perm_id:
+            found = self.book.find(perm_id=report.perm_id)
         return found.client_order_id if found is not None else None
 
-    def on_status(self, trade: Trade) -> None:
-        """Book a status report: status, filled quantity, average price, permId."""
-        coid = self._coid(trade)
+    def on_status(self, report: OrderReport) -> None:
+        """Book a status report: status, filled quantity, average price, perm id."""
+        coid = self._coid(report)
         if coid is None:
-            log.debug("status for an order not in the book: %s %s", trade.order.orderId, trade.orderStatus.status)
+            log.debug("status for an order not in the book: %s %s", report.broker_order_id, report.status_text)
             return
-        self.trades.setdefault(coid, trade)
         order = self.book.order(coid)
-        st = trade.orderStatus
-        filled = parsing.decimal_from_float(st.filled) or Decimal(0)
-        remaining = parsing.decimal_from_float(st.remaining) or Decimal(0)
-        status = parsing.order_status(st.status, filled, remaining)
+        status, filled = report.status, report.filled
         if status is None:
-            log.warning("order %s: unknown IB status %r", coid, st.status)
+            log.warning("order %s: unknown broker status %r", coid, report.status_text)
             return
         changed = False
-        if trade.order.permId and order.perm_id != trade.order.permId:
-            order.perm_id, changed = trade.order.permId, True
+        if report.perm_id and order.perm_id != report.perm_id:
+            order.perm_id, changed = report.perm_id, True
         if filled > order.filled_quantity and filled <= order.quantity:
             order.filled_quantity = filled
-            order.avg_fill_price = parsing.decimal_from_float(st.avgFillPrice)
+            order.avg_fill_price = report.avg_fill_price
             changed = True
         try:
             changed = order.transition(status) or changed
         except Conflict:
             log.info("order %s: stale status %s after %s ignored", coid, status, order.status)
-        reason = next((e.message for e in reversed(trade.log) if e.errorCode), "")
+        reason = report.reason
         if reason:
             self.reasons[coid] = reason
         if changed:
@@ -538,16 +398,12 @@ class Desk:
         if order.is_done and coid in self._done:
             self._done.pop(coid).set()
 
-    def on_fill(self, trade: Trade, ib_fill: Any) -> None:
+    def on_fill(self, fill: Fill) -> None:
         """Book an execution once its commission is known; executions seen before are ignored."""
-        # An order of ours the re-sync has yet to adopt (IB reports the day's executions while the
-        # connection is made, before the re-sync) is still ours: its orderRef says so.
-        coid = self._coid(trade) or client_order_id_of(trade.order.orderRef or "")
-        try:
-            fill = parsing.from_ib_fill(ib_fill, coid)
-        except TraderError:
-            log.exception("an execution could not be read: %r", ib_fill.execution)
-            return
+        if fill.client_order_id is None:  # not ours by its reference: perhaps by its broker ids
+            found = self.book.find(broker_order_id=fill.broker_order_id, perm_id=fill.perm_id)
+            if found is not None:
+                fill = dataclasses.replace(fill, client_order_id=found.client_order_id)
         if self.book.add_fill(fill):
             self.recorder.record({"type": "fill", "fill": fill}, "fill", fill)
 

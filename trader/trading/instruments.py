@@ -1,4 +1,4 @@
-"""Instrument resolution: a symbol and hints to the qualified contract(s) IB knows, with tick and size.
+"""Instrument resolution: a symbol and hints to the qualified contract(s) the broker knows, with tick and size.
 
 ``resolve("AAPL")`` is the stock, ``resolve("ES", sec_type="FUT")`` (or just
 ``"ES"`` when no stock has that symbol) the front-month future, ``"EUR.USD"``
@@ -13,14 +13,12 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from ib_async import Contract as IbContract
-from ib_async import ContractDetails, RequestError
-
-from trader.brokers.ib import parsing
-from trader.brokers.ib.adapter import IbAdapter
-from trader.domain import Contract
+from trader.brokers.base import Broker
+from trader.brokers.records import ContractDetails, ContractQuery
+from trader.domain import Contract, SecType
 from trader.errors import NotFound, ValidationError
 
 log = logging.getLogger(__name__)
@@ -33,10 +31,9 @@ _SEC_TYPES = {"STK", "FUT", "OPT", "CASH", "IND", "CMDTY"}
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """A qualified contract: ours, IB's, its tick size and minimum size."""
+    """A qualified contract, its tick size and minimum size."""
 
     contract: Contract
-    ib: IbContract
     tick: Decimal
     min_size: Decimal
     long_name: str = ""
@@ -47,56 +44,52 @@ class Instrument:
 
 
 def _query(symbol: str, sec_type: str | None, exchange: str | None, currency: str | None,
-           expiry: str | None) -> IbContract:
-    """Return the ib_async contract that asks IB for ``symbol`` with the hints."""
+           expiry: str | None) -> ContractQuery:
+    """Return the query that asks the broker for ``symbol`` with the hints."""
     text = symbol.strip().upper()
     parts = text.split(".")
     if len(parts) >= 2 and parts[1] in _SEC_TYPES:  # a contract key
         sym, kind, rest = parts[0], parts[1], parts[2:]
-        q = IbContract(symbol=sym.replace("_", " "), secType=kind, exchange=exchange or "",
-                       currency=currency or "USD")
+        q: dict[str, Any] = {"symbol": sym.replace("_", " "), "sec_type": SecType(kind), "exchange": exchange or "",
+             "currency": currency or "USD"}
         if kind == "CASH":
-            q.currency = rest[0] if rest else (currency or "USD")
-            q.exchange = exchange or "IDEALPRO"
+            q["currency"] = rest[0] if rest else (currency or "USD")
+            q["exchange"] = exchange or "IDEALPRO"
         elif kind == "FUT" and rest:
             if rest[0].isdigit():
-                q.lastTradeDateOrContractMonth = rest[0]
+                q["expiry"] = rest[0]
             else:
-                q.localSymbol = rest[0]
+                q["local_symbol"] = rest[0]
         elif kind == "OPT" and len(rest) >= 2:
-            q.lastTradeDateOrContractMonth = rest[0]
-            q.right = rest[1][0]
+            q["expiry"] = rest[0]
+            q["right"] = rest[1][0]
             try:
-                q.strike = float(rest[1][1:].replace("_", "."))
-            except ValueError:
+                q["strike"] = Decimal(rest[1][1:].replace("_", "."))
+            except InvalidOperation:
                 raise ValidationError(f"{symbol!r}: an option key ends in its right and strike (C150, P42_5), "
                                       f"not {rest[1]!r}") from None
-            if q.right not in ("C", "P") or not rest[0].isdigit():
+            if q["right"] not in ("C", "P") or not rest[0].isdigit() or not q["strike"].is_finite():
                 raise ValidationError(f"{symbol!r}: an option key is SYMBOL.OPT.YYYYMMDD.<C|P><strike>")
-            q.exchange = exchange or "SMART"
+            q["exchange"] = exchange or "SMART"
         elif kind == "STK":
-            q.exchange = exchange or "SMART"
+            q["exchange"] = exchange or "SMART"
             if rest:
-                q.currency = rest[0]
-        return q
+                q["currency"] = rest[0]
+        return ContractQuery(**q)
     pair = _PAIR.match(text)
     if pair and sec_type in (None, "CASH") and (sec_type == "CASH" or "." in text or "/" in text):
-        return IbContract(symbol=pair.group(1), secType="CASH", currency=pair.group(2),
-                          exchange=exchange or "IDEALPRO")
+        return ContractQuery(pair.group(1), SecType.CASH, currency=pair.group(2), exchange=exchange or "IDEALPRO")
     kind = (sec_type or "STK").upper()
     if kind not in _SEC_TYPES:
         raise ValidationError(f"unknown sec_type {sec_type!r} (one of {', '.join(sorted(_SEC_TYPES))})")
-    q = IbContract(symbol=text, secType=kind, exchange=exchange or ("SMART" if kind in ("STK", "OPT") else ""),
-                   currency=currency or "USD")
-    if expiry:
-        q.lastTradeDateOrContractMonth = expiry.replace("-", "")
-    return q
+    return ContractQuery(text, SecType(kind), exchange=exchange or ("SMART" if kind in ("STK", "OPT") else ""),
+                         currency=currency or "USD", expiry=expiry.replace("-", "") if expiry else "")
 
 
 class Resolver:
-    """Symbols to :class:`Instrument`s through IB's contract details."""
+    """Symbols to :class:`Instrument`s through the broker's contract details."""
 
-    def __init__(self, adapter: IbAdapter) -> None:
+    def __init__(self, adapter: Broker) -> None:
         self.adapter = adapter
         self._cache: dict[tuple[str, ...], list[Instrument]] = {}
         self._by_key: dict[str, Instrument] = {}
@@ -115,12 +108,12 @@ class Resolver:
         if cached is not None:
             return cached
         query = _query(symbol, sec_type, exchange, currency, expiry)
-        found = await self._details(query)
-        if not found and sec_type is None and query.secType == "STK":
+        found = await self.adapter.contract_details(query)
+        if not found and sec_type is None and query.sec_type is SecType.STK:
             query = _query(symbol, "FUT", exchange, currency, expiry)  # "ES" alone: the future
-            found = await self._details(query)
-        instruments = [self._instrument(d) for d in found if d.contract is not None]
-        if query.secType == "FUT" and not query.lastTradeDateOrContractMonth and not query.localSymbol:
+            found = await self.adapter.contract_details(query)
+        instruments = [self._instrument(d) for d in found]
+        if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
             instruments = self._front_month(instruments)
         self._cache[cache_key] = instruments
         for inst in instruments:
@@ -140,22 +133,9 @@ class Resolver:
                                   candidates=[i.key for i in found])
         return found[0]
 
-    async def _details(self, query: IbContract) -> list[ContractDetails]:
-        try:
-            return await self.adapter.contract_details(query)
-        except RequestError as exc:
-            if exc.code == 200:  # "No security definition has been found"
-                return []
-            raise
-
     @staticmethod
     def _instrument(details: ContractDetails) -> Instrument:
-        assert details.contract is not None
-        tick = parsing.decimal_from_float(details.minTick) or Decimal("0.01")
-        size = details.minSize
-        min_size = parsing.decimal_from_float(size) if size and size > 0 else None
-        return Instrument(parsing.from_ib_contract(details.contract), parsing.tradable_ib_contract(details.contract),
-                          tick, min_size or Decimal(1), details.longName or "")
+        return Instrument(details.contract, details.tick, details.min_size, details.long_name)
 
     @staticmethod
     def _front_month(instruments: list[Instrument]) -> list[Instrument]:

@@ -1,109 +1,60 @@
-"""The IB connection: one ib_async client on the service's loop, a watchdog, and its events as Rx streams.
+"""The IB connection: one ib_async client on the service's loop, a watchdog, and the :class:`Broker` seam over it.
 
-:class:`IbAdapter` owns the ``ib_async.IB`` object. It connects with
-exponential backoff and jitter (a start-up request of ib_async's that fails,
-completed orders or executions say, fails the connect: ``view_complete`` holds
-only once all came), and a watchdog notices a dead connection
-either from ib_async's ``disconnectedEvent`` or from a periodic
-``reqCurrentTime`` that gets no answer. After every (re)connect it re-requests
-market data for the instruments subscribed and then calls the ``on_connected``
-hooks, where the trader service re-syncs orders, positions and executions.
-Only the ``...Async`` request methods are used, never ib_async's blocking
-wrappers: everything runs on the one loop that ``main()`` owns.
+:class:`IbAdapter` owns the ``ib_async.IB`` object and is the platform's
+:class:`~trader.brokers.base.Broker` for Interactive Brokers: everything it
+takes and returns is a domain object, converted by
+:mod:`trader.brokers.ib.parsing`; ib_async's own objects stay in here (the
+orders' Trades in :class:`~trader.brokers.ib.orders.IbOrders`, by client order
+id; the contracts to trade by conid). It connects with exponential backoff and
+jitter (a start-up request of ib_async's that fails, completed orders or
+executions say, fails the connect: ``view_complete`` holds only once all
+came), and a watchdog notices a dead connection either from ib_async's
+``disconnectedEvent`` or from a periodic ``reqCurrentTime`` that gets no
+answer. After every (re)connect it re-requests market data for the
+instruments subscribed and then calls the ``on_connected`` hooks, where the
+trader service re-syncs orders, positions and executions. Only the
+``...Async`` request methods are used, never ib_async's blocking wrappers:
+everything runs on the one loop that ``main()`` owns.
 
-The streams (reactivex Subjects) carry ib_async's own objects; turning them
-into domain objects is :mod:`trader.brokers.ib.parsing`'s job:
-
-- ``tickers``: lists of updated ``Ticker``s;
-- ``order_status``: ``Trade`` on each status report, modify or cancel (and a new order placed
-  through ``ib.placeOrder``; :meth:`IbAdapter.place_order` emits none);
-- ``executions``: ``(Trade, Fill)`` when an execution arrives;
-- ``commissions``: ``(Trade, Fill)`` once its commission report is in;
-- ``positions``, ``portfolio``, ``account_values``: ``Position``, ``PortfolioItem``, ``AccountValue``;
-- ``errors``: ``(req_id, code, message)`` for every IB error/notice;
-- ``connection``: True on connect, False on loss.
+The streams are those of :class:`~trader.brokers.base.Broker`; a status
+report, modify or cancel of an order is an ``order_updates`` report (a new
+order placed through :meth:`IbAdapter.place_orders` emits none until IB answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
-from ib_async import (
-    IB,
-    Contract,
-    ContractDetails,
-    Order,
-    OrderStatus,
-    RequestError,
-    Ticker,
-    Trade,
-    TradeLogEntry,
-)
+import ib_async
+from ib_async import IB, RequestError, Trade
 from reactivex.subject import Subject
 
+from trader.brokers.ib import parsing
+from trader.brokers.ib.market_data import IbMarketData
+from trader.brokers.ib.orders import IbOrders
+from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
 from trader.config import IbSettings, TradingSettings
-from trader.errors import Overloaded, Unavailable
+from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
+from trader.errors import BrokerError, TraderError, Unavailable
 from trader.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IbAdapter", "Pacer", "PlacedTrade"]
+__all__ = ["IbAdapter"]
 
 WATCHDOG_INTERVAL = 5.0
 _CONNECT_ERRORS = (OSError, TimeoutError, ConnectionError, RequestError)  # a connect that failed: made again
-
-
-class Pacer:
-    """A sliding-window limit: at most ``limit`` calls per ``window`` seconds, waiting up to ``max_wait``."""
-
-    def __init__(self, limit: int, window: float, max_wait: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.max_wait, self.clock = limit, window, max_wait, clock
-        self._calls: deque[float] = deque()
-
-    def delay(self) -> float:
-        """Return how long the next call must wait (0: now)."""
-        now = self.clock()
-        while self._calls and now - self._calls[0] >= self.window:
-            self._calls.popleft()
-        if len(self._calls) < self.limit:
-            return 0.0
-        return self._calls[0] + self.window - now
-
-    async def acquire(self) -> None:
-        """Wait for a slot; raise Overloaded if that would take longer than ``max_wait``."""
-        wait = self.delay()
-        if wait > self.max_wait:
-            raise Overloaded(f"IB pacing: {self.limit} requests per {self.window:g} s used; retry in {wait:.0f} s",
-                             retry_after=round(wait, 1))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._calls.append(self.clock())
-
-
-class PlacedTrade(Trade):
-    """The ``Trade`` of an order sent by :meth:`IbAdapter.place_order`: the same, with a one-line repr.
-
-    ib_async puts the Trade into an f-string at every status report, logging
-    on or not; its generated repr compares each of the order's ~130 fields
-    with its default. This one names the order in a line.
-    """
-
-    def __repr__(self) -> str:
-        order = self.order
-        return (f"Trade({self.contract.symbol} {order.action} {order.totalQuantity:g} {order.orderType} "
-                f"id {order.orderId} ref {order.orderRef!r}: {self.orderStatus.status})")
+T = TypeVar("T")
 
 
 class IbAdapter:
-    """The one IB API connection of the trader service."""
+    """The one IB API connection of the trader service: the :class:`~trader.brokers.base.Broker` for IB."""
 
     def __init__(self, ib_settings: IbSettings, trading: TradingSettings, *, ib: IB | None = None) -> None:
         self.settings = ib_settings
@@ -112,19 +63,19 @@ class IbAdapter:
         self.ib.RaiseRequestErrors = True
         self.ib.client.MaxRequests = trading.ib_max_requests
         self.ib.client.RequestsInterval = trading.ib_requests_interval
-        self.tickers: Subject[list[Ticker]] = Subject()
-        self.order_status: Subject[Any] = Subject()
-        self.executions: Subject[tuple[Any, Any]] = Subject()
-        self.commissions: Subject[tuple[Any, Any]] = Subject()
-        self.positions: Subject[Any] = Subject()
-        self.portfolio: Subject[Any] = Subject()
-        self.account_values: Subject[Any] = Subject()
+        self.ticks: Subject[list[dict[str, Any]]] = Subject()
+        self.order_updates: Subject[OrderReport] = Subject()
+        self.fills: Subject[Fill] = Subject()
+        self.position_updates: Subject[Position] = Subject()
+        self.portfolio_updates: Subject[Position] = Subject()
+        self.account_updates: Subject[AccountValue] = Subject()
         self.errors: Subject[tuple[int, int, str]] = Subject()
         self.connection: Subject[bool] = Subject()
-        self.on_connected: list[Callable[[], Awaitable[None]]] = []
-        self.subscriptions: dict[str, Contract] = {}
-        self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
-        self.history_pacer = Pacer(trading.history_requests_per_10min, 600.0)
+        self._orders = IbOrders(self.ib, self._ib_contract)
+        # First: the handles of the orders IB lists as the connection is made, before any re-sync.
+        self.on_connected: list[Callable[[], Awaitable[None]]] = [self._index_orders]
+        self._market = IbMarketData(self.ib, self._ib_contract, self.require_connection,
+                                    trading.history_requests_per_10min)
         self.connects = 0
         self.last_error: str | None = None
         # Whether this connection fetched the completed orders and the executions (see _connect_loop):
@@ -133,21 +84,19 @@ class IbAdapter:
         self._stopping = False
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._details: dict[int, ContractDetails] = {}
-        self._keys: dict[int, str] = {}  # conid -> key of the subscribed contracts
+        self._contracts: dict[int, ib_async.Contract] = {}  # conid -> the contract orders are placed with
         self._wire_events()
 
     # -- events ------------------------------------------------------------------
     def _wire_events(self) -> None:
         ib = self.ib
-        ib.pendingTickersEvent += lambda tickers: self._emit(self.tickers, list(tickers))
+        ib.pendingTickersEvent += self._on_tickers
         for event in (ib.orderStatusEvent, ib.newOrderEvent, ib.orderModifyEvent, ib.cancelOrderEvent):
-            event += lambda trade: self._emit(self.order_status, trade)
-        ib.execDetailsEvent += lambda trade, fill: self._emit(self.executions, (trade, fill))
-        ib.commissionReportEvent += lambda trade, fill, _report: self._emit(self.commissions, (trade, fill))
-        ib.positionEvent += lambda position: self._emit(self.positions, position)
-        ib.updatePortfolioEvent += lambda item: self._emit(self.portfolio, item)
-        ib.accountValueEvent += lambda value: self._emit(self.account_values, value)
+            event += self._on_order
+        ib.commissionReportEvent += self._on_commission
+        ib.positionEvent += lambda p: self._convert(self.position_updates, parsing.from_ib_position, p)
+        ib.updatePortfolioEvent += lambda i: self._convert(self.portfolio_updates, parsing.from_ib_portfolio_item, i)
+        ib.accountValueEvent += lambda v: self._convert(self.account_updates, parsing.from_ib_account_value, v)
         ib.errorEvent += self._on_error
         ib.disconnectedEvent += self._on_disconnected
 
@@ -159,6 +108,37 @@ class IbAdapter:
         except Exception:
             log.exception("an observer of an IB event failed; the stream goes on")
 
+    def _convert(self, subject: Subject[T], convert: Callable[[Any], T], value: Any) -> None:
+        try:
+            converted = convert(value)
+        except TraderError as exc:  # an instrument the domain does not model (a FOP, a BAG...)
+            log.debug("IB report not converted (%s): %r", exc, value)
+            return
+        self._emit(subject, converted)
+
+    def _on_tickers(self, tickers: Any) -> None:
+        ticks = self._market.ticks(tickers)
+        if ticks:
+            self._emit(self.ticks, ticks)
+
+    def _on_order(self, trade: Trade) -> None:
+        report = parsing.order_update(trade)
+        if report.client_order_id is not None:
+            self._orders.track(report.client_order_id, trade)
+        self._emit(self.order_updates, report)
+
+    def _on_commission(self, trade: Trade, fill: ib_async.Fill, _report: Any) -> None:
+        # An order of ours the re-sync has yet to adopt (IB reports the day's executions while the
+        # connection is made, before the re-sync) is still ours: its orderRef says so.
+        coid = (parsing.client_order_id_of(trade.order.orderRef or "")
+                or parsing.client_order_id_of(fill.execution.orderRef or ""))
+        try:
+            converted = parsing.from_ib_fill(fill, coid)
+        except TraderError:
+            log.exception("an execution could not be read: %r", fill.execution)
+            return
+        self._emit(self.fills, converted)
+
     def _on_error(self, req_id: int, code: int, message: str, _contract: Any = None) -> None:
         if code in (1100, 2110):  # connectivity between TWS and IB's servers lost
             log.warning("IB %d: %s", code, message)
@@ -166,18 +146,26 @@ class IbAdapter:
 
     def _on_disconnected(self) -> None:
         self.view_complete = False
+        self._orders.forget()
         self._emit(self.connection, False)
         if not self._stopping:
             log.warning("IB connection to %s:%d lost; reconnecting", self.settings.host, self.settings.port)
             self._start_connector()
 
+    async def _index_orders(self) -> None:
+        self._orders.index()
+
     # -- connection ----------------------------------------------------------------
     @property
     def connected(self) -> bool:
+        """Return whether the connection is up."""
         return self.ib.isConnected()
 
     def start(self) -> None:
         """Start connecting in the background (and keep reconnecting until :meth:`stop`)."""
+        # ib_async logs every order message at INFO, a full Trade repr each: costly per order and
+        # redundant with the journal. Its warnings and errors still come through.
+        logging.getLogger("ib_async").setLevel(max(logging.WARNING, logging.getLogger().level))
         self._stopping = False
         self._start_connector()
         if self._watchdog is None:
@@ -260,6 +248,7 @@ class IbAdapter:
             self.ib.disconnect()
             raise
 
+
     async def _watch(self) -> None:
         """Ask the time every few seconds: a connection that stops answering is dropped and re-made."""
         while True:
@@ -273,9 +262,7 @@ class IbAdapter:
                 self.ib.disconnect()
 
     def _resubscribe(self) -> None:
-        for key, contract in self.subscriptions.items():
-            log.info("re-subscribing market data for %s", key)
-            self.ib.reqMktData(contract)
+        self._market.resubscribe()
 
     def require_connection(self) -> None:
         """Raise Unavailable unless connected."""
@@ -283,105 +270,153 @@ class IbAdapter:
             reason = f" ({self.last_error})" if self.last_error else ""
             raise Unavailable(f"not connected to IB at {self.settings.host}:{self.settings.port}{reason}")
 
-    # -- requests ------------------------------------------------------------------
-    def place_order(self, contract: Contract, order: Order) -> Trade:
-        """Send a new order to IB; return its ``Trade`` (a :class:`PlacedTrade`), which ib_async keeps up to date.
-
-        ``ib.placeOrder`` sends first, then builds the Trade, formats all of it
-        into a log line (logging on or not) and emits ``newOrderEvent``. On
-        this class of machine the broker, woken by the send, usually takes the
-        CPU at once, so what the sender does afterwards waits for the broker,
-        and the broker's answer waits for that. Here the Trade is registered
-        with ib_async first (where the status reports will find it) and the
-        send comes last; nothing is logged and no ``newOrderEvent`` emitted
-        (the desk books its own orders). With the desk's and the RPC
-        client's own sends last and :class:`PlacedTrade`'s short repr, 5-7%
-        off the place_order round trip (``bench.trader_ab``). A send that
-        fails leaves nothing registered. A modification (an order id ib_async knows) goes through
-        ``ib.placeOrder``.
-        """
-        ib, wrapper = self.ib, self.ib.wrapper
-        order_id = order.orderId or ib.client.getReqId()
-        key = wrapper.orderKey(wrapper.clientId, order_id, order.permId)
-        if key in wrapper.trades:
-            return ib.placeOrder(contract, order)
-        order.clientId, order.orderId = wrapper.clientId, order_id
-        status = OrderStatus(orderId=order_id, status=OrderStatus.PendingSubmit)
-        now = datetime.datetime.now(wrapper.defaultTimezone)
-        trade = PlacedTrade(contract, order, status, [], [TradeLogEntry(now, status.status)])
-        wrapper.trades[key] = trade
-        try:
-            ib.client.placeOrder(order_id, contract, order)
-        except BaseException:
-            del wrapper.trades[key]
-            raise
-        return trade
-
-    async def contract_details(self, contract: Contract) -> list[ContractDetails]:
-        """Return IB's matches for ``contract`` (cached by conid once qualified)."""
-        if contract.conId and contract.conId in self._details:
-            return [self._details[contract.conId]]
+    async def current_time(self) -> datetime:
+        """Return IB's clock."""
         self.require_connection()
-        found = await self.ib.reqContractDetailsAsync(contract)
-        for details in found:
-            if details.contract is not None:
-                self._details[details.contract.conId] = details
-        return list(found)
+        return await self.ib.reqCurrentTimeAsync()
 
-    def subscribe(self, key: str, contract: Contract, owner: str = "user") -> Ticker:
-        """Stream market data for ``contract`` on behalf of ``owner`` (kept across reconnects); return its Ticker.
+    # -- orders --------------------------------------------------------------------
+    def next_order_id(self) -> int:
+        """Return the next IB order id of this session."""
+        return self.ib.client.getReqId()
+
+    def place_orders(self, orders: Sequence[Order]) -> None:
+        """Send one order or a bracket (entry first); each send comes last (see :mod:`trader.brokers.ib.orders`)."""
+        self._orders.place(orders)
+
+    def has_order(self, client_order_id: str) -> bool:
+        """Return whether this session has the order's Trade: placed, reported or listed since connecting."""
+        return self._orders.has(client_order_id)
+
+    def sent_order_id(self, client_order_id: str) -> int | None:
+        """Return the IB order id of the order's Trade in this session (None: it has none)."""
+        return self._orders.order_id(client_order_id)
+
+    def modify_order(self, order: Order) -> None:
+        """Re-send a working order's quantity and prices under its IB order id."""
+        self._orders.modify(order)
+
+    def cancel_order(self, client_order_id: str) -> None:
+        """Ask IB to cancel the order; NotFound unless :meth:`has_order`."""
+        self._orders.cancel(client_order_id)
+
+    def cancel_all_orders(self) -> None:
+        """Send IB's global cancel: every open order of the account, whoever placed it."""
+        self.ib.reqGlobalCancel()
+
+    def _own_trades(self) -> list[Trade]:
+        client_id = self.settings.client_id
+        return [t for t in self.ib.trades() if t.order.clientId in (client_id, 0)]
+
+    def _order_reports(self, done: bool) -> list[OrderReport]:
+        trades = self._own_trades()
+        parents = {t.order.orderId: parsing.client_order_id_of(t.order.orderRef or "")
+                   for t in trades if t.order.orderId}
+        return [parsing.order_report(t, parents.get(t.order.parentId)) for t in trades if t.isDone() is done]
+
+    def open_orders(self) -> list[OrderReport]:
+        """Return this client's working orders (and those placed in TWS), as IB listed and reported them."""
+        return self._order_reports(False)
+
+    def completed_orders(self) -> list[OrderReport]:
+        """Return this client's done orders of the day (and those placed in TWS)."""
+        return self._order_reports(True)
+
+    def executions(self) -> list[Fill]:
+        """Return the day's executions of this client's orders (and those placed in TWS); unreadable ones logged."""
+        client_id, fills = self.settings.client_id, []
+        for ib_fill in self.ib.fills():
+            execution = ib_fill.execution
+            if execution.clientId not in (client_id, 0):
+                continue
+            try:
+                fills.append(parsing.from_ib_fill(ib_fill, parsing.client_order_id_of(execution.orderRef or "")))
+            except TraderError as exc:
+                log.warning("execution %s skipped: %s", execution.execId, exc)
+        return fills
+
+    # -- account -------------------------------------------------------------------
+    @staticmethod
+    def _converted(what: str, convert: Callable[[Any], T], items: list[Any]) -> list[T]:
+        out = []
+        for item in items:
+            try:
+                out.append(convert(item))
+            except TraderError as exc:
+                log.warning("%s skipped: %s", what, exc)
+        return out
+
+    def accounts(self) -> list[str]:
+        """Return the accounts this connection manages."""
+        return self.ib.managedAccounts()
+
+    def account_values(self) -> list[AccountValue]:
+        """Return the account values IB last reported."""
+        return self._converted("account value", parsing.from_ib_account_value, self.ib.accountValues())
+
+    def positions(self) -> list[Position]:
+        """Return the positions (one the domain cannot read is logged and left out)."""
+        return self._converted("position", parsing.from_ib_position, self.ib.positions())
+
+    def portfolio(self) -> list[Position]:
+        """Return the positions with market values and PnL (one the domain cannot read is logged and left out)."""
+        return self._converted("portfolio item", parsing.from_ib_portfolio_item, self.ib.portfolio())
+
+    # -- contracts and market data -------------------------------------------------
+    def _ib_contract(self, contract: Contract) -> ib_async.Contract:
+        """Return the ib_async contract to trade or stream ``contract`` with (IB's own, once looked up)."""
+        conid = contract.conid
+        found = self._contracts.get(conid) if conid else None
+        if found is None:
+            found = parsing.tradable_ib_contract(parsing.to_ib_contract(contract))
+            if conid:
+                self._contracts[conid] = found
+        return found
+
+    async def contract_details(self, query: ContractQuery) -> list[ContractDetails]:
+        """Return IB's contracts matching ``query`` (none: empty); each is kept to trade and stream with."""
+        self.require_connection()
+        try:
+            found = await self.ib.reqContractDetailsAsync(parsing.to_ib_query(query))
+        except RequestError as exc:
+            if exc.code == 200:  # "No security definition has been found"
+                return []
+            raise BrokerError(f"IB refused the contract details request: {exc.message}", code=exc.code) from None
+        out = []
+        for details in found:
+            if details.contract is None:
+                continue
+            out.append(parsing.from_ib_contract_details(details))
+            self._contracts[details.contract.conId] = parsing.tradable_ib_contract(details.contract)
+        return out
+
+    def subscribe(self, contract: Contract, owner: str = "user") -> None:
+        """Stream market data for ``contract`` on behalf of ``owner`` (kept across reconnects).
 
         One stream per instrument, whoever asks: it lasts until every owner has
         let it go (:meth:`unsubscribe`). IB limits the streams open at once (100
         lines by default), so each is held only while someone wants it.
         """
-        self.require_connection()
-        self.owners.setdefault(key, set()).add(owner)
-        if key not in self.subscriptions:
-            self.subscriptions[key] = contract
-            self._keys[contract.conId] = key
-            return self.ib.reqMktData(contract)
-        ticker = self.ib.ticker(contract)
-        return ticker if ticker is not None else self.ib.reqMktData(contract)
+        self._market.subscribe(contract, owner)
 
     def unsubscribe(self, key: str, owner: str = "user") -> bool:
         """Let ``owner``'s stream of ``key`` go (it stops once no owner is left); return whether it had one."""
-        owners = self.owners.get(key)
-        if owners is None or owner not in owners:
-            return False
-        owners.discard(owner)
-        if owners:
-            return True
-        del self.owners[key]
-        contract = self.subscriptions.pop(key, None)
-        if contract is None:
-            return True
-        self._keys.pop(contract.conId, None)
-        if self.connected:
-            self.ib.cancelMktData(contract)
-        return True
+        return self._market.unsubscribe(key, owner)
 
-    def subscribed_key(self, contract: Contract) -> str | None:
-        """Return the key ``contract`` is subscribed under, or None."""
-        return self._keys.get(contract.conId)
+    def subscriptions(self) -> dict[str, set[str]]:
+        """Return the keys streamed, each with its owners."""
+        return self._market.subscriptions()
 
-    def ticker(self, contract: Contract) -> Ticker | None:
-        return self.ib.ticker(contract)
+    def quote(self, contract: Contract) -> Quote | None:
+        """Return the streamed contract's top of book (None: not streamed, or no ticker yet)."""
+        return self._market.quote(contract)
 
-    async def snapshot(self, contract: Contract, timeout: float = 5.0) -> Ticker:
-        """Return a one-off quote for ``contract`` (the live ticker when subscribed)."""
-        self.require_connection()
-        live = self.ib.ticker(contract)
-        if live is not None and live.hasBidAsk():
-            return live
-        [ticker] = await asyncio.wait_for(self.ib.reqTickersAsync(contract), timeout)
-        return ticker
+    async def snapshot(self, contract: Contract, timeout: float = 5.0) -> dict[str, Any]:
+        """Return a one-off tick for ``contract`` (the live one when streamed with a bid and ask)."""
+        return await self._market.snapshot(contract, timeout)
 
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
-                      what_to_show: str, use_rth: bool, timeout: float = 60.0) -> list[Any]:
+                      what_to_show: str, use_rth: bool, timeout: float = 60.0) -> list[Bar]:
         """Return historical bars, paced to IB's limit on historical requests."""
-        self.require_connection()
-        await self.history_pacer.acquire()
-        bars = await self.ib.reqHistoricalDataAsync(
-            contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=timeout)
-        return list(bars)
+        return await self._market.history(contract, end=end, duration=duration, bar_size=bar_size,
+                                          what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
