@@ -26,12 +26,13 @@ import redis.exceptions
 
 from tests.conftest import redis_argv, wait_for_port
 from tests.sim.simulator import connect, running_sim, sim_config
+from trader.brokers.ib import parsing
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import IbSettings, RiskSettings, TradingSettings
 from trader.domain import OrderStatus
 from trader.trading import recorder as recorder_module
 from trader.trading.book import Book, never_sent, rebuild
-from trader.trading.desk import Desk, client_order_id_of
+from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.reconcile import reconcile
@@ -55,7 +56,7 @@ async def at_broker(port: int) -> int:
         trades = [*await ib.reqAllOpenOrdersAsync(), *await ib.reqCompletedOrdersAsync(False)]
     finally:
         ib.disconnect()
-    return sum(1 for t in trades if client_order_id_of(t.order.orderRef or "") == "c1")
+    return sum(1 for t in trades if parsing.client_order_id_of(t.order.orderRef or "") == "c1")
 
 
 def test_an_order_whose_send_failed_is_booked_never_sent_and_its_retry_sends_it_once(
@@ -89,7 +90,7 @@ def test_an_order_whose_send_failed_is_booked_never_sent_and_its_retry_sends_it_
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
-                await reconcile(desk, 1)
+                await reconcile(desk)
                 await asyncio.to_thread(stop_redis)
                 with pytest.raises(redis.exceptions.ConnectionError):
                     await journal.append({"type": "note"})
@@ -113,7 +114,7 @@ def test_an_order_whose_send_failed_is_booked_never_sent_and_its_retry_sends_it_
 
                 adapter.start()
                 assert await adapter.wait_connected(10)
-                await reconcile(desk, 1)
+                await reconcile(desk)
                 sent = (await desk.place(dict(ORDER)))["order"]
                 assert sent.broker_order_id is not None and not never_sent(sent)
                 again = (await desk.place(dict(ORDER)))["order"]  # a retry of the retry returns it
