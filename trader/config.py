@@ -161,7 +161,16 @@ class ServiceSettings(StrictModel):
     heartbeat_interval: float = Field(1.0, gt=0)
     log_level: str | None = None  # None: the platform's log_level
     max_inflight: int = Field(256, gt=0)
-    max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one is closed")
+    max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one "
+                                 "evicts the longest idle")
+    rpc_max_buffered_bytes: int = Field(64 * 2**20, gt=0, description="bytes of unfinished requests held across "
+                                        "RPC connections; a connection that would go past it is dropped")
+    rpc_heartbeat_interval: float = Field(10.0, gt=0, description="a ZMTP PING to each RPC client this often, seconds")
+    rpc_heartbeat_timeout: float = Field(30.0, gt=0, description="an RPC client heard from for none of this is dropped")
+    rpc_idle_timeout: float = Field(300.0, gt=0, description="an RPC connection without a request for this long is "
+                                    "closed (clients reconnect by themselves)")
+    rpc_read_timeout: float = Field(30.0, gt=0, description="a request not wholly received within this is dropped "
+                                    "with its connection")
 
     @property
     def rpc_endpoint(self) -> str | None:

@@ -25,6 +25,7 @@ from trader.errors import ConfigError, TraderError
 from trader.logsetup import setup_logging
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
+from trader.messaging.zmtp import Timeouts
 from trader.service.lifecycle import Lifecycle, ServiceState
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class Service:
                     max_inflight=self.config.max_inflight,
                     max_frame_bytes=self.settings.bus.max_frame_bytes,
                     max_connections=self.config.max_connections,
+                    max_buffered_bytes=self.config.rpc_max_buffered_bytes,
+                    timeouts=Timeouts(self.config.rpc_heartbeat_interval, self.config.rpc_heartbeat_timeout,
+                                      self.config.rpc_idle_timeout, self.config.rpc_read_timeout),
                 )
                 await self.rpc.start()
             await self.on_start()
