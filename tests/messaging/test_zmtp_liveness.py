@@ -11,7 +11,7 @@ import zmq.asyncio
 
 from tests.messaging.test_zmtp import _closed_by_server, _command, _greeting, _raw_handshake, _ready
 from tests.waiting import wait_until
-from trader.messaging.zmtp import Timeouts
+from trader.messaging.zmtp_limits import Timeouts
 from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
 from trader.service.base import loop_runner
 

@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Callable
 
 from trader.messaging.throttle import LogThrottle
-from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Budget, Connection, Timeouts
+from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Connection
+from trader.messaging.zmtp_limits import Budget, Timeouts
 from trader.messaging.zmtp_wire import encode, parse_endpoint
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from trader.errors import ConfigError, TraderError
 from trader.logsetup import setup_logging
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
-from trader.messaging.zmtp import Timeouts
+from trader.messaging.zmtp_limits import Timeouts
 from trader.service.lifecycle import Lifecycle, ServiceState
 
 log = logging.getLogger(__name__)
