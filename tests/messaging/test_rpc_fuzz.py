@@ -46,10 +46,13 @@ class Switch:
     def trades(self, client_order_id: str | None = None, limit: int | None = None) -> list[int]:
         return list(range(10))[-limit:] if limit else list(range(10))
 
+    def blob(self, size: int) -> bytes:
+        return b"x" * size
+
     def registry(self) -> MethodRegistry:
         registry = MethodRegistry()
-        registry.register("kill_switch", self.kill_switch)
-        registry.register("trades", self.trades)
+        for name in ("kill_switch", "trades", "blob"):
+            registry.register(name, getattr(self, name))
         return registry
 
 
@@ -177,6 +180,27 @@ def test_half_sent_frames_are_bounded_per_connection_and_in_total() -> None:
     print(f"\n30 connections x {len(body) / 2**20:.1f} MiB of half-sent frames: RSS +{growth / 2**20:.1f} MiB, "
           f"{held / 2**20:.1f} MiB held (budget {budget / 2**20:.0f} MiB; unbounded: +{30 * len(body) / 2**20:.0f})")
     assert growth < 3 * budget, growth  # unbounded it was 30 x 3.5 MiB = 105 MiB held
+
+
+def test_a_client_that_never_reads_its_replies_is_dropped() -> None:
+    async def scenario() -> None:
+        server = RpcServer("tcp://127.0.0.1:0", Switch().registry())
+        await server.start()
+        port = int(server.endpoint.rsplit(":", 1)[1])
+        sock = await asyncio.to_thread(_handshake, port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        request = [codec.encode({"id": i, "method": "blob", "args": [256 * 1024]}) for i in range(200)]
+        try:  # 50 MiB of replies asked for, none read: the server stops at its 16 MiB write buffer and drops us
+            await asyncio.to_thread(sock.sendall, b"".join(bytes((0, len(r))) + r for r in request))
+            await wait_until(lambda: not server._router._all, T, "the peer that does not read dropped")
+            client = RpcClient(server.endpoint, timeout=T)
+            assert await client.call("blob", 3) == b"xxx"  # others are served
+            client.close()
+        finally:
+            sock.close()
+            await server.close()
+
+    asyncio.run(scenario())
 
 
 def test_argument_types_are_checked_strictly_against_the_declared_hints() -> None:

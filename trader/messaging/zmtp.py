@@ -157,6 +157,12 @@ class Connection(asyncio.Protocol):
         """True once the handshake is done, until the connection closes."""
         return self._state == _OPEN and not self._closed
 
+    @property
+    def write_buffered(self) -> int:
+        """The bytes written and not yet taken by the OS (the peer not reading them)."""
+        transport = self._transport
+        return 0 if transport is None or self._closed else transport.get_write_buffer_size()
+
     def write_encoded(self, data: bytes) -> None:
         """Write messages already encoded (see :func:`encode`), in one write, whatever the back-pressure."""
         if self._transport is not None and not self._closed:

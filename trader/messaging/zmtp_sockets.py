@@ -65,6 +65,18 @@ class Peer(Connection):
         self._server._all.add(self)
         self._server._admit(self)
 
+    def send(self, frames: list[bytes]) -> bool:
+        """Write one message; False if it was dropped. A peer that left ``max_buffer_bytes`` unread is dropped too.
+
+        A client that sends requests and never reads the replies would
+        otherwise hold that much of the server's memory for as long as it likes.
+        """
+        if super().send(frames):
+            return True
+        if self.is_open:  # open, so refused for back-pressure: the peer stopped reading
+            self._refuse("the peer left %d bytes of replies unread", self.write_buffered)
+        return False
+
     def _ready(self) -> None:
         self._server._peers.add(self)
 
