@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from trader.errors import ConfigError
 
@@ -171,6 +171,13 @@ class ServiceSettings(StrictModel):
                                     "closed (clients reconnect by themselves)")
     rpc_read_timeout: float = Field(30.0, gt=0, description="a request not wholly received within this is dropped "
                                     "with its connection")
+
+    @model_validator(mode="after")
+    def _pings_before_the_timeout(self) -> ServiceSettings:
+        if self.rpc_heartbeat_interval >= self.rpc_heartbeat_timeout:
+            raise ValueError(f"rpc_heartbeat_interval ({self.rpc_heartbeat_interval:g} s) must be shorter than "
+                             f"rpc_heartbeat_timeout ({self.rpc_heartbeat_timeout:g} s), or every client is dropped")
+        return self
 
     @property
     def rpc_endpoint(self) -> str | None:

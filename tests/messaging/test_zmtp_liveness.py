@@ -11,6 +11,8 @@ import zmq.asyncio
 
 from tests.messaging.test_zmtp import _closed_by_server, _command, _greeting, _raw_handshake, _ready
 from tests.waiting import wait_until
+from trader.config import load_settings
+from trader.errors import ConfigError
 from trader.messaging.zmtp_limits import Timeouts
 from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
 from trader.service.base import loop_runner
@@ -44,6 +46,10 @@ def test_timeouts_are_checked() -> None:
     for bad in ({"heartbeat_ivl": 0}, {"read_timeout": -1.0}):
         with pytest.raises(ValueError, match="> 0"):
             Timeouts(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shorter than heartbeat_timeout"):
+        Timeouts(heartbeat_ivl=30.0, heartbeat_timeout=10.0)
+    with pytest.raises(ConfigError, match="rpc_heartbeat_interval .* must be shorter"):
+        load_settings(env={"TRADER_SERVICES__X__RPC_HEARTBEAT_INTERVAL": "60"})
 
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])

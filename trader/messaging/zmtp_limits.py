@@ -35,6 +35,9 @@ class Timeouts:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+        if self.heartbeat_ivl and self.heartbeat_timeout and self.heartbeat_ivl >= self.heartbeat_timeout:
+            raise ValueError(f"heartbeat_ivl ({self.heartbeat_ivl:g} s) must be shorter than heartbeat_timeout "
+                             f"({self.heartbeat_timeout:g} s)")
 
     @property
     def tick(self) -> float | None:
