@@ -12,12 +12,13 @@ the service's own loop, so a round trip costs only the two unavoidable wake-ups.
 It interoperates with libzmq DEALER, REQ and ROUTER sockets.
 
 The wire format is :mod:`trader.messaging.zmtp_wire`'s. PING is answered with
-PONG, and each side sends PING every ``heartbeat_ivl`` (RFC 37): a peer heard from for none of ``heartbeat_timeout``
-is dead and its connection dropped. Every limit on peer input (greeting,
-message size, frame count, handshake time, a message not completed within
-``read_timeout``, the bytes of unfinished messages held across connections)
-closes only the offending connection, never the server. What is logged about a
-refused peer is rate-limited per kind (:mod:`trader.messaging.throttle`).
+PONG, and each side sends PING every ``heartbeat_ivl`` (RFC 37): a peer heard
+from for none of ``heartbeat_timeout`` is dead and its connection dropped.
+Every limit on peer input (greeting, message size, frame count, handshake
+time, a message not completed within ``read_timeout``, the bytes of unfinished
+messages held across connections; see :mod:`trader.messaging.zmtp_limits`)
+closes only the offending connection, never the server. What is logged about
+a refused peer is rate-limited per kind (:mod:`trader.messaging.throttle`).
 """
 
 from __future__ import annotations

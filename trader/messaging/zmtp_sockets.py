@@ -10,6 +10,7 @@ both send heartbeats and drop a peer that stopped answering them (``Timeouts``).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
@@ -141,11 +142,16 @@ class RouterServer(_Socket):
         opens them without end must not exhaust the process's file descriptors;
         and it must not lock others out either, which refusing the newcomer
         would. The longest idle is the one whose last message (or, before any,
-        whose connection) is oldest: a client that is calling stays. Evictions
-        are logged at a bounded rate.
+        whose connection) is oldest: a client that is calling stays. A 32nd of
+        the limit goes at once, so that a flood of connections costs one scan
+        of them per 32 newcomers, not one each. Evictions are logged at a
+        bounded rate.
         """
-        while len(self._all) > self.max_connections:
-            victim = min((p for p in self._all if p is not newcomer), key=lambda p: p.idle_since)
+        if len(self._all) <= self.max_connections:
+            return
+        count = max(len(self._all) - self.max_connections, self.max_connections // 32)
+        others = (p for p in self._all if p is not newcomer)
+        for victim in heapq.nsmallest(count, others, key=lambda p: p.idle_since):
             self._all.discard(victim)
             self._peers.discard(victim)
             victim._abort()
