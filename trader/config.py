@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from trader.errors import ConfigError
 
@@ -162,7 +162,23 @@ class ServiceSettings(StrictModel):
     heartbeat_interval: float = Field(1.0, gt=0)
     log_level: str | None = None  # None: the platform's log_level
     max_inflight: int = Field(256, gt=0)
-    max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one is closed")
+    max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one "
+                                 "evicts the longest idle")
+    rpc_max_buffered_bytes: int = Field(64 * 2**20, gt=0, description="bytes of unfinished requests held across "
+                                        "RPC connections; a connection that would go past it is dropped")
+    rpc_heartbeat_interval: float = Field(10.0, gt=0, description="a ZMTP PING to each RPC client this often, seconds")
+    rpc_heartbeat_timeout: float = Field(30.0, gt=0, description="an RPC client heard from for none of this is dropped")
+    rpc_idle_timeout: float = Field(300.0, gt=0, description="an RPC connection without a request for this long is "
+                                    "closed (clients reconnect by themselves)")
+    rpc_read_timeout: float = Field(30.0, gt=0, description="a request not wholly received within this is dropped "
+                                    "with its connection")
+
+    @model_validator(mode="after")
+    def _pings_before_the_timeout(self) -> ServiceSettings:
+        if self.rpc_heartbeat_interval >= self.rpc_heartbeat_timeout:
+            raise ValueError(f"rpc_heartbeat_interval ({self.rpc_heartbeat_interval:g} s) must be shorter than "
+                             f"rpc_heartbeat_timeout ({self.rpc_heartbeat_timeout:g} s), or every client is dropped")
+        return self
 
     @property
     def rpc_endpoint(self) -> str | None:

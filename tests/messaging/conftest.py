@@ -7,7 +7,15 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from trader.messaging import rpc, zmtp, zmtp_sockets
 from trader.messaging.proxy import BusProxy
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_throttles() -> None:
+    """Let each test's first log line of a kind through, whatever an earlier test logged."""
+    for module in (rpc, zmtp, zmtp_sockets):
+        module._throttle.reset()
 
 
 @pytest.fixture

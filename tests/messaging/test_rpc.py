@@ -34,7 +34,7 @@ class Calculator:
         self.slow_calls = 0
         self.gate = asyncio.Event()
 
-    def add(self, a: Decimal, b: Decimal) -> Decimal:
+    def add(self, a: Decimal | int, b: Decimal | int) -> Decimal | int:
         return a + b
 
     async def slow(self, seconds: float) -> str:
@@ -217,7 +217,7 @@ def test_garbage_frames_get_typed_errors_and_the_server_keeps_serving() -> None:
         assert set(codes) <= {"protocol", "unknown_method", "frame_too_large", "invalid"}
         assert {"protocol", "unknown_method", "frame_too_large"} <= set(codes)
         client = RpcClient(server.endpoint, timeout=3)
-        assert await client.call("add", 2, 3) == 5
+        assert await client.call("add", Decimal(2), Decimal(3)) == 5
         raw.close(linger=0)
         client.close()
         await server.close()

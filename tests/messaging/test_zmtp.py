@@ -13,7 +13,7 @@ import zmq.asyncio
 
 from tests.waiting import wait_until
 from trader.messaging import zmtp
-from trader.messaging.zmtp import parse_endpoint
+from trader.messaging.zmtp_wire import parse_endpoint
 from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
 from trader.service.base import loop_runner
 
@@ -204,34 +204,30 @@ def test_dealer_with_router_server_many_concurrent_messages() -> None:
 
 
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
-def test_connections_past_the_limit_are_closed_unread_and_the_server_keeps_serving(
+def test_connections_past_the_limit_evict_the_longest_idle_and_the_server_keeps_serving(
         event_loop: str, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         server, _ = await _echo_server(max_connections=2)
-
-        async def echoing_dealer() -> Dealer:
-            inbox: list[list[bytes]] = []
-            dealer = Dealer(server.endpoint, inbox.append, max_message_bytes=1 << 20)
+        inboxes: list[list[list[bytes]]] = [[], []]
+        dealers = [Dealer(server.endpoint, box.append, max_message_bytes=1 << 20, reconnect_ivl=0.02)
+                   for box in inboxes]
+        for dealer, box in zip(dealers, inboxes, strict=True):
             dealer.start()
             assert dealer.send([b"hi"])
-            await wait_until(lambda: inbox == [[b"hi"]], T, "the echo")
-            return dealer
-
-        first, second = await echoing_dealer(), await echoing_dealer()
-        for _ in range(3):  # a third, fourth, fifth: closed before a byte of greeting
-            reader, writer = await _raw(server.endpoint)
-            try:
-                assert await asyncio.wait_for(reader.read(), T) == b""
-            except ConnectionResetError:
-                pass
-            writer.close()
-        assert (server.refused, server.connections) == (3, 2)
-        assert len([r for r in caplog.records if "limit of 2 connections" in r.getMessage()]) == 1
-        first.close()
-        await wait_until(lambda: server.connections == 1, T, "the first dealer gone")
-        third = await echoing_dealer()  # room again: served
-        for dealer in (second, third):
+            await wait_until(lambda box=box: box == [[b"hi"]], T, "the echo")
+        flooders = [await _raw(server.endpoint) for _ in range(5)]  # each newcomer evicts the longest idle
+        for reader, _ in flooders:  # the dealers reconnect and evict the silent flooders in turn
+            assert await _closed_by_server(reader)
+        await wait_until(lambda: all(d.connected for d in dealers) and server.connections == 2, T, "reconnected")
+        for dealer, box in zip(dealers, inboxes, strict=True):
+            assert dealer.send([b"again"])
+            await wait_until(lambda box=box: box[-1:] == [[b"again"]], T, "served again")
+        assert server.evicted >= 7 and len(server._all) == 2
+        assert len([r for r in caplog.records if "limit of 2 connections" in r.getMessage()]) == 1  # rate-limited
+        for dealer in dealers:
             dealer.close()
+        for _, writer in flooders:
+            writer.close()
         await server.close()
 
     with caplog.at_level(logging.WARNING, logger="trader.messaging.zmtp_sockets"):
@@ -338,7 +334,7 @@ def test_garbage_bad_mechanisms_and_silent_peers_are_dropped(caplog: pytest.LogC
                 started = time.monotonic()
                 assert await _closed_by_server(reader)
                 assert time.monotonic() - started < 0.4, payload  # refused at once, not timed out
-            assert "PLAIN" in caplog.text and "CURVE" in caplog.text
+            assert "PLAIN" in caplog.text and zmtp._throttle.suppressed == 2  # the same kinds again within 5 s
             reader, _ = await _raw(server.endpoint)  # silent: dropped by the handshake timeout
             started = time.monotonic()
             assert await _closed_by_server(reader)
@@ -363,7 +359,10 @@ def test_socket_type_mismatch_is_refused(caplog: pytest.LogCaptureFixture) -> No
             sockets = [ctx.socket(kind) for kind in (zmq.PUB, zmq.SUB)]  # keep references
             for sock in sockets:
                 sock.connect(server.endpoint)
-            await wait_until(lambda: "b'PUB'" in caplog.text and "b'SUB'" in caplog.text, T, "refused")
+            # both refused: one line, the other counted (rate-limited per kind)
+            await wait_until(lambda: "cannot talk to ROUTER" in caplog.text and zmtp._throttle.suppressed >= 1, T,
+                             "refused")
+            assert len([r for r in caplog.records if "cannot talk to ROUTER" in r.getMessage()]) == 1
             reader, _ = await _raw(server.endpoint, _greeting() + _ready(b"PAIR"))
             assert await _closed_by_server(reader)
             assert server.connections == 0 and not seen

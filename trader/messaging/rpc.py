@@ -3,9 +3,13 @@
 Request ``{id, method, args, kwargs, deadline}`` (deadline: absolute epoch
 seconds, or None); reply ``{id, ok: true, result}`` or ``{id, ok: false, error:
 {type, message, code}}``. A server calls only the methods in its explicit
-``MethodRegistry``; a remote ``TraderError`` arrives on the caller's side as the
-same class (see ``trader.errors.error_from_wire``). Every frame is one msgpack
-message through the platform codec: nothing is ever unpickled.
+``MethodRegistry``, with the argument types its signature declares (checked
+strictly: ``"false"`` is not a bool); a remote ``TraderError`` arrives on the
+caller's side as the same class (see ``trader.errors.error_from_wire``). Every
+frame is one msgpack message through the platform codec: nothing is ever
+unpickled. What the server logs about a bad request quotes at most
+``throttle.CLIP`` characters of it, at most one line per error kind every
+few seconds.
 
 The sockets are :mod:`trader.messaging.zmtp`'s: the ZeroMQ wire protocol spoken
 from the service's own loop, without libzmq's I/O threads (a round trip wakes
@@ -20,18 +24,15 @@ are the same. Without keys, an endpoint beyond loopback is refused
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from trader.errors import (
     FrameTooLarge,
     InternalError,
-    MethodNotFound,
     Overloaded,
     ProtocolError,
     Timeout,
@@ -43,9 +44,22 @@ from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, ServerKeys
 from trader.messaging.curve_sockets import CurveDealer, CurveRouter
 from trader.messaging.loopback import require_protected
-from trader.messaging.zmtp_sockets import DEFAULT_MAX_CONNECTIONS, Dealer, Peer, RouterServer
+from trader.messaging.methods import MethodRegistry
+from trader.messaging.throttle import LogThrottle, clip, cut
+from trader.messaging.zmtp_sockets import (
+    DEFAULT_MAX_BUFFERED,
+    DEFAULT_MAX_CONNECTIONS,
+    SERVER_TIMEOUTS,
+    Dealer,
+    Peer,
+    RouterServer,
+    Timeouts,
+)
+
+__all__ = ["MethodRegistry", "RpcClient", "RpcServer"]
 
 log = logging.getLogger(__name__)
+_throttle = LogThrottle(log)
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
@@ -53,30 +67,7 @@ MAX_REPLY = 256 * 1024 * 1024  # a client's ceiling for one reply (history can b
 # Where a reply goes: the caller's connection, and the delimiter frames a REQ-style caller sent first.
 Route = tuple[Peer, list[bytes]]
 _STR = {str}
-
-
-class MethodRegistry:
-    """The explicit whitelist of methods a service exposes over RPC."""
-
-    def __init__(self) -> None:
-        self._methods: dict[str, tuple[Callable[..., Any], inspect.Signature, bool]] = {}
-
-    def register(self, name: str, fn: Callable[..., Any]) -> None:
-        """Expose ``fn`` (sync or async) as ``name``; a name is registered once."""
-        if name in self._methods:
-            raise ValueError(f"RPC method {name!r} is already registered")
-        self._methods[name] = (fn, inspect.signature(fn), inspect.iscoroutinefunction(fn))
-
-    def names(self) -> list[str]:
-        """Return the registered method names, sorted."""
-        return sorted(self._methods)
-
-    def resolve(self, name: Any) -> tuple[Callable[..., Any], inspect.Signature, bool]:
-        """Return the method registered as ``name``, or raise MethodNotFound."""
-        entry = self._methods.get(name) if isinstance(name, str) else None
-        if entry is None:
-            raise MethodNotFound(f"unknown method {name!r}")
-        return entry
+MAX_ID = 256  # characters of a request id; a longer one is refused, not echoed back
 
 
 def _check_request(request: Any) -> tuple[Any, str, list[Any], dict[str, Any], float | None]:
@@ -85,6 +76,8 @@ def _check_request(request: Any) -> tuple[Any, str, list[Any], dict[str, Any], f
     rid = request.get("id")
     if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         raise ProtocolError("request id must be a string or an integer")
+    if isinstance(rid, str) and len(rid) > MAX_ID:
+        raise ProtocolError(f"request id longer than {MAX_ID} characters")
     method = request.get("method")
     args = request.get("args", [])
     kwargs = request.get("kwargs", {})
@@ -108,12 +101,15 @@ class RpcServer:
     Garbage, unknown methods and bad arguments get typed error replies; a
     request whose deadline has passed is answered with ``Timeout`` unexecuted.
     A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
-    times that closes its connection before it is read. Past
-    ``max_connections`` open connections, a new one is closed at once.
-    With ``curve`` keys the socket is a CURVE ROUTER (libzmq's: it disconnects
-    a sender over four times the limit, and has no connection limit of its own:
-    only allowed keys complete a handshake); without, the endpoint must be on
-    loopback, else ConfigError.
+    times that closes its connection before it is read, as does one that
+    would take the bytes of unfinished requests held across connections past
+    ``max_buffered_bytes``. Past ``max_connections`` open connections, a new
+    one evicts the longest idle; ``timeouts`` close dead, idle and stalled
+    connections (see ``zmtp_sockets.RouterServer``). With ``curve`` keys the
+    socket is a CURVE ROUTER (libzmq's: it disconnects a sender over four
+    times the limit, drops a peer silent past its heartbeat timeout, and has
+    no connection limit of its own: only allowed keys complete a handshake);
+    without, the endpoint must be on loopback, else ConfigError.
     """
 
     def __init__(
@@ -125,6 +121,8 @@ class RpcServer:
         max_frame_bytes: int = DEFAULT_MAX_FRAME,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         curve: ServerKeys | None = None,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
     ) -> None:
         require_protected(endpoint, "RPC server binding", protected=curve is not None)
         self.registry = registry
@@ -135,7 +133,8 @@ class RpcServer:
             self._router = CurveRouter(endpoint, self._on_frames, keys=curve, max_message_bytes=max_frame_bytes * 4)
         else:
             self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4,
-                                        max_connections=max_connections)
+                                        max_connections=max_connections, max_buffered_bytes=max_buffered_bytes,
+                                        timeouts=timeouts)
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.endpoint = endpoint
@@ -173,28 +172,31 @@ class RpcServer:
             request = codec.decode(payload)
             rid, method, args, kwargs, deadline = _check_request(request)
             if deadline is not None and time.time() > deadline:
-                raise Timeout(f"deadline of {method!r} passed before it ran")
-            fn, signature, is_async = self.registry.resolve(method)
+                raise Timeout(f"deadline of {clip(method)} passed before it ran")
+            fn, signature, is_async, check = self.registry.resolve(method)
+            if check is not None:  # binds and checks the types: the call below cannot fail to bind
+                check(method, args, kwargs)
             if is_async:
                 if len(self._tasks) >= self.max_inflight:
                     raise Overloaded(f"{len(self._tasks)} calls in flight; retry later")
                 try:  # calling a coroutine function only binds its arguments (in C, unlike Signature.bind)
                     coro = fn(*args, **kwargs)
                 except TypeError as exc:
-                    raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
+                    raise ValidationError(f"bad arguments for {method!r}: {cut(str(exc))}") from None
                 task = asyncio.get_running_loop().create_task(self._run_async(envelope, rid, method, coro))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
-            try:  # checked before the call: a TypeError raised inside a method is not the caller's fault
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise ValidationError(f"bad arguments for {method!r}: {exc}") from None
+            if check is None:  # checked before the call: a TypeError raised inside a method is not the caller's fault
+                try:
+                    signature.bind(*args, **kwargs)
+                except TypeError as exc:
+                    raise ValidationError(f"bad arguments for {method!r}: {cut(str(exc))}") from None
             result = fn(*args, **kwargs)
         except Exception as exc:
             if rid is None and isinstance(exc, ProtocolError):
                 rid = exc.details.pop("id", None)
-            self._reply_error(envelope, rid, str(method), exc)
+            self._reply_error(envelope, rid, method, exc)
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
@@ -208,14 +210,17 @@ class RpcServer:
             return
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
-    def _reply_error(self, envelope: Route, rid: Any, method: str, exc: Exception) -> None:
+    def _reply_error(self, envelope: Route, rid: Any, method: Any, exc: Exception) -> None:
+        # What is logged quotes the wire clipped (a method name can be megabytes), one line per kind per interval.
         self.errors += 1
         if isinstance(exc, TraderError):
-            log.warning("RPC %s (id %s) -> %s: %s", method, rid, exc.code, exc)
+            _throttle.log(logging.WARNING, exc.code, "RPC %s (id %s) -> %s: %s", clip(method), clip(rid), exc.code,
+                          clip(str(exc), 300))
             error = exc
         else:
-            log.exception("RPC %s (id %s) failed", method, rid)
-            error = InternalError(f"{type(exc).__name__}: {exc}")
+            _throttle.log(logging.ERROR, type(exc).__name__, "RPC %s (id %s) failed", clip(method), clip(rid),
+                          exc_info=exc)
+            error = InternalError(f"{type(exc).__name__}: {cut(str(exc))}")
         self._reply(envelope, {"id": rid, "ok": False, "error": error.to_wire()})
 
     def _reply(self, envelope: Route, reply: dict[str, Any]) -> None:
@@ -224,15 +229,16 @@ class RpcServer:
         try:
             data = codec.encode(reply)
         except TraderError as exc:
-            log.error("RPC reply for id %s cannot be encoded: %s", reply.get("id"), exc)
+            _throttle.log(logging.ERROR, "unencodable", "RPC reply for id %s cannot be encoded: %s",
+                          clip(reply.get("id")), clip(str(exc), 300))
             data = codec.encode(
                 {"id": reply.get("id"), "ok": False, "error": InternalError(f"result not encodable: {exc}").to_wire()}
             )
         self.served += 1
         peer, delimiters = envelope
         if not peer.send([*delimiters, data]):
-            log.warning("RPC reply for id %s dropped: %s", reply.get("id"),
-                        "peer gone" if peer.closed else "peer not reading")
+            _throttle.log(logging.WARNING, "dropped", "RPC reply for id %s dropped: %s", clip(reply.get("id")),
+                          "peer gone" if peer.closed else "peer not reading")
 
 
 class RpcClient:

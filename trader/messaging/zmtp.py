@@ -11,12 +11,14 @@ VMs each wake-up costs ~150 µs. This module speaks the ZeroMQ wire protocol
 the service's own loop, so a round trip costs only the two unavoidable wake-ups.
 It interoperates with libzmq DEALER, REQ and ROUTER sockets.
 
-Wire summary: a 64-byte greeting (signature ``FF 00*8 7F``, version 3.1,
-mechanism ``NULL``), then a READY command carrying ``Socket-Type`` (and
-``Identity``), then frames ``flags size body`` with flags bit0 MORE, bit1 LONG
-(8-byte size), bit2 COMMAND. PING is answered with PONG. Every limit on peer
-input (greeting, message size, frame count, handshake time) closes only the
-offending connection, never the server.
+The wire format is :mod:`trader.messaging.zmtp_wire`'s. PING is answered with
+PONG, and each side sends PING every ``heartbeat_ivl`` (RFC 37): a peer heard
+from for none of ``heartbeat_timeout`` is dead and its connection dropped.
+Every limit on peer input (greeting, message size, frame count, handshake
+time, a message not completed within ``read_timeout``, the bytes of unfinished
+messages held across connections; see :mod:`trader.messaging.zmtp_limits`)
+closes only the offending connection, never the server. What is logged about
+a refused peer is rate-limited per kind (:mod:`trader.messaging.throttle`).
 """
 
 from __future__ import annotations
@@ -24,20 +26,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
-from typing import Protocol, cast
+import time
+from typing import cast
+
+from trader.messaging.throttle import LogThrottle
+from trader.messaging.zmtp_limits import Budget, Limits, Timeouts
+from trader.messaging.zmtp_wire import (
+    GREETING,
+    MAX_COMMAND,
+    command,
+    encode,
+    parse_endpoint,
+    parse_properties,
+    ping,
+    ready_command,
+)
+
+__all__ = ["DEFAULT_MAX_BUFFER", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
+           "parse_endpoint"]
 
 log = logging.getLogger(__name__)
+_throttle = LogThrottle(log)
+_monotonic = time.monotonic
 
 DEFAULT_MAX_BUFFER = 16 * 2**20
 MAX_FRAMES = 64
-_MAX_COMMAND = 65536
-_GREETING = (
-    b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
-)
-_SHORT_LAST = [bytes((0, n)) for n in range(256)]
-_SHORT_MORE = [bytes((1, n)) for n in range(256)]
-_LONG = struct.Struct(">BQ")
 _HANDSHAKE, _READY_WAIT, _OPEN = 0, 1, 2
 # TCP keepalive: a peer that vanished without a FIN (host down, cable out) is noticed after
 # about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence, not when a write finally fails.
@@ -57,90 +70,6 @@ def _keepalive(sock: socket.socket | None) -> None:
         log.debug("zmtp: keepalive not set: %s", exc)
 
 
-class Limits(Protocol):
-    """What a connection takes from the socket that owns it."""
-
-    max_message_bytes: int
-    max_buffer_bytes: int
-    handshake_timeout: float
-
-
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """Split ``tcp://host:port`` into ``(host, port)``; port 0 means an ephemeral port.
-
-    ``*`` as host means every interface (``0.0.0.0``) and ``[::1]`` an IPv6
-    address. Other transports (ipc://, inproc://) or a malformed endpoint raise
-    ``ValueError``.
-    """
-    if not isinstance(endpoint, str) or not endpoint.startswith("tcp://"):
-        raise ValueError(f"unsupported endpoint {endpoint!r}: only tcp://host:port is supported")
-    host, sep, port_text = endpoint[6:].rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not port_text.isascii():
-        raise ValueError(f"malformed endpoint {endpoint!r}: expected tcp://host:port")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"malformed endpoint {endpoint!r}: port {port} out of range")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host == "*":
-        host = "0.0.0.0"
-    if not host or any(c in host for c in "/[] "):
-        raise ValueError(f"malformed endpoint {endpoint!r}: bad host {host!r}")
-    return host, port
-
-
-def encode(frames: list[bytes]) -> bytes:
-    """Encode one message (a non-empty list of frames) into its ZMTP wire bytes."""
-    if len(frames) == 1:
-        body = frames[0]
-        n = len(body)
-        return (_SHORT_LAST[n] if n < 256 else _LONG.pack(2, n)) + body
-    parts: list[bytes] = []
-    last = len(frames) - 1
-    for i, body in enumerate(frames):
-        n = len(body)
-        more = i < last
-        if n < 256:
-            parts.append(_SHORT_MORE[n] if more else _SHORT_LAST[n])
-        else:
-            parts.append(_LONG.pack(3 if more else 2, n))
-        parts.append(body)
-    return b"".join(parts)
-
-
-def _command(name: bytes, data: bytes = b"") -> bytes:
-    body = bytes((len(name),)) + name + data
-    n = len(body)
-    return (bytes((4, n)) if n < 256 else _LONG.pack(6, n)) + body
-
-
-def _ready_command(socket_type: bytes, identity: bytes | None) -> bytes:
-    props = [(b"Socket-Type", socket_type)]
-    if identity is not None:
-        props.append((b"Identity", identity))
-    data = b"".join(bytes((len(k),)) + k + len(v).to_bytes(4, "big") + v for k, v in props)
-    return _command(b"READY", data)
-
-
-def _parse_properties(data: bytes) -> dict[bytes, bytes]:
-    """Parse READY metadata; raise ValueError on a truncated property."""
-    props: dict[bytes, bytes] = {}
-    pos, n = 0, len(data)
-    while pos < n:
-        klen = data[pos]
-        if pos + 1 + klen + 4 > n:
-            raise ValueError("truncated property name")
-        key = data[pos + 1 : pos + 1 + klen]
-        pos += 1 + klen
-        vlen = int.from_bytes(data[pos : pos + 4], "big")
-        pos += 4
-        if pos + vlen > n:
-            raise ValueError("truncated property value")
-        props[key.lower()] = data[pos : pos + vlen]
-        pos += vlen
-    return props
-
-
 class Connection(asyncio.Protocol):
     """One ZMTP connection: handshake, framing, limits. Subclasses route the events."""
 
@@ -152,6 +81,8 @@ class Connection(asyncio.Protocol):
         self._max_message = owner.max_message_bytes
         self._max_buffer = owner.max_buffer_bytes
         self._handshake_timeout = owner.handshake_timeout
+        self._timeouts = owner.timeouts
+        self._budget = owner.budget
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._buf = bytearray()
@@ -159,6 +90,11 @@ class Connection(asyncio.Protocol):
         self._closed = False
         self._frames: list[bytes] = []
         self._msg_bytes = 0
+        self._held = 0  # len(_buf) + _msg_bytes, as counted in the budget
+        self._heard = 0.0  # monotonic time of the last bytes received
+        self._active = 0.0  # ... of the last complete message received (or of the connection)
+        self._partial_since = 0.0  # ... when the unfinished message now held began; 0: none
+        self._pinged = 0.0
         self.socket_type = ""
         self.address = "?"
 
@@ -170,31 +106,38 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.address = f"{peer[0]}:{peer[1]}"
+        self._heard = self._active = _monotonic()
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._expired)
-        transport.write(_GREETING)
+        transport.write(GREETING)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        self._release()
         self._lost()
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._heard = _monotonic()
         buf = self._buf
         try:
             if not buf and self._state == _OPEN:  # fast path: parse the chunk itself, no copy
                 pos = self._parse(data)
                 if pos < len(data) and not self._closed:
                     buf += data[pos:]
-                return
-            buf += data
-            if self._state == _HANDSHAKE and not self._greeting():
-                return
-            pos = self._parse(buf)
-            if pos and not self._closed:
-                del buf[:pos]
+            else:
+                buf += data
+                if self._state == _HANDSHAKE and not self._greeting():
+                    return
+                pos = self._parse(buf)
+                if pos and not self._closed:
+                    del buf[:pos]
+            held = len(buf) + self._msg_bytes
+            if held != self._held and not self._closed:
+                self._hold(held)
         except Exception:  # defensive: bad input must never escape into the loop
             log.exception("zmtp: error handling data from %s; closing", self.address)
             self._abort()
@@ -214,6 +157,12 @@ class Connection(asyncio.Protocol):
     def is_open(self) -> bool:
         """True once the handshake is done, until the connection closes."""
         return self._state == _OPEN and not self._closed
+
+    @property
+    def write_buffered(self) -> int:
+        """The bytes written and not yet taken by the OS (the peer not reading them)."""
+        transport = self._transport
+        return 0 if transport is None or self._closed else transport.get_write_buffer_size()
 
     def write_encoded(self, data: bytes) -> None:
         """Write messages already encoded (see :func:`encode`), in one write, whatever the back-pressure."""
@@ -240,16 +189,72 @@ class Connection(asyncio.Protocol):
     # -- internals --------------------------------------------------------------------------------
     def _abort(self) -> None:
         self._closed = True
+        self._release()
         if self._transport is not None:
             self._transport.abort()
 
     def _refuse(self, why: str, *args: object) -> None:
-        log.warning("zmtp: closing connection to %s: " + why, self.address, *args)
+        _throttle.log(logging.WARNING, why, "zmtp: closing connection to %s: " + why, self.address, *args)
         self._abort()
+
+    def _hold(self, held: int) -> None:
+        """Account for ``held`` bytes of unfinished messages now buffered; past the budget, drop the connection."""
+        grew = held > self._held
+        budget = self._budget
+        if budget is not None:
+            budget.used += held - self._held
+        self._held = held
+        if not held:
+            self._partial_since = 0.0
+        elif not self._partial_since:
+            self._partial_since = self._heard
+        if grew and budget is not None and budget.used > budget.limit:
+            self._refuse("unfinished messages would hold %d bytes across connections, over the budget of %d",
+                         budget.used, budget.limit)
+
+    def _release(self) -> None:
+        """Give this connection's buffered bytes back to the budget (it is closing)."""
+        if self._held and self._budget is not None:
+            self._budget.used -= self._held
+        self._held = 0
+        self._buf.clear()
+        self._frames = []
 
     def _expired(self) -> None:
         if self._state != _OPEN and not self._closed:
             self._refuse("handshake not completed within %.1fs", self._handshake_timeout)
+
+    def _tick(self) -> None:
+        """Check the timers (see ``Timeouts``) and send the heartbeat that is due; then re-arm."""
+        self._timer = None
+        if self._closed:
+            return
+        t, now = self._timeouts, _monotonic()
+        if t.heartbeat_timeout and now - self._heard > t.heartbeat_timeout:
+            self._refuse("nothing heard for %.1fs (heartbeat timeout)", now - self._heard)
+            return
+        if t.read_timeout and self._partial_since and now - self._partial_since > t.read_timeout:
+            self._refuse("a message not completed within %.1fs (%d bytes held)", t.read_timeout, self._held)
+            return
+        if t.idle_timeout and now - self._active > t.idle_timeout:
+            _throttle.log(logging.INFO, "idle", "zmtp: closing connection to %s: no message for %.0fs",
+                          self.address, now - self._active)
+            self.close()
+            return
+        if t.heartbeat_ivl and now - self._pinged >= t.heartbeat_ivl * 0.99 and self._transport is not None:
+            self._pinged = now
+            self._transport.write(ping(t.heartbeat_timeout))
+        self._arm()
+
+    def _arm(self) -> None:
+        tick = self._timeouts.tick
+        if tick is not None and not self._closed:
+            self._timer = asyncio.get_running_loop().call_later(tick, self._tick)
+
+    @property
+    def idle_since(self) -> float:
+        """The monotonic time of the last message received (of the connection, before any)."""
+        return self._active
 
     def _greeting(self) -> bool:
         """Check the peer's 64-byte greeting, then send our READY; True once it passed."""
@@ -269,12 +274,12 @@ class Connection(asyncio.Protocol):
         del buf[:64]
         self._state = _READY_WAIT
         assert self._transport is not None
-        self._transport.write(_ready_command(self._SOCKET_TYPE, self._identity))
+        self._transport.write(ready_command(self._SOCKET_TYPE, self._identity))
         return True
 
     def _on_ready(self, data: bytes) -> None:
         try:
-            props = _parse_properties(data)
+            props = parse_properties(data)
         except ValueError as exc:
             self._refuse("malformed READY (%s)", exc)
             return
@@ -287,6 +292,8 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._pinged = self._heard
+        self._arm()
         self._ready()
 
     def _parse(self, buf: bytes | bytearray) -> int:
@@ -307,7 +314,7 @@ class Connection(asyncio.Protocol):
                 self._refuse("invalid frame flags 0x%02x", flags)
                 break
             if flags & 4:
-                if size > _MAX_COMMAND or flags & 1:
+                if size > MAX_COMMAND or flags & 1:
                     self._refuse("invalid command frame (%d bytes)", size)
                     break
             elif self._state != _OPEN:
@@ -351,7 +358,7 @@ class Connection(asyncio.Protocol):
         elif name == b"PING":
             context = body[7:23]  # skip name-length, "PING", 2-byte TTL
             assert self._transport is not None
-            self._transport.write(_command(b"PONG", context))
+            self._transport.write(command(b"PONG", context))
         elif name == b"ERROR":
             self._refuse("peer sent ERROR %r", body[7 : 7 + body[6]] if len(body) > 6 else b"")
         else:
@@ -361,6 +368,7 @@ class Connection(asyncio.Protocol):
         raise NotImplementedError
 
     def _deliver(self, frames: list[bytes]) -> None:
+        self._active = self._heard
         try:
             self._on_message(frames)
         except Exception:  # the receiver's fault, not the peer's: the connection goes on

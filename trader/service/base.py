@@ -26,6 +26,7 @@ from trader.logsetup import setup_logging
 from trader.messaging.curve import CurveKeys
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
+from trader.messaging.zmtp_limits import Timeouts
 from trader.service.lifecycle import Lifecycle, ServiceState
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ class Service:
                     max_frame_bytes=self.settings.bus.max_frame_bytes,
                     max_connections=self.config.max_connections,
                     curve=self.curve.server,
+                    max_buffered_bytes=self.config.rpc_max_buffered_bytes,
+                    timeouts=Timeouts(self.config.rpc_heartbeat_interval, self.config.rpc_heartbeat_timeout,
+                                      self.config.rpc_idle_timeout, self.config.rpc_read_timeout),
                 )
                 await self.rpc.start()
             await self.on_start()

@@ -1,0 +1,67 @@
+"""What a ZMTP connection holds its peer to: its timers (heartbeats, dead, idle, stalled) and a shared buffer budget.
+
+:class:`trader.messaging.zmtp.Connection` takes these from the socket that
+owns it (``Limits``); the defaults of a server and of a dealer are in
+:mod:`trader.messaging.zmtp_sockets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Budget", "Limits", "Timeouts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """A connection's timers once its handshake is done, in seconds; None switches one off.
+
+    ``heartbeat_ivl``: send PING this often. ``heartbeat_timeout``: nothing at
+    all heard from the peer (a message, PING or PONG) for this long: it is dead,
+    drop it (a ``Dealer`` then reconnects). ``idle_timeout``: no message from the
+    peer for this long (PINGs do not count): close it. ``read_timeout``: a message
+    begun and not completed within this: drop it (a stalled or trickling writer).
+    Each is checked every ``tick`` seconds, so it fires up to one tick late.
+    """
+
+    heartbeat_ivl: float | None = 10.0
+    heartbeat_timeout: float | None = 30.0
+    idle_timeout: float | None = None
+    read_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_ivl", "heartbeat_timeout", "idle_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+        if self.heartbeat_ivl and self.heartbeat_timeout and self.heartbeat_ivl >= self.heartbeat_timeout:
+            raise ValueError(f"heartbeat_ivl ({self.heartbeat_ivl:g} s) must be shorter than heartbeat_timeout "
+                             f"({self.heartbeat_timeout:g} s)")
+
+    @property
+    def tick(self) -> float | None:
+        """How often a connection checks its timers; None when every timer is off."""
+        halves = [t / 2 for t in (self.heartbeat_timeout, self.idle_timeout, self.read_timeout) if t]
+        spans = [self.heartbeat_ivl, *halves] if self.heartbeat_ivl else halves
+        return min(spans) if spans else None
+
+
+class Budget:
+    """The bytes of unfinished messages buffered across a socket's connections, against ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"a buffer budget must be >= 1 byte, got {limit}")
+        self.limit = limit
+        self.used = 0
+
+
+class Limits(Protocol):
+    """What a connection takes from the socket that owns it."""
+
+    max_message_bytes: int
+    max_buffer_bytes: int
+    handshake_timeout: float
+    timeouts: Timeouts
+    budget: Budget | None
