@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.path(settings.storage.logs_dir),
         settings.log_level,
         secrets=[*settings.secrets(), token],
+        max_bytes=settings.logging.max_bytes,
+        backups=settings.logging.backups,
     )
     log.info(
         "pycron starting (pid %d, profile %s, home %s)",
