@@ -3,7 +3,9 @@
 Every reply is one envelope: ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": {"type", "code", "message"}}`` with the HTTP status
 taken from ``HTTP_STATUS`` by the error's code. The token is compared in
-constant time and never logged.
+constant time and never logged; a refused request is logged as one short
+line (method and path clipped), at most ``REFUSED_BURST`` a minute with a
+count of those left out. A header that is not UTF-8 is just a wrong token (401).
 
     GET  /status                  {profile, pid, closing, jobs: [JobStatus...]}
     POST /jobs/{name}/start       the job's status once the start settled
@@ -23,8 +25,12 @@ from aiohttp import web
 
 from pycron.supervisor import Supervisor
 from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
+from trader.logsetup import LogThrottle, clip
 
 log = logging.getLogger(__name__)
+
+REFUSED_BURST = 5  # refused requests logged per REFUSED_INTERVAL; the rest are counted
+REFUSED_INTERVAL = 60.0
 
 HTTP_STATUS: dict[str, int] = {
     "invalid": 400,
@@ -56,19 +62,33 @@ def error_response(exc: TraderError) -> web.Response:
     )
 
 
+def presented_token(request: web.Request) -> bytes:
+    """Return the ``Authorization`` header's bytes as sent (b"" if absent).
+
+    aiohttp decodes header values as UTF-8 with surrogate escapes, so a value
+    that is not UTF-8 comes back to its bytes here instead of raising.
+    """
+    return request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+
+
 def _middlewares(token: str) -> list[Any]:
     expected = ("Bearer " + token).encode()
+    # A refused request is one short line, and at most REFUSED_BURST of them per interval:
+    # a flood of bad requests must not flood the log (before: the whole path, ~7 KB, each).
+    throttle = LogThrottle(burst=REFUSED_BURST, interval=REFUSED_INTERVAL)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            log.warning(
-                "refused %s %s from %s: missing or wrong token",
-                request.method,
-                request.path,
-                request.remote,
-            )
+        if not hmac.compare_digest(presented_token(request), expected):
+            dropped = throttle.allow("refused")
+            if dropped is not None:
+                log.warning(
+                    "refused %s %s from %s: missing or wrong token%s",
+                    clip(request.method, 16),
+                    clip(request.path, 64),
+                    request.remote,
+                    f" ({dropped} more refused, not logged)" if dropped else "",
+                )
             return error_response(Unauthorized("missing or invalid bearer token"))
         return await handler(request)
 
