@@ -23,6 +23,7 @@ from pycron import graph
 from pycron.config import PycronConfig
 from pycron.health import HeartbeatMonitor, make_check
 from pycron.job import ChangeSignal, JobState, JobStatus, SupervisedJob
+from pycron.output import Rotation
 from pycron.process import child_environment
 from trader.config import Settings
 from trader.errors import Conflict, NotFound
@@ -63,6 +64,7 @@ class Supervisor:
         self.pid = os.getpid()
         self.jobs: dict[str, SupervisedJob] = {}
         locators = dict(trader_env or {})
+        rotation = Rotation(settings.logging.max_bytes, settings.logging.backups)
         for name, job in config.jobs.items():
             env = child_environment(locators, job.env)
             check = make_check(
@@ -72,7 +74,8 @@ class Supervisor:
                 env=env,
             )
             self.jobs[name] = SupervisedJob(
-                job, env=env, check=check, monitor=self.monitor, changes=self.changes, clock=clock
+                job, env=env, check=check, monitor=self.monitor, changes=self.changes, clock=clock,
+                rotation=rotation,
             )
         for supervised in self.jobs.values():
             supervised.dependencies = tuple(self.jobs[d] for d in supervised.job.depends_on)

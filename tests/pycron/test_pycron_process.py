@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
 from pycron_helpers import run
 
+from pycron.output import Rotation, RotatingOutput
 from pycron.process import ChildProcess, child_environment, describe_exit
 from pycron.runfiles import pid_alive
 
@@ -102,3 +104,60 @@ def test_child_environment() -> None:
         and env["TRADER_PROFILE"] == "test"
     )
     assert env["X"] == "job" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_output_rotates_by_size_and_count(tmp_path: Path) -> None:
+    """A child writing 6 MB fills at most (backups + 1) * max_bytes; the newest output is in <job>.out."""
+
+    async def scenario() -> None:
+        proc = ChildProcess(
+            "t",
+            ["sh", "-c", "yes 0123456789abcdef | head -c 6000000; echo LAST-LINE"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            log_path=tmp_path / "t.out",
+            grace_period=2.0,
+            rotation=Rotation(max_bytes=256 * 1024, backups=2),
+        )
+        await proc.start()
+        assert await proc.wait_for(20) == 0
+        assert proc.output.written > 6_000_000
+
+    run(scenario())
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["t.out", "t.out.1", "t.out.2"]
+    assert all(p.stat().st_size <= 256 * 1024 for p in tmp_path.iterdir())
+    newest = (tmp_path / "t.out").read_text()
+    assert "LAST-LINE\n" in newest and "ended: exit 0" in newest
+
+
+def test_no_output_is_lost_and_the_child_is_not_held_up(tmp_path: Path) -> None:
+    lines = 200_000
+    script = f"import sys; [print(i, flush=i % 7 == 0) for i in range({lines})]; sys.stderr.write('err-end')"
+
+    async def scenario() -> float:
+        proc = ChildProcess(
+            "t", [sys.executable, "-c", script], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+            log_path=tmp_path / "t.out", grace_period=2.0,
+        )
+        started = time.monotonic()
+        await proc.start()
+        assert await proc.wait_for(20) == 0
+        return time.monotonic() - started
+
+    elapsed = run(scenario())
+    assert elapsed < 10
+    got = (tmp_path / "t.out").read_text().splitlines()
+    assert got[0].startswith("--- pycron ") and "started t" in got[0]
+    assert got[1:lines + 1] == [str(i) for i in range(lines)]
+    assert got[lines + 1] == "err-end" and "ended: exit 0" in got[-1]
+
+
+def test_rotating_output_alone(tmp_path: Path) -> None:
+    out = RotatingOutput(tmp_path / "x.out", Rotation(max_bytes=10, backups=1))
+    out.write(b"0123456789ABCDE")  # one write larger than the file: split across a rotation
+    out.write(b"xyz")
+    out.close()
+    assert (tmp_path / "x.out.1").read_bytes() == b"0123456789"
+    assert (tmp_path / "x.out").read_bytes() == b"ABCDExyz"
+    assert out.written == 18
