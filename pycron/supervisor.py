@@ -17,10 +17,11 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from pycron import graph
-from pycron.config import PycronConfig
+from pycron.config import HeartbeatHealth, PycronConfig
 from pycron.health import HeartbeatMonitor, make_check
 from pycron.job import ChangeSignal, JobState, JobStatus, SupervisedJob
 from pycron.output import Rotation
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 
 # States from which a manual start would clash with the job's current life.
 _ALREADY_UP = frozenset({JobState.PENDING, JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
+
+
+def _running_pid(supervised: SupervisedJob) -> int | None:
+    """Return the pid of the job's current process while it runs, else None."""
+    proc = supervised.process
+    return proc.pid if proc is not None and proc.running else None
 
 
 def utc_now() -> datetime:
@@ -79,6 +86,9 @@ class Supervisor:
             )
         for supervised in self.jobs.values():
             supervised.dependencies = tuple(self.jobs[d] for d in supervised.job.depends_on)
+            if isinstance(supervised.job.health, HeartbeatHealth):
+                # Only the beats of the process pycron runs for the job count (see pycron.health).
+                self.monitor.expect(supervised.job.health.service, partial(_running_pid, supervised))
         self._busy: dict[str, str] = {}
         self._started = False
         self._closing = False
@@ -161,6 +171,7 @@ class Supervisor:
             "profile": self.config.profile,
             "pid": self.pid,
             "closing": self._closing,
+            "heartbeats_ignored": dict(self.monitor.ignored),
             "jobs": [s.to_dict() for s in self.status()],
         }
 
