@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,9 @@ def restore_root() -> Any:
     """Put the root logger's handlers and level back after the test."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    hooks = (sys.excepthook, threading.excepthook)
     yield root
+    sys.excepthook, threading.excepthook = hooks
     for handler in list(root.handlers):
         if getattr(handler, "_trader_handler", False):
             root.removeHandler(handler)
@@ -117,3 +122,24 @@ def test_log_throttle_lets_a_burst_through_then_counts() -> None:
     assert throttle.allow("k") == 0
     assert clip("x" * 500, 20).endswith("...(502 chars)") and len(clip("x" * 500, 20)) < 40
     assert clip("short") == "'short'"
+
+
+def test_an_uncaught_exception_is_logged_masked(tmp_path: Path) -> None:
+    """A service that dies of an exception holding a secret: its traceback is masked on stderr and in the log."""
+    script = (
+        "import threading\n"
+        "from pathlib import Path\n"
+        "from trader.logsetup import setup_logging\n"
+        f"setup_logging('svc', Path({str(tmp_path)!r}), 'INFO', secrets=['hunter2'])\n"
+        "t = threading.Thread(target=lambda: 1 / 0 if False else (_ for _ in ()).throw(KeyError('hunter2 in a thread')))\n"
+        "t.start(); t.join()\n"
+        "raise RuntimeError('cannot AUTH with hunter2')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 1
+    text = (tmp_path / "svc.log").read_text()
+    for output in (done.stderr, text):
+        assert "hunter2" not in output
+        assert "RuntimeError: cannot AUTH with ***" in output
+        assert "KeyError: '*** in a thread'" in output

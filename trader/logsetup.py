@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import TracebackType
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s"
 MAX_BYTES = 20 * 1024 * 1024  # a log file's size before it is rotated (settings: logging.max_bytes)
@@ -94,9 +96,11 @@ def setup_logging(
     """Send the root logger to stderr and, if ``logs_dir`` is given, to ``<logs_dir>/<service>.log``.
 
     The file is rotated once it reaches ``max_bytes``, keeping ``backups``
-    older files (``<service>.log.1`` the newest). Calling it again replaces
-    the handlers it installed, so a service can set up early (stderr only)
-    and again once its config is known.
+    older files (``<service>.log.1`` the newest). An uncaught exception (of
+    the main thread or another) is logged too, so its traceback goes through
+    the masker instead of straight to stderr. Calling it again replaces the
+    handlers it installed, so a service can set up early (stderr only) and
+    again once its config is known.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -116,3 +120,21 @@ def setup_logging(
         handler.addFilter(masker)
         root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    sys.excepthook = log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Log an uncaught exception (``sys.excepthook``): its traceback is masked like any log line."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("uncaught").critical(
+        "uncaught exception in thread %s", args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))
