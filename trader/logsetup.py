@@ -92,8 +92,9 @@ def setup_logging(
     *,
     max_bytes: int = MAX_BYTES,
     backups: int = BACKUPS,
+    stderr: bool = True,
 ) -> None:
-    """Send the root logger to stderr and, if ``logs_dir`` is given, to ``<logs_dir>/<service>.log``.
+    """Send the root logger to stderr (unless ``stderr`` is False) and to ``<logs_dir>/<service>.log``.
 
     The file is rotated once it reaches ``max_bytes``, keeping ``backups``
     older files (``<service>.log.1`` the newest). An uncaught exception (of
@@ -109,7 +110,7 @@ def setup_logging(
             handler.close()
     masker = SecretMasker(secrets)
     formatter = logging.Formatter(FORMAT)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr or logs_dir is None else []
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(

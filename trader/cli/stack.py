@@ -175,7 +175,9 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
     logs = settings.path(settings.storage.logs_dir)
     logs.mkdir(parents=True, exist_ok=True)
     out_path = logs / "pycron.out"
-    pid = spawn_detached(argv, env, out_path)
+    # Detached, pycron logs to pycron.log alone (rotated): its stderr, pycron.out, keeps only
+    # what comes before logging starts (a config error) and what Python prints on a crash.
+    pid = spawn_detached([*argv, "--detached"], env, out_path)
     if not cli.json:
         cli.err.print(
             f"pycron started (pid {pid}, profile {settings.profile}); waiting for the jobs",
