@@ -29,7 +29,7 @@ from typing import Any
 
 from pycron.config import HeartbeatHealth, Job, RestartPolicy
 from pycron.health import HealthCheck, HeartbeatMonitor
-from pycron.output import Rotation
+from pycron.output import DEFAULT_ROTATION, Rotation
 from pycron.process import ChildProcess, append_log, describe_exit
 from pycron.schedule import (
     RunSchedule,
@@ -139,7 +139,7 @@ class SupervisedJob:
         monitor: HeartbeatMonitor,
         changes: ChangeSignal,
         clock: Callable[[], datetime],
-        rotation: Rotation = Rotation(),
+        rotation: Rotation = DEFAULT_ROTATION,
     ) -> None:
         self.job = job
         self.rotation = rotation

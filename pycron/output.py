@@ -39,10 +39,13 @@ class Rotation:
     backups: int = BACKUPS
 
 
+DEFAULT_ROTATION = Rotation()
+
+
 class RotatingOutput:
     """Append bytes to ``path``, rotating it by size; ``write`` never raises (errors are logged once)."""
 
-    def __init__(self, path: Path, rotation: Rotation = Rotation()) -> None:
+    def __init__(self, path: Path, rotation: Rotation = DEFAULT_ROTATION) -> None:
         self.path = path
         self.rotation = rotation
         self.written = 0  # bytes taken, over every file

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pycron.output import OutputCapture, Rotation, RotatingOutput
+from pycron.output import DEFAULT_ROTATION, OutputCapture, RotatingOutput, Rotation
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ChildProcess:
         env: Mapping[str, str],
         log_path: Path,
         grace_period: float,
-        rotation: Rotation = Rotation(),
+        rotation: Rotation = DEFAULT_ROTATION,
     ) -> None:
         self.name = name
         self.argv = tuple(argv)

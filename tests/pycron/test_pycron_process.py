@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pycron_helpers import run
 
-from pycron.output import Rotation, RotatingOutput
+from pycron.output import RotatingOutput, Rotation
 from pycron.process import ChildProcess, child_environment, describe_exit
 from pycron.runfiles import pid_alive
 

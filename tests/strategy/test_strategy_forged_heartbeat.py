@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -57,7 +57,7 @@ def test_forged_trader_heartbeats_resync_nothing(stack_env: StackEnv, tmp_path: 
                 for _ in range(200):
                     publisher.publish("heartbeat.trader_service", {
                         "service": "trader_service", "state": "RUNNING", "reason": "",
-                        "pid": rng.randrange(2, 2**22), "time": datetime.now(timezone.utc), "uptime": 1.0})
+                        "pid": rng.randrange(2, 2**22), "time": datetime.now(UTC), "uptime": 1.0})
                     time.sleep(0.002)
         finally:
             publisher.close()

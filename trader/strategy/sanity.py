@@ -37,7 +37,7 @@ NEGATIVE_OK = frozenset({"FUT", "CONTFUT", "BAG"})
 class TickGuard:
     """Check one instrument's ticks against the bounds above; ``check`` returns why a tick is refused."""
 
-    __slots__ = ("negative_ok", "reference", "_candidate", "_agree")
+    __slots__ = ("_agree", "_candidate", "negative_ok", "reference")
 
     def __init__(self, key: str) -> None:
         parts = key.split(".")
