@@ -22,6 +22,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trader.logsetup import BACKUPS, MAX_BYTES
 
@@ -131,7 +132,7 @@ class OutputCapture:
 
     ``child_fd`` is what the child gets as stdout and stderr; call
     ``spawned()`` once it has it (pycron's copy is closed, so the reader sees
-    EOF when the last process holding it ends), then ``await start()``.
+    EOF when the last process holding it ends), then ``begin()``.
     """
 
     def __init__(self, output: RotatingOutput) -> None:
@@ -141,20 +142,29 @@ class OutputCapture:
             fcntl.fcntl(self.child_fd, _F_SETPIPE_SZ, PIPE_SIZE)
         self._transport: asyncio.BaseTransport | None = None
         self._reader: _PipeReader | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._pipe: Any = None  # the read end as a file object, once the reader took it
 
     def spawned(self) -> None:
-        """Close pycron's copy of the child's end (the child holds its own)."""
-        with contextlib.suppress(OSError):
-            os.close(self.child_fd)
+        """Close pycron's copy of the child's end (the child holds its own); safe to call twice."""
+        fd, self.child_fd = self.child_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    async def start(self) -> None:
-        """Start reading the pipe on the running loop."""
+    def begin(self) -> None:
+        """Start reading the pipe on the running loop (a task: the caller has no await to be cancelled at)."""
+        self._starting = asyncio.get_running_loop().create_task(self._start(), name="pycron-output")
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        pipe = os.fdopen(self._read_fd, "rb", buffering=0)
-        self._transport, self._reader = await loop.connect_read_pipe(lambda: _PipeReader(self.output), pipe)
+        self._pipe, self._read_fd = os.fdopen(self._read_fd, "rb", buffering=0), -1
+        self._transport, self._reader = await loop.connect_read_pipe(lambda: _PipeReader(self.output), self._pipe)
 
     async def finish(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the pipe's EOF (what is still in it gets written), then close."""
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
         if self._reader is not None:
             await asyncio.wait({self._reader.done}, timeout=timeout)
         if self._transport is not None:
@@ -162,5 +172,9 @@ class OutputCapture:
         else:
             self.spawned()
             with contextlib.suppress(OSError):
-                os.close(self._read_fd)
+                if self._pipe is not None:
+                    self._pipe.close()  # it owns the read end now
+                elif self._read_fd >= 0:
+                    os.close(self._read_fd)
+                    self._read_fd = -1
         self.output.close()

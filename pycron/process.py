@@ -141,7 +141,7 @@ class ChildProcess:
             await capture.finish(0)
             raise
         capture.spawned()
-        await capture.start()
+        capture.begin()  # no await between the spawn and the waiter: a cancel here would orphan the child
         self._capture = capture
         self.pid = self._proc.pid
         self.started_at = datetime.now(timezone.utc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from pycron_helpers import run
 
 from pycron.output import RotatingOutput, Rotation
@@ -161,3 +163,24 @@ def test_rotating_output_alone(tmp_path: Path) -> None:
     assert (tmp_path / "x.out.1").read_bytes() == b"0123456789"
     assert (tmp_path / "x.out").read_bytes() == b"ABCDExyz"
     assert out.written == 18
+
+
+def test_output_pipes_are_closed_after_each_run(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def scenario() -> tuple[int, int]:
+        before = open_fds()
+        for n in range(30):
+            proc = child(tmp_path, f"echo run {n}")
+            await proc.start()
+            assert await proc.wait_for(10) == 0
+        missing = ChildProcess("t", ["no-such-command-xyz"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+                               log_path=tmp_path / "t.out", grace_period=1.0)
+        with pytest.raises(OSError):
+            await missing.start()
+        return before, open_fds()
+
+    before, after = run(scenario())
+    assert after <= before
+    assert (tmp_path / "t.out").read_text().count("\nrun ") == 30  # each run's output, after its start line
