@@ -5,7 +5,8 @@ Every reply is one envelope: ``{"ok": true, "result": ...}`` or
 taken from ``HTTP_STATUS`` by the error's code. The token is compared in
 constant time and never logged; a refused request is logged as one short
 line (method and path clipped), at most ``REFUSED_BURST`` a minute with a
-count of those left out. A header that is not UTF-8 is just a wrong token (401).
+count of those left out. A header that is not UTF-8 is just a wrong token (401);
+a request aiohttp cannot parse is one short line too, as rate-limited.
 
     GET  /status                  {profile, pid, closing, jobs: [JobStatus...]}
     POST /jobs/{name}/start       the job's status once the start settled
@@ -31,6 +32,34 @@ log = logging.getLogger(__name__)
 
 REFUSED_BURST = 5  # refused requests logged per REFUSED_INTERVAL; the rest are counted
 REFUSED_INTERVAL = 60.0
+
+
+class ShortHttpErrors(logging.Filter):
+    """Turn aiohttp's report of a malformed request into one short line, at most ``REFUSED_BURST`` a minute.
+
+    aiohttp logs each request it cannot parse (a line over 8 KB, garbage) as
+    an ERROR with its traceback and the offending bytes, ~650 bytes a request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = LogThrottle(burst=REFUSED_BURST, interval=REFUSED_INTERVAL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        dropped = self.throttle.allow("bad request")
+        if dropped is None:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else record.getMessage()
+        record.msg = "malformed HTTP request refused: %s%s"
+        record.args = (clip(what, 120), f" ({dropped} more not logged)" if dropped else "")
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+# The control server's own logger for what aiohttp reports about connections (not aiohttp.server).
+http_log = logging.getLogger(f"{__name__}.http")
+http_log.addFilter(ShortHttpErrors())
 
 HTTP_STATUS: dict[str, int] = {
     "invalid": 400,
@@ -166,7 +195,7 @@ class ControlServer:
 
     async def start(self, host: str, port: int) -> int:
         """Bind and serve; return the bound port. Raise Unavailable if the address is taken."""
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, logger=http_log)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

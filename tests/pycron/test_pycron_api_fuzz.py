@@ -7,6 +7,7 @@ count and time: a few hundred requests, a few seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -139,3 +140,25 @@ def test_stalled_connections_do_not_lock_out_the_owner(pycron_settings: Settings
                     writer.close()
 
     run(scenario())
+
+
+def test_a_flood_of_malformed_requests_logs_a_few_short_lines(
+    pycron_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logged each request it could not parse as an ERROR with a traceback (~650 bytes)."""
+    bad = [b"\x00\xff garbage", b"GET /" + b"p" * 70_000 + b" HTTP/1.1\r\nHost: x",
+           b"GET /status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"x" * 64_000]
+
+    async def scenario() -> None:
+        async with control_api(pycron_settings) as port:
+            for n in range(150):
+                with contextlib.suppress(ConnectionError, IndexError, ValueError):
+                    status, _ = await raw_request(port, bad[n % len(bad)])
+                    assert status == 400
+            assert await status_ok(port)
+
+    with caplog.at_level(logging.DEBUG):
+        run(scenario(), timeout=60)
+    lines = [r for r in caplog.records if r.name.startswith(("aiohttp", "pycron.api.http"))]
+    assert 1 <= len(lines) <= REFUSED_BURST, [r.getMessage()[:80] for r in lines]
+    assert all(r.exc_info is None and len(r.getMessage()) < 300 for r in lines)
