@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TOPIC = "heartbeat"
 HEALTHY_STATE = "RUNNING"
-MAX_SERVICES = 256  # services remembered besides the supervised ones: forged names cannot grow it without end
 ALIVE_STATES = frozenset({"STARTING", "RUNNING", "DEGRADED", "STOPPING"})
 
 
@@ -52,6 +51,9 @@ class Beat:
     pid: int | None
     arrived: float
     payload: Mapping[str, Any]
+
+
+MAX_SERVICES = 256  # services remembered besides the supervised ones: forged names cannot grow it without end
 
 
 class HeartbeatMonitor:
