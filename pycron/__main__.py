@@ -37,6 +37,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", default=None, help="settings profile (default: TRADER_PROFILE or 'default')"
     )
+    parser.add_argument(
+        "--detached",
+        action="store_true",
+        help="log to logs/pycron.log only (rotated), not also to stderr, which `trader up -d` "
+        "appends to logs/pycron.out and nothing rotates",
+    )
     return parser.parse_args(argv)
 
 
@@ -123,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.path(settings.storage.logs_dir),
         settings.log_level,
         secrets=[*settings.secrets(), token],
+        max_bytes=settings.logging.max_bytes,
+        backups=settings.logging.backups,
+        stderr=not args.detached,
     )
     log.info(
         "pycron starting (pid %d, profile %s, home %s)",

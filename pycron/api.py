@@ -3,7 +3,10 @@
 Every reply is one envelope: ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error": {"type", "code", "message"}}`` with the HTTP status
 taken from ``HTTP_STATUS`` by the error's code. The token is compared in
-constant time and never logged.
+constant time and never logged; a refused request is logged as one short
+line (method and path clipped), at most ``REFUSED_BURST`` a minute with a
+count of those left out. A header that is not UTF-8 is just a wrong token (401);
+a request aiohttp cannot parse is one short line too, as rate-limited.
 
     GET  /status                  {profile, pid, closing, jobs: [JobStatus...]}
     POST /jobs/{name}/start       the job's status once the start settled
@@ -24,9 +27,41 @@ from aiohttp import web
 
 from pycron.supervisor import Supervisor
 from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
+from trader.logsetup import LogThrottle, clip
 from trader.messaging.loopback import require_protected_host
 
 log = logging.getLogger(__name__)
+
+REFUSED_BURST = 5  # refused requests logged per REFUSED_INTERVAL; the rest are counted
+REFUSED_INTERVAL = 60.0
+
+
+class ShortHttpErrors(logging.Filter):
+    """Turn aiohttp's report of a malformed request into one short line, at most ``REFUSED_BURST`` a minute.
+
+    aiohttp logs each request it cannot parse (a line over 8 KB, garbage) as
+    an ERROR with its traceback and the offending bytes, ~650 bytes a request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = LogThrottle(burst=REFUSED_BURST, interval=REFUSED_INTERVAL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        dropped = self.throttle.allow("bad request")
+        if dropped is None:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else record.getMessage()
+        record.msg = "malformed HTTP request refused: %s%s"
+        record.args = (clip(what, 120), f" ({dropped} more not logged)" if dropped else "")
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+# The control server's own logger for what aiohttp reports about connections (not aiohttp.server).
+http_log = logging.getLogger(f"{__name__}.http")
+http_log.addFilter(ShortHttpErrors())
 
 HTTP_STATUS: dict[str, int] = {
     "invalid": 400,
@@ -58,19 +93,33 @@ def error_response(exc: TraderError) -> web.Response:
     )
 
 
+def presented_token(request: web.Request) -> bytes:
+    """Return the ``Authorization`` header's bytes as sent (b"" if absent).
+
+    aiohttp decodes header values as UTF-8 with surrogate escapes, so a value
+    that is not UTF-8 comes back to its bytes here instead of raising.
+    """
+    return request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+
+
 def _middlewares(token: str) -> list[Any]:
     expected = ("Bearer " + token).encode()
+    # A refused request is one short line, and at most REFUSED_BURST of them per interval:
+    # a flood of bad requests must not flood the log (before: the whole path, ~7 KB, each).
+    throttle = LogThrottle(burst=REFUSED_BURST, interval=REFUSED_INTERVAL)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            log.warning(
-                "refused %s %s from %s: missing or wrong token",
-                request.method,
-                request.path,
-                request.remote,
-            )
+        if not hmac.compare_digest(presented_token(request), expected):
+            dropped = throttle.allow("refused")
+            if dropped is not None:
+                log.warning(
+                    "refused %s %s from %s: missing or wrong token%s",
+                    clip(request.method, 16),
+                    clip(request.path, 64),
+                    request.remote,
+                    f" ({dropped} more refused, not logged)" if dropped else "",
+                )
             return error_response(Unauthorized("missing or invalid bearer token"))
         return await handler(request)
 
@@ -154,7 +203,7 @@ class ControlServer:
         address is taken.
         """
         require_protected_host(host, port, "pycron's control API binding", protected=ssl_context is not None)
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, logger=http_log)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         try:

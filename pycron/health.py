@@ -7,6 +7,15 @@ arrived. A heartbeat job is healthy while its beats say RUNNING and the last
 one is younger than ``settings.pycron.heartbeat_timeout``; DEGRADED is alive
 but not healthy. Only beats that arrived after the current process started
 count, so a restarted job cannot look healthy on its predecessor's beats.
+
+Anyone on the host can publish on the bus, so a beat for a service pycron
+supervises counts only if it carries the pid of that job's current process
+(or of a process in its session, for a job started through a wrapper): the
+supervisor registers each job's pid with ``expect``. Any other beat (a
+forgery, a stray process of another stack, the predecessor's last beat) is
+ignored and counted in ``ignored``. This stops a publisher that does not know
+the pid; one that reads it from ``ps`` can still forge a beat, which only
+CURVE on the bus (keys per publisher) rules out.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pycron.config import CommandHealth, HeartbeatHealth, Job, TcpHealth
+from trader.logsetup import LogThrottle, clip
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -43,6 +53,9 @@ class Beat:
     payload: Mapping[str, Any]
 
 
+MAX_SERVICES = 256  # services remembered besides the supervised ones: forged names cannot grow it without end
+
+
 class HeartbeatMonitor:
     """Record the last heartbeat of every service seen on the bus.
 
@@ -58,7 +71,11 @@ class HeartbeatMonitor:
         self._subscriber = Subscriber(endpoint, curve=curve)
         self._subscription: Any = None
         self._beats: dict[str, Beat] = {}
+        self._expected: dict[str, Callable[[], int | None]] = {}
+        self._throttle = LogThrottle(burst=3, interval=60.0)
         self.malformed = 0
+        #: Beats ignored because their pid is not the supervised process's, per service.
+        self.ignored: dict[str, int] = {}
 
     def start(self) -> None:
         """Subscribe to ``heartbeat.*``; call from a coroutine. Safe to call twice."""
@@ -85,10 +102,39 @@ class HeartbeatMonitor:
         """Return how many seconds ago ``beat`` arrived."""
         return self._clock() - beat.arrived
 
-    def record(self, service: str, payload: Mapping[str, Any]) -> Beat:
-        """Record one heartbeat payload as arriving now (the bus path, and tests, call this)."""
+    def expect(self, service: str, pid_of: Callable[[], int | None]) -> None:
+        """Count ``service``'s beats only if they carry the pid ``pid_of()`` returns (None: no process)."""
+        self._expected[service] = pid_of
+
+    def genuine(self, service: str, pid: Any) -> bool:
+        """Return whether a beat of ``service`` carrying ``pid`` comes from the process pycron runs for it."""
+        pid_of = self._expected.get(service)
+        if pid_of is None:
+            return True  # not supervised here: nothing to check against
+        expected = pid_of()
+        if expected is None or type(pid) is not int or pid <= 0:
+            return False
+        if pid == expected:
+            return True
+        try:
+            return os.getsid(pid) == expected  # the job leads its own session; a wrapper's child is in it
+        except (OSError, OverflowError):
+            return False
+
+    def record(self, service: str, payload: Mapping[str, Any]) -> Beat | None:
+        """Record one heartbeat payload as arriving now; return None if it was ignored (wrong pid)."""
         state = payload.get("state")
         pid = payload.get("pid")
+        if not self.genuine(service, pid):
+            count = self.ignored[service] = self.ignored.get(service, 0) + 1
+            dropped = self._throttle.allow(service)
+            if dropped is not None:
+                log.warning("ignored a heartbeat of %s from pid %.20r: not the supervised process "
+                            "(%d ignored so far)", service, pid, count)
+            return None
+        if service not in self._beats and service not in self._expected and len(self._beats) >= MAX_SERVICES:
+            self.ignored["<unknown>"] = self.ignored.get("<unknown>", 0) + 1
+            return None
         beat = Beat(
             service=service,
             state=str(getattr(state, "value", state)),  # a state enum or its plain value
@@ -105,7 +151,7 @@ class HeartbeatMonitor:
         if not service or not isinstance(payload, Mapping) or "state" not in payload:
             self.malformed += 1
             if self.malformed <= 10:
-                log.warning("ignoring malformed heartbeat on %s: %r", message.topic, payload)
+                log.warning("ignoring malformed heartbeat on %s: %s", clip(message.topic), clip(payload))
             return
         self.record(service, payload)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pycron.config import HeartbeatHealth, Job, RestartPolicy
 from pycron.health import HealthCheck, HeartbeatMonitor
+from pycron.output import DEFAULT_ROTATION, Rotation
 from pycron.process import ChildProcess, append_log, describe_exit
 from pycron.schedule import (
     RunSchedule,
@@ -138,8 +139,10 @@ class SupervisedJob:
         monitor: HeartbeatMonitor,
         changes: ChangeSignal,
         clock: Callable[[], datetime],
+        rotation: Rotation = DEFAULT_ROTATION,
     ) -> None:
         self.job = job
+        self.rotation = rotation
         self.name = job.name
         self.env = dict(env)
         self.check = check
@@ -337,6 +340,7 @@ class SupervisedJob:
             env=self.env,
             log_path=self.job.log,
             grace_period=self.job.grace_period,
+            rotation=self.rotation,
         )
         self.process = proc
         try:

@@ -2,9 +2,10 @@
 
 The child gets a session (and so a process group) of its own, so a stop
 reaches everything it spawned: SIGTERM to the group, then SIGKILL to the
-group once the grace period is over. Its stdout and stderr are appended to
-the job's log file, framed by one line from pycron at each start and exit so
-a log tail tells the story of the restarts.
+group once the grace period is over. Its stdout and stderr go through a pipe
+that pycron reads into the job's log file, rotated by size
+(:mod:`pycron.output`), framed by one line from pycron at each start and exit
+so a log tail tells the story of the restarts.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pycron.output import DEFAULT_ROTATION, OutputCapture, RotatingOutput, Rotation
+
 log = logging.getLogger(__name__)
 
+OUTPUT_DRAIN = 2.0  # seconds to wait, after the exit, for what is still in the output pipe
 # Variables a child must never see: the control token authorises stopping every job.
 PRIVATE_ENV = frozenset({"TRADER_PYCRON__TOKEN"})
 
@@ -50,12 +54,17 @@ def describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
+def pycron_line(line: str) -> str:
+    """Return ``line`` as pycron frames it in a job's log: ``--- pycron <time> <line>``."""
+    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return f"--- pycron {stamp} {line}\n"
+
+
 def append_log(path: Path, line: str) -> None:
     """Append one pycron line to a job's log file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(f"--- pycron {stamp} {line}\n")
+        fh.write(pycron_line(line))
 
 
 class ChildProcess:
@@ -70,6 +79,7 @@ class ChildProcess:
         env: Mapping[str, str],
         log_path: Path,
         grace_period: float,
+        rotation: Rotation = DEFAULT_ROTATION,
     ) -> None:
         self.name = name
         self.argv = tuple(argv)
@@ -77,6 +87,7 @@ class ChildProcess:
         self.env = dict(env)
         self.log_path = log_path
         self.grace_period = grace_period
+        self.output = RotatingOutput(log_path, rotation)
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started_at: datetime | None = None
@@ -84,6 +95,7 @@ class ChildProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._waiter: asyncio.Task[int] | None = None
         self._stopper: asyncio.Task[int | None] | None = None
+        self._capture: OutputCapture | None = None
 
     @property
     def running(self) -> bool:
@@ -102,35 +114,42 @@ class ChildProcess:
         if self._proc is not None:
             raise RuntimeError(f"{self.name}: already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            spawn = asyncio.ensure_future(
-                asyncio.create_subprocess_exec(
-                    *self.argv,
-                    cwd=self.cwd,
-                    env=self.env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        capture = OutputCapture(self.output)
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=capture.child_fd,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
             )
-            try:
-                self._proc = await asyncio.shield(spawn)
-            except asyncio.CancelledError:
-                # The kernel may already have the child: finish the spawn and kill it, never lose it.
-                with contextlib.suppress(Exception):
-                    orphan = await spawn
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(orphan.pid, signal.SIGKILL)
-                    await orphan.wait()
-                raise
+        )
+        try:
+            self._proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            # The kernel may already have the child: finish the spawn and kill it, never lose it.
+            with contextlib.suppress(Exception):
+                orphan = await spawn
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(orphan.pid, signal.SIGKILL)
+                await orphan.wait()
+            await capture.finish(0)
+            raise
+        except BaseException:
+            await capture.finish(0)
+            raise
+        capture.spawned()
+        capture.begin()  # no await between the spawn and the waiter: a cancel here would orphan the child
+        self._capture = capture
         self.pid = self._proc.pid
         self.started_at = datetime.now(timezone.utc)
         self.started_mono = time.monotonic()
         self._waiter = asyncio.get_running_loop().create_task(
             self._wait(), name=f"pycron-wait:{self.name}"
         )
-        append_log(self.log_path, f"started {self.name} (pid {self.pid}): {' '.join(self.argv)}")
+        self.note(f"started {self.name} (pid {self.pid}): {' '.join(self.argv)}")
         log.info("%s: started pid %d", self.name, self.pid)
         return self.pid
 
@@ -140,8 +159,16 @@ class ChildProcess:
         self.returncode = code
         # Whatever the leader left behind in its group dies with it, so a restart finds its port free.
         self._signal_group(signal.SIGKILL)
-        append_log(self.log_path, f"{self.name} (pid {self.pid}) ended: {describe_exit(code)}")
+        if self._capture is not None:
+            await self._capture.finish(OUTPUT_DRAIN)
+        self.note(f"{self.name} (pid {self.pid}) ended: {describe_exit(code)}")
+        self.output.close()
         return code
+
+    def note(self, line: str) -> None:
+        """Write one pycron line into the job's log, in order with the child's output."""
+        text = pycron_line(line) if self.output.ends_line else "\n" + pycron_line(line)
+        self.output.write(text.encode("utf-8", "replace"))
 
     async def wait(self) -> int:
         """Wait for the child to exit and return its returncode (negative: killed by that signal)."""
@@ -184,10 +211,7 @@ class ChildProcess:
                     self.pid,
                     self.grace_period,
                 )
-                append_log(
-                    self.log_path,
-                    f"{self.name} (pid {self.pid}) ignored SIGTERM for {self.grace_period}s: SIGKILL",
-                )
+                self.note(f"{self.name} (pid {self.pid}) ignored SIGTERM for {self.grace_period}s: SIGKILL")
                 self._signal_group(signal.SIGKILL)
         return await self.wait()
 

@@ -1,4 +1,4 @@
-"""pycron's run files under ``<run_dir>``: the pid file and the control token file (mode 0600)."""
+"""pycron's run files under ``<run_dir>``: the pid file, the control token and the Redis password (mode 0600)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from trader.errors import ConfigError
 PID_FILE = "pycron.pid"
 TOKEN_FILE = "pycron.token"
 TOKEN_ENV = "TRADER_PYCRON__TOKEN"
+REDIS_PASSWORD_FILE = "redis.password"
+REDIS_PASSWORD_ENV = "TRADER_REDIS__PASSWORD"
 
 
 def run_dir(settings: Settings) -> Path:
@@ -98,37 +100,53 @@ def remove_pid(settings: Settings, pid: int | None = None) -> None:
 # -- token ---------------------------------------------------------------------------
 
 
-def read_token(settings: Settings) -> str | None:
-    """Return the control token: from the settings (TRADER_PYCRON__TOKEN), else the token file."""
-    if settings.pycron.token is not None and settings.pycron.token.get_secret_value():
-        return settings.pycron.token.get_secret_value()
-    path = token_path(settings)
+def read_secret_file(path: Path, what: str) -> str | None:
+    """Return the secret kept in ``path`` (None if there is none); ConfigError if others may read it."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         return None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: the token file must be private (chmod 600 {path})")
-    token = path.read_text().strip()
-    return token or None
+        raise ConfigError(f"{path}: the {what} file must be private (chmod 600 {path})")
+    secret = path.read_text().strip()
+    return secret or None
 
 
-def ensure_token(settings: Settings) -> str:
-    """Return the control token, generating one into the token file (mode 0600) if there is none."""
-    token = read_token(settings)
-    if token:
-        return token
-    path = token_path(settings)
+def ensure_secret_file(path: Path, what: str) -> str:
+    """Return the secret in ``path``, generating one into it (mode 0600) if there is none."""
+    existing = read_secret_file(path, what)
+    if existing:
+        return existing
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    secret = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         # Another `trader up` won the race (or left an empty file): use what is there.
-        existing = read_token(settings)
+        existing = read_secret_file(path, what)
         if existing:
             return existing
-        raise ConfigError(f"{path}: the token file is empty; remove it and try again") from None
+        raise ConfigError(f"{path}: the {what} file is empty; remove it and try again") from None
     with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
+        fh.write(secret + "\n")
+    return secret
+
+
+def read_token(settings: Settings) -> str | None:
+    """Return the control token: from the settings (TRADER_PYCRON__TOKEN), else the token file."""
+    if settings.pycron.token is not None and settings.pycron.token.get_secret_value():
+        return settings.pycron.token.get_secret_value()
+    return read_secret_file(token_path(settings), "token")
+
+
+def ensure_token(settings: Settings) -> str:
+    """Return the control token, generating one into the token file (mode 0600) if there is none."""
+    return read_token(settings) or ensure_secret_file(token_path(settings), "token")
+
+
+def ensure_redis_password(settings: Settings) -> str:
+    """Return Redis's password: the settings' (TRADER_REDIS__PASSWORD), else ``<run_dir>/redis.password``,
+    generated (mode 0600) if there is none."""
+    if settings.redis.password is not None and settings.redis.password.get_secret_value():
+        return settings.redis.password.get_secret_value()
+    return ensure_secret_file(run_dir(settings) / REDIS_PASSWORD_FILE, "Redis password")

@@ -17,12 +17,14 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from pycron import graph
-from pycron.config import PycronConfig
+from pycron.config import HeartbeatHealth, PycronConfig
 from pycron.health import HeartbeatMonitor, make_check
 from pycron.job import ChangeSignal, JobState, JobStatus, SupervisedJob
+from pycron.output import Rotation
 from pycron.process import child_environment
 from trader.config import Settings
 from trader.errors import Conflict, NotFound
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # States from which a manual start would clash with the job's current life.
 _ALREADY_UP = frozenset({JobState.PENDING, JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
+
+
+def _running_pid(supervised: SupervisedJob) -> int | None:
+    """Return the pid of the job's current process while it runs, else None."""
+    proc = supervised.process
+    return proc.pid if proc is not None and proc.running else None
 
 
 def utc_now() -> datetime:
@@ -65,6 +73,7 @@ class Supervisor:
         self.pid = os.getpid()
         self.jobs: dict[str, SupervisedJob] = {}
         locators = dict(trader_env or {})
+        rotation = Rotation(settings.logging.max_bytes, settings.logging.backups)
         for name, job in config.jobs.items():
             env = child_environment(locators, job.env)
             check = make_check(
@@ -74,10 +83,14 @@ class Supervisor:
                 env=env,
             )
             self.jobs[name] = SupervisedJob(
-                job, env=env, check=check, monitor=self.monitor, changes=self.changes, clock=clock
+                job, env=env, check=check, monitor=self.monitor, changes=self.changes, clock=clock,
+                rotation=rotation,
             )
         for supervised in self.jobs.values():
             supervised.dependencies = tuple(self.jobs[d] for d in supervised.job.depends_on)
+            if isinstance(supervised.job.health, HeartbeatHealth):
+                # Only the beats of the process pycron runs for the job count (see pycron.health).
+                self.monitor.expect(supervised.job.health.service, partial(_running_pid, supervised))
         self._busy: dict[str, str] = {}
         self._started = False
         self._closing = False
@@ -160,6 +173,7 @@ class Supervisor:
             "profile": self.config.profile,
             "pid": self.pid,
             "closing": self._closing,
+            "heartbeats_ignored": dict(self.monitor.ignored),
             "jobs": [s.to_dict() for s in self.status()],
         }
 

@@ -9,8 +9,9 @@ orders carry the strategy's name in orderRef). From then on each closed bar
 may turn into an order (trader.strategy.runner). Fills come back on the
 bus's ``fill`` topic and are routed by client order id.
 
-If trader_service restarts (a new pid on its heartbeat), every running
-strategy asks again for its instruments and resyncs its positions. Events
+If trader_service restarts (a new pid on its heartbeat, confirmed by its own
+``status``: see trader.strategy.watch), every running strategy asks again
+for its instruments and resyncs its positions. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
 RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
@@ -45,6 +46,7 @@ from trader.strategy.feed import TickFeed
 from trader.strategy.plugins import Plugin, PluginError, discover
 from trader.strategy.runner import StrategyRunner, StrategyState
 from trader.strategy.sizing import strategy_of
+from trader.strategy.watch import TraderWatch
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,7 @@ class StrategyService(Service):
         self._subscriptions: dict[str, CompositeDisposable] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._trader_pid: int | None = None
-        self._trader_seen: float | None = None  # monotonic time of trader_service's last heartbeat
+        self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart)
         self._equity: tuple[float, Decimal | None] = (0.0, None)
 
     def register_methods(self, registry: MethodRegistry) -> None:
@@ -96,6 +97,7 @@ class StrategyService(Service):
         self._load(await self._switches())
 
     async def on_stop(self) -> None:
+        await self.watch.close()
         tasks = [*self._starting.values(), *self._tasks]
         for task in tasks:
             task.cancel()
@@ -114,7 +116,8 @@ class StrategyService(Service):
         for runner in self.runners.values():
             states[runner.state.value] = states.get(runner.state.value, 0) + 1
         return {"strategies": states, "plugin_errors": len(self.errors),
-                "trader_service": trader_view(self._trader_seen, self._started, time.monotonic()),
+                "trader_service": trader_view(self.watch.seen, self._started, time.monotonic()),
+                "unconfirmed_heartbeats": self.watch.unconfirmed,
                 "bad_ticks": self.feed.bad_ticks if self.feed else 0}
 
     # -- plugins -----------------------------------------------------------------------
@@ -264,15 +267,11 @@ class StrategyService(Service):
             runner.on_fill(fill)
 
     def _on_trader_heartbeat(self, message: Message) -> None:
-        self._trader_seen = time.monotonic()
-        pid = message.payload.get("pid") if isinstance(message.payload, dict) else None
-        if pid is None or pid == self._trader_pid:
-            return
-        first = self._trader_pid is None
-        self._trader_pid = pid
-        if not first:
-            log.warning("trader_service restarted (pid %s): resubscribing and resyncing the strategies", pid)
-            self._spawn(self._after_trader_restart())
+        self.watch.on_beat(message.payload)
+
+    def _on_trader_restart(self, pid: int) -> None:
+        log.warning("trader_service restarted (pid %d): resubscribing and resyncing the strategies", pid)
+        self._spawn(self._after_trader_restart())
 
     async def _after_trader_restart(self) -> None:
         for runner in list(self.runners.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import time
@@ -102,6 +103,7 @@ class StackEnv:
     trader_rpc_port: int = 0
     tws_rpc_port: int = 0
     strategy_rpc_port: int = 0
+    redis_password: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -120,6 +122,7 @@ def stack_env(
         trader_rpc_port=free_port(),
         tws_rpc_port=free_port(),
         strategy_rpc_port=free_port(),
+        redis_password=secrets.token_urlsafe(16),
     )
     stack.env = {
         "TRADER_HOME": str(trader_home),
@@ -132,6 +135,8 @@ def stack_env(
         "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(stack.trader_rpc_port),
         "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(stack.tws_rpc_port),
         "TRADER_SERVICES__STRATEGY_SERVICE__RPC_PORT": str(stack.strategy_rpc_port),
+        # Redis with a password, as `trader up` runs it: every client of the stack's Redis must send it.
+        "TRADER_REDIS__PASSWORD": stack.redis_password,
     }
     for name in list(os.environ):
         if name.startswith("TRADER_"):
@@ -225,7 +230,8 @@ class TradingStack:
         logs = self.env.home / "logs"
         logs.mkdir(exist_ok=True)
         argv = {
-            "redis": redis_argv(self.env.redis_port, self.env.home),
+            # Through the launcher pycron's redis job uses: the password goes to redis-server on its stdin.
+            "redis": [sys.executable, "-m", "services.redis_server", *redis_argv(self.env.redis_port, self.env.home)[1:]],
             "bus": [sys.executable, "-m", "services.bus"],
             "tws": [sys.executable, "-m", "services.tws_sim", "--tick-rate", "20"],
             "trader_service": [sys.executable, "-m", "services.trader_service"],

@@ -19,7 +19,6 @@ import ast
 import graphlib
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("trader", "services", "pycron")
 

@@ -1,13 +1,19 @@
-"""The logging setup: a per-service file plus stderr, secrets masked everywhere."""
+"""The logging setup: a per-service file (rotated) plus stderr, secrets masked everywhere, a throttle."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from trader.logsetup import setup_logging
+from trader.config import Settings, validate
+from trader.errors import ConfigError
+from trader.logsetup import LogThrottle, clip, setup_logging
 
 
 def test_secrets_are_masked_in_the_file_and_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +45,101 @@ def test_secrets_are_masked_in_the_file_and_on_stderr(tmp_path: Path, capsys: py
                 handler.close()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+@pytest.fixture
+def restore_root() -> Any:
+    """Put the root logger's handlers and level back after the test."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    hooks = (sys.excepthook, threading.excepthook)
+    yield root
+    sys.excepthook, threading.excepthook = hooks
+    for handler in list(root.handlers):
+        if getattr(handler, "_trader_handler", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def test_secrets_inside_tracebacks_and_stacks_are_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_root: logging.Logger
+) -> None:
+    setup_logging("svc", tmp_path / "logs", "INFO", secrets=["hunter2"])
+    log = logging.getLogger("trader.test")
+    try:
+        raise ConnectionError("AUTH hunter2 refused by 127.0.0.1:6379")
+    except ConnectionError:
+        log.exception("connect failed")
+    try:
+        password = "hunter2"  # shown in the traceback's source line
+        raise ValueError(f"bad password {password!s}")
+    except ValueError as exc:
+        log.error("also as exc_info=", exc_info=exc)
+    log.warning("where am I", stack_info=True)  # this file's source line names the secret below
+    log.info("a line holding hunter2 in its stack frame", stack_info=True)
+    for handler in restore_root.handlers:
+        handler.flush()
+    text = (tmp_path / "logs" / "svc.log").read_text()
+    err = capsys.readouterr().err
+    for output in (text, err):
+        assert "hunter2" not in output
+        assert "ConnectionError: AUTH *** refused by 127.0.0.1:6379" in output
+        assert "ValueError: bad password ***" in output
+        assert "Traceback (most recent call last)" in output
+        assert "Stack (most recent call last)" in output
+
+
+def test_the_log_file_rotates_by_size_and_keeps_so_many(tmp_path: Path, restore_root: logging.Logger) -> None:
+    logs = tmp_path / "logs"
+    setup_logging("svc", logs, "INFO", max_bytes=10_000, backups=2)
+    for handler in restore_root.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL)  # keep stderr quiet: 2 MB of lines
+    log = logging.getLogger("trader.test")
+    for n in range(20_000):
+        log.info("line %d %s", n, "x" * 80)
+    files = sorted(p.name for p in logs.iterdir())
+    assert files == ["svc.log", "svc.log.1", "svc.log.2"]
+    assert all(p.stat().st_size <= 10_000 for p in logs.iterdir())
+    assert "line 19999 " in (logs / "svc.log").read_text()
+
+
+def test_settings_carry_the_rotation() -> None:
+    assert validate(Settings, {"logging": {"max_bytes": 65536, "backups": 3}}, "t").logging.backups == 3
+    with pytest.raises(ConfigError, match="logging.backups"):
+        validate(Settings, {"logging": {"backups": 0}}, "t")
+
+
+def test_log_throttle_lets_a_burst_through_then_counts() -> None:
+    now = [0.0]
+    throttle = LogThrottle(burst=3, interval=10.0, clock=lambda: now[0])
+    assert [throttle.allow("k") for _ in range(5)] == [0, 0, 0, None, None]
+    assert throttle.allow("other") == 0
+    now[0] = 10.0
+    assert throttle.allow("k") == 2  # the next line says two were dropped
+    assert throttle.allow("k") == 0
+    assert clip("x" * 500, 20).endswith("...(502 chars)") and len(clip("x" * 500, 20)) < 40
+    assert clip("short") == "'short'"
+
+
+def test_an_uncaught_exception_is_logged_masked(tmp_path: Path) -> None:
+    """A service that dies of an exception holding a secret: its traceback is masked on stderr and in the log."""
+    script = (
+        "import threading\n"
+        "from pathlib import Path\n"
+        "from trader.logsetup import setup_logging\n"
+        f"setup_logging('svc', Path({str(tmp_path)!r}), 'INFO', secrets=['hunter2'])\n"
+        "t = threading.Thread(target=lambda: 1 / 0 if False else (_ for _ in ()).throw(KeyError('hunter2 in a thread')))\n"
+        "t.start(); t.join()\n"
+        "raise RuntimeError('cannot AUTH with hunter2')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 1
+    text = (tmp_path / "svc.log").read_text()
+    for output in (done.stderr, text):
+        assert "hunter2" not in output
+        assert "RuntimeError: cannot AUTH with ***" in output
+        assert "KeyError: '*** in a thread'" in output

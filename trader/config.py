@@ -67,6 +67,13 @@ class RedisSettings(StrictModel):
         return ("yes" if value else "no") if isinstance(value, bool) else value  # YAML reads yes/no as booleans
 
 
+class LoggingSettings(StrictModel):
+    """How big a log may grow: each service's ``<svc>.log`` and pycron's capture of a job's output."""
+
+    max_bytes: int = Field(20 * 1024 * 1024, ge=4096, description="a log file's size before it is rotated")
+    backups: int = Field(5, ge=1, description="rotated files kept beside it (<name>.1 the newest)")
+
+
 class StorageSettings(StrictModel):
     data_dir: Path = Path("data")
     logs_dir: Path = Path("logs")
@@ -275,6 +282,7 @@ class Settings(StrictModel):
     bus: BusSettings = BusSettings()
     redis: RedisSettings = RedisSettings()
     storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
     pycron: PycronSettings = PycronSettings()
     broker: str = Field("ib", min_length=1, description="the broker trader_service trades through "
                         "(a name in trader.brokers.factory.BROKERS; ib: the `ib:` endpoint)")

@@ -1,32 +1,87 @@
-"""The one logging setup: a per-service log file plus stderr, with secrets masked."""
+"""The one logging setup: a per-service log file (rotated) plus stderr, with secrets masked."""
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import TracebackType
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s"
+MAX_BYTES = 20 * 1024 * 1024  # a log file's size before it is rotated (settings: logging.max_bytes)
+BACKUPS = 5  # rotated files kept beside it: <name>.1 (newest) to <name>.5 (settings: logging.backups)
+_EXCEPTIONS = logging.Formatter()  # renders a traceback as every handler's formatter would
 
 
 class SecretMasker(logging.Filter):
-    """Replace every known secret value in a record's rendered message with ``***``."""
+    """Replace every known secret value in a record's message, traceback and stack with ``***``.
+
+    The traceback is rendered here (and kept as the record's ``exc_text``,
+    which formatters print instead of rendering it again), so a secret inside
+    an exception's message or a frame's source line is masked as well.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def mask(self, text: str) -> str:
+        """Return ``text`` with every secret replaced by ``***``."""
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
         message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, "***")
+        masked = self.mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _EXCEPTIONS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True
+
+
+class LogThrottle:
+    """Let at most ``burst`` lines per key through in each ``interval`` seconds; count the rest.
+
+    ``allow(key)`` returns None for a line to drop, else how many lines of
+    that key were dropped since the last one let through (to say so in it).
+    For what a peer can make a process log as often as it likes.
+    """
+
+    def __init__(self, burst: int = 5, interval: float = 10.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.interval, self._clock = burst, interval, clock
+        self._windows: dict[str, tuple[float, int, int]] = {}  # key -> (window start, let through, dropped)
+
+    def allow(self, key: str) -> int | None:
+        """Return None to drop this line, or the number dropped before it (a line to log)."""
+        now = self._clock()
+        start, passed, dropped = self._windows.get(key, (now, 0, 0))
+        if now - start >= self.interval:
+            start, passed = now, 0
+        if passed >= self.burst:
+            self._windows[key] = (start, passed, dropped + 1)
+            return None
+        self._windows[key] = (start, passed + 1, 0)
+        return dropped
+
+
+def clip(text: object, limit: int = 80) -> str:
+    """Return ``repr(text)`` cut to ``limit`` characters, saying how long it was: for text from the wire."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}...({len(shown)} chars)"
 
 
 def setup_logging(
@@ -34,11 +89,19 @@ def setup_logging(
     logs_dir: Path | None = None,
     level: str | int = "INFO",
     secrets: Iterable[str] = (),
+    *,
+    max_bytes: int = MAX_BYTES,
+    backups: int = BACKUPS,
+    stderr: bool = True,
 ) -> None:
-    """Send the root logger to stderr and, if ``logs_dir`` is given, to ``<logs_dir>/<service>.log``.
+    """Send the root logger to stderr (unless ``stderr`` is False) and to ``<logs_dir>/<service>.log``.
 
-    Calling it again replaces the handlers it installed, so a service can set
-    up early (stderr only) and again once its config is known.
+    The file is rotated once it reaches ``max_bytes``, keeping ``backups``
+    older files (``<service>.log.1`` the newest). An uncaught exception (of
+    the main thread or another) is logged too, so its traceback goes through
+    the masker instead of straight to stderr. Calling it again replaces the
+    handlers it installed, so a service can set up early (stderr only) and
+    again once its config is known.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -47,13 +110,32 @@ def setup_logging(
             handler.close()
     masker = SecretMasker(secrets)
     formatter = logging.Formatter(FORMAT)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr or logs_dir is None else []
     if logs_dir is not None:
         logs_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(logs_dir / f"{service}.log", encoding="utf-8"))
+        handlers.append(logging.handlers.RotatingFileHandler(
+            logs_dir / f"{service}.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"))
     for handler in handlers:
         handler._trader_handler = True  # type: ignore[attr-defined]
         handler.setFormatter(formatter)
         handler.addFilter(masker)
         root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    sys.excepthook = log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Log an uncaught exception (``sys.excepthook``): its traceback is masked like any log line."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("uncaught").critical(
+        "uncaught exception in thread %s", args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert jobs["bus"]["heartbeat"]["state"] == "RUNNING"
     assert jobs["bus"]["heartbeat"]["age"] < 5
     assert api_accounts(stack_env.ib_port) == ["DU1234567"]  # the tws job speaks the TWS API on ib.port
+    # Redis wants the password trader up handed on (TRADER_REDIS__PASSWORD here), from no command line.
+    with socket.create_connection(("127.0.0.1", stack_env.redis_port), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(64).startswith(b"-NOAUTH")
+    assert stack_env.redis_password.encode() not in Path(f"/proc/{jobs['redis']['pid']}/cmdline").read_bytes()
 
     table = trader("--profile", "test", "status")
     assert table.exit_code == 0
@@ -93,6 +99,10 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert after.exit_code == 7 and "not reachable" in after.output
     for log in (home / "logs").iterdir():
         assert token not in log.read_text(errors="replace"), log
+        assert stack_env.redis_password not in log.read_text(errors="replace"), log
+    # Detached, pycron logs to its rotated pycron.log alone, not also to pycron.out.
+    assert "supervising 5 jobs" in (home / "logs" / "pycron.log").read_text()
+    assert "supervising" not in (home / "logs" / "pycron.out").read_text()
 
 
 def test_status_and_down_when_nothing_runs(stack_env) -> None:

@@ -13,8 +13,8 @@ import zmq.asyncio
 
 from tests.waiting import wait_until
 from trader.messaging import zmtp
-from trader.messaging.zmtp_wire import parse_endpoint
 from trader.messaging.zmtp_sockets import Dealer, Peer, RouterServer
+from trader.messaging.zmtp_wire import parse_endpoint
 from trader.service.base import loop_runner
 
 T = 5.0  # per-operation timeout: nothing may hang

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pycron_helpers import run, wait_until
+from pycron_helpers import jobs_from, run, running, wait_until
 
 from pycron.config import CommandHealth, TcpHealth
-from pycron.health import CommandCheck, HeartbeatCheck, HeartbeatMonitor, TcpCheck
+from pycron.health import MAX_SERVICES, CommandCheck, HeartbeatCheck, HeartbeatMonitor, TcpCheck
+from pycron.job import JobState
+from trader.config import Settings
 from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Publisher
 
@@ -97,3 +100,64 @@ def test_tcp_and_command_checks(tmp_path: Path) -> None:
         assert time.monotonic() - started < 2
 
     run(scenario())
+
+
+def test_beats_of_a_supervised_service_count_only_from_its_pid() -> None:
+    monitor = HeartbeatMonitor("tcp://127.0.0.1:1")
+    pid: list[int | None] = [None]
+    monitor.expect("svc", lambda: pid[0])
+    check = HeartbeatCheck(monitor, "svc", timeout=5.0)
+    assert monitor.record("svc", beat("RUNNING")) is None  # no process runs: nobody may beat for it
+    pid[0] = 4242
+    assert monitor.record("svc", beat("RUNNING")) is None  # pid 42 is someone else
+    for forged in (None, "42", -1, 0, 2**80, 4242.0, True):
+        assert monitor.record("svc", {**beat("RUNNING"), "pid": forged}) is None, forged
+    assert monitor.last("svc") is None and not asyncio.run(check.check(0.0))
+    assert monitor.ignored == {"svc": 9}
+    assert monitor.record("svc", {**beat("RUNNING"), "pid": 4242}) is not None
+    assert asyncio.run(check.check(0.0))
+    # A forged DEGRADED beat cannot make the real process look unhealthy either.
+    assert monitor.record("svc", beat("DEGRADED")) is None and asyncio.run(check.check(0.0))
+    # A process in the job's session (started by a wrapper the job runs) counts.
+    pid[0] = os.getsid(0)
+    assert monitor.record("svc", {**beat("DEGRADED"), "pid": os.getpid()}) is not None
+    # An unsupervised service is recorded as it comes, up to MAX_SERVICES names.
+    for n in range(MAX_SERVICES + 50):
+        monitor.record(f"other{n}", beat("RUNNING"))
+    assert monitor.last("other0") is not None and monitor.last(f"other{MAX_SERVICES + 10}") is None
+    assert monitor.ignored["<unknown>"] > 0
+
+
+def test_a_forged_heartbeat_on_the_bus_does_not_make_a_job_healthy(pycron_settings: Settings) -> None:
+    """The probe's finding: RUNNING beats with another pid made a job that never beats look healthy."""
+    proxy = BusProxy(pycron_settings.bus.pub_endpoint, pycron_settings.bus.sub_endpoint)
+    proxy.start()
+    publisher = Publisher(proxy.pub_endpoint)
+    config = jobs_from(
+        f"""
+        jobs:
+          quiet:
+            command: {{child}} quiet {pycron_settings.home / "record"}
+            health: {{heartbeat: quiet}}
+            start_timeout: 3
+            max_restarts: 0
+        """,
+        pycron_settings,
+    )
+
+    async def scenario() -> None:
+        async with running(config, pycron_settings) as supervisor:
+            job = supervisor.jobs["quiet"]
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:
+                publisher.publish("heartbeat.quiet", {**beat("RUNNING"), "service": "quiet", "pid": os.getpid()})
+                await asyncio.sleep(0.05)
+            assert not job.healthy and job.state is not JobState.RUNNING
+            assert supervisor.monitor.ignored.get("quiet", 0) > 10
+            assert supervisor.summary()["heartbeats_ignored"]["quiet"] > 10
+
+    try:
+        run(scenario())
+    finally:
+        publisher.close()
+        proxy.stop()

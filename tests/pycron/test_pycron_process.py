@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from pycron_helpers import run
 
+from pycron.output import RotatingOutput, Rotation
 from pycron.process import ChildProcess, child_environment, describe_exit
 from pycron.runfiles import pid_alive
 
@@ -102,3 +106,81 @@ def test_child_environment() -> None:
         and env["TRADER_PROFILE"] == "test"
     )
     assert env["X"] == "job" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_output_rotates_by_size_and_count(tmp_path: Path) -> None:
+    """A child writing 6 MB fills at most (backups + 1) * max_bytes; the newest output is in <job>.out."""
+
+    async def scenario() -> None:
+        proc = ChildProcess(
+            "t",
+            ["sh", "-c", "yes 0123456789abcdef | head -c 6000000; echo LAST-LINE"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            log_path=tmp_path / "t.out",
+            grace_period=2.0,
+            rotation=Rotation(max_bytes=256 * 1024, backups=2),
+        )
+        await proc.start()
+        assert await proc.wait_for(20) == 0
+        assert proc.output.written > 6_000_000
+
+    run(scenario())
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["t.out", "t.out.1", "t.out.2"]
+    assert all(p.stat().st_size <= 256 * 1024 for p in tmp_path.iterdir())
+    newest = (tmp_path / "t.out").read_text()
+    assert "LAST-LINE\n" in newest and "ended: exit 0" in newest
+
+
+def test_no_output_is_lost_and_the_child_is_not_held_up(tmp_path: Path) -> None:
+    lines = 200_000
+    script = f"import sys; [print(i, flush=i % 7 == 0) for i in range({lines})]; sys.stderr.write('err-end')"
+
+    async def scenario() -> float:
+        proc = ChildProcess(
+            "t", [sys.executable, "-c", script], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+            log_path=tmp_path / "t.out", grace_period=2.0,
+        )
+        started = time.monotonic()
+        await proc.start()
+        assert await proc.wait_for(20) == 0
+        return time.monotonic() - started
+
+    elapsed = run(scenario())
+    assert elapsed < 10
+    got = (tmp_path / "t.out").read_text().splitlines()
+    assert got[0].startswith("--- pycron ") and "started t" in got[0]
+    assert got[1:lines + 1] == [str(i) for i in range(lines)]
+    assert got[lines + 1] == "err-end" and "ended: exit 0" in got[-1]
+
+
+def test_rotating_output_alone(tmp_path: Path) -> None:
+    out = RotatingOutput(tmp_path / "x.out", Rotation(max_bytes=10, backups=1))
+    out.write(b"0123456789ABCDE")  # one write larger than the file: split across a rotation
+    out.write(b"xyz")
+    out.close()
+    assert (tmp_path / "x.out.1").read_bytes() == b"0123456789"
+    assert (tmp_path / "x.out").read_bytes() == b"ABCDExyz"
+    assert out.written == 18
+
+
+def test_output_pipes_are_closed_after_each_run(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def scenario() -> tuple[int, int]:
+        before = open_fds()
+        for n in range(30):
+            proc = child(tmp_path, f"echo run {n}")
+            await proc.start()
+            assert await proc.wait_for(10) == 0
+        missing = ChildProcess("t", ["no-such-command-xyz"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+                               log_path=tmp_path / "t.out", grace_period=1.0)
+        with pytest.raises(OSError):
+            await missing.start()
+        return before, open_fds()
+
+    before, after = run(scenario())
+    assert after <= before
+    assert (tmp_path / "t.out").read_text().count("\nrun ") == 30  # each run's output, after its start line

@@ -27,8 +27,8 @@ from tests.sim.ib_decode import Recorder
 from trader.domain import Action, OrderType, TimeInForce
 from trader.sim import order_wire as ow
 from trader.sim.catalogue import SimInstrument
-from trader.sim.msgids import In
 from trader.sim.client_requests import REQUEST_PARSERS, ContractDetailsRequest, MarketDataRequest
+from trader.sim.msgids import In
 from trader.sim.wire import FieldReader, WireError, decode_fields
 
 VERSIONS = [157, 163, 166, 169, 170, 176, 177, 178]

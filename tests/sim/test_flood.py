@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import struct
+
 import pytest
 from ib_async import MarketOrder, Stock
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from tests.sim.simulator import RawClient, sim_config
 from trader.sim.limits import BufferBudget, ConnectionLimits
 from trader.sim.session import Session
-from trader.sim.world import SimWorld
 from trader.sim.wire import frame
+from trader.sim.world import SimWorld
 
 
 @dataclass

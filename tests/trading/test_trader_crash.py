@@ -106,7 +106,7 @@ async def _broker(port: int) -> dict[str, list[Any]]:
 
 async def _journal(port: int) -> tuple[dict[str, Any], set[str], int]:
     """Replay the journal into a fresh book: its orders, its execution ids, and how many orders were sent again."""
-    client = aioredis.Redis(port=port)
+    client = aioredis.Redis(port=port, password=os.environ.get("TRADER_REDIS__PASSWORD"))
     journal = Journal(client, "trader:journal")
     book = await rebuild(journal)
     submitted: dict[str, int] = {}

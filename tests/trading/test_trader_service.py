@@ -198,7 +198,8 @@ def test_kill_switch_cancels_refuses_and_survives_a_restart(trading_stack: Tradi
     after = trading_stack.wait_trader_ready()
     assert after["kill_switch"] is True
     eventually(lambda: not asyncio.run(open_at_broker(port, 79, "while-away")), what="cancelled after the restart")
-    saved = redis.Redis(port=trading_stack.env.redis_port).get("trader:snapshot:day")
+    saved = redis.Redis(port=trading_stack.env.redis_port, password=trading_stack.env.redis_password).get(
+        "trader:snapshot:day")
     assert saved is not None and codec.decode(saved)["day"] == today  # the day's PnL baseline outlives the restart
     eventually(lambda: call(ep, "status")["trading_day"] == today, what="the trading day rolled again")
     call(ep, "kill_switch", False)

@@ -18,7 +18,7 @@ import click
 import zmq.auth
 
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import Conflict, ConfigError
+from trader.errors import ConfigError, Conflict
 
 DEFAULT_DIR = Path("keys")
 DEFAULT_NAME = "trader"

@@ -2,7 +2,8 @@
 
 ``up`` starts pycron (``python -m pycron``), which starts the profile's jobs.
 The control token reaches pycron through its environment, never its command
-line. ``--detach`` runs pycron in a session of its own, logging to
+line; so does Redis's password (``TRADER_REDIS__PASSWORD``, else generated
+into ``<run_dir>/redis.password``, mode 0600), which every job inherits. ``--detach`` runs pycron in a session of its own, logging to
 ``<logs_dir>/pycron.out``, and returns once every job is ready, or fails with
 the log tail of the job that is not.
 """
@@ -96,8 +97,9 @@ def _running_client(settings: Settings) -> PycronClient:
     return PycronClient.with_token(settings, token)
 
 
-def _pycron_environment(settings: Settings, token: str) -> dict[str, str]:
-    return {**os.environ, **settings.locator_env(), runfiles.TOKEN_ENV: token}
+def _pycron_environment(settings: Settings, token: str, redis_password: str) -> dict[str, str]:
+    return {**os.environ, **settings.locator_env(), runfiles.TOKEN_ENV: token,
+            runfiles.REDIS_PASSWORD_ENV: redis_password}
 
 
 def _error_for_exit(code: int, message: str) -> TraderError:
@@ -166,14 +168,16 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
         )
     token = runfiles.ensure_token(settings)
     argv = [sys.executable, "-m", "pycron", "--profile", settings.profile]
-    env = _pycron_environment(settings, token)
+    env = _pycron_environment(settings, token, runfiles.ensure_redis_password(settings))
     if not detach:
         _run_foreground(argv, env, settings)
         return
     logs = settings.path(settings.storage.logs_dir)
     logs.mkdir(parents=True, exist_ok=True)
     out_path = logs / "pycron.out"
-    pid = spawn_detached(argv, env, out_path)
+    # Detached, pycron logs to pycron.log alone (rotated): its stderr, pycron.out, keeps only
+    # what comes before logging starts (a config error) and what Python prints on a crash.
+    pid = spawn_detached([*argv, "--detached"], env, out_path)
     if not cli.json:
         cli.err.print(
             f"pycron started (pid {pid}, profile {settings.profile}); waiting for the jobs",

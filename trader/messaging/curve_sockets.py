@@ -18,7 +18,13 @@ from collections.abc import Callable
 
 import zmq
 
-from trader.messaging.curve import ClientKeys, ServerKeys, release_server, secure_client, secure_server
+from trader.messaging.curve import (
+    ClientKeys,
+    ServerKeys,
+    release_server,
+    secure_client,
+    secure_server,
+)
 from trader.messaging.drain import Drainer
 
 log = logging.getLogger(__name__)

@@ -217,6 +217,8 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
         settings.path(settings.storage.logs_dir),
         settings.service(service_cls.name).log_level or settings.log_level,
         secrets=settings.secrets(),
+        max_bytes=settings.logging.max_bytes,
+        backups=settings.logging.backups,
     )
     try:
         run = loop_runner(settings.event_loop)

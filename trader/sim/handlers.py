@@ -15,18 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
-from trader.sim.history import (
-    BAR_SECONDS,
-    HistoryError,
-    HistoryRequest,
-    build_bars,
-    check_keep_up_to_date,
-    parse_duration,
-    parse_end,
-)
-from trader.sim.market_state import record_minute
-from trader.sim.msgids import ErrorCode, In
-from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
 from trader.sim.client_requests import (
     AccountSummaryRequest,
     AccountUpdatesMultiRequest,
@@ -44,6 +32,18 @@ from trader.sim.client_requests import (
     RealTimeBarsRequest,
     StartApi,
 )
+from trader.sim.history import (
+    BAR_SECONDS,
+    HistoryError,
+    HistoryRequest,
+    build_bars,
+    check_keep_up_to_date,
+    parse_duration,
+    parse_end,
+)
+from trader.sim.market_state import record_minute
+from trader.sim.msgids import ErrorCode, In
+from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
 from trader.sim.subscriptions import BarStream, MarketDataSubscription, RealTimeBarStream
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
 from trader.sim.catalogue import ContractQuery, SimInstrument
+from trader.sim.client_requests import parse_contract
 from trader.sim.encoders import Fields, tws_time
 from trader.sim.msgids import ErrorCode, Out, ServerVersion
 from trader.sim.orders import Execution, OrderTicket, SimOrder
-from trader.sim.client_requests import parse_contract
 from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError, clip
 
 __all__ = [

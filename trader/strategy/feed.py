@@ -5,8 +5,11 @@ turned into :class:`Tick` records; ``TickFeed.bars(key, seconds)`` is that
 stream through :func:`aggregate_bars`. Both are shared: every
 strategy on an instrument hangs off one bus subscription and one bar
 aggregator per bar size, and the subscription ends when the last strategy
-lets go. A payload that is not a tick of the right instrument is counted and
-dropped here, so nothing downstream sees it and no stream ends because of it.
+lets go. A payload that is not a tick of the right instrument, or a tick
+outside sane bounds (trader.strategy.sanity: non-finite or absurd prices and
+sizes, a price <= 0 where one cannot be, a jump of an order of magnitude), is
+counted and dropped here, so nothing downstream sees it and no stream ends
+because of it.
 
 trader_service publishes each update as the ticker's whole state (a dict keyed
 like :class:`Tick`), so the last trade's size comes again with every quote.
@@ -32,6 +35,7 @@ from trader.domain import Bar, Tick
 from trader.errors import TraderError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.strategy.bars import BarAggregator, aggregate_bars
+from trader.strategy.sanity import TickGuard
 
 __all__ = ["TickFeed"]
 
@@ -95,7 +99,8 @@ class TickFeed:
 
     def _receiver(self, key: str, observers: list[abc.ObserverBase[Tick]]) -> Callable[[Message], None]:
         topic = self.topic(key)
-        previous: float | None = None  # the session volume at the last update
+        guard = TickGuard(key)
+        previous: float | None = None  # the session volume at the last good update
 
         def on_message(message: Message) -> None:
             nonlocal previous
@@ -112,12 +117,17 @@ class TickFeed:
                 volume = values[8]
                 if volume is not None:
                     traded = volume - previous if previous is not None and volume > previous else None
-                    previous = volume
                     values = (*values[:7], traded, volume)
                 tick = Tick(*values)
             except (TypeError, KeyError, AttributeError, TraderError) as exc:
                 self._bad(topic, payload, str(exc))
                 return
+            insane = guard.check(tick)
+            if insane is not None:
+                self._bad(topic, payload, insane)
+                return
+            if volume is not None:
+                previous = volume
             for observer in observers:
                 try:
                     observer.on_next(tick)

@@ -1,0 +1,83 @@
+"""TraderWatch: a forged trader_service heartbeat never causes a resync; a restart confirmed by status does."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from trader.errors import Timeout
+from trader.strategy.watch import TraderWatch
+
+
+class Trader:
+    """trader_service's ``status`` as the watch calls it: the pid of the process behind the RPC port."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid: int | None = pid
+        self.calls = 0
+
+    async def status(self) -> dict[str, Any]:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.pid is None:
+            raise Timeout("no reply")
+        return {"service": "trader_service", "state": "RUNNING", "pid": self.pid}
+
+
+async def settle(watch: TraderWatch) -> None:
+    for _ in range(50):
+        await asyncio.sleep(0.005)
+
+
+def test_forged_beats_are_confirmed_at_a_bounded_rate_and_never_resync() -> None:
+    now = [100.0]
+    restarts: list[int] = []
+    trader = Trader(pid=1000)
+
+    async def scenario() -> None:
+        watch = TraderWatch(trader.status, restarts.append, interval=1.0, clock=lambda: now[0])
+        watch.on_beat({"pid": 1000})  # the first beat: confirmed, no restart
+        await settle(watch)
+        assert (watch.pid, restarts, trader.calls) == (1000, [], 1)
+        assert watch.seen == 100.0
+        # The probe's flood: 200 beats with other pids (and garbage) within one second.
+        rng = random.Random(7)
+        for n in range(200):
+            forged: Any = rng.choice([{"pid": rng.randrange(2, 2**22)}, {"pid": "1000"}, {"pid": None},
+                                      {"pid": 2**80}, "not a mapping", {"pid": True}, {}])
+            watch.on_beat(forged)
+            now[0] += 0.004
+        await settle(watch)
+        assert restarts == [] and watch.pid == 1000
+        assert trader.calls <= 2  # at most one status call per interval, not one per beat
+        assert watch.unconfirmed == 201  # and the very first, before its confirmation
+        # The real trader_service's beats still say it is up.
+        seen = watch.seen
+        now[0] += 1.0
+        watch.on_beat({"pid": 1000})
+        assert watch.seen == now[0] != seen
+        # A real restart: the new pid is confirmed by status, acted on once.
+        trader.pid = 2000
+        now[0] += 1.0
+        for _ in range(20):
+            watch.on_beat({"pid": 2000})
+        await settle(watch)
+        assert restarts == [2000] and watch.pid == 2000
+        # trader_service away: a beat cannot be confirmed, nothing happens, it is asked again later.
+        trader.pid = None
+        now[0] += 1.0
+        watch.on_beat({"pid": 3000})
+        await settle(watch)
+        assert restarts == [2000] and watch.pid == 2000
+        trader.pid = 3000
+        watch.on_beat({"pid": 3000})
+        await settle(watch)
+        assert restarts == [2000]  # within the interval: not asked yet
+        now[0] += 1.0
+        watch.on_beat({"pid": 3000})
+        await settle(watch)
+        assert restarts == [2000, 3000]
+        await watch.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,87 @@
+"""trader_service as the strategy service watches it: heartbeats as hints, its pid confirmed over RPC.
+
+Anyone on the host can publish ``heartbeat.trader_service`` on the bus, so a
+heartbeat alone never makes the strategy service resync. A beat carrying
+the confirmed pid says trader_service is up (``seen``). A beat carrying any
+other pid only makes the watch ask trader_service itself (its ``status``,
+whose reply comes from the process behind the RPC port): at most one such
+call in flight and one per ``interval`` seconds, however many beats come. A
+restart is a pid that ``status`` confirms: only then is ``on_restart``
+called, once. So a flood of forged beats costs one status call a second and
+resyncs nothing; a real restart is acted on at its first beat, or its first
+after ``interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from trader.errors import TraderError
+from trader.logsetup import LogThrottle
+
+log = logging.getLogger(__name__)
+
+CONFIRM_INTERVAL = 1.0  # seconds between two status calls made to confirm a pid
+
+
+class TraderWatch:
+    """Follow trader_service's heartbeats; call ``on_restart(pid)`` when a new pid is confirmed by ``status``."""
+
+    def __init__(self, status: Callable[[], Awaitable[Mapping[str, Any]]], on_restart: Callable[[int], None], *,
+                 interval: float = CONFIRM_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+        self._status = status
+        self._on_restart = on_restart
+        self.interval = interval
+        self._clock = clock
+        self.pid: int | None = None  # trader_service's pid as its own status gave it
+        self.seen: float | None = None  # monotonic time of the last beat (or status reply) from that pid
+        #: Beats whose pid is not the confirmed one (forged, or a restart before its confirmation).
+        self.unconfirmed = 0
+        self.confirmations = 0  # status calls made to confirm a pid
+        self._confirming: asyncio.Task[None] | None = None
+        self._last_confirm = float("-inf")
+        self._throttle = LogThrottle(burst=3, interval=60.0)
+
+    def on_beat(self, payload: Any) -> None:
+        """Take one heartbeat payload off the bus (call on the loop)."""
+        pid = payload.get("pid") if isinstance(payload, Mapping) else None
+        if type(pid) is int and pid == self.pid:
+            self.seen = self._clock()
+            return
+        self.unconfirmed += 1
+        if self.pid is not None:
+            dropped = self._throttle.allow("unconfirmed")
+            if dropped is not None:
+                log.warning("a trader_service heartbeat from pid %.20r, not %d: confirming with its status "
+                            "(%d such beats so far)", pid, self.pid, self.unconfirmed)
+        now = self._clock()
+        if (self._confirming is None or self._confirming.done()) and now - self._last_confirm >= self.interval:
+            self._last_confirm = now
+            self._confirming = asyncio.get_running_loop().create_task(self._confirm(), name="confirm-trader-pid")
+
+    async def _confirm(self) -> None:
+        self.confirmations += 1
+        try:
+            status = await self._status()
+        except TraderError as exc:
+            log.debug("trader_service's status for a pid check: %s", exc)
+            return
+        pid = status.get("pid")
+        if type(pid) is not int:
+            return
+        self.seen = self._clock()
+        previous, self.pid = self.pid, pid
+        if previous is not None and pid != previous:
+            log.warning("trader_service restarted (pid %d, was %d)", pid, previous)
+            self._on_restart(pid)
+
+    async def close(self) -> None:
+        """Cancel a confirmation in flight."""
+        task, self._confirming = self._confirming, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
