@@ -94,8 +94,8 @@ def test_secrets_inside_tracebacks_and_stacks_are_masked(
 def test_the_log_file_rotates_by_size_and_keeps_so_many(tmp_path: Path, restore_root: logging.Logger) -> None:
     logs = tmp_path / "logs"
     setup_logging("svc", logs, "INFO", max_bytes=10_000, backups=2)
-    for handler in restore_root.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+    for handler in restore_root.handlers:  # ours only: pytest's capture handlers are StreamHandlers too
+        if getattr(handler, "_trader_handler", False) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.CRITICAL)  # keep stderr quiet: 2 MB of lines
     log = logging.getLogger("trader.test")
     for n in range(20_000):

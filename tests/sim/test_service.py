@@ -55,7 +55,7 @@ def test_tws_sim_process_beats_trades_and_obeys_control(
         for method, bad in (("set_delay", float("inf")), ("set_delay", float("nan")), ("set_delay", -1),
                             ("set_delay", 61), ("set_delay", "1"), ("set_delay", True),
                             ("reject_next_orders", 1.5), ("reject_next_orders", 10**9), ("requests", "x")):
-            with pytest.raises(ValidationError, match="must be"):
+            with pytest.raises(ValidationError, match=r"must be|bad argument"):  # the registry's type check, or the world's
                 await rpc.call(method, bad)
         assert await rpc.call("set_delay", 0.0) == 0.0
         assert await rpc.call("reject_next_orders", 1) == 1
