@@ -54,7 +54,9 @@ class OtherService(Processes):
 
     def __init__(self, stack: Stack, checkout: Path, home: Path) -> None:
         self.redis_port, self.rpc_port, tws_rpc = free_port(), free_port(), free_port()
+        # Its own checkout's configs: the two may differ in the keys they know.
         super().__init__(home, dict(stack.env, TRADER_HOME=str(home), TRADER_REDIS__PORT=str(self.redis_port),
+                                    TRADER_CONFIG=str(checkout / "configs" / "trader.yaml"),
                                     TRADER_IB__CLIENT_ID=str(OTHER_CLIENT_ID),
                                     TRADER_SERVICES__TRADER_SERVICE__RPC_PORT=str(self.rpc_port),
                                     TRADER_SERVICES__TWS_SIM__RPC_PORT=str(tws_rpc)), cwd=checkout)
