@@ -34,11 +34,11 @@ import zmq.asyncio
 from rich.console import Console
 from rich.table import Table
 
-from bench.measure import free_port, percentile
+from bench.measure import free_port, p50_p99_us, rpc_round_trips, serve_rpc, server_process
 from trader.messaging import codec
 from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Message, Publisher, Subscriber
-from trader.messaging.rpc import MethodRegistry, RpcClient, RpcServer
+from trader.messaging.rpc import MethodRegistry
 
 TOPIC = "tick.sim.AAPL"
 TICK = {"s": "AAPL", "b": 189.12, "a": 189.14, "bs": 300.0, "as": 200.0, "l": 189.13, "t": 1_763_000_000_000_000_000}
@@ -96,16 +96,9 @@ def _raw_echo(endpoint: str, stop: Any) -> None:
 
 
 def _rpc_server(endpoint: str, stop: Any) -> None:
-    async def serve() -> None:
-        registry = MethodRegistry()
-        registry.register("echo", lambda payload: payload)
-        server = RpcServer(endpoint, registry)
-        await server.start()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await server.close()
-
-    asyncio.run(serve())
+    registry = MethodRegistry()
+    registry.register("echo", lambda payload: payload)
+    asyncio.run(serve_rpc(endpoint, registry, stop))
 
 
 # -- measurements -------------------------------------------------------------
@@ -183,13 +176,9 @@ def bus_ticks(count: int) -> tuple[float, int]:
 
 def raw_rpc(calls: int, use_asyncio: bool) -> tuple[float, float]:
     """Return (p50, p99) microseconds of a raw DEALER -> ROUTER echo."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    stop = mp.Event()
-    proc = mp.Process(target=_raw_echo, args=(endpoint, stop))
-    proc.start()
     data = codec.encode({"id": 1, "method": "echo", "args": [RPC_PAYLOAD], "kwargs": {}, "deadline": None})
     samples: list[float] = []
-    try:
+    with server_process(_raw_echo) as endpoint:
         if use_asyncio:
             async def run() -> None:
                 ctx = zmq.asyncio.Context()
@@ -217,35 +206,14 @@ def raw_rpc(calls: int, use_asyncio: bool) -> tuple[float, float]:
                 sock.recv()
                 samples.append(time.perf_counter() - t0)
             sock.close(linger=0)
-    finally:
-        stop.set()
-        proc.join(10)
-    return percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6
+    return p50_p99_us(samples)
 
 
 def platform_rpc(calls: int) -> tuple[float, float]:
     """Return (p50, p99) microseconds of RpcClient.call against an RpcServer process."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    stop = mp.Event()
-    proc = mp.Process(target=_rpc_server, args=(endpoint, stop))
-    proc.start()
-    samples: list[float] = []
-
-    async def run() -> None:
-        client = RpcClient(endpoint, timeout=10)
-        assert await client.call("echo", RPC_PAYLOAD) == RPC_PAYLOAD
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            await client.call("echo", RPC_PAYLOAD)
-            samples.append(time.perf_counter() - t0)
-        client.close()
-
-    try:
-        asyncio.run(run())
-    finally:
-        stop.set()
-        proc.join(10)
-    return percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6
+    with server_process(_rpc_server) as endpoint:
+        samples = asyncio.run(rpc_round_trips(endpoint, RPC_PAYLOAD, calls))
+    return p50_p99_us(samples)
 
 
 def main(argv: list[str] | None = None) -> int:

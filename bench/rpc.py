@@ -39,9 +39,9 @@ import zmq.asyncio
 from rich.console import Console
 from rich.table import Table
 
-from bench.measure import free_port, percentile
+from bench.measure import p50_p99_us, rpc_round_trips, serve_rpc, server_process
 from trader.messaging import codec
-from trader.messaging.rpc import MethodRegistry, RpcClient, RpcServer
+from trader.messaging.rpc import MethodRegistry
 from trader.service.base import loop_runner
 
 REQUEST = {"symbol": "AAPL", "action": "BUY", "quantity": 100, "order_type": "LMT",
@@ -62,14 +62,7 @@ def _registry() -> MethodRegistry:
 
 # -- servers (child processes) ---------------------------------------------------------
 def _zmtp_server(endpoint: str, loop: str, stop: Any) -> None:
-    async def serve() -> None:
-        server = RpcServer(endpoint, _registry())
-        await server.start()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await server.close()
-
-    loop_runner(loop)(serve())
+    loop_runner(loop)(serve_rpc(endpoint, _registry(), stop))
 
 
 def _pyzmq_server(endpoint: str, loop: str, stop: Any) -> None:
@@ -102,15 +95,7 @@ def _pyzmq_server(endpoint: str, loop: str, stop: Any) -> None:
 
 # -- clients ---------------------------------------------------------------------------------
 async def _zmtp_calls(endpoint: str, calls: int) -> list[float]:
-    client = RpcClient(endpoint, timeout=10)
-    assert await client.call("echo", REQUEST) == REQUEST
-    samples = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        await client.call("echo", REQUEST)
-        samples.append(time.perf_counter() - t0)
-    client.close()
-    return samples
+    return await rpc_round_trips(endpoint, REQUEST, calls)
 
 
 async def _pyzmq_calls(endpoint: str, calls: int) -> list[float]:
@@ -135,19 +120,12 @@ async def _pyzmq_calls(endpoint: str, calls: int) -> list[float]:
 
 def measure(side: str, calls: int, loop: str) -> tuple[float, float]:
     """Return (p50, p99) microseconds of ``calls`` sequential round trips on ``side`` ("zmtp" or "pyzmq")."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    stop = mp.Event()
     target = _zmtp_server if side == "zmtp" else _pyzmq_server
-    proc = mp.Process(target=target, args=(endpoint, loop, stop))
-    proc.start()
-    try:
+    with server_process(target, loop) as endpoint:
         time.sleep(0.3)  # the server binds
         run = _zmtp_calls if side == "zmtp" else _pyzmq_calls
         samples = loop_runner(loop)(run(endpoint, calls))
-    finally:
-        stop.set()
-        proc.join(10)
-    return percentile(samples, 0.5) * 1e6, percentile(samples, 0.99) * 1e6
+    return p50_p99_us(samples)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,8 @@ from aiohttp import web
 
 from pycron.supervisor import Supervisor
 from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
-from trader.logsetup import LogThrottle, clip
 from trader.messaging.loopback import require_protected_host
+from trader.peer_text import LogThrottle, clip
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pycron.config import CommandHealth, HeartbeatHealth, Job, TcpHealth
-from trader.logsetup import LogThrottle, clip
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber
+from trader.peer_text import LogThrottle, clip
 
 log = logging.getLogger(__name__)
 

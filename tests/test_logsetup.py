@@ -1,4 +1,4 @@
-"""The logging setup: a per-service file (rotated) plus stderr, secrets masked everywhere, a throttle."""
+"""The logging setup: a per-service file (rotated) plus stderr, secrets masked everywhere."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from trader.config import Settings, validate
 from trader.errors import ConfigError
-from trader.logsetup import LogThrottle, clip, setup_logging
+from trader.logsetup import setup_logging
 
 
 def test_secrets_are_masked_in_the_file_and_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,18 +110,6 @@ def test_settings_carry_the_rotation() -> None:
     assert validate(Settings, {"logging": {"max_bytes": 65536, "backups": 3}}, "t").logging.backups == 3
     with pytest.raises(ConfigError, match="logging.backups"):
         validate(Settings, {"logging": {"backups": 0}}, "t")
-
-
-def test_log_throttle_lets_a_burst_through_then_counts() -> None:
-    now = [0.0]
-    throttle = LogThrottle(burst=3, interval=10.0, clock=lambda: now[0])
-    assert [throttle.allow("k") for _ in range(5)] == [0, 0, 0, None, None]
-    assert throttle.allow("other") == 0
-    now[0] = 10.0
-    assert throttle.allow("k") == 2  # the next line says two were dropped
-    assert throttle.allow("k") == 0
-    assert clip("x" * 500, 20).endswith("...(502 chars)") and len(clip("x" * 500, 20)) < 40
-    assert clip("short") == "'short'"
 
 
 def test_an_uncaught_exception_is_logged_masked(tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ import logging
 import logging.handlers
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -50,38 +49,6 @@ class SecretMasker(logging.Filter):
         if record.stack_info:
             record.stack_info = self.mask(record.stack_info)
         return True
-
-
-class LogThrottle:
-    """Let at most ``burst`` lines per key through in each ``interval`` seconds; count the rest.
-
-    ``allow(key)`` returns None for a line to drop, else how many lines of
-    that key were dropped since the last one let through (to say so in it).
-    For what a peer can make a process log as often as it likes.
-    """
-
-    def __init__(self, burst: int = 5, interval: float = 10.0, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.interval, self._clock = burst, interval, clock
-        self._windows: dict[str, tuple[float, int, int]] = {}  # key -> (window start, let through, dropped)
-
-    def allow(self, key: str) -> int | None:
-        """Return None to drop this line, or the number dropped before it (a line to log)."""
-        now = self._clock()
-        start, passed, dropped = self._windows.get(key, (now, 0, 0))
-        if now - start >= self.interval:
-            start, passed = now, 0
-        if passed >= self.burst:
-            self._windows[key] = (start, passed, dropped + 1)
-            return None
-        self._windows[key] = (start, passed + 1, 0)
-        return dropped
-
-
-def clip(text: object, limit: int = 80) -> str:
-    """Return ``repr(text)`` cut to ``limit`` characters, saying how long it was: for text from the wire."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit]}...({len(shown)} chars)"
 
 
 def setup_logging(

@@ -69,6 +69,11 @@ class ContractDetails:
     min_size: Decimal
     long_name: str = ""
 
+    @property
+    def key(self) -> str:
+        """Return the contract's key (``AAPL``, ``ES.FUT.202612``)."""
+        return self.contract.key
+
 
 @dataclass(frozen=True, slots=True)
 class ContractQuery:

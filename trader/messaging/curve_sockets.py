@@ -34,6 +34,42 @@ HWM = 100_000
 __all__ = ["CurveDealer", "CurvePeer", "CurveRouter"]
 
 
+class _CurveSocket:
+    """What the CURVE router and dealer share: one pyzmq socket, read from the loop by a Drainer."""
+
+    def __init__(self, endpoint: str, max_message_bytes: int, context: zmq.Context | None) -> None:
+        self.endpoint = endpoint
+        self._max = max_message_bytes
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._drainer: Drainer | None = None
+
+    def _new_socket(self, kind: int, hwm: int) -> zmq.Socket:
+        """Return a new socket of ``kind``: no linger, a larger message drops its sender, ``hwm`` queued each way."""
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        return sock
+
+    def _read(self, sock: zmq.Socket, on_frames: Callable[[list[bytes]], None]) -> None:
+        """Keep ``sock`` as this one's socket and start reading it into ``on_frames``."""
+        self._sock = sock
+        self._drainer = Drainer(sock, on_frames, multipart=True)
+        self._drainer.start()
+
+    def _shut(self) -> bool:
+        """Stop reading and close the socket at once; False if it was not open."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return False
+        if self._drainer is not None:
+            self._drainer.stop()
+        sock.close(linger=0)
+        return True
+
+
 class CurvePeer:
     """One client as a ``CurveRouter`` sees it (by its routing id); reply with ``send``."""
 
@@ -49,7 +85,7 @@ class CurvePeer:
         return self._router._send(self, frames)
 
 
-class CurveRouter:
+class CurveRouter(_CurveSocket):
     """A bound CURVE ROUTER: every message goes to ``on_message(peer, frames)`` on the running loop.
 
     A message over ``max_message_bytes`` disconnects its sender (libzmq's
@@ -66,25 +102,17 @@ class CurveRouter:
         max_message_bytes: int,
         context: zmq.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, max_message_bytes, context)
         self._on_message = on_message
         self._keys = keys
-        self._max = max_message_bytes
-        self._ctx = context or zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
-        self._drainer: Drainer | None = None
         self._domain: str | None = None
 
     async def start(self) -> None:
         """Bind and start reading; ``endpoint`` then names the real port."""
         if self._sock is not None:
             return
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = self._new_socket(zmq.ROUTER, HWM)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished client fails, it is not dropped silently
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
-        sock.setsockopt(zmq.SNDHWM, HWM)
-        sock.setsockopt(zmq.RCVHWM, HWM)
         self._domain = secure_server(sock, self._keys)
         try:
             sock.bind(self.endpoint)
@@ -93,19 +121,11 @@ class CurveRouter:
             release_server(self._ctx, self._domain)
             raise
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._sock = sock
-        self._drainer = Drainer(sock, self._dispatch, multipart=True)
-        self._drainer.start()
+        self._read(sock, self._dispatch)
 
     async def close(self) -> None:
         """Stop reading and close the socket; safe to call twice."""
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._drainer is not None:
-            self._drainer.stop()
-        sock.close(linger=0)
-        if self._domain is not None:
+        if self._shut() and self._domain is not None:
             release_server(self._ctx, self._domain)
 
     def _dispatch(self, frames: list[bytes]) -> None:
@@ -132,7 +152,7 @@ class CurveRouter:
                 self._drainer.kick()  # a send may consume the socket's edge-triggered read signal
 
 
-class CurveDealer:
+class CurveDealer(_CurveSocket):
     """A CURVE DEALER that connects, reconnects by itself and queues (up to ``hwm``) while the server is away."""
 
     def __init__(
@@ -147,33 +167,23 @@ class CurveDealer:
         reconnect_ivl_max: float = 1.0,
         context: zmq.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, max_message_bytes, context)
         self._on_message = on_message
         self._keys = keys
-        self._max = max_message_bytes
         self._hwm = hwm
         self._ivl = reconnect_ivl
         self._ivl_max = max(reconnect_ivl_max, reconnect_ivl)
-        self._ctx = context or zmq.Context.instance()
-        self._sock: zmq.Socket | None = None
-        self._drainer: Drainer | None = None
 
     def start(self) -> None:
         """Connect in the background and start reading; call from the running loop."""
         if self._sock is not None:
             return
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
-        sock.setsockopt(zmq.SNDHWM, self._hwm)
-        sock.setsockopt(zmq.RCVHWM, self._hwm)
+        sock = self._new_socket(zmq.DEALER, self._hwm)
         sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(self._ivl * 1000)))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(self._ivl_max * 1000)))
         secure_client(sock, self._keys)
         sock.connect(self.endpoint)
-        self._sock = sock
-        self._drainer = Drainer(sock, self._on_message, multipart=True)
-        self._drainer.start()
+        self._read(sock, self._on_message)
 
     def send(self, frames: list[bytes]) -> bool:
         """Send (or queue while disconnected); False when the queue is full or the dealer closed."""
@@ -191,9 +201,4 @@ class CurveDealer:
 
     def close(self) -> None:
         """Stop reading and close the socket; safe to call twice."""
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._drainer is not None:
-            self._drainer.stop()
-        sock.close(linger=0)
+        self._shut()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trader.errors import MethodNotFound, ValidationError
-from trader.messaging.throttle import clip, cut
+from trader.peer_text import clip, cut
 
 __all__ = ["Check", "Entry", "MethodRegistry"]
 

@@ -8,7 +8,7 @@ strictly: ``"false"`` is not a bool); a remote ``TraderError`` arrives on the
 caller's side as the same class (see ``trader.errors.error_from_wire``). Every
 frame is one msgpack message through the platform codec: nothing is ever
 unpickled. What the server logs about a bad request quotes at most
-``throttle.CLIP`` characters of it, at most one line per error kind every
+``peer_text.CLIP`` characters of it, at most one line per error kind every
 few seconds.
 
 The sockets are :mod:`trader.messaging.zmtp`'s: the ZeroMQ wire protocol spoken
@@ -45,7 +45,6 @@ from trader.messaging.curve import ClientKeys, ServerKeys
 from trader.messaging.curve_sockets import CurveDealer, CurveRouter
 from trader.messaging.loopback import require_protected
 from trader.messaging.methods import MethodRegistry
-from trader.messaging.throttle import LogThrottle, clip, cut
 from trader.messaging.zmtp_sockets import (
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_CONNECTIONS,
@@ -55,6 +54,7 @@ from trader.messaging.zmtp_sockets import (
     RouterServer,
     Timeouts,
 )
+from trader.peer_text import LogThrottle, clip, cut
 
 __all__ = ["MethodRegistry", "RpcClient", "RpcServer"]
 

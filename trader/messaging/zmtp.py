@@ -18,7 +18,7 @@ Every limit on peer input (greeting, message size, frame count, handshake
 time, a message not completed within ``read_timeout``, the bytes of unfinished
 messages held across connections; see :mod:`trader.messaging.zmtp_limits`)
 closes only the offending connection, never the server. What is logged about
-a refused peer is rate-limited per kind (:mod:`trader.messaging.throttle`).
+a refused peer is rate-limited per kind (:mod:`trader.peer_text`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import socket
 import time
 from typing import cast
 
-from trader.messaging.throttle import LogThrottle
 from trader.messaging.zmtp_limits import Budget, Limits, Timeouts
 from trader.messaging.zmtp_wire import (
     GREETING,
@@ -41,6 +40,7 @@ from trader.messaging.zmtp_wire import (
     ping,
     ready_command,
 )
+from trader.peer_text import LogThrottle
 
 __all__ = ["DEFAULT_MAX_BUFFER", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
            "parse_endpoint"]

@@ -16,10 +16,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from trader.messaging.throttle import LogThrottle
 from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Connection
 from trader.messaging.zmtp_limits import Budget, Timeouts
 from trader.messaging.zmtp_wire import encode, parse_endpoint
+from trader.peer_text import LogThrottle
 from trader.retry import Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
+from trader.peer_text import clip
 from trader.sim.catalogue import ContractQuery, SimInstrument
 from trader.sim.client_requests import parse_contract
 from trader.sim.encoders import Fields, tws_time
 from trader.sim.msgids import ErrorCode, Out, ServerVersion
 from trader.sim.orders import Execution, OrderTicket, SimOrder
-from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError, clip
+from trader.sim.wire import UNSET_DOUBLE, FieldReader, WireError
 
 __all__ = [
     "IB_ORDER_TYPES",

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from trader.errors import FrameTooLarge
+from trader.peer_text import clip
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
 from trader.sim.client_requests import REQUEST_PARSERS
@@ -38,7 +39,6 @@ from trader.sim.wire import (
     FieldReader,
     FrameSplitter,
     WireError,
-    clip,
     decode_fields,
     encode_message,
     parse_version_range,

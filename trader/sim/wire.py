@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 
 from trader.errors import FrameTooLarge, ProtocolError
+from trader.peer_text import clip
 
 __all__ = [
     "API_SIGNATURE",
@@ -28,7 +29,6 @@ __all__ = [
     "FieldReader",
     "FrameSplitter",
     "WireError",
-    "clip",
     "decode_fields",
     "encode_field",
     "encode_message",
@@ -54,18 +54,6 @@ class WireError(ProtocolError):
     """A request could not be read: missing fields, bad numbers, trailing garbage."""
 
     code = "protocol"
-
-
-def clip(value: object, limit: int = 80) -> str:
-    """Return ``repr(value)`` cut to ``limit`` characters, for logs and error texts that quote the wire.
-
-    A client chooses what it sends, up to a frame's size: quoted whole, one
-    bad field could write megabytes to the log.
-    """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 def encode_field(value: Field) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from trader.domain import SecType
 from trader.errors import ValidationError
+from trader.peer_text import clip
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
 from trader.sim.account import Account
@@ -35,7 +36,6 @@ from trader.sim.orders import CommissionSchedule, EngineEvent, OrderChanged, Ord
 from trader.sim.replay import ReplaySource
 from trader.sim.replay_data import FileReplayData
 from trader.sim.session import Session
-from trader.sim.wire import clip
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from trader.errors import TraderError
-from trader.logsetup import LogThrottle
+from trader.peer_text import LogThrottle
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from trader.brokers.base import Broker
-from trader.brokers.records import OrderReport
+from trader.brokers.records import ContractDetails, OrderReport
 from trader.domain import Action, Fill, Order, OrderStatus
 from trader.domain.checks import utc_now
 from trader.errors import (
@@ -38,7 +38,7 @@ from trader.errors import (
     ValidationError,
 )
 from trader.trading.book import Book, never_sent
-from trader.trading.instruments import Instrument, Resolver
+from trader.trading.instruments import Resolver
 from trader.trading.recorder import Recorder
 from trader.trading.requests import (
     BuiltOrders,
@@ -215,7 +215,7 @@ class Desk:
             if self._acks.get(coid) is ack:
                 del self._acks[coid]
 
-    async def _prices(self, inst: Instrument, action: Action) -> tuple[Decimal | None, Decimal | None]:
+    async def _prices(self, inst: ContractDetails, action: Action) -> tuple[Decimal | None, Decimal | None]:
         """Return the market (mid, else last) and the price a market order would pay."""
         self.adapter.subscribe(inst.contract, owner="desk")
         loop = asyncio.get_running_loop()
@@ -243,7 +243,7 @@ class Desk:
             self.adapter.unsubscribe(key, owner="desk")
         return released
 
-    def _intent(self, order: Order, inst: Instrument, market: Decimal | None,
+    def _intent(self, order: Order, inst: ContractDetails, market: Decimal | None,
                 reference: Decimal | None) -> OrderIntent:
         return OrderIntent(
             key=inst.key, symbol=inst.contract.symbol, action=order.action, quantity=order.quantity,

@@ -11,36 +11,21 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from trader.brokers.base import Broker
 from trader.brokers.records import ContractDetails, ContractQuery
-from trader.domain import Contract, SecType
+from trader.domain import SecType
 from trader.errors import NotFound, ValidationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Instrument", "Resolver"]
+__all__ = ["Resolver"]
 
 _PAIR = re.compile(r"^([A-Z]{3})[./]?([A-Z]{3})$")
 _SEC_TYPES = {"STK", "FUT", "OPT", "CASH", "IND", "CMDTY"}
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """A qualified contract, its tick size and minimum size."""
-
-    contract: Contract
-    tick: Decimal
-    min_size: Decimal
-    long_name: str = ""
-
-    @property
-    def key(self) -> str:
-        return self.contract.key
 
 
 def _query(symbol: str, sec_type: str | None, exchange: str | None, currency: str | None,
@@ -87,19 +72,19 @@ def _query(symbol: str, sec_type: str | None, exchange: str | None, currency: st
 
 
 class Resolver:
-    """Symbols to :class:`Instrument`s through the broker's contract details."""
+    """Symbols to the broker's :class:`~trader.brokers.records.ContractDetails` (front month, pairs, keys)."""
 
     def __init__(self, adapter: Broker) -> None:
         self.adapter = adapter
-        self._cache: dict[tuple[str, ...], list[Instrument]] = {}
-        self._by_key: dict[str, Instrument] = {}
+        self._cache: dict[tuple[str, ...], list[ContractDetails]] = {}
+        self._by_key: dict[str, ContractDetails] = {}
 
-    def known(self, key: str) -> Instrument | None:
+    def known(self, key: str) -> ContractDetails | None:
         """Return an instrument resolved before, by contract key."""
         return self._by_key.get(key)
 
     async def resolve(self, symbol: str, *, sec_type: str | None = None, exchange: str | None = None,
-                      currency: str | None = None, expiry: str | None = None) -> list[Instrument]:
+                      currency: str | None = None, expiry: str | None = None) -> list[ContractDetails]:
         """Return every instrument ``symbol`` names; a future without expiry gives the front month."""
         if not symbol or not symbol.strip():
             raise ValidationError("symbol is empty")
@@ -112,7 +97,7 @@ class Resolver:
         if not found and sec_type is None and query.sec_type is SecType.STK:
             query = _query(symbol, "FUT", exchange, currency, expiry)  # "ES" alone: the future
             found = await self.adapter.contract_details(query)
-        instruments = [self._instrument(d) for d in found]
+        instruments = list(found)
         if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
             instruments = self._front_month(instruments)
         self._cache[cache_key] = instruments
@@ -120,7 +105,7 @@ class Resolver:
             self._by_key[inst.key] = inst
         return instruments
 
-    async def one(self, symbol: str, **hints: str | None) -> Instrument:
+    async def one(self, symbol: str, **hints: str | None) -> ContractDetails:
         """Return the one instrument ``symbol`` names; NotFound or ValidationError (ambiguous) otherwise."""
         found = await self.resolve(symbol, **hints)
         if not found:
@@ -134,11 +119,7 @@ class Resolver:
         return found[0]
 
     @staticmethod
-    def _instrument(details: ContractDetails) -> Instrument:
-        return Instrument(details.contract, details.tick, details.min_size, details.long_name)
-
-    @staticmethod
-    def _front_month(instruments: list[Instrument]) -> list[Instrument]:
+    def _front_month(instruments: list[ContractDetails]) -> list[ContractDetails]:
         today = datetime.now(UTC).date()
         live = [i for i in instruments if i.contract.expiry is None or i.contract.expiry >= today]
         if not live:
