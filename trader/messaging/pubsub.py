@@ -27,8 +27,10 @@ from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, secure_client
 from trader.messaging.drain import Drainer
 from trader.messaging.loopback import require_protected
+from trader.peer_text import LogThrottle, clip
 
 log = logging.getLogger(__name__)
+_throttle = LogThrottle(log, burst=10, interval=60.0)
 
 SEPARATOR = b"\x00"
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -224,6 +226,6 @@ class Subscriber:
     def _drop(self, reason: str, data: bytes) -> None:
         self.dropped += 1
         # Logged at a bounded rate: a flood of garbage must not flood the log too.
-        if self.dropped <= 10 or self.dropped % 10_000 == 0:
-            log.warning("dropped bus frame (%d so far): %s; first bytes %r", self.dropped, reason, data[:32])
+        _throttle.log(logging.WARNING, "bad frame", "dropped bus frame (%d so far): %s; first bytes %s", self.dropped,
+                      clip(reason, 200), clip(data[:32]))
 

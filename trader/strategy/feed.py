@@ -34,12 +34,14 @@ from reactivex.disposable import Disposable
 from trader.domain import Bar, Tick
 from trader.errors import TraderError
 from trader.messaging.pubsub import Message, Subscriber
+from trader.peer_text import LogThrottle, clip
 from trader.strategy.bars import BarAggregator, aggregate_bars
 from trader.strategy.sanity import TickGuard
 
 __all__ = ["TickFeed"]
 
 log = logging.getLogger(__name__)
+_throttle = LogThrottle(log, burst=10, interval=60.0)  # any local process can publish: bound what it makes us log
 
 TICK_FIELDS = ("instrument", "time", "bid", "ask", "last", "bid_size", "ask_size", "last_size", "volume")
 _fields = itemgetter(*TICK_FIELDS)
@@ -147,6 +149,5 @@ class TickFeed:
 
     def _bad(self, topic: str, payload: Any, reason: str) -> None:
         self.bad_ticks += 1
-        if self.bad_ticks <= 10 or self.bad_ticks % 10_000 == 0:
-            log.warning("dropped a bad tick on %s (%d so far): %s (%s)", topic, self.bad_ticks, reason,
-                        type(payload).__name__)
+        _throttle.log(logging.WARNING, "bad tick", "dropped a bad tick on %s (%d so far): %s (%s)", clip(topic),
+                      self.bad_ticks, clip(reason, 200), type(payload).__name__)
