@@ -50,3 +50,23 @@ def test_a_jump_is_refused_until_confirmed() -> None:
     verdicts = [guard.check(tick(last=3220.0 + n)) for n in range(CONFIRM + 1)]
     assert [v is None for v in verdicts] == [False] * (CONFIRM - 1) + [True, True]
     assert guard.reference == 3220.0 + CONFIRM
+
+
+def test_an_empty_book_side_is_absent_not_absurd() -> None:
+    """IB's empty side (-1, size 0) and an option's zero bid leave the tick's other prices usable."""
+    import ib_async
+
+    from trader.brokers.ib.parsing import ticker_to_tick
+
+    ticker = ib_async.Ticker(contract=ib_async.Stock("AAPL", "SMART", "USD"), time=NOW)
+    # As ib_async's wrapper records an empty bid (its constructor resets prices to NaN).
+    ticker.bid, ticker.bidSize, ticker.ask, ticker.askSize, ticker.last, ticker.lastSize = \
+        -1.0, 0.0, 150.2, 300.0, 150.1, 100.0
+    guard = TickGuard("AAPL.STK")
+    assert guard.check(Tick(**ticker_to_tick(ticker, "AAPL.STK"))) is None
+    assert guard.reference == 150.1
+    assert guard.check(tick(bid=-1.0, ask=-1.0, bid_size=0.0, ask_size=0.0)) is None  # an empty book: no price
+    assert guard.check(tick(bid=-1.0, ask=150.3)) is None  # one-sided: no jump test
+    option = TickGuard("AAPL.OPT.20261218.C400")
+    assert option.check(tick("AAPL.OPT.20261218.C400", bid=0.0, ask=0.05, last=0.03)) is None
+    assert guard.check(tick(bid=-2.0, ask=150.3)) is not None  # only -1 and 0 mean "empty"

@@ -8,7 +8,11 @@ yet a price. :class:`TickGuard` (one per instrument, in the feed) refuses:
   a denormal). No listed instrument trades above 1e9 or at a millionth;
 - a price ``<= 0``, except for futures and combos (``FUT``, ``CONTFUT``,
   ``BAG`` in the contract key): a calendar spread, or a future such as WTI
-  crude in April 2020, can trade at zero or below;
+  crude in April 2020, can trade at zero or below. A bid or ask of exactly
+  -1 or 0 is no price at all: IB's empty book side (-1, size 0), and the zero
+  bid of a far out-of-the-money option. That side is absent, and the tick
+  goes on with its other prices (a one-sided or empty book must not starve a
+  strategy of its last prices);
 - a size or volume that is negative, not finite or above ``MAX_SIZE``;
 - a jump: a last price (or a bid/ask midpoint) more than ``MAX_JUMP`` times
   (or less than 1/``MAX_JUMP`` of) the last good one. A real move of that
@@ -32,6 +36,7 @@ MAX_SIZE = 1e12
 MAX_JUMP = 10.0
 CONFIRM = 5
 NEGATIVE_OK = frozenset({"FUT", "CONTFUT", "BAG"})
+EMPTY_SIDE = (-1.0, 0.0)  # a bid or ask that says the side is empty (IB: -1 with size 0)
 
 
 class TickGuard:
@@ -57,6 +62,8 @@ class TickGuard:
                 if price is None or (low <= price <= MAX_PRICE  # NaN fails this
                                      and (price == 0.0 or not -MIN_PRICE < price < MIN_PRICE)):
                     continue
+                if name != "last" and price in EMPTY_SIDE:
+                    continue
                 return f"{name} {price!r} out of bounds"
         sizes = (tick.bid_size, tick.ask_size, tick.last_size, tick.volume)
         for size in sizes:
@@ -66,8 +73,8 @@ class TickGuard:
         if self.negative_ok:
             return None
         if last is None:
-            if bid is None or ask is None:
-                return None
+            if bid is None or ask is None or bid in EMPTY_SIDE or ask in EMPTY_SIDE:
+                return None  # no price to test for a jump: an empty or one-sided book
             last = (bid + ask) / 2.0
         reference = self.reference
         if reference is not None and reference / MAX_JUMP <= last <= reference * MAX_JUMP:
