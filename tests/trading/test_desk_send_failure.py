@@ -132,3 +132,43 @@ def test_an_order_whose_send_failed_is_booked_never_sent_and_its_retry_sends_it_
         for proc in redis_procs:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_placement_cancelled_after_its_send_is_not_booked_as_never_sent(redis_server: Any) -> None:
+    """The broker has the order: losing the connection (and its order handles) and the call must not undo that."""
+
+    async def main() -> None:
+        async with running_sim(sim_config()) as sim:
+            client = redis.asyncio.Redis.from_url(redis_server.url)
+            journal = Journal(client, "journal:cancelled")
+            recorder = Recorder(journal, lambda _topic, _payload: None)
+            recorder.start()
+            adapter = IbAdapter(IbSettings(port=sim.port, client_id=1), TradingSettings())
+            book = Book()
+            desk = Desk(adapter, Resolver(adapter), book, recorder, RiskGate(RiskSettings(), lambda: datetime.now(UTC)))
+            adapter.start()
+            try:
+                assert await adapter.wait_connected(10)
+                await reconcile(desk)
+                sim.set_response_delay(3.0)  # the acknowledgement is slow: the call still waits for it
+                placing = asyncio.ensure_future(desk.place(dict(ORDER)))
+                await until(lambda: adapter.sent_order_id("c1") is not None, "the order sent")
+                await adapter.stop()  # the connection goes, and the session's order handles with it
+                placing.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await placing
+                order = book.order("c1")
+                assert order.broker_order_id is not None and not never_sent(order), "the broker has it"
+                sim.set_response_delay(0.0)
+                deadline = time.monotonic() + 10
+                while (rebuilt := await rebuild(journal)).get("c1") is None:  # the journal is written a moment later
+                    assert time.monotonic() < deadline, "the order never reached the journal"
+                    await asyncio.sleep(0.02)
+                assert not never_sent(rebuilt.order("c1")), "a restart does not send it again either"
+            finally:
+                await adapter.stop()
+                await recorder.stop()
+                await journal.close()
+                await client.aclose()
+
+    asyncio.run(main())

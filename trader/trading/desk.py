@@ -72,6 +72,9 @@ class Desk:
         self.reasons: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}  # done at the broker's first answer to a new order
+        # Attempts whose orders went to the broker: the broker's handles cannot say so once the
+        # connection is gone (they go with it), and a cancelled call must not book a sent order unsent.
+        self._sent: set[str] = set()
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         self.synced = False  # reconciled with the broker since the last (re)connect
@@ -113,13 +116,14 @@ class Desk:
                 request = request.model_copy(update={"client_order_id": coid})
             result = await self._place(request)
         except BaseException as exc:
-            if self.adapter.sent_order_id(coid) == sent_before:  # this attempt reached no broker
+            if coid not in self._sent and self.adapter.sent_order_id(coid) == sent_before:  # reached no broker
                 self._not_sent(coid, exc)
             future.set_exception(exc)
             future.exception()  # retrieved: a retry that never came must not warn
             raise
         finally:
             del self._inflight[coid]
+            self._sent.discard(coid)
         future.set_result(result)
         return result
 
@@ -208,6 +212,7 @@ class Desk:
                 for _ in built.all:
                     self.risk.record_order()
                 self.adapter.place_orders(built.all)
+                self._sent.add(coid)
                 await ack
         except TimeoutError:
             log.warning("order %s: no acknowledgement from the broker within %.0f s", coid, self.ack_timeout)
