@@ -102,3 +102,92 @@ def test_a_flood_of_bad_heartbeats_and_ticks_is_dropped_counted_and_logged_brief
         asyncio.run(asyncio.wait_for(scenario(), 60))
     logged = sum(len(r.getMessage()) for r in caplog.records)
     assert logged < 20_000, f"{logged} characters logged for {len(flood)} bad frames"
+
+
+BUS_SCRIPT = """
+import sys, time
+from trader.messaging.proxy import BusProxy
+proxy = BusProxy("tcp://127.0.0.1:0", "tcp://127.0.0.1:0")
+proxy.start()
+print(proxy.pub_endpoint, proxy.sub_endpoint, flush=True)
+time.sleep(120)
+"""
+
+# The flooder is a process of its own: libzmq's XSUB keeps its subscriptions in the same trie (to send them
+# again on reconnect), so the sender of a huge one crashes too when it closes; that is its problem, not ours.
+FLOOD_SCRIPT = """
+import sys, time, zmq
+sock = zmq.Context().socket(zmq.XSUB)
+sock.connect(sys.argv[1])
+sock.send(b"\\x01" + b"x" * 300_000)
+time.sleep(0.3)
+sock.close(linger=0)
+"""
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_huge_subscription_is_refused_by_the_bus_which_keeps_serving(zctx: zmq.Context) -> None:
+    """One 300 KB subscription grew the bus by ~30 MB and crashed it when its sender left (libzmq's trie)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", BUS_SCRIPT], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        pub_endpoint, sub_endpoint = proc.stdout.readline().split()  # type: ignore[union-attr]
+        before = _rss_kb(proc.pid)
+        for _ in range(3):
+            subprocess.run([sys.executable, "-c", FLOOD_SCRIPT, sub_endpoint], timeout=30, check=False)
+            time.sleep(0.3)
+        assert proc.poll() is None, "the bus died"
+        assert _rss_kb(proc.pid) - before < 20_000, "the subscriptions were kept"
+        pub, sub = zctx.socket(zmq.PUB), zctx.socket(zmq.SUB)
+        pub.connect(pub_endpoint)
+        sub.connect(sub_endpoint)
+        sub.setsockopt(zmq.SUBSCRIBE, b"tick")
+        sub.setsockopt(zmq.RCVTIMEO, 200)
+        deadline = time.monotonic() + 10
+        while True:  # a subscription takes a moment to reach the publisher
+            pub.send(frame("tick.sim.AAPL", {"last": 1.0}))
+            try:
+                assert sub.recv().startswith(b"tick.sim.AAPL\x00")
+                break
+            except zmq.Again:
+                assert time.monotonic() < deadline, "the bus stopped forwarding"
+        pub.close(linger=0)
+        sub.close(linger=0)
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_the_subscriber_caches_only_valid_topics_somebody_listens_to(bus: BusProxy, zctx: zmq.Context) -> None:
+    """2 MB topics under a subscribed prefix were each cached (200 of them kept 767 MB)."""
+
+    async def main() -> None:
+        sub = Subscriber(bus.sub_endpoint)
+        got: list[Message] = []
+        sub.observe("heartbeat").subscribe(got.append)
+        sub.start()
+        raw = zctx.socket(zmq.PUB)
+        raw.connect(bus.pub_endpoint)
+        try:
+            await asyncio.sleep(0.3)
+            for n in range(20):
+                raw.send(b"heartbeat" + b"x" * 100_000 + str(n).encode() + b"\x00" + codec.encode({}))
+                raw.send(b"heartbeat.bad topic!\x00" + codec.encode({}))
+            raw.send(frame("heartbeat.svc", beat("svc", 1)))
+            await wait_until(lambda: got, timeout=10, what="the good beat")
+            assert [m.topic for m in got] == ["heartbeat.svc"]
+            assert len(sub._cache) <= 1 and sub.dropped >= 40
+        finally:
+            raw.close(linger=0)
+            sub.close()
+
+    asyncio.run(main())

@@ -23,6 +23,7 @@ from trader.messaging.loopback import require_protected
 log = logging.getLogger(__name__)
 
 HWM = 200_000
+MAX_SUBSCRIPTION = 1024  # bytes of a subscription message: a flag byte and a topic prefix (topics are short)
 
 
 class BusProxy:
@@ -62,6 +63,9 @@ class BusProxy:
             sock.setsockopt(zmq.RCVHWM, HWM)
             sock.setsockopt(zmq.SNDHWM, HWM)
         xsub.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
+        # A subscription is a message too: libzmq keeps each in a trie with a node per byte, so one
+        # long subscription costs the bus memory without bound (and a 300 KB one crashed it on teardown).
+        xpub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION)
         if self._curve is not None:
             self._domains = [secure_server(sock, self._curve) for sock in (xsub, xpub)]
         try:

@@ -34,6 +34,7 @@ _throttle = LogThrottle(log, burst=10, interval=60.0)
 
 SEPARATOR = b"\x00"
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+MAX_TOPIC = 256  # bytes: the platform's topics are short dotted names; a longer one is a peer's garbage
 HWM = 200_000
 
 
@@ -181,17 +182,28 @@ class Subscriber:
         self._cache.clear()
 
     def _route(self, raw_topic: bytes) -> tuple[str, list[abc.ObserverBase[Message]]] | None:
-        """Return (topic, observers) for a frame's topic bytes; None if it is not ASCII."""
+        """Return (topic, observers) for a frame's topic bytes; None if it is not a valid topic.
+
+        Only a valid topic (dotted segments, at most ``MAX_TOPIC`` bytes) that
+        somebody listens to is cached: anyone on the host can publish, and a
+        cache of whatever topics they invent would be theirs to fill.
+        """
         route = self._cache.get(raw_topic)
         if route is None:
+            if len(raw_topic) > MAX_TOPIC:
+                return None
             try:
                 topic = raw_topic.decode("ascii")
             except UnicodeDecodeError:
                 return None
+            if not TOPIC_RE.match(topic):
+                return None
             found = [o for p, obs in self._routes.items() if topic_matches(p, topic) for o in obs]
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            route = self._cache[raw_topic] = (topic, found)
+            route = (topic, found)
+            if found:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[raw_topic] = route
         return route
 
     # -- hot path ------------------------------------------------------------
@@ -206,7 +218,7 @@ class Subscriber:
         raw_topic = data[:sep]
         route = self._cache.get(raw_topic) or self._route(raw_topic)
         if route is None:
-            self._drop("topic is not ASCII", data)
+            self._drop("invalid topic (not dotted ASCII segments, or too long)", data)
             return
         topic, observers = route
         if not observers:
