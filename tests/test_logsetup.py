@@ -131,3 +131,17 @@ def test_an_uncaught_exception_is_logged_masked(tmp_path: Path) -> None:
         assert "hunter2" not in output
         assert "RuntimeError: cannot AUTH with ***" in output
         assert "KeyError: '*** in a thread'" in output
+
+
+def test_a_bad_log_call_does_not_raise_into_the_caller_and_stays_masked(
+    tmp_path: Path, restore_root: logging.Logger
+) -> None:
+    setup_logging("svc", tmp_path / "logs", "INFO", secrets=["hunter2"], stderr=False)
+    record = logging.getLogger("trader.test").makeRecord(
+        "trader.test", logging.INFO, __file__, 1, "value %d for %s", ("x", "hunter2"), None)
+    for handler in restore_root.handlers:  # ours (pytest's own capture handlers re-raise format errors)
+        if getattr(handler, "_trader_handler", False):
+            handler.handle(record)  # the masker's getMessage raised TypeError into the caller before
+            handler.flush()
+    text = (tmp_path / "logs" / "svc.log").read_text()
+    assert "unformattable log call: 'value %d for %s'" in text and "hunter2" not in text

@@ -38,7 +38,11 @@ class SecretMasker(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format call: logged as written (masked), and the caller goes on
+            message = f"unformattable log call: {record.msg!r} % {record.args!r}"
+            record.msg, record.args = message, None
         masked = self.mask(message)
         if masked != message:
             record.msg, record.args = masked, None

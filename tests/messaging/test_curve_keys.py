@@ -79,7 +79,8 @@ def test_a_bad_or_missing_key_is_a_config_error_that_says_what(tmp_path: Path, e
 
 def test_a_client_host_needs_no_server_secret_and_a_binder_does(tmp_path: Path) -> None:
     zmq.auth.create_certificates(tmp_path, "server")
-    zmq.auth.create_certificates(tmp_path, "laptop")
+    _, laptop_secret = zmq.auth.create_certificates(tmp_path, "laptop")
+    Path(laptop_secret).chmod(0o600)  # as `trader keys generate` writes it (create_certificates follows the umask)
     laptop = settings(tmp_path, TRADER_SECURITY__MODE="curve",
                       TRADER_SECURITY__SERVER__KEY_FILE=str(tmp_path / "server.key"),  # public only
                       TRADER_SECURITY__CLIENT__KEY_FILE=str(tmp_path / "laptop.key_secret"))
@@ -94,3 +95,14 @@ def test_a_public_key_that_does_not_match_the_secret_is_refused(tmp_path: Path) 
         CurveKeys.from_settings(settings(tmp_path, TRADER_SECURITY__MODE="curve",
                                          TRADER_SECURITY__SERVER__SECRET_KEY=keypair()[1],
                                          TRADER_SECURITY__SERVER__PUBLIC_KEY=keypair()[0]))
+
+
+def test_a_secret_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    _, secret_file = zmq.auth.create_certificates(tmp_path, "server")
+    secret_file = Path(secret_file)
+    loaded = settings(tmp_path, TRADER_SECURITY__MODE="curve", TRADER_SECURITY__SERVER__KEY_FILE=str(secret_file))
+    secret_file.chmod(0o600)
+    assert CurveKeys.from_settings(loaded, need_server=True).server is not None
+    secret_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        CurveKeys.from_settings(loaded, need_server=True)

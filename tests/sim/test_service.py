@@ -141,3 +141,12 @@ def test_a_bad_replay_file_exits_with_the_config_code(stack_env: StackEnv, tmp_p
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2, result.stderr
     assert "unknown symbol 'NOPE'" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::"])
+def test_a_listener_beyond_loopback_is_refused(stack_env: StackEnv, host: str) -> None:
+    """IB's API has no authentication: tws-sim's simulated account stays on this host."""
+    result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--host", host],
+                            cwd=REPO, env=stack_env.env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "beyond loopback" in result.stderr and "SSH tunnel" in result.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -127,6 +128,9 @@ def _load_pair(settings: Settings, keys: CurveKeySettings, where: str) -> tuple[
             public, secret = zmq.auth.load_certificate(path)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{where}.key_file: cannot read a CURVE certificate from {path}: {exc}") from None
+        if secret is not None and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{where}.key_file: {path} holds a secret key and others may read it "
+                              f"(chmod 600 {path})")
     if keys.secret_key is not None:
         secret = keys.secret_key.get_secret_value().encode("ascii")
     if keys.public_key is not None:
