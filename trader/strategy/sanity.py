@@ -54,22 +54,17 @@ class TickGuard:
     def check(self, tick: Tick) -> str | None:
         """Return None if ``tick`` is sane (and take its price as the reference), else the reason."""
         bid, ask, last = tick.bid, tick.ask, tick.last
-        # The usual tick, in one expression (this is the hot path): positive prices within bounds.
+        bid_size, ask_size, last_size, volume = tick.bid_size, tick.ask_size, tick.last_size, tick.volume
+        # The usual tick, in one expression (this is the hot path): positive prices and sizes within bounds.
         if not ((bid is None or MIN_PRICE <= bid <= MAX_PRICE) and (ask is None or MIN_PRICE <= ask <= MAX_PRICE)
-                and (last is None or MIN_PRICE <= last <= MAX_PRICE)):
-            low = -MAX_PRICE if self.negative_ok else MIN_PRICE
-            for name, price in (("bid", bid), ("ask", ask), ("last", last)):
-                if price is None or (low <= price <= MAX_PRICE  # NaN fails this
-                                     and (price == 0.0 or not -MIN_PRICE < price < MIN_PRICE)):
-                    continue
-                if name != "last" and price in EMPTY_SIDE:
-                    continue
-                return f"{name} {price!r} out of bounds"
-        sizes = (tick.bid_size, tick.ask_size, tick.last_size, tick.volume)
-        for size in sizes:
-            if size is not None and not 0.0 <= size <= MAX_SIZE:
-                names = ("bid_size", "ask_size", "last_size", "volume")
-                return f"{names[sizes.index(size)]} {size!r} out of bounds"
+                and (last is None or MIN_PRICE <= last <= MAX_PRICE)
+                and (bid_size is None or 0.0 <= bid_size <= MAX_SIZE)
+                and (ask_size is None or 0.0 <= ask_size <= MAX_SIZE)
+                and (last_size is None or 0.0 <= last_size <= MAX_SIZE)
+                and (volume is None or 0.0 <= volume <= MAX_SIZE)):
+            reason = self._out_of_bounds(tick)
+            if reason is not None:
+                return reason
         if self.negative_ok:
             return None
         if last is None:
@@ -77,12 +72,29 @@ class TickGuard:
                 return None  # no price to test for a jump: an empty or one-sided book
             last = (bid + ask) / 2.0
         reference = self.reference
-        if reference is not None and reference / MAX_JUMP <= last <= reference * MAX_JUMP:
+        if reference is not None and reference <= last * MAX_JUMP and last <= reference * MAX_JUMP:
             self.reference = last
             if self._candidate is not None:
                 self._candidate, self._agree = None, 0
             return None
         return self._jump(last)
+
+    def _out_of_bounds(self, tick: Tick) -> str | None:
+        """Return which price or size of ``tick`` is out of bounds, or None (an empty side, a negative future)."""
+        low = -MAX_PRICE if self.negative_ok else MIN_PRICE
+        for name in ("bid", "ask", "last"):
+            price = getattr(tick, name)
+            if price is None or (low <= price <= MAX_PRICE  # NaN fails this
+                                 and (price == 0.0 or not -MIN_PRICE < price < MIN_PRICE)):
+                continue
+            if name != "last" and price in EMPTY_SIDE:
+                continue
+            return f"{name} {price!r} out of bounds"
+        for name in ("bid_size", "ask_size", "last_size", "volume"):
+            size = getattr(tick, name)
+            if size is not None and not 0.0 <= size <= MAX_SIZE:
+                return f"{name} {size!r} out of bounds"
+        return None
 
     def _jump(self, price: float) -> str | None:
         reference = self.reference
