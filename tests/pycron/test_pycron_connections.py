@@ -66,7 +66,7 @@ def start_pycron(home: Path, port: int, soft: int, hard: int) -> subprocess.Pope
         cwd=home,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        # The test process runs no threads of its own here; setrlimit is async-signal-safe.
+        # Only a setrlimit between fork and exec: no lock a thread of the test could hold is taken.
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),  # noqa: PLW1509
     )
 
