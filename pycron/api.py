@@ -7,6 +7,8 @@ constant time and never logged; a refused request is logged as one short
 line (method and path clipped), at most ``REFUSED_BURST`` a minute with a
 count of those left out. A header that is not UTF-8 is just a wrong token (401);
 a request aiohttp cannot parse is one short line too, as rate-limited.
+Connections are bounded (``pycron.connections``): one that has not completed
+a request within 5 s is closed, and beyond 32 a new one closes the oldest idle.
 
     GET  /status                  {profile, pid, closing, jobs: [JobStatus...]}
     POST /jobs/{name}/start       the job's status once the start settled
@@ -17,6 +19,7 @@ a request aiohttp cannot parse is one short line too, as rate-limited.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import ssl
@@ -25,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pycron.connections import IDLE_TIMEOUT, MAX_CONNECTIONS, ConnectionGuard, listen
 from pycron.supervisor import Supervisor
 from trader.errors import InternalError, NotFound, TraderError, Unauthorized, Unavailable
 from trader.messaging.loopback import require_protected_host
@@ -102,7 +106,7 @@ def presented_token(request: web.Request) -> bytes:
     return request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
 
 
-def _middlewares(token: str) -> list[Any]:
+def _middlewares(token: str, guard: ConnectionGuard | None) -> list[Any]:
     expected = ("Bearer " + token).encode()
     # A refused request is one short line, and at most REFUSED_BURST of them per interval:
     # a flood of bad requests must not flood the log (before: the whole path, ~7 KB, each).
@@ -146,7 +150,8 @@ def _middlewares(token: str) -> list[Any]:
             return error_response(InternalError(f"{type(exc).__name__}: {exc}"))
 
     # Authentication first: an unauthenticated caller learns nothing, not even which paths exist.
-    return [authenticate, envelope]
+    # The guard before it: a request in progress keeps its connection from being evicted.
+    return [*([guard.middleware] if guard else []), authenticate, envelope]
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -171,12 +176,15 @@ async def post_shutdown(request: web.Request) -> web.Response:
 
 
 def create_app(
-    supervisor: Supervisor, token: str, request_shutdown: Callable[[], None]
+    supervisor: Supervisor,
+    token: str,
+    request_shutdown: Callable[[], None],
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """Return the control application; ``request_shutdown`` is called by ``POST /shutdown``."""
     if not token:
         raise Unavailable("the control API needs a token")
-    app = web.Application(middlewares=_middlewares(token))
+    app = web.Application(middlewares=_middlewares(token, guard))
     app[_SUPERVISOR] = supervisor
     app[_SHUTDOWN] = request_shutdown
     app.router.add_get("/status", get_status)
@@ -186,13 +194,29 @@ def create_app(
 
 
 class ControlServer:
-    """Serve the control API on ``host:port`` (port 0: an ephemeral port, see ``port``)."""
+    """Serve the control API on ``host:port`` (port 0: an ephemeral port, see ``port``).
+
+    At most ``max_connections`` connections are kept (``pycron.connections``);
+    one that has not completed a request within ``idle_timeout`` is closed.
+    """
 
     def __init__(
-        self, supervisor: Supervisor, token: str, request_shutdown: Callable[[], None]
+        self,
+        supervisor: Supervisor,
+        token: str,
+        request_shutdown: Callable[[], None],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        self._app = create_app(supervisor, token, request_shutdown)
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self.guard: ConnectionGuard | None = None
+        self._supervisor, self._token, self._request_shutdown = supervisor, token, request_shutdown
+        if not token:
+            raise Unavailable("the control API needs a token")
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self.port: int | None = None
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
@@ -203,23 +227,34 @@ class ControlServer:
         address is taken.
         """
         require_protected_host(host, port, "pycron's control API binding", protected=ssl_context is not None)
-        runner = web.AppRunner(self._app, access_log=None, handle_signals=False, logger=http_log)
+        # The guard needs the server the runner makes, and the app needs the guard's middleware:
+        # the guard is made empty-handed and given the server once the runner is set up.
+        guard = ConnectionGuard(None, self._max_connections)
+        app = create_app(self._supervisor, self._token, self._request_shutdown, guard)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=http_log,
+                               keepalive_timeout=self._idle_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        assert runner.server is not None
+        guard.attach(runner.server)
         try:
-            await site.start()
+            listener = await listen(guard, host, port, ssl_context)
         except OSError as exc:
             await runner.cleanup()
             raise Unavailable(
                 f"control API cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self._listener, self.guard = runner, listener, guard
+        self.port = listener.sockets[0].getsockname()[1]
         log.info("control API listening on %s://%s:%d", "https" if ssl_context else "http", host, self.port)
         return self.port
 
     async def close(self) -> None:
         """Stop serving; safe to call twice."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         runner, self._runner = self._runner, None
         if runner is not None:
-            await runner.cleanup()
+            await runner.cleanup()  # closes the open connections, then the application
+        if listener is not None:
+            await listener.wait_closed()

@@ -34,6 +34,8 @@ class PycronClient:
             timeout=timeout,
             trust_env=False,  # loopback control traffic must never go through a proxy
             verify=verify,
+            # Shorter than the API's 5 s idle timeout: a kept connection is dropped here first.
+            limits=httpx.Limits(keepalive_expiry=2.0),
         )
 
     @classmethod

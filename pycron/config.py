@@ -78,14 +78,14 @@ class BackoffModel(StrictModel):
 
     n counts the failures within ``restart_window`` since the job last stayed
     healthy for ``reset_after`` seconds: a job that has been healthy that long
-    restarts after ``initial`` again, and its earlier failures no longer count
-    toward ``max_restarts``.
+    restarts after ``initial`` again. Its earlier failures still count toward
+    ``max_restarts``: the crash-loop verdict is every exit within the window.
     """
 
     initial: float = Field(0.1, gt=0, description="seconds before the first restart")
     factor: float = Field(2.0, ge=1)
     max: float = Field(60.0, gt=0)
-    reset_after: float = Field(10.0, gt=0, description="seconds healthy that clear past failures")
+    reset_after: float = Field(10.0, gt=0, description="seconds healthy that restart the backoff from initial")
 
     def policy(self) -> RetryPolicy:
         """Return the platform's retry policy with these delays."""

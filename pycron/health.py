@@ -13,7 +13,10 @@ supervises counts only if it carries the pid of that job's current process
 (or of a process in its session, for a job started through a wrapper): the
 supervisor registers each job's pid with ``expect``. Any other beat (a
 forgery, a stray process of another stack, the predecessor's last beat) is
-ignored and counted in ``ignored``. This stops a publisher that does not know
+ignored and counted in ``ignored``. Beats of services pycron does not
+supervise are not kept at all, only counted (under ``"<unsupervised>"``): a
+payload may be as large as a bus frame (8 MB), so keeping the last one of
+each made-up name would let any publisher grow pycron's memory. This stops a publisher that does not know
 the pid; one that reads it from ``ps`` can still forge a beat, which only
 CURVE on the bus (keys per publisher) rules out.
 """
@@ -50,14 +53,13 @@ class Beat:
     state: str
     pid: int | None
     arrived: float
-    payload: Mapping[str, Any]
 
 
-MAX_SERVICES = 256  # services remembered besides the supervised ones: forged names cannot grow it without end
+UNSUPERVISED = "<unsupervised>"  # the ``ignored`` key counting beats of services pycron does not run
 
 
 class HeartbeatMonitor:
-    """Record the last heartbeat of every service seen on the bus.
+    """Record the last heartbeat of every service pycron supervises (see ``expect``).
 
     ``start()`` must run inside the loop; the bus may come up later (it is a
     job like any other): ZeroMQ connects and reconnects on its own.
@@ -110,7 +112,7 @@ class HeartbeatMonitor:
         """Return whether a beat of ``service`` carrying ``pid`` comes from the process pycron runs for it."""
         pid_of = self._expected.get(service)
         if pid_of is None:
-            return True  # not supervised here: nothing to check against
+            return False  # not supervised here: no process of ours beats for it
         expected = pid_of()
         if expected is None or type(pid) is not int or pid <= 0:
             return False
@@ -122,7 +124,15 @@ class HeartbeatMonitor:
             return False
 
     def record(self, service: str, payload: Mapping[str, Any]) -> Beat | None:
-        """Record one heartbeat payload as arriving now; return None if it was ignored (wrong pid)."""
+        """Record one heartbeat payload as arriving now; return None if it was ignored.
+
+        Only its state and pid are kept. A beat is ignored if its service is
+        not supervised (counted under ``UNSUPERVISED``) or its pid is not the
+        supervised process's (counted under the service's name).
+        """
+        if service not in self._expected:
+            self.ignored[UNSUPERVISED] = self.ignored.get(UNSUPERVISED, 0) + 1
+            return None
         state = payload.get("state")
         pid = payload.get("pid")
         if not self.genuine(service, pid):
@@ -132,15 +142,11 @@ class HeartbeatMonitor:
                 log.warning("ignored a heartbeat of %s from pid %.20r: not the supervised process "
                             "(%d ignored so far)", service, pid, count)
             return None
-        if service not in self._beats and service not in self._expected and len(self._beats) >= MAX_SERVICES:
-            self.ignored["<unknown>"] = self.ignored.get("<unknown>", 0) + 1
-            return None
         beat = Beat(
             service=service,
             state=str(getattr(state, "value", state)),  # a state enum or its plain value
             pid=pid if isinstance(pid, int) else None,
             arrived=self._clock(),
-            payload=payload,
         )
         self._beats[service] = beat
         return beat

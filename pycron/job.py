@@ -156,7 +156,8 @@ class SupervisedJob:
         self.restarts = 0
         self.last_exit: int | None = None
         self.next_run: datetime | None = None
-        self._failures: deque[float] = deque()
+        self._failures: deque[float] = deque()  # exit times within restart_window: the crash-loop verdict
+        self._proven_at = float("-inf")  # monotonic: the last exit after a healthy stretch of reset_after
         self._healthy_since: float | None = None  # monotonic start of the current healthy stretch
         self._healthy_longest = 0.0  # seconds: the current process's longest healthy stretch
         self._task: asyncio.Task[None] | None = None
@@ -213,7 +214,7 @@ class SupervisedJob:
         """
         if self.active:
             raise RuntimeError(f"{self.name}: runner already active")
-        self._failures.clear()
+        self._forget_failures()
         self._set(JobState.PENDING)
         self._task = asyncio.get_running_loop().create_task(
             self._main(now), name=f"pycron-job:{self.name}"
@@ -271,7 +272,7 @@ class SupervisedJob:
                 await self._sleep_until(self.next_run)
             now = False
             self.next_run = None
-            self._failures.clear()
+            self._forget_failures()
             await self._run_once()
 
     async def _run_once(self) -> None:
@@ -298,7 +299,7 @@ class SupervisedJob:
                 continue
             now = False
             self.next_run = window_close(schedule, current)
-            self._failures.clear()
+            self._forget_failures()
             serve = asyncio.get_running_loop().create_task(
                 self._serve(), name=f"pycron-window:{self.name}"
             )
@@ -438,23 +439,29 @@ class SupervisedJob:
             policy is RestartPolicy.ON_FAILURE and not success
         )
 
+    def _forget_failures(self) -> None:
+        """Start afresh: no exits in the window, the next restart after the initial delay."""
+        self._failures.clear()
+        self._proven_at = float("-inf")
+
     async def _backoff(self, code: int) -> bool:
         """Count an unexpected exit; sleep the backoff and return True, or go FAILED (False).
 
-        A process that stayed healthy for ``backoff.reset_after`` seconds was no
-        crash loop: the failures before it are forgotten, and the restart comes
+        Two counts, two rules. The crash-loop verdict counts every exit within
+        ``restart_window``: more than ``max_restarts`` is FAILED, however long
+        the job was healthy in between (a job that is healthy 11 s and then
+        crashes, again and again, is a crash loop). The delay counts the exits
+        within the window since the job last stayed healthy for
+        ``backoff.reset_after`` seconds: a job that proved healthy restarts
         after the initial delay again.
         """
         now = time.monotonic()
         proven = self._healthy_longest >= self.job.backoff.reset_after
-        if proven and self._failures and not self.job.oneshot:
-            log.info(
-                "%s: healthy for %.1fs before this exit; %d earlier failures forgotten",
-                self.name,
-                self._healthy_longest,
-                len(self._failures),
-            )
-            self._failures.clear()
+        if proven and not self.job.oneshot:
+            self._proven_at = now
+            if self._failures:
+                log.info("%s: healthy for %.1fs before this exit; the backoff starts again from %gs",
+                         self.name, self._healthy_longest, self.job.backoff.initial)
         self._failures.append(now)
         while self._failures and now - self._failures[0] > self.job.restart_window:
             self._failures.popleft()
@@ -467,7 +474,7 @@ class SupervisedJob:
             append_log(self.job.log, f"{self.name} {why}")
             self._set(JobState.FAILED)
             return False
-        delay = self.job.backoff_delay(len(self._failures))
+        delay = self.job.backoff_delay(sum(1 for t in self._failures if t >= self._proven_at))
         log.warning("%s: %s; restarting in %.2fs", self.name, describe_exit(code), delay)
         self._set(JobState.BACKOFF)
         await asyncio.sleep(delay)

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pycron.output import DEFAULT_ROTATION, OutputCapture, RotatingOutput, Rotation
+from trader.logsetup import SUPERVISED_ENV
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,18 @@ def child_environment(
     trader_env: Mapping[str, str],
     job_env: Mapping[str, str],
     base: Mapping[str, str] | None = None,
+    *,
+    name: str | None = None,
 ) -> dict[str, str]:
-    """Return a child's environment: ``base`` (os.environ) + the TRADER_* locators + the job's env."""
+    """Return a child's environment: ``base`` (os.environ) + the TRADER_* locators + the job's env.
+
+    With ``name``, ``PYCRON_JOB`` is set to it: a service that sees it logs
+    only errors to stderr (``trader.logsetup.supervised_stderr``).
+    """
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in PRIVATE_ENV}
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if name is not None:
+        env[SUPERVISED_ENV] = name
     env.update(trader_env)
     env.update(job_env)
     return env

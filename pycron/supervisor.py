@@ -75,7 +75,7 @@ class Supervisor:
         locators = dict(trader_env or {})
         rotation = Rotation(settings.logging.max_bytes, settings.logging.backups)
         for name, job in config.jobs.items():
-            env = child_environment(locators, job.env)
+            env = child_environment(locators, job.env, name=job.name)
             check = make_check(
                 job,
                 monitor=self.monitor,

@@ -18,7 +18,7 @@ import pytest
 import zmq
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from pycron.health import MAX_SERVICES, HeartbeatMonitor
+from pycron.health import UNSUPERVISED, HeartbeatMonitor
 from tests.waiting import wait_until
 from trader.domain import Tick
 from trader.messaging import codec
@@ -27,6 +27,7 @@ from trader.messaging.pubsub import Message, Publisher, Subscriber
 from trader.strategy.feed import TickFeed
 
 KEY = "AAPL.STK"
+INVENTED = 1024  # heartbeats under made-up service names: counted, none kept
 
 
 def frame(topic: str, payload: object) -> bytes:
@@ -45,7 +46,7 @@ def test_a_flood_of_bad_heartbeats_and_ticks_is_dropped_counted_and_logged_brief
     rng = random.Random(15)
     for n in range(10):
         flood.append(frame("heartbeat.svc", "x" * 1_000_000))  # malformed, a megabyte each
-    for n in range(MAX_SERVICES * 4):
+    for n in range(INVENTED):
         flood.append(frame(f"heartbeat.invented{n}", beat(f"invented{n}", n)))
     for _ in range(500):
         flood.append(frame("heartbeat.svc", beat("svc", rng.randrange(2, 2**22), rng.choice(["DEGRADED", "RUNNING"]))))
@@ -60,6 +61,7 @@ def test_a_flood_of_bad_heartbeats_and_ticks_is_dropped_counted_and_logged_brief
     async def scenario() -> None:
         monitor = HeartbeatMonitor(bus.sub_endpoint)
         monitor.expect("svc", lambda: supervised_pid)
+        monitor.expect("probe", lambda: 1)
         monitor.start()
         sub = Subscriber(bus.sub_endpoint)
         sub.start()
@@ -90,8 +92,8 @@ def test_a_flood_of_bad_heartbeats_and_ticks_is_dropped_counted_and_logged_brief
             assert feed.bad_ticks == 1000
             assert monitor.malformed == 10
             assert monitor.ignored["svc"] == 500 and monitor.last("svc").pid == supervised_pid  # type: ignore[union-attr]
-            assert monitor.ignored["<unknown>"] >= MAX_SERVICES * 2
-            assert len(monitor._beats) <= MAX_SERVICES + 1
+            assert monitor.ignored[UNSUPERVISED] >= INVENTED // 2
+            assert len(monitor._beats) == 2  # svc and probe
         finally:
             raw.close(linger=0)
             pub.close()

@@ -162,3 +162,28 @@ def test_a_flood_of_malformed_requests_logs_a_few_short_lines(
     lines = [r for r in caplog.records if r.name.startswith(("aiohttp", "pycron.api.http"))]
     assert 1 <= len(lines) <= REFUSED_BURST, [r.getMessage()[:80] for r in lines]
     assert all(r.exc_info is None and len(r.getMessage()) < 300 for r in lines)
+
+
+def test_a_connection_that_never_completes_a_request_is_closed(pycron_settings: Settings) -> None:
+    """Idle after connect, or a request's head sent in part (slowloris): closed after the idle timeout."""
+    config = jobs_from("jobs: {}\n", pycron_settings)
+
+    async def scenario() -> None:
+        async with running(config, pycron_settings) as supervisor:
+            server = ControlServer(supervisor, TOKEN, lambda: None, idle_timeout=0.5)
+            port = await server.start("127.0.0.1", 0)
+            try:
+                silent = await asyncio.open_connection("127.0.0.1", port)
+                partial = await asyncio.open_connection("127.0.0.1", port)
+                partial[1].write(b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: ")
+                started = time.monotonic()
+                for reader, _ in (silent, partial):
+                    assert await asyncio.wait_for(reader.read(), 3) == b""
+                assert time.monotonic() - started < 2
+                for _, writer in (silent, partial):
+                    writer.close()
+                assert await status_ok(port)
+            finally:
+                await server.close()
+
+    run(scenario())

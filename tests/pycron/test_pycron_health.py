@@ -11,7 +11,7 @@ from pathlib import Path
 from pycron_helpers import jobs_from, run, running, wait_until
 
 from pycron.config import CommandHealth, TcpHealth
-from pycron.health import MAX_SERVICES, CommandCheck, HeartbeatCheck, HeartbeatMonitor, TcpCheck
+from pycron.health import UNSUPERVISED, CommandCheck, HeartbeatCheck, HeartbeatMonitor, TcpCheck
 from pycron.job import JobState
 from trader.config import Settings
 from trader.messaging.proxy import BusProxy
@@ -35,6 +35,7 @@ def test_monitor_records_heartbeats_from_the_bus() -> None:
 
     async def scenario() -> None:
         monitor = HeartbeatMonitor(proxy.sub_endpoint)
+        monitor.expect("svc", lambda: 42)
         monitor.start()
         try:
             # Subscriptions propagate asynchronously: keep beating until one arrives.
@@ -42,12 +43,13 @@ def test_monitor_records_heartbeats_from_the_bus() -> None:
             while monitor.last("svc") is None and time.monotonic() < deadline:
                 publisher.publish("heartbeat.svc", beat("RUNNING"))
                 publisher.publish("heartbeat", "no service, no mapping: ignored")
+                publisher.publish("heartbeat.other", {**beat("RUNNING"), "blob": "x" * 100_000})
                 await asyncio.sleep(0.05)
             got = monitor.last("svc")
             assert got is not None and (got.state, got.pid) == ("RUNNING", 42)
             publisher.publish("heartbeat.svc", beat("DEGRADED"))
             await wait_until(lambda: monitor.last("svc").state == "DEGRADED", what="DEGRADED beat")
-            assert monitor.last("other") is None
+            assert monitor.last("other") is None and monitor.ignored[UNSUPERVISED] > 0
         finally:
             monitor.close()
             monitor.close()
@@ -62,6 +64,7 @@ def test_monitor_records_heartbeats_from_the_bus() -> None:
 def test_heartbeat_check_rules() -> None:
     now = [100.0]
     monitor = HeartbeatMonitor("tcp://127.0.0.1:1", clock=lambda: now[0])
+    monitor.expect("svc", lambda: 42)
     check = HeartbeatCheck(monitor, "svc", timeout=5.0)
 
     def healthy(since: float) -> bool:
@@ -121,11 +124,13 @@ def test_beats_of_a_supervised_service_count_only_from_its_pid() -> None:
     # A process in the job's session (started by a wrapper the job runs) counts.
     pid[0] = os.getsid(0)
     assert monitor.record("svc", {**beat("DEGRADED"), "pid": os.getpid()}) is not None
-    # An unsupervised service is recorded as it comes, up to MAX_SERVICES names.
-    for n in range(MAX_SERVICES + 50):
-        monitor.record(f"other{n}", beat("RUNNING"))
-    assert monitor.last("other0") is not None and monitor.last(f"other{MAX_SERVICES + 10}") is None
-    assert monitor.ignored["<unknown>"] > 0
+    # A service pycron does not supervise is only counted: no payload of it is kept
+    # (before, the last payload of up to 256 made-up names, each up to a bus frame of 8 MB).
+    blob = "x" * 1_000_000
+    for n in range(300):
+        assert monitor.record(f"other{n}", {**beat("RUNNING"), "blob": blob}) is None
+    assert monitor.last("other0") is None and monitor.ignored[UNSUPERVISED] == 300
+    assert not hasattr(monitor.last("svc"), "payload")
 
 
 def test_a_forged_heartbeat_on_the_bus_does_not_make_a_job_healthy(pycron_settings: Settings) -> None:

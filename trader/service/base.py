@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, TraderError
-from trader.logsetup import setup_logging
+from trader.logsetup import setup_logging, supervised_stderr
 from trader.messaging.curve import CurveKeys
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
@@ -219,6 +219,7 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
         secrets=settings.secrets(),
         max_bytes=settings.logging.max_bytes,
         backups=settings.logging.backups,
+        stderr=supervised_stderr(),  # under pycron: errors only, logs/<service>.log has every line
     )
     try:
         run = loop_runner(settings.event_loop)
