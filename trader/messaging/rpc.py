@@ -104,7 +104,8 @@ class RpcServer:
     """Serve a ``MethodRegistry`` on a ROUTER endpoint from the running asyncio loop.
 
     Sync methods run inline; async ones run as tasks so calls proceed
-    concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``).
+    concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``;
+    the registry's ``urgent`` methods run anyway).
     Garbage, unknown methods and bad arguments get typed error replies; a
     request whose deadline has passed is answered with ``Timeout`` unexecuted.
     A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
@@ -191,7 +192,7 @@ class RpcServer:
             if check is not None:  # binds and checks the types: the call below cannot fail to bind
                 check(method, args, kwargs)
             if is_async:
-                if len(self._tasks) >= self.max_inflight:
+                if len(self._tasks) >= self.max_inflight and method not in self.registry.urgent:
                     raise Overloaded(f"{len(self._tasks)} calls in flight; retry later")
                 try:  # calling a coroutine function only binds its arguments (in C, unlike Signature.bind)
                     coro = fn(*args, **kwargs)
