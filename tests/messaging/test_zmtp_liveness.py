@@ -67,7 +67,7 @@ def test_the_read_timeout_runs_from_each_message_not_from_the_first_unfinished_o
     async def scenario() -> None:
         server, seen = await _server(Timeouts(heartbeat_ivl=None, heartbeat_timeout=None, read_timeout=0.6))
         try:
-            reader, writer = await _raw_handshake(server.endpoint)
+            _, writer = await _raw_handshake(server.endpoint)
             message = b"\x02" + (1000).to_bytes(8, "big") + b"m" * 1000
             stream = message * 20
             started = time.monotonic()

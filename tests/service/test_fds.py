@@ -1,7 +1,7 @@
 """The open-file limit: raised at start, and the RPC's connections kept under it, so a flood cannot starve accept().
 
-A server run in a child process under a low limit (set in the child before
-it starts), flooded with more idle connections than the limit: a real client
+A server run in a child process under a low limit (the child sets it before
+anything else), flooded with more idle connections than the limit: a real client
 call still gets through.
 """
 
@@ -24,7 +24,10 @@ from trader.service.fds import FD_RESERVE
 
 T = 10.0
 CHILD = """
-import asyncio, logging, sys
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[3]), int(sys.argv[4])))  # before anything opens a file
+
+import asyncio, logging
 from trader.messaging.rpc import MethodRegistry, RpcServer
 from trader.service.base import loop_runner
 from trader.service.fds import connection_cap, raise_fd_limit, throttle_accept_errors
@@ -48,13 +51,9 @@ loop_runner(sys.argv[1])(main())
 @contextmanager
 def _server(soft: int, hard: int, event_loop: str = "uvloop",
             max_connections: int = 1024) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A child RPC server started under RLIMIT_NOFILE (soft, hard); yield its endpoint and the process."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-    child = subprocess.Popen([sys.executable, "-c", CHILD, event_loop, str(max_connections)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, preexec_fn=limit)
+    """A child RPC server that sets RLIMIT_NOFILE (soft, hard) first thing; yield its endpoint and the process."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, event_loop, str(max_connections), str(soft), str(hard)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         endpoint = child.stdout.readline().strip()

@@ -157,7 +157,6 @@ class RouterServer(_Socket):
         on_message: Callable[[Peer, list[bytes]], None],
         *,
         max_message_bytes: int,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
         handshake_timeout: float = 10.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED,
@@ -165,8 +164,9 @@ class RouterServer(_Socket):
         max_outbound_bytes: int = DEFAULT_MAX_OUTBOUND,
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
+        # Peer.send writes whatever is unread (back-pressure instead): the write-buffer ceiling is the Dealer's
         super().__init__(endpoint, on_message, max_message_bytes=max_message_bytes,
-                         max_buffer_bytes=max_buffer_bytes, handshake_timeout=handshake_timeout,
+                         max_buffer_bytes=max_outbound_bytes, handshake_timeout=handshake_timeout,
                          timeouts=timeouts, budget=Budget(max_buffered_bytes))
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
