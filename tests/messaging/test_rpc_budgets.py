@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from tests.messaging.test_rpc_fuzz import Switch, _handshake
 from tests.waiting import wait_until
 from trader.errors import Timeout
 from trader.messaging import codec
 from trader.messaging.rpc import RpcClient, RpcServer
 from trader.messaging.zmtp_limits import Timeouts
+from trader.service.base import loop_runner
 
 T = 30.0
 KIB = 1024
 
 
-def test_a_large_reply_and_a_small_one_on_one_connection_both_arrive() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_a_large_reply_and_a_small_one_on_one_connection_both_arrive(event_loop: str) -> None:
     """Once a 16 MiB unread-reply rule aborted this connection: both calls timed out."""
 
     async def scenario() -> None:
@@ -36,10 +40,11 @@ def test_a_large_reply_and_a_small_one_on_one_connection_both_arrive() -> None:
             client.close()
             await server.close()
 
-    asyncio.run(scenario())
+    loop_runner(event_loop)(scenario())
 
 
-def test_clients_that_never_read_are_held_back_bounded_in_total_and_dropped_once_stalled() -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_clients_that_never_read_are_held_back_bounded_in_total_and_dropped_once_stalled(event_loop: str) -> None:
     high, budget, peers = 256 * KIB, 3 * 2**20, 10
     reply = 256 * KIB
 
@@ -84,7 +89,7 @@ def test_clients_that_never_read_are_held_back_bounded_in_total_and_dropped_once
             await server.close()
         return most_total, most_one
 
-    most_total, most_one = asyncio.run(scenario())
+    most_total, most_one = loop_runner(event_loop)(scenario())
     print(f"\n{peers} clients not reading, 50 MiB of replies asked each: at most {most_total / 2**20:.1f} MiB held "
           f"in all, {most_one / KIB:.0f} KiB by one (high-water mark {high // KIB} KiB, budget "
           f"{budget // 2**20} MiB)")

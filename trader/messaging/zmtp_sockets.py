@@ -112,7 +112,7 @@ class Peer(Connection):
         self._heard = now  # its PINGs waited unread with its requests
         if self._held:
             self._partial_since = now
-        self._server._count_out(self)
+        self._server._recount(self)  # smaller now; never drop anyone from inside the transport's callback
         transport.resume_reading()
         if self._buf:  # requests read before the pause: parse them, outside the transport's callback
             asyncio.get_running_loop().call_soon(self._parse_held)
