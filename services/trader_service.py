@@ -66,7 +66,7 @@ class TraderService(Service):
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
                      "cancel_order", "cancel_all", "snapshot", "resolve", "subscribe", "unsubscribe",
                      "subscriptions", "history", "kill_switch", "reconnect", "reconcile"):
-            registry.register(name, getattr(self, name))
+            registry.register(name, getattr(self, name), urgent=name == "kill_switch")
 
     # -- lifecycle -------------------------------------------------------------------
     async def on_start(self) -> None:

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from trader.errors import ConfigError
+from trader.messaging.zmtp_limits import CLIENT_PING_INTERVAL, CLIENT_PING_MARGIN
 
 ENV_PREFIX = "TRADER_"
 # Variables that steer the loader itself rather than override a key.
@@ -170,21 +171,36 @@ class ServiceSettings(StrictModel):
     log_level: str | None = None  # None: the platform's log_level
     max_inflight: int = Field(256, gt=0)
     max_connections: int = Field(1024, gt=0, description="RPC connections open at once; past it a new one "
-                                 "evicts the longest idle")
+                                 "evicts the longest idle (clamped at start to the open-file limit less a "
+                                 "reserve: trader.service.fds)")
     rpc_max_buffered_bytes: int = Field(64 * 2**20, gt=0, description="bytes of unfinished requests held across "
-                                        "RPC connections; a connection that would go past it is dropped")
+                                        "RPC connections; past it the connection holding the most is dropped")
+    rpc_max_outbound_bytes: int = Field(256 * 2**20, gt=0, description="bytes of replies unread across RPC "
+                                        "connections; past it the client leaving the most unread is dropped")
+    rpc_write_high_water: int = Field(2**20, gt=0, description="a client with more of its replies unread than "
+                                      "this: its next requests wait unread until it reads")
     rpc_heartbeat_interval: float = Field(10.0, gt=0, description="a ZMTP PING to each RPC client this often, seconds")
     rpc_heartbeat_timeout: float = Field(30.0, gt=0, description="an RPC client heard from for none of this is dropped")
     rpc_idle_timeout: float = Field(300.0, gt=0, description="an RPC connection without a request for this long is "
                                     "closed (clients reconnect by themselves)")
     rpc_read_timeout: float = Field(30.0, gt=0, description="a request not wholly received within this is dropped "
                                     "with its connection")
+    rpc_write_timeout: float = Field(30.0, gt=0, description="a client whose replies are backed up and that took "
+                                     "none of them for this long is dropped as stalled")
 
     @model_validator(mode="after")
     def _pings_before_the_timeout(self) -> ServiceSettings:
         if self.rpc_heartbeat_interval >= self.rpc_heartbeat_timeout:
             raise ValueError(f"rpc_heartbeat_interval ({self.rpc_heartbeat_interval:g} s) must be shorter than "
                              f"rpc_heartbeat_timeout ({self.rpc_heartbeat_timeout:g} s), or every client is dropped")
+        # The server hears an idle client only through its PINGs: one late ping (a stalled loop on either
+        # side) must not drop every client at once.
+        least = CLIENT_PING_INTERVAL * CLIENT_PING_MARGIN
+        if self.rpc_heartbeat_timeout < least:
+            raise ValueError(f"rpc_heartbeat_timeout ({self.rpc_heartbeat_timeout:g} s) must be at least "
+                             f"{CLIENT_PING_MARGIN:g} times the RPC clients' fixed ping interval "
+                             f"({CLIENT_PING_INTERVAL:g} s), so {least:g} s or more, or idle clients are dropped "
+                             "whenever a ping is late")
         return self
 
     @property

@@ -16,6 +16,8 @@ def fresh_log_throttles() -> None:
     """Let each test's first log line of a kind through, whatever an earlier test logged."""
     for module in (rpc, zmtp, zmtp_sockets):
         module._throttle.reset()
+    rpc._per_caller.reset()
+    rpc._errors.reset()
 
 
 @pytest.fixture

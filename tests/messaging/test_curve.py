@@ -15,6 +15,7 @@ from trader.messaging.curve import ClientKeys, ServerKeys
 from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Message, Publisher, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient, RpcServer
+from trader.messaging.zmtp_limits import CLIENT_PING_INTERVAL, Timeouts
 from trader.messaging.zmtp_sockets import Dealer
 
 REFUSED_WAIT = 1.5  # seconds a refused client is given to get anything at all
@@ -194,5 +195,32 @@ def test_an_allowed_subscriber_receives_and_refused_peers_neither_send_nor_recei
             for closing in (good_sub, bad_sub, null_sub, good_pub, bad_pub):
                 closing.close()
             proxy.stop()
+
+    run(scenario)
+
+
+def test_the_rpc_timeouts_apply_to_the_curve_sockets() -> None:
+    """The CURVE sockets once ignored the rpc_* settings: heartbeats were fixed at 5 s / 20 s."""
+    keys = Keys()
+
+    async def scenario() -> None:
+        timeouts = Timeouts(heartbeat_ivl=2.0, heartbeat_timeout=7.0, idle_timeout=60.0)
+        server = RpcServer("tcp://127.0.0.1:0", registry(), curve=keys.server, timeouts=timeouts,
+                           max_frame_bytes=1000)
+        await server.start()
+        client = RpcClient(server.endpoint, timeout=5, curve=keys.client)
+        try:
+            assert await client.call("add", 1, 2) == 3
+            sock = server._router._sock
+            assert sock is not None
+            assert (sock.getsockopt(zmq.HEARTBEAT_IVL), sock.getsockopt(zmq.HEARTBEAT_TIMEOUT),
+                    sock.getsockopt(zmq.HEARTBEAT_TTL)) == (2000, 7000, 7000)
+            assert sock.getsockopt(zmq.HANDSHAKE_IVL) == 10_000 and sock.getsockopt(zmq.MAXMSGSIZE) == 4000
+            dealer = client._dealer
+            assert dealer is not None and dealer._sock is not None  # the client pings as a ZMTP client does
+            assert dealer._sock.getsockopt(zmq.HEARTBEAT_IVL) == CLIENT_PING_INTERVAL * 1000
+        finally:
+            client.close()
+            await server.close()
 
     run(scenario)

@@ -25,9 +25,10 @@ from tests.conftest import StackEnv, call, started_trading_stack
 from tests.messaging.test_zmtp import _greeting, _ready
 from tests.waiting import wait_until
 from trader.config import Settings
-from trader.errors import ValidationError
+from trader.errors import Overloaded, ValidationError
 from trader.messaging import codec
 from trader.messaging.rpc import MethodRegistry, RpcClient, RpcServer
+from trader.messaging.zmtp_limits import Timeouts
 
 T = 10.0
 HUGE = 8_000_000  # characters: the probe's 8 MB method name, under the 8 MiB frame limit
@@ -137,6 +138,42 @@ def test_idle_connections_at_max_connections_do_not_lock_out_the_kill_switch(lim
     asyncio.run(scenario())
 
 
+def test_calls_holding_every_slot_in_flight_do_not_lock_out_an_urgent_method() -> None:
+    """At max_inflight, trader_service's async kill_switch was Overloaded like any other call."""
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        engaged: list[bool] = []
+
+        async def hang() -> None:
+            await release.wait()
+
+        async def kill_switch(on: bool) -> bool:
+            engaged.append(on)
+            return on
+
+        registry = MethodRegistry()
+        registry.register("hang", hang)
+        registry.register("kill_switch", kill_switch, urgent=True)
+        server = RpcServer("tcp://127.0.0.1:0", registry, max_inflight=4)
+        await server.start()
+        hog, operator = RpcClient(server.endpoint, timeout=T), RpcClient(server.endpoint, timeout=T)
+        try:
+            held = [asyncio.ensure_future(hog.call("hang")) for _ in range(4)]
+            await wait_until(lambda: len(server._tasks) == 4, T, "every slot taken")
+            with pytest.raises(Overloaded):
+                await hog.call("hang")
+            assert await operator.call("kill_switch", True) is True and engaged == [True]
+            release.set()
+            assert await asyncio.gather(*held) == [None] * 4
+        finally:
+            hog.close()
+            operator.close()
+            await server.close()
+
+    asyncio.run(scenario())
+
+
 def test_half_sent_frames_are_bounded_per_connection_and_in_total() -> None:
     budget = 8 * 2**20
     frame = 4 * 2**20 - 64  # each connection announces a frame just under its limit (4 x 1 MiB) ...
@@ -183,15 +220,15 @@ def test_half_sent_frames_are_bounded_per_connection_and_in_total() -> None:
     assert growth < 3 * budget, growth  # unbounded it was 30 x 3.5 MiB = 105 MiB held
 
 
-def test_a_client_that_never_reads_its_replies_is_dropped() -> None:
+def test_a_client_that_never_reads_its_replies_is_dropped_once_stalled() -> None:
     async def scenario() -> None:
-        server = RpcServer("tcp://127.0.0.1:0", Switch().registry())
+        server = RpcServer("tcp://127.0.0.1:0", Switch().registry(), timeouts=Timeouts(write_timeout=1.0))
         await server.start()
         port = int(server.endpoint.rsplit(":", 1)[1])
         sock = await asyncio.to_thread(_handshake, port)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         request = [codec.encode({"id": i, "method": "blob", "args": [256 * 1024]}) for i in range(200)]
-        try:  # 50 MiB of replies asked for, none read: the server stops at its 16 MiB write buffer and drops us
+        try:  # 50 MiB of replies asked for, none read: the server stops reading us, and drops us once stalled
             await asyncio.to_thread(sock.sendall, b"".join(bytes((0, len(r))) + r for r in request))
             await wait_until(lambda: not server._router._all, T, "the peer that does not read dropped")
             client = RpcClient(server.endpoint, timeout=T)
@@ -208,6 +245,7 @@ def test_argument_types_are_checked_strictly_against_the_declared_hints() -> Non
     from services.trader_service import TraderService
 
     registry = TraderService(Settings()).registry  # the real service's registry, not started
+    assert registry.urgent == {"kill_switch"}  # runs even with every slot in flight taken
     with pytest.raises(ValidationError, match="'on' for 'kill_switch': Input should be a valid boolean") as info:
         registry.check("kill_switch", "false")
     assert info.value.details == {"argument": "on"}

@@ -52,6 +52,37 @@ def test_timeouts_are_checked() -> None:
         load_settings(env={"TRADER_SERVICES__X__RPC_HEARTBEAT_INTERVAL": "60"})
 
 
+def test_the_server_heartbeat_timeout_leaves_room_for_the_clients_ping() -> None:
+    """A timeout under the clients' 10 s ping drops every idle client whenever a ping is late (a stalled loop)."""
+    env = {"TRADER_SERVICES__X__RPC_HEARTBEAT_INTERVAL": "2", "TRADER_SERVICES__X__RPC_HEARTBEAT_TIMEOUT": "12"}
+    with pytest.raises(ConfigError, match=r"rpc_heartbeat_timeout \(12 s\) must be at least 1.5 times the RPC "
+                                          r"clients' fixed ping interval \(10 s\)"):
+        load_settings(env=env)
+    assert load_settings(env={**env, "TRADER_SERVICES__X__RPC_HEARTBEAT_TIMEOUT": "15"}).service("x")
+
+
+def test_the_read_timeout_runs_from_each_message_not_from_the_first_unfinished_one() -> None:
+    """A busy client whose reads keep ending mid-message was dropped after the read timeout."""
+
+    async def scenario() -> None:
+        server, seen = await _server(Timeouts(heartbeat_ivl=None, heartbeat_timeout=None, read_timeout=0.6))
+        try:
+            _, writer = await _raw_handshake(server.endpoint)
+            message = b"\x02" + (1000).to_bytes(8, "big") + b"m" * 1000
+            stream = message * 20
+            started = time.monotonic()
+            for at in range(0, len(stream), 1500):  # every chunk ends inside a message, none is late
+                writer.write(stream[at : at + 1500])
+                await asyncio.sleep(0.15)
+            await wait_until(lambda: len(seen) == 20, T, "all 20 messages delivered")
+            assert time.monotonic() - started > 2 * 0.6  # longer than the read timeout, twice over
+            assert server.connections == 1 and server.buffered == 0
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 def test_server_pings_and_drops_a_peer_that_handshook_then_went_silent(event_loop: str) -> None:
     async def scenario() -> None:

@@ -9,6 +9,15 @@ the encryption, the ZAP check of the client's key (see
 :mod:`trader.messaging.curve`), reconnection and heartbeats; a
 :class:`~trader.messaging.drain.Drainer` reads each socket from the loop
 without a task per message.
+
+Of the RPC's limits (``services.<name>.rpc_*``) the CURVE sockets apply what
+libzmq has: ``Timeouts.heartbeat_ivl`` and ``heartbeat_timeout`` as
+ZMQ_HEARTBEAT_IVL/TIMEOUT/TTL, the handshake time as ZMQ_HANDSHAKE_IVL and
+four times ``max_frame_bytes`` as ZMQ_MAXMSGSIZE. libzmq has no equivalent of
+``idle_timeout``, ``read_timeout``, ``write_timeout``, ``max_connections``,
+the inbound and outbound byte budgets or the write high-water mark in bytes
+(its SNDHWM counts messages): those do not apply in curve mode, where only a
+holder of an allowed key gets past the handshake.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from trader.messaging.curve import (
     secure_server,
 )
 from trader.messaging.drain import Drainer
+from trader.messaging.zmtp_limits import Timeouts
+from trader.messaging.zmtp_sockets import DEALER_TIMEOUTS, SERVER_TIMEOUTS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,14 @@ class _CurveSocket:
         sock.setsockopt(zmq.RCVHWM, hwm)
         return sock
 
+    @staticmethod
+    def _liveness(sock: zmq.Socket, timeouts: Timeouts, handshake_timeout: float) -> None:
+        """Set ``sock``'s ZMTP heartbeats and handshake limit from ``timeouts`` (None: off)."""
+        sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(timeouts.heartbeat_ivl))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeouts.heartbeat_timeout))
+        sock.setsockopt(zmq.HEARTBEAT_TTL, min(_ms(timeouts.heartbeat_timeout), 6_553_500))  # the peer drops us
+        sock.setsockopt(zmq.HANDSHAKE_IVL, _ms(handshake_timeout))
+
     def _read(self, sock: zmq.Socket, on_frames: Callable[[list[bytes]], None]) -> None:
         """Keep ``sock`` as this one's socket and start reading it into ``on_frames``."""
         self._sock = sock
@@ -70,6 +89,11 @@ class _CurveSocket:
         return True
 
 
+def _ms(seconds: float | None) -> int:
+    """Return ``seconds`` as libzmq's milliseconds (None: 0, which libzmq reads as off)."""
+    return 0 if seconds is None else max(1, round(seconds * 1000))
+
+
 class CurvePeer:
     """One client as a ``CurveRouter`` sees it (by its routing id); reply with ``send``."""
 
@@ -80,6 +104,11 @@ class CurvePeer:
         self.identity = identity
         self.closed = False
 
+    @property
+    def address(self) -> str:
+        """The client as logs name it: its routing id (libzmq does not tell its TCP address)."""
+        return f"curve:{self.identity[:8].hex()}"
+
     def send(self, frames: list[bytes]) -> bool:
         """Send a message back to this client; False if it is gone or not reading."""
         return self._router._send(self, frames)
@@ -89,8 +118,9 @@ class CurveRouter(_CurveSocket):
     """A bound CURVE ROUTER: every message goes to ``on_message(peer, frames)`` on the running loop.
 
     A message over ``max_message_bytes`` disconnects its sender (libzmq's
-    ZMQ_MAXMSGSIZE); a handshake not done within 10 s is dropped, and so is
-    a peer silent for 20 s (ZMTP heartbeats).
+    ZMQ_MAXMSGSIZE); a handshake not done within ``handshake_timeout`` is
+    dropped, and so is a peer silent for ``timeouts.heartbeat_timeout``
+    (ZMTP heartbeats every ``timeouts.heartbeat_ivl``).
     """
 
     def __init__(
@@ -101,10 +131,14 @@ class CurveRouter(_CurveSocket):
         keys: ServerKeys,
         max_message_bytes: int,
         context: zmq.Context | None = None,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
+        handshake_timeout: float = 10.0,
     ) -> None:
         super().__init__(endpoint, max_message_bytes, context)
         self._on_message = on_message
         self._keys = keys
+        self._timeouts = timeouts
+        self._handshake_timeout = handshake_timeout
         self._domain: str | None = None
 
     async def start(self) -> None:
@@ -114,6 +148,7 @@ class CurveRouter(_CurveSocket):
         sock = self._new_socket(zmq.ROUTER, HWM)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished client fails, it is not dropped silently
         self._domain = secure_server(sock, self._keys)
+        self._liveness(sock, self._timeouts, self._handshake_timeout)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError:
@@ -166,10 +201,14 @@ class CurveDealer(_CurveSocket):
         reconnect_ivl: float = 0.05,
         reconnect_ivl_max: float = 1.0,
         context: zmq.Context | None = None,
+        timeouts: Timeouts = DEALER_TIMEOUTS,
+        handshake_timeout: float = 10.0,
     ) -> None:
         super().__init__(endpoint, max_message_bytes, context)
         self._on_message = on_message
         self._keys = keys
+        self._timeouts = timeouts
+        self._handshake_timeout = handshake_timeout
         self._hwm = hwm
         self._ivl = reconnect_ivl
         self._ivl_max = max(reconnect_ivl_max, reconnect_ivl)
@@ -182,6 +221,7 @@ class CurveDealer(_CurveSocket):
         sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(self._ivl * 1000)))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(self._ivl_max * 1000)))
         secure_client(sock, self._keys)
+        self._liveness(sock, self._timeouts, self._handshake_timeout)
         sock.connect(self.endpoint)
         self._read(sock, self._on_message)
 

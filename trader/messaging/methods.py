@@ -84,20 +84,25 @@ class MethodRegistry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Entry] = {}
+        self.urgent: set[str] = set()  # methods a server runs even at its limit of calls in flight
 
-    def register(self, name: str, fn: Callable[..., Any], *, validate: bool = True) -> None:
+    def register(self, name: str, fn: Callable[..., Any], *, validate: bool = True, urgent: bool = False) -> None:
         """Expose ``fn`` (sync or async) as ``name``; a name is registered once.
 
         Each call's arguments are checked against ``fn``'s type hints, strictly
         (no coercion: ``"false"`` is not a bool, ``"5"`` not an int), before it
         runs; the check is built here, once. ``validate=False`` skips it, for a
-        method that validates its arguments itself.
+        method that validates its arguments itself. An ``urgent`` method (the
+        kill switch) runs even when the server is at ``max_inflight``: a
+        client holding every slot with slow calls must not lock it out.
         """
         if name in self._methods:
             raise ValueError(f"RPC method {name!r} is already registered")
         signature = inspect.signature(fn)
         check = _checker(name, fn, signature) if validate else None
         self._methods[name] = (fn, signature, inspect.iscoroutinefunction(fn), check)
+        if urgent:
+            self.urgent.add(name)
 
     def names(self) -> list[str]:
         """Return the registered method names, sorted."""

@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import time
+import traceback
 from typing import Any
 
 from trader.errors import (
@@ -48,6 +49,8 @@ from trader.messaging.methods import MethodRegistry
 from trader.messaging.zmtp_sockets import (
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_OUTBOUND,
+    DEFAULT_WRITE_HIGH_WATER,
     SERVER_TIMEOUTS,
     Dealer,
     Peer,
@@ -59,7 +62,11 @@ from trader.peer_text import LogThrottle, clip, cut
 __all__ = ["MethodRegistry", "RpcClient", "RpcServer"]
 
 log = logging.getLogger(__name__)
-_throttle = LogThrottle(log)
+_throttle = LogThrottle(log)  # what does not concern one caller: one line per kind every 5 s
+# A refused request: one line per kind and caller every 5 s (one client's flood does not hide another's
+# first error), and at most 20 per kind in all (many callers do not multiply the lines without end).
+_per_caller = LogThrottle(max_keys=1024)
+_errors = LogThrottle(log, burst=20)
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
@@ -97,7 +104,8 @@ class RpcServer:
     """Serve a ``MethodRegistry`` on a ROUTER endpoint from the running asyncio loop.
 
     Sync methods run inline; async ones run as tasks so calls proceed
-    concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``).
+    concurrently, at most ``max_inflight`` at once (past that: ``Overloaded``;
+    the registry's ``urgent`` methods run anyway).
     Garbage, unknown methods and bad arguments get typed error replies; a
     request whose deadline has passed is answered with ``Timeout`` unexecuted.
     A request over ``max_frame_bytes`` gets ``FrameTooLarge``; one over four
@@ -105,11 +113,14 @@ class RpcServer:
     would take the bytes of unfinished requests held across connections past
     ``max_buffered_bytes``. Past ``max_connections`` open connections, a new
     one evicts the longest idle; ``timeouts`` close dead, idle and stalled
-    connections (see ``zmtp_sockets.RouterServer``). With ``curve`` keys the
+    connections; replies a peer leaves unread hold back its requests, and
+    past ``max_outbound_bytes`` across connections the peer leaving the most
+    unread is dropped (see ``zmtp_sockets.Peer``). With ``curve`` keys the
     socket is a CURVE ROUTER (libzmq's: it disconnects a sender over four
-    times the limit, drops a peer silent past its heartbeat timeout, and has
-    no connection limit of its own: only allowed keys complete a handshake);
-    without, the endpoint must be on loopback, else ConfigError.
+    times the limit, takes its heartbeat interval and timeout and its
+    handshake time from ``timeouts``, and has no connection limit or budgets
+    of its own: only allowed keys complete a handshake); without, the
+    endpoint must be on loopback, else ConfigError.
     """
 
     def __init__(
@@ -123,6 +134,8 @@ class RpcServer:
         curve: ServerKeys | None = None,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED,
         timeouts: Timeouts = SERVER_TIMEOUTS,
+        max_outbound_bytes: int = DEFAULT_MAX_OUTBOUND,
+        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
         require_protected(endpoint, "RPC server binding", protected=curve is not None)
         self.registry = registry
@@ -130,11 +143,13 @@ class RpcServer:
         self.max_frame_bytes = max_frame_bytes
         self._router: RouterServer | CurveRouter
         if curve is not None:
-            self._router = CurveRouter(endpoint, self._on_frames, keys=curve, max_message_bytes=max_frame_bytes * 4)
+            self._router = CurveRouter(endpoint, self._on_frames, keys=curve, max_message_bytes=max_frame_bytes * 4,
+                                       timeouts=timeouts)
         else:
             self._router = RouterServer(endpoint, self._on_frames, max_message_bytes=max_frame_bytes * 4,
                                         max_connections=max_connections, max_buffered_bytes=max_buffered_bytes,
-                                        timeouts=timeouts)
+                                        timeouts=timeouts, max_outbound_bytes=max_outbound_bytes,
+                                        write_high_water=write_high_water)
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.endpoint = endpoint
@@ -177,7 +192,7 @@ class RpcServer:
             if check is not None:  # binds and checks the types: the call below cannot fail to bind
                 check(method, args, kwargs)
             if is_async:
-                if len(self._tasks) >= self.max_inflight:
+                if len(self._tasks) >= self.max_inflight and method not in self.registry.urgent:
                     raise Overloaded(f"{len(self._tasks)} calls in flight; retry later")
                 try:  # calling a coroutine function only binds its arguments (in C, unlike Signature.bind)
                     coro = fn(*args, **kwargs)
@@ -211,16 +226,20 @@ class RpcServer:
         self._reply(envelope, {"id": rid, "ok": True, "result": result})
 
     def _reply_error(self, envelope: Route, rid: Any, method: Any, exc: Exception) -> None:
-        # What is logged quotes the wire clipped (a method name can be megabytes), one line per kind per interval.
+        # What is logged quotes the wire clipped (a method name can be megabytes), an exception's text too
+        # (it may quote an 8 MB argument): its stack is logged, not its whole text.
         self.errors += 1
-        if isinstance(exc, TraderError):
-            _throttle.log(logging.WARNING, exc.code, "RPC %s (id %s) -> %s: %s", clip(method), clip(rid), exc.code,
-                          clip(str(exc), 300))
-            error = exc
-        else:
-            _throttle.log(logging.ERROR, type(exc).__name__, "RPC %s (id %s) failed", clip(method), clip(rid),
-                          exc_info=exc)
-            error = InternalError(f"{type(exc).__name__}: {cut(str(exc))}")
+        kind = exc.code if isinstance(exc, TraderError) else type(exc).__name__
+        caller = getattr(envelope[0], "address", "?")
+        if _per_caller.allow(f"{kind} {caller}") is not None:
+            if isinstance(exc, TraderError):
+                _errors.log(logging.WARNING, kind, "RPC %s (id %s) from %s -> %s: %s", clip(method), clip(rid),
+                            caller, kind, clip(str(exc), 300))
+            else:
+                _errors.log(logging.ERROR, kind, "RPC %s (id %s) from %s failed: %s: %s\nTraceback (most recent "
+                            "call last):\n%s", clip(method), clip(rid), caller, kind, cut(str(exc)),
+                            "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+        error = exc if isinstance(exc, TraderError) else InternalError(f"{type(exc).__name__}: {cut(str(exc))}")
         self._reply(envelope, {"id": rid, "ok": False, "error": error.to_wire()})
 
     def _reply(self, envelope: Route, reply: dict[str, Any]) -> None:
@@ -238,7 +257,7 @@ class RpcServer:
         peer, delimiters = envelope
         if not peer.send([*delimiters, data]):
             _throttle.log(logging.WARNING, "dropped", "RPC reply for id %s dropped: %s", clip(reply.get("id")),
-                          "peer gone" if peer.closed else "peer not reading")
+                          "peer gone" if peer.closed else "peer not reading (its queue is full)")
 
 
 class RpcClient:

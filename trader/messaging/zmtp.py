@@ -40,7 +40,7 @@ from trader.messaging.zmtp_wire import (
     ping,
     ready_command,
 )
-from trader.peer_text import LogThrottle
+from trader.peer_text import LogThrottle, clip
 
 __all__ = ["DEFAULT_MAX_BUFFER", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
            "parse_endpoint"]
@@ -94,6 +94,9 @@ class Connection(asyncio.Protocol):
         self._heard = 0.0  # monotonic time of the last bytes received
         self._active = 0.0  # ... of the last complete message received (or of the connection)
         self._partial_since = 0.0  # ... when the unfinished message now held began; 0: none
+        self._paused = False  # reading paused: our replies to the peer are backed up (see zmtp_sockets.Peer)
+        self._backed_up = 0  # the write buffer's size when last checked while paused ...
+        self._progress = 0.0  # ... and when it last shrank
         self._pinged = 0.0
         self.socket_type = ""
         self.address = "?"
@@ -138,6 +141,8 @@ class Connection(asyncio.Protocol):
             held = len(buf) + self._msg_bytes
             if held != self._held and not self._closed:
                 self._hold(held)
+            elif held and not self._partial_since:  # a message completed, and the next one began
+                self._partial_since = self._heard
         except Exception:  # defensive: bad input must never escape into the loop
             log.exception("zmtp: error handling data from %s; closing", self.address)
             self._abort()
@@ -198,24 +203,35 @@ class Connection(asyncio.Protocol):
         self._abort()
 
     def _hold(self, held: int) -> None:
-        """Account for ``held`` bytes of unfinished messages now buffered; past the budget, drop the connection."""
+        """Account for ``held`` bytes of unfinished messages now buffered; past the budget, drop the largest holder.
+
+        The largest, not this one: two peers holding half the budget each would
+        otherwise lock every other client's large request out.
+        """
         grew = held > self._held
         budget = self._budget
         if budget is not None:
             budget.used += held - self._held
+            if held:
+                budget.holders.add(self)
+            else:
+                budget.holders.discard(self)
         self._held = held
         if not held:
             self._partial_since = 0.0
         elif not self._partial_since:
             self._partial_since = self._heard
-        if grew and budget is not None and budget.used > budget.limit:
-            self._refuse("unfinished messages would hold %d bytes across connections, over the budget of %d",
-                         budget.used, budget.limit)
+        while grew and budget is not None and budget.used > budget.limit and not self._closed:
+            victim = cast("Connection", max(budget.holders, key=lambda c: cast("Connection", c)._held))
+            victim._refuse("unfinished messages would hold %d bytes across connections, over the budget of %d: "
+                           "dropped the largest holder (%d bytes)", budget.used, budget.limit, victim._held)
 
     def _release(self) -> None:
         """Give this connection's buffered bytes back to the budget (it is closing)."""
         if self._held and self._budget is not None:
             self._budget.used -= self._held
+        if self._budget is not None:
+            self._budget.holders.discard(self)
         self._held = 0
         self._buf.clear()
         self._frames = []
@@ -230,6 +246,11 @@ class Connection(asyncio.Protocol):
         if self._closed:
             return
         t, now = self._timeouts, _monotonic()
+        if self._paused:  # backed up: nothing is read, so only the peer's taking our bytes counts
+            if self._stalled(now):
+                return
+            self._arm()
+            return
         if t.heartbeat_timeout and now - self._heard > t.heartbeat_timeout:
             self._refuse("nothing heard for %.1fs (heartbeat timeout)", now - self._heard)
             return
@@ -245,6 +266,17 @@ class Connection(asyncio.Protocol):
             self._pinged = now
             self._transport.write(ping(t.heartbeat_timeout))
         self._arm()
+
+    def _stalled(self, now: float) -> bool:
+        """While paused: True (and the peer dropped) if it took none of our bytes for ``write_timeout``."""
+        size, limit = self.write_buffered, self._timeouts.write_timeout
+        if size < self._backed_up:
+            self._progress = now
+        self._backed_up = size
+        if limit and now - self._progress > limit:
+            self._refuse("the peer took none of its %d bytes of replies for %.1fs (stalled)", size, now - self._progress)
+            return True
+        return False
 
     def _arm(self) -> None:
         tick = self._timeouts.tick
@@ -269,7 +301,7 @@ class Connection(asyncio.Protocol):
             return False
         mechanism = bytes(buf[12:32]).rstrip(b"\x00")
         if mechanism != b"NULL":
-            self._refuse("security mechanism %r refused (only NULL)", mechanism)
+            self._refuse("security mechanism %s refused (only NULL)", clip(mechanism))
             return False
         del buf[:64]
         self._state = _READY_WAIT
@@ -285,7 +317,7 @@ class Connection(asyncio.Protocol):
             return
         peer_type = props.get(b"socket-type", b"")
         if peer_type not in self._ACCEPTS:
-            self._refuse("socket type %r cannot talk to %s", peer_type, self._SOCKET_TYPE.decode())
+            self._refuse("socket type %s cannot talk to %s", clip(peer_type), self._SOCKET_TYPE.decode())
             return
         self.socket_type = peer_type.decode("ascii", "replace")
         self._state = _OPEN
@@ -345,7 +377,7 @@ class Connection(asyncio.Protocol):
                 self._deliver(frames)
             else:
                 self._deliver([body])
-            if self._closed:
+            if self._closed or self._paused:  # paused: the rest waits in the buffer until the peer reads
                 break
         return pos
 
@@ -354,21 +386,22 @@ class Connection(asyncio.Protocol):
         if self._state != _OPEN and name == b"READY":
             self._on_ready(body[6:])
         elif self._state != _OPEN and name != b"ERROR":
-            self._refuse("expected READY, got command %r", name)
+            self._refuse("expected READY, got command %s", clip(name))
         elif name == b"PING":
             context = body[7:23]  # skip name-length, "PING", 2-byte TTL
             assert self._transport is not None
             self._transport.write(command(b"PONG", context))
         elif name == b"ERROR":
-            self._refuse("peer sent ERROR %r", body[7 : 7 + body[6]] if len(body) > 6 else b"")
+            self._refuse("peer sent ERROR %s", clip(body[7 : 7 + body[6]] if len(body) > 6 else b""))
         else:
-            log.debug("zmtp: ignoring command %r from %s", name, self.address)
+            log.debug("zmtp: ignoring command %s from %s", clip(name), self.address)
 
     def _ready(self) -> None:
         raise NotImplementedError
 
     def _deliver(self, frames: list[bytes]) -> None:
         self._active = self._heard
+        self._partial_since = 0.0  # the read timeout runs from the start of each message, not of the stream
         try:
             self._on_message(frames)
         except Exception:  # the receiver's fault, not the peer's: the connection goes on

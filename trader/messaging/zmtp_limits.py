@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Budget", "Limits", "Timeouts"]
+__all__ = ["CLIENT_PING_INTERVAL", "CLIENT_PING_MARGIN", "Budget", "Limits", "Timeouts"]
+
+# How often an RPC client (either transport) PINGs its server: a server's heartbeat timeout must leave room
+# for it (see ``ServiceSettings``), or a client that is idle but alive is dropped.
+CLIENT_PING_INTERVAL = 10.0
+CLIENT_PING_MARGIN = 1.5  # a server's heartbeat timeout is at least this many client ping intervals
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,16 +27,21 @@ class Timeouts:
     drop it (a ``Dealer`` then reconnects). ``idle_timeout``: no message from the
     peer for this long (PINGs do not count): close it. ``read_timeout``: a message
     begun and not completed within this: drop it (a stalled or trickling writer).
+    ``write_timeout`` (a server's): a peer whose replies are backed up past the
+    high-water mark (so its requests are no longer read) and that took none of
+    them for this long is stalled: drop it. While backed up, that check
+    replaces the other three: its PINGs are not read either.
     Each is checked every ``tick`` seconds, so it fires up to one tick late.
     """
 
-    heartbeat_ivl: float | None = 10.0
+    heartbeat_ivl: float | None = CLIENT_PING_INTERVAL
     heartbeat_timeout: float | None = 30.0
     idle_timeout: float | None = None
     read_timeout: float | None = None
+    write_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_ivl", "heartbeat_timeout", "idle_timeout", "read_timeout"):
+        for name in ("heartbeat_ivl", "heartbeat_timeout", "idle_timeout", "read_timeout", "write_timeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
@@ -42,19 +52,25 @@ class Timeouts:
     @property
     def tick(self) -> float | None:
         """How often a connection checks its timers; None when every timer is off."""
-        halves = [t / 2 for t in (self.heartbeat_timeout, self.idle_timeout, self.read_timeout) if t]
+        halves = [t / 2 for t in (self.heartbeat_timeout, self.idle_timeout, self.read_timeout, self.write_timeout)
+                  if t]
         spans = [self.heartbeat_ivl, *halves] if self.heartbeat_ivl else halves
         return min(spans) if spans else None
 
 
 class Budget:
-    """The bytes of unfinished messages buffered across a socket's connections, against ``limit``."""
+    """The bytes buffered across a socket's connections, against ``limit``; ``holders``: who holds some.
+
+    Past the limit the largest holder goes, not the newcomer: a few hogs
+    must not lock every other client out.
+    """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"a buffer budget must be >= 1 byte, got {limit}")
         self.limit = limit
         self.used = 0
+        self.holders: set[object] = set()
 
 
 class Limits(Protocol):

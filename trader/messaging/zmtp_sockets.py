@@ -15,9 +15,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from trader.messaging.zmtp import DEFAULT_MAX_BUFFER, Connection
-from trader.messaging.zmtp_limits import Budget, Timeouts
+from trader.messaging.zmtp_limits import CLIENT_PING_INTERVAL, Budget, Timeouts
 from trader.messaging.zmtp_wire import encode, parse_endpoint
 from trader.peer_text import LogThrottle
 from trader.retry import Backoff, RetryPolicy
@@ -25,15 +26,19 @@ from trader.retry import Backoff, RetryPolicy
 log = logging.getLogger(__name__)
 _throttle = LogThrottle(log)
 
-DEFAULT_MAX_CONNECTIONS = 1024  # per listening socket; each holds a file descriptor
+DEFAULT_MAX_CONNECTIONS = 1024  # per listening socket; each holds a file descriptor (see trader.service.fds)
 DEFAULT_MAX_BUFFERED = 64 * 2**20  # bytes of unfinished messages a server holds across its connections
-# A server closes a connection silent for 5 minutes (a client reconnects by itself) and drops a
-# message that takes more than 30 s to arrive; both ends PING every 10 s and drop a peer silent for 30 s.
-SERVER_TIMEOUTS = Timeouts(heartbeat_ivl=10.0, heartbeat_timeout=30.0, idle_timeout=300.0, read_timeout=30.0)
-DEALER_TIMEOUTS = Timeouts(heartbeat_ivl=10.0, heartbeat_timeout=30.0)
+DEFAULT_MAX_OUTBOUND = 256 * 2**20  # bytes of replies not yet taken by their peers, across a server's connections
+DEFAULT_WRITE_HIGH_WATER = 2**20  # a peer with more of its replies unread than this: its requests wait unread
+# A server closes a connection silent for 5 minutes (a client reconnects by itself), drops a message that
+# takes more than 30 s to arrive and a peer that took none of its backed-up replies for 30 s; both ends
+# PING every 10 s and drop a peer silent for 30 s.
+SERVER_TIMEOUTS = Timeouts(heartbeat_ivl=CLIENT_PING_INTERVAL, heartbeat_timeout=30.0, idle_timeout=300.0,
+                           read_timeout=30.0, write_timeout=30.0)
+DEALER_TIMEOUTS = Timeouts(heartbeat_ivl=CLIENT_PING_INTERVAL, heartbeat_timeout=30.0)
 
-__all__ = ["DEALER_TIMEOUTS", "DEFAULT_MAX_BUFFERED", "DEFAULT_MAX_CONNECTIONS", "SERVER_TIMEOUTS", "Dealer", "Peer",
-           "RouterServer", "Timeouts"]
+__all__ = ["DEALER_TIMEOUTS", "DEFAULT_MAX_BUFFERED", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_OUTBOUND",
+           "DEFAULT_WRITE_HIGH_WATER", "SERVER_TIMEOUTS", "Dealer", "Peer", "RouterServer", "Timeouts"]
 
 
 class _Socket:
@@ -53,7 +58,17 @@ class _Socket:
 
 
 class Peer(Connection):
-    """One established connection as seen by a ``RouterServer``; reply with ``send``."""
+    """One established connection as seen by a ``RouterServer``; reply with ``send``.
+
+    Back-pressure, not a size rule: while more than the server's
+    ``write_high_water`` of this peer's replies wait unread, its requests are
+    not read either (``pause_writing`` pauses reading; ``resume_writing``,
+    once the peer has taken most of them, resumes), so a client that does
+    not read cannot make the server write without end, and one that reads a
+    large reply slowly is served whole. A peer that took none of its replies
+    for ``Timeouts.write_timeout`` is dropped as stalled, and past the
+    server's outbound budget the peer holding the most unread goes.
+    """
 
     _SOCKET_TYPE = b"ROUTER"
     _ACCEPTS = frozenset((b"DEALER", b"REQ", b"ROUTER"))
@@ -61,23 +76,54 @@ class Peer(Connection):
     def __init__(self, server: RouterServer) -> None:
         super().__init__(server, None)
         self._server = server
+        self._out = 0  # the write buffer's size as last counted in the server's outbound budget
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        high = self._server.write_high_water
+        cast("asyncio.WriteTransport", transport).set_write_buffer_limits(high=high, low=high // 4)
         self._server._all.add(self)
         self._server._admit(self)
 
     def send(self, frames: list[bytes]) -> bool:
-        """Write one message; False if it was dropped. A peer that left ``max_buffer_bytes`` unread is dropped too.
+        """Write one message, whatever the peer left unread (see the class); False if the connection is not open."""
+        transport = self._transport
+        if transport is None or not self.is_open:
+            return False
+        transport.write(encode(frames))
+        self._server._count_out(self)
+        return True
 
-        A client that sends requests and never reads the replies would
-        otherwise hold that much of the server's memory for as long as it likes.
-        """
-        if super().send(frames):
-            return True
-        if self.is_open:  # open, so refused for back-pressure: the peer stopped reading
-            self._refuse("the peer left %d bytes of replies unread", self.write_buffered)
-        return False
+    def pause_writing(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or self._paused:
+            return
+        self._paused = True
+        self._backed_up = self.write_buffered
+        self._progress = time.monotonic()
+        transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        transport = self._transport
+        if not self._paused or transport is None or self._closed:
+            return
+        self._paused = False
+        now = time.monotonic()
+        self._heard = now  # its PINGs waited unread with its requests
+        if self._held:
+            self._partial_since = now
+        self._server._recount(self)  # smaller now; never drop anyone from inside the transport's callback
+        transport.resume_reading()
+        if self._buf:  # requests read before the pause: parse them, outside the transport's callback
+            asyncio.get_running_loop().call_soon(self._parse_held)
+
+    def _parse_held(self) -> None:
+        if self._buf and not self._paused and not self._closed:
+            self.data_received(b"")
+
+    def _release(self) -> None:
+        super()._release()
+        self._server._forget_out(self)
 
     def _ready(self) -> None:
         self._server._peers.add(self)
@@ -94,8 +140,11 @@ class RouterServer(_Socket):
     """A listening ROUTER: every complete message goes to ``on_message(peer, frames)``.
 
     Peer input is bounded: ``max_message_bytes`` per connection, and
-    ``max_buffered_bytes`` of unfinished messages across all of them (a
-    connection whose unfinished message would go past it is dropped). At most
+    ``max_buffered_bytes`` of unfinished messages across all of them (past
+    it, the connection holding the most is dropped). Output is bounded by
+    back-pressure (see ``Peer``) and by ``max_outbound_bytes`` of replies
+    unread across the connections (past it, the peer leaving the most
+    unread is dropped). At most
     ``max_connections`` are open: a new one past it evicts the connection
     that has been idle longest, so a flood of idle connections cannot lock out
     a new client (the operator's CLI). ``timeouts`` (default ``SERVER_TIMEOUTS``)
@@ -108,18 +157,24 @@ class RouterServer(_Socket):
         on_message: Callable[[Peer, list[bytes]], None],
         *,
         max_message_bytes: int,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
         handshake_timeout: float = 10.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED,
         timeouts: Timeouts = SERVER_TIMEOUTS,
+        max_outbound_bytes: int = DEFAULT_MAX_OUTBOUND,
+        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     ) -> None:
+        # Peer.send writes whatever is unread (back-pressure instead): the write-buffer ceiling is the Dealer's
         super().__init__(endpoint, on_message, max_message_bytes=max_message_bytes,
-                         max_buffer_bytes=max_buffer_bytes, handshake_timeout=handshake_timeout,
+                         max_buffer_bytes=max_outbound_bytes, handshake_timeout=handshake_timeout,
                          timeouts=timeouts, budget=Budget(max_buffered_bytes))
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if write_high_water < 1:
+            raise ValueError(f"write_high_water must be >= 1 byte, got {write_high_water}")
         self.max_connections = max_connections
+        self.outbound_budget = Budget(max_outbound_bytes)
+        self.write_high_water = write_high_water
         self.evicted = 0  # idle connections closed to make room for a new one past max_connections
         self._server: asyncio.Server | None = None
         self._peers: set[Peer] = set()
@@ -135,6 +190,43 @@ class RouterServer(_Socket):
         """The bytes of unfinished messages held across the connections now."""
         assert self.budget is not None
         return self.budget.used
+
+    @property
+    def outbound(self) -> int:
+        """The bytes of replies written and not yet taken by their peers, across the connections now (exact)."""
+        return sum(p.write_buffered for p in self._all)
+
+    def _count_out(self, peer: Peer) -> None:
+        """Count ``peer``'s unread replies in the outbound budget; past it, drop the peers leaving the most unread.
+
+        Between sends a count may be stale (a peer read since), so past the
+        limit every holder is counted again before anyone is dropped.
+        """
+        budget = self.outbound_budget
+        self._recount(peer)
+        if budget.used <= budget.limit:
+            return
+        for holder in list(budget.holders):
+            self._recount(cast("Peer", holder))
+        while budget.used > budget.limit and budget.holders:
+            victim = cast("Peer", max(budget.holders, key=lambda p: cast("Peer", p)._out))
+            victim._refuse("replies unread would hold %d bytes across connections, over the budget of %d: dropped "
+                           "the peer leaving the most (%d bytes)", budget.used, budget.limit, victim._out)
+
+    def _recount(self, peer: Peer) -> None:
+        size = peer.write_buffered
+        budget = self.outbound_budget
+        budget.used += size - peer._out
+        peer._out = size
+        if size:
+            budget.holders.add(peer)
+        else:
+            budget.holders.discard(peer)
+
+    def _forget_out(self, peer: Peer) -> None:
+        self.outbound_budget.used -= peer._out
+        peer._out = 0
+        self.outbound_budget.holders.discard(peer)
 
     def _admit(self, newcomer: Peer) -> None:
         """Past ``max_connections`` (the newcomer counted), close the connection idle the longest.

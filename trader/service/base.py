@@ -27,6 +27,7 @@ from trader.messaging.curve import CurveKeys
 from trader.messaging.pubsub import Publisher
 from trader.messaging.rpc import MethodRegistry, RpcServer
 from trader.messaging.zmtp_limits import Timeouts
+from trader.service.fds import connection_cap, raise_fd_limit, throttle_accept_errors
 from trader.service.lifecycle import Lifecycle, ServiceState
 
 log = logging.getLogger(__name__)
@@ -150,16 +151,20 @@ class Service:
             self._heartbeat_task = loop.create_task(self._heartbeat_loop())
             endpoint = self.config.rpc_endpoint
             if endpoint is not None:
+                throttle_accept_errors(loop)
                 self.rpc = RpcServer(
                     endpoint,
                     self.registry,
                     max_inflight=self.config.max_inflight,
                     max_frame_bytes=self.settings.bus.max_frame_bytes,
-                    max_connections=self.config.max_connections,
+                    max_connections=connection_cap(self.config.max_connections),
                     curve=self.curve.server,
                     max_buffered_bytes=self.config.rpc_max_buffered_bytes,
                     timeouts=Timeouts(self.config.rpc_heartbeat_interval, self.config.rpc_heartbeat_timeout,
-                                      self.config.rpc_idle_timeout, self.config.rpc_read_timeout),
+                                      self.config.rpc_idle_timeout, self.config.rpc_read_timeout,
+                                      self.config.rpc_write_timeout),
+                    max_outbound_bytes=self.config.rpc_max_outbound_bytes,
+                    write_high_water=self.config.rpc_write_high_water,
                 )
                 await self.rpc.start()
             await self.on_start()
@@ -228,6 +233,7 @@ def main(service_cls: type[Service], argv: list[str] | None = None) -> int:
         return exc.exit_code
     log.info("%s starting (pid %d, profile %s, %s loop)", service_cls.name, os.getpid(), settings.profile,
              settings.event_loop)
+    raise_fd_limit()  # before any socket: RPC connections are kept under it (see Service.run)
     return run(service.run(freeze_heap=True))
 
 
