@@ -19,7 +19,8 @@ The streams are reactivex Subjects, fed on the service's event loop:
   (the portfolio's with market values) as the broker reports a change;
 - ``account_updates``: an :class:`~trader.domain.AccountValue` as reported;
 - ``errors``: ``(request id, code, message)`` for every broker error or notice;
-- ``connection``: True on connect (after the ``on_connected`` hooks ran), False on loss.
+- ``connection``: True on connect, once every ``on_connected`` hook has returned (a hook that raises
+  leaves it unsaid), False on loss.
 """
 
 from __future__ import annotations

@@ -215,9 +215,12 @@ class IbAdapter:
             for hook in self.on_connected:
                 try:
                     await hook()
-                except Exception:
-                    log.exception("re-sync after connecting failed")
-            self._emit(self.connection, True)
+                except Exception as exc:  # a hook retries what can be retried: this one gave up
+                    self.last_error = f"re-sync failed: {type(exc).__name__}: {exc}"
+                    log.exception("re-sync after connecting failed: the connection is not reported up")
+                    return
+            if self.connected:  # a drop during the hooks has already been reported (and reconnects)
+                self._emit(self.connection, True)
 
     async def _connect_with_backoff(self) -> bool:
         """Connect, retrying with backoff and jitter; return True once connected, False if stopping."""
