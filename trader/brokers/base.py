@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
@@ -153,6 +154,14 @@ class Broker(Protocol):
 
     def portfolio(self) -> list[Position]:
         """Return the positions with market price and value, unrealized and realized PnL."""
+        ...
+
+    def gross_market_value(self) -> Decimal:
+        """Return the sum of |market value| over every holding the broker reports.
+
+        Those the domain cannot model (and :meth:`portfolio` leaves out) count too:
+        the risk gate's gross exposure must not shrink by what it cannot read.
+        """
         ...
 
     # -- contracts and market data -----------------------------------------------------

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import ib_async
@@ -85,6 +86,7 @@ class IbAdapter:
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._contracts: dict[int, ib_async.Contract] = {}  # conid -> the contract orders are placed with
+        self._unconverted: set[tuple[str, int | None]] = set()  # (what, conid) already logged as unreadable
         self._wire_events()
 
     # -- events ------------------------------------------------------------------
@@ -339,14 +341,16 @@ class IbAdapter:
         return fills
 
     # -- account -------------------------------------------------------------------
-    @staticmethod
-    def _converted(what: str, convert: Callable[[Any], T], items: list[Any]) -> list[T]:
+    def _converted(self, what: str, convert: Callable[[Any], T], items: list[Any]) -> list[T]:
         out = []
         for item in items:
             try:
                 out.append(convert(item))
-            except TraderError as exc:
-                log.warning("%s skipped: %s", what, exc)
+            except TraderError as exc:  # logged once per contract: the risk gate reads these at every recompute
+                conid = getattr(getattr(item, "contract", None), "conId", None)
+                if (what, conid) not in self._unconverted:
+                    self._unconverted.add((what, conid))
+                    log.warning("%s skipped (the domain cannot model it; logged once per contract): %s", what, exc)
         return out
 
     def accounts(self) -> list[str]:
@@ -364,6 +368,10 @@ class IbAdapter:
     def portfolio(self) -> list[Position]:
         """Return the positions with market values and PnL (one the domain cannot read is logged and left out)."""
         return self._converted("portfolio item", parsing.from_ib_portfolio_item, self.ib.portfolio())
+
+    def gross_market_value(self) -> Decimal:
+        """Return the sum of |market value| over every holding IB reports, those :meth:`portfolio` leaves out too."""
+        return parsing.gross_market_value(self.ib.portfolio())
 
     # -- contracts and market data -------------------------------------------------
     def _ib_contract(self, contract: Contract) -> ib_async.Contract:
