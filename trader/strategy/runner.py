@@ -244,7 +244,9 @@ class StrategyRunner:
             self.move(state, reason)
 
     def close(self) -> None:
+        """Let the strategy go: its log capture and its plugin's module (a reload loads a new generation)."""
         self.logger.removeHandler(self.capture)
+        self.plugin.unload()
 
     async def run_budgeted(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the strategy's thread; raise BudgetExceeded past the time budget."""
