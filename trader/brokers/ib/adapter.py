@@ -206,7 +206,7 @@ class IbAdapter:
             self._connector = asyncio.get_running_loop().create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
-        if await self._connect_with_backoff():
+        while await self._connect_with_backoff():
             self.connects += 1
             self.last_error = None
             self.view_complete = self.ib.client.serverVersion() >= 150  # ib_async asks completed orders from 150
@@ -214,15 +214,24 @@ class IbAdapter:
                      self.settings.host, self.settings.port, self.settings.client_id,
                      self.ib.client.serverVersion(), ",".join(self.ib.wrapper.accounts))
             self._resubscribe()
-            for hook in self.on_connected:
-                try:
-                    await hook()
-                except Exception as exc:  # a hook retries what can be retried: this one gave up
-                    self.last_error = f"re-sync failed: {type(exc).__name__}: {exc}"
-                    log.exception("re-sync after connecting failed: the connection is not reported up")
-                    return
-            if self.connected:  # a drop during the hooks has already been reported (and reconnects)
-                self._emit(self.connection, True)
+            synced = await self._run_hooks()
+            if self.connected:
+                if synced:
+                    self._emit(self.connection, True)
+                return
+            # Lost while re-syncing: its disconnectedEvent could not start a connector (this one runs).
+            log.warning("IB connection lost while re-syncing; reconnecting")
+
+    async def _run_hooks(self) -> bool:
+        """Call the ``on_connected`` hooks in order; return False (and stop) at the first that raises."""
+        for hook in self.on_connected:
+            try:
+                await hook()
+            except Exception as exc:  # a hook retries what can be retried: this one gave up
+                self.last_error = f"re-sync failed: {type(exc).__name__}: {exc}"
+                log.exception("re-sync after connecting failed: the connection is not reported up")
+                return False
+        return True
 
     async def _connect_with_backoff(self) -> bool:
         """Connect, retrying with backoff and jitter; return True once connected, False if stopping."""
