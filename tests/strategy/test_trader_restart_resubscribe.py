@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, call, eventually, started_strategy_stack, wait_for_port
+from tests.conftest import (
+    StackEnv,
+    TradingStack,
+    call,
+    eventually,
+    started_strategy_stack,
+    wait_for_port,
+)
 from trader.errors import TraderError
 
 pytestmark = pytest.mark.slow
@@ -60,6 +67,8 @@ def answers_status(stack: TradingStack) -> dict[str, Any] | None:
 def test_ticks_resume_after_trader_service_is_killed_and_restarted(counter_stack: TradingStack) -> None:
     stack = counter_stack
     eventually(lambda: counter(stack)["state"] == "RUNNING" and counter(stack)["ticks"] > 0, 30, "ticks")
+    # strategy_service has confirmed trader_service's pid (a crash before that is no restart it could tell)
+    eventually(lambda: call(stack.strategy_endpoint, "status")["trader_service"] == "up", 30, "the pid confirmed")
     stack.kill("trader_service")
     stack.kill("tws")  # the new trader_service comes up unable to reach IB: it answers, and refuses to subscribe
     stack.start("trader_service")
