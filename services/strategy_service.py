@@ -199,6 +199,8 @@ class StrategyService(Service):
 
     async def _subscribe(self, runner: StrategyRunner) -> dict[str, str]:
         """Ask trader_service to stream the strategy's instruments; return symbol -> contract key."""
+        if self.watch.pid is None:  # the process subscribed to is the one a later restart replaces
+            self.watch.adopt(await self.trader.call("status", timeout=2.0))
         return {symbol: (await self.trader.call("subscribe", symbol))["key"] for symbol in runner.strategy.instruments}
 
     def _attach(self, runner: StrategyRunner) -> None:

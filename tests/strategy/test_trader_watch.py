@@ -111,3 +111,22 @@ def test_a_restarted_pid_counts_only_once_it_is_ready() -> None:
         assert restarts == [2000] and watch.pid == 2000
 
     asyncio.run(scenario())
+
+
+def test_a_pid_adopted_before_any_beat_makes_its_successor_a_restart() -> None:
+    # strategy_service subscribed through trader_service before confirming any beat, and it died:
+    # the new process's pid is a restart (its strategies must subscribe again), not a first sighting.
+    now = [100.0]
+    restarts: list[int] = []
+    trader = Trader(pid=2000)
+
+    async def scenario() -> None:
+        watch = TraderWatch(trader.status, restarts.append, interval=1.0, clock=lambda: now[0])
+        watch.adopt({"pid": 1000, "state": "DEGRADED"})
+        watch.adopt({"pid": 1500})  # a pid is known: not replaced
+        assert watch.pid == 1000
+        watch.on_beat({"pid": 2000})
+        await settle(watch)
+        assert restarts == [2000] and watch.pid == 2000
+
+    asyncio.run(scenario())

@@ -72,6 +72,17 @@ class TraderWatch:
             self._last_confirm = now
             self._confirming = asyncio.get_running_loop().create_task(self._confirm(), name="confirm-trader-pid")
 
+    def adopt(self, status: Mapping[str, Any]) -> None:
+        """Take the pid of a ``status`` reply as trader_service's, unless one is known already.
+
+        For a caller about to use trader_service before any beat was confirmed:
+        should that process die before its first confirmation, its successor's
+        pid is then a restart, not the first pid seen.
+        """
+        pid = status.get("pid")
+        if self.pid is None and type(pid) is int:
+            self.pid, self.seen = pid, self._clock()
+
     async def _confirm(self) -> None:
         self.confirmations += 1
         try:
