@@ -10,8 +10,11 @@ may turn into an order (trader.strategy.runner). Fills come back on the
 bus's ``fill`` topic and are routed by client order id.
 
 If trader_service restarts (a new pid on its heartbeat, confirmed by its own
-``status``: see trader.strategy.watch), every running strategy asks again
-for its instruments and resyncs its positions. Events
+``status`` once that says it is ready: see trader.strategy.watch), every
+running strategy goes back to WAITING_HISTORY (it trades nothing) and asks
+again for its instruments and resyncs its positions, retried
+(``REJOIN_RETRY``) on Unavailable and Timeout for as long as it runs, then
+RUNNING again. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
 RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 EQUITY_TTL = 30.0
 TRADER = "trader_service"
 TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
+#: A strategy's resubscribe and resync after a trader_service restart: retried until it succeeds (no give-up).
+REJOIN_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
 
 
 class StrategyService(Service):
@@ -167,7 +172,11 @@ class StrategyService(Service):
 
     def _start(self, name: str) -> None:
         self.runners[name].move(StrategyState.WAITING_HISTORY, "starting")
-        task = asyncio.get_running_loop().create_task(self._run(name), name=f"start-{name}")
+        self._track_start(name, self._run(name))
+
+    def _track_start(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as the strategy's start (``_stop`` cancels it; a restart skips it meanwhile)."""
+        task = asyncio.get_running_loop().create_task(work, name=f"start-{name}")
         self._starting[name] = task
         task.add_done_callback(lambda _t: self._starting.pop(name, None) if self._starting.get(name) is _t else None)
 
@@ -190,6 +199,8 @@ class StrategyService(Service):
 
     async def _subscribe(self, runner: StrategyRunner) -> dict[str, str]:
         """Ask trader_service to stream the strategy's instruments; return symbol -> contract key."""
+        if self.watch.pid is None:  # the process subscribed to is the one a later restart replaces
+            self.watch.adopt(await self.trader.call("status", timeout=2.0))
         return {symbol: (await self.trader.call("subscribe", symbol))["key"] for symbol in runner.strategy.instruments}
 
     def _attach(self, runner: StrategyRunner) -> None:
@@ -275,13 +286,27 @@ class StrategyService(Service):
 
     async def _after_trader_restart(self) -> None:
         for runner in list(self.runners.values()):
-            if not runner.active or runner.name in self._starting:
+            if not runner.active or runner.name in self._starting:  # a start (or rejoin) under way retries itself
                 continue
-            try:
-                await self._subscribe(runner)
-                await self._resync(runner)
-            except TraderError as exc:
-                runner.logger.warning("resync after the trader_service restart failed: %s", exc)
+            runner.wait_for_trader("trader_service restarted: subscribing and resyncing again")
+            self._track_start(runner.name, self._rejoin(runner))
+
+    async def _rejoin(self, runner: StrategyRunner) -> None:
+        """Subscribe the strategy's instruments again and resync its ledger; retried until it succeeds."""
+        async def once() -> None:
+            await self._subscribe(runner)
+            await self._resync(runner)
+
+        try:
+            await REJOIN_RETRY.call(
+                once, retry_on=(Unavailable, Timeout), what=f"resubscribing {runner.name} after the restart",
+                logger=log,
+                on_retry=lambda exc: runner.wait_for_trader(f"waiting for trader_service ({exc})"))
+        except TraderError as exc:  # not a passing outage (an unknown symbol now, say)
+            runner.fail("subscribing its instruments after the trader_service restart", exc)
+            return
+        runner.logger.info("trader_service is back: instruments streamed and positions resynced")
+        runner.trader_back()
 
     async def _account_equity(self) -> Decimal | None:
         stamp, value = self._equity

@@ -26,6 +26,7 @@ from trader.brokers.factory import create_broker
 from trader.config import Settings, TradingHours
 from trader.errors import NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
+from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.trading.book import Book, rebuild
 from trader.trading.desk import Desk
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 PORTFOLIO_INTERVAL = 1.0
 DAY_CHECK_INTERVAL = 30.0  # how often a new trading day is looked for
+#: A failed re-sync (Redis down past the recorder's ~5 s of retries, say) is tried again while connected:
+#: until it succeeds the desk refuses orders, so a long outage costs at most RESYNC_RETRY.cap once it ends.
+RESYNC_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
+RESYNC_ERRORS = (RedisError, OSError, TraderError)
 
 
 class TraderService(Service):
@@ -61,6 +66,7 @@ class TraderService(Service):
         self._day: str | None = None  # the trading day whose PnL baseline is set
         self._day_task: asyncio.Task[None] | None = None
         self._quotes_task: asyncio.Task[None] | None = None
+        self.resync_error: str | None = None  # why the last re-sync attempt failed, while it is retried
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
@@ -87,7 +93,9 @@ class TraderService(Service):
         self._day_task = asyncio.get_running_loop().create_task(self._day_loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
-            asyncio.get_running_loop().call_soon(self.set_degraded, "not connected to IB")
+            why = "not connected to IB" if not self.adapter.connected else \
+                f"connected, re-syncing with the broker ({self.resync_error or 'in progress'})"
+            asyncio.get_running_loop().call_soon(self.set_degraded, why)
 
     async def on_stop(self) -> None:
         for task in (self._day_task, self._quotes_task):
@@ -102,13 +110,38 @@ class TraderService(Service):
         if self.redis is not None:
             await self.redis.aclose()
 
-    async def _resync(self) -> None:
+    async def _resync(self, *, retry: bool = True) -> None:
+        """Re-sync with the broker after a (re)connect: the kill switch's global cancel, then reconcile.
+
+        The global cancel goes first: it needs neither the book nor Redis, and an
+        engaged switch must not wait on (or be skipped by) a reconcile that fails.
+        A failed reconcile leaves the desk unsynced (orders refused): with ``retry``
+        it is tried again (``RESYNC_RETRY``) for as long as the connection holds, the
+        service DEGRADED with the error as its reason meanwhile; the adapter reports
+        the connection up only once this returns.
+        """
         assert self.desk is not None
-        self.differences = await reconcile(self.desk)
         if self.risk.kill_switch_engaged:  # engaged while away, or before a restart: orders may still be working
             log.warning("kill switch engaged: sending IB's global cancel after the (re)connect")
             self._cancel_everything()
+        self.resync_error = None
+        if retry:
+            await RESYNC_RETRY.call(self._reconcile, retry_on=RESYNC_ERRORS, what="re-sync with the broker",
+                                    logger=log, on_retry=self._resync_failed,
+                                    give_up=lambda: not self.adapter.connected)
+        else:
+            await self._reconcile()
+        self.resync_error = None
         await self._roll_day()
+
+    async def _reconcile(self) -> None:
+        assert self.desk is not None
+        self.differences = await reconcile(self.desk)
+
+    def _resync_failed(self, exc: BaseException) -> None:
+        self.resync_error = f"{type(exc).__name__}: {exc}"[:200]
+        self.set_degraded(f"connected, but the re-sync with the broker failed ({self.resync_error}); "
+                          "orders refused until it succeeds")
 
     def _cancel_everything(self) -> str | None:
         """Send IB's global cancel for the kill switch; return why it could not be sent, or None.
@@ -179,6 +212,9 @@ class TraderService(Service):
     def status_info(self) -> dict[str, Any]:
         return {
             "connected": self.adapter.connected,
+            # Reconciled since the last (re)connect: orders are taken. Ready = RUNNING, connected and synced.
+            "synced": self.desk is not None and self.desk.synced,
+            "resync_error": self.resync_error,
             "ib": f"{self.settings.ib.host}:{self.settings.ib.port}",
             "client_id": self.settings.ib.client_id,
             "accounts": self.adapter.accounts(),
@@ -312,7 +348,7 @@ class TraderService(Service):
     async def reconcile(self) -> list[dict[str, Any]]:
         """Reconcile the book with the broker now; return the differences."""
         self.adapter.require_connection()
-        await self._resync()
+        await self._resync(retry=False)
         return self.differences
 
     # -- RPC: market data ------------------------------------------------------------

@@ -80,3 +80,15 @@ def test_ib_reports_reach_the_streams_and_queries_as_domain_objects() -> None:
                                                          market_price=Decimal(151), market_value=Decimal(15100),
                                                          unrealized_pnl=Decimal(100), realized_pnl=Decimal("5.5"))]
     assert values == adapter.account_values() == [AccountValue("DU1", "NetLiquidation", "100000.00", "USD")]
+
+
+def test_the_gross_market_value_counts_the_holdings_the_domain_cannot_model(caplog: pytest.LogCaptureFixture) -> None:
+    adapter = IbAdapter(IbSettings(), TradingSettings())  # never connected: IB's reports are fed as the decoder would
+    wrapper = adapter.ib.wrapper
+    wrapper.updatePortfolio(AAPL, 100.0, 151.0, 15100.0, 150.0, 100.0, 5.5, "DU1")
+    wrapper.updatePortfolio(FOP, -2.0, 40.0, -4000.0, 45.0, 1000.0, 0.0, "DU1")  # a short option on a future
+    with caplog.at_level("WARNING", logger="trader.brokers.ib.adapter"):
+        for _ in range(5):  # the risk gate recomputes at every portfolio report
+            assert [p.contract.symbol for p in adapter.portfolio()] == ["AAPL"]
+            assert adapter.gross_market_value() == Decimal(19100)
+    assert len([r for r in caplog.records if "portfolio item skipped" in r.getMessage()]) == 1, "once per conid"

@@ -93,12 +93,38 @@ def test_a_start_up_request_that_fails_fails_the_connect_which_is_made_again() -
         seen.append(adapter.view_complete)
 
     adapter.ib.connectAsync = connect  # type: ignore[method-assign]
+    adapter.ib.isConnected = lambda: len(calls) == 3  # type: ignore[method-assign]
     adapter.ib.client.serverVersion = lambda: 176  # type: ignore[method-assign]
     adapter.on_connected.append(on_connected)
     asyncio.run(adapter._connect_loop())
     assert len(calls) == 3 and all(kw["raiseSyncErrors"] is True for kw in calls)
     assert adapter.connects == 1 and adapter.last_error is None
     assert seen == [True], "the re-sync ran once, with the complete view"
+
+
+def test_a_connection_lost_during_the_re_sync_is_made_again_and_reported_up_only_once_synced() -> None:
+    adapter = IbAdapter(IbSettings(), TradingSettings(reconnect_initial=0.01, reconnect_max=0.01))
+    up = [False]
+    resyncs: list[int] = []
+    reported: list[bool] = []
+
+    async def connect(*_: Any, **_kwargs: Any) -> None:
+        up[0] = True
+
+    async def resync() -> None:  # the first re-sync sees the connection drop, and gives up
+        resyncs.append(len(resyncs))
+        if len(resyncs) == 1:
+            up[0] = False
+            raise ConnectionError("lost while re-syncing")
+
+    adapter.ib.connectAsync = connect  # type: ignore[method-assign]
+    adapter.ib.isConnected = lambda: up[0]  # type: ignore[method-assign]
+    adapter.ib.client.serverVersion = lambda: 176  # type: ignore[method-assign]
+    adapter.on_connected.append(resync)
+    adapter.connection.subscribe(reported.append)
+    asyncio.run(adapter._connect_loop())
+    assert adapter.connects == 2 and resyncs == [0, 1]
+    assert reported == [True], "up once, after the re-sync that succeeded"
 
 
 def test_orders_are_registered_before_the_send_which_comes_last_and_modified_and_cancelled_by_id() -> None:

@@ -22,6 +22,7 @@ from trader.brokers.ib.parsing import (
     from_ib_order,
     from_ib_portfolio_item,
     from_ib_position,
+    gross_market_value,
     order_status,
     ticker_to_tick,
     to_ib_contract,
@@ -456,6 +457,20 @@ def test_portfolio_item() -> None:
     assert (position.market_price, position.market_value) == (Decimal("231.37"), Decimal(23137))
     assert position.unrealized_pnl == Decimal("626.99")
     assert position.realized_pnl is None
+
+
+def test_a_fop_portfolio_item_is_no_position_but_counts_in_the_gross_market_value() -> None:
+    fop = ib_async.Contract(secType="FOP", conId=7, symbol="ES", lastTradeDateOrContractMonth="20261218",
+                            strike=6000.0, right="C", multiplier="50", currency="USD")
+    items = [
+        ib_async.PortfolioItem(fop, -2.0, 40.0, -4000.0, 45.0, 1000.0, 0.0, "DU123"),
+        ib_async.PortfolioItem(to_ib_contract(AAPL), 100.0, 231.37, 23137.0, 225.1, 626.99, UNSET_DOUBLE, "DU123"),
+        ib_async.PortfolioItem(to_ib_contract(AAPL), 1.0, UNSET_DOUBLE, UNSET_DOUBLE, 1.0, 0.0, 0.0, "DU9"),
+    ]
+    with pytest.raises(ValidationError):
+        from_ib_portfolio_item(items[0])
+    assert gross_market_value(items) == Decimal(27137)  # |-4000| + 23137; a value IB did not give counts 0
+    assert gross_market_value([]) == Decimal(0)
 
 
 def test_account_value() -> None:

@@ -7,7 +7,9 @@ import sys
 import textwrap
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 from trader.strategy.plugins import discover
@@ -151,3 +153,71 @@ def test_fifty_reloads_do_not_grow_memory() -> None:
         tracemalloc.stop()
     assert grown < 256 * 1024, f"50 reloads kept {grown / 1024:.0f} KiB"
     assert len(sys.modules) == modules
+
+
+FORWARD = '''
+from __future__ import annotations
+
+import typing
+
+import pandas as pd
+from pydantic import BaseModel
+from trader.strategy import Strategy
+
+
+class Params(BaseModel):
+    window: Window  # defined below: resolved through sys.modules[Params.__module__] once it is used
+
+
+class Window(BaseModel):
+    bars: int = 5
+
+
+class Forward(Strategy):
+    instruments = ("AAPL",)
+    Params = Params
+
+    def signals(self, prices: pd.DataFrame) -> pd.Series:
+        return pd.Series(float(self.params.window.bars), index=prices.index)
+
+    def hints(self) -> dict[str, typing.Any]:
+        return typing.get_type_hints(type(self).signals)
+'''
+
+
+def test_a_plugin_module_stays_importable_while_its_strategy_is_loaded(tmp_path: Path) -> None:
+    from trader.strategy.runner import StrategyRunner
+
+    write(tmp_path, "forward.py", FORWARD)
+    write(tmp_path, "forward.yaml", "params: {window: {bars: 7}}\n")
+    [plugin], errors = discover(tmp_path)
+    assert errors == []
+    strategy: Any = plugin.strategy
+    assert strategy.params.window.bars == 7  # pydantic resolved the forward reference through sys.modules
+    assert strategy.hints()["return"] is pd.Series  # and so does typing.get_type_hints, later
+    module = type(strategy).__module__
+    assert sys.modules[module].__file__ == str(tmp_path / "forward.py")
+
+    async def no_equity() -> None:
+        return None
+
+    [again], _ = discover(tmp_path)  # a reload: the new generation is registered beside the old until it goes
+    StrategyRunner(plugin, lambda *a, **k: None, lambda topic, payload: None,  # type: ignore[arg-type]
+                   equity=no_equity).close()
+    assert module not in sys.modules and type(again.strategy).__module__ in sys.modules
+    StrategyRunner(again, lambda *a, **k: None, lambda topic, payload: None,  # type: ignore[arg-type]
+                   equity=no_equity).close()
+    assert type(again.strategy).__module__ not in sys.modules
+
+
+def test_a_plugin_that_fails_after_its_import_leaves_no_module_behind(tmp_path: Path) -> None:
+    write(tmp_path, "good.py", GOOD)
+    write(tmp_path, "twin.py", GOOD)  # the same strategy name: refused
+    write(tmp_path, "nostrategy.py", "X = 1\n")
+    before = {m for m in sys.modules if m.startswith("_trader_plugin_")}
+    plugins, errors = discover(tmp_path)
+    assert len(plugins) == 1 and len(errors) == 2
+    after = {m for m in sys.modules if m.startswith("_trader_plugin_")} - before
+    assert after == {type(plugins[0].strategy).__module__}
+    plugins[0].unload()
+    assert type(plugins[0].strategy).__module__ not in sys.modules

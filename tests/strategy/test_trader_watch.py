@@ -16,13 +16,17 @@ class Trader:
     def __init__(self, pid: int) -> None:
         self.pid: int | None = pid
         self.calls = 0
+        self.ready = True  # RUNNING, connected and re-synced; False: up but still connecting
 
     async def status(self) -> dict[str, Any]:
         self.calls += 1
         await asyncio.sleep(0.01)
         if self.pid is None:
             raise Timeout("no reply")
-        return {"service": "trader_service", "state": "RUNNING", "pid": self.pid}
+        if not self.ready:
+            return {"service": "trader_service", "state": "DEGRADED", "pid": self.pid, "connected": False,
+                    "synced": False}
+        return {"service": "trader_service", "state": "RUNNING", "pid": self.pid, "connected": True, "synced": True}
 
 
 async def settle(watch: TraderWatch) -> None:
@@ -79,5 +83,50 @@ def test_forged_beats_are_confirmed_at_a_bounded_rate_and_never_resync() -> None
         await settle(watch)
         assert restarts == [2000, 3000]
         await watch.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_restarted_pid_counts_only_once_it_is_ready() -> None:
+    # A new trader_service beats and answers status before it is connected to IB and re-synced:
+    # a strategy asking it to subscribe then is refused. The restart is acted on once it is ready.
+    now = [100.0]
+    restarts: list[int] = []
+    trader = Trader(pid=1000)
+
+    async def scenario() -> None:
+        watch = TraderWatch(trader.status, restarts.append, interval=1.0, clock=lambda: now[0])
+        watch.on_beat({"pid": 1000})
+        await settle(watch)
+        trader.pid, trader.ready = 2000, False
+        for _ in range(3):
+            now[0] += 1.0
+            watch.on_beat({"pid": 2000})
+            await settle(watch)
+            assert restarts == [] and watch.pid == 1000
+        trader.ready = True
+        now[0] += 1.0
+        watch.on_beat({"pid": 2000})
+        await settle(watch)
+        assert restarts == [2000] and watch.pid == 2000
+
+    asyncio.run(scenario())
+
+
+def test_a_pid_adopted_before_any_beat_makes_its_successor_a_restart() -> None:
+    # strategy_service subscribed through trader_service before confirming any beat, and it died:
+    # the new process's pid is a restart (its strategies must subscribe again), not a first sighting.
+    now = [100.0]
+    restarts: list[int] = []
+    trader = Trader(pid=2000)
+
+    async def scenario() -> None:
+        watch = TraderWatch(trader.status, restarts.append, interval=1.0, clock=lambda: now[0])
+        watch.adopt({"pid": 1000, "state": "DEGRADED"})
+        watch.adopt({"pid": 1500})  # a pid is known: not replaced
+        assert watch.pid == 1000
+        watch.on_beat({"pid": 2000})
+        await settle(watch)
+        assert restarts == [2000] and watch.pid == 2000
 
     asyncio.run(scenario())

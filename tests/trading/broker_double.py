@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from reactivex.subject import Subject
@@ -40,6 +41,8 @@ class BrokerDouble:
         self.held_positions: list[Position] = []
         self.held_portfolio: list[Position] = []
         self.held_values: list[AccountValue] = []
+        #: Market values of holdings the domain cannot model (a FOP, a BAG): in the gross, not in ``portfolio()``.
+        self.held_unmodelled: list[Decimal] = []
         self.held_orders: list[OrderReport] = []
         self.held_executions: list[Fill] = []
         self.details: dict[str, list[ContractDetails]] = {}  # symbol -> what a lookup finds
@@ -128,6 +131,10 @@ class BrokerDouble:
 
     def portfolio(self) -> list[Position]:
         return list(self.held_portfolio)
+
+    def gross_market_value(self) -> Decimal:
+        values = [p.market_value or Decimal(0) for p in self.held_portfolio] + self.held_unmodelled
+        return sum((abs(v) for v in values), Decimal(0))
 
     # -- contracts and market data ------------------------------------------------------
     async def contract_details(self, query: ContractQuery) -> list[ContractDetails]:

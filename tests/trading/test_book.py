@@ -635,7 +635,7 @@ class FakeRecorder:
 def fake_desk(book: Book, reports: list[OrderReport] = (), *, complete: bool = True) -> Any:  # type: ignore[assignment]
     broker = BrokerDouble()
     broker.held_orders, broker.view_complete = list(reports), complete
-    return SimpleNamespace(adapter=broker, book=book, synced=False, recorder=FakeRecorder())
+    return SimpleNamespace(adapter=broker, book=book, synced=False, recorder=FakeRecorder(), unjournalled=[])
 
 
 def broker_report(order: Order, order_id: int, perm_id: int, status: OrderStatus = S.SUBMITTED) -> OrderReport:

@@ -62,3 +62,12 @@ def test_the_pnl_is_the_accounts_in_its_base_currency_and_base_rows_win() -> Non
     broker.account_updates.on_next(AccountValue("DU1", "RealizedPnL", "-5100.00", "BASE"))
     broker.account_updates.on_next(AccountValue("DU1", "UnrealizedPnL", "12.50", "BASE"))
     assert totals.portfolio()[1] == Decimal("-5087.50")
+
+
+def test_the_gross_exposure_counts_the_holdings_the_domain_cannot_model() -> None:
+    broker = BrokerDouble()
+    totals = BrokerTotals(broker)
+    broker.held_portfolio = [position(AAPL, 100, 15000), position(MSFT, -10, -3000)]
+    broker.held_unmodelled = [Decimal(-4000)]  # a short FOP: left out of portfolio(), not out of the exposure
+    broker.portfolio_updates.on_next(broker.held_portfolio[0])
+    assert totals.portfolio()[0] == Decimal(22000)

@@ -19,13 +19,15 @@ The streams are reactivex Subjects, fed on the service's event loop:
   (the portfolio's with market values) as the broker reports a change;
 - ``account_updates``: an :class:`~trader.domain.AccountValue` as reported;
 - ``errors``: ``(request id, code, message)`` for every broker error or notice;
-- ``connection``: True on connect (after the ``on_connected`` hooks ran), False on loss.
+- ``connection``: True on connect, once every ``on_connected`` hook has returned (a hook that raises
+  leaves it unsaid), False on loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
@@ -152,6 +154,14 @@ class Broker(Protocol):
 
     def portfolio(self) -> list[Position]:
         """Return the positions with market price and value, unrealized and realized PnL."""
+        ...
+
+    def gross_market_value(self) -> Decimal:
+        """Return the sum of |market value| over every holding the broker reports.
+
+        Those the domain cannot model (and :meth:`portfolio` leaves out) count too:
+        the risk gate's gross exposure must not shrink by what it cannot read.
+        """
         ...
 
     # -- contracts and market data -----------------------------------------------------

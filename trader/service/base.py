@@ -84,7 +84,15 @@ class Service:
         return self.lifecycle.state
 
     def set_degraded(self, reason: str) -> None:
-        """Report that the service runs but cannot do all its work (e.g. broker disconnected)."""
+        """Report that the service runs but cannot do all its work (e.g. broker disconnected).
+
+        Already DEGRADED, a new reason replaces the old one (and is beaten at once).
+        """
+        if self.state is ServiceState.DEGRADED:
+            if reason != self.lifecycle.reason:
+                self.lifecycle.reason = reason
+                self._beat()
+            return
         if self.lifecycle.can_move(ServiceState.DEGRADED):
             self.lifecycle.move(ServiceState.DEGRADED, reason)
 

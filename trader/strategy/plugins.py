@@ -5,6 +5,14 @@ A plugin is a Python file in the strategies directory (names starting with
 with its settings in ``<stem>.yaml``, ``<stem>.yml`` or ``<stem>.toml`` beside
 it (optional: without one the class's declarations apply). Every file is
 imported afresh on each discovery, so ``strategy reload`` picks up edits.
+Each import is a module of its own generation (``_trader_plugin_<stem>_<n>``),
+registered in ``sys.modules`` while its strategy is loaded: pydantic and
+``typing.get_type_hints`` resolve the plugin's names through
+``sys.modules[cls.__module__]`` long after its body ran (a ``Params`` with a
+forward reference is completed at its first use). :meth:`Plugin.unload` (the
+runner's ``close``, on reload or stop) takes it out again, and a plugin that
+fails after its import is taken out at once, so reloads do not accumulate
+modules.
 
 A plugin that fails (a syntax error, an exception at import, no or several
 strategy classes, a config that does not validate, parameters its ``Params``
@@ -64,6 +72,10 @@ class Plugin:
     def name(self) -> str:
         return self.strategy.name
 
+    def unload(self) -> None:
+        """Take the plugin's module out of ``sys.modules`` (once its strategy is done with); safe to call twice."""
+        _forget(type(self.strategy).__module__)
+
 
 class _Failed(Exception):
     def __init__(self, error: PluginError) -> None:
@@ -87,6 +99,7 @@ def discover(directory: Path) -> tuple[list[Plugin], list[PluginError]]:
             errors.append(failed.error)
             continue
         if plugin.name in names:
+            plugin.unload()
             errors.append(PluginError(path, None, f"strategy name {plugin.name!r} is already taken by {names[plugin.name].name}"))
             continue
         names[plugin.name] = path
@@ -95,8 +108,19 @@ def discover(directory: Path) -> tuple[list[Plugin], list[PluginError]]:
 
 
 def load_plugin(path: Path) -> Plugin:
-    """Import ``path``, find its strategy class, validate its config and build it (or raise _Failed)."""
+    """Import ``path``, find its strategy class, validate its config and build it (or raise _Failed).
+
+    The plugin's module stays in ``sys.modules`` until :meth:`Plugin.unload`; on failure it is taken out.
+    """
     module = _import(path)
+    try:
+        return _build(path, module)
+    except BaseException:
+        _forget(module.__name__)
+        raise
+
+
+def _build(path: Path, module: Any) -> Plugin:
     classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
                if issubclass(c, Strategy) and c is not Strategy and c.__module__ == module.__name__
                and not c.__name__.startswith("_") and not inspect.isabstract(c)]
@@ -132,20 +156,24 @@ def _import(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise _Failed(PluginError(path, None, "cannot be imported"))
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pydantic look their module up while the body runs
+    sys.modules[name] = module  # dataclasses and pydantic look their module up, while the body runs and after
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
+        sys.modules.pop(name, None)
         raise _Failed(PluginError(path, exc.lineno, f"syntax error: {exc.msg}")) from None
     except BaseException as exc:
+        sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise _Failed(_traceback_error(path, exc)) from None
-    finally:
-        # Out of sys.modules once its body has run: the plugin's classes keep what they need, and
-        # a reload's old generation is freed with its last strategy (each reload kept ~110 KB before).
-        sys.modules.pop(name, None)
     return module
+
+
+def _forget(name: str) -> None:
+    """Take a plugin generation's module out of ``sys.modules`` (a reload's old one is then freed with it)."""
+    if name.startswith("_trader_plugin_"):
+        sys.modules.pop(name, None)
 
 
 def _traceback_error(path: Path, exc: BaseException) -> PluginError:

@@ -13,8 +13,11 @@ that overruns is found at the next tick.
 States: INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
 up from the trader service's history and live bars), RUNNING (trading at each
 closed bar), DISABLED, ERROR (an exception or a broken target: the reason and
-traceback are in its log; ``enable`` starts it again, through DISABLED). The
-moves between them are those of ``TRANSITIONS``; any other raises Conflict.
+traceback are in its log; ``enable`` starts it again, through DISABLED). A
+RUNNING strategy goes back to WAITING_HISTORY while the trader service it
+trades through is restarted (:meth:`StrategyRunner.wait_for_trader`), until
+its instruments are streamed and its positions read again. The moves between
+them are those of ``TRANSITIONS``; any other raises Conflict.
 
 What the runner trades: at each closed bar, the last value of ``signals``
 over the rolling window is the target. Only a change of target from the last
@@ -82,7 +85,7 @@ _S = StrategyState
 TRANSITIONS: dict[StrategyState, frozenset[StrategyState]] = {
     _S.INSTALLED: frozenset({_S.WAITING_HISTORY, _S.DISABLED}),
     _S.WAITING_HISTORY: frozenset({_S.RUNNING, _S.DISABLED, _S.ERROR}),
-    _S.RUNNING: frozenset({_S.DISABLED, _S.ERROR}),
+    _S.RUNNING: frozenset({_S.WAITING_HISTORY, _S.DISABLED, _S.ERROR}),  # back to waiting: trader_service restarted
     _S.DISABLED: frozenset({_S.WAITING_HISTORY}),
     _S.ERROR: frozenset({_S.DISABLED}),
 }
@@ -149,6 +152,7 @@ class StrategyRunner:
         self._worker: asyncio.Task[None] | None = None
         self._warmed = asyncio.Event()  # set once the history is in and on_start has run
         self._executor: ThreadPoolExecutor | None = None
+        self.waiting_for_trader = False  # see wait_for_trader
         self.logger = self.strategy.log
         self.capture = _Capture(self, log_lines)
         self.logger.addHandler(self.capture)
@@ -212,6 +216,7 @@ class StrategyRunner:
     def begin(self, keys: dict[str, str]) -> None:
         """Start working events for ``keys`` (symbol -> contract key) from a clean slate."""
         self.keys = dict(keys)
+        self.waiting_for_trader = False
         self.bars = {key: RollingBars(self.strategy.window) for key in keys.values()}
         self.targets = {key: None for key in keys.values()}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
@@ -239,7 +244,9 @@ class StrategyRunner:
             self.move(state, reason)
 
     def close(self) -> None:
+        """Let the strategy go: its log capture and its plugin's module (a reload loads a new generation)."""
         self.logger.removeHandler(self.capture)
+        self.plugin.unload()
 
     async def run_budgeted(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the strategy's thread; raise BudgetExceeded past the time budget."""
@@ -278,7 +285,24 @@ class StrategyRunner:
             self._warmed.set()  # the worker takes the live bars queued meanwhile, after the history
         self._check_warm()
 
+    def wait_for_trader(self, reason: str) -> None:
+        """Trade nothing until :meth:`trader_back`: WAITING_HISTORY with ``reason`` (bars still fill the window).
+
+        For a trader service that restarted: it streams nothing for the strategy,
+        and its book may differ, until the strategy has subscribed and resynced again.
+        """
+        self.waiting_for_trader = True
+        self.move(StrategyState.WAITING_HISTORY, reason)
+
+    def trader_back(self) -> None:
+        """End :meth:`wait_for_trader`: RUNNING again once the window is warm."""
+        self.waiting_for_trader = False
+        if self.active:
+            self._check_warm()
+
     def _check_warm(self) -> None:
+        if self.waiting_for_trader:
+            return
         if self.state is StrategyState.WAITING_HISTORY and all(len(b) >= self.strategy.warmup for b in self.bars.values()):
             self.move(StrategyState.RUNNING)
 

@@ -6,10 +6,14 @@ the confirmed pid says trader_service is up (``seen``). A beat carrying any
 other pid only makes the watch ask trader_service itself (its ``status``,
 whose reply comes from the process behind the RPC port): at most one such
 call in flight and one per ``interval`` seconds, however many beats come. A
-restart is a pid that ``status`` confirms: only then is ``on_restart``
-called, once. So a flood of forged beats costs one status call a second and
-resyncs nothing; a real restart is acted on at its first beat, or its first
-after ``interval``.
+restart is a pid that ``status`` confirms *ready* (:func:`ready`: RUNNING,
+connected to the broker and re-synced with it): only then is ``on_restart``
+called, once. A new process serves ``status`` (and beats) from before its
+broker connection and journal rebuild, so a pid confirmed at its first beat
+would be asked to subscribe while it still refuses: until it is ready, its
+beats keep being checked (one status call per ``interval``). So a flood of
+forged beats costs one status call a second and resyncs nothing; a real
+restart is acted on once it can serve.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from trader.peer_text import LogThrottle
 log = logging.getLogger(__name__)
 
 CONFIRM_INTERVAL = 1.0  # seconds between two status calls made to confirm a pid
+
+
+def ready(status: Mapping[str, Any]) -> bool:
+    """Return whether trader_service's ``status`` says it serves: RUNNING, connected and re-synced."""
+    return status.get("state") == "RUNNING" and status.get("connected") is True and status.get("synced") is True
 
 
 class TraderWatch:
@@ -63,6 +72,17 @@ class TraderWatch:
             self._last_confirm = now
             self._confirming = asyncio.get_running_loop().create_task(self._confirm(), name="confirm-trader-pid")
 
+    def adopt(self, status: Mapping[str, Any]) -> None:
+        """Take the pid of a ``status`` reply as trader_service's, unless one is known already.
+
+        For a caller about to use trader_service before any beat was confirmed:
+        should that process die before its first confirmation, its successor's
+        pid is then a restart, not the first pid seen.
+        """
+        pid = status.get("pid")
+        if self.pid is None and type(pid) is int:
+            self.pid, self.seen = pid, self._clock()
+
     async def _confirm(self) -> None:
         self.confirmations += 1
         try:
@@ -72,6 +92,10 @@ class TraderWatch:
             return
         pid = status.get("pid")
         if type(pid) is not int:
+            return
+        if pid != self.pid and not ready(status):  # not serving yet: its next beat asks again
+            log.info("trader_service pid %d is %s (connected %s, synced %s): not ready yet", pid,
+                     status.get("state"), status.get("connected"), status.get("synced"))
             return
         self.seen = self._clock()
         previous, self.pid = self.pid, pid

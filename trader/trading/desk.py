@@ -78,6 +78,9 @@ class Desk:
         self._done: dict[str, asyncio.Event] = {}  # set when an order being cancelled reaches its end
         self.pnl_baseline = Decimal(0)  # the account's PnL when the trading day began
         self.synced = False  # reconciled with the broker since the last (re)connect
+        # What a reconcile changed in the book but could not journal yet (Redis down): the next one writes it
+        # first, since the book it finds agrees with the broker and would find nothing left to journal.
+        self.unjournalled: list[dict[str, Any]] = []
         self.broker_totals = BrokerTotals(adapter)
         self._quoted: dict[str, float] = {}  # key -> loop time of the last order priced from its stream
         adapter.order_updates.subscribe(self.on_status)

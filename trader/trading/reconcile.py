@@ -80,8 +80,11 @@ async def reconcile(desk: Desk) -> list[dict[str, Any]]:
     desk.synced = False
     state = broker_state(desk.adapter, desk.book, complete=desk.adapter.view_complete)
     differences: list[Difference] = desk.book.reconcile(state)
-    for entry in desk.book.journal_entries(differences):
-        await desk.recorder.write(entry)
+    # The book has changed: what cannot be journalled now is kept for the next reconcile (its retry).
+    desk.unjournalled.extend(desk.book.journal_entries(differences))
+    while desk.unjournalled:
+        await desk.recorder.write(desk.unjournalled[0])
+        del desk.unjournalled[0]
     reported = [d.to_dict() for d in differences + desk.book.position_differences(state)]
     for d in reported:
         log.warning("reconcile: %s %s: book %s, broker %s (%s)", d["kind"], d["key"], d["book"], d["broker"],

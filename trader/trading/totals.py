@@ -87,11 +87,8 @@ class BrokerTotals:
 
     def portfolio(self) -> tuple[Decimal, Decimal]:
         """Return the portfolio's gross exposure (sum of |market value|) and the account's PnL (realized + unrealized)."""
-        if self._portfolio is None:
-            gross = Decimal(0)
-            for item in self.broker.portfolio():
-                gross += abs(item.market_value or Decimal(0))
-            self._portfolio = (gross, self._account_pnl())
+        if self._portfolio is None:  # every holding, those the domain cannot model (a FOP, a BAG...) too
+            self._portfolio = (self.broker.gross_market_value(), self._account_pnl())
         return self._portfolio
 
     def _account_pnl(self) -> Decimal:

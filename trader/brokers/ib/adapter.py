@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import ib_async
@@ -85,6 +86,7 @@ class IbAdapter:
         self._connector: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._contracts: dict[int, ib_async.Contract] = {}  # conid -> the contract orders are placed with
+        self._unconverted: set[tuple[str, int | None]] = set()  # (what, conid) already logged as unreadable
         self._wire_events()
 
     # -- events ------------------------------------------------------------------
@@ -204,7 +206,7 @@ class IbAdapter:
             self._connector = asyncio.get_running_loop().create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
-        if await self._connect_with_backoff():
+        while await self._connect_with_backoff():
             self.connects += 1
             self.last_error = None
             self.view_complete = self.ib.client.serverVersion() >= 150  # ib_async asks completed orders from 150
@@ -212,12 +214,24 @@ class IbAdapter:
                      self.settings.host, self.settings.port, self.settings.client_id,
                      self.ib.client.serverVersion(), ",".join(self.ib.wrapper.accounts))
             self._resubscribe()
-            for hook in self.on_connected:
-                try:
-                    await hook()
-                except Exception:
-                    log.exception("re-sync after connecting failed")
-            self._emit(self.connection, True)
+            synced = await self._run_hooks()
+            if self.connected:
+                if synced:
+                    self._emit(self.connection, True)
+                return
+            # Lost while re-syncing: its disconnectedEvent could not start a connector (this one runs).
+            log.warning("IB connection lost while re-syncing; reconnecting")
+
+    async def _run_hooks(self) -> bool:
+        """Call the ``on_connected`` hooks in order; return False (and stop) at the first that raises."""
+        for hook in self.on_connected:
+            try:
+                await hook()
+            except Exception as exc:  # a hook retries what can be retried: this one gave up
+                self.last_error = f"re-sync failed: {type(exc).__name__}: {exc}"
+                log.exception("re-sync after connecting failed: the connection is not reported up")
+                return False
+        return True
 
     async def _connect_with_backoff(self) -> bool:
         """Connect, retrying with backoff and jitter; return True once connected, False if stopping."""
@@ -336,14 +350,16 @@ class IbAdapter:
         return fills
 
     # -- account -------------------------------------------------------------------
-    @staticmethod
-    def _converted(what: str, convert: Callable[[Any], T], items: list[Any]) -> list[T]:
+    def _converted(self, what: str, convert: Callable[[Any], T], items: list[Any]) -> list[T]:
         out = []
         for item in items:
             try:
                 out.append(convert(item))
-            except TraderError as exc:
-                log.warning("%s skipped: %s", what, exc)
+            except TraderError as exc:  # logged once per contract: the risk gate reads these at every recompute
+                conid = getattr(getattr(item, "contract", None), "conId", None)
+                if (what, conid) not in self._unconverted:
+                    self._unconverted.add((what, conid))
+                    log.warning("%s skipped (the domain cannot model it; logged once per contract): %s", what, exc)
         return out
 
     def accounts(self) -> list[str]:
@@ -361,6 +377,10 @@ class IbAdapter:
     def portfolio(self) -> list[Position]:
         """Return the positions with market values and PnL (one the domain cannot read is logged and left out)."""
         return self._converted("portfolio item", parsing.from_ib_portfolio_item, self.ib.portfolio())
+
+    def gross_market_value(self) -> Decimal:
+        """Return the sum of |market value| over every holding IB reports, those :meth:`portfolio` leaves out too."""
+        return parsing.gross_market_value(self.ib.portfolio())
 
     # -- contracts and market data -------------------------------------------------
     def _ib_contract(self, contract: Contract) -> ib_async.Contract:

@@ -7,6 +7,7 @@ BAG...) is a ValidationError.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
@@ -172,6 +173,16 @@ def from_ib_portfolio_item(item: ib_async.PortfolioItem) -> Position:
         unrealized_pnl=decimal_from_float(item.unrealizedPNL),
         realized_pnl=decimal_from_float(item.realizedPNL),
     )
+
+
+def gross_market_value(items: Iterable[ib_async.PortfolioItem]) -> Decimal:
+    """Return the sum of |market value| over ``items``, whatever their contract (a FOP, a BAG, a BOND too).
+
+    The domain models only some instruments (:func:`from_ib_portfolio_item`
+    refuses the others), but every holding is exposure: none is left out here.
+    A value IB does not give (NaN, unset) counts as 0.
+    """
+    return sum((abs(decimal_from_float(item.marketValue) or Decimal(0)) for item in items), Decimal(0))
 
 
 def from_ib_account_value(v: ib_async.AccountValue) -> AccountValue:
