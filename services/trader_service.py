@@ -84,7 +84,7 @@ class TraderService(Service):
         self.recorder = Recorder(self.journal, self._publish)
         self.recorder.start()
         self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
-                         account=self.settings.ib.account)
+                         account=self.adapter.account)
         self.adapter.on_connected.append(self._resync)
         self.adapter.connection.subscribe(self._on_connection)
         self.adapter.ticks.subscribe(self._on_ticks)
@@ -215,8 +215,7 @@ class TraderService(Service):
             # Reconciled since the last (re)connect: orders are taken. Ready = RUNNING, connected and synced.
             "synced": self.desk is not None and self.desk.synced,
             "resync_error": self.resync_error,
-            "ib": f"{self.settings.ib.host}:{self.settings.ib.port}",
-            "client_id": self.settings.ib.client_id,
+            **self.adapter.describe(),
             "accounts": self.adapter.accounts(),
             "connects": self.adapter.connects,
             "last_error": self.adapter.last_error,
@@ -271,7 +270,7 @@ class TraderService(Service):
         for v in self.adapter.account_values():
             values.setdefault(v.tag, {})[v.currency or ""] = v.value
         accounts = self.adapter.accounts()
-        return {"account": self.settings.ib.account or (accounts[0] if accounts else None), "values": values}
+        return {"account": self.adapter.account or (accounts[0] if accounts else None), "values": values}
 
     def positions(self) -> list[Any]:
         """Return the broker's positions."""

@@ -36,6 +36,7 @@ class BrokerDouble:
         self.on_connected: list[Callable[[], Awaitable[None]]] = []
         self.connects = 0
         self.last_error: str | None = None
+        self.account: str | None = None
         self.view_complete = True
         self.up = connected
         self.held_positions: list[Position] = []
@@ -56,6 +57,9 @@ class BrokerDouble:
         self._next_id = 1
 
     # -- connection --------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"broker": "double"}
+
     @property
     def connected(self) -> bool:
         return self.up

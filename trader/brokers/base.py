@@ -54,11 +54,17 @@ class Broker(Protocol):
     """Called in order after every (re)connect, before ``connection`` says True: the re-sync goes here."""
     connects: int
     last_error: str | None
+    account: str | None
+    """The account orders go to, from the broker's own settings (None: the broker's default)."""
     view_complete: bool
     """Whether this connection's order and execution lists hold the done orders too (then an order the
     broker does not list never reached it)."""
 
     # -- connection ------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Return where the connection goes, for status: the broker's name and its endpoint (no secrets)."""
+        ...
+
     @property
     def connected(self) -> bool:
         """Return whether the connection is up."""

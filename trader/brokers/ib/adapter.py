@@ -79,6 +79,7 @@ class IbAdapter:
                                     trading.history_requests_per_10min)
         self.connects = 0
         self.last_error: str | None = None
+        self.account: str | None = ib_settings.account or None
         # Whether this connection fetched the completed orders and the executions (see _connect_loop):
         # only then is an order IB does not report proof that it never reached IB.
         self.view_complete = False
@@ -158,6 +159,11 @@ class IbAdapter:
         self._orders.index()
 
     # -- connection ----------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Return the IB API endpoint and client id this adapter connects with."""
+        return {"broker": "ib", "ib": f"{self.settings.host}:{self.settings.port}",
+                "client_id": self.settings.client_id}
+
     @property
     def connected(self) -> bool:
         """Return whether the connection is up."""
