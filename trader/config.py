@@ -394,7 +394,9 @@ def env_overrides(
         if isinstance(value, (dict, list)) and not raw.lstrip().startswith(("[", "{")):
             value = raw  # only explicit flow syntax ([a, b] or {k: v}) makes a list or a mapping
         elif value is None and raw.strip() not in _YAML_NULLS:
-            value = raw  # "#..." or "&..." reads as a comment or an anchor: a key (Z85) may start so
+            value = raw  # "#..." reads as a comment: a key (Z85) may start so
+        elif isinstance(value, str) and value != raw.strip() and not raw.lstrip().startswith(("'", '"')):
+            value = raw  # YAML made other text of it ("&a..." an anchor, "!a..." a tag): the text is the value
         node = out
         for key in keys[:-1]:
             node = node.setdefault(key, {})
