@@ -48,9 +48,12 @@ __all__ = ["CurveDealer", "CurvePeer", "CurveRouter"]
 class _CurveSocket:
     """What the CURVE router and dealer share: one pyzmq socket, read from the loop by a Drainer."""
 
-    def __init__(self, endpoint: str, max_message_bytes: int, context: zmq.Context | None) -> None:
+    def __init__(self, endpoint: str, max_message_bytes: int, context: zmq.Context | None, timeouts: Timeouts,
+                 handshake_timeout: float) -> None:
         self.endpoint = endpoint
         self._max = max_message_bytes
+        self._timeouts = timeouts
+        self._handshake_timeout = handshake_timeout
         self._ctx = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._drainer: Drainer | None = None
@@ -64,9 +67,9 @@ class _CurveSocket:
         sock.setsockopt(zmq.RCVHWM, hwm)
         return sock
 
-    @staticmethod
-    def _liveness(sock: zmq.Socket, timeouts: Timeouts, handshake_timeout: float) -> None:
-        """Set ``sock``'s ZMTP heartbeats and handshake limit from ``timeouts`` (None: off)."""
+    def _liveness(self, sock: zmq.Socket) -> None:
+        """Set ``sock``'s ZMTP heartbeats and handshake limit from this socket's timeouts (None: off)."""
+        timeouts, handshake_timeout = self._timeouts, self._handshake_timeout
         sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(timeouts.heartbeat_ivl))
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeouts.heartbeat_timeout))
         sock.setsockopt(zmq.HEARTBEAT_TTL, min(_ms(timeouts.heartbeat_timeout), 6_553_500))  # the peer drops us
@@ -134,11 +137,9 @@ class CurveRouter(_CurveSocket):
         timeouts: Timeouts = SERVER_TIMEOUTS,
         handshake_timeout: float = 10.0,
     ) -> None:
-        super().__init__(endpoint, max_message_bytes, context)
+        super().__init__(endpoint, max_message_bytes, context, timeouts, handshake_timeout)
         self._on_message = on_message
         self._keys = keys
-        self._timeouts = timeouts
-        self._handshake_timeout = handshake_timeout
         self._domain: str | None = None
 
     async def start(self) -> None:
@@ -148,7 +149,7 @@ class CurveRouter(_CurveSocket):
         sock = self._new_socket(zmq.ROUTER, HWM)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished client fails, it is not dropped silently
         self._domain = secure_server(sock, self._keys)
-        self._liveness(sock, self._timeouts, self._handshake_timeout)
+        self._liveness(sock)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError:
@@ -204,11 +205,9 @@ class CurveDealer(_CurveSocket):
         timeouts: Timeouts = DEALER_TIMEOUTS,
         handshake_timeout: float = 10.0,
     ) -> None:
-        super().__init__(endpoint, max_message_bytes, context)
+        super().__init__(endpoint, max_message_bytes, context, timeouts, handshake_timeout)
         self._on_message = on_message
         self._keys = keys
-        self._timeouts = timeouts
-        self._handshake_timeout = handshake_timeout
         self._hwm = hwm
         self._ivl = reconnect_ivl
         self._ivl_max = max(reconnect_ivl_max, reconnect_ivl)
@@ -221,7 +220,7 @@ class CurveDealer(_CurveSocket):
         sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(self._ivl * 1000)))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(self._ivl_max * 1000)))
         secure_client(sock, self._keys)
-        self._liveness(sock, self._timeouts, self._handshake_timeout)
+        self._liveness(sock)
         sock.connect(self.endpoint)
         self._read(sock, self._on_message)
 
