@@ -35,6 +35,7 @@ _throttle = LogThrottle(log, burst=10, interval=60.0)
 SEPARATOR = b"\x00"
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 MAX_TOPIC = 256  # bytes: the platform's topics are short dotted names; a longer one is a peer's garbage
+MAX_ROUTES = 10_000  # cached topic routes: at most MAX_TOPIC bytes each
 HWM = 200_000
 
 
@@ -184,9 +185,11 @@ class Subscriber:
     def _route(self, raw_topic: bytes) -> tuple[str, list[abc.ObserverBase[Message]]] | None:
         """Return (topic, observers) for a frame's topic bytes; None if it is not a valid topic.
 
-        Only a valid topic (dotted segments, at most ``MAX_TOPIC`` bytes) that
-        somebody listens to is cached: anyone on the host can publish, and a
-        cache of whatever topics they invent would be theirs to fill.
+        Only a valid topic (dotted segments, at most ``MAX_TOPIC`` bytes) is
+        cached, in at most ``MAX_ROUTES`` entries: anyone on the host can
+        publish, and a cache of whatever topics they invent would be theirs to
+        fill (2 MB topics, each kept, held 767 MB). One nobody listens to is
+        cached too: the prefix subscription lets such topics through often.
         """
         route = self._cache.get(raw_topic)
         if route is None:
@@ -199,11 +202,9 @@ class Subscriber:
             if not TOPIC_RE.match(topic):
                 return None
             found = [o for p, obs in self._routes.items() if topic_matches(p, topic) for o in obs]
-            route = (topic, found)
-            if found:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[raw_topic] = route
+            if len(self._cache) >= MAX_ROUTES:
+                self._cache.clear()
+            route = self._cache[raw_topic] = (topic, found)
         return route
 
     # -- hot path ------------------------------------------------------------

@@ -101,7 +101,7 @@ class TickFeed:
 
     def _receiver(self, key: str, observers: list[abc.ObserverBase[Tick]]) -> Callable[[Message], None]:
         topic = self.topic(key)
-        guard = TickGuard(key)
+        check = TickGuard(key).check
         previous: float | None = None  # the session volume at the last good update
 
         def on_message(message: Message) -> None:
@@ -124,7 +124,7 @@ class TickFeed:
             except (TypeError, KeyError, AttributeError, TraderError) as exc:
                 self._bad(topic, payload, str(exc))
                 return
-            insane = guard.check(tick)
+            insane = check(tick)
             if insane is not None:
                 self._bad(topic, payload, insane)
                 return
