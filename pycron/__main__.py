@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import logging
 import os
-import resource
 import signal
 import ssl
 import sys
@@ -27,6 +26,7 @@ from trader.errors import ConfigError, Conflict, TraderError
 from trader.logsetup import setup_logging
 from trader.messaging.curve import CurveKeys
 from trader.messaging.loopback import require_protected_host
+from trader.service.fds import raise_fd_limit
 
 log = logging.getLogger("pycron")
 
@@ -114,23 +114,6 @@ def prepare(profile: str | None) -> tuple[Settings, PycronConfig, str]:
     return settings, config, token
 
 
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise the soft limit on open files to the hard one; return (before, after).
-
-    pycron holds a pipe per job's output, the bus socket, its log files and the
-    API's connections; at its limit it can neither fork nor restart a job. The
-    jobs inherit the raised limit.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            return soft, soft
-        return soft, hard
-    return soft, soft
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run pycron; return the process exit code."""
     args = _parse_args(argv)
@@ -157,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.profile,
         settings.home,
     )
-    before, after = raise_fd_limit()
-    log.info("open files limit: %d%s", after, f" (raised from {before})" if after != before else "")
+    # pycron holds a pipe per job's output, the bus socket, its logs and the API's connections: at its
+    # limit it could neither fork nor restart a job. The jobs inherit the raised limit.
+    raise_fd_limit()
     try:
         return asyncio.run(serve(settings, config, token))
     except TraderError as exc:

@@ -21,13 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pycron.output import DEFAULT_ROTATION, OutputCapture, RotatingOutput, Rotation
+from pycron.runfiles import TOKEN_ENV
 from trader.logsetup import SUPERVISED_ENV
 
 log = logging.getLogger(__name__)
 
 OUTPUT_DRAIN = 2.0  # seconds to wait, after the exit, for what is still in the output pipe
 # Variables a child must never see: the control token authorises stopping every job.
-PRIVATE_ENV = frozenset({"TRADER_PYCRON__TOKEN"})
+PRIVATE_ENV = frozenset({TOKEN_ENV})
 
 
 def child_environment(

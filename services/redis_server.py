@@ -17,10 +17,10 @@ import os
 import shutil
 import sys
 
+from pycron.runfiles import REDIS_PASSWORD_ENV
 from trader.config import load_settings
 from trader.errors import ConfigError, TraderError
 
-PASSWORD_ENV = "TRADER_REDIS__PASSWORD"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~")
 
 
@@ -37,7 +37,7 @@ def exec_redis(argv: list[str], password: str | None, env: dict[str, str]) -> No
     program = shutil.which("redis-server", path=env.get("PATH"))
     if program is None:
         raise ConfigError("redis-server not found on PATH")
-    env = {k: v for k, v in env.items() if k != PASSWORD_ENV}
+    env = {k: v for k, v in env.items() if k != REDIS_PASSWORD_ENV}
     args = [program, *argv]
     if password:
         line = config_line(password)

@@ -13,7 +13,7 @@ If trader_service restarts (a new pid on its heartbeat, confirmed by its own
 ``status`` once that says it is ready: see trader.strategy.watch), every
 running strategy goes back to WAITING_HISTORY (it trades nothing) and asks
 again for its instruments and resyncs its positions, retried
-(``REJOIN_RETRY``) on Unavailable and Timeout for as long as it runs, then
+(``TRADER_AWAY_RETRY``) on Unavailable and Timeout for as long as it runs, then
 RUNNING again. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 EQUITY_TTL = 30.0
 TRADER = "trader_service"
 TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
-#: A strategy's resubscribe and resync after a trader_service restart: retried until it succeeds (no give-up).
-REJOIN_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
+#: Waiting for trader_service (a strategy's start, its resubscribe and resync after a restart): retried until
+#: it succeeds (no give-up).
+TRADER_AWAY_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
 
 
 class StrategyService(Service):
@@ -184,7 +185,7 @@ class StrategyService(Service):
         """Subscribe, warm up and resync one strategy; retried while trader_service is away."""
         runner = self.runners[name]
         try:
-            keys = await RetryPolicy(0.5, 10.0).call(
+            keys = await TRADER_AWAY_RETRY.call(
                 lambda: self._subscribe(runner), retry_on=(Unavailable, Timeout), what=f"subscribing {name}",
                 logger=log,
                 on_retry=lambda exc: runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})"))
@@ -298,7 +299,7 @@ class StrategyService(Service):
             await self._resync(runner)
 
         try:
-            await REJOIN_RETRY.call(
+            await TRADER_AWAY_RETRY.call(
                 once, retry_on=(Unavailable, Timeout), what=f"resubscribing {runner.name} after the restart",
                 logger=log,
                 on_retry=lambda exc: runner.wait_for_trader(f"waiting for trader_service ({exc})"))

@@ -22,7 +22,7 @@ from typing import Any
 
 from trader.config import Settings, validate
 from trader.errors import ConfigError, Unavailable
-from trader.messaging.loopback import require_protected
+from trader.messaging.loopback import require_protected_host
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.sim.catalogue import MarketConfig, ReplayConfig, SimConfig, load_sim_config
@@ -48,10 +48,9 @@ class TwsSimService(Service):
     ) -> None:
         # IB's API has no authentication (a real TWS keeps a list of trusted IPs): the simulated
         # account is for this host only.
-        literal = f"[{host}]" if ":" in host else host
-        require_protected(f"tcp://{literal}:{port}", "tws-sim's TWS API listener", protected=False,
-                          why="without authentication (anyone on the network could trade on the simulated account)",
-                          how="keep --host 127.0.0.1; a remote client reaches it through an SSH tunnel")
+        require_protected_host(host, port, "tws-sim's TWS API listener", protected=False,
+                               why="without authentication (anyone on the network could trade on the simulated account)",
+                               how="keep --host 127.0.0.1; a remote client reaches it through an SSH tunnel")
         self.host = host
         self.port = port
         self.sim_config = sim_config

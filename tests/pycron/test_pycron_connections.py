@@ -150,7 +150,7 @@ def test_pycron_raises_its_soft_open_files_limit_to_the_hard_one(
     try:
         poll("pycron's worker RUNNING", lambda: try_status(port), 20)
         assert open_files_limit(proc.pid) == (4 * LIMIT, 4 * LIMIT)
-        assert "open files limit: 1024 (raised from 256)" in (trader_home / "logs" / "pycron.log").read_text()
+        assert "open-file limit raised from 256 to 1024" in (trader_home / "logs" / "pycron.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)

@@ -32,8 +32,10 @@ from zmq.utils import z85
 
 from trader.config import CurveKeySettings, Settings
 from trader.errors import ConfigError
+from trader.peer_text import LogThrottle
 
 log = logging.getLogger(__name__)
+_throttle = LogThrottle(log, burst=10, interval=60.0)
 
 HANDSHAKE_IVL_MS = 10_000  # a connection that has not finished its handshake by then is closed
 HEARTBEAT_IVL_MS = 5_000  # ZMTP PING every 5 s of silence ...
@@ -168,9 +170,8 @@ class _AllowedKeys:
         if not allowed:
             self.refused += 1
             # A refused client reconnects on its own, again and again: log at a bounded rate.
-            if self.refused <= 10 or self.refused % 1000 == 0:
-                log.warning("CURVE client key %s... refused (%d so far): not an allowed key",
-                            key[:8].decode("ascii", "replace"), self.refused)
+            _throttle.log(logging.WARNING, "refused", "CURVE client key %s... refused (%d so far): not an allowed key",
+                          key[:8].decode("ascii", "replace"), self.refused)
         return allowed
 
 

@@ -84,7 +84,12 @@ def require_protected(
     )
 
 
-def require_protected_host(host: str, port: int, what: str, *, protected: bool) -> None:
-    """Raise ConfigError if the HTTP server ``host`` is beyond loopback while ``protected`` (by TLS) is False."""
+def require_protected_host(
+    host: str, port: int, what: str, *, protected: bool, how: str = TLS_HOW, why: str = TLS_WHY
+) -> None:
+    """Raise ConfigError if the TCP server ``host`` is beyond loopback while ``protected`` is False.
+
+    By default the server is an HTTP one, protected by TLS (pycron's API).
+    """
     literal = f"[{host}]" if ":" in host else host
-    require_protected(f"tcp://{literal}:{port}", what, protected=protected, how=TLS_HOW, why=TLS_WHY)
+    require_protected(f"tcp://{literal}:{port}", what, protected=protected, how=how, why=why)

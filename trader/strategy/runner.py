@@ -128,6 +128,7 @@ class StrategyRunner:
         self._publish = publish
         self._equity = equity
         self.order_retry_seconds = order_retry_seconds
+        self._order_retry = RetryPolicy(0.25, 5.0, deadline=order_retry_seconds)  # under the same client order id
         self._clock = clock  # the order retries' clock and sleep: virtual time in tests
         self._sleep = sleep
         self.state = StrategyState.INSTALLED
@@ -508,10 +509,10 @@ class StrategyRunner:
 
     async def _place(self, request: dict[str, Any]) -> dict[str, Any]:
         """Place ``request``, retrying under its client order id while the trader service is away."""
-        policy = RetryPolicy(0.25, 5.0, deadline=self.order_retry_seconds)
-        return await policy.call(lambda: self._call("place_order", **request), retry_on=(Unavailable, Timeout),
-                                 what=f"place_order {request['client_order_id']}", logger=self.logger,
-                                 sleep=self._sleep, clock=self._clock)
+        return await self._order_retry.call(lambda: self._call("place_order", **request),
+                                            retry_on=(Unavailable, Timeout),
+                                            what=f"place_order {request['client_order_id']}", logger=self.logger,
+                                            sleep=self._sleep, clock=self._clock)
 
 
 def _ns(stamp: datetime) -> int:

@@ -4,8 +4,8 @@ Anyone on the host can publish on the bus, and a tick that decodes is not
 yet a price. :class:`TickGuard` (one per instrument, in the feed) refuses:
 
 - a price that is not finite or whose size is absurd: NaN, infinities,
-  ``|price| > MAX_PRICE`` (1e308), or ``0 < |price| < MIN_PRICE`` (5e-324,
-  a denormal). No listed instrument trades above 1e9 or at a millionth;
+  ``|price| > MAX_PRICE`` (1e9), or ``0 < |price| < MIN_PRICE`` (1e-6): the
+  probe's 1e308 and 5e-324 (a denormal). No listed instrument trades above 1e9 or at a millionth;
 - a price ``<= 0``, except for futures and combos (``FUT``, ``CONTFUT``,
   ``BAG`` in the contract key): a calendar spread, or a future such as WTI
   crude in April 2020, can trade at zero or below. A bid or ask of exactly
