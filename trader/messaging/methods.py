@@ -18,12 +18,17 @@ from typing import Any
 from trader.errors import MethodNotFound, ValidationError
 from trader.peer_text import clip, cut
 
-__all__ = ["Check", "Entry", "MethodRegistry"]
+__all__ = ["Check", "Entry", "MethodRegistry", "bad_arguments"]
 
 # Checks a call's arguments against the method's declared types; raises ValidationError.
 Check = Callable[[str, list[Any], dict[str, Any]], None]
 Entry = tuple[Callable[..., Any], inspect.Signature, bool, Check | None]
 
+
+
+def bad_arguments(method: Any, exc: TypeError) -> ValidationError:
+    """Return the ValidationError for a call of ``method`` whose arguments do not bind (``exc`` says why)."""
+    return ValidationError(f"bad arguments for {clip(method)}: {cut(str(exc))}")
 
 def _adapter(hint: Any) -> Any:
     """A strict pydantic ``TypeAdapter`` of ``hint`` (a model or dataclass validates with its own config)."""
@@ -64,7 +69,7 @@ def _checker(name: str, fn: Callable[..., Any], signature: inspect.Signature) ->
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise ValidationError(f"bad arguments for {clip(method)}: {cut(str(exc))}") from None
+            raise bad_arguments(method, exc) from None
         for arg, value in bound.arguments.items():
             adapter = adapters.get(arg)
             if adapter is None:
@@ -124,4 +129,4 @@ class MethodRegistry:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise ValidationError(f"bad arguments for {clip(name)}: {cut(str(exc))}") from None
+                raise bad_arguments(name, exc) from None

@@ -38,14 +38,13 @@ from trader.errors import (
     ProtocolError,
     Timeout,
     TraderError,
-    ValidationError,
     error_from_wire,
 )
 from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, ServerKeys
 from trader.messaging.curve_sockets import CurveDealer, CurveRouter
 from trader.messaging.loopback import require_protected
-from trader.messaging.methods import MethodRegistry
+from trader.messaging.methods import MethodRegistry, bad_arguments
 from trader.messaging.zmtp_sockets import (
     DEFAULT_MAX_BUFFERED,
     DEFAULT_MAX_CONNECTIONS,
@@ -197,7 +196,7 @@ class RpcServer:
                 try:  # calling a coroutine function only binds its arguments (in C, unlike Signature.bind)
                     coro = fn(*args, **kwargs)
                 except TypeError as exc:
-                    raise ValidationError(f"bad arguments for {method!r}: {cut(str(exc))}") from None
+                    raise bad_arguments(method, exc) from None
                 task = asyncio.get_running_loop().create_task(self._run_async(envelope, rid, method, coro))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -206,7 +205,7 @@ class RpcServer:
                 try:
                     signature.bind(*args, **kwargs)
                 except TypeError as exc:
-                    raise ValidationError(f"bad arguments for {method!r}: {cut(str(exc))}") from None
+                    raise bad_arguments(method, exc) from None
             result = fn(*args, **kwargs)
         except Exception as exc:
             if rid is None and isinstance(exc, ProtocolError):
