@@ -32,14 +32,16 @@ from zmq.utils import z85
 
 from trader.config import CurveKeySettings, Settings
 from trader.errors import ConfigError
+from trader.messaging.zmtp_limits import Timeouts
 from trader.peer_text import LogThrottle
 
 log = logging.getLogger(__name__)
 _throttle = LogThrottle(log, burst=10, interval=60.0)
 
-HANDSHAKE_IVL_MS = 10_000  # a connection that has not finished its handshake by then is closed
-HEARTBEAT_IVL_MS = 5_000  # ZMTP PING every 5 s of silence ...
-HEARTBEAT_TIMEOUT_MS = 20_000  # ... and a peer silent for 20 s is dropped: well under a minute
+HANDSHAKE_TIMEOUT = 10.0  # seconds: a connection that has not finished its handshake by then is closed
+#: The bus's liveness: a ZMTP PING every 5 s of silence, and a peer silent for 20 s is dropped (well under a
+#: minute). The RPC's CURVE sockets pass their own, from the ``rpc_*`` settings.
+BUS_TIMEOUTS = Timeouts(heartbeat_ivl=5.0, heartbeat_timeout=20.0)
 ZAP_BIND_ATTEMPTS = 200
 
 
@@ -225,19 +227,27 @@ class _Zap:
                 auth.stop()
 
 
-def _common(sock: zmq.Socket) -> None:
-    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+def _ms(seconds: float | None) -> int:
+    """Return ``seconds`` as libzmq's milliseconds (None: 0, which libzmq reads as off)."""
+    return 0 if seconds is None else max(1, round(seconds * 1000))
 
 
-def secure_server(sock: zmq.Socket, keys: ServerKeys) -> str:
-    """Make ``sock`` a CURVE server that accepts only ``keys.allowed``; call before ``bind``.
+def _liveness(sock: zmq.Socket, timeouts: Timeouts, handshake_timeout: float) -> None:
+    """Set ``sock``'s ZMTP heartbeats (and the TTL its PINGs ask of the peer) and its handshake limit."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(timeouts.heartbeat_ivl))
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeouts.heartbeat_timeout))
+    sock.setsockopt(zmq.HEARTBEAT_TTL, min(_ms(timeouts.heartbeat_timeout), 6_553_500))  # the peer drops us
+    sock.setsockopt(zmq.HANDSHAKE_IVL, _ms(handshake_timeout))
+
+
+def secure_server(sock: zmq.Socket, keys: ServerKeys, timeouts: Timeouts = BUS_TIMEOUTS,
+                  handshake_timeout: float = HANDSHAKE_TIMEOUT) -> str:
+    """Make ``sock`` a CURVE server that accepts only ``keys.allowed``, with these liveness timers; call before ``bind``.
 
     Return its ZAP domain, to pass to :func:`release_server` once the socket is closed.
     """
     domain = _Zap.register(sock.context, keys.allowed)
-    _common(sock)
+    _liveness(sock, timeouts, handshake_timeout)
     sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
     sock.setsockopt(zmq.CURVE_SERVER, 1)
     sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
@@ -250,9 +260,10 @@ def release_server(context: zmq.Context, domain: str) -> None:
     _Zap.unregister(context, domain)
 
 
-def secure_client(sock: zmq.Socket, keys: ClientKeys) -> None:
-    """Make ``sock`` a CURVE client of the server whose public key ``keys`` holds; call before ``connect``."""
-    _common(sock)
+def secure_client(sock: zmq.Socket, keys: ClientKeys, timeouts: Timeouts = BUS_TIMEOUTS,
+                  handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+    """Make ``sock`` a CURVE client of the server ``keys`` names the public key of; call before ``connect``."""
+    _liveness(sock, timeouts, handshake_timeout)
     sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
     sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
     sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)

@@ -67,14 +67,6 @@ class _CurveSocket:
         sock.setsockopt(zmq.RCVHWM, hwm)
         return sock
 
-    def _liveness(self, sock: zmq.Socket) -> None:
-        """Set ``sock``'s ZMTP heartbeats and handshake limit from this socket's timeouts (None: off)."""
-        timeouts, handshake_timeout = self._timeouts, self._handshake_timeout
-        sock.setsockopt(zmq.HEARTBEAT_IVL, _ms(timeouts.heartbeat_ivl))
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _ms(timeouts.heartbeat_timeout))
-        sock.setsockopt(zmq.HEARTBEAT_TTL, min(_ms(timeouts.heartbeat_timeout), 6_553_500))  # the peer drops us
-        sock.setsockopt(zmq.HANDSHAKE_IVL, _ms(handshake_timeout))
-
     def _read(self, sock: zmq.Socket, on_frames: Callable[[list[bytes]], None]) -> None:
         """Keep ``sock`` as this one's socket and start reading it into ``on_frames``."""
         self._sock = sock
@@ -90,11 +82,6 @@ class _CurveSocket:
             self._drainer.stop()
         sock.close(linger=0)
         return True
-
-
-def _ms(seconds: float | None) -> int:
-    """Return ``seconds`` as libzmq's milliseconds (None: 0, which libzmq reads as off)."""
-    return 0 if seconds is None else max(1, round(seconds * 1000))
 
 
 class CurvePeer:
@@ -148,8 +135,7 @@ class CurveRouter(_CurveSocket):
             return
         sock = self._new_socket(zmq.ROUTER, HWM)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished client fails, it is not dropped silently
-        self._domain = secure_server(sock, self._keys)
-        self._liveness(sock)
+        self._domain = secure_server(sock, self._keys, self._timeouts, self._handshake_timeout)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError:
@@ -219,8 +205,7 @@ class CurveDealer(_CurveSocket):
         sock = self._new_socket(zmq.DEALER, self._hwm)
         sock.setsockopt(zmq.RECONNECT_IVL, max(1, int(self._ivl * 1000)))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(self._ivl_max * 1000)))
-        secure_client(sock, self._keys)
-        self._liveness(sock)
+        secure_client(sock, self._keys, self._timeouts, self._handshake_timeout)
         sock.connect(self.endpoint)
         self._read(sock, self._on_message)
 
