@@ -305,8 +305,9 @@ class TraderService(Service):
     # -- RPC: orders -------------------------------------------------------------------
     async def place_order(self, **order: Any) -> dict[str, Any]:
         """Place an order (see trader.trading.requests.OrderRequest); idempotent on client_order_id."""
-        if order.get("account"):
-            order["account"] = self._closer().account(order["account"])  # NotFound for one not managed
+        if order.get("account") or (self.adapter.account is None and len(self.adapter.accounts()) > 1):
+            # NotFound for an account not managed; several managed, none named and no default: ValidationError
+            order["account"] = self._closer().account(order.get("account"))
         return await self._desk().place(order)
 
     async def close_positions(self, symbol: str | None = None, strategy: str | None = None,
