@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from tests.cli.invoke import data, ok, refused, trader
-from tests.conftest import TradingStack
+from tests.conftest import StackEnv, TradingStack, started_strategy_stack
 from tests.waiting import wait_until_blocking
 
 pytestmark = pytest.mark.slow
@@ -116,3 +117,36 @@ def test_snapshot_of_several_symbols(trading_stack: TradingStack) -> None:
     assert refused(4, "snapshot", "NOSUCH", "NOPE") == (
         "error (not_found): no quote for any symbol (NOSUCH: unknown symbol 'NOSUCH'; NOPE: unknown symbol 'NOPE')\n")
     assert refused(2, "snapshot").startswith("Usage")
+
+
+HOLDER = """
+import pandas as pd
+from trader.strategy import Strategy
+
+class Holder(Strategy):
+    instruments = ("AAPL",)
+    bar_size = "1s"
+    warmup = 2
+
+    def signals(self, prices):
+        return pd.Series(1.0, index=prices.index)
+"""
+
+
+def test_close_refuses_a_running_strategy_and_closes_it_once_disabled(stack_env: StackEnv, tmp_path: Path) -> None:
+    plugins = tmp_path / "strategies"
+    plugins.mkdir()
+    (plugins / "holder.py").write_text(HOLDER)
+    (plugins / "holder.yaml").write_text("sizing: {kind: quantity, value: 4}\n")
+    with started_strategy_stack(stack_env, plugins):
+        wait_until_blocking(lambda: held() == {"AAPL.STK": 4}, 60, "the strategy holding 4 AAPL")
+        refusal = refused(9, "close", "AAPL", "--strategy", "holder")
+        assert "strategy holder is RUNNING" in refusal and "strategy disable holder --flatten" in refusal
+        assert held() == {"AAPL.STK": 4}
+
+        ok("strategy", "disable", "holder")
+        closed = data("close", "--all", "--strategy", "holder")
+        assert [(o["order"]["order_ref"], o["order"]["action"]) for o in closed["orders"]] == [("holder", "SELL")]
+        wait_until_blocking(lambda: held() == {}, what="the strategy's position closed")
+        ok("strategy", "enable", "holder")  # resynced from the book: its position is flat, so it buys 4 again
+        wait_until_blocking(lambda: held() == {"AAPL.STK": 4}, 60, "the strategy back at its target")

@@ -16,9 +16,10 @@ from rich.text import Text
 
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import BrokerError, error_from_wire
+from trader.errors import BrokerError, ConfigError, Conflict, Unavailable, error_from_wire
 
 CLOSE_TIMEOUT = 20.0  # per position: cancels answered (5 s each at worst), a quote (2 s), the acknowledgement (5 s)
+IDLE_STATES = frozenset({"DISABLED", "ERROR"})  # a strategy in any other state may trade again
 
 
 def register(group: click.Group) -> None:
@@ -46,7 +47,8 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
 
     By default the account's position is closed, whoever traded it; with
     --strategy NAME, the position that strategy's own orders built (the closing
-    order is placed in its name). SYMBOL is a symbol (ES: every expiry held)
+    order is placed in its name; refused while strategy_service runs it, as it
+    would trade it back: `trader strategy disable NAME --flatten` is for that). SYMBOL is a symbol (ES: every expiry held)
     or a contract key. The platform's working orders on the position (of that
     strategy with --strategy), bracket legs included, are cancelled first.
     Refused while the kill switch is engaged (nothing is cancelled then).
@@ -71,6 +73,8 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     """
     if (symbol is None) == (not close_all):
         raise click.UsageError("give a SYMBOL or --all")
+    if strategy is not None:
+        _refuse_if_running(cli, strategy)
     args: dict[str, Any] = {"symbol": symbol, "strategy": strategy, "account": account}
     plan = cli.call_trader("close_positions", **args)
     positions = plan["positions"]
@@ -98,6 +102,25 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     if failed:
         raise BrokerError(f"{failed[0].contract.key} not closed: order {failed[0].client_order_id} is "
                           f"{failed[0].status} ({len(failed)} of {count} positions not closed)")
+
+
+def _refuse_if_running(cli: CliContext, strategy: str) -> None:
+    """Raise Conflict if strategy_service runs ``strategy``: it would trade the position it holds back.
+
+    A strategy trades its target against the position it keeps; an order placed
+    from outside does not enter that position until it is resynced, so it would
+    keep trading as if still held. ``strategy disable NAME --flatten`` is the
+    way to close a running strategy's positions. No strategy_service: none runs.
+    """
+    try:
+        listing = cli.call_service("strategy_service", "list", timeout=5.0)
+    except (Unavailable, ConfigError):
+        return
+    for info in listing.get("strategies", []):
+        if info.get("name") == strategy and info.get("state") not in IDLE_STATES:
+            raise Conflict(f"strategy {strategy} is {info.get('state')}: it would trade its position back; "
+                           f"`trader strategy disable {strategy} --flatten` stops it and closes its positions, "
+                           f"or disable it first", strategy=strategy)
 
 
 def _show(cli: CliContext, result: dict[str, Any], whose: str) -> None:
