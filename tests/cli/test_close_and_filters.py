@@ -37,20 +37,20 @@ def test_close_flattens_cancels_the_working_orders_first_and_says_when_nothing_i
     data("trade", "sell", "MSFT", "-q", "3", "--id", "c-m1")
     bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
     resting = data("trade", "buy", "AAPL", "-q", "1", "--limit", str(bid - 5), "--id", "c-rest",
-                   "--stop-loss", str(bid - 10), "--strategy", "s2")  # a working entry and its leg
+                   "--stop-loss", str(bid - 10), "--take-profit", str(bid + 5), "--strategy", "s2")  # a bracket
     assert resting["order"]["status"] == "SUBMITTED"
     wait_until_blocking(lambda: held() == {"AAPL.STK": 10, "MSFT.STK": -3}, what="the positions")
 
     monkeypatch.setenv("TRADER_TRADING__LIVE", "true")  # the CLI's settings: a live account is confirmed
     declined = trader("close", "AAPL", stdin="n\n")
     assert declined.exit_code == 1
-    assert "LIVE account: close for account DU1234567: AAPL.STK: held 10, SELL 10 MKT, after cancelling 2 " \
+    assert "LIVE account: close for account DU1234567: AAPL.STK: held 10, SELL 10 MKT, after cancelling 3 " \
            "working orders. Send?" in declined.stderr
     assert held()["AAPL.STK"] == 10 and {o["client_order_id"] for o in data("book", "--open")} == {
-        "c-rest", "c-rest.sl"}
+        "c-rest", "c-rest.sl", "c-rest.tp"}
 
     closed = data("close", "AAPL", "--yes")
-    assert [o["client_order_id"] for o in closed["cancelled"]] == ["c-rest", "c-rest.sl"]
+    assert [o["client_order_id"] for o in closed["cancelled"]] == ["c-rest", "c-rest.sl", "c-rest.tp"]
     assert all(o["status"] == "CANCELLED" for o in closed["cancelled"])
     (sent,) = closed["orders"]
     assert (sent["order"]["action"], Decimal(str(sent["order"]["quantity"])), sent["order"]["status"]) == (

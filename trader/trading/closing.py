@@ -146,17 +146,20 @@ class Closer:
         return reply
 
     async def _cancel(self, flatten: Flatten) -> list[Any]:
-        """Cancel the working orders on the position; raise Conflict naming one still working after."""
-        cancelled = []
+        """Cancel the working orders on the position; return them all as they ended (legs a parent took too).
+
+        Raise Conflict naming one still working after its cancel.
+        """
+        book = self.desk.book
         for coid in flatten.cancels:
-            if self.desk.book.order(coid).is_done:  # a bracket leg its parent's cancel took with it
+            if book.order(coid).is_done:  # a bracket leg its parent's cancel took with it
                 continue
             try:
-                cancelled.append((await self.desk.cancel(coid))["order"])
+                await self.desk.cancel(coid)
             except Conflict:  # ended meanwhile (a leg), or unknown to the session yet: the check below says
                 log.info("close of %s: order %s not cancelled", flatten.contract.key, coid)
-        still = [c for c in flatten.cancels if not self.desk.book.order(c).is_done]
+        still = [c for c in flatten.cancels if not book.order(c).is_done]
         if still:
             raise Conflict(f"{flatten.contract.key} not closed: order {still[0]} is still working after its "
                            "cancel", client_order_id=still[0])
-        return cancelled
+        return [book.order(c) for c in flatten.cancels]
