@@ -19,15 +19,17 @@ MAIN, OTHER = "DU1234567", "DU7654321"
 
 
 @pytest.fixture
-def advisor_stack(stack_env: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TradingStack]:
-    """The trading stack on a tws-sim whose login manages two accounts, the first the settings' default."""
+def advisor_stack(request: pytest.FixtureRequest, stack_env: StackEnv, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[TradingStack]:
+    """The trading stack on a tws-sim whose login manages two accounts; the settings' default: the param's."""
+    default = getattr(request, "param", MAIN)
     configs = tmp_path / "configs"
     shutil.copytree(REPO / "configs", configs)
     sim = configs / "sim.yaml"
     text = sim.read_text()
     assert f"  id: {MAIN}\n" in text
     sim.write_text(text.replace(f"  id: {MAIN}\n", f"  id: {MAIN}\n  managed: [{OTHER}]\n", 1))
-    env = {"TRADER_CONFIG": str(configs / "trader.yaml"), "TRADER_IB__ACCOUNT": MAIN}
+    env = {"TRADER_CONFIG": str(configs / "trader.yaml"), **({"TRADER_IB__ACCOUNT": default} if default else {})}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with started_trading_stack(stack_env, **env) as stack:
@@ -63,3 +65,17 @@ def test_account_option_names_one_of_several(advisor_stack: TradingStack) -> Non
     (sent,) = closed["orders"]
     assert closed["account"] == OTHER and (sent["order"]["account"], sent["order"]["action"]) == (OTHER, "SELL")
     wait_until_blocking(lambda: held() == [(MAIN, "AAPL.STK", 2)], what="the other account flat")
+
+
+@pytest.mark.parametrize("advisor_stack", [""], indirect=True)
+def test_with_several_accounts_and_no_default_one_must_be_named(advisor_stack: TradingStack) -> None:
+    assert "several accounts (DU1234567, DU7654321): name one with --account" in refused(3, "account")
+    assert "name one with --account" in refused(3, "trade", "buy", "AAPL", "-q", "1")
+    assert "name one with --account" in refused(3, "close", "--all")
+    assert data("account", "--account", OTHER)["account"] == OTHER
+    data("trade", "buy", "AAPL", "-q", "3", "--account", OTHER)
+    data("trade", "sell", "MSFT", "-q", "1", "--account", MAIN)
+    wait_until_blocking(lambda: held() == [(MAIN, "MSFT.STK", -1), (OTHER, "AAPL.STK", 3)], what="both accounts")
+    closed = data("close", "--all", "--account", MAIN)
+    assert [(o["order"]["account"], o["order"]["contract"]["key"]) for o in closed["orders"]] == [(MAIN, "MSFT.STK")]
+    wait_until_blocking(lambda: held() == [(OTHER, "AAPL.STK", 3)], what="the first account flat")
