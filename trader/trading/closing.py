@@ -31,7 +31,14 @@ from decimal import Decimal
 from typing import Any
 
 from trader.domain import Action, Contract
-from trader.errors import Conflict, NotFound, RiskLimitExceeded, TraderError, Unavailable, ValidationError
+from trader.errors import (
+    Conflict,
+    NotFound,
+    RiskLimitExceeded,
+    TraderError,
+    Unavailable,
+    ValidationError,
+)
 from trader.trading.desk import Desk
 from trader.trading.requests import new_client_order_id
 from trader.trading.selection import matches, strategy_holdings
