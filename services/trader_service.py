@@ -36,7 +36,7 @@ from trader.trading.journal import Journal
 from trader.trading.reconcile import reconcile
 from trader.trading.recorder import Recorder
 from trader.trading.risk import RiskGate, trading_day
-from trader.trading.selection import select_orders
+from trader.trading.selection import choose_account, select_orders
 
 log = logging.getLogger(__name__)
 
@@ -272,9 +272,13 @@ class TraderService(Service):
         assert self.closer is not None
         return self.closer
 
+    def _account(self, account: str | None) -> str | None:
+        """Return the account ``account`` names (None: the default one); see ``choose_account``."""
+        return choose_account(account, self.adapter.accounts(), self.adapter.account)
+
     def account(self, account: str | None = None) -> dict[str, Any]:
         """Return the account's id, its values by tag (and currency), and every account managed."""
-        name = self._closer().account(account)
+        name = self._account(account)
         values: dict[str, dict[str, str]] = {}
         for v in self.adapter.account_values():
             if name is None or v.account == name:
@@ -283,12 +287,12 @@ class TraderService(Service):
 
     def positions(self, account: str | None = None) -> list[Any]:
         """Return the broker's positions (of one account with ``account``; of every account without)."""
-        name = self._closer().account(account) if account else None
+        name = self._account(account) if account else None
         return [p for p in self.adapter.positions() if name is None or p.account == name]
 
     def portfolio(self, account: str | None = None) -> list[Any]:
         """Return positions with market price and value, unrealized and realized PnL (of ``account`` only)."""
-        name = self._closer().account(account) if account else None
+        name = self._account(account) if account else None
         return [p for p in self.adapter.portfolio() if name is None or p.account == name]
 
     def orders(self, open_only: bool = False, symbol: str | None = None, strategy: str | None = None,
@@ -307,7 +311,7 @@ class TraderService(Service):
         """Place an order (see trader.trading.requests.OrderRequest); idempotent on client_order_id."""
         if order.get("account") or (self.adapter.account is None and len(self.adapter.accounts()) > 1):
             # NotFound for an account not managed; several managed, none named and no default: ValidationError
-            order["account"] = self._closer().account(order.get("account"))
+            order["account"] = self._account(order.get("account"))
         return await self._desk().place(order)
 
     async def close_positions(self, symbol: str | None = None, strategy: str | None = None,

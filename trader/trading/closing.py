@@ -31,17 +31,10 @@ from decimal import Decimal
 from typing import Any
 
 from trader.domain import Action, Contract
-from trader.errors import (
-    Conflict,
-    NotFound,
-    RiskLimitExceeded,
-    TraderError,
-    Unavailable,
-    ValidationError,
-)
+from trader.errors import Conflict, RiskLimitExceeded, TraderError, Unavailable
 from trader.trading.desk import Desk
 from trader.trading.requests import new_client_order_id
-from trader.trading.selection import matches, strategy_holdings
+from trader.trading.selection import choose_account, matches, strategy_holdings
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +68,8 @@ class Closer:
         self.desk = desk
 
     def account(self, account: str | None) -> str | None:
-        """Return the account meant: ``account`` if the broker manages it, else the default one.
-
-        NotFound for an account the connection does not manage; ValidationError
-        when several are managed, none is the default and none was named.
-        """
-        managed = self.desk.adapter.accounts()
-        if account:
-            if managed and account not in managed:
-                raise NotFound(f"unknown account {account!r} (this connection manages {', '.join(managed)})",
-                               account=account, accounts=managed)
-            return account
-        if self.desk.account or len(managed) <= 1:
-            return self.desk.account or (managed[0] if managed else None)
-        raise ValidationError(f"this connection manages several accounts ({', '.join(managed)}): "
-                              "name one with --account", accounts=managed)
+        """Return the account meant (see :func:`~trader.trading.selection.choose_account`)."""
+        return choose_account(account, self.desk.adapter.accounts(), self.desk.account)
 
     async def plan(self, symbol: str | None, *, strategy: str | None = None,
                    account: str | None = None) -> list[Flatten]:

@@ -1,11 +1,12 @@
-"""Selection: the book's orders and the holdings a command names, by symbol or key, strategy and count.
+"""Selection: what a command names: orders by symbol or key, strategy and count; holdings; the account.
 
 ``trader book --open --symbol AAPL --strategy t1 -n 5`` and ``trader close``
 name what they act on the way a trader types it: a symbol (``AAPL``, ``ES``:
 every expiry held) or a contract key (``ES.FUT.202612``), case-insensitive;
 a strategy by the name its orders carry (``order_ref``). The filtering runs
 in trader_service, next to the book, so a large book never crosses the wire
-to be thrown away by the CLI.
+to be thrown away by the CLI. An account is named where the broker manages
+several (an advisor's login), and defaults to the settings' one, or the only one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from trader.domain import Contract, Order
+from trader.errors import NotFound, ValidationError
 from trader.trading.book import Book
 
-__all__ = ["matches", "select_orders", "strategy_holdings"]
+__all__ = ["choose_account", "matches", "select_orders", "strategy_holdings"]
 
 _ZERO = Decimal(0)
 
@@ -33,6 +35,24 @@ def select_orders(orders: Iterable[Order], *, symbol: str | None = None, strateg
     chosen = [o for o in orders
               if (symbol is None or matches(o.contract, symbol)) and (strategy is None or o.order_ref == strategy)]
     return chosen[-last:] if last else chosen
+
+
+def choose_account(account: str | None, managed: list[str], default: str | None) -> str | None:
+    """Return the account meant: ``account`` if the broker manages it, else ``default``, else the only one.
+
+    NotFound for an account not in ``managed`` (an empty list, before the
+    broker said: any); ValidationError when several are managed, there is no
+    default and none was named (None: no account known yet).
+    """
+    if account:
+        if managed and account not in managed:
+            raise NotFound(f"unknown account {account!r} (this connection manages {', '.join(managed)})",
+                           account=account, accounts=managed)
+        return account
+    if default or len(managed) <= 1:
+        return default or (managed[0] if managed else None)
+    raise ValidationError(f"this connection manages several accounts ({', '.join(managed)}): "
+                          "name one with --account", accounts=managed)
 
 
 def strategy_holdings(book: Book, strategy: str) -> dict[str, tuple[Contract, Decimal]]:
