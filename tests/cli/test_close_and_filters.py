@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack, started_strategy_stack
 from tests.waiting import wait_until_blocking
+from trader.messaging.rpc import RpcClient
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +153,22 @@ def test_close_refuses_a_running_strategy_and_closes_it_once_disabled(stack_env:
         wait_until_blocking(lambda: held() == {}, what="the strategy's position closed")
         ok("strategy", "enable", "holder")  # resynced from the book: its position is flat, so it buys 4 again
         wait_until_blocking(lambda: held() == {"AAPL.STK": 4}, 60, "the strategy back at its target")
+
+
+def test_two_closes_at_once_close_the_position_once(trading_stack: TradingStack) -> None:
+    data("trade", "buy", "AAPL", "-q", "6")
+    wait_until_blocking(lambda: held() == {"AAPL.STK": 6}, what="the position")
+
+    async def both() -> list[Any]:
+        clients = [RpcClient(trading_stack.trader_endpoint) for _ in range(2)]
+        try:
+            return await asyncio.gather(*(c.call("close_positions", symbol="AAPL", execute=True, timeout=20)
+                                          for c in clients))
+        finally:
+            for client in clients:
+                client.close()
+
+    replies = asyncio.run(both())
+    assert sorted(len(r["orders"]) for r in replies) == [0, 1]  # the second found nothing left to close
+    wait_until_blocking(lambda: held() == {}, what="AAPL flat")
+    assert len(data("book", "--symbol", "AAPL")) == 2

@@ -25,6 +25,7 @@ no such setting yet.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -66,6 +67,9 @@ class Closer:
 
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
+        # One close at a time: a second one (a user typing it twice) plans once the first has its answers,
+        # so it finds the positions flat instead of closing them a second time (and opening the other way).
+        self._lock = asyncio.Lock()
 
     def account(self, account: str | None) -> str | None:
         """Return the account meant (see :func:`~trader.trading.selection.choose_account`)."""
@@ -106,7 +110,12 @@ class Closer:
 
         One position that cannot be closed (a cancel that did not go through,
         an order refused) is reported in ``errors`` and the others still close.
+        Closes run one at a time.
         """
+        async with self._lock:
+            return await self._close(symbol, strategy=strategy, account=account)
+
+    async def _close(self, symbol: str | None, *, strategy: str | None, account: str | None) -> dict[str, Any]:
         self.desk.adapter.require_connection()
         if not self.desk.synced:  # the positions and working orders read now would not be the broker's
             raise Unavailable("re-syncing with the broker; retry in a moment")
