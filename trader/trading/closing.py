@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Closer", "Flatten"]
 
+SETTLE_WAIT = 5.0  # how long a close waits for its orders to end (fill) before it answers
+
 
 @dataclass(frozen=True, slots=True)
 class Flatten:
@@ -139,7 +141,20 @@ class Closer:
             except TraderError as exc:
                 log.warning("close of %s failed: %s", flatten.contract.key, exc)
                 reply["errors"].append({"key": flatten.contract.key, "error": exc.to_wire()})
+        await self._settle([item["order"].client_order_id for item in reply["orders"]])
+        reply["orders"] = [self.desk.result(item["order"].client_order_id) for item in reply["orders"]]
         return reply
+
+    async def _settle(self, coids: list[str]) -> None:
+        """Wait up to ``SETTLE_WAIT`` seconds for the closing orders to end (fill).
+
+        The answer then shows their fills, and the next close (after the lock)
+        finds the broker's positions as these orders left them.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_WAIT
+        while any(not self.desk.book.order(c).is_done for c in coids) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     async def _cancel(self, flatten: Flatten) -> list[Any]:
         """Cancel the working orders on the position; return them all as they ended (legs a parent took too).
