@@ -60,16 +60,18 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
       trader close AAPL
       trader close ES --yes
       trader close --all --strategy demo
-      trader --json close --all --account DU1234568
+      trader --json close --all --account DU7654321
 
     \b
     JSON:
       {"account": "DU1234567", "strategy": null,
        "positions": [{"key": "AAPL.STK", "held": 10, "action": "SELL",
-                      "quantity": 10, "account": "DU1234567", "cancel": ["a1b2c3"], ...}],
-       "cancelled": [<order>...],
-       "orders": [{"order": <order>, "children": [], "reason": ""}...],
-       "errors": [{"key": "ES.FUT.202612", "error": {"type", "code", "message"}}]}
+                      "quantity": 10, "account": "DU1234567",
+                      "cancel": ["a1b2c3d4e5f6"], "contract": {...}}],
+       "cancelled": [<order as in `book`>...],
+       "orders": [{"order": <order>, "children": [], "reason": ""}],
+       "errors": [{"key": "ES.FUT.202612",
+                   "error": {"type": ..., "code": ..., "message": ...}}]}
     """
     if (symbol is None) == (not close_all):
         raise click.UsageError("give a SYMBOL or --all")

@@ -276,6 +276,8 @@ def book_orders(cli: CliContext, open_only: bool, symbol: str | None, strategy: 
     Examples:
       trader book orders --open --symbol AAPL
       trader --json book orders --strategy demo -n 20
+
+    JSON: as `trader book`'s, a list of orders.
     """
     orders = cli.call_trader("orders", open_only=open_only, symbol=symbol, strategy=strategy, last=last)
     what = " ".join(filter(None, ("open" if open_only else "", f"{symbol}" if symbol else "")))
@@ -355,13 +357,13 @@ def portfolio(cli: CliContext, account: str | None) -> None:
     \b
     Examples:
       trader portfolio
-      trader --json portfolio --account DU1234568
+      trader --json portfolio --account DU7654321
 
     \b
     JSON: a list of positions:
-      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...}, "quantity": 10,
-        "avg_cost": 231.3, "market_price": 232.1, "market_value": 2321.0,
-        "unrealized_pnl": 8.0, "realized_pnl": 0}]
+      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...},
+        "quantity": 10, "avg_cost": 231.3, "market_price": 232.1,
+        "market_value": 2321.0, "unrealized_pnl": 8.0, "realized_pnl": 0}]
     """
     items = cli.call_trader("portfolio", account=account)
     output(cli, items, lambda rows: render.positions_table(rows, market=True), "no positions")
@@ -376,7 +378,7 @@ def positions(cli: CliContext, account: str | None) -> None:
     \b
     Examples:
       trader positions
-      trader --json positions --account DU1234568
+      trader --json positions --account DU7654321
 
     \b
     JSON: a list of positions:
@@ -401,7 +403,7 @@ def account(cli: CliContext, all_tags: bool, account: str | None) -> None:
     \b
     Examples:
       trader account
-      trader account --all --account DU1234568
+      trader account --all --account DU7654321
 
     \b
     JSON:
