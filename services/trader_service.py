@@ -29,12 +29,14 @@ from trader.messaging.rpc import MethodRegistry
 from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.trading.book import Book, rebuild
+from trader.trading.closing import Closer
 from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.reconcile import reconcile
 from trader.trading.recorder import Recorder
 from trader.trading.risk import RiskGate, trading_day
+from trader.trading.selection import choose_account, select_orders
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class TraderService(Service):
         self.resolver = Resolver(self.adapter)
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
+        self.closer: Closer | None = None
         self.differences: list[dict[str, Any]] = []
         self._portfolio_due = 0.0
         self._day: str | None = None  # the trading day whose PnL baseline is set
@@ -70,7 +73,7 @@ class TraderService(Service):
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
-                     "cancel_order", "cancel_all", "snapshot", "resolve", "subscribe", "unsubscribe",
+                     "cancel_order", "cancel_all", "close_positions", "snapshot", "snapshots", "resolve", "subscribe", "unsubscribe",
                      "subscriptions", "history", "kill_switch", "reconnect", "reconcile"):
             registry.register(name, getattr(self, name), urgent=name == "kill_switch")
 
@@ -85,6 +88,7 @@ class TraderService(Service):
         self.recorder.start()
         self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
                          account=self.adapter.account)
+        self.closer = Closer(self.desk)
         self.adapter.on_connected.append(self._resync)
         self.adapter.connection.subscribe(self._on_connection)
         self.adapter.ticks.subscribe(self._on_ticks)
@@ -264,25 +268,38 @@ class TraderService(Service):
         assert self.desk is not None
         return self.desk
 
-    def account(self) -> dict[str, Any]:
-        """Return the account id and its values by tag (and currency)."""
+    def _closer(self) -> Closer:
+        assert self.closer is not None
+        return self.closer
+
+    def _account(self, account: str | None) -> str | None:
+        """Return the account ``account`` names (None: the default one); see ``choose_account``."""
+        return choose_account(account, self.adapter.accounts(), self.adapter.account)
+
+    def account(self, account: str | None = None) -> dict[str, Any]:
+        """Return the account's id, its values by tag (and currency), and every account managed."""
+        name = self._account(account)
         values: dict[str, dict[str, str]] = {}
         for v in self.adapter.account_values():
-            values.setdefault(v.tag, {})[v.currency or ""] = v.value
-        accounts = self.adapter.accounts()
-        return {"account": self.adapter.account or (accounts[0] if accounts else None), "values": values}
+            if name is None or v.account == name:
+                values.setdefault(v.tag, {})[v.currency or ""] = v.value
+        return {"account": name, "accounts": self.adapter.accounts(), "values": values}
 
-    def positions(self) -> list[Any]:
-        """Return the broker's positions."""
-        return self.adapter.positions()
+    def positions(self, account: str | None = None) -> list[Any]:
+        """Return the broker's positions (of one account with ``account``; of every account without)."""
+        name = self._account(account) if account else None
+        return [p for p in self.adapter.positions() if name is None or p.account == name]
 
-    def portfolio(self) -> list[Any]:
-        """Return positions with market price and value, unrealized and realized PnL."""
-        return self.adapter.portfolio()
+    def portfolio(self, account: str | None = None) -> list[Any]:
+        """Return positions with market price and value, unrealized and realized PnL (of ``account`` only)."""
+        name = self._account(account) if account else None
+        return [p for p in self.adapter.portfolio() if name is None or p.account == name]
 
-    def orders(self, open_only: bool = False) -> list[Any]:
-        """Return the book's orders, oldest first (only the working ones with open_only)."""
-        return self.book.orders(open_only=bool(open_only))
+    def orders(self, open_only: bool = False, symbol: str | None = None, strategy: str | None = None,
+               last: int | None = None) -> list[Any]:
+        """Return the book's orders, oldest first: working ones only, on ``symbol``, of ``strategy``, the ``last``."""
+        return select_orders(self.book.orders(open_only=bool(open_only)), symbol=symbol, strategy=strategy,
+                             last=last)
 
     def trades(self, client_order_id: str | None = None, limit: int | None = None) -> list[Any]:
         """Return the fills (with commissions), oldest first; the last ``limit`` of them."""
@@ -292,7 +309,24 @@ class TraderService(Service):
     # -- RPC: orders -------------------------------------------------------------------
     async def place_order(self, **order: Any) -> dict[str, Any]:
         """Place an order (see trader.trading.requests.OrderRequest); idempotent on client_order_id."""
+        if order.get("account") or (self.adapter.account is None and len(self.adapter.accounts()) > 1):
+            # NotFound for an account not managed; several managed, none named and no default: ValidationError
+            order["account"] = self._account(order.get("account"))
         return await self._desk().place(order)
+
+    async def close_positions(self, symbol: str | None = None, strategy: str | None = None,
+                              account: str | None = None, execute: bool = False) -> dict[str, Any]:
+        """Flatten ``symbol``'s position (None: every one), the account's or ``strategy``'s (see trading.closing).
+
+        Without ``execute``, only the plan: the positions, the orders that would
+        close them and the working orders cancelled first; nothing is sent.
+        """
+        closer = self._closer()
+        if execute:
+            return await closer.close(symbol, strategy=strategy, account=account)
+        plans = await closer.plan(symbol, strategy=strategy, account=account)
+        return {"account": closer.account(account), "strategy": strategy,
+                "positions": [p.describe() for p in plans]}
 
     async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
         """Change a working order's quantity, limit/stop price or trail."""
@@ -364,6 +398,19 @@ class TraderService(Service):
         """Return the current quote of one instrument."""
         inst = await self.resolver.one(symbol, **hints)
         return await self.adapter.snapshot(inst.contract)
+
+    async def snapshots(self, symbols: list[str], **hints: Any) -> list[dict[str, Any]]:
+        """Return each symbol's quote, asked concurrently: ``{"symbol", "quote"}`` or ``{"symbol", "error"}``."""
+        got = await asyncio.gather(*(self.snapshot(s, **hints) for s in symbols), return_exceptions=True)
+        rows: list[dict[str, Any]] = []
+        for symbol, quote in zip(symbols, got, strict=True):
+            if isinstance(quote, TraderError):
+                rows.append({"symbol": symbol, "error": quote.to_wire()})
+            elif isinstance(quote, BaseException):
+                raise quote
+            else:
+                rows.append({"symbol": symbol, "quote": quote})
+        return rows
 
     async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
         """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""

@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
-from trader.cli import keys, market, repl, stack, strategy, trading
+from trader.cli import keys, market, positions, repl, stack, strategy, trading
 from trader.cli.context import CliContext
 from trader.errors import EXIT_CODES, TraderError, error_from_wire
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, market, strategy, keys, repl)
+COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, positions, market, strategy, keys, repl)
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 

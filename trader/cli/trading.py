@@ -17,7 +17,7 @@ from rich.text import Text
 
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import BrokerError, Unavailable
+from trader.errors import BrokerError, Unavailable, error_from_wire
 from trader.trading.requests import infer_order_type, new_client_order_id
 
 PLACE_TIMEOUT = 20.0  # resolve + a quote (2 s) + the broker's acknowledgement (5 s), with room
@@ -99,6 +99,7 @@ def order_options(fn: Callable[..., Any]) -> Any:
         click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live."),
         hint_options,
         click.option("--strategy", default="manual", show_default=True, help="Who places it."),
+        click.option("--account", default=None, help="The account (when the login manages several)."),
         click.option("--id", "client_order_id", help="Client order id (default: a new one)."),
         click.option("--outside-rth", is_flag=True, help="May fill outside regular hours."),
         click.option("--tif", type=tif, default="DAY", show_default=True, help="Time in force."),
@@ -167,6 +168,7 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
         "strategy": options["strategy"],
         "client_order_id": options["client_order_id"] or new_client_order_id(),
         **hints(options),
+        **({"account": options["account"]} if options.get("account") else {}),
     }
     for name in ("quantity", "amount", *PRICES, *BRACKET):
         if options[name] is not None:
@@ -221,21 +223,67 @@ def sell(cli: CliContext, symbol: str, **options: Any) -> None:
 # -- book ------------------------------------------------------------------------------
 
 
-@click.group(invoke_without_command=True)
+def book_filters(fn: Callable[..., Any]) -> Any:
+    """Add the filters of the book's orders: --open, --symbol, --strategy, -n."""
+    for option in reversed((
+        click.option("--open", "open_only", is_flag=True, help="Only working orders."),
+        click.option("--symbol", help="A symbol (ES: every expiry) or a contract key."),
+        click.option("--strategy", help="Only the orders this strategy placed (manual: by hand)."),
+        click.option("-n", "last", type=click.IntRange(min=1), metavar="N", help="Only the last N (after the other filters)."),
+    )):
+        fn = option(fn)
+    return fn
+
+
+BOOK_HELP = """Show and change the orders of the book (alone: the orders, as `book orders`).
+
+    The filters (--open, --symbol, --strategy, -n) combine, and run in
+    trader_service, so a large book is filtered before it is sent.
+
+    \b
+    Examples:
+      trader book --open
+      trader book --symbol ES --strategy demo -n 5
+      trader book cancel a1b2c3d4e5f6
+
+    \b
+    JSON (`book` and `book orders`): a list of orders, oldest first:
+      [{"client_order_id": "a1b2c3d4e5f6", "contract": {"key": "AAPL.STK", ...},
+        "action": "BUY", "quantity": 10, "order_type": "LMT",
+        "limit_price": 229.12, "status": "SUBMITTED", "order_ref": "manual",
+        "parent_id": null, ...}]
+    """
+
+
+@click.group(invoke_without_command=True, help=BOOK_HELP)
+@book_filters
 @click.pass_context
-def book(ctx: click.Context) -> None:
-    """Show and change the orders of the book (alone: every order)."""
+def book(ctx: click.Context, **filters: Any) -> None:
     if ctx.invoked_subcommand is None:
-        ctx.invoke(book_orders)
+        ctx.invoke(book_orders, **filters)
+    elif any(filters.values()):
+        raise click.UsageError(f"the filters go with `book` or `book orders`, not `book {ctx.invoked_subcommand}`")
 
 
 @book.command("orders")
-@click.option("--open", "open_only", is_flag=True, help="Only working orders.")
+@book_filters
 @pass_cli
-def book_orders(cli: CliContext, open_only: bool) -> None:
-    """Show the orders, oldest first."""
-    orders = cli.call_trader("orders", open_only=open_only)
-    title = f"{len(orders)} {'open ' if open_only else ''}orders"
+def book_orders(cli: CliContext, open_only: bool, symbol: str | None, strategy: str | None,
+                last: int | None) -> None:
+    """Show the orders, oldest first; the filters combine.
+
+    \b
+    Examples:
+      trader book orders --open --symbol AAPL
+      trader --json book orders --strategy demo -n 20
+
+    JSON: as `trader book`'s, a list of orders.
+    """
+    orders = cli.call_trader("orders", open_only=open_only, symbol=symbol, strategy=strategy, last=last)
+    what = " ".join(filter(None, ("open" if open_only else "", f"{symbol}" if symbol else "")))
+    title = f"{len(orders)} {what + ' ' if what else ''}order{'s' * (len(orders) != 1)}"
+    if strategy:
+        title += f" of {strategy}"
     output(cli, orders, lambda items: render.orders_table(items, title=title))
 
 
@@ -295,32 +343,79 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Dec
 # -- account and positions ----------------------------------------------------------------
 
 
+account_option = click.option(
+    "--account", default=None, help="One account's (when the login manages several; default: every one)."
+)
+
+
 @click.command()
+@account_option
 @pass_cli
-def portfolio(cli: CliContext) -> None:
-    """Show the positions with market value, unrealized and realized PnL, and the totals."""
-    items = cli.call_trader("portfolio")
+def portfolio(cli: CliContext, account: str | None) -> None:
+    """Show the positions with market value, unrealized and realized PnL, and the totals.
+
+    \b
+    Examples:
+      trader portfolio
+      trader --json portfolio --account DU7654321
+
+    \b
+    JSON: a list of positions:
+      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...},
+        "quantity": 10, "avg_cost": 231.3, "market_price": 232.1,
+        "market_value": 2321.0, "unrealized_pnl": 8.0, "realized_pnl": 0}]
+    """
+    items = cli.call_trader("portfolio", account=account)
     output(cli, items, lambda rows: render.positions_table(rows, market=True), "no positions")
 
 
 @click.command()
+@account_option
 @pass_cli
-def positions(cli: CliContext) -> None:
-    """Show the broker's positions: quantity and average cost."""
-    items = cli.call_trader("positions")
+def positions(cli: CliContext, account: str | None) -> None:
+    """Show the broker's positions: quantity and average cost.
+
+    \b
+    Examples:
+      trader positions
+      trader --json positions --account DU7654321
+
+    \b
+    JSON: a list of positions:
+      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...},
+        "quantity": 10, "avg_cost": 231.3, ...}]
+    """
+    items = cli.call_trader("positions", account=account)
     output(cli, items, lambda rows: render.positions_table(rows, market=False), "no positions")
 
 
 @click.command()
 @click.option("--all", "all_tags", is_flag=True, help="Every value the broker reports.")
+@click.option("--account", default=None, help="The account (when the login manages several).")
 @pass_cli
-def account(cli: CliContext, all_tags: bool) -> None:
-    """Show the account's key values: net liquidation, cash, PnL, buying power."""
-    result = cli.call_trader("account")
+def account(cli: CliContext, all_tags: bool, account: str | None) -> None:
+    """Show the account's key values: net liquidation, cash, PnL, buying power.
+
+    With one account managed, that one; with several, --account names one
+    (default: the one the settings' ib.account names). An account the login
+    does not manage is not_found (exit 4).
+
+    \b
+    Examples:
+      trader account
+      trader account --all --account DU7654321
+
+    \b
+    JSON:
+      {"account": "DU1234567", "accounts": ["DU1234567"],
+       "values": {"NetLiquidation": {"USD": "1000000.00"}, ...}}
+    """
+    result = cli.call_trader("account", account=account)
     values = result["values"]
     tags = sorted(values) if all_tags else [t for t in ACCOUNT_TAGS.split() if t in values]
     if cli.json:
-        cli.emit_json({"account": result["account"], "values": {t: values[t] for t in tags}})
+        cli.emit_json({"account": result["account"], "accounts": result.get("accounts", []),
+                       "values": {t: values[t] for t in tags}})
         return
     cli.console.print(render.account_table(result["account"], values, tags))
 
@@ -338,13 +433,47 @@ def resolve(cli: CliContext, symbol: str, **options: Any) -> None:
 
 
 @click.command()
-@click.argument("symbol")
+@click.argument("symbols", metavar="SYMBOL...", nargs=-1, required=True)
 @hint_options
 @pass_cli
-def snapshot(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Show the current quote of SYMBOL."""
-    tick = cli.call_trader("snapshot", symbol, **hints(options))
-    output(cli, tick, lambda one: render.quotes_table([one]))
+def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
+    """Show the current quote of each SYMBOL, one row per symbol, asked concurrently.
+
+    With one SYMBOL, its quote, or its error (and that error's exit code).
+    With several, every quote found; a symbol that fails is named on stderr
+    (in JSON: its row carries the error), and the exit code is non-zero only
+    when every symbol failed (then the first one's).
+
+    \b
+    Examples:
+      trader snapshot AAPL
+      trader snapshot AAPL MSFT ES EUR.USD
+
+    \b
+    JSON, one SYMBOL: the quote:
+      {"instrument": "AAPL.STK", "bid": 231.2, "ask": 231.21, "last": 231.2,
+       "bid_size": 5, "ask_size": 4, "time": "2026-12-07T15:30:00+00:00", ...}
+    JSON, several: one row per SYMBOL, in the order given:
+      [{"symbol": "AAPL", "quote": {...}},
+       {"symbol": "NOSUCH", "error": {"type": "NotFound", "code": "not_found",
+                                      "message": "unknown symbol 'NOSUCH'"}}]
+    """
+    if len(symbols) == 1:
+        tick = cli.call_trader("snapshot", symbols[0], **hints(options))
+        output(cli, tick, lambda one: render.quotes_table([one]))
+        return
+    rows = cli.call_trader("snapshots", list(symbols), **hints(options))
+    quotes = [row["quote"] for row in rows if "quote" in row]
+    failed = [row for row in rows if "error" in row]
+    if cli.json:
+        cli.emit_json(render.to_jsonable(rows))
+    if not quotes:  # every one failed: one error, naming each
+        why = "; ".join(f"{row['symbol']}: {row['error']['message']}" for row in failed)
+        raise error_from_wire({**failed[0]["error"], "message": f"no quote for any symbol ({why})"})
+    if not cli.json:
+        cli.console.print(render.quotes_table(quotes))
+        for row in failed:
+            cli.err.print(Text(f"{row['symbol']}: {row['error']['message']}", style="red"), highlight=False)
 
 
 # -- connection and kill switch ------------------------------------------------------------

@@ -54,12 +54,26 @@ class CommissionConfig(StrictModel):
 
 
 class AccountConfig(StrictModel):
-    """The one simulated account."""
+    """The simulated account (``id``, the default one) and the others the login manages, if any."""
 
     id: str = "DU1234567"
+    managed: list[str] = Field(default_factory=list, description=(
+        "more accounts the login manages (a financial advisor's): managedAccounts lists them after id; "
+        "each starts with the same cash"))
     currency: str = "USD"
     cash: Decimal = Decimal(1000000)
     commission: CommissionConfig = CommissionConfig()
+
+    @property
+    def ids(self) -> list[str]:
+        """Return every account the login manages, the default one first."""
+        return [self.id, *self.managed]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AccountConfig:
+        if len(set(self.ids)) != len(self.ids) or not all(i.strip() for i in self.ids):
+            raise ValueError(f"account ids must be unique and not empty: {self.ids}")
+        return self
 
 
 class MarketConfig(StrictModel):

@@ -47,6 +47,7 @@ from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
 from trader.sim.subscriptions import BarStream, MarketDataSubscription, RealTimeBarStream
 
 if TYPE_CHECKING:
+    from trader.sim.account import Account
     from trader.sim.catalogue import ContractQuery, SimInstrument
     from trader.sim.market_state import MarketState
     from trader.sim.session import Session
@@ -128,7 +129,7 @@ class RequestHandlers:
             return
         log.info("client %d connected from %s (version %d)", request.client_id, session.peer, session.version)
         session.send(enc.next_valid_id(self.world.next_order_id(request.client_id)))
-        session.send(enc.managed_accounts([self.world.account.id]))
+        session.send(enc.managed_accounts(list(self.world.accounts)))
         for code, text in _FARM_NOTICES:
             session.error(-1, code, text)
 
@@ -136,7 +137,7 @@ class RequestHandlers:
         session.send(enc.current_time(int(self.world.clock().timestamp())))
 
     def managed_accounts(self, session: Session, request: Plain) -> None:
-        session.send(enc.managed_accounts([self.world.account.id]))
+        session.send(enc.managed_accounts(list(self.world.accounts)))
 
     def ids(self, session: Session, request: IdRequest) -> None:
         assert session.client_id is not None
@@ -297,6 +298,10 @@ class RequestHandlers:
             log.info("client %d order %d refused: %s", session.client_id, request.order_id, exc.text)
             session.error(request.order_id, exc.code, exc.text)
             return
+        if ticket.account and ticket.account not in self.world.accounts:  # IB refuses an account not managed
+            session.error(request.order_id, ErrorCode.VALIDATION_ERROR,
+                          f"Error validating request:-'bd' : cause - Invalid account code {ticket.account}")
+            return
         self.world.dispatch(self.world.engine.place(ticket))
 
     def cancel_order(self, session: Session, request: CancelOrderRequest) -> None:
@@ -343,18 +348,30 @@ class RequestHandlers:
 
     # -- account --------------------------------------------------------------------------
     def positions(self, session: Session, request: Plain) -> None:
-        account = self.world.account
-        for holding in account.holdings.values():
-            session.send(enc.position(account.id, holding.instrument, holding.quantity, holding.avg_cost))
+        for account in self.world.accounts.values():
+            for holding in account.holdings.values():
+                session.send(enc.position(account.id, holding.instrument, holding.quantity, holding.avg_cost))
         session.send(enc.position_end())
         session.positions = True
 
     def cancel_positions(self, session: Session, request: Plain) -> None:
         session.positions = False
 
+    def updates_account(self, session: Session) -> Account:
+        """Return the account whose updates ``session`` asked for (reqAccountUpdates: one at a time, as IB)."""
+        return self.world.accounts.get(session.account_updates_of, self.world.account)
+
+    def _unknown_account(self, session: Session, request_id: int, what: str, account: str) -> bool:
+        """Send IB's refusal of an account the login does not manage; return whether it was one."""
+        if not account or account == "All" or account in self.world.accounts:
+            return False
+        session.error(request_id, ErrorCode.VALIDATION_ERROR,
+                      f"Error validating request:-'{what}' : cause - unknown account {account}")
+        return True
+
     def send_account(self, session: Session, only: int | None = None) -> None:
         """Push account values and portfolio lines (one instrument's, with ``only``)."""
-        world, account = self.world, self.world.account
+        world, account = self.world, self.updates_account(session)
         for tag, value, currency in account.values(world.mark, world.fx_rate):
             session.send(enc.account_value(tag, value, currency, account.id))
         for row in account.rows(world.mark):
@@ -367,20 +384,23 @@ class RequestHandlers:
         session.send(enc.account_update_time(world.clock()))
 
     def account_updates(self, session: Session, request: AccountUpdatesRequest) -> None:
-        account = self.world.account
-        if request.account and request.account != account.id:
-            session.error(-1, ErrorCode.VALIDATION_ERROR,
-                          f"Error validating request:-'account updates' : cause - unknown account {request.account}")
+        if self._unknown_account(session, -1, "account updates", request.account):
             return
-        session.account_updates = request.subscribe
+        account = self.world.accounts.get(request.account, self.world.account)
+        session.account_updates, session.account_updates_of = request.subscribe, account.id
         if request.subscribe:
             self.send_account(session)
             session.send(enc.account_download_end(account.id))
 
     def account_updates_multi(self, session: Session, request: AccountUpdatesMultiRequest) -> None:
-        world, account = self.world, self.world.account
-        for tag, value, currency in account.values(world.mark, world.fx_rate):
-            session.send(enc.account_update_multi(request.req_id, account.id, request.model, tag, value, currency))
+        world = self.world
+        if self._unknown_account(session, request.req_id, "account updates multi", request.account):
+            return
+        chosen = world.accounts.get(request.account)
+        for account in [chosen] if chosen is not None else world.accounts.values():
+            for tag, value, currency in account.values(world.mark, world.fx_rate):
+                session.send(enc.account_update_multi(request.req_id, account.id, request.model, tag, value,
+                                                      currency))
         session.send(enc.account_update_multi_end(request.req_id))
         session.account_multi.add(request.req_id)
 
@@ -388,12 +408,13 @@ class RequestHandlers:
         session.account_multi.discard(request.req_id)
 
     def account_summary(self, session: Session, request: AccountSummaryRequest) -> None:
-        world, account = self.world, self.world.account
+        world = self.world
         wanted = {t.strip() for t in request.tags.split(",") if t.strip()}
         everything = any(t.startswith("$LEDGER") for t in wanted)
-        for tag, value, currency in account.values(world.mark, world.fx_rate):
-            if tag in wanted or (everything and tag == "CashBalance"):
-                session.send(enc.account_summary(request.req_id, account.id, tag, value, currency))
+        for account in world.accounts.values():  # the group "All": every account managed
+            for tag, value, currency in account.values(world.mark, world.fx_rate):
+                if tag in wanted or (everything and tag == "CashBalance"):
+                    session.send(enc.account_summary(request.req_id, account.id, tag, value, currency))
         session.send(enc.account_summary_end(request.req_id))
         session.account_summaries.add(request.req_id)
 

@@ -100,6 +100,7 @@ class Session:
         self.market_data_type = 1
         self.market_data: dict[int, MarketDataSubscription] = {}
         self.account_updates = False
+        self.account_updates_of = ""  # the account reqAccountUpdates named (empty: the default one)
         self.positions = False
         self.account_summaries: set[int] = set()
         self.account_multi: set[int] = set()

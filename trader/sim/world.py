@@ -86,7 +86,9 @@ class SimWorld:
             account=config.account.id,
             commission_currency=config.account.currency,
         )
-        self.account = Account(config.account.id, config.account.currency, config.account.cash)
+        acct = config.account
+        self.accounts = {i: Account(i, acct.currency, acct.cash) for i in acct.ids}  # every one the login manages
+        self.account = self.accounts[acct.id]  # the default one: an order that names none goes there
         self.handlers = RequestHandlers(self)
         self.sessions: dict[int, Session] = {}
         self.request_log: deque[RequestRecord] = deque(maxlen=request_log_size)
@@ -201,12 +203,13 @@ class SimWorld:
         for event in events:
             if isinstance(event, OrderFilled):
                 execution = event.execution
-                realized = self.account.apply(execution)
+                account = self.accounts.get(execution.account, self.account)
+                realized = account.apply(execution)
                 session = self.sessions.get(execution.client_id)
                 if session is not None:
                     session.send(ow.exec_details(session.version, -1, execution))
                     session.send(ow.commission_report(execution, realized))
-                self._after_fill(execution.instrument)
+                self._after_fill(execution.instrument, account)
             elif isinstance(event, OrderChanged):
                 session = self.sessions.get(event.order.client_id)
                 if session is not None:
@@ -217,14 +220,14 @@ class SimWorld:
                 if session is not None:
                     session.error(event.order_id, event.code, event.text)
 
-    def _after_fill(self, inst: SimInstrument) -> None:
-        holding = self.account.holdings.get(inst.conid)
+    def _after_fill(self, inst: SimInstrument, account: Account) -> None:
+        holding = account.holdings.get(inst.conid)
         if holding is None:
             return
         for session in list(self.sessions.values()):
             if session.positions:
-                session.send(enc.position(self.account.id, inst, holding.quantity, holding.avg_cost))
-            if session.account_updates:
+                session.send(enc.position(account.id, inst, holding.quantity, holding.avg_cost))
+            if session.account_updates and self.handlers.updates_account(session) is account:
                 self.handlers.send_account(session, only=inst.conid)
 
     # -- control -----------------------------------------------------------------

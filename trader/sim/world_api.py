@@ -29,6 +29,9 @@ class World(Protocol):
     market: MarketGenerator
     engine: MatchingEngine
     account: Account
+    """The default account: where an order that names none goes."""
+    accounts: dict[str, Account]
+    """Every account the login manages (managedAccounts), by id, the default one first."""
 
     def clock(self) -> datetime:
         """Return the current time."""

@@ -141,7 +141,7 @@ class Desk:
         inst = await self.resolver.one(request.symbol, **hints)
         market, reference = await self._prices(inst, request.action)
         built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
-                             reference_price=reference, account=self.account)
+                             reference_price=reference, account=request.account or self.account)
         exposure = self.exposure()
         try:
             for order in built.all:

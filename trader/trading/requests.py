@@ -105,6 +105,7 @@ class OrderRequest(StrictModel):
     exchange: str | None = None
     currency: str | None = None
     expiry: str | None = None
+    account: str | None = Field(None, min_length=1, description="the account (several managed); None: the default")
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod
