@@ -369,7 +369,7 @@ class TraderService(Service):
         """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""
         inst = await self.resolver.one(symbol, **hints)
         self.adapter.subscribe(inst.contract)
-        return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract}
+        return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract, "tick": inst.tick}
 
     def unsubscribe(self, key: str) -> bool:
         """Stop streaming ``key`` (unless the order desk still prices orders from it: then once it is idle)."""

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any
 
@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
+from trader.domain.figures import MONEY_DECIMALS, Figures, price_decimals
 
 STATUS_STYLE = {
     OrderStatus.PENDING_SUBMIT: "cyan",
@@ -95,6 +96,13 @@ def money(value: Decimal | None) -> Text:
     if value is None:
         return Text("-")
     return Text(f"{value:,.2f}", style="red" if value < 0 else "")
+
+
+def price(value: Decimal | None, decimals: int) -> str:
+    """Return a price (or an average cost) to the instrument's precision: ``decimals``, its tick's (ES 5921.05)."""
+    if value is None:
+        return "-"
+    return format(value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP), "f")
 
 
 def when(value: datetime | None) -> str:
@@ -228,33 +236,50 @@ def fills_table(fills: list[Fill]) -> Table:
     return table
 
 
+#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures"), after the owner and the symbol.
+FIGURE_COLUMNS = ("qty", "avg cost", "price", "value", "unrealized", "realized", "net pnl", "comm")
+_FIGURE_MONEY = ("market_value", "unrealized", "realized", "net", "commission")
+
+
+def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool) -> Table:
+    """Return holdings as (owner, symbol, figures, price decimals) rows, with the money totals in the footer.
+
+    The one table of the money figures: ``portfolio`` (owner: the account)
+    and ``strategy list`` (owner: the strategy) show the same columns, the
+    same way. Prices and average costs go to the instrument's precision,
+    money to cents. ``commissions`` adds the commissions column (a broker's
+    portfolio does not give them per position).
+    """
+    rows = list(rows)
+    columns = FIGURE_COLUMNS if commissions else FIGURE_COLUMNS[:-1]
+    table = Table(show_footer=bool(rows))
+    for name in (owner, "symbol", *columns):
+        table.add_column(name, justify="left" if name in (owner, "symbol") else "right", no_wrap=True)
+    totals: list[Decimal | None] = [Decimal(0)] * len(_FIGURE_MONEY)
+    for who, symbol, f, decimals in rows:
+        amounts = [getattr(f, name) for name in _FIGURE_MONEY]
+        totals = [None if t is None or a is None else t + a for t, a in zip(totals, amounts, strict=True)]
+        table.add_row(who, symbol, num(f.quantity), price(f.avg_cost, decimals) if f.quantity else "-",
+                      price(f.market_price, decimals), *(money(a) for a in amounts[: len(columns) - 3]))
+    if rows:
+        table.columns[0].footer = "total"
+        for i, total in enumerate(totals[: len(columns) - 3]):
+            table.columns[5 + i].footer = money(total)
+    return table
+
+
 def positions_table(positions: list[Position], *, market: bool) -> Table:
-    """Return a table of positions; with ``market``, prices, values and PnL with totals."""
-    table = Table(show_footer=market and bool(positions))
-    names = ["account", "symbol", "qty", "avg cost"]
+    """Return a table of positions; with ``market``, the money figures (prices, values, PnL) with totals."""
     if market:
-        names += ["price", "market value", "unrealized", "realized"]
-    for name in names:
+        return figures_table(((p.account, p.contract.key, Figures.of_position(p), price_decimals(p.contract))
+                              for p in positions), "account", commissions=False)
+    table = Table()
+    for name in ("account", "symbol", "qty", "avg cost"):
         table.add_column(
             name, justify="left" if name in ("account", "symbol") else "right", no_wrap=True
         )
-    totals = [Decimal(0)] * 3
     for p in positions:
-        row: list[Any] = [p.account, p.contract.key, num(p.quantity), num(p.avg_cost)]
-        if market:
-            row += [
-                num(p.market_price),
-                money(p.market_value),
-                money(p.unrealized_pnl),
-                money(p.realized_pnl),
-            ]
-            for i, value in enumerate((p.market_value, p.unrealized_pnl, p.realized_pnl)):
-                totals[i] += value or Decimal(0)
-        table.add_row(*row)
-    if market and positions:
-        table.columns[0].footer = "total"
-        for i, total in enumerate(totals):
-            table.columns[5 + i].footer = money(total)
+        table.add_row(p.account, p.contract.key, num(p.quantity), price(p.avg_cost, price_decimals(p.contract)))
     return table
 
 
@@ -415,10 +440,11 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
         "realized",
         "unrealized",
         "net pnl",
+        "comm",
         "orders",
         "reason",
     ):
-        right = name in ("realized", "unrealized", "net pnl", "orders")
+        right = name in ("realized", "unrealized", "net pnl", "comm", "orders")
         table.add_column(name, justify="right" if right else "left", no_wrap=name != "reason")
     for info in strategies:
         table.add_row(
@@ -430,10 +456,22 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
             money(info["realized_pnl"]),
             money(info["unrealized_pnl"]),
             money(info["pnl"]),
+            money(info.get("commission")),
             str(info["orders"]),
             info["reason"] or "-",
         )
     return table
+
+
+def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]]) -> Table | None:
+    """Return the strategies' holdings with their money figures (as ``portfolio`` shows them), or None if none."""
+    rows = []
+    for info in strategies:
+        for key, h in (info.get("holdings") or {}).items():
+            f = Figures(h["quantity"], h["avg_cost"], h["market_price"], h["market_value"], h["realized_pnl"],
+                        h["commission"], h["unrealized_pnl"], h["net_pnl"])
+            rows.append((info["name"], key, f, int(h.get("price_decimals", MONEY_DECIMALS))))
+    return figures_table(rows, "strategy", commissions=True) if rows else None
 
 
 def strategy_summary(info: Mapping[str, Any]) -> Text:
