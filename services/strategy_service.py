@@ -168,7 +168,7 @@ class StrategyService(Service):
             self._start(plugin.name)
         else:
             runner.move(StrategyState.DISABLED, "disabled in its config" if enabled is None else "disabled")
-            self._spawn(self._resync_quietly(runner))  # its positions still count
+            self._spawn(self._resync_and_mark(runner))  # its positions (and their PnL) still count
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, holding the task until it ends (the loop keeps only weak refs)."""
@@ -264,6 +264,10 @@ class StrategyService(Service):
             await self._resync(runner)
         except TraderError as exc:
             runner.logger.warning("could not read the book from trader_service: %s", exc)
+
+    async def _resync_and_mark(self, runner: StrategyRunner) -> None:
+        await self._resync_quietly(runner)
+        await self._mark(runner)
 
     async def _mark(self, runner: StrategyRunner) -> None:
         """Mark what the strategy holds without a mark (no warm-up history) at a snapshot's price."""
