@@ -28,6 +28,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -46,6 +47,7 @@ from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
+from trader.strategy.logfile import read_strategy_lines
 from trader.strategy.plugins import Plugin, PluginError, discover
 from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
 from trader.strategy.sizing import strategy_of
@@ -84,6 +86,7 @@ class StrategyService(Service):
         self._tasks: set[asyncio.Task[None]] = set()
         self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart)
         self._equity: tuple[float, Decimal | None] = (0.0, None)
+        self._past_logs: dict[str, deque[dict[str, Any]]] = {}  # strategy -> its lines in the log file at the start
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("list", "enable", "disable", "reload", "logs"):
@@ -100,6 +103,10 @@ class StrategyService(Service):
         self.feed = TickFeed(self.subscriber, scheduler=AsyncIOScheduler(loop))
         self.subscriber.observe("fill").subscribe(self._on_fill)
         self.subscriber.observe(f"heartbeat.{TRADER}").subscribe(self._on_trader_heartbeat)
+        # What the strategies logged before this start: `strategy logs` shows it still.
+        self._past_logs = await asyncio.to_thread(
+            read_strategy_lines, self.settings.path(self.settings.storage.logs_dir) / f"{self.name}.log",
+            self.opts.log_lines)
         self._load(await self._switches())
 
     async def on_stop(self) -> None:
@@ -162,6 +169,8 @@ class StrategyService(Service):
                                 log_lines=self.opts.log_lines, order_retry_seconds=self.opts.order_retry_seconds)
         if previous is not None:
             runner.carry_over(previous)
+        else:
+            runner.capture.lines.extend(self._past_logs.pop(plugin.name, ()))
         self.runners[plugin.name] = runner
         log.info("strategy %s loaded from %s", plugin.name, plugin.module_file.name)
         if plugin.strategy.config.enabled if enabled is None else enabled:

@@ -118,3 +118,7 @@ def test_reload_keeps_the_log_lines_and_the_order_count(strategy_stack: TradingS
     stack.wait_strategies_ready()
     eventually(lambda: holder(stack)["fills"] == before["fills"], 15, "holder resynced after the restart")
     assert holder(stack)["orders"] == 1
+    # The log lines come back from the service's log file (their times to the millisecond).
+    past = [(line["level"], line["message"]) for line in kept]
+    again = [(line["level"], line["message"]) for line in call(stack.strategy_endpoint, "logs", "holder", limit=0)]
+    assert again[: len(past)] == past, again
