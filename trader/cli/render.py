@@ -236,43 +236,80 @@ def fills_table(fills: list[Fill]) -> Table:
     return table
 
 
-#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures"), after the owner and the symbol.
-FIGURE_COLUMNS = ("qty", "avg cost", "price", "value", "unrealized", "realized", "net pnl", "comm")
-_FIGURE_MONEY = ("market_value", "unrealized", "realized", "net", "commission")
+#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures") after the owner and the symbol, with the
+#: attribute of ``Figures`` each shows.
+FIGURE_COLUMNS = (("qty", "quantity"), ("avg cost", "avg_cost"), ("price", "market_price"), ("value", "market_value"),
+                  ("unrealized", "unrealized"), ("realized", "realized"), ("net pnl", "net"), ("comm", "commission"))
+_PRICES = frozenset({"avg_cost", "market_price"})
+#: What goes first when the table is too wide for the terminal: value and commissions are derived or informational,
+#: the owner says nothing when there is one ("owner"), and realized last.
+_DROP_FIRST = ("market_value", "commission", "owner", "realized")
 
 
-def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool) -> Table:
+def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool,
+                  width: int | None = None) -> Table:
     """Return holdings as (owner, symbol, figures, price decimals) rows, with the money totals in the footer.
 
     The one table of the money figures: ``portfolio`` (owner: the account)
     and ``strategy list`` (owner: the strategy) show the same columns, the
     same way. Prices and average costs go to the instrument's precision,
     money to cents. ``commissions`` adds the commissions column (a broker's
-    portfolio does not give them per position).
+    portfolio does not give them per position). Within ``width`` columns
+    (the terminal's), value, then commissions, then the owner if all rows
+    have the same, then realized are left out rather than every cell cut short.
     """
     rows = list(rows)
-    columns = FIGURE_COLUMNS if commissions else FIGURE_COLUMNS[:-1]
+    names = [name for _, name in FIGURE_COLUMNS if commissions or name != "commission"]
+
+    def cell(f: Figures, name: str, decimals: int) -> Text | str:
+        value = getattr(f, name)
+        if name == "quantity":
+            return num(value)
+        if name in _PRICES:
+            return price(value, decimals) if f.quantity or name == "market_price" else "-"
+        return money(value)
+
+    cells = [[who, symbol, *(cell(f, n, decimals) for n in names)] for who, symbol, f, decimals in rows]
+    totals: dict[str, Decimal | None] = {}
+    for name in names:
+        if name not in _PRICES and name != "quantity":
+            amounts = [getattr(f, name) for _, _, f, _ in rows]
+            totals[name] = None if None in amounts else sum(amounts, Decimal(0))  # type: ignore[arg-type]
+    headers = [owner, "symbol", *(h for h, n in FIGURE_COLUMNS if n in names)]
+    keep = list(range(len(headers)))
+    if width is not None:
+        def wide(i: int) -> int:  # a column's width: its widest cell or footer, and a border and padding
+            texts = [headers[i], *(str(c[i]) for c in cells)]
+            if i >= 2 and names[i - 2] in totals:
+                texts.append(money(totals[names[i - 2]]).plain)
+            return max(len(t) for t in texts) + 3
+
+        single = len({who for who, *_ in rows}) <= 1
+        for name in _DROP_FIRST:
+            if sum(wide(i) for i in keep) + 1 <= width:
+                break
+            if name == "owner" and single:
+                keep.remove(0)
+            elif name in names:
+                keep.remove(names.index(name) + 2)
     table = Table(show_footer=bool(rows))
-    for name in (owner, "symbol", *columns):
-        table.add_column(name, justify="left" if name in (owner, "symbol") else "right", no_wrap=True)
-    totals: list[Decimal | None] = [Decimal(0)] * len(_FIGURE_MONEY)
-    for who, symbol, f, decimals in rows:
-        amounts = [getattr(f, name) for name in _FIGURE_MONEY]
-        totals = [None if t is None or a is None else t + a for t, a in zip(totals, amounts, strict=True)]
-        table.add_row(who, symbol, num(f.quantity), price(f.avg_cost, decimals) if f.quantity else "-",
-                      price(f.market_price, decimals), *(money(a) for a in amounts[: len(columns) - 3]))
+    for i in keep:
+        table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
     if rows:
-        table.columns[0].footer = "total"
-        for i, total in enumerate(totals[: len(columns) - 3]):
-            table.columns[5 + i].footer = money(total)
+        table.columns[0].footer = "total"  # under the owner, or the symbol if the owner is left out
+        for column, i in enumerate(keep):
+            if i >= 2 and names[i - 2] in totals:
+                table.columns[column].footer = money(totals[names[i - 2]])
     return table
 
 
-def positions_table(positions: list[Position], *, market: bool) -> Table:
+def positions_table(positions: list[Position], *, market: bool, width: int | None = None) -> Table:
     """Return a table of positions; with ``market``, the money figures (prices, values, PnL) with totals."""
     if market:
         return figures_table(((p.account, p.contract.key, Figures.of_position(p), price_decimals(p.contract))
-                              for p in positions), "account", commissions=False)
+                              for p in positions), "account", commissions=False, width=width)
     table = Table()
     for name in ("account", "symbol", "qty", "avg cost"):
         table.add_column(
@@ -463,7 +500,7 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
-def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]]) -> Table | None:
+def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]], width: int | None = None) -> Table | None:
     """Return the strategies' holdings with their money figures (as ``portfolio`` shows them), or None if none."""
     rows = []
     for info in strategies:
@@ -471,7 +508,7 @@ def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]]) -> Table | 
             f = Figures(h["quantity"], h["avg_cost"], h["market_price"], h["market_value"], h["realized_pnl"],
                         h["commission"], h["unrealized_pnl"], h["net_pnl"])
             rows.append((info["name"], key, f, int(h.get("price_decimals", MONEY_DECIMALS))))
-    return figures_table(rows, "strategy", commissions=True) if rows else None
+    return figures_table(rows, "strategy", commissions=True, width=width) if rows else None
 
 
 def strategy_summary(info: Mapping[str, Any]) -> Text:

@@ -84,7 +84,7 @@ def list_(cli: CliContext) -> None:
         return
     if result["strategies"]:
         cli.console.print(render.strategies_table(result["strategies"]))
-        holdings = render.strategy_holdings_table(result["strategies"])
+        holdings = render.strategy_holdings_table(result["strategies"], width=cli.console.width)
         if holdings is not None:
             cli.console.print(holdings)
             cli.console.print(FIGURES_NOTE, style="dim", highlight=False)
