@@ -17,6 +17,11 @@ again for its instruments and resyncs its positions, retried
 RUNNING again. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
+``reload`` hands each new runner its predecessor's log lines, order count
+and marks; at a start the strategies' last log lines are read back from the
+service's log file (trader.strategy.logfile) and the order count from the
+book, and a held position without a warm-up price is marked at a snapshot's.
+
 RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
 over RPC is remembered in Redis (``strategies.switches_key``) and outlives a
 restart; a strategy never switched follows its config's ``enabled:``.

@@ -130,6 +130,8 @@ def reload(cli: CliContext) -> None:
     """Stop every strategy and load the plugins again.
 
     Those running before start again; a new one starts if its config enables it.
+    Each strategy keeps its log lines, its order count and its positions'
+    marks (their unrealized PnL) across the reload.
 
     Exits with the validation error's code if a plugin did not load, after
     showing the strategies that did.
@@ -166,6 +168,9 @@ def reload(cli: CliContext) -> None:
 @pass_cli
 def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None) -> None:
     """Show strategy NAME's last log lines: time, level, message.
+
+    The lines outlive a `strategy reload`, and a restart of strategy_service
+    (read back from its log file, times to the millisecond).
 
     With --json, a JSON list; with --json --follow, one JSON object per line.
     """
