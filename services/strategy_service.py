@@ -52,6 +52,7 @@ from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
+from trader.strategy.ledger import quote_mark
 from trader.strategy.logfile import read_strategy_lines
 from trader.strategy.plugins import Plugin, PluginError, discover
 from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
@@ -291,7 +292,7 @@ class StrategyService(Service):
             except TraderError as exc:
                 runner.logger.warning("no price to mark %s at (%s): its unrealized PnL waits for a bar", key, exc)
                 continue
-            price = mark_price(quote)
+            price = quote_mark(quote)
             if price is not None and key not in runner.ledger.marks:
                 runner.ledger.mark(key, price)
 
@@ -412,16 +413,6 @@ class StrategyService(Service):
         """Return the strategy's last ``limit`` log lines, oldest first."""
         lines = list(self._runner(name).capture.lines)
         return lines[-int(limit):] if limit else lines
-
-
-def mark_price(quote: dict[str, Any]) -> Decimal | None:
-    """Return the price a quote marks a position at: its last trade, else its bid/ask mid (None: neither)."""
-    last, bid, ask = quote.get("last"), quote.get("bid"), quote.get("ask")
-    if isinstance(last, (int, float)) and last > 0:
-        return Decimal(repr(float(last)))
-    if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and 0 < bid <= ask:
-        return Decimal(repr((float(bid) + float(ask)) / 2))
-    return None
 
 
 def trader_view(last_seen: float | None, started: float, now: float) -> str:

@@ -366,7 +366,7 @@ class TraderService(Service):
         return await self.adapter.snapshot(inst.contract)
 
     async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
-        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""
+        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key, topic, contract and tick."""
         inst = await self.resolver.one(symbol, **hints)
         self.adapter.subscribe(inst.contract)
         return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract, "tick": inst.tick}

@@ -12,7 +12,7 @@ from decimal import Decimal
 from trader.cli import render
 from trader.domain import Action, Contract, Fill, Position, SecType
 from trader.domain.figures import Figures, Lot, price_decimals
-from trader.strategy.ledger import Ledger
+from trader.strategy.ledger import Ledger, quote_mark
 
 D = Decimal
 AAPL = Contract("AAPL")
@@ -119,3 +119,9 @@ def test_prices_and_costs_are_shown_to_the_instruments_precision() -> None:
     eur = Contract("EUR", SecType.CASH, exchange="IDEALPRO", currency="USD")
     assert price_decimals(eur) == 5 and render.price(D("1.0842125"), price_decimals(eur)) == "1.08421"
     assert price_decimals(AAPL) == 2 and render.price(None, 2) == "-"
+
+
+def test_a_quote_marks_at_its_last_trade_else_its_mid() -> None:
+    assert quote_mark({"last": 231.37, "bid": 231.3, "ask": 231.4}) == D("231.37")
+    assert quote_mark({"last": None, "bid": 1.05425, "ask": 1.0543}) == D("1.054275")
+    assert quote_mark({"last": -1.0, "bid": -1.0, "ask": 5.0}) is None and quote_mark({}) is None

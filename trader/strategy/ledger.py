@@ -21,7 +21,7 @@ from typing import Any
 from trader.domain import Contract, Fill
 from trader.domain.figures import Figures, Lot, price_decimals
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "quote_mark"]
 
 _ZERO = Decimal(0)
 
@@ -98,3 +98,13 @@ class Ledger:
             "pnl": None if unrealized is None else realized + unrealized,
             "fills": self.fills,
         }
+
+
+def quote_mark(quote: dict[str, Any]) -> Decimal | None:
+    """Return the price a quote (a snapshot's tick) marks a position at: its last trade, else its mid; None: neither."""
+    last, bid, ask = quote.get("last"), quote.get("bid"), quote.get("ask")
+    if isinstance(last, (int, float)) and last > 0:
+        return Decimal(repr(float(last)))
+    if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and 0 < bid <= ask:
+        return Decimal(repr((float(bid) + float(ask)) / 2))
+    return None
