@@ -17,6 +17,11 @@ again for its instruments and resyncs its positions, retried
 RUNNING again. Events
 and log lines go out as ``strategy.<name>.<event>``.
 
+``reload`` hands each new runner its predecessor's log lines, order count
+and marks; at a start the strategies' last log lines are read back from the
+service's log file (trader.strategy.logfile) and the order count from the
+book, and a held position without a warm-up price is marked at a snapshot's.
+
 RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
 over RPC is remembered in Redis (``strategies.switches_key``) and outlives a
 restart; a strategy never switched follows its config's ``enabled:``.
@@ -28,6 +33,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Coroutine
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -46,8 +52,10 @@ from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
+from trader.strategy.ledger import quote_mark
+from trader.strategy.logfile import read_strategy_lines
 from trader.strategy.plugins import Plugin, PluginError, discover
-from trader.strategy.runner import StrategyRunner, StrategyState
+from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
 from trader.strategy.sizing import strategy_of
 from trader.strategy.watch import TraderWatch
 
@@ -84,6 +92,7 @@ class StrategyService(Service):
         self._tasks: set[asyncio.Task[None]] = set()
         self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart)
         self._equity: tuple[float, Decimal | None] = (0.0, None)
+        self._past_logs: dict[str, deque[dict[str, Any]]] = {}  # strategy -> its lines in the log file at the start
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("list", "enable", "disable", "reload", "logs"):
@@ -100,6 +109,10 @@ class StrategyService(Service):
         self.feed = TickFeed(self.subscriber, scheduler=AsyncIOScheduler(loop))
         self.subscriber.observe("fill").subscribe(self._on_fill)
         self.subscriber.observe(f"heartbeat.{TRADER}").subscribe(self._on_trader_heartbeat)
+        # What the strategies logged before this start: `strategy logs` shows it still.
+        self._past_logs = await asyncio.to_thread(
+            read_strategy_lines, self.settings.path(self.settings.storage.logs_dir) / f"{self.name}.log",
+            self.opts.log_lines)
         self._load(await self._switches())
 
     async def on_stop(self) -> None:
@@ -145,25 +158,32 @@ class StrategyService(Service):
             log.warning("cannot save that %s is %s (%s): a restart will follow its config", name,
                         "enabled" if enabled else "disabled", exc)
 
-    def _load(self, enabled: dict[str, bool] | None = None) -> None:
-        """Discover the plugins and install each (started if enabled: by ``enabled``, else its config)."""
+    def _load(self, enabled: dict[str, bool] | None = None, previous: dict[str, StrategyRunner] | None = None) -> None:
+        """Discover the plugins and install each (started if enabled: by ``enabled``, else its config).
+
+        A plugin that replaces a runner of ``previous`` (a reload) keeps its log lines, order count and marks.
+        """
         plugins, self.errors = discover(self.directory)
         for error in self.errors:
             log.error("strategy plugin not loaded: %s", error)
         for plugin in plugins:
             if self.opts.only is None or plugin.name in self.opts.only:
-                self._install(plugin, (enabled or {}).get(plugin.name))
+                self._install(plugin, (enabled or {}).get(plugin.name), (previous or {}).get(plugin.name))
 
-    def _install(self, plugin: Plugin, enabled: bool | None = None) -> None:
+    def _install(self, plugin: Plugin, enabled: bool | None = None, previous: StrategyRunner | None = None) -> None:
         runner = StrategyRunner(plugin, self.trader.call, self._publish, equity=self._account_equity,
                                 log_lines=self.opts.log_lines, order_retry_seconds=self.opts.order_retry_seconds)
+        if previous is not None:
+            runner.carry_over(previous)
+        else:
+            runner.capture.lines.extend(self._past_logs.pop(plugin.name, ()))
         self.runners[plugin.name] = runner
         log.info("strategy %s loaded from %s", plugin.name, plugin.module_file.name)
         if plugin.strategy.config.enabled if enabled is None else enabled:
             self._start(plugin.name)
         else:
             runner.move(StrategyState.DISABLED, "disabled in its config" if enabled is None else "disabled")
-            self._spawn(self._resync_quietly(runner))  # its positions still count
+            self._spawn(self._resync_and_mark(runner))  # its positions (and their PnL) still count
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, holding the task until it ends (the loop keeps only weak refs)."""
@@ -197,12 +217,19 @@ class StrategyService(Service):
         history = await self._history(runner)
         await self._resync_quietly(runner)
         await runner.warm_up(history)
+        await self._mark(runner)
 
     async def _subscribe(self, runner: StrategyRunner) -> dict[str, str]:
         """Ask trader_service to stream the strategy's instruments; return symbol -> contract key."""
         if self.watch.pid is None:  # the process subscribed to is the one a later restart replaces
             self.watch.adopt(await self.trader.call("status", timeout=2.0))
-        return {symbol: (await self.trader.call("subscribe", symbol))["key"] for symbol in runner.strategy.instruments}
+        keys = {}
+        for symbol in runner.strategy.instruments:
+            reply = await self.trader.call("subscribe", symbol)
+            keys[symbol] = reply["key"]
+            if reply.get("tick"):  # the prices' precision in `strategy list`
+                runner.ledger.ticks[reply["key"]] = Decimal(reply["tick"])
+        return keys
 
     def _attach(self, runner: StrategyRunner) -> None:
         assert self.feed is not None
@@ -253,6 +280,22 @@ class StrategyService(Service):
         except TraderError as exc:
             runner.logger.warning("could not read the book from trader_service: %s", exc)
 
+    async def _resync_and_mark(self, runner: StrategyRunner) -> None:
+        await self._resync_quietly(runner)
+        await self._mark(runner)
+
+    async def _mark(self, runner: StrategyRunner) -> None:
+        """Mark what the strategy holds without a mark (no warm-up history) at a snapshot's price."""
+        for key in runner.ledger.unmarked():
+            try:
+                quote = await self.trader.call("snapshot", key)
+            except TraderError as exc:
+                runner.logger.warning("no price to mark %s at (%s): its unrealized PnL waits for a bar", key, exc)
+                continue
+            price = quote_mark(quote)
+            if price is not None and key not in runner.ledger.marks:
+                runner.ledger.mark(key, price)
+
     async def _stop(self, name: str, state: StrategyState, reason: str) -> None:
         task = self._starting.pop(name, None)
         if task is not None:
@@ -275,7 +318,7 @@ class StrategyService(Service):
         if not isinstance(fill, Fill) or not fill.client_order_id:
             return
         runner = self.runners.get(strategy_of(fill.client_order_id))
-        if runner is not None and _root(fill.client_order_id) in runner.order_ids:
+        if runner is not None and root_order_id(fill.client_order_id) in runner.order_ids:
             runner.on_fill(fill)
 
     def _on_trader_heartbeat(self, message: Message) -> None:
@@ -358,10 +401,12 @@ class StrategyService(Service):
     async def reload(self) -> dict[str, Any]:
         """Stop every strategy, load the plugins again and start the enabled ones."""
         was = {name: r.active for name, r in self.runners.items()}
+        previous = {}
         for name in list(self.runners):
             await self._stop(name, StrategyState.DISABLED, "reloading")
-            self.runners.pop(name).close()
-        self._load(was)
+            previous[name] = self.runners.pop(name)
+            previous[name].close()
+        self._load(was, previous)
         return {"loaded": sorted(self.runners), "errors": [e.to_dict() for e in self.errors]}
 
     def logs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -379,12 +424,6 @@ def trader_view(last_seen: float | None, started: float, now: float) -> str:
     if last_seen is None:
         return "waiting" if now - started < TRADER_SILENCE else "down"
     return "up" if now - last_seen < TRADER_SILENCE else "down"
-
-
-def _root(client_order_id: str) -> str:
-    """Return a bracket child's parent id (``X.sl`` -> ``X``), or the id itself."""
-    head, _, tail = client_order_id.rpartition(".")
-    return head if tail in ("sl", "tp") and head.count(".") >= 1 else client_order_id
 
 
 if __name__ == "__main__":

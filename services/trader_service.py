@@ -413,10 +413,10 @@ class TraderService(Service):
         return rows
 
     async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
-        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key and topic."""
+        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key, topic, contract and tick."""
         inst = await self.resolver.one(symbol, **hints)
         self.adapter.subscribe(inst.contract)
-        return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract}
+        return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract, "tick": inst.tick}
 
     def unsubscribe(self, key: str) -> bool:
         """Stop streaming ``key`` (unless the order desk still prices orders from it: then once it is idle)."""

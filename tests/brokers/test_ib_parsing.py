@@ -443,8 +443,14 @@ def test_position() -> None:
     ib = ib_async.Position("DU123", to_ib_contract(ES), -2.0, 295012.5)
     position = from_ib_position(ib)
     assert (position.account, position.contract) == ("DU123", ES)
-    assert (position.quantity, position.avg_cost) == (Decimal(-2), Decimal("295012.5"))
+    assert (position.quantity, position.avg_cost) == (Decimal(-2), Decimal("5900.25"))  # per unit: IB's / 50
     assert position.market_price is None
+
+
+def test_a_futures_portfolio_items_cost_is_per_unit_comparable_to_its_price() -> None:
+    ib = ib_async.PortfolioItem(to_ib_contract(ES), 2.0, 5918.625, 591862.5, 296052.25, -2242.0, 0.0, "DU123")
+    position = from_ib_portfolio_item(ib)
+    assert position.avg_cost == Decimal("5921.045") and position.market_price == Decimal("5918.625")
 
 
 def test_portfolio_item() -> None:

@@ -48,6 +48,15 @@ def test_short_and_flip(aapl: SimInstrument) -> None:
     assert holding.quantity == 5 and holding.avg_cost == D(45)
 
 
+def test_a_flip_splits_its_commission_between_closing_and_opening(aapl: SimInstrument) -> None:
+    account = Account("DU1", "USD", D(0))
+    account.apply(execution(aapl, "SELL", "10", "50.00", "0"))
+    realized = account.apply(execution(aapl, "BUY", "40", "45.00", "4.00"))
+    holding = account.holdings[aapl.conid]
+    assert realized == D(50) - D(1)  # a quarter of the fill closed: a quarter of its commission
+    assert holding.quantity == 30 and holding.avg_cost == D("45.10")  # (30 * 45 + 3) / 30
+
+
 def test_futures_move_cash_only_by_pnl(es: SimInstrument) -> None:
     account = Account("DU1", "USD", D(50_000))
     account.apply(execution(es, "BUY", "2", "5925.00", "4.50"))

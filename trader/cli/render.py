@@ -15,7 +15,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any
 
@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
+from trader.domain.figures import MONEY_DECIMALS, Figures, price_decimals
 
 STATUS_STYLE = {
     OrderStatus.PENDING_SUBMIT: "cyan",
@@ -95,6 +96,13 @@ def money(value: Decimal | None) -> Text:
     if value is None:
         return Text("-")
     return Text(f"{value:,.2f}", style="red" if value < 0 else "")
+
+
+def price(value: Decimal | None, decimals: int) -> str:
+    """Return a price (or an average cost) to the instrument's precision: ``decimals``, its tick's (ES 5921.05)."""
+    if value is None:
+        return "-"
+    return format(value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP), "f")
 
 
 def when(value: datetime | None) -> str:
@@ -228,33 +236,87 @@ def fills_table(fills: list[Fill]) -> Table:
     return table
 
 
-def positions_table(positions: list[Position], *, market: bool) -> Table:
-    """Return a table of positions; with ``market``, prices, values and PnL with totals."""
-    table = Table(show_footer=market and bool(positions))
-    names = ["account", "symbol", "qty", "avg cost"]
-    if market:
-        names += ["price", "market value", "unrealized", "realized"]
+#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures") after the owner and the symbol, with the
+#: attribute of ``Figures`` each shows.
+FIGURE_COLUMNS = (("qty", "quantity"), ("avg cost", "avg_cost"), ("price", "market_price"), ("value", "market_value"),
+                  ("unrealized", "unrealized"), ("realized", "realized"), ("net pnl", "net"), ("comm", "commission"))
+_PRICES = frozenset({"avg_cost", "market_price"})
+#: What goes first when the table is too wide for the terminal: value and commissions are derived or informational,
+#: the owner says nothing when there is one ("owner"), and realized last.
+_DROP_FIRST = ("market_value", "commission", "owner", "realized")
+
+
+def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool,
+                  width: int | None = None) -> Table:
+    """Return holdings as (owner, symbol, figures, price decimals) rows, with the money totals in the footer.
+
+    The one table of the money figures: ``portfolio`` (owner: the account)
+    and ``strategy list`` (owner: the strategy) show the same columns, the
+    same way. Prices and average costs go to the instrument's precision,
+    money to cents. ``commissions`` adds the commissions column (a broker's
+    portfolio does not give them per position). Within ``width`` columns
+    (the terminal's), value, then commissions, then the owner if all rows
+    have the same, then realized are left out rather than every cell cut short.
+    """
+    rows = list(rows)
+    names = [name for _, name in FIGURE_COLUMNS if commissions or name != "commission"]
+
+    def cell(f: Figures, name: str, decimals: int) -> Text | str:
+        value = getattr(f, name)
+        if name == "quantity":
+            return num(value)
+        if name in _PRICES:
+            return price(value, decimals) if f.quantity or name == "market_price" else "-"
+        return money(value)
+
+    cells = [[who, symbol, *(cell(f, n, decimals) for n in names)] for who, symbol, f, decimals in rows]
+    totals: dict[str, Decimal | None] = {}
     for name in names:
+        if name not in _PRICES and name != "quantity":
+            amounts = [getattr(f, name) for _, _, f, _ in rows]
+            totals[name] = None if None in amounts else sum(amounts, Decimal(0))  # type: ignore[arg-type]
+    headers = [owner, "symbol", *(h for h, n in FIGURE_COLUMNS if n in names)]
+    keep = list(range(len(headers)))
+    if width is not None:
+        def wide(i: int) -> int:  # a column's width: its widest cell or footer, and a border and padding
+            texts = [headers[i], *(str(c[i]) for c in cells)]
+            if i >= 2 and names[i - 2] in totals:
+                texts.append(money(totals[names[i - 2]]).plain)
+            return max(len(t) for t in texts) + 3
+
+        single = len({who for who, *_ in rows}) <= 1
+        for name in _DROP_FIRST:
+            if sum(wide(i) for i in keep) + 1 <= width:
+                break
+            if name == "owner" and single:
+                keep.remove(0)
+            elif name in names:
+                keep.remove(names.index(name) + 2)
+    table = Table(show_footer=bool(rows))
+    for i in keep:
+        table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
+    if rows:
+        table.columns[0].footer = "total"  # under the owner, or the symbol if the owner is left out
+        for column, i in enumerate(keep):
+            if i >= 2 and names[i - 2] in totals:
+                table.columns[column].footer = money(totals[names[i - 2]])
+    return table
+
+
+def positions_table(positions: list[Position], *, market: bool, width: int | None = None) -> Table:
+    """Return a table of positions; with ``market``, the money figures (prices, values, PnL) with totals."""
+    if market:
+        return figures_table(((p.account, p.contract.key, Figures.of_position(p), price_decimals(p.contract))
+                              for p in positions), "account", commissions=False, width=width)
+    table = Table()
+    for name in ("account", "symbol", "qty", "avg cost"):
         table.add_column(
             name, justify="left" if name in ("account", "symbol") else "right", no_wrap=True
         )
-    totals = [Decimal(0)] * 3
     for p in positions:
-        row: list[Any] = [p.account, p.contract.key, num(p.quantity), num(p.avg_cost)]
-        if market:
-            row += [
-                num(p.market_price),
-                money(p.market_value),
-                money(p.unrealized_pnl),
-                money(p.realized_pnl),
-            ]
-            for i, value in enumerate((p.market_value, p.unrealized_pnl, p.realized_pnl)):
-                totals[i] += value or Decimal(0)
-        table.add_row(*row)
-    if market and positions:
-        table.columns[0].footer = "total"
-        for i, total in enumerate(totals):
-            table.columns[5 + i].footer = money(total)
+        table.add_row(p.account, p.contract.key, num(p.quantity), price(p.avg_cost, price_decimals(p.contract)))
     return table
 
 
@@ -415,10 +477,11 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
         "realized",
         "unrealized",
         "net pnl",
+        "comm",
         "orders",
         "reason",
     ):
-        right = name in ("realized", "unrealized", "net pnl", "orders")
+        right = name in ("realized", "unrealized", "net pnl", "comm", "orders")
         table.add_column(name, justify="right" if right else "left", no_wrap=name != "reason")
     for info in strategies:
         table.add_row(
@@ -430,10 +493,22 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
             money(info["realized_pnl"]),
             money(info["unrealized_pnl"]),
             money(info["pnl"]),
+            money(info.get("commission")),
             str(info["orders"]),
             info["reason"] or "-",
         )
     return table
+
+
+def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]], width: int | None = None) -> Table | None:
+    """Return the strategies' holdings with their money figures (as ``portfolio`` shows them), or None if none."""
+    rows = []
+    for info in strategies:
+        for key, h in (info.get("holdings") or {}).items():
+            f = Figures(h["quantity"], h["avg_cost"], h["market_price"], h["market_value"], h["realized_pnl"],
+                        h["commission"], h["unrealized_pnl"], h["net_pnl"])
+            rows.append((info["name"], key, f, int(h.get("price_decimals", MONEY_DECIMALS))))
+    return figures_table(rows, "strategy", commissions=True, width=width) if rows else None
 
 
 def strategy_summary(info: Mapping[str, Any]) -> Text:

@@ -52,7 +52,29 @@ def _show(cli: CliContext, info: dict[str, Any]) -> None:
         cli.console.print(render.strategy_summary(info), soft_wrap=True)
 
 
-@strategy.command("list")
+FIGURES_NOTE = ("net pnl = realized + unrealized; commissions are inside both (avg cost includes the "
+                "opening ones), comm shows them; prices and avg costs per unit, without the multiplier")
+
+
+@strategy.command("list", epilog="""\b
+Examples:
+  trader strategy list
+  trader strategy list --json
+
+\b
+The table shows each strategy, then each holding's money figures as
+`trader portfolio` shows them (docs/ARCHITECTURE.md, "Money figures"):
+avg cost per unit (without the multiplier, with the opening commissions),
+price, value, unrealized, realized (net of commissions), net pnl =
+realized + unrealized, comm (the commissions, already inside those).
+
+\b
+JSON: {"strategies": [{"name", "state", "reason", "positions": {key: qty},
+  "holdings": {key: {"quantity", "avg_cost", "market_price", "market_value",
+  "realized_pnl", "commission", "unrealized_pnl", "net_pnl",
+  "price_decimals"}}, "realized_pnl", "unrealized_pnl", "commission",
+  "pnl", "orders", ...}], "errors": [...]}; amounts exact, null where not
+  known (unrealized of a position without a price yet).""")
 @pass_cli
 def list_(cli: CliContext) -> None:
     """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors."""
@@ -62,6 +84,10 @@ def list_(cli: CliContext) -> None:
         return
     if result["strategies"]:
         cli.console.print(render.strategies_table(result["strategies"]))
+        holdings = render.strategy_holdings_table(result["strategies"], width=cli.console.width)
+        if holdings is not None:
+            cli.console.print(holdings)
+            cli.console.print(FIGURES_NOTE, style="dim", highlight=False)
     else:
         cli.console.print("no strategies loaded", style="dim")
     _show_errors(cli, result["errors"])
@@ -104,6 +130,8 @@ def reload(cli: CliContext) -> None:
     """Stop every strategy and load the plugins again.
 
     Those running before start again; a new one starts if its config enables it.
+    Each strategy keeps its log lines, its order count and its positions'
+    marks (their unrealized PnL) across the reload.
 
     Exits with the validation error's code if a plugin did not load, after
     showing the strategies that did.
@@ -140,6 +168,9 @@ def reload(cli: CliContext) -> None:
 @pass_cli
 def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None) -> None:
     """Show strategy NAME's last log lines: time, level, message.
+
+    The lines outlive a `strategy reload`, and a restart of strategy_service
+    (read back from its log file, times to the millisecond).
 
     With --json, a JSON list; with --json --follow, one JSON object per line.
     """

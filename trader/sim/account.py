@@ -4,7 +4,9 @@ Pure bookkeeping in Decimal. Executions come in through :meth:`Account.apply`;
 marks (the market's mid) and FX rates are passed in when values are asked
 for, so nothing here reads a market or a clock. Conventions follow IB's
 reports: ``avg_cost`` is per unit *including* the multiplier and the
-commission of the opening fills; realized PnL is net of commissions; a stock,
+commission of the opening fills; realized PnL is net of commissions (a fill
+that flips a position splits its commission by quantity between the closing
+part and the opening one, as the strategy ledger does); a stock,
 option or FX position moves cash by its notional, a future only by its
 realized PnL and commissions (futures are not marked to market daily here).
 Margin figures are deliberately simple (a flat rate of the gross value).
@@ -88,15 +90,18 @@ class Account:
             closed = min(abs(signed), abs(held))
             direction = 1 if held > 0 else -1
             gross = (price * mult - holding.avg_cost) * closed * direction
-            realized = gross - commission
+            # A fill that flips the position pays for closing and for opening: its commission splits by quantity.
+            closing_commission = commission if closed == abs(signed) else commission * closed / abs(signed)
+            realized = gross - closing_commission
             if futures:  # settle the price difference; commissions were paid as they came
                 settled = (price * mult - holding.avg_price) * closed * direction
                 self.cash[currency] = self.cash.get(currency, _ZERO) + settled
             holding.quantity = held + signed
             if holding.quantity == 0:
                 holding.avg_cost = holding.avg_price = _ZERO
-            elif (holding.quantity > 0) != (held > 0):
-                holding.avg_cost = holding.avg_price = price * mult  # flipped: the rest opened at this fill
+            elif (holding.quantity > 0) != (held > 0):  # flipped: the rest opened at this fill, with its commission
+                holding.avg_price = price * mult
+                holding.avg_cost = price * mult + (commission - closing_commission) / abs(holding.quantity)
             holding.realized += realized
             self.realized_pnl += realized
         return realized

@@ -2,11 +2,14 @@
 
 Several strategies (and manual trades) may hold the same instrument, so the
 broker's position says nothing about one strategy's. The ledger keeps, per
-instrument, the signed quantity, the average cost of the open quantity, the
-realized PnL (closing quantity times the price difference, times the
-contract's multiplier) and the commissions paid. Each fill counts once: it is
-keyed by its execution id, so a fill seen on the bus and again in a resync is
-not doubled. Unrealized PnL is marked at the last price the service saw.
+instrument, a :class:`~trader.domain.figures.Lot` (the signed quantity, the
+open quantity's cost, the realized PnL and the commissions): the figures are
+those of docs/ARCHITECTURE.md's "Money figures", the same as the broker's
+portfolio shows. Each fill counts once: it is keyed by its execution id, so a
+fill seen on the bus and again in a resync is not doubled (a commission
+reported after its fill is taken then, once). Unrealized PnL is marked at the
+last price the service saw for the instrument; the marks outlive
+:meth:`Ledger.reset`, so a resync does not lose them.
 """
 
 from __future__ import annotations
@@ -15,98 +18,93 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from trader.domain import Action, Fill
+from trader.domain import Contract, Fill
+from trader.domain.figures import Figures, Lot, price_decimals
 
-__all__ = ["Holding", "Ledger"]
+__all__ = ["Ledger", "quote_mark"]
 
 _ZERO = Decimal(0)
-_ONE = Decimal(1)
-
-
-@dataclass(slots=True)
-class Holding:
-    """One instrument's position within a strategy."""
-
-    quantity: Decimal = _ZERO
-    avg_cost: Decimal = _ZERO
-    realized: Decimal = _ZERO
-    commission: Decimal = _ZERO
-    multiplier: Decimal = _ONE
-    last_price: Decimal | None = None
-
-    @property
-    def unrealized(self) -> Decimal:
-        if self.quantity == 0 or self.last_price is None:
-            return _ZERO
-        return (self.last_price - self.avg_cost) * self.quantity * self.multiplier
-
-    def apply(self, signed_qty: Decimal, price: Decimal) -> None:
-        """Add a fill of ``signed_qty`` (positive bought) at ``price``."""
-        qty = self.quantity
-        if qty == 0 or (qty > 0) == (signed_qty > 0):  # opening or adding: the average moves
-            total = qty + signed_qty
-            self.avg_cost = (self.avg_cost * abs(qty) + price * abs(signed_qty)) / abs(total)
-            self.quantity = total
-            return
-        closing = min(abs(signed_qty), abs(qty))
-        direction = _ONE if qty > 0 else -_ONE
-        self.realized += (price - self.avg_cost) * closing * direction * self.multiplier
-        remaining = abs(signed_qty) - closing
-        if remaining == 0:  # reduced or closed
-            self.quantity = qty + signed_qty
-            if self.quantity == 0:
-                self.avg_cost = _ZERO
-        else:  # reversed: the rest opens at the fill price
-            self.quantity = remaining * (_ONE if signed_qty > 0 else -_ONE)
-            self.avg_cost = price
 
 
 @dataclass(slots=True)
 class Ledger:
     """Positions and PnL of one strategy, per instrument key."""
 
-    holdings: dict[str, Holding] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    holdings: dict[str, Lot] = field(default_factory=dict)
+    marks: dict[str, Decimal] = field(default_factory=dict)  # instrument key -> last price seen
+    ticks: dict[str, Decimal] = field(default_factory=dict)  # instrument key -> minimum tick, where known
+    contracts: dict[str, Contract] = field(default_factory=dict)  # instrument key -> the contract its fills name
+    commissioned: dict[str, bool] = field(default_factory=dict)  # exec id -> whether its commission is counted
     fills: int = 0
 
     def apply(self, key: str, fill: Fill) -> bool:
         """Count ``fill`` under instrument ``key``; return False if its execution id was already counted."""
-        if fill.exec_id in self.seen:
+        known = self.commissioned.get(fill.exec_id)
+        if known is not None:
+            if not known and fill.commission is not None:  # IB reports commissions after the execution
+                self.holdings[key].add_commission(fill.commission)
+                self.commissioned[fill.exec_id] = True
             return False
-        self.seen.add(fill.exec_id)
-        holding = self.holdings.setdefault(key, Holding())
+        self.commissioned[fill.exec_id] = fill.commission is not None
+        lot = self.holdings.setdefault(key, Lot())
+        self.contracts[key] = fill.contract
         if fill.contract.multiplier:
-            holding.multiplier = fill.contract.multiplier
-        signed = fill.quantity if fill.action is Action.BUY else -fill.quantity
-        holding.apply(signed, fill.price)
-        holding.commission += fill.commission or _ZERO
+            lot.multiplier = fill.contract.multiplier
+        lot.apply(fill.signed_quantity, fill.price, fill.commission or _ZERO)
         self.fills += 1
         return True
 
     def position(self, key: str) -> Decimal:
-        holding = self.holdings.get(key)
-        return holding.quantity if holding else _ZERO
+        """Return the strategy's signed quantity of ``key`` (0 if it never traded it)."""
+        lot = self.holdings.get(key)
+        return lot.quantity if lot else _ZERO
 
     def mark(self, key: str, price: Decimal) -> None:
-        holding = self.holdings.get(key)
-        if holding is not None:
-            holding.last_price = price
+        """Mark ``key`` at ``price`` (the unrealized PnL is counted at the last mark)."""
+        self.marks[key] = price
+
+    def unmarked(self) -> list[str]:
+        """Return the instruments held without a mark (their unrealized PnL is not known)."""
+        return [key for key, lot in self.holdings.items() if lot.quantity != 0 and key not in self.marks]
 
     def reset(self) -> None:
+        """Forget the fills (a resync counts them again); the marks and ticks stay."""
         self.holdings.clear()
-        self.seen.clear()
+        self.commissioned.clear()
         self.fills = 0
 
+    def figures(self, key: str) -> Figures:
+        """Return the figures of instrument ``key``."""
+        return self.holdings.get(key, Lot()).figures(self.marks.get(key))
+
     def summary(self) -> dict[str, Any]:
-        """Return positions by instrument and the PnL totals (net of commissions)."""
-        realized = sum((h.realized for h in self.holdings.values()), _ZERO)
-        unrealized = sum((h.unrealized for h in self.holdings.values()), _ZERO)
-        commission = sum((h.commission for h in self.holdings.values()), _ZERO)
+        """Return positions, each holding's figures and the totals (net = realized + unrealized).
+
+        ``unrealized_pnl`` and ``pnl`` are None while an open position has no mark.
+        """
+        figures = {key: self.figures(key) for key in sorted(self.holdings)}
+        realized = sum((f.realized or _ZERO for f in figures.values()), _ZERO)
+        commission = sum((lot.commission for lot in self.holdings.values()), _ZERO)
+        unrealized: Decimal | None = _ZERO
+        for f in figures.values():
+            unrealized = None if unrealized is None or f.unrealized is None else unrealized + f.unrealized
         return {
-            "positions": {k: h.quantity for k, h in sorted(self.holdings.items()) if h.quantity != 0},
+            "positions": {k: f.quantity for k, f in figures.items() if f.quantity != 0},
+            "holdings": {k: {**f.to_dict(), "price_decimals": price_decimals(self.contracts.get(k), self.ticks.get(k))}
+                         for k, f in figures.items()},
             "realized_pnl": realized,
             "unrealized_pnl": unrealized,
             "commission": commission,
-            "pnl": realized + unrealized - commission,
+            "pnl": None if unrealized is None else realized + unrealized,
             "fills": self.fills,
         }
+
+
+def quote_mark(quote: dict[str, Any]) -> Decimal | None:
+    """Return the price a quote (a snapshot's tick) marks a position at: its last trade, else its mid; None: neither."""
+    last, bid, ask = quote.get("last"), quote.get("bid"), quote.get("ask")
+    if isinstance(last, (int, float)) and last > 0:
+        return Decimal(repr(float(last)))
+    if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and 0 < bid <= ask:
+        return Decimal(repr((float(bid) + float(ask)) / 2))
+    return None

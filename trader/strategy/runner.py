@@ -60,7 +60,7 @@ from trader.strategy.sizing import (
     target_quantity,
 )
 
-__all__ = ["TRANSITIONS", "StrategyRunner", "StrategyState"]
+__all__ = ["TRANSITIONS", "StrategyRunner", "StrategyState", "root_order_id"]
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,15 @@ class StrategyRunner:
             **self.ledger.summary(),
         }
 
+    def carry_over(self, previous: StrategyRunner) -> None:
+        """Take what a user reads from the runner this one replaces (a reload): its log lines, order count, marks."""
+        self.capture.lines.extend(previous.capture.lines)  # before this runner logs anything
+        self.orders_sent = max(self.orders_sent, previous.orders_sent)
+        self.order_ids |= previous.order_ids
+        self.last_price = {**previous.last_price, **self.last_price}
+        self.ledger.marks = {**previous.ledger.marks, **self.ledger.marks}
+        self.ledger.ticks = {**previous.ledger.ticks, **self.ledger.ticks}
+
     # -- lifecycle -------------------------------------------------------------------
     def begin(self, keys: dict[str, str]) -> None:
         """Start working events for ``keys`` (symbol -> contract key) from a clean slate."""
@@ -277,6 +286,7 @@ class StrategyRunner:
                     rolling.append(bar)
                 if bars:
                     self.last_price[key] = Decimal(repr(bars[-1].close))
+                    self.ledger.mark(key, self.last_price[key])  # after a (re)start: the mark is back at once
         try:
             await self.run_budgeted("on_start", self.strategy.on_start)
         except Exception as exc:  # noqa: BLE001 - a broken hook is the strategy's ERROR
@@ -357,7 +367,10 @@ class StrategyRunner:
 
     def resync(self, orders: list[Any], fills: list[Fill]) -> None:
         """Rebuild the ledger from the trader service's book: this strategy's orders and their fills."""
-        self.order_ids |= {o.client_order_id for o in orders if o.order_ref == self.name}
+        mine = {o.client_order_id for o in orders if o.order_ref == self.name}
+        self.order_ids |= mine
+        # The book remembers the orders placed before a reload or a restart: the count goes on from there.
+        self.orders_sent = max(self.orders_sent, len({root_order_id(coid) for coid in mine}))
         self.ledger.reset()
         for fill in fills:
             if fill.client_order_id in self.order_ids:
@@ -513,6 +526,12 @@ class StrategyRunner:
                                             retry_on=(Unavailable, Timeout),
                                             what=f"place_order {request['client_order_id']}", logger=self.logger,
                                             sleep=self._sleep, clock=self._clock)
+
+
+def root_order_id(client_order_id: str) -> str:
+    """Return a bracket child's parent id (``X.sl`` -> ``X``), or the id itself."""
+    head, _, tail = client_order_id.rpartition(".")
+    return head if tail in ("sl", "tp") and head.count(".") >= 1 else client_order_id
 
 
 def _ns(stamp: datetime) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "from_ib_contract_details",
     "from_ib_portfolio_item",
     "from_ib_position",
+    "per_unit_cost",
     "to_ib_contract",
     "to_ib_query",
     "tradable_ib_contract",
@@ -151,23 +152,30 @@ def from_ib_contract_details(details: ib_async.ContractDetails) -> ContractDetai
     return ContractDetails(from_ib_contract(details.contract), tick, min_size or Decimal(1), details.longName or "")
 
 
+def per_unit_cost(avg_cost: Decimal, contract: Contract) -> Decimal:
+    """Return IB's average cost per unit of the price: IB's includes the multiplier (ES's 296052.25 is 5921.045)."""
+    return avg_cost / contract.multiplier if contract.multiplier else avg_cost
+
+
 def from_ib_position(p: ib_async.Position) -> Position:
-    """Return the domain Position for ib_async's ``p`` (no market values: IB sends none)."""
+    """Return the domain Position for ib_async's ``p`` (no market values: IB sends none), its cost per unit."""
+    contract = from_ib_contract(p.contract)
     return Position(
         p.account,
-        from_ib_contract(p.contract),
+        contract,
         required_decimal("position size", p.position),
-        required_decimal("position avgCost", p.avgCost),
+        per_unit_cost(required_decimal("position avgCost", p.avgCost), contract),
     )
 
 
 def from_ib_portfolio_item(item: ib_async.PortfolioItem) -> Position:
-    """Return the domain Position, market values included, for ib_async's ``item``."""
+    """Return the domain Position, market values included, for ib_async's ``item``, its cost per unit."""
+    contract = from_ib_contract(item.contract)
     return Position(
         item.account,
-        from_ib_contract(item.contract),
+        contract,
         required_decimal("portfolio position", item.position),
-        required_decimal("portfolio averageCost", item.averageCost),
+        per_unit_cost(required_decimal("portfolio averageCost", item.averageCost), contract),
         market_price=decimal_from_float(item.marketPrice),
         market_value=decimal_from_float(item.marketValue),
         unrealized_pnl=decimal_from_float(item.unrealizedPNL),
