@@ -258,32 +258,26 @@ def positions_table(positions: list[Position], *, market: bool) -> Table:
     return table
 
 
-def contracts_table(contracts: list[Contract]) -> Table:
-    """Return a table of contracts: key, kind, exchanges, currency, expiry, multiplier, conid."""
+def contracts_table(rows: list[Mapping[str, Any]]) -> Table:
+    """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
+    exchange, last trade date and description."""
     table = Table()
-    for name in (
-        "key",
-        "type",
-        "exchange",
-        "primary",
-        "currency",
-        "expiry",
-        "multiplier",
-        "local symbol",
-        "conid",
-    ):
-        table.add_column(name, no_wrap=True, justify="right" if name == "conid" else "left")
-    for c in contracts:
+    table.add_column("typed", overflow="fold")
+    table.add_column("key", no_wrap=True)
+    table.add_column("local symbol", no_wrap=True)
+    table.add_column("exchange", overflow="ellipsis")
+    table.add_column("last trade", no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True, min_width=8)
+    for row in rows:
+        c: Contract = row["contract"]
+        exchange = c.exchange if c.exchange != "SMART" or not c.primary_exchange else f"SMART/{c.primary_exchange}"
         table.add_row(
-            c.key,
-            str(c.sec_type),
-            c.exchange,
-            c.primary_exchange or "-",
-            c.currency,
+            row["input"],
+            row["key"],
+            row["local_symbol"] or "-",
+            exchange,
             c.expiry.isoformat() if c.expiry else "-",
-            num(c.multiplier),
-            c.local_symbol or "-",
-            str(c.conid or "-"),
+            row["description"] or "-",
         )
     return table
 

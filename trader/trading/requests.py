@@ -105,6 +105,8 @@ class OrderRequest(StrictModel):
     exchange: str | None = None
     currency: str | None = None
     expiry: str | None = None
+    strike: Decimal | None = Field(None, gt=0, description="an option's strike")
+    right: str | None = Field(None, pattern=r"^(?i:C|P|CALL|PUT)$", description="an option's right")
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod
