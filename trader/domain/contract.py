@@ -74,7 +74,7 @@ class Contract:
             set_(self, "expiry", checks.plain_date("Contract.expiry", self.expiry))
         month = check_contract_month("Contract.contract_month", self.contract_month)
         if sec_type is SecType.FUT and not month and self.expiry is not None:
-            month = contract_month_of(self.local_symbol, self.expiry) or f"{self.expiry:%Y%m}"
+            month = contract_month_of(self.local_symbol, self.expiry) or f"{self.expiry.year:04d}{self.expiry.month:02d}"
         set_(self, "contract_month", month)
         strike = checks.optional_decimal("Contract.strike", self.strike, positive=True)
         set_(self, "strike", strike)

@@ -104,10 +104,10 @@ def parse_key(key: str) -> KeyParts:
     count = _QUALIFIERS.get(sec_type, 0)
     qualifiers, tail = parts[2:2 + count], parts[2 + count:]
     if len(qualifiers) < count or len(tail) > 1 or (sec_type is SecType.CASH and not tail):
-        raise ValidationError(f"{key!r}: a {sec_type} key is {_SHAPES[sec_type]}")
+        raise ValidationError(f"{key!r} is not a contract key: {sec_type} keys are {_SHAPES[sec_type]}")
     currency = tail[0] if tail else "USD"
     if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise ValidationError(f"{key!r}: {currency!r} is not a currency; a {sec_type} key is {_SHAPES[sec_type]}")
+        raise ValidationError(f"{key!r}: {currency!r} is not a currency ({sec_type} keys are {_SHAPES[sec_type]})")
     if sec_type is SecType.FUT:
         (month,) = qualifiers
         if _MONTH.match(month):

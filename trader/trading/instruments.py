@@ -10,7 +10,8 @@ session: contracts do not change while the service runs.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from trader.brokers.base import Broker
@@ -41,8 +42,10 @@ def hints_of(sec_type: str | None = None, exchange: str | None = None, currency:
 class Resolver:
     """Symbols to the broker's :class:`~trader.brokers.records.ContractDetails` (front month, pairs, keys)."""
 
-    def __init__(self, adapter: Broker) -> None:
+    def __init__(self, adapter: Broker, today: Callable[[], date] | None = None) -> None:
         self.adapter = adapter
+        self.today = today or (lambda: datetime.now(UTC).date())
+        """The date futures codes and front months are read against (UTC's today)."""
         self._cache: dict[tuple[str, ...], list[ContractDetails]] = {}
         self._by_key: dict[str, ContractDetails] = {}
 
@@ -59,7 +62,7 @@ class Resolver:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        reading = read_symbol(symbol, hints, datetime.now(UTC).date())
+        reading = read_symbol(symbol, hints, self.today())
         instruments: list[ContractDetails] = []
         for query in reading.queries:
             instruments = list(await self.adapter.contract_details(query))
@@ -86,9 +89,8 @@ class Resolver:
                                   candidates=[i.key for i in found])
         return found[0]
 
-    @staticmethod
-    def _front_month(instruments: list[ContractDetails]) -> list[ContractDetails]:
-        today = datetime.now(UTC).date()
+    def _front_month(self, instruments: list[ContractDetails]) -> list[ContractDetails]:
+        today = self.today()
         live = [i for i in instruments if i.contract.expiry is None or i.contract.expiry >= today]
         if not live:
             return []
