@@ -258,27 +258,40 @@ def positions_table(positions: list[Position], *, market: bool) -> Table:
     return table
 
 
-def contracts_table(rows: list[Mapping[str, Any]]) -> Table:
+def contracts_table(rows: list[Mapping[str, Any]], width: int | None = None) -> Table:
     """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
-    exchange, last trade date and description."""
-    table = Table()
-    table.add_column("typed", overflow="fold")
-    table.add_column("key", no_wrap=True)
-    table.add_column("local symbol", no_wrap=True)
-    table.add_column("exchange", overflow="ellipsis")
-    table.add_column("last trade", no_wrap=True)
-    table.add_column("description", overflow="ellipsis", no_wrap=True, min_width=8)
+    exchange, last trade date and description.
+
+    Within ``width`` columns, the least needed go first: the exchange, then
+    the last trade date (shown only when a row has one), then the local
+    symbol; the description is cut to fit.
+    """
+    cells: dict[str, list[str]] = {"typed": [], "key": [], "local symbol": [], "exchange": [], "last trade": []}
     for row in rows:
         c: Contract = row["contract"]
-        exchange = c.exchange if c.exchange != "SMART" or not c.primary_exchange else f"SMART/{c.primary_exchange}"
-        table.add_row(
-            row["input"],
-            row["key"],
-            row["local_symbol"] or "-",
-            exchange,
-            c.expiry.isoformat() if c.expiry else "-",
-            row["description"] or "-",
-        )
+        cells["typed"].append(row["input"])
+        cells["key"].append(row["key"])
+        cells["local symbol"].append(row["local_symbol"] or "-")
+        primary = c.primary_exchange and c.exchange == "SMART"
+        cells["exchange"].append(f"SMART/{c.primary_exchange}" if primary else c.exchange)
+        cells["last trade"].append(c.expiry.isoformat() if c.expiry else "-")
+    size = {name: max(len(name), *map(len, values)) for name, values in cells.items()}
+    shown = ["typed", "key"]
+    used = size["typed"] + size["key"] + 3 * 3 + 1  # each column adds 3 (padding, rule), the edge 1
+    room = 12  # the description's least width
+    for name in ("local symbol", "last trade", "exchange"):
+        if set(cells[name]) == {"-"}:
+            continue  # no row has one (no future or option: no last trade)
+        if width is None or used + room + size[name] + 3 <= width:
+            shown.append(name)
+            used += size[name] + 3
+    table = Table()
+    for name in shown:
+        table.add_column(name, no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True, min_width=room,
+                     max_width=None if width is None else max(room, width - used))
+    for index, row in enumerate(rows):
+        table.add_row(*(cells[name][index] for name in shown), row["description"] or "-")
     return table
 
 

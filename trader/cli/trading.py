@@ -380,7 +380,7 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
                 raise
             unknown.append(symbol)
     if rows:
-        output(cli, rows, render.contracts_table)
+        output(cli, rows, lambda found: render.contracts_table(found, width=cli.console.width))
     if unknown:
         raise NotFound(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                        symbol=unknown[0])
