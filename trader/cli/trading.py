@@ -72,8 +72,8 @@ _hint_texts = _options(
         ("--sec-type", "STK, FUT, OPT, CASH, IND or CMDTY."),
         ("--exchange", "Exchange (SMART, CME, IDEALPRO...)."),
         ("--currency", "Currency of the contract."),
-        ("--expiry", "Expiry of an option (YYYYMMDD, or YYYYMM: any day of that month) or a future's "
-                     "contract month (YYYYMM)."),
+        ("--expiry", ("Expiry of an option (YYYYMMDD, or YYYYMM: any day of that month) or a "
+                      "future's contract month (YYYYMM).")),
     ]
 )
 _RIGHT = click.Choice(["C", "P", "CALL", "PUT"], case_sensitive=False)

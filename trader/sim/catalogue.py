@@ -361,7 +361,10 @@ def _matches(inst: SimInstrument, q: ContractQuery) -> bool:
     if q.primary_exchange and c.primary_exchange and q.primary_exchange.upper() != c.primary_exchange.upper():
         return False
     expiry = q.expiry.replace("-", "")
-    if expiry and expiry != (inst.wire_contract_month if len(expiry) == 6 else inst.wire_expiry):
+    if len(expiry) == 6:
+        if expiry != inst.wire_contract_month:
+            return False
+    elif expiry and not inst.wire_expiry.startswith(expiry):  # a date, or a prefix of one (a year)
         return False
     if q.strike and (c.strike is None or q.strike != c.strike):
         return False

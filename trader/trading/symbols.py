@@ -37,9 +37,10 @@ from trader.errors import ValidationError
 
 __all__ = ["FX_CURRENCIES", "Hints", "Reading", "futures_month", "read_symbol"]
 
-FX_CURRENCIES = frozenset(
-    "USD EUR GBP JPY CHF AUD NZD CAD SEK NOK DKK HKD SGD CNH MXN ZAR PLN CZK HUF ILS TRY KRW".split()
-)
+FX_CURRENCIES = frozenset({
+    "USD", "EUR", "GBP", "JPY", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK",
+    "HKD", "SGD", "CNH", "MXN", "ZAR", "PLN", "CZK", "HUF", "ILS", "TRY", "KRW",
+})
 """The currencies IB's IDEALPRO trades: a six-letter word is a pair only if both halves are among them."""
 
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
