@@ -27,6 +27,10 @@ TODAY = date(2026, 12, 7)
 # A stock whose symbol is two currencies: the six-letter rule must not make it a pair.
 AUDUSD_STOCK = InstrumentConfig(conid=990001, symbol="AUDUSD", sec_type=SecType.STK, primary_exchange="NYSE",
                                 long_name="A STOCK NAMED LIKE A PAIR", price=Decimal(10))
+# A future whose IB symbol is not its code's root (CME's euro FX: symbol EUR, local symbol 6EZ6).
+EURO_FX = InstrumentConfig(conid=990002, symbol="EUR", sec_type=SecType.FUT, exchange="CME", expiry="20261214",
+                           multiplier=Decimal(125000), local_symbol="6EZ6", trading_class="6E",
+                           tick_size=Decimal("0.00005"), price=Decimal("1.06"))
 
 
 def on_sim(test: Callable[[Resolver, IbAdapter, Catalogue], Awaitable[None]]) -> None:
@@ -34,7 +38,7 @@ def on_sim(test: Callable[[Resolver, IbAdapter, Catalogue], Awaitable[None]]) ->
 
     async def main() -> None:
         config = sim_config()
-        config = config.model_copy(update={"instruments": [*config.instruments, AUDUSD_STOCK]})
+        config = config.model_copy(update={"instruments": [*config.instruments, AUDUSD_STOCK, EURO_FX]})
         async with running_sim(config) as sim:
             adapter = IbAdapter(IbSettings(port=sim.port, client_id=5), TradingSettings())
             adapter.start()
@@ -65,6 +69,7 @@ TYPED = {
     "CL": "CL.FUT.202701",  # the front month
     "ES": "ES.FUT.202612",
     "CL.FUT.202701": "CL.FUT.202701",
+    "6EZ6": "EUR.FUT.202612",  # not symbol 6E: read as the local symbol
     "AAPL": "AAPL.STK",
     "AAPL.OPT.20261218.C230": "AAPL.OPT.20261218.C230",
     "SPX": "SPX.IND",

@@ -41,7 +41,7 @@ def test_a_futures_code_falls_back_to_the_local_symbol() -> None:
     reading = read_symbol("CLF7", Hints(), DEC_2026)
     assert reading.form == "futures code"
     assert [(q.symbol, q.expiry, q.local_symbol) for q in reading.queries] == [("CL", "202701", ""),
-                                                                                ("CL", "", "CLF7")]
+                                                                                ("", "", "CLF7")]
 
 
 @pytest.mark.parametrize("typed", ["EUR.USD", "EUR/USD", "eur/usd"])

@@ -13,7 +13,7 @@ Accepted (case does not matter):
   in December 2026 is December 2026, ``ESH6`` then is March 2036); two digits
   are 20YY. The month is the contract month (``CLF7`` is January 2027, whose
   last trade is in December 2026); if the root is not IB's symbol of the
-  future, the code is tried as the local symbol;
+  future (``6EZ6``'s symbol is EUR), the code is tried as the local symbol;
 * a root and a month name, ``ES Dec26``, ``ES DEC26``, ``ES Dec 2026``;
 * a plain symbol, ``AAPL``: the stock; else the front-month future; else the
   index (``SPX``). With ``strike`` or ``right`` it is the option on that symbol.
@@ -133,7 +133,7 @@ def read_symbol(symbol: str, hints: Hints, today: date) -> Reading:
             root, month = code[1], MONTH_CODES.index(code[2]) + 1
             queries = [_future(root, futures_month(month, code[3], today), hints)]
             if len(code[3]) == 1:
-                queries.append(_future(root, "", hints, local_symbol=text))
+                queries.append(_future("", "", hints, local_symbol=text))  # IB's symbol may differ: 6EZ6 is EUR
             return Reading("futures code", tuple(queries))
         named = _MONTH_YEAR.match(text)
         if named and named[2] in _MONTH_NAMES:
