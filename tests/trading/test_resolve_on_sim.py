@@ -100,6 +100,18 @@ def test_every_catalogue_key_resolves_to_its_own_contract() -> None:
     on_sim(check)
 
 
+def test_the_front_month_and_a_one_digit_year_move_with_the_date() -> None:
+    async def check(resolver: Resolver, _adapter: IbAdapter, _catalogue: Catalogue) -> None:
+        days = iter([TODAY, TODAY, date(2026, 12, 19), date(2026, 12, 19)])
+        resolver.today = lambda: next(days)
+        before = [(await resolver.one(typed)).key for typed in ("ES", "ESH7")]
+        after = [(await resolver.one(typed)).key for typed in ("ES", "ESH7")]
+        assert before == ["ES.FUT.202612", "ES.FUT.202703"]
+        assert after == ["ES.FUT.202703", "ES.FUT.202703"]  # ESZ6 last traded on the 18th
+
+    on_sim(check)
+
+
 def test_options_by_strike_right_and_expiry() -> None:
     async def check(resolver: Resolver, _adapter: IbAdapter, _catalogue: Catalogue) -> None:
         call = await resolver.one("AAPL", strike=Decimal(230), right="C", expiry="20261218")

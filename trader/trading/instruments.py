@@ -4,7 +4,8 @@ What a trader types is read by :mod:`trader.trading.symbols` (``AAPL``,
 ``EURUSD``, ``EUR/USD``, ``ESZ6``, ``ES Dec26``, ``CLF7``, a contract key...)
 into the queries to try, in order; the first the broker answers wins. A
 future without a month gives the front month. Results are cached for the
-session: contracts do not change while the service runs.
+day: contracts do not change while the service runs, but which is the front
+month, and which year a one-digit year names, move with the date.
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ class Resolver:
                       strike: Decimal | str | int | None = None, right: str | None = None) -> list[ContractDetails]:
         """Return every instrument ``symbol`` names; a future without a month gives the front month."""
         hints = hints_of(sec_type, exchange, currency, expiry, strike, right)
-        cache_key = (" ".join(symbol.strip().upper().split()), *map(str, hints))
+        today = self.today()  # in the cache key: a front month and a one-digit year move with the date
+        cache_key = (" ".join(symbol.strip().upper().split()), *map(str, hints), today.isoformat())
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        reading = read_symbol(symbol, hints, self.today())
+        reading = read_symbol(symbol, hints, today)
         instruments: list[ContractDetails] = []
         for query in reading.queries:
             instruments = list(await self.adapter.contract_details(query))
             if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
-                instruments = self._front_month(instruments)
+                instruments = self._front_month(instruments, today)
             if instruments:
                 log.debug("%r read as %s: %s", symbol, reading.form, query)
                 break
@@ -89,8 +91,8 @@ class Resolver:
                                   candidates=[i.key for i in found])
         return found[0]
 
-    def _front_month(self, instruments: list[ContractDetails]) -> list[ContractDetails]:
-        today = self.today()
+    @staticmethod
+    def _front_month(instruments: list[ContractDetails], today: date) -> list[ContractDetails]:
         live = [i for i in instruments if i.contract.expiry is None or i.contract.expiry >= today]
         if not live:
             return []
