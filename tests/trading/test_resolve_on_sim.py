@@ -13,9 +13,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import ib_async
 import pytest
 
-from tests.sim.simulator import running_sim, sim_config
+from tests.sim.simulator import connect, running_sim, sim_config, wait_for
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import IbSettings, TradingSettings
 from trader.domain import SecType
@@ -128,7 +129,7 @@ def test_options_by_strike_right_and_expiry() -> None:
     on_sim(check)
 
 
-def test_an_index_has_market_data() -> None:
+def test_an_index_has_market_data_and_takes_no_orders() -> None:
     async def check(resolver: Resolver, adapter: IbAdapter, _catalogue: Catalogue) -> None:
         for symbol, exchange in (("SPX", "CBOE"), ("NDX", "NASDAQ"), ("VIX", "CBOE")):
             inst = await resolver.one(symbol)
@@ -136,5 +137,14 @@ def test_an_index_has_market_data() -> None:
             tick: dict[str, Any] = await adapter.snapshot(inst.contract)
             prices = [tick.get(name) for name in ("bid", "ask", "last")]
             assert any(p is not None and p > 0 for p in prices), tick
+        ib = await connect(adapter.ib.client.port, 9)  # an order on an index: refused, as IB does
+        try:
+            spx = ib_async.Index("SPX", "CBOE", "USD")
+            await ib.qualifyContractsAsync(spx)
+            trade = ib.placeOrder(spx, ib_async.MarketOrder("BUY", 1))
+            await wait_for(lambda: trade.isDone(), what="the index order's refusal")
+            assert trade.orderStatus.status == "Cancelled" and trade.log[-1].errorCode == 201, trade.log
+        finally:
+            ib.disconnect()
 
     on_sim(check)
