@@ -80,7 +80,7 @@ _RIGHT = click.Choice(["C", "P", "CALL", "PUT"], case_sensitive=False)
 
 
 def hint_options(fn: Callable[..., Any]) -> Any:
-    """Add the options that narrow a symbol: sec type, exchange, currency, expiry, and an option's strike and right."""
+    """Add the options that narrow a symbol: sec type, exchange, currency, expiry; an option's strike, right."""
     fn = click.option("--right", type=_RIGHT, help="Option right: C (call) or P (put); makes SYMBOL an option.")(fn)
     fn = click.option("--strike", type=DECIMAL, help="Option strike; makes SYMBOL an option.")(fn)
     return _hint_texts(fn)
@@ -119,7 +119,7 @@ def order_options(fn: Callable[..., Any]) -> Any:
     return fn
 
 
-def hints(options: dict[str, Any]) -> dict[str, str]:
+def hints(options: dict[str, Any]) -> dict[str, Any]:
     """Return the symbol hints among ``options`` that were given (a right as ``C`` or ``P``)."""
     given = {k: options[k] for k in HINTS if options.get(k) is not None and options.get(k) != ""}
     if "right" in given:
@@ -364,6 +364,7 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
       trader resolve EURUSD ESZ6 "ES Dec26" CLF7 SPX
       trader resolve AAPL --strike 230 --right C --expiry 20261218
       trader --json resolve CLF7
+
     \b
     JSON: a list, one object per contract found:
       [{"input": "CLF7", "key": "CL.FUT.202701", "local_symbol": "CLF7",
