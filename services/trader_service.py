@@ -386,13 +386,16 @@ class TraderService(Service):
 
     # -- RPC: market data ------------------------------------------------------------
     async def resolve(self, symbol: str, sec_type: str | None = None, exchange: str | None = None,
-                      currency: str | None = None, expiry: str | None = None) -> list[Any]:
-        """Return the contracts ``symbol`` names (a future without expiry: the front month)."""
+                      currency: str | None = None, expiry: str | None = None, strike: Decimal | None = None,
+                      right: str | None = None) -> list[dict[str, Any]]:
+        """Return what ``symbol`` names (a future without a month: the front month), each as
+        ``{"input", "key", "local_symbol", "description", "tick", "contract"}``."""
         found = await self.resolver.resolve(symbol, sec_type=sec_type, exchange=exchange, currency=currency,
-                                            expiry=expiry)
+                                            expiry=expiry, strike=strike, right=right)
         if not found:
             raise NotFound(f"unknown symbol {symbol!r}", symbol=symbol)
-        return [i.contract for i in found]
+        return [{"input": symbol, "key": i.key, "local_symbol": i.contract.local_symbol,
+                 "description": i.long_name, "tick": i.tick, "contract": i.contract} for i in found]
 
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:
         """Return the current quote of one instrument."""

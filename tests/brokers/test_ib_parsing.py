@@ -18,6 +18,7 @@ from trader.brokers.ib.parsing import (
     decimal_from_float,
     from_ib_account_value,
     from_ib_contract,
+    from_ib_contract_details,
     from_ib_fill,
     from_ib_order,
     from_ib_portfolio_item,
@@ -127,12 +128,28 @@ def test_from_ib_contract_reads_each_right_spelling(code: str, right: Right) -> 
 def test_from_ib_contract_expiry_forms() -> None:
     with_time = ib_async.Future("ES", "20261218 09:30 US/Central", "CME", currency="USD")
     assert from_ib_contract(with_time).expiry == date(2026, 12, 18)
-    month_only = ib_async.Future("ES", "202612", "CME", currency="USD")
-    assert from_ib_contract(month_only).expiry == date(2026, 12, 1)
-    assert from_ib_contract(month_only).key == "ES.FUT.202612"
+    month_only = ib_async.Future("ES", "202612", "CME", currency="USD")  # a future's YYYYMM is its contract month
+    assert from_ib_contract(month_only).expiry is None
+    assert (from_ib_contract(month_only).contract_month, from_ib_contract(month_only).key) == ("202612", "ES.FUT.202612")
     named = ib_async.Future("ES", "202612", "CME", localSymbol="ESZ6", currency="USD")
     parsed = from_ib_contract(named)
-    assert parsed.expiry is None and parsed.key == "ES.FUT.ESZ6"
+    assert parsed.expiry is None and parsed.key == "ES.FUT.202612"
+    option_month = ib_async.Option("SPY", "202612", 600.0, "C", "SMART", currency="USD")
+    assert from_ib_contract(option_month).expiry == date(2026, 12, 1)
+
+
+def test_a_future_is_keyed_by_its_contract_month_not_its_last_trade_date() -> None:
+    # CL's January 2027 contract stops trading in December 2026 (NYMEX): IB qualifies it with the last
+    # trade date, and its details carry the contract month.
+    qualified = ib_async.Future("CL", "20261217", "NYMEX", localSymbol="CLF7", currency="USD", conId=212921504)
+    assert from_ib_contract(qualified).key == "CL.FUT.202701"  # read from the local symbol
+    unnamed = ib_async.Future("CL", "20261217", "NYMEX", currency="USD", conId=212921504)
+    details = ib_async.ContractDetails(contract=unnamed, minTick=0.01, contractMonth="202701")
+    parsed = from_ib_contract_details(details).contract
+    assert (parsed.key, parsed.expiry, parsed.contract_month) == ("CL.FUT.202701", date(2026, 12, 17), "202701")
+    back = to_ib_contract(parsed)
+    assert back.lastTradeDateOrContractMonth == "20261217"
+    assert to_ib_contract(dataclasses.replace(parsed, expiry=None)).lastTradeDateOrContractMonth == "202701"
 
 
 @pytest.mark.parametrize("sec_type", ["FOP", "BAG", "CONTFUT", ""])

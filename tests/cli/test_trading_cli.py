@@ -112,7 +112,7 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     assert "NetLiquidation" in ok("account").stdout
 
     (es,) = data("resolve", "ES")
-    assert es["key"].startswith("ES.FUT.") and es["multiplier"] == "50"
+    assert es["key"].startswith("ES.FUT.") and es["contract"]["multiplier"] == "50"
     assert "IDEALPRO" in ok("resolve", "EUR.USD").stdout
     assert refused(4, "resolve", "NOSUCH").startswith("error (not_found)")
 
@@ -120,6 +120,38 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     assert data("book", "cancel", "--all", "--everything") == {"cancelled": 0}
     assert refused(2, "book", "cancel").startswith("Usage")
     assert "--everything goes with --all" in refused(2, "book", "cancel", "x", "--everything")
+
+
+def test_resolve_says_what_each_typed_form_became_and_options_go_by_strike(
+    trading_stack: TradingStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    typed = ["EURUSD", "EUR/USD", "ES Dec26", "ESZ6", "CLF7", "SPX", "AAPL"]
+    rows = data("resolve", *typed)
+    assert [(r["input"], r["key"]) for r in rows] == [
+        ("EURUSD", "EUR.CASH.USD"), ("EUR/USD", "EUR.CASH.USD"), ("ES Dec26", "ES.FUT.202612"),
+        ("ESZ6", "ES.FUT.202612"), ("CLF7", "CL.FUT.202701"), ("SPX", "SPX.IND"), ("AAPL", "AAPL.STK")]
+    clf7 = rows[4]
+    assert (clf7["local_symbol"], clf7["description"]) == ("CLF7", "Light Sweet Crude Oil")
+    assert (clf7["contract"]["contract_month"], clf7["contract"]["expiry"]) == ("202701", "2026-12-17")
+    monkeypatch.setenv("COLUMNS", "80")
+    table = ok("resolve", *typed).stdout
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    assert all(word in table for word in ("CLF7", "CL.FUT.202701", "ES Dec26", "Light Sweet Crude Oil"))
+    partly = trader("resolve", "CLF7", "NOSUCH")
+    assert partly.exit_code == 4 and "CL.FUT.202701" in partly.stdout and "'NOSUCH'" in partly.stderr
+
+    option = ("AAPL", "--strike", "230", "--right", "C", "--expiry", "20261218")
+    (call,) = data("resolve", *option)
+    assert call["key"] == "AAPL.OPT.20261218.C230"
+    assert data("snapshot", *option)["instrument"] == "AAPL.OPT.20261218.C230"
+    assert data("snapshot", "SPX")["instrument"] == "SPX.IND"
+    assert data("subscribe", "start", "AAPL", "--strike", "230", "--right", "put")["key"] == (
+        "AAPL.OPT.20261218.P230")
+    bought = data("trade", "buy", *option, "-q", "1", "--id", "cli-opt")
+    assert bought["order"]["contract"]["key"] == "AAPL.OPT.20261218.C230"
+    assert [r["key"] for r in data("resolve", "AAPL", "--strike", "230")] == [
+        "AAPL.OPT.20261218.C230", "AAPL.OPT.20261218.P230"]  # resolve lists what a symbol names
+    assert "ambiguous" in refused(3, "snapshot", "AAPL", "--strike", "230")  # one instrument is needed
 
 
 def test_refusals_kill_switch_status_and_reconnect(

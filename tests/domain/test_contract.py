@@ -36,6 +36,12 @@ def test_a_stock_needs_only_a_symbol() -> None:
         (Contract("SAP", SecType.STK, currency="EUR"), "SAP.STK.EUR"),
         (Contract("ES", SecType.FUT, exchange="CME", expiry=date(2026, 12, 18)), "ES.FUT.202612"),
         (Contract("ES", SecType.FUT, exchange="CME", local_symbol="ESZ6"), "ES.FUT.ESZ6"),
+        # The contract month, not the last trade date's: CLF7 is January 2027, last traded in December 2026.
+        (Contract("CL", SecType.FUT, exchange="NYMEX", expiry=date(2026, 12, 17), local_symbol="CLF7"), "CL.FUT.202701"),
+        (Contract("CL", SecType.FUT, exchange="NYMEX", expiry=date(2026, 12, 17), contract_month="202701"),
+         "CL.FUT.202701"),
+        (Contract("CL", SecType.FUT, exchange="NYMEX", contract_month="202701", local_symbol="CLF7"), "CL.FUT.202701"),
+        (Contract("ES", SecType.FUT, expiry=date(2026, 12, 18), local_symbol="ESZ26"), "ES.FUT.202612"),
         (
             Contract("FDAX", SecType.FUT, expiry=date(2026, 12, 18), currency="EUR"),
             "FDAX.FUT.202612.EUR",
@@ -124,7 +130,7 @@ def test_option_key_is_topic_safe_with_exactly_four_parts(
         ({"symbol": "AAPL", "sec_type": "BOND"}, "Contract.sec_type must be one of STK, FUT, OPT"),
         (
             {"symbol": "ES", "sec_type": SecType.FUT},
-            "FUT contract 'ES' needs an expiry or a local_symbol",
+            "FUT contract 'ES' needs an expiry, a contract_month or a local_symbol",
         ),
         (
             {"symbol": "AAPL", "sec_type": SecType.OPT},

@@ -71,7 +71,7 @@ class ContractDetails:
 
     @property
     def key(self) -> str:
-        """Return the contract's key (``AAPL``, ``ES.FUT.202612``)."""
+        """Return the contract's key (``AAPL.STK``, ``CL.FUT.202701``)."""
         return self.contract.key
 
 
@@ -80,8 +80,11 @@ class ContractQuery:
     """What to look a contract up by: a symbol and what is known of the rest.
 
     Empty fields are left to the broker: a future without ``expiry`` or
-    ``local_symbol`` lists every expiry. ``expiry`` is ``YYYYMMDD`` or a
-    contract month ``YYYYMM``; ``right`` is ``"C"``, ``"P"`` or empty.
+    ``local_symbol`` lists every expiry. ``expiry`` is, as IB reads its
+    ``lastTradeDateOrContractMonth``, a last trade date ``YYYYMMDD`` or a
+    contract month ``YYYYMM`` (``CL`` ``202701`` is CLF7, whose last trade is
+    in December 2026); ``right`` is ``"C"``, ``"P"`` or empty. ``symbol`` may
+    be empty when ``local_symbol`` names the contract.
     """
 
     symbol: str

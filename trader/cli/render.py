@@ -320,33 +320,40 @@ def positions_table(positions: list[Position], *, market: bool, width: int | Non
     return table
 
 
-def contracts_table(contracts: list[Contract]) -> Table:
-    """Return a table of contracts: key, kind, exchanges, currency, expiry, multiplier, conid."""
+def contracts_table(rows: list[Mapping[str, Any]], width: int | None = None) -> Table:
+    """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
+    exchange, last trade date and description.
+
+    Within ``width`` columns, the least needed go first: the exchange, then
+    the last trade date (shown only when a row has one), then the local
+    symbol; the description is cut to fit.
+    """
+    cells: dict[str, list[str]] = {"typed": [], "key": [], "local symbol": [], "exchange": [], "last trade": []}
+    for row in rows:
+        c: Contract = row["contract"]
+        cells["typed"].append(row["input"])
+        cells["key"].append(row["key"])
+        cells["local symbol"].append(row["local_symbol"] or "-")
+        primary = c.primary_exchange and c.exchange == "SMART"
+        cells["exchange"].append(f"SMART/{c.primary_exchange}" if primary else c.exchange)
+        cells["last trade"].append(c.expiry.isoformat() if c.expiry else "-")
+    size = {name: max(len(name), *map(len, values)) for name, values in cells.items()}
+    shown = ["typed", "key"]
+    used = size["typed"] + size["key"] + 3 * 3 + 1  # each column adds 3 (padding, rule), the edge 1
+    room = 12  # the description's least width
+    for name in ("local symbol", "last trade", "exchange"):
+        if set(cells[name]) == {"-"}:
+            continue  # no row has one (no future or option: no last trade)
+        if width is None or used + room + size[name] + 3 <= width:
+            shown.append(name)
+            used += size[name] + 3
     table = Table()
-    for name in (
-        "key",
-        "type",
-        "exchange",
-        "primary",
-        "currency",
-        "expiry",
-        "multiplier",
-        "local symbol",
-        "conid",
-    ):
-        table.add_column(name, no_wrap=True, justify="right" if name == "conid" else "left")
-    for c in contracts:
-        table.add_row(
-            c.key,
-            str(c.sec_type),
-            c.exchange,
-            c.primary_exchange or "-",
-            c.currency,
-            c.expiry.isoformat() if c.expiry else "-",
-            num(c.multiplier),
-            c.local_symbol or "-",
-            str(c.conid or "-"),
-        )
+    for name in shown:
+        table.add_column(name, no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True, min_width=room,
+                     max_width=None if width is None else max(room, width - used))
+    for index, row in enumerate(rows):
+        table.add_row(*(cells[name][index] for name in shown), row["description"] or "-")
     return table
 
 

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import BrokerError, Unavailable, error_from_wire
+from trader.errors import BrokerError, NotFound, Unavailable, error_from_wire
 from trader.trading.requests import infer_order_type, new_client_order_id
 
 PLACE_TIMEOUT = 20.0  # resolve + a quote (2 s) + the broker's acknowledgement (5 s), with room
@@ -25,7 +25,7 @@ RECONNECT_TIMEOUT = 25.0
 ACCOUNT_TAGS = (
     "NetLiquidation TotalCashValue UnrealizedPnL RealizedPnL GrossPositionValue BuyingPower"
 )
-HINTS = ("sec_type", "exchange", "currency", "expiry")
+HINTS = ("sec_type", "exchange", "currency", "expiry", "strike", "right")
 PRICES = ("limit_price", "stop_price", "trail_amount", "trail_percent")
 BRACKET = ("stop_loss", "stop_loss_percent", "take_profit", "take_profit_percent")
 
@@ -67,14 +67,25 @@ def _options(specs: list[tuple[str, ...]], **kwargs: Any) -> Callable[[Callable[
     return decorate
 
 
-hint_options = _options(
+_hint_texts = _options(
     [
         ("--sec-type", "STK, FUT, OPT, CASH, IND or CMDTY."),
         ("--exchange", "Exchange (SMART, CME, IDEALPRO...)."),
         ("--currency", "Currency of the contract."),
-        ("--expiry", "Expiry of a future or option: YYYYMM or YYYYMMDD."),
+        ("--expiry", ("Expiry of an option (YYYYMMDD, or YYYYMM: any day of that month) or a "
+                      "future's contract month (YYYYMM).")),
     ]
 )
+_RIGHT = click.Choice(["C", "P", "CALL", "PUT"], case_sensitive=False)
+
+
+def hint_options(fn: Callable[..., Any]) -> Any:
+    """Add the options that narrow a symbol: sec type, exchange, currency, expiry; an option's strike, right."""
+    fn = click.option("--right", type=_RIGHT, help="Option right: C (call) or P (put); makes SYMBOL an option.")(fn)
+    fn = click.option("--strike", type=DECIMAL, help="Option strike; makes SYMBOL an option.")(fn)
+    return _hint_texts(fn)
+
+
 _size_and_prices = _options(
     [
         ("--quantity", "-q", "Units (shares, contracts) to trade."),
@@ -109,9 +120,12 @@ def order_options(fn: Callable[..., Any]) -> Any:
     return fn
 
 
-def hints(options: dict[str, Any]) -> dict[str, str]:
-    """Return the symbol hints among ``options`` that were given."""
-    return {k: options[k] for k in HINTS if options.get(k)}
+def hints(options: dict[str, Any]) -> dict[str, Any]:
+    """Return the symbol hints among ``options`` that were given (a right as ``C`` or ``P``)."""
+    given = {k: options[k] for k in HINTS if options.get(k) is not None and options.get(k) != ""}
+    if "right" in given:
+        given["right"] = given["right"].upper()[:1]
+    return given
 
 
 def output(cli: CliContext, data: Any, table: Callable[[Any], Any], empty: str = "") -> None:
@@ -424,12 +438,48 @@ def account(cli: CliContext, all_tags: bool, account: str | None) -> None:
 
 
 @click.command()
-@click.argument("symbol")
+@click.argument("symbols", metavar="SYMBOL...", nargs=-1, required=True)
 @hint_options
 @pass_cli
-def resolve(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Show the contracts SYMBOL names (a future without --expiry: the front month)."""
-    output(cli, cli.call_trader("resolve", symbol, **hints(options)), render.contracts_table)
+def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
+    """Show the contract each SYMBOL names, and what it was read as.
+
+    A SYMBOL is what a trader types: a stock (AAPL), a currency pair (EURUSD,
+    EUR/USD, EUR.USD; six letters are a pair only if both halves are
+    currencies and no stock has that symbol), a futures code (ESZ6, ESZ26,
+    CLF7: root, month code F G H J K M N Q U V X Z, year; one digit is the
+    next such year), a future and month (quote it: "ES Dec26"), an index
+    (SPX), a contract key (CL.FUT.202701), or with --strike/--right/--expiry
+    an option. A future without a month is the front month. Keys are
+    SYMBOL.SECTYPE[.QUALIFIER...][.CURRENCY]; a future's qualifier is its
+    contract month, not its last trade date.
+
+    \b
+    Examples:
+      trader resolve EURUSD ESZ6 "ES Dec26" CLF7 SPX
+      trader resolve AAPL --strike 230 --right C --expiry 20261218
+      trader --json resolve CLF7
+
+    \b
+    JSON: a list, one object per contract found:
+      [{"input": "CLF7", "key": "CL.FUT.202701", "local_symbol": "CLF7",
+        "description": "Light Sweet Crude Oil", "tick": "0.01",
+        "contract": {...the contract's fields, "contract_month": "202701"...}}]
+    """
+    rows: list[dict[str, Any]] = []
+    unknown: list[str] = []
+    for symbol in symbols:
+        try:
+            rows += cli.call_trader("resolve", symbol, **hints(options))
+        except NotFound:
+            if len(symbols) == 1:
+                raise
+            unknown.append(symbol)
+    if rows:
+        output(cli, rows, lambda found: render.contracts_table(found, width=cli.console.width))
+    if unknown:
+        raise NotFound(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+                       symbol=unknown[0])
 
 
 @click.command()

@@ -2,33 +2,22 @@
 
 A ``Contract`` is immutable and validated on construction: an option without a
 strike or a future without an expiry never exists. Its :attr:`Contract.key` is
-the instrument's id on the bus and in storage (``tick.<source>.<key>``).
+the instrument's id on the bus and in storage (``tick.<source>.<key>``), in the
+one grammar of :mod:`trader.domain.contract_key`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from trader.domain import checks
+from trader.domain.contract_key import check_contract_month, contract_month_of, make_key
 from trader.domain.enums import Right, SecType
 from trader.errors import ValidationError
 
 __all__ = ["Contract"]
-
-# Dots separate a key's parts and topic levels, so a part may not contain one.
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def _key_part(value: str) -> str:
-    return _UNSAFE.sub("_", value.strip())
-
-
-def _strike_text(strike: Decimal) -> str:
-    # 150 and 150.00 are the same strike: normalize, then write without exponent.
-    return format(strike.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +26,20 @@ class Contract:
 
     ``symbol`` and ``sec_type`` may be given by position, everything else by
     keyword. Enum fields accept their string values (``sec_type="FUT"``);
-    ``expiry`` accepts a ``date`` or ``"YYYYMMDD"``; ``strike`` and
-    ``multiplier`` are Decimals (an int or numeric string is converted, a float
-    is refused). ``conid`` is IB's contract id once the contract is qualified.
+    ``expiry`` accepts a ``date`` or ``"YYYYMMDD"``: it is the last trade date
+    (of a future: IB's ``lastTradeDateOrContractMonth`` once qualified).
+    ``contract_month`` (``"YYYYMM"``, futures only) is the month the contract
+    delivers, which a futures trader names it by: CL's January 2027 contract
+    (``CLF7``) has its last trade in December 2026. Left empty, it is read
+    from a local symbol ending in a month code and year (``CLF7``, near the
+    expiry), else it is the expiry's month. ``strike`` and ``multiplier`` are
+    Decimals (an int or numeric string is converted, a float is refused).
+    ``conid`` is IB's contract id once the contract is qualified.
+
+    The key (:mod:`trader.domain.contract_key`) is
+    ``SYMBOL.SECTYPE[.QUALIFIER...][.CURRENCY]``: ``AAPL.STK``, ``SPX.IND``,
+    ``SAP.STK.EUR``, ``EUR.CASH.USD``, ``CL.FUT.202701`` (contract month),
+    ``AAPL.OPT.20261218.C230``.
     """
 
     symbol: str
@@ -49,6 +49,7 @@ class Contract:
     primary_exchange: str = ""
     currency: str = "USD"
     expiry: date | None = None
+    contract_month: str = ""
     strike: Decimal | None = None
     right: Right | None = None
     multiplier: Decimal | None = None
@@ -71,6 +72,10 @@ class Contract:
         set_(self, "conid", checks.optional_integer("Contract.conid", self.conid, positive=True))
         if self.expiry is not None:
             set_(self, "expiry", checks.plain_date("Contract.expiry", self.expiry))
+        month = check_contract_month("Contract.contract_month", self.contract_month)
+        if sec_type is SecType.FUT and not month and self.expiry is not None:
+            month = contract_month_of(self.local_symbol, self.expiry) or f"{self.expiry.year:04d}{self.expiry.month:02d}"
+        set_(self, "contract_month", month)
         strike = checks.optional_decimal("Contract.strike", self.strike, positive=True)
         set_(self, "strike", strike)
         set_(self, "right", checks.optional_enum_member("Contract.right", Right, self.right))
@@ -98,38 +103,15 @@ class Contract:
             return
         if self.strike is not None or self.right is not None:
             raise ValidationError(f"{who}: strike and right apply only to OPT contracts")
+        if self.contract_month and sec_type is not SecType.FUT:
+            raise ValidationError(f"{who}: contract_month applies only to FUT contracts")
         if sec_type is SecType.FUT:
-            if self.expiry is None and not self.local_symbol.strip():
-                raise ValidationError(f"{who} needs an expiry or a local_symbol")
+            if self.expiry is None and not self.contract_month and not self.local_symbol.strip():
+                raise ValidationError(f"{who} needs an expiry, a contract_month or a local_symbol")
         elif self.expiry is not None:
             raise ValidationError(f"{who}: expiry applies only to FUT and OPT contracts")
 
     def _make_key(self) -> str:
-        """Return the instrument's stable id, usable as a bus topic level.
-
-        Only ``[A-Za-z0-9_.-]`` appear; dots separate parts, any other character
-        of a part (a dot or a space in ``"BRK B"``) becomes ``_``. Forms:
-        ``AAPL.STK``, ``SPX.IND``, ``EUR.CASH.USD``, ``ES.FUT.202612`` (contract
-        month; ``ES.FUT.ESZ6`` when only the local symbol is known),
-        ``AAPL.OPT.20261218.C150`` (strike ``152.5`` gives ``C152_5``). A
-        currency other than USD is appended (``SAP.STK.EUR``) except for CASH,
-        whose currency is always part of the key. The exchange and conid are
-        not part of the key.
-        """
-        symbol = _key_part(self.symbol)
-        sec_type = self.sec_type
-        currency = _key_part(self.currency)
-        if sec_type is SecType.CASH:
-            return f"{symbol}.CASH.{currency}"
-        if sec_type is SecType.FUT:
-            if self.expiry is not None:
-                base = f"{symbol}.FUT.{self.expiry:%Y%m}"
-            else:
-                base = f"{symbol}.FUT.{_key_part(self.local_symbol)}"
-        elif sec_type is SecType.OPT:
-            assert self.expiry is not None and self.strike is not None and self.right is not None
-            strike = _key_part(_strike_text(self.strike))
-            base = f"{symbol}.OPT.{self.expiry:%Y%m%d}.{self.right}{strike}"
-        else:
-            base = f"{symbol}.{sec_type}"
-        return base if currency == "USD" else f"{base}.{currency}"
+        """Return the instrument's stable id, usable as a bus topic level (see :mod:`~trader.domain.contract_key`)."""
+        return make_key(self.symbol, self.sec_type, self.currency, contract_month=self.contract_month,
+                        local_symbol=self.local_symbol, expiry=self.expiry, right=self.right, strike=self.strike)

@@ -106,6 +106,7 @@ class InstrumentConfig(StrictModel):
     primary_exchange: str = ""
     currency: str = "USD"
     expiry: date | None = None
+    contract_month: str = Field("", description="a future's contract month YYYYMM (default: from its local symbol)")
     strike: Decimal | None = None
     right: Right | None = None
     multiplier: Decimal | None = None
@@ -128,6 +129,11 @@ class InstrumentConfig(StrictModel):
         if isinstance(value, str) and len(value) == 8 and value.isdigit():
             return date(int(value[:4]), int(value[4:6]), int(value[6:]))
         return value
+
+    @field_validator("contract_month", mode="before")
+    @classmethod
+    def _month(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value  # YAML reads 202701 as a number
 
     @field_validator("strike", "multiplier", "tick_size", "price", "min_size", mode="before")
     @classmethod
@@ -196,6 +202,11 @@ class SimInstrument:
         return "" if expiry is None else expiry.strftime("%Y%m%d")
 
     @property
+    def wire_contract_month(self) -> str:
+        """Return ContractDetails.contractMonth as TWS writes it (``YYYYMM``: a future's own, an option's expiry month)."""
+        return self.contract.contract_month or self.wire_expiry[:6]
+
+    @property
     def wire_multiplier(self) -> str:
         multiplier = self.contract.multiplier
         return "" if multiplier is None else format(multiplier.normalize(), "f")
@@ -219,6 +230,7 @@ class SimInstrument:
             primary_exchange=cfg.primary_exchange,
             currency=cfg.currency,
             expiry=cfg.expiry,
+            contract_month=cfg.contract_month,
             strike=cfg.strike,
             right=cfg.right,
             multiplier=cfg.multiplier,
@@ -302,8 +314,9 @@ class Catalogue:
         """Return every instrument the query describes, as reqContractDetails does.
 
         A conid decides alone. Otherwise each non-empty field must agree; an
-        expiry given as ``YYYYMM`` matches every day of that month; ``SMART``
-        matches any exchange.
+        expiry given as ``YYYYMM`` is a contract month, as IB reads it (CL's
+        ``202701`` is CLF7, whose last trade is in December 2026; an option's
+        is its expiry month); ``SMART`` matches any exchange.
         """
         if query.conid:
             found = self._by_conid.get(query.conid)
@@ -361,7 +374,11 @@ def _matches(inst: SimInstrument, q: ContractQuery) -> bool:
         return False
     if q.primary_exchange and c.primary_exchange and q.primary_exchange.upper() != c.primary_exchange.upper():
         return False
-    if q.expiry and not inst.wire_expiry.startswith(q.expiry.replace("-", "")):
+    expiry = q.expiry.replace("-", "")
+    if len(expiry) == 6:
+        if expiry != inst.wire_contract_month:
+            return False
+    elif expiry and not inst.wire_expiry.startswith(expiry):  # a date, or a prefix of one (a year)
         return False
     if q.strike and (c.strike is None or q.strike != c.strike):
         return False

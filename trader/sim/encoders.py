@@ -121,7 +121,7 @@ def contract_details(version: int, req_id: int, inst: SimInstrument) -> Fields:
         0,  # underConId
         inst.long_name,
         c.primary_exchange,
-        inst.wire_expiry[:6],  # contractMonth
+        inst.wire_contract_month,  # contractMonth
         "",  # industry
         "",  # category
         "",  # subcategory

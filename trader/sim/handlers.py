@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from trader.domain import SecType
 from trader.sim import encoders as enc
 from trader.sim import order_wire as ow
 from trader.sim.client_requests import (
@@ -291,6 +292,10 @@ class RequestHandlers:
         assert session.client_id is not None
         inst = self._resolve(session, request.order_id, request.contract)
         if inst is None:
+            return
+        if inst.contract.sec_type is SecType.IND:  # IB quotes an index but trades only its derivatives
+            session.error(request.order_id, ErrorCode.ORDER_REJECTED,
+                          f"Order rejected - reason:{inst.contract.symbol} is an index, which is not tradable")
             return
         try:
             ticket = ow.to_ticket(request, session.client_id, inst)

@@ -137,7 +137,7 @@ class Desk:
 
     async def _place(self, request: Any) -> dict[str, Any]:
         hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
-                 "expiry": request.expiry}
+                 "expiry": request.expiry, "strike": request.strike, "right": request.right}
         inst = await self.resolver.one(request.symbol, **hints)
         market, reference = await self._prices(inst, request.action)
         built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,

@@ -1,81 +1,52 @@
 """Instrument resolution: a symbol and hints to the qualified contract(s) the broker knows, with tick and size.
 
-``resolve("AAPL")`` is the stock, ``resolve("ES", sec_type="FUT")`` (or just
-``"ES"`` when no stock has that symbol) the front-month future, ``"EUR.USD"``
-the currency pair; a contract key (``ES.FUT.202612``, ``AAPL.OPT.20261218.C230``)
-names one contract exactly. Results are cached for the session: contracts
-do not change while the service runs.
+What a trader types is read by :mod:`trader.trading.symbols` (``AAPL``,
+``EURUSD``, ``EUR/USD``, ``ESZ6``, ``ES Dec26``, ``CLF7``, a contract key...)
+into the queries to try, in order; the first the broker answers wins. A
+future without a month gives the front month. Results are cached for the
+day: contracts do not change while the service runs, but which is the front
+month, and which year a one-digit year names, move with the date.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from trader.brokers.base import Broker
-from trader.brokers.records import ContractDetails, ContractQuery
+from trader.brokers.records import ContractDetails
 from trader.domain import SecType
 from trader.errors import NotFound, ValidationError
+from trader.trading.symbols import Hints, read_symbol
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Resolver"]
-
-_PAIR = re.compile(r"^([A-Z]{3})[./]?([A-Z]{3})$")
-_SEC_TYPES = {"STK", "FUT", "OPT", "CASH", "IND", "CMDTY"}
+__all__ = ["Resolver", "hints_of"]
 
 
-def _query(symbol: str, sec_type: str | None, exchange: str | None, currency: str | None,
-           expiry: str | None) -> ContractQuery:
-    """Return the query that asks the broker for ``symbol`` with the hints."""
-    text = symbol.strip().upper()
-    parts = text.split(".")
-    if len(parts) >= 2 and parts[1] in _SEC_TYPES:  # a contract key
-        sym, kind, rest = parts[0], parts[1], parts[2:]
-        q: dict[str, Any] = {"symbol": sym.replace("_", " "), "sec_type": SecType(kind), "exchange": exchange or "",
-             "currency": currency or "USD"}
-        if kind == "CASH":
-            q["currency"] = rest[0] if rest else (currency or "USD")
-            q["exchange"] = exchange or "IDEALPRO"
-        elif kind == "FUT" and rest:
-            if rest[0].isdigit():
-                q["expiry"] = rest[0]
-            else:
-                q["local_symbol"] = rest[0]
-        elif kind == "OPT" and len(rest) >= 2:
-            q["expiry"] = rest[0]
-            q["right"] = rest[1][0]
-            try:
-                q["strike"] = Decimal(rest[1][1:].replace("_", "."))
-            except InvalidOperation:
-                raise ValidationError(f"{symbol!r}: an option key ends in its right and strike (C150, P42_5), "
-                                      f"not {rest[1]!r}") from None
-            if q["right"] not in ("C", "P") or not rest[0].isdigit() or not q["strike"].is_finite():
-                raise ValidationError(f"{symbol!r}: an option key is SYMBOL.OPT.YYYYMMDD.<C|P><strike>")
-            q["exchange"] = exchange or "SMART"
-        elif kind == "STK":
-            q["exchange"] = exchange or "SMART"
-            if rest:
-                q["currency"] = rest[0]
-        return ContractQuery(**q)
-    pair = _PAIR.match(text)
-    if pair and sec_type in (None, "CASH") and (sec_type == "CASH" or "." in text or "/" in text):
-        return ContractQuery(pair.group(1), SecType.CASH, currency=pair.group(2), exchange=exchange or "IDEALPRO")
-    kind = (sec_type or "STK").upper()
-    if kind not in _SEC_TYPES:
-        raise ValidationError(f"unknown sec_type {sec_type!r} (one of {', '.join(sorted(_SEC_TYPES))})")
-    return ContractQuery(text, SecType(kind), exchange=exchange or ("SMART" if kind in ("STK", "OPT") else ""),
-                         currency=currency or "USD", expiry=expiry.replace("-", "") if expiry else "")
+def hints_of(sec_type: str | None = None, exchange: str | None = None, currency: str | None = None,
+             expiry: str | None = None, strike: Decimal | str | int | None = None,
+             right: str | None = None) -> Hints:
+    """Return the hints as :class:`~trader.trading.symbols.Hints`; ValidationError for a strike that is no number."""
+    if strike is not None and not isinstance(strike, Decimal):
+        try:
+            strike = Decimal(str(strike).strip())
+        except InvalidOperation:
+            raise ValidationError(f"strike {strike!r} is not a number") from None
+    if strike is not None and (not strike.is_finite() or strike <= 0):
+        raise ValidationError(f"strike {strike} is not a positive number")
+    return Hints(sec_type or "", exchange or "", currency or "", expiry or "", strike, right or "")
 
 
 class Resolver:
     """Symbols to the broker's :class:`~trader.brokers.records.ContractDetails` (front month, pairs, keys)."""
 
-    def __init__(self, adapter: Broker) -> None:
+    def __init__(self, adapter: Broker, today: Callable[[], date] | None = None) -> None:
         self.adapter = adapter
+        self.today = today or (lambda: datetime.now(UTC).date())
+        """The date futures codes and front months are read against (UTC's today)."""
         self._cache: dict[tuple[str, ...], list[ContractDetails]] = {}
         self._by_key: dict[str, ContractDetails] = {}
 
@@ -84,28 +55,30 @@ class Resolver:
         return self._by_key.get(key)
 
     async def resolve(self, symbol: str, *, sec_type: str | None = None, exchange: str | None = None,
-                      currency: str | None = None, expiry: str | None = None) -> list[ContractDetails]:
-        """Return every instrument ``symbol`` names; a future without expiry gives the front month."""
-        if not symbol or not symbol.strip():
-            raise ValidationError("symbol is empty")
-        cache_key = (symbol.strip().upper(), sec_type or "", exchange or "", currency or "", expiry or "")
+                      currency: str | None = None, expiry: str | None = None,
+                      strike: Decimal | str | int | None = None, right: str | None = None) -> list[ContractDetails]:
+        """Return every instrument ``symbol`` names; a future without a month gives the front month."""
+        hints = hints_of(sec_type, exchange, currency, expiry, strike, right)
+        today = self.today()  # in the cache key: a front month and a one-digit year move with the date
+        cache_key = (" ".join(symbol.strip().upper().split()), *map(str, hints), today.isoformat())
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        query = _query(symbol, sec_type, exchange, currency, expiry)
-        found = await self.adapter.contract_details(query)
-        if not found and sec_type is None and query.sec_type is SecType.STK:
-            query = _query(symbol, "FUT", exchange, currency, expiry)  # "ES" alone: the future
-            found = await self.adapter.contract_details(query)
-        instruments = list(found)
-        if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
-            instruments = self._front_month(instruments)
+        reading = read_symbol(symbol, hints, today)
+        instruments: list[ContractDetails] = []
+        for query in reading.queries:
+            instruments = list(await self.adapter.contract_details(query))
+            if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
+                instruments = self._front_month(instruments, today)
+            if instruments:
+                log.debug("%r read as %s: %s", symbol, reading.form, query)
+                break
         self._cache[cache_key] = instruments
         for inst in instruments:
             self._by_key[inst.key] = inst
         return instruments
 
-    async def one(self, symbol: str, **hints: str | None) -> ContractDetails:
+    async def one(self, symbol: str, **hints: Decimal | str | None) -> ContractDetails:
         """Return the one instrument ``symbol`` names; NotFound or ValidationError (ambiguous) otherwise."""
         found = await self.resolve(symbol, **hints)
         if not found:
@@ -114,13 +87,12 @@ class Resolver:
         if len(found) > 1:
             keys = ", ".join(i.key for i in found[:10])
             raise ValidationError(f"ambiguous symbol {symbol!r}: {len(found)} contracts ({keys}); "
-                                  "give sec_type, exchange, currency or expiry, or a contract key",
+                                  "give sec_type, exchange, currency, expiry, strike or right, or a contract key",
                                   candidates=[i.key for i in found])
         return found[0]
 
     @staticmethod
-    def _front_month(instruments: list[ContractDetails]) -> list[ContractDetails]:
-        today = datetime.now(UTC).date()
+    def _front_month(instruments: list[ContractDetails], today: date) -> list[ContractDetails]:
         live = [i for i in instruments if i.contract.expiry is None or i.contract.expiry >= today]
         if not live:
             return []

@@ -106,6 +106,8 @@ class OrderRequest(StrictModel):
     currency: str | None = None
     expiry: str | None = None
     account: str | None = Field(None, min_length=1, description="the account (several managed); None: the default")
+    strike: Decimal | None = Field(None, gt=0, description="an option's strike")
+    right: str | None = Field(None, pattern=r"^(?i:C|P|CALL|PUT)$", description="an option's right")
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod

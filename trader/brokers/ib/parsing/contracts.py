@@ -42,20 +42,21 @@ __all__ = [
 _SMART_ROUTED = frozenset({SecType.STK, SecType.OPT})
 
 
-def _expiry(code: str, sec_type: SecType, local_symbol: str) -> date | None:
+def _expiry(code: str, sec_type: SecType) -> tuple[date | None, str]:
     """Read ``YYYYMMDD`` or ``YYYYMM`` (a trailing time such as ``" 16:00 US/Eastern"`` is dropped).
 
-    A bare contract month becomes the first of the month, except for a future
-    that its local symbol already identifies: the domain key then uses that.
+    Return the expiry (the last trade date) and the contract month. A bare
+    ``YYYYMM`` is a future's contract month (IB's field carries either), or
+    for an option the first of that month.
     """
     text = code.strip().split(" ", 1)[0]
     if not text:
-        return None
+        return None, ""
     if len(text) == 6 and text.isdigit():
-        if sec_type is SecType.FUT and local_symbol.strip():
-            return None
+        if sec_type is SecType.FUT:
+            return None, text
         text = f"{text}01"
-    return checks.plain_date("IB lastTradeDateOrContractMonth", text)
+    return checks.plain_date("IB lastTradeDateOrContractMonth", text), ""
 
 
 def to_ib_contract(c: Contract) -> ib_async.Contract:
@@ -65,7 +66,7 @@ def to_ib_contract(c: Contract) -> ib_async.Contract:
         secType=IB_SEC_TYPES[c.sec_type],
         conId=c.conid or 0,
         symbol=c.symbol,
-        lastTradeDateOrContractMonth="" if c.expiry is None else f"{c.expiry:%Y%m%d}",
+        lastTradeDateOrContractMonth=c.contract_month if c.expiry is None else f"{c.expiry:%Y%m%d}",
         strike=0.0 if c.strike is None else float(c.strike),
         right=IB_RIGHTS[c.right],
         multiplier=multiplier,
@@ -77,14 +78,16 @@ def to_ib_contract(c: Contract) -> ib_async.Contract:
     )
 
 
-def from_ib_contract(c: ib_async.Contract) -> Contract:
-    """Return the domain Contract for ib_async's ``c``.
+def from_ib_contract(c: ib_async.Contract, contract_month: str = "") -> Contract:
+    """Return the domain Contract for ib_async's ``c`` (a future's ``contract_month`` from its details, if known).
 
     Raise ValidationError for a secType the domain does not model (``"FOP"``,
     ``"BAG"``...) or a right or expiry IB should not send. Strike, right and
     expiry are taken only where the domain allows them (an OPT; a FUT's
     expiry), since IB fills them with placeholders (strike 0, right ``"?"``)
-    for other kinds. An empty exchange (portfolio updates carry none) becomes
+    for other kinds. A future's contract month is ``contract_month`` when
+    given (IB's ContractDetails.contractMonth), else what the contract itself
+    says (see :class:`~trader.domain.Contract`). An empty exchange (portfolio updates carry none) becomes
     ``"SMART"`` for stocks and options, else the primary exchange if known.
     """
     sec_type = lookup(SEC_TYPES, c.secType, "secType")
@@ -92,9 +95,11 @@ def from_ib_contract(c: ib_async.Contract) -> Contract:
     is_option = sec_type is SecType.OPT
     fallback = "SMART" if sec_type in _SMART_ROUTED else c.primaryExchange or "SMART"
     right = lookup(RIGHTS, c.right.strip().upper(), "right") if is_option else None
-    expiry = None
+    expiry, month = None, ""
     if sec_type in (SecType.FUT, SecType.OPT):
-        expiry = _expiry(c.lastTradeDateOrContractMonth, sec_type, c.localSymbol)
+        expiry, month = _expiry(c.lastTradeDateOrContractMonth, sec_type)
+    if sec_type is SecType.FUT and contract_month.strip():
+        month = contract_month.strip()[:6]  # IB writes YYYYMM
     strike = decimal_from_float(c.strike) if is_option else None
     return Contract(
         c.symbol,
@@ -103,6 +108,7 @@ def from_ib_contract(c: ib_async.Contract) -> Contract:
         primary_exchange=c.primaryExchange,
         currency=c.currency,
         expiry=expiry,
+        contract_month=month,
         strike=strike or None,  # IB writes "no strike" as 0.0
         right=right,
         multiplier=None if multiplier in ("", "0") else multiplier,  # Contract parses text
@@ -142,14 +148,16 @@ def to_ib_query(q: ContractQuery) -> ib_async.Contract:
 
 
 def from_ib_contract_details(details: ib_async.ContractDetails) -> ContractDetails:
-    """Return IB's ``details`` of a qualified contract: the domain contract, its tick (0.01 if IB gives none) and
-    minimum size (1 if none); ValidationError for a contract the domain cannot read."""
+    """Return IB's ``details`` of a qualified contract: the domain contract (a future's key by its
+    ``contractMonth``), its tick (0.01 if IB gives none) and minimum size (1 if none); ValidationError
+    for a contract the domain cannot read."""
     if details.contract is None:
         raise ValidationError("IB contract details without a contract")
     tick = decimal_from_float(details.minTick) or Decimal("0.01")
     size = details.minSize
     min_size = decimal_from_float(size) if size and size > 0 else None
-    return ContractDetails(from_ib_contract(details.contract), tick, min_size or Decimal(1), details.longName or "")
+    contract = from_ib_contract(details.contract, details.contractMonth or "")
+    return ContractDetails(contract, tick, min_size or Decimal(1), details.longName or "")
 
 
 def per_unit_cost(avg_cost: Decimal, contract: Contract) -> Decimal:
