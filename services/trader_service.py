@@ -69,7 +69,7 @@ class TraderService(Service):
         self.resync_error: str | None = None  # why the last re-sync attempt failed, while it is retried
 
     def register_methods(self, registry: MethodRegistry) -> None:
-        for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
+        for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",
                      "cancel_order", "cancel_all", "snapshot", "resolve", "subscribe", "unsubscribe",
                      "subscriptions", "history", "kill_switch", "reconnect", "reconcile"):
             registry.register(name, getattr(self, name), urgent=name == "kill_switch")
@@ -293,6 +293,10 @@ class TraderService(Service):
     async def place_order(self, **order: Any) -> dict[str, Any]:
         """Place an order (see trader.trading.requests.OrderRequest); idempotent on client_order_id."""
         return await self._desk().place(order)
+
+    async def what_if(self, **order: Any) -> dict[str, Any]:
+        """Return what an order would do (commission, margin, the risk gate's verdict); nothing is sent."""
+        return await self._desk().what_if(order)
 
     async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
         """Change a working order's quantity, limit/stop price or trail."""

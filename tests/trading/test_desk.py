@@ -12,7 +12,16 @@ import redis.asyncio
 from tests.trading.broker_double import BrokerDouble
 from trader.brokers.records import ContractDetails, OrderReport, Quote
 from trader.config import RiskSettings
-from trader.domain import AccountValue, Action, Contract, Fill, Order, OrderStatus, OrderType, Position
+from trader.domain import (
+    AccountValue,
+    Action,
+    Contract,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+)
 from trader.errors import ValidationError
 from trader.trading.book import Book
 from trader.trading.desk import Desk
@@ -133,3 +142,28 @@ async def _off_tick_refused(broker: BrokerDouble) -> None:
     with pytest.raises(ValidationError, match="limit price 228.999 .* use 228.99 or 229.00"):
         await desk.modify("w1", limit_price="228.999")
     assert broker.modified == [] and book.order("w1").limit_price == Decimal("229.00")
+
+
+def test_a_what_if_order_reports_the_broker_preview_and_the_risk_verdict_and_sends_nothing(
+        broker: BrokerDouble) -> None:
+    asyncio.run(_what_if(broker))
+
+
+async def _what_if(broker: BrokerDouble) -> None:
+    book = Book()
+    desk = priced_desk(broker, book)
+    desk.risk.update(RiskSettings(max_order_quantity=Decimal(50)))
+    small = await desk.what_if({"symbol": "AAPL", "action": "BUY", "quantity": 10, "limit_price": "229.10",
+                                "stop_loss_percent": "1"})
+    assert small["risk"] == {"passed": True, "limit": None, "message": ""}
+    assert small["broker"] is broker.preview and small["order"].limit_price == Decimal("229.10")
+    assert [c.stop_price for c in small["children"]] == [Decimal("226.81")]  # 226.809 -> the nearest tick
+    assert [(r["field"], r["sent"]) for r in small["rounded"]] == [("stop_price", Decimal("226.81"))]
+    big = await desk.what_if({"symbol": "AAPL", "action": "SELL", "quantity": 100, "client_order_id": "big"})
+    assert not big["risk"]["passed"] and big["risk"]["limit"] == "max_order_quantity"
+    assert big["risk"]["client_order_id"] == "big" and "exceeds 50" in big["risk"]["message"]
+    assert [o.quantity for o in broker.what_ifs] == [Decimal(10), Decimal(100)]  # the entries only
+    assert broker.sent == [] and len(book) == 0 and desk.recorder.pending == 0
+    assert desk.risk.orders_last_minute() == 0
+    with pytest.raises(ValidationError, match="use 229.12 or 229.13"):
+        await desk.what_if({"symbol": "AAPL", "action": "BUY", "quantity": 1, "limit_price": "229.123"})

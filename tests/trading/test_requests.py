@@ -100,7 +100,7 @@ def test_an_off_tick_aapl_limit_names_both_neighbours() -> None:
 
 def test_prices_on_the_grid_go_as_typed_and_round_prices_takes_the_nearest_tick_and_says_so() -> None:
     built = es_orders(limit_price="5925.25", stop_loss="5900", take_profit="5950.5")
-    assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("5925.25"), Decimal("5900"),
+    assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("5925.25"), Decimal(5900),
                                                                   Decimal("5950.5")]
     assert built.rounded == ()
     built = es_orders(client_order_id="r1", limit_price="6000.1", round_prices=True)

@@ -92,11 +92,20 @@ _size_and_prices = _options(
 )
 
 
+ROUND_OPTION = click.option(
+    "--round", "round_prices", is_flag=True,
+    help="Put a price off the tick grid on the nearest tick (default: refuse it, naming the nearest ones).")
+
+
 def order_options(fn: Callable[..., Any]) -> Any:
     """Add the options of an order: size, prices, bracket, time in force, id, strategy, hints."""
     tif = click.Choice(["DAY", "GTC", "IOC", "FOK"], case_sensitive=False)
     for option in (
         click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live."),
+        click.option("--what-if", is_flag=True,
+                     help="Ask the broker what the order would cost (commission, margin) and the risk gate "
+                          "whether it passes; nothing is sent."),
+        ROUND_OPTION,
         hint_options,
         click.option("--strategy", default="manual", show_default=True, help="Who places it."),
         click.option("--id", "client_order_id", help="Client order id (default: a new one)."),
@@ -131,6 +140,8 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         cli.emit_json(render.to_jsonable(result))
     else:
         cli.console.print(render.orders_table([order, *result["children"]], title=title))
+        for line in sent_prices(result):
+            cli.console.print(line, highlight=False)
         if reason:
             cli.console.print(Text(f"reason: {reason}", style="yellow"))
     failed = [o for o in (order, *result["children"]) if o.status in render.FAILED]  # a bracket leg too
@@ -141,6 +152,26 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         cli.err.print(
             f"order {order.client_order_id} ended {order.status} unfilled", style="yellow"
         )
+
+
+def sent_prices(result: dict[str, Any]) -> list[str]:
+    """Return one line per order with a price: the prices sent to the broker, and how each rounded one came about."""
+    rounded = {(r["client_order_id"], r["field"]): r for r in result.get("rounded") or ()}
+    lines = []
+    for order in (result["order"], *result["children"]):
+        parts = []
+        for name, label in (("limit_price", "limit"), ("stop_price", "stop"), ("trail_amount", "trail")):
+            price = getattr(order, name)
+            if price is None:
+                continue
+            text = f"{label} {render.num(price)}"
+            why = rounded.get((order.client_order_id, name))
+            if why is not None:
+                text += f" (from {render.num(why['asked'])}: {why['how']})"
+            parts.append(text)
+        if parts:
+            lines.append(f"sent {order.client_order_id}: " + ", ".join(parts))
+    return lines
 
 
 # -- trade buy|sell ------------------------------------------------------------------
@@ -168,6 +199,8 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
         "client_order_id": options["client_order_id"] or new_client_order_id(),
         **hints(options),
     }
+    if options.get("round_prices"):
+        request["round_prices"] = True
     for name in ("quantity", "amount", *PRICES, *BRACKET):
         if options[name] is not None:
             request[name] = options[name]
@@ -279,15 +312,33 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
 @click.option("--stop", "stop_price", type=DECIMAL, help="New stop price.")
 @click.option("--trail-amount", type=DECIMAL, help="New trailing distance in price.")
 @click.option("--trail-percent", type=DECIMAL, help="New trailing distance in percent.")
+@ROUND_OPTION
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
 @pass_cli
-def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Decimal | None) -> None:
-    """Change a working order's quantity, prices or trail."""
+def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: bool,
+                **changes: Decimal | None) -> None:
+    """Change a working order's quantity, prices or trail.
+
+    A price off the instrument's tick grid is refused with the nearest valid
+    prices; with --round it goes to the nearest tick. The output ends with
+    the prices sent ("sent ID: limit 229.12 (from 229.123: nearest tick
+    0.01)"); --json adds "rounded": [{client_order_id, field, asked, sent,
+    how}].
+
+    \b
+    Examples:
+      trader book modify 3f2a9c1b7d10 --limit 229.15
+      trader book modify 3f2a9c1b7d10 --limit 229.123 --round
+    """
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         raise click.UsageError("nothing to change: give --quantity, --limit, --stop or a trail")
     what = ", ".join(f"{name.replace('_', ' ')} {render.num(value)}" for name, value in given.items())
+    if round_prices:
+        what += " (rounded to the nearest tick)"
     cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
+    if round_prices:
+        given["round_prices"] = True
     result = cli.call_trader("modify_order", client_order_id, **given)
     show_result(cli, result, f"modified {client_order_id}")
 

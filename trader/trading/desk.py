@@ -193,6 +193,39 @@ class Desk:
         return [{"client_order_id": r.client_order_id, "field": r.field, "asked": r.asked, "sent": r.sent,
                  "how": r.how} for r in rounded]
 
+    async def what_if(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Return what the order ``data`` describes would do, sending nothing and booking nothing.
+
+        The orders as they would be sent (prices on the tick grid, or refused
+        off it, as for :meth:`place`), the prices rounded, the risk gate's
+        verdict on each (``risk``: the first refusal, else passed) and the
+        broker's what-if answer for the entry (commission, margin changes;
+        a bracket's children only close what it opens). Nothing is journalled
+        and the order rate is not charged.
+        """
+        request = parse_request(data)
+        self._require_synced()
+        coid = request.client_order_id or new_client_order_id()
+        if request.client_order_id != coid:
+            request = request.model_copy(update={"client_order_id": coid})
+        hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
+                 "expiry": request.expiry}
+        inst = await self.resolver.one(request.symbol, **hints)
+        market, reference = await self._prices(inst, request.action)
+        built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
+                             reference_price=reference, account=self.account)
+        exposure = self.exposure()
+        verdict: dict[str, Any] = {"passed": True, "limit": None, "message": ""}
+        for order in built.all:
+            verdict = self.risk.verdict(self._intent(order, inst, market, reference), exposure,
+                                        batch=len(built.all))
+            if not verdict["passed"]:
+                verdict["client_order_id"] = order.client_order_id
+                break
+        preview = await self.adapter.what_if(built.entry, timeout=self.ack_timeout)
+        return {"order": built.entry, "children": list(built.children), "rounded": self._rounded_json(built.rounded),
+                "risk": verdict, "broker": preview, "market": market, "reference_price": reference}
+
     def _not_sent(self, coid: str, exc: BaseException) -> None:
         """Book the orders this attempt booked and could not send (their send failed) as never sent.
 

@@ -362,6 +362,18 @@ class RiskGate:
                 _refuse(f"{len(self._sent)} orders in the last 60 s{more}, limit {limit} per minute",
                         "max_orders_per_minute", len(self._sent) + batch, limit)
 
+    def verdict(self, intent: OrderIntent, exposure: Exposure, *, batch: int = 1) -> dict[str, Any]:
+        """Return what :meth:`check` would say, without raising: ``passed``, and the ``limit`` and ``message``.
+
+        For a what-if order: nothing is recorded (the order rate counts only
+        orders sent).
+        """
+        try:
+            self.check(intent, exposure, batch=batch)
+        except RiskLimitExceeded as exc:
+            return {"passed": False, "limit": exc.details.get("limit"), "message": str(exc)}
+        return {"passed": True, "limit": None, "message": ""}
+
     def _check_book(self, intent: OrderIntent, exposure: Exposure, notional: Decimal | None) -> None:
         """Apply the position, gross-exposure and daily-loss limits (checks 7-9)."""
         s = self._settings

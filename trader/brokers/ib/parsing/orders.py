@@ -8,9 +8,11 @@ an order left out of the report (logged).
 from __future__ import annotations
 
 import logging
+import math
 from decimal import Decimal
 
 import ib_async
+from ib_async.util import UNSET_DOUBLE
 
 from trader.brokers.ib.parsing.contracts import from_ib_contract
 from trader.brokers.ib.parsing.values import (
@@ -28,7 +30,7 @@ from trader.brokers.ib.parsing.values import (
     order_status,
     required_decimal,
 )
-from trader.brokers.records import OrderReport
+from trader.brokers.records import OrderPreview, OrderReport
 from trader.domain import Fill, Order, OrderType, checks
 from trader.errors import TraderError
 
@@ -37,6 +39,7 @@ __all__ = [
     "client_order_id_of",
     "from_ib_fill",
     "from_ib_order",
+    "from_ib_order_state",
     "order_report",
     "order_update",
     "parse_broker_ref",
@@ -206,6 +209,39 @@ def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderRe
     return OrderReport(None if parsed is None else parsed[1], ref, order.orderId or None, order.permId or None,
                        order_status(st.status, filled, remaining), st.status, filled, remaining, avg,
                        _reason(trade), placed)
+
+
+def _state_decimal(value: str | float) -> Decimal | None:
+    """Return one of an OrderState's figures (IB sends the margins as text, the commissions as doubles)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if number == UNSET_DOUBLE or not math.isfinite(number):
+            return None
+        return Decimal(text)
+    return decimal_from_float(value)
+
+
+def from_ib_order_state(state: ib_async.OrderState) -> OrderPreview:
+    """Return the answer to a what-if order: IB's OrderState, its unset figures ``None``."""
+    return OrderPreview(
+        commission=_state_decimal(state.commission),
+        min_commission=_state_decimal(state.minCommission),
+        max_commission=_state_decimal(state.maxCommission),
+        commission_currency=state.commissionCurrency or "",
+        init_margin_change=_state_decimal(state.initMarginChange),
+        maint_margin_change=_state_decimal(state.maintMarginChange),
+        equity_with_loan_change=_state_decimal(state.equityWithLoanChange),
+        init_margin_after=_state_decimal(state.initMarginAfter),
+        maint_margin_after=_state_decimal(state.maintMarginAfter),
+        equity_with_loan_after=_state_decimal(state.equityWithLoanAfter),
+        warning=state.warningText or "",
+    )
 
 
 def from_ib_fill(fill: ib_async.Fill, client_order_id: str | None) -> Fill:
