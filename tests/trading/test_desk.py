@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -156,7 +157,7 @@ async def _what_if(broker: BrokerDouble) -> None:
     small = await desk.what_if({"symbol": "AAPL", "action": "BUY", "quantity": 10, "limit_price": "229.10",
                                 "stop_loss_percent": "1"})
     assert small["risk"] == {"passed": True, "limit": None, "message": ""}
-    assert small["broker"] is broker.preview and small["order"].limit_price == Decimal("229.10")
+    assert small["broker"] == dataclasses.asdict(broker.preview) and small["order"].limit_price == Decimal("229.10")
     assert [c.stop_price for c in small["children"]] == [Decimal("226.81")]  # 226.809 -> the nearest tick
     assert [(r["field"], r["sent"]) for r in small["rounded"]] == [("stop_price", Decimal("226.81"))]
     big = await desk.what_if({"symbol": "AAPL", "action": "SELL", "quantity": 100, "client_order_id": "big"})

@@ -207,8 +207,44 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
     return request
 
 
+def _what_if(cli: CliContext, request: dict[str, Any]) -> None:
+    """Show what the order would do: the orders as they would go, the broker's costs, the risk gate's verdict."""
+    result = cli.call_trader("what_if", timeout=PLACE_TIMEOUT, **request)
+    if cli.json:
+        cli.emit_json(render.to_jsonable(result))
+        return
+    order = result["order"]
+    cli.console.print(render.orders_table([order, *result["children"]],
+                                          title=f"what if: {order.action} {order.contract.key} (not sent)"))
+    for line in sent_prices(result):
+        cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
+    preview = result["broker"]
+    currency = f" {preview['commission_currency']}" if preview["commission_currency"] else ""
+    if preview["commission"] is not None:
+        commission = render.num(preview["commission"])
+    elif preview["min_commission"] is not None or preview["max_commission"] is not None:
+        commission = f"{render.num(preview['min_commission'])} to {render.num(preview['max_commission'])}"
+    else:
+        commission = "not given"
+    cli.console.print(f"commission: {commission}{currency}", highlight=False)
+    cli.console.print(f"margin change: initial {render.num(preview['init_margin_change'])}, maintenance "
+                      f"{render.num(preview['maint_margin_change'])}", highlight=False)
+    cli.console.print(f"equity with loan change: {render.num(preview['equity_with_loan_change'])}", highlight=False)
+    if preview["warning"]:
+        cli.console.print(Text(f"broker warning: {preview['warning']}", style="yellow"))
+    risk = result["risk"]
+    if risk["passed"]:
+        cli.console.print(Text("risk gate: passes", style="green"))
+    else:
+        cli.console.print(Text(f"risk gate: refuses ({risk['limit']}): {risk['message']}", style="bold red"))
+    cli.console.print("nothing was sent", style="dim")
+
+
 def _place(cli: CliContext, action: str, symbol: str, options: dict[str, Any]) -> None:
     request = build_request(action, symbol, options)
+    if options.get("what_if"):
+        _what_if(cli, request)
+        return
     cli.confirm_if_live(f"{render.describe(request)}. Send?", yes=options["yes"])
     try:
         result = cli.call_trader("place_order", timeout=PLACE_TIMEOUT, retries=1, **request)
@@ -230,6 +266,27 @@ def trade() -> None:
 
     A bracket (--stop-loss*, --take-profit*) adds a stop-loss and a take-profit
     order that close the position, one cancelling the other.
+
+    A price off the instrument's tick grid is refused with the nearest valid
+    prices (as IB refuses it, error 110); --round puts it on the nearest
+    tick instead. Bracket prices given in percent are always rounded to the
+    nearest tick. The output ends with the prices sent, and how each rounded
+    one came about; --json adds "rounded": [{client_order_id, field, asked,
+    sent, how}] to {order, children, reason}.
+
+    --what-if sends nothing: it shows the orders as they would go, IB's
+    commission and margin changes and the risk gate's verdict. --json:
+    {order, children, rounded, risk: {passed, limit, message}, broker:
+    {commission, min_commission, max_commission, commission_currency,
+    init_margin_change, maint_margin_change, equity_with_loan_change, ...,
+    warning}, market, reference_price}.
+
+    \b
+    Examples:
+      trader trade buy AAPL -q 10 --limit 229.12
+      trader trade buy ES -q 1 --limit 6000.1 --round
+      trader trade buy AAPL -q 10 --limit 229.12 --stop-loss-percent 2
+      trader trade sell AAPL -q 100 --what-if
     """
 
 

@@ -224,7 +224,7 @@ class Desk:
                 break
         preview = await self.adapter.what_if(built.entry, timeout=self.ack_timeout)
         return {"order": built.entry, "children": list(built.children), "rounded": self._rounded_json(built.rounded),
-                "risk": verdict, "broker": preview, "market": market, "reference_price": reference}
+                "risk": verdict, "broker": dataclasses.asdict(preview), "market": market, "reference_price": reference}
 
     def _not_sent(self, coid: str, exc: BaseException) -> None:
         """Book the orders this attempt booked and could not send (their send failed) as never sent.
