@@ -18,7 +18,8 @@ from tests.sim.simulator import connect, running_sim, wait_for
 from trader.brokers.ib.adapter import IbAdapter
 from trader.brokers.records import ContractQuery
 from trader.config import IbSettings, TradingSettings
-from trader.domain import Action, Order as DomainOrder, OrderStatus, OrderType
+from trader.domain import Action, OrderStatus, OrderType
+from trader.domain import Order as DomainOrder
 from trader.errors import BrokerError
 
 PRICE_VARIATION = "The price does not conform to the minimum price variation for this contract."

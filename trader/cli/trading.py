@@ -475,6 +475,20 @@ def reconnect(cli: CliContext) -> None:
         cli.console.print(f"{done}{status['open_orders']} open orders)", highlight=False)
 
 
+def _cancel_lines(problems: dict[str, Any], cancels: dict[str, Any]) -> list[str]:
+    """Return what the kill switch's cancel did: how many orders, which bracket legs."""
+    if not problems.get("cancel_sent", True):
+        return ["no cancel sent yet (not connected to IB): it goes out when the connection is back"]
+    orders = cancels.get("orders") or []
+    pending = f", {cancels['cancel_pending']} not confirmed yet" if cancels.get("cancel_pending") else ""
+    lines = [f"cancelled {cancels.get('cancelled', 0)} of the platform's {len(orders)} open orders{pending}",
+             "(IB's global cancel: orders placed elsewhere on the account go too)"]
+    for bracket in cancels.get("brackets") or []:
+        parent = bracket["parent"] + ("" if bracket.get("parent_working", True) else " (filled)")
+        lines.append(f"bracket {bracket['key']}: parent {parent}, children {', '.join(bracket['children'])}")
+    return lines
+
+
 @click.command("kill-switch")
 @click.argument("state", required=False, type=click.Choice(["on", "off"], case_sensitive=False))
 @click.option("--reason", default="", help="Why (recorded in the journal).")
@@ -482,7 +496,20 @@ def reconnect(cli: CliContext) -> None:
 def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     """Engage (on: cancel every open order, refuse new ones) or release (off) the kill switch.
 
-    Without STATE, show whether it is engaged.
+    Without STATE, show whether it is engaged. `on` again without --reason
+    keeps the reason in force; a new --reason replaces it (and says which it
+    replaced). Engaging reports how many of the platform's open orders IB
+    confirmed cancelled and names the bracket legs (parent and children).
+    --json: {engaged, reason, since, cancel_sent, cancelled, cancel_pending,
+    orders: [{client_order_id, key, parent_id, status}], brackets: [{parent,
+    parent_working, key, children}], replaced_reason?, cancel_error?,
+    journal_error?}.
+
+    \b
+    Examples:
+      trader kill-switch on --reason "runaway strategy"
+      trader kill-switch on          (again: the reason is kept)
+      trader kill-switch off
     """
     if reason and state is None:
         raise click.UsageError("--reason goes with `kill-switch on` (or off)")
@@ -501,13 +528,16 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     result = cli.call_trader("kill_switch", on=state.lower() == "on", reason=reason)
     switch = result["kill_switch"]
     problems = {k: result[k] for k in ("cancel_sent", "cancel_error", "journal_error") if k in result}
+    cancels = {k: result[k] for k in ("replaced_reason", "cancelled", "cancel_pending", "orders", "brackets")
+               if k in result}
     if cli.json:
-        cli.emit_json(render.to_jsonable({**switch, **problems}))
+        cli.emit_json(render.to_jsonable({**switch, **problems, **cancels}))
     elif switch["engaged"]:
-        cancelling = ("open orders are being cancelled" if problems.get("cancel_sent", True)
-                      else "no cancel sent yet (not connected to IB): it goes out when the connection is back")
-        cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): {cancelling}; new orders refused",
-                               style="bold red"))
+        cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): new orders refused", style="bold red"))
+        if "replaced_reason" in cancels:
+            cli.console.print(f"reason replaced; it was: {cancels['replaced_reason']}", highlight=False)
+        for line in _cancel_lines(problems, cancels):
+            cli.console.print(line, highlight=False)
     else:
         cli.console.print(Text("kill switch released: orders are accepted again", style="green"))
     if "cancel_error" in problems:
