@@ -103,13 +103,13 @@ def test_the_adapter_previews_an_order_and_reports_ibs_refusal_of_an_off_tick_pr
                     await adapter.what_if(off)
                 assert refused.value.details["code"] == 110
                 # The same price in a real order (the desk would refuse it first): IB's refusal comes back as
-                # the order's report, ended with IB's reason, and nothing is left working.
+                # the order's report, REJECTED (ib_async says Cancelled) with IB's reason; nothing is left working.
                 off.broker_order_id = adapter.next_order_id()
                 adapter.place_orders([off])
                 report = await wait_for(lambda: next((r for r in reports if r.client_order_id == "wi-2"
                                                       and r.status is not None and r.status.is_terminal), None),
                                         what="the refusal reported")
-                assert report.status is OrderStatus.CANCELLED and PRICE_VARIATION in report.reason
+                assert report.status is OrderStatus.REJECTED and PRICE_VARIATION in report.reason
                 assert "110" in report.reason and sim.engine.open_orders() == []
             finally:
                 await adapter.stop()

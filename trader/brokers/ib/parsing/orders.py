@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from decimal import Decimal
+from typing import Final
 
 import ib_async
 from ib_async.util import UNSET_DOUBLE
@@ -31,7 +32,7 @@ from trader.brokers.ib.parsing.values import (
     required_decimal,
 )
 from trader.brokers.records import OrderPreview, OrderReport
-from trader.domain import Fill, Order, OrderType, checks
+from trader.domain import Fill, Order, OrderStatus, OrderType, checks
 from trader.errors import TraderError
 
 __all__ = [
@@ -160,12 +161,23 @@ def from_ib_order(contract: ib_async.Contract, order: ib_async.Order, *, client_
     )
 
 
-def _reason(trade: ib_async.Trade) -> str:
-    """Return the last error or notice IB gave about the trade's order ("" if none)."""
+def _last_error(trade: ib_async.Trade) -> tuple[int, str]:
+    """Return the code and text of the last error or notice IB gave about the trade's order ((0, "") if none)."""
     for entry in reversed(trade.log):
         if entry.errorCode:
-            return entry.message
-    return ""
+            return entry.errorCode, entry.message
+    return 0, ""
+
+
+def _reason(trade: ib_async.Trade) -> str:
+    """Return the last error or notice IB gave about the trade's order ("" if none)."""
+    return _last_error(trade)[1]
+
+
+#: IB's refusals of an order: ib_async ends its Trade "Cancelled", but nothing was cancelled: the order was
+#: refused (110: a price off the tick grid; 201: rejected; 103 duplicate id; 200 no such contract; 387
+#: unsupported type; 434 zero size).
+REFUSALS: Final = frozenset({103, 110, 200, 201, 387, 434})
 
 
 def order_update(trade: ib_async.Trade) -> OrderReport:
@@ -174,9 +186,13 @@ def order_update(trade: ib_async.Trade) -> OrderReport:
     ref = order.orderRef or ""
     filled = decimal_from_float(st.filled) or ZERO
     remaining = decimal_from_float(st.remaining) or ZERO
+    status = order_status(st.status, filled, remaining)
+    code, reason = _last_error(trade)
+    if status is OrderStatus.CANCELLED and code in REFUSALS and not filled:
+        status = OrderStatus.REJECTED  # refused, with IB's reason: not a cancel the user asked for
     return OrderReport(client_order_id_of(ref), ref, order.orderId or None, order.permId or None,
-                       order_status(st.status, filled, remaining), st.status, filled, remaining,
-                       decimal_from_float(st.avgFillPrice) if filled else None, _reason(trade))
+                       status, st.status, filled, remaining,
+                       decimal_from_float(st.avgFillPrice) if filled else None, reason)
 
 
 def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderReport:
