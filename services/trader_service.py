@@ -321,7 +321,7 @@ class TraderService(Service):
         failed journal write is logged and reported in the reply (``journal_error``):
         the switch holds in this process, but a restart would not know of it.
         Engaging again without a reason keeps the reason in force; a new one
-        replaces it (``replaced_reason``). The reply names the platform's open
+        replaces it (``replaced_reason``; ``already_engaged`` says whether it was). The reply names the platform's open
         orders the cancel covered (``orders``, ``brackets``: each parent with its
         children) and how many of them IB confirmed cancelled within
         ``KILL_CONFIRM_WAIT`` seconds (``cancelled``; ``cancel_pending`` the rest).
@@ -331,6 +331,7 @@ class TraderService(Service):
         reply: dict[str, Any] = {}
         covered: list[Order] = []
         if on:
+            reply["already_engaged"] = self.risk.kill_switch_engaged
             replaced = self.risk.engage_kill_switch(reason or None)
             if replaced is not None:
                 reply["replaced_reason"] = replaced

@@ -310,7 +310,7 @@ def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stac
     assert Decimal(str(broker["init_margin_change"])) > 0 and Decimal(str(broker["maint_margin_change"])) > 0
     assert preview["order"]["client_order_id"] == "wi-1" and preview["order"]["status"] == "PENDING_SUBMIT"
     text = ok("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if").stdout
-    assert "risk gate: refuses (max_price_deviation)" in text and "commission: 1 USD" in text
+    assert "risk gate: refuses: max_price_deviation" in text and "commission: 1 USD" in text
     assert "margin change: initial 12.5" in text and "nothing was sent" in text
     assert "would send" in text and "limit 50" in text
     assert refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", "50.001", "--what-if").count("use 50.00 or 50.01")
@@ -326,11 +326,12 @@ def test_the_kill_switch_keeps_its_reason_and_says_what_it_cancelled(trading_sta
     working = data("book", "orders", "--open")
     assert sorted(o["client_order_id"] for o in working) == ["ks-1", "ks-1.sl", "ks-1.tp", "ks-2"]
     engaged = ok("kill-switch", "on", "--reason", "runaway strategy").stdout
-    assert "kill switch ENGAGED (runaway strategy)" in engaged
+    assert "kill switch ENGAGED (runaway strategy)" in engaged and "already engaged" not in engaged
     assert "cancelled 4 of the platform's 4 open orders" in engaged
     assert "bracket AAPL.STK: parent ks-1, children ks-1.sl, ks-1.tp" in engaged
     again = data("kill-switch", "on")  # without --reason: the first reason stays
     assert (again["engaged"], again["reason"]) == (True, "runaway strategy") and "replaced_reason" not in again
+    assert again["already_engaged"] is True and "reason kept" in ok("kill-switch", "on").stdout
     assert (again["cancelled"], again["orders"], again["brackets"]) == (0, [], [])
     assert data("kill-switch") == {"engaged": True, "reason": "runaway strategy"}
     replaced = ok("kill-switch", "on", "--reason", "desk closed").stdout

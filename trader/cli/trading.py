@@ -218,6 +218,8 @@ def _what_if(cli: CliContext, request: dict[str, Any]) -> None:
                                           title=f"what if: {order.action} {order.contract.key} (not sent)"))
     for line in sent_prices(result):
         cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
+    cli.console.print(f"market {render.num(result.get('market'))}, a market order would pay about "
+                      f"{render.num(result.get('reference_price'))}", highlight=False)
     preview = result["broker"]
     currency = f" {preview['commission_currency']}" if preview["commission_currency"] else ""
     if preview["commission"] is not None:
@@ -236,7 +238,7 @@ def _what_if(cli: CliContext, request: dict[str, Any]) -> None:
     if risk["passed"]:
         cli.console.print(Text("risk gate: passes", style="green"))
     else:
-        cli.console.print(Text(f"risk gate: refuses ({risk['limit']}): {risk['message']}", style="bold red"))
+        cli.console.print(Text(f"risk gate: refuses: {risk['message']}", style="bold red"))
     cli.console.print("nothing was sent", style="dim")
 
 
@@ -500,7 +502,7 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     keeps the reason in force; a new --reason replaces it (and says which it
     replaced). Engaging reports how many of the platform's open orders IB
     confirmed cancelled and names the bracket legs (parent and children).
-    --json: {engaged, reason, since, cancel_sent, cancelled, cancel_pending,
+    --json: {engaged, reason, since, already_engaged, cancel_sent, cancelled, cancel_pending,
     orders: [{client_order_id, key, parent_id, status}], brackets: [{parent,
     parent_working, key, children}], replaced_reason?, cancel_error?,
     journal_error?}.
@@ -528,14 +530,16 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     result = cli.call_trader("kill_switch", on=state.lower() == "on", reason=reason)
     switch = result["kill_switch"]
     problems = {k: result[k] for k in ("cancel_sent", "cancel_error", "journal_error") if k in result}
-    cancels = {k: result[k] for k in ("replaced_reason", "cancelled", "cancel_pending", "orders", "brackets")
-               if k in result}
+    cancels = {k: result[k] for k in ("already_engaged", "replaced_reason", "cancelled", "cancel_pending", "orders",
+                                      "brackets") if k in result}
     if cli.json:
         cli.emit_json(render.to_jsonable({**switch, **problems, **cancels}))
     elif switch["engaged"]:
         cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): new orders refused", style="bold red"))
         if "replaced_reason" in cancels:
             cli.console.print(f"reason replaced; it was: {cancels['replaced_reason']}", highlight=False)
+        elif result.get("already_engaged"):
+            cli.console.print(f"already engaged since {render.when(switch['since'])}; reason kept", highlight=False)
         for line in _cancel_lines(problems, cancels):
             cli.console.print(line, highlight=False)
     else:
