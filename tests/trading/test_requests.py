@@ -9,6 +9,8 @@ import pytest
 
 from trader.domain import Action, Contract, OrderType, TimeInForce
 from trader.errors import ValidationError
+from trader.strategy import StrategyConfig
+from trader.strategy.sizing import order_for
 from trader.trading.requests import Rounded, build_orders, parse_request, round_to_tick
 
 AAPL = Contract("AAPL", conid=265598)
@@ -163,3 +165,16 @@ def test_a_bracket_is_two_exits_in_one_oca_group_on_the_right_sides() -> None:
     with pytest.raises(ValidationError, match="not on the winning side"):
         build_orders(request(action="SELL", take_profit=195), AAPL, tick=Decimal("0.01"), min_size=Decimal(1),
                      reference_price=Decimal(190))
+
+
+def test_a_strategys_bracket_percentages_are_rounded_onto_the_grid_never_refused() -> None:
+    # A strategy's order carries its config's stop-loss and take-profit percentages, never a typed price:
+    # the prices they give are put on the tick grid here, explicitly, and reported.
+    config = StrategyConfig.model_validate({"stop_loss_percent": "0.3", "take_profit_percent": "0.5"})
+    trade = order_for(config, "momentum", "ES", current=Decimal(0), target=Decimal(2), coid="momentum.es.1")
+    assert trade is not None
+    built = build_orders(parse_request(trade.request), ES, tick=Decimal("0.25"), min_size=Decimal(1),
+                         reference_price=Decimal("5925.25"))
+    assert [o.stop_price or o.limit_price for o in built.children] == [Decimal("5907.50"), Decimal("5955.00")]
+    assert all(p % Decimal("0.25") == 0 for p in (built.children[0].stop_price, built.children[1].limit_price))
+    assert [r.client_order_id for r in built.rounded] == ["momentum.es.1.sl", "momentum.es.1.tp"]
