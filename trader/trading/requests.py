@@ -81,6 +81,8 @@ def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_pric
     ``details``: ``field``, ``price``, ``tick``, ``nearest``), what a real IB
     would refuse with error 110.
     """
+    if tick <= 0:
+        raise ValidationError(f"tick size must be > 0, got {tick}")
     try:
         ticks = price / tick
         if ticks == ticks.to_integral_value():
