@@ -17,6 +17,7 @@ from rich.text import Text
 
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.order_report import cancel_lines, sent_prices, show_what_if
 from trader.errors import BrokerError, Unavailable
 from trader.trading.requests import infer_order_type, new_client_order_id
 
@@ -154,26 +155,6 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         )
 
 
-def sent_prices(result: dict[str, Any]) -> list[str]:
-    """Return one line per order with a price: the prices sent to the broker, and how each rounded one came about."""
-    rounded = {(r["client_order_id"], r["field"]): r for r in result.get("rounded") or ()}
-    lines = []
-    for order in (result["order"], *result["children"]):
-        parts = []
-        for name, label in (("limit_price", "limit"), ("stop_price", "stop"), ("trail_amount", "trail")):
-            price = getattr(order, name)
-            if price is None:
-                continue
-            text = f"{label} {render.num(price)}"
-            why = rounded.get((order.client_order_id, name))
-            if why is not None:
-                text += f" (from {render.num(why['asked'])}: {why['how']})"
-            parts.append(text)
-        if parts:
-            lines.append(f"sent {order.client_order_id}: " + ", ".join(parts))
-    return lines
-
-
 # -- trade buy|sell ------------------------------------------------------------------
 
 
@@ -207,45 +188,10 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
     return request
 
 
-def _what_if(cli: CliContext, request: dict[str, Any]) -> None:
-    """Show what the order would do: the orders as they would go, the broker's costs, the risk gate's verdict."""
-    result = cli.call_trader("what_if", timeout=PLACE_TIMEOUT, **request)
-    if cli.json:
-        cli.emit_json(render.to_jsonable(result))
-        return
-    order = result["order"]
-    cli.console.print(render.orders_table([order, *result["children"]],
-                                          title=f"what if: {order.action} {order.contract.key} (not sent)"))
-    for line in sent_prices(result):
-        cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
-    cli.console.print(f"market {render.num(result.get('market'))}, a market order would pay about "
-                      f"{render.num(result.get('reference_price'))}", highlight=False)
-    preview = result["broker"]
-    currency = f" {preview['commission_currency']}" if preview["commission_currency"] else ""
-    if preview["commission"] is not None:
-        commission = render.num(preview["commission"])
-    elif preview["min_commission"] is not None or preview["max_commission"] is not None:
-        commission = f"{render.num(preview['min_commission'])} to {render.num(preview['max_commission'])}"
-    else:
-        commission = "not given"
-    cli.console.print(f"commission: {commission}{currency}", highlight=False)
-    cli.console.print(f"margin change: initial {render.num(preview['init_margin_change'])}, maintenance "
-                      f"{render.num(preview['maint_margin_change'])}", highlight=False)
-    cli.console.print(f"equity with loan change: {render.num(preview['equity_with_loan_change'])}", highlight=False)
-    if preview["warning"]:
-        cli.console.print(Text(f"broker warning: {preview['warning']}", style="yellow"))
-    risk = result["risk"]
-    if risk["passed"]:
-        cli.console.print(Text("risk gate: passes", style="green"))
-    else:
-        cli.console.print(Text(f"risk gate: refuses: {risk['message']}", style="bold red"))
-    cli.console.print("nothing was sent", style="dim")
-
-
 def _place(cli: CliContext, action: str, symbol: str, options: dict[str, Any]) -> None:
     request = build_request(action, symbol, options)
     if options.get("what_if"):
-        _what_if(cli, request)
+        show_what_if(cli, cli.call_trader("what_if", timeout=PLACE_TIMEOUT, **request))
         return
     cli.confirm_if_live(f"{render.describe(request)}. Send?", yes=options["yes"])
     try:
@@ -477,20 +423,6 @@ def reconnect(cli: CliContext) -> None:
         cli.console.print(f"{done}{status['open_orders']} open orders)", highlight=False)
 
 
-def _cancel_lines(problems: dict[str, Any], cancels: dict[str, Any]) -> list[str]:
-    """Return what the kill switch's cancel did: how many orders, which bracket legs."""
-    if not problems.get("cancel_sent", True):
-        return ["no cancel sent yet (not connected to IB): it goes out when the connection is back"]
-    orders = cancels.get("orders") or []
-    pending = f", {cancels['cancel_pending']} not confirmed yet" if cancels.get("cancel_pending") else ""
-    lines = [f"cancelled {cancels.get('cancelled', 0)} of the platform's {len(orders)} open orders{pending}",
-             "(IB's global cancel: orders placed elsewhere on the account go too)"]
-    for bracket in cancels.get("brackets") or []:
-        parent = bracket["parent"] + ("" if bracket.get("parent_working", True) else " (filled)")
-        lines.append(f"bracket {bracket['key']}: parent {parent}, children {', '.join(bracket['children'])}")
-    return lines
-
-
 @click.command("kill-switch")
 @click.argument("state", required=False, type=click.Choice(["on", "off"], case_sensitive=False))
 @click.option("--reason", default="", help="Why (recorded in the journal).")
@@ -540,7 +472,7 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
             cli.console.print(f"reason replaced; it was: {cancels['replaced_reason']}", highlight=False)
         elif result.get("already_engaged"):
             cli.console.print(f"already engaged since {render.when(switch['since'])}; reason kept", highlight=False)
-        for line in _cancel_lines(problems, cancels):
+        for line in cancel_lines(problems, cancels):
             cli.console.print(line, highlight=False)
     else:
         cli.console.print(Text("kill switch released: orders are accepted again", style="green"))
