@@ -190,8 +190,7 @@ class Desk:
 
     @staticmethod
     def _rounded_json(rounded: tuple[Rounded, ...]) -> list[dict[str, Any]]:
-        return [{"client_order_id": r.client_order_id, "field": r.field, "asked": r.asked, "sent": r.sent,
-                 "how": r.how} for r in rounded]
+        return [dataclasses.asdict(r) for r in rounded]  # client_order_id, field, asked, sent, how
 
     async def what_if(self, data: dict[str, Any]) -> dict[str, Any]:
         """Return what the order ``data`` describes would do, sending nothing and booking nothing.
