@@ -285,10 +285,10 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
 
     placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", off, "--round", "--stop-loss-percent", "2",
                   "--take-profit-percent", "3", "--tif", "gtc", "--id", "tick-1")
-    assert Decimal(placed["order"]["limit_price"]) == up  # x.xx7: the nearest tick is up
+    assert Decimal(str(placed["order"]["limit_price"])) == up  # x.xx7: the nearest tick is up
     asked, sent = (placed["rounded"][0][k] for k in ("asked", "sent"))
-    assert placed["rounded"][0]["field"] == "limit_price" and Decimal(asked) == Decimal(off)
-    assert Decimal(sent) == up and placed["rounded"][0]["how"] == "nearest tick 0.01"
+    assert placed["rounded"][0]["field"] == "limit_price" and Decimal(str(asked)) == Decimal(off)
+    assert Decimal(str(sent)) == up and placed["rounded"][0]["how"] == "nearest tick 0.01"
     assert [r["client_order_id"] for r in placed["rounded"]] == ["tick-1", "tick-1.sl", "tick-1.tp"]
 
     table = ok("trade", "buy", "AAPL", "-q", "1", "--limit", str(low), "--id", "tick-2").stdout
@@ -296,7 +296,7 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
     lower = low - 1
     error = refused(3, "book", "modify", "tick-2", "--limit", f"{lower}3")
     assert f"use {lower} or {lower + Decimal('0.01')}" in error
-    assert Decimal(data("book", "orders", "--open")[-1]["limit_price"]) == low  # unchanged
+    assert Decimal(str(data("book", "orders", "--open")[-1]["limit_price"])) == low  # unchanged
     modified = ok("book", "modify", "tick-2", "--limit", f"{lower}3", "--round").stdout
     assert f"sent tick-2: limit {lower} (from {lower}3: nearest tick 0.01)" in modified
 
