@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings, TradingHours
+from trader.domain import Order, OrderStatus
 from trader.errors import NotFound, TraderError
 from trader.messaging.rpc import MethodRegistry
 from trader.retry import RetryPolicy
@@ -46,6 +47,8 @@ DAY_CHECK_INTERVAL = 30.0  # how often a new trading day is looked for
 #: until it succeeds the desk refuses orders, so a long outage costs at most RESYNC_RETRY.cap once it ends.
 RESYNC_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
 RESYNC_ERRORS = (RedisError, OSError, TraderError)
+KILL_CONFIRM_WAIT = 2.0  # how long the kill switch waits for IB to confirm its cancels before it answers
+_CANCELLED = frozenset({OrderStatus.CANCELLED, OrderStatus.API_CANCELLED})
 
 
 class TraderService(Service):
@@ -72,7 +75,7 @@ class TraderService(Service):
         self.resync_error: str | None = None  # why the last re-sync attempt failed, while it is retried
 
     def register_methods(self, registry: MethodRegistry) -> None:
-        for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "modify_order",
+        for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",
                      "cancel_order", "cancel_all", "close_positions", "snapshot", "snapshots", "resolve", "subscribe", "unsubscribe",
                      "subscriptions", "history", "kill_switch", "reconnect", "reconcile"):
             registry.register(name, getattr(self, name), urgent=name == "kill_switch")
@@ -328,6 +331,10 @@ class TraderService(Service):
         return {"account": closer.account(account), "strategy": strategy,
                 "positions": [p.describe() for p in plans]}
 
+    async def what_if(self, **order: Any) -> dict[str, Any]:
+        """Return what an order would do (commission, margin, the risk gate's verdict); nothing is sent."""
+        return await self._desk().what_if(order)
+
     async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
         """Change a working order's quantity, limit/stop price or trail."""
         return await self._desk().modify(client_order_id, **changes)
@@ -347,15 +354,24 @@ class TraderService(Service):
         journal entry is written: an emergency stop does not wait for Redis. A
         failed journal write is logged and reported in the reply (``journal_error``):
         the switch holds in this process, but a restart would not know of it.
+        Engaging again without a reason keeps the reason in force; a new one
+        replaces it (``replaced_reason``; ``already_engaged`` says whether it was). The reply names the platform's open
+        orders the cancel covered (``orders``, ``brackets``: each parent with its
+        children) and how many of them IB confirmed cancelled within
+        ``KILL_CONFIRM_WAIT`` seconds (``cancelled``; ``cancel_pending`` the rest).
         """
         assert self.recorder is not None
         on = bool(on)
-        why = (reason or "manual") if on else reason
         reply: dict[str, Any] = {}
+        covered: list[Order] = []
         if on:
-            self.risk.engage_kill_switch(why)
+            reply["already_engaged"] = self.risk.kill_switch_engaged
+            replaced = self.risk.engage_kill_switch(reason or None)
+            if replaced is not None:
+                reply["replaced_reason"] = replaced
             cancelled = False
             if self.adapter.connected:  # an emergency stop: every open order of the account, ours or not
+                covered = self.book.orders(open_only=True)
                 error = self._cancel_everything()  # the switch is engaged and journalled all the same
                 cancelled = error is None
                 if error is not None:
@@ -363,6 +379,7 @@ class TraderService(Service):
             reply["cancel_sent"] = cancelled
         else:
             self.risk.release_kill_switch()
+        why = self.risk.kill_switch_reason if on else reason
         try:
             await self.recorder.write({"type": "kill_switch", "engaged": on, "reason": why},
                                       "risk.kill_switch", {"engaged": on, "reason": why})
@@ -370,7 +387,38 @@ class TraderService(Service):
             log.error("kill switch %s but not journalled (%s: %s): a restart would not know it",
                       "engaged" if on else "released", type(exc).__name__, exc)
             reply["journal_error"] = f"{type(exc).__name__}: {exc}"
+        if on:
+            reply.update(await self._cancelled(covered if reply.get("cancel_sent") else []))
         return {**self.risk.status(), **reply}
+
+    async def _cancelled(self, covered: list[Order]) -> dict[str, Any]:
+        """Wait a moment for IB to confirm the cancels; return the orders covered, brackets named, and the counts."""
+        deadline = time.monotonic() + KILL_CONFIRM_WAIT
+        while any(not self.book.order(o.client_order_id).is_done for o in covered) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        now = [self.book.order(o.client_order_id) for o in covered]
+        ids = {o.client_order_id for o in now}
+        brackets: dict[str, dict[str, Any]] = {}
+        for order in now:
+            if order.parent_id is None:
+                continue
+            parent = order.parent_id
+            entry = brackets.setdefault(parent, {"parent": parent if parent in ids else None, "key": order.contract.key,
+                                                 "children": []})
+            entry["children"].append(order.client_order_id)
+        for parent, entry in brackets.items():
+            if entry["parent"] is None:  # the parent had filled: only its children were working
+                entry["parent"] = parent
+                entry["parent_working"] = False
+            else:
+                entry["parent_working"] = True
+        return {
+            "cancelled": sum(1 for o in now if o.status in _CANCELLED),
+            "cancel_pending": sum(1 for o in now if not o.is_done),
+            "orders": [{"client_order_id": o.client_order_id, "key": o.contract.key, "parent_id": o.parent_id,
+                        "status": o.status} for o in now],
+            "brackets": list(brackets.values()),
+        }
 
     async def reconnect(self) -> dict[str, Any]:
         """Drop the IB connection and make it again; return the status once re-synced (or after 15 s)."""

@@ -33,7 +33,7 @@ def assert_is_a_broker(broker: object) -> None:
     assert isinstance(broker, Broker)
     members = protocol_members()
     assert {"place_orders", "cancel_all_orders", "open_orders", "completed_orders", "executions", "history",
-            "contract_details", "quote", "order_updates", "fills", "connection"} <= set(members)
+            "contract_details", "quote", "order_updates", "fills", "connection", "what_if"} <= set(members)
     for name, wanted in members.items():
         assert hasattr(broker, name), name
         if wanted is None or isinstance(wanted, property):

@@ -79,6 +79,16 @@ def test_a_status_report_names_ibs_last_error_and_an_unknown_status() -> None:
     assert report.avg_fill_price is None, "nothing filled: no average price, whatever IB writes"
 
 
+def test_an_order_ib_refused_is_rejected_with_ibs_reason_not_cancelled() -> None:
+    t = trade(placed(), 7, "Cancelled")
+    t.log.append(ib_async.TradeLogEntry(T0, "Cancelled", "Error 110, reqId 7: The price does not conform to the "
+                                                         "minimum price variation for this contract.", 110))
+    report = order_update(t)
+    assert report.status is OrderStatus.REJECTED and "minimum price variation" in report.reason
+    t.log.append(ib_async.TradeLogEntry(T0, "Cancelled", "Order Canceled - reason:cancelled by client", 202))
+    assert order_update(t).status is OrderStatus.CANCELLED  # a cancel is a cancel
+
+
 def test_an_order_report_carries_the_order_as_placed_and_its_parent() -> None:
     child = placed("c1-tp", parent_id="c1", action=Action.SELL)
     report = order_report(trade(child, 8, "PreSubmitted", remaining=10.0), "c1")

@@ -208,8 +208,7 @@ def test_a_live_service_is_confirmed_whatever_profile_the_cli_was_given(stack_en
     with started_trading_stack(stack_env, TRADER_TRADING__LIVE="true"):
         declined = trader("trade", "buy", "AAPL", "-q", "1e3", "--limit", "1e2", "--id", "svc-live", stdin="n\n")
         assert declined.exit_code == 1
-        assert "LIVE account: BUY 1000 AAPL LMT limit 100 DAY id svc-live (prices go onto the tick grid" in (
-            declined.stderr)
+        assert "LIVE account: BUY 1000 AAPL LMT limit 100 DAY id svc-live. Send?" in declined.stderr
         assert "svc-live" not in {o["client_order_id"] for o in data("book")}
         bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
         placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", str(bid - 3), "--id", "svc-rest", "--yes")
@@ -303,3 +302,71 @@ def test_status_shows_trader_service_under_pycron(stack_env: StackEnv) -> None:
         assert all(s in table for s in ("RUNNING", "kill switch", "0 open of 0", "paper"))
     finally:
         ok("down", "--timeout", "30")
+
+
+def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_are_shown(
+    trading_stack: TradingStack,
+) -> None:
+    bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
+    low = (bid * Decimal("0.97")).quantize(Decimal("0.01"))
+    off = f"{low}7"  # one digit past the tick: never a tie
+    up = low + Decimal("0.01")
+    error = refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", off, "--id", "tick-1")
+    assert f"limit price {off} is not a multiple of AAPL's tick 0.01: use {low} or {up}, or --round" in error
+    assert "tick-1" not in {o["client_order_id"] for o in data("book")}  # nothing sent, nothing booked
+
+    placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", off, "--round", "--stop-loss-percent", "2",
+                  "--take-profit-percent", "3", "--tif", "gtc", "--id", "tick-1")
+    assert Decimal(str(placed["order"]["limit_price"])) == up  # x.xx7: the nearest tick is up
+    asked, sent = (placed["rounded"][0][k] for k in ("asked", "sent"))
+    assert placed["rounded"][0]["field"] == "limit_price" and Decimal(str(asked)) == Decimal(off)
+    assert Decimal(str(sent)) == up and placed["rounded"][0]["how"] == "nearest tick 0.01"
+    assert [r["client_order_id"] for r in placed["rounded"]] == ["tick-1", "tick-1.sl", "tick-1.tp"]
+
+    table = ok("trade", "buy", "AAPL", "-q", "1", "--limit", str(low), "--id", "tick-2").stdout
+    assert f"sent tick-2: limit {low}\n" in table
+    lower = low - 1
+    error = refused(3, "book", "modify", "tick-2", "--limit", f"{lower}3")
+    assert f"use {lower} or {lower + Decimal('0.01')}" in error
+    assert Decimal(str(data("book", "orders", "--open")[-1]["limit_price"])) == low  # unchanged
+    modified = ok("book", "modify", "tick-2", "--limit", f"{lower}3", "--round").stdout
+    assert f"sent tick-2: limit {lower} (from {lower}3: nearest tick 0.01)" in modified
+
+
+def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stack: TradingStack) -> None:
+    before = data("book")
+    preview = data("trade", "sell", "AAPL", "-q", "100", "--what-if", "--id", "wi-1")
+    assert preview["risk"] == {"passed": True, "limit": None, "message": ""}
+    broker = preview["broker"]
+    assert Decimal(str(broker["commission"])) > 0 and broker["commission_currency"] == "USD"
+    assert Decimal(str(broker["init_margin_change"])) > 0 and Decimal(str(broker["maint_margin_change"])) > 0
+    assert preview["order"]["client_order_id"] == "wi-1" and preview["order"]["status"] == "PENDING_SUBMIT"
+    text = ok("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if").stdout
+    assert "risk gate: refuses: max_price_deviation" in text and "commission: 1 USD" in text
+    assert "margin change: initial 12.5" in text and "nothing was sent" in text
+    assert "would send" in text and "limit 50" in text
+    assert refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", "50.001", "--what-if").count("use 50.00 or 50.01")
+    assert data("book") == before  # nothing booked, nothing journalled
+
+
+def test_the_kill_switch_keeps_its_reason_and_says_what_it_cancelled(trading_stack: TradingStack) -> None:
+    bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
+    low = (bid * Decimal("0.97")).quantize(Decimal("0.01"))
+    ok("trade", "buy", "AAPL", "-q", "1", "--limit", str(low), "--stop-loss-percent", "2", "--take-profit-percent",
+       "3", "--tif", "gtc", "--id", "ks-1")
+    ok("trade", "buy", "AAPL", "-q", "1", "--limit", str(low), "--id", "ks-2")
+    working = data("book", "orders", "--open")
+    assert sorted(o["client_order_id"] for o in working) == ["ks-1", "ks-1.sl", "ks-1.tp", "ks-2"]
+    engaged = ok("kill-switch", "on", "--reason", "runaway strategy").stdout
+    assert "kill switch ENGAGED (runaway strategy)" in engaged and "already engaged" not in engaged
+    assert "cancelled 4 of the platform's 4 open orders" in engaged
+    assert "bracket AAPL.STK: parent ks-1, children ks-1.sl, ks-1.tp" in engaged
+    again = data("kill-switch", "on")  # without --reason: the first reason stays
+    assert (again["engaged"], again["reason"]) == (True, "runaway strategy") and "replaced_reason" not in again
+    assert again["already_engaged"] is True and "reason kept" in ok("kill-switch", "on").stdout
+    assert (again["cancelled"], again["orders"], again["brackets"]) == (0, [], [])
+    assert data("kill-switch") == {"engaged": True, "reason": "runaway strategy"}
+    replaced = ok("kill-switch", "on", "--reason", "desk closed").stdout
+    assert "ENGAGED (desk closed)" in replaced and "reason replaced; it was: runaway strategy" in replaced
+    assert data("kill-switch")["reason"] == "desk closed"
+    ok("kill-switch", "off")

@@ -3,7 +3,8 @@
 Tests set what the broker holds (``held_positions``, ``held_portfolio``,
 ``held_values``, ``held_orders``, ``held_executions``) and push events on its
 streams as the broker would; it records what the platform asked of it
-(``sent``, ``modified``, ``cancelled``, ``global_cancels``). It satisfies
+(``sent``, ``modified``, ``cancelled``, ``global_cancels``, ``what_ifs``); ``preview`` is its
+answer to a what-if order. It satisfies
 :class:`~trader.brokers.base.Broker` (tests/brokers/test_broker_seam.py checks).
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
+from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import NotFound, Unavailable
 
@@ -52,6 +53,8 @@ class BrokerDouble:
         self.modified: list[Order] = []
         self.cancelled: list[str] = []
         self.global_cancels = 0
+        self.what_ifs: list[Order] = []
+        self.preview = OrderPreview(Decimal(1), Decimal(1), Decimal(1), "USD", Decimal(0), Decimal(0), Decimal(-1))
         self.handles: dict[str, int | None] = {}  # client order id -> broker order id sent under it
         self.streams: dict[str, set[str]] = {}
         self._next_id = 1
@@ -96,6 +99,11 @@ class BrokerDouble:
         for order in orders:
             self.sent.append(order)
             self.handles[order.client_order_id] = order.broker_order_id
+
+    async def what_if(self, order: Order, timeout: float = 10.0) -> OrderPreview:
+        self.require_connection()
+        self.what_ifs.append(order)
+        return self.preview
 
     def has_order(self, client_order_id: str) -> bool:
         return client_order_id in self.handles

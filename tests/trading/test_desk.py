@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -9,9 +11,19 @@ import pytest
 import redis.asyncio
 
 from tests.trading.broker_double import BrokerDouble
-from trader.brokers.records import OrderReport
+from trader.brokers.records import ContractDetails, OrderReport, Quote
 from trader.config import RiskSettings
-from trader.domain import AccountValue, Action, Contract, Fill, Order, OrderStatus, Position
+from trader.domain import (
+    AccountValue,
+    Action,
+    Contract,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+)
+from trader.errors import ValidationError
 from trader.trading.book import Book
 from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
@@ -99,3 +111,60 @@ def test_status_reports_move_the_booked_order(broker: BrokerDouble) -> None:
     assert book.order("c1").status is OrderStatus.CANCELLED and desk.result("c1")["reason"] == "Cancelled by you"
     broker.order_updates.on_next(report(None, OrderStatus.FILLED, broker_order_id=70, perm_id=990))  # not ours
     assert [o.client_order_id for o in book.orders()] == ["c1"] and desk.recorder.pending == 3
+
+
+def priced_desk(broker: BrokerDouble, book: Book) -> Desk:
+    """Return a synced desk whose broker knows AAPL (tick 0.01) and quotes it 229.10 / 229.14."""
+    broker.details["AAPL"] = [ContractDetails(AAPL, Decimal("0.01"), Decimal(1))]
+    broker.quotes[AAPL.key] = Quote(Decimal("229.10"), Decimal("229.14"), None)
+    desk = desk_for(broker, book)
+    desk.synced = True
+    return desk
+
+
+def test_an_off_tick_price_is_refused_by_the_desk_with_the_nearest_prices_and_nothing_is_sent(
+        broker: BrokerDouble) -> None:
+    asyncio.run(_off_tick_refused(broker))
+
+
+async def _off_tick_refused(broker: BrokerDouble) -> None:
+    book = Book()
+    desk = priced_desk(broker, book)
+    with pytest.raises(ValidationError, match="limit price 229.123 is not a multiple of AAPL's tick 0.01: "
+                                              "use 229.12 or 229.13, or --round"):
+        await desk.place({"symbol": "AAPL", "action": "BUY", "quantity": 1, "limit_price": "229.123",
+                          "client_order_id": "off"})
+    assert broker.sent == [] and book.get("off") is None
+    book.put_order(Order("w1", AAPL, Action.BUY, Decimal(1), OrderType.LMT, limit_price=Decimal("229.00"),
+                         status=OrderStatus.SUBMITTED, broker_order_id=5))
+    broker.handles["w1"] = 5
+    with pytest.raises(ValidationError, match="stop price 229.001 is not a multiple of AAPL's tick 0.01"):
+        await desk.modify("w1", stop_price="229.001")
+    with pytest.raises(ValidationError, match="limit price 228.999 .* use 228.99 or 229.00"):
+        await desk.modify("w1", limit_price="228.999")
+    assert broker.modified == [] and book.order("w1").limit_price == Decimal("229.00")
+
+
+def test_a_what_if_order_reports_the_broker_preview_and_the_risk_verdict_and_sends_nothing(
+        broker: BrokerDouble) -> None:
+    asyncio.run(_what_if(broker))
+
+
+async def _what_if(broker: BrokerDouble) -> None:
+    book = Book()
+    desk = priced_desk(broker, book)
+    desk.risk.update(RiskSettings(max_order_quantity=Decimal(50)))
+    small = await desk.what_if({"symbol": "AAPL", "action": "BUY", "quantity": 10, "limit_price": "229.10",
+                                "stop_loss_percent": "1"})
+    assert small["risk"] == {"passed": True, "limit": None, "message": ""}
+    assert small["broker"] == dataclasses.asdict(broker.preview) and small["order"].limit_price == Decimal("229.10")
+    assert [c.stop_price for c in small["children"]] == [Decimal("226.81")]  # 226.809 -> the nearest tick
+    assert [(r["field"], r["sent"]) for r in small["rounded"]] == [("stop_price", Decimal("226.81"))]
+    big = await desk.what_if({"symbol": "AAPL", "action": "SELL", "quantity": 100, "client_order_id": "big"})
+    assert not big["risk"]["passed"] and big["risk"]["limit"] == "max_order_quantity"
+    assert big["risk"]["client_order_id"] == "big" and "exceeds 50" in big["risk"]["message"]
+    assert [o.quantity for o in broker.what_ifs] == [Decimal(10), Decimal(100)]  # the entries only
+    assert broker.sent == [] and len(book) == 0 and desk.recorder.pending == 0
+    assert desk.risk.orders_last_minute() == 0
+    with pytest.raises(ValidationError, match="use 229.12 or 229.13"):
+        await desk.what_if({"symbol": "AAPL", "action": "BUY", "quantity": 1, "limit_price": "229.123"})

@@ -9,7 +9,9 @@ import pytest
 
 from trader.domain import Action, Contract, OrderType, TimeInForce
 from trader.errors import ValidationError
-from trader.trading.requests import build_orders, parse_request, round_to_tick
+from trader.strategy import StrategyConfig
+from trader.strategy.sizing import order_for
+from trader.trading.requests import Rounded, build_orders, parse_request, round_to_tick
 
 AAPL = Contract("AAPL", conid=265598)
 ES = Contract("ES", "FUT", exchange="CME", expiry="20261218", multiplier=Decimal(50), local_symbol="ESZ6",
@@ -68,24 +70,61 @@ def test_bad_requests_name_the_field(fields: dict[str, Any], named: str) -> None
     assert named in str(info.value)
 
 
-def test_prices_are_rounded_to_the_tick_a_limit_toward_the_caller() -> None:
-    def entry(**fields: Any) -> Any:
-        return build_orders(request(**fields), ES, tick=Decimal("0.25"), min_size=Decimal(1),
-                            reference_price=None).entry
+def es_orders(**fields: Any) -> Any:
+    return build_orders(request(symbol="ES", **fields), ES, tick=Decimal("0.25"), min_size=Decimal(1),
+                        reference_price=Decimal(5925))
 
-    # A limit never pays more, or takes less, than asked: a buy's goes down, a sell's up.
-    assert entry(limit_price=5925.13).limit_price == Decimal("5925.00")
-    assert entry(limit_price=5925.24).limit_price == Decimal("5925.00")
-    assert entry(action="SELL", limit_price=5925.01).limit_price == Decimal("5925.25")
-    assert entry(limit_price=5925.25).limit_price == Decimal("5925.25")  # on the grid already
-    assert entry(stop_price=5925.13).stop_price == Decimal("5925.25")  # a stop: the nearest tick
-    built = build_orders(request(limit_price=100.02, take_profit=110.017, stop_loss=95.013), AAPL,
-                         tick=Decimal("0.01"), min_size=Decimal(1), reference_price=None)
-    assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("100.02"), Decimal("95.01"),
-                                                                  Decimal("110.02")]  # the take profit sells: up
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"limit_price": "6000.1"}, "limit price 6000.1 is not a multiple of ES's tick 0.25: use 6000.00 or 6000.25"),
+        ({"stop_price": "5925.13"}, "stop price 5925.13 is not a multiple of ES's tick 0.25: use 5925.00 or 5925.25"),
+        ({"trail_amount": "1.1"}, "trail amount 1.1 is not a multiple of ES's tick 0.25: use 1.00 or 1.25"),
+        ({"stop_loss": "5900.1"}, "stop loss 5900.1 is not a multiple of ES's tick 0.25: use 5900.00 or 5900.25"),
+        ({"take_profit": "5950.3"}, "take profit 5950.3 is not a multiple of ES's tick 0.25: use 5950.25 or 5950.50"),
+        ({"limit_price": "0.1"}, "limit price 0.1 is not a multiple of ES's tick 0.25: use 0.25,"),
+    ],
+)
+def test_a_typed_price_off_the_tick_grid_is_refused_with_the_nearest_valid_prices(
+        fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        es_orders(**fields)
+    assert str(info.value).startswith(message) and "--round" in str(info.value)
+    assert info.value.details["field"] == message.split(" ")[0] + "_" + message.split(" ")[1]
+
+
+def test_an_off_tick_aapl_limit_names_both_neighbours() -> None:
+    with pytest.raises(ValidationError, match=r"229.123 is not a multiple of AAPL's tick 0.01: use 229.12 or 229.13"):
+        build_orders(request(limit_price="229.123"), AAPL, tick=Decimal("0.01"), min_size=Decimal(1),
+                     reference_price=None)
+
+
+def test_prices_on_the_grid_go_as_typed_and_round_prices_takes_the_nearest_tick_and_says_so() -> None:
+    built = es_orders(limit_price="5925.25", stop_loss="5900", take_profit="5950.5")
+    assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("5925.25"), Decimal(5900),
+                                                                  Decimal("5950.5")]
+    assert built.rounded == ()
+    built = es_orders(client_order_id="r1", limit_price="6000.1", round_prices=True)
+    assert built.entry.limit_price == Decimal("6000.00")
+    assert built.rounded == (Rounded("r1", "limit_price", Decimal("6000.1"), Decimal("6000.00"), "nearest tick 0.25"),)
+    # the nearest, whichever the side: a buy's limit may go up, a sell's down
+    assert es_orders(limit_price="6000.2", round_prices=True).entry.limit_price == Decimal("6000.25")
+    assert es_orders(action="SELL", limit_price="6000.1", round_prices=True).entry.limit_price == Decimal("6000.00")
     assert round_to_tick(Decimal("187.125"), Decimal("0.01")) == Decimal("187.12")  # ties to even
     with pytest.raises(ValidationError, match="below one tick"):
         round_to_tick(Decimal("0.001"), Decimal("0.01"))
+
+
+def test_percent_bracket_prices_are_always_rounded_to_the_nearest_tick_and_reported() -> None:
+    built = es_orders(client_order_id="p1", limit_price="5925", stop_loss_percent="0.3", take_profit_percent="0.5")
+    sl, tp = built.children
+    # 5925 x 0.997 = 5907.225 -> 5907.25; 5925 x 1.005 = 5954.625 -> 5954.50 (a tie: to the even tick)
+    assert (sl.stop_price, tp.limit_price) == (Decimal("5907.25"), Decimal("5954.50"))
+    assert [(r.client_order_id, r.field, r.asked, r.sent) for r in built.rounded] == [
+        ("p1.sl", "stop_price", Decimal("5907.225"), Decimal("5907.25")),
+        ("p1.tp", "limit_price", Decimal("5954.625"), Decimal("5954.50"))]
+    assert built.rounded[0].how == "0.3% below 5925.00, nearest tick 0.25"
 
 
 @pytest.mark.parametrize("fields", [{"limit_price": "1E+30"}, {"limit_price": "5E+26", "take_profit": "2E+27"}])
@@ -126,3 +165,16 @@ def test_a_bracket_is_two_exits_in_one_oca_group_on_the_right_sides() -> None:
     with pytest.raises(ValidationError, match="not on the winning side"):
         build_orders(request(action="SELL", take_profit=195), AAPL, tick=Decimal("0.01"), min_size=Decimal(1),
                      reference_price=Decimal(190))
+
+
+def test_a_strategys_bracket_percentages_are_rounded_onto_the_grid_never_refused() -> None:
+    # A strategy's order carries its config's stop-loss and take-profit percentages, never a typed price:
+    # the prices they give are put on the tick grid here, explicitly, and reported.
+    config = StrategyConfig.model_validate({"stop_loss_percent": "0.3", "take_profit_percent": "0.5"})
+    trade = order_for(config, "momentum", "ES", current=Decimal(0), target=Decimal(2), coid="momentum.es.1")
+    assert trade is not None
+    built = build_orders(parse_request(trade.request), ES, tick=Decimal("0.25"), min_size=Decimal(1),
+                         reference_price=Decimal("5925.25"))
+    assert [o.stop_price or o.limit_price for o in built.children] == [Decimal("5907.50"), Decimal("5955.00")]
+    assert all(p % Decimal("0.25") == 0 for p in (built.children[0].stop_price, built.children[1].limit_price))
+    assert [r.client_order_id for r in built.rounded] == ["momentum.es.1.sl", "momentum.es.1.tp"]

@@ -452,8 +452,13 @@ def test_kill_switch_refuses_everything_until_released() -> None:
     assert_refused(g, intent(action=Action.SELL, reduces_only=True), "kill_switch",
                    e=exposure(positions={"AAPL.STK": D(100)}))
     clock.advance(5)
-    g.engage_kill_switch("still running")
+    assert g.engage_kill_switch() is None  # engaged again without a reason: the first one is kept
+    assert (g.kill_switch_reason, g.kill_switch_since) == ("runaway strategy", T0)
+    assert g.engage_kill_switch("runaway strategy") is None  # the same reason replaces nothing
+    assert g.engage_kill_switch("still running") == "runaway strategy"  # a new reason replaces it, and says which
     assert (g.kill_switch_reason, g.kill_switch_since) == ("still running", T0)
+    g.release_kill_switch()
+    assert g.engage_kill_switch() is None and g.kill_switch_reason == "manual"  # none given at all
     g.release_kill_switch()
     assert not g.kill_switch_engaged
     assert (g.kill_switch_reason, g.kill_switch_since) == (None, None)

@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
+from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 
 __all__ = ["Broker"]
@@ -106,6 +106,14 @@ class Broker(Protocol):
         the broker acts on none of them until the last is in. The sends come
         last: nothing that can wait runs after them. A send that fails raises,
         and the orders before it were sent.
+        """
+        ...
+
+    async def what_if(self, order: Order, timeout: float = 10.0) -> OrderPreview:
+        """Return what ``order`` would cost (commission, margin) were it sent; nothing is placed.
+
+        A refusal by the broker (a price off the tick grid, an unknown
+        contract) is a BrokerError with the broker's code and message.
         """
         ...
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from trader.domain import Contract, Order, OrderStatus, SecType
 
-__all__ = ["ContractDetails", "ContractQuery", "OrderReport", "Quote"]
+__all__ = ["ContractDetails", "ContractQuery", "OrderPreview", "OrderReport", "Quote"]
 
 
 class OrderReport(NamedTuple):
@@ -46,6 +46,29 @@ class OrderReport(NamedTuple):
     avg_fill_price: Decimal | None = None
     reason: str = ""
     order: Order | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPreview:
+    """What the broker says an order would do, were it sent (IB's what-if order); ``None`` where it says nothing.
+
+    The margin figures are the account's, in its base currency: ``*_change``
+    what the order adds, ``*_after`` the total with it. IB gives a commission
+    range (``min_commission``..``max_commission``) when it cannot know the
+    exact figure; ``warning`` is its warning text.
+    """
+
+    commission: Decimal | None
+    min_commission: Decimal | None
+    max_commission: Decimal | None
+    commission_currency: str
+    init_margin_change: Decimal | None
+    maint_margin_change: Decimal | None
+    equity_with_loan_change: Decimal | None
+    init_margin_after: Decimal | None = None
+    maint_margin_after: Decimal | None = None
+    equity_with_loan_after: Decimal | None = None
+    warning: str = ""
 
 
 class Quote(NamedTuple):

@@ -149,8 +149,9 @@ def describe(request: Mapping[str, Any]) -> str:
     words += [request["tif"], *(["outside RTH"] if request.get("outside_rth") else []),
               f"id {request['client_order_id']}"]
     text = " ".join(words)
-    if any(name in request for name in ("limit_price", "stop_price", "stop_loss", "take_profit")):
-        text += " (prices go onto the tick grid, a buy's limit down and a sell's up)"
+    if request.get("round_prices") and any(name in request for name in ("limit_price", "stop_price",
+                                                                         "trail_amount", "stop_loss", "take_profit")):
+        text += " (prices off the tick grid go to the nearest tick)"
     return text
 
 

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.order_report import cancel_lines, sent_prices, show_what_if
 from trader.errors import BrokerError, NotFound, Unavailable, error_from_wire
 from trader.trading.requests import infer_order_type, new_client_order_id
 
@@ -103,11 +104,20 @@ _size_and_prices = _options(
 )
 
 
+ROUND_OPTION = click.option(
+    "--round", "round_prices", is_flag=True,
+    help="Put a price off the tick grid on the nearest tick (default: refuse it, naming the nearest ones).")
+
+
 def order_options(fn: Callable[..., Any]) -> Any:
     """Add the options of an order: size, prices, bracket, time in force, id, strategy, hints."""
     tif = click.Choice(["DAY", "GTC", "IOC", "FOK"], case_sensitive=False)
     for option in (
         click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live."),
+        click.option("--what-if", is_flag=True,
+                     help="Ask the broker what the order would cost (commission, margin) and the risk gate "
+                          "whether it passes; nothing is sent."),
+        ROUND_OPTION,
         hint_options,
         click.option("--strategy", default="manual", show_default=True, help="Who places it."),
         click.option("--account", default=None, help="The account (when the login manages several)."),
@@ -146,6 +156,8 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         cli.emit_json(render.to_jsonable(result))
     else:
         cli.console.print(render.orders_table([order, *result["children"]], title=title))
+        for line in sent_prices(result):
+            cli.console.print(line, highlight=False)
         if reason:
             cli.console.print(Text(f"reason: {reason}", style="yellow"))
     failed = [o for o in (order, *result["children"]) if o.status in render.FAILED]  # a bracket leg too
@@ -184,6 +196,8 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
         **hints(options),
         **({"account": options["account"]} if options.get("account") else {}),
     }
+    if options.get("round_prices"):
+        request["round_prices"] = True
     for name in ("quantity", "amount", *PRICES, *BRACKET):
         if options[name] is not None:
             request[name] = options[name]
@@ -192,6 +206,9 @@ def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str
 
 def _place(cli: CliContext, action: str, symbol: str, options: dict[str, Any]) -> None:
     request = build_request(action, symbol, options)
+    if options.get("what_if"):
+        show_what_if(cli, cli.call_trader("what_if", timeout=PLACE_TIMEOUT, **request))
+        return
     cli.confirm_if_live(f"{render.describe(request)}. Send?", yes=options["yes"])
     try:
         result = cli.call_trader("place_order", timeout=PLACE_TIMEOUT, retries=1, **request)
@@ -213,6 +230,27 @@ def trade() -> None:
 
     A bracket (--stop-loss*, --take-profit*) adds a stop-loss and a take-profit
     order that close the position, one cancelling the other.
+
+    A price off the instrument's tick grid is refused with the nearest valid
+    prices (as IB refuses it, error 110); --round puts it on the nearest
+    tick instead. Bracket prices given in percent are always rounded to the
+    nearest tick. The output ends with the prices sent, and how each rounded
+    one came about; --json adds "rounded": [{client_order_id, field, asked,
+    sent, how}] to {order, children, reason}.
+
+    --what-if sends nothing: it shows the orders as they would go, IB's
+    commission and margin changes and the risk gate's verdict. --json:
+    {order, children, rounded, risk: {passed, limit, message}, broker:
+    {commission, min_commission, max_commission, commission_currency,
+    init_margin_change, maint_margin_change, equity_with_loan_change, ...,
+    warning}, market, reference_price}.
+
+    \b
+    Examples:
+      trader trade buy AAPL -q 10 --limit 229.12
+      trader trade buy ES -q 1 --limit 6000.1 --round
+      trader trade buy AAPL -q 10 --limit 229.12 --stop-loss-percent 2
+      trader trade sell AAPL -q 100 --what-if
     """
 
 
@@ -341,15 +379,33 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
 @click.option("--stop", "stop_price", type=DECIMAL, help="New stop price.")
 @click.option("--trail-amount", type=DECIMAL, help="New trailing distance in price.")
 @click.option("--trail-percent", type=DECIMAL, help="New trailing distance in percent.")
+@ROUND_OPTION
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
 @pass_cli
-def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Decimal | None) -> None:
-    """Change a working order's quantity, prices or trail."""
+def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: bool,
+                **changes: Decimal | None) -> None:
+    """Change a working order's quantity, prices or trail.
+
+    A price off the instrument's tick grid is refused with the nearest valid
+    prices; with --round it goes to the nearest tick. The output ends with
+    the prices sent ("sent ID: limit 229.12 (from 229.123: nearest tick
+    0.01)"); --json adds "rounded": [{client_order_id, field, asked, sent,
+    how}].
+
+    \b
+    Examples:
+      trader book modify 3f2a9c1b7d10 --limit 229.15
+      trader book modify 3f2a9c1b7d10 --limit 229.123 --round
+    """
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         raise click.UsageError("nothing to change: give --quantity, --limit, --stop or a trail")
     what = ", ".join(f"{name.replace('_', ' ')} {render.num(value)}" for name, value in given.items())
+    if round_prices:
+        what += " (rounded to the nearest tick)"
     cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
+    if round_prices:
+        given["round_prices"] = True
     result = cli.call_trader("modify_order", client_order_id, **given)
     show_result(cli, result, f"modified {client_order_id}")
 
@@ -553,7 +609,20 @@ def reconnect(cli: CliContext) -> None:
 def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     """Engage (on: cancel every open order, refuse new ones) or release (off) the kill switch.
 
-    Without STATE, show whether it is engaged.
+    Without STATE, show whether it is engaged. `on` again without --reason
+    keeps the reason in force; a new --reason replaces it (and says which it
+    replaced). Engaging reports how many of the platform's open orders IB
+    confirmed cancelled and names the bracket legs (parent and children).
+    --json: {engaged, reason, since, already_engaged, cancel_sent, cancelled, cancel_pending,
+    orders: [{client_order_id, key, parent_id, status}], brackets: [{parent,
+    parent_working, key, children}], replaced_reason?, cancel_error?,
+    journal_error?}.
+
+    \b
+    Examples:
+      trader kill-switch on --reason "runaway strategy"
+      trader kill-switch on          (again: the reason is kept)
+      trader kill-switch off
     """
     if reason and state is None:
         raise click.UsageError("--reason goes with `kill-switch on` (or off)")
@@ -572,13 +641,18 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     result = cli.call_trader("kill_switch", on=state.lower() == "on", reason=reason)
     switch = result["kill_switch"]
     problems = {k: result[k] for k in ("cancel_sent", "cancel_error", "journal_error") if k in result}
+    cancels = {k: result[k] for k in ("already_engaged", "replaced_reason", "cancelled", "cancel_pending", "orders",
+                                      "brackets") if k in result}
     if cli.json:
-        cli.emit_json(render.to_jsonable({**switch, **problems}))
+        cli.emit_json(render.to_jsonable({**switch, **problems, **cancels}))
     elif switch["engaged"]:
-        cancelling = ("open orders are being cancelled" if problems.get("cancel_sent", True)
-                      else "no cancel sent yet (not connected to IB): it goes out when the connection is back")
-        cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): {cancelling}; new orders refused",
-                               style="bold red"))
+        cli.console.print(Text(f"kill switch ENGAGED ({switch['reason']}): new orders refused", style="bold red"))
+        if "replaced_reason" in cancels:
+            cli.console.print(f"reason replaced; it was: {cancels['replaced_reason']}", highlight=False)
+        elif result.get("already_engaged"):
+            cli.console.print(f"already engaged since {render.when(switch['since'])}; reason kept", highlight=False)
+        for line in cancel_lines(problems, cancels):
+            cli.console.print(line, highlight=False)
     else:
         cli.console.print(Text("kill switch released: orders are accepted again", style="green"))
     if "cancel_error" in problems:

@@ -106,6 +106,19 @@ class Account:
             self.realized_pnl += realized
         return realized
 
+    def margin_change(self, inst: SimInstrument, signed_quantity: Decimal, price: Decimal,
+                      rates: Rates) -> tuple[Decimal, Decimal]:
+        """Return (initial, maintenance) margin an order would add, in base currency, were it filled at ``price``.
+
+        The same flat rates as :meth:`values`: what the order adds to the
+        holding's size (a reducing order frees margin: negative).
+        """
+        held = self.holdings[inst.conid].quantity if inst.conid in self.holdings else _ZERO
+        grown = abs(held + signed_quantity) - abs(held)
+        value = self._to_base(grown * price * inst.multiplier, inst.contract.currency, rates)
+        init = (value * _INIT_MARGIN.get(inst.contract.sec_type, _DEFAULT_INIT_MARGIN)).quantize(_CENT)
+        return init, (init * _MAINT_FRACTION).quantize(_CENT)
+
     def rows(self, marks: Marks) -> list[PortfolioRow]:
         """Return a portfolio line for every instrument ever held (closed ones at zero)."""
         rows = []

@@ -50,6 +50,7 @@ from trader.sim.orders import (
 
 __all__ = ["MatchingEngine"]
 
+
 def _on_tick(price: Decimal, tick: Decimal) -> bool:
     return price % tick == 0
 
@@ -134,6 +135,35 @@ class MatchingEngine:
         events += self._activate(sim)
         return events
 
+    def preview(self, ticket: OrderTicket) -> SimOrder | OrderError:
+        """Check a what-if order as :meth:`place` checks a new one; return it unbooked, or IB's refusal.
+
+        Nothing is kept: the engine neither books nor matches it.
+        """
+        problem = self._check_prices(ticket)
+        if problem is not None:
+            return problem
+        try:
+            order = self._domain_order(ticket, None)
+        except ValidationError as exc:
+            return self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")
+        order.transition(OrderStatus.PRE_SUBMITTED, self._clock())
+        return SimOrder(ticket=ticket, order=order, perm_id=0)
+
+    def price_estimate(self, ticket: OrderTicket) -> Decimal | None:
+        """Return the price a what-if order is costed at: its limit (else stop), else the touch it would take."""
+        price = ticket.limit_price or ticket.stop_price
+        if price is not None:
+            return price
+        quote = self._quotes.get(ticket.instrument.conid)
+        if quote is None:
+            return None
+        return quote.ask if ticket.action is Action.BUY else quote.bid
+
+    def commission(self, ticket: OrderTicket, price: Decimal) -> Decimal:
+        """Return what the commission schedule charges for ``ticket`` filled whole at ``price``."""
+        return self._commission(ticket.instrument, ticket.quantity, price)
+
     def cancel(self, client_id: int, order_id: int, reason: str = "") -> list[EngineEvent]:
         """Cancel an order; refuse with IB's codes when it is unknown or done."""
         sim = self.book.get((client_id, order_id))
@@ -179,7 +209,7 @@ class MatchingEngine:
 
     def _check_prices(self, ticket: OrderTicket) -> OrderError | None:
         tick = ticket.instrument.tick_size
-        for price in (ticket.limit_price, ticket.stop_price):
+        for price in (ticket.limit_price, ticket.stop_price, ticket.trail_amount):
             if price is not None and not _on_tick(price, tick):
                 return self._error(ticket, ErrorCode.PRICE_VARIATION,
                                    "The price does not conform to the minimum price variation for this contract.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from trader.domain import SecType
@@ -45,6 +46,7 @@ from trader.sim.history import (
 from trader.sim.market_state import record_minute
 from trader.sim.msgids import ErrorCode, In
 from trader.sim.order_wire import OrderRefused, PlaceOrderRequest
+from trader.sim.orders import OrderError, OrderTicket
 from trader.sim.subscriptions import BarStream, MarketDataSubscription, RealTimeBarStream
 
 if TYPE_CHECKING:
@@ -307,7 +309,35 @@ class RequestHandlers:
             session.error(request.order_id, ErrorCode.VALIDATION_ERROR,
                           f"Error validating request:-'bd' : cause - Invalid account code {ticket.account}")
             return
+        if request.what_if:
+            self._what_if(session, ticket)
+            return
         self.world.dispatch(self.world.engine.place(ticket))
+
+    def _what_if(self, session: Session, ticket: OrderTicket) -> None:
+        """Answer a what-if order as IB does: one openOrder whose orderState carries margins and commission.
+
+        Nothing is placed; a refusal (a price off the tick grid: 110) is the
+        error a real order would get.
+        """
+        world = self.world
+        preview = world.engine.preview(ticket)
+        if isinstance(preview, OrderError):
+            session.error(preview.order_id, preview.code, preview.text)
+            return
+        price = world.engine.price_estimate(ticket) or world.mark(ticket.instrument.conid)
+        if price is None:
+            session.error(ticket.order_id, ErrorCode.ORDER_REJECTED, "Order rejected - reason:no price to cost it at")
+            return
+        values = {tag: value for tag, value, currency in world.account.values(world.mark, world.fx_rate)
+                  if currency == world.account.base}
+        signed = ticket.quantity * ticket.action.sign
+        init, maint = world.account.margin_change(ticket.instrument, signed, price, world.fx_rate)
+        commission = world.engine.commission(ticket, price)
+        state = ow.WhatIfState(Decimal(values["InitMarginReq"]), Decimal(values["MaintMarginReq"]),
+                               Decimal(values["EquityWithLoanValue"]), init, maint, -commission, commission,
+                               world.engine.commission_currency)
+        session.send(ow.open_order(session.version, preview, world.account.id, state))
 
     def cancel_order(self, session: Session, request: CancelOrderRequest) -> None:
         assert session.client_id is not None

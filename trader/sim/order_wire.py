@@ -28,6 +28,7 @@ __all__ = [
     "IB_TIFS",
     "OrderRefused",
     "PlaceOrderRequest",
+    "WhatIfState",
     "commission_report",
     "completed_order",
     "exec_details",
@@ -266,8 +267,6 @@ def to_ticket(request: PlaceOrderRequest, client_id: int, instrument: SimInstrum
     """Turn a placeOrder into an engine ticket; raise OrderRefused with IB's code if it cannot be one."""
     if request.conditions:
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:order conditions are not supported by tws-sim")
-    if request.what_if:
-        raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:what-if orders are not supported by tws-sim")
     if request.algo_strategy:
         raise OrderRefused(ErrorCode.ORDER_REJECTED, "Order rejected - reason:algo orders are not supported by tws-sim")
     action = IB_ACTIONS.get(request.action)
@@ -330,10 +329,44 @@ def _aux_price(sim: SimOrder) -> Decimal | None:
     return t.stop_price
 
 
-def open_order(version: int, sim: SimOrder, account: str) -> Fields:
-    """openOrder (id 5) for a plain (non-combo, non-algo) order; ~125 fields at 178."""
+@dataclass(frozen=True, slots=True)
+class WhatIfState:
+    """The orderState of IB's answer to a what-if order: margins (sent as text), commissions, a warning."""
+
+    init_margin_before: Decimal
+    maint_margin_before: Decimal
+    equity_with_loan_before: Decimal
+    init_margin_change: Decimal
+    maint_margin_change: Decimal
+    equity_with_loan_change: Decimal
+    commission: Decimal
+    commission_currency: str
+    warning: str = ""
+
+    def fields(self) -> Fields:
+        """Return the 15 orderState fields that follow the status in openOrder."""
+        after = (self.init_margin_before + self.init_margin_change,
+                 self.maint_margin_before + self.maint_margin_change,
+                 self.equity_with_loan_before + self.equity_with_loan_change)
+        margins = [self.init_margin_before, self.maint_margin_before, self.equity_with_loan_before,
+                   self.init_margin_change, self.maint_margin_change, self.equity_with_loan_change, *after]
+        return [*(format(m, "f") for m in margins), self.commission, self.commission, self.commission,
+                self.commission_currency, self.warning]
+
+
+def open_order(version: int, sim: SimOrder, account: str, what_if: WhatIfState | None = None) -> Fields:
+    """openOrder (id 5) for a plain (non-combo, non-algo) order; ~125 fields at 178.
+
+    With ``what_if``, the answer to a what-if order: its whatIf flag set and
+    its orderState carrying the margins and the commission (an order with a
+    known commission gives it as the minimum and maximum too).
+    """
     t = sim.ticket
     status = IB_STATUS[sim.status]
+    state: Fields = what_if.fields() if what_if is not None else [
+        "", "", "", "", "", "", "", "", "",  # margins before / change / after
+        None, None, None, "", "",  # commission, min, max, commissionCurrency, warningText
+    ]
     fields: Fields = [Out.OPEN_ORDER, t.order_id, *_contract_block(t.instrument)]
     fields += [
         t.action.value, t.quantity, WIRE_ORDER_TYPES[t.order_type], t.limit_price, _aux_price(sim),
@@ -359,9 +392,8 @@ def open_order(version: int, sim: SimOrder, account: str) -> Fields:
         "",  # hedgeType
         False, "", "", False, False,  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld, deltaNeutralContract
         "",  # algoStrategy
-        False, False, status,  # solicited, whatIf, status
-        "", "", "", "", "", "", "", "", "",  # margins before / change / after
-        None, None, None, "", "",  # commission, min, max, commissionCurrency, warningText
+        False, what_if is not None, status,  # solicited, whatIf, status
+        *state,  # margins before / change / after, commission, min, max, commissionCurrency, warningText
         False, False,  # randomizeSize, randomizePrice
         0,  # conditions
         "", None, sim.trail_stop, None, None, None, None, 0,  # adjusted order, trigger, trailStop, lmtPriceOffset...

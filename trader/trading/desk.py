@@ -42,10 +42,11 @@ from trader.trading.instruments import Resolver
 from trader.trading.recorder import Recorder
 from trader.trading.requests import (
     BuiltOrders,
+    Rounded,
     build_orders,
     new_client_order_id,
+    on_tick,
     parse_request,
-    round_to_tick,
 )
 from trader.trading.risk import Exposure, OrderIntent, RiskGate, notional_price
 from trader.trading.totals import BrokerTotals
@@ -70,6 +71,8 @@ class Desk:
         self.account = account
         self.ack_timeout = ack_timeout
         self.reasons: dict[str, str] = {}
+        # The prices this session put on the tick grid, by entry (or modified order): the result shows them.
+        self.rounded: dict[str, tuple[Rounded, ...]] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._acks: dict[str, asyncio.Future[None]] = {}  # done at the broker's first answer to a new order
         # Attempts whose orders went to the broker: the broker's handles cannot say so once the
@@ -88,10 +91,12 @@ class Desk:
 
     # -- queries -------------------------------------------------------------------
     def result(self, coid: str) -> dict[str, Any]:
-        """Return an order with its bracket children and the last reason the broker or the gate gave."""
+        """Return an order with its bracket children, the last reason the broker or the gate gave, and the prices
+        this session put on the tick grid when it placed the order (``rounded``: field, asked, sent, how)."""
         order = self.book.order(coid)
         children = self.book.children(coid)
-        return {"order": order, "children": children, "reason": self.reasons.get(coid, "")}
+        return {"order": order, "children": children, "reason": self.reasons.get(coid, ""),
+                "rounded": self._rounded_json(self.rounded.get(coid, ()))}
 
     # -- placing -------------------------------------------------------------------
     async def place(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +160,8 @@ class Desk:
             raise
         for order in built.all:
             order.broker_order_id = self.adapter.next_order_id()
+        if built.rounded:
+            self.rounded[built.entry.client_order_id] = built.rounded
         # The broker first: it is the source of truth. The journal gets the orders once the broker has
         # acknowledged them, after the answer (what is recorded about them meanwhile is held behind them);
         # should the service die before, IB still reports the orders, our client ids in their orderRef, and
@@ -180,6 +187,43 @@ class Desk:
             else:
                 self.recorder.publish("order.submitted", result)
         return result
+
+    @staticmethod
+    def _rounded_json(rounded: tuple[Rounded, ...]) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(r) for r in rounded]  # client_order_id, field, asked, sent, how
+
+    async def what_if(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Return what the order ``data`` describes would do, sending nothing and booking nothing.
+
+        The orders as they would be sent (prices on the tick grid, or refused
+        off it, as for :meth:`place`), the prices rounded, the risk gate's
+        verdict on each (``risk``: the first refusal, else passed) and the
+        broker's what-if answer for the entry (commission, margin changes;
+        a bracket's children only close what it opens). Nothing is journalled
+        and the order rate is not charged.
+        """
+        request = parse_request(data)
+        self._require_synced()
+        coid = request.client_order_id or new_client_order_id()
+        if request.client_order_id != coid:
+            request = request.model_copy(update={"client_order_id": coid})
+        hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
+                 "expiry": request.expiry}
+        inst = await self.resolver.one(request.symbol, **hints)
+        market, reference = await self._prices(inst, request.action)
+        built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
+                             reference_price=reference, account=self.account)
+        exposure = self.exposure()
+        verdict: dict[str, Any] = {"passed": True, "limit": None, "message": ""}
+        for order in built.all:
+            verdict = self.risk.verdict(self._intent(order, inst, market, reference), exposure,
+                                        batch=len(built.all))
+            if not verdict["passed"]:
+                verdict["client_order_id"] = order.client_order_id
+                break
+        preview = await self.adapter.what_if(built.entry, timeout=self.ack_timeout)
+        return {"order": built.entry, "children": list(built.children), "rounded": self._rounded_json(built.rounded),
+                "risk": verdict, "broker": dataclasses.asdict(preview), "market": market, "reference_price": reference}
 
     def _not_sent(self, coid: str, exc: BaseException) -> None:
         """Book the orders this attempt booked and could not send (their send failed) as never sent.
@@ -284,8 +328,14 @@ class Desk:
         return order
 
     async def modify(self, coid: str, *, quantity: Any = None, limit_price: Any = None, stop_price: Any = None,
-                     trail_amount: Any = None, trail_percent: Any = None) -> dict[str, Any]:
-        """Change a working order's quantity or prices (re-sent to the broker under the same order id)."""
+                     trail_amount: Any = None, trail_percent: Any = None, round_prices: bool = False
+                     ) -> dict[str, Any]:
+        """Change a working order's quantity or prices (re-sent to the broker under the same order id).
+
+        A price off the tick grid is refused with the nearest valid ones, or
+        with ``round_prices`` put on the nearest tick (the result's ``rounded``
+        says so).
+        """
         self._require_synced()
         order = self._working(coid)
         changes = {k: v for k, v in {"quantity": quantity, "limit_price": limit_price, "stop_price": stop_price,
@@ -297,9 +347,14 @@ class Desk:
         fields = parse_request({"symbol": order.contract.key, "action": order.action, "quantity": order.quantity,
                                 "order_type": order.order_type, **changes}).model_dump(
             include={"quantity", "limit_price", "stop_price", "trail_amount", "trail_percent"}, exclude_none=True)
+        rounded: list[Rounded] = []
         for name in ("limit_price", "stop_price", "trail_amount"):
             if name in fields:
-                fields[name] = round_to_tick(fields[name], inst.tick)
+                asked = fields[name]
+                fields[name] = on_tick(asked, inst.tick, what=name.replace("_", " "), symbol=inst.contract.symbol,
+                                       round_prices=bool(round_prices))
+                if fields[name] != asked:
+                    rounded.append(Rounded(coid, name, asked, fields[name], f"nearest tick {format(inst.tick, 'f')}"))
         try:
             changed = dataclasses.replace(order, **fields)
         except TraderError as exc:
@@ -322,7 +377,9 @@ class Desk:
         await self.recorder.write(self._entry(changed, "modified"), "order.modified", self.result(coid))
         self.adapter.modify_order(changed)
         self.risk.record_order()  # a modification is an order message too: it counts toward the rate
-        return self.result(coid)
+        result = self.result(coid)
+        result["rounded"] = self._rounded_json(tuple(rounded))  # this change's, not the placement's
+        return result
 
     async def cancel(self, coid: str) -> dict[str, Any]:
         """Ask the broker to cancel a working order; return it once the broker has answered (or after the timeout)."""

@@ -6,9 +6,14 @@ An :class:`OrderRequest` is the ``place_order`` RPC's arguments (and the CLI's
 instrument's tick size and the market into domain :class:`~trader.domain.Order`s:
 the entry, then the optional stop-loss and take-profit children of a bracket
 (opposite side, same quantity, one OCA group so a fill of one cancels the
-other). Prices are rounded to the tick (a limit price toward the caller: a
-buy's down, a sell's up); a cash ``amount`` becomes a whole number of units at
-the reference price.
+other). A price the caller typed (limit, stop, trail amount, a bracket's
+stop-loss or take-profit price) off the instrument's tick grid is refused with
+the nearest valid prices, as IB would refuse it (error 110), unless the
+request asks ``round_prices``: then it goes to the nearest tick (a tie to the
+even tick). A bracket price derived from a percentage cannot be typed on the
+grid, so it is always rounded to the nearest tick. Every rounding is reported
+(:attr:`BuiltOrders.rounded`), so the caller can show what was sent. A cash
+``amount`` becomes a whole number of units at the reference price.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from trader.config import StrictModel
 from trader.domain import Action, Contract, Order, OrderType, TimeInForce
 from trader.errors import ValidationError
 
-__all__ = ["BuiltOrders", "OrderRequest", "build_orders", "infer_order_type", "limit_rounding", "new_client_order_id",
-           "parse_request", "round_to_tick"]
+__all__ = ["BuiltOrders", "OrderRequest", "Rounded", "build_orders", "infer_order_type", "new_client_order_id",
+           "on_tick", "parse_request", "round_to_tick"]
 
 _HUNDRED = Decimal(100)
 _NO_BRACKET = (None, None, None, None)
@@ -46,11 +51,7 @@ def new_client_order_id() -> str:
 
 
 def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """Return ``price`` on the ``tick`` grid (by default the nearest tick, ties to even).
-
-    A limit price is rounded with ``limit_rounding`` instead, so it never
-    pays more, or takes less, than was asked.
-    """
+    """Return ``price`` on the ``tick`` grid (by default the nearest tick, ties to even)."""
     if tick <= 0:
         raise ValidationError(f"tick size must be > 0, got {tick}")
     try:
@@ -62,9 +63,44 @@ def round_to_tick(price: Decimal, tick: Decimal, rounding: str = ROUND_HALF_EVEN
         raise ValidationError(f"price {price} is out of range for a tick of {tick}") from None
 
 
-def limit_rounding(action: Action) -> str:
-    """Return how a limit price for ``action`` goes onto the tick grid: a buy's down, a sell's up."""
-    return ROUND_FLOOR if action is Action.BUY else ROUND_CEILING
+@dataclass(frozen=True, slots=True)
+class Rounded:
+    """A price that was put on the tick grid: which order and field, what was asked or derived, what is sent."""
+
+    client_order_id: str
+    field: str
+    asked: Decimal
+    sent: Decimal
+    how: str
+
+
+def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_prices: bool) -> Decimal:
+    """Return ``price`` on the ``tick`` grid; off it, round to the nearest tick if asked, else refuse.
+
+    The refusal is a ValidationError naming the nearest valid prices (its
+    ``details``: ``field``, ``price``, ``tick``, ``nearest``), what a real IB
+    would refuse with error 110.
+    """
+    if tick <= 0:
+        raise ValidationError(f"tick size must be > 0, got {tick}")
+    try:
+        ticks = price / tick
+        if ticks == ticks.to_integral_value():
+            if price < tick:
+                raise ValidationError(f"{what} {price} is below one tick ({tick})")
+            return price.quantize(tick)
+    except InvalidOperation:  # more digits than the decimal context holds: no real price
+        raise ValidationError(f"{what} {price} is out of range for a tick of {tick}") from None
+    if round_prices:
+        return round_to_tick(price, tick)
+    below = round_to_tick(price, tick, ROUND_FLOOR) if price > tick else None
+    above = round_to_tick(price, tick, ROUND_CEILING)
+    nearest = [p for p in (below, above) if p is not None]
+    choices = " or ".join(format(p, "f") for p in nearest)
+    raise ValidationError(
+        f"{what} {format(price, 'f')} is not a multiple of {symbol}'s tick {format(tick, 'f')}: use {choices}, "
+        f"or --round to take the nearest",
+        field=what.replace(" ", "_"), price=price, tick=tick, nearest=nearest)
 
 
 def infer_order_type(prices: Mapping[str, Any]) -> OrderType:
@@ -108,6 +144,8 @@ class OrderRequest(StrictModel):
     account: str | None = Field(None, min_length=1, description="the account (several managed); None: the default")
     strike: Decimal | None = Field(None, gt=0, description="an option's strike")
     right: str | None = Field(None, pattern=r"^(?i:C|P|CALL|PUT)$", description="an option's right")
+    round_prices: bool = Field(False, description="put typed prices off the tick grid on the nearest tick "
+                                                  "instead of refusing them")
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod
@@ -152,10 +190,11 @@ def parse_request(data: dict[str, Any]) -> OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class BuiltOrders:
-    """The entry order and its bracket children (stop loss first, then take profit)."""
+    """The entry order and its bracket children (stop loss first, then take profit), and the prices rounded."""
 
     entry: Order
     children: tuple[Order, ...] = ()
+    rounded: tuple[Rounded, ...] = ()
     all: tuple[Order, ...] = field(init=False, repr=False, compare=False)  # the entry, then the children
 
     def __post_init__(self) -> None:
@@ -168,13 +207,24 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
 
     ``reference_price`` is what a market order is expected to fill at (the ask
     to buy, the bid to sell); it converts ``amount`` into a quantity and anchors
-    percentage stops and targets of market orders.
+    percentage stops and targets of market orders. A typed price off the tick
+    grid is a ValidationError unless ``request.round_prices`` (see :func:`on_tick`).
     """
     coid = request.client_order_id or new_client_order_id()
     multiplier = contract.multiplier or Decimal(1)
-    limit = _rounded(request.limit_price, tick, limit_rounding(request.action))
-    stop = _rounded(request.stop_price, tick)
-    trail_amount = _rounded(request.trail_amount, tick)
+    rounded: list[Rounded] = []
+
+    def typed(order_id: str, name: str, label: str, price: Decimal | None) -> Decimal | None:
+        if price is None:
+            return None
+        sent = on_tick(price, tick, what=label, symbol=contract.symbol, round_prices=request.round_prices)
+        if sent != price:
+            rounded.append(Rounded(order_id, name, price, sent, f"nearest tick {format(tick, 'f')}"))
+        return sent
+
+    limit = typed(coid, "limit_price", "limit price", request.limit_price)
+    stop = typed(coid, "stop_price", "stop price", request.stop_price)
+    trail_amount = typed(coid, "trail_amount", "trail amount", request.trail_amount)
     anchor = limit or stop or reference_price
     quantity = request.quantity
     if quantity is None:
@@ -194,36 +244,42 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
         tif=request.tif, outside_rth=request.outside_rth, order_ref=request.strategy, account=account,
     )
     if not request.has_bracket:
-        return BuiltOrders(entry)
+        return BuiltOrders(entry, rounded=tuple(rounded))
     if anchor is None:
         raise ValidationError(f"{contract.key}: no price to set the bracket from")
     exit_action = Action.SELL if request.action is Action.BUY else Action.BUY
     sign = Decimal(1) if request.action is Action.BUY else Decimal(-1)
     oca = f"oca-{coid}"
     children: list[Order] = []
-    stop_loss = request.stop_loss
-    if request.stop_loss_percent is not None:
-        stop_loss = anchor * (1 - sign * request.stop_loss_percent / _HUNDRED)
+
+    def exit_price(order_id: str, field_name: str, label: str, price: Decimal | None,
+                   percent: Decimal | None, direction: Decimal) -> Decimal | None:
+        if percent is None:
+            return typed(order_id, field_name, label, price)
+        # Derived from a percentage: no caller can type it on the grid, so it is rounded (nearest tick), and said.
+        derived = anchor * (1 + direction * percent / _HUNDRED)
+        sent = round_to_tick(derived, tick)
+        side = "above" if direction > 0 else "below"
+        rounded.append(Rounded(order_id, field_name, derived, sent,
+                               f"{format(percent, 'f')}% {side} {format(anchor, 'f')}, nearest tick "
+                               f"{format(tick, 'f')}"))
+        return sent
+
+    stop_loss = exit_price(f"{coid}.sl", "stop_price", "stop loss", request.stop_loss, request.stop_loss_percent,
+                           -sign)
     if stop_loss is not None:
-        stop_loss = round_to_tick(stop_loss, tick)
         if (stop_loss - anchor) * sign >= 0:
             raise ValidationError(f"stop loss {stop_loss} is not on the losing side of {anchor} for a {request.action}")
         children.append(Order(f"{coid}.sl", contract, exit_action, quantity, OrderType.STP, stop_price=stop_loss,
                               tif=TimeInForce.GTC, parent_id=coid, oca_group=oca, order_ref=request.strategy,
                               account=account, outside_rth=request.outside_rth))
-    take_profit = request.take_profit
-    if request.take_profit_percent is not None:
-        take_profit = anchor * (1 + sign * request.take_profit_percent / _HUNDRED)
+    take_profit = exit_price(f"{coid}.tp", "limit_price", "take profit", request.take_profit,
+                             request.take_profit_percent, sign)
     if take_profit is not None:
-        take_profit = round_to_tick(take_profit, tick, limit_rounding(exit_action))
         if (take_profit - anchor) * sign <= 0:
             raise ValidationError(
                 f"take profit {take_profit} is not on the winning side of {anchor} for a {request.action}")
         children.append(Order(f"{coid}.tp", contract, exit_action, quantity, OrderType.LMT, limit_price=take_profit,
                               tif=TimeInForce.GTC, parent_id=coid, oca_group=oca, order_ref=request.strategy,
                               account=account, outside_rth=request.outside_rth))
-    return BuiltOrders(entry, tuple(children))
-
-
-def _rounded(price: Decimal | None, tick: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal | None:
-    return None if price is None else round_to_tick(price, tick, rounding)
+    return BuiltOrders(entry, tuple(children), tuple(rounded))

@@ -262,13 +262,21 @@ class RiskGate:
         """Return when the kill switch was engaged, or None."""
         return self._kill_since
 
-    def engage_kill_switch(self, reason: str) -> None:
-        """Refuse every new order until released; engaging again replaces the reason only."""
-        checks.text("kill switch reason", reason)
+    def engage_kill_switch(self, reason: str | None = None) -> str | None:
+        """Refuse every new order until released; return the reason this replaced, if it replaced one.
+
+        Engaging again keeps the first time, and the reason in force unless a
+        new one is given: a second "on" without a reason does not lose why the
+        switch was thrown. A first engagement without a reason says "manual".
+        """
+        if reason is not None:
+            checks.text("kill switch reason", reason)
         if self._kill_since is None:
             # Keep the first time: the book has been frozen since then.
             self._kill_since = self._now()
-        self._kill_reason = reason
+        previous = self._kill_reason
+        self._kill_reason = reason or previous or "manual"
+        return previous if previous is not None and previous != self._kill_reason else None
 
     def release_kill_switch(self) -> None:
         """Let orders through again (subject to the other limits)."""
@@ -361,6 +369,18 @@ class RiskGate:
                 more = f" and {batch} in this request" if batch > 1 else ""
                 _refuse(f"{len(self._sent)} orders in the last 60 s{more}, limit {limit} per minute",
                         "max_orders_per_minute", len(self._sent) + batch, limit)
+
+    def verdict(self, intent: OrderIntent, exposure: Exposure, *, batch: int = 1) -> dict[str, Any]:
+        """Return what :meth:`check` would say, without raising: ``passed``, and the ``limit`` and ``message``.
+
+        For a what-if order: nothing is recorded (the order rate counts only
+        orders sent).
+        """
+        try:
+            self.check(intent, exposure, batch=batch)
+        except RiskLimitExceeded as exc:
+            return {"passed": False, "limit": exc.details.get("limit"), "message": str(exc)}
+        return {"passed": True, "limit": None, "message": ""}
 
     def _check_book(self, intent: OrderIntent, exposure: Exposure, notional: Decimal | None) -> None:
         """Apply the position, gross-exposure and daily-loss limits (checks 7-9)."""

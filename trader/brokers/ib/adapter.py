@@ -39,7 +39,7 @@ from reactivex.subject import Subject
 from trader.brokers.ib import parsing
 from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
-from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
+from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
 from trader.config import IbSettings, TradingSettings
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import BrokerError, TraderError, Unavailable
@@ -303,6 +303,11 @@ class IbAdapter:
     def place_orders(self, orders: Sequence[Order]) -> None:
         """Send one order or a bracket (entry first); each send comes last (see :mod:`trader.brokers.ib.orders`)."""
         self._orders.place(orders)
+
+    async def what_if(self, order: Order, timeout: float = 10.0) -> OrderPreview:
+        """Return IB's what-if answer for ``order``: commission and margin changes; nothing is placed."""
+        self.require_connection()
+        return await self._orders.what_if(order, timeout)
 
     def has_order(self, client_order_id: str) -> bool:
         """Return whether this session has the order's Trade: placed, reported or listed since connecting."""

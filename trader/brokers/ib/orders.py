@@ -21,14 +21,16 @@ assumption, so an upgrade fails a test instead of a trade.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Callable, Sequence
 
-from ib_async import IB, Contract, Order, OrderStatus, Trade, TradeLogEntry
+from ib_async import IB, Contract, Order, OrderStatus, RequestError, Trade, TradeLogEntry
 
 from trader import domain
 from trader.brokers.ib import parsing
-from trader.errors import NotFound
+from trader.brokers.records import OrderPreview
+from trader.errors import BrokerError, NotFound, Timeout
 
 __all__ = ["IbOrders", "PlacedTrade", "send_new"]
 
@@ -131,6 +133,24 @@ class IbOrders:
         trades = self._trades
         for coid, contract, ib_order in prepared:
             trades[coid] = send_new(self.ib, contract, ib_order)
+
+    async def what_if(self, order: domain.Order, timeout: float) -> OrderPreview:
+        """Ask IB what ``order`` would cost (a what-if order: nothing is placed, no Trade is kept).
+
+        ib_async sends it under a request id of its own and answers with the
+        openOrder's OrderState; IB's refusal (error 110 for a price off the
+        tick grid, 201...) is a BrokerError carrying IB's code.
+        """
+        ib_order = parsing.to_ib_order(order, order_id=0)
+        try:
+            state = await asyncio.wait_for(self.ib.whatIfOrderAsync(self.contract_of(order.contract), ib_order),
+                                           timeout)
+        except RequestError as exc:
+            raise BrokerError(f"IB refused the what-if order: {exc.message} (IB error {exc.code})",
+                              code=exc.code) from None
+        except TimeoutError:
+            raise Timeout(f"IB did not answer the what-if order within {timeout:.0f} s") from None
+        return parsing.from_ib_order_state(state)
 
     def _trade(self, coid: str) -> Trade:
         trade = self._trades.get(coid)

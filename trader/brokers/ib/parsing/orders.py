@@ -8,9 +8,12 @@ an order left out of the report (logged).
 from __future__ import annotations
 
 import logging
+import math
 from decimal import Decimal
+from typing import Final
 
 import ib_async
+from ib_async.util import UNSET_DOUBLE
 
 from trader.brokers.ib.parsing.contracts import from_ib_contract
 from trader.brokers.ib.parsing.values import (
@@ -28,8 +31,8 @@ from trader.brokers.ib.parsing.values import (
     order_status,
     required_decimal,
 )
-from trader.brokers.records import OrderReport
-from trader.domain import Fill, Order, OrderType, checks
+from trader.brokers.records import OrderPreview, OrderReport
+from trader.domain import Fill, Order, OrderStatus, OrderType, checks
 from trader.errors import TraderError
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "client_order_id_of",
     "from_ib_fill",
     "from_ib_order",
+    "from_ib_order_state",
     "order_report",
     "order_update",
     "parse_broker_ref",
@@ -157,12 +161,23 @@ def from_ib_order(contract: ib_async.Contract, order: ib_async.Order, *, client_
     )
 
 
-def _reason(trade: ib_async.Trade) -> str:
-    """Return the last error or notice IB gave about the trade's order ("" if none)."""
+def _last_error(trade: ib_async.Trade) -> tuple[int, str]:
+    """Return the code and text of the last error or notice IB gave about the trade's order ((0, "") if none)."""
     for entry in reversed(trade.log):
         if entry.errorCode:
-            return entry.message
-    return ""
+            return entry.errorCode, entry.message
+    return 0, ""
+
+
+def _reason(trade: ib_async.Trade) -> str:
+    """Return the last error or notice IB gave about the trade's order ("" if none)."""
+    return _last_error(trade)[1]
+
+
+#: IB's refusals of an order: ib_async ends its Trade "Cancelled", but nothing was cancelled: the order was
+#: refused (110: a price off the tick grid; 201: rejected; 103 duplicate id; 200 no such contract; 387
+#: unsupported type; 434 zero size).
+REFUSALS: Final = frozenset({103, 110, 200, 201, 387, 434})
 
 
 def order_update(trade: ib_async.Trade) -> OrderReport:
@@ -171,9 +186,13 @@ def order_update(trade: ib_async.Trade) -> OrderReport:
     ref = order.orderRef or ""
     filled = decimal_from_float(st.filled) or ZERO
     remaining = decimal_from_float(st.remaining) or ZERO
+    status = order_status(st.status, filled, remaining)
+    code, reason = _last_error(trade)
+    if status is OrderStatus.CANCELLED and code in REFUSALS and not filled:
+        status = OrderStatus.REJECTED  # refused, with IB's reason: not a cancel the user asked for
     return OrderReport(client_order_id_of(ref), ref, order.orderId or None, order.permId or None,
-                       order_status(st.status, filled, remaining), st.status, filled, remaining,
-                       decimal_from_float(st.avgFillPrice) if filled else None, _reason(trade))
+                       status, st.status, filled, remaining,
+                       decimal_from_float(st.avgFillPrice) if filled else None, reason)
 
 
 def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderReport:
@@ -206,6 +225,39 @@ def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderRe
     return OrderReport(None if parsed is None else parsed[1], ref, order.orderId or None, order.permId or None,
                        order_status(st.status, filled, remaining), st.status, filled, remaining, avg,
                        _reason(trade), placed)
+
+
+def _state_decimal(value: str | float) -> Decimal | None:
+    """Return one of an OrderState's figures (IB sends the margins as text, the commissions as doubles)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if number == UNSET_DOUBLE or not math.isfinite(number):
+            return None
+        return Decimal(text)
+    return decimal_from_float(value)
+
+
+def from_ib_order_state(state: ib_async.OrderState) -> OrderPreview:
+    """Return the answer to a what-if order: IB's OrderState, its unset figures ``None``."""
+    return OrderPreview(
+        commission=_state_decimal(state.commission),
+        min_commission=_state_decimal(state.minCommission),
+        max_commission=_state_decimal(state.maxCommission),
+        commission_currency=state.commissionCurrency or "",
+        init_margin_change=_state_decimal(state.initMarginChange),
+        maint_margin_change=_state_decimal(state.maintMarginChange),
+        equity_with_loan_change=_state_decimal(state.equityWithLoanChange),
+        init_margin_after=_state_decimal(state.initMarginAfter),
+        maint_margin_after=_state_decimal(state.maintMarginAfter),
+        equity_with_loan_after=_state_decimal(state.equityWithLoanAfter),
+        warning=state.warningText or "",
+    )
 
 
 def from_ib_fill(fill: ib_async.Fill, client_order_id: str | None) -> Fill:
