@@ -41,7 +41,8 @@ def test_completions_follow_the_command_tree() -> None:
 def test_exit_codes_are_explained() -> None:
     assert exit_meaning(4).startswith("not_found: A named thing does not exist")
     assert exit_meaning(5).startswith("risk_limit:")
-    assert exit_meaning(2) == "config error or bad command-line usage"
+    assert exit_meaning(2).startswith("usage: bad command-line usage")
+    assert exit_meaning(78).startswith("config: A configuration file")
     assert exit_meaning(130) == "interrupted"
     assert exit_meaning(99) == "failed"
 

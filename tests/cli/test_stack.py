@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from tests.sim.simulator import connect
 from tests.waiting import wait_until_blocking
 from trader.cli.main import cli
+from trader.errors import ConfigError
 
 
 def trader(*args: str) -> Result:
@@ -118,7 +119,7 @@ def test_up_reports_a_bad_jobs_file(stack_env, monkeypatch: pytest.MonkeyPatch) 
     jobs.write_text("jobs:\n  redis: {command: redis-server, helth: {tcp: 1}}\n")
     monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs))
     result = trader("up", "--detach", "--timeout", "20")
-    assert result.exit_code == 2
+    assert result.exit_code == ConfigError.exit_code == 78
     assert "jobs.redis.helth: unknown key" in result.output
 
 

@@ -8,7 +8,6 @@ trader_service), as a live table for people or one JSON line per tick.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -108,7 +107,7 @@ def listen(
     started = time.monotonic()
     latest: dict[str, dict[str, Any]] = {}
     if cli.json:
-        _run(endpoint, keys, count, duration, _print_json, cli.curve_client())
+        _run(endpoint, keys, count, duration, cli.emit_json_line, cli.curve_client())
         return
     title = f"ticks on {', '.join(keys) or TOPIC}"
     with Live(
@@ -125,10 +124,6 @@ def listen(
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
     cli.err.print(f"{seen} ticks in {time.monotonic() - started:.1f}s", highlight=False)
-
-
-def _print_json(tick: dict[str, Any]) -> None:
-    click.echo(json.dumps(render.to_jsonable(tick), separators=(",", ":")))
 
 
 def _run(

@@ -2,26 +2,26 @@
 
 Tables take the domain objects trader_service returns (``Order``, ``Fill``,
 ``Position``, ``Contract``) and the plain dicts of quotes, statuses and
-strategy_service's strategies, plugin errors and log lines.
-:func:`to_jsonable` turns any of them into JSON values: a Decimal becomes its
-exact text (``"231.52"``, never a rounded float), a datetime its ISO form, an
-enum its value, a dataclass a mapping of its fields (a contract adds its
-``key``).
+strategy_service's strategies, plugin errors and log lines; each table
+declares its columns with a priority (trader.cli.layout), so at any terminal
+width the least important go first and an order's essentials stay whole.
+:func:`to_jsonable` (trader.cli.jsonout) turns any of them into JSON values:
+a Decimal an exact JSON number, a datetime its ISO form, an enum its value,
+a dataclass a mapping of its fields (a contract adds its ``key``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time
+from datetime import UTC, datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from trader.cli.jsonout import to_jsonable  # noqa: F401 - the commands reach it as render.to_jsonable
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 
 STATUS_STYLE = {
@@ -47,33 +47,6 @@ STRATEGY_STYLE = {
     "ERROR": "bold red",
 }
 LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
-
-
-# -- JSON ----------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    """Return ``value`` in JSON types: Decimal -> exact text, datetime -> ISO, dataclass -> dict."""
-    if value is None or (isinstance(value, (bool, int, str)) and not isinstance(value, Enum)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else str(value)
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, Contract):
-            data["key"] = value.key
-        return data
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    return str(value)
 
 
 # -- formatting ----------------------------------------------------------------------

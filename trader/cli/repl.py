@@ -18,8 +18,8 @@ from typing import Any
 import click
 from rich.console import Console
 
+from trader.cli import exits
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import EXIT_CODES, error_from_wire
 
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
@@ -34,16 +34,8 @@ def register(group: click.Group) -> None:
 
 
 def exit_meaning(code: int) -> str:
-    """Return what an exit code of the ``trader`` command means."""
-    if code == 2:
-        return "config error or bad command-line usage"
-    if code == 130:
-        return "interrupted"
-    for name, exit_code in EXIT_CODES.items():
-        if exit_code == code:
-            doc = (type(error_from_wire({"code": name})).__doc__ or "").strip().splitlines()[0]
-            return f"{name}: {doc}"
-    return "failed"
+    """Return what an exit code of the ``trader`` command means (the table of ``trader --help``)."""
+    return exits.meaning(code)
 
 
 def _command_path(

@@ -322,9 +322,8 @@ def down(cli: CliContext, timeout: float) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
 @pass_cli
-def status(cli: CliContext, as_json: bool) -> None:
+def status(cli: CliContext) -> None:
     """Show every job (state, pid, uptime, restarts, health, heartbeat) and the services.
 
     With --json, the trader_service and strategy_service jobs carry the
@@ -335,10 +334,10 @@ def status(cli: CliContext, as_json: bool) -> None:
         with _running_client(cli.settings()) as client:
             result = client.status()
     except Unavailable:
-        if not (as_json or cli.json):
+        if not cli.json:
             _show_services(cli, services)
         raise
-    if as_json or cli.json:
+    if cli.json:
         for job in result["jobs"]:
             service = services.get(job.get("name"))
             if service is not None:

@@ -11,7 +11,6 @@ straight from the bus.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -158,7 +157,7 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
 
     def show(line: dict[str, Any]) -> None:
         if cli.json:
-            click.echo(json.dumps(render.to_jsonable(line), separators=(",", ":")))
+            cli.emit_json_line(line)
         else:
             cli.console.print(render.log_line(line), soft_wrap=True)
 
