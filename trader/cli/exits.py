@@ -36,7 +36,7 @@ def exit_codes() -> list[tuple[int, str]]:
         if exit_code in rows:
             raise AssertionError(f"exit code {exit_code} is taken twice ({codes} and {rows[exit_code]!r})")
         rows[exit_code] = f"{', '.join(codes)}: {_first_line(codes[0])}"
-    rows[DECLINED] += "; or a confirmation answered no"
+    rows[DECLINED] += "; or a confirmation declined"
     return sorted(rows.items())
 
 
