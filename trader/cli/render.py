@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trader.cli.jsonout import to_jsonable  # noqa: F401 - the commands reach it as render.to_jsonable
+from trader.cli.layout import Col, FitTable
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 
 STATUS_STYLE = {
@@ -52,6 +53,11 @@ LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": 
 # -- formatting ----------------------------------------------------------------------
 
 
+def plural(count: int, noun: str) -> str:
+    """Return ``noun`` for a count of one, else its plural (``1 order``, ``2 orders``, ``0 orders``)."""
+    return noun if count == 1 else f"{noun}s"
+
+
 def num(value: Decimal | float | None) -> str:
     """Return a quantity or price as written (``10``, ``231.52``); ``-`` for None."""
     if value is None:
@@ -60,6 +66,8 @@ def num(value: Decimal | float | None) -> str:
         if not math.isfinite(value):
             return "-"
         return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
     return format(value, "f")
 
 
@@ -70,9 +78,22 @@ def money(value: Decimal | None) -> Text:
     return Text(f"{value:,.2f}", style="red" if value < 0 else "")
 
 
-def when(value: datetime | None) -> str:
-    """Return a time in the local zone, ``YYYY-MM-DD HH:MM:SS``."""
-    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def when(value: datetime | None, *, millis: bool = False) -> str:
+    """Return a time in UTC, the zone named: ``2026-12-07 14:03:07 UTC`` (``.123`` with ``millis``)."""
+    if value is None:
+        return "-"
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return f"{text[:-3] if millis else text[:-7]} UTC"
+
+
+def clock(value: datetime | None, *, millis: bool = False, today: date | None = None) -> str:
+    """Return a time of a table cell in UTC: ``14:03:07 UTC`` today, ``12-06 14:03 UTC`` another day."""
+    if value is None:
+        return "-"
+    stamp = value.astimezone(UTC)
+    if stamp.date() != (today or datetime.now(UTC).date()):
+        return stamp.strftime("%m-%d %H:%M UTC")
+    return stamp.strftime("%H:%M:%S.%f")[: 12 if millis else 8] + " UTC"
 
 
 def status_text(status: OrderStatus) -> Text:
@@ -122,32 +143,39 @@ def describe(request: Mapping[str, Any]) -> str:
 # -- tables ----------------------------------------------------------------------------
 
 
-def orders_table(orders: Iterable[Order], title: str | None = None) -> Table:
-    """Return a table of orders: id, time, instrument, side, prices, status, fills, strategy."""
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "id",
-        "time",
-        "symbol",
-        "side",
-        "qty",
-        "type",
-        "limit/stop",
-        "tif",
-        "status",
-        "filled",
-        "avg price",
-        "strategy",
-    ):
-        right = name in ("qty", "filled", "avg price")
-        table.add_column(name, justify="right" if right else "left", no_wrap=name != "limit/stop")
-    for order in orders:
-        child = order.parent_id is not None
-        table.add_row(
-            ("  " if child else "") + order.client_order_id,
-            when(order.created_at),
+def side_text(action: Any) -> Text:
+    """Return BUY in green, SELL in red."""
+    return Text(str(action), style="green" if str(action) == "BUY" else "red")
+
+
+ORDER_COLUMNS = (
+    Col("id", 5, min_width=9),
+    Col("time", wrap=True),
+    Col("symbol"),
+    Col("side"),
+    Col("qty", justify="right"),
+    Col("type"),
+    Col("price", wrap=True),
+    Col("tif", 8),
+    Col("status"),
+    Col("filled", 6, justify="right"),
+    Col("avg price", 7, justify="right"),
+    Col("strategy", 9),
+)
+
+
+def orders_table(orders: Iterable[Order], title: str | None = None) -> FitTable:
+    """Return a table of orders: id, time, instrument, side, prices, status, fills, strategy.
+
+    Narrow, it keeps time, symbol, side, qty, type, prices and status whole, and
+    leaves out strategy, tif, the fills, then the id (first cut in its middle).
+    """
+    rows = [
+        [
+            ("  " if order.parent_id is not None else "") + order.client_order_id,
+            clock(order.created_at),
             order.contract.key,
-            Text(str(order.action), style="green" if order.action == "BUY" else "red"),
+            side_text(order.action),
             num(order.quantity),
             str(order.order_type),
             _prices(order),
@@ -156,98 +184,90 @@ def orders_table(orders: Iterable[Order], title: str | None = None) -> Table:
             num(order.filled_quantity),
             num(order.avg_fill_price),
             order.order_ref,
-        )
-    return table
+        ]
+        for order in orders
+    ]
+    return FitTable(ORDER_COLUMNS, rows, title=title)
 
 
-def fills_table(fills: list[Fill]) -> Table:
+def fills_table(fills: list[Fill]) -> FitTable:
     """Return a table of fills with commissions and cash flow (buys negative), and a total line."""
-    table = Table(title=f"{len(fills)} fills", title_justify="left", show_footer=bool(fills))
-    for name in (
-        "time",
-        "order",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-        "cash",
-        "commission",
-        "exec id",
-    ):
-        right = name in ("qty", "price", "cash", "commission")
-        table.add_column(name, justify="right" if right else "left", no_wrap=True)
     total_cash = Decimal(0)
     total_commission = Decimal(0)
+    rows = []
     for fill in fills:
         multiplier = fill.contract.multiplier or Decimal(1)
         cash = fill.quantity * fill.price * multiplier * (-fill.action.sign)
         total_cash += cash
         total_commission += fill.commission or Decimal(0)
-        table.add_row(
-            when(fill.time),
+        rows.append([
+            clock(fill.time),
             fill.client_order_id or "-",
             fill.contract.key,
-            Text(str(fill.action), style="green" if fill.action == "BUY" else "red"),
+            side_text(fill.action),
             num(fill.quantity),
             num(fill.price),
             money(cash),
             money(fill.commission),
             fill.exec_id,
-        )
-    if fills:
-        table.columns[0].footer = "total"
-        table.columns[6].footer = money(total_cash)
-        table.columns[7].footer = money(total_commission)
-    return table
+        ])
+    columns = (
+        Col("time"),
+        Col("order", 4, min_width=9),
+        Col("symbol"),
+        Col("side"),
+        Col("qty", justify="right"),
+        Col("price", justify="right"),
+        Col("cash", 2, justify="right", footer=money(total_cash) if fills else ""),
+        Col("commission", 1, justify="right", footer=money(total_commission) if fills else ""),
+        Col("exec id", 5, min_width=9),
+    )
+    return FitTable(columns, rows, title=f"{len(fills)} {plural(len(fills), 'fill')}", show_footer=bool(fills),
+                    label="total")
 
 
-def positions_table(positions: list[Position], *, market: bool) -> Table:
-    """Return a table of positions; with ``market``, prices, values and PnL with totals."""
-    table = Table(show_footer=market and bool(positions))
-    names = ["account", "symbol", "qty", "avg cost"]
-    if market:
-        names += ["price", "market value", "unrealized", "realized"]
-    for name in names:
-        table.add_column(
-            name, justify="left" if name in ("account", "symbol") else "right", no_wrap=True
-        )
+def positions_table(positions: list[Position], *, market: bool) -> FitTable:
+    """Return a table of positions; with ``market``, prices, values and PnL with totals.
+
+    Narrow, it keeps symbol, quantity, average cost and price, and leaves out
+    the account, realized, market value, then unrealized.
+    """
     totals = [Decimal(0)] * 3
+    rows = []
     for p in positions:
         row: list[Any] = [p.account, p.contract.key, num(p.quantity), num(p.avg_cost)]
         if market:
-            row += [
-                num(p.market_price),
-                money(p.market_value),
-                money(p.unrealized_pnl),
-                money(p.realized_pnl),
-            ]
+            row += [num(p.market_price), money(p.market_value), money(p.unrealized_pnl), money(p.realized_pnl)]
             for i, value in enumerate((p.market_value, p.unrealized_pnl, p.realized_pnl)):
                 totals[i] += value or Decimal(0)
-        table.add_row(*row)
-    if market and positions:
-        table.columns[0].footer = "total"
-        for i, total in enumerate(totals):
-            table.columns[5 + i].footer = money(total)
-    return table
+        rows.append(row)
+    footer = bool(market and positions)
+    columns = [Col("account", 9), Col("symbol"), Col("qty", justify="right"), Col("avg cost", justify="right")]
+    if market:
+        columns += [
+            Col("price", justify="right"),
+            Col("market value", 3, justify="right", footer=money(totals[0]) if footer else ""),
+            Col("unrealized", 2, justify="right", footer=money(totals[1]) if footer else ""),
+            Col("realized", 4, justify="right", footer=money(totals[2]) if footer else ""),
+        ]
+    return FitTable(columns, rows, show_footer=footer, label="total" if footer else "")
 
 
-def contracts_table(contracts: list[Contract]) -> Table:
+def contracts_table(contracts: list[Contract]) -> FitTable:
     """Return a table of contracts: key, kind, exchanges, currency, expiry, multiplier, conid."""
-    table = Table()
-    for name in (
-        "key",
-        "type",
-        "exchange",
-        "primary",
-        "currency",
-        "expiry",
-        "multiplier",
-        "local symbol",
-        "conid",
-    ):
-        table.add_column(name, no_wrap=True, justify="right" if name == "conid" else "left")
-    for c in contracts:
-        table.add_row(
+    columns = (
+        Col("key"),
+        Col("type"),
+        Col("exchange", 2),
+        Col("primary", 6),
+        Col("currency", 1),
+        Col("expiry", 3),
+        Col("multiplier", 4),
+        Col("local symbol", 5),
+        Col("conid", 7, justify="right"),
+    )
+    rows = [
+        [
             c.key,
             str(c.sec_type),
             c.exchange,
@@ -257,30 +277,33 @@ def contracts_table(contracts: list[Contract]) -> Table:
             num(c.multiplier),
             c.local_symbol or "-",
             str(c.conid or "-"),
-        )
-    return table
+        ]
+        for c in contracts
+    ]
+    return FitTable(columns, rows)
 
 
-def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
-    """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time."""
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "instrument",
-        "bid size",
-        "bid",
-        "ask",
-        "ask size",
-        "last",
-        "last size",
-        "volume",
-        "time",
-    ):
-        table.add_column(
-            name, no_wrap=True, justify="left" if name in ("instrument", "time") else "right"
-        )
-    for tick in ticks:
-        stamp = tick.get("time")
-        table.add_row(
+QUOTE_COLUMNS = (
+    Col("instrument"),
+    Col("bid size", 3, justify="right"),
+    Col("bid", justify="right"),
+    Col("ask", justify="right"),
+    Col("ask size", 3, justify="right"),
+    Col("last", 1, justify="right"),
+    Col("last size", 5, justify="right"),
+    Col("volume", 4, justify="right"),
+    Col("time", 2),
+)
+
+
+def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> FitTable:
+    """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time.
+
+    Narrow, it keeps instrument, bid and ask whole, and leaves out the last
+    size, the volume, the bid and ask sizes, the time, then the last.
+    """
+    rows = [
+        [
             str(tick.get("instrument", "?")),
             num(tick.get("bid_size")),
             num(tick.get("bid")),
@@ -289,9 +312,11 @@ def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -
             num(tick.get("last")),
             num(tick.get("last_size")),
             num(tick.get("volume")),
-            stamp.astimezone().strftime("%H:%M:%S.%f")[:-3] if isinstance(stamp, datetime) else "-",
-        )
-    return table
+            clock(tick["time"], millis=True) if isinstance(tick.get("time"), datetime) else "-",
+        ]
+        for tick in ticks
+    ]
+    return FitTable(QUOTE_COLUMNS, rows, title=title)
 
 
 def account_table(
@@ -428,11 +453,7 @@ def plugin_error(error: Mapping[str, Any]) -> Text:
 def log_line(line: Mapping[str, Any]) -> Text:
     """Return a strategy's log line as ``time level message``, the level coloured."""
     stamp = line.get("time")
-    text = Text(
-        stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        if isinstance(stamp, datetime)
-        else str(stamp)
-    )
+    text = Text(when(stamp, millis=True) if isinstance(stamp, datetime) else str(stamp))
     level = str(line.get("level", "?"))
     text.append(f" {level:<7} ", style=LEVEL_STYLE.get(level, ""))
     text.append(str(line.get("message", "")))
