@@ -43,7 +43,7 @@ def test_exit_codes_are_explained() -> None:
     assert exit_meaning(5).startswith("risk_limit:")
     assert exit_meaning(2).startswith("usage: bad command-line usage")
     assert exit_meaning(78).startswith("config: A configuration file")
-    assert exit_meaning(130) == "interrupted"
+    assert exit_meaning(130) == "interrupted (Ctrl-C)"
     assert exit_meaning(99) == "failed"
 
 

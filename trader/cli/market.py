@@ -33,7 +33,13 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def subscribe() -> None:
-    """Stream instruments' quotes on the bus, and watch them."""
+    """Stream instruments' quotes on the bus, and watch them.
+
+    \b
+    Examples:
+      trader subscribe start AAPL
+      trader subscribe listen
+    """
 
 
 @subscribe.command("start")
@@ -41,7 +47,16 @@ def subscribe() -> None:
 @hint_options
 @pass_cli
 def start(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>)."""
+    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>).
+
+    \b
+    Examples:
+      trader subscribe start ES
+      trader subscribe start EUR.USD
+    JSON:
+      {"key": string, "topic": string, "contract": Contract}
+    Exits: 4 unknown symbol
+    """
     result = cli.call_trader("subscribe", symbol, **hints(options))
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
@@ -56,7 +71,15 @@ def start(cli: CliContext, symbol: str, **options: Any) -> None:
 @subscribe.command("list")
 @pass_cli
 def list_(cli: CliContext) -> None:
-    """Show the keys streamed on the bus."""
+    """Show the keys streamed on the bus.
+
+    \b
+    Examples:
+      trader subscribe list
+    JSON:
+      [string]  (the keys streamed)
+    Exits: 7 trader_service not running
+    """
     keys = cli.call_trader("subscriptions")
     if cli.json:
         cli.emit_json(keys)
@@ -75,7 +98,15 @@ def list_(cli: CliContext) -> None:
 @click.argument("key")
 @pass_cli
 def stop(cli: CliContext, key: str) -> None:
-    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`)."""
+    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`).
+
+    \b
+    Examples:
+      trader subscribe stop AAPL.STK
+    JSON:
+      {"key": string, "streaming": false}
+    Exits: 4 the key is not streamed
+    """
     cli.call_trader("unsubscribe", key)
     if cli.json:
         cli.emit_json({"key": key, "streaming": False})
@@ -100,6 +131,15 @@ def listen(
     """Show the ticks of KEYS (default: all streamed) until --count, --duration or Ctrl-C.
 
     With --json, print one JSON object per tick and line.
+
+    \b
+    Examples:
+      trader subscribe listen
+      trader subscribe listen AAPL.STK -n 10
+      trader subscribe listen --json -d 5
+    JSON:
+      Tick  (one object per line, as the ticks come)
+    Exits: 7 the bus is not running, 4 a key that is not streamed
     """
     endpoint = cli.settings().bus.sub_endpoint
     ensure_listening(endpoint, "the bus")

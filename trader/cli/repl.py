@@ -227,6 +227,15 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
     """Run trader commands interactively, with history and completion (`help`, `exit`).
 
     Exits with the last command's exit code, as a shell does (a piped script keeps its status).
+
+    \b
+    Examples:
+      trader repl
+      trader --json repl
+      echo portfolio | trader repl  # a script: one command a line
+    JSON:
+      each command's own (`trader --json repl`: every command in JSON)
+    Exits: the last command's
     """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import Completer, Completion

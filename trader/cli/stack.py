@@ -159,7 +159,17 @@ def _job_line(job: dict[str, Any]) -> str:
 )
 @pass_cli
 def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> None:
-    """Start pycron and the profile's jobs."""
+    """Start pycron and the profile's jobs.
+
+    \b
+    Examples:
+      trader up --detach
+      trader up --profile test --detach --timeout 120
+      trader up  # in the foreground, until Ctrl-C
+    JSON:
+      {"pid": integer, "profile": string, "jobs": [Job]}  (with --detach)
+    Exits: 9 pycron already running, 6 a job not ready in time, 7 a job FAILED, 78 bad configuration
+    """
     settings = cli.settings(profile)
     pid = runfiles.running_pid(settings)
     if pid is not None:
@@ -300,7 +310,16 @@ def _wait_ready(
 )
 @pass_cli
 def down(cli: CliContext, timeout: float) -> None:
-    """Stop every job in reverse dependency order, then pycron."""
+    """Stop every job in reverse dependency order, then pycron.
+
+    \b
+    Examples:
+      trader down
+      trader down --timeout 120
+    JSON:
+      {"pid": integer | null, "stopped": boolean}  (pid null: pycron was not running)
+    Exits: 6 pycron still running after --timeout
+    """
     settings = cli.settings()
     pid = runfiles.running_pid(settings)
     try:
@@ -309,12 +328,16 @@ def down(cli: CliContext, timeout: float) -> None:
             client.shutdown()
     except Unavailable:
         if pid is None:
+            if cli.json:
+                cli.emit_json({"pid": None, "stopped": False})
             cli.err.print("pycron is not running", highlight=False)
             return
         # The API does not answer but the process lives: fall back to a signal.
         os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, timeout):
         raise Timeout(f"pycron (pid {pid}) still running {timeout:g}s after the shutdown request")
+    if cli.json:
+        cli.emit_json({"pid": pid, "stopped": True})
     cli.err.print(f"pycron (pid {pid}) stopped", highlight=False)
 
 
@@ -328,6 +351,14 @@ def status(cli: CliContext) -> None:
 
     With --json, the trader_service and strategy_service jobs carry the
     service's own status as ``service``.
+
+    \b
+    Examples:
+      trader status
+      trader status --json
+    JSON:
+      [Job + {"service": trader_service's or strategy_service's status}]
+    Exits: 7 pycron not running (the services that answer are shown first)
     """
     services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
     try:
@@ -396,7 +427,12 @@ def _service_status(cli: CliContext, name: str) -> dict[str, Any] | None:
 
 @click.group("pycron")
 def pycron_group() -> None:
-    """Control one job of the running pycron."""
+    """Control one job of the running pycron.
+
+    \b
+    Examples:
+      trader pycron restart trader_service
+    """
 
 
 def _control(cli: CliContext, action: str, name: str) -> None:
@@ -416,7 +452,15 @@ def _control(cli: CliContext, action: str, name: str) -> None:
 @click.argument("job")
 @pass_cli
 def start_job(cli: CliContext, job: str) -> None:
-    """Start JOB (a stopped or failed job; a scheduled job runs now)."""
+    """Start JOB (a stopped or failed job; a scheduled job runs now).
+
+    \b
+    Examples:
+      trader pycron start tws
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 the job is not ready after the start
+    """
     _control(cli, "start", job)
 
 
@@ -424,7 +468,15 @@ def start_job(cli: CliContext, job: str) -> None:
 @click.argument("job")
 @pass_cli
 def stop_job(cli: CliContext, job: str) -> None:
-    """Stop JOB; it stays stopped until started again."""
+    """Stop JOB; it stays stopped until started again.
+
+    \b
+    Examples:
+      trader pycron stop strategy_service
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 pycron not running
+    """
     _control(cli, "stop", job)
 
 
@@ -432,5 +484,13 @@ def stop_job(cli: CliContext, job: str) -> None:
 @click.argument("job")
 @pass_cli
 def restart_job(cli: CliContext, job: str) -> None:
-    """Stop JOB if it runs, then start it."""
+    """Stop JOB if it runs, then start it.
+
+    \b
+    Examples:
+      trader pycron restart trader_service
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 the job is not ready after the restart
+    """
     _control(cli, "restart", job)

@@ -36,7 +36,13 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def strategy() -> None:
-    """Show, start, stop and reload the strategy plugins, and read their logs."""
+    """Show, start, stop and reload the strategy plugins, and read their logs.
+
+    \b
+    Examples:
+      trader strategy list
+      trader strategy logs ma_crossover -f
+    """
 
 
 def _show_errors(cli: CliContext, errors: list[dict[str, Any]]) -> None:
@@ -54,7 +60,16 @@ def _show(cli: CliContext, info: dict[str, Any]) -> None:
 @strategy.command("list")
 @pass_cli
 def list_(cli: CliContext) -> None:
-    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors."""
+    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors.
+
+    \b
+    Examples:
+      trader strategy list
+    JSON:
+      {"strategies": [Strategy], "errors": [{"file": string, "line": integer | null, "reason":
+        string}]}
+    Exits: 7 strategy_service not running
+    """
     result = cli.call_service(SERVICE, "list")
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
@@ -70,7 +85,15 @@ def list_(cli: CliContext) -> None:
 @click.argument("name")
 @pass_cli
 def enable(cli: CliContext, name: str) -> None:
-    """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade."""
+    """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade.
+
+    \b
+    Examples:
+      trader strategy enable rsi_reversion
+    JSON:
+      Strategy
+    Exits: 4 unknown strategy
+    """
     _show(cli, cli.call_service(SERVICE, "enable", name))  # answers WAITING_HISTORY at once
 
 
@@ -82,7 +105,16 @@ def enable(cli: CliContext, name: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live.")
 @pass_cli
 def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
-    """Stop strategy NAME; its orders and positions stay unless --flatten."""
+    """Stop strategy NAME; its orders and positions stay unless --flatten.
+
+    \b
+    Examples:
+      trader strategy disable ma_crossover
+      trader strategy disable ma_crossover --flatten --yes
+    JSON:
+      Strategy
+    Exits: 4 unknown strategy, 1 declined on a live account
+    """
     if flatten:
         cli.confirm_if_live(f"disable {name}, cancel its orders and close its positions at market?", yes=yes)
     timeout = FLATTEN_TIMEOUT if flatten else STOP_TIMEOUT
@@ -106,6 +138,13 @@ def reload(cli: CliContext) -> None:
 
     Exits with the validation error's code if a plugin did not load, after
     showing the strategies that did.
+
+    \b
+    Examples:
+      trader strategy reload
+    JSON:
+      {"loaded": [string], "errors": [{"file": string, "line": integer | null, "reason": string}]}
+    Exits: 3 a plugin did not load
     """
     result = cli.call_service(SERVICE, "reload", timeout=STOP_TIMEOUT)
     loaded, errors = result["loaded"], result["errors"]
@@ -141,6 +180,14 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
     """Show strategy NAME's last log lines: time, level, message.
 
     With --json, a JSON list; with --json --follow, one JSON object per line.
+
+    \b
+    Examples:
+      trader strategy logs ma_crossover -n 20
+      trader strategy logs ma_crossover --follow
+    JSON:
+      [{"time": time, "level": string, "message": string}]  (with --follow: one object per line)
+    Exits: 4 unknown strategy
     """
     if count is not None and not follow:
         raise click.UsageError("--count goes with --follow")

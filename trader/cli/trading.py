@@ -197,6 +197,11 @@ def trade() -> None:
 
     A bracket (--stop-loss*, --take-profit*) adds a stop-loss and a take-profit
     order that close the position, one cancelling the other.
+
+    \b
+    Examples:
+      trader trade buy AAPL -q 10
+      trader trade sell ES -q 1 --limit 6000.25
     """
 
 
@@ -205,7 +210,19 @@ def trade() -> None:
 @order_options
 @pass_cli
 def buy(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Buy SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key)."""
+    """Buy SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key).
+
+    \b
+    Examples:
+      trader trade buy AAPL -q 10  # market order
+      trader trade buy AAPL --amount 5000 --limit 230
+      trader trade buy ES -q 1 --stop-loss-percent 1 --take-profit-percent 2  # bracket
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}  (children: a bracket's legs)
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the kill switch, 7 no
+      answer (the message says how to find the order), 8 refused by the broker, 1 declined on a live
+      account
+    """
     _place(cli, "BUY", symbol, options)
 
 
@@ -214,7 +231,17 @@ def buy(cli: CliContext, symbol: str, **options: Any) -> None:
 @order_options
 @pass_cli
 def sell(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Sell SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key)."""
+    """Sell SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key).
+
+    \b
+    Examples:
+      trader trade sell AAPL -q 10 --trail-percent 0.5 --tif GTC
+      trader trade sell EUR.USD -q 20000 --limit 1.0851
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the kill switch, 7 no
+      answer, 8 refused by the broker, 1 declined on a live account
+    """
     _place(cli, "SELL", symbol, options)
 
 
@@ -224,7 +251,16 @@ def sell(cli: CliContext, symbol: str, **options: Any) -> None:
 @click.group(invoke_without_command=True)
 @click.pass_context
 def book(ctx: click.Context) -> None:
-    """Show and change the orders of the book (alone: every order)."""
+    """Show and change the orders of the book (alone: every order).
+
+    \b
+    Examples:
+      trader book
+      trader book --json
+    JSON:
+      [Order]  (alone: as `book orders`)
+    Exits: 7 trader_service not running
+    """
     if ctx.invoked_subcommand is None:
         ctx.invoke(book_orders)
 
@@ -233,7 +269,15 @@ def book(ctx: click.Context) -> None:
 @click.option("--open", "open_only", is_flag=True, help="Only working orders.")
 @pass_cli
 def book_orders(cli: CliContext, open_only: bool) -> None:
-    """Show the orders, oldest first."""
+    """Show the orders, oldest first.
+
+    \b
+    Examples:
+      trader book orders --open
+    JSON:
+      [Order]
+    Exits: 7 trader_service not running
+    """
     orders = cli.call_trader("orders", open_only=open_only)
     title = f"{len(orders)} {'open ' if open_only else ''}orders"
     output(cli, orders, lambda items: render.orders_table(items, title=title))
@@ -244,7 +288,16 @@ def book_orders(cli: CliContext, open_only: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N fills.")
 @pass_cli
 def book_trades(cli: CliContext, client_order_id: str | None, limit: int | None) -> None:
-    """Show the fills with their commissions, oldest first, and the totals."""
+    """Show the fills with their commissions, oldest first, and the totals.
+
+    \b
+    Examples:
+      trader book trades --limit 20
+      trader book trades --order 3f9a2c1dbe01
+    JSON:
+      [Fill]
+    Exits: 7 trader_service not running
+    """
     fills = cli.call_trader("trades", client_order_id=client_order_id, limit=limit)
     output(cli, fills, render.fills_table)
 
@@ -256,7 +309,17 @@ def book_trades(cli: CliContext, client_order_id: str | None, limit: int | None)
               help="With --all: every open order of the account, those placed in TWS or by other clients too.")
 @pass_cli
 def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, everything: bool) -> None:
-    """Cancel the order CLIENT_ORDER_ID, or with --all every open order the platform placed."""
+    """Cancel the order CLIENT_ORDER_ID, or with --all every open order the platform placed.
+
+    \b
+    Examples:
+      trader book cancel 3f9a2c1dbe01
+      trader book cancel --all
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}
+      {"cancelled": integer}  (with --all)
+    Exits: 4 unknown order id, 9 the order is not working, 8 refused by the broker
+    """
     if (client_order_id is None) == (not all_orders):
         raise click.UsageError("give an order id or --all")
     if everything and not all_orders:
@@ -282,7 +345,17 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
 @pass_cli
 def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Decimal | None) -> None:
-    """Change a working order's quantity, prices or trail."""
+    """Change a working order's quantity, prices or trail.
+
+    \b
+    Examples:
+      trader book modify 3f9a2c1dbe01 --limit 229.5
+      trader book modify 3f9a2c1dbe01 -q 50
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}
+    Exits: 3 invalid change, 4 unknown order id, 9 the order is not working, 8 refused by the
+      broker, 1 declined on a live account
+    """
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
         raise click.UsageError("nothing to change: give --quantity, --limit, --stop or a trail")
@@ -298,7 +371,16 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Dec
 @click.command()
 @pass_cli
 def portfolio(cli: CliContext) -> None:
-    """Show the positions with market value, unrealized and realized PnL, and the totals."""
+    """Show the positions with market value, unrealized and realized PnL, and the totals.
+
+    \b
+    Examples:
+      trader portfolio
+      trader portfolio --json
+    JSON:
+      [Position]
+    Exits: 7 trader_service not running
+    """
     items = cli.call_trader("portfolio")
     output(cli, items, lambda rows: render.positions_table(rows, market=True), "no positions")
 
@@ -306,7 +388,15 @@ def portfolio(cli: CliContext) -> None:
 @click.command()
 @pass_cli
 def positions(cli: CliContext) -> None:
-    """Show the broker's positions: quantity and average cost."""
+    """Show the broker's positions: quantity and average cost.
+
+    \b
+    Examples:
+      trader positions
+    JSON:
+      [Position]  (market_price, market_value and the PnL are null)
+    Exits: 7 trader_service not running
+    """
     items = cli.call_trader("positions")
     output(cli, items, lambda rows: render.positions_table(rows, market=False), "no positions")
 
@@ -315,14 +405,34 @@ def positions(cli: CliContext) -> None:
 @click.option("--all", "all_tags", is_flag=True, help="Every value the broker reports.")
 @pass_cli
 def account(cli: CliContext, all_tags: bool) -> None:
-    """Show the account's key values: net liquidation, cash, PnL, buying power."""
+    """Show the account's key values: net liquidation, cash, PnL, buying power.
+
+    \b
+    Examples:
+      trader account
+      trader account --all --json
+    JSON:
+      {"account": string, "values": {tag: {currency: number | string}}}  (a number where the value
+        is one)
+    Exits: 7 trader_service not running
+    """
     result = cli.call_trader("account")
     values = result["values"]
     tags = sorted(values) if all_tags else [t for t in ACCOUNT_TAGS.split() if t in values]
     if cli.json:
-        cli.emit_json({"account": result["account"], "values": {t: values[t] for t in tags}})
+        numbers = {t: {cur: _number(text) for cur, text in values[t].items()} for t in tags}
+        cli.emit_json({"account": result["account"], "values": numbers})
         return
     cli.console.print(render.account_table(result["account"], values, tags))
+
+
+def _number(text: str) -> Decimal | str:
+    """Return an account value as a Decimal where it is a number (IB sends text), else the text."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError):
+        return text
+    return value if value.is_finite() else text
 
 
 # -- instruments ------------------------------------------------------------------------
@@ -333,7 +443,17 @@ def account(cli: CliContext, all_tags: bool) -> None:
 @hint_options
 @pass_cli
 def resolve(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Show the contracts SYMBOL names (a future without --expiry: the front month)."""
+    """Show the contracts SYMBOL names (a future without --expiry: the front month).
+
+    \b
+    Examples:
+      trader resolve ES
+      trader resolve ES --expiry 202612
+      trader resolve EUR.USD
+    JSON:
+      [Contract]
+    Exits: 4 unknown symbol
+    """
     output(cli, cli.call_trader("resolve", symbol, **hints(options)), render.contracts_table)
 
 
@@ -342,7 +462,16 @@ def resolve(cli: CliContext, symbol: str, **options: Any) -> None:
 @hint_options
 @pass_cli
 def snapshot(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Show the current quote of SYMBOL."""
+    """Show the current quote of SYMBOL.
+
+    \b
+    Examples:
+      trader snapshot AAPL
+      trader snapshot ES --json
+    JSON:
+      Tick
+    Exits: 4 unknown symbol, 6 no quote in time
+    """
     tick = cli.call_trader("snapshot", symbol, **hints(options))
     output(cli, tick, lambda one: render.quotes_table([one]))
 
@@ -353,7 +482,16 @@ def snapshot(cli: CliContext, symbol: str, **options: Any) -> None:
 @click.command()
 @pass_cli
 def reconnect(cli: CliContext) -> None:
-    """Drop trader_service's IB connection and make it again."""
+    """Drop trader_service's IB connection and make it again.
+
+    \b
+    Examples:
+      trader reconnect
+    JSON:
+      {"connected": boolean, "ib": string, "connects": integer, "open_orders": integer,
+        "last_error": string | null, ...}  (trader_service's status)
+    Exits: 7 not connected to IB after the reconnect
+    """
     status = cli.call_trader("reconnect", timeout=RECONNECT_TIMEOUT)
     if cli.json:
         cli.emit_json(render.to_jsonable(status))
@@ -375,6 +513,17 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     """Engage (on: cancel every open order, refuse new ones) or release (off) the kill switch.
 
     Without STATE, show whether it is engaged.
+
+    \b
+    Examples:
+      trader kill-switch
+      trader kill-switch on --reason "stop everything"
+      trader kill-switch off
+    JSON:
+      {"engaged": boolean, "reason": string | null}  (without STATE)
+      {"engaged": boolean, "reason": string, "since": time | null, "cancel_sent": boolean,
+        "cancel_error": string, "journal_error": string}  (the last three when they apply)
+    Exits: 8 IB's global cancel failed, 7 engaged but not journalled
     """
     if reason and state is None:
         raise click.UsageError("--reason goes with `kill-switch on` (or off)")
