@@ -103,7 +103,7 @@ def test_the_loop_runs_every_line_and_survives_errors(
     scripted = Repl(cli, Console(file=notes), global_args=["--json"])  # as `trader --json repl`
     assert scripted.run(["positions", "quit"]) == 0
     (position,) = json.loads(capsys.readouterr().out)
-    assert (position["contract"]["key"], position["quantity"]) == ("AAPL.STK", "2")
+    assert (position["contract"]["key"], position["quantity"]) == ("AAPL.STK", 2)
     assert scripted.run(["book cancel ghost"]) == 4
 
 

@@ -227,7 +227,7 @@ def test_reload_and_status_under_pycron(
         bad = plugin_dir / "bad.py"
         assert "loaded 2 strategies: broken, idle" in reloaded.stdout
         assert f"{bad}:5: NameError: name 'undefined_name' is not defined" in reloaded.stdout
-        assert reloaded.stderr.startswith(f"error (invalid): 1 plugin(s) did not load: {bad}:5:")
+        assert reloaded.stderr.startswith(f"error (invalid): 1 plugin did not load: {bad}:5:")
         assert service_status("strategy_service")["strategies"] == {"DISABLED": 2}
 
         bad.unlink()

@@ -19,7 +19,7 @@ from rich.table import Table
 from trader.cli import render
 from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.trading import hint_options, hints
-from trader.errors import TraderError
+from trader.errors import NotFound, TraderError
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber, topic_matches
 
@@ -143,7 +143,7 @@ def listen(
     """
     endpoint = cli.settings().bus.sub_endpoint
     ensure_listening(endpoint, "the bus")
-    _warn_if_not_streamed(cli, keys)
+    _check_streamed(cli, keys)
     started = time.monotonic()
     latest: dict[str, dict[str, Any]] = {}
     if cli.json:
@@ -163,7 +163,7 @@ def listen(
             live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
-    cli.err.print(f"{seen} ticks in {time.monotonic() - started:.1f}s", highlight=False)
+    cli.err.print(f"{render.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
 
 
 def _run(
@@ -220,8 +220,14 @@ async def _listen(
         subscriber.close()
 
 
-def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
-    """Warn on stderr when nothing streams what we are about to wait for (skip if unknown)."""
+def _check_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
+    """Refuse KEYS that trader_service does not stream (NotFound, naming what it does stream).
+
+    Asked before listening, so a key nobody subscribed is said to be one at
+    once rather than found out as "0 ticks" later. Without keys and nothing
+    streamed, only warn: a subscription may start while we listen. When
+    trader_service cannot be asked, listen anyway (the bus may still carry ticks).
+    """
     try:
         streamed = cli.call_trader("subscriptions", timeout=2.0)
     except TraderError:
@@ -229,11 +235,14 @@ def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
     missing = [
         k for k in keys if not any(topic_matches(f"{TOPIC}.{k}", f"{TOPIC}.{s}") for s in streamed)
     ]
+    if missing:
+        names = ", ".join(missing)
+        raise NotFound(
+            f"not subscribed: {names} (streamed: {', '.join(streamed) or 'nothing'}); "
+            f"start with `trader subscribe start {missing[0]}`",
+            keys=missing,
+        )
     if not keys and not streamed:
         cli.err.print(
             "nothing is streamed yet; start with `trader subscribe start SYMBOL`", style="yellow"
-        )
-    elif missing:
-        cli.err.print(
-            f"not streamed: {', '.join(missing)} (see `trader subscribe list`)", style="yellow", markup=False
         )

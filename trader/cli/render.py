@@ -53,9 +53,9 @@ LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": 
 # -- formatting ----------------------------------------------------------------------
 
 
-def plural(count: int, noun: str) -> str:
-    """Return ``noun`` for a count of one, else its plural (``1 order``, ``2 orders``, ``0 orders``)."""
-    return noun if count == 1 else f"{noun}s"
+def count(n: int, noun: str, plural: str = "") -> str:
+    """Return ``n`` with ``noun`` agreeing: ``1 open order``, ``2 open orders``, ``0 strategies``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def num(value: Decimal | float | None) -> str:
@@ -222,7 +222,7 @@ def fills_table(fills: list[Fill]) -> FitTable:
         Col("commission", 1, justify="right", footer=money(total_commission) if fills else ""),
         Col("exec id", 5, min_width=9),
     )
-    return FitTable(columns, rows, title=f"{len(fills)} {plural(len(fills), 'fill')}", show_footer=bool(fills),
+    return FitTable(columns, rows, title=count(len(fills), "fill"), show_footer=bool(fills),
                     label="total")
 
 
@@ -362,7 +362,7 @@ def service_table(status: Mapping[str, Any]) -> Table:
     table.add_row(
         "orders",
         f"{status.get('open_orders', 0)} open of {status.get('orders', 0)}, "
-        f"{status.get('fills', 0)} fills, {status.get('differences', 0)} reconcile differences",
+        f"{count(status.get('fills', 0), 'fill')}, {count(status.get('differences', 0), 'reconcile difference')}",
     )
     table.add_row("subscriptions", ", ".join(status.get("subscriptions") or []) or "-")
     table.add_row(

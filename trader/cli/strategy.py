@@ -152,13 +152,14 @@ def reload(cli: CliContext) -> None:
         cli.emit_json(render.to_jsonable(result))
     else:
         cli.console.print(
-            f"loaded {len(loaded)} strategies: {', '.join(loaded) or '-'}", highlight=False
+            f"loaded {render.count(len(loaded), 'strategy', 'strategies')}: {', '.join(loaded) or '-'}",
+            highlight=False,
         )
         _show_errors(cli, errors)
     if errors:
         first = render.plugin_error(errors[0]).plain
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ValidationError(f"{len(errors)} plugin(s) did not load: {first}{more}")
+        raise ValidationError(f"{render.count(len(errors), 'plugin')} did not load: {first}{more}")
 
 
 @strategy.command()

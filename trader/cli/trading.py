@@ -279,7 +279,7 @@ def book_orders(cli: CliContext, open_only: bool) -> None:
     Exits: 7 trader_service not running
     """
     orders = cli.call_trader("orders", open_only=open_only)
-    title = f"{len(orders)} {'open ' if open_only else ''}orders"
+    title = render.count(len(orders), "open order" if open_only else "order")
     output(cli, orders, lambda items: render.orders_table(items, title=title))
 
 
@@ -329,7 +329,7 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
         if cli.json:
             cli.emit_json({"cancelled": count})
         else:
-            cli.console.print(f"cancel sent for {count} open orders", highlight=False)
+            cli.console.print(f"cancel sent for {render.count(count, 'open order')}", highlight=False)
         return
     result = cli.call_trader("cancel_order", client_order_id=client_order_id)
     show_result(cli, result, f"cancel {client_order_id}")
@@ -502,7 +502,7 @@ def reconnect(cli: CliContext) -> None:
         )
     if not cli.json:
         done = f"reconnected to IB at {status['ib']} (connection #{status['connects']}, "
-        cli.console.print(f"{done}{status['open_orders']} open orders)", highlight=False)
+        cli.console.print(f"{done}{render.count(status['open_orders'], 'open order')})", highlight=False)
 
 
 @click.command("kill-switch")
