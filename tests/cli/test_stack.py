@@ -96,8 +96,9 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert home_processes() == []
     assert not (home / "run" / "pycron.pid").exists()
 
-    after = trader("status")
-    assert after.exit_code == 7 and "not reachable" in after.output
+    after = trader("status")  # the token file stays: pycron refuses, and is said not to run
+    assert after.exit_code == 7 and "pycron is not running for" in after.output, after.output
+    assert "Errno" not in after.output and "`trader up`" in after.output
     for log in (home / "logs").iterdir():
         assert token not in log.read_text(errors="replace"), log
         assert stack_env.redis_password not in log.read_text(errors="replace"), log
@@ -112,6 +113,20 @@ def test_status_and_down_when_nothing_runs(stack_env) -> None:
     assert result.output.startswith("error (unavailable):") and len(result.output.splitlines()) == 1
     down = trader("down")
     assert down.exit_code == 0 and "not running" in down.output
+
+
+def test_status_with_a_token_but_no_pycron_says_so_in_a_sentence(stack_env) -> None:
+    run = stack_env.home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pycron.token").write_text("t" * 32)  # left by an earlier `trader up`
+    (run / "pycron.token").chmod(0o600)
+    for args in (["status"], ["pycron", "restart", "bus"]):
+        result = trader(*args)
+        assert result.exit_code == 7, result.output
+        assert result.output.startswith(f"error (unavailable): pycron is not running for {stack_env.home}")
+        assert "Errno" not in result.output and "start the stack with `trader up`" in result.output
+    body = json.loads(trader("status", "--json").stderr)["error"]
+    assert (body["type"], body["code"]) == ("Unavailable", "unavailable") and "Errno" not in body["message"]
 
 
 def test_up_reports_a_bad_jobs_file(stack_env, monkeypatch: pytest.MonkeyPatch) -> None:

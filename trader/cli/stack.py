@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,25 @@ def _running_client(settings: Settings) -> PycronClient:
             f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
         )
     return PycronClient.with_token(settings, token)
+
+
+@contextmanager
+def _pycron(settings: Settings) -> Iterator[PycronClient]:
+    """Yield a client for the running pycron; a refusal with no pycron alive here says just that.
+
+    The control API's own refusal names the socket error (``[Errno 111]``);
+    when this home has no live pycron, the user is told so in a sentence.
+    """
+    with _running_client(settings) as client:
+        try:
+            yield client
+        except Unavailable:
+            if runfiles.running_pid(settings) is not None:
+                raise
+            raise Unavailable(
+                f"pycron is not running for {settings.home} (nothing answers at {client.base_url}); "
+                "start the stack with `trader up`"
+            ) from None
 
 
 def _pycron_environment(settings: Settings, token: str, redis_password: str) -> dict[str, str]:
@@ -362,7 +382,7 @@ def status(cli: CliContext) -> None:
     """
     services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
     try:
-        with _running_client(cli.settings()) as client:
+        with _pycron(cli.settings()) as client:
             result = client.status()
     except Unavailable:
         if not cli.json:
@@ -436,7 +456,7 @@ def pycron_group() -> None:
 
 
 def _control(cli: CliContext, action: str, name: str) -> None:
-    with _running_client(cli.settings()) as client:
+    with _pycron(cli.settings()) as client:
         operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
         job = operations[action](name)
     if cli.json:
