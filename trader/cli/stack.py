@@ -98,6 +98,15 @@ def _running_client(settings: Settings) -> PycronClient:
     return PycronClient.with_token(settings, token)
 
 
+def job_names(settings: Settings, timeout: float) -> list[str]:
+    """Return the names of the running pycron's jobs (Unavailable if no pycron answers)."""
+    token = runfiles.read_token(settings)
+    if not token:
+        raise Unavailable("pycron is not running (no control token)")
+    with PycronClient.with_token(settings, token, timeout=timeout) as client:
+        return [job["name"] for job in client.jobs()]
+
+
 @contextmanager
 def _pycron(settings: Settings) -> Iterator[PycronClient]:
     """Yield a client for the running pycron; a refusal with no pycron alive here says just that.
