@@ -140,7 +140,7 @@ def test_errors_in_json_mode_are_json_on_stderr_with_the_same_code(tmp_path: Pat
 
 
 def test_json_numbers_are_exact_decimals() -> None:
-    value = {"qty": Decimal("10"), "avg": Decimal("231.30021978021978"), "tick": Decimal("0.00001"),
+    value = {"qty": Decimal(10), "avg": Decimal("231.30021978021978"), "tick": Decimal("0.00001"),
              "neg": Decimal("-5918.625"), "nan": Decimal("NaN"), "big": Decimal("1E+3"), "f": 0.5}
     text = dumps(value, indent=None)
     assert text == ('{"qty":10,"avg":231.30021978021978,"tick":0.00001,"neg":-5918.625,"nan":null,'

@@ -60,9 +60,9 @@ def test_the_widest_table_keeps_every_column() -> None:
 def test_a_portfolio_keeps_symbol_quantity_cost_and_price(width: int) -> None:
     positions = [
         Position("DU1234567", AAPL, Decimal(100), Decimal("231.3"), market_price=Decimal("229.12"),
-                 market_value=Decimal("22912"), unrealized_pnl=Decimal("-218"), realized_pnl=Decimal(0)),
+                 market_value=Decimal(22912), unrealized_pnl=Decimal(-218), realized_pnl=Decimal(0)),
         Position("DU1234567", ES, Decimal(-2), Decimal("5921.045"), market_price=Decimal("5918.625"),
-                 market_value=Decimal("-591862.5"), unrealized_pnl=Decimal("242"), realized_pnl=Decimal(10)),
+                 market_value=Decimal("-591862.5"), unrealized_pnl=Decimal(242), realized_pnl=Decimal(10)),
     ]
     words = text(render.positions_table(positions, market=True), width).split()
     for value in ("AAPL.STK", "ES.FUT.202612", "100", "-2", "231.3", "229.12", "5921.045", "5918.625", "total"):

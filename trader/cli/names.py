@@ -66,7 +66,7 @@ class LiveNames:
         except (TraderError, OSError) as exc:  # the service is down or slow: no names for a while
             log.debug("no %s names: %s", kind, exc)
             names = frozenset()
-        except Exception:  # noqa: BLE001 - completion must never break the prompt
+        except Exception:
             log.exception("fetching %s names failed", kind)
             names = frozenset()
         with self._lock:
