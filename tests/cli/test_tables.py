@@ -110,3 +110,13 @@ def test_times_carry_their_zone() -> None:
     assert render.clock(stamp, today=stamp.date()) == "14:03:07 UTC"
     assert render.clock(stamp, today=stamp.date() + timedelta(days=1)) == "12-07 14:03 UTC"
     assert render.clock(stamp.astimezone(), today=stamp.date()) == "14:03:07 UTC"  # any zone in, UTC out
+
+
+def test_counts_agree_with_their_noun() -> None:
+    assert [render.count(n, "open order") for n in (0, 1, 2)] == ["0 open orders", "1 open order", "2 open orders"]
+    assert render.count(1, "strategy", "strategies") == "1 strategy"
+    assert render.count(3, "strategy", "strategies") == "3 strategies"
+    status = {"state": "RUNNING", "open_orders": 1, "orders": 1, "fills": 1, "differences": 1}
+    out = text(render.service_table(status), 120)
+    assert "1 open of 1, 1 fill, 1 reconcile difference" in out and "fills" not in out
+    assert "0 fills" in text(render.fills_table([]), 80)
