@@ -8,11 +8,14 @@ configuration error exits 78 (``EX_CONFIG`` of sysexits.h).
 
 from __future__ import annotations
 
+import textwrap
+
 from trader.errors import EXIT_CODES, USAGE_EXIT_CODE, error_from_wire
 
 SUCCESS = 0
 DECLINED = 1  # click's Abort: a confirmation answered no
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+HELP_WIDTH = 76  # the table's lines, so that --help reads at 80 columns
 USAGE_CODE = "usage"  # the JSON error code of a click usage error
 _EXTRA = {
     SUCCESS: "success",
@@ -47,7 +50,11 @@ def meaning(exit_code: int) -> str:
 
 def epilog() -> str:
     """Return the exit-code table of ``trader --help`` (``\\b`` keeps click from rewrapping it)."""
-    return "\n".join(["Exit codes:", "", "\b", *(f"  {code:<3} {text}" for code, text in exit_codes())])
+    lines = ["Exit codes:", "", "\b"]
+    for code, text in exit_codes():  # within 80 columns: click indents the epilog by two
+        lines += textwrap.wrap(f"{code:<3} {text}", width=HELP_WIDTH, initial_indent="  ",
+                               subsequent_indent="      ")
+    return "\n".join(lines)
 
 
 def markdown() -> str:

@@ -92,7 +92,8 @@ def generate(cli: CliContext, directory: Path | None, name: str, force: bool) ->
       trader keys generate --name client --dir keys
     JSON:
       {"public_file": string, "secret_file": string, "public_key": string}
-    Exits: 9 the pair exists (--force replaces it), 78 a bad name or an unwritable directory
+    Exits: 9 the pair exists (--force replaces it), 78 a bad name or an
+      unwritable directory
     """
     directory = (directory or cli.settings().path(DEFAULT_DIR)).resolve()
     public, secret = write_key_pair(directory, name, force=force)

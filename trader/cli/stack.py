@@ -197,7 +197,8 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
       trader up  # in the foreground, until Ctrl-C
     JSON:
       {"pid": integer, "profile": string, "jobs": [Job]}  (with --detach)
-    Exits: 9 pycron already running, 6 a job not ready in time, 7 a job FAILED, 78 bad configuration
+    Exits: 9 pycron already running, 6 a job not ready in time, 7 a job FAILED,
+      78 bad configuration
     """
     settings = cli.settings(profile)
     pid = runfiles.running_pid(settings)
@@ -346,7 +347,8 @@ def down(cli: CliContext, timeout: float) -> None:
       trader down
       trader down --timeout 120
     JSON:
-      {"pid": integer | null, "stopped": boolean}  (pid null: pycron was not running)
+      {"pid": integer | null, "stopped": boolean}  (pid null: pycron was not
+        running)
     Exits: 6 pycron still running after --timeout
     """
     settings = cli.settings()

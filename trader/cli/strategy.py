@@ -66,8 +66,8 @@ def list_(cli: CliContext) -> None:
     Examples:
       trader strategy list
     JSON:
-      {"strategies": [Strategy], "errors": [{"file": string, "line": integer | null, "reason":
-        string}]}
+      {"strategies": [Strategy], "errors": [{"file": string, "line": integer |
+        null, "reason": string}]}
     Exits: 7 strategy_service not running
     """
     result = cli.call_service(SERVICE, "list")
@@ -143,7 +143,8 @@ def reload(cli: CliContext) -> None:
     Examples:
       trader strategy reload
     JSON:
-      {"loaded": [string], "errors": [{"file": string, "line": integer | null, "reason": string}]}
+      {"loaded": [string], "errors": [{"file": string, "line": integer | null,
+        "reason": string}]}
     Exits: 3 a plugin did not load
     """
     result = cli.call_service(SERVICE, "reload", timeout=STOP_TIMEOUT)
@@ -187,7 +188,8 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
       trader strategy logs ma_crossover -n 20
       trader strategy logs ma_crossover --follow
     JSON:
-      [{"time": time, "level": string, "message": string}]  (with --follow: one object per line)
+      [{"time": time, "level": string, "message": string}]  (with --follow: one
+        object per line)
     Exits: 4 unknown strategy
     """
     if count is not None and not follow:

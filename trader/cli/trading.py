@@ -216,12 +216,13 @@ def buy(cli: CliContext, symbol: str, **options: Any) -> None:
     Examples:
       trader trade buy AAPL -q 10  # market order
       trader trade buy AAPL --amount 5000 --limit 230
-      trader trade buy ES -q 1 --stop-loss-percent 1 --take-profit-percent 2  # bracket
+      trader trade buy ES -q 1 --stop-loss-percent 1 --take-profit-percent 2
     JSON:
-      {"order": Order, "children": [Order], "reason": string}  (children: a bracket's legs)
-    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the kill switch, 7 no
-      answer (the message says how to find the order), 8 refused by the broker, 1 declined on a live
-      account
+      {"order": Order, "children": [Order], "reason": string}  (children: a
+        bracket's legs)
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the
+      kill switch, 7 no answer (the message says how to find the order), 8
+      refused by the broker, 1 declined on a live account
     """
     _place(cli, "BUY", symbol, options)
 
@@ -239,8 +240,9 @@ def sell(cli: CliContext, symbol: str, **options: Any) -> None:
       trader trade sell EUR.USD -q 20000 --limit 1.0851
     JSON:
       {"order": Order, "children": [Order], "reason": string}
-    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the kill switch, 7 no
-      answer, 8 refused by the broker, 1 declined on a live account
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the
+      kill switch, 7 no answer, 8 refused by the broker, 1 declined on a live
+      account
     """
     _place(cli, "SELL", symbol, options)
 
@@ -318,7 +320,8 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
     JSON:
       {"order": Order, "children": [Order], "reason": string}
       {"cancelled": integer}  (with --all)
-    Exits: 4 unknown order id, 9 the order is not working, 8 refused by the broker
+    Exits: 4 unknown order id, 9 the order is not working, 8 refused by the
+      broker
     """
     if (client_order_id is None) == (not all_orders):
         raise click.UsageError("give an order id or --all")
@@ -353,8 +356,8 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, **changes: Dec
       trader book modify 3f9a2c1dbe01 -q 50
     JSON:
       {"order": Order, "children": [Order], "reason": string}
-    Exits: 3 invalid change, 4 unknown order id, 9 the order is not working, 8 refused by the
-      broker, 1 declined on a live account
+    Exits: 3 invalid change, 4 unknown order id, 9 the order is not working, 8
+      refused by the broker, 1 declined on a live account
     """
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
@@ -412,8 +415,8 @@ def account(cli: CliContext, all_tags: bool) -> None:
       trader account
       trader account --all --json
     JSON:
-      {"account": string, "values": {tag: {currency: number | string}}}  (a number where the value
-        is one)
+      {"account": string, "values": {tag: {currency: number | string}}}  (a
+        number where the value is one)
     Exits: 7 trader_service not running
     """
     result = cli.call_trader("account")
@@ -488,8 +491,8 @@ def reconnect(cli: CliContext) -> None:
     Examples:
       trader reconnect
     JSON:
-      {"connected": boolean, "ib": string, "connects": integer, "open_orders": integer,
-        "last_error": string | null, ...}  (trader_service's status)
+      {"connected": boolean, "ib": string, "connects": integer, "open_orders":
+        integer, "last_error": string | null, ...}  (trader_service's status)
     Exits: 7 not connected to IB after the reconnect
     """
     status = cli.call_trader("reconnect", timeout=RECONNECT_TIMEOUT)
@@ -521,8 +524,9 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
       trader kill-switch off
     JSON:
       {"engaged": boolean, "reason": string | null}  (without STATE)
-      {"engaged": boolean, "reason": string, "since": time | null, "cancel_sent": boolean,
-        "cancel_error": string, "journal_error": string}  (the last three when they apply)
+      {"engaged": boolean, "reason": string, "since": time | null,
+        "cancel_sent": boolean, "cancel_error": string, "journal_error": string}
+        (the last three when they apply)
     Exits: 8 IB's global cancel failed, 7 engaged but not journalled
     """
     if reason and state is None:
