@@ -173,13 +173,13 @@ def command_section(root: click.Command, path: tuple[str, ...], command: click.C
     """Return the Markdown of one command: description, usage, options, examples, JSON, exit codes."""
     ctx = _context(root, path)
     parts = sections(command)
-    out = [f"## `trader {' '.join(path)}`", "", re.sub(r"\n(?!\n)", " ", parts[""]).replace("\n ", "\n"), "",
-           "```", _usage(command, ctx), "```", ""]
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", parts[""]) if p.strip()]
+    out = [f"## `trader {' '.join(path)}`", "", "\n\n".join(paragraphs), "", "```", _usage(command, ctx), "```", ""]
     if isinstance(command, click.Group):
         names = ", ".join(f"`{name}`" for name in sorted(command.commands))
         out += [f"Subcommands: {names}.", ""]
-    out += _options(command, ctx)
-    out.append("")
+    options = _options(command, ctx)
+    out += [*options, ""] if options else []
     if parts.get("Examples"):
         out += ["Examples:", "", "```bash", parts["Examples"], "```", ""]
     if parts.get("JSON"):
