@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import pytest
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from trader.cli import render
-from trader.cli.layout import Col, FitTable, abbreviate
+from trader.cli.layout import STYLES, Col, FitTable, abbreviate
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 
 AAPL = Contract("AAPL", "STK", primary_exchange="NASDAQ", conid=265598)
@@ -46,7 +47,9 @@ def test_an_order_is_readable_at_any_width(width: int) -> None:
                   "PRE_SUBMITTED", "UTC"):
         assert value in words, (value, out)
     assert NOW.strftime("%H:%M:%S") in words
-    assert "…" not in out.replace("3f9a2…", "")  # nothing cut but an id
+    assert "…" not in out.replace("3f9a…be01", "").replace("3f9a…1.sl", "")  # nothing cut but an id
+    if width >= 80:
+        assert {"3f9a…be01", "3f9a…1.sl"} <= set(words) or "3f9a2c1dbe01" in words  # the id stays, cut at most
     if width >= 120:
         assert "3f9a2c1dbe01" in words and "ma_crossover" not in words  # the strategy goes first
 
@@ -96,11 +99,25 @@ def test_fills_and_contracts_fit_80_columns() -> None:
 
 def test_an_id_is_cut_in_its_middle_before_it_goes() -> None:
     assert abbreviate("3f9a2c1dbe01.sl", 9) == "3f9a…1.sl" and abbreviate("short", 9) == "short"
-    table = FitTable([Col("id", 1, min_width=9), Col("x")], [["3f9a2c1dbe01.sl", "y" * 10]])
-    assert isinstance(table.fitted(40), Table)
-    assert "3f9a2c1dbe01.sl" in text(table, 40)
-    assert "3f9a…1.sl" in text(table, 26) and "y" * 10 in text(table, 26)
-    assert "3f9a" not in text(table, 18)
+    table = FitTable([Col("id", 1, min_width=9), Col("x"), Col("note", 6)],
+                     [["  3f9a2c1dbe01.sl", "y" * 10, "z" * 12]])
+    assert isinstance(table.fitted(60), Table)
+    assert "3f9a2c1dbe01.sl" in text(table, 60) and "z" * 12 in text(table, 60)
+    assert "z" not in text(table, 40) and "┃" in text(table, 40)  # a lavish column goes before the box
+    assert "3f9a2c1dbe01.sl" in text(table, 30) and "┃" not in text(table, 30)  # then the box, for the id
+    assert "3f9a…1.sl y" in text(table, 20) and "y" * 10 in text(table, 20)  # then the id is cut (indent first)
+    assert "3f9a" not in text(table, 15)
+
+
+@pytest.mark.parametrize("style", range(len(STYLES)))
+def test_the_width_a_table_reckons_is_what_rich_measures(style: int) -> None:
+    table = render.orders_table(orders(), title="orders")
+    console = Console(width=500)
+    for shown in ([0], [1, 2], list(range(12)), [1, 2, 3, 4, 5, 6, 8]):
+        for cut in ({}, {0: 9} if 0 in shown else {}):
+            built = table._build(shown, cut, style)
+            measured = Measurement.get(console, console.options, built).maximum
+            assert table.width(shown, cut, style) == measured, (shown, cut, style)
 
 
 def test_times_carry_their_zone() -> None:
