@@ -12,6 +12,7 @@ from rich.table import Table
 
 from trader.cli import render
 from trader.cli.layout import STYLES, Col, FitTable, abbreviate
+from trader.cli.stack import jobs_table
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 
 AAPL = Contract("AAPL", "STK", primary_exchange="NASDAQ", conid=265598)
@@ -137,3 +138,14 @@ def test_counts_agree_with_their_noun() -> None:
     out = text(render.service_table(status), 120)
     assert "1 open of 1, 1 fill, 1 reconcile difference" in out and "fills" not in out
     assert "0 fills" in text(render.fills_table([]), 80)
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_the_jobs_of_status_keep_name_state_and_health(width: int) -> None:
+    job = {"name": "strategy_service", "state": "RUNNING", "pid": 123456, "uptime": 7260, "restarts": 12,
+           "healthy": True, "heartbeat": {"state": "RUNNING", "age": 0.4}, "last_exit": -9}
+    out = text(jobs_table({"pid": 1, "profile": "default", "jobs": [job, {**job, "name": "tws", "healthy": False}]}),
+               width)
+    assert {"strategy_service", "tws", "RUNNING", "yes", "no"} <= set(out.split()), out
+    if width >= 80:
+        assert "0.4s" in out and "123456" in out

@@ -28,6 +28,7 @@ from pycron import runfiles
 from pycron.client import PycronClient
 from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.layout import Col, FitTable
 from trader.config import Settings
 from trader.errors import (
     EXIT_CODES,
@@ -53,6 +54,17 @@ STATE_STYLE = {
     "SCHEDULED": "blue",
     "COMPLETED": "blue",
 }
+# `trader status`'s jobs: name, state and health always; the rest as the width allows.
+JOB_COLUMNS = (
+    Col("job"),
+    Col("state"),
+    Col("pid", 3, justify="right"),
+    Col("uptime", 2, justify="right"),
+    Col("restarts", 4, justify="right"),
+    Col("healthy"),
+    Col("heartbeat", 1),
+    Col("last exit", 5),
+)
 # The services whose own status `trader status` shows, each as its table.
 SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
     "trader_service": render.service_table,
@@ -406,25 +418,17 @@ def status(cli: CliContext) -> None:
                 job["service"] = render.to_jsonable(service)
         cli.emit_json(result["jobs"])
         return
-    table = Table(
-        title=f"pycron pid {result['pid']}, profile {result['profile']}", title_justify="left"
-    )
-    for column in (
-        "job",
-        "state",
-        "pid",
-        "uptime",
-        "restarts",
-        "healthy",
-        "heartbeat",
-        "last exit",
-    ):
-        table.add_column(
-            column, justify="right" if column in ("pid", "uptime", "restarts") else "left"
-        )
-    for job in result["jobs"]:
+    table = jobs_table(result)
+    cli.console.print(table)
+    _show_services(cli, services)
+
+
+def jobs_table(status: Mapping[str, Any]) -> FitTable:
+    """Return pycron's jobs (its ``status``) as a table that fits the terminal."""
+    rows = []
+    for job in status["jobs"]:
         beat = job.get("heartbeat")
-        table.add_row(
+        rows.append([
             job["name"],
             Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
             str(job["pid"] or "-"),
@@ -433,9 +437,8 @@ def status(cli: CliContext) -> None:
             Text("yes", style="green") if job["healthy"] else Text("no", style="red"),
             f"{beat['state']} {beat['age']:.1f}s ago" if beat else "-",
             "-" if job.get("last_exit") is None else str(job["last_exit"]),
-        )
-    cli.console.print(table)
-    _show_services(cli, services)
+        ])
+    return FitTable(JOB_COLUMNS, rows, title=f"pycron pid {status['pid']}, profile {status['profile']}")
 
 
 def _show_services(cli: CliContext, services: dict[str, dict[str, Any] | None]) -> None:
