@@ -77,7 +77,7 @@ class LiveNames:
 
 def stack_fetchers(cli: Any) -> dict[str, Fetch]:
     """Return the fetchers of a ``CliContext``'s stack: strategies, open orders, jobs and streamed keys."""
-    from trader.cli.stack import job_names
+    from trader.cli.jobs import job_names
 
     def strategies() -> Iterable[str]:
         result = cli.call_service("strategy_service", "list", timeout=FETCH_TIMEOUT)
