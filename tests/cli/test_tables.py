@@ -11,8 +11,8 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from trader.cli import render
-from trader.cli.layout import STYLES, Col, FitTable, abbreviate
 from trader.cli.jobs import jobs_table
+from trader.cli.layout import STYLES, Col, FitTable, abbreviate
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 
 AAPL = Contract("AAPL", "STK", primary_exchange="NASDAQ", conid=265598)
