@@ -63,3 +63,16 @@ def test_sections_are_read_from_the_help_and_the_epilog() -> None:
     assert parts[""] == "Do a thing.\n\nMore words."
     assert docs.examples(sample) == ["trader sample", "trader sample --x"]
     assert parts["JSON"] == '{"ok": boolean}' and parts["Exits"] == "4 nothing"
+
+    @click.command(epilog="\b\nExamples:\n  trader other --y\n\n\bA note after the block.\nJSON: {\"a\": number,\n  \"b\": null}")
+    def other() -> None:
+        """Do another thing.
+
+        \b
+        Examples:
+          trader other
+        """
+
+    parts = docs.sections(other)
+    assert docs.examples(other) == ["trader other", "trader other --y"]  # help and epilog, together
+    assert parts[""] == "Do another thing.\n\nA note after the block." and parts["JSON"] == '{"a": number,\n"b": null}'

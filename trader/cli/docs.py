@@ -56,18 +56,29 @@ MAPPING_SHAPES = {
 def sections(command: click.Command) -> dict[str, str]:
     """Return a command's help split in its description and its ``Examples``, ``JSON``, ``Exits`` blocks.
 
-    A block starts at a line ``Examples:`` (its text may follow on the line) and
-    runs to the next; click's ``\\b`` lines are left out.
+    A block starts at a line ``Examples:`` (its text may follow on the line)
+    and holds the lines indented under it; the first line back at the
+    header's indent that is not a header ends it, and goes to the
+    description. A header met twice (in the help and the epilog) adds to its
+    block. Click's ``\\b`` lines are left out.
     """
     text = "\n".join(inspect.cleandoc(part) for part in (command.help or "", command.epilog or "") if part)
     found: dict[str, list[str]] = {"": []}
-    current = ""
-    for line in text.splitlines():
+    current, margin = "", 0
+    for raw in text.splitlines():
+        line = raw.replace("\b", "")
+        if not line.strip() and raw.strip():  # click's no-rewrap mark alone on its line
+            continue
         header = HEADER.match(line)
+        indent = len(line) - len(line.lstrip())
         if header:
-            current = header.group(1)
-            found[current] = [header.group(2)] if header.group(2) else []
-        elif line.strip() != "\b":
+            current, margin = header.group(1), indent
+            found.setdefault(current, [])
+            if header.group(2):
+                found[current].append(" " * (margin + 2) + header.group(2))
+        else:
+            if current and line.strip() and indent <= margin:
+                current = ""
             found[current].append(line)
     return {name: _dedent(lines) for name, lines in found.items()}
 
