@@ -40,6 +40,7 @@ from pycron.schedule import (
     window_is_open,
     window_open,
 )
+from trader.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ HEARTBEAT_POLL = 0.5
 # Longest single sleep while waiting for a cron time, so a clock change is noticed.
 MAX_SLEEP = 30.0
 SPAWN_FAILED = 127
+# A job exiting with ConfigError's code (78, EX_CONFIG) said its configuration is bad: a restart
+# would fail alike, so it goes FAILED at once, with the reason, instead of running into a crash loop.
+CONFIG_EXIT = ConfigError.exit_code
 
 
 class JobState(str, enum.Enum):
@@ -258,6 +262,13 @@ class SupervisedJob:
         while True:
             await self._wait_dependencies()
             code, success = await self._attempt()
+            if code == CONFIG_EXIT and not success:
+                why = (f"configuration error (exit {code}): not restarting, since it would fail alike; "
+                       "fix the configuration (its log says what) and start it again")
+                log.error("%s: %s", self.name, why)
+                append_log(self.job.log, f"{self.name} {why}")
+                self._set(JobState.FAILED)
+                return
             if not self._wants_restart(success):
                 self._set(JobState.COMPLETED if success else JobState.FAILED)
                 return

@@ -5,6 +5,10 @@ travels in the RPC reply (``{ok: false, error: {type, message, code}}``) and is
 turned back into the same class on the caller's side by :func:`error_from_wire`;
 its ``exit_code`` is what the CLI exits with. The table is explicit: a class
 is known to the wire only if it is listed in ``_BY_CODE`` below.
+
+Exit code 2 is click's (and argparse's) for bad command-line usage and no
+error here takes it: a configuration error exits 78, ``EX_CONFIG`` of BSD's
+sysexits.h, so a script or pycron can tell a typo in a command from a bad file.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class ConfigError(TraderError):
     """A configuration file or environment override is invalid."""
 
     code = "config"
-    exit_code = 2
+    exit_code = 78  # EX_CONFIG (sysexits.h); 2 is bad command-line usage
 
 
 class ValidationError(TraderError):
@@ -152,6 +156,7 @@ _BY_CODE: dict[str, type[TraderError]] = {
 }
 
 EXIT_CODES: dict[str, int] = {code: cls.exit_code for code, cls in _BY_CODE.items()}
+USAGE_EXIT_CODE = 2  # click's and argparse's code for bad command-line usage; no TraderError's
 
 
 def error_from_wire(error: Any) -> TraderError:

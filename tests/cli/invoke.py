@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -21,8 +22,8 @@ def ok(*args: str) -> Result:
 
 
 def data(*args: str) -> Any:
-    """Run a command with --json and return its parsed output."""
-    return json.loads(ok("--json", *args).stdout)
+    """Run a command with --json and return its parsed output (numbers with a fraction as exact Decimals)."""
+    return json.loads(ok("--json", *args).stdout, parse_float=Decimal)
 
 
 def refused(code: int, *args: str) -> str:

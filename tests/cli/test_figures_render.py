@@ -32,8 +32,8 @@ def test_a_futures_cost_is_shown_per_unit_next_to_its_price_in_both_tables() -> 
     ledger.mark("ES.FUT.202612", D("5918.75"))
     ledger.ticks["ES.FUT.202612"] = D("0.25")
     info = {"name": "demo", **ledger.summary()}
-    portfolio = shown(render.positions_table([broker], market=True, width=120), 120)
-    strategy = shown(render.strategy_holdings_table([info], width=120), 120)
+    portfolio = shown(render.positions_table([broker], market=True), 120)
+    strategy = shown(render.strategy_holdings_table([info]), 120)
     for text in (portfolio, strategy):
         row = next(line for line in text.splitlines() if "ES.FUT.202612" in line)
         cells = [c.strip() for c in row.strip("│ ").split("│")]
@@ -46,10 +46,10 @@ def test_at_80_columns_whole_cells_and_net_beside_its_parts() -> None:
                           unrealized_pnl=D("-121.0"), realized_pnl=D(0)),
                  Position("DU123", AAPL, D(91), D("231.30021978021978"), market_price=D("231.5"),
                           market_value=D("21066.5"), unrealized_pnl=D("18.18"), realized_pnl=D("-3.5"))]
-    text = shown(render.positions_table(positions, market=True, width=80), 80)
+    text = shown(render.positions_table(positions, market=True), 80)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
-    header = text.splitlines()[1]
+    header = next(line for line in text.splitlines() if "qty" in line)
     assert all(name in header for name in ("qty", "avg cost", "price", "unrealized", "realized", "net pnl"))
     assert "231.30" in text and "231.30021978021978" not in text
     total = next(line for line in text.splitlines() if "total" in line)
-    assert [c.strip() for c in total.strip("│ ").split("│")][-3:] == ["-102.82", "-3.50", "-106.32"]
+    assert total.replace("│", " ").split()[-3:] == ["-102.82", "-3.50", "-106.32"]

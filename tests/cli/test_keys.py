@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from trader.cli.context import CliContext
 from trader.cli.main import cli
 from trader.config import load_settings
-from trader.errors import Conflict, Unavailable
+from trader.errors import ConfigError, Conflict, Unavailable
 from trader.messaging.curve import CurveKeys
 
 
@@ -58,7 +58,7 @@ def test_generate_json_and_a_bad_name(tmp_path: Path) -> None:
     written = json.loads(result.stdout)
     assert written["public_key"] == zmq.auth.load_certificate(tmp_path / "a.key")[0].decode()
     code, _, err = generate("--dir", str(tmp_path), "--name", "../escape")
-    assert code == 2 and "plain file name" in err
+    assert code == ConfigError.exit_code and "plain file name" in err
 
 
 def test_the_generated_pair_is_what_curve_mode_loads(tmp_path: Path, trader_home: Path,

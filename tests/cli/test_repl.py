@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
+from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
@@ -12,8 +15,11 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
+from tests.cli.invoke import data
 from tests.conftest import StackEnv, TradingStack
+from trader.cli.context import CliContext
 from trader.cli.main import cli
+from trader.cli.names import LiveNames, stack_fetchers
 from trader.cli.repl import Repl, completions, exit_meaning
 
 
@@ -36,13 +42,56 @@ def test_completions_follow_the_command_tree() -> None:
     assert completions(cli, "--json strategy logs f", {"FB"}, names) == ["flipper"]
     assert completions(cli, "trade buy ", {"FB"}, names) == ["FB"]
     assert completions(cli, "pycron start ", set(), names) == []  # a job, not a strategy
+    assert completions(cli, "pycron restart t", set(), names, jobs={"tws", "bus"}) == ["tws"]
+    assert completions(cli, "book cancel ", {"AAPL"}, names, orders={"a1", "b2"}) == ["a1", "b2"]
+    assert completions(cli, "book trades --order b", set(), orders={"a1", "b2"}) == ["b2"]
+    assert completions(cli, "trade buy AAPL --strategy f", set(), names) == ["flipper"]
+
+
+def test_live_names_never_hold_the_prompt_and_are_cached() -> None:
+    calls: list[str] = []
+    release = threading.Event()
+    now = [0.0]
+
+    def slow() -> list[str]:
+        calls.append("slow")
+        release.wait(5)
+        return ["flipper"]
+
+    live = LiveNames({"strategy": slow, "order": lambda: calls.append("o") or ["a1"]}, ttl=5.0, wait=0.05,
+                     clock=lambda: now[0])
+    started = time.monotonic()
+    assert live.get("strategy") == frozenset()  # the service is slow: nothing yet, and no waiting
+    assert time.monotonic() - started < 0.5
+    release.set()
+    deadline = time.monotonic() + 5
+    while live.get("strategy") != {"flipper"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert live.get("order") == {"a1"} and live.get("order") == {"a1"}
+    assert calls.count("o") == 1 and calls.count("slow") == 1  # cached for ttl
+    now[0] = 6.0
+    assert live.get("order") == {"a1"}  # stale: served at once, refreshed behind
+    deadline = time.monotonic() + 5
+    while calls.count("o") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert live.get("job") == frozenset()  # a kind nobody fetches
+
+
+def test_live_names_of_a_stopped_stack_are_none_at_once(stack_env: StackEnv) -> None:
+    live = LiveNames(stack_fetchers(CliContext()), wait=5.0)
+    started = time.monotonic()
+    assert all(live.get(kind) == frozenset() for kind in ("strategy", "order", "job", "key"))
+    assert time.monotonic() - started < 2.0
 
 
 def test_exit_codes_are_explained() -> None:
     assert exit_meaning(4).startswith("not_found: A named thing does not exist")
     assert exit_meaning(5).startswith("risk_limit:")
-    assert exit_meaning(2) == "config error or bad command-line usage"
-    assert exit_meaning(130) == "interrupted"
+    assert exit_meaning(2).startswith("usage: bad command-line usage")
+    assert exit_meaning(78).startswith("config: A configuration file")
+    assert exit_meaning(130) == "interrupted (Ctrl-C)"
     assert exit_meaning(99) == "failed"
 
 
@@ -80,7 +129,7 @@ def test_the_loop_runs_every_line_and_survives_errors(
         "No such command 'bogus'",
         "No such command 'foo[/x]'",
         "'maybe' is not one of 'on', 'off'",
-        "exit 2: config error or bad command-line usage",
+        "exit 2: usage: bad command-line usage",
         "exit 4: not_found: A named thing does not exist",
         "exit 3: invalid: A request's arguments are invalid",
         "give an order id or --all",
@@ -102,8 +151,17 @@ def test_the_loop_runs_every_line_and_survives_errors(
     scripted = Repl(cli, Console(file=notes), global_args=["--json"])  # as `trader --json repl`
     assert scripted.run(["positions", "quit"]) == 0
     (position,) = json.loads(capsys.readouterr().out)
-    assert (position["contract"]["key"], position["quantity"]) == ("AAPL.STK", "2")
+    assert (position["contract"]["key"], position["quantity"]) == ("AAPL.STK", 2)
     assert scripted.run(["book cancel ghost"]) == 4
+
+    # Completion from the running stack: open order ids, streamed keys (strategy_service is not running).
+    bid = Decimal(str(data("snapshot", "AAPL")["bid"]))
+    limit = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+    assert Repl(cli, Console(file=notes)).run([f"trade buy AAPL -q 1 --limit {limit} --id repl-open"]) == 0
+    live = LiveNames(stack_fetchers(CliContext()), wait=5.0)
+    assert live.get("order") == {"repl-open"} and "MSFT.STK" in live.get("key")
+    assert live.get("strategy") == frozenset()  # down: no names, at once
+    assert completions(cli, "book cancel repl-", set(), orders=live.get("order")) == ["repl-open"]
 
 
 def test_the_command_reads_the_prompt_and_keeps_a_history(stack_env: StackEnv) -> None:

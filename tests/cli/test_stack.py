@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from tests.sim.simulator import connect
 from tests.waiting import wait_until_blocking
 from trader.cli.main import cli
+from trader.errors import ConfigError
 
 
 def trader(*args: str) -> Result:
@@ -95,8 +96,9 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert home_processes() == []
     assert not (home / "run" / "pycron.pid").exists()
 
-    after = trader("status")
-    assert after.exit_code == 7 and "not reachable" in after.output
+    after = trader("status")  # the token file stays: pycron refuses, and is said not to run
+    assert after.exit_code == 7 and "pycron is not running for" in after.output, after.output
+    assert "Errno" not in after.output and "`trader up`" in after.output
     for log in (home / "logs").iterdir():
         assert token not in log.read_text(errors="replace"), log
         assert stack_env.redis_password not in log.read_text(errors="replace"), log
@@ -113,12 +115,26 @@ def test_status_and_down_when_nothing_runs(stack_env) -> None:
     assert down.exit_code == 0 and "not running" in down.output
 
 
+def test_status_with_a_token_but_no_pycron_says_so_in_a_sentence(stack_env) -> None:
+    run = stack_env.home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pycron.token").write_text("t" * 32)  # left by an earlier `trader up`
+    (run / "pycron.token").chmod(0o600)
+    for args in (["status"], ["pycron", "restart", "bus"]):
+        result = trader(*args)
+        assert result.exit_code == 7, result.output
+        assert result.output.startswith(f"error (unavailable): pycron is not running for {stack_env.home}")
+        assert "Errno" not in result.output and "start the stack with `trader up`" in result.output
+    body = json.loads(trader("status", "--json").stderr)["error"]
+    assert (body["type"], body["code"]) == ("Unavailable", "unavailable") and "Errno" not in body["message"]
+
+
 def test_up_reports_a_bad_jobs_file(stack_env, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = stack_env.home / "jobs.yaml"
     jobs.write_text("jobs:\n  redis: {command: redis-server, helth: {tcp: 1}}\n")
     monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs))
     result = trader("up", "--detach", "--timeout", "20")
-    assert result.exit_code == 2
+    assert result.exit_code == ConfigError.exit_code == 78
     assert "jobs.redis.helth: unknown key" in result.output
 
 

@@ -74,7 +74,7 @@ class Idle(Strategy):
     "idle.yaml": "enabled: false\n",
     "broken.py": HEADER + "\nclass Broken(Strategy)\n    pass\n",  # line 5: no colon
 }
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (INFO|ERROR|WARNING) +\S")
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC (INFO|ERROR|WARNING) +\S")  # the zone named
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +167,7 @@ def test_list_enable_disable_flatten_and_logs(
 
     text = ok("strategy", "logs", "flipper").stdout.splitlines()
     assert all(LOG_LINE.match(line) for line in text), text
-    messages = [line.split(maxsplit=3)[3] for line in text]
+    messages = [line.split(maxsplit=4)[4] for line in text]
     for expected in ("RUNNING", "DISABLED: disabled", "enabled"):
         assert expected in messages, expected
     assert any(m.startswith("WAITING_HISTORY: warming up (3 bars of 1s)") for m in messages)
@@ -227,7 +227,7 @@ def test_reload_and_status_under_pycron(
         bad = plugin_dir / "bad.py"
         assert "loaded 2 strategies: broken, idle" in reloaded.stdout
         assert f"{bad}:5: NameError: name 'undefined_name' is not defined" in reloaded.stdout
-        assert reloaded.stderr.startswith(f"error (invalid): 1 plugin(s) did not load: {bad}:5:")
+        assert reloaded.stderr.startswith(f"error (invalid): 1 plugin did not load: {bad}:5:")
         assert service_status("strategy_service")["strategies"] == {"DISABLED": 2}
 
         bad.unlink()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from trader.errors import ConfigError
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -48,14 +50,14 @@ def run_pycron(home: Path, jobs: str, **env: str) -> subprocess.CompletedProcess
         ),
     ],
 )
-def test_bad_config_exits_2_with_the_message(trader_home: Path, jobs: str, expected: str) -> None:
+def test_bad_config_exits_with_the_config_code_and_the_message(trader_home: Path, jobs: str, expected: str) -> None:
     done = run_pycron(trader_home, jobs, TRADER_PYCRON__TOKEN="x" * 20)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == ConfigError.exit_code, done.stderr
     assert expected in done.stderr
     assert not (trader_home / "run" / "pycron.pid").exists()
 
 
 def test_refuses_to_start_without_a_token(trader_home: Path) -> None:
     done = run_pycron(trader_home, "jobs: {}\n")
-    assert done.returncode == 2
+    assert done.returncode == ConfigError.exit_code
     assert "no control token" in done.stderr

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from pycron.config import BackoffModel, parse_jobs
 from pycron.job import JobState, SupervisedJob
 from pycron.supervisor import Supervisor
 from trader.config import Settings, load_settings, read_yaml
+from trader.errors import ConfigError
 
 BACK_WITHIN = 2.0  # seconds from a kill -9 to healthy again: the promise
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +127,30 @@ def test_a_crash_loop_still_ends_in_failed(
         assert gap >= delay * 0.95, gaps  # the backoff doubled each time: nothing was forgotten
     log = Path(crasher_log(pycron_settings)).read_text()
     assert "crash loop: 6 exits within 60s" in log
+
+
+def test_a_job_that_exits_with_the_config_code_fails_at_once(pycron_settings: Settings) -> None:
+    # Its configuration is bad: a restart would fail alike, five times over, ending in "crash loop".
+    config = jobs_from(
+        f"""
+        jobs:
+          misconfigured:
+            command: {sys.executable} -c "import sys; print('bad key'); sys.exit({ConfigError.exit_code})"
+        """,
+        pycron_settings,
+    )
+
+    async def scenario() -> None:
+        async with running(config, pycron_settings) as supervisor:
+            job = supervisor.jobs["misconfigured"]
+            await wait_until(lambda: job.state is JobState.FAILED, timeout=20, what="FAILED")
+            status = job.status()
+            assert (status.restarts, status.last_exit) == (0, 78)
+
+    run(scenario(), timeout=30)
+    log = (pycron_settings.path(pycron_settings.storage.logs_dir) / "misconfigured.out").read_text()
+    assert "bad key" in log and "configuration error (exit 78): not restarting" in log
+    assert "crash loop" not in log
 
 
 def test_a_job_healthy_a_while_before_each_crash_still_ends_in_failed(

@@ -92,7 +92,7 @@ def test_a_bad_sim_config_exits_with_the_config_code(stack_env: StackEnv, tmp_pa
     bad.write_text("market: {seed: 1, tick_rat: 3}\n")
     result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--sim-config", str(bad)],
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 2
+    assert result.returncode == ConfigError.exit_code
     assert "market.tick_rat: unknown key" in result.stderr
 
 
@@ -111,7 +111,7 @@ def test_tick_rate_option_overrides_the_config() -> None:
 def test_a_tick_rate_out_of_range_exits_with_the_config_code(stack_env: StackEnv) -> None:
     result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--tick-rate", "5000"],
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 2
+    assert result.returncode == ConfigError.exit_code
     assert "--tick-rate" in result.stderr and "tick_rate" in result.stderr
 
 
@@ -139,7 +139,7 @@ def test_a_bad_replay_file_exits_with_the_config_code(stack_env: StackEnv, tmp_p
     ticks.write_text("time,symbol,last\n2024-03-01 14:30,NOPE,180\n")
     result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--replay", str(ticks)],
                             cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == ConfigError.exit_code, result.stderr
     assert "unknown symbol 'NOPE'" in result.stderr
 
 
@@ -148,5 +148,5 @@ def test_a_listener_beyond_loopback_is_refused(stack_env: StackEnv, host: str) -
     """IB's API has no authentication: tws-sim's simulated account stays on this host."""
     result = subprocess.run([sys.executable, "-m", "services.tws_sim", "--port", "0", "--host", host],
                             cwd=REPO, env=stack_env.env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == ConfigError.exit_code, result.stderr
     assert "beyond loopback" in result.stderr and "SSH tunnel" in result.stderr

@@ -137,7 +137,7 @@ def test_max_price_deviation_on_the_limit_price() -> None:
     g.check(intent(limit_price=D(105)), exposure())
     g.check(intent(limit_price=D(95)), exposure())
     err = assert_refused(g, intent(limit_price=D("105.01")), "max_price_deviation",
-                         "105.01", "0.0501", "0.05", "100")
+                         "105.01", "is 5.01% from the market 100", "over the limit of 5% (0.05)")
     assert err.details["value"] == D("0.0501")
     assert err.details["maximum"] == D("0.05")
     assert_refused(g, intent(action=Action.SELL, limit_price=D("94.99")), "max_price_deviation")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ import click
 from rich.console import Console
 
 from pycron.client import PycronClient
+from trader.cli.jsonout import dumps
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, TraderError, Unavailable
 from trader.messaging.curve import ClientKeys, CurveKeys
@@ -153,8 +153,12 @@ class CliContext:
         return self.call_service("trader_service", method, *args, **kwargs)
 
     def emit_json(self, data: Any) -> None:
-        """Print ``data`` as JSON on stdout (machine-readable output for ``--json``)."""
-        click.echo(json.dumps(data, indent=2, default=str))
+        """Print ``data`` as JSON on stdout (``--json``): quantities and prices as exact JSON numbers."""
+        click.echo(dumps(data))
+
+    def emit_json_line(self, data: Any) -> None:
+        """Print ``data`` as one compact JSON line on stdout (a stream: one object per tick or log line)."""
+        click.echo(dumps(data, indent=None))
 
 
 pass_cli = click.make_pass_decorator(CliContext, ensure=True)

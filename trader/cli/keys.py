@@ -33,7 +33,12 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def keys() -> None:
-    """Create the CURVE keys that protect the RPC and the bus beyond loopback."""
+    """Create the CURVE keys that protect the RPC and the bus beyond loopback.
+
+    \b
+    Examples:
+      trader keys generate --name client
+    """
 
 
 def write_key_pair(directory: Path, name: str, *, force: bool = False) -> tuple[Path, Path]:
@@ -79,7 +84,17 @@ def write_key_pair(directory: Path, name: str, *, force: bool = False) -> tuple[
 @click.option("--force", is_flag=True, help="Overwrite an existing pair of that name.")
 @pass_cli
 def generate(cli: CliContext, directory: Path | None, name: str, force: bool) -> None:
-    """Write a CURVE key pair: NAME.key_secret (0600, stays here) and NAME.key (public, 0644)."""
+    """Write a CURVE key pair: NAME.key_secret (0600, stays here) and NAME.key (public, 0644).
+
+    \b
+    Examples:
+      trader keys generate
+      trader keys generate --name client --dir keys
+    JSON:
+      {"public_file": string, "secret_file": string, "public_key": string}
+    Exits: 9 the pair exists (--force replaces it), 78 a bad name or an
+      unwritable directory
+    """
     directory = (directory or cli.settings().path(DEFAULT_DIR)).resolve()
     public, secret = write_key_pair(directory, name, force=force)
     public_key = zmq.auth.load_certificate(public)[0].decode("ascii")

@@ -3,65 +3,135 @@
 Each family of commands lives in its own module and is added in
 ``COMMAND_MODULES``; a module exposes ``register(group)``. Any ``TraderError``
 a command raises ends the process with that error's ``exit_code`` and one
-line on stderr, here and nowhere else.
+line on stderr, here and nowhere else; a usage error ends it with click's 2.
+
+``--json`` is one option, which the group adds to every command it is given
+and to their subcommands (:func:`add_json_option`): ``trader --json book``
+and ``trader book --json`` are the same. It is eager, so it holds for the
+errors met while the rest of the line is read; in JSON mode an error is
+``{"error": {"type", "message", "code"}}`` on stderr, with the same exit code.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from trader.cli import keys, market, positions, repl, stack, strategy, trading
+from trader.cli import exits, jobs, keys, market, positions, repl, stack, strategy, trading
 from trader.cli.context import CliContext
-from trader.errors import EXIT_CODES, TraderError, error_from_wire
+from trader.cli.jsonout import error_document
+from trader.errors import TraderError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (stack, trading, positions, market, strategy, keys, repl)
-INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+COMMAND_MODULES: tuple[ModuleType, ...] = (stack, jobs, trading, positions, market, strategy, keys, repl)
+INTERRUPTED = exits.INTERRUPTED
+JSON_FLAG = "--json"
+JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 
 
-def _exit_code_epilog() -> str:
-    lines = ["Exit codes:", "", "\b", "  0   success"]
-    for code, exit_code in sorted(EXIT_CODES.items(), key=lambda item: (item[1], item[0])):
-        doc = (type(error_from_wire({"code": code})).__doc__ or "").strip().splitlines()[0]
-        note = " (also: bad command-line usage)" if exit_code == 2 else ""
-        lines.append(f"  {exit_code:<3} {code}: {doc}{note}")
-    lines += ["  1   a confirmation declined, or an unexpected error", f"  {INTERRUPTED:<3} interrupted (Ctrl-C)"]
-    return "\n".join(lines)
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliContext).json = True
+
+
+def add_json_option(command: click.Command) -> None:
+    """Give ``command`` and every command under it the shared ``--json`` flag (once each)."""
+    if not any(JSON_FLAG in param.opts for param in command.params):
+        command.params.append(
+            click.Option([JSON_FLAG], is_flag=True, expose_value=False, is_eager=True,
+                         callback=_set_json, help=JSON_HELP)
+        )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_json_option(sub)
+
+
+def _json_mode(ctx: click.Context | None, args: Sequence[str]) -> bool:
+    """Return whether the line asked for JSON: the flag was read, or is among the words before ``--``."""
+    found = ctx.find_object(CliContext) if ctx is not None else None
+    if found is not None and found.json:
+        return True
+    words = list(args)
+    return JSON_FLAG in (words[: words.index("--")] if "--" in words else words)
+
+
+def _fail(as_json: bool, kind: str, message: str, code: str, exit_code: int) -> NoReturn:
+    """Print one error line on stderr (JSON in JSON mode) and exit with ``exit_code``."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    click.echo(error_document(kind, message, code) if as_json else f"error ({code}): {message}", err=True)
+    raise click.exceptions.Exit(exit_code)
 
 
 class TraderGroup(click.Group):
-    """A click group that turns a ``TraderError`` into its exit code and a one-line message."""
+    """A click group that adds ``--json`` everywhere and turns every failure into an exit code and one line."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Add ``cmd`` (and the commands under it) with the shared ``--json`` flag."""
+        add_json_option(cmd)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a TraderError or Ctrl-C becomes its exit code and one line on stderr."""
         try:
             return super().invoke(ctx)
         except TraderError as exc:
-            message = " ".join(str(exc).split())  # one line, whatever the message held
-            click.echo(f"error ({exc.code}): {message}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            _fail(_json_mode(ctx, ()), type(exc).__name__, str(exc), exc.code, exc.exit_code)
         except KeyboardInterrupt:  # click would call it an abort (1), like a declined confirmation
+            if _json_mode(ctx, ()):
+                _fail(True, "Interrupted", "interrupted", "interrupted", INTERRUPTED)
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run as click does; in standalone mode report usage errors and aborts as JSON in JSON mode."""
+        words = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:  # the REPL: it reports errors itself
+            return super().main(words, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(words, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not _json_mode(getattr(exc, "ctx", None), words):
+                exc.show()
+                sys.exit(exc.exit_code)
+            try:
+                _fail(True, type(exc).__name__, exc.format_message(), exits.USAGE_CODE
+                      if isinstance(exc, click.UsageError) else "invalid", exc.exit_code)
+            except click.exceptions.Exit as done:
+                sys.exit(done.exit_code)
+        except click.Abort:
+            if _json_mode(None, words):
+                click.echo(error_document("Aborted", "aborted: a confirmation was answered no", "aborted"),
+                           err=True)
+            else:
+                click.echo("Aborted!", err=True)
+            sys.exit(exits.DECLINED)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(
     cls=TraderGroup,
-    epilog=_exit_code_epilog(),
+    epilog=exits.epilog(),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
     "--profile", default=None, help="Settings profile (default: TRADER_PROFILE or 'default')."
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables."
-)
 @click.pass_context
-def cli(ctx: click.Context, profile: str | None, as_json: bool) -> None:
+def cli(ctx: click.Context, profile: str | None) -> None:
     """Run and control the trading platform."""
-    ctx.obj = CliContext(profile=profile, json=as_json)
+    ctx.ensure_object(CliContext).profile = profile
 
 
+add_json_option(cli)
 for _module in COMMAND_MODULES:
     _module.register(cli)

@@ -8,7 +8,6 @@ trader_service), as a live table for people or one JSON line per tick.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from rich.table import Table
 from trader.cli import render
 from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.trading import hint_options, hints
-from trader.errors import TraderError
+from trader.errors import NotFound, TraderError
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber, topic_matches
 
@@ -34,7 +33,13 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def subscribe() -> None:
-    """Stream instruments' quotes on the bus, and watch them."""
+    """Stream instruments' quotes on the bus, and watch them.
+
+    \b
+    Examples:
+      trader subscribe start AAPL
+      trader subscribe listen
+    """
 
 
 @subscribe.command("start")
@@ -42,7 +47,16 @@ def subscribe() -> None:
 @hint_options
 @pass_cli
 def start(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>)."""
+    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>).
+
+    \b
+    Examples:
+      trader subscribe start ES
+      trader subscribe start EUR.USD
+    JSON:
+      {"key": string, "topic": string, "contract": Contract}
+    Exits: 4 unknown symbol
+    """
     result = cli.call_trader("subscribe", symbol, **hints(options))
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
@@ -57,7 +71,15 @@ def start(cli: CliContext, symbol: str, **options: Any) -> None:
 @subscribe.command("list")
 @pass_cli
 def list_(cli: CliContext) -> None:
-    """Show the keys streamed on the bus."""
+    """Show the keys streamed on the bus.
+
+    \b
+    Examples:
+      trader subscribe list
+    JSON:
+      [string]  (the keys streamed)
+    Exits: 7 trader_service not running
+    """
     keys = cli.call_trader("subscriptions")
     if cli.json:
         cli.emit_json(keys)
@@ -76,7 +98,15 @@ def list_(cli: CliContext) -> None:
 @click.argument("key")
 @pass_cli
 def stop(cli: CliContext, key: str) -> None:
-    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`)."""
+    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`).
+
+    \b
+    Examples:
+      trader subscribe stop AAPL.STK
+    JSON:
+      {"key": string, "streaming": false}
+    Exits: 4 the key is not streamed
+    """
     cli.call_trader("unsubscribe", key)
     if cli.json:
         cli.emit_json({"key": key, "streaming": False})
@@ -101,14 +131,23 @@ def listen(
     """Show the ticks of KEYS (default: all streamed) until --count, --duration or Ctrl-C.
 
     With --json, print one JSON object per tick and line.
+
+    \b
+    Examples:
+      trader subscribe listen
+      trader subscribe listen AAPL.STK -n 10
+      trader subscribe listen --json -d 5
+    JSON:
+      Tick  (one object per line, as the ticks come)
+    Exits: 7 the bus is not running, 4 a key that is not streamed
     """
     endpoint = cli.settings().bus.sub_endpoint
     ensure_listening(endpoint, "the bus")
-    _warn_if_not_streamed(cli, keys)
+    _check_streamed(cli, keys)
     started = time.monotonic()
     latest: dict[str, dict[str, Any]] = {}
     if cli.json:
-        _run(endpoint, keys, count, duration, _print_json, cli.curve_client())
+        _run(endpoint, keys, count, duration, cli.emit_json_line, cli.curve_client())
         return
     title = f"ticks on {', '.join(keys) or TOPIC}"
     with Live(
@@ -124,11 +163,7 @@ def listen(
             live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
-    cli.err.print(f"{seen} ticks in {time.monotonic() - started:.1f}s", highlight=False)
-
-
-def _print_json(tick: dict[str, Any]) -> None:
-    click.echo(json.dumps(render.to_jsonable(tick), separators=(",", ":")))
+    cli.err.print(f"{render.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
 
 
 def _run(
@@ -185,8 +220,14 @@ async def _listen(
         subscriber.close()
 
 
-def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
-    """Warn on stderr when nothing streams what we are about to wait for (skip if unknown)."""
+def _check_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
+    """Refuse KEYS that trader_service does not stream (NotFound, naming what it does stream).
+
+    Asked before listening, so a key nobody subscribed is said to be one at
+    once rather than found out as "0 ticks" later. Without keys and nothing
+    streamed, only warn: a subscription may start while we listen. When
+    trader_service cannot be asked, listen anyway (the bus may still carry ticks).
+    """
     try:
         streamed = cli.call_trader("subscriptions", timeout=2.0)
     except TraderError:
@@ -194,11 +235,14 @@ def _warn_if_not_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
     missing = [
         k for k in keys if not any(topic_matches(f"{TOPIC}.{k}", f"{TOPIC}.{s}") for s in streamed)
     ]
+    if missing:
+        names = ", ".join(missing)
+        raise NotFound(
+            f"not subscribed: {names} (streamed: {', '.join(streamed) or 'nothing'}); "
+            f"start with `trader subscribe start {missing[0]}`",
+            keys=missing,
+        )
     if not keys and not streamed:
         cli.err.print(
             "nothing is streamed yet; start with `trader subscribe start SYMBOL`", style="yellow"
-        )
-    elif missing:
-        cli.err.print(
-            f"not streamed: {', '.join(missing)} (see `trader subscribe list`)", style="yellow", markup=False
         )

@@ -2,26 +2,27 @@
 
 Tables take the domain objects trader_service returns (``Order``, ``Fill``,
 ``Position``, ``Contract``) and the plain dicts of quotes, statuses and
-strategy_service's strategies, plugin errors and log lines.
-:func:`to_jsonable` turns any of them into JSON values: a Decimal becomes its
-exact text (``"231.52"``, never a rounded float), a datetime its ISO form, an
-enum its value, a dataclass a mapping of its fields (a contract adds its
-``key``).
+strategy_service's strategies, plugin errors and log lines; each table
+declares its columns with a priority (trader.cli.layout), so at any terminal
+width the least important go first and an order's essentials stay whole.
+:func:`to_jsonable` (trader.cli.jsonout) turns any of them into JSON values:
+a Decimal an exact JSON number, a datetime its ISO form, an enum its value,
+a dataclass a mapping of its fields (a contract adds its ``key``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from enum import Enum
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from trader.cli.jsonout import to_jsonable  # noqa: F401 - the commands reach it as render.to_jsonable
+from trader.cli.layout import Col, FitTable
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
 from trader.domain.figures import MONEY_DECIMALS, Figures, price_decimals
 
@@ -50,34 +51,12 @@ STRATEGY_STYLE = {
 LEVEL_STYLE = {"DEBUG": "dim", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
-# -- JSON ----------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    """Return ``value`` in JSON types: Decimal -> exact text, datetime -> ISO, dataclass -> dict."""
-    if value is None or (isinstance(value, (bool, int, str)) and not isinstance(value, Enum)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else str(value)
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, Contract):
-            data["key"] = value.key
-        return data
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    return str(value)
-
-
 # -- formatting ----------------------------------------------------------------------
+
+
+def count(n: int, noun: str, plural: str = "") -> str:
+    """Return ``n`` with ``noun`` agreeing: ``1 open order``, ``2 open orders``, ``0 strategies``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def num(value: Decimal | float | None) -> str:
@@ -88,6 +67,8 @@ def num(value: Decimal | float | None) -> str:
         if not math.isfinite(value):
             return "-"
         return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
     return format(value, "f")
 
 
@@ -105,9 +86,22 @@ def price(value: Decimal | None, decimals: int) -> str:
     return format(value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP), "f")
 
 
-def when(value: datetime | None) -> str:
-    """Return a time in the local zone, ``YYYY-MM-DD HH:MM:SS``."""
-    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def when(value: datetime | None, *, millis: bool = False) -> str:
+    """Return a time in UTC, the zone named: ``2026-12-07 14:03:07 UTC`` (``.123`` with ``millis``)."""
+    if value is None:
+        return "-"
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return f"{text[:-3] if millis else text[:-7]} UTC"
+
+
+def clock(value: datetime | None, *, millis: bool = False, today: date | None = None) -> str:
+    """Return a time of a table cell in UTC: ``14:03:07 UTC`` today, ``12-06 14:03 UTC`` another day."""
+    if value is None:
+        return "-"
+    stamp = value.astimezone(UTC)
+    if stamp.date() != (today or datetime.now(UTC).date()):
+        return stamp.strftime("%m-%d %H:%M UTC")
+    return stamp.strftime("%H:%M:%S.%f")[: 12 if millis else 8] + " UTC"
 
 
 def status_text(status: OrderStatus) -> Text:
@@ -158,32 +152,39 @@ def describe(request: Mapping[str, Any]) -> str:
 # -- tables ----------------------------------------------------------------------------
 
 
-def orders_table(orders: Iterable[Order], title: str | None = None) -> Table:
-    """Return a table of orders: id, time, instrument, side, prices, status, fills, strategy."""
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "id",
-        "time",
-        "symbol",
-        "side",
-        "qty",
-        "type",
-        "limit/stop",
-        "tif",
-        "status",
-        "filled",
-        "avg price",
-        "strategy",
-    ):
-        right = name in ("qty", "filled", "avg price")
-        table.add_column(name, justify="right" if right else "left", no_wrap=name != "limit/stop")
-    for order in orders:
-        child = order.parent_id is not None
-        table.add_row(
-            ("  " if child else "") + order.client_order_id,
-            when(order.created_at),
+def side_text(action: Any) -> Text:
+    """Return BUY in green, SELL in red."""
+    return Text(str(action), style="green" if str(action) == "BUY" else "red")
+
+
+ORDER_COLUMNS = (
+    Col("id", 5, min_width=9),
+    Col("time", wrap=True),
+    Col("symbol"),
+    Col("side"),
+    Col("qty", justify="right"),
+    Col("type"),
+    Col("price", wrap=True),
+    Col("tif", 8),
+    Col("status"),
+    Col("filled", 6, justify="right"),
+    Col("avg price", 7, justify="right"),
+    Col("strategy", 9),
+)
+
+
+def orders_table(orders: Iterable[Order], title: str | None = None) -> FitTable:
+    """Return a table of orders: id, time, instrument, side, prices, status, fills, strategy.
+
+    Narrow, it keeps time, symbol, side, qty, type, prices and status whole, and
+    leaves out strategy, tif, the fills, then the id (first cut in its middle).
+    """
+    rows = [
+        [
+            ("  " if order.parent_id is not None else "") + order.client_order_id,
+            clock(order.created_at),
             order.contract.key,
-            Text(str(order.action), style="green" if order.action == "BUY" else "red"),
+            side_text(order.action),
             num(order.quantity),
             str(order.order_type),
             _prices(order),
@@ -192,75 +193,70 @@ def orders_table(orders: Iterable[Order], title: str | None = None) -> Table:
             num(order.filled_quantity),
             num(order.avg_fill_price),
             order.order_ref,
-        )
-    return table
+        ]
+        for order in orders
+    ]
+    return FitTable(ORDER_COLUMNS, rows, title=title)
 
 
-def fills_table(fills: list[Fill]) -> Table:
+def fills_table(fills: list[Fill]) -> FitTable:
     """Return a table of fills with commissions and cash flow (buys negative), and a total line."""
-    table = Table(title=f"{len(fills)} fills", title_justify="left", show_footer=bool(fills))
-    for name in (
-        "time",
-        "order",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-        "cash",
-        "commission",
-        "exec id",
-    ):
-        right = name in ("qty", "price", "cash", "commission")
-        table.add_column(name, justify="right" if right else "left", no_wrap=True)
     total_cash = Decimal(0)
     total_commission = Decimal(0)
+    rows = []
     for fill in fills:
         multiplier = fill.contract.multiplier or Decimal(1)
         cash = fill.quantity * fill.price * multiplier * (-fill.action.sign)
         total_cash += cash
         total_commission += fill.commission or Decimal(0)
-        table.add_row(
-            when(fill.time),
+        rows.append([
+            clock(fill.time),
             fill.client_order_id or "-",
             fill.contract.key,
-            Text(str(fill.action), style="green" if fill.action == "BUY" else "red"),
+            side_text(fill.action),
             num(fill.quantity),
             num(fill.price),
             money(cash),
             money(fill.commission),
             fill.exec_id,
-        )
-    if fills:
-        table.columns[0].footer = "total"
-        table.columns[6].footer = money(total_cash)
-        table.columns[7].footer = money(total_commission)
-    return table
+        ])
+    columns = (
+        Col("time"),
+        Col("order", 4, min_width=9),
+        Col("symbol"),
+        Col("side"),
+        Col("qty", justify="right"),
+        Col("price", justify="right"),
+        Col("cash", 2, justify="right", footer=money(total_cash) if fills else ""),
+        Col("commission", 1, justify="right", footer=money(total_commission) if fills else ""),
+        Col("exec id", 5, min_width=9),
+    )
+    return FitTable(columns, rows, title=count(len(fills), "fill"), show_footer=bool(fills),
+                    label="total")
 
 
-#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures") after the owner and the symbol, with the
-#: attribute of ``Figures`` each shows.
-FIGURE_COLUMNS = (("qty", "quantity"), ("avg cost", "avg_cost"), ("price", "market_price"), ("value", "market_value"),
-                  ("unrealized", "unrealized"), ("realized", "realized"), ("net pnl", "net"), ("comm", "commission"))
+#: The money figures' columns (docs/ARCHITECTURE.md, "Money figures") after the owner and the symbol: header,
+#: the attribute of ``Figures`` each shows, and its priority (trader.cli.layout: 0 always shown, the highest
+#: number left out first: value and commissions are derived or informational, realized goes last).
+FIGURE_COLUMNS = (("qty", "quantity", 0), ("avg cost", "avg_cost", 0), ("price", "market_price", 0),
+                  ("value", "market_value", 7), ("unrealized", "unrealized", 0), ("realized", "realized", 3),
+                  ("net pnl", "net", 0), ("comm", "commission", 6))
 _PRICES = frozenset({"avg_cost", "market_price"})
-#: What goes first when the table is too wide for the terminal: value and commissions are derived or informational,
-#: the owner says nothing when there is one ("owner"), and realized last.
-_DROP_FIRST = ("market_value", "commission", "owner", "realized")
 
 
-def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool,
-                  width: int | None = None) -> Table:
+def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, commissions: bool) -> FitTable:
     """Return holdings as (owner, symbol, figures, price decimals) rows, with the money totals in the footer.
 
     The one table of the money figures: ``portfolio`` (owner: the account)
     and ``strategy list`` (owner: the strategy) show the same columns, the
     same way. Prices and average costs go to the instrument's precision,
     money to cents. ``commissions`` adds the commissions column (a broker's
-    portfolio does not give them per position). Within ``width`` columns
-    (the terminal's), value, then commissions, then the owner if all rows
-    have the same, then realized are left out rather than every cell cut short.
+    portfolio does not give them per position). Narrow, value, then
+    commissions, then the owner if all rows have the same, then realized are
+    left out rather than every cell cut short.
     """
     rows = list(rows)
-    names = [name for _, name in FIGURE_COLUMNS if commissions or name != "commission"]
+    figures = [spec for spec in FIGURE_COLUMNS if commissions or spec[1] != "commission"]
 
     def cell(f: Figures, name: str, decimals: int) -> Text | str:
         value = getattr(f, name)
@@ -270,114 +266,72 @@ def figures_table(rows: Iterable[tuple[str, str, Figures, int]], owner: str, *, 
             return price(value, decimals) if f.quantity or name == "market_price" else "-"
         return money(value)
 
-    cells = [[who, symbol, *(cell(f, n, decimals) for n in names)] for who, symbol, f, decimals in rows]
-    totals: dict[str, Decimal | None] = {}
-    for name in names:
-        if name not in _PRICES and name != "quantity":
-            amounts = [getattr(f, name) for _, _, f, _ in rows]
-            totals[name] = None if None in amounts else sum(amounts, Decimal(0))  # type: ignore[arg-type]
-    headers = [owner, "symbol", *(h for h, n in FIGURE_COLUMNS if n in names)]
-    keep = list(range(len(headers)))
-    if width is not None:
-        def wide(i: int) -> int:  # a column's width: its widest cell or footer, and a border and padding
-            texts = [headers[i], *(str(c[i]) for c in cells)]
-            if i >= 2 and names[i - 2] in totals:
-                texts.append(money(totals[names[i - 2]]).plain)
-            return max(len(t) for t in texts) + 3
+    def total(name: str) -> Text | str:
+        if not rows or name in _PRICES or name == "quantity":
+            return ""
+        amounts = [getattr(f, name) for _, _, f, _ in rows]
+        return money(None if None in amounts else sum(amounts, Decimal(0)))
 
-        single = len({who for who, *_ in rows}) <= 1
-        for name in _DROP_FIRST:
-            if sum(wide(i) for i in keep) + 1 <= width:
-                break
-            if name == "owner" and single:
-                keep.remove(0)
-            elif name in names:
-                keep.remove(names.index(name) + 2)
-    table = Table(show_footer=bool(rows))
-    for i in keep:
-        table.add_column(headers[i], justify="left" if i < 2 else "right", no_wrap=True)
-    for row in cells:
-        table.add_row(*(row[i] for i in keep))
-    if rows:
-        table.columns[0].footer = "total"  # under the owner, or the symbol if the owner is left out
-        for column, i in enumerate(keep):
-            if i >= 2 and names[i - 2] in totals:
-                table.columns[column].footer = money(totals[names[i - 2]])
-    return table
+    single = len({who for who, *_ in rows}) <= 1
+    columns = [Col(owner, 4 if single else 1), Col("symbol")]
+    columns += [Col(header, priority, justify="right", footer=total(name)) for header, name, priority in figures]
+    cells = [[who, symbol, *(cell(f, name, decimals) for _, name, _ in figures)] for who, symbol, f, decimals in rows]
+    return FitTable(columns, cells, show_footer=bool(rows), label="total" if rows else "")
 
 
-def positions_table(positions: list[Position], *, market: bool, width: int | None = None) -> Table:
+def positions_table(positions: list[Position], *, market: bool) -> FitTable:
     """Return a table of positions; with ``market``, the money figures (prices, values, PnL) with totals."""
     if market:
         return figures_table(((p.account, p.contract.key, Figures.of_position(p), price_decimals(p.contract))
-                              for p in positions), "account", commissions=False, width=width)
-    table = Table()
-    for name in ("account", "symbol", "qty", "avg cost"):
-        table.add_column(
-            name, justify="left" if name in ("account", "symbol") else "right", no_wrap=True
-        )
-    for p in positions:
-        table.add_row(p.account, p.contract.key, num(p.quantity), price(p.avg_cost, price_decimals(p.contract)))
-    return table
+                              for p in positions), "account", commissions=False)
+    columns = [Col("account", 4), Col("symbol"), Col("qty", justify="right"), Col("avg cost", justify="right")]
+    rows = [[p.account, p.contract.key, num(p.quantity), price(p.avg_cost, price_decimals(p.contract))]
+            for p in positions]
+    return FitTable(columns, rows)
 
 
-def contracts_table(rows: list[Mapping[str, Any]], width: int | None = None) -> Table:
+def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
     """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
     exchange, last trade date and description.
 
-    Within ``width`` columns, the least needed go first: the exchange, then
-    the last trade date (shown only when a row has one), then the local
-    symbol; the description is cut to fit.
+    Narrow, the least needed go first: the exchange, then the last trade
+    date (shown only when a row has one), then the local symbol; the
+    description is cut in its middle before it goes.
     """
-    cells: dict[str, list[str]] = {"typed": [], "key": [], "local symbol": [], "exchange": [], "last trade": []}
+    cells: list[list[str]] = []
     for row in rows:
         c: Contract = row["contract"]
-        cells["typed"].append(row["input"])
-        cells["key"].append(row["key"])
-        cells["local symbol"].append(row["local_symbol"] or "-")
         primary = c.primary_exchange and c.exchange == "SMART"
-        cells["exchange"].append(f"SMART/{c.primary_exchange}" if primary else c.exchange)
-        cells["last trade"].append(c.expiry.isoformat() if c.expiry else "-")
-    size = {name: max(len(name), *map(len, values)) for name, values in cells.items()}
-    shown = ["typed", "key"]
-    used = size["typed"] + size["key"] + 3 * 3 + 1  # each column adds 3 (padding, rule), the edge 1
-    room = 12  # the description's least width
-    for name in ("local symbol", "last trade", "exchange"):
-        if set(cells[name]) == {"-"}:
-            continue  # no row has one (no future or option: no last trade)
-        if width is None or used + room + size[name] + 3 <= width:
-            shown.append(name)
-            used += size[name] + 3
-    table = Table()
-    for name in shown:
-        table.add_column(name, no_wrap=True)
-    table.add_column("description", overflow="ellipsis", no_wrap=True, min_width=room,
-                     max_width=None if width is None else max(room, width - used))
-    for index, row in enumerate(rows):
-        table.add_row(*(cells[name][index] for name in shown), row["description"] or "-")
-    return table
+        cells.append([row["input"], row["key"], row["local_symbol"] or "-",
+                      c.expiry.isoformat() if c.expiry else "-",
+                      f"SMART/{c.primary_exchange}" if primary else c.exchange, row["description"] or "-"])
+    columns = [Col("typed"), Col("key"), Col("local symbol", 3), Col("last trade", 4), Col("exchange", 5),
+               Col("description", 2, min_width=12)]
+    keep = [i for i in range(len(columns)) if i != 3 or any(r[3] != "-" for r in cells)]  # no dated contract
+    return FitTable([columns[i] for i in keep], [[r[i] for i in keep] for r in cells])
 
 
-def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> Table:
-    """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time."""
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "instrument",
-        "bid size",
-        "bid",
-        "ask",
-        "ask size",
-        "last",
-        "last size",
-        "volume",
-        "time",
-    ):
-        table.add_column(
-            name, no_wrap=True, justify="left" if name in ("instrument", "time") else "right"
-        )
-    for tick in ticks:
-        stamp = tick.get("time")
-        table.add_row(
+QUOTE_COLUMNS = (
+    Col("instrument"),
+    Col("bid size", 3, justify="right"),
+    Col("bid", justify="right"),
+    Col("ask", justify="right"),
+    Col("ask size", 3, justify="right"),
+    Col("last", 1, justify="right"),
+    Col("last size", 5, justify="right"),
+    Col("volume", 4, justify="right"),
+    Col("time", 2),
+)
+
+
+def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> FitTable:
+    """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time.
+
+    Narrow, it keeps instrument, bid and ask whole, and leaves out the last
+    size, the volume, the bid and ask sizes, the time, then the last.
+    """
+    rows = [
+        [
             str(tick.get("instrument", "?")),
             num(tick.get("bid_size")),
             num(tick.get("bid")),
@@ -386,9 +340,11 @@ def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -
             num(tick.get("last")),
             num(tick.get("last_size")),
             num(tick.get("volume")),
-            stamp.astimezone().strftime("%H:%M:%S.%f")[:-3] if isinstance(stamp, datetime) else "-",
-        )
-    return table
+            clock(tick["time"], millis=True) if isinstance(tick.get("time"), datetime) else "-",
+        ]
+        for tick in ticks
+    ]
+    return FitTable(QUOTE_COLUMNS, rows, title=title)
 
 
 def account_table(
@@ -434,7 +390,7 @@ def service_table(status: Mapping[str, Any]) -> Table:
     table.add_row(
         "orders",
         f"{status.get('open_orders', 0)} open of {status.get('orders', 0)}, "
-        f"{status.get('fills', 0)} fills, {status.get('differences', 0)} reconcile differences",
+        f"{count(status.get('fills', 0), 'fill')}, {count(status.get('differences', 0), 'reconcile difference')}",
     )
     table.add_row("subscriptions", ", ".join(status.get("subscriptions") or []) or "-")
     table.add_row(
@@ -473,26 +429,18 @@ def holdings(positions: Mapping[str, Decimal]) -> str:
     return ", ".join(f"{key} {num(qty)}" for key, qty in positions.items()) or "flat"
 
 
-def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
-    """Return strategy_service's strategies: state, instruments, positions, PnL, orders, reason."""
-    table = Table()
-    for name in (
-        "name",
-        "state",
-        "instruments",
-        "bar",
-        "positions",
-        "realized",
-        "unrealized",
-        "net pnl",
-        "comm",
-        "orders",
-        "reason",
-    ):
-        right = name in ("realized", "unrealized", "net pnl", "comm", "orders")
-        table.add_column(name, justify="right" if right else "left", no_wrap=name != "reason")
-    for info in strategies:
-        table.add_row(
+def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> FitTable:
+    """Return strategy_service's strategies: state, instruments, positions, PnL, orders, reason.
+
+    Narrow, it keeps name, state, net PnL and the reason, and leaves out the
+    commissions, the bar size and the order count first.
+    """
+    columns = [Col("name"), Col("state"), Col("instruments", 3, wrap=True), Col("bar", 6), Col("positions", 4, wrap=True),
+               Col("realized", 5, justify="right"), Col("unrealized", 2, justify="right"),
+               Col("net pnl", justify="right"), Col("comm", 7, justify="right"), Col("orders", 6, justify="right"),
+               Col("reason", 1, wrap=True)]
+    rows = [
+        [
             info["name"],
             strategy_state(info["state"]),
             ", ".join(info["instruments"]),
@@ -504,11 +452,13 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> Table:
             money(info.get("commission")),
             str(info["orders"]),
             info["reason"] or "-",
-        )
-    return table
+        ]
+        for info in strategies
+    ]
+    return FitTable(columns, rows)
 
 
-def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]], width: int | None = None) -> Table | None:
+def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]]) -> FitTable | None:
     """Return the strategies' holdings with their money figures (as ``portfolio`` shows them), or None if none."""
     rows = []
     for info in strategies:
@@ -516,7 +466,7 @@ def strategy_holdings_table(strategies: Iterable[Mapping[str, Any]], width: int 
             f = Figures(h["quantity"], h["avg_cost"], h["market_price"], h["market_value"], h["realized_pnl"],
                         h["commission"], h["unrealized_pnl"], h["net_pnl"])
             rows.append((info["name"], key, f, int(h.get("price_decimals", MONEY_DECIMALS))))
-    return figures_table(rows, "strategy", commissions=True, width=width) if rows else None
+    return figures_table(rows, "strategy", commissions=True) if rows else None
 
 
 def strategy_summary(info: Mapping[str, Any]) -> Text:
@@ -538,11 +488,7 @@ def plugin_error(error: Mapping[str, Any]) -> Text:
 def log_line(line: Mapping[str, Any]) -> Text:
     """Return a strategy's log line as ``time level message``, the level coloured."""
     stamp = line.get("time")
-    text = Text(
-        stamp.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-        if isinstance(stamp, datetime)
-        else str(stamp)
-    )
+    text = Text(when(stamp, millis=True) if isinstance(stamp, datetime) else str(stamp))
     level = str(line.get("level", "?"))
     text.append(f" {level:<7} ", style=LEVEL_STYLE.get(level, ""))
     text.append(str(line.get("message", "")))

@@ -5,8 +5,11 @@ click group as the ``trader`` command, in-process. An error prints its exit
 code and what that code means, and the session goes on; ``exit``, ``quit``
 or Ctrl-D end it. :class:`Repl` takes any iterable of lines, so the loop runs
 without a terminal; only :func:`repl` (the command) uses prompt_toolkit, for
-history under the run directory and completion of commands, symbols and
-strategy names (those named by an earlier command that succeeded).
+history under the run directory and completion of commands, options,
+symbols and strategy names named by an earlier command that succeeded, and
+the names the running stack knows (strategies, open order ids, pycron's
+jobs, streamed keys: trader.cli.names, fetched in the background and cached
+a few seconds, so a stopped stack never holds up the prompt).
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ from typing import Any
 import click
 from rich.console import Console
 
+from trader.cli import exits
 from trader.cli.context import CliContext, pass_cli
-from trader.errors import EXIT_CODES, error_from_wire
+from trader.cli.names import LiveNames, stack_fetchers
 
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
 SYMBOL_PARAMS = ("symbol", "key", "keys")
 STRATEGY_GROUP, STRATEGY_PARAM = "strategy", "name"  # `strategy enable NAME` and the like
 GLOBAL_OPTIONS = {"--json": 0, "--profile": 1}  # option -> how many values follow
+ORDER_PARAM = "client_order_id"  # `book cancel ID`, `book modify ID`
+JOB_GROUP, JOB_PARAM = "pycron", "job"  # `pycron restart JOB`
+VALUE_OPTIONS = {"--strategy": "strategy", "--order": "order"}  # an option whose value is a name
 
 
 def register(group: click.Group) -> None:
@@ -34,16 +41,8 @@ def register(group: click.Group) -> None:
 
 
 def exit_meaning(code: int) -> str:
-    """Return what an exit code of the ``trader`` command means."""
-    if code == 2:
-        return "config error or bad command-line usage"
-    if code == 130:
-        return "interrupted"
-    for name, exit_code in EXIT_CODES.items():
-        if exit_code == code:
-            doc = (type(error_from_wire({"code": name})).__doc__ or "").strip().splitlines()[0]
-            return f"{name}: {doc}"
-    return "failed"
+    """Return what an exit code of the ``trader`` command means (the table of ``trader --help``)."""
+    return exits.meaning(code)
 
 
 def _command_path(
@@ -69,11 +68,19 @@ def _command_path(
 
 
 def completions(
-    group: click.Group, text: str, symbols: Iterable[str], strategies: Iterable[str] = ()
+    group: click.Group,
+    text: str,
+    symbols: Iterable[str],
+    strategies: Iterable[str] = (),
+    *,
+    orders: Iterable[str] = (),
+    jobs: Iterable[str] = (),
 ) -> list[str]:
     """Return the words that may complete the last word of ``text``.
 
-    Commands, options, and for an argument the ``symbols`` or ``strategies`` given.
+    Commands, options, and for an argument (or the value of ``--strategy`` and
+    ``--order``) the ``symbols``, ``strategies``, order ids (``orders``) or
+    pycron ``jobs`` given.
     """
     try:
         words = shlex.split(text)
@@ -81,14 +88,22 @@ def completions(
         return []
     current = words.pop() if words and text and not text[-1].isspace() else ""
     command, path, _ = _command_path(group, words)
-    if current.startswith("-"):
+    arguments = {p.name for p in command.params if isinstance(p, click.Argument)}
+    previous = words[-1] if words and len(words) > len(path) else ""
+    if previous in VALUE_OPTIONS:
+        candidates = sorted(strategies if VALUE_OPTIONS[previous] == "strategy" else orders)
+    elif current.startswith("-"):
         candidates = [opt for p in command.params if isinstance(p, click.Option) for opt in p.opts]
     elif isinstance(command, click.Group):
         candidates = sorted(command.commands) + (list(BUILTINS) if not path else [])
-    elif any(p.name in SYMBOL_PARAMS for p in command.params if isinstance(p, click.Argument)):
+    elif arguments & set(SYMBOL_PARAMS):
         candidates = sorted(symbols)
     elif _takes_strategy(command, path):
         candidates = sorted(strategies)
+    elif ORDER_PARAM in arguments:
+        candidates = sorted(orders)
+    elif path[:1] == [JOB_GROUP] and JOB_PARAM in arguments:
+        candidates = sorted(jobs)
     else:
         candidates = []
     return [c for c in candidates if c.startswith(current) and c != current]
@@ -235,6 +250,15 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
     """Run trader commands interactively, with history and completion (`help`, `exit`).
 
     Exits with the last command's exit code, as a shell does (a piped script keeps its status).
+
+    \b
+    Examples:
+      trader repl
+      trader --json repl
+      echo portfolio | trader repl  # a script: one command a line
+    JSON:
+      each command's own (`trader --json repl`: every command in JSON)
+    Exits: the last command's
     """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import Completer, Completion
@@ -249,12 +273,16 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
         ["--json"] if cli.json else []
     )
     shell = Repl(group, cli.console, global_args=global_args)
+    live = LiveNames(stack_fetchers(cli))
 
     class _Completer(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
             text = document.text_before_cursor
             current = "" if not text or text[-1].isspace() else text.split()[-1]
-            for word in completions(group, text, shell.symbols, shell.strategies):
+            words = completions(group, text, shell.symbols | live.get("key"),
+                                shell.strategies | live.get("strategy"),
+                                orders=live.get("order"), jobs=live.get("job"))
+            for word in words:
                 yield Completion(word, start_position=-len(current))
 
     session: PromptSession[str] = PromptSession(

@@ -1,4 +1,4 @@
-"""Stack commands: ``trader up``, ``down``, ``status`` and ``pycron start|stop|restart JOB``.
+"""Stack commands: ``trader up`` and ``trader down`` (``status`` and ``pycron``: trader.cli.jobs).
 
 ``up`` starts pycron (``python -m pycron``), which starts the profile's jobs.
 The control token reaches pycron through its environment, never its command
@@ -15,18 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli import render
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.jobs import job_line, running_client, show_tail, tail
 from trader.config import Settings
 from trader.errors import (
     EXIT_CODES,
@@ -39,62 +36,15 @@ from trader.errors import (
 )
 
 POLL = 0.2
-STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
-TAIL_LINES = 20
-STATE_STYLE = {
-    "RUNNING": "green",
-    "STARTING": "cyan",
-    "PENDING": "cyan",
-    "BACKOFF": "yellow",
-    "FAILED": "bold red",
-    "STOPPING": "yellow",
-    "STOPPED": "dim",
-    "SCHEDULED": "blue",
-    "COMPLETED": "blue",
-}
-# The services whose own status `trader status` shows, each as its table.
-SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
-    "trader_service": render.service_table,
-    "strategy_service": render.strategy_service_table,
-}
 
 
 def register(group: click.Group) -> None:
     """Add the stack commands to the ``trader`` group."""
-    for command in (up, down, status, pycron_group):
+    for command in (up, down):
         group.add_command(command)
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
-    """Return the last ``lines`` lines of a text file ([] if it does not exist)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            data = fh.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", "replace").splitlines()[-lines:]
-
-
-def _show_tail(title: str, path: Path) -> None:
-    # Plain echo, not rich: log lines must reach the terminal unwrapped and unstyled.
-    click.echo(f"--- {title}: last lines of {path}", err=True)
-    for line in tail(path) or ["(empty)"]:
-        click.echo(line, err=True)
-
-
-def _running_client(settings: Settings) -> PycronClient:
-    """Return a client for the running pycron, or raise Unavailable if there is evidently none."""
-    token = runfiles.read_token(settings)
-    if not token:
-        raise Unavailable(
-            f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
-        )
-    return PycronClient.with_token(settings, token)
 
 
 def _pycron_environment(settings: Settings, token: str, redis_password: str) -> dict[str, str]:
@@ -119,26 +69,6 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
-def format_duration(seconds: float | None) -> str:
-    """Return ``42s``, ``3m05s``, ``2h07m`` or ``4d03h``."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _job_line(job: dict[str, Any]) -> str:
-    pid = f" pid {job['pid']}" if job.get("pid") else ""
-    health = "healthy" if job.get("healthy") else "not healthy"
-    return f"{job['name']}: {job['state']}{pid}, {health}, restarts {job.get('restarts', 0)}"
-
-
 # -- up ------------------------------------------------------------------------------
 
 
@@ -159,7 +89,18 @@ def _job_line(job: dict[str, Any]) -> str:
 )
 @pass_cli
 def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> None:
-    """Start pycron and the profile's jobs."""
+    """Start pycron and the profile's jobs.
+
+    \b
+    Examples:
+      trader up --detach
+      trader up --profile test --detach --timeout 120
+      trader up  # in the foreground, until Ctrl-C
+    JSON:
+      {"pid": integer, "profile": string, "jobs": [Job]}  (with --detach)
+    Exits: 9 pycron already running, 6 a job not ready in time, 7 a job FAILED,
+      78 bad configuration
+    """
     settings = cli.settings(profile)
     pid = runfiles.running_pid(settings)
     if pid is not None:
@@ -189,7 +130,7 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
         cli.emit_json({"pid": pid, "profile": settings.profile, "jobs": jobs})
     else:
         for job in jobs:
-            cli.console.print(_job_line(job), highlight=False)
+            cli.console.print(job_line(job), highlight=False)
         cli.console.print(f"up: {len(jobs)} jobs ready (pycron pid {pid})", highlight=False)
 
 
@@ -255,7 +196,7 @@ def _wait_ready(
                 else f"pycron exited with code {code}"
             )
             if not errors:
-                _show_tail("pycron", out_path)
+                show_tail("pycron", out_path)
             raise _error_for_exit(code, message)
         try:
             jobs, answered = client.jobs(), True
@@ -265,7 +206,7 @@ def _wait_ready(
         failed = [j for j in jobs if j["state"] == "FAILED"]
         if failed:
             for job in failed:
-                _show_tail(f"job {job['name']}", Path(job["log"]))
+                show_tail(f"job {job['name']}", Path(job["log"]))
             names = ", ".join(j["name"] for j in failed)
             raise Unavailable(
                 f"job {names} FAILED (last exit {failed[0]['last_exit']}); pycron (pid {pid}) is still "
@@ -276,7 +217,7 @@ def _wait_ready(
         if time.monotonic() > deadline:
             waiting = [j for j in jobs if not j["ready"]]
             for job in waiting:
-                _show_tail(f"job {job['name']} ({job['state']})", Path(job["log"]))
+                show_tail(f"job {job['name']} ({job['state']})", Path(job["log"]))
             names = (
                 ", ".join(f"{j['name']} ({j['state']})" for j in waiting) or "pycron's control API"
             )
@@ -300,138 +241,33 @@ def _wait_ready(
 )
 @pass_cli
 def down(cli: CliContext, timeout: float) -> None:
-    """Stop every job in reverse dependency order, then pycron."""
+    """Stop every job in reverse dependency order, then pycron.
+
+    \b
+    Examples:
+      trader down
+      trader down --timeout 120
+    JSON:
+      {"pid": integer | null, "stopped": boolean}  (pid null: pycron was not
+        running)
+    Exits: 6 pycron still running after --timeout
+    """
     settings = cli.settings()
     pid = runfiles.running_pid(settings)
     try:
-        with _running_client(settings) as client:
+        with running_client(settings) as client:
             pid = client.status()["pid"]
             client.shutdown()
     except Unavailable:
         if pid is None:
+            if cli.json:
+                cli.emit_json({"pid": None, "stopped": False})
             cli.err.print("pycron is not running", highlight=False)
             return
         # The API does not answer but the process lives: fall back to a signal.
         os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, timeout):
         raise Timeout(f"pycron (pid {pid}) still running {timeout:g}s after the shutdown request")
-    cli.err.print(f"pycron (pid {pid}) stopped", highlight=False)
-
-
-# -- status ------------------------------------------------------------------------------
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
-@pass_cli
-def status(cli: CliContext, as_json: bool) -> None:
-    """Show every job (state, pid, uptime, restarts, health, heartbeat) and the services.
-
-    With --json, the trader_service and strategy_service jobs carry the
-    service's own status as ``service``.
-    """
-    services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
-    try:
-        with _running_client(cli.settings()) as client:
-            result = client.status()
-    except Unavailable:
-        if not (as_json or cli.json):
-            _show_services(cli, services)
-        raise
-    if as_json or cli.json:
-        for job in result["jobs"]:
-            service = services.get(job.get("name"))
-            if service is not None:
-                job["service"] = render.to_jsonable(service)
-        cli.emit_json(result["jobs"])
-        return
-    table = Table(
-        title=f"pycron pid {result['pid']}, profile {result['profile']}", title_justify="left"
-    )
-    for column in (
-        "job",
-        "state",
-        "pid",
-        "uptime",
-        "restarts",
-        "healthy",
-        "heartbeat",
-        "last exit",
-    ):
-        table.add_column(
-            column, justify="right" if column in ("pid", "uptime", "restarts") else "left"
-        )
-    for job in result["jobs"]:
-        beat = job.get("heartbeat")
-        table.add_row(
-            job["name"],
-            Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
-            str(job["pid"] or "-"),
-            format_duration(job.get("uptime")),
-            str(job["restarts"]),
-            Text("yes", style="green") if job["healthy"] else Text("no", style="red"),
-            f"{beat['state']} {beat['age']:.1f}s ago" if beat else "-",
-            "-" if job.get("last_exit") is None else str(job["last_exit"]),
-        )
-    cli.console.print(table)
-    _show_services(cli, services)
-
-
-def _show_services(cli: CliContext, services: dict[str, dict[str, Any] | None]) -> None:
-    """Print the status table of each service that answered."""
-    for name, service in services.items():
-        if service is not None:
-            cli.console.print(SERVICE_TABLES[name](service))
-
-
-def _service_status(cli: CliContext, name: str) -> dict[str, Any] | None:
-    """Return service ``name``'s status, or None if it does not answer at once."""
-    try:
-        return cli.call_service(name, "status", timeout=STATUS_TIMEOUT)
-    except TraderError:
-        return None
-
-
-# -- pycron start|stop|restart JOB ---------------------------------------------------------
-
-
-@click.group("pycron")
-def pycron_group() -> None:
-    """Control one job of the running pycron."""
-
-
-def _control(cli: CliContext, action: str, name: str) -> None:
-    with _running_client(cli.settings()) as client:
-        operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
-        job = operations[action](name)
     if cli.json:
-        cli.emit_json(job)
-    else:
-        cli.console.print(_job_line(job), highlight=False)
-    if action != "stop" and not job["ready"]:
-        _show_tail(f"job {name}", Path(job["log"]))
-        raise Unavailable(f"job {name} is {job['state']} after the {action} (log: {job['log']})")
-
-
-@pycron_group.command("start")
-@click.argument("job")
-@pass_cli
-def start_job(cli: CliContext, job: str) -> None:
-    """Start JOB (a stopped or failed job; a scheduled job runs now)."""
-    _control(cli, "start", job)
-
-
-@pycron_group.command("stop")
-@click.argument("job")
-@pass_cli
-def stop_job(cli: CliContext, job: str) -> None:
-    """Stop JOB; it stays stopped until started again."""
-    _control(cli, "stop", job)
-
-
-@pycron_group.command("restart")
-@click.argument("job")
-@pass_cli
-def restart_job(cli: CliContext, job: str) -> None:
-    """Stop JOB if it runs, then start it."""
-    _control(cli, "restart", job)
+        cli.emit_json({"pid": pid, "stopped": True})
+    cli.err.print(f"pycron (pid {pid}) stopped", highlight=False)

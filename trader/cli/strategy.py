@@ -11,7 +11,6 @@ straight from the bus.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +36,13 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def strategy() -> None:
-    """Show, start, stop and reload the strategy plugins, and read their logs."""
+    """Show, start, stop and reload the strategy plugins, and read their logs.
+
+    \b
+    Examples:
+      trader strategy list
+      trader strategy logs ma_crossover -f
+    """
 
 
 def _show_errors(cli: CliContext, errors: list[dict[str, Any]]) -> None:
@@ -77,14 +82,23 @@ JSON: {"strategies": [{"name", "state", "reason", "positions": {key: qty},
   known (unrealized of a position without a price yet).""")
 @pass_cli
 def list_(cli: CliContext) -> None:
-    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors."""
+    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors.
+
+    \b
+    Examples:
+      trader strategy list
+    JSON:
+      {"strategies": [Strategy], "errors": [{"file": string, "line": integer |
+        null, "reason": string}]}
+    Exits: 7 strategy_service not running
+    """
     result = cli.call_service(SERVICE, "list")
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
         return
     if result["strategies"]:
         cli.console.print(render.strategies_table(result["strategies"]))
-        holdings = render.strategy_holdings_table(result["strategies"], width=cli.console.width)
+        holdings = render.strategy_holdings_table(result["strategies"])
         if holdings is not None:
             cli.console.print(holdings)
             cli.console.print(FIGURES_NOTE, style="dim", highlight=False)
@@ -97,7 +111,15 @@ def list_(cli: CliContext) -> None:
 @click.argument("name")
 @pass_cli
 def enable(cli: CliContext, name: str) -> None:
-    """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade."""
+    """Start strategy NAME (a disabled one, or one in ERROR): subscribe, warm up, trade.
+
+    \b
+    Examples:
+      trader strategy enable rsi_reversion
+    JSON:
+      Strategy
+    Exits: 4 unknown strategy
+    """
     _show(cli, cli.call_service(SERVICE, "enable", name))  # answers WAITING_HISTORY at once
 
 
@@ -109,7 +131,16 @@ def enable(cli: CliContext, name: str) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live.")
 @pass_cli
 def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
-    """Stop strategy NAME; its orders and positions stay unless --flatten."""
+    """Stop strategy NAME; its orders and positions stay unless --flatten.
+
+    \b
+    Examples:
+      trader strategy disable ma_crossover
+      trader strategy disable ma_crossover --flatten --yes
+    JSON:
+      Strategy
+    Exits: 4 unknown strategy, 1 declined on a live account
+    """
     if flatten:
         cli.confirm_if_live(f"disable {name}, cancel its orders and close its positions at market?", yes=yes)
     timeout = FLATTEN_TIMEOUT if flatten else STOP_TIMEOUT
@@ -135,6 +166,14 @@ def reload(cli: CliContext) -> None:
 
     Exits with the validation error's code if a plugin did not load, after
     showing the strategies that did.
+
+    \b
+    Examples:
+      trader strategy reload
+    JSON:
+      {"loaded": [string], "errors": [{"file": string, "line": integer | null,
+        "reason": string}]}
+    Exits: 3 a plugin did not load
     """
     result = cli.call_service(SERVICE, "reload", timeout=STOP_TIMEOUT)
     loaded, errors = result["loaded"], result["errors"]
@@ -142,13 +181,14 @@ def reload(cli: CliContext) -> None:
         cli.emit_json(render.to_jsonable(result))
     else:
         cli.console.print(
-            f"loaded {len(loaded)} strategies: {', '.join(loaded) or '-'}", highlight=False
+            f"loaded {render.count(len(loaded), 'strategy', 'strategies')}: {', '.join(loaded) or '-'}",
+            highlight=False,
         )
         _show_errors(cli, errors)
     if errors:
         first = render.plugin_error(errors[0]).plain
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ValidationError(f"{len(errors)} plugin(s) did not load: {first}{more}")
+        raise ValidationError(f"{render.count(len(errors), 'plugin')} did not load: {first}{more}")
 
 
 @strategy.command()
@@ -173,6 +213,15 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
     (read back from its log file, times to the millisecond).
 
     With --json, a JSON list; with --json --follow, one JSON object per line.
+
+    \b
+    Examples:
+      trader strategy logs ma_crossover -n 20
+      trader strategy logs ma_crossover --follow
+    JSON:
+      [{"time": time, "level": string, "message": string}]  (with --follow: one
+        object per line)
+    Exits: 4 unknown strategy
     """
     if count is not None and not follow:
         raise click.UsageError("--count goes with --follow")
@@ -189,7 +238,7 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
 
     def show(line: dict[str, Any]) -> None:
         if cli.json:
-            click.echo(json.dumps(render.to_jsonable(line), separators=(",", ":")))
+            cli.emit_json_line(line)
         else:
             cli.console.print(render.log_line(line), soft_wrap=True)
 

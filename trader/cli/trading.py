@@ -235,15 +235,10 @@ def trade() -> None:
     prices (as IB refuses it, error 110); --round puts it on the nearest
     tick instead. Bracket prices given in percent are always rounded to the
     nearest tick. The output ends with the prices sent, and how each rounded
-    one came about; --json adds "rounded": [{client_order_id, field, asked,
-    sent, how}] to {order, children, reason}.
+    one came about.
 
     --what-if sends nothing: it shows the orders as they would go, IB's
-    commission and margin changes and the risk gate's verdict. --json:
-    {order, children, rounded, risk: {passed, limit, message}, broker:
-    {commission, min_commission, max_commission, commission_currency,
-    init_margin_change, maint_margin_change, equity_with_loan_change, ...,
-    warning}, market, reference_price}.
+    commission and margin changes and the risk gate's verdict.
 
     \b
     Examples:
@@ -251,6 +246,15 @@ def trade() -> None:
       trader trade buy ES -q 1 --limit 6000.1 --round
       trader trade buy AAPL -q 10 --limit 229.12 --stop-loss-percent 2
       trader trade sell AAPL -q 100 --what-if
+    JSON:
+      {"order": Order, "children": [Order], "reason": string, "rounded":
+        [{"client_order_id", "field", "asked", "sent", "how"}]}
+      --what-if: {"order": Order, "children": [Order], "rounded": [...],
+        "risk": {"passed", "limit", "message"}, "broker": {"commission",
+        "min_commission", "max_commission", "commission_currency",
+        "init_margin_change", "maint_margin_change",
+        "equity_with_loan_change", ..., "warning"}, "market",
+        "reference_price"}
     """
 
 
@@ -259,7 +263,20 @@ def trade() -> None:
 @order_options
 @pass_cli
 def buy(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Buy SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key)."""
+    """Buy SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key).
+
+    \b
+    Examples:
+      trader trade buy AAPL -q 10  # market order
+      trader trade buy AAPL --amount 5000 --limit 230
+      trader trade buy ES -q 1 --stop-loss-percent 1 --take-profit-percent 2
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}  (children: a
+        bracket's legs)
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the
+      kill switch, 7 no answer (the message says how to find the order), 8
+      refused by the broker, 1 declined on a live account
+    """
     _place(cli, "BUY", symbol, options)
 
 
@@ -268,7 +285,18 @@ def buy(cli: CliContext, symbol: str, **options: Any) -> None:
 @order_options
 @pass_cli
 def sell(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Sell SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key)."""
+    """Sell SYMBOL (a symbol such as AAPL, ES, EUR.USD, or a contract key).
+
+    \b
+    Examples:
+      trader trade sell AAPL -q 10 --trail-percent 0.5 --tif GTC
+      trader trade sell EUR.USD -q 20000 --limit 1.0851
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}
+    Exits: 3 invalid order, 4 unknown symbol, 5 refused by a risk limit or the
+      kill switch, 7 no answer, 8 refused by the broker, 1 declined on a live
+      account
+    """
     _place(cli, "SELL", symbol, options)
 
 
@@ -297,13 +325,9 @@ BOOK_HELP = """Show and change the orders of the book (alone: the orders, as `bo
       trader book --open
       trader book --symbol ES --strategy demo -n 5
       trader book cancel a1b2c3d4e5f6
-
-    \b
-    JSON (`book` and `book orders`): a list of orders, oldest first:
-      [{"client_order_id": "a1b2c3d4e5f6", "contract": {"key": "AAPL.STK", ...},
-        "action": "BUY", "quantity": 10, "order_type": "LMT",
-        "limit_price": 229.12, "status": "SUBMITTED", "order_ref": "manual",
-        "parent_id": null, ...}]
+    JSON:
+      [Order]  (`book` and `book orders`, oldest first)
+    Exits: 7 trader_service not running
     """
 
 
@@ -311,6 +335,7 @@ BOOK_HELP = """Show and change the orders of the book (alone: the orders, as `bo
 @book_filters
 @click.pass_context
 def book(ctx: click.Context, **filters: Any) -> None:
+    """Show the orders (as `book orders`) when no subcommand is given; its help is ``BOOK_HELP``."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(book_orders, **filters)
     elif any(filters.values()):
@@ -327,13 +352,14 @@ def book_orders(cli: CliContext, open_only: bool, symbol: str | None, strategy: 
     \b
     Examples:
       trader book orders --open --symbol AAPL
-      trader --json book orders --strategy demo -n 20
-
-    JSON: as `trader book`'s, a list of orders.
+      trader book orders --strategy demo -n 20 --json
+    JSON:
+      [Order]
+    Exits: 7 trader_service not running
     """
     orders = cli.call_trader("orders", open_only=open_only, symbol=symbol, strategy=strategy, last=last)
-    what = " ".join(filter(None, ("open" if open_only else "", f"{symbol}" if symbol else "")))
-    title = f"{len(orders)} {what + ' ' if what else ''}order{'s' * (len(orders) != 1)}"
+    what = " ".join(filter(None, ("open" if open_only else "", symbol or "", "order")))
+    title = render.count(len(orders), what)
     if strategy:
         title += f" of {strategy}"
     output(cli, orders, lambda items: render.orders_table(items, title=title))
@@ -344,7 +370,16 @@ def book_orders(cli: CliContext, open_only: bool, symbol: str | None, strategy: 
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N fills.")
 @pass_cli
 def book_trades(cli: CliContext, client_order_id: str | None, limit: int | None) -> None:
-    """Show the fills with their commissions, oldest first, and the totals."""
+    """Show the fills with their commissions, oldest first, and the totals.
+
+    \b
+    Examples:
+      trader book trades --limit 20
+      trader book trades --order 3f9a2c1dbe01
+    JSON:
+      [Fill]
+    Exits: 7 trader_service not running
+    """
     fills = cli.call_trader("trades", client_order_id=client_order_id, limit=limit)
     output(cli, fills, render.fills_table)
 
@@ -356,7 +391,18 @@ def book_trades(cli: CliContext, client_order_id: str | None, limit: int | None)
               help="With --all: every open order of the account, those placed in TWS or by other clients too.")
 @pass_cli
 def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, everything: bool) -> None:
-    """Cancel the order CLIENT_ORDER_ID, or with --all every open order the platform placed."""
+    """Cancel the order CLIENT_ORDER_ID, or with --all every open order the platform placed.
+
+    \b
+    Examples:
+      trader book cancel 3f9a2c1dbe01
+      trader book cancel --all
+    JSON:
+      {"order": Order, "children": [Order], "reason": string}
+      {"cancelled": integer}  (with --all)
+    Exits: 4 unknown order id, 9 the order is not working, 8 refused by the
+      broker
+    """
     if (client_order_id is None) == (not all_orders):
         raise click.UsageError("give an order id or --all")
     if everything and not all_orders:
@@ -366,7 +412,7 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
         if cli.json:
             cli.emit_json({"cancelled": count})
         else:
-            cli.console.print(f"cancel sent for {count} open orders", highlight=False)
+            cli.console.print(f"cancel sent for {render.count(count, 'open order')}", highlight=False)
         return
     result = cli.call_trader("cancel_order", client_order_id=client_order_id)
     show_result(cli, result, f"cancel {client_order_id}")
@@ -389,13 +435,19 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     A price off the instrument's tick grid is refused with the nearest valid
     prices; with --round it goes to the nearest tick. The output ends with
     the prices sent ("sent ID: limit 229.12 (from 229.123: nearest tick
-    0.01)"); --json adds "rounded": [{client_order_id, field, asked, sent,
-    how}].
+    0.01)").
 
     \b
     Examples:
-      trader book modify 3f2a9c1b7d10 --limit 229.15
-      trader book modify 3f2a9c1b7d10 --limit 229.123 --round
+      trader book modify 3f9a2c1dbe01 --limit 229.5
+      trader book modify 3f9a2c1dbe01 --limit 229.123 --round
+      trader book modify 3f9a2c1dbe01 -q 50
+    JSON:
+      {"order": Order, "children": [Order], "reason": string, "rounded":
+        [{"client_order_id", "field", "asked", "sent", "how"}]}
+    Exits: 3 invalid change or a price off the tick grid, 4 unknown order id,
+      9 the order is not working, 8 refused by the broker, 1 declined on a
+      live account
     """
     given = {k: v for k, v in changes.items() if v is not None}
     if not given:
@@ -427,13 +479,10 @@ def portfolio(cli: CliContext, account: str | None) -> None:
     \b
     Examples:
       trader portfolio
-      trader --json portfolio --account DU7654321
-
-    \b
-    JSON: a list of positions:
-      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...},
-        "quantity": 10, "avg_cost": 231.3, "market_price": 232.1,
-        "market_value": 2321.0, "unrealized_pnl": 8.0, "realized_pnl": 0}]
+      trader portfolio --account DU7654321 --json
+    JSON:
+      [Position]
+    Exits: 4 an account the login does not manage, 7 trader_service not running
     """
     items = cli.call_trader("portfolio", account=account)
     output(cli, items, lambda rows: render.positions_table(rows, market=True), "no positions")
@@ -448,12 +497,10 @@ def positions(cli: CliContext, account: str | None) -> None:
     \b
     Examples:
       trader positions
-      trader --json positions --account DU7654321
-
-    \b
-    JSON: a list of positions:
-      [{"account": "DU1234567", "contract": {"key": "AAPL.STK", ...},
-        "quantity": 10, "avg_cost": 231.3, ...}]
+      trader positions --account DU7654321 --json
+    JSON:
+      [Position]  (market_price, market_value and the PnL are null)
+    Exits: 4 an account the login does not manage, 7 trader_service not running
     """
     items = cli.call_trader("positions", account=account)
     output(cli, items, lambda rows: render.positions_table(rows, market=False), "no positions")
@@ -473,21 +520,30 @@ def account(cli: CliContext, all_tags: bool, account: str | None) -> None:
     \b
     Examples:
       trader account
-      trader account --all --account DU7654321
-
-    \b
+      trader account --all --account DU7654321 --json
     JSON:
-      {"account": "DU1234567", "accounts": ["DU1234567"],
-       "values": {"NetLiquidation": {"USD": "1000000.00"}, ...}}
+      {"account": string, "accounts": [string], "values": {tag: {currency:
+        number | string}}}  (a number where the value is one)
+    Exits: 3 several accounts and none named, 4 an account the login does not
+      manage, 7 trader_service not running
     """
     result = cli.call_trader("account", account=account)
     values = result["values"]
     tags = sorted(values) if all_tags else [t for t in ACCOUNT_TAGS.split() if t in values]
     if cli.json:
-        cli.emit_json({"account": result["account"], "accounts": result.get("accounts", []),
-                       "values": {t: values[t] for t in tags}})
+        numbers = {t: {cur: _number(text) for cur, text in values[t].items()} for t in tags}
+        cli.emit_json({"account": result["account"], "accounts": result.get("accounts", []), "values": numbers})
         return
     cli.console.print(render.account_table(result["account"], values, tags))
+
+
+def _number(text: str) -> Decimal | str:
+    """Return an account value as a Decimal where it is a number (IB sends text), else the text."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError):
+        return text
+    return value if value.is_finite() else text
 
 
 # -- instruments ------------------------------------------------------------------------
@@ -514,13 +570,12 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
     Examples:
       trader resolve EURUSD ESZ6 "ES Dec26" CLF7 SPX
       trader resolve AAPL --strike 230 --right C --expiry 20261218
-      trader --json resolve CLF7
-
-    \b
-    JSON: a list, one object per contract found:
-      [{"input": "CLF7", "key": "CL.FUT.202701", "local_symbol": "CLF7",
-        "description": "Light Sweet Crude Oil", "tick": "0.01",
-        "contract": {...the contract's fields, "contract_month": "202701"...}}]
+      trader resolve CLF7 --json
+    JSON:
+      [{"input": string, "key": string, "local_symbol": string,
+        "description": string, "tick": number, "contract": Contract}]  (one
+        per contract found)
+    Exits: 4 unknown symbol (several: only when none is known), 3 ambiguous
     """
     rows: list[dict[str, Any]] = []
     unknown: list[str] = []
@@ -532,7 +587,7 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
                 raise
             unknown.append(symbol)
     if rows:
-        output(cli, rows, lambda found: render.contracts_table(found, width=cli.console.width))
+        output(cli, rows, lambda found: render.contracts_table(found))
     if unknown:
         raise NotFound(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                        symbol=unknown[0])
@@ -554,15 +609,12 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
     Examples:
       trader snapshot AAPL
       trader snapshot AAPL MSFT ES EUR.USD
-
-    \b
-    JSON, one SYMBOL: the quote:
-      {"instrument": "AAPL.STK", "bid": 231.2, "ask": 231.21, "last": 231.2,
-       "bid_size": 5, "ask_size": 4, "time": "2026-12-07T15:30:00+00:00", ...}
-    JSON, several: one row per SYMBOL, in the order given:
-      [{"symbol": "AAPL", "quote": {...}},
-       {"symbol": "NOSUCH", "error": {"type": "NotFound", "code": "not_found",
-                                      "message": "unknown symbol 'NOSUCH'"}}]
+    JSON:
+      Tick  (one SYMBOL)
+      [{"symbol": string, "quote": Tick} | {"symbol": string, "error":
+        {"type", "code", "message"}}]  (several, in the order given)
+    Exits: 4 unknown symbol, 6 no quote in time (several: only when every
+      symbol failed, the first one's)
     """
     if len(symbols) == 1:
         tick = cli.call_trader("snapshot", symbols[0], **hints(options))
@@ -588,7 +640,16 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
 @click.command()
 @pass_cli
 def reconnect(cli: CliContext) -> None:
-    """Drop trader_service's IB connection and make it again."""
+    """Drop trader_service's IB connection and make it again.
+
+    \b
+    Examples:
+      trader reconnect
+    JSON:
+      {"connected": boolean, "ib": string, "connects": integer, "open_orders":
+        integer, "last_error": string | null, ...}  (trader_service's status)
+    Exits: 7 not connected to IB after the reconnect
+    """
     status = cli.call_trader("reconnect", timeout=RECONNECT_TIMEOUT)
     if cli.json:
         cli.emit_json(render.to_jsonable(status))
@@ -599,7 +660,7 @@ def reconnect(cli: CliContext) -> None:
         )
     if not cli.json:
         done = f"reconnected to IB at {status['ib']} (connection #{status['connects']}, "
-        cli.console.print(f"{done}{status['open_orders']} open orders)", highlight=False)
+        cli.console.print(f"{done}{render.count(status['open_orders'], 'open order')})", highlight=False)
 
 
 @click.command("kill-switch")
@@ -613,16 +674,22 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     keeps the reason in force; a new --reason replaces it (and says which it
     replaced). Engaging reports how many of the platform's open orders IB
     confirmed cancelled and names the bracket legs (parent and children).
-    --json: {engaged, reason, since, already_engaged, cancel_sent, cancelled, cancel_pending,
-    orders: [{client_order_id, key, parent_id, status}], brackets: [{parent,
-    parent_working, key, children}], replaced_reason?, cancel_error?,
-    journal_error?}.
 
     \b
     Examples:
+      trader kill-switch
       trader kill-switch on --reason "runaway strategy"
-      trader kill-switch on          (again: the reason is kept)
+      trader kill-switch on
       trader kill-switch off
+    JSON:
+      {"engaged": boolean, "reason": string | null}  (without STATE)
+      {"engaged": boolean, "reason": string, "since": time | null,
+        "already_engaged": boolean, "replaced_reason": string, "cancel_sent":
+        boolean, "cancelled": integer, "cancel_pending": integer, "orders":
+        [{"client_order_id", "key", "parent_id", "status"}], "brackets":
+        [{"parent", "parent_working", "key", "children"}], "cancel_error":
+        string, "journal_error": string}  (each when it applies)
+    Exits: 8 IB's global cancel failed, 7 engaged but not journalled
     """
     if reason and state is None:
         raise click.UsageError("--reason goes with `kill-switch on` (or off)")

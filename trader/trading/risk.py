@@ -179,6 +179,11 @@ def _fmt(value: Decimal) -> str:
     return format(value, "f")
 
 
+def _percent(fraction: Decimal) -> str:
+    """Return a fraction of the config as a percent with the fraction: ``20% (0.2)``."""
+    return f"{_fmt((fraction * 100).normalize())}% ({_fmt(fraction)})"
+
+
 def _refuse(message: str, limit: str, value: Any, maximum: Any, **more: Any) -> NoReturn:
     raise RiskLimitExceeded(f"{limit}: {message}", limit=limit, value=value, maximum=maximum, **more)
 
@@ -353,12 +358,13 @@ class RiskGate:
                 if market is None:
                     # A price nothing can be checked against could be anything: never wave it through.
                     _refuse(f"no market price to check the {kind} price {_fmt(price)} against, limit "
-                            f"{_fmt(s.max_price_deviation)}", "max_price_deviation", None, s.max_price_deviation,
-                            price=price)
+                            f"{_percent(s.max_price_deviation)}", "max_price_deviation", None,
+                            s.max_price_deviation, price=price)
                 deviation = abs(price - market) / market
                 if deviation > s.max_price_deviation:
-                    _refuse(f"{kind} price {_fmt(price)} deviates {deviation:.4f} from the market "
-                            f"{_fmt(market)}, over {_fmt(s.max_price_deviation)}",
+                    # Percent, as a trader reads it; the details keep the fractions the config holds.
+                    _refuse(f"{kind} price {_fmt(price)} is {deviation * 100:.2f}% from the market "
+                            f"{_fmt(market)}, over the limit of {_percent(s.max_price_deviation)}",
                             "max_price_deviation", deviation, s.max_price_deviation,
                             price=price, market_price=market)
         self._check_book(intent, exposure, notional)

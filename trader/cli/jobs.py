@@ -1,0 +1,290 @@
+"""pycron's jobs as a user sees them: ``trader status`` and ``trader pycron start|stop|restart JOB``.
+
+Every command here asks the running pycron's control API (its token from
+``<run_dir>/pycron.token`` or the environment). When nothing answers and no
+pycron runs for this home, the user is told so in a sentence, not shown the
+socket's errno. ``status`` also asks trader_service and strategy_service for
+their own status (each shown if it answers at once).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from pycron import runfiles
+from pycron.client import PycronClient
+from trader.cli import render
+from trader.cli.context import CliContext, pass_cli
+from trader.cli.layout import Col, FitTable
+from trader.config import Settings
+from trader.errors import TraderError, Unavailable
+
+STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
+TAIL_LINES = 20
+STATE_STYLE = {
+    "RUNNING": "green",
+    "STARTING": "cyan",
+    "PENDING": "cyan",
+    "BACKOFF": "yellow",
+    "FAILED": "bold red",
+    "STOPPING": "yellow",
+    "STOPPED": "dim",
+    "SCHEDULED": "blue",
+    "COMPLETED": "blue",
+}
+# `trader status`'s jobs: name, state and health always; the rest as the width allows.
+JOB_COLUMNS = (
+    Col("job"),
+    Col("state"),
+    Col("pid", 3, justify="right"),
+    Col("uptime", 2, justify="right"),
+    Col("restarts", 4, justify="right"),
+    Col("healthy"),
+    Col("heartbeat", 1),
+    Col("last exit", 5),
+)
+# The services whose own status `trader status` shows, each as its table.
+SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
+    "trader_service": render.service_table,
+    "strategy_service": render.strategy_service_table,
+}
+
+
+def register(group: click.Group) -> None:
+    """Add ``status`` and the ``pycron`` commands to the ``trader`` group."""
+    for command in (status, pycron_group):
+        group.add_command(command)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    """Return the last ``lines`` lines of a text file ([] if it does not exist)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            data = fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+
+def show_tail(title: str, path: Path) -> None:
+    # Plain echo, not rich: log lines must reach the terminal unwrapped and unstyled.
+    click.echo(f"--- {title}: last lines of {path}", err=True)
+    for line in tail(path) or ["(empty)"]:
+        click.echo(line, err=True)
+
+
+def running_client(settings: Settings) -> PycronClient:
+    """Return a client for the running pycron, or raise Unavailable if there is evidently none."""
+    token = runfiles.read_token(settings)
+    if not token:
+        raise Unavailable(
+            f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
+        )
+    return PycronClient.with_token(settings, token)
+
+
+def job_names(settings: Settings, timeout: float) -> list[str]:
+    """Return the names of the running pycron's jobs (Unavailable if no pycron answers)."""
+    token = runfiles.read_token(settings)
+    if not token:
+        raise Unavailable("pycron is not running (no control token)")
+    with PycronClient.with_token(settings, token, timeout=timeout) as client:
+        return [job["name"] for job in client.jobs()]
+
+
+@contextmanager
+def _pycron(settings: Settings) -> Iterator[PycronClient]:
+    """Yield a client for the running pycron; a refusal with no pycron alive here says just that.
+
+    The control API's own refusal names the socket error (``[Errno 111]``);
+    when this home has no live pycron, the user is told so in a sentence.
+    """
+    with running_client(settings) as client:
+        try:
+            yield client
+        except Unavailable:
+            if runfiles.running_pid(settings) is not None:
+                raise
+            raise Unavailable(
+                f"pycron is not running for {settings.home} (nothing answers at {client.base_url}); "
+                "start the stack with `trader up`"
+            ) from None
+
+
+def format_duration(seconds: float | None) -> str:
+    """Return ``42s``, ``3m05s``, ``2h07m`` or ``4d03h``."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def job_line(job: dict[str, Any]) -> str:
+    pid = f" pid {job['pid']}" if job.get("pid") else ""
+    health = "healthy" if job.get("healthy") else "not healthy"
+    return f"{job['name']}: {job['state']}{pid}, {health}, restarts {job.get('restarts', 0)}"
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+@click.command()
+@pass_cli
+def status(cli: CliContext) -> None:
+    """Show every job (state, pid, uptime, restarts, health, heartbeat) and the services.
+
+    With --json, the trader_service and strategy_service jobs carry the
+    service's own status as ``service``.
+
+    \b
+    Examples:
+      trader status
+      trader status --json
+    JSON:
+      [Job + {"service": trader_service's or strategy_service's status}]
+    Exits: 7 pycron not running (the services that answer are shown first)
+    """
+    services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
+    try:
+        with _pycron(cli.settings()) as client:
+            result = client.status()
+    except Unavailable:
+        if not cli.json:
+            _show_services(cli, services)
+        raise
+    if cli.json:
+        for job in result["jobs"]:
+            service = services.get(job.get("name"))
+            if service is not None:
+                job["service"] = render.to_jsonable(service)
+        cli.emit_json(result["jobs"])
+        return
+    table = jobs_table(result)
+    cli.console.print(table)
+    _show_services(cli, services)
+
+
+def jobs_table(status: Mapping[str, Any]) -> FitTable:
+    """Return pycron's jobs (its ``status``) as a table that fits the terminal."""
+    rows = []
+    for job in status["jobs"]:
+        beat = job.get("heartbeat")
+        rows.append([
+            job["name"],
+            Text(job["state"], style=STATE_STYLE.get(job["state"], "")),
+            str(job["pid"] or "-"),
+            format_duration(job.get("uptime")),
+            str(job["restarts"]),
+            Text("yes", style="green") if job["healthy"] else Text("no", style="red"),
+            f"{beat['state']} {beat['age']:.1f}s ago" if beat else "-",
+            "-" if job.get("last_exit") is None else str(job["last_exit"]),
+        ])
+    return FitTable(JOB_COLUMNS, rows, title=f"pycron pid {status['pid']}, profile {status['profile']}")
+
+
+def _show_services(cli: CliContext, services: dict[str, dict[str, Any] | None]) -> None:
+    """Print the status table of each service that answered."""
+    for name, service in services.items():
+        if service is not None:
+            cli.console.print(SERVICE_TABLES[name](service))
+
+
+def _service_status(cli: CliContext, name: str) -> dict[str, Any] | None:
+    """Return service ``name``'s status, or None if it does not answer at once."""
+    try:
+        return cli.call_service(name, "status", timeout=STATUS_TIMEOUT)
+    except TraderError:
+        return None
+
+
+# -- pycron start|stop|restart JOB ---------------------------------------------------------
+
+
+@click.group("pycron")
+def pycron_group() -> None:
+    """Control one job of the running pycron.
+
+    \b
+    Examples:
+      trader pycron restart trader_service
+    """
+
+
+def _control(cli: CliContext, action: str, name: str) -> None:
+    with _pycron(cli.settings()) as client:
+        operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
+        job = operations[action](name)
+    if cli.json:
+        cli.emit_json(job)
+    else:
+        cli.console.print(job_line(job), highlight=False)
+    if action != "stop" and not job["ready"]:
+        show_tail(f"job {name}", Path(job["log"]))
+        raise Unavailable(f"job {name} is {job['state']} after the {action} (log: {job['log']})")
+
+
+@pycron_group.command("start")
+@click.argument("job")
+@pass_cli
+def start_job(cli: CliContext, job: str) -> None:
+    """Start JOB (a stopped or failed job; a scheduled job runs now).
+
+    \b
+    Examples:
+      trader pycron start tws
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 the job is not ready after the start
+    """
+    _control(cli, "start", job)
+
+
+@pycron_group.command("stop")
+@click.argument("job")
+@pass_cli
+def stop_job(cli: CliContext, job: str) -> None:
+    """Stop JOB; it stays stopped until started again.
+
+    \b
+    Examples:
+      trader pycron stop strategy_service
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 pycron not running
+    """
+    _control(cli, "stop", job)
+
+
+@pycron_group.command("restart")
+@click.argument("job")
+@pass_cli
+def restart_job(cli: CliContext, job: str) -> None:
+    """Stop JOB if it runs, then start it.
+
+    \b
+    Examples:
+      trader pycron restart trader_service
+    JSON:
+      Job
+    Exits: 4 unknown job, 7 the job is not ready after the restart
+    """
+    _control(cli, "restart", job)
