@@ -395,7 +395,8 @@ class StrategyService(Service):
             if not silent:
                 runner.fed()
                 continue
-            why = cause(next(iter(silent)), view, self.watch.beat, restarting)
+            quiet = time.monotonic() - self.watch.seen if self.watch.seen is not None else 0.0
+            why = cause(next(iter(silent)), view, self.watch.beat, restarting, quiet=quiet)
             runner.starve(reason(silent, watchdog.threshold, why))
             starved.append(name)
             if why == NOT_STREAMED:

@@ -23,9 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["NOT_STREAMED", "TickWatchdog", "cause", "reason"]
+__all__ = ["LATE_BEAT", "NOT_STREAMED", "TickWatchdog", "cause", "reason"]
 
 NOT_STREAMED = "not streamed by trader_service: subscribing again"
+LATE_BEAT = 2.5  # seconds without a beat of trader_service (one a second) that say it is gone
 
 
 class TickWatchdog:
@@ -63,17 +64,21 @@ class TickWatchdog:
         return {key: now - last for key, last in sorted(self._last.items()) if now - last >= self.threshold}
 
 
-def cause(key: str, view: str, beat: Mapping[str, Any] | None, restarting: bool) -> str:
+def cause(key: str, view: str, beat: Mapping[str, Any] | None, restarting: bool, *, quiet: float = 0.0) -> str:
     """Return why ``key`` may have no ticks, from trader_service as seen by the strategy service.
 
     ``view`` is :func:`~services.strategy_service.trader_view`'s (up, down,
     waiting); ``beat`` the last heartbeat of trader_service's confirmed pid;
-    ``restarting`` whether another pid beats, not confirmed ready yet.
+    ``restarting`` whether another pid beats, not confirmed ready yet;
+    ``quiet`` the seconds since the confirmed pid last beat (it beats every
+    second: past ``LATE_BEAT`` it is gone, before the view says down).
     """
     if restarting:
         return "trader_service restarting"
     if view == "down":
         return "trader_service down"
+    if quiet > LATE_BEAT:
+        return "trader_service silent: stopped or restarting?"
     if view == "waiting" or beat is None:
         return "waiting for trader_service"
     state = beat.get("state")

@@ -80,8 +80,8 @@ class TraderWatch:
                 self._check()  # a reconnect of the broker (or its first count), or a forged beat: status says which
             return
         self.unconfirmed += 1
-        self._other_beat = self._clock()
         if self.pid is not None:
+            self._other_beat = self._clock()
             dropped = self._throttle.allow("unconfirmed")
             if dropped is not None:
                 log.warning("a trader_service heartbeat from pid %.20r, not %d: confirming with its status "
@@ -134,7 +134,7 @@ class TraderWatch:
             self.connects = connects
         if previous is not None and pid != previous:
             log.warning("trader_service restarted (pid %d, was %d)", pid, previous)
-            self.beat = None
+            self.beat, self._other_beat = None, float("-inf")  # its beats so far were the new pid's
             self._on_restart(pid)
         elif ready(status) and was is not None and connects is not None and connects != was:
             log.warning("trader_service (pid %d) reconnected to the broker (connection %d, was %d)", pid,
