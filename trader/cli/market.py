@@ -42,7 +42,11 @@ def subscribe() -> None:
 @hint_options
 @pass_cli
 def start(cli: CliContext, symbol: str, **options: Any) -> None:
-    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>)."""
+    """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>).
+
+    The subscription is saved in Redis: trader_service streams it again after
+    a restart (and after a reconnect to IB) until `trader subscribe stop KEY`.
+    """
     result = cli.call_trader("subscribe", symbol, **hints(options))
     if cli.json:
         cli.emit_json(render.to_jsonable(result))

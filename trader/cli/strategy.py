@@ -55,7 +55,13 @@ def _show(cli: CliContext, info: dict[str, Any]) -> None:
 @strategy.command("list")
 @pass_cli
 def list_(cli: CliContext) -> None:
-    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors."""
+    """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors.
+
+    A strategy whose instruments sent no tick for `no_ticks_seconds` is
+    DEGRADED (or stays WAITING_HISTORY) with why in its reason, e.g. "no ticks
+    for ES.FUT.202612 for over 30 s: trader_service restarting"; --json gives
+    that line as "starved" too (null while ticks flow).
+    """
     result = cli.call_service(SERVICE, "list")
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
