@@ -63,6 +63,7 @@ from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
 from trader.retry import RetryPolicy
 from trader.service.base import Service, main
+from trader.service.lifecycle import ServiceState
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
 from trader.strategy.plugins import Plugin, PluginError, discover
@@ -404,7 +405,7 @@ class StrategyService(Service):
         if starved:
             names = ", ".join(starved)
             self.set_degraded(f"{len(starved)} strateg{'y' if len(starved) == 1 else 'ies'} without ticks: {names}")
-        elif self.state.value == "DEGRADED":
+        elif self.state is ServiceState.DEGRADED:
             self.set_running("every strategy has ticks")
 
     def _heal(self, runner: StrategyRunner, every: float) -> None:

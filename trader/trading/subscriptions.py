@@ -19,6 +19,7 @@ subscription is not an order event to replay.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ __all__ = ["SavedSubscriptions"]
 
 #: Errors that say the broker (or the connection to it) is away: the restore stops and waits for the next connect.
 AWAY = (Unavailable, Timeout)
+#: A save or removal waits no longer than this for Redis (redis-py retries a lost server for seconds): the
+#: ``subscribe`` it is part of answers in time, the stream running, the save logged as not made.
+WRITE_TIMEOUT = 2.0
 
 
 class SavedSubscriptions:
@@ -54,8 +58,8 @@ class SavedSubscriptions:
     async def add(self, key: str) -> bool:
         """Save ``key``; return whether it was saved (a Redis failure is logged: the stream runs all the same)."""
         try:
-            await self.redis.hset(self.key, key, datetime.now(UTC).isoformat())
-        except RedisError as exc:
+            await asyncio.wait_for(self.redis.hset(self.key, key, datetime.now(UTC).isoformat()), WRITE_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
             log.warning("subscription to %s not saved (%s): a restart will not stream it again", key, exc)
             return False
         self.errors.pop(key, None)
@@ -65,8 +69,8 @@ class SavedSubscriptions:
         """Forget ``key``; return whether it was saved (False too when Redis cannot be reached, logged)."""
         self.errors.pop(key, None)
         try:
-            return bool(await self.redis.hdel(self.key, key))
-        except RedisError as exc:
+            return bool(await asyncio.wait_for(self.redis.hdel(self.key, key), WRITE_TIMEOUT))
+        except (RedisError, TimeoutError) as exc:
             log.warning("subscription to %s not removed from Redis (%s): a restart would stream it again",
                         key, exc)
             return False
