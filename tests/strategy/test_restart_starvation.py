@@ -139,3 +139,16 @@ def test_three_kills_in_a_row_one_while_connecting_then_a_broker_restart(stack: 
     stack.wait_trader_ready(60)
     eventually(lambda: streams[0] in user_streams(stack), 30, "ES streamed again")
     assert streams[1] not in user_streams(stack)
+
+
+def test_a_users_stop_of_a_key_a_strategy_streams_leaves_the_strategy_fed(stack: TradingStack) -> None:
+    eventually(lambda: counter(stack)["state"] == "RUNNING" and counter(stack)["ticks"] > 0, 30, "ticks")
+    key = counter(stack)["keys"]["AAPL"]
+    assert call(stack.trader_endpoint, "subscribe", "AAPL")["key"] == key  # the user's too, now
+    assert call(stack.trader_endpoint, "unsubscribe", key) is True  # the user's stream of it ends ...
+    with pytest.raises(TraderError, match="streamed for strategy"):
+        call(stack.trader_endpoint, "unsubscribe", key)  # ... the strategy's does not
+    assert key in user_streams(stack)
+    before = counter(stack)["ticks"]
+    eventually(lambda: counter(stack)["ticks"] > before + 5, 15, "the strategy's ticks go on")
+    assert counter(stack)["state"] == "RUNNING"
