@@ -332,6 +332,9 @@ class StrategyRunner:
         self.waiting_for_trader = False
         if self.active:
             self._check_warm()
+            if self.state is StrategyState.WAITING_HISTORY:  # not warm yet: say so, not why it waited
+                self.move(StrategyState.WAITING_HISTORY,
+                          f"warming up ({self.strategy.warmup} bars of {self.strategy.bar_size})")
 
     def _check_warm(self) -> None:
         if self.waiting_for_trader:
