@@ -220,16 +220,25 @@ class TraderService(Service):
 
     async def _restore(self) -> None:
         """Stream again every subscription a user made (saved in Redis) that is not streamed now."""
-        assert self.saved is not None
+        saved = self.saved
+        assert saved is not None
 
         async def again(key: str) -> None:
             inst = await self.resolver.one(key)
             self.adapter.subscribe(inst.contract)
 
+        async def once() -> None:
+            streamed = [k for k, owners in self.adapter.subscriptions().items() if "user" in owners]
+            await saved.restore(again, streamed)
+
         while self._restore_again and self.adapter.connected:
             self._restore_again = False
-            streamed = [k for k, owners in self.adapter.subscriptions().items() if "user" in owners]
-            await self.saved.restore(again, streamed)
+            try:
+                await RESYNC_RETRY.call(once, retry_on=RedisError, what="reading the saved subscriptions",
+                                        logger=log, give_up=lambda: not self.adapter.connected)
+            except RedisError as exc:  # the connection went meanwhile: the next connect restores them
+                log.error("saved subscriptions not restored, Redis unreadable until the IB connection went (%s)",
+                          exc)
 
     def status_info(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,8 @@ streamed yet is resolved again and subscribed. A key that no longer resolves
 (an expired future, a key grammar that changed) is logged, kept and reported
 in :attr:`SavedSubscriptions.errors` (``status``' ``subscriptions_failed``),
 never fatal: ``unsubscribe`` of that key drops it. A restore cut short by a
-lost connection stops there; the next connect restores the rest.
+lost connection stops there; the next connect restores the rest. One that
+cannot read Redis is retried by the trader service while the connection holds.
 
 The set is a hash beside the trader service's other state (the kill switch
 is in its journal, the day's PnL baseline in ``<snapshot_key>:day``) rather
@@ -80,14 +81,10 @@ class SavedSubscriptions:
 
         A key whose ``subscribe`` raises a TraderError other than the broker
         being away is logged and put in :attr:`errors`; a broker away ends the
-        restore (the next connect calls it again).
+        restore (the next connect calls it again). RedisError if the saved keys
+        cannot be read (the caller retries).
         """
-        try:
-            saved = await self.load()
-        except RedisError as exc:
-            log.error("cannot read the saved subscriptions (%s): streams the user started are not restored "
-                      "until the next connect", exc)
-            return []
+        saved = await self.load()
         done: list[str] = []
         for key in saved:
             if key in streamed:
