@@ -89,6 +89,12 @@ def starved(stack: TradingStack, because: str) -> dict[str, Any] | None:
     return info if ok else None
 
 
+def rejoins_after_reconnects(stack: TradingStack) -> int:
+    """Return how often the counter rejoined after a broker reconnect (its log says so)."""
+    lines = call(stack.strategy_endpoint, "logs", "counter", limit=0)
+    return sum("WAITING_HISTORY: trader_service reconnected to the broker" in line["message"] for line in lines)
+
+
 def fed_again(stack: TradingStack, streams: list[str]) -> None:
     """Wait until the counter has ticks again, is RUNNING, and ``streams`` are streamed again."""
     eventually(lambda: all(k in user_streams(stack) for k in streams), 30, f"{streams} streamed again")
@@ -132,6 +138,11 @@ def test_three_kills_in_a_row_one_while_connecting_then_a_broker_restart(stack: 
     stack.wait_trader_ready(60)
     fed_again(stack, streams)
     assert trader_answers(stack)["pid"] == pid  # type: ignore[index]
+    eventually(lambda: rejoins_after_reconnects(stack) == 1, 10, "the strategy resynced after the broker came back")
+    # `trader reconnect`: the same, asked for
+    call(stack.trader_endpoint, "reconnect", timeout=30)
+    eventually(lambda: rejoins_after_reconnects(stack) == 2, 20, "the strategy resynced after the reconnect")
+    fed_again(stack, streams)
     # the user's unsubscribe is for good: a restart does not bring it back
     call(stack.trader_endpoint, "unsubscribe", streams[1])
     stack.kill("trader_service")
