@@ -10,11 +10,21 @@ may turn into an order (trader.strategy.runner). Fills come back on the
 bus's ``fill`` topic and are routed by client order id.
 
 If trader_service restarts (a new pid on its heartbeat, confirmed by its own
-``status`` once that says it is ready: see trader.strategy.watch), every
-running strategy goes back to WAITING_HISTORY (it trades nothing) and asks
-again for its instruments and resyncs its positions, retried
-(``TRADER_AWAY_RETRY``) on Unavailable and Timeout for as long as it runs, then
-RUNNING again. Events
+``status`` once that says it is ready: see trader.strategy.watch), or its
+broker connection is made again (its ``connects`` count, confirmed the same
+way), every running strategy goes back to WAITING_HISTORY (it trades nothing)
+and asks again for its instruments and resyncs its positions, retried
+(``TRADER_AWAY_RETRY``) on the errors of a passing outage (``PASSING``) for as long as it runs, then
+RUNNING again. A strategy still starting when that happens does the same once
+its start is done; its start's own resync is retried the same way.
+
+Every second a watchdog per strategy (trader.strategy.starvation) looks for
+instruments without a tick for ``no_ticks_seconds``: such a strategy is
+DEGRADED (a waiting one keeps its state) with the reason and the likely
+cause (``no ticks for ES.FUT.202612 for over 30 s: trader_service
+restarting``), the service DEGRADED with it, both RUNNING again once ticks
+flow. If the cause is that trader_service, up and ready, does not stream the
+key, the strategy subscribes again (at most once per threshold). Events
 and log lines go out as ``strategy.<name>.<event>``.
 
 ``reload`` hands each new runner its predecessor's log lines, order count
@@ -45,11 +55,21 @@ from redis.exceptions import RedisError
 
 from trader.config import Settings
 from trader.domain import Fill
-from trader.errors import ConfigError, NotFound, Timeout, TraderError, Unavailable
+from trader.errors import (
+    BrokerError,
+    ConfigError,
+    InternalError,
+    NotFound,
+    Overloaded,
+    Timeout,
+    TraderError,
+    Unavailable,
+)
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
 from trader.retry import RetryPolicy
 from trader.service.base import Service, main
+from trader.service.lifecycle import ServiceState
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
 from trader.strategy.ledger import quote_mark
@@ -57,6 +77,7 @@ from trader.strategy.logfile import read_strategy_lines
 from trader.strategy.plugins import Plugin, PluginError, discover
 from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
 from trader.strategy.sizing import strategy_of
+from trader.strategy.starvation import NOT_STREAMED, TickWatchdog, cause, reason
 from trader.strategy.watch import TraderWatch
 
 log = logging.getLogger(__name__)
@@ -67,6 +88,10 @@ TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second
 #: Waiting for trader_service (a strategy's start, its resubscribe and resync after a restart): retried until
 #: it succeeds (no give-up).
 TRADER_AWAY_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
+#: What trader_service answers while it restarts or reconnects to the broker (a connection lost in the middle
+#: of a request comes back as an InternalError): retried. A NotFound or ValidationError is the strategy's own.
+PASSING = (Unavailable, Timeout, BrokerError, Overloaded, InternalError)
+TICK_CHECK_INTERVAL = 1.0  # seconds between two looks for strategies without ticks
 
 
 class StrategyService(Service):
@@ -90,7 +115,11 @@ class StrategyService(Service):
         self._subscriptions: dict[str, CompositeDisposable] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart)
+        self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart,
+                                 on_reconnect=self._on_trader_reconnect)
+        self.watchdogs: dict[str, TickWatchdog] = {}  # per strategy: its instruments' last ticks
+        self._healed: dict[str, float] = {}  # per strategy: when it last subscribed again for a key not streamed
+        self._tick_check: asyncio.Task[None] | None = None
         self._equity: tuple[float, Decimal | None] = (0.0, None)
         self._past_logs: dict[str, deque[dict[str, Any]]] = {}  # strategy -> its lines in the log file at the start
 
@@ -114,10 +143,11 @@ class StrategyService(Service):
             read_strategy_lines, self.settings.path(self.settings.storage.logs_dir) / f"{self.name}.log",
             self.opts.log_lines)
         self._load(await self._switches())
+        self._tick_check = loop.create_task(self._check_ticks_loop(), name="tick-watchdog")
 
     async def on_stop(self) -> None:
         await self.watch.close()
-        tasks = [*self._starting.values(), *self._tasks]
+        tasks = [*self._starting.values(), *self._tasks, *([self._tick_check] if self._tick_check else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,6 +165,7 @@ class StrategyService(Service):
         for runner in self.runners.values():
             states[runner.state.value] = states.get(runner.state.value, 0) + 1
         return {"strategies": states, "plugin_errors": len(self.errors),
+                "starved": {name: r.starved for name, r in sorted(self.runners.items()) if r.starved},
                 "trader_service": trader_view(self.watch.seen, self._started, time.monotonic()),
                 "unconfirmed_heartbeats": self.watch.unconfirmed,
                 "bad_ticks": self.feed.bad_ticks if self.feed else 0}
@@ -178,6 +209,8 @@ class StrategyService(Service):
         else:
             runner.capture.lines.extend(self._past_logs.pop(plugin.name, ()))
         self.runners[plugin.name] = runner
+        threshold = plugin.strategy.config.no_ticks_seconds
+        self.watchdogs[plugin.name] = TickWatchdog(self.opts.no_ticks_seconds if threshold is None else threshold)
         log.info("strategy %s loaded from %s", plugin.name, plugin.module_file.name)
         if plugin.strategy.config.enabled if enabled is None else enabled:
             self._start(plugin.name)
@@ -206,7 +239,7 @@ class StrategyService(Service):
         runner = self.runners[name]
         try:
             keys = await TRADER_AWAY_RETRY.call(
-                lambda: self._subscribe(runner), retry_on=(Unavailable, Timeout), what=f"subscribing {name}",
+                lambda: self._subscribe(runner), retry_on=PASSING, what=f"subscribing {name}",
                 logger=log,
                 on_retry=lambda exc: runner.move(StrategyState.WAITING_HISTORY, f"waiting for trader_service ({exc})"))
         except TraderError as exc:  # an unknown symbol, say: the strategy's config is wrong
@@ -215,7 +248,11 @@ class StrategyService(Service):
         runner.begin(keys)
         self._attach(runner)
         history = await self._history(runner)
-        await self._resync_quietly(runner)
+        try:
+            await TRADER_AWAY_RETRY.call(lambda: self._resync(runner), retry_on=PASSING,
+                                         what=f"reading the book for {name}", logger=log)
+        except TraderError as exc:  # not a passing outage: trades on the ledger it has (empty), said in its log
+            runner.logger.warning("could not read the book from trader_service: %s", exc)
         await runner.warm_up(history)
         await self._mark(runner)
 
@@ -225,7 +262,7 @@ class StrategyService(Service):
             self.watch.adopt(await self.trader.call("status", timeout=2.0))
         keys = {}
         for symbol in runner.strategy.instruments:
-            reply = await self.trader.call("subscribe", symbol)
+            reply = await self.trader.call("subscribe", symbol, owner="strategy")
             keys[symbol] = reply["key"]
             if reply.get("tick"):  # the prices' precision in `strategy list`
                 runner.ledger.ticks[reply["key"]] = Decimal(reply["tick"])
@@ -234,7 +271,10 @@ class StrategyService(Service):
     def _attach(self, runner: StrategyRunner) -> None:
         assert self.feed is not None
         subs = CompositeDisposable()
+        watchdog = self.watchdogs[runner.name]
+        watchdog.arm(runner.keys.values())
         for key in runner.keys.values():
+            subs.add(self.feed.ticks(key).subscribe(lambda _tick, k=key: watchdog.tick(k)))
             if runner.wants_ticks:
                 subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
             subs.add(self.feed.bars(key, runner.bar_seconds).subscribe(runner.on_bar))
@@ -304,6 +344,8 @@ class StrategyService(Service):
         subs = self._subscriptions.pop(name, None)
         if subs is not None:
             subs.dispose()
+        if name in self.watchdogs:
+            self.watchdogs[name].disarm()
         runner = self.runners.get(name)
         if runner is not None and (runner.active or runner.state is StrategyState.ERROR):
             await runner.end(state, reason)
@@ -326,14 +368,35 @@ class StrategyService(Service):
 
     def _on_trader_restart(self, pid: int) -> None:
         log.warning("trader_service restarted (pid %d): resubscribing and resyncing the strategies", pid)
-        self._spawn(self._after_trader_restart())
+        self._rejoin_all("trader_service restarted")
 
-    async def _after_trader_restart(self) -> None:
+    def _on_trader_reconnect(self, pid: int) -> None:
+        log.warning("trader_service (pid %d) reconnected to the broker: resubscribing and resyncing the strategies",
+                    pid)
+        self._rejoin_all("trader_service reconnected to the broker")
+
+    def _rejoin_all(self, why: str) -> None:
         for runner in list(self.runners.values()):
-            if not runner.active or runner.name in self._starting:  # a start (or rejoin) under way retries itself
+            if not runner.active:
                 continue
-            runner.wait_for_trader("trader_service restarted: subscribing and resyncing again")
-            self._track_start(runner.name, self._rejoin(runner))
+            start = self._starting.get(runner.name)
+            if start is not None:  # it may have subscribed on the process that is gone: rejoin once it is done
+                self._spawn(self._rejoin_after(runner, start, why))
+            else:
+                self._begin_rejoin(runner, why)
+
+    def _begin_rejoin(self, runner: StrategyRunner, why: str) -> None:
+        runner.wait_for_trader(f"{why}: subscribing and resyncing again")
+        self._track_start(runner.name, self._rejoin(runner))
+
+    async def _rejoin_after(self, runner: StrategyRunner, start: asyncio.Task[None], why: str) -> None:
+        """Rejoin ``runner`` once its start (or rejoin) ``start`` is over, unless it was stopped meanwhile."""
+        await asyncio.gather(start, return_exceptions=True)
+        if start.cancelled() or not runner.active:
+            return
+        if runner.name in self._starting:  # another rejoin began meanwhile: it subscribes on the new process
+            return
+        self._begin_rejoin(runner, why)
 
     async def _rejoin(self, runner: StrategyRunner) -> None:
         """Subscribe the strategy's instruments again and resync its ledger; retried until it succeeds."""
@@ -343,14 +406,58 @@ class StrategyService(Service):
 
         try:
             await TRADER_AWAY_RETRY.call(
-                once, retry_on=(Unavailable, Timeout), what=f"resubscribing {runner.name} after the restart",
+                once, retry_on=PASSING, what=f"resubscribing {runner.name} after the restart",
                 logger=log,
                 on_retry=lambda exc: runner.wait_for_trader(f"waiting for trader_service ({exc})"))
         except TraderError as exc:  # not a passing outage (an unknown symbol now, say)
             runner.fail("subscribing its instruments after the trader_service restart", exc)
             return
         runner.logger.info("trader_service is back: instruments streamed and positions resynced")
+        self.watchdogs[runner.name].arm(runner.keys.values())  # its ticks may take a moment to come
         runner.trader_back()
+
+    # -- tick starvation -----------------------------------------------------------------
+    async def _check_ticks_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_CHECK_INTERVAL)
+            try:
+                self.check_ticks()
+            except Exception:  # the next look tries again
+                log.exception("looking for strategies without ticks failed")
+
+    def check_ticks(self) -> None:
+        """Mark each strategy whose instruments send no ticks (and the service), or clear the mark."""
+        view = trader_view(self.watch.seen, self._started, time.monotonic())
+        restarting = self.watch.restarting(TRADER_SILENCE)
+        starved: list[str] = []
+        for name, runner in self.runners.items():
+            watchdog = self.watchdogs[name]
+            if not runner.active or not watchdog.enabled:
+                continue
+            silent = watchdog.silent()
+            if not silent:
+                runner.fed()
+                continue
+            quiet = time.monotonic() - self.watch.seen if self.watch.seen is not None else 0.0
+            why = cause(next(iter(silent)), view, self.watch.beat, restarting, quiet=quiet)
+            runner.starve(reason(silent, watchdog.threshold, why))
+            starved.append(name)
+            if why == NOT_STREAMED:
+                self._heal(runner, watchdog.threshold)
+        if starved:
+            names = ", ".join(starved)
+            self.set_degraded(f"{len(starved)} strateg{'y' if len(starved) == 1 else 'ies'} without ticks: {names}")
+        elif self.state is ServiceState.DEGRADED:
+            self.set_running("every strategy has ticks")
+
+    def _heal(self, runner: StrategyRunner, every: float) -> None:
+        """Subscribe ``runner``'s instruments again (trader_service does not stream them), once per ``every`` s."""
+        now = time.monotonic()
+        if runner.name in self._starting or now - self._healed.get(runner.name, float("-inf")) < every:
+            return
+        self._healed[runner.name] = now
+        runner.logger.warning("trader_service does not stream its instruments: subscribing again")
+        self._begin_rejoin(runner, "instruments not streamed")
 
     async def _account_equity(self) -> Decimal | None:
         stamp, value = self._equity

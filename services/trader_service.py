@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from trader.brokers.factory import create_broker
 from trader.config import Settings, TradingHours
 from trader.domain import Order, OrderStatus
-from trader.errors import NotFound, TraderError
+from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.retry import RetryPolicy
 from trader.service.base import Service, main
@@ -38,6 +38,7 @@ from trader.trading.reconcile import reconcile
 from trader.trading.recorder import Recorder
 from trader.trading.risk import RiskGate, trading_day
 from trader.trading.selection import choose_account, select_orders
+from trader.trading.subscriptions import SavedSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ RESYNC_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
 RESYNC_ERRORS = (RedisError, OSError, TraderError)
 KILL_CONFIRM_WAIT = 2.0  # how long the kill switch waits for IB to confirm its cancels before it answers
 _CANCELLED = frozenset({OrderStatus.CANCELLED, OrderStatus.API_CANCELLED})
+OWNERS = ("user", "strategy")  # who may ask subscribe for a stream (the desk holds its own)
 
 
 class TraderService(Service):
@@ -73,6 +75,9 @@ class TraderService(Service):
         self._day_task: asyncio.Task[None] | None = None
         self._quotes_task: asyncio.Task[None] | None = None
         self.resync_error: str | None = None  # why the last re-sync attempt failed, while it is retried
+        self.saved: SavedSubscriptions | None = None  # the user's subscriptions, streamed again after a restart
+        self._restoring: asyncio.Task[None] | None = None
+        self._restore_again = False
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",
@@ -86,6 +91,7 @@ class TraderService(Service):
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
         self.journal = Journal(self.redis, self.settings.trading.journal_stream)
+        self.saved = SavedSubscriptions(self.redis, f"{self.settings.trading.snapshot_key}:subscriptions")
         await rebuild(self.journal, self.book, risk=self.risk)  # the book, and the kill switch as it was
         self.recorder = Recorder(self.journal, self._publish)
         self.recorder.start()
@@ -105,7 +111,7 @@ class TraderService(Service):
             asyncio.get_running_loop().call_soon(self.set_degraded, why)
 
     async def on_stop(self) -> None:
-        for task in (self._day_task, self._quotes_task):
+        for task in (self._day_task, self._quotes_task, self._restoring):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -213,8 +219,33 @@ class TraderService(Service):
             self.desk.synced = False
         if connected:
             self.set_running("connected to IB")
+            self._restore_again = True  # after each (re)connect: the saved streams (a restore under way goes again)
+            if self._restoring is None or self._restoring.done():
+                self._restoring = asyncio.get_running_loop().create_task(self._restore(), name="restore-subs")
         else:
             self.set_degraded("IB connection lost; reconnecting")
+
+    async def _restore(self) -> None:
+        """Stream again every subscription a user made (saved in Redis) that is not streamed now."""
+        saved = self.saved
+        assert saved is not None
+
+        async def again(key: str) -> None:
+            inst = await self.resolver.one(key)
+            self.adapter.subscribe(inst.contract)
+
+        async def once() -> None:
+            streamed = [k for k, owners in self.adapter.subscriptions().items() if "user" in owners]
+            await saved.restore(again, streamed)
+
+        while self._restore_again and self.adapter.connected:
+            self._restore_again = False
+            try:
+                await RESYNC_RETRY.call(once, retry_on=RedisError, what="reading the saved subscriptions",
+                                        logger=log, give_up=lambda: not self.adapter.connected)
+            except RedisError as exc:  # the connection went meanwhile: the next connect restores them
+                log.error("saved subscriptions not restored, Redis unreadable until the IB connection went (%s)",
+                          exc)
 
     def status_info(self) -> dict[str, Any]:
         return {
@@ -230,6 +261,7 @@ class TraderService(Service):
             "open_orders": self.book.open_count(),
             "fills": self.book.fill_count(),
             "subscriptions": sorted(self.adapter.subscriptions()),
+            "subscriptions_failed": dict(self.saved.errors) if self.saved is not None else {},
             "kill_switch": self.risk.kill_switch_engaged,
             "kill_switch_reason": self.risk.kill_switch_reason,
             "journal_pending": self.recorder.pending if self.recorder else 0,
@@ -463,17 +495,28 @@ class TraderService(Service):
                 rows.append({"symbol": symbol, "quote": quote})
         return rows
 
-    async def subscribe(self, symbol: str, **hints: Any) -> dict[str, Any]:
-        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key, topic, contract and tick."""
+    async def subscribe(self, symbol: str, owner: str = "user", **hints: Any) -> dict[str, Any]:
+        """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key, topic, contract and tick.
+
+        ``owner`` "user" (a person's ``subscribe``) is saved in Redis and streamed
+        again after a restart; "strategy" (strategy_service, which subscribes its
+        strategies itself after a restart) is not, and a user's ``unsubscribe``
+        leaves it streaming.
+        """
+        if owner not in OWNERS:
+            raise ValidationError(f"owner must be one of {', '.join(OWNERS)}, not {owner!r}", owner=owner)
         inst = await self.resolver.one(symbol, **hints)
-        self.adapter.subscribe(inst.contract)
+        self.adapter.subscribe(inst.contract, owner)
+        if owner == "user" and self.saved is not None:
+            await self.saved.add(inst.key)
         return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract, "tick": inst.tick}
 
-    def unsubscribe(self, key: str) -> bool:
-        """Stop streaming ``key`` (unless the order desk still prices orders from it: then once it is idle)."""
-        if not self.adapter.unsubscribe(key):
-            held = key in self.adapter.subscriptions()
-            why = " (its stream prices recent orders: it ends once they are idle)" if held else ""
+    async def unsubscribe(self, key: str) -> bool:
+        """Stop streaming ``key`` for the user and forget it (others' streams of it go on: the desk's, strategies')."""
+        saved = await self.saved.remove(key) if self.saved is not None else False
+        if not self.adapter.unsubscribe(key) and not saved:
+            owners = self.adapter.subscriptions().get(key)
+            why = f" (streamed for {', '.join(sorted(owners))}: it ends when they let it go)" if owners else ""
             raise NotFound(f"no subscription for {key!r}{why}", key=key)
         return True
 

@@ -160,6 +160,8 @@ class StrategiesSettings(StrictModel):
     order_retry_seconds: float = Field(30.0, ge=0, description="how long an order is retried while the trader service is away")
     history_timeout: float = Field(60.0, gt=0)
     log_lines: int = Field(500, gt=0, description="log lines kept per strategy for `strategy logs`")
+    no_ticks_seconds: float = Field(30.0, ge=0, description="seconds without a tick of one of its instruments "
+                                    "before a strategy shows DEGRADED (0: never; a strategy's config may set its own)")
     switches_key: str = Field("strategies:enabled", min_length=1,
                               description="Redis hash of the enable/disable choices made over RPC")
 

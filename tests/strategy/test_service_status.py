@@ -29,3 +29,20 @@ def test_the_status_table_says_waiting_rather_than_down_before_the_first_heartbe
     assert "waiting for its first heartbeat" in cell("waiting")
     assert "up" in cell("up") and "down" not in cell("up")
     assert "down" in cell("down")
+
+
+def test_the_status_tables_name_the_starved_strategies_and_the_streams_not_restored() -> None:
+    from trader.cli.render import STRATEGY_STYLE, service_table, strategy_state
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    why = "no ticks for ES.FUT.202612 for over 30 s: trader_service restarting"
+    console.print(strategy_service_table({"state": "DEGRADED", "reason": "1 strategy without ticks: demo",
+                                          "trader_service": "down", "strategies": {"DEGRADED": 1},
+                                          "starved": {"demo": why}}))
+    console.print(service_table({"state": "RUNNING", "connected": True, "subscriptions": ["ES.FUT.202612"],
+                                 "subscriptions_failed": {"CL.FUT.202001": "NotFound: unknown symbol"}}))
+    text = " ".join(console.export_text().split())  # the table wraps long cells at 80 columns
+    assert "DEGRADED (1 strategy without ticks: demo)" in text and "1 DEGRADED" in text
+    assert "no ticks" in text and "demo: no ticks for ES.FUT.202612 for over 30 s:" in text
+    assert "not restored" in text and "CL.FUT.202001: NotFound: unknown symbol" in text
+    assert strategy_state("DEGRADED").style == STRATEGY_STYLE["DEGRADED"] == "yellow"

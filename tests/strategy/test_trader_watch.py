@@ -130,3 +130,57 @@ def test_a_pid_adopted_before_any_beat_makes_its_successor_a_restart() -> None:
         assert restarts == [2000] and watch.pid == 2000
 
     asyncio.run(scenario())
+
+
+def test_a_broker_reconnect_of_the_same_pid_counts_once_status_says_ready_with_a_new_count() -> None:
+    # trader_service stays up while its broker connection is lost and made again: same pid, a new
+    # ``connects``. Its strategies resync once status confirms it ready; a forged count resyncs nothing.
+    now = [100.0]
+    restarts: list[int] = []
+    reconnects: list[int] = []
+    connects = [1]
+    trader = Trader(pid=1000)
+
+    async def status() -> dict[str, Any]:
+        return {**await trader.status(), "connects": connects[0]}
+
+    async def scenario() -> None:
+        watch = TraderWatch(status, restarts.append, on_reconnect=reconnects.append, interval=1.0,
+                            clock=lambda: now[0])
+        watch.on_beat({"pid": 1000, "connects": 1})
+        await settle(watch)
+        assert (watch.pid, watch.connects, reconnects) == (1000, 1, [])
+        assert watch.beat is None  # the first beat only asked status: not confirmed yet when it came
+        now[0] += 1.0
+        watch.on_beat({"pid": 1000, "connects": 1, "state": "RUNNING"})
+        assert watch.beat == {"pid": 1000, "connects": 1, "state": "RUNNING"}
+        # forged: the confirmed pid with another count; status says 1 still
+        calls = trader.calls
+        for _ in range(50):
+            watch.on_beat({"pid": 1000, "connects": 7})
+        await settle(watch)
+        assert reconnects == [] and trader.calls == calls + 1
+        # the broker connection is lost and made again: connects 2, not re-synced at first
+        connects[0], trader.ready = 2, False
+        now[0] += 1.0
+        watch.on_beat({"pid": 1000, "connects": 2})
+        await settle(watch)
+        assert reconnects == []  # not ready: asked again at its next beat
+        trader.ready = True
+        now[0] += 1.0
+        watch.on_beat({"pid": 1000, "connects": 2})
+        await settle(watch)
+        assert (reconnects, restarts, watch.connects) == ([1000], [], 2)
+        now[0] += 1.0
+        watch.on_beat({"pid": 1000, "connects": 2})
+        await settle(watch)
+        assert reconnects == [1000]  # once
+        # beats of another pid: a restart may be under way (a hint for the starvation message)
+        assert not watch.restarting(5.0)
+        watch.on_beat({"pid": 2000, "connects": 1})
+        assert watch.restarting(5.0)
+        now[0] += 6.0
+        assert not watch.restarting(5.0)
+        await watch.close()
+
+    asyncio.run(scenario())

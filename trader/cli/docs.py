@@ -44,11 +44,14 @@ MAPPING_SHAPES = {
         "heartbeat": "{state, age} | null", "next_run": "time | null", "log": "string: the job's log file",
     },
     "Strategy": {
-        "name": "string", "state": "string: RUNNING, WAITING_HISTORY, INSTALLED, DISABLED or ERROR",
-        "reason": "string | null", "instruments": "[string]", "bar_size": "string", "positions":
-        "{key: number}", "realized_pnl": "number", "unrealized_pnl": "number", "commission": "number",
-        "pnl": "number", "orders": "integer", "fills": "integer", "...": "class, file, keys, warmup, bars, "
-        "targets, ticks, ticks_dropped, signal_ms",
+        "name": "string", "state": "string: RUNNING, DEGRADED, WAITING_HISTORY, INSTALLED, DISABLED or ERROR",
+        "reason": "string | null", "starved": "string | null: why no tick came (DEGRADED)",
+        "instruments": "[string]", "bar_size": "string", "positions": "{key: number}",
+        "holdings": "{key: {quantity, avg_cost, market_price, market_value, realized_pnl, commission, "
+        "unrealized_pnl, net_pnl, price_decimals}}: the money figures (ARCHITECTURE.md, Money figures)",
+        "realized_pnl": "number", "unrealized_pnl": "number | null", "commission": "number",
+        "pnl": "number | null: realized + unrealized", "orders": "integer", "fills": "integer",
+        "...": "class, file, keys, warmup, bars, targets, ticks, ticks_dropped, signal_ms",
     },
 }
 

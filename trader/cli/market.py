@@ -49,12 +49,15 @@ def subscribe() -> None:
 def start(cli: CliContext, symbol: str, **options: Any) -> None:
     """Stream SYMBOL's quotes on the bus (topic tick.ib.<key>).
 
+    The subscription is saved in Redis: trader_service streams it again after
+    a restart (and after a reconnect to IB) until `trader subscribe stop KEY`.
+
     \b
     Examples:
       trader subscribe start ES
       trader subscribe start EUR.USD
     JSON:
-      {"key": string, "topic": string, "contract": Contract}
+      {"key": string, "topic": string, "contract": Contract, "tick": number}
     Exits: 4 unknown symbol
     """
     result = cli.call_trader("subscribe", symbol, **hints(options))

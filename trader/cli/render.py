@@ -43,6 +43,7 @@ ENDED_WITHOUT_FILL = frozenset({OrderStatus.CANCELLED, OrderStatus.API_CANCELLED
 # A strategy's states (trader.strategy.runner.StrategyState), in the order a listing counts them.
 STRATEGY_STYLE = {
     "RUNNING": "green",
+    "DEGRADED": "yellow",
     "WAITING_HISTORY": "cyan",
     "INSTALLED": "blue",
     "DISABLED": "dim",
@@ -393,6 +394,8 @@ def service_table(status: Mapping[str, Any]) -> Table:
         f"{count(status.get('fills', 0), 'fill')}, {count(status.get('differences', 0), 'reconcile difference')}",
     )
     table.add_row("subscriptions", ", ".join(status.get("subscriptions") or []) or "-")
+    for key, error in sorted((status.get("subscriptions_failed") or {}).items()):
+        table.add_row("not restored", Text(f"{key}: {error}", style="red"))
     table.add_row(
         "trading", Text("LIVE (real money)", style="bold red") if status.get("live") else "paper"
     )
@@ -515,6 +518,8 @@ def strategy_service_table(status: Mapping[str, Any]) -> Table:
     table.add_row("trader_service", Text("up", style="green") if trader == "up" else
                   Text("waiting for its first heartbeat", style="yellow") if trader == "waiting" else
                   Text("down", style="bold red"))
+    for name, why in sorted((status.get("starved") or {}).items()):
+        table.add_row("no ticks", Text(f"{name}: {why}", style="yellow"))
     if status.get("bad_ticks"):
         table.add_row("bad ticks", Text(str(status["bad_ticks"]), style="yellow"))
     return table

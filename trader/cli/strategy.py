@@ -62,31 +62,24 @@ FIGURES_NOTE = ("net pnl = realized + unrealized; commissions are inside both (a
 
 
 @strategy.command("list", epilog="""\b
-Examples:
-  trader strategy list
-  trader strategy list --json
-
-\b
 The table shows each strategy, then each holding's money figures as
 `trader portfolio` shows them (docs/ARCHITECTURE.md, "Money figures"):
 avg cost per unit (without the multiplier, with the opening commissions),
 price, value, unrealized, realized (net of commissions), net pnl =
-realized + unrealized, comm (the commissions, already inside those).
-
-\b
-JSON: {"strategies": [{"name", "state", "reason", "positions": {key: qty},
-  "holdings": {key: {"quantity", "avg_cost", "market_price", "market_value",
-  "realized_pnl", "commission", "unrealized_pnl", "net_pnl",
-  "price_decimals"}}, "realized_pnl", "unrealized_pnl", "commission",
-  "pnl", "orders", ...}], "errors": [...]}; amounts exact, null where not
-  known (unrealized of a position without a price yet).""")
+realized + unrealized, comm (the commissions, already inside those).""")
 @pass_cli
 def list_(cli: CliContext) -> None:
     """Show every strategy (state, instruments, positions, PnL, orders), then the plugin errors.
 
+    A strategy whose instruments sent no tick for `no_ticks_seconds` is
+    DEGRADED (or stays WAITING_HISTORY) with why in its reason, e.g. "no ticks
+    for ES.FUT.202612 for over 30 s: trader_service restarting"; --json gives
+    that line as "starved" too (null while ticks flow).
+
     \b
     Examples:
       trader strategy list
+      trader strategy list --json
     JSON:
       {"strategies": [Strategy], "errors": [{"file": string, "line": integer |
         null, "reason": string}]}

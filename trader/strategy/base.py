@@ -88,6 +88,8 @@ class StrategyConfig(StrictModel):
     order_type: Literal[OrderType.MKT] = OrderType.MKT
     tif: TimeInForce = TimeInForce.DAY
     time_budget: float = Field(2.0, gt=0, le=600, description="seconds a signals/hook call may take")
+    no_ticks_seconds: float | None = Field(None, ge=0, description="seconds without a tick before it shows DEGRADED "
+                                           "(default: strategies.no_ticks_seconds; 0: never)")
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("bar_size")

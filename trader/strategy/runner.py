@@ -16,8 +16,12 @@ closed bar), DISABLED, ERROR (an exception or a broken target: the reason and
 traceback are in its log; ``enable`` starts it again, through DISABLED). A
 RUNNING strategy goes back to WAITING_HISTORY while the trader service it
 trades through is restarted (:meth:`StrategyRunner.wait_for_trader`), until
-its instruments are streamed and its positions read again. The moves between
-them are those of ``TRANSITIONS``; any other raises Conflict.
+its instruments are streamed and its positions read again. A RUNNING strategy
+whose instruments send no ticks (the service's watchdog, trader.strategy.starvation)
+is DEGRADED with the reason (:meth:`StrategyRunner.starve`), trading nothing, and
+RUNNING again once they do (:meth:`StrategyRunner.fed`); a waiting one keeps its
+state and gets the reason added. The moves between them are those of
+``TRANSITIONS``; any other raises Conflict.
 
 What the runner trades: at each closed bar, the last value of ``signals``
 over the rolling window is the target. Only a change of target from the last
@@ -75,6 +79,7 @@ class StrategyState(enum.StrEnum):
     INSTALLED = "INSTALLED"
     WAITING_HISTORY = "WAITING_HISTORY"
     RUNNING = "RUNNING"
+    DEGRADED = "DEGRADED"
     DISABLED = "DISABLED"
     ERROR = "ERROR"
 
@@ -85,7 +90,8 @@ _S = StrategyState
 TRANSITIONS: dict[StrategyState, frozenset[StrategyState]] = {
     _S.INSTALLED: frozenset({_S.WAITING_HISTORY, _S.DISABLED}),
     _S.WAITING_HISTORY: frozenset({_S.RUNNING, _S.DISABLED, _S.ERROR}),
-    _S.RUNNING: frozenset({_S.WAITING_HISTORY, _S.DISABLED, _S.ERROR}),  # back to waiting: trader_service restarted
+    _S.RUNNING: frozenset({_S.WAITING_HISTORY, _S.DEGRADED, _S.DISABLED, _S.ERROR}),  # waiting: trader restarted
+    _S.DEGRADED: frozenset({_S.RUNNING, _S.WAITING_HISTORY, _S.DISABLED, _S.ERROR}),  # degraded: no ticks
     _S.DISABLED: frozenset({_S.WAITING_HISTORY}),
     _S.ERROR: frozenset({_S.DISABLED}),
 }
@@ -154,6 +160,8 @@ class StrategyRunner:
         self._warmed = asyncio.Event()  # set once the history is in and on_start has run
         self._executor: ThreadPoolExecutor | None = None
         self.waiting_for_trader = False  # see wait_for_trader
+        self.starved: str | None = None  # why its instruments send no ticks (see starve), None while they do
+        self._reason_fed = ""  # a waiting strategy's reason before starve added to it
         self.logger = self.strategy.log
         self.capture = _Capture(self, log_lines)
         self.logger.addHandler(self.capture)
@@ -161,7 +169,7 @@ class StrategyRunner:
     # -- state -----------------------------------------------------------------------
     @property
     def active(self) -> bool:
-        return self.state in (StrategyState.WAITING_HISTORY, StrategyState.RUNNING)
+        return self.state in (StrategyState.WAITING_HISTORY, StrategyState.RUNNING, StrategyState.DEGRADED)
 
     def publish(self, event: str, payload: Any) -> None:
         self._publish(f"strategy.{self.name}.{event}", payload)
@@ -210,6 +218,7 @@ class StrategyRunner:
             "ticks": self.ticks_seen,
             "ticks_dropped": self.ticks_dropped,
             "signal_ms": round(self.last_signal_ms, 3),
+            "starved": self.starved,
             **self.ledger.summary(),
         }
 
@@ -227,6 +236,7 @@ class StrategyRunner:
         """Start working events for ``keys`` (symbol -> contract key) from a clean slate."""
         self.keys = dict(keys)
         self.waiting_for_trader = False
+        self.starved = None
         self.bars = {key: RollingBars(self.strategy.window) for key in keys.values()}
         self.targets = {key: None for key in keys.values()}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
@@ -250,6 +260,7 @@ class StrategyRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self.starved = None
         if not (failed and reason == "stopping"):  # the service stopping keeps an ERROR on show
             self.move(state, reason)
 
@@ -305,11 +316,35 @@ class StrategyRunner:
         self.waiting_for_trader = True
         self.move(StrategyState.WAITING_HISTORY, reason)
 
+    def starve(self, reason: str) -> None:
+        """Say the strategy's instruments send no ticks: RUNNING becomes DEGRADED, a waiting one adds ``reason``."""
+        if self.state is StrategyState.WAITING_HISTORY:
+            if self.starved is None or self.reason != f"{self._reason_fed}; {self.starved}":
+                self._reason_fed = self.reason
+            self.starved = reason
+            self.move(StrategyState.WAITING_HISTORY, f"{self._reason_fed}; {reason}")
+        elif self.state in (StrategyState.RUNNING, StrategyState.DEGRADED):
+            self.starved = reason
+            self.move(StrategyState.DEGRADED, reason)
+
+    def fed(self) -> None:
+        """End :meth:`starve`: ticks flow again (DEGRADED to RUNNING, a waiting one's reason as it was)."""
+        if self.starved is None:
+            return
+        starved, self.starved = self.starved, None
+        if self.state is StrategyState.DEGRADED:
+            self.move(StrategyState.RUNNING, "ticks flowing again")
+        elif self.state is StrategyState.WAITING_HISTORY and self.reason == f"{self._reason_fed}; {starved}":
+            self.move(StrategyState.WAITING_HISTORY, self._reason_fed)
+
     def trader_back(self) -> None:
         """End :meth:`wait_for_trader`: RUNNING again once the window is warm."""
         self.waiting_for_trader = False
         if self.active:
             self._check_warm()
+            if self.state is StrategyState.WAITING_HISTORY:  # not warm yet: say so, not why it waited
+                self.move(StrategyState.WAITING_HISTORY,
+                          f"warming up ({self.strategy.warmup} bars of {self.strategy.bar_size})")
 
     def _check_warm(self) -> None:
         if self.waiting_for_trader:

@@ -14,6 +14,15 @@ would be asked to subscribe while it still refuses: until it is ready, its
 beats keep being checked (one status call per ``interval``). So a flood of
 forged beats costs one status call a second and resyncs nothing; a real
 restart is acted on once it can serve.
+
+A broker reconnect leaves the pid as it was: trader_service's status counts
+its connections (``connects``). A beat of the confirmed pid with another
+count is checked the same way, and ``on_reconnect`` is called once ``status``
+says ready with a count other than the last confirmed one, so a strategy
+resyncs after the broker connection came back too. The last beat of the
+confirmed pid (:attr:`TraderWatch.beat`) and the time another pid last beat
+(:meth:`TraderWatch.restarting`) are kept for the strategy service to say
+why a strategy has no ticks: hints for a message, never a reason to act.
 """
 
 from __future__ import annotations
@@ -41,9 +50,14 @@ class TraderWatch:
     """Follow trader_service's heartbeats; call ``on_restart(pid)`` when a new pid is confirmed by ``status``."""
 
     def __init__(self, status: Callable[[], Awaitable[Mapping[str, Any]]], on_restart: Callable[[int], None], *,
-                 interval: float = CONFIRM_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_reconnect: Callable[[int], None] | None = None, interval: float = CONFIRM_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._status = status
         self._on_restart = on_restart
+        self._on_reconnect = on_reconnect
+        self.connects: int | None = None  # the confirmed pid's broker connections, as its ready status said
+        self.beat: Mapping[str, Any] | None = None  # the last beat of the confirmed pid
+        self._other_beat = float("-inf")  # monotonic time of the last beat from another pid
         self.interval = interval
         self._clock = clock
         self.pid: int | None = None  # trader_service's pid as its own status gave it
@@ -60,13 +74,26 @@ class TraderWatch:
         pid = payload.get("pid") if isinstance(payload, Mapping) else None
         if type(pid) is int and pid == self.pid:
             self.seen = self._clock()
+            self.beat = payload
+            connects = payload.get("connects")
+            if type(connects) is int and connects != self.connects:
+                self._check()  # a reconnect of the broker (or its first count), or a forged beat: status says which
             return
         self.unconfirmed += 1
         if self.pid is not None:
+            self._other_beat = self._clock()
             dropped = self._throttle.allow("unconfirmed")
             if dropped is not None:
                 log.warning("a trader_service heartbeat from pid %.20r, not %d: confirming with its status "
                             "(%d such beats so far)", pid, self.pid, self.unconfirmed)
+        self._check()
+
+    def restarting(self, within: float) -> bool:
+        """Return whether a pid other than the confirmed one beat in the last ``within`` seconds."""
+        return self._clock() - self._other_beat < within
+
+    def _check(self) -> None:
+        """Ask trader_service's status, unless a call is in flight or one was made less than ``interval`` ago."""
         now = self._clock()
         if (self._confirming is None or self._confirming.done()) and now - self._last_confirm >= self.interval:
             self._last_confirm = now
@@ -82,6 +109,8 @@ class TraderWatch:
         pid = status.get("pid")
         if self.pid is None and type(pid) is int:
             self.pid, self.seen = pid, self._clock()
+            if ready(status) and type(status.get("connects")) is int:
+                self.connects = status["connects"]
 
     async def _confirm(self) -> None:
         self.confirmations += 1
@@ -99,9 +128,19 @@ class TraderWatch:
             return
         self.seen = self._clock()
         previous, self.pid = self.pid, pid
+        connects = status.get("connects") if type(status.get("connects")) is int else None
+        was = self.connects
+        if ready(status):
+            self.connects = connects
         if previous is not None and pid != previous:
             log.warning("trader_service restarted (pid %d, was %d)", pid, previous)
+            self.beat, self._other_beat = None, float("-inf")  # its beats so far were the new pid's
             self._on_restart(pid)
+        elif ready(status) and was is not None and connects is not None and connects != was:
+            log.warning("trader_service (pid %d) reconnected to the broker (connection %d, was %d)", pid,
+                        connects, was)
+            if self._on_reconnect is not None:
+                self._on_reconnect(pid)
 
     async def close(self) -> None:
         """Cancel a confirmation in flight."""

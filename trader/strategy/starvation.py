@@ -1,0 +1,99 @@
+"""Tick starvation: a strategy whose instruments have sent no tick for a while, and why that may be.
+
+Each running strategy has a :class:`TickWatchdog` over its contract keys:
+the service notes every tick (:meth:`TickWatchdog.tick`) and asks, once a
+second, which keys have been silent for ``threshold`` seconds
+(``strategies.no_ticks_seconds``, or the strategy config's own
+``no_ticks_seconds``; 0 turns it off). Arming it (at the strategy's start
+and each time it rejoins trader_service) counts from then, so a strategy is
+never starved before it could have had a tick. :func:`cause` says why from
+what the strategy service knows of trader_service (its heartbeats, its
+confirmed pid); :func:`reason` makes the line ``strategy list`` and
+``status`` show, e.g. ``no ticks for ES.FUT.202612 for over 30 s:
+trader_service restarting``. With trader_service up, connected and
+streaming the key, the honest answer is that the market may be closed or
+quiet: on tws-sim ticks always flow, on IB a closed market sends none, and a
+strategy that trades outside its market's hours raises its threshold (or
+sets it to 0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["LATE_BEAT", "NOT_STREAMED", "TickWatchdog", "cause", "reason"]
+
+NOT_STREAMED = "not streamed by trader_service: subscribing again"
+LATE_BEAT = 2.5  # seconds without a beat of trader_service (one a second) that say it is gone
+
+
+class TickWatchdog:
+    """The last tick time of each of a strategy's keys, and those silent for ``threshold`` seconds."""
+
+    def __init__(self, threshold: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Return whether the watchdog watches anything (a threshold above 0 and keys armed)."""
+        return self.threshold > 0 and bool(self._last)
+
+    def arm(self, keys: Iterable[str]) -> None:
+        """Watch ``keys`` from now: each counts as having ticked just now."""
+        now = self._clock()
+        self._last = dict.fromkeys(keys, now)
+
+    def disarm(self) -> None:
+        """Watch nothing (a stopped strategy)."""
+        self._last = {}
+
+    def tick(self, key: str) -> None:
+        """Note a tick of ``key`` (a key not armed is ignored)."""
+        if key in self._last:
+            self._last[key] = self._clock()
+
+    def silent(self) -> dict[str, float]:
+        """Return the keys without a tick for ``threshold`` seconds or more, with how long, in key order."""
+        if self.threshold <= 0:
+            return {}
+        now = self._clock()
+        return {key: now - last for key, last in sorted(self._last.items()) if now - last >= self.threshold}
+
+
+def cause(key: str, view: str, beat: Mapping[str, Any] | None, restarting: bool, *, quiet: float = 0.0) -> str:
+    """Return why ``key`` may have no ticks, from trader_service as seen by the strategy service.
+
+    ``view`` is :func:`~services.strategy_service.trader_view`'s (up, down,
+    waiting); ``beat`` the last heartbeat of trader_service's confirmed pid;
+    ``restarting`` whether another pid beats, not confirmed ready yet;
+    ``quiet`` the seconds since the confirmed pid last beat (it beats every
+    second: past ``LATE_BEAT`` it is gone, before the view says down).
+    """
+    if restarting:
+        return "trader_service restarting"
+    if view == "down":
+        return "trader_service down"
+    if quiet > LATE_BEAT:
+        return "trader_service silent: stopped or restarting?"
+    if view == "waiting" or beat is None:
+        return "waiting for trader_service"
+    state = beat.get("state")
+    if state not in ("RUNNING", "DEGRADED"):
+        return f"trader_service {str(state).lower()}"
+    if beat.get("connected") is False:
+        return "broker disconnected"
+    if beat.get("synced") is False:
+        return "trader_service re-syncing with the broker"
+    streamed = beat.get("subscriptions")
+    if isinstance(streamed, list) and key not in streamed:
+        return NOT_STREAMED
+    return "trader_service up and streaming it: market closed or quiet?"
+
+
+def reason(silent: Mapping[str, float], threshold: float, why: str) -> str:
+    """Return the line shown for a starved strategy (stable while the same keys starve for the same cause)."""
+    return f"no ticks for {', '.join(silent)} for over {threshold:g} s: {why}"

@@ -1,0 +1,108 @@
+"""Saved subscriptions: the market data streams a user started, kept in Redis so that a restart streams them again.
+
+A ``subscribe`` made by a user (``trader subscribe start ES``) is added to a
+Redis hash (contract key -> the time it was added, ISO 8601) once the stream
+is open; ``unsubscribe`` removes it. The trader service calls
+:meth:`SavedSubscriptions.restore` each time the broker connection is up
+(its first connect after a start, and every reconnect): every saved key not
+streamed yet is resolved again and subscribed. A key that no longer resolves
+(an expired future, a key grammar that changed) is logged, kept and reported
+in :attr:`SavedSubscriptions.errors` (``status``' ``subscriptions_failed``),
+never fatal: ``unsubscribe`` of that key drops it. A restore cut short by a
+lost connection stops there; the next connect restores the rest. One that
+cannot read Redis is retried by the trader service while the connection holds.
+
+The set is a hash beside the trader service's other state (the kill switch
+is in its journal, the day's PnL baseline in ``<snapshot_key>:day``) rather
+than journal entries: it is a current set, not a history, and a user
+subscription is not an order event to replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from trader.errors import Timeout, TraderError, Unavailable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SavedSubscriptions"]
+
+#: Errors that say the broker (or the connection to it) is away: the restore stops and waits for the next connect.
+AWAY = (Unavailable, Timeout)
+#: A save or removal waits no longer than this for Redis (redis-py retries a lost server for seconds): the
+#: ``subscribe`` it is part of answers in time, the stream running, the save logged as not made.
+WRITE_TIMEOUT = 2.0
+
+
+class SavedSubscriptions:
+    """The user's subscriptions in a Redis hash; see the module docstring."""
+
+    def __init__(self, redis: aioredis.Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        #: Saved keys the last restore could not subscribe, with why (cleared once one succeeds).
+        self.errors: dict[str, str] = {}
+        self.restored = 0  # keys subscribed again by restores, over the process's life
+
+    async def load(self) -> list[str]:
+        """Return the saved contract keys, sorted; RedisError if Redis cannot be read."""
+        saved = await self.redis.hkeys(self.key)
+        return sorted(k.decode() if isinstance(k, bytes) else str(k) for k in saved)
+
+    async def add(self, key: str) -> bool:
+        """Save ``key``; return whether it was saved (a Redis failure is logged: the stream runs all the same)."""
+        try:
+            await asyncio.wait_for(self.redis.hset(self.key, key, datetime.now(UTC).isoformat()), WRITE_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            log.warning("subscription to %s not saved (%s): a restart will not stream it again", key, exc)
+            return False
+        self.errors.pop(key, None)
+        return True
+
+    async def remove(self, key: str) -> bool:
+        """Forget ``key``; return whether it was saved (False too when Redis cannot be reached, logged)."""
+        self.errors.pop(key, None)
+        try:
+            return bool(await asyncio.wait_for(self.redis.hdel(self.key, key), WRITE_TIMEOUT))
+        except (RedisError, TimeoutError) as exc:
+            log.warning("subscription to %s not removed from Redis (%s): a restart would stream it again",
+                        key, exc)
+            return False
+
+    async def restore(self, subscribe: Callable[[str], Awaitable[object]], streamed: Collection[str]) -> list[str]:
+        """Subscribe every saved key not in ``streamed`` with ``subscribe(key)``; return the keys subscribed.
+
+        A key whose ``subscribe`` raises a TraderError other than the broker
+        being away is logged and put in :attr:`errors`; a broker away ends the
+        restore (the next connect calls it again). RedisError if the saved keys
+        cannot be read (the caller retries).
+        """
+        saved = await self.load()
+        done: list[str] = []
+        for key in saved:
+            if key in streamed:
+                continue
+            try:
+                await subscribe(key)
+            except AWAY as exc:
+                log.warning("restoring the subscription to %s stopped, the broker is away (%s): the next "
+                            "connect restores the rest", key, exc)
+                break
+            except TraderError as exc:
+                self.errors[key] = f"{type(exc).__name__}: {exc}"[:300]
+                log.error("saved subscription %s not restored: %s (kept; `trader subscribe stop %s` drops it)",
+                          key, self.errors[key], key)
+                continue
+            self.errors.pop(key, None)
+            done.append(key)
+        self.restored += len(done)
+        if done:
+            log.info("restored %d saved subscription(s): %s", len(done), ", ".join(done))
+        return done
