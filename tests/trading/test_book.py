@@ -18,10 +18,19 @@ from trader.config import RiskSettings
 from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
 from trader.errors import NotFound
 from trader.messaging import codec
-from trader.trading.book import Book, BrokerOrder, BrokerState, Difference, never_sent, rebuild
+from trader.trading.book import Book, never_sent, rebuild
 from trader.trading.journal import Journal
-from trader.trading.reconcile import reconcile
-from trader.trading.risk import RiskGate, Working
+from trader.trading.reconcile import (
+    BrokerOrder,
+    BrokerState,
+    Difference,
+    journal_entries,
+    position_differences,
+    reconcile,
+    reconcile_book,
+)
+from trader.trading.risk import RiskGate
+from trader.trading.working import Working
 
 AAPL = Contract("AAPL", "STK", conid=265598)
 MSFT = Contract("MSFT", "STK", conid=272093)
@@ -394,7 +403,7 @@ def test_reconcile_brings_orders_to_the_broker_even_against_the_transition_table
     book.put_order(working("b", 2, minute=1))
     broker = state([BrokerOrder(1, 101, S.SUBMITTED, Decimal(4), Decimal(10)),
                     BrokerOrder(2, 102, S.FILLED, Decimal(10), Decimal("9.5"))])
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key, d.book, d.broker, d.action) for d in diffs] == [
         ("status", "a", S.PARTIALLY_FILLED, S.SUBMITTED, "updated the book"),
         ("perm_id", "a", None, 101, "updated the book"),
@@ -407,7 +416,7 @@ def test_reconcile_brings_orders_to_the_broker_even_against_the_transition_table
     assert (a.status, a.perm_id, a.filled_quantity) == (S.SUBMITTED, 101, Decimal(4))
     assert (b.status, b.filled_quantity, b.avg_fill_price) == (S.FILLED, 10, Decimal("9.5"))
     assert book.find(perm_id=102) is b
-    assert book.reconcile(broker) == []
+    assert reconcile_book(book, broker) == []
 
 
 def test_reconcile_never_sent_orders() -> None:
@@ -415,7 +424,7 @@ def test_reconcile_never_sent_orders() -> None:
     book.put_order(working("gone", 5))
     book.put_order(working("pending", None, status=S.PENDING_SUBMIT, minute=1))
     book.put_order(working("done", 6, status=S.CANCELLED, minute=2))  # terminal: left alone
-    diffs = book.reconcile(state())
+    diffs = reconcile_book(book, state())
     assert [(d.kind, d.key, d.book, d.broker, d.action) for d in diffs] == [
         ("never_sent", "gone", {"status": S.SUBMITTED, "broker_order_id": 5}, None,
          "marked REJECTED"),
@@ -427,14 +436,14 @@ def test_reconcile_never_sent_orders() -> None:
     assert book.find(broker_order_id=5) is None  # the id may be reused
     assert book.order("pending").status is S.REJECTED
     assert book.order("done").status is S.CANCELLED
-    assert book.reconcile(state()) == []
+    assert reconcile_book(book, state()) == []
 
 
 def test_reconcile_incomplete_broker_state_is_no_proof() -> None:
     book = Book()
     book.put_order(working("a", 5))
     book.put_order(working("p", None, status=S.PENDING_SUBMIT, minute=1))
-    diffs = book.reconcile(state(complete=False))
+    diffs = reconcile_book(book, state(complete=False))
     assert [(d.kind, d.key) for d in diffs] == [("never_sent", "p")]
     assert book.order("a").status is S.SUBMITTED and book.order("a").broker_order_id == 5
 
@@ -443,12 +452,12 @@ def test_reconcile_treats_a_reused_broker_id_with_another_perm_id_as_not_ours() 
     book = Book()
     book.put_order(working("old", 5, perm_id=500))
     broker = state([BrokerOrder(5, 999, S.SUBMITTED, Decimal(0), None)])
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key, d.action) for d in diffs] == [
         ("never_sent", "old", "marked REJECTED"),
         ("unknown_order", "5", "reported only"),
     ]
-    assert book.reconcile(broker) == []
+    assert reconcile_book(book, broker) == []
 
 
 def test_reconcile_adds_missing_fills_by_broker_id_or_perm_id() -> None:
@@ -465,7 +474,7 @@ def test_reconcile_adds_missing_fills_by_broker_id_or_perm_id() -> None:
          BrokerOrder(77, 7700, S.FILLED, Decimal(1), Decimal(13))],
         [make_fill("known", None, 4, "10", broker_order_id=1), by_id, by_perm, orphan],
     )
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key, d.action) for d in diffs] == [
         ("status", "a", "updated the book"),
         ("filled", "a", "updated the book"),
@@ -484,19 +493,19 @@ def test_reconcile_adds_missing_fills_by_broker_id_or_perm_id() -> None:
     assert "x3" not in {f.exec_id for f in book.fills()}
     a = book.order("a")  # the broker's numbers, not doubled by the added fill
     assert (a.status, a.filled_quantity, a.avg_fill_price) == (S.FILLED, 10, Decimal("10.6"))
-    assert book.reconcile(broker) == []
+    assert reconcile_book(book, broker) == []
 
 
 def test_reconcile_refused_broker_values_are_reported_once() -> None:
     book = Book()
     book.put_order(working("a", 1))
     broker = state([BrokerOrder(1, None, S.FILLED, Decimal(20), Decimal(1))])  # 20 of 10
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert {(d.kind, d.action) for d in diffs} == {("status", "reported only"),
                                                    ("filled", "reported only"),
                                                    ("avg_fill_price", "reported only")}
     assert book.order("a").status is S.SUBMITTED
-    assert book.reconcile(broker) == []
+    assert reconcile_book(book, broker) == []
 
 
 def test_position_differences_are_reported_only() -> None:
@@ -507,9 +516,9 @@ def test_position_differences_are_reported_only() -> None:
                               "IBM.STK": Decimal(-3), "FLAT.STK": Decimal(0)})
     expected = [Difference("position", "IBM.STK", Decimal(0), Decimal(-3), "reported only"),
                 Difference("position", "MSFT.STK", Decimal(5), Decimal(15), "reported only")]
-    assert book.position_differences(broker) == expected
-    assert book.position_differences(broker) == expected  # reported on every call
-    assert book.reconcile(broker) == []
+    assert position_differences(book, broker) == expected
+    assert position_differences(book, broker) == expected  # reported on every call
+    assert reconcile_book(book, broker) == []
 
 
 def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
@@ -520,8 +529,8 @@ def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
                     BrokerOrder(9, None, S.SUBMITTED, Decimal(0), None, order_ref="tws")],
                    [make_fill("x1", None, 10, "10.5", broker_order_id=1),
                     make_fill("x2", None, 1, "1", broker_order_id=9)])
-    diffs = book.reconcile(broker)
-    new = book.journal_entries(diffs)
+    diffs = reconcile_book(book, broker)
+    new = journal_entries(book, diffs)
     assert [e["type"] for e in new] == ["fill", "order", "order", "order", "reconcile"]
     assert [e["order"].client_order_id for e in new if e["type"] == "order"] == \
         ["a", "gone", "p"]
@@ -529,7 +538,7 @@ def test_reconcile_journal_entries_replay_to_the_reconciled_book() -> None:
     assert new[-1]["differences"] == [d.to_dict() for d in diffs]
     assert codec.decode(codec.encode(new[-1]))["differences"][-1]["broker"]["order_ref"] == "tws"
     assert_same(replay(entries + new), book)
-    assert book.journal_entries([]) == []
+    assert journal_entries(book, []) == []
 
 
 def test_reconcile_adopts_an_order_of_ours_the_journal_lacks() -> None:
@@ -544,7 +553,7 @@ def test_reconcile_adopts_an_order_of_ours_the_journal_lacks() -> None:
                     BrokerOrder(6, 106, S.PRE_SUBMITTED, Decimal(0), None, "demo#lost-sl", child),
                     BrokerOrder(9, None, S.SUBMITTED, Decimal(0), None, order_ref="tws")],
                    [make_fill("x1", "lost", 4, "10.5", broker_order_id=5, perm_id=105)])
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key, d.action) for d in diffs] == [
         ("perm_id", "known", "updated the book"),
         ("adopted", "lost", "added the order"),
@@ -559,8 +568,8 @@ def test_reconcile_adopts_an_order_of_ours_the_journal_lacks() -> None:
     assert [o.client_order_id for o in book.children("lost")] == ["lost-sl"]
     assert book.order("lost-sl").stop_price == 9
     assert book.positions() == {"AAPL.STK": Decimal(4)}
-    assert book.reconcile(broker) == []
-    entries = book.journal_entries(diffs)
+    assert reconcile_book(book, broker) == []
+    entries = journal_entries(book, diffs)
     assert [e["order"].client_order_id for e in entries if e["type"] == "order"] == ["known", "lost", "lost-sl"]
     assert_same(replay([snap(working("known", 1)), *entries]), book)
 
@@ -571,7 +580,7 @@ def test_reconcile_never_adopts_over_an_order_the_book_has() -> None:
     other = make_order("mine", 99)  # the same client id reported under another broker id
     broker = state([BrokerOrder(1, 101, S.SUBMITTED, Decimal(0), None),
                     BrokerOrder(2, 102, S.SUBMITTED, Decimal(0), None, "manual#mine", other)])
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key) for d in diffs] == [("unknown_order", "2")]
     assert book.order("mine").quantity == 10
 
@@ -590,7 +599,7 @@ def test_reconcile_adopts_over_an_order_booked_as_never_sent() -> None:
                     BrokerOrder(7, 107, S.SUBMITTED, Decimal(0), None, "manual#refused", placed),
                     BrokerOrder(8, 108, S.FILLED, Decimal(10), Decimal("9.9"), "manual#lost", retried)],
                    [make_fill("x8", "lost", 10, "9.9", broker_order_id=8, perm_id=108)])
-    diffs = book.reconcile(broker)
+    diffs = reconcile_book(book, broker)
     assert [(d.kind, d.key, d.book, d.action) for d in diffs] == [
         ("adopted", "refused", {"status": S.REJECTED, "broker_order_id": None}, "replaced the order"),
         ("adopted", "lost", {"status": S.REJECTED, "broker_order_id": None}, "replaced the order"),
@@ -601,8 +610,8 @@ def test_reconcile_adopts_over_an_order_booked_as_never_sent() -> None:
     assert (lost.status, lost.filled_quantity, lost.broker_order_id) == (S.FILLED, 10, 8)
     assert book.order("ib-rejected").broker_order_id == 3 and book.order("ib-rejected").quantity == 10
     assert book.positions() == {"AAPL.STK": Decimal(10)}
-    assert book.reconcile(broker) == []
-    entries = book.journal_entries(diffs)
+    assert reconcile_book(book, broker) == []
+    entries = journal_entries(book, diffs)
     assert_same(replay([snap(refused, "rejected"), snap(working("lost", None, status=S.REJECTED, minute=1)),
                         snap(working("ib-rejected", 3, status=S.REJECTED, minute=2)), *entries]), book)
 
@@ -613,7 +622,7 @@ def test_reconcile_never_adopts_over_a_never_sent_order_under_another_orders_bro
     book.put_order(make_order("refused", status=S.REJECTED, minute=1))
     other = make_order("refused")
     broker = state([BrokerOrder(7, 107, S.SUBMITTED, Decimal(0), None, "manual#refused", other)])
-    assert book.reconcile(broker) == []
+    assert reconcile_book(book, broker) == []
     assert book.order("refused").status is S.REJECTED and book.order("sent").broker_order_id == 7
 
 
@@ -692,9 +701,9 @@ def test_reconcile_takes_the_quantity_and_prices_the_broker_holds() -> None:
         BrokerOrder(3, None, S.SUBMITTED, Decimal(0), None, "manual#trail",
                     dataclasses.replace(trail, stop_price=Decimal("9.75"))),
     ])
-    diffs = book.reconcile(at_ib)
+    diffs = reconcile_book(book, at_ib)
     assert [(d.kind, d.key, d.book, d.broker) for d in diffs] == [
         ("quantity", "lmt", Decimal(10), Decimal(8)), ("limit_price", "lmt", Decimal("10.05"), Decimal("10.00"))]
     assert (book.order("lmt").quantity, book.order("lmt").limit_price) == (Decimal(8), Decimal("10.00"))
     assert book.working()["AAPL.STK"].buy == Decimal(8)
-    assert book.reconcile(at_ib) == []
+    assert reconcile_book(book, at_ib) == []

@@ -20,7 +20,7 @@ from trader.domain import OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
 from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
-from trader.trading.risk import trading_day
+from trader.trading.trading_day import trading_day
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +170,8 @@ def test_market_data_opened_to_price_orders_is_let_go_once_idle(stack_env: Stack
             call(ep, "unsubscribe", "MSFT.STK")
         assert call(ep, "place_order", symbol="MSFT", action="SELL", quantity=1)["order"].status is not None
         assert "MSFT.STK" in call(ep, "subscriptions")  # opened again for the new order
-        assert call(ep, "unsubscribe", "AAPL.STK") is True
+        stopped = call(ep, "unsubscribe", "AAPL.STK")
+        assert stopped["key"] == "AAPL.STK" and stopped["forgotten"] is True and "user" not in stopped["streamed_for"]
         eventually(lambda: call(ep, "subscriptions") == [], what="every stream let go")
 
 
