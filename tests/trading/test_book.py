@@ -707,3 +707,34 @@ def test_reconcile_takes_the_quantity_and_prices_the_broker_holds() -> None:
     assert (book.order("lmt").quantity, book.order("lmt").limit_price) == (Decimal(8), Decimal("10.00"))
     assert book.working()["AAPL.STK"].buy == Decimal(8)
     assert reconcile_book(book, at_ib) == []
+
+
+def test_wait_done_is_woken_by_the_orders_updates_and_gives_up_after_its_timeout() -> None:
+    book = Book()
+    for cid in ("a", "b", "c"):
+        book.put_order(make_order(cid, status=S.SUBMITTED))
+    book.put_order(make_order("gone", status=S.CANCELLED))
+
+    async def turns(waiting: asyncio.Task[bool], most: int = 5) -> bool:
+        """Return whether ``waiting`` ends within a few turns of the loop (no poll's sleep)."""
+        for _ in range(most):
+            await asyncio.sleep(0)
+            if waiting.done():
+                return True
+        return False
+
+    async def main() -> None:
+        assert await book.wait_done(["gone"], 0) is True  # already done: no wait at all
+        waiting = asyncio.get_running_loop().create_task(book.wait_done(["a", "b", "gone"], 30))
+        assert not await turns(waiting)
+        book.put_order(dataclasses.replace(book.order("a"), status=S.CANCELLED))
+        assert not await turns(waiting), "b still works"
+        book.put_order(dataclasses.replace(book.order("b"), status=S.API_CANCELLED))
+        assert await turns(waiting), "woken by b's update, not at a poll's next tick"
+        assert waiting.result() is True
+        assert await book.wait_done(["c"], 0.05) is False  # still working at the timeout
+        with pytest.raises(NotFound):
+            await book.wait_done(["nope"], 1)
+
+    asyncio.run(main())
+    assert book._waiters == []
