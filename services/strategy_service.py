@@ -67,7 +67,7 @@ from trader.errors import (
 )
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
-from trader.retry import RetryPolicy
+from trader.retry import RECOVERY_RETRY
 from trader.service.base import Service, main
 from trader.service.lifecycle import ServiceState
 from trader.strategy.bars import ib_bar_size, ib_duration
@@ -87,7 +87,7 @@ TRADER = "trader_service"
 TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
 #: Waiting for trader_service (a strategy's start, its resubscribe and resync after a restart): retried until
 #: it succeeds (no give-up).
-TRADER_AWAY_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
+TRADER_AWAY_RETRY = RECOVERY_RETRY
 #: What trader_service answers while it restarts or reconnects to the broker (a connection lost in the middle
 #: of a request comes back as an InternalError): retried. A NotFound or ValidationError is the strategy's own.
 PASSING = (Unavailable, Timeout, BrokerError, Overloaded, InternalError)

@@ -156,7 +156,8 @@ def test_a_users_stop_of_a_key_a_strategy_streams_leaves_the_strategy_fed(stack:
     eventually(lambda: counter(stack)["state"] == "RUNNING" and counter(stack)["ticks"] > 0, 30, "ticks")
     key = counter(stack)["keys"]["AAPL"]
     assert call(stack.trader_endpoint, "subscribe", "AAPL")["key"] == key  # the user's too, now
-    assert call(stack.trader_endpoint, "unsubscribe", key) is True  # the user's stream of it ends ...
+    stopped = call(stack.trader_endpoint, "unsubscribe", key)  # the user's stream of it ends ...
+    assert (stopped["streaming"], stopped["streamed_for"], stopped["forgotten"]) == (True, ["strategy"], True)
     with pytest.raises(TraderError, match="streamed for strategy"):
         call(stack.trader_endpoint, "unsubscribe", key)  # ... the strategy's does not
     assert key in user_streams(stack)

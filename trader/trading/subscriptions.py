@@ -10,7 +10,7 @@ streamed yet is resolved again and subscribed. A key that no longer resolves
 in :attr:`SavedSubscriptions.errors` (``status``' ``subscriptions_failed``),
 never fatal: ``unsubscribe`` of that key drops it. A restore cut short by a
 lost connection stops there; the next connect restores the rest. One that
-cannot read Redis is retried by the trader service while the connection holds.
+cannot read Redis is retried (:class:`Restorer`) while the connection holds.
 
 The set is a hash beside the trader service's other state (the kill switch
 is in its journal, the day's PnL baseline in ``<snapshot_key>:day``) rather
@@ -28,11 +28,14 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from trader.brokers.base import Broker
 from trader.errors import Timeout, TraderError, Unavailable
+from trader.retry import RECOVERY_RETRY
+from trader.trading.instruments import Resolver
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SavedSubscriptions"]
+__all__ = ["Restorer", "SavedSubscriptions"]
 
 #: Errors that say the broker (or the connection to it) is away: the restore stops and waits for the next connect.
 AWAY = (Unavailable, Timeout)
@@ -106,3 +109,48 @@ class SavedSubscriptions:
         if done:
             log.info("restored %d saved subscription(s): %s", len(done), ", ".join(done))
         return done
+
+
+class Restorer:
+    """Stream the saved subscriptions again after each (re)connect of the broker, one restore at a time."""
+
+    def __init__(self, saved: SavedSubscriptions, adapter: Broker, resolver: Resolver) -> None:
+        self.saved = saved
+        self.adapter = adapter
+        self.resolver = resolver
+        self.retry = RECOVERY_RETRY
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def connected(self) -> None:
+        """Restore the saved streams after a (re)connect (a restore under way goes again)."""
+        self._again = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._restore(), name="restore-subs")
+
+    async def stop(self) -> None:
+        """Cancel a restore under way."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _restore(self) -> None:
+        """Stream again every subscription a user made (saved in Redis) that is not streamed now."""
+        saved = self.saved
+
+        async def again(key: str) -> None:
+            inst = await self.resolver.one(key)
+            self.adapter.subscribe(inst.contract)
+
+        async def once() -> None:
+            streamed = [k for k, owners in self.adapter.subscriptions().items() if "user" in owners]
+            await saved.restore(again, streamed)
+
+        while self._again and self.adapter.connected:
+            self._again = False
+            try:
+                await self.retry.call(once, retry_on=RedisError, what="reading the saved subscriptions",
+                                      logger=log, give_up=lambda: not self.adapter.connected)
+            except RedisError as exc:  # the connection went meanwhile: the next connect restores them
+                log.error("saved subscriptions not restored, Redis unreadable until the IB connection went (%s)",
+                          exc)
