@@ -62,11 +62,13 @@ from trader.service.base import Service, main
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
 from trader.strategy.logfile import read_strategy_lines
+from trader.strategy.orders import root_order_id
 from trader.strategy.plugins import Plugin, PluginError, discover
 from trader.strategy.rejoin import PASSING, Rejoin
-from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
+from trader.strategy.runner import StrategyRunner
 from trader.strategy.sizing import strategy_of
 from trader.strategy.starvation import StarvationMonitor, TickWatchdog
+from trader.strategy.states import StrategyState
 from trader.strategy.switches import Switches
 from trader.strategy.watch import TraderWatch, trader_view
 

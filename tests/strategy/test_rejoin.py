@@ -24,8 +24,8 @@ from trader.messaging.pubsub import Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcServer
 from trader.service.lifecycle import ServiceState
 from trader.strategy.feed import TickFeed
-from trader.strategy.runner import StrategyState
 from trader.strategy.starvation import TickWatchdog
+from trader.strategy.states import StrategyState
 
 KEY = "AAPL.STK"
 

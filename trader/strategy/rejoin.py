@@ -25,7 +25,8 @@ from typing import Any
 from trader.errors import BrokerError, InternalError, Overloaded, Timeout, TraderError, Unavailable
 from trader.retry import RetryPolicy
 from trader.strategy.ledger import quote_mark
-from trader.strategy.runner import Call, StrategyRunner
+from trader.strategy.orders import Call
+from trader.strategy.runner import StrategyRunner
 from trader.strategy.starvation import TickWatchdog
 
 log = logging.getLogger(__name__)
