@@ -17,6 +17,7 @@ from typing import Any
 
 from services.strategy_service import StrategyService
 from tests.conftest import StackEnv
+from tests.strategy.plugin_texts import counter
 from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.errors import Unavailable
@@ -28,20 +29,6 @@ from trader.strategy.starvation import TickWatchdog
 from trader.strategy.states import StrategyState
 
 KEY = "AAPL.STK"
-
-COUNTER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-
-class Counter(Strategy):
-    instruments = ("AAPL",)
-    warmup = WARMUP
-
-    def signals(self, prices):
-        return pd.Series(0.0, index=prices.index)
-"""
-
 
 class Trader:
     """trader_service as strategy_service calls it, scripted: counts calls, can hold ``history`` and refuse ``orders``."""
@@ -92,7 +79,7 @@ async def started(stack_env: StackEnv, tmp_path: Path, trader: Trader,
                   warmup: int = 2) -> tuple[StrategyService, RpcServer]:
     directory = tmp_path / "strategies"
     directory.mkdir(exist_ok=True)
-    (directory / "counter.py").write_text(textwrap.dedent(COUNTER).replace("WARMUP", str(warmup)))
+    (directory / "counter.py").write_text(textwrap.dedent(counter(warmup)))
     settings = load_settings(env={**stack_env.env, "TRADER_STRATEGIES__DIRECTORY": str(directory)})
     server = RpcServer(settings.service("trader_service").rpc_endpoint or "", trader.registry())
     await server.start()
