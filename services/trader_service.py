@@ -82,7 +82,7 @@ class TraderService(Service):
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
         self.journal = Journal(self.redis, self.settings.trading.journal_stream)
-        self.saved = saved = SavedSubscriptions(self.redis, f"{self.settings.trading.snapshot_key}:subscriptions")
+        self.saved = saved = SavedSubscriptions(self.redis, self.settings.trading.subscriptions_key)
         await rebuild(self.journal, self.book, risk=self.risk)  # the book, and the kill switch as it was
         self.recorder = Recorder(self.journal, self._publish)
         self.recorder.start()
