@@ -47,6 +47,8 @@ from trader.trading.requests import (
     new_client_order_id,
     on_tick,
     parse_request,
+    rounding_for,
+    tick_rounding,
 )
 from trader.trading.risk import Exposure, OrderIntent, RiskGate, notional_price
 from trader.trading.totals import BrokerTotals
@@ -333,7 +335,7 @@ class Desk:
         """Change a working order's quantity or prices (re-sent to the broker under the same order id).
 
         A price off the tick grid is refused with the nearest valid ones, or
-        with ``round_prices`` put on the nearest tick (the result's ``rounded``
+        with ``round_prices`` put on the cautious tick (``rounding_for``; the result's ``rounded``
         says so).
         """
         self._require_synced()
@@ -351,10 +353,11 @@ class Desk:
         for name in ("limit_price", "stop_price", "trail_amount"):
             if name in fields:
                 asked = fields[name]
+                rounding = rounding_for(order.action, name)
                 fields[name] = on_tick(asked, inst.tick, what=name.replace("_", " "), symbol=inst.contract.symbol,
-                                       round_prices=bool(round_prices))
+                                       round_prices=bool(round_prices), rounding=rounding)
                 if fields[name] != asked:
-                    rounded.append(Rounded(coid, name, asked, fields[name], f"nearest tick {format(inst.tick, 'f')}"))
+                    rounded.append(Rounded(coid, name, asked, fields[name], tick_rounding(rounding, inst.tick)))
         try:
             changed = dataclasses.replace(order, **fields)
         except TraderError as exc:
