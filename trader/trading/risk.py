@@ -36,6 +36,7 @@ from trader.config import RiskSettings, TradingHours
 from trader.domain import Order, checks
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
+from trader.trading.selection import matches
 
 __all__ = ["NOTHING_WORKING", "Exposure", "OrderIntent", "RiskGate", "Working", "notional_price"]
 
@@ -64,6 +65,7 @@ class OrderIntent:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     reduces_only: bool = False
+    local_symbol: str = ""  # the exchange's name of the contract (ESZ6), which the blocked/allowed lists may use
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -321,12 +323,11 @@ class RiskGate:
             _refuse(f"kill switch engaged since {self._kill_since:%Y-%m-%d %H:%M:%S %Z}: "
                     f"{self._kill_reason}", "kill_switch", None, None,
                     reason=self._kill_reason, since=self._kill_since)
-        names = {intent.symbol.upper(), intent.key.upper()}
-        blocked = [e for e in s.blocked if e.upper() in names]
+        blocked = [e for e in s.blocked if matches(intent, e)]  # key, symbol or local symbol, as every command
         if blocked:
             _refuse(f"{intent.key} is on the blocked list ({blocked[0]})", "blocked",
                     intent.key, None, entry=blocked[0])
-        if s.allowed and not any(e.upper() in names for e in s.allowed):
+        if s.allowed and not any(matches(intent, e) for e in s.allowed):
             _refuse(f"{intent.key} is not on the allowed list ({', '.join(s.allowed)})",
                     "allowed", intent.key, None)
         if s.trading_hours is not None:
