@@ -24,7 +24,16 @@ from tests.conftest import RedisServer
 from tests.trading.broker_double import BrokerDouble
 from trader.brokers.records import ContractDetails, ContractQuery, OrderReport, Quote
 from trader.config import RiskSettings
-from trader.domain import AccountValue, Action, Contract, Fill, Order, OrderStatus, OrderType, Position
+from trader.domain import (
+    AccountValue,
+    Action,
+    Contract,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+)
 from trader.errors import Conflict, NotFound, RiskLimitExceeded, Unavailable
 from trader.trading.book import Book
 from trader.trading.closing import Closer

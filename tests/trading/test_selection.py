@@ -7,14 +7,20 @@ from decimal import Decimal
 
 import pytest
 
+from tests.trading.broker_double import BrokerDouble
 from tests.trading.test_book import AAPL, ES, MSFT, make_fill, make_order
+from trader.brokers.records import ContractDetails
 from trader.domain import Action, Contract
 from trader.errors import NotFound, ValidationError
 from trader.trading.book import Book
-from tests.trading.broker_double import BrokerDouble
-from trader.brokers.records import ContractDetails
 from trader.trading.instruments import Resolver
-from trader.trading.selection import choose_account, key_of, matches, select_orders, strategy_holdings
+from trader.trading.selection import (
+    choose_account,
+    key_of,
+    matches,
+    select_orders,
+    strategy_holdings,
+)
 
 ESH7 = Contract("ES", "FUT", exchange="CME", expiry="20270319", multiplier=Decimal(50), local_symbol="ESH7")
 
