@@ -165,6 +165,7 @@ async def _a_take_profit_that_fills_during_its_cancel_leaves_nothing_to_sell(clo
     reply = await closer.close("AAPL")
     assert closing_orders(closer) == []  # the plan's SELL 100 would have gone short 100
     assert reply["flat"] == [{"key": AAPL.key, "filled_while_cancelling": D(-100)}] and reply["errors"] == []
+    assert await closer.plan("AAPL") == []  # though IB has not reported the position yet: it still says 100
 
 
 def test_a_part_fill_during_the_cancels_is_taken_off_the_closing_order(redis_server: RedisServer) -> None:

@@ -218,8 +218,24 @@ class Closer:
         await self._settle([coid for _plan, _before, coid in sent])
         reply["orders"] = [self.desk.result(coid) for _plan, _before, coid in sent]
         for flatten, before, coid in sent:
-            self._remember(flatten, before, coid)
+            order = self.desk.book.order(coid)
+            self._remember(flatten, before + order.filled_quantity * order.action.sign)
         return reply
+
+    @staticmethod
+    def _require_confirmed(plans: list[Flatten], confirmed: dict[str, str]) -> None:
+        """Raise Conflict if ``plans`` is not the plan the user confirmed (key -> closing quantity)."""
+        try:
+            wanted = {key: Decimal(str(quantity)) for key, quantity in confirmed.items()}
+        except ArithmeticError:
+            raise ValidationError(f"confirmed: a quantity is not a number ({confirmed})") from None
+        now = {p.contract.key: p.quantity for p in plans}
+        if now != wanted:
+            said = ", ".join(f"{k} {v.normalize():f}" for k, v in sorted(wanted.items())) or "nothing"
+            found = ", ".join(f"{k} {v.normalize():f}" for k, v in sorted(now.items())) or "nothing"
+            raise Conflict(f"the positions changed since the close was confirmed (confirmed: {said}; now: "
+                           f"{found}): nothing was cancelled or sent; run the close again",
+                           confirmed=confirmed, now={k: str(v) for k, v in now.items()})
 
     async def _one(self, flatten: Flatten, strategy: str | None, reply: dict[str, Any]) -> tuple[Decimal, str] | None:
         """Close one position (the steps of the module's docstring); return the account's position then and the id.
@@ -249,6 +265,7 @@ class Closer:
             return None
         delta = self._filled_since(flatten)
         held, account_held = flatten.held + delta, flatten.account_held + delta
+        self._remember(flatten, account_held)  # what the account holds now, whenever IB reports it
         quantity = closing_quantity(held, account_held)[0]
         if delta:
             log.warning("close of %s: the cancelled orders filled %s meanwhile: closing %s, not %s", key,
@@ -293,30 +310,21 @@ class Closer:
             reply["unprotected"].append({"key": key, "cancelled": gone})
         reply["errors"].append(row)
 
-    def _remember(self, flatten: Flatten, before: Decimal, coid: str) -> None:
-        """Keep what the close ``coid`` left of the account's position until the broker reports it."""
-        order = self.desk.book.order(coid)
-        left = before + order.filled_quantity * order.action.sign
+    def _remember(self, flatten: Flatten, left: Decimal) -> None:
+        """Keep ``left`` as the account's position on the contract until the broker's number moves.
+
+        The platform's own fills say what its orders did before IB's position
+        message does (it may come after the Filled status).
+        """
+        where = (flatten.account, flatten.contract.key)
         raw = next((p.quantity for p in self.desk.adapter.positions()
                     if p.contract.key == flatten.contract.key
                     and (flatten.account is None or p.account == flatten.account)), _ZERO)
         if raw != left:
-            self._left[(flatten.account, flatten.contract.key)] = (raw, left)
+            self._left[where] = (raw, left)
+        else:
+            self._left.pop(where, None)
 
-    @staticmethod
-    def _require_confirmed(plans: list[Flatten], confirmed: dict[str, str]) -> None:
-        """Raise Conflict if ``plans`` is not the plan the user confirmed (key -> closing quantity)."""
-        try:
-            wanted = {key: Decimal(str(quantity)) for key, quantity in confirmed.items()}
-        except ArithmeticError:
-            raise ValidationError(f"confirmed: a quantity is not a number ({confirmed})") from None
-        now = {p.contract.key: p.quantity for p in plans}
-        if now != wanted:
-            said = ", ".join(f"{k} {v.normalize():f}" for k, v in sorted(wanted.items())) or "nothing"
-            found = ", ".join(f"{k} {v.normalize():f}" for k, v in sorted(now.items())) or "nothing"
-            raise Conflict(f"the positions changed since the close was confirmed (confirmed: {said}; now: "
-                           f"{found}): nothing was cancelled or sent; run the close again",
-                           confirmed=confirmed, now={k: str(v) for k, v in now.items()})
     async def _settle(self, coids: list[str]) -> None:
         """Wait up to ``SETTLE_WAIT`` seconds for the closing orders to end (fill) and their fills to be booked.
 
