@@ -185,3 +185,27 @@ def test_a_strategys_bracket_percentages_are_rounded_onto_the_grid_never_refused
     assert [o.stop_price or o.limit_price for o in built.children] == [Decimal("5907.25"), Decimal("5955.00")]
     assert all(p % Decimal("0.25") == 0 for p in (built.children[0].stop_price, built.children[1].limit_price))
     assert [r.client_order_id for r in built.rounded] == ["momentum.es.1.sl", "momentum.es.1.tp"]
+
+
+def test_the_hints_are_declared_typed_on_the_methods_that_take_them() -> None:
+    import inspect
+
+    from services.trader_service import TraderService
+    from trader.messaging.methods import MethodRegistry
+    from trader.trading.requests import HINTS
+
+    registry = MethodRegistry()
+    for name in ("snapshot", "snapshots", "subscribe"):
+        method = getattr(TraderService, name)
+        assert set(HINTS) <= set(inspect.signature(method).parameters), name
+        registry.register(name, method)
+    registry.check("snapshot", None, "AAPL", expiry="20261218", strike=Decimal(230), right="C")
+    for bad in ({"expiry": 20261218}, {"sec_type": 5}, {"right": 1}, {"strike": "x"}):
+        with pytest.raises(ValidationError, match=f"bad argument '{next(iter(bad))}'"):
+            registry.check("snapshot", None, "AAPL", **bad)
+    with pytest.raises(ValidationError, match="unexpected keyword argument 'bogus'"):
+        registry.check("subscribe", None, "AAPL", bogus="x")
+    assert parse_request({"symbol": "AAPL", "action": "BUY", "quantity": 1, "strike": "230", "right": "C",
+                          "expiry": "20261218"}).hints() == {
+        "sec_type": None, "exchange": None, "currency": None, "expiry": "20261218", "strike": Decimal(230),
+        "right": "C"}
