@@ -247,8 +247,9 @@ class Desk:
     async def what_if(self, data: dict[str, Any]) -> dict[str, Any]:
         """Return what the order ``data`` describes would do, sending nothing and booking nothing.
 
-        The orders as they would be sent (prices on the tick grid, or refused
-        off it, as for :meth:`place`), the prices rounded, the risk gate's
+        The orders as they would be sent (:meth:`build`, as for :meth:`place`:
+        the contract the hints name, the account checked, prices on the tick
+        grid or refused off it), the prices rounded, the risk gate's
         verdict on each (``risk``: the first refusal, else passed) and the
         broker's what-if answer for the entry (commission, margin changes;
         a bracket's children only close what it opens). Nothing is journalled

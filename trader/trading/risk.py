@@ -8,7 +8,8 @@ caller hands it an ``OrderIntent`` (what is about to be sent) and an
 injected clock, so the trading-hours window and the order rate are testable.
 
 Checks run in a fixed order, the first failure wins: kill switch, blocked and
-allowed lists, trading hours, order quantity, order notional, price deviation,
+allowed lists (an entry names a contract as every command does, by key, symbol
+or local symbol: ``selection.matches``), trading hours, order quantity, order notional, price deviation,
 position, gross exposure, daily loss, order rate. A limit set to ``None`` is off.
 Working orders count as if they filled where that is worse: toward the
 position limit on the order's own side, toward gross exposure on whichever
