@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings
@@ -34,8 +35,9 @@ from trader.trading.journal import Journal
 from trader.trading.kill_switch import KillSwitch
 from trader.trading.reconcile import Resync
 from trader.trading.recorder import Recorder
+from trader.trading.requests import takes_hints
 from trader.trading.risk import RiskGate
-from trader.trading.selection import choose_account, select_orders
+from trader.trading.selection import choose_account, key_of, select_orders
 from trader.trading.subscriptions import Restorer, SavedSubscriptions
 from trader.trading.trading_day import TradingDay
 
@@ -227,11 +229,14 @@ class TraderService(Service):
         name = self._account(account) if account else None
         return [p for p in self.adapter.portfolio() if name is None or p.account == name]
 
-    def orders(self, open_only: bool = False, symbol: str | None = None, strategy: str | None = None,
-               last: int | None = None) -> list[Any]:
-        """Return the book's orders, oldest first: working ones only, on ``symbol``, of ``strategy``, the ``last``."""
-        return select_orders(self.book.orders(open_only=bool(open_only)), symbol=symbol, strategy=strategy,
-                             last=last)
+    async def orders(self, open_only: bool = False, symbol: str | None = None, strategy: str | None = None,
+                     last: int | None = None) -> list[Any]:
+        """Return the book's orders, oldest first: working ones only, on ``symbol``, of ``strategy``, the ``last``.
+
+        ``symbol`` as every command names a contract (see ``selection.select_orders``): EURUSD or "ES Dec26" too.
+        """
+        return await select_orders(self.book.orders(open_only=bool(open_only)), symbol=symbol, strategy=strategy,
+                                   last=last, resolver=self.resolver)
 
     def trades(self, client_order_id: str | None = None, limit: int | None = None) -> list[Any]:
         """Return the fills (with commissions), oldest first; the last ``limit`` of them."""
@@ -247,21 +252,28 @@ class TraderService(Service):
         return await self._desk().place(order)
 
     async def close_positions(self, symbol: str | None = None, strategy: str | None = None,
-                              account: str | None = None, execute: bool = False) -> dict[str, Any]:
+                              account: str | None = None, execute: bool = False,
+                              confirmed: dict[str, str] | None = None) -> dict[str, Any]:
         """Flatten ``symbol``'s position (None: every one), the account's or ``strategy``'s (see trading.closing).
 
         Without ``execute``, only the plan: the positions, the orders that would
         close them and the working orders cancelled first; nothing is sent.
+        With it, ``confirmed`` (the plan the user confirmed: contract key ->
+        the closing quantity, as text) is checked against the plan made now,
+        and a difference is a Conflict, with nothing cancelled or sent.
         """
         closer = self._closer()
         if execute:
-            return await closer.close(symbol, strategy=strategy, account=account)
+            return await closer.close(symbol, strategy=strategy, account=account, confirmed=confirmed)
         plans = await closer.plan(symbol, strategy=strategy, account=account)
         return {"account": closer.account(account), "strategy": strategy,
                 "positions": [p.describe() for p in plans]}
 
     async def what_if(self, **order: Any) -> dict[str, Any]:
-        """Return what an order would do (commission, margin, the risk gate's verdict); nothing is sent."""
+        """Return what an order would do (commission, margin, the risk gate's verdict); nothing is sent.
+
+        The account is checked as for ``place_order`` (NotFound for one not managed), by the desk.
+        """
         return await self._desk().what_if(order)
 
     async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
@@ -313,11 +325,13 @@ class TraderService(Service):
         return [{"input": symbol, "key": i.key, "local_symbol": i.contract.local_symbol,
                  "description": i.long_name, "tick": i.tick, "contract": i.contract} for i in found]
 
+    @takes_hints
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:
         """Return the current quote of one instrument."""
         inst = await self.resolver.one(symbol, **hints)
         return await self.adapter.snapshot(inst.contract)
 
+    @takes_hints
     async def snapshots(self, symbols: list[str], **hints: Any) -> list[dict[str, Any]]:
         """Return each symbol's quote, asked concurrently: ``{"symbol", "quote"}`` or ``{"symbol", "error"}``."""
         got = await asyncio.gather(*(self.snapshot(s, **hints) for s in symbols), return_exceptions=True)
@@ -331,6 +345,7 @@ class TraderService(Service):
                 rows.append({"symbol": symbol, "quote": quote})
         return rows
 
+    @takes_hints
     async def subscribe(self, symbol: str, owner: str = "user", **hints: Any) -> dict[str, Any]:
         """Stream the instrument's ticks on the bus as ``tick.ib.<key>``; return the key, topic, contract and tick.
 
@@ -352,7 +367,17 @@ class TraderService(Service):
 
         Return ``{"key", "streaming", "streamed_for", "forgotten"}``: whether the
         key is still streamed and for whom, and whether it was saved for restarts.
+
+        ``key`` is matched as every command names a contract (``selection.key_of``): a streamed or saved key
+        in any case, else what the resolver makes of it (``aapl``, ``EURUSD``).
         """
+        known = set(self.adapter.subscriptions())
+        if self.saved is not None:
+            try:
+                known.update(await self.saved.load())
+            except RedisError as exc:  # the streams still answer; a saved-only key then needs its exact spelling
+                log.warning("saved subscriptions not read (%s)", exc)
+        key = await key_of(key, sorted(known), self.resolver)
         saved = await self.saved.remove(key) if self.saved is not None else False
         if not self.adapter.unsubscribe(key) and not saved:
             owners = self.adapter.subscriptions().get(key)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from tests.cli.invoke import data, ok, refused, trader
-from tests.conftest import StackEnv, TradingStack, started_strategy_stack
+from tests.conftest import StackEnv, TradingStack, call, started_strategy_stack
 from tests.strategy.plugin_texts import HOLDER
 from tests.waiting import wait_until_blocking
+from trader.errors import Conflict, ValidationError
 from trader.messaging.rpc import RpcClient
 
 pytestmark = pytest.mark.slow
@@ -159,3 +160,46 @@ def test_two_closes_at_once_close_the_position_once(trading_stack: TradingStack)
     assert sorted(len(r["orders"]) for r in replies) == [0, 1]  # the second found nothing left to close
     wait_until_blocking(lambda: held() == {}, what="AAPL flat")
     assert len(data("book", "--symbol", "AAPL")) == 2
+
+
+def test_one_symbol_matching_typed_hints_the_account_checked_and_the_confirmed_close(
+    trading_stack: TradingStack,
+) -> None:
+    ep = trading_stack.trader_endpoint
+    data("trade", "buy", "EUR.USD", "-q", "5000", "--id", "fx1")
+    data("trade", "buy", "ES", "-q", "1", "--id", "es1")
+    # the book is filtered by any name the resolver reads, as close is
+    assert [o["client_order_id"] for o in data("book", "--symbol", "EURUSD")] == ["fx1"]
+    assert [o["client_order_id"] for o in data("book", "--symbol", "ES Dec26")] == ["es1"]
+    assert refused(4, "book", "--symbol", "NOSUCH").startswith("error (not_found)")
+
+    # a subscription is stopped by its key in any case, and forgotten
+    data("subscribe", "start", "NVDA")
+    ok("subscribe", "stop", "nvda.stk")
+    assert "NVDA.STK" not in call(ep, "subscriptions")
+    assert refused(4, "subscribe", "stop", "nvda.stk").startswith("error (not_found)")
+
+    # the hints are typed: a bad one is the caller's error (3), never an internal one
+    for method, first, hints in (("snapshot", "AAPL", {"expiry": 20261218}), ("snapshot", "AAPL", {"sec_type": 5}),
+                                 ("snapshot", "AAPL", {"right": 1}), ("snapshot", "AAPL", {"bogus": "x"}),
+                                 ("snapshots", ["AAPL"], {"expiry": 20261218}),
+                                 ("subscribe", "AAPL", {"right": 1})):
+        with pytest.raises(ValidationError):
+            call(ep, method, first, **hints)
+
+    # the account is checked for a what-if too, and an option's what-if previews the option
+    for extra in ((), ("--what-if",)):
+        assert refused(4, "trade", "buy", "AAPL", "-q", "1", "--account", "BOGUS", *extra).startswith(
+            "error (not_found)")
+    preview = data("trade", "buy", "AAPL", "-q", "1", "--what-if", "--expiry", "20261218", "--strike", "230",
+                   "--right", "C")
+    assert preview["order"]["contract"]["sec_type"] == "OPT" and preview["order"]["contract"]["strike"] == 230
+
+    # the close carried out is the one confirmed
+    data("trade", "buy", "MSFT", "-q", "5", "--id", "m1")
+    wait_until_blocking(lambda: held().get("MSFT.STK") == 5, what="the MSFT position")
+    with pytest.raises(Conflict, match="changed since the close was confirmed"):
+        call(ep, "close_positions", symbol="MSFT", execute=True, confirmed={"MSFT.STK": "3"})
+    assert held()["MSFT.STK"] == 5
+    closed = call(ep, "close_positions", symbol="MSFT", execute=True, confirmed={"MSFT.STK": "5"}, timeout=20)
+    assert [o["order"].quantity for o in closed["orders"]] == [5]

@@ -317,10 +317,10 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
 
     placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", off, "--round", "--stop-loss-percent", "2",
                   "--take-profit-percent", "3", "--tif", "gtc", "--id", "tick-1")
-    assert Decimal(str(placed["order"]["limit_price"])) == up  # x.xx7: the nearest tick is up
+    assert Decimal(str(placed["order"]["limit_price"])) == low  # a buy limit x.xx7 goes down, never up
     asked, sent = (placed["rounded"][0][k] for k in ("asked", "sent"))
     assert placed["rounded"][0]["field"] == "limit_price" and Decimal(str(asked)) == Decimal(off)
-    assert Decimal(str(sent)) == up and placed["rounded"][0]["how"] == "nearest tick 0.01"
+    assert Decimal(str(sent)) == low and placed["rounded"][0]["how"] == "down to tick 0.01"
     assert [r["client_order_id"] for r in placed["rounded"]] == ["tick-1", "tick-1.sl", "tick-1.tp"]
 
     table = ok("trade", "buy", "AAPL", "-q", "1", "--limit", str(low), "--id", "tick-2").stdout
@@ -330,7 +330,7 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
     assert f"use {lower} or {lower + Decimal('0.01')}" in error
     assert Decimal(str(data("book", "orders", "--open")[-1]["limit_price"])) == low  # unchanged
     modified = ok("book", "modify", "tick-2", "--limit", f"{lower}3", "--round").stdout
-    assert f"sent tick-2: limit {lower} (from {lower}3: nearest tick 0.01)" in modified
+    assert f"sent tick-2: limit {lower} (from {lower}3: down to tick 0.01)" in modified
 
 
 def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stack: TradingStack) -> None:

@@ -69,3 +69,21 @@ def test_account_updates_of_an_unknown_account_are_refused() -> None:
             ib.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_what_if_order_is_costed_against_the_account_on_its_ticket() -> None:
+    async def scenario() -> None:
+        async with running_sim(advisor_config()) as server:
+            ib = await connect(server, 4)
+            aapl = (await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD")))[0]
+            ib.placeOrder(aapl, MarketOrder("BUY", 100, account=ACCOUNTS[1]))
+            await wait_for(lambda: ib.positions(ACCOUNTS[1]), what="the second account's position")
+            # Selling 100 closes the second account's long (margin freed), and opens a short in the first.
+            second = await asyncio.wait_for(
+                ib.whatIfOrderAsync(aapl, MarketOrder("SELL", 100, account=ACCOUNTS[1])), 5)
+            first = await asyncio.wait_for(
+                ib.whatIfOrderAsync(aapl, MarketOrder("SELL", 100, account=ACCOUNTS[0])), 5)
+            assert float(second.initMarginChange) < 0 < float(first.initMarginChange)
+            ib.disconnect()
+
+    asyncio.run(scenario())

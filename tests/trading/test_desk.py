@@ -159,8 +159,8 @@ async def _what_if(broker: BrokerDouble) -> None:
                                 "stop_loss_percent": "1"})
     assert small["risk"] == {"passed": True, "limit": None, "message": ""}
     assert small["broker"] == dataclasses.asdict(broker.preview) and small["order"].limit_price == Decimal("229.10")
-    assert [c.stop_price for c in small["children"]] == [Decimal("226.81")]  # 226.809 -> the nearest tick
-    assert [(r["field"], r["sent"]) for r in small["rounded"]] == [("stop_price", Decimal("226.81"))]
+    assert [c.stop_price for c in small["children"]] == [Decimal("226.80")]  # 226.809: a sell stop goes down
+    assert [(r["field"], r["sent"]) for r in small["rounded"]] == [("stop_price", Decimal("226.80"))]
     big = await desk.what_if({"symbol": "AAPL", "action": "SELL", "quantity": 100, "client_order_id": "big"})
     assert not big["risk"]["passed"] and big["risk"]["limit"] == "max_order_quantity"
     assert big["risk"]["client_order_id"] == "big" and "exceeds 50" in big["risk"]["message"]

@@ -100,31 +100,38 @@ def test_an_off_tick_aapl_limit_names_both_neighbours() -> None:
                      reference_price=None)
 
 
-def test_prices_on_the_grid_go_as_typed_and_round_prices_takes_the_nearest_tick_and_says_so() -> None:
+def test_prices_on_the_grid_go_as_typed_and_round_prices_takes_the_cautious_tick_and_says_so() -> None:
     built = es_orders(limit_price="5925.25", stop_loss="5900", take_profit="5950.5")
     assert [o.limit_price or o.stop_price for o in built.all] == [Decimal("5925.25"), Decimal(5900),
                                                                   Decimal("5950.5")]
     assert built.rounded == ()
     built = es_orders(client_order_id="r1", limit_price="6000.1", round_prices=True)
     assert built.entry.limit_price == Decimal("6000.00")
-    assert built.rounded == (Rounded("r1", "limit_price", Decimal("6000.1"), Decimal("6000.00"), "nearest tick 0.25"),)
-    # the nearest, whichever the side: a buy's limit may go up, a sell's down
-    assert es_orders(limit_price="6000.2", round_prices=True).entry.limit_price == Decimal("6000.25")
-    assert es_orders(action="SELL", limit_price="6000.1", round_prices=True).entry.limit_price == Decimal("6000.00")
+    assert built.rounded == (Rounded("r1", "limit_price", Decimal("6000.1"), Decimal("6000.00"), "down to tick 0.25"),)
+    # a limit goes to the passive side, never the nearest: a buy never pays more than asked, a sell never takes less
+    assert es_orders(limit_price="6000.2", round_prices=True).entry.limit_price == Decimal("6000.00")
+    assert es_orders(action="SELL", limit_price="6000.1", round_prices=True).entry.limit_price == Decimal("6000.25")
+    # a stop goes away from the market: a buy stop up, a sell stop down (it never triggers before the price asked)
+    assert es_orders(stop_price="6000.1", round_prices=True).entry.stop_price == Decimal("6000.25")
+    assert es_orders(action="SELL", stop_price="6000.2", round_prices=True).entry.stop_price == Decimal("6000.00")
+    assert es_orders(trail_amount="2.1", round_prices=True).entry.trail_amount == Decimal("2.25")  # never closer
+    # a buy's bracket: its stop-loss is a sell stop (down), its take-profit a sell limit (up)
+    bracket = es_orders(limit_price="5925", stop_loss="5900.1", take_profit="5950.1", round_prices=True)
+    assert [c.stop_price or c.limit_price for c in bracket.children] == [Decimal("5900.00"), Decimal("5950.25")]
     assert round_to_tick(Decimal("187.125"), Decimal("0.01")) == Decimal("187.12")  # ties to even
     with pytest.raises(ValidationError, match="below one tick"):
         round_to_tick(Decimal("0.001"), Decimal("0.01"))
 
 
-def test_percent_bracket_prices_are_always_rounded_to_the_nearest_tick_and_reported() -> None:
+def test_percent_bracket_prices_are_always_rounded_to_the_cautious_tick_and_reported() -> None:
     built = es_orders(client_order_id="p1", limit_price="5925", stop_loss_percent="0.3", take_profit_percent="0.5")
     sl, tp = built.children
-    # 5925 x 0.997 = 5907.225 -> 5907.25; 5925 x 1.005 = 5954.625 -> 5954.50 (a tie: to the even tick)
-    assert (sl.stop_price, tp.limit_price) == (Decimal("5907.25"), Decimal("5954.50"))
+    # 5925 x 0.997 = 5907.225 -> a sell stop goes down: 5907.00; 5925 x 1.005 = 5954.625 -> a sell limit up: 5954.75
+    assert (sl.stop_price, tp.limit_price) == (Decimal("5907.00"), Decimal("5954.75"))
     assert [(r.client_order_id, r.field, r.asked, r.sent) for r in built.rounded] == [
-        ("p1.sl", "stop_price", Decimal("5907.225"), Decimal("5907.25")),
-        ("p1.tp", "limit_price", Decimal("5954.625"), Decimal("5954.50"))]
-    assert built.rounded[0].how == "0.3% below 5925.00, nearest tick 0.25"
+        ("p1.sl", "stop_price", Decimal("5907.225"), Decimal("5907.00")),
+        ("p1.tp", "limit_price", Decimal("5954.625"), Decimal("5954.75"))]
+    assert built.rounded[0].how == "0.3% below 5925.00, down to tick 0.25"
 
 
 @pytest.mark.parametrize("fields", [{"limit_price": "1E+30"}, {"limit_price": "5E+26", "take_profit": "2E+27"}])
@@ -175,6 +182,30 @@ def test_a_strategys_bracket_percentages_are_rounded_onto_the_grid_never_refused
     assert trade is not None
     built = build_orders(parse_request(trade.request), ES, tick=Decimal("0.25"), min_size=Decimal(1),
                          reference_price=Decimal("5925.25"))
-    assert [o.stop_price or o.limit_price for o in built.children] == [Decimal("5907.50"), Decimal("5955.00")]
+    assert [o.stop_price or o.limit_price for o in built.children] == [Decimal("5907.25"), Decimal("5955.00")]
     assert all(p % Decimal("0.25") == 0 for p in (built.children[0].stop_price, built.children[1].limit_price))
     assert [r.client_order_id for r in built.rounded] == ["momentum.es.1.sl", "momentum.es.1.tp"]
+
+
+def test_the_hints_are_declared_typed_on_the_methods_that_take_them() -> None:
+    import inspect
+
+    from services.trader_service import TraderService
+    from trader.messaging.methods import MethodRegistry
+    from trader.trading.requests import HINTS
+
+    registry = MethodRegistry()
+    for name in ("snapshot", "snapshots", "subscribe"):
+        method = getattr(TraderService, name)
+        assert set(HINTS) <= set(inspect.signature(method).parameters), name
+        registry.register(name, method)
+    registry.check("snapshot", None, "AAPL", expiry="20261218", strike=Decimal(230), right="C")
+    for bad in ({"expiry": 20261218}, {"sec_type": 5}, {"right": 1}, {"strike": "x"}):
+        with pytest.raises(ValidationError, match=f"bad argument '{next(iter(bad))}'"):
+            registry.check("snapshot", None, "AAPL", **bad)
+    with pytest.raises(ValidationError, match="unexpected keyword argument 'bogus'"):
+        registry.check("subscribe", None, "AAPL", bogus="x")
+    assert parse_request({"symbol": "AAPL", "action": "BUY", "quantity": 1, "strike": "230", "right": "C",
+                          "expiry": "20261218"}).hints() == {
+        "sec_type": None, "exchange": None, "currency": None, "expiry": "20261218", "strike": Decimal(230),
+        "right": "C"}

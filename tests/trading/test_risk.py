@@ -369,6 +369,15 @@ def test_allowed_by_key_leaves_other_expiries_out() -> None:
     assert_refused(g, intent(key="ES.FUT.202703", symbol="ES"), "allowed", "ES.FUT.202703")
 
 
+@pytest.mark.parametrize("entry", ["ESZ6", "esz6"])
+def test_the_lists_match_the_local_symbol_too_as_every_command_names_a_contract(entry: str) -> None:
+    es = {"key": "ES.FUT.202612", "symbol": "ES", "local_symbol": "ESZ6", "multiplier": D(50)}
+    assert_refused(gate(blocked=[entry]), intent(**es), "blocked", "ES.FUT.202612")
+    gate(allowed=[entry]).check(intent(**es), exposure())
+    assert_refused(gate(allowed=[entry]), intent(**{**es, "key": "ES.FUT.202703", "local_symbol": "ESH7"}),
+                   "allowed", "ES.FUT.202703")
+
+
 def test_blocked_wins_over_allowed() -> None:
     assert_refused(gate(allowed=["AAPL"], blocked=["AAPL.STK"]), intent(), "blocked")
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
 
+from tests.trading.broker_double import BrokerDouble
 from tests.trading.test_book import AAPL, ES, MSFT, make_fill, make_order
+from trader.brokers.records import ContractDetails
 from trader.domain import Action, Contract
 from trader.errors import NotFound, ValidationError
 from trader.trading.book import Book
-from trader.trading.selection import choose_account, matches, select_orders, strategy_holdings
+from trader.trading.instruments import Resolver
+from trader.trading.selection import (
+    choose_account,
+    key_of,
+    matches,
+    select_orders,
+    strategy_holdings,
+)
 
 ESH7 = Contract("ES", "FUT", exchange="CME", expiry="20270319", multiplier=Decimal(50), local_symbol="ESH7")
 
@@ -26,7 +36,7 @@ def test_the_filters_combine_and_the_count_comes_last() -> None:
               make_order("e", contract=AAPL, order_ref="s1")]
 
     def ids(**filters: object) -> list[str]:
-        return [o.client_order_id for o in select_orders(orders, **filters)]  # type: ignore[arg-type]
+        return [o.client_order_id for o in asyncio.run(select_orders(orders, **filters))]  # type: ignore[arg-type]
 
     assert ids() == list("abcde") and ids(last=2) == ["d", "e"]
     assert ids(symbol="ES") == ["c", "d"] and ids(symbol="ES", strategy="s1") == ["d"]
@@ -60,3 +70,40 @@ def test_the_account_named_else_the_default_else_the_only_one() -> None:
         choose_account("DU9", ["DU1", "DU2"], "DU1")
     with pytest.raises(ValidationError, match="several accounts .*name one with --account"):
         choose_account(None, ["DU1", "DU2"], None)
+
+
+EURUSD = Contract("EUR", "CASH", exchange="IDEALPRO", currency="USD", local_symbol="EUR.USD")
+
+
+def test_a_name_no_order_matches_is_resolved_as_every_command_resolves_it() -> None:
+    broker = BrokerDouble()
+    broker.details["EUR"] = [ContractDetails(EURUSD, Decimal("0.00005"), Decimal(1))]
+    broker.details["ES"] = [ContractDetails(ES, Decimal("0.25"), Decimal(1))]
+    resolver = Resolver(broker)
+    orders = [make_order("a", contract=AAPL), make_order("f", contract=EURUSD), make_order("c", contract=ES)]
+
+    async def ids(symbol: str) -> list[str]:
+        return [o.client_order_id for o in await select_orders(orders, symbol=symbol, resolver=resolver)]
+
+    async def scenario() -> None:
+        assert await ids("EURUSD") == ["f"] and await ids("eur/usd") == ["f"]
+        assert await ids("ES Dec26") == ["c"]
+        assert await ids("aapl") == ["a"]
+        with pytest.raises(NotFound):
+            await ids("NOSUCH")
+        # a known key in any case, else what the resolver finds
+        assert await key_of("aapl.stk", [AAPL.key], resolver) == AAPL.key
+        assert await key_of("EURUSD", [AAPL.key], resolver) == EURUSD.key
+
+    asyncio.run(scenario())
+
+
+def test_a_strategys_holdings_are_kept_per_account() -> None:
+    book = Book()
+    book.put_order(make_order("a", 10, order_ref="s1", account="DU1"))
+    book.put_order(make_order("b", 4, order_ref="s1", account="DU2"))
+    book.add_fill(make_fill("x1", "a", 10, "230"))
+    book.add_fill(make_fill("x2", "b", 4, "230"))
+    assert {k: q for k, (_c, q) in strategy_holdings(book, "s1", "DU1").items()} == {AAPL.key: 10}
+    assert {k: q for k, (_c, q) in strategy_holdings(book, "s1", "DU2").items()} == {AAPL.key: 4}
+    assert {k: q for k, (_c, q) in strategy_holdings(book, "s1").items()} == {AAPL.key: 14}

@@ -21,12 +21,12 @@ from typing import Any, NoReturn
 
 import click
 
-from trader.cli import exits, jobs, keys, market, positions, repl, stack, strategy, trading
+from trader.cli import close, exits, jobs, keys, market, repl, stack, strategy, trading
 from trader.cli.context import CliContext
 from trader.cli.jsonout import error_document
 from trader.errors import TraderError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (stack, jobs, trading, positions, market, strategy, keys, repl)
+COMMAND_MODULES: tuple[ModuleType, ...] = (stack, jobs, trading, close, market, strategy, keys, repl)
 INTERRUPTED = exits.INTERRUPTED
 JSON_FLAG = "--json"
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."

@@ -106,7 +106,8 @@ _size_and_prices = _options(
 
 ROUND_OPTION = click.option(
     "--round", "round_prices", is_flag=True,
-    help="Put a price off the tick grid on the nearest tick (default: refuse it, naming the nearest ones).")
+    help="Put a price off the tick grid on the cautious tick: a limit toward the passive side (buy down, "
+         "sell up), a stop away from the market (buy up, sell down) (default: refuse it, naming both).")
 
 
 def order_options(fn: Callable[..., Any]) -> Any:
@@ -232,10 +233,12 @@ def trade() -> None:
     order that close the position, one cancelling the other.
 
     A price off the instrument's tick grid is refused with the nearest valid
-    prices (as IB refuses it, error 110); --round puts it on the nearest
-    tick instead. Bracket prices given in percent are always rounded to the
-    nearest tick. The output ends with the prices sent, and how each rounded
-    one came about.
+    prices (as IB refuses it, error 110); --round puts it on the cautious
+    tick instead: a limit toward the passive side (a buy down, a sell up: it
+    never pays more than asked), a stop away from the market (a buy stop up,
+    a sell stop down: it never triggers early), a trail amount up. Bracket
+    prices given in percent are always rounded, the same way. The output ends
+    with the prices sent, and how each rounded one came about.
 
     --what-if sends nothing: it shows the orders as they would go, IB's
     commission and margin changes and the risk gate's verdict.
@@ -433,9 +436,10 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     """Change a working order's quantity, prices or trail.
 
     A price off the instrument's tick grid is refused with the nearest valid
-    prices; with --round it goes to the nearest tick. The output ends with
-    the prices sent ("sent ID: limit 229.12 (from 229.123: nearest tick
-    0.01)").
+    prices; with --round it goes to the cautious tick (a limit toward the
+    passive side, a stop away from the market, as for `trade`). The output
+    ends with the prices sent ("sent ID: limit 229.12 (from 229.123: down
+    to tick 0.01)").
 
     \b
     Examples:
@@ -454,7 +458,7 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
         raise click.UsageError("nothing to change: give --quantity, --limit, --stop or a trail")
     what = ", ".join(f"{name.replace('_', ' ')} {render.num(value)}" for name, value in given.items())
     if round_prices:
-        what += " (rounded to the nearest tick)"
+        what += " (rounded to the cautious tick)"
     cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
     if round_prices:
         given["round_prices"] = True

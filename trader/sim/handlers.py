@@ -318,7 +318,8 @@ class RequestHandlers:
         """Answer a what-if order as IB does: one openOrder whose orderState carries margins and commission.
 
         Nothing is placed; a refusal (a price off the tick grid: 110) is the
-        error a real order would get.
+        error a real order would get. The margins are the account's the ticket
+        names (the default one when it names none), as IB's are.
         """
         world = self.world
         preview = world.engine.preview(ticket)
@@ -329,15 +330,16 @@ class RequestHandlers:
         if price is None:
             session.error(ticket.order_id, ErrorCode.ORDER_REJECTED, "Order rejected - reason:no price to cost it at")
             return
-        values = {tag: value for tag, value, currency in world.account.values(world.mark, world.fx_rate)
-                  if currency == world.account.base}
+        account = world.accounts.get(ticket.account, world.account)  # the ticket's (checked above), else the default
+        values = {tag: value for tag, value, currency in account.values(world.mark, world.fx_rate)
+                  if currency == account.base}
         signed = ticket.quantity * ticket.action.sign
-        init, maint = world.account.margin_change(ticket.instrument, signed, price, world.fx_rate)
+        init, maint = account.margin_change(ticket.instrument, signed, price, world.fx_rate)
         commission = world.engine.commission(ticket, price)
         state = ow.WhatIfState(Decimal(values["InitMarginReq"]), Decimal(values["MaintMarginReq"]),
                                Decimal(values["EquityWithLoanValue"]), init, maint, -commission, commission,
                                world.engine.commission_currency)
-        session.send(ow.open_order(session.version, preview, world.account.id, state))
+        session.send(ow.open_order(session.version, preview, account.id, state))
 
     def cancel_order(self, session: Session, request: CancelOrderRequest) -> None:
         assert session.client_id is not None

@@ -23,6 +23,8 @@ import asyncio
 import copy
 import dataclasses
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -42,21 +44,35 @@ from trader.trading.instruments import Resolver
 from trader.trading.recorder import Recorder
 from trader.trading.requests import (
     BuiltOrders,
+    OrderRequest,
     Rounded,
     build_orders,
     new_client_order_id,
     on_tick,
     parse_request,
+    rounding_for,
+    tick_rounding,
 )
 from trader.trading.risk import RiskGate
+from trader.trading.selection import choose_account
 from trader.trading.totals import BrokerTotals
-from trader.trading.working import Exposure, OrderIntent, notional_price
+from trader.trading.working import Exposure, OrderIntent, Working, notional_price
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Desk"]
+__all__ = ["Desk", "Priced"]
 
 QUOTE_WAIT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A request's orders as they would be sent, with the instrument and the prices they were built from."""
+
+    inst: ContractDetails
+    market: Decimal | None
+    reference: Decimal | None
+    orders: BuiltOrders
 
 
 class Desk:
@@ -141,13 +157,49 @@ class Desk:
         if not self.synced:
             raise Unavailable("re-syncing with the broker; retry in a moment")
 
-    async def _place(self, request: Any) -> dict[str, Any]:
-        hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
-                 "expiry": request.expiry, "strike": request.strike, "right": request.right}
-        inst = await self.resolver.one(request.symbol, **hints)
+    async def build(self, request: OrderRequest) -> Priced:
+        """Return the orders ``request`` asks for, as they would be sent, with the instrument and its prices.
+
+        The one way from a request to orders, shared by :meth:`place`,
+        :meth:`what_if` and the closer: the symbol resolved with the request's
+        hints (:meth:`OrderRequest.hints`), priced from the live market, built
+        (:func:`build_orders`: tick grid, minimum size, bracket), for the
+        account :func:`choose_account` names (NotFound for one the broker does
+        not manage). Nothing is sent, booked or charged.
+        """
+        account = choose_account(request.account, self.adapter.accounts(), self.account)
+        inst = await self.resolver.one(request.symbol, **request.hints())
         market, reference = await self._prices(inst, request.action)
         built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
-                             reference_price=reference, account=request.account or self.account)
+                             reference_price=reference, account=account)
+        return Priced(inst, market, reference, built)
+
+    def verdict(self, priced: Priced, *, without: Iterable[str] = ()) -> dict[str, Any]:
+        """Return the risk gate's verdict on every order of ``priced`` (the first refusal, else passed); charge nothing.
+
+        ``without``: working orders left out, as they will be when the orders go (a close cancels them first).
+        """
+        exposure = self.exposure()
+        if without:
+            working = dict(exposure.working)
+            for coid in without:
+                order = self.book.order(coid)
+                if order.contract.key in working:
+                    rest = working[order.contract.key].minus(Working.of(order))
+                    working[order.contract.key] = rest
+            exposure = dataclasses.replace(exposure, working={k: w for k, w in working.items() if w})
+        verdict: dict[str, Any] = {"passed": True, "limit": None, "message": ""}
+        for order in priced.orders.all:
+            verdict = self.risk.verdict(self._intent(order, priced.inst, priced.market, priced.reference), exposure,
+                                        batch=len(priced.orders.all))
+            if not verdict["passed"]:
+                verdict["client_order_id"] = order.client_order_id
+                break
+        return verdict
+
+    async def _place(self, request: OrderRequest) -> dict[str, Any]:
+        priced = await self.build(request)
+        inst, market, reference, built = priced.inst, priced.market, priced.reference, priced.orders
         exposure = self.exposure()
         try:
             for order in built.all:
@@ -196,8 +248,9 @@ class Desk:
     async def what_if(self, data: dict[str, Any]) -> dict[str, Any]:
         """Return what the order ``data`` describes would do, sending nothing and booking nothing.
 
-        The orders as they would be sent (prices on the tick grid, or refused
-        off it, as for :meth:`place`), the prices rounded, the risk gate's
+        The orders as they would be sent (:meth:`build`, as for :meth:`place`:
+        the contract the hints name, the account checked, prices on the tick
+        grid or refused off it), the prices rounded, the risk gate's
         verdict on each (``risk``: the first refusal, else passed) and the
         broker's what-if answer for the entry (commission, margin changes;
         a bracket's children only close what it opens). Nothing is journalled
@@ -208,23 +261,13 @@ class Desk:
         coid = request.client_order_id or new_client_order_id()
         if request.client_order_id != coid:
             request = request.model_copy(update={"client_order_id": coid})
-        hints = {"sec_type": request.sec_type, "exchange": request.exchange, "currency": request.currency,
-                 "expiry": request.expiry}
-        inst = await self.resolver.one(request.symbol, **hints)
-        market, reference = await self._prices(inst, request.action)
-        built = build_orders(request, inst.contract, tick=inst.tick, min_size=inst.min_size,
-                             reference_price=reference, account=self.account)
-        exposure = self.exposure()
-        verdict: dict[str, Any] = {"passed": True, "limit": None, "message": ""}
-        for order in built.all:
-            verdict = self.risk.verdict(self._intent(order, inst, market, reference), exposure,
-                                        batch=len(built.all))
-            if not verdict["passed"]:
-                verdict["client_order_id"] = order.client_order_id
-                break
+        priced = await self.build(request)
+        built = priced.orders
+        verdict = self.verdict(priced)
         preview = await self.adapter.what_if(built.entry, timeout=self.ack_timeout)
         return {"order": built.entry, "children": list(built.children), "rounded": self._rounded_json(built.rounded),
-                "risk": verdict, "broker": dataclasses.asdict(preview), "market": market, "reference_price": reference}
+                "risk": verdict, "broker": dataclasses.asdict(preview), "market": priced.market,
+                "reference_price": priced.reference}
 
     def _not_sent(self, coid: str, exc: BaseException) -> None:
         """Book the orders this attempt booked and could not send (their send failed) as never sent.
@@ -303,7 +346,8 @@ class Desk:
             multiplier=inst.contract.multiplier or Decimal(1),
             reference_price=notional_price(order.action, order.limit_price, order.stop_price, market, reference),
             market_price=market,
-            limit_price=order.limit_price, stop_price=order.stop_price, reduces_only=order.parent_id is not None)
+            limit_price=order.limit_price, stop_price=order.stop_price, reduces_only=order.parent_id is not None,
+            local_symbol=inst.contract.local_symbol)
 
     def exposure(self, *, excluding: str | None = None) -> Exposure:
         """Return the book as the risk gate sees it: broker positions, working orders, exposure, day PnL.
@@ -334,7 +378,7 @@ class Desk:
         """Change a working order's quantity or prices (re-sent to the broker under the same order id).
 
         A price off the tick grid is refused with the nearest valid ones, or
-        with ``round_prices`` put on the nearest tick (the result's ``rounded``
+        with ``round_prices`` put on the cautious tick (``rounding_for``; the result's ``rounded``
         says so).
         """
         self._require_synced()
@@ -352,10 +396,11 @@ class Desk:
         for name in ("limit_price", "stop_price", "trail_amount"):
             if name in fields:
                 asked = fields[name]
+                rounding = rounding_for(order.action, name)
                 fields[name] = on_tick(asked, inst.tick, what=name.replace("_", " "), symbol=inst.contract.symbol,
-                                       round_prices=bool(round_prices))
+                                       round_prices=bool(round_prices), rounding=rounding)
                 if fields[name] != asked:
-                    rounded.append(Rounded(coid, name, asked, fields[name], f"nearest tick {format(inst.tick, 'f')}"))
+                    rounded.append(Rounded(coid, name, asked, fields[name], tick_rounding(rounding, inst.tick)))
         try:
             changed = dataclasses.replace(order, **fields)
         except TraderError as exc:

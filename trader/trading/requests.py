@@ -9,17 +9,29 @@ the entry, then the optional stop-loss and take-profit children of a bracket
 other). A price the caller typed (limit, stop, trail amount, a bracket's
 stop-loss or take-profit price) off the instrument's tick grid is refused with
 the nearest valid prices, as IB would refuse it (error 110), unless the
-request asks ``round_prices``: then it goes to the nearest tick (a tie to the
-even tick). A bracket price derived from a percentage cannot be typed on the
-grid, so it is always rounded to the nearest tick. Every rounding is reported
+request asks ``round_prices``: then it goes to the next tick on the cautious
+side (:func:`rounding_for`), never the nearest: a limit toward the passive side
+(a buy down, a sell up), so it never pays more or takes less than asked; a stop
+away from the market (a buy stop up, a sell stop down), so it never triggers
+before the price asked is reached; a trail amount up, so it never trails closer
+than asked. A bracket price derived from a percentage cannot be typed on the
+grid, so it is always rounded, the same way. Every rounding is reported
 (:attr:`BuiltOrders.rounded`), so the caller can show what was sent. A cash
 ``amount`` becomes a whole number of units at the reference price.
+
+The contract hints a caller may add to a symbol (``sec_type``, ``exchange``,
+``currency``, ``expiry``, ``strike``, ``right``) are defined once, in
+:data:`HINTS`: :meth:`OrderRequest.hints` reads them off a request, and
+:func:`takes_hints` declares them, typed, on an RPC method that takes
+``**hints``, so the RPC layer checks them (a number for an expiry, an unknown
+hint name) before the method runs.
 """
 
 from __future__ import annotations
 
+import inspect
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import (
     ROUND_CEILING,
@@ -29,7 +41,7 @@ from decimal import (
     Decimal,
     InvalidOperation,
 )
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 from pydantic import Field, field_validator, model_validator
@@ -38,11 +50,32 @@ from trader.config import StrictModel
 from trader.domain import Action, Contract, Order, OrderType, TimeInForce
 from trader.errors import ValidationError
 
-__all__ = ["BuiltOrders", "OrderRequest", "Rounded", "build_orders", "infer_order_type", "new_client_order_id",
-           "on_tick", "parse_request", "round_to_tick"]
+__all__ = ["HINTS", "BuiltOrders", "OrderRequest", "Rounded", "build_orders", "infer_order_type",
+           "new_client_order_id", "on_tick", "parse_request", "round_to_tick", "rounding_for", "takes_hints"]
 
 _HUNDRED = Decimal(100)
 _NO_BRACKET = (None, None, None, None)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The contract hints that narrow a symbol, with their types: the one definition (see :func:`takes_hints`).
+HINTS: dict[str, Any] = {"sec_type": str | None, "exchange": str | None, "currency": str | None,
+                         "expiry": str | None, "strike": Decimal | None, "right": str | None}
+
+
+def takes_hints(fn: _F) -> _F:
+    """Declare :data:`HINTS` as ``fn``'s keyword parameters, typed, in place of its ``**hints``.
+
+    ``fn`` still receives them as ``**hints``; its signature and annotations
+    (what the RPC registry checks a call against) name each hint with its type,
+    so an unknown hint or a hint of the wrong type is a ValidationError.
+    """
+    signature = inspect.signature(fn)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+               for name, hint in HINTS.items()]
+    fn.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    fn.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "hints"}, **HINTS}
+    return fn
 
 
 def new_client_order_id() -> str:
@@ -74,8 +107,25 @@ class Rounded:
     how: str
 
 
-def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_prices: bool) -> Decimal:
-    """Return ``price`` on the ``tick`` grid; off it, round to the nearest tick if asked, else refuse.
+def rounding_for(action: Action, field_name: str) -> str:
+    """Return how ``round_prices`` rounds ``field_name`` (limit_price, stop_price, trail_amount) of an ``action`` order.
+
+    The cautious side, never the nearest tick: a limit toward the passive side
+    (buy down, sell up: it never pays more, or takes less, than asked); a stop
+    away from the market (buy stop up, sell stop down: it never triggers
+    before the asked price); a trail amount up (never trails closer than asked).
+    """
+    buy = action is Action.BUY
+    if field_name == "limit_price":
+        return ROUND_FLOOR if buy else ROUND_CEILING
+    if field_name == "stop_price":
+        return ROUND_CEILING if buy else ROUND_FLOOR
+    return ROUND_CEILING
+
+
+def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_prices: bool,
+            rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """Return ``price`` on the ``tick`` grid; off it, round it as ``rounding`` says if asked, else refuse.
 
     The refusal is a ValidationError naming the nearest valid prices (its
     ``details``: ``field``, ``price``, ``tick``, ``nearest``), what a real IB
@@ -92,15 +142,21 @@ def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_pric
     except InvalidOperation:  # more digits than the decimal context holds: no real price
         raise ValidationError(f"{what} {price} is out of range for a tick of {tick}") from None
     if round_prices:
-        return round_to_tick(price, tick)
+        return round_to_tick(price, tick, rounding)
     below = round_to_tick(price, tick, ROUND_FLOOR) if price > tick else None
     above = round_to_tick(price, tick, ROUND_CEILING)
     nearest = [p for p in (below, above) if p is not None]
     choices = " or ".join(format(p, "f") for p in nearest)
     raise ValidationError(
         f"{what} {format(price, 'f')} is not a multiple of {symbol}'s tick {format(tick, 'f')}: use {choices}, "
-        f"or --round to take the nearest",
+        f"or --round to take the cautious one",
         field=what.replace(" ", "_"), price=price, tick=tick, nearest=nearest)
+
+
+def tick_rounding(rounding: str, tick: Decimal) -> str:
+    """Return how a price was put on the grid, as the result's ``rounded`` says it."""
+    way = {ROUND_FLOOR: "down to", ROUND_CEILING: "up to"}.get(rounding, "nearest")
+    return f"{way} tick {format(tick, 'f')}"
 
 
 def infer_order_type(prices: Mapping[str, Any]) -> OrderType:
@@ -144,8 +200,8 @@ class OrderRequest(StrictModel):
     account: str | None = Field(None, min_length=1, description="the account (several managed); None: the default")
     strike: Decimal | None = Field(None, gt=0, description="an option's strike")
     right: str | None = Field(None, pattern=r"^(?i:C|P|CALL|PUT)$", description="an option's right")
-    round_prices: bool = Field(False, description="put typed prices off the tick grid on the nearest tick "
-                                                  "instead of refusing them")
+    round_prices: bool = Field(False, description="put typed prices off the tick grid on the cautious tick "
+                                                  "(see rounding_for) instead of refusing them")
 
     @field_validator("action", "order_type", "tif", mode="before")
     @classmethod
@@ -173,6 +229,10 @@ class OrderRequest(StrictModel):
     @property
     def has_bracket(self) -> bool:
         return (self.stop_loss, self.stop_loss_percent, self.take_profit, self.take_profit_percent) != _NO_BRACKET
+
+    def hints(self) -> dict[str, Any]:
+        """Return the contract hints of the request (see :data:`HINTS`), for the resolver."""
+        return {name: getattr(self, name) for name in HINTS}
 
 
 def parse_request(data: dict[str, Any]) -> OrderRequest:
@@ -208,23 +268,26 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
     ``reference_price`` is what a market order is expected to fill at (the ask
     to buy, the bid to sell); it converts ``amount`` into a quantity and anchors
     percentage stops and targets of market orders. A typed price off the tick
-    grid is a ValidationError unless ``request.round_prices`` (see :func:`on_tick`).
+    grid is a ValidationError unless ``request.round_prices`` (then rounded as
+    :func:`rounding_for` says, see :func:`on_tick`).
     """
     coid = request.client_order_id or new_client_order_id()
     multiplier = contract.multiplier or Decimal(1)
     rounded: list[Rounded] = []
 
-    def typed(order_id: str, name: str, label: str, price: Decimal | None) -> Decimal | None:
+    def typed(order_id: str, name: str, label: str, price: Decimal | None, action: Action) -> Decimal | None:
         if price is None:
             return None
-        sent = on_tick(price, tick, what=label, symbol=contract.symbol, round_prices=request.round_prices)
+        rounding = rounding_for(action, name)
+        sent = on_tick(price, tick, what=label, symbol=contract.symbol, round_prices=request.round_prices,
+                       rounding=rounding)
         if sent != price:
-            rounded.append(Rounded(order_id, name, price, sent, f"nearest tick {format(tick, 'f')}"))
+            rounded.append(Rounded(order_id, name, price, sent, tick_rounding(rounding, tick)))
         return sent
 
-    limit = typed(coid, "limit_price", "limit price", request.limit_price)
-    stop = typed(coid, "stop_price", "stop price", request.stop_price)
-    trail_amount = typed(coid, "trail_amount", "trail amount", request.trail_amount)
+    limit = typed(coid, "limit_price", "limit price", request.limit_price, request.action)
+    stop = typed(coid, "stop_price", "stop price", request.stop_price, request.action)
+    trail_amount = typed(coid, "trail_amount", "trail amount", request.trail_amount, request.action)
     anchor = limit or stop or reference_price
     quantity = request.quantity
     if quantity is None:
@@ -255,14 +318,15 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
     def exit_price(order_id: str, field_name: str, label: str, price: Decimal | None,
                    percent: Decimal | None, direction: Decimal) -> Decimal | None:
         if percent is None:
-            return typed(order_id, field_name, label, price)
-        # Derived from a percentage: no caller can type it on the grid, so it is rounded (nearest tick), and said.
+            return typed(order_id, field_name, label, price, exit_action)
+        # Derived from a percentage: no caller can type it on the grid, so it is rounded (cautiously), and said.
         derived = anchor * (1 + direction * percent / _HUNDRED)
-        sent = round_to_tick(derived, tick)
+        rounding = rounding_for(exit_action, field_name)
+        sent = round_to_tick(derived, tick, rounding)
         side = "above" if direction > 0 else "below"
         rounded.append(Rounded(order_id, field_name, derived, sent,
-                               f"{format(percent, 'f')}% {side} {format(anchor, 'f')}, nearest tick "
-                               f"{format(tick, 'f')}"))
+                               f"{format(percent, 'f')}% {side} {format(anchor, 'f')}, "
+                               f"{tick_rounding(rounding, tick)}"))
         return sent
 
     stop_loss = exit_price(f"{coid}.sl", "stop_price", "stop loss", request.stop_loss, request.stop_loss_percent,

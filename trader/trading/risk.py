@@ -8,7 +8,8 @@ caller hands it an ``OrderIntent`` (what is about to be sent) and an
 injected clock, so the trading-hours window and the order rate are testable.
 
 Checks run in a fixed order, the first failure wins: kill switch, blocked and
-allowed lists, trading hours, order quantity, order notional, price deviation,
+allowed lists (an entry names a contract as every command does, by key, symbol
+or local symbol: ``selection.matches``), trading hours, order quantity, order notional, price deviation,
 position, gross exposure, daily loss, order rate. A limit set to ``None`` is off.
 Working orders count as if they filled where that is worse: toward the
 position limit on the order's own side, toward gross exposure on whichever
@@ -34,6 +35,7 @@ from trader.config import RiskSettings
 from trader.domain import checks
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
+from trader.trading.selection import matches
 from trader.trading.trading_day import in_hours
 from trader.trading.working import NOTHING_WORKING, Exposure, OrderIntent, Working
 
@@ -157,12 +159,11 @@ class RiskGate:
             _refuse(f"kill switch engaged since {self._kill_since:%Y-%m-%d %H:%M:%S %Z}: "
                     f"{self._kill_reason}", "kill_switch", None, None,
                     reason=self._kill_reason, since=self._kill_since)
-        names = {intent.symbol.upper(), intent.key.upper()}
-        blocked = [e for e in s.blocked if e.upper() in names]
+        blocked = [e for e in s.blocked if matches(intent, e)]  # key, symbol or local symbol, as every command
         if blocked:
             _refuse(f"{intent.key} is on the blocked list ({blocked[0]})", "blocked",
                     intent.key, None, entry=blocked[0])
-        if s.allowed and not any(e.upper() in names for e in s.allowed):
+        if s.allowed and not any(matches(intent, e) for e in s.allowed):
             _refuse(f"{intent.key} is not on the allowed list ({', '.join(s.allowed)})",
                     "allowed", intent.key, None)
         if s.trading_hours is not None:

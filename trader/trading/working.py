@@ -39,6 +39,7 @@ class OrderIntent:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     reduces_only: bool = False
+    local_symbol: str = ""  # the exchange's name of the contract (ESZ6), which the blocked/allowed lists may use
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

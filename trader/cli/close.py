@@ -2,9 +2,12 @@
 
 The command asks trader_service for the plan first (the positions, the
 closing orders, the working orders cancelled first), confirms it on a live
-account, then has the service carry it out (``close_positions``); the
-service does the work, through its order desk, so the risk gate, the kill
-switch and the journal apply (see :mod:`trader.trading.closing`).
+account, then has the service carry out *that* plan (``close_positions`` with
+``confirmed``: the keys and quantities shown, and the account): should the
+positions have changed meanwhile, the service refuses (Conflict) and nothing
+is cancelled or sent. The service does the work, through its order desk, so
+the risk gate, the kill switch and the journal apply (see
+:mod:`trader.trading.closing`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def _plan_line(position: dict[str, Any]) -> str:
     cancels = len(position["cancel"])
     first = f", after cancelling {cancels} working order{'s' * (cancels != 1)}" if cancels else ""
     held = render.num(position["held"])
-    return f"{position['key']}: held {held}, {position['action']} {render.num(position['quantity'])} MKT{first}"
+    note = f" ({position['note']})" if position.get("note") else ""
+    return (f"{position['key']}: held {held}, {position['action']} {render.num(position['quantity'])} MKT{first}"
+            f"{note}")
 
 
 @click.command()
@@ -51,6 +56,14 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     would trade it back: `trader strategy disable NAME --flatten` is for that). SYMBOL is a symbol (ES: every expiry held)
     or a contract key. The platform's working orders on the position (of that
     strategy with --strategy), bracket legs included, are cancelled first.
+    A strategy's close is capped at the account's position on the same
+    side (more would open a position; the plan says so). Every check that
+    can refuse the closing order (the risk gate's included) runs before
+    anything is cancelled; the order is sized from the position left once
+    the cancels are answered (a take-profit that filled meanwhile counts).
+    If it still fails after the cancels, the command says loudly that the
+    position has lost its stops. The close carried out is the one shown: if
+    the positions changed since, it is refused (9) and nothing is sent.
     Refused while the kill switch is engaged (nothing is cancelled then).
     Nothing to close is not an error: the command says so and exits 0. A
     position that could not be closed exits with its error's code.
@@ -67,9 +80,12 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
       {"account": "DU1234567", "strategy": null,
        "positions": [{"key": "AAPL.STK", "held": 10, "action": "SELL",
                       "quantity": 10, "account": "DU1234567",
+                      "account_held": 10, "note": "",
                       "cancel": ["a1b2c3d4e5f6"], "contract": {...}}],
        "cancelled": [<order as in `book`>...],
        "orders": [{"order": <order>, "children": [], "reason": ""}],
+       "flat": [{"key": ..., "filled_while_cancelling": -10}],
+       "unprotected": [{"key": ..., "cancelled": ["a1b2c3d4e5f6"]}],
        "errors": [{"key": "ES.FUT.202612",
                    "error": {"type": ..., "code": ..., "message": ...}}]}
     """
@@ -83,14 +99,16 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     whose = f"strategy {strategy}" if strategy else f"account {plan['account'] or '(default)'}"
     if not positions:
         if cli.json:
-            cli.emit_json(render.to_jsonable({**plan, "cancelled": [], "orders": [], "errors": []}))
+            cli.emit_json(render.to_jsonable({**plan, "cancelled": [], "orders": [], "flat": [], "unprotected": [],
+                                          "errors": []}))
         else:
             cli.console.print(f"nothing to close: {whose} holds no {symbol or 'position'}", highlight=False)
         return
     lines = "; ".join(_plan_line(p) for p in positions)
     cli.confirm_if_live(f"close for {whose}: {lines}. Send?", yes=yes)
-    result = cli.call_trader("close_positions", **args, execute=True,
-                             timeout=CLOSE_TIMEOUT * max(1, len(positions)))
+    confirmed = {p["key"]: str(p["quantity"]) for p in positions}  # this plan, and no other, is carried out
+    result = cli.call_trader("close_positions", **{**args, "account": plan["account"]}, execute=True,
+                             confirmed=confirmed, timeout=CLOSE_TIMEOUT * max(1, len(positions)))
     if cli.json:
         cli.emit_json(render.to_jsonable(result))
     else:
@@ -136,5 +154,12 @@ def _show(cli: CliContext, result: dict[str, Any], whose: str) -> None:
         if order.status in render.FAILED:
             cli.err.print(Text(f"{order.contract.key}: order {order.client_order_id} {order.status}: "
                                f"{item['reason'] or 'no reason given'}", style="red"))
+    for flat in result.get("flat", []):
+        cli.console.print(f"{flat['key']}: flat once its working orders were answered (they filled "
+                          f"{render.num(flat['filled_while_cancelling'])}): nothing sent", highlight=False)
     for failure in result["errors"]:
         cli.err.print(Text(f"{failure['key']}: not closed: {failure['error']['message']}", style="red"))
+    for gone in result.get("unprotected", []):
+        cli.err.print(Text(f"WARNING: {gone['key']} is still open and its stop/take-profit orders "
+                           f"({', '.join(gone['cancelled'])}) were cancelled: it is UNPROTECTED. Place a new "
+                           "stop or close it.", style="bold red"))
