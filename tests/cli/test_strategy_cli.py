@@ -141,7 +141,7 @@ def test_list_enable_disable_flatten_and_logs(
     assert set(positions) <= {"AAPL.STK"} and all(abs(q) == 10 for q in positions.values())
     line = row(ok("strategy", "list").stdout, "flipper")
     assert render.holdings(positions) in line
-    assert render.money(Decimal(flipper["pnl"])).plain in line
+    assert render.money(Decimal(flipper["net_pnl"])).plain in line
 
     for command in ("enable", "disable", "logs"):
         assert "error (not_found): no strategy 'nope'" in refused(4, "strategy", command, "nope")

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli import render
+from trader.cli import service_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.config import Settings
@@ -53,8 +53,8 @@ JOB_COLUMNS = (
 )
 # The services whose own status `trader status` shows, each as its table.
 SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
-    "trader_service": render.service_table,
-    "strategy_service": render.strategy_service_table,
+    "trader_service": service_tables.service_table,
+    "strategy_service": service_tables.strategy_service_table,
 }
 
 
@@ -175,7 +175,7 @@ def status(cli: CliContext) -> None:
         for job in result["jobs"]:
             service = services.get(job.get("name"))
             if service is not None:
-                job["service"] = render.to_jsonable(service)
+                job["service"] = service
         cli.emit_json(result["jobs"])
         return
     table = jobs_table(result)

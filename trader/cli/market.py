@@ -16,9 +16,9 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from trader.cli import render
+from trader.cli import formats, instrument_tables
 from trader.cli.context import CliContext, ensure_listening, pass_cli
-from trader.cli.trading import hint_options, hints
+from trader.cli.options import hint_options, hints
 from trader.errors import NotFound, TraderError
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber, topic_matches
@@ -62,7 +62,7 @@ def start(cli: CliContext, symbol: str, **options: Any) -> None:
     """
     result = cli.call_trader("subscribe", symbol, **hints(options))
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
         return
     cli.console.print(
         f"streaming {result['key']} on {result['topic']}; watch it with "
@@ -154,7 +154,7 @@ def listen(
         return
     title = f"ticks on {', '.join(keys) or TOPIC}"
     with Live(
-        render.quotes_table([], title=title),
+        instrument_tables.quotes_table([], title=title),
         console=cli.console,
         auto_refresh=True,
         refresh_per_second=8,
@@ -163,10 +163,10 @@ def listen(
 
         def on_tick(tick: dict[str, Any]) -> None:
             latest[str(tick.get("instrument", "?"))] = tick
-            live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
+            live.update(instrument_tables.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
-    cli.err.print(f"{render.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
+    cli.err.print(f"{formats.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
 
 
 def _run(

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from trader.cli import render
+from trader.cli import formats, order_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.errors import BrokerError, ConfigError, Conflict, Unavailable, error_from_wire
 
@@ -30,8 +30,8 @@ def register(group: click.Group) -> None:
 def _plan_line(position: dict[str, Any]) -> str:
     cancels = len(position["cancel"])
     first = f", after cancelling {cancels} working order{'s' * (cancels != 1)}" if cancels else ""
-    held = render.num(position["held"])
-    return f"{position['key']}: held {held}, {position['action']} {render.num(position['quantity'])} MKT{first}"
+    held = formats.num(position["held"])
+    return f"{position['key']}: held {held}, {position['action']} {formats.num(position['quantity'])} MKT{first}"
 
 
 @click.command()
@@ -83,7 +83,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     whose = f"strategy {strategy}" if strategy else f"account {plan['account'] or '(default)'}"
     if not positions:
         if cli.json:
-            cli.emit_json(render.to_jsonable({**plan, "cancelled": [], "orders": [], "errors": []}))
+            cli.emit_json({**plan, "cancelled": [], "orders": [], "errors": []})
         else:
             cli.console.print(f"nothing to close: {whose} holds no {symbol or 'position'}", highlight=False)
         return
@@ -92,7 +92,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     result = cli.call_trader("close_positions", **args, execute=True,
                              timeout=CLOSE_TIMEOUT * max(1, len(positions)))
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
     else:
         _show(cli, result, whose)
     errors, count = result["errors"], len(positions)
@@ -100,7 +100,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
         first = errors[0]["error"]
         raise error_from_wire({**first, "message": f"{errors[0]['key']} not closed: {first['message']} "
                                                    f"({len(errors)} of {count} positions not closed)"})
-    failed = [item["order"] for item in result["orders"] if item["order"].status in render.FAILED]
+    failed = [item["order"] for item in result["orders"] if item["order"].status in order_tables.FAILED]
     if failed:
         raise BrokerError(f"{failed[0].contract.key} not closed: order {failed[0].client_order_id} is "
                           f"{failed[0].status} ({len(failed)} of {count} positions not closed)")
@@ -127,13 +127,13 @@ def _refuse_if_running(cli: CliContext, strategy: str) -> None:
 
 def _show(cli: CliContext, result: dict[str, Any], whose: str) -> None:
     if result["cancelled"]:
-        cli.console.print(render.orders_table(result["cancelled"], title="cancelled first"))
+        cli.console.print(order_tables.orders_table(result["cancelled"], title="cancelled first"))
     sent = [order for item in result["orders"] for order in (item["order"], *item["children"])]
     if sent:
-        cli.console.print(render.orders_table(sent, title=f"closing orders ({whose})"))
+        cli.console.print(order_tables.orders_table(sent, title=f"closing orders ({whose})"))
     for item in result["orders"]:
         order = item["order"]
-        if order.status in render.FAILED:
+        if order.status in order_tables.FAILED:
             cli.err.print(Text(f"{order.contract.key}: order {order.client_order_id} {order.status}: "
                                f"{item['reason'] or 'no reason given'}", style="red"))
     for failure in result["errors"]:
