@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from trader.cli import render
+from trader.cli import formats
 from trader.domain import Action, Contract, Fill, Position, SecType
 from trader.domain.figures import Figures, Lot, price_decimals
 from trader.strategy.ledger import Ledger, quote_mark
@@ -114,11 +114,11 @@ def test_a_broker_position_and_a_strategy_holding_give_the_same_figures() -> Non
 
 def test_prices_and_costs_are_shown_to_the_instruments_precision() -> None:
     es_cost = D("296052.25") / 50  # IB's average cost of one ES includes the multiplier: per unit 5921.045
-    assert render.price(es_cost, price_decimals(ES, D("0.25"))) == "5921.05"
-    assert render.price(D("231.30021978021978"), price_decimals(AAPL, D("0.01"))) == "231.30"
+    assert formats.price(es_cost, price_decimals(ES, D("0.25"))) == "5921.05"
+    assert formats.price(D("231.30021978021978"), price_decimals(AAPL, D("0.01"))) == "231.30"
     eur = Contract("EUR", SecType.CASH, exchange="IDEALPRO", currency="USD")
-    assert price_decimals(eur) == 5 and render.price(D("1.0842125"), price_decimals(eur)) == "1.08421"
-    assert price_decimals(AAPL) == 2 and render.price(None, 2) == "-"
+    assert price_decimals(eur) == 5 and formats.price(D("1.0842125"), price_decimals(eur)) == "1.08421"
+    assert price_decimals(AAPL) == 2 and formats.price(None, 2) == "-"
 
 
 def test_a_quote_marks_at_its_last_trade_else_its_mid() -> None:
