@@ -86,22 +86,19 @@ def show_tail(title: str, path: Path) -> None:
         click.echo(line, err=True)
 
 
-def running_client(settings: Settings) -> PycronClient:
-    """Return a client for the running pycron, or raise Unavailable if there is evidently none."""
+def running_client(settings: Settings, *, timeout: float = 5.0) -> PycronClient:
+    """Return a client for the running pycron (``timeout`` seconds per answer); Unavailable if there is evidently none."""
     token = runfiles.read_token(settings)
     if not token:
         raise Unavailable(
             f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
         )
-    return PycronClient.with_token(settings, token)
+    return PycronClient.with_token(settings, token, timeout=timeout)
 
 
 def job_names(settings: Settings, timeout: float) -> list[str]:
     """Return the names of the running pycron's jobs (Unavailable if no pycron answers)."""
-    token = runfiles.read_token(settings)
-    if not token:
-        raise Unavailable("pycron is not running (no control token)")
-    with PycronClient.with_token(settings, token, timeout=timeout) as client:
+    with running_client(settings, timeout=timeout) as client:
         return [job["name"] for job in client.jobs()]
 
 
