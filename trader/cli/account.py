@@ -91,8 +91,6 @@ def account(cli: CliContext, all_tags: bool, account: str | None) -> None:
     values = result["values"]
     tags = sorted(values) if all_tags else [t for t in ACCOUNT_TAGS.split() if t in values]
     numbers = money_tables.account_numbers(values, tags)
-    if cli.json:
-        cli.emit_json({"account": result["account"], "accounts": result.get("accounts", []), "values": numbers})
-        return
-    cli.console.print(money_tables.account_table(result["account"], numbers))
+    cli.show({"account": result["account"], "accounts": result.get("accounts", []), "values": numbers},
+             lambda r: money_tables.account_table(r["account"], r["values"]))
 

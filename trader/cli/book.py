@@ -130,10 +130,7 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
         raise click.UsageError("--everything goes with --all")
     if all_orders:
         count = cli.call_trader("cancel_all", everything=everything)
-        if cli.json:
-            cli.emit_json({"cancelled": count})
-        else:
-            cli.console.print(f"cancel sent for {formats.count(count, 'open order')}", highlight=False)
+        cli.show({"cancelled": count}, lambda r: f"cancel sent for {formats.count(r['cancelled'], 'open order')}")
         return
     result = cli.call_trader("cancel_order", client_order_id=client_order_id)
     show_result(cli, result, f"cancel {client_order_id}")

@@ -160,7 +160,7 @@ class CliContext:
         elif empty and not data:
             self.console.print(empty, style="dim")
         else:
-            self.console.print(table(data))
+            self.console.print(table(data), highlight=False)
 
     def emit_json(self, data: Any) -> None:
         """Print ``data`` as JSON on stdout (``--json``): quantities and prices as exact JSON numbers."""

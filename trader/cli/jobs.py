@@ -230,10 +230,7 @@ def _control(cli: CliContext, action: str, name: str) -> None:
     with _pycron(cli.settings()) as client:
         operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
         job = operations[action](name)
-    if cli.json:
-        cli.emit_json(job)
-    else:
-        cli.console.print(job_line(job), highlight=False)
+    cli.show(job, job_line)
     if action != "stop" and not job["ready"]:
         show_tail(f"job {name}", Path(job["log"]))
         raise Unavailable(f"job {name} is {job['state']} after the {action} (log: {job['log']})")

@@ -84,14 +84,9 @@ def kill_switch(cli: CliContext, state: str | None, reason: str) -> None:
     if state is None:
         status = cli.call_trader("status")
         engaged, why = bool(status.get("kill_switch")), status.get("kill_switch_reason")
-        if cli.json:
-            cli.emit_json({"engaged": engaged, "reason": why})
-        else:
-            cli.console.print(
-                Text(f"kill switch ENGAGED: {why}", style="bold red")
-                if engaged
-                else Text("kill switch off", style="green")
-            )
+        cli.show({"engaged": engaged, "reason": why},
+                 lambda s: Text(f"kill switch ENGAGED: {s['reason']}", style="bold red") if s["engaged"]
+                 else Text("kill switch off", style="green"))
         return
     result = cli.call_trader("kill_switch", on=state.lower() == "on", reason=reason)
     switch = result["kill_switch"]

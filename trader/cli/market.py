@@ -61,14 +61,8 @@ def start(cli: CliContext, symbol: str, **options: Any) -> None:
     Exits: 4 unknown symbol
     """
     result = cli.call_trader("subscribe", symbol, **hints(options))
-    if cli.json:
-        cli.emit_json(result)
-        return
-    cli.console.print(
-        f"streaming {result['key']} on {result['topic']}; watch it with "
-        f"`trader subscribe listen {result['key']}`",
-        highlight=False,
-    )
+    cli.show(result, lambda r: f"streaming {r['key']} on {r['topic']}; watch it with "
+                               f"`trader subscribe listen {r['key']}`")
 
 
 @subscribe.command("list")
@@ -84,17 +78,15 @@ def list_(cli: CliContext) -> None:
     Exits: 7 trader_service not running
     """
     keys = cli.call_trader("subscriptions")
-    if cli.json:
-        cli.emit_json(keys)
-    elif not keys:
-        cli.console.print(
-            "nothing is streamed; start with `trader subscribe start SYMBOL`", style="dim"
-        )
-    else:
-        table = Table("key", "topic")
-        for key in keys:
-            table.add_row(key, f"{TOPIC}.{key}")
-        cli.console.print(table)
+    cli.show(keys, _streams_table, "nothing is streamed; start with `trader subscribe start SYMBOL`")
+
+
+def _streams_table(keys: list[str]) -> Table:
+    """Return the streamed keys with their topics."""
+    table = Table("key", "topic")
+    for key in keys:
+        table.add_row(key, f"{TOPIC}.{key}")
+    return table
 
 
 @subscribe.command("stop")
@@ -111,10 +103,7 @@ def stop(cli: CliContext, key: str) -> None:
     Exits: 4 the key is not streamed
     """
     cli.call_trader("unsubscribe", key)
-    if cli.json:
-        cli.emit_json({"key": key, "streaming": False})
-    else:
-        cli.console.print(f"stopped streaming {key}", highlight=False)
+    cli.show({"key": key, "streaming": False}, lambda r: f"stopped streaming {r['key']}")
 
 
 @subscribe.command("listen")
