@@ -16,6 +16,7 @@ from rich.text import Text
 
 from trader.cli import formats, order_tables
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.options import ACCOUNT_OPTION, YES_OPTION
 from trader.errors import BrokerError, ConfigError, Conflict, Unavailable, error_from_wire
 
 CLOSE_TIMEOUT = 20.0  # per position: cancels answered (5 s each at worst), a quote (2 s), the acknowledgement (5 s)
@@ -38,8 +39,8 @@ def _plan_line(position: dict[str, Any]) -> str:
 @click.argument("symbol", required=False)
 @click.option("--all", "close_all", is_flag=True, help="Close every position.")
 @click.option("--strategy", default=None, help="Close this strategy's position, not the account's.")
-@click.option("--account", default=None, help="The account (when the login manages several).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
+@ACCOUNT_OPTION
+@YES_OPTION
 @pass_cli
 def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | None, account: str | None,
           yes: bool) -> None:
