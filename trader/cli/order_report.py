@@ -13,6 +13,7 @@ from rich.text import Text
 
 from trader.cli import formats, order_tables
 from trader.cli.context import CliContext
+from trader.domain.figures import price_decimals
 
 __all__ = ["sent_prices", "show_what_if"]
 
@@ -47,8 +48,9 @@ def show_what_if(cli: CliContext, result: dict[str, Any]) -> None:
                                           title=f"what if: {order.action} {order.contract.key} (not sent)"))
     for line in sent_prices(result):
         cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
-    cli.console.print(f"market {formats.num(result.get('market'))}, a market order would pay about "
-                      f"{formats.num(result.get('reference_price'))}", highlight=False)
+    decimals = price_decimals(order.contract)
+    cli.console.print(f"market {formats.price(result.get('market'), decimals)}, a market order would pay about "
+                      f"{formats.price(result.get('reference_price'), decimals)}", highlight=False)
     preview = result["broker"]
     currency = f" {preview['commission_currency']}" if preview["commission_currency"] else ""
     if preview["commission"] is not None:

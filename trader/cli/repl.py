@@ -25,7 +25,7 @@ from trader.cli import exits
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.jsonout import json_requested
 from trader.cli.names import LiveNames, stack_fetchers
-from trader.errors import USAGE_EXIT_CODE
+from trader.errors import USAGE_EXIT_CODE, InternalError
 
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
@@ -180,12 +180,10 @@ class Repl:
             # a TraderError already became an exit code, reported by the group as here
             return exits.report(exc, json_requested([*self.global_args, *words]))
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
+            return exc.code if isinstance(exc.code, int) else InternalError.exit_code
         except Exception as exc:  # noqa: BLE001 - a bug in one command must not end the session
-            self.console.print(
-                f"internal error: {type(exc).__name__}: {exc}", style="bold red", highlight=False, markup=False
-            )
-            return 1
+            bug = InternalError(f"{type(exc).__name__}: {exc}")
+            return exits.report(bug, json_requested([*self.global_args, *words]))
         return result if isinstance(result, int) else 0
 
     def _help(self, words: list[str]) -> None:
