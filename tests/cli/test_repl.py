@@ -35,6 +35,7 @@ def test_completions_follow_the_command_tree() -> None:
     assert completions(cli, "--j", set()) == ["--json"]
     assert completions(cli, "trade sell A", {"AAPL", "MSFT", "AMZN"}) == ["AAPL", "AMZN"]
     assert completions(cli, "subscribe listen ", {"MSFT.STK"}) == ["MSFT.STK"]
+    assert completions(cli, "snapshot AAPL M", {"AAPL", "MSFT"}) == completions(cli, "resolve M", {"MSFT"}) == ["MSFT"]
     assert completions(cli, "positions ", {"AAPL"}) == []
     assert completions(cli, "snapshot 'AA", {"AAPL"}) == []  # an open quote: nothing to offer
     assert completions(cli, "strategy ", set()) == ["disable", "enable", "list", "logs", "reload"]

@@ -29,7 +29,7 @@ from trader.errors import USAGE_EXIT_CODE, InternalError
 
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
-SYMBOL_PARAMS = ("symbol", "key", "keys")
+SYMBOL_PARAMS = ("symbol", "symbols", "key", "keys")  # `snapshot` and `resolve` take several
 STRATEGY_GROUP, STRATEGY_PARAM = "strategy", "name"  # `strategy enable NAME` and the like
 GLOBAL_OPTIONS = {"--json": 0, "--profile": 1}  # option -> how many values follow
 ORDER_PARAM = "client_order_id"  # `book cancel ID`, `book modify ID`
