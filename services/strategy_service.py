@@ -15,10 +15,10 @@ broker connection is made again (its ``connects`` count, confirmed the same
 way), every running strategy goes back to WAITING_HISTORY (it trades nothing)
 and asks again for its instruments and resyncs its positions, retried
 (``TRADER_AWAY_RETRY``) on the errors of a passing outage (``PASSING``) for as long as it runs, then
-RUNNING again. A strategy still starting when that happens does the same once
+RUNNING again (trader.strategy.rejoin). A strategy still starting when that happens does the same once
 its start is done; its start's own resync is retried the same way.
 
-Every second a watchdog per strategy (trader.strategy.starvation) looks for
+Every second a watchdog per strategy (trader.strategy.starvation's monitor) looks for
 instruments without a tick for ``no_ticks_seconds``: such a strategy is
 DEGRADED (a waiting one keeps its state) with the reason and the likely
 cause (``no ticks for ES.FUT.202612 for over 30 s: trader_service
@@ -33,8 +33,8 @@ service's log file (trader.strategy.logfile) and the order count from the
 book, and a held position without a warm-up price is marked at a snapshot's.
 
 RPC: list, enable, disable, reload, logs (and status). Enabling or disabling
-over RPC is remembered in Redis (``strategies.switches_key``) and outlives a
-restart; a strategy never switched follows its config's ``enabled:``.
+over RPC is remembered in Redis (``strategies.switches_key``, trader.strategy.switches)
+and outlives a restart; a strategy never switched follows its config's ``enabled:``.
 """
 
 from __future__ import annotations
@@ -51,47 +51,34 @@ from typing import Any
 import redis.asyncio as aioredis
 from reactivex.disposable import CompositeDisposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
-from redis.exceptions import RedisError
 
 from trader.config import Settings
 from trader.domain import Fill
-from trader.errors import (
-    BrokerError,
-    ConfigError,
-    InternalError,
-    NotFound,
-    Overloaded,
-    Timeout,
-    TraderError,
-    Unavailable,
-)
+from trader.errors import ConfigError, NotFound, TraderError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcClient
-from trader.retry import RetryPolicy
+from trader.retry import RECOVERY_RETRY
 from trader.service.base import Service, main
-from trader.service.lifecycle import ServiceState
 from trader.strategy.bars import ib_bar_size, ib_duration
 from trader.strategy.feed import TickFeed
-from trader.strategy.ledger import quote_mark
 from trader.strategy.logfile import read_strategy_lines
+from trader.strategy.orders import root_order_id
 from trader.strategy.plugins import Plugin, PluginError, discover
-from trader.strategy.runner import StrategyRunner, StrategyState, root_order_id
+from trader.strategy.rejoin import PASSING, Rejoin
+from trader.strategy.runner import StrategyRunner
 from trader.strategy.sizing import strategy_of
-from trader.strategy.starvation import NOT_STREAMED, TickWatchdog, cause, reason
-from trader.strategy.watch import TraderWatch
+from trader.strategy.starvation import StarvationMonitor, TickWatchdog
+from trader.strategy.states import StrategyState
+from trader.strategy.switches import Switches
+from trader.strategy.watch import TraderWatch, trader_view
 
 log = logging.getLogger(__name__)
 
 EQUITY_TTL = 30.0
 TRADER = "trader_service"
-TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
 #: Waiting for trader_service (a strategy's start, its resubscribe and resync after a restart): retried until
 #: it succeeds (no give-up).
-TRADER_AWAY_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
-#: What trader_service answers while it restarts or reconnects to the broker (a connection lost in the middle
-#: of a request comes back as an InternalError): retried. A NotFound or ValidationError is the strategy's own.
-PASSING = (Unavailable, Timeout, BrokerError, Overloaded, InternalError)
-TICK_CHECK_INTERVAL = 1.0  # seconds between two looks for strategies without ticks
+TRADER_AWAY_RETRY = RECOVERY_RETRY
 
 
 class StrategyService(Service):
@@ -117,8 +104,13 @@ class StrategyService(Service):
         self._tasks: set[asyncio.Task[None]] = set()
         self.watch = TraderWatch(lambda: self.trader.call("status", timeout=2.0), self._on_trader_restart,
                                  on_reconnect=self._on_trader_reconnect)
-        self.watchdogs: dict[str, TickWatchdog] = {}  # per strategy: its instruments' last ticks
-        self._healed: dict[str, float] = {}  # per strategy: when it last subscribed again for a key not streamed
+        self.starvation = StarvationMonitor(self.runners, self.watch, self, started=self._started,
+                                            starting=self._starting,
+                                            rejoin=lambda runner, why: self.rejoin.begin(runner, why))
+        self.rejoin = Rejoin(self.trader.call, self._subscribe, self.runners, self.starvation.watchdogs,
+                             retry=TRADER_AWAY_RETRY, starting=self._starting, spawn=self._spawn,
+                             track_start=self._track_start)
+        self.switches: Switches | None = None  # once Redis is there
         self._tick_check: asyncio.Task[None] | None = None
         self._equity: tuple[float, Decimal | None] = (0.0, None)
         self._past_logs: dict[str, deque[dict[str, Any]]] = {}  # strategy -> its lines in the log file at the start
@@ -142,8 +134,9 @@ class StrategyService(Service):
         self._past_logs = await asyncio.to_thread(
             read_strategy_lines, self.settings.path(self.settings.storage.logs_dir) / f"{self.name}.log",
             self.opts.log_lines)
-        self._load(await self._switches())
-        self._tick_check = loop.create_task(self._check_ticks_loop(), name="tick-watchdog")
+        self.switches = Switches(self.redis, self.opts.switches_key)
+        self._load(await self.switches.load())
+        self._tick_check = loop.create_task(self.starvation.run(), name="tick-watchdog")
 
     async def on_stop(self) -> None:
         await self.watch.close()
@@ -171,24 +164,6 @@ class StrategyService(Service):
                 "bad_ticks": self.feed.bad_ticks if self.feed else 0}
 
     # -- plugins -----------------------------------------------------------------------
-    async def _switches(self) -> dict[str, bool]:
-        """Return the enable/disable choices made over RPC, kept in Redis across restarts."""
-        assert self.redis is not None
-        try:
-            saved = await self.redis.hgetall(self.opts.switches_key)
-        except RedisError as exc:
-            log.warning("cannot read the saved strategy switches (%s): each config's enabled: decides", exc)
-            return {}
-        return {k.decode(): v == b"1" for k, v in saved.items()}
-
-    async def _save_switch(self, name: str, enabled: bool) -> None:
-        assert self.redis is not None
-        try:
-            await self.redis.hset(self.opts.switches_key, name, "1" if enabled else "0")
-        except RedisError as exc:
-            log.warning("cannot save that %s is %s (%s): a restart will follow its config", name,
-                        "enabled" if enabled else "disabled", exc)
-
     def _load(self, enabled: dict[str, bool] | None = None, previous: dict[str, StrategyRunner] | None = None) -> None:
         """Discover the plugins and install each (started if enabled: by ``enabled``, else its config).
 
@@ -210,13 +185,14 @@ class StrategyService(Service):
             runner.capture.lines.extend(self._past_logs.pop(plugin.name, ()))
         self.runners[plugin.name] = runner
         threshold = plugin.strategy.config.no_ticks_seconds
-        self.watchdogs[plugin.name] = TickWatchdog(self.opts.no_ticks_seconds if threshold is None else threshold)
+        seconds = self.opts.no_ticks_seconds if threshold is None else threshold
+        self.starvation.watchdogs[plugin.name] = TickWatchdog(seconds)
         log.info("strategy %s loaded from %s", plugin.name, plugin.module_file.name)
         if plugin.strategy.config.enabled if enabled is None else enabled:
             self._start(plugin.name)
         else:
             runner.move(StrategyState.DISABLED, "disabled in its config" if enabled is None else "disabled")
-            self._spawn(self._resync_and_mark(runner))  # its positions (and their PnL) still count
+            self._spawn(self.rejoin.resync_and_mark(runner))  # its positions (and their PnL) still count
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, holding the task until it ends (the loop keeps only weak refs)."""
@@ -249,12 +225,12 @@ class StrategyService(Service):
         self._attach(runner)
         history = await self._history(runner)
         try:
-            await TRADER_AWAY_RETRY.call(lambda: self._resync(runner), retry_on=PASSING,
+            await TRADER_AWAY_RETRY.call(lambda: self.rejoin.resync(runner), retry_on=PASSING,
                                          what=f"reading the book for {name}", logger=log)
         except TraderError as exc:  # not a passing outage: trades on the ledger it has (empty), said in its log
             runner.logger.warning("could not read the book from trader_service: %s", exc)
         await runner.warm_up(history)
-        await self._mark(runner)
+        await self.rejoin.mark(runner)
 
     async def _subscribe(self, runner: StrategyRunner) -> dict[str, str]:
         """Ask trader_service to stream the strategy's instruments; return symbol -> contract key."""
@@ -271,7 +247,7 @@ class StrategyService(Service):
     def _attach(self, runner: StrategyRunner) -> None:
         assert self.feed is not None
         subs = CompositeDisposable()
-        watchdog = self.watchdogs[runner.name]
+        watchdog = self.starvation.watchdogs[runner.name]
         watchdog.arm(runner.keys.values())
         for key in runner.keys.values():
             subs.add(self.feed.ticks(key).subscribe(lambda _tick, k=key: watchdog.tick(k)))
@@ -309,33 +285,6 @@ class StrategyService(Service):
             runner.logger.info("warm-up: %d bars of %s for %s", len(out[key]), strategy.bar_size, key)
         return out
 
-    async def _resync(self, runner: StrategyRunner) -> None:
-        orders = await self.trader.call("orders")
-        fills = await self.trader.call("trades")
-        runner.resync(orders, fills)
-
-    async def _resync_quietly(self, runner: StrategyRunner) -> None:
-        try:
-            await self._resync(runner)
-        except TraderError as exc:
-            runner.logger.warning("could not read the book from trader_service: %s", exc)
-
-    async def _resync_and_mark(self, runner: StrategyRunner) -> None:
-        await self._resync_quietly(runner)
-        await self._mark(runner)
-
-    async def _mark(self, runner: StrategyRunner) -> None:
-        """Mark what the strategy holds without a mark (no warm-up history) at a snapshot's price."""
-        for key in runner.ledger.unmarked():
-            try:
-                quote = await self.trader.call("snapshot", key)
-            except TraderError as exc:
-                runner.logger.warning("no price to mark %s at (%s): its unrealized PnL waits for a bar", key, exc)
-                continue
-            price = quote_mark(quote)
-            if price is not None and key not in runner.ledger.marks:
-                runner.ledger.mark(key, price)
-
     async def _stop(self, name: str, state: StrategyState, reason: str) -> None:
         task = self._starting.pop(name, None)
         if task is not None:
@@ -344,8 +293,8 @@ class StrategyService(Service):
         subs = self._subscriptions.pop(name, None)
         if subs is not None:
             subs.dispose()
-        if name in self.watchdogs:
-            self.watchdogs[name].disarm()
+        if name in self.starvation.watchdogs:
+            self.starvation.watchdogs[name].disarm()
         runner = self.runners.get(name)
         if runner is not None and (runner.active or runner.state is StrategyState.ERROR):
             await runner.end(state, reason)
@@ -368,96 +317,12 @@ class StrategyService(Service):
 
     def _on_trader_restart(self, pid: int) -> None:
         log.warning("trader_service restarted (pid %d): resubscribing and resyncing the strategies", pid)
-        self._rejoin_all("trader_service restarted")
+        self.rejoin.all("trader_service restarted")
 
     def _on_trader_reconnect(self, pid: int) -> None:
         log.warning("trader_service (pid %d) reconnected to the broker: resubscribing and resyncing the strategies",
                     pid)
-        self._rejoin_all("trader_service reconnected to the broker")
-
-    def _rejoin_all(self, why: str) -> None:
-        for runner in list(self.runners.values()):
-            if not runner.active:
-                continue
-            start = self._starting.get(runner.name)
-            if start is not None:  # it may have subscribed on the process that is gone: rejoin once it is done
-                self._spawn(self._rejoin_after(runner, start, why))
-            else:
-                self._begin_rejoin(runner, why)
-
-    def _begin_rejoin(self, runner: StrategyRunner, why: str) -> None:
-        runner.wait_for_trader(f"{why}: subscribing and resyncing again")
-        self._track_start(runner.name, self._rejoin(runner))
-
-    async def _rejoin_after(self, runner: StrategyRunner, start: asyncio.Task[None], why: str) -> None:
-        """Rejoin ``runner`` once its start (or rejoin) ``start`` is over, unless it was stopped meanwhile."""
-        await asyncio.gather(start, return_exceptions=True)
-        if start.cancelled() or not runner.active:
-            return
-        if runner.name in self._starting:  # another rejoin began meanwhile: it subscribes on the new process
-            return
-        self._begin_rejoin(runner, why)
-
-    async def _rejoin(self, runner: StrategyRunner) -> None:
-        """Subscribe the strategy's instruments again and resync its ledger; retried until it succeeds."""
-        async def once() -> None:
-            await self._subscribe(runner)
-            await self._resync(runner)
-
-        try:
-            await TRADER_AWAY_RETRY.call(
-                once, retry_on=PASSING, what=f"resubscribing {runner.name} after the restart",
-                logger=log,
-                on_retry=lambda exc: runner.wait_for_trader(f"waiting for trader_service ({exc})"))
-        except TraderError as exc:  # not a passing outage (an unknown symbol now, say)
-            runner.fail("subscribing its instruments after the trader_service restart", exc)
-            return
-        runner.logger.info("trader_service is back: instruments streamed and positions resynced")
-        self.watchdogs[runner.name].arm(runner.keys.values())  # its ticks may take a moment to come
-        runner.trader_back()
-
-    # -- tick starvation -----------------------------------------------------------------
-    async def _check_ticks_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_CHECK_INTERVAL)
-            try:
-                self.check_ticks()
-            except Exception:  # the next look tries again
-                log.exception("looking for strategies without ticks failed")
-
-    def check_ticks(self) -> None:
-        """Mark each strategy whose instruments send no ticks (and the service), or clear the mark."""
-        view = trader_view(self.watch.seen, self._started, time.monotonic())
-        restarting = self.watch.restarting(TRADER_SILENCE)
-        starved: list[str] = []
-        for name, runner in self.runners.items():
-            watchdog = self.watchdogs[name]
-            if not runner.active or not watchdog.enabled:
-                continue
-            silent = watchdog.silent()
-            if not silent:
-                runner.fed()
-                continue
-            quiet = time.monotonic() - self.watch.seen if self.watch.seen is not None else 0.0
-            why = cause(next(iter(silent)), view, self.watch.beat, restarting, quiet=quiet)
-            runner.starve(reason(silent, watchdog.threshold, why))
-            starved.append(name)
-            if why == NOT_STREAMED:
-                self._heal(runner, watchdog.threshold)
-        if starved:
-            names = ", ".join(starved)
-            self.set_degraded(f"{len(starved)} strateg{'y' if len(starved) == 1 else 'ies'} without ticks: {names}")
-        elif self.state is ServiceState.DEGRADED:
-            self.set_running("every strategy has ticks")
-
-    def _heal(self, runner: StrategyRunner, every: float) -> None:
-        """Subscribe ``runner``'s instruments again (trader_service does not stream them), once per ``every`` s."""
-        now = time.monotonic()
-        if runner.name in self._starting or now - self._healed.get(runner.name, float("-inf")) < every:
-            return
-        self._healed[runner.name] = now
-        runner.logger.warning("trader_service does not stream its instruments: subscribing again")
-        self._begin_rejoin(runner, "instruments not streamed")
+        self.rejoin.all("trader_service reconnected to the broker")
 
     async def _account_equity(self) -> Decimal | None:
         stamp, value = self._equity
@@ -493,14 +358,16 @@ class StrategyService(Service):
         await self._stop(name, StrategyState.DISABLED, "restarting")
         runner.logger.info("enabled")
         self._start(name)
-        await self._save_switch(name, True)
+        assert self.switches is not None
+        await self.switches.save(name, True)
         return runner.info()
 
     async def disable(self, name: str, flatten: bool = False) -> dict[str, Any]:
         """Stop a strategy; with ``flatten``, also cancel its working orders and close its positions."""
         runner = self._runner(name)
         await self._stop(name, StrategyState.DISABLED, "disabled")
-        await self._save_switch(name, False)
+        assert self.switches is not None
+        await self.switches.save(name, False)
         if flatten:
             await runner.flatten()
         return runner.info()
@@ -520,17 +387,6 @@ class StrategyService(Service):
         """Return the strategy's last ``limit`` log lines, oldest first."""
         lines = list(self._runner(name).capture.lines)
         return lines[-int(limit):] if limit else lines
-
-
-def trader_view(last_seen: float | None, started: float, now: float) -> str:
-    """Return how trader_service looks from here: ``up``, ``down``, or ``waiting`` for its first heartbeat.
-
-    Right after a start the first heartbeat is up to a second away (plus the
-    bus's subscription): that is ``waiting``, not ``down``, for ``TRADER_SILENCE`` seconds.
-    """
-    if last_seen is None:
-        return "waiting" if now - started < TRADER_SILENCE else "down"
-    return "up" if now - last_seen < TRADER_SILENCE else "down"
 
 
 if __name__ == "__main__":

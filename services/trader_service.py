@@ -20,36 +20,28 @@ from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
-from trader.config import Settings, TradingHours
-from trader.domain import Order, OrderStatus
+from trader.config import Settings
 from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
-from trader.retry import RetryPolicy
 from trader.service.base import Service, main
 from trader.trading.book import Book, rebuild
 from trader.trading.closing import Closer
 from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
-from trader.trading.reconcile import reconcile
+from trader.trading.kill_switch import KillSwitch
+from trader.trading.reconcile import Resync
 from trader.trading.recorder import Recorder
-from trader.trading.risk import RiskGate, trading_day
+from trader.trading.risk import RiskGate
 from trader.trading.selection import choose_account, select_orders
-from trader.trading.subscriptions import SavedSubscriptions
+from trader.trading.subscriptions import Restorer, SavedSubscriptions
+from trader.trading.trading_day import TradingDay
 
 log = logging.getLogger(__name__)
 
 PORTFOLIO_INTERVAL = 1.0
-DAY_CHECK_INTERVAL = 30.0  # how often a new trading day is looked for
-#: A failed re-sync (Redis down past the recorder's ~5 s of retries, say) is tried again while connected:
-#: until it succeeds the desk refuses orders, so a long outage costs at most RESYNC_RETRY.cap once it ends.
-RESYNC_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
-RESYNC_ERRORS = (RedisError, OSError, TraderError)
-KILL_CONFIRM_WAIT = 2.0  # how long the kill switch waits for IB to confirm its cancels before it answers
-_CANCELLED = frozenset({OrderStatus.CANCELLED, OrderStatus.API_CANCELLED})
 OWNERS = ("user", "strategy")  # who may ask subscribe for a stream (the desk holds its own)
 
 
@@ -69,15 +61,14 @@ class TraderService(Service):
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.closer: Closer | None = None
-        self.differences: list[dict[str, Any]] = []
+        self.switch: KillSwitch | None = None
+        self.trading_day: TradingDay | None = None
+        self.resync: Resync | None = None
         self._portfolio_due = 0.0
-        self._day: str | None = None  # the trading day whose PnL baseline is set
         self._day_task: asyncio.Task[None] | None = None
         self._quotes_task: asyncio.Task[None] | None = None
-        self.resync_error: str | None = None  # why the last re-sync attempt failed, while it is retried
         self.saved: SavedSubscriptions | None = None  # the user's subscriptions, streamed again after a restart
-        self._restoring: asyncio.Task[None] | None = None
-        self._restore_again = False
+        self.restorer: Restorer | None = None
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",
@@ -91,30 +82,41 @@ class TraderService(Service):
         self.redis = aioredis.Redis(host=r.host, port=r.port,
                                     password=r.password.get_secret_value() if r.password else None)
         self.journal = Journal(self.redis, self.settings.trading.journal_stream)
-        self.saved = SavedSubscriptions(self.redis, f"{self.settings.trading.snapshot_key}:subscriptions")
+        self.saved = saved = SavedSubscriptions(self.redis, self.settings.trading.subscriptions_key)
         await rebuild(self.journal, self.book, risk=self.risk)  # the book, and the kill switch as it was
         self.recorder = Recorder(self.journal, self._publish)
         self.recorder.start()
         self.desk = Desk(self.adapter, self.resolver, self.book, self.recorder, self.risk,
                          account=self.adapter.account)
-        self.closer = Closer(self.desk)
-        self.adapter.on_connected.append(self._resync)
+        self.wire(self.desk, self.journal)
+        self.restorer = Restorer(saved, self.adapter, self.resolver)
+        assert self.trading_day is not None and self.resync is not None
+        self.adapter.on_connected.append(self.resync.run)
         self.adapter.connection.subscribe(self._on_connection)
         self.adapter.ticks.subscribe(self._on_ticks)
         self.adapter.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
-        self._day_task = asyncio.get_running_loop().create_task(self._day_loop(), name="trading-day")
+        self._day_task = asyncio.get_running_loop().create_task(self.trading_day.loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
             why = "not connected to IB" if not self.adapter.connected else \
-                f"connected, re-syncing with the broker ({self.resync_error or 'in progress'})"
+                f"connected, re-syncing with the broker ({self.resync.error or 'in progress'})"
             asyncio.get_running_loop().call_soon(self.set_degraded, why)
 
+    def wire(self, desk: Desk, journal: Journal) -> None:
+        """Build what acts on the desk: the closer, the kill switch, the trading day and the re-sync."""
+        self.closer = Closer(desk)
+        self.switch = KillSwitch(desk)
+        self.trading_day = TradingDay(self.settings, desk, journal)
+        self.resync = Resync(desk, self.switch, self.trading_day, self.set_degraded)
+
     async def on_stop(self) -> None:
-        for task in (self._day_task, self._quotes_task, self._restoring):
+        for task in (self._day_task, self._quotes_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self.restorer is not None:
+            await self.restorer.stop()
         await self.adapter.stop()
         if self.recorder is not None:
             await self.recorder.stop()
@@ -122,88 +124,6 @@ class TraderService(Service):
             await self.journal.close()
         if self.redis is not None:
             await self.redis.aclose()
-
-    async def _resync(self, *, retry: bool = True) -> None:
-        """Re-sync with the broker after a (re)connect: the kill switch's global cancel, then reconcile.
-
-        The global cancel goes first: it needs neither the book nor Redis, and an
-        engaged switch must not wait on (or be skipped by) a reconcile that fails.
-        A failed reconcile leaves the desk unsynced (orders refused): with ``retry``
-        it is tried again (``RESYNC_RETRY``) for as long as the connection holds, the
-        service DEGRADED with the error as its reason meanwhile; the adapter reports
-        the connection up only once this returns.
-        """
-        assert self.desk is not None
-        if self.risk.kill_switch_engaged:  # engaged while away, or before a restart: orders may still be working
-            log.warning("kill switch engaged: sending IB's global cancel after the (re)connect")
-            self._cancel_everything()
-        self.resync_error = None
-        if retry:
-            await RESYNC_RETRY.call(self._reconcile, retry_on=RESYNC_ERRORS, what="re-sync with the broker",
-                                    logger=log, on_retry=self._resync_failed,
-                                    give_up=lambda: not self.adapter.connected)
-        else:
-            await self._reconcile()
-        self.resync_error = None
-        await self._roll_day()
-
-    async def _reconcile(self) -> None:
-        assert self.desk is not None
-        self.differences = await reconcile(self.desk)
-
-    def _resync_failed(self, exc: BaseException) -> None:
-        self.resync_error = f"{type(exc).__name__}: {exc}"[:200]
-        self.set_degraded(f"connected, but the re-sync with the broker failed ({self.resync_error}); "
-                          "orders refused until it succeeds")
-
-    def _cancel_everything(self) -> str | None:
-        """Send IB's global cancel for the kill switch; return why it could not be sent, or None.
-
-        Never raises: the switch holds whether or not the cancel went out.
-        """
-        try:
-            self._desk().cancel_all(everything=True)
-        except Exception as exc:
-            log.exception("kill switch: the global cancel could not be sent")
-            return f"{type(exc).__name__}: {exc}"
-        return None
-
-    async def _roll_day(self) -> None:
-        """At the first sight of a new trading day, take the account's PnL as the day's baseline.
-
-        The daily-loss limit counts from there. Days begin at ``risk.trading_hours``'s
-        start (09:30 New York without one). The baseline is kept in Redis with its
-        day, so a restart within the day keeps counting from the same point.
-        """
-        assert self.desk is not None and self.journal is not None
-        hours = self.settings.risk.trading_hours or TradingHours()  # no hours guard: days begin 09:30 New York
-        day = trading_day(hours, datetime.now(UTC)).isoformat()
-        if day == self._day or not self.desk.synced:
-            return
-        key = f"{self.settings.trading.snapshot_key}:day"
-        try:
-            saved = await self.journal.load_snapshot(key)
-        except (RedisError, TraderError) as exc:
-            log.warning("cannot read the day's PnL baseline (%s); taking the current PnL", exc)
-            saved = None
-        if saved and saved.get("day") == day:
-            baseline = Decimal(saved["baseline"])
-        else:
-            baseline = self.desk.broker_totals.portfolio()[1]
-            try:
-                await self.journal.save_snapshot(key, {"day": day, "baseline": baseline})
-            except RedisError as exc:
-                log.warning("cannot save the day's PnL baseline: %s", exc)
-        self.desk.pnl_baseline, self._day = baseline, day
-        log.info("trading day %s: daily PnL counts from the account's PnL of %s", day, baseline)
-
-    async def _day_loop(self) -> None:
-        while True:
-            await asyncio.sleep(DAY_CHECK_INTERVAL)
-            try:
-                await self._roll_day()
-            except Exception:  # the next check tries again
-                log.exception("rolling the trading day failed")
 
     async def _quotes_loop(self) -> None:
         idle = self.settings.trading.quote_idle_release
@@ -219,40 +139,17 @@ class TraderService(Service):
             self.desk.synced = False
         if connected:
             self.set_running("connected to IB")
-            self._restore_again = True  # after each (re)connect: the saved streams (a restore under way goes again)
-            if self._restoring is None or self._restoring.done():
-                self._restoring = asyncio.get_running_loop().create_task(self._restore(), name="restore-subs")
+            if self.restorer is not None:  # after each (re)connect: the saved streams
+                self.restorer.connected()
         else:
             self.set_degraded("IB connection lost; reconnecting")
-
-    async def _restore(self) -> None:
-        """Stream again every subscription a user made (saved in Redis) that is not streamed now."""
-        saved = self.saved
-        assert saved is not None
-
-        async def again(key: str) -> None:
-            inst = await self.resolver.one(key)
-            self.adapter.subscribe(inst.contract)
-
-        async def once() -> None:
-            streamed = [k for k, owners in self.adapter.subscriptions().items() if "user" in owners]
-            await saved.restore(again, streamed)
-
-        while self._restore_again and self.adapter.connected:
-            self._restore_again = False
-            try:
-                await RESYNC_RETRY.call(once, retry_on=RedisError, what="reading the saved subscriptions",
-                                        logger=log, give_up=lambda: not self.adapter.connected)
-            except RedisError as exc:  # the connection went meanwhile: the next connect restores them
-                log.error("saved subscriptions not restored, Redis unreadable until the IB connection went (%s)",
-                          exc)
 
     def status_info(self) -> dict[str, Any]:
         return {
             "connected": self.adapter.connected,
             # Reconciled since the last (re)connect: orders are taken. Ready = RUNNING, connected and synced.
             "synced": self.desk is not None and self.desk.synced,
-            "resync_error": self.resync_error,
+            "resync_error": self.resync.error if self.resync is not None else None,
             **self.adapter.describe(),
             "accounts": self.adapter.accounts(),
             "connects": self.adapter.connects,
@@ -266,8 +163,8 @@ class TraderService(Service):
             "kill_switch_reason": self.risk.kill_switch_reason,
             "journal_pending": self.recorder.pending if self.recorder else 0,
             "live": self.settings.trading.live,
-            "differences": len(self.differences),
-            "trading_day": self._day,
+            "differences": len(self.resync.differences) if self.resync is not None else 0,
+            "trading_day": self.trading_day.day if self.trading_day is not None else None,
             "daily_pnl": self.desk.exposure().daily_pnl if self.desk is not None and self.desk.synced else None,
         }
 
@@ -380,77 +277,15 @@ class TraderService(Service):
         return self._desk().cancel_all(everything=everything)
 
     async def kill_switch(self, on: bool, reason: str = "") -> dict[str, Any]:
-        """Engage (cancel everything, refuse new orders) or release the kill switch.
+        """Engage (cancel everything, refuse new orders) or release the kill switch (see trading.kill_switch).
 
-        Engaging refuses new orders and sends IB's global cancel before the
-        journal entry is written: an emergency stop does not wait for Redis. A
-        failed journal write is logged and reported in the reply (``journal_error``):
-        the switch holds in this process, but a restart would not know of it.
-        Engaging again without a reason keeps the reason in force; a new one
-        replaces it (``replaced_reason``; ``already_engaged`` says whether it was). The reply names the platform's open
-        orders the cancel covered (``orders``, ``brackets``: each parent with its
-        children) and how many of them IB confirmed cancelled within
-        ``KILL_CONFIRM_WAIT`` seconds (``cancelled``; ``cancel_pending`` the rest).
+        The reply is the risk status with what engaging did: ``already_engaged``,
+        ``replaced_reason``, ``cancel_sent`` (``cancel_error``), ``journal_error``,
+        the orders the cancel covered (``orders``, ``brackets``) and how many IB
+        confirmed cancelled (``cancelled``; ``cancel_pending`` the rest).
         """
-        assert self.recorder is not None
-        on = bool(on)
-        reply: dict[str, Any] = {}
-        covered: list[Order] = []
-        if on:
-            reply["already_engaged"] = self.risk.kill_switch_engaged
-            replaced = self.risk.engage_kill_switch(reason or None)
-            if replaced is not None:
-                reply["replaced_reason"] = replaced
-            cancelled = False
-            if self.adapter.connected:  # an emergency stop: every open order of the account, ours or not
-                covered = self.book.orders(open_only=True)
-                error = self._cancel_everything()  # the switch is engaged and journalled all the same
-                cancelled = error is None
-                if error is not None:
-                    reply["cancel_error"] = error
-            reply["cancel_sent"] = cancelled
-        else:
-            self.risk.release_kill_switch()
-        why = self.risk.kill_switch_reason if on else reason
-        try:
-            await self.recorder.write({"type": "kill_switch", "engaged": on, "reason": why},
-                                      "risk.kill_switch", {"engaged": on, "reason": why})
-        except (RedisError, OSError, TraderError) as exc:  # Redis unreachable (after the recorder's retries)
-            log.error("kill switch %s but not journalled (%s: %s): a restart would not know it",
-                      "engaged" if on else "released", type(exc).__name__, exc)
-            reply["journal_error"] = f"{type(exc).__name__}: {exc}"
-        if on:
-            reply.update(await self._cancelled(covered if reply.get("cancel_sent") else []))
-        return {**self.risk.status(), **reply}
-
-    async def _cancelled(self, covered: list[Order]) -> dict[str, Any]:
-        """Wait a moment for IB to confirm the cancels; return the orders covered, brackets named, and the counts."""
-        deadline = time.monotonic() + KILL_CONFIRM_WAIT
-        while any(not self.book.order(o.client_order_id).is_done for o in covered) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        now = [self.book.order(o.client_order_id) for o in covered]
-        ids = {o.client_order_id for o in now}
-        brackets: dict[str, dict[str, Any]] = {}
-        for order in now:
-            if order.parent_id is None:
-                continue
-            parent = order.parent_id
-            entry = brackets.setdefault(parent, {"parent": parent if parent in ids else None, "key": order.contract.key,
-                                                 "children": []})
-            entry["children"].append(order.client_order_id)
-        for parent, entry in brackets.items():
-            if entry["parent"] is None:  # the parent had filled: only its children were working
-                entry["parent"] = parent
-                entry["parent_working"] = False
-            else:
-                entry["parent_working"] = True
-        return {
-            "cancelled": sum(1 for o in now if o.status in _CANCELLED),
-            "cancel_pending": sum(1 for o in now if not o.is_done),
-            "orders": [{"client_order_id": o.client_order_id, "key": o.contract.key, "parent_id": o.parent_id,
-                        "status": o.status} for o in now],
-            "brackets": list(brackets.values()),
-        }
+        assert self.switch is not None
+        return await self.switch.set(on, reason)
 
     async def reconnect(self) -> dict[str, Any]:
         """Drop the IB connection and make it again; return the status once re-synced (or after 15 s)."""
@@ -461,8 +296,9 @@ class TraderService(Service):
     async def reconcile(self) -> list[dict[str, Any]]:
         """Reconcile the book with the broker now; return the differences."""
         self.adapter.require_connection()
-        await self._resync(retry=False)
-        return self.differences
+        assert self.resync is not None
+        await self.resync.run(retry=False)
+        return self.resync.differences
 
     # -- RPC: market data ------------------------------------------------------------
     async def resolve(self, symbol: str, sec_type: str | None = None, exchange: str | None = None,
@@ -511,14 +347,19 @@ class TraderService(Service):
             await self.saved.add(inst.key)
         return {"key": inst.key, "topic": f"tick.ib.{inst.key}", "contract": inst.contract, "tick": inst.tick}
 
-    async def unsubscribe(self, key: str) -> bool:
-        """Stop streaming ``key`` for the user and forget it (others' streams of it go on: the desk's, strategies')."""
+    async def unsubscribe(self, key: str) -> dict[str, Any]:
+        """Stop streaming ``key`` for the user and forget it (others' streams of it go on: the desk's, strategies').
+
+        Return ``{"key", "streaming", "streamed_for", "forgotten"}``: whether the
+        key is still streamed and for whom, and whether it was saved for restarts.
+        """
         saved = await self.saved.remove(key) if self.saved is not None else False
         if not self.adapter.unsubscribe(key) and not saved:
             owners = self.adapter.subscriptions().get(key)
             why = f" (streamed for {', '.join(sorted(owners))}: it ends when they let it go)" if owners else ""
             raise NotFound(f"no subscription for {key!r}{why}", key=key)
-        return True
+        owners = sorted(self.adapter.subscriptions().get(key, ()))
+        return {"key": key, "streaming": bool(owners), "streamed_for": owners, "forgotten": saved}
 
     def subscriptions(self) -> list[str]:
         """Return the keys streamed on the bus (those subscribed, and those pricing recent orders)."""

@@ -13,8 +13,9 @@ import os
 import secrets
 import signal
 import socket
+import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,12 +329,33 @@ def started_trading_stack(stack_env: StackEnv, **env: str) -> Iterator[TradingSt
 
 
 @contextlib.contextmanager
-def started_strategy_stack(stack_env: StackEnv, strategies: Path) -> Iterator[TradingStack]:
-    """The trading stack plus strategy_service running the plugins in ``strategies``."""
-    with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(strategies)) as stack:
+def started_strategy_stack(stack_env: StackEnv, strategies: Path, **env: str) -> Iterator[TradingStack]:
+    """The trading stack (with ``env`` added) plus strategy_service running the plugins in ``strategies``."""
+    with started_trading_stack(stack_env, TRADER_STRATEGIES__DIRECTORY=str(strategies), **env) as stack:
         stack.start("strategy_service")
         stack.wait_strategies_ready()
         yield stack
+
+
+def write_plugins(directory: Path, plugins: Mapping[str, str]) -> Path:
+    """Write ``plugins`` (file name -> text, dedented) to ``directory``, made if missing; return it."""
+    directory.mkdir(exist_ok=True)
+    for name, text in plugins.items():
+        (directory / name).write_text(textwrap.dedent(text))
+    return directory
+
+
+def strategy_stack_fixture(plugins: Mapping[str, str], **env: str) -> Callable[..., Iterator[TradingStack]]:
+    """Return a fixture: the strategy stack (``env`` added) running ``plugins`` (file name -> text).
+
+    A test module takes it as ``strategy_stack = strategy_stack_fixture(PLUGINS)``.
+    """
+    @pytest.fixture
+    def strategy_stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
+        with started_strategy_stack(stack_env, write_plugins(tmp_path / "strategies", plugins), **env) as stack:
+            yield stack
+
+    return strategy_stack
 
 
 @pytest.fixture

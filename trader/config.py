@@ -138,6 +138,9 @@ class TradingSettings(StrictModel):
 
     journal_stream: str = "trader:journal"
     snapshot_key: str = "trader:snapshot"
+    subscriptions_key: str = Field("trader:snapshot:subscriptions", min_length=1,
+                                   description="Redis hash of the streams users started, streamed again after "
+                                   "a restart")
     live: bool = Field(False, description="real money: the CLI asks before each order")
     reconnect_initial: float = Field(0.5, gt=0, description="first reconnect delay, seconds")
     reconnect_max: float = Field(30.0, gt=0)

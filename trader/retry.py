@@ -140,6 +140,13 @@ class RetryPolicy:
         return await retrying(attempt)  # type: ignore[no-any-return]
 
 
+#: Waiting for a counterpart to come back, for as long as the caller's ``give_up`` allows (no give-up of its own):
+#: trader_service's re-sync with the broker and its restore of the saved subscriptions (while connected), and
+#: strategy_service's rejoin of trader_service (a strategy's start, its resubscribe and resync after a restart).
+#: A long outage costs at most ``cap`` once it ends.
+RECOVERY_RETRY = RetryPolicy(0.5, 10.0, jitter=0.2)
+
+
 class Backoff:
     """Walk a policy's delays across consecutive failures; after a success, start again from ``initial``.
 

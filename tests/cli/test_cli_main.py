@@ -149,3 +149,10 @@ def test_json_numbers_are_exact_decimals() -> None:
     assert json.dumps(to_jsonable(value)) == json.dumps(  # plain json.dumps still writes valid JSON
         {"qty": "10", "avg": "231.30021978021978", "tick": "0.00001", "neg": "-5918.625", "nan": None,
          "big": "1000", "f": 0.5})
+
+
+def test_json_writes_a_whole_float_as_an_integer_like_a_quantity() -> None:
+    from trader.cli.jsonout import dumps
+
+    assert dumps({"bid_size": 321.0, "bid": 230.91, "volume": 96600.0, "nan": float("nan")}, indent=None) == (
+        '{"bid_size":321,"bid":230.91,"volume":96600,"nan":null}')

@@ -11,6 +11,7 @@ import pytest
 
 from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack, started_strategy_stack
+from tests.strategy.plugin_texts import HOLDER
 from tests.waiting import wait_until_blocking
 from trader.messaging.rpc import RpcClient
 
@@ -120,20 +121,6 @@ def test_snapshot_of_several_symbols(trading_stack: TradingStack) -> None:
     assert refused(4, "snapshot", "NOSUCH", "NOPE") == (
         "error (not_found): no quote for any symbol (NOSUCH: unknown symbol 'NOSUCH'; NOPE: unknown symbol 'NOPE')\n")
     assert refused(2, "snapshot").startswith("Usage")
-
-
-HOLDER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-class Holder(Strategy):
-    instruments = ("AAPL",)
-    bar_size = "1s"
-    warmup = 2
-
-    def signals(self, prices):
-        return pd.Series(1.0, index=prices.index)
-"""
 
 
 def test_close_refuses_a_running_strategy_and_closes_it_once_disabled(stack_env: StackEnv, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 from rich.console import Console
 
 from tests.cli.invoke import data, ok, refused, trader
-from tests.conftest import StackEnv, TradingStack, started_strategy_stack
+from tests.conftest import StackEnv, TradingStack, started_strategy_stack, write_plugins
 from tests.waiting import wait_until_blocking
 from trader.cli import formats, service_tables
 from trader.cli.main import cli
@@ -85,11 +85,7 @@ def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "strategies"
-    directory.mkdir()
-    for name, text in PLUGINS.items():
-        (directory / name).write_text(textwrap.dedent(text))
-    return directory
+    return write_plugins(tmp_path / "strategies", PLUGINS)
 
 
 @pytest.fixture

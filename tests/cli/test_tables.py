@@ -151,3 +151,14 @@ def test_the_jobs_of_status_keep_name_state_and_health(width: int) -> None:
     assert {"strategy_service", "tws", "RUNNING", "yes", "no"} <= set(out.split()), out
     if width >= 80:
         assert "0.4s" in out and "123456" in out
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_a_degraded_strategy_keeps_its_reason_folded_at_narrow_widths(width: int) -> None:
+    info = {"name": "ma_crossover", "state": "DEGRADED", "instruments": ["AAPL"], "bar_size": "1 min",
+            "positions": {"AAPL.STK": Decimal(-100)}, "realized_pnl": Decimal("12.5"),
+            "unrealized_pnl": Decimal("-3.2"), "net_pnl": Decimal("9.3"), "commission": Decimal(2), "orders": 4,
+            "reason": "no ticks for AAPL.STK for over 30 s: trader_service restarting"}
+    words = text(service_tables.strategies_table([info]), width).split()
+    assert {"ma_crossover", "DEGRADED", "9.30"} <= set(words), words
+    assert all(word in words for word in info["reason"].split()), words  # folded, not left out

@@ -73,7 +73,7 @@ def test_a_bad_config_exits_with_the_config_code(stack_env: StackEnv, tmp_path: 
     env = dict(os.environ, TRADER_CONFIG=str(bad))
     result = subprocess.run([sys.executable, "-m", "services.bus"], check=False, cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
+    assert result.returncode == ConfigError.exit_code == 78  # EX_CONFIG, not 2 (usage)
     assert "bus.pub_prot: unknown key" in result.stderr
 
 

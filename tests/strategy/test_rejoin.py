@@ -17,6 +17,7 @@ from typing import Any
 
 from services.strategy_service import StrategyService
 from tests.conftest import StackEnv
+from tests.strategy.plugin_texts import counter
 from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.errors import Unavailable
@@ -24,24 +25,10 @@ from trader.messaging.pubsub import Subscriber
 from trader.messaging.rpc import MethodRegistry, RpcServer
 from trader.service.lifecycle import ServiceState
 from trader.strategy.feed import TickFeed
-from trader.strategy.runner import StrategyState
 from trader.strategy.starvation import TickWatchdog
+from trader.strategy.states import StrategyState
 
 KEY = "AAPL.STK"
-
-COUNTER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-
-class Counter(Strategy):
-    instruments = ("AAPL",)
-    warmup = WARMUP
-
-    def signals(self, prices):
-        return pd.Series(0.0, index=prices.index)
-"""
-
 
 class Trader:
     """trader_service as strategy_service calls it, scripted: counts calls, can hold ``history`` and refuse ``orders``."""
@@ -92,7 +79,7 @@ async def started(stack_env: StackEnv, tmp_path: Path, trader: Trader,
                   warmup: int = 2) -> tuple[StrategyService, RpcServer]:
     directory = tmp_path / "strategies"
     directory.mkdir(exist_ok=True)
-    (directory / "counter.py").write_text(textwrap.dedent(COUNTER).replace("WARMUP", str(warmup)))
+    (directory / "counter.py").write_text(textwrap.dedent(counter(warmup)))
     settings = load_settings(env={**stack_env.env, "TRADER_STRATEGIES__DIRECTORY": str(directory)})
     server = RpcServer(settings.service("trader_service").rpc_endpoint or "", trader.registry())
     await server.start()
@@ -142,15 +129,15 @@ def test_a_starved_strategy_whose_key_trader_service_does_not_stream_subscribes_
             runner = service.runners["counter"]
             await wait_until(lambda: runner.state is StrategyState.RUNNING, 20, "started")
             now = [0.0]
-            dog = service.watchdogs["counter"] = TickWatchdog(30.0, clock=lambda: now[0])
+            dog = service.starvation.watchdogs["counter"] = TickWatchdog(30.0, clock=lambda: now[0])
             dog.arm([KEY])
             service.lifecycle.move(ServiceState.RUNNING, "started")
             service.watch.adopt(trader.status())
             service.watch.beat = {**trader.status(), "subscriptions": []}  # up and ready, streaming nothing
-            service.check_ticks()
+            service.starvation.check_ticks()
             assert runner.state is StrategyState.RUNNING and service.state is ServiceState.RUNNING
             now[0] = 30.0
-            service.check_ticks()
+            service.starvation.check_ticks()
             assert runner.starved == ("no ticks for AAPL.STK for over 30 s: not streamed by trader_service: "
                                       "subscribing again")
             assert runner.reason == "instruments not streamed: subscribing and resyncing again"
@@ -158,19 +145,19 @@ def test_a_starved_strategy_whose_key_trader_service_does_not_stream_subscribes_
             assert service.status_info()["starved"] == {"counter": runner.starved}
             await wait_until(lambda: trader.calls["subscribe"] == 2, 10, "subscribed again")
             await wait_until(lambda: runner.state is StrategyState.RUNNING, 10, "running again")
-            service.check_ticks()  # re-armed by the rejoin: fed
+            service.starvation.check_ticks()  # re-armed by the rejoin: fed
             assert runner.starved is None and service.state is ServiceState.RUNNING
             now[0] = 45.0
             service.watch.beat = {**trader.status(), "subscriptions": [KEY]}
             dog.tick(KEY)
             now[0] = 80.0  # 35 s after its last tick, streamed: the market, not the service
-            service.check_ticks()
+            service.starvation.check_ticks()
             assert runner.state is StrategyState.DEGRADED and "market closed or quiet?" in runner.reason
             now[0] = 81.0
-            service.check_ticks()
+            service.starvation.check_ticks()
             assert trader.calls["subscribe"] == 2  # streamed: nothing to heal
             dog.tick(KEY)
-            service.check_ticks()
+            service.starvation.check_ticks()
             assert runner.state is StrategyState.RUNNING and runner.reason == "ticks flowing again"
         finally:
             await stopped(service, server)

@@ -23,26 +23,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.conftest import StackEnv, eventually
+from tests.strategy.plugin_texts import COUNTER
 from trader.cli.main import cli
 
 pytestmark = pytest.mark.slow
-
-COUNTER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-
-class Counter(Strategy):
-    instruments = ("AAPL",)
-    warmup = 0
-
-    def signals(self, prices):
-        return pd.Series(0.0, index=prices.index)
-
-    def on_tick(self, tick):
-        pass
-"""
-
 
 def trader(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -11,52 +11,19 @@ strategy is RUNNING with ticks again and the user's subscriptions stream again.
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    StackEnv,
-    TradingStack,
-    call,
-    eventually,
-    started_strategy_stack,
-    wait_for_port,
-)
+from tests.conftest import TradingStack, call, eventually, strategy_stack_fixture, wait_for_port
+from tests.strategy.plugin_texts import COUNTER
 from trader.errors import TraderError
 
 pytestmark = pytest.mark.slow
 
 NO_TICKS = 2.0  # the strategies' no-ticks threshold here, seconds
 
-COUNTER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-
-class Counter(Strategy):
-    instruments = ("AAPL",)
-    warmup = 0
-
-    def signals(self, prices):
-        return pd.Series(0.0, index=prices.index)
-
-    def on_tick(self, tick):
-        pass
-"""
-
-
-@pytest.fixture
-def stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
-    directory = tmp_path / "strategies"
-    directory.mkdir()
-    (directory / "counter.py").write_text(textwrap.dedent(COUNTER))
-    stack_env.env["TRADER_STRATEGIES__NO_TICKS_SECONDS"] = str(NO_TICKS)
-    with started_strategy_stack(stack_env, directory) as started:
-        yield started
+stack = strategy_stack_fixture({"counter.py": COUNTER}, TRADER_STRATEGIES__NO_TICKS_SECONDS=str(NO_TICKS))
 
 
 def counter(stack: TradingStack) -> dict[str, Any]:
@@ -156,7 +123,8 @@ def test_a_users_stop_of_a_key_a_strategy_streams_leaves_the_strategy_fed(stack:
     eventually(lambda: counter(stack)["state"] == "RUNNING" and counter(stack)["ticks"] > 0, 30, "ticks")
     key = counter(stack)["keys"]["AAPL"]
     assert call(stack.trader_endpoint, "subscribe", "AAPL")["key"] == key  # the user's too, now
-    assert call(stack.trader_endpoint, "unsubscribe", key) is True  # the user's stream of it ends ...
+    stopped = call(stack.trader_endpoint, "unsubscribe", key)  # the user's stream of it ends ...
+    assert (stopped["streaming"], stopped["streamed_for"], stopped["forgotten"]) == (True, ["strategy"], True)
     with pytest.raises(TraderError, match="streamed for strategy"):
         call(stack.trader_endpoint, "unsubscribe", key)  # ... the strategy's does not
     assert key in user_streams(stack)

@@ -15,7 +15,7 @@ from tests.strategy.runner_fakes import KEY, Harness, close_runners, orders_publ
 from tests.waiting import wait_until
 from trader.domain import Action, OrderStatus
 from trader.errors import Conflict, RiskLimitExceeded, Unavailable
-from trader.strategy.runner import TRANSITIONS, StrategyState
+from trader.strategy.states import TRANSITIONS, StrategyState
 
 S = StrategyState
 D = Decimal

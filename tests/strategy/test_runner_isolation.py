@@ -16,7 +16,7 @@ import pytest
 from tests.strategy.runner_fakes import KEY, T0, Harness, Script, orders_published, run, targets
 from tests.waiting import wait_until
 from trader.domain import Tick
-from trader.strategy.runner import StrategyState
+from trader.strategy.states import StrategyState
 
 S = StrategyState
 

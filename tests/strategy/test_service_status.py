@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from services.strategy_service import TRADER_SILENCE, trader_view
 from trader.cli.service_tables import strategy_service_table
+from trader.strategy.watch import TRADER_SILENCE, trader_view
 
 STARTED = 100.0
 

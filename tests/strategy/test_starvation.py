@@ -8,8 +8,8 @@ import pytest
 
 from tests.strategy.runner_fakes import KEY, Harness, run
 from tests.waiting import wait_until
-from trader.strategy.runner import TRANSITIONS, StrategyState
 from trader.strategy.starvation import LATE_BEAT, NOT_STREAMED, TickWatchdog, cause, reason
+from trader.strategy.states import TRANSITIONS, StrategyState
 
 ES = "ES.FUT.202612"
 READY: dict[str, Any] = {"pid": 1, "state": "RUNNING", "connected": True, "synced": True,

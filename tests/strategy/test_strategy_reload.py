@@ -9,43 +9,23 @@ asked for, not from a new bar.
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, call, eventually, started_strategy_stack
+from tests.conftest import TradingStack, call, eventually, strategy_stack_fixture
+from tests.strategy.plugin_texts import HOLDER
 
 pytestmark = pytest.mark.slow
 
 PLUGINS = {
-    "holder.py": """
-import pandas as pd
-from trader.strategy import Strategy
-
-class Holder(Strategy):
-    instruments = ("AAPL",)
-    bar_size = "1s"
-    warmup = 2
-
-    def signals(self, prices):
-        return pd.Series(1.0, index=prices.index)
-""",
+    "holder.py": HOLDER,
     "holder.yaml": "sizing: {kind: quantity, value: 100}\n",
 }
 
 
-@pytest.fixture
-def strategy_stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
-    directory = tmp_path / "strategies"
-    directory.mkdir()
-    for name, text in PLUGINS.items():
-        (directory / name).write_text(textwrap.dedent(text))
-    with started_strategy_stack(stack_env, directory) as stack:
-        yield stack
+strategy_stack = strategy_stack_fixture(PLUGINS)
 
 
 def holder(stack: TradingStack) -> dict[str, Any]:

@@ -7,16 +7,13 @@ its time budget, one returning an absurd target, and one that does not import.
 
 from __future__ import annotations
 
-import textwrap
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, call, eventually, started_strategy_stack
+from tests.conftest import TradingStack, call, eventually, strategy_stack_fixture
 from trader.errors import NotFound
 
 pytestmark = pytest.mark.slow
@@ -113,14 +110,7 @@ class BadPipe(Strategy):
 }
 
 
-@pytest.fixture
-def strategy_stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
-    directory = tmp_path / "strategies"
-    directory.mkdir()
-    for name, text in PLUGINS.items():
-        (directory / name).write_text(textwrap.dedent(text))
-    with started_strategy_stack(stack_env, directory) as stack:
-        yield stack
+strategy_stack = strategy_stack_fixture(PLUGINS)
 
 
 def strategies(stack: TradingStack) -> dict[str, dict[str, Any]]:

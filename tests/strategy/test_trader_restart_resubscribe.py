@@ -7,49 +7,18 @@ anything; once it is connected and re-synced the strategy's ticks resume.
 
 from __future__ import annotations
 
-import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    StackEnv,
-    TradingStack,
-    call,
-    eventually,
-    started_strategy_stack,
-    wait_for_port,
-)
+from tests.conftest import TradingStack, call, eventually, strategy_stack_fixture, wait_for_port
+from tests.strategy.plugin_texts import COUNTER
 from trader.errors import TraderError
 
 pytestmark = pytest.mark.slow
 
-COUNTER = """
-import pandas as pd
-from trader.strategy import Strategy
-
-
-class Counter(Strategy):
-    instruments = ("AAPL",)
-
-    def signals(self, prices):
-        return pd.Series(0.0, index=prices.index)
-
-    def on_tick(self, tick):
-        pass
-"""
-
-
-@pytest.fixture
-def counter_stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
-    directory = tmp_path / "strategies"
-    directory.mkdir()
-    (directory / "counter.py").write_text(textwrap.dedent(COUNTER))
-    with started_strategy_stack(stack_env, directory) as stack:
-        yield stack
+counter_stack = strategy_stack_fixture({"counter.py": COUNTER})
 
 
 def counter(stack: TradingStack) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from trader.trading.desk import Desk
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.recorder import Recorder
-from trader.trading.risk import RiskGate, Working
+from trader.trading.risk import RiskGate
+from trader.trading.working import Working
 
 AAPL = Contract("AAPL", primary_exchange="NASDAQ", conid=265598)
 

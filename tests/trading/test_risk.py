@@ -12,14 +12,9 @@ import pytest
 from trader.config import RiskSettings, TradingHours
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
-from trader.trading.risk import (
-    Exposure,
-    OrderIntent,
-    RiskGate,
-    Working,
-    notional_price,
-    trading_day,
-)
+from trader.trading.risk import RiskGate
+from trader.trading.trading_day import trading_day
+from trader.trading.working import Exposure, OrderIntent, Working, notional_price
 
 D = Decimal
 # Monday 2 March 2026, 10:00 in New York (EST, before the DST switch on 8 March).
@@ -444,7 +439,7 @@ def test_kill_switch_refuses_everything_until_released() -> None:
     g.check(intent(), exposure())
     g.engage_kill_switch("runaway strategy")
     assert g.kill_switch_engaged
-    assert (g.kill_switch_reason, g.kill_switch_since) == ("runaway strategy", T0)
+    assert (g.kill_switch_reason, g.status()["kill_switch"]["since"]) == ("runaway strategy", T0)
     err = assert_refused(g, intent(), "kill_switch", "runaway strategy", "2026-03-02 15:00:00")
     assert err.details["reason"] == "runaway strategy"
     assert err.details["since"] == T0
@@ -453,15 +448,15 @@ def test_kill_switch_refuses_everything_until_released() -> None:
                    e=exposure(positions={"AAPL.STK": D(100)}))
     clock.advance(5)
     assert g.engage_kill_switch() is None  # engaged again without a reason: the first one is kept
-    assert (g.kill_switch_reason, g.kill_switch_since) == ("runaway strategy", T0)
+    assert (g.kill_switch_reason, g.status()["kill_switch"]["since"]) == ("runaway strategy", T0)
     assert g.engage_kill_switch("runaway strategy") is None  # the same reason replaces nothing
     assert g.engage_kill_switch("still running") == "runaway strategy"  # a new reason replaces it, and says which
-    assert (g.kill_switch_reason, g.kill_switch_since) == ("still running", T0)
+    assert (g.kill_switch_reason, g.status()["kill_switch"]["since"]) == ("still running", T0)
     g.release_kill_switch()
     assert g.engage_kill_switch() is None and g.kill_switch_reason == "manual"  # none given at all
     g.release_kill_switch()
     assert not g.kill_switch_engaged
-    assert (g.kill_switch_reason, g.kill_switch_since) == (None, None)
+    assert (g.kill_switch_reason, g.status()["kill_switch"]["since"]) == (None, None)
     g.check(intent(), exposure())
 
 

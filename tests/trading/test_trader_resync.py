@@ -1,7 +1,7 @@
 """trader_service's re-sync after a (re)connect with Redis down: the kill switch's cancel first, retried until synced.
 
 A real redis-server (stopped and started again), the broker double behind the
-seam, and the service's own ``_resync`` hook as the adapter calls it.
+seam, and the service's own re-sync hook (``Resync.run``) as the adapter calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-import services.trader_service as trader_module
 import trader.trading.recorder as recorder_module
 from services.trader_service import TraderService
 from tests.conftest import redis_argv, wait_for_port
@@ -48,7 +47,6 @@ def test_a_resync_failing_on_redis_still_cancels_and_is_retried_until_synced(
         tmp_path: Path, free_port: Callable[[], int], monkeypatch: Any) -> None:
     monkeypatch.setattr(recorder_module, "RETRY_FIRST", 0.01)  # the recorder gives up on an append in ~0.3 s
     monkeypatch.setattr(recorder_module, "RETRY_MAX", 0.05)
-    monkeypatch.setattr(trader_module, "RESYNC_RETRY", RetryPolicy(0.1, 0.3))
     port = free_port()
 
     def start_redis() -> subprocess.Popen[bytes]:
@@ -75,18 +73,22 @@ def test_a_resync_failing_on_redis_still_cancels_and_is_retried_until_synced(
         recorder.start()
         service.journal, service.recorder = journal, recorder
         service.desk = Desk(broker, Resolver(broker), service.book, recorder, service.risk)
+        service.wire(service.desk, journal)
+        resyncer = service.resync
+        assert resyncer is not None
+        resyncer.retry = RetryPolicy(0.1, 0.3)
         service.risk.engage_kill_switch("engaged before the restart")
         procs[0].kill()
         procs[0].wait(5)
-        resync = asyncio.get_running_loop().create_task(service._resync())
+        resync = asyncio.get_running_loop().create_task(resyncer.run())
         await until(lambda: broker.global_cancels == 1, "the global cancel sent before the reconcile", 2)
-        await until(lambda: service.resync_error is not None, "the failed re-sync reported")
+        await until(lambda: resyncer.error is not None, "the failed re-sync reported")
         status = service.status()
         assert status["state"] == "DEGRADED" and "re-sync" in status["reason"] and "orders refused" in status["reason"]
         assert status["synced"] is False and not resync.done(), "retried, not given up"
         procs.append(start_redis())
         await asyncio.wait_for(resync, 15)
-        assert service.desk.synced and service.status()["synced"] is True and service.resync_error is None
+        assert service.desk.synced and service.status()["synced"] is True and resyncer.error is None
         assert service.book.order("orphan").broker_order_id == 7
         assert broker.global_cancels == 1
         assert [e["type"] async for _id, e in journal.entries()] == ["order", "reconcile"]

@@ -20,7 +20,8 @@ from trader.domain import OrderStatus
 from trader.errors import NotFound, RiskLimitExceeded, ValidationError
 from trader.messaging import codec
 from trader.messaging.pubsub import Subscriber
-from trader.trading.risk import trading_day
+from trader.trading.kill_switch import KillSwitch
+from trader.trading.trading_day import trading_day
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +171,8 @@ def test_market_data_opened_to_price_orders_is_let_go_once_idle(stack_env: Stack
             call(ep, "unsubscribe", "MSFT.STK")
         assert call(ep, "place_order", symbol="MSFT", action="SELL", quantity=1)["order"].status is not None
         assert "MSFT.STK" in call(ep, "subscriptions")  # opened again for the new order
-        assert call(ep, "unsubscribe", "AAPL.STK") is True
+        stopped = call(ep, "unsubscribe", "AAPL.STK")
+        assert stopped["key"] == "AAPL.STK" and stopped["forgotten"] is True and "user" not in stopped["streamed_for"]
         eventually(lambda: call(ep, "subscriptions") == [], what="every stream let go")
 
 
@@ -302,7 +304,9 @@ def test_the_kill_switch_sends_the_global_cancel_even_with_the_journal_down() ->
     service.recorder = FailingRecorder(calls)  # type: ignore[assignment]
     service.adapter = SimpleNamespace(connected=True)  # type: ignore[assignment]
     service.desk = SimpleNamespace(  # type: ignore[assignment]
-        cancel_all=lambda everything=False: calls.append(f"cancel everything={everything}") or 0)
+        cancel_all=lambda everything=False: calls.append(f"cancel everything={everything}") or 0,
+        adapter=service.adapter, book=service.book, recorder=service.recorder, risk=service.risk)
+    service.switch = KillSwitch(service.desk)  # type: ignore[arg-type]
     reply = asyncio.run(service.kill_switch(True, reason="panic"))
     assert calls == ["cancel everything=True", "journal True"]
     assert reply["kill_switch"]["engaged"] is True and service.risk.kill_switch_engaged

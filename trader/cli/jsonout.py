@@ -44,8 +44,10 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.value)
     if isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    if isinstance(value, float):  # market data (a tick's sizes and prices): 321.0 is written 321, as a quantity is
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() else value
     if isinstance(value, Decimal):
         return Number(format(value, "f")) if value.is_finite() else None
     if isinstance(value, (datetime, date, time)):

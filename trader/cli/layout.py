@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 ELLIPSIS = "…"
+WRAP_FLOOR = 16  # the least width a wrappable column is folded to (a reason in lines of a few words)
 ESSENTIAL = 0
 VALUED = 5  # a column of priority 1-5 is worth a compact style: the table goes compact before it goes
 # The styles tried in turn once no optional column is left: rich's boxed table; no vertical rules or
@@ -66,9 +67,12 @@ def abbreviate(text: str, width: int) -> str:
     return text[: width - 1 - tail] + ELLIPSIS + text[len(text) - tail :]
 
 
+def _plain(cell: RenderableType) -> str:
+    return cell.plain if isinstance(cell, Text) else cell if isinstance(cell, str) else ""
+
+
 def _cell_width(cell: RenderableType) -> int:
-    text = cell.plain if isinstance(cell, Text) else cell if isinstance(cell, str) else ""
-    return max((cell_len(line) for line in text.splitlines()), default=0)
+    return max((cell_len(line) for line in _plain(cell).splitlines()), default=0)
 
 
 class FitTable:
@@ -116,10 +120,22 @@ class FitTable:
         """Return the cells the table takes with columns ``shown``, ``cut`` ones abbreviated, in ``style``."""
         if not shown:
             return 0
-        widths = [max(cut.get(i, self._natural(i)), cell_len(self.columns[i].name)) for i in shown]
+        widths = [max(cut.get(i, self._least(i)), cell_len(self.columns[i].name)) for i in shown]
         widths[0] = max(widths[0], cell_len(self.label))
         per_column, once = FRAME[style]
         return sum(widths) + per_column * len(widths) + once
+
+    def _least(self, index: int) -> int:
+        """Return the cells column ``index`` needs: its widest cell, or a wrappable one's longest word.
+
+        A wrappable column (a reason, a list of instruments) folds at its
+        spaces, so the table keeps it, folded, rather than leaving it out;
+        rich gives it the room that is left.
+        """
+        if not self.columns[index].wrap:
+            return self._natural(index)
+        words = [word for row in self.rows for word in _plain(row[index]).split()]
+        return min(self._natural(index), max([WRAP_FLOOR, *(cell_len(w) for w in words)]))
 
     def _natural(self, index: int) -> int:
         if self._naturals is None:

@@ -1,5 +1,8 @@
-"""Strategies' past log lines, read back from strategy_service's log file, so ``strategy logs`` outlives a restart.
+"""Strategy log lines: captured live for ``strategy logs``, and read back from the log file after a restart.
 
+A runner keeps its strategy's last lines in a :class:`LogCapture` (a handler
+on the strategy's logger that also publishes each line on the bus as
+``strategy.<name>.log``); a reload hands them to the new runner.
 Every line a strategy logs (its ``strategy.<name>`` logger) also goes to the
 service's log file, in trader.logsetup's format (local time, level, logger,
 pid, message; a traceback on the lines after). At its start the service
@@ -14,19 +17,38 @@ from __future__ import annotations
 import logging
 import os
 import re
+import traceback
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TAIL_BYTES", "read_strategy_lines"]
+__all__ = ["TAIL_BYTES", "LogCapture", "read_strategy_lines"]
 
 TAIL_BYTES = 4 * 1024 * 1024
 PREFIX = "strategy."
 # trader.logsetup.FORMAT: "%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s"
 _RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ([A-Z]+) +(\S+) \[\d+\] (.*)$")
+
+
+class LogCapture(logging.Handler):
+    """Keeps a strategy's log lines for ``strategy logs`` and publishes each on the bus (``publish("log", line)``)."""
+
+    def __init__(self, publish: Callable[[str, Any], None], maxlen: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self.publish = publish
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = {"time": datetime.fromtimestamp(record.created, UTC), "level": record.levelname,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        self.lines.append(line)
+        self.publish("log", line)
 
 
 def read_strategy_lines(path: Path, maxlen: int) -> dict[str, deque[dict[str, Any]]]:

@@ -4,13 +4,13 @@ A :class:`StrategyRunner` owns one plugin's strategy inside the strategy
 service. Everything that reaches it (closed bars, fills, ticks) is an event
 on its own queue, worked by its own task, so a slow or broken strategy delays
 only itself. Strategy code (``signals`` and every hook) runs on the runner's
-own worker thread under the config's ``time_budget``: past it the strategy
-goes to ERROR (the thread is abandoned, it cannot be killed) and the others
-carry on. ``on_tick`` calls are queued to that thread in order without
+own worker thread under the config's ``time_budget`` (trader.strategy.budget):
+past it the strategy goes to ERROR (the thread is abandoned, it cannot be
+killed) and the others carry on. ``on_tick`` calls are queued to that thread in order without
 waiting (a strategy without its own ``on_tick`` gets no ticks at all); one
 that overruns is found at the next tick.
 
-States: INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
+States (trader.strategy.states): INSTALLED (loaded, not started), WAITING_HISTORY (subscribed, warming
 up from the trader service's history and live bars), RUNNING (trading at each
 closed bar), DISABLED, ERROR (an exception or a broken target: the reason and
 traceback are in its log; ``enable`` starts it again, through DISABLED). A
@@ -29,96 +29,42 @@ one traded sends an order, for the difference between the sized target and
 the strategy's own position (its :class:`Ledger`). So a stop-out does not
 re-enter until the signal changes. The order goes through the trader service
 (its risk gate applies) with a client order id fixed by the bar, retried
-under that id while the trader service is away, so it is placed once.
+under that id while the trader service is away, so it is placed once
+(trader.strategy.orders). Its log lines are kept for ``strategy logs``
+(trader.strategy.logfile's LogCapture).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-import traceback
-from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
-from trader.domain import Bar, Fill, Order, Tick
-from trader.errors import RiskLimitExceeded, Timeout, TraderError, Unavailable
-from trader.retry import RetryPolicy
-from trader.service.lifecycle import check_move
+from trader.domain import Bar, Fill, Tick
 from trader.strategy.bars import RollingBars, parse_bar_size
 from trader.strategy.base import Strategy
+from trader.strategy.budget import BudgetExceeded, StrategyThread
 from trader.strategy.ledger import Ledger
+from trader.strategy.logfile import LogCapture
+from trader.strategy.orders import Call, Sleep, StrategyOrders, order_retry, root_order_id
 from trader.strategy.plugins import Plugin
-from trader.strategy.sizing import (
-    SignalError,
-    check_target,
-    client_order_id,
-    order_for,
-    target_quantity,
-)
+from trader.strategy.sizing import SignalError, check_target
+from trader.strategy.states import StrategyMoves, StrategyState
 
-__all__ = ["TRANSITIONS", "StrategyRunner", "StrategyState", "root_order_id"]
+__all__ = ["StrategyRunner"]
 
 log = logging.getLogger(__name__)
 
-Call = Callable[..., Awaitable[Any]]
-Sleep = Callable[[float], Awaitable[None]]
 MAX_QUEUED_TICKS = 10_000  # ticks waiting for a slow on_tick before new ones are dropped
 
 
-class StrategyState(enum.StrEnum):
-    """Where a strategy is in its life; published as ``strategy.<name>.state``."""
-
-    INSTALLED = "INSTALLED"
-    WAITING_HISTORY = "WAITING_HISTORY"
-    RUNNING = "RUNNING"
-    DEGRADED = "DEGRADED"
-    DISABLED = "DISABLED"
-    ERROR = "ERROR"
-
-
-_S = StrategyState
-#: The legal moves (a move to the current state, with a new reason, is always allowed). Enabling a
-#: failed strategy goes through DISABLED (``end`` first), so ERROR leads only there.
-TRANSITIONS: dict[StrategyState, frozenset[StrategyState]] = {
-    _S.INSTALLED: frozenset({_S.WAITING_HISTORY, _S.DISABLED}),
-    _S.WAITING_HISTORY: frozenset({_S.RUNNING, _S.DISABLED, _S.ERROR}),
-    _S.RUNNING: frozenset({_S.WAITING_HISTORY, _S.DEGRADED, _S.DISABLED, _S.ERROR}),  # waiting: trader restarted
-    _S.DEGRADED: frozenset({_S.RUNNING, _S.WAITING_HISTORY, _S.DISABLED, _S.ERROR}),  # degraded: no ticks
-    _S.DISABLED: frozenset({_S.WAITING_HISTORY}),
-    _S.ERROR: frozenset({_S.DISABLED}),
-}
-
-
-class BudgetExceeded(Exception):
-    """A strategy call took longer than its time budget."""
-
-
-class _Capture(logging.Handler):
-    """Keeps a strategy's log lines for ``strategy logs`` and publishes each on the bus."""
-
-    def __init__(self, runner: StrategyRunner, maxlen: int) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: deque[dict[str, Any]] = deque(maxlen=maxlen)
-        self.runner = runner
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = {"time": datetime.fromtimestamp(record.created, UTC), "level": record.levelname,
-                "message": record.getMessage()}
-        if record.exc_info:
-            line["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        self.lines.append(line)
-        self.runner.publish("log", line)
-
-
-class StrategyRunner:
+class StrategyRunner(StrategyMoves, StrategyOrders):
     """Runs one plugin's strategy; see the module docstring."""
 
     def __init__(self, plugin: Plugin, call: Call, publish: Callable[[str, Any], None], *,
@@ -134,7 +80,7 @@ class StrategyRunner:
         self._publish = publish
         self._equity = equity
         self.order_retry_seconds = order_retry_seconds
-        self._order_retry = RetryPolicy(0.25, 5.0, deadline=order_retry_seconds)  # under the same client order id
+        self._order_retry = order_retry(order_retry_seconds)  # under the same client order id
         self._clock = clock  # the order retries' clock and sleep: virtual time in tests
         self._sleep = sleep
         self.state = StrategyState.INSTALLED
@@ -158,31 +104,17 @@ class StrategyRunner:
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._warmed = asyncio.Event()  # set once the history is in and on_start has run
-        self._executor: ThreadPoolExecutor | None = None
+        self.thread = StrategyThread(self.name, self.config.time_budget, on_replace=self._ticks_lost)
         self.waiting_for_trader = False  # see wait_for_trader
         self.starved: str | None = None  # why its instruments send no ticks (see starve), None while they do
         self._reason_fed = ""  # a waiting strategy's reason before starve added to it
         self.logger = self.strategy.log
-        self.capture = _Capture(self, log_lines)
+        self.capture = LogCapture(self.publish, log_lines)
         self.logger.addHandler(self.capture)
 
     # -- state -----------------------------------------------------------------------
-    @property
-    def active(self) -> bool:
-        return self.state in (StrategyState.WAITING_HISTORY, StrategyState.RUNNING, StrategyState.DEGRADED)
-
     def publish(self, event: str, payload: Any) -> None:
         self._publish(f"strategy.{self.name}.{event}", payload)
-
-    def move(self, state: StrategyState, reason: str = "") -> None:
-        """Move to ``state`` with ``reason``, log and publish it; raise Conflict if ``TRANSITIONS`` forbids it."""
-        if state == self.state and reason == self.reason:
-            return
-        check_move(f"strategy {self.name}", TRANSITIONS, self.state, state)
-        self.state, self.reason = state, reason
-        level = logging.ERROR if state is StrategyState.ERROR else logging.INFO
-        self.logger.log(level, "%s%s", state.value, f": {reason}" if reason else "")
-        self.publish("state", {"state": state.value, "reason": reason})
 
     def fail(self, what: str, exc: BaseException | None = None) -> None:
         """Put the strategy in ERROR with the reason (and the traceback in its log).
@@ -239,7 +171,7 @@ class StrategyRunner:
         self.starved = None
         self.bars = {key: RollingBars(self.strategy.window) for key in keys.values()}
         self.targets = {key: None for key in keys.values()}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+        self.thread.start()
         self.queue = asyncio.Queue()
         self._warmed = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"strategy-{self.name}")
@@ -254,12 +186,10 @@ class StrategyRunner:
         failed = self.state is StrategyState.ERROR
         if not failed:  # a failed strategy's hooks are not trusted to return
             try:
-                await self.run_budgeted("on_stop", self.strategy.on_stop)
+                await self.thread.run_budgeted("on_stop", self.strategy.on_stop)
             except Exception as exc:  # noqa: BLE001 - reported, the stop goes on
                 self.logger.warning("on_stop failed: %s", exc)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self.thread.stop()
         self.starved = None
         if not (failed and reason == "stopping"):  # the service stopping keeps an ERROR on show
             self.move(state, reason)
@@ -269,22 +199,7 @@ class StrategyRunner:
         self.logger.removeHandler(self.capture)
         self.plugin.unload()
 
-    async def run_budgeted(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the strategy's thread; raise BudgetExceeded past the time budget."""
-        if self._executor is None:
-            raise RuntimeError("strategy is not started")
-        future = asyncio.wrap_future(self._executor.submit(fn, *args))
-        try:
-            return await asyncio.wait_for(future, self.config.time_budget)
-        except TimeoutError:
-            self._replace_executor()
-            raise BudgetExceeded(f"{what} took longer than its time budget of {self.config.time_budget:g} s") from None
-
-    def _replace_executor(self) -> None:
-        """Give the strategy a fresh thread: a stuck call cannot be stopped, only abandoned."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"strategy-{self.name}")
+    def _ticks_lost(self) -> None:
         self._ticks_done = self._ticks_sent  # what the abandoned thread had queued is gone
 
     # -- warm-up ---------------------------------------------------------------------
@@ -299,43 +214,13 @@ class StrategyRunner:
                     self.last_price[key] = Decimal(repr(bars[-1].close))
                     self.ledger.mark(key, self.last_price[key])  # after a (re)start: the mark is back at once
         try:
-            await self.run_budgeted("on_start", self.strategy.on_start)
+            await self.thread.run_budgeted("on_start", self.strategy.on_start)
         except Exception as exc:  # noqa: BLE001 - a broken hook is the strategy's ERROR
             self.fail("on_start", exc)
             return
         finally:
             self._warmed.set()  # the worker takes the live bars queued meanwhile, after the history
         self._check_warm()
-
-    def wait_for_trader(self, reason: str) -> None:
-        """Trade nothing until :meth:`trader_back`: WAITING_HISTORY with ``reason`` (bars still fill the window).
-
-        For a trader service that restarted: it streams nothing for the strategy,
-        and its book may differ, until the strategy has subscribed and resynced again.
-        """
-        self.waiting_for_trader = True
-        self.move(StrategyState.WAITING_HISTORY, reason)
-
-    def starve(self, reason: str) -> None:
-        """Say the strategy's instruments send no ticks: RUNNING becomes DEGRADED, a waiting one adds ``reason``."""
-        if self.state is StrategyState.WAITING_HISTORY:
-            if self.starved is None or self.reason != f"{self._reason_fed}; {self.starved}":
-                self._reason_fed = self.reason
-            self.starved = reason
-            self.move(StrategyState.WAITING_HISTORY, f"{self._reason_fed}; {reason}")
-        elif self.state in (StrategyState.RUNNING, StrategyState.DEGRADED):
-            self.starved = reason
-            self.move(StrategyState.DEGRADED, reason)
-
-    def fed(self) -> None:
-        """End :meth:`starve`: ticks flow again (DEGRADED to RUNNING, a waiting one's reason as it was)."""
-        if self.starved is None:
-            return
-        starved, self.starved = self.starved, None
-        if self.state is StrategyState.DEGRADED:
-            self.move(StrategyState.RUNNING, "ticks flowing again")
-        elif self.state is StrategyState.WAITING_HISTORY and self.reason == f"{self._reason_fed}; {starved}":
-            self.move(StrategyState.WAITING_HISTORY, self._reason_fed)
 
     def trader_back(self) -> None:
         """End :meth:`wait_for_trader`: RUNNING again once the window is warm."""
@@ -355,12 +240,13 @@ class StrategyRunner:
     # -- events (from the service's Rx subscriptions) --------------------------------
     def on_tick(self, tick: Tick) -> None:
         """Hand ``tick`` to the strategy's ``on_tick`` on its thread, in order; police its time budget."""
-        if not self.active or self._executor is None or not self._warmed.is_set():
+        executor = self.thread.executor
+        if not self.active or executor is None or not self._warmed.is_set():
             return  # no tick before on_start
         started = self._tick_started
         if started and time.monotonic() - started > self.config.time_budget:
             self._tick_started = 0.0
-            self._replace_executor()
+            self.thread.replace()
             self.fail("on_tick", BudgetExceeded(f"on_tick took longer than its time budget of "
                                                 f"{self.config.time_budget:g} s"))
             return
@@ -371,7 +257,7 @@ class StrategyRunner:
             return
         self.ticks_seen += 1
         self._ticks_sent += 1
-        self._executor.submit(self._tick, tick, asyncio.get_running_loop())
+        executor.submit(self._tick, tick, asyncio.get_running_loop())
 
     def _tick(self, tick: Tick, loop: asyncio.AbstractEventLoop) -> None:  # on the strategy's thread
         self._tick_started = time.monotonic()
@@ -446,7 +332,7 @@ class StrategyRunner:
 
     async def _hook(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
         try:
-            await self.run_budgeted(what, fn, *args)
+            await self.thread.run_budgeted(what, fn, *args)
         except Exception as exc:  # noqa: BLE001 - isolated
             self.fail(what, exc)
 
@@ -464,7 +350,7 @@ class StrategyRunner:
         frame = self.bars[key].frame()
         started = time.perf_counter()
         try:
-            series = await self.run_budgeted("signals", self.strategy.signals, frame)
+            series = await self.thread.run_budgeted("signals", self.strategy.signals, frame)
         except Exception as exc:  # noqa: BLE001 - isolated
             self.fail("signals", exc)
             return
@@ -490,84 +376,3 @@ class StrategyRunner:
             return
         self.publish("signal", {"instrument": key, "target": target, "time": stamp})
         await self._trade(key, target, stamp)
-
-    async def _trade(self, key: str, target: float, stamp: datetime) -> None:
-        try:
-            equity = await self._equity() if self.config.sizing.kind == "equity_percent" else None
-        except TraderError as exc:  # the target stays untraded: the next bar tries again
-            self.logger.warning("cannot size target %g for %s: no account equity (%s)", target, key, exc)
-            return
-        try:
-            quantity = target_quantity(target, self.config, price=self.last_price.get(key), equity=equity)
-        except SignalError as exc:
-            self.logger.warning("cannot size target %g for %s: %s", target, key, exc)
-            return
-        coid = client_order_id(self.name, key, _ns(stamp))
-        trade = order_for(self.config, self.name, key, current=self.ledger.position(key), target=quantity, coid=coid)
-        self.targets[key] = target
-        if trade is None:
-            return
-        self.order_ids.add(coid)
-        self.logger.info("target %g for %s: %s %s (position %s -> %s)", target, key, trade.request["action"],
-                         trade.request["quantity"], trade.current, trade.target)
-        try:
-            result = await self._place(trade.request)
-        except RiskLimitExceeded as exc:
-            self.logger.warning("order refused by the risk gate: %s", exc)
-            self.publish("order", {"client_order_id": coid, "status": "REJECTED", "reason": str(exc)})
-            return
-        except TraderError as exc:
-            self.logger.error("order %s failed: %s", coid, exc)
-            self.publish("order", {"client_order_id": coid, "status": "FAILED", "reason": str(exc)})
-            return
-        self.orders_sent += 1
-        # place_order answers {"order": Order, "children": [...], "reason": str} (Desk.result)
-        order = result.get("order")
-        status = order.status.value if isinstance(order, Order) else ""
-        if not status:
-            self.logger.error("place_order for %s answered without an order: %r", coid, result)
-        event = {"client_order_id": coid, "status": status, "instrument": key,
-                 "action": trade.request["action"], "quantity": trade.request["quantity"]}
-        if result.get("reason"):
-            event["reason"] = result["reason"]
-        self.publish("order", event)
-
-    async def flatten(self) -> None:
-        """Cancel the strategy's working orders and close its positions (after ``end``)."""
-        for order in await self._call("orders", open_only=True):
-            if order.order_ref == self.name:
-                try:
-                    await self._call("cancel_order", order.client_order_id)
-                except TraderError as exc:
-                    self.logger.warning("could not cancel %s: %s", order.client_order_id, exc)
-        now = _ns(datetime.now(UTC))
-        for key, quantity in self.ledger.summary()["positions"].items():
-            coid = client_order_id(self.name, key, now, attempt=1)
-            trade = order_for(self.config, self.name, key, current=quantity, target=Decimal(0), coid=coid)
-            if trade is None:
-                continue
-            self.order_ids.add(coid)
-            self.logger.info("flatten %s: %s %s", key, trade.request["action"], trade.request["quantity"])
-            try:
-                await self._place(trade.request)
-                self.orders_sent += 1
-            except TraderError as exc:
-                self.logger.error("flattening %s failed: %s", key, exc)
-        self.targets = {key: 0.0 for key in self.targets}
-
-    async def _place(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Place ``request``, retrying under its client order id while the trader service is away."""
-        return await self._order_retry.call(lambda: self._call("place_order", **request),
-                                            retry_on=(Unavailable, Timeout),
-                                            what=f"place_order {request['client_order_id']}", logger=self.logger,
-                                            sleep=self._sleep, clock=self._clock)
-
-
-def root_order_id(client_order_id: str) -> str:
-    """Return a bracket child's parent id (``X.sl`` -> ``X``), or the id itself."""
-    head, _, tail = client_order_id.rpartition(".")
-    return head if tail in ("sl", "tp") and head.count(".") >= 1 else client_order_id
-
-
-def _ns(stamp: datetime) -> int:
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000

@@ -15,18 +15,34 @@ streaming the key, the honest answer is that the market may be closed or
 quiet: on tws-sim ticks always flow, on IB a closed market sends none, and a
 strategy that trades outside its market's hours raises its threshold (or
 sets it to 0).
+
+The :class:`StarvationMonitor` owns the strategies' watchdogs and looks at
+them once a second (:meth:`StarvationMonitor.check_ticks`): a starved
+strategy is DEGRADED (a waiting one keeps its state) with the reason, the
+strategy service DEGRADED with it, both RUNNING again once ticks flow. If
+the cause is that trader_service, up and ready, does not stream the key, the
+strategy rejoins it (trader.strategy.rejoin), at most once per threshold.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any, Protocol
 
-__all__ = ["LATE_BEAT", "NOT_STREAMED", "TickWatchdog", "cause", "reason"]
+from trader.service.lifecycle import ServiceState
+from trader.strategy.runner import StrategyRunner
+from trader.strategy.watch import TRADER_SILENCE, TraderWatch, trader_view
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LATE_BEAT", "NOT_STREAMED", "StarvationMonitor", "TickWatchdog", "cause", "reason"]
 
 NOT_STREAMED = "not streamed by trader_service: subscribing again"
 LATE_BEAT = 2.5  # seconds without a beat of trader_service (one a second) that say it is gone
+TICK_CHECK_INTERVAL = 1.0  # seconds between two looks for strategies without ticks
 
 
 class TickWatchdog:
@@ -67,7 +83,7 @@ class TickWatchdog:
 def cause(key: str, view: str, beat: Mapping[str, Any] | None, restarting: bool, *, quiet: float = 0.0) -> str:
     """Return why ``key`` may have no ticks, from trader_service as seen by the strategy service.
 
-    ``view`` is :func:`~services.strategy_service.trader_view`'s (up, down,
+    ``view`` is :func:`~trader.strategy.watch.trader_view`'s (up, down,
     waiting); ``beat`` the last heartbeat of trader_service's confirmed pid;
     ``restarting`` whether another pid beats, not confirmed ready yet;
     ``quiet`` the seconds since the confirmed pid last beat (it beats every
@@ -97,3 +113,79 @@ def cause(key: str, view: str, beat: Mapping[str, Any] | None, restarting: bool,
 def reason(silent: Mapping[str, float], threshold: float, why: str) -> str:
     """Return the line shown for a starved strategy (stable while the same keys starve for the same cause)."""
     return f"no ticks for {', '.join(silent)} for over {threshold:g} s: {why}"
+
+
+class Health(Protocol):
+    """The strategy service's own state, as the monitor sets it."""
+
+    @property
+    def state(self) -> ServiceState: ...
+
+    def set_degraded(self, reason: str) -> None: ...
+
+    def set_running(self, reason: str = "") -> None: ...
+
+
+class StarvationMonitor:
+    """Every strategy's :class:`TickWatchdog`, looked at once a second; see the module docstring.
+
+    ``started`` is when the service started (monotonic), ``starting`` the
+    strategies whose start or rejoin is under way, ``rejoin(runner, why)``
+    subscribes a strategy again (trader.strategy.rejoin.Rejoin.begin).
+    """
+
+    def __init__(self, runners: Mapping[str, StrategyRunner], watch: TraderWatch, health: Health, *,
+                 started: float, starting: Container[str],
+                 rejoin: Callable[[StrategyRunner, str], None]) -> None:
+        self.runners = runners
+        self.watch = watch
+        self.health = health
+        self.started = started
+        self._starting = starting
+        self._rejoin = rejoin
+        self.watchdogs: dict[str, TickWatchdog] = {}  # per strategy: its instruments' last ticks
+        self._healed: dict[str, float] = {}  # per strategy: when it last subscribed again for a key not streamed
+
+    async def run(self) -> None:
+        """Look for strategies without ticks every ``TICK_CHECK_INTERVAL`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(TICK_CHECK_INTERVAL)
+            try:
+                self.check_ticks()
+            except Exception:  # the next look tries again
+                log.exception("looking for strategies without ticks failed")
+
+    def check_ticks(self) -> None:
+        """Mark each strategy whose instruments send no ticks (and the service), or clear the mark."""
+        view = trader_view(self.watch.seen, self.started, time.monotonic())
+        restarting = self.watch.restarting(TRADER_SILENCE)
+        starved: list[str] = []
+        for name, runner in self.runners.items():
+            watchdog = self.watchdogs[name]
+            if not runner.active or not watchdog.enabled:
+                continue
+            silent = watchdog.silent()
+            if not silent:
+                runner.fed()
+                continue
+            quiet = time.monotonic() - self.watch.seen if self.watch.seen is not None else 0.0
+            why = cause(next(iter(silent)), view, self.watch.beat, restarting, quiet=quiet)
+            runner.starve(reason(silent, watchdog.threshold, why))
+            starved.append(name)
+            if why == NOT_STREAMED:
+                self._heal(runner, watchdog.threshold)
+        if starved:
+            names = ", ".join(starved)
+            self.health.set_degraded(
+                f"{len(starved)} strateg{'y' if len(starved) == 1 else 'ies'} without ticks: {names}")
+        elif self.health.state is ServiceState.DEGRADED:
+            self.health.set_running("every strategy has ticks")
+
+    def _heal(self, runner: StrategyRunner, every: float) -> None:
+        """Subscribe ``runner``'s instruments again (trader_service does not stream them), once per ``every`` s."""
+        now = time.monotonic()
+        if runner.name in self._starting or now - self._healed.get(runner.name, float("-inf")) < every:
+            return
+        self._healed[runner.name] = now
+        runner.logger.warning("trader_service does not stream its instruments: subscribing again")
+        self._rejoin(runner, "instruments not streamed")

@@ -39,6 +39,7 @@ from trader.peer_text import LogThrottle
 log = logging.getLogger(__name__)
 
 CONFIRM_INTERVAL = 1.0  # seconds between two status calls made to confirm a pid
+TRADER_SILENCE = 5.0  # seconds without trader_service's heartbeat (one a second) before it counts as down
 
 
 def ready(status: Mapping[str, Any]) -> bool:
@@ -148,3 +149,14 @@ class TraderWatch:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def trader_view(last_seen: float | None, started: float, now: float) -> str:
+    """Return how trader_service looks from here: ``up``, ``down``, or ``waiting`` for its first heartbeat.
+
+    Right after a start the first heartbeat is up to a second away (plus the
+    bus's subscription): that is ``waiting``, not ``down``, for ``TRADER_SILENCE`` seconds.
+    """
+    if last_seen is None:
+        return "waiting" if now - started < TRADER_SILENCE else "down"
+    return "up" if now - last_seen < TRADER_SILENCE else "down"

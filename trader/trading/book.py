@@ -1,4 +1,4 @@
-"""Book: the trader service's orders and fills, rebuilt from the journal and reconciled with the broker.
+"""Book: the trader service's orders and fills, rebuilt from the journal.
 
 **Fills vs order snapshots.** The journal is the log of the book's own
 operations: :meth:`Book.apply` replays an order entry through
@@ -22,119 +22,42 @@ when the service died between journalling a fill and the order snapshot after it
 * A repeated ``exec_id`` is not a new fill (``add_fill`` returns False), but
   a commission the stored copy lacks is taken (IB reports it afterwards).
 
-The book owns its orders: ``add_fill`` and ``reconcile`` may replace an Order
+The book owns its orders: ``add_fill`` and a reconcile may replace an Order
 object, so read it back with :meth:`Book.order`; an order changed in place must
 be put back (:meth:`Book.put_order`), which keeps the indexes, the open set and
 the working totals per contract (:meth:`Book.working`, what the risk gate reads
 on every order) up to date without scanning the book. After a change the service
-journals the entries that replay it (:meth:`Book.journal_entries` for a
-reconcile). ``reconcile`` assumes no placement is in flight (call it at
-start-up or while submissions are paused): a PENDING_SUBMIT order without a
-broker id is taken as never sent.
+journals the entries that replay it (``reconcile.journal_entries`` for a
+reconcile). Reconciliation with the broker is ``reconcile.reconcile_book``: it
+assumes no placement is in flight (call it at start-up or while submissions are
+paused): a PENDING_SUBMIT order without a broker id is taken as never sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import dataclasses
 import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from trader.domain import Fill, Order, OrderStatus, OrderType
-from trader.domain.checks import utc_now
+from trader.domain import Fill, Order, OrderStatus
 from trader.errors import NotFound, ValidationError
-from trader.trading.risk import NOTHING_WORKING, RiskGate, Working
+from trader.trading.risk import RiskGate
+from trader.trading.working import NOTHING_WORKING, Working
 
 if TYPE_CHECKING:
     from trader.trading.journal import Journal
 
-__all__ = ["Book", "BrokerOrder", "BrokerState", "Difference", "never_sent", "rebuild"]
+__all__ = ["Book", "never_sent", "rebuild"]
 
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
-_ORDER_KINDS = frozenset({"status", "filled", "avg_fill_price", "perm_id", "never_sent", "adopted"})
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerOrder:
-    """What the broker reports for one of our orders.
-
-    ``order`` is the order as IB describes it, when its orderRef names our
-    client order id: the book adopts it if the journal lacks it (the service
-    died after sending it and before its journal append was in).
-    """
-
-    broker_order_id: int
-    perm_id: int | None
-    status: OrderStatus
-    filled: Decimal
-    avg_fill_price: Decimal | None
-    order_ref: str = ""
-    order: Order | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerState:
-    """The broker's view: our API client's orders (open and completed), executions, positions.
-
-    ``complete`` is False when completed orders could not be fetched: then an
-    order missing from ``orders`` is not proof that it never reached the broker.
-    """
-
-    orders: Mapping[int, BrokerOrder]
-    fills: Sequence[Fill]
-    positions: Mapping[str, Decimal]
-    complete: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """One way the book differed from the broker, and what :meth:`Book.reconcile` did about it.
-
-    ``kind``: "status", "filled", "avg_fill_price", "perm_id", "quantity",
-    "limit_price", "stop_price", "missing_fill", "never_sent", "adopted",
-    "unknown_order" or "position". ``action``: "updated
-    the book", "added the fill", "added the order", "replaced the order" (an
-    adopted order the book held as never sent), "marked REJECTED" or "reported only".
-    """
-
-    kind: str
-    key: str
-    book: Any
-    broker: Any
-    action: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the difference as a dict the codec can carry (a BrokerOrder becomes a dict)."""
-        def plain(value: Any) -> Any:
-            if isinstance(value, BrokerOrder):
-                return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            return value
-
-        return {"kind": self.kind, "key": self.key, "book": plain(self.book),
-                "broker": plain(self.broker), "action": self.action}
-
-
-def _terms(order: Order, at_broker: Order | None) -> dict[str, Any]:
-    """Return the quantity and prices the broker holds for ``order`` (a modification it refused, or never got).
-
-    A trailing order's stop moves with the market at the broker, so only its
-    quantity is compared.
-    """
-    if at_broker is None:
-        return {}
-    terms: dict[str, Any] = {"quantity": at_broker.quantity}
-    if order.order_type in (OrderType.LMT, OrderType.STP_LMT):
-        terms["limit_price"] = at_broker.limit_price
-    if order.order_type in (OrderType.STP, OrderType.STP_LMT):
-        terms["stop_price"] = at_broker.stop_price
-    return terms
 
 
 def _take_out(totals: dict[str, Working], key: str, share: Working) -> None:
@@ -168,7 +91,8 @@ class Book:
         self._by_perm_id: dict[int, str] = {}
         self._fills: dict[str, Fill] = {}
         self._counted: dict[str, dict[str, Decimal]] = {}  # client id -> exec id -> quantity
-        self._reported: set[tuple[str, str, Any]] = set()
+        #: Report-only differences reconcile found already (``reconcile.reconcile_book``): each is reported once.
+        self.reported: set[tuple[str, str, Any]] = set()
         self._ordered: list[str] = []  # client ids oldest first, by _sort_keys
         self._sort_keys: list[tuple[datetime, int]] = []  # (created_at, seq), parallel to _ordered
         self._children: dict[str, list[str]] = {}  # parent client id -> its bracket children
@@ -176,6 +100,7 @@ class Book:
         self._open: set[str] = set()  # client ids of the orders not done
         self._working: dict[str, Working] = {}  # contract key -> what its open orders would add, per side
         self._working_by_order: dict[str, tuple[str, Working]] = {}  # client id -> (key, its share)
+        self._waiters: list[tuple[set[str], asyncio.Event]] = []  # wait_done's: the ids not done yet, set when none
 
     # --- replay and updates ---------------------------------------------------
 
@@ -244,6 +169,10 @@ class Book:
                 self._working[key] = self._working[key].plus(share) if key in self._working else share
         if order.is_done:
             self._open.discard(cid)
+            for pending, ended in self._waiters:
+                pending.discard(cid)
+                if not pending:
+                    ended.set()
         else:
             self._open.add(cid)
 
@@ -329,6 +258,29 @@ class Book:
         """Return how many fills the book holds."""
         return len(self._fills)
 
+    def has_fill(self, exec_id: str) -> bool:
+        """Return whether the book holds the fill ``exec_id``."""
+        return exec_id in self._fills
+
+    async def wait_done(self, client_order_ids: Iterable[str], timeout: float) -> bool:
+        """Wait until every order named is done, at most ``timeout`` seconds; return whether they all are.
+
+        Woken by the orders' own updates (:meth:`put_order`, fills), not by
+        polling. NotFound for an id the book does not hold.
+        """
+        pending = {c for c in client_order_ids if not self.order(c).is_done}
+        if not pending:
+            return True
+        waiter = (pending, asyncio.Event())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.remove(waiter)
+        return True
+
     def working(self, *, excluding: str | None = None) -> dict[str, Working]:
         """Return what the open orders would add per contract key if they filled (see ``Working``).
 
@@ -363,150 +315,6 @@ class Book:
     def commissions(self) -> Decimal:
         """Return the sum of the fills' commissions (those not yet reported count as zero)."""
         return sum((f.commission for f in self._fills.values() if f.commission is not None), _ZERO)
-
-    # --- reconciliation ---------------------------------------------------------
-
-    def _match(self, broker_order_id: int | None, perm_id: int | None) -> Order | None:
-        order = self.find(perm_id=perm_id)
-        if order is None and broker_order_id is not None:
-            order = self.find(broker_order_id=broker_order_id)
-            if order is not None and None not in (order.perm_id, perm_id) and order.perm_id != perm_id:
-                return None  # the id was reused by another order
-        return order
-
-    def _report(
-        self, out: list[Difference], kind: str, key: str, broker: Any, book: Any = None
-    ) -> None:
-        # Report-only differences are reported once per book, so reconcile stays idempotent.
-        if (kind, key, broker) not in self._reported:
-            self._reported.add((kind, key, broker))
-            out.append(Difference(kind, key, book, broker, "reported only"))
-
-    def reconcile(self, broker: BrokerState) -> list[Difference]:
-        """Bring the book to the broker's truth; return what differed and what was done.
-
-        Differences come in a stable order: book orders oldest first, then
-        adopted orders by broker id, then broker fills by (time, exec_id), then
-        the other broker orders by id. A second call with the same state
-        returns []. Positions are not compared here: see
-        :meth:`position_differences`.
-        """
-        out: list[Difference] = []
-        for order in self.orders(open_only=True):
-            out.extend(self._reconcile_order(order, broker))
-        for bid, state in sorted(broker.orders.items()):
-            out.extend(self._adopt(bid, state))
-        for fill in sorted(broker.fills, key=lambda f: (f.time, f.exec_id)):
-            if fill.exec_id in self._fills:
-                continue
-            order = self._orders.get(fill.client_order_id) if fill.client_order_id else None
-            order = order or self._match(fill.broker_order_id, fill.perm_id)
-            if order is None:
-                self._report(out, "unknown_order", fill.exec_id, fill)
-                continue
-            fill = dataclasses.replace(fill, client_order_id=order.client_order_id)
-            self.add_fill(fill)
-            out.append(Difference("missing_fill", fill.exec_id, None, fill, "added the fill"))
-        for bid, state in sorted(broker.orders.items()):
-            if self._match(bid, state.perm_id) is None:
-                self._report(out, "unknown_order", str(bid), state)
-        return out
-
-    def _adopt(self, bid: int, state: BrokerOrder) -> list[Difference]:
-        """Take in an order of ours that the broker has and the book lacks, as the broker reports it.
-
-        An order the book holds as never sent (REJECTED without a broker id: refused
-        by the risk gate, or marked ``never_sent``) is replaced too: a retry sent it,
-        and the service died before journalling that.
-        """
-        order = state.order
-        if order is None:
-            return []
-        cid = order.client_order_id
-        known = self._orders.get(cid)
-        if known is not None and not never_sent(known):
-            return []
-        matched = self._match(bid, state.perm_id)
-        if matched is not None and matched.client_order_id != cid:
-            return []
-        try:
-            self.put_order(dataclasses.replace(
-                order, broker_order_id=bid, perm_id=state.perm_id, status=state.status, filled_quantity=state.filled,
-                avg_fill_price=state.avg_fill_price if state.filled else None, updated_at=utc_now()))
-        except ValidationError as exc:
-            log.error("broker order %s (%s) cannot be adopted: %s", bid, cid, exc)
-            return []
-        if known is None:
-            return [Difference("adopted", cid, None, state, "added the order")]
-        return [Difference("adopted", cid, {"status": known.status, "broker_order_id": None}, state,
-                           "replaced the order")]
-
-    def _reconcile_order(self, order: Order, broker: BrokerState) -> list[Difference]:
-        cid = order.client_order_id
-        state = broker.orders.get(order.broker_order_id) if order.broker_order_id is not None else None
-        if state is not None and None not in (order.perm_id, state.perm_id):
-            state = state if state.perm_id == order.perm_id else None
-        if state is None:
-            if order.broker_order_id is None and order.status is not OrderStatus.PENDING_SUBMIT:
-                return []
-            if order.broker_order_id is not None and not broker.complete:
-                log.warning("order %s (broker id %s) not reported; completed orders unknown",
-                            cid, order.broker_order_id)
-                return []
-            self.put_order(dataclasses.replace(
-                order, status=OrderStatus.REJECTED, broker_order_id=None, updated_at=utc_now()))
-            book = {"status": order.status, "broker_order_id": order.broker_order_id}
-            return [Difference("never_sent", cid, book, None, "marked REJECTED")]
-        avg = order.avg_fill_price if state.avg_fill_price is None else state.avg_fill_price
-        wanted = {"status": state.status, "filled_quantity": state.filled,
-                  "avg_fill_price": None if state.filled == 0 else avg,
-                  "perm_id": order.perm_id if state.perm_id is None else state.perm_id,
-                  **_terms(order, state.order)}
-        changes = {k: v for k, v in wanted.items() if getattr(order, k) != v}
-        if not changes:
-            return []
-        kinds = {"filled_quantity": "filled"}
-        try:
-            self.put_order(dataclasses.replace(order, **changes, updated_at=utc_now()))
-        except ValidationError as exc:  # e.g. the broker reports more filled than ordered
-            log.error("order %s: broker values %s refused: %s", cid, changes, exc)
-            out: list[Difference] = []
-            for k, v in changes.items():
-                self._report(out, kinds.get(k, k), cid, v, book=getattr(order, k))
-            return out
-        return [Difference(kinds.get(k, k), cid, getattr(order, k), v, "updated the book")
-                for k, v in changes.items()]
-
-    def position_differences(self, broker: BrokerState) -> list[Difference]:
-        """Return the keys whose position differs from the broker's, by key (reported only).
-
-        Not idempotent by design: a mismatch is reported on every call, as the
-        account may hold positions from before this journal.
-        """
-        mine = self.positions()
-        theirs = {k: v for k, v in broker.positions.items() if v != 0}
-        return [Difference("position", key, mine.get(key, _ZERO), theirs.get(key, _ZERO),
-                           "reported only")
-                for key in sorted(mine.keys() | theirs.keys())
-                if mine.get(key, _ZERO) != theirs.get(key, _ZERO)]
-
-    def journal_entries(self, differences: Iterable[Difference]) -> list[dict[str, Any]]:
-        """Return the journal entries that replay a reconcile: fills, order snapshots, a summary."""
-        differences = list(differences)
-        entries: list[dict[str, Any]] = []
-        reasons: dict[str, list[str]] = {}
-        for d in differences:
-            if d.kind == "missing_fill":
-                entries.append({"type": "fill", "fill": d.broker})
-                reasons.setdefault(d.broker.client_order_id, []).append(f"fill {d.key} added")
-            elif d.kind in _ORDER_KINDS and d.action != "reported only":
-                reasons.setdefault(d.key, []).append(f"{d.kind}: {d.book!r} -> {d.broker!r}")
-        entries += [{"type": "order", "order": self.order(cid), "event": "reconciled",
-                     "reason": "; ".join(why)} for cid, why in reasons.items()]
-        if differences:
-            entries.append({"type": "reconcile", "differences": [d.to_dict() for d in differences]})
-        return entries
-
 
 async def rebuild(journal: Journal, book: Book | None = None, *, risk: RiskGate | None = None) -> Book:
     """Restore what ``journal`` holds: replay its orders and fills into ``book`` (a new one by default).

@@ -48,8 +48,9 @@ from trader.trading.requests import (
     on_tick,
     parse_request,
 )
-from trader.trading.risk import Exposure, OrderIntent, RiskGate, notional_price
+from trader.trading.risk import RiskGate
 from trader.trading.totals import BrokerTotals
+from trader.trading.working import Exposure, OrderIntent, notional_price
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The gate is pure: it reads no files, no network and never the wall clock. The
 caller hands it an ``OrderIntent`` (what is about to be sent) and an
-``Exposure`` (the book as it stands), and the gate either returns or raises
+``Exposure`` (the book as it stands; both in ``working.py``), and the gate either returns or raises
 ``RiskLimitExceeded`` whose message names the limit and the numbers and whose
 ``details`` carry ``limit``, ``value`` and ``maximum``. Time comes from the
 injected clock, so the trading-hours window and the order rate are testable.
@@ -25,153 +25,22 @@ always be brought back; they are still stopped by the kill switch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Final, NoReturn
-from zoneinfo import ZoneInfo
+from typing import Any, NoReturn
 
-from trader.config import RiskSettings, TradingHours
-from trader.domain import Order, checks
+from trader.config import RiskSettings
+from trader.domain import checks
 from trader.domain.enums import Action
 from trader.errors import RiskLimitExceeded, ValidationError
+from trader.trading.trading_day import in_hours
+from trader.trading.working import NOTHING_WORKING, Exposure, OrderIntent, Working
 
-__all__ = ["NOTHING_WORKING", "Exposure", "OrderIntent", "RiskGate", "Working", "notional_price"]
+__all__ = ["RiskGate"]
 
 RATE_WINDOW = timedelta(seconds=60)
 _ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class OrderIntent:
-    """An order about to be sent, in exact Decimals.
-
-    ``reference_price`` is the price the notional is computed at: the most the
-    order can trade at, as far as is known (the caller's ``notional_price``).
-    ``market_price`` anchors the price-deviation check; ``None`` means unknown,
-    and then an order with a limit or stop price is refused while that check is
-    on. A market price must be > 0, since a deviation is a fraction of it.
-    """
-
-    key: str
-    symbol: str
-    action: Action
-    quantity: Decimal
-    multiplier: Decimal
-    reference_price: Decimal | None
-    market_price: Decimal | None
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    reduces_only: bool = False
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        checks.text("OrderIntent.key", self.key)
-        checks.text("OrderIntent.symbol", self.symbol)
-        set_(self, "action", checks.enum_member("OrderIntent.action", Action, self.action))
-        set_(self, "quantity", checks.decimal("OrderIntent.quantity", self.quantity, positive=True))
-        set_(self, "multiplier",
-             checks.decimal("OrderIntent.multiplier", self.multiplier, positive=True))
-        for name in ("reference_price", "limit_price", "stop_price"):
-            set_(self, name, checks.optional_decimal(f"OrderIntent.{name}", getattr(self, name)))
-        set_(self, "market_price",
-             checks.optional_decimal("OrderIntent.market_price", self.market_price, positive=True))
-        checks.flag("OrderIntent.reduces_only", self.reduces_only)
-
-    @property
-    def signed_quantity(self) -> Decimal:
-        """Return the quantity with the action's sign: what a fill adds to the position."""
-        return self.quantity * self.action.sign
-
-    @property
-    def notional(self) -> Decimal | None:
-        """Return |quantity x reference price x multiplier|, or None if the price is unknown."""
-        if self.reference_price is None:
-            return None
-        return abs(self.quantity * self.reference_price * self.multiplier)
-
-
-@dataclass(frozen=True, slots=True)
-class Working:
-    """What one contract's open orders would add if they filled: quantity and notional, buys and sells apart.
-
-    Quantities are positive; a notional is remaining x price x multiplier at the
-    order's own limit (else stop) price, so an order without one (market,
-    trailing) adds its quantity but no notional. Bracket children are left out:
-    they only close what their parent opened, and one fill of the OCA pair
-    cancels the other.
-    """
-
-    buy: Decimal = _ZERO
-    sell: Decimal = _ZERO
-    buy_notional: Decimal = _ZERO
-    sell_notional: Decimal = _ZERO
-
-    @classmethod
-    def of(cls, order: Order) -> Working:
-        """Return an open order's share (empty for a bracket child or a filled remainder)."""
-        remaining = order.remaining
-        if order.parent_id is not None or not remaining:
-            return NOTHING_WORKING
-        price = order.limit_price or order.stop_price
-        notional = abs(remaining * price * (order.contract.multiplier or 1)) if price is not None else _ZERO
-        if order.action is Action.BUY:
-            return cls(buy=remaining, buy_notional=notional)
-        return cls(sell=remaining, sell_notional=notional)
-
-    def __bool__(self) -> bool:
-        return bool(self.buy or self.sell)
-
-    def plus(self, other: Working) -> Working:
-        return Working(self.buy + other.buy, self.sell + other.sell, self.buy_notional + other.buy_notional,
-                       self.sell_notional + other.sell_notional)
-
-    def minus(self, other: Working) -> Working:
-        return Working(self.buy - other.buy, self.sell - other.sell, self.buy_notional - other.buy_notional,
-                       self.sell_notional - other.sell_notional)
-
-    @property
-    def worst_notional(self) -> Decimal:
-        """Return the most these orders can add to |position value|: one side's notional, the larger.
-
-        Whatever fills, the position ends within [held - sells, held + buys], so
-        its size grows by at most the larger side.
-        """
-        return max(self.buy_notional, self.sell_notional)
-
-
-NOTHING_WORKING: Final = Working()
-
-
-@dataclass(frozen=True, slots=True)
-class Exposure:
-    """The book as the gate sees it: positions, working orders, gross exposure, day's P&L.
-
-    ``working`` holds, per key, the open orders by side (``Working``). The gate
-    counts them as if filled, but only in the order's own direction (a BUY adds
-    the working buys, ignores working sells): a working order on the other side
-    may be cancelled at any moment, so it must not make room.
-    """
-
-    positions: Mapping[str, Decimal]
-    working: Mapping[str, Working]
-    gross_exposure: Decimal
-    daily_pnl: Decimal
-
-
-def notional_price(action: Action, limit_price: Decimal | None, stop_price: Decimal | None,
-                   *market: Decimal | None) -> Decimal | None:
-    """Return the most an order can trade at, as far as is known, for its notional; None if nothing is known.
-
-    A buy with a limit never pays more than it. Anything else may trade at the
-    market (the ``market`` prices given: the quote, the side's bid or ask) or
-    past its stop, and a sell limit below the market sells at the market.
-    """
-    if action is Action.BUY and limit_price is not None:
-        return limit_price
-    known = [p for p in (limit_price, stop_price, *market) if p is not None]
-    return max(known) if known else None
 
 
 def _fmt(value: Decimal) -> str:
@@ -186,34 +55,6 @@ def _percent(fraction: Decimal) -> str:
 
 def _refuse(message: str, limit: str, value: Any, maximum: Any, **more: Any) -> NoReturn:
     raise RiskLimitExceeded(f"{limit}: {message}", limit=limit, value=value, maximum=maximum, **more)
-
-
-def _in_hours(hours: TradingHours, now: datetime) -> tuple[bool, datetime]:
-    """Return whether ``now`` falls in the window, and ``now`` in the window's zone.
-
-    The window is ``[start, end)``. With ``end <= start`` it spans midnight, and
-    a session belongs to the weekday it starts on: Friday 18:00-05:00 covers
-    Saturday 02:00, and Sunday 23:00 is out unless Sunday (6) is listed.
-    """
-    local = now.astimezone(ZoneInfo(hours.timezone))
-    t = local.time().replace(tzinfo=None)
-    if hours.start < hours.end:
-        inside, session_day = hours.start <= t < hours.end, local.weekday()
-    elif t >= hours.start:
-        inside, session_day = True, local.weekday()
-    else:
-        inside, session_day = t < hours.end, (local.weekday() - 1) % 7
-    return inside and session_day in hours.weekdays, local
-
-
-def trading_day(hours: TradingHours, now: datetime) -> date:
-    """Return the trading day ``now`` belongs to: days begin at ``hours.start`` in ``hours.timezone``.
-
-    With a 09:30 start, 09:29 New York time still counts to the day before; a
-    session spanning midnight (18:00-17:00) belongs to the day it started on.
-    """
-    local = now.astimezone(ZoneInfo(hours.timezone)).replace(tzinfo=None)
-    return (local - timedelta(hours=hours.start.hour, minutes=hours.start.minute)).date()
 
 
 def _hhmm(t: time) -> str:
@@ -261,11 +102,6 @@ class RiskGate:
     def kill_switch_reason(self) -> str | None:
         """Return why the kill switch was engaged, or None."""
         return self._kill_reason
-
-    @property
-    def kill_switch_since(self) -> datetime | None:
-        """Return when the kill switch was engaged, or None."""
-        return self._kill_since
 
     def engage_kill_switch(self, reason: str | None = None) -> str | None:
         """Refuse every new order until released; return the reason this replaced, if it replaced one.
@@ -330,7 +166,7 @@ class RiskGate:
             _refuse(f"{intent.key} is not on the allowed list ({', '.join(s.allowed)})",
                     "allowed", intent.key, None)
         if s.trading_hours is not None:
-            inside, local = _in_hours(s.trading_hours, now)
+            inside, local = in_hours(s.trading_hours, now)
             if not inside:
                 h = s.trading_hours
                 window = f"{_hhmm(h.start)}-{_hhmm(h.end)}"
