@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from trader.cli import exits
 from trader.cli.jobs import format_duration
-from trader.cli.jsonout import dumps, to_jsonable
-from trader.cli.main import JSON_FLAG, TraderGroup, cli
+from trader.cli.jsonout import JSON_FLAG, dumps, to_jsonable
+from trader.cli.main import TraderGroup, cli
 from trader.errors import EXIT_CODES, ConfigError, NotFound
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from rich.console import Console
 
-from trader.cli import render
+from trader.cli import money_tables
 from trader.domain import Action, Contract, Fill, Position, SecType
 from trader.strategy.ledger import Ledger
 
@@ -32,8 +32,8 @@ def test_a_futures_cost_is_shown_per_unit_next_to_its_price_in_both_tables() -> 
     ledger.mark("ES.FUT.202612", D("5918.75"))
     ledger.ticks["ES.FUT.202612"] = D("0.25")
     info = {"name": "demo", **ledger.summary()}
-    portfolio = shown(render.positions_table([broker], market=True), 120)
-    strategy = shown(render.strategy_holdings_table([info]), 120)
+    portfolio = shown(money_tables.positions_table([broker], market=True), 120)
+    strategy = shown(money_tables.strategy_holdings_table([info]), 120)
     for text in (portfolio, strategy):
         row = next(line for line in text.splitlines() if "ES.FUT.202612" in line)
         cells = [c.strip() for c in row.strip("│ ").split("│")]
@@ -46,7 +46,7 @@ def test_at_80_columns_whole_cells_and_net_beside_its_parts() -> None:
                           unrealized_pnl=D("-121.0"), realized_pnl=D(0)),
                  Position("DU123", AAPL, D(91), D("231.30021978021978"), market_price=D("231.5"),
                           market_value=D("21066.5"), unrealized_pnl=D("18.18"), realized_pnl=D("-3.5"))]
-    text = shown(render.positions_table(positions, market=True), 80)
+    text = shown(money_tables.positions_table(positions, market=True), 80)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     header = next(line for line in text.splitlines() if "qty" in line)
     assert all(name in header for name in ("qty", "avg cost", "price", "unrealized", "realized", "net pnl"))

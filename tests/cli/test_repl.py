@@ -17,10 +17,11 @@ from rich.console import Console
 
 from tests.cli.invoke import data
 from tests.conftest import StackEnv, TradingStack
+from trader.cli import exits
 from trader.cli.context import CliContext
 from trader.cli.main import cli
 from trader.cli.names import LiveNames, stack_fetchers
-from trader.cli.repl import Repl, completions, exit_meaning
+from trader.cli.repl import Repl, completions
 
 
 def test_completions_follow_the_command_tree() -> None:
@@ -34,6 +35,7 @@ def test_completions_follow_the_command_tree() -> None:
     assert completions(cli, "--j", set()) == ["--json"]
     assert completions(cli, "trade sell A", {"AAPL", "MSFT", "AMZN"}) == ["AAPL", "AMZN"]
     assert completions(cli, "subscribe listen ", {"MSFT.STK"}) == ["MSFT.STK"]
+    assert completions(cli, "snapshot AAPL M", {"AAPL", "MSFT"}) == completions(cli, "resolve M", {"MSFT"}) == ["MSFT"]
     assert completions(cli, "positions ", {"AAPL"}) == []
     assert completions(cli, "snapshot 'AA", {"AAPL"}) == []  # an open quote: nothing to offer
     assert completions(cli, "strategy ", set()) == ["disable", "enable", "list", "logs", "reload"]
@@ -87,12 +89,12 @@ def test_live_names_of_a_stopped_stack_are_none_at_once(stack_env: StackEnv) -> 
 
 
 def test_exit_codes_are_explained() -> None:
-    assert exit_meaning(4).startswith("not_found: A named thing does not exist")
-    assert exit_meaning(5).startswith("risk_limit:")
-    assert exit_meaning(2).startswith("usage: bad command-line usage")
-    assert exit_meaning(78).startswith("config: A configuration file")
-    assert exit_meaning(130) == "interrupted (Ctrl-C)"
-    assert exit_meaning(99) == "failed"
+    assert exits.meaning(4).startswith("not_found: A named thing does not exist")
+    assert exits.meaning(5).startswith("risk_limit:")
+    assert exits.meaning(2).startswith("usage: bad command-line usage")
+    assert exits.meaning(78).startswith("config: A configuration file")
+    assert exits.meaning(130) == "interrupted (Ctrl-C)"
+    assert exits.meaning(99) == "failed"
 
 
 @pytest.mark.slow
@@ -126,20 +128,23 @@ def test_the_loop_runs_every_line_and_survives_errors(
     assert shell.run(lines) == 0
     said = notes.getvalue()
     for expected in (
-        "No such command 'bogus'",
-        "No such command 'foo[/x]'",
-        "'maybe' is not one of 'on', 'off'",
         "exit 2: usage: bad command-line usage",
         "exit 4: not_found: A named thing does not exist",
         "exit 3: invalid: A request's arguments are invalid",
-        "give an order id or --all",
         "cannot split the line: No closing quotation",
         "already in the REPL",
         "`help COMMAND` for one command",
-        "No such command 'ghost'",
     ):
         assert expected in said, expected
     out, err = capsys.readouterr()
+    for expected in (  # a command's errors go to stderr, as `trader` prints them (exits.report)
+        "No such command 'bogus'",
+        "No such command 'foo[/x]'",
+        "'maybe' is not one of 'on', 'off'",
+        "give an order id or --all",
+        "No such command 'ghost'",
+    ):
+        assert expected in err, expected
     assert "AAPL.STK" in out and "repl-1" in out and "FILLED" in out
     assert "Usage: trader [OPTIONS] COMMAND" in out and "Usage: trader book trades" in out
     assert '"client_order_id": "repl-1"' in out  # --json on one line only
@@ -171,7 +176,7 @@ def test_the_command_reads_the_prompt_and_keeps_a_history(stack_env: StackEnv) -
         result = CliRunner().invoke(cli, ["repl"], catch_exceptions=False)
     assert result.exit_code == 7, result.output  # the last command's: `positions` found no service
     assert "Usage: trader [OPTIONS] COMMAND" in result.stdout
-    assert "No such command 'bogus'" in result.stdout
+    assert "No such command 'bogus'" in result.stderr  # errors go to stderr, as `trader` prints them
     assert "exit 7: unavailable" in result.stdout and "not listening" in result.stderr
     history = (stack_env.home / "run" / "repl_history").read_text()
     assert all(f"+{line}\n" in history for line in ("help", "bogus", "positions"))

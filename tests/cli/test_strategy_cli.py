@@ -25,7 +25,7 @@ from rich.console import Console
 from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack, started_strategy_stack, write_plugins
 from tests.waiting import wait_until_blocking
-from trader.cli import render
+from trader.cli import formats, service_tables
 from trader.cli.main import cli
 from trader.cli.repl import Repl, completions
 
@@ -136,8 +136,8 @@ def test_list_enable_disable_flatten_and_logs(
     positions = {k: Decimal(v) for k, v in flipper["positions"].items()}
     assert set(positions) <= {"AAPL.STK"} and all(abs(q) == 10 for q in positions.values())
     line = row(ok("strategy", "list").stdout, "flipper")
-    assert render.holdings(positions) in line
-    assert render.money(Decimal(flipper["pnl"])).plain in line
+    assert service_tables.holdings(positions) in line
+    assert formats.money(Decimal(flipper["net_pnl"])).plain in line
 
     for command in ("enable", "disable", "logs"):
         assert "error (not_found): no strategy 'nope'" in refused(4, "strategy", command, "nope")

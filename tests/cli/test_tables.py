@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from trader.cli import render
+from trader.cli import formats, instrument_tables, money_tables, order_tables, service_tables
 from trader.cli.jobs import jobs_table
 from trader.cli.layout import STYLES, Col, FitTable, abbreviate
 from trader.domain import Contract, Fill, Order, OrderStatus, Position
@@ -40,7 +40,7 @@ def orders() -> list[Order]:
 
 @pytest.mark.parametrize("width", [60, 80, 120])
 def test_an_order_is_readable_at_any_width(width: int) -> None:
-    out = text(render.orders_table(orders(), title="2 orders"), width)
+    out = text(order_tables.orders_table(orders(), title="2 orders"), width)
     for header in ("time", "symbol", "side", "qty", "type", "price", "status"):
         assert header in out, out
     words = out.split()
@@ -56,7 +56,7 @@ def test_an_order_is_readable_at_any_width(width: int) -> None:
 
 
 def test_the_widest_table_keeps_every_column() -> None:
-    out = text(render.orders_table(orders()), 200)
+    out = text(order_tables.orders_table(orders()), 200)
     assert all(word in out for word in ("3f9a2c1dbe01.sl", "ma_crossover", "229.11", "DAY", "40"))
 
 
@@ -68,7 +68,7 @@ def test_a_portfolio_keeps_symbol_quantity_cost_and_price(width: int) -> None:
         Position("DU1234567", ES, Decimal(-2), Decimal("5921.045"), market_price=Decimal("5918.625"),
                  market_value=Decimal("-591862.5"), unrealized_pnl=Decimal(242), realized_pnl=Decimal(10)),
     ]
-    words = text(render.positions_table(positions, market=True), width).split()
+    words = text(money_tables.positions_table(positions, market=True), width).split()
     for value in ("AAPL.STK", "ES.FUT.202612", "100", "-2", "231.30", "229.12", "5921.05", "5918.63", "total"):
         assert value in words, (value, words)
     if width >= 80:
@@ -85,18 +85,18 @@ def test_streamed_quotes_keep_bid_and_ask_whole(width: int) -> None:
         {"instrument": "ES.FUT.202612", "bid": 5918.25, "ask": 5918.5, "bid_size": 12.0, "ask_size": 30.0,
          "last": 5918.25, "last_size": 1.0, "volume": 1_234_567.0, "time": NOW},
     ]
-    words = text(render.quotes_table(ticks, title="ticks"), width).split()
+    words = text(instrument_tables.quotes_table(ticks, title="ticks"), width).split()
     assert {"EUR.USD.CASH", "ES.FUT.202612", "1.08345", "1.0835", "5918.25", "5918.5"} <= set(words), words
 
 
 def test_fills_and_contracts_fit_80_columns() -> None:
     fill = Fill(exec_id="0001f4e8.6578a2b1.01.01", client_order_id="3f9a2c1dbe01", contract=AAPL, action="BUY",
                 quantity=Decimal(40), price=Decimal("229.11"), time=NOW, commission=Decimal("1.0"))
-    words = text(render.fills_table([fill]), 80).split()
+    words = text(order_tables.fills_table([fill]), 80).split()
     assert {"AAPL.STK", "BUY", "40", "229.11", "fill"} <= set(words), words
     rows = [{"input": c.symbol, "key": c.key, "local_symbol": c.local_symbol, "description": "", "contract": c}
             for c in (AAPL, ES)]
-    words = text(render.contracts_table(rows), 80).split()
+    words = text(instrument_tables.contracts_table(rows), 80).split()
     assert {"AAPL", "AAPL.STK", "ES", "ES.FUT.202612"} <= set(words), words
 
 
@@ -114,7 +114,7 @@ def test_an_id_is_cut_in_its_middle_before_it_goes() -> None:
 
 @pytest.mark.parametrize("style", range(len(STYLES)))
 def test_the_width_a_table_reckons_is_what_rich_measures(style: int) -> None:
-    table = render.orders_table(orders(), title="orders")
+    table = order_tables.orders_table(orders(), title="orders")
     console = Console(width=500)
     for shown in ([0], [1, 2], list(range(12)), [1, 2, 3, 4, 5, 6, 8]):
         for cut in ({}, {0: 9} if 0 in shown else {}):
@@ -125,21 +125,21 @@ def test_the_width_a_table_reckons_is_what_rich_measures(style: int) -> None:
 
 def test_times_carry_their_zone() -> None:
     stamp = datetime(2026, 12, 7, 14, 3, 7, 123000, tzinfo=UTC)
-    assert render.when(stamp) == "2026-12-07 14:03:07 UTC"
-    assert render.when(stamp, millis=True) == "2026-12-07 14:03:07.123 UTC"
-    assert render.clock(stamp, today=stamp.date()) == "14:03:07 UTC"
-    assert render.clock(stamp, today=stamp.date() + timedelta(days=1)) == "12-07 14:03 UTC"
-    assert render.clock(stamp.astimezone(), today=stamp.date()) == "14:03:07 UTC"  # any zone in, UTC out
+    assert formats.when(stamp) == "2026-12-07 14:03:07 UTC"
+    assert formats.when(stamp, millis=True) == "2026-12-07 14:03:07.123 UTC"
+    assert formats.clock(stamp, today=stamp.date()) == "14:03:07 UTC"
+    assert formats.clock(stamp, today=stamp.date() + timedelta(days=1)) == "12-07 14:03 UTC"
+    assert formats.clock(stamp.astimezone(), today=stamp.date()) == "14:03:07 UTC"  # any zone in, UTC out
 
 
 def test_counts_agree_with_their_noun() -> None:
-    assert [render.count(n, "open order") for n in (0, 1, 2)] == ["0 open orders", "1 open order", "2 open orders"]
-    assert render.count(1, "strategy", "strategies") == "1 strategy"
-    assert render.count(3, "strategy", "strategies") == "3 strategies"
+    assert [formats.count(n, "open order") for n in (0, 1, 2)] == ["0 open orders", "1 open order", "2 open orders"]
+    assert formats.count(1, "strategy", "strategies") == "1 strategy"
+    assert formats.count(3, "strategy", "strategies") == "3 strategies"
     status = {"state": "RUNNING", "open_orders": 1, "orders": 1, "fills": 1, "differences": 1}
-    out = text(render.service_table(status), 120)
+    out = text(service_tables.service_table(status), 120)
     assert "1 open of 1, 1 fill, 1 reconcile difference" in out and "fills" not in out
-    assert "0 fills" in text(render.fills_table([]), 80)
+    assert "0 fills" in text(order_tables.fills_table([]), 80)
 
 
 @pytest.mark.parametrize("width", [60, 80])
@@ -157,8 +157,8 @@ def test_the_jobs_of_status_keep_name_state_and_health(width: int) -> None:
 def test_a_degraded_strategy_keeps_its_reason_folded_at_narrow_widths(width: int) -> None:
     info = {"name": "ma_crossover", "state": "DEGRADED", "instruments": ["AAPL"], "bar_size": "1 min",
             "positions": {"AAPL.STK": Decimal(-100)}, "realized_pnl": Decimal("12.5"),
-            "unrealized_pnl": Decimal("-3.2"), "pnl": Decimal("9.3"), "commission": Decimal(2), "orders": 4,
+            "unrealized_pnl": Decimal("-3.2"), "net_pnl": Decimal("9.3"), "commission": Decimal(2), "orders": 4,
             "reason": "no ticks for AAPL.STK for over 30 s: trader_service restarting"}
-    words = text(render.strategies_table([info]), width).split()
+    words = text(service_tables.strategies_table([info]), width).split()
     assert {"ma_crossover", "DEGRADED", "9.30"} <= set(words), words
     assert all(word in words for word in info["reason"].split()), words  # folded, not left out

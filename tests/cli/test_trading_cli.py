@@ -13,7 +13,8 @@ import pytest
 from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack, started_trading_stack
 from tests.waiting import wait_until_blocking
-from trader.cli import trading
+from trader.cli import account as account_command
+from trader.cli import orders
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +109,7 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
     account = data("account")
     assert account["account"] == "DU1234567"
     assert {"NetLiquidation", "TotalCashValue", "BuyingPower"} <= set(account["values"])
-    assert set(account["values"]) <= set(trading.ACCOUNT_TAGS.split())
+    assert set(account["values"]) <= set(account_command.ACCOUNT_TAGS.split())
     assert "NetLiquidation" in ok("account").stdout
 
     (es,) = data("resolve", "ES")
@@ -221,7 +222,7 @@ def test_a_live_service_is_confirmed_whatever_profile_the_cli_was_given(stack_en
 def test_a_trade_that_gets_no_reply_is_sent_again_with_its_id(
     trading_stack: TradingStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trading, "PLACE_TIMEOUT", 1.0)
+    monkeypatch.setattr(orders, "PLACE_TIMEOUT", 1.0)
     pid = trading_stack.procs["trader_service"].pid  # type: ignore[attr-defined]
 
     def pause(seconds: float) -> threading.Timer:

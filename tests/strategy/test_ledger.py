@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from trader.cli import render
+from trader.cli import formats
 from trader.domain import Action, Contract, Fill, Position, SecType
 from trader.domain.figures import Figures, Lot, price_decimals
 from trader.strategy.ledger import Ledger, quote_mark
@@ -38,7 +38,7 @@ def test_round_trip_realizes_the_difference_net_of_commissions() -> None:
     assert s["realized_pnl"] == D("260")  # 150 * (12.25 - 10.51) - 1
     assert s["unrealized_pnl"] == D("124.5")  # 50 * (13 - 10.51)
     assert s["commission"] == D(3) and s["fills"] == 3
-    assert s["pnl"] == s["realized_pnl"] + s["unrealized_pnl"] == D("384.5")  # = 150*12.25 + 50*13 - 2100 - 3
+    assert s["net_pnl"] == s["realized_pnl"] + s["unrealized_pnl"] == D("384.5")  # = 150*12.25 + 50*13 - 2100 - 3
 
 
 def test_net_is_realized_plus_unrealized_and_the_cash_the_fills_moved_exactly() -> None:
@@ -57,10 +57,10 @@ def test_net_is_realized_plus_unrealized_and_the_cash_the_fills_moved_exactly() 
     held = s["positions"]["AAPL.STK"]
     assert held == D(2)
     assert s["commission"] == sum(D(t[3]) for t in trades)
-    assert s["pnl"] == s["realized_pnl"] + s["unrealized_pnl"]
-    assert s["pnl"] == cash + held * D("231.11")  # what the strategy made: exact, not approximately
+    assert s["net_pnl"] == s["realized_pnl"] + s["unrealized_pnl"]
+    assert s["net_pnl"] == cash + held * D("231.11")  # what the strategy made: exact, not approximately
     h = s["holdings"]["AAPL.STK"]
-    assert h["net_pnl"] == s["pnl"] and h["market_value"] == D("462.22") and h["price_decimals"] == 2
+    assert h["net_pnl"] == s["net_pnl"] and h["market_value"] == D("462.22") and h["price_decimals"] == 2
 
 
 def test_reversal_opens_the_rest_at_the_fill_price_with_its_share_of_the_commission() -> None:
@@ -100,7 +100,7 @@ def test_a_position_without_a_mark_has_no_unrealized_rather_than_zero() -> None:
     ledger = Ledger()
     ledger.apply("AAPL.STK", fill("e1", Action.BUY, "100", "231.28"))
     assert ledger.unmarked() == ["AAPL.STK"]
-    assert ledger.summary()["unrealized_pnl"] is None and ledger.summary()["pnl"] is None
+    assert ledger.summary()["unrealized_pnl"] is None and ledger.summary()["net_pnl"] is None
 
 
 def test_a_broker_position_and_a_strategy_holding_give_the_same_figures() -> None:
@@ -114,11 +114,11 @@ def test_a_broker_position_and_a_strategy_holding_give_the_same_figures() -> Non
 
 def test_prices_and_costs_are_shown_to_the_instruments_precision() -> None:
     es_cost = D("296052.25") / 50  # IB's average cost of one ES includes the multiplier: per unit 5921.045
-    assert render.price(es_cost, price_decimals(ES, D("0.25"))) == "5921.05"
-    assert render.price(D("231.30021978021978"), price_decimals(AAPL, D("0.01"))) == "231.30"
+    assert formats.price(es_cost, price_decimals(ES, D("0.25"))) == "5921.05"
+    assert formats.price(D("231.30021978021978"), price_decimals(AAPL, D("0.01"))) == "231.30"
     eur = Contract("EUR", SecType.CASH, exchange="IDEALPRO", currency="USD")
-    assert price_decimals(eur) == 5 and render.price(D("1.0842125"), price_decimals(eur)) == "1.08421"
-    assert price_decimals(AAPL) == 2 and render.price(None, 2) == "-"
+    assert price_decimals(eur) == 5 and formats.price(D("1.0842125"), price_decimals(eur)) == "1.08421"
+    assert price_decimals(AAPL) == 2 and formats.price(None, 2) == "-"
 
 
 def test_a_quote_marks_at_its_last_trade_else_its_mid() -> None:

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from trader.cli.render import strategy_service_table
+from trader.cli.service_tables import strategy_service_table
 from trader.strategy.watch import TRADER_SILENCE, trader_view
 
 STARTED = 100.0
@@ -32,7 +32,7 @@ def test_the_status_table_says_waiting_rather_than_down_before_the_first_heartbe
 
 
 def test_the_status_tables_name_the_starved_strategies_and_the_streams_not_restored() -> None:
-    from trader.cli.render import STRATEGY_STYLE, service_table, strategy_state
+    from trader.cli.service_tables import STRATEGY_STYLE, service_table, strategy_state
 
     console = Console(width=80, record=True, file=io.StringIO())
     why = "no ticks for ES.FUT.202612 for over 30 s: trader_service restarting"

@@ -38,7 +38,7 @@ def amount(value: Any) -> Decimal | None:
 
 def adds_up(info: dict[str, Any]) -> bool:
     """Whether the strategy's net PnL is its realized plus unrealized, each holding's too, exactly."""
-    if amount(info["pnl"]) != amount(info["realized_pnl"]) + amount(info["unrealized_pnl"]):
+    if amount(info["net_pnl"]) != amount(info["realized_pnl"]) + amount(info["unrealized_pnl"]):
         return False
     return all(amount(h["net_pnl"]) == amount(h["realized_pnl"]) + amount(h["unrealized_pnl"])
                for h in info["holdings"].values())

@@ -17,8 +17,9 @@ from typing import Any
 import click
 from rich.text import Text
 
-from trader.cli import render
+from trader.cli import formats, order_tables
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.options import ACCOUNT_OPTION, YES_OPTION
 from trader.errors import BrokerError, ConfigError, Conflict, Unavailable, error_from_wire
 
 CLOSE_TIMEOUT = 20.0  # per position: cancels answered (5 s each at worst), a quote (2 s), the acknowledgement (5 s)
@@ -33,9 +34,9 @@ def register(group: click.Group) -> None:
 def _plan_line(position: dict[str, Any]) -> str:
     cancels = len(position["cancel"])
     first = f", after cancelling {cancels} working order{'s' * (cancels != 1)}" if cancels else ""
-    held = render.num(position["held"])
+    held = formats.num(position["held"])
     note = f" ({position['note']})" if position.get("note") else ""
-    return (f"{position['key']}: held {held}, {position['action']} {render.num(position['quantity'])} MKT{first}"
+    return (f"{position['key']}: held {held}, {position['action']} {formats.num(position['quantity'])} MKT{first}"
             f"{note}")
 
 
@@ -43,8 +44,8 @@ def _plan_line(position: dict[str, Any]) -> str:
 @click.argument("symbol", required=False)
 @click.option("--all", "close_all", is_flag=True, help="Close every position.")
 @click.option("--strategy", default=None, help="Close this strategy's position, not the account's.")
-@click.option("--account", default=None, help="The account (when the login manages several).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a live account.")
+@ACCOUNT_OPTION
+@YES_OPTION
 @pass_cli
 def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | None, account: str | None,
           yes: bool) -> None:
@@ -99,8 +100,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     whose = f"strategy {strategy}" if strategy else f"account {plan['account'] or '(default)'}"
     if not positions:
         if cli.json:
-            cli.emit_json(render.to_jsonable({**plan, "cancelled": [], "orders": [], "flat": [], "unprotected": [],
-                                          "errors": []}))
+            cli.emit_json({**plan, "cancelled": [], "orders": [], "flat": [], "unprotected": [], "errors": []})
         else:
             cli.console.print(f"nothing to close: {whose} holds no {symbol or 'position'}", highlight=False)
         return
@@ -110,7 +110,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     result = cli.call_trader("close_positions", **{**args, "account": plan["account"]}, execute=True,
                              confirmed=confirmed, timeout=CLOSE_TIMEOUT * max(1, len(positions)))
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
     else:
         _show(cli, result, whose)
     errors, count = result["errors"], len(positions)
@@ -118,7 +118,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
         first = errors[0]["error"]
         raise error_from_wire({**first, "message": f"{errors[0]['key']} not closed: {first['message']} "
                                                    f"({len(errors)} of {count} positions not closed)"})
-    failed = [item["order"] for item in result["orders"] if item["order"].status in render.FAILED]
+    failed = [item["order"] for item in result["orders"] if item["order"].status in order_tables.FAILED]
     if failed:
         raise BrokerError(f"{failed[0].contract.key} not closed: order {failed[0].client_order_id} is "
                           f"{failed[0].status} ({len(failed)} of {count} positions not closed)")
@@ -145,18 +145,18 @@ def _refuse_if_running(cli: CliContext, strategy: str) -> None:
 
 def _show(cli: CliContext, result: dict[str, Any], whose: str) -> None:
     if result["cancelled"]:
-        cli.console.print(render.orders_table(result["cancelled"], title="cancelled first"))
+        cli.console.print(order_tables.orders_table(result["cancelled"], title="cancelled first"))
     sent = [order for item in result["orders"] for order in (item["order"], *item["children"])]
     if sent:
-        cli.console.print(render.orders_table(sent, title=f"closing orders ({whose})"))
+        cli.console.print(order_tables.orders_table(sent, title=f"closing orders ({whose})"))
     for item in result["orders"]:
         order = item["order"]
-        if order.status in render.FAILED:
+        if order.status in order_tables.FAILED:
             cli.err.print(Text(f"{order.contract.key}: order {order.client_order_id} {order.status}: "
                                f"{item['reason'] or 'no reason given'}", style="red"))
     for flat in result.get("flat", []):
         cli.console.print(f"{flat['key']}: flat once its working orders were answered (they filled "
-                          f"{render.num(flat['filled_while_cancelling'])}): nothing sent", highlight=False)
+                          f"{formats.num(flat['filled_while_cancelling'])}): nothing sent", highlight=False)
     for failure in result["errors"]:
         cli.err.print(Text(f"{failure['key']}: not closed: {failure['error']['message']}", style="red"))
     for gone in result.get("unprotected", []):

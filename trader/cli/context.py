@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,6 +152,15 @@ class CliContext:
     def call_trader(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` on trader_service: :meth:`call_service` with its name."""
         return self.call_service("trader_service", method, *args, **kwargs)
+
+    def show(self, data: Any, table: Callable[[Any], Any], empty: str = "") -> None:
+        """Print ``data``: as JSON with ``--json``; else the table ``table`` builds from it, or ``empty`` if none."""
+        if self.json:
+            self.emit_json(data)
+        elif empty and not data:
+            self.console.print(empty, style="dim")
+        else:
+            self.console.print(table(data), highlight=False)
 
     def emit_json(self, data: Any) -> None:
         """Print ``data`` as JSON on stdout (``--json``): quantities and prices as exact JSON numbers."""

@@ -43,14 +43,28 @@ MAPPING_SHAPES = {
         "(seconds)", "restarts": "integer", "healthy": "boolean", "ready": "boolean", "last_exit": "integer | null",
         "heartbeat": "{state, age} | null", "next_run": "time | null", "log": "string: the job's log file",
     },
+    "Holding": {
+        "account": "string (`portfolio` only)", "key": "string (`portfolio` only)",
+        "contract": "Contract (`portfolio` only)", "quantity": "number: signed, negative is short",
+        "avg_cost": "number: per unit, without the multiplier, with the opening commissions",
+        "market_price": "number | null", "market_value": "number | null: quantity x price x multiplier",
+        "realized_pnl": "number | null: net of commissions", "commission": "number | null: every commission "
+        "paid, already inside the PnL (null in `portfolio`: IB gives none per position)",
+        "unrealized_pnl": "number | null", "net_pnl": "number | null: realized + unrealized",
+        "price_decimals": "integer: the decimals a price of the instrument shows",
+    },
+    "Error": {
+        "type": "string: the error's class (`NotFound`)", "code": "string: `not_found`, `invalid`... (Exit codes)",
+        "message": "string", "details": "object, only when the error has any: the nearest valid prices of a price "
+        "off the tick grid, the accounts the login manages, an ambiguous symbol's candidates",
+    },
     "Strategy": {
         "name": "string", "state": "string: RUNNING, DEGRADED, WAITING_HISTORY, INSTALLED, DISABLED or ERROR",
         "reason": "string | null", "starved": "string | null: why no tick came (DEGRADED)",
         "instruments": "[string]", "bar_size": "string", "positions": "{key: number}",
-        "holdings": "{key: {quantity, avg_cost, market_price, market_value, realized_pnl, commission, "
-        "unrealized_pnl, net_pnl, price_decimals}}: the money figures (ARCHITECTURE.md, Money figures)",
+        "holdings": "{key: Holding}: the money figures of each instrument it traded",
         "realized_pnl": "number", "unrealized_pnl": "number | null", "commission": "number",
-        "pnl": "number | null: realized + unrealized", "orders": "integer", "fills": "integer",
+        "net_pnl": "number | null: realized + unrealized", "orders": "integer", "fills": "integer",
         "...": "class, file, keys, warmup, bars, targets, ticks, ticks_dropped, signal_ms",
     },
 }
@@ -218,9 +232,10 @@ def generate(root: click.Command) -> str:
         "- Every command takes `-h`/`--help` and `--json` (not repeated in the option tables below).",
         "- `--json` goes anywhere on the line: `trader --json book` and `trader book --json` are the same.",
         "  Output is then JSON on stdout (a stream, `subscribe listen` and `strategy logs --follow`: one",
-        "  object per line). A failure is one line of JSON on stderr,",
-        '  `{"error": {"type": "NotFound", "message": "...", "code": "not_found"}}`, with the exit code',
-        "  of the table below (a usage error: type `UsageError` or a subclass, code `usage`, exit 2).",
+        "  object per line). A failure is one line of JSON on stderr, `{\"error\": Error}`:",
+        '  `{"error": {"type": "NotFound", "code": "not_found", "message": "...", "details": {...}}}`,',
+        "  with the exit code of the table below (a usage error: type `UsageError` or a subclass, code",
+        "  `usage`, exit 2). A row of `snapshot` or `close` that failed carries the same `Error`.",
         "- Quantities, prices and amounts are JSON numbers written with their exact decimal digits",
         "  (`229.12`, `0.00001`), never rounded through a binary float: parse them as decimals to keep",
         "  every digit (Python: `json.loads(text, parse_float=Decimal)`). A value that is not a finite",

@@ -1,16 +1,27 @@
-"""The ``trader`` command's exit codes: one table for ``--help``, the REPL, docs/CLI.md and the README.
+"""The ``trader`` command's exit codes: one table for ``--help``, the REPL, docs/CLI.md and the README; one error report.
 
 Each code appears once. The errors of ``trader/errors.py`` bring theirs
 (several error codes may share an exit code: ``protocol`` and
 ``frame_too_large``); click's usage errors exit 2, which no error takes; a
 configuration error exits 78 (``EX_CONFIG`` of sysexits.h).
+
+:func:`report` is the one place a failure becomes its exit code and its one
+line on stderr, for the ``trader`` command and the REPL alike: in JSON mode
+``{"error": {"type", "code", "message", "details"}}``, the shape an RPC
+error has on the wire (``TraderError.to_wire``; ``details`` only when the
+error has any: the nearest valid prices, the accounts managed, the
+candidates of an ambiguous symbol).
 """
 
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
-from trader.errors import EXIT_CODES, USAGE_EXIT_CODE, error_from_wire
+import click
+
+from trader.cli.jsonout import error_document
+from trader.errors import EXIT_CODES, USAGE_EXIT_CODE, TraderError, error_from_wire
 
 SUCCESS = 0
 DECLINED = 1  # click's Abort: a confirmation answered no
@@ -62,3 +73,44 @@ def markdown() -> str:
     lines = ["| code | meaning |", "| --- | --- |"]
     lines += [f"| {code} | {text.replace('|', '/')} |" for code, text in exit_codes()]
     return "\n".join(lines)
+
+
+def error_of(exc: BaseException) -> tuple[dict[str, Any], int]:
+    """Return the wire form of a failure (``type``, ``code``, ``message``, ``details`` if any) and its exit code.
+
+    A TraderError brings both; Ctrl-C is ``interrupted`` (130), a declined
+    confirmation ``aborted`` (1), a usage error ``usage`` and any other click
+    error ``invalid``, with click's exit code.
+    """
+    if isinstance(exc, TraderError):
+        return exc.to_wire(), exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return {"type": "Interrupted", "code": "interrupted", "message": "interrupted"}, INTERRUPTED
+    if isinstance(exc, click.Abort):
+        return {"type": "Aborted", "code": "aborted", "message": "aborted: a confirmation was answered no"}, DECLINED
+    if isinstance(exc, click.ClickException):
+        code = USAGE_CODE if isinstance(exc, click.UsageError) else "invalid"
+        return {"type": type(exc).__name__, "code": code, "message": exc.format_message()}, exc.exit_code
+    raise TypeError(f"not a failure the CLI reports: {exc!r}")
+
+
+def report(exc: BaseException, as_json: bool) -> int:
+    """Print ``exc`` on stderr (one line; JSON with ``as_json``) and return the exit code it ends with.
+
+    Without JSON: a TraderError is ``error (CODE): message``, a usage error
+    click's usage and message, Ctrl-C ``interrupted``, a declined
+    confirmation ``Aborted!``.
+    """
+    error, exit_code = error_of(exc)
+    error["message"] = " ".join(str(error["message"]).split())  # one line, whatever the message held
+    if as_json:
+        click.echo(error_document(error), err=True)
+    elif isinstance(exc, click.ClickException):
+        exc.show()
+    elif isinstance(exc, click.Abort):
+        click.echo("Aborted!", err=True)
+    elif isinstance(exc, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+    else:
+        click.echo(f"error ({error['code']}): {error['message']}", err=True)
+    return exit_code

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli import render
+from trader.cli import service_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.config import Settings
@@ -53,8 +53,8 @@ JOB_COLUMNS = (
 )
 # The services whose own status `trader status` shows, each as its table.
 SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
-    "trader_service": render.service_table,
-    "strategy_service": render.strategy_service_table,
+    "trader_service": service_tables.service_table,
+    "strategy_service": service_tables.strategy_service_table,
 }
 
 
@@ -86,22 +86,19 @@ def show_tail(title: str, path: Path) -> None:
         click.echo(line, err=True)
 
 
-def running_client(settings: Settings) -> PycronClient:
-    """Return a client for the running pycron, or raise Unavailable if there is evidently none."""
+def running_client(settings: Settings, *, timeout: float = 5.0) -> PycronClient:
+    """Return a client for the running pycron (``timeout`` seconds per answer); Unavailable if there is evidently none."""
     token = runfiles.read_token(settings)
     if not token:
         raise Unavailable(
             f"pycron is not running for {settings.home} (no control token; start it with `trader up`)"
         )
-    return PycronClient.with_token(settings, token)
+    return PycronClient.with_token(settings, token, timeout=timeout)
 
 
 def job_names(settings: Settings, timeout: float) -> list[str]:
     """Return the names of the running pycron's jobs (Unavailable if no pycron answers)."""
-    token = runfiles.read_token(settings)
-    if not token:
-        raise Unavailable("pycron is not running (no control token)")
-    with PycronClient.with_token(settings, token, timeout=timeout) as client:
+    with running_client(settings, timeout=timeout) as client:
         return [job["name"] for job in client.jobs()]
 
 
@@ -175,7 +172,7 @@ def status(cli: CliContext) -> None:
         for job in result["jobs"]:
             service = services.get(job.get("name"))
             if service is not None:
-                job["service"] = render.to_jsonable(service)
+                job["service"] = service
         cli.emit_json(result["jobs"])
         return
     table = jobs_table(result)
@@ -233,10 +230,7 @@ def _control(cli: CliContext, action: str, name: str) -> None:
     with _pycron(cli.settings()) as client:
         operations = {"start": client.start, "stop": client.stop, "restart": client.restart}
         job = operations[action](name)
-    if cli.json:
-        cli.emit_json(job)
-    else:
-        cli.console.print(job_line(job), highlight=False)
+    cli.show(job, job_line)
     if action != "stop" and not job["ready"]:
         show_tail(f"job {name}", Path(job["log"]))
         raise Unavailable(f"job {name} is {job['state']} after the {action} (log: {job['log']})")

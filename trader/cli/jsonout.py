@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from trader.domain import Contract
+
+JSON_FLAG = "--json"
 
 
 class Number(str):
@@ -88,6 +90,16 @@ def _join(items: list[str], opening: str, closing: str, indent: int | None, dept
     return opening + inner + ("," + inner).join(items) + outer + closing
 
 
-def error_document(kind: str, message: str, code: str) -> str:
-    """Return the JSON a command prints on stderr when it fails in JSON mode (one line)."""
-    return dumps({"error": {"type": kind, "message": message, "code": code}}, indent=None)
+def error_document(error: Mapping[str, Any]) -> str:
+    """Return the JSON a command prints on stderr when it fails in JSON mode: ``{"error": error}`` on one line.
+
+    ``error`` is an error's wire form (``TraderError.to_wire``): type, code,
+    message and, when the error has any, details.
+    """
+    return dumps({"error": error}, indent=None)
+
+
+def json_requested(words: Sequence[str]) -> bool:
+    """Return whether a command line asks for JSON: ``--json`` among its words before ``--``."""
+    words = list(words)
+    return JSON_FLAG in (words[: words.index("--")] if "--" in words else words)

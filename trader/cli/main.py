@@ -3,13 +3,15 @@
 Each family of commands lives in its own module and is added in
 ``COMMAND_MODULES``; a module exposes ``register(group)``. Any ``TraderError``
 a command raises ends the process with that error's ``exit_code`` and one
-line on stderr, here and nowhere else; a usage error ends it with click's 2.
+line on stderr (``exits.report``, which the REPL shares); a usage error ends
+it with click's 2.
 
 ``--json`` is one option, which the group adds to every command it is given
 and to their subcommands (:func:`add_json_option`): ``trader --json book``
 and ``trader book --json`` are the same. It is eager, so it holds for the
 errors met while the rest of the line is read; in JSON mode an error is
-``{"error": {"type", "message", "code"}}`` on stderr, with the same exit code.
+``{"error": {"type", "code", "message", "details"}}`` on stderr (details only
+when the error has any), with the same exit code.
 """
 
 from __future__ import annotations
@@ -17,18 +19,32 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from trader.cli import close, exits, jobs, keys, market, repl, stack, strategy, trading
+from trader.cli import (
+    account,
+    book,
+    close,
+    exits,
+    instruments,
+    jobs,
+    keys,
+    kill_switch,
+    market,
+    orders,
+    repl,
+    stack,
+    strategy,
+)
 from trader.cli.context import CliContext
-from trader.cli.jsonout import error_document
+from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (stack, jobs, trading, close, market, strategy, keys, repl)
-INTERRUPTED = exits.INTERRUPTED
-JSON_FLAG = "--json"
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, keys, repl
+)
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 
 
@@ -52,17 +68,7 @@ def add_json_option(command: click.Command) -> None:
 def _json_mode(ctx: click.Context | None, args: Sequence[str]) -> bool:
     """Return whether the line asked for JSON: the flag was read, or is among the words before ``--``."""
     found = ctx.find_object(CliContext) if ctx is not None else None
-    if found is not None and found.json:
-        return True
-    words = list(args)
-    return JSON_FLAG in (words[: words.index("--")] if "--" in words else words)
-
-
-def _fail(as_json: bool, kind: str, message: str, code: str, exit_code: int) -> NoReturn:
-    """Print one error line on stderr (JSON in JSON mode) and exit with ``exit_code``."""
-    message = " ".join(message.split())  # one line, whatever the message held
-    click.echo(error_document(kind, message, code) if as_json else f"error ({code}): {message}", err=True)
-    raise click.exceptions.Exit(exit_code)
+    return (found is not None and found.json) or json_requested(args)
 
 
 class TraderGroup(click.Group):
@@ -77,13 +83,8 @@ class TraderGroup(click.Group):
         """Run the command; a TraderError or Ctrl-C becomes its exit code and one line on stderr."""
         try:
             return super().invoke(ctx)
-        except TraderError as exc:
-            _fail(_json_mode(ctx, ()), type(exc).__name__, str(exc), exc.code, exc.exit_code)
-        except KeyboardInterrupt:  # click would call it an abort (1), like a declined confirmation
-            if _json_mode(ctx, ()):
-                _fail(True, "Interrupted", "interrupted", "interrupted", INTERRUPTED)
-            click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(INTERRUPTED) from None
+        except (TraderError, KeyboardInterrupt) as exc:  # click would call Ctrl-C an abort (1)
+            raise click.exceptions.Exit(exits.report(exc, _json_mode(ctx, ()))) from None
 
     def main(  # type: ignore[override]
         self,
@@ -100,21 +101,9 @@ class TraderGroup(click.Group):
         try:
             result = super().main(words, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
-            if not _json_mode(getattr(exc, "ctx", None), words):
-                exc.show()
-                sys.exit(exc.exit_code)
-            try:
-                _fail(True, type(exc).__name__, exc.format_message(), exits.USAGE_CODE
-                      if isinstance(exc, click.UsageError) else "invalid", exc.exit_code)
-            except click.exceptions.Exit as done:
-                sys.exit(done.exit_code)
-        except click.Abort:
-            if _json_mode(None, words):
-                click.echo(error_document("Aborted", "aborted: a confirmation was answered no", "aborted"),
-                           err=True)
-            else:
-                click.echo("Aborted!", err=True)
-            sys.exit(exits.DECLINED)
+            sys.exit(exits.report(exc, _json_mode(getattr(exc, "ctx", None), words)))
+        except click.Abort as exc:
+            sys.exit(exits.report(exc, _json_mode(None, words)))
         sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -16,9 +16,9 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from trader.cli import render
+from trader.cli import formats, instrument_tables
 from trader.cli.context import CliContext, ensure_listening, pass_cli
-from trader.cli.trading import hint_options, hints
+from trader.cli.options import hint_options, hints
 from trader.errors import NotFound, TraderError
 from trader.messaging.curve import ClientKeys
 from trader.messaging.pubsub import Message, Subscriber, topic_matches
@@ -61,14 +61,8 @@ def start(cli: CliContext, symbol: str, **options: Any) -> None:
     Exits: 4 unknown symbol
     """
     result = cli.call_trader("subscribe", symbol, **hints(options))
-    if cli.json:
-        cli.emit_json(render.to_jsonable(result))
-        return
-    cli.console.print(
-        f"streaming {result['key']} on {result['topic']}; watch it with "
-        f"`trader subscribe listen {result['key']}`",
-        highlight=False,
-    )
+    cli.show(result, lambda r: f"streaming {r['key']} on {r['topic']}; watch it with "
+                               f"`trader subscribe listen {r['key']}`")
 
 
 @subscribe.command("list")
@@ -84,17 +78,15 @@ def list_(cli: CliContext) -> None:
     Exits: 7 trader_service not running
     """
     keys = cli.call_trader("subscriptions")
-    if cli.json:
-        cli.emit_json(keys)
-    elif not keys:
-        cli.console.print(
-            "nothing is streamed; start with `trader subscribe start SYMBOL`", style="dim"
-        )
-    else:
-        table = Table("key", "topic")
-        for key in keys:
-            table.add_row(key, f"{TOPIC}.{key}")
-        cli.console.print(table)
+    cli.show(keys, _streams_table, "nothing is streamed; start with `trader subscribe start SYMBOL`")
+
+
+def _streams_table(keys: list[str]) -> Table:
+    """Return the streamed keys with their topics."""
+    table = Table("key", "topic")
+    for key in keys:
+        table.add_row(key, f"{TOPIC}.{key}")
+    return table
 
 
 @subscribe.command("stop")
@@ -111,10 +103,7 @@ def stop(cli: CliContext, key: str) -> None:
     Exits: 4 the key is not streamed
     """
     cli.call_trader("unsubscribe", key)
-    if cli.json:
-        cli.emit_json({"key": key, "streaming": False})
-    else:
-        cli.console.print(f"stopped streaming {key}", highlight=False)
+    cli.show({"key": key, "streaming": False}, lambda r: f"stopped streaming {r['key']}")
 
 
 @subscribe.command("listen")
@@ -154,7 +143,7 @@ def listen(
         return
     title = f"ticks on {', '.join(keys) or TOPIC}"
     with Live(
-        render.quotes_table([], title=title),
+        instrument_tables.quotes_table([], title=title),
         console=cli.console,
         auto_refresh=True,
         refresh_per_second=8,
@@ -163,10 +152,10 @@ def listen(
 
         def on_tick(tick: dict[str, Any]) -> None:
             latest[str(tick.get("instrument", "?"))] = tick
-            live.update(render.quotes_table([latest[k] for k in sorted(latest)], title=title))
+            live.update(instrument_tables.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
-    cli.err.print(f"{render.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
+    cli.err.print(f"{formats.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
 
 
 def _run(

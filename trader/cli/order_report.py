@@ -1,4 +1,4 @@
-"""What the order commands report beyond their tables: the prices sent, a what-if answer, the kill switch's cancels.
+"""What the order commands report beyond their tables: the prices sent and a what-if answer.
 
 Plain lines, readable at 80 columns, printed after an order table (whose
 price column may be the first to go on a narrow terminal): the price each
@@ -11,10 +11,11 @@ from typing import Any
 
 from rich.text import Text
 
-from trader.cli import render
+from trader.cli import formats, order_tables
 from trader.cli.context import CliContext
+from trader.domain.figures import price_decimals
 
-__all__ = ["cancel_lines", "sent_prices", "show_what_if"]
+__all__ = ["sent_prices", "show_what_if"]
 
 
 def sent_prices(result: dict[str, Any]) -> list[str]:
@@ -27,10 +28,10 @@ def sent_prices(result: dict[str, Any]) -> list[str]:
             price = getattr(order, name)
             if price is None:
                 continue
-            text = f"{label} {render.num(price)}"
+            text = f"{label} {formats.num(price)}"
             why = rounded.get((order.client_order_id, name))
             if why is not None:
-                text += f" (from {render.num(why['asked'])}: {why['how']})"
+                text += f" (from {formats.num(why['asked'])}: {why['how']})"
             parts.append(text)
         if parts:
             lines.append(f"sent {order.client_order_id}: " + ", ".join(parts))
@@ -40,27 +41,28 @@ def sent_prices(result: dict[str, Any]) -> list[str]:
 def show_what_if(cli: CliContext, result: dict[str, Any]) -> None:
     """Print a what-if answer: the orders as they would go, the broker's costs, the risk gate's verdict."""
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
         return
     order = result["order"]
-    cli.console.print(render.orders_table([order, *result["children"]],
+    cli.console.print(order_tables.orders_table([order, *result["children"]],
                                           title=f"what if: {order.action} {order.contract.key} (not sent)"))
     for line in sent_prices(result):
         cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
-    cli.console.print(f"market {render.num(result.get('market'))}, a market order would pay about "
-                      f"{render.num(result.get('reference_price'))}", highlight=False)
+    decimals = price_decimals(order.contract)
+    cli.console.print(f"market {formats.price(result.get('market'), decimals)}, a market order would pay about "
+                      f"{formats.price(result.get('reference_price'), decimals)}", highlight=False)
     preview = result["broker"]
     currency = f" {preview['commission_currency']}" if preview["commission_currency"] else ""
     if preview["commission"] is not None:
-        commission = render.num(preview["commission"])
+        commission = formats.num(preview["commission"])
     elif preview["min_commission"] is not None or preview["max_commission"] is not None:
-        commission = f"{render.num(preview['min_commission'])} to {render.num(preview['max_commission'])}"
+        commission = f"{formats.num(preview['min_commission'])} to {formats.num(preview['max_commission'])}"
     else:
         commission = "not given"
     cli.console.print(f"commission: {commission}{currency}", highlight=False)
-    cli.console.print(f"margin change: initial {render.num(preview['init_margin_change'])}, maintenance "
-                      f"{render.num(preview['maint_margin_change'])}", highlight=False)
-    cli.console.print(f"equity with loan change: {render.num(preview['equity_with_loan_change'])}", highlight=False)
+    cli.console.print(f"margin change: initial {formats.num(preview['init_margin_change'])}, maintenance "
+                      f"{formats.num(preview['maint_margin_change'])}", highlight=False)
+    cli.console.print(f"equity with loan change: {formats.num(preview['equity_with_loan_change'])}", highlight=False)
     if preview["warning"]:
         cli.console.print(Text(f"broker warning: {preview['warning']}", style="yellow"))
     risk = result["risk"]
@@ -69,17 +71,3 @@ def show_what_if(cli: CliContext, result: dict[str, Any]) -> None:
     else:
         cli.console.print(Text(f"risk gate: refuses: {risk['message']}", style="bold red"))
     cli.console.print("nothing was sent", style="dim")
-
-
-def cancel_lines(problems: dict[str, Any], cancels: dict[str, Any]) -> list[str]:
-    """Return what the kill switch's cancel did: how many orders, which bracket legs."""
-    if not problems.get("cancel_sent", True):
-        return ["no cancel sent yet (not connected to IB): it goes out when the connection is back"]
-    orders = cancels.get("orders") or []
-    pending = f", {cancels['cancel_pending']} not confirmed yet" if cancels.get("cancel_pending") else ""
-    lines = [f"cancelled {cancels.get('cancelled', 0)} of the platform's {len(orders)} open orders{pending}",
-             "(IB's global cancel: orders placed elsewhere on the account go too)"]
-    for bracket in cancels.get("brackets") or []:
-        parent = bracket["parent"] + ("" if bracket.get("parent_working", True) else " (filled)")
-        lines.append(f"bracket {bracket['key']}: parent {parent}, children {', '.join(bracket['children'])}")
-    return lines

@@ -23,11 +23,13 @@ from rich.console import Console
 
 from trader.cli import exits
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.jsonout import json_requested
 from trader.cli.names import LiveNames, stack_fetchers
+from trader.errors import USAGE_EXIT_CODE, InternalError
 
 LEAVE = frozenset({"exit", "quit"})
 BUILTINS = ("help", "exit", "quit")
-SYMBOL_PARAMS = ("symbol", "key", "keys")
+SYMBOL_PARAMS = ("symbol", "symbols", "key", "keys")  # `snapshot` and `resolve` take several
 STRATEGY_GROUP, STRATEGY_PARAM = "strategy", "name"  # `strategy enable NAME` and the like
 GLOBAL_OPTIONS = {"--json": 0, "--profile": 1}  # option -> how many values follow
 ORDER_PARAM = "client_order_id"  # `book cancel ID`, `book modify ID`
@@ -38,11 +40,6 @@ VALUE_OPTIONS = {"--strategy": "strategy", "--order": "order"}  # an option whos
 def register(group: click.Group) -> None:
     """Add the ``repl`` command to the ``trader`` group."""
     group.add_command(repl)
-
-
-def exit_meaning(code: int) -> str:
-    """Return what an exit code of the ``trader`` command means (the table of ``trader --help``)."""
-    return exits.meaning(code)
 
 
 def _command_path(
@@ -143,7 +140,7 @@ class Repl:
         try:
             words = shlex.split(text)
         except ValueError as exc:
-            self._failed(2, f"cannot split the line: {exc}")
+            self._failed(USAGE_EXIT_CODE, f"cannot split the line: {exc}")
             return True
         if words[0] == "trader":  # typed out of habit
             words = words[1:]
@@ -155,14 +152,14 @@ class Repl:
             self._help(words[1:])
             return True
         if words[0] == "repl":
-            self._failed(2, "already in the REPL")
+            self._failed(USAGE_EXIT_CODE, "already in the REPL")
             return True
         self.last_exit = self._invoke(words)
         if self.last_exit == 0:
             self._remember(words)
         else:
             self.console.print(
-                f"exit {self.last_exit}: {exit_meaning(self.last_exit)}",
+                f"exit {self.last_exit}: {exits.meaning(self.last_exit)}",
                 style="dim",
                 highlight=False,
             )
@@ -171,7 +168,7 @@ class Repl:
     def _failed(self, code: int, message: str) -> None:
         self.last_exit = code
         self.console.print(f"error: {message}", style="red", highlight=False, markup=False)
-        self.console.print(f"exit {code}: {exit_meaning(code)}", style="dim", highlight=False)
+        self.console.print(f"exit {code}: {exits.meaning(code)}", style="dim", highlight=False)
 
     def _invoke(self, words: list[str]) -> int:
         """Run the words as a trader command line; return its exit code (never raise)."""
@@ -179,31 +176,21 @@ class Repl:
             result = self.group.main(
                 [*self.global_args, *words], prog_name="trader", standalone_mode=False
             )
-        except (
-            click.ClickException
-        ) as exc:  # usage errors; a TraderError already became an exit code
-            self.console.print(f"error: {exc.format_message()}", style="red", highlight=False, markup=False)
-            return exc.exit_code
-        except click.Abort:
-            self.console.print("aborted", style="yellow")
-            return 1
-        except KeyboardInterrupt:
-            self.console.print("interrupted", style="yellow")
-            return 130
+        except (click.ClickException, click.Abort, KeyboardInterrupt) as exc:
+            # a TraderError already became an exit code, reported by the group as here
+            return exits.report(exc, json_requested([*self.global_args, *words]))
         except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
+            return exc.code if isinstance(exc.code, int) else InternalError.exit_code
         except Exception as exc:  # noqa: BLE001 - a bug in one command must not end the session
-            self.console.print(
-                f"internal error: {type(exc).__name__}: {exc}", style="bold red", highlight=False, markup=False
-            )
-            return 1
+            bug = InternalError(f"{type(exc).__name__}: {exc}")
+            return exits.report(bug, json_requested([*self.global_args, *words]))
         return result if isinstance(result, int) else 0
 
     def _help(self, words: list[str]) -> None:
         self.last_exit = self._invoke([*words, "--help"])
         if self.last_exit:
             self.console.print(
-                f"exit {self.last_exit}: {exit_meaning(self.last_exit)}",
+                f"exit {self.last_exit}: {exits.meaning(self.last_exit)}",
                 style="dim",
                 highlight=False,
             )

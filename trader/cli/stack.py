@@ -23,6 +23,7 @@ import click
 from pycron import runfiles
 from pycron.client import PycronClient
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.formats import count
 from trader.cli.jobs import job_line, running_client, show_tail, tail
 from trader.config import Settings
 from trader.errors import (
@@ -126,12 +127,9 @@ def up(cli: CliContext, profile: str | None, detach: bool, timeout: float) -> No
         )
     with PycronClient.with_token(settings, token) as client:
         jobs = _wait_ready(pid, client, timeout, out_path)
-    if cli.json:
-        cli.emit_json({"pid": pid, "profile": settings.profile, "jobs": jobs})
-    else:
-        for job in jobs:
-            cli.console.print(job_line(job), highlight=False)
-        cli.console.print(f"up: {len(jobs)} jobs ready (pycron pid {pid})", highlight=False)
+    cli.show({"pid": pid, "profile": settings.profile, "jobs": jobs},
+             lambda up: "\n".join([*map(job_line, up["jobs"]),
+                                    f"up: {count(len(up['jobs']), 'job')} ready (pycron pid {up['pid']})"]))
 
 
 def spawn_detached(argv: list[str], env: dict[str, str], out_path: Path) -> int:

@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from trader.cli import render
+from trader.cli import formats, money_tables, service_tables
 from trader.cli.context import CliContext, ensure_listening, pass_cli
+from trader.cli.options import YES_OPTION
 from trader.errors import ValidationError
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -47,14 +48,14 @@ def strategy() -> None:
 
 def _show_errors(cli: CliContext, errors: list[dict[str, Any]]) -> None:
     for error in errors:
-        cli.console.print(render.plugin_error(error), soft_wrap=True)
+        cli.console.print(service_tables.plugin_error(error), soft_wrap=True)
 
 
 def _show(cli: CliContext, info: dict[str, Any]) -> None:
     if cli.json:
-        cli.emit_json(render.to_jsonable(info))
+        cli.emit_json(info)
     else:
-        cli.console.print(render.strategy_summary(info), soft_wrap=True)
+        cli.console.print(service_tables.strategy_summary(info), soft_wrap=True)
 
 
 FIGURES_NOTE = ("net pnl = realized + unrealized; commissions are inside both (avg cost includes the "
@@ -87,11 +88,11 @@ def list_(cli: CliContext) -> None:
     """
     result = cli.call_service(SERVICE, "list")
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
         return
     if result["strategies"]:
-        cli.console.print(render.strategies_table(result["strategies"]))
-        holdings = render.strategy_holdings_table(result["strategies"])
+        cli.console.print(service_tables.strategies_table(result["strategies"]))
+        holdings = money_tables.strategy_holdings_table(result["strategies"])
         if holdings is not None:
             cli.console.print(holdings)
             cli.console.print(FIGURES_NOTE, style="dim", highlight=False)
@@ -121,7 +122,7 @@ def enable(cli: CliContext, name: str) -> None:
 @click.option(
     "--flatten", is_flag=True, help="Also cancel its working orders and close its positions."
 )
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation when live.")
+@YES_OPTION
 @pass_cli
 def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
     """Stop strategy NAME; its orders and positions stay unless --flatten.
@@ -141,7 +142,7 @@ def disable(cli: CliContext, name: str, flatten: bool, yes: bool) -> None:
     _show(cli, info)
     if flatten and info["positions"] and not cli.json:
         cli.console.print(
-            f"closing orders sent for {render.holdings(info['positions'])}; "
+            f"closing orders sent for {service_tables.holdings(info['positions'])}; "
             "`trader strategy list` shows the position once they fill",
             style="dim",
             highlight=False,
@@ -171,17 +172,17 @@ def reload(cli: CliContext) -> None:
     result = cli.call_service(SERVICE, "reload", timeout=STOP_TIMEOUT)
     loaded, errors = result["loaded"], result["errors"]
     if cli.json:
-        cli.emit_json(render.to_jsonable(result))
+        cli.emit_json(result)
     else:
         cli.console.print(
-            f"loaded {render.count(len(loaded), 'strategy', 'strategies')}: {', '.join(loaded) or '-'}",
+            f"loaded {formats.count(len(loaded), 'strategy', 'strategies')}: {', '.join(loaded) or '-'}",
             highlight=False,
         )
         _show_errors(cli, errors)
     if errors:
-        first = render.plugin_error(errors[0]).plain
+        first = service_tables.plugin_error(errors[0]).plain
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ValidationError(f"{render.count(len(errors), 'plugin')} did not load: {first}{more}")
+        raise ValidationError(f"{formats.count(len(errors), 'plugin')} did not load: {first}{more}")
 
 
 @strategy.command()
@@ -221,19 +222,19 @@ def logs(cli: CliContext, name: str, limit: int, follow: bool, count: int | None
     if not follow:
         lines = cli.call_service(SERVICE, "logs", name, limit=limit)
         if cli.json:
-            cli.emit_json(render.to_jsonable(lines))
+            cli.emit_json(lines)
             return
         if not lines:
             cli.err.print(f"no log lines from {name}", style="dim", highlight=False)
         for line in lines:
-            cli.console.print(render.log_line(line), soft_wrap=True)
+            cli.console.print(service_tables.log_line(line), soft_wrap=True)
         return
 
     def show(line: dict[str, Any]) -> None:
         if cli.json:
             cli.emit_json_line(line)
         else:
-            cli.console.print(render.log_line(line), soft_wrap=True)
+            cli.console.print(service_tables.log_line(line), soft_wrap=True)
 
     try:
         asyncio.run(_follow(cli, name, limit, count, show))

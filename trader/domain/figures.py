@@ -30,6 +30,7 @@ value, to the last digit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -110,6 +111,12 @@ class Figures:
         return {"quantity": self.quantity, "avg_cost": self.avg_cost, "market_price": self.market_price,
                 "market_value": self.market_value, "realized_pnl": self.realized, "commission": self.commission,
                 "unrealized_pnl": self.unrealized, "net_pnl": self.net}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Figures:
+        """Return the figures :meth:`to_dict` gave (other keys, such as ``price_decimals``, are ignored)."""
+        return cls(data["quantity"], data["avg_cost"], data["market_price"], data["market_value"],
+                   data["realized_pnl"], data["commission"], data["unrealized_pnl"], data["net_pnl"])
 
 
 @dataclass(slots=True)

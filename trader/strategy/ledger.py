@@ -80,7 +80,7 @@ class Ledger:
     def summary(self) -> dict[str, Any]:
         """Return positions, each holding's figures and the totals (net = realized + unrealized).
 
-        ``unrealized_pnl`` and ``pnl`` are None while an open position has no mark.
+        ``unrealized_pnl`` and ``net_pnl`` are None while an open position has no mark.
         """
         figures = {key: self.figures(key) for key in sorted(self.holdings)}
         realized = sum((f.realized or _ZERO for f in figures.values()), _ZERO)
@@ -95,7 +95,7 @@ class Ledger:
             "realized_pnl": realized,
             "unrealized_pnl": unrealized,
             "commission": commission,
-            "pnl": None if unrealized is None else realized + unrealized,
+            "net_pnl": None if unrealized is None else realized + unrealized,
             "fills": self.fills,
         }
 

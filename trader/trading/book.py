@@ -169,12 +169,23 @@ class Book:
                 self._working[key] = self._working[key].plus(share) if key in self._working else share
         if order.is_done:
             self._open.discard(cid)
-            for pending, ended in self._waiters:
-                pending.discard(cid)
-                if not pending:
-                    ended.set()
+            self._wake(order)
         else:
             self._open.add(cid)
+
+    def _settled(self, order: Order) -> bool:
+        """Return whether ``order`` has ended and every fill its status reports is booked here."""
+        booked = sum(self._counted.get(order.client_order_id, {}).values(), _ZERO)
+        return order.is_done and booked >= order.filled_quantity
+
+    def _wake(self, order: Order) -> None:
+        """Tell the waiters of :meth:`wait_done` that ``order`` has settled, if it has."""
+        if not self._waiters or not self._settled(order):
+            return
+        for pending, ended in self._waiters:
+            pending.discard(order.client_order_id)
+            if not pending:
+                ended.set()
 
     def add_fill(self, fill: Fill) -> bool:
         """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
@@ -190,6 +201,7 @@ class Book:
         order = self._orders.get(cid) if cid is not None else None
         if order is not None:
             self._count(order, fill)
+            self._wake(order)
         return True
 
     def _count(self, order: Order, fill: Fill) -> None:
@@ -263,12 +275,14 @@ class Book:
         return exec_id in self._fills
 
     async def wait_done(self, client_order_ids: Iterable[str], timeout: float) -> bool:
-        """Wait until every order named is done, at most ``timeout`` seconds; return whether they all are.
+        """Wait until every order named has settled, at most ``timeout`` seconds; return whether they all have.
 
-        Woken by the orders' own updates (:meth:`put_order`, fills), not by
+        Settled: done, and every fill its status reports booked here (IB may
+        send an order's Filled status before its executions). Woken by the
+        orders' own updates (:meth:`put_order`, :meth:`add_fill`), not by
         polling. NotFound for an id the book does not hold.
         """
-        pending = {c for c in client_order_ids if not self.order(c).is_done}
+        pending = {c for c in client_order_ids if not self._settled(self.order(c))}
         if not pending:
             return True
         waiter = (pending, asyncio.Event())

@@ -333,17 +333,7 @@ class Closer:
         book's fills, the account's from the broker, or from :meth:`_remember`
         while the broker's position message lags the order's Filled status.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_WAIT
-        book = self.desk.book
-
-        def settled(coid: str) -> bool:
-            order = book.order(coid)
-            booked = sum((f.quantity for f in book.fills(coid)), _ZERO)
-            return order.is_done and booked >= order.filled_quantity
-
-        while not all(settled(c) for c in coids) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await self.desk.book.wait_done(coids, SETTLE_WAIT)
 
     async def _cancel(self, flatten: Flatten) -> list[Any]:
         """Cancel the working orders on the position; return them all as they ended (legs a parent took too).

@@ -8,12 +8,10 @@ an order left out of the report (logged).
 from __future__ import annotations
 
 import logging
-import math
 from decimal import Decimal
 from typing import Final
 
 import ib_async
-from ib_async.util import UNSET_DOUBLE
 
 from trader.brokers.ib.parsing.contracts import from_ib_contract
 from trader.brokers.ib.parsing.values import (
@@ -26,6 +24,7 @@ from trader.brokers.ib.parsing.values import (
     TIFS,
     ZERO,
     decimal_from_float,
+    decimal_from_text,
     ib_price,
     lookup,
     order_status,
@@ -229,18 +228,7 @@ def order_report(trade: ib_async.Trade, parent_id: str | None = None) -> OrderRe
 
 def _state_decimal(value: str | float) -> Decimal | None:
     """Return one of an OrderState's figures (IB sends the margins as text, the commissions as doubles)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-        if number == UNSET_DOUBLE or not math.isfinite(number):
-            return None
-        return Decimal(text)
-    return decimal_from_float(value)
+    return decimal_from_text(value) if isinstance(value, str) else decimal_from_float(value)
 
 
 def from_ib_order_state(state: ib_async.OrderState) -> OrderPreview:

@@ -10,7 +10,7 @@ Decimals (``231.37`` stays ``Decimal('231.37')``) or ``None``.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from ib_async.util import UNSET_DOUBLE
@@ -33,6 +33,7 @@ __all__ = [
     "TIFS",
     "ZERO",
     "decimal_from_float",
+    "decimal_from_text",
     "ib_price",
     "lookup",
     "order_status",
@@ -112,6 +113,25 @@ def decimal_from_float(x: float | Decimal | None) -> Decimal | None:
     if value.is_integer() and abs(value) < _EXACT_INT_LIMIT:
         return Decimal(int(value))
     return Decimal(repr(value))
+
+
+def decimal_from_text(text: str | None) -> Decimal | None:
+    """Return a number IB sends as text (account values, a what-if's margins) as its exact Decimal, or ``None``.
+
+    The Decimal keeps the text's own digits (``"1234.56"`` is
+    ``Decimal('1234.56')``). ``None`` for what is no number: empty text,
+    words (an account's ``"DU1234567"``), NaN, infinities and IB's unset
+    double written out (``"1.7976931348623157E308"``).
+    """
+    if text is None:
+        return None
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError):
+        return None
+    if not value.is_finite() or float(value) == UNSET_DOUBLE:
+        return None
+    return value
 
 
 def required_decimal(name: str, x: float | Decimal | None) -> Decimal:

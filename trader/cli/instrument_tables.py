@@ -1,0 +1,69 @@
+"""Instrument tables: the contracts ``resolve`` found and the quotes of ``snapshot`` and ``subscribe listen``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from trader.cli.formats import clock, num
+from trader.cli.layout import Col, FitTable
+from trader.domain import Contract
+
+
+def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
+    """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
+    exchange, last trade date and description.
+
+    Narrow, the least needed go first: the exchange, then the last trade
+    date (shown only when a row has one), then the local symbol; the
+    description is cut in its middle before it goes.
+    """
+    cells: list[list[str]] = []
+    for row in rows:
+        c: Contract = row["contract"]
+        primary = c.primary_exchange and c.exchange == "SMART"
+        cells.append([row["input"], row["key"], row["local_symbol"] or "-",
+                      c.expiry.isoformat() if c.expiry else "-",
+                      f"SMART/{c.primary_exchange}" if primary else c.exchange, row["description"] or "-"])
+    columns = [Col("typed"), Col("key"), Col("local symbol", 3), Col("last trade", 4), Col("exchange", 5),
+               Col("description", 2, min_width=12)]
+    keep = [i for i in range(len(columns)) if i != 3 or any(r[3] != "-" for r in cells)]  # no dated contract
+    return FitTable([columns[i] for i in keep], [[r[i] for i in keep] for r in cells])
+
+
+QUOTE_COLUMNS = (
+    Col("instrument"),
+    Col("bid size", 3, justify="right"),
+    Col("bid", justify="right"),
+    Col("ask", justify="right"),
+    Col("ask size", 3, justify="right"),
+    Col("last", 1, justify="right"),
+    Col("last size", 5, justify="right"),
+    Col("volume", 4, justify="right"),
+    Col("time", 2),
+)
+
+
+def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> FitTable:
+    """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time.
+
+    Narrow, it keeps instrument, bid and ask whole, and leaves out the last
+    size, the volume, the bid and ask sizes, the time, then the last.
+    """
+    rows = [
+        [
+            str(tick.get("instrument", "?")),
+            num(tick.get("bid_size")),
+            num(tick.get("bid")),
+            num(tick.get("ask")),
+            num(tick.get("ask_size")),
+            num(tick.get("last")),
+            num(tick.get("last_size")),
+            num(tick.get("volume")),
+            clock(tick["time"], millis=True) if isinstance(tick.get("time"), datetime) else "-",
+        ]
+        for tick in ticks
+    ]
+    return FitTable(QUOTE_COLUMNS, rows, title=title)
+
