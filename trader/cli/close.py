@@ -88,7 +88,7 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
        "flat": [{"key": ..., "filled_while_cancelling": -10}],
        "unprotected": [{"key": ..., "cancelled": ["a1b2c3d4e5f6"]}],
        "errors": [{"key": "ES.FUT.202612",
-                   "error": {"type": ..., "code": ..., "message": ...}}]}
+                   "error": {"type": ..., "code": ..., "message": ..., "details": ...}}]}
     """
     if (symbol is None) == (not close_all):
         raise click.UsageError("give a SYMBOL or --all")
