@@ -2,7 +2,8 @@
 
 tws-sim runs in-process on an ephemeral port with the repository's catalogue
 (and, for the six-letter rule, one extra stock); the resolver reads dates from
-a fixed day, 7 December 2026, so one-digit years and front months do not move.
+a fixed day, 7 December 2026, and tws-sim lists its rolling series as of that
+day (its clock moved there), so one-digit years and front months do not move.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import ib_async
 import pytest
 
-from tests.sim.simulator import connect, running_sim, sim_config, wait_for
+from tests.sim.simulator import connect, running_sim, shifted_clock, sim_config, wait_for
 from trader.brokers.ib.adapter import IbAdapter
 from trader.config import IbSettings, TradingSettings
 from trader.domain import SecType
@@ -40,12 +41,12 @@ def on_sim(test: Callable[[Resolver, IbAdapter, Catalogue], Awaitable[None]]) ->
     async def main() -> None:
         config = sim_config()
         config = config.model_copy(update={"instruments": [*config.instruments, AUDUSD_STOCK, EURO_FX]})
-        async with running_sim(config) as sim:
+        async with running_sim(config, shifted_clock(TODAY)) as sim:
             adapter = IbAdapter(IbSettings(port=sim.port, client_id=5), TradingSettings())
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
-                await test(Resolver(adapter, today=lambda: TODAY), adapter, Catalogue.from_config(config))
+                await test(Resolver(adapter, today=lambda: TODAY), adapter, Catalogue.from_config(config, TODAY))
             finally:
                 await adapter.stop()
 
@@ -84,7 +85,7 @@ def test_each_typed_form_resolves_to_its_contract_key() -> None:
         got = {typed: (await resolver.one(typed)).key for typed in TYPED}
         assert got == TYPED
         clf7 = (await resolver.one("CLF7")).contract
-        assert (clf7.local_symbol, clf7.expiry, clf7.contract_month) == ("CLF7", date(2026, 12, 17), "202701")
+        assert (clf7.local_symbol, clf7.expiry, clf7.contract_month) == ("CLF7", date(2026, 12, 22), "202701")  # NYMEX's rule, holidays aside
         for unknown in ("EURGBP", "NOSUCH", "ESF6", "ES Jan27"):  # a pair, a symbol, months tws-sim does not list
             with pytest.raises(NotFound):
                 await resolver.one(unknown)
@@ -117,7 +118,7 @@ def test_options_by_strike_right_and_expiry() -> None:
     async def check(resolver: Resolver, _adapter: IbAdapter, _catalogue: Catalogue) -> None:
         call = await resolver.one("AAPL", strike=Decimal(230), right="C", expiry="20261218")
         assert (call.key, call.contract.multiplier) == ("AAPL.OPT.20261218.C230", Decimal(100))
-        assert (await resolver.one("AAPL", strike="230", right="PUT")).key == "AAPL.OPT.20261218.P230"
+        assert (await resolver.one("AAPL", strike="230", right="PUT", expiry="202612")).key == "AAPL.OPT.20261218.P230"
         assert (await resolver.one("SPY", strike=Decimal(590), right="P", expiry="202612")).key == (
             "SPY.OPT.20261218.P590")
         with pytest.raises(ValidationError, match="ambiguous") as refused:

@@ -1,8 +1,10 @@
 """The simulator's instrument catalogue and settings, loaded from configs/sim.yaml.
 
-The file has three sections: ``account`` (id, base currency, starting cash,
-commissions), ``market`` (seed, tick rate) and ``instruments`` (every contract
-tws-sim knows, with its conid and the parameters of its random walk). It is
+The file's sections: ``account`` (id, base currency, starting cash,
+commissions), ``market`` (seed, tick rate), ``instruments`` (the contracts
+that do not expire, with their conid and the parameters of their random walk)
+and ``futures`` / ``options`` (rolling series: the contracts listed as of the
+day tws-sim starts, see :mod:`trader.sim.series`). It is
 read with the platform's one config loader, into frozen models that reject
 unknown keys. :class:`Catalogue` answers the contract look-ups TWS answers:
 by conid, by a partial contract (``reqContractDetails``), by a symbol prefix
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Contract, Right, SecType
 from trader.errors import ConfigError, ValidationError
 from trader.sim.limits import ConnectionLimits
+from trader.sim.series import FutureSeries, OptionSeries, expand_series
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -120,6 +123,8 @@ class InstrumentConfig(StrictModel):
     quote_size: int = Field(5, ge=1, description="typical displayed size at the touch")
     trade_size: int = Field(1, ge=1, description="typical size of one trade")
     min_size: Decimal = Field(Decimal(1), gt=0)
+    last_trade_time: str = Field("", description="HH:MM on the expiry day, in time_zone (IB's lastTradeTime)")
+    time_zone: str = Field("UTC", description="the exchange's time zone (IB's timeZoneId)")
 
     @field_validator("expiry", mode="before")
     @classmethod
@@ -148,6 +153,8 @@ class SimConfig(StrictModel):
     account: AccountConfig = AccountConfig()
     market: MarketConfig = MarketConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
+    futures: list[FutureSeries] = Field(default_factory=list, description="rolling futures series")
+    options: list[OptionSeries] = Field(default_factory=list, description="rolling monthly option series")
     replay: ReplayConfig | None = None
     connections: ConnectionLimits = ConnectionLimits()
 
@@ -184,6 +191,8 @@ class SimInstrument:
     quote_size: int
     trade_size: int
     min_size: Decimal
+    last_trade_time: str = ""
+    time_zone: str = "UTC"
 
     @property
     def conid(self) -> int:
@@ -248,6 +257,8 @@ class SimInstrument:
             quote_size=cfg.quote_size,
             trade_size=cfg.trade_size,
             min_size=cfg.min_size,
+            last_trade_time=cfg.last_trade_time,
+            time_zone=cfg.time_zone,
         )
 
 
@@ -290,10 +301,15 @@ class Catalogue:
             self._by_conid[inst.conid] = inst
 
     @classmethod
-    def from_config(cls, config: SimConfig) -> Catalogue:
-        """Build the catalogue, naming the instrument whose contract is invalid."""
+    def from_config(cls, config: SimConfig, today: date | None = None) -> Catalogue:
+        """Build the catalogue as of ``today`` (default: the UTC date), naming an instrument whose contract is invalid.
+
+        The rolling series list the contracts not yet past their last trade day on ``today``.
+        """
+        day = today or datetime.now(UTC).date()
+        listed = [InstrumentConfig(**entry) for entry in expand_series(config.futures, config.options, day)]
         entries = []
-        for cfg in config.instruments:
+        for cfg in [*config.instruments, *listed]:
             try:
                 entries.append(SimInstrument.from_config(cfg))
             except ValidationError as exc:
@@ -309,6 +325,15 @@ class Catalogue:
     def get(self, conid: int) -> SimInstrument | None:
         """Return the instrument with ``conid``, or None."""
         return self._by_conid.get(conid)
+
+    def front(self, symbol: str, sec_type: SecType = SecType.FUT, today: date | None = None) -> SimInstrument:
+        """Return the nearest contract of ``symbol`` not past its last trade day on ``today`` (default: UTC date)."""
+        day = today or datetime.now(UTC).date()
+        listed = [i for i in self._by_conid.values() if i.contract.symbol == symbol and i.contract.sec_type is sec_type
+                  and i.contract.expiry is not None and i.contract.expiry >= day]
+        if not listed:
+            raise ValidationError(f"no {symbol} {sec_type} is listed on {day}")
+        return min(listed, key=lambda i: (i.contract.expiry, i.conid))
 
     def match(self, query: ContractQuery) -> list[SimInstrument]:
         """Return every instrument the query describes, as reqContractDetails does.

@@ -76,7 +76,7 @@ class SimWorld:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.catalogue = Catalogue.from_config(config)
+        self.catalogue = Catalogue.from_config(config, clock().date())  # the series listed today
         self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock())
         if config.replay is not None:
             self.market.drive(ReplaySource(FileReplayData(config.replay.file), self.catalogue, config.replay))
