@@ -56,10 +56,10 @@ def test_every_catalogue_key_names_exactly_its_contract() -> None:
 
 
 def test_the_catalogue_keys_futures_by_contract_month_as_nymex_does() -> None:
-    catalogue = Catalogue.from_config(load_sim_config())
+    catalogue = Catalogue.from_config(load_sim_config(), date(2026, 12, 7))  # the series listed on a fixed day
     by_local = {i.contract.local_symbol: i.contract for i in catalogue if i.contract.sec_type is SecType.FUT}
     clf7 = by_local["CLF7"]
-    assert (clf7.key, clf7.contract_month, clf7.expiry) == ("CL.FUT.202701", "202701", date(2026, 12, 17))
+    assert (clf7.key, clf7.contract_month, clf7.expiry) == ("CL.FUT.202701", "202701", date(2026, 12, 22))
     assert by_local["ESZ6"].key == "ES.FUT.202612"
     indices = {i.contract.key: i.contract.exchange for i in catalogue if i.contract.sec_type is SecType.IND}
     assert indices == {"SPX.IND": "CBOE", "NDX.IND": "NASDAQ", "VIX.IND": "CBOE"}
