@@ -77,6 +77,10 @@ TYPED = {
     "SPX": "SPX.IND",
     "NDX": "NDX.IND",
     "VIX": "VIX.IND",
+    "BRK.B": "BRK_B.STK",  # IB's symbol is "BRK B"
+    "BRK/B": "BRK_B.STK",
+    "brk b": "BRK_B.STK",
+    "BRK_B.STK": "BRK_B.STK",
 }
 
 
