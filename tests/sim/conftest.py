@@ -12,7 +12,6 @@ from trader.sim.engine import MatchingEngine
 from trader.sim.orders import CommissionSchedule
 from trader.sim.series import contract_conid
 
-
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 """The pure tests' fixed day: the catalogue's rolling series are listed as of it (ESZ6 is ES's front)."""
 ESZ6 = contract_conid("ES", "FUT", "202612")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, date, datetime
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ib_async import IB

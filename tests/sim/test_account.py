@@ -127,5 +127,5 @@ def test_the_sim_account_agrees_with_the_ledger_lot_to_the_digit(fills: list[tup
         assert holding.avg_cost == lot.avg_cost * multiplier
         assert holding.realized == lot.realized == account.realized_pnl
         assert realized is None or realized == lot.realized - before
-        [row] = account.rows(lambda conid: price)
+        [row] = account.rows(lambda conid, mark=price: mark)
         assert row.unrealized == lot.figures(price).unrealized

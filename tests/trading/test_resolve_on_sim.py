@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ib_async
 import pytest
@@ -26,6 +27,7 @@ from trader.sim.catalogue import Catalogue, InstrumentConfig
 from trader.trading.instruments import Resolver
 
 TODAY = date(2026, 12, 7)
+NOW = datetime(2026, 12, 7, 15, tzinfo=UTC)
 # A stock whose symbol is two currencies: the six-letter rule must not make it a pair.
 AUDUSD_STOCK = InstrumentConfig(conid=990001, symbol="AUDUSD", sec_type=SecType.STK, primary_exchange="NYSE",
                                 long_name="A STOCK NAMED LIKE A PAIR", price=Decimal(10))
@@ -46,7 +48,7 @@ def on_sim(test: Callable[[Resolver, IbAdapter, Catalogue], Awaitable[None]]) ->
             adapter.start()
             try:
                 assert await adapter.wait_connected(10)
-                await test(Resolver(adapter, today=lambda: TODAY), adapter, Catalogue.from_config(config, TODAY))
+                await test(Resolver(adapter, now=lambda: NOW), adapter, Catalogue.from_config(config, TODAY))
             finally:
                 await adapter.stop()
 
@@ -108,12 +110,25 @@ def test_every_catalogue_key_resolves_to_its_own_contract() -> None:
 
 def test_the_front_month_and_a_one_digit_year_move_with_the_date() -> None:
     async def check(resolver: Resolver, _adapter: IbAdapter, _catalogue: Catalogue) -> None:
-        days = iter([TODAY, TODAY, date(2026, 12, 19), date(2026, 12, 19)])
-        resolver.today = lambda: next(days)
+        days = iter([NOW, NOW, datetime(2026, 12, 19, tzinfo=UTC), datetime(2026, 12, 19, tzinfo=UTC)])
+        resolver.now = lambda: next(days)
         before = [(await resolver.one(typed)).key for typed in ("ES", "ESH7")]
         after = [(await resolver.one(typed)).key for typed in ("ES", "ESH7")]
         assert before == ["ES.FUT.202612", "ES.FUT.202703"]
         assert after == ["ES.FUT.202703", "ES.FUT.202703"]  # ESZ6 last traded on the 18th
+
+    on_sim(check)
+
+
+def test_on_its_last_day_the_front_month_rolls_at_its_last_trade_time() -> None:
+    async def check(resolver: Resolver, _adapter: IbAdapter, _catalogue: Catalogue) -> None:
+        esz6 = (await resolver.one("ESZ6"))
+        assert esz6.last_trade == datetime(2026, 12, 18, 8, 30, tzinfo=ZoneInfo("US/Central"))  # 14:30 UTC
+        clock = [datetime(2026, 12, 18, 14, 29, tzinfo=UTC)]
+        resolver.now = lambda: clock[0]
+        assert (await resolver.one("ES")).key == "ES.FUT.202612"  # its last morning: still trading
+        clock[0] = datetime(2026, 12, 18, 14, 30, tzinfo=UTC)
+        assert (await resolver.one("ES")).key == "ES.FUT.202703"  # the same day, at its close: rolled
 
     on_sim(check)
 

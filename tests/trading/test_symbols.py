@@ -9,8 +9,8 @@ import pytest
 
 from trader.brokers.records import ContractQuery
 from trader.domain import SecType
-from trader.errors import ValidationError
 from trader.domain.contract_key import futures_month
+from trader.errors import ValidationError
 from trader.trading.symbols import Hints, read_symbol
 
 DEC_2026 = date(2026, 12, 7)

@@ -43,9 +43,9 @@ from trader.errors import ValidationError
 
 __all__ = [
     "MONTH_CODES",
+    "SEC_TYPE_NAMES",
     "KeyParts",
     "check_contract_month",
-    "SEC_TYPE_NAMES",
     "contract_month_of",
     "futures_month",
     "is_key",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
@@ -33,11 +34,11 @@ __all__ = [
     "Catalogue",
     "CommissionConfig",
     "ContractQuery",
-    "SimInstrument",
     "InstrumentConfig",
     "MarketConfig",
     "ReplayConfig",
     "SimConfig",
+    "SimInstrument",
     "load_sim_config",
 ]
 
@@ -203,6 +204,22 @@ class SimInstrument:
     def multiplier(self) -> Decimal:
         """Return the contract multiplier (1 when the contract has none)."""
         return self.contract.multiplier or Decimal(1)
+
+    @property
+    def last_trade(self) -> datetime | None:
+        """Return when trading stops: the expiry at its last trade time in its time zone (else the day's end, UTC)."""
+        expiry = self.contract.expiry
+        if expiry is None:
+            return None
+        if self.last_trade_time:
+            hour, minute, *second = (int(p) for p in self.last_trade_time.split(":"))
+            return datetime.combine(expiry, time(hour, minute, *second[:1], tzinfo=ZoneInfo(self.time_zone)))
+        return datetime.combine(expiry + timedelta(days=1), time(tzinfo=UTC))
+
+    def expired(self, now: datetime) -> bool:
+        """Return whether trading in it has stopped at ``now``: tws-sim neither quotes it nor takes orders."""
+        last = self.last_trade
+        return last is not None and now >= last
 
     @property
     def wire_expiry(self) -> str:

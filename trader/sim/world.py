@@ -174,7 +174,7 @@ class SimWorld:
         if now.date() != self._day:  # a new (UTC) trading day: DAY orders expire
             self._day = now.date()
             self.dispatch(self.engine.expire_day())
-        moved = self.market.step(now)
+        moved = [s for s in self.market.step(now) if not s.instrument.expired(now)]  # an expired one is not quoted
         for state in moved:
             for quote in state.passed or (state.quote(),):
                 self.dispatch(self.engine.on_quote(state.instrument.conid, quote))
