@@ -56,8 +56,8 @@ class Resolver:
         self._by_key: dict[str, ContractDetails] = {}
 
     def known(self, key: str) -> ContractDetails | None:
-        """Return an instrument resolved before, by contract key."""
-        return self._by_key.get(key)
+        """Return an instrument resolved before, by contract key (any case: keys are upper-case)."""
+        return self._by_key.get(key.strip().upper())
 
     async def resolve(self, symbol: str, *, sec_type: str | None = None, exchange: str | None = None,
                       currency: str | None = None, expiry: str | None = None,
