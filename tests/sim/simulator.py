@@ -14,6 +14,7 @@ from ib_async import IB
 from trader.sim.catalogue import MarketConfig, SimConfig, SimInstrument, load_sim_config
 from trader.sim.server import TwsSimServer
 from trader.sim.wire import FrameSplitter, decode_fields, encode_message, frame
+from trader.sim.world import SimWorld
 
 
 def sim_config(tick_rate: float = 20.0, seed: int = 7, account_update_interval: float = 3.0) -> SimConfig:
@@ -119,7 +120,7 @@ def shifted_clock(day: date) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + offset
 
 
-def listed(server: TwsSimServer, symbol: str, sec_type: str = "FUT") -> list[SimInstrument]:
+def listed(server: SimWorld, symbol: str, sec_type: str = "FUT") -> list[SimInstrument]:
     """Return the contracts of ``symbol`` the running sim lists today, nearest expiry first (rolling series)."""
     found = [i for i in server.catalogue if i.contract.symbol == symbol and str(i.contract.sec_type) == sec_type]
     return sorted(found, key=lambda i: (i.contract.expiry, i.conid))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from ib_async import Future, MarketOrder
 
-from tests.sim.simulator import connect, running_sim, wait_for
+from tests.sim.conftest import ManualClock
+from tests.sim.simulator import connect, listed, running_sim, sim_config, wait_for
+from trader.sim.world import SimWorld
 
 LAST_MORNING = datetime(2026, 12, 18, 14, 29, 50, tzinfo=UTC)  # ESZ6 stops at 08:30 Chicago time: 14:30 UTC
 
@@ -44,3 +46,15 @@ def test_past_its_last_trade_time_a_contract_is_neither_quoted_nor_traded() -> N
             ib.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_sim_running_past_an_expiry_lists_the_next_contract() -> None:
+    clock = ManualClock(datetime(2026, 12, 18, 23, 59, 59, tzinfo=UTC))
+    world = SimWorld(sim_config(), clock=clock)
+    assert [i.contract.local_symbol for i in listed(world, "ES")] == ["ESZ6", "ESH7", "ESM7"]
+    clock.advance(2)  # 19 December: ESZ6 is gone, ESU7 listed and quoted
+    world.market_step(clock())
+    live = [i.contract.local_symbol for i in listed(world, "ES") if not i.expired(clock())]
+    assert live == ["ESH7", "ESM7", "ESU7"]
+    esu7 = world.catalogue.front("ES", today=date(2027, 6, 19))
+    assert esu7.contract.local_symbol == "ESU7" and world.market.state(esu7.conid).bid > 0

@@ -324,14 +324,17 @@ class Catalogue:
         The rolling series list the contracts not yet past their last trade day on ``today``.
         """
         day = today or datetime.now(UTC).date()
-        listed = [InstrumentConfig(**entry) for entry in expand_series(config.futures, config.options, day)]
-        entries = []
-        for cfg in [*config.instruments, *listed]:
-            try:
-                entries.append(SimInstrument.from_config(cfg))
-            except ValidationError as exc:
-                raise ConfigError(f"instrument conid {cfg.conid} ({cfg.symbol}): {exc}") from None
-        return cls(entries)
+        return cls(_build([*config.instruments, *_listed(config, day)]))
+
+    def list_new(self, config: SimConfig, today: date) -> list[SimInstrument]:
+        """Add the series' contracts listed on ``today`` that are not in the catalogue yet; return them.
+
+        A tws-sim that runs past a contract's last trade lists the next one, as the exchange does.
+        """
+        fresh = _build([cfg for cfg in _listed(config, today) if cfg.conid not in self._by_conid])
+        for inst in fresh:
+            self._by_conid[inst.conid] = inst
+        return fresh
 
     def __iter__(self) -> Iterator[SimInstrument]:
         return iter(self._by_conid.values())
@@ -398,6 +401,20 @@ class Catalogue:
             if i.contract.symbol == symbol and i.contract.sec_type in (SecType.OPT, SecType.FUT)
         }
         return sorted(kinds)
+
+
+def _listed(config: SimConfig, day: date) -> list[InstrumentConfig]:
+    return [InstrumentConfig(**entry) for entry in expand_series(config.futures, config.options, day)]
+
+
+def _build(configs: list[InstrumentConfig]) -> list[SimInstrument]:
+    entries = []
+    for cfg in configs:
+        try:
+            entries.append(SimInstrument.from_config(cfg))
+        except ValidationError as exc:
+            raise ConfigError(f"instrument conid {cfg.conid} ({cfg.symbol}): {exc}") from None
+    return entries
 
 
 def _matches(inst: SimInstrument, q: ContractQuery) -> bool:

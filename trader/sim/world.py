@@ -171,9 +171,11 @@ class SimWorld:
     def market_step(self, now: datetime | None = None) -> list[MarketState]:
         """Move the market one step, match orders against it and push the ticks; return what moved."""
         now = now or self.clock()
-        if now.date() != self._day:  # a new (UTC) trading day: DAY orders expire
+        if now.date() != self._day:  # a new (UTC) trading day: DAY orders expire, the series list their next contracts
             self._day = now.date()
             self.dispatch(self.engine.expire_day())
+            for inst in self.catalogue.list_new(self.config, self._day):
+                self.dispatch(self.engine.on_quote(inst.conid, self.market.add(inst, now).quote()))
         moved = [s for s in self.market.step(now) if not s.instrument.expired(now)]  # an expired one is not quoted
         for state in moved:
             for quote in state.passed or (state.quote(),):
