@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from trader.domain import SecType
 from trader.domain.contract_key import MONTH_CODES
-from trader.sim.catalogue import Catalogue, load_sim_config
+from trader.sim.catalogue import Catalogue, SimConfig, load_sim_config
 from trader.sim.series import contract_conid, last_trade_day
 
 DAYS = [date(2026, 12, 7) + timedelta(days=n) for n in range(0, 4 * 365, 17)]  # four years, every 17th day
@@ -60,3 +61,11 @@ def test_the_exchanges_last_trade_rules() -> None:
     # COMEX GC: the third last business day of the contract month
     assert last_trade_day("third_last_business_day", "202612") == date(2026, 12, 29)
     assert last_trade_day("third_last_business_day", "202702") == date(2027, 2, 24)
+
+
+@pytest.mark.parametrize(("clock", "zone"), [("8:30", "US/Central"), ("0830", "US/Central"), ("08:30", "Mars/Olympus")])
+def test_a_series_with_a_bad_last_trade_time_is_refused_at_load(clock: str, zone: str) -> None:
+    config = load_sim_config().model_dump()
+    config["futures"][0].update(last_trade_time=clock, time_zone=zone)
+    with pytest.raises(ValidationError, match="last_trade_time|time_zone"):
+        SimConfig.model_validate(config)

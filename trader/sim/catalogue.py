@@ -26,7 +26,7 @@ from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Contract, Right, SecType
 from trader.errors import ConfigError, ValidationError
 from trader.sim.limits import ConnectionLimits
-from trader.sim.series import FutureSeries, OptionSeries, expand_series
+from trader.sim.series import FutureSeries, OptionSeries, check_last_trade_time, expand_series
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -135,6 +135,11 @@ class InstrumentConfig(StrictModel):
         if isinstance(value, str) and len(value) == 8 and value.isdigit():
             return date(int(value[:4]), int(value[4:6]), int(value[6:]))
         return value
+
+    @model_validator(mode="after")
+    def _clock(self) -> InstrumentConfig:
+        check_last_trade_time(self.last_trade_time, self.time_zone)
+        return self
 
     @field_validator("contract_month", mode="before")
     @classmethod

@@ -22,13 +22,15 @@ documented approximation):
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trader.config import StrictModel
 from trader.domain import Right, SecType
@@ -38,6 +40,7 @@ __all__ = [
     "FutureSeries",
     "OptionLine",
     "OptionSeries",
+    "check_last_trade_time",
     "contract_conid",
     "expand_series",
     "last_trade_day",
@@ -88,6 +91,16 @@ def contract_conid(*parts: object) -> int:
     return 500_000_000 + zlib.crc32(text.encode()) % 1_000_000_000
 
 
+def check_last_trade_time(clock: str, zone: str) -> None:
+    """Raise ValueError unless ``clock`` is empty or ``HH:MM[:SS]`` and ``zone`` a time zone id."""
+    if clock and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", clock):
+        raise ValueError(f"last_trade_time must be HH:MM or HH:MM:SS, got {clock!r}")
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time_zone {zone!r}") from None
+
+
 def _exact(value: object) -> object:
     # YAML reads 0.01 as a float; go through its text so the Decimal is exact.
     return Decimal(str(value)) if isinstance(value, float) else value
@@ -112,6 +125,11 @@ class FutureSeries(StrictModel):
     volatility: float = Field(0.2, ge=0)
     quote_size: int = Field(5, ge=1, description="the front's; halved per contract further out (at least 1)")
     trade_size: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _clock(self) -> FutureSeries:
+        check_last_trade_time(self.last_trade_time, self.time_zone)
+        return self
 
     @field_validator("months")
     @classmethod
