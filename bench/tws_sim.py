@@ -53,8 +53,9 @@ from trader.sim.wire import FrameSplitter, frame
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = 178  # what tws-sim and ib_async 2.x negotiate
-# AAPL, MSFT, NVDA, AMZN, TSLA, SPY, QQQ, ESZ6, GCZ6, EUR.USD
-TICK_CONIDS = (265598, 272093, 4815747, 3691937, 76792991, 756733, 320227571, 637533641, 306496071, 12087792)
+# AAPL, MSFT, NVDA, AMZN, TSLA, SPY, QQQ, EUR.USD, and the front ES and GC (rolling series: asked of the catalogue)
+TICK_CONIDS = (265598, 272093, 4815747, 3691937, 76792991, 756733, 320227571, 12087792)
+TICK_FUTURES = ("ES", "GC")
 ORDER_CONTRACT = Stock("AAPL", "SMART", "USD", conId=265598, primaryExchange="NASDAQ")
 FAR_BELOW = 100.0  # AAPL starts at 231.50 and moves a few cents a minute: a BUY here rests
 TICK_IDS = (b"1", b"2", b"46")  # tickPrice, tickSize, tickString
@@ -128,7 +129,7 @@ def tick_contracts() -> list[Contract]:
     """The instruments the tick benchmark watches (a conid decides alone in tws-sim)."""
     catalogue = Catalogue.from_config(load_sim_config())
     contracts = []
-    for conid in TICK_CONIDS:
+    for conid in (*TICK_CONIDS, *(catalogue.front(symbol).conid for symbol in TICK_FUTURES)):
         inst = catalogue.get(conid)
         assert inst is not None, f"conid {conid} is not in configs/sim.yaml"
         contracts.append(Contract(conId=conid, exchange=inst.contract.exchange))

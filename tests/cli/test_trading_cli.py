@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import signal
@@ -15,6 +16,10 @@ from tests.conftest import StackEnv, TradingStack, started_trading_stack
 from tests.waiting import wait_until_blocking
 from trader.cli import account as account_command
 from trader.cli import orders
+from trader.domain import SecType
+from trader.domain.contract_key import MONTH_CODES
+from trader.sim.catalogue import Catalogue, load_sim_config
+from trader.sim.series import last_trade_day
 
 pytestmark = pytest.mark.slow
 
@@ -126,32 +131,42 @@ def test_orders_fills_holdings_and_instruments(trading_stack: TradingStack) -> N
 def test_resolve_says_what_each_typed_form_became_and_options_go_by_strike(
     trading_stack: TradingStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    typed = ["EURUSD", "EUR/USD", "ES Dec26", "ESZ6", "CLF7", "SPX", "AAPL"]
+    # tws-sim's futures and options roll: ask what ES's and CL's front months are today, type them as traders do
+    es, cl = (data("resolve", symbol)[0] for symbol in ("ES", "CL"))
+    es_month, cl_month = es["contract"]["contract_month"], cl["contract"]["contract_month"]
+    es_named = f"ES {calendar.month_abbr[int(es_month[4:])]}{es_month[2:4]}"  # ES Dec26
+    es_key, cl_key = f"ES.FUT.{es_month}", f"CL.FUT.{cl_month}"
+    typed = ["EURUSD", "EUR/USD", es_named, es["local_symbol"], cl["local_symbol"], "SPX", "AAPL"]
     rows = data("resolve", *typed)
     assert [(r["input"], r["key"]) for r in rows] == [
-        ("EURUSD", "EUR.CASH.USD"), ("EUR/USD", "EUR.CASH.USD"), ("ES Dec26", "ES.FUT.202612"),
-        ("ESZ6", "ES.FUT.202612"), ("CLF7", "CL.FUT.202701"), ("SPX", "SPX.IND"), ("AAPL", "AAPL.STK")]
-    clf7 = rows[4]
-    assert (clf7["local_symbol"], clf7["description"]) == ("CLF7", "Light Sweet Crude Oil")
-    assert (clf7["contract"]["contract_month"], clf7["contract"]["expiry"]) == ("202701", "2026-12-17")
+        ("EURUSD", "EUR.CASH.USD"), ("EUR/USD", "EUR.CASH.USD"), (es_named, es_key),
+        (es["local_symbol"], es_key), (cl["local_symbol"], cl_key), ("SPX", "SPX.IND"), ("AAPL", "AAPL.STK")]
+    front_cl = rows[4]
+    assert front_cl["local_symbol"] == f"CL{MONTH_CODES[int(cl_month[4:]) - 1]}{cl_month[3]}"  # CLF7
+    assert front_cl["description"] == "Light Sweet Crude Oil"
+    # the key is the contract month; CL's last trade is in the month before (CLF7 stops in December)
+    assert front_cl["contract"]["expiry"] == last_trade_day("nymex_crude", cl_month).isoformat()
+    assert front_cl["contract"]["expiry"][:7].replace("-", "") < cl_month
     monkeypatch.setenv("COLUMNS", "80")
     table = ok("resolve", *typed).stdout
     assert all(len(line) <= 80 for line in table.splitlines()), table
-    assert all(word in table for word in ("CLF7", "CL.FUT.202701", "ES Dec26", "Light Sweet Crude Oil"))
-    partly = trader("resolve", "CLF7", "NOSUCH")
-    assert partly.exit_code == 4 and "CL.FUT.202701" in partly.stdout and "'NOSUCH'" in partly.stderr
+    assert all(word in table for word in (cl["local_symbol"], cl_key, es_named, "Light Sweet Crude Oil"))
+    partly = trader("resolve", cl["local_symbol"], "NOSUCH")
+    assert partly.exit_code == 4 and cl_key in partly.stdout and "'NOSUCH'" in partly.stderr
 
-    option = ("AAPL", "--strike", "230", "--right", "C", "--expiry", "20261218")
+    expiry = Catalogue.from_config(load_sim_config()).front("AAPL", SecType.OPT).wire_expiry  # the nearest listed
+    call_key, put_key = f"AAPL.OPT.{expiry}.C230", f"AAPL.OPT.{expiry}.P230"
+    option = ("AAPL", "--strike", "230", "--right", "C", "--expiry", expiry)
     (call,) = data("resolve", *option)
-    assert call["key"] == "AAPL.OPT.20261218.C230"
-    assert data("snapshot", *option)["instrument"] == "AAPL.OPT.20261218.C230"
+    assert call["key"] == call_key
+    assert data("snapshot", *option)["instrument"] == call_key
     assert data("snapshot", "SPX")["instrument"] == "SPX.IND"
-    assert data("subscribe", "start", "AAPL", "--strike", "230", "--right", "put")["key"] == (
-        "AAPL.OPT.20261218.P230")
+    assert data("subscribe", "start", "AAPL", "--strike", "230", "--right", "put", "--expiry", expiry)["key"] == (
+        put_key)
     bought = data("trade", "buy", *option, "-q", "1", "--id", "cli-opt")
-    assert bought["order"]["contract"]["key"] == "AAPL.OPT.20261218.C230"
-    assert [r["key"] for r in data("resolve", "AAPL", "--strike", "230")] == [
-        "AAPL.OPT.20261218.C230", "AAPL.OPT.20261218.P230"]  # resolve lists what a symbol names
+    assert bought["order"]["contract"]["key"] == call_key
+    assert [r["key"] for r in data("resolve", "AAPL", "--strike", "230", "--expiry", expiry)] == [
+        call_key, put_key]  # resolve lists what a symbol names
     assert "ambiguous" in refused(3, "snapshot", "AAPL", "--strike", "230")  # one instrument is needed
 
 

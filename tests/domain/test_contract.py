@@ -67,7 +67,7 @@ def test_a_stock_needs_only_a_symbol() -> None:
             "AAPL.OPT.20261218.P152_5",
         ),
         (Contract("BRK B"), "BRK_B.STK"),
-        (Contract("BRK.B"), "BRK_B.STK"),
+        (Contract("BRK.B"), "BRK-2EB.STK"),  # not IB's symbol, but it reads back as it was
     ],
 )
 def test_key_forms(contract: Contract, key: str) -> None:

@@ -15,7 +15,7 @@ from trader.domain.contract_key import contract_month_of, is_key, make_key, pars
 from trader.errors import ValidationError
 from trader.sim.catalogue import Catalogue, ContractQuery, load_sim_config
 
-SYMBOLS = st.from_regex(r"[A-Z][A-Z0-9]{0,5}( [A-Z])?", fullmatch=True)
+SYMBOLS = st.from_regex(r"[A-Z][A-Z0-9_&/-]{0,5}([ _.][A-Z_-])?", fullmatch=True)  # spaces, _ - . & / too
 CURRENCIES = st.sampled_from(["USD", "EUR", "JPY", "GBP"])
 MONTHS = st.builds(lambda y, m: f"{y:04d}{m:02d}", st.integers(2000, 2099), st.integers(1, 12))
 STRIKES = st.decimals(min_value=Decimal("0.5"), max_value=Decimal(5000), places=2)
@@ -45,6 +45,17 @@ def test_a_key_reads_back_into_the_fields_that_make_it(contract: Contract) -> No
     assert again == contract.key and is_key(contract.key)
 
 
+def test_spaces_and_underscores_round_trip_and_keys_are_upper_case() -> None:
+    assert make_key("MY_SYM", SecType.STK, "USD") == "MY-5FSYM.STK" and parse_key("MY-5FSYM.STK").symbol == "MY_SYM"
+    assert make_key("BRK B", SecType.STK, "USD") == "BRK_B.STK" and parse_key("brk_b.stk").symbol == "BRK B"
+    assert parse_key("A-5F_B-2D-2EC.STK").symbol == "A_ B-.C" and parse_key("a-5fb.stk").symbol == "A_B"
+    # make_key and parse_key agree on case: a lower-case symbol keys as IB's upper-case one
+    assert make_key("aapl", SecType.STK, "usd") == "AAPL.STK" == Contract("aapl", SecType.STK).key.upper()
+    assert Contract("eur", SecType.CASH, currency="usd").key == "EUR.CASH.USD"
+    assert make_key("fgbl", SecType.FUT, "EUR", local_symbol="fgbl dec 26") == "FGBL.FUT.FGBL_DEC_26.EUR"
+    assert parse_key("FGBL.FUT.FGBL_DEC_26.EUR").local_symbol == "FGBL DEC 26"
+
+
 def test_every_catalogue_key_names_exactly_its_contract() -> None:
     catalogue = Catalogue.from_config(load_sim_config())
     for inst in catalogue:
@@ -56,10 +67,10 @@ def test_every_catalogue_key_names_exactly_its_contract() -> None:
 
 
 def test_the_catalogue_keys_futures_by_contract_month_as_nymex_does() -> None:
-    catalogue = Catalogue.from_config(load_sim_config())
+    catalogue = Catalogue.from_config(load_sim_config(), date(2026, 12, 7))  # the series listed on a fixed day
     by_local = {i.contract.local_symbol: i.contract for i in catalogue if i.contract.sec_type is SecType.FUT}
     clf7 = by_local["CLF7"]
-    assert (clf7.key, clf7.contract_month, clf7.expiry) == ("CL.FUT.202701", "202701", date(2026, 12, 17))
+    assert (clf7.key, clf7.contract_month, clf7.expiry) == ("CL.FUT.202701", "202701", date(2026, 12, 22))
     assert by_local["ESZ6"].key == "ES.FUT.202612"
     indices = {i.contract.key: i.contract.exchange for i in catalogue if i.contract.sec_type is SecType.IND}
     assert indices == {"SPX.IND": "CBOE", "NDX.IND": "NASDAQ", "VIX.IND": "CBOE"}

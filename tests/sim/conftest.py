@@ -10,12 +10,18 @@ import pytest
 from trader.sim.catalogue import Catalogue, CommissionConfig, SimInstrument, load_sim_config
 from trader.sim.engine import MatchingEngine
 from trader.sim.orders import CommissionSchedule
+from trader.sim.series import contract_conid
+
+T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+"""The pure tests' fixed day: the catalogue's rolling series are listed as of it (ESZ6 is ES's front)."""
+ESZ6 = contract_conid("ES", "FUT", "202612")
+"""ESZ6's conid: derived from its symbol and contract month, the same on every day."""
 
 
 class ManualClock:
     """A clock the test moves by hand."""
 
-    def __init__(self, start: datetime = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)) -> None:
+    def __init__(self, start: datetime = T0) -> None:
         self.now = start
 
     def __call__(self) -> datetime:
@@ -27,7 +33,7 @@ class ManualClock:
 
 @pytest.fixture(scope="session")
 def catalogue() -> Catalogue:
-    return Catalogue.from_config(load_sim_config())
+    return Catalogue.from_config(load_sim_config(), T0.date())
 
 
 @pytest.fixture
@@ -39,9 +45,7 @@ def aapl(catalogue: Catalogue) -> SimInstrument:
 
 @pytest.fixture
 def es(catalogue: Catalogue) -> SimInstrument:
-    found = catalogue.get(637533641)
-    assert found is not None
-    return found
+    return catalogue.front("ES", today=T0.date())
 
 
 @pytest.fixture

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ib_async import IB
 
-from trader.sim.catalogue import MarketConfig, SimConfig, load_sim_config
+from trader.sim.catalogue import MarketConfig, SimConfig, SimInstrument, load_sim_config
 from trader.sim.server import TwsSimServer
 from trader.sim.wire import FrameSplitter, decode_fields, encode_message, frame
+from trader.sim.world import SimWorld
 
 
 def sim_config(tick_rate: float = 20.0, seed: int = 7, account_update_interval: float = 3.0) -> SimConfig:
@@ -23,9 +25,10 @@ def sim_config(tick_rate: float = 20.0, seed: int = 7, account_update_interval: 
 
 
 @contextlib.asynccontextmanager
-async def running_sim(config: SimConfig | None = None) -> AsyncIterator[TwsSimServer]:
-    """Run a tws-sim on 127.0.0.1 and a free port for the duration of the block."""
-    server = TwsSimServer(config or sim_config(), port=0)
+async def running_sim(config: SimConfig | None = None,
+                      clock: Callable[[], datetime] | None = None) -> AsyncIterator[TwsSimServer]:
+    """Run a tws-sim on 127.0.0.1 and a free port for the duration of the block (on ``clock``, default wall time)."""
+    server = TwsSimServer(config or sim_config(), port=0, **({"clock": clock} if clock else {}))
     await server.start()
     try:
         yield server
@@ -109,3 +112,15 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def shifted_clock(day: date) -> Callable[[], datetime]:
+    """Return a running clock moved to ``day`` (time still passes): a sim that lists its series as of ``day``."""
+    offset = datetime.combine(day, datetime.now(UTC).timetz()) - datetime.now(UTC)
+    return lambda: datetime.now(UTC) + offset
+
+
+def listed(server: SimWorld, symbol: str, sec_type: str = "FUT") -> list[SimInstrument]:
+    """Return the contracts of ``symbol`` the running sim lists today, nearest expiry first (rolling series)."""
+    found = [i for i in server.catalogue if i.contract.symbol == symbol and str(i.contract.sec_type) == sec_type]
+    return sorted(found, key=lambda i: (i.contract.expiry, i.conid))

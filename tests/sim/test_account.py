@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
-from trader.domain import Action
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trader.domain import Action, Contract, SecType
+from trader.domain.figures import Lot
 from trader.sim.account import Account
 from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.orders import Execution
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+_STOCK = SimInstrument(Contract("XYZ", SecType.STK, conid=1), "XYZ", D("0.01"), D(10), 0.2, 1, 100, 100, D(1))
 
 
 def execution(inst: SimInstrument, action: str, shares: str, price: str, commission: str = "1.00") -> Execution:
@@ -90,3 +96,36 @@ def test_values_without_positions_are_the_cash(aapl: SimInstrument) -> None:
     tags = {t: v for t, v, c in account.values(no_marks, lambda c: None)}
     assert tags["NetLiquidation"] == tags["TotalCashValue"] == "1000000.00"
     assert tags["AccountCode"] == "DU1" and tags["GrossPositionValue"] == "0.00"
+
+
+def test_a_short_nets_its_commission_off_the_proceeds_as_ib_and_the_ledger_do(aapl: SimInstrument) -> None:
+    account = Account("DU1", "USD", D(0))
+    account.apply(execution(aapl, "SELL", "100", "10.00", "1.00"))
+    holding = account.holdings[aapl.conid]
+    assert holding.avg_cost == D("9.99")  # the proceeds less the commission, per share
+    [row] = account.rows(lambda conid: D("10.00"))
+    assert row.unrealized == D("-1.00")  # at the price it was sold at, the short is down its commission
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-300, 300).filter(bool), st.integers(1, 4000), st.integers(0, 500)),
+                min_size=1, max_size=25),
+       st.sampled_from([1, 50]))
+def test_the_sim_account_agrees_with_the_ledger_lot_to_the_digit(fills: list[tuple[int, int, int]],
+                                                                 multiplier: int) -> None:
+    # random fill sequences: longs, shorts, partial closes and flips; prices in cents, commissions in cents
+    inst = replace(_STOCK, contract=replace(_STOCK.contract, multiplier=D(multiplier)))
+    account, lot = Account("DU1", "USD", D(0)), Lot(D(multiplier))
+    for signed, cents, fee in fills:
+        price, commission = D(cents) / 100, D(fee) / 100
+        before = lot.realized
+        realized = account.apply(execution(inst, "BUY" if signed > 0 else "SELL", str(abs(signed)), str(price),
+                                           str(commission)))
+        lot.apply(D(signed), price, commission)
+        holding = account.holdings[inst.conid]
+        assert holding.quantity == lot.quantity
+        assert holding.avg_cost == lot.avg_cost * multiplier
+        assert holding.realized == lot.realized == account.realized_pnl
+        assert realized is None or realized == lot.realized - before
+        [row] = account.rows(lambda conid, mark=price: mark)
+        assert row.unrealized == lot.figures(price).unrealized

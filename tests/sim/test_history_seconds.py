@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ib_async import BarData, Stock
 
+from tests.sim.conftest import ESZ6
 from tests.sim.simulator import connect, running_sim, wait_for
 from trader.sim.catalogue import Catalogue
 from trader.sim.history import (
@@ -26,7 +27,7 @@ from trader.sim.history import (
 )
 from trader.sim.market import MarketGenerator
 
-AAPL, ES = 265598, 637533641
+AAPL, ES = 265598, ESZ6
 T0 = datetime(2026, 11, 20, 15, 0, 30, tzinfo=UTC)
 MINUTE0 = int(T0.timestamp()) // 60 * 60
 

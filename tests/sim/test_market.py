@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.sim.conftest import ESZ6
 from trader.sim.catalogue import Catalogue
 from trader.sim.history import HistoryError, HistoryRequest, build_bars, parse_duration, parse_end
 from trader.sim.market import MarketGenerator
@@ -82,7 +83,7 @@ def test_history_ends_at_the_start_price_and_joins_the_live_minutes(catalogue: C
 def test_bar_sizes_are_well_formed(catalogue: Catalogue, size: str) -> None:
     market = MarketGenerator(catalogue, 9, 4.0, T0)
     duration = "1 Y" if size in ("1 week", "1 month") else ("10 D" if "day" in size or "hour" in size else "1 D")
-    rows = build_bars(market.state(637533641), 9, HistoryRequest(T0, parse_duration(duration), size, "TRADES"))
+    rows = build_bars(market.state(ESZ6), 9, HistoryRequest(T0, parse_duration(duration), size, "TRADES"))
     assert rows
     for _, o, h, low, c, volume, wap, count in rows:
         assert low <= min(o, c) and h >= max(o, c)  # type: ignore[operator]

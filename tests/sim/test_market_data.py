@@ -7,7 +7,7 @@ import math
 
 from ib_async import Contract, Forex, Future, Option, Stock
 
-from tests.sim.simulator import connect, running_sim, wait_for
+from tests.sim.simulator import connect, listed, running_sim, wait_for
 
 
 def test_qualify_contracts_of_every_kind() -> None:
@@ -16,24 +16,30 @@ def test_qualify_contracts_of_every_kind() -> None:
             ib = await connect(server, 1)
             errors: list[tuple[int, int]] = []
             ib.errorEvent += lambda req_id, code, *_: errors.append((req_id, code))
+            front = listed(server, "ES")[0]  # the series roll: ask the sim which contract is ES's front today
+            call = next(i for i in listed(server, "AAPL", "OPT") if i.wire_right == "C" and i.wire_strike == 230)
             stock, future, fx, option, etf, unknown = await ib.qualifyContractsAsync(
                 Stock("AAPL", "SMART", "USD"),
-                Future("ES", "202612", "CME"),
+                Future("ES", front.wire_contract_month, "CME"),
                 Forex("EURUSD"),
-                Option("AAPL", "20261218", 230, "C", "SMART"),
+                Option("AAPL", call.wire_expiry, 230, "C", "SMART"),
                 Contract(conId=756733),
                 Stock("NOPE", "SMART", "USD"),
             )
             assert stock.conId == 265598 and stock.primaryExchange == "NASDAQ"
-            assert (future.conId, future.localSymbol, future.multiplier) == (637533641, "ESZ6", "50")
-            assert future.lastTradeDateOrContractMonth == "20261218"
+            assert (future.conId, future.localSymbol, future.multiplier) == (front.conid, front.contract.local_symbol, "50")
+            assert future.lastTradeDateOrContractMonth == front.wire_expiry
+            assert future.localSymbol == f"ES{'HMUZ'[int(front.wire_contract_month[4:]) // 3 - 1]}{front.wire_expiry[3]}"
             assert (fx.conId, fx.localSymbol, fx.exchange) == (12087792, "EUR.USD", "IDEALPRO")
-            assert (option.conId, option.strike, option.right, option.multiplier) == (730161001, 230.0, "C", "100")
+            assert (option.conId, option.strike, option.right, option.multiplier) == (call.conid, 230.0, "C", "100")
             assert etf.symbol == "SPY" and etf.secType == "STK"
             assert unknown is None and any(code == 200 for _, code in errors)
             details = await ib.reqContractDetailsAsync(Future("ES", exchange="CME"))
-            assert sorted(d.contract.localSymbol for d in details) == ["ESH7", "ESM7", "ESZ6"]
-            assert all(d.minTick == 0.25 and d.longName == "E-mini S&P 500" for d in details)
+            assert sorted(d.contract.localSymbol for d in details) == sorted(i.contract.local_symbol
+                                                                             for i in listed(server, "ES"))
+            assert len(details) == 3 and all(d.minTick == 0.25 and d.longName == "E-mini S&P 500" for d in details)
+            # IB's last trade time and exchange time zone, as ContractDetails carries them
+            assert {(d.lastTradeTime, d.timeZoneId) for d in details} == {("08:30:00", "US/Central")}
             ib.disconnect()
 
     asyncio.run(scenario())
@@ -57,7 +63,7 @@ def test_streaming_quotes_update_and_stop_on_cancel() -> None:
     async def scenario() -> None:
         async with running_sim() as server:
             ib = await connect(server, 1)
-            [es] = await ib.qualifyContractsAsync(Future("ES", "202612", "CME"))
+            [es] = await ib.qualifyContractsAsync(Future("ES", listed(server, "ES")[0].wire_contract_month, "CME"))
             ticker = ib.reqMktData(es)
             await wait_for(lambda: ticker.bid > 0 and ticker.ask > 0 and ticker.bidSize > 0, what="first quote")
             assert ticker.ask - ticker.bid == 0.25
@@ -169,7 +175,7 @@ def test_real_time_bars_arrive_every_five_seconds() -> None:
     async def scenario() -> None:
         async with running_sim() as server:
             ib = await connect(server, 1)
-            [es] = await ib.qualifyContractsAsync(Future("ES", "202612", "CME"))
+            [es] = await ib.qualifyContractsAsync(Future("ES", listed(server, "ES")[0].wire_contract_month, "CME"))
             bars = ib.reqRealTimeBars(es, 5, "TRADES", False)
             await wait_for(lambda: len(bars) >= 1, timeout=8, what="a 5-second bar")
             bar = bars[-1]

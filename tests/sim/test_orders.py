@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from ib_async import IB, Future, LimitOrder, MarketOrder, Stock, Trade
 
-from tests.sim.simulator import connect, running_sim, wait_for
+from tests.sim.simulator import connect, listed, running_sim, wait_for
 from trader.sim.server import TwsSimServer
 
 
@@ -80,8 +80,9 @@ def test_a_large_order_fills_in_parts_against_displayed_size() -> None:
     async def scenario() -> None:
         async with running_sim() as server:
             ib = await connect(server, 1)
-            [esh7] = await ib.qualifyContractsAsync(Future("ES", "202703", "CME"))
-            trade = await _done(ib.placeOrder(esh7, MarketOrder("BUY", 60)), timeout=15)
+            second = listed(server, "ES")[1]  # a thinner, deferred month (ESH7 in December 2026)
+            [deferred] = await ib.qualifyContractsAsync(Future("ES", second.wire_contract_month, "CME"))
+            trade = await _done(ib.placeOrder(deferred, MarketOrder("BUY", 60)), timeout=15)
             assert trade.orderStatus.status == "Filled"
             assert len(trade.fills) > 1
             assert sum(f.execution.shares for f in trade.fills) == 60

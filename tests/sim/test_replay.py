@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from ib_async import Stock
 
-from tests.sim.conftest import ManualClock
+from tests.sim.conftest import ESZ6, ManualClock
 from tests.sim.simulator import connect, running_sim, sim_config, wait_for
 from trader.domain import Action, OrderType, TimeInForce
 from trader.errors import ConfigError
@@ -23,7 +23,7 @@ from trader.sim.replay import ReplaySource
 from trader.sim.replay_data import FileReplayData
 from trader.sim.server import TwsSimServer
 
-AAPL, ES, SPY = 265598, 637533641, 756733
+AAPL, ES, SPY = 265598, ESZ6, 756733
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.sim.conftest import ManualClock
+from tests.sim.conftest import ESZ6, ManualClock
 from tests.sim.simulator import sim_config
 from trader.domain import Action, OrderStatus, OrderType, TimeInForce
 from trader.errors import ValidationError
@@ -36,7 +36,7 @@ def test_day_orders_expire_at_the_utc_day_boundary_gtc_orders_stay() -> None:
 def test_market_steps_fill_resting_orders_and_book_them() -> None:
     clock = ManualClock()
     server = SimWorld(sim_config(), clock=clock)
-    es = server.catalogue.get(637533641)
+    es = server.catalogue.get(ESZ6)
     assert es is not None
     ask = server.market.state(es.conid).ask
     server.dispatch(server.engine.place(OrderTicket(

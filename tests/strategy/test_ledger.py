@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from trader.cli import formats
 from trader.domain import Action, Contract, Fill, Position, SecType
 from trader.domain.figures import Figures, Lot, price_decimals
@@ -87,7 +89,8 @@ def test_a_fill_counts_once_by_execution_id_and_a_late_commission_once() -> None
     assert ledger.apply("AAPL.STK", fill("e1", Action.BUY, "10", "10", commission=None))
     assert not ledger.apply("AAPL.STK", fill("e1", Action.BUY, "10", "10", commission="1"))
     assert not ledger.apply("AAPL.STK", fill("e1", Action.BUY, "10", "10", commission="1"))
-    assert ledger.summary()["commission"] == D(1) and ledger.summary()["realized_pnl"] == D(-1)
+    assert ledger.summary()["commission"] == D(1) and ledger.summary()["realized_pnl"] == 0  # it opened: a cost
+    assert ledger.holdings["AAPL.STK"].avg_cost == D("10.1")
     assert ledger.position("AAPL.STK") == D(10) and ledger.position("MSFT.STK") == 0
     ledger.mark("AAPL.STK", D(11))
     ledger.reset()
@@ -121,7 +124,34 @@ def test_prices_and_costs_are_shown_to_the_instruments_precision() -> None:
     assert price_decimals(AAPL) == 2 and formats.price(None, 2) == "-"
 
 
+FILLS = [("e1", Action.SELL, "10", "50", "1"), ("e2", Action.BUY, "40", "45", "4"), ("e3", Action.BUY, "5", "46", "1"),
+         ("e4", Action.SELL, "20", "47", "2"), ("e5", Action.SELL, "30", "48", "3")]
+
+
+@pytest.mark.parametrize("late", [set(), {"e1"}, {"e2"}, {"e3", "e4"}, {"e5"}, {"e1", "e2", "e3", "e4", "e5"}])
+def test_a_late_commission_lands_where_it_would_have_with_its_fill(late: set[str]) -> None:
+    """Opening, adding, flipping, closing: a commission reported after its fill ends where the resync puts it."""
+    live, resynced = Ledger(), Ledger()
+    for exec_id, action, qty, price, commission in FILLS:
+        live.apply("AAPL.STK", fill(exec_id, action, qty, price, commission=None if exec_id in late else commission))
+        if exec_id in late:  # IB's commissionReport, after the execution
+            live.apply("AAPL.STK", fill(exec_id, action, qty, price, commission=commission))
+        resynced.apply("AAPL.STK", fill(exec_id, action, qty, price, commission=commission))
+        mine, theirs = live.holdings["AAPL.STK"], resynced.holdings["AAPL.STK"]
+        assert (mine.quantity, mine.avg_cost, mine.realized, mine.commission) == (
+            theirs.quantity, theirs.avg_cost, theirs.realized, theirs.commission), exec_id
+
+
+def test_a_late_commission_on_a_short_nets_off_its_proceeds() -> None:
+    ledger = Ledger()
+    ledger.apply("AAPL.STK", fill("e1", Action.SELL, "100", "10", commission=None))
+    ledger.apply("AAPL.STK", fill("e1", Action.SELL, "100", "10", commission="1"))
+    assert ledger.holdings["AAPL.STK"].avg_cost == D("9.99") and ledger.holdings["AAPL.STK"].realized == 0
+
+
 def test_a_quote_marks_at_its_last_trade_else_its_mid() -> None:
+    assert quote_mark({"bid": 0.1, "ask": 0.2}) == D("0.15")  # in Decimal: not 0.15000000000000002
+    assert quote_mark({"bid": "0.1", "ask": D("0.2")}) == D("0.15") and quote_mark({"last": float("nan")}) is None
     assert quote_mark({"last": 231.37, "bid": 231.3, "ask": 231.4}) == D("231.37")
     assert quote_mark({"last": None, "bid": 1.05425, "ask": 1.0543}) == D("1.054275")
     assert quote_mark({"last": -1.0, "bid": -1.0, "ask": 5.0}) is None and quote_mark({}) is None

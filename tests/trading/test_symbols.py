@@ -9,8 +9,9 @@ import pytest
 
 from trader.brokers.records import ContractQuery
 from trader.domain import SecType
+from trader.domain.contract_key import futures_month
 from trader.errors import ValidationError
-from trader.trading.symbols import Hints, futures_month, read_symbol
+from trader.trading.symbols import Hints, read_symbol
 
 DEC_2026 = date(2026, 12, 7)
 
@@ -81,6 +82,13 @@ def test_a_key_names_its_contract_whatever_the_hints() -> None:
     assert first("AAPL.OPT.20261218.C150_5") == ContractQuery("AAPL", SecType.OPT, exchange="SMART",
                                                               expiry="20261218", right="C", strike=Decimal("150.5"))
     assert first("brk_b.stk") == ContractQuery("BRK B", exchange="SMART")
+    assert first("MY-5FSYM.STK") == ContractQuery("MY_SYM", exchange="SMART")
+
+
+@pytest.mark.parametrize("typed", ["BRK.B", "BRK B", "BRK/B", "brk.b", "BRK  B"])
+def test_a_share_class_is_ibs_symbol_with_a_space(typed: str) -> None:
+    reading = read_symbol(typed, Hints(), DEC_2026)
+    assert reading.form == "share class" and reading.queries == (ContractQuery("BRK B", exchange="SMART"),)
     assert first("USD.CASH.JPY") == ContractQuery("USD", SecType.CASH, exchange="IDEALPRO", currency="JPY")
 
 

@@ -13,6 +13,7 @@ immutable record Python has.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -91,6 +92,7 @@ class ContractDetails:
     tick: Decimal
     min_size: Decimal
     long_name: str = ""
+    last_trade: datetime | None = None  # when trading in it stops (IB's lastTradeTime in its timeZoneId), if known
 
     @property
     def key(self) -> str:

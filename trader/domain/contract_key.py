@@ -13,11 +13,22 @@ A key is ``SYMBOL.SECTYPE[.QUALIFIER...][.CURRENCY]``:
 * ``CURRENCY`` is left out when it is USD, except for ``CASH``, where it is the
   pair's quote currency and always written (``EUR.CASH.USD``, ``USD.CASH.JPY``).
 
-Only ``[A-Za-z0-9_-]`` appear in a part: dots separate parts (and bus topic
-levels), so any other character becomes ``_`` (``BRK B`` -> ``BRK_B``, strike
-``152.5`` -> ``152_5``); reading a key turns ``_`` back into a space in the
-symbol and into a decimal point in a strike. The exchange and the conid are
-not part of a key: ``AAPL.STK`` is the stock wherever it is routed.
+Only ``[A-Z0-9_-]`` appear in a part: dots separate parts (and bus topic
+levels). A space is written ``_`` (``BRK B`` -> ``BRK_B.STK``); any other
+character outside ``[A-Z0-9]`` is escaped as ``-`` and its UTF-8 bytes in hex
+(``MY_SYM`` -> ``MY-5FSYM.STK``, a ``-`` is ``-2D``, a ``.`` is ``-2E``), so
+every symbol reads back exactly as it was (``-`` always starts an escape, ``_``
+is always a space). A strike's decimal point is ``_`` (``152.5`` -> ``152_5``).
+
+Keys are upper-case and case-insensitive: :func:`make_key` writes the
+symbol, local symbol and currency upper-case (as IB's symbols are) and
+:func:`parse_key` reads any case, so ``aapl.stk`` and ``AAPL.STK`` are the
+same key. The exchange and the conid are not part of a key: ``AAPL.STK`` is
+the stock wherever it is routed.
+
+This module also holds the futures month codes (:data:`MONTH_CODES`, the one
+table), what a local symbol's code means (:func:`contract_month_of`) and what
+a typed code's one-digit year means (:func:`futures_month`).
 """
 
 from __future__ import annotations
@@ -32,9 +43,11 @@ from trader.errors import ValidationError
 
 __all__ = [
     "MONTH_CODES",
+    "SEC_TYPE_NAMES",
     "KeyParts",
     "check_contract_month",
     "contract_month_of",
+    "futures_month",
     "is_key",
     "make_key",
     "parse_key",
@@ -43,12 +56,15 @@ __all__ = [
 MONTH_CODES = "FGHJKMNQUVXZ"
 """The futures month codes, January (F) to December (Z)."""
 
+SEC_TYPE_NAMES = frozenset(t.value for t in SecType)
+"""The sec types a key (and a typed ``sec_type``) may name."""
+
 # Dots separate a key's parts and topic levels, so a part may not contain one.
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_UNSAFE = re.compile(r"[^A-Z0-9 ]")
+_ESCAPED = re.compile(r"(?:-[0-9A-F]{2})+")
 _MONTH = re.compile(r"^\d{4}(0[1-9]|1[0-2])$")
-_LOCAL_CODE = re.compile(r"([FGHJKMNQUVXZ])(\d{1,2})$")
+_LOCAL_CODE = re.compile(f"([{MONTH_CODES}])(\\d{{1,2}})$")
 _QUALIFIERS = {SecType.FUT: 1, SecType.OPT: 2}
-_SEC_TYPES = frozenset(t.value for t in SecType)
 
 
 class KeyParts(NamedTuple):
@@ -65,7 +81,15 @@ class KeyParts(NamedTuple):
 
 
 def _part(value: str) -> str:
-    return _UNSAFE.sub("_", value.strip())
+    # The grammar above: a space is "_", any other unsafe character "-" and its UTF-8 bytes in hex.
+    escaped = _UNSAFE.sub(lambda m: "".join(f"-{b:02X}" for b in m.group().encode()), value.strip().upper())
+    return escaped.replace(" ", "_")
+
+
+def _unpart(text: str) -> str:
+    # The inverse of _part.
+    spaced = text.replace("_", " ")
+    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group().replace("-", "")).decode(errors="replace"), spaced)
 
 
 def _strike_text(strike: Decimal) -> str:
@@ -83,7 +107,7 @@ def make_key(symbol: str, sec_type: SecType, currency: str, *, contract_month: s
         base = f"{sym}.FUT.{contract_month or _part(local_symbol)}"
     elif sec_type is SecType.OPT:
         assert expiry is not None and strike is not None and right is not None
-        base = f"{sym}.OPT.{expiry:%Y%m%d}.{right}{_part(_strike_text(strike))}"
+        base = f"{sym}.OPT.{expiry:%Y%m%d}.{right}{_strike_text(strike).replace('.', '_')}"
     else:
         base = f"{sym}.{sec_type}"
     return base if cur == "USD" else f"{base}.{cur}"
@@ -92,15 +116,15 @@ def make_key(symbol: str, sec_type: SecType, currency: str, *, contract_month: s
 def is_key(text: str) -> bool:
     """Return whether ``text`` has a key's shape (its second part a sec type); it may still be malformed."""
     parts = text.strip().upper().split(".")
-    return len(parts) >= 2 and parts[1] in _SEC_TYPES
+    return len(parts) >= 2 and parts[1] in SEC_TYPE_NAMES
 
 
 def parse_key(key: str) -> KeyParts:
     """Return what ``key`` says of its contract; ValidationError, with the grammar, if it is malformed."""
     parts = key.strip().upper().split(".")
-    if len(parts) < 2 or parts[1] not in _SEC_TYPES or not parts[0]:
+    if len(parts) < 2 or parts[1] not in SEC_TYPE_NAMES or not parts[0]:
         raise ValidationError(f"{key!r} is not a contract key (SYMBOL.SECTYPE[.QUALIFIER...][.CURRENCY])")
-    symbol, sec_type = parts[0].replace("_", " "), SecType(parts[1])
+    symbol, sec_type = _unpart(parts[0]), SecType(parts[1])
     count = _QUALIFIERS.get(sec_type, 0)
     qualifiers, tail = parts[2:2 + count], parts[2 + count:]
     if len(qualifiers) < count or len(tail) > 1 or (sec_type is SecType.CASH and not tail):
@@ -112,7 +136,7 @@ def parse_key(key: str) -> KeyParts:
         (month,) = qualifiers
         if _MONTH.match(month):
             return KeyParts(symbol, sec_type, currency, contract_month=month)
-        return KeyParts(symbol, sec_type, currency, local_symbol=month.replace("_", " "))
+        return KeyParts(symbol, sec_type, currency, local_symbol=_unpart(month))
     if sec_type is SecType.OPT:
         expiry, right_strike = qualifiers
         try:
@@ -153,6 +177,16 @@ def contract_month_of(local_symbol: str, near: date) -> str:
     base = near.year - near.year % modulo + int(digits)
     target = near.year * 12 + near.month
     year = min((base - modulo, base, base + modulo), key=lambda y: abs(y * 12 + month - target))
+    return f"{year:04d}{month:02d}"
+
+
+def futures_month(month: int, year_digits: str, today: date) -> str:
+    """Return ``YYYYMM`` for a month and a one- or two-digit year, the next such month from ``today`` (included)."""
+    if len(year_digits) == 2:
+        return f"{2000 + int(year_digits):04d}{month:02d}"
+    year = today.year - today.year % 10 + int(year_digits)
+    while (year, month) < (today.year, today.month):
+        year += 10
     return f"{year:04d}{month:02d}"
 
 

@@ -136,10 +136,14 @@ class Lot:
             return _ZERO
         return self.cost / (self.quantity * self.multiplier)
 
-    def apply(self, signed_qty: Decimal, price: Decimal, commission: Decimal = _ZERO) -> None:
-        """Add a fill of ``signed_qty`` (positive bought) at ``price`` that cost ``commission``."""
+    def apply(self, signed_qty: Decimal, price: Decimal, commission: Decimal = _ZERO) -> Decimal:
+        """Add a fill of ``signed_qty`` (positive bought) at ``price`` that cost ``commission``.
+
+        Return how much of the fill closed the position (0: it only opened or added), what
+        :meth:`add_commission` needs when the fill's commission comes later.
+        """
         if signed_qty == 0:
-            return
+            return _ZERO
         self.commission += commission
         held = self.quantity
         closing = _ZERO if held == 0 or (held > 0) == (signed_qty > 0) else min(abs(signed_qty), abs(held))
@@ -159,11 +163,27 @@ class Lot:
             self.quantity += signed_qty
         if self.quantity == 0:
             self.cost = _ZERO
+        return closing
 
-    def add_commission(self, commission: Decimal) -> None:
-        """Count a commission reported after its fill was counted: it goes to the realized PnL."""
+    def add_commission(self, commission: Decimal, signed_qty: Decimal, closing: Decimal = _ZERO) -> None:
+        """Count a commission reported after its fill of ``signed_qty`` was counted (``closing`` of it closed).
+
+        It is split as :meth:`apply` splits one that comes with its fill: the
+        closing part's share goes to the realized PnL, the opening part's to
+        the open position's cost (so the average cost and the realized PnL are
+        what they are when the fills are counted again, commissions known, at a
+        resync). Were the position no longer on the side the fill opened (it
+        was closed before the commission came), the opening share is realized.
+        """
         self.commission += commission
-        self.realized -= commission
+        size = abs(signed_qty)
+        closing_commission = commission if closing >= size else (commission * closing / size).quantize(COST_QUANTUM)
+        opening_commission = commission - closing_commission
+        self.realized -= closing_commission
+        if opening_commission and self.quantity != 0 and (self.quantity > 0) == (signed_qty > 0):
+            self.cost += opening_commission
+        else:
+            self.realized -= opening_commission
 
     def figures(self, market_price: Decimal | None) -> Figures:
         """Return the figures, marked at ``market_price`` (None: unrealized and net are not known)."""

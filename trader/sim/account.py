@@ -4,9 +4,12 @@ Pure bookkeeping in Decimal. Executions come in through :meth:`Account.apply`;
 marks (the market's mid) and FX rates are passed in when values are asked
 for, so nothing here reads a market or a clock. Conventions follow IB's
 reports: ``avg_cost`` is per unit *including* the multiplier and the
-commission of the opening fills; realized PnL is net of commissions (a fill
-that flips a position splits its commission by quantity between the closing
-part and the opening one, as the strategy ledger does); a stock,
+commission of the opening fills (a long's cost plus them, a short's proceeds
+less them: sell 100 at 10 with $1 commission is an average cost of 9.99);
+realized PnL is net of commissions (a fill that flips a position splits its
+commission by quantity between the closing part and the opening one). The
+cost and realized PnL are kept by the platform's own :class:`~trader.domain.figures.Lot`,
+so the sim's figures and the strategy ledger's agree to the digit; a stock,
 option or FX position moves cash by its notional, a future only by its
 realized PnL and commissions (futures are not marked to market daily here).
 Margin figures are deliberately simple (a flat rate of the gross value).
@@ -15,10 +18,11 @@ Margin figures are deliberately simple (a flat rate of the gross value).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from trader.domain import Action, SecType
+from trader.domain.figures import Lot
 from trader.sim.catalogue import SimInstrument
 from trader.sim.orders import Execution
 
@@ -39,10 +43,23 @@ class Holding:
     """One position: signed quantity, IB's average cost, realized PnL so far."""
 
     instrument: SimInstrument
-    quantity: Decimal = _ZERO
-    avg_cost: Decimal = _ZERO
-    realized: Decimal = _ZERO
+    lot: Lot = field(default_factory=Lot)  # quantity, cost (commissions in) and realized PnL, as the ledger keeps them
     avg_price: Decimal = _ZERO  # like avg_cost without the commissions: what futures settle against
+
+    @property
+    def quantity(self) -> Decimal:
+        """Return the signed position."""
+        return self.lot.quantity
+
+    @property
+    def avg_cost(self) -> Decimal:
+        """Return IB's average cost: per unit, the multiplier and the opening commissions included."""
+        return self.lot.avg_cost * self.lot.multiplier
+
+    @property
+    def realized(self) -> Decimal:
+        """Return the realized PnL so far, net of commissions."""
+        return self.lot.realized
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +87,9 @@ class Account:
         """Book an execution; return its realized PnL (net of its commission), None if it only opened."""
         inst = execution.instrument
         mult = inst.multiplier
-        holding = self.holdings.setdefault(inst.conid, Holding(inst))
+        holding = self.holdings.get(inst.conid)
+        if holding is None:
+            holding = self.holdings[inst.conid] = Holding(inst, Lot(mult))
         signed = execution.shares if execution.action is Action.BUY else -execution.shares
         price, commission = execution.price, execution.commission
         currency = inst.contract.currency
@@ -80,30 +99,22 @@ class Account:
         if not futures:
             self.cash[currency] = self.cash.get(currency, _ZERO) - signed * price * mult
         held = holding.quantity
-        realized: Decimal | None = None
+        before = holding.lot.realized
+        holding.lot.apply(signed, price, commission)
         if held == 0 or (held > 0) == (signed > 0):
-            new = held + signed
-            holding.avg_cost = (holding.avg_cost * abs(held) + price * mult * abs(signed) + commission) / abs(new)
-            holding.avg_price = (holding.avg_price * abs(held) + price * mult * abs(signed)) / abs(new)
-            holding.quantity = new
-        else:
-            closed = min(abs(signed), abs(held))
-            direction = 1 if held > 0 else -1
-            gross = (price * mult - holding.avg_cost) * closed * direction
-            # A fill that flips the position pays for closing and for opening: its commission splits by quantity.
-            closing_commission = commission if closed == abs(signed) else commission * closed / abs(signed)
-            realized = gross - closing_commission
-            if futures:  # settle the price difference; commissions were paid as they came
-                settled = (price * mult - holding.avg_price) * closed * direction
-                self.cash[currency] = self.cash.get(currency, _ZERO) + settled
-            holding.quantity = held + signed
-            if holding.quantity == 0:
-                holding.avg_cost = holding.avg_price = _ZERO
-            elif (holding.quantity > 0) != (held > 0):  # flipped: the rest opened at this fill, with its commission
-                holding.avg_price = price * mult
-                holding.avg_cost = price * mult + (commission - closing_commission) / abs(holding.quantity)
-            holding.realized += realized
-            self.realized_pnl += realized
+            holding.avg_price = (holding.avg_price * abs(held) + price * mult * abs(signed)) / abs(held + signed)
+            return None
+        closed = min(abs(signed), abs(held))
+        direction = 1 if held > 0 else -1
+        if futures:  # settle the price difference; commissions were paid as they came
+            settled = (price * mult - holding.avg_price) * closed * direction
+            self.cash[currency] = self.cash.get(currency, _ZERO) + settled
+        if holding.quantity == 0:
+            holding.avg_price = _ZERO
+        elif (holding.quantity > 0) != (held > 0):  # flipped: the rest opened at this fill
+            holding.avg_price = price * mult
+        realized = holding.lot.realized - before
+        self.realized_pnl += realized
         return realized
 
     def margin_change(self, inst: SimInstrument, signed_quantity: Decimal, price: Decimal,
@@ -128,7 +139,7 @@ class Account:
             if mark is None:
                 mark = holding.avg_cost / inst.multiplier if holding.quantity else _ZERO
             value = holding.quantity * mark * inst.multiplier
-            unrealized = value - holding.quantity * holding.avg_cost
+            unrealized = value - holding.lot.cost
             rows.append(PortfolioRow(holding, mark, value, unrealized))
         return rows
 

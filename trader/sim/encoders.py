@@ -100,7 +100,7 @@ def contract_details(version: int, req_id: int, inst: SimInstrument) -> Fields:
         req_id,
         c.symbol,
         str(c.sec_type),
-        inst.wire_expiry,
+        f"{inst.wire_expiry} {inst.last_trade_time} {inst.time_zone}" if inst.last_trade_time else inst.wire_expiry,
         inst.wire_strike,
         inst.wire_right,
         c.exchange,
@@ -125,7 +125,7 @@ def contract_details(version: int, req_id: int, inst: SimInstrument) -> Fields:
         "",  # industry
         "",  # category
         "",  # subcategory
-        "UTC",  # timeZoneId
+        inst.time_zone,  # timeZoneId
         "",  # tradingHours
         "",  # liquidHours
         "",  # evRule

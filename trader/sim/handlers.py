@@ -148,8 +148,8 @@ class RequestHandlers:
 
     # -- contracts ----------------------------------------------------------------------
     def _resolve(self, session: Session, req_id: int, query: ContractQuery) -> SimInstrument | None:
-        """Return the one instrument ``query`` names, or answer error 200 and return None."""
-        found = self.world.catalogue.match(query)
+        """Return the one instrument ``query`` names, or answer error 200 and return None (an expired one too)."""
+        found = self._listed(query)
         if len(found) == 1:
             return found[0]
         if found:
@@ -159,8 +159,13 @@ class RequestHandlers:
             session.error(req_id, ErrorCode.NO_SECURITY_DEFINITION, _NO_DEFINITION)
         return None
 
+    def _listed(self, query: ContractQuery) -> list[SimInstrument]:
+        # IB answers for contracts still trading: past its last trade a contract has no definition (error 200).
+        now = self.world.clock()
+        return [inst for inst in self.world.catalogue.match(query) if not inst.expired(now)]
+
     def contract_details(self, session: Session, request: ContractDetailsRequest) -> None:
-        found = self.world.catalogue.match(request.contract)
+        found = self._listed(request.contract)
         if not found:
             session.error(request.req_id, ErrorCode.NO_SECURITY_DEFINITION, _NO_DEFINITION)
             return

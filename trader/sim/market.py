@@ -80,6 +80,13 @@ class MarketGenerator:
         """Return ``conid``'s market; KeyError if it is not in the catalogue."""
         return self._states[conid]
 
+    def add(self, inst: SimInstrument, now: datetime) -> MarketState:
+        """Start the market of an instrument listed while running (the next contract of a series)."""
+        state = self._initial_state(inst, now)
+        self._states[inst.conid] = state
+        self._walking.append(state)
+        return state
+
     def states(self) -> list[MarketState]:
         return list(self._states.values())
 

@@ -76,7 +76,7 @@ class SimWorld:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.catalogue = Catalogue.from_config(config)
+        self.catalogue = Catalogue.from_config(config, clock().date())  # the series listed today
         self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock())
         if config.replay is not None:
             self.market.drive(ReplaySource(FileReplayData(config.replay.file), self.catalogue, config.replay))
@@ -171,10 +171,12 @@ class SimWorld:
     def market_step(self, now: datetime | None = None) -> list[MarketState]:
         """Move the market one step, match orders against it and push the ticks; return what moved."""
         now = now or self.clock()
-        if now.date() != self._day:  # a new (UTC) trading day: DAY orders expire
+        if now.date() != self._day:  # a new (UTC) trading day: DAY orders expire, the series list their next contracts
             self._day = now.date()
             self.dispatch(self.engine.expire_day())
-        moved = self.market.step(now)
+            for inst in self.catalogue.list_new(self.config, self._day):
+                self.dispatch(self.engine.on_quote(inst.conid, self.market.add(inst, now).quote()))
+        moved = [s for s in self.market.step(now) if not s.instrument.expired(now)]  # an expired one is not quoted
         for state in moved:
             for quote in state.passed or (state.quote(),):
                 self.dispatch(self.engine.on_quote(state.instrument.conid, quote))

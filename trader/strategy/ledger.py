@@ -34,23 +34,24 @@ class Ledger:
     marks: dict[str, Decimal] = field(default_factory=dict)  # instrument key -> last price seen
     ticks: dict[str, Decimal] = field(default_factory=dict)  # instrument key -> minimum tick, where known
     contracts: dict[str, Contract] = field(default_factory=dict)  # instrument key -> the contract its fills name
-    commissioned: dict[str, bool] = field(default_factory=dict)  # exec id -> whether its commission is counted
+    # exec id -> None once its commission is counted, else how much of the fill closed (to split it when it comes)
+    commissioned: dict[str, Decimal | None] = field(default_factory=dict)
     fills: int = 0
 
     def apply(self, key: str, fill: Fill) -> bool:
         """Count ``fill`` under instrument ``key``; return False if its execution id was already counted."""
-        known = self.commissioned.get(fill.exec_id)
-        if known is not None:
-            if not known and fill.commission is not None:  # IB reports commissions after the execution
-                self.holdings[key].add_commission(fill.commission)
-                self.commissioned[fill.exec_id] = True
+        if fill.exec_id in self.commissioned:
+            closing = self.commissioned[fill.exec_id]
+            if closing is not None and fill.commission is not None:  # IB reports commissions after the execution
+                self.holdings[key].add_commission(fill.commission, fill.signed_quantity, closing)
+                self.commissioned[fill.exec_id] = None
             return False
-        self.commissioned[fill.exec_id] = fill.commission is not None
         lot = self.holdings.setdefault(key, Lot())
         self.contracts[key] = fill.contract
         if fill.contract.multiplier:
             lot.multiplier = fill.contract.multiplier
-        lot.apply(fill.signed_quantity, fill.price, fill.commission or _ZERO)
+        closing = lot.apply(fill.signed_quantity, fill.price, fill.commission or _ZERO)
+        self.commissioned[fill.exec_id] = None if fill.commission is not None else closing
         self.fills += 1
         return True
 
@@ -100,11 +101,26 @@ class Ledger:
         }
 
 
+def _exact_price(value: object) -> Decimal | None:
+    # A float is read from its shortest text (0.1 is 0.1, not 0.1000000000000000055...).
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        price = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except ArithmeticError:
+        return None
+    return price if price.is_finite() and price > 0 else None
+
+
 def quote_mark(quote: dict[str, Any]) -> Decimal | None:
-    """Return the price a quote (a snapshot's tick) marks a position at: its last trade, else its mid; None: neither."""
-    last, bid, ask = quote.get("last"), quote.get("bid"), quote.get("ask")
-    if isinstance(last, (int, float)) and last > 0:
-        return Decimal(repr(float(last)))
-    if isinstance(bid, (int, float)) and isinstance(ask, (int, float)) and 0 < bid <= ask:
-        return Decimal(repr((float(bid) + float(ask)) / 2))
+    """Return the price a quote (a snapshot's tick) marks a position at: its last trade, else its mid; None: neither.
+
+    The mid is computed in Decimal from the prices' text: bid 0.1 and ask 0.2 mark at 0.15 exactly.
+    """
+    last = _exact_price(quote.get("last"))
+    if last is not None:
+        return last
+    bid, ask = _exact_price(quote.get("bid")), _exact_price(quote.get("ask"))
+    if bid is not None and ask is not None and bid <= ask:
+        return (bid + ask) / 2
     return None

@@ -3,16 +3,21 @@
 What a trader types is read by :mod:`trader.trading.symbols` (``AAPL``,
 ``EURUSD``, ``EUR/USD``, ``ESZ6``, ``ES Dec26``, ``CLF7``, a contract key...)
 into the queries to try, in order; the first the broker answers wins. A
-future without a month gives the front month. Results are cached for the
-day: contracts do not change while the service runs, but which is the front
-month, and which year a one-digit year names, move with the date.
+future without a month gives the front month: the nearest contract still
+trading, by its last trade *time* where the broker gives one (IB's
+lastTradeTime and timeZoneId: ESZ6 is ES's front until 08:30 Chicago time on
+its last day), else until the start of its last trade day (without a time the
+contract is rolled a day early rather than kept past its close). Results are
+cached for the day, and a front month only until its last trade: contracts do
+not change while the service runs, but which is the front month, and which
+year a one-digit year names, move with the date.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from trader.brokers.base import Broker
@@ -43,37 +48,40 @@ def hints_of(sec_type: str | None = None, exchange: str | None = None, currency:
 class Resolver:
     """Symbols to the broker's :class:`~trader.brokers.records.ContractDetails` (front month, pairs, keys)."""
 
-    def __init__(self, adapter: Broker, today: Callable[[], date] | None = None) -> None:
+    def __init__(self, adapter: Broker, now: Callable[[], datetime] | None = None) -> None:
         self.adapter = adapter
-        self.today = today or (lambda: datetime.now(UTC).date())
-        """The date futures codes and front months are read against (UTC's today)."""
-        self._cache: dict[tuple[str, ...], list[ContractDetails]] = {}
+        self.now = now or (lambda: datetime.now(UTC))
+        """The clock futures codes (by its UTC date) and front months (by its time) are read against."""
+        self._cache: dict[tuple[str, ...], tuple[list[ContractDetails], datetime | None]] = {}
         self._by_key: dict[str, ContractDetails] = {}
 
     def known(self, key: str) -> ContractDetails | None:
-        """Return an instrument resolved before, by contract key."""
-        return self._by_key.get(key)
+        """Return an instrument resolved before, by contract key (any case: keys are upper-case)."""
+        return self._by_key.get(key.strip().upper())
 
     async def resolve(self, symbol: str, *, sec_type: str | None = None, exchange: str | None = None,
                       currency: str | None = None, expiry: str | None = None,
                       strike: Decimal | str | int | None = None, right: str | None = None) -> list[ContractDetails]:
         """Return every instrument ``symbol`` names; a future without a month gives the front month."""
         hints = hints_of(sec_type, exchange, currency, expiry, strike, right)
-        today = self.today()  # in the cache key: a front month and a one-digit year move with the date
+        now = self.now()
+        today = now.astimezone(UTC).date()  # in the cache key: a front month and a one-digit year move with the date
         cache_key = (" ".join(symbol.strip().upper().split()), *map(str, hints), today.isoformat())
         cached = self._cache.get(cache_key)
-        if cached is not None:
-            return cached
+        if cached is not None and (cached[1] is None or now < cached[1]):
+            return cached[0]
         reading = read_symbol(symbol, hints, today)
         instruments: list[ContractDetails] = []
+        until: datetime | None = None  # a front month is good until its last trade
         for query in reading.queries:
             instruments = list(await self.adapter.contract_details(query))
             if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
-                instruments = self._front_month(instruments, today)
+                instruments = self._front_month(instruments, now)
+                until = instruments[0].last_trade if instruments else None
             if instruments:
                 log.debug("%r read as %s: %s", symbol, reading.form, query)
                 break
-        self._cache[cache_key] = instruments
+        self._cache[cache_key] = (instruments, until)
         for inst in instruments:
             self._by_key[inst.key] = inst
         return instruments
@@ -92,9 +100,15 @@ class Resolver:
         return found[0]
 
     @staticmethod
-    def _front_month(instruments: list[ContractDetails], today: date) -> list[ContractDetails]:
-        live = [i for i in instruments if i.contract.expiry is None or i.contract.expiry >= today]
-        if not live:
-            return []
-        live.sort(key=lambda i: (i.contract.expiry or today, i.contract.exchange))
-        return [live[0]]
+    def _front_month(instruments: list[ContractDetails], now: datetime) -> list[ContractDetails]:
+        """Return the nearest contract still trading at ``now`` (see the module's rule), as a list of 0 or 1."""
+        today = now.astimezone(UTC).date()
+
+        def trading(inst: ContractDetails) -> bool:
+            if inst.last_trade is not None:
+                return now < inst.last_trade
+            return inst.contract.expiry is None or inst.contract.expiry > today
+
+        live = sorted((i for i in instruments if trading(i)),
+                      key=lambda i: (i.contract.expiry or today, i.contract.exchange))
+        return live[:1]

@@ -15,6 +15,7 @@ Accepted (case does not matter):
   last trade is in December 2026); if the root is not IB's symbol of the
   future (``6EZ6``'s symbol is EUR), the code is tried as the local symbol;
 * a root and a month name, ``ES Dec26``, ``ES DEC26``, ``ES Dec 2026``;
+* a stock's share class, ``BRK.B``, ``BRK/B`` or ``BRK B``: IB's symbol is ``BRK B``;
 * a plain symbol, ``AAPL``: the stock; else the front-month future; else the
   index (``SPX``). With ``strike`` or ``right`` it is the option on that symbol.
 
@@ -32,10 +33,10 @@ from typing import NamedTuple
 
 from trader.brokers.records import ContractQuery
 from trader.domain import SecType
-from trader.domain.contract_key import MONTH_CODES, is_key, parse_key
+from trader.domain.contract_key import MONTH_CODES, SEC_TYPE_NAMES, futures_month, is_key, parse_key
 from trader.errors import ValidationError
 
-__all__ = ["FX_CURRENCIES", "Hints", "Reading", "futures_month", "read_symbol"]
+__all__ = ["FX_CURRENCIES", "Hints", "Reading", "read_symbol"]
 
 FX_CURRENCIES = frozenset({
     "USD", "EUR", "GBP", "JPY", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK",
@@ -46,9 +47,9 @@ FX_CURRENCIES = frozenset({
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _PAIR = re.compile(r"^([A-Z]{3})[./]([A-Z]{3})$")
 _BARE_PAIR = re.compile(r"^([A-Z]{3})([A-Z]{3})$")
-_CODE = re.compile(r"^([A-Z0-9]{1,6}?)([FGHJKMNQUVXZ])(\d{1,2})$")
+_CODE = re.compile(f"^([A-Z0-9]{{1,6}}?)([{MONTH_CODES}])(\\d{{1,2}})$")
 _MONTH_YEAR = re.compile(r"^([A-Z0-9]{1,6})\s+([A-Z]{3})\s*'?(\d{2}|\d{4})$")
-_SEC_TYPES = frozenset(t.value for t in SecType)
+_SHARE_CLASS = re.compile(r"^([A-Z]{1,5})[./ ]([A-Z])$")  # BRK.B, BRK/B, BRK B: IB writes "BRK B"
 
 
 class Hints(NamedTuple):
@@ -67,16 +68,6 @@ class Reading(NamedTuple):
 
     form: str
     queries: tuple[ContractQuery, ...]
-
-
-def futures_month(month: int, year_digits: str, today: date) -> str:
-    """Return ``YYYYMM`` for a month and a one- or two-digit year, the next such month from ``today`` (included)."""
-    if len(year_digits) == 2:
-        return f"{2000 + int(year_digits):04d}{month:02d}"
-    year = today.year - today.year % 10 + int(year_digits)
-    while (year, month) < (today.year, today.month):
-        year += 10
-    return f"{year:04d}{month:02d}"
 
 
 def _from_key(text: str, hints: Hints) -> ContractQuery:
@@ -110,8 +101,8 @@ def read_symbol(symbol: str, hints: Hints, today: date) -> Reading:
     if not text:
         raise ValidationError("symbol is empty")
     kind = hints.sec_type.upper()
-    if kind and kind not in _SEC_TYPES:
-        raise ValidationError(f"unknown sec_type {hints.sec_type!r} (one of {', '.join(sorted(_SEC_TYPES))})")
+    if kind and kind not in SEC_TYPE_NAMES:
+        raise ValidationError(f"unknown sec_type {hints.sec_type!r} (one of {', '.join(sorted(SEC_TYPE_NAMES))})")
     if hints.right and hints.right.upper() not in ("C", "P", "CALL", "PUT"):
         raise ValidationError(f"unknown right {hints.right!r} (C or P)")
     hints = hints._replace(sec_type=kind, right=hints.right.upper()[:1], expiry=hints.expiry.replace("-", ""))
@@ -127,6 +118,9 @@ def read_symbol(symbol: str, hints: Hints, today: date) -> Reading:
             if kind == "CASH":
                 return Reading("currency pair", (pair_query,))
             return Reading("stock, else currency pair", (_plain(text, SecType.STK, hints), pair_query))
+    share_class = _SHARE_CLASS.match(text) if kind in ("", "STK") else None
+    if share_class:
+        return Reading("share class", (_plain(f"{share_class[1]} {share_class[2]}", SecType.STK, hints),))
     if kind in ("", "FUT"):
         code = _CODE.match(text)
         if code:

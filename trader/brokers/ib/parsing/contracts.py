@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime, time
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ib_async
 
@@ -157,7 +158,20 @@ def from_ib_contract_details(details: ib_async.ContractDetails) -> ContractDetai
     size = details.minSize
     min_size = decimal_from_float(size) if size and size > 0 else None
     contract = from_ib_contract(details.contract, details.contractMonth or "")
-    return ContractDetails(contract, tick, min_size or Decimal(1), details.longName or "")
+    last_trade = _last_trade(contract.expiry, details.lastTradeTime or "", details.timeZoneId or "")
+    return ContractDetails(contract, tick, min_size or Decimal(1), details.longName or "", last_trade)
+
+
+def _last_trade(expiry: date | None, clock: str, zone: str) -> datetime | None:
+    """Return the moment trading stops: the expiry day at IB's lastTradeTime (``08:30[:00]``) in its timeZoneId."""
+    digits = clock.replace(":", "").strip()
+    if expiry is None or not digits.isdigit() or len(digits) not in (4, 6) or not zone:
+        return None
+    try:
+        at = time(int(digits[:2]), int(digits[2:4]), int(digits[4:6] or 0), tzinfo=ZoneInfo(zone))
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return datetime.combine(expiry, at)
 
 
 def per_unit_cost(avg_cost: Decimal, contract: Contract) -> Decimal:
