@@ -313,7 +313,7 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
     off = f"{low}7"  # one digit past the tick: never a tie
     up = low + Decimal("0.01")
     error = refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", off, "--id", "tick-1")
-    assert f"limit price {off} is not a multiple of AAPL's tick 0.01: use {low} or {up}, or --round" in error
+    assert f"limit price {off} is not a multiple of AAPL.STK's tick 0.01: use {low} or {up}, or --round" in error
     assert "tick-1" not in {o["client_order_id"] for o in data("book")}  # nothing sent, nothing booked
 
     placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", off, "--round", "--stop-loss-percent", "2",
