@@ -138,8 +138,13 @@ def test_resolve_says_what_each_typed_form_became_and_options_go_by_strike(
     table = ok("resolve", *typed).stdout
     assert all(len(line) <= 80 for line in table.splitlines()), table
     assert all(word in table for word in ("CLF7", "CL.FUT.202701", "ES Dec26", "Light Sweet Crude Oil"))
-    partly = trader("resolve", "CLF7", "NOSUCH")
-    assert partly.exit_code == 4 and "CL.FUT.202701" in partly.stdout and "'NOSUCH'" in partly.stderr
+    partly = trader("resolve", "CLF7", "NOSUCH", "AAPL")
+    assert partly.exit_code == 4 and "CL.FUT.202701" in partly.stdout and "AAPL.STK" in partly.stdout
+    assert partly.stderr == "error (not_found): 1 of 3 symbols not resolved (NOSUCH: unknown symbol 'NOSUCH')\n"
+    as_json = trader("--json", "resolve", "CLF7", "NOSUCH")  # the failure is a row too, and the exit code says so
+    assert as_json.exit_code == 4 and json.loads(as_json.stderr)["error"]["code"] == "not_found"
+    assert [(r["input"], r.get("key"), "error" in r) for r in json.loads(as_json.stdout)] == [
+        ("CLF7", "CL.FUT.202701", False), ("NOSUCH", None, True)]
 
     option = ("AAPL", "--strike", "230", "--right", "C", "--expiry", "20261218")
     (call,) = data("resolve", *option)
@@ -342,8 +347,15 @@ def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stac
     assert Decimal(str(broker["commission"])) > 0 and broker["commission_currency"] == "USD"
     assert Decimal(str(broker["init_margin_change"])) > 0 and Decimal(str(broker["maint_margin_change"])) > 0
     assert preview["order"]["client_order_id"] == "wi-1" and preview["order"]["status"] == "PENDING_SUBMIT"
-    text = ok("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if").stdout
+    refusal = trader("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if", "--id", "wi-2")
+    assert refusal.exit_code == 5 and "the risk gate would refuse it: max_price_deviation" in refusal.stderr
+    text = refusal.stdout  # the answer is shown all the same, with no id and no status of an order never sent
     assert "risk gate: refuses: max_price_deviation" in text and "commission: 1 USD" in text
+    assert "wi-2" not in text and "PENDING" not in text and "not sent" in text
+    assert "would send BUY LMT: limit 50.00" in text
+    as_json = trader("--json", "trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if")
+    assert as_json.exit_code == 5 and json.loads(as_json.stdout)["risk"]["passed"] is False
+    assert json.loads(as_json.stderr)["error"]["code"] == "risk_limit"
     assert "margin change: initial 12.5" in text and "nothing was sent" in text
     assert "would send" in text and "limit 50" in text
     assert refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", "50.001", "--what-if").count("use 50.00 or 50.01")
