@@ -403,8 +403,8 @@ def test_wait_done_is_woken_by_the_orders_updates_and_gives_up_after_its_timeout
 
 def test_an_order_id_is_found_by_its_prefix_or_by_the_abbreviated_form_a_narrow_table_shows() -> None:
     book = Book()
-    for minute, cid in enumerate(("96ca1f2e0d3c", "96cb00aa0d3c", "a1b2c3d4e5f6", "a1b2c3d4e5f6.sl")):
-        book.put_order(make_order(cid, minute=minute))
+    for minute, cid in enumerate(("96ca1f2e0d3c", "96cb00aa0d3c", "a1b2c3d4e5f6", "a1b2c3d4e5f6.sl", "a1b2ffff")):
+        book.put_order(make_order(cid, minute=minute, parent_id="a1b2c3d4e5f6" if cid.endswith(".sl") else None))
     assert book.resolve_id("96ca1f2e0d3c") == "96ca1f2e0d3c"  # the exact id
     assert book.resolve_id("a1b2c3d4e5f6") == "a1b2c3d4e5f6"  # exact, though it prefixes its stop-loss leg
     assert book.resolve_id("96ca") == "96ca1f2e0d3c"  # a unique prefix
@@ -414,8 +414,9 @@ def test_an_order_id_is_found_by_its_prefix_or_by_the_abbreviated_form_a_narrow_
         book.resolve_id("96c…0d3c")
     assert ambiguous.value.details["candidates"] == ["96ca1f2e0d3c", "96cb00aa0d3c"]
     assert "96ca1f2e0d3c, 96cb00aa0d3c" in str(ambiguous.value)
-    with pytest.raises(ValidationError, match="names 2 orders"):
-        book.resolve_id("a1b2c3")  # the order and its leg
+    assert book.resolve_id("a1b2c3") == "a1b2c3d4e5f6"  # an order and its bracket leg: the order
+    with pytest.raises(ValidationError, match="names 2 orders: a1b2c3d4e5f6, a1b2ffff"):
+        book.resolve_id("a1b2")  # two orders (and a leg of one)
     for unknown in ("96c", "ffff", "96ca…ffff", "…"):  # too short, no match, no match, nothing
         with pytest.raises(NotFound, match="no order"):
             book.resolve_id(unknown)

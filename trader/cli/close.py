@@ -92,8 +92,8 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
        "orders": [{"order": <order>, "children": [], "reason": ""}],
        "flat": [{"key": ..., "filled_while_cancelling": -10}],
        "unprotected": [{"key": ..., "cancelled": ["a1b2c3d4e5f6"]}],
-       "errors": [{"key": "ES.FUT.202612",
-                   "error": {"type": ..., "code": ..., "message": ..., "details": ...}}],
+       "errors": [{"key": "ES.FUT.202612", "error": {"type": ..., "code": ...,
+                   "message": ..., "details": ...}}],
        "warnings": [{"strategy": "demo", "state": "RUNNING", "key": "AAPL.STK",
                      "quantity": -100, "message": string}]}
     """

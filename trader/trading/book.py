@@ -248,7 +248,8 @@ class Book:
 
         The exact id wins; else a prefix of at least ``MIN_ID_PREFIX``
         characters, or the abbreviated form a narrow table shows (prefix, an
-        ellipsis ``…`` or ``...``, suffix), that matches exactly one order.
+        ellipsis ``…`` or ``...``, suffix), that matches exactly one order
+        (or one order and its bracket legs: then the order).
         NotFound when none matches, ValidationError (``candidates``) when
         several do. One resolver for every command that names an order.
         """
@@ -261,6 +262,8 @@ class Book:
         if len(head) + len(tail) >= MIN_ID_PREFIX:
             found = [cid for cid in self._ordered if cid.startswith(head) and cid.endswith(tail)
                      and len(cid) >= len(head) + len(tail) + (1 if dots else 0)]
+            if len(found) > 1:  # a bracket's legs share their parent's prefix: the prefix names the parent
+                found = [cid for cid in found if self._orders[cid].parent_id not in found]
             if len(found) == 1:
                 return found[0]
             if found:
