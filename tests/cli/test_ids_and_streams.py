@@ -46,7 +46,8 @@ def test_an_order_is_cancelled_or_modified_by_the_id_a_narrow_table_shows_or_its
 
 def test_listen_takes_what_the_user_types_and_ends_its_output_with_a_newline(trading_stack: TradingStack) -> None:
     assert data("subscribe", "start", "EUR.USD")["key"] == "EUR.CASH.USD"
-    (tick,) = [json.loads(line) for line in ok("--json", "subscribe", "listen", "EURUSD", "-n", "1").stdout.splitlines()]
+    listened = ok("--json", "subscribe", "listen", "EURUSD", "-n", "1").stdout
+    (tick,) = [json.loads(line) for line in listened.splitlines()]
     assert tick["instrument"] == "EUR.CASH.USD"  # EURUSD is what resolve reads as the streamed EUR.CASH.USD
     assert "not subscribed: MSFT (MSFT.STK)" in refused(4, "subscribe", "listen", "MSFT")
     assert "not subscribed: NOSUCH " in refused(4, "subscribe", "listen", "NOSUCH")

@@ -176,14 +176,14 @@ def _running_holders(cli: CliContext, keys: list[str]) -> list[dict[str, Any]]:
         if info.get("state") in IDLE_STATES:
             continue
         for key, quantity in (info.get("positions") or {}).items():
+            held = formats.num(Decimal(str(quantity)))
             if key in keys and Decimal(str(quantity)):
                 name = info.get("name")
                 warnings.append({
                     "strategy": name, "state": info.get("state"), "key": key, "quantity": quantity,
-                    "message": f"strategy {name} is {info.get('state')} and holds {formats.num(Decimal(str(quantity)))} "
-                               f"{key}: closing the account's position leaves its ledger out of sync (it still "
-                               f"counts {formats.num(Decimal(str(quantity)))}); `trader strategy disable {name} "
-                               f"--flatten` closes it in the strategy's name",
+                    "message": f"strategy {name} is {info.get('state')} and holds {held} {key}: closing the "
+                               f"account's position leaves its ledger out of sync (it still counts {held}); "
+                               f"`trader strategy disable {name} --flatten` closes it in the strategy's name",
                 })
     return warnings
 
