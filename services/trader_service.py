@@ -277,12 +277,14 @@ class TraderService(Service):
         return await self._desk().what_if(order)
 
     async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
-        """Change a working order's quantity, limit/stop price or trail."""
-        return await self._desk().modify(client_order_id, **changes)
+        """Change a working order's quantity, limit/stop price or trail (the id as ``Book.resolve_id`` reads it)."""
+        desk = self._desk()
+        return await desk.modify(self.book.resolve_id(client_order_id), **changes)
 
     async def cancel_order(self, client_order_id: str) -> dict[str, Any]:
-        """Cancel a working order."""
-        return await self._desk().cancel(client_order_id)
+        """Cancel a working order (the id as ``Book.resolve_id`` reads it: exact, a prefix, or ``96ca…0d3c``)."""
+        desk = self._desk()
+        return await desk.cancel(self.book.resolve_id(client_order_id))
 
     def cancel_all(self, everything: bool = False) -> int:
         """Cancel the platform's open orders (``everything``: every open order of the account); return how many."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def test_close_flattens_cancels_the_working_orders_first_and_says_when_nothing_i
     assert data("close", "--all")["orders"] == []
     assert refused(4, "close", "NOSUCH").startswith("error (not_found)")
     assert refused(2, "close").startswith("Usage")
-    assert refused(2, "close", "AAPL", "--all").startswith("Usage")
+    assert "a SYMBOL or --all, not both" in refused(2, "close", "AAPL", "--all")
 
     data("trade", "buy", "AAPL", "-q", "10", "--id", "c-a1", "--strategy", "s1")
     data("trade", "sell", "MSFT", "-q", "3", "--id", "c-m1")
@@ -110,17 +111,21 @@ def test_book_filters_combine(trading_stack: TradingStack) -> None:
 
 
 def test_snapshot_of_several_symbols(trading_stack: TradingStack) -> None:
-    rows = data("snapshot", "AAPL", "MSFT", "ES", "NOSUCH")
+    listed = trader("--json", "snapshot", "AAPL", "MSFT", "ES", "NOSUCH")
+    assert listed.exit_code == 4  # what was found is shown, and a script notices the failure
+    rows = json.loads(listed.stdout, parse_float=Decimal)
+    assert json.loads(listed.stderr)["error"]["code"] == "not_found"
     assert [r["symbol"] for r in rows] == ["AAPL", "MSFT", "ES", "NOSUCH"]
     assert [r["quote"]["instrument"] for r in rows[:2]] == ["AAPL.STK", "MSFT.STK"]
     assert rows[2]["quote"]["instrument"].startswith("ES.FUT.") and rows[2]["quote"]["bid"] > 0
     assert rows[3]["error"]["code"] == "not_found" and "quote" not in rows[3]
 
     some = trader("snapshot", "AAPL", "MSFT", "NOSUCH")
-    assert some.exit_code == 0
-    assert "AAPL.STK" in some.stdout and "MSFT.STK" in some.stdout and "NOSUCH" in some.stderr
-    assert refused(4, "snapshot", "NOSUCH", "NOPE") == (
-        "error (not_found): no quote for any symbol (NOSUCH: unknown symbol 'NOSUCH'; NOPE: unknown symbol 'NOPE')\n")
+    assert some.exit_code == 4
+    assert "AAPL.STK" in some.stdout and "MSFT.STK" in some.stdout and "NOSUCH" not in some.stdout
+    assert some.stderr == "error (not_found): 1 of 3 symbols without a quote (NOSUCH: unknown symbol 'NOSUCH')\n"
+    assert refused(4, "snapshot", "NOSUCH", "NOPE") == ("error (not_found): 2 of 2 symbols without a quote "
+                                                       "(NOSUCH: unknown symbol 'NOSUCH'; NOPE: unknown symbol 'NOPE')\n")
     assert refused(2, "snapshot").startswith("Usage")
 
 
@@ -129,11 +134,18 @@ def test_close_refuses_a_running_strategy_and_closes_it_once_disabled(stack_env:
     plugins.mkdir()
     (plugins / "holder.py").write_text(HOLDER)
     (plugins / "holder.yaml").write_text("sizing: {kind: quantity, value: 4}\n")
-    with started_strategy_stack(stack_env, plugins):
+    with started_strategy_stack(stack_env, plugins) as stack:
         wait_until_blocking(lambda: held() == {"AAPL.STK": 4}, 60, "the strategy holding 4 AAPL")
         refusal = refused(9, "close", "AAPL", "--strategy", "holder")
         assert "strategy holder is RUNNING" in refusal and "strategy disable holder --flatten" in refusal
         assert held() == {"AAPL.STK": 4}
+        wait_until_blocking(lambda: strategy_holds(stack) == 4, 30, "the strategy's ledger holding 4")
+        declined = trader("close", "AAPL")  # the account's close, on paper: asked, as a running strategy holds it
+        warned = " ".join(declined.stderr.split())
+        assert declined.exit_code == 1 and held() == {"AAPL.STK": 4}, declined.output
+        assert "WARNING: strategy holder is RUNNING and holds 4 AAPL.STK" in warned
+        assert "out of sync" in warned and "`trader strategy disable holder --flatten`" in warned
+        assert "although a running strategy holds it" in warned
 
         ok("strategy", "disable", "holder")
         closed = data("close", "--all", "--strategy", "holder")
@@ -141,6 +153,17 @@ def test_close_refuses_a_running_strategy_and_closes_it_once_disabled(stack_env:
         wait_until_blocking(lambda: held() == {}, what="the strategy's position closed")
         ok("strategy", "enable", "holder")  # resynced from the book: its position is flat, so it buys 4 again
         wait_until_blocking(lambda: held() == {"AAPL.STK": 4}, 60, "the strategy back at its target")
+        wait_until_blocking(lambda: strategy_holds(stack) == 4, 30, "the strategy's ledger holding 4")
+        anyway = data("close", "AAPL", "--yes")  # confirmed: closed, and the JSON says what it left out of sync
+        assert [(w["strategy"], w["key"], Decimal(str(w["quantity"]))) for w in anyway["warnings"]] == [
+            ("holder", "AAPL.STK", 4)]
+        assert [o["order"]["action"] for o in anyway["orders"]] == ["SELL"] and anyway["errors"] == []
+
+
+def strategy_holds(stack: TradingStack) -> Decimal:
+    """Return the AAPL.STK quantity strategy holder's own ledger holds."""
+    (holder,) = [s for s in call(stack.strategy_endpoint, "list")["strategies"] if s["name"] == "holder"]
+    return Decimal(str((holder.get("positions") or {}).get("AAPL.STK", 0)))
 
 
 def test_two_closes_at_once_close_the_position_once(trading_stack: TradingStack) -> None:

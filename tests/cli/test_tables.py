@@ -140,6 +140,10 @@ def test_counts_agree_with_their_noun() -> None:
     out = text(service_tables.service_table(status), 120)
     assert "1 open of 1, 1 fill, 1 reconcile difference" in out and "fills" not in out
     assert "0 fills" in text(order_tables.fills_table([]), 80)
+    ib = {"connected": True, "ib": "127.0.0.1:4002", "client_id": 1, "accounts": ["DU1234567"], "connects": 1}
+    assert "connected, account DU1234567, 1 connection made" in text(service_tables.service_table(ib), 120)
+    two = text(service_tables.service_table({**ib, "accounts": ["DU1", "DU2"], "connects": 3}), 120)
+    assert "accounts DU1, DU2, 3 connections made" in two and "connects" not in two
 
 
 @pytest.mark.parametrize("width", [60, 80])

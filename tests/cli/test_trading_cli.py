@@ -151,8 +151,13 @@ def test_resolve_says_what_each_typed_form_became_and_options_go_by_strike(
     table = ok("resolve", *typed).stdout
     assert all(len(line) <= 80 for line in table.splitlines()), table
     assert all(word in table for word in (cl["local_symbol"], cl_key, es_named, "Light Sweet Crude Oil"))
-    partly = trader("resolve", cl["local_symbol"], "NOSUCH")
-    assert partly.exit_code == 4 and cl_key in partly.stdout and "'NOSUCH'" in partly.stderr
+    partly = trader("resolve", cl["local_symbol"], "NOSUCH", "AAPL")
+    assert partly.exit_code == 4 and cl_key in partly.stdout and "AAPL.STK" in partly.stdout
+    assert partly.stderr == "error (not_found): 1 of 3 symbols not resolved (NOSUCH: unknown symbol 'NOSUCH')\n"
+    as_json = trader("--json", "resolve", cl["local_symbol"], "NOSUCH")  # the failure is a row too, and the exit code
+    assert as_json.exit_code == 4 and json.loads(as_json.stderr)["error"]["code"] == "not_found"
+    assert [(r["input"], r.get("key"), "error" in r) for r in json.loads(as_json.stdout)] == [
+        (cl["local_symbol"], cl_key, False), ("NOSUCH", None, True)]
 
     expiry = Catalogue.from_config(load_sim_config()).front("AAPL", SecType.OPT).wire_expiry  # the nearest listed
     call_key, put_key = f"AAPL.OPT.{expiry}.C230", f"AAPL.OPT.{expiry}.P230"
@@ -328,7 +333,7 @@ def test_off_tick_prices_are_refused_or_rounded_on_request_and_the_prices_sent_a
     off = f"{low}7"  # one digit past the tick: never a tie
     up = low + Decimal("0.01")
     error = refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", off, "--id", "tick-1")
-    assert f"limit price {off} is not a multiple of AAPL's tick 0.01: use {low} or {up}, or --round" in error
+    assert f"limit price {off} is not a multiple of AAPL.STK's tick 0.01: use {low} or {up}, or --round" in error
     assert "tick-1" not in {o["client_order_id"] for o in data("book")}  # nothing sent, nothing booked
 
     placed = data("trade", "buy", "AAPL", "-q", "1", "--limit", off, "--round", "--stop-loss-percent", "2",
@@ -357,8 +362,15 @@ def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stac
     assert Decimal(str(broker["commission"])) > 0 and broker["commission_currency"] == "USD"
     assert Decimal(str(broker["init_margin_change"])) > 0 and Decimal(str(broker["maint_margin_change"])) > 0
     assert preview["order"]["client_order_id"] == "wi-1" and preview["order"]["status"] == "PENDING_SUBMIT"
-    text = ok("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if").stdout
+    refusal = trader("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if", "--id", "wi-2")
+    assert refusal.exit_code == 5 and "the risk gate would refuse it: max_price_deviation" in refusal.stderr
+    text = refusal.stdout  # the answer is shown all the same, with no id and no status of an order never sent
     assert "risk gate: refuses: max_price_deviation" in text and "commission: 1 USD" in text
+    assert "wi-2" not in text and "PENDING" not in text and "not sent" in text
+    assert "would send BUY LMT: limit 50.00" in text
+    as_json = trader("--json", "trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if")
+    assert as_json.exit_code == 5 and json.loads(as_json.stdout)["risk"]["passed"] is False
+    assert json.loads(as_json.stderr)["error"]["code"] == "risk_limit"
     assert "margin change: initial 12.5" in text and "nothing was sent" in text
     assert "would send" in text and "limit 50" in text
     assert refused(3, "trade", "buy", "AAPL", "-q", "1", "--limit", "50.001", "--what-if").count("use 50.00 or 50.01")

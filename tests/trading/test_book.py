@@ -13,7 +13,7 @@ import redis.asyncio
 
 from trader.config import RiskSettings
 from trader.domain import Action, Contract, Fill, Order, OrderStatus, OrderType
-from trader.errors import NotFound
+from trader.errors import NotFound, ValidationError
 from trader.messaging import codec
 from trader.trading.book import Book, never_sent, rebuild
 from trader.trading.journal import Journal
@@ -399,3 +399,24 @@ def test_wait_done_is_woken_by_the_orders_updates_and_gives_up_after_its_timeout
 
     asyncio.run(main())
     assert book._waiters == []
+
+
+def test_an_order_id_is_found_by_its_prefix_or_by_the_abbreviated_form_a_narrow_table_shows() -> None:
+    book = Book()
+    for minute, cid in enumerate(("96ca1f2e0d3c", "96cb00aa0d3c", "a1b2c3d4e5f6", "a1b2c3d4e5f6.sl", "a1b2ffff")):
+        book.put_order(make_order(cid, minute=minute, parent_id="a1b2c3d4e5f6" if cid.endswith(".sl") else None))
+    assert book.resolve_id("96ca1f2e0d3c") == "96ca1f2e0d3c"  # the exact id
+    assert book.resolve_id("a1b2c3d4e5f6") == "a1b2c3d4e5f6"  # exact, though it prefixes its stop-loss leg
+    assert book.resolve_id("96ca") == "96ca1f2e0d3c"  # a unique prefix
+    assert book.resolve_id("96ca…0d3c") == book.resolve_id(" 96ca...0d3c ") == "96ca1f2e0d3c"  # abbreviated
+    assert book.resolve_id("a1b2…e5f6.sl") == "a1b2c3d4e5f6.sl"
+    with pytest.raises(ValidationError) as ambiguous:
+        book.resolve_id("96c…0d3c")
+    assert ambiguous.value.details["candidates"] == ["96ca1f2e0d3c", "96cb00aa0d3c"]
+    assert "96ca1f2e0d3c, 96cb00aa0d3c" in str(ambiguous.value)
+    assert book.resolve_id("a1b2c3") == "a1b2c3d4e5f6"  # an order and its bracket leg: the order
+    with pytest.raises(ValidationError, match="names 2 orders: a1b2c3d4e5f6, a1b2ffff"):
+        book.resolve_id("a1b2")  # two orders (and a leg of one)
+    for unknown in ("96c", "ffff", "96ca…ffff", "…"):  # too short, no match, no match, nothing
+        with pytest.raises(NotFound, match="no order"):
+            book.resolve_id(unknown)

@@ -131,7 +131,7 @@ def test_an_off_tick_price_is_refused_by_the_desk_with_the_nearest_prices_and_no
 async def _off_tick_refused(broker: BrokerDouble) -> None:
     book = Book()
     desk = priced_desk(broker, book)
-    with pytest.raises(ValidationError, match="limit price 229.123 is not a multiple of AAPL's tick 0.01: "
+    with pytest.raises(ValidationError, match="limit price 229.123 is not a multiple of AAPL.STK's tick 0.01: "
                                               "use 229.12 or 229.13, or --round"):
         await desk.place({"symbol": "AAPL", "action": "BUY", "quantity": 1, "limit_price": "229.123",
                           "client_order_id": "off"})
@@ -139,7 +139,7 @@ async def _off_tick_refused(broker: BrokerDouble) -> None:
     book.put_order(Order("w1", AAPL, Action.BUY, Decimal(1), OrderType.LMT, limit_price=Decimal("229.00"),
                          status=OrderStatus.SUBMITTED, broker_order_id=5))
     broker.handles["w1"] = 5
-    with pytest.raises(ValidationError, match="stop price 229.001 is not a multiple of AAPL's tick 0.01"):
+    with pytest.raises(ValidationError, match="stop price 229.001 is not a multiple of AAPL.STK's tick 0.01"):
         await desk.modify("w1", stop_price="229.001")
     with pytest.raises(ValidationError, match="limit price 228.999 .* use 228.99 or 229.00"):
         await desk.modify("w1", limit_price="228.999")

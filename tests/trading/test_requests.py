@@ -78,12 +78,12 @@ def es_orders(**fields: Any) -> Any:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"limit_price": "6000.1"}, "limit price 6000.1 is not a multiple of ES's tick 0.25: use 6000.00 or 6000.25"),
-        ({"stop_price": "5925.13"}, "stop price 5925.13 is not a multiple of ES's tick 0.25: use 5925.00 or 5925.25"),
-        ({"trail_amount": "1.1"}, "trail amount 1.1 is not a multiple of ES's tick 0.25: use 1.00 or 1.25"),
-        ({"stop_loss": "5900.1"}, "stop loss 5900.1 is not a multiple of ES's tick 0.25: use 5900.00 or 5900.25"),
-        ({"take_profit": "5950.3"}, "take profit 5950.3 is not a multiple of ES's tick 0.25: use 5950.25 or 5950.50"),
-        ({"limit_price": "0.1"}, "limit price 0.1 is not a multiple of ES's tick 0.25: use 0.25,"),
+        ({"limit_price": "6000.1"}, "limit price 6000.1 is not a multiple of ES.FUT.202612's tick 0.25: use 6000.00 or 6000.25"),
+        ({"stop_price": "5925.13"}, "stop price 5925.13 is not a multiple of ES.FUT.202612's tick 0.25: use 5925.00 or 5925.25"),
+        ({"trail_amount": "1.1"}, "trail amount 1.1 is not a multiple of ES.FUT.202612's tick 0.25: use 1.00 or 1.25"),
+        ({"stop_loss": "5900.1"}, "stop loss 5900.1 is not a multiple of ES.FUT.202612's tick 0.25: use 5900.00 or 5900.25"),
+        ({"take_profit": "5950.3"}, "take profit 5950.3 is not a multiple of ES.FUT.202612's tick 0.25: use 5950.25 or 5950.50"),
+        ({"limit_price": "0.1"}, "limit price 0.1 is not a multiple of ES.FUT.202612's tick 0.25: use 0.25,"),
     ],
 )
 def test_a_typed_price_off_the_tick_grid_is_refused_with_the_nearest_valid_prices(
@@ -95,7 +95,7 @@ def test_a_typed_price_off_the_tick_grid_is_refused_with_the_nearest_valid_price
 
 
 def test_an_off_tick_aapl_limit_names_both_neighbours() -> None:
-    with pytest.raises(ValidationError, match=r"229.123 is not a multiple of AAPL's tick 0.01: use 229.12 or 229.13"):
+    with pytest.raises(ValidationError, match=r"229.123 is not a multiple of AAPL.STK's tick 0.01: use 229.12 or 229.13"):
         build_orders(request(limit_price="229.123"), AAPL, tick=Decimal("0.01"), min_size=Decimal(1),
                      reference_price=None)
 
@@ -132,6 +132,13 @@ def test_percent_bracket_prices_are_always_rounded_to_the_cautious_tick_and_repo
         ("p1.sl", "stop_price", Decimal("5907.225"), Decimal("5907.00")),
         ("p1.tp", "limit_price", Decimal("5954.625"), Decimal("5954.75"))]
     assert built.rounded[0].how == "0.3% below 5925.00, down to tick 0.25"
+
+
+def test_a_percent_bracket_price_already_on_the_grid_is_not_reported_as_rounded() -> None:
+    # 5925 x 0.99 = 5865.75 and 5925 x 1.02 = 6043.50: both on the 0.25 grid, nothing was rounded
+    built = es_orders(client_order_id="p2", limit_price="5925", stop_loss_percent="1", take_profit_percent="2")
+    assert [c.stop_price or c.limit_price for c in built.children] == [Decimal("5865.75"), Decimal("6043.50")]
+    assert built.rounded == ()
 
 
 @pytest.mark.parametrize("fields", [{"limit_price": "1E+30"}, {"limit_price": "5E+26", "take_profit": "2E+27"}])

@@ -41,11 +41,18 @@ BOOK_HELP = """Show and change the orders of the book (alone: the orders, as `bo
     The filters (--open, --symbol, --strategy, -n) combine, and run in
     trader_service, so a large book is filtered before it is sent.
 
+    An order id (cancel, modify) may be given whole, by its first
+    characters (at least 4, naming one order), or as a narrow table
+    shows it abbreviated (96ca…0d3c, or 96ca...0d3c); several matches are
+    refused (3) with the candidates.
+
     \b
     Examples:
       trader book --open
       trader book --symbol ES --strategy demo -n 5
       trader book cancel a1b2c3d4e5f6
+      trader book cancel a1b2
+      trader book cancel "a1b2…e5f6"
     JSON:
       [Order]  (`book` and `book orders`, oldest first)
     Exits: 7 trader_service not running
@@ -121,8 +128,8 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
     JSON:
       {"order": Order, "children": [Order], "reason": string}
       {"cancelled": integer}  (with --all)
-    Exits: 4 unknown order id, 9 the order is not working, 8 refused by the
-      broker
+    Exits: 4 unknown order id, 3 an id prefix naming several orders, 9 the
+      order is not working, 8 refused by the broker
     """
     if (client_order_id is None) == (not all_orders):
         raise click.UsageError("give an order id or --all")
@@ -133,7 +140,7 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
         cli.show({"cancelled": count}, lambda r: f"cancel sent for {formats.count(r['cancelled'], 'open order')}")
         return
     result = cli.call_trader("cancel_order", client_order_id=client_order_id)
-    show_result(cli, result, f"cancel {client_order_id}")
+    show_result(cli, result, f"cancel {result['order'].client_order_id}")
 
 
 @book.command("modify")
@@ -164,7 +171,8 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     JSON:
       {"order": Order, "children": [Order], "reason": string, "rounded":
         [{"client_order_id", "field", "asked", "sent", "how"}]}
-    Exits: 3 invalid change or a price off the tick grid, 4 unknown order id,
+    Exits: 3 invalid change, a price off the tick grid or an ambiguous id
+      prefix, 4 unknown order id,
       9 the order is not working, 8 refused by the broker, 1 declined on a
       live account
     """
@@ -178,5 +186,5 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     if round_prices:
         given["round_prices"] = True
     result = cli.call_trader("modify_order", client_order_id, **given)
-    show_result(cli, result, f"modified {client_order_id}")
+    show_result(cli, result, f"modified {result['order'].client_order_id}")
 

@@ -12,6 +12,7 @@ the risk gate, the kill switch and the journal apply (see
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -67,7 +68,11 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     the positions changed since, it is refused (9) and nothing is sent.
     Refused while the kill switch is engaged (nothing is cancelled then).
     Nothing to close is not an error: the command says so and exits 0. A
-    position that could not be closed exits with its error's code.
+    position that could not be closed exits with its error's code. Closing
+    the account's position that a running strategy holds leaves the
+    strategy's ledger out of sync: the command warns (naming the strategy,
+    its quantity and `trader strategy disable NAME --flatten`) and asks,
+    even on paper, unless --yes.
 
     \b
     Examples:
@@ -87,10 +92,14 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
        "orders": [{"order": <order>, "children": [], "reason": ""}],
        "flat": [{"key": ..., "filled_while_cancelling": -10}],
        "unprotected": [{"key": ..., "cancelled": ["a1b2c3d4e5f6"]}],
-       "errors": [{"key": "ES.FUT.202612",
-                   "error": {"type": ..., "code": ..., "message": ..., "details": ...}}]}
+       "errors": [{"key": "ES.FUT.202612", "error": {"type": ..., "code": ...,
+                   "message": ..., "details": ...}}],
+       "warnings": [{"strategy": "demo", "state": "RUNNING", "key": "AAPL.STK",
+                     "quantity": -100, "message": string}]}
     """
-    if (symbol is None) == (not close_all):
+    if symbol is not None and close_all:
+        raise click.UsageError("give a SYMBOL or --all, not both")
+    if symbol is None and not close_all:
         raise click.UsageError("give a SYMBOL or --all")
     if strategy is not None:
         _refuse_if_running(cli, strategy)
@@ -100,17 +109,25 @@ def close(cli: CliContext, symbol: str | None, close_all: bool, strategy: str | 
     whose = f"strategy {strategy}" if strategy else f"account {plan['account'] or '(default)'}"
     if not positions:
         if cli.json:
-            cli.emit_json({**plan, "cancelled": [], "orders": [], "flat": [], "unprotected": [], "errors": []})
+            cli.emit_json({**plan, "cancelled": [], "orders": [], "flat": [], "unprotected": [], "errors": [],
+                           "warnings": []})
         else:
             cli.console.print(f"nothing to close: {whose} holds no {symbol or 'position'}", highlight=False)
         return
     lines = "; ".join(_plan_line(p) for p in positions)
-    cli.confirm_if_live(f"close for {whose}: {lines}. Send?", yes=yes)
+    warnings = [] if strategy is not None else _running_holders(cli, [p["key"] for p in positions])
+    for warning in warnings if not cli.json else ():
+        cli.err.print(Text(f"WARNING: {warning['message']}", style="bold yellow"))
+    if warnings and not yes:  # asked on paper too: the strategy's ledger is at stake, not only money
+        click.confirm(f"close for {whose} although a running strategy holds it: {lines}. Send?", abort=True,
+                      err=True)
+    else:
+        cli.confirm_if_live(f"close for {whose}: {lines}. Send?", yes=yes)
     confirmed = {p["key"]: str(p["quantity"]) for p in positions}  # this plan, and no other, is carried out
     result = cli.call_trader("close_positions", **{**args, "account": plan["account"]}, execute=True,
                              confirmed=confirmed, timeout=CLOSE_TIMEOUT * max(1, len(positions)))
     if cli.json:
-        cli.emit_json(result)
+        cli.emit_json({**result, "warnings": warnings})
     else:
         _show(cli, result, whose)
     errors, count = result["errors"], len(positions)
@@ -141,6 +158,34 @@ def _refuse_if_running(cli: CliContext, strategy: str) -> None:
             raise Conflict(f"strategy {strategy} is {info.get('state')}: it would trade its position back; "
                            f"`trader strategy disable {strategy} --flatten` stops it and closes its positions, "
                            f"or disable it first", strategy=strategy)
+
+
+def _running_holders(cli: CliContext, keys: list[str]) -> list[dict[str, Any]]:
+    """Return a warning for each running strategy that holds one of ``keys``: closing it desyncs its ledger.
+
+    The account's close is not the strategy's: it keeps counting the position
+    it built (and may trade against the account's change). No strategy_service:
+    no warning.
+    """
+    try:
+        listing = cli.call_service("strategy_service", "list", timeout=5.0)
+    except (Unavailable, ConfigError):
+        return []
+    warnings = []
+    for info in listing.get("strategies", []):
+        if info.get("state") in IDLE_STATES:
+            continue
+        for key, quantity in (info.get("positions") or {}).items():
+            held = formats.num(Decimal(str(quantity)))
+            if key in keys and Decimal(str(quantity)):
+                name = info.get("name")
+                warnings.append({
+                    "strategy": name, "state": info.get("state"), "key": key, "quantity": quantity,
+                    "message": f"strategy {name} is {info.get('state')} and holds {held} {key}: closing the "
+                               f"account's position leaves its ledger out of sync (it still counts {held}); "
+                               f"`trader strategy disable {name} --flatten` closes it in the strategy's name",
+                })
+    return warnings
 
 
 def _show(cli: CliContext, result: dict[str, Any], whose: str) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.text import Text
 
 from trader.cli import instrument_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.options import hint_options, hints
-from trader.errors import NotFound, error_from_wire
+from trader.errors import NotFound, ValidationError, error_from_wire
 
 
 def register(group: click.Group) -> None:
@@ -43,24 +42,36 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
       trader resolve CLF7 --json
     JSON:
       [{"input": string, "key": string, "local_symbol": string,
-        "description": string, "tick": number, "contract": Contract}]  (one
-        per contract found)
-    Exits: 4 unknown symbol (several: only when none is known), 3 ambiguous
+        "description": string, "tick": number, "contract": Contract} |
+       {"input": string, "error": Error}]  (one per contract found, one per
+        symbol that failed, in the order given)
+    Exits: 4 unknown symbol, 3 ambiguous (several: the first failure's, once
+      every contract found is shown; each failure is named on stderr)
     """
     rows: list[dict[str, Any]] = []
-    unknown: list[str] = []
+    failed: list[dict[str, Any]] = []
     for symbol in symbols:
         try:
             rows += cli.call_trader("resolve", symbol, **hints(options))
-        except NotFound:
+        except (NotFound, ValidationError) as exc:  # this symbol's failure; the service's own ends the command
             if len(symbols) == 1:
                 raise
-            unknown.append(symbol)
-    if rows:
-        cli.show(rows, instrument_tables.contracts_table)
-    if unknown:
-        raise NotFound(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
-                       symbol=unknown[0])
+            failed.append({"input": symbol, "error": exc.to_wire()})
+            rows.append(failed[-1])
+    found = [row for row in rows if "error" not in row]
+    if cli.json:
+        cli.emit_json(rows)
+    elif found:
+        cli.console.print(instrument_tables.contracts_table(found), highlight=False)
+    _fail_if_any(failed, "input", len(symbols), "not resolved")
+
+
+def _fail_if_any(failed: list[dict[str, Any]], name: str, count: int, what: str) -> None:
+    """Raise the first failure's error, its message naming every failed symbol (stderr), if any failed."""
+    if not failed:
+        return
+    why = "; ".join(f"{row[name]}: {row['error']['message']}" for row in failed)
+    raise error_from_wire({**failed[0]["error"], "message": f"{len(failed)} of {count} symbols {what} ({why})"})
 
 
 @click.command()
@@ -71,9 +82,9 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
     """Show the current quote of each SYMBOL, one row per symbol, asked concurrently.
 
     With one SYMBOL, its quote, or its error (and that error's exit code).
-    With several, every quote found; a symbol that fails is named on stderr
-    (in JSON: its row carries the error), and the exit code is non-zero only
-    when every symbol failed (then the first one's).
+    With several, every quote found; each symbol that fails is named on
+    stderr (in JSON: its row carries the error), and if any failed the exit
+    code is the first failure's, as `resolve` does, so a script notices.
 
     \b
     Examples:
@@ -84,8 +95,8 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
       [{"symbol": string, "quote": Tick} | {"symbol": string, "error":
         Error}]  (several, in the order given; Error: {"type", "code",
         "message", "details"}, details only when it has any)
-    Exits: 4 unknown symbol, 6 no quote in time (several: only when every
-      symbol failed, the first one's)
+    Exits: 4 unknown symbol, 6 no quote in time (several: the first
+      failure's, once every quote found is shown)
     """
     if len(symbols) == 1:
         tick = cli.call_trader("snapshot", symbols[0], **hints(options))
@@ -93,14 +104,8 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
         return
     rows = cli.call_trader("snapshots", list(symbols), **hints(options))
     quotes = [row["quote"] for row in rows if "quote" in row]
-    failed = [row for row in rows if "error" in row]
     if cli.json:
         cli.emit_json(rows)
-    if not quotes:  # every one failed: one error, naming each
-        why = "; ".join(f"{row['symbol']}: {row['error']['message']}" for row in failed)
-        raise error_from_wire({**failed[0]["error"], "message": f"no quote for any symbol ({why})"})
-    if not cli.json:
-        cli.console.print(instrument_tables.quotes_table(quotes))
-        for row in failed:
-            cli.err.print(Text(f"{row['symbol']}: {row['error']['message']}", style="red"), highlight=False)
-
+    elif quotes:
+        cli.console.print(instrument_tables.quotes_table(quotes), highlight=False)
+    _fail_if_any([row for row in rows if "error" in row], "symbol", len(symbols), "without a quote")

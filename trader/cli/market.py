@@ -122,12 +122,15 @@ def listen(
 ) -> None:
     """Show the ticks of KEYS (default: all streamed) until --count, --duration or Ctrl-C.
 
-    With --json, print one JSON object per tick and line.
+    A KEY is a streamed key (AAPL.STK, or AAPL) or anything `resolve` reads
+    (EURUSD, ESZ6): it is "not subscribed" only when what it names is not
+    streamed. With --json, print one JSON object per tick and line.
 
     \b
     Examples:
       trader subscribe listen
       trader subscribe listen AAPL.STK -n 10
+      trader subscribe listen EURUSD ESZ6
       trader subscribe listen --json -d 5
     JSON:
       Tick  (one object per line, as the ticks come)
@@ -135,13 +138,13 @@ def listen(
     """
     endpoint = cli.settings().bus.sub_endpoint
     ensure_listening(endpoint, "the bus")
-    _check_streamed(cli, keys)
+    keys = _check_streamed(cli, keys)
     started = time.monotonic()
     latest: dict[str, dict[str, Any]] = {}
     if cli.json:
         _run(endpoint, keys, count, duration, cli.emit_json_line, cli.curve_client())
         return
-    title = f"ticks on {', '.join(keys) or TOPIC}"
+    title = f"ticks of {', '.join(keys) or 'every streamed key'}"
     with Live(
         instrument_tables.quotes_table([], title=title),
         console=cli.console,
@@ -155,6 +158,8 @@ def listen(
             live.update(instrument_tables.quotes_table([latest[k] for k in sorted(latest)], title=title))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
+    if not cli.console.is_terminal:  # rich ends a live display with a newline only on a terminal
+        cli.console.line()
     cli.err.print(f"{formats.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
 
 
@@ -212,29 +217,53 @@ async def _listen(
         subscriber.close()
 
 
-def _check_streamed(cli: CliContext, keys: tuple[str, ...]) -> None:
-    """Refuse KEYS that trader_service does not stream (NotFound, naming what it does stream).
+def _check_streamed(cli: CliContext, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the streamed key each of KEYS names; refuse one that is not streamed (NotFound).
 
-    Asked before listening, so a key nobody subscribed is said to be one at
-    once rather than found out as "0 ticks" later. Without keys and nothing
-    streamed, only warn: a subscription may start while we listen. When
-    trader_service cannot be asked, listen anyway (the bus may still carry ticks).
+    KEYS are read as every command reads a symbol: a streamed key (or a
+    prefix of its dots: AAPL for AAPL.STK) is taken as it is; any other text
+    is resolved by trader_service (EURUSD -> EUR.CASH.USD, ESZ6 ->
+    ES.FUT.202612) and is "not subscribed" only when what it names is not
+    streamed. Asked before listening, so a key nobody subscribed is said to
+    be one at once rather than found out as "0 ticks" later. Without keys
+    and nothing streamed, only warn: a subscription may start while we
+    listen. When trader_service cannot be asked, listen to KEYS as typed.
     """
     try:
         streamed = cli.call_trader("subscriptions", timeout=2.0)
     except TraderError:
-        return
-    missing = [
-        k for k in keys if not any(topic_matches(f"{TOPIC}.{k}", f"{TOPIC}.{s}") for s in streamed)
-    ]
+        return keys
+    chosen: list[str] = []
+    missing: list[tuple[str, list[str]]] = []  # (typed, the keys it resolved to)
+    for typed in keys:
+        if any(topic_matches(f"{TOPIC}.{typed}", f"{TOPIC}.{s}") for s in streamed):
+            chosen.append(typed)
+            continue
+        named = _resolved_keys(cli, typed)
+        live = [key for key in named if key in streamed]
+        if live:
+            chosen += live
+        else:
+            missing.append((typed, named))
     if missing:
-        names = ", ".join(missing)
+        names = ", ".join(typed if not named or named == [typed] else f"{typed} ({', '.join(named)})"
+                          for typed, named in missing)
         raise NotFound(
             f"not subscribed: {names} (streamed: {', '.join(streamed) or 'nothing'}); "
-            f"start with `trader subscribe start {missing[0]}`",
-            keys=missing,
+            f"start with `trader subscribe start {missing[0][0]}`",
+            keys=[typed for typed, _named in missing],
         )
     if not keys and not streamed:
         cli.err.print(
             "nothing is streamed yet; start with `trader subscribe start SYMBOL`", style="yellow"
         )
+    return tuple(dict.fromkeys(chosen))
+
+
+def _resolved_keys(cli: CliContext, typed: str) -> list[str]:
+    """Return the keys of the contracts ``typed`` names, as `resolve` reads it; none if it names none."""
+    try:
+        rows = cli.call_trader("resolve", typed, timeout=5.0)
+    except TraderError:  # unknown, ambiguous beyond what resolve lists, or no answer: nothing to map it to
+        return []
+    return [str(row["key"]) for row in rows]

@@ -14,12 +14,17 @@ from rich.text import Text
 from trader.cli import formats, order_tables
 from trader.cli.context import CliContext
 from trader.domain.figures import price_decimals
+from trader.errors import RiskLimitExceeded
 
 __all__ = ["sent_prices", "show_what_if"]
 
 
-def sent_prices(result: dict[str, Any]) -> list[str]:
-    """Return one line per order with a price: the prices sent to the broker, and how each rounded one came about."""
+def sent_prices(result: dict[str, Any], *, verb: str = "sent", by_id: bool = True) -> list[str]:
+    """Return one line per order with a price: the prices sent to the broker, and how each rounded one came about.
+
+    ``verb`` starts each line; ``by_id`` False names an order by its side and
+    type (a what-if's orders have no id that will ever exist).
+    """
     rounded = {(r["client_order_id"], r["field"]): r for r in result.get("rounded") or ()}
     lines = []
     for order in (result["order"], *result["children"]):
@@ -34,20 +39,33 @@ def sent_prices(result: dict[str, Any]) -> list[str]:
                 text += f" (from {formats.num(why['asked'])}: {why['how']})"
             parts.append(text)
         if parts:
-            lines.append(f"sent {order.client_order_id}: " + ", ".join(parts))
+            name = order.client_order_id if by_id else f"{order.action} {order.order_type}"
+            lines.append(f"{verb} {name}: " + ", ".join(parts))
     return lines
 
 
 def show_what_if(cli: CliContext, result: dict[str, Any]) -> None:
-    """Print a what-if answer: the orders as they would go, the broker's costs, the risk gate's verdict."""
+    """Print a what-if answer: the orders as they would go, the broker's costs, the risk gate's verdict.
+
+    Raise the risk gate's refusal (RiskLimitExceeded, exit 5) after the
+    answer, so a script knows the order would not go.
+    """
     if cli.json:
         cli.emit_json(result)
-        return
+    else:
+        _print_what_if(cli, result)
+    risk = result["risk"]
+    if not risk["passed"]:
+        raise RiskLimitExceeded(f"the risk gate would refuse it: {risk['message']}",
+                                **({"limit": risk["limit"]} if risk.get("limit") else {}))
+
+
+def _print_what_if(cli: CliContext, result: dict[str, Any]) -> None:
     order = result["order"]
-    cli.console.print(order_tables.orders_table([order, *result["children"]],
-                                          title=f"what if: {order.action} {order.contract.key} (not sent)"))
-    for line in sent_prices(result):
-        cli.console.print(line.replace("sent ", "would send ", 1), highlight=False)
+    cli.console.print(order_tables.orders_table([order, *result["children"]], sent=False,
+                                                title=f"what if: {order.action} {order.contract.key} (not sent)"))
+    for line in sent_prices(result, verb="would send", by_id=False):
+        cli.console.print(line, highlight=False)
     decimals = price_decimals(order.contract)
     cli.console.print(f"market {formats.price(result.get('market'), decimals)}, a market order would pay about "
                       f"{formats.price(result.get('reference_price'), decimals)}", highlight=False)

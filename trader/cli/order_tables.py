@@ -102,15 +102,17 @@ ORDER_COLUMNS = (
 )
 
 
-def orders_table(orders: Iterable[Order], title: str | None = None) -> FitTable:
+def orders_table(orders: Iterable[Order], title: str | None = None, *, sent: bool = True) -> FitTable:
     """Return a table of orders: id, time, instrument, side, prices, status, fills, strategy.
 
     Narrow, it keeps time, symbol, side, qty, type, prices and status whole, and
     leaves out strategy, tif, the fills, then the id (first cut in its middle).
+    ``sent`` False (a what-if's orders, which will never exist): no id, and
+    "not sent" for a status.
     """
     rows = [
         [
-            ("  " if order.parent_id is not None else "") + order.client_order_id,
+            ("  " if order.parent_id is not None else "") + (order.client_order_id if sent else "-"),
             clock(order.created_at),
             order.contract.key,
             side_text(order.action),
@@ -118,7 +120,7 @@ def orders_table(orders: Iterable[Order], title: str | None = None) -> FitTable:
             str(order.order_type),
             _prices(order),
             str(order.tif),
-            status_text(order.status),
+            status_text(order.status) if sent else Text("not sent", style="dim"),
             num(order.filled_quantity),
             price(order.avg_fill_price, price_decimals(order.contract)),
             order.order_ref,

@@ -120,8 +120,9 @@ def trade() -> None:
     prices given in percent are always rounded, the same way. The output ends
     with the prices sent, and how each rounded one came about.
 
-    --what-if sends nothing: it shows the orders as they would go, IB's
-    commission and margin changes and the risk gate's verdict.
+    --what-if sends nothing: it shows the orders as they would go (no id: they
+    will never exist), IB's commission and margin changes and the risk gate's
+    verdict; it exits 5 when the risk gate would refuse them.
 
     \b
     Examples:

@@ -101,14 +101,15 @@ def service_table(status: Mapping[str, Any]) -> Table:
     """Return trader_service's status: state, IB connection, kill switch, orders, subscriptions."""
     table = _status_table("trader_service", status)
     connected = bool(status.get("connected"))
-    accounts = ", ".join(status.get("accounts") or []) or "-"
+    names = list(status.get("accounts") or [])
+    accounts = f"account{'s' * (len(names) != 1)} {', '.join(names)}" if names else "no account"
     error = f"; last error: {status['last_error']}" if status.get("last_error") else ""
     table.add_row(
         "IB",
         Text(
             f"{status.get('ib', '?')} client {status.get('client_id', '?')}: "
-            f"{'connected' if connected else 'NOT connected'}, accounts {accounts}, "
-            f"{status.get('connects', 0)} connects{error}",
+            f"{'connected' if connected else 'NOT connected'}, {accounts}, "
+            f"{count(int(status.get('connects') or 0), 'connection')} made{error}",
             style="" if connected else "red",
         ),
     )

@@ -58,6 +58,8 @@ __all__ = ["Book", "never_sent", "rebuild"]
 log = logging.getLogger(__name__)
 
 _ZERO = Decimal(0)
+MIN_ID_PREFIX = 4  # the fewest characters of an order id that name it (Book.resolve_id)
+ELLIPSIS = "…"  # what a narrow table puts in the middle of an id it abbreviates (cli.layout.abbreviate)
 
 
 def _take_out(totals: dict[str, Working], key: str, share: Working) -> None:
@@ -240,6 +242,36 @@ class Book:
         except KeyError:
             raise NotFound(f"no order {client_order_id!r} in the book",
                            client_order_id=client_order_id) from None
+
+    def resolve_id(self, text: str) -> str:
+        """Return the client order id ``text`` names: the id, a unique prefix, or a table's ``96ca…0d3c``.
+
+        The exact id wins; else a prefix of at least ``MIN_ID_PREFIX``
+        characters, or the abbreviated form a narrow table shows (prefix, an
+        ellipsis ``…`` or ``...``, suffix), that matches exactly one order
+        (or one order and its bracket legs: then the order).
+        NotFound when none matches, ValidationError (``candidates``) when
+        several do. One resolver for every command that names an order.
+        """
+        text = text.strip()
+        if text in self._orders:
+            return text
+        head, dots, tail = text.partition(ELLIPSIS)
+        if not dots:
+            head, dots, tail = text.partition("...")
+        if len(head) + len(tail) >= MIN_ID_PREFIX:
+            found = [cid for cid in self._ordered if cid.startswith(head) and cid.endswith(tail)
+                     and len(cid) >= len(head) + len(tail) + (1 if dots else 0)]
+            if len(found) > 1:  # a bracket's legs share their parent's prefix: the prefix names the parent
+                found = [cid for cid in found if self._orders[cid].parent_id not in found]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise ValidationError(f"{text!r} names {len(found)} orders: {', '.join(found[:10])}"
+                                      f"{', ...' if len(found) > 10 else ''}; give more of the id",
+                                      client_order_id=text, candidates=found)
+        raise NotFound(f"no order {text!r} in the book (give the id, at least {MIN_ID_PREFIX} of its first "
+                       f"characters, or its abbreviated form 96ca…0d3c)", client_order_id=text)
 
     def get(self, client_order_id: str) -> Order | None:
         """Return the order ``client_order_id``, or None if the book has none."""

@@ -397,7 +397,7 @@ class Desk:
             if name in fields:
                 asked = fields[name]
                 rounding = rounding_for(order.action, name)
-                fields[name] = on_tick(asked, inst.tick, what=name.replace("_", " "), symbol=inst.contract.symbol,
+                fields[name] = on_tick(asked, inst.tick, what=name.replace("_", " "), symbol=inst.key,
                                        round_prices=bool(round_prices), rounding=rounding)
                 if fields[name] != asked:
                     rounded.append(Rounded(coid, name, asked, fields[name], tick_rounding(rounding, inst.tick)))

@@ -127,7 +127,8 @@ def on_tick(price: Decimal, tick: Decimal, *, what: str, symbol: str, round_pric
             rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """Return ``price`` on the ``tick`` grid; off it, round it as ``rounding`` says if asked, else refuse.
 
-    The refusal is a ValidationError naming the nearest valid prices (its
+    ``symbol`` names the instrument in the message: its key (EUR.CASH.USD),
+    not its bare symbol (EUR). The refusal is a ValidationError naming the nearest valid prices (its
     ``details``: ``field``, ``price``, ``tick``, ``nearest``), what a real IB
     would refuse with error 110.
     """
@@ -279,7 +280,7 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
         if price is None:
             return None
         rounding = rounding_for(action, name)
-        sent = on_tick(price, tick, what=label, symbol=contract.symbol, round_prices=request.round_prices,
+        sent = on_tick(price, tick, what=label, symbol=contract.key, round_prices=request.round_prices,
                        rounding=rounding)
         if sent != price:
             rounded.append(Rounded(order_id, name, price, sent, tick_rounding(rounding, tick)))
@@ -324,9 +325,10 @@ def build_orders(request: OrderRequest, contract: Contract, *, tick: Decimal, mi
         rounding = rounding_for(exit_action, field_name)
         sent = round_to_tick(derived, tick, rounding)
         side = "above" if direction > 0 else "below"
-        rounded.append(Rounded(order_id, field_name, derived, sent,
-                               f"{format(percent, 'f')}% {side} {format(anchor, 'f')}, "
-                               f"{tick_rounding(rounding, tick)}"))
+        if sent != derived:  # a price on the grid already was not rounded: say nothing of it
+            rounded.append(Rounded(order_id, field_name, derived, sent,
+                                   f"{format(percent, 'f')}% {side} {format(anchor, 'f')}, "
+                                   f"{tick_rounding(rounding, tick)}"))
         return sent
 
     stop_loss = exit_price(f"{coid}.sl", "stop_price", "stop loss", request.stop_loss, request.stop_loss_percent,
