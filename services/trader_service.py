@@ -276,15 +276,23 @@ class TraderService(Service):
         """
         return await self._desk().what_if(order)
 
-    async def modify_order(self, client_order_id: str, **changes: Any) -> dict[str, Any]:
-        """Change a working order's quantity, limit/stop price or trail (the id as ``Book.resolve_id`` reads it)."""
-        desk = self._desk()
-        return await desk.modify(self.book.resolve_id(client_order_id), **changes)
+    async def modify_order(self, client_order_id: str, abbreviated: bool = False, **changes: Any) -> dict[str, Any]:
+        """Change a working order's quantity, limit/stop price or trail.
 
-    async def cancel_order(self, client_order_id: str) -> dict[str, Any]:
-        """Cancel a working order (the id as ``Book.resolve_id`` reads it: exact, a prefix, or ``96ca…0d3c``)."""
+        ``abbreviated``: the id may be given as a person types it from a table (``Book.resolve_id``: a unique
+        prefix or ``96ca…0d3c``); otherwise only the exact id names an order, so a program whose order is gone
+        never acts on another that shares its prefix.
+        """
         desk = self._desk()
-        return await desk.cancel(self.book.resolve_id(client_order_id))
+        return await desk.modify(self._order_id(client_order_id, abbreviated), **changes)
+
+    async def cancel_order(self, client_order_id: str, abbreviated: bool = False) -> dict[str, Any]:
+        """Cancel a working order (``abbreviated`` as for :meth:`modify_order`)."""
+        desk = self._desk()
+        return await desk.cancel(self._order_id(client_order_id, abbreviated))
+
+    def _order_id(self, text: str, abbreviated: bool) -> str:
+        return self.book.resolve_id(text) if abbreviated else text
 
     def cancel_all(self, everything: bool = False) -> int:
         """Cancel the platform's open orders (``everything``: every open order of the account); return how many."""

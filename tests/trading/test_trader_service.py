@@ -85,6 +85,10 @@ def test_each_order_type_and_tif_through_to_the_book(trading_stack: TradingStack
     # modify and cancel the resting order
     modified = call(ep, "modify_order", "gtc", limit_price=bid - 4, quantity=2)["order"]
     assert modified.limit_price == bid - 4 and modified.quantity == 2
+    call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, limit_price=bid - 5, client_order_id="gtc-two")
+    with pytest.raises(NotFound):  # a program's id names its order exactly: a prefix is not enough
+        call(ep, "cancel_order", "gtc-t")
+    assert call(ep, "cancel_order", "gtc-t", abbreviated=True)["order"].client_order_id == "gtc-two"  # as typed
     cancelled = call(ep, "cancel_order", "gtc")["order"]
     assert cancelled.status is OrderStatus.CANCELLED
     with pytest.raises(NotFound):

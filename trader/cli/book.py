@@ -139,7 +139,7 @@ def book_cancel(cli: CliContext, client_order_id: str | None, all_orders: bool, 
         count = cli.call_trader("cancel_all", everything=everything)
         cli.show({"cancelled": count}, lambda r: f"cancel sent for {formats.count(r['cancelled'], 'open order')}")
         return
-    result = cli.call_trader("cancel_order", client_order_id=client_order_id)
+    result = cli.call_trader("cancel_order", client_order_id=client_order_id, abbreviated=True)
     show_result(cli, result, f"cancel {result['order'].client_order_id}")
 
 
@@ -185,6 +185,6 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
     if round_prices:
         given["round_prices"] = True
-    result = cli.call_trader("modify_order", client_order_id, **given)
+    result = cli.call_trader("modify_order", client_order_id, abbreviated=True, **given)
     show_result(cli, result, f"modified {result['order'].client_order_id}")
 
