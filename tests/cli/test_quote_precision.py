@@ -79,3 +79,8 @@ def test_snapshot_and_listen_show_prices_to_the_instruments_precision(trading_st
     for key in keys:
         prices = prices_of(watched.split("ticks on")[-1], key)
         assert len(prices) >= 2 and all(len(p.split(".")[1]) == places[key] for p in prices), (key, prices, watched)
+    # what a what-if says a market order would pay: the instrument's decimals too (ES 5919.00, not 5919)
+    for symbol, key in (("ES", keys[0]), ("EUR.USD", keys[1])):
+        said = ok("trade", "buy", symbol, "-q", "1", "--what-if").stdout
+        pay = re.search(r"would pay about (\S+)", said)
+        assert pay is not None and len(pay.group(1).split(".")[1]) == places[key], said
