@@ -23,7 +23,8 @@ instruments without a tick for ``no_ticks_seconds``: such a strategy is
 DEGRADED (a waiting one keeps its state) with the reason and the likely
 cause (``no ticks for ES.FUT.202612 for over 30 s: trader_service
 restarting``), the service DEGRADED with it, both RUNNING again once ticks
-flow. If the cause is that trader_service, up and ready, does not stream the
+flow; when trader_service is known to be down or its broker disconnected,
+at once, not after the threshold. If the cause is that trader_service, up and ready, does not stream the
 key, the strategy subscribes again (at most once per threshold). Events
 and log lines go out as ``strategy.<name>.<event>``.
 

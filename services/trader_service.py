@@ -337,9 +337,9 @@ class TraderService(Service):
 
     @takes_hints
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:
-        """Return the current quote of one instrument."""
+        """Return the current quote of one instrument, with its ``min_tick`` (the precision its prices show in)."""
         inst = await self.resolver.one(symbol, **hints)
-        return await self.adapter.snapshot(inst.contract)
+        return {**await self.adapter.snapshot(inst.contract), "min_tick": inst.tick}
 
     @takes_hints
     async def snapshots(self, symbols: list[str], **hints: Any) -> list[dict[str, Any]]:

@@ -5,12 +5,14 @@ subscribed ES and EUR.USD; a strategy trades AAPL. trader_service is killed
 (SIGKILL) three times in a row, once while it is still connecting to IB
 (tws-sim down), and tws-sim itself is killed and started again under a
 trader_service that stays up. Each time, while no tick comes, the strategy
-and strategy_service say DEGRADED (or WAITING) with why; afterwards the
+and strategy_service say DEGRADED (or WAITING) with why, within a few seconds
+(the outage is known: far sooner than the no-ticks threshold); afterwards the
 strategy is RUNNING with ticks again and the user's subscriptions stream again.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -21,7 +23,8 @@ from trader.errors import TraderError
 
 pytestmark = pytest.mark.slow
 
-NO_TICKS = 2.0  # the strategies' no-ticks threshold here, seconds
+NO_TICKS = 30.0  # the strategies' no-ticks threshold here, seconds: a known outage is named long before
+KNOWN_WITHIN = 10.0  # seconds from a kill to DEGRADED with the cause (LATE_BEAT 2.5 s + a look a second; loaded CI)
 
 stack = strategy_stack_fixture({"counter.py": COUNTER}, TRADER_STRATEGIES__NO_TICKS_SECONDS=str(NO_TICKS))
 
@@ -79,10 +82,11 @@ def test_three_kills_in_a_row_one_while_connecting_then_a_broker_restart(stack: 
     assert all(k in user_streams(stack) for k in streams)
 
     for round_ in range(3):
+        killed = time.monotonic()
         stack.kill("trader_service")
-        info = eventually(lambda: starved(stack, "no ticks for AAPL.STK for over 2 s: trader_service ")
-                          if not starved(stack, "market closed") else None, 20, f"round {round_}: starved, said")
-        assert "no ticks for AAPL.STK for over 2 s: trader_service" in info["reason"]
+        info = eventually(lambda: starved(stack, "no ticks for AAPL.STK: trader_service "), KNOWN_WITHIN,
+                          f"round {round_}: starved, said, well before the {NO_TICKS:g} s threshold")
+        print(f"round {round_}: DEGRADED {time.monotonic() - killed:.1f} s after the kill")
         assert any(why in info["reason"] for why in ("silent", "down", "restarting")), info["reason"]
         if round_ == 1:  # killed again while connecting: tws-sim down, the new one cannot reach IB
             stack.kill("tws")
@@ -98,8 +102,11 @@ def test_three_kills_in_a_row_one_while_connecting_then_a_broker_restart(stack: 
 
     # The broker connection, not trader_service: tws-sim killed and started again.
     pid = trader_answers(stack)["pid"]  # type: ignore[index]
+    killed = time.monotonic()
     stack.kill("tws")
-    eventually(lambda: starved(stack, "broker disconnected"), 20, "starved by the broker")
+    eventually(lambda: starved(stack, "no ticks for AAPL.STK: broker disconnected"), KNOWN_WITHIN,
+               "starved by the broker, well before the threshold")
+    print(f"broker: DEGRADED {time.monotonic() - killed:.1f} s after the kill")
     stack.start("tws")
     wait_for_port(stack.env.ib_port, 15, "tws-sim")
     stack.wait_trader_ready(60)

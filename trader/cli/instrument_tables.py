@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from trader.cli.formats import clock, num
+from trader.cli.formats import clock, num, price
 from trader.cli.layout import Col, FitTable
 from trader.domain import Contract
+from trader.domain.figures import price_decimals
 
 
 def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
@@ -45,25 +47,43 @@ QUOTE_COLUMNS = (
 )
 
 
-def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None) -> FitTable:
+def quotes_table(ticks: Iterable[Mapping[str, Any]], title: str | None = None,
+                 min_ticks: Mapping[str, Any] | None = None) -> FitTable:
     """Return a table of quotes (tick dicts): bid/ask with sizes, last, volume, time.
+
+    Bid, ask and last show the instrument's decimals (its minimum tick's:
+    ES 5920.00 next to 5920.25, EUR.USD 1.05400 next to 1.05395): the tick's
+    own ``min_tick`` (a ``snapshot``'s), else ``min_ticks[instrument]`` (the
+    caller resolved the keys); without either, as the float reads.
 
     Narrow, it keeps instrument, bid and ask whole, and leaves out the last
     size, the volume, the bid and ask sizes, the time, then the last.
     """
-    rows = [
-        [
-            str(tick.get("instrument", "?")),
+    rows = []
+    for tick in ticks:
+        instrument = str(tick.get("instrument", "?"))
+        places = _decimals(tick.get("min_tick") or (min_ticks or {}).get(instrument))
+        rows.append([
+            instrument,
             num(tick.get("bid_size")),
-            num(tick.get("bid")),
-            num(tick.get("ask")),
+            price(tick.get("bid"), places),
+            price(tick.get("ask"), places),
             num(tick.get("ask_size")),
-            num(tick.get("last")),
+            price(tick.get("last"), places),
             num(tick.get("last_size")),
             num(tick.get("volume")),
             clock(tick["time"], millis=True) if isinstance(tick.get("time"), datetime) else "-",
-        ]
-        for tick in ticks
-    ]
+        ])
     return FitTable(QUOTE_COLUMNS, rows, title=title)
+
+
+def _decimals(min_tick: Any) -> int | None:
+    """Return the decimals of a minimum tick (a Decimal, a number or its text); None when there is none."""
+    if min_tick is None or isinstance(min_tick, bool):
+        return None
+    try:
+        tick = Decimal(str(min_tick))
+    except (InvalidOperation, ValueError):
+        return None
+    return price_decimals(None, tick) if tick.is_finite() and tick > 0 else None
 

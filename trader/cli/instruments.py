@@ -91,7 +91,7 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
       trader snapshot AAPL
       trader snapshot AAPL MSFT ES EUR.USD
     JSON:
-      Tick  (one SYMBOL)
+      Tick + {"min_tick": number}  (one SYMBOL; min_tick: its price increment)
       [{"symbol": string, "quote": Tick} | {"symbol": string, "error":
         Error}]  (several, in the order given; Error: {"type", "code",
         "message", "details"}, details only when it has any)

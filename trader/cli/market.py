@@ -145,6 +145,7 @@ def listen(
         _run(endpoint, keys, count, duration, cli.emit_json_line, cli.curve_client())
         return
     title = f"ticks of {', '.join(keys) or 'every streamed key'}"
+    min_ticks = _min_ticks(cli, keys)
     with Live(
         instrument_tables.quotes_table([], title=title),
         console=cli.console,
@@ -155,12 +156,34 @@ def listen(
 
         def on_tick(tick: dict[str, Any]) -> None:
             latest[str(tick.get("instrument", "?"))] = tick
-            live.update(instrument_tables.quotes_table([latest[k] for k in sorted(latest)], title=title))
+            live.update(instrument_tables.quotes_table([latest[k] for k in sorted(latest)], title=title,
+                                                       min_ticks=min_ticks))
 
         seen = _run(endpoint, keys, count, duration, on_tick, cli.curve_client())
     if not cli.console.is_terminal:  # rich ends a live display with a newline only on a terminal
         cli.console.line()
     cli.err.print(f"{formats.count(seen, 'tick')} in {time.monotonic() - started:.1f}s", highlight=False)
+
+
+def _min_ticks(cli: CliContext, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Return the minimum tick of each of KEYS (default: those streamed), resolved once, for the prices' decimals.
+
+    A key that does not resolve, or trader_service not answering, leaves its
+    prices as the floats read.
+    """
+    found: dict[str, Any] = {}
+    try:
+        streamed = keys or cli.call_trader("subscriptions", timeout=2.0)
+    except TraderError:
+        return found
+    for key in streamed:
+        try:
+            rows = cli.call_trader("resolve", key, timeout=2.0)
+        except TraderError:
+            continue
+        if len(rows) == 1:
+            found[rows[0]["key"]] = rows[0]["tick"]
+    return found
 
 
 def _run(

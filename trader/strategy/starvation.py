@@ -22,6 +22,17 @@ strategy is DEGRADED (a waiting one keeps its state) with the reason, the
 strategy service DEGRADED with it, both RUNNING again once ticks flow. If
 the cause is that trader_service, up and ready, does not stream the key, the
 strategy rejoins it (trader.strategy.rejoin), at most once per threshold.
+
+The threshold is for ticks that stop unexplained. When the strategy service
+*knows* no tick can come (:meth:`~trader.strategy.watch.TraderWatch.outage`:
+trader_service's confirmed pid silent for ``LATE_BEAT`` seconds, or its own
+status saying the broker is disconnected or it is not running), every
+strategy with armed keys is starved at the next look, whatever the
+threshold (``no ticks for AAPL.STK: trader_service down``), and its
+watchdog holds its keys (:meth:`TickWatchdog.hold`): once the outage is
+over, a held key counts as starved (``... yet: trader_service back``) until
+it ticks again, or until the threshold names another cause. Heartbeats are
+hints (a forged one names a cause, never starves or feeds a strategy).
 """
 
 from __future__ import annotations
@@ -38,9 +49,10 @@ from trader.strategy.watch import TRADER_SILENCE, TraderWatch, trader_view
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LATE_BEAT", "NOT_STREAMED", "StarvationMonitor", "TickWatchdog", "cause", "reason"]
+__all__ = ["BACK", "LATE_BEAT", "NOT_STREAMED", "StarvationMonitor", "TickWatchdog", "cause", "held", "reason"]
 
 NOT_STREAMED = "not streamed by trader_service: subscribing again"
+BACK = "trader_service back, waiting for them"  # a held key's cause once the outage is over
 LATE_BEAT = 2.5  # seconds without a beat of trader_service (one a second) that say it is gone
 TICK_CHECK_INTERVAL = 1.0  # seconds between two looks for strategies without ticks
 
@@ -52,6 +64,7 @@ class TickWatchdog:
         self.threshold = threshold
         self._clock = clock
         self._last: dict[str, float] = {}
+        self._held: set[str] = set()  # keys without a tick since an outage of trader_service (see hold)
 
     @property
     def enabled(self) -> bool:
@@ -59,18 +72,30 @@ class TickWatchdog:
         return self.threshold > 0 and bool(self._last)
 
     def arm(self, keys: Iterable[str]) -> None:
-        """Watch ``keys`` from now: each counts as having ticked just now."""
+        """Watch ``keys`` from now: each counts as having ticked just now (a held key stays held)."""
         now = self._clock()
         self._last = dict.fromkeys(keys, now)
+        self._held &= self._last.keys()
 
     def disarm(self) -> None:
         """Watch nothing (a stopped strategy)."""
         self._last = {}
+        self._held = set()
+
+    def hold(self) -> None:
+        """Count every armed key as starved until its next tick: an outage of trader_service stops them all."""
+        if self.threshold > 0:
+            self._held = set(self._last)
+
+    def held(self) -> list[str]:
+        """Return the keys without a tick since the last :meth:`hold`, in key order."""
+        return sorted(self._held)
 
     def tick(self, key: str) -> None:
         """Note a tick of ``key`` (a key not armed is ignored)."""
         if key in self._last:
             self._last[key] = self._clock()
+            self._held.discard(key)
 
     def silent(self) -> dict[str, float]:
         """Return the keys without a tick for ``threshold`` seconds or more, with how long, in key order."""
@@ -115,6 +140,11 @@ def reason(silent: Mapping[str, float], threshold: float, why: str) -> str:
     return f"no ticks for {', '.join(silent)} for over {threshold:g} s: {why}"
 
 
+def held(keys: Iterable[str], why: str) -> str:
+    """Return the line shown for a strategy starved by a known outage (``why``), before any threshold."""
+    return f"no ticks for {', '.join(keys)}: {why}"
+
+
 class Health(Protocol):
     """The strategy service's own state, as the monitor sets it."""
 
@@ -129,15 +159,17 @@ class Health(Protocol):
 class StarvationMonitor:
     """Every strategy's :class:`TickWatchdog`, looked at once a second; see the module docstring.
 
-    ``started`` is when the service started (monotonic), ``starting`` the
-    strategies whose start or rejoin is under way, ``rejoin(runner, why)``
-    subscribes a strategy again (trader.strategy.rejoin.Rejoin.begin).
+    ``started`` is when the service started (on ``clock``, monotonic by
+    default), ``starting`` the strategies whose start or rejoin is under way,
+    ``rejoin(runner, why)`` subscribes a strategy again
+    (trader.strategy.rejoin.Rejoin.begin).
     """
 
     def __init__(self, runners: Mapping[str, StrategyRunner], watch: TraderWatch, health: Health, *,
                  started: float, starting: Container[str],
-                 rejoin: Callable[[StrategyRunner, str], None]) -> None:
+                 rejoin: Callable[[StrategyRunner, str], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.runners = runners
+        self._clock = clock
         self.watch = watch
         self.health = health
         self.started = started
@@ -157,18 +189,33 @@ class StarvationMonitor:
 
     def check_ticks(self) -> None:
         """Mark each strategy whose instruments send no ticks (and the service), or clear the mark."""
-        view = trader_view(self.watch.seen, self.started, time.monotonic())
+        now = self._clock()
+        view = trader_view(self.watch.seen, self.started, now)
         restarting = self.watch.restarting(TRADER_SILENCE)
+        quiet = now - self.watch.seen if self.watch.seen is not None else 0.0
+        outage = view == "down" or self.watch.outage(LATE_BEAT)
+        # the confirmed status names the outage when the beats would not (a beat is a hint, the status is its own)
+        beat = self.watch.status if outage and self.watch.status is not None else self.watch.beat
         starved: list[str] = []
         for name, runner in self.runners.items():
             watchdog = self.watchdogs[name]
             if not runner.active or not watchdog.enabled:
                 continue
+            if outage:
+                watchdog.hold()
             silent = watchdog.silent()
-            if not silent:
+            waiting = watchdog.held()
+            if outage and waiting:
+                runner.starve(held(waiting, cause(waiting[0], view, beat, restarting, quiet=quiet)))
+                starved.append(name)
+                continue
+            if not silent and not waiting:
                 runner.fed()
                 continue
-            quiet = time.monotonic() - self.watch.seen if self.watch.seen is not None else 0.0
+            if not silent:  # the outage is over, these keys have not ticked since
+                runner.starve(f"no ticks for {', '.join(waiting)} yet: {BACK}")
+                starved.append(name)
+                continue
             why = cause(next(iter(silent)), view, self.watch.beat, restarting, quiet=quiet)
             runner.starve(reason(silent, watchdog.threshold, why))
             starved.append(name)
@@ -183,7 +230,7 @@ class StarvationMonitor:
 
     def _heal(self, runner: StrategyRunner, every: float) -> None:
         """Subscribe ``runner``'s instruments again (trader_service does not stream them), once per ``every`` s."""
-        now = time.monotonic()
+        now = self._clock()
         if runner.name in self._starting or now - self._healed.get(runner.name, float("-inf")) < every:
             return
         self._healed[runner.name] = now

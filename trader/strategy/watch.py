@@ -23,6 +23,15 @@ resyncs after the broker connection came back too. The last beat of the
 confirmed pid (:attr:`TraderWatch.beat`) and the time another pid last beat
 (:meth:`TraderWatch.restarting`) are kept for the strategy service to say
 why a strategy has no ticks: hints for a message, never a reason to act.
+
+What the strategy service does act on at once (a strategy DEGRADED without
+waiting for its no-ticks threshold, trader.strategy.starvation) is
+:meth:`TraderWatch.outage`: the confirmed pid silent (a beat can be forged,
+an absence cannot), or its own ``status`` (:attr:`TraderWatch.status`,
+asked when a beat of the confirmed pid says other than the last status did,
+at the same bounded rate) saying it cannot stream (:func:`serving`: the
+broker disconnected, or the service starting or stopping). So a forged beat flips no state either way: it costs
+a status call, and only the real process's answer counts.
 """
 
 from __future__ import annotations
@@ -47,6 +56,14 @@ def ready(status: Mapping[str, Any]) -> bool:
     return status.get("state") == "RUNNING" and status.get("connected") is True and status.get("synced") is True
 
 
+def serving(status: Mapping[str, Any]) -> bool:
+    """Return whether trader_service's ``status`` lets ticks flow: RUNNING or DEGRADED, the broker not disconnected.
+
+    Wider than :func:`ready`: a service re-syncing its book still streams.
+    """
+    return status.get("state") in ("RUNNING", "DEGRADED") and status.get("connected") is not False
+
+
 class TraderWatch:
     """Follow trader_service's heartbeats; call ``on_restart(pid)`` when a new pid is confirmed by ``status``."""
 
@@ -58,6 +75,7 @@ class TraderWatch:
         self._on_reconnect = on_reconnect
         self.connects: int | None = None  # the confirmed pid's broker connections, as its ready status said
         self.beat: Mapping[str, Any] | None = None  # the last beat of the confirmed pid
+        self.status: Mapping[str, Any] | None = None  # the confirmed pid's last status reply (not a beat)
         self._other_beat = float("-inf")  # monotonic time of the last beat from another pid
         self.interval = interval
         self._clock = clock
@@ -79,6 +97,8 @@ class TraderWatch:
             connects = payload.get("connects")
             if type(connects) is int and connects != self.connects:
                 self._check()  # a reconnect of the broker (or its first count), or a forged beat: status says which
+            elif serving(payload) != (self.status is None or serving(self.status)):
+                self._check()  # serving or not, as the last status did not say: status says whether it is so
             return
         self.unconfirmed += 1
         if self.pid is not None:
@@ -92,6 +112,18 @@ class TraderWatch:
     def restarting(self, within: float) -> bool:
         """Return whether a pid other than the confirmed one beat in the last ``within`` seconds."""
         return self._clock() - self._other_beat < within
+
+    def outage(self, late: float) -> bool:
+        """Return whether trader_service cannot stream now, as known and not hinted.
+
+        That is: its confirmed pid has not beaten for ``late`` seconds, or that
+        pid's own ``status`` said it is not :func:`serving`.
+        """
+        if self.seen is None:
+            return False
+        if self._clock() - self.seen > late:
+            return True
+        return self.status is not None and not serving(self.status)
 
     def _check(self) -> None:
         """Ask trader_service's status, unless a call is in flight or one was made less than ``interval`` ago."""
@@ -109,7 +141,7 @@ class TraderWatch:
         """
         pid = status.get("pid")
         if self.pid is None and type(pid) is int:
-            self.pid, self.seen = pid, self._clock()
+            self.pid, self.seen, self.status = pid, self._clock(), status
             if ready(status) and type(status.get("connects")) is int:
                 self.connects = status["connects"]
 
@@ -128,7 +160,7 @@ class TraderWatch:
                      status.get("state"), status.get("connected"), status.get("synced"))
             return
         self.seen = self._clock()
-        previous, self.pid = self.pid, pid
+        previous, self.pid, self.status = self.pid, pid, status
         connects = status.get("connects") if type(status.get("connects")) is int else None
         was = self.connects
         if ready(status):
