@@ -28,6 +28,8 @@ from trader.trading.symbols import Hints, read_symbol
 
 log = logging.getLogger(__name__)
 
+RECENT_LIMIT = 4096  # resolve arguments remembered as given
+
 __all__ = ["Resolver", "hints_of"]
 
 
@@ -54,6 +56,9 @@ class Resolver:
         """The clock futures codes (by its UTC date) and front months (by its time) are read against."""
         self._cache: dict[tuple[str, ...], tuple[list[ContractDetails], datetime | None]] = {}
         self._by_key: dict[str, ContractDetails] = {}
+        #: The same answers by the arguments exactly as given (the symbol's text and hints, the day), so a
+        #: repeated symbol costs one dict lookup; cleared whole past ``RECENT_LIMIT`` entries.
+        self._recent: dict[tuple[object, ...], tuple[list[ContractDetails], datetime | None]] = {}
 
     def known(self, key: str) -> ContractDetails | None:
         """Return an instrument resolved before, by contract key (any case: keys are upper-case)."""
@@ -63,12 +68,21 @@ class Resolver:
                       currency: str | None = None, expiry: str | None = None,
                       strike: Decimal | str | int | None = None, right: str | None = None) -> list[ContractDetails]:
         """Return every instrument ``symbol`` names; a future without a month gives the front month."""
-        hints = hints_of(sec_type, exchange, currency, expiry, strike, right)
         now = self.now()
         today = now.astimezone(UTC).date()  # in the cache key: a front month and a one-digit year move with the date
+        # Every order resolves its symbol: a repeat, as given, is answered before anything is parsed.
+        as_given = (symbol, sec_type, exchange, currency, expiry, strike, right, today)
+        try:
+            cached = self._recent.get(as_given)
+        except TypeError:  # an unhashable hint: hints_of below says what is wrong with it
+            cached, as_given = None, ()
+        if cached is not None and (cached[1] is None or now < cached[1]):
+            return cached[0]
+        hints = hints_of(sec_type, exchange, currency, expiry, strike, right)
         cache_key = (" ".join(symbol.strip().upper().split()), *map(str, hints), today.isoformat())
         cached = self._cache.get(cache_key)
         if cached is not None and (cached[1] is None or now < cached[1]):
+            self._remember(as_given, cached)
             return cached[0]
         reading = read_symbol(symbol, hints, today)
         instruments: list[ContractDetails] = []
@@ -82,9 +96,17 @@ class Resolver:
                 log.debug("%r read as %s: %s", symbol, reading.form, query)
                 break
         self._cache[cache_key] = (instruments, until)
+        self._remember(as_given, (instruments, until))
         for inst in instruments:
             self._by_key[inst.key] = inst
         return instruments
+
+    def _remember(self, as_given: tuple[object, ...], found: tuple[list[ContractDetails], datetime | None]) -> None:
+        if not as_given:
+            return
+        if len(self._recent) >= RECENT_LIMIT:  # bounded: what callers type is theirs to vary
+            self._recent.clear()
+        self._recent[as_given] = found
 
     async def one(self, symbol: str, **hints: Decimal | str | None) -> ContractDetails:
         """Return the one instrument ``symbol`` names; NotFound or ValidationError (ambiguous) otherwise."""
