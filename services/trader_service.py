@@ -400,6 +400,7 @@ class TraderService(Service):
         """Return the keys streamed on the bus (those subscribed, and those pricing recent orders)."""
         return sorted(self.adapter.subscriptions())
 
+    @takes_hints
     async def history(self, symbol: str, duration: str = "1 D", bar_size: str = "1 min",
                       what_to_show: str = "TRADES", end: str = "", use_rth: bool = False,
                       **hints: Any) -> list[Any]:

@@ -198,7 +198,8 @@ def test_one_symbol_matching_typed_hints_the_account_checked_and_the_confirmed_c
 
     # a subscription is stopped by its key in any case, and forgotten
     data("subscribe", "start", "NVDA")
-    ok("subscribe", "stop", "nvda.stk")
+    stopped = data("subscribe", "stop", "nvda.stk")  # the reply names the key it resolved to
+    assert (stopped["key"], stopped["streaming"], stopped["forgotten"]) == ("NVDA.STK", False, True)
     assert "NVDA.STK" not in call(ep, "subscriptions")
     assert refused(4, "subscribe", "stop", "nvda.stk").startswith("error (not_found)")
 

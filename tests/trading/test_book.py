@@ -401,6 +401,27 @@ def test_wait_done_is_woken_by_the_orders_updates_and_gives_up_after_its_timeout
     assert book._waiters == []
 
 
+def test_wait_done_waits_for_the_fills_a_status_reports_unless_told_done_is_enough() -> None:
+    book = Book()
+    order = make_order("f", status=S.SUBMITTED)
+    book.put_order(order)
+    # IB's Filled status comes before its execution: the order has ended, its fill is not booked yet
+    book.put_order(dataclasses.replace(order, status=S.FILLED, filled_quantity=order.quantity,
+                                       avg_fill_price=Decimal(100)))
+
+    async def main() -> None:
+        assert await book.wait_done(["f"], 0, booked=False) is True  # the kill switch counts ended orders
+        waiting = asyncio.get_running_loop().create_task(book.wait_done(["f"], 30))  # a close sizes from fills
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        book.add_fill(Fill("e-f", "f", order.contract, order.action, order.quantity, Decimal(100),
+                           datetime.now(UTC)))
+        assert await asyncio.wait_for(waiting, 1) is True  # woken by the fill
+
+    asyncio.run(main())
+    assert book._waiters == []
+
+
 def test_an_order_id_is_found_by_its_prefix_or_by_the_abbreviated_form_a_narrow_table_shows() -> None:
     book = Book()
     for minute, cid in enumerate(("96ca1f2e0d3c", "96cb00aa0d3c", "a1b2c3d4e5f6", "a1b2c3d4e5f6.sl", "a1b2ffff")):

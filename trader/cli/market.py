@@ -93,17 +93,28 @@ def _streams_table(keys: list[str]) -> Table:
 @click.argument("key")
 @pass_cli
 def stop(cli: CliContext, key: str) -> None:
-    """Stop streaming KEY (a contract key such as AAPL.STK, see `subscribe list`).
+    """Stop the stream a user started of KEY (AAPL.STK, or what `resolve` reads: aapl, EURUSD).
+
+    The stream goes on while a strategy or a working order still needs it;
+    the output says for whom. Either way a restart no longer streams it.
 
     \b
     Examples:
       trader subscribe stop AAPL.STK
+      trader subscribe stop EURUSD --json
     JSON:
-      {"key": string, "streaming": false}
+      {"key": string, "streaming": boolean, "streamed_for": [string],
+        "forgotten": boolean}  (streaming: still streamed for the others named)
     Exits: 4 the key is not streamed
     """
-    cli.call_trader("unsubscribe", key)
-    cli.show({"key": key, "streaming": False}, lambda r: f"stopped streaming {r['key']}")
+    reply = cli.call_trader("unsubscribe", key)
+
+    def said(r: dict[str, Any]) -> str:
+        if r["streaming"]:
+            return f"{r['key']}: your stream stopped; still streamed for {', '.join(r['streamed_for'])}"
+        return f"stopped streaming {r['key']}"
+
+    cli.show(reply, said)
 
 
 @subscribe.command("listen")

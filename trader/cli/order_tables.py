@@ -77,7 +77,7 @@ def describe(request: Mapping[str, Any]) -> str:
     text = " ".join(words)
     if request.get("round_prices") and any(name in request for name in ("limit_price", "stop_price",
                                                                          "trail_amount", "stop_loss", "take_profit")):
-        text += " (prices off the tick grid go to the nearest tick)"
+        text += " (prices off the tick grid go to the cautious tick: a limit toward the passive side, a stop away from the market)"
     return text
 
 

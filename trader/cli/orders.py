@@ -53,12 +53,11 @@ def show_result(cli: CliContext, result: dict[str, Any], title: str) -> None:
         )
 
 
-
 def build_request(action: str, symbol: str, options: dict[str, Any]) -> dict[str, Any]:
     """Return the place_order arguments for the options, the order type inferred from the prices."""
     if (options["quantity"] is None) == (options["amount"] is None):
         raise click.UsageError("give exactly one of --quantity and --amount")
-    for first, second in zip(("trail_amount", *BRACKET[::2]), ("trail_percent", *BRACKET[1::2])):
+    for first, second in zip(("trail_amount", *BRACKET[::2]), ("trail_percent", *BRACKET[1::2]), strict=True):
         if options[first] is not None and options[second] is not None:
             flags = (f"--{name.replace('_', '-')}" for name in (first, second))
             raise click.UsageError("give {} or {}, not both".format(*flags))

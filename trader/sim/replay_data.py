@@ -10,7 +10,7 @@ The frame's columns:
 - the time: a ``time``, ``timestamp``, ``datetime`` or ``date`` column, or a
   DatetimeIndex; naive times are UTC. A bar's time is its start, as IB's.
 - the instrument: a ``symbol`` column (a catalogue contract key such as
-  ``ES.FUT.20261218``, a local symbol such as ``ESZ6``, a symbol the catalogue
+  ``ES.FUT.202612``, a local symbol such as ``ESZ6``, a symbol the catalogue
   holds once, or a name mapped by the config's ``symbols``), a ``conid``
   column, or none and the config's ``symbol``.
 - bars: ``open``, ``high``, ``low``, ``close`` and optionally ``volume``. Each

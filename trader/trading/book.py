@@ -102,7 +102,8 @@ class Book:
         self._open: set[str] = set()  # client ids of the orders not done
         self._working: dict[str, Working] = {}  # contract key -> what its open orders would add, per side
         self._working_by_order: dict[str, tuple[str, Working]] = {}  # client id -> (key, its share)
-        self._waiters: list[tuple[set[str], asyncio.Event]] = []  # wait_done's: the ids not done yet, set when none
+        # wait_done's: the ids not settled yet, whether fills must be booked too, and the event set when none is left
+        self._waiters: list[tuple[set[str], bool, asyncio.Event]] = []
 
     # --- replay and updates ---------------------------------------------------
 
@@ -175,19 +176,21 @@ class Book:
         else:
             self._open.add(cid)
 
-    def _settled(self, order: Order) -> bool:
-        """Return whether ``order`` has ended and every fill its status reports is booked here."""
-        booked = sum(self._counted.get(order.client_order_id, {}).values(), _ZERO)
-        return order.is_done and booked >= order.filled_quantity
+    def _settled(self, order: Order, booked: bool = True) -> bool:
+        """Return whether ``order`` has ended and (``booked``) every fill its status reports is booked here."""
+        if not order.is_done:
+            return False
+        return not booked or sum(self._counted.get(order.client_order_id, {}).values(), _ZERO) >= order.filled_quantity
 
     def _wake(self, order: Order) -> None:
-        """Tell the waiters of :meth:`wait_done` that ``order`` has settled, if it has."""
-        if not self._waiters or not self._settled(order):
+        """Tell the waiters of :meth:`wait_done` that ``order`` has settled, as each asked, if it has."""
+        if not self._waiters or not order.is_done:
             return
-        for pending, ended in self._waiters:
-            pending.discard(order.client_order_id)
-            if not pending:
-                ended.set()
+        for pending, booked, ended in self._waiters:
+            if order.client_order_id in pending and self._settled(order, booked):
+                pending.discard(order.client_order_id)
+                if not pending:
+                    ended.set()
 
     def add_fill(self, fill: Fill) -> bool:
         """Record ``fill``; return False if its exec_id is already known (see the module rule)."""
@@ -306,21 +309,23 @@ class Book:
         """Return whether the book holds the fill ``exec_id``."""
         return exec_id in self._fills
 
-    async def wait_done(self, client_order_ids: Iterable[str], timeout: float) -> bool:
+    async def wait_done(self, client_order_ids: Iterable[str], timeout: float, *, booked: bool = True) -> bool:
         """Wait until every order named has settled, at most ``timeout`` seconds; return whether they all have.
 
-        Settled: done, and every fill its status reports booked here (IB may
-        send an order's Filled status before its executions). Woken by the
-        orders' own updates (:meth:`put_order`, :meth:`add_fill`), not by
-        polling. NotFound for an id the book does not hold.
+        Settled: done, and with ``booked`` every fill its status reports booked
+        here (IB may send an order's Filled status before its executions; a
+        close sizes the next one from them). The kill switch waits for done
+        alone (``booked=False``): it counts cancels. Woken by the orders' own
+        updates (:meth:`put_order`, :meth:`add_fill`), not by polling.
+        NotFound for an id the book does not hold.
         """
-        pending = {c for c in client_order_ids if not self._settled(self.order(c))}
+        pending = {c for c in client_order_ids if not self._settled(self.order(c), booked)}
         if not pending:
             return True
-        waiter = (pending, asyncio.Event())
+        waiter = (pending, booked, asyncio.Event())
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter[1].wait(), timeout)
+            await asyncio.wait_for(waiter[2].wait(), timeout)
         except TimeoutError:
             return False
         finally:

@@ -333,7 +333,9 @@ class Closer:
         book's fills, the account's from the broker, or from :meth:`_remember`
         while the broker's position message lags the order's Filled status.
         """
-        await self.desk.book.wait_done(coids, SETTLE_WAIT)
+        if not await self.desk.book.wait_done(coids, SETTLE_WAIT):
+            log.warning("close: orders %s not settled (ended, their fills booked) within %.0f s; the next close "
+                        "reads the positions as they are then", ", ".join(coids), SETTLE_WAIT)
 
     async def _cancel(self, flatten: Flatten) -> list[Any]:
         """Cancel the working orders on the position; return them all as they ended (legs a parent took too).

@@ -94,7 +94,7 @@ class KillSwitch:
     async def _cancelled(self, covered: list[Order]) -> dict[str, Any]:
         """Wait a moment for IB to confirm the cancels; return the orders covered, brackets named, and the counts."""
         book = self.desk.book
-        await book.wait_done([o.client_order_id for o in covered], KILL_CONFIRM_WAIT)
+        await book.wait_done([o.client_order_id for o in covered], KILL_CONFIRM_WAIT, booked=False)
         now = [book.order(o.client_order_id) for o in covered]
         ids = {o.client_order_id for o in now}
         brackets: dict[str, dict[str, Any]] = {}

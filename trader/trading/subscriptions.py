@@ -2,8 +2,8 @@
 
 A ``subscribe`` made by a user (``trader subscribe start ES``) is added to a
 Redis hash (``trading.subscriptions_key``, a trader.saved_hash.SavedHash:
-contract key -> the time it was added, ISO 8601) once the stream is open; ``unsubscribe`` removes it. The trader service calls
-:meth:`SavedSubscriptions.restore` each time the broker connection is up
+contract key -> the time it was added, ISO 8601) once the stream is open; ``unsubscribe`` removes it. The trader service's
+:class:`Restorer` calls :meth:`SavedSubscriptions.restore` each time the broker connection is up
 (its first connect after a start, and every reconnect): every saved key not
 streamed yet is resolved again and subscribed. A key that no longer resolves
 (an expired future, a key grammar that changed) is logged, kept and reported
@@ -46,7 +46,6 @@ class SavedSubscriptions:
     """The user's subscriptions in a Redis hash; see the module docstring."""
 
     def __init__(self, redis: aioredis.Redis, key: str) -> None:
-        self.redis = redis
         self.key = key
         self.hash = SavedHash(redis, key)  # a save that fails is logged: the stream runs all the same
         #: Saved keys the last restore could not subscribe, with why (cleared once one succeeds).
