@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from tests.trading.broker_double import BrokerDouble
-from trader.domain import AccountValue, Contract, Position
-from trader.trading.totals import BrokerTotals, positions_by_key
+from trader.domain import AccountValue, Action, Contract, Fill, Position
+from trader.trading.totals import UNREPORTED_FOR, BrokerTotals, positions_by_key
 
 AAPL = Contract("AAPL", primary_exchange="NASDAQ", conid=265598)
 MSFT = Contract("MSFT", primary_exchange="NASDAQ", conid=272093)
@@ -71,3 +72,23 @@ def test_the_gross_exposure_counts_the_holdings_the_domain_cannot_model() -> Non
     broker.held_unmodelled = [Decimal(-4000)]  # a short FOP: left out of portfolio(), not out of the exposure
     broker.portfolio_updates.on_next(broker.held_portfolio[0])
     assert totals.portfolio()[0] == Decimal(22000)
+
+
+def test_a_fill_counts_on_top_of_the_positions_until_the_broker_reports_its_position() -> None:
+    # An order ends Filled before the broker's position message: in between, the gate must still see the fill.
+    broker = BrokerDouble()
+    now = [100.0]
+    totals = BrokerTotals(broker, clock=lambda: now[0])
+    aapl = AAPL
+    broker.held_positions = [Position("DU1", aapl, Decimal(20), Decimal(150))]
+    assert totals.positions() == {"AAPL.STK": Decimal(20)}
+    totals.fill_booked(Fill("e1", "o1", aapl, Action.BUY, Decimal(100), Decimal(150), datetime.now(UTC)))
+    totals.fill_booked(Fill("e2", "o2", aapl, Action.SELL, Decimal(30), Decimal(150), datetime.now(UTC)))
+    assert totals.positions() == {"AAPL.STK": Decimal(90)}  # 20 reported + 100 - 30 not reported yet
+    broker.held_positions = [Position("DU1", aapl, Decimal(90), Decimal(150))]
+    broker.position_updates.on_next(broker.held_positions[0])  # the broker's position now holds both fills
+    assert totals.positions() == {"AAPL.STK": Decimal(90)}
+    totals.fill_booked(Fill("e3", "o3", aapl, Action.BUY, Decimal(5), Decimal(150), datetime.now(UTC)))
+    assert totals.positions() == {"AAPL.STK": Decimal(95)}
+    now[0] += UNREPORTED_FOR + 0.1  # a fill whose position never came stops counting
+    assert totals.positions() == {"AAPL.STK": Decimal(90)}

@@ -516,6 +516,7 @@ class Desk:
             if found is not None:
                 fill = dataclasses.replace(fill, client_order_id=found.client_order_id)
         if self.book.add_fill(fill):
+            self.broker_totals.fill_booked(fill)  # counted until the broker reports the position it makes
             self.recorder.record({"type": "fill", "fill": fill}, "fill", fill)
 
     @staticmethod

@@ -7,17 +7,21 @@ the broker reports a change, while the desk's are its own orders.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 
 from trader.brokers.base import Broker
-from trader.domain import AccountValue, Position
+from trader.domain import AccountValue, Fill, Position
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PNL_TAGS", "BrokerTotals", "positions_by_key"]
 
 PNL_TAGS = ("RealizedPnL", "UnrealizedPnL")  # the account values the daily-loss limit counts
+#: How long a fill the broker has not reported a position for yet counts on top of its positions (IB's
+#: position message follows the fill within a second; a fill that never gets one stops counting then).
+UNREPORTED_FOR = 5.0
 
 
 def positions_by_key(positions: Iterable[Position]) -> dict[str, Decimal]:
@@ -40,13 +44,16 @@ class BrokerTotals:
     position from the portfolio once it is closed, and its realized PnL with it.
     """
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, clock: Callable[[], float] = time.monotonic) -> None:
         self.broker = broker
+        self.clock = clock
         self._positions: dict[str, Decimal] | None = None
+        #: Fills booked since the broker last reported the position of their key: (when, signed quantity).
+        self._unreported: dict[str, list[tuple[float, Decimal]]] = {}
         self._portfolio: tuple[Decimal, Decimal] | None = None  # (gross exposure, unrealized + realized PnL)
         self._pnl: dict[tuple[str, str, str], Decimal] = {}  # (account, tag, currency) -> value
         self._base: dict[str, str] = {}  # account -> its base currency (that of its NetLiquidation)
-        broker.position_updates.subscribe(lambda _position: self._positions_changed())
+        broker.position_updates.subscribe(self._on_position)
         broker.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         broker.account_updates.subscribe(self._on_account_value)
         broker.connection.subscribe(self._connection_changed)
@@ -63,8 +70,19 @@ class BrokerTotals:
                 self._pnl[value.account, value.tag, value.currency] = amount
                 self._portfolio = None
 
-    def _positions_changed(self) -> None:
+    def _on_position(self, position: Position) -> None:
+        self._unreported.pop(position.contract.key, None)  # the broker's position now holds those fills
         self._positions = None
+
+    def fill_booked(self, fill: Fill) -> None:
+        """Count ``fill`` on top of the broker's positions until the broker reports its key's position.
+
+        An order ends (Filled) before the broker's position message arrives;
+        in between, the gate would see neither the working order nor the
+        position it made, and let an order past the position limit through.
+        """
+        self._unreported.setdefault(fill.contract.key, []).append(
+            (self.clock(), fill.quantity * fill.action.sign))
 
     def _portfolio_changed(self) -> None:
         self._portfolio = None
@@ -83,7 +101,18 @@ class BrokerTotals:
         """Return the broker's positions as a signed quantity per contract key (do not mutate: it is shared)."""
         if self._positions is None:
             self._positions = positions_by_key(self.broker.positions())
-        return self._positions
+        if not self._unreported:
+            return self._positions
+        since = self.clock() - UNREPORTED_FOR
+        merged = dict(self._positions)
+        for key in list(self._unreported):
+            recent = [(at, qty) for at, qty in self._unreported[key] if at >= since]
+            if not recent:
+                del self._unreported[key]
+                continue
+            self._unreported[key] = recent
+            merged[key] = merged.get(key, Decimal(0)) + sum((qty for _, qty in recent), Decimal(0))
+        return merged
 
     def portfolio(self) -> tuple[Decimal, Decimal]:
         """Return the portfolio's gross exposure (sum of |market value|) and the account's PnL (realized + unrealized)."""
