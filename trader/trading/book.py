@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from trader.domain import Fill, Order, OrderStatus
 from trader.errors import NotFound, ValidationError
 from trader.trading.risk import RiskGate
-from trader.trading.working import NOTHING_WORKING, Working
+from trader.trading.working import Working
 
 if TYPE_CHECKING:
     from trader.trading.journal import Journal
@@ -160,7 +160,8 @@ class Book:
     def _track(self, order: Order) -> None:
         """Bring the open set and the working totals up to date with ``order`` (after any change to it)."""
         cid = order.client_order_id
-        share = NOTHING_WORKING if order.is_done else Working.of(order)
+        booked = sum(self._counted.get(cid, {}).values(), _ZERO)
+        share = Working.of(order, order.filled_quantity - booked)
         key = order.contract.key
         known = self._working_by_order.get(cid)
         if known != (key, share):  # most changes are of status alone: the totals stay
@@ -206,7 +207,7 @@ class Book:
         order = self._orders.get(cid) if cid is not None else None
         if order is not None:
             self._count(order, fill)
-            self._wake(order)
+            self._track(order)  # its share drops what the fill now holds; a waiter may be done
         return True
 
     def _count(self, order: Order, fill: Fill) -> None:

@@ -85,9 +85,14 @@ class Working:
     sell_notional: Decimal = _ZERO
 
     @classmethod
-    def of(cls, order: Order) -> Working:
-        """Return an open order's share (empty for a bracket child or a filled remainder)."""
-        remaining = order.remaining
+    def of(cls, order: Order, unbooked: Decimal = _ZERO) -> Working:
+        """Return an order's share: what it may still fill, and ``unbooked``, what its status says it filled that no
+        booked fill holds yet (an order ends Filled before its executions arrive); empty for a bracket child.
+
+        Without ``unbooked``, the gate would see neither the working order nor
+        the fill between the Filled status and the execution's booking.
+        """
+        remaining = (_ZERO if order.is_done else order.remaining) + max(unbooked, _ZERO)
         if order.parent_id is not None or not remaining:
             return NOTHING_WORKING
         price = order.limit_price or order.stop_price
