@@ -447,3 +447,10 @@ def test_an_order_id_is_found_by_its_prefix_or_by_the_abbreviated_form_a_narrow_
     for unknown in ("96c", "ffff", "96ca…ffff", "…"):  # too short, no match, no match, nothing
         with pytest.raises(NotFound, match="no order"):
             book.resolve_id(unknown)
+
+
+def test_an_order_adopted_already_filled_without_executions_adds_nothing_to_the_working_totals() -> None:
+    # Yesterday's order, adopted at a reconcile: IB reports it Filled but no longer sends its executions.
+    book = Book()
+    book.put_order(make_order("old", 10, status=S.FILLED, filled_quantity=Decimal(10), avg_fill_price=Decimal(1)))
+    assert book.working() == {}

@@ -103,6 +103,7 @@ class Book:
         self._working: dict[str, Working] = {}  # contract key -> what its open orders would add, per side
         self._working_by_order: dict[str, tuple[str, Working]] = {}  # client id -> (key, its share)
         # wait_done's: the ids not settled yet, whether fills must be booked too, and the event set when none is left
+        self._seen_open: set[str] = set()  # orders this book saw open (their unbooked fills count as working)
         self._waiters: list[tuple[set[str], bool, asyncio.Event]] = []
 
     # --- replay and updates ---------------------------------------------------
@@ -160,7 +161,11 @@ class Book:
     def _track(self, order: Order) -> None:
         """Bring the open set and the working totals up to date with ``order`` (after any change to it)."""
         cid = order.client_order_id
-        booked = sum(self._counted.get(cid, {}).values(), _ZERO)
+        if not order.is_done:
+            self._seen_open.add(cid)
+        # What its status says it filled and no booked execution holds yet counts only for an order seen open
+        # here: one adopted already done (yesterday's, whose executions IB no longer sends) never gets them.
+        booked = sum(self._counted.get(cid, {}).values(), _ZERO) if cid in self._seen_open else order.filled_quantity
         share = Working.of(order, order.filled_quantity - booked)
         key = order.contract.key
         known = self._working_by_order.get(cid)
