@@ -129,6 +129,13 @@ class Overloaded(TraderError):
     exit_code = 13
 
 
+class StorageError(TraderError):
+    """The market store could not be read or written (disk full, read-only, backend down)."""
+
+    code = "storage"
+    exit_code = 14
+
+
 class FrameTooLarge(ProtocolError):
     """A frame exceeded the endpoint's size limit."""
 
@@ -151,6 +158,7 @@ _BY_CODE: dict[str, type[TraderError]] = {
         ProtocolError,
         MethodNotFound,
         Overloaded,
+        StorageError,
         FrameTooLarge,
     )
 }

@@ -1,0 +1,108 @@
+"""The shape of stored market data: bar and tick frames, and the one check every write goes through.
+
+A bar frame has a UTC DatetimeIndex named ``time`` (bar starts), strictly
+increasing, and the float columns ``open high low close volume`` (plus
+``wap`` float and ``bar_count`` int where the source has them). A bar is
+refused when a price is missing or not positive, ``high`` is below ``low``
+or does not hold ``open``/``close``, or the volume is negative. Every check
+names the instrument and the first offending bar, so a download job can say
+what was wrong and go on with the other instruments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from trader.errors import ValidationError
+
+__all__ = ["BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "utc"]
+
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+OPTIONAL_BAR_COLUMNS = ("wap", "bar_count")
+#: Recorded ticks: prices and sizes, NaN where the tick did not carry them.
+TICK_COLUMNS = ("bid", "ask", "last", "bid_size", "ask_size", "last_size", "volume")
+
+
+def utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """Return ``moment`` as a UTC Timestamp (naive: taken as UTC)."""
+    ts = pd.Timestamp(moment)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValidationError(f"{key}: {what} need a DatetimeIndex of times, not {type(index).__name__}", key=key)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    if index.hasnans:
+        raise ValidationError(f"{key}: {what} have a missing time", key=key)
+    if index.has_duplicates:
+        first = index[index.duplicated()][0]
+        raise ValidationError(f"{key}: duplicated {what[:-1]} at {first.isoformat()}", key=key, time=first.isoformat())
+    if not index.is_monotonic_increasing:
+        back = int(np.argmax(np.diff(index.asi8) < 0)) + 1
+        raise ValidationError(f"{key}: {what} are not in time order (at {index[back].isoformat()})",
+                              key=key, time=index[back].isoformat())
+    return index.rename("time")
+
+
+def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
+               end: datetime | None = None) -> pd.DataFrame:
+    """Return ``frame`` as a stored bar frame (UTC index ``time``, float64 columns), or raise ``ValidationError``.
+
+    ``start``/``end`` bound the window ``[start, end)`` the bars must lie in.
+    """
+    missing = [c for c in BAR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"{key}: bars lack the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+                              key=key, missing=missing)
+    index = _index(frame, key, "bars")
+    columns = [*BAR_COLUMNS, *(c for c in OPTIONAL_BAR_COLUMNS if c in frame.columns)]
+    try:
+        out = pd.DataFrame({c: frame[c].to_numpy(dtype="float64") for c in columns if c != "bar_count"},
+                           index=index)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{key}: bars hold a value that is not a number ({exc})", key=key) from None
+    if "bar_count" in columns:
+        counts = pd.to_numeric(frame["bar_count"], errors="coerce").to_numpy()
+        out["bar_count"] = np.nan_to_num(counts, nan=0).astype("int64")
+    if len(out):
+        prices = out[["open", "high", "low", "close"]].to_numpy()
+        _refuse(out.index, ~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1), key,
+                "has a missing or non-positive price")
+        o, h, lo, c = prices.T
+        _refuse(out.index, h < lo, key, "has high < low")
+        _refuse(out.index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key,
+                "has open or close outside high..low")
+        _refuse(out.index, ~(out["volume"].to_numpy() >= 0), key, "has a negative or missing volume")
+        if start is not None and out.index[0] < utc(start):
+            raise ValidationError(f"{key}: bar at {out.index[0].isoformat()} is before the window's start "
+                                  f"{utc(start).isoformat()}", key=key)
+        if end is not None and out.index[-1] >= utc(end):
+            raise ValidationError(f"{key}: bar at {out.index[-1].isoformat()} is not before the window's end "
+                                  f"{utc(end).isoformat()}", key=key)
+    return out
+
+
+def _refuse(index: pd.DatetimeIndex, bad: np.ndarray, key: str, what: str) -> None:
+    if bad.any():
+        at = index[int(np.argmax(bad))].isoformat()
+        raise ValidationError(f"{key}: the bar at {at} {what}", key=key, time=at)
+
+
+def check_ticks(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Return ``frame`` as a stored tick frame (UTC index ``time``, the :data:`TICK_COLUMNS`), or raise.
+
+    Ticks may share a time (several prints in one microsecond) but must be in order.
+    """
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValidationError(f"{key}: ticks need a DatetimeIndex of times", key=key)
+    index = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).rename("time")
+    if len(index) and not index.is_monotonic_increasing:
+        raise ValidationError(f"{key}: ticks are not in time order", key=key)
+    return pd.DataFrame({c: (frame[c].to_numpy(dtype="float64") if c in frame.columns
+                             else np.full(len(frame), np.nan)) for c in TICK_COLUMNS}, index=index)

@@ -1,0 +1,128 @@
+"""The market store's interface: what every part of the platform reads and writes market data through.
+
+One small :class:`MarketStore` Protocol, so a backend other than ArcticDB can
+be added later (ArcticDB is BSL 1.1: free for personal use, a commercial
+agreement for business use). :func:`trader.data.backends.open_store` picks the
+backend from the ``storage.arctic_uri`` setting: ``lmdb://DIR`` (relative to
+the home) or an ``s3://`` URI.
+
+The model:
+
+- **bars** of one size per instrument, the size in its short form (``"1m"``,
+  ``"1d"``, see :mod:`trader.strategy.bars`), the instrument by contract key
+  (``AAPL.STK``, ``ES.FUT.202612``); a UTC DatetimeIndex of bar starts named
+  ``time`` and the columns of :data:`trader.data.frames.BAR_COLUMNS` (plus
+  ``wap``, ``bar_count`` where the source has them).
+- **windows**: a write names the half-open window ``[start, end)`` it covers;
+  whatever was stored in that window is replaced, so a download repeated or
+  retried never duplicates a bar or leaves a gap. Every bar written lies
+  inside its window (checked: :func:`trader.data.frames.check_bars`).
+- **ticks** per instrument, appended in batches (the recorder).
+- **records**: small named documents by kind (universes, job results...).
+- **snapshots**: a name for the whole store's state, readable later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+__all__ = ["MarketStore", "SymbolMeta"]
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMeta:
+    """What the store keeps beside a symbol's data: where it came from and how to read it."""
+
+    key: str  # the contract key the symbol is named by
+    source: str = ""  # ib, polygon, yahoo, file, recorder...
+    timezone: str = "UTC"  # the exchange's time zone (the index itself is always UTC)
+    contract: Mapping[str, Any] = field(default_factory=dict)  # the contract's fields, as plain values
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class MarketStore(Protocol):
+    """Bars, ticks, records and snapshots, keyed by contract key."""
+
+    # --- bars -------------------------------------------------------------------------------
+    def write_bars(self, key: str, bar_size: str, frame: pd.DataFrame, *, start: datetime, end: datetime,
+                   meta: SymbolMeta | None = None) -> int:
+        """Replace the window ``[start, end)`` of ``key``'s ``bar_size`` bars with ``frame``; return rows written.
+
+        ``frame`` may be empty (the window had no bars: whatever was stored there is removed).
+        Raises ``ValidationError`` naming ``key`` for a frame that fails :func:`check_bars`
+        and ``StorageError`` when the store cannot be written; either way nothing is written.
+        """
+        ...
+
+    def read_bars(self, key: str, bar_size: str, start: datetime | None = None, end: datetime | None = None,
+                  *, as_of: str | None = None) -> pd.DataFrame:
+        """Return the bars in ``[start, end)`` (a missing bound: from the first / to the last).
+
+        A size not stored is resampled from the finest finer size stored. ``as_of``
+        names a snapshot. Raises ``NotFound`` when neither exists for ``key``.
+        """
+        ...
+
+    def bar_symbols(self, bar_size: str | None = None) -> dict[str, list[str]]:
+        """Return the stored keys per bar size (one size, or every size)."""
+        ...
+
+    def meta(self, key: str, bar_size: str) -> SymbolMeta:
+        """Return a stored symbol's metadata (``NotFound`` if not stored)."""
+        ...
+
+    def delete_bars(self, key: str, bar_size: str) -> bool:
+        """Remove a symbol's bars of one size; return whether there were any."""
+        ...
+
+    # --- ticks ------------------------------------------------------------------------------
+    def append_ticks(self, key: str, frame: pd.DataFrame) -> int:
+        """Append ticks (time-ordered, UTC index, :data:`TICK_COLUMNS`) after the stored ones; return rows."""
+        ...
+
+    def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        """Return the recorded ticks in ``[start, end)``."""
+        ...
+
+    def tick_symbols(self) -> list[str]:
+        """Return the keys with recorded ticks."""
+        ...
+
+    # --- records ----------------------------------------------------------------------------
+    def put_record(self, kind: str, name: str, data: Mapping[str, Any]) -> None:
+        """Store a small document (msgpack-able plain values) under ``kind``/``name``, replacing it."""
+        ...
+
+    def get_record(self, kind: str, name: str) -> dict[str, Any]:
+        """Return a document (``NotFound`` if absent)."""
+        ...
+
+    def records(self, kind: str) -> list[str]:
+        """Return the names stored under ``kind``."""
+        ...
+
+    def delete_record(self, kind: str, name: str) -> bool:
+        """Remove a document; return whether it existed."""
+        ...
+
+    # --- snapshots --------------------------------------------------------------------------
+    def snapshot(self, name: str) -> None:
+        """Name the store's current state (every library); ``Conflict`` if the name is taken."""
+        ...
+
+    def snapshots(self) -> list[str]:
+        """Return the snapshot names."""
+        ...
+
+    def delete_snapshot(self, name: str) -> bool:
+        """Remove a snapshot; return whether it existed."""
+        ...
+
