@@ -104,6 +104,7 @@ class StackEnv:
     trader_rpc_port: int = 0
     tws_rpc_port: int = 0
     strategy_rpc_port: int = 0
+    history_rpc_port: int = 0
     redis_password: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
@@ -123,6 +124,7 @@ def stack_env(
         trader_rpc_port=free_port(),
         tws_rpc_port=free_port(),
         strategy_rpc_port=free_port(),
+        history_rpc_port=free_port(),
         redis_password=secrets.token_urlsafe(16),
     )
     stack.env = {
@@ -136,6 +138,7 @@ def stack_env(
         "TRADER_SERVICES__TRADER_SERVICE__RPC_PORT": str(stack.trader_rpc_port),
         "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(stack.tws_rpc_port),
         "TRADER_SERVICES__STRATEGY_SERVICE__RPC_PORT": str(stack.strategy_rpc_port),
+        "TRADER_SERVICES__HISTORY_SERVICE__RPC_PORT": str(stack.history_rpc_port),
         # Redis with a password, as `trader up` runs it: every client of the stack's Redis must send it.
         "TRADER_REDIS__PASSWORD": stack.redis_password,
     }
@@ -220,6 +223,10 @@ class TradingStack:
         return f"tcp://127.0.0.1:{self.env.strategy_rpc_port}"
 
     @property
+    def history_endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.env.history_rpc_port}"
+
+    @property
     def tws_endpoint(self) -> str:
         return f"tcp://127.0.0.1:{self.env.tws_rpc_port}"
 
@@ -237,6 +244,8 @@ class TradingStack:
             "tws": [sys.executable, "-m", "services.tws_sim", "--tick-rate", "20"],
             "trader_service": [sys.executable, "-m", "services.trader_service"],
             "strategy_service": [sys.executable, "-m", "services.strategy_service"],
+            "history_service": [sys.executable, "-m", "services.history_service"],
+            "tick_recorder": [sys.executable, "-m", "services.tick_recorder"],
         }[name]
         out = (logs / f"{name}.out").open("ab")
         self.procs[name] = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **self.env.env},

@@ -169,6 +169,30 @@ class StrategiesSettings(StrictModel):
                               description="Redis hash of the enable/disable choices made over RPC")
 
 
+class HistorySettings(StrictModel):
+    """history_service: the download job queue and the sources it downloads from."""
+
+    client_id: int = Field(11, ge=0, description="history_service's own IB API client id (trader_service has "
+                           "ib.client_id)")
+    jobs_key: str = Field("history:jobs", min_length=1, description="the Redis key prefix of the durable job queue")
+    pacing: bool = Field(True, description="obey IB's historical-data pacing rules (off only against a tws-sim "
+                         "started with pacing off)")
+    polygon_url: str = Field("https://api.polygon.io", description="Polygon's REST endpoint")
+    polygon_api_key: SecretStr | None = Field(None, description="never in a file: TRADER_HISTORY__POLYGON_API_KEY")
+    yahoo_url: str = Field("https://query1.finance.yahoo.com", description="Yahoo's chart API endpoint")
+    http_timeout: float = Field(30.0, gt=0, description="seconds an HTTP source may take to answer one request")
+    nightly_bar_sizes: list[str] = Field(default_factory=lambda: ["1d", "1m"],
+                                         description="what the nightly job brings up to date for every universe")
+
+
+class RecorderSettings(StrictModel):
+    """The tick recorder: the bus's ``tick.*`` into the store, in batches."""
+
+    batch_rows: int = Field(50_000, gt=0, description="ticks per batch: a batch is written at this size ...")
+    batch_seconds: float = Field(5.0, gt=0, description="... or this long after its first tick, whichever is first")
+    topics: list[str] = Field(default_factory=lambda: ["tick"], description="bus topic prefixes recorded")
+
+
 class ServiceSettings(StrictModel):
     host: str = "127.0.0.1"
     rpc_port: int | None = Field(None, ge=0, le=65535)
@@ -311,6 +335,8 @@ class Settings(StrictModel):
     risk: RiskSettings = RiskSettings()
     trading: TradingSettings = TradingSettings()
     strategies: StrategiesSettings = StrategiesSettings()
+    history: HistorySettings = HistorySettings()
+    recorder: RecorderSettings = RecorderSettings()
     services: dict[str, ServiceSettings] = {}
     security: SecuritySettings = SecuritySettings()
 
