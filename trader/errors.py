@@ -136,6 +136,23 @@ class StorageError(TraderError):
     exit_code = 14
 
 
+class SourceError(TraderError):
+    """A data source could not give an instrument's bars (the instrument and the reason are named)."""
+
+    code = "source"
+    exit_code = 15
+
+    @classmethod
+    def of(cls, instrument: str, reason: str, *, retryable: bool = False, **details: Any) -> SourceError:
+        """Return the error for ``instrument``: ``retryable`` when the same request may succeed later."""
+        return cls(f"{instrument}: {reason}", instrument=instrument, reason=reason, retryable=retryable, **details)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request may succeed later (a timeout, 429, 5xx), not never (unknown, malformed)."""
+        return bool(self.details.get("retryable", False))
+
+
 class FrameTooLarge(ProtocolError):
     """A frame exceeded the endpoint's size limit."""
 
@@ -159,6 +176,7 @@ _BY_CODE: dict[str, type[TraderError]] = {
         MethodNotFound,
         Overloaded,
         StorageError,
+        SourceError,
         FrameTooLarge,
     )
 }
