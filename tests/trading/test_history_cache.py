@@ -102,6 +102,23 @@ def test_what_the_store_does_not_hold_goes_to_the_broker_unchanged(store: Arctic
     assert store.bar_symbols() == {}
 
 
+def test_a_currency_pair_caches_its_midpoints(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+
+    async def midpoints(end: str, duration: str) -> list[Bar]:
+        return [Bar("EUR.CASH.USD", b.start, b.size, b.open, b.high, b.low, b.close, 0.0)
+                for b in await broker.fetch(end, duration)]
+
+    def history(what: str) -> list[Bar]:
+        return asyncio.run(cache.history("EUR.CASH.USD", midpoints, end="20260304-00:00:00", duration="1 D",
+                                         bar_size="1 min", what_to_show=what, use_rth=False))
+
+    first = history("MIDPOINT")
+    assert history("MIDPOINT") == first and len(broker.asked) == 1 and first[0].count is None
+    history("TRADES")  # not what the store holds for a pair: straight to the broker
+    assert len(broker.asked) == 2 and store.bar_symbols("1m") == {"1m": ["EUR.CASH.USD"]}
+
+
 def test_a_broken_store_never_fails_the_request(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the store's directory should be")

@@ -270,8 +270,9 @@ def _frame(bars: list[Bar], lo: datetime, hi: datetime) -> pd.DataFrame:
     index = pd.DatetimeIndex([b.start for b in inside], name="time").as_unit("ns")
     if index.tz is None:
         index = index.tz_localize("UTC")
-    return pd.DataFrame({"open": [b.open for b in inside], "high": [b.high for b in inside],
-                         "low": [b.low for b in inside], "close": [b.close for b in inside],
-                         "volume": [b.volume for b in inside],
-                         "bar_count": [b.count if b.count is not None else 0 for b in inside]},
-                        index=index, dtype="float64").astype({"bar_count": "int64"})
+    frame = pd.DataFrame({"open": [b.open for b in inside], "high": [b.high for b in inside],
+                          "low": [b.low for b in inside], "close": [b.close for b in inside],
+                          "volume": [b.volume for b in inside]}, index=index, dtype="float64")
+    if any(b.count is not None for b in inside):  # none for MIDPOINT bars: their count stays None on read
+        frame["bar_count"] = [b.count or 0 for b in inside]
+    return frame
