@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -17,9 +18,11 @@ import pandas as pd
 import pytest
 from ib_async import Stock
 
+from services.tws_sim import TwsSimService
 from tests.conftest import REPO, StackEnv, wait_for_port
 from tests.sim.conftest import ManualClock
 from tests.sim.simulator import connect, wait_for
+from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.errors import ConfigError
 from trader.sim.catalogue import Catalogue, ReplayConfig
@@ -106,6 +109,29 @@ def test_a_key_not_in_the_store_is_refused_naming_it(store: ArcticStore) -> None
         StoreReplayData(store, ["AAPL.STK"], start=DAY, ticks=True)
     with pytest.raises(ValueError, match="needs a start"):
         ReplayConfig(store=["AAPL.STK"])
+
+
+def test_tws_sim_options_name_the_store_replay() -> None:
+    parser = argparse.ArgumentParser()
+    TwsSimService.add_arguments(parser)
+    settings = load_settings(env={})
+
+    def replay(*argv: str) -> ReplayConfig:
+        config = TwsSimService.from_args(settings, parser.parse_args(["--port", "0", *argv])).sim_config
+        assert config is not None and config.replay is not None
+        return config.replay
+
+    bars_ = replay("--replay", "store:AAPL.STK,MSFT.STK", "--bar-size", "5 mins", "--start", "2026-03-02",
+                   "--speed", "60", "--store", "lmdb:///tmp/x")
+    assert (bars_.store, bars_.bar_seconds, bars_.ticks, bars_.speed) == (["AAPL.STK", "MSFT.STK"], 300, False, 60)
+    assert bars_.file is None and bars_.store_uri == "lmdb:///tmp/x" and bars_.start == datetime(2026, 3, 2)
+    ticks = replay("--replay", "store-ticks:AAPL.STK", "--start", "2026-03-02T14:30", "--end", "2026-03-02T21:00")
+    assert ticks.ticks and ticks.bar_seconds is None and ticks.end == datetime(2026, 3, 2, 21)
+    assert replay("--replay", "store:AAPL.STK", "--ticks", "--start", "2026-03-02").ticks
+    with pytest.raises(ConfigError, match="needs a start"):
+        replay("--replay", "store:AAPL.STK")
+    with pytest.raises(ConfigError, match="need a replay file or store keys"):
+        replay("--bar-size", "1m")
 
 
 def test_tws_sim_exits_with_the_config_code_on_a_missing_key(stack_env: StackEnv, store: ArcticStore) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import TradingStack, call
 from trader.data.arctic import ArcticStore
 from trader.domain import Bar
-from trader.errors import StorageError
+from trader.errors import BrokerError, StorageError
 from trader.trading.history_cache import HistoryCache, request_range
 
 NOW = datetime(2026, 3, 5, 15, 7, tzinfo=UTC)  # a Thursday afternoon
@@ -117,6 +117,24 @@ def test_a_currency_pair_caches_its_midpoints(store: ArcticStore) -> None:
     assert history("MIDPOINT") == first and len(broker.asked) == 1 and first[0].count is None
     history("TRADES")  # not what the store holds for a pair: straight to the broker
     assert len(broker.asked) == 2 and store.bar_symbols("1m") == {"1m": ["EUR.CASH.USD"]}
+
+
+def test_a_part_refused_by_the_broker_falls_back_to_the_whole_request(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+
+    async def no_weekends(end: str, duration: str) -> list[Bar]:
+        bars = [b for b in await broker.fetch(end, duration) if b.start.weekday() < 5]
+        if not bars:
+            raise BrokerError("IB refused the history request: HMDS query returned no data", code=162)
+        return bars
+
+    asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="2 D", bar_size="1 min",
+                              what_to_show="TRADES", use_rth=False))  # Monday and Tuesday stored
+    broker.asked.clear()
+    bars = asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="3 D",
+                                     bar_size="1 min", what_to_show="TRADES", use_rth=False))
+    assert broker.asked == [("20260302-00:00:00", "2 D"), ("20260304-00:00:00", "3 D")]  # Sunday alone, refused
+    assert len(bars) == 2 * 1440 and bars[0].start == datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def test_a_broken_store_never_fails_the_request(tmp_path: Path) -> None:

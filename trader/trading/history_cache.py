@@ -35,6 +35,7 @@ import asyncio
 import logging
 import math
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -103,14 +104,14 @@ class HistoryCache:
         self._store: MarketStore | None = None
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
-        self.broker_requests = 0  # asked of the broker through the cache, for status and tests
+        self._opening = threading.Lock()  # one store per process: LMDB must not be opened twice in one
 
     async def history(self, key: str, fetch: Fetch, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, contract: Any = None) -> list[Bar]:
         """Return the bars of the request, from the store where it holds them and from ``fetch`` for the rest."""
         plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth)
         if plan is None:
-            return await self._fetch(fetch, end, duration)
+            return await fetch(end, duration)
         lo, hi, seconds = plan
         lock = self._locks.setdefault(f"{key}@{seconds}", asyncio.Lock())
         async with lock:
@@ -122,8 +123,13 @@ class HistoryCache:
                                                read_to)
             except Exception as exc:  # noqa: BLE001 - the store never fails a request
                 log.warning("history %s: the market store is unavailable (%s): asking the broker", key, exc)
-                return await self._fetch(fetch, end, duration)
-            return await self._answer(store, held, fetch, key, end, lo, hi, seconds, bar_size, contract)
+                return await fetch(end, duration)
+            try:
+                return await self._answer(store, held, fetch, key, end, lo, hi, seconds, bar_size, contract)
+            except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
+                log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
+                            key, exc)
+                return await fetch(end, duration)
 
     def _plan(self, key: str, end: str, duration: str, bar_size: str, what_to_show: str,
               use_rth: bool) -> tuple[datetime, datetime, int] | None:
@@ -144,13 +150,10 @@ class HistoryCache:
         return min(_day(self.clock() - SETTLE), _day(hi - timedelta(microseconds=1)) + DAY)
 
     def _opened(self) -> MarketStore:
-        if self._store is None:
-            self._store = self._open_store()
-        return self._store
-
-    async def _fetch(self, fetch: Fetch, end: str, duration: str) -> list[Bar]:
-        self.broker_requests += 1
-        return await fetch(end, duration)
+        with self._opening:
+            if self._store is None:
+                self._store = self._open_store()
+            return self._store
 
     async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str, lo: datetime,
                       hi: datetime, seconds: int, bar_size: str, contract: Any) -> list[Bar]:
@@ -159,7 +162,7 @@ class HistoryCache:
         asked = 0
         for run_lo, run_hi in held.missing(_day(lo), closed_end, max_days(seconds)):
             days = round((run_hi - run_lo) / DAY)
-            bars = await self._fetch(fetch, run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D")
+            bars = await fetch(run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D")
             frame = _frame(bars, run_lo, run_hi)
             asked += 1
             frames.append(frame)
@@ -167,7 +170,7 @@ class HistoryCache:
         tail: list[Bar] = []
         if hi > closed_end:  # the open part: the broker answers it, it is not stored
             span = math.ceil((hi - closed_end).total_seconds())
-            tail = [b for b in await self._fetch(fetch, end, f"{span} S" if span <= 86400 else
+            tail = [b for b in await fetch(end, f"{span} S" if span <= 86400 else
                                                  f"{math.ceil(span / 86400)} D") if b.start >= closed_end]
             asked += 1
         full = [f for f in frames if len(f)]
