@@ -101,6 +101,23 @@ def test_a_recorded_day_replays_its_trades_not_every_quote(store: ArcticStore, c
     assert (state.bid_size, state.ask_size) == (3, 4)
 
 
+def test_trades_are_told_across_days_and_keys(store: ArcticStore) -> None:
+    def ticks(first: datetime, rows: list[tuple[float, float, float]]) -> pd.DataFrame:  # last, last_size, volume
+        index = pd.DatetimeIndex([first + timedelta(seconds=i) for i in range(len(rows))], name="time")
+        return pd.DataFrame(rows, columns=["last", "last_size", "volume"], index=index).assign(bid=1.0, ask=2.0)
+
+    store.append_ticks("AAPL.STK", pd.concat([
+        ticks(T0, [(1.5, 10, 900), (1.5, 10, 900), (1.6, 20, 920)]),
+        ticks(T0 + timedelta(days=1), [(1.6, 20, 920), (1.7, 5, 5), (1.7, 5, 5)]),  # the day's volume starts again
+    ]))
+    store.append_ticks("MSFT.STK", ticks(T0, [(9.0, 1, np.nan), (9.0, 1, np.nan), (9.1, 1, np.nan),
+                                               (9.1, 2, np.nan)]))  # no volume: a change of last or size
+    data = StoreReplayData(store, ["AAPL.STK", "MSFT.STK"], start=DAY, end=DAY + timedelta(days=2), ticks=True)
+    rows = pd.concat(list(data.frames()))
+    traded = {key: rows.loc[rows.symbol == key, "last_size"].notna().tolist() for key in ("AAPL.STK", "MSFT.STK")}
+    assert traded == {"AAPL.STK": [False, False, True, False, True, False], "MSFT.STK": [False, False, True, True]}
+
+
 def test_a_key_not_in_the_store_is_refused_naming_it(store: ArcticStore) -> None:
     write(store, "AAPL.STK", bars(T0, 5, 180.0, 0.1, 100))
     with pytest.raises(ConfigError, match=r"no 1m bars stored for NOPE\.STK"):

@@ -9,9 +9,9 @@ resolves (``AAPL.STK``). Bars play as every replayed bar does (four prints).
 Recorded ticks are the bus's tick messages: each row is the whole ticker as
 IB last showed it (bid, ask, last, sizes and the day's volume), so a quote
 change repeats the last trade's price and size. To replay the feed as it was,
-a row counts as a trade only where the day's volume grew (or, with no volume,
-where the last price or size changed); on the other rows the last size is
-dropped, so they move the quote and trade nothing.
+a row counts as a trade only where the day's volume grew (or started again on
+a new day; with no volume, where the last price or size changed); on the
+other rows the last size is dropped, so they move the quote and trade nothing.
 
 :func:`open_replay_data` picks the source a :class:`ReplayConfig` names: its
 file, or the store.
@@ -120,7 +120,9 @@ def _mark_trades(frame: pd.DataFrame, previous: dict[str, _PREVIOUS], key: str) 
     prev_last = np.concatenate([[before[1]], last[:-1]])
     prev_size = np.concatenate([[before[2]], size[:-1]])
     with np.errstate(invalid="ignore"):
-        grew = np.isfinite(volume) & np.isfinite(prev_volume) & (volume > prev_volume)
+        # the volume grew, or fell back to a new day's first trades (IB counts it per day)
+        grew = np.isfinite(volume) & np.isfinite(prev_volume) & ((volume > prev_volume)
+                                                                | ((volume < prev_volume) & (volume > 0)))
         changed = ~np.isfinite(volume) & np.isfinite(last) & (
             (last != prev_last) | (size != prev_size) | ~np.isfinite(prev_last))
     trade = grew | changed

@@ -81,17 +81,20 @@ def request_range(end: str, duration: str, now: datetime) -> tuple[datetime, dat
     if not match:
         raise ValueError(f"unreadable duration {duration!r}")
     text = end.strip()
-    if not text:
-        hi = now
-    elif len(text) == 8:
-        hi = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC) + DAY
-    elif "-" in text[:9]:
-        hi = datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
-    else:
-        parts = text.split(" ", 2)
-        zone = parts[2].strip() if len(parts) > 2 else ""
-        hi = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S").replace(
-            tzinfo=ZoneInfo(zone) if zone else UTC).astimezone(UTC)
+    try:
+        if not text:
+            hi = now
+        elif len(text) == 8:
+            hi = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC) + DAY
+        elif "-" in text[:9]:
+            hi = datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+        else:
+            parts = text.split(" ", 2)
+            zone = parts[2].strip() if len(parts) > 2 else ""
+            hi = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S").replace(
+                tzinfo=ZoneInfo(zone) if zone else UTC).astimezone(UTC)
+    except (IndexError, KeyError) as exc:  # no time part; an unknown zone (ZoneInfoNotFoundError is a KeyError)
+        raise ValueError(f"unreadable end {end!r}: {exc}") from None
     return hi - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]), hi
 
 
@@ -170,8 +173,8 @@ class HistoryCache:
         tail: list[Bar] = []
         if hi > closed_end:  # the open part: the broker answers it, it is not stored
             span = math.ceil((hi - closed_end).total_seconds())
-            tail = [b for b in await fetch(end, f"{span} S" if span <= 86400 else
-                                                 f"{math.ceil(span / 86400)} D") if b.start >= closed_end]
+            ask = f"{span} S" if span <= 86400 and seconds < 86400 else f"{math.ceil(span / 86400)} D"
+            tail = [b for b in await fetch(end, ask) if b.start >= closed_end]
             asked += 1
         full = [f for f in frames if len(f)]
         frame = pd.concat(full) if full else _frame([], lo, hi)
