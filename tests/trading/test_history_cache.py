@@ -160,7 +160,7 @@ def test_trader_service_history_reads_the_store_first(trading_stack: TradingStac
     ep = trading_stack.trader_endpoint
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day = today - timedelta(days=4)
-    while day.weekday() > 2:  # the two days asked are weekdays (Mon-Tue .. Wed-Thu), whatever the sessions
+    while day.weekday() not in (1, 2):  # the days asked, and the one before, are weekdays, whatever the sessions
         day -= timedelta(days=1)
     end = (day + timedelta(days=2)).strftime("%Y%m%d-%H:%M:%S")
     before = len(history_requests(trading_stack))
