@@ -128,7 +128,8 @@ class HistoryCache:
                 log.warning("history %s: the market store is unavailable (%s): asking the broker", key, exc)
                 return await fetch(end, duration)
             try:
-                return await self._answer(store, held, fetch, key, end, lo, hi, seconds, bar_size, contract)
+                return await self._answer(store, held, fetch, key, end, (lo, hi, closed_end), seconds, bar_size,
+                                          contract)
             except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
                 log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
                             key, exc)
@@ -158,9 +159,11 @@ class HistoryCache:
                 self._store = self._open_store()
             return self._store
 
-    async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str, lo: datetime,
-                      hi: datetime, seconds: int, bar_size: str, contract: Any) -> list[Bar]:
-        closed_end = self._last_closed(hi)
+    async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
+                      span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
+                      contract: Any) -> list[Bar]:
+        """Return the request's bars: the held days' from the store, the missing runs' and the open tail's fetched."""
+        lo, hi, closed_end = span
         frames = [held.bars]
         asked = 0
         for run_lo, run_hi in held.missing(_day(lo), closed_end, max_days(seconds)):
@@ -172,8 +175,8 @@ class HistoryCache:
             await asyncio.to_thread(self._write, store, key, seconds, frame, run_lo, run_hi, contract)
         tail: list[Bar] = []
         if hi > closed_end:  # the open part: the broker answers it, it is not stored
-            span = math.ceil((hi - closed_end).total_seconds())
-            ask = f"{span} S" if span <= 86400 and seconds < 86400 else f"{math.ceil(span / 86400)} D"
+            left = math.ceil((hi - closed_end).total_seconds())
+            ask = f"{left} S" if left <= 86400 and seconds < 86400 else f"{math.ceil(left / 86400)} D"
             tail = [b for b in await fetch(end, ask) if b.start >= closed_end]
             asked += 1
         full = [f for f in frames if len(f)]
@@ -183,8 +186,8 @@ class HistoryCache:
         out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) else int(n))
                for t, o, h, low, c, v, n in zip(frame.index, frame["open"], frame["high"], frame["low"],
                                                  frame["close"], frame["volume"], counts.astype(float), strict=True)]
-        log.info("history %s %s %s..%s: %d bars from the store, %d broker requests", key, bar_size,
-                 lo.isoformat(), hi.isoformat(), len(out), asked)
+        log.info("history %s %s %s..%s: %d bars, %d days from the store, %d broker requests", key, bar_size,
+                 lo.isoformat(), hi.isoformat(), len(out) + len(tail), len(held.days), asked)
         return sorted(out, key=lambda b: b.start) + tail
 
     def _write(self, store: MarketStore, key: str, seconds: int, frame: pd.DataFrame, lo: datetime, hi: datetime,
