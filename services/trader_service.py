@@ -24,12 +24,14 @@ from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings
+from trader.data import open_store
 from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.trading.book import Book, rebuild
 from trader.trading.closing import Closer
 from trader.trading.desk import Desk
+from trader.trading.history_cache import HistoryCache
 from trader.trading.instruments import Resolver
 from trader.trading.journal import Journal
 from trader.trading.kill_switch import KillSwitch
@@ -60,6 +62,7 @@ class TraderService(Service):
         self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
         self.adapter = create_broker(settings)
         self.resolver = Resolver(self.adapter)
+        self.history_cache = HistoryCache(lambda: open_store(settings))  # the store opened on the first request
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.closer: Closer | None = None
@@ -404,10 +407,21 @@ class TraderService(Service):
     async def history(self, symbol: str, duration: str = "1 D", bar_size: str = "1 min",
                       what_to_show: str = "TRADES", end: str = "", use_rth: bool = False,
                       **hints: Any) -> list[Any]:
-        """Return historical bars from the broker (paced to its limits) as Bar records."""
+        """Return historical bars as Bar records: the market store's where it holds them, else the broker's.
+
+        The broker is asked (paced to its limits) only for the days the store lacks
+        and for the day still forming; what it answers for closed days is written
+        back (:mod:`trader.trading.history_cache`).
+        """
         inst = await self.resolver.one(symbol, **hints)
-        return await self.adapter.history(inst.contract, end=end, duration=duration, bar_size=bar_size,
-                                          what_to_show=what_to_show, use_rth=bool(use_rth))
+
+        def fetch(end: str, duration: str) -> Any:
+            return self.adapter.history(inst.contract, end=end, duration=duration, bar_size=bar_size,
+                                        what_to_show=what_to_show, use_rth=bool(use_rth))
+
+        return await self.history_cache.history(inst.key, fetch, end=end, duration=duration, bar_size=bar_size,
+                                                what_to_show=what_to_show, use_rth=bool(use_rth),
+                                                contract=inst.contract)
 
 
 if __name__ == "__main__":

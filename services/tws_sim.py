@@ -4,7 +4,11 @@
 change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
 (``--sim-config`` for another file; ``--tick-rate`` to move the market
 faster, as the benchmark does; ``--replay FILE --speed N [--loop]`` to drive the
-instruments a CSV or Parquet file names from that file, N seconds of data a second). Like every service it beats as
+instruments a CSV or Parquet file names from that file, N seconds of data a second;
+``--replay store:AAPL.STK,MSFT.STK --bar-size 1m --start 2026-03-02 [--end ...]``
+to replay the market store's bars of those keys, ``store-ticks:KEYS`` (or
+``--ticks``) its recorded ticks, from the settings' ``storage.arctic_uri`` or
+``--store URI``). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
 refuse orders, pause the market, read the request log). Each control method
@@ -66,8 +70,17 @@ class TwsSimService(Service):
         parser.add_argument("--tick-rate", type=float, default=None,
                             help="market steps per second, overriding the config's market.tick_rate (at most 1000)")
 
-        parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
-                            help="replay bars or ticks from a CSV or Parquet file (overrides the config's replay.file)")
+        parser.add_argument("--replay", default=None, metavar="FILE|store:KEYS|store-ticks:KEYS",
+                            help="replay bars or ticks from a CSV or Parquet file (overrides the config's replay), "
+                                 "or the market store's bars (store:AAPL.STK,MSFT.STK) or recorded ticks "
+                                 "(store-ticks:AAPL.STK)")
+        parser.add_argument("--bar-size", default=None, help="the stored bars' size to replay (default 1m)")
+        parser.add_argument("--start", default=None, help="replay from this time (UTC; a date: its midnight)")
+        parser.add_argument("--end", default=None, help="a store replay's end (default: now)")
+        parser.add_argument("--ticks", action="store_true", default=None,
+                            help="replay the store's recorded ticks, not its bars")
+        parser.add_argument("--store", default=None, metavar="URI",
+                            help="the market store to replay from (default: the settings' storage.arctic_uri)")
         parser.add_argument("--speed", type=float, default=None,
                             help="replay speed: seconds of data per second (default: the config's, else 1)")
         parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
@@ -81,13 +94,22 @@ class TwsSimService(Service):
             sim_config = sim_config.model_copy(update={"market": market})
         replay = sim_config.replay.model_dump(exclude_unset=True) if sim_config.replay is not None else {}
         if args.replay is not None:
-            replay["file"] = args.replay.resolve()
-        for flag in ("speed", "loop"):
+            kind, _, keys = args.replay.partition(":")
+            if kind in ("store", "store-ticks") and keys:
+                replay.pop("file", None)
+                replay["store"] = [k.strip() for k in keys.split(",") if k.strip()]
+                replay["ticks"] = kind == "store-ticks" or bool(replay.get("ticks"))
+            else:
+                replay.pop("store", None)
+                replay["file"] = Path(args.replay).resolve()
+        for flag, name in (("speed", "speed"), ("loop", "loop"), ("bar_size", "bar_size"), ("start", "start"),
+                           ("end", "end"), ("ticks", "ticks"), ("store", "store_uri")):
             if getattr(args, flag) is not None:
-                replay[flag] = getattr(args, flag)
+                replay[name] = getattr(args, flag)
         if replay:
-            if "file" not in replay:
-                raise ConfigError("--speed and --loop need a replay file (--replay FILE or replay.file in sim.yaml)")
+            if "file" not in replay and "store" not in replay:
+                raise ConfigError("--speed, --loop and the store options need a replay file or store keys "
+                                  "(--replay FILE | store:KEYS, or replay in sim.yaml)")
             sim_config = sim_config.model_copy(update={"replay": validate(ReplayConfig, replay, "--replay")})
         port = settings.ib.port if args.port is None else args.port
         return cls(settings, host=args.host, port=port, sim_config=sim_config)

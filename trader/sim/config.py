@@ -20,6 +20,7 @@ from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Right, SecType
 from trader.sim.limits import ConnectionLimits
 from trader.sim.series import FutureSeries, OptionSeries, check_last_trade_time
+from trader.strategy.bars import parse_bar_size
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -79,15 +80,32 @@ class MarketConfig(StrictModel):
 
 
 class ReplayConfig(StrictModel):
-    """A file of bars or ticks that drives some instruments instead of the random walk."""
+    """A file, or the market store's bars or ticks, that drives some instruments instead of the random walk."""
 
-    file: Path = Field(description="CSV or Parquet; relative paths are relative to sim.yaml's directory")
+    file: Path | None = Field(None, description="CSV or Parquet; relative paths are relative to sim.yaml's directory")
+    store: list[str] = Field(default_factory=list, description="contract keys to replay from the market store")
+    store_uri: str | None = Field(None, description="the market store (default: the settings' storage.arctic_uri)")
+    bar_size: str = Field("1m", description="the size of the stored bars replayed (1m, 5m, 1h, 1d...)")
+    ticks: bool = Field(False, description="replay the store's recorded ticks instead of its bars")
+    end: datetime | None = Field(None, description="the store's rows up to this time (default: now)")
     speed: float = Field(1.0, gt=0, description="seconds of data played per second of the server's clock")
     loop: bool = Field(False, description="start again from the beginning at the end of the file")
     start: datetime | None = Field(None, description="skip the rows before this time (naive means UTC)")
     bar_seconds: int | None = Field(None, gt=0, description="a bar file's bar length (default: inferred)")
     symbol: str | None = Field(None, description="the instrument of a file without a symbol column")
     symbols: dict[str, int] = Field(default_factory=dict, description="file symbol -> catalogue conid")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplayConfig:
+        if (self.file is None) == (not self.store):
+            raise ValueError("a replay needs either a file or store keys, not both")
+        if self.store:
+            if self.start is None:
+                raise ValueError("a replay from the store needs a start (--start)")
+            seconds = parse_bar_size(self.bar_size)  # a ValueError naming the size
+            if not self.ticks and self.bar_seconds is None:
+                object.__setattr__(self, "bar_seconds", seconds)
+        return self
 
 
 class InstrumentConfig(StrictModel):
@@ -168,7 +186,7 @@ def load_sim_config(path: Path | None = None) -> SimConfig:
     """Read and validate the simulator config (default: configs/sim.yaml)."""
     path = path or DEFAULT_SIM_CONFIG
     config = validate(SimConfig, read_yaml(path), str(path))
-    if config.replay is not None and not config.replay.file.is_absolute():
+    if config.replay is not None and config.replay.file is not None and not config.replay.file.is_absolute():
         replay = config.replay.model_copy(update={"file": path.parent / config.replay.file})
         config = config.model_copy(update={"replay": replay})
     return config

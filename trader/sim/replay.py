@@ -108,7 +108,8 @@ class ReplaySource:
         if origin is None:
             where = "" if self._start is None else f" at or after {_datetime(self._start).isoformat()}"
             raise ConfigError(f"replay file {self.data.name}: no rows{where}")
-        return origin if self._start is None else self._start
+        # a store replay's start bounds what is read (often a bare date): play from its first row
+        return origin if self._start is None or self.config.store else self._start
 
     # -- playing -----------------------------------------------------------------
     def attach(self, states: dict[int, MarketState], start: datetime) -> None:

@@ -34,8 +34,8 @@ from trader.sim.market_state import MarketState
 from trader.sim.msgids import In
 from trader.sim.orders import CommissionSchedule, EngineEvent, OrderChanged, OrderError, OrderFilled
 from trader.sim.replay import ReplaySource
-from trader.sim.replay_data import FileReplayData
 from trader.sim.session import Session
+from trader.sim.store_replay import open_replay_data
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class SimWorld:
         self.catalogue = Catalogue.from_config(config, clock().date())  # the series listed today
         self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock())
         if config.replay is not None:
-            self.market.drive(ReplaySource(FileReplayData(config.replay.file), self.catalogue, config.replay))
+            self.market.drive(ReplaySource(open_replay_data(config.replay), self.catalogue, config.replay))
         self.engine = MatchingEngine(
             clock,
             CommissionSchedule(config.account.commission),

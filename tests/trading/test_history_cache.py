@@ -1,0 +1,184 @@
+"""History as a cache: the store answers what it holds; the broker is asked only for the rest, which is written back.
+
+The stack tests run real redis, bus, tws-sim and trader_service processes with
+the market store in the test's home (``data/arctic``), and count the history
+requests tws-sim received (its control RPC's request log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import TradingStack, call
+from trader.data.arctic import ArcticStore
+from trader.domain import Bar
+from trader.errors import BrokerError, StorageError
+from trader.trading.history_cache import HistoryCache, request_range
+
+NOW = datetime(2026, 3, 5, 15, 7, tzinfo=UTC)  # a Thursday afternoon
+
+
+class Broker:
+    """A broker answering every request with one deterministic 1-minute bar a minute; it logs what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    async def fetch(self, end: str, duration: str) -> list[Bar]:
+        self.asked.append((end, duration))
+        lo, hi = request_range(end, duration, NOW)
+        first = int(lo.timestamp()) // 60 + (int(lo.timestamp()) % 60 > 0)
+        return [bar(m) for m in range(first, -(-int(hi.timestamp()) // 60))]
+
+
+def bar(minute: int) -> Bar:
+    price = 100 + (minute % 97) / 10
+    return Bar("AAPL.STK", datetime.fromtimestamp(minute * 60, UTC), "1 min", price, price + 0.2, price - 0.1,
+               price + 0.1, float(minute % 7), minute % 5)
+
+
+def ask(cache: HistoryCache, broker: Broker, end: str, duration: str, **kw: object) -> list[Bar]:
+    params = {"what_to_show": "TRADES", "use_rth": False, "bar_size": "1 min", **kw}
+    return asyncio.run(cache.history("AAPL.STK", broker.fetch, end=end, duration=duration, **params))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArcticStore:
+    return ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+
+def test_closed_days_are_stored_and_served_the_forming_day_never(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+    first = ask(cache, broker, "", "3 D")  # Monday 15:07 .. now: Mon, Tue, Wed closed; Thursday forming
+    assert broker.asked == [("20260305-00:00:00", "4 D"), ("", "54420 S")]
+    direct = asyncio.run(Broker().fetch("", "3 D"))
+    assert first == direct  # the same bars as the broker's own answer
+    stored = store.read_bars("AAPL.STK", "1m")
+    assert stored.index[0] == pd.Timestamp("2026-03-02", tz="UTC") and len(stored) == 3 * 1440  # whole days only
+    assert stored.index[-1] < pd.Timestamp("2026-03-05", tz="UTC")  # the forming day is not stored
+    broker.asked.clear()
+    assert ask(cache, broker, "", "3 D") == first and broker.asked == [("", "54420 S")]  # only today
+    broker.asked.clear()
+    wider = ask(cache, broker, "", "5 D")  # two more days before: one request for them, and today's
+    assert broker.asked == [("20260302-00:00:00", "3 D"), ("", "54420 S")]
+    assert wider[-len(first):] == first and wider == asyncio.run(Broker().fetch("", "5 D"))
+
+
+def test_a_range_wholly_past_asks_the_broker_nothing_the_second_time(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+    first = ask(cache, broker, "20260304 12:00:00", "1 D")
+    assert broker.asked == [("20260305-00:00:00", "3 D")]  # Tuesday and Wednesday whole, in one request
+    broker.asked.clear()
+    assert ask(cache, broker, "20260304-12:00:00", "86400 S") == first and broker.asked == []
+    assert len(first) == 1440 and first[0].start == datetime(2026, 3, 3, 12, tzinfo=UTC)
+
+
+def test_an_empty_day_is_remembered_not_asked_again(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+
+    async def weekend_closed(end: str, duration: str) -> list[Bar]:
+        bars = await broker.fetch(end, duration)
+        return [b for b in bars if b.start.weekday() < 5]
+
+    asyncio.run(cache.history("AAPL.STK", weekend_closed, end="20260302-00:00:00", duration="2 D",
+                              bar_size="1 min", what_to_show="TRADES", use_rth=False))
+    broker.asked.clear()
+    again = asyncio.run(cache.history("AAPL.STK", weekend_closed, end="20260302-00:00:00", duration="2 D",
+                                      bar_size="1 min", what_to_show="TRADES", use_rth=False))
+    assert again == [] and broker.asked == []
+
+
+def test_what_the_store_does_not_hold_goes_to_the_broker_unchanged(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+    for kw in ({"what_to_show": "BID"}, {"use_rth": True}, {"bar_size": "5 secs"}, {"bar_size": "1 week"}):
+        ask(cache, broker, "20260304-00:00:00", "2 D", **kw)
+    ask(cache, broker, "", "3600 S")  # no closed day in it
+    assert broker.asked == [("20260304-00:00:00", "2 D")] * 4 + [("", "3600 S")]
+    assert store.bar_symbols() == {}
+
+
+def test_a_currency_pair_caches_its_midpoints(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+
+    async def midpoints(end: str, duration: str) -> list[Bar]:
+        return [Bar("EUR.CASH.USD", b.start, b.size, b.open, b.high, b.low, b.close, 0.0)
+                for b in await broker.fetch(end, duration)]
+
+    def history(what: str) -> list[Bar]:
+        return asyncio.run(cache.history("EUR.CASH.USD", midpoints, end="20260304-00:00:00", duration="1 D",
+                                         bar_size="1 min", what_to_show=what, use_rth=False))
+
+    first = history("MIDPOINT")
+    assert history("MIDPOINT") == first and len(broker.asked) == 1 and first[0].count is None
+    history("TRADES")  # not what the store holds for a pair: straight to the broker
+    assert len(broker.asked) == 2 and store.bar_symbols("1m") == {"1m": ["EUR.CASH.USD"]}
+
+
+def test_a_part_refused_by_the_broker_falls_back_to_the_whole_request(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+
+    async def no_weekends(end: str, duration: str) -> list[Bar]:
+        bars = [b for b in await broker.fetch(end, duration) if b.start.weekday() < 5]
+        if not bars:
+            raise BrokerError("IB refused the history request: HMDS query returned no data", code=162)
+        return bars
+
+    asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="2 D", bar_size="1 min",
+                              what_to_show="TRADES", use_rth=False))  # Monday and Tuesday stored
+    broker.asked.clear()
+    bars = asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="3 D",
+                                     bar_size="1 min", what_to_show="TRADES", use_rth=False))
+    assert broker.asked == [("20260302-00:00:00", "2 D"), ("20260304-00:00:00", "3 D")]  # Sunday alone, refused
+    assert len(bars) == 2 * 1440 and bars[0].start == datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def test_a_broken_store_never_fails_the_request(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's directory should be")
+
+    def broken() -> ArcticStore:
+        raise StorageError("the market store is down")
+
+    for opener in (broken, lambda: ArcticStore(f"lmdb://{blocker}/arctic")):
+        cache, broker = HistoryCache(opener, clock=lambda: NOW), Broker()
+        bars = ask(cache, broker, "20260304-00:00:00", "1 D")
+        assert broker.asked == [("20260304-00:00:00", "1 D")] and len(bars) == 1440
+
+
+# -- the whole stack ---------------------------------------------------------------------------
+def history_requests(stack: TradingStack) -> list[list[str]]:
+    return [r["fields"] for r in call(stack.tws_endpoint, "requests", 10_000) if r["message"] == "REQ_HISTORICAL_DATA"]
+
+
+@pytest.mark.slow
+def test_trader_service_history_reads_the_store_first(trading_stack: TradingStack) -> None:
+    ep = trading_stack.trader_endpoint
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = today - timedelta(days=4)
+    while day.weekday() not in (1, 2):  # the days asked, and the one before, are weekdays, whatever the sessions
+        day -= timedelta(days=1)
+    end = (day + timedelta(days=2)).strftime("%Y%m%d-%H:%M:%S")
+    before = len(history_requests(trading_stack))
+    first = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", end=end, timeout=30)
+    asked = history_requests(trading_stack)[before:]
+    assert len(asked) == 1 and end in asked[0] and "3 D" in asked[0]  # the two days whole, in one request
+    assert first and all(day <= b.start < day + timedelta(days=2) for b in first)
+    store = ArcticStore(f"lmdb://{trading_stack.env.home / 'data' / 'arctic'}")
+    stored = store.read_bars("AAPL.STK", "1m")
+    assert list(stored.index) == [b.start for b in first] and list(stored["close"]) == [b.close for b in first]
+
+    second = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", end=end, timeout=30)
+    assert second == first and len(history_requests(trading_stack)) == before + 1  # the broker asked nothing
+
+    wider = call(ep, "history", "AAPL", duration="3 D", bar_size="1 min", end=end, timeout=30)
+    asked = history_requests(trading_stack)[before + 1:]
+    assert len(asked) == 1 and day.strftime("%Y%m%d-%H:%M:%S") in asked[0] and "2 D" in asked[0]  # the day before
+    assert wider[-len(first):] == first and wider[0].start >= day - timedelta(days=1)
+
+    trading_stack.kill("tws")  # with the broker gone the store still answers what it holds
+    assert call(ep, "history", "AAPL", duration="3 D", bar_size="1 min", end=end, timeout=30) == wider

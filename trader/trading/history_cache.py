@@ -1,0 +1,287 @@
+"""History as a cache: the market store answers what it holds, the broker only what is missing.
+
+A request (IB's ``durationStr`` back from ``endDateTime``, as trader_service's
+``history`` takes it) covers the UTC range ``[end - duration, end)``, counted
+as tws-sim counts it (``D`` = 86400 s, ``W`` 7 days, ``M`` 30, ``Y`` 365).
+The cache works in whole UTC days:
+
+- a **closed** day (ended at least :data:`SETTLE` ago) is final: the store
+  answers it when it holds it, else the broker is asked for each run of
+  missing closed days (one request per run, a day more than the run so a
+  session that crosses midnight is whole, split at :func:`max_days`) and the
+  run is written back as one window, replacing whatever was there;
+- the day still forming (and one closed less than :data:`SETTLE` ago) is
+  never stored: the broker answers it on every request;
+- a request with no closed day in it goes to the broker unchanged.
+
+The store "holds" a day when the cache wrote it (its windows are kept in the
+record ``history_cache/<key>@<size>``, so a weekend written as an empty window
+is not asked again) or when other writers (history_service) left bars in that
+day *and* after it: the last stored day could be the tip of a download made
+while that day was open, and is asked again until something follows it.
+
+Only the series the store holds under a contract key is cached: ``TRADES``,
+and ``MIDPOINT`` for currency pairs (IB has no trades for them); any other
+``what_to_show`` goes to the broker. ``use_rth`` goes to the broker too until
+the exchange calendars (trader/data/calendars.py) let the cache cut full
+sessions to regular hours on read. Bar sizes from 1 min to 1 day are cached.
+The store failing (down, full, corrupt) never fails a request: it is logged
+and the broker answers the whole request, as without a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from trader.data.store import MarketStore, SymbolMeta
+from trader.domain import Bar
+from trader.errors import NotFound, TraderError
+from trader.strategy.bars import parse_bar_size, short_bar_size
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SETTLE", "Fetch", "HistoryCache", "cached_series", "max_days", "request_range"]
+
+DAY = timedelta(days=1)
+SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
+RECORD_KIND = "history_cache"
+_UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
+
+Fetch = Callable[[str, str], Awaitable[list[Bar]]]
+"""Ask the broker: ``fetch(end, duration)`` with the request's other fields fixed."""
+
+
+def cached_series(key: str) -> str:
+    """Return the ``what_to_show`` the store holds for ``key``: MIDPOINT for a currency pair, else TRADES."""
+    return "MIDPOINT" if ".CASH." in f".{key}." else "TRADES"
+
+
+def max_days(bar_seconds: int) -> int:
+    """Return the most days asked in one broker request for bars of ``bar_seconds``."""
+    return 7 if bar_seconds < 300 else 30 if bar_seconds < 3600 else 364  # IB takes D up to 365, and we ask one more
+
+
+def request_range(end: str, duration: str, now: datetime) -> tuple[datetime, datetime]:
+    """Return the UTC range ``[start, end)`` an IB ``endDateTime`` and ``durationStr`` cover; ValueError if unreadable.
+
+    ``end`` is empty (now), ``YYYYMMDD HH:MM:SS [zone]``, ``YYYYMMDD-HH:MM:SS`` (UTC) or ``YYYYMMDD``.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", duration.upper())
+    if not match:
+        raise ValueError(f"unreadable duration {duration!r}")
+    text = end.strip()
+    try:
+        if not text:
+            hi = now
+        elif len(text) == 8:
+            hi = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC) + DAY
+        elif "-" in text[:9]:
+            hi = datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
+        else:
+            parts = text.split(" ", 2)
+            zone = parts[2].strip() if len(parts) > 2 else ""
+            hi = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S").replace(
+                tzinfo=ZoneInfo(zone) if zone else UTC).astimezone(UTC)
+    except (IndexError, KeyError) as exc:  # no time part; an unknown zone (ZoneInfoNotFoundError is a KeyError)
+        raise ValueError(f"unreadable end {end!r}: {exc}") from None
+    return hi - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]), hi
+
+
+class HistoryCache:
+    """Answer history requests from the store first; fetch, write back and remember the missing days."""
+
+    def __init__(self, open_store: Callable[[], MarketStore], *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._open_store = open_store
+        self._store: MarketStore | None = None
+        self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._opening = threading.Lock()  # one store per process: LMDB must not be opened twice in one
+
+    async def history(self, key: str, fetch: Fetch, *, end: str, duration: str, bar_size: str,
+                      what_to_show: str, use_rth: bool, contract: Any = None) -> list[Bar]:
+        """Return the bars of the request, from the store where it holds them and from ``fetch`` for the rest."""
+        plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth)
+        if plan is None:
+            return await fetch(end, duration)
+        lo, hi, seconds = plan
+        lock = self._locks.setdefault(f"{key}@{seconds}", asyncio.Lock())
+        async with lock:
+            try:
+                store = await asyncio.to_thread(self._opened)
+                closed_end = self._last_closed(hi)
+                read_to = min(closed_end + 5 * DAY, _day(self.clock()) + DAY)
+                held = await asyncio.to_thread(_Held.read, store, key, short_bar_size(seconds), lo, closed_end,
+                                               read_to)
+            except Exception as exc:  # noqa: BLE001 - the store never fails a request
+                log.warning("history %s: the market store is unavailable (%s): asking the broker", key, exc)
+                return await fetch(end, duration)
+            try:
+                return await self._answer(store, held, fetch, key, end, (lo, hi, closed_end), seconds, bar_size,
+                                          contract)
+            except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
+                log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
+                            key, exc)
+                return await fetch(end, duration)
+
+    def _plan(self, key: str, end: str, duration: str, bar_size: str, what_to_show: str,
+              use_rth: bool) -> tuple[datetime, datetime, int] | None:
+        """Return the request's range and bar seconds if the cache can serve part of it, else None."""
+        if use_rth or what_to_show.upper() != cached_series(key):
+            return None
+        try:
+            seconds = parse_bar_size(bar_size)
+            lo, hi = request_range(end, duration, self.clock())
+        except (ValueError, TraderError):
+            return None
+        if not 60 <= seconds <= 86400 or 86400 % seconds or _day(lo) + DAY > self._last_closed(hi):
+            return None  # no whole closed day in it
+        return lo, hi, seconds
+
+    def _last_closed(self, hi: datetime) -> datetime:
+        """Return the end of the last closed day the request touches (days before it are final)."""
+        return min(_day(self.clock() - SETTLE), _day(hi - timedelta(microseconds=1)) + DAY)
+
+    def _opened(self) -> MarketStore:
+        with self._opening:
+            if self._store is None:
+                self._store = self._open_store()
+            return self._store
+
+    async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
+                      span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
+                      contract: Any) -> list[Bar]:
+        """Return the request's bars: the held days' from the store, the missing runs' and the open tail's fetched."""
+        lo, hi, closed_end = span
+        frames = [held.bars]
+        asked = 0
+        for run_lo, run_hi in held.missing(_day(lo), closed_end, max_days(seconds)):
+            days = round((run_hi - run_lo) / DAY)
+            bars = await fetch(run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D")
+            frame = _frame(bars, run_lo, run_hi)
+            asked += 1
+            frames.append(frame)
+            await asyncio.to_thread(self._write, store, key, seconds, frame, run_lo, run_hi, contract)
+        tail: list[Bar] = []
+        if hi > closed_end:  # the open part: the broker answers it, it is not stored
+            left = math.ceil((hi - closed_end).total_seconds())
+            ask = f"{left} S" if left <= 86400 and seconds < 86400 else f"{math.ceil(left / 86400)} D"
+            tail = [b for b in await fetch(end, ask) if b.start >= closed_end]
+            asked += 1
+        full = [f for f in frames if len(f)]
+        frame = pd.concat(full) if full else _frame([], lo, hi)
+        frame = frame[(frame.index > pd.Timestamp(lo) - pd.Timedelta(seconds=seconds)) & (frame.index < hi)]
+        counts = frame["bar_count"] if "bar_count" in frame.columns else pd.Series(math.nan, index=frame.index)
+        out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) else int(n))
+               for t, o, h, low, c, v, n in zip(frame.index, frame["open"], frame["high"], frame["low"],
+                                                 frame["close"], frame["volume"], counts.astype(float), strict=True)]
+        log.info("history %s %s %s..%s: %d bars, %d days from the store, %d broker requests", key, bar_size,
+                 lo.isoformat(), hi.isoformat(), len(out) + len(tail), len(held.days), asked)
+        return sorted(out, key=lambda b: b.start) + tail
+
+    def _write(self, store: MarketStore, key: str, seconds: int, frame: pd.DataFrame, lo: datetime, hi: datetime,
+               contract: Any) -> None:
+        """Write one fetched run back as a window and remember it; a failure is logged, never raised."""
+        size = short_bar_size(seconds)
+        fields = {k: str(v) for k, v in (asdict(contract).items() if contract is not None else ())
+                  if v not in (None, "")}
+        try:
+            store.write_bars(key, size, frame, start=lo, end=hi, meta=SymbolMeta(key=key, source="ib",
+                                                                                   contract=fields))
+            _Held.remember(store, key, size, lo, hi)
+        except Exception as exc:  # noqa: BLE001 - the answer stands; the window is asked again next time
+            log.warning("history %s: %s..%s not stored (%s)", key, lo.isoformat(), hi.isoformat(), exc)
+
+
+class _Held:
+    """What the store holds of one key's bars of one size around a request."""
+
+    def __init__(self, bars: pd.DataFrame, days: set[datetime]) -> None:
+        self.bars, self.days = bars, days
+
+    @classmethod
+    def read(cls, store: MarketStore, key: str, size: str, lo: datetime, closed_end: datetime,
+             read_to: datetime) -> _Held:
+        """Read the stored bars of the closed days from ``lo``'s on and which of those days are held.
+
+        The read goes on to ``read_to``, a few days more, to see whether anything follows the last stored day.
+        """
+        first = _day(lo)
+        windows = _windows(store, key, size)
+        try:
+            bars = store.read_bars(key, size, first, read_to)
+        except NotFound:
+            bars = pd.DataFrame()
+        days = {first + DAY * i for i in range(round((closed_end - first) / DAY))}
+        held = {d for d in days if any(w_lo <= d and d + DAY <= w_hi for w_lo, w_hi in windows)}
+        if len(bars):
+            stored = sorted({_day(t.to_pydatetime()) for t in bars.index})
+            held |= {d for d in stored[:-1] if d in days}  # every stored day but the last has data after it
+            bars = bars[bars.index < closed_end]
+            bars = bars[[_day(t.to_pydatetime()) in held for t in bars.index]] if len(bars) else bars
+        return cls(bars, held)
+
+    def missing(self, first: datetime, closed_end: datetime, most: int) -> list[tuple[datetime, datetime]]:
+        """Return the runs of closed days not held, each at most ``most`` days long."""
+        runs: list[tuple[datetime, datetime]] = []
+        day = first
+        while day < closed_end:
+            if day not in self.days:
+                if runs and runs[-1][1] == day and (day - runs[-1][0]) < most * DAY:
+                    runs[-1] = (runs[-1][0], day + DAY)
+                else:
+                    runs.append((day, day + DAY))
+            day += DAY
+        return runs
+
+    @staticmethod
+    def remember(store: MarketStore, key: str, size: str, lo: datetime, hi: datetime) -> None:
+        """Add ``[lo, hi)`` to the windows the cache wrote for ``key``, merged."""
+        spans = sorted([*_windows(store, key, size), (lo, hi)])
+        merged: list[tuple[datetime, datetime]] = []
+        for s_lo, s_hi in spans:
+            if merged and s_lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], s_hi))
+            else:
+                merged.append((s_lo, s_hi))
+        store.put_record(RECORD_KIND, f"{key}@{size}", {"key": key, "bar_size": size, "windows": [
+            [a.isoformat(), b.isoformat()] for a, b in merged]})
+
+
+def _windows(store: MarketStore, key: str, size: str) -> list[tuple[datetime, datetime]]:
+    try:
+        record = store.get_record(RECORD_KIND, f"{key}@{size}")
+    except NotFound:
+        return []
+    return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in record.get("windows", [])]
+
+
+def _day(moment: datetime) -> datetime:
+    """Return the UTC midnight starting ``moment``'s day."""
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def _frame(bars: list[Bar], lo: datetime, hi: datetime) -> pd.DataFrame:
+    """Return the broker's bars in ``[lo, hi)`` as a stored bar frame."""
+    inside = [b for b in bars if lo <= b.start < hi]
+    index = pd.DatetimeIndex([b.start for b in inside], name="time").as_unit("ns")
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    frame = pd.DataFrame({"open": [b.open for b in inside], "high": [b.high for b in inside],
+                          "low": [b.low for b in inside], "close": [b.close for b in inside],
+                          "volume": [b.volume for b in inside]}, index=index, dtype="float64")
+    if any(b.count is not None for b in inside):  # none for MIDPOINT bars: their count stays None on read
+        frame["bar_count"] = [b.count or 0 for b in inside]
+    return frame
