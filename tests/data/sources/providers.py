@@ -22,8 +22,26 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
+from trader.data.sources.base import Source, Window
+
 API_KEY = "pk_TEST_5ecret_9d1f"
 NEW_YORK = "America/New_York"
+
+
+def download(source: Source, key: str, size: str, start: pd.Timestamp, end: pd.Timestamp,
+             got: list[Window] | None = None) -> list[Window]:
+    """Collect the windows of one download (into ``got`` as they come, to see what came before an error)."""
+    got = [] if got is None else got
+
+    async def go() -> list[Window]:
+        try:
+            async for window in source.windows(key, size, start, end):
+                got.append(window)
+        finally:
+            await source.close()
+        return got
+
+    return asyncio.run(go())
 
 
 def bar_values(ticker: str, times_ms: np.ndarray) -> dict[str, np.ndarray]:
@@ -176,12 +194,16 @@ class ProviderServer:
         quote: dict[str, list[Any]] = {name: [float(x) for x in values[f]] for name, f in
                                        (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c"), ("volume", "v"))}
         for i in np.flatnonzero(yahoo_null(times)):  # Yahoo's missing bars: every field null
-            for name in quote:
-                quote[name][i] = None
+            for values_of in quote.values():
+                values_of[i] = None
         if symbol == "SHAPE":
             quote["high"] = quote["high"][:-1]
-        result = {"meta": {"symbol": symbol, "exchangeTimezoneName": NEW_YORK, "dataGranularity": interval},
-                  "timestamp": [int(t) for t in times], "indicators": {"quote": [quote]}}
+        result: dict[str, Any] = {"meta": {"symbol": symbol, "exchangeTimezoneName": NEW_YORK,
+                                           "dataGranularity": interval},
+                                  "timestamp": [int(t) for t in times], "indicators": {"quote": [quote]}}
+        if not len(times):  # as Yahoo: no timestamp key, an empty quote
+            del result["timestamp"]
+            result["indicators"] = {"quote": [{}]}
         return web.json_response({"chart": {"result": [result], "error": None}})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -11,7 +10,14 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from tests.data.sources.providers import API_KEY, ProviderServer, bar_values, polygon_days, step_times
+from tests.data.sources.providers import (
+    API_KEY,
+    ProviderServer,
+    bar_values,
+    download,
+    polygon_days,
+    step_times,
+)
 from trader.config import HistorySettings, Settings
 from trader.data.sources.base import Source, Window
 from trader.data.sources.polygon import PolygonSource, polygon_ticker
@@ -20,22 +26,6 @@ from trader.retry import RetryPolicy
 
 FAST = RetryPolicy(0.01, 0.05, attempts=4)
 T0 = pd.Timestamp("2026-03-02", tz="UTC")
-
-
-def run(source: PolygonSource, key: str, size: str, start: pd.Timestamp, end: pd.Timestamp,
-        got: list[Window] | None = None) -> list[Window]:
-    """Collect the windows of one download (into ``got`` as they come), closing the source."""
-    got = [] if got is None else got
-
-    async def go() -> list[Window]:
-        try:
-            async for window in source.windows(key, size, start, end):
-                got.append(window)
-        finally:
-            await source.close()
-        return got
-
-    return asyncio.run(go())
 
 
 def expected(ticker: str, times_ms: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
@@ -48,7 +38,7 @@ def test_paged_minute_bars_equal_what_was_served(provider: ProviderServer, setti
     source = PolygonSource(settings)
     assert isinstance(source, Source) and source.name == "polygon"
     end = T0 + pd.Timedelta(days=2)
-    windows = run(source, "AAPL.STK", "1m", T0, end)
+    windows = download(source, "AAPL.STK", "1m", T0, end)
     assert [(w.start, w.end) for w in windows] == [(T0, end)]
     times = step_times(T0.value // 10**6, end.value // 10**6 - 1, 60_000)
     want = expected("AAPL", times, pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="time"))
@@ -63,7 +53,7 @@ def test_paged_minute_bars_equal_what_was_served(provider: ProviderServer, setti
 def test_a_long_range_comes_in_windows_that_cover_it_in_order(provider: ProviderServer, settings: Settings) -> None:
     provider.page_size = 50_000
     end = T0 + pd.Timedelta(days=40)
-    windows = run(PolygonSource(settings), "EUR.CASH.USD", "1m", T0, end)
+    windows = download(PolygonSource(settings), "EUR.CASH.USD", "1m", T0, end)
     assert [w.start for w in windows] == [T0, T0 + pd.Timedelta(days=34)]
     assert windows[0].end == windows[1].start and windows[-1].end == end
     assert {p.split("/")[4] for p, _, _ in provider.requests} == {"C:EURUSD"}
@@ -73,7 +63,7 @@ def test_a_long_range_comes_in_windows_that_cover_it_in_order(provider: Provider
 
 def test_daily_bars_start_at_midnight_utc_of_their_date(provider: ProviderServer, settings: Settings) -> None:
     end = T0 + pd.Timedelta(days=14)
-    (window,) = run(PolygonSource(settings), "MSFT.STK", "1d", T0, end)
+    (window,) = download(PolygonSource(settings), "MSFT.STK", "1d", T0, end)
     stamps = polygon_days("2026-03-02", "2026-03-15")
     assert provider.requests[0][0].endswith("/range/1/day/2026-03-02/2026-03-15")
     want = expected("MSFT", stamps, pd.DatetimeIndex(pd.bdate_range(T0, end - pd.Timedelta(days=1)), name="time"))
@@ -83,7 +73,7 @@ def test_daily_bars_start_at_midnight_utc_of_their_date(provider: ProviderServer
 def test_429_waits_the_retry_after_then_succeeds(provider: ProviderServer, settings: Settings) -> None:
     source = PolygonSource(settings, retry_policy=FAST)
     began = time.monotonic()
-    (window,) = run(source, "RATE.STK", "1h", T0, T0 + pd.Timedelta(days=1))
+    (window,) = download(source, "RATE.STK", "1h", T0, T0 + pd.Timedelta(days=1))
     assert time.monotonic() - began >= 0.95  # Retry-After: 1, though the policy's own wait is 0.01 s
     assert source.http.retries == 1 and provider.hits["RATE"] == 2
     assert len(window.frame) == 24
@@ -91,14 +81,14 @@ def test_429_waits_the_retry_after_then_succeeds(provider: ProviderServer, setti
 
 def test_503_twice_is_retried(provider: ProviderServer, settings: Settings) -> None:
     source = PolygonSource(settings, retry_policy=FAST)
-    (window,) = run(source, "FLAKY.STK", "1h", T0, T0 + pd.Timedelta(days=1))
+    (window,) = download(source, "FLAKY.STK", "1h", T0, T0 + pd.Timedelta(days=1))
     assert source.http.retries == 2 and provider.hits["FLAKY"] == 3 and len(window.frame) == 24
 
 
 def test_500_for_ever_gives_up_retryable(provider: ProviderServer, settings: Settings) -> None:
     source, got = PolygonSource(settings, retry_policy=FAST), []
     with pytest.raises(SourceError) as caught:
-        run(source, "DOWN.STK", "1h", T0, T0 + pd.Timedelta(days=1), got)
+        download(source, "DOWN.STK", "1h", T0, T0 + pd.Timedelta(days=1), got)
     assert caught.value.retryable and caught.value.details["instrument"] == "DOWN.STK"
     assert "HTTP 500" in str(caught.value) and str(caught.value).startswith("DOWN.STK: polygon:")
     assert provider.hits["DOWN"] == 4 and source.http.retries == 3 and got == []
@@ -118,7 +108,7 @@ def test_a_bad_answer_is_a_clear_error_and_nothing_is_yielded(provider: Provider
     provider.page_size = 10
     got: list[Window] = []
     with pytest.raises(SourceError) as caught:
-        run(PolygonSource(settings, retry_policy=FAST), f"{ticker}.STK", "1h", T0, T0 + pd.Timedelta(days=1), got)
+        download(PolygonSource(settings, retry_policy=FAST), f"{ticker}.STK", "1h", T0, T0 + pd.Timedelta(days=1), got)
     assert got == []
     assert str(caught.value).startswith(f"{ticker}.STK: ") and says in str(caught.value)
     assert not caught.value.retryable and caught.value.details["instrument"] == f"{ticker}.STK"
@@ -132,12 +122,12 @@ def test_a_wrong_key_is_refused_and_the_key_is_never_logged(provider: ProviderSe
     errors = []
     for ticker in ("RATE", "FLAKY", "DOWN", "GARBAGE", "AAPL"):
         try:
-            run(PolygonSource(settings, retry_policy=FAST), f"{ticker}.STK", "1h", T0, T0 + pd.Timedelta(days=1))
+            download(PolygonSource(settings, retry_policy=FAST), f"{ticker}.STK", "1h", T0, T0 + pd.Timedelta(days=1))
         except SourceError as exc:
             errors.append(exc)
     wrong = Settings(history=settings.history.model_copy(update={"polygon_api_key": SecretStr("not-it")}))
     with pytest.raises(SourceError, match=r"AAPL.STK: polygon: ERROR: Unknown API Key \(HTTP 401\)"):
-        run(PolygonSource(wrong), "AAPL.STK", "1h", T0, T0 + pd.Timedelta(days=1))
+        download(PolygonSource(wrong), "AAPL.STK", "1h", T0, T0 + pd.Timedelta(days=1))
     assert len(errors) == 2 and any("retrying in" in r.getMessage() for r in caplog.records)
     assert any("HTTP Request: GET" in r.getMessage() for r in caplog.records)  # httpx's own log was captured
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -161,4 +151,4 @@ def test_keys_map_to_polygon_tickers_and_the_rest_is_refused() -> None:
 
 def test_an_unknown_bar_size_is_refused(settings: Settings) -> None:
     with pytest.raises(SourceError, match="bar size '7m' is not one of IB's"):
-        run(PolygonSource(settings), "AAPL.STK", "7m", T0, T0 + pd.Timedelta(days=1))
+        download(PolygonSource(settings), "AAPL.STK", "7m", T0, T0 + pd.Timedelta(days=1))

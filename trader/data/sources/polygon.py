@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Any, NotRequired
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import pydantic
+from typing_extensions import TypedDict
 
 from trader.config import Settings
 from trader.data.frames import utc
@@ -66,7 +65,7 @@ class _Agg(TypedDict):
     t: int
     o: float
     h: float
-    l: float  # noqa: E741 - Polygon's name
+    l: float  # Polygon's name (low)
     c: float
     v: float
     vw: NotRequired[float | None]
