@@ -3,7 +3,8 @@
 It runs aiohttp on 127.0.0.1 (a port the OS picks) in a thread of its own,
 so the code under test runs its own event loop in the test's thread. Every
 request is recorded (path, query, Authorization header). Tickers choose the
-behaviour: ``RATE`` answers 429 with ``Retry-After: 1`` once, ``FLAKY`` 503
+behaviour: ``RATE`` answers 429 with ``Retry-After: 1`` once, ``LATER`` 429
+with ``Retry-After: 3600``, ``SLOW`` after 2 s, ``FLAKY`` 503
 twice, ``DOWN`` 500 for ever, ``GARBAGE`` an HTML page, ``SHAPE`` bars
 without ``h``, ``BADBAR`` a bar with high < low, ``NOPE`` nothing (and is
 unknown to the reference endpoint), ``LOOP`` a next_url to itself, ``AWAY`` a
@@ -112,6 +113,8 @@ class ProviderServer:
                                      headers={"Retry-After": "1"})
         if (name == "FLAKY" and self.hits[name] <= 2) or name == "DOWN":
             return web.Response(status=503 if name == "FLAKY" else 500, text="upstream unavailable")
+        if name == "LATER":  # rate limited for an hour
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "3600"})
         if name == "GARBAGE":
             return web.Response(text="<html><body>Gateway says hi</body></html>", content_type="text/html")
         return None
@@ -127,6 +130,8 @@ class ProviderServer:
         bad = self._misbehave(ticker)
         if bad is not None:
             return bad
+        if ticker == "SLOW":
+            await asyncio.sleep(2.0)
         if ticker == "NOPE":
             return web.json_response({"ticker": ticker, "queryCount": 0, "resultsCount": 0, "adjusted": True,
                                       "status": "OK", "request_id": "r2"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from tests.data.sources.providers import (
     step_times,
 )
 from trader.config import HistorySettings, Settings
+from trader.data import open_store
 from trader.data.sources.base import Source, Window
 from trader.data.sources.polygon import PolygonSource, polygon_ticker
 from trader.errors import ConfigError, SourceError
@@ -152,3 +154,19 @@ def test_keys_map_to_polygon_tickers_and_the_rest_is_refused() -> None:
 def test_an_unknown_bar_size_is_refused(settings: Settings) -> None:
     with pytest.raises(SourceError, match="bar size '7m' is not one of IB's"):
         download(PolygonSource(settings), "AAPL.STK", "7m", T0, T0 + pd.Timedelta(days=1))
+
+
+def test_a_download_lands_in_the_store_and_a_malformed_one_writes_nothing(provider: ProviderServer,
+                                                                          settings: Settings, tmp_path: Path) -> None:
+    store = open_store(uri=f"lmdb://{tmp_path / 'arctic'}")
+    end = T0 + pd.Timedelta(days=3)
+    for ticker in ("AAPL", "SHAPE"):
+        try:
+            for w in download(PolygonSource(settings, retry_policy=FAST), f"{ticker}.STK", "1h", T0, end):
+                store.write_bars(f"{ticker}.STK", "1h", w.frame, start=w.start, end=w.end)
+        except SourceError as exc:
+            assert ticker == "SHAPE" and "malformed" in str(exc)
+    times = step_times(T0.value // 10**6, end.value // 10**6 - 1, 3_600_000)
+    want = expected("AAPL", times, pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="time"))
+    pd.testing.assert_frame_equal(store.read_bars("AAPL.STK", "1h"), want, check_freq=False)
+    assert store.bar_symbols("1h") == {"1h": ["AAPL.STK"]}
