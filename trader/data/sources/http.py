@@ -126,6 +126,14 @@ class _Retryable(Exception):
         self.reason, self.after = reason, after
 
 
+@dataclass(slots=True)
+class _Call:
+    """One get_json's state across its attempts: requests sent, the Retry-After the last answer asked for."""
+
+    sent: int = 0
+    after: float = 0.0
+
+
 def retry_after(value: str | None, now: float | None = None) -> float:
     """Return the seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date); 0 if absent or bad."""
     if not value:
@@ -163,17 +171,18 @@ class HttpFetch:
     async def get_json(self, key: str, url: str, params: Mapping[str, str | int] | None = None) -> Reply:
         """GET ``url`` for instrument ``key`` and return its JSON; SourceError when it cannot be had."""
         shown = self.mask(str(httpx.URL(url, params=params)))
-        pending = {"after": 0.0}
+        call = _Call()
 
         async def attempt() -> Reply:
+            call.sent += 1
             try:
                 return await self._attempt(key, url, params, shown)
             except _Retryable as exc:
-                pending["after"] = exc.after  # before the give-up is asked
+                call.after = exc.after  # before the give-up is asked
                 raise
 
         async def sleep(seconds: float) -> None:  # the policy's wait, or longer when the server asked so
-            wait, pending["after"] = max(seconds, pending["after"]), 0.0
+            wait, call.after = max(seconds, call.after), 0.0
             await self._sleep(wait)
 
         def on_retry(error: BaseException) -> None:
@@ -182,9 +191,9 @@ class HttpFetch:
         try:
             return await self.policy.call(attempt, retry_on=_Retryable, what=f"{self.source} {key} GET {shown}",
                                           logger=log, on_retry=on_retry, sleep=sleep,
-                                          give_up=lambda: pending["after"] > self.max_retry_after)
+                                          give_up=lambda: call.after > self.max_retry_after)
         except _Retryable as exc:
-            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {self.requests} requests",
+            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {call.sent} requests",
                                  retryable=True, source=self.source) from None
 
     async def _attempt(self, key: str, url: str, params: Mapping[str, str | int] | None, shown: str) -> Reply:
