@@ -62,9 +62,9 @@ def step_times(first_ms: int, last_ms: int, step_ms: int) -> np.ndarray:
     return np.arange(start, last_ms + 1, step_ms, dtype="int64")
 
 
-def polygon_days(first: str, last: str) -> np.ndarray:
-    """Return Polygon's daily stamps (midnight New York, ms) of the weekdays in ``first..last``."""
-    days = pd.bdate_range(first, last).tz_localize(NEW_YORK)
+def polygon_days(first: str, last: str, *, fx: bool = False) -> np.ndarray:
+    """Return Polygon's daily stamps (ms) of the weekdays in ``first..last``: midnight New York, or UTC for FX."""
+    days = pd.bdate_range(first, last).tz_localize("UTC" if fx else NEW_YORK)
     return np.asarray(days.tz_convert("UTC").asi8 // 1_000_000, dtype="int64")
 
 
@@ -140,7 +140,7 @@ class ProviderServer:
                                       "message": "Your plan doesn't include this data timeframe."}, status=403)
         units = {"second": 1_000, "minute": 60_000, "hour": 3_600_000}
         if m["span"] == "day":
-            times = polygon_days(m["first"], m["last"])
+            times = polygon_days(m["first"], m["last"], fx=ticker.startswith("C:"))
         else:
             times = step_times(int(m["first"]), int(m["last"]), int(m["mult"]) * units[m["span"]])
         values = bar_values(ticker, times)

@@ -63,12 +63,14 @@ def test_a_long_range_comes_in_windows_that_cover_it_in_order(provider: Provider
     assert len(frame) == 40 * 1440 and frame.index.is_monotonic_increasing
 
 
-def test_daily_bars_start_at_midnight_utc_of_their_date(provider: ProviderServer, settings: Settings) -> None:
+@pytest.mark.parametrize(("key", "ticker"), [("MSFT.STK", "MSFT"), ("GBP.CASH.USD", "C:GBPUSD")])
+def test_daily_bars_start_at_midnight_utc_of_their_date(provider: ProviderServer, settings: Settings, key: str,
+                                                        ticker: str) -> None:
     end = T0 + pd.Timedelta(days=14)
-    (window,) = download(PolygonSource(settings), "MSFT.STK", "1d", T0, end)
-    stamps = polygon_days("2026-03-02", "2026-03-15")
-    assert provider.requests[0][0].endswith("/range/1/day/2026-03-02/2026-03-15")
-    want = expected("MSFT", stamps, pd.DatetimeIndex(pd.bdate_range(T0, end - pd.Timedelta(days=1)), name="time"))
+    (window,) = download(PolygonSource(settings), key, "1d", T0, end)
+    stamps = polygon_days("2026-03-02", "2026-03-15", fx=ticker.startswith("C:"))  # New York or UTC midnights
+    assert provider.requests[0][0].endswith(f"/{ticker}/range/1/day/2026-03-02/2026-03-15")
+    want = expected(ticker, stamps, pd.DatetimeIndex(pd.bdate_range(T0, end - pd.Timedelta(days=1)), name="time"))
     pd.testing.assert_frame_equal(window.frame, want, check_freq=False)
 
 
@@ -134,6 +136,10 @@ def test_a_wrong_key_is_refused_and_the_key_is_never_logged(provider: ProviderSe
     assert any("HTTP Request: GET" in r.getMessage() for r in caplog.records)  # httpx's own log was captured
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert API_KEY not in logged and all(API_KEY not in repr(e.details) + str(e) for e in errors)
+
+
+def test_the_key_is_among_the_secrets_the_logs_mask(settings: Settings) -> None:
+    assert API_KEY in settings.secrets()
 
 
 def test_a_missing_key_is_a_config_error() -> None:

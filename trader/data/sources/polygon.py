@@ -16,8 +16,9 @@ a ``next_url`` needs nothing added. A ``next_url`` pointing anywhere but
 ``polygon_url`` is refused, so the key is never sent to another host.
 
 Windows are at most one page of a 24-hour market's bars (50,000) and at most a
-year long. Daily bars start at midnight UTC of their session date, as IB's do
-(Polygon stamps them at midnight New York time). A window that comes back
+year long. Daily bars start at midnight UTC of their session date, as IB's do:
+Polygon stamps a stock's at midnight New York time, other markets' nearer
+midnight UTC, so a day bar is dated by the UTC midnight nearest its stamp. A window that comes back
 empty for a ticker not yet seen is checked against ``/v3/reference/tickers``
 once: an unknown ticker is an error, not years of empty windows.
 """
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 50_000  # Polygon's largest page of aggregates
 _MAX_PAGES = 10_000  # a next_url chain longer than this is a provider loop, not data
-_NEW_YORK = "America/New_York"
 _GOOD = ("OK", "DELAYED")
 _DAY = 86_400
 
@@ -183,8 +183,8 @@ class PolygonSource:
     @staticmethod
     def _frame(rows: list[_Agg], daily: bool) -> pd.DataFrame:
         times = pd.to_datetime(np.array([r["t"] for r in rows], dtype="int64"), unit="ms", utc=True)
-        if daily:  # midnight New York -> midnight UTC of that date, as IB's daily bars
-            times = times.tz_convert(_NEW_YORK).tz_localize(None).normalize().tz_localize("UTC")
+        if daily:  # stamped at midnight New York (stocks) or UTC: the nearest UTC midnight is the bar's date
+            times = times.round("D")
         columns: dict[str, Any] = {
             "open": np.array([r["o"] for r in rows], dtype="float64"),
             "high": np.array([r["h"] for r in rows], dtype="float64"),
