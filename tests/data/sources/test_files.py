@@ -40,7 +40,7 @@ def test_a_csv_round_trips_in_calendar_month_windows_clipped_to_its_rows(tmp_pat
     path = tmp_path / "aapl.csv"
     frame.to_csv(path)
     source = FileSource(SETTINGS, path=path, symbol="AAPL.STK")
-    assert isinstance(source, Source) and source.name == "file"
+    assert isinstance(source, Source) and source.name == "file" and source.covers_range is False
     windows = download(source, "AAPL.STK", "1m", *WIDE)
     first, april, end = frame.index[0], pd.Timestamp("2026-04-01", tz="UTC"), frame.index[-1] + pd.Timedelta("1min")
     assert [(w.start, w.end) for w in windows] == [(first, april), (april, end)]

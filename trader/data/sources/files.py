@@ -22,7 +22,9 @@ together than the bar size is a SourceError naming the file and the
 instrument, and nothing is written. The windows are calendar months of the
 requested range clipped to the instrument's rows in the file (a month with no
 rows inside that span is an empty window: the file says there were none); a
-file never empties stored bars outside its own span.
+file never empties stored bars outside its own span. So, unlike the other
+sources, its windows may end before the end asked for (or be none at all):
+:attr:`FileSource.covers_range` is False to tell a caller so.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class FileSource:
     """
 
     name = "file"
+    #: The windows cover only the part of the range the file has rows for (not the whole of it).
+    covers_range = False
 
     def __init__(self, settings: Settings, *, path: str | Path, symbol: str | None = None, tz: str = "UTC") -> None:
         self.path = Path(path).expanduser()
