@@ -115,7 +115,7 @@ def test_429_and_503_are_retried(provider: ProviderServer, settings: Settings, s
 
 
 @pytest.mark.parametrize(("symbol", "says", "retryable"), [
-    ("DOWN", "yahoo: HTTP 500 from http://127.0.0.1", True),
+    ("DOWN", "yahoo: HTTP 500; gave up after 4 requests", True),
     ("GARBAGE", "yahoo: malformed response (not JSON: text/html", False),
     ("SHAPE", "yahoo: malformed response (24 timestamps but 23 high values)", False),
     ("NOPE", "yahoo: Not Found: No data found, symbol may be delisted (NOPE)", False),

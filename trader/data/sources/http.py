@@ -121,9 +121,12 @@ class Reply:
 class _Retryable(Exception):
     """A failure the same request may survive; ``after`` is the server's Retry-After in seconds, if any."""
 
-    def __init__(self, reason: str, after: float = 0.0) -> None:
+    def __init__(self, reason: str, after: float = 0.0, *, url: str) -> None:
         super().__init__(reason)
-        self.reason, self.after = reason, after
+        self.reason, self.after, self.url = reason, after, url
+
+    def __repr__(self) -> str:  # what the retry policy's log line shows
+        return f"{self.reason} from {self.url}"
 
 
 @dataclass(slots=True)
@@ -189,37 +192,37 @@ class HttpFetch:
             self.retries += 1
 
         try:
-            return await self.policy.call(attempt, retry_on=_Retryable, what=f"{self.source} {key} GET {shown}",
+            return await self.policy.call(attempt, retry_on=_Retryable, what=f"{self.source} {key}",
                                           logger=log, on_retry=on_retry, sleep=sleep,
                                           give_up=lambda: call.after > self.max_retry_after)
         except _Retryable as exc:
-            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {call.sent} requests",
-                                 retryable=True, source=self.source) from None
+            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {call.sent} request{'s' if call.sent > 1 else ''}",
+                                 retryable=True, source=self.source, url=exc.url) from None
 
     async def _attempt(self, key: str, url: str, params: Mapping[str, str | int] | None, shown: str) -> Reply:
         self.requests += 1
         try:
             response = await self._client.get(url, params=params)
         except httpx.TimeoutException:
-            raise _Retryable(f"no answer within {self._client.timeout.read} s from {shown}") from None
+            raise _Retryable(f"no answer within {self._client.timeout.read:g} s", url=shown) from None
         except httpx.TransportError as exc:  # refused, reset, a broken HTTP exchange
-            raise _Retryable(f"{type(exc).__name__} on {shown}: {self.mask(str(exc)) or 'connection failed'}") \
+            raise _Retryable(f"{type(exc).__name__}: {self.mask(str(exc)) or 'connection failed'}", url=shown) \
                 from None
         status = response.status_code
         if status == 429:
             after = retry_after(response.headers.get("Retry-After"))
-            reason = f"HTTP 429 (rate limited{f', retry after {after:g} s' if after else ''}) from {shown}"
-            raise _Retryable(reason, after)
+            reason = f"HTTP 429 (rate limited{f', retry after {after:g} s' if after else ''})"
+            raise _Retryable(reason, after, url=shown)
         if status >= 500:
-            raise _Retryable(f"HTTP {status} from {shown}")
+            raise _Retryable(f"HTTP {status}", url=shown)
         try:
             body = json.loads(response.content)
         except ValueError:
             text = self.mask(response.text[:_SNIPPET].replace("\n", " "))
             kind = response.headers.get("content-type", "no content type")
             if status >= 400:
-                raise SourceError.of(key, f"{self.source}: HTTP {status} from {shown} ({kind}: {text!r})",
-                                     retryable=False, source=self.source, status=status) from None
+                raise SourceError.of(key, f"{self.source}: HTTP {status} ({kind}: {text!r})",
+                                     retryable=False, source=self.source, status=status, url=shown) from None
             raise malformed(key, self.source, f"not JSON: {kind}: {text!r}") from None
         if status >= 300:
             log.debug("%s %s: HTTP %d from %s", self.source, key, status, shown)
