@@ -196,8 +196,9 @@ class HttpFetch:
                                           logger=log, on_retry=on_retry, sleep=sleep,
                                           give_up=lambda: call.after > self.max_retry_after)
         except _Retryable as exc:
-            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {call.sent} request{'s' if call.sent > 1 else ''}",
-                                 retryable=True, source=self.source, url=exc.url) from None
+            tries = f"{call.sent} request{'s' if call.sent > 1 else ''}"
+            raise SourceError.of(key, f"{self.source}: {exc.reason}; gave up after {tries}", retryable=True,
+                                 source=self.source, url=exc.url) from None
 
     async def _attempt(self, key: str, url: str, params: Mapping[str, str | int] | None, shown: str) -> Reply:
         self.requests += 1
