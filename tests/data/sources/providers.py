@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class ProviderServer:
     page_size: int = 1000
     requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)
+    times: dict[str, list[float]] = field(default_factory=dict)  # monotonic arrival of each request, by name
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -106,6 +108,7 @@ class ProviderServer:
     def _seen(self, request: web.Request, name: str) -> None:
         self.requests.append((request.path, dict(request.query), request.headers.get("Authorization", "")))
         self.hits[name] += 1
+        self.times.setdefault(name, []).append(time.monotonic())
 
     def _misbehave(self, name: str) -> web.Response | None:
         if name == "RATE" and self.hits[name] == 1:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
+import time
 
 import pandas as pd
 import pytest
@@ -84,3 +86,13 @@ def test_mask_blanks_secrets_and_key_like_parameters() -> None:
 def test_fixed_spans_cover_the_range() -> None:
     spans = list(fixed_spans(T0, T0 + 2.5 * DAY, DAY))
     assert spans == [(T0, T0 + DAY), (T0 + DAY, T0 + 2 * DAY), (T0 + 2 * DAY, T0 + 2.5 * DAY)]
+
+
+def test_per_minute_spaces_the_requests(provider: ProviderServer, settings: Settings) -> None:
+    provider.page_size = 5  # 24 hourly bars: 5 pages
+    began = time.monotonic()
+    (window,) = download(PolygonSource(settings, per_minute=600), "AAPL.STK", "1h", T0, T0 + DAY)
+    starts = provider.times["AAPL"]
+    assert len(window.frame) == 24 and len(starts) == 5
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.09  # 600 a minute: 0.1 s apart
+    assert time.monotonic() - began >= 0.4

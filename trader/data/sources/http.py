@@ -9,7 +9,9 @@ waited for: the request fails at once, retryable, so the job can come back
 later. Giving up is a retryable :class:`~trader.errors.SourceError` naming the
 instrument. A body that is not JSON is a non-retryable "malformed" error (the
 same request would get the same body); what a JSON body must hold is each
-source's business (:func:`malformed` builds its error).
+source's business (:func:`malformed` builds its error). With ``per_minute``,
+requests are spaced so that no more than that many start in a minute (a
+plan's limit kept, rather than run into: Polygon's free plan allows 5).
 
 No secret reaches a log line or an error message: every URL this module logs
 or puts in an error goes through :func:`mask`, which blanks the given secret
@@ -156,7 +158,8 @@ class HttpFetch:
 
     def __init__(self, settings: Settings, *, source: str, headers: Mapping[str, str] | None = None,
                  secrets: Iterable[str] = (), policy: RetryPolicy | None = None,
-                 max_retry_after: float = 60.0, sleep: Sleep | None = None) -> None:
+                 max_retry_after: float = 60.0, per_minute: float | None = None,
+                 sleep: Sleep | None = None) -> None:
         self.source = source
         self.policy = policy or DEFAULT_RETRY
         self.max_retry_after = max_retry_after
@@ -164,6 +167,9 @@ class HttpFetch:
         self.requests = 0  # requests sent, retries included
         self.retries = 0
         self._sleep = sleep or asyncio.sleep
+        self._spacing = 60.0 / per_minute if per_minute else 0.0  # seconds between two requests' starts
+        self._next = 0.0  # monotonic time the next request may start
+        self._pace = asyncio.Lock()
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.history.http_timeout),
                                          headers=dict(headers or {}), follow_redirects=True)
 
@@ -201,6 +207,12 @@ class HttpFetch:
                                  source=self.source, url=exc.url) from None
 
     async def _attempt(self, key: str, url: str, params: Mapping[str, str | int] | None, shown: str) -> Reply:
+        if self._spacing:
+            async with self._pace:  # a plan's requests per minute, kept rather than answered with 429s
+                now = time.monotonic()
+                if self._next > now:
+                    await self._sleep(self._next - now)
+                self._next = max(now, self._next) + self._spacing
         self.requests += 1
         try:
             response = await self._client.get(url, params=params)

@@ -110,14 +110,15 @@ def window_length(seconds: int) -> pd.Timedelta:
 class PolygonSource:
     """Bars from Polygon's aggregates API (see the module's docstring).
 
-    Options: ``adjusted`` (split-adjusted prices, default True), ``retry_policy``
+    Options: ``adjusted`` (split-adjusted prices, default True), ``per_minute``
+    (the plan's requests per minute, kept; default: no limit), ``retry_policy``
     (a :class:`~trader.retry.RetryPolicy`), ``max_retry_after`` (seconds).
     """
 
     name = "polygon"
 
-    def __init__(self, settings: Settings, *, adjusted: bool = True, retry_policy: RetryPolicy | None = None,
-                 max_retry_after: float = 60.0) -> None:
+    def __init__(self, settings: Settings, *, adjusted: bool = True, per_minute: float | None = None,
+                 retry_policy: RetryPolicy | None = None, max_retry_after: float = 60.0) -> None:
         secret = settings.history.polygon_api_key
         api_key = secret.get_secret_value() if secret is not None else ""
         if not api_key:
@@ -126,7 +127,8 @@ class PolygonSource:
         self.base = settings.history.polygon_url.rstrip("/")
         self.adjusted = adjusted
         self.http = HttpFetch(settings, source=self.name, headers={"Authorization": f"Bearer {api_key}"},
-                              secrets=[api_key], policy=retry_policy, max_retry_after=max_retry_after)
+                              secrets=[api_key], policy=retry_policy, max_retry_after=max_retry_after,
+                              per_minute=per_minute)
         self._known: set[str] = set()  # tickers Polygon confirmed
 
     async def windows(self, key: str, bar_size: str, start: pd.Timestamp,
