@@ -91,6 +91,7 @@ class FileSource:
         self.symbol = symbol.strip().upper() if symbol else None
         self.tz = tz
         self._table: pd.DataFrame | None = None
+        self._groups: dict[str, np.ndarray] | None = None  # contract key -> its rows' positions (a symbol column)
         self._error: str | None = None
         self._bound: str | None = None  # the instrument a file without symbols was read as
 
@@ -104,7 +105,7 @@ class FileSource:
         seconds = bar_seconds(key, self.name, bar_size)
         if self._table is None and self._error is None:
             try:
-                self._table = await asyncio.to_thread(self._load)
+                self._table, self._groups = await asyncio.to_thread(self._load)
             except _Refused as exc:
                 self._error = str(exc)
         if self._error is not None or self._table is None:
@@ -118,8 +119,8 @@ class FileSource:
         for a, b in month_spans(lo, hi):
             yield Window(a, b, bars[(bars.index >= a) & (bars.index < b)])
 
-    def _load(self) -> pd.DataFrame:
-        """Read the file; return its rows with lower-case columns and a UTC ``time`` column."""
+    def _load(self) -> tuple[pd.DataFrame, dict[str, np.ndarray] | None]:
+        """Read the file; return its rows (lower-case columns, a UTC ``time``) and each key's rows, if it names them."""
         name = self.path.name.lower()
         try:
             if name.endswith(_PARQUET):
@@ -137,8 +138,15 @@ class FileSource:
         if time_column is None:
             raise _Refused(f"no time column ({', '.join(TIME_COLUMNS)}) among {', '.join(frame.columns)}")
         frame["time"] = self._times(frame[time_column], time_column)
-        log.info("file %s: %d rows read", self.path, len(frame))
-        return frame
+        column = next((c for c in SYMBOL_COLUMNS if c in frame.columns), None)
+        groups = None
+        if column is not None:  # grouped once: a file of a whole universe is asked for each member in turn
+            names = frame[column].astype(str).str.strip().str.upper()
+            names = names.where(names.str.contains(".", regex=False), names + ".STK")
+            groups = {str(k): v for k, v in names.groupby(names, sort=True).indices.items()}
+        log.info("file %s: %d rows read%s", self.path, len(frame),
+                 f", {len(groups)} instruments" if groups is not None else "")
+        return frame, groups
 
     def _times(self, column: pd.Series, name: str) -> pd.Series:
         try:
@@ -163,16 +171,14 @@ class FileSource:
 
     def _rows(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
         wanted = key.strip().upper()
-        column = next((c for c in SYMBOL_COLUMNS if c in table.columns), None)
-        if column is not None:
-            names = table[column].astype(str).str.strip().str.upper()
-            names = names.where(names.str.contains(".", regex=False), names + ".STK")
-            rows = table[names == wanted]
-            if rows.empty:
-                held = sorted(names.unique())
+        if self._groups is not None:
+            positions = self._groups.get(wanted)
+            if positions is None:
+                held = list(self._groups)
+                column = next(c for c in SYMBOL_COLUMNS if c in table.columns)
                 shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
                 raise self._fail(key, f"no rows for {wanted} (its {column} column has {shown})")
-            return rows
+            return table.iloc[np.sort(positions)]
         held = self.symbol or self._bound
         if held is not None and held != wanted:
             raise self._fail(key, f"holds the bars of {held} only (no symbol column)")
@@ -205,4 +211,4 @@ class FileSource:
 
     async def close(self) -> None:
         """Forget the file's rows."""
-        self._table, self._error = None, None
+        self._table, self._groups, self._error = None, None, None

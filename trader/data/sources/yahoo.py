@@ -130,7 +130,7 @@ def yahoo_symbol(key: str, *, continuous: bool = False) -> str:
         return f"{parts.symbol}=F"
     if parts.sec_type is SecType.FUT:
         reason = (f"yahoo has no contract months, only the continuous front month {parts.symbol}=F "
-                  "(the option continuous=True stores that under this key)")
+                  "(the option continuous=true stores that under this key)")
     else:
         reason = f"yahoo: {'non-USD stocks' if parts.sec_type is SecType.STK else f'{parts.sec_type} contracts'} " \
                  "are not served (US stocks, FX pairs, indices and continuous futures are)"
