@@ -369,7 +369,7 @@ class Settings(StrictModel):
         """Every secret value in these settings, for log masking."""
         found: list[str] = []
         curve = (self.security.server.secret_key, self.security.client.secret_key)
-        for secret in (self.redis.password, self.pycron.token, *curve):
+        for secret in (self.redis.password, self.pycron.token, self.history.polygon_api_key, *curve):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())
         return found
