@@ -250,7 +250,10 @@ def trading_minutes(cal: TradingCalendar, start: datetime | pd.Timestamp, end: d
 def _seconds_of(bar_size: str) -> int:
     from trader.strategy.bars import parse_bar_size
 
-    return parse_bar_size(bar_size)
+    try:
+        return parse_bar_size(bar_size)
+    except ValueError as exc:
+        raise ValidationError(str(exc), bar_size=bar_size) from None
 
 
 def expected_bar_starts(cal: TradingCalendar, bar_size: str, start: datetime | pd.Timestamp,
@@ -293,7 +296,8 @@ def missing_sessions(index: pd.DatetimeIndex, cal: TradingCalendar, bar_size: st
     lo, hi = _utc(start), _utc(end)
     w = cal.windows(lo, hi, use_rth=use_rth)
     if seconds >= 86400:
-        have = set(times.normalize().tz_localize(None)) | set(_session_labels(w, times))
+        midnight = times == times.normalize()  # a bar dated by its session (IB's, as stored)
+        have = set(times[midnight].tz_localize(None)) | set(_session_labels(w, times[~midnight]))
         return [Gap(label.date(), label.tz_localize("UTC"), label.tz_localize("UTC"), 1, 0)
                 for label in w.labels if label not in have and lo <= label.tz_localize("UTC") < hi]
     stamps = np.sort(times.asi8 // 10**9)
