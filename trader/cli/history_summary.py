@@ -28,11 +28,8 @@ def register(group: click.Group) -> None:
     history = group.commands.get("history")
     if not isinstance(history, click.Group):
         history = click.Group("history", help="Stored market data: download, read, export, summarise.")
-        group.add_command(history)
     history.add_command(summary_command)
-    from trader.cli.main import add_json_option  # the group got --json before this command was in it
-
-    add_json_option(summary_command)
+    group.add_command(history)  # (again, if it was there): the top group gives every command in it --json
 
 
 @click.command("summary")
