@@ -56,6 +56,7 @@ class MarketGenerator:
         self.sessions = sessions
         self._gate = SessionGate()
         self._hours: dict[int, TradingHours] = {}
+        self._calendars: dict[str, TradingHours] = {}  # one per calendar: what instruments share
         self._walking: list[MarketState] = []
         self._states: dict[int, MarketState] = {}
         for inst in catalogue:
@@ -63,7 +64,8 @@ class MarketGenerator:
         self._walking = list(self._states.values())
 
     def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
-        self._hours[inst.conid] = hours_of(inst, sessions=self.sessions)
+        hours = hours_of(inst, sessions=self.sessions)
+        self._hours[inst.conid] = self._calendars.setdefault(hours.calendar.hours, hours)
         rng = random.Random(f"tws-sim:{self.seed}:{inst.conid}")
         half_spread = Decimal(inst.spread_ticks) * inst.tick_size / 2
         bid_ticks = max(1, int(((inst.price - half_spread) / inst.tick_size).to_integral_value()))
@@ -131,7 +133,10 @@ class MarketGenerator:
         self.steps += 1
         walking = self._walking
         if self.sessions:
-            walking = [s for s in walking if self._gate.is_open(self._hours[s.instrument.conid], now)]
+            closed = {h for h in self._calendars.values() if not self._gate.is_open(h, now)}
+            if closed:
+                hours = self._hours
+                walking = [s for s in walking if hours[s.instrument.conid] not in closed]
         moved = [state for state in walking if self._step_one(state, now)]
         if self.replay is not None:
             moved.extend(self.replay.advance(now))

@@ -12,6 +12,7 @@ live market prints nothing outside a session and the history holds no bar there.
 
 from __future__ import annotations
 
+import bisect
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -72,12 +73,12 @@ class TradingHours:
 class SessionGate:
     """The live market's question, asked every step: is this instrument's market open now?
 
-    Keeps two weeks of each calendar's sessions and refreshes them when the clock
-    passes their end, so a step costs a binary search per calendar.
+    Keeps two weeks of each calendar's sessions as plain lists and refreshes them when
+    the clock leaves them, so a step costs one binary search per calendar.
     """
 
     def __init__(self) -> None:
-        self._windows: dict[str, tuple[int, int, SessionWindows]] = {}
+        self._windows: dict[str, tuple[int, int, list[int], list[int]]] = {}
 
     def is_open(self, hours: TradingHours, now: datetime) -> bool:
         """Return whether ``hours`` trades at ``now`` (always, when it does not follow sessions)."""
@@ -87,8 +88,10 @@ class SessionGate:
         cached = self._windows.get(hours.calendar.hours)
         if cached is None or not cached[0] <= t < cached[1]:
             lo, hi = t - 86400, t + int(_GATE_SPAN.total_seconds())
-            cached = self._windows[hours.calendar.hours] = (lo, hi, hours.windows(lo - 86400, hi, False))
-        return bool(TradingHours._locate(cached[2], np.array([t], dtype=np.int64))[0] >= 0)
+            w = hours.windows(lo - 86400, hi, False)
+            cached = self._windows[hours.calendar.hours] = (lo, hi, w.opens.tolist(), w.closes.tolist())
+        at = bisect.bisect_right(cached[2], t) - 1
+        return at >= 0 and t < cached[3][at]
 
 
 def hours_of(inst: SimInstrument, *, sessions: bool) -> TradingHours:
