@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -52,6 +51,9 @@ def test_keys_name_calendars_and_unknowns_are_refused() -> None:
     assert calendar_for_key("ES.FUT.202612") is FUTURES
     assert calendar_for_key("EUR.CASH.USD") is FX
     assert calendar_for_key("SPX.IND").hours is Hours.INDEX
+    day = (pd.Timestamp("2026-11-24", tz=ET), pd.Timestamp("2026-11-25", tz=ET))
+    assert list(trading_minutes("AAPL.STK", *day)) == list(trading_minutes("NASDAQ", *day))
+    assert list(expected_bar_starts("ES.FUT.202612", "1h", *day)) == list(expected_bar_starts("CME", "1h", *day))
     with pytest.raises(ValidationError, match="no trading calendar"):
         calendar_for("MOON", None)
     with pytest.raises(ValidationError):
@@ -145,16 +147,24 @@ def test_missing_daily_and_futures_sessions() -> None:
     assert [(g.session, g.expected) for g in gaps] == [(date(2026, 11, 18), 23)]
 
 
-def test_a_calendar_is_built_once_and_widened_for_old_ranges() -> None:
-    calendars._XCALS.clear()
-    t0 = time.perf_counter()
-    STOCKS.windows(pd.Timestamp("2026-01-05", tz="UTC"), pd.Timestamp("2026-01-06", tz="UTC"))
-    first = time.perf_counter() - t0
-    built = calendars._XCALS["XNYS"]
-    t0 = time.perf_counter()
+def test_a_calendar_is_built_once_and_widened_for_old_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exchange_calendars
+
+    built: list[tuple[str, object]] = []
+    real = exchange_calendars.get_calendar
+
+    def counted(name: str, **kwargs: object) -> object:
+        built.append((name, kwargs.get("start")))
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(exchange_calendars, "get_calendar", counted)
+    monkeypatch.setattr(calendars, "_XCALS", {})
+    calendars._schedule.cache_clear()
     for day in range(1, 28):
         STOCKS.windows(pd.Timestamp(f"2026-02-{day:02d}", tz="UTC"), pd.Timestamp(f"2026-02-{day:02d} 12:00", tz="UTC"))
-    again = (time.perf_counter() - t0) / 27
-    assert calendars._XCALS["XNYS"] is built and again < first
-    assert hours(STOCKS, "2001-09-11") == []  # closed after the attacks: a range older than the default one
+        STOCKS.windows(pd.Timestamp(f"2025-{day % 12 + 1:02d}-03", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC"))
+    assert built == [("XNYS", None)]  # once per process, whatever the ranges inside it
+    assert hours(STOCKS, "2001-09-11") == []  # closed after the attacks: older than the default 20 years
     assert hours(STOCKS, "2001-09-17", rth=True) == [("Mon 09:30", "Mon 16:00")]
+    assert [name for name, _ in built] == ["XNYS", "XNYS"] and built[1][1] is not None  # widened once
+    calendars._schedule.cache_clear()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from trader.data.arctic import ArcticStore
 from trader.data.calendars import calendar_for, expected_bar_starts, trading_minutes
 from trader.data.store import SymbolMeta

@@ -34,14 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trader.domain.contract_key import parse_key
+from trader.domain.contract_key import is_key, parse_key
 from trader.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "Gap", "Hours", "SessionWindows", "TradingCalendar", "calendar_for", "calendar_for_key",
-    "expected_bar_starts", "missing_sessions", "trading_minutes",
+    "expected_bar_starts", "missing_sessions", "resolve", "trading_minutes",
 ]
 
 STOCK_EXCHANGES = frozenset({"NASDAQ", "NYSE", "ARCA", "NYSEARCA", "AMEX", "BATS", "IEX", "SMART", "ISLAND",
@@ -187,7 +187,7 @@ def _xcal(code: str, first: date, last: date) -> Any:
         log.info("widening the %s calendar to %s .. %s", code, start, end)
         try:
             cal = _XCALS[code] = xc.get_calendar(code, start=pd.Timestamp(start), end=pd.Timestamp(end))
-        except Exception as exc:  # a bound before the calendar's data: keep what it has
+        except (xc.errors.CalendarError, ValueError) as exc:  # a bound the library has no data for: keep ours
             log.warning("cannot widen the %s calendar to %s .. %s: %s", code, start, end, exc)
     return cal
 
@@ -235,9 +235,20 @@ def _utc(when: datetime | pd.Timestamp | str) -> pd.Timestamp:
 
 
 # --- minutes, expected bars, gaps -----------------------------------------------------------------
-def trading_minutes(cal: TradingCalendar, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp,
+def resolve(cal: TradingCalendar | str) -> TradingCalendar:
+    """Return ``cal``, or the calendar a contract key (``AAPL.STK``) or an exchange (``CME``) names."""
+    if isinstance(cal, TradingCalendar):
+        return cal
+    return calendar_for_key(cal) if is_key(cal) else calendar_for(cal)
+
+
+def trading_minutes(cal: TradingCalendar | str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp,
                     use_rth: bool = False) -> pd.DatetimeIndex:
-    """Return the starts (UTC) of the minutes in ``[start, end)`` that lie inside a session."""
+    """Return the starts (UTC) of the minutes in ``[start, end)`` that lie inside a session.
+
+    ``cal`` is a calendar, a contract key or an exchange (as everywhere below).
+    """
+    cal = resolve(cal)
     lo, hi = _utc(start), _utc(end)
     w = cal.windows(lo, hi, use_rth=use_rth)
     first, last = -(-lo.value // 60_000_000_000), -(-hi.value // 60_000_000_000)  # whole minutes
@@ -256,7 +267,7 @@ def _seconds_of(bar_size: str) -> int:
         raise ValidationError(str(exc), bar_size=bar_size) from None
 
 
-def expected_bar_starts(cal: TradingCalendar, bar_size: str, start: datetime | pd.Timestamp,
+def expected_bar_starts(cal: TradingCalendar | str, bar_size: str, start: datetime | pd.Timestamp,
                         end: datetime | pd.Timestamp, use_rth: bool = False) -> pd.DatetimeIndex:
     """Return the bar starts a complete series of ``bar_size`` bars has in ``[start, end)``.
 
@@ -264,7 +275,7 @@ def expected_bar_starts(cal: TradingCalendar, bar_size: str, start: datetime | p
     session minute lies inside them; daily bars are one per session, at its date
     (midnight UTC, as the store keeps IB's daily bars). Longer sizes are refused.
     """
-    seconds = _seconds_of(bar_size)
+    seconds, cal = _seconds_of(bar_size), resolve(cal)
     if seconds == 86400:
         labels = cal.windows(start, end, use_rth=use_rth).labels
         return pd.DatetimeIndex(labels.tz_localize("UTC"), name="time")
@@ -275,7 +286,7 @@ def expected_bar_starts(cal: TradingCalendar, bar_size: str, start: datetime | p
     return pd.DatetimeIndex(starts * 10**9, tz="UTC", name="time")
 
 
-def missing_sessions(index: pd.DatetimeIndex, cal: TradingCalendar, bar_size: str,
+def missing_sessions(index: pd.DatetimeIndex, cal: TradingCalendar | str, bar_size: str,
                      start: datetime | pd.Timestamp | None = None, end: datetime | pd.Timestamp | None = None, *,
                      use_rth: bool = False, partial: float | None = None) -> list[Gap]:
     """Return the sessions in ``[start, end)`` (default: the index's first to last bar) without bars.
@@ -285,7 +296,7 @@ def missing_sessions(index: pd.DatetimeIndex, cal: TradingCalendar, bar_size: st
     fewer than that share of its expected intraday bars is reported too, with its
     first and last missing bar start. ``use_rth`` picks the hours the bars should cover.
     """
-    seconds = _seconds_of(bar_size)
+    seconds, cal = _seconds_of(bar_size), resolve(cal)
     times = pd.DatetimeIndex(index)
     times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
     if start is None or end is None:

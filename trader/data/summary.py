@@ -19,7 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from trader.data.calendars import Gap, TradingCalendar, calendar_for, calendar_for_key, missing_sessions
+from trader.data.calendars import (
+    Gap,
+    TradingCalendar,
+    calendar_for,
+    calendar_for_key,
+    missing_sessions,
+)
 from trader.data.store import MarketStore
 from trader.errors import NotFound, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
