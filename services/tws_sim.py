@@ -69,6 +69,8 @@ class TwsSimService(Service):
         parser.add_argument("--sim-config", type=Path, default=None, help="simulator config (default: sim.yaml beside trader.yaml)")
         parser.add_argument("--tick-rate", type=float, default=None,
                             help="market steps per second, overriding the config's market.tick_rate (at most 1000)")
+        parser.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=None,
+                            help="follow the exchange calendars' sessions (overrides the config's market.sessions)")
 
         parser.add_argument("--replay", default=None, metavar="FILE|store:KEYS|store-ticks:KEYS",
                             help="replay bars or ticks from a CSV or Parquet file (overrides the config's replay), "
@@ -91,6 +93,9 @@ class TwsSimService(Service):
         if args.tick_rate is not None:
             market = validate(MarketConfig, {**sim_config.market.model_dump(), "tick_rate": args.tick_rate},
                               "--tick-rate")
+            sim_config = sim_config.model_copy(update={"market": market})
+        if args.sessions is not None:
+            market = validate(MarketConfig, {**sim_config.market.model_dump(), "sessions": args.sessions}, "--sessions")
             sim_config = sim_config.model_copy(update={"market": market})
         replay = sim_config.replay.model_dump(exclude_unset=True) if sim_config.replay is not None else {}
         if args.replay is not None:

@@ -77,6 +77,8 @@ class MarketConfig(StrictModel):
     seed: int = 42
     tick_rate: float = Field(4.0, gt=0, le=1000, description="quote updates per second")
     account_update_interval: float = Field(3.0, gt=0, description="seconds between account pushes")
+    sessions: bool = Field(False, description="follow the exchange calendars: no prints and no bars outside "
+                                              "sessions (off: every market runs around the clock)")
 
 
 class ReplayConfig(StrictModel):

@@ -217,10 +217,10 @@ class RequestHandlers:
                 check_keep_up_to_date(request.bar_size)
             end = parse_end(request.end, now)
             history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
-                                     request.what_to_show, request.format_date)
+                                     request.what_to_show, request.format_date, request.use_rth)
             state = self.world.market.state(inst.conid)
             record_minute(state, now, 0.0, 0)  # the minute in progress has its bar before its first tick, as at IB
-            bars = build_bars(state, self.world.market.seed, history)
+            bars = build_bars(state, self.world.market.seed, history, self.world.market.hours(inst.conid))
         except HistoryError as exc:
             session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, str(exc))
             return
@@ -230,7 +230,7 @@ class RequestHandlers:
         if request.keep_up_to_date:
             session.bar_streams[request.req_id] = BarStream(
                 request.req_id, inst.conid, request.bar_size, request.what_to_show, request.format_date,
-                now.timestamp())
+                now.timestamp(), request.use_rth)
 
     def cancel_historical_data(self, session: Session, request: Plain) -> None:
         session.bar_streams.pop(request.req_id, None)
@@ -243,9 +243,9 @@ class RequestHandlers:
         stream.last_sent = now.timestamp()
         state = self.world.market.state(stream.conid)
         request = HistoryRequest(now, BAR_SECONDS[stream.bar_size], stream.bar_size, stream.what_to_show,
-                                 stream.format_date)
+                                 stream.format_date, stream.use_rth)
         try:
-            bars = build_bars(state, self.world.market.seed, request)
+            bars = build_bars(state, self.world.market.seed, request, self.world.market.hours(stream.conid))
         except HistoryError as exc:
             log.warning("client %s: bar stream %d stopped: %s", session.client_id, stream.req_id, exc)
             session.bar_streams.pop(stream.req_id, None)

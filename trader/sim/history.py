@@ -8,7 +8,15 @@ one. From the start on, the bars are the live market's recorded minutes. Bars
 of every size are aggregates of those minutes, aligned to UTC (weeks start on
 Monday, months on the 1st). Prices are mids: BID and ASK are shifted by half
 the spread, TRADES carries the generated volume (IB refuses TRADES for FX, and
-so does this). The market runs around the clock: no sessions, no holidays.
+so does this). With the sim's ``market.sessions`` on, only the minutes inside
+the instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
+exchange calendar's sessions and holidays, stocks 04:00-20:00 ET, futures the
+Globex day, FX 24x5) and a daily bar is one session, labelled by its date;
+off, the market runs around the clock and days are UTC days. ``useRTH=1``
+keeps only the bars that start in regular trading hours either way. With
+``formatDate=1`` intraday bars are dated in the exchange's time zone
+(``20261207 09:30:00 US/Eastern``), with ``2`` in epoch seconds; days and
+longer are ``YYYYMMDD``.
 
 Bars under a minute ("1 secs" to "30 secs") are aggregates of one-second bars
 drawn inside each minute: a seeded Brownian bridge per ``(seed, conid, minute)``
@@ -28,9 +36,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import pandas as pd
 
 from trader.domain import SecType
 from trader.sim.market_state import MarketState, MinuteBar
+from trader.sim.trading_hours import TradingHours
 from trader.sim.wire import Field
 
 __all__ = [
@@ -71,6 +81,7 @@ class HistoryRequest:
     bar_size: str
     what_to_show: str
     format_date: int = 1
+    use_rth: bool = False
 
 
 def parse_duration(text: str) -> int:
@@ -318,8 +329,11 @@ def _bucket_start(bucket: int, bar_size: str) -> datetime:
     return datetime.fromtimestamp(bucket * BAR_SECONDS[bar_size], UTC)
 
 
-def _date_texts(buckets: np.ndarray, bar_size: str, format_date: int) -> list[str]:
-    """Return the bars' dates as IB writes them: ``YYYYMMDD`` for days and longer, else time or epoch."""
+def _date_texts(buckets: np.ndarray, bar_size: str, format_date: int, zone: str = "") -> list[str]:
+    """Return the bars' dates as IB writes them: ``YYYYMMDD`` for days and longer, else time or epoch.
+
+    An intraday time is written in ``zone`` (TWS's name of the exchange's time zone), or in UTC.
+    """
     if bar_size in ("1 week", "1 month"):
         return [_bucket_start(int(b), bar_size).strftime("%Y%m%d") for b in buckets]
     starts = buckets * BAR_SECONDS[bar_size]
@@ -327,8 +341,12 @@ def _date_texts(buckets: np.ndarray, bar_size: str, format_date: int) -> list[st
         return [d.replace("-", "") for d in np.datetime_as_string(starts.astype("datetime64[s]"), unit="D")]
     if format_date == 2:
         return [str(t) for t in starts.tolist()]
-    iso = np.datetime_as_string(starts.astype("datetime64[s]"), unit="s")  # YYYY-MM-DDTHH:MM:SS
-    return [f"{t[0:4]}{t[5:7]}{t[8:10]} {t[11:]} UTC" for t in iso]
+    local = starts
+    if zone:
+        local = pd.DatetimeIndex(starts * 10**9, tz="UTC").tz_convert(zone).tz_localize(None).asi8 // 10**9
+    iso = np.datetime_as_string(local.astype("datetime64[s]"), unit="s")  # YYYY-MM-DDTHH:MM:SS
+    suffix = zone or "UTC"
+    return [f"{t[0:4]}{t[5:7]}{t[8:10]} {t[11:]} {suffix}" for t in iso]
 
 
 def check_keep_up_to_date(bar_size: str) -> None:
@@ -338,8 +356,14 @@ def check_keep_up_to_date(bar_size: str) -> None:
                            f"{bar_size} bars (bar sizes of {MIN_UPDATING_BAR_SECONDS} secs and up)")
 
 
-def build_bars(state: MarketState, seed: int, request: HistoryRequest) -> list[tuple[Field, ...]]:
-    """Return the bars of ``request`` as historicalData rows (date, o, h, l, c, volume, wap, count)."""
+def build_bars(state: MarketState, seed: int, request: HistoryRequest,
+               hours: TradingHours | None = None) -> list[tuple[Field, ...]]:
+    """Return the bars of ``request`` as historicalData rows (date, o, h, l, c, volume, wap, count).
+
+    ``hours`` (the instrument's, see :mod:`trader.sim.trading_hours`) drops the bars outside
+    its sessions (or outside RTH for a ``use_rth`` request) and dates bars as TWS does; without
+    it the market runs around the clock and times are written in UTC.
+    """
     if request.bar_size not in BAR_SECONDS:
         raise HistoryError(f"Historical Market Data Service error message:invalid bar size {request.bar_size!r}")
     what = request.what_to_show.upper()
@@ -354,21 +378,31 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest) -> list[t
     if size < 60:
         if request.duration_seconds > MAX_SECOND_BAR_DURATION[request.bar_size]:
             raise HistoryError(_TOO_LONG)
-        return _rows(_seconds(state, seed, request, size), state, request)
+        return _rows(_in_session(_seconds(state, seed, request, size), hours, request, 1), state, request, hours)
     end_minute = math.ceil(request.end.timestamp() / 60)
     first = end_minute - request.duration_seconds // 60
     if end_minute - first > MAX_MINUTES or (end_minute - first) * 60 // size > MAX_BARS:
         raise HistoryError(_TOO_LONG)
-    return _rows(_minutes(state, seed, first, end_minute), state, request)
+    return _rows(_in_session(_minutes(state, seed, first, end_minute), hours, request, 60), state, request, hours)
 
 
-def _rows(m: BarArrays, state: MarketState, request: HistoryRequest) -> list[tuple[Field, ...]]:
+def _in_session(bars: BarArrays, hours: TradingHours | None, request: HistoryRequest, span: int) -> BarArrays:
+    """Return the bars that start inside a session (or inside RTH for a ``use_rth`` request)."""
+    keep = hours.mask(bars.start, request.use_rth, span=span) if hours is not None else None
+    return bars if keep is None else bars.select(keep)
+
+
+def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
+          hours: TradingHours | None = None) -> list[tuple[Field, ...]]:
     """Aggregate ``m`` into the request's bars, priced and formatted as historicalData rows."""
     if len(m) == 0:
         return []
     inst = state.instrument
     what = request.what_to_show.upper()
-    buckets = _buckets(m.start, request.bar_size)
+    if request.bar_size == "1 day" and hours is not None and (hours.sessions or request.use_rth):
+        buckets = hours.session_labels(m.start)  # one bar a session, labelled by its date, as IB's
+    else:
+        buckets = _buckets(m.start, request.bar_size)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     ends = np.concatenate([starts[1:], [len(buckets)]]) - 1
     shift = 0.0
@@ -383,7 +417,8 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest) -> list[tup
     volumes = np.add.reduceat(m.volume, starts)
     counts = np.add.reduceat(m.count, starts)
     waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), decimals + 2)
-    dates = _date_texts(buckets[starts], request.bar_size, request.format_date)
+    dates = _date_texts(buckets[starts], request.bar_size, request.format_date,
+                        hours.timezone if hours is not None else "")
     if what != "TRADES":
         return [(d, o, h, low, c, -1, -1, -1)
                 for d, o, h, low, c in zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),

@@ -11,6 +11,11 @@ time and the server runs it on the wall clock.
 Every step is also recorded into one-minute bars, which :mod:`trader.sim.history`
 joins to the synthetic past so that historical data ends where the live market is.
 
+With ``sessions`` on, an instrument moves only inside its exchange's sessions
+(:mod:`trader.sim.trading_hours`): outside them its quote stands still and
+nothing prints, as on a closed exchange. Off (the default), every market runs
+around the clock.
+
 Instruments that a :class:`~trader.sim.replay.ReplaySource` drives (see
 :meth:`MarketGenerator.drive`) follow their file instead of the walk; the rest
 keep walking, so a replayed future and simulated stocks can trade side by side.
@@ -26,6 +31,7 @@ from decimal import Decimal
 from trader.sim.catalogue import Catalogue, SimInstrument
 from trader.sim.market_state import MarketState, MinuteBar, minute_of, record_minute
 from trader.sim.replay import ReplaySource
+from trader.sim.trading_hours import SessionGate, TradingHours, hours_of
 
 __all__ = ["TRADING_SECONDS_PER_YEAR", "MarketGenerator"]
 
@@ -36,7 +42,8 @@ TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 class MarketGenerator:
     """Every catalogue instrument's simulated market, stepped together."""
 
-    def __init__(self, catalogue: Catalogue, seed: int, tick_rate: float, start: datetime) -> None:
+    def __init__(self, catalogue: Catalogue, seed: int, tick_rate: float, start: datetime, *,
+                 sessions: bool = False) -> None:
         if tick_rate <= 0:
             raise ValueError(f"tick_rate must be > 0, got {tick_rate}")
         self.catalogue = catalogue
@@ -46,6 +53,10 @@ class MarketGenerator:
         self.steps = 0
         self.paused = False
         self.replay: ReplaySource | None = None
+        self.sessions = sessions
+        self._gate = SessionGate()
+        self._hours: dict[int, TradingHours] = {}
+        self._calendars: dict[str, TradingHours] = {}  # one per calendar: what instruments share
         self._walking: list[MarketState] = []
         self._states: dict[int, MarketState] = {}
         for inst in catalogue:
@@ -53,6 +64,8 @@ class MarketGenerator:
         self._walking = list(self._states.values())
 
     def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
+        hours = hours_of(inst, sessions=self.sessions)
+        self._hours[inst.conid] = self._calendars.setdefault(hours.calendar.hours, hours)
         rng = random.Random(f"tws-sim:{self.seed}:{inst.conid}")
         half_spread = Decimal(inst.spread_ticks) * inst.tick_size / 2
         bid_ticks = max(1, int(((inst.price - half_spread) / inst.tick_size).to_integral_value()))
@@ -87,6 +100,14 @@ class MarketGenerator:
         self._walking.append(state)
         return state
 
+    def hours(self, conid: int) -> TradingHours:
+        """Return ``conid``'s trading hours (KeyError if it is not in the catalogue)."""
+        return self._hours[conid]
+
+    def is_open(self, conid: int, now: datetime) -> bool:
+        """Return whether ``conid``'s market trades at ``now`` (always, with sessions off)."""
+        return self._gate.is_open(self._hours[conid], now)
+
     def states(self) -> list[MarketState]:
         return list(self._states.values())
 
@@ -110,7 +131,13 @@ class MarketGenerator:
                 self.replay.hold(now)
             return []
         self.steps += 1
-        moved = [state for state in self._walking if self._step_one(state, now)]
+        walking = self._walking
+        if self.sessions:
+            closed = {h for h in self._calendars.values() if not self._gate.is_open(h, now)}
+            if closed:
+                hours = self._hours
+                walking = [s for s in walking if hours[s.instrument.conid] not in closed]
+        moved = [state for state in walking if self._step_one(state, now)]
         if self.replay is not None:
             moved.extend(self.replay.advance(now))
         return moved

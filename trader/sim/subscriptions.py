@@ -21,6 +21,7 @@ class BarStream:
     what_to_show: str
     format_date: int
     last_sent: float = 0.0  # server-clock epoch seconds of the last update
+    use_rth: bool = False
 
 
 @dataclass(slots=True)

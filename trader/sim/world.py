@@ -77,7 +77,8 @@ class SimWorld:
         self.config = config
         self.clock = clock
         self.catalogue = Catalogue.from_config(config, clock().date())  # the series listed today
-        self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock())
+        self.market = MarketGenerator(self.catalogue, config.market.seed, config.market.tick_rate, clock(),
+                                      sessions=config.market.sessions)
         if config.replay is not None:
             self.market.drive(ReplaySource(open_replay_data(config.replay), self.catalogue, config.replay))
         self.engine = MatchingEngine(
