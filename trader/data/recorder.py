@@ -35,10 +35,11 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
+import msgpack
 import numpy as np
 import pandas as pd
 import zmq
@@ -59,18 +60,24 @@ _throttle = LogThrottle(log, burst=10, interval=60.0)  # anyone on the host can 
 
 __all__ = ["Batch", "TickRecorder"]
 
-_values = itemgetter(*TICK_COLUMNS)
+_fields = itemgetter("instrument", "time", *TICK_COLUMNS)
+_unpackb = msgpack.unpackb
 _NUMBERS = frozenset({float, int, type(None)})
+_MAX_NS = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_RECEIVED = 1  # the received count's slot in RecorderCounts.slots
 _INVALID = ""  # a cached topic that is not recorded
 
 
 class Batch:
-    """Ticks received and not yet stored: per key, their times and their rows of :data:`TICK_COLUMNS`."""
+    """Ticks received and not yet stored: per key, their times and their :data:`TICK_COLUMNS` values."""
 
     __slots__ = ("keys", "since", "size")
 
     def __init__(self) -> None:
-        self.keys: dict[str, tuple[list[datetime], list[tuple[Any, ...]]]] = {}
+        # key -> (times in ns, the ticks' TICK_COLUMNS values one after another: 7 per tick)
+        self.keys: dict[str, tuple[list[int], list[float | int | None]]] = {}
         self.size = 0
         self.since = 0.0  # time.monotonic() of its first tick
 
@@ -104,6 +111,7 @@ class TickRecorder:
         self.last_error: str | None = None  # the store's last refusal, until a write succeeds
         self.last_write_seconds = 0.0
         self._open = Batch()
+        self._slots = counts.slots  # bumped inline per tick: the hot path
         self._writing: asyncio.Future[Batch | None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._hold_until = 0.0  # after a failed write: no new one before this (monotonic)
@@ -147,38 +155,62 @@ class TickRecorder:
         if not expected:
             self._bad("not a tick topic", data)
             return
+        body = data[sep + 1:]
+        # The hot path: trader_service's tick, a dict of every field, its time straight to int nanoseconds.
         try:
-            payload = codec.decode(data[sep + 1:])
-        except ProtocolError as exc:
-            self._bad(f"undecodable payload: {exc}", data)
-            return
-        try:
-            if type(payload) is dict:
-                instrument, stamp = payload["instrument"], payload["time"]
-                values = _values(payload) if len(payload) == 9 else tuple(payload.get(c) for c in TICK_COLUMNS)
-            else:
-                instrument, stamp = payload.instrument, payload.time
-                values = tuple(getattr(payload, c) for c in TICK_COLUMNS)
-        except (KeyError, AttributeError, TypeError) as exc:
-            self._bad(f"not a tick (no {exc})", data)
-            return
-        if instrument != expected or type(stamp) is not datetime or not _NUMBERS.issuperset(map(type, values)):
-            self._bad("not a tick (instrument other than the topic's, a time or a price of the wrong type)", data)
-            return
+            row = _fields(_unpackb(body, timestamp=2))
+        except Exception:  # noqa: BLE001 - not that shape: the general path below decides
+            row = None
+        if (row is None or row[0] != expected or type(row[1]) is not int or not 0 < row[1] < _MAX_NS
+                or not _NUMBERS.issuperset(map(type, values := row[2:]))):
+            row = self._general(expected, body, data)
+            if row is None:
+                return
+            values = row[2:]
         batch = self._open
         columns = batch.keys.get(expected)
         if columns is None:
             columns = batch.keys[expected] = ([], [])
-        columns[0].append(stamp)
-        columns[1].append(values)
+        columns[0].append(row[1])
+        columns[1].extend(values)
         batch.size += 1
-        self.counts.add_received()
+        self._slots[_RECEIVED] += 1
         if batch.size == 1:
             batch.since = time.monotonic()
             if self._loop is not None:
                 self._timer = self._loop.call_later(self.batch_seconds, self._hand_over)
         elif batch.size >= self.batch_rows:
             self._hand_over()
+
+    def _general(self, expected: str, body: bytes, data: bytes) -> tuple[Any, ...] | None:
+        """Return (instrument, ns, *values) of any payload the codec decodes to a tick, or count it as malformed."""
+        try:
+            payload = codec.decode(body)
+        except ProtocolError as exc:
+            self._bad(f"undecodable payload: {exc}", data)
+            return None
+        if isinstance(payload, dict):
+            instrument, stamp = payload.get("instrument"), payload.get("time")
+            values = tuple(payload.get(c) for c in TICK_COLUMNS)
+        else:
+            instrument, stamp = getattr(payload, "instrument", None), getattr(payload, "time", None)
+            values = tuple(getattr(payload, c, None) for c in TICK_COLUMNS)
+        if instrument != expected:
+            self._bad(f"not a tick of {expected} (instrument {clip(instrument, 40)})", data)
+            return None
+        if isinstance(stamp, pd.Timestamp):
+            ns = stamp.value if stamp.tzinfo is not None else None
+        elif isinstance(stamp, datetime):
+            ns = (stamp - _EPOCH) // _ONE_US * 1000 if stamp.tzinfo is not None else None
+        else:
+            ns = None
+        if ns is None or not 0 < ns < _MAX_NS:
+            self._bad(f"not a tick (time {clip(stamp, 40)})", data)
+            return None
+        if not _NUMBERS.issuperset(map(type, values)):
+            self._bad("not a tick (a price or size that is not a number)", data)
+            return None
+        return (instrument, ns, *values)
 
     def _key_of(self, raw_topic: bytes) -> str:
         """Return the key a topic's payload must name (``tick.<source>.<key>``), or ``_INVALID``; cached."""
@@ -259,10 +291,10 @@ class TickRecorder:
         self.last_write_seconds = time.perf_counter() - started
         return None
 
-    def _write_key(self, key: str, times: list[datetime], rows: list[tuple[Any, ...]]) -> None:
-        index = pd.DatetimeIndex(times, name="time")
-        values = np.array(rows, dtype="float64")  # None -> NaN
-        stamps = index.asi8
+    def _write_key(self, key: str, times: list[int], flat: list[float | int | None]) -> None:
+        stamps = np.array(times, dtype="int64")
+        index = pd.DatetimeIndex(stamps.view("datetime64[ns]"), name="time").tz_localize("UTC")
+        values = np.array(flat, dtype="float64").reshape(len(times), len(TICK_COLUMNS))  # None -> NaN
         if not index.is_monotonic_increasing:
             order = np.argsort(stamps, kind="stable")
             self.reordered += int(np.count_nonzero(order != np.arange(len(order))))

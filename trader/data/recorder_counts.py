@@ -62,6 +62,11 @@ class RecorderCounts:
         slots[0] = MAGIC
 
     @property
+    def slots(self) -> memoryview | list[int]:
+        """Return the counters themselves (slot 1: received), for a hot path to bump without a call."""
+        return self._slots
+
+    @property
     def received(self) -> int:
         return int(self._slots[_RECEIVED])
 
