@@ -284,6 +284,9 @@ class TickRecorder:
                 self.last_error = str(exc)
                 log.error("%d ticks not stored yet, tried again in %g s: %s", batch.size, self.batch_seconds, exc)
                 return batch
+            except Exception:  # a bug, not the store: these ticks would fail again, so they go, said loudly
+                log.exception("%s: %d ticks cannot be stored and are discarded", key, len(times))
+                self.counts.add_discarded(len(times))
             del batch.keys[key]
             batch.size -= len(times)
         self.batches += 1
@@ -295,25 +298,29 @@ class TickRecorder:
         stamps = np.array(times, dtype="int64")
         index = pd.DatetimeIndex(stamps.view("datetime64[ns]"), name="time").tz_localize("UTC")
         values = np.array(flat, dtype="float64").reshape(len(times), len(TICK_COLUMNS))  # None -> NaN
+        moved = 0
         if not index.is_monotonic_increasing:
             order = np.argsort(stamps, kind="stable")
-            self.reordered += int(np.count_nonzero(order != np.arange(len(order))))
+            moved = int(np.count_nonzero(order != np.arange(len(order))))
             index, values, stamps = index[order], values[order], stamps[order]
         if key not in self._last:
             self._last[key] = self._stored_last(key, index[0])
         last = self._last[key]
+        dropped = 0
         if last is not None and stamps[0] < last:
             keep = stamps >= last
             dropped = len(stamps) - int(np.count_nonzero(keep))
             index, values = index[keep], values[keep]
+        if len(index):
+            self.store.append_ticks(key, pd.DataFrame(values, index=index, columns=list(TICK_COLUMNS)))
+            self._last[key] = int(index.asi8[-1])
+            self.counts.add_written(len(index))
+        # Counted once the store has the rest: a refused write is tried again with the same ticks.
+        self.reordered += moved
+        if dropped:
             self.counts.add_discarded(dropped)
             _throttle.log(logging.WARNING, f"older {key}", "%s: discarded %d ticks older than the last stored (%s)",
                           key, dropped, pd.Timestamp(last, tz="UTC").isoformat())
-            if not len(index):
-                return
-        self.store.append_ticks(key, pd.DataFrame(values, index=index, columns=list(TICK_COLUMNS)))
-        self._last[key] = int(index.asi8[-1])
-        self.counts.add_written(len(index))
 
     def _stored_last(self, key: str, first: pd.Timestamp) -> int | None:
         """Return the time (ns) of ``key``'s last stored tick at or after ``first``, None if there is none."""
