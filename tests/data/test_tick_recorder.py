@@ -175,6 +175,41 @@ def test_ticks_older_than_the_stored_ones_are_discarded_and_counted(bus: BusProx
     assert list(store.read_ticks(key)["bid"]) == [100.0, 20.0]
 
 
+def test_a_full_store_keeps_the_ticks_retries_and_says_how_many_it_could_not_store(
+        bus: BusProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A real full store: ArcticDB's LMDB with a 1 MB map refuses a write once the map is full.
+    store = ArcticStore(f"lmdb://{tmp_path}/arctic?map_size=1MB")
+    pub = Publisher(bus.pub_endpoint)
+
+    def failures() -> int:
+        return sum("not stored yet" in r.getMessage() for r in caplog.records)
+
+    async def scenario() -> dict[str, Any]:
+        recorder = TickRecorder(store, RecorderCounts(tmp_path / "counts"), batch_rows=2_000, batch_seconds=0.2)
+        recorder.listen(bus.sub_endpoint, ["tick"])
+        try:
+            warm = await warm_up(recorder, lambda: pub.publish(f"tick.ib.{WARM}", tick(WARM, 0)))
+            noise = np.random.default_rng(17).random((40_000, 3)).tolist()  # what LZ4 cannot shrink
+            for i, (bid, ask, volume) in enumerate(noise):
+                key = KEYS[i % 3]
+                pub.publish(f"tick.ib.{key}", {**tick(key, i), "bid": bid, "ask": ask, "volume": volume})
+            await wait_until(lambda: recorder.counts.received == warm + 40_000, 20, "every tick received")
+            await wait_until(lambda: failures() >= 2, 20, "a refused write tried again")
+            return recorder.status()
+        finally:
+            await recorder.close(attempts=1)
+            pub.close()
+
+    with caplog.at_level("INFO", logger="trader.data.recorder"):
+        status = asyncio.run(scenario())
+    assert "LMDB map is full" in status["last_error"]
+    # Nothing dropped while the store refused: every tick received is written or still held.
+    assert status["pending"] == status["received"] - status["written"] > 0 and status["discarded"] == 0
+    lost = RecorderCounts(tmp_path / "counts").previous_lost  # what the next start reports
+    assert lost > 0 and sum(len(store.read_ticks(k)) for k in store.tick_symbols()) == status["received"] - lost
+    assert any(f"{lost} ticks could not be stored before stopping: lost" in r.getMessage() for r in caplog.records)
+
+
 # -- the service as pycron runs it ----------------------------------------------------------
 @pytest.fixture
 def recorder_stack(stack_env: StackEnv, free_port: Callable[[], int]) -> Iterator[TradingStack]:
