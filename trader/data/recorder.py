@@ -179,8 +179,8 @@ class TickRecorder:
             batch.since = time.monotonic()
             if self._loop is not None:
                 self._timer = self._loop.call_later(self.batch_seconds, self._hand_over)
-        elif batch.size >= self.batch_rows:
-            self._hand_over()
+        elif batch.size == self.batch_rows or batch.size == self.backlog_rows:
+            self._hand_over()  # past these, the writer's done callback hands the batch over (no call per tick)
 
     def _general(self, expected: str, body: bytes, data: bytes) -> tuple[Any, ...] | None:
         """Return (instrument, ns, *values) of any payload the codec decodes to a tick, or count it as malformed."""
