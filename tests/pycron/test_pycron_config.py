@@ -300,7 +300,11 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
-        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service"]
+        recorder = ["tick_recorder"] if profile == "default" else []  # the test stacks record nothing
+        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service", *recorder]
+        if recorder:
+            assert config.jobs["tick_recorder"].health == HeartbeatHealth("tick_recorder")
+            assert config.jobs["tick_recorder"].depends_on == ("bus",)
         assert config.jobs["trader_service"].health == HeartbeatHealth("trader_service")
         assert config.jobs["strategy_service"].depends_on == ("redis", "bus", "trader_service")
         redis_argv = config.jobs["redis"].argv
