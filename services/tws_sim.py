@@ -3,7 +3,8 @@
 ``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
 change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
 (``--sim-config`` for another file; ``--tick-rate`` to move the market
-faster, as the benchmark does; ``--replay FILE --speed N [--loop]`` to drive the
+faster, as the benchmark does; ``--no-pacing`` to serve every historical request,
+whatever IB's pacing rules say; ``--replay FILE --speed N [--loop]`` to drive the
 instruments a CSV or Parquet file names from that file, N seconds of data a second). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
@@ -71,6 +72,8 @@ class TwsSimService(Service):
         parser.add_argument("--speed", type=float, default=None,
                             help="replay speed: seconds of data per second (default: the config's, else 1)")
         parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
+        parser.add_argument("--no-pacing", action="store_true",
+                            help="serve every historical request (no IB pacing rules: the config's pacing.enabled)")
 
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
@@ -89,6 +92,9 @@ class TwsSimService(Service):
             if "file" not in replay:
                 raise ConfigError("--speed and --loop need a replay file (--replay FILE or replay.file in sim.yaml)")
             sim_config = sim_config.model_copy(update={"replay": validate(ReplayConfig, replay, "--replay")})
+        if args.no_pacing:
+            sim_config = sim_config.model_copy(
+                update={"pacing": sim_config.pacing.model_copy(update={"enabled": False})})
         port = settings.ib.port if args.port is None else args.port
         return cls(settings, host=args.host, port=port, sim_config=sim_config)
 

@@ -211,6 +211,11 @@ class RequestHandlers:
         inst = self._resolve(session, request.req_id, request.contract)
         if inst is None:
             return
+        refused = self.world.pacing.check(inst.conid, request.contract.exchange, request.end, request.duration,
+                                          request.bar_size, request.what_to_show, request.use_rth)
+        if refused is not None:
+            session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, refused)
+            return
         now = self.world.clock()
         try:
             if request.keep_up_to_date:
