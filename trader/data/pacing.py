@@ -20,10 +20,11 @@ window has passed) and the caller backs off and retries with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -110,12 +111,12 @@ class _Counted:
     """Request times (and weights) inside a sliding window, oldest first."""
 
     window: float
-    times: deque[tuple[float, int]] = field(default_factory=deque)
+    times: deque[list[float]] = field(default_factory=deque)  # [time, weight]: the time moves to the answer's
     total: int = 0
 
     def prune(self, now: float) -> None:
         while self.times and now - self.times[0][0] >= self.window:
-            self.total -= self.times.popleft()[1]
+            self.total -= int(self.times.popleft()[1])
 
     def wait(self, now: float, weight: int, limit: int) -> float:
         """Return the seconds until ``weight`` more fit under ``limit`` (0: now)."""
@@ -123,14 +124,16 @@ class _Counted:
         if excess <= 0:
             return 0.0
         for at, counted in self.times:
-            excess -= counted
+            excess -= int(counted)
             if excess <= 0:
-                return at + self.window - now
+                return max(at + self.window - now, 0.0)
         return 0.0  # unreachable: the window holds at least the excess
 
-    def add(self, now: float, weight: int) -> None:
-        self.times.append((now, weight))
+    def add(self, now: float, weight: int) -> list[float]:
+        entry = [now, float(weight)]
+        self.times.append(entry)
         self.total += weight
+        return entry
 
 
 class Pacer:
@@ -186,22 +189,55 @@ class Pacer:
             waits.append(last + rules.identical_interval - now)
         return max(0.0, *waits)
 
-    def record(self, request: PacedRequest) -> None:
-        """Count ``request`` as made now."""
+    def record(self, request: PacedRequest) -> list[list[float]]:
+        """Count ``request`` as made now; return its entries (for :meth:`answered`)."""
         self.requests += 1
         if not self.enabled:
-            return
+            return []
         now = self.clock()
-        self._all.add(now, request.weight)
-        self._series.setdefault(request.series, _Counted(self.rules.series_window)).add(now, request.weight)
         self._identical[request.identity] = now
         self._identical_order.append((now, request.identity))
+        series = self._series.setdefault(request.series, _Counted(self.rules.series_window))
+        return [self._all.add(now, request.weight), series.add(now, request.weight)]
+
+    def answered(self, request: PacedRequest, entries: list[list[float]]) -> None:
+        """Count ``request`` (recorded as ``entries``) from now, when its answer came.
+
+        IB counts a request when it receives it, some time after it was sent and
+        before the answer: counting from the answer never lets the next request
+        reach IB early, whatever the latency.
+        """
+        if not entries:
+            return
+        now = self.clock()
+        for entry in entries:
+            entry[0] = max(entry[0], now)
+        self._identical[request.identity] = now
+        self._identical_order.append((now, request.identity))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, request: PacedRequest) -> AsyncIterator[float]:
+        """Hold ``request`` until it may go and count it (as :meth:`acquire`); from its answer on leaving.
+
+        The block makes the request and awaits its answer; it is given the seconds waited.
+        """
+        waited = await self._wait(request)
+        entries = self.record(request)
+        try:
+            yield waited
+        finally:
+            self.answered(request, entries)
 
     async def acquire(self, request: PacedRequest) -> float:
         """Wait until ``request`` may go, count it, and return the seconds waited.
 
         Raise Overloaded if the wait would be longer than ``max_wait``.
         """
+        waited = await self._wait(request)
+        self.record(request)
+        return waited
+
+    async def _wait(self, request: PacedRequest) -> float:
         sleep = self._sleep or asyncio.sleep
         waited = 0.0
         while (wait := self.delay(request)) > 0:
@@ -210,7 +246,6 @@ class Pacer:
                                  f"in {wait:.0f} s (IB's historical data limits)", retry_after=round(wait, 1))
             await sleep(wait)  # again after: another request may have taken the slot meanwhile
             waited += wait
-        self.record(request)
         self.waited += waited
         return waited
 
@@ -225,9 +260,8 @@ class Pacer:
         backoff may add more with :meth:`hold`).
         """
         self.violations += 1
-        log.warning("IB pacing violation on %s %s %s (%d violations so far); holding requests %.1f s",
-                    request.contract, request.bar_size, request.what_to_show, self.violations,
-                    self.rules.series_window)
+        log.debug("IB pacing violation on %s %s %s (%d so far); holding requests %.1f s", request.contract,
+                  request.bar_size, request.what_to_show, self.violations, self.rules.series_window)
         self.hold(self.rules.series_window)
 
 

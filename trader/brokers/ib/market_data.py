@@ -116,11 +116,11 @@ class IbMarketData:
         self.require_connection()
         ib_contract = self.contract_of(contract)
         paced = PacedRequest(contract.key, ib_contract.exchange, what_to_show, end, duration, bar_size, use_rth)
-        await self.history_pacer.acquire(paced)
-        started = time.monotonic()
         try:
-            bars = await self.ib.reqHistoricalDataAsync(
-                ib_contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=timeout)
+            async with self.history_pacer.slot(paced):
+                started = time.monotonic()
+                bars = await self.ib.reqHistoricalDataAsync(
+                    ib_contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=timeout)
         except RequestError as exc:
             if is_pacing_violation(exc.code, exc.message):
                 self.history_pacer.violated(paced)
