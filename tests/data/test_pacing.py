@@ -171,3 +171,27 @@ def test_the_backoff_gives_up_with_the_last_violation() -> None:
     with pytest.raises(PacingViolation):
         asyncio.run(retry_paced(refused, pacer=pacer, what="AAPL.STK", sleep=time.sleep))
     assert len(time.sleeps) == (PACING_RETRY.attempts or 0) - 1
+
+
+def test_a_refused_request_is_not_identical_to_its_retry_but_still_counts() -> None:
+    pacer, time = paced(PacingRules(max_requests=5))
+    for e in ends(4):
+        pacer.record(request(end=e))
+    refused = request(end="20261121-00:00:00")
+    pacer.record(refused)
+    pacer.violated(refused)
+    time.now = IB_RULES.series_window  # the hold and the two-second window are over: no 15 s wait for the retry
+    assert pacer.delay(refused) == 0.0
+    # The refusal still counts toward the ten-minute limit: five made, the sixth waits for the first to leave.
+    assert pacer.delay(request("MSFT.STK")) == pytest.approx(600.0 - IB_RULES.series_window)
+
+
+def test_a_request_counts_from_its_answer_so_latency_never_lets_the_next_arrive_early() -> None:
+    pacer, time = paced(PacingRules(max_per_series=1, series_window=2.0))
+
+    async def run() -> None:
+        async with pacer.slot(request(end="a")):
+            time.now += 0.5  # the answer takes half a second
+        assert pacer.delay(request(end="b")) == pytest.approx(2.0)  # from the answer, not from the send
+
+    asyncio.run(run())

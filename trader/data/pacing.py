@@ -257,9 +257,11 @@ class Pacer:
         """Learn from IB's refusal of ``request``: IB counts requests this pacer did not see.
 
         Nothing goes until the shortest rule's window has passed (the caller's
-        backoff may add more with :meth:`hold`).
+        backoff may add more with :meth:`hold`). The refused request still counts
+        toward the limits, but its retry is not an identical request: nothing was served.
         """
         self.violations += 1
+        self._identical.pop(request.identity, None)
         log.debug("IB pacing violation on %s %s %s (%d so far); holding requests %.1f s", request.contract,
                   request.bar_size, request.what_to_show, self.violations, self.rules.series_window)
         self.hold(self.rules.series_window)
