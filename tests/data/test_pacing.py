@@ -174,7 +174,7 @@ def test_the_backoff_gives_up_with_the_last_violation() -> None:
 
 
 def test_a_refused_request_is_not_identical_to_its_retry_but_still_counts() -> None:
-    pacer, time = paced(PacingRules(max_requests=5))
+    pacer, time = paced(PacingRules(max_requests=6))
     for e in ends(4):
         pacer.record(request(end=e))
     refused = request(end="20261121-00:00:00")
@@ -182,7 +182,8 @@ def test_a_refused_request_is_not_identical_to_its_retry_but_still_counts() -> N
     pacer.violated(refused)
     time.now = IB_RULES.series_window  # the hold and the two-second window are over: no 15 s wait for the retry
     assert pacer.delay(refused) == 0.0
-    # The refusal still counts toward the ten-minute limit: five made, the sixth waits for the first to leave.
+    pacer.record(refused)
+    # The refusal still counted toward the ten-minute limit: six made, the seventh waits for the first to leave.
     assert pacer.delay(request("MSFT.STK")) == pytest.approx(600.0 - IB_RULES.series_window)
 
 
