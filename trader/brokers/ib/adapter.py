@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import ib_async
+import pandas as pd
 from ib_async import IB, RequestError, Trade
 from reactivex.subject import Subject
 
@@ -455,3 +456,9 @@ class IbAdapter:
         """Return historical bars, paced to IB's rules (:mod:`trader.data.pacing`); see IbMarketData.history."""
         return await self._market.history(contract, end=end, duration=duration, bar_size=bar_size,
                                           what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                            what_to_show: str, use_rth: bool, timeout: float = 60.0) -> pd.DataFrame:
+        """Return historical bars as one bar frame, paced as :meth:`history` (for downloads: no record per bar)."""
+        return await self._market.history_frame(contract, end=end, duration=duration, bar_size=bar_size,
+                                                what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)

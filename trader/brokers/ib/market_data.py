@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import ib_async
+import pandas as pd
 from ib_async import IB, RequestError, Ticker
 
 from trader.brokers.ib import parsing
@@ -107,7 +108,21 @@ class IbMarketData:
 
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, timeout: float) -> list[Bar]:
-        """Return historical bars, paced to IB's rules on historical requests.
+        """Return historical bars as Bar records (see :meth:`history_bars`)."""
+        bars = await self.history_bars(contract, end=end, duration=duration, bar_size=bar_size,
+                                       what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
+        return [parsing.from_ib_bar(bar, contract.key, bar_size) for bar in bars]
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                            what_to_show: str, use_rth: bool, timeout: float) -> pd.DataFrame:
+        """Return historical bars as a bar frame (see :meth:`history_bars`): no record per bar."""
+        return parsing.from_ib_bars_frame(await self.history_bars(
+            contract, end=end, duration=duration, bar_size=bar_size, what_to_show=what_to_show, use_rth=use_rth,
+            timeout=timeout))
+
+    async def history_bars(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                           what_to_show: str, use_rth: bool, timeout: float) -> list[ib_async.BarData]:
+        """Return IB's historical bars, paced to IB's rules on historical requests.
 
         IB's refusal is a BrokerError with its code and text; a pacing
         violation is a PacingViolation (and the pacer learns from it); no
@@ -128,4 +143,4 @@ class IbMarketData:
             raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
         if not bars and timeout and time.monotonic() - started >= timeout:  # ib_async's timeout gives no bars
             raise Timeout(f"IB sent no {bar_size} bars of {contract.key} within {timeout:g} s", key=contract.key)
-        return [parsing.from_ib_bar(bar, contract.key, bar_size) for bar in bars]
+        return bars

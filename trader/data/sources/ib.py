@@ -26,13 +26,12 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from trader.brokers.ib.adapter import IbAdapter
 from trader.brokers.records import ContractDetails
 from trader.config import Settings
-from trader.data.frames import utc
+from trader.data.frames import BAR_COLUMNS, utc
 from trader.data.pacing import (
     IB_RULES,
     PACING_RETRY,
@@ -43,7 +42,7 @@ from trader.data.pacing import (
     retry_paced,
 )
 from trader.data.sources.base import Window
-from trader.domain import Bar, Contract, SecType
+from trader.domain import Contract, SecType
 from trader.errors import BrokerError, NotFound, SourceError, Timeout, Unavailable, ValidationError
 from trader.retry import RetryPolicy
 from trader.strategy.bars import ib_bar_size, parse_bar_size
@@ -82,16 +81,13 @@ def ib_requests(start: pd.Timestamp, end: pd.Timestamp, bar_seconds: int) -> Ite
         window_start = window_end
 
 
-def _frame(bars: list[Bar], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Return ``bars`` inside ``[start, end)`` as a bar frame (``bar_count`` where IB counted trades)."""
-    times = pd.DatetimeIndex([b.start for b in bars], name="time")
-    times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
-    values = np.array([(b.open, b.high, b.low, b.close, b.volume) for b in bars], dtype=np.float64).reshape(-1, 5)
-    frame = pd.DataFrame(values, index=times, columns=["open", "high", "low", "close", "volume"])
-    counts = [b.count for b in bars]
-    if counts and all(c is not None for c in counts):
-        frame["bar_count"] = np.array(counts, dtype=np.int64)
-    inside = (times >= start) & (times < end)
+def _clipped(frame: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Return ``frame``'s bars inside ``[start, end)`` (IB may send one just outside); None: no bars."""
+    if frame is None:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in BAR_COLUMNS},
+                            index=pd.DatetimeIndex([], tz="UTC", name="time"))
+    index = frame.index
+    inside = (index >= start) & (index < end)
     return frame if inside.all() else frame[inside]
 
 
@@ -166,18 +162,18 @@ class IbSource:
         what = self.what_to_show or ("MIDPOINT" if contract.sec_type is SecType.CASH else "TRADES")
         size = ib_bar_size(seconds)
         for window_start, window_end, duration in ib_requests(start, end, seconds):
-            bars = await self._request(key, contract, window_end, duration, size, what)
-            yield Window(window_start, window_end, _frame(bars, window_start, window_end))
+            frame = await self._request(key, contract, window_end, duration, size, what)
+            yield Window(window_start, window_end, _clipped(frame, window_start, window_end))
 
     async def _request(self, key: str, contract: Contract, end: pd.Timestamp, duration: str, size: str,
-                       what: str) -> list[Bar]:
-        """Return the bars of one request; no data is none; a violation is backed off and retried."""
+                       what: str) -> pd.DataFrame | None:
+        """Return the bars of one request (None: IB has none); a violation is backed off and retried."""
         end_text = end.strftime("%Y%m%d-%H:%M:%S")
         await self._connect(key)
 
-        async def once() -> list[Bar]:
-            return await self.broker.history(contract, end=end_text, duration=duration, bar_size=size,
-                                             what_to_show=what, use_rth=self.use_rth, timeout=self.timeout)
+        async def once() -> pd.DataFrame:
+            return await self.broker.history_frame(contract, end=end_text, duration=duration, bar_size=size,
+                                                   what_to_show=what, use_rth=self.use_rth, timeout=self.timeout)
 
         details: dict[str, Any] = {"end": end_text, "duration": duration, "bar_size": size}
         try:
@@ -189,7 +185,7 @@ class IbSource:
         except BrokerError as exc:
             if is_no_data(exc.details.get("code"), exc.message):
                 log.info("%s: IB has no %s bars in the %s to %s", key, size, duration, end_text)
-                return []
+                return None
             raise SourceError.of(key, exc.message, retryable=False, code=exc.details.get("code"), **details) from None
         except (Timeout, Unavailable) as exc:
             raise SourceError.of(key, exc.message, retryable=True, **details) from None
