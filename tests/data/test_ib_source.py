@@ -187,3 +187,23 @@ def test_a_refused_request_is_a_source_error_naming_the_instrument_and_ibs_reaso
     error = with_sim(None, body)
     assert error.details["instrument"] == "EUR.CASH.USD" and not error.retryable
     assert "No historical market data" in str(error) and error.details["code"] == 162
+
+
+def test_a_request_unanswered_in_time_is_a_retryable_source_error_not_an_empty_window() -> None:
+    """ib_async gives an empty list on its timeout; the source must not store that as "no bars"."""
+    end = last_midnight() - pd.Timedelta(days=1)
+
+    async def body(server: TwsSimServer) -> SourceError:
+        source = IbSource(settings_for(server), timeout=0.5)
+        try:
+            await source._contract("AAPL.STK")
+            server.set_response_delay(2.0)
+            with pytest.raises(SourceError) as failed:
+                await download(source, "AAPL.STK", "1m", end - pd.Timedelta(hours=1), end)
+            return failed.value
+        finally:
+            server.set_response_delay(0.0)
+            await source.close()
+
+    error = with_sim(None, body)
+    assert error.retryable and error.details["instrument"] == "AAPL.STK" and "within 0.5 s" in str(error)
