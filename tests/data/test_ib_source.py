@@ -74,6 +74,7 @@ def test_a_range_is_split_into_ibs_longest_requests_and_each_window_clipped() ->
     async def body(server: TwsSimServer) -> tuple[list[Window], pd.DataFrame, int]:
         source = IbSource(settings_for(server))
         assert isinstance(source, Source)
+        before = source.pacer.requests
         try:
             windows = await download(source, "AAPL.STK", "1m", start, end)
         finally:
@@ -86,7 +87,7 @@ def test_a_range_is_split_into_ibs_longest_requests_and_each_window_clipped() ->
             ib.disconnect()
         direct = pd.DataFrame({"close": [b.close for b in bars], "volume": [float(b.volume) for b in bars]},
                               index=pd.DatetimeIndex([b.date for b in bars]).tz_convert("UTC"))
-        return windows, direct[(direct.index >= start) & (direct.index < end)], source.pacer.requests
+        return windows, direct[(direct.index >= start) & (direct.index < end)], source.pacer.requests - before
 
     windows, direct, requests = with_sim(None, body)
     assert len(windows) == 3 and requests == 3
@@ -106,11 +107,12 @@ def test_a_download_that_crosses_the_sims_pacing_limits_is_backed_off_and_comple
 
     async def body(server: TwsSimServer) -> tuple[list[Window], int, int]:
         source = IbSource(settings_for(server), retry=FAST_RETRY)
+        before = source.pacer.violations  # the process's pacer of this endpoint: a test before may have used it
         try:
             windows = await download(source, "MSFT.STK", "1 min", start, end)
         finally:
             await source.close()
-        return windows, server.pacing.violations, source.pacer.violations
+        return windows, server.pacing.violations, source.pacer.violations - before
 
     windows, refused, seen = with_sim(SMALL, body)
     assert len(windows) == 12 and all(len(w.frame) for w in windows)
@@ -207,3 +209,13 @@ def test_a_request_unanswered_in_time_is_a_retryable_source_error_not_an_empty_w
 
     error = with_sim(None, body)
     assert error.retryable and error.details["instrument"] == "AAPL.STK" and "within 0.5 s" in str(error)
+
+
+def test_the_sources_of_one_process_share_the_pacer_of_an_endpoint() -> None:
+    """Jobs run one after another, each with its own source: IB counts the last job's requests into the next."""
+    settings = Settings(ib=IbSettings(port=7497))
+    first, second = IbSource(settings), IbSource(settings)
+    assert first.pacer is second.pacer and first.pacer.enabled
+    other = IbSource(Settings(ib=IbSettings(port=7496)))
+    off = IbSource(Settings(ib=IbSettings(port=7497), history=HistorySettings(pacing=False)))
+    assert other.pacer is not first.pacer and off.pacer is not first.pacer and not off.pacer.enabled

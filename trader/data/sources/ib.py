@@ -91,6 +91,14 @@ def _clipped(frame: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp)
     return frame if inside.all() else frame[inside]
 
 
+_PACERS: dict[tuple[str, int, PacingRules, bool], Pacer] = {}
+
+
+def _pacer(host: str, port: int, rules: PacingRules, enabled: bool) -> Pacer:
+    """Return the process's pacer of the IB at ``host:port``: IB counts a job's requests into the next job's."""
+    return _PACERS.setdefault((host, port, rules, enabled), Pacer(rules, enabled=enabled))
+
+
 class IbSource:
     """Bars from IB (or tws-sim), built as ``IbSource(settings, **options)``.
 
@@ -106,7 +114,7 @@ class IbSource:
                  use_rth: bool = False, what_to_show: str | None = None, retry: RetryPolicy = PACING_RETRY,
                  connect_timeout: float = 15.0) -> None:
         ib = settings.ib.model_copy(update={"client_id": settings.history.client_id})
-        self.pacer = Pacer(rules, enabled=settings.history.pacing)
+        self.pacer = _pacer(ib.host, ib.port, rules, settings.history.pacing)
         self.broker = IbAdapter(ib, settings.trading, pacer=self.pacer)
         self.resolver = Resolver(self.broker)
         self.timeout = timeout
