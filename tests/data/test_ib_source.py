@@ -219,3 +219,22 @@ def test_the_sources_of_one_process_share_the_pacer_of_an_endpoint() -> None:
     other = IbSource(Settings(ib=IbSettings(port=7496)))
     off = IbSource(Settings(ib=IbSettings(port=7497), history=HistorySettings(pacing=False)))
     assert other.pacer is not first.pacer and off.pacer is not first.pacer and not off.pacer.enabled
+
+
+def test_a_connection_lost_mid_download_is_a_retryable_source_error() -> None:
+    end = last_midnight() - pd.Timedelta(days=1)
+
+    async def body(server: TwsSimServer) -> tuple[int, SourceError]:
+        source = IbSource(settings_for(server), timeout=10.0)
+        got = 0
+        try:
+            with pytest.raises(SourceError) as failed:
+                async for _ in source.windows("AAPL.STK", "1m", end - pd.Timedelta(days=4), end):
+                    got += 1
+                    server.drop_all_connections()  # as a TWS restart would
+            return got, failed.value
+        finally:
+            await source.close()
+
+    got, error = with_sim(None, body)
+    assert got == 1 and error.retryable and error.details["instrument"] == "AAPL.STK"

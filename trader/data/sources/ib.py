@@ -197,3 +197,5 @@ class IbSource:
             raise SourceError.of(key, exc.message, retryable=False, code=exc.details.get("code"), **details) from None
         except (Timeout, Unavailable) as exc:
             raise SourceError.of(key, exc.message, retryable=True, **details) from None
+        except (ConnectionError, OSError) as exc:  # the connection went while the request was out
+            raise SourceError.of(key, f"IB connection lost: {exc}", retryable=True, **details) from None
