@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -100,7 +101,8 @@ def test_a_range_is_split_into_ibs_longest_requests_and_each_window_clipped() ->
     assert {"open", "high", "low", "close", "volume", "bar_count"} <= set(got.columns)
 
 
-def test_a_download_that_crosses_the_sims_pacing_limits_is_backed_off_and_completes() -> None:
+def test_a_download_that_crosses_the_sims_pacing_limits_is_backed_off_and_completes(
+        caplog: pytest.LogCaptureFixture) -> None:
     """The source's pacer holds IB's own limits; the sim's are tighter, so it answers 162 and the source retries."""
     end = last_midnight() - pd.Timedelta(days=1)
     start = end - pd.Timedelta(days=12)
@@ -114,10 +116,13 @@ def test_a_download_that_crosses_the_sims_pacing_limits_is_backed_off_and_comple
             await source.close()
         return windows, server.pacing.violations, source.pacer.violations - before
 
-    windows, refused, seen = with_sim(SMALL, body)
+    with caplog.at_level(logging.INFO):
+        windows, refused, seen = with_sim(SMALL, body)
     assert len(windows) == 12 and all(len(w.frame) for w in windows)
     assert_covering(windows, start, end)
     assert refused > 0 and seen == refused  # it did cross the limits, and every refusal was retried
+    lines = [r.getMessage() for r in caplog.records if "pacing violation" in r.getMessage()]
+    assert len(lines) == refused and all("MSFT.STK" in line and "retrying in" in line for line in lines)
 
 
 def test_a_pacer_with_the_sims_limits_never_breaks_them() -> None:

@@ -23,13 +23,30 @@ from ib_async import IB, RequestError, Ticker
 
 from trader.brokers.ib import parsing
 from trader.brokers.records import Quote
-from trader.data.pacing import PacedRequest, Pacer, PacingViolation, is_pacing_violation
+from trader.data.pacing import (
+    NO_DATA_TEXT,
+    PacedRequest,
+    Pacer,
+    PacingViolation,
+    is_pacing_violation,
+)
 from trader.domain import Bar, Contract
 from trader.errors import BrokerError, Timeout
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IbMarketData"]
+
+
+class _HistoryAnswers(logging.Filter):
+    """Drop ib_async's error line for a pacing violation or "no data": the caller logs what it does about it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Error 162,") and ("pacing violation" in text or NO_DATA_TEXT in text))
+
+
+_HISTORY_ANSWERS = _HistoryAnswers()
 
 
 class IbMarketData:
@@ -41,6 +58,7 @@ class IbMarketData:
         self.contract_of = contract_of
         self.require_connection = require_connection
         self.history_pacer = pacer
+        logging.getLogger("ib_async.wrapper").addFilter(_HISTORY_ANSWERS)  # once: a filter is added once
         self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
         self._streams: dict[str, ib_async.Contract] = {}  # key -> the contract streamed
         self._keys: dict[int, str] = {}  # conid -> key of the contracts streamed
