@@ -73,7 +73,7 @@ class TwsSimService(Service):
                             help="replay speed: seconds of data per second (default: the config's, else 1)")
         parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
         parser.add_argument("--no-pacing", action="store_true",
-                            help="serve every historical request (no IB pacing rules: the config's pacing.enabled)")
+                            help="serve every historical request: IB's pacing rules off (overrides sim.yaml's pacing.enabled)")
 
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
