@@ -66,8 +66,8 @@ console = Console(stderr=True)
 
 # -- tws-sim process ---------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def tws_sim(tick_rate: float) -> AsyncIterator[int]:
-    """Run ``python -m services.tws_sim`` on a free port with its own home; yield the port once it listens."""
+async def tws_sim(tick_rate: float, *extra: str) -> AsyncIterator[int]:
+    """Run ``python -m services.tws_sim`` (with ``extra`` arguments) on a free port with its own home; yield the port."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-tws-sim-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
@@ -76,7 +76,7 @@ async def tws_sim(tick_rate: float) -> AsyncIterator[int]:
         errors = Path(home) / "tws_sim.err"  # a file, not a pipe: a full pipe would stall the server
         with errors.open("wb") as err_file:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.tws_sim", "--port", str(port), "--tick-rate", str(tick_rate),
+                sys.executable, "-m", "services.tws_sim", "--port", str(port), "--tick-rate", str(tick_rate), *extra,
                 cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err_file)
         try:
             deadline = time.monotonic() + 30

@@ -3,7 +3,8 @@
 ``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
 change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
 (``--sim-config`` for another file; ``--tick-rate`` to move the market
-faster, as the benchmark does; ``--replay FILE --speed N [--loop]`` to drive the
+faster, as the benchmark does; ``--no-pacing`` to serve every historical request,
+whatever IB's pacing rules say; ``--replay FILE --speed N [--loop]`` to drive the
 instruments a CSV or Parquet file names from that file, N seconds of data a second;
 ``--replay store:AAPL.STK,MSFT.STK --bar-size 1m --start 2026-03-02 [--end ...]``
 to replay the market store's bars of those keys, ``store-ticks:KEYS`` (or
@@ -86,6 +87,8 @@ class TwsSimService(Service):
         parser.add_argument("--speed", type=float, default=None,
                             help="replay speed: seconds of data per second (default: the config's, else 1)")
         parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
+        parser.add_argument("--no-pacing", action="store_true",
+                            help="serve every historical request: IB's pacing rules off (overrides sim.yaml's pacing.enabled)")
 
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> TwsSimService:
@@ -116,6 +119,9 @@ class TwsSimService(Service):
                 raise ConfigError("--speed, --loop and the store options need a replay file or store keys "
                                   "(--replay FILE | store:KEYS, or replay in sim.yaml)")
             sim_config = sim_config.model_copy(update={"replay": validate(ReplayConfig, replay, "--replay")})
+        if args.no_pacing:
+            sim_config = sim_config.model_copy(
+                update={"pacing": sim_config.pacing.model_copy(update={"enabled": False})})
         port = settings.ib.port if args.port is None else args.port
         return cls(settings, host=args.host, port=port, sim_config=sim_config)
 

@@ -14,12 +14,11 @@ from ib_async import RequestError
 
 from tests.sim.simulator import running_sim, wait_for
 from trader.brokers.ib.adapter import IbAdapter
-from trader.brokers.ib.market_data import Pacer
 from trader.brokers.ib.orders import PlacedTrade
 from trader.brokers.records import ContractQuery, OrderReport
 from trader.config import IbSettings, TradingSettings
 from trader.domain import Action, Contract, Order, OrderStatus, OrderType
-from trader.errors import NotFound, Overloaded
+from trader.errors import NotFound
 
 
 def test_request_pacing_comes_from_the_trading_settings() -> None:
@@ -219,19 +218,3 @@ def test_a_bracket_goes_out_children_under_the_entry_only_the_last_transmitting(
         (20, 0, False, "manual#b1"), (21, 20, False, "manual#b1-sl"), (22, 20, True, "manual#b1-tp")]
     assert all(c.conId == 265598 and c.symbol == "AAPL" for _, c, _ in sends)
     assert all(adapter.has_order(coid) for coid in ("b1", "b1-sl", "b1-tp"))
-
-
-def test_the_history_pacer_waits_for_a_slot_and_refuses_a_wait_past_its_limit() -> None:
-    now = [0.0]
-    pacer = Pacer(2, 10.0, max_wait=5.0, clock=lambda: now[0])
-    asyncio.run(pacer.acquire())
-    asyncio.run(pacer.acquire())
-    assert pacer.delay() == 10.0
-    with pytest.raises(Overloaded) as refused:
-        asyncio.run(pacer.acquire())
-    assert refused.value.details["retry_after"] == 10.0
-    now[0] = 9.99
-    assert pacer.delay() == pytest.approx(0.01)
-    asyncio.run(pacer.acquire())  # waits the 10 ms, then takes the slot
-    now[0] = 10.0  # the first two calls leave the window; the third is in it
-    assert pacer.delay() == 0.0

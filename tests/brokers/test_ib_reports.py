@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import ib_async
+import pandas as pd
 import pytest
 from ib_async.util import UNSET_DOUBLE
 
@@ -14,6 +15,7 @@ from trader.brokers.ib.parsing import (
     broker_ref,
     client_order_id_of,
     from_ib_bar,
+    from_ib_bars_frame,
     from_ib_contract_details,
     order_report,
     order_update,
@@ -167,3 +169,20 @@ def test_a_bar_starts_in_utc_and_a_daily_bar_at_midnight() -> None:
     daily = from_ib_bar(ib_async.BarData(date=date(2026, 3, 2), open=1.0, high=2.0, low=0.5, close=1.5,
                                          volume=100.0, barCount=7), "AAPL.STK", "1 day")
     assert daily.start == datetime(2026, 3, 2, tzinfo=UTC) and daily.count == 7
+
+
+def test_bars_as_a_frame_read_each_bar_as_from_ib_bar_does() -> None:
+    minutes = [ib_async.BarData(date=T0.replace(second=0) + timedelta(minutes=i), open=1.0 + i, high=2.0 + i,
+                                low=0.5 + i, close=1.5 + i, volume=-1.0 if i == 1 else 10.0 * i, barCount=i)
+               for i in range(3)]
+    frame = from_ib_bars_frame(minutes)
+    assert frame.index.name == "time" and str(frame.index.tz) == "UTC"
+    assert frame.index.tolist() == [pd.Timestamp(b.date) for b in minutes]
+    assert frame.to_dict("list") == {"open": [1.0, 2.0, 3.0], "high": [2.0, 3.0, 4.0], "low": [0.5, 1.5, 2.5],
+                                     "close": [1.5, 2.5, 3.5], "volume": [0.0, 0.0, 20.0], "bar_count": [0, 1, 2]}
+    uncounted = [ib_async.BarData(date=date(2026, 3, 2), open=1.0, high=2.0, low=0.5, close=1.5, volume=5.0,
+                                  barCount=-1)]
+    daily = from_ib_bars_frame(uncounted)
+    assert daily.index.tolist() == [pd.Timestamp("2026-03-02", tz="UTC")] and "bar_count" not in daily
+    empty = from_ib_bars_frame([])
+    assert len(empty) == 0 and list(empty.columns) == ["open", "high", "low", "close", "volume"]

@@ -12,16 +12,18 @@ from typing import Any
 from ib_async import IB
 
 from trader.sim.catalogue import MarketConfig, SimConfig, SimInstrument, load_sim_config
+from trader.sim.pacing import PacingConfig
 from trader.sim.server import TwsSimServer
 from trader.sim.wire import FrameSplitter, decode_fields, encode_message, frame
 from trader.sim.world import SimWorld
 
 
-def sim_config(tick_rate: float = 20.0, seed: int = 7, account_update_interval: float = 3.0) -> SimConfig:
-    """The repository's catalogue with a faster market for tests."""
+def sim_config(tick_rate: float = 20.0, seed: int = 7, account_update_interval: float = 3.0,
+               pacing: PacingConfig | None = None) -> SimConfig:
+    """The repository's catalogue with a faster market for tests (IB's history pacing off unless given)."""
     base = load_sim_config()
     market = MarketConfig(seed=seed, tick_rate=tick_rate, account_update_interval=account_update_interval)
-    return base.model_copy(update={"market": market})
+    return base.model_copy(update={"market": market, "pacing": pacing or PacingConfig(enabled=False)})
 
 
 @contextlib.asynccontextmanager

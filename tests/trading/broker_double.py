@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 from reactivex.subject import Subject
 
 from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
@@ -178,3 +179,8 @@ class BrokerDouble:
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str, what_to_show: str,
                       use_rth: bool, timeout: float = 60.0) -> list[Bar]:
         return []
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str, what_to_show: str,
+                            use_rth: bool, timeout: float = 60.0) -> pd.DataFrame:
+        return pd.DataFrame(columns=["open", "high", "low", "close", "volume"],
+                            index=pd.DatetimeIndex([], tz="UTC", name="time"))

@@ -28,12 +28,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
 
 from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Broker"]
 
@@ -206,4 +209,13 @@ class Broker(Protocol):
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str, what_to_show: str,
                       use_rth: bool, timeout: float = 60.0) -> list[Bar]:
         """Return historical bars (``end`` empty: up to now), paced to the broker's limits."""
+        ...
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                            what_to_show: str, use_rth: bool, timeout: float = 60.0) -> pd.DataFrame:
+        """Return the bars :meth:`history` would, as one bar frame: a download's many bars without a record each.
+
+        The index is ``time`` (UTC bar starts); the columns ``open high low close
+        volume``, and ``bar_count`` where the broker counted every bar's trades.
+        """
         ...

@@ -4,8 +4,9 @@ The file's sections: ``account`` (id, base currency, starting cash,
 commissions), ``market`` (seed, tick rate), ``instruments`` (the contracts
 that do not expire, with their conid and the parameters of their random walk),
 ``futures`` / ``options`` (rolling series, :mod:`trader.sim.series`),
-``replay`` and ``connections``. It is read with the platform's one config
-loader; :class:`~trader.sim.catalogue.Catalogue` turns it into instruments.
+``replay``, ``connections`` and ``pacing`` (IB's historical-data limits,
+:mod:`trader.sim.pacing`). It is read with the platform's one config loader;
+:class:`~trader.sim.catalogue.Catalogue` turns it into instruments.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Right, SecType
 from trader.sim.limits import ConnectionLimits
+from trader.sim.pacing import PacingConfig
 from trader.sim.series import FutureSeries, OptionSeries, check_last_trade_time
 from trader.strategy.bars import parse_bar_size
 
@@ -173,6 +175,7 @@ class SimConfig(StrictModel):
     options: list[OptionSeries] = Field(default_factory=list, description="rolling monthly option series")
     replay: ReplayConfig | None = None
     connections: ConnectionLimits = ConnectionLimits()
+    pacing: PacingConfig = PacingConfig()
 
     @model_validator(mode="after")
     def _unique_conids(self) -> SimConfig:

@@ -63,11 +63,19 @@ __all__ = ["RequestHandlers"]
 _NO_DEFINITION = "No security definition has been found for the request"
 BAR_UPDATE_INTERVAL = 1.0  # seconds between updates of a keepUpToDate bar
 REALTIME_BAR_SECONDS = 5  # the only size IB serves
+HEAD_TIMESTAMP = datetime(2000, 1, 3, 14, 30, tzinfo=UTC)  # where every instrument's history begins
 _FARM_NOTICES = (
     (ErrorCode.MARKET_DATA_FARM_OK, "Market data farm connection is OK:usfarm"),
     (ErrorCode.HMDS_FARM_OK, "HMDS data farm connection is OK:ushmds"),
     (ErrorCode.SEC_DEF_FARM_OK, "Sec-def data farm connection is OK:secdefil"),
 )
+
+
+def _no_data(inst: SimInstrument, what_to_show: str) -> str:
+    """Return IB's text for a historical request whose range holds no bars."""
+    name = inst.contract.local_symbol if inst.contract.sec_type is SecType.CASH else inst.contract.symbol
+    return (f"Historical Market Data Service error message:HMDS query returned no data: "
+            f"{name}@{inst.contract.exchange} {what_to_show.strip().title()}")
 
 
 class RequestHandlers:
@@ -211,6 +219,11 @@ class RequestHandlers:
         inst = self._resolve(session, request.req_id, request.contract)
         if inst is None:
             return
+        refused = self.world.pacing.check(inst.conid, request.contract.exchange, request.end, request.duration,
+                                          request.bar_size, request.what_to_show, request.use_rth)
+        if refused is not None:
+            session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, refused)
+            return
         now = self.world.clock()
         try:
             if request.keep_up_to_date:
@@ -218,9 +231,13 @@ class RequestHandlers:
             end = parse_end(request.end, now)
             history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
                                      request.what_to_show, request.format_date, request.use_rth)
+            if history.end <= HEAD_TIMESTAMP:  # before the data begins (see head_timestamp)
+                raise HistoryError(_no_data(inst, request.what_to_show))
             state = self.world.market.state(inst.conid)
             record_minute(state, now, 0.0, 0)  # the minute in progress has its bar before its first tick, as at IB
             bars = build_bars(state, self.world.market.seed, history, self.world.market.hours(inst.conid))
+            if not bars and not request.keep_up_to_date:  # IB answers an empty range with 162, not with no bars
+                raise HistoryError(_no_data(inst, request.what_to_show))
         except HistoryError as exc:
             session.error(request.req_id, ErrorCode.HISTORICAL_DATA_ERROR, str(exc))
             return
@@ -292,7 +309,7 @@ class RequestHandlers:
     def head_timestamp(self, session: Session, request: HeadTimestampRequest) -> None:
         inst = self._resolve(session, request.req_id, request.contract)
         if inst is not None:
-            session.send(enc.head_timestamp(request.req_id, "20000103-14:30:00"))
+            session.send(enc.head_timestamp(request.req_id, HEAD_TIMESTAMP.strftime("%Y%m%d-%H:%M:%S")))
 
     # -- orders ---------------------------------------------------------------------------
     def place_order(self, session: Session, request: PlaceOrderRequest) -> None:

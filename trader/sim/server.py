@@ -158,6 +158,7 @@ class TwsSimServer(SimWorld):
             "open_orders": len(self.engine.open_orders()),
             "executions": len(self.engine.executions),
             "response_delay": self.response_delay,
+            "history_pacing_violations": self.pacing.violations if self.pacing.config.enabled else None,
             "reject_next": self.engine.reject_next,
             "replay": None if self.market.replay is None else self.market.replay.status(),
         }

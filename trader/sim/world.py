@@ -33,6 +33,7 @@ from trader.sim.market import MarketGenerator
 from trader.sim.market_state import MarketState
 from trader.sim.msgids import In
 from trader.sim.orders import CommissionSchedule, EngineEvent, OrderChanged, OrderError, OrderFilled
+from trader.sim.pacing import HistoryPacing
 from trader.sim.replay import ReplaySource
 from trader.sim.session import Session
 from trader.sim.store_replay import open_replay_data
@@ -90,6 +91,7 @@ class SimWorld:
         acct = config.account
         self.accounts = {i: Account(i, acct.currency, acct.cash) for i in acct.ids}  # every one the login manages
         self.account = self.accounts[acct.id]  # the default one: an order that names none goes there
+        self.pacing = HistoryPacing(config.pacing, clock)
         self.handlers = RequestHandlers(self)
         self.sessions: dict[int, Session] = {}
         self.request_log: deque[RequestRecord] = deque(maxlen=request_log_size)

@@ -17,6 +17,7 @@ from trader.sim.catalogue import Catalogue
 from trader.sim.engine import MatchingEngine
 from trader.sim.market import MarketGenerator
 from trader.sim.orders import EngineEvent
+from trader.sim.pacing import HistoryPacing
 from trader.sim.session import Session
 
 __all__ = ["World"]
@@ -32,6 +33,8 @@ class World(Protocol):
     """The default account: where an order that names none goes."""
     accounts: dict[str, Account]
     """Every account the login manages (managedAccounts), by id, the default one first."""
+    pacing: HistoryPacing
+    """IB's historical-data pacing rules, across every client of the login."""
 
     def clock(self) -> datetime:
         """Return the current time."""

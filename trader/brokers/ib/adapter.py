@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import ib_async
+import pandas as pd
 from ib_async import IB, RequestError, Trade
 from reactivex.subject import Subject
 
@@ -41,6 +42,7 @@ from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
 from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
 from trader.config import IbSettings, TradingSettings
+from trader.data.pacing import Pacer, PacingRules
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import BrokerError, TraderError, Unavailable
 from trader.retry import RetryPolicy
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 __all__ = ["IbAdapter"]
 
 WATCHDOG_INTERVAL = 5.0
+HISTORY_MAX_WAIT = 10.0  # seconds trader_service's history waits for a pacing slot before it is Overloaded
 _CONNECT_ERRORS = (OSError, TimeoutError, ConnectionError, RequestError)  # a connect that failed: made again
 T = TypeVar("T")
 
@@ -57,7 +60,9 @@ T = TypeVar("T")
 class IbAdapter:
     """The one IB API connection of the trader service: the :class:`~trader.brokers.base.Broker` for IB."""
 
-    def __init__(self, ib_settings: IbSettings, trading: TradingSettings, *, ib: IB | None = None) -> None:
+    def __init__(self, ib_settings: IbSettings, trading: TradingSettings, *, ib: IB | None = None,
+                 pacer: Pacer | None = None) -> None:
+        """Connect with ``ib_settings``; history goes through ``pacer`` (default: IB's rules, waits up to 10 s)."""
         self.settings = ib_settings
         self.trading = trading
         self.ib = ib or IB()
@@ -75,8 +80,8 @@ class IbAdapter:
         self._orders = IbOrders(self.ib, self._ib_contract)
         # First: the handles of the orders IB lists as the connection is made, before any re-sync.
         self.on_connected: list[Callable[[], Awaitable[None]]] = [self._index_orders]
-        self._market = IbMarketData(self.ib, self._ib_contract, self.require_connection,
-                                    trading.history_requests_per_10min)
+        self._market = IbMarketData(self.ib, self._ib_contract, self.require_connection, pacer or Pacer(
+            PacingRules(max_requests=trading.history_requests_per_10min), max_wait=HISTORY_MAX_WAIT))
         self.connects = 0
         self.last_error: str | None = None
         self.account: str | None = ib_settings.account or None
@@ -448,6 +453,12 @@ class IbAdapter:
 
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, timeout: float = 60.0) -> list[Bar]:
-        """Return historical bars, paced to IB's limit on historical requests."""
+        """Return historical bars, paced to IB's rules (:mod:`trader.data.pacing`); see IbMarketData.history."""
         return await self._market.history(contract, end=end, duration=duration, bar_size=bar_size,
                                           what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                            what_to_show: str, use_rth: bool, timeout: float = 60.0) -> pd.DataFrame:
+        """Return historical bars as one bar frame, paced as :meth:`history` (for downloads: no record per bar)."""
+        return await self._market.history_frame(contract, end=end, duration=duration, bar_size=bar_size,
+                                                what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)

@@ -1,10 +1,12 @@
 """IB market data: one stream per contract key whoever wants it, quotes and snapshots, history paced to IB's limits.
 
-IB limits the market data lines open at once (100 by default) and the
-historical requests per ten minutes (60), so a stream is held only while an
-owner wants it ("user": a subscription; "desk": an instrument orders were
-priced from lately), and history requests wait for a slot (:class:`Pacer`).
-The streams are kept across reconnects (:meth:`IbMarketData.resubscribe`).
+IB limits the market data lines open at once (100 by default) and paces
+historical requests (60 per ten minutes, no identical request within 15 s, at
+most 5 per contract and tick type within 2 s), so a stream is held only while
+an owner wants it ("user": a subscription; "desk": an instrument orders were
+priced from lately), and history requests wait for the platform's one
+:class:`~trader.data.pacing.Pacer`. The streams are kept across reconnects
+(:meth:`IbMarketData.resubscribe`).
 """
 
 from __future__ import annotations
@@ -12,60 +14,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ib_async
+import pandas as pd
 from ib_async import IB, RequestError, Ticker
 
 from trader.brokers.ib import parsing
 from trader.brokers.records import Quote
+from trader.data.pacing import (
+    NO_DATA_TEXT,
+    PacedRequest,
+    Pacer,
+    PacingViolation,
+    is_pacing_violation,
+)
 from trader.domain import Bar, Contract
-from trader.errors import BrokerError, Overloaded
+from trader.errors import BrokerError, Timeout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IbMarketData", "Pacer"]
+__all__ = ["IbMarketData"]
 
 
-class Pacer:
-    """A sliding-window limit: at most ``limit`` calls per ``window`` seconds, waiting up to ``max_wait``."""
+class _HistoryAnswers(logging.Filter):
+    """Drop ib_async's error line for a pacing violation or "no data": the caller logs what it does about it."""
 
-    def __init__(self, limit: int, window: float, max_wait: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.max_wait, self.clock = limit, window, max_wait, clock
-        self._calls: deque[float] = deque()
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Error 162,") and ("pacing violation" in text or NO_DATA_TEXT in text))
 
-    def delay(self) -> float:
-        """Return how long the next call must wait (0: now)."""
-        now = self.clock()
-        while self._calls and now - self._calls[0] >= self.window:
-            self._calls.popleft()
-        if len(self._calls) < self.limit:
-            return 0.0
-        return self._calls[0] + self.window - now
 
-    async def acquire(self) -> None:
-        """Wait for a slot; raise Overloaded if that would take longer than ``max_wait``."""
-        wait = self.delay()
-        if wait > self.max_wait:
-            raise Overloaded(f"IB pacing: {self.limit} requests per {self.window:g} s used; retry in {wait:.0f} s",
-                             retry_after=round(wait, 1))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._calls.append(self.clock())
+_HISTORY_ANSWERS = _HistoryAnswers()
 
 
 class IbMarketData:
     """The market data side of :class:`~trader.brokers.ib.adapter.IbAdapter`."""
 
     def __init__(self, ib: IB, contract_of: Callable[[Contract], ib_async.Contract],
-                 require_connection: Callable[[], None], history_requests_per_10min: int) -> None:
+                 require_connection: Callable[[], None], pacer: Pacer) -> None:
         self.ib = ib
         self.contract_of = contract_of
         self.require_connection = require_connection
-        self.history_pacer = Pacer(history_requests_per_10min, 600.0)
+        self.history_pacer = pacer
+        logging.getLogger("ib_async.wrapper").addFilter(_HISTORY_ANSWERS)  # once: a filter is added once
         self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
         self._streams: dict[str, ib_async.Contract] = {}  # key -> the contract streamed
         self._keys: dict[int, str] = {}  # conid -> key of the contracts streamed
@@ -133,13 +126,39 @@ class IbMarketData:
 
     async def history(self, contract: Contract, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, timeout: float) -> list[Bar]:
-        """Return historical bars, paced to IB's limit on historical requests."""
-        self.require_connection()
-        await self.history_pacer.acquire()
-        try:
-            bars = await self.ib.reqHistoricalDataAsync(
-                self.contract_of(contract), end, duration, bar_size, what_to_show, use_rth, formatDate=2,
-                timeout=timeout)
-        except RequestError as exc:
-            raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
+        """Return historical bars as Bar records (see :meth:`history_bars`)."""
+        bars = await self.history_bars(contract, end=end, duration=duration, bar_size=bar_size,
+                                       what_to_show=what_to_show, use_rth=use_rth, timeout=timeout)
         return [parsing.from_ib_bar(bar, contract.key, bar_size) for bar in bars]
+
+    async def history_frame(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                            what_to_show: str, use_rth: bool, timeout: float) -> pd.DataFrame:
+        """Return historical bars as a bar frame (see :meth:`history_bars`): no record per bar."""
+        return parsing.from_ib_bars_frame(await self.history_bars(
+            contract, end=end, duration=duration, bar_size=bar_size, what_to_show=what_to_show, use_rth=use_rth,
+            timeout=timeout))
+
+    async def history_bars(self, contract: Contract, *, end: str, duration: str, bar_size: str,
+                           what_to_show: str, use_rth: bool, timeout: float) -> list[ib_async.BarData]:
+        """Return IB's historical bars, paced to IB's rules on historical requests.
+
+        IB's refusal is a BrokerError with its code and text; a pacing
+        violation is a PacingViolation (and the pacer learns from it); no
+        answer within ``timeout`` is a Timeout (ib_async would give no bars).
+        """
+        self.require_connection()
+        ib_contract = self.contract_of(contract)
+        paced = PacedRequest(contract.key, ib_contract.exchange, what_to_show, end, duration, bar_size, use_rth)
+        try:
+            async with self.history_pacer.slot(paced):
+                started = time.monotonic()
+                bars = await self.ib.reqHistoricalDataAsync(
+                    ib_contract, end, duration, bar_size, what_to_show, use_rth, formatDate=2, timeout=timeout)
+        except RequestError as exc:
+            if is_pacing_violation(exc.code, exc.message):
+                self.history_pacer.violated(paced)
+                raise PacingViolation(f"IB refused the history request: {exc.message}", code=exc.code) from None
+            raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
+        if not bars and timeout and time.monotonic() - started >= timeout:  # ib_async's timeout gives no bars
+            raise Timeout(f"IB sent no {bar_size} bars of {contract.key} within {timeout:g} s", key=contract.key)
+        return bars

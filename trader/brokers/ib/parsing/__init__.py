@@ -19,7 +19,12 @@ from trader.brokers.ib.parsing.contracts import (
     to_ib_query,
     tradable_ib_contract,
 )
-from trader.brokers.ib.parsing.market import from_ib_bar, ticker_quote, ticker_to_tick
+from trader.brokers.ib.parsing.market import (
+    from_ib_bar,
+    from_ib_bars_frame,
+    ticker_quote,
+    ticker_to_tick,
+)
 from trader.brokers.ib.parsing.orders import (
     broker_ref,
     client_order_id_of,
@@ -39,6 +44,7 @@ __all__ = [
     "decimal_from_float",
     "from_ib_account_value",
     "from_ib_bar",
+    "from_ib_bars_frame",
     "from_ib_contract",
     "from_ib_contract_details",
     "from_ib_fill",
