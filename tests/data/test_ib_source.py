@@ -243,3 +243,25 @@ def test_a_connection_lost_mid_download_is_a_retryable_source_error() -> None:
 
     got, error = with_sim(None, body)
     assert got == 1 and error.retryable and error.details["instrument"] == "AAPL.STK"
+
+
+def test_identical_requests_within_15_s_share_one_answer_instead_of_a_violation() -> None:
+    """Two strategies warming up on one instrument ask the same thing at once: IB is asked once, both answered."""
+    async def body(server: TwsSimServer) -> tuple[list[int], int, int]:
+        source = IbSource(settings_for(server), retry=FAST_RETRY)
+        try:
+            await source._connect("AAPL.STK")
+            contract = (await source.resolver.resolve("AAPL"))[0].contract
+            ask = lambda: source.broker.history_frame(  # noqa: E731
+                contract, end="", duration="1 D", bar_size="1 min", what_to_show="TRADES", use_rth=False,
+                timeout=30)
+            first, second = await asyncio.gather(ask(), ask())
+            third = await ask()  # answered, and still within 15 s: the same answer, no request
+            asked = sum(1 for r in server.request_log if r.message == "REQ_HISTORICAL_DATA")
+        finally:
+            await source.close()
+        return [len(first), len(second), len(third)], asked, server.pacing.violations
+
+    sizes, asked, refused = with_sim(PacingConfig(), body)
+    assert sizes[0] > 0 and sizes == [sizes[0]] * 3
+    assert asked == 1 and refused == 0

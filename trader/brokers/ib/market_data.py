@@ -5,8 +5,11 @@ historical requests (60 per ten minutes, no identical request within 15 s, at
 most 5 per contract and tick type within 2 s), so a stream is held only while
 an owner wants it ("user": a subscription; "desk": an instrument orders were
 priced from lately), and history requests wait for the platform's one
-:class:`~trader.data.pacing.Pacer`. The streams are kept across reconnects
-(:meth:`IbMarketData.resubscribe`).
+:class:`~trader.data.pacing.Pacer`. An identical request within the 15 s
+gets the answer the first one got (or waits for it, while it is in flight)
+instead of a slot: IB would refuse it, and its answer could only be the same.
+Two strategies warming up on one instrument ask exactly that. The streams are
+kept across reconnects (:meth:`IbMarketData.resubscribe`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class IbMarketData:
         self.owners: dict[str, set[str]] = {}  # key -> who wants its stream ("user", "desk")
         self._streams: dict[str, ib_async.Contract] = {}  # key -> the contract streamed
         self._keys: dict[int, str] = {}  # conid -> key of the contracts streamed
+        # identity -> (monotonic time answered or 0 while in flight, the answer): identical requests share it
+        self._answers: dict[tuple[Any, ...], tuple[float, asyncio.Future[list[ib_async.BarData]]]] = {}
 
     def ticks(self, tickers: Iterable[Ticker]) -> list[dict[str, Any]]:
         """Return the updated tickers of the contracts streamed as tick dicts (a snapshot's are left out)."""
@@ -149,6 +154,34 @@ class IbMarketData:
         self.require_connection()
         ib_contract = self.contract_of(contract)
         paced = PacedRequest(contract.key, ib_contract.exchange, what_to_show, end, duration, bar_size, use_rth)
+        now = time.monotonic()
+        interval = self.history_pacer.rules.identical_interval
+        for identity in [i for i, (at, _) in self._answers.items() if at and now - at >= interval]:
+            del self._answers[identity]
+        shared = self._answers.get(paced.identity)
+        if shared is not None:
+            return list(await asyncio.shield(shared[1]))
+        answer: asyncio.Future[list[ib_async.BarData]] = asyncio.get_running_loop().create_future()
+        self._answers[paced.identity] = (0.0, answer)
+        try:
+            bars = await self._request(paced, ib_contract, timeout)
+        except asyncio.CancelledError:
+            del self._answers[paced.identity]
+            answer.cancel()
+            raise
+        except Exception as exc:
+            del self._answers[paced.identity]  # a failure is not kept: the next request asks again
+            answer.set_exception(exc)
+            answer.exception()  # retrieved here, so no "exception never retrieved" when nobody shared it
+            raise
+        answer.set_result(bars)
+        self._answers[paced.identity] = (time.monotonic(), answer)
+        return bars
+
+    async def _request(self, paced: PacedRequest, ib_contract: ib_async.Contract,
+                       timeout: float) -> list[ib_async.BarData]:
+        contract_key, end, duration, bar_size = paced.contract, paced.end, paced.duration, paced.bar_size
+        what_to_show, use_rth = paced.what_to_show, paced.use_rth
         try:
             async with self.history_pacer.slot(paced):
                 started = time.monotonic()
@@ -160,5 +193,5 @@ class IbMarketData:
                 raise PacingViolation(f"IB refused the history request: {exc.message}", code=exc.code) from None
             raise BrokerError(f"IB refused the history request: {exc.message}", code=exc.code) from None
         if not bars and timeout and time.monotonic() - started >= timeout:  # ib_async's timeout gives no bars
-            raise Timeout(f"IB sent no {bar_size} bars of {contract.key} within {timeout:g} s", key=contract.key)
+            raise Timeout(f"IB sent no {bar_size} bars of {contract_key} within {timeout:g} s", key=contract_key)
         return bars
