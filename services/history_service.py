@@ -65,6 +65,14 @@ def job_key(text: str, today: date) -> str:
     return make_key(query.symbol, query.sec_type, query.currency, contract_month=query.expiry)
 
 
+def job_bar_size(text: str) -> str:
+    """Return a bar size's short form (``1 min`` -> ``1m``); ValidationError naming the sizes if unknown."""
+    try:
+        return short_bar_size(parse_bar_size(text))
+    except ValueError as exc:
+        raise ValidationError(str(exc), bar_size=text) from None
+
+
 def universe_keys(store: MarketStore, name: str) -> list[str]:
     """Return the contract keys of universe ``name`` (``NotFound`` if there is none)."""
     record = store.get_record("universes", name)
@@ -204,7 +212,7 @@ class HistoryService(Service):
         """
         assert self.queue is not None and self.store is not None
         check_source(source, self.settings)
-        size = short_bar_size(parse_bar_size(bar_size))
+        size = job_bar_size(bar_size)
         end = end or datetime.now(UTC)
         start, end = _utc(start), _utc(end)
         if bool(instruments) == bool(universe):
