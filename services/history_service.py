@@ -12,11 +12,10 @@ nothing duplicated since a window written again replaces itself. On SIGTERM
 the job in hand goes back to the queue at once.
 
 Instruments are contract keys or what the key grammar reads without a
-broker: a plain symbol is its stock (``AAPL`` -> ``AAPL.STK``), a futures
-code its month (``ESZ6`` -> ``ES.FUT.202612``), a pair its cash key
-(``EUR.USD`` -> ``EUR.CASH.USD``); a universe (records of kind ``universes``
-in the store, ``{"members": [{"key": ...}, ...]}``) is its members' keys,
-read when the job is submitted. This service needs no trader_service.
+broker (:mod:`trader.data.requests`: ``AAPL`` -> ``AAPL.STK``, ``ESZ6`` ->
+``ES.FUT.202612``); a universe (records of kind ``universes`` in the store)
+is its members' keys, read when the job is submitted. This service needs no
+trader_service (the IB source has its own connection).
 
 RPC: submit, jobs, job, cancel, retry (and status).
 """
@@ -27,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,58 +35,16 @@ from trader.config import Settings
 from trader.data.backends import open_store
 from trader.data.download import LeaseLost, QueueDown, run_job
 from trader.data.jobs import Job, JobQueue, JobState
+from trader.data.requests import job_bar_size, job_key, last_stored, universe_keys
 from trader.data.sources import check_source
 from trader.data.store import MarketStore
-from trader.domain import SecType
-from trader.domain.contract_key import is_key, make_key, parse_key
 from trader.errors import TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
-from trader.strategy.bars import parse_bar_size, short_bar_size
-from trader.trading.symbols import Hints, read_symbol
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when idle (a submit here wakes the worker at once)
-
-
-def job_key(text: str, today: date) -> str:
-    """Return the contract key of what a user typed, read without a broker; ValidationError if it cannot be."""
-    if is_key(text):
-        parse_key(text)  # ValidationError with the grammar if malformed
-        return text.strip().upper()
-    reading = read_symbol(text, Hints(), today)
-    query = reading.queries[0]
-    if query.sec_type is SecType.FUT and not query.expiry:
-        raise ValidationError(f"{text!r}: name the future's month (ESZ6, ES.FUT.202612)", symbol=text)
-    if query.sec_type not in (SecType.STK, SecType.CASH, SecType.FUT):
-        raise ValidationError(f"{text!r}: give its contract key (SYMBOL.SECTYPE...)", symbol=text)
-    return make_key(query.symbol, query.sec_type, query.currency, contract_month=query.expiry)
-
-
-def job_bar_size(text: str) -> str:
-    """Return a bar size's short form (``1 min`` -> ``1m``); ValidationError naming the sizes if unknown."""
-    try:
-        return short_bar_size(parse_bar_size(text))
-    except ValueError as exc:
-        raise ValidationError(str(exc), bar_size=text) from None
-
-
-def universe_keys(store: MarketStore, name: str) -> list[str]:
-    """Return the contract keys of universe ``name`` (``NotFound`` if there is none)."""
-    record = store.get_record("universes", name)
-    keys = [str(m["key"]) for m in record.get("members", []) if isinstance(m, dict) and m.get("key")]
-    if not keys:
-        raise ValidationError(f"universe {name} has no members", universe=name)
-    return keys
-
-
-def last_stored(store: MarketStore, key: str, bar_size: str, start: datetime, end: datetime) -> datetime | None:
-    """Return the time of ``key``'s last stored ``bar_size`` bar in ``[start, end)`` (None: none there)."""
-    if key not in store.bar_symbols(bar_size).get(bar_size, []):
-        return None  # not stored at this size (a read would resample a finer one)
-    bars = store.read_bars(key, bar_size, start, end)
-    return bars.index[-1].to_pydatetime() if len(bars) else None
 
 
 class HistoryService(Service):

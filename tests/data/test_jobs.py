@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from tests.conftest import RedisServer
 from trader.data.jobs import Item, ItemState, Job, JobQueue, JobState
 from trader.data.progress import JobProgress
+from trader.data.requests import job_bar_size, job_key
 from trader.errors import Conflict, NotFound, Unavailable, ValidationError
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -197,7 +198,7 @@ def test_progress_figures_count_the_range_covered_not_just_instruments() -> None
     figures = progress.figures()
     # 10 s for a quarter of AAPL, an eighth of the job's ranges (MSFT was done): three eighths left, 30 s.
     assert figures == {"job": "abcd1234", "instruments": 1, "total": 2, "failed": 0, "bars": 600, "rate": 10.0,
-                       "elapsed": 10.0, "eta": 30.0}
+                       "elapsed": 10.0, "eta": 30.0, "share": 0.625}
     assert progress.topic("window") == "job.abcd1234.window"
 
 
@@ -211,3 +212,19 @@ def test_redis_down_is_unavailable_naming_what_was_done(free_port: Callable[[], 
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_job_keys_read_what_users_type_without_a_broker() -> None:
+    today = datetime(2026, 12, 7).date()
+    assert job_key("aapl", today) == "AAPL.STK"
+    assert job_key("msft.stk", today) == "MSFT.STK"
+    assert job_key("ESZ6", today) == "ES.FUT.202612"
+    assert job_key("EUR.USD", today) == "EUR.CASH.USD"
+    assert job_key("BRK.B", today) == "BRK_B.STK"
+    with pytest.raises(ValidationError):
+        job_key("AAPL.STK.X.Y", today)
+    with pytest.raises(ValidationError, match="not a contract key"):
+        job_key("ES.FUT", today)
+    assert job_bar_size("1 min") == "1m" and job_bar_size("1d") == "1d"
+    with pytest.raises(ValidationError, match="bar size"):
+        job_bar_size("7 fortnights")

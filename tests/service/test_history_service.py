@@ -266,16 +266,3 @@ def test_submit_checks_what_it_is_given_and_reads_a_universe(stack_env: StackEnv
 
         done = asyncio.run(scenario())
     assert done["bars"] == 180
-
-
-def test_job_keys_read_what_users_type_without_a_broker() -> None:
-    from services.history_service import job_key
-
-    today = datetime(2026, 12, 7).date()
-    assert job_key("aapl", today) == "AAPL.STK"
-    assert job_key("msft.stk", today) == "MSFT.STK"
-    assert job_key("ESZ6", today) == "ES.FUT.202612"
-    assert job_key("EUR.USD", today) == "EUR.CASH.USD"
-    assert job_key("BRK.B", today) == "BRK_B.STK"
-    with pytest.raises(ValidationError):
-        job_key("AAPL.STK.X.Y", today)

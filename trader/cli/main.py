@@ -28,6 +28,7 @@ from trader.cli import (
     book,
     close,
     exits,
+    history,
     instruments,
     jobs,
     keys,
@@ -43,7 +44,7 @@ from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, keys, repl
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, keys, repl
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 

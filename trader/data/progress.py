@@ -10,10 +10,11 @@ Events go out as ``job.<id>.<event>`` (payload a dict):
 
 Every payload but ``window``'s carries the figures: ``instruments`` (done +
 failed), ``total``, ``failed``, ``bars`` (written by the job, all runs),
-``rate`` (bars a second in this run), ``elapsed`` (seconds of this run) and
-``eta`` (seconds left, None until something is known). The ETA counts the
-share of the job's time ranges covered, not instruments, so one long
-instrument does not read as nearly done.
+``rate`` (bars a second in this run), ``elapsed`` (seconds of this run),
+``share`` (0..1, of the instruments' time ranges covered) and ``eta``
+(seconds left, None until something is known). The ETA counts the share of
+the ranges covered, not instruments, so one long instrument does not read as
+nearly done.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class JobProgress:
         eta = elapsed * (1.0 - share) / gained if gained > 0 and elapsed > 0 else None
         return {"job": self.job_id, "instruments": ended, "total": len(self.items), "failed": failed,
                 "bars": bars, "rate": round((bars - self.bars_at_start) / elapsed, 1) if elapsed > 0 else 0.0,
-                "elapsed": round(elapsed, 3), "eta": round(eta, 1) if eta is not None else None}
+                "elapsed": round(elapsed, 3), "eta": round(eta, 1) if eta is not None else None,
+                "share": round(share, 4)}
 
     def topic(self, event: str) -> str:
         """Return the bus topic of ``event`` for this job."""
