@@ -9,7 +9,6 @@ enough to be killed in its middle; the service loads it through
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import StackEnv, TradingStack, wait_for_port
+from tests.conftest import StackEnv, TradingStack
 from tests.data.csv_source import CsvSource, write_csv
+from tests.service.history_stack import started_history
 from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
@@ -31,23 +31,6 @@ from trader.messaging.rpc import RpcClient
 START = datetime(2026, 3, 2, tzinfo=UTC)
 END = datetime(2026, 3, 4, tzinfo=UTC)  # 2880 one-minute bars, 48 windows of an hour, per instrument
 KEYS = ["AAPL.STK", "MSFT.STK", "IBM.STK"]
-
-
-@contextlib.contextmanager
-def started_history(stack_env: StackEnv) -> Iterator[TradingStack]:
-    """Redis, the bus and history_service (with the csv test source) as real processes."""
-    stack_env.env["TRADER_HISTORY__SOURCES__CSV"] = "tests.data.csv_source:CsvSource"
-    stack = TradingStack(stack_env)
-    try:
-        stack.start("redis")
-        stack.start("bus")
-        wait_for_port(stack_env.redis_port, 15, "redis")
-        stack.start("history_service")
-        stack.wait_ready(stack.history_endpoint, "history_service", 30)
-        yield stack
-    finally:
-        for name in list(stack.procs):
-            stack.kill(name)
 
 
 @pytest.fixture

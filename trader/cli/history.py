@@ -205,10 +205,11 @@ pycron's history_nightly job runs `history update --all` on weekdays
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo.")
 @click.option("--since", type=MOMENT, default=None,
               help="Start of instruments not stored yet (default: 1 year back for 1d, else 30 days).")
+@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat).")
 @click.option("--wait/--no-wait", default=False, help="Follow each job to its end.")
 @pass_cli
 def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[str, ...], source: str,
-           since: datetime | None, wait: bool) -> None:
+           since: datetime | None, pairs: tuple[str, ...], wait: bool) -> None:
     """Bring universes' bars up to date: from each member's last stored bar to now.
 
     One job per bar size over the members of the universes (each instrument
@@ -240,8 +241,8 @@ def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[st
     submitted = []
     for size in sizes or cli.settings().history.nightly_bar_sizes:
         start = since or now - LOOKBACK.get(job_bar_size(size), DEFAULT_LOOKBACK)
-        submitted.append(_follow(cli, "submit", (source, size, start, now),
-                                 {"instruments": keys, "from_stored": True}, wait, emit=not cli.json))
+        kwargs = {"instruments": keys, "from_stored": True, "options": _options(None, pairs) or None}
+        submitted.append(_follow(cli, "submit", (source, size, start, now), kwargs, wait, emit=False))
     if cli.json:
         cli.emit_json(submitted)
 
@@ -297,7 +298,7 @@ async def _watch(cli: CliContext, job: dict[str, Any], events: asyncio.Queue[Mes
     """Follow ``job`` to its end: the bar from the bus's events, the state read back each second."""
     prefix = f"job.{job['id']}."
     shown = cli.console.is_terminal and not cli.json
-    bar, task = tables.progress_bar(job) if shown else (None, None)
+    bar, task = tables.progress_bar(job, cli.console) if shown else (None, None)
     polled = time.monotonic()
     with bar if bar is not None else contextlib.nullcontext():
         while job["state"] not in tables.ENDED:

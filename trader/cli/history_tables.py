@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
@@ -84,9 +85,9 @@ class _Figures(ProgressColumn):
                     f"ETA {_duration(f['eta'])}")
 
 
-def progress_bar(job: Mapping[str, Any]) -> tuple[Progress, Any]:
-    """Return a progress display for ``job`` (at most 80 columns) and its task id."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), _Figures(), transient=False)
+def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, Any]:
+    """Return a progress display for ``job`` on ``console`` (at most 80 columns) and its task id."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), _Figures(), console=console)
     task = bar.add_task(job["id"], total=1.0, completed=0.0, instruments=job["done"] + job["failed"],
                         count=job["total"], bars=job["bars"], rate=0.0, eta=None)
     return bar, task
