@@ -119,6 +119,8 @@ class HistoryService(Service):
         try:
             state = await run
             log.info("job %s ended %s", job.id, state.value)
+            with contextlib.suppress(TraderError):  # forgetting old jobs can wait for the next one
+                await self.queue.prune()
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

@@ -14,9 +14,9 @@ from rich.console import Console
 
 from tests.cli.invoke import data, ok, refused, trader
 from tests.conftest import StackEnv, TradingStack
-from tests.waiting import wait_until_blocking
 from tests.data.csv_source import write_csv
 from tests.service.history_stack import started_history
+from tests.waiting import wait_until_blocking
 from trader.cli import history as history_cli
 from trader.cli.context import CliContext
 from trader.config import load_settings

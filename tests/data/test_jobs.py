@@ -187,6 +187,21 @@ def test_retry_runs_again_the_failed_and_unfinished_instruments_only(redis_serve
     run(redis_server, scenario)
 
 
+def test_prune_forgets_the_oldest_ended_jobs_only(redis_server: RedisServer) -> None:
+    async def scenario(r: aioredis.Redis) -> None:
+        queue = JobQueue(r, "t:jobs", worker="w1")
+        ids = [(await submit(queue)).id for _ in range(5)]
+        for _ in range(2):  # the two oldest end; the third stays queued
+            job = await queue.claim()
+            await queue.finish(job.id, JobState.DONE)
+        assert await queue.prune(keep=2) == 2
+        assert [j.id for j in await queue.jobs()] == ids[:1:-1]
+        assert not await r.exists(f"t:jobs:job:{ids[0]}", f"t:jobs:job:{ids[0]}:items")
+        assert await queue.prune(keep=2) == 0
+
+    run(redis_server, scenario)
+
+
 def test_progress_figures_count_the_range_covered_not_just_instruments() -> None:
     now = [100.0]
     job_items = (Item("AAPL.STK", START), Item("MSFT.STK", START, ItemState.DONE, END, 500))

@@ -306,9 +306,9 @@ async def _watch(cli: CliContext, job: dict[str, Any], events: asyncio.Queue[Mes
                 message = await asyncio.wait_for(events.get(), POLL)
                 if message.topic.startswith(prefix) and bar is not None and "instruments" in message.payload:
                     tables.advance(bar, task, message.payload)
-                if message.topic.startswith(prefix) and message.topic[len(prefix):].upper() not in tables.ENDED:
-                    if time.monotonic() - polled < POLL:
-                        continue
+                ended = message.topic.startswith(prefix) and message.topic[len(prefix):].upper() in tables.ENDED
+                if not ended and time.monotonic() - polled < POLL:
+                    continue
             job = await cli.call_service_async(SERVICE, "job", job["id"])
             polled = time.monotonic()
         if bar is not None and job["state"] != "CANCELLED":

@@ -20,12 +20,13 @@ window in the store (:meth:`MarketStore.write_bars`) nothing is duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 __all__ = ["TERMINAL", "Item", "ItemState", "Job", "JobQueue", "JobState", "worker_id"]
 
 LEASE_SECONDS = 15.0
+JOBS_KEPT = 1000  # ended jobs beyond the newest this many are forgotten (a universe's nightly jobs: ~100 KB each)
 
 
 class JobState(StrEnum):
@@ -319,11 +321,10 @@ class JobQueue:
 
     async def get(self, job_id: str) -> Job:
         """Return the job ``job_id`` (``NotFound`` if there is none)."""
-        async with self._guard(f"read job {job_id}"):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._job(job_id))
-                pipe.hgetall(self._items(job_id))
-                fields, items = await pipe.execute()
+        async with self._guard(f"read job {job_id}"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._job(job_id))
+            pipe.hgetall(self._items(job_id))
+            fields, items = await pipe.execute()
         if not fields:
             raise NotFound(f"no job {job_id!r}", job=job_id)
         return self._build(job_id, fields, items)
@@ -412,32 +413,44 @@ class JobQueue:
                     back.append(job_id)
         return back
 
+    async def prune(self, keep: int = JOBS_KEPT) -> int:
+        """Forget the ended jobs older than the newest ``keep`` jobs; return how many went."""
+        gone = 0
+        async with self._guard("forget old jobs"):
+            for raw in await self.redis.zrange(self._index, 0, -keep - 1):
+                job_id = raw.decode()
+                state = await self.redis.hget(self._job(job_id), "state")
+                if state is None or JobState(state.decode()) in TERMINAL:
+                    await self.redis.delete(self._job(job_id), self._items(job_id))
+                    await self.redis.zrem(self._index, job_id)
+                    gone += 1
+        return gone
+
     # -- what users ask ----------------------------------------------------------------------
     async def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once, a running one at its next window; ``Conflict`` if it has ended."""
         key = self._job(job_id)
-        async with self._guard(f"cancel job {job_id}"):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(key)
-                        state = await pipe.hget(key, "state")
-                        if state is None:
-                            raise NotFound(f"no job {job_id!r}", job=job_id)
-                        current = JobState(state.decode())
-                        if current in TERMINAL:
-                            raise Conflict(f"job {job_id} has ended ({current.value}): nothing to cancel",
-                                           job=job_id, state=current.value)
-                        pipe.multi()
-                        pipe.hset(key, "cancel", 1)
-                        if current is JobState.QUEUED:
-                            pipe.hset(key, mapping={"state": JobState.CANCELLED.value,
-                                                    "updated": _text(datetime.now(UTC)) or ""})
-                            pipe.lrem(self._queue, 0, job_id)
-                        await pipe.execute()
-                        break
-                    except WatchError:
-                        continue
+        async with self._guard(f"cancel job {job_id}"), self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    state = await pipe.hget(key, "state")
+                    if state is None:
+                        raise NotFound(f"no job {job_id!r}", job=job_id)
+                    current = JobState(state.decode())
+                    if current in TERMINAL:
+                        raise Conflict(f"job {job_id} has ended ({current.value}): nothing to cancel",
+                                       job=job_id, state=current.value)
+                    pipe.multi()
+                    pipe.hset(key, "cancel", 1)
+                    if current is JobState.QUEUED:
+                        pipe.hset(key, mapping={"state": JobState.CANCELLED.value,
+                                                "updated": _text(datetime.now(UTC)) or ""})
+                        pipe.lrem(self._queue, 0, job_id)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
         log.info("job %s: cancel requested", job_id)
         return await self.get(job_id)
 
@@ -459,37 +472,27 @@ class JobQueue:
         if not again:
             raise Conflict(f"job {job_id} has nothing to retry: every instrument is done", job=job_id)
         key = self._job(job_id)
-        async with self._guard(f"retry job {job_id}"):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    if await pipe.hget(key, "state") != job.state.value.encode():
-                        raise Conflict(f"job {job_id} changed meanwhile: try again", job=job_id)
-                    pipe.multi()
-                    pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in again})
-                    pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0,
-                                            "updated": _text(datetime.now(UTC)) or ""})
-                    pipe.lpush(self._queue, job_id)
-                    await pipe.execute()
-                except WatchError:
-                    raise Conflict(f"job {job_id} changed meanwhile: try again", job=job_id) from None
+        async with self._guard(f"retry job {job_id}"), self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.hget(key, "state") != job.state.value.encode():
+                    raise Conflict(f"job {job_id} changed meanwhile: try again", job=job_id)
+                pipe.multi()
+                pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in again})
+                pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0,
+                                        "updated": _text(datetime.now(UTC)) or ""})
+                pipe.lpush(self._queue, job_id)
+                await pipe.execute()
+            except WatchError:
+                raise Conflict(f"job {job_id} changed meanwhile: try again", job=job_id) from None
         log.info("job %s queued again for %d instrument(s)", job_id, len(again))
         return await self.get(job_id)
 
-    def _guard(self, what: str) -> _RedisGuard:
-        return _RedisGuard(what)
-
-
-class _RedisGuard:
-    """Turn a Redis failure into ``Unavailable`` naming what was being done."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
-        if isinstance(exc, RedisError):
-            raise Unavailable(f"cannot {self.what}: Redis: {exc}") from None
-        return False
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _guard(what: str) -> AsyncIterator[None]:
+        """Turn a Redis failure into ``Unavailable`` naming what was being done."""
+        try:
+            yield
+        except RedisError as exc:
+            raise Unavailable(f"cannot {what}: Redis: {exc}") from None
