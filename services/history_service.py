@@ -133,6 +133,9 @@ class HistoryService(Service):
         except (QueueDown, TraderError) as exc:
             log.error("job %s stopped: %s; it runs again once Redis is back", job.id, exc)
             self.set_degraded(f"job {job.id} stopped: {exc}")
+        except Exception:  # a bug: the worker goes on with the next job; this one is recovered when its lease lapses
+            log.exception("job %s stopped", job.id)
+            self.set_degraded(f"job {job.id} stopped by an internal error (see the log)")
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)

@@ -250,3 +250,25 @@ def test_submit_checks_what_it_is_given_and_reads_a_universe(stack_env: StackEnv
 
         done = asyncio.run(scenario())
     assert done["bars"] == 180
+
+
+def test_sigterm_gives_the_job_in_hand_back_to_the_queue_at_once(history: TradingStack, tmp_path: Path) -> None:
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, KEYS[:1], "2026-03-02", 2880)
+
+    async def scenario() -> tuple[dict[str, Any], int]:
+        client = RpcClient(history.history_endpoint)
+        try:
+            job = await client.call("submit", "csv", "1m", START, END, instruments=["AAPL"],
+                                    options={"path": str(csv), "delay": 0.2})
+            await wait_job(client, job["id"], lambda j: item(j, "AAPL.STK")["windows"] >= 1, 30, "a window")
+            proc = history.procs.pop("history_service")
+            proc.terminate()  # type: ignore[attr-defined]
+            code = await asyncio.to_thread(proc.wait, 20)  # type: ignore[attr-defined]
+            return await job_of_fresh(history, job["id"]), code
+        finally:
+            client.close()
+
+    job, code = asyncio.run(scenario())
+    assert code == 0
+    assert job["state"] == "QUEUED" and job["runs"] == 1 and 1 <= item(job, "AAPL.STK")["windows"] < 48
