@@ -34,7 +34,8 @@ import redis.asyncio as aioredis
 from trader.config import Settings
 from trader.data.backends import open_store
 from trader.data.download import LeaseLost, QueueDown, run_job
-from trader.data.jobs import Job, JobQueue, JobState
+from trader.data.job import Job, JobState
+from trader.data.jobs import JobQueue
 from trader.data.requests import job_bar_size, job_key, last_stored, universe_keys
 from trader.data.sources import check_source
 from trader.data.store import MarketStore

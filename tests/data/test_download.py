@@ -17,7 +17,8 @@ from tests.data.csv_source import write_csv
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
-from trader.data.jobs import JobQueue, JobState
+from trader.data.job import JobState
+from trader.data.jobs import JobQueue
 from trader.data.sources.base import Window
 from trader.errors import NotFound
 

@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer
-from trader.data.jobs import Item, ItemState, Job, JobQueue, JobState
+from trader.data.job import Item, ItemState, Job, JobState
+from trader.data.jobs import JobQueue
 from trader.data.progress import JobProgress
 from trader.data.requests import job_bar_size, job_key
 from trader.errors import Conflict, NotFound, Unavailable, ValidationError

@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 
 from trader.config import Settings
-from trader.data.jobs import Item, ItemState, Job, JobQueue, JobState
+from trader.data.job import Item, ItemState, Job, JobState
+from trader.data.jobs import JobQueue
 from trader.data.progress import JobProgress
 from trader.data.sources import open_source
 from trader.data.sources.base import Source, Window

@@ -27,149 +27,22 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from trader.data.job import TERMINAL, Item, ItemState, Job, JobState, from_text, to_text
 from trader.errors import Conflict, NotFound, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TERMINAL", "Item", "ItemState", "Job", "JobQueue", "JobState", "worker_id"]
+__all__ = ["JOBS_KEPT", "LEASE_SECONDS", "JobQueue", "worker_id"]
 
 LEASE_SECONDS = 15.0
 JOBS_KEPT = 1000  # ended jobs beyond the newest this many are forgotten (a universe's nightly jobs: ~100 KB each)
-
-
-class JobState(StrEnum):
-    """Where a job is: queued, running, or ended (PARTIAL: done, with some instruments failed)."""
-
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    PARTIAL = "PARTIAL"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-TERMINAL = frozenset({JobState.DONE, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED})
-
-
-class ItemState(StrEnum):
-    """Where one instrument of a job is."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _text(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One instrument of a job: its state, its resume point and what it wrote."""
-
-    key: str
-    start: datetime  # where its download begins (the job's start, or its last stored bar for an update)
-    state: ItemState = ItemState.PENDING
-    done_until: datetime | None = None  # the end of the last window written: where a resumed run starts
-    bars: int = 0
-    windows: int = 0
-    error: str = ""
-
-    @property
-    def resume(self) -> datetime:
-        """Return where the next run of this instrument starts."""
-        return self.done_until or self.start
-
-    def to_json(self) -> str:
-        """Return the item as the JSON kept in Redis."""
-        return json.dumps({"key": self.key, "start": _text(self.start), "state": self.state.value,
-                           "done_until": _text(self.done_until), "bars": self.bars, "windows": self.windows,
-                           "error": self.error})
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Item:
-        """Read an item back from its JSON."""
-        data = json.loads(text)
-        start = _time(data["start"])
-        assert start is not None
-        return cls(data["key"], start, ItemState(data["state"]), _time(data["done_until"]), int(data["bars"]),
-                   int(data["windows"]), data["error"])
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the item as an RPC answer."""
-        return {"key": self.key, "state": self.state.value, "start": self.start, "done_until": self.done_until,
-                "bars": self.bars, "windows": self.windows, "error": self.error}
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A download job: what to fetch, where it is, and each instrument's progress."""
-
-    id: str
-    source: str
-    bar_size: str
-    start: datetime
-    end: datetime
-    items: tuple[Item, ...]
-    options: Mapping[str, Any] = field(default_factory=dict)
-    universe: str = ""
-    state: JobState = JobState.QUEUED
-    created: datetime = field(default_factory=lambda: datetime.now(UTC))
-    updated: datetime | None = None
-    runs: int = 0  # how many times a worker claimed it (more than 1: resumed after a crash or a retry)
-    worker: str = ""
-    cancel: bool = False
-
-    def item(self, key: str) -> Item:
-        """Return the item of ``key``."""
-        for item in self.items:
-            if item.key == key:
-                return item
-        raise NotFound(f"job {self.id} has no instrument {key}", job=self.id, key=key)
-
-    def counts(self) -> dict[str, int]:
-        """Return how many instruments are in each state, and the bars written."""
-        out = {"total": len(self.items), "done": 0, "failed": 0, "bars": 0}
-        for item in self.items:
-            out["bars"] += item.bars
-            if item.state is ItemState.DONE:
-                out["done"] += 1
-            elif item.state is ItemState.FAILED:
-                out["failed"] += 1
-        return out
-
-    def outcome(self) -> JobState:
-        """Return the state a run that went through every instrument ends the job in."""
-        if self.cancel:
-            return JobState.CANCELLED
-        counts = self.counts()
-        if counts["failed"] == 0:
-            return JobState.DONE
-        return JobState.FAILED if counts["done"] == 0 else JobState.PARTIAL
-
-    def to_dict(self, *, items: bool = True) -> dict[str, Any]:
-        """Return the job as an RPC answer (``items``: with each instrument's progress)."""
-        out: dict[str, Any] = {
-            "id": self.id, "state": self.state.value, "source": self.source, "bar_size": self.bar_size,
-            "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
-            "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
-            **self.counts()}
-        if items:
-            out["instruments"] = [item.to_dict() for item in self.items]
-        return out
 
 
 def worker_id() -> str:
@@ -304,12 +177,12 @@ class JobQueue:
                     break
             job = Job(job_id, source, bar_size, start, end, items, dict(options or {}), universe, created=now,
                       updated=now)
-            spec = json.dumps({"source": source, "bar_size": bar_size, "start": _text(start), "end": _text(end),
-                               "options": dict(options or {}), "universe": universe, "created": _text(now),
+            spec = json.dumps({"source": source, "bar_size": bar_size, "start": to_text(start), "end": to_text(end),
+                               "options": dict(options or {}), "universe": universe, "created": to_text(now),
                                "keys": keys})
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._job(job_id), mapping={"spec": spec, "state": JobState.QUEUED.value,
-                                                      "updated": _text(now) or "", "runs": 0, "worker": "",
+                                                      "updated": to_text(now) or "", "runs": 0, "worker": "",
                                                       "cancel": 0})
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in items})
                 pipe.zadd(self._index, {job_id: now.timestamp()})
@@ -344,11 +217,11 @@ class JobQueue:
     def _build(job_id: str, fields: Mapping[bytes, bytes], items: Mapping[bytes, bytes]) -> Job:
         spec = json.loads(fields[b"spec"])
         by_key = {k.decode(): Item.from_json(v) for k, v in items.items()}
-        start, end, created = _time(spec["start"]), _time(spec["end"]), _time(spec["created"])
+        start, end, created = from_text(spec["start"]), from_text(spec["end"]), from_text(spec["created"])
         assert start is not None and end is not None and created is not None
         return Job(job_id, spec["source"], spec["bar_size"], start, end,
                    tuple(by_key[k] for k in spec["keys"] if k in by_key), spec["options"], spec["universe"],
-                   JobState(fields[b"state"].decode()), created, _time(fields.get(b"updated", b"").decode()),
+                   JobState(fields[b"state"].decode()), created, from_text(fields.get(b"updated", b"").decode()),
                    int(fields.get(b"runs", 0)), fields.get(b"worker", b"").decode(),
                    fields.get(b"cancel", b"0") == b"1")
 
@@ -357,7 +230,7 @@ class JobQueue:
         """Take the oldest queued job under a lease (RUNNING); None if the queue is empty."""
         async with self._guard("claim a job"):
             found = await self._claim(keys=[self._queue, self._running],
-                                      args=[self.prefix, self.worker, self.lease_ms, _text(datetime.now(UTC))])
+                                      args=[self.prefix, self.worker, self.lease_ms, to_text(datetime.now(UTC))])
         if not found:
             return None
         job = await self.get(found.decode())
@@ -373,7 +246,7 @@ class JobQueue:
         """Record an instrument's progress, if this worker still holds the job; return whether it did."""
         async with self._guard(f"save the progress of job {job_id}"):
             return bool(await self._save(keys=[self._lease(job_id), self._items(job_id), self._job(job_id)],
-                                         args=[self.worker, item.key, item.to_json(), _text(datetime.now(UTC))]))
+                                         args=[self.worker, item.key, item.to_json(), to_text(datetime.now(UTC))]))
 
     async def cancel_requested(self, job_id: str) -> bool:
         """Return whether someone asked to cancel ``job_id``."""
@@ -384,7 +257,7 @@ class JobQueue:
         """End a run of ``job_id`` in ``state`` and drop the lease; False if this worker no longer held it."""
         async with self._guard(f"end job {job_id}"):
             done = await self._finish(keys=[self._lease(job_id), self._job(job_id), self._running],
-                                      args=[self.worker, state.value, _text(datetime.now(UTC)), job_id])
+                                      args=[self.worker, state.value, to_text(datetime.now(UTC)), job_id])
         log.info("job %s %s", job_id, state.value if done else "lost (another worker holds it)")
         return bool(done)
 
@@ -393,7 +266,7 @@ class JobQueue:
         async with self._guard(f"release job {job_id}"):
             return bool(await self._requeue(
                 keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
-                args=[job_id, _text(datetime.now(UTC)), self.worker]))
+                args=[job_id, to_text(datetime.now(UTC)), self.worker]))
 
     async def recover(self) -> list[str]:
         """Queue again the running jobs whose worker is gone (lease lapsed, or its process dead); return their ids."""
@@ -406,7 +279,7 @@ class JobQueue:
                     continue
                 requeued = await self._requeue(
                     keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
-                    args=[job_id, _text(datetime.now(UTC)), holder.decode() if holder is not None else ""])
+                    args=[job_id, to_text(datetime.now(UTC)), holder.decode() if holder is not None else ""])
                 if requeued:
                     log.warning("job %s queued again: its worker %s is gone", job_id,
                                 holder.decode() if holder is not None else "(lease lapsed)")
@@ -445,7 +318,7 @@ class JobQueue:
                     pipe.hset(key, "cancel", 1)
                     if current is JobState.QUEUED:
                         pipe.hset(key, mapping={"state": JobState.CANCELLED.value,
-                                                "updated": _text(datetime.now(UTC)) or ""})
+                                                "updated": to_text(datetime.now(UTC)) or ""})
                         pipe.lrem(self._queue, 0, job_id)
                     await pipe.execute()
                     break
@@ -480,7 +353,7 @@ class JobQueue:
                 pipe.multi()
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in again})
                 pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0,
-                                        "updated": _text(datetime.now(UTC)) or ""})
+                                        "updated": to_text(datetime.now(UTC)) or ""})
                 pipe.lpush(self._queue, job_id)
                 await pipe.execute()
             except WatchError:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from trader.data.jobs import Item, ItemState, Job
+from trader.data.job import Item, ItemState, Job
 
 __all__ = ["JobProgress", "covered"]
 
