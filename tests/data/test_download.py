@@ -19,6 +19,7 @@ from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
 from trader.data.job import JobState
 from trader.data.jobs import JobQueue
+from trader.data.requests import last_stored
 from trader.data.sources.base import Window
 from trader.errors import NotFound
 
@@ -115,3 +116,17 @@ def test_a_source_that_cannot_be_built_fails_every_instrument_with_why(
         "B.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour'"]
     with pytest.raises(NotFound):
         store.read_bars("A.STK", "1m")
+
+
+def test_last_stored_finds_the_last_bar_of_the_size_asked_only(tmp_path: Path) -> None:
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    csv = tmp_path / "bars.csv"
+    frame = write_csv(csv, ["A.STK"], "2026-03-02", 180).set_index("time")[["open", "high", "low", "close", "volume"]]
+    frame.index = pd.DatetimeIndex(frame.index, tz="UTC")
+    store.write_bars("A.STK", "1m", frame, start=START, end=END)
+    late = datetime(2026, 3, 20, tzinfo=UTC)
+    assert last_stored(store, "A.STK", "1m", datetime(2026, 3, 1, tzinfo=UTC), late) == datetime(2026, 3, 2, 2, 59,
+                                                                                                 tzinfo=UTC)
+    assert last_stored(store, "A.STK", "1m", datetime(2026, 3, 2, 2, 59, 30, tzinfo=UTC), late) is None
+    assert last_stored(store, "A.STK", "1h", datetime(2026, 3, 1, tzinfo=UTC), late) is None  # 1m is no 1h
+    assert last_stored(store, "B.STK", "1m", datetime(2026, 3, 1, tzinfo=UTC), late) is None

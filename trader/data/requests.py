@@ -12,7 +12,7 @@ read when the job is submitted.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from trader.data.store import MarketStore
 from trader.domain import SecType
@@ -22,6 +22,8 @@ from trader.strategy.bars import parse_bar_size, short_bar_size
 from trader.trading.symbols import Hints, read_symbol
 
 __all__ = ["job_bar_size", "job_key", "last_stored", "universe_keys"]
+
+RECENT = timedelta(days=4)  # an update looks for the last stored bar here first (a long weekend)
 
 
 def job_key(text: str, today: date) -> str:
@@ -61,5 +63,9 @@ def last_stored(store: MarketStore, key: str, bar_size: str, start: datetime, en
     """
     if key not in store.bar_symbols(bar_size).get(bar_size, []):
         return None  # not stored at this size (a read would resample a finer one)
-    bars = store.read_bars(key, bar_size, start, end)
-    return bars.index[-1].to_pydatetime() if len(bars) else None
+    recent = max(start, end - RECENT)
+    for lo in dict.fromkeys((recent, start)):  # the last few days first: a nightly update reads little
+        bars = store.read_bars(key, bar_size, lo, end)
+        if len(bars):
+            return bars.index[-1].to_pydatetime()
+    return None
