@@ -69,6 +69,11 @@ def failures(job: Mapping[str, Any]) -> list[str]:
             if item["state"] == "FAILED"]
 
 
+def _compact(n: float) -> str:
+    """Return a count short enough for the bar's line: ``98,765``, ``1.23M``."""
+    return f"{n:,.0f}" if n < 1_000_000 else f"{n / 1_000_000:,.2f}M"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-:--:--"
@@ -81,13 +86,13 @@ class _Figures(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         f = task.fields
-        return Text(f"{f['instruments']}/{f['count']} instr  {f['bars']:,} bars  {f['rate']:,.0f}/s  "
-                    f"ETA {_duration(f['eta'])}")
+        return Text(f"{f['instruments']}/{f['count']} instr  {_compact(f['bars'])} bars  {_compact(f['rate'])}/s  "
+                    f"ETA {_duration(f['eta'])}", no_wrap=True, overflow="ellipsis")
 
 
 def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, Any]:
     """Return a progress display for ``job`` on ``console`` (at most 80 columns) and its task id."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), _Figures(), console=console)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=14), _Figures(), console=console)
     task = bar.add_task(job["id"], total=1.0, completed=0.0, instruments=job["done"] + job["failed"],
                         count=job["total"], bars=job["bars"], rate=0.0, eta=None)
     return bar, task
