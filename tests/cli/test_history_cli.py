@@ -90,7 +90,7 @@ def test_the_progress_bar_follows_the_bus_at_80_columns(stack: TradingStack, tmp
     cli = CliContext(console=Console(file=out, force_terminal=True, width=80, color_system=None))
     job = history_cli._follow(cli, "submit", ("csv", "1m", datetime(2026, 3, 2, tzinfo=UTC),
                                                datetime(2026, 3, 2, 6, tzinfo=UTC)),
-                              {"instruments": KEYS, "options": {"path": path, "delay": 0.05, "window": "30min"}},
+                              {"instruments": KEYS, "options": {"path": path, "delay": 0.1, "window": "30min"}},
                               wait=True)
     assert job["state"] == "DONE"
     text = out.getvalue()

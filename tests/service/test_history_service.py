@@ -98,7 +98,7 @@ def test_a_job_killed_mid_way_resumes_and_stores_what_a_clean_download_does(
         sub.observe("job").subscribe(events.append)
         try:
             job = await client.call("submit", "csv", "1 min", START, END, instruments=["aapl", "MSFT", "IBM.STK"],
-                                    options={"path": str(csv), "delay": 0.05}, timeout=10)
+                                    options={"path": str(csv), "delay": 0.08}, timeout=10)
             assert job["state"] == "QUEUED" and [i["key"] for i in job["instruments"]] == KEYS
             # Mid-way: AAPL done, MSFT some windows in.
             await wait_job(client, job["id"], lambda j: item(j, "MSFT.STK")["windows"] >= 5, 60, "MSFT half-way")
