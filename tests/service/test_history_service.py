@@ -161,7 +161,7 @@ def test_a_failed_instrument_fails_alone_and_a_retry_finishes_it(history: Tradin
                                     options={"path": str(csv)}, timeout=10)
             first = await wait_job(client, job["id"], lambda j: j["state"] not in ("QUEUED", "RUNNING"), 60,
                                    "the first run ended")
-            good.to_csv(csv, index=False)  # the file fixed
+            write_csv(csv, [*KEYS[:2], "NFLX.STK"], "2026-03-02", 2880)  # the file fixed, and NFLX in it
             with pytest.raises(NotFound):
                 await client.call("retry", job["id"], instruments=["IBM"], timeout=5)
             await client.call("retry", job["id"], instruments=["MSFT.STK"], timeout=5)
@@ -178,7 +178,7 @@ def test_a_failed_instrument_fails_alone_and_a_retry_finishes_it(history: Tradin
     assert msft["windows"] == 25 and msft["done_until"] == pd.Timestamp("2026-03-03T01:00Z")
     assert nflx["state"] == "FAILED" and nflx["error"] == "NFLX.STK: not in bars.csv"
     assert item(first, "AAPL.STK")["state"] == "DONE"
-    # The retry ran MSFT from its resume point; NFLX was not asked for and stays failed.
+    # The retry ran MSFT from its resume point; NFLX, in the file now, was not asked for and stays failed.
     assert second["state"] == "PARTIAL" and second["runs"] == 2
     assert item(second, "MSFT.STK")["state"] == "DONE" and item(second, "MSFT.STK")["windows"] == 48
     assert item(second, "NFLX.STK")["state"] == "FAILED"

@@ -65,7 +65,7 @@ async def run_job(job: Job, queue: JobQueue, store: MarketStore, settings: Setti
         source, opened = None, str(exc)
     try:
         for item in job.items:
-            if item.state is ItemState.DONE:
+            if item.state in (ItemState.DONE, ItemState.FAILED):  # a retry reset the failed ones it runs
                 continue
             await _check_cancel(queue, job)
             if source is None:
