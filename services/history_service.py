@@ -224,5 +224,6 @@ class HistoryService(Service):
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
+
 if __name__ == "__main__":
     sys.exit(main(HistoryService))

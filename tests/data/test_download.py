@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from tests.data.csv_source import write_csv
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
-from trader.data.job import JobState
+from trader.data.job import ItemState, JobState
 from trader.data.jobs import JobQueue
 from trader.data.requests import last_stored
 from trader.data.sources.base import Window
@@ -130,3 +131,29 @@ def test_last_stored_finds_the_last_bar_of_the_size_asked_only(tmp_path: Path) -
     assert last_stored(store, "A.STK", "1m", datetime(2026, 3, 2, 2, 59, 30, tzinfo=UTC), late) is None
     assert last_stored(store, "A.STK", "1h", datetime(2026, 3, 1, tzinfo=UTC), late) is None  # 1m is no 1h
     assert last_stored(store, "B.STK", "1m", datetime(2026, 3, 1, tzinfo=UTC), late) is None
+
+
+def test_an_instrument_stopped_after_its_last_window_ends_done_without_asking_the_source(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, ["GOOD.STK"], "2026-03-02", 180)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADER_HISTORY__SOURCES__UNRULY", "tests.data.test_download:Unruly")
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+    async def scenario() -> Any:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            job = await queue.submit(source="unruly", bar_size="1m", start=START, end=END, keys=["BUG.STK"],
+                                     options={"path": str(csv)})
+            await queue.claim()  # a run wrote every window, then was killed before it said DONE
+            await queue.save(job.id, replace(job.items[0], state=ItemState.RUNNING, done_until=END, windows=3))
+            await queue.release(job.id)
+            job = await queue.claim()
+            return await run_job(job, queue, store, load_settings(), lambda *_: None), await queue.get(job.id)
+        finally:
+            await client.aclose()
+
+    state, job = asyncio.run(scenario())
+    assert state is JobState.DONE and job.items[0].state is ItemState.DONE  # BUG.STK's source would have raised

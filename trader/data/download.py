@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +118,9 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
     await _save(queue, job, item)
     meta = SymbolMeta(key=item.key, source=job.source)
     try:
-        async for window in source.windows(item.key, job.bar_size, pd.Timestamp(item.resume), end):
+        windows = source.windows(item.key, job.bar_size, pd.Timestamp(item.resume), end) if item.resume < job.end \
+            else _nothing()  # every window written: the run was stopped before it could say so
+        async for window in windows:
             rows = await _write(store, job, item, window, meta)
             item = replace(item, done_until=window.end.to_pydatetime(), bars=item.bars + rows,
                            windows=item.windows + 1)
@@ -141,6 +143,11 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
         return replace(item, state=ItemState.FAILED, error=f"{item.key}: internal error: {exc!r}")
     log.info("job %s: %s done: %d bars in %d windows", job.id, item.key, item.bars, item.windows)
     return replace(item, state=ItemState.DONE)
+
+
+async def _nothing() -> AsyncIterator[Window]:
+    return
+    yield
 
 
 async def _write(store: MarketStore, job: Job, item: Item, window: Window, meta: SymbolMeta) -> int:
