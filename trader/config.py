@@ -183,6 +183,8 @@ class HistorySettings(StrictModel):
     http_timeout: float = Field(30.0, gt=0, description="seconds an HTTP source may take to answer one request")
     nightly_bar_sizes: list[str] = Field(default_factory=lambda: ["1d", "1m"],
                                          description="what the nightly job brings up to date for every universe")
+    sources: dict[str, str] = Field(default_factory=dict, description="download sources of one's own beside "
+                                    "ib, polygon, yahoo and file: name -> 'package.module:Class'")
 
 
 class RecorderSettings(StrictModel):

@@ -52,7 +52,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     home = stack_env.home
     result = trader("up", "--detach", "--profile", "test", "--timeout", "30")
     assert result.exit_code == 0, result.output
-    assert "5 jobs ready" in result.stdout
+    assert "6 jobs ready" in result.stdout
 
     token_file = home / "run" / "pycron.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -65,7 +65,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     assert again.exit_code == 9 and "already running" in again.output
 
     jobs = {job["name"]: job for job in status_json()}
-    assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service"}
+    assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service", "history_service"}
     for job in jobs.values():
         assert job["state"] == "RUNNING" and job["healthy"] is True and job["restarts"] == 0
         assert alive(job["pid"])
@@ -103,7 +103,7 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
         assert token not in log.read_text(errors="replace"), log
         assert stack_env.redis_password not in log.read_text(errors="replace"), log
     # Detached, pycron logs to its rotated pycron.log alone, not also to pycron.out.
-    assert "supervising 5 jobs" in (home / "logs" / "pycron.log").read_text()
+    assert "supervising 6 jobs" in (home / "logs" / "pycron.log").read_text()
     assert "supervising" not in (home / "logs" / "pycron.out").read_text()
 
 

@@ -315,7 +315,7 @@ def test_status_shows_trader_service_under_pycron(stack_env: StackEnv) -> None:
     ok("up", "--detach", "--profile", "test", "--timeout", "30")
     try:
         jobs = {job["name"]: job for job in data("status")}
-        assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service"}
+        assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service", "history_service"}
         service = jobs["trader_service"]["service"]
         assert service["connected"] is True and service["kill_switch"] is False
         assert service["ib"] == f"127.0.0.1:{stack_env.ib_port}" and "service" not in jobs["bus"]

@@ -300,8 +300,12 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
+        nightly = ["history_nightly"] if profile == "default" else []  # the nightly download: not in test
         recorder = ["tick_recorder"] if profile == "default" else []  # the test stacks record nothing
-        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service", *recorder]
+        assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service", "history_service",
+                                     *nightly, *recorder]
+        assert config.jobs["history_service"].health == HeartbeatHealth("history_service")
+        assert config.jobs["history_service"].depends_on == ("redis", "bus")
         if recorder:
             assert config.jobs["tick_recorder"].health == HeartbeatHealth("tick_recorder")
             assert config.jobs["tick_recorder"].depends_on == ("bus",)
@@ -315,6 +319,10 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
         assert tws.argv[1:] == ("-m", "services.tws_sim", "--port", str(settings.ib.port))
         assert tws.health == TcpHealth("127.0.0.1", settings.ib.port) and tws.depends_on == ("bus",)
         assert tws.restart is RestartPolicy.ALWAYS
+    nightly = load_jobs(load_settings("default", env=env), REPO / "configs" / "pycron.yaml").jobs["history_nightly"]
+    assert nightly.argv[1:] == ("-m", "trader.cli", "history", "update", "--all")
+    assert nightly.oneshot and nightly.schedule.run == "30 22 * * 1-5"  # type: ignore[union-attr]
+    assert nightly.depends_on == ("history_service",) and nightly.restart is RestartPolicy.ON_FAILURE
 
 
 # -- graph -------------------------------------------------------------------------------

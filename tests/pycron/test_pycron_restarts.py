@@ -195,7 +195,7 @@ def test_each_job_of_the_real_stack_is_restarted_at_once_after_a_kill(
     stack_env: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The repository's jobs file (profile test), as `trader up` runs it: redis, the bus, tws-sim,
-    # trader_service and strategy_service. Each is killed once, the stack whole again in between;
+    # trader_service, strategy_service and history_service. Each is killed once, the stack whole again in between;
     # then trader_service five times more, as the chaos run that found the doubling backoff did
     # (with reset_after cut to 1 s to keep the test short). pycron's own share is the time to the
     # new process; the rest is the service's start-up.
@@ -224,7 +224,8 @@ def test_each_job_of_the_real_stack_is_restarted_at_once_after_a_kill(
 
     run(scenario(), timeout=240)
     print("kill -9, new process, healthy (s):", "; ".join(f"{n} {a:.3f} {b:.3f}" for n, a, b in times))
-    assert {name for name, _, _ in times} == {"redis", "bus", "tws", "trader_service", "strategy_service"}
+    assert {name for name, _, _ in times} == {"redis", "bus", "tws", "trader_service", "strategy_service",
+                                              "history_service"}
     assert all(spawned < 0.5 for _, spawned, _ in times), times  # the initial delay, nothing more
     # The rest is the service's own start-up (0.3-1 s of imports on an idle host, more on a busy
     # one): the 2 s holds on an idle host (docs/ARCHITECTURE.md); here only what is pycron's is held

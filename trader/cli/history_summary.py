@@ -14,22 +14,13 @@ from trader.data.backends import open_store
 from trader.data.summary import SeriesSummary, summary
 from trader.errors import NotFound
 
-__all__ = ["register", "summary_command", "summary_table"]
+__all__ = ["summary_command", "summary_table"]
 
 SUMMARY_COLUMNS = (
     Col("symbol", min_width=8), Col("size"), Col("first"), Col("last"), Col("rows", justify="right"),
     Col("gaps", 3, wrap=True),
 )
 _SHOWN_GAPS = 1  # sessions named in the gaps cell; the rest counted
-
-
-def register(group: click.Group) -> None:
-    """Add ``summary`` to the ``history`` group of ``group`` (made here if no other module made it)."""
-    history = group.commands.get("history")
-    if not isinstance(history, click.Group):
-        history = click.Group("history", help="Stored market data: download, read, export, summarise.")
-    history.add_command(summary_command)
-    group.add_command(history)  # (again, if it was there): the top group gives every command in it --json
 
 
 @click.command("summary")

@@ -28,7 +28,7 @@ from trader.cli import (
     book,
     close,
     exits,
-    history_summary,
+    history,
     instruments,
     jobs,
     keys,
@@ -44,8 +44,7 @@ from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, keys, repl,
-    history_summary,  # last: it joins the `history` group another module may make
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, keys, repl
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 

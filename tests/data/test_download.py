@@ -1,0 +1,159 @@
+"""Running one job in-process (real Redis, real ArcticDB): what a misbehaving source cannot do to the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis.asyncio as aioredis
+
+from tests.conftest import RedisServer
+from tests.data.csv_source import write_csv
+from trader.config import load_settings
+from trader.data.arctic import ArcticStore
+from trader.data.download import run_job
+from trader.data.job import ItemState, JobState
+from trader.data.jobs import JobQueue
+from trader.data.requests import last_stored
+from trader.data.sources.base import Window
+from trader.errors import NotFound
+
+START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC)
+
+
+class Unruly:
+    """A source that does what its ``mode`` says to each instrument (the key's symbol), after one good window."""
+
+    name = "unruly"
+
+    def __init__(self, _settings: Any, path: str) -> None:
+        self.frame = pd.read_csv(path, parse_dates=["time"])
+
+    async def windows(self, key: str, bar_size: str, start: pd.Timestamp, end: pd.Timestamp) -> AsyncIterator[Window]:
+        bars = self.frame[self.frame["key"] == "GOOD.STK"].set_index("time")[["open", "high", "low", "close", "volume"]]
+        bars.index = pd.DatetimeIndex(bars.index, tz="UTC").rename("time")
+        hour = pd.Timedelta("1h")
+        yield Window(start, start + hour, bars[(bars.index >= start) & (bars.index < start + hour)])
+        mode = key.split(".")[0]
+        if mode == "OUTSIDE":  # a window past the job's end
+            yield Window(start + hour, end + hour, bars[bars.index >= start + hour])
+        elif mode == "SHORT":  # stops an hour early
+            return
+        elif mode == "BUG":
+            raise KeyError("oops")
+        else:
+            yield Window(start + hour, end, bars[(bars.index >= start + hour) & (bars.index < end)])
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_source_misbehaving_fails_its_instrument_and_writes_nothing_outside(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, ["GOOD.STK"], "2026-03-02", 180)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADER_HISTORY__SOURCES__UNRULY", "tests.data.test_download:Unruly")
+    settings = load_settings()
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def scenario() -> Any:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            await queue.submit(source="unruly", bar_size="1m", start=START, end=END,
+                               keys=["GOOD.STK", "OUTSIDE.STK", "SHORT.STK", "BUG.STK"], options={"path": str(csv)})
+            job = await queue.claim()
+            state = await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
+            return state, await queue.get(job.id)
+        finally:
+            await client.aclose()
+
+    state, job = asyncio.run(scenario())
+    assert state is JobState.PARTIAL and job.state is JobState.PARTIAL
+    errors = {item.key: (item.state.value, item.error) for item in job.items}
+    assert errors["GOOD.STK"] == ("DONE", "")
+    assert errors["OUTSIDE.STK"][1].startswith("OUTSIDE.STK: the source gave the window 2026-03-02T01:00:00+00:00")
+    assert "SHORT.STK: the source stopped at 2026-03-02T01:00:00+00:00, before the end" in errors["SHORT.STK"][1]
+    assert errors["BUG.STK"][1] == "BUG.STK: internal error: KeyError('oops')"
+    assert len(store.read_bars("GOOD.STK", "1m")) == 180
+    for key in ("OUTSIDE.STK", "SHORT.STK", "BUG.STK"):  # the good first window only: nothing past it
+        bars = store.read_bars(key, "1m")
+        assert len(bars) == 60 and bars.index[-1] < pd.Timestamp(START) + pd.Timedelta("1h")
+    topics = [topic.split(".")[-1] for topic, _ in events]
+    assert topics[0] == "started" and topics[-1] == "partial" and topics.count("instrument") == 4
+    assert events[-1][1]["failed"] == 3 and events[-1][1]["instruments"] == 4
+
+
+def test_a_source_that_cannot_be_built_fails_every_instrument_with_why(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADER_HISTORY__SOURCES__UNRULY", "tests.data.test_download:Unruly")
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+    async def scenario() -> Any:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            await queue.submit(source="unruly", bar_size="1m", start=START, end=END, keys=["A.STK", "B.STK"],
+                               options={"colour": "red"})
+            job = await queue.claim()
+            await run_job(job, queue, store, load_settings(), lambda *_: None)
+            return await queue.get(job.id)
+        finally:
+            await client.aclose()
+
+    job = asyncio.run(scenario())
+    assert job.state is JobState.FAILED
+    assert [item.error for item in job.items] == [
+        "A.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour'",
+        "B.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour'"]
+    with pytest.raises(NotFound):
+        store.read_bars("A.STK", "1m")
+
+
+def test_last_stored_finds_the_last_bar_of_the_size_asked_only(tmp_path: Path) -> None:
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    csv = tmp_path / "bars.csv"
+    frame = write_csv(csv, ["A.STK"], "2026-03-02", 180).set_index("time")[["open", "high", "low", "close", "volume"]]
+    frame.index = pd.DatetimeIndex(frame.index, tz="UTC")
+    store.write_bars("A.STK", "1m", frame, start=START, end=END)
+    late = datetime(2026, 3, 20, tzinfo=UTC)
+    assert last_stored(store, "A.STK", "1m", datetime(2026, 3, 1, tzinfo=UTC), late) == datetime(2026, 3, 2, 2, 59,
+                                                                                                 tzinfo=UTC)
+    assert last_stored(store, "A.STK", "1m", datetime(2026, 3, 2, 2, 59, 30, tzinfo=UTC), late) is None
+    assert last_stored(store, "A.STK", "1h", datetime(2026, 3, 1, tzinfo=UTC), late) is None  # 1m is no 1h
+    assert last_stored(store, "B.STK", "1m", datetime(2026, 3, 1, tzinfo=UTC), late) is None
+
+
+def test_an_instrument_stopped_after_its_last_window_ends_done_without_asking_the_source(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, ["GOOD.STK"], "2026-03-02", 180)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADER_HISTORY__SOURCES__UNRULY", "tests.data.test_download:Unruly")
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+    async def scenario() -> Any:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            job = await queue.submit(source="unruly", bar_size="1m", start=START, end=END, keys=["BUG.STK"],
+                                     options={"path": str(csv)})
+            await queue.claim()  # a run wrote every window, then was killed before it said DONE
+            await queue.save(job.id, replace(job.items[0], state=ItemState.RUNNING, done_until=END, windows=3))
+            await queue.release(job.id)
+            job = await queue.claim()
+            return await run_job(job, queue, store, load_settings(), lambda *_: None), await queue.get(job.id)
+        finally:
+            await client.aclose()
+
+    state, job = asyncio.run(scenario())
+    assert state is JobState.DONE and job.items[0].state is ItemState.DONE  # BUG.STK's source would have raised

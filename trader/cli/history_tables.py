@@ -1,0 +1,104 @@
+"""What the ``history`` job commands show: the jobs, one job's instruments, a run's end, the progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
+
+from trader.cli.formats import clock, count
+from trader.cli.layout import Col, FitTable
+
+JOB_STYLE = {"QUEUED": "cyan", "RUNNING": "blue", "DONE": "green", "PARTIAL": "yellow", "FAILED": "bold red",
+             "CANCELLED": "dim", "PENDING": "cyan"}
+ENDED = frozenset({"DONE", "PARTIAL", "FAILED", "CANCELLED"})
+
+
+def state(text: str) -> Text:
+    """Return a job's or an instrument's state, coloured by how it stands."""
+    return Text(text, style=JOB_STYLE.get(text, ""))
+
+
+def span(start: datetime, end: datetime) -> str:
+    """Return a range as its dates (``2026-03-02..03-04``), with times when they are not midnight."""
+    def part(moment: datetime, fmt: str) -> str:
+        return moment.strftime(fmt if (moment.hour, moment.minute) == (0, 0) else fmt + " %H:%M")
+
+    return f"{part(start, '%Y-%m-%d')}..{part(end, '%m-%d' if end.year == start.year else '%Y-%m-%d')}"
+
+
+def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> FitTable:
+    """Return the jobs: id, state, source, bar size, instruments done/total, failed, bars, range, created."""
+    columns = [Col("id"), Col("state"), Col("source", 3), Col("bar", 4), Col("done", justify="right"),
+               Col("failed", 2, justify="right"), Col("bars", 1, justify="right"), Col("range", 5),
+               Col("created", 6)]
+    rows = [[job["id"], state(job["state"]), job["source"], job["bar_size"], f"{job['done']}/{job['total']}",
+             str(job["failed"]), f"{job['bars']:,}", span(job["start"], job["end"]), clock(job["created"])]
+            for job in jobs]
+    return FitTable(columns, rows)
+
+
+def instruments_table(job: Mapping[str, Any]) -> FitTable:
+    """Return one job's instruments: key, state, bars, windows, written up to, error."""
+    columns = [Col("instrument"), Col("state"), Col("bars", 1, justify="right"), Col("windows", 3, justify="right"),
+               Col("written to", 2), Col("error", 1, wrap=True)]
+    rows = [[item["key"], state(item["state"]), f"{item['bars']:,}", str(item["windows"]),
+             clock(item["done_until"]) if item["done_until"] else "-", item["error"] or "-"]
+            for item in job["instruments"]]
+    return FitTable(columns, rows, title=f"job {job['id']} {job['state']}: {job['source']} {job['bar_size']} "
+                                         f"{span(job['start'], job['end'])}")
+
+
+def summary(job: Mapping[str, Any]) -> Text:
+    """Return a job in a line: ``job 3f9a0c12 DONE: 3/3 instruments, 8,640 bars``."""
+    text = Text(f"job {job['id']} ")
+    text.append_text(state(job["state"]))
+    text.append(f": {job['done']}/{count(job['total'], 'instrument')}, {job['bars']:,} bars")
+    if job["failed"]:
+        text.append(f", {job['failed']} failed", style="red")
+    return text
+
+
+def failures(job: Mapping[str, Any]) -> list[str]:
+    """Return each failed instrument's error (it names the instrument)."""
+    return [item["error"] or f"{item['key']}: failed" for item in job.get("instruments", ())
+            if item["state"] == "FAILED"]
+
+
+def _compact(n: float) -> str:
+    """Return a count short enough for the bar's line: ``98,765``, ``1.23M``."""
+    return f"{n:,.0f}" if n < 1_000_000 else f"{n / 1_000_000:,.2f}M"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _Figures(ProgressColumn):
+    """The job's figures after the bar: instruments, bars, rate, ETA (from the service's progress events)."""
+
+    def render(self, task: Task) -> Text:
+        f = task.fields
+        return Text(f"{f['instruments']}/{f['count']} instr  {_compact(f['bars'])} bars  {_compact(f['rate'])}/s  "
+                    f"ETA {_duration(f['eta'])}", no_wrap=True, overflow="ellipsis")
+
+
+def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, Any]:
+    """Return a progress display for ``job`` on ``console`` (at most 80 columns) and its task id."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=14), _Figures(), console=console)
+    task = bar.add_task(job["id"], total=1.0, completed=0.0, instruments=job["done"] + job["failed"],
+                        count=job["total"], bars=job["bars"], rate=0.0, eta=None)
+    return bar, task
+
+
+def advance(bar: Progress, task: Any, figures: Mapping[str, Any]) -> None:
+    """Show the figures of a progress event (or of a job read back) on the bar."""
+    bar.update(task, completed=float(figures.get("share", 0.0)), instruments=figures["instruments"],
+               bars=figures["bars"], rate=float(figures.get("rate") or 0.0), eta=figures.get("eta"))

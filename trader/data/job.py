@@ -1,0 +1,151 @@
+"""A download job and its instruments' progress: the records :mod:`trader.data.jobs` keeps in Redis.
+
+A job names a source (and its options), instruments by contract key (a
+universe's members, read when it was submitted), a bar size and a UTC range.
+Each instrument has its own state, its resume point ``done_until`` (the end
+of the last window written), the bars and windows it wrote, and its error.
+A job ends DONE, PARTIAL (some instruments failed), FAILED (all of them) or
+CANCELLED.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from trader.errors import NotFound
+
+__all__ = ["TERMINAL", "Item", "ItemState", "Job", "JobState", "from_text", "to_text"]
+
+
+def from_text(text: str | None) -> datetime | None:
+    """Return the time an ISO text names (None for none)."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def to_text(moment: datetime | None) -> str | None:
+    """Return a time as UTC ISO text (None for none)."""
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+class JobState(StrEnum):
+    """Where a job is: queued, running, or ended (PARTIAL: done, with some instruments failed)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = frozenset({JobState.DONE, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED})
+
+
+class ItemState(StrEnum):
+    """Where one instrument of a job is."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One instrument of a job: its state, its resume point and what it wrote."""
+
+    key: str
+    start: datetime  # where its download begins (the job's start, or its last stored bar for an update)
+    state: ItemState = ItemState.PENDING
+    done_until: datetime | None = None  # the end of the last window written: where a resumed run starts
+    bars: int = 0
+    windows: int = 0
+    error: str = ""
+
+    @property
+    def resume(self) -> datetime:
+        """Return where the next run of this instrument starts."""
+        return self.done_until or self.start
+
+    def to_json(self) -> str:
+        """Return the item as the JSON kept in Redis."""
+        return json.dumps({"key": self.key, "start": to_text(self.start), "state": self.state.value,
+                           "done_until": to_text(self.done_until), "bars": self.bars, "windows": self.windows,
+                           "error": self.error})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Item:
+        """Read an item back from its JSON."""
+        data = json.loads(text)
+        start = from_text(data["start"])
+        assert start is not None
+        return cls(data["key"], start, ItemState(data["state"]), from_text(data["done_until"]), int(data["bars"]),
+                   int(data["windows"]), data["error"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the item as an RPC answer."""
+        return {"key": self.key, "state": self.state.value, "start": self.start, "done_until": self.done_until,
+                "bars": self.bars, "windows": self.windows, "error": self.error}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A download job: what to fetch, where it is, and each instrument's progress."""
+
+    id: str
+    source: str
+    bar_size: str
+    start: datetime
+    end: datetime
+    items: tuple[Item, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    universe: str = ""
+    state: JobState = JobState.QUEUED
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated: datetime | None = None
+    runs: int = 0  # how many times a worker claimed it (more than 1: resumed after a crash or a retry)
+    worker: str = ""
+    cancel: bool = False
+
+    def item(self, key: str) -> Item:
+        """Return the item of ``key``."""
+        for item in self.items:
+            if item.key == key:
+                return item
+        raise NotFound(f"job {self.id} has no instrument {key}", job=self.id, key=key)
+
+    def counts(self) -> dict[str, int]:
+        """Return how many instruments are in each state, and the bars written."""
+        out = {"total": len(self.items), "done": 0, "failed": 0, "bars": 0}
+        for item in self.items:
+            out["bars"] += item.bars
+            if item.state is ItemState.DONE:
+                out["done"] += 1
+            elif item.state is ItemState.FAILED:
+                out["failed"] += 1
+        return out
+
+    def outcome(self) -> JobState:
+        """Return the state a run that went through every instrument ends the job in."""
+        if self.cancel:
+            return JobState.CANCELLED
+        counts = self.counts()
+        if counts["failed"] == 0:
+            return JobState.DONE
+        return JobState.FAILED if counts["done"] == 0 else JobState.PARTIAL
+
+    def to_dict(self, *, items: bool = True) -> dict[str, Any]:
+        """Return the job as an RPC answer (``items``: with each instrument's progress)."""
+        out: dict[str, Any] = {
+            "id": self.id, "state": self.state.value, "source": self.source, "bar_size": self.bar_size,
+            "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
+            "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
+            **self.counts()}
+        if items:
+            out["instruments"] = [item.to_dict() for item in self.items]
+        return out

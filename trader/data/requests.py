@@ -1,0 +1,71 @@
+"""What a download request names: instruments as users type them, a bar size, a universe, where an update starts.
+
+history_service reads instruments without a broker: a contract key as it
+is; else the first reading of :func:`trader.trading.symbols.read_symbol`,
+so a plain symbol is its stock (``AAPL`` -> ``AAPL.STK``), a futures code its
+contract month (``ESZ6`` -> ``ES.FUT.202612``), a pair its cash key
+(``EUR.USD`` -> ``EUR.CASH.USD``), a share class its stock (``BRK.B`` ->
+``BRK_B.STK``). Anything else needs its contract key. A universe is a record
+of kind ``universes`` in the store, ``{"members": [{"key": ...}, ...]}``,
+read when the job is submitted.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from trader.data.store import MarketStore
+from trader.domain import SecType
+from trader.domain.contract_key import is_key, make_key, parse_key
+from trader.errors import ValidationError
+from trader.strategy.bars import parse_bar_size, short_bar_size
+from trader.trading.symbols import Hints, read_symbol
+
+__all__ = ["job_bar_size", "job_key", "last_stored", "universe_keys"]
+
+RECENT = timedelta(days=4)  # an update looks for the last stored bar here first (a long weekend)
+
+
+def job_key(text: str, today: date) -> str:
+    """Return the contract key of what a user typed, read without a broker; ValidationError if it cannot be."""
+    if is_key(text):
+        parse_key(text)  # ValidationError with the grammar if malformed
+        return text.strip().upper()
+    query = read_symbol(text, Hints(), today).queries[0]
+    if query.sec_type not in (SecType.STK, SecType.CASH, SecType.FUT) or (query.sec_type is SecType.FUT
+                                                                          and not query.expiry):
+        raise ValidationError(f"{text!r}: give its contract key (SYMBOL.SECTYPE...)", symbol=text)
+    return make_key(query.symbol, query.sec_type, query.currency, contract_month=query.expiry)
+
+
+def job_bar_size(text: str) -> str:
+    """Return a bar size's short form (``1 min`` -> ``1m``); ValidationError naming the sizes if unknown."""
+    try:
+        return short_bar_size(parse_bar_size(text))
+    except ValueError as exc:
+        raise ValidationError(str(exc), bar_size=text) from None
+
+
+def universe_keys(store: MarketStore, name: str) -> list[str]:
+    """Return the contract keys of universe ``name`` (``NotFound`` if there is none)."""
+    record = store.get_record("universes", name)
+    keys = [str(m["key"]) for m in record.get("members", []) if isinstance(m, dict) and m.get("key")]
+    if not keys:
+        raise ValidationError(f"universe {name} has no members", universe=name)
+    return keys
+
+
+def last_stored(store: MarketStore, key: str, bar_size: str, start: datetime, end: datetime) -> datetime | None:
+    """Return the time of ``key``'s last stored ``bar_size`` bar in ``[start, end)`` (None: none there).
+
+    An update starts there: that bar's window is downloaded again (it may have
+    been written while its bar was still forming).
+    """
+    if key not in store.bar_symbols(bar_size).get(bar_size, []):
+        return None  # not stored at this size (a read would resample a finer one)
+    recent = max(start, end - RECENT)
+    for lo in dict.fromkeys((recent, start)):  # the last few days first: a nightly update reads little
+        bars = store.read_bars(key, bar_size, lo, end)
+        if len(bars):
+            return bars.index[-1].to_pydatetime()
+    return None
