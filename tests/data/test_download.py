@@ -157,3 +157,28 @@ def test_an_instrument_stopped_after_its_last_window_ends_done_without_asking_th
 
     state, job = asyncio.run(scenario())
     assert state is JobState.DONE and job.items[0].state is ItemState.DONE  # BUG.STK's source would have raised
+
+
+def test_a_file_import_over_a_range_wider_than_the_file_ends_done(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file source covers only the file's span (covers_range False): that is no source stopping short."""
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, ["A.STK"], "2026-03-02", 180)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+    async def scenario() -> Any:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            await queue.submit(source="file", bar_size="1m", start=datetime(2026, 3, 1, tzinfo=UTC),
+                               end=datetime(2026, 3, 10, tzinfo=UTC), keys=["A.STK"], options={"path": str(csv)})
+            job = await queue.claim()
+            await run_job(job, queue, store, load_settings(), lambda *_: None)
+            return await queue.get(job.id)
+        finally:
+            await client.aclose()
+
+    job = asyncio.run(scenario())
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    assert len(store.read_bars("A.STK", "1m")) == 180

@@ -130,7 +130,7 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
                                                "end": window.end, "bars": rows})
             publish(progress.topic("progress"), progress.figures())
             await _check_cancel(queue, job)
-        if item.resume < job.end:
+        if item.resume < job.end and getattr(source, "covers_range", True):  # a file covers its own span only
             raise SourceError.of(item.key, f"the source stopped at {item.resume.isoformat()}, before the end "
                                  f"{job.end.isoformat()}")
     except (_Cancelled, LeaseLost, QueueDown, asyncio.CancelledError):

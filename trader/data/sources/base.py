@@ -38,6 +38,8 @@ class Source(Protocol):
     """A download source, built as ``SourceClass(settings, **options)``."""
 
     name: str
+    # A source whose windows cover only the part of the range it has (a file) says so with
+    # ``covers_range = False``; otherwise windows ending before the end mean the source stopped.
 
     def windows(self, key: str, bar_size: str, start: pd.Timestamp, end: pd.Timestamp) -> AsyncIterator[Window]:
         """Yield the windows covering ``[start, end)`` in time order (an async generator)."""
