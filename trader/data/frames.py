@@ -18,7 +18,9 @@ import pandas as pd
 
 from trader.errors import ValidationError
 
-__all__ = ["BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "utc"]
+__all__ = [
+    "BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "resample_bars", "utc",
+]
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_BAR_COLUMNS = ("wap", "bar_count")
@@ -106,3 +108,39 @@ def check_ticks(frame: pd.DataFrame, key: str) -> pd.DataFrame:
         raise ValidationError(f"{key}: ticks are not in time order", key=key)
     return pd.DataFrame({c: (frame[c].to_numpy(dtype="float64") if c in frame.columns
                              else np.full(len(frame), np.nan)) for c in TICK_COLUMNS}, index=index)
+
+
+def resample_bars(bars: pd.DataFrame, seconds: int, timezone: str = "UTC") -> pd.DataFrame:
+    """Aggregate stored bars into ``seconds``-long bars: open first, high max, low min, close last.
+
+    ``volume`` and ``bar_count`` are summed; ``wap`` is the volume-weighted mean
+    of the bars' waps (their plain mean where no volume traded). Bars shorter
+    than a day are aligned to UTC; a day (or more) is the exchange's date in
+    ``timezone``, labelled at that date's midnight UTC, as daily bars are stored.
+    Periods without a bar are left out.
+    """
+    if bars.empty:
+        return bars
+    index = bars.index
+    if seconds >= 86_400:
+        local = index.tz_convert(timezone).tz_localize(None).normalize()
+        keys = local.tz_localize("UTC")
+        if seconds > 86_400:  # whole multiples of a day, from the epoch
+            step = seconds * 1_000_000_000
+            keys = pd.DatetimeIndex((keys.asi8 // step) * step, tz="UTC")
+    else:
+        step = seconds * 1_000_000_000
+        keys = pd.DatetimeIndex((index.asi8 // step) * step, tz="UTC")
+    grouped = bars.groupby(keys, sort=True)
+    out = pd.DataFrame({"open": grouped["open"].first(), "high": grouped["high"].max(),
+                        "low": grouped["low"].min(), "close": grouped["close"].last(),
+                        "volume": grouped["volume"].sum()})
+    if "wap" in bars.columns:
+        weighted = (bars["wap"] * bars["volume"]).groupby(keys, sort=True).sum()
+        plain = grouped["wap"].mean()
+        volume = out["volume"]
+        out["wap"] = (weighted / volume.where(volume > 0)).fillna(plain)
+    if "bar_count" in bars.columns:
+        out["bar_count"] = grouped["bar_count"].sum().astype("int64")
+    out.index = out.index.rename("time")
+    return out
