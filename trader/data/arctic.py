@@ -59,13 +59,13 @@ class ArcticStore:
         try:
             self._arctic = arcticdb.Arctic(uri)
         except Exception as exc:  # arcticdb raises its own and OSErrors alike
-            raise self._error(exc, f"cannot open the market store {self.uri}") from None
+            raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"ArcticStore({self.uri!r})"
 
-    def _error(self, exc: BaseException, what: str, **details: Any) -> StorageError:
+    def failure(self, exc: BaseException, what: str, **details: Any) -> StorageError:
         """Return the StorageError for ``exc``: the reason in words, no secret of the URI in it."""
         text = scrub(str(exc), self._uri)
         name = type(exc).__name__
@@ -90,7 +90,7 @@ class ArcticStore:
                     return None
                 lib = self._arctic.get_library(name, create_if_missing=create)
             except Exception as exc:
-                raise self._error(exc, f"market store library {name}", library=name) from None
+                raise self.failure(exc, f"market store library {name}", library=name) from None
             self._libs[name] = lib
         return lib
 
@@ -99,11 +99,19 @@ class ArcticStore:
         try:
             return sorted(self._arctic.list_libraries())
         except Exception as exc:
-            raise self._error(exc, f"cannot list the libraries of {self.uri}") from None
+            raise self.failure(exc, f"cannot list the libraries of {self.uri}") from None
 
     def library(self, name: str, *, create: bool = False) -> Any:
         """Return the ArcticDB library ``name`` (None if absent and not ``create``): for backups and benchmarks."""
         return self._lib(name, create=create)
+
+    def drop_library(self, name: str) -> None:
+        """Delete the library ``name``, its symbols and snapshots (a restore with ``--force``)."""
+        try:
+            self._arctic.delete_library(name)
+        except Exception as exc:
+            raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
+        self._libs.pop(name, None)
 
     @staticmethod
     def _size(bar_size: str) -> str:
@@ -136,7 +144,7 @@ class ArcticStore:
         except StorageError:
             raise
         except Exception as exc:
-            raise self._error(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
+            raise self.failure(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
         return len(bars)
 
     @staticmethod
@@ -180,7 +188,7 @@ class ArcticStore:
         try:
             data = lib.read(key, date_range=(lo, hi), as_of=as_of).data
         except Exception as exc:
-            raise self._error(exc, f"{key}: cannot read", key=key) from None
+            raise self.failure(exc, f"{key}: cannot read", key=key) from None
         data.index = data.index.rename("time")
         return data
 
@@ -229,7 +237,7 @@ class ArcticStore:
         except StorageError:
             raise
         except Exception as exc:
-            raise self._error(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
+            raise self.failure(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
         return len(ticks)
 
     def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
@@ -255,7 +263,7 @@ class ArcticStore:
         except StorageError:
             raise
         except Exception as exc:
-            raise self._error(exc, f"cannot store {kind} {name}", kind=kind, name=name) from None
+            raise self.failure(exc, f"cannot store {kind} {name}", kind=kind, name=name) from None
 
     def get_record(self, kind: str, name: str) -> dict[str, Any]:
         """Return a document."""
@@ -296,7 +304,7 @@ class ArcticStore:
                     lib.snapshot(name, metadata={"created": created})
                     taken += 1
         except Exception as exc:
-            raise self._error(exc, f"cannot take snapshot {name}", name=name) from None
+            raise self.failure(exc, f"cannot take snapshot {name}", name=name) from None
         if not taken:
             raise NotFound(f"the store is empty: nothing to snapshot as {name}", name=name)
         log.info("snapshot %s of %d libraries in %s", name, taken, self.uri)
