@@ -41,13 +41,13 @@ def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     if index.hasnans:
         raise ValidationError(f"{key}: {what} have a missing time", key=key)
-    if index.has_duplicates:
-        first = index[index.duplicated()][0]
-        raise ValidationError(f"{key}: duplicated {what[:-1]} at {first.isoformat()}", key=key, time=first.isoformat())
-    if not index.is_monotonic_increasing:
-        back = int(np.argmax(np.diff(index.asi8) < 0)) + 1
-        raise ValidationError(f"{key}: {what} are not in time order (at {index[back].isoformat()})",
-                              key=key, time=index[back].isoformat())
+    steps = np.diff(index.asi8)  # one pass: strictly increasing, or where it is not
+    if len(steps) and not (steps > 0).all():
+        at = int(np.argmax(steps <= 0)) + 1
+        when = index[at].isoformat()
+        if steps[at - 1] == 0:
+            raise ValidationError(f"{key}: duplicated {what[:-1]} at {when}", key=key, time=when)
+        raise ValidationError(f"{key}: {what} are not in time order (at {when})", key=key, time=when)
     return index.rename("time")
 
 
@@ -63,30 +63,43 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
                               key=key, missing=missing)
     index = _index(frame, key, "bars")
     columns = [*BAR_COLUMNS, *(c for c in OPTIONAL_BAR_COLUMNS if c in frame.columns)]
+    values: dict[str, np.ndarray] = {}
     try:
-        out = pd.DataFrame({c: frame[c].to_numpy(dtype="float64") for c in columns if c != "bar_count"},
-                           index=index)
+        for c in columns:
+            if c != "bar_count":
+                values[c] = frame[c].to_numpy(dtype="float64")
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{key}: bars hold a value that is not a number ({exc})", key=key) from None
     if "bar_count" in columns:
-        counts = pd.to_numeric(frame["bar_count"], errors="coerce").to_numpy()
-        out["bar_count"] = np.nan_to_num(counts, nan=0).astype("int64")
-    if len(out):
-        prices = out[["open", "high", "low", "close"]].to_numpy()
-        _refuse(out.index, ~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1), key,
-                "has a missing or non-positive price")
-        o, h, lo, c = prices.T
-        _refuse(out.index, h < lo, key, "has high < low")
-        _refuse(out.index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key,
-                "has open or close outside high..low")
-        _refuse(out.index, ~(out["volume"].to_numpy() >= 0), key, "has a negative or missing volume")
-        if start is not None and out.index[0] < utc(start):
-            raise ValidationError(f"{key}: bar at {out.index[0].isoformat()} is before the window's start "
-                                  f"{utc(start).isoformat()}", key=key)
-        if end is not None and out.index[-1] >= utc(end):
-            raise ValidationError(f"{key}: bar at {out.index[-1].isoformat()} is not before the window's end "
-                                  f"{utc(end).isoformat()}", key=key)
-    return out
+        counts = frame["bar_count"]
+        if counts.dtype != "int64":
+            counts = np.nan_to_num(pd.to_numeric(counts, errors="coerce").to_numpy(), nan=0).astype("int64")
+        values["bar_count"] = np.asarray(counts)
+    if len(index):
+        _check_values(values, index, key, start, end)
+    if list(frame.columns) == columns and all(frame[c].dtype == values[c].dtype for c in columns):
+        out = frame.copy(deep=False)  # already in shape: no copy of the data, only a new index
+        out.index = index
+        return out
+    return pd.DataFrame(values, index=index)
+
+
+def _check_values(values: dict[str, np.ndarray], index: pd.DatetimeIndex, key: str,
+                  start: datetime | None, end: datetime | None) -> None:
+    """Refuse the first bar with a bad price or volume, or outside ``[start, end)``."""
+    o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
+    with np.errstate(invalid="ignore"):
+        least, most = np.minimum(np.minimum(o, c), lo), np.maximum(np.maximum(o, c), h)
+        _refuse(index, ~(least > 0) | ~(most < np.inf), key, "has a missing or non-positive price")
+        _refuse(index, h < lo, key, "has high < low")
+        _refuse(index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key, "has open or close outside high..low")
+        _refuse(index, ~(values["volume"] >= 0), key, "has a negative or missing volume")
+    if start is not None and index[0] < utc(start):
+        raise ValidationError(f"{key}: bar at {index[0].isoformat()} is before the window's start "
+                              f"{utc(start).isoformat()}", key=key)
+    if end is not None and index[-1] >= utc(end):
+        raise ValidationError(f"{key}: bar at {index[-1].isoformat()} is not before the window's end "
+                              f"{utc(end).isoformat()}", key=key)
 
 
 def _refuse(index: pd.DatetimeIndex, bad: np.ndarray, key: str, what: str) -> None:
