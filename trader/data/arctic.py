@@ -77,6 +77,10 @@ class ArcticStore:
         elif (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS)
               or "Permission denied" in text or "Read-only file system" in text):
             reason = "the store's directory is read-only (not writable by this user)"
+        elif "Could not connect" in text or "Couldn't resolve" in text or "Timeout was reached" in text:
+            reason = "the S3 endpoint does not answer (is it up? the host and port right?)"
+        elif "NoSuchBucket" in text:
+            reason = "the S3 bucket does not exist (create it first)"
         else:
             reason = text.splitlines()[0] if text else name
         return StorageError(f"{what}: {reason}", store=self.uri, **details)
