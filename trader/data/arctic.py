@@ -94,7 +94,7 @@ class ArcticStore:
                     return None
                 lib = self._arctic.get_library(name, create_if_missing=create)
             except Exception as exc:
-                raise self.failure(exc, f"market store library {name}", library=name) from None
+                raise self.failure(exc, f"market store {self.uri}, library {name}", library=name) from None
             self._libs[name] = lib
         return lib
 
