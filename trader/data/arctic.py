@@ -55,6 +55,7 @@ class ArcticStore:
         path = lmdb_path(uri)
         if path is not None:
             _check_directory(path)
+            _quick_storage_lock()
         self.locks = SymbolLocks(path)
         try:
             self._arctic = arcticdb.Arctic(uri)
@@ -343,6 +344,21 @@ def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
     data = asdict(meta)
     data["contract"], data["extra"] = dict(data["contract"]), dict(data["extra"])
     return data
+
+
+def _quick_storage_lock() -> None:
+    """Make ArcticDB's storage lock wait 5 ms, not 1 s, for LMDB (unless configured already).
+
+    ArcticDB takes the lock to compact a library's symbol list (the first
+    ``list_symbols`` of a library) and waits before trusting it, for
+    eventually consistent object stores; LMDB's transactions are visible at
+    once, and the default wait made every first listing cost a second.
+    The setting is per process: a process that also opens S3 keeps it.
+    """
+    from arcticdb.config import get_config_int, set_config_int
+
+    if get_config_int("StorageLock.WaitMs") is None:
+        set_config_int("StorageLock.WaitMs", 5)
 
 
 def _check_directory(path: os.PathLike[str] | str) -> None:
