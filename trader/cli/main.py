@@ -27,7 +27,9 @@ from trader.cli import (
     account,
     book,
     close,
+    data,
     exits,
+    history_read,
     instruments,
     jobs,
     keys,
@@ -43,7 +45,8 @@ from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, keys, repl
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, keys, repl, data,
+    history_read,  # last: it adds its commands to the `history` group if another module made one
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 

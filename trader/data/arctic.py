@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
 _META_FIELDS = {f.name for f in fields(SymbolMeta)}
+# One arcticdb.Arctic per URI and process: LMDB does not support opening one path twice in a process.
+_OPEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 class ArcticStore:
@@ -58,7 +61,9 @@ class ArcticStore:
             _quick_storage_lock()
         self.locks = SymbolLocks(path)
         try:
-            self._arctic = arcticdb.Arctic(uri)
+            self._arctic = _OPEN.get(uri)
+            if self._arctic is None:
+                self._arctic = _OPEN[uri] = arcticdb.Arctic(uri)
         except Exception as exc:  # arcticdb raises its own and OSErrors alike
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
