@@ -265,3 +265,17 @@ def test_open_store_resolves_a_relative_lmdb_path_against_the_home(tmp_path: Pat
     store.write_bars(KEY, "1d", bars(T0.normalize(), 1, step=pd.Timedelta(days=1)),
                      start=T0.normalize(), end=T0.normalize() + pd.Timedelta(days=1))
     assert (tmp_path / "data" / "arctic").is_dir()
+
+
+def test_old_versions_are_pruned_but_not_those_a_snapshot_names(store: ArcticStore) -> None:
+    from trader.data.arctic import PRUNE_EVERY
+
+    store.write_bars(KEY, "1m", bars(T0, 60), start=T0, end=T0 + HOUR)
+    store.snapshot("kept")
+    for n in range(3 * PRUNE_EVERY):
+        store.write_bars(KEY, "1m", bars(T0 + n * MIN, 1, base=200.0 + n), start=T0 + n * MIN,
+                         end=T0 + (n + 1) * MIN)
+    versions = store.library("bars.1m").list_versions(KEY)
+    assert len(versions) <= PRUNE_EVERY + 1, len(versions)  # the unpruned ones and the snapshot's
+    assert len(store.read_bars(KEY, "1m", as_of="kept")) == 60
+    assert store.read_bars(KEY, "1m")["open"].iloc[:3].tolist() == [200.0, 201.0, 202.0]

@@ -5,7 +5,7 @@ Libraries by kind: ``bars.<size>`` (one per bar size, ``bars.1m``, ``bars.1d``),
 each with its :class:`~trader.data.store.SymbolMeta` (contract, source, time
 zone) as the version's metadata. A window write is ArcticDB's ``update`` with
 the window as its date range, so it replaces exactly what was stored there and
-nothing else; previous versions are pruned unless a snapshot holds them.
+nothing else; older versions are pruned (every 8th write) unless a snapshot holds them.
 
 Failures: a read-only directory, a full disk or LMDB map (``?map_size=``) and
 an unreachable S3 raise :class:`~trader.errors.StorageError` with the reason in
@@ -43,6 +43,8 @@ _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
 _META_FIELDS = {f.name for f in fields(SymbolMeta)}
+_MISSING = ("NoSuchVersionException", "NoDataFoundException")  # arcticdb: no such symbol, version or snapshot
+PRUNE_EVERY = 8
 # One arcticdb.Arctic per URI and process: LMDB does not support opening one path twice in a process.
 _OPEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
@@ -67,6 +69,7 @@ class ArcticStore:
         except Exception as exc:  # arcticdb raises its own and OSErrors alike
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
+        self._writes: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"ArcticStore({self.uri!r})"
@@ -142,62 +145,78 @@ class ArcticStore:
         lib = self._lib(name)
         try:
             with self.locks.hold(name, key):
-                metadata = _meta_dict(meta) if meta is not None else self._stored_meta(lib, key)
+                stored = self._stored_meta(lib, key)  # None: no such symbol yet
+                metadata = _meta_dict(meta) if meta is not None else stored or {"key": key}
                 if bars.empty:  # the window holds no bar: remove what was stored there
-                    if lib.has_symbol(key):
+                    if stored is not None:
                         lib.delete_data_in_range(key, (lo, hi - _ONE_NS), prune_previous_versions=True)
                         if meta is not None:
                             lib.write_metadata(key, metadata, prune_previous_versions=True)
                     return 0
-                lib.update(key, bars, upsert=True, date_range=(lo, hi - _ONE_NS), metadata=metadata,
-                           prune_previous_versions=True)
+                if stored is None:  # the window is all there will be: a plain write is the same, and cheaper
+                    lib.write(key, bars, metadata=metadata)
+                else:
+                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS), metadata=metadata,
+                               prune_previous_versions=self._prune_now(name, key))
         except StorageError:
             raise
         except Exception as exc:
             raise self.failure(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
         return len(bars)
 
+    def _prune_now(self, library: str, key: str) -> bool:
+        """Return whether this write prunes the symbol's older versions: the first of a process, then every 8th.
+
+        Each update leaves the version before it (and the segments it replaced)
+        until a prune; pruning on every write cost 10% of the write, so the
+        store keeps at most :data:`PRUNE_EVERY` unpruned versions per symbol.
+        A version a snapshot names is never pruned.
+        """
+        count = self._writes.get((library, key), 0)
+        self._writes[(library, key)] = count + 1
+        return count % PRUNE_EVERY == 0
+
     @staticmethod
-    def _stored_meta(lib: Any, key: str) -> dict[str, Any]:
+    def _stored_meta(lib: Any, key: str) -> dict[str, Any] | None:
+        """Return the symbol's metadata ({} if it has none), or None if there is no such symbol."""
         try:
-            return dict(lib.read_metadata(key).metadata or {"key": key})
-        except Exception:  # not stored yet
-            return {"key": key}
+            return dict(lib.read_metadata(key).metadata or {})
+        except Exception as exc:
+            if type(exc).__name__ in _MISSING:
+                return None
+            raise
 
     def read_bars(self, key: str, bar_size: str, start: datetime | None = None, end: datetime | None = None,
                   *, as_of: str | None = None) -> pd.DataFrame:
         """Return the bars in ``[start, end)``, resampled from the finest finer size when this one is not stored."""
         size = self._size(bar_size)
         lib = self._lib(_BARS + size, create=False)
-        if lib is not None and self._has(lib, key, as_of):
-            return self._read(lib, key, start, end, as_of)
+        if lib is not None:
+            bars = self._read(lib, key, start, end, as_of, missing_ok=True)
+            if bars is not None:
+                return bars
         seconds = parse_bar_size(size)
         for finer in sorted(parse_bar_size(s) for s, keys in self.bar_symbols().items() if key in keys):
             if finer < seconds and seconds % finer == 0:
                 finer_lib = self._lib(_BARS + short_bar_size(finer))
-                if not self._has(finer_lib, key, as_of):
+                bars = self._read(finer_lib, key, start, end, as_of, missing_ok=True)
+                if bars is None:
                     continue
-                bars = self._read(finer_lib, key, start, end, as_of)
-                timezone = self._stored_meta(finer_lib, key).get("timezone") or "UTC"
+                timezone = (self._stored_meta(finer_lib, key) or {}).get("timezone") or "UTC"
                 return resample_bars(bars, seconds, timezone)
         where = f" in snapshot {as_of}" if as_of else ""
         raise NotFound(f"no {size} bars stored for {key}{where}", key=key, bar_size=size)
 
-    def _has(self, lib: Any, key: str, as_of: str | None) -> bool:
-        if as_of is None:
-            return bool(lib.has_symbol(key))
-        try:
-            return key in lib.list_symbols(snapshot_name=as_of)
-        except Exception:  # this library has no such snapshot
-            return False
-
-    def _read(self, lib: Any, key: str, start: datetime | None, end: datetime | None,
-              as_of: str | None) -> pd.DataFrame:
+    def _read(self, lib: Any, key: str, start: datetime | None, end: datetime | None, as_of: str | None,
+              *, missing_ok: bool = False) -> pd.DataFrame | None:
+        """Return ``key``'s data in ``[start, end)``; None if it (or the snapshot) is absent and ``missing_ok``."""
         lo = utc(start) if start is not None else None
         hi = utc(end) - _ONE_NS if end is not None else None
         try:
             data = lib.read(key, date_range=(lo, hi), as_of=as_of).data
         except Exception as exc:
+            if missing_ok and type(exc).__name__ in _MISSING:
+                return None
             raise self.failure(exc, f"{key}: cannot read", key=key) from None
         data.index = data.index.rename("time")
         return data
@@ -219,7 +238,7 @@ class ArcticStore:
         lib = self._lib(name, create=False)
         if lib is None or not lib.has_symbol(key):
             raise NotFound(f"nothing stored in {name} for {key}", key=key)
-        data = self._stored_meta(lib, key)
+        data = self._stored_meta(lib, key) or {}
         known = {k: v for k, v in data.items() if k in _META_FIELDS}
         return SymbolMeta(**{"key": key, **known})
 
@@ -242,8 +261,8 @@ class ArcticStore:
         lib = self._lib(_TICKS)
         try:
             with self.locks.hold(_TICKS, key):
-                metadata = _meta_dict(meta) if meta is not None else self._stored_meta(lib, key)
-                lib.append(key, ticks, metadata=metadata, prune_previous_versions=True)
+                metadata = _meta_dict(meta) if meta is not None else self._stored_meta(lib, key) or {"key": key}
+                lib.append(key, ticks, metadata=metadata, prune_previous_versions=self._prune_now(_TICKS, key))
         except StorageError:
             raise
         except Exception as exc:
@@ -253,9 +272,10 @@ class ArcticStore:
     def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
         """Return the recorded ticks in ``[start, end)``."""
         lib = self._lib(_TICKS, create=False)
-        if lib is None or not lib.has_symbol(key):
+        ticks = None if lib is None else self._read(lib, key, start, end, None, missing_ok=True)
+        if ticks is None:
             raise NotFound(f"no ticks recorded for {key}", key=key)
-        return self._read(lib, key, start, end, None)
+        return ticks
 
     def tick_symbols(self) -> list[str]:
         """Return the keys with recorded ticks."""

@@ -38,7 +38,10 @@ def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:
     index = frame.index
     if not isinstance(index, pd.DatetimeIndex):
         raise ValidationError(f"{key}: {what} need a DatetimeIndex of times, not {type(index).__name__}", key=key)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    elif str(index.tz) != "UTC":
+        index = index.tz_convert("UTC")
     if index.hasnans:
         raise ValidationError(f"{key}: {what} have a missing time", key=key)
     steps = np.diff(index.asi8)  # one pass: strictly increasing, or where it is not
@@ -48,7 +51,7 @@ def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:
         if steps[at - 1] == 0:
             raise ValidationError(f"{key}: duplicated {what[:-1]} at {when}", key=key, time=when)
         raise ValidationError(f"{key}: {what} are not in time order (at {when})", key=key, time=when)
-    return index.rename("time")
+    return index if index.name == "time" else index.rename("time")
 
 
 def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
@@ -64,6 +67,7 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
     index = _index(frame, key, "bars")
     columns = [*BAR_COLUMNS, *(c for c in OPTIONAL_BAR_COLUMNS if c in frame.columns)]
     values: dict[str, np.ndarray] = {}
+    dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
     try:
         for c in columns:
             if c != "bar_count":
@@ -72,13 +76,15 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
         raise ValidationError(f"{key}: bars hold a value that is not a number ({exc})", key=key) from None
     if "bar_count" in columns:
         counts = frame["bar_count"]
-        if counts.dtype != "int64":
+        if dtypes["bar_count"] != "int64":
             counts = np.nan_to_num(pd.to_numeric(counts, errors="coerce").to_numpy(), nan=0).astype("int64")
         values["bar_count"] = np.asarray(counts)
     if len(index):
         _check_values(values, index, key, start, end)
-    if list(frame.columns) == columns and all(frame[c].dtype == values[c].dtype for c in columns):
-        out = frame.copy(deep=False)  # already in shape: no copy of the data, only a new index
+    if list(dtypes) == columns and all(dtypes[c] == values[c].dtype for c in columns):
+        if index is frame.index:
+            return frame  # already in shape: the frame itself, nothing copied
+        out = frame.copy(deep=False)  # only a new index
         out.index = index
         return out
     return pd.DataFrame(values, index=index)
