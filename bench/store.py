@@ -76,11 +76,11 @@ def writes(root: Path, instruments: int, bars: int, windows: int) -> tuple[float
         key = f"SYM{n:03d}.STK" if n >= 0 else "WARMUP.STK"
         chunks = [frame((n + 1) * windows + w, START + w * per * MINUTE, per) for w in range(windows)]
 
-        def through_store() -> None:
+        def through_store(key: str = key, chunks: list[pd.DataFrame] = chunks) -> None:
             for chunk in chunks:
                 store.write_bars(key, "1m", chunk, start=chunk.index[0], end=chunk.index[-1] + MINUTE)
 
-        def by_hand() -> None:
+        def by_hand(key: str = key, chunks: list[pd.DataFrame] = chunks) -> None:
             raw.write(key, chunks[0])
             for chunk in chunks[1:]:
                 raw.update(key, chunk, date_range=(chunk.index[0], chunk.index[-1] + MINUTE - ONE_NS))

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
 
 from trader.data.backends import lmdb_path, mask_uri, scrub
 from trader.data.frames import check_bars, check_ticks, resample_bars, utc
@@ -36,14 +37,15 @@ from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArcticStore", "resample_bars"]
+__all__ = ["BACKEND_ERRORS", "ArcticStore", "resample_bars"]
 
 _BARS = "bars."
 _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
 _META_FIELDS = {f.name for f in fields(SymbolMeta)}
-_MISSING = ("NoSuchVersionException", "NoDataFoundException")  # arcticdb: no such symbol, version or snapshot
+#: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
+BACKEND_ERRORS = (RuntimeError, OSError)
 PRUNE_EVERY = 8
 # One arcticdb.Arctic per URI and process: LMDB does not support opening one path twice in a process.
 _OPEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
@@ -66,7 +68,7 @@ class ArcticStore:
             self._arctic = _OPEN.get(uri)
             if self._arctic is None:
                 self._arctic = _OPEN[uri] = arcticdb.Arctic(uri)
-        except Exception as exc:  # arcticdb raises its own and OSErrors alike
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
         self._writes: dict[tuple[str, str], int] = {}
@@ -78,7 +80,7 @@ class ArcticStore:
         """Return the StorageError for ``exc``: the reason in words, no secret of the URI in it."""
         text = scrub(str(exc), self._uri)
         name = type(exc).__name__
-        if name == "LmdbMapFullError":
+        if isinstance(exc, LmdbMapFullError):
             reason = ("the store is full: LMDB's map size is reached (raise it: storage.arctic_uri "
                       "lmdb://DIR?map_size=100GB)")
         elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
@@ -102,7 +104,7 @@ class ArcticStore:
                 if not create and not self._arctic.has_library(name):
                     return None
                 lib = self._arctic.get_library(name, create_if_missing=create)
-            except Exception as exc:
+            except BACKEND_ERRORS as exc:
                 raise self.failure(exc, f"market store {self.uri}, library {name}", library=name) from None
             self._libs[name] = lib
         return lib
@@ -111,7 +113,7 @@ class ArcticStore:
         """Return the names of the store's libraries."""
         try:
             return sorted(self._arctic.list_libraries())
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot list the libraries of {self.uri}") from None
 
     def library(self, name: str, *, create: bool = False) -> Any:
@@ -122,7 +124,7 @@ class ArcticStore:
         """Delete the library ``name``, its symbols and snapshots (a restore with ``--force``)."""
         try:
             self._arctic.delete_library(name)
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
         self._libs.pop(name, None)
 
@@ -158,9 +160,7 @@ class ArcticStore:
                 else:
                     lib.update(key, bars, date_range=(lo, hi - _ONE_NS), metadata=metadata,
                                prune_previous_versions=self._prune_now(name, key))
-        except StorageError:
-            raise
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
         return len(bars)
 
@@ -181,8 +181,8 @@ class ArcticStore:
         """Return the symbol's metadata ({} if it has none), or None if there is no such symbol."""
         try:
             return dict(lib.read_metadata(key).metadata or {})
-        except Exception as exc:
-            if type(exc).__name__ in _MISSING:
+        except BACKEND_ERRORS as exc:
+            if isinstance(exc, NoDataFoundException):  # no such symbol, version or snapshot
                 return None
             raise
 
@@ -214,8 +214,8 @@ class ArcticStore:
         hi = utc(end) - _ONE_NS if end is not None else None
         try:
             data = lib.read(key, date_range=(lo, hi), as_of=as_of).data
-        except Exception as exc:
-            if missing_ok and type(exc).__name__ in _MISSING:
+        except BACKEND_ERRORS as exc:
+            if missing_ok and isinstance(exc, NoDataFoundException):
                 return None
             raise self.failure(exc, f"{key}: cannot read", key=key) from None
         data.index = data.index.rename("time")
@@ -263,9 +263,7 @@ class ArcticStore:
             with self.locks.hold(_TICKS, key):
                 metadata = _meta_dict(meta) if meta is not None else self._stored_meta(lib, key) or {"key": key}
                 lib.append(key, ticks, metadata=metadata, prune_previous_versions=self._prune_now(_TICKS, key))
-        except StorageError:
-            raise
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
         return len(ticks)
 
@@ -290,9 +288,7 @@ class ArcticStore:
             lib = self._lib(lib_name)
             with self.locks.hold(lib_name, name):
                 lib.write_pickle(name, dict(data), prune_previous_versions=True)
-        except StorageError:
-            raise
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot store {kind} {name}", kind=kind, name=name) from None
 
     def get_record(self, kind: str, name: str) -> dict[str, Any]:
@@ -333,7 +329,7 @@ class ArcticStore:
                 if lib.list_symbols():
                     lib.snapshot(name, metadata={"created": created})
                     taken += 1
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot take snapshot {name}", name=name) from None
         if not taken:
             raise NotFound(f"the store is empty: nothing to snapshot as {name}", name=name)

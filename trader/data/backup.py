@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from trader.data.arctic import ArcticStore
+from trader.data.arctic import BACKEND_ERRORS, ArcticStore
 from trader.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,7 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
         target = ArcticStore(f"lmdb://{directory / STORE_DIR}")
         try:
             entries = _copy(store, target, as_of=taken)
-        except StorageError:
-            raise
-        except Exception as exc:
+        except BACKEND_ERRORS as exc:
             raise target.failure(exc, f"cannot back up {store.uri} into {directory}") from None
     finally:
         for lib_name in taken:
@@ -197,9 +195,7 @@ def restore(store: ArcticStore, directory: Path, *, force: bool = False) -> Mani
         store.drop_library(lib_name)
     try:
         _copy(source, store)
-    except StorageError:
-        raise
-    except Exception as exc:
+    except BACKEND_ERRORS as exc:
         raise store.failure(exc, f"cannot restore {directory} into {store.uri}") from None
     verify(store, manifest)
     log.info("restored %d symbols (%d rows) from %s into %s", len(manifest.symbols), manifest.rows,

@@ -20,9 +20,8 @@ import errno
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import ContextManager
 from urllib.parse import quote
 
 from trader.errors import StorageError
@@ -39,7 +38,7 @@ class SymbolLocks:
         self.root = None if root is None else root / LOCK_DIR
         self._made: set[str] = set()
 
-    def hold(self, library: str, symbol: str) -> ContextManager[None]:
+    def hold(self, library: str, symbol: str) -> AbstractContextManager[None]:
         """Return a context that holds the lock of ``library``/``symbol`` while it is entered."""
         if self.root is None:
             return nullcontext()
