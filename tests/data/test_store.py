@@ -279,3 +279,31 @@ def test_old_versions_are_pruned_but_not_those_a_snapshot_names(store: ArcticSto
     assert len(versions) <= PRUNE_EVERY + 1, len(versions)  # the unpruned ones and the snapshot's
     assert len(store.read_bars(KEY, "1m", as_of="kept")) == 60
     assert store.read_bars(KEY, "1m")["open"].iloc[:3].tolist() == [200.0, 201.0, 202.0]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import pandas as pd
+    from tests.data.bars import bars
+    from trader.data.arctic import ArcticStore
+    path, first = sys.argv[1], int(sys.argv[2])
+    store = ArcticStore("lmdb://" + path)
+    t0 = pd.Timestamp("2026-03-02 14:30", tz="UTC")
+    for n in range(first, 40, 2):  # this writer's windows: every other 10 minutes
+        start = t0 + pd.Timedelta(minutes=10 * n)
+        store.write_bars("AAPL.STK", "1m", bars(start, 10, base=100.0 + n), start=start,
+                         end=start + pd.Timedelta(minutes=10))
+""")
+
+
+def test_two_processes_writing_one_symbol_lose_no_window(tmp_path: Path) -> None:
+    path = tmp_path / "arctic"
+    ArcticStore(f"lmdb://{path}").write_bars(KEY, "1m", bars(T0, 1), start=T0, end=T0 + MIN)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(first)], env=env)
+               for first in (0, 1)]
+    assert [w.wait(120) for w in writers] == [0, 0]
+    stored = ArcticStore(f"lmdb://{path}").read_bars(KEY, "1m")
+    assert len(stored) == 400 and stored.index.is_unique  # both writers' 20 windows each, none lost
+    firsts = stored["open"].iloc[::10].tolist()
+    assert firsts == [100.0 + n for n in range(40)]

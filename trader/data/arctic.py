@@ -62,7 +62,7 @@ class ArcticStore:
         path = lmdb_path(uri)
         if path is not None:
             _check_directory(path)
-            _quick_storage_lock()
+            _configure_lmdb()
         self.locks = SymbolLocks(path)
         try:
             self._arctic = _OPEN.get(uri)
@@ -367,19 +367,27 @@ def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
     return data
 
 
-def _quick_storage_lock() -> None:
-    """Make ArcticDB's storage lock wait 5 ms, not 1 s, for LMDB (unless configured already).
+def _configure_lmdb() -> None:
+    """Set two ArcticDB process settings for LMDB stores (unless configured already).
 
-    ArcticDB takes the lock to compact a library's symbol list (the first
-    ``list_symbols`` of a library) and waits before trusting it, for
-    eventually consistent object stores; LMDB's transactions are visible at
-    once, and the default wait made every first listing cost a second.
-    The setting is per process: a process that also opens S3 keeps it.
+    ``VersionMap.ReloadInterval`` 0: read a symbol's latest version from the
+    store at every operation, not from a cache kept for seconds; another
+    process may have written the symbol since (it holds the writer lock
+    then, see :mod:`trader.data.locks`), and an update built on a cached
+    version would drop that write or find its version pruned. On LMDB the
+    read is a memory-mapped lookup.
+
+    ``StorageLock.WaitMs`` 5: ArcticDB takes its storage lock to compact a
+    library's symbol list (the first ``list_symbols`` of a library) and waits
+    before trusting it, for eventually consistent object stores; LMDB's
+    transactions are visible at once, and the default wait made every first
+    listing cost a second.
     """
     from arcticdb.config import get_config_int, set_config_int
 
-    if get_config_int("StorageLock.WaitMs") is None:
-        set_config_int("StorageLock.WaitMs", 5)
+    for name, value in (("VersionMap.ReloadInterval", 0), ("StorageLock.WaitMs", 5)):
+        if get_config_int(name) is None:
+            set_config_int(name, value)
 
 
 def _check_directory(path: os.PathLike[str] | str) -> None:
