@@ -92,3 +92,15 @@ def test_data_backup_and_restore(store: ArcticStore, tmp_path: Path, monkeypatch
     assert "restored 3 symbols, 140 rows, verified" in out
     assert ArcticStore(f"lmdb://{tmp_path / 'other'}").bar_symbols() == store.bar_symbols()
     assert "no backup" in refused(4, "data", "restore", str(tmp_path / "nothing-here"))
+
+
+def test_history_read_ticks(store: ArcticStore) -> None:
+    ticks = pd.DataFrame({"bid": [1.0850, 1.0851], "ask": [1.0852, None]},
+                         index=pd.DatetimeIndex([T0, T0 + pd.Timedelta(seconds=1)]))
+    store.append_ticks("EUR.CASH.USD", ticks)
+    rows = data("history", "read", "EUR", "--ticks")
+    assert [str(r["bid"]) for r in rows] == ["1.085", "1.0851"]
+    assert rows[1]["ask"] is None and rows[0]["last"] is None
+    out = ok("history", "read", "EUR.CASH.USD", "--ticks").stdout
+    assert "EUR.CASH.USD ticks: last 2 of 2" in out and "1.0851" in out
+    assert "no ticks recorded for AAPL" in refused(4, "history", "read", "AAPL", "--ticks")
