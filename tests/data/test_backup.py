@@ -106,3 +106,39 @@ def test_a_damaged_backup_is_refused_before_anything_is_written(store: ArcticSto
 def test_a_directory_without_a_backup_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="no backup"):
         Manifest.load(tmp_path)
+
+
+REWRITER = """
+import sys
+import pandas as pd
+from tests.data.bars import bars
+from trader.data.arctic import ArcticStore
+store = ArcticStore("lmdb://" + sys.argv[1])
+t0 = pd.Timestamp("2026-03-02 14:30", tz="UTC")
+print("writing", flush=True)
+for n in range(1, 400):  # the whole window again and again, each version with its own prices
+    store.write_bars("BUSY.STK", "1m", bars(t0, 2000, base=100.0 + n), start=t0,
+                     end=t0 + pd.Timedelta(minutes=2000))
+"""
+
+
+def test_a_backup_taken_while_a_writer_rewrites_a_symbol_copies_one_whole_version(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    live = tmp_path / "live"
+    store = ArcticStore(f"lmdb://{live}")
+    store.write_bars("BUSY.STK", "1m", bars(T0, 2000, base=100.0), start=T0, end=T0 + 2000 * MIN)
+    writer = subprocess.Popen([sys.executable, "-c", REWRITER, str(live)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        manifest = backup(store, tmp_path / "backup")
+    finally:
+        writer.kill()
+        writer.wait(10)
+    copy = ArcticStore(f"lmdb://{tmp_path / 'backup' / 'arctic'}").read_bars("BUSY.STK", "1m")
+    base = copy["open"].iloc[0]
+    assert len(copy) == 2000 and manifest.symbols[0].rows == 2000
+    pd.testing.assert_frame_equal(copy, bars(T0, 2000, base=base), check_freq=False)  # one version, whole
