@@ -28,10 +28,10 @@ from typing import Any
 import pandas as pd
 from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
 
-from trader.data.backends import lmdb_path, mask_uri, scrub
 from trader.data.frames import check_bars, check_ticks, resample_bars, utc
 from trader.data.locks import SymbolLocks
 from trader.data.store import SymbolMeta
+from trader.data.uris import lmdb_path, mask_uri, scrub
 from trader.errors import Conflict, NotFound, StorageError, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 
