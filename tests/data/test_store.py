@@ -307,3 +307,12 @@ def test_two_processes_writing_one_symbol_lose_no_window(tmp_path: Path) -> None
     assert len(stored) == 400 and stored.index.is_unique  # both writers' 20 windows each, none lost
     firsts = stored["open"].iloc[::10].tolist()
     assert firsts == [100.0 + n for n in range(40)]
+
+
+def test_one_lmdb_path_is_opened_once_per_process_however_spelt(tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    first = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    first.write_bars(KEY, "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)
+    second = ArcticStore(f"lmdb://{tmp_path}/./arctic/?map_size=1GB")
+    assert len(second.read_bars(KEY, "1m")) == 5
+    assert "already been opened in this process" not in capfd.readouterr().err

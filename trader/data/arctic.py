@@ -47,7 +47,8 @@ _META_FIELDS = {f.name for f in fields(SymbolMeta)}
 #: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
 BACKEND_ERRORS = (RuntimeError, OSError)
 PRUNE_EVERY = 8
-# One arcticdb.Arctic per URI and process: LMDB does not support opening one path twice in a process.
+# One arcticdb.Arctic per store and process: LMDB does not support opening one path twice in a process
+# (the first opening's map_size holds for the process).
 _OPEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
@@ -65,9 +66,10 @@ class ArcticStore:
             _configure_lmdb()
         self.locks = SymbolLocks(path)
         try:
-            self._arctic = _OPEN.get(uri)
+            opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
+            self._arctic = _OPEN.get(opened)
             if self._arctic is None:
-                self._arctic = _OPEN[uri] = arcticdb.Arctic(uri)
+                self._arctic = _OPEN[opened] = arcticdb.Arctic(uri)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
