@@ -59,6 +59,8 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
     """Return ``frame`` as a stored bar frame (UTC index ``time``, float64 columns), or raise ``ValidationError``.
 
     ``start``/``end`` bound the window ``[start, end)`` the bars must lie in.
+    A frame already in that shape is returned as it is (not a copy), so the
+    check costs one numpy pass over the prices and nothing else.
     """
     missing = [c for c in BAR_COLUMNS if c not in frame.columns]
     if missing:
