@@ -36,9 +36,10 @@ def test_a_backup_copies_every_symbol_and_writes_a_verified_manifest(store: Arct
     manifest = backup(store, tmp_path / "backup")
     rows = {(e.library, e.symbol): e.rows for e in manifest.symbols}
     assert rows == {("bars.1d", "AAPL.STK"): 20, ("bars.1m", "AAPL.STK"): 500, ("bars.1m", "MSFT.STK"): 300,
-                    ("records.universes", "tech"): 1, ("ticks", "AAPL.STK"): 2}
+                    ("records.universes", "tech"): 1, ("ticks", "AAPL.STK"): 2,
+                    ("metadata", "bars.1m.AAPL.STK"): 1}
     written = json.loads((tmp_path / "backup" / MANIFEST).read_text())
-    assert written["source"] == store.uri and len(written["symbols"]) == 5
+    assert written["source"] == store.uri and len(written["symbols"]) == 6
     copy = ArcticStore(f"lmdb://{tmp_path / 'backup' / 'arctic'}")
     pd.testing.assert_frame_equal(copy.read_bars("AAPL.STK", "1m"), store.read_bars("AAPL.STK", "1m"))
     assert copy.meta("AAPL.STK", "1m") == store.meta("AAPL.STK", "1m")
@@ -66,7 +67,7 @@ def test_a_restore_verifies_copies_and_verifies_again(store: ArcticStore, tmp_pa
     backup(store, tmp_path / "backup")
     fresh = ArcticStore(f"lmdb://{tmp_path / 'fresh'}")
     manifest = restore(fresh, tmp_path / "backup")
-    assert manifest.rows == 823
+    assert manifest.rows == 824
     pd.testing.assert_frame_equal(fresh.read_bars("MSFT.STK", "1m"), store.read_bars("MSFT.STK", "1m"))
     pd.testing.assert_frame_equal(fresh.read_ticks("AAPL.STK"), store.read_ticks("AAPL.STK"))
     assert fresh.meta("AAPL.STK", "1m").contract == {"conId": 265598}

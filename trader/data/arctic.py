@@ -3,7 +3,8 @@
 Libraries by kind: ``bars.<size>`` (one per bar size, ``bars.1m``, ``bars.1d``),
 ``ticks``, and ``records.<kind>`` (universes, ...). Symbols are contract keys,
 each with its :class:`~trader.data.store.SymbolMeta` (contract, source, time
-zone) as the version's metadata. A window write is ArcticDB's ``update`` with
+zone) in the ``metadata`` library (``<library>.<key>``, written only when it
+changes, so a write without one costs nothing for it). A window write is ArcticDB's ``update`` with
 the window as its date range, so it replaces exactly what was stored there and
 nothing else; older versions are pruned (every 8th write) unless a snapshot holds them.
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BACKEND_ERRORS", "ArcticStore", "resample_bars"]
 
 _BARS = "bars."
+_METADATA = "metadata"
 _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
@@ -74,6 +76,7 @@ class ArcticStore:
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
         self._writes: dict[tuple[str, str], int] = {}
+        self._metas: dict[tuple[str, str], dict[str, Any]] = {}  # what this process last stored or read
 
     def __repr__(self) -> str:
         return f"ArcticStore({self.uri!r})"
@@ -149,19 +152,17 @@ class ArcticStore:
         lib = self._lib(name)
         try:
             with self.locks.hold(name, key):
-                stored = self._stored_meta(lib, key)  # None: no such symbol yet
-                metadata = _meta_dict(meta) if meta is not None else stored or {"key": key}
+                exists = lib.has_symbol(key)
                 if bars.empty:  # the window holds no bar: remove what was stored there
-                    if stored is not None:
+                    if exists:
                         lib.delete_data_in_range(key, (lo, hi - _ONE_NS), prune_previous_versions=True)
-                        if meta is not None:
-                            lib.write_metadata(key, metadata, prune_previous_versions=True)
-                    return 0
-                if stored is None:  # the window is all there will be: a plain write is the same, and cheaper
-                    lib.write(key, bars, metadata=metadata)
+                elif not exists:  # the window is all there will be: a plain write is the same, and cheaper
+                    lib.write(key, bars)
                 else:
-                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS), metadata=metadata,
+                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
                                prune_previous_versions=self._prune_now(name, key))
+                if meta is not None and (exists or not bars.empty):
+                    self._put_meta(name, key, meta)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
         return len(bars)
@@ -178,15 +179,27 @@ class ArcticStore:
         self._writes[(library, key)] = count + 1
         return count % PRUNE_EVERY == 0
 
-    @staticmethod
-    def _stored_meta(lib: Any, key: str) -> dict[str, Any] | None:
-        """Return the symbol's metadata ({} if it has none), or None if there is no such symbol."""
+    def _put_meta(self, library: str, key: str, meta: SymbolMeta) -> None:
+        """Store ``key``'s metadata in ``library`` unless it is what this process last stored or read."""
+        data = _meta_dict(meta)
+        if self._metas.get((library, key)) == data:
+            return
+        self._lib(_METADATA).write_pickle(f"{library}.{key}", data, prune_previous_versions=True)
+        self._metas[(library, key)] = data
+
+    def _stored_meta(self, library: str, key: str) -> dict[str, Any] | None:
+        """Return ``key``'s metadata in ``library``, or None if none was stored."""
+        lib = self._lib(_METADATA, create=False)
+        if lib is None:
+            return None
         try:
-            return dict(lib.read_metadata(key).metadata or {})
+            data = dict(lib.read(f"{library}.{key}").data)
         except BACKEND_ERRORS as exc:
-            if isinstance(exc, NoDataFoundException):  # no such symbol, version or snapshot
+            if isinstance(exc, NoDataFoundException):  # no such symbol
                 return None
             raise
+        self._metas[(library, key)] = data
+        return data
 
     def read_bars(self, key: str, bar_size: str, start: datetime | None = None, end: datetime | None = None,
                   *, as_of: str | None = None) -> pd.DataFrame:
@@ -204,7 +217,7 @@ class ArcticStore:
                 bars = self._read(finer_lib, key, start, end, as_of, missing_ok=True)
                 if bars is None:
                     continue
-                timezone = (self._stored_meta(finer_lib, key) or {}).get("timezone") or "UTC"
+                timezone = (self._stored_meta(_BARS + short_bar_size(finer), key) or {}).get("timezone") or "UTC"
                 return resample_bars(bars, seconds, timezone)
         where = f" in snapshot {as_of}" if as_of else ""
         raise NotFound(f"no {size} bars stored for {key}{where}", key=key, bar_size=size)
@@ -240,7 +253,7 @@ class ArcticStore:
         lib = self._lib(name, create=False)
         if lib is None or not lib.has_symbol(key):
             raise NotFound(f"nothing stored in {name} for {key}", key=key)
-        data = self._stored_meta(lib, key) or {}
+        data = self._stored_meta(name, key) or {}
         known = {k: v for k, v in data.items() if k in _META_FIELDS}
         return SymbolMeta(**{"key": key, **known})
 
@@ -252,6 +265,10 @@ class ArcticStore:
             return False
         with self.locks.hold(name, key):
             lib.delete(key)
+            meta = self._lib(_METADATA, create=False)
+            if meta is not None and meta.has_symbol(f"{name}.{key}"):
+                meta.delete(f"{name}.{key}")
+            self._metas.pop((name, key), None)
         return True
 
     # --- ticks ------------------------------------------------------------------------------
@@ -263,8 +280,9 @@ class ArcticStore:
         lib = self._lib(_TICKS)
         try:
             with self.locks.hold(_TICKS, key):
-                metadata = _meta_dict(meta) if meta is not None else self._stored_meta(lib, key) or {"key": key}
-                lib.append(key, ticks, metadata=metadata, prune_previous_versions=self._prune_now(_TICKS, key))
+                lib.append(key, ticks, prune_previous_versions=self._prune_now(_TICKS, key))
+                if meta is not None:
+                    self._put_meta(_TICKS, key, meta)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
         return len(ticks)

@@ -97,17 +97,29 @@ def _check_values(values: dict[str, np.ndarray], index: pd.DatetimeIndex, key: s
     """Refuse the first bar with a bad price or volume, or outside ``[start, end)``."""
     o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
     with np.errstate(invalid="ignore"):
-        least, most = np.minimum(np.minimum(o, c), lo), np.maximum(np.maximum(o, c), h)
-        _refuse(index, ~(least > 0) | ~(most < np.inf), key, "has a missing or non-positive price")
-        _refuse(index, h < lo, key, "has high < low")
-        _refuse(index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key, "has open or close outside high..low")
-        _refuse(index, ~(values["volume"] >= 0), key, "has a negative or missing volume")
+        body_low, body_high = np.minimum(o, c), np.maximum(o, c)
+        # One pass for good bars (a NaN fails every comparison): low > 0 and below the body, high
+        # finite and above it (so every price is positive and finite, and high >= low).
+        good = (lo > 0) & (lo <= body_low) & (h >= body_high) & (h < np.inf) & (values["volume"] >= 0)
+    if not good.all():
+        _first_bad(values, index, key)
     if start is not None and index[0] < utc(start):
         raise ValidationError(f"{key}: bar at {index[0].isoformat()} is before the window's start "
                               f"{utc(start).isoformat()}", key=key)
     if end is not None and index[-1] >= utc(end):
         raise ValidationError(f"{key}: bar at {index[-1].isoformat()} is not before the window's end "
                               f"{utc(end).isoformat()}", key=key)
+
+
+def _first_bad(values: dict[str, np.ndarray], index: pd.DatetimeIndex, key: str) -> None:
+    """Raise for the first bar of the first kind that is wrong (the slow path: only for a bad frame)."""
+    o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
+    with np.errstate(invalid="ignore"):
+        least, most = np.minimum(np.minimum(o, c), lo), np.maximum(np.maximum(o, c), h)
+        _refuse(index, ~(least > 0) | ~(most < np.inf), key, "has a missing or non-positive price")
+        _refuse(index, h < lo, key, "has high < low")
+        _refuse(index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key, "has open or close outside high..low")
+        _refuse(index, ~(values["volume"] >= 0), key, "has a negative or missing volume")
 
 
 def _refuse(index: pd.DatetimeIndex, bad: np.ndarray, key: str, what: str) -> None:
