@@ -3,10 +3,10 @@
 Libraries by kind: ``bars.<size>`` (one per bar size, ``bars.1m``, ``bars.1d``),
 ``ticks``, and ``records.<kind>`` (universes, ...). Symbols are contract keys,
 each with its :class:`~trader.data.store.SymbolMeta` (contract, source, time
-zone) in the ``metadata`` library (``<library>.<key>``, written only when it
-changes, so a write without one costs nothing for it). A window write is ArcticDB's ``update`` with
-the window as its date range, so it replaces exactly what was stored there and
-nothing else; older versions are pruned (every 8th write) unless a snapshot holds them.
+zone) in the ``metadata`` library as ``<library>.<key>``, written only when it
+changes. A window write is ArcticDB's ``update`` with the window as its date
+range, so it replaces exactly what was stored there and nothing else; older
+versions are pruned (every 8th write) unless a snapshot holds them.
 
 Failures: a read-only directory, a full disk or LMDB map (``?map_size=``) and
 an unreachable S3 raise :class:`~trader.errors.StorageError` with the reason in
@@ -26,6 +26,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
+import arcticdb
 import pandas as pd
 from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
 
@@ -58,8 +59,6 @@ class ArcticStore:
     """A :class:`~trader.data.store.MarketStore` on one ArcticDB URI."""
 
     def __init__(self, uri: str) -> None:
-        import arcticdb
-
         self._uri = uri
         self.uri = mask_uri(uri)  # what may be shown: the secret masked
         path = lmdb_path(uri)
