@@ -104,3 +104,8 @@ def test_history_read_ticks(store: ArcticStore) -> None:
     out = ok("history", "read", "EUR.CASH.USD", "--ticks").stdout
     assert "EUR.CASH.USD ticks: last 2 of 2" in out and "1.0851" in out
     assert "no ticks recorded for AAPL" in refused(4, "history", "read", "AAPL", "--ticks")
+
+
+def test_history_export_to_a_missing_directory_is_a_storage_error(store: ArcticStore, tmp_path: Path) -> None:
+    message = refused(14, "history", "export", "AAPL.STK", "--csv", str(tmp_path / "no" / "such" / "a.csv"))
+    assert "cannot write" in message and "a.csv" in message

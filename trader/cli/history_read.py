@@ -22,7 +22,7 @@ from trader.cli.layout import Col, FitTable
 from trader.data import open_store
 from trader.data.frames import utc
 from trader.data.store import MarketStore
-from trader.errors import NotFound, ValidationError
+from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size, short_bar_size
 
 TAIL = 20  # rows a table shows by default
@@ -191,17 +191,21 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: str | Non
     JSON:
       {"symbol": string, "bar_size": string, "rows": integer, "file": string,
        "format": "csv" | "parquet", "first": time | null, "last": time | null}
-    Exits: 4 nothing stored for SYMBOL, 3 bad options, 14 store unusable
+    Exits: 4 nothing stored for SYMBOL, 3 bad options, 14 store unusable or
+      FILE not writable
     """
     if (csv_file is None) == (parquet_file is None):
         raise click.UsageError("give exactly one of --csv FILE and --parquet FILE")
     key, frame = _load(cli, symbol, bar_size, start, end, ticks, None)
     path = csv_file or parquet_file
     assert path is not None
-    if csv_file is not None:
-        frame.to_csv(csv_file, index_label="time", date_format="%Y-%m-%dT%H:%M:%S%z")
-    else:
-        frame.to_parquet(path)
+    try:
+        if csv_file is not None:
+            frame.to_csv(csv_file, index_label="time", date_format="%Y-%m-%dT%H:%M:%S%z")
+        else:
+            frame.to_parquet(path)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from None
     result = {"symbol": key, "bar_size": "ticks" if ticks else _size(bar_size), "rows": len(frame),
               "file": str(path), "format": "csv" if csv_file else "parquet",
               "first": frame.index[0].isoformat() if len(frame) else None,

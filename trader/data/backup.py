@@ -169,8 +169,12 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
     manifest = Manifest(created=started.isoformat(), source=store.uri, symbols=entries)
     verify(target, manifest)
     partial = directory / (MANIFEST + ".part")
-    partial.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    os.replace(partial, directory / MANIFEST)  # the manifest appears whole, and only after the check
+    try:
+        partial.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        os.replace(partial, directory / MANIFEST)  # the manifest appears whole, and only after the check
+    except OSError as exc:
+        raise StorageError(f"cannot write the backup manifest in {directory}: {exc.strerror or exc}",
+                           path=str(directory)) from None
     log.info("backed up %d symbols (%d rows) of %s into %s", len(entries), manifest.rows, store.uri, directory)
     return manifest
 
