@@ -25,6 +25,7 @@ import click
 from trader.cli import history_tables as tables
 from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.formats import count
+from trader.cli.history_read import READ_COMMANDS
 from trader.cli.history_summary import summary_command
 from trader.errors import Conflict, SourceError
 from trader.messaging.pubsub import Message, Subscriber
@@ -38,13 +39,14 @@ DEFAULT_LOOKBACK = timedelta(days=30)
 
 def register(group: click.Group) -> None:
     """Add the ``history`` group, with the store's commands of the other history modules, to the ``trader`` group."""
-    history.add_command(summary_command)
+    for command in (*READ_COMMANDS, summary_command):
+        history.add_command(command)
     group.add_command(history)
 
 
 @click.group()
 def history() -> None:
-    """Download bars into the market store, follow and manage the download jobs.
+    """Market data in the store: download it, follow the jobs, read, export, summarise.
 
     \b
     Examples:

@@ -27,6 +27,7 @@ from trader.cli import (
     account,
     book,
     close,
+    data,
     exits,
     history,
     instruments,
@@ -44,7 +45,8 @@ from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, keys, repl
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, data, keys,
+    repl,
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 

@@ -1,51 +1,104 @@
 """The market store on ArcticDB: LMDB on a local disk, or S3 (MinIO, AWS) for several machines.
 
 Libraries by kind: ``bars.<size>`` (one per bar size, ``bars.1m``, ``bars.1d``),
-``ticks``, and ``records.<kind>`` (universes, ...). Symbols are contract keys.
-A window write is ArcticDB's ``update`` with the window as its date range, so
-it replaces exactly what was stored there and nothing else.
+``ticks``, and ``records.<kind>`` (universes, ...). Symbols are contract keys,
+each with its :class:`~trader.data.store.SymbolMeta` (contract, source, time
+zone) in the ``metadata`` library as ``<library>.<key>``, written only when it
+changes. A window write is ArcticDB's ``update`` with the window as its date
+range, so it replaces exactly what was stored there and nothing else; older
+versions are pruned (every 8th write) unless a snapshot holds them.
+
+Failures: a read-only directory, a full disk or LMDB map (``?map_size=``) and
+an unreachable S3 raise :class:`~trader.errors.StorageError` with the reason in
+words; ArcticDB writes a version's data before it points the symbol at it, so
+a failed write leaves the previous version whole. On LMDB every write holds the
+symbol's writer lock (:mod:`trader.data.locks`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import weakref
 from collections.abc import Mapping
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, fields
+from datetime import UTC, datetime
 from typing import Any
 
+import arcticdb
 import pandas as pd
+from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
 
-from trader.data.frames import check_bars, check_ticks, utc
+from trader.data.frames import check_bars, check_ticks, resample_bars, utc
+from trader.data.locks import SymbolLocks
 from trader.data.store import SymbolMeta
+from trader.data.uris import lmdb_path, mask_uri, scrub
 from trader.errors import Conflict, NotFound, StorageError, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArcticStore"]
+__all__ = ["BACKEND_ERRORS", "ArcticStore", "resample_bars"]
 
 _BARS = "bars."
+_METADATA = "metadata"
 _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
+_META_FIELDS = {f.name for f in fields(SymbolMeta)}
+#: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
+BACKEND_ERRORS = (RuntimeError, OSError)
+PRUNE_EVERY = 8
+# One arcticdb.Arctic per store and process: LMDB does not support opening one path twice in a process
+# (the first opening's map_size holds for the process).
+_OPEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 class ArcticStore:
     """A :class:`~trader.data.store.MarketStore` on one ArcticDB URI."""
 
     def __init__(self, uri: str) -> None:
-        import arcticdb
-
-        self.uri = uri
+        self._uri = uri
+        self.uri = mask_uri(uri)  # what may be shown: the secret masked
+        path = lmdb_path(uri)
+        if path is not None:
+            _check_directory(path)
+            _configure_lmdb()
+        self.locks = SymbolLocks(path)
         try:
-            self._arctic = arcticdb.Arctic(uri)
-        except Exception as exc:  # arcticdb raises its own and OSErrors alike
-            raise StorageError(f"cannot open the market store {uri}: {exc}", uri=uri) from None
+            opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
+            self._arctic = _OPEN.get(opened)
+            if self._arctic is None:
+                self._arctic = _OPEN[opened] = arcticdb.Arctic(uri)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot open the market store {self.uri}") from None
         self._libs: dict[str, Any] = {}
+        self._writes: dict[tuple[str, str], int] = {}
+        self._metas: dict[tuple[str, str], dict[str, Any]] = {}  # what this process last stored or read
 
     def __repr__(self) -> str:
-        return f"ArcticStore({self.uri.split('?')[0]!r})"  # an s3 URI's query holds the secret
+        return f"ArcticStore({self.uri!r})"
+
+    def failure(self, exc: BaseException, what: str, **details: Any) -> StorageError:
+        """Return the StorageError for ``exc``: the reason in words, no secret of the URI in it."""
+        text = scrub(str(exc), self._uri)
+        name = type(exc).__name__
+        if isinstance(exc, LmdbMapFullError):
+            reason = ("the store is full: LMDB's map size is reached (raise it: storage.arctic_uri "
+                      "lmdb://DIR?map_size=100GB)")
+        elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+            reason = "the disk is full"
+        elif (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS)
+              or "Permission denied" in text or "Read-only file system" in text):
+            reason = "the store's directory is read-only (not writable by this user)"
+        elif "Could not connect" in text or "Couldn't resolve" in text or "Timeout was reached" in text:
+            reason = "the S3 endpoint does not answer (is it up? the host and port right?)"
+        elif "NoSuchBucket" in text:
+            reason = "the S3 bucket does not exist (create it first)"
+        else:
+            reason = text.splitlines()[0] if text else name
+        return StorageError(f"{what}: {reason}", store=self.uri, **details)
 
     # --- libraries --------------------------------------------------------------------------
     def _lib(self, name: str, *, create: bool = True) -> Any:
@@ -55,10 +108,29 @@ class ArcticStore:
                 if not create and not self._arctic.has_library(name):
                     return None
                 lib = self._arctic.get_library(name, create_if_missing=create)
-            except Exception as exc:
-                raise StorageError(f"market store library {name}: {exc}", library=name) from None
+            except BACKEND_ERRORS as exc:
+                raise self.failure(exc, f"market store {self.uri}, library {name}", library=name) from None
             self._libs[name] = lib
         return lib
+
+    def libraries(self) -> list[str]:
+        """Return the names of the store's libraries."""
+        try:
+            return sorted(self._arctic.list_libraries())
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot list the libraries of {self.uri}") from None
+
+    def library(self, name: str, *, create: bool = False) -> Any:
+        """Return the ArcticDB library ``name`` (None if absent and not ``create``): for backups and benchmarks."""
+        return self._lib(name, create=create)
+
+    def drop_library(self, name: str) -> None:
+        """Delete the library ``name``, its symbols and snapshots (a restore with ``--force``)."""
+        try:
+            self._arctic.delete_library(name)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
+        self._libs.pop(name, None)
 
     @staticmethod
     def _size(bar_size: str) -> str:
@@ -67,43 +139,99 @@ class ArcticStore:
     # --- bars -------------------------------------------------------------------------------
     def write_bars(self, key: str, bar_size: str, frame: pd.DataFrame, *, start: datetime, end: datetime,
                    meta: SymbolMeta | None = None) -> int:
-        """Replace the window ``[start, end)`` of ``key``'s bars with ``frame``; return rows written."""
+        """Replace the window ``[start, end)`` of ``key``'s bars with ``frame``; return rows written.
+
+        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        """
         lo, hi = utc(start), utc(end)
         if hi <= lo:
             raise ValidationError(f"{key}: an empty window {lo.isoformat()} .. {hi.isoformat()}", key=key)
         bars = check_bars(frame, key, lo, hi)
-        lib = self._lib(_BARS + self._size(bar_size))
-        metadata = asdict(meta or SymbolMeta(key=key))
-        metadata["contract"], metadata["extra"] = dict(metadata["contract"]), dict(metadata["extra"])
+        name = _BARS + self._size(bar_size)
+        lib = self._lib(name)
         try:
-            lib.update(key, bars, upsert=True, date_range=(lo, hi - _ONE_NS), metadata=metadata)
-        except Exception as exc:
-            raise StorageError(f"{key}: cannot write {len(bars)} bars: {exc}", key=key) from None
+            with self.locks.hold(name, key):
+                exists = lib.has_symbol(key)
+                if bars.empty:  # the window holds no bar: remove what was stored there
+                    if exists:
+                        lib.delete_data_in_range(key, (lo, hi - _ONE_NS), prune_previous_versions=True)
+                elif not exists:  # the window is all there will be: a plain write is the same, and cheaper
+                    lib.write(key, bars)
+                else:
+                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
+                               prune_previous_versions=self._prune_now(name, key))
+                if meta is not None and (exists or not bars.empty):
+                    self._put_meta(name, key, meta)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot write {len(bars)} {self._size(bar_size)} bars", key=key) from None
         return len(bars)
+
+    def _prune_now(self, library: str, key: str) -> bool:
+        """Return whether this write prunes the symbol's older versions: the first of a process, then every 8th.
+
+        Each update leaves the version before it (and the segments it replaced)
+        until a prune; pruning on every write cost 10% of the write, so the
+        store keeps at most :data:`PRUNE_EVERY` unpruned versions per symbol.
+        A version a snapshot names is never pruned.
+        """
+        count = self._writes.get((library, key), 0)
+        self._writes[(library, key)] = count + 1
+        return count % PRUNE_EVERY == 0
+
+    def _put_meta(self, library: str, key: str, meta: SymbolMeta) -> None:
+        """Store ``key``'s metadata in ``library`` unless it is what this process last stored or read."""
+        data = _meta_dict(meta)
+        if self._metas.get((library, key)) == data:
+            return
+        self._lib(_METADATA).write_pickle(f"{library}.{key}", data, prune_previous_versions=True)
+        self._metas[(library, key)] = data
+
+    def _stored_meta(self, library: str, key: str) -> dict[str, Any] | None:
+        """Return ``key``'s metadata in ``library``, or None if none was stored."""
+        lib = self._lib(_METADATA, create=False)
+        if lib is None:
+            return None
+        try:
+            data = dict(lib.read(f"{library}.{key}").data)
+        except BACKEND_ERRORS as exc:
+            if isinstance(exc, NoDataFoundException):  # no such symbol
+                return None
+            raise
+        self._metas[(library, key)] = data
+        return data
 
     def read_bars(self, key: str, bar_size: str, start: datetime | None = None, end: datetime | None = None,
                   *, as_of: str | None = None) -> pd.DataFrame:
-        """Return the bars in ``[start, end)``, resampled from a finer size when this one is not stored."""
+        """Return the bars in ``[start, end)``, resampled from the finest finer size when this one is not stored."""
         size = self._size(bar_size)
         lib = self._lib(_BARS + size, create=False)
-        if lib is not None and lib.has_symbol(key):
-            return self._read(lib, key, start, end, as_of)
+        if lib is not None:
+            bars = self._read(lib, key, start, end, as_of, missing_ok=True)
+            if bars is not None:
+                return bars
         seconds = parse_bar_size(size)
-        for finer in sorted((parse_bar_size(s) for s, keys in self.bar_symbols().items() if key in keys),
-                            reverse=True):
+        for finer in sorted(parse_bar_size(s) for s, keys in self.bar_symbols().items() if key in keys):
             if finer < seconds and seconds % finer == 0:
-                bars = self._read(self._lib(_BARS + short_bar_size(finer)), key, start, end, as_of)
-                return resample_bars(bars, seconds)
-        raise NotFound(f"no {size} bars stored for {key}", key=key, bar_size=size)
+                finer_lib = self._lib(_BARS + short_bar_size(finer))
+                bars = self._read(finer_lib, key, start, end, as_of, missing_ok=True)
+                if bars is None:
+                    continue
+                timezone = (self._stored_meta(_BARS + short_bar_size(finer), key) or {}).get("timezone") or "UTC"
+                return resample_bars(bars, seconds, timezone)
+        where = f" in snapshot {as_of}" if as_of else ""
+        raise NotFound(f"no {size} bars stored for {key}{where}", key=key, bar_size=size)
 
-    @staticmethod
-    def _read(lib: Any, key: str, start: datetime | None, end: datetime | None, as_of: str | None) -> pd.DataFrame:
+    def _read(self, lib: Any, key: str, start: datetime | None, end: datetime | None, as_of: str | None,
+              *, missing_ok: bool = False) -> pd.DataFrame | None:
+        """Return ``key``'s data in ``[start, end)``; None if it (or the snapshot) is absent and ``missing_ok``."""
         lo = utc(start) if start is not None else None
         hi = utc(end) - _ONE_NS if end is not None else None
         try:
             data = lib.read(key, date_range=(lo, hi), as_of=as_of).data
-        except Exception as exc:
-            raise StorageError(f"{key}: cannot read bars: {exc}", key=key) from None
+        except BACKEND_ERRORS as exc:
+            if missing_ok and isinstance(exc, NoDataFoundException):
+                return None
+            raise self.failure(exc, f"{key}: cannot read", key=key) from None
         data.index = data.index.rename("time")
         return data
 
@@ -120,7 +248,7 @@ class ArcticStore:
     def bar_symbols(self, bar_size: str | None = None) -> dict[str, list[str]]:
         """Return the stored keys per bar size."""
         names = [_BARS + self._size(bar_size)] if bar_size else [
-            n for n in self._arctic.list_libraries() if n.startswith(_BARS)]
+            n for n in self.libraries() if n.startswith(_BARS)]
         out = {}
         for name in names:
             lib = self._lib(name, create=False)
@@ -129,39 +257,52 @@ class ArcticStore:
         return out
 
     def meta(self, key: str, bar_size: str) -> SymbolMeta:
-        """Return a stored symbol's metadata."""
-        lib = self._lib(_BARS + self._size(bar_size), create=False)
+        """Return a stored symbol's metadata (``bar_size`` ``"ticks"``: its recorded ticks')."""
+        name = _TICKS if bar_size == "ticks" else _BARS + self._size(bar_size)
+        lib = self._lib(name, create=False)
         if lib is None or not lib.has_symbol(key):
-            raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
-        data = lib.read_metadata(key).metadata or {"key": key}
-        return SymbolMeta(**data)
+            raise NotFound(f"nothing stored in {name} for {key}", key=key)
+        data = self._stored_meta(name, key) or {}
+        known = {k: v for k, v in data.items() if k in _META_FIELDS}
+        return SymbolMeta(**{"key": key, **known})
 
     def delete_bars(self, key: str, bar_size: str) -> bool:
         """Remove a symbol's bars of one size."""
-        lib = self._lib(_BARS + self._size(bar_size), create=False)
+        name = _BARS + self._size(bar_size)
+        lib = self._lib(name, create=False)
         if lib is None or not lib.has_symbol(key):
             return False
-        lib.delete(key)
+        with self.locks.hold(name, key):
+            lib.delete(key)
+            meta = self._lib(_METADATA, create=False)
+            if meta is not None and meta.has_symbol(f"{name}.{key}"):
+                meta.delete(f"{name}.{key}")
+            self._metas.pop((name, key), None)
         return True
 
     # --- ticks ------------------------------------------------------------------------------
-    def append_ticks(self, key: str, frame: pd.DataFrame) -> int:
-        """Append ticks after the stored ones."""
+    def append_ticks(self, key: str, frame: pd.DataFrame, *, meta: SymbolMeta | None = None) -> int:
+        """Append ticks after the stored ones (``meta`` replaces the symbol's metadata; else it is kept)."""
         ticks = check_ticks(frame, key)
         if not len(ticks):
             return 0
+        lib = self._lib(_TICKS)
         try:
-            self._lib(_TICKS).append(key, ticks)
-        except Exception as exc:
-            raise StorageError(f"{key}: cannot append {len(ticks)} ticks: {exc}", key=key) from None
+            with self.locks.hold(_TICKS, key):
+                lib.append(key, ticks, prune_previous_versions=self._prune_now(_TICKS, key))
+                if meta is not None:
+                    self._put_meta(_TICKS, key, meta)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
         return len(ticks)
 
     def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
         """Return the recorded ticks in ``[start, end)``."""
         lib = self._lib(_TICKS, create=False)
-        if lib is None or not lib.has_symbol(key):
+        ticks = None if lib is None else self._read(lib, key, start, end, None, missing_ok=True)
+        if ticks is None:
             raise NotFound(f"no ticks recorded for {key}", key=key)
-        return self._read(lib, key, start, end, None)
+        return ticks
 
     def tick_symbols(self) -> list[str]:
         """Return the keys with recorded ticks."""
@@ -170,18 +311,24 @@ class ArcticStore:
 
     # --- records ----------------------------------------------------------------------------
     def put_record(self, kind: str, name: str, data: Mapping[str, Any]) -> None:
-        """Store a small document under ``kind``/``name``."""
+        """Store a small document under ``kind``/``name`` (pickled: no empty frame, no warning)."""
+        lib_name = _RECORDS + kind
         try:
-            self._lib(_RECORDS + kind).write(name, pd.DataFrame(), metadata=dict(data))
-        except Exception as exc:
-            raise StorageError(f"cannot store {kind} {name}: {exc}", kind=kind, name=name) from None
+            lib = self._lib(lib_name)
+            with self.locks.hold(lib_name, name):
+                lib.write_pickle(name, dict(data), prune_previous_versions=True)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot store {kind} {name}", kind=kind, name=name) from None
 
     def get_record(self, kind: str, name: str) -> dict[str, Any]:
         """Return a document."""
         lib = self._lib(_RECORDS + kind, create=False)
         if lib is None or not lib.has_symbol(name):
             raise NotFound(f"no {kind} named {name}", kind=kind, name=name)
-        return dict(lib.read_metadata(name).metadata or {})
+        item = lib.read(name)
+        if isinstance(item.data, pd.DataFrame):  # the first format: the document as the metadata
+            return dict(item.metadata or {})
+        return dict(item.data)
 
     def records(self, kind: str) -> list[str]:
         """Return the names stored under ``kind``."""
@@ -190,47 +337,95 @@ class ArcticStore:
 
     def delete_record(self, kind: str, name: str) -> bool:
         """Remove a document."""
-        lib = self._lib(_RECORDS + kind, create=False)
+        lib_name = _RECORDS + kind
+        lib = self._lib(lib_name, create=False)
         if lib is None or not lib.has_symbol(name):
             return False
-        lib.delete(name)
+        with self.locks.hold(lib_name, name):
+            lib.delete(name)
         return True
 
     # --- snapshots --------------------------------------------------------------------------
     def snapshot(self, name: str) -> None:
-        """Snapshot every library under ``name``."""
+        """Snapshot every library that holds data under ``name``."""
         if name in self.snapshots():
             raise Conflict(f"a snapshot named {name} exists", name=name)
-        for lib_name in self._arctic.list_libraries():
-            lib = self._lib(lib_name)
-            if lib.list_symbols():
-                lib.snapshot(name)
+        taken = 0
+        created = datetime.now(UTC).isoformat()
+        try:
+            for lib_name in self.libraries():
+                lib = self._lib(lib_name)
+                if lib.list_symbols():
+                    lib.snapshot(name, metadata={"created": created})
+                    taken += 1
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot take snapshot {name}", name=name) from None
+        if not taken:
+            raise NotFound(f"the store is empty: nothing to snapshot as {name}", name=name)
+        log.info("snapshot %s of %d libraries in %s", name, taken, self.uri)
 
     def snapshots(self) -> list[str]:
         """Return the snapshot names."""
-        names: set[str] = set()
-        for lib_name in self._arctic.list_libraries():
-            names.update(self._lib(lib_name).list_snapshots())
-        return sorted(names)
+        return sorted(self.snapshot_info())
+
+    def snapshot_info(self) -> dict[str, dict[str, Any]]:
+        """Return each snapshot's ``created`` time and the ``libraries`` it holds."""
+        out: dict[str, dict[str, Any]] = {}
+        for lib_name in self.libraries():
+            for name, metadata in self._lib(lib_name).list_snapshots(load_metadata=True).items():
+                info = out.setdefault(name, {"created": None, "libraries": []})
+                info["libraries"].append(lib_name)
+                if isinstance(metadata, dict) and metadata.get("created"):
+                    info["created"] = metadata["created"]
+        return out
 
     def delete_snapshot(self, name: str) -> bool:
         """Remove a snapshot from every library."""
         found = False
-        for lib_name in self._arctic.list_libraries():
+        for lib_name in self.libraries():
             lib = self._lib(lib_name)
-            if name in lib.list_snapshots():
+            if name in lib.list_snapshots(load_metadata=False):
                 lib.delete_snapshot(name)
                 found = True
         return found
 
 
-def resample_bars(bars: pd.DataFrame, seconds: int) -> pd.DataFrame:
-    """Aggregate bars to ``seconds``-long bars aligned to UTC (days at midnight UTC)."""
-    if bars.empty:
-        return bars
-    rule = f"{seconds}s"
-    grouped = bars.resample(rule, label="left", closed="left")
-    out = pd.DataFrame({"open": grouped["open"].first(), "high": grouped["high"].max(),
-                        "low": grouped["low"].min(), "close": grouped["close"].last(),
-                        "volume": grouped["volume"].sum()})
-    return out.dropna(subset=["open"])
+def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
+    data = asdict(meta)
+    data["contract"], data["extra"] = dict(data["contract"]), dict(data["extra"])
+    return data
+
+
+def _configure_lmdb() -> None:
+    """Set two ArcticDB process settings for LMDB stores (unless configured already).
+
+    ``VersionMap.ReloadInterval`` 0: read a symbol's latest version from the
+    store at every operation, not from a cache kept for seconds; another
+    process may have written the symbol since (it holds the writer lock
+    then, see :mod:`trader.data.locks`), and an update built on a cached
+    version would drop that write or find its version pruned. On LMDB the
+    read is a memory-mapped lookup.
+
+    ``StorageLock.WaitMs`` 5: ArcticDB takes its storage lock to compact a
+    library's symbol list (the first ``list_symbols`` of a library) and waits
+    before trusting it, for eventually consistent object stores; LMDB's
+    transactions are visible at once, and the default wait made every first
+    listing cost a second.
+    """
+    from arcticdb.config import get_config_int, set_config_int
+
+    for name, value in (("VersionMap.ReloadInterval", 0), ("StorageLock.WaitMs", 5)):
+        if get_config_int(name) is None:
+            set_config_int(name, value)
+
+
+def _check_directory(path: os.PathLike[str] | str) -> None:
+    """Create an LMDB store's directory; raise StorageError if it cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the market store's directory {path}: {exc.strerror}",
+                           path=str(path)) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"the market store's directory {path} is read-only (not writable by this user)",
+                           path=str(path))

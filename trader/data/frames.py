@@ -18,7 +18,9 @@ import pandas as pd
 
 from trader.errors import ValidationError
 
-__all__ = ["BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "utc"]
+__all__ = [
+    "BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "resample_bars", "utc",
+]
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_BAR_COLUMNS = ("wap", "bar_count")
@@ -36,17 +38,20 @@ def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:
     index = frame.index
     if not isinstance(index, pd.DatetimeIndex):
         raise ValidationError(f"{key}: {what} need a DatetimeIndex of times, not {type(index).__name__}", key=key)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    elif str(index.tz) != "UTC":
+        index = index.tz_convert("UTC")
     if index.hasnans:
         raise ValidationError(f"{key}: {what} have a missing time", key=key)
-    if index.has_duplicates:
-        first = index[index.duplicated()][0]
-        raise ValidationError(f"{key}: duplicated {what[:-1]} at {first.isoformat()}", key=key, time=first.isoformat())
-    if not index.is_monotonic_increasing:
-        back = int(np.argmax(np.diff(index.asi8) < 0)) + 1
-        raise ValidationError(f"{key}: {what} are not in time order (at {index[back].isoformat()})",
-                              key=key, time=index[back].isoformat())
-    return index.rename("time")
+    steps = np.diff(index.asi8)  # one pass: strictly increasing, or where it is not
+    if len(steps) and not (steps > 0).all():
+        at = int(np.argmax(steps <= 0)) + 1
+        when = index[at].isoformat()
+        if steps[at - 1] == 0:
+            raise ValidationError(f"{key}: duplicated {what[:-1]} at {when}", key=key, time=when)
+        raise ValidationError(f"{key}: {what} are not in time order (at {when})", key=key, time=when)
+    return index if index.name == "time" else index.rename("time")
 
 
 def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
@@ -54,6 +59,8 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
     """Return ``frame`` as a stored bar frame (UTC index ``time``, float64 columns), or raise ``ValidationError``.
 
     ``start``/``end`` bound the window ``[start, end)`` the bars must lie in.
+    A frame already in that shape is returned as it is (not a copy), so the
+    check costs one numpy pass over the prices and nothing else.
     """
     missing = [c for c in BAR_COLUMNS if c not in frame.columns]
     if missing:
@@ -61,30 +68,58 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
                               key=key, missing=missing)
     index = _index(frame, key, "bars")
     columns = [*BAR_COLUMNS, *(c for c in OPTIONAL_BAR_COLUMNS if c in frame.columns)]
+    values: dict[str, np.ndarray] = {}
+    dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
     try:
-        out = pd.DataFrame({c: frame[c].to_numpy(dtype="float64") for c in columns if c != "bar_count"},
-                           index=index)
+        for c in columns:
+            if c != "bar_count":
+                values[c] = frame[c].to_numpy(dtype="float64")
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{key}: bars hold a value that is not a number ({exc})", key=key) from None
     if "bar_count" in columns:
-        counts = pd.to_numeric(frame["bar_count"], errors="coerce").to_numpy()
-        out["bar_count"] = np.nan_to_num(counts, nan=0).astype("int64")
-    if len(out):
-        prices = out[["open", "high", "low", "close"]].to_numpy()
-        _refuse(out.index, ~np.isfinite(prices).all(axis=1) | (prices <= 0).any(axis=1), key,
-                "has a missing or non-positive price")
-        o, h, lo, c = prices.T
-        _refuse(out.index, h < lo, key, "has high < low")
-        _refuse(out.index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key,
-                "has open or close outside high..low")
-        _refuse(out.index, ~(out["volume"].to_numpy() >= 0), key, "has a negative or missing volume")
-        if start is not None and out.index[0] < utc(start):
-            raise ValidationError(f"{key}: bar at {out.index[0].isoformat()} is before the window's start "
-                                  f"{utc(start).isoformat()}", key=key)
-        if end is not None and out.index[-1] >= utc(end):
-            raise ValidationError(f"{key}: bar at {out.index[-1].isoformat()} is not before the window's end "
-                                  f"{utc(end).isoformat()}", key=key)
-    return out
+        counts = frame["bar_count"]
+        if dtypes["bar_count"] != "int64":
+            counts = np.nan_to_num(pd.to_numeric(counts, errors="coerce").to_numpy(), nan=0).astype("int64")
+        values["bar_count"] = np.asarray(counts)
+    if len(index):
+        _check_values(values, index, key, start, end)
+    if list(dtypes) == columns and all(dtypes[c] == values[c].dtype for c in columns):
+        if index is frame.index:
+            return frame  # already in shape: the frame itself, nothing copied
+        out = frame.copy(deep=False)  # only a new index
+        out.index = index
+        return out
+    return pd.DataFrame(values, index=index)
+
+
+def _check_values(values: dict[str, np.ndarray], index: pd.DatetimeIndex, key: str,
+                  start: datetime | None, end: datetime | None) -> None:
+    """Refuse the first bar with a bad price or volume, or outside ``[start, end)``."""
+    o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
+    with np.errstate(invalid="ignore"):
+        body_low, body_high = np.minimum(o, c), np.maximum(o, c)
+        # One pass for good bars (a NaN fails every comparison): low > 0 and below the body, high
+        # finite and above it (so every price is positive and finite, and high >= low).
+        good = (lo > 0) & (lo <= body_low) & (h >= body_high) & (h < np.inf) & (values["volume"] >= 0)
+    if not good.all():
+        _first_bad(values, index, key)
+    if start is not None and index[0] < utc(start):
+        raise ValidationError(f"{key}: bar at {index[0].isoformat()} is before the window's start "
+                              f"{utc(start).isoformat()}", key=key)
+    if end is not None and index[-1] >= utc(end):
+        raise ValidationError(f"{key}: bar at {index[-1].isoformat()} is not before the window's end "
+                              f"{utc(end).isoformat()}", key=key)
+
+
+def _first_bad(values: dict[str, np.ndarray], index: pd.DatetimeIndex, key: str) -> None:
+    """Raise for the first bar of the first kind that is wrong (the slow path: only for a bad frame)."""
+    o, h, lo, c = values["open"], values["high"], values["low"], values["close"]
+    with np.errstate(invalid="ignore"):
+        least, most = np.minimum(np.minimum(o, c), lo), np.maximum(np.maximum(o, c), h)
+        _refuse(index, ~(least > 0) | ~(most < np.inf), key, "has a missing or non-positive price")
+        _refuse(index, h < lo, key, "has high < low")
+        _refuse(index, (h < np.maximum(o, c)) | (lo > np.minimum(o, c)), key, "has open or close outside high..low")
+        _refuse(index, ~(values["volume"] >= 0), key, "has a negative or missing volume")
 
 
 def _refuse(index: pd.DatetimeIndex, bad: np.ndarray, key: str, what: str) -> None:
@@ -106,3 +141,39 @@ def check_ticks(frame: pd.DataFrame, key: str) -> pd.DataFrame:
         raise ValidationError(f"{key}: ticks are not in time order", key=key)
     return pd.DataFrame({c: (frame[c].to_numpy(dtype="float64") if c in frame.columns
                              else np.full(len(frame), np.nan)) for c in TICK_COLUMNS}, index=index)
+
+
+def resample_bars(bars: pd.DataFrame, seconds: int, timezone: str = "UTC") -> pd.DataFrame:
+    """Aggregate stored bars into ``seconds``-long bars: open first, high max, low min, close last.
+
+    ``volume`` and ``bar_count`` are summed; ``wap`` is the volume-weighted mean
+    of the bars' waps (their plain mean where no volume traded). Bars shorter
+    than a day are aligned to UTC; a day (or more) is the exchange's date in
+    ``timezone``, labelled at that date's midnight UTC, as daily bars are stored.
+    Periods without a bar are left out.
+    """
+    if bars.empty:
+        return bars
+    index = bars.index
+    if seconds >= 86_400:
+        local = index.tz_convert(timezone).tz_localize(None).normalize()
+        keys = local.tz_localize("UTC")
+        if seconds > 86_400:  # whole multiples of a day, from the epoch
+            step = seconds * 1_000_000_000
+            keys = pd.DatetimeIndex((keys.asi8 // step) * step, tz="UTC")
+    else:
+        step = seconds * 1_000_000_000
+        keys = pd.DatetimeIndex((index.asi8 // step) * step, tz="UTC")
+    grouped = bars.groupby(keys, sort=True)
+    out = pd.DataFrame({"open": grouped["open"].first(), "high": grouped["high"].max(),
+                        "low": grouped["low"].min(), "close": grouped["close"].last(),
+                        "volume": grouped["volume"].sum()})
+    if "wap" in bars.columns:
+        weighted = (bars["wap"] * bars["volume"]).groupby(keys, sort=True).sum()
+        plain = grouped["wap"].mean()
+        volume = out["volume"]
+        out["wap"] = (weighted / volume.where(volume > 0)).fillna(plain)
+    if "bar_count" in bars.columns:
+        out["bar_count"] = grouped["bar_count"].sum().astype("int64")
+    out.index = out.index.rename("time")
+    return out

@@ -57,6 +57,7 @@ class MarketStore(Protocol):
         """Replace the window ``[start, end)`` of ``key``'s ``bar_size`` bars with ``frame``; return rows written.
 
         ``frame`` may be empty (the window had no bars: whatever was stored there is removed).
+        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
         Raises ``ValidationError`` naming ``key`` for a frame that fails :func:`check_bars`
         and ``StorageError`` when the store cannot be written; either way nothing is written.
         """
@@ -76,7 +77,7 @@ class MarketStore(Protocol):
         ...
 
     def meta(self, key: str, bar_size: str) -> SymbolMeta:
-        """Return a stored symbol's metadata (``NotFound`` if not stored)."""
+        """Return a stored symbol's metadata (``bar_size`` ``"ticks"``: its ticks'; ``NotFound`` if not stored)."""
         ...
 
     def delete_bars(self, key: str, bar_size: str) -> bool:
@@ -84,8 +85,11 @@ class MarketStore(Protocol):
         ...
 
     # --- ticks ------------------------------------------------------------------------------
-    def append_ticks(self, key: str, frame: pd.DataFrame) -> int:
-        """Append ticks (time-ordered, UTC index, :data:`TICK_COLUMNS`) after the stored ones; return rows."""
+    def append_ticks(self, key: str, frame: pd.DataFrame, *, meta: SymbolMeta | None = None) -> int:
+        """Append ticks (time-ordered, UTC index, :data:`TICK_COLUMNS`) after the stored ones; return rows.
+
+        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        """
         ...
 
     def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
