@@ -11,6 +11,11 @@ time and the server runs it on the wall clock.
 Every step is also recorded into one-minute bars, which :mod:`trader.sim.history`
 joins to the synthetic past so that historical data ends where the live market is.
 
+A generated instrument (configs/sim.yaml's ``generated`` rules: hundreds of
+stocks and FX pairs) starts walking only when first asked about
+(:meth:`MarketGenerator.state`), from its configured price at that moment:
+the tick loop costs what is watched, not the catalogue's size.
+
 Instruments that a :class:`~trader.sim.replay.ReplaySource` drives (see
 :meth:`MarketGenerator.drive`) follow their file instead of the walk; the rest
 keep walking, so a replayed future and simulated stocks can trade side by side.
@@ -48,8 +53,10 @@ class MarketGenerator:
         self.replay: ReplaySource | None = None
         self._walking: list[MarketState] = []
         self._states: dict[int, MarketState] = {}
+        self._now = start
         for inst in catalogue:
-            self._states[inst.conid] = self._initial_state(inst, start)
+            if not inst.generated:
+                self._states[inst.conid] = self._initial_state(inst, start)
         self._walking = list(self._states.values())
 
     def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
@@ -77,8 +84,14 @@ class MarketGenerator:
         return max(1, round(typical * rng.uniform(0.3, 1.7)))
 
     def state(self, conid: int) -> MarketState:
-        """Return ``conid``'s market; KeyError if it is not in the catalogue."""
-        return self._states[conid]
+        """Return ``conid``'s market (a generated instrument's starts now); KeyError if it is not in the catalogue."""
+        state = self._states.get(conid)
+        if state is None:
+            inst = self.catalogue.get(conid)
+            if inst is None:
+                raise KeyError(conid)
+            state = self.add(inst, self._now)
+        return state
 
     def add(self, inst: SimInstrument, now: datetime) -> MarketState:
         """Start the market of an instrument listed while running (the next contract of a series)."""
@@ -96,6 +109,9 @@ class MarketGenerator:
 
     def drive(self, replay: ReplaySource) -> None:
         """Let ``replay`` move its instruments from now on; the others keep walking."""
+        for conid in replay.conids:
+            if conid not in self._states and self.catalogue.get(conid) is not None:
+                self.state(conid)
         replay.attach(self._states, self.start)
         self.replay = replay
         self._walking = [s for s in self._states.values() if s.instrument.conid not in replay.conids]
@@ -110,6 +126,7 @@ class MarketGenerator:
                 self.replay.hold(now)
             return []
         self.steps += 1
+        self._now = now
         moved = [state for state in self._walking if self._step_one(state, now)]
         if self.replay is not None:
             moved.extend(self.replay.advance(now))
