@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings
+from trader.data import open_store
+from trader.data.universe_index import UniverseIndex
 from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
@@ -59,7 +61,7 @@ class TraderService(Service):
         self.book = Book()
         self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
         self.adapter = create_broker(settings)
-        self.resolver = Resolver(self.adapter)
+        self.resolver = Resolver(self.adapter, universes=UniverseIndex(lambda: open_store(settings)))
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.closer: Closer | None = None
@@ -98,6 +100,8 @@ class TraderService(Service):
         self.adapter.ticks.subscribe(self._on_ticks)
         self.adapter.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
+        if self.resolver.universes is not None:  # open the store and load the universes off the loop, now
+            asyncio.get_running_loop().run_in_executor(None, self.resolver.universes.refresh)
         self._day_task = asyncio.get_running_loop().create_task(self.trading_day.loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
@@ -327,13 +331,15 @@ class TraderService(Service):
                       currency: str | None = None, expiry: str | None = None, strike: Decimal | None = None,
                       right: str | None = None) -> list[dict[str, Any]]:
         """Return what ``symbol`` names (a future without a month: the front month), each as
-        ``{"input", "key", "local_symbol", "description", "tick", "contract"}``."""
+        ``{"input", "key", "local_symbol", "description", "tick", "min_size", "last_trade", "contract",
+        "universes"}`` (``universes``: those holding it; a symbol in one is answered with no broker round trip)."""
         found = await self.resolver.resolve(symbol, sec_type=sec_type, exchange=exchange, currency=currency,
                                             expiry=expiry, strike=strike, right=right)
         if not found:
             raise NotFound(f"unknown symbol {symbol!r}", symbol=symbol)
         return [{"input": symbol, "key": i.key, "local_symbol": i.contract.local_symbol,
-                 "description": i.long_name, "tick": i.tick, "contract": i.contract} for i in found]
+                 "description": i.long_name, "tick": i.tick, "min_size": i.min_size, "last_trade": i.last_trade,
+                 "contract": i.contract, "universes": self.resolver.universes_of(i.key)} for i in found]
 
     @takes_hints
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:

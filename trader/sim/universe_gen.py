@@ -54,6 +54,9 @@ _USD_VALUE = {
 }
 
 
+_MAJORS = frozenset({"USD", "EUR", "GBP", "JPY", "CHF", "AUD", "CAD", "NZD"})
+
+
 class StockRule(StrictModel):
     """So many generated stocks (or ETFs) with a primary listing on one exchange."""
 
@@ -68,7 +71,7 @@ class GeneratedConfig(StrictModel):
 
     seed: int = 17
     stocks: list[StockRule] = Field(default_factory=list)
-    fx: list[str] = Field(default_factory=list, description="currencies: every pair of two of them on IDEALPRO")
+    fx: list[str] = Field(default_factory=list, description="currencies: their pairs on IDEALPRO (one side a major)")
 
     @field_validator("fx")
     @classmethod
@@ -126,11 +129,13 @@ def _stock(rng: random.Random, symbol: str, conid: int, rule: StockRule) -> dict
 
 
 def _fx_pairs(currencies: list[str], taken: set[tuple[str, str]], conids: set[int]) -> list[dict[str, object]]:
-    """Return every pair of two of ``currencies`` not configured already, quoted the market's usual way round."""
+    """Return the pairs of ``currencies`` (one side a major) not configured already, quoted the usual way round."""
     order = {c: i for i, c in enumerate(("EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF"))}
     out: list[dict[str, object]] = []
     for i, one in enumerate(currencies):
         for other in currencies[i + 1:]:
+            if one not in _MAJORS and other not in _MAJORS:
+                continue  # IDEALPRO quotes a minor against the majors, not against another minor (no SEK.NOK)
             base, quote = sorted((one, other), key=lambda c: (order.get(c, len(order)), c))
             if (base, quote) in taken or (quote, base) in taken:
                 continue

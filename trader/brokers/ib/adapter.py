@@ -434,7 +434,7 @@ class IbAdapter:
             if c is None or not c.conId:
                 continue
             out.append(SymbolMatch(c.conId, c.symbol, c.secType, c.primaryExchange or c.exchange, c.currency,
-                                   desc.description or "", tuple(desc.derivativeSecTypes or ())))
+                                   c.description or "", tuple(desc.derivativeSecTypes or ())))
         return out
 
     def subscribe(self, contract: Contract, owner: str = "user") -> None:
