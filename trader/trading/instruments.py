@@ -12,10 +12,12 @@ cached for the day, and a front month only until its last trade: contracts do
 not change while the service runs, but which is the front month, and which
 year a one-digit year names, move with the date.
 
-The universes (:mod:`trader.data.universes`) answer first: each query is
-put to the :class:`~trader.data.universe_index.UniverseIndex` before the
-broker, and an instrument a universe holds (with its conid and details, as
-the broker gave them when it joined) needs no broker round trip.
+The universes (:mod:`trader.data.universes`) answer first: every query the
+symbol reads as is put to the :class:`~trader.data.universe_index.UniverseIndex`
+before any goes to the broker, so an instrument a universe holds (with its
+conid and details, as the broker gave them when it joined) needs no broker
+round trip; ``ES`` held as futures is the front future even if the broker
+also lists a stock ES that no universe holds.
 :meth:`Resolver.universes_of` says which universes an instrument is in.
 """
 
@@ -102,13 +104,17 @@ class Resolver:
         reading = read_symbol(symbol, hints, today)
         instruments: list[ContractDetails] = []
         until: datetime | None = None  # a front month is good until its last trade
-        for query in reading.queries:
-            instruments = await self._lookup(query, now)
-            if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
-                instruments = self._front_month(instruments, now)
-                until = instruments[0].last_trade if instruments else None
+        # The universes first, for every reading of the symbol: one they hold needs no broker round trip.
+        for lookup in (self._from_universes, self._from_broker):
+            for query in reading.queries:
+                instruments = await lookup(query, now)
+                if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
+                    instruments = self._front_month(instruments, now)
+                    until = instruments[0].last_trade if instruments else None
+                if instruments:
+                    log.debug("%r read as %s: %s", symbol, reading.form, query)
+                    break
             if instruments:
-                log.debug("%r read as %s: %s", symbol, reading.form, query)
                 break
         self._cache[cache_key] = (instruments, until)
         self._remember(as_given, (instruments, until))
@@ -116,12 +122,12 @@ class Resolver:
             self._by_key[inst.key] = inst
         return instruments
 
-    async def _lookup(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
-        """Return what the universes hold for ``query``, else what the broker answers."""
-        if self.universes is not None:
-            found = self.universes.lookup(query, now)
-            if found:
-                return found
+    async def _from_universes(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
+        """Return what the universes hold for ``query`` (none, or no universes: empty)."""
+        return self.universes.lookup(query, now) if self.universes is not None else []
+
+    async def _from_broker(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
+        """Return what the broker answers ``query``."""
         self.broker_lookups += 1
         return list(await self.adapter.contract_details(query))
 
