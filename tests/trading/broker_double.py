@@ -17,7 +17,14 @@ from typing import Any
 
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote, SymbolMatch
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import NotFound, Unavailable
 

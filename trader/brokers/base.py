@@ -32,7 +32,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote, SymbolMatch
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 
 __all__ = ["Broker"]

@@ -26,6 +26,7 @@ from trader.brokers.base import Broker
 from trader.brokers.records import ContractDetails, ContractQuery, SymbolMatch
 from trader.data.universes import Member
 from trader.domain import SecType
+from trader.errors import TraderError
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class Bootstrap:
             async with gate:
                 try:
                     found = await self.broker.contract_details(query)
-                except Exception as exc:  # one instrument the broker cannot describe does not stop the others
+                except TraderError as exc:  # one instrument the broker cannot describe does not stop the others
                     log.warning("bootstrap: no contract details for %s: %s", match.symbol, exc)
                     found = []
             p.details_done += 1

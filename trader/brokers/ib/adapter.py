@@ -39,7 +39,14 @@ from reactivex.subject import Subject
 from trader.brokers.ib import parsing
 from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote, SymbolMatch
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.config import IbSettings, TradingSettings
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import BrokerError, TraderError, Unavailable
