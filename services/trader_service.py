@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +25,7 @@ from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings
-from trader.data import open_store
+from trader.data import MarketStore, open_store
 from trader.data.universe_index import UniverseIndex
 from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
@@ -61,7 +62,9 @@ class TraderService(Service):
         self.book = Book()
         self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
         self.adapter = create_broker(settings)
-        self.resolver = Resolver(self.adapter, universes=UniverseIndex(lambda: open_store(settings)))
+        self._store: MarketStore | None = None
+        self._store_lock = threading.Lock()
+        self.resolver = Resolver(self.adapter, universes=UniverseIndex(self.market_store))
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.closer: Closer | None = None
@@ -73,6 +76,13 @@ class TraderService(Service):
         self._quotes_task: asyncio.Task[None] | None = None
         self.saved: SavedSubscriptions | None = None  # the user's subscriptions, streamed again after a restart
         self.restorer: Restorer | None = None
+
+    def market_store(self) -> MarketStore:
+        """Return the market store, opened on first use, once (LMDB allows one open per path in a process)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",

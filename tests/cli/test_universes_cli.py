@@ -68,8 +68,8 @@ def test_bootstrap_then_resolve_from_the_universe_and_crud(trading_stack: Tradin
     assert "tech: 2 members" in table and "NVIDIA CORP" in table
     refused(4, "universes", "add", "tech", "NOSUCHSYMBOL")
     assert trader("universes", "destroy", "tech", stdin="n\n").exit_code != 0  # asked, and not confirmed
-    assert data("universes", "destroy", "tech", "--yes") == {"name": "tech", "destroyed": True}
-    refused(4, "universes", "destroy", "tech", "--yes")
+    assert data("universes", "destroy", "tech", "--force") == {"name": "tech", "destroyed": True}
+    refused(4, "universes", "destroy", "tech", "--force")
     assert {u["name"] for u in data("universes", "list")} == {"nasdaq", "futures"}
 
 

@@ -39,6 +39,13 @@ def universes() -> None:
     A universe names what to download (`trader history get --universe U`),
     and `trader resolve` answers a symbol a universe holds without asking
     the broker.
+
+    \b
+    Examples:
+      trader universes bootstrap --exchange NASDAQ
+      trader universes create tech AAPL MSFT
+      trader universes list
+      trader universes get tech
     """
 
 
@@ -167,22 +174,22 @@ def create(cli: CliContext, name: str, symbols: tuple[str, ...]) -> None:
 
 @universes.command()
 @click.argument("name", callback=_name_arg)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--force", "-f", is_flag=True, help="Destroy without asking.")
 @pass_cli
-def destroy(cli: CliContext, name: str, yes: bool) -> None:
+def destroy(cli: CliContext, name: str, force: bool) -> None:
     """Delete universe NAME (its instruments' stored bars stay).
 
     \b
     Examples:
       trader universes destroy tech
-      trader universes destroy tech --yes --json
+      trader universes destroy tech --force --json
     JSON:
       {"name": string, "destroyed": true}
     Exits: 2 a bad name, 4 no such universe, 1 not confirmed
     """
     store = _store(cli)
     universe = store.get(name)
-    if not yes:
+    if not force:
         click.confirm(f"destroy universe {name} ({count(len(universe.members), 'member')})?", abort=True, err=True)
     store.destroy(name)
     cli.show({"name": name, "destroyed": True}, lambda _: f"destroyed {name}")
