@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +25,8 @@ from redis.exceptions import RedisError
 
 from trader.brokers.factory import create_broker
 from trader.config import Settings
-from trader.data import open_store
+from trader.data import MarketStore, open_store
+from trader.data.universe_index import UniverseIndex
 from trader.errors import NotFound, TraderError, ValidationError
 from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
@@ -61,8 +63,10 @@ class TraderService(Service):
         self.book = Book()
         self.risk = RiskGate(settings.risk, lambda: datetime.now(UTC))
         self.adapter = create_broker(settings)
-        self.resolver = Resolver(self.adapter)
-        self.history_cache = HistoryCache(lambda: open_store(settings))  # the store opened on the first request
+        self._store: MarketStore | None = None
+        self._store_lock = threading.Lock()
+        self.resolver = Resolver(self.adapter, universes=UniverseIndex(self.market_store))
+        self.history_cache = HistoryCache(self.market_store)  # the store opened on the first request
         self.recorder: Recorder | None = None
         self.desk: Desk | None = None
         self.closer: Closer | None = None
@@ -74,6 +78,13 @@ class TraderService(Service):
         self._quotes_task: asyncio.Task[None] | None = None
         self.saved: SavedSubscriptions | None = None  # the user's subscriptions, streamed again after a restart
         self.restorer: Restorer | None = None
+
+    def market_store(self) -> MarketStore:
+        """Return the market store, opened on first use, once (LMDB allows one open per path in a process)."""
+        with self._store_lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("account", "positions", "portfolio", "orders", "trades", "place_order", "what_if", "modify_order",
@@ -101,6 +112,8 @@ class TraderService(Service):
         self.adapter.ticks.subscribe(self._on_ticks)
         self.adapter.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
+        if self.resolver.universes is not None:  # open the store and load the universes off the loop, now
+            asyncio.get_running_loop().run_in_executor(None, self.resolver.universes.refresh)
         self._day_task = asyncio.get_running_loop().create_task(self.trading_day.loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):
@@ -330,13 +343,15 @@ class TraderService(Service):
                       currency: str | None = None, expiry: str | None = None, strike: Decimal | None = None,
                       right: str | None = None) -> list[dict[str, Any]]:
         """Return what ``symbol`` names (a future without a month: the front month), each as
-        ``{"input", "key", "local_symbol", "description", "tick", "contract"}``."""
+        ``{"input", "key", "local_symbol", "description", "tick", "min_size", "last_trade", "contract",
+        "universes"}`` (``universes``: those holding it; a symbol in one is answered with no broker round trip)."""
         found = await self.resolver.resolve(symbol, sec_type=sec_type, exchange=exchange, currency=currency,
                                             expiry=expiry, strike=strike, right=right)
         if not found:
             raise NotFound(f"unknown symbol {symbol!r}", symbol=symbol)
         return [{"input": symbol, "key": i.key, "local_symbol": i.contract.local_symbol,
-                 "description": i.long_name, "tick": i.tick, "contract": i.contract} for i in found]
+                 "description": i.long_name, "tick": i.tick, "min_size": i.min_size, "last_trade": i.last_trade,
+                 "contract": i.contract, "universes": self.resolver.universes_of(i.key)} for i in found]
 
     @takes_hints
     async def snapshot(self, symbol: str, **hints: Any) -> dict[str, Any]:

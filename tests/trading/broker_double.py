@@ -18,7 +18,14 @@ from typing import Any
 import pandas as pd
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 from trader.errors import NotFound, Unavailable
 
@@ -152,6 +159,9 @@ class BrokerDouble:
     # -- contracts and market data ------------------------------------------------------
     async def contract_details(self, query: ContractQuery) -> list[ContractDetails]:
         return list(self.details.get(query.symbol, []))
+
+    async def search(self, pattern: str) -> list[SymbolMatch]:
+        return []
 
     def subscribe(self, contract: Contract, owner: str = "user") -> None:
         self.streams.setdefault(contract.key, set()).add(owner)

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from reactivex.subject import Subject
 
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
 
 if TYPE_CHECKING:
@@ -184,6 +191,10 @@ class Broker(Protocol):
     # -- contracts and market data -----------------------------------------------------
     async def contract_details(self, query: ContractQuery) -> list[ContractDetails]:
         """Return the contracts that match ``query`` (none: an empty list)."""
+        ...
+
+    async def search(self, pattern: str) -> list[SymbolMatch]:
+        """Return the broker's symbol search for ``pattern`` (IB: at most 16, symbols starting with it first)."""
         ...
 
     def subscribe(self, contract: Contract, owner: str = "user") -> None:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from trader.domain import Contract, Order, OrderStatus, SecType
 
-__all__ = ["ContractDetails", "ContractQuery", "OrderPreview", "OrderReport", "Quote"]
+__all__ = ["ContractDetails", "ContractQuery", "OrderPreview", "OrderReport", "Quote", "SymbolMatch"]
 
 
 class OrderReport(NamedTuple):
@@ -120,3 +120,21 @@ class ContractQuery:
     local_symbol: str = ""
     right: str = ""
     strike: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMatch:
+    """One answer of the broker's symbol search (IB's reqMatchingSymbols: a ContractDescription).
+
+    ``exchange`` is the primary listing (IB's primaryExchange); ``derivatives``
+    the sec types listed on it (a stock's ``OPT``, an index's ``FUT``).
+    ``sec_type`` is the broker's text, which the domain may not model.
+    """
+
+    conid: int
+    symbol: str
+    sec_type: str
+    exchange: str
+    currency: str
+    description: str = ""
+    derivatives: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ from trader.domain.figures import price_decimals
 
 def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
     """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
-    exchange, last trade date and description.
+    exchange, last trade date, description and the universes holding it (shown when any is in one).
 
     Narrow, the least needed go first: the exchange, then the last trade
     date (shown only when a row has one), then the local symbol; the
@@ -27,10 +27,12 @@ def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
         primary = c.primary_exchange and c.exchange == "SMART"
         cells.append([row["input"], row["key"], row["local_symbol"] or "-",
                       c.expiry.isoformat() if c.expiry else "-",
-                      f"SMART/{c.primary_exchange}" if primary else c.exchange, row["description"] or "-"])
+                      f"SMART/{c.primary_exchange}" if primary else c.exchange, row["description"] or "-",
+                      ", ".join(row.get("universes") or ()) or "-"])
     columns = [Col("typed"), Col("key"), Col("local symbol", 3), Col("last trade", 4), Col("exchange", 5),
-               Col("description", 2, min_width=12)]
-    keep = [i for i in range(len(columns)) if i != 3 or any(r[3] != "-" for r in cells)]  # no dated contract
+               Col("description", 2, min_width=12), Col("universes", 1, min_width=8)]
+    # no dated contract, or none in a universe: no column for it
+    keep = [i for i in range(len(columns)) if i not in (3, 6) or any(r[i] != "-" for r in cells)]
     return FitTable([columns[i] for i in keep], [[r[i] for i in keep] for r in cells])
 
 

@@ -33,7 +33,9 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
     (SPX), a contract key (CL.FUT.202701), or with --strike/--right/--expiry
     an option. A future without a month is the front month. Keys are
     SYMBOL.SECTYPE[.QUALIFIER...][.CURRENCY]; a future's qualifier is its
-    contract month, not its last trade date.
+    contract month, not its last trade date. A symbol held by a universe
+    (`trader universes`) is answered from it, without asking the broker;
+    the universes column names those holding it.
 
     \b
     Examples:
@@ -42,7 +44,9 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
       trader resolve CLF7 --json
     JSON:
       [{"input": string, "key": string, "local_symbol": string,
-        "description": string, "tick": number, "contract": Contract} |
+        "description": string, "tick": number, "min_size": number,
+        "last_trade": string|null, "contract": Contract,
+        "universes": [string]} |
        {"input": string, "error": Error}]  (one per contract found, one per
         symbol that failed, in the order given)
     Exits: 4 unknown symbol, 3 ambiguous (several: the first failure's, once

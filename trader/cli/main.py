@@ -39,14 +39,15 @@ from trader.cli import (
     repl,
     stack,
     strategy,
+    universes,
 )
 from trader.cli.context import CliContext
 from trader.cli.jsonout import JSON_FLAG, json_requested
 from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
-    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, data, keys,
-    repl,
+    stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, data,
+    universes, keys, repl,
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 

@@ -11,7 +11,7 @@ by conid, by a partial contract (``reqContractDetails``), by a symbol prefix
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from trader.sim.config import (
     load_sim_config,
 )
 from trader.sim.series import expand_series
+from trader.sim.universe_gen import generate
 
 __all__ = [
     "DEFAULT_SIM_CONFIG",
@@ -59,6 +60,7 @@ class SimInstrument:
     min_size: Decimal
     last_trade_time: str = ""
     time_zone: str = "UTC"
+    generated: bool = False  # from configs/sim.yaml's generated rules: quoted only once asked about
 
     @property
     def conid(self) -> int:
@@ -189,7 +191,8 @@ class Catalogue:
         The rolling series list the contracts not yet past their last trade day on ``today``.
         """
         day = today or datetime.now(UTC).date()
-        return cls(_build([*config.instruments, *_listed(config, day)]))
+        made = [replace(inst, generated=True) for inst in _build(_generated(config))]
+        return cls([*_build([*config.instruments, *_listed(config, day)]), *made])
 
     def list_new(self, config: SimConfig, today: date) -> list[SimInstrument]:
         """Add the series' contracts listed on ``today`` that are not in the catalogue yet; return them.
@@ -270,6 +273,14 @@ class Catalogue:
 
 def _listed(config: SimConfig, day: date) -> list[InstrumentConfig]:
     return [InstrumentConfig(**entry) for entry in expand_series(config.futures, config.options, day)]
+
+
+def _generated(config: SimConfig) -> list[InstrumentConfig]:
+    """Return the generated instruments: they avoid the hand-written ones and the series' roots, whatever the day."""
+    existing = [(i.conid, i.symbol, str(i.sec_type), i.currency) for i in config.instruments]
+    existing += [(0, s.symbol, "FUT", s.currency) for s in config.futures]
+    existing += [(0, s.symbol, "OPT", "USD") for s in config.options]
+    return [InstrumentConfig(**entry) for entry in generate(config.generated, existing)]
 
 
 def _build(configs: list[InstrumentConfig]) -> list[SimInstrument]:

@@ -4,6 +4,7 @@ The file's sections: ``account`` (id, base currency, starting cash,
 commissions), ``market`` (seed, tick rate), ``instruments`` (the contracts
 that do not expire, with their conid and the parameters of their random walk),
 ``futures`` / ``options`` (rolling series, :mod:`trader.sim.series`),
+``generated`` (hundreds of seeded stocks and FX pairs, :mod:`trader.sim.universe_gen`),
 ``replay``, ``connections`` and ``pacing`` (IB's historical-data limits,
 :mod:`trader.sim.pacing`). It is read with the platform's one config loader;
 :class:`~trader.sim.catalogue.Catalogue` turns it into instruments.
@@ -22,6 +23,7 @@ from trader.domain import Right, SecType
 from trader.sim.limits import ConnectionLimits
 from trader.sim.pacing import PacingConfig
 from trader.sim.series import FutureSeries, OptionSeries, check_last_trade_time
+from trader.sim.universe_gen import GeneratedConfig
 from trader.strategy.bars import parse_bar_size
 
 __all__ = [
@@ -173,6 +175,8 @@ class SimConfig(StrictModel):
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     futures: list[FutureSeries] = Field(default_factory=list, description="rolling futures series")
     options: list[OptionSeries] = Field(default_factory=list, description="rolling monthly option series")
+    generated: GeneratedConfig = Field(default_factory=GeneratedConfig, description=(
+        "stocks, ETFs and FX pairs generated from a seed (trader.sim.universe_gen), quoted once asked about"))
     replay: ReplayConfig | None = None
     connections: ConnectionLimits = ConnectionLimits()
     pacing: PacingConfig = PacingConfig()

@@ -16,6 +16,11 @@ With ``sessions`` on, an instrument moves only inside its exchange's sessions
 nothing prints, as on a closed exchange. Off (the default), every market runs
 around the clock.
 
+A generated instrument (configs/sim.yaml's ``generated`` rules: hundreds of
+stocks and FX pairs) starts walking only when first asked about
+(:meth:`MarketGenerator.state`), from its configured price at that moment:
+the tick loop costs what is watched, not the catalogue's size.
+
 Instruments that a :class:`~trader.sim.replay.ReplaySource` drives (see
 :meth:`MarketGenerator.drive`) follow their file instead of the walk; the rest
 keep walking, so a replayed future and simulated stocks can trade side by side.
@@ -59,8 +64,10 @@ class MarketGenerator:
         self._calendars: dict[str, TradingHours] = {}  # one per calendar: what instruments share
         self._walking: list[MarketState] = []
         self._states: dict[int, MarketState] = {}
+        self._now = start
         for inst in catalogue:
-            self._states[inst.conid] = self._initial_state(inst, start)
+            if not inst.generated:
+                self._states[inst.conid] = self._initial_state(inst, start)
         self._walking = list(self._states.values())
 
     def _initial_state(self, inst: SimInstrument, start: datetime) -> MarketState:
@@ -90,8 +97,14 @@ class MarketGenerator:
         return max(1, round(typical * rng.uniform(0.3, 1.7)))
 
     def state(self, conid: int) -> MarketState:
-        """Return ``conid``'s market; KeyError if it is not in the catalogue."""
-        return self._states[conid]
+        """Return ``conid``'s market (a generated instrument's starts now); KeyError if it is not in the catalogue."""
+        state = self._states.get(conid)
+        if state is None:
+            inst = self.catalogue.get(conid)
+            if inst is None:
+                raise KeyError(conid)
+            state = self.add(inst, self._now)
+        return state
 
     def add(self, inst: SimInstrument, now: datetime) -> MarketState:
         """Start the market of an instrument listed while running (the next contract of a series)."""
@@ -102,11 +115,15 @@ class MarketGenerator:
 
     def hours(self, conid: int) -> TradingHours:
         """Return ``conid``'s trading hours (KeyError if it is not in the catalogue)."""
-        return self._hours[conid]
+        hours = self._hours.get(conid)
+        if hours is None:
+            self.state(conid)  # a generated instrument's market (and hours) start when first asked about
+            hours = self._hours[conid]
+        return hours
 
     def is_open(self, conid: int, now: datetime) -> bool:
         """Return whether ``conid``'s market trades at ``now`` (always, with sessions off)."""
-        return self._gate.is_open(self._hours[conid], now)
+        return self._gate.is_open(self.hours(conid), now)
 
     def states(self) -> list[MarketState]:
         return list(self._states.values())
@@ -117,6 +134,9 @@ class MarketGenerator:
 
     def drive(self, replay: ReplaySource) -> None:
         """Let ``replay`` move its instruments from now on; the others keep walking."""
+        for conid in replay.conids:
+            if conid not in self._states and self.catalogue.get(conid) is not None:
+                self.state(conid)
         replay.attach(self._states, self.start)
         self.replay = replay
         self._walking = [s for s in self._states.values() if s.instrument.conid not in replay.conids]
@@ -131,6 +151,7 @@ class MarketGenerator:
                 self.replay.hold(now)
             return []
         self.steps += 1
+        self._now = now
         walking = self._walking
         if self.sessions:
             closed = {h for h in self._calendars.values() if not self._gate.is_open(h, now)}

@@ -156,8 +156,8 @@ class SimWorld:
             return Decimal(1)
         for inst in self.catalogue:
             c = inst.contract
-            if c.sec_type is not SecType.CASH:
-                continue
+            if c.sec_type is not SecType.CASH or {c.symbol, c.currency} != {currency, base}:
+                continue  # before the mark: asking a generated pair's starts its market
             mid = self.mark(inst.conid)
             if mid is None or mid == 0:
                 continue

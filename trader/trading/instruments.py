@@ -11,6 +11,14 @@ contract is rolled a day early rather than kept past its close). Results are
 cached for the day, and a front month only until its last trade: contracts do
 not change while the service runs, but which is the front month, and which
 year a one-digit year names, move with the date.
+
+The universes (:mod:`trader.data.universes`) answer first: every query the
+symbol reads as is put to the :class:`~trader.data.universe_index.UniverseIndex`
+before any goes to the broker, so an instrument a universe holds (with its
+conid and details, as the broker gave them when it joined) needs no broker
+round trip; ``ES`` held as futures is the front future even if the broker
+also lists a stock ES that no universe holds.
+:meth:`Resolver.universes_of` says which universes an instrument is in.
 """
 
 from __future__ import annotations
@@ -19,12 +27,16 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from trader.brokers.base import Broker
-from trader.brokers.records import ContractDetails
+from trader.brokers.records import ContractDetails, ContractQuery
 from trader.domain import SecType
 from trader.errors import NotFound, ValidationError
 from trader.trading.symbols import Hints, read_symbol
+
+if TYPE_CHECKING:
+    from trader.data.universe_index import UniverseIndex
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +62,13 @@ def hints_of(sec_type: str | None = None, exchange: str | None = None, currency:
 class Resolver:
     """Symbols to the broker's :class:`~trader.brokers.records.ContractDetails` (front month, pairs, keys)."""
 
-    def __init__(self, adapter: Broker, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, adapter: Broker, now: Callable[[], datetime] | None = None,
+                 universes: UniverseIndex | None = None) -> None:
         self.adapter = adapter
+        self.universes = universes
+        """The universes asked before the broker (None: the broker alone)."""
+        self.broker_lookups = 0
+        """Contract look-ups put to the broker (the universes answered the others)."""
         self.now = now or (lambda: datetime.now(UTC))
         """The clock futures codes (by its UTC date) and front months (by its time) are read against."""
         self._cache: dict[tuple[str, ...], tuple[list[ContractDetails], datetime | None]] = {}
@@ -87,19 +104,36 @@ class Resolver:
         reading = read_symbol(symbol, hints, today)
         instruments: list[ContractDetails] = []
         until: datetime | None = None  # a front month is good until its last trade
-        for query in reading.queries:
-            instruments = list(await self.adapter.contract_details(query))
-            if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
-                instruments = self._front_month(instruments, now)
-                until = instruments[0].last_trade if instruments else None
+        # The universes first, for every reading of the symbol: one they hold needs no broker round trip.
+        for lookup in (self._from_universes, self._from_broker):
+            for query in reading.queries:
+                instruments = await lookup(query, now)
+                if query.sec_type is SecType.FUT and not query.expiry and not query.local_symbol:
+                    instruments = self._front_month(instruments, now)
+                    until = instruments[0].last_trade if instruments else None
+                if instruments:
+                    log.debug("%r read as %s: %s", symbol, reading.form, query)
+                    break
             if instruments:
-                log.debug("%r read as %s: %s", symbol, reading.form, query)
                 break
         self._cache[cache_key] = (instruments, until)
         self._remember(as_given, (instruments, until))
         for inst in instruments:
             self._by_key[inst.key] = inst
         return instruments
+
+    async def _from_universes(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
+        """Return what the universes hold for ``query`` (none, or no universes: empty)."""
+        return self.universes.lookup(query, now) if self.universes is not None else []
+
+    async def _from_broker(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
+        """Return what the broker answers ``query``."""
+        self.broker_lookups += 1
+        return list(await self.adapter.contract_details(query))
+
+    def universes_of(self, key: str) -> list[str]:
+        """Return the names of the universes the instrument ``key`` is in (none, or no universes: empty)."""
+        return self.universes.universes_of(key) if self.universes is not None else []
 
     def _remember(self, as_given: tuple[object, ...], found: tuple[list[ContractDetails], datetime | None]) -> None:
         if not as_given:

@@ -40,7 +40,14 @@ from reactivex.subject import Subject
 from trader.brokers.ib import parsing
 from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
-from trader.brokers.records import ContractDetails, ContractQuery, OrderPreview, OrderReport, Quote
+from trader.brokers.records import (
+    ContractDetails,
+    ContractQuery,
+    OrderPreview,
+    OrderReport,
+    Quote,
+    SymbolMatch,
+)
 from trader.config import IbSettings, TradingSettings
 from trader.data.pacing import Pacer, PacingRules
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
@@ -424,6 +431,22 @@ class IbAdapter:
                 continue
             out.append(parsing.from_ib_contract_details(details))
             self._contracts[details.contract.conId] = parsing.tradable_ib_contract(details.contract)
+        return out
+
+    async def search(self, pattern: str) -> list[SymbolMatch]:
+        """Return IB's reqMatchingSymbols answer for ``pattern`` (at most 16; IB paces it: about one a second)."""
+        self.require_connection()
+        try:
+            found = await self.ib.reqMatchingSymbolsAsync(pattern)
+        except RequestError as exc:
+            raise BrokerError(f"IB refused the symbol search {pattern!r}: {exc.message}", code=exc.code) from None
+        out = []
+        for desc in found or []:
+            c = desc.contract
+            if c is None or not c.conId:
+                continue
+            out.append(SymbolMatch(c.conId, c.symbol, c.secType, c.primaryExchange or c.exchange, c.currency,
+                                   c.description or "", tuple(desc.derivativeSecTypes or ())))
         return out
 
     def subscribe(self, contract: Contract, owner: str = "user") -> None:

@@ -1,0 +1,141 @@
+"""Universes on a real ArcticDB (LMDB in a temp dir): CRUD, names, the stamp, and the index the Resolver asks first."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.trading.broker_double import BrokerDouble
+from trader.brokers.records import ContractDetails, ContractQuery
+from trader.data import open_store
+from trader.data.store import MarketStore
+from trader.data.universe_index import UniverseIndex
+from trader.data.universes import Member, Universes, check_name
+from trader.domain import Contract, SecType
+from trader.errors import Conflict, NotFound, ValidationError
+from trader.trading.instruments import Resolver
+
+NOW = datetime(2026, 12, 7, 15, tzinfo=UTC)
+
+
+def details(symbol: str, conid: int, **kw: object) -> ContractDetails:
+    contract = Contract(symbol, kw.pop("sec_type", SecType.STK), conid=conid,  # type: ignore[arg-type]
+                        **{"primary_exchange": "NASDAQ", **kw})  # type: ignore[arg-type]
+    return ContractDetails(contract, Decimal("0.01"), Decimal(1), f"{symbol} INC")
+
+
+AAPL = details("AAPL", 265598)
+MSFT = details("MSFT", 272093)
+ESZ6 = ContractDetails(Contract("ES", SecType.FUT, exchange="CME", expiry=date(2026, 12, 18), multiplier=Decimal(50),
+                                local_symbol="ESZ6", conid=501), Decimal("0.25"), Decimal(1), "E-mini S&P 500",
+                       datetime(2026, 12, 18, 14, 30, tzinfo=UTC))
+ESH7 = ContractDetails(Contract("ES", SecType.FUT, exchange="CME", expiry=date(2027, 3, 19), multiplier=Decimal(50),
+                                local_symbol="ESH7", conid=502), Decimal("0.25"), Decimal(1), "E-mini S&P 500",
+                       datetime(2027, 3, 19, 13, 30, tzinfo=UTC))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MarketStore:
+    return open_store(uri=f"lmdb://{tmp_path / 'arctic'}")
+
+
+def test_create_get_list_add_remove_destroy(store: MarketStore) -> None:
+    universes = Universes(store)
+    assert universes.names() == [] and universes.stamp() == 0
+    made = universes.create("tech", [Member.of(AAPL), Member.of(MSFT), Member.of(AAPL)])
+    assert [m.key for m in made.members] == ["AAPL.STK", "MSFT.STK"]  # unique by conid, in order
+    again = Universes(store).get("tech")  # read back from the store
+    assert again == made and again.members[0].details() == AAPL
+    first = universes.stamp()
+    assert first > 0
+    with pytest.raises(Conflict, match="tech exists"):
+        universes.create("tech")
+    universe, added = universes.add("tech", [Member.of(ESZ6), Member.of(MSFT)])
+    assert [m.key for m in added] == ["ES.FUT.202612"] and len(universe.members) == 3
+    assert universes.stamp() > first
+    with pytest.raises(NotFound, match="not in universe tech: NOPE"):
+        universes.remove("tech", ["msft", "NOPE"])
+    assert len(universes.get("tech").members) == 3  # nothing removed when one ref is unknown
+    universe, gone = universes.remove("tech", ["msft", "ESZ6"])  # by symbol (any case) and local symbol
+    assert [m.key for m in gone] == ["MSFT.STK", "ES.FUT.202612"] and [m.key for m in universe.members] == ["AAPL.STK"]
+    universes.create("b-2_x")
+    assert universes.names() == ["b-2_x", "tech"]
+    assert [(u.name, len(u.members)) for u in universes.all()] == [("b-2_x", 0), ("tech", 1)]
+    universes.destroy("tech")
+    assert universes.names() == ["b-2_x"]
+    with pytest.raises(NotFound, match="no universe named tech"):
+        universes.destroy("tech")
+    with pytest.raises(NotFound):
+        universes.get("tech")
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x/y", "a.b", "x" * 65, "ü"])
+def test_a_name_is_1_to_64_letters_digits_dash_underscore(bad: str, store: MarketStore) -> None:
+    with pytest.raises(ValidationError, match="universe name"):
+        check_name(bad)
+    with pytest.raises(ValidationError):
+        Universes(store).create(bad)
+    assert check_name("A" * 64) == "A" * 64
+
+
+def test_a_member_keeps_what_the_broker_said(store: MarketStore) -> None:
+    Universes(store).create("f", [Member.of(ESZ6)])
+    back = Universes(store).get("f").members[0].details()
+    assert back == ESZ6  # contract (month, multiplier, local symbol, conid), tick, size, name, last trade
+    with pytest.raises(ValidationError, match="no conid"):
+        Member.of(ContractDetails(Contract("XYZ"), Decimal("0.01"), Decimal(1)))
+
+
+def test_the_index_answers_broker_queries_and_reloads_when_the_stamp_moves(store: MarketStore) -> None:
+    clock = [0.0]
+    index = UniverseIndex(lambda: store, check_every=5.0, miss_every=0.5, clock=lambda: clock[0])
+    universes = Universes(store)
+    assert index.lookup(ContractQuery("AAPL"), NOW) == []
+    universes.create("tech", [Member.of(AAPL)])
+    universes.create("futures", [Member.of(ESZ6), Member.of(ESH7), Member.of(AAPL)])
+    assert index.lookup(ContractQuery("AAPL"), NOW) == []  # checked a moment ago: not yet
+    clock[0] = 0.6
+    assert index.lookup(ContractQuery("AAPL"), NOW) == [AAPL]  # a miss checks the stamp again
+    assert index.universes_of("AAPL.STK") == ["futures", "tech"]
+    loads = index.loads
+    assert index.lookup(ContractQuery("ES", SecType.FUT, exchange="CME"), NOW) == [ESZ6, ESH7]
+    assert index.lookup(ContractQuery("ES", SecType.FUT, expiry="202703"), NOW) == [ESH7]
+    assert index.lookup(ContractQuery("", SecType.FUT, local_symbol="ESZ6"), NOW) == [ESZ6]
+    assert index.lookup(ContractQuery("ES", SecType.FUT), datetime(2026, 12, 20, tzinfo=UTC)) == [ESH7]  # Z6 ended
+    assert index.lookup(ContractQuery("AAPL", SecType.STK, currency="EUR"), NOW) == []
+    assert index.lookup(ContractQuery("AAPL", SecType.FUT), NOW) == []
+    assert index.loads == loads  # hits and misses alike: nothing changed, nothing loaded
+    universes.destroy("futures")
+    clock[0] = 10.0
+    assert index.lookup(ContractQuery("ES", SecType.FUT), NOW) == []
+    assert index.universes_of("AAPL.STK") == ["tech"]
+
+
+def test_the_resolver_answers_from_a_universe_without_the_broker(store: MarketStore) -> None:
+    broker = BrokerDouble()
+    broker.details = {"MSFT": [MSFT]}
+    Universes(store).create("tech", [Member.of(AAPL), Member.of(ESZ6), Member.of(ESH7)])
+    resolver = Resolver(broker, now=lambda: NOW, universes=UniverseIndex(lambda: store))
+
+    async def scenario() -> None:
+        assert await resolver.resolve("AAPL") == [AAPL]
+        assert await resolver.resolve("ES") == [ESZ6]  # the front month, from the universe's contracts
+        assert await resolver.resolve("ESH7") == [ESH7]
+        assert resolver.broker_lookups == 0
+        assert await resolver.resolve("MSFT") == [MSFT]  # not in a universe: the broker answers
+        assert resolver.broker_lookups == 1
+        assert resolver.universes_of("AAPL.STK") == ["tech"] and resolver.universes_of("MSFT.STK") == []
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_store_leaves_resolving_to_the_broker() -> None:
+    def broken() -> MarketStore:
+        raise OSError("disk gone")
+
+    index = UniverseIndex(broken)
+    assert index.lookup(ContractQuery("AAPL"), NOW) == [] and index.universes_of("AAPL.STK") == []
