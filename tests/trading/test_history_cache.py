@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TradingStack, call
+from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.data.arctic import ArcticStore
 from trader.data.calendars import trading_minutes
 from trader.domain import Bar
@@ -228,3 +228,34 @@ def test_trader_service_history_reads_the_store_first(trading_stack: TradingStac
 
     trading_stack.kill("tws")  # with the broker gone the store still answers what it holds
     assert call(ep, "history", "AAPL", duration="3 D", bar_size="1 min", end=end, timeout=30) == wider
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["file", "corrupt"])
+def test_trader_service_trades_resolves_and_answers_history_without_a_store(stack_env: StackEnv,
+                                                                            damage: str) -> None:
+    """A market store that cannot be opened (a file where its directory should be; garbage for its LMDB files)."""
+    arctic = stack_env.home / "data" / "arctic"
+    arctic.parent.mkdir(parents=True)
+    if damage == "file":
+        arctic.write_text("not a directory")
+    else:  # a store that was written, then its LMDB files overwritten
+        ArcticStore(f"lmdb://{arctic}").put_record("universes", "tech", {"members": []})
+        files = list(arctic.rglob("*.mdb"))
+        assert files
+        for path in files:
+            path.write_bytes(b"\x00garbage" * 4096)
+    with started_trading_stack(stack_env) as stack:
+        ep = stack.trader_endpoint
+        before = len(history_requests(stack))
+        (aapl,) = call(ep, "resolve", "AAPL", timeout=30)  # by the broker: no universes to answer from
+        assert aapl["key"] == "AAPL.STK" and aapl["universes"] == []
+        bars = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", timeout=30)
+        asked = len(history_requests(stack)) - before
+        assert bars and asked == 1  # the whole request, by the broker
+        order = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="no-store")["order"]
+        eventually(lambda: next(o for o in call(ep, "orders") if o.client_order_id == order.client_order_id
+                                ).status.name == "FILLED", what="the order filled")
+        assert call(ep, "status")["state"] == "RUNNING"  # not degraded by the store
+    log = (stack_env.home / "logs" / "trader_service.log").read_text()
+    assert "market store" in log and "asking the broker" in log
