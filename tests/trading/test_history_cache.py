@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.data.arctic import ArcticStore
 from trader.data.calendars import trading_minutes
-from trader.domain import Bar
+from trader.domain import Bar, Contract, SecType
 from trader.errors import BrokerError, StorageError
 from trader.trading.history_cache import HistoryCache, request_range
 
@@ -161,6 +161,10 @@ def test_days_without_a_session_are_not_asked(store: ArcticStore) -> None:
     broker.asked.clear()
     assert ask(cache, broker, "20260219-00:00:00", "9 D") == asyncio.run(Broker().fetch("20260219-00:00:00", "9 D"))
     assert broker.asked == [("20260212-00:00:00", "3 D")]  # Tuesday 10 and Wednesday 11 (the rest held)
+    gold = Contract("XAUUSD", SecType.CMDTY, exchange="SMART")  # no calendar knows its hours: every day asked
+    asyncio.run(cache.history("XAUUSD.CMDTY", broker.fetch, end="20260217-00:00:00", duration="2 D",
+                              bar_size="1 min", what_to_show="TRADES", use_rth=False, contract=gold))
+    assert broker.asked[-1] == ("20260217-00:00:00", "3 D")
 
 
 def test_regular_hours_are_cut_from_the_stored_full_sessions(store: ArcticStore) -> None:

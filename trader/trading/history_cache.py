@@ -72,6 +72,7 @@ DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
 RECORD_KIND = "history_cache"
 _UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
+_CALENDAR_SEC_TYPES = frozenset({"STK", "FUT", "CASH", "IND", "OPT"})  # those trader/data/calendars.py knows
 RTH_ALIGN = 1800  # regular hours open and close on half hours: a bar dividing this lies wholly in or out of them
 
 Fetch = Callable[[str, str, bool], Awaitable[list[Bar]]]
@@ -307,6 +308,8 @@ def _calendar(key: str, contract: Any) -> TradingCalendar | None:
     """Return the calendar the instrument trades by (its contract's exchange, else its key's sec type), or None."""
     try:
         if contract is not None:
+            if str(getattr(contract, "sec_type", "")) not in _CALENDAR_SEC_TYPES:
+                return None  # e.g. CMDTY metals on SMART: not the stock calendar its exchange would give
             exchange = getattr(contract, "primary_exchange", "") or getattr(contract, "exchange", "")
             return calendar_for(exchange, getattr(contract, "sec_type", None))
         return calendar_for_key(key)
