@@ -116,5 +116,8 @@ def test_update_starts_each_member_at_its_last_stored_bar(stack: TradingStack, t
     assert job["state"] == "DONE"
     store = open_store(load_settings())
     assert len(store.read_bars("AAPL.STK", "1m")) == len(store.read_bars("MSFT.STK", "1m")) == 360
+    (every,) = data("history", "update", "--all", "-b", "1m", "--since", START, "-s", "csv", "-o", f"path={path}",
+                    "-o", "window=30D", "--wait")  # the nightly job's: every universe, listed by Universes
+    assert [i["key"] for i in every["instruments"]] == KEYS and every["state"] == "DONE"
     assert "give --all or --universe" in refused(2, "history", "update")
     assert "no universe named energy" in refused(4, "history", "update", "-u", "energy")
