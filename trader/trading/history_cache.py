@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from trader.data.calendars import TradingCalendar, calendar_for, calendar_for_key
+from trader.data.calendars import SessionWindows, TradingCalendar, calendar_for, calendar_for_key
 from trader.data.store import MarketStore, SymbolMeta
 from trader.domain import Bar
 from trader.errors import NotFound, TraderError
@@ -140,6 +140,7 @@ class HistoryCache:
                 closed_end = self._last_closed(hi)
                 read_to = min(closed_end + 5 * DAY, _day(self.clock()) + DAY)
                 quiet = await asyncio.to_thread(_sessionless, cal, _day(lo), closed_end, seconds)
+                rth = await asyncio.to_thread(cal.windows, lo - DAY, hi, use_rth=True) if use_rth and cal else None
                 held = await asyncio.to_thread(_Held.read, store, key, short_bar_size(seconds), lo, closed_end,
                                                read_to, quiet)
             except Exception as exc:  # noqa: BLE001 - the store never fails a request
@@ -148,7 +149,7 @@ class HistoryCache:
                 return await fetch(end, duration, use_rth)
             try:
                 return await self._answer(store, held, fetch, key, end, (lo, hi, closed_end), seconds, bar_size,
-                                          contract, cal if use_rth else None)
+                                          contract, rth)
             except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
                 log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
                             key, exc)
@@ -183,11 +184,11 @@ class HistoryCache:
 
     async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
                       span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
-                      contract: Any, rth: TradingCalendar | None) -> list[Bar]:
+                      contract: Any, rth: SessionWindows | None) -> list[Bar]:
         """Return the request's bars: the held days' from the store, the missing runs' and the open tail's fetched.
 
         Missing runs are fetched as full sessions (they are stored); with ``rth`` (a ``use_rth`` request's
-        calendar) the answer is cut to its regular hours and the open tail asked with ``use_rth``.
+        regular hours) the answer is cut to them and the open tail asked with ``use_rth``.
         """
         lo, hi, closed_end = span
         frames = [held.bars]
@@ -209,7 +210,7 @@ class HistoryCache:
         frame = pd.concat(full) if full else _frame([], lo, hi)
         frame = frame[(frame.index > pd.Timestamp(lo) - pd.Timedelta(seconds=seconds)) & (frame.index < hi)]
         if rth is not None and len(frame):
-            frame = frame[_in_rth(rth, frame.index)]
+            frame = frame[rth.locate(frame.index.asi8 // 10**9) >= 0]  # bars starting in regular hours
         counts = frame["bar_count"] if "bar_count" in frame.columns else pd.Series(math.nan, index=frame.index)
         out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) else int(n))
                for t, o, h, low, c, v, n in zip(frame.index, frame["open"], frame["high"], frame["low"],
@@ -337,12 +338,6 @@ def _sessionless(cal: TradingCalendar | None, first: datetime, closed_end: datet
         if before == 0 or int(w.closes[before - 1]) <= start:  # sessions do not overlap: the last closes last
             quiet.add(d)
     return quiet
-
-
-def _in_rth(cal: TradingCalendar, index: pd.DatetimeIndex) -> np.ndarray:
-    """Return which bar starts of ``index`` lie inside ``cal``'s regular trading hours."""
-    w = cal.windows(index[0], index[-1] + pd.Timedelta(minutes=1), use_rth=True)
-    return w.locate(index.asi8 // 10**9) >= 0
 
 
 def _day(moment: datetime) -> datetime:
