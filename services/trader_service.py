@@ -425,14 +425,15 @@ class TraderService(Service):
         """Return historical bars as Bar records: the market store's where it holds them, else the broker's.
 
         The broker is asked (paced to its limits) only for the days the store lacks
-        and for the day still forming; what it answers for closed days is written
-        back (:mod:`trader.trading.history_cache`).
+        that have a session in the instrument's calendar, and for the day still
+        forming; what it answers for closed days is written back; ``use_rth`` is
+        cut from the stored full sessions (:mod:`trader.trading.history_cache`).
         """
         inst = await self.resolver.one(symbol, **hints)
 
-        def fetch(end: str, duration: str) -> Any:
+        def fetch(end: str, duration: str, rth: bool) -> Any:  # the cache asks full sessions to store them
             return self.adapter.history(inst.contract, end=end, duration=duration, bar_size=bar_size,
-                                        what_to_show=what_to_show, use_rth=bool(use_rth))
+                                        what_to_show=what_to_show, use_rth=rth)
 
         return await self.history_cache.history(inst.key, fetch, end=end, duration=duration, bar_size=bar_size,
                                                 what_to_show=what_to_show, use_rth=bool(use_rth),

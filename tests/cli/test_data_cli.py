@@ -10,6 +10,7 @@ import pytest
 from tests.cli.invoke import data, ok, refused, trader
 from tests.data.bars import MIN, T0, bars
 from trader.data.arctic import ArcticStore
+from trader.data.store import SymbolMeta
 
 DAY = pd.Timedelta(days=1)
 
@@ -97,12 +98,12 @@ def test_data_backup_and_restore(store: ArcticStore, tmp_path: Path, monkeypatch
 def test_history_read_ticks(store: ArcticStore) -> None:
     ticks = pd.DataFrame({"bid": [1.0850, 1.0851], "ask": [1.0852, None]},
                          index=pd.DatetimeIndex([T0, T0 + pd.Timedelta(seconds=1)]))
-    store.append_ticks("EUR.CASH.USD", ticks)
+    store.append_ticks("EUR.CASH.USD", ticks, meta=SymbolMeta(key="EUR.CASH.USD", source="recorder"))
     rows = data("history", "read", "EUR", "--ticks")
     assert [str(r["bid"]) for r in rows] == ["1.085", "1.0851"]
     assert rows[1]["ask"] is None and rows[0]["last"] is None
     out = ok("history", "read", "EUR.CASH.USD", "--ticks").stdout
-    assert "EUR.CASH.USD ticks: last 2 of 2" in out and "1.0851" in out
+    assert "EUR.CASH.USD ticks from recorder: last 2 of 2" in out and "1.0851" in out  # who wrote them
     assert "no ticks recorded for AAPL" in refused(4, "history", "read", "AAPL", "--ticks")
 
 

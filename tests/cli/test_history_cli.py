@@ -21,6 +21,7 @@ from trader.cli import history as history_cli
 from trader.cli.context import CliContext
 from trader.config import load_settings
 from trader.data.backends import open_store
+from trader.data.universes import Member, Universes
 
 START, END = "2026-03-02", "2026-03-02T06:00"
 KEYS = ["AAPL.STK", "MSFT.STK"]
@@ -29,7 +30,8 @@ KEYS = ["AAPL.STK", "MSFT.STK"]
 @pytest.fixture
 def stack(stack_env: StackEnv, tmp_path: Path) -> Iterator[TradingStack]:
     store = open_store(load_settings())  # a universe, as universes.py keeps one (before the service opens the store)
-    store.put_record("universes", "tech", {"members": [{"key": k} for k in KEYS]})
+    Universes(store).create("tech", [Member(k, 1000 + i, k.split(".")[0], "STK", "SMART")
+                                    for i, k in enumerate(KEYS)])
     del store
     with started_history(stack_env) as running:
         yield running
@@ -114,5 +116,8 @@ def test_update_starts_each_member_at_its_last_stored_bar(stack: TradingStack, t
     assert job["state"] == "DONE"
     store = open_store(load_settings())
     assert len(store.read_bars("AAPL.STK", "1m")) == len(store.read_bars("MSFT.STK", "1m")) == 360
+    (every,) = data("history", "update", "--all", "-b", "1m", "--since", START, "-s", "csv", "-o", f"path={path}",
+                    "-o", "window=30D", "--wait")  # the nightly job's: every universe, listed by Universes
+    assert [i["key"] for i in every["instruments"]] == KEYS and every["state"] == "DONE"
     assert "give --all or --universe" in refused(2, "history", "update")
-    assert "no universes named energy" in refused(4, "history", "update", "-u", "energy")
+    assert "no universe named energy" in refused(4, "history", "update", "-u", "energy")

@@ -106,6 +106,8 @@ def test_ticks_of_several_keys_at_full_rate_are_all_stored_in_order(bus: BusProx
         assert ticks.index[0] == pd.Timestamp(BASE + timedelta(microseconds=i))
         assert ticks.index.is_monotonic_increasing and str(ticks.index.tz) == "UTC"
         assert ticks["last"].isna().all() and (ticks["ask"] - ticks["bid"] == 0.5).all()
+        meta = store.meta(key, "ticks")  # where the ticks came from, for history read/summary
+        assert (meta.key, meta.source, meta.timezone) == (key, "recorder", "America/New_York")
 
 
 def test_a_malformed_message_is_logged_and_skipped_and_recording_goes_on(

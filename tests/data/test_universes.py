@@ -139,3 +139,18 @@ def test_an_unreadable_store_leaves_resolving_to_the_broker() -> None:
 
     index = UniverseIndex(broken)
     assert index.lookup(ContractQuery("AAPL"), NOW) == [] and index.universes_of("AAPL.STK") == []
+
+
+def test_downloads_read_a_universe_through_this_module(store: MarketStore) -> None:
+    """history_service's ``--universe`` and ``history update`` read members' keys with ``Universes.get``."""
+    from trader.data.requests import universe_keys
+
+    Universes(store).create("tech", [Member.of(MSFT), Member.of(AAPL)])
+    assert universe_keys(store, "tech") == [Member.of(MSFT).key, Member.of(AAPL).key]
+    with pytest.raises(NotFound, match="no universe named nope"):
+        universe_keys(store, "nope")
+    with pytest.raises(ValidationError, match="universe name"):
+        universe_keys(store, "not/a/name")
+    Universes(store).create("empty")
+    with pytest.raises(ValidationError, match="no members"):
+        universe_keys(store, "empty")

@@ -24,6 +24,7 @@ from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.backends import open_store
+from trader.data.universes import Member, Universes
 from trader.errors import Conflict, NotFound, ValidationError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import RpcClient
@@ -225,7 +226,8 @@ def test_submit_checks_what_it_is_given_and_reads_a_universe(stack_env: StackEnv
     csv = tmp_path / "bars.csv"
     write_csv(csv, KEYS, "2026-03-02", 60)
     store = open_store(load_settings())  # a universe as universes.py stores one, before the service opens the store
-    store.put_record("universes", "tech", {"members": [{"key": k} for k in KEYS]})
+    Universes(store).create("tech", [Member(k, 1000 + i, k.split(".")[0], "STK", "SMART")
+                                    for i, k in enumerate(KEYS)])
     del store
     with started_history(stack_env) as stack:
         async def scenario() -> dict[str, Any]:
@@ -237,7 +239,7 @@ def test_submit_checks_what_it_is_given_and_reads_a_universe(stack_env: StackEnv
                     await client.call("submit", "csv", "7 fortnights", START, END, instruments=["AAPL"])
                 with pytest.raises(ValidationError, match="one of them"):
                     await client.call("submit", "csv", "1m", START, END)
-                with pytest.raises(NotFound, match="no universes named energy"):
+                with pytest.raises(NotFound, match="no universe named energy"):
                     await client.call("submit", "csv", "1m", START, END, universe="energy")
                 with pytest.raises(ValidationError):
                     await client.call("submit", "csv", "1m", "2026-03-02", END, instruments=["AAPL"])

@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import TradingStack, call
+from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
 from trader.data.arctic import ArcticStore
-from trader.domain import Bar
+from trader.data.calendars import trading_minutes
+from trader.domain import Bar, Contract, SecType
 from trader.errors import BrokerError, StorageError
 from trader.trading.history_cache import HistoryCache, request_range
 
@@ -24,16 +25,19 @@ NOW = datetime(2026, 3, 5, 15, 7, tzinfo=UTC)  # a Thursday afternoon
 
 
 class Broker:
-    """A broker answering every request with one deterministic 1-minute bar a minute; it logs what it was asked."""
+    """A broker answering with a deterministic 1-minute bar per minute of AAPL's sessions; it logs what it was asked.
+
+    Its sessions are the calendar's (NYSE: 04:00-20:00 ET, 09:30-16:00 with ``use_rth``), as IB's and tws-sim's are;
+    a request with ``use_rth`` is logged with a third field ``"RTH"``.
+    """
 
     def __init__(self) -> None:
-        self.asked: list[tuple[str, str]] = []
+        self.asked: list[tuple[str, ...]] = []
 
-    async def fetch(self, end: str, duration: str) -> list[Bar]:
-        self.asked.append((end, duration))
+    async def fetch(self, end: str, duration: str, use_rth: bool = False) -> list[Bar]:
+        self.asked.append((end, duration, "RTH") if use_rth else (end, duration))
         lo, hi = request_range(end, duration, NOW)
-        first = int(lo.timestamp()) // 60 + (int(lo.timestamp()) % 60 > 0)
-        return [bar(m) for m in range(first, -(-int(hi.timestamp()) // 60))]
+        return [bar(int(t.timestamp()) // 60) for t in trading_minutes("AAPL.STK", lo, hi, use_rth=use_rth)]
 
 
 def bar(minute: int) -> Bar:
@@ -59,13 +63,14 @@ def test_closed_days_are_stored_and_served_the_forming_day_never(store: ArcticSt
     direct = asyncio.run(Broker().fetch("", "3 D"))
     assert first == direct  # the same bars as the broker's own answer
     stored = store.read_bars("AAPL.STK", "1m")
-    assert stored.index[0] == pd.Timestamp("2026-03-02", tz="UTC") and len(stored) == 3 * 1440  # whole days only
+    sessions = trading_minutes("AAPL.STK", "2026-03-02", "2026-03-05")  # Monday's from 04:00 ET (09:00 UTC)
+    assert stored.index[0] == pd.Timestamp("2026-03-02 09:00", tz="UTC") and len(stored) == len(sessions)
     assert stored.index[-1] < pd.Timestamp("2026-03-05", tz="UTC")  # the forming day is not stored
     broker.asked.clear()
     assert ask(cache, broker, "", "3 D") == first and broker.asked == [("", "54420 S")]  # only today
     broker.asked.clear()
     wider = ask(cache, broker, "", "5 D")  # two more days before: one request for them, and today's
-    assert broker.asked == [("20260302-00:00:00", "3 D"), ("", "54420 S")]
+    assert broker.asked == [("20260301-00:00:00", "2 D"), ("", "54420 S")]  # Saturday (Friday's late session)
     assert wider[-len(first):] == first and wider == asyncio.run(Broker().fetch("", "5 D"))
 
 
@@ -75,13 +80,14 @@ def test_a_range_wholly_past_asks_the_broker_nothing_the_second_time(store: Arct
     assert broker.asked == [("20260305-00:00:00", "3 D")]  # Tuesday and Wednesday whole, in one request
     broker.asked.clear()
     assert ask(cache, broker, "20260304-12:00:00", "86400 S") == first and broker.asked == []
-    assert len(first) == 1440 and first[0].start == datetime(2026, 3, 3, 12, tzinfo=UTC)
+    assert len(first) == len(trading_minutes("AAPL.STK", "2026-03-03 12:00", "2026-03-04 12:00"))
+    assert first[0].start == datetime(2026, 3, 3, 12, tzinfo=UTC)
 
 
 def test_an_empty_day_is_remembered_not_asked_again(store: ArcticStore) -> None:
     cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
 
-    async def weekend_closed(end: str, duration: str) -> list[Bar]:
+    async def weekend_closed(end: str, duration: str, use_rth: bool = False) -> list[Bar]:
         bars = await broker.fetch(end, duration)
         return [b for b in bars if b.start.weekday() < 5]
 
@@ -95,17 +101,20 @@ def test_an_empty_day_is_remembered_not_asked_again(store: ArcticStore) -> None:
 
 def test_what_the_store_does_not_hold_goes_to_the_broker_unchanged(store: ArcticStore) -> None:
     cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
-    for kw in ({"what_to_show": "BID"}, {"use_rth": True}, {"bar_size": "5 secs"}, {"bar_size": "1 week"}):
+    for kw in ({"what_to_show": "BID"}, {"bar_size": "5 secs"}, {"bar_size": "1 week"}):
         ask(cache, broker, "20260304-00:00:00", "2 D", **kw)
+    for size in ("1 hour", "1 day"):  # regular hours' bars of these sizes are not cut from full sessions' bars
+        ask(cache, broker, "20260304-00:00:00", "2 D", bar_size=size, use_rth=True)
     ask(cache, broker, "", "3600 S")  # no closed day in it
-    assert broker.asked == [("20260304-00:00:00", "2 D")] * 4 + [("", "3600 S")]
+    assert broker.asked == [("20260304-00:00:00", "2 D")] * 3 + [("20260304-00:00:00", "2 D", "RTH")] * 2 + [
+        ("", "3600 S")]
     assert store.bar_symbols() == {}
 
 
 def test_a_currency_pair_caches_its_midpoints(store: ArcticStore) -> None:
     cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
 
-    async def midpoints(end: str, duration: str) -> list[Bar]:
+    async def midpoints(end: str, duration: str, use_rth: bool = False) -> list[Bar]:
         return [Bar("EUR.CASH.USD", b.start, b.size, b.open, b.high, b.low, b.close, 0.0)
                 for b in await broker.fetch(end, duration)]
 
@@ -122,19 +131,55 @@ def test_a_currency_pair_caches_its_midpoints(store: ArcticStore) -> None:
 def test_a_part_refused_by_the_broker_falls_back_to_the_whole_request(store: ArcticStore) -> None:
     cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
 
-    async def no_weekends(end: str, duration: str) -> list[Bar]:
-        bars = [b for b in await broker.fetch(end, duration) if b.start.weekday() < 5]
+    async def no_monday(end: str, duration: str, use_rth: bool = False) -> list[Bar]:  # as if IB had no data
+        bars = [b for b in await broker.fetch(end, duration, use_rth) if b.start.day != 2]
         if not bars:
             raise BrokerError("IB refused the history request: HMDS query returned no data", code=162)
         return bars
 
-    asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="2 D", bar_size="1 min",
-                              what_to_show="TRADES", use_rth=False))  # Monday and Tuesday stored
+    asyncio.run(cache.history("AAPL.STK", no_monday, end="20260304-00:00:00", duration="1 D", bar_size="1 min",
+                              what_to_show="TRADES", use_rth=False))  # Tuesday stored
     broker.asked.clear()
-    bars = asyncio.run(cache.history("AAPL.STK", no_weekends, end="20260304-00:00:00", duration="3 D",
+    bars = asyncio.run(cache.history("AAPL.STK", no_monday, end="20260304-00:00:00", duration="2 D",
                                      bar_size="1 min", what_to_show="TRADES", use_rth=False))
-    assert broker.asked == [("20260302-00:00:00", "2 D"), ("20260304-00:00:00", "3 D")]  # Sunday alone, refused
-    assert len(bars) == 2 * 1440 and bars[0].start == datetime(2026, 3, 2, tzinfo=UTC)
+    assert broker.asked == [("20260303-00:00:00", "2 D"), ("20260304-00:00:00", "2 D")]  # Monday alone, refused
+    assert len(bars) == 960 and bars[0].start == datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def test_days_without_a_session_are_not_asked(store: ArcticStore) -> None:
+    """Sunday 15 and Presidents' Day (Monday 16 February 2026, an NYSE holiday) have no NYSE session."""
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+    assert ask(cache, broker, "20260217-00:00:00", "2 D") == [] and broker.asked == []
+    assert ask(cache, broker, "20260217-00:00:00", "2 D", bar_size="1 day") == [] and broker.asked == []
+    bars = ask(cache, broker, "20260217-00:00:00", "4 D")  # Friday and Saturday (Friday's late session) only
+    assert broker.asked == [("20260215-00:00:00", "3 D")]
+    assert bars == asyncio.run(Broker().fetch("20260217-00:00:00", "4 D")) and bars
+    broker.asked.clear()
+    week = ask(cache, broker, "20260219-00:00:00", "7 D")  # Thursday 12 and Tuesday 17, Wednesday 18: one request
+    assert broker.asked == [("20260213-00:00:00", "2 D"), ("20260219-00:00:00", "3 D")]
+    assert week == asyncio.run(Broker().fetch("20260219-00:00:00", "7 D"))
+    broker.asked.clear()
+    assert ask(cache, broker, "20260219-00:00:00", "9 D") == asyncio.run(Broker().fetch("20260219-00:00:00", "9 D"))
+    assert broker.asked == [("20260212-00:00:00", "3 D")]  # Tuesday 10 and Wednesday 11 (the rest held)
+    gold = Contract("XAUUSD", SecType.CMDTY, exchange="SMART")  # no calendar knows its hours: every day asked
+    asyncio.run(cache.history("XAUUSD.CMDTY", broker.fetch, end="20260217-00:00:00", duration="2 D",
+                              bar_size="1 min", what_to_show="TRADES", use_rth=False, contract=gold))
+    assert broker.asked[-1] == ("20260217-00:00:00", "3 D")
+
+
+def test_regular_hours_are_cut_from_the_stored_full_sessions(store: ArcticStore) -> None:
+    cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()
+    ask(cache, broker, "20260304-00:00:00", "2 D")  # Monday and Tuesday, full sessions
+    broker.asked.clear()
+    rth = ask(cache, broker, "20260304-00:00:00", "2 D", use_rth=True)
+    assert broker.asked == [] and rth == asyncio.run(Broker().fetch("20260304-00:00:00", "2 D", True))
+    assert rth[0].start == datetime(2026, 3, 2, 14, 30, tzinfo=UTC) and len(rth) == 2 * 390  # 09:30-16:00 ET
+    wider = ask(cache, broker, "", "3 D", use_rth=True)  # Wednesday fetched whole and stored; today with use_rth
+    assert broker.asked == [("20260305-00:00:00", "2 D"), ("", "54420 S", "RTH")]
+    assert wider == asyncio.run(Broker().fetch("", "3 D", True))
+    broker.asked.clear()
+    full = ask(cache, broker, "20260305-00:00:00", "1 D")  # the full Wednesday is in the store
+    assert broker.asked == [] and full == asyncio.run(Broker().fetch("20260305-00:00:00", "1 D"))
 
 
 def test_a_broken_store_never_fails_the_request(tmp_path: Path) -> None:
@@ -147,7 +192,7 @@ def test_a_broken_store_never_fails_the_request(tmp_path: Path) -> None:
     for opener in (broken, lambda: ArcticStore(f"lmdb://{blocker}/arctic")):
         cache, broker = HistoryCache(opener, clock=lambda: NOW), Broker()
         bars = ask(cache, broker, "20260304-00:00:00", "1 D")
-        assert broker.asked == [("20260304-00:00:00", "1 D")] and len(bars) == 1440
+        assert broker.asked == [("20260304-00:00:00", "1 D")] and len(bars) == 960
 
 
 # -- the whole stack ---------------------------------------------------------------------------
@@ -175,6 +220,11 @@ def test_trader_service_history_reads_the_store_first(trading_stack: TradingStac
     second = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", end=end, timeout=30)
     assert second == first and len(history_requests(trading_stack)) == before + 1  # the broker asked nothing
 
+    rth = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", end=end, use_rth=True, timeout=30)
+    regular = set(trading_minutes("AAPL.STK", day, day + timedelta(days=2), use_rth=True))
+    assert rth and rth == [b for b in first if b.start in regular]  # cut from the stored full sessions
+    assert len(history_requests(trading_stack)) == before + 1
+
     wider = call(ep, "history", "AAPL", duration="3 D", bar_size="1 min", end=end, timeout=30)
     asked = history_requests(trading_stack)[before + 1:]
     assert len(asked) == 1 and day.strftime("%Y%m%d-%H:%M:%S") in asked[0] and "2 D" in asked[0]  # the day before
@@ -182,3 +232,34 @@ def test_trader_service_history_reads_the_store_first(trading_stack: TradingStac
 
     trading_stack.kill("tws")  # with the broker gone the store still answers what it holds
     assert call(ep, "history", "AAPL", duration="3 D", bar_size="1 min", end=end, timeout=30) == wider
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["file", "corrupt"])
+def test_trader_service_trades_resolves_and_answers_history_without_a_store(stack_env: StackEnv,
+                                                                            damage: str) -> None:
+    """A market store that cannot be opened (a file where its directory should be; garbage for its LMDB files)."""
+    arctic = stack_env.home / "data" / "arctic"
+    arctic.parent.mkdir(parents=True)
+    if damage == "file":
+        arctic.write_text("not a directory")
+    else:  # a store that was written, then its LMDB files overwritten
+        ArcticStore(f"lmdb://{arctic}").put_record("universes", "tech", {"members": []})
+        files = list(arctic.rglob("*.mdb"))
+        assert files
+        for path in files:
+            path.write_bytes(b"\x00garbage" * 4096)
+    with started_trading_stack(stack_env) as stack:
+        ep = stack.trader_endpoint
+        before = len(history_requests(stack))
+        (aapl,) = call(ep, "resolve", "AAPL", timeout=30)  # by the broker: no universes to answer from
+        assert aapl["key"] == "AAPL.STK" and aapl["universes"] == []
+        bars = call(ep, "history", "AAPL", duration="2 D", bar_size="1 min", timeout=30)
+        asked = len(history_requests(stack)) - before
+        assert bars and asked == 1  # the whole request, by the broker
+        order = call(ep, "place_order", symbol="AAPL", action="BUY", quantity=1, client_order_id="no-store")["order"]
+        eventually(lambda: next(o for o in call(ep, "orders") if o.client_order_id == order.client_order_id
+                                ).status.name == "FILLED", what="the order filled")
+        assert call(ep, "status")["state"] == "RUNNING"  # not degraded by the store
+    log = (stack_env.home / "logs" / "trader_service.log").read_text()
+    assert "market store" in log and "asking the broker" in log

@@ -230,11 +230,12 @@ def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[st
     """
     from trader.data.backends import open_store
     from trader.data.requests import job_bar_size, universe_keys
+    from trader.data.universes import Universes
 
     if every == bool(names):
         raise click.UsageError("give --all or --universe (one of them)")
     store = open_store(cli.settings())
-    universes = store.records("universes") if every else list(names)
+    universes = Universes(store).names() if every else list(names)
     keys = list(dict.fromkeys(key for name in universes for key in universe_keys(store, name)))
     if not keys:
         cli.err.print("no universes in the store: nothing to update", style="dim", highlight=False)

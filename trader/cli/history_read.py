@@ -103,7 +103,11 @@ def _table(frame: pd.DataFrame, title: str) -> FitTable:
 
 def _load(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
           ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
-    store = open_store(cli.settings())
+    return _load_from(open_store(cli.settings()), symbol, bar_size, start, end, ticks, as_of)
+
+
+def _load_from(store: MarketStore, symbol: str, bar_size: str, start: str | None, end: str | None,
+               ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
     key = stored_key(store, symbol, ticks=ticks)
     lo, hi = _moment(start, "start"), _moment(end, "end")
     if ticks:
@@ -111,6 +115,14 @@ def _load(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: s
             raise ValidationError("--as-of reads bars; recorded ticks are read as they are now")
         return key, store.read_ticks(key, lo, hi)
     return key, store.read_bars(key, _size(bar_size), lo, hi, as_of=as_of)
+
+
+def _source(store: MarketStore, key: str, size: str) -> str:
+    """Return who wrote ``key``'s series of ``size`` (``ticks``) as its metadata says ("" if unsaid)."""
+    try:
+        return store.meta(key, size).source
+    except NotFound:  # a size resampled on read has no metadata of its own
+        return ""
 
 
 @click.command("read")
@@ -143,13 +155,16 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None,
     Exits: 4 nothing stored for SYMBOL, 3 bad size, date or ambiguous
       SYMBOL, 14 store unusable
     """
-    key, frame = _load(cli, symbol, bar_size, start, end, ticks, as_of)
+    store = open_store(cli.settings())
+    key, frame = _load_from(store, symbol, bar_size, start, end, ticks, as_of)
     if cli.json:
         cli.emit_json(frame_rows(frame.tail(tail) if tail else frame))
         return
     shown = frame.tail(tail or TAIL)
     what = "ticks" if ticks else f"{_size(bar_size)} bars"
-    title = f"{key} {what}: last {len(shown)} of {len(frame):,}" + (f" (as of {as_of})" if as_of else "")
+    source = _source(store, key, "ticks" if ticks else _size(bar_size))
+    title = (f"{key} {what}" + (f" from {source}" if source else "") + f": last {len(shown)} of {len(frame):,}"
+             + (f" (as of {as_of})" if as_of else ""))
     if shown.empty:
         cli.console.print(f"no {what} of {key} in that range", style="dim")
     else:

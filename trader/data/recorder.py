@@ -7,7 +7,8 @@ adds each tick to the *open batch*: per instrument key, its times and its
 seven :data:`~trader.data.frames.TICK_COLUMNS`. The batch is handed to one
 writer thread when it holds ``batch_rows`` ticks or ``batch_seconds`` after
 its first tick; the writer turns each key's ticks into a frame and appends
-it with ``store.append_ticks``. While the writer is busy the open batch
+it with ``store.append_ticks`` (the first write of a key in a run with its
+metadata: source ``recorder``, the exchange's time zone). While the writer is busy the open batch
 keeps growing (the next write is just bigger), so at any moment what is not
 in the store is one batch being written and one open; past
 ``backlog_rows`` the recorder says it is behind, in the log and in its
@@ -44,10 +45,11 @@ import numpy as np
 import pandas as pd
 import zmq
 
+from trader.data.calendars import calendar_for_key
 from trader.data.frames import TICK_COLUMNS
 from trader.data.recorder_counts import RecorderCounts
-from trader.data.store import MarketStore
-from trader.errors import NotFound, ProtocolError, StorageError
+from trader.data.store import MarketStore, SymbolMeta
+from trader.errors import NotFound, ProtocolError, StorageError, TraderError
 from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, secure_client
 from trader.messaging.drain import Drainer
@@ -118,6 +120,7 @@ class TickRecorder:
         self._keys: dict[bytes, str] = {}  # topic bytes -> the key its payload must name (or _INVALID)
         self._patterns: tuple[str, ...] = ()
         self._last: dict[str, int | None] = {}  # key -> the last stored tick's time (ns); writer thread only
+        self._described: set[str] = set()  # keys whose metadata this recorder stored; writer thread only
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tick-writer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: zmq.Socket | None = None
@@ -312,7 +315,9 @@ class TickRecorder:
             dropped = len(stamps) - int(np.count_nonzero(keep))
             index, values = index[keep], values[keep]
         if len(index):
-            self.store.append_ticks(key, pd.DataFrame(values, index=index, columns=list(TICK_COLUMNS)))
+            meta = None if key in self._described else _meta(key)
+            self.store.append_ticks(key, pd.DataFrame(values, index=index, columns=list(TICK_COLUMNS)), meta=meta)
+            self._described.add(key)
             self._last[key] = int(index.asi8[-1])
             self.counts.add_written(len(index))
         # Counted once the store has the rest: a refused write is tried again with the same ticks.
@@ -376,3 +381,12 @@ class TickRecorder:
                 "behind": self.behind, "last_error": self.last_error,
                 "last_write_ms": round(self.last_write_seconds * 1000, 1),
                 "previous_lost": counts.previous_lost}
+
+
+def _meta(key: str) -> SymbolMeta:
+    """Return the metadata stored with ``key``'s ticks: the recorder wrote them, in its exchange's time zone."""
+    try:
+        zone = calendar_for_key(key).timezone
+    except TraderError:  # a key no calendar knows: its ticks are still recorded
+        zone = "UTC"
+    return SymbolMeta(key=key, source="recorder", timezone=zone)

@@ -5,9 +5,9 @@ is; else the first reading of :func:`trader.trading.symbols.read_symbol`,
 so a plain symbol is its stock (``AAPL`` -> ``AAPL.STK``), a futures code its
 contract month (``ESZ6`` -> ``ES.FUT.202612``), a pair its cash key
 (``EUR.USD`` -> ``EUR.CASH.USD``), a share class its stock (``BRK.B`` ->
-``BRK_B.STK``). Anything else needs its contract key. A universe is a record
-of kind ``universes`` in the store, ``{"members": [{"key": ...}, ...]}``,
-read when the job is submitted.
+``BRK_B.STK``). Anything else needs its contract key. A universe is read
+through :class:`trader.data.universes.Universes` (its members' keys, in the
+order they joined), when the job is submitted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from trader.data.store import MarketStore
+from trader.data.universes import Universes
 from trader.domain import SecType
 from trader.domain.contract_key import is_key, make_key, parse_key
 from trader.errors import ValidationError
@@ -47,9 +48,8 @@ def job_bar_size(text: str) -> str:
 
 
 def universe_keys(store: MarketStore, name: str) -> list[str]:
-    """Return the contract keys of universe ``name`` (``NotFound`` if there is none)."""
-    record = store.get_record("universes", name)
-    keys = [str(m["key"]) for m in record.get("members", []) if isinstance(m, dict) and m.get("key")]
+    """Return the contract keys of universe ``name`` (``NotFound`` if there is none, ValidationError if empty)."""
+    keys = list(dict.fromkeys(m.key for m in Universes(store).get(name).members))
     if not keys:
         raise ValidationError(f"universe {name} has no members", universe=name)
     return keys

@@ -12,7 +12,13 @@ The cache works in whole UTC days:
   run is written back as one window, replacing whatever was there;
 - the day still forming (and one closed less than :data:`SETTLE` ago) is
   never stored: the broker answers it on every request;
-- a request with no closed day in it goes to the broker unchanged.
+- a request with no closed day in it goes to the broker unchanged;
+- a day with no session in the instrument's calendar (a weekend, a holiday:
+  :mod:`trader.data.calendars`, by the contract's exchange, else the key's sec
+  type) is never asked of the broker: it holds no bars. A run of missing days
+  bridges such days (Friday and Monday are one request, as before the
+  calendars), but never starts or ends on one. For daily bars a day is a
+  session's date; for intraday ones any minute of its extended hours counts.
 
 The store "holds" a day when the cache wrote it (its windows are kept in the
 record ``history_cache/<key>@<size>``, so a weekend written as an empty window
@@ -22,11 +28,18 @@ while that day was open, and is asked again until something follows it.
 
 Only the series the store holds under a contract key is cached: ``TRADES``,
 and ``MIDPOINT`` for currency pairs (IB has no trades for them); any other
-``what_to_show`` goes to the broker. ``use_rth`` goes to the broker too until
-the exchange calendars (trader/data/calendars.py) let the cache cut full
-sessions to regular hours on read. Bar sizes from 1 min to 1 day are cached.
-The store failing (down, full, corrupt) never fails a request: it is logged
-and the broker answers the whole request, as without a cache.
+``what_to_show`` goes to the broker. The store keeps full sessions (what
+``use_rth=False`` answers, as history_service downloads them): a ``use_rth``
+request is answered from them, cut on read to the bars whose start lies in
+the calendar's regular hours, the missing days fetched as full sessions and
+stored, and only the forming day asked with ``use_rth``. That cut equals IB's
+RTH answer only for bars that never straddle the regular open or close
+(09:30/16:00 ET, 08:30/15:00 CT: sizes dividing 30 minutes), so other sizes
+with ``use_rth`` go to the broker. Bar sizes from 1 min to 1 day are cached.
+The store or the calendar failing (down, full, corrupt; a range the calendar
+cannot answer) never fails a request: it is logged and the broker answers the
+whole request, as without a cache. An instrument no calendar knows is cached
+as before the calendars (every day asked; ``use_rth`` to the broker).
 """
 
 from __future__ import annotations
@@ -42,8 +55,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
+from trader.data.calendars import SessionWindows, TradingCalendar, calendar_for, calendar_for_key
 from trader.data.store import MarketStore, SymbolMeta
 from trader.domain import Bar
 from trader.errors import NotFound, TraderError
@@ -57,9 +72,11 @@ DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
 RECORD_KIND = "history_cache"
 _UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
+_CALENDAR_SEC_TYPES = frozenset({"STK", "FUT", "CASH", "IND", "OPT"})  # those trader/data/calendars.py knows
+RTH_ALIGN = 1800  # regular hours open and close on half hours: a bar dividing this lies wholly in or out of them
 
-Fetch = Callable[[str, str], Awaitable[list[Bar]]]
-"""Ask the broker: ``fetch(end, duration)`` with the request's other fields fixed."""
+Fetch = Callable[[str, str, bool], Awaitable[list[Bar]]]
+"""Ask the broker: ``fetch(end, duration, use_rth)`` with the request's other fields fixed."""
 
 
 def cached_series(key: str) -> str:
@@ -112,33 +129,36 @@ class HistoryCache:
     async def history(self, key: str, fetch: Fetch, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, contract: Any = None) -> list[Bar]:
         """Return the bars of the request, from the store where it holds them and from ``fetch`` for the rest."""
-        plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth)
+        plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth, contract)
         if plan is None:
-            return await fetch(end, duration)
-        lo, hi, seconds = plan
+            return await fetch(end, duration, use_rth)
+        lo, hi, seconds, cal = plan
         lock = self._locks.setdefault(f"{key}@{seconds}", asyncio.Lock())
         async with lock:
             try:
                 store = await asyncio.to_thread(self._opened)
                 closed_end = self._last_closed(hi)
                 read_to = min(closed_end + 5 * DAY, _day(self.clock()) + DAY)
+                quiet = await asyncio.to_thread(_sessionless, cal, _day(lo), closed_end, seconds)
+                rth = await asyncio.to_thread(cal.windows, lo - DAY, hi, use_rth=True) if use_rth and cal else None
                 held = await asyncio.to_thread(_Held.read, store, key, short_bar_size(seconds), lo, closed_end,
-                                               read_to)
+                                               read_to, quiet)
             except Exception as exc:  # noqa: BLE001 - the store never fails a request
-                log.warning("history %s: the market store is unavailable (%s): asking the broker", key, exc)
-                return await fetch(end, duration)
+                log.warning("history %s: the market store or calendar is unavailable (%s): asking the broker", key,
+                            exc)
+                return await fetch(end, duration, use_rth)
             try:
                 return await self._answer(store, held, fetch, key, end, (lo, hi, closed_end), seconds, bar_size,
-                                          contract)
+                                          contract, rth)
             except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
                 log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
                             key, exc)
-                return await fetch(end, duration)
+                return await fetch(end, duration, use_rth)
 
-    def _plan(self, key: str, end: str, duration: str, bar_size: str, what_to_show: str,
-              use_rth: bool) -> tuple[datetime, datetime, int] | None:
-        """Return the request's range and bar seconds if the cache can serve part of it, else None."""
-        if use_rth or what_to_show.upper() != cached_series(key):
+    def _plan(self, key: str, end: str, duration: str, bar_size: str, what_to_show: str, use_rth: bool,
+              contract: Any) -> tuple[datetime, datetime, int, TradingCalendar | None] | None:
+        """Return the request's range, bar seconds and calendar if the cache can serve part of it, else None."""
+        if what_to_show.upper() != cached_series(key):
             return None
         try:
             seconds = parse_bar_size(bar_size)
@@ -147,7 +167,10 @@ class HistoryCache:
             return None
         if not 60 <= seconds <= 86400 or 86400 % seconds or _day(lo) + DAY > self._last_closed(hi):
             return None  # no whole closed day in it
-        return lo, hi, seconds
+        cal = _calendar(key, contract)
+        if use_rth and (cal is None or RTH_ALIGN % seconds):
+            return None  # stored full sessions cannot be cut to IB's RTH bars of this size (or of no calendar)
+        return lo, hi, seconds, cal
 
     def _last_closed(self, hi: datetime) -> datetime:
         """Return the end of the last closed day the request touches (days before it are final)."""
@@ -161,14 +184,18 @@ class HistoryCache:
 
     async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
                       span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
-                      contract: Any) -> list[Bar]:
-        """Return the request's bars: the held days' from the store, the missing runs' and the open tail's fetched."""
+                      contract: Any, rth: SessionWindows | None) -> list[Bar]:
+        """Return the request's bars: the held days' from the store, the missing runs' and the open tail's fetched.
+
+        Missing runs are fetched as full sessions (they are stored); with ``rth`` (a ``use_rth`` request's
+        regular hours) the answer is cut to them and the open tail asked with ``use_rth``.
+        """
         lo, hi, closed_end = span
         frames = [held.bars]
         asked = 0
         for run_lo, run_hi in held.missing(_day(lo), closed_end, max_days(seconds)):
             days = round((run_hi - run_lo) / DAY)
-            bars = await fetch(run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D")
+            bars = await fetch(run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D", False)
             frame = _frame(bars, run_lo, run_hi)
             asked += 1
             frames.append(frame)
@@ -177,17 +204,20 @@ class HistoryCache:
         if hi > closed_end:  # the open part: the broker answers it, it is not stored
             left = math.ceil((hi - closed_end).total_seconds())
             ask = f"{left} S" if left <= 86400 and seconds < 86400 else f"{math.ceil(left / 86400)} D"
-            tail = [b for b in await fetch(end, ask) if b.start >= closed_end]
+            tail = [b for b in await fetch(end, ask, rth is not None) if b.start >= closed_end]
             asked += 1
         full = [f for f in frames if len(f)]
         frame = pd.concat(full) if full else _frame([], lo, hi)
         frame = frame[(frame.index > pd.Timestamp(lo) - pd.Timedelta(seconds=seconds)) & (frame.index < hi)]
+        if rth is not None and len(frame):
+            frame = frame[rth.locate(frame.index.asi8 // 10**9) >= 0]  # bars starting in regular hours
         counts = frame["bar_count"] if "bar_count" in frame.columns else pd.Series(math.nan, index=frame.index)
         out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) else int(n))
                for t, o, h, low, c, v, n in zip(frame.index, frame["open"], frame["high"], frame["low"],
                                                  frame["close"], frame["volume"], counts.astype(float), strict=True)]
-        log.info("history %s %s %s..%s: %d bars, %d days from the store, %d broker requests", key, bar_size,
-                 lo.isoformat(), hi.isoformat(), len(out) + len(tail), len(held.days), asked)
+        log.info("history %s %s%s %s..%s: %d bars, %d days from the store, %d without a session, %d broker "
+                 "requests", key, bar_size, " RTH" if rth is not None else "", lo.isoformat(), hi.isoformat(),
+                 len(out) + len(tail), len(held.days - held.quiet), len(held.quiet), asked)
         return sorted(out, key=lambda b: b.start) + tail
 
     def _write(self, store: MarketStore, key: str, seconds: int, frame: pd.DataFrame, lo: datetime, hi: datetime,
@@ -207,15 +237,16 @@ class HistoryCache:
 class _Held:
     """What the store holds of one key's bars of one size around a request."""
 
-    def __init__(self, bars: pd.DataFrame, days: set[datetime]) -> None:
-        self.bars, self.days = bars, days
+    def __init__(self, bars: pd.DataFrame, days: set[datetime], quiet: set[datetime]) -> None:
+        self.bars, self.days, self.quiet = bars, days, quiet
 
     @classmethod
     def read(cls, store: MarketStore, key: str, size: str, lo: datetime, closed_end: datetime,
-             read_to: datetime) -> _Held:
+             read_to: datetime, quiet: set[datetime]) -> _Held:
         """Read the stored bars of the closed days from ``lo``'s on and which of those days are held.
 
         The read goes on to ``read_to``, a few days more, to see whether anything follows the last stored day.
+        ``quiet`` are the days without a session: held, with whatever the store has of them (nothing, usually).
         """
         first = _day(lo)
         windows = _windows(store, key, size)
@@ -224,26 +255,33 @@ class _Held:
         except NotFound:
             bars = pd.DataFrame()
         days = {first + DAY * i for i in range(round((closed_end - first) / DAY))}
-        held = {d for d in days if any(w_lo <= d and d + DAY <= w_hi for w_lo, w_hi in windows)}
+        held = {d for d in days if d in quiet or any(w_lo <= d and d + DAY <= w_hi for w_lo, w_hi in windows)}
         if len(bars):
             stored = sorted({_day(t.to_pydatetime()) for t in bars.index})
             held |= {d for d in stored[:-1] if d in days}  # every stored day but the last has data after it
             bars = bars[bars.index < closed_end]
             bars = bars[[_day(t.to_pydatetime()) in held for t in bars.index]] if len(bars) else bars
-        return cls(bars, held)
+        return cls(bars, held, quiet)
 
     def missing(self, first: datetime, closed_end: datetime, most: int) -> list[tuple[datetime, datetime]]:
-        """Return the runs of closed days not held, each at most ``most`` days long."""
+        """Return the runs of closed days not held, each at most ``most`` days long.
+
+        A run goes on over days without a session (Friday to Monday is one run), never starts or ends on one.
+        """
         runs: list[tuple[datetime, datetime]] = []
         day = first
         while day < closed_end:
             if day not in self.days:
-                if runs and runs[-1][1] == day and (day - runs[-1][0]) < most * DAY:
+                if runs and self._bridged(runs[-1][1], day) and (day - runs[-1][0]) < most * DAY:
                     runs[-1] = (runs[-1][0], day + DAY)
                 else:
                     runs.append((day, day + DAY))
             day += DAY
         return runs
+
+    def _bridged(self, run_end: datetime, day: datetime) -> bool:
+        """Return whether every day from ``run_end`` to ``day`` (excluded) has no session."""
+        return all(run_end + DAY * i in self.quiet for i in range(round((day - run_end) / DAY)))
 
     @staticmethod
     def remember(store: MarketStore, key: str, size: str, lo: datetime, hi: datetime) -> None:
@@ -265,6 +303,41 @@ def _windows(store: MarketStore, key: str, size: str) -> list[tuple[datetime, da
     except NotFound:
         return []
     return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in record.get("windows", [])]
+
+
+def _calendar(key: str, contract: Any) -> TradingCalendar | None:
+    """Return the calendar the instrument trades by (its contract's exchange, else its key's sec type), or None."""
+    try:
+        if contract is not None:
+            if str(getattr(contract, "sec_type", "")) not in _CALENDAR_SEC_TYPES:
+                return None  # e.g. CMDTY metals on SMART: not the stock calendar its exchange would give
+            exchange = getattr(contract, "primary_exchange", "") or getattr(contract, "exchange", "")
+            return calendar_for(exchange, getattr(contract, "sec_type", None))
+        return calendar_for_key(key)
+    except TraderError as exc:  # no calendar for it: cached by whole UTC days, every day asked
+        log.debug("history %s: no trading calendar (%s)", key, exc)
+        return None
+
+
+def _sessionless(cal: TradingCalendar | None, first: datetime, closed_end: datetime, seconds: int) -> set[datetime]:
+    """Return the UTC days of ``[first, closed_end)`` in which ``cal`` has no session (none without a calendar).
+
+    For daily bars a day is a session's date; for intraday ones, a day no minute of an extended session touches.
+    """
+    if cal is None or closed_end <= first:
+        return set()
+    days = [first + DAY * i for i in range(round((closed_end - first) / DAY))]
+    w = cal.windows(first, closed_end)
+    if seconds >= 86400:
+        dates = {label.date() for label in w.labels}
+        return {d for d in days if d.date() not in dates}
+    quiet = set()
+    for d in days:
+        start = int(d.timestamp())
+        before = int(np.searchsorted(w.opens, start + 86400, side="left"))  # sessions opening before the day ends
+        if before == 0 or int(w.closes[before - 1]) <= start:  # sessions do not overlap: the last closes last
+            quiet.add(d)
+    return quiet
 
 
 def _day(moment: datetime) -> datetime:
