@@ -18,6 +18,7 @@ from trader.config import HistorySettings, IbSettings, Settings
 from trader.data.pacing import PacingRules
 from trader.data.sources.base import Source, Window
 from trader.data.sources.ib import MAX_DURATION, IbSource, ib_requests
+from trader.data.store import SymbolMeta
 from trader.errors import SourceError
 from trader.retry import RetryPolicy
 from trader.sim.pacing import PacingConfig
@@ -163,6 +164,19 @@ def test_no_data_is_an_empty_window_not_an_error() -> None:
     assert [len(w.frame) for w in windows[:2]] == [0, 0]
     assert len(windows) == 3 and len(windows[2].frame) > 0
     assert_covering(windows, start, end)
+
+
+def test_the_source_describes_an_instrument_by_ibs_contract_and_its_exchange_s_zone() -> None:
+    async def body(server: TwsSimServer) -> SymbolMeta:
+        source = IbSource(settings_for(server))
+        try:
+            return await source.describe("AAPL.STK")
+        finally:
+            await source.close()
+
+    meta = with_sim(None, body)
+    assert meta.source == "ib" and meta.timezone == "America/New_York"
+    assert meta.contract["symbol"] == "AAPL" and meta.contract["sec_type"] == "STK" and meta.contract["conid"]
 
 
 def test_an_unknown_symbol_is_a_source_error_naming_it() -> None:

@@ -22,7 +22,7 @@ import logging
 import os
 import weakref
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
 
 from trader.data.frames import check_bars, check_ticks, resample_bars, utc
 from trader.data.locks import SymbolLocks
-from trader.data.store import SymbolMeta
+from trader.data.store import SymbolMeta, merge_meta
 from trader.data.uris import lmdb_path, mask_uri, scrub
 from trader.errors import Conflict, NotFound, StorageError, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
@@ -141,7 +141,7 @@ class ArcticStore:
                    meta: SymbolMeta | None = None) -> int:
         """Replace the window ``[start, end)`` of ``key``'s bars with ``frame``; return rows written.
 
-        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        ``meta`` is merged into the symbol's stored metadata (an empty field keeps the stored one).
         """
         lo, hi = utc(start), utc(end)
         if hi <= lo:
@@ -179,9 +179,10 @@ class ArcticStore:
         return count % PRUNE_EVERY == 0
 
     def _put_meta(self, library: str, key: str, meta: SymbolMeta) -> None:
-        """Store ``key``'s metadata in ``library`` unless it is what this process last stored or read."""
-        data = _meta_dict(meta)
-        if self._metas.get((library, key)) == data:
+        """Merge ``meta`` into ``key``'s stored metadata in ``library``; write it only if that changes it."""
+        stored = self._metas[(library, key)] if (library, key) in self._metas else self._stored_meta(library, key)
+        data = merge_meta(stored, meta)
+        if stored == data:
             return
         self._lib(_METADATA).write_pickle(f"{library}.{key}", data, prune_previous_versions=True)
         self._metas[(library, key)] = data
@@ -282,7 +283,7 @@ class ArcticStore:
 
     # --- ticks ------------------------------------------------------------------------------
     def append_ticks(self, key: str, frame: pd.DataFrame, *, meta: SymbolMeta | None = None) -> int:
-        """Append ticks after the stored ones (``meta`` replaces the symbol's metadata; else it is kept)."""
+        """Append ticks after the stored ones (``meta`` merged into the stored metadata)."""
         ticks = check_ticks(frame, key)
         if not len(ticks):
             return 0
@@ -388,12 +389,6 @@ class ArcticStore:
                 lib.delete_snapshot(name)
                 found = True
         return found
-
-
-def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
-    data = asdict(meta)
-    data["contract"], data["extra"] = dict(data["contract"]), dict(data["extra"])
-    return data
 
 
 def _configure_lmdb() -> None:

@@ -31,6 +31,7 @@ import pandas as pd
 from trader.brokers.ib.adapter import IbAdapter
 from trader.brokers.records import ContractDetails
 from trader.config import Settings
+from trader.data.calendars import calendar_for
 from trader.data.frames import BAR_COLUMNS, utc
 from trader.data.pacing import (
     IB_RULES,
@@ -42,6 +43,7 @@ from trader.data.pacing import (
     retry_paced,
 )
 from trader.data.sources.base import Window
+from trader.data.store import SymbolMeta, contract_fields
 from trader.domain import Contract, SecType
 from trader.errors import BrokerError, NotFound, SourceError, Timeout, Unavailable, ValidationError
 from trader.retry import RetryPolicy
@@ -155,6 +157,15 @@ class IbSource:
             raise SourceError.of(key, f"contract lookup failed: {exc}", retryable=True) from None
         self._contracts[key] = found
         return found
+
+    async def describe(self, key: str) -> SymbolMeta:
+        """Return what the store keeps beside ``key``'s bars: IB's contract and its exchange's time zone."""
+        contract = (await self._contract(key)).contract
+        try:
+            timezone = calendar_for(contract.primary_exchange or contract.exchange, contract.sec_type).timezone
+        except ValidationError:
+            timezone = ""
+        return SymbolMeta(key=key, source=self.name, timezone=timezone, contract=contract_fields(contract))
 
     async def windows(self, key: str, bar_size: str, start: pd.Timestamp, end: pd.Timestamp) -> AsyncIterator[Window]:
         """Yield the windows covering ``[start, end)`` in time order, one IB request each."""
