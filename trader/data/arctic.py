@@ -239,12 +239,12 @@ class ArcticStore:
     def read_index(self, key: str, bar_size: str) -> pd.DatetimeIndex:
         """Return the bar starts of a stored series, reading no prices (for summaries)."""
         lib = self._lib(_BARS + self._size(bar_size), create=False)
-        if lib is None or not lib.has_symbol(key):
-            raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
         try:
-            return lib.read(key, columns=[]).data.index.rename("time")
-        except Exception as exc:
-            raise StorageError(f"{key}: cannot read the bars' index: {exc}", key=key) from None
+            if lib is not None and lib.has_symbol(key):
+                return lib.read(key, columns=[]).data.index.rename("time")
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot read the bars' index", key=key) from None
+        raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
 
     def bar_symbols(self, bar_size: str | None = None) -> dict[str, list[str]]:
         """Return the stored keys per bar size."""

@@ -85,7 +85,7 @@ async def run_job(job: Job, queue: JobQueue, store: MarketStore, settings: Setti
         if source is not None:
             try:
                 await source.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the job's outcome
+            except Exception:  # closing must not hide the job's outcome
                 log.exception("job %s: closing source %s failed", job.id, job.source)
     if not await queue.finish(job.id, state):
         raise LeaseLost(job.id)
@@ -139,7 +139,7 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
     except TraderError as exc:
         log.warning("job %s: %s failed: %s", job.id, item.key, exc)
         return replace(item, state=ItemState.FAILED, error=_named(item.key, str(exc)))
-    except Exception as exc:  # noqa: BLE001 - a bug in a source fails its instrument, not the job
+    except Exception as exc:  # a bug in a source fails its instrument, not the job
         log.exception("job %s: %s failed", job.id, item.key)
         return replace(item, state=ItemState.FAILED, error=f"{item.key}: internal error: {exc!r}")
     log.info("job %s: %s done: %d bars in %d windows", job.id, item.key, item.bars, item.windows)
