@@ -11,6 +11,7 @@ is a contract key as stored (``AAPL.STK``, ``ES.FUT.202612``); a bare symbol
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import pandas as pd
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
+from trader.cli.options import MOMENT
 from trader.data import open_store
-from trader.data.frames import utc
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size, short_bar_size
@@ -33,16 +34,6 @@ Examples:
   trader history read AAPL.STK --bar-size 1d
   trader history bar-sizes
 """
-
-
-def _moment(value: str | None, what: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        return utc(value)
-    except (ValueError, TypeError):
-        raise ValidationError(f"--{what} {value!r} is not a date or time (2026-03-02, "
-                              "2026-03-02T14:30, 2026-03-02T09:30-05:00)") from None
 
 
 def _size(bar_size: str) -> str:
@@ -101,11 +92,10 @@ def _table(frame: pd.DataFrame, title: str) -> FitTable:
     return FitTable(cols, rows, title=title)
 
 
-def _load(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def _load(cli: CliContext, symbol: str, bar_size: str, lo: datetime | None, hi: datetime | None,
           ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
     store = open_store(cli.settings())
     key = stored_key(store, symbol, ticks=ticks)
-    lo, hi = _moment(start, "start"), _moment(end, "end")
     if ticks:
         if as_of:
             raise ValidationError("--as-of reads bars; recorded ticks are read as they are now")
@@ -117,14 +107,14 @@ def _load(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: s
 @click.argument("symbol")
 @click.option("--bar-size", default="1m", show_default=True, help="1m, 5m, 1h, 1d... (a size not stored "
               "is resampled from a finer one).")
-@click.option("--start", default=None, help="First time (UTC unless it says; a date is its midnight).")
-@click.option("--end", default=None, help="End time, not included.")
+@click.option("--start", type=MOMENT, default=None, help="First time (UTC unless it says; a date is its midnight).")
+@click.option("--end", type=MOMENT, default=None, help="End time, not included.")
 @click.option("--ticks", is_flag=True, help="Read the recorded ticks instead of bars.")
 @click.option("--as-of", default=None, metavar="SNAPSHOT", help="Read as the snapshot SNAPSHOT holds it.")
 @click.option("--tail", type=click.IntRange(min=1), default=None,
               help=f"Only the last N rows (table default: {TAIL}; JSON: all).")
 @pass_cli
-def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | None, end: datetime | None,
                  ticks: bool, as_of: str | None, tail: int | None) -> None:
     """Show SYMBOL's stored bars (or recorded ticks) in a range.
 
@@ -159,15 +149,15 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None,
 @click.command("export")
 @click.argument("symbol")
 @click.option("--bar-size", default="1m", show_default=True, help="1m, 5m, 1h, 1d...")
-@click.option("--start", default=None, help="First time (UTC unless it says).")
-@click.option("--end", default=None, help="End time, not included.")
+@click.option("--start", type=MOMENT, default=None, help="First time (UTC unless it says).")
+@click.option("--end", type=MOMENT, default=None, help="End time, not included.")
 @click.option("--ticks", is_flag=True, help="Export the recorded ticks instead of bars.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write CSV to this file.")
 @click.option("--parquet", "parquet_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write Parquet to this file.")
 @pass_cli
-def export_command(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | None, end: datetime | None,
                    ticks: bool, csv_file: Path | None, parquet_file: Path | None) -> None:
     """Write SYMBOL's stored bars (or ticks) in a range to a CSV or Parquet file.
 
