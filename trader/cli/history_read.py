@@ -22,9 +22,10 @@ from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.cli.options import MOMENT
 from trader.data import open_store
+from trader.data.requests import job_bar_size
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
-from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size, short_bar_size
+from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
 HISTORY_HELP = """Stored bars and ticks: read, export, the bar sizes.
@@ -34,13 +35,6 @@ Examples:
   trader history read AAPL.STK --bar-size 1d
   trader history bar-sizes
 """
-
-
-def _size(bar_size: str) -> str:
-    try:
-        return short_bar_size(parse_bar_size(bar_size))
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
 
 
 def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
@@ -100,7 +94,7 @@ def _load(cli: CliContext, symbol: str, bar_size: str, lo: datetime | None, hi: 
         if as_of:
             raise ValidationError("--as-of reads bars; recorded ticks are read as they are now")
         return key, store.read_ticks(key, lo, hi)
-    return key, store.read_bars(key, _size(bar_size), lo, hi, as_of=as_of)
+    return key, store.read_bars(key, job_bar_size(bar_size), lo, hi, as_of=as_of)
 
 
 @click.command("read")
@@ -138,7 +132,7 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
         cli.emit_json(frame_rows(frame.tail(tail) if tail else frame))
         return
     shown = frame.tail(tail or TAIL)
-    what = "ticks" if ticks else f"{_size(bar_size)} bars"
+    what = "ticks" if ticks else f"{job_bar_size(bar_size)} bars"
     title = f"{key} {what}: last {len(shown)} of {len(frame):,}" + (f" (as of {as_of})" if as_of else "")
     if shown.empty:
         cli.console.print(f"no {what} of {key} in that range", style="dim")
@@ -186,7 +180,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
             frame.to_parquet(path)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from None
-    result = {"symbol": key, "bar_size": "ticks" if ticks else _size(bar_size), "rows": len(frame),
+    result = {"symbol": key, "bar_size": "ticks" if ticks else job_bar_size(bar_size), "rows": len(frame),
               "file": str(path), "format": "csv" if csv_file else "parquet",
               "first": frame.index[0].isoformat() if len(frame) else None,
               "last": frame.index[-1].isoformat() if len(frame) else None}
