@@ -17,8 +17,8 @@ import pytest
 from tests.data.bars import MIN, T0, bars
 from trader.data import SymbolMeta, open_store
 from trader.data.arctic import ArcticStore
+from trader.data.backends import mask_uri
 from trader.data.backup import backup
-from trader.data.uris import mask_uri
 from trader.errors import StorageError
 
 SECRET = "s3cr3t-Value-42"
