@@ -1,8 +1,8 @@
 """Stored history as a user reads it: ``history read``, ``history export`` and ``history bar-sizes``.
 
-The commands are plain click commands in :data:`READ_COMMANDS`; ``register``
-puts them on the ``history`` group (history_service's own commands live in
-trader/cli/history.py), making a bare group if there is none yet. They open
+The commands are plain click commands in :data:`READ_COMMANDS`, which
+trader/cli/history.py adds to its ``history`` group (beside history_service's
+own commands). They open
 the store directly (``storage.arctic_uri``): no service has to run. A SYMBOL
 is a contract key as stored (``AAPL.STK``, ``ES.FUT.202612``); a bare symbol
 (``AAPL``) names the one stored key it starts, if only one does.
@@ -28,13 +28,6 @@ from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
-HISTORY_HELP = """Stored bars and ticks: read, export, the bar sizes.
-
-\b
-Examples:
-  trader history read AAPL.STK --bar-size 1d
-  trader history bar-sizes
-"""
 
 
 def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
@@ -124,8 +117,8 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
         "bar_count": integer}]  (wap, bar_count where stored; with --ticks:
         {"time", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
         "volume"}, null where a tick had none)
-    Exits: 4 nothing stored for SYMBOL, 3 bad size, date or ambiguous
-      SYMBOL, 14 store unusable
+    Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
+      2 bad date, 14 store unusable
     """
     key, frame = _load(cli, symbol, bar_size, start, end, ticks, as_of)
     if cli.json:
@@ -155,7 +148,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
                    ticks: bool, csv_file: Path | None, parquet_file: Path | None) -> None:
     """Write SYMBOL's stored bars (or ticks) in a range to a CSV or Parquet file.
 
-    The CSV's first column is ``time``, ISO 8601 in UTC; Parquet keeps the
+    The CSV's first column is time, ISO 8601 in UTC; Parquet keeps the
     UTC index. Exactly one of --csv and --parquet.
 
     \b
@@ -165,7 +158,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
     JSON:
       {"symbol": string, "bar_size": string, "rows": integer, "file": string,
        "format": "csv" | "parquet", "first": time | null, "last": time | null}
-    Exits: 4 nothing stored for SYMBOL, 3 bad options, 14 store unusable or
+    Exits: 4 nothing stored for SYMBOL, 3 bad options, 2 bad date, 14 store unusable or
       FILE not writable
     """
     if (csv_file is None) == (parquet_file is None):
