@@ -108,8 +108,7 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
         "failed", "bars", "instruments": [{"key", "state", "start",
         "done_until", "bars", "windows", "error"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
-      2 a bad date, 4 unknown universe, 7 history_service not running,
-      9 cancelled
+      4 unknown universe, 7 history_service not running, 9 cancelled
     """
     if bool(symbols) == bool(universe):
         raise click.UsageError("give SYMBOLs or --universe (one of them)")

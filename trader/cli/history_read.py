@@ -118,7 +118,7 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
         {"time", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
         "volume"}, null where a tick had none)
     Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
-      2 bad date, 14 store unusable
+      14 store unusable
     """
     key, frame = _load(cli, symbol, bar_size, start, end, ticks, as_of)
     if cli.json:
@@ -158,7 +158,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
     JSON:
       {"symbol": string, "bar_size": string, "rows": integer, "file": string,
        "format": "csv" | "parquet", "first": time | null, "last": time | null}
-    Exits: 4 nothing stored for SYMBOL, 3 bad options, 2 bad date, 14 store unusable or
+    Exits: 4 nothing stored for SYMBOL, 3 bad options, 14 store unusable or
       FILE not writable
     """
     if (csv_file is None) == (parquet_file is None):
