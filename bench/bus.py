@@ -77,7 +77,8 @@ def _bus_publisher(endpoint: str, count: int, ready: Any) -> None:
     pub.close()
 
 
-def _proxy(pub_port: int, sub_port: int, stop: Any) -> None:
+def run_proxy(pub_port: int, sub_port: int, stop: Any) -> None:
+    """Run a bus proxy on the two ports until ``stop`` is set (a process target; bench/store_recorder.py uses it too)."""
     proxy = BusProxy(f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{sub_port}")
     proxy.start()
     stop.wait()
@@ -137,7 +138,7 @@ def bus_ticks(count: int) -> tuple[float, int]:
     """Return (messages/s, received) from a publisher through the proxy into an Rx stream."""
     pub_port, sub_port = free_port(), free_port()
     stop, ready = mp.Event(), mp.Event()
-    proxy = mp.Process(target=_proxy, args=(pub_port, sub_port, stop))
+    proxy = mp.Process(target=run_proxy, args=(pub_port, sub_port, stop))
     proxy.start()
     publisher = mp.Process(target=_bus_publisher, args=(f"tcp://127.0.0.1:{pub_port}", count, ready))
     publisher.start()

@@ -43,12 +43,12 @@ from typing import Any
 import msgpack
 import zmq
 
+from bench.bus import run_proxy
 from bench.measure import free_port
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.recorder import TickRecorder
 from trader.data.recorder_counts import RecorderCounts
-from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Publisher
 
 KEYS = tuple(f"S{i:02d}.STK" for i in range(10))
@@ -82,20 +82,13 @@ def publish(endpoint: str, count: int, go: Any, warmed: Any, fire: Any, keys: tu
     pub.close()
 
 
-def _proxy(pub_port: int, sub_port: int, stop: Any) -> None:
-    proxy = BusProxy(f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{sub_port}")
-    proxy.start()
-    stop.wait()
-    proxy.stop()
-
-
 class Bus:
     """A bus proxy process on free ports, and a publisher process for each round."""
 
     def __init__(self) -> None:
         self.pub_port, self.sub_port = free_port(), free_port()
         self._stop = mp.Event()
-        self._proc = mp.Process(target=_proxy, args=(self.pub_port, self.sub_port, self._stop))
+        self._proc = mp.Process(target=run_proxy, args=(self.pub_port, self.sub_port, self._stop))
         self._proc.start()
 
     @property

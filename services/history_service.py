@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from trader.config import Settings
 from trader.data.backends import open_store
 from trader.data.download import LeaseLost, QueueDown, run_job
+from trader.data.frames import utc
 from trader.data.job import Job, JobState
 from trader.data.jobs import JobQueue
 from trader.data.requests import job_bar_size, job_key, last_stored, universe_keys
@@ -177,7 +178,7 @@ class HistoryService(Service):
         check_source(source, self.settings)
         size = job_bar_size(bar_size)
         end = end or datetime.now(UTC)
-        start, end = _utc(start), _utc(end)
+        start, end = utc(start).to_pydatetime(), utc(end).to_pydatetime()
         if bool(instruments) == bool(universe):
             raise ValidationError("give instruments or a universe (one of them)")
         today = datetime.now(UTC).date()
@@ -219,10 +220,6 @@ class HistoryService(Service):
         if self._wake is not None:
             self._wake.set()
         return job.to_dict()
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 if __name__ == "__main__":

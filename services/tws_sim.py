@@ -7,8 +7,8 @@ faster, as the benchmark does; ``--no-pacing`` to serve every historical request
 whatever IB's pacing rules say; ``--replay FILE --speed N [--loop]`` to drive the
 instruments a CSV or Parquet file names from that file, N seconds of data a second;
 ``--replay store:AAPL.STK,MSFT.STK --bar-size 1m --start 2026-03-02 [--end ...]``
-to replay the market store's bars of those keys, ``store-ticks:KEYS`` (or
-``--ticks``) its recorded ticks, from the settings' ``storage.arctic_uri`` or
+to replay the market store's bars of those keys, ``store-ticks:KEYS`` its
+recorded ticks, from the settings' ``storage.arctic_uri`` or
 ``--store URI``). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
@@ -80,8 +80,6 @@ class TwsSimService(Service):
         parser.add_argument("--bar-size", default=None, help="the stored bars' size to replay (default 1m)")
         parser.add_argument("--start", default=None, help="replay from this time (UTC; a date: its midnight)")
         parser.add_argument("--end", default=None, help="a store replay's end (default: now)")
-        parser.add_argument("--ticks", action="store_true", default=None,
-                            help="replay the store's recorded ticks, not its bars")
         parser.add_argument("--store", default=None, metavar="URI",
                             help="the market store to replay from (default: the settings' storage.arctic_uri)")
         parser.add_argument("--speed", type=float, default=None,
@@ -106,12 +104,12 @@ class TwsSimService(Service):
             if kind in ("store", "store-ticks") and keys:
                 replay.pop("file", None)
                 replay["store"] = [k.strip() for k in keys.split(",") if k.strip()]
-                replay["ticks"] = kind == "store-ticks" or bool(replay.get("ticks"))
+                replay["ticks"] = kind == "store-ticks"  # the one spelling of a tick replay on the command line
             else:
                 replay.pop("store", None)
                 replay["file"] = Path(args.replay).resolve()
         for flag, name in (("speed", "speed"), ("loop", "loop"), ("bar_size", "bar_size"), ("start", "start"),
-                           ("end", "end"), ("ticks", "ticks"), ("store", "store_uri")):
+                           ("end", "end"), ("store", "store_uri")):
             if getattr(args, flag) is not None:
                 replay[name] = getattr(args, flag)
         if replay:

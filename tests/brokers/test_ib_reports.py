@@ -173,16 +173,19 @@ def test_a_bar_starts_in_utc_and_a_daily_bar_at_midnight() -> None:
 
 def test_bars_as_a_frame_read_each_bar_as_from_ib_bar_does() -> None:
     minutes = [ib_async.BarData(date=T0.replace(second=0) + timedelta(minutes=i), open=1.0 + i, high=2.0 + i,
-                                low=0.5 + i, close=1.5 + i, volume=-1.0 if i == 1 else 10.0 * i, barCount=i)
+                                low=0.5 + i, close=1.5 + i, volume=-1.0 if i == 1 else 10.0 * i, barCount=i,
+                                average=1.25 + i)
                for i in range(3)]
     frame = from_ib_bars_frame(minutes)
     assert frame.index.name == "time" and str(frame.index.tz) == "UTC"
     assert frame.index.tolist() == [pd.Timestamp(b.date) for b in minutes]
     assert frame.to_dict("list") == {"open": [1.0, 2.0, 3.0], "high": [2.0, 3.0, 4.0], "low": [0.5, 1.5, 2.5],
-                                     "close": [1.5, 2.5, 3.5], "volume": [0.0, 0.0, 20.0], "bar_count": [0, 1, 2]}
+                                     "close": [1.5, 2.5, 3.5], "volume": [0.0, 0.0, 20.0], "wap": [1.25, 2.25, 3.25],
+                                     "bar_count": [0, 1, 2]}
     uncounted = [ib_async.BarData(date=date(2026, 3, 2), open=1.0, high=2.0, low=0.5, close=1.5, volume=5.0,
-                                  barCount=-1)]
+                                  barCount=-1, average=-1.0)]
     daily = from_ib_bars_frame(uncounted)
     assert daily.index.tolist() == [pd.Timestamp("2026-03-02", tz="UTC")] and "bar_count" not in daily
+    assert "wap" not in daily  # IB's -1 / 0 average (MIDPOINT, BID, ASK): no wap
     empty = from_ib_bars_frame([])
     assert len(empty) == 0 and list(empty.columns) == ["open", "high", "low", "close", "volume"]

@@ -43,7 +43,9 @@ def test_history_read_shows_the_last_rows_and_json_gives_them_all(store: ArcticS
 def test_history_read_refusals(store: ArcticStore) -> None:
     assert "ES is ambiguous: ES.FUT.202612, ES.FUT.202703" in refused(3, "history", "read", "ES", "--bar-size", "1d")
     assert "no bars stored for MSFT" in refused(4, "history", "read", "MSFT")
-    assert "is not a date" in refused(3, "history", "read", "AAPL.STK", "--start", "yesterday-ish")
+    for command in (("read", "AAPL.STK"), ("export", "AAPL.STK", "--csv", "x.csv"), ("get", "AAPL")):
+        # one date type in the history group: the same text refused with the same usage error (exit 2)
+        assert "'yesterday-ish' is not a date or time" in refused(2, "history", *command, "--start", "yesterday-ish")
     assert "not one of IB's bar sizes" in refused(3, "history", "read", "AAPL.STK", "--bar-size", "7m")
 
 

@@ -22,6 +22,7 @@ from trader.data.job import ItemState, JobState
 from trader.data.jobs import JobQueue
 from trader.data.requests import last_stored
 from trader.data.sources.base import Window
+from trader.data.store import SymbolMeta
 from trader.errors import NotFound
 
 START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC)
@@ -182,3 +183,32 @@ def test_a_file_import_over_a_range_wider_than_the_file_ends_done(
     job = asyncio.run(scenario())
     assert job.state is JobState.DONE, [item.error for item in job.items]
     assert len(store.read_bars("A.STK", "1m")) == 180
+
+
+def test_a_download_keeps_the_stored_contract_and_records_the_exchange_s_time_zone(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file knows no contract: the one the history cache stored stays; the zone comes from the key's calendar."""
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, ["A.STK"], "2026-03-02", 180)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    contract = {"symbol": "A", "sec_type": "STK", "conid": "7"}
+    day = datetime(2026, 2, 27, 15, tzinfo=UTC)
+    one = pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]},
+                       index=pd.DatetimeIndex([day], name="time"))
+    store.write_bars("A.STK", "1m", one, start=day, end=day + pd.Timedelta("1min"),
+                     meta=SymbolMeta("A.STK", source="ib", contract=contract))  # what the history cache writes
+
+    async def scenario() -> None:
+        client = aioredis.Redis(port=redis_server.port)
+        try:
+            queue = JobQueue(client, "t:jobs")
+            await queue.submit(source="file", bar_size="1m", start=START, end=END, keys=["A.STK"],
+                               options={"path": str(csv)})
+            await run_job(await queue.claim(), queue, store, load_settings(), lambda *_: None)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert store.meta("A.STK", "1m") == SymbolMeta("A.STK", source="file", timezone="America/New_York",
+                                                   contract=contract)

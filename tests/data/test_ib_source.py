@@ -14,10 +14,12 @@ import pytest
 from ib_async import Stock
 
 from tests.sim.simulator import connect, running_sim, sim_config
+from trader.brokers.ib.durations import MAX_DURATION
 from trader.config import HistorySettings, IbSettings, Settings
 from trader.data.pacing import PacingRules
 from trader.data.sources.base import Source, Window
-from trader.data.sources.ib import MAX_DURATION, IbSource, ib_requests
+from trader.data.sources.ib import IbSource, ib_requests
+from trader.data.store import SymbolMeta
 from trader.errors import SourceError
 from trader.retry import RetryPolicy
 from trader.sim.pacing import PacingConfig
@@ -65,6 +67,8 @@ def test_the_windows_are_ibs_longest_requests() -> None:
     assert [d for *_, d in ib_requests(start, start + pd.Timedelta(days=10), 300)] == ["7 D", "3 D"]
     assert [d for *_, d in ib_requests(start, start + pd.Timedelta(hours=1), 1)] == ["1800 S", "1800 S"]
     assert MAX_DURATION[86_400] == 365 * 86_400
+    day = pd.Timestamp("2026-03-02", tz="UTC")  # a daily request is in days, never in seconds (IB refuses S)
+    assert [d for *_, d in ib_requests(day, day + pd.Timedelta(hours=6), 86_400)] == ["1 D"]
 
 
 def test_a_range_is_split_into_ibs_longest_requests_and_each_window_clipped() -> None:
@@ -165,6 +169,19 @@ def test_no_data_is_an_empty_window_not_an_error() -> None:
     assert_covering(windows, start, end)
 
 
+def test_the_source_describes_an_instrument_by_ibs_contract_and_its_exchange_s_zone() -> None:
+    async def body(server: TwsSimServer) -> SymbolMeta:
+        source = IbSource(settings_for(server))
+        try:
+            return await source.describe("AAPL.STK")
+        finally:
+            await source.close()
+
+    meta = with_sim(None, body)
+    assert meta.source == "ib" and meta.timezone == "America/New_York"
+    assert meta.contract["symbol"] == "AAPL" and meta.contract["sec_type"] == "STK" and meta.contract["conid"]
+
+
 def test_an_unknown_symbol_is_a_source_error_naming_it() -> None:
     async def body(server: TwsSimServer) -> SourceError:
         source = IbSource(settings_for(server))
@@ -252,7 +269,7 @@ def test_identical_requests_within_15_s_share_one_answer_instead_of_a_violation(
         try:
             await source._connect("AAPL.STK")
             contract = (await source.resolver.resolve("AAPL"))[0].contract
-            ask = lambda: source.broker.history_frame(  # noqa: E731
+            ask = lambda: source.broker.history_frame(
                 contract, end="", duration="1 D", bar_size="1 min", what_to_show="TRADES", use_rth=False,
                 timeout=30)
             first, second = await asyncio.gather(ask(), ask())

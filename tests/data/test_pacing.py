@@ -15,6 +15,7 @@ from trader.data.pacing import (
     Pacer,
     PacingRules,
     PacingViolation,
+    Spacer,
     is_no_data,
     is_pacing_violation,
     retry_paced,
@@ -196,3 +197,18 @@ def test_a_request_counts_from_its_answer_so_latency_never_lets_the_next_arrive_
         assert pacer.delay(request(end="b")) == pytest.approx(2.0)  # from the answer, not from the send
 
     asyncio.run(run())
+
+
+def test_a_spacer_spaces_starts_including_concurrent_callers() -> None:
+    clock = VirtualTime()
+    spacer = Spacer(1.5, clock=clock, sleep=clock.sleep)
+
+    async def scenario() -> list[float]:
+        first = await spacer.wait()
+        together = await asyncio.gather(spacer.wait(), spacer.wait())  # queued: one slot each
+        clock.now += 10  # idle long enough: no wait
+        return [first, *together, await spacer.wait()]
+
+    assert asyncio.run(scenario()) == [0.0, 1.5, 1.5, 0.0]
+    assert clock.now == 13.0
+    assert asyncio.run(Spacer(0).wait()) == 0.0

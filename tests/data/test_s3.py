@@ -17,8 +17,8 @@ import pytest
 from tests.data.bars import MIN, T0, bars
 from trader.data import SymbolMeta, open_store
 from trader.data.arctic import ArcticStore
+from trader.data.backends import mask_uri
 from trader.data.backup import backup
-from trader.data.uris import mask_uri
 from trader.errors import StorageError
 
 SECRET = "s3cr3t-Value-42"
@@ -106,3 +106,18 @@ def test_mask_uri_hides_secrets_and_passwords_only() -> None:
         "s3s://s3.eu-west-1.amazonaws.com:bkt?access=AK&secret=***&region=eu-west-1")
     assert mask_uri("mongodb://user:pw@host:27017") == "mongodb://user:***@host:27017"
     assert mask_uri("lmdb:///data/arctic?map_size=5GB") == "lmdb:///data/arctic?map_size=5GB"
+
+
+def test_a_failed_index_read_is_a_storage_error_naming_the_masked_store(moto_port: int) -> None:
+    store = ArcticStore(uri(moto_port))
+    store.write_bars(KEY, "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", aws_access_key_id="trader",
+                      aws_secret_access_key=SECRET, region_name="us-east-1")
+    data = [o["Key"] for o in s3.list_objects_v2(Bucket="market")["Contents"] if "/tdata/" in o["Key"]]
+    assert data
+    for name in data:  # the bars' data gone, their index and version kept: the read fails in ArcticDB
+        s3.delete_object(Bucket="market", Key=name)
+    with pytest.raises(StorageError) as caught:
+        store.read_index(KEY, "1m")
+    assert caught.value.details["store"] == store.uri and SECRET not in str(caught.value.to_wire())
+    assert str(caught.value).startswith(f"{KEY}: cannot read the bars' index: ")

@@ -129,6 +129,23 @@ def test_symbol_metadata_is_kept_and_readable(store: ArcticStore) -> None:
         store.meta("MSFT.STK", "1m")
 
 
+def test_a_write_merges_its_metadata_into_the_stored_one(store: ArcticStore, tmp_path: Path) -> None:
+    contract = {"conId": "265598", "symbol": "AAPL", "primary_exchange": "NASDAQ"}
+    store.write_bars(KEY, "1m", bars(T0, 10), start=T0, end=T0 + HOUR,
+                     meta=SymbolMeta(KEY, source="ib", timezone="America/New_York", contract=contract))
+    # a download from a source that knows no contract: its source is recorded, the contract and zone stay
+    store.write_bars(KEY, "1m", bars(T0 + HOUR, 10), start=T0 + HOUR, end=T0 + 2 * HOUR,
+                     meta=SymbolMeta(KEY, source="yahoo", extra={"note": "x"}))
+    want = SymbolMeta(KEY, source="yahoo", timezone="America/New_York", contract=contract, extra={"note": "x"})
+    assert store.meta(KEY, "1m") == want
+    store.write_bars(KEY, "1m", bars(T0, 10), start=T0, end=T0 + HOUR,
+                     meta=SymbolMeta(KEY, contract={"conId": "1"}))  # a field given replaces that field only
+    assert store.meta(KEY, "1m").contract == {**contract, "conId": "1"}
+    fresh = ArcticStore(store._uri)  # another process's view: merged in the store, not in a cache
+    assert fresh.meta(KEY, "1m").source == "yahoo"
+    assert fresh.meta(KEY, "1m").timezone == "America/New_York"
+
+
 def test_records_are_written_without_arcticdb_s_empty_frame_warning(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from trader.data.arctic import ArcticStore

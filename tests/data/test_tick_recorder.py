@@ -32,6 +32,7 @@ from trader.data.arctic import ArcticStore
 from trader.data.frames import TICK_COLUMNS
 from trader.data.recorder import TickRecorder
 from trader.data.recorder_counts import RecorderCounts
+from trader.data.store import SymbolMeta
 from trader.messaging import codec
 from trader.messaging.proxy import BusProxy
 from trader.messaging.pubsub import Publisher
@@ -97,6 +98,7 @@ def test_ticks_of_several_keys_at_full_rate_are_all_stored_in_order(bus: BusProx
     # Several writes (fewer than count / batch_rows when the writer lagged: the open batch grew meanwhile).
     assert status["malformed"] == 0 and status["discarded"] == 0 and status["batches"] >= 2
     assert sorted(store.tick_symbols()) == sorted([*KEYS, WARM])
+    assert store.meta(KEYS[0], "ticks") == SymbolMeta(KEYS[0], source="recorder", timezone="America/New_York")
     for i, key in enumerate(KEYS):
         ticks = store.read_ticks(key)
         bids = expected_bids(count, i)

@@ -8,8 +8,7 @@ same source from the same tws-sim (whose history is the same for the same
 minutes within one process), over the range shifted by half a day, so none
 of its requests is identical to one of the job's (tws-sim, as IB, refuses an
 identical request within 15 s); its sim config allows 200 requests in 10
-minutes instead of 60, for both downloads to fit. Skipped until the IB
-source (trader/data/sources/ib.py) is in the tree.
+minutes instead of 60, for both downloads to fit.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import yaml
 from tests.conftest import REPO, StackEnv, TradingStack, wait_for_port
 from trader.config import load_settings
 from trader.data.backends import open_store
+from trader.data.sources.ib import IbSource
 from trader.errors import Timeout
 from trader.messaging.rpc import RpcClient
 
-ib = pytest.importorskip("trader.data.sources.ib")
 pytestmark = pytest.mark.slow
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
@@ -75,7 +74,7 @@ def clean_download() -> dict[str, pd.DataFrame]:
     bars: dict[str, list[pd.DataFrame]] = {key: [] for key in KEYS}
 
     async def download() -> None:
-        source = ib.IbSource(load_settings())
+        source = IbSource(load_settings())
         try:
             for key in KEYS:
                 async for w in source.windows(key, "1m", pd.Timestamp(START - half), pd.Timestamp(END + half)):

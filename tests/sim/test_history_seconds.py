@@ -13,6 +13,7 @@ from ib_async import BarData, Stock
 
 from tests.sim.conftest import ESZ6
 from tests.sim.simulator import connect, running_sim, wait_for
+from trader.brokers.ib.durations import duration_seconds
 from trader.sim.catalogue import Catalogue
 from trader.sim.history import (
     BAR_SECONDS,
@@ -22,7 +23,6 @@ from trader.sim.history import (
     HistoryRequest,
     build_bars,
     check_keep_up_to_date,
-    parse_duration,
     seconds_from_minutes,
 )
 from trader.sim.market import MarketGenerator
@@ -112,8 +112,8 @@ def test_five_second_bars_make_up_the_minute_bars_including_the_live_minute(cata
     market = walked(catalogue, 200.3)
     state = market.state(ES)
     end = T0 + timedelta(seconds=200.3)  # 15:03:50.3: the live minute is open
-    fives = build_bars(state, 9, HistoryRequest(end, parse_duration("1800 S"), "5 secs", what))
-    ones = build_bars(state, 9, HistoryRequest(end, parse_duration("1800 S"), "1 min", what))
+    fives = build_bars(state, 9, HistoryRequest(end, duration_seconds("1800 S"), "5 secs", what))
+    ones = build_bars(state, 9, HistoryRequest(end, duration_seconds("1800 S"), "1 min", what))
     assert len(fives) == 360
     starts = [epoch(str(row[0])) for row in fives]
     assert all(t % 5 == 0 for t in starts) and np.all(np.diff(starts) == 5)
@@ -153,8 +153,8 @@ def test_second_bars_are_the_same_on_every_request_and_align_to_their_size(catal
     assert longer[-120:] == short
     assert earlier[-1][0] == "20261120 14:57:00 UTC" and earlier == longer[-180:-60]
     # The same holds for minute bars ending before the live market started.
-    hours = build_bars(state, 9, HistoryRequest(end, parse_duration("2 D"), "1 min", "TRADES"))
-    day_before = build_bars(state, 9, HistoryRequest(end - timedelta(days=1), parse_duration("1 D"), "1 min", "TRADES"))
+    hours = build_bars(state, 9, HistoryRequest(end, duration_seconds("2 D"), "1 min", "TRADES"))
+    day_before = build_bars(state, 9, HistoryRequest(end - timedelta(days=1), duration_seconds("1 D"), "1 min", "TRADES"))
     assert len(hours) == 2 * 1440 and day_before == hours[:1440]
 
 

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from tests.sim.conftest import ESZ6
+from trader.brokers.ib.durations import duration_seconds, end_time
 from trader.sim.catalogue import Catalogue
-from trader.sim.history import HistoryError, HistoryRequest, build_bars, parse_duration, parse_end
+from trader.sim.history import HistoryError, HistoryRequest, build_bars
 from trader.sim.market import MarketGenerator
 from trader.sim.market_state import minute_of, record_minute
 
@@ -63,19 +64,19 @@ def test_history_ends_at_the_start_price_and_joins_the_live_minutes(catalogue: C
     market = MarketGenerator(catalogue, 9, 4.0, T0)
     state = market.state(265598)
     start_mid = float(state.mid)
-    before = build_bars(state, 9, HistoryRequest(T0, parse_duration("1 D"), "1 hour", "MIDPOINT"))
+    before = build_bars(state, 9, HistoryRequest(T0, duration_seconds("1 D"), "1 hour", "MIDPOINT"))
     assert abs(float(before[-1][4]) - start_mid) < 0.01  # type: ignore[arg-type]
     for i in range(1, 4 * 180 + 1):
         market.step(T0 + timedelta(seconds=i / 4))
     end = T0 + timedelta(minutes=3)
-    after = build_bars(state, 9, HistoryRequest(end, parse_duration("1 D"), "1 hour", "MIDPOINT"))
+    after = build_bars(state, 9, HistoryRequest(end, duration_seconds("1 D"), "1 hour", "MIDPOINT"))
     assert round(float(state.mid), 2) == after[-1][4]
-    minutes = build_bars(state, 9, HistoryRequest(end, parse_duration("3600 S"), "1 min", "MIDPOINT"))
+    minutes = build_bars(state, 9, HistoryRequest(end, duration_seconds("3600 S"), "1 min", "MIDPOINT"))
     assert [row[0] for row in minutes[-4:]] == [
         "20261120 15:00:00 UTC", "20261120 15:01:00 UTC", "20261120 15:02:00 UTC", "20261120 15:03:00 UTC"]
     assert minutes[-4][1] == round(start_mid, 2)  # the live part opens where the synthetic part ends
     # a longer request extends a shorter one: the overlap is identical
-    longer = build_bars(state, 9, HistoryRequest(end, parse_duration("2 D"), "1 hour", "MIDPOINT"))
+    longer = build_bars(state, 9, HistoryRequest(end, duration_seconds("2 D"), "1 hour", "MIDPOINT"))
     assert longer[-10:] == after[-10:]
 
 
@@ -83,7 +84,7 @@ def test_history_ends_at_the_start_price_and_joins_the_live_minutes(catalogue: C
 def test_bar_sizes_are_well_formed(catalogue: Catalogue, size: str) -> None:
     market = MarketGenerator(catalogue, 9, 4.0, T0)
     duration = "1 Y" if size in ("1 week", "1 month") else ("10 D" if "day" in size or "hour" in size else "1 D")
-    rows = build_bars(market.state(ESZ6), 9, HistoryRequest(T0, parse_duration(duration), size, "TRADES"))
+    rows = build_bars(market.state(ESZ6), 9, HistoryRequest(T0, duration_seconds(duration), size, "TRADES"))
     assert rows
     for _, o, h, low, c, volume, wap, count in rows:
         assert low <= min(o, c) and h >= max(o, c)  # type: ignore[operator]
@@ -98,20 +99,20 @@ def test_history_refusals(catalogue: Catalogue) -> None:
     with pytest.raises(HistoryError, match="invalid bar size"):
         build_bars(eur, 9, HistoryRequest(T0, 86400, "7 mins", "MIDPOINT"))
     with pytest.raises(HistoryError, match="Time length exceed max"):
-        build_bars(eur, 9, HistoryRequest(T0, parse_duration("5 Y"), "1 day", "MIDPOINT"))
-    with pytest.raises(HistoryError):
-        parse_duration("3 Q")
+        build_bars(eur, 9, HistoryRequest(T0, duration_seconds("5 Y"), "1 day", "MIDPOINT"))
+    with pytest.raises(HistoryError, match="invalid duration '3 Q'"):
+        HistoryRequest.parse("", "3 Q", T0, "1 day", "MIDPOINT")
 
 
 def test_end_date_formats() -> None:
     now = datetime(2026, 11, 21, tzinfo=UTC)
-    assert parse_end("", now) == now
-    assert parse_end("20261120 15:00:00 UTC", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
-    assert parse_end("20261120-15:00:00", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
-    assert parse_end("20261120 10:00:00 US/Eastern", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
-    assert parse_end("20261120", now) == datetime(2026, 11, 21, tzinfo=UTC)
-    with pytest.raises(HistoryError):
-        parse_end("yesterday", now)
+    assert end_time("", now) == now
+    assert end_time("20261120 15:00:00 UTC", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert end_time("20261120-15:00:00", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert end_time("20261120 10:00:00 US/Eastern", now) == datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert end_time("20261120", now) == datetime(2026, 11, 21, tzinfo=UTC)
+    with pytest.raises(HistoryError, match="invalid end date/time 'yesterday'"):
+        HistoryRequest.parse("yesterday", "1 D", now, "1 day", "MIDPOINT")
 
 
 def test_minutes_without_a_tick_get_flat_bars_so_an_hour_is_always_sixty_bars(catalogue: Catalogue) -> None:
@@ -126,5 +127,5 @@ def test_minutes_without_a_tick_get_flat_bars_so_an_hour_is_always_sixty_bars(ca
     for seconds in range(0, 120, 7):  # wherever "now" falls in its minute
         end = quiet + timedelta(seconds=seconds)
         record_minute(state, end, 0.0, 0)
-        rows = build_bars(state, 9, HistoryRequest(end, parse_duration("3600 S"), "1 min", "MIDPOINT"))
+        rows = build_bars(state, 9, HistoryRequest(end, duration_seconds("3600 S"), "1 min", "MIDPOINT"))
         assert len(rows) == 60 and rows[-1][0] == end.strftime("%Y%m%d %H:%M:00 UTC")

@@ -144,7 +144,8 @@ def test_tws_sim_options_name_the_store_replay() -> None:
     assert bars_.file is None and bars_.store_uri == "lmdb:///tmp/x" and bars_.start == datetime(2026, 3, 2)
     ticks = replay("--replay", "store-ticks:AAPL.STK", "--start", "2026-03-02T14:30", "--end", "2026-03-02T21:00")
     assert ticks.ticks and ticks.bar_seconds is None and ticks.end == datetime(2026, 3, 2, 21)
-    assert replay("--replay", "store:AAPL.STK", "--ticks", "--start", "2026-03-02").ticks
+    with pytest.raises(SystemExit):  # one spelling of a tick replay: store-ticks:KEYS, no --ticks flag
+        parser.parse_args(["--port", "0", "--replay", "store:AAPL.STK", "--ticks", "--start", "2026-03-02"])
     with pytest.raises(ConfigError, match="needs a start"):
         replay("--replay", "store:AAPL.STK")
     with pytest.raises(ConfigError, match="need a replay file or store keys"):

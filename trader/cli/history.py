@@ -27,6 +27,7 @@ from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.formats import count
 from trader.cli.history_read import READ_COMMANDS
 from trader.cli.history_summary import summary_command
+from trader.cli.options import MOMENT
 from trader.errors import Conflict, SourceError
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -55,23 +56,6 @@ def history() -> None:
     """
 
 
-class Moment(click.ParamType):
-    """A date or a time, ISO 8601 (``2026-03-02``, ``2026-03-02T14:30``); UTC unless it names its zone."""
-
-    name = "date"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """Return ``value`` as an aware UTC datetime, or fail as a usage error."""
-        if isinstance(value, datetime):
-            return value
-        try:
-            moment = datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a date or time (2026-03-02, 2026-03-02T14:30)", param, ctx)
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-MOMENT = Moment()
 WAIT_OPTION = click.option("--wait/--no-wait", default=None,
                            help="Follow the job to its end with a progress bar (default: on a terminal).")
 

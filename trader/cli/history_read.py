@@ -1,8 +1,8 @@
 """Stored history as a user reads it: ``history read``, ``history export`` and ``history bar-sizes``.
 
-The commands are plain click commands in :data:`READ_COMMANDS`; ``register``
-puts them on the ``history`` group (history_service's own commands live in
-trader/cli/history.py), making a bare group if there is none yet. They open
+The commands are plain click commands in :data:`READ_COMMANDS`, which
+trader/cli/history.py adds to its ``history`` group (beside history_service's
+own commands). They open
 the store directly (``storage.arctic_uri``): no service has to run. A SYMBOL
 is a contract key as stored (``AAPL.STK``, ``ES.FUT.202612``); a bare symbol
 (``AAPL``) names the one stored key it starts, if only one does.
@@ -11,6 +11,7 @@ is a contract key as stored (``AAPL.STK``, ``ES.FUT.202612``); a bare symbol
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +20,14 @@ import pandas as pd
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
+from trader.cli.options import MOMENT
 from trader.data import open_store
-from trader.data.frames import utc
+from trader.data.requests import job_bar_size
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
-from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size, short_bar_size
+from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
-HISTORY_HELP = """Stored bars and ticks: read, export, the bar sizes.
-
-\b
-Examples:
-  trader history read AAPL.STK --bar-size 1d
-  trader history bar-sizes
-"""
-
-
-def _moment(value: str | None, what: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        return utc(value)
-    except (ValueError, TypeError):
-        raise ValidationError(f"--{what} {value!r} is not a date or time (2026-03-02, "
-                              "2026-03-02T14:30, 2026-03-02T09:30-05:00)") from None
-
-
-def _size(bar_size: str) -> str:
-    try:
-        return short_bar_size(parse_bar_size(bar_size))
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
 
 
 def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
@@ -101,20 +79,19 @@ def _table(frame: pd.DataFrame, title: str) -> FitTable:
     return FitTable(cols, rows, title=title)
 
 
-def _load(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def _load(cli: CliContext, symbol: str, bar_size: str, lo: datetime | None, hi: datetime | None,
           ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
-    return _load_from(open_store(cli.settings()), symbol, bar_size, start, end, ticks, as_of)
+    return _load_from(open_store(cli.settings()), symbol, bar_size, lo, hi, ticks, as_of)
 
 
-def _load_from(store: MarketStore, symbol: str, bar_size: str, start: str | None, end: str | None,
+def _load_from(store: MarketStore, symbol: str, bar_size: str, lo: datetime | None, hi: datetime | None,
                ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
     key = stored_key(store, symbol, ticks=ticks)
-    lo, hi = _moment(start, "start"), _moment(end, "end")
     if ticks:
         if as_of:
             raise ValidationError("--as-of reads bars; recorded ticks are read as they are now")
         return key, store.read_ticks(key, lo, hi)
-    return key, store.read_bars(key, _size(bar_size), lo, hi, as_of=as_of)
+    return key, store.read_bars(key, job_bar_size(bar_size), lo, hi, as_of=as_of)
 
 
 def _source(store: MarketStore, key: str, size: str) -> str:
@@ -129,14 +106,14 @@ def _source(store: MarketStore, key: str, size: str) -> str:
 @click.argument("symbol")
 @click.option("--bar-size", default="1m", show_default=True, help="1m, 5m, 1h, 1d... (a size not stored "
               "is resampled from a finer one).")
-@click.option("--start", default=None, help="First time (UTC unless it says; a date is its midnight).")
-@click.option("--end", default=None, help="End time, not included.")
+@click.option("--start", type=MOMENT, default=None, help="First time (UTC unless it says; a date is its midnight).")
+@click.option("--end", type=MOMENT, default=None, help="End time, not included.")
 @click.option("--ticks", is_flag=True, help="Read the recorded ticks instead of bars.")
 @click.option("--as-of", default=None, metavar="SNAPSHOT", help="Read as the snapshot SNAPSHOT holds it.")
 @click.option("--tail", type=click.IntRange(min=1), default=None,
               help=f"Only the last N rows (table default: {TAIL}; JSON: all).")
 @pass_cli
-def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | None, end: datetime | None,
                  ticks: bool, as_of: str | None, tail: int | None) -> None:
     """Show SYMBOL's stored bars (or recorded ticks) in a range.
 
@@ -152,8 +129,8 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None,
         "bar_count": integer}]  (wap, bar_count where stored; with --ticks:
         {"time", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
         "volume"}, null where a tick had none)
-    Exits: 4 nothing stored for SYMBOL, 3 bad size, date or ambiguous
-      SYMBOL, 14 store unusable
+    Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
+      14 store unusable
     """
     store = open_store(cli.settings())
     key, frame = _load_from(store, symbol, bar_size, start, end, ticks, as_of)
@@ -161,8 +138,8 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None,
         cli.emit_json(frame_rows(frame.tail(tail) if tail else frame))
         return
     shown = frame.tail(tail or TAIL)
-    what = "ticks" if ticks else f"{_size(bar_size)} bars"
-    source = _source(store, key, "ticks" if ticks else _size(bar_size))
+    what = "ticks" if ticks else f"{job_bar_size(bar_size)} bars"
+    source = _source(store, key, "ticks" if ticks else job_bar_size(bar_size))
     title = (f"{key} {what}" + (f" from {source}" if source else "") + f": last {len(shown)} of {len(frame):,}"
              + (f" (as of {as_of})" if as_of else ""))
     if shown.empty:
@@ -174,19 +151,19 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: str | None,
 @click.command("export")
 @click.argument("symbol")
 @click.option("--bar-size", default="1m", show_default=True, help="1m, 5m, 1h, 1d...")
-@click.option("--start", default=None, help="First time (UTC unless it says).")
-@click.option("--end", default=None, help="End time, not included.")
+@click.option("--start", type=MOMENT, default=None, help="First time (UTC unless it says).")
+@click.option("--end", type=MOMENT, default=None, help="End time, not included.")
 @click.option("--ticks", is_flag=True, help="Export the recorded ticks instead of bars.")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write CSV to this file.")
 @click.option("--parquet", "parquet_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write Parquet to this file.")
 @pass_cli
-def export_command(cli: CliContext, symbol: str, bar_size: str, start: str | None, end: str | None,
+def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | None, end: datetime | None,
                    ticks: bool, csv_file: Path | None, parquet_file: Path | None) -> None:
     """Write SYMBOL's stored bars (or ticks) in a range to a CSV or Parquet file.
 
-    The CSV's first column is ``time``, ISO 8601 in UTC; Parquet keeps the
+    The CSV's first column is time, ISO 8601 in UTC; Parquet keeps the
     UTC index. Exactly one of --csv and --parquet.
 
     \b
@@ -211,7 +188,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: str | Non
             frame.to_parquet(path)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}", path=str(path)) from None
-    result = {"symbol": key, "bar_size": "ticks" if ticks else _size(bar_size), "rows": len(frame),
+    result = {"symbol": key, "bar_size": "ticks" if ticks else job_bar_size(bar_size), "rows": len(frame),
               "file": str(path), "format": "csv" if csv_file else "parquet",
               "first": frame.index[0].isoformat() if len(frame) else None,
               "last": frame.index[-1].isoformat() if len(frame) else None}

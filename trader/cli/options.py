@@ -1,4 +1,4 @@
-"""The options the commands share: exact numbers, a symbol's hints, an order's options, --round, --account, --yes.
+"""The options the commands share: exact numbers, moments, a symbol's hints, an order's options, --round, --account, --yes.
 
 A command declares an option here once, with one help text, and every
 command that takes it uses the same declaration: ``--account`` means the
@@ -8,6 +8,7 @@ same on ``trade``, ``close``, ``portfolio`` and ``account``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,6 +34,31 @@ class DecimalType(click.ParamType):
 
 
 DECIMAL = DecimalType()
+
+
+class Moment(click.ParamType):
+    """A date or a time, ISO 8601 (``2026-03-02``, ``2026-03-02T14:30``); UTC unless it names its zone.
+
+    Read by :func:`trader.data.frames.utc`, as the store reads times: every history
+    command accepts the same text and refuses the rest as a usage error (exit 2).
+    """
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Return ``value`` as an aware UTC datetime, or fail as a usage error."""
+        if isinstance(value, datetime):
+            return value
+        from trader.data.frames import utc  # pandas: imported when a command takes a moment only
+
+        try:
+            return utc(str(value).strip()).to_pydatetime()
+        except (ValueError, TypeError, OverflowError):
+            self.fail(f"{value!r} is not a date or time (2026-03-02, 2026-03-02T14:30, 2026-03-02T09:30-05:00)",
+                      param, ctx)
+
+
+MOMENT = Moment()
 
 
 def _options(specs: list[tuple[str, ...]], **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:

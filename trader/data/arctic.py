@@ -17,23 +17,29 @@ symbol's writer lock (:mod:`trader.data.locks`).
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import weakref
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 import arcticdb
 import pandas as pd
-from arcticdb.exceptions import LmdbMapFullError, NoDataFoundException
+from arcticdb.exceptions import NoDataFoundException
 
+from trader.data.backends import (
+    BACKEND_ERRORS,
+    check_directory,
+    configure_lmdb,
+    lmdb_path,
+    mask_uri,
+    storage_failure,
+)
 from trader.data.frames import check_bars, check_ticks, resample_bars, utc
 from trader.data.locks import SymbolLocks
-from trader.data.store import SymbolMeta
-from trader.data.uris import lmdb_path, mask_uri, scrub
+from trader.data.store import SymbolMeta, merge_meta
 from trader.errors import Conflict, NotFound, StorageError, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 
@@ -47,8 +53,6 @@ _TICKS = "ticks"
 _RECORDS = "records."
 _ONE_NS = pd.Timedelta(1, "ns")
 _META_FIELDS = {f.name for f in fields(SymbolMeta)}
-#: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
-BACKEND_ERRORS = (RuntimeError, OSError)
 PRUNE_EVERY = 8
 # One arcticdb.Arctic per store and process: LMDB does not support opening one path twice in a process
 # (the first opening's map_size holds for the process).
@@ -63,8 +67,8 @@ class ArcticStore:
         self.uri = mask_uri(uri)  # what may be shown: the secret masked
         path = lmdb_path(uri)
         if path is not None:
-            _check_directory(path)
-            _configure_lmdb()
+            check_directory(path)
+            configure_lmdb()
         self.locks = SymbolLocks(path)
         try:
             opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
@@ -82,23 +86,7 @@ class ArcticStore:
 
     def failure(self, exc: BaseException, what: str, **details: Any) -> StorageError:
         """Return the StorageError for ``exc``: the reason in words, no secret of the URI in it."""
-        text = scrub(str(exc), self._uri)
-        name = type(exc).__name__
-        if isinstance(exc, LmdbMapFullError):
-            reason = ("the store is full: LMDB's map size is reached (raise it: storage.arctic_uri "
-                      "lmdb://DIR?map_size=100GB)")
-        elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
-            reason = "the disk is full"
-        elif (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS)
-              or "Permission denied" in text or "Read-only file system" in text):
-            reason = "the store's directory is read-only (not writable by this user)"
-        elif "Could not connect" in text or "Couldn't resolve" in text or "Timeout was reached" in text:
-            reason = "the S3 endpoint does not answer (is it up? the host and port right?)"
-        elif "NoSuchBucket" in text:
-            reason = "the S3 bucket does not exist (create it first)"
-        else:
-            reason = text.splitlines()[0] if text else name
-        return StorageError(f"{what}: {reason}", store=self.uri, **details)
+        return storage_failure(exc, self._uri, what, **details)
 
     # --- libraries --------------------------------------------------------------------------
     def _lib(self, name: str, *, create: bool = True) -> Any:
@@ -141,7 +129,7 @@ class ArcticStore:
                    meta: SymbolMeta | None = None) -> int:
         """Replace the window ``[start, end)`` of ``key``'s bars with ``frame``; return rows written.
 
-        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        ``meta`` is merged into the symbol's stored metadata (an empty field keeps the stored one).
         """
         lo, hi = utc(start), utc(end)
         if hi <= lo:
@@ -179,9 +167,10 @@ class ArcticStore:
         return count % PRUNE_EVERY == 0
 
     def _put_meta(self, library: str, key: str, meta: SymbolMeta) -> None:
-        """Store ``key``'s metadata in ``library`` unless it is what this process last stored or read."""
-        data = _meta_dict(meta)
-        if self._metas.get((library, key)) == data:
+        """Merge ``meta`` into ``key``'s stored metadata in ``library``; write it only if that changes it."""
+        stored = self._metas[(library, key)] if (library, key) in self._metas else self._stored_meta(library, key)
+        data = merge_meta(stored, meta)
+        if stored == data:
             return
         self._lib(_METADATA).write_pickle(f"{library}.{key}", data, prune_previous_versions=True)
         self._metas[(library, key)] = data
@@ -238,12 +227,12 @@ class ArcticStore:
     def read_index(self, key: str, bar_size: str) -> pd.DatetimeIndex:
         """Return the bar starts of a stored series, reading no prices (for summaries)."""
         lib = self._lib(_BARS + self._size(bar_size), create=False)
-        if lib is None or not lib.has_symbol(key):
-            raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
         try:
-            return lib.read(key, columns=[]).data.index.rename("time")
-        except Exception as exc:
-            raise StorageError(f"{key}: cannot read the bars' index: {exc}", key=key) from None
+            if lib is not None and lib.has_symbol(key):
+                return lib.read(key, columns=[]).data.index.rename("time")
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot read the bars' index", key=key) from None
+        raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
 
     def bar_symbols(self, bar_size: str | None = None) -> dict[str, list[str]]:
         """Return the stored keys per bar size."""
@@ -282,7 +271,7 @@ class ArcticStore:
 
     # --- ticks ------------------------------------------------------------------------------
     def append_ticks(self, key: str, frame: pd.DataFrame, *, meta: SymbolMeta | None = None) -> int:
-        """Append ticks after the stored ones (``meta`` replaces the symbol's metadata; else it is kept)."""
+        """Append ticks after the stored ones (``meta`` merged into the stored metadata)."""
         ticks = check_ticks(frame, key)
         if not len(ticks):
             return 0
@@ -388,44 +377,3 @@ class ArcticStore:
                 lib.delete_snapshot(name)
                 found = True
         return found
-
-
-def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
-    data = asdict(meta)
-    data["contract"], data["extra"] = dict(data["contract"]), dict(data["extra"])
-    return data
-
-
-def _configure_lmdb() -> None:
-    """Set two ArcticDB process settings for LMDB stores (unless configured already).
-
-    ``VersionMap.ReloadInterval`` 0: read a symbol's latest version from the
-    store at every operation, not from a cache kept for seconds; another
-    process may have written the symbol since (it holds the writer lock
-    then, see :mod:`trader.data.locks`), and an update built on a cached
-    version would drop that write or find its version pruned. On LMDB the
-    read is a memory-mapped lookup.
-
-    ``StorageLock.WaitMs`` 5: ArcticDB takes its storage lock to compact a
-    library's symbol list (the first ``list_symbols`` of a library) and waits
-    before trusting it, for eventually consistent object stores; LMDB's
-    transactions are visible at once, and the default wait made every first
-    listing cost a second.
-    """
-    from arcticdb.config import get_config_int, set_config_int
-
-    for name, value in (("VersionMap.ReloadInterval", 0), ("StorageLock.WaitMs", 5)):
-        if get_config_int(name) is None:
-            set_config_int(name, value)
-
-
-def _check_directory(path: os.PathLike[str] | str) -> None:
-    """Create an LMDB store's directory; raise StorageError if it cannot be written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the market store's directory {path}: {exc.strerror}",
-                           path=str(path)) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StorageError(f"the market store's directory {path} is read-only (not writable by this user)",
-                           path=str(path))

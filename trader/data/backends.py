@@ -1,16 +1,41 @@
-"""The store's backends: which :class:`~trader.data.store.MarketStore` a URI opens (see :mod:`trader.data.uris`)."""
+"""The store's backends: the URIs ArcticDB opens, their secrets masked, their set-up and their failures in words.
+
+ArcticDB URIs: ``lmdb://DIR`` (``?map_size=50GB`` sets LMDB's map size, the
+most the store may ever hold: a write past it fails as a full disk does) and
+``s3://HOST:BUCKET?port=P&access=KEY&secret=SECRET`` (``s3s://`` over TLS).
+:func:`open_store` opens the one the settings name. A URI's ``secret`` (and
+any password) never reaches a repr, a log line or an error message:
+:func:`mask_uri` replaces it with ``***``, :func:`storage_failure` scrubs it
+from a backend's error and says what went wrong in words (a full disk or
+LMDB map, a read-only directory, an S3 endpoint down, no such bucket).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import errno
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcticdb.exceptions import LmdbMapFullError
 
 from trader.data.store import MarketStore
-from trader.data.uris import lmdb_path, mask_uri
+from trader.errors import StorageError
 
 if TYPE_CHECKING:
     from trader.config import Settings
 
-__all__ = ["lmdb_path", "mask_uri", "open_store"]
+__all__ = [
+    "BACKEND_ERRORS", "MASK", "check_directory", "configure_lmdb", "lmdb_path", "mask_uri", "open_store", "scrub",
+    "secrets_of", "storage_failure",
+]
+
+#: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
+BACKEND_ERRORS = (RuntimeError, OSError)
+_SECRET = re.compile(r"((?:^|[?&;])(?:secret|password|access_key_secret)=)([^&;]*)", re.IGNORECASE)
+_USERINFO = re.compile(r"^([a-z0-9+]+://[^/@:]*:)([^/@]*)(@)", re.IGNORECASE)
+MASK = "***"
 
 
 def open_store(settings: Settings | None = None, *, uri: str | None = None) -> MarketStore:
@@ -28,3 +53,89 @@ def open_store(settings: Settings | None = None, *, uri: str | None = None) -> M
             query = uri.partition("?")[2]
             uri = "lmdb://" + str(settings.path(path)) + (f"?{query}" if query else "")
     return ArcticStore(uri)
+
+
+# --- URIs and their secrets ---------------------------------------------------------------------
+def secrets_of(uri: str) -> list[str]:
+    """Return the secret values ``uri`` carries (to scrub them from messages that echo the URI)."""
+    found = [m.group(2) for m in _SECRET.finditer(uri.partition("?")[2]) if m.group(2)]
+    user = _USERINFO.match(uri)
+    return found + ([user.group(2)] if user and user.group(2) else [])
+
+
+def mask_uri(uri: str) -> str:
+    """Return ``uri`` with its secret (and any password) replaced by ``***``."""
+    base, sep, query = uri.partition("?")
+    base = _USERINFO.sub(rf"\g<1>{MASK}\g<3>", base)
+    return base + sep + _SECRET.sub(rf"\g<1>{MASK}", query)
+
+
+def scrub(text: str, uri: str) -> str:
+    """Return ``text`` with every secret of ``uri`` replaced by ``***``."""
+    for secret in secrets_of(uri):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def lmdb_path(uri: str) -> Path | None:
+    """Return the directory of an ``lmdb://`` URI (None for any other scheme)."""
+    if not uri.startswith("lmdb://"):
+        return None
+    return Path(uri.removeprefix("lmdb://").partition("?")[0])
+
+
+# --- failures -----------------------------------------------------------------------------------
+def storage_failure(exc: BaseException, uri: str, what: str, **details: Any) -> StorageError:
+    """Return the StorageError for a backend's ``exc`` on the store ``uri``: the reason in words, no secret."""
+    text = scrub(str(exc), uri)
+    if isinstance(exc, LmdbMapFullError):
+        reason = ("the store is full: LMDB's map size is reached (raise it: storage.arctic_uri "
+                  "lmdb://DIR?map_size=100GB)")
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+        reason = "the disk is full"
+    elif (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS)
+          or "Permission denied" in text or "Read-only file system" in text):
+        reason = "the store's directory is read-only (not writable by this user)"
+    elif "Could not connect" in text or "Couldn't resolve" in text or "Timeout was reached" in text:
+        reason = "the S3 endpoint does not answer (is it up? the host and port right?)"
+    elif "NoSuchBucket" in text:
+        reason = "the S3 bucket does not exist (create it first)"
+    else:
+        reason = text.splitlines()[0] if text else type(exc).__name__
+    return StorageError(f"{what}: {reason}", store=mask_uri(uri), **details)
+
+
+# --- LMDB set-up ----------------------------------------------------------------------------------
+def configure_lmdb() -> None:
+    """Set two ArcticDB process settings for LMDB stores (unless configured already).
+
+    ``VersionMap.ReloadInterval`` 0: read a symbol's latest version from the
+    store at every operation, not from a cache kept for seconds; another
+    process may have written the symbol since (it holds the writer lock
+    then, see :mod:`trader.data.locks`), and an update built on a cached
+    version would drop that write or find its version pruned. On LMDB the
+    read is a memory-mapped lookup.
+
+    ``StorageLock.WaitMs`` 5: ArcticDB takes its storage lock to compact a
+    library's symbol list (the first ``list_symbols`` of a library) and waits
+    before trusting it, for eventually consistent object stores; LMDB's
+    transactions are visible at once, and the default wait made every first
+    listing cost a second.
+    """
+    from arcticdb.config import get_config_int, set_config_int
+
+    for name, value in (("VersionMap.ReloadInterval", 0), ("StorageLock.WaitMs", 5)):
+        if get_config_int(name) is None:
+            set_config_int(name, value)
+
+
+def check_directory(path: os.PathLike[str] | str) -> None:
+    """Create an LMDB store's directory; raise StorageError if it cannot be written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the market store's directory {path}: {exc.strerror}",
+                           path=str(path)) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"the market store's directory {path} is read-only (not writable by this user)",
+                           path=str(path))

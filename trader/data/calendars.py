@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trader.data.frames import utc
 from trader.domain.contract_key import is_key, parse_key
 from trader.errors import ValidationError
 
@@ -126,14 +127,14 @@ class TradingCalendar:
     def windows(self, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp, *,
                 use_rth: bool = False) -> SessionWindows:
         """Return the sessions overlapping ``[start, end)`` with their RTH or extended hours."""
-        lo, hi = _utc(start), _utc(end)
+        lo, hi = utc(start), utc(end)
         labels, opens, closes = _hours(self.hours, lo.date() - _DAY, hi.date() + 2 * _DAY, use_rth)
         keep = (closes > lo.value // 10**9) & (opens < hi.value // 10**9)
         return SessionWindows(labels[keep], opens[keep], closes[keep])
 
     def is_open(self, when: datetime, *, use_rth: bool = False) -> bool:
         """Return whether ``when`` lies inside a session (its RTH with ``use_rth``)."""
-        t = _utc(when)
+        t = utc(when)
         w = self.windows(t, t + pd.Timedelta(seconds=1), use_rth=use_rth)
         return bool(len(w)) and bool(w.locate(np.array([t.value // 10**9]))[0] >= 0)
 
@@ -229,11 +230,6 @@ def _hours(hours: Hours, first: date, last: date, use_rth: bool) -> tuple[pd.Dat
     return labels, opens, closes
 
 
-def _utc(when: datetime | pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(when)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 # --- minutes, expected bars, gaps -----------------------------------------------------------------
 def resolve(cal: TradingCalendar | str) -> TradingCalendar:
     """Return ``cal``, or the calendar a contract key (``AAPL.STK``) or an exchange (``CME``) names."""
@@ -249,7 +245,7 @@ def trading_minutes(cal: TradingCalendar | str, start: datetime | pd.Timestamp, 
     ``cal`` is a calendar, a contract key or an exchange (as everywhere below).
     """
     cal = resolve(cal)
-    lo, hi = _utc(start), _utc(end)
+    lo, hi = utc(start), utc(end)
     w = cal.windows(lo, hi, use_rth=use_rth)
     first, last = -(-lo.value // 60_000_000_000), -(-hi.value // 60_000_000_000)  # whole minutes
     parts = [np.arange(max(o // 60, first), min(-(-c // 60), last), dtype=np.int64)
@@ -304,7 +300,7 @@ def missing_sessions(index: pd.DatetimeIndex, cal: TradingCalendar | str, bar_si
             return []
         start = times[0] if start is None else start
         end = times[-1] + pd.Timedelta(seconds=min(seconds, 86400)) if end is None else end
-    lo, hi = _utc(start), _utc(end)
+    lo, hi = utc(start), utc(end)
     w = cal.windows(lo, hi, use_rth=use_rth)
     if seconds >= 86400:
         midnight = times == times.normalize()  # a bar dated by its session (IB's, as stored)

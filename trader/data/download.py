@@ -22,13 +22,14 @@ from typing import Any
 import pandas as pd
 
 from trader.config import Settings
+from trader.data.calendars import calendar_for_key
 from trader.data.job import Item, ItemState, Job, JobState
 from trader.data.jobs import JobQueue
 from trader.data.progress import JobProgress
 from trader.data.sources import open_source
 from trader.data.sources.base import Source, Window
 from trader.data.store import MarketStore, SymbolMeta
-from trader.errors import SourceError, TraderError, Unavailable
+from trader.errors import SourceError, TraderError, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ async def run_job(job: Job, queue: JobQueue, store: MarketStore, settings: Setti
         if source is not None:
             try:
                 await source.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the job's outcome
+            except Exception:  # closing must not hide the job's outcome
                 log.exception("job %s: closing source %s failed", job.id, job.source)
     if not await queue.finish(job.id, state):
         raise LeaseLost(job.id)
@@ -116,8 +117,8 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
     end = pd.Timestamp(job.end)
     item = replace(item, state=ItemState.RUNNING, error="")
     await _save(queue, job, item)
-    meta = SymbolMeta(key=item.key, source=job.source)
     try:
+        meta = await _meta(source, item.key, job.source)
         windows = source.windows(item.key, job.bar_size, pd.Timestamp(item.resume), end) if item.resume < job.end \
             else _nothing()  # every window written: the run was stopped before it could say so
         async for window in windows:
@@ -138,11 +139,28 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
     except TraderError as exc:
         log.warning("job %s: %s failed: %s", job.id, item.key, exc)
         return replace(item, state=ItemState.FAILED, error=_named(item.key, str(exc)))
-    except Exception as exc:  # noqa: BLE001 - a bug in a source fails its instrument, not the job
+    except Exception as exc:  # a bug in a source fails its instrument, not the job
         log.exception("job %s: %s failed", job.id, item.key)
         return replace(item, state=ItemState.FAILED, error=f"{item.key}: internal error: {exc!r}")
     log.info("job %s: %s done: %d bars in %d windows", job.id, item.key, item.bars, item.windows)
     return replace(item, state=ItemState.DONE)
+
+
+async def _meta(source: Source, key: str, name: str) -> SymbolMeta:
+    """Return the metadata to store with ``key``'s bars: the source's description, else its calendar's zone.
+
+    Without a contract from the source, the stored contract is kept (the store merges).
+    """
+    describe = getattr(source, "describe", None)
+    if describe is not None:
+        found = await describe(key)
+        if found is not None:
+            return found
+    try:
+        timezone = calendar_for_key(key).timezone
+    except ValidationError:
+        timezone = ""
+    return SymbolMeta(key=key, source=name, timezone=timezone)
 
 
 async def _nothing() -> AsyncIterator[Window]:

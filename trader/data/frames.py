@@ -19,7 +19,7 @@ import pandas as pd
 from trader.errors import ValidationError
 
 __all__ = [
-    "BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "resample_bars", "utc",
+    "BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "daily_starts", "resample_bars", "utc",
 ]
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -32,6 +32,11 @@ def utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
     """Return ``moment`` as a UTC Timestamp (naive: taken as UTC)."""
     ts = pd.Timestamp(moment)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def daily_starts(times: pd.DatetimeIndex, tz: str = "UTC") -> pd.DatetimeIndex:
+    """Return daily bars' starts as the store keeps them (as IB's): midnight UTC of each time's date in ``tz``."""
+    return times.tz_convert(tz).tz_localize(None).normalize().tz_localize("UTC")
 
 
 def _index(frame: pd.DataFrame, key: str, what: str) -> pd.DatetimeIndex:

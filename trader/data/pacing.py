@@ -34,8 +34,18 @@ from trader.retry import Clock, RetryPolicy, Sleep
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "IB_RULES", "NO_DATA_TEXT", "PACING_RETRY", "PACING_VIOLATION_TEXT", "PacedRequest", "Pacer",
-    "PacingRules", "PacingViolation", "is_no_data", "is_pacing_violation", "retry_paced",
+    "IB_RULES",
+    "NO_DATA_TEXT",
+    "PACING_RETRY",
+    "PACING_VIOLATION_TEXT",
+    "PacedRequest",
+    "Pacer",
+    "PacingRules",
+    "PacingViolation",
+    "Spacer",
+    "is_no_data",
+    "is_pacing_violation",
+    "retry_paced",
 ]
 
 T = TypeVar("T")
@@ -134,6 +144,34 @@ class _Counted:
         self.times.append(entry)
         self.total += weight
         return entry
+
+
+class Spacer:
+    """Space requests' starts at least ``interval`` seconds apart (0: no spacing), on an injected clock.
+
+    For the simple paces beside IB's three rules: an HTTP plan's requests per
+    minute, IB's contract searches (about one a second). Concurrent callers
+    queue: each waits for the slot after the previous one's.
+    """
+
+    def __init__(self, interval: float, *, clock: Clock = time.monotonic, sleep: Sleep | None = None) -> None:
+        self.interval = max(0.0, interval)
+        self.clock = clock
+        self._sleep = sleep
+        self._next = float("-inf")  # when the next request may start
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> float:
+        """Wait until the next request may start and take its slot; return the seconds waited."""
+        if not self.interval:
+            return 0.0
+        async with self._lock:
+            now = self.clock()
+            wait = max(0.0, self._next - now)
+            if wait:
+                await (self._sleep or asyncio.sleep)(wait)
+            self._next = max(now, self._next) + self.interval
+            return wait
 
 
 class Pacer:

@@ -49,7 +49,7 @@ from trader.data.calendars import calendar_for_key
 from trader.data.frames import TICK_COLUMNS
 from trader.data.recorder_counts import RecorderCounts
 from trader.data.store import MarketStore, SymbolMeta
-from trader.errors import NotFound, ProtocolError, StorageError, TraderError
+from trader.errors import NotFound, ProtocolError, StorageError, ValidationError
 from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, secure_client
 from trader.messaging.drain import Drainer
@@ -120,7 +120,7 @@ class TickRecorder:
         self._keys: dict[bytes, str] = {}  # topic bytes -> the key its payload must name (or _INVALID)
         self._patterns: tuple[str, ...] = ()
         self._last: dict[str, int | None] = {}  # key -> the last stored tick's time (ns); writer thread only
-        self._described: set[str] = set()  # keys whose metadata this recorder stored; writer thread only
+        self._described: set[str] = set()  # keys whose metadata this recorder has given the store
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tick-writer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: zmq.Socket | None = None
@@ -315,7 +315,7 @@ class TickRecorder:
             dropped = len(stamps) - int(np.count_nonzero(keep))
             index, values = index[keep], values[keep]
         if len(index):
-            meta = None if key in self._described else _meta(key)
+            meta = None if key in self._described else _tick_meta(key)  # merged into the stored: once per run
             self.store.append_ticks(key, pd.DataFrame(values, index=index, columns=list(TICK_COLUMNS)), meta=meta)
             self._described.add(key)
             self._last[key] = int(index.asi8[-1])
@@ -383,10 +383,10 @@ class TickRecorder:
                 "previous_lost": counts.previous_lost}
 
 
-def _meta(key: str) -> SymbolMeta:
-    """Return the metadata stored with ``key``'s ticks: the recorder wrote them, in its exchange's time zone."""
+def _tick_meta(key: str) -> SymbolMeta:
+    """Return what the store keeps beside ``key``'s recorded ticks: the recorder, the exchange's time zone."""
     try:
-        zone = calendar_for_key(key).timezone
-    except TraderError:  # a key no calendar knows: its ticks are still recorded
-        zone = "UTC"
-    return SymbolMeta(key=key, source="recorder", timezone=zone)
+        timezone = calendar_for_key(key).timezone
+    except (ValidationError, ValueError):  # no calendar for it, or not a contract key
+        timezone = ""
+    return SymbolMeta(key=key, source="recorder", timezone=timezone)

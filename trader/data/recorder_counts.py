@@ -84,10 +84,6 @@ class RecorderCounts:
         slots = self._slots
         return int(slots[_RECEIVED] - slots[_WRITTEN] - slots[_DISCARDED])
 
-    def add_received(self, count: int = 1) -> None:
-        """Count ticks taken into the open batch."""
-        self._slots[_RECEIVED] += count
-
     def add_written(self, count: int) -> None:
         """Count ticks the store has accepted."""
         self._slots[_WRITTEN] += count

@@ -25,26 +25,60 @@ The model:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["MarketStore", "SymbolMeta"]
+__all__ = ["MarketStore", "SymbolMeta", "contract_fields", "merge_meta"]
 
 
 @dataclass(frozen=True, slots=True)
 class SymbolMeta:
-    """What the store keeps beside a symbol's data: where it came from and how to read it."""
+    """What the store keeps beside a symbol's data: where it came from and how to read it.
+
+    A write's metadata is merged into the stored one (:func:`merge_meta`): an
+    empty field keeps what is stored, so a source that knows no contract does
+    not erase the contract another writer stored.
+    """
 
     key: str  # the contract key the symbol is named by
-    source: str = ""  # ib, polygon, yahoo, file, recorder...
-    timezone: str = "UTC"  # the exchange's time zone (the index itself is always UTC)
+    source: str = ""  # ib, polygon, yahoo, file, recorder... (the last writer's)
+    timezone: str = ""  # the exchange's time zone, "" unknown (the index itself is always UTC)
     contract: Mapping[str, Any] = field(default_factory=dict)  # the contract's fields, as plain values
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def contract_fields(contract: Any) -> dict[str, str]:
+    """Return a contract (a dataclass such as :class:`~trader.domain.Contract`) as the metadata keeps it.
+
+    Its fields that are set, as text (enums by value): plain values any backend stores.
+    """
+    if contract is None:
+        return {}
+    items = asdict(contract).items() if is_dataclass(contract) and not isinstance(contract, type) \
+        else dict(contract).items()
+    return {k: str(v.value if isinstance(v, Enum) else v) for k, v in items if v not in (None, "")}
+
+
+def merge_meta(stored: Mapping[str, Any] | None, meta: SymbolMeta) -> dict[str, Any]:
+    """Return the metadata to store: ``meta`` over ``stored`` (plain values).
+
+    ``source`` and ``timezone`` replace the stored ones when set; ``contract``
+    and ``extra`` are merged field by field (the new value of a field wins).
+    """
+    old = dict(stored or {})
+    return {
+        "key": meta.key,
+        "source": meta.source or str(old.get("source") or ""),
+        "timezone": meta.timezone or str(old.get("timezone") or ""),
+        "contract": {**dict(old.get("contract") or {}), **dict(meta.contract)},
+        "extra": {**dict(old.get("extra") or {}), **dict(meta.extra)},
+    }
 
 
 @runtime_checkable
@@ -57,7 +91,7 @@ class MarketStore(Protocol):
         """Replace the window ``[start, end)`` of ``key``'s ``bar_size`` bars with ``frame``; return rows written.
 
         ``frame`` may be empty (the window had no bars: whatever was stored there is removed).
-        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        ``meta`` is merged into the symbol's stored metadata (:func:`merge_meta`).
         Raises ``ValidationError`` naming ``key`` for a frame that fails :func:`check_bars`
         and ``StorageError`` when the store cannot be written; either way nothing is written.
         """
@@ -88,7 +122,7 @@ class MarketStore(Protocol):
     def append_ticks(self, key: str, frame: pd.DataFrame, *, meta: SymbolMeta | None = None) -> int:
         """Append ticks (time-ordered, UTC index, :data:`TICK_COLUMNS`) after the stored ones; return rows.
 
-        ``meta`` replaces the symbol's metadata; without it the stored one is kept.
+        ``meta`` is merged into the symbol's stored metadata (:func:`merge_meta`).
         """
         ...
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from trader.brokers.base import Broker
 from trader.brokers.records import ContractDetails, ContractQuery, SymbolMatch
+from trader.data.pacing import Spacer
 from trader.data.universes import Member
 from trader.domain import SecType
 from trader.errors import TraderError
@@ -67,7 +67,7 @@ class Bootstrap:
     def __post_init__(self) -> None:
         self.exchanges = {e.strip().upper() for e in self.exchanges}
         self.sec_types = {s.strip().upper() for s in self.sec_types}
-        self._last_search = 0.0
+        self._spacer = Spacer(self.pace)
 
     async def run(self) -> list[Member]:
         """Search, keep and detail; return the members found (in search order, unique by conid)."""
@@ -95,10 +95,7 @@ class Bootstrap:
         return kept
 
     async def _search(self, prefix: str) -> list[SymbolMatch]:
-        wait = self._last_search + self.pace - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_search = time.monotonic()
+        await self._spacer.wait()
         return await self.broker.search(prefix)
 
     @staticmethod

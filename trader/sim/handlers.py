@@ -40,8 +40,6 @@ from trader.sim.history import (
     HistoryRequest,
     build_bars,
     check_keep_up_to_date,
-    parse_duration,
-    parse_end,
 )
 from trader.sim.market_state import record_minute
 from trader.sim.msgids import ErrorCode, In
@@ -228,9 +226,8 @@ class RequestHandlers:
         try:
             if request.keep_up_to_date:
                 check_keep_up_to_date(request.bar_size)
-            end = parse_end(request.end, now)
-            history = HistoryRequest(min(end, now), parse_duration(request.duration), request.bar_size,
-                                     request.what_to_show, request.format_date, request.use_rth)
+            history = HistoryRequest.parse(request.end, request.duration, now, request.bar_size,
+                                           request.what_to_show, request.format_date, request.use_rth)
             if history.end <= HEAD_TIMESTAMP:  # before the data begins (see head_timestamp)
                 raise HistoryError(_no_data(inst, request.what_to_show))
             state = self.world.market.state(inst.conid)

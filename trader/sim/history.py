@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trader.brokers.ib import durations
+from trader.brokers.ib.durations import BAR_SECONDS, MAX_DURATION
 from trader.domain import SecType
 from trader.sim.market_state import MarketState, MinuteBar
 from trader.sim.trading_hours import TradingHours
@@ -45,27 +46,17 @@ from trader.sim.wire import Field
 
 __all__ = [
     "BAR_SECONDS", "MAX_SECOND_BAR_DURATION", "BarArrays", "HistoryError", "HistoryRequest", "build_bars",
-    "check_keep_up_to_date", "parse_duration", "parse_end", "seconds_from_minutes",
+    "check_keep_up_to_date", "seconds_from_minutes",
 ]
 
-BAR_SECONDS: dict[str, int] = {
-    "1 secs": 1, "5 secs": 5, "10 secs": 10, "15 secs": 15, "30 secs": 30,
-    "1 min": 60, "2 mins": 120, "3 mins": 180, "5 mins": 300, "10 mins": 600, "15 mins": 900,
-    "20 mins": 1200, "30 mins": 1800, "1 hour": 3600, "2 hours": 7200, "3 hours": 10800,
-    "4 hours": 14400, "8 hours": 28800, "1 day": 86400, "1 week": 7 * 86400, "1 month": 31 * 86400,
-}
-_DURATION_UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
 _SHOWS = {"TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"}
 MAX_MINUTES = 3 * 366 * 1440  # three years of minutes per request
 MAX_BARS = 50_000
-# IB's step sizes: the longest duration it serves for each bar size under a minute.
-MAX_SECOND_BAR_DURATION: dict[str, int] = {
-    "1 secs": 1800, "5 secs": 3600, "10 secs": 14400, "15 secs": 14400, "30 secs": 28800,
-}
+# IB's step sizes: the longest duration it serves for each bar size under a minute (the sim enforces these).
+MAX_SECOND_BAR_DURATION: dict[str, int] = {name: MAX_DURATION[s] for name, s in BAR_SECONDS.items() if s < 60}
 MIN_UPDATING_BAR_SECONDS = 5  # IB keeps bars up to date from 5 secs up
 _SUBSTEPS = 4  # path points per second inside a minute: what gives one-second bars their wicks
 _TOO_LONG = "Historical Market Data Service error message:Time length exceed max."
-_CALENDAR_SECONDS_PER_YEAR = 365 * 86400
 
 
 class HistoryError(Exception):
@@ -83,34 +74,13 @@ class HistoryRequest:
     format_date: int = 1
     use_rth: bool = False
 
-
-def parse_duration(text: str) -> int:
-    """Return the seconds of an IB duration such as ``"2 D"`` or ``"1 Y"``."""
-    match = re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", text.upper())
-    if not match:
-        raise HistoryError(f"Historical Market Data Service error message:invalid duration {text!r}")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def parse_end(text: str, now: datetime) -> datetime:
-    """Return an IB endDateTime as an aware UTC datetime; empty means ``now``.
-
-    Accepts ``YYYYMMDD HH:MM:SS [zone]``, ``YYYYMMDD-HH:MM:SS`` (UTC) and ``YYYYMMDD``.
-    """
-    text = text.strip()
-    if not text:
-        return now
-    try:
-        if len(text) == 8:
-            return datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC) + timedelta(days=1)
-        if "-" in text[:9]:
-            return datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
-        parts = text.split(" ", 2)
-        when = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S")
-        zone = parts[2].strip() if len(parts) > 2 else ""
-        return when.replace(tzinfo=ZoneInfo(zone) if zone else UTC).astimezone(UTC)
-    except (ValueError, IndexError, ZoneInfoNotFoundError):
-        raise HistoryError(f"Historical Market Data Service error message:invalid end date/time {text!r}") from None
+    @classmethod
+    def parse(cls, end: str, duration: str, now: datetime, *rest: Any) -> HistoryRequest:
+        """Return the request an IB ``endDateTime`` (capped at ``now``) and ``durationStr`` name; HistoryError if bad."""
+        try:
+            return cls(min(durations.end_time(end, now), now), durations.duration_seconds(duration), *rest)
+        except ValueError as exc:
+            raise HistoryError(f"Historical Market Data Service error message:{exc}") from None
 
 
 class BarArrays:
@@ -155,7 +125,7 @@ def _synthetic(state: MarketState, seed: int, first: int, end: int, anchor: int)
     if first >= end:
         return BarArrays.of([])
     inst = state.instrument
-    sigma = inst.volatility * math.sqrt(60 / _CALENDAR_SECONDS_PER_YEAR)
+    sigma = inst.volatility * math.sqrt(60 / durations.DURATION_UNITS["Y"])
     days = range(first // 1440, (end - 1) // 1440 + 1)
     z_parts, wick_parts, vol_parts = [], [], []
     for day in days:

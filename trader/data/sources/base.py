@@ -40,6 +40,8 @@ class Source(Protocol):
     name: str
     # A source whose windows cover only the part of the range it has (a file) says so with
     # ``covers_range = False``; otherwise windows ending before the end mean the source stopped.
+    # A source that knows an instrument's contract has ``async def describe(key) -> SymbolMeta | None``
+    # (the IB source): the download stores it with the bars; else the key's calendar gives the time zone.
 
     def windows(self, key: str, bar_size: str, start: pd.Timestamp, end: pd.Timestamp) -> AsyncIterator[Window]:
         """Yield the windows covering ``[start, end)`` in time order (an async generator)."""

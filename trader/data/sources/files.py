@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from trader.config import Settings
-from trader.data.frames import BAR_COLUMNS, check_bars, utc
+from trader.data.frames import BAR_COLUMNS, check_bars, daily_starts, utc
 from trader.data.sources.base import Window
 from trader.data.sources.http import bar_seconds
 from trader.errors import SourceError, ValidationError
@@ -195,7 +195,7 @@ class FileSource:
                                   f"(it has {', '.join(c for c in table.columns if c != 'time')})")
         times = pd.DatetimeIndex(rows["time"])
         if seconds >= _DAY:  # a daily bar: its date where it was written, at midnight UTC
-            times = times.tz_convert(self.tz).tz_localize(None).normalize().tz_localize("UTC")
+            times = daily_starts(times, self.tz)
         frame = rows.drop(columns="time").set_axis(times.rename("time"))
         try:
             bars = check_bars(frame, key)

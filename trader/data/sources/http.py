@@ -39,6 +39,7 @@ import pydantic
 
 from trader.config import Settings
 from trader.data.frames import check_bars
+from trader.data.pacing import Spacer
 from trader.domain.contract_key import KeyParts, parse_key
 from trader.errors import SourceError, ValidationError
 from trader.retry import RetryPolicy, Sleep
@@ -167,9 +168,7 @@ class HttpFetch:
         self.requests = 0  # requests sent, retries included
         self.retries = 0
         self._sleep = sleep or asyncio.sleep
-        self._spacing = 60.0 / per_minute if per_minute else 0.0  # seconds between two requests' starts
-        self._next = 0.0  # monotonic time the next request may start
-        self._pace = asyncio.Lock()
+        self._spacer = Spacer(60.0 / per_minute if per_minute else 0.0, sleep=self._sleep)  # a plan's rate
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.history.http_timeout),
                                          headers=dict(headers or {}), follow_redirects=True)
 
@@ -207,12 +206,7 @@ class HttpFetch:
                                  source=self.source, url=exc.url) from None
 
     async def _attempt(self, key: str, url: str, params: Mapping[str, str | int] | None, shown: str) -> Reply:
-        if self._spacing:
-            async with self._pace:  # a plan's requests per minute, kept rather than answered with 429s
-                now = time.monotonic()
-                if self._next > now:
-                    await self._sleep(self._next - now)
-                self._next = max(now, self._next) + self._spacing
+        await self._spacer.wait()  # a plan's requests per minute, kept rather than answered with 429s
         self.requests += 1
         try:
             response = await self._client.get(url, params=params)

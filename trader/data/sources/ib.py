@@ -6,7 +6,7 @@ with trader_service's connection) and asks it through the
 :class:`~trader.brokers.base.Broker` seam: the key is resolved to IB's
 contract by the broker's contract details (:class:`~trader.trading.instruments.Resolver`),
 and ``[start, end)`` is split into windows of the longest duration IB serves
-for the bar size (its "step sizes" table, :data:`MAX_DURATION`), one request
+for the bar size (its "step sizes" table, :mod:`trader.brokers.ib.durations`), one request
 each, ending at the window's end (UTC ``yyyymmdd-HH:MM:SS``). Each request goes
 through the platform's one :class:`~trader.data.pacing.Pacer` (IB's three
 rules; off with ``settings.history.pacing: false`` against a tws-sim started
@@ -21,7 +21,6 @@ are retryable, the others not).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -29,8 +28,11 @@ from typing import Any
 import pandas as pd
 
 from trader.brokers.ib.adapter import IbAdapter
+from trader.brokers.ib.durations import MAX_DURATION, duration_text
+from trader.brokers.ib.durations import end_text as ib_end_text
 from trader.brokers.records import ContractDetails
 from trader.config import Settings
+from trader.data.calendars import calendar_for
 from trader.data.frames import BAR_COLUMNS, utc
 from trader.data.pacing import (
     IB_RULES,
@@ -42,6 +44,7 @@ from trader.data.pacing import (
     retry_paced,
 )
 from trader.data.sources.base import Window
+from trader.data.store import SymbolMeta, contract_fields
 from trader.domain import Contract, SecType
 from trader.errors import BrokerError, NotFound, SourceError, Timeout, Unavailable, ValidationError
 from trader.retry import RetryPolicy
@@ -50,34 +53,21 @@ from trader.trading.instruments import Resolver
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_DURATION", "IbSource", "ib_requests"]
-
-DAY = 86_400
-#: IB's longest request per bar size, in seconds (its "step sizes" table: 1 D for 1 min, 1 W for 3 to 20 mins,
-#: 1 M for 30 mins to 8 hours, 1 Y for a day).
-MAX_DURATION: dict[int, int] = {
-    1: 1800, 5: 3600, 10: 14400, 15: 14400, 30: 28800,
-    60: DAY, 120: 2 * DAY,
-    **{m * 60: 7 * DAY for m in (3, 5, 10, 15, 20)},
-    **{s: 30 * DAY for s in (1800, 3600, 7200, 10800, 14400, 28800)},
-    DAY: 365 * DAY,
-}
-
+__all__ = ["IbSource", "ib_requests"]
 
 def ib_requests(start: pd.Timestamp, end: pd.Timestamp, bar_seconds: int) -> Iterator[tuple[pd.Timestamp,
                                                                                              pd.Timestamp, str]]:
     """Yield ``(window start, window end, IB duration)`` covering ``[start, end)``, each one request long.
 
-    A duration is in seconds up to a day (IB takes "S" only that far), else in
-    whole days (the last window's rounded up: what it brings early is clipped).
+    The windows are :data:`~trader.brokers.ib.durations.MAX_DURATION` long; a
+    duration is :func:`~trader.brokers.ib.durations.duration_text`'s (seconds up
+    to a day for intraday bars, else whole days: what a request brings early is clipped).
     """
     step = timedelta(seconds=MAX_DURATION[bar_seconds])
     window_start = start
     while window_start < end:
         window_end = min(window_start + step, end)
-        seconds = math.ceil((window_end - window_start).total_seconds())
-        duration = f"{seconds} S" if seconds <= DAY else f"{math.ceil(seconds / DAY)} D"
-        yield window_start, window_end, duration
+        yield window_start, window_end, duration_text((window_end - window_start).total_seconds(), bar_seconds)
         window_start = window_end
 
 
@@ -156,6 +146,15 @@ class IbSource:
         self._contracts[key] = found
         return found
 
+    async def describe(self, key: str) -> SymbolMeta:
+        """Return what the store keeps beside ``key``'s bars: IB's contract and its exchange's time zone."""
+        contract = (await self._contract(key)).contract
+        try:
+            timezone = calendar_for(contract.primary_exchange or contract.exchange, contract.sec_type).timezone
+        except ValidationError:
+            timezone = ""
+        return SymbolMeta(key=key, source=self.name, timezone=timezone, contract=contract_fields(contract))
+
     async def windows(self, key: str, bar_size: str, start: pd.Timestamp, end: pd.Timestamp) -> AsyncIterator[Window]:
         """Yield the windows covering ``[start, end)`` in time order, one IB request each."""
         try:
@@ -176,7 +175,7 @@ class IbSource:
     async def _request(self, key: str, contract: Contract, end: pd.Timestamp, duration: str, size: str,
                        what: str) -> pd.DataFrame | None:
         """Return the bars of one request (None: IB has none); a violation is backed off and retried."""
-        end_text = end.strftime("%Y%m%d-%H:%M:%S")
+        end_text = ib_end_text(end)
         await self._connect(key)
 
         async def once() -> pd.DataFrame:

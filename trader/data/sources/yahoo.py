@@ -38,7 +38,7 @@ import pydantic
 from typing_extensions import TypedDict
 
 from trader.config import Settings
-from trader.data.frames import utc
+from trader.data.frames import daily_starts, utc
 from trader.data.sources.base import Window
 from trader.data.sources.http import (
     HttpFetch,
@@ -215,7 +215,7 @@ class YahooSource:
         times = pd.to_datetime(np.asarray(stamps, dtype="int64"), unit="s", utc=True)
         if daily:  # the session's open in the exchange's zone -> midnight UTC of that date
             zone = result["meta"].get("exchangeTimezoneName") or "UTC"
-            times = times.tz_convert(zone).tz_localize(None).normalize().tz_localize("UTC")
+            times = daily_starts(times, zone)
         frame = pd.DataFrame(columns, index=pd.DatetimeIndex(times, name="time"))
         frame = frame[frame[["open", "high", "low", "close"]].notna().all(axis=1)]  # Yahoo's null bars
         frame["volume"] = frame["volume"].fillna(0.0)

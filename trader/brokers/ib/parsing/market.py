@@ -49,25 +49,28 @@ def from_ib_bar(bar: ib_async.BarData, instrument: str, size: str) -> Bar:
                float(bar.close), max(float(bar.volume), 0.0), int(bar.barCount) if bar.barCount >= 0 else None)
 
 
-_BAR_FIELDS = operator.attrgetter("open", "high", "low", "close", "volume", "barCount")
+_BAR_FIELDS = operator.attrgetter("open", "high", "low", "close", "volume", "average", "barCount")
 
 
 def from_ib_bars_frame(bars: Sequence[ib_async.BarData]) -> pd.DataFrame:
     """Return IB's historical ``bars`` as a bar frame, as :func:`from_ib_bar` reads each bar.
 
     The index is ``time``, the UTC bar starts (a daily bar at midnight UTC);
-    the columns ``open high low close volume`` (IB's -1 volume is 0) and
-    ``bar_count`` where IB counted every bar's trades. Built column-wise: no
-    record per bar, for downloads of many bars.
+    the columns ``open high low close volume`` (IB's -1 volume is 0), ``wap``
+    (IB's ``average``) where IB gave every bar one (TRADES; not MIDPOINT, BID,
+    ASK) and ``bar_count`` where IB counted every bar's trades. Built
+    column-wise: no record per bar, for downloads of many bars.
     """
     count = len(bars)
     starts = np.fromiter((_epoch(bar.date) for bar in bars), dtype=np.float64, count=count)
-    values = np.fromiter(map(_BAR_FIELDS, bars), dtype=np.dtype((np.float64, 6)), count=count).reshape(count, 6)
+    values = np.fromiter(map(_BAR_FIELDS, bars), dtype=np.dtype((np.float64, 7)), count=count).reshape(count, 7)
     index = pd.DatetimeIndex(np.rint(starts * 1e9).astype("int64").view("datetime64[ns]"), name="time")
     frame = pd.DataFrame(values[:, :5], index=index.tz_localize(UTC), columns=["open", "high", "low", "close", "volume"])
     frame["volume"] = np.maximum(frame["volume"].to_numpy(), 0.0)
-    if count and (values[:, 5] >= 0).all():
-        frame["bar_count"] = values[:, 5].astype(np.int64)
+    if count and (values[:, 5] > 0).all():
+        frame["wap"] = values[:, 5]
+    if count and (values[:, 6] >= 0).all():
+        frame["bar_count"] = values[:, 6].astype(np.int64)
     return frame
 
 
