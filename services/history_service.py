@@ -32,8 +32,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from trader.config import Settings
-from trader.data.backends import open_store
 from trader.data.download import LeaseLost, QueueDown, run_job
+from trader.data.factory import open_store
 from trader.data.frames import utc
 from trader.data.job import Job, JobState
 from trader.data.jobs import JobQueue

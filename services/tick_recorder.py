@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from trader.config import Settings
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.recorder import TickRecorder
 from trader.data.recorder_counts import RecorderCounts
 from trader.service.base import Service, main

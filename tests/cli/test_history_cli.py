@@ -20,7 +20,7 @@ from tests.waiting import wait_until_blocking
 from trader.cli import history as history_cli
 from trader.cli.context import CliContext
 from trader.config import load_settings
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.universes import Member, Universes
 
 START, END = "2026-03-02", "2026-03-02T06:00"

@@ -28,7 +28,7 @@ import yaml
 
 from tests.conftest import REPO, StackEnv, TradingStack, wait_for_port
 from trader.config import load_settings
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.sources.ib import IbSource
 from trader.errors import Timeout
 from trader.messaging.rpc import RpcClient

@@ -23,7 +23,7 @@ from tests.service.history_stack import started_history
 from tests.waiting import wait_until
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.universes import Member, Universes
 from trader.errors import Conflict, NotFound, ValidationError
 from trader.messaging.pubsub import Message, Subscriber

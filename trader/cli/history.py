@@ -212,7 +212,7 @@ def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[st
     Exits: 4 unknown universe, 7 history_service not running, 15 instruments
       failed (with --wait)
     """
-    from trader.data.backends import open_store
+    from trader.data.factory import open_store
     from trader.data.requests import job_bar_size, universe_keys
     from trader.data.universes import Universes
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.summary import SeriesSummary, summary
 from trader.errors import NotFound
 

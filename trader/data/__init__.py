@@ -1,6 +1,6 @@
 """The market store and what fills it: bars, ticks and universes (see docs/ARCHITECTURE.md, "Data layer")."""
 
-from trader.data.backends import open_store
+from trader.data.factory import open_store
 from trader.data.frames import (
     BAR_COLUMNS,
     OPTIONAL_BAR_COLUMNS,

@@ -3,7 +3,7 @@
 ArcticDB URIs: ``lmdb://DIR`` (``?map_size=50GB`` sets LMDB's map size, the
 most the store may ever hold: a write past it fails as a full disk does) and
 ``s3://HOST:BUCKET?port=P&access=KEY&secret=SECRET`` (``s3s://`` over TLS).
-:func:`open_store` opens the one the settings name. A URI's ``secret`` (and
+:func:`trader.data.factory.open_store` opens the one the settings name. A URI's ``secret`` (and
 any password) never reaches a repr, a log line or an error message:
 :func:`mask_uri` replaces it with ``***``, :func:`storage_failure` scrubs it
 from a backend's error and says what went wrong in words (a full disk or
@@ -16,18 +16,14 @@ import errno
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arcticdb.exceptions import LmdbMapFullError
 
-from trader.data.store import MarketStore
 from trader.errors import StorageError
 
-if TYPE_CHECKING:
-    from trader.config import Settings
-
 __all__ = [
-    "BACKEND_ERRORS", "MASK", "check_directory", "configure_lmdb", "lmdb_path", "mask_uri", "open_store", "scrub",
+    "BACKEND_ERRORS", "MASK", "check_directory", "configure_lmdb", "lmdb_path", "mask_uri", "scrub",
     "secrets_of", "storage_failure",
 ]
 
@@ -36,23 +32,6 @@ BACKEND_ERRORS = (RuntimeError, OSError)
 _SECRET = re.compile(r"((?:^|[?&;])(?:secret|password|access_key_secret)=)([^&;]*)", re.IGNORECASE)
 _USERINFO = re.compile(r"^([a-z0-9+]+://[^/@:]*:)([^/@]*)(@)", re.IGNORECASE)
 MASK = "***"
-
-
-def open_store(settings: Settings | None = None, *, uri: str | None = None) -> MarketStore:
-    """Open the store ``uri`` names, else the settings' ``storage.arctic_uri`` (relative LMDB paths: the home)."""
-    from trader.data.arctic import ArcticStore
-
-    if uri is None:
-        if settings is None:
-            from trader.config import load_settings
-
-            settings = load_settings()
-        uri = settings.storage.arctic_uri
-        path = lmdb_path(uri)
-        if path is not None:
-            query = uri.partition("?")[2]
-            uri = "lmdb://" + str(settings.path(path)) + (f"?{query}" if query else "")
-    return ArcticStore(uri)
 
 
 # --- URIs and their secrets ---------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 One small :class:`MarketStore` Protocol, so a backend other than ArcticDB can
 be added later (ArcticDB is BSL 1.1: free for personal use, a commercial
-agreement for business use). :func:`trader.data.backends.open_store` picks the
+agreement for business use). :func:`trader.data.factory.open_store` picks the
 backend from the ``storage.arctic_uri`` setting: ``lmdb://DIR`` (relative to
 the home) or an ``s3://`` URI.
 

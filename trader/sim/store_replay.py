@@ -139,7 +139,7 @@ def open_replay_data(config: ReplayConfig) -> ReplayData:
     """Return the replay source ``config`` names: its file, or the market store's keys."""
     if config.file is not None:
         return FileReplayData(config.file)
-    from trader.data.backends import open_store
+    from trader.data.factory import open_store
 
     if config.start is None:
         raise ConfigError("a replay from the store needs a start (--start)")
