@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import StackEnv, TradingStack, call, eventually, started_trading_stack
+from trader.brokers.ib.durations import request_range
 from trader.data.arctic import ArcticStore
 from trader.data.calendars import trading_minutes
 from trader.domain import Bar, Contract, SecType
 from trader.errors import BrokerError, StorageError
-from trader.trading.history_cache import HistoryCache, request_range
+from trader.trading.history_cache import HistoryCache
 
 NOW = datetime(2026, 3, 5, 15, 7, tzinfo=UTC)  # a Thursday afternoon
 

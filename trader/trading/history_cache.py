@@ -47,31 +47,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from trader.brokers.ib.durations import duration_text, request_range
 from trader.data.calendars import SessionWindows, TradingCalendar, calendar_for, calendar_for_key
-from trader.data.store import MarketStore, SymbolMeta
+from trader.data.store import MarketStore, SymbolMeta, contract_fields
 from trader.domain import Bar
 from trader.errors import NotFound, TraderError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SETTLE", "Fetch", "HistoryCache", "cached_series", "max_days", "request_range"]
+__all__ = ["SETTLE", "Fetch", "HistoryCache", "cached_series", "max_days"]
 
 DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
 RECORD_KIND = "history_cache"
-_UNITS = {"S": 1, "D": 86400, "W": 7 * 86400, "M": 30 * 86400, "Y": 365 * 86400}
 _CALENDAR_SEC_TYPES = frozenset({"STK", "FUT", "CASH", "IND", "OPT"})  # those trader/data/calendars.py knows
 RTH_ALIGN = 1800  # regular hours open and close on half hours: a bar dividing this lies wholly in or out of them
 
@@ -85,34 +82,17 @@ def cached_series(key: str) -> str:
 
 
 def max_days(bar_seconds: int) -> int:
-    """Return the most days asked in one broker request for bars of ``bar_seconds``."""
-    return 7 if bar_seconds < 300 else 30 if bar_seconds < 3600 else 364  # IB takes D up to 365, and we ask one more
+    """Return the most days asked in one broker request for bars of ``bar_seconds``.
 
-
-def request_range(end: str, duration: str, now: datetime) -> tuple[datetime, datetime]:
-    """Return the UTC range ``[start, end)`` an IB ``endDateTime`` and ``durationStr`` cover; ValueError if unreadable.
-
-    ``end`` is empty (now), ``YYYYMMDD HH:MM:SS [zone]``, ``YYYYMMDD-HH:MM:SS`` (UTC) or ``YYYYMMDD``.
+    Longer than IB's step-size table for bars under 5 minutes (1 D for 1 min,
+    2 D for 2 mins: :data:`trader.brokers.ib.durations.MAX_DURATION`), which
+    the IB download source follows: a run here is asked as one request of a
+    day more than the run, so that a session crossing midnight comes whole,
+    and fewer, longer requests suit the pacing of a trader_service that also
+    warms strategies up. Should IB refuse one, the whole original request is
+    sent instead (:meth:`HistoryCache.history`), uncached.
     """
-    match = re.fullmatch(r"\s*(\d+)\s*([SDWMY])\s*", duration.upper())
-    if not match:
-        raise ValueError(f"unreadable duration {duration!r}")
-    text = end.strip()
-    try:
-        if not text:
-            hi = now
-        elif len(text) == 8:
-            hi = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC) + DAY
-        elif "-" in text[:9]:
-            hi = datetime.strptime(text[:17], "%Y%m%d-%H:%M:%S").replace(tzinfo=UTC)
-        else:
-            parts = text.split(" ", 2)
-            zone = parts[2].strip() if len(parts) > 2 else ""
-            hi = datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S").replace(
-                tzinfo=ZoneInfo(zone) if zone else UTC).astimezone(UTC)
-    except (IndexError, KeyError) as exc:  # no time part; an unknown zone (ZoneInfoNotFoundError is a KeyError)
-        raise ValueError(f"unreadable end {end!r}: {exc}") from None
-    return hi - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]), hi
+    return 7 if bar_seconds < 300 else 30 if bar_seconds < 3600 else 364  # IB takes D up to 365, and we ask one more
 
 
 class HistoryCache:
@@ -202,8 +182,7 @@ class HistoryCache:
             await asyncio.to_thread(self._write, store, key, seconds, frame, run_lo, run_hi, contract)
         tail: list[Bar] = []
         if hi > closed_end:  # the open part: the broker answers it, it is not stored
-            left = math.ceil((hi - closed_end).total_seconds())
-            ask = f"{left} S" if left <= 86400 and seconds < 86400 else f"{math.ceil(left / 86400)} D"
+            ask = duration_text((hi - closed_end).total_seconds(), seconds)
             tail = [b for b in await fetch(end, ask, rth is not None) if b.start >= closed_end]
             asked += 1
         full = [f for f in frames if len(f)]
@@ -224,8 +203,7 @@ class HistoryCache:
                contract: Any) -> None:
         """Write one fetched run back as a window and remember it; a failure is logged, never raised."""
         size = short_bar_size(seconds)
-        fields = {k: str(v) for k, v in (asdict(contract).items() if contract is not None else ())
-                  if v not in (None, "")}
+        fields = contract_fields(contract)
         try:
             store.write_bars(key, size, frame, start=lo, end=hi, meta=SymbolMeta(key=key, source="ib",
                                                                                    contract=fields))
@@ -355,6 +333,6 @@ def _frame(bars: list[Bar], lo: datetime, hi: datetime) -> pd.DataFrame:
     frame = pd.DataFrame({"open": [b.open for b in inside], "high": [b.high for b in inside],
                           "low": [b.low for b in inside], "close": [b.close for b in inside],
                           "volume": [b.volume for b in inside]}, index=index, dtype="float64")
-    if any(b.count is not None for b in inside):  # none for MIDPOINT bars: their count stays None on read
-        frame["bar_count"] = [b.count or 0 for b in inside]
+    if inside and all(b.count is not None for b in inside):  # none for MIDPOINT bars: no count is invented
+        frame["bar_count"] = [b.count for b in inside]
     return frame
