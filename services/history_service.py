@@ -207,7 +207,7 @@ class HistoryService(Service):
         return (await self.queue.get(job_id)).to_dict()
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job: a queued one at once, a running one after the window in hand."""
+        """Cancel a job: a queued one at once, a running one within a second or two (even while it waits on pacing)."""
         assert self.queue is not None
         return (await self.queue.cancel(job_id)).to_dict()
 

@@ -104,9 +104,10 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       trader history get ESZ6 -b 1m --start 2026-12-01 --no-wait --json
     JSON:
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
-        "options", "created", "updated", "runs", "cancel", "total", "done",
-        "failed", "bars", "instruments": [{"key", "state", "start",
-        "done_until", "bars", "windows", "error"}]}
+        "options", "created", "updated", "runs", "cancel", "waiting": null
+        or {"until", "reason", "key"} (a running job's window waits on IB
+        pacing), "total", "done", "failed", "bars", "instruments": [{"key",
+        "state", "start", "done_until", "bars", "windows", "error"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
       4 unknown universe, 7 history_service not running, 9 cancelled
     """
@@ -122,6 +123,9 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
 @pass_cli
 def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
     """List the download jobs, newest first; with ID, that job's instruments.
+
+    A running job whose window waits on IB's pacing says until when (under
+    its state); with ID, why too ("waiting on IB pacing until 19:21:05 UTC").
 
     \b
     Examples:
@@ -142,9 +146,11 @@ def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
 @click.argument("job_id", metavar="ID")
 @pass_cli
 def cancel(cli: CliContext, job_id: str) -> None:
-    """Cancel job ID: a queued one at once, a running one after its window in hand.
+    """Cancel job ID: a queued one at once, a running one within a second or two.
 
-    What it wrote stays in the store; `history retry ID` goes on from there.
+    A running job stops even while it waits on IB's pacing; the window it was
+    fetching is dropped, not written. What it wrote stays in the store;
+    `history retry ID` goes on from there.
 
     \b
     Examples:
@@ -159,7 +165,7 @@ def cancel(cli: CliContext, job_id: str) -> None:
     elif job["state"] == "CANCELLED":
         cli.console.print(tables.summary(job))
     else:
-        cli.console.print(f"job {job_id}: cancel requested; it stops after the window in hand", highlight=False)
+        cli.console.print(f"job {job_id}: cancel requested; it stops within a second or two", highlight=False)
 
 
 @history.command()
