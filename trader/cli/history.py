@@ -82,7 +82,8 @@ AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
 @click.option("--universe", "-u", help="Every member of this universe instead of SYMBOLs.")
 @click.option("--bar-size", "-b", default="1d", show_default=True, help="1m, 5m, 1h, 1d, or IB's '1 min'...")
 @click.option("--start", type=MOMENT, required=True, help="First bar's date or time (UTC).")
-@click.option("--end", type=MOMENT, default=None, help="End, excluded (UTC; default: now).")
+@click.option("--end", type=MOMENT, default=None,
+              help="End, excluded (UTC; default now; at most the start of the bar forming now).")
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo or file.")
 @click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
               help="The CSV or Parquet file (source file).")
