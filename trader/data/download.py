@@ -205,15 +205,14 @@ class _Watch:
                 await self._show(self.latest if self.latest is not None
                                  and self.latest.until > datetime.now(UTC) else None)
                 await _check_cancel(self.queue, self.job)
-            window = fetch.result()
         finally:
             if not fetch.done():
                 fetch.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):  # its reason to stop is ours
                     await fetch
         self.latest = None
-        await self._show(None)
-        return window
+        await self._show(None)  # the window came (or the source failed): no longer waiting
+        return fetch.result()
 
     async def _show(self, waiting: Waiting | None) -> None:
         """Keep ``waiting`` in the job and publish it, if it is not what the job already says."""
