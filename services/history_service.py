@@ -37,7 +37,7 @@ from trader.data.factory import open_store
 from trader.data.frames import utc
 from trader.data.job import Job, JobState
 from trader.data.jobs import JobQueue
-from trader.data.requests import job_bar_size, job_key, last_stored, universe_keys
+from trader.data.requests import job_bar_size, job_end, job_key, last_stored, universe_keys
 from trader.data.sources import check_source
 from trader.data.store import MarketStore
 from trader.errors import TraderError, ValidationError
@@ -177,7 +177,7 @@ class HistoryService(Service):
         assert self.queue is not None and self.store is not None
         check_source(source, self.settings)
         size = job_bar_size(bar_size)
-        end = end or datetime.now(UTC)
+        end = job_end(size, end and utc(end).to_pydatetime(), datetime.now(UTC))  # no bar that has not closed
         start, end = utc(start).to_pydatetime(), utc(end).to_pydatetime()
         if bool(instruments) == bool(universe):
             raise ValidationError("give instruments or a universe (one of them)")
@@ -207,7 +207,7 @@ class HistoryService(Service):
         return (await self.queue.get(job_id)).to_dict()
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job: a queued one at once, a running one after the window in hand."""
+        """Cancel a job: a queued one at once, a running one within a second or two (even while it waits on pacing)."""
         assert self.queue is not None
         return (await self.queue.cancel(job_id)).to_dict()
 

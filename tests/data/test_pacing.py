@@ -19,6 +19,7 @@ from trader.data.pacing import (
     is_no_data,
     is_pacing_violation,
     retry_paced,
+    wait_listener,
 )
 from trader.errors import Overloaded
 from trader.retry import RetryPolicy
@@ -161,6 +162,36 @@ def test_a_violation_is_backed_off_retried_and_the_pacer_holds_every_request(
     # While backing off, the pacer holds every request, not only the one refused.
     pacer.violated(request())
     assert pacer.delay(request("MSFT.STK")) == pytest.approx(IB_RULES.series_window)
+
+
+def test_a_wait_of_three_seconds_or_more_is_told_to_the_task_s_listener_only() -> None:
+    """The pacer's waits and the back-off's: a download job hears them, as (seconds, reason), and says it waits."""
+    pacer, time = paced()
+    told: list[tuple[float, str]] = []
+    answers: list[object] = [PacingViolation(PACING_VIOLATION_TEXT, code=162)] * 2 + ["bars"]
+
+    async def call() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, PacingViolation):
+            raise answer
+        return answer
+
+    async def run() -> None:
+        for e in ends(6):  # nobody listens: the sixth's 2 s wait is told to no one
+            await pacer.acquire(request(end=e))
+        token = wait_listener.set(lambda seconds, reason: told.append((seconds, reason)))
+        try:
+            for e in ends(6, start=6):  # 2 s: too short to tell
+                await pacer.acquire(request(end=e))
+            pacer.hold(30.0)
+            await pacer.acquire(request("MSFT.STK"))
+            await retry_paced(call, pacer=pacer, what="x", policy=RetryPolicy(initial=2.0, cap=60.0, factor=2.0),
+                              sleep=time.sleep)
+        finally:
+            wait_listener.reset(token)
+
+    asyncio.run(run())
+    assert told == [(pytest.approx(30.0), "IB pacing"), (pytest.approx(4.0), "IB pacing back-off")]
 
 
 def test_the_backoff_gives_up_with_the_last_violation() -> None:

@@ -82,7 +82,8 @@ AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
 @click.option("--universe", "-u", help="Every member of this universe instead of SYMBOLs.")
 @click.option("--bar-size", "-b", default="1d", show_default=True, help="1m, 5m, 1h, 1d, or IB's '1 min'...")
 @click.option("--start", type=MOMENT, required=True, help="First bar's date or time (UTC).")
-@click.option("--end", type=MOMENT, default=None, help="End, excluded (UTC; default: now).")
+@click.option("--end", type=MOMENT, default=None,
+              help="End, excluded (UTC; default now; at most the start of the bar forming now).")
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo or file.")
 @click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
               help="The CSV or Parquet file (source file).")
@@ -104,9 +105,10 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       trader history get ESZ6 -b 1m --start 2026-12-01 --no-wait --json
     JSON:
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
-        "options", "created", "updated", "runs", "cancel", "total", "done",
-        "failed", "bars", "instruments": [{"key", "state", "start",
-        "done_until", "bars", "windows", "error"}]}
+        "options", "created", "updated", "runs", "cancel", "waiting": null
+        or {"until", "reason", "key"} (a running job's window waits on IB
+        pacing), "total", "done", "failed", "bars", "instruments": [{"key",
+        "state", "start", "done_until", "bars", "windows", "error"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
       4 unknown universe, 7 history_service not running, 9 cancelled
     """
@@ -122,6 +124,9 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
 @pass_cli
 def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
     """List the download jobs, newest first; with ID, that job's instruments.
+
+    A running job whose window waits on IB's pacing says until when (under
+    its state); with ID, why too ("waiting on IB pacing until 19:21:05 UTC").
 
     \b
     Examples:
@@ -142,9 +147,11 @@ def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
 @click.argument("job_id", metavar="ID")
 @pass_cli
 def cancel(cli: CliContext, job_id: str) -> None:
-    """Cancel job ID: a queued one at once, a running one after its window in hand.
+    """Cancel job ID: a queued one at once, a running one within a second or two.
 
-    What it wrote stays in the store; `history retry ID` goes on from there.
+    A running job stops even while it waits on IB's pacing; the window it was
+    fetching is dropped, not written. What it wrote stays in the store;
+    `history retry ID` goes on from there.
 
     \b
     Examples:
@@ -159,7 +166,7 @@ def cancel(cli: CliContext, job_id: str) -> None:
     elif job["state"] == "CANCELLED":
         cli.console.print(tables.summary(job))
     else:
-        cli.console.print(f"job {job_id}: cancel requested; it stops after the window in hand", highlight=False)
+        cli.console.print(f"job {job_id}: cancel requested; it stops within a second or two", highlight=False)
 
 
 @history.command()

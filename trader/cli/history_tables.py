@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -31,12 +31,27 @@ def span(start: datetime, end: datetime) -> str:
     return f"{part(start, '%Y-%m-%d')}..{part(end, '%m-%d' if end.year == start.year else '%Y-%m-%d')}"
 
 
+def waiting(job: Mapping[str, Any]) -> str:
+    """Return why and until when a running job stands still (``waiting on IB pacing until 19:21:05 UTC``), or ""."""
+    wait = job.get("waiting")
+    if not wait or job.get("state") != "RUNNING":
+        return ""
+    return f"waiting on {wait['reason']} until {clock(wait['until'])}"
+
+
+def _state_of(job: Mapping[str, Any]) -> Text:
+    text = state(job["state"])
+    if waiting(job):
+        text.append(f"\nwaits {job['waiting']['until'].astimezone(UTC):%H:%M:%S}", style="dim")  # why: `jobs ID`
+    return text
+
+
 def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> FitTable:
     """Return the jobs: id, state, source, bar size, instruments done/total, failed, bars, range, created."""
     columns = [Col("id"), Col("state"), Col("source", 3), Col("bar", 4), Col("done", justify="right"),
                Col("failed", 2, justify="right"), Col("bars", 1, justify="right"), Col("range", 5),
                Col("created", 6)]
-    rows = [[job["id"], state(job["state"]), job["source"], job["bar_size"], f"{job['done']}/{job['total']}",
+    rows = [[job["id"], _state_of(job), job["source"], job["bar_size"], f"{job['done']}/{job['total']}",
              str(job["failed"]), f"{job['bars']:,}", span(job["start"], job["end"]), clock(job["created"])]
             for job in jobs]
     return FitTable(columns, rows)
@@ -49,8 +64,9 @@ def instruments_table(job: Mapping[str, Any]) -> FitTable:
     rows = [[item["key"], state(item["state"]), f"{item['bars']:,}", str(item["windows"]),
              clock(item["done_until"]) if item["done_until"] else "-", item["error"] or "-"]
             for item in job["instruments"]]
+    waits = waiting(job)
     return FitTable(columns, rows, title=f"job {job['id']} {job['state']}: {job['source']} {job['bar_size']} "
-                                         f"{span(job['start'], job['end'])}")
+                                         f"{span(job['start'], job['end'])}" + (f"\n{waits}" if waits else ""))
 
 
 def summary(job: Mapping[str, Any]) -> Text:
@@ -86,6 +102,10 @@ class _Figures(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         f = task.fields
+        if f.get("waiting"):  # the window in hand waits on pacing: say why the figures stand still
+            wait = f["waiting"]
+            return Text(f"{f['instruments']}/{f['count']}  waiting on {wait['reason']} until "
+                        f"{wait['until'].astimezone(UTC):%H:%M:%S}", no_wrap=True, overflow="ellipsis")
         return Text(f"{f['instruments']}/{f['count']} instr  {_compact(f['bars'])} bars  {_compact(f['rate'])}/s  "
                     f"ETA {_duration(f['eta'])}", no_wrap=True, overflow="ellipsis")
 
@@ -94,11 +114,13 @@ def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, An
     """Return a progress display for ``job`` on ``console`` (at most 80 columns) and its task id."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=14), _Figures(), console=console)
     task = bar.add_task(job["id"], total=1.0, completed=0.0, instruments=job["done"] + job["failed"],
-                        count=job["total"], bars=job["bars"], rate=0.0, eta=None)
+                        count=job["total"], bars=job["bars"], rate=0.0, eta=None,
+                        waiting=job.get("waiting"))
     return bar, task
 
 
 def advance(bar: Progress, task: Any, figures: Mapping[str, Any]) -> None:
     """Show the figures of a progress event (or of a job read back) on the bar."""
     bar.update(task, completed=float(figures.get("share", 0.0)), instruments=figures["instruments"],
-               bars=figures["bars"], rate=float(figures.get("rate") or 0.0), eta=figures.get("eta"))
+               bars=figures["bars"], rate=float(figures.get("rate") or 0.0), eta=figures.get("eta"),
+               waiting=figures.get("waiting"))

@@ -5,7 +5,13 @@ For each instrument not yet done, the source is asked for the windows of
 window (replacing whatever was stored there), then the instrument's resume
 point moves to the window's end, in Redis, under the job's lease. A kill
 between the two repeats that window on the next run: written again, not
-twice. Between windows the run looks for a cancel request. What goes wrong
+twice. The run looks for a cancel request between windows, and every
+:data:`CANCEL_POLL` seconds while the source fetches a window: the fetch
+runs as a task, cancelled on a request (the window is written in one call
+once complete, so a cancelled window leaves nothing half-written); a
+source waiting on IB's pacing thus stops within a second or so. A wait the
+source's pacing reports (:data:`trader.data.pacing.wait_listener`) is kept
+in the job (``waiting``) and published as ``job.<id>.waiting``. What goes wrong
 with one instrument (a :class:`SourceError`, bars the store refuses, a
 store that cannot be written, a bug in a source) fails that instrument,
 with the reason, and the run goes on with the next.
@@ -14,17 +20,20 @@ with the reason, and the run goes on with the next.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from trader.config import Settings
 from trader.data.calendars import calendar_for_key
-from trader.data.job import Item, ItemState, Job, JobState
+from trader.data.job import Item, ItemState, Job, JobState, Waiting
 from trader.data.jobs import JobQueue
+from trader.data.pacing import wait_listener
 from trader.data.progress import JobProgress
 from trader.data.sources import open_source
 from trader.data.sources.base import Source, Window
@@ -36,6 +45,8 @@ log = logging.getLogger(__name__)
 __all__ = ["LeaseLost", "QueueDown", "run_job"]
 
 Publish = Callable[[str, dict[str, Any]], None]
+
+CANCEL_POLL = 1.0  # seconds between looks for a cancel request while a window is fetched
 
 
 class LeaseLost(Exception):
@@ -121,7 +132,8 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
         meta = await _meta(source, item.key, job.source)
         windows = source.windows(item.key, job.bar_size, pd.Timestamp(item.resume), end) if item.resume < job.end \
             else _nothing()  # every window written: the run was stopped before it could say so
-        async for window in windows:
+        watch = _Watch(job, item.key, queue, progress, publish)
+        while (window := await watch.next(windows)) is not None:
             rows = await _write(store, job, item, window, meta)
             item = replace(item, done_until=window.end.to_pydatetime(), bars=item.bars + rows,
                            windows=item.windows + 1)
@@ -161,6 +173,61 @@ async def _meta(source: Source, key: str, name: str) -> SymbolMeta:
     except ValidationError:
         timezone = ""
     return SymbolMeta(key=key, source=name, timezone=timezone)
+
+
+class _Watch:
+    """Fetch an instrument's windows one by one as tasks, looking for a cancel and for pacing waits meanwhile."""
+
+    def __init__(self, job: Job, key: str, queue: JobQueue, progress: JobProgress, publish: Publish) -> None:
+        self.job, self.key, self.queue, self.progress, self.publish = job, key, queue, progress, publish
+        self.latest: Waiting | None = None  # the source's last wait, as it told it
+        self.shown: Waiting | None = None  # the wait the job says it is in
+
+    def __call__(self, seconds: float, reason: str) -> None:
+        """Hear a wait of the source's pacing (a :data:`~trader.data.pacing.wait_listener`)."""
+        self.latest = Waiting(datetime.now(UTC) + timedelta(seconds=seconds), reason, self.key)
+
+    async def next(self, windows: AsyncIterator[Window]) -> Window | None:
+        """Return the next window (None: no more); ``_Cancelled`` if a cancel is asked while it is fetched."""
+        async def pull() -> Window | None:
+            try:
+                return await anext(windows)
+            except StopAsyncIteration:
+                return None
+
+        token = wait_listener.set(self)  # the fetch task copies the context: the source's waits come here
+        try:
+            fetch = asyncio.get_running_loop().create_task(pull(), name=f"job-{self.job.id}-{self.key}")
+        finally:
+            wait_listener.reset(token)
+        try:
+            while not (await asyncio.wait({fetch}, timeout=CANCEL_POLL))[0]:
+                await self._show(self.latest if self.latest is not None
+                                 and self.latest.until > datetime.now(UTC) else None)
+                await _check_cancel(self.queue, self.job)
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # its reason to stop is ours
+                    await fetch
+        self.latest = None
+        await self._show(None)  # the window came (or the source failed): no longer waiting
+        return fetch.result()
+
+    async def _show(self, waiting: Waiting | None) -> None:
+        """Keep ``waiting`` in the job and publish it, if it is not what the job already says."""
+        if waiting == self.shown:
+            return
+        self.shown = waiting
+        try:
+            await self.queue.set_waiting(self.job.id, waiting)
+        except Unavailable as exc:
+            raise QueueDown(str(exc)) from None
+        if waiting is not None:
+            log.info("job %s: %s waits on %s until %s", self.job.id, self.key, waiting.reason,
+                     waiting.until.strftime("%H:%M:%S"))
+        self.publish(self.progress.topic("waiting"), {**self.progress.figures(), "key": self.key,
+                                                      "waiting": waiting.to_dict() if waiting else None})
 
 
 async def _nothing() -> AsyncIterator[Window]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from trader.errors import NotFound
 
-__all__ = ["TERMINAL", "Item", "ItemState", "Job", "JobState", "from_text", "to_text"]
+__all__ = ["TERMINAL", "Item", "ItemState", "Job", "JobState", "Waiting", "from_text", "to_text"]
 
 
 def from_text(text: str | None) -> datetime | None:
@@ -94,6 +94,33 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """A running job standing still: its window waits on ``reason`` (IB pacing...) until ``until`` (UTC)."""
+
+    until: datetime
+    reason: str
+    key: str = ""  # the instrument whose window waits
+
+    def to_text(self) -> str:
+        """Return it as the JSON kept in Redis."""
+        return json.dumps({"until": to_text(self.until), "reason": self.reason, "key": self.key})
+
+    @classmethod
+    def from_text(cls, text: str) -> Waiting | None:
+        """Read it back (None: empty text, the job does not wait)."""
+        if not text:
+            return None
+        data = json.loads(text)
+        until = from_text(data["until"])
+        assert until is not None
+        return cls(until, data["reason"], data.get("key", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return it as an RPC answer or an event's payload."""
+        return {"until": self.until, "reason": self.reason, "key": self.key}
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A download job: what to fetch, where it is, and each instrument's progress."""
 
@@ -111,6 +138,7 @@ class Job:
     runs: int = 0  # how many times a worker claimed it (more than 1: resumed after a crash or a retry)
     worker: str = ""
     cancel: bool = False
+    waiting: Waiting | None = None  # the running job's window waits on pacing (until when, why)
 
     def item(self, key: str) -> Item:
         """Return the item of ``key``."""
@@ -145,6 +173,7 @@ class Job:
             "id": self.id, "state": self.state.value, "source": self.source, "bar_size": self.bar_size,
             "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
             "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
+            "waiting": self.waiting.to_dict() if self.waiting is not None else None,
             **self.counts()}
         if items:
             out["instruments"] = [item.to_dict() for item in self.items]

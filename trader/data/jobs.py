@@ -34,7 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from trader.data.job import TERMINAL, Item, ItemState, Job, JobState, from_text, to_text
+from trader.data.job import TERMINAL, Item, ItemState, Job, JobState, Waiting, from_text, to_text
 from trader.errors import Conflict, NotFound, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ return 1
 # KEYS: lease, job, running; ARGV: worker, state, now, id
 _FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], 'state', ARGV[2], 'updated', ARGV[3], 'worker', '')
+redis.call('HSET', KEYS[2], 'state', ARGV[2], 'updated', ARGV[3], 'worker', '', 'waiting', '')
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[4])
 return 1
@@ -115,7 +115,7 @@ if holder and holder ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return 0 end
-redis.call('HSET', KEYS[2], 'state', 'QUEUED', 'worker', '', 'updated', ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'QUEUED', 'worker', '', 'updated', ARGV[2], 'waiting', '')
 redis.call('RPUSH', KEYS[4], ARGV[1])
 return 1
 """
@@ -223,7 +223,7 @@ class JobQueue:
                    tuple(by_key[k] for k in spec["keys"] if k in by_key), spec["options"], spec["universe"],
                    JobState(fields[b"state"].decode()), created, from_text(fields.get(b"updated", b"").decode()),
                    int(fields.get(b"runs", 0)), fields.get(b"worker", b"").decode(),
-                   fields.get(b"cancel", b"0") == b"1")
+                   fields.get(b"cancel", b"0") == b"1", Waiting.from_text(fields.get(b"waiting", b"").decode()))
 
     # -- the worker's side -------------------------------------------------------------------
     async def claim(self) -> Job | None:
@@ -252,6 +252,11 @@ class JobQueue:
         """Return whether someone asked to cancel ``job_id``."""
         async with self._guard(f"read job {job_id}"):
             return await self.redis.hget(self._job(job_id), "cancel") == b"1"
+
+    async def set_waiting(self, job_id: str, waiting: Waiting | None) -> None:
+        """Record that the run of ``job_id`` waits (on pacing) until ``waiting.until``; None: it no longer waits."""
+        async with self._guard(f"save the progress of job {job_id}"):
+            await self.redis.hset(self._job(job_id), "waiting", waiting.to_text() if waiting is not None else "")
 
     async def finish(self, job_id: str, state: JobState) -> bool:
         """End a run of ``job_id`` in ``state`` and drop the lease; False if this worker no longer held it."""

@@ -15,12 +15,18 @@ client of the login. So a violation may still come: IB answers 162 with
 then learns (:meth:`Pacer.violated`: nothing goes until the shortest rule's
 window has passed) and the caller backs off and retries with
 :func:`retry_paced` (a :class:`~trader.retry.RetryPolicy`, one log line per retry).
+
+A wait of :data:`WAIT_REPORTED` seconds or more (the pacer's hold or a
+back-off) is told to the listener of :data:`wait_listener` (a context
+variable: a download job sets it around its source, so ``history jobs`` can
+say the job waits on IB pacing, and until when; elsewhere nobody listens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
@@ -38,14 +44,17 @@ __all__ = [
     "NO_DATA_TEXT",
     "PACING_RETRY",
     "PACING_VIOLATION_TEXT",
+    "WAIT_REPORTED",
     "PacedRequest",
     "Pacer",
     "PacingRules",
     "PacingViolation",
     "Spacer",
+    "WaitListener",
     "is_no_data",
     "is_pacing_violation",
     "retry_paced",
+    "wait_listener",
 ]
 
 T = TypeVar("T")
@@ -55,6 +64,20 @@ PACING_VIOLATION_TEXT = "Historical Market Data Service error message:Historical
 #: What IB says (error 162) when a request's range holds no bars: an empty window, not a failure.
 NO_DATA_TEXT = "HMDS query returned no data"
 HISTORICAL_DATA_ERROR = 162
+
+#: Told ``(seconds, reason)`` before a pacing wait of :data:`WAIT_REPORTED` seconds or more.
+WaitListener = Callable[[float, str], None]
+#: The listener of the running task (a download job's): None, nobody listens.
+wait_listener: contextvars.ContextVar[WaitListener | None] = contextvars.ContextVar("wait_listener", default=None)
+#: The shortest wait worth telling (a person sees a job stand still longer than this).
+WAIT_REPORTED = 3.0
+
+
+def _tell(seconds: float, reason: str) -> None:
+    """Tell the task's listener (if any) of a wait of ``seconds``, when it is long enough to be seen."""
+    listener = wait_listener.get()
+    if listener is not None and seconds >= WAIT_REPORTED:
+        listener(seconds, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +305,7 @@ class Pacer:
             if self.max_wait is not None and wait > self.max_wait:
                 raise Overloaded(f"IB pacing: {request.contract} {request.bar_size} {request.what_to_show} may go "
                                  f"in {wait:.0f} s (IB's historical data limits)", retry_after=round(wait, 1))
+            _tell(wait, "IB pacing")
             await sleep(wait)  # again after: another request may have taken the slot meanwhile
             waited += wait
         self.waited += waited
@@ -319,6 +343,7 @@ async def retry_paced(fn: Callable[[], Awaitable[T]], *, pacer: Pacer, what: str
     """
     async def backoff(seconds: float) -> None:
         pacer.hold(seconds)  # the other requests of this pacer wait too: IB is counting us
+        _tell(seconds, "IB pacing back-off")
         await (sleep or asyncio.sleep)(seconds)
 
     return await policy.call(fn, retry_on=PacingViolation, what=what, logger=log, sleep=backoff,

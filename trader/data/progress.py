@@ -6,6 +6,9 @@ Events go out as ``job.<id>.<event>`` (payload a dict):
 - ``window``: one window written (``key``, ``start``, ``end``, ``bars``);
 - ``instrument``: an instrument ended (``key``, ``state`` DONE or FAILED, ``bars``, ``error``);
 - ``progress``: the figures below, after every window;
+- ``waiting``: the window of ``key`` waits on IB's pacing (the pacer's hold or a
+  back-off after a violation) for a few seconds or more: ``waiting`` is
+  ``{"until", "reason", "key"}`` (None once it goes on); the job keeps it too;
 - ``done``, ``partial``, ``failed``, ``cancelled``: the run ended in that state (the job's state, lower case).
 
 Every payload but ``window``'s carries the figures: ``instruments`` (done +

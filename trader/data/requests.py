@@ -7,7 +7,9 @@ contract month (``ESZ6`` -> ``ES.FUT.202612``), a pair its cash key
 (``EUR.USD`` -> ``EUR.CASH.USD``), a share class its stock (``BRK.B`` ->
 ``BRK_B.STK``). Anything else needs its contract key. A universe is read
 through :class:`trader.data.universes.Universes` (its members' keys, in the
-order they joined), when the job is submitted.
+order they joined), when the job is submitted. A job's end is never past
+the start of the bar forming now (:func:`job_end`): no job stores a bar that
+has not closed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,18 @@ def job_bar_size(text: str) -> str:
         return short_bar_size(parse_bar_size(text))
     except ValueError as exc:
         raise ValidationError(str(exc), bar_size=text) from None
+
+
+def job_end(bar_size: str, end: datetime | None, now: datetime) -> datetime:
+    """Return a job's end: ``end`` (None: ``now``), at most the start of the ``bar_size`` bar forming at ``now``.
+
+    A source asked up to now sends the bar still forming (its figures still
+    moving); stored, it would never be corrected. Bars of a day or longer end
+    at the UTC midnight before ``now``. ``bar_size`` is a short form (``1m``).
+    """
+    seconds = min(parse_bar_size(bar_size), 86_400)
+    closed = datetime.fromtimestamp(now.timestamp() // seconds * seconds, tz=now.tzinfo)
+    return min(end or now, closed)
 
 
 def universe_keys(store: MarketStore, name: str) -> list[str]:

@@ -51,9 +51,15 @@ def duration_text(seconds: float, bar_seconds: int = 0) -> str:
     """Return the IB duration of at least ``seconds``: in seconds up to a day for intraday bars, else whole days.
 
     IB takes "S" only up to a day (and not for daily bars); days are rounded up
-    (what the request brings early is the caller's to drop).
+    (what the request brings early is the caller's to drop). Intraday seconds
+    are rounded up to whole bars of ``bar_seconds``: a request ending mid-bar
+    (a download "up to now") then reaches back to its window's first bar,
+    which a server counting whole bars back from the end rounded up to a bar
+    (tws-sim does) would otherwise leave out.
     """
     whole = max(1, math.ceil(seconds))
+    if 0 < bar_seconds < DAY:
+        whole = math.ceil(whole / bar_seconds) * bar_seconds
     if whole <= DAY and bar_seconds < DAY:
         return f"{whole} S"
     return f"{math.ceil(whole / DAY)} D"

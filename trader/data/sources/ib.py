@@ -21,7 +21,7 @@ are retryable, the others not).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -92,7 +92,8 @@ def _pacer(host: str, port: int, rules: PacingRules, enabled: bool) -> Pacer:
 class IbSource:
     """Bars from IB (or tws-sim), built as ``IbSource(settings, **options)``.
 
-    Options: ``rules`` (the pacer's limits, IB's by default), ``timeout``
+    Options: ``rules`` (the pacer's limits, IB's by default; a job gives them as a
+    mapping of :class:`~trader.data.pacing.PacingRules`' fields), ``timeout``
     (seconds for one request), ``use_rth`` (regular trading hours only),
     ``what_to_show`` (default TRADES, MIDPOINT for FX, which IB has no trades
     of), ``retry`` (the backoff on a pacing violation), ``connect_timeout``.
@@ -100,9 +101,11 @@ class IbSource:
 
     name = "ib"
 
-    def __init__(self, settings: Settings, *, rules: PacingRules = IB_RULES, timeout: float = 60.0,
-                 use_rth: bool = False, what_to_show: str | None = None, retry: RetryPolicy = PACING_RETRY,
-                 connect_timeout: float = 15.0) -> None:
+    def __init__(self, settings: Settings, *, rules: PacingRules | Mapping[str, float] = IB_RULES,
+                 timeout: float = 60.0, use_rth: bool = False, what_to_show: str | None = None,
+                 retry: RetryPolicy = PACING_RETRY, connect_timeout: float = 15.0) -> None:
+        if isinstance(rules, Mapping):  # a job's options are JSON: {"max_requests": 30, ...}
+            rules = PacingRules(**rules)
         ib = settings.ib.model_copy(update={"client_id": settings.history.client_id})
         self.pacer = _pacer(ib.host, ib.port, rules, settings.history.pacing)
         self.broker = IbAdapter(ib, settings.trading, pacer=self.pacer)
