@@ -8,8 +8,10 @@ one. From the start on, the bars are the live market's recorded minutes. Bars
 of every size are aggregates of those minutes, aligned to UTC (weeks start on
 Monday, months on the 1st). Prices are mids: BID and ASK are shifted by half
 the spread, TRADES carries the generated volume (IB refuses TRADES for FX, and
-so does this). With the sim's ``market.sessions`` on, only the minutes inside
-the instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
+so does this); every price is then rounded to the instrument's tick grid
+(TRADES, BID, ASK) or to half a tick (MIDPOINT, BID_ASK), as IB's bars are.
+With the sim's ``market.sessions`` on, only the minutes inside the
+instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
 exchange calendar's sessions and holidays, stocks 04:00-20:00 ET, futures the
 Globex day, FX 24x5) and a daily bar is one session, labelled by its date;
 off, the market runs around the clock and days are UTC days. ``useRTH=1``
@@ -32,6 +34,7 @@ import bisect
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -356,6 +359,15 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest,
     return _rows(_in_session(_minutes(state, seed, first, end_minute), hours, request, 60), state, request, hours)
 
 
+def _decimals(step: Decimal) -> int:
+    return max(0, -int(step.normalize().as_tuple().exponent))
+
+
+def _on_grid(prices: np.ndarray, grid: Decimal) -> np.ndarray:
+    """Return ``prices`` at the nearest multiple of ``grid`` (monotone: o and c stay inside h..l)."""
+    return np.round(np.round(prices / float(grid)) * float(grid), _decimals(grid))
+
+
 def _in_session(bars: BarArrays, hours: TradingHours | None, request: HistoryRequest, span: int) -> BarArrays:
     """Return the bars that start inside a session (or inside RTH for a ``use_rth`` request)."""
     keep = hours.mask(bars.start, request.use_rth, span=span) if hours is not None else None
@@ -379,14 +391,15 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
     if what in ("BID", "ASK"):
         half = float(inst.tick_size) * inst.spread_ticks / 2
         shift = -half if what == "BID" else half
-    decimals = max(0, -int(inst.tick_size.normalize().as_tuple().exponent))
-    opens = np.round(m.open[starts] + shift, decimals)
-    highs = np.round(np.maximum.reduceat(m.high, starts) + shift, decimals)
-    lows = np.round(np.minimum.reduceat(m.low, starts) + shift, decimals)
-    closes = np.round(m.close[ends] + shift, decimals)
+    # Trades, bids and asks lie on the tick grid; mids on it or half way between two ticks.
+    grid = inst.tick_size / 2 if what in ("MIDPOINT", "BID_ASK") else inst.tick_size
+    opens = _on_grid(m.open[starts] + shift, grid)
+    highs = _on_grid(np.maximum.reduceat(m.high, starts) + shift, grid)
+    lows = _on_grid(np.minimum.reduceat(m.low, starts) + shift, grid)
+    closes = _on_grid(m.close[ends] + shift, grid)
     volumes = np.add.reduceat(m.volume, starts)
     counts = np.add.reduceat(m.count, starts)
-    waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), decimals + 2)
+    waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), _decimals(inst.tick_size) + 2)
     dates = _date_texts(buckets[starts], request.bar_size, request.format_date,
                         hours.timezone if hours is not None else "")
     if what != "TRADES":
