@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.cli.invoke import data, refused
+from tests.cli.invoke import data, ok, refused
 from tests.data.bars import MIN, T0, bars
+from trader.config import load_settings
 from trader.data.arctic import ArcticStore
+from trader.data.sources.files import FileSource
 
 DAY = pd.Timedelta(days=1)
 
@@ -43,3 +46,39 @@ def test_an_unknown_symbol_is_named_with_how_it_was_read(store: ArcticStore) -> 
     assert "no bars stored for NQZ6 (read as NQ.FUT.202612; see `trader history summary`)" in message
     assert "read as MSFT.STK" in refused(4, "history", "summary", "MSFT")
     assert "bar-sizes" not in refused(4, "history", "read", "MSFT")
+
+
+def test_a_bars_csv_export_imports_back_as_the_same_bars(store: ArcticStore, tmp_path: Path) -> None:
+    path = tmp_path / "aapl.csv"
+    ok("history", "export", "AAPL", "--csv", str(path))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "time,open,high,low,close,volume,wap,bar_count"
+    assert lines[1].startswith("2026-03-02T14:30:00+00:00,") and lines[1].endswith(",10,100.005,3")
+
+    async def imported() -> pd.DataFrame:
+        source = FileSource(load_settings(), path=str(path))
+        windows = [w.frame async for w in source.windows("AAPL.STK", "1m", T0, T0 + 120 * MIN)]
+        await source.close()
+        return pd.concat(windows)
+
+    pd.testing.assert_frame_equal(asyncio.run(imported()), store.read_bars("AAPL.STK", "1m"), check_freq=False)
+
+
+def test_a_ticks_csv_export_keeps_sub_seconds_and_whole_sizes(store: ArcticStore, tmp_path: Path) -> None:
+    times = pd.DatetimeIndex([T0, T0 + pd.Timedelta(microseconds=250113), T0 + pd.Timedelta(seconds=1.5)],
+                             name="time")
+    ticks = pd.DataFrame({"bid": [5956.0, 5956.25, None], "bid_size": [207.0, 12.0, None],
+                          "last": [None, None, 5956.25], "last_size": [None, None, 3.0]}, index=times)
+    store.append_ticks("ES.FUT.202612", ticks)
+    path = tmp_path / "es-ticks.csv"
+    ok("history", "export", "ESZ6", "--ticks", "--csv", str(path))
+    lines = path.read_text().splitlines()
+    assert lines[1].startswith("2026-03-02T14:30:00.000000+00:00,")
+    assert lines[2].startswith("2026-03-02T14:30:00.250113+00:00,5956.25,") and ",12," in lines[2]
+    assert ",207," in lines[1] and lines[3].endswith(",3,")  # sizes whole, not 207.0
+    back = pd.read_csv(path, index_col="time")
+    back.index = pd.to_datetime(back.index, format="ISO8601", utc=True)
+    stored = store.read_ticks("ES.FUT.202612")
+    assert back.index.equals(stored.index)
+    pd.testing.assert_frame_equal(back.astype("float64"), stored.astype("float64"), check_names=False,
+                                  check_freq=False)

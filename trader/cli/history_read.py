@@ -29,6 +29,7 @@ from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
+WHOLE_COLUMNS = ("volume", "bar_count", "bid_size", "ask_size", "last_size")  # integers in a CSV when whole
 
 
 def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
@@ -79,6 +80,32 @@ def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
             row[name] = None if isinstance(value, float) and not math.isfinite(value) else value
         rows.append(row)
     return rows
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` as a CSV export writes it, so that reading it back gives the same values.
+
+    Times are ISO 8601 in UTC with ``+00:00`` and as many fractional digits as
+    they need (none, 6 or 9: a tick's sub-second is kept); sizes, volumes and
+    bar counts that are whole are written as integers (``207``, not ``207.0``).
+    """
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        finite = column.dropna()
+        if name in WHOLE_COLUMNS and pd.api.types.is_float_dtype(column) and (finite == finite.round()).all():
+            out[name] = column.astype("Int64")  # NaN stays an empty cell
+    out.index = pd.Index(iso_times(pd.DatetimeIndex(frame.index)), name="time")
+    return out
+
+
+def iso_times(index: pd.DatetimeIndex) -> list[str]:
+    """Return UTC times as ISO 8601 text with ``+00:00``: whole seconds, micro- or nanoseconds as needed."""
+    index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    fraction = index.asi8 % 10**9
+    digits = 0 if not fraction.any() else 6 if not (fraction % 1000).any() else 9
+    parts = [f".{f // 10 ** (9 - digits):0{digits}d}" if digits else "" for f in fraction.tolist()]
+    return [f"{t}{p}+00:00" for t, p in zip(index.strftime("%Y-%m-%dT%H:%M:%S"), parts, strict=True)]
 
 
 def _decimals(values: pd.Series) -> int:
@@ -189,13 +216,18 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
                    ticks: bool, csv_file: Path | None, parquet_file: Path | None) -> None:
     """Write SYMBOL's stored bars (or ticks) in a range to a CSV or Parquet file.
 
-    The CSV's first column is time, ISO 8601 in UTC; Parquet keeps the
-    UTC index. Exactly one of --csv and --parquet.
+    The CSV's first column is time, ISO 8601 in UTC with "+00:00" and the
+    sub-seconds a tick has (2026-12-07T19:17:21.250113+00:00); volumes,
+    sizes and bar counts are integers where whole. Parquet keeps the UTC
+    index and the stored types. Exactly one of --csv and --parquet. A bars
+    CSV (or Parquet) imports back unchanged: `history get SYMBOL --source
+    file --file F`.
 
     \b
     Examples:
       trader history export AAPL.STK --bar-size 1d --csv aapl.csv
       trader history export ES --start 2026-03-02 --parquet es.parquet
+      trader history export EUR.CASH.USD --ticks --csv eur-ticks.csv
     JSON:
       {"symbol": string, "bar_size": string, "rows": integer, "file": string,
        "format": "csv" | "parquet", "first": time | null, "last": time | null}
@@ -209,7 +241,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
     assert path is not None
     try:
         if csv_file is not None:
-            frame.to_csv(csv_file, index_label="time", date_format="%Y-%m-%dT%H:%M:%S%z")
+            csv_frame(frame).to_csv(csv_file)
         else:
             frame.to_parquet(path)
     except OSError as exc:
