@@ -28,6 +28,7 @@ from trader.cli.formats import count
 from trader.cli.history_read import READ_COMMANDS
 from trader.cli.history_summary import summary_command
 from trader.cli.options import MOMENT
+from trader.data.sources import check_options, options_help
 from trader.errors import Conflict, SourceError
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -75,9 +76,12 @@ def _options(path: Path | None, pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-@history.command(epilog="""\b
+@history.command(epilog=f"""\b
 Instruments are contract keys, or symbols read without a broker: AAPL is
-AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
+AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.
+\b
+Source options (-o NAME=VALUE; VALUE read as JSON if it is: true, 5):
+{options_help()}""")
 @click.argument("symbols", nargs=-1)
 @click.option("--universe", "-u", help="Every member of this universe instead of SYMBOLs.")
 @click.option("--bar-size", "-b", default="1d", show_default=True, help="1m, 5m, 1h, 1d, or IB's '1 min'...")
@@ -86,7 +90,7 @@ AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo or file.")
 @click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
               help="The CSV or Parquet file (source file).")
-@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat).")
+@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat; see the list below).")
 @WAIT_OPTION
 @pass_cli
 def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_size: str, start: datetime,
@@ -101,6 +105,7 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       trader history get AAPL MSFT --bar-size 1m --start 2026-03-02
       trader history get -u tech -b 1d --start 2021-01-01 --source yahoo
       trader history get AAPL --source file --file aapl.csv --start 2026-01-01
+      trader history get ES.FUT.202612 -b 1m --start 2026-12-01 -o use_rth=true
       trader history get ESZ6 -b 1m --start 2026-12-01 --no-wait --json
     JSON:
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
@@ -112,7 +117,9 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
     """
     if bool(symbols) == bool(universe):
         raise click.UsageError("give SYMBOLs or --universe (one of them)")
-    kwargs = {"instruments": list(symbols) or None, "universe": universe, "options": _options(path, pairs) or None}
+    options = _options(path, pairs)
+    check_options(source, options)
+    kwargs = {"instruments": list(symbols) or None, "universe": universe, "options": options or None}
     _follow(cli, "submit", (source, bar_size, start, end), kwargs, _waits(cli, wait))
 
 
@@ -193,7 +200,7 @@ pycron's history_nightly job runs `history update --all` on weekdays
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo.")
 @click.option("--since", type=MOMENT, default=None,
               help="Start of instruments not stored yet (default: 1 year back for 1d, else 30 days).")
-@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat).")
+@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat; see the list below).")
 @click.option("--wait/--no-wait", default=False, help="Follow each job to its end.")
 @pass_cli
 def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[str, ...], source: str,
