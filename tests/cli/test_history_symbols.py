@@ -82,3 +82,14 @@ def test_a_ticks_csv_export_keeps_sub_seconds_and_whole_sizes(store: ArcticStore
     assert back.index.equals(stored.index)
     pd.testing.assert_frame_equal(back.astype("float64"), stored.astype("float64"), check_names=False,
                                   check_freq=False)
+
+
+def test_a_missing_snapshot_is_named_and_snapshot_names_are_checked(store: ArcticStore) -> None:
+    message = refused(4, "history", "read", "AAPL", "--as-of", "nosnap")
+    assert "no snapshot named nosnap" in message and "AAPL" not in message
+    for bad in ("bad name/x", "x" * 65, ""):
+        assert "a snapshot name is 1-64 letters, digits, _ or -" in refused(3, "data", "snapshot", bad)
+    assert data("data", "snapshots") == []
+    ok("data", "snapshot", "Before_2026-12")
+    assert "no 1m bars stored for ES.FUT.202612 in snapshot Before_2026-12" in refused(
+        4, "history", "read", "ESZ6", "--as-of", "Before_2026-12")
