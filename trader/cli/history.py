@@ -111,7 +111,7 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
         "options", "created", "updated", "runs", "cancel", "total", "done",
         "failed", "bars", "instruments": [{"key", "state", "start",
-        "done_until", "bars", "windows", "error"}]}
+        "done_until", "bars", "windows", "error", "retryable"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
       4 unknown universe, 7 history_service not running, 9 cancelled
     """
@@ -263,13 +263,24 @@ def _follow(cli: CliContext, method: str, args: tuple[Any, ...], kwargs: dict[st
             cli.console.print(f"  {line}", style="red", highlight=False, soft_wrap=True)
         if job["state"] not in tables.ENDED:
             cli.console.print(f"follow it with `trader history jobs {job['id']}`", style="dim", highlight=False)
-    failed = [item["key"] for item in job.get("instruments", ()) if item["state"] == "FAILED"]
+    items = [item for item in job.get("instruments", ()) if item["state"] == "FAILED"]
+    failed = [item["key"] for item in items]
     if job["state"] == "CANCELLED" and wait:
         raise Conflict(f"job {job['id']} was cancelled", job=job["id"])
     if failed and job["state"] in tables.ENDED:
         raise SourceError(f"{count(len(failed), 'instrument')} failed in job {job['id']}: {', '.join(failed)}; "
-                          f"`trader history retry {job['id']}` runs them again", job=job["id"], failed=failed)
+                          + _next_step(job["id"], items), job=job["id"], failed=failed)
     return job
+
+
+def _next_step(job_id: str, failed: list[dict[str, Any]]) -> str:
+    """Return what to do about the failed instruments: retry those whose failure may pass, fix the others."""
+    passing = [item["key"] for item in failed if item.get("retryable")]
+    if not passing:
+        return "a retry as things are fails the same way: fix what the errors say first"
+    if len(passing) == len(failed):
+        return f"`trader history retry {job_id}` runs them again"
+    return f"`trader history retry {job_id} {' '.join(passing)}` runs those that may pass again"
 
 
 async def _call_and_watch(cli: CliContext, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
