@@ -79,8 +79,9 @@ def _options(path: Path | None, pairs: tuple[str, ...]) -> dict[str, Any]:
 @history.command(epilog=f"""\b
 Instruments are contract keys, or symbols read without a broker: AAPL is
 AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.
-\b
-Source options (-o NAME=VALUE; VALUE read as JSON if it is: true, 5):
+
+Source options, -o NAME=VALUE (VALUE is read as JSON if it is: true, 5):
+
 {options_help()}""")
 @click.argument("symbols", nargs=-1)
 @click.option("--universe", "-u", help="Every member of this universe instead of SYMBOLs.")

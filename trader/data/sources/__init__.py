@@ -33,24 +33,24 @@ SOURCES: Mapping[str, str] = {
 
 OPTIONS: Mapping[str, Mapping[str, str]] = {
     "ib": {
-        "use_rth": "true: regular trading hours only (default false)",
-        "what_to_show": "TRADES, MIDPOINT, BID, ASK (default TRADES; FX: MIDPOINT)",
-        "timeout": "seconds a request may take (default 60)",
-        "connect_timeout": "seconds to connect (default 15)",
+        "use_rth": "true: regular trading hours only; default false",
+        "what_to_show": "TRADES, MIDPOINT, BID or ASK; default TRADES, MIDPOINT for FX",
+        "timeout": "seconds a request may take; default 60",
+        "connect_timeout": "seconds to connect; default 15",
     },
     "polygon": {
-        "adjusted": "split-adjusted prices (default true)",
-        "per_minute": "requests a minute the plan allows (default: no limit)",
-        "max_retry_after": "longest Retry-After waited, s (default 60)",
+        "adjusted": "split-adjusted prices; default true",
+        "per_minute": "requests a minute the plan allows; default no limit",
+        "max_retry_after": "longest Retry-After waited, seconds; default 60",
     },
     "yahoo": {
-        "continuous": "true: a future's continuous series, ES=F (default false)",
-        "max_retry_after": "longest Retry-After waited, s (default 60)",
+        "continuous": "true: a future's continuous series, ES=F; default false",
+        "max_retry_after": "longest Retry-After waited, seconds; default 60",
     },
     "file": {
         "symbol": "the instrument of a file with no symbol column",
-        "tz": "zone of times with no UTC offset (default UTC)",
-        "path": "the file (set by --file)",
+        "tz": "the zone of times with no UTC offset; default UTC",
+        "path": "the file, as --file sets it",
     },
 }
 """The options (``-o NAME=VALUE``) each built-in source takes, with what they do."""
@@ -66,12 +66,9 @@ def check_options(name: str, options: Mapping[str, Any] | None) -> None:
 
 
 def options_help() -> str:
-    """Return each built-in source's options as lines for a command's help."""
-    lines = []
-    for name, options in OPTIONS.items():
-        lines.append(f"  {name}:")
-        lines.extend(f"    {option:<16} {text}" for option, text in options.items())
-    return "\n".join(lines)
+    """Return each built-in source's options, a paragraph a source, for a command's help."""
+    return "\n\n".join(f"{name}: " + ", ".join(f"{option} ({text})" for option, text in options.items()) + "."
+                       for name, options in OPTIONS.items())
 
 
 def _table(settings: Settings | None) -> dict[str, str]:
