@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from ib_async import Forex, Future
 
 from tests.sim.conftest import ESZ6
+from tests.sim.simulator import connect, running_sim
 from tests.sim.test_history_seconds import T0, walked
 from trader.brokers.ib.durations import duration_seconds
 from trader.domain import SecType
@@ -62,3 +65,22 @@ def test_the_live_minutes_join_the_past_unchanged(catalogue: Catalogue) -> None:
     rows = build_bars(state, 9, HistoryRequest(T0 + timedelta(seconds=200), 3600, "1 min", "MIDPOINT"))
     live = [(b.open, b.high, b.low, b.close) for b in state.minutes]
     assert [tuple(r[1:5]) for r in rows[-len(live):]] == live
+
+
+def test_bars_through_ib_async_are_on_the_tick_grid() -> None:
+    async def scenario() -> None:
+        async with running_sim() as server:
+            ib = await connect(server, 1)
+            [es] = await ib.qualifyContractsAsync(Future("ES", "202612", "CME"))
+            [eur] = await ib.qualifyContractsAsync(Forex("EURUSD"))
+            for contract, what, grid in ((es, "TRADES", Decimal("0.25")), (es, "BID", Decimal("0.25")),
+                                         (eur, "MIDPOINT", Decimal("0.000025"))):
+                bars = await ib.reqHistoricalDataAsync(contract, "", "2 D", "1 min", what, False)
+                assert len(bars) > 1000
+                rows = [(b.date, b.open, b.high, b.low, b.close) for b in bars]
+                assert off_grid(rows, grid) == [], (contract.symbol, what)
+                again = await ib.reqHistoricalDataAsync(contract, "", "2 D", "1 min", what, False)
+                assert [(b.date, b.close) for b in again][:-2] == [(b.date, b.close) for b in bars][:-2]
+            ib.disconnect()
+
+    asyncio.run(scenario())
