@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +13,12 @@ from tests.cli.invoke import data, ok, refused
 from tests.data.bars import MIN, T0, bars
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
+from trader.data.requests import job_key
 from trader.data.sources.files import FileSource
 
 DAY = pd.Timedelta(days=1)
+TODAY = datetime.now(UTC).date()
+ESZ6, ESH7 = job_key("ESZ6", TODAY), job_key("ESH7", TODAY)  # ES.FUT.202612, ES.FUT.202703 in 2026
 
 
 @pytest.fixture
@@ -25,7 +29,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ArcticStore:
     store = ArcticStore(uri)
     store.write_bars("AAPL.STK", "1m", bars(T0, 120), start=T0, end=T0 + 120 * MIN)
     day = T0.normalize()
-    for key, base in (("ES.FUT.202612", 6000.0), ("ES.FUT.202703", 6050.0)):
+    for key, base in ((ESZ6, 6000.0), (ESH7, 6050.0)):
         store.write_bars(key, "1d", bars(day, 10, step=DAY, base=base), start=day, end=day + 10 * DAY)
     return store
 
@@ -35,15 +39,15 @@ def test_read_export_and_summary_read_a_symbol_as_get_does(store: ArcticStore, t
     assert len(data("history", "read", "ESZ6", "--bar-size", "1d")) == 10
     assert data("history", "read", "ESH7", "--bar-size", "1d")[0]["open"] == 6050
     assert data("history", "export", "ESZ6", "--bar-size", "1d", "--csv", str(tmp_path / "es.csv"))["symbol"] \
-        == "ES.FUT.202612"
+        == ESZ6
     assert [r["key"] for r in data("history", "summary", "AAPL")] == ["AAPL.STK"]
-    assert [r["key"] for r in data("history", "summary", "ESZ6", "aapl.stk")] == ["AAPL.STK", "ES.FUT.202612"]
+    assert [r["key"] for r in data("history", "summary", "ESZ6", "aapl.stk")] == ["AAPL.STK", ESZ6]
     assert "ES is ambiguous" in refused(3, "history", "read", "ES", "--bar-size", "1d")
 
 
 def test_an_unknown_symbol_is_named_with_how_it_was_read(store: ArcticStore) -> None:
     message = refused(4, "history", "read", "NQZ6", "--bar-size", "1d")
-    assert "no bars stored for NQZ6 (read as NQ.FUT.202612; see `trader history summary`)" in message
+    assert f"no bars stored for NQZ6 (read as {job_key('NQZ6', TODAY)}; see `trader history summary`)" in message
     assert "read as MSFT.STK" in refused(4, "history", "summary", "MSFT")
     assert "bar-sizes" not in refused(4, "history", "read", "MSFT")
 
@@ -69,7 +73,7 @@ def test_a_ticks_csv_export_keeps_sub_seconds_and_whole_sizes(store: ArcticStore
                              name="time")
     ticks = pd.DataFrame({"bid": [5956.0, 5956.25, None], "bid_size": [207.0, 12.0, None],
                           "last": [None, None, 5956.25], "last_size": [None, None, 3.0]}, index=times)
-    store.append_ticks("ES.FUT.202612", ticks)
+    store.append_ticks(ESZ6, ticks)
     path = tmp_path / "es-ticks.csv"
     ok("history", "export", "ESZ6", "--ticks", "--csv", str(path))
     lines = path.read_text().splitlines()
@@ -78,7 +82,7 @@ def test_a_ticks_csv_export_keeps_sub_seconds_and_whole_sizes(store: ArcticStore
     assert ",207," in lines[1] and lines[3].endswith(",3,")  # sizes whole, not 207.0
     back = pd.read_csv(path, index_col="time")
     back.index = pd.to_datetime(back.index, format="ISO8601", utc=True)
-    stored = store.read_ticks("ES.FUT.202612")
+    stored = store.read_ticks(ESZ6)
     assert back.index.equals(stored.index)
     pd.testing.assert_frame_equal(back.astype("float64"), stored.astype("float64"), check_names=False,
                                   check_freq=False)
@@ -91,5 +95,5 @@ def test_a_missing_snapshot_is_named_and_snapshot_names_are_checked(store: Arcti
         assert "a snapshot name is 1-64 letters, digits, _ or -" in refused(3, "data", "snapshot", bad)
     assert data("data", "snapshots") == []
     ok("data", "snapshot", "Before_2026-12")
-    assert "no 1m bars stored for ES.FUT.202612 in snapshot Before_2026-12" in refused(
+    assert f"no 1m bars stored for {ESZ6} in snapshot Before_2026-12" in refused(
         4, "history", "read", "ESZ6", "--as-of", "Before_2026-12")
