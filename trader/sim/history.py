@@ -8,10 +8,9 @@ one. From the start on, the bars are the live market's recorded minutes. Bars
 of every size are aggregates of those minutes, aligned to UTC (weeks start on
 Monday, months on the 1st). Prices are mids: BID and ASK are shifted by half
 the spread, TRADES carries the generated volume (IB refuses TRADES for FX, and
-so does this); every price is then rounded to the instrument's tick grid
-(TRADES, BID, ASK) or to half a tick (MIDPOINT, BID_ASK), as IB's bars are.
-With the sim's ``market.sessions`` on, only the minutes inside the
-instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
+so does this); each price then lies on the tick grid (TRADES, BID, ASK) or on
+half ticks (MIDPOINT), as IB's. With the sim's ``market.sessions`` on, only
+the minutes inside the instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
 exchange calendar's sessions and holidays, stocks 04:00-20:00 ET, futures the
 Globex day, FX 24x5) and a daily bar is one session, labelled by its date;
 off, the market runs around the clock and days are UTC days. ``useRTH=1``
@@ -35,6 +34,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -86,6 +86,9 @@ class HistoryRequest:
             raise HistoryError(f"Historical Market Data Service error message:{exc}") from None
 
 
+_FIELDS = ("start", "open", "high", "low", "close", "volume", "count")  # BarArrays' arrays, in its order
+
+
 class BarArrays:
     """Bars as parallel numpy arrays: start (epoch seconds), open, high, low, close, volume, count."""
 
@@ -110,16 +113,11 @@ class BarArrays:
         return len(self.start)
 
     def __add__(self, other: BarArrays) -> BarArrays:
-        def join(name: str) -> np.ndarray:
-            return np.concatenate([getattr(self, name), getattr(other, name)])
-
-        return BarArrays(join("start"), join("open"), join("high"), join("low"), join("close"),
-                         join("volume"), join("count"))
+        return BarArrays(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in _FIELDS))
 
     def select(self, which: np.ndarray) -> BarArrays:
         """Return the bars ``which`` (a boolean mask or indices) picks."""
-        return BarArrays(self.start[which], self.open[which], self.high[which], self.low[which],
-                         self.close[which], self.volume[which], self.count[which])
+        return BarArrays(*(getattr(self, name)[which] for name in _FIELDS))
 
 
 def _synthetic(state: MarketState, seed: int, first: int, end: int, anchor: int) -> BarArrays:
@@ -170,12 +168,8 @@ def _minutes(state: MarketState, seed: int, first: int, end: int) -> BarArrays:
     """Return the minutes ``first .. end-1``: synthetic before the live market started, recorded after."""
     live = state.minutes  # in time order, one bar a minute
     m = _synthetic(state, seed, first, end, live[0].minute)
-    lo, hi = (bisect.bisect_left(live, minute, key=_minute_of) for minute in (first, end))
+    lo, hi = (bisect.bisect_left(live, minute, key=attrgetter("minute")) for minute in (first, end))
     return m + BarArrays.of(live[lo:hi])
-
-
-def _minute_of(bar: MinuteBar) -> int:
-    return bar.minute
 
 
 # -- one-second bars inside a minute --------------------------------------------------------
@@ -387,10 +381,8 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
         buckets = _buckets(m.start, request.bar_size)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     ends = np.concatenate([starts[1:], [len(buckets)]]) - 1
-    shift = 0.0
-    if what in ("BID", "ASK"):
-        half = float(inst.tick_size) * inst.spread_ticks / 2
-        shift = -half if what == "BID" else half
+    half = float(inst.tick_size) * inst.spread_ticks / 2
+    shift = {"BID": -half, "ASK": half}.get(what, 0.0)
     # Trades, bids and asks lie on the tick grid; mids on it or half way between two ticks.
     grid = inst.tick_size / 2 if what in ("MIDPOINT", "BID_ASK") else inst.tick_size
     opens = _on_grid(m.open[starts] + shift, grid)
@@ -402,9 +394,7 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
     waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), _decimals(inst.tick_size) + 2)
     dates = _date_texts(buckets[starts], request.bar_size, request.format_date,
                         hours.timezone if hours is not None else "")
+    prices = (dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist())
     if what != "TRADES":
-        return [(d, o, h, low, c, -1, -1, -1)
-                for d, o, h, low, c in zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
-                                           strict=True)]
-    return list(zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
-                    volumes.astype(np.int64).tolist(), waps.tolist(), counts.tolist(), strict=True))
+        return [(*row, -1, -1, -1) for row in zip(*prices, strict=True)]
+    return list(zip(*prices, volumes.astype(np.int64).tolist(), waps.tolist(), counts.tolist(), strict=True))
