@@ -53,7 +53,7 @@ def test_history_read_as_of_a_snapshot(store: ArcticStore) -> None:
     assert data("data", "snapshot", "before")["libraries"] == ["bars.1d", "bars.1m"]
     store.write_bars("AAPL.STK", "1m", bars(T0, 0), start=T0, end=T0 + 120 * MIN)
     assert len(data("history", "read", "AAPL.STK", "--as-of", "before")) == 120
-    assert "no 1m bars stored for AAPL.STK in snapshot" in refused(4, "history", "read", "AAPL.STK", "--as-of", "nope")
+    assert "no snapshot named nope" in refused(4, "history", "read", "AAPL.STK", "--as-of", "nope")
 
 
 def test_history_export_writes_csv_and_parquet(store: ArcticStore, tmp_path: Path) -> None:

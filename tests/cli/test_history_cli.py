@@ -51,7 +51,8 @@ def test_get_waits_names_the_failed_instruments_and_retry_finishes_them(stack: T
     job_id = result.stdout.split()[1]
     assert f"job {job_id} PARTIAL: 2/3 instruments, 720 bars, 1 failed" in result.stdout
     assert "NFLX.STK: not in bars.csv" in result.stdout
-    assert f"1 instrument failed in job {job_id}: NFLX.STK; `trader history retry {job_id}`" in result.stderr
+    assert f"1 instrument failed in job {job_id}: NFLX.STK; a retry as things are fails the same way: fix what " \
+        "the errors say first" in result.stderr  # not in the file: no retry suggested (it would fail the same way)
     error = json.loads(trader("--json", "history", "retry", job_id, "AAPL", "--wait").stderr)["error"]
     assert error["code"] == "conflict" and "nothing to retry" in error["message"]  # AAPL is done
     csv_file(tmp_path, [*KEYS, "NFLX.STK"])  # NFLX in the file now

@@ -6,6 +6,7 @@ settings) with :func:`trader.data.open_store`: no service has to run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ from trader.data import open_store
 from trader.data.arctic import ArcticStore
 from trader.data.backup import Manifest, backup, restore
 from trader.errors import NotFound, ValidationError
+
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as a universe's: safe in ArcticDB and in a shell
+
+
+def check_snapshot_name(name: str) -> str:
+    """Return ``name`` if it may name a snapshot (1-64 letters, digits, ``_``, ``-``); ValidationError if not."""
+    if not SNAPSHOT_NAME.fullmatch(name):
+        raise ValidationError(f"a snapshot name is 1-64 letters, digits, _ or -: {name!r} is not", name=name)
+    return name
 
 
 def register(group: click.Group) -> None:
@@ -57,10 +67,11 @@ def snapshot_command(cli: CliContext, name: str) -> None:
       trader data snapshot before-2026-rebuild
     JSON:
       {"name": string, "created": time, "libraries": [string]}
-    Exits: 9 the name is taken, 4 the store is empty, 14 store unusable
+    Exits: 9 the name is taken, 3 a bad name (1-64 letters, digits, _ or
+      -), 4 the store is empty, 14 store unusable
     """
     store = open_arctic(cli)
-    store.snapshot(name)
+    store.snapshot(check_snapshot_name(name))
     info = {"name": name, **store.snapshot_info()[name]}
     cli.show(info, lambda i: f"snapshot {i['name']} taken: {', '.join(i['libraries'])}")
 

@@ -28,6 +28,7 @@ from trader.cli.formats import count
 from trader.cli.history_read import READ_COMMANDS
 from trader.cli.history_summary import summary_command
 from trader.cli.options import MOMENT
+from trader.data.sources import check_options, options_help
 from trader.errors import Conflict, SourceError
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -75,9 +76,13 @@ def _options(path: Path | None, pairs: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-@history.command(epilog="""\b
+@history.command(epilog=f"""\b
 Instruments are contract keys, or symbols read without a broker: AAPL is
-AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
+AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.
+
+Source options, -o NAME=VALUE (VALUE is read as JSON if it is: true, 5):
+
+{options_help()}""")
 @click.argument("symbols", nargs=-1)
 @click.option("--universe", "-u", help="Every member of this universe instead of SYMBOLs.")
 @click.option("--bar-size", "-b", default="1d", show_default=True, help="1m, 5m, 1h, 1d, or IB's '1 min'...")
@@ -87,7 +92,7 @@ AAPL.STK, ESZ6 ES.FUT.202612, EUR.USD EUR.CASH.USD.""")
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo or file.")
 @click.option("--file", "path", type=click.Path(dir_okay=False, path_type=Path),
               help="The CSV or Parquet file (source file).")
-@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat).")
+@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat; see the list below).")
 @WAIT_OPTION
 @pass_cli
 def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_size: str, start: datetime,
@@ -102,19 +107,23 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       trader history get AAPL MSFT --bar-size 1m --start 2026-03-02
       trader history get -u tech -b 1d --start 2021-01-01 --source yahoo
       trader history get AAPL --source file --file aapl.csv --start 2026-01-01
+      trader history get ES.FUT.202612 -b 1m --start 2026-12-01 -o use_rth=true
       trader history get ESZ6 -b 1m --start 2026-12-01 --no-wait --json
     JSON:
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
         "options", "created", "updated", "runs", "cancel", "waiting": null
         or {"until", "reason", "key"} (a running job's window waits on IB
         pacing), "total", "done", "failed", "bars", "instruments": [{"key",
-        "state", "start", "done_until", "bars", "windows", "error"}]}
+        "state", "start", "done_until", "bars", "windows", "error",
+        "retryable"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
       4 unknown universe, 7 history_service not running, 9 cancelled
     """
     if bool(symbols) == bool(universe):
         raise click.UsageError("give SYMBOLs or --universe (one of them)")
-    kwargs = {"instruments": list(symbols) or None, "universe": universe, "options": _options(path, pairs) or None}
+    options = _options(path, pairs)
+    check_options(source, options)
+    kwargs = {"instruments": list(symbols) or None, "universe": universe, "options": options or None}
     _follow(cli, "submit", (source, bar_size, start, end), kwargs, _waits(cli, wait))
 
 
@@ -200,7 +209,7 @@ pycron's history_nightly job runs `history update --all` on weekdays
 @click.option("--source", "-s", default="ib", show_default=True, help="ib, polygon, yahoo.")
 @click.option("--since", type=MOMENT, default=None,
               help="Start of instruments not stored yet (default: 1 year back for 1d, else 30 days).")
-@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat).")
+@click.option("--option", "-o", "pairs", multiple=True, metavar="NAME=VALUE", help="A source option (repeat; see the list below).")
 @click.option("--wait/--no-wait", default=False, help="Follow each job to its end.")
 @pass_cli
 def update(cli: CliContext, every: bool, names: tuple[str, ...], sizes: tuple[str, ...], source: str,
@@ -263,13 +272,24 @@ def _follow(cli: CliContext, method: str, args: tuple[Any, ...], kwargs: dict[st
             cli.console.print(f"  {line}", style="red", highlight=False, soft_wrap=True)
         if job["state"] not in tables.ENDED:
             cli.console.print(f"follow it with `trader history jobs {job['id']}`", style="dim", highlight=False)
-    failed = [item["key"] for item in job.get("instruments", ()) if item["state"] == "FAILED"]
+    items = [item for item in job.get("instruments", ()) if item["state"] == "FAILED"]
+    failed = [item["key"] for item in items]
     if job["state"] == "CANCELLED" and wait:
         raise Conflict(f"job {job['id']} was cancelled", job=job["id"])
     if failed and job["state"] in tables.ENDED:
         raise SourceError(f"{count(len(failed), 'instrument')} failed in job {job['id']}: {', '.join(failed)}; "
-                          f"`trader history retry {job['id']}` runs them again", job=job["id"], failed=failed)
+                          + _next_step(job["id"], items), job=job["id"], failed=failed)
     return job
+
+
+def _next_step(job_id: str, failed: list[dict[str, Any]]) -> str:
+    """Return what to do about the failed instruments: retry those whose failure may pass, fix the others."""
+    passing = [item["key"] for item in failed if item.get("retryable")]
+    if not passing:
+        return "a retry as things are fails the same way: fix what the errors say first"
+    if len(passing) == len(failed):
+        return f"`trader history retry {job_id}` runs them again"
+    return f"`trader history retry {job_id} {' '.join(passing)}` runs those that may pass again"
 
 
 async def _call_and_watch(cli: CliContext, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],

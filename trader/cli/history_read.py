@@ -4,14 +4,15 @@ The commands are plain click commands in :data:`READ_COMMANDS`, which
 trader/cli/history.py adds to its ``history`` group (beside history_service's
 own commands). They open
 the store directly (``storage.arctic_uri``): no service has to run. A SYMBOL
-is a contract key as stored (``AAPL.STK``, ``ES.FUT.202612``); a bare symbol
-(``AAPL``) names the one stored key it starts, if only one does.
+is read as ``history get`` reads it (:func:`stored_key`): a contract key as it
+is, else the symbol parser's first reading (``ESZ6`` -> ``ES.FUT.202612``),
+else the one stored key it starts (``ES``), if only one does.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,52 @@ from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.cli.options import MOMENT
 from trader.data import open_store
-from trader.data.requests import job_bar_size
+from trader.data.requests import job_bar_size, job_key
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
+WHOLE_COLUMNS = ("volume", "bar_count", "bid_size", "ask_size", "last_size")  # integers in a CSV when whole
 
 
 def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
-    """Return the stored key SYMBOL names: itself, or the one stored key whose first part it is."""
+    """Return the stored key SYMBOL names, read as ``history get`` reads it; NotFound saying how if none.
+
+    A contract key is itself; else the symbol parser's first reading
+    (:func:`trader.data.requests.job_key`: ``AAPL`` -> ``AAPL.STK``, ``ESZ6``
+    -> ``ES.FUT.202612``). If that is not stored, the one stored key whose
+    first part SYMBOL is (``ES`` -> ``ES.FUT.202612``), so a stored key always
+    matches; several are ambiguous (ValidationError).
+    """
     keys = set(store.tick_symbols()) if ticks else {k for ks in store.bar_symbols().values() for k in ks}
-    if symbol in keys:
-        return symbol
-    starts = sorted(k for k in keys if k.split(".")[0].upper() == symbol.upper())
+    key = read_key(symbol)
+    if key in keys:
+        return key
+    exact = [k for k in keys if k.upper() == symbol.strip().upper()]
+    starts = exact or sorted(k for k in keys if k.split(".")[0].upper() == symbol.strip().upper())
     if len(starts) == 1:
         return starts[0]
     if starts:
         raise ValidationError(f"{symbol} is ambiguous: {', '.join(starts)}", candidates=starts)
     what = "ticks recorded" if ticks else "bars stored"
-    raise NotFound(f"no {what} for {symbol} (see `trader history bar-sizes`)", symbol=symbol)
+    raise NotFound(f"no {what} for {symbol} ({reading(symbol, key)}; see `trader history summary`)",
+                   symbol=symbol, key=key)
+
+
+def read_key(symbol: str) -> str | None:
+    """Return the contract key ``history get`` reads SYMBOL as (None: it needs its contract key)."""
+    try:
+        return job_key(symbol, datetime.now(UTC).date())
+    except ValidationError:
+        return None
+
+
+def reading(symbol: str, key: str | None) -> str:
+    """Return how SYMBOL was read, for an error message."""
+    if key is None:
+        return "not read as a symbol: give its contract key, e.g. ES.FUT.202612"
+    return "a contract key" if key == symbol.strip().upper() else f"read as {key}"
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -53,6 +80,32 @@ def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
             row[name] = None if isinstance(value, float) and not math.isfinite(value) else value
         rows.append(row)
     return rows
+
+
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` as a CSV export writes it, so that reading it back gives the same values.
+
+    Times are ISO 8601 in UTC with ``+00:00`` and as many fractional digits as
+    they need (none, 6 or 9: a tick's sub-second is kept); sizes, volumes and
+    bar counts that are whole are written as integers (``207``, not ``207.0``).
+    """
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        finite = column.dropna()
+        if name in WHOLE_COLUMNS and pd.api.types.is_float_dtype(column) and (finite == finite.round()).all():
+            out[name] = column.astype("Int64")  # NaN stays an empty cell
+    out.index = pd.Index(iso_times(pd.DatetimeIndex(frame.index)), name="time")
+    return out
+
+
+def iso_times(index: pd.DatetimeIndex) -> list[str]:
+    """Return UTC times as ISO 8601 text with ``+00:00``: whole seconds, micro- or nanoseconds as needed."""
+    index = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    fraction = index.asi8 % 10**9
+    digits = 0 if not fraction.any() else 6 if not (fraction % 1000).any() else 9
+    parts = [f".{f // 10 ** (9 - digits):0{digits}d}" if digits else "" for f in fraction.tolist()]
+    return [f"{t}{p}+00:00" for t, p in zip(index.strftime("%Y-%m-%dT%H:%M:%S"), parts, strict=True)]
 
 
 def _decimals(values: pd.Series) -> int:
@@ -163,13 +216,18 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
                    ticks: bool, csv_file: Path | None, parquet_file: Path | None) -> None:
     """Write SYMBOL's stored bars (or ticks) in a range to a CSV or Parquet file.
 
-    The CSV's first column is time, ISO 8601 in UTC; Parquet keeps the
-    UTC index. Exactly one of --csv and --parquet.
+    The CSV's first column is time, ISO 8601 in UTC with "+00:00" and the
+    sub-seconds a tick has (2026-12-07T19:17:21.250113+00:00); volumes,
+    sizes and bar counts are integers where whole. Parquet keeps the UTC
+    index and the stored types. Exactly one of --csv and --parquet. A bars
+    CSV (or Parquet) imports back unchanged: `history get SYMBOL --source
+    file --file F`.
 
     \b
     Examples:
       trader history export AAPL.STK --bar-size 1d --csv aapl.csv
       trader history export ES --start 2026-03-02 --parquet es.parquet
+      trader history export EUR.CASH.USD --ticks --csv eur-ticks.csv
     JSON:
       {"symbol": string, "bar_size": string, "rows": integer, "file": string,
        "format": "csv" | "parquet", "first": time | null, "last": time | null}
@@ -183,7 +241,7 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
     assert path is not None
     try:
         if csv_file is not None:
-            frame.to_csv(csv_file, index_label="time", date_format="%Y-%m-%dT%H:%M:%S%z")
+            csv_frame(frame).to_csv(csv_file)
         else:
             frame.to_parquet(path)
     except OSError as exc:

@@ -9,8 +9,10 @@ import pandas as pd
 from rich.text import Text
 
 from trader.cli.context import CliContext, pass_cli
+from trader.cli.history_read import read_key, reading, stored_key
 from trader.cli.layout import Col, FitTable
 from trader.data.factory import open_store
+from trader.data.store import MarketStore
 from trader.data.summary import SeriesSummary, summary
 from trader.errors import NotFound
 
@@ -34,13 +36,15 @@ def summary_command(cli: CliContext, symbols: Sequence[str], bar_size: str | Non
 
     A gap is a session of the symbol's exchange calendar (NYSE for stocks,
     CME Globex for futures, 24/5 for FX; holidays and early closes known)
-    between the first and last bar with no bar in it. SYMBOLs are contract
-    keys (AAPL.STK, ES.FUT.202612); none: every stored symbol. Times are UTC.
+    between the first and last bar with no bar in it. A SYMBOL is read as
+    `history get` and `history read` read it (AAPL -> AAPL.STK, ESZ6 ->
+    ES.FUT.202612, a contract key as it is); none: every stored symbol.
+    Times are UTC.
 
     \b
     Examples:
       trader history summary
-      trader history summary AAPL.STK ES.FUT.202612 --bar-size 1m
+      trader history summary AAPL ESZ6 --bar-size 1m
       trader history summary --bar-size 1d --json
     JSON:
       [{key, bar_size, first, last (ISO 8601 UTC or null), rows,
@@ -50,14 +54,24 @@ def summary_command(cli: CliContext, symbols: Sequence[str], bar_size: str | Non
     Exits: 4 none of the SYMBOLs stored, 14 the store cannot be read
     """
     store = open_store(cli.settings())
-    rows = summary(store, symbols or None, bar_size, partial=partial)
+    keys = [_key(store, s) for s in symbols]
+    rows = summary(store, keys or None, bar_size, partial=partial)
     if symbols and not rows:
-        raise NotFound(f"no {bar_size + ' ' if bar_size else ''}bars stored for {', '.join(symbols)}",
+        read = "; ".join(f"{s}: {reading(s, read_key(s))}" for s in symbols)
+        raise NotFound(f"no {bar_size + ' ' if bar_size else ''}bars stored for {', '.join(symbols)} ({read})",
                        symbols=list(symbols))
     if cli.json:
         cli.emit_json([r.as_dict() for r in rows])
         return
     cli.show(rows, summary_table, "no bars stored")
+
+
+def _key(store: MarketStore, symbol: str) -> str:
+    """Return the stored key SYMBOL names, as ``history read`` reads it (SYMBOL itself if none)."""
+    try:
+        return stored_key(store, symbol)
+    except NotFound:
+        return symbol
 
 
 def summary_table(rows: Sequence[SeriesSummary]) -> FitTable:

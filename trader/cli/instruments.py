@@ -67,10 +67,10 @@ def resolve(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
         cli.emit_json(rows)
     elif found:
         cli.console.print(instrument_tables.contracts_table(found), highlight=False)
-    _fail_if_any(failed, "input", len(symbols), "not resolved")
+    fail_if_any(failed, "input", len(symbols), "not resolved")
 
 
-def _fail_if_any(failed: list[dict[str, Any]], name: str, count: int, what: str) -> None:
+def fail_if_any(failed: list[dict[str, Any]], name: str, count: int, what: str) -> None:
     """Raise the first failure's error, its message naming every failed symbol (stderr), if any failed."""
     if not failed:
         return
@@ -112,4 +112,4 @@ def snapshot(cli: CliContext, symbols: tuple[str, ...], **options: Any) -> None:
         cli.emit_json(rows)
     elif quotes:
         cli.console.print(instrument_tables.quotes_table(quotes), highlight=False)
-    _fail_if_any([row for row in rows if "error" in row], "symbol", len(symbols), "without a quote")
+    fail_if_any([row for row in rows if "error" in row], "symbol", len(symbols), "without a quote")

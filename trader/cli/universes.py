@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -18,11 +19,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trader.brokers.records import ContractDetails
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.formats import count
+from trader.cli.instruments import fail_if_any
 from trader.cli.layout import Col, FitTable
 from trader.data import open_store
 from trader.data.universe_bootstrap import Bootstrap, BootstrapProgress
 from trader.data.universes import Member, Universe, Universes, check_name
-from trader.errors import Conflict, TraderError, Unavailable
+from trader.errors import Conflict, NotFound, TraderError, Unavailable, ValidationError
 
 IB_PACE = 1.0  # seconds between IB's reqMatchingSymbols: IB answers about one a second
 
@@ -105,7 +107,7 @@ def list_(cli: CliContext) -> None:
 @click.argument("name", callback=_name_arg)
 @pass_cli
 def get(cli: CliContext, name: str) -> None:
-    """Show the members of universe NAME.
+    """Show the members of universe NAME, sorted by contract key.
 
     \b
     Examples:
@@ -121,6 +123,7 @@ def get(cli: CliContext, name: str) -> None:
     Exits: 2 a bad name, 4 no such universe
     """
     universe = _store(cli).get(name)
+    universe = replace(universe, members=tuple(sorted(universe.members, key=lambda m: m.key)))  # as listed
     if cli.json:
         cli.emit_json(_full(universe))
         return
@@ -130,19 +133,29 @@ def get(cli: CliContext, name: str) -> None:
         cli.console.print(members_table(universe.members), highlight=False)
 
 
-def _resolve(cli: CliContext, symbols: Sequence[str]) -> list[Member]:
-    """Return the members the symbols name, resolved by trader_service (each must name one contract)."""
-    members = []
+def _resolve(cli: CliContext, symbols: Sequence[str]) -> tuple[list[Member], list[dict[str, Any]]]:
+    """Return the members the symbols name, resolved by trader_service, and each symbol that failed.
+
+    A failure is ``{"input": symbol, "error": Error}`` as `trader resolve` gives
+    it (an unknown or ambiguous symbol, or one that names no contract).
+    """
+    members: list[Member] = []
+    failed: list[dict[str, Any]] = []
     for symbol in symbols:
         try:
             rows = cli.call_trader("resolve", symbol)
         except Unavailable as exc:
             raise Unavailable(f"resolving {symbol!r} needs a running trader_service (`trader up`): {exc.message}",
                               symbol=symbol) from None
+        except (NotFound, ValidationError) as exc:  # this symbol's failure; the service's own ends the command
+            failed.append({"input": symbol, "error": exc.to_wire()})
+            continue
+        if not rows:
+            failed.append({"input": symbol, "error": NotFound(f"no contract named {symbol}").to_wire()})
         for row in rows:
             members.append(Member.of(ContractDetails(row["contract"], row["tick"], row.get("min_size") or 1,
                                                      row["description"] or "", row.get("last_trade"))))
-    return members
+    return members, failed
 
 
 @universes.command()
@@ -162,14 +175,18 @@ def create(cli: CliContext, name: str, symbols: tuple[str, ...]) -> None:
       trader universes create empty
     JSON:
       {"name": string, "members": int, "created": string,
-       "updated": string, "source": "create"}
-    Exits: 2 a bad name, 4 unknown symbol, 7 trader_service not running,
-      9 a universe NAME exists
+       "updated": string, "source": "create", "not_resolved": [string]}
+    Exits: 2 a bad name, 4 an unknown symbol (created with the others;
+      each failure named on stderr), 3 an ambiguous symbol, 7
+      trader_service not running, 9 a universe NAME exists
     """
     store = _store(cli)
     _refuse_existing(store, name, "destroy it first, or add to it")
-    universe = store.create(name, _resolve(cli, symbols))
-    cli.show(_summary(universe), lambda s: f"created {s['name']}: {count(s['members'], 'member')}")
+    members, failed = _resolve(cli, symbols)
+    universe = store.create(name, members)
+    cli.show({**_summary(universe), "not_resolved": [f["input"] for f in failed]},
+             lambda s: f"created {s['name']}: {count(s['members'], 'member')}")
+    fail_if_any(failed, "input", len(symbols), "not resolved")
 
 
 @universes.command()
@@ -206,17 +223,23 @@ def add(cli: CliContext, name: str, symbols: tuple[str, ...]) -> None:
     Examples:
       trader universes add tech AMZN TSLA
     JSON:
-      {"name": string, "members": int, "added": [string]}  (keys added;
-        one already in it is not added again)
-    Exits: 2 a bad name, 4 no such universe or unknown symbol, 7
-      trader_service not running
+      {"name": string, "members": int, "added": [string],
+       "not_resolved": [string]}  (keys added, one already in it not added
+        again; the SYMBOLs that named no contract)
+    Exits: 2 a bad name, 4 no such universe or an unknown symbol (the
+      others are added; each failure named on stderr), 3 an ambiguous
+      symbol, 7 trader_service not running
     """
     store = _store(cli)
     store.get(name)  # NotFound before resolving
-    universe, added = store.add(name, _resolve(cli, symbols))
-    cli.show({"name": name, "members": len(universe.members), "added": [m.key for m in added]},
+    members, failed = _resolve(cli, symbols)
+    universe, added = store.add(name, members)
+    cli.show({"name": name, "members": len(universe.members), "added": [m.key for m in added],
+              "not_resolved": [f["input"] for f in failed]},
              lambda r: f"{name}: added {count(len(r['added']), 'instrument')} "
-                       f"({', '.join(r['added']) or 'all were in it'}); {count(r['members'], 'member')}")
+                       f"({', '.join(r['added']) or ('none' if failed else 'all were in it')}); "
+                       f"{count(r['members'], 'member')}")
+    fail_if_any(failed, "input", len(symbols), "not resolved")
 
 
 @universes.command()

@@ -207,6 +207,8 @@ class ArcticStore:
                     continue
                 timezone = (self._stored_meta(_BARS + short_bar_size(finer), key) or {}).get("timezone") or "UTC"
                 return resample_bars(bars, seconds, timezone)
+        if as_of and as_of not in self.snapshots():  # checked only when nothing was found: free otherwise
+            raise NotFound(f"no snapshot named {as_of} (see `trader data snapshots`)", snapshot=as_of)
         where = f" in snapshot {as_of}" if as_of else ""
         raise NotFound(f"no {size} bars stored for {key}{where}", key=key, bar_size=size)
 

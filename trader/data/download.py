@@ -38,7 +38,7 @@ from trader.data.progress import JobProgress
 from trader.data.sources import open_source
 from trader.data.sources.base import Source, Window
 from trader.data.store import MarketStore, SymbolMeta
-from trader.errors import SourceError, TraderError, Unavailable, ValidationError
+from trader.errors import SourceError, StorageError, TraderError, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +150,17 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
         raise
     except TraderError as exc:
         log.warning("job %s: %s failed: %s", job.id, item.key, exc)
-        return replace(item, state=ItemState.FAILED, error=_named(item.key, str(exc)))
+        return replace(item, state=ItemState.FAILED, error=_named(item.key, str(exc)), retryable=_passing(exc))
     except Exception as exc:  # a bug in a source fails its instrument, not the job
         log.exception("job %s: %s failed", job.id, item.key)
         return replace(item, state=ItemState.FAILED, error=f"{item.key}: internal error: {exc!r}")
     log.info("job %s: %s done: %d bars in %d windows", job.id, item.key, item.bars, item.windows)
     return replace(item, state=ItemState.DONE)
+
+
+def _passing(exc: TraderError) -> bool:
+    """Return whether the same request may succeed later: a retryable SourceError, the store or broker down."""
+    return exc.retryable if isinstance(exc, SourceError) else isinstance(exc, (Unavailable, StorageError))
 
 
 async def _meta(source: Source, key: str, name: str) -> SymbolMeta:

@@ -66,6 +66,7 @@ class Item:
     bars: int = 0
     windows: int = 0
     error: str = ""
+    retryable: bool = False  # the failure may pass (a timeout, 429, pacing), not never (unknown, a bad file)
 
     @property
     def resume(self) -> datetime:
@@ -76,7 +77,7 @@ class Item:
         """Return the item as the JSON kept in Redis."""
         return json.dumps({"key": self.key, "start": to_text(self.start), "state": self.state.value,
                            "done_until": to_text(self.done_until), "bars": self.bars, "windows": self.windows,
-                           "error": self.error})
+                           "error": self.error, "retryable": self.retryable})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Item:
@@ -85,12 +86,12 @@ class Item:
         start = from_text(data["start"])
         assert start is not None
         return cls(data["key"], start, ItemState(data["state"]), from_text(data["done_until"]), int(data["bars"]),
-                   int(data["windows"]), data["error"])
+                   int(data["windows"]), data["error"], bool(data.get("retryable", False)))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the item as an RPC answer."""
         return {"key": self.key, "state": self.state.value, "start": self.start, "done_until": self.done_until,
-                "bars": self.bars, "windows": self.windows, "error": self.error}
+                "bars": self.bars, "windows": self.windows, "error": self.error, "retryable": self.retryable}
 
 
 @dataclass(frozen=True, slots=True)

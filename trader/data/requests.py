@@ -20,7 +20,7 @@ from trader.data.store import MarketStore
 from trader.data.universes import Universes
 from trader.domain import SecType
 from trader.domain.contract_key import is_key, make_key, parse_key
-from trader.errors import ValidationError
+from trader.errors import NotFound, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 from trader.trading.symbols import Hints, read_symbol
 
@@ -63,7 +63,11 @@ def job_end(bar_size: str, end: datetime | None, now: datetime) -> datetime:
 
 def universe_keys(store: MarketStore, name: str) -> list[str]:
     """Return the contract keys of universe ``name`` (``NotFound`` if there is none, ValidationError if empty)."""
-    keys = list(dict.fromkeys(m.key for m in Universes(store).get(name).members))
+    try:
+        universe = Universes(store).get(name)
+    except NotFound:  # one message whatever layer found it missing
+        raise NotFound(f"no universe named {name} (see `trader universes list`)", universe=name) from None
+    keys = list(dict.fromkeys(m.key for m in universe.members))
     if not keys:
         raise ValidationError(f"universe {name} has no members", universe=name)
     return keys

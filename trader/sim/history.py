@@ -8,8 +8,9 @@ one. From the start on, the bars are the live market's recorded minutes. Bars
 of every size are aggregates of those minutes, aligned to UTC (weeks start on
 Monday, months on the 1st). Prices are mids: BID and ASK are shifted by half
 the spread, TRADES carries the generated volume (IB refuses TRADES for FX, and
-so does this). With the sim's ``market.sessions`` on, only the minutes inside
-the instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
+so does this); each price then lies on the tick grid (TRADES, BID, ASK) or on
+half ticks (MIDPOINT), as IB's. With the sim's ``market.sessions`` on, only
+the minutes inside the instrument's sessions are bars (:mod:`trader.sim.trading_hours`: the
 exchange calendar's sessions and holidays, stocks 04:00-20:00 ET, futures the
 Globex day, FX 24x5) and a daily bar is one session, labelled by its date;
 off, the market runs around the clock and days are UTC days. ``useRTH=1``
@@ -32,6 +33,8 @@ import bisect
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -83,6 +86,9 @@ class HistoryRequest:
             raise HistoryError(f"Historical Market Data Service error message:{exc}") from None
 
 
+_FIELDS = ("start", "open", "high", "low", "close", "volume", "count")  # BarArrays' arrays, in its order
+
+
 class BarArrays:
     """Bars as parallel numpy arrays: start (epoch seconds), open, high, low, close, volume, count."""
 
@@ -107,16 +113,11 @@ class BarArrays:
         return len(self.start)
 
     def __add__(self, other: BarArrays) -> BarArrays:
-        def join(name: str) -> np.ndarray:
-            return np.concatenate([getattr(self, name), getattr(other, name)])
-
-        return BarArrays(join("start"), join("open"), join("high"), join("low"), join("close"),
-                         join("volume"), join("count"))
+        return BarArrays(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in _FIELDS))
 
     def select(self, which: np.ndarray) -> BarArrays:
         """Return the bars ``which`` (a boolean mask or indices) picks."""
-        return BarArrays(self.start[which], self.open[which], self.high[which], self.low[which],
-                         self.close[which], self.volume[which], self.count[which])
+        return BarArrays(*(getattr(self, name)[which] for name in _FIELDS))
 
 
 def _synthetic(state: MarketState, seed: int, first: int, end: int, anchor: int) -> BarArrays:
@@ -167,12 +168,8 @@ def _minutes(state: MarketState, seed: int, first: int, end: int) -> BarArrays:
     """Return the minutes ``first .. end-1``: synthetic before the live market started, recorded after."""
     live = state.minutes  # in time order, one bar a minute
     m = _synthetic(state, seed, first, end, live[0].minute)
-    lo, hi = (bisect.bisect_left(live, minute, key=_minute_of) for minute in (first, end))
+    lo, hi = (bisect.bisect_left(live, minute, key=attrgetter("minute")) for minute in (first, end))
     return m + BarArrays.of(live[lo:hi])
-
-
-def _minute_of(bar: MinuteBar) -> int:
-    return bar.minute
 
 
 # -- one-second bars inside a minute --------------------------------------------------------
@@ -356,6 +353,15 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest,
     return _rows(_in_session(_minutes(state, seed, first, end_minute), hours, request, 60), state, request, hours)
 
 
+def _decimals(step: Decimal) -> int:
+    return max(0, -int(step.normalize().as_tuple().exponent))
+
+
+def _on_grid(prices: np.ndarray, grid: Decimal) -> np.ndarray:
+    """Return ``prices`` at the nearest multiple of ``grid`` (monotone: o and c stay inside h..l)."""
+    return np.round(np.round(prices / float(grid)) * float(grid), _decimals(grid))
+
+
 def _in_session(bars: BarArrays, hours: TradingHours | None, request: HistoryRequest, span: int) -> BarArrays:
     """Return the bars that start inside a session (or inside RTH for a ``use_rth`` request)."""
     keep = hours.mask(bars.start, request.use_rth, span=span) if hours is not None else None
@@ -375,23 +381,20 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
         buckets = _buckets(m.start, request.bar_size)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     ends = np.concatenate([starts[1:], [len(buckets)]]) - 1
-    shift = 0.0
-    if what in ("BID", "ASK"):
-        half = float(inst.tick_size) * inst.spread_ticks / 2
-        shift = -half if what == "BID" else half
-    decimals = max(0, -int(inst.tick_size.normalize().as_tuple().exponent))
-    opens = np.round(m.open[starts] + shift, decimals)
-    highs = np.round(np.maximum.reduceat(m.high, starts) + shift, decimals)
-    lows = np.round(np.minimum.reduceat(m.low, starts) + shift, decimals)
-    closes = np.round(m.close[ends] + shift, decimals)
+    half = float(inst.tick_size) * inst.spread_ticks / 2
+    shift = {"BID": -half, "ASK": half}.get(what, 0.0)
+    # Trades, bids and asks lie on the tick grid; mids on it or half way between two ticks.
+    grid = inst.tick_size / 2 if what in ("MIDPOINT", "BID_ASK") else inst.tick_size
+    opens = _on_grid(m.open[starts] + shift, grid)
+    highs = _on_grid(np.maximum.reduceat(m.high, starts) + shift, grid)
+    lows = _on_grid(np.minimum.reduceat(m.low, starts) + shift, grid)
+    closes = _on_grid(m.close[ends] + shift, grid)
     volumes = np.add.reduceat(m.volume, starts)
     counts = np.add.reduceat(m.count, starts)
-    waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), decimals + 2)
+    waps = np.round(np.add.reduceat(m.close, starts) / (ends - starts + 1), _decimals(inst.tick_size) + 2)
     dates = _date_texts(buckets[starts], request.bar_size, request.format_date,
                         hours.timezone if hours is not None else "")
+    prices = (dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist())
     if what != "TRADES":
-        return [(d, o, h, low, c, -1, -1, -1)
-                for d, o, h, low, c in zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
-                                           strict=True)]
-    return list(zip(dates, opens.tolist(), highs.tolist(), lows.tolist(), closes.tolist(),
-                    volumes.astype(np.int64).tolist(), waps.tolist(), counts.tolist(), strict=True))
+        return [(*row, -1, -1, -1) for row in zip(*prices, strict=True)]
+    return list(zip(*prices, volumes.astype(np.int64).tolist(), waps.tolist(), counts.tolist(), strict=True))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from trader.config import Settings
     from trader.data.sources.base import Source
 
-__all__ = ["SOURCES", "open_source", "source_class", "source_names"]
+__all__ = ["OPTIONS", "SOURCES", "check_options", "open_source", "options_help", "source_class", "source_names"]
 
 SOURCES: Mapping[str, str] = {
     "ib": "trader.data.sources.ib",
@@ -29,6 +29,46 @@ SOURCES: Mapping[str, str] = {
     "yahoo": "trader.data.sources.yahoo",
     "file": "trader.data.sources.files",
 }
+
+
+OPTIONS: Mapping[str, Mapping[str, str]] = {
+    "ib": {
+        "use_rth": "true: regular trading hours only; default false",
+        "what_to_show": "TRADES, MIDPOINT, BID or ASK; default TRADES, MIDPOINT for FX",
+        "timeout": "seconds a request may take; default 60",
+        "connect_timeout": "seconds to connect; default 15",
+    },
+    "polygon": {
+        "adjusted": "split-adjusted prices; default true",
+        "per_minute": "requests a minute the plan allows; default no limit",
+        "max_retry_after": "longest Retry-After waited, seconds; default 60",
+    },
+    "yahoo": {
+        "continuous": "true: a future's continuous series, ES=F; default false",
+        "max_retry_after": "longest Retry-After waited, seconds; default 60",
+    },
+    "file": {
+        "symbol": "the instrument of a file with no symbol column",
+        "tz": "the zone of times with no UTC offset; default UTC",
+        "path": "the file, as --file sets it",
+    },
+}
+"""The options (``-o NAME=VALUE``) each built-in source takes, with what they do."""
+
+
+def check_options(name: str, options: Mapping[str, Any] | None) -> None:
+    """Raise ValidationError naming the valid options if ``options`` has one built-in source ``name`` lacks."""
+    valid = OPTIONS.get(name)
+    unknown = sorted(set(options or {}) - set(valid)) if valid is not None else []
+    if unknown:
+        raise ValidationError(f"source {name} has no option {', '.join(unknown)} "
+                              f"(its options: {', '.join(valid or {})})", source=name, options=unknown)
+
+
+def options_help() -> str:
+    """Return each built-in source's options, a paragraph a source, for a command's help."""
+    return "\n\n".join(f"{name}: " + ", ".join(f"{option} ({text})" for option, text in options.items()) + "."
+                       for name, options in OPTIONS.items())
 
 
 def _table(settings: Settings | None) -> dict[str, str]:
@@ -72,8 +112,11 @@ def source_class(name: str, settings: Settings | None = None) -> type[Source]:
 
 def open_source(name: str, settings: Settings, options: Mapping[str, Any] | None = None) -> Source:
     """Build source ``name`` with ``options`` (``SourceClass(settings, **options)``)."""
+    check_options(name, options)
     cls = source_class(name, settings)
     try:
         return cls(settings, **dict(options or {}))  # type: ignore[call-arg]
     except TypeError as exc:  # an option the source does not take
-        raise ValidationError(f"source {name}: {exc}", source=name) from None
+        takes = [p.name for p in list(inspect.signature(cls).parameters.values())[1:]
+                 if p.kind is p.KEYWORD_ONLY]
+        raise ValidationError(f"source {name}: {exc} (its options: {', '.join(takes)})", source=name) from None
