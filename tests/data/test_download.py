@@ -114,8 +114,8 @@ def test_a_source_that_cannot_be_built_fails_every_instrument_with_why(
     job = asyncio.run(scenario())
     assert job.state is JobState.FAILED
     assert [item.error for item in job.items] == [
-        "A.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour'",
-        "B.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour'"]
+        "A.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour' (its options: path)",
+        "B.STK: source unruly: Unruly.__init__() got an unexpected keyword argument 'colour' (its options: path)"]
     with pytest.raises(NotFound):
         store.read_bars("A.STK", "1m")
 

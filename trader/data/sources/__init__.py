@@ -118,5 +118,6 @@ def open_source(name: str, settings: Settings, options: Mapping[str, Any] | None
         return cls(settings, **dict(options or {}))  # type: ignore[call-arg]
     except TypeError as exc:  # an option the source does not take
         takes = [p.name for p in list(inspect.signature(cls).parameters.values())[1:]
-                 if p.kind is p.KEYWORD_ONLY]
-        raise ValidationError(f"source {name}: {exc} (its options: {', '.join(takes)})", source=name) from None
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        said = f" (its options: {', '.join(takes)})" if takes else " (it takes no options)"
+        raise ValidationError(f"source {name}: {exc}{said}", source=name) from None
