@@ -316,3 +316,33 @@ def test_one_lmdb_path_is_opened_once_per_process_however_spelt(tmp_path: Path,
     second = ArcticStore(f"lmdb://{tmp_path}/./arctic/?map_size=1GB")
     assert len(second.read_bars(KEY, "1m")) == 5
     assert "already been opened in this process" not in capfd.readouterr().err
+
+
+def test_windows_with_other_optional_columns_write_over_each_other(store: ArcticStore) -> None:
+    # a Polygon backfill (wap and bar_count), then IB windows (bar_count only), Yahoo (neither)
+    polygon = bars(T0, 60)
+    store.write_bars(KEY, "1m", polygon, start=T0, end=T0 + HOUR)
+    ib = bars(T0 + 10 * MIN, 10, base=200.0).drop(columns=["wap"])
+    store.write_bars(KEY, "1m", ib, start=T0 + 10 * MIN, end=T0 + 20 * MIN)
+    yahoo = bars(T0 + 30 * MIN, 10, base=300.0).drop(columns=["wap", "bar_count"])
+    store.write_bars(KEY, "1m", yahoo, start=T0 + 30 * MIN, end=T0 + 40 * MIN)
+    stored = store.read_bars(KEY, "1m")
+    assert list(stored.columns) == ["open", "high", "low", "close", "volume", "wap", "bar_count"]
+    assert len(stored) == 60 and stored["bar_count"].dtype == "int64"
+    assert stored["wap"].iloc[10:20].isna().all() and (stored["bar_count"].iloc[10:20] == 3).all()
+    assert stored["wap"].iloc[30:40].isna().all() and (stored["bar_count"].iloc[30:40] == -1).all()
+    assert stored["wap"].iloc[:10].notna().all()
+    # a later window with wap added over the Yahoo one
+    store.write_bars(KEY, "1m", bars(T0 + 30 * MIN, 10), start=T0 + 30 * MIN, end=T0 + 40 * MIN)
+    assert store.read_bars(KEY, "1m")["wap"].notna().sum() == 50
+
+
+def test_unknown_waps_and_counts_do_not_bias_a_resample() -> None:
+    frame = bars(T0, 4)
+    frame["wap"] = [100.0, np.nan, 102.0, np.nan]
+    frame["volume"] = [10.0, 30.0, 10.0, 5.0]
+    frame["bar_count"] = [3, -1, 3, 3]
+    row = resample_bars(check_bars(frame, KEY), 3600).iloc[0]
+    assert row["wap"] == pytest.approx(101.0)  # weighted over the bars that have a wap only
+    assert row["bar_count"] == -1  # one bar's count unknown: the sum is unknown
+    assert check_bars(frame.drop(columns=["wap"]), KEY)["wap"].isna().all()
