@@ -346,3 +346,20 @@ def test_unknown_waps_and_counts_do_not_bias_a_resample() -> None:
     assert row["wap"] == pytest.approx(101.0)  # weighted over the bars that have a wap only
     assert row["bar_count"] == -1  # one bar's count unknown: the sum is unknown
     assert check_bars(frame.drop(columns=["wap"]), KEY)["wap"].isna().all()
+
+
+def test_a_resampled_read_holds_whole_bars_and_none_before_its_start(store: ArcticStore) -> None:
+    day = pd.Timestamp("2026-03-02 14:00", tz="UTC")
+    store.write_bars(KEY, "1m", bars(day, 180), start=day, end=day + 3 * HOUR)
+    # 14:35 .. 14:37: the 14:00 hour starts before the range, so no bar (as a stored 1h series reads)
+    assert store.read_bars(KEY, "1h", day + 35 * MIN, day + 37 * MIN).empty
+    # 14:35 .. 15:10: only the 15:00 hour, and all of it, not its first ten minutes
+    part = store.read_bars(KEY, "1h", day + 35 * MIN, day + 70 * MIN)
+    assert list(part.index) == [day + HOUR] and part["volume"].iloc[0] == 600.0
+    # chunked reads (as the store replay makes them) give each bar once, whole
+    chunks = [store.read_bars(KEY, "1h", day + (35 + 60 * i) * MIN, day + (95 + 60 * i) * MIN) for i in range(3)]
+    joined = pd.concat(chunks)
+    assert joined.index.is_unique and (joined["volume"] == 600.0).all()
+    pd.testing.assert_frame_equal(joined, store.read_bars(KEY, "1h", day + 35 * MIN), check_freq=False)
+    days = store.read_bars(KEY, "1d", day + HOUR, day + pd.Timedelta(days=2))
+    assert days.empty  # the day's label (its midnight) is before the start

@@ -213,11 +213,15 @@ class ArcticStore:
         for finer in sorted(parse_bar_size(s) for s, keys in self.bar_symbols().items() if key in keys):
             if finer < seconds and seconds % finer == 0:
                 finer_lib = self._lib(_BARS + short_bar_size(finer))
-                bars = self._read(finer_lib, key, start, end, as_of, missing_ok=True)
+                lo, hi = _whole_periods(start, end, seconds)  # whole bars: not a part of one cut by the range
+                bars = self._read(finer_lib, key, lo, hi, as_of, missing_ok=True)
                 if bars is None:
                     continue
                 timezone = (self._stored_meta(_BARS + short_bar_size(finer), key) or {}).get("timezone") or "UTC"
-                return resample_bars(bars, seconds, timezone)
+                bars = resample_bars(bars, seconds, timezone)
+                inside = (bars.index >= utc(start) if start is not None else True) & (
+                    bars.index < utc(end) if end is not None else True)
+                return bars if inside is True else bars[inside]
         where = f" in snapshot {as_of}" if as_of else ""
         raise NotFound(f"no {size} bars stored for {key}{where}", key=key, bar_size=size)
 
@@ -388,6 +392,17 @@ class ArcticStore:
                 lib.delete_snapshot(name)
                 found = True
         return found
+
+
+def _whole_periods(start: datetime | None, end: datetime | None,
+                   seconds: int) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Return ``[start, end)`` widened to whole ``seconds``-long periods (by a day more for days: time zones)."""
+    step = pd.Timedelta(seconds=seconds)
+    pad = pd.Timedelta(days=1) if seconds >= 86_400 else pd.Timedelta(0)
+    epoch = pd.Timestamp(0, tz="UTC")
+    lo = epoch + (utc(start) - epoch) // step * step - pad if start is not None else None
+    hi = epoch + ((utc(end) - epoch - _ONE_NS) // step + 1) * step + pad if end is not None else None
+    return lo, hi
 
 
 def _meta_dict(meta: SymbolMeta) -> dict[str, Any]:
