@@ -111,6 +111,8 @@ class Job:
     runs: int = 0  # how many times a worker claimed it (more than 1: resumed after a crash or a retry)
     worker: str = ""
     cancel: bool = False
+    crashes: int = 0  # runs that ended with no outcome (the worker died, or an internal error), since the last retry
+    error: str = ""  # why the last such run ended (a job FAILED for that: why it was given up)
 
     def item(self, key: str) -> Item:
         """Return the item of ``key``."""
@@ -145,7 +147,7 @@ class Job:
             "id": self.id, "state": self.state.value, "source": self.source, "bar_size": self.bar_size,
             "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
             "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
-            **self.counts()}
+            "crashes": self.crashes, "error": self.error, **self.counts()}
         if items:
             out["instruments"] = [item.to_dict() for item in self.items]
         return out
