@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +189,28 @@ def test_a_slow_store_does_not_stall_the_event_loop(store: MarketStore) -> None:
         return max(stalls, default=float("inf"))  # none: the loop never ran while resolving
 
     assert asyncio.run(scenario()) < slow / 2  # the loop ran on while the store was read
+
+
+def _add_many(uri: str, first: int, count: int, go: Any) -> None:
+    """Add ``count`` stocks (conids from ``first``) to universe u one at a time, from a process of its own."""
+    universes = Universes(open_store(uri=uri))
+    go.wait(30)
+    for conid in range(first, first + count):
+        universes.add("u", [Member.of(details(f"S{conid}", conid))])
+
+
+def test_two_processes_adding_to_one_universe_lose_nothing(tmp_path: Path) -> None:
+    uri = f"lmdb://{tmp_path / 'arctic'}"
+    Universes(open_store(uri=uri)).create("u")
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_add_many, args=(uri, first, 40, go)) for first in (1000, 2000)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0)  # both have opened the store
+    go.set()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    members = Universes(open_store(uri=uri)).get("u").members
+    assert len(members) == 80, f"{80 - len(members)} additions lost"
