@@ -363,3 +363,13 @@ def test_a_resampled_read_holds_whole_bars_and_none_before_its_start(store: Arct
     pd.testing.assert_frame_equal(joined, store.read_bars(KEY, "1h", day + 35 * MIN), check_freq=False)
     days = store.read_bars(KEY, "1d", day + HOUR, day + pd.Timedelta(days=2))
     assert days.empty  # the day's label (its midnight) is before the start
+
+
+def test_a_series_stored_with_fewer_columns_takes_a_window_of_all_seven(store: ArcticStore) -> None:
+    old = check_bars(bars(T0, 60), KEY)[["open", "high", "low", "close", "volume"]]  # as stored before wap/bar_count
+    store.library("bars.1m", create=True).write(KEY, old)
+    store.write_bars(KEY, "1m", bars(T0 + 10 * MIN, 10, base=200.0), start=T0 + 10 * MIN, end=T0 + 20 * MIN)
+    stored = store.read_bars(KEY, "1m")
+    assert len(stored) == 60 and list(stored.columns) == ["open", "high", "low", "close", "volume", "wap", "bar_count"]
+    assert stored["wap"].iloc[:10].isna().all() and (stored["bar_count"].iloc[:10] == -1).all()
+    assert (stored["bar_count"].iloc[10:20] == 3).all()

@@ -158,8 +158,16 @@ class ArcticStore:
                 elif not exists:  # the window is all there will be: a plain write is the same, and cheaper
                     lib.write(key, bars)
                 else:
-                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
-                               prune_previous_versions=self._prune_now(name, key))
+                    try:
+                        lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
+                                   prune_previous_versions=self._prune_now(name, key))
+                    except BACKEND_ERRORS as exc:
+                        if "not identical" not in str(exc):
+                            raise
+                        # stored before every bar frame had all seven columns: rewritten once in that shape
+                        log.info("%s: %s bars rewritten with the columns wap and bar_count", key, name)
+                        lib.write(key, check_bars(lib.read(key).data, key))
+                        lib.update(key, bars, date_range=(lo, hi - _ONE_NS))
                 if meta is not None and (exists or not bars.empty):
                     self._put_meta(name, key, meta)
         except BACKEND_ERRORS as exc:
