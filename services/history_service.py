@@ -9,7 +9,11 @@ from its source into the store, each window a window write
 service or another one on the same Redis) queues the job again and each
 instrument resumes at the end of its last window written: at-least-once, and
 nothing duplicated since a window written again replaces itself. On SIGTERM
-the job in hand goes back to the queue at once.
+the job in hand goes back to the queue at once. A run that ends with no
+outcome (its worker killed, or an internal error escaping the run) counts as
+a crash; after ``MAX_CRASHES`` of them since the job's last retry it is FAILED
+with the reason (``error``) instead of run again, and an internal error keeps
+the service DEGRADED until a job ends normally.
 
 Instruments are contract keys or what the key grammar reads without a
 broker (:mod:`trader.data.requests`: ``AAPL`` -> ``AAPL.STK``, ``ESZ6`` ->
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +52,7 @@ from trader.service.base import Service, main
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 1.0  # seconds between looks at the queue when idle (a submit here wakes the worker at once)
+MAX_CRASHES = 3  # runs with no outcome before a job is given up (FAILED) rather than run again
 
 
 class HistoryService(Service):
@@ -63,6 +69,7 @@ class HistoryService(Service):
         self.current: str | None = None
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._trouble: str | None = None  # an internal error's degraded reason, until a job ends normally
 
     def register_methods(self, registry: MethodRegistry) -> None:
         for name in ("submit", "jobs", "job", "cancel", "retry"):
@@ -104,13 +111,25 @@ class HistoryService(Service):
                 self.set_degraded(str(exc))
                 await asyncio.sleep(IDLE_POLL)
                 continue
-            self.set_running()
+            if self._trouble is None:
+                self.set_running()
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
                 continue
+            if job.crashes >= MAX_CRASHES:
+                await self._give_up(job)
+                continue
             await self._run(job)
+
+    async def _give_up(self, job: Job) -> None:
+        """End ``job`` FAILED: its last runs all ended with no outcome."""
+        assert self.queue is not None
+        why = f"given up after {job.crashes} runs that ended with no outcome; the last: {job.error}"
+        log.error("job %s: %s", job.id, why)
+        with contextlib.suppress(TraderError):  # Redis down: claimed again, and given up, once it is back
+            await self.queue.finish(job.id, JobState.FAILED, why)
 
     async def _run(self, job: Job) -> None:
         assert self.queue is not None and self.store is not None
@@ -121,6 +140,7 @@ class HistoryService(Service):
         try:
             state = await run
             log.info("job %s ended %s", job.id, state.value)
+            self._trouble = None
             with contextlib.suppress(TraderError):  # forgetting old jobs can wait for the next one
                 await self.queue.prune()
         except asyncio.CancelledError:
@@ -135,9 +155,11 @@ class HistoryService(Service):
         except (QueueDown, TraderError) as exc:
             log.error("job %s stopped: %s; it runs again once Redis is back", job.id, exc)
             self.set_degraded(f"job {job.id} stopped: {exc}")
-        except Exception:  # a bug: the worker goes on with the next job; this one is recovered when its lease lapses
+        except Exception as exc:  # a bug: counted as a crash; the job runs again at once, or is given up
             log.exception("job %s stopped", job.id)
-            self.set_degraded(f"job {job.id} stopped by an internal error (see the log)")
+            self._trouble = f"job {job.id} stopped by an internal error (see the log)"
+            self.set_degraded(self._trouble)
+            await self._crashed(job, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -145,6 +167,18 @@ class HistoryService(Service):
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
             self.current = None
+
+    async def _crashed(self, job: Job, reason: str) -> None:
+        """Count a run of ``job`` that ended with no outcome; queue it again, or give it up after MAX_CRASHES."""
+        assert self.queue is not None
+        try:
+            crashes = await self.queue.crashed(job.id, reason)
+            if crashes >= MAX_CRASHES:
+                await self._give_up(replace(job, crashes=crashes, error=reason))
+            else:
+                await self.queue.release(job.id)
+        except TraderError as exc:  # Redis down: the lease lapses and recover() queues it again
+            log.error("job %s: cannot record its crash: %s", job.id, exc)
 
     async def _keep_lease(self, job_id: str, run: asyncio.Task[JobState]) -> None:
         assert self.queue is not None

@@ -3,8 +3,8 @@
 The work is trader.data.recorder's :class:`TickRecorder`: the loop reads the
 bus (``recorder.topics``, default ``tick``) into an open batch, one writer
 thread appends each key's ticks to the store's ``ticks`` library when the
-batch holds ``recorder.batch_rows`` ticks or ``recorder.batch_seconds``
-after its first. On SIGTERM it stops reading, writes everything received
+batch holds half of ``recorder.batch_rows`` ticks or ``recorder.batch_seconds``
+after its first; no more than ``batch_rows`` are ever held unstored. On SIGTERM it stops reading, writes everything received
 and exits 0. Its counts of ticks received, written and discarded live in
 ``<run_dir>/tick_recorder.counts`` (trader.data.recorder_counts), so a start
 after a kill -9 logs, at WARNING, how many ticks that run received and never
@@ -12,7 +12,8 @@ wrote.
 
 Heartbeat ``heartbeat.tick_recorder`` and RPC ``status`` (when
 ``services.tick_recorder.rpc_port`` is set) carry the counts, the batch in
-hand, ``behind`` (the writer lags: the open batch passed 4 batches) and
+hand, ``behind`` (the writer lags: ``batch_rows`` ticks are held unstored,
+so the bus is not read and waits in ZeroMQ's queue) and
 the store's last error; the service is DEGRADED while either holds.
 """
 

@@ -113,7 +113,7 @@ class TraderService(Service):
         self.adapter.portfolio_updates.subscribe(lambda _item: self._portfolio_changed())
         self.adapter.start()
         if self.resolver.universes is not None:  # open the store and load the universes off the loop, now
-            asyncio.get_running_loop().run_in_executor(None, self.resolver.universes.refresh)
+            self.resolver.universes.preload()
         self._day_task = asyncio.get_running_loop().create_task(self.trading_day.loop(), name="trading-day")
         self._quotes_task = asyncio.get_running_loop().create_task(self._quotes_loop(), name="idle-quotes")
         if not await self.adapter.wait_connected(self.settings.trading.connect_timeout):

@@ -190,7 +190,8 @@ class HistorySettings(StrictModel):
 class RecorderSettings(StrictModel):
     """The tick recorder: the bus's ``tick.*`` into the store, in batches."""
 
-    batch_rows: int = Field(50_000, gt=0, description="ticks per batch: a batch is written at this size ...")
+    batch_rows: int = Field(50_000, gt=0, description="the most ticks held unstored (a kill -9 loses no more): "
+                            "a batch is written at half this size ...")
     batch_seconds: float = Field(5.0, gt=0, description="... or this long after its first tick, whichever is first")
     topics: list[str] = Field(default_factory=lambda: ["tick"], description="bus topic prefixes recorded")
 

@@ -333,3 +333,60 @@ def test_one_lmdb_path_is_opened_once_per_process_however_spelt(tmp_path: Path,
     second = ArcticStore(f"lmdb://{tmp_path}/./arctic/?map_size=1GB")
     assert len(second.read_bars(KEY, "1m")) == 5
     assert "already been opened in this process" not in capfd.readouterr().err
+
+
+def test_windows_with_other_optional_columns_write_over_each_other(store: ArcticStore) -> None:
+    # a Polygon backfill (wap and bar_count), then IB windows (bar_count only), Yahoo (neither)
+    polygon = bars(T0, 60)
+    store.write_bars(KEY, "1m", polygon, start=T0, end=T0 + HOUR)
+    ib = bars(T0 + 10 * MIN, 10, base=200.0).drop(columns=["wap"])
+    store.write_bars(KEY, "1m", ib, start=T0 + 10 * MIN, end=T0 + 20 * MIN)
+    yahoo = bars(T0 + 30 * MIN, 10, base=300.0).drop(columns=["wap", "bar_count"])
+    store.write_bars(KEY, "1m", yahoo, start=T0 + 30 * MIN, end=T0 + 40 * MIN)
+    stored = store.read_bars(KEY, "1m")
+    assert list(stored.columns) == ["open", "high", "low", "close", "volume", "wap", "bar_count"]
+    assert len(stored) == 60 and stored["bar_count"].dtype == "int64"
+    assert stored["wap"].iloc[10:20].isna().all() and (stored["bar_count"].iloc[10:20] == 3).all()
+    assert stored["wap"].iloc[30:40].isna().all() and (stored["bar_count"].iloc[30:40] == -1).all()
+    assert stored["wap"].iloc[:10].notna().all()
+    # a later window with wap added over the Yahoo one
+    store.write_bars(KEY, "1m", bars(T0 + 30 * MIN, 10), start=T0 + 30 * MIN, end=T0 + 40 * MIN)
+    assert store.read_bars(KEY, "1m")["wap"].notna().sum() == 50
+
+
+def test_unknown_waps_and_counts_do_not_bias_a_resample() -> None:
+    frame = bars(T0, 4)
+    frame["wap"] = [100.0, np.nan, 102.0, np.nan]
+    frame["volume"] = [10.0, 30.0, 10.0, 5.0]
+    frame["bar_count"] = [3, -1, 3, 3]
+    row = resample_bars(check_bars(frame, KEY), 3600).iloc[0]
+    assert row["wap"] == pytest.approx(101.0)  # weighted over the bars that have a wap only
+    assert row["bar_count"] == -1  # one bar's count unknown: the sum is unknown
+    assert check_bars(frame.drop(columns=["wap"]), KEY)["wap"].isna().all()
+
+
+def test_a_resampled_read_holds_whole_bars_and_none_before_its_start(store: ArcticStore) -> None:
+    day = pd.Timestamp("2026-03-02 14:00", tz="UTC")
+    store.write_bars(KEY, "1m", bars(day, 180), start=day, end=day + 3 * HOUR)
+    # 14:35 .. 14:37: the 14:00 hour starts before the range, so no bar (as a stored 1h series reads)
+    assert store.read_bars(KEY, "1h", day + 35 * MIN, day + 37 * MIN).empty
+    # 14:35 .. 15:10: only the 15:00 hour, and all of it, not its first ten minutes
+    part = store.read_bars(KEY, "1h", day + 35 * MIN, day + 70 * MIN)
+    assert list(part.index) == [day + HOUR] and part["volume"].iloc[0] == 600.0
+    # chunked reads (as the store replay makes them) give each bar once, whole
+    chunks = [store.read_bars(KEY, "1h", day + (35 + 60 * i) * MIN, day + (95 + 60 * i) * MIN) for i in range(3)]
+    joined = pd.concat(chunks)
+    assert joined.index.is_unique and (joined["volume"] == 600.0).all()
+    pd.testing.assert_frame_equal(joined, store.read_bars(KEY, "1h", day + 35 * MIN), check_freq=False)
+    days = store.read_bars(KEY, "1d", day + HOUR, day + pd.Timedelta(days=2))
+    assert days.empty  # the day's label (its midnight) is before the start
+
+
+def test_a_series_stored_with_fewer_columns_takes_a_window_of_all_seven(store: ArcticStore) -> None:
+    old = check_bars(bars(T0, 60), KEY)[["open", "high", "low", "close", "volume"]]  # as stored before wap/bar_count
+    store.library("bars.1m", create=True).write(KEY, old)
+    store.write_bars(KEY, "1m", bars(T0 + 10 * MIN, 10, base=200.0), start=T0 + 10 * MIN, end=T0 + 20 * MIN)
+    stored = store.read_bars(KEY, "1m")
+    assert len(stored) == 60 and list(stored.columns) == ["open", "high", "low", "close", "volume", "wap", "bar_count"]
+    assert stored["wap"].iloc[:10].isna().all() and (stored["bar_count"].iloc[:10] == -1).all()
+    assert (stored["bar_count"].iloc[10:20] == 3).all()

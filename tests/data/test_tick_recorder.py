@@ -162,7 +162,8 @@ def test_ticks_older_than_the_stored_ones_are_discarded_and_counted(bus: BusProx
     pub = Publisher(bus.pub_endpoint)
 
     async def scenario() -> dict[str, Any]:
-        recorder = TickRecorder(store, RecorderCounts(tmp_path / "counts"), batch_rows=3, batch_seconds=5)
+        # batches of 3 (half of batch_rows): the warm-up tick, 20 and 5, then 8 alone 5 s later
+        recorder = TickRecorder(store, RecorderCounts(tmp_path / "counts"), batch_rows=6, batch_seconds=5)
         recorder.listen(bus.sub_endpoint, ["tick"])
         try:
             warm = await warm_up(recorder, lambda: pub.publish(f"tick.ib.{WARM}", tick(WARM, 0)))
@@ -192,13 +193,14 @@ def test_a_full_store_keeps_the_ticks_retries_and_says_how_many_it_could_not_sto
         recorder = TickRecorder(store, RecorderCounts(tmp_path / "counts"), batch_rows=2_000, batch_seconds=0.2)
         recorder.listen(bus.sub_endpoint, ["tick"])
         try:
-            warm = await warm_up(recorder, lambda: pub.publish(f"tick.ib.{WARM}", tick(WARM, 0)))
+            await warm_up(recorder, lambda: pub.publish(f"tick.ib.{WARM}", tick(WARM, 0)))
             noise = np.random.default_rng(17).random((40_000, 3)).tolist()  # what LZ4 cannot shrink
             for i, (bid, ask, volume) in enumerate(noise):
                 key = KEYS[i % 3]
                 pub.publish(f"tick.ib.{key}", {**tick(key, i), "bid": bid, "ask": ask, "volume": volume})
-            await wait_until(lambda: recorder.counts.received == warm + 40_000, 20, "every tick received")
             await wait_until(lambda: failures() >= 2, 20, "a refused write tried again")
+            await wait_until(lambda: recorder.behind, 20, "the bus held back")
+            await asyncio.sleep(0.5)
             return recorder.status()
         finally:
             await recorder.close(attempts=1)
@@ -207,17 +209,20 @@ def test_a_full_store_keeps_the_ticks_retries_and_says_how_many_it_could_not_sto
     with caplog.at_level("INFO", logger="trader.data.recorder"):
         status = asyncio.run(scenario())
     assert "full" in status["last_error"]  # the store says it is full (words of trader/data/arctic.py)
-    # Nothing dropped while the store refused: every tick received is written or still held.
+    # Nothing dropped while the store refused: every tick received is written or still held, and
+    # no more than batch_rows are held: the rest waits in ZeroMQ's queue, the bus not read meanwhile.
     assert status["pending"] == status["received"] - status["written"] > 0 and status["discarded"] == 0
-    lost = RecorderCounts(tmp_path / "counts").previous_lost  # what the next start reports
-    assert lost > 0 and sum(len(store.read_ticks(k)) for k in store.tick_symbols()) == status["received"] - lost
+    assert status["pending"] <= 2_000 and status["behind"] and status["received"] < 40_000
+    counts = RecorderCounts(tmp_path / "counts")  # what the next start reports
+    lost = counts.previous_lost
+    assert lost > 0 and sum(len(store.read_ticks(k)) for k in store.tick_symbols()) == counts.previous_received - lost
     assert any(f"{lost} ticks could not be stored before stopping: lost" in r.getMessage() for r in caplog.records)
 
 
 # -- the service as pycron runs it ----------------------------------------------------------
 @pytest.fixture
 def recorder_stack(stack_env: StackEnv, free_port: Callable[[], int]) -> Iterator[TradingStack]:
-    """The bus and tick_recorder processes; batches written only at 1,000 ticks (never by time)."""
+    """The bus and tick_recorder processes; at most 1,000 ticks unstored, batches written only at 500 (never by time)."""
     rpc_port = free_port()
     stack_env.env.update({"TRADER_SERVICES__TICK_RECORDER__RPC_PORT": str(rpc_port),
                           "TRADER_RECORDER__BATCH_ROWS": "1000", "TRADER_RECORDER__BATCH_SECONDS": "600"})
@@ -246,7 +251,7 @@ def publish_ticks(stack: TradingStack, count: int, start: int = 0, chunk: int = 
     """Warm up, publish ticks ``start`` .. ``start + count`` over three keys; return the ticks received in all.
 
     They go out ``chunk`` at a time at full rate, each chunk received and the writer idle before the
-    next: the writer keeps up, so each batch it is handed holds exactly ``batch_rows`` ticks.
+    next: the writer keeps up, so each batch it is handed holds exactly half of ``batch_rows`` ticks.
     """
     pub = Publisher(f"tcp://127.0.0.1:{stack.env.pub_port}")
 
@@ -281,7 +286,7 @@ def stored(stack: TradingStack) -> dict[str, int]:
 
 
 def test_sigterm_writes_the_open_batch_then_exits_0(recorder_stack: TradingStack) -> None:
-    total = publish_ticks(recorder_stack, 2_500)  # two batches written, the rest open
+    total = publish_ticks(recorder_stack, 2_500)  # five batches of 500 written, the warm-up's remainder open
     status = recorder_status(recorder_stack)
     assert 0 < status["pending"] < 1_000, str(status)
     proc: subprocess.Popen[bytes] = recorder_stack.procs.pop("tick_recorder")  # type: ignore[assignment]
@@ -311,3 +316,35 @@ def test_kill_9_loses_at_most_the_open_batch_and_the_next_start_logs_the_count(
     publish_ticks(recorder_stack, 1_000, start=10_000)
     wait_until_blocking(lambda: recorder_status(recorder_stack)["batches"] >= 1, 10, "a batch written")
     assert recorder_status(recorder_stack)["last_error"] is None
+
+
+def test_kill_9_at_full_rate_mid_write_loses_at_most_one_batch(recorder_stack: TradingStack) -> None:
+    # 40 keys: each write is 40 appends, so the writer falls behind a publisher sending flat out
+    keys = [f"K{i:02d}.STK" for i in range(40)]
+    pub = Publisher(f"tcp://127.0.0.1:{recorder_stack.env.pub_port}")
+    try:
+        warm = 0
+        while recorder_status(recorder_stack)["received"] == 0:
+            assert warm < 500, "tick_recorder never got a warm-up tick"
+            pub.publish(f"tick.ib.{WARM}", tick(WARM, warm))
+            warm += 1
+            time.sleep(0.02)
+        for i in range(60_000):  # at full rate, nothing waited for
+            key = keys[i % len(keys)]
+            pub.publish(f"tick.ib.{key}", tick(key, i))
+
+        def mid_write() -> bool:
+            status = recorder_status(recorder_stack)
+            return status["writing"] and status["received"] > 10_000
+
+        wait_until_blocking(mid_write, 30, "the writer busy with more than 10,000 ticks received")
+        recorder_stack.kill("tick_recorder")
+    finally:
+        pub.close()
+    in_store = sum(stored(recorder_stack).values())
+    again = start_recorder(recorder_stack)
+    lost = again["previous_lost"]
+    log = (recorder_stack.env.home / "logs" / "tick_recorder.log").read_text()
+    received = int(log.split(f"the previous run lost {lost} ticks of the ")[1].split()[0]) if lost else in_store
+    assert in_store == received - lost  # what was taken off the bus: stored, or counted as lost
+    assert 0 < lost <= 1_000, f"{lost} ticks lost: more than one batch (batch_rows 1,000)"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,25 +97,33 @@ def test_the_index_answers_broker_queries_and_reloads_when_the_stamp_moves(store
     clock = [0.0]
     index = UniverseIndex(lambda: store, check_every=5.0, miss_every=0.5, clock=lambda: clock[0])
     universes = Universes(store)
-    assert index.lookup(ContractQuery("AAPL"), NOW) == []
-    universes.create("tech", [Member.of(AAPL)])
-    universes.create("futures", [Member.of(ESZ6), Member.of(ESH7), Member.of(AAPL)])
-    assert index.lookup(ContractQuery("AAPL"), NOW) == []  # checked a moment ago: not yet
-    clock[0] = 0.6
-    assert index.lookup(ContractQuery("AAPL"), NOW) == [AAPL]  # a miss checks the stamp again
-    assert index.universes_of("AAPL.STK") == ["futures", "tech"]
-    loads = index.loads
-    assert index.lookup(ContractQuery("ES", SecType.FUT, exchange="CME"), NOW) == [ESZ6, ESH7]
-    assert index.lookup(ContractQuery("ES", SecType.FUT, expiry="202703"), NOW) == [ESH7]
-    assert index.lookup(ContractQuery("", SecType.FUT, local_symbol="ESZ6"), NOW) == [ESZ6]
-    assert index.lookup(ContractQuery("ES", SecType.FUT), datetime(2026, 12, 20, tzinfo=UTC)) == [ESH7]  # Z6 ended
-    assert index.lookup(ContractQuery("AAPL", SecType.STK, currency="EUR"), NOW) == []
-    assert index.lookup(ContractQuery("AAPL", SecType.FUT), NOW) == []
-    assert index.loads == loads  # hits and misses alike: nothing changed, nothing loaded
-    universes.destroy("futures")
-    clock[0] = 10.0
-    assert index.lookup(ContractQuery("ES", SecType.FUT), NOW) == []
-    assert index.universes_of("AAPL.STK") == ["tech"]
+
+    async def scenario() -> None:
+        assert await index.find(ContractQuery("AAPL"), NOW) == []
+        universes.create("tech", [Member.of(AAPL)])
+        universes.create("futures", [Member.of(ESZ6), Member.of(ESH7), Member.of(AAPL)])
+        assert await index.find(ContractQuery("AAPL"), NOW) == []  # checked a moment ago: not yet
+        clock[0] = 0.6
+        assert await index.find(ContractQuery("AAPL"), NOW) == [AAPL]  # a miss checks the stamp again
+        assert index.universes_of("AAPL.STK") == ["futures", "tech"]
+        loads = index.loads
+        assert await index.find(ContractQuery("ES", SecType.FUT, exchange="CME"), NOW) == [ESZ6, ESH7]
+        assert await index.find(ContractQuery("ES", SecType.FUT, expiry="202703"), NOW) == [ESH7]
+        assert await index.find(ContractQuery("", SecType.FUT, local_symbol="ESZ6"), NOW) == [ESZ6]
+        assert await index.find(ContractQuery("ES", SecType.FUT), datetime(2026, 12, 20, tzinfo=UTC)) == [ESH7]
+        assert await index.find(ContractQuery("AAPL", SecType.STK, currency="EUR"), NOW) == []
+        assert await index.find(ContractQuery("AAPL", SecType.FUT), NOW) == []
+        assert index.loads == loads  # hits and misses alike: nothing changed, nothing loaded
+        universes.destroy("futures")
+        clock[0] = 10.0
+        # a hit answers from memory at once, the due refresh running in the background
+        assert await index.find(ContractQuery("ES", SecType.FUT), NOW) == [ESZ6, ESH7]
+        assert index._running is not None
+        await index._running
+        assert await index.find(ContractQuery("ES", SecType.FUT), NOW) == []
+        assert index.universes_of("AAPL.STK") == ["tech"]
+
+    asyncio.run(scenario())
 
 
 def test_the_resolver_answers_from_a_universe_without_the_broker(store: MarketStore) -> None:
@@ -154,3 +165,67 @@ def test_downloads_read_a_universe_through_this_module(store: MarketStore) -> No
     Universes(store).create("empty")
     with pytest.raises(ValidationError, match="no members"):
         universe_keys(store, "empty")
+
+
+def test_a_slow_store_does_not_stall_the_event_loop(store: MarketStore) -> None:
+    Universes(store).create("tech", [Member.of(AAPL)])
+    slow = 0.6  # each store look-up takes this long (an S3 far away, or down and timing out)
+
+    class SlowStore:
+        def __getattr__(self, name: str) -> object:
+            real = getattr(store, name)
+            if not callable(real):
+                return real
+
+            def call(*args: object, **kwargs: object) -> object:
+                time.sleep(slow)
+                return real(*args, **kwargs)
+            return call
+
+    broker = BrokerDouble()
+    broker.details = {"MSFT": [MSFT]}
+    index = UniverseIndex(lambda: SlowStore(), check_every=0.0, miss_every=0.0)  # type: ignore[return-value]
+    resolver = Resolver(broker, now=lambda: NOW, universes=index)
+
+    async def scenario() -> float:
+        stalls: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.01)
+                stalls.append(time.monotonic() - before)
+
+        beat = asyncio.create_task(ticker())
+        assert await resolver.resolve("AAPL") == [AAPL]
+        assert await resolver.resolve("MSFT") == [MSFT]  # a miss: the broker answers
+        assert await resolver.resolve("AAPL.STK") == [AAPL]
+        beat.cancel()
+        return max(stalls, default=float("inf"))  # none: the loop never ran while resolving
+
+    assert asyncio.run(scenario()) < slow / 2  # the loop ran on while the store was read
+
+
+def _add_many(uri: str, first: int, count: int, go: Any) -> None:
+    """Add ``count`` stocks (conids from ``first``) to universe u one at a time, from a process of its own."""
+    universes = Universes(open_store(uri=uri))
+    go.wait(30)
+    for conid in range(first, first + count):
+        universes.add("u", [Member.of(details(f"S{conid}", conid))])
+
+
+def test_two_processes_adding_to_one_universe_lose_nothing(tmp_path: Path) -> None:
+    uri = f"lmdb://{tmp_path / 'arctic'}"
+    Universes(open_store(uri=uri)).create("u")
+    ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_add_many, args=(uri, first, 40, go)) for first in (1000, 2000)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0)  # both have opened the store
+    go.set()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    members = Universes(open_store(uri=uri)).get("u").members
+    assert len(members) == 80, f"{80 - len(members)} additions lost"

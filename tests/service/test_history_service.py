@@ -274,3 +274,25 @@ def test_sigterm_gives_the_job_in_hand_back_to_the_queue_at_once(history: Tradin
     job, code = asyncio.run(scenario())
     assert code == 0
     assert job["state"] == "QUEUED" and job["runs"] == 1 and 1 <= item(job, "AAPL.STK")["windows"] < 48
+
+
+def test_a_job_that_crashes_its_run_every_time_ends_failed_with_the_reason(
+        history: TradingStack, tmp_path: Path) -> None:
+    csv = tmp_path / "bars.csv"
+    write_csv(csv, KEYS[:1], "2026-03-02", 60)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        client = RpcClient(history.history_endpoint)
+        try:
+            # a delay that is not a number: the source's constructor raises a ValueError, an internal error
+            job = await client.call("submit", "csv", "1m", START, END, instruments=[KEYS[0]],
+                                    options={"path": str(csv), "delay": "slow"}, timeout=10)
+            ended = await wait_job(client, job["id"], lambda j: j["state"] == "FAILED", 60, "the job failed")
+            status = await client.call("status", timeout=5)
+            return ended, status
+        finally:
+            client.close()
+
+    ended, status = asyncio.run(scenario())
+    assert ended["runs"] == 3 and "ValueError" in ended["error"] and "3 runs" in ended["error"]
+    assert status["state"] == "DEGRADED" and "internal error" in status["reason"]

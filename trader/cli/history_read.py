@@ -77,7 +77,8 @@ def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for moment, values in zip(frame.index, frame.to_dict("records"), strict=True):
         row: dict[str, Any] = {"time": moment.isoformat()}
         for name, value in values.items():
-            row[name] = None if isinstance(value, float) and not math.isfinite(value) else value
+            unknown = name == "bar_count" and value < 0  # -1: the source did not count trades
+            row[name] = None if unknown or isinstance(value, float) and not math.isfinite(value) else value
         rows.append(row)
     return rows
 
@@ -126,7 +127,8 @@ def _table(frame: pd.DataFrame, title: str) -> FitTable:
     prices = [n for n in names if n in ("open", "high", "low", "close", "wap", "bid", "ask", "last")]
     shared = max((places[n] for n in prices), default=0)  # one price grid for every price column
     places.update({n: shared for n in prices})
-    cells = {n: ["-" if pd.isna(v) else f"{v:,.{places[n]}f}" for v in frame[n]] for n in names}
+    cells = {n: ["-" if pd.isna(v) or n == "bar_count" and v < 0 else f"{v:,.{places[n]}f}" for v in frame[n]]
+             for n in names}
     times = [t.strftime("%Y-%m-%d %H:%M:%S").removesuffix(":00").removesuffix(" 00:00") for t in frame.index]
     rows = [[when, *(cells[n][i] for n in names)] for i, when in enumerate(times)]
     return FitTable(cols, rows, title=title)
@@ -179,7 +181,7 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
     JSON:
       [{"time": time, "open": number, "high": number, "low": number,
         "close": number, "volume": number, "wap": number | null,
-        "bar_count": integer}]  (wap, bar_count where stored; with --ticks:
+        "bar_count": integer | null}]  (null: not given by the source; with --ticks:
         {"time", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
         "volume"}, null where a tick had none)
     Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
@@ -219,9 +221,11 @@ def export_command(cli: CliContext, symbol: str, bar_size: str, start: datetime 
     The CSV's first column is time, ISO 8601 in UTC with "+00:00" and the
     sub-seconds a tick has (2026-12-07T19:17:21.250113+00:00); volumes,
     sizes and bar counts are integers where whole. Parquet keeps the UTC
-    index and the stored types. Exactly one of --csv and --parquet. A bars
-    CSV (or Parquet) imports back unchanged: `history get SYMBOL --source
-    file --file F`.
+    index and the stored types. Exactly one of --csv and --parquet. Bars
+    always have the columns open high low close volume wap bar_count: wap
+    is empty and bar_count -1 where the source did not give them (IB's
+    convention). A bars CSV (or Parquet) imports back unchanged: `history
+    get SYMBOL --source file --file F`.
 
     \b
     Examples:

@@ -146,8 +146,16 @@ class ArcticStore:
                 elif not exists:  # the window is all there will be: a plain write is the same, and cheaper
                     lib.write(key, bars)
                 else:
-                    lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
-                               prune_previous_versions=self._prune_now(name, key))
+                    try:
+                        lib.update(key, bars, date_range=(lo, hi - _ONE_NS),
+                                   prune_previous_versions=self._prune_now(name, key))
+                    except BACKEND_ERRORS as exc:
+                        if "not identical" not in str(exc):
+                            raise
+                        # stored before every bar frame had all seven columns: rewritten once in that shape
+                        log.info("%s: %s bars rewritten with the columns wap and bar_count", key, name)
+                        lib.write(key, check_bars(lib.read(key).data, key))
+                        lib.update(key, bars, date_range=(lo, hi - _ONE_NS))
                 if meta is not None and (exists or not bars.empty):
                     self._put_meta(name, key, meta)
         except BACKEND_ERRORS as exc:
@@ -202,11 +210,15 @@ class ArcticStore:
         for finer in sorted(parse_bar_size(s) for s, keys in self.bar_symbols().items() if key in keys):
             if finer < seconds and seconds % finer == 0:
                 finer_lib = self._lib(_BARS + short_bar_size(finer))
-                bars = self._read(finer_lib, key, start, end, as_of, missing_ok=True)
+                lo, hi = _whole_periods(start, end, seconds)  # whole bars: not a part of one cut by the range
+                bars = self._read(finer_lib, key, lo, hi, as_of, missing_ok=True)
                 if bars is None:
                     continue
                 timezone = (self._stored_meta(_BARS + short_bar_size(finer), key) or {}).get("timezone") or "UTC"
-                return resample_bars(bars, seconds, timezone)
+                bars = resample_bars(bars, seconds, timezone)
+                inside = (bars.index >= utc(start) if start is not None else True) & (
+                    bars.index < utc(end) if end is not None else True)
+                return bars if inside is True else bars[inside]
         if as_of and as_of not in self.snapshots():  # checked only when nothing was found: free otherwise
             raise NotFound(f"no snapshot named {as_of} (see `trader data snapshots`)", snapshot=as_of)
         where = f" in snapshot {as_of}" if as_of else ""
@@ -230,11 +242,11 @@ class ArcticStore:
         """Return the bar starts of a stored series, reading no prices (for summaries)."""
         lib = self._lib(_BARS + self._size(bar_size), create=False)
         try:
-            if lib is not None and lib.has_symbol(key):
-                return lib.read(key, columns=[]).data.index.rename("time")
+            if lib is None or not lib.has_symbol(key):
+                raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
+            return lib.read(key, columns=[]).data.index.rename("time")
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"{key}: cannot read the bars' index", key=key) from None
-        raise NotFound(f"no {self._size(bar_size)} bars stored for {key}", key=key)
 
     def bar_symbols(self, bar_size: str | None = None) -> dict[str, list[str]]:
         """Return the stored keys per bar size."""
@@ -244,16 +256,26 @@ class ArcticStore:
         for name in names:
             lib = self._lib(name, create=False)
             if lib is not None:
-                out[name.removeprefix(_BARS)] = sorted(lib.list_symbols())
+                out[name.removeprefix(_BARS)] = sorted(self._symbols(lib, name))
         return out
+
+    def _symbols(self, lib: Any, name: str) -> list[str]:
+        """Return the symbols of the library ``name``, a backend failure as StorageError."""
+        try:
+            return list(lib.list_symbols())
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot list the symbols of {name}", library=name) from None
 
     def meta(self, key: str, bar_size: str) -> SymbolMeta:
         """Return a stored symbol's metadata (``bar_size`` ``"ticks"``: its recorded ticks')."""
         name = _TICKS if bar_size == "ticks" else _BARS + self._size(bar_size)
         lib = self._lib(name, create=False)
-        if lib is None or not lib.has_symbol(key):
-            raise NotFound(f"nothing stored in {name} for {key}", key=key)
-        data = self._stored_meta(name, key) or {}
+        try:
+            if lib is None or not lib.has_symbol(key):
+                raise NotFound(f"nothing stored in {name} for {key}", key=key)
+            data = self._stored_meta(name, key) or {}
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot read its metadata", key=key) from None
         known = {k: v for k, v in data.items() if k in _META_FIELDS}
         return SymbolMeta(**{"key": key, **known})
 
@@ -261,14 +283,17 @@ class ArcticStore:
         """Remove a symbol's bars of one size."""
         name = _BARS + self._size(bar_size)
         lib = self._lib(name, create=False)
-        if lib is None or not lib.has_symbol(key):
-            return False
-        with self.locks.hold(name, key):
-            lib.delete(key)
-            meta = self._lib(_METADATA, create=False)
-            if meta is not None and meta.has_symbol(f"{name}.{key}"):
-                meta.delete(f"{name}.{key}")
-            self._metas.pop((name, key), None)
+        try:
+            if lib is None or not lib.has_symbol(key):
+                return False
+            with self.locks.hold(name, key):
+                lib.delete(key)
+                meta = self._lib(_METADATA, create=False)
+                if meta is not None and meta.has_symbol(f"{name}.{key}"):
+                    meta.delete(f"{name}.{key}")
+                self._metas.pop((name, key), None)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"{key}: cannot delete its {self._size(bar_size)} bars", key=key) from None
         return True
 
     # --- ticks ------------------------------------------------------------------------------
@@ -298,7 +323,7 @@ class ArcticStore:
     def tick_symbols(self) -> list[str]:
         """Return the keys with recorded ticks."""
         lib = self._lib(_TICKS, create=False)
-        return sorted(lib.list_symbols()) if lib is not None else []
+        return sorted(self._symbols(lib, _TICKS)) if lib is not None else []
 
     # --- records ----------------------------------------------------------------------------
     def put_record(self, kind: str, name: str, data: Mapping[str, Any]) -> None:
@@ -314,9 +339,12 @@ class ArcticStore:
     def get_record(self, kind: str, name: str) -> dict[str, Any]:
         """Return a document."""
         lib = self._lib(_RECORDS + kind, create=False)
-        if lib is None or not lib.has_symbol(name):
-            raise NotFound(f"no {kind} named {name}", kind=kind, name=name)
-        item = lib.read(name)
+        try:
+            if lib is None or not lib.has_symbol(name):
+                raise NotFound(f"no {kind} named {name}", kind=kind, name=name)
+            item = lib.read(name)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot read {kind} {name}", kind=kind, name=name) from None
         if isinstance(item.data, pd.DataFrame):  # the first format: the document as the metadata
             return dict(item.metadata or {})
         return dict(item.data)
@@ -324,16 +352,19 @@ class ArcticStore:
     def records(self, kind: str) -> list[str]:
         """Return the names stored under ``kind``."""
         lib = self._lib(_RECORDS + kind, create=False)
-        return sorted(lib.list_symbols()) if lib is not None else []
+        return sorted(self._symbols(lib, _RECORDS + kind)) if lib is not None else []
 
     def delete_record(self, kind: str, name: str) -> bool:
         """Remove a document."""
         lib_name = _RECORDS + kind
         lib = self._lib(lib_name, create=False)
-        if lib is None or not lib.has_symbol(name):
-            return False
-        with self.locks.hold(lib_name, name):
-            lib.delete(name)
+        try:
+            if lib is None or not lib.has_symbol(name):
+                return False
+            with self.locks.hold(lib_name, name):
+                lib.delete(name)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot delete {kind} {name}", kind=kind, name=name) from None
         return True
 
     # --- snapshots --------------------------------------------------------------------------
@@ -362,20 +393,37 @@ class ArcticStore:
     def snapshot_info(self) -> dict[str, dict[str, Any]]:
         """Return each snapshot's ``created`` time and the ``libraries`` it holds."""
         out: dict[str, dict[str, Any]] = {}
-        for lib_name in self.libraries():
-            for name, metadata in self._lib(lib_name).list_snapshots(load_metadata=True).items():
-                info = out.setdefault(name, {"created": None, "libraries": []})
-                info["libraries"].append(lib_name)
-                if isinstance(metadata, dict) and metadata.get("created"):
-                    info["created"] = metadata["created"]
+        try:
+            for lib_name in self.libraries():
+                for name, metadata in self._lib(lib_name).list_snapshots(load_metadata=True).items():
+                    info = out.setdefault(name, {"created": None, "libraries": []})
+                    info["libraries"].append(lib_name)
+                    if isinstance(metadata, dict) and metadata.get("created"):
+                        info["created"] = metadata["created"]
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, "cannot list the snapshots") from None
         return out
 
     def delete_snapshot(self, name: str) -> bool:
         """Remove a snapshot from every library."""
         found = False
-        for lib_name in self.libraries():
-            lib = self._lib(lib_name)
-            if name in lib.list_snapshots(load_metadata=False):
-                lib.delete_snapshot(name)
-                found = True
+        try:
+            for lib_name in self.libraries():
+                lib = self._lib(lib_name)
+                if name in lib.list_snapshots(load_metadata=False):
+                    lib.delete_snapshot(name)
+                    found = True
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot delete snapshot {name}", name=name) from None
         return found
+
+
+def _whole_periods(start: datetime | None, end: datetime | None,
+                   seconds: int) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Return ``[start, end)`` widened to whole ``seconds``-long periods (by a day more for days: time zones)."""
+    step = pd.Timedelta(seconds=seconds)
+    pad = pd.Timedelta(days=1) if seconds >= 86_400 else pd.Timedelta(0)
+    epoch = pd.Timestamp(0, tz="UTC")
+    lo = epoch + (utc(start) - epoch) // step * step - pad if start is not None else None
+    hi = epoch + ((utc(end) - epoch - _ONE_NS) // step + 1) * step + pad if end is not None else None
+    return lo, hi

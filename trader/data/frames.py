@@ -1,8 +1,11 @@
 """The shape of stored market data: bar and tick frames, and the one check every write goes through.
 
 A bar frame has a UTC DatetimeIndex named ``time`` (bar starts), strictly
-increasing, and the float columns ``open high low close volume`` (plus
-``wap`` float and ``bar_count`` int where the source has them). A bar is
+increasing, the float columns ``open high low close volume wap`` and the
+int column ``bar_count``, always all seven: ``wap`` is NaN and ``bar_count``
+-1 (IB's "none") where the source did not give them. A bar library has a
+fixed schema, so a window with other columns than the stored ones (an IB
+update over a Polygon backfill) could not be written. A bar is
 refused when a price is missing or not positive, ``high`` is below ``low``
 or does not hold ``open``/``close``, or the volume is negative. Every check
 names the instrument and the first offending bar, so a download job can say
@@ -19,11 +22,14 @@ import pandas as pd
 from trader.errors import ValidationError
 
 __all__ = [
-    "BAR_COLUMNS", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "daily_starts", "resample_bars", "utc",
+    "BAR_COLUMNS", "NO_COUNT", "OPTIONAL_BAR_COLUMNS", "TICK_COLUMNS", "check_bars", "check_ticks", "daily_starts",
+    "resample_bars", "utc",
 ]
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 OPTIONAL_BAR_COLUMNS = ("wap", "bar_count")
+#: ``bar_count`` of a bar whose source did not count its trades (as IB sends it).
+NO_COUNT = -1
 #: Recorded ticks: prices and sizes, NaN where the tick did not carry them.
 TICK_COLUMNS = ("bid", "ask", "last", "bid_size", "ask_size", "last_size", "volume")
 
@@ -72,20 +78,22 @@ def check_bars(frame: pd.DataFrame, key: str, start: datetime | None = None,
         raise ValidationError(f"{key}: bars lack the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
                               key=key, missing=missing)
     index = _index(frame, key, "bars")
-    columns = [*BAR_COLUMNS, *(c for c in OPTIONAL_BAR_COLUMNS if c in frame.columns)]
+    columns = [*BAR_COLUMNS, *OPTIONAL_BAR_COLUMNS]
     values: dict[str, np.ndarray] = {}
     dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
     try:
-        for c in columns:
-            if c != "bar_count":
-                values[c] = frame[c].to_numpy(dtype="float64")
+        for c in columns[:-1]:
+            values[c] = (frame[c].to_numpy(dtype="float64") if c in dtypes
+                         else np.full(len(frame), np.nan))  # only wap may be absent here
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{key}: bars hold a value that is not a number ({exc})", key=key) from None
-    if "bar_count" in columns:
-        counts = frame["bar_count"]
-        if dtypes["bar_count"] != "int64":
-            counts = np.nan_to_num(pd.to_numeric(counts, errors="coerce").to_numpy(), nan=0).astype("int64")
-        values["bar_count"] = np.asarray(counts)
+    if "bar_count" not in dtypes:
+        values["bar_count"] = np.full(len(frame), NO_COUNT, dtype="int64")
+    elif dtypes["bar_count"] != "int64":
+        counts = pd.to_numeric(frame["bar_count"], errors="coerce").to_numpy(dtype="float64")
+        values["bar_count"] = np.where(counts >= 0, np.nan_to_num(counts, nan=0), NO_COUNT).astype("int64")
+    else:
+        values["bar_count"] = np.maximum(frame["bar_count"].to_numpy(), NO_COUNT)
     if len(index):
         _check_values(values, index, key, start, end)
     if list(dtypes) == columns and all(dtypes[c] == values[c].dtype for c in columns):
@@ -151,8 +159,9 @@ def check_ticks(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 def resample_bars(bars: pd.DataFrame, seconds: int, timezone: str = "UTC") -> pd.DataFrame:
     """Aggregate stored bars into ``seconds``-long bars: open first, high max, low min, close last.
 
-    ``volume`` and ``bar_count`` are summed; ``wap`` is the volume-weighted mean
-    of the bars' waps (their plain mean where no volume traded). Bars shorter
+    ``volume`` and ``bar_count`` are summed (a count is -1 if one of its bars'
+    is); ``wap`` is the volume-weighted mean of the waps known (their plain
+    mean where no volume traded; NaN if no bar has one). Bars shorter
     than a day are aligned to UTC; a day (or more) is the exchange's date in
     ``timezone``, labelled at that date's midnight UTC, as daily bars are stored.
     Periods without a bar are left out.
@@ -174,11 +183,14 @@ def resample_bars(bars: pd.DataFrame, seconds: int, timezone: str = "UTC") -> pd
                         "low": grouped["low"].min(), "close": grouped["close"].last(),
                         "volume": grouped["volume"].sum()})
     if "wap" in bars.columns:
+        known = bars["wap"].notna()
         weighted = (bars["wap"] * bars["volume"]).groupby(keys, sort=True).sum()
+        volume = bars["volume"].where(known, 0.0).groupby(keys, sort=True).sum()
         plain = grouped["wap"].mean()
-        volume = out["volume"]
         out["wap"] = (weighted / volume.where(volume > 0)).fillna(plain)
     if "bar_count" in bars.columns:
-        out["bar_count"] = grouped["bar_count"].sum().astype("int64")
+        counts = bars["bar_count"]
+        unknown = (counts < 0).groupby(keys, sort=True).any()
+        out["bar_count"] = counts.groupby(keys, sort=True).sum().where(~unknown, NO_COUNT).astype("int64")
     out.index = out.index.rename("time")
     return out

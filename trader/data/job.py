@@ -140,6 +140,8 @@ class Job:
     worker: str = ""
     cancel: bool = False
     waiting: Waiting | None = None  # the running job's window waits on pacing (until when, why)
+    crashes: int = 0  # runs that ended with no outcome (the worker died, or an internal error), since the last retry
+    error: str = ""  # why the last such run ended (a job FAILED for that: why it was given up)
 
     def item(self, key: str) -> Item:
         """Return the item of ``key``."""
@@ -175,7 +177,7 @@ class Job:
             "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
             "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
             "waiting": self.waiting.to_dict() if self.waiting is not None else None,
-            **self.counts()}
+            "crashes": self.crashes, "error": self.error, **self.counts()}
         if items:
             out["instruments"] = [item.to_dict() for item in self.items]
         return out

@@ -100,10 +100,10 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[3], 'updated', ARGV[4])
 return 1
 """
-# KEYS: lease, job, running; ARGV: worker, state, now, id
+# KEYS: lease, job, running; ARGV: worker, state, now, id, error
 _FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], 'state', ARGV[2], 'updated', ARGV[3], 'worker', '', 'waiting', '')
+redis.call('HSET', KEYS[2], 'state', ARGV[2], 'updated', ARGV[3], 'worker', '', 'waiting', '', 'error', ARGV[5])
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[4])
 return 1
@@ -223,7 +223,8 @@ class JobQueue:
                    tuple(by_key[k] for k in spec["keys"] if k in by_key), spec["options"], spec["universe"],
                    JobState(fields[b"state"].decode()), created, from_text(fields.get(b"updated", b"").decode()),
                    int(fields.get(b"runs", 0)), fields.get(b"worker", b"").decode(),
-                   fields.get(b"cancel", b"0") == b"1", Waiting.from_text(fields.get(b"waiting", b"").decode()))
+                   fields.get(b"cancel", b"0") == b"1", waiting=Waiting.from_text(fields.get(b"waiting", b"").decode()),
+                   crashes=int(fields.get(b"crashes", 0)), error=fields.get(b"error", b"").decode())
 
     # -- the worker's side -------------------------------------------------------------------
     async def claim(self) -> Job | None:
@@ -258,11 +259,11 @@ class JobQueue:
         async with self._guard(f"save the progress of job {job_id}"):
             await self.redis.hset(self._job(job_id), "waiting", waiting.to_text() if waiting is not None else "")
 
-    async def finish(self, job_id: str, state: JobState) -> bool:
-        """End a run of ``job_id`` in ``state`` and drop the lease; False if this worker no longer held it."""
+    async def finish(self, job_id: str, state: JobState, error: str = "") -> bool:
+        """End a run of ``job_id`` in ``state`` (``error``: why, if given up) and drop the lease; False if not held."""
         async with self._guard(f"end job {job_id}"):
             done = await self._finish(keys=[self._lease(job_id), self._job(job_id), self._running],
-                                      args=[self.worker, state.value, to_text(datetime.now(UTC)), job_id])
+                                      args=[self.worker, state.value, to_text(datetime.now(UTC)), job_id, error])
         log.info("job %s %s", job_id, state.value if done else "lost (another worker holds it)")
         return bool(done)
 
@@ -272,6 +273,14 @@ class JobQueue:
             return bool(await self._requeue(
                 keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
                 args=[job_id, to_text(datetime.now(UTC)), self.worker]))
+
+    async def crashed(self, job_id: str, reason: str) -> int:
+        """Count a run of ``job_id`` that ended with no outcome, and why; return the count since the last retry."""
+        async with self._guard(f"record the crash of job {job_id}"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self._job(job_id), "crashes", 1)
+            pipe.hset(self._job(job_id), "error", reason)
+            count, _ = await pipe.execute()
+        return int(count)
 
     async def recover(self) -> list[str]:
         """Queue again the running jobs whose worker is gone (lease lapsed, or its process dead); return their ids."""
@@ -286,8 +295,9 @@ class JobQueue:
                     keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
                     args=[job_id, to_text(datetime.now(UTC)), holder.decode() if holder is not None else ""])
                 if requeued:
-                    log.warning("job %s queued again: its worker %s is gone", job_id,
-                                holder.decode() if holder is not None else "(lease lapsed)")
+                    gone = holder.decode() if holder is not None else "(lease lapsed)"
+                    log.warning("job %s queued again: its worker %s is gone", job_id, gone)
+                    await self.crashed(job_id, f"its worker {gone} died during the run")
                     back.append(job_id)
         return back
 
@@ -357,7 +367,7 @@ class JobQueue:
                     raise Conflict(f"job {job_id} changed meanwhile: try again", job=job_id)
                 pipe.multi()
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in again})
-                pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0,
+                pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0, "crashes": 0, "error": "",
                                         "updated": to_text(datetime.now(UTC)) or ""})
                 pipe.lpush(self._queue, job_id)
                 await pipe.execute()

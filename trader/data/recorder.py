@@ -5,14 +5,19 @@ socket of its own whose receive queue has no high-water mark, so ZeroMQ
 never drops for it: a backlog waits in memory while the store is slow) and
 adds each tick to the *open batch*: per instrument key, its times and its
 seven :data:`~trader.data.frames.TICK_COLUMNS`. The batch is handed to one
-writer thread when it holds ``batch_rows`` ticks or ``batch_seconds`` after
-its first tick; the writer turns each key's ticks into a frame and appends
-it with ``store.append_ticks`` (the first write of a key in a run with its
-metadata: source ``recorder``, the exchange's time zone). While the writer is busy the open batch
-keeps growing (the next write is just bigger), so at any moment what is not
-in the store is one batch being written and one open; past
-``backlog_rows`` the recorder says it is behind, in the log and in its
-status, and still drops nothing.
+writer thread when it holds half of ``batch_rows`` ticks or ``batch_seconds``
+after its first tick; the writer turns each key's ticks into a frame and
+appends it with ``store.append_ticks`` (the first write of a key in a run with
+its metadata: source ``recorder``, the exchange's time zone). ``batch_rows`` bounds what the
+recorder holds and has not stored: the open batch may hold ``batch_rows``
+less the batch being written (or refused, waiting to be tried again). When
+it is full the recorder stops reading the bus, so the backlog waits in
+ZeroMQ's queue, and says it is behind (log and status) until the writer has
+taken the batch; it drops nothing. So a kill -9 loses at most ``batch_rows``
+ticks taken off the bus, counted (below); what ZeroMQ still queued for it
+while the writer was behind dies with the process uncounted, as ticks in
+flight in the bus proxy do (the bus carries no sequence to count them by).
+Writing half-batches keeps the reading going while the writer writes.
 
 A tick is one message ``tick.<source>.<key>`` whose payload is a dict keyed
 like :class:`~trader.domain.Tick` (what trader_service publishes) or a Tick.
@@ -23,7 +28,8 @@ ticks in time order: a batch out of order is sorted, and ticks older than
 the last one stored for the key (a second source of it, a clock stepped
 back) are discarded, counted and logged. A write the store refuses
 (``StorageError``: disk full, read-only) is kept and tried again a batch
-interval later, the error in the status meanwhile.
+interval later, the error in the status meanwhile; its ticks count against
+``batch_rows``, so a store refusing for long holds the bus back, not memory.
 
 :class:`~trader.data.recorder_counts.RecorderCounts` keeps the counts on
 disk per tick, so after a kill -9 the next start knows how many were lost.
@@ -100,16 +106,17 @@ class TickRecorder:
     """
 
     def __init__(self, store: MarketStore, counts: RecorderCounts, *, batch_rows: int = 50_000,
-                 batch_seconds: float = 5.0, backlog_rows: int | None = None) -> None:
+                 batch_seconds: float = 5.0) -> None:
         self.store = store
         self.counts = counts
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
-        self.backlog_rows = backlog_rows or 4 * batch_rows
+        self._write_rows = max(1, batch_rows // 2)  # an idle writer takes the open batch at this size
+        self._room = batch_rows  # the open batch's limit: batch_rows less the batch being written
         self.bad = 0  # messages skipped as malformed
         self.reordered = 0  # ticks that came out of time order within a batch (sorted, kept)
         self.batches = 0  # writes done
-        self.behind = False  # the open batch passed backlog_rows while the writer was busy
+        self.behind = False  # the open batch is full while the writer is busy: the bus is not read
         self.last_error: str | None = None  # the store's last refusal, until a write succeeds
         self.last_write_seconds = 0.0
         self._open = Batch()
@@ -126,6 +133,7 @@ class TickRecorder:
         self._sock: zmq.Socket | None = None
         self._drainer: Drainer | None = None
         self._closed = False  # the writer is gone
+        self._paused_at = 0.0  # time.monotonic() when the bus reading was last paused
 
     # -- the bus ---------------------------------------------------------------------------
     def listen(self, endpoint: str, topics: Iterable[str], *, curve: ClientKeys | None = None,
@@ -182,8 +190,8 @@ class TickRecorder:
             batch.since = time.monotonic()
             if self._loop is not None:
                 self._timer = self._loop.call_later(self.batch_seconds, self._hand_over)
-        elif batch.size == self.batch_rows or batch.size == self.backlog_rows:
-            self._hand_over()  # past these, the writer's done callback hands the batch over (no call per tick)
+        if batch.size == self._write_rows or batch.size >= self._room:
+            self._hand_over()  # a busy writer: at the room's end the bus waits (its done callback hands over)
 
     def _general(self, expected: str, body: bytes, data: bytes) -> tuple[Any, ...] | None:
         """Return (instrument, ns, *values) of any payload the codec decodes to a tick, or count it as malformed."""
@@ -238,13 +246,11 @@ class TickRecorder:
     def _hand_over(self, *, force: bool = False) -> None:
         """Give the open batch to the writer if it is free (else it grows); ``force``: even while holding off."""
         batch = self._open
-        if self._writing is not None:
-            if batch.size >= self.backlog_rows and not self.behind:
-                self.behind = True
-                log.warning("the store writer is behind: %d ticks wait in the open batch (none is dropped)",
-                            batch.size)
+        if self._writing is not None or self._closed or (not force and time.monotonic() < self._hold_until):
+            if batch.size >= self._room:
+                self._pause()
             return
-        if not batch.size or self._closed or (not force and time.monotonic() < self._hold_until):
+        if not batch.size:
             return
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
@@ -252,8 +258,29 @@ class TickRecorder:
             self._timer.cancel()
             self._timer = None
         self._open = Batch()
+        self._room = max(0, self.batch_rows - batch.size)
         self._writing = self._loop.run_in_executor(self._pool, self._write, batch)
         self._writing.add_done_callback(self._written)
+        if self._room:
+            self._resume()
+        else:
+            self._pause()
+
+    def _pause(self) -> None:
+        """Stop reading the bus: the writer is behind, the backlog waits in ZeroMQ's queue."""
+        if self._drainer is not None and not self.behind and self._sock is not None:
+            self._drainer.stop()
+            self.behind = True
+            self._paused_at = time.monotonic()
+            log.warning("the store writer is behind: %d ticks unstored, the bus waits in ZeroMQ (none dropped)",
+                        self._open.size + self.batch_rows - self._room)
+
+    def _resume(self) -> None:
+        """Read the bus again (after :meth:`_pause`)."""
+        if self.behind and self._drainer is not None and self._sock is not None:
+            self.behind = False
+            self._drainer.start()
+            log.info("the store writer caught up after %.1f s", time.monotonic() - self._paused_at)
 
     def _written(self, future: asyncio.Future[Batch | None]) -> None:
         self._writing = None
@@ -264,17 +291,20 @@ class TickRecorder:
             self.last_error = f"{type(exc).__name__}: {exc}"
             return
         if left is not None:  # the store refused: try again a batch interval later, oldest ticks first
-            self._open.put_back(left)
+            self._open.put_back(left)  # still within batch_rows: the open batch had the room left by it
+            self._room = self.batch_rows
             self._hold_until = time.monotonic() + self.batch_seconds
+            if self._open.size >= self._room:
+                self._pause()
             if self._loop is not None:
                 self._loop.call_later(self.batch_seconds, self._hand_over)
             return
         batch = self._open
-        if self.behind and batch.size < self.batch_rows:
-            self.behind = False
-            log.info("the store writer caught up")
-        if batch.size >= self.batch_rows or (batch.size and time.monotonic() - batch.since >= self.batch_seconds):
+        self._room = self.batch_rows
+        if batch.size >= self._write_rows or (batch.size and time.monotonic() - batch.since >= self.batch_seconds):
             self._hand_over()
+        else:
+            self._resume()
 
     def _write(self, batch: Batch) -> Batch | None:
         """Append each key's ticks (the writer thread); return what the store refused, or None."""

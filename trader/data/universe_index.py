@@ -9,10 +9,17 @@ starts without touching it), and loads the universes again when their stamp
 so a symbol just added to a universe is found at once while a hit costs a
 dict look-up. A store that cannot be opened or read is logged and answers
 nothing: the broker still resolves.
+
+The store is never read on the event loop (:meth:`find`): a refresh runs in
+a worker thread, one at a time; a hit answers from memory while a due
+refresh runs in the background, and only the first load and a miss wait for
+it. An S3 store far away, or down and timing out, slows those answers but
+never stalls the service's loop (its heartbeats, orders, other requests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +52,7 @@ class UniverseIndex:
         self._by_local: dict[str, list[ContractDetails]] = {}
         self._names: dict[str, list[str]] = {}  # key -> the universes it is in
         self.loads = 0
+        self._running: asyncio.Future[None] | None = None  # the refresh under way in a worker thread
 
     # -- loading --------------------------------------------------------------------------------
     def refresh(self, *, every: float | None = None) -> None:
@@ -86,15 +94,35 @@ class UniverseIndex:
         self.loads += 1
         log.info("universes loaded: %d instruments in %d universes", len(details), len(universes.names()))
 
+    def preload(self) -> None:
+        """Start a refresh in a worker thread unless one runs (call it on the running event loop)."""
+        if self._running is None or self._running.done():
+            self._checked = self._clock()  # due again only ``every`` seconds from now, however long this takes
+            self._running = asyncio.ensure_future(asyncio.to_thread(self.refresh))
+
+    async def _refreshed(self, every: float, *, wait: bool) -> None:
+        """Start a refresh if one is due and none runs; await the one running if ``wait``."""
+        if (self._running is None or self._running.done()) and self._clock() - self._checked >= every:
+            self.preload()
+        if wait and self._running is not None:
+            await asyncio.shield(self._running)
+
     # -- answers --------------------------------------------------------------------------------
-    def lookup(self, query: ContractQuery, now: datetime | None = None) -> list[ContractDetails]:
-        """Return the members ``query`` describes (as the broker's contract details would), not past their last trade."""
-        self.refresh(every=self.check_every)
-        found = self._match(query, now or datetime.now(UTC))
+    async def find(self, query: ContractQuery, now: datetime | None = None) -> list[ContractDetails]:
+        """Return the members ``query`` describes, the universes refreshed (off the loop) when due."""
+        await self._refreshed(self.check_every, wait=self._stamp is None)
+        found = self.lookup(query, now)
         if not found and self._stamp is not None:
-            self.refresh(every=self.miss_every)
-            found = self._match(query, now or datetime.now(UTC))
+            await self._refreshed(self.miss_every, wait=True)
+            found = self.lookup(query, now)
         return found
+
+    def lookup(self, query: ContractQuery, now: datetime | None = None) -> list[ContractDetails]:
+        """Return the members ``query`` describes (as the broker's contract details would), not past their last trade.
+
+        Only what is in memory: no store read (see :meth:`find`, :meth:`refresh`).
+        """
+        return self._match(query, now or datetime.now(UTC))
 
     def universes_of(self, key: str) -> list[str]:
         """Return the names of the universes ``key`` is in (sorted; none: empty)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -30,6 +31,7 @@ __all__ = ["KIND", "STAMP_KIND", "Member", "Universe", "Universes", "check_name"
 
 KIND = "universes"
 STAMP_KIND = "universes_stamp"
+EDIT_LOCK = "universes.edit"  # the lock a read-then-write of one universe holds (see Universes._editing)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -162,6 +164,17 @@ class Universes:
         """Return whether a universe ``name`` exists."""
         return check_name(name) in self.names()
 
+    def _editing(self, name: str) -> AbstractContextManager[None]:
+        """Hold the universe's edit lock across a read and the write built on it (LMDB; S3 has none).
+
+        Not the record's own writer lock, which ``put_record`` takes inside: a
+        flock is per open file, so taking that twice in one process would wait
+        on itself. Without it a ``universes add`` during a bootstrap lost one
+        of the two changes.
+        """
+        locks = getattr(self.store, "locks", None)
+        return locks.hold(EDIT_LOCK, name) if locks is not None else nullcontext()
+
     def put(self, universe: Universe) -> Universe:
         """Store ``universe`` as it is (replacing one of its name) and bump the stamp; return it."""
         self.store.put_record(KIND, check_name(universe.name), universe.to_record())
@@ -172,9 +185,10 @@ class Universes:
                replace_existing: bool = False) -> Universe:
         """Create the universe ``name`` with ``members``; Conflict if it exists (unless ``replace_existing``)."""
         check_name(name)
-        if not replace_existing and self.exists(name):
-            raise Conflict(f"a universe named {name} exists (destroy it first, or add to it)", universe=name)
-        return self.put(Universe(name, source=source).with_members(members))
+        with self._editing(name):
+            if not replace_existing and self.exists(name):
+                raise Conflict(f"a universe named {name} exists (destroy it first, or add to it)", universe=name)
+            return self.put(Universe(name, source=source).with_members(members))
 
     def destroy(self, name: str) -> None:
         """Remove the universe ``name``; NotFound if there is none."""
@@ -184,15 +198,17 @@ class Universes:
 
     def add(self, name: str, members: Iterable[Member]) -> tuple[Universe, list[Member]]:
         """Add ``members`` to the universe ``name`` (those already in it are skipped); return it and those added."""
-        universe = self.get(name)
-        have = {m.conid for m in universe.members}
-        added = []
-        for member in members:
-            if member.conid not in have:
-                have.add(member.conid)
-                added.append(member)
-        if added:
-            universe = self.put(universe.with_members([*universe.members, *added]))
+        members = list(members)
+        with self._editing(name):
+            universe = self.get(name)
+            have = {m.conid for m in universe.members}
+            added = []
+            for member in members:
+                if member.conid not in have:
+                    have.add(member.conid)
+                    added.append(member)
+            if added:
+                universe = self.put(universe.with_members([*universe.members, *added]))
         return universe, added
 
     def remove(self, name: str, refs: Iterable[str]) -> tuple[Universe, list[Member]]:
@@ -200,14 +216,15 @@ class Universes:
 
         NotFound, naming them, for refs that name no member (nothing is removed then).
         """
-        universe = self.get(name)
         refs = list(refs)
-        missing = [r for r in refs if not any(m.named_by(r) for m in universe.members)]
-        if missing:
-            raise NotFound(f"not in universe {name}: {', '.join(missing)}", universe=name, symbols=missing)
-        gone = [m for m in universe.members if any(m.named_by(r) for r in refs)]
-        kept = [m for m in universe.members if m not in gone]
-        return self.put(universe.with_members(kept)), gone
+        with self._editing(name):
+            universe = self.get(name)
+            missing = [r for r in refs if not any(m.named_by(r) for m in universe.members)]
+            if missing:
+                raise NotFound(f"not in universe {name}: {', '.join(missing)}", universe=name, symbols=missing)
+            gone = [m for m in universe.members if any(m.named_by(r) for r in refs)]
+            kept = [m for m in universe.members if m not in gone]
+            return self.put(universe.with_members(kept)), gone
 
     def stamp(self) -> int:
         """Return the stamp of the last change (0: never changed), which a reader compares to reload."""

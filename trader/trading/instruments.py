@@ -124,7 +124,7 @@ class Resolver:
 
     async def _from_universes(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
         """Return what the universes hold for ``query`` (none, or no universes: empty)."""
-        return self.universes.lookup(query, now) if self.universes is not None else []
+        return await self.universes.find(query, now) if self.universes is not None else []
 
     async def _from_broker(self, query: ContractQuery, now: datetime) -> list[ContractDetails]:
         """Return what the broker answers ``query``."""

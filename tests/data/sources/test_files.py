@@ -182,3 +182,29 @@ def test_an_import_lands_in_the_store_and_a_refused_one_leaves_it_untouched(tmp_
             store.write_bars("AAPL.STK", "1m", w.frame, start=w.start, end=w.end)
     assert got == []
     pd.testing.assert_frame_equal(store.read_bars("AAPL.STK", "1m"), before)
+
+
+@pytest.mark.parametrize(("when", "says"), [
+    ("2026-11-01 01:30:00", "2026-11-01 01:30:00 is ambiguous in America/New_York (it comes twice"),
+    ("2026-03-08 02:30:00", "2026-03-08 02:30:00 does not exist in America/New_York (the clocks skip it"),
+], ids=["ambiguous", "non-existent"])
+def test_a_naive_time_dst_makes_ambiguous_or_skips_is_refused_with_the_remedy(
+        tmp_path: Path, when: str, says: str) -> None:
+    frame = bars("2026-03-02 14:30", 3).reset_index()
+    frame["time"] = ["2026-03-01 10:00:00", when, "2026-12-01 10:00:00"]
+    path = tmp_path / "fx.csv"
+    frame.to_csv(path, index=False)
+    source = FileSource(SETTINGS, path=path, symbol="EUR.CASH.USD", tz="America/New_York")
+
+    async def twice() -> list[str]:
+        said = []
+        for _ in range(2):  # as a universe job asks for each instrument: the file is read once, refused once
+            with pytest.raises(SourceError) as caught:
+                [w async for w in source.windows("EUR.CASH.USD", "1m", *WIDE)]
+            assert not caught.value.retryable
+            said.append(str(caught.value))
+            path.unlink(missing_ok=True)  # a second read would say the file is missing
+        return said
+
+    first, second = asyncio.run(twice())
+    assert says in first and "a UTC offset" in first and "tz=UTC" in first and second == first

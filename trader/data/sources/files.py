@@ -164,10 +164,27 @@ class FileSource:
                     raise _Refused(f"column {name!r} mixes times with and without a UTC offset")
                 times = _parse(text, utc=bool(aware.any()))
             if times.dt.tz is None:
-                return times.dt.tz_localize(self.tz).dt.tz_convert("UTC")
+                return self._localize(times, name)
             return times.dt.tz_convert("UTC")
         except (ValueError, TypeError, OverflowError) as exc:  # dateutil's ParserError is a ValueError
             raise _Refused(f"column {name!r} holds something that is not a time: {exc}") from None
+
+    def _localize(self, times: pd.Series, name: str) -> pd.Series:
+        """Return naive ``times`` read in ``tz`` as UTC; refuse one its DST change makes ambiguous or skips.
+
+        pandas raises pytz's errors for those (not ValueErrors): asked for NaT
+        instead, so the first one can be named with the remedy.
+        """
+        local = times.dt.tz_localize(self.tz, ambiguous="NaT", nonexistent="NaT")
+        unknown = local.isna() & times.notna()
+        if unknown.any():
+            first = times[unknown].iloc[0]
+            ambiguous = times[times == first].dt.tz_localize(self.tz, ambiguous="NaT", nonexistent="shift_forward")
+            what = ("is ambiguous in {tz} (it comes twice as the clocks go back)" if ambiguous.isna().all()
+                    else "does not exist in {tz} (the clocks skip it)")
+            raise _Refused(f"column {name!r}: {first} {what.format(tz=self.tz)}; give each time a UTC offset "
+                           f"(2026-11-01T01:30:00-04:00) or write the times in UTC (tz=UTC)")
+        return local.dt.tz_convert("UTC")
 
     def _rows(self, key: str, table: pd.DataFrame) -> pd.DataFrame:
         wanted = key.strip().upper()

@@ -197,7 +197,8 @@ class PolygonSource:
         if any(r.get("vw") is not None for r in rows):
             columns["wap"] = np.array([r.get("vw") for r in rows], dtype="float64")
         if any(r.get("n") is not None for r in rows):
-            columns["bar_count"] = np.array([r.get("n") or 0 for r in rows], dtype="int64")
+            columns["bar_count"] = np.array([-1 if r.get("n") is None else r["n"] for r in rows],
+                                            dtype="int64")  # -1: not counted (NO_COUNT), as IB says it
         return pd.DataFrame(columns, index=pd.DatetimeIndex(times, name="time"))
 
     async def _confirm(self, key: str, ticker: str, at: pd.Timestamp) -> None:
