@@ -191,7 +191,7 @@ class HistoryCache:
         if rth is not None and len(frame):
             frame = frame[rth.locate(frame.index.asi8 // 10**9) >= 0]  # bars starting in regular hours
         counts = frame["bar_count"] if "bar_count" in frame.columns else pd.Series(math.nan, index=frame.index)
-        out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) else int(n))
+        out = [Bar(key, t.to_pydatetime(), bar_size, o, h, low, c, v, None if math.isnan(n) or n < 0 else int(n))
                for t, o, h, low, c, v, n in zip(frame.index, frame["open"], frame["high"], frame["low"],
                                                  frame["close"], frame["volume"], counts.astype(float), strict=True)]
         log.info("history %s %s%s %s..%s: %d bars, %d days from the store, %d without a session, %d broker "
