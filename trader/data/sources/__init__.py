@@ -37,6 +37,7 @@ OPTIONS: Mapping[str, Mapping[str, str]] = {
         "what_to_show": "TRADES, MIDPOINT, BID or ASK; default TRADES, MIDPOINT for FX",
         "timeout": "seconds a request may take; default 60",
         "connect_timeout": "seconds to connect; default 15",
+        "rules": "pacing limits tighter than IB's, e.g. {\"max_requests\": 30}; default IB's",
     },
     "polygon": {
         "adjusted": "split-adjusted prices; default true",
