@@ -181,9 +181,9 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
     JSON:
       [{"time": time, "open": number, "high": number, "low": number,
         "close": number, "volume": number, "wap": number | null,
-        "bar_count": integer | null}]  (null: not given by the source; with --ticks:
-        {"time", "bid", "ask", "last", "bid_size", "ask_size", "last_size",
-        "volume"}, null where a tick had none)
+        "bar_count": integer | null}]  (null: not given by the source;
+        with --ticks: {"time", "bid", "ask", "last", "bid_size",
+        "ask_size", "last_size", "volume"}, null where a tick had none)
     Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
       14 store unusable
     """

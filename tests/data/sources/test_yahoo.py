@@ -17,6 +17,7 @@ from tests.data.sources.providers import (
     yahoo_null,
 )
 from trader.config import Settings
+from trader.data.frames import BAR_COLUMNS, NO_COUNT, OPTIONAL_BAR_COLUMNS
 from trader.data.sources.base import Source, Window
 from trader.data.sources.yahoo import YahooSource, yahoo_symbol
 from trader.errors import SourceError
@@ -35,7 +36,8 @@ def served(symbol: str, times_s: np.ndarray, index: pd.DatetimeIndex) -> pd.Data
     """Return the bars the server sent at ``times_s`` (indexed by ``index``), its null bars left out."""
     v = bar_values(symbol, times_s * 1000)
     keep = ~yahoo_null(times_s)
-    return pd.DataFrame({"open": v["o"], "high": v["h"], "low": v["l"], "close": v["c"], "volume": v["v"]},
+    return pd.DataFrame({"open": v["o"], "high": v["h"], "low": v["l"], "close": v["c"], "volume": v["v"],
+                         "wap": np.nan, "bar_count": np.int64(NO_COUNT)},  # Yahoo gives neither
                         index=index)[keep]
 
 
@@ -74,7 +76,7 @@ def test_daily_bars_start_at_midnight_utc_of_their_session_date(provider: Provid
 def test_a_range_with_no_bars_is_an_empty_window(provider: ProviderServer, settings: Settings) -> None:
     saturday = T0 + pd.Timedelta(days=5)
     (window,) = download(yahoo(settings), "AAPL.STK", "1d", saturday, saturday + pd.Timedelta(days=2))
-    assert window.frame.empty and list(window.frame.columns) == ["open", "high", "low", "close", "volume"]
+    assert window.frame.empty and list(window.frame.columns) == [*BAR_COLUMNS, *OPTIONAL_BAR_COLUMNS]
 
 
 def test_what_yahoo_does_not_have_is_refused_before_any_request(provider: ProviderServer,
