@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -25,11 +26,11 @@ SECRET = "s3cr3t-Value-42"
 KEY = "AAPL.STK"
 
 
-@pytest.fixture
-def moto_port(free_port) -> Iterator[int]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def moto_server(port: int) -> Iterator[int]:
+    """Run moto's S3 server on ``port`` with the bucket ``market``; stop it on leaving."""
     # A process, not moto's ThreadedMotoServer: arcticdb holds the GIL while it waits
     # for S3's answer, so a server thread in the same process would never give one.
-    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -48,6 +49,12 @@ def moto_port(free_port) -> Iterator[int]:  # type: ignore[no-untyped-def]
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def moto_port(free_port) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    with moto_server(free_port()) as port:
+        yield port
 
 
 def uri(port: int, bucket: str = "market") -> str:
@@ -125,26 +132,10 @@ def test_a_failed_index_read_is_a_storage_error_naming_the_masked_store(moto_por
 
 @pytest.mark.slow  # ArcticDB retries an unreachable S3: ~50 s here
 def test_reads_of_an_s3_store_gone_down_are_storage_errors_in_words(free_port) -> None:  # type: ignore[no-untyped-def]
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.1)
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="trader",
-                     aws_secret_access_key=SECRET, region_name="us-east-1").create_bucket(Bucket="market")
+    with moto_server(free_port()) as port:
         store = ArcticStore(uri(port))
         store.put_record("universes", "u", {"members": []})
         store.append_ticks(KEY, pd.DataFrame({"bid": [1.0]}, index=pd.DatetimeIndex([T0])))
-    finally:
-        proc.terminate()
-        proc.wait(10)
     with pytest.raises(StorageError) as caught:  # not arcticdb's own RuntimeError (nor exit code 1)
         store.get_record("universes", "u")
     assert "the S3 endpoint does not answer" in str(caught.value) and SECRET not in str(caught.value)
