@@ -60,7 +60,7 @@ def test_bootstrap_then_resolve_from_the_universe_and_crud(trading_stack: Tradin
     assert data("universes", "create", "tech", "AAPL", "MSFT")["members"] == 2
     refused(9, "universes", "create", "tech")
     added = data("universes", "add", "tech", "NVDA", "AAPL")
-    assert added == {"name": "tech", "members": 3, "added": ["NVDA.STK"]}
+    assert added == {"name": "tech", "members": 3, "added": ["NVDA.STK"], "not_resolved": []}
     assert data("universes", "remove", "tech", "msft")["removed"] == ["MSFT.STK"]
     assert "NOPE" in refused(4, "universes", "remove", "tech", "NOPE")
     assert [m["key"] for m in data("universes", "get", "tech")["members"]] == ["AAPL.STK", "NVDA.STK"]
