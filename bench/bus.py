@@ -78,7 +78,7 @@ def _bus_publisher(endpoint: str, count: int, ready: Any) -> None:
 
 
 def run_proxy(pub_port: int, sub_port: int, stop: Any) -> None:
-    """Run a bus proxy on the two ports until ``stop`` is set (a process target; bench/store_recorder.py uses it too)."""
+    """Run a bus proxy on the two ports until ``stop`` is set (a process target; bench/store_recorder.py and bench/strategy_service.py use it too)."""
     proxy = BusProxy(f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{sub_port}")
     proxy.start()
     stop.wait()

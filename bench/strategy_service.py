@@ -40,7 +40,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from rich.console import Console
 from rich.table import Table
 
-from bench.bus import _proxy
+from bench.bus import run_proxy
 from bench.measure import free_port
 from trader.messaging import codec
 from trader.messaging.pubsub import Message, Publisher, Subscriber
@@ -77,7 +77,7 @@ def _publisher(endpoint: str, count: int, go: Any) -> None:
 def _start(count: int) -> tuple[int, Any, Any, Any, Any]:
     pub_port, sub_port = free_port(), free_port()
     stop, go = mp.Event(), mp.Event()
-    proxy = mp.Process(target=_proxy, args=(pub_port, sub_port, stop))
+    proxy = mp.Process(target=run_proxy, args=(pub_port, sub_port, stop))
     proxy.start()
     publisher = mp.Process(target=_publisher, args=(f"tcp://127.0.0.1:{pub_port}", count, go))
     publisher.start()
