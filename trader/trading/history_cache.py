@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,11 +99,9 @@ class HistoryCache:
 
     def __init__(self, open_store: Callable[[], MarketStore], *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._open_store = open_store
-        self._store: MarketStore | None = None
+        self._open_store = open_store  # trader_service's market_store: opened once, under its lock
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
-        self._opening = threading.Lock()  # one store per process: LMDB must not be opened twice in one
 
     async def history(self, key: str, fetch: Fetch, *, end: str, duration: str, bar_size: str,
                       what_to_show: str, use_rth: bool, contract: Any = None) -> list[Bar]:
@@ -116,7 +113,7 @@ class HistoryCache:
         lock = self._locks.setdefault(f"{key}@{seconds}", asyncio.Lock())
         async with lock:
             try:
-                store = await asyncio.to_thread(self._opened)
+                store = await asyncio.to_thread(self._open_store)
                 closed_end = self._last_closed(hi)
                 read_to = min(closed_end + 5 * DAY, _day(self.clock()) + DAY)
                 quiet = await asyncio.to_thread(_sessionless, cal, _day(lo), closed_end, seconds)
@@ -155,12 +152,6 @@ class HistoryCache:
     def _last_closed(self, hi: datetime) -> datetime:
         """Return the end of the last closed day the request touches (days before it are final)."""
         return min(_day(self.clock() - SETTLE), _day(hi - timedelta(microseconds=1)) + DAY)
-
-    def _opened(self) -> MarketStore:
-        with self._opening:
-            if self._store is None:
-                self._store = self._open_store()
-            return self._store
 
     async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
                       span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
