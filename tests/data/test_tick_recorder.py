@@ -346,5 +346,7 @@ def test_kill_9_at_full_rate_mid_write_loses_at_most_one_batch(recorder_stack: T
     lost = again["previous_lost"]
     log = (recorder_stack.env.home / "logs" / "tick_recorder.log").read_text()
     received = int(log.split(f"the previous run lost {lost} ticks of the ")[1].split()[0]) if lost else in_store
-    assert in_store == received - lost  # what was taken off the bus: stored, or counted as lost
+    # what was taken off the bus is stored or counted as lost; a kill between a key's append and its
+    # count overstates the loss by that key's rows, never understates it
+    assert received - lost <= in_store <= received
     assert 0 < lost <= 1_000, f"{lost} ticks lost: more than one batch (batch_rows 1,000)"

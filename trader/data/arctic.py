@@ -378,7 +378,8 @@ class ArcticStore:
             for lib_name in self.libraries():
                 lib = self._lib(lib_name)
                 if lib.list_symbols():
-                    lib.snapshot(name, metadata={"created": created})
+                    with self.locks.quiet(lib_name):  # no write half done: one could prune what this names
+                        lib.snapshot(name, metadata={"created": created})
                     taken += 1
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot take snapshot {name}", name=name) from None

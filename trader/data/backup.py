@@ -155,7 +155,8 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
     for lib_name in store.libraries():
         lib = store.library(lib_name)
         if lib.list_symbols():
-            lib.snapshot(snap)
+            with store.locks.quiet(lib_name):  # not in the middle of a write that may prune what it names
+                lib.snapshot(snap)
             taken[lib_name] = snap
     try:
         target = ArcticStore(f"lmdb://{directory / STORE_DIR}")

@@ -10,6 +10,11 @@ threads of one process exclude each other too, and the kernel drops it when
 its holder dies (a kill -9 leaves no stale lock). Taking one costs an open
 and a system call (a few microseconds) beside a write of milliseconds.
 
+A writer also holds its library's lock shared, and a snapshot is taken
+with that lock exclusive (:meth:`SymbolLocks.quiet`): ArcticDB's pruning of
+old versions checks the snapshots before it deletes, so a snapshot made in
+the middle of a write could name a version the write then pruned.
+
 S3 has no such lock: there, give each symbol one writer (DESIGN: the
 history_service), or accept that the last of two concurrent writes wins.
 """
@@ -29,6 +34,7 @@ from trader.errors import StorageError
 __all__ = ["SymbolLocks"]
 
 LOCK_DIR = ".locks"
+_LIBRARY = "%library"  # the library-wide lock's file; quote() turns every symbol's % into %25, so none clashes
 
 
 class SymbolLocks:
@@ -42,10 +48,21 @@ class SymbolLocks:
         """Return a context that holds the lock of ``library``/``symbol`` while it is entered."""
         if self.root is None:
             return nullcontext()
-        return self._flock(library, symbol)
+        return self._write(library, symbol)
+
+    def quiet(self, library: str) -> AbstractContextManager[None]:
+        """Return a context in which no write to ``library`` is under way (for taking a snapshot)."""
+        if self.root is None:
+            return nullcontext()
+        return self._flock(library, _LIBRARY, fcntl.LOCK_EX)
 
     @contextmanager
-    def _flock(self, library: str, symbol: str) -> Iterator[None]:
+    def _write(self, library: str, symbol: str) -> Iterator[None]:
+        with self._flock(library, _LIBRARY, fcntl.LOCK_SH), self._flock(library, symbol, fcntl.LOCK_EX):
+            yield
+
+    @contextmanager
+    def _flock(self, library: str, symbol: str, mode: int) -> Iterator[None]:
         assert self.root is not None
         folder = self.root / quote(library, safe="")
         path = folder / (quote(symbol, safe="") + ".lock")
@@ -58,7 +75,7 @@ class SymbolLocks:
             raise StorageError(_why(exc, f"cannot lock {library}/{symbol} at {path}"),
                                library=library, symbol=symbol) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
             yield
         finally:
             os.close(fd)  # closing the only descriptor of the open file releases its flock
