@@ -10,12 +10,16 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 1
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "install.sh: installing redis-server" >&2
+# redis-server runs the stack; chromium (a checkout with tests only) renders the tear sheet in its test.
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+[ ! -d tests ] || command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "install.sh: installing ${packages[*]}" >&2
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

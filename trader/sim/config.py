@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from trader.config import REPO_ROOT, StrictModel, read_yaml, validate
 from trader.domain import Right, SecType
+from trader.domain.commission import CommissionConfig
 from trader.sim.limits import ConnectionLimits
 from trader.sim.pacing import PacingConfig
 from trader.sim.series import FutureSeries, OptionSeries, check_last_trade_time
@@ -38,18 +39,6 @@ __all__ = [
 ]
 
 DEFAULT_SIM_CONFIG = REPO_ROOT / "configs" / "sim.yaml"
-
-
-class CommissionConfig(StrictModel):
-    """IB-style tiered commissions, simplified: per unit with a minimum, per kind."""
-
-    stock_per_share: Decimal = Decimal("0.005")
-    stock_min: Decimal = Decimal("1.00")
-    future_per_contract: Decimal = Decimal("2.25")
-    option_per_contract: Decimal = Decimal("0.65")
-    option_min: Decimal = Decimal("1.00")
-    fx_rate: Decimal = Decimal("0.00002")  # of the traded notional
-    fx_min: Decimal = Decimal("2.00")
 
 
 class AccountConfig(StrictModel):

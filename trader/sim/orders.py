@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from trader.domain import Action, Order, OrderStatus, OrderType, SecType, TimeInForce
-from trader.sim.catalogue import CommissionConfig, SimInstrument
+from trader.domain import Action, Order, OrderStatus, OrderType, TimeInForce
+from trader.domain.commission import CommissionConfig, commission
+from trader.sim.catalogue import SimInstrument
 
 __all__ = [
     "CommissionSchedule",
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 OrderKey = tuple[int, int]  # (client id, order id): how TWS names an API order
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,20 +164,10 @@ EngineEvent = OrderChanged | OrderFilled | OrderError
 
 
 class CommissionSchedule:
-    """Commission per execution, by kind of instrument, rounded to the cent."""
+    """Commission per execution, by kind of instrument: :func:`trader.domain.commission.commission`."""
 
     def __init__(self, config: CommissionConfig) -> None:
         self.config = config
 
     def __call__(self, instrument: SimInstrument, quantity: Decimal, price: Decimal) -> Decimal:
-        cfg = self.config
-        kind = instrument.contract.sec_type
-        if kind is SecType.FUT:
-            amount = cfg.future_per_contract * quantity
-        elif kind is SecType.OPT:
-            amount = max(cfg.option_min, cfg.option_per_contract * quantity)
-        elif kind is SecType.CASH:
-            amount = max(cfg.fx_min, cfg.fx_rate * quantity * price)
-        else:
-            amount = max(cfg.stock_min, cfg.stock_per_share * quantity)
-        return amount.quantize(_CENT)
+        return commission(self.config, instrument.contract.sec_type, quantity, price)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trader.backtest.settings import BacktestSettings
 from trader.config import StrictModel
 from trader.domain import OrderType, TimeInForce
 from trader.strategy.bars import parse_bar_size
@@ -91,6 +92,7 @@ class StrategyConfig(StrictModel):
     no_ticks_seconds: float | None = Field(None, ge=0, description="seconds without a tick before it shows DEGRADED "
                                            "(default: strategies.no_ticks_seconds; 0: never)")
     params: dict[str, Any] = Field(default_factory=dict)
+    backtest: BacktestSettings = BacktestSettings()
 
     @field_validator("bar_size")
     @classmethod
