@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,11 +70,8 @@ from trader.backtest.metrics_returns import (
     volatility,
     worst_return,
 )
-from trader.backtest.metrics_trades import trade_stats
+from trader.backtest.metrics_trades import Backtested, trade_stats
 from trader.strategy.bars import DAY, parse_bar_size
-
-if TYPE_CHECKING:
-    from trader.backtest.result import BacktestResult
 
 __all__ = [
     "MIN_DAYS", "OBJECTIVES", "SESSION_SECONDS", "TRADING_DAYS", "Objective", "PeriodReturns", "alpha",
@@ -128,7 +125,7 @@ def _day_ends(index: pd.Index) -> np.ndarray | None:
     """Return the mask of the first bar and of each UTC day's last bar (None without a DatetimeIndex)."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) == 0:
         return None
-    days = (index.tz_convert("UTC") if index.tz is not None else index).floor("D").asi8
+    days = index.asi8 // (DAY * 1_000_000_000)  # asi8: UTC nanoseconds (a naive index is read as UTC)
     keep = np.append(days[1:] != days[:-1], True)
     keep[0] = True
     return keep
@@ -163,7 +160,7 @@ def _divide(numerator: float | pd.Series, denominator: float | pd.Series) -> flo
     return float(ratio(np.asarray(numerator), np.asarray(denominator)))
 
 
-def compute(result: BacktestResult) -> dict[str, float]:
+def compute(result: Backtested) -> dict[str, float]:
     """Return every metric of ``result`` by name (floats; NaN where undefined): see the module for the units."""
     equity = result.equity.astype(float)
     rf = float(result.settings.risk_free)
@@ -205,7 +202,7 @@ def compute(result: BacktestResult) -> dict[str, float]:
         "best_period": best_return(returns),
         "worst_period": worst_return(returns),
         **trade_stats(result),
-        **_benchmark_stats(result, periods, rf),
+        **_benchmark_stats(result, returns, periods, rf),
         "periods_per_year": periods,
         "daily_returns": 1.0 if daily else 0.0,
         "bars": float(len(equity)),
@@ -214,15 +211,13 @@ def compute(result: BacktestResult) -> dict[str, float]:
     return {name: float(value) for name, value in stats.items()}
 
 
-def _benchmark_stats(result: BacktestResult, periods: float, rf: float) -> dict[str, float]:
+def _benchmark_stats(result: Backtested, strategy: Frame, periods: float, rf: float) -> dict[str, float]:
     """Return the benchmark's total return and the strategy's alpha, beta, correlation against it (or NaN)."""
     names = ("benchmark_return", "alpha", "beta", "correlation", "tracking_error", "information_ratio")
     bench = result.benchmark
     if bench is None or bench.dropna().empty:
         return dict.fromkeys(names, math.nan)
-    equity = result.equity.astype(float)
-    bench = bench.astype(float).reindex(equity.index).ffill()
-    strategy = period_returns(equity, result.bar_size).returns
+    bench = bench.astype(float).reindex(result.equity.index).ffill()
     market = period_returns(bench, result.bar_size).returns
     closes = bench.dropna()
     return {
