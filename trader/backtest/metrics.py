@@ -74,7 +74,7 @@ from trader.backtest.metrics_trades import Backtested, trade_stats
 from trader.strategy.bars import DAY, parse_bar_size
 
 __all__ = [
-    "MIN_DAYS", "OBJECTIVES", "SESSION_SECONDS", "TRADING_DAYS", "Objective", "PeriodReturns", "alpha",
+    "MIN_DAYS", "OBJECTIVES", "SESSION_SECONDS", "TRADING_DAYS", "UNITS", "Objective", "PeriodReturns", "alpha",
     "annual_return", "best_return", "beta", "cagr", "calmar", "compute", "conditional_value_at_risk",
     "correlation", "downside_deviation", "drawdown", "headline", "information_ratio", "kurtosis", "max_drawdown",
     "max_drawdown_days", "omega", "parametric_cvar", "parametric_var", "period_returns", "periods_per_year",
@@ -87,6 +87,22 @@ SESSION_SECONDS = 23_400  # 6.5 hours, US stocks' regular session: the bars of a
 MIN_DAYS = 30  # daily returns needed before the annualised figures read them instead of per-bar returns
 
 Frame = pd.Series | pd.DataFrame
+
+_UNIT_NAMES = {
+    "currency": "start_equity final_equity net_profit expectancy fees",
+    "fraction": "total_return annual_return cagr volatility downside_deviation max_drawdown ulcer_index var_95 "
+                "cvar_95 var_99 cvar_99 var_parametric_95 cvar_parametric_95 best_period worst_period win_rate "
+                "best_trade worst_trade average_trade average_win average_loss exposure benchmark_return alpha "
+                "tracking_error",
+    "ratio": "sharpe sortino calmar omega recovery_factor stability tail_ratio skew kurtosis profit_factor "
+             "payoff_ratio turnover beta correlation information_ratio",
+    "days": "max_drawdown_days average_holding_days days",
+    "count": "trades open_trades orders max_consecutive_wins max_consecutive_losses periods_per_year bars",
+    "flag": "daily_returns",
+}
+#: The unit of every metric ``compute`` answers, for whoever formats them: "fraction" (0.05 reads 5 %),
+#: "ratio", "currency" (the account's), "days", "count" or "flag" (1.0 yes, 0.0 no).
+UNITS: dict[str, str] = {name: unit for unit, names in _UNIT_NAMES.items() for name in names.split()}
 Objective = Callable[..., pd.Series]
 
 
