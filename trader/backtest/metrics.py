@@ -20,6 +20,9 @@ Which returns the annualised figures read (:func:`period_returns`):
   :func:`periods_per_year` of the bar size: 252 sessions of 6.5 hours (US
   stocks' regular hours) cut into bars.
 
+The figures per period (VaR, CVaR, best and worst period, skew, kurtosis,
+tail ratio) are of the same returns: per day, or per bar for a short
+intraday run (the ``daily_returns`` flag of the stats says which).
 Drawdowns (depth, duration, ulcer index) read the equity at every bar, not
 only the daily values. Units: returns, volatility, drawdowns, VaR, CVaR and
 exposure are fractions (0.05 = 5 %), never percent; VaR, CVaR and drawdowns
