@@ -174,6 +174,30 @@ def test_compute_matches_empyrical_and_quantstats_on_daily_bars(seed: int) -> No
     assert stats["benchmark_return"] == pytest.approx(bench.iloc[-1] / bench.iloc[0] - 1)
 
 
+def test_compute_on_intraday_bars_matches_empyrical_under_the_rule() -> None:
+    rng = np.random.default_rng(11)
+    index = minute_sessions(metrics.MIN_DAYS + 10)
+    equity = pd.Series(1e5 * np.cumprod(1 + 0.0004 * rng.standard_t(4, len(index))), index=index)
+    # a long run: daily returns, here from pandas' own resampling, the start prepended
+    closes = pd.concat([equity.iloc[:1], equity.resample("1D").last().dropna()])
+    daily = closes.pct_change().iloc[1:]
+    stats = metrics.compute(result_of(equity, "1m"))
+    assert stats["daily_returns"] == 1.0
+    assert stats["sharpe"] == pytest.approx(empyrical.sharpe_ratio(daily))
+    assert stats["sortino"] == pytest.approx(empyrical.sortino_ratio(daily))
+    assert stats["volatility"] == pytest.approx(empyrical.annual_volatility(daily))
+    assert stats["cagr"] == pytest.approx(empyrical.cagr(daily))
+    # the drawdown reads every bar
+    assert stats["max_drawdown"] == pytest.approx(-empyrical.max_drawdown(equity.pct_change().iloc[1:]))
+    # a short run: per-bar returns at 252 * 390 a year
+    short = equity.iloc[: 390 * 5]
+    stats = metrics.compute(result_of(short, "1m"))
+    bars = short.pct_change().iloc[1:]
+    assert stats["daily_returns"] == 0.0
+    assert stats["sharpe"] == pytest.approx(empyrical.sharpe_ratio(bars, annualization=252 * 390))
+    assert stats["cagr"] == pytest.approx(empyrical.cagr(bars, annualization=252 * 390))
+
+
 def test_flat_equity_and_no_trade_do_not_raise() -> None:
     flat = pd.Series(50_000.0, index=minute_sessions(2))
     stats = metrics.compute(result_of(flat, "1m"))
