@@ -214,7 +214,6 @@ def walk(returns: np.ndarray, paths: int, horizon: int, method: int, block: int,
     max drawdown is the largest fall from a running peak that starts at 1.0,
     as a positive fraction.
     """
-    n = returns.shape[0]
     growth = 1.0 + returns
     states = _seed_states(seed, paths)
     index = np.zeros(paths, np.int64)
