@@ -230,7 +230,7 @@ def test_fan_quantiles_equal_numpys_with_ties_and_wide_ranges(values: list[float
     array = np.array(values)
     out = np.empty(len(FAN_QUANTILES))
     counts = np.empty(max(16, array.size // 4), np.int64)
-    bootstrap.quantiles_into(array, np.array(FAN_QUANTILES), out, np.empty(array.size, np.int64), counts,
+    bootstrap.quantiles_into(array, np.array(FAN_QUANTILES), out, np.empty(array.size, np.int32), counts,
                              np.full(counts.size, -1, np.int64), np.empty(array.size))
     np.testing.assert_allclose(out, np.quantile(array, FAN_QUANTILES), rtol=1e-12, atol=1e-300)
 

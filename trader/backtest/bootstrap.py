@@ -105,7 +105,7 @@ def quantiles_into(values: np.ndarray, quantiles: np.ndarray, out: np.ndarray, b
                    counts: np.ndarray, slots: np.ndarray, buffer: np.ndarray) -> None:  # pragma: no cover
     """Write the ``quantiles`` (0..1) of ``values`` into ``out``, as ``np.quantile`` would.
 
-    ``bins`` (int64, as long as values), ``counts`` (int64, the histogram),
+    ``bins`` (int32, as long as values), ``counts`` (int64, the histogram),
     ``slots`` (int64, as long as counts, all -1) and ``buffer`` (float64, as
     long as values) are scratch space the caller reuses; ``slots`` is left
     all -1 again.
@@ -222,7 +222,7 @@ def walk(returns: np.ndarray, paths: int, horizon: int, method: int, block: int,
     trough = np.ones(paths)  # lowest equity / peak so far
     fan = np.empty((horizon + 1, quantiles.shape[0]))
     fan[0, :] = 1.0
-    bins = np.empty(paths, np.int64)
+    bins = np.empty(paths, np.int32)
     counts = np.empty(max(16, paths // 4), np.int64)
     slots = np.full(counts.shape[0], -1, np.int64)
     buffer = np.empty(paths)
