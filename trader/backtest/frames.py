@@ -37,8 +37,8 @@ def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
     price = [Decimal(repr(p)) for p in orders["price"].to_numpy().tolist()]
     commission = [Decimal(repr(c)).quantize(_CENT) for c in orders["commission"].to_numpy().tolist()]
     frame = pd.DataFrame({
-        "time": orders["time"].to_numpy(),
-        "fill_time": orders["fill_time"].to_numpy(),
+        "time": orders["time"].reset_index(drop=True),
+        "fill_time": orders["fill_time"].reset_index(drop=True),
         "instrument": orders["instrument"].astype(str).to_numpy(),
         "side": orders["side"].to_numpy(),
         "quantity": quantity,
@@ -46,8 +46,6 @@ def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
         "commission": commission,
         "reason": orders["reason"].astype(str).to_numpy(),
     }, columns=list(ORDER_COLUMNS))
-    for name in ("time", "fill_time"):
-        frame[name] = pd.DatetimeIndex(frame[name]).tz_localize("UTC") if frame[name].dt.tz is None else frame[name]
     return frame
 
 
