@@ -135,8 +135,8 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     columns = pd.MultiIndex.from_product([combos, instruments], names=["combo", "instrument"])
     positions = pd.DataFrame(np.asarray(portfolio.assets()).reshape(n_bars, n_cols), index=index, columns=columns)
     orders = _orders_frame(plan, index, instruments, combos)
-    counts = np.asarray(portfolio.positions.count()).reshape(-1)
-    trade_count = pd.Series(counts.reshape(n_combos, n_inst).sum(axis=1), index=combos, name="trades")
+    counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
+    trade_count = pd.Series(counts, index=combos, name="trades")
     fee_sum = np.bincount(plan.col // n_inst, weights=plan.fee, minlength=n_combos)
     return Simulation(index, instruments, combos, equity, orders, trade_count, pd.Series(fee_sum, index=combos,
                       name="fees"), positions, portfolio, plan, skipped)
