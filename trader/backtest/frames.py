@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from vectorbt.portfolio.enums import Direction
 
+from trader.backtest.kernel import REASON_NAMES
 from trader.backtest.result import ORDER_COLUMNS, TRADE_COLUMNS, BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.strategy.base import Strategy
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["order_frame", "result_frames", "trade_frame"]
 
+BOTH = int(Direction.Both)  # assets() keyed as value() asks for it, so vectorbt's cache answers
 _PRECISION = 28
 _PRICE_SCALE = 9
 
@@ -45,32 +48,32 @@ def decimal_column(values: np.ndarray, scale: int) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(array))
 
 
-def _labels(column: pd.Series) -> np.ndarray:
-    """Return a categorical column's values as an object array of strings (by its codes: no per-row work)."""
-    categories = np.asarray(column.cat.categories.astype(str), dtype=object)
-    return categories[column.cat.codes.to_numpy()]
-
-
 def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
     """Return the orders of ``sim``'s first combo as ORDER_COLUMNS, quantity, price and commission Decimals.
 
     The quantity has the lot's decimals, the price 9 (the fill prices are
     rounded to 9 decimals), the commission 2 (cents).
     """
-    orders = sim.orders
+    plan = sim.plan
+    n_inst = len(sim.instruments)
+    col, decided, row, size = plan.col, plan.decided, plan.row, plan.size
+    price, fee, reason = plan.price, plan.fee, plan.reason
     if len(sim.combos) > 1:
-        orders = orders[orders["combo"] == sim.combos[0]]
+        first = col < n_inst
+        col, decided, row, size = col[first], decided[first], row[first], size[first]
+        price, fee, reason = price[first], fee[first], reason[first]
     lot_scale = max(0, -int(lot.as_tuple().exponent))
+    index = sim.index
     return pd.DataFrame({
-        "time": orders["time"].to_numpy(),
-        "fill_time": orders["fill_time"].to_numpy(),
-        "instrument": _labels(orders["instrument"]),
-        "side": orders["side"].to_numpy(),
-        "quantity": decimal_column(orders["quantity"].to_numpy(), lot_scale),
-        "price": decimal_column(orders["price"].to_numpy(), _PRICE_SCALE),
-        "commission": decimal_column(orders["commission"].to_numpy(), 2),
-        "reason": _labels(orders["reason"]),
-    }, columns=list(ORDER_COLUMNS)).astype({"time": sim.index.dtype, "fill_time": sim.index.dtype})
+        "time": index[np.where(decided >= 0, decided, row)],  # an exit is decided where it fills
+        "fill_time": index[row],
+        "instrument": pd.Categorical.from_codes(col % n_inst, categories=sim.instruments),
+        "side": pd.Categorical.from_codes((size < 0).astype(np.int8), categories=["BUY", "SELL"]),
+        "quantity": decimal_column(np.abs(size), lot_scale),
+        "price": decimal_column(price, _PRICE_SCALE),
+        "commission": decimal_column(fee, 2),
+        "reason": pd.Categorical.from_codes(reason.astype(np.int8), categories=list(REASON_NAMES)),
+    }, columns=list(ORDER_COLUMNS))
 
 
 def trade_frame(sim: Simulation) -> pd.DataFrame:
@@ -89,10 +92,9 @@ def trade_frame(sim: Simulation) -> pd.DataFrame:
     exit_time = pd.DatetimeIndex(stamps.view(f"M8[{index.unit}]"))
     if index.tz is not None:
         exit_time = exit_time.tz_localize(index.tz)
-    names = np.asarray(sim.instruments, dtype=object)
     return pd.DataFrame({
-        "instrument": names[records["col"] % n_inst] if n_inst > 1 else np.full(len(records), names[0], object),
-        "direction": np.where(records["direction"] == 0, "long", "short").astype(object),
+        "instrument": pd.Categorical.from_codes(records["col"] % n_inst, categories=sim.instruments),
+        "direction": pd.Categorical.from_codes(records["direction"], categories=["long", "short"]),
         "entry_time": index[entry_idx],
         "exit_time": exit_time,
         "quantity": records["size"],
@@ -109,8 +111,8 @@ def result_frames(strategy: Strategy, bars: dict[str, pd.DataFrame], targets: pd
                   settings: BacktestSettings) -> BacktestResult:
     """Return the BacktestResult of a one-combo ``sim`` of ``strategy`` on ``bars``."""
     equity = sim.equity.iloc[:, 0].rename("equity")
-    positions = pd.DataFrame(sim.positions.to_numpy()[:, : len(sim.instruments)], index=sim.index,
-                             columns=sim.instruments)
+    assets = np.asarray(sim.portfolio.assets(direction=BOTH)).reshape(len(sim.index), -1)  # value()'s, cached
+    positions = pd.DataFrame(assets[:, : len(sim.instruments)], index=sim.index, columns=sim.instruments)
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),

@@ -111,6 +111,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     qp = 0
     fp = 0
     tol = lot * _EPS
+    bracket = not (np.isnan(sl) and np.isnan(tp))
     for g in range(n_combos):
         cash = cash0
         pos = np.zeros(n_inst)
@@ -157,7 +158,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                     entry_row[i] = t
                 pend[i] = 0.0
             # 2. a bracket child crossed on a bar after the entry's exits the position
-            for i in range(n_inst):
+            for i in range(n_inst if bracket else 0):
                 if pos[i] == 0.0 or entry_row[i] >= t or np.isnan(open_[t, i]):
                     continue
                 if np.isnan(stop[i]) and np.isnan(take[i]):
@@ -201,7 +202,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 take[i] = np.nan
             # 3. at the close: mark the equity, trade the targets that changed
             equity = cash
-            for i in range(n_inst):
+            for i in range(n_inst if kind == 2 else 0):  # only equity sizing reads it
                 if not np.isnan(close[t, i]):
                     last_close[i] = close[t, i]
                 if pos[i] != 0.0:

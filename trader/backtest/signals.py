@@ -83,8 +83,8 @@ def check_signals(series: object, index: pd.DatetimeIndex, config: StrategyConfi
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         _refuse(values[k], index[k], config, who)
-    if config.units == "fraction":
-        values = np.clip(values, -1.0, 1.0)  # NaN stays NaN
+    if config.units == "fraction" and (np.abs(values) > 1).any():
+        values = np.clip(values, -1.0, 1.0)  # within the tolerance: clipped, as live (NaN stays NaN)
     return values, _runs(nan, index)
 
 
