@@ -116,13 +116,19 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     index, prices = align(bars)
     combos = targets[instruments[0]].columns
     n_bars, n_inst, n_combos = len(index), len(instruments), len(combos)
-    matrix = np.empty((n_bars, n_combos * n_inst), dtype=np.float64)
-    for i, name in enumerate(instruments):
+    columns = []
+    for name in instruments:
         frame = targets[name]
         if not frame.columns.equals(combos):
             raise ValueError(f"targets of {name} have other columns than {instruments[0]}'s")
-        values = frame.to_numpy(np.float64) if frame.index.equals(index) else frame.reindex(index).to_numpy(np.float64)
-        matrix[:, i::n_inst] = values
+        columns.append(frame.to_numpy(np.float64) if frame.index.equals(index)
+                       else frame.reindex(index).to_numpy(np.float64))
+    if n_inst == 1:
+        matrix = np.ascontiguousarray(columns[0])
+    else:
+        matrix = np.empty((n_bars, n_combos * n_inst), dtype=np.float64)
+        for i, values in enumerate(columns):
+            matrix[:, i::n_inst] = values
     sec = np.array([SEC_CODES.get(sec_type_of(name), 0) for name in instruments], dtype=np.int64)
     plan = plan_orders(prices["open"], prices["high"], prices["low"], prices["close"], matrix, config,
                        initial_cash=float(settings.initial_cash), slippage=float(settings.slippage),
@@ -141,8 +147,10 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
         close=close_cols, size=size, size_type="amount", direction="both", price=price, fees=0.0,
         fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=grouped,
         group_by=np.repeat(np.arange(n_combos), n_inst) if grouped else None,
-        call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True)
-    booked = portfolio.orders.values
+        call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True,
+        fillna_close=False,  # the close is filled already (_valuation_close)
+        max_orders=max(1, len(plan.col)))  # vectorbt books at most the planned fills: no bars x columns records
+    booked = portfolio.order_records
     skipped: list[str] = []
     if len(booked) != len(plan.col):
         skipped.append(f"{len(plan.col) - len(booked)} orders rejected for want of cash")

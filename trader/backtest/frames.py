@@ -89,9 +89,7 @@ def trade_frame(sim: Simulation) -> pd.DataFrame:
     entry_idx, exit_idx = records["entry_idx"], records["exit_idx"]
     stamps = index.asi8[exit_idx]
     stamps[~closed] = np.iinfo(np.int64).min  # NaT
-    exit_time = pd.DatetimeIndex(stamps.view(f"M8[{index.unit}]"))
-    if index.tz is not None:
-        exit_time = exit_time.tz_localize(index.tz)
+    exit_time = pd.DatetimeIndex(stamps, dtype=index.dtype)  # the index's unit and zone, no conversion
     return pd.DataFrame({
         "instrument": pd.Categorical.from_codes(records["col"] % n_inst, categories=sim.instruments),
         "direction": pd.Categorical.from_codes(records["direction"], categories=["long", "short"]),

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["REASON_NAMES", "fee_nb", "order_kernel"]
+__all__ = ["REASON_NAMES", "fee_nb", "order_kernel", "scan_changes"]
 
 REASON_NAMES = ("signal", "stop_loss", "take_profit")
 _EPS = 1e-9
@@ -65,23 +65,44 @@ def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
 
 
 @njit(cache=True)
-def _bound(targets: np.ndarray) -> int:
-    cap = 0
+def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]:
+    """Return how many times the targets change (NaN skipped), and their distinct values (at most ``limit``).
+
+    The count bounds the kernel's fills (each change is one order, each order
+    at most one exit). The distinct values come back unsorted with their
+    number, or -1 when there are more than ``limit``.
+    """
+    count = 0
+    distinct = np.empty(limit, np.float64)
+    n_distinct = 0
     for c in range(targets.shape[1]):
         last = np.nan
         for t in range(targets.shape[0]):
             v = targets[t, c]
-            if not np.isnan(v) and v != last:
-                cap += 1
-                last = v
-    return cap
+            if np.isnan(v) or v == last:
+                continue
+            count += 1
+            last = v
+            if 0 <= n_distinct:
+                seen = False
+                for k in range(n_distinct):
+                    if distinct[k] == v:
+                        seen = True
+                        break
+                if not seen:
+                    if n_distinct == limit:
+                        n_distinct = -1
+                    else:
+                        distinct[n_distinct] = v
+                        n_distinct += 1
+    return count, distinct, n_distinct
 
 
 @njit(cache=True)
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                  t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
                  cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
-                 f_key: np.ndarray, f_val: np.ndarray):  # noqa: ANN201 - a numba tuple
+                 f_key: np.ndarray, f_val: np.ndarray, changes: int):  # noqa: ANN201 - a numba tuple
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
     Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
@@ -94,7 +115,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     n_bars, n_inst = open_.shape
     n_cols = targets.shape[1]
     n_combos = n_cols // n_inst
-    cap = 2 * _bound(targets) + 1
+    cap = 2 * changes + 1  # changes: scan_changes's count
     o_col = np.empty(cap, np.int64)
     o_dec = np.empty(cap, np.int64)
     o_row = np.empty(cap, np.int64)
