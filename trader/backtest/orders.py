@@ -31,7 +31,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from trader.backtest.kernel import order_kernel, scan_changes
+from trader.backtest.kernel import change_kernel, order_kernel, scan_changes
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
@@ -156,9 +156,18 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
         passes += 1
         q_key, q_val = _table(q_over)
         f_key, f_val = _table(f_over)
-        (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
-            open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, sl, tp,
-            initial_cash, comm, sec, q_key, q_val, f_key, f_val, changes)
+        if kind == 2 or not (np.isnan(sl) and np.isnan(tp)):
+            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
+                open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot),
+                slippage, sl, tp, initial_cash, comm, sec, q_key, q_val, f_key, f_val, changes)
+        else:
+            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = change_kernel(
+                open_, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, comm,
+                sec, q_key, q_val, f_key, f_val, changes)
+            if n_inst > 1:  # the kernel's order: combo, bar, instrument
+                order = np.lexsort((col % n_inst, row, col // n_inst))
+                col, dec, row, size, price, fee, reason = (a[order] for a in (col, dec, row, size, price, fee,
+                                                                               reason))
         changed = False
         for k in range(len(g_col)):
             key = _key(int(g_col[k]), int(g_row[k]), n_bars, n_inst)
