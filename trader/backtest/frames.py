@@ -39,12 +39,23 @@ def decimal_column(values: np.ndarray, scale: int) -> pd.Series:
     """Return floats as a column of Decimals with ``scale`` decimals (an Arrow decimal column: no Python loop).
 
     Each value reads back as a Decimal (``Decimal('12.012000000')``, equal to
-    ``Decimal('12.012')``); the floats are rounded to the nearest at ``scale``.
+    ``Decimal('12.012')``), the float rounded to the nearest at ``scale``: the
+    scaled integers are written straight into Arrow's 128-bit decimal buffer
+    (low word, then the sign's), or cast by Arrow when they would not fit 63 bits.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    array = pc.cast(pa.array(np.asarray(values, dtype=np.float64)), pa.decimal128(_PRECISION, scale), safe=False)
+    floats = np.asarray(values, dtype=np.float64)
+    scaled = np.rint(floats * 10.0**scale)
+    kind = pa.decimal128(_PRECISION, scale)
+    if len(scaled) and not np.abs(scaled).max() < 2.0**62:
+        import pyarrow.compute as pc
+
+        return pd.Series(pd.arrays.ArrowExtensionArray(pc.cast(pa.array(floats), kind, safe=False)))
+    words = np.empty((len(scaled), 2), dtype=np.int64)
+    words[:, 0] = scaled.astype(np.int64)
+    words[:, 1] = words[:, 0] >> 63
+    array = pa.Array.from_buffers(kind, len(scaled), [None, pa.py_buffer(words)])
     return pd.Series(pd.arrays.ArrowExtensionArray(array))
 
 
@@ -76,6 +87,20 @@ def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
     }, columns=list(ORDER_COLUMNS))
 
 
+def record_fields(records: np.ndarray) -> dict[str, np.ndarray]:
+    """Return a structured array's fields as contiguous arrays, read in one pass when every field is 8 bytes.
+
+    vectorbt's records are 112-byte rows: reading ten fields one by one walks
+    the whole array ten times; transposing it once is as fast as one walk.
+    """
+    names = records.dtype.names or ()
+    if records.dtype.itemsize != 8 * len(names) or any(records.dtype[n].itemsize != 8 for n in names):
+        return {name: np.ascontiguousarray(records[name]) for name in names}
+    block = np.ascontiguousarray(np.ascontiguousarray(records).view(np.int64).reshape(len(records), len(names)).T)
+    return {name: block[k] if records.dtype[name].kind in "iu" else block[k].view(records.dtype[name])
+            for k, name in enumerate(names)}
+
+
 def trade_frame(sim: Simulation) -> pd.DataFrame:
     """Return the round trips of ``sim``'s first combo as TRADE_COLUMNS (floats; exit NaT while open)."""
     records = sim.portfolio.positions.values
@@ -84,23 +109,23 @@ def trade_frame(sim: Simulation) -> pd.DataFrame:
         records = records[records["col"] < n_inst]
     if n_inst > 1:  # vectorbt lists them by column: by entry, then instrument, as they happened
         records = records[np.lexsort((records["col"], records["entry_idx"]))]
+    f = record_fields(records)
     index = sim.index
-    closed = records["status"] == 1
-    entry_idx, exit_idx = records["entry_idx"], records["exit_idx"]
+    closed = f["status"] == 1
+    entry_idx, exit_idx = f["entry_idx"], f["exit_idx"]
     stamps = index.asi8[exit_idx]
     stamps[~closed] = np.iinfo(np.int64).min  # NaT
-    exit_time = pd.DatetimeIndex(stamps, dtype=index.dtype)  # the index's unit and zone, no conversion
     return pd.DataFrame({
-        "instrument": pd.Categorical.from_codes(records["col"] % n_inst, categories=sim.instruments),
-        "direction": pd.Categorical.from_codes(records["direction"], categories=["long", "short"]),
+        "instrument": pd.Categorical.from_codes(f["col"] % n_inst, categories=sim.instruments),
+        "direction": pd.Categorical.from_codes(f["direction"], categories=["long", "short"]),
         "entry_time": index[entry_idx],
-        "exit_time": exit_time,
-        "quantity": records["size"],
-        "entry_price": records["entry_price"],
-        "exit_price": np.where(closed, records["exit_price"], np.nan),
-        "pnl": records["pnl"],
-        "return": records["return"],
-        "commission": records["entry_fees"] + records["exit_fees"],
+        "exit_time": pd.DatetimeIndex(stamps, dtype=index.dtype),  # the index's unit and zone, no conversion
+        "quantity": f["size"],
+        "entry_price": f["entry_price"],
+        "exit_price": np.where(closed, f["exit_price"], np.nan),
+        "pnl": f["pnl"],
+        "return": f["return"],
+        "commission": f["entry_fees"] + f["exit_fees"],
         "bars": np.where(closed, exit_idx, len(index) - 1) - entry_idx,
     }, columns=list(TRADE_COLUMNS))
 
