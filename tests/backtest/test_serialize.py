@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 
+from tests.backtest.given import Given, make_bars
 from trader.backtest.engine import run
 from trader.backtest.serialize import result_dict
 from trader.backtest.settings import BacktestSettings
-from tests.backtest.given import Given, make_bars
 
 
 def test_result_dict_is_json_with_every_order_and_trade() -> None:

@@ -102,7 +102,7 @@ def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                  t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
                  cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
-                 f_key: np.ndarray, f_val: np.ndarray, changes: int):  # noqa: ANN201 - a numba tuple
+                 f_key: np.ndarray, f_val: np.ndarray, changes: int):
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
     Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
@@ -283,7 +283,7 @@ def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> f
 def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_vals: np.ndarray, t_qty: np.ndarray,
                   kind: int, value: float, lot: float, slip: float, comm: np.ndarray, sec: np.ndarray,
                   q_key: np.ndarray, q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray,
-                  changes: int):  # noqa: ANN201 - a numba tuple
+                  changes: int):
     """Return what :func:`order_kernel` returns, for sizing that reads no equity and no stop or take profit.
 
     Then nothing couples the columns or the bars between two changes of

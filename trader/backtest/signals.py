@@ -20,7 +20,6 @@ vectorized:
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
