@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from trader.backtest.kernel import REASON_NAMES
-from trader.backtest.orders import SEC_CODES, Plan, plan_orders
+from trader.backtest.frames import Simulation, result_frames
+from trader.backtest.orders import SEC_CODES, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.domain.contract_key import is_key, parse_key
@@ -37,45 +34,6 @@ __all__ = ["Simulation", "run", "sec_type_of", "simulate"]
 log = logging.getLogger(__name__)
 
 _PRICES = ("open", "high", "low", "close")
-
-
-@dataclass
-class Simulation:
-    """What :func:`simulate` returns for a set of combos (columns) over the same bars.
-
-    ``equity``: bars x combos, the account value at each close. ``orders``:
-    one row per fill, columns ``combo instrument time fill_time side quantity
-    price commission reason`` (floats: quantity unsigned, BUY/SELL in
-    ``side``). ``trade_count``/``fees``: per combo, round trips and total
-    commission. ``positions``: bars x (combo, instrument), the signed quantity
-    held after each bar. ``skipped``: what the simulation could not do, named.
-    ``orders`` and ``positions`` are built on first use (a sweep reads only
-    the equity and the counts).
-    """
-
-    index: pd.DatetimeIndex
-    instruments: list[str]
-    combos: pd.Index
-    equity: pd.DataFrame
-    trade_count: pd.Series
-    fees: pd.Series
-    portfolio: Any = field(repr=False)  # the vectorbt Portfolio, for what else one may want
-    plan: Plan = field(repr=False)
-    skipped: list[str] = field(default_factory=list)
-
-    @cached_property
-    def orders(self) -> pd.DataFrame:
-        """Return every fill of every combo, oldest first per combo (see the class docstring)."""
-        return _orders_frame(self.plan, self.index, self.instruments, self.combos)
-
-    @cached_property
-    def positions(self) -> pd.DataFrame:
-        """Return bars x (combo, instrument): the signed quantity held after each bar."""
-        columns = pd.MultiIndex.from_product([self.combos, self.instruments], names=["combo", "instrument"])
-        from trader.backtest.frames import BOTH
-
-        values = np.asarray(self.portfolio.assets(direction=BOTH)).reshape(len(self.index), len(columns))
-        return pd.DataFrame(values, index=self.index, columns=columns)
 
 
 def sec_type_of(instrument: str) -> SecType:
@@ -169,21 +127,6 @@ def _valuation_close(close: np.ndarray) -> np.ndarray:
     return pd.DataFrame(close).ffill().bfill().to_numpy()
 
 
-def _orders_frame(plan: Plan, index: pd.DatetimeIndex, instruments: list[str], combos: pd.Index) -> pd.DataFrame:
-    n_inst = len(instruments)
-    return pd.DataFrame({
-        "combo": combos[plan.col // n_inst],
-        "instrument": pd.Categorical.from_codes(plan.col % n_inst, categories=instruments),
-        "time": index[np.where(plan.decided >= 0, plan.decided, plan.row)],  # an exit is decided where it fills
-        "fill_time": index[plan.row],
-        "side": pd.Categorical.from_codes((plan.size < 0).astype(np.int8), categories=["BUY", "SELL"]),
-        "quantity": np.abs(plan.size),
-        "price": plan.price,
-        "commission": plan.fee,
-        "reason": pd.Categorical.from_codes(plan.reason.astype(np.int64), categories=list(REASON_NAMES)),
-    })
-
-
 def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings, *,
         benchmark: pd.Series | None = None, skipped: list[str] | None = None) -> BacktestResult:
     """Backtest ``strategy`` (its ``signals``, unchanged) over ``bars`` (instrument -> its bars) with ``settings``.
@@ -192,7 +135,6 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSet
     the bars (its last close carried forward); ``skipped`` (what loading the
     bars left out) heads the result's list.
     """
-    from trader.backtest.frames import result_frames
     from trader.backtest.signals import target_frame
 
     started = time.perf_counter()

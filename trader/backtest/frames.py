@@ -1,4 +1,8 @@
-"""One backtest's frames: a one-combo Simulation read into a BacktestResult.
+"""What a simulation returns, and one backtest's frames: a one-combo Simulation read into a BacktestResult.
+
+:class:`Simulation` is what trader.backtest.engine's ``simulate`` returns for
+many combos at once (the sweep reads its equity and counts; its orders and
+positions are built on first use).
 
 The orders frame holds what live fills hold: the quantity (a multiple of the
 lot), the price and the commission as Decimals (the commission to the cent),
@@ -13,26 +17,77 @@ want them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from vectorbt.portfolio.enums import Direction
 
 from trader.backtest.kernel import REASON_NAMES
+from trader.backtest.orders import Plan
 from trader.backtest.result import ORDER_COLUMNS, TRADE_COLUMNS, BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.strategy.base import Strategy
 
-if TYPE_CHECKING:
-    from trader.backtest.engine import Simulation
+__all__ = ["Simulation", "decimal_column", "order_frame", "record_fields", "result_frames", "trade_frame"]
 
-__all__ = ["order_frame", "result_frames", "trade_frame"]
-
-BOTH = int(Direction.Both)  # assets() keyed as value() asks for it, so vectorbt's cache answers
+BOTH = 2  # vectorbt's Direction.Both: assets() keyed as value() asks for it, so vectorbt's cache answers
 _PRECISION = 28
 _PRICE_SCALE = 9
+
+
+@dataclass
+class Simulation:
+    """What :func:`simulate` returns for a set of combos (columns) over the same bars.
+
+    ``equity``: bars x combos, the account value at each close. ``orders``:
+    one row per fill, columns ``combo instrument time fill_time side quantity
+    price commission reason`` (floats: quantity unsigned, BUY/SELL in
+    ``side``). ``trade_count``/``fees``: per combo, round trips and total
+    commission. ``positions``: bars x (combo, instrument), the signed quantity
+    held after each bar. ``skipped``: what the simulation could not do, named.
+    ``orders`` and ``positions`` are built on first use (a sweep reads only
+    the equity and the counts).
+    """
+
+    index: pd.DatetimeIndex
+    instruments: list[str]
+    combos: pd.Index
+    equity: pd.DataFrame
+    trade_count: pd.Series
+    fees: pd.Series
+    portfolio: Any = field(repr=False)  # the vectorbt Portfolio, for what else one may want
+    plan: Plan = field(repr=False)
+    skipped: list[str] = field(default_factory=list)
+
+    @cached_property
+    def orders(self) -> pd.DataFrame:
+        """Return every fill of every combo, oldest first per combo (see the class docstring)."""
+        return _orders_frame(self.plan, self.index, self.instruments, self.combos)
+
+    @cached_property
+    def positions(self) -> pd.DataFrame:
+        """Return bars x (combo, instrument): the signed quantity held after each bar."""
+        columns = pd.MultiIndex.from_product([self.combos, self.instruments], names=["combo", "instrument"])
+        values = np.asarray(self.portfolio.assets(direction=BOTH)).reshape(len(self.index), len(columns))
+        return pd.DataFrame(values, index=self.index, columns=columns)
+
+
+def _orders_frame(plan: Plan, index: pd.DatetimeIndex, instruments: list[str], combos: pd.Index) -> pd.DataFrame:
+    n_inst = len(instruments)
+    return pd.DataFrame({
+        "combo": combos[plan.col // n_inst],
+        "instrument": pd.Categorical.from_codes(plan.col % n_inst, categories=instruments),
+        "time": index[np.where(plan.decided >= 0, plan.decided, plan.row)],  # an exit is decided where it fills
+        "fill_time": index[plan.row],
+        "side": pd.Categorical.from_codes((plan.size < 0).astype(np.int8), categories=["BUY", "SELL"]),
+        "quantity": np.abs(plan.size),
+        "price": plan.price,
+        "commission": plan.fee,
+        "reason": pd.Categorical.from_codes(plan.reason.astype(np.int64), categories=list(REASON_NAMES)),
+    })
 
 
 def decimal_column(values: np.ndarray, scale: int) -> pd.Series:

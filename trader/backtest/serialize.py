@@ -24,17 +24,32 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from trader.backtest.result import ORDER_COLUMNS, TRADE_COLUMNS
-
-if TYPE_CHECKING:
-    from trader.backtest.result import BacktestResult
+from trader.backtest.settings import BacktestSettings
 
 __all__ = ["jsonable", "result_dict"]
+
+
+class _Result(Protocol):
+    """What :func:`result_dict` reads of a BacktestResult (result.py imports this module: no import back)."""
+
+    strategy: str
+    params: dict[str, Any]
+    settings: BacktestSettings
+    bar_size: str
+    prices: dict[str, pd.DataFrame]
+    equity: pd.Series
+    orders: pd.DataFrame
+    trades: pd.DataFrame
+    skipped: list[str]
+    elapsed: float
+
+    @property
+    def stats(self) -> dict[str, float]: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -61,14 +76,15 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = tuple(frame.columns)  # result.py's ORDER_COLUMNS / TRADE_COLUMNS
     values = {name: frame[name].tolist() if name in frame.columns else [None] * len(frame) for name in columns}
     if "price" in values:  # the price column has 9 decimals: 12.012, not 12.012000000
         values["price"] = [v.normalize() if isinstance(v, Decimal) and v.is_finite() else v for v in values["price"]]
     return [{name: jsonable(values[name][k]) for name in columns} for k in range(len(frame))]
 
 
-def result_dict(result: BacktestResult, *, metrics: bool = True) -> dict[str, Any]:
+def result_dict(result: _Result, *, metrics: bool = True) -> dict[str, Any]:
     """Return ``result`` as JSON-ready data (see the module docstring); ``metrics=False`` leaves them out."""
     index = result.equity.index
     return {
@@ -82,8 +98,8 @@ def result_dict(result: BacktestResult, *, metrics: bool = True) -> dict[str, An
         "settings": result.settings.model_dump(mode="json"),
         "initial_cash": jsonable(result.settings.initial_cash),
         "final_equity": jsonable(result.equity.iloc[-1]) if len(index) else None,
-        "orders": _rows(result.orders, ORDER_COLUMNS),
-        "trades": _rows(result.trades, TRADE_COLUMNS),
+        "orders": _rows(result.orders),
+        "trades": _rows(result.trades),
         "metrics": jsonable(result.stats) if metrics else {},
         "skipped": list(result.skipped),
         "elapsed": round(result.elapsed, 6),
