@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from trader.backtest.frames import Simulation, result_frames
-from trader.backtest.orders import SEC_CODES, plan_orders
+from trader.backtest.orders import SEC_CODES, Plan, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.domain.contract_key import is_key, parse_key
@@ -92,13 +92,17 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
                        initial_cash=float(settings.initial_cash), slippage=float(settings.slippage),
                        commission_config=settings.commission, sec=sec)
     n_cols = n_combos * n_inst
-    size = np.full((n_bars, n_cols), np.nan)
-    price = np.full((n_bars, n_cols), np.nan)
-    fees = np.zeros((n_bars, n_cols))
-    size[plan.row, plan.col] = plan.size
-    price[plan.row, plan.col] = plan.price
-    fees[plan.row, plan.col] = plan.fee
+    booked_rows, row_of, keep = _book_rows(plan, n_bars, n_cols)
+    n_rows = len(row_of)
+    size = np.full((n_rows, n_cols), np.nan)
+    price = np.full((n_rows, n_cols), np.nan)
+    fees = np.zeros((n_rows, n_cols))
+    size[booked_rows, plan.col] = plan.size
+    price[booked_rows, plan.col] = plan.price
+    fees[booked_rows, plan.col] = plan.fee
     close = _valuation_close(prices["close"])
+    if keep is not None:
+        close = close[row_of]
     close_cols = close if n_inst == 1 else np.tile(close, (1, n_combos))  # one instrument: vectorbt broadcasts
     grouped = n_inst > 1  # one instrument: a combo is a column, no group to share cash in (and faster)
     portfolio = vbt.Portfolio.from_orders(
@@ -113,12 +117,37 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     if len(booked) != len(plan.col):
         skipped.append(f"{len(plan.col) - len(booked)} orders rejected for want of cash")
         log.warning("vectorbt booked %d of %d orders (not enough cash for the rest)", len(booked), len(plan.col))
-    equity = pd.DataFrame(np.asarray(portfolio.value()).reshape(n_bars, n_combos), index=index, columns=combos)
+    value = np.asarray(portfolio.value()).reshape(n_rows, n_combos)
+    equity = pd.DataFrame(value if keep is None else value[keep], index=index, columns=combos)
     counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
     trade_count = pd.Series(counts, index=combos, name="trades")
     fee_sum = np.bincount(plan.col // n_inst, weights=plan.fee, minlength=n_combos)
     return Simulation(index, instruments, combos, equity, trade_count, pd.Series(fee_sum, index=combos, name="fees"),
-                      portfolio, plan, skipped)
+                      portfolio, plan, skipped, row_of if keep is not None else None, keep)
+
+
+def _book_rows(plan: Plan, n_bars: int, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return the row each fill is booked at, each booked row's bar and the rows that end a bar (None: 1 to 1).
+
+    vectorbt takes one order per column and row. A stop loss or take profit
+    hit on its entry's own bar is a second fill in that column and bar: such a
+    bar is booked on two rows, the fills at the open on the first, the exits
+    on the second (at the same close); the equity and positions are read at
+    each bar's last row.
+    """
+    key = plan.row * n_cols + plan.col
+    order = np.argsort(key, kind="stable")  # the kernel writes an entry before its exit
+    second = np.zeros(len(key), dtype=bool)
+    second[order[1:][key[order][1:] == key[order][:-1]]] = True
+    if not second.any():
+        return plan.row, np.arange(n_bars), None
+    doubled = np.zeros(n_bars, dtype=np.int64)
+    doubled[plan.row[second]] = 1
+    first_row = np.arange(n_bars) + np.cumsum(doubled) - doubled  # where each bar's first row is booked
+    exits_later = (plan.reason != 0) & (doubled[plan.row] == 1)  # every exit of a doubled bar on its second row
+    booked = first_row[plan.row] + exits_later
+    return booked, np.repeat(np.arange(n_bars), 1 + doubled), first_row + doubled
+
 
 
 def _valuation_close(close: np.ndarray) -> np.ndarray:

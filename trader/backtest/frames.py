@@ -61,6 +61,15 @@ class Simulation:
     portfolio: Any = field(repr=False)  # the vectorbt Portfolio, for what else one may want
     plan: Plan = field(repr=False)
     skipped: list[str] = field(default_factory=list)
+    #: With an exit on its entry's bar, vectorbt's rows are more than the bars: each row's bar, and each bar's
+    #: last row (None: one row a bar). See trader.backtest.engine's ``_book_rows``.
+    row_of: np.ndarray | None = field(repr=False, default=None)
+    keep: np.ndarray | None = field(repr=False, default=None)
+
+    def assets(self) -> np.ndarray:
+        """Return vectorbt's positions, bars x columns (value()'s cached computation, one row a bar)."""
+        values = np.asarray(self.portfolio.assets(direction=BOTH)).reshape(-1, len(self.combos) * len(self.instruments))
+        return values if self.keep is None else values[self.keep]
 
     @cached_property
     def orders(self) -> pd.DataFrame:
@@ -71,8 +80,7 @@ class Simulation:
     def positions(self) -> pd.DataFrame:
         """Return bars x (combo, instrument): the signed quantity held after each bar."""
         columns = pd.MultiIndex.from_product([self.combos, self.instruments], names=["combo", "instrument"])
-        values = np.asarray(self.portfolio.assets(direction=BOTH)).reshape(len(self.index), len(columns))
-        return pd.DataFrame(values, index=self.index, columns=columns)
+        return pd.DataFrame(self.assets(), index=self.index, columns=columns)
 
 
 def _orders_frame(plan: Plan, index: pd.DatetimeIndex, instruments: list[str], combos: pd.Index) -> pd.DataFrame:
@@ -168,6 +176,8 @@ def trade_frame(sim: Simulation) -> pd.DataFrame:
     index = sim.index
     closed = f["status"] == 1
     entry_idx, exit_idx = f["entry_idx"], f["exit_idx"]
+    if sim.row_of is not None:  # vectorbt's rows back to bars
+        entry_idx, exit_idx = sim.row_of[entry_idx], sim.row_of[exit_idx]
     stamps = index.asi8[exit_idx]
     stamps[~closed] = np.iinfo(np.int64).min  # NaT
     return pd.DataFrame({
@@ -189,8 +199,7 @@ def result_frames(strategy: Strategy, bars: dict[str, pd.DataFrame], targets: pd
                   settings: BacktestSettings) -> BacktestResult:
     """Return the BacktestResult of a one-combo ``sim`` of ``strategy`` on ``bars``."""
     equity = sim.equity.iloc[:, 0].rename("equity")
-    assets = np.asarray(sim.portfolio.assets(direction=BOTH)).reshape(len(sim.index), -1)  # value()'s, cached
-    positions = pd.DataFrame(assets[:, : len(sim.instruments)], index=sim.index, columns=sim.instruments)
+    positions = pd.DataFrame(sim.assets()[:, : len(sim.instruments)], index=sim.index, columns=sim.instruments)
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),

@@ -8,11 +8,14 @@ happen live:
    fills at the open with slippage against the trader (BUY ``open * (1 + s)``,
    SELL ``open * (1 - s)``) and pays its commission; an order that opens a
    position from flat gets its stop loss and take profit, priced off the fill;
-2. on the bars after the entry's, a low or high crossing the stop (or the take
-   profit) exits the whole position at that price, or at the open when the
-   bar gaps through it; the stop is a market order (slipped), the take profit
-   a limit (not); if both are crossed in one bar, the stop is taken (the
-   conservative guess: a bar does not say which came first);
+2. from the entry's own bar on (live, the bracket works from the fill at the
+   open, and that bar's low and high come after it), a low or high crossing
+   the stop (or the take profit) exits the whole position at that price, or
+   at the open when a later bar gaps through it; the stop is a market order
+   (slipped), the take profit a limit (not); if both are crossed in one bar,
+   the stop is taken (the conservative guess: a bar does not say which came
+   first). An entry and its exit in one bar are two fills of one column at
+   one row: trader.backtest.engine books the exit on a copy of the row;
 3. at the close, the account's equity is marked (cash plus every position at
    its last close) and a target that differs from the last one traded
    becomes an order for the sized target minus the position. A NaN target is
@@ -178,9 +181,9 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                     take[i] = np.round(price * (1.0 + side * tp / 100.0), 9)
                     entry_row[i] = t
                 pend[i] = 0.0
-            # 2. a bracket child crossed on a bar after the entry's exits the position
+            # 2. a bracket child crossed from the entry's bar on exits the position
             for i in range(n_inst if bracket else 0):
-                if pos[i] == 0.0 or entry_row[i] >= t or np.isnan(open_[t, i]):
+                if pos[i] == 0.0 or entry_row[i] > t or np.isnan(open_[t, i]):
                     continue
                 if np.isnan(stop[i]) and np.isnan(take[i]):
                     continue
