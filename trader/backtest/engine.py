@@ -135,6 +135,8 @@ def _book_rows(plan: Plan, n_bars: int, n_cols: int) -> tuple[np.ndarray, np.nda
     on the second (at the same close); the equity and positions are read at
     each bar's last row.
     """
+    if not plan.reason.any():  # no stop loss or take profit exit: one fill a bar and column at most
+        return plan.row, np.arange(n_bars), None
     key = plan.row * n_cols + plan.col
     order = np.argsort(key, kind="stable")  # the kernel writes an entry before its exit
     second = np.zeros(len(key), dtype=bool)
