@@ -120,7 +120,7 @@ def same_trades(a: Any, b: dict[str, Any]) -> None:
     assert np.allclose(a.equity.to_numpy(), b["equity"].to_numpy(), atol=1e-6)
 
 
-def run(bars: int = 1_000_000, rounds: int = 5) -> dict[str, float]:
+def run(bars: int = 1_000_000, rounds: int = 9) -> dict[str, float]:
     """Return ``backtest_vs_vectorbt`` (and both sides' best seconds) over ``bars`` one-minute bars."""
     frame = make_bars(bars)
     strat = strategy()
@@ -149,7 +149,7 @@ def main() -> None:
     """Print the engine's and vectorbt's times and the ratio line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
     figures = run(args.bars, args.rounds)
     print(f"bars: {args.bars}, orders: {figures['orders']:.0f} (identical on both sides)")

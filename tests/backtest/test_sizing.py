@@ -85,3 +85,12 @@ def test_simulate_shares_cash_within_a_combo_and_not_across_combos() -> None:
     # x: long AAPL +200, short MSFT +200 = +400; y: long MSFT -200
     assert sim.equity.iloc[-1].tolist() == pytest.approx([100_400.0, 99_800.0])
     assert sim.trade_count.tolist() == [2, 1]
+
+
+def test_an_order_the_cash_cannot_pay_is_refused_not_filled_and_named() -> None:
+    bars = make_bars([10, 10, 10, 10], close_add=0.0)
+    result = run(Given([1, 1, 1, 1], sizing={"kind": "quantity", "value": 200}), {"AAPL": bars},
+                 BacktestSettings(initial_cash=1000))
+    assert result.orders.empty and result.positions["AAPL"].tolist() == [0, 0, 0, 0]
+    assert result.skipped == ["AAPL: BUY 200 at 2024-01-02T14:31:00+00:00 refused: not enough cash"]
+    assert result.equity.tolist() == [1000.0] * 4

@@ -112,11 +112,13 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
         call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True,
         fillna_close=False,  # the close is filled already (_valuation_close)
         max_orders=max(1, len(plan.col)))  # vectorbt books at most the planned fills: no bars x columns records
-    booked = portfolio.order_records
     skipped: list[str] = []
-    if len(booked) != len(plan.col):
-        skipped.append(f"{len(plan.col) - len(booked)} orders rejected for want of cash")
+    booked = portfolio.order_records
+    if len(booked) != len(plan.col):  # vectorbt refused what the cash could not pay: not filled, not listed
+        kept = np.isin(booked_rows * n_cols + plan.col, booked["idx"] * n_cols + booked["col"])
+        skipped.extend(_refused(plan, ~kept, index, instruments, combos))
         log.warning("vectorbt booked %d of %d orders (not enough cash for the rest)", len(booked), len(plan.col))
+        plan = Plan(*(getattr(plan, name)[kept] for name in _PLAN_ARRAYS), passes=plan.passes)
     value = np.asarray(portfolio.value()).reshape(n_rows, n_combos)
     equity = pd.DataFrame(value if keep is None else value[keep], index=index, columns=combos)
     counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
@@ -124,6 +126,23 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     fee_sum = np.bincount(plan.col // n_inst, weights=plan.fee, minlength=n_combos)
     return Simulation(index, instruments, combos, equity, trade_count, pd.Series(fee_sum, index=combos, name="fees"),
                       portfolio, plan, skipped, row_of if keep is not None else None, keep)
+
+
+_PLAN_ARRAYS = ("col", "decided", "row", "size", "price", "fee", "reason")
+_LISTED = 20
+
+
+def _refused(plan: Plan, refused: np.ndarray, index: pd.DatetimeIndex, instruments: list[str],
+             combos: pd.Index) -> list[str]:
+    """Return what the orders vectorbt refused for want of cash were (the first ``_LISTED``, then a count)."""
+    n_inst = len(instruments)
+    where = np.flatnonzero(refused)
+    out = [f"{instruments[plan.col[k] % n_inst]}: {'BUY' if plan.size[k] > 0 else 'SELL'} {abs(plan.size[k]):g} "
+           f"at {index[plan.row[k]].isoformat()} refused: not enough cash"
+           + (f" (combo {combos[plan.col[k] // n_inst]})" if len(combos) > 1 else "") for k in where[:_LISTED]]
+    if len(where) > _LISTED:
+        out.append(f"{len(where) - _LISTED} more orders refused for want of cash")
+    return out
 
 
 def _book_rows(plan: Plan, n_bars: int, n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
