@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         WalkForwardResult,
     )
 
-__all__ = ["MIN_DAYS", "figure", "sweep_figure", "tear_sheet", "walkforward_figure", "write_report",
+__all__ = ["MIN_DAYS", "figure", "monte_carlo_or_note", "sweep_figure", "tear_sheet", "walkforward_figure", "write_report",
            "write_sweep_report", "write_walkforward_report"]
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,8 @@ def walkforward_figure(wf: WalkForwardResult) -> go.Figure:
 
 def write_report(result: BacktestResult, path: Path) -> Path:
     """Write the backtest's tear sheet to ``path`` (atomically); return the path."""
-    mc, note = _monte_carlo(result)
-    page = tear_sheet(result, stats=result.stats, mc=mc, mc_note=note,
-                      bar_periods_per_year=_bar_periods_per_year(result))
+    mc, note = monte_carlo_or_note(result)
+    page = tear_sheet(result, stats=result.stats, mc=mc, mc_note=note)
     return write_atomic(path, render(page))
 
 
@@ -98,8 +97,8 @@ def write_walkforward_report(wf: WalkForwardResult, path: Path) -> Path:
     return write_atomic(path, render(walkforward_page(wf)))
 
 
-def _monte_carlo(result: BacktestResult) -> tuple[MonteCarloResult | None, str | None]:
-    """Return the result's Monte Carlo, or None and why it is left out."""
+def monte_carlo_or_note(result: BacktestResult) -> tuple[MonteCarloResult | None, str | None]:
+    """Return the result's Monte Carlo and None, or None and why the tear sheet leaves it out."""
     if result.settings.simulations == 0:
         return None, "Monte Carlo is off for this run (backtest setting simulations: 0)."
     days = len(charts.daily_returns(result.equity.astype(float)))
@@ -112,10 +111,10 @@ def _monte_carlo(result: BacktestResult) -> tuple[MonteCarloResult | None, str |
         return None, f"Monte Carlo left out: {exc}"
 
 
-def _bar_periods_per_year(result: BacktestResult) -> float:
+def _bar_periods_per_year(bar_size: str) -> float:
     from trader.backtest.metrics import periods_per_year
 
-    return float(periods_per_year(result.bar_size))
+    return float(periods_per_year(bar_size))
 
 
 def _span(index: pd.Index) -> str:
@@ -157,11 +156,13 @@ def _stats_table(stats: dict[str, float]) -> str:
     return table_html(frame)
 
 
-def _analysis_returns(result: BacktestResult, bar_periods_per_year: float) -> tuple[pd.Series, float, str]:
+def _analysis_returns(result: BacktestResult) -> tuple[pd.Series, float, str]:
     """Return the returns the rolling Sharpe and the distribution are drawn from, periods a year, their name.
 
     Daily returns when there are enough days (the usual view, comparable
-    across bar sizes), else the bars' own returns.
+    across bar sizes, annualised by the days a year the data has: 252 for
+    a stock, 365 for a coin), else the bars' own returns, annualised by the
+    metrics' rule for the bar size.
     """
     equity = result.equity.astype(float)
     daily = charts.daily_returns(equity)
@@ -169,13 +170,13 @@ def _analysis_returns(result: BacktestResult, bar_periods_per_year: float) -> tu
         first, last = daily.index[0], daily.index[-1]
         years = ((last - first).days + 1) / 365.25
         return daily, len(daily) / years, "daily"
-    return equity.pct_change().dropna(), bar_periods_per_year, f"per-bar ({result.bar_size})"
+    return equity.pct_change().dropna(), _bar_periods_per_year(result.bar_size), f"per-bar ({result.bar_size})"
 
 
-def _performance_blocks(result: BacktestResult, bar_periods_per_year: float) -> list[Block]:
+def _performance_blocks(result: BacktestResult) -> list[Block]:
     equity = result.equity.astype(float)
     start = float(result.settings.initial_cash)
-    returns, per_year, kind = _analysis_returns(result, bar_periods_per_year)
+    returns, per_year, kind = _analysis_returns(result)
     blocks = [Block("Equity vs benchmark" if result.benchmark is not None else "Equity",
                     figure=charts.equity_chart(equity, result.benchmark, start)),
               Block("Drawdowns (underwater)", figure=charts.underwater_chart(equity)),
@@ -215,15 +216,13 @@ def _monte_carlo_blocks(mc: MonteCarloResult | None, note: str | None) -> list[B
 
 
 def tear_sheet(result: BacktestResult, *, stats: dict[str, float], mc: MonteCarloResult | None,
-               mc_note: str | None = None, bar_periods_per_year: float = 252.0) -> Page:
+               mc_note: str | None = None) -> Page:
     """Return the backtest's tear sheet as a page, from the metrics and Monte Carlo given.
 
     ``mc`` None leaves the Monte Carlo out with ``mc_note`` saying why.
-    ``bar_periods_per_year`` annualises the bars' own returns when the run
-    spans too few days for daily ones.
     """
     blocks = [Block("Metrics", table=_stats_table(stats), columns=True)]
-    blocks += _performance_blocks(result, bar_periods_per_year)
+    blocks += _performance_blocks(result)
     blocks += _trade_blocks(result)
     blocks += _monte_carlo_blocks(mc, mc_note)
     if len(result.trades):
