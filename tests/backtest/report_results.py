@@ -62,8 +62,12 @@ def _trades(instrument: str, prices: pd.DataFrame, every: int, quantity: int) ->
 
 def backtest_result(*, periods: int = 400, freq: str = "B", bar_size: str = "1 day",
                     instruments: tuple[str, ...] = ("AAA", "BBB"), simulations: int = 0,
-                    benchmark: bool = True, every: int = 10) -> BacktestResult:
-    """Return a two-instrument backtest over ``periods`` bars with a trade every ``2 * every`` bars each."""
+                    benchmark: bool = True, every: int = 10,
+                    stats: dict[str, float] | None = STATS) -> BacktestResult:
+    """Return a two-instrument backtest over ``periods`` bars with a trade every ``2 * every`` bars each.
+
+    ``stats`` are what ``result.stats`` answers; None: the metrics module computes them.
+    """
     index = pd.date_range("2023-01-02 14:30", periods=periods, freq=freq, tz="UTC")
     prices = {name: bars(index, seed) for seed, name in enumerate(instruments)}
     orders, trades = [], []
@@ -83,7 +87,8 @@ def backtest_result(*, periods: int = 400, freq: str = "B", bar_size: str = "1 d
         orders=pd.DataFrame(orders, columns=list(ORDER_COLUMNS)),
         trades=pd.DataFrame(trades, columns=list(TRADE_COLUMNS)),
         benchmark=bars(index, 7)["close"].rename("SPY") if benchmark else None,
-        skipped=[f"{index[5].isoformat()} AAA: signal is NaN"], elapsed=0.42, _stats=dict(STATS))
+        skipped=[f"{index[5].isoformat()} AAA: signal is NaN"], elapsed=0.42,
+        _stats=dict(stats) if stats is not None else None)
 
 
 def monte_carlo(paths: int = 2000, horizon: int = 252, seed: int = 1) -> MonteCarloResult:

@@ -20,6 +20,7 @@ from tests.backtest.report_results import (
 from trader.backtest import report_charts as charts
 from trader.backtest.report import (
     figure,
+    metric_text,
     monte_carlo_or_note,
     sweep_figure,
     tear_sheet,
@@ -58,7 +59,16 @@ def test_metrics_table_lists_every_metric_formatted() -> None:
     assert table is not None
     for name in STATS:
         assert f"<td>{name}</td>" in table
-    assert '<td class="n">0.1234</td>' in table and '<td class="n">n/a</td>' in table
+    for text in ("12.34 %", "8.70 %", "1.12", "12", "n/a", "123.45"):
+        assert f'<td class="n">{text}</td>' in table, text
+
+
+def test_metric_values_shown_in_their_units() -> None:
+    assert [metric_text(name, value) for name, value in (
+        ("cagr", 0.0611), ("var_95", 0.02), ("net_profit", 1234.5), ("max_drawdown_days", 12.25),
+        ("orders", 80.0), ("daily_returns", 1.0), ("sharpe", 1.23456), ("unknown_metric", 12345.6),
+        ("sortino", float("nan")))] == [
+        "6.11 %", "2.00 %", "1,234.50", "12.2 d", "80", "yes", "1.235", "12,346", "n/a"]
 
 
 def test_monte_carlo_left_out_with_a_note_when_off_or_history_short() -> None:
@@ -74,8 +84,7 @@ def test_monte_carlo_left_out_with_a_note_when_off_or_history_short() -> None:
 
 
 def test_public_write_report_uses_the_results_stats(tmp_path: Path) -> None:
-    result = backtest_result(simulations=0)
-    result._stats = {"only_metric": 1.5}  # what result.stats returns once computed
+    result = backtest_result(simulations=0, stats={"only_metric": 1.5})
     path = write_report(result, tmp_path / "sub" / "tear.html")
     text = path.read_text()
     assert "<td>only_metric</td>" in text and "total_return" not in text
@@ -225,3 +234,22 @@ def test_values_are_formatted_for_reading() -> None:
         "n/a", "yes", "3", "1,234,568", "0.0001235", "n/a", "open", "2024-01-02", "a=1, b=2.5"]
     html = table_html(pd.DataFrame({"name": ["<b>"], "value": [1.5]}))
     assert "<td>&lt;b&gt;</td>" in html and '<td class="n">1.5</td>' in html
+
+
+def test_tear_sheet_reads_the_metrics_module(tmp_path: Path) -> None:
+    result = backtest_result(simulations=0, stats=None)
+    text = write_report(result, tmp_path / "tear.html").read_text()
+    stats = result.stats
+    assert len(stats) >= 30
+    for name in stats:
+        assert f"<td>{name}</td>" in text
+    assert f'<td class="n">{stats["total_return"] * 100:,.2f} %</td>' in text
+    assert "Rolling Sharpe (63 daily returns, annualised at 252 a year)" in text
+
+
+def test_short_intraday_run_draws_per_bar_returns(tmp_path: Path) -> None:
+    result = backtest_result(periods=2_000, freq="min", bar_size="1 min", simulations=100, stats=None,
+                             every=50)
+    text = write_report(result, tmp_path / "tear.html").read_text()
+    assert "Rolling Sharpe (63 per-bar (1 min) returns, annualised at 98280 a year)" in text
+    assert "Monte Carlo left out: 1 day of returns, it needs at least 20." in text

@@ -43,15 +43,28 @@ if TYPE_CHECKING:
         WalkForwardResult,
     )
 
-__all__ = ["MIN_DAYS", "figure", "monte_carlo_or_note", "sweep_figure", "tear_sheet", "walkforward_figure", "write_report",
-           "write_sweep_report", "write_walkforward_report"]
+__all__ = ["MIN_MC_DAYS", "figure", "metric_text", "monte_carlo_or_note", "sweep_figure", "tear_sheet",
+           "walkforward_figure", "write_report", "write_sweep_report", "write_walkforward_report"]
 
 log = logging.getLogger(__name__)
 
-MIN_DAYS = 20  # days of returns below which the rolling and Monte Carlo views are left out
+MIN_MC_DAYS = 20  # days of returns below which the tear sheet leaves the Monte Carlo out
 SHARPE_WINDOW = 63  # the rolling Sharpe's window: a quarter of trading days
 TRADE_ROWS = 100  # the most recent trades listed on the page
 SKIPPED_ROWS = 200  # skipped bars listed on the page
+
+# The metrics' units (trader.backtest.metrics and the Monte Carlo's risk): how the tables show them.
+_PERCENT = frozenset({
+    "total_return", "annual_return", "cagr", "volatility", "downside_deviation", "max_drawdown", "var_95",
+    "cvar_95", "var_99", "cvar_99", "var_parametric_95", "cvar_parametric_95", "best_period", "worst_period",
+    "win_rate", "best_trade", "worst_trade", "average_trade", "average_win", "average_loss", "exposure",
+    "benchmark_return", "alpha", "tracking_error", "max_drawdown_median", "max_drawdown_95", "max_drawdown_99",
+    "probability_of_loss"})
+_MONEY = frozenset({"start_equity", "final_equity", "net_profit", "expectancy", "fees"})
+_DAYS = frozenset({"max_drawdown_days", "average_holding_days", "days"})
+_COUNTS = frozenset({"trades", "open_trades", "orders", "bars", "max_consecutive_wins", "max_consecutive_losses",
+                     "periods_per_year"})
+_FLAGS = frozenset({"daily_returns"})
 
 
 def figure(result: BacktestResult) -> go.Figure:
@@ -102,19 +115,13 @@ def monte_carlo_or_note(result: BacktestResult) -> tuple[MonteCarloResult | None
     if result.settings.simulations == 0:
         return None, "Monte Carlo is off for this run (backtest setting simulations: 0)."
     days = len(charts.daily_returns(result.equity.astype(float)))
-    if days < MIN_DAYS:
-        return None, f"Monte Carlo left out: {days} days of returns, it needs at least {MIN_DAYS}."
+    if days < MIN_MC_DAYS:
+        return None, f"Monte Carlo left out: {days} day{'' if days == 1 else 's'} of returns, it needs at least {MIN_MC_DAYS}."
     try:
         return result.monte_carlo(), None
     except ValidationError as exc:  # the simulation's own refusal (too few trades for the trade bootstrap...)
         log.warning("tear sheet of %s without Monte Carlo: %s", result.strategy, exc)
         return None, f"Monte Carlo left out: {exc}"
-
-
-def _bar_periods_per_year(bar_size: str) -> float:
-    from trader.backtest.metrics import periods_per_year
-
-    return float(periods_per_year(bar_size))
 
 
 def _span(index: pd.Index) -> str:
@@ -151,26 +158,39 @@ def _commission(settings: Any) -> str:
     return ", ".join(f"{key} {value}" for key, value in fields.items() if key.startswith("stock"))
 
 
-def _stats_table(stats: dict[str, float]) -> str:
-    frame = pd.DataFrame({"metric": list(stats), "value": list(stats.values())})
-    return table_html(frame)
+def metric_text(name: str, value: float) -> str:
+    """Return a metric's value in its unit (:mod:`trader.backtest.metrics`): fractions as percent, days, money."""
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if name in _PERCENT:
+        return f"{value * 100.0:,.2f} %"
+    if name in _MONEY:
+        return f"{value:,.2f}"
+    if name in _DAYS:
+        return f"{value:,.1f} d"
+    if name in _COUNTS and float(value).is_integer():
+        return f"{int(value):,}"
+    if name in _FLAGS:
+        return "yes" if value else "no"
+    return format_value(value)
+
+
+def _metrics_table(values: dict[str, float], head: str = "metric") -> str:
+    texts = [metric_text(name, value) for name, value in values.items()]
+    return table_html(pd.DataFrame({head: list(values), "value": texts}), numeric=("value",))
 
 
 def _analysis_returns(result: BacktestResult) -> tuple[pd.Series, float, str]:
     """Return the returns the rolling Sharpe and the distribution are drawn from, periods a year, their name.
 
-    Daily returns when there are enough days (the usual view, comparable
-    across bar sizes, annualised by the days a year the data has: 252 for
-    a stock, 365 for a coin), else the bars' own returns, annualised by the
-    metrics' rule for the bar size.
+    The metrics' own rule (:func:`trader.backtest.metrics.period_returns`):
+    daily returns when the run has enough days, else the bars' own, so the
+    chart and the table's Sharpe read the same returns.
     """
-    equity = result.equity.astype(float)
-    daily = charts.daily_returns(equity)
-    if len(daily) >= MIN_DAYS:
-        first, last = daily.index[0], daily.index[-1]
-        years = ((last - first).days + 1) / 365.25
-        return daily, len(daily) / years, "daily"
-    return equity.pct_change().dropna(), _bar_periods_per_year(result.bar_size), f"per-bar ({result.bar_size})"
+    from trader.backtest.metrics import period_returns
+
+    returns, per_year, daily = period_returns(result.equity.astype(float), result.bar_size)
+    return returns.dropna(), float(per_year), "daily" if daily else f"per-bar ({result.bar_size})"
 
 
 def _performance_blocks(result: BacktestResult) -> list[Block]:
@@ -209,10 +229,9 @@ def _monte_carlo_blocks(mc: MonteCarloResult | None, note: str | None) -> list[B
     if mc is None:
         return [Block("Monte Carlo", note=note or "Monte Carlo left out.")]
     title = f"{mc.paths:,} {mc.method} bootstrap paths over {mc.horizon_days} trading days (seed {mc.seed})"
-    risk = pd.DataFrame({"risk": list(mc.risk), "value": list(mc.risk.values())})
     return [Block(f"Monte Carlo fan: {title}", figure=charts.mc_fan_chart(mc.fan)),
             Block("Monte Carlo: max drawdown and final equity", figure=charts.mc_distribution_chart(
-                mc.max_drawdown, mc.final_equity), table=table_html(risk))]
+                mc.max_drawdown, mc.final_equity), table=_metrics_table(mc.risk, "risk"))]
 
 
 def tear_sheet(result: BacktestResult, *, stats: dict[str, float], mc: MonteCarloResult | None,
@@ -221,7 +240,7 @@ def tear_sheet(result: BacktestResult, *, stats: dict[str, float], mc: MonteCarl
 
     ``mc`` None leaves the Monte Carlo out with ``mc_note`` saying why.
     """
-    blocks = [Block("Metrics", table=_stats_table(stats), columns=True)]
+    blocks = [Block("Metrics", table=_metrics_table(stats), columns=True)]
     blocks += _performance_blocks(result)
     blocks += _trade_blocks(result)
     blocks += _monte_carlo_blocks(mc, mc_note)

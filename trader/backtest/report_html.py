@@ -120,12 +120,15 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, int | float | Decimal | np.number) and not isinstance(value, bool | np.bool_)
 
 
-def table_html(frame: pd.DataFrame, *, index: bool = False) -> str:
-    """Return ``frame`` as an escaped HTML table, each cell through :func:`format_value`, numbers right-aligned."""
+def table_html(frame: pd.DataFrame, *, index: bool = False, numeric: tuple[str, ...] = ()) -> str:
+    """Return ``frame`` as an escaped HTML table, each cell through :func:`format_value`, numbers right-aligned.
+
+    A column is right-aligned when all its values are numbers, or when it is
+    named in ``numeric`` (numbers already made text).
+    """
     shown = frame.reset_index() if index else frame
-    numeric = [all(_numeric(value) for value in shown[name] if value is not None) and len(shown) > 0
-               for name in shown.columns]
-    align = [' class="n"' if flag else "" for flag in numeric]
+    align = [' class="n"' if name in numeric or (len(shown) > 0 and all(_numeric(value) for value in shown[name]))
+             else "" for name in shown.columns]
     head = "".join(f"<th{cls}>{html.escape(str(name))}</th>" for name, cls in zip(shown.columns, align, strict=True))
     rows = []
     for values in shown.itertuples(index=False, name=None):
