@@ -29,8 +29,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="/usr/bin/chromium is absent (Debian's chromium package; install.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (Debian's chromium package; install.sh installs it)")
 
 # For each plot: its svg layers, the elements inside them, its traces as plotly computed them, and the traces'
 # drawn groups (a scatter's, a bar's, a histogram's g.trace; a heatmap's g.hm).

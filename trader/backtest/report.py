@@ -116,7 +116,8 @@ def monte_carlo_or_note(result: BacktestResult) -> tuple[MonteCarloResult | None
         return None, "Monte Carlo is off for this run (backtest setting simulations: 0)."
     days = len(charts.daily_returns(result.equity.astype(float)))
     if days < MIN_MC_DAYS:
-        return None, f"Monte Carlo left out: {days} day{'' if days == 1 else 's'} of returns, it needs at least {MIN_MC_DAYS}."
+        plural = "" if days == 1 else "s"
+        return None, f"Monte Carlo left out: {days} day{plural} of returns, it needs at least {MIN_MC_DAYS}."
     try:
         return result.monte_carlo(), None
     except ValidationError as exc:  # the simulation's own refusal (too few trades for the trade bootstrap...)
