@@ -142,3 +142,21 @@ def walkforward_result(windows: int = 5) -> WalkForwardResult:
     equity = pd.Series(100_000 * np.exp(np.cumsum(rng.normal(0.0002, 0.01, len(oos)))), index=oos)
     return WalkForwardResult(strategy="ma_crossover", objective="sharpe", windows=pd.DataFrame(rows), equity=equity,
                              elapsed=12.0)
+
+
+def engine_result(days: int = 300, simulations: int = 500) -> BacktestResult:
+    """Return a real backtest: the example ma_crossover plugin run by the engine over two random walks."""
+    from trader.backtest.engine import run
+    from trader.config import REPO_ROOT
+    from trader.strategy.plugins import load_plugin
+
+    plugin = load_plugin(REPO_ROOT / "strategies" / "ma_crossover.py")
+    try:
+        strategy = plugin.strategy
+        config = strategy.config.model_copy(update={"bar_size": "1 day", "instruments": ["AAPL", "MSFT"]})
+        daily = type(strategy)(config)
+        index = pd.date_range("2023-01-03 21:00", periods=days, freq="B", tz="UTC")
+        data = {name: bars(index, seed) for seed, name in enumerate(("AAPL", "MSFT"))}
+        return run(daily, data, BacktestSettings(simulations=simulations, slippage=Decimal("0.0005")))
+    finally:
+        plugin.unload()

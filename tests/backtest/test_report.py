@@ -13,6 +13,7 @@ import pytest
 from tests.backtest.report_results import (
     STATS,
     backtest_result,
+    engine_result,
     monte_carlo,
     sweep_result,
     walkforward_result,
@@ -253,3 +254,15 @@ def test_short_intraday_run_draws_per_bar_returns(tmp_path: Path) -> None:
     text = write_report(result, tmp_path / "tear.html").read_text()
     assert "Rolling Sharpe (63 per-bar (1 min) returns, annualised at 98280 a year)" in text
     assert "Monte Carlo left out: 1 day of returns, it needs at least 20." in text
+
+
+def test_tear_sheet_of_a_real_backtest_with_metrics_and_monte_carlo(tmp_path: Path) -> None:
+    result = engine_result(simulations=300)
+    assert len(result.trades) > 20
+    mc, note = monte_carlo_or_note(result)
+    assert note is None and mc is not None and mc.paths == 300
+    text = write_report(result, tmp_path / "tear.html").read_text()
+    assert text.count('class="plotly-graph-div"') == 9
+    assert f"<td>var_95</td><td class=\"n\">{mc.risk['var_95'] * 100:,.2f} %</td>" in text
+    assert "Monte Carlo fan: 300 block bootstrap paths over 252 trading days (seed 0)" in text
+    assert f"Trades on AAPL ({(result.trades['instrument'] == 'AAPL').sum()})" in text

@@ -18,11 +18,17 @@ import pytest
 
 from tests.backtest.report_results import (
     backtest_result,
+    engine_result,
     monte_carlo,
     sweep_result,
     walkforward_result,
 )
-from trader.backtest.report import tear_sheet, write_sweep_report, write_walkforward_report
+from trader.backtest.report import (
+    tear_sheet,
+    write_report,
+    write_sweep_report,
+    write_walkforward_report,
+)
 from trader.backtest.report_html import render, write_atomic
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,6 +104,12 @@ def assert_drawn(loaded: Loaded, expected: int) -> None:
 def test_tear_sheet_draws_every_chart(browser: Any, tmp_path: Path) -> None:
     result = backtest_result()
     path = write_atomic(tmp_path / "tear.html", render(tear_sheet(result, stats=result.stats, mc=monte_carlo())))
+    assert_drawn(load(browser, path), expected=9)
+
+
+def test_tear_sheet_of_a_real_backtest_draws(browser: Any, tmp_path: Path) -> None:
+    """The example strategy run by the engine, its metrics and its Monte Carlo: the public path end to end."""
+    path = write_report(engine_result(simulations=300), tmp_path / "tear.html")
     assert_drawn(load(browser, path), expected=9)
 
 

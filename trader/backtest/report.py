@@ -59,11 +59,12 @@ _PERCENT = frozenset({
     "cvar_95", "var_99", "cvar_99", "var_parametric_95", "cvar_parametric_95", "best_period", "worst_period",
     "win_rate", "best_trade", "worst_trade", "average_trade", "average_win", "average_loss", "exposure",
     "benchmark_return", "alpha", "tracking_error", "max_drawdown_median", "max_drawdown_95", "max_drawdown_99",
-    "probability_of_loss"})
+    "probability_of_loss", "mean_return", "median_return"})
+_MULTIPLES = frozenset({"final_equity_5", "final_equity_95"})  # Monte Carlo equity, a multiple of the start
 _MONEY = frozenset({"start_equity", "final_equity", "net_profit", "expectancy", "fees"})
 _DAYS = frozenset({"max_drawdown_days", "average_holding_days", "days"})
 _COUNTS = frozenset({"trades", "open_trades", "orders", "bars", "max_consecutive_wins", "max_consecutive_losses",
-                     "periods_per_year"})
+                     "periods_per_year", "steps", "sample"})
 _FLAGS = frozenset({"daily_returns"})
 
 
@@ -167,6 +168,8 @@ def metric_text(name: str, value: float) -> str:
         return f"{value * 100.0:,.2f} %"
     if name in _MONEY:
         return f"{value:,.2f}"
+    if name in _MULTIPLES:
+        return f"{value:,.3f}x"
     if name in _DAYS:
         return f"{value:,.1f} d"
     if name in _COUNTS and float(value).is_integer():

@@ -172,14 +172,26 @@ def _price_traces(fig: go.Figure, bars: pd.DataFrame) -> None:
 
 
 def trades_chart(bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
-    """Return one instrument's close with its trades: entries (long up, short down) and exits (crosses).
+    """Return one instrument's close with its trades: entries (long up, short down) and exits (rings).
 
     ``trades`` has the columns of :data:`trader.backtest.result.TRADE_COLUMNS`
-    for this instrument only; past :data:`MAX_MARKERS` the most recent are drawn.
+    for this instrument only; past :data:`MAX_MARKERS` the most recent are
+    drawn. An exit is a ring, green for a profit and red for a loss, drawn
+    under the entries: a reversal exits and enters at the same fill, and both
+    stay visible.
     """
     fig = go.Figure(layout=LAYOUT)
     _price_traces(fig, bars)
     shown = trades.tail(MAX_MARKERS)
+    exits = shown[shown["exit_time"].notna()]
+    if not exits.empty:
+        pnl = exits["pnl"].astype(float)
+        text = [f"exit @ {float(p):.4g}, pnl {v:,.2f}" for p, v in zip(exits["exit_price"], pnl, strict=True)]
+        fig.add_scatter(x=naive_utc(pd.DatetimeIndex(exits["exit_time"])),
+                        y=exits["exit_price"].astype(float).to_numpy(), mode="markers", name="exit", text=text,
+                        hovertemplate="%{text}<extra></extra>",
+                        marker={"symbol": "circle-open", "size": 13, "line": {"width": 2},
+                                "color": np.where(pnl >= 0, GREEN, RED)})
     for direction, symbol, color in (("long", "triangle-up", GREEN), ("short", "triangle-down", RED)):
         entries = shown[shown["direction"] == direction]
         if entries.empty:
@@ -189,15 +201,7 @@ def trades_chart(bars: pd.DataFrame, trades: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=naive_utc(pd.DatetimeIndex(entries["entry_time"])),
                         y=entries["entry_price"].astype(float).to_numpy(), mode="markers",
                         name=f"{direction} entry", text=text, hovertemplate="%{text}<extra></extra>",
-                        marker={"symbol": symbol, "size": 9, "color": color, "line": {"width": 0}})
-    exits = shown[shown["exit_time"].notna()]
-    if not exits.empty:
-        pnl = exits["pnl"].astype(float)
-        text = [f"exit @ {float(p):.4g}, pnl {v:,.2f}" for p, v in zip(exits["exit_price"], pnl, strict=True)]
-        fig.add_scatter(x=naive_utc(pd.DatetimeIndex(exits["exit_time"])),
-                        y=exits["exit_price"].astype(float).to_numpy(), mode="markers", name="exit", text=text,
-                        hovertemplate="%{text}<extra></extra>",
-                        marker={"symbol": "x", "size": 8, "color": np.where(pnl >= 0, GREEN, RED)})
+                        marker={"symbol": symbol, "size": 8, "color": color, "line": {"width": 0}})
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(title_text="price")
     return fig
@@ -207,6 +211,7 @@ def mc_fan_chart(fan: pd.DataFrame) -> go.Figure:
     """Return the Monte Carlo fan: days x quantiles of equity (a multiple of the start), bands and median."""
     quantiles = sorted(fan.columns, key=float)
     days = fan.index.to_numpy()
+    axis = "trades ahead" if fan.index.name == "trade" else "trading days ahead"
     fig = go.Figure(layout=LAYOUT)
     pairs = list(zip(quantiles, reversed(quantiles), strict=True))[: len(quantiles) // 2]
     for number, (low, high) in enumerate(pairs):
@@ -220,7 +225,7 @@ def mc_fan_chart(fan: pd.DataFrame) -> go.Figure:
     fig.add_scatter(x=days, y=fan[middle].to_numpy(), name="median" if float(middle) == 0.5
                     else f"{float(middle):.0%}", line={"color": BLUE}, hovertemplate="day %{x}: %{y:.3f}x")
     fig.add_hline(y=1.0, line={"color": GREY, "width": 1})
-    fig.update_xaxes(title_text="trading days ahead")
+    fig.update_xaxes(title_text=axis)
     fig.update_yaxes(title_text="equity (x start)")
     return fig
 
