@@ -266,3 +266,23 @@ def test_tear_sheet_of_a_real_backtest_with_metrics_and_monte_carlo(tmp_path: Pa
     assert f"<td>var_95</td><td class=\"n\">{mc.risk['var_95'] * 100:,.2f} %</td>" in text
     assert "Monte Carlo fan: 300 block bootstrap paths over 252 trading days (seed 0)" in text
     assert f"Trades on AAPL ({(result.trades['instrument'] == 'AAPL').sum()})" in text
+
+
+def test_sweep_with_nothing_scored_says_so_instead_of_an_empty_chart() -> None:
+    sweep = sweep_result({"fast": [2, 4], "slow": [10, 20]})
+    sweep.table["objective"] = np.nan
+    sweep.table["note"] = "invalid: fast must be less than slow"
+    page = sweep_page(sweep)
+    assert page.charts == 0
+    assert page.blocks[0].note.startswith("No combination has an objective")
+    assert "invalid: fast must be less than slow" in page.blocks[1].table
+
+
+def test_the_result_objects_reach_the_reports_by_their_methods(tmp_path: Path) -> None:
+    result, sweep, wf = backtest_result(simulations=0), sweep_result(), walkforward_result()
+    assert result.report(str(tmp_path / "a.html")) == tmp_path / "a.html"
+    assert sweep.report(tmp_path / "b.html").read_text().startswith("<!DOCTYPE html>")
+    assert "Walk-forward: ma_crossover" in wf.report(tmp_path / "c.html").read_text()
+    assert len(result.plot().data) == 3
+    assert sweep.plot().data[0].type == "heatmap"
+    assert wf.plot().data[0].name == "out-of-sample equity"

@@ -127,9 +127,13 @@ def sweep_page(sweep: SweepResult) -> Page:
         "elapsed": f"{sweep.elapsed:.1f} s",
         "stored": str(sweep.path) if sweep.path else "not stored",
     }
+    if not scored:
+        blocks = [Block("Objective", note="No combination has an objective: every one was invalid or broke a "
+                        "constraint (see the note column).")]
+    else:
+        blocks = [Block(_sweep_title(sweep), figure=sweep_chart(sweep))]
     best = table.head(BEST_ROWS).dropna(axis=1, how="all")
-    blocks = [Block(_sweep_title(sweep), figure=sweep_chart(sweep)),
-              Block(f"Best {len(best)} of {len(table):,} combinations", table=table_html(best))]
+    blocks.append(Block(f"Best {len(best)} of {len(table):,} combinations", table=table_html(best)))
     return Page(f"Sweep: {sweep.strategy}", f"{sweep.method} search, objective {sweep.objective}", header, blocks)
 
 
@@ -187,8 +191,11 @@ def walkforward_page(wf: WalkForwardResult) -> Page:
     }
     shown = windows.copy()
     shown.insert(0, "window", [f"w{number + 1}" for number in range(len(windows))])
-    blocks = [Block("Stitched out-of-sample equity", figure=walkforward_chart(wf)),
-              Block(f"{wf.objective} per window: in-sample best vs out-of-sample", figure=windows_chart(wf)),
-              Block("Windows", table=table_html(shown))]
+    if len(windows) and len(equity):
+        blocks = [Block("Stitched out-of-sample equity", figure=walkforward_chart(wf)),
+                  Block(f"{wf.objective} per window: in-sample best vs out-of-sample", figure=windows_chart(wf))]
+    else:
+        blocks = [Block("Out-of-sample equity", note="No out-of-sample window was run.")]
+    blocks.append(Block("Windows", table=table_html(shown)))
     return Page(f"Walk-forward: {wf.strategy}", f"objective {wf.objective}, {len(windows)} windows", header,
                 blocks)
