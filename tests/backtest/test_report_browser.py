@@ -121,6 +121,18 @@ def test_tear_sheet_without_monte_carlo_draws_the_rest(browser: Any, tmp_path: P
     assert "Monte Carlo is off for this run." in path.read_text()
 
 
+def test_tear_sheet_of_a_run_that_never_trades_draws(browser: Any, tmp_path: Path) -> None:
+    """Flat equity, no order, no trade: no empty chart (the rolling Sharpe is a note), every other drawn."""
+    result = backtest_result(simulations=0)
+    result.equity[:] = 100_000.0
+    result.trades = result.trades.iloc[0:0]
+    result.orders = result.orders.iloc[0:0]
+    page = tear_sheet(result, stats=result.stats, mc=None, mc_note="off")
+    assert [block.note for block in page.blocks if block.title.startswith("Rolling Sharpe")] == [
+        "Left out: the returns never vary over a window (no Sharpe ratio)."]
+    assert_drawn(load(browser, write_atomic(tmp_path / "tear.html", render(page))), expected=6)
+
+
 def test_long_intraday_tear_sheet_draws(browser: Any, tmp_path: Path) -> None:
     result = backtest_result(periods=60_000, freq="min", bar_size="1 min", instruments=("AAA", "BBB"), every=200)
     page = tear_sheet(result, stats=result.stats, mc=monte_carlo(paths=500))

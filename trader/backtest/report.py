@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         SweepResult,
         WalkForwardResult,
     )
+    from trader.backtest.settings import BacktestSettings
 
 __all__ = ["MIN_MC_DAYS", "figure", "metric_text", "monte_carlo_or_note", "sweep_figure", "tear_sheet",
            "walkforward_figure", "write_report", "write_sweep_report", "write_walkforward_report"]
@@ -78,7 +79,8 @@ def figure(result: BacktestResult) -> go.Figure:
         fig.add_trace(trace, row=1, col=1)
     for trace in charts.underwater_chart(result.equity.astype(float)).data:
         fig.add_trace(trace, row=2, col=1)
-    fig.update_layout(charts.LAYOUT, height=560, title={"text": f"{result.strategy} {format_value(result.params)}"})
+    fig.update_layout(charts.LAYOUT, height=560, margin={"t": 80},
+                      title={"text": f"{result.strategy} {format_value(result.params)}", "y": 0.98})
     fig.update_yaxes(title_text="equity", tickformat=",.0f", row=1, col=1)
     fig.update_yaxes(title_text="drawdown %", ticksuffix="%", row=2, col=1)
     return fig
@@ -145,7 +147,7 @@ def _header(result: BacktestResult) -> dict[str, str]:
         "instruments": ", ".join(result.prices) or "none",
         "benchmark": settings.benchmark or "none",
         "equity": f"{format_value(start)} -> {format_value(final)} ({change:+.2f} %)",
-        "costs": f"slippage {float(settings.slippage) * 1e4:g} bp; commission {_commission(settings)}",
+        "costs": f"slippage {float(settings.slippage) * 1e4:g} bp; commission: {_commission(settings)}",
         "activity": f"{len(result.orders):,} orders, {len(result.trades):,} trades",
         "skipped": f"{len(result.skipped):,}" + (" (listed at the end)" if result.skipped else ""),
         "run time": f"{result.elapsed:.2f} s",
@@ -155,9 +157,10 @@ def _header(result: BacktestResult) -> dict[str, str]:
     return header
 
 
-def _commission(settings: Any) -> str:
-    fields = settings.commission.model_dump()
-    return ", ".join(f"{key} {value}" for key, value in fields.items() if key.startswith("stock"))
+def _commission(settings: BacktestSettings) -> str:
+    fees = settings.commission
+    return (f"stocks {fees.stock_per_share}/share (min {fees.stock_min}, max {fees.stock_max_percent} %), "
+            f"futures {fees.future_per_contract}/contract, options {fees.option_per_contract}/contract")
 
 
 def metric_text(name: str, value: float) -> str:
@@ -206,12 +209,13 @@ def _performance_blocks(result: BacktestResult) -> list[Block]:
               Block("Drawdowns (underwater)", figure=charts.underwater_chart(equity)),
               Block("Monthly returns", figure=charts.monthly_heatmap(equity, start))]
     window = SHARPE_WINDOW if len(returns) >= 2 * SHARPE_WINDOW else max(5, len(returns) // 3)
-    if len(returns) >= 2 * window and len(returns) >= 10:
-        blocks.append(Block(f"Rolling Sharpe ({window} {kind} returns, annualised at {per_year:.0f} a year)",
-                            figure=charts.rolling_sharpe_chart(returns, window, per_year,
-                                                               result.settings.risk_free)))
-    else:
+    title = f"Rolling Sharpe ({window} {kind} returns, annualised at {per_year:.0f} a year)"
+    if len(returns) < 2 * window or len(returns) < 10:
         blocks.append(Block("Rolling Sharpe", note=f"Left out: {len(returns)} {kind} returns are too few."))
+    elif (sharpe := charts.rolling_sharpe(returns, window, per_year, result.settings.risk_free)).empty:
+        blocks.append(Block(title, note="Left out: the returns never vary over a window (no Sharpe ratio)."))
+    else:
+        blocks.append(Block(title, figure=charts.rolling_sharpe_chart(sharpe, window)))
     blocks.append(Block(f"Distribution of {kind} returns ({len(returns):,})",
                         figure=charts.distribution_chart(returns)))
     return blocks

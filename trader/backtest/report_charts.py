@@ -127,11 +127,10 @@ def monthly_heatmap(equity: pd.Series, start_value: float) -> go.Figure:
     return fig
 
 
-def rolling_sharpe_chart(returns: pd.Series, window: int, periods_per_year: float,
-                         risk_free: float = 0.0) -> go.Figure:
-    """Return the rolling Sharpe ratio of ``returns`` over ``window`` periods, annualised."""
+def rolling_sharpe_chart(sharpe: pd.Series, window: int) -> go.Figure:
+    """Return the rolling Sharpe ratio (:func:`rolling_sharpe`) over ``window`` periods, with the zero line."""
     fig = go.Figure(layout=LAYOUT)
-    shown = thin(rolling_sharpe(returns, window, periods_per_year, risk_free))
+    shown = thin(sharpe)
     fig.add_scatter(x=naive_utc(shown.index), y=shown.to_numpy(), name=f"Sharpe ({window})",
                     line={"color": BLUE}, hovertemplate="%{y:.2f}<extra></extra>")
     fig.add_hline(y=0.0, line={"color": GREY, "width": 1})
