@@ -288,3 +288,14 @@ def test_the_result_objects_reach_the_reports_by_their_methods(tmp_path: Path) -
     assert len(result.plot().data) == 3
     assert sweep.plot().data[0].type == "heatmap"
     assert wf.plot().data[0].name == "out-of-sample equity"
+
+
+def test_monte_carlo_refusal_becomes_the_note(tmp_path: Path) -> None:
+    """An account that loses more than everything (equity below zero) cannot be resampled: the page says why."""
+    result = backtest_result(simulations=200, stats=None)
+    result.equity.iloc[200:] = -0.5 * result.equity.iloc[200:]
+    mc, note = monte_carlo_or_note(result)
+    assert mc is None and note is not None
+    assert note.startswith("Monte Carlo left out: return -1.") and "loses more than everything" in note
+    text = write_report(result, tmp_path / "tear.html").read_text()
+    assert note in text.replace("&#x27;", "'") and text.count('class="plotly-graph-div"') == 7
