@@ -109,7 +109,7 @@ def _scatter(table: pd.DataFrame, x: str, y: str, objective: str) -> go.Figure:
     fig.add_scatter(x=scored[x].astype(float).to_numpy(), y=scored[y].astype(float).to_numpy(), mode="markers",
                     marker={"color": scored["objective"].astype(float).to_numpy(), "colorscale": "Viridis",
                             "showscale": True, "colorbar": {"title": {"text": objective}}, "size": 8},
-                    hovertemplate=f"{x}=%{{x}}, {y}=%{{y}}<extra></extra>", name=objective)
+                    hovertemplate=f"{x}=%{{x}}, {y}=%{{y}}: %{{marker.color:.4g}}<extra></extra>", name=objective)
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(title_text=y)
     fig.update_layout(hovermode="closest")
