@@ -1,0 +1,133 @@
+"""Parity, proven: every example strategy trades live what its backtest trades on the same stored bars.
+
+For each example in strategies/, deterministic one-minute bars are written to
+a market store; tws-sim replays them (each bar as four prints: open, nearer
+extreme, other extreme, close) at 60x with its start aligned on a second,
+into the real trader_service and strategy_service running the example
+unchanged on one-second live bars, so each data bar is exactly one live bar.
+The live fills are compared with ``trader.backtest.engine.run`` over the same
+bars, read back from the store: the same bars decide, the same sides, the
+same quantities, and each live price within the backtest's slippage of the
+backtest's price.
+
+The bound, measured and explained: a strategy decides at its bar's close,
+which the service sees at the first tick of the next live bar (the next
+bar's open print), so its market order reaches tws-sim after that print and
+fills at the touch then: the ask (BUY) or bid (SELL) of a one-tick quote
+holding the open. The bars are continuous (open = previous close) and their
+nearer extreme is the open, so the quote holds the open for the first half
+of the bar: an order that arrives within half a second fills within one
+spread (0.01) of the open, on the trader's side. The backtest fills at the
+open with slippage ``s`` against the trader, ``s`` chosen so that ``open * s``
+covers the spread: |live - backtest| <= open * s. The last bar's decision has
+no next bar to fill at in the backtest and is not compared.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.backtest.parity_live import KEY, LiveRun, live_config, replay_live, replay_stack, strategy_dir, write_store
+from tests.conftest import StackEnv
+from trader.data.arctic import ArcticStore
+
+pytestmark = pytest.mark.slow
+
+LIVE_SECONDS = 1  # the live bar: one data minute played at 60x
+BARS = 30
+SPREAD = Decimal("0.01")  # AAPL's one-tick quote in tws-sim
+SLIPPAGE = "0.0001"  # 1 bp of ~150 = 0.015, more than the spread
+
+PARAMS: dict[str, dict[str, Any]] = {
+    "ma_crossover": {"fast": 2, "slow": 4, "allow_short": True},
+    "momentum": {"lookback": 3, "entry": 0.002, "exit": 0.0},
+    "rsi_reversion": {"period": 3, "oversold": 30, "exit": 50, "overbought": 70, "allow_short": True},
+    "smi_crossover": {"k": 4, "d": 2, "signal": 2, "allow_short": True},
+}
+
+
+def parity_bars(n: int = BARS, seed: int = 0) -> pd.DataFrame:
+    """``n`` one-minute bars around 150: a sine of period 10 plus a random walk, in cents.
+
+    Continuous (each opens at the last close) and with the nearer extreme at
+    the open, so the replayed quote holds the open for the bar's first half.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(n + 1)
+    path = np.round(150 + 1.2 * np.sin(2 * np.pi * t / 10) + np.cumsum(rng.normal(0, 0.25, n + 1)), 2)
+    opens, closes = path[:-1], path[1:]
+    extra = np.round(rng.uniform(0.01, 0.15, n), 2)
+    up = closes >= opens
+    index = pd.date_range("2026-03-02 14:30", periods=n, freq="1min", tz="UTC", name="time")
+    return pd.DataFrame({"open": opens, "high": np.round(np.where(up, closes + extra, opens), 2),
+                         "low": np.round(np.where(up, opens, closes - extra), 2), "close": closes,
+                         "volume": np.full(n, 400.0)}, index=index)
+
+
+def backtest_orders(stem: str, config: dict[str, Any], bars: pd.DataFrame) -> pd.DataFrame:
+    """Return the backtest's orders over ``bars``: ``trader.backtest.engine.run`` of the example as configured."""
+    from tests.strategy.test_examples import strategy_class
+    from trader.backtest.engine import run
+    from trader.strategy import StrategyConfig
+
+    strategy = strategy_class(stem)(StrategyConfig.model_validate(config), name=stem)
+    result = run(strategy, {KEY: bars}, strategy.config.backtest)
+    return result.orders
+
+
+def compare(live: LiveRun, orders: pd.DataFrame, bars: pd.DataFrame) -> list[str]:
+    """Return every difference between the live fills and the backtest's orders (decided before the last bar)."""
+    problems = []
+    last = bars.index[-1]
+    expected = orders[pd.DatetimeIndex(orders["time"]) < last]
+    got = [f for f in live.fills if f.bar < last]
+    if [f.bar for f in got] != list(pd.DatetimeIndex(expected["time"])):
+        problems.append(f"bars differ: live {[str(f.bar.time()) for f in got]} vs backtest "
+                        f"{[str(t.time()) for t in pd.DatetimeIndex(expected['time'])]}")
+        return problems
+    slippage = Decimal(SLIPPAGE)
+    for fill, (_, row) in zip(got, expected.iterrows(), strict=True):
+        when = fill.bar.time()
+        if (fill.side, fill.quantity) != (row["side"], Decimal(str(row["quantity"]))):
+            problems.append(f"{when}: live {fill.side} {fill.quantity} vs backtest {row['side']} {row['quantity']}")
+        opened = Decimal(str(bars["open"].shift(-1)[fill.bar]))
+        bound = opened * slippage
+        price = Decimal(str(row["price"]))
+        if abs(fill.price - price) > bound:
+            problems.append(f"{when}: live price {fill.price} vs backtest {price}: more than {bound:.4f} apart")
+        adverse = fill.price - opened if fill.side == "BUY" else opened - fill.price
+        if not Decimal(0) <= adverse <= SPREAD:
+            problems.append(f"{when}: live {fill.side} at {fill.price}, not within a spread of the open {opened} "
+                            f"on the trader's side (latency {fill.latency:.3f} s)")
+    return problems
+
+
+@pytest.mark.parametrize("stem", sorted(PARAMS))
+def test_live_fills_match_the_backtest(stem: str, stack_env: StackEnv, tmp_path: Path) -> None:
+    bars = parity_bars()
+    config = live_config(PARAMS[stem], LIVE_SECONDS, SLIPPAGE)
+    uri = write_store(tmp_path / "arctic", bars)
+    stored = ArcticStore(uri).read_bars(KEY, "1m", bars.index[0], bars.index[-1] + pd.Timedelta(minutes=1))
+    pd.testing.assert_frame_equal(stored[list(bars.columns)], bars, check_freq=False, check_index_type=False)
+    directory = strategy_dir(tmp_path / "strategies", stem, config)
+    with replay_stack(stack_env, directory, uri, bars, LIVE_SECONDS) as stack:
+        live = replay_live(stack, stem, bars, LIVE_SECONDS)
+    latencies = [f.latency for f in live.fills]
+    print(f"{stem}: {len(live.fills)} live orders, {live.ticks} ticks, {live.seconds:.1f} s; "
+          f"fill latency after the bar's end: max {max(latencies):.3f} s, mean {np.mean(latencies):.3f} s")
+    for f in live.fills:
+        print("   ", f.bar.time(), f.side, f.quantity, f.price, f.commission, f"{f.latency:.3f}")
+    assert not live.unmapped, f"orders that no data bar decided: {live.unmapped}"
+    # The same bars: each data bar is one live bar, price for price.
+    assert live.bars.index.notna().all(), f"live bars off the data's grid: {live.bars}"
+    pd.testing.assert_frame_equal(live.bars, bars[["open", "high", "low", "close"]], check_freq=False,
+                                  check_index_type=False)
+    assert len([f for f in live.fills if f.bar < bars.index[-1]]) >= 3, "the case should trade several times"
+    problems = compare(live, backtest_orders(stem, config, stored), bars)
+    assert not problems, "\n".join(problems)
