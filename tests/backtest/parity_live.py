@@ -59,6 +59,7 @@ class LiveRun:
     speed: float
     ticks: int
     seconds: float = 0.0
+    tick_delays: list[float] = field(default_factory=list)  # seconds from each print's clock time to its tick
     unmapped: list[str] = field(default_factory=list)  # client order ids that match no data bar
 
 
@@ -106,6 +107,26 @@ def _live_bars(ticks: list[dict[str, Any]], seconds: int) -> pd.DataFrame:
             bar[1], bar[2], bar[3] = max(bar[1], price), min(bar[2], price), price
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["open", "high", "low", "close"])
     return frame.sort_index()
+
+
+def _tick_delays(ticks: list[dict[str, Any]], bars: pd.DataFrame, wall: Any) -> list[float]:
+    """Return, for each print, the seconds from when the replay was due to play it to its tick on the bus.
+
+    Every bar has the same volume, shared by its four prints, so the session
+    volume a tick carries names the print: the first tick with that volume is it.
+    """
+    share = float(bars["volume"].iloc[0]) / 4
+    step = (bars.index[1] - bars.index[0]) / 4
+    delays, seen = [], set()
+    for tick in ticks:
+        volume = tick.get("volume")
+        if not volume or volume in seen:
+            continue
+        seen.add(volume)
+        j = round(volume / share) - 1
+        due = wall(bars.index[j // 4] + (j % 4) * step)
+        delays.append((pd.Timestamp(tick["time"]) - due).total_seconds())
+    return delays
 
 
 async def _watch(stack: TradingStack, ticks: list[dict[str, Any]], arrived: dict[str, datetime],
@@ -163,7 +184,8 @@ def replay_live(stack: TradingStack, name: str, bars: pd.DataFrame, live_seconds
     bar_of = {client_order_id(name, KEY, wall(t).value): t for t in bars.index}
     orders = [o for o in call(stack.trader_endpoint, "orders") if o.order_ref == name]
     fills = call(stack.trader_endpoint, "trades")
-    run = LiveRun(live, [], listed(), anchor, speed, len(ticks), time.monotonic() - started)
+    run = LiveRun(live, [], listed(), anchor, speed, len(ticks), time.monotonic() - started,
+                  _tick_delays(ticks, bars, wall))
     step = timedelta(seconds=live_seconds)
     for order in orders:
         bar = bar_of.get(order.client_order_id)

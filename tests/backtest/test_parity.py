@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 
 LIVE_SECONDS = 1  # the live bar: one data minute played at 60x
 BARS = 30
+VOLUME = 400.0  # 100 shares a print: a tick's session volume names the print it carries
 SPREAD = Decimal("0.01")  # AAPL's one-tick quote in tws-sim
 SLIPPAGE = "0.0001"  # 1 bp of ~150 = 0.015, more than the spread
 
@@ -53,21 +54,20 @@ PARAMS: dict[str, dict[str, Any]] = {
 
 
 def parity_bars(n: int = BARS, seed: int = 0) -> pd.DataFrame:
-    """``n`` one-minute bars around 150: a sine of period 10 plus a random walk, in cents.
+    """``n`` one-minute bars around 150: a sine of period 10 plus a random walk, in cents, 400 shares each.
 
-    Continuous (each opens at the last close) and with the nearer extreme at
-    the open, so the replayed quote holds the open for the bar's first half.
+    Continuous (each opens at the last close) and without wicks (high and low
+    are the open and the close), so the replay's four prints are the open
+    twice, then the close twice: the quote holds the open for the first half
+    of the live bar and the close from its middle on (see the module docstring).
     """
     rng = np.random.default_rng(seed)
     t = np.arange(n + 1)
     path = np.round(150 + 1.2 * np.sin(2 * np.pi * t / 10) + np.cumsum(rng.normal(0, 0.25, n + 1)), 2)
     opens, closes = path[:-1], path[1:]
-    extra = np.round(rng.uniform(0.01, 0.15, n), 2)
-    up = closes >= opens
     index = pd.date_range("2026-03-02 14:30", periods=n, freq="1min", tz="UTC", name="time")
-    return pd.DataFrame({"open": opens, "high": np.round(np.where(up, closes + extra, opens), 2),
-                         "low": np.round(np.where(up, opens, closes - extra), 2), "close": closes,
-                         "volume": np.full(n, 400.0)}, index=index)
+    return pd.DataFrame({"open": opens, "high": np.maximum(opens, closes), "low": np.minimum(opens, closes),
+                         "close": closes, "volume": np.full(n, VOLUME)}, index=index)
 
 
 def backtest_orders(stem: str, config: dict[str, Any], bars: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +96,8 @@ def compare(live: LiveRun, orders: pd.DataFrame, bars: pd.DataFrame) -> list[str
         when = fill.bar.time()
         if (fill.side, fill.quantity) != (row["side"], Decimal(str(row["quantity"]))):
             problems.append(f"{when}: live {fill.side} {fill.quantity} vs backtest {row['side']} {row['quantity']}")
+        if fill.commission != Decimal(str(row["commission"])):
+            problems.append(f"{when}: live commission {fill.commission} vs backtest {row['commission']}")
         opened = Decimal(str(bars["open"].shift(-1)[fill.bar]))
         bound = opened * slippage
         price = Decimal(str(row["price"]))
@@ -118,9 +120,10 @@ def test_live_fills_match_the_backtest(stem: str, stack_env: StackEnv, tmp_path:
     directory = strategy_dir(tmp_path / "strategies", stem, config)
     with replay_stack(stack_env, directory, uri, bars, LIVE_SECONDS) as stack:
         live = replay_live(stack, stem, bars, LIVE_SECONDS)
-    latencies = [f.latency for f in live.fills]
-    print(f"{stem}: {len(live.fills)} live orders, {live.ticks} ticks, {live.seconds:.1f} s; "
-          f"fill latency after the bar's end: max {max(latencies):.3f} s, mean {np.mean(latencies):.3f} s")
+    latencies = [f.latency for f in live.fills if f.bar < bars.index[-1]]  # the last bar's closes by the timer
+    print(f"{stem}: {len(live.fills)} live orders, {live.ticks} ticks, {live.seconds:.1f} s; fill after the "
+          f"bar's end: max {np.nanmax(latencies):.3f} s, mean {np.nanmean(latencies):.3f} s; print to tick: max "
+          f"{max(live.tick_delays):.3f} s, mean {np.mean(live.tick_delays):.3f} s ({len(live.tick_delays)} prints)")
     for f in live.fills:
         print("   ", f.bar.time(), f.side, f.quantity, f.price, f.commission, f"{f.latency:.3f}")
     assert not live.unmapped, f"orders that no data bar decided: {live.unmapped}"
