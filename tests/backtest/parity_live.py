@@ -38,9 +38,11 @@ KEY = "AAPL.STK"
 
 @dataclass
 class LiveFill:
-    """One order of the strategy as trader_service booked it, with the data bar that decided it."""
+    """One filled order of the strategy as trader_service booked it, with the data bars that decided and filled it."""
 
-    bar: pd.Timestamp  # the data bar whose close decided the order
+    bar: pd.Timestamp  # the data bar whose close decided the order (a bracket child: its parent's)
+    fill_bar: pd.Timestamp  # the data bar playing when the fill reached the bus
+    reason: str  # signal, stop_loss or take_profit (a bracket child)
     side: str
     quantity: Decimal
     price: Decimal  # the average fill price
@@ -164,9 +166,13 @@ def replay_live(stack: TradingStack, name: str, bars: pd.DataFrame, live_seconds
 
     def finished() -> None:
         eventually(lambda: listed()["bars"].get(KEY) == len(bars), budget, "every replayed bar closed live")
-        eventually(lambda: all(o.status.value in ("FILLED", "CANCELLED", "REJECTED")
-                               for o in call(stack.trader_endpoint, "orders") if o.order_ref == name),
-                   15, "every order of the strategy done")
+        def done(order: Any) -> bool:  # a bracket child may still work at the end of the data
+            child = order.client_order_id.endswith((".sl", ".tp"))
+            return (child or order.status.value in ("FILLED", "CANCELLED", "REJECTED")) and (
+                order.filled_quantity == 0 or order.client_order_id in arrived)
+
+        eventually(lambda: all(done(o) for o in call(stack.trader_endpoint, "orders") if o.order_ref == name),
+                   15, "every order of the strategy done, its fill on the bus")
 
     arrived: dict[str, datetime] = {}
     asyncio.run(_watch(stack, ticks, arrived, finished))
@@ -178,6 +184,10 @@ def replay_live(stack: TradingStack, name: str, bars: pd.DataFrame, live_seconds
     def wall(data_time: pd.Timestamp) -> pd.Timestamp:
         return pd.Timestamp(anchor[0]) + (data_time - pd.Timestamp(anchor[1])) / speed
 
+    def data_bar(clock: datetime) -> pd.Timestamp:
+        return (pd.Timestamp(anchor[1]) + (pd.Timestamp(clock) - pd.Timestamp(anchor[0])) * speed).floor(size)
+
+    size = bars.index[1] - bars.index[0]
     live = _live_bars(ticks, live_seconds)
     by_wall = {wall(t): t for t in bars.index}
     live.index = pd.DatetimeIndex([by_wall.get(t, pd.NaT) for t in live.index], name="time")
@@ -188,18 +198,24 @@ def replay_live(stack: TradingStack, name: str, bars: pd.DataFrame, live_seconds
                   _tick_delays(ticks, bars, wall))
     step = timedelta(seconds=live_seconds)
     for order in orders:
-        bar = bar_of.get(order.client_order_id)
-        mine = [f for f in fills if f.client_order_id == order.client_order_id]
+        coid = order.client_order_id
+        root, _, tail = coid.rpartition(".") if coid.endswith((".sl", ".tp")) else (coid, "", "")
+        bar = bar_of.get(root)
+        mine = [f for f in fills if f.client_order_id == coid]
         if bar is None:
-            run.unmapped.append(order.client_order_id)
+            run.unmapped.append(coid)
             continue
+        if not mine and tail:
+            continue  # the bracket child its sibling's fill cancelled
         quantity = sum((f.quantity for f in mine), Decimal(0))
         price = sum((f.price * f.quantity for f in mine), Decimal(0)) / quantity if quantity else Decimal(0)
         commission = sum((f.commission or Decimal(0) for f in mine), Decimal(0))
-        last = arrived.get(order.client_order_id)
+        last = arrived.get(coid)
         latency = (pd.Timestamp(last) - (wall(bar) + step)).total_seconds() if last is not None else float("nan")
-        run.fills.append(LiveFill(bar, order.action.value, quantity, price, commission, latency))
-    run.fills.sort(key=lambda f: f.bar)
+        reason = {"sl": "stop_loss", "tp": "take_profit"}.get(tail, "signal")
+        filled = data_bar(last) if last is not None else pd.NaT
+        run.fills.append(LiveFill(bar, filled, reason, order.action.value, quantity, price, commission, latency))
+    run.fills.sort(key=lambda f: (f.fill_bar, f.bar))
     return run
 
 

@@ -81,56 +81,78 @@ def backtest_orders(stem: str, config: dict[str, Any], bars: pd.DataFrame) -> pd
     return result.orders
 
 
+def _key(bar: pd.Timestamp, fill_bar: pd.Timestamp, reason: str, side: str, quantity: Decimal) -> str:
+    decided = "" if reason != "signal" else f"decided {bar.time()}, "
+    return f"{fill_bar.time()} {reason} ({decided}{side} {quantity})"
+
+
 def compare(live: LiveRun, orders: pd.DataFrame, bars: pd.DataFrame) -> list[str]:
-    """Return every difference between the live fills and the backtest's orders (decided before the last bar)."""
-    problems = []
+    """Return every difference between the live fills and the backtest's orders (the last bar's decision aside).
+
+    Matched on the bar that filled, the reason, the deciding bar, the side and
+    the quantity; then the commission exactly and the price within its bound.
+    """
     last = bars.index[-1]
-    expected = orders[pd.DatetimeIndex(orders["time"]) < last]
-    got = [f for f in live.fills if f.bar < last]
-    if [f.bar for f in got] != list(pd.DatetimeIndex(expected["time"])):
-        problems.append(f"bars differ: live {[str(f.bar.time()) for f in got]} vs backtest "
-                        f"{[str(t.time()) for t in pd.DatetimeIndex(expected['time'])]}")
-        return problems
+    got = [f for f in live.fills if not (f.reason == "signal" and f.bar >= last)]
+    rows = [r for _, r in orders.iterrows() if not (r["reason"] == "signal" and r["time"] >= last)]
+    live_keys = [_key(f.bar, f.fill_bar, f.reason, f.side, f.quantity) for f in got]
+    test_keys = [_key(r["time"], r["fill_time"], r["reason"], r["side"], Decimal(str(r["quantity"]))) for r in rows]
+    if live_keys != test_keys:
+        return [f"the orders differ:\n  live:     {live_keys}\n  backtest: {test_keys}"]
+    problems = []
     slippage = Decimal(SLIPPAGE)
-    for fill, (_, row) in zip(got, expected.iterrows(), strict=True):
-        when = fill.bar.time()
-        if (fill.side, fill.quantity) != (row["side"], Decimal(str(row["quantity"]))):
-            problems.append(f"{when}: live {fill.side} {fill.quantity} vs backtest {row['side']} {row['quantity']}")
+    for fill, row in zip(got, rows, strict=True):
+        when = f"{fill.fill_bar.time()} {fill.reason}"
         if fill.commission != Decimal(str(row["commission"])):
             problems.append(f"{when}: live commission {fill.commission} vs backtest {row['commission']}")
-        opened = Decimal(str(bars["open"].shift(-1)[fill.bar]))
+        bar = bars.loc[fill.fill_bar]
+        opened, price = Decimal(str(bar["open"])), Decimal(str(row["price"]))
         bound = opened * slippage
-        price = Decimal(str(row["price"]))
+        if fill.reason == "signal":
+            adverse = fill.price - opened if fill.side == "BUY" else opened - fill.price
+            if not Decimal(0) <= adverse <= SPREAD:
+                problems.append(f"{when}: live {fill.side} at {fill.price}, not within a spread of the open "
+                                f"{opened} on the trader's side (latency {fill.latency:.3f} s)")
+        else:  # a bracket child fills at the touch after the print that crossed its level; the backtest at the level
+            bound += Decimal(str(bar["high"] - bar["low"])) + SPREAD
         if abs(fill.price - price) > bound:
             problems.append(f"{when}: live price {fill.price} vs backtest {price}: more than {bound:.4f} apart")
-        adverse = fill.price - opened if fill.side == "BUY" else opened - fill.price
-        if not Decimal(0) <= adverse <= SPREAD:
-            problems.append(f"{when}: live {fill.side} at {fill.price}, not within a spread of the open {opened} "
-                            f"on the trader's side (latency {fill.latency:.3f} s)")
     return problems
 
 
-@pytest.mark.parametrize("stem", sorted(PARAMS))
-def test_live_fills_match_the_backtest(stem: str, stack_env: StackEnv, tmp_path: Path) -> None:
+def run_case(stem: str, config: dict[str, Any], stack_env: StackEnv, tmp_path: Path) -> list[str]:
+    """Replay the parity bars through the live stack running ``stem`` with ``config``; return the differences."""
     bars = parity_bars()
-    config = live_config(PARAMS[stem], LIVE_SECONDS, SLIPPAGE)
     uri = write_store(tmp_path / "arctic", bars)
     stored = ArcticStore(uri).read_bars(KEY, "1m", bars.index[0], bars.index[-1] + pd.Timedelta(minutes=1))
     pd.testing.assert_frame_equal(stored[list(bars.columns)], bars, check_freq=False, check_index_type=False)
     directory = strategy_dir(tmp_path / "strategies", stem, config)
     with replay_stack(stack_env, directory, uri, bars, LIVE_SECONDS) as stack:
         live = replay_live(stack, stem, bars, LIVE_SECONDS)
-    latencies = [f.latency for f in live.fills if f.bar < bars.index[-1]]  # the last bar's closes by the timer
-    print(f"{stem}: {len(live.fills)} live orders, {live.ticks} ticks, {live.seconds:.1f} s; fill after the "
+    decided = [f for f in live.fills if f.reason == "signal" and f.bar < bars.index[-1]]  # the last: by the timer
+    latencies = [f.latency for f in decided]
+    print(f"{stem}: {len(live.fills)} live fills, {live.ticks} ticks, {live.seconds:.1f} s; fill after the "
           f"bar's end: max {np.nanmax(latencies):.3f} s, mean {np.nanmean(latencies):.3f} s; print to tick: max "
           f"{max(live.tick_delays):.3f} s, mean {np.mean(live.tick_delays):.3f} s ({len(live.tick_delays)} prints)")
     for f in live.fills:
-        print("   ", f.bar.time(), f.side, f.quantity, f.price, f.commission, f"{f.latency:.3f}")
+        print("   ", _key(f.bar, f.fill_bar, f.reason, f.side, f.quantity), f.price, f.commission, f"{f.latency:.3f}")
     assert not live.unmapped, f"orders that no data bar decided: {live.unmapped}"
     # The same bars: each data bar is one live bar, price for price.
     assert live.bars.index.notna().all(), f"live bars off the data's grid: {live.bars}"
     pd.testing.assert_frame_equal(live.bars, bars[["open", "high", "low", "close"]], check_freq=False,
                                   check_index_type=False)
-    assert len([f for f in live.fills if f.bar < bars.index[-1]]) >= 3, "the case should trade several times"
-    problems = compare(live, backtest_orders(stem, config, stored), bars)
+    assert len(decided) >= 3, "the case should trade several times"
+    return compare(live, backtest_orders(stem, config, stored), bars)
+
+
+@pytest.mark.parametrize("stem", sorted(PARAMS))
+def test_live_fills_match_the_backtest(stem: str, stack_env: StackEnv, tmp_path: Path) -> None:
+    problems = run_case(stem, live_config(PARAMS[stem], LIVE_SECONDS, SLIPPAGE), stack_env, tmp_path)
+    assert not problems, "\n".join(problems)
+
+
+def test_stop_loss_and_take_profit_match_the_backtest(stack_env: StackEnv, tmp_path: Path) -> None:
+    config = live_config({**PARAMS["ma_crossover"], "allow_short": False}, LIVE_SECONDS, SLIPPAGE)
+    config.update(stop_loss_percent=0.3, take_profit_percent=0.5)  # each entry from flat gets both
+    problems = run_case("ma_crossover", config, stack_env, tmp_path)
     assert not problems, "\n".join(problems)
