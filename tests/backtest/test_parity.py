@@ -92,15 +92,26 @@ def parity_bars(n: int = BARS, seed: int = 0) -> pd.DataFrame:
                          "close": closes, "volume": np.full(n, VOLUME)}, index=index)
 
 
-def backtest_orders(stem: str, config: dict[str, Any], bars: pd.DataFrame) -> pd.DataFrame:
-    """Return the backtest's orders over ``bars``: ``trader.backtest.engine.run`` of the example as configured."""
+def backtest_orders(stem: str, config: dict[str, Any], uri: str, bars: pd.DataFrame) -> pd.DataFrame:
+    """Return the backtest's orders: ``engine.run`` of the example as configured, on the bars its loader reads.
+
+    The bars come from the market store through ``trader.backtest.data.load_for``
+    (the backtest's own path), over the range the replay played.
+    """
     from tests.strategy.test_examples import strategy_class
+    from trader.backtest.data import load_for
     from trader.backtest.engine import run
+    from trader.backtest.settings import with_overrides
     from trader.strategy import StrategyConfig
 
     strategy = strategy_class(stem)(StrategyConfig.model_validate(config), name=stem)
-    result = run(strategy, {KEY: bars}, strategy.config.backtest)
-    return result.orders
+    settings = with_overrides(strategy.config.backtest,
+                              {"start": bars.index[0], "end": bars.index[-1] + pd.Timedelta(minutes=1)})
+    loaded = load_for(strategy, settings, store=ArcticStore(uri))
+    assert list(loaded.bars) == [KEY]
+    pd.testing.assert_frame_equal(loaded.bars[KEY][list(bars.columns)], bars, check_freq=False,
+                                  check_index_type=False)
+    return run(strategy, loaded.bars, settings, skipped=loaded.skipped).orders
 
 
 def _key(bar: pd.Timestamp, fill_bar: pd.Timestamp, reason: str, side: str, quantity: Decimal) -> str:
@@ -146,8 +157,6 @@ def run_case(stem: str, config: dict[str, Any], stack_env: StackEnv, tmp_path: P
     """Replay the parity bars through the live stack running ``stem`` with ``config``; return the differences."""
     bars = parity_bars()
     uri = write_store(tmp_path / "arctic", bars)
-    stored = ArcticStore(uri).read_bars(KEY, "1m", bars.index[0], bars.index[-1] + pd.Timedelta(minutes=1))
-    pd.testing.assert_frame_equal(stored[list(bars.columns)], bars, check_freq=False, check_index_type=False)
     directory = strategy_dir(tmp_path / "strategies", stem, config)
     with replay_stack(stack_env, directory, uri, bars, LIVE_SECONDS) as stack:
         live = replay_live(stack, stem, bars, LIVE_SECONDS)
@@ -164,7 +173,7 @@ def run_case(stem: str, config: dict[str, Any], stack_env: StackEnv, tmp_path: P
     pd.testing.assert_frame_equal(live.bars, bars[["open", "high", "low", "close"]], check_freq=False,
                                   check_index_type=False)
     assert len(decided) >= 3, "the case should trade several times"
-    return compare(live, backtest_orders(stem, config, stored), bars)
+    return compare(live, backtest_orders(stem, config, uri, bars), bars)
 
 
 @pytest.mark.parametrize("stem", sorted(PARAMS))
