@@ -20,7 +20,7 @@ the open. The backtest fills at the open with slippage ``s`` against the
 trader; ``s`` = 1 bp makes ``open * s`` (about 0.015) cover the spread (0.01),
 so |live - backtest| <= open * s, and the live price is asserted within one
 spread of the open on the trader's side. Measured under the test machine's
-load: fills reach the bus 20-170 ms after the bar's end, ticks 30-140 ms
+load: fills reach the bus 20-240 ms after the bar's end, ticks 30-140 ms
 after their print's due time.
 
 The bars are continuous (open = previous close) and without wicks, so their
