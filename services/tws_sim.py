@@ -3,9 +3,10 @@
 ``python -m services.tws_sim --port 7497`` listens on 127.0.0.1 (``--host`` to
 change; without ``--port``, on the settings' ``ib.port``, 7497 by default) and simulates the account, market and catalogue of configs/sim.yaml
 (``--sim-config`` for another file; ``--tick-rate`` to move the market
-faster, as the benchmark does; ``--no-pacing`` to serve every historical request,
+faster, as the benchmark does; ``--paused`` to start with the market paused; ``--no-pacing`` to serve every historical request,
 whatever IB's pacing rules say; ``--replay FILE --speed N [--loop]`` to drive the
-instruments a CSV or Parquet file names from that file, N seconds of data a second;
+instruments a CSV or Parquet file names from that file, N seconds of data a second
+(``--align S``: starting on the clock's next multiple of S seconds);
 ``--replay store:AAPL.STK,MSFT.STK --bar-size 1m --start 2026-03-02 [--end ...]``
 to replay the market store's bars of those keys, ``store-ticks:KEYS`` its
 recorded ticks, from the settings' ``storage.arctic_uri`` or
@@ -85,6 +86,12 @@ class TwsSimService(Service):
         parser.add_argument("--speed", type=float, default=None,
                             help="replay speed: seconds of data per second (default: the config's, else 1)")
         parser.add_argument("--loop", action="store_true", default=None, help="replay the file again at its end")
+        parser.add_argument("--align", type=int, default=None, metavar="SECONDS",
+                            help="start the replay (and resume it after a pause) on the clock's next multiple of "
+                                 "SECONDS, so 1m bars at --speed 12 each fill one 5-second live bar (--align 5)")
+        parser.add_argument("--paused", action="store_true",
+                            help="start with the market paused: the control RPC resume_market starts it "
+                                 "(and the replay, on its next aligned second)")
         parser.add_argument("--no-pacing", action="store_true",
                             help="serve every historical request: IB's pacing rules off (overrides sim.yaml's pacing.enabled)")
 
@@ -94,6 +101,9 @@ class TwsSimService(Service):
         if args.tick_rate is not None:
             market = validate(MarketConfig, {**sim_config.market.model_dump(), "tick_rate": args.tick_rate},
                               "--tick-rate")
+            sim_config = sim_config.model_copy(update={"market": market})
+        if args.paused:
+            market = validate(MarketConfig, {**sim_config.market.model_dump(), "paused": True}, "--paused")
             sim_config = sim_config.model_copy(update={"market": market})
         if args.sessions is not None:
             market = validate(MarketConfig, {**sim_config.market.model_dump(), "sessions": args.sessions}, "--sessions")
@@ -109,7 +119,7 @@ class TwsSimService(Service):
                 replay.pop("store", None)
                 replay["file"] = Path(args.replay).resolve()
         for flag, name in (("speed", "speed"), ("loop", "loop"), ("bar_size", "bar_size"), ("start", "start"),
-                           ("end", "end"), ("store", "store_uri")):
+                           ("end", "end"), ("store", "store_uri"), ("align", "align")):
             if getattr(args, flag) is not None:
                 replay[name] = getattr(args, flag)
         if replay:

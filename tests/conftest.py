@@ -213,6 +213,7 @@ class TradingStack:
 
     env: StackEnv
     procs: dict[str, object] = field(default_factory=dict)
+    args: dict[str, list[str]] = field(default_factory=dict)  # extra command-line arguments by process name
 
     @property
     def trader_endpoint(self) -> str:
@@ -246,7 +247,7 @@ class TradingStack:
             "strategy_service": [sys.executable, "-m", "services.strategy_service"],
             "history_service": [sys.executable, "-m", "services.history_service"],
             "tick_recorder": [sys.executable, "-m", "services.tick_recorder"],
-        }[name]
+        }[name] + self.args.get(name, [])
         out = (logs / f"{name}.out").open("ab")
         self.procs[name] = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **self.env.env},
                                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -320,10 +321,12 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "con
 
 
 @contextlib.contextmanager
-def started_trading_stack(stack_env: StackEnv, **env: str) -> Iterator[TradingStack]:
-    """Start the trading stack with ``env`` added (e.g. risk limits); kill every process by pid at the end."""
+def started_trading_stack(stack_env: StackEnv, *, args: Mapping[str, list[str]] | None = None,
+                          **env: str) -> Iterator[TradingStack]:
+    """Start the trading stack with ``env`` added (e.g. risk limits) and ``args`` (process name -> extra
+    command-line arguments, e.g. a replay for "tws"); kill every process by pid at the end."""
     stack_env.env.update(env)
-    stack = TradingStack(stack_env)
+    stack = TradingStack(stack_env, args=dict(args or {}))
     try:
         for name in ("redis", "bus", "tws"):
             stack.start(name)

@@ -121,6 +121,38 @@ def test_pause_holds_the_replay_and_loop_starts_again(catalogue: Catalogue, tmp_
     assert replay.loops == 1 and not replay.done
 
 
+def test_align_starts_on_a_multiple_of_the_clock_and_resumes_in_phase(catalogue: Catalogue, tmp_path: Path) -> None:
+    # Minute bars at speed 12 with align 5: each bar fills one epoch-aligned 5-second live bar.
+    path = write_bars(tmp_path / "bars.csv", [("SPY", m, "500", "501", "499", "500.5", 100) for m in range(3)])
+    clock = ManualClock(T0 + timedelta(seconds=2.3))
+    replay = source(catalogue, path, speed=12, align=5)
+    market = market_with(catalogue, replay, clock)
+    market.step(clock())
+    assert replay.rows_played == 0 and replay.status()["anchor"] == {"clock": T0 + timedelta(seconds=5), "data": T0}
+    clock.advance(2.69)  # 14:30:04.99: still waiting
+    market.step(clock())
+    assert replay.rows_played == 0
+    clock.advance(0.01)  # 14:30:05: the first bar's open
+    market.step(clock())
+    assert replay.rows_played == 1
+    clock.advance(1.3)  # 15.6 s of data: the open and the low of the first bar
+    market.step(clock())
+    assert replay.rows_played == 2
+    market.paused = True
+    for _ in range(7):
+        clock.advance(1)
+        market.step(clock())
+    market.paused = False
+    market.step(clock())  # 14:30:13.3: resumes at 14:30:16.3, the phase the cursor was at
+    assert replay.status()["anchor"] == {"clock": T0 + timedelta(seconds=16.3), "data": T0 + timedelta(seconds=15.6)}
+    clock.advance(6.69)  # 14:30:19.99: the first bar's high and close, not the second bar
+    market.step(clock())
+    assert replay.rows_played == 4
+    clock.advance(0.01)  # 14:30:20: the second bar's open, on a multiple of 5 again
+    market.step(clock())
+    assert replay.rows_played == 5 and replay.status()["data_time"] == T0 + timedelta(minutes=1)
+
+
 def test_start_skips_earlier_rows_and_history_ends_at_the_first_replayed_price(
         catalogue: Catalogue, tmp_path: Path) -> None:
     path = write_bars(tmp_path / "bars.csv", [

@@ -72,6 +72,7 @@ class MarketConfig(StrictModel):
     account_update_interval: float = Field(3.0, gt=0, description="seconds between account pushes")
     sessions: bool = Field(False, description="follow the exchange calendars: no prints and no bars outside "
                                               "sessions (off: every market runs around the clock)")
+    paused: bool = Field(False, description="start with the market paused (the control RPC resume_market starts it)")
 
 
 class ReplayConfig(StrictModel):
@@ -87,6 +88,9 @@ class ReplayConfig(StrictModel):
     loop: bool = Field(False, description="start again from the beginning at the end of the file")
     start: datetime | None = Field(None, description="skip the rows before this time (naive means UTC)")
     bar_seconds: int | None = Field(None, gt=0, description="a bar file's bar length (default: inferred)")
+    align: int | None = Field(None, gt=0, le=86_400, description="start (and resume after a pause) on the clock's "
+                              "next multiple of this many seconds: bars of L played at speed L/align each fall "
+                              "into one live bar of align seconds")
     symbol: str | None = Field(None, description="the instrument of a file without a symbol column")
     symbols: dict[str, int] = Field(default_factory=dict, description="file symbol -> catalogue conid")
 

@@ -5,7 +5,13 @@
 the market states of the instruments the data names; the others keep their
 random walk. Data time maps onto the server's clock at ``speed`` seconds of
 data per second of clock, counted from the first step; a paused market holds
-the replay where it is. Each step plays every row up to the data cursor and
+the replay where it is. With ``align`` (seconds) the replay starts on the
+next multiple of it on the server's clock, and after a pause resumes at the
+same phase of it, so the bars of a replay at ``speed = bar length / align``
+each fall into exactly one live bar of ``align`` seconds (epoch-bucketed, as
+the strategy service's bars are). ``status()["anchor"]`` pairs a clock time
+with the data time it plays, for mapping live bars back to the data's.
+Each step plays every row up to the data cursor and
 keeps each quote passed through in the state's ``passed`` list, so the
 matching engine sees the extremes even when one step plays many rows.
 
@@ -73,7 +79,10 @@ class ReplaySource:
         self._chunk: Chunk | None = None
         self._pos = 0
         self._cursor = self._origin
-        self._last_now: datetime | None = None
+        self._align = None if config.align is None else config.align * _NANOS
+        self._anchor: tuple[int, int] | None = None  # (clock ns, data ns) the cursor counts from; None: not playing
+        self._held_at: int | None = None  # the clock at the last paused step once started
+        self._phase = 0  # with align: the clock phase (ns modulo align) the cursor is at
 
     # -- reading -----------------------------------------------------------------
     def _read(self) -> Iterator[Chunk]:
@@ -128,16 +137,30 @@ class ReplaySource:
 
     def hold(self, now: datetime) -> None:
         """Let clock time pass without playing (the market is paused)."""
-        if self._last_now is not None:
-            self._last_now = now
+        if self._anchor is not None:
+            clock, data = self._anchor
+            if self._align is not None:
+                self._phase = (clock + int((self._cursor - data) / self.speed)) % self._align
+            self._anchor, self._held_at = None, _nanos(now)
+        elif self._held_at is not None:
+            self._held_at = _nanos(now)
+
+    def _start_at(self, now: int) -> int:
+        """Return the clock time (ns) the cursor plays on from: now, the pause's last step, or the next aligned time."""
+        if self._align is None:
+            return now if self._held_at is None else self._held_at
+        return now + (self._phase - now) % self._align
 
     def advance(self, now: datetime) -> list[MarketState]:
         """Play every row up to the data time that corresponds to ``now``; return the states that moved."""
-        if self._last_now is None:
-            self._last_now = now
-        elif not self.done:
-            self._cursor += int((now - self._last_now).total_seconds() * self.speed * _NANOS)
-            self._last_now = now
+        clock = _nanos(now)
+        if not self.done:
+            if self._anchor is None:
+                self._anchor, self._held_at = (self._start_at(clock), self._cursor), None
+            start, data = self._anchor
+            if clock < start:
+                return []  # waiting for the aligned start
+            self._cursor = data + int((clock - start) * self.speed)
         traded: dict[int, list[float]] = {}
         restarted = False
         while not self.done:
@@ -152,7 +175,10 @@ class ReplaySource:
                         log.info("replay of %s finished: %d rows played", self.data.name, self.rows_played)
                     break
                 self.loops, restarted = self.loops + 1, True
-                self._chunks, self._cursor, self._last_now = self._read(), self._origin, now
+                self._chunks, self._cursor, self._phase = self._read(), self._origin, 0
+                self._anchor = (self._start_at(clock), self._origin)
+                if clock < self._anchor[0]:
+                    break
                 continue
             end = int(np.searchsorted(chunk.time, self._cursor, side="right"))
             for k in range(self._pos, end):
@@ -216,6 +242,9 @@ class ReplaySource:
             "rows": self.rows,
             "rows_played": self.rows_played,
             "data_time": _datetime(self._cursor),
+            "align": None if self._align is None else self._align / _NANOS,
+            "anchor": None if self._anchor is None else {"clock": _datetime(self._anchor[0]),
+                                                         "data": _datetime(self._anchor[1])},
             "loops": self.loops,
             "done": self.done,
         }

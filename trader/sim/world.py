@@ -82,6 +82,7 @@ class SimWorld:
                                       sessions=config.market.sessions)
         if config.replay is not None:
             self.market.drive(ReplaySource(open_replay_data(config.replay), self.catalogue, config.replay))
+        self.market.paused = config.market.paused
         self.engine = MatchingEngine(
             clock,
             CommissionSchedule(config.account.commission),

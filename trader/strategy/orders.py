@@ -9,7 +9,11 @@ and placed once. The trader service's risk gate applies; a refusal or a
 failure is logged and published as ``strategy.<name>.order``, never fatal.
 ``flatten`` (``strategy disable --flatten``) cancels the strategy's working
 orders and closes its positions. A bracket child's id (``X.sl``, ``X.tp``)
-belongs to its parent's order (:func:`root_order_id`).
+belongs to its parent's order (:func:`root_order_id`). Before an order that
+changes a position the strategy holds with a stop loss or take profit, those
+working children are cancelled: they protect the position as it was, and left
+working after a signal closed it, a stop would open the opposite position
+(found by the parity test, tests/backtest/test_parity.py).
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class StrategyOrders:
         if trade is None:
             return
         self.order_ids.add(coid)
+        if trade.current != 0 and (self.config.stop_loss_percent is not None
+                                   or self.config.take_profit_percent is not None):
+            await self._cancel_exits(key)
         self.logger.info("target %g for %s: %s %s (position %s -> %s)", target, key, trade.request["action"],
                          trade.request["quantity"], trade.current, trade.target)
         try:
@@ -98,6 +105,22 @@ class StrategyOrders:
         if result.get("reason"):
             event["reason"] = result["reason"]
         self.publish("order", event)
+
+    async def _cancel_exits(self, key: str) -> None:
+        """Cancel the strategy's working stop loss / take profit orders in ``key`` (bracket children)."""
+        try:
+            working = await self._call("orders", open_only=True)
+        except TraderError as exc:
+            self.logger.warning("could not read the working orders to cancel %s's exits: %s", key, exc)
+            return
+        for order in working:
+            coid = order.client_order_id
+            if order.order_ref == self.name and order.contract.key == key and root_order_id(coid) != coid:
+                try:
+                    await self._call("cancel_order", coid)
+                    self.logger.info("cancelled %s: the position it protects changes", coid)
+                except TraderError as exc:  # filled or cancelled meanwhile (its sibling's fill, say)
+                    self.logger.warning("could not cancel %s: %s", coid, exc)
 
     async def flatten(self) -> None:
         """Cancel the strategy's working orders and close its positions (after ``end``)."""
