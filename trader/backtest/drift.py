@@ -36,6 +36,7 @@ refuses a period without fills or bars before this is reached.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +50,8 @@ from trader.domain.figures import Lot
 from trader.strategy.orders import root_order_id
 from trader.strategy.sizing import client_order_id
 
-__all__ = ["COMPARE_COLUMNS", "LIVE_COLUMNS", "PNL_HALF", "DriftReport", "compare", "live_frame", "score_of"]
+__all__ = ["COMPARE_COLUMNS", "LIVE_COLUMNS", "PNL_HALF", "DriftReport", "backtest_ids", "bar_ids", "compare",
+           "live_frame", "score_of"]
 
 #: A PnL gap of this fraction of the traded notional scores 0.5 on the pnl component.
 PNL_HALF = Decimal("0.01")
@@ -106,7 +108,7 @@ class DriftReport:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
 def live_frame(fills: Iterable[Fill]) -> pd.DataFrame:
@@ -115,6 +117,11 @@ def live_frame(fills: Iterable[Fill]) -> pd.DataFrame:
              f.price, f.commission or _ZERO, f.contract.multiplier or _ONE) for f in fills]
     frame = pd.DataFrame(rows, columns=list(LIVE_COLUMNS))
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def _dec(value: Any) -> Decimal:
+    """Return a frame's number as a Decimal: a float by its shortest text (100.13 stays 100.13)."""
+    return value if isinstance(value, Decimal) else Decimal(repr(float(value)))
 
 
 def _signed(side: str, quantity: Decimal) -> Decimal:
@@ -160,7 +167,7 @@ def _live_orders(live: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _bar_index(name: str, bars: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.Timestamp]]:
+def bar_ids(name: str, bars: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, pd.Timestamp]]:
     """Return every bar's order id -> (instrument, bar start): a live order's bar, found back from its id."""
     return {_bar_id(name, key, ts): (key, ts) for key, frame in bars.items() for ts in frame.index}
 
@@ -181,18 +188,18 @@ def compare(name: str, orders: pd.DataFrame, live: pd.DataFrame, bars: Mapping[s
     keys = dict(keys or {})
     bt_ids = backtest_ids(name, orders, keys)
     live_orders = _live_orders(live)
-    index = _bar_index(name, bars)
+    index = bar_ids(name, bars)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for coid, row in zip(bt_ids, orders.itertuples(index=False), strict=True):
         key = keys.get(row.instrument, row.instrument)
-        signed = _signed(str(row.side), Decimal(row.quantity))
+        signed = _signed(str(row.side), _dec(row.quantity))
         mine = live_orders.get(coid)
         seen.add(coid)
         kind = str(row.reason) if str(row.reason) in _EXITS else "signal"
         out = {"bar": pd.Timestamp(row.time), "instrument": key, "kind": kind, "client_order_id": coid,
-               "side_backtest": str(row.side), "qty_backtest": signed, "price_backtest": Decimal(row.price)}
-        rows.append({**out, **_live_part(mine, signed, Decimal(row.price))})
+               "side_backtest": str(row.side), "qty_backtest": signed, "price_backtest": _dec(row.price)}
+        rows.append({**out, **_live_part(mine, signed, _dec(row.price))})
     for coid, mine in live_orders.items():
         if coid in seen:
             continue
@@ -207,8 +214,8 @@ def compare(name: str, orders: pd.DataFrame, live: pd.DataFrame, bars: Mapping[s
         table = table.sort_values(["bar", "instrument"], kind="stable").reset_index(drop=True)
     marks = {key: Decimal(repr(float(frame["close"].iloc[-1]))) for key, frame in bars.items() if len(frame)}
     multipliers = {o["instrument"]: o["multiplier"] for o in live_orders.values()}
-    bt_fills = [(keys.get(r.instrument, r.instrument), _signed(str(r.side), Decimal(r.quantity)), Decimal(r.price),
-                 Decimal(r.commission)) for r in orders.itertuples(index=False)]
+    bt_fills = [(keys.get(r.instrument, r.instrument), _signed(str(r.side), _dec(r.quantity)), _dec(r.price),
+                 _dec(r.commission)) for r in orders.itertuples(index=False)]
     lv_fills = [(r.instrument, _signed(r.side, r.quantity), r.price, r.commission) for r in live.itertuples(index=False)]
     pnl_bt, notional_bt = _pnl(bt_fills, marks, multipliers)
     pnl_live, notional_live = _pnl(lv_fills, marks, multipliers)
