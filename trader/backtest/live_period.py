@@ -169,8 +169,6 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     ``orders`` and ``fills`` are trader_service's ``orders`` and ``trades``;
     ``keys`` the symbol -> contract key map the strategy service subscribed.
     """
-    from trader.backtest.engine import run
-
     name = strategy.name
     mine = [f for f in strategy_fills(name, orders, fills) if end is None or f.time < end]
     if not mine:
@@ -199,6 +197,8 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     if len(live) < len(mine):
         notes.append(f"{len(mine) - len(live)} live fill(s) decided outside {begin:%Y-%m-%d %H:%M} .. "
                      f"{last:%Y-%m-%d %H:%M} (the bars' range, the last bar excluded) not compared")
+    from trader.backtest.engine import run  # vectorbt and numba: only once there is something to compare
+
     # By contract key: the engine reads an instrument's kind (its commission schedule) from it.
     run_settings = with_overrides(settings or strategy.config.backtest, {"start": None, "end": None})
     result = run(_from_start(strategy, begin), bars, run_settings)

@@ -1,0 +1,119 @@
+"""The live side of a drift check against a real LMDB market store: fills, bars or recorded ticks, clear refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trader.backtest.live_period import drift, instrument_keys, period_bars, strategy_fills, ticks_to_bars
+from trader.data.arctic import ArcticStore
+from trader.domain import Action, Contract, Fill, Order, SecType
+from trader.errors import NotFound
+from trader.strategy.base import Strategy, StrategyConfig
+
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+AAPL = Contract("AAPL", SecType.STK)
+
+
+class Holder(Strategy):
+    name = "holder"
+    instruments = ("AAPL",)
+    bar_size = "1m"
+
+    def signals(self, prices: pd.DataFrame) -> pd.Series:
+        return pd.Series(1.0, index=prices.index)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ArcticStore]:
+    yield ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+
+
+def minute_bars(n: int) -> pd.DataFrame:
+    index = pd.date_range(T0, periods=n, freq="1min", tz="UTC", name="time")
+    close = 100 + np.arange(n, dtype=float)
+    return pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 10.0},
+                        index=index)
+
+
+def order(coid: str, ref: str) -> Order:
+    return Order(coid, AAPL, Action.BUY, Decimal(10), order_ref=ref)
+
+
+def fill(coid: str, at: datetime) -> Fill:
+    return Fill(f"x-{coid}", coid, AAPL, Action.BUY, Decimal(10), Decimal(100), at, commission=Decimal(1))
+
+
+def test_the_strategys_fills_are_its_orders_and_their_bracket_children() -> None:
+    orders = [order("holder.aaaa", "holder"), order("other.bbbb", "other"), order("manual1", "manual")]
+    fills = [fill("holder.aaaa", T0), fill("holder.aaaa.sl", T0), fill("other.bbbb", T0), fill("manual1", T0)]
+    assert [f.client_order_id for f in strategy_fills("holder", orders, fills)] == ["holder.aaaa", "holder.aaaa.sl"]
+
+
+def test_instrument_keys_prefer_the_services_then_read_the_symbol() -> None:
+    strategy = Holder(StrategyConfig(instruments=["AAPL", "ESZ6"]))
+    assert instrument_keys(strategy, [], {"AAPL": "AAPL.STK"}, today=T0.date()) == {
+        "AAPL": "AAPL.STK", "ESZ6": "ES.FUT.202612"}
+
+
+def test_no_fills_is_a_clear_not_found(store: ArcticStore) -> None:
+    strategy = Holder()
+    with pytest.raises(NotFound, match="no fills of strategy holder .*not traded live or on paper"):
+        drift(strategy, [order("other.bbbb", "other")], [fill("other.bbbb", T0)], store)
+
+
+def test_no_bars_nor_ticks_names_the_key_and_range(store: ArcticStore) -> None:
+    strategy = Holder()
+    with pytest.raises(NotFound, match=r"no 1m bars or recorded ticks of AAPL.STK from 2026-03-02 14:30 to the last"):
+        drift(strategy, [order("holder.aaaa", "holder")], [fill("holder.aaaa", T0)], store)
+
+
+def test_bars_only_before_the_period_are_no_bars(store: ArcticStore) -> None:
+    frame = minute_bars(5)
+    store.write_bars("AAPL.STK", "1m", frame, start=T0, end=T0 + timedelta(minutes=5))
+    with pytest.raises(NotFound, match="no 1m bars"):
+        period_bars(store, "AAPL.STK", "1m", T0 + timedelta(hours=1), None, 10)
+
+
+def test_stored_bars_with_their_lookback(store: ArcticStore) -> None:
+    frame = minute_bars(60)
+    store.write_bars("AAPL.STK", "1m", frame, start=T0, end=T0 + timedelta(hours=1))
+    bars, source = period_bars(store, "AAPL.STK", "1m", T0 + timedelta(minutes=30), None, 5)
+    assert source == "bars"
+    assert bars.index[0] == T0 + timedelta(minutes=25) and len(bars) == 35  # 5 bars of warm-up, then the period
+    assert list(bars.columns) == ["open", "high", "low", "close", "volume"]
+
+
+def ticks(rows: list[tuple[int, float, float, float, float]]) -> pd.DataFrame:
+    index = pd.DatetimeIndex([T0 + timedelta(seconds=s) for s, *_ in rows], name="time")
+    return pd.DataFrame({"bid": [r[1] for r in rows], "ask": [r[2] for r in rows], "last": [r[3] for r in rows],
+                         "bid_size": np.nan, "ask_size": np.nan, "last_size": [r[4] for r in rows],
+                         "volume": np.nan}, index=index)
+
+
+def test_ticks_to_bars_as_the_live_aggregator_builds_them() -> None:
+    nan = float("nan")
+    frame = ticks([(1, 99.0, 101.0, nan, nan),  # no trade: the mid, 100, no volume
+                   (10, nan, nan, 102.0, 5.0), (20, nan, nan, 98.0, 3.0),
+                   (30, 0.0, 0.0, nan, nan),  # no usable price: left out
+                   (59, nan, nan, 101.0, 2.0),
+                   (125, nan, nan, 103.0, 1.0)])  # the minute after next: the empty minute has no bar
+    bars = ticks_to_bars(frame, 60)
+    assert list(bars.index) == [pd.Timestamp(T0), pd.Timestamp(T0 + timedelta(minutes=2))]
+    assert bars.iloc[0].to_dict() == {"open": 100.0, "high": 102.0, "low": 98.0, "close": 101.0, "volume": 10.0}
+    assert bars.iloc[1].to_dict() == {"open": 103.0, "high": 103.0, "low": 103.0, "close": 103.0, "volume": 1.0}
+
+
+def test_recorded_ticks_stand_in_for_missing_bars(store: ArcticStore) -> None:
+    nan = float("nan")
+    store.append_ticks("AAPL.STK", ticks([(s, nan, nan, 100.0 + s / 60, 1.0) for s in range(0, 600, 15)]))
+    bars, source = period_bars(store, "AAPL.STK", "1m", T0 + timedelta(minutes=2), None, 1)
+    assert source == "ticks"
+    assert bars.index[0] == T0 + timedelta(minutes=1) and len(bars) == 9
+    assert bars["volume"].tolist() == [4.0] * 9
