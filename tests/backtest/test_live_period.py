@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trader.backtest.live_period import drift, instrument_keys, period_bars, strategy_fills, ticks_to_bars
+from trader.backtest.live_period import (
+    drift,
+    instrument_keys,
+    period_bars,
+    strategy_fills,
+    ticks_to_bars,
+)
 from trader.data.arctic import ArcticStore
 from trader.domain import Action, Contract, Fill, Order, SecType
 from trader.errors import NotFound
@@ -69,8 +75,8 @@ def test_no_fills_is_a_clear_not_found(store: ArcticStore) -> None:
 
 
 def test_no_bars_nor_ticks_names_the_key_and_range(store: ArcticStore) -> None:
-    strategy = Holder()
-    with pytest.raises(NotFound, match=r"no 1m bars or recorded ticks of AAPL.STK from 2026-03-02 14:30 to the last"):
+    strategy = Holder()  # looked for from a week before the first fill: the bar that decided it is in there
+    with pytest.raises(NotFound, match=r"no 1m bars or recorded ticks of AAPL.STK from 2026-02-23 14:30 to the last"):
         drift(strategy, [order("holder.aaaa", "holder")], [fill("holder.aaaa", T0)], store)
 
 

@@ -178,14 +178,14 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     symbol_keys = instrument_keys(strategy, mine, keys)
     seconds = parse_bar_size(strategy.bar_size)
     lookback = strategy.window + 2
-    probe = start or min(f.time for f in mine)
+    # Without a start, the bars of a week before the first fill hold the bar that decided it.
+    probe = start or min(f.time for f in mine) - MIN_LOOKBACK
     bars, sources = {}, {}
     for key in symbol_keys.values():
         bars[key], sources[key] = period_bars(store, key, strategy.bar_size, probe, end, lookback)
     begin = pd.Timestamp(start) if start else _first_bar(name, mine, bars, seconds)
-    if begin < pd.Timestamp(probe):  # the decision bar lies before the first fill: take its warm-up too
-        for key in bars:
-            bars[key], sources[key] = period_bars(store, key, strategy.bar_size, begin.to_pydatetime(), end, lookback)
+    for key, frame in bars.items():  # the warm-up: ``lookback`` bars before the first bar compared
+        bars[key] = frame.iloc[max(0, int((frame.index < begin).sum()) - lookback):]
     last = min(frame.index[-1] for frame in bars.values())
     notes = [f"{key}: bars built from recorded ticks" for key, src in sources.items() if src == "ticks"]
     period = {k: f[(f.index >= begin) & (f.index <= last)] for k, f in bars.items()}
@@ -197,7 +197,8 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     if len(live) < len(mine):
         notes.append(f"{len(mine) - len(live)} live fill(s) decided outside {begin:%Y-%m-%d %H:%M} .. "
                      f"{last:%Y-%m-%d %H:%M} (the bars' range, the last bar excluded) not compared")
-    from trader.backtest.engine import run  # vectorbt and numba: only once there is something to compare
+    # vectorbt and numba are imported only once there is something to compare
+    from trader.backtest.engine import run
 
     # By contract key: the engine reads an instrument's kind (its commission schedule) from it.
     run_settings = with_overrides(settings or strategy.config.backtest, {"start": None, "end": None})
