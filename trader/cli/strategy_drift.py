@@ -50,7 +50,8 @@ def _plugin(cli: CliContext, name: str) -> Any:
         if error.file.stem == name:
             raise ValidationError(f"strategy {name} did not load: {error}")
     known = ", ".join(p.name for p in plugins) or "none"
-    raise NotFound(f"no strategy {name!r} in {directory} (loaded: {known})", name=name)
+    why = "".join(f"; {e.reason}" for e in errors if e.file == directory)  # the directory itself: missing
+    raise NotFound(f"no strategy {name!r} in {directory} (loaded: {known}{why})", name=name)
 
 
 def _live_keys(cli: CliContext) -> dict[str, dict[str, Any]]:
