@@ -166,7 +166,7 @@ def _show(cli: CliContext, report: Any) -> None:
 
 def drift_table(rows: list[dict[str, Any]]) -> FitTable:
     """Return the comparison's orders: bar, instrument, kind, status, side, quantities, prices, differences."""
-    columns = [Col("bar"), Col("instrument", 4), Col("kind", 6), Col("status"), Col("side"),
+    columns = [Col("bar"), Col("instrument", 1), Col("kind", 6), Col("status"), Col("side"),
                Col("qty bt", justify="right"), Col("qty live", justify="right"),
                Col("price bt", 3, justify="right"), Col("price live", 3, justify="right"),
                Col("Δ price", 2, justify="right")]
