@@ -178,17 +178,20 @@ def _side(signed: Decimal) -> str:
 
 def compare(name: str, orders: pd.DataFrame, live: pd.DataFrame, bars: Mapping[str, pd.DataFrame], *,
             start: datetime, end: datetime, keys: Mapping[str, str] | None = None,
-            notes: Iterable[str] = ()) -> DriftReport:
+            notes: Iterable[str] = (), index: Mapping[str, tuple[str, pd.Timestamp]] | None = None) -> DriftReport:
     """Compare the backtest's ``orders`` with the ``live`` fills of strategy ``name``; see the module docstring.
 
     ``bars`` (contract key -> the period's bars) name the live orders' bars and
     mark both sides' positions at the last close; ``keys`` maps the backtest's
-    instrument names to contract keys where they differ (symbol -> key).
+    instrument names to contract keys where they differ (symbol -> key);
+    ``index`` is :func:`bar_ids` of ``bars`` if the caller has it already
+    (hashing every bar takes about 1 s per 100,000).
     """
     keys = dict(keys or {})
     bt_ids = backtest_ids(name, orders, keys)
     live_orders = _live_orders(live)
-    index = bar_ids(name, bars)
+    if index is None:
+        index = bar_ids(name, bars)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for coid, row in zip(bt_ids, orders.itertuples(index=False), strict=True):

@@ -207,7 +207,7 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     orders_bt = result.orders[(decided >= begin) & (decided < last)].reset_index(drop=True)
     log.info("drift of %s: %d live fills, %d backtest orders, %s .. %s", name, len(live), len(orders_bt), begin, last)
     return compare(name, orders_bt, live_frame(live), period, start=begin.to_pydatetime(), end=last.to_pydatetime(),
-                   keys=symbol_keys, notes=notes)
+                   keys=symbol_keys, notes=notes, index=index)
 
 
 def _in_period(fill: Fill, index: Mapping[str, tuple[str, pd.Timestamp]], begin: pd.Timestamp, last: pd.Timestamp,
