@@ -22,6 +22,7 @@ from trader.data.arctic import ArcticStore
 from trader.domain import Action, Contract, Fill, Order, SecType
 from trader.errors import NotFound
 from trader.strategy.base import Strategy, StrategyConfig
+from trader.strategy.sizing import client_order_id
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 AAPL = Contract("AAPL", SecType.STK)
@@ -123,3 +124,42 @@ def test_recorded_ticks_stand_in_for_missing_bars(store: ArcticStore) -> None:
     assert source == "ticks"
     assert bars.index[0] == T0 + timedelta(minutes=1) and len(bars) == 9
     assert bars["volume"].tolist() == [4.0] * 9
+
+
+class VolumeGate(Strategy):
+    name = "gate"
+    instruments = ("AAPL",)
+    bar_size = "1m"
+
+    def signals(self, prices: pd.DataFrame) -> pd.Series:
+        return (prices["volume"] > 500).astype(float)
+
+
+def gate_bars(store: ArcticStore) -> pd.DataFrame:
+    frame = minute_bars(12)
+    frame["volume"] = [100.0, 100, 1000, 1000, 1000, 1000, 100, 100, 100, 100, 100, 100]  # long from 2 to 5
+    store.write_bars("AAPL.STK", "1m", frame, start=T0, end=T0 + timedelta(minutes=12))
+    return frame
+
+
+def gate_fill(frame: pd.DataFrame, decided: int, action: Action) -> Fill:
+    coid = client_order_id("gate", "AAPL.STK", frame.index[decided].value)
+    price = Decimal(repr(float(frame["open"].iloc[decided + 1])))  # the next bar's open, as the backtest fills
+    return Fill(f"x{decided}", coid, AAPL, action, Decimal(10), price, frame.index[decided + 1].to_pydatetime(),
+                commission=Decimal("1.00"))
+
+
+def test_the_period_starts_at_the_first_live_orders_bar_and_matches_exactly(store: ArcticStore) -> None:
+    frame = gate_bars(store)
+    fills = [gate_fill(frame, 2, Action.BUY), gate_fill(frame, 6, Action.SELL)]
+    orders = [Order(f.client_order_id, AAPL, f.action, f.quantity, order_ref="gate") for f in fills]
+    strategy = VolumeGate(StrategyConfig(sizing={"kind": "quantity", "value": 10}))
+    report = drift(strategy, orders, fills, store)
+    assert report.start == T0 + timedelta(minutes=2) and report.end == T0 + timedelta(minutes=11)
+    assert list(report.rows["status"]) == ["matched", "matched"] and report.score == 0.0
+    assert report.pnl_live == report.pnl_backtest == Decimal(40 - 2)  # 10 shares up 4, two commissions
+
+    later = drift(strategy, orders, fills, store, start=T0 + timedelta(minutes=4))
+    assert [(r.bar.minute, r.status) for r in later.rows.itertuples()] == [(34, "missing"), (36, "matched")]
+    assert later.notes == [("1 live fill(s) decided outside 2026-03-02 14:34 .. 2026-03-02 14:41 (the bars' range, "
+                            "the last bar excluded) not compared")]

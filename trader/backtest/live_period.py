@@ -189,7 +189,7 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     last = min(frame.index[-1] for frame in bars.values())
     notes = [f"{key}: bars built from recorded ticks" for key, src in sources.items() if src == "ticks"]
     period = {k: f[(f.index >= begin) & (f.index <= last)] for k, f in bars.items()}
-    index = bar_ids(name, period)
+    index = bar_ids(name, bars)  # the warm-up's too: an order decided before the start is left out by its bar
     live = [f for f in mine if _in_period(f, index, begin, last, seconds)]
     if not live:
         raise NotFound(f"no fills of strategy {name} decided from {begin:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
@@ -215,5 +215,5 @@ def _in_period(fill: Fill, index: Mapping[str, tuple[str, pd.Timestamp]], begin:
     """Whether ``fill``'s order was decided in [begin, last): by its bar when its id names one, else its time."""
     found = index.get(root_order_id(fill.client_order_id or ""))
     if found is not None:
-        return found[1] < last
+        return begin <= found[1] < last
     return begin <= pd.Timestamp(fill.time) < last + pd.Timedelta(seconds=seconds)
