@@ -63,13 +63,15 @@ def _live_keys(cli: CliContext) -> dict[str, dict[str, Any]]:
 
 
 def _report(cli: CliContext, name: str, keys: Mapping[str, str] | None, start: datetime | None,
-            end: datetime | None) -> Any:
+            end: datetime | None, fills: list[Any] | None = None) -> Any:
+    """Return strategy ``name``'s DriftReport (``fills``: the book's, if already fetched)."""
     from trader.backtest.live_period import drift
     from trader.data import open_store
 
     strategy = _plugin(cli, name)
     orders = cli.call_trader("orders", strategy=name, timeout=FETCH_TIMEOUT)
-    fills = cli.call_trader("trades", timeout=FETCH_TIMEOUT)
+    if fills is None:
+        fills = cli.call_trader("trades", timeout=FETCH_TIMEOUT)
     return drift(strategy, orders, fills, open_store(cli.settings()), start=start, end=end, keys=keys)
 
 
@@ -132,11 +134,12 @@ def drift(cli: CliContext, name: str | None, start: datetime | None, end: dateti
     if not listed:
         raise Unavailable("strategy_service is not running: --all drifts the strategies it runs")
     results = []
+    fills = cli.call_trader("trades", timeout=FETCH_TIMEOUT)  # once for every strategy
     for strategy, info in sorted(listed.items()):
         if info["state"] == "DISABLED":
             continue
         try:
-            report = _report(cli, strategy, info.get("keys"), start, end)
+            report = _report(cli, strategy, info.get("keys"), start, end, fills)
         except (NotFound, ValidationError) as exc:
             summary: dict[str, Any] = {"strategy": strategy, "score": None, "error": str(exc)}
             cli.err.print(f"{strategy}: {exc}", style="yellow", highlight=False)
