@@ -85,9 +85,11 @@ Orders match by client order id: strategy, contract key and the bar whose
 close decided them. PnL: realized + unrealized at the last bar's close,
 commissions in, on both sides.""")
 @click.argument("name", required=False)
-@click.option("--start", type=MOMENT, help="Compare from this bar (default: the first live order's bar).")
+@click.option("--start", type=MOMENT, help="Compare from this bar, both sides flat there (default: the first "
+              "live order's bar).")
 @click.option("--end", type=MOMENT, help="Compare up to this time (default: the last stored bar).")
-@click.option("--all", "every", is_flag=True, help="Every enabled strategy (strategy_service's list).")
+@click.option("--all", "every", is_flag=True, help="Every enabled strategy (strategy_service's list); pycron's "
+              "daily job strategy_drift runs --all --record.")
 @click.option("--record", is_flag=True, help="Hand each result to strategy_service: published, shown in `list`.")
 @pass_cli
 def drift(cli: CliContext, name: str | None, start: datetime | None, end: datetime | None, every: bool,
@@ -103,7 +105,7 @@ def drift(cli: CliContext, name: str | None, start: datetime | None, end: dateti
     Examples:
       trader strategy drift ma_crossover
       trader strategy drift ma_crossover --start 2026-03-02 --json
-      trader strategy drift --all --record      (the daily pycron job)
+      trader strategy drift --all --record
     JSON:
       {"strategy": string, "start": time, "end": time, "score": number,
        "matched": integer, "missing": integer, "extra": integer,
