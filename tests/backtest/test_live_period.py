@@ -153,7 +153,9 @@ def test_the_period_starts_at_the_first_live_orders_bar_and_matches_exactly(stor
     frame = gate_bars(store)
     fills = [gate_fill(frame, 2, Action.BUY), gate_fill(frame, 6, Action.SELL)]
     orders = [Order(f.client_order_id, AAPL, f.action, f.quantity, order_ref="gate") for f in fills]
-    strategy = VolumeGate(StrategyConfig(sizing={"kind": "quantity", "value": 10}))
+    # The config's backtest range and benchmark are a research run's: the drift's period is the live one.
+    strategy = VolumeGate(StrategyConfig(sizing={"kind": "quantity", "value": 10},
+                                         backtest={"start": "2030-01-01", "benchmark": "SPY"}))
     report = drift(strategy, orders, fills, store)
     assert report.start == T0 + timedelta(minutes=2) and report.end == T0 + timedelta(minutes=11)
     assert list(report.rows["status"]) == ["matched", "matched"] and report.score == 0.0

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from trader.backtest.drift import DriftReport, bar_ids, compare, live_frame
-from trader.backtest.settings import BacktestSettings, with_overrides
+from trader.backtest.settings import BacktestSettings
 from trader.data.requests import job_key
 from trader.data.store import MarketStore
 from trader.domain import Fill
@@ -201,7 +201,9 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     from trader.backtest.engine import run
 
     # By contract key: the engine reads an instrument's kind (its commission schedule) from it.
-    run_settings = with_overrides(settings or strategy.config.backtest, {"start": None, "end": None})
+    # The period is the live one, not the config's backtest range; no benchmark to load.
+    run_settings = (settings or strategy.config.backtest).model_copy(update={"start": None, "end": None,
+                                                                             "benchmark": None, "data": None})
     result = run(_from_start(strategy, begin), bars, run_settings)
     decided = pd.to_datetime(result.orders["time"], utc=True)
     orders_bt = result.orders[(decided >= begin) & (decided < last)].reset_index(drop=True)
