@@ -165,3 +165,15 @@ def test_the_period_starts_at_the_first_live_orders_bar_and_matches_exactly(stor
     assert [(r.bar.minute, r.status) for r in later.rows.itertuples()] == [(34, "missing"), (36, "matched")]
     assert later.notes == [("1 live fill(s) decided outside 2026-03-02 14:34 .. 2026-03-02 14:41 (the bars' range, "
                             "the last bar excluded) not compared")]
+
+
+def test_a_fill_on_an_instrument_the_strategy_no_longer_trades_is_extra_and_said(store: ArcticStore) -> None:
+    frame = gate_bars(store)
+    msft = Fill("xm", "gate.msft000001", Contract("MSFT", SecType.STK), Action.BUY, Decimal(5), Decimal(300),
+                frame.index[4].to_pydatetime(), commission=Decimal(1))
+    fills = [gate_fill(frame, 2, Action.BUY), gate_fill(frame, 6, Action.SELL), msft]
+    orders = [Order(f.client_order_id, f.contract, f.action, f.quantity, order_ref="gate") for f in fills]
+    report = drift(VolumeGate(StrategyConfig(sizing={"kind": "quantity", "value": 10})), orders, fills, store)
+    extra = report.rows[report.rows.status == "extra"].iloc[0]
+    assert (extra.instrument, extra.kind, extra.bar) == ("MSFT.STK", "other", frame.index[4])
+    assert any("fills on MSFT.STK, not an instrument of the strategy now" in note for note in report.notes)

@@ -194,6 +194,10 @@ def drift(strategy: Strategy, orders: Iterable[Any], fills: Iterable[Fill], stor
     if not live:
         raise NotFound(f"no fills of strategy {name} decided from {begin:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} "
                        "(the bars' range)", strategy=name)
+    others = sorted({f.contract.key for f in live} - set(bars))
+    if others:  # a future rolled, an instrument taken out of the config
+        notes.append(f"fills on {', '.join(others)}, not an instrument of the strategy now: extra, and an open "
+                     "position there unmarked")
     if len(live) < len(mine):
         notes.append(f"{len(mine) - len(live)} live fill(s) decided outside {begin:%Y-%m-%d %H:%M} .. "
                      f"{last:%Y-%m-%d %H:%M} (the bars' range, the last bar excluded) not compared")
