@@ -9,9 +9,11 @@ for that bar got, and a stop loss or take profit exit the id of the bracket
 child of the entry it closes (``<entry id>.sl`` / ``.tp``). So a match is
 exact: same instrument, same bar, no tolerance windows. A live order is the
 sum of its fills (quantity, volume-weighted price, commissions). What the
-live side has alone is *extra* (a manual flatten, a bar the backtest did
-not trade), what the backtest has alone is *missing*; each is named by its
-bar (a live id is found back by hashing every bar of the period).
+live side has alone is *extra* (a flatten, a bar the backtest did not
+trade), what the backtest has alone is *missing*; each is named by its bar
+(a live id is found back by hashing every bar of the period; an id that
+names no bar, as a ``strategy disable --flatten`` order's, is kind
+``other`` at its first fill's time).
 
 PnL is counted the same way on both sides: the fills through one
 :class:`~trader.domain.figures.Lot` per instrument (commissions in),
