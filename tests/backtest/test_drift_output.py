@@ -11,7 +11,8 @@ import pandas as pd
 import redis.asyncio as aioredis
 from rich.console import Console
 
-from tests.conftest import RedisServer
+from tests.cli.invoke import refused
+from tests.conftest import RedisServer, StackEnv
 from trader.cli import service_tables
 from trader.cli.strategy_drift import drift_line, drift_table
 from trader.strategy.drift_scores import DriftScores, decode_record, encode_record
@@ -84,3 +85,11 @@ def test_records_outlive_the_process_in_redis(redis_server: RedisServer) -> None
             await client.aclose()
 
     assert asyncio.run(go()) == {"demo": RECORD}  # the unreadable one is logged and left out
+
+
+def test_the_command_says_what_it_needs(stack_env: StackEnv) -> None:
+    assert "give a strategy NAME or --all" in refused(2, "strategy", "drift")
+    assert "give a strategy NAME or --all" in refused(2, "strategy", "drift", "demo", "--all")
+    assert "strategy_service is not running" in refused(7, "strategy", "drift", "--all")
+    assert "no strategy 'nosuch'" in refused(4, "strategy", "drift", "nosuch")
+    assert "strategies directory not found" in refused(4, "strategy", "drift", "nosuch")
