@@ -167,6 +167,8 @@ class StrategiesSettings(StrictModel):
                                     "before a strategy shows DEGRADED (0: never; a strategy's config may set its own)")
     switches_key: str = Field("strategies:enabled", min_length=1,
                               description="Redis hash of the enable/disable choices made over RPC")
+    drift_key: str = Field("strategies:drift", min_length=1,
+                           description="Redis hash of each strategy's last drift record (`strategy drift --record`)")
 
 
 class HistorySettings(StrictModel):

@@ -293,14 +293,14 @@ def test_profile_selects_jobs(tmp_path: Path) -> None:
 def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     env = {"TRADER_HOME": str(tmp_path), "TRADER_CONFIG": str(REPO / "configs" / "trader.yaml")}
     live = load_jobs(load_settings("live", env=env), REPO / "configs" / "pycron.yaml")
-    assert list(live.jobs) == ["redis", "bus", "trader_service", "strategy_service"]  # a real TWS: no simulator
+    assert list(live.jobs) == ["redis", "bus", "trader_service", "strategy_service", "strategy_drift"]  # no simulator
     assert load_settings("live", env=env).strategies.only == []  # no strategy trades live until named
     aof = live.jobs["redis"].argv.index("--appendonly")
     assert live.jobs["redis"].argv[aof + 1] == "yes"  # a real account persists: so does its journal
     for profile in ("default", "test"):
         settings = load_settings(profile, env=env)
         config = load_jobs(settings, REPO / "configs" / "pycron.yaml")
-        nightly = ["history_nightly"] if profile == "default" else []  # the nightly download: not in test
+        nightly = ["history_nightly", "strategy_drift"] if profile == "default" else []  # daily jobs: not in test
         recorder = ["tick_recorder"] if profile == "default" else []  # the test stacks record nothing
         assert list(config.jobs) == ["redis", "bus", "tws", "trader_service", "strategy_service", "history_service",
                                      *nightly, *recorder]
@@ -323,6 +323,10 @@ def test_repository_jobs_file_loads_for_every_profile(tmp_path: Path) -> None:
     assert nightly.argv[1:] == ("-m", "trader.cli", "history", "update", "--all")
     assert nightly.oneshot and nightly.schedule.run == "30 22 * * 1-5"  # type: ignore[union-attr]
     assert nightly.depends_on == ("history_service",) and nightly.restart is RestartPolicy.ON_FAILURE
+    drift = load_jobs(load_settings("default", env=env), REPO / "configs" / "pycron.yaml").jobs["strategy_drift"]
+    assert drift.argv[1:] == ("-m", "trader.cli", "strategy", "drift", "--all", "--record")
+    assert drift.oneshot and drift.schedule.run == "0 23 * * 1-5"  # type: ignore[union-attr]  # after the nightly
+    assert drift.depends_on == ("trader_service", "strategy_service") and drift.restart is RestartPolicy.ON_FAILURE
 
 
 # -- graph -------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ MAPPING_SHAPES = {
         "holdings": "{key: Holding}: the money figures of each instrument it traded",
         "realized_pnl": "number", "unrealized_pnl": "number | null", "commission": "number",
         "net_pnl": "number | null: realized + unrealized", "orders": "integer", "fills": "integer",
+        "drift": "object | null: the last `strategy drift --record` (its JSON without orders and notes, and "
+        "`time`; or `score` null and `error`)",
         "...": "class, file, keys, warmup, bars, targets, ticks, ticks_dropped, signal_ms",
     },
 }

@@ -44,12 +44,12 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> FitTable:
     """Return strategy_service's strategies: state, instruments, positions, PnL, orders, reason.
 
     Narrow, it keeps name, state, net PnL and the reason, and leaves out the
-    commissions, the bar size and the order count first.
+    commissions, the bar size, the order count and the last drift score first.
     """
     columns = [Col("name"), Col("state"), Col("instruments", 3, wrap=True), Col("bar", 6), Col("positions", 4, wrap=True),
                Col("realized", 5, justify="right"), Col("unrealized", 2, justify="right"),
                Col("net pnl", justify="right"), Col("comm", 7, justify="right"), Col("orders", 6, justify="right"),
-               Col("reason", 1, wrap=True)]
+               Col("drift", 6, justify="right"), Col("reason", 1, wrap=True)]
     rows = [
         [
             info["name"],
@@ -62,12 +62,19 @@ def strategies_table(strategies: Iterable[Mapping[str, Any]]) -> FitTable:
             money(info["net_pnl"]),
             money(info.get("commission")),
             str(info["orders"]),
+            drift_score(info.get("drift")),
             info["reason"] or "-",
         ]
         for info in strategies
     ]
     return FitTable(columns, rows)
 
+
+
+def drift_score(record: Mapping[str, Any] | None) -> str:
+    """Return a strategy's last drift score (``strategy drift --record``): ``12.5``, ``-`` if none or none computed."""
+    score = (record or {}).get("score")
+    return "-" if score is None else f"{score:g}"
 
 
 def strategy_summary(info: Mapping[str, Any]) -> Text:

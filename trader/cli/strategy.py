@@ -1,4 +1,4 @@
-"""Strategy commands: ``strategy list|enable|disable|reload|logs`` against strategy_service.
+"""Strategy commands: ``strategy list|enable|disable|reload|logs`` against strategy_service (and ``drift``).
 
 Each command is an RPC call to strategy_service (``CliContext.call_service``)
 and a table or a line, or with ``--json`` the same data as JSON. An unknown
@@ -19,6 +19,7 @@ import click
 from trader.cli import formats, money_tables, service_tables
 from trader.cli.context import CliContext, ensure_listening, pass_cli
 from trader.cli.options import YES_OPTION
+from trader.cli.strategy_drift import drift
 from trader.errors import ValidationError
 from trader.messaging.pubsub import Message, Subscriber
 
@@ -32,6 +33,7 @@ FLATTEN_TIMEOUT = 60.0
 
 def register(group: click.Group) -> None:
     """Add the ``strategy`` commands to the ``trader`` group."""
+    strategy.add_command(drift)
     group.add_command(strategy)
 
 
