@@ -182,8 +182,6 @@ def test_live_fills_match_the_backtest(stem: str, stack_env: StackEnv, tmp_path:
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="the engine checks a bracket from the bar after the entry's fill bar; live, "
-                   "the stop works from the fill at the open, and the fill bar's low crosses it (STATUS18.md)")
 def test_stop_loss_and_take_profit_match_the_backtest(stack_env: StackEnv, tmp_path: Path) -> None:
     config = live_config({**PARAMS["ma_crossover"], "allow_short": False}, LIVE_SECONDS, SLIPPAGE)
     config.update(stop_loss_percent=0.3, take_profit_percent=0.5)  # each entry from flat gets both
