@@ -18,6 +18,7 @@ from trader.backtest.chunks import Job, evaluate
 from trader.backtest.cluster import connect
 from trader.backtest.params import parse_space
 from trader.errors import NotFound, Unavailable, ValidationError
+from trader.strategy.sizing import SignalError
 
 SPEC = ["fast=2:6", "slow=4:12:4", "allow_short=true,false"]  # 30 combinations, 6 refused (fast >= slow)
 
@@ -130,7 +131,7 @@ def test_bad_input_fails_before_and_during_the_sweep(client: Any, bars: dict[str
         _grid(client, bars, tmp_path, method="annealing")
     boom = plugin(tmp_path, RAISING_PLUGIN, "boom").strategy
     space = parse_space(["fast=2:4"], boom.Params)
-    with pytest.raises(RuntimeError, match="boom at fast 3"):
+    with pytest.raises(SignalError, match="strategy boom: signals raised RuntimeError for AAPL: boom at fast 3"):
         sweep.run(boom, bars, space, client=client, home=tmp_path, progress=False, memory_mb=0.01)
     assert not (tmp_path / "data").exists()  # a failed sweep writes nothing
 

@@ -7,7 +7,7 @@ sweep scatters it to the workers once; each task then receives only its
 combinations. :func:`evaluate` instantiates the strategy once per
 combination, runs ``signals`` over each instrument's bars into one targets
 frame per instrument (bars x combinations), simulates them all in one call
-of the engine's ``simulate`` and returns one row of metrics per combination:
+of the engine's :func:`~trader.backtest.engine.simulate` and returns one row of metrics per combination:
 the chunk's equity never leaves the worker.
 
 :func:`chunk_columns` sizes chunks from a memory budget: a column costs about
@@ -26,9 +26,10 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 
+from trader.backtest.engine import simulate
 from trader.backtest.objective import combo_metrics
 from trader.backtest.settings import BacktestSettings
-from trader.errors import ValidationError
+from trader.backtest.signals import target_frame
 from trader.strategy.base import Strategy, StrategyConfig
 
 __all__ = ["BYTES_PER_CELL", "Job", "chunk_columns", "evaluate", "evaluate_equity"]
@@ -76,6 +77,11 @@ class Job:
         return max((len(frame) for frame in self.bars.values()), default=0)
 
     @property
+    def bar_size(self) -> str:
+        """Return the bars' size (the settings', else the strategy's)."""
+        return self.settings.bar_size or self.config.bar_size or self.strategy_cls.bar_size
+
+    @property
     def fingerprint(self) -> str:
         """Return a short hash of the strategy class (for logs and task keys)."""
         return hashlib.sha1(self.strategy_blob).hexdigest()[:8]
@@ -98,22 +104,22 @@ def chunk_columns(n_bars: int, n_instruments: int, budget_bytes: int) -> int:
 
 
 def targets_of(job: Job, combos: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    """Return instrument -> targets (bars x combinations, columns 0..n-1) of ``combos``."""
-    strategies = [job.strategy(combo) for combo in combos]
-    targets: dict[str, pd.DataFrame] = {}
-    for instrument, bars in job.bars.items():
-        columns = {}
-        for number, strategy in enumerate(strategies):
-            columns[number] = _checked(strategy, bars, strategy.signals(bars))
-        targets[instrument] = pd.DataFrame(columns, index=bars.index)
-    return targets
+    """Return instrument -> targets (bars x combinations, columns 0..n-1) of ``combos``, checked as live checks.
+
+    A strategy whose signals raise or return what live refuses is a
+    SignalError naming it; NaN targets are bars without a trade, as in a backtest.
+    """
+    per_combo = [target_frame(job.strategy(combo), job.bars)[0] for combo in combos]
+    index = per_combo[0].index
+    return {name: pd.DataFrame(np.column_stack([frame[name].to_numpy(np.float64) for frame in per_combo]),
+                               index=index, columns=range(len(combos)))
+            for name in job.bars}
 
 
 def evaluate(job: Job, combos: list[dict[str, Any]]) -> pd.DataFrame:
     """Return the metrics of each of ``combos`` (one row each, in order) over the job's bars."""
     simulation = simulate(job.bars, targets_of(job, combos), job.config, job.settings)
-    bar_size = job.settings.bar_size or job.strategy(combos[0]).bar_size
-    return combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=bar_size,
+    return combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=job.bar_size,
                          risk_free=job.settings.risk_free, objective=job.objective)
 
 
@@ -122,48 +128,4 @@ def evaluate_equity(job: Job, combo: dict[str, Any], start: pd.Timestamp) -> pd.
     targets = targets_of(job, [combo])
     bars = {name: frame.loc[start:] for name, frame in job.bars.items()}
     trimmed = {name: frame.loc[start:] for name, frame in targets.items()}
-    return simulate(bars, trimmed, job.config, job.settings).equity[0]
-
-
-def _checked(strategy: Strategy, bars: pd.DataFrame, values: Any) -> pd.Series:
-    if not isinstance(values, pd.Series) or len(values) != len(bars):
-        got = type(values).__name__ if not isinstance(values, pd.Series) else f"{len(values)} values"
-        raise ValidationError(f"strategy {strategy.name}: signals returned {got}, expected a Series of "
-                              f"{len(bars)} values")
-    return pd.Series(values.to_numpy(dtype=np.float64), index=bars.index)
-
-
-@dataclass
-class _Simulation:
-    equity: pd.DataFrame
-    trade_count: np.ndarray
-    fees: np.ndarray
-
-
-def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], config: StrategyConfig,
-             settings: BacktestSettings) -> _Simulation:
-    """Simulate ``targets`` (interim: a plain vectorbt run until the engine's ``simulate`` is merged)."""
-    import vectorbt as vbt
-
-    names = list(bars)
-    n = targets[names[0]].shape[1]
-    quantity = float(config.sizing.value)
-    close = pd.concat([bars[name]["close"].rename(name) for name in names], axis=1)
-    opens = pd.concat([bars[name]["open"].rename(name) for name in names], axis=1)
-    columns = pd.MultiIndex.from_product([range(n), names], names=["combo", "instrument"])
-    size = np.column_stack([targets[name][c].to_numpy() * quantity for c in range(n) for name in names])
-    size = np.vstack([np.full((1, size.shape[1]), np.nan), size[:-1]])  # decided at t's close, filled at t+1's open
-    changes = int(np.count_nonzero(np.diff(np.nan_to_num(size), axis=0))) + size.shape[1]
-    portfolio = vbt.Portfolio.from_orders(
-        close=pd.DataFrame(np.tile(close.to_numpy(), n), index=close.index, columns=columns),
-        size=pd.DataFrame(size, index=close.index, columns=columns), size_type="targetamount",
-        price=pd.DataFrame(np.tile(opens.to_numpy(), n), index=close.index, columns=columns),
-        slippage=float(settings.slippage), init_cash=float(settings.initial_cash), cash_sharing=True,
-        group_by="combo", max_orders=changes, freq=None)
-    value = portfolio.value()
-    equity = pd.DataFrame(np.asarray(value).reshape(len(close), n), index=close.index, columns=range(n))
-    records = portfolio.orders.values  # one record per fill: its column (combo-major) and fees
-    per_column = len(names) * n
-    trade_count = np.bincount(records["col"], minlength=per_column).reshape(n, len(names)).sum(axis=1)
-    fees = np.bincount(records["col"], weights=records["fees"], minlength=per_column).reshape(n, len(names)).sum(axis=1)
-    return _Simulation(equity, trade_count, fees)
+    return simulate(bars, trimmed, job.config, job.settings).equity[0].rename("equity")

@@ -2,12 +2,14 @@
 
 A chunk of a sweep ends as a few numbers per combination, computed column-wise
 from the simulation's equity (bars x combinations) where it ran, so only these
-travel back: ``total_return``, ``cagr``, ``volatility``, ``sharpe``,
-``sortino``, ``max_drawdown`` (a positive fraction), ``calmar``, ``trades``
-(fills), ``fees`` and ``final_equity``, plus ``objective``.
+travel back: :func:`trader.backtest.metrics.headline`'s ``total_return``,
+``cagr``, ``volatility``, ``sharpe``, ``sortino``, ``calmar``,
+``max_drawdown`` (a positive fraction), then ``trades`` (round trips),
+``fees`` and ``final_equity``, plus ``objective``.
 
-:func:`objective_function` is the one place that maps an objective's name to
-its function (:data:`trader.backtest.metrics.OBJECTIVES`). A constraint such
+An objective is one of :data:`trader.backtest.metrics.OBJECTIVES` (higher is
+better), or ``max_drawdown`` / ``volatility`` (lower is better); each is the
+value ``metrics.compute`` gives a single backtest of the same equity. A constraint such
 as ``trades>=10`` or ``max_drawdown<=0.3`` names one of those metrics, an
 operator and a number (:func:`parse_constraint`); a combination that breaks
 one keeps its metrics but no objective, and the optimiser is told it failed.
@@ -23,38 +25,41 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trader.backtest.metrics import OBJECTIVES, headline
 from trader.errors import ValidationError
-from trader.strategy.bars import parse_bar_size
 
-__all__ = ["METRICS", "Constraint", "combo_metrics", "direction", "objective_function", "parse_constraint",
-           "periods_per_year"]
+__all__ = ["METRICS", "Constraint", "combo_metrics", "direction", "objective_function", "objectives",
+           "parse_constraint"]
 
-METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "fees",
+METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown", "trades", "fees",
            "final_equity")
-_MINIMISE = {"max_drawdown", "volatility", "fees"}  # lower is better; every other objective is maximised
+_MINIMISE = ("max_drawdown", "volatility")  # lower is better; the OBJECTIVES are maximised
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 _CONSTRAINT = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+)\s*$")
-_TRADING_SECONDS_PER_DAY = 6.5 * 3600
-_TRADING_DAYS = 252
 
-Objective = Callable[[pd.DataFrame, float], pd.Series]  # (metrics table, periods per year) -> a value per row
+Objective = Callable[[pd.DataFrame, pd.DataFrame, str, float], pd.Series]  # (table, equity, bar size, rf) -> per row
 
 
-def periods_per_year(bar_size: str) -> float:
-    """Return bars per year: 252 days of 6.5 trading hours for intraday bars, 252 for daily, 52, 12."""
-    seconds = parse_bar_size(bar_size)
-    if seconds < 86_400:
-        return _TRADING_DAYS * _TRADING_SECONDS_PER_DAY / seconds
-    return _TRADING_DAYS * 86_400 / seconds if seconds < 7 * 86_400 else 365.25 * 86_400 / seconds
+def objectives() -> list[str]:
+    """Return the names an objective may take."""
+    return [*OBJECTIVES, *_MINIMISE]
 
 
 def objective_function(name: str) -> Objective:
-    """Return the objective called ``name`` (a column of the metrics table), or raise ValidationError."""
-    if name not in METRICS or name in ("final_equity",):
-        known = ", ".join(m for m in METRICS if m != "final_equity")
-        raise ValidationError(f"unknown objective {name!r} (known: {known})")
-    return lambda table, _periods: table[name]
+    """Return the objective called ``name``, or raise ValidationError naming the known ones.
+
+    The function takes the headline table (a row per combination), the equity
+    (bars x combinations), the bar size and the risk-free rate; a headline
+    column is read from the table, any other objective computed on the equity.
+    """
+    if name in _MINIMISE or name in METRICS and name in OBJECTIVES:
+        return lambda table, _equity, _bar_size, _risk_free: table[name]
+    if name in OBJECTIVES:
+        score = OBJECTIVES[name]
+        return lambda _table, equity, bar_size, risk_free: pd.Series(
+            np.asarray(score(equity, bar_size=bar_size, risk_free=risk_free), dtype=np.float64), index=_table.index)
+    raise ValidationError(f"unknown objective {name!r} (known: {', '.join(objectives())})")
 
 
 def direction(name: str) -> str:
@@ -98,28 +103,11 @@ def parse_constraint(text: str) -> Constraint:
 def combo_metrics(equity: pd.DataFrame, trades: Sequence[float], fees: Sequence[float], *, bar_size: str,
                   risk_free: float, objective: str) -> pd.DataFrame:
     """Return one row per column of ``equity`` (bars x combinations): the metrics, ``objective`` last."""
-    periods = periods_per_year(bar_size)
-    values = equity.to_numpy(dtype=np.float64)
-    returns = np.zeros_like(values)
-    returns[1:] = values[1:] / values[:-1] - 1.0
-    first, last = values[0], values[-1]
-    total = last / first - 1.0
-    years = max(len(values) / periods, 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        cagr = np.where(last > 0, (last / first) ** (1.0 / years) - 1.0, -1.0)
-        excess = returns[1:] - risk_free / periods if len(values) > 1 else returns
-        mean = excess.mean(axis=0)
-        std = excess.std(axis=0, ddof=1) if len(excess) > 1 else np.full(values.shape[1], np.nan)
-        sharpe = np.where(std > 0, mean / std * np.sqrt(periods), np.nan)
-        downside = np.sqrt((np.minimum(excess, 0.0) ** 2).mean(axis=0))
-        sortino = np.where(downside > 0, mean / downside * np.sqrt(periods), np.nan)
-        peak = np.maximum.accumulate(values, axis=0)
-        drawdown = (1.0 - values / peak).max(axis=0)
-        calmar = np.where(drawdown > 0, cagr / drawdown, np.nan)
-    table = pd.DataFrame({
-        "total_return": total, "cagr": cagr, "volatility": std * np.sqrt(periods), "sharpe": sharpe,
-        "sortino": sortino, "max_drawdown": drawdown, "calmar": calmar,
-        "trades": np.asarray(trades, dtype=np.float64), "fees": np.asarray(fees, dtype=np.float64),
-        "final_equity": last}, index=range(values.shape[1]))
-    table["objective"] = objective_function(objective)(table, periods).astype(np.float64)
+    table = headline(equity, bar_size, risk_free).reset_index(drop=True)
+    table["trades"] = np.asarray(trades, dtype=np.float64)
+    table["fees"] = np.asarray(fees, dtype=np.float64)
+    table["final_equity"] = equity.iloc[-1].to_numpy(dtype=np.float64)
+    table = table.astype(np.float64)
+    table["objective"] = np.asarray(objective_function(objective)(table, equity, bar_size, risk_free),
+                                    dtype=np.float64)
     return table
