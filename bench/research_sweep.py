@@ -13,9 +13,10 @@ that sum is the run's peak):
 - the same sweep on 1 worker;
 - the same grid in raw vectorbt at once: the plugin's own signals for every
   combination into one bars x combinations target matrix, its changes as
-  amount orders at the next bar's open (slippage and IB's stock commission in
-  numpy), one ``Portfolio.from_orders`` call, the equity and the headline
-  metrics of every column.
+  amount orders at the next bar's open (vectorbt's slippage, IB's stock
+  commission in numpy), one ``Portfolio.from_orders`` call, the equity and
+  the headline metrics of every column (written lean: the orders overwrite
+  the targets in place).
 
 Times are of the work itself, each side warmed up first (imports, numba
 compiled; the cluster started and its workers warm): ``sweep_vs_vectorbt`` is
@@ -69,7 +70,7 @@ def _strategy() -> Any:
     from trader.strategy.plugins import load_plugin
 
     cls = type(load_plugin(ROOT / "strategies" / "ma_crossover.py").strategy)
-    return cls(StrategyConfig(sizing={"kind": "quantity", "value": SHARES},
+    return cls(StrategyConfig(sizing={"kind": "quantity", "value": SHARES}, bar_size="1m",
                               params={"fast": 3, "slow": 8, "allow_short": True},
                               backtest={"initial_cash": CASH, "slippage": str(SLIPPAGE)}))
 
@@ -109,21 +110,26 @@ def _vectorbt_child(bars: int, combos: int) -> dict[str, float]:
 
     def job(frame: pd.DataFrame, combinations: list[dict[str, Any]]) -> pd.DataFrame:
         cls = type(strategy)
-        targets = np.column_stack([
-            cls(strategy.config.model_copy(update={"params": {**strategy.config.params, **c}})).signals(frame)
-            .to_numpy(np.float64) for c in combinations]) * SHARES
-        change = np.diff(targets, axis=0, prepend=0.0)
-        size = np.full_like(change, np.nan)
-        size[1:] = np.where(change[:-1] != 0, change[:-1], np.nan)  # decided at t's close, filled at t+1's open
+        size = np.empty((len(frame), len(combinations)))  # the targets, then in place the orders
+        for column, combo in enumerate(combinations):
+            config = strategy.config.model_copy(update={"params": {**strategy.config.params, **combo}})
+            size[:, column] = cls(config).signals(frame).to_numpy(np.float64) * SHARES
+        size[1:] = np.diff(size, axis=0)  # the change of target at t ...
+        size[1:] = size[:-1].copy()  # ... filled at t+1's open
+        size[0] = np.nan
+        size[size == 0] = np.nan
         opens = frame["open"].to_numpy()[:, None]
-        price = np.where(size > 0, opens * (1 + SLIPPAGE), opens * (1 - SLIPPAGE))
         shares = np.abs(np.nan_to_num(size))
-        fee = np.minimum(np.maximum(shares * float(schedule.stock_per_share), float(schedule.stock_min)),
-                         shares * price * float(schedule.stock_max_percent) / 100)
-        fee = np.where(shares > 0, np.round(fee, 2), 0.0)
+        fee = np.maximum(shares * float(schedule.stock_per_share), float(schedule.stock_min))
+        fee = np.minimum(fee, shares * opens * (1 + np.sign(np.nan_to_num(size)) * SLIPPAGE)
+                         * float(schedule.stock_max_percent) / 100)
+        del shares
+        fee[np.isnan(size)] = 0.0
+        np.round(fee, 2, out=fee)
         portfolio = vbt.Portfolio.from_orders(close=frame["close"].to_numpy()[:, None], size=size,
-                                              size_type="amount", direction="both", price=price, fixed_fees=fee,
-                                              init_cash=CASH)
+                                              size_type="amount", direction="both", price=opens,
+                                              slippage=SLIPPAGE, fixed_fees=fee, init_cash=CASH)
+        del size, fee
         equity = pd.DataFrame(np.asarray(portfolio.value()).reshape(len(frame), -1), index=frame.index)
         return headline(equity, "1m")
 
