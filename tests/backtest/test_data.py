@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.backtest.given import Given
 from trader.backtest.data import load_bars, load_for
 from trader.backtest.engine import run
 from trader.backtest.settings import BacktestSettings
 from trader.data.arctic import ArcticStore
 from trader.errors import NotFound, ValidationError
-from tests.backtest.given import Given
 
 DAYS = ["2024-03-04", "2024-03-05", "2024-03-07", "2024-03-08"]  # Mon Tue (Wed missing) Thu Fri
 
@@ -45,9 +45,9 @@ def test_store_bars_are_read_by_symbol_in_the_range_and_a_missing_session_is_nam
     frame = loaded.bars["AAPL.STK"]
     assert len(frame) == 90 and frame.index[0] == pd.Timestamp("2024-03-05 14:30", tz="UTC")
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
-    assert [s for s in loaded.skipped if "session" in s] == [
-        "AAPL.STK: no bars in the session of 2024-03-06 (2024-03-06T09:00:00+00:00 .. 2024-03-07T00:59:00+00:00): "  # extended hours
-        "nothing decided or filled in it"]
+    gap = ("AAPL.STK: no bars in the session of 2024-03-06 (2024-03-06T09:00:00+00:00 .. 2024-03-07T00:59:00+00:00): "
+           "nothing decided or filled in it")  # the calendar's extended hours
+    assert [s for s in loaded.skipped if "session" in s] == [gap]
     assert loaded.benchmark is not None and loaded.benchmark.name == "SPY.STK" and len(loaded.benchmark) == 90
 
 

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.backtest.given import Given, make_bars
 from trader.backtest.engine import run, simulate
 from trader.backtest.settings import BacktestSettings
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
-from tests.backtest.given import Given, make_bars
 
 QTY100 = {"sizing": {"kind": "quantity", "value": 100}}
 
 
-def orders_of(result) -> list[tuple]:  # noqa: ANN001 - a BacktestResult
+def orders_of(result) -> list[tuple]:
     return [(o.time.strftime("%H:%M"), o.fill_time.strftime("%H:%M"), o.side, o.quantity, o.price, o.commission,
              o.reason) for o in result.orders.itertuples()]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tests.backtest.given import Given, make_bars
 from trader.backtest.engine import run
 from trader.backtest.settings import BacktestSettings
-from tests.backtest.given import Given, make_bars
 
 BRACKET = {"sizing": {"kind": "quantity", "value": 100}, "stop_loss_percent": 5, "take_profit_percent": 10}
 
 
-def fills(result) -> list[tuple]:  # noqa: ANN001 - a BacktestResult
+def fills(result) -> list[tuple]:
     return [(o.fill_time.strftime("%H:%M"), o.side, o.quantity, o.price, o.reason) for o in result.orders.itertuples()]
 
 

@@ -98,11 +98,13 @@ def test_a_short_intraday_run_reads_per_bar_returns() -> None:
 # ---- compute(result) ---------------------------------------------------------------------------------------------
 
 
-def test_compute_answers_more_than_30_floats_with_snake_case_names() -> None:
+def test_compute_answers_more_than_30_floats_with_snake_case_names_and_units() -> None:
     stats = metrics.compute(result_of(random_equity(0)))
     assert len(stats) >= 30
     assert all(isinstance(value, float) for value in stats.values())
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in stats)
+    assert list(metrics.UNITS) != [] and set(metrics.UNITS) == set(stats)
+    assert set(metrics.UNITS.values()) <= {"fraction", "ratio", "currency", "days", "count", "flag"}
 
 
 def test_compute_by_hand() -> None:
@@ -113,7 +115,15 @@ def test_compute_by_hand() -> None:
                             "side": "BUY", "quantity": Decimal(100), "price": Decimal("500.00"),
                             "commission": Decimal("1.00"), "reason": "signal"}], columns=list(ORDER_COLUMNS))
     positions = pd.DataFrame({KEY: [Decimal(0), Decimal(100), Decimal(100), Decimal(100)]}, index=equity.index)
-    stats = metrics.compute(result_of(equity, orders=orders, positions=positions))
+    trades = pd.DataFrame([
+        {"instrument": KEY, "direction": "long", "entry_time": equity.index[1], "exit_time": equity.index[2],
+         "quantity": Decimal(100), "entry_price": Decimal(500), "exit_price": Decimal(490), "pnl": Decimal(-1_002),
+         "return": Decimal("-0.02004"), "commission": Decimal(2), "bars": 1},
+        {"instrument": KEY, "direction": "long", "entry_time": equity.index[3], "exit_time": pd.NaT,
+         "quantity": Decimal(100), "entry_price": Decimal(490), "exit_price": None, "pnl": Decimal(0),
+         "return": Decimal(0), "commission": Decimal(1), "bars": 0},
+    ], columns=list(TRADE_COLUMNS))
+    stats = metrics.compute(result_of(equity, orders=orders, positions=positions, trades=trades))
     assert stats["total_return"] == pytest.approx(0.045)
     assert stats["net_profit"] == pytest.approx(4_500.0)
     assert stats["final_equity"] == pytest.approx(104_500.0)
@@ -129,8 +139,13 @@ def test_compute_by_hand() -> None:
     assert stats["fees"] == pytest.approx(1.0)
     assert stats["turnover"] == pytest.approx(50_000 / equity.mean())
     assert stats["orders"] == 1.0
-    assert stats["trades"] == 0.0
-    assert math.isnan(stats["win_rate"])
+    # one closed trade, a loss, and one open trade that the trade statistics leave out
+    assert (stats["trades"], stats["open_trades"]) == (1.0, 1.0)
+    assert stats["win_rate"] == 0.0
+    assert stats["profit_factor"] == 0.0  # no gross profit over a gross loss of 1 002
+    assert stats["expectancy"] == pytest.approx(-1_002.0)
+    assert stats["average_holding_days"] == pytest.approx(1.0)
+    assert math.isnan(stats["payoff_ratio"])  # no win to set against the loss
     assert (stats["periods_per_year"], stats["daily_returns"], stats["bars"], stats["days"]) == (252, 1.0, 4, 3.0)
 
 
@@ -159,6 +174,30 @@ def test_compute_matches_empyrical_and_quantstats_on_daily_bars(seed: int) -> No
     assert stats["benchmark_return"] == pytest.approx(bench.iloc[-1] / bench.iloc[0] - 1)
 
 
+def test_compute_on_intraday_bars_matches_empyrical_under_the_rule() -> None:
+    rng = np.random.default_rng(11)
+    index = minute_sessions(metrics.MIN_DAYS + 10)
+    equity = pd.Series(1e5 * np.cumprod(1 + 0.0004 * rng.standard_t(4, len(index))), index=index)
+    # a long run: daily returns, here from pandas' own resampling, the start prepended
+    closes = pd.concat([equity.iloc[:1], equity.resample("1D").last().dropna()])
+    daily = closes.pct_change().iloc[1:]
+    stats = metrics.compute(result_of(equity, "1m"))
+    assert stats["daily_returns"] == 1.0
+    assert stats["sharpe"] == pytest.approx(empyrical.sharpe_ratio(daily))
+    assert stats["sortino"] == pytest.approx(empyrical.sortino_ratio(daily))
+    assert stats["volatility"] == pytest.approx(empyrical.annual_volatility(daily))
+    assert stats["cagr"] == pytest.approx(empyrical.cagr(daily))
+    # the drawdown reads every bar
+    assert stats["max_drawdown"] == pytest.approx(-empyrical.max_drawdown(equity.pct_change().iloc[1:]))
+    # a short run: per-bar returns at 252 * 390 a year
+    short = equity.iloc[: 390 * 5]
+    stats = metrics.compute(result_of(short, "1m"))
+    bars = short.pct_change().iloc[1:]
+    assert stats["daily_returns"] == 0.0
+    assert stats["sharpe"] == pytest.approx(empyrical.sharpe_ratio(bars, annualization=252 * 390))
+    assert stats["cagr"] == pytest.approx(empyrical.cagr(bars, annualization=252 * 390))
+
+
 def test_flat_equity_and_no_trade_do_not_raise() -> None:
     flat = pd.Series(50_000.0, index=minute_sessions(2))
     stats = metrics.compute(result_of(flat, "1m"))
@@ -167,6 +206,8 @@ def test_flat_equity_and_no_trade_do_not_raise() -> None:
     assert stats["trades"] == 0.0
     for name in ("sharpe", "sortino", "calmar", "omega", "skew", "win_rate", "profit_factor", "beta", "alpha"):
         assert math.isnan(stats[name]), name
+    no_benchmark = metrics.compute(result_of(flat, "1m", benchmark=flat * np.nan))
+    assert math.isnan(no_benchmark["benchmark_return"]) and math.isnan(no_benchmark["correlation"])
     one_bar = metrics.compute(result_of(flat.iloc[:1], "1m"))
     assert one_bar["total_return"] == 0.0
     assert math.isnan(one_bar["sharpe"])

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.backtest.given import Given, make_bars
 from trader.backtest.engine import run
 from trader.backtest.settings import BacktestSettings
 from trader.strategy.base import Strategy
 from trader.strategy.sizing import SignalError
-from tests.backtest.given import Given, make_bars
 
 QTY = {"sizing": {"kind": "quantity", "value": 100}}
 

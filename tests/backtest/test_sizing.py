@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.backtest.given import Given, make_bars
 from trader.backtest.engine import run, simulate
 from trader.backtest.settings import BacktestSettings
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
 from trader.strategy.sizing import target_quantity
-from tests.backtest.given import Given, make_bars
 
 FREE = BacktestSettings(commission=CommissionConfig(stock_per_share=0, stock_min=0))
 

@@ -107,7 +107,7 @@ def cagr(returns: Returns, periods_per_year: float = 252.0) -> Score:
     """Return the compound annual growth rate: growth ``** (periods_per_year / periods) - 1``.
 
     The years are the count of returns over ``periods_per_year`` (as in
-    empyrical), not calendar time. NaN with no return or a wiped-out account.
+    empyrical), not calendar time. NaN with no return, or an account below zero.
     """
     array, shape = matrix(returns)
     count = np.sum(~np.isnan(array), axis=0)
