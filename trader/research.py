@@ -1,0 +1,234 @@
+"""Research from Python: backtest, sweep and walk-forward a strategy plugin by name, in a notebook or a script.
+
+    from trader.research import backtest, sweep, walkforward
+
+    result = backtest("ma_crossover", start="2026-01-02", end="2026-03-01", fast=5, slippage="0.0005")
+    result.stats["sharpe"], result.trades, result.equity
+    result.plot()                 # a Plotly figure, inline in Jupyter
+    result.report("ma.html")      # the self-contained tear sheet
+
+    found = sweep("ma_crossover", {"fast": "2:20", "slow": "10:100:5"}, objective="sharpe", workers=2)
+    found.best, found.table.head()
+
+The plugin is found and configured as :mod:`trader.backtest.job` says
+(the strategies directory strategy_service loads, the config's
+``backtest:`` section, overrides on top); keywords beyond the named ones
+follow the ``--set`` rule: a name the strategy's ``Params`` declares is a
+parameter, else a backtest setting, else a ValidationError naming it. The
+``trader backtest|sweep|walkforward`` commands call these same functions.
+
+Numba's compiled code is cached on disk (``cache=True`` in the engine and
+Monte Carlo, and vectorbt's own), in ``NUMBA_CACHE_DIR`` if set, else in
+``$XDG_CACHE_HOME/trader/numba`` (``~/.cache/trader/numba``): one directory
+per user rather than ``__pycache__`` inside the installed packages (which
+may be read-only, or shared by several checkouts), and not under
+``TRADER_HOME``, which tests and profiles make afresh. It is set when this
+module is imported, before numba is, so a second run in a fresh process
+loads the machine code instead of compiling it (measured in
+docs/ARCHITECTURE.md, "Research").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trader.backtest.job import Job, prepare
+from trader.backtest.settings import BacktestSettings
+from trader.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
+
+__all__ = ["backtest", "load_bars", "numba_cache_dir", "sweep", "walkforward"]
+
+log = logging.getLogger(__name__)
+
+NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
+
+
+def numba_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Return where numba caches compiled code: ``NUMBA_CACHE_DIR``, else the user's cache directory's trader/numba."""
+    env = os.environ if env is None else env
+    if env.get(NUMBA_CACHE_ENV):
+        return Path(env[NUMBA_CACHE_ENV])
+    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "trader" / "numba"
+
+
+def _use_numba_cache() -> None:
+    """Point numba's cache at :func:`numba_cache_dir` (also for a numba already imported, from now on)."""
+    path = numba_cache_dir()
+    os.environ.setdefault(NUMBA_CACHE_ENV, str(path))  # Dask workers and child processes inherit it
+    if "numba" in sys.modules:
+        from numba.core import config
+
+        config.CACHE_DIR = str(path)
+
+
+_use_numba_cache()
+
+
+def _job(name: str, start: datetime | str | None, end: datetime | str | None, instruments: Sequence[str] | None,
+         data: str | Path | None, params: Mapping[str, Any] | None,
+         settings: Mapping[str, Any] | BacktestSettings | None, directory: str | Path | None,
+         platform: Settings | None, overrides: Mapping[str, Any]) -> Job:
+    return prepare(name, start=_moment(start), end=_moment(end), instruments=instruments, data=data,
+                   params=params, settings=settings, overrides=overrides, directory=directory, platform=platform)
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """Return a date or time given as text (``2026-03-02``) as an aware UTC datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    from trader.data.frames import utc
+
+    return utc(value).to_pydatetime()
+
+
+def load_bars(job: Job) -> dict[str, pd.DataFrame]:
+    """Return the bars of ``job``'s instruments over its range (the market store, or its data file)."""
+    from trader.backtest.data import load_bars as load
+
+    return load(job.strategy, job.settings, job.platform)
+
+
+def backtest(
+    name: str,
+    *,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    instruments: Sequence[str] | None = None,
+    data: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | BacktestSettings | None = None,
+    directory: str | Path | None = None,
+    platform: Settings | None = None,
+    **overrides: Any,
+) -> BacktestResult:
+    """Backtest strategy ``name`` over stored bars (or ``data``, a CSV/Parquet file); return its result.
+
+    ``start``/``end``/``instruments``/``data`` replace the config's
+    ``backtest:`` values; ``params`` are strategy parameters, ``settings``
+    backtest settings (a mapping, dotted keys allowed, or a whole
+    BacktestSettings); ``overrides`` follow the ``--set`` rule.
+    ``directory`` is the strategies directory (default: the platform's),
+    ``platform`` the platform settings (default: the active profile's).
+    """
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    try:
+        began = time.perf_counter()
+        bars = load_bars(job)
+        from trader.backtest.engine import run
+
+        result = run(job.strategy, bars, job.settings)
+        result.elapsed = result.elapsed or time.perf_counter() - began
+        log.info("backtest of %s: %d orders in %.2f s", name, len(result.orders), result.elapsed)
+        return result
+    finally:
+        job.close()
+
+
+def sweep(
+    name: str,
+    space: Mapping[str, Any] | Sequence[str],
+    *,
+    method: str = "grid",
+    objective: str = "sharpe",
+    constraints: Sequence[str] = (),
+    trials: int | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    instruments: Sequence[str] | None = None,
+    data: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | BacktestSettings | None = None,
+    directory: str | Path | None = None,
+    platform: Settings | None = None,
+    **overrides: Any,
+) -> SweepResult:
+    """Search strategy ``name``'s parameters over ``space`` for the best ``objective``; return every combination.
+
+    ``space`` maps a parameter to a range (``"2:20"``, ``"10:100:5"``), a
+    list of values, or is a list of ``NAME=RANGE`` words (``--param``).
+    ``method`` is grid, random or genetic (``trials`` combinations for the
+    last two); ``constraints`` are expressions over the metrics
+    (``"max_drawdown < 0.2"``); ``workers`` Dask processes of a LocalCluster,
+    or ``scheduler`` a cluster's address. The rest as for :func:`backtest`.
+    """
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    try:
+        bars = load_bars(job)
+        from trader.backtest.sweep import sweep as run_sweep
+
+        return run_sweep(job, bars, _space(space), method=method, objective=objective,
+                         constraints=list(constraints), trials=trials, workers=workers, scheduler=scheduler,
+                         seed=seed, progress=progress)
+    finally:
+        job.close()
+
+
+def walkforward(
+    name: str,
+    space: Mapping[str, Any] | Sequence[str],
+    *,
+    windows: int = 5,
+    in_sample: float = 0.75,
+    method: str = "grid",
+    objective: str = "sharpe",
+    constraints: Sequence[str] = (),
+    trials: int | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    instruments: Sequence[str] | None = None,
+    data: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | BacktestSettings | None = None,
+    directory: str | Path | None = None,
+    platform: Settings | None = None,
+    **overrides: Any,
+) -> WalkForwardResult:
+    """Walk strategy ``name`` forward: optimise on each in-sample window, test on the next; stitch the tests.
+
+    The bars are cut into ``windows`` rolling windows, each ``in_sample``
+    (a fraction) in-sample and the rest out-of-sample; the rest as for
+    :func:`sweep`.
+    """
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    try:
+        bars = load_bars(job)
+        from trader.backtest.walkforward import walkforward as run_walkforward
+
+        return run_walkforward(job, bars, _space(space), windows=windows, in_sample=in_sample, method=method,
+                               objective=objective, constraints=list(constraints), trials=trials,
+                               workers=workers, scheduler=scheduler, seed=seed, progress=progress)
+    finally:
+        job.close()
+
+
+def _space(space: Mapping[str, Any] | Sequence[str]) -> list[str]:
+    """Return a search space as ``NAME=RANGE`` words, the form ``--param`` takes."""
+    if isinstance(space, Mapping):
+        words = []
+        for key, value in space.items():
+            if isinstance(value, (list, tuple, range)):
+                value = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in value)
+            words.append(f"{key}={value}")
+        return words
+    return list(space)
