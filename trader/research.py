@@ -34,7 +34,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from trader.backtest.job import Job, prepare
 from trader.backtest.settings import BacktestSettings
 from trader.config import Settings
+from trader.errors import ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +81,11 @@ _use_numba_cache()
 def _job(name: str, start: datetime | str | None, end: datetime | str | None, instruments: Sequence[str] | None,
          data: str | Path | None, params: Mapping[str, Any] | None,
          settings: Mapping[str, Any] | BacktestSettings | None, directory: str | Path | None,
-         platform: Settings | None, overrides: Mapping[str, Any]) -> Job:
+         platform: Settings | None, sets: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> Job:
+    clash = sorted(set(sets or {}) & set(overrides))
+    if clash:
+        raise ValidationError(f"{', '.join(clash)} given twice (in sets and as a keyword)")
+    overrides = {**(sets or {}), **overrides}
     return prepare(name, start=_moment(start), end=_moment(end), instruments=instruments, data=data,
                    params=params, settings=settings, overrides=overrides, directory=directory, platform=platform)
 
@@ -110,8 +115,10 @@ def backtest(
     data: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | BacktestSettings | None = None,
+    sets: Mapping[str, Any] | None = None,
     directory: str | Path | None = None,
     platform: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
     **overrides: Any,
 ) -> BacktestResult:
     """Backtest strategy ``name`` over stored bars (or ``data``, a CSV/Parquet file); return its result.
@@ -119,14 +126,18 @@ def backtest(
     ``start``/``end``/``instruments``/``data`` replace the config's
     ``backtest:`` values; ``params`` are strategy parameters, ``settings``
     backtest settings (a mapping, dotted keys allowed, or a whole
-    BacktestSettings); ``overrides`` follow the ``--set`` rule.
-    ``directory`` is the strategies directory (default: the platform's),
+    BacktestSettings); ``sets`` (``--set``'s mapping) and ``overrides``
+    follow the ``--set`` rule. ``progress`` is called with each stage's
+    name (loading bars, running) as it starts. ``directory`` is the strategies directory (default: the platform's),
     ``platform`` the platform settings (default: the active profile's).
     """
-    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
         began = time.perf_counter()
+        step = progress or (lambda _stage: None)
+        step("loading bars")
         bars = load_bars(job)
+        step("running")
         from trader.backtest.engine import run
 
         result = run(job.strategy, bars, job.settings)
@@ -155,6 +166,7 @@ def sweep(
     data: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | BacktestSettings | None = None,
+    sets: Mapping[str, Any] | None = None,
     directory: str | Path | None = None,
     platform: Settings | None = None,
     **overrides: Any,
@@ -168,7 +180,7 @@ def sweep(
     (``"max_drawdown < 0.2"``); ``workers`` Dask processes of a LocalCluster,
     or ``scheduler`` a cluster's address. The rest as for :func:`backtest`.
     """
-    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
         bars = load_bars(job)
         from trader.backtest.sweep import sweep as run_sweep
@@ -200,6 +212,7 @@ def walkforward(
     data: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | BacktestSettings | None = None,
+    sets: Mapping[str, Any] | None = None,
     directory: str | Path | None = None,
     platform: Settings | None = None,
     **overrides: Any,
@@ -210,7 +223,7 @@ def walkforward(
     (a fraction) in-sample and the rest out-of-sample; the rest as for
     :func:`sweep`.
     """
-    job = _job(name, start, end, instruments, data, params, settings, directory, platform, overrides)
+    job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
         bars = load_bars(job)
         from trader.backtest.walkforward import walkforward as run_walkforward

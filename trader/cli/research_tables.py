@@ -1,0 +1,210 @@
+"""What the research commands print: the backtest summary, the sweep's best rows, the walk-forward windows.
+
+Every table fits 80 columns (:class:`trader.cli.layout.FitTable`, the
+least important columns left out first on a narrower terminal). Metrics
+are formatted by kind: fractions as percents (``total_return`` 0.123 ->
+``12.30 %``), ratios with two decimals, counts whole, money to cents.
+:func:`stage` shows what a long command is doing on stderr (a spinner on a
+terminal, nothing in a pipe or with ``--json``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from trader.cli import formats
+from trader.cli.context import CliContext
+from trader.cli.layout import Col, FitTable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
+
+__all__ = ["metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
+           "walkforward_dict"]
+
+PERCENT = ("return", "cagr", "volatility", "drawdown", "rate", "exposure", "var_", "cvar_", "alpha", "turnover")
+WHOLE = ("trades", "bars", "days", "duration", "count")
+MONEY = ("fees", "pnl", "equity", "cash", "expectancy", "trade")
+# The headline metrics of the summary, in order (those the metrics module computes; others are in --json).
+HEADLINE = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+            "max_drawdown_duration", "trades", "win_rate", "profit_factor", "expectancy", "exposure",
+            "fees", "best_trade", "worst_trade")
+TRADES_SHOWN = 10
+ROWS_SHOWN = 10
+
+
+@contextmanager
+def stage(cli: CliContext, what: str) -> Iterator[Callable[[str], None]]:
+    """Show ``what: <step>`` on stderr while the block runs (not with --json); yield the step setter."""
+    if cli.json or not cli.err.is_terminal:
+        yield lambda _step: None
+        return
+    with cli.err.status(what) as status:
+        yield lambda step: status.update(f"{what}: {step}")
+
+
+def metric_text(name: str, value: Any) -> str:
+    """Return a metric's value as the summary shows it, by the kind its name says."""
+    if value is None or isinstance(value, float) and not math.isfinite(value):
+        return "-"
+    number = float(value)
+    if any(part in name for part in PERCENT) and "ratio" not in name:
+        return f"{number * 100:,.2f} %"
+    if any(part in name for part in WHOLE):
+        return f"{number:,.0f}"
+    if any(part in name for part in MONEY):
+        return f"{number:,.2f}"
+    return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.2f}"
+
+
+def _headline(stats: dict[str, Any]) -> list[str]:
+    names = [n for n in HEADLINE if n in stats]
+    return names or list(stats)[: len(HEADLINE)]
+
+
+def _range_text(index: pd.Index) -> str:
+    if len(index) == 0:
+        return "no bars"
+    return f"{formats.when(index[0].to_pydatetime())} -> {formats.when(index[-1].to_pydatetime())}"
+
+
+def show_backtest(console: Console, result: BacktestResult, report: Path | None) -> None:
+    """Print a backtest: what ran, the headline metrics two by two, the last trades, what was skipped."""
+    params = " ".join(f"{k}={_value(v)}" for k, v in result.params.items()) or "none"
+    instruments = ", ".join(result.prices) or "-"
+    console.print(Text.assemble((result.strategy, "bold"), f"  {instruments}  {result.bar_size}  ",
+                                _range_text(result.equity.index)), highlight=False)
+    console.print(f"params: {params}   bars: {len(result.equity):,}   orders: {len(result.orders):,}   "
+                  f"{result.elapsed:.2f} s", highlight=False, soft_wrap=False)
+    stats = result.stats
+    names = _headline(stats)
+    half = (len(names) + 1) // 2
+    left, right = names[:half], names[half:]
+    rows = []
+    for i, first in enumerate(left):
+        second = right[i] if i < len(right) else None
+        rows.append([first, metric_text(first, stats[first]), second or "",
+                     metric_text(second, stats[second]) if second else ""])
+    console.print(FitTable([Col("metric"), Col("value", justify="right"), Col("metric"),
+                            Col("value", justify="right")], rows, title="metrics"))
+    if len(result.trades):
+        console.print(_trades_table(result.trades.tail(TRADES_SHOWN), len(result.trades)))
+    else:
+        console.print("no trades", style="dim")
+    if result.skipped:
+        console.print(f"skipped {formats.count(len(result.skipped), 'item')}:", style="yellow")
+        for line in result.skipped[:5]:
+            console.print(f"  {line}", highlight=False)
+        if len(result.skipped) > 5:
+            console.print(f"  ... {len(result.skipped) - 5} more (--json lists them all)", style="dim")
+    if report is not None:
+        console.print(f"report: {report}", highlight=False)
+
+
+def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
+    cols = [Col("instrument"), Col("dir"), Col("entry (UTC)"), Col("exit (UTC)", 2), Col("qty", justify="right"),
+            Col("entry", 3, justify="right"), Col("exit", 3, justify="right"), Col("pnl", justify="right"),
+            Col("bars", 6, justify="right")]
+    rows = []
+    for row in trades.itertuples(index=False):
+        values = row._asdict()
+        rows.append([str(values["instrument"]), str(values["direction"]), _stamp(values["entry_time"]),
+                     _stamp(values["exit_time"]), formats.num(values["quantity"]), formats.num(values["entry_price"]),
+                     formats.num(values["exit_price"]) if values["exit_price"] == values["exit_price"] else "-",
+                     formats.money(values["pnl"]), str(values["bars"])])
+    title = f"last {len(rows)} of {formats.count(total, 'trade')}" if total > len(rows) else "trades"
+    return FitTable(cols, rows, title=title)
+
+
+def _stamp(value: Any) -> str:
+    if value is None or value != value:  # NaT: still open
+        return "open"
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if hasattr(value, "item"):
+        value = value.item()
+    return formats.num(value) if isinstance(value, (int, float)) else str(value)
+
+
+def sweep_dict(result: SweepResult) -> dict[str, Any]:
+    """Return a sweep as the JSON of ``trader sweep --json``."""
+    table = result.table
+    rows = [{k: _plain(v) for k, v in record.items()} for record in table.to_dict("records")]
+    return {"strategy": result.strategy, "method": result.method, "objective": result.objective,
+            "space": {k: [_plain(v) for v in values] for k, values in result.space.items()},
+            "best": {k: _plain(v) for k, v in result.best.items()} if len(table) else None,
+            "combinations": len(table), "rows": rows, "path": str(result.path) if result.path else None,
+            "chunks": result.chunks, "chunks_retried": result.chunks_retried, "elapsed": result.elapsed}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def show_sweep(console: Console, result: SweepResult, report: Path | None) -> None:
+    """Print a sweep: the best rows (parameters, objective, headline metrics), where it is stored."""
+    table = result.table
+    params = list(result.space)
+    shown = [m for m in ("objective", "sharpe", "cagr", "max_drawdown", "trades") if m in table.columns]
+    cols = [Col(p) for p in params] + [Col(m, 0 if m == "objective" else 3, justify="right") for m in shown]
+    rows = [[_value(r[p]) for p in params] + [metric_text(result.objective if m == "objective" else m, r[m])
+                                              for m in shown]
+            for r in table.head(ROWS_SHOWN).to_dict("records")]
+    console.print(FitTable(cols, rows, title=f"{result.strategy}: best {len(rows)} of "
+                           f"{formats.count(len(table), 'combination')} by {result.objective} ({result.method})"))
+    retried = f", {result.chunks_retried} retried" if result.chunks_retried else ""
+    console.print(f"{formats.count(result.chunks, 'chunk')}{retried}, {result.elapsed:.1f} s", highlight=False)
+    if result.path is not None:
+        console.print(f"stored: {result.path}", highlight=False)
+    if report is not None:
+        console.print(f"report: {report}", highlight=False)
+
+
+def walkforward_dict(result: WalkForwardResult) -> dict[str, Any]:
+    """Return a walk-forward as the JSON of ``trader walkforward --json``."""
+    windows = [{k: ({pk: _plain(pv) for pk, pv in v.items()} if isinstance(v, dict) else _plain(v))
+                for k, v in record.items()} for record in result.windows.to_dict("records")]
+    equity = result.equity
+    total = float(equity.iloc[-1] / equity.iloc[0] - 1) if len(equity) > 1 else None
+    return {"strategy": result.strategy, "objective": result.objective, "windows": windows,
+            "total_return": total,
+            "equity": [{"time": t.isoformat(), "equity": _plain(v)} for t, v in equity.items()],
+            "elapsed": result.elapsed}
+
+
+def show_walkforward(console: Console, result: WalkForwardResult, report: Path | None) -> None:
+    """Print a walk-forward: per window its out-of-sample range, chosen parameters and both scores."""
+    cols = [Col("out-of-sample (UTC)"), Col("params", wrap=True), Col("in-sample", justify="right"),
+            Col("out", justify="right")]
+    rows = []
+    for record in result.windows.to_dict("records"):
+        chosen = record.get("params") or {}
+        rows.append([f"{_stamp(record['oos_start'])} -> {_stamp(record['oos_end'])}",
+                     " ".join(f"{k}={_value(v)}" for k, v in chosen.items()),
+                     metric_text(result.objective, record.get("is_objective")),
+                     metric_text(result.objective, record.get("oos_objective"))])
+    console.print(FitTable(cols, rows, title=f"{result.strategy}: walk-forward by {result.objective}"))
+    total = walkforward_dict(result)["total_return"]
+    console.print(f"stitched out-of-sample return: {metric_text('total_return', total)}, "
+                  f"{result.elapsed:.1f} s", highlight=False)
+    if report is not None:
+        console.print(f"report: {report}", highlight=False)
