@@ -2,8 +2,9 @@
 
 Every table fits 80 columns (:class:`trader.cli.layout.FitTable`, the
 least important columns left out first on a narrower terminal). Metrics
-are formatted by kind: fractions as percents (``total_return`` 0.123 ->
-``12.30 %``), ratios with two decimals, counts whole, money to cents.
+are formatted by the unit trader.backtest.metrics documents: fractions as
+percents (``total_return`` 0.123 -> ``12.30 %``), money to cents, counts
+whole, durations in days, ratios with three decimals.
 :func:`stage` shows what a long command is doing on stderr (a spinner on a
 terminal, nothing in a pipe or with ``--json``).
 """
@@ -31,12 +32,17 @@ if TYPE_CHECKING:
 __all__ = ["metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
            "walkforward_dict"]
 
-PERCENT = ("return", "cagr", "volatility", "drawdown", "rate", "exposure", "var_", "cvar_", "alpha", "turnover")
-WHOLE = ("trades", "bars", "days", "duration", "count")
-MONEY = ("fees", "pnl", "equity", "cash", "expectancy", "trade")
-# The headline metrics of the summary, in order (those the metrics module computes; others are in --json).
+# Units, as trader.backtest.metrics documents them: fractions, money, counts, days; the rest plain ratios.
+PERCENT = frozenset({"total_return", "annual_return", "cagr", "volatility", "downside_deviation", "max_drawdown",
+                     "best_period", "worst_period", "win_rate", "best_trade", "worst_trade", "average_trade",
+                     "average_win", "average_loss", "exposure", "benchmark_return", "alpha", "tracking_error"})
+PERCENT_PREFIXES = ("var_", "cvar_")
+MONEY = frozenset({"start_equity", "final_equity", "net_profit", "expectancy", "fees"})
+WHOLE = frozenset({"trades", "open_trades", "orders", "bars", "max_consecutive_wins", "max_consecutive_losses"})
+DAYS = frozenset({"max_drawdown_days", "average_holding_days", "days"})
+# The headline metrics of the summary, in order (every one is in --json).
 HEADLINE = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
-            "max_drawdown_duration", "trades", "win_rate", "profit_factor", "expectancy", "exposure",
+            "max_drawdown_days", "trades", "win_rate", "profit_factor", "expectancy", "exposure",
             "fees", "best_trade", "worst_trade")
 TRADES_SHOWN = 10
 ROWS_SHOWN = 10
@@ -57,12 +63,14 @@ def metric_text(name: str, value: Any) -> str:
     if value is None or isinstance(value, float) and not math.isfinite(value):
         return "-"
     number = float(value)
-    if any(part in name for part in PERCENT) and "ratio" not in name:
+    if name in PERCENT or name.startswith(PERCENT_PREFIXES):
         return f"{number * 100:,.2f} %"
-    if any(part in name for part in WHOLE):
+    if name in WHOLE:
         return f"{number:,.0f}"
-    if any(part in name for part in MONEY):
+    if name in MONEY:
         return f"{number:,.2f}"
+    if name in DAYS:
+        return f"{number:,.1f} d"
     return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.2f}"
 
 
