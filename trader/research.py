@@ -182,12 +182,13 @@ def sweep(
     """
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
+        grid = _parsed_space(job, space)  # a bad --param is refused before any bar is read
         bars = load_bars(job)
-        from trader.backtest.sweep import sweep as run_sweep
+        from trader.backtest.sweep import run as run_sweep
 
-        return run_sweep(job, bars, _space(space), method=method, objective=objective,
-                         constraints=list(constraints), trials=trials, workers=workers, scheduler=scheduler,
-                         seed=seed, progress=progress)
+        return run_sweep(job.strategy, bars, grid, settings=job.settings, method=method,
+                         objective=objective, constraints=list(constraints), trials=trials, seed=seed,
+                         workers=workers, scheduler=scheduler, progress=progress, home=job.platform.home)
     finally:
         job.close()
 
@@ -225,14 +226,23 @@ def walkforward(
     """
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
+        grid = _parsed_space(job, space)
         bars = load_bars(job)
-        from trader.backtest.walkforward import walkforward as run_walkforward
+        from trader.backtest.walkforward import run as run_walkforward
 
-        return run_walkforward(job, bars, _space(space), windows=windows, in_sample=in_sample, method=method,
-                               objective=objective, constraints=list(constraints), trials=trials,
-                               workers=workers, scheduler=scheduler, seed=seed, progress=progress)
+        return run_walkforward(job.strategy, bars, grid, settings=job.settings,
+                               windows=windows, in_sample=in_sample, method=method, objective=objective,
+                               constraints=list(constraints), trials=trials, seed=seed, workers=workers,
+                               scheduler=scheduler, progress=progress)
     finally:
         job.close()
+
+
+def _parsed_space(job: Job, space: Mapping[str, Any] | Sequence[str]) -> Any:
+    """Return the search space over the job's strategy's Params (its other parameters as the base)."""
+    from trader.backtest.params import parse_space
+
+    return parse_space(_space(space), type(job.strategy).Params, base=job.params)
 
 
 def _space(space: Mapping[str, Any] | Sequence[str]) -> list[str]:
