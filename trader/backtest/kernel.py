@@ -1,0 +1,248 @@
+"""The order kernel: one numba loop from target changes to fills, the live rules bar by bar.
+
+:func:`order_kernel` walks every combination of parameters (a group of one
+column per instrument, sharing one cash) bar by bar, in the order things
+happen live:
+
+1. at a bar's open, the order decided at the instrument's previous close
+   fills at the open with slippage against the trader (BUY ``open * (1 + s)``,
+   SELL ``open * (1 - s)``) and pays its commission; an order that opens a
+   position from flat gets its stop loss and take profit, priced off the fill;
+2. on the bars after the entry's, a low or high crossing the stop (or the take
+   profit) exits the whole position at that price, or at the open when the
+   bar gaps through it; the stop is a market order (slipped), the take profit
+   a limit (not); if both are crossed in one bar, the stop is taken (the
+   conservative guess: a bar does not say which came first);
+3. at the close, the account's equity is marked (cash plus every position at
+   its last close) and a target that differs from the last one traded
+   becomes an order for the sized target minus the position. A NaN target is
+   no decision (live skips the bar), an equal one neither: after a stop-out
+   nothing re-enters until the target changes.
+
+Sizing (``kind``): 0 the quantities are given (``qtys``, sized exactly by the
+caller), 1 cash, 2 percent of equity. Cash and equity quantities are rounded
+toward zero to the lot in floats here; one that lies within a hair of a lot
+boundary is flagged, so the caller can size it again with the live Decimal
+function and, if that differs, run again with the answer as an override
+(``q_key``/``q_val``; ``f_key``/``f_val`` do the same for commissions).
+Override keys are ``(combo * bars + row) * instruments + instrument``,
+ascending.
+
+The accounting here is only what sizing needs (the equity at each close);
+vectorbt books the orders afterwards (trader.backtest.engine).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["REASON_NAMES", "fee_nb", "order_kernel"]
+
+REASON_NAMES = ("signal", "stop_loss", "take_profit")
+_EPS = 1e-9
+
+
+@njit(cache=True)
+def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
+    """Return the commission of one fill (trader.domain.commission's schedule in floats, half-even cents).
+
+    ``comm``: stock per share, stock min, stock max percent, future per
+    contract, option per contract, option min, FX rate, FX min. ``sec``: 0
+    stock, 1 future, 2 option, 3 FX.
+    """
+    q = abs(quantity)
+    if sec == 1:
+        amount = comm[3] * q
+    elif sec == 2:
+        amount = max(comm[5], comm[4] * q)
+    elif sec == 3:
+        amount = max(comm[7], comm[6] * q * price)
+    else:
+        amount = max(comm[1], comm[0] * q)
+        amount = min(amount, comm[2] / 100.0 * q * abs(price))
+    return np.round(amount * 100.0) / 100.0
+
+
+@njit(cache=True)
+def _bound(targets: np.ndarray) -> int:
+    cap = 0
+    for c in range(targets.shape[1]):
+        last = np.nan
+        for t in range(targets.shape[0]):
+            v = targets[t, c]
+            if not np.isnan(v) and v != last:
+                cap += 1
+                last = v
+    return cap
+
+
+@njit(cache=True)
+def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
+                 qtys: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
+                 cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
+                 f_key: np.ndarray, f_val: np.ndarray):  # noqa: ANN201 - a numba tuple
+    """Return the fills and the flagged sizings of every combo; see the module docstring.
+
+    Prices are bars x instruments (NaN: no bar), ``targets`` (and ``qtys`` for
+    kind 0) bars x (combos * instruments), column ``combo * n + instrument``.
+    ``sl``/``tp`` are percents (NaN: none). Returns ``(col, decided, row, size,
+    price, fee, reason)`` of each fill and ``(col, row, target, price, equity,
+    qty)`` of each flagged sizing.
+    """
+    n_bars, n_inst = open_.shape
+    n_cols = targets.shape[1]
+    n_combos = n_cols // n_inst
+    cap = 2 * _bound(targets) + 1
+    o_col = np.empty(cap, np.int64)
+    o_dec = np.empty(cap, np.int64)
+    o_row = np.empty(cap, np.int64)
+    o_size = np.empty(cap, np.float64)
+    o_price = np.empty(cap, np.float64)
+    o_fee = np.empty(cap, np.float64)
+    o_reason = np.empty(cap, np.int8)
+    fcap = cap if kind != 0 else 1
+    g_col = np.empty(fcap, np.int64)
+    g_row = np.empty(fcap, np.int64)
+    g_val = np.empty((fcap, 4), np.float64)
+    n = 0
+    nf = 0
+    qp = 0
+    fp = 0
+    tol = lot * _EPS
+    for g in range(n_combos):
+        cash = cash0
+        pos = np.zeros(n_inst)
+        last_close = np.full(n_inst, np.nan)
+        last_target = np.full(n_inst, np.nan)
+        pend = np.zeros(n_inst)
+        pend_dec = np.full(n_inst, -1, np.int64)
+        pend_flat = np.zeros(n_inst, np.bool_)
+        stop = np.full(n_inst, np.nan)
+        take = np.full(n_inst, np.nan)
+        entry_row = np.full(n_inst, -1, np.int64)
+        for t in range(n_bars):
+            base = (g * n_bars + t) * n_inst
+            # 1. the orders decided at the last close fill at this open
+            for i in range(n_inst):
+                o = open_[t, i]
+                if np.isnan(o) or pend[i] == 0.0:
+                    continue
+                size = pend[i]
+                price = np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
+                fee = fee_nb(comm, sec[i], size, price)
+                while fp < f_key.shape[0] and f_key[fp] < base + i:
+                    fp += 1
+                if fp < f_key.shape[0] and f_key[fp] == base + i:
+                    fee = f_val[fp]
+                cash -= size * price + fee
+                pos[i] += size
+                if abs(pos[i]) < tol:
+                    pos[i] = 0.0
+                o_col[n] = g * n_inst + i
+                o_dec[n] = pend_dec[i]
+                o_row[n] = t
+                o_size[n] = size
+                o_price[n] = price
+                o_fee[n] = fee
+                o_reason[n] = 0
+                n += 1
+                stop[i] = np.nan
+                take[i] = np.nan
+                if pend_flat[i] and pos[i] != 0.0:
+                    side = 1.0 if pos[i] > 0 else -1.0
+                    stop[i] = np.round(price * (1.0 - side * sl / 100.0), 9)
+                    take[i] = np.round(price * (1.0 + side * tp / 100.0), 9)
+                    entry_row[i] = t
+                pend[i] = 0.0
+            # 2. a bracket child crossed on a bar after the entry's exits the position
+            for i in range(n_inst):
+                if pos[i] == 0.0 or entry_row[i] >= t or np.isnan(open_[t, i]):
+                    continue
+                if np.isnan(stop[i]) and np.isnan(take[i]):
+                    continue
+                o = open_[t, i]
+                reason = 0
+                px = 0.0
+                if pos[i] > 0:
+                    if low[t, i] <= stop[i]:
+                        reason = 1
+                        px = np.round(min(o, stop[i]) * (1.0 - slip), 9)
+                    elif high[t, i] >= take[i]:
+                        reason = 2
+                        px = max(o, take[i])
+                else:
+                    if high[t, i] >= stop[i]:
+                        reason = 1
+                        px = np.round(max(o, stop[i]) * (1.0 + slip), 9)
+                    elif low[t, i] <= take[i]:
+                        reason = 2
+                        px = min(o, take[i])
+                if reason == 0:
+                    continue
+                size = -pos[i]
+                fee = fee_nb(comm, sec[i], size, px)
+                while fp < f_key.shape[0] and f_key[fp] < base + i:
+                    fp += 1
+                if fp < f_key.shape[0] and f_key[fp] == base + i:
+                    fee = f_val[fp]
+                cash -= size * px + fee
+                pos[i] = 0.0
+                o_col[n] = g * n_inst + i
+                o_dec[n] = -1
+                o_row[n] = t
+                o_size[n] = size
+                o_price[n] = px
+                o_fee[n] = fee
+                o_reason[n] = reason
+                n += 1
+                stop[i] = np.nan
+                take[i] = np.nan
+            # 3. at the close: mark the equity, trade the targets that changed
+            equity = cash
+            for i in range(n_inst):
+                if not np.isnan(close[t, i]):
+                    last_close[i] = close[t, i]
+                if pos[i] != 0.0:
+                    equity += pos[i] * last_close[i]
+            for i in range(n_inst):
+                c = g * n_inst + i
+                px = close[t, i]
+                v = targets[t, c]
+                if np.isnan(px) or np.isnan(v) or v == last_target[i]:
+                    continue
+                if kind == 0:
+                    q = qtys[t, c]
+                else:
+                    if kind == 1:
+                        raw = v * value / px
+                    else:
+                        if equity <= 0.0:
+                            continue  # live: a SignalError, the target stays untraded
+                        raw = v * value / 100.0 * equity / px
+                    units = abs(raw) / lot
+                    whole = np.floor(units)
+                    near = np.floor(units + 1e-7 * max(1.0, units))
+                    if near != whole or units - whole < 1e-7 * max(1.0, units):
+                        g_col[nf] = c
+                        g_row[nf] = t
+                        g_val[nf, 0] = v
+                        g_val[nf, 1] = px
+                        g_val[nf, 2] = equity
+                        g_val[nf, 3] = whole * lot if raw >= 0 else -whole * lot
+                        nf += 1
+                    q = whole * lot if raw >= 0 else -whole * lot
+                    while qp < q_key.shape[0] and q_key[qp] < base + i:
+                        qp += 1
+                    if qp < q_key.shape[0] and q_key[qp] == base + i:
+                        q = q_val[qp]
+                last_target[i] = v
+                delta = np.round((q - pos[i] - pend[i]) / lot) * lot
+                if abs(delta) > tol:
+                    pend[i] += delta
+                    if abs(pend[i]) < tol:
+                        pend[i] = 0.0
+                    pend_dec[i] = t
+                    pend_flat[i] = pos[i] == 0.0
+    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
+            g_col[:nf], g_row[:nf], g_val[:nf])

@@ -1,0 +1,183 @@
+"""Targets to orders: the live sizing and commission, exact, around the numba kernel.
+
+:func:`plan_orders` runs trader.backtest.kernel's loop and makes its floats
+answer what the live Decimal code answers:
+
+- quantity sizing (and ``units: shares``) depends on the target alone, so each
+  distinct target is sized once by the live
+  :func:`~trader.strategy.sizing.target_quantity` and the kernel is handed the
+  quantities;
+- cash and equity sizing depend on the close (and the equity) at the bar, so
+  the kernel sizes in floats and flags the few sizings that land within a
+  hair of a lot boundary; those are sized again with ``target_quantity``
+  (price and equity read from their shortest text, as live reads floats);
+- commissions are charged in floats with half-even cents, which is the
+  Decimal schedule's answer except on a value a float cannot tell from a
+  half cent; those are charged again with the live
+  :func:`~trader.domain.commission.commission`.
+
+A sizing or a commission the kernel got wrong is handed back as an override
+and the kernel runs again (rarely: a run's flagged points are a handful), until
+nothing changes. So every fill's quantity and commission equals the live
+functions' to the lot and the cent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from trader.backtest.kernel import order_kernel
+from trader.domain.commission import CommissionConfig, commission
+from trader.domain.enums import SecType
+from trader.strategy.base import StrategyConfig
+from trader.strategy.sizing import SignalError, target_quantity
+
+__all__ = ["SEC_CODES", "Plan", "exact_fees", "plan_orders"]
+
+log = logging.getLogger(__name__)
+
+SEC_CODES = {SecType.FUT: 1, SecType.OPT: 2, SecType.CASH: 3}  # anything else pays the stock schedule
+_CODE_SEC = {0: SecType.STK, 1: SecType.FUT, 2: SecType.OPT, 3: SecType.CASH}
+_KINDS = {"quantity": 0, "cash": 1, "equity_percent": 2}
+_MAX_PASSES = 50
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every fill of a simulation, one array entry each, in the kernel's order (combo, bar, instrument).
+
+    ``col`` is ``combo * instruments + instrument``; ``decided`` the row of the
+    bar whose close decided it (-1 for a stop loss or take profit exit),
+    ``row`` the row it filled at; ``size`` signed (BUY > 0); ``price`` with the
+    slippage in; ``fee`` the commission; ``reason`` an index into
+    trader.backtest.kernel.REASON_NAMES; ``passes`` how often the kernel ran.
+    """
+
+    col: np.ndarray
+    decided: np.ndarray
+    row: np.ndarray
+    size: np.ndarray
+    price: np.ndarray
+    fee: np.ndarray
+    reason: np.ndarray
+    passes: int = 1
+
+
+def _comm_array(config: CommissionConfig) -> np.ndarray:
+    return np.array([float(config.stock_per_share), float(config.stock_min), float(config.stock_max_percent),
+                     float(config.future_per_contract), float(config.option_per_contract), float(config.option_min),
+                     float(config.fx_rate), float(config.fx_min)], dtype=np.float64)
+
+
+def _decimal(value: float, lot: Decimal | None = None) -> Decimal:
+    number = Decimal(repr(float(value)))
+    return number.quantize(lot) if lot is not None and lot.as_tuple().exponent < 0 else number  # type: ignore[operator]
+
+
+def quantity_decimal(value: float, lot: Decimal) -> Decimal:
+    """Return a float quantity (a multiple of ``lot``) as the Decimal the live code would hold."""
+    units = round(abs(float(value)) / float(lot))
+    quantity = lot * units
+    return quantity if value >= 0 else -quantity
+
+
+def exact_fees(config: CommissionConfig, sec: np.ndarray, size: np.ndarray, price: np.ndarray, fee: np.ndarray,
+               lot: Decimal) -> np.ndarray:
+    """Return the indices where ``fee`` (floats, half-even cents) is not the live schedule's, and the right fees.
+
+    Returns an array of shape (k, 2): index, correct fee. Only values a float
+    cannot tell from a half cent (or too large for a float's cents) are charged
+    again with :func:`~trader.domain.commission.commission`.
+    """
+    comm = _comm_array(config)
+    q = np.abs(size)
+    stock = np.minimum(np.maximum(comm[1], comm[0] * q), comm[2] / 100.0 * q * np.abs(price))
+    amount = np.select([sec == 1, sec == 2, sec == 3],
+                       [comm[3] * q, np.maximum(comm[5], comm[4] * q), np.maximum(comm[7], comm[6] * q * price)],
+                       stock)
+    cents = amount * 100.0
+    frac = cents - np.floor(cents)
+    doubtful = np.flatnonzero((np.abs(frac - 0.5) < 1e-6) | (cents > 1e9))
+    fixes = []
+    for k in doubtful:
+        right = commission(config, _CODE_SEC[int(sec[k])], abs(quantity_decimal(size[k], lot)), _decimal(price[k]))
+        if float(right) != fee[k]:
+            fixes.append((k, float(right)))
+    return np.array(fixes, dtype=np.float64).reshape(-1, 2)
+
+
+def sized_quantities(targets: np.ndarray, config: StrategyConfig) -> np.ndarray:
+    """Return the live quantity of each target of a quantity-sized (or ``units: shares``) strategy.
+
+    Each distinct target is sized once by ``target_quantity``; NaN stays NaN.
+    A target the lot cannot express raises SignalError, as live.
+    """
+    flat = targets.ravel()
+    values, inverse = np.unique(flat, return_inverse=True)
+    sized = np.array([np.nan if np.isnan(v) else float(target_quantity(float(v), config)) for v in values])
+    return sized[inverse].reshape(targets.shape)
+
+
+def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
+                config: StrategyConfig, *, initial_cash: float, slippage: float, commission_config: CommissionConfig,
+                sec: np.ndarray) -> Plan:
+    """Return every fill of ``targets`` (bars x combos*instruments) traded live-like on the bars.
+
+    Prices are bars x instruments, NaN where an instrument has no bar; ``sec``
+    the commission code of each instrument (:data:`SEC_CODES`, 0 for stocks).
+    """
+    sizing = config.sizing
+    kind = 0 if config.units == "shares" else _KINDS[sizing.kind]
+    qtys = sized_quantities(targets, config) if kind == 0 else np.empty((0, 0))
+    sl = float(config.stop_loss_percent) if config.stop_loss_percent is not None else np.nan
+    tp = float(config.take_profit_percent) if config.take_profit_percent is not None else np.nan
+    comm = _comm_array(commission_config)
+    n_bars, n_inst = open_.shape
+    q_over: dict[int, float] = {}
+    f_over: dict[int, float] = {}
+    passes = 0
+    while True:
+        passes += 1
+        q_key, q_val = _table(q_over)
+        f_key, f_val = _table(f_over)
+        (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
+            open_, high, low, close, targets, qtys, kind, float(sizing.value), float(sizing.lot), slippage, sl, tp,
+            initial_cash, comm, sec, q_key, q_val, f_key, f_val)
+        changed = False
+        for k in range(len(g_col)):
+            key = _key(int(g_col[k]), int(g_row[k]), n_bars, n_inst)
+            if key in q_over:
+                continue
+            target, px, equity, got = g_val[k]
+            try:
+                right = float(target_quantity(float(target), config, price=_decimal(px), equity=_decimal(equity)))
+            except SignalError:
+                right = got
+            if right != got:
+                q_over[key] = right
+                changed = True
+        fixes = exact_fees(commission_config, sec[col % n_inst], size, price, fee, sizing.lot)
+        for k, right in fixes:
+            key = _key(int(col[int(k)]), int(row[int(k)]), n_bars, n_inst)
+            if f_over.get(key) != right:
+                f_over[key] = right
+                changed = True
+        if not changed or passes >= _MAX_PASSES:
+            break
+    if passes > 1:
+        log.debug("order kernel ran %d times: %d sizings, %d commissions fixed", passes, len(q_over), len(f_over))
+    return Plan(col, dec, row, size, price, fee, reason, passes)
+
+
+def _key(col: int, row: int, n_bars: int, n_inst: int) -> int:
+    combo, inst = divmod(col, n_inst)
+    return (combo * n_bars + row) * n_inst + inst
+
+
+def _table(overrides: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.array(sorted(overrides), dtype=np.int64)
+    return keys, np.array([overrides[k] for k in keys], dtype=np.float64)
