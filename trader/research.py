@@ -45,8 +45,8 @@ from trader.config import Settings
 from trader.errors import ValidationError
 
 if TYPE_CHECKING:
-    import pandas as pd
 
+    from trader.backtest.data import LoadedBars
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
 __all__ = ["backtest", "load_bars", "numba_cache_dir", "sweep", "walkforward"]
@@ -99,11 +99,16 @@ def _moment(value: datetime | str | None) -> datetime | None:
     return utc(value).to_pydatetime()
 
 
-def load_bars(job: Job) -> dict[str, pd.DataFrame]:
-    """Return the bars of ``job``'s instruments over its range (the market store, or its data file)."""
-    from trader.backtest.data import load_bars as load
+def load_bars(job: Job) -> LoadedBars:
+    """Return the bars of ``job``'s instruments over its range (its data file, else the platform's store)."""
+    from trader.backtest.data import load_for
 
-    return load(job.strategy, job.settings, job.platform)
+    store = None
+    if job.settings.data is None:
+        from trader.data.factory import open_store
+
+        store = open_store(job.platform)
+    return load_for(job.strategy, job.settings, store=store)
 
 
 def backtest(
@@ -136,11 +141,14 @@ def backtest(
         began = time.perf_counter()
         step = progress or (lambda _stage: None)
         step("loading bars")
-        bars = load_bars(job)
+        loaded = load_bars(job)
         step("running")
         from trader.backtest.engine import run
 
-        result = run(job.strategy, bars, job.settings)
+        result = run(job.strategy, loaded.bars, job.settings)
+        result.skipped = [*loaded.skipped, *result.skipped]
+        if loaded.benchmark is not None and result.benchmark is None:
+            result.benchmark = loaded.benchmark.reindex(result.equity.index, method="ffill")
         result.elapsed = result.elapsed or time.perf_counter() - began
         log.info("backtest of %s: %d orders in %.2f s", name, len(result.orders), result.elapsed)
         return result
@@ -183,7 +191,7 @@ def sweep(
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
         grid = _parsed_space(job, space)  # a bad --param is refused before any bar is read
-        bars = load_bars(job)
+        bars = load_bars(job).bars
         from trader.backtest.sweep import run as run_sweep
 
         return run_sweep(job.strategy, bars, grid, settings=job.settings, method=method,
@@ -227,7 +235,7 @@ def walkforward(
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
         grid = _parsed_space(job, space)
-        bars = load_bars(job)
+        bars = load_bars(job).bars
         from trader.backtest.walkforward import run as run_walkforward
 
         return run_walkforward(job.strategy, bars, grid, settings=job.settings,
