@@ -45,7 +45,6 @@ from trader.config import Settings
 from trader.errors import ValidationError
 
 if TYPE_CHECKING:
-
     from trader.backtest.data import LoadedBars
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
