@@ -82,7 +82,7 @@ def _headline(stats: dict[str, Any]) -> list[str]:
 def _range_text(index: pd.Index) -> str:
     if len(index) == 0:
         return "no bars"
-    return f"{formats.when(index[0].to_pydatetime())} -> {formats.when(index[-1].to_pydatetime())}"
+    return f"{_stamp(index[0])} -> {_stamp(index[-1])} UTC"
 
 
 def show_backtest(console: Console, result: BacktestResult, report: Path | None) -> None:
@@ -91,8 +91,9 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None)
     instruments = ", ".join(result.prices) or "-"
     console.print(Text.assemble((result.strategy, "bold"), f"  {instruments}  {result.bar_size}  ",
                                 _range_text(result.equity.index)), highlight=False)
-    console.print(f"params: {params}   bars: {len(result.equity):,}   orders: {len(result.orders):,}   "
-                  f"{result.elapsed:.2f} s", highlight=False, soft_wrap=False)
+    console.print(f"params: {params}", highlight=False)
+    console.print(f"{len(result.equity):,} bars, {_many(len(result.orders), 'order')}, "
+                  f"{_many(len(result.trades), 'trade')} in {result.elapsed:.2f} s", highlight=False)
     stats = result.stats
     names = _headline(stats)
     half = (len(names) + 1) // 2
@@ -118,6 +119,10 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None)
         console.print(f"report: {report}", highlight=False)
 
 
+def _many(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
     cols = [Col("instrument"), Col("dir"), Col("entry (UTC)"), Col("exit (UTC)", 2), Col("qty", justify="right"),
             Col("entry", 3, justify="right"), Col("exit", 3, justify="right"), Col("pnl", justify="right"),
@@ -129,7 +134,7 @@ def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
                      _stamp(values["exit_time"]), formats.num(values["quantity"]), formats.num(values["entry_price"]),
                      formats.num(values["exit_price"]) if values["exit_price"] == values["exit_price"] else "-",
                      formats.money(values["pnl"]), str(values["bars"])])
-    title = f"last {len(rows)} of {formats.count(total, 'trade')}" if total > len(rows) else "trades"
+    title = f"last {len(rows)} of {_many(total, 'trade')}" if total > len(rows) else "trades"
     return FitTable(cols, rows, title=title)
 
 
