@@ -6,11 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.cli.invoke import refused
+from tests.backtest.bars_file import write_bars
+from tests.cli.invoke import refused, trader
 from tests.conftest import StackEnv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,3 +56,39 @@ def test_trader_starts_without_the_research_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+@pytest.fixture
+def bars_csv(tmp_path: Path) -> Path:
+    return write_bars(tmp_path / "aapl.csv", 3_000)
+
+
+def test_a_backtest_of_a_file_prints_its_run_metrics_and_trades_in_80_columns(strategies: Path,
+                                                                              bars_csv: Path) -> None:
+    out = trader("backtest", "ma_crossover", "--data", str(bars_csv), "--set", "bar_size=1m", "--set", "fast=5",
+                 "--set", "slow=20", "--end", "2026-01-06T12:00")
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("ma_crossover  AAPL.STK  1m  2026-01-05 00:00 -> 2026-01-06 11:59 UTC"), lines[0]
+    assert lines[1] == "params: fast=5 slow=20 allow_short=true"
+    assert lines[2].startswith("2,160 bars, ")
+    assert "sharpe" in out.stdout and "max_drawdown" in out.stdout and "last 10 of " in out.stdout
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_a_strategy_param_and_a_setting_change_the_run(strategies: Path, bars_csv: Path) -> None:
+    """--set fast=... changes the signals, --set slippage=... the fill prices: both reach the engine."""
+    from trader.research import backtest
+
+    common = {"data": bars_csv, "sets": {"bar_size": "1m"}}
+    base = backtest("ma_crossover", **common)
+    faster = backtest("ma_crossover", fast=2, **common)
+    slipped = backtest("ma_crossover", slippage="0.001", **common)
+    assert base.params["fast"] == 3 and faster.params["fast"] == 2
+    assert len(faster.orders) != len(base.orders)
+    assert slipped.settings.slippage == Decimal("0.001")
+    first, moved = base.orders.iloc[0], slipped.orders.iloc[0]
+    assert (moved["time"], moved["side"]) == (first["time"], first["side"])
+    sign = 1 if first["side"] == "BUY" else -1
+    assert float(moved["price"]) == pytest.approx(float(first["price"]) * (1 + sign * 0.001), rel=1e-9)
+    assert {"sharpe", "total_return", "trades"} <= set(base.stats) and len(base.equity) == 3_000
