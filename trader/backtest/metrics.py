@@ -20,6 +20,9 @@ Which returns the annualised figures read (:func:`period_returns`):
   :func:`periods_per_year` of the bar size: 252 sessions of 6.5 hours (US
   stocks' regular hours) cut into bars.
 
+The figures per period (VaR, CVaR, best and worst period, skew, kurtosis,
+tail ratio) are of the same returns: per day, or per bar for a short
+intraday run (the ``daily_returns`` flag of the stats says which).
 Drawdowns (depth, duration, ulcer index) read the equity at every bar, not
 only the daily values. Units: returns, volatility, drawdowns, VaR, CVaR and
 exposure are fractions (0.05 = 5 %), never percent; VaR, CVaR and drawdowns
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,14 +73,11 @@ from trader.backtest.metrics_returns import (
     volatility,
     worst_return,
 )
-from trader.backtest.metrics_trades import trade_stats
+from trader.backtest.metrics_trades import Backtested, trade_stats
 from trader.strategy.bars import DAY, parse_bar_size
 
-if TYPE_CHECKING:
-    from trader.backtest.result import BacktestResult
-
 __all__ = [
-    "MIN_DAYS", "OBJECTIVES", "SESSION_SECONDS", "TRADING_DAYS", "Objective", "PeriodReturns", "alpha",
+    "MIN_DAYS", "OBJECTIVES", "SESSION_SECONDS", "TRADING_DAYS", "UNITS", "Objective", "PeriodReturns", "alpha",
     "annual_return", "best_return", "beta", "cagr", "calmar", "compute", "conditional_value_at_risk",
     "correlation", "downside_deviation", "drawdown", "headline", "information_ratio", "kurtosis", "max_drawdown",
     "max_drawdown_days", "omega", "parametric_cvar", "parametric_var", "period_returns", "periods_per_year",
@@ -90,6 +90,22 @@ SESSION_SECONDS = 23_400  # 6.5 hours, US stocks' regular session: the bars of a
 MIN_DAYS = 30  # daily returns needed before the annualised figures read them instead of per-bar returns
 
 Frame = pd.Series | pd.DataFrame
+
+_UNIT_NAMES = {
+    "currency": "start_equity final_equity net_profit expectancy fees",
+    "fraction": "total_return annual_return cagr volatility downside_deviation max_drawdown ulcer_index var_95 "
+                "cvar_95 var_99 cvar_99 var_parametric_95 cvar_parametric_95 best_period worst_period win_rate "
+                "best_trade worst_trade average_trade average_win average_loss exposure benchmark_return alpha "
+                "tracking_error",
+    "ratio": "sharpe sortino calmar omega recovery_factor stability tail_ratio skew kurtosis profit_factor "
+             "payoff_ratio turnover beta correlation information_ratio",
+    "days": "max_drawdown_days average_holding_days days",
+    "count": "trades open_trades orders max_consecutive_wins max_consecutive_losses periods_per_year bars",
+    "flag": "daily_returns",
+}
+#: The unit of every metric ``compute`` answers, for whoever formats them: "fraction" (0.05 reads 5 %),
+#: "ratio", "currency" (the account's), "days", "count" or "flag" (1.0 yes, 0.0 no).
+UNITS: dict[str, str] = {name: unit for unit, names in _UNIT_NAMES.items() for name in names.split()}
 Objective = Callable[..., pd.Series]
 
 
@@ -128,7 +144,7 @@ def _day_ends(index: pd.Index) -> np.ndarray | None:
     """Return the mask of the first bar and of each UTC day's last bar (None without a DatetimeIndex)."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) == 0:
         return None
-    days = (index.tz_convert("UTC") if index.tz is not None else index).floor("D").asi8
+    days = index.asi8 // (DAY * 1_000_000_000)  # asi8: UTC nanoseconds (a naive index is read as UTC)
     keep = np.append(days[1:] != days[:-1], True)
     keep[0] = True
     return keep
@@ -163,7 +179,7 @@ def _divide(numerator: float | pd.Series, denominator: float | pd.Series) -> flo
     return float(ratio(np.asarray(numerator), np.asarray(denominator)))
 
 
-def compute(result: BacktestResult) -> dict[str, float]:
+def compute(result: Backtested) -> dict[str, float]:
     """Return every metric of ``result`` by name (floats; NaN where undefined): see the module for the units."""
     equity = result.equity.astype(float)
     rf = float(result.settings.risk_free)
@@ -205,7 +221,7 @@ def compute(result: BacktestResult) -> dict[str, float]:
         "best_period": best_return(returns),
         "worst_period": worst_return(returns),
         **trade_stats(result),
-        **_benchmark_stats(result, periods, rf),
+        **_benchmark_stats(result, returns, periods, rf),
         "periods_per_year": periods,
         "daily_returns": 1.0 if daily else 0.0,
         "bars": float(len(equity)),
@@ -214,15 +230,13 @@ def compute(result: BacktestResult) -> dict[str, float]:
     return {name: float(value) for name, value in stats.items()}
 
 
-def _benchmark_stats(result: BacktestResult, periods: float, rf: float) -> dict[str, float]:
+def _benchmark_stats(result: Backtested, strategy: Frame, periods: float, rf: float) -> dict[str, float]:
     """Return the benchmark's total return and the strategy's alpha, beta, correlation against it (or NaN)."""
     names = ("benchmark_return", "alpha", "beta", "correlation", "tracking_error", "information_ratio")
     bench = result.benchmark
     if bench is None or bench.dropna().empty:
         return dict.fromkeys(names, math.nan)
-    equity = result.equity.astype(float)
-    bench = bench.astype(float).reindex(equity.index).ffill()
-    strategy = period_returns(equity, result.bar_size).returns
+    bench = bench.astype(float).reindex(result.equity.index).ffill()
     market = period_returns(bench, result.bar_size).returns
     closes = bench.dropna()
     return {

