@@ -2,7 +2,7 @@
 
 Every table fits 80 columns (:class:`trader.cli.layout.FitTable`, the
 least important columns left out first on a narrower terminal). Metrics
-are formatted by the unit trader.backtest.metrics documents: fractions as
+are formatted by their unit in ``trader.backtest.metrics.UNITS``: fractions as
 percents (``total_return`` 0.123 -> ``12.30 %``), money to cents, counts
 whole, durations in days, ratios with three decimals.
 :func:`stage` shows what a long command is doing on stderr (a spinner on a
@@ -32,14 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
            "walkforward_dict"]
 
-# Units, as trader.backtest.metrics documents them: fractions, money, counts, days; the rest plain ratios.
-PERCENT = frozenset({"total_return", "annual_return", "cagr", "volatility", "downside_deviation", "max_drawdown",
-                     "best_period", "worst_period", "win_rate", "best_trade", "worst_trade", "average_trade",
-                     "average_win", "average_loss", "exposure", "benchmark_return", "alpha", "tracking_error"})
-PERCENT_PREFIXES = ("var_", "cvar_")
-MONEY = frozenset({"start_equity", "final_equity", "net_profit", "expectancy", "fees"})
-WHOLE = frozenset({"trades", "open_trades", "orders", "bars", "max_consecutive_wins", "max_consecutive_losses"})
-DAYS = frozenset({"max_drawdown_days", "average_holding_days", "days"})
 # The headline metrics of the summary, in order (every one is in --json).
 HEADLINE = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
             "max_drawdown_days", "trades", "win_rate", "profit_factor", "expectancy", "exposure",
@@ -62,15 +54,20 @@ def metric_text(name: str, value: Any) -> str:
     """Return a metric's value as the summary shows it, by the kind its name says."""
     if value is None or isinstance(value, float) and not math.isfinite(value):
         return "-"
+    from trader.backtest.metrics import UNITS
+
     number = float(value)
-    if name in PERCENT or name.startswith(PERCENT_PREFIXES):
+    unit = UNITS.get(name, "ratio")
+    if unit == "fraction":
         return f"{number * 100:,.2f} %"
-    if name in WHOLE:
+    if unit == "count":
         return f"{number:,.0f}"
-    if name in MONEY:
+    if unit == "currency":
         return f"{number:,.2f}"
-    if name in DAYS:
+    if unit == "days":
         return f"{number:,.1f} d"
+    if unit == "flag":
+        return "yes" if number else "no"
     return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.2f}"
 
 
