@@ -4,14 +4,15 @@ Run from the repository root::
 
     .venv/bin/python -m bench.research           # the issue's sizes (1M one-minute bars, 100 combos...)
     .venv/bin/python -m bench.research --quick   # a smoke run: small sizes, the same code paths
-    .venv/bin/python -m bench.research --only backtest,mc
+    .venv/bin/python -m bench.research --only backtest,mc   # parts: backtest, sweep, mc, metrics
 
 Each part is a module of its own, written by the owner of what it measures,
 exposing ``run(...) -> dict[str, float]`` (given ``quick=`` when it takes
 it): ``bench/research_backtest.py`` (``trader.research.backtest`` vs the same
 job in plain vectorbt), ``bench/research_sweep.py`` (the chunked Dask sweep's
 peak memory and time vs vectorbt over the whole grid, 2 workers vs 1) and
-``bench/research_mc.py`` (numba vs numpy bootstrap). The parts are imported
+``bench/research_mc.py`` (numba vs numpy bootstrap), and for the record
+``bench/research_metrics.py`` (the metrics' timings, no target). The parts are imported
 when they run, so this driver imports without them. A part that fails is
 reported and the others still run. The output is a table of every figure
 the parts returned, then one line per target::
@@ -66,7 +67,10 @@ class Target:
         return f"{self.name}: {shown} (target {self.op} {self.text})"
 
 
-PARTS = {"backtest": "bench.research_backtest", "sweep": "bench.research_sweep", "mc": "bench.research_mc"}
+PARTS = {"backtest": "bench.research_backtest", "sweep": "bench.research_sweep", "mc": "bench.research_mc",
+         "metrics": "bench.research_metrics"}
+# A part whose run() takes no ``quick`` gets these keywords in a quick run instead (metrics: no target, a record).
+QUICK_SIZES = {"metrics": {"bars": 50_000, "combos": 10, "loop_columns": 10}}
 TARGETS = (
     Target("backtest_vs_vectorbt", "backtest", "<=", 1.2, "1.2"),
     Target("sweep_peak_gb", "sweep", "<=", 3.0, "3"),
@@ -80,7 +84,11 @@ def run_part(part: str, *, quick: bool) -> dict[str, float]:
     """Import part ``part``'s module and return what its ``run`` measured (``quick`` passed if it takes it)."""
     module = importlib.import_module(PARTS[part])
     runner = module.run
-    kwargs = {"quick": quick} if "quick" in inspect.signature(runner).parameters else {}
+    accepted = inspect.signature(runner).parameters
+    if "quick" in accepted:
+        kwargs: dict[str, object] = {"quick": quick}
+    else:
+        kwargs = {k: v for k, v in QUICK_SIZES.get(part, {}).items() if quick and k in accepted}
     figures = runner(**kwargs)
     return {str(k): float(v) for k, v in dict(figures).items()}
 
