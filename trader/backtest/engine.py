@@ -167,18 +167,26 @@ def _orders_frame(plan: Plan, index: pd.DatetimeIndex, instruments: list[str], c
     })
 
 
-def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings) -> BacktestResult:
-    """Backtest ``strategy`` (its ``signals``, unchanged) over ``bars`` (instrument -> its bars) with ``settings``."""
+def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings, *,
+        benchmark: pd.Series | None = None, skipped: list[str] | None = None) -> BacktestResult:
+    """Backtest ``strategy`` (its ``signals``, unchanged) over ``bars`` (instrument -> its bars) with ``settings``.
+
+    ``benchmark`` (a close series, e.g. trader.backtest.data's) is aligned to
+    the bars (its last close carried forward); ``skipped`` (what loading the
+    bars left out) heads the result's list.
+    """
     from trader.backtest.frames import result_frames
     from trader.backtest.signals import target_frame
 
     started = time.perf_counter()
-    targets, skipped = target_frame(strategy, bars)
+    targets, signal_skips = target_frame(strategy, bars)
     column = pd.Index([0])
     per_instrument = {name: pd.DataFrame(targets[name].to_numpy().reshape(-1, 1), index=targets.index,
                                          columns=column) for name in bars}
     sim = simulate(bars, per_instrument, strategy.config, settings)
     result = result_frames(strategy, bars, targets, sim, settings)
-    result.skipped = skipped + sim.skipped
+    result.skipped = [*(skipped or []), *signal_skips, *sim.skipped]
+    if benchmark is not None:
+        result.benchmark = benchmark.reindex(sim.index.union(benchmark.index)).ffill().reindex(sim.index)
     result.elapsed = time.perf_counter() - started
     return result
