@@ -144,11 +144,8 @@ def backtest(
         step("running")
         from trader.backtest.engine import run
 
-        result = run(job.strategy, loaded.bars, job.settings)
-        result.skipped = [*loaded.skipped, *result.skipped]
-        if loaded.benchmark is not None and result.benchmark is None:
-            result.benchmark = loaded.benchmark.reindex(result.equity.index, method="ffill")
-        result.elapsed = result.elapsed or time.perf_counter() - began
+        result = run(job.strategy, loaded.bars, job.settings, benchmark=loaded.benchmark, skipped=loaded.skipped)
+        result.elapsed = time.perf_counter() - began  # loading included: what the caller waited
         log.info("backtest of %s: %d orders in %.2f s", name, len(result.orders), result.elapsed)
         return result
     finally:
