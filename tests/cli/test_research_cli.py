@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,21 @@ def test_a_strategy_param_and_a_setting_change_the_run(strategies: Path, bars_cs
     sign = 1 if first["side"] == "BUY" else -1
     assert float(moved["price"]) == pytest.approx(float(first["price"]) * (1 + sign * 0.001), rel=1e-9)
     assert {"sharpe", "total_return", "trades"} <= set(base.stats) and len(base.equity) == 3_000
+
+
+def test_json_lists_each_order_with_bar_time_side_quantity_price_and_the_metrics(strategies: Path, bars_csv: Path,
+                                                                                 tmp_path: Path) -> None:
+    report = tmp_path / "ma.html"
+    out = trader("--json", "backtest", "ma_crossover", "--data", str(bars_csv), "--set", "bar_size=1m",
+                 "--report", str(report))
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout, parse_float=Decimal)
+    first = doc["orders"][0]
+    assert set(first) >= {"time", "fill_time", "side", "quantity", "price", "commission", "reason"}
+    assert first["side"] in ("BUY", "SELL") and isinstance(first["quantity"], int)  # a JSON number, not text
+    assert isinstance(first["price"], Decimal) and first["fill_time"] > first["time"]
+    assert doc["trades"] and doc["metrics"]["trades"] == len([t for t in doc["trades"] if t["exit_time"]])
+    assert doc["settings"]["bar_size"] == "1m" and doc["report"] == str(report)
+    html = report.read_text()
+    assert html.startswith("<!DOCTYPE html>") or "<html" in html[:500]
+    assert not re.search(r"<script[^>]*\ssrc=", html) and "ma_crossover" in html  # plotly.js inlined: offline

@@ -116,16 +116,21 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
       trader backtest ma_crossover --json
     JSON:
       {"strategy": string, "params": {name: value}, "bar_size": string,
-       "start": time, "end": time, "instruments": [string],
+       "instruments": [string], "start": time, "end": time, "bars": integer,
+       "settings": {key: value}, "initial_cash": number, "final_equity":
+       number,
        "orders": [{"time": time, "fill_time": time, "instrument": string,
          "side": "BUY" | "SELL", "quantity": number, "price": number,
-         "commission": number, "reason": string}],
+         "commission": number, "reason": "signal" | "stop_loss" |
+         "take_profit"}],
        "trades": [{"instrument": string, "direction": "long" | "short",
          "entry_time": time, "exit_time": time | null, "quantity": number,
          "entry_price": number, "exit_price": number | null, "pnl": number,
          "return": number, "commission": number, "bars": integer}],
        "metrics": {name: number | null}, "skipped": [string],
        "elapsed": number, "report": string | null}
+      (time: the bar whose close decided the order; fill_time: the bar at
+      whose open it filled)
     Exits: 3 bad --set or signals, 4 unknown strategy or no bars in the range,
       14 store unusable
     """
@@ -139,7 +144,7 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
             step("writing the report")
             result.report(report_file)
     if cli.json:
-        cli.emit_json({**result.to_dict(), "report": str(report_file) if report_file else None})
+        cli.emit_json({**research_tables.backtest_dict(result), "report": str(report_file) if report_file else None})
         return
     research_tables.show_backtest(cli.console, result, report_file)
 

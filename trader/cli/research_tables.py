@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
-__all__ = ["metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
+__all__ = ["backtest_dict", "metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
            "walkforward_dict"]
 
 # The headline metrics of the summary, in order (every one is in --json).
@@ -147,6 +148,24 @@ def _value(value: Any) -> str:
     if hasattr(value, "item"):
         value = value.item()
     return formats.num(value) if isinstance(value, (int, float)) else str(value)
+
+
+def backtest_dict(result: BacktestResult) -> dict[str, Any]:
+    """Return a backtest as the JSON of ``trader backtest --json``: ``result.to_dict()``, exact numbers as numbers.
+
+    The result's own JSON writes an order's Decimals as text (for any JSON
+    reader); the CLI writes every number as a JSON number with its exact
+    digits (trader.cli.jsonout), so they are turned back into Decimals here.
+    """
+    doc = result.to_dict()
+    for order in doc["orders"]:
+        for key in ("quantity", "price", "commission"):
+            if isinstance(order.get(key), str):
+                order[key] = Decimal(order[key])
+    if isinstance(doc.get("initial_cash"), str):
+        doc["initial_cash"] = Decimal(doc["initial_cash"])
+    doc["settings"] = result.settings.model_dump()
+    return doc
 
 
 def sweep_dict(result: SweepResult) -> dict[str, Any]:
