@@ -143,6 +143,8 @@ class SweepResult:
     elapsed: float = 0.0
     chunks: int = 0
     chunks_retried: int = 0
+    dropped: int = 0  # combinations the Params model refused (fast >= slow), counted, not evaluated
+    constraints: list[str] = field(default_factory=list)  # as given: "trades>=10"
 
     @property
     def best(self) -> dict[str, Any]:
