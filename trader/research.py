@@ -201,8 +201,9 @@ def walkforward(
     name: str,
     space: Mapping[str, Any] | Sequence[str],
     *,
-    windows: int = 5,
-    in_sample: float = 0.75,
+    in_sample: int,
+    out_of_sample: int,
+    unit: str = "days",
     method: str = "grid",
     objective: str = "sharpe",
     constraints: Sequence[str] = (),
@@ -224,9 +225,9 @@ def walkforward(
 ) -> WalkForwardResult:
     """Walk strategy ``name`` forward: optimise on each in-sample window, test on the next; stitch the tests.
 
-    The bars are cut into ``windows`` rolling windows, each ``in_sample``
-    (a fraction) in-sample and the rest out-of-sample; the rest as for
-    :func:`sweep`.
+    Each window optimises on ``in_sample`` trading days (``unit="bars"``:
+    bars), then trades the winner on the next ``out_of_sample``; the next
+    window starts ``out_of_sample`` later. The rest as for :func:`sweep`.
     """
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
     try:
@@ -235,7 +236,8 @@ def walkforward(
         from trader.backtest.walkforward import run as run_walkforward
 
         return run_walkforward(job.strategy, bars, grid, settings=job.settings,
-                               windows=windows, in_sample=in_sample, method=method, objective=objective,
+                               in_sample=in_sample, out_of_sample=out_of_sample, unit=unit, method=method,
+                               objective=objective,
                                constraints=list(constraints), trials=trials, seed=seed, workers=workers,
                                scheduler=scheduler, progress=progress)
     finally:

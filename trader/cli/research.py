@@ -198,29 +198,32 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
 
 
 @click.command()
-@click.option("--in-sample", type=click.FloatRange(0.1, 0.95), default=0.75, show_default=True,
-              help="Fraction of each window optimised on; the rest is tested.")
-@click.option("--windows", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Rolling windows over the range.")
+@click.option("--unit", type=click.Choice(["days", "bars"]), default="days", show_default=True,
+              help="What --in-sample and --out-of-sample count: trading days or bars.")
+@click.option("--out-of-sample", "--oos", "out_of_sample", type=click.IntRange(min=1), required=True,
+              help="Length tested with each window's winner; the next window starts this much later.")
+@click.option("--in-sample", "--is", "in_sample", type=click.IntRange(min=1), required=True,
+              help="Length each window optimises on.")
 @_search_options
 @_run_options
 @pass_cli
 def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datetime | None, end: datetime | None,
                 instruments: tuple[str, ...], assignments: tuple[str, ...], report_file: Path | None,
                 space: tuple[str, ...], method: str, objective: str, constraints: tuple[str, ...],
-                trials: int | None, workers: int | None, scheduler: str | None, seed: int, windows: int,
-                in_sample: float) -> None:
+                trials: int | None, workers: int | None, scheduler: str | None, seed: int, in_sample: int,
+                out_of_sample: int, unit: str) -> None:
     """Walk strategy NAME forward: optimise in-sample, test out-of-sample, roll.
 
-    Each window's best parameters (a sweep of its in-sample part) trade its
-    out-of-sample part; the out-of-sample equity of the windows is stitched
-    into one curve, the honest estimate of the optimised strategy.
+    Each window's best parameters (a sweep of its in-sample days) trade the
+    out-of-sample days after it; the next window starts that much later. The
+    out-of-sample runs are stitched into one account's equity, the honest
+    estimate of the optimised strategy.
 
     \b
     Examples:
-      trader walkforward ma_crossover --param fast=2:20 --param slow=10:100:5
-      trader walkforward ma_crossover --param fast=2:9 --windows 8 --in-sample 0.8
-      trader walkforward ma_crossover --param fast=2:20 --report wf.html
+      trader walkforward ma_crossover --param fast=2:20 --is 60 --oos 20
+      trader walkforward ma_crossover --param slow=10:60:5 --in-sample 40 --oos 10
+      trader walkforward ma_crossover --param fast=2:9 --unit bars --is 90 --oos 9
     JSON:
       {"strategy": string, "objective": string, "windows": [{"is_start":
          time, "is_end": time, "oos_start": time, "oos_end": time, "params":
@@ -235,7 +238,8 @@ def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datet
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    result = research.walkforward(name, list(space), windows=windows, in_sample=in_sample, method=method,
+    result = research.walkforward(name, list(space), in_sample=in_sample, out_of_sample=out_of_sample, unit=unit,
+                                  method=method,
                                   objective=objective, constraints=constraints, trials=trials, workers=workers,
                                   scheduler=scheduler, seed=seed, progress=not cli.json, **options)
     if report_file is not None:
