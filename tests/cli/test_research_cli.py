@@ -111,3 +111,31 @@ def test_json_lists_each_order_with_bar_time_side_quantity_price_and_the_metrics
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") or "<html" in html[:500]
     assert not re.search(r"<script[^>]*\ssrc=", html) and "ma_crossover" in html  # plotly.js inlined: offline
+
+
+def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Path, bars_csv: Path,
+                                                                 stack_env: StackEnv) -> None:
+    common = ["--data", str(bars_csv), "--set", "bar_size=1m", "-w", "1"]
+    out = trader("--json", "sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", *common)
+    assert out.exit_code == 0, out.output
+    found = json.loads(out.stdout)
+    assert (found["strategy"], found["method"], found["objective"], found["combinations"]) == (
+        "ma_crossover", "grid", "sharpe", 6)
+    assert found["space"] == {"fast": [2, 3, 4], "slow": [8, 20]}
+    assert found["best"] == {k: found["rows"][0][k] for k in ("fast", "slow")}
+    assert Path(found["path"]).is_file() and str(stack_env.home) in found["path"]  # stored under TRADER_HOME
+    table = trader("sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", *common)
+    assert table.exit_code == 0 and "best 6 of 6 combinations by sharpe (grid)" in table.stdout, table.output
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+
+    out = trader("--json", "walkforward", "ma_crossover", "--param", "fast=2:3", "--unit", "bars", "--is", "1000",
+                 "--oos", "500", *common)
+    assert out.exit_code == 0, out.output
+    walked = json.loads(out.stdout)
+    assert len(walked["windows"]) == 4 and set(walked["windows"][0]["params"]) == {"fast"}
+    assert walked["equity"][0]["time"] == walked["windows"][0]["oos_start"]
+
+
+def test_a_bad_param_range_exits_3_before_reading_bars(strategies: Path) -> None:
+    err = refused(3, "sweep", "ma_crossover", "--param", "fastt=2:5", "--data", "/nonexistent.csv")
+    assert "has no parameter 'fastt'" in err
