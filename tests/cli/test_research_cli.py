@@ -10,6 +10,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.backtest.bars_file import write_bars
@@ -139,3 +140,20 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
 def test_a_bad_param_range_exits_3_before_reading_bars(strategies: Path) -> None:
     err = refused(3, "sweep", "ma_crossover", "--param", "fastt=2:5", "--data", "/nonexistent.csv")
     assert "has no parameter 'fastt'" in err
+
+
+def test_a_backtest_of_stored_bars_names_the_missing_session_and_an_empty_range_exits_4(strategies: Path) -> None:
+    from tests.backtest.test_data import session_bars
+    from trader.config import load_settings
+    from trader.data.factory import open_store
+
+    bars = session_bars()  # 2024-03-04..08 with Wednesday the 6th missing
+    store = open_store(load_settings())
+    store.write_bars("AAPL.STK", "1m", bars, start=bars.index[0], end=bars.index[-1] + pd.Timedelta(minutes=1))
+    del store
+    out = trader("backtest", "ma_crossover", "--start", "2024-03-04", "--end", "2024-03-09", "--set", "bar_size=1m")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0].startswith("ma_crossover  AAPL.STK  1m  2024-03-04 14:30 -> 2024-03-08 14:59")
+    assert "skipped" in out.stdout and "2024-03-06" in out.stdout
+    err = refused(4, "backtest", "ma_crossover", "--start", "2023-01-02", "--end", "2023-02-01", "--set", "bar_size=1m")
+    assert "AAPL" in err and "2023-01-02" in err
