@@ -124,7 +124,7 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     portfolio = vbt.Portfolio.from_orders(
         close=close_cols, size=size, size_type="amount", direction="both", price=price, fees=0.0,
         fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=True,
-        group_by=np.repeat(np.arange(n_combos), n_inst), call_seq="auto", allow_partial=False,
+        group_by=np.repeat(np.arange(n_combos), n_inst), call_seq="auto" if n_inst > 1 else "default", allow_partial=False,
         raise_reject=False, ffill_val_price=True)
     booked = portfolio.orders.values
     skipped: list[str] = []

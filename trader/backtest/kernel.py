@@ -19,8 +19,8 @@ happen live:
    no decision (live skips the bar), an equal one neither: after a stop-out
    nothing re-enters until the target changes.
 
-Sizing (``kind``): 0 the quantities are given (``qtys``, sized exactly by the
-caller), 1 cash, 2 percent of equity. Cash and equity quantities are rounded
+Sizing (``kind``): 0 the quantity of each distinct target is given (sized
+exactly by the caller), 1 cash, 2 percent of equity. Cash and equity quantities are rounded
 toward zero to the lot in floats here; one that lies within a hair of a lot
 boundary is flagged, so the caller can size it again with the live Decimal
 function and, if that differs, run again with the answer as an override
@@ -79,13 +79,14 @@ def _bound(targets: np.ndarray) -> int:
 
 @njit(cache=True)
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
-                 qtys: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
+                 t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
                  cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
                  f_key: np.ndarray, f_val: np.ndarray):  # noqa: ANN201 - a numba tuple
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
-    Prices are bars x instruments (NaN: no bar), ``targets`` (and ``qtys`` for
-    kind 0) bars x (combos * instruments), column ``combo * n + instrument``.
+    Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
+    instruments), column ``combo * n + instrument``; for kind 0, ``t_qty[k]``
+    is the quantity of target ``t_vals[k]`` (``t_vals`` sorted).
     ``sl``/``tp`` are percents (NaN: none). Returns ``(col, decided, row, size,
     price, fee, reason)`` of each fill and ``(col, row, target, price, equity,
     qty)`` of each flagged sizing.
@@ -212,7 +213,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 if np.isnan(px) or np.isnan(v) or v == last_target[i]:
                     continue
                 if kind == 0:
-                    q = qtys[t, c]
+                    q = t_qty[np.searchsorted(t_vals, v)]
                 else:
                     if kind == 1:
                         raw = v * value / px

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
+import pandas as pd
 
 from trader.backtest.kernel import order_kernel
 from trader.domain.commission import CommissionConfig, commission
@@ -110,16 +111,19 @@ def exact_fees(config: CommissionConfig, sec: np.ndarray, size: np.ndarray, pric
     return np.array(fixes, dtype=np.float64).reshape(-1, 2)
 
 
-def sized_quantities(targets: np.ndarray, config: StrategyConfig) -> np.ndarray:
-    """Return the live quantity of each target of a quantity-sized (or ``units: shares``) strategy.
+def sized_quantities(targets: np.ndarray, config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return the distinct targets (sorted, NaN left out) of a quantity-sized strategy and the quantity of each.
 
-    Each distinct target is sized once by ``target_quantity``; NaN stays NaN.
-    A target the lot cannot express raises SignalError, as live.
+    Each distinct target is sized once by the live ``target_quantity`` (a
+    quantity, or ``units: shares``, depends on the target alone). A target the
+    lot cannot express raises SignalError, as live.
     """
-    flat = targets.ravel()
-    values, inverse = np.unique(flat, return_inverse=True)
-    sized = np.array([np.nan if np.isnan(v) else float(target_quantity(float(v), config)) for v in values])
-    return sized[inverse].reshape(targets.shape)
+    changed = np.ones(targets.shape, dtype=bool)  # a target that equals the bar's before is no new value
+    np.not_equal(targets[1:], targets[:-1], out=changed[1:])
+    values = pd.unique(targets[changed])
+    values = np.sort(values[~np.isnan(values)])
+    sized = np.array([float(target_quantity(float(v), config)) for v in values], dtype=np.float64)
+    return values.astype(np.float64), sized
 
 
 def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
@@ -132,7 +136,7 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
     """
     sizing = config.sizing
     kind = 0 if config.units == "shares" else _KINDS[sizing.kind]
-    qtys = sized_quantities(targets, config) if kind == 0 else np.empty((0, 0))
+    t_vals, t_qty = sized_quantities(targets, config) if kind == 0 else (np.empty(0), np.empty(0))
     sl = float(config.stop_loss_percent) if config.stop_loss_percent is not None else np.nan
     tp = float(config.take_profit_percent) if config.take_profit_percent is not None else np.nan
     comm = _comm_array(commission_config)
@@ -145,7 +149,7 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
         q_key, q_val = _table(q_over)
         f_key, f_val = _table(f_over)
         (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
-            open_, high, low, close, targets, qtys, kind, float(sizing.value), float(sizing.lot), slippage, sl, tp,
+            open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, sl, tp,
             initial_cash, comm, sec, q_key, q_val, f_key, f_val)
         changed = False
         for k in range(len(g_col)):

@@ -63,6 +63,8 @@ def jsonable(value: Any) -> Any:
 
 def _rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     values = {name: frame[name].tolist() if name in frame.columns else [None] * len(frame) for name in columns}
+    if "price" in values:  # the price column has 9 decimals: 12.012, not 12.012000000
+        values["price"] = [v.normalize() if isinstance(v, Decimal) and v.is_finite() else v for v in values["price"]]
     return [{name: jsonable(values[name][k]) for name in columns} for k in range(len(frame))]
 
 
