@@ -34,6 +34,7 @@ def _kill_a_busy_worker(client: Any, done: threading.Event, killed: list[int]) -
         time.sleep(0.05)
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow  # a minute on the shared machine: two cluster starts' imports and the killed worker's restart
 def test_a_killed_worker_costs_only_its_chunks(tmp_path: Path) -> None:
     side = plugin(tmp_path, SIDE_PLUGIN, "side", config="params: {delay: 0.4}\n").strategy

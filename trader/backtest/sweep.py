@@ -48,7 +48,7 @@ __all__ = ["DEFAULT_MEMORY_MB", "METHODS", "load", "run"]
 log = logging.getLogger(__name__)
 
 METHODS = ("grid", "random", "genetic")
-DEFAULT_MEMORY_MB = 256  # per worker, for the chunk being simulated (the bars and the interpreter come on top)
+DEFAULT_MEMORY_MB = 512  # per worker, for the chunk being simulated (the bars and the interpreter come on top)
 DEFAULT_TRIALS = 100
 _MAX_BATCH = 4096  # combinations asked at once by grid and random (optuna's ask is per trial)
 _RESUBMITS = 3  # times a chunk whose scattered input was lost is sent again
