@@ -17,8 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trader.backtest import bootstrap
-from trader.backtest.montecarlo import (FAN_QUANTILES, bootstrap_paths, daily_returns, simulate, trade_returns,
-                                        walk_paths)
+from trader.backtest.montecarlo import (
+    FAN_QUANTILES,
+    bootstrap_paths,
+    daily_returns,
+    simulate,
+    trade_returns,
+    walk_paths,
+)
 from trader.backtest.result import ORDER_COLUMNS, TRADE_COLUMNS, BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.errors import ValidationError
@@ -67,20 +73,23 @@ def test_the_same_seed_gives_identical_paths_and_another_seed_different_ones(met
     assert all(np.array_equal(a, b) for a, b in zip((final, drawdown, fan), again, strict=True))
 
 
-def test_a_fresh_process_draws_the_same_paths() -> None:
+def test_a_fresh_process_draws_the_same_paths_with_the_cached_kernels() -> None:
     code = ("import hashlib, numpy as np\n"
             "from trader.backtest.montecarlo import bootstrap_paths, walk_paths\n"
             "r = np.random.default_rng(11).normal(0.0005, 0.01, 400)\n"
             "h = hashlib.sha256(bootstrap_paths(r, 300, 60, method='block', block=5, seed=9).tobytes())\n"
             "for a in walk_paths(r, 300, 60, method='stationary', block=5, seed=9): h.update(a.tobytes())\n"
-            "print(h.hexdigest())\n")
+            "from trader.backtest import bootstrap\n"
+            "print(h.hexdigest(), sum(sum(f.stats.cache_misses.values()) for f in (bootstrap.walk, bootstrap.resample)))\n")
     here = hashlib.sha256(bootstrap_paths(NORMAL, 300, 60, method="block", block=5, seed=9).tobytes())
     for array in walk_paths(NORMAL, 300, 60, method="stationary", block=5, seed=9):
         here.update(array.tobytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=100, check=True)
-    assert out.stdout.strip() == here.hexdigest()
+    digest, compiled = out.stdout.split()
+    assert digest == here.hexdigest()
+    assert compiled == "0"  # the kernels this process compiled (or found) were loaded from numba's cache
 
 
 def test_simulate_reproduces_with_its_seed() -> None:
@@ -131,6 +140,16 @@ def test_circular_blocks_are_runs_of_consecutive_returns_wrapping_at_the_end() -
         for start in range(0, 12, 4):
             run = row[start:start + 4]
             assert np.array_equal(run, (run[0] + np.arange(4)) % 10)
+
+
+def test_an_intraday_backtest_is_bootstrapped_by_its_days() -> None:
+    minutes = pd.date_range("2024-03-04 14:30", periods=390, freq="min", tz="UTC")
+    index = minutes.append([minutes + pd.Timedelta(days=1), minutes + pd.Timedelta(days=2)])
+    equity = pd.Series(np.linspace(100.0, 130.0, index.size), index=index)
+    result = _result(NORMAL)
+    result.equity = equity
+    ends = equity.iloc[[0, 389, 779, 1169]].to_numpy()  # the first value, then each day's last bar
+    np.testing.assert_allclose(daily_returns(result), ends[1:] / ends[:-1] - 1)
 
 
 def test_var_cvar_drawdown_and_fan_match_numpy_on_the_same_paths() -> None:
@@ -211,7 +230,7 @@ def test_fan_quantiles_equal_numpys_with_ties_and_wide_ranges(values: list[float
     array = np.array(values)
     out = np.empty(len(FAN_QUANTILES))
     counts = np.empty(max(16, array.size // 4), np.int64)
-    bootstrap.quantiles_into(array, np.array(FAN_QUANTILES), out, np.empty(array.size, np.int64), counts,
+    bootstrap.quantiles_into(array, np.array(FAN_QUANTILES), out, np.empty(array.size, np.int32), counts,
                              np.full(counts.size, -1, np.int64), np.empty(array.size))
     np.testing.assert_allclose(out, np.quantile(array, FAN_QUANTILES), rtol=1e-12, atol=1e-300)
 
@@ -248,5 +267,5 @@ def test_simulate_refuses_what_it_cannot_resample() -> None:
         simulate(_result(NORMAL), method="monthly")
     with pytest.raises(ValidationError, match="no closed trade"):
         simulate(_result(NORMAL), method="trades")
-    with pytest.raises(ValidationError, match="at least two days"):
+    with pytest.raises(ValidationError, match="needs at least two"):
         simulate(_result(np.array([])))

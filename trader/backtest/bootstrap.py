@@ -105,7 +105,7 @@ def quantiles_into(values: np.ndarray, quantiles: np.ndarray, out: np.ndarray, b
                    counts: np.ndarray, slots: np.ndarray, buffer: np.ndarray) -> None:  # pragma: no cover
     """Write the ``quantiles`` (0..1) of ``values`` into ``out``, as ``np.quantile`` would.
 
-    ``bins`` (int64, as long as values), ``counts`` (int64, the histogram),
+    ``bins`` (int32, as long as values), ``counts`` (int64, the histogram),
     ``slots`` (int64, as long as counts, all -1) and ``buffer`` (float64, as
     long as values) are scratch space the caller reuses; ``slots`` is left
     all -1 again.
@@ -134,16 +134,27 @@ def _quantiles_within(values: np.ndarray, low: float, high: float, quantiles: np
         for j in range(quantiles.shape[0]):
             position = (n - 1) * quantiles[j]
             below = int(np.floor(position))
-            above = min(below + 1, n - 1)
-            out[j] = _lerp(ordered[below], ordered[above], position - below)
+            out[j] = _lerp(ordered[below], ordered[min(below + 1, n - 1)], position - below)
         return
     counts[:] = 0
-    for i in range(n):  # (value - low) * scale is monotone in value: a bin holds a contiguous run of ranks
-        b = int((values[i] - low) * scale)
-        if b >= nbins:
-            b = nbins - 1
+    for i in range(n):
+        b = _bin(values[i], low, scale, nbins)
         bins[i] = b
         counts[b] += 1
+    _select(values, quantiles, out, bins, counts, slots, buffer)
+
+
+@njit(cache=True, inline="always")
+def _bin(value: float, origin: float, scale: float, nbins: int) -> int:  # pragma: no cover - compiled
+    """Return the histogram bin of ``value``: monotone in value (so a bin holds a run of ranks), clamped."""
+    return min(max(int((value - origin) * scale), 0), nbins - 1)
+
+
+@njit(cache=True)
+def _select(values: np.ndarray, quantiles: np.ndarray, out: np.ndarray, bins: np.ndarray, counts: np.ndarray,
+            slots: np.ndarray, buffer: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Write the quantiles of ``values`` binned by a monotone :func:`_bin` into ``bins`` and ``counts``."""
+    n = values.shape[0]
     # the bins holding the wanted ranks (the floor and the ceiling of each quantile's position)
     wanted = np.empty(2 * quantiles.shape[0], np.int64)
     for j in range(quantiles.shape[0]):
@@ -203,7 +214,6 @@ def walk(returns: np.ndarray, paths: int, horizon: int, method: int, block: int,
     max drawdown is the largest fall from a running peak that starts at 1.0,
     as a positive fraction.
     """
-    n = returns.shape[0]
     growth = 1.0 + returns
     states = _seed_states(seed, paths)
     index = np.zeros(paths, np.int64)
@@ -212,23 +222,49 @@ def walk(returns: np.ndarray, paths: int, horizon: int, method: int, block: int,
     trough = np.ones(paths)  # lowest equity / peak so far
     fan = np.empty((horizon + 1, quantiles.shape[0]))
     fan[0, :] = 1.0
-    bins = np.empty(paths, np.int64)
+    bins = np.empty(paths, np.int32)
     counts = np.empty(max(16, paths // 4), np.int64)
     slots = np.full(counts.shape[0], -1, np.int64)
     buffer = np.empty(paths)
     restart = 1.0 / block
     for step in range(horizon):
-        low = np.inf
-        high = -np.inf
-        for path in range(paths):  # branch-free: a new peak or trough is a coin toss the CPU cannot predict
-            k = _next_index(states, path, index[path], step, n, method, block, restart)
-            index[path] = k
-            value = equity[path] * growth[k]
-            equity[path] = value
-            top = max(peak[path], value)
-            peak[path] = top
-            trough[path] = min(trough[path], value / top)
-            low = min(low, value)
-            high = max(high, value)
+        # one loop per kind of step, each compiled with its kind a constant: no per-path dispatch
+        if method == IID or (method == BLOCK and step % block == 0):
+            low, high = _advance(_FRESH, states, index, equity, peak, trough, growth, restart)
+        elif method == BLOCK:
+            low, high = _advance(_FOLLOW, states, index, equity, peak, trough, growth, restart)
+        else:
+            kind = _FRESH if step == 0 else _COIN
+            low, high = _advance(kind, states, index, equity, peak, trough, growth, restart)
         _quantiles_within(equity, low, high, quantiles, fan[step + 1], bins, counts, slots, buffer)
     return equity, 1.0 - trough, fan
+
+
+_FRESH, _FOLLOW, _COIN = 0, 1, 2  # every path draws / every path takes the next return / each tosses a coin
+
+
+@njit(cache=True, inline="always")
+def _advance(kind: int, states: np.ndarray, index: np.ndarray, equity: np.ndarray, peak: np.ndarray,
+             trough: np.ndarray, growth: np.ndarray, restart: float) -> tuple[float, float]:  # pragma: no cover
+    """Move every path one step (the draws of :func:`_next_index`); return the lowest and highest equity."""
+    n = growth.shape[0]
+    low = np.inf
+    high = -np.inf
+    for path in range(equity.shape[0]):  # branch-free below: a new peak is a coin toss the CPU cannot predict
+        if kind == _FRESH:
+            k = _draw(states, path, n)
+        elif kind == _FOLLOW or _uniform(states, path) >= restart:
+            k = index[path] + 1
+            if k == n:
+                k = 0
+        else:
+            k = _draw(states, path, n)
+        index[path] = k
+        value = equity[path] * growth[k]
+        equity[path] = value
+        top = max(peak[path], value)
+        peak[path] = top
+        trough[path] = min(trough[path], value / top)
+        low = min(low, value)
+        high = max(high, value)
+    return low, high

@@ -20,9 +20,15 @@ Methods (the kernels are in :mod:`trader.backtest.bootstrap`, numba):
   return on the account (its pnl over the equity when it opened), so a small
   position weighs little. The fan's rows are then trades, not days.
 
-Daily returns are those of the equity at each UTC day's last bar, so an
-intraday backtest is bootstrapped by day as well. The same seed gives the
-same paths in any process (a counter-based stream per path).
+Daily returns are those of the equity at each UTC day's last bar, the first
+measured from the equity's first value (the initial cash): the rule of
+:func:`trader.backtest.metrics.period_returns`, so an intraday backtest is
+bootstrapped by day as well. The same seed gives the same paths in any
+process (a counter-based stream per path).
+
+The backtest is read through :class:`Backtested` (the attributes of
+:class:`~trader.backtest.result.BacktestResult` it needs), not by importing
+``result``, which imports this module.
 """
 
 from __future__ import annotations
@@ -30,23 +36,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from trader.backtest import bootstrap
-from trader.backtest.result import BacktestResult, MonteCarloResult
+from trader.backtest.risk import FAN_QUANTILES, MonteCarloResult, fan_frame, risk_figures
+from trader.backtest.settings import BacktestSettings
 from trader.errors import ValidationError
 
-__all__ = ["FAN_QUANTILES", "METHODS", "bootstrap_paths", "daily_returns", "risk_figures", "simulate",
-           "trade_returns", "walk_paths"]
+__all__ = ["FAN_QUANTILES", "METHODS", "Backtested", "bootstrap_paths", "daily_returns", "risk_figures",
+           "simulate", "trade_returns", "walk_paths"]
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("iid", "block", "stationary", "trades")
-FAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-_TRADING_DAYS = 252
+_DAY_NS = 86_400 * 10**9
 _MAX_SERIES = 2**31  # the kernels draw an index from 32 random bits
+
+
+class Backtested(Protocol):
+    """What Monte Carlo reads of a backtest (a :class:`~trader.backtest.result.BacktestResult`)."""
+
+    strategy: str
+    settings: BacktestSettings
+    equity: pd.Series
+    trades: pd.DataFrame
 
 
 def bootstrap_paths(returns: Sequence[float] | np.ndarray, paths: int, horizon: int, *, method: str = "block",
@@ -79,19 +95,22 @@ def walk_paths(returns: Sequence[float] | np.ndarray, paths: int, horizon: int, 
     return bootstrap.walk(series, paths, horizon, _method_code(method), block, seed, wanted)
 
 
-def daily_returns(result: BacktestResult) -> np.ndarray:
-    """Return the backtest's daily returns: its equity at each UTC day's last bar, day over day."""
+def daily_returns(result: Backtested) -> np.ndarray:
+    """Return the backtest's daily returns: its equity at each UTC day's last bar, the first from its first value."""
     equity = result.equity.dropna()
-    if isinstance(equity.index, pd.DatetimeIndex):
-        equity = equity.groupby(equity.index.normalize()).last()
+    if isinstance(equity.index, pd.DatetimeIndex) and len(equity):
+        days = equity.index.asi8 // _DAY_NS  # UTC nanoseconds (a naive index is read as UTC)
+        keep = np.append(days[1:] != days[:-1], True)
+        keep[0] = True
+        equity = equity[keep]
     returns = equity.astype(float).pct_change().to_numpy()[1:]
     if not returns.size:
-        raise ValidationError(f"backtest of {result.strategy!r} covers {len(equity)} day(s): "
-                              "Monte Carlo needs at least two days of equity")
+        raise ValidationError(f"backtest of {result.strategy!r} has {len(equity)} equity value(s) by day: "
+                              "Monte Carlo needs at least two")
     return returns
 
 
-def trade_returns(result: BacktestResult) -> np.ndarray:
+def trade_returns(result: Backtested) -> np.ndarray:
     """Return each closed trade's return on the account: its pnl over the equity at the bar it opened."""
     trades = result.trades
     closed = trades[trades["exit_time"].notna()] if len(trades) else trades
@@ -104,34 +123,7 @@ def trade_returns(result: BacktestResult) -> np.ndarray:
     return closed["pnl"].astype(float).to_numpy() / opening
 
 
-def risk_figures(final_equity: np.ndarray, max_drawdown: np.ndarray) -> dict[str, float]:
-    """Return VaR/CVaR at 95 and 99 % of the return over the horizon and the distributions' headline figures.
-
-    A loss is a positive fraction: ``var_95`` is the loss exceeded by 5 % of
-    the paths (numpy's linear quantile of ``1 - final_equity``), ``cvar_95``
-    the mean loss of the paths at or beyond it. A negative VaR means even that
-    tail ends with a gain.
-    """
-    loss = 1.0 - final_equity
-    figures: dict[str, float] = {}
-    for level in (95, 99):
-        var = float(np.quantile(loss, level / 100))
-        figures[f"var_{level}"] = var
-        figures[f"cvar_{level}"] = float(loss[loss >= var].mean())
-    figures.update({
-        "mean_return": float(final_equity.mean() - 1.0),
-        "median_return": float(np.median(final_equity) - 1.0),
-        "probability_of_loss": float((final_equity < 1.0).mean()),
-        "final_equity_5": float(np.quantile(final_equity, 0.05)),
-        "final_equity_95": float(np.quantile(final_equity, 0.95)),
-        "max_drawdown_median": float(np.median(max_drawdown)),
-        "max_drawdown_95": float(np.quantile(max_drawdown, 0.95)),
-        "max_drawdown_99": float(np.quantile(max_drawdown, 0.99)),
-    })
-    return figures
-
-
-def simulate(result: BacktestResult, method: str = "block", paths: int | None = None) -> MonteCarloResult:
+def simulate(result: Backtested, method: str = "block", paths: int | None = None) -> MonteCarloResult:
     """Return the Monte Carlo risk of ``result``: ``paths`` (default ``settings.simulations``) bootstrapped futures.
 
     Raise ValidationError for an unknown method, Monte Carlo turned off
@@ -160,11 +152,10 @@ def simulate(result: BacktestResult, method: str = "block", paths: int | None = 
     risk = risk_figures(final, drawdown)
     risk["steps"] = float(steps)
     risk["sample"] = float(len(returns))
-    frame = pd.DataFrame(fan, columns=list(FAN_QUANTILES), index=pd.RangeIndex(steps + 1, name=axis))
     logger.info("monte carlo of %s: %d %s paths of %d %ss from %d returns in %.3f s", result.strategy, count,
                 method, steps, axis, len(returns), time.perf_counter() - started)
     return MonteCarloResult(method=method, paths=count, horizon_days=settings.horizon_days, seed=settings.seed,
-                            final_equity=final, max_drawdown=drawdown, fan=frame, risk=risk)
+                            final_equity=final, max_drawdown=drawdown, fan=fan_frame(fan, axis), risk=risk)
 
 
 def _checked(returns: Sequence[float] | np.ndarray, paths: int, horizon: int, block: int, seed: int) -> np.ndarray:

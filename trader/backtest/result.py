@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+# MonteCarloResult lives in risk.py so that montecarlo builds one without importing this module
+from trader.backtest.risk import MonteCarloResult
 from trader.backtest.settings import BacktestSettings
 
 if TYPE_CHECKING:
-    import numpy as np
     import plotly.graph_objects as go
 
 __all__ = ["ORDER_COLUMNS", "TRADE_COLUMNS", "BacktestResult", "MonteCarloResult", "SweepResult",
@@ -42,27 +43,6 @@ __all__ = ["ORDER_COLUMNS", "TRADE_COLUMNS", "BacktestResult", "MonteCarloResult
 ORDER_COLUMNS = ("time", "fill_time", "instrument", "side", "quantity", "price", "commission", "reason")
 TRADE_COLUMNS = ("instrument", "direction", "entry_time", "exit_time", "quantity", "entry_price", "exit_price",
                  "pnl", "return", "commission", "bars")
-
-
-@dataclass
-class MonteCarloResult:
-    """Bootstrapped paths of a strategy's returns: the distributions and the risk figures read off them.
-
-    ``final_equity`` and ``max_drawdown`` hold one value per path (equity as a
-    multiple of the start: 1.0 = unchanged; drawdown as a positive fraction).
-    ``fan`` is days x quantiles (columns 0.05, 0.25, 0.5, 0.75, 0.95) of the
-    equity paths. ``risk`` maps ``var_95``, ``cvar_95``, ``var_99``,
-    ``cvar_99`` (losses over the horizon, positive fractions) and more.
-    """
-
-    method: str  # "iid", "block" or "trades"
-    paths: int
-    horizon_days: int
-    seed: int
-    final_equity: np.ndarray
-    max_drawdown: np.ndarray
-    fan: pd.DataFrame
-    risk: dict[str, float]
 
 
 @dataclass
