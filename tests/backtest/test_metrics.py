@@ -206,6 +206,8 @@ def test_flat_equity_and_no_trade_do_not_raise() -> None:
     assert stats["trades"] == 0.0
     for name in ("sharpe", "sortino", "calmar", "omega", "skew", "win_rate", "profit_factor", "beta", "alpha"):
         assert math.isnan(stats[name]), name
+    no_benchmark = metrics.compute(result_of(flat, "1m", benchmark=flat * np.nan))
+    assert math.isnan(no_benchmark["benchmark_return"]) and math.isnan(no_benchmark["correlation"])
     one_bar = metrics.compute(result_of(flat.iloc[:1], "1m"))
     assert one_bar["total_return"] == 0.0
     assert math.isnan(one_bar["sharpe"])

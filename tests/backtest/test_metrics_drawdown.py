@@ -113,3 +113,18 @@ def test_duration_matches_quantstats_drawdown_details(seed: int) -> None:
     last = r.index[-1].strftime("%Y-%m-%d")
     ours = [days + (0 if end == last else 1) for days, end in zip(details["days"], details["end"], strict=True)]
     assert md.max_drawdown_days(md.wealth(r)) == pytest.approx(max(ours))
+
+
+def test_blocks_carry_the_peak_across_them() -> None:
+    rows = 2 * md.BLOCK_ROWS + 17
+    rng = np.random.default_rng(5)
+    curve = np.cumprod(1 + 0.001 * rng.standard_normal((rows, 3)), axis=0)
+    curve[10] = 5.0  # a peak in the first block that nothing after it reaches
+    curve[md.BLOCK_ROWS + 100, 1] = 0.5  # the trough in the second block
+    curve[:50, 2] = np.nan  # a column that starts late
+    frame = pd.DataFrame(curve)
+    whole = 1 - curve / np.fmax.accumulate(curve, axis=0)  # all at once
+    assert md.max_drawdown(frame).to_numpy() == pytest.approx(np.nanmax(whole, axis=0))
+    assert md.max_drawdown(frame)[1] == pytest.approx(0.9)
+    assert md.ulcer_index(frame).to_numpy() == pytest.approx(np.sqrt(np.nanmean(whole**2, axis=0)))
+    assert md.drawdown(frame).to_numpy() == pytest.approx(whole, nan_ok=True)

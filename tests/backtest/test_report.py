@@ -19,12 +19,14 @@ from tests.backtest.report_results import (
     walkforward_result,
 )
 from trader.backtest import report_charts as charts
+from trader.backtest.metrics import UNITS
 from trader.backtest.report import (
+    RISK_UNITS,
     figure,
-    metric_text,
     monte_carlo_or_note,
     sweep_figure,
     tear_sheet,
+    unit_text,
     walkforward_figure,
     write_report,
     write_sweep_report,
@@ -65,11 +67,11 @@ def test_metrics_table_lists_every_metric_formatted() -> None:
 
 
 def test_metric_values_shown_in_their_units() -> None:
-    assert [metric_text(name, value) for name, value in (
+    assert [unit_text(value, UNITS.get(name, RISK_UNITS.get(name))) for name, value in (
         ("cagr", 0.0611), ("var_95", 0.02), ("net_profit", 1234.5), ("max_drawdown_days", 12.25),
         ("orders", 80.0), ("daily_returns", 1.0), ("sharpe", 1.23456), ("unknown_metric", 12345.6),
-        ("sortino", float("nan")))] == [
-        "6.11 %", "2.00 %", "1,234.50", "12.2 d", "80", "yes", "1.235", "12,346", "n/a"]
+        ("sortino", float("nan")), ("final_equity_5", 0.9512), ("probability_of_loss", 0.25))] == [
+        "6.11 %", "2.00 %", "1,234.50", "12.2 d", "80", "yes", "1.235", "12,346", "n/a", "0.951x", "25.00 %"]
 
 
 def test_monte_carlo_left_out_with_a_note_when_off_or_history_short() -> None:
@@ -286,3 +288,14 @@ def test_the_result_objects_reach_the_reports_by_their_methods(tmp_path: Path) -
     assert len(result.plot().data) == 3
     assert sweep.plot().data[0].type == "heatmap"
     assert wf.plot().data[0].name == "out-of-sample equity"
+
+
+def test_monte_carlo_refusal_becomes_the_note(tmp_path: Path) -> None:
+    """An account that loses more than everything (equity below zero) cannot be resampled: the page says why."""
+    result = backtest_result(simulations=200, stats=None)
+    result.equity.iloc[200:] = -0.5 * result.equity.iloc[200:]
+    mc, note = monte_carlo_or_note(result)
+    assert mc is None and note is not None
+    assert note.startswith("Monte Carlo left out: return -1.") and "loses more than everything" in note
+    text = write_report(result, tmp_path / "tear.html").read_text()
+    assert note in text.replace("&#x27;", "'") and text.count('class="plotly-graph-div"') == 7

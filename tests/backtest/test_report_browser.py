@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.backtest.report_results import (
@@ -144,6 +146,11 @@ def test_sweep_reports_draw(browser: Any, tmp_path: Path) -> None:
     assert_drawn(load(browser, write_sweep_report(sweep_result(), tmp_path / "grid.html")), expected=1)
     line = write_sweep_report(sweep_result({"fast": [2, 4, 8, 16]}), tmp_path / "line.html")
     assert_drawn(load(browser, line), expected=1)
+    rng = np.random.default_rng(2)
+    sampled = sweep_result({"fast": [2, 20], "slow": [10, 100]})  # a random search: values off any grid
+    sampled.table = pd.DataFrame({"fast": rng.integers(2, 200, 300), "slow": rng.integers(10, 400, 300),
+                                  "objective": rng.normal(size=300)}).sort_values("objective", ascending=False)
+    assert_drawn(load(browser, write_sweep_report(sampled, tmp_path / "random.html")), expected=1)
 
 
 def test_walkforward_report_draws(browser: Any, tmp_path: Path) -> None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from trader.backtest import report_charts as charts
+from trader.backtest.metrics import UNITS, period_returns
 from trader.backtest.report_html import Block, Page, format_value, render, table_html, write_atomic
 from trader.backtest.report_search import (
     sweep_chart,
@@ -34,18 +35,15 @@ from trader.backtest.report_search import (
 from trader.errors import ValidationError
 
 if TYPE_CHECKING:
+    import numpy as np
     import plotly.graph_objects as go
 
-    from trader.backtest.result import (
-        BacktestResult,
-        MonteCarloResult,
-        SweepResult,
-        WalkForwardResult,
-    )
+    from trader.backtest.report_search import Sweep, WalkForward
     from trader.backtest.settings import BacktestSettings
 
-__all__ = ["MIN_MC_DAYS", "figure", "metric_text", "monte_carlo_or_note", "sweep_figure", "tear_sheet",
-           "walkforward_figure", "write_report", "write_sweep_report", "write_walkforward_report"]
+__all__ = ["MIN_MC_DAYS", "RISK_UNITS", "Backtest", "MonteCarlo", "figure", "monte_carlo_or_note", "sweep_figure",
+           "tear_sheet", "unit_text", "walkforward_figure", "write_report", "write_sweep_report",
+           "write_walkforward_report"]
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +52,53 @@ SHARPE_WINDOW = 63  # the rolling Sharpe's window: a quarter of trading days
 TRADE_ROWS = 100  # the most recent trades listed on the page
 SKIPPED_ROWS = 200  # skipped bars listed on the page
 
-# The metrics' units (trader.backtest.metrics and the Monte Carlo's risk): how the tables show them.
-_PERCENT = frozenset({
-    "total_return", "annual_return", "cagr", "volatility", "downside_deviation", "max_drawdown", "var_95",
-    "cvar_95", "var_99", "cvar_99", "var_parametric_95", "cvar_parametric_95", "best_period", "worst_period",
-    "win_rate", "best_trade", "worst_trade", "average_trade", "average_win", "average_loss", "exposure",
-    "benchmark_return", "alpha", "tracking_error", "max_drawdown_median", "max_drawdown_95", "max_drawdown_99",
-    "probability_of_loss", "mean_return", "median_return"})
-_MULTIPLES = frozenset({"final_equity_5", "final_equity_95"})  # Monte Carlo equity, a multiple of the start
-_MONEY = frozenset({"start_equity", "final_equity", "net_profit", "expectancy", "fees"})
-_DAYS = frozenset({"max_drawdown_days", "average_holding_days", "days"})
-_COUNTS = frozenset({"trades", "open_trades", "orders", "bars", "max_consecutive_wins", "max_consecutive_losses",
-                     "periods_per_year", "steps", "sample"})
-_FLAGS = frozenset({"daily_returns"})
+# The units of the Monte Carlo's risk figures (trader.backtest.montecarlo), as metrics.UNITS gives the metrics'.
+RISK_UNITS = {
+    **dict.fromkeys(("var_95", "cvar_95", "var_99", "cvar_99", "mean_return", "median_return", "probability_of_loss",
+                     "max_drawdown_median", "max_drawdown_95", "max_drawdown_99"), "fraction"),
+    **dict.fromkeys(("final_equity_5", "final_equity_95"), "multiple"),  # of the starting equity
+    **dict.fromkeys(("steps", "sample"), "count"),
+}
+
+class MonteCarlo(Protocol):
+    """What the tear sheet reads of a :class:`~trader.backtest.result.MonteCarloResult`.
+
+    Named by shape, not imported: ``result.py`` imports this module on
+    ``.report()``, and importing it back would be an import cycle.
+    """
+
+    method: str
+    paths: int
+    horizon_days: int
+    seed: int
+    final_equity: np.ndarray
+    max_drawdown: np.ndarray
+    fan: pd.DataFrame
+    risk: dict[str, float]
 
 
-def figure(result: BacktestResult) -> go.Figure:
+class Backtest(Protocol):
+    """What the tear sheet reads of a :class:`~trader.backtest.result.BacktestResult`."""
+
+    strategy: str
+    params: dict[str, Any]
+    settings: BacktestSettings
+    bar_size: str
+    prices: dict[str, pd.DataFrame]
+    equity: pd.Series
+    orders: pd.DataFrame
+    trades: pd.DataFrame
+    benchmark: pd.Series | None
+    skipped: list[str]
+    elapsed: float
+
+    @property
+    def stats(self) -> dict[str, float]: ...
+
+    def monte_carlo(self) -> MonteCarlo: ...
+
+
+def figure(result: Backtest) -> go.Figure:
     """Return the equity (with the benchmark) over the drawdown, one figure for a notebook."""
     from plotly.subplots import make_subplots
 
@@ -86,34 +115,34 @@ def figure(result: BacktestResult) -> go.Figure:
     return fig
 
 
-def sweep_figure(sweep: SweepResult) -> go.Figure:
+def sweep_figure(sweep: Sweep) -> go.Figure:
     """Return the sweep's objective over its first two varying parameters (a line for one)."""
     return sweep_chart(sweep)
 
 
-def walkforward_figure(wf: WalkForwardResult) -> go.Figure:
+def walkforward_figure(wf: WalkForward) -> go.Figure:
     """Return the walk-forward's stitched out-of-sample equity with its windows marked."""
     return walkforward_chart(wf)
 
 
-def write_report(result: BacktestResult, path: Path) -> Path:
+def write_report(result: Backtest, path: Path) -> Path:
     """Write the backtest's tear sheet to ``path`` (atomically); return the path."""
     mc, note = monte_carlo_or_note(result)
     page = tear_sheet(result, stats=result.stats, mc=mc, mc_note=note)
     return write_atomic(path, render(page))
 
 
-def write_sweep_report(sweep: SweepResult, path: Path) -> Path:
+def write_sweep_report(sweep: Sweep, path: Path) -> Path:
     """Write the sweep's report (objective heatmap, best rows) to ``path`` (atomically); return the path."""
     return write_atomic(path, render(sweep_page(sweep)))
 
 
-def write_walkforward_report(wf: WalkForwardResult, path: Path) -> Path:
+def write_walkforward_report(wf: WalkForward, path: Path) -> Path:
     """Write the walk-forward's report (out-of-sample curve, windows) to ``path`` (atomically); return it."""
     return write_atomic(path, render(walkforward_page(wf)))
 
 
-def monte_carlo_or_note(result: BacktestResult) -> tuple[MonteCarloResult | None, str | None]:
+def monte_carlo_or_note(result: Backtest) -> tuple[MonteCarlo | None, str | None]:
     """Return the result's Monte Carlo and None, or None and why the tear sheet leaves it out."""
     if result.settings.simulations == 0:
         return None, "Monte Carlo is off for this run (backtest setting simulations: 0)."
@@ -134,7 +163,7 @@ def _span(index: pd.Index) -> str:
     return f"{format_value(index[0])} .. {format_value(index[-1])} UTC"
 
 
-def _header(result: BacktestResult) -> dict[str, str]:
+def _header(result: Backtest) -> dict[str, str]:
     settings = result.settings
     equity = result.equity
     final = float(equity.iloc[-1]) if len(equity) else math.nan
@@ -163,44 +192,43 @@ def _commission(settings: BacktestSettings) -> str:
             f"futures {fees.future_per_contract}/contract, options {fees.option_per_contract}/contract")
 
 
-def metric_text(name: str, value: float) -> str:
-    """Return a metric's value in its unit (:mod:`trader.backtest.metrics`): fractions as percent, days, money."""
+def unit_text(value: float, unit: str | None) -> str:
+    """Return ``value`` as text in its ``unit`` (:data:`trader.backtest.metrics.UNITS`' names, or "multiple")."""
     if isinstance(value, float) and math.isnan(value):
         return "n/a"
-    if name in _PERCENT:
-        return f"{value * 100.0:,.2f} %"
-    if name in _MONEY:
-        return f"{value:,.2f}"
-    if name in _MULTIPLES:
-        return f"{value:,.3f}x"
-    if name in _DAYS:
-        return f"{value:,.1f} d"
-    if name in _COUNTS and float(value).is_integer():
-        return f"{int(value):,}"
-    if name in _FLAGS:
-        return "yes" if value else "no"
+    match unit:
+        case "fraction":
+            return f"{value * 100.0:,.2f} %"
+        case "currency":
+            return f"{value:,.2f}"
+        case "days":
+            return f"{value:,.1f} d"
+        case "multiple":
+            return f"{value:,.3f}x"
+        case "count" if float(value).is_integer():
+            return f"{int(value):,}"
+        case "flag":
+            return "yes" if value else "no"
     return format_value(value)
 
 
-def _metrics_table(values: dict[str, float], head: str = "metric") -> str:
-    texts = [metric_text(name, value) for name, value in values.items()]
+def _units_table(values: dict[str, float], units: dict[str, str], head: str) -> str:
+    texts = [unit_text(value, units.get(name)) for name, value in values.items()]
     return table_html(pd.DataFrame({head: list(values), "value": texts}), numeric=("value",))
 
 
-def _analysis_returns(result: BacktestResult) -> tuple[pd.Series, float, str]:
+def _analysis_returns(result: Backtest) -> tuple[pd.Series, float, str]:
     """Return the returns the rolling Sharpe and the distribution are drawn from, periods a year, their name.
 
     The metrics' own rule (:func:`trader.backtest.metrics.period_returns`):
     daily returns when the run has enough days, else the bars' own, so the
     chart and the table's Sharpe read the same returns.
     """
-    from trader.backtest.metrics import period_returns
-
     returns, per_year, daily = period_returns(result.equity.astype(float), result.bar_size)
     return returns.dropna(), float(per_year), "daily" if daily else f"per-bar ({result.bar_size})"
 
 
-def _performance_blocks(result: BacktestResult) -> list[Block]:
+def _performance_blocks(result: Backtest) -> list[Block]:
     equity = result.equity.astype(float)
     start = float(result.settings.initial_cash)
     returns, per_year, kind = _analysis_returns(result)
@@ -221,7 +249,7 @@ def _performance_blocks(result: BacktestResult) -> list[Block]:
     return blocks
 
 
-def _trade_blocks(result: BacktestResult) -> list[Block]:
+def _trade_blocks(result: Backtest) -> list[Block]:
     blocks = []
     trades = result.trades
     for instrument, bars in result.prices.items():
@@ -233,22 +261,22 @@ def _trade_blocks(result: BacktestResult) -> list[Block]:
     return blocks
 
 
-def _monte_carlo_blocks(mc: MonteCarloResult | None, note: str | None) -> list[Block]:
+def _monte_carlo_blocks(mc: MonteCarlo | None, note: str | None) -> list[Block]:
     if mc is None:
         return [Block("Monte Carlo", note=note or "Monte Carlo left out.")]
     title = f"{mc.paths:,} {mc.method} bootstrap paths over {mc.horizon_days} trading days (seed {mc.seed})"
     return [Block(f"Monte Carlo fan: {title}", figure=charts.mc_fan_chart(mc.fan)),
             Block("Monte Carlo: max drawdown and final equity", figure=charts.mc_distribution_chart(
-                mc.max_drawdown, mc.final_equity), table=_metrics_table(mc.risk, "risk"))]
+                mc.max_drawdown, mc.final_equity), table=_units_table(mc.risk, RISK_UNITS, "risk"))]
 
 
-def tear_sheet(result: BacktestResult, *, stats: dict[str, float], mc: MonteCarloResult | None,
+def tear_sheet(result: Backtest, *, stats: dict[str, float], mc: MonteCarlo | None,
                mc_note: str | None = None) -> Page:
     """Return the backtest's tear sheet as a page, from the metrics and Monte Carlo given.
 
     ``mc`` None leaves the Monte Carlo out with ``mc_note`` saying why.
     """
-    blocks = [Block("Metrics", table=_metrics_table(stats), columns=True)]
+    blocks = [Block("Metrics", table=_units_table(stats, UNITS, "metric"), columns=True)]
     blocks += _performance_blocks(result)
     blocks += _trade_blocks(result)
     blocks += _monte_carlo_blocks(mc, mc_note)

@@ -12,7 +12,8 @@ in-sample against the out-of-sample objective of each window.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,40 @@ import plotly.graph_objects as go
 
 from trader.backtest.report_charts import BLUE, GREY, LAYOUT, RED, naive_utc, thin
 from trader.backtest.report_html import Block, Page, format_value, table_html
-from trader.backtest.result import SweepResult, WalkForwardResult
 
-__all__ = ["BEST_ROWS", "sweep_chart", "sweep_page", "walkforward_chart", "walkforward_page", "windows_chart"]
+__all__ = ["BEST_ROWS", "Sweep", "WalkForward", "sweep_chart", "sweep_page", "walkforward_chart", "walkforward_page", "windows_chart"]
 
 BEST_ROWS = 25  # rows of the sweep's table on the page
 MAX_CELLS = 60  # distinct values per axis up to which a sweep is a heatmap
+
+
+
+class Sweep(Protocol):
+    """What the sweep's report reads of a :class:`~trader.backtest.result.SweepResult`.
+
+    Named by shape, not imported: ``result.py`` imports the report on
+    ``.report()``, and importing it back would be an import cycle.
+    """
+
+    strategy: str
+    method: str
+    objective: str
+    space: dict[str, list[Any]]
+    table: pd.DataFrame
+    path: Path | None
+    elapsed: float
+    chunks: int
+    chunks_retried: int
+
+
+class WalkForward(Protocol):
+    """What the walk-forward's report reads of a :class:`~trader.backtest.result.WalkForwardResult`."""
+
+    strategy: str
+    objective: str
+    windows: pd.DataFrame
+    equity: pd.Series
+    elapsed: float
 
 
 def _sorted_values(values: pd.Series) -> list[Any]:
@@ -36,7 +65,7 @@ def _sorted_values(values: pd.Series) -> list[Any]:
         return sorted(unique, key=str)
 
 
-def varying(sweep: SweepResult) -> list[str]:
+def varying(sweep: Sweep) -> list[str]:
     """Return the sweep's parameters that take more than one value in its table, in the space's order."""
     return [name for name in sweep.space if name in sweep.table and sweep.table[name].nunique(dropna=False) > 1]
 
@@ -80,14 +109,14 @@ def _scatter(table: pd.DataFrame, x: str, y: str, objective: str) -> go.Figure:
     fig.add_scatter(x=scored[x].astype(float).to_numpy(), y=scored[y].astype(float).to_numpy(), mode="markers",
                     marker={"color": scored["objective"].astype(float).to_numpy(), "colorscale": "Viridis",
                             "showscale": True, "colorbar": {"title": {"text": objective}}, "size": 8},
-                    hovertemplate=f"{x}=%{{x}}, {y}=%{{y}}<extra></extra>", name=objective)
+                    hovertemplate=f"{x}=%{{x}}, {y}=%{{y}}: %{{marker.color:.4g}}<extra></extra>", name=objective)
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(title_text=y)
     fig.update_layout(hovermode="closest")
     return fig
 
 
-def sweep_chart(sweep: SweepResult) -> go.Figure:
+def sweep_chart(sweep: Sweep) -> go.Figure:
     """Return the objective over the sweep's first two varying parameters (one: a line; none: one point)."""
     table, names = sweep.table, varying(sweep)
     if len(names) >= 2:
@@ -101,7 +130,7 @@ def sweep_chart(sweep: SweepResult) -> go.Figure:
     return _line(table, first, sweep.objective)
 
 
-def _sweep_title(sweep: SweepResult) -> str:
+def _sweep_title(sweep: Sweep) -> str:
     names = varying(sweep)
     if len(names) >= 2:
         rest = names[2:]
@@ -110,7 +139,7 @@ def _sweep_title(sweep: SweepResult) -> str:
     return f"{sweep.objective} over {names[0] if names else next(iter(sweep.space))}"
 
 
-def sweep_page(sweep: SweepResult) -> Page:
+def sweep_page(sweep: Sweep) -> Page:
     """Return the sweep's report: the search, the objective chart and the table of the best rows."""
     table = sweep.table
     scored = int(table["objective"].notna().sum()) if "objective" in table else 0
@@ -137,7 +166,7 @@ def sweep_page(sweep: SweepResult) -> Page:
     return Page(f"Sweep: {sweep.strategy}", f"{sweep.method} search, objective {sweep.objective}", header, blocks)
 
 
-def walkforward_chart(wf: WalkForwardResult) -> go.Figure:
+def walkforward_chart(wf: WalkForward) -> go.Figure:
     """Return the stitched out-of-sample equity, each window's start a dotted line, windows shaded in turn."""
     fig = go.Figure(layout=LAYOUT)
     shown = thin(wf.equity.astype(float))
@@ -157,7 +186,7 @@ def walkforward_chart(wf: WalkForwardResult) -> go.Figure:
     return fig
 
 
-def windows_chart(wf: WalkForwardResult) -> go.Figure:
+def windows_chart(wf: WalkForward) -> go.Figure:
     """Return each window's in-sample (best) and out-of-sample objective side by side."""
     labels = [f"w{number + 1}" for number in range(len(wf.windows))]
     fig = go.Figure(layout=LAYOUT)
@@ -170,7 +199,7 @@ def windows_chart(wf: WalkForwardResult) -> go.Figure:
     return fig
 
 
-def walkforward_page(wf: WalkForwardResult) -> Page:
+def walkforward_page(wf: WalkForward) -> Page:
     """Return the walk-forward's report: the stitched out-of-sample curve, the objectives and the windows."""
     windows = wf.windows
     equity = wf.equity.dropna()
