@@ -70,7 +70,11 @@ class Target:
 PARTS = {"backtest": "bench.research_backtest", "sweep": "bench.research_sweep", "mc": "bench.research_mc",
          "metrics": "bench.research_metrics"}
 # A part whose run() takes no ``quick`` gets these keywords in a quick run instead (metrics: no target, a record).
-QUICK_SIZES = {"metrics": {"bars": 50_000, "combos": 10, "loop_columns": 10}}
+QUICK_SIZES: dict[str, dict[str, int]] = {
+    "backtest": {"bars": 100_000, "rounds": 1},
+    "mc": {"rounds": 2, "paths": 2_000},
+    "metrics": {"bars": 50_000, "combos": 10, "loop_columns": 10},
+}
 TARGETS = (
     Target("backtest_vs_vectorbt", "backtest", "<=", 1.2, "1.2"),
     Target("sweep_peak_gb", "sweep", "<=", 3.0, "3"),
