@@ -30,3 +30,14 @@ def test_a_part_that_fails_is_reported_and_the_run_goes_on(monkeypatch: pytest.M
     assert "FAILED: ModuleNotFoundError" in out and out.rstrip().endswith("mc_vs_numpy: n/a (target >= 10)")
     with pytest.raises(SystemExit):
         research.main(["--only", "nope"])
+
+
+@pytest.mark.parametrize("part", sorted(research.PARTS))
+def test_every_part_exposes_run_and_takes_quick_or_the_quick_sizes(part: str) -> None:
+    """The driver's call of each part is valid for its signature (checked without running a benchmark)."""
+    import importlib
+    import inspect
+
+    accepted = inspect.signature(importlib.import_module(research.PARTS[part]).run).parameters
+    assert "quick" in accepted or set(research.QUICK_SIZES.get(part, {})) <= set(accepted), (part, list(accepted))
+    assert "quick" in accepted or part in research.QUICK_SIZES, f"{part}: --quick would run the full size"
