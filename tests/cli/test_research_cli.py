@@ -43,7 +43,8 @@ def test_a_bad_set_exits_3_naming_the_key(strategies: Path) -> None:
     err = refused(3, "backtest", "ma_crossover", "--set", "fastt=5", "--set", "slippage=0.001")
     assert "unknown parameter or setting: fastt" in err and "parameters: fast, slow, allow_short" in err
     assert "fast (20) must be less than slow (8)" in refused(3, "backtest", "ma_crossover", "--set", "fast=20")
-    assert "expected KEY=VALUE" in refused(3, "walkforward", "ma_crossover", "--param", "fast=2:5", "--set", "fast")
+    assert "expected KEY=VALUE" in refused(3, "walkforward", "ma_crossover", "--param", "fast=2:5", "--is", "5",
+                                           "--oos", "2", "--set", "fast")
 
 
 def test_a_bad_date_is_a_usage_error() -> None:
