@@ -126,9 +126,13 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
     assert found["space"] == {"fast": [2, 3, 4], "slow": [8, 20]}
     assert found["best"] == {k: found["rows"][0][k] for k in ("fast", "slow")}
     assert Path(found["path"]).is_file() and str(stack_env.home) in found["path"]  # stored under TRADER_HOME
-    table = trader("sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", *common)
+    report = stack_env.home / "sweep.html"
+    table = trader("sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", "--report", str(report),
+                   *common)
     assert table.exit_code == 0 and "best 6 of 6 combinations by sharpe (grid)" in table.stdout, table.output
-    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    assert f"report: {report}" in table.stdout and "js-plotly-plot" in report.read_text()
+    paths = ("stored: ", "report: ")  # a file's path is printed whole, for copying
+    assert max(len(line) for line in table.stdout.splitlines() if not line.startswith(paths)) <= 80
 
     out = trader("--json", "walkforward", "ma_crossover", "--param", "fast=2:3", "--unit", "bars", "--is", "1000",
                  "--oos", "500", *common)
@@ -136,6 +140,17 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
     walked = json.loads(out.stdout)
     assert len(walked["windows"]) == 4 and set(walked["windows"][0]["params"]) == {"fast"}
     assert walked["equity"][0]["time"] == walked["windows"][0]["oos_start"]
+
+
+def test_in_python_a_result_plots_and_a_space_may_be_a_mapping(strategies: Path, bars_csv: Path) -> None:
+    from trader import research
+
+    result = research.backtest("ma_crossover", data=bars_csv, sets={"bar_size": "1m"}, end="2026-01-05T12:00")
+    figure = result.plot()
+    assert type(figure).__name__ == "Figure" and len(figure.data) >= 1
+    assert len(result.equity) == 720 and list(result.trades.columns)[:2] == ["instrument", "direction"]
+    assert research._space({"fast": "2:20", "allow_short": [True, False], "slow": range(10, 12)}) == [
+        "fast=2:20", "allow_short=true,false", "slow=10,11"]
 
 
 def test_a_bad_param_range_exits_3_before_reading_bars(strategies: Path) -> None:

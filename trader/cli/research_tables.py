@@ -114,7 +114,7 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None)
         if len(result.skipped) > 5:
             console.print(f"  ... {len(result.skipped) - 5} more (--json lists them all)", style="dim")
     if report is not None:
-        console.print(f"report: {report}", highlight=False)
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
 def _many(n: int, noun: str) -> str:
@@ -203,9 +203,9 @@ def show_sweep(console: Console, result: SweepResult, report: Path | None) -> No
     retried = f", {result.chunks_retried} retried" if result.chunks_retried else ""
     console.print(f"{formats.count(result.chunks, 'chunk')}{retried}, {result.elapsed:.1f} s", highlight=False)
     if result.path is not None:
-        console.print(f"stored: {result.path}", highlight=False)
+        console.print(f"stored: {result.path}", highlight=False, soft_wrap=True)
     if report is not None:
-        console.print(f"report: {report}", highlight=False)
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
 def walkforward_dict(result: WalkForwardResult) -> dict[str, Any]:
@@ -236,4 +236,4 @@ def show_walkforward(console: Console, result: WalkForwardResult, report: Path |
     console.print(f"stitched out-of-sample return: {metric_text('total_return', total)}, "
                   f"{result.elapsed:.1f} s", highlight=False)
     if report is not None:
-        console.print(f"report: {report}", highlight=False)
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
