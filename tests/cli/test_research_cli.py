@@ -173,3 +173,11 @@ def test_a_backtest_of_stored_bars_names_the_missing_session_and_an_empty_range_
     assert "skipped" in out.stdout and "2024-03-06" in out.stdout
     err = refused(4, "backtest", "ma_crossover", "--start", "2023-01-02", "--end", "2023-02-01", "--set", "bar_size=1m")
     assert "AAPL" in err and "2023-01-02" in err
+
+
+def test_signals_that_raise_exit_3_naming_the_strategy_and_the_reason(strategies: Path, bars_csv: Path) -> None:
+    (strategies / "raiser.py").write_text(
+        "from trader.strategy import Strategy\n\n\nclass Raiser(Strategy):\n    name = 'raiser'\n"
+        "    instruments = ('AAPL',)\n    bar_size = '1m'\n\n    def signals(self, prices):\n        return 1 / 0\n")
+    err = refused(3, "backtest", "raiser", "--data", str(bars_csv))
+    assert "strategy raiser: signals raised ZeroDivisionError" in err and "Traceback" not in err
