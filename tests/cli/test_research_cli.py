@@ -76,6 +76,7 @@ def test_a_backtest_of_a_file_prints_its_run_metrics_and_trades_in_80_columns(st
     assert lines[1] == "params: fast=5 slow=20 allow_short=true"
     assert lines[2].startswith("2,160 bars, ")
     assert "sharpe" in out.stdout and "max_drawdown" in out.stdout and "last 10 of " in out.stdout
+    assert "Monte Carlo, block bootstrap, 1,000 paths of 252 days (losses):\n  VaR 95 " in out.stdout
     assert max(len(line) for line in lines) <= 80
 
 
@@ -110,6 +111,9 @@ def test_json_lists_each_order_with_bar_time_side_quantity_price_and_the_metrics
     assert isinstance(first["price"], Decimal) and first["fill_time"] > first["time"]
     assert doc["trades"] and doc["metrics"]["trades"] == len([t for t in doc["trades"] if t["exit_time"]])
     assert doc["settings"]["bar_size"] == "1m" and doc["report"] == str(report)
+    mc = doc["monte_carlo"]
+    assert (mc["method"], mc["paths"], mc["seed"]) == ("block", 1000, 0)
+    assert mc["risk"]["cvar_99"] >= mc["risk"]["var_99"] >= mc["risk"]["var_95"]  # losses: deeper at 99 %
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") or "<html" in html[:500]
     assert not re.search(r"<script[^>]*\ssrc=", html) and "ma_crossover" in html  # plotly.js inlined: offline

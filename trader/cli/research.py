@@ -105,7 +105,9 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
 
     The strategy runs unchanged: signals over the whole history, sized as
     live, traded at the next bar's open with tws-sim's commissions and the
-    configured slippage. What the run left out (gaps, NaN targets) is listed.
+    configured slippage. What the run left out (gaps, NaN targets) is listed,
+    with the Monte Carlo risk of the daily returns (block bootstrap of
+    backtest.simulations paths over horizon_days: VaR, CVaR, drawdown).
 
     \b
     Examples:
@@ -128,6 +130,9 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
          "entry_price": number, "exit_price": number | null, "pnl": number,
          "return": number, "commission": number, "bars": integer}],
        "metrics": {name: number | null}, "skipped": [string],
+       "monte_carlo": {"method": string, "paths": integer, "horizon_days":
+         integer, "seed": integer, "risk": {name: number | null}} | {"note":
+         string},
        "elapsed": number, "report": string | null}
       (time: the bar whose close decided the order; fill_time: the bar at
       whose open it filled)
@@ -140,13 +145,16 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
     options = _common(cli, name, data_file, start, end, instruments, assignments)
     with research_tables.stage(cli, f"backtest of {name}") as step:
         result = research.backtest(name, progress=step, **options)
+        step("Monte Carlo")
+        risk = research_tables.monte_carlo(result)
         if report_file is not None:
             step("writing the report")
             result.report(report_file)
     if cli.json:
-        cli.emit_json({**research_tables.backtest_dict(result), "report": str(report_file) if report_file else None})
+        cli.emit_json({**research_tables.backtest_dict(result), "monte_carlo": risk,
+                       "report": str(report_file) if report_file else None})
         return
-    research_tables.show_backtest(cli.console, result, report_file)
+    research_tables.show_backtest(cli.console, result, report_file, risk)
 
 
 @click.command()

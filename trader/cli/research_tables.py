@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
-__all__ = ["backtest_dict", "metric_text", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
+__all__ = ["backtest_dict", "metric_text", "monte_carlo", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
            "walkforward_dict"]
 
 # The headline metrics of the summary, in order (every one is in --json).
@@ -83,7 +83,33 @@ def _range_text(index: pd.Index) -> str:
     return f"{_stamp(index[0])} -> {_stamp(index[-1])} UTC"
 
 
-def show_backtest(console: Console, result: BacktestResult, report: Path | None) -> None:
+def monte_carlo(result: BacktestResult) -> dict[str, Any]:
+    """Return the run's Monte Carlo risk (block bootstrap, ``settings.simulations`` paths), or why there is none."""
+    from trader.errors import ValidationError
+
+    settings = result.settings
+    if settings.simulations == 0:
+        return {"note": "off (backtest setting simulations: 0)"}
+    try:
+        found = result.monte_carlo()
+    except ValidationError as exc:  # too little to resample
+        return {"note": str(exc)}
+    return {"method": found.method, "paths": found.paths, "horizon_days": found.horizon_days, "seed": found.seed,
+            "risk": {k: _plain(v) for k, v in found.risk.items()}}
+
+
+def _monte_carlo_line(risk: dict[str, Any]) -> str:
+    if "note" in risk:
+        return f"Monte Carlo: {risk['note']}"
+    figures = risk["risk"]
+    pct = {k: metric_text("var_95", figures.get(k)) for k in ("var_95", "cvar_95", "var_99", "max_drawdown_95")}
+    return (f"Monte Carlo, {risk['method']} bootstrap, {risk['paths']:,} paths of {risk['horizon_days']} days "
+            f"(losses):\n  VaR 95 {pct['var_95']}  CVaR 95 {pct['cvar_95']}  VaR 99 {pct['var_99']}  "
+            f"max drawdown 95th pct {pct['max_drawdown_95']}")
+
+
+def show_backtest(console: Console, result: BacktestResult, report: Path | None,
+                  risk: dict[str, Any] | None = None) -> None:
     """Print a backtest: what ran, the headline metrics two by two, the last trades, what was skipped."""
     params = " ".join(f"{k}={_value(v)}" for k, v in result.params.items()) or "none"
     instruments = ", ".join(result.prices) or "-"
@@ -107,6 +133,8 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None)
         console.print(_trades_table(result.trades.tail(TRADES_SHOWN), len(result.trades)))
     else:
         console.print("no trades", style="dim")
+    if risk is not None:
+        console.print(_monte_carlo_line(risk), highlight=False)
     if result.skipped:
         console.print(f"skipped {formats.count(len(result.skipped), 'item')}:", style="yellow")
         for line in result.skipped[:5]:
