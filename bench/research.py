@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import logging
+import math
 import os
 import sys
 import time
@@ -41,8 +41,6 @@ from dataclasses import dataclass
 
 # Set before a part imports numba (the research module's rule): compiled code cached across runs.
 import trader.research  # noqa: F401  - sets NUMBA_CACHE_DIR
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,13 @@ class Target:
 
     def met(self, value: float | None) -> bool:
         """Return whether ``value`` meets the target (None: not measured, not met)."""
-        if value is None or value != value:
+        if value is None or math.isnan(value):
             return False
         return value <= self.bound if self.op == "<=" else value >= self.bound
 
     def line(self, value: float | None) -> str:
         """Return the target line: ``name: value (target op bound)``."""
-        shown = "n/a" if value is None or value != value else f"{value:.2f}"
+        shown = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
         return f"{self.name}: {shown} (target {self.op} {self.text})"
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from rich.console import Console
 from rich.text import Text
 
@@ -26,8 +27,6 @@ from trader.cli.context import CliContext
 from trader.cli.layout import Col, FitTable
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
 __all__ = ["backtest_dict", "metric_text", "monte_carlo", "show_backtest", "show_sweep", "show_walkforward", "stage", "sweep_dict",
@@ -158,14 +157,14 @@ def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
         values = row._asdict()
         rows.append([str(values["instrument"]), str(values["direction"]), _stamp(values["entry_time"]),
                      _stamp(values["exit_time"]), formats.num(values["quantity"]), formats.num(values["entry_price"]),
-                     formats.num(values["exit_price"]) if values["exit_price"] == values["exit_price"] else "-",
+                     "-" if pd.isna(values["exit_price"]) else formats.num(values["exit_price"]),
                      formats.money(values["pnl"]), str(values["bars"])])
     title = f"last {len(rows)} of {_many(total, 'trade')}" if total > len(rows) else "trades"
     return FitTable(cols, rows, title=title)
 
 
 def _stamp(value: Any) -> str:
-    if value is None or value != value:  # NaT: still open
+    if value is None or pd.isna(value):  # NaT: still open
         return "open"
     return value.strftime("%Y-%m-%d %H:%M")
 
