@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -48,19 +49,33 @@ class Simulation:
     ``side``). ``trade_count``/``fees``: per combo, round trips and total
     commission. ``positions``: bars x (combo, instrument), the signed quantity
     held after each bar. ``skipped``: what the simulation could not do, named.
+    ``orders`` and ``positions`` are built on first use (a sweep reads only
+    the equity and the counts).
     """
 
     index: pd.DatetimeIndex
     instruments: list[str]
     combos: pd.Index
     equity: pd.DataFrame
-    orders: pd.DataFrame
     trade_count: pd.Series
     fees: pd.Series
-    positions: pd.DataFrame
-    portfolio: Any = field(repr=False, default=None)  # the vectorbt Portfolio, for what else one may want
-    plan: Plan | None = field(repr=False, default=None)
+    portfolio: Any = field(repr=False)  # the vectorbt Portfolio, for what else one may want
+    plan: Plan = field(repr=False)
     skipped: list[str] = field(default_factory=list)
+
+    @cached_property
+    def orders(self) -> pd.DataFrame:
+        """Return every fill of every combo, oldest first per combo (see the class docstring)."""
+        return _orders_frame(self.plan, self.index, self.instruments, self.combos)
+
+    @cached_property
+    def positions(self) -> pd.DataFrame:
+        """Return bars x (combo, instrument): the signed quantity held after each bar."""
+        columns = pd.MultiIndex.from_product([self.combos, self.instruments], names=["combo", "instrument"])
+        from trader.backtest.frames import BOTH
+
+        values = np.asarray(self.portfolio.assets(direction=BOTH)).reshape(len(self.index), len(columns))
+        return pd.DataFrame(values, index=self.index, columns=columns)
 
 
 def sec_type_of(instrument: str) -> SecType:
@@ -101,13 +116,19 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     index, prices = align(bars)
     combos = targets[instruments[0]].columns
     n_bars, n_inst, n_combos = len(index), len(instruments), len(combos)
-    matrix = np.empty((n_bars, n_combos * n_inst), dtype=np.float64)
-    for i, name in enumerate(instruments):
+    columns = []
+    for name in instruments:
         frame = targets[name]
         if not frame.columns.equals(combos):
             raise ValueError(f"targets of {name} have other columns than {instruments[0]}'s")
-        values = frame.to_numpy(np.float64) if frame.index.equals(index) else frame.reindex(index).to_numpy(np.float64)
-        matrix[:, i::n_inst] = values
+        columns.append(frame.to_numpy(np.float64) if frame.index.equals(index)
+                       else frame.reindex(index).to_numpy(np.float64))
+    if n_inst == 1:
+        matrix = np.ascontiguousarray(columns[0])
+    else:
+        matrix = np.empty((n_bars, n_combos * n_inst), dtype=np.float64)
+        for i, values in enumerate(columns):
+            matrix[:, i::n_inst] = values
     sec = np.array([SEC_CODES.get(sec_type_of(name), 0) for name in instruments], dtype=np.int64)
     plan = plan_orders(prices["open"], prices["high"], prices["low"], prices["close"], matrix, config,
                        initial_cash=float(settings.initial_cash), slippage=float(settings.slippage),
@@ -120,26 +141,26 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     price[plan.row, plan.col] = plan.price
     fees[plan.row, plan.col] = plan.fee
     close = _valuation_close(prices["close"])
-    close_cols = close if n_inst == 1 and n_combos == 1 else np.tile(close, (1, n_combos))
+    close_cols = close if n_inst == 1 else np.tile(close, (1, n_combos))  # one instrument: vectorbt broadcasts
+    grouped = n_inst > 1  # one instrument: a combo is a column, no group to share cash in (and faster)
     portfolio = vbt.Portfolio.from_orders(
         close=close_cols, size=size, size_type="amount", direction="both", price=price, fees=0.0,
-        fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=True,
-        group_by=np.repeat(np.arange(n_combos), n_inst), call_seq="auto" if n_inst > 1 else "default", allow_partial=False,
-        raise_reject=False, ffill_val_price=True)
-    booked = portfolio.orders.values
+        fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=grouped,
+        group_by=np.repeat(np.arange(n_combos), n_inst) if grouped else None,
+        call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True,
+        fillna_close=False,  # the close is filled already (_valuation_close)
+        max_orders=max(1, len(plan.col)))  # vectorbt books at most the planned fills: no bars x columns records
+    booked = portfolio.order_records
     skipped: list[str] = []
     if len(booked) != len(plan.col):
         skipped.append(f"{len(plan.col) - len(booked)} orders rejected for want of cash")
         log.warning("vectorbt booked %d of %d orders (not enough cash for the rest)", len(booked), len(plan.col))
     equity = pd.DataFrame(np.asarray(portfolio.value()).reshape(n_bars, n_combos), index=index, columns=combos)
-    columns = pd.MultiIndex.from_product([combos, instruments], names=["combo", "instrument"])
-    positions = pd.DataFrame(np.asarray(portfolio.assets()).reshape(n_bars, n_cols), index=index, columns=columns)
-    orders = _orders_frame(plan, index, instruments, combos)
     counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
     trade_count = pd.Series(counts, index=combos, name="trades")
     fee_sum = np.bincount(plan.col // n_inst, weights=plan.fee, minlength=n_combos)
-    return Simulation(index, instruments, combos, equity, orders, trade_count, pd.Series(fee_sum, index=combos,
-                      name="fees"), positions, portfolio, plan, skipped)
+    return Simulation(index, instruments, combos, equity, trade_count, pd.Series(fee_sum, index=combos, name="fees"),
+                      portfolio, plan, skipped)
 
 
 def _valuation_close(close: np.ndarray) -> np.ndarray:
@@ -150,16 +171,12 @@ def _valuation_close(close: np.ndarray) -> np.ndarray:
 
 def _orders_frame(plan: Plan, index: pd.DatetimeIndex, instruments: list[str], combos: pd.Index) -> pd.DataFrame:
     n_inst = len(instruments)
-    decided = plan.decided
-    fill_time = index[plan.row]
-    time_ = pd.DatetimeIndex(np.where(decided >= 0, index.asi8[np.maximum(decided, 0)], index.asi8[plan.row]),
-                             tz=index.tz) if len(index) else index
     return pd.DataFrame({
         "combo": combos[plan.col // n_inst],
         "instrument": pd.Categorical.from_codes(plan.col % n_inst, categories=instruments),
-        "time": time_,
-        "fill_time": fill_time,
-        "side": np.where(plan.size > 0, "BUY", "SELL"),
+        "time": index[np.where(plan.decided >= 0, plan.decided, plan.row)],  # an exit is decided where it fills
+        "fill_time": index[plan.row],
+        "side": pd.Categorical.from_codes((plan.size < 0).astype(np.int8), categories=["BUY", "SELL"]),
         "quantity": np.abs(plan.size),
         "price": plan.price,
         "commission": plan.fee,

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from vectorbt.portfolio.enums import Direction
 
+from trader.backtest.kernel import REASON_NAMES
 from trader.backtest.result import ORDER_COLUMNS, TRADE_COLUMNS, BacktestResult
 from trader.backtest.settings import BacktestSettings
 from trader.strategy.base import Strategy
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["order_frame", "result_frames", "trade_frame"]
 
+BOTH = int(Direction.Both)  # assets() keyed as value() asks for it, so vectorbt's cache answers
 _PRECISION = 28
 _PRICE_SCALE = 9
 
@@ -36,19 +39,24 @@ def decimal_column(values: np.ndarray, scale: int) -> pd.Series:
     """Return floats as a column of Decimals with ``scale`` decimals (an Arrow decimal column: no Python loop).
 
     Each value reads back as a Decimal (``Decimal('12.012000000')``, equal to
-    ``Decimal('12.012')``); the floats are rounded to the nearest at ``scale``.
+    ``Decimal('12.012')``), the float rounded to the nearest at ``scale``: the
+    scaled integers are written straight into Arrow's 128-bit decimal buffer
+    (low word, then the sign's), or cast by Arrow when they would not fit 63 bits.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    array = pc.cast(pa.array(np.asarray(values, dtype=np.float64)), pa.decimal128(_PRECISION, scale), safe=False)
+    floats = np.asarray(values, dtype=np.float64)
+    scaled = np.rint(floats * 10.0**scale)
+    kind = pa.decimal128(_PRECISION, scale)
+    if len(scaled) and not np.abs(scaled).max() < 2.0**62:
+        import pyarrow.compute as pc
+
+        return pd.Series(pd.arrays.ArrowExtensionArray(pc.cast(pa.array(floats), kind, safe=False)))
+    words = np.empty((len(scaled), 2), dtype=np.int64)
+    words[:, 0] = scaled.astype(np.int64)
+    words[:, 1] = words[:, 0] >> 63
+    array = pa.Array.from_buffers(kind, len(scaled), [None, pa.py_buffer(words)])
     return pd.Series(pd.arrays.ArrowExtensionArray(array))
-
-
-def _labels(column: pd.Series) -> np.ndarray:
-    """Return a categorical column's values as an object array of strings (by its codes: no per-row work)."""
-    categories = np.asarray(column.cat.categories.astype(str), dtype=object)
-    return categories[column.cat.codes.to_numpy()]
 
 
 def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
@@ -57,20 +65,40 @@ def order_frame(sim: Simulation, lot: Decimal) -> pd.DataFrame:
     The quantity has the lot's decimals, the price 9 (the fill prices are
     rounded to 9 decimals), the commission 2 (cents).
     """
-    orders = sim.orders
+    plan = sim.plan
+    n_inst = len(sim.instruments)
+    col, decided, row, size = plan.col, plan.decided, plan.row, plan.size
+    price, fee, reason = plan.price, plan.fee, plan.reason
     if len(sim.combos) > 1:
-        orders = orders[orders["combo"] == sim.combos[0]]
+        first = col < n_inst
+        col, decided, row, size = col[first], decided[first], row[first], size[first]
+        price, fee, reason = price[first], fee[first], reason[first]
     lot_scale = max(0, -int(lot.as_tuple().exponent))
+    index = sim.index
     return pd.DataFrame({
-        "time": orders["time"].to_numpy(),
-        "fill_time": orders["fill_time"].to_numpy(),
-        "instrument": _labels(orders["instrument"]),
-        "side": orders["side"].to_numpy(),
-        "quantity": decimal_column(orders["quantity"].to_numpy(), lot_scale),
-        "price": decimal_column(orders["price"].to_numpy(), _PRICE_SCALE),
-        "commission": decimal_column(orders["commission"].to_numpy(), 2),
-        "reason": _labels(orders["reason"]),
-    }, columns=list(ORDER_COLUMNS)).astype({"time": sim.index.dtype, "fill_time": sim.index.dtype})
+        "time": index[np.where(decided >= 0, decided, row)],  # an exit is decided where it fills
+        "fill_time": index[row],
+        "instrument": pd.Categorical.from_codes(col % n_inst, categories=sim.instruments),
+        "side": pd.Categorical.from_codes((size < 0).astype(np.int8), categories=["BUY", "SELL"]),
+        "quantity": decimal_column(np.abs(size), lot_scale),
+        "price": decimal_column(price, _PRICE_SCALE),
+        "commission": decimal_column(fee, 2),
+        "reason": pd.Categorical.from_codes(reason.astype(np.int8), categories=list(REASON_NAMES)),
+    }, columns=list(ORDER_COLUMNS))
+
+
+def record_fields(records: np.ndarray) -> dict[str, np.ndarray]:
+    """Return a structured array's fields as contiguous arrays, read in one pass when every field is 8 bytes.
+
+    vectorbt's records are 112-byte rows: reading ten fields one by one walks
+    the whole array ten times; transposing it once is as fast as one walk.
+    """
+    names = records.dtype.names or ()
+    if records.dtype.itemsize != 8 * len(names) or any(records.dtype[n].itemsize != 8 for n in names):
+        return {name: np.ascontiguousarray(records[name]) for name in names}
+    block = np.ascontiguousarray(np.ascontiguousarray(records).view(np.int64).reshape(len(records), len(names)).T)
+    return {name: block[k] if records.dtype[name].kind in "iu" else block[k].view(records.dtype[name])
+            for k, name in enumerate(names)}
 
 
 def trade_frame(sim: Simulation) -> pd.DataFrame:
@@ -81,26 +109,23 @@ def trade_frame(sim: Simulation) -> pd.DataFrame:
         records = records[records["col"] < n_inst]
     if n_inst > 1:  # vectorbt lists them by column: by entry, then instrument, as they happened
         records = records[np.lexsort((records["col"], records["entry_idx"]))]
+    f = record_fields(records)
     index = sim.index
-    closed = records["status"] == 1
-    entry_idx, exit_idx = records["entry_idx"], records["exit_idx"]
+    closed = f["status"] == 1
+    entry_idx, exit_idx = f["entry_idx"], f["exit_idx"]
     stamps = index.asi8[exit_idx]
     stamps[~closed] = np.iinfo(np.int64).min  # NaT
-    exit_time = pd.DatetimeIndex(stamps.view(f"M8[{index.unit}]"))
-    if index.tz is not None:
-        exit_time = exit_time.tz_localize(index.tz)
-    names = np.asarray(sim.instruments, dtype=object)
     return pd.DataFrame({
-        "instrument": names[records["col"] % n_inst] if n_inst > 1 else np.full(len(records), names[0], object),
-        "direction": np.where(records["direction"] == 0, "long", "short").astype(object),
+        "instrument": pd.Categorical.from_codes(f["col"] % n_inst, categories=sim.instruments),
+        "direction": pd.Categorical.from_codes(f["direction"], categories=["long", "short"]),
         "entry_time": index[entry_idx],
-        "exit_time": exit_time,
-        "quantity": records["size"],
-        "entry_price": records["entry_price"],
-        "exit_price": np.where(closed, records["exit_price"], np.nan),
-        "pnl": records["pnl"],
-        "return": records["return"],
-        "commission": records["entry_fees"] + records["exit_fees"],
+        "exit_time": pd.DatetimeIndex(stamps, dtype=index.dtype),  # the index's unit and zone, no conversion
+        "quantity": f["size"],
+        "entry_price": f["entry_price"],
+        "exit_price": np.where(closed, f["exit_price"], np.nan),
+        "pnl": f["pnl"],
+        "return": f["return"],
+        "commission": f["entry_fees"] + f["exit_fees"],
         "bars": np.where(closed, exit_idx, len(index) - 1) - entry_idx,
     }, columns=list(TRADE_COLUMNS))
 
@@ -109,8 +134,8 @@ def result_frames(strategy: Strategy, bars: dict[str, pd.DataFrame], targets: pd
                   settings: BacktestSettings) -> BacktestResult:
     """Return the BacktestResult of a one-combo ``sim`` of ``strategy`` on ``bars``."""
     equity = sim.equity.iloc[:, 0].rename("equity")
-    positions = pd.DataFrame(sim.positions.to_numpy()[:, : len(sim.instruments)], index=sim.index,
-                             columns=sim.instruments)
+    assets = np.asarray(sim.portfolio.assets(direction=BOTH)).reshape(len(sim.index), -1)  # value()'s, cached
+    positions = pd.DataFrame(assets[:, : len(sim.instruments)], index=sim.index, columns=sim.instruments)
     return BacktestResult(
         strategy=strategy.name,
         params=strategy.params.model_dump(),

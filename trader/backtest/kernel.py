@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["REASON_NAMES", "fee_nb", "order_kernel"]
+__all__ = ["REASON_NAMES", "change_kernel", "fee_nb", "order_kernel", "scan_changes"]
 
 REASON_NAMES = ("signal", "stop_loss", "take_profit")
 _EPS = 1e-9
@@ -65,23 +65,44 @@ def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
 
 
 @njit(cache=True)
-def _bound(targets: np.ndarray) -> int:
-    cap = 0
+def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]:
+    """Return how many times the targets change (NaN skipped), and their distinct values (at most ``limit``).
+
+    The count bounds the kernel's fills (each change is one order, each order
+    at most one exit). The distinct values come back unsorted with their
+    number, or -1 when there are more than ``limit``.
+    """
+    count = 0
+    distinct = np.empty(limit, np.float64)
+    n_distinct = 0
     for c in range(targets.shape[1]):
         last = np.nan
         for t in range(targets.shape[0]):
             v = targets[t, c]
-            if not np.isnan(v) and v != last:
-                cap += 1
-                last = v
-    return cap
+            if np.isnan(v) or v == last:
+                continue
+            count += 1
+            last = v
+            if 0 <= n_distinct:
+                seen = False
+                for k in range(n_distinct):
+                    if distinct[k] == v:
+                        seen = True
+                        break
+                if not seen:
+                    if n_distinct == limit:
+                        n_distinct = -1
+                    else:
+                        distinct[n_distinct] = v
+                        n_distinct += 1
+    return count, distinct, n_distinct
 
 
 @njit(cache=True)
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                  t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
                  cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
-                 f_key: np.ndarray, f_val: np.ndarray):  # noqa: ANN201 - a numba tuple
+                 f_key: np.ndarray, f_val: np.ndarray, changes: int):  # noqa: ANN201 - a numba tuple
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
     Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
@@ -94,7 +115,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     n_bars, n_inst = open_.shape
     n_cols = targets.shape[1]
     n_combos = n_cols // n_inst
-    cap = 2 * _bound(targets) + 1
+    cap = 2 * changes + 1  # changes: scan_changes's count
     o_col = np.empty(cap, np.int64)
     o_dec = np.empty(cap, np.int64)
     o_row = np.empty(cap, np.int64)
@@ -111,6 +132,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     qp = 0
     fp = 0
     tol = lot * _EPS
+    bracket = not (np.isnan(sl) and np.isnan(tp))
     for g in range(n_combos):
         cash = cash0
         pos = np.zeros(n_inst)
@@ -157,7 +179,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                     entry_row[i] = t
                 pend[i] = 0.0
             # 2. a bracket child crossed on a bar after the entry's exits the position
-            for i in range(n_inst):
+            for i in range(n_inst if bracket else 0):
                 if pos[i] == 0.0 or entry_row[i] >= t or np.isnan(open_[t, i]):
                     continue
                 if np.isnan(stop[i]) and np.isnan(take[i]):
@@ -201,7 +223,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 take[i] = np.nan
             # 3. at the close: mark the equity, trade the targets that changed
             equity = cash
-            for i in range(n_inst):
+            for i in range(n_inst if kind == 2 else 0):  # only equity sizing reads it
                 if not np.isnan(close[t, i]):
                     last_close[i] = close[t, i]
                 if pos[i] != 0.0:
@@ -245,5 +267,94 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         pend[i] = 0.0
                     pend_dec[i] = t
                     pend_flat[i] = pos[i] == 0.0
+    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
+            g_col[:nf], g_row[:nf], g_val[:nf])
+
+
+@njit(cache=True)
+def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
+    if keys.shape[0] == 0:
+        return default
+    k = np.searchsorted(keys, key)
+    return values[k] if k < keys.shape[0] and keys[k] == key else default
+
+
+@njit(cache=True)
+def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_vals: np.ndarray, t_qty: np.ndarray,
+                  kind: int, value: float, lot: float, slip: float, comm: np.ndarray, sec: np.ndarray,
+                  q_key: np.ndarray, q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray,
+                  changes: int):  # noqa: ANN201 - a numba tuple
+    """Return what :func:`order_kernel` returns, for sizing that reads no equity and no stop or take profit.
+
+    Then nothing couples the columns or the bars between two changes of
+    target, so each column is walked on its own and only its changes do work:
+    the same fills, in column order (the caller puts them in the kernel's).
+    """
+    n_bars, n_inst = open_.shape
+    cap = changes + 1
+    o_col = np.empty(cap, np.int64)
+    o_dec = np.empty(cap, np.int64)
+    o_row = np.empty(cap, np.int64)
+    o_size = np.empty(cap, np.float64)
+    o_price = np.empty(cap, np.float64)
+    o_fee = np.empty(cap, np.float64)
+    o_reason = np.zeros(cap, np.int8)
+    fcap = cap if kind != 0 else 1
+    g_col = np.empty(fcap, np.int64)
+    g_row = np.empty(fcap, np.int64)
+    g_val = np.empty((fcap, 4), np.float64)
+    n = 0
+    nf = 0
+    tol = lot * _EPS
+    for c in range(targets.shape[1]):
+        g, i = c // n_inst, c % n_inst
+        last = np.nan
+        pos = 0.0
+        for t in range(n_bars):
+            v = targets[t, c]
+            if np.isnan(v) or v == last:
+                continue
+            px = close[t, i]
+            if np.isnan(px):
+                continue
+            key = (g * n_bars + t) * n_inst + i
+            if kind == 0:
+                q = t_qty[np.searchsorted(t_vals, v)]
+            else:
+                raw = v * value / px
+                units = abs(raw) / lot
+                whole = np.floor(units)
+                q = whole * lot if raw >= 0 else -whole * lot
+                near = np.floor(units + 1e-7 * max(1.0, units))
+                if near != whole or units - whole < 1e-7 * max(1.0, units):
+                    g_col[nf] = c
+                    g_row[nf] = t
+                    g_val[nf, 0] = v
+                    g_val[nf, 1] = px
+                    g_val[nf, 2] = np.nan
+                    g_val[nf, 3] = q
+                    nf += 1
+                q = _lookup(q_key, q_val, key, q)
+            last = v
+            delta = np.round((q - pos) / lot) * lot
+            if abs(delta) <= tol:
+                continue
+            r = t + 1
+            while r < n_bars and np.isnan(open_[r, i]):
+                r += 1
+            if r == n_bars:
+                break  # decided at the last bar: no bar to fill at
+            price = np.round(open_[r, i] * (1.0 + slip) if delta > 0 else open_[r, i] * (1.0 - slip), 9)
+            fee = _lookup(f_key, f_val, (g * n_bars + r) * n_inst + i, fee_nb(comm, sec[i], delta, price))
+            pos += delta
+            if abs(pos) < tol:
+                pos = 0.0
+            o_col[n] = c
+            o_dec[n] = t
+            o_row[n] = r
+            o_size[n] = delta
+            o_price[n] = price
+            o_fee[n] = fee
+            n += 1
     return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
             g_col[:nf], g_row[:nf], g_val[:nf])

@@ -31,7 +31,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from trader.backtest.kernel import order_kernel
+from trader.backtest.kernel import change_kernel, order_kernel, scan_changes
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
@@ -45,6 +45,7 @@ SEC_CODES = {SecType.FUT: 1, SecType.OPT: 2, SecType.CASH: 3}  # anything else p
 _CODE_SEC = {0: SecType.STK, 1: SecType.FUT, 2: SecType.OPT, 3: SecType.CASH}
 _KINDS = {"quantity": 0, "cash": 1, "equity_percent": 2}
 _MAX_PASSES = 50
+_DISTINCT = 64  # distinct targets gathered while counting the changes; more: found by pandas
 
 
 @dataclass(frozen=True)
@@ -111,19 +112,22 @@ def exact_fees(config: CommissionConfig, sec: np.ndarray, size: np.ndarray, pric
     return np.array(fixes, dtype=np.float64).reshape(-1, 2)
 
 
-def sized_quantities(targets: np.ndarray, config: StrategyConfig) -> tuple[np.ndarray, np.ndarray]:
+def sized_quantities(targets: np.ndarray, config: StrategyConfig, distinct: np.ndarray | None = None) -> tuple[
+        np.ndarray, np.ndarray]:
     """Return the distinct targets (sorted, NaN left out) of a quantity-sized strategy and the quantity of each.
 
     Each distinct target is sized once by the live ``target_quantity`` (a
     quantity, or ``units: shares``, depends on the target alone). A target the
-    lot cannot express raises SignalError, as live.
+    lot cannot express raises SignalError, as live. ``distinct``: the values
+    if already known (trader.backtest.kernel.scan_changes).
     """
-    changed = np.ones(targets.shape, dtype=bool)  # a target that equals the bar's before is no new value
-    np.not_equal(targets[1:], targets[:-1], out=changed[1:])
-    values = pd.unique(targets[changed])
-    values = np.sort(values[~np.isnan(values)])
+    if distinct is None:
+        changed = np.ones(targets.shape, dtype=bool)  # a target that equals the bar's before is no new value
+        np.not_equal(targets[1:], targets[:-1], out=changed[1:])
+        distinct = pd.unique(targets[changed])
+    values = np.sort(distinct[~np.isnan(distinct)]).astype(np.float64)
     sized = np.array([float(target_quantity(float(v), config)) for v in values], dtype=np.float64)
-    return values.astype(np.float64), sized
+    return values, sized
 
 
 def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
@@ -136,7 +140,11 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
     """
     sizing = config.sizing
     kind = 0 if config.units == "shares" else _KINDS[sizing.kind]
-    t_vals, t_qty = sized_quantities(targets, config) if kind == 0 else (np.empty(0), np.empty(0))
+    changes, distinct, n_distinct = scan_changes(targets, _DISTINCT)
+    if kind == 0:
+        t_vals, t_qty = sized_quantities(targets, config, distinct[:n_distinct] if n_distinct >= 0 else None)
+    else:
+        t_vals, t_qty = np.empty(0), np.empty(0)
     sl = float(config.stop_loss_percent) if config.stop_loss_percent is not None else np.nan
     tp = float(config.take_profit_percent) if config.take_profit_percent is not None else np.nan
     comm = _comm_array(commission_config)
@@ -148,9 +156,18 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
         passes += 1
         q_key, q_val = _table(q_over)
         f_key, f_val = _table(f_over)
-        (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
-            open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, sl, tp,
-            initial_cash, comm, sec, q_key, q_val, f_key, f_val)
+        if kind == 2 or not (np.isnan(sl) and np.isnan(tp)):
+            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
+                open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot),
+                slippage, sl, tp, initial_cash, comm, sec, q_key, q_val, f_key, f_val, changes)
+        else:
+            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = change_kernel(
+                open_, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, comm,
+                sec, q_key, q_val, f_key, f_val, changes)
+            if n_inst > 1:  # the kernel's order: combo, bar, instrument
+                order = np.lexsort((col % n_inst, row, col // n_inst))
+                col, dec, row, size, price, fee, reason = (a[order] for a in (col, dec, row, size, price, fee,
+                                                                               reason))
         changed = False
         for k in range(len(g_col)):
             key = _key(int(g_col[k]), int(g_row[k]), n_bars, n_inst)

@@ -24,6 +24,7 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from trader.strategy.base import Strategy, StrategyConfig
 from trader.strategy.sizing import SignalError, check_target
@@ -32,7 +33,6 @@ __all__ = ["check_signals", "target_frame"]
 
 log = logging.getLogger(__name__)
 
-_TOLERANCE = 1e-9
 
 
 def target_frame(strategy: Strategy, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
@@ -64,28 +64,49 @@ def target_frame(strategy: Strategy, bars: dict[str, pd.DataFrame]) -> tuple[pd.
     return pd.DataFrame({name: s.reindex(index) for name, s in columns.items()}, index=index), skipped
 
 
+@njit(cache=True)
+def _first_beyond(values: np.ndarray, start: int, limit: float) -> tuple[int, int]:
+    """Return the first index from ``start`` whose value is not finite or larger than ``limit`` in size (-1: none)
+    and how many values are NaN before it."""
+    nans = 0
+    for k in range(start, values.shape[0]):
+        v = values[k]
+        if np.isnan(v):
+            nans += 1
+        elif not np.isfinite(v) or abs(v) > limit:
+            return k, nans
+    return -1, nans
+
+
 def check_signals(series: object, index: pd.DatetimeIndex, config: StrategyConfig, who: str) -> tuple[np.ndarray,
                                                                                                       list[str]]:
-    """Return ``series``'s values as checked float targets and the NaN runs (text), or raise SignalError."""
+    """Return ``series``'s values as checked float targets and the NaN runs (text), or raise SignalError.
+
+    One numba pass finds the values to look at: not finite, or larger than 1
+    (a fraction) or within a hair of ``max_shares`` (shares); each is judged by
+    the live ``check_target`` (a fraction within the tolerance is clipped,
+    shares exactly at the maximum pass).
+    """
     if not isinstance(series, pd.Series) or len(series) != len(index):
         got = type(series).__name__ if not isinstance(series, pd.Series) else f"length {len(series)}"
         raise SignalError(f"{who}: signals must return a Series as long as prices ({len(index)}), got {got}")
     values = _numbers(series, index, config, who)
-    nan = np.isnan(values)
-    bad = ~nan & ~np.isfinite(values)
     if config.units == "fraction":
-        bad |= np.abs(values) > 1 + _TOLERANCE
-    elif config.max_shares is not None:
-        limit = float(config.max_shares)
-        near = ~nan & (np.abs(values) >= limit * (1 - 1e-12))
-        for k in np.flatnonzero(near):
-            bad[k] |= abs(Decimal(repr(float(values[k])))) > config.max_shares
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        _refuse(values[k], index[k], config, who)
-    if config.units == "fraction":
-        values = np.clip(values, -1.0, 1.0)  # NaN stays NaN
-    return values, _runs(nan, index)
+        limit = 1.0
+    else:
+        limit = float(config.max_shares) * (1 - 1e-12) if config.max_shares is not None else np.inf
+    nans, at, clip = 0, 0, False
+    while True:
+        k, counted = _first_beyond(values, at, limit)
+        nans += counted
+        if k < 0:
+            break
+        _refuse(values[k], index[k], config, who)  # raises unless check_target lets it pass
+        clip = config.units == "fraction"
+        at = k + 1
+    if clip:
+        values = np.clip(values, -1.0, 1.0)  # within the tolerance beyond 1: clipped, as live (NaN stays NaN)
+    return values, _runs(np.isnan(values), index) if nans else []
 
 
 def _numbers(series: pd.Series, index: pd.DatetimeIndex, config: StrategyConfig, who: str) -> np.ndarray:
@@ -95,6 +116,8 @@ def _numbers(series: pd.Series, index: pd.DatetimeIndex, config: StrategyConfig,
                 continue
             _refuse(value, index[k], config, who)  # raises if check_target refuses the value
         return pd.to_numeric(series, errors="raise").to_numpy(np.float64)
+    if series.dtype == np.float64:
+        return series.to_numpy()  # no copy: only read
     return series.to_numpy(np.float64, na_value=np.nan)
 
 
