@@ -21,8 +21,9 @@ that sum is the run's peak):
 Times are of the work itself, each side warmed up first (imports, numba
 compiled; the cluster started and its workers warm): ``sweep_vs_vectorbt`` is
 the 2-worker sweep's time over raw vectorbt's, ``dask_speedup`` the 1-worker
-time over the 2-worker one. The cold times (cluster start included) are
-printed too. Prints the target lines ``sweep_peak_gb``, ``sweep_vs_vectorbt``
+time over the 2-worker one. The cold times (cluster start included) and the
+workers' CPU time are printed too: on a machine busy with other work, two
+workers get less than two cores, and the CPU share says how much. Prints the target lines ``sweep_peak_gb``, ``sweep_vs_vectorbt``
 and ``dask_speedup``, and raw vectorbt's peak.
 """
 
@@ -88,11 +89,22 @@ def _sweep_child(bars: int, combos: int, workers: int) -> dict[str, float]:
         warm = parse_space(["fast=2:5"], strategy.Params, strategy.config.params)
         sweep.run(strategy, {"AAPL": make_bars(2_000)}, warm, client=client, memory_mb=0.01, progress=False,
                   store=False)  # every worker imports and runs once
+        cpu = sum(client.run(_cpu_seconds).values())
         started = time.perf_counter()
         result = sweep.run(strategy, data, space, client=client, progress=False, store=False)
         elapsed = time.perf_counter() - started
+        cpu = sum(client.run(_cpu_seconds).values()) - cpu
     assert len(result.table) == combos and result.table["objective"].notna().all(), "the sweep is incomplete"
-    return {"seconds": elapsed, "cold_seconds": time.perf_counter() - began, "chunks": float(result.chunks)}
+    return {"seconds": elapsed, "cold_seconds": time.perf_counter() - began, "chunks": float(result.chunks),
+            "worker_cpu_seconds": cpu}
+
+
+def _cpu_seconds() -> float:
+    """Return this process's CPU time (user + system), run on each worker."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _vectorbt_child(bars: int, combos: int) -> dict[str, float]:
@@ -180,10 +192,15 @@ def run(bars: int = 1_000_000, combos: int = 100, quick: bool = False) -> dict[s
         "sweep_peak_gb": two_peak / GB, "vectorbt_peak_gb": raw_peak / GB,
         "sweep_2w_s": two["seconds"], "sweep_1w_s": one["seconds"], "vectorbt_s": raw["seconds"],
         "sweep_2w_cold_s": two["cold_seconds"], "sweep_chunks": two["chunks"],
+        "sweep_2w_worker_cpu_s": two["worker_cpu_seconds"], "sweep_1w_worker_cpu_s": one["worker_cpu_seconds"],
+        # the share of two cores the two workers got: well under 1 on a machine busy with other work
+        "sweep_2w_cpu_share": two["worker_cpu_seconds"] / (2 * two["seconds"]),
         "sweep_vs_vectorbt": two["seconds"] / raw["seconds"], "dask_speedup": one["seconds"] / two["seconds"],
     }
     print(f"{combos} combinations over {bars:,} bars: sweep {two['seconds']:.1f} s on 2 workers "
           f"({one['seconds']:.1f} s on 1; {two['cold_seconds']:.1f} s cold), raw vectorbt {raw['seconds']:.1f} s")
+    print(f"workers' CPU: {two['worker_cpu_seconds']:.1f} s on 2 ({figures['sweep_2w_cpu_share']:.0%} of two "
+          f"cores), {one['worker_cpu_seconds']:.1f} s on 1")
     print(f"vectorbt_peak_gb: {figures['vectorbt_peak_gb']:.2f} (the whole grid at once)")
     print(f"sweep_peak_gb: {figures['sweep_peak_gb']:.2f} (target <= 3)")
     print(f"sweep_vs_vectorbt: {figures['sweep_vs_vectorbt']:.2f} (target <= 1.0)")

@@ -16,6 +16,7 @@ the chunk's equity never leaves the worker.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import sys
@@ -36,10 +37,10 @@ __all__ = ["BYTES_PER_CELL", "Job", "chunk_columns", "evaluate", "evaluate_equit
 
 log = logging.getLogger(__name__)
 
-#: Bytes one bar of one combination of one instrument occupies while a chunk is simulated (measured: a worker's
-#: peak over its resting size, 1M bars x 5 combinations of ma_crossover: 166): the signals and targets, the
-#: engine's order plan and vectorbt's size, price, fees, assets, cash and value (float64 each).
-BYTES_PER_CELL = 160
+#: Bytes one bar of one combination of one instrument occupies while a chunk is simulated: the signals and
+#: targets, the engine's order plan and vectorbt's size, price, fees, assets, cash and value. Measured: a
+#: worker's peak over its resting size, chunks of 3 ma_crossover combinations over 1M bars: 0.56 GB (187).
+BYTES_PER_CELL = 192
 _BY_VALUE_PREFIXES = ("_trader_plugin_", "__main__")
 
 
@@ -120,8 +121,11 @@ def targets_of(job: Job, combos: list[dict[str, Any]]) -> dict[str, pd.DataFrame
 def evaluate(job: Job, combos: list[dict[str, Any]]) -> pd.DataFrame:
     """Return the metrics of each of ``combos`` (one row each, in order) over the job's bars."""
     simulation = simulate(job.bars, targets_of(job, combos), job.config, job.settings)
-    return combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=job.bar_size,
-                         risk_free=job.settings.risk_free, objective=job.objective)
+    metrics = combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=job.bar_size,
+                            risk_free=job.settings.risk_free, objective=job.objective)
+    del simulation
+    gc.collect()  # vectorbt's portfolio holds the chunk's arrays in reference cycles: free them before the next
+    return metrics
 
 
 def evaluate_equity(job: Job, combo: dict[str, Any], start: pd.Timestamp) -> pd.Series:

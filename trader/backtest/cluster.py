@@ -62,7 +62,7 @@ def connect(*, workers: int | None = None, scheduler: str | None = None, client:
         raise ValidationError(f"--workers must be at least 1, got {count}")
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)  # a chunk's error reaches the caller: no echo
     try:
         local = Client(cluster, set_as_default=False)
         try:

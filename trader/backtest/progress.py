@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,7 +29,7 @@ class SweepProgress:
                 TimeRemainingColumn(), console=Console(file=sys.stderr), transient=False)
             self._task = self._progress.add_task("sweep", total=combos, chunks=0, rate="-")
 
-    def __enter__(self) -> SweepProgress:
+    def __enter__(self) -> Self:
         if self._progress is not None:
             self._progress.start()
         return self

@@ -39,7 +39,8 @@ from trader.backtest.params import ParamSpace
 from trader.backtest.progress import SweepProgress
 from trader.backtest.result import SweepResult
 from trader.backtest.settings import BacktestSettings
-from trader.backtest.sweep_store import load, store as store_result
+from trader.backtest.sweep_store import load
+from trader.backtest.sweep_store import store as store_result
 from trader.errors import InternalError, ValidationError
 from trader.strategy.base import Strategy
 
@@ -48,7 +49,7 @@ __all__ = ["DEFAULT_MEMORY_MB", "METHODS", "load", "run"]
 log = logging.getLogger(__name__)
 
 METHODS = ("grid", "random", "genetic")
-DEFAULT_MEMORY_MB = 512  # per worker, for the chunk being simulated (the bars and the interpreter come on top)
+DEFAULT_MEMORY_MB = 600  # per worker, for the chunk being simulated (the bars and the interpreter come on top)
 DEFAULT_TRIALS = 100
 _MAX_BATCH = 4096  # combinations asked at once by grid and random (optuna's ask is per trial)
 _RESUBMITS = 3  # times a chunk whose scattered input was lost is sent again
@@ -102,7 +103,7 @@ def _study(method: str, space: ParamSpace, objective: str, seed: int, population
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if method == "grid":
-        sampler: Any = _GridSampler(space.as_dict(), seed=seed)
+        sampler: Any = _grid_sampler(space.as_dict(), seed=seed)
     elif method == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
@@ -123,7 +124,7 @@ def _grid_sampler_class() -> type:
     return GridSampler
 
 
-def _GridSampler(search_space: dict[str, list[Any]], *, seed: int) -> Any:  # noqa: N802 - a class factory
+def _grid_sampler(search_space: dict[str, list[Any]], *, seed: int) -> Any:
     return _grid_sampler_class()(search_space, seed=seed)
 
 
