@@ -128,6 +128,7 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
     assert (found["strategy"], found["method"], found["objective"], found["combinations"]) == (
         "ma_crossover", "grid", "sharpe", 6)
     assert found["space"] == {"fast": [2, 3, 4], "slow": [8, 20]}
+    assert (found["dropped"], found["constraints"], found["chunks_retried"]) == (0, [], 0)
     assert found["best"] == {k: found["rows"][0][k] for k in ("fast", "slow")}
     assert Path(found["path"]).is_file() and str(stack_env.home) in found["path"]  # stored under TRADER_HOME
     report = stack_env.home / "sweep.html"

@@ -186,7 +186,8 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
        "rows": [{name: value, "objective": number | null, metric: number |
          null, "note": string | null}]  (best first),
        "path": string | null, "chunks": integer, "chunks_retried": integer,
-       "elapsed": number, "report": string | null}
+       "dropped": integer, "constraints": [string], "elapsed": number,
+       "report": string | null}  (dropped: combinations Params refused)
     Exits: 3 unknown parameter, empty range or objective, 4 unknown strategy
       or no bars, 7 scheduler not answering
     """

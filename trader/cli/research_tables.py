@@ -203,7 +203,8 @@ def sweep_dict(result: SweepResult) -> dict[str, Any]:
             "space": {k: [_plain(v) for v in values] for k, values in result.space.items()},
             "best": {k: _plain(v) for k, v in result.best.items()} if len(table) else None,
             "combinations": len(table), "rows": rows, "path": str(result.path) if result.path else None,
-            "chunks": result.chunks, "chunks_retried": result.chunks_retried, "elapsed": result.elapsed}
+            "chunks": result.chunks, "chunks_retried": result.chunks_retried, "dropped": result.dropped,
+            "constraints": list(result.constraints), "elapsed": result.elapsed}
 
 
 def _plain(value: Any) -> Any:
@@ -228,7 +229,8 @@ def show_sweep(console: Console, result: SweepResult, report: Path | None) -> No
     console.print(FitTable(cols, rows, title=f"{result.strategy}: best {len(rows)} of "
                            f"{formats.count(len(table), 'combination')} by {result.objective} ({result.method})"))
     retried = f", {result.chunks_retried} retried" if result.chunks_retried else ""
-    console.print(f"{formats.count(result.chunks, 'chunk')}{retried}, {result.elapsed:.1f} s", highlight=False)
+    dropped = f", {_many(result.dropped, 'combination')} the parameters refused" if result.dropped else ""
+    console.print(f"{_many(result.chunks, 'chunk')}{retried}{dropped}, {result.elapsed:.1f} s", highlight=False)
     if result.path is not None:
         console.print(f"stored: {result.path}", highlight=False, soft_wrap=True)
     if report is not None:
