@@ -221,7 +221,8 @@ def show_sweep(console: Console, result: SweepResult, report: Path | None) -> No
     """Print a sweep: the best rows (parameters, objective, headline metrics), where it is stored."""
     table = result.table
     params = list(result.space)
-    shown = [m for m in ("objective", "sharpe", "cagr", "max_drawdown", "trades") if m in table.columns]
+    shown = [m for m in ("objective", "sharpe", "cagr", "max_drawdown", "trades")
+             if m in table.columns and m != result.objective]  # the objective's own column says it once
     cols = [Col(p) for p in params] + [Col(m, 0 if m == "objective" else 3, justify="right") for m in shown]
     rows = [[_value(r[p]) for p in params] + [metric_text(result.objective if m == "objective" else m, r[m])
                                               for m in shown]
