@@ -37,6 +37,7 @@ from trader.cli import (
     market,
     orders,
     repl,
+    research,
     stack,
     strategy,
     universes,
@@ -47,7 +48,7 @@ from trader.errors import TraderError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     stack, jobs, orders, book, account, instruments, kill_switch, close, market, strategy, history, data,
-    universes, keys, repl,
+    universes, keys, research, repl,
 )
 JSON_HELP = "Print machine-readable JSON instead of tables (and errors as JSON on stderr)."
 
