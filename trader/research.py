@@ -23,7 +23,7 @@ Monte Carlo, and vectorbt's own), in ``NUMBA_CACHE_DIR`` if set, else in
 per user rather than ``__pycache__`` inside the installed packages (which
 may be read-only, or shared by several checkouts), and not under
 ``TRADER_HOME``, which tests and profiles make afresh. It is set when this
-module is imported, before numba is, so a second run in a fresh process
+package (:mod:`trader.backtest`) is imported, before numba is, so a second run in a fresh process
 loads the machine code instead of compiling it (measured in
 docs/ARCHITECTURE.md, "Research").
 """
@@ -31,8 +31,6 @@ docs/ARCHITECTURE.md, "Research").
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -40,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trader.backtest.job import Job, prepare
+from trader.backtest.numba_cache import numba_cache_dir
 from trader.backtest.settings import BacktestSettings
 from trader.config import Settings
 from trader.errors import ValidationError
@@ -52,29 +51,6 @@ __all__ = ["backtest", "load_bars", "numba_cache_dir", "sweep", "walkforward"]
 
 log = logging.getLogger(__name__)
 
-NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
-
-
-def numba_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Return where numba caches compiled code: ``NUMBA_CACHE_DIR``, else the user's cache directory's trader/numba."""
-    env = os.environ if env is None else env
-    if env.get(NUMBA_CACHE_ENV):
-        return Path(env[NUMBA_CACHE_ENV])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "trader" / "numba"
-
-
-def _use_numba_cache() -> None:
-    """Point numba's cache at :func:`numba_cache_dir` (also for a numba already imported, from now on)."""
-    path = numba_cache_dir()
-    os.environ.setdefault(NUMBA_CACHE_ENV, str(path))  # Dask workers and child processes inherit it
-    if "numba" in sys.modules:
-        from numba.core import config
-
-        config.CACHE_DIR = str(path)
-
-
-_use_numba_cache()
 
 
 def _job(name: str, start: datetime | str | None, end: datetime | str | None, instruments: Sequence[str] | None,

@@ -3,3 +3,7 @@
 The high-level entry points (``backtest``, ``sweep``, ``walkforward``) live
 in :mod:`trader.research`; this package holds the parts they are built of.
 """
+
+from trader.backtest.numba_cache import use_numba_cache
+
+use_numba_cache()  # before any module of this package imports numba
