@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 import warnings
 from decimal import Decimal
 
@@ -260,12 +259,7 @@ def test_objectives_score_many_columns_in_one_numpy_pass() -> None:
                           index=index)
     for name in ("sharpe", "calmar"):
         objective = metrics.OBJECTIVES[name]
-        started = time.perf_counter()
         scores = objective(equity, "1m")
-        together = time.perf_counter() - started
-        started = time.perf_counter()
         one_by_one = [objective(equity[[column]], "1m").iloc[0] for column in equity.columns]
-        looped = time.perf_counter() - started
+        # one pass scores every column as a column alone would be (the speed-up: bench/research_metrics.py)
         assert scores.to_numpy() == pytest.approx(one_by_one)
-        # a Python loop per column pays pandas' overhead 300 times (measured 36-49 times slower at 1,000 columns)
-        assert together * 4 < looped, (name, together, looped)

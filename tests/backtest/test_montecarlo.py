@@ -6,7 +6,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -210,17 +209,11 @@ def test_the_trade_sequence_is_resampled_at_the_backtests_trades_per_year() -> N
     assert {round(float(v), 12) for v in mc.final_equity} <= possible
 
 
-def test_ten_thousand_one_year_paths_take_well_under_a_second() -> None:
-    result = _result(NORMAL, simulations=10_000, horizon_days=252)
-    simulate(result, paths=100)  # loads the compiled kernels
-    best = min(_timed(lambda: simulate(result)) for _ in range(3))
-    assert best < 0.5, f"10,000 one-year paths took {best:.3f} s"
-
-
-def _timed(job: object) -> float:
-    started = time.perf_counter()
-    job()  # type: ignore[operator]
-    return time.perf_counter() - started
+def test_ten_thousand_one_year_paths_in_one_call() -> None:
+    # the time it takes is bench/research_mc.py's to measure (mc_vs_numpy), not a test's
+    mc = simulate(_result(NORMAL, simulations=10_000, horizon_days=252))
+    assert mc.final_equity.shape == mc.max_drawdown.shape == (10_000,)
+    assert len(mc.fan) == 253 and np.isfinite(mc.fan.to_numpy()).all()
 
 
 @settings(max_examples=60, deadline=None)

@@ -119,7 +119,8 @@ def test_a_scheduler_that_does_not_answer_is_named_quickly_and_nothing_is_writte
     started = time.monotonic()
     with pytest.raises(Unavailable, match=f"no Dask scheduler answers at tcp://127.0.0.1:{port}"):
         sweep.run(strategy, bars, space, scheduler=f"tcp://127.0.0.1:{port}", home=tmp_path, progress=False)
-    assert time.monotonic() - started < 8
+    # the connect gives up after 3 s; the rest is slack for importing distributed on a busy machine
+    assert time.monotonic() - started < 30
     assert not (tmp_path / "data").exists()
 
 
