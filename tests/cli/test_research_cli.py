@@ -139,6 +139,18 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
     paths = ("stored: ", "report: ")  # a file's path is printed whole, for copying
     assert max(len(line) for line in table.stdout.splitlines() if not line.startswith(paths)) <= 80
 
+    # both sweeps are stored and come back without recomputing: listed, shown, reported again
+    listed = json.loads(trader("--json", "sweeps").stdout)
+    assert len(listed) == 2 and {e["rows"] for e in listed} == {6} and listed[1]["path"] == found["path"]
+    assert listed[1]["best"] == pytest.approx(found["rows"][0]["objective"])
+    again = stack_env.home / "again.html"
+    shown = trader("--json", "sweeps", listed[1]["id"], "--report", str(again))
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["rows"] == found["rows"] and "js-plotly-plot" in again.read_text()
+    assert "2 stored sweeps" in trader("sweeps").stdout
+    assert "no stored sweep 'nope'" in refused(4, "sweeps", "nope")
+    assert "--report needs the ID" in refused(3, "sweeps", "--report", str(again))
+
     out = trader("--json", "walkforward", "ma_crossover", "--param", "fast=2:3", "--unit", "bars", "--is", "1000",
                  "--oos", "500", *common)
     assert out.exit_code == 0, out.output

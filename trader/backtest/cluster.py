@@ -61,8 +61,10 @@ def connect(*, workers: int | None = None, scheduler: str | None = None, client:
     if count < 1:
         raise ValidationError(f"--workers must be at least 1, got {count}")
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.CRITICAL)  # a chunk's error reaches the caller: no echo
+        # loopback only, the status page on a free port (not 8787, which another cluster may hold);
+        # a chunk's error reaches the caller, so the cluster's own log is silenced
+        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
     try:
         local = Client(cluster, set_as_default=False)
         try:

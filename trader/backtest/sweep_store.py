@@ -13,6 +13,7 @@ anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from datetime import UTC, datetime
@@ -27,7 +28,9 @@ from trader.backtest.result import SweepResult
 from trader.config import default_home
 from trader.errors import NotFound
 
-__all__ = ["METADATA_KEY", "load", "new_id", "store", "sweeps_dir"]
+log = logging.getLogger(__name__)
+
+__all__ = ["METADATA_KEY", "listing", "load", "new_id", "store", "sweeps_dir"]
 
 METADATA_KEY = b"trader.sweep"
 
@@ -81,3 +84,22 @@ def load(id_or_path: str | Path, *, home: Path | None = None) -> SweepResult:
                        space=meta["space"], table=frame, path=path, elapsed=float(meta.get("elapsed", 0.0)),
                        chunks=int(meta.get("chunks", 0)), chunks_retried=int(meta.get("chunks_retried", 0)),
                        dropped=int(meta.get("dropped", 0)), constraints=list(meta.get("constraints", [])))
+
+
+def listing(*, home: Path | None = None) -> list[dict[str, Any]]:
+    """Return the stored sweeps, newest first: id, strategy, method, objective, rows, best objective, created."""
+    directory = sweeps_dir(home)
+    found = []
+    for path in directory.glob("*.parquet") if directory.is_dir() else ():
+        try:
+            schema = pq.read_schema(path)
+            meta = json.loads((schema.metadata or {})[METADATA_KEY])
+            best = pq.read_table(path, columns=["objective"]).column(0).to_pylist()[:1]
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
+            log.warning("%s is not a readable stored sweep: %s", path, exc)
+            continue
+        found.append({"id": path.stem, "strategy": meta["strategy"], "method": meta["method"],
+                      "objective": meta["objective"], "rows": rows, "best": best[0] if best else None,
+                      "created": meta.get("created"), "path": str(path)})
+    return sorted(found, key=lambda entry: entry["created"] or "", reverse=True)

@@ -24,6 +24,7 @@ import click
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.options import MOMENT
+from trader.errors import ValidationError
 
 __all__ = ["register"]
 
@@ -31,8 +32,8 @@ METHODS = ("grid", "random", "genetic")
 
 
 def register(group: click.Group) -> None:
-    """Add ``backtest``, ``sweep`` and ``walkforward`` to the ``trader`` group."""
-    for command in (backtest, sweep, walkforward):
+    """Add ``backtest``, ``sweep``, ``sweeps`` and ``walkforward`` to the ``trader`` group."""
+    for command in (backtest, sweep, sweeps, walkforward):
         group.add_command(command)
 
 
@@ -198,6 +199,51 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
     result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
                             trials=trials, workers=workers, scheduler=scheduler, seed=seed,
                             progress=not cli.json, **options)
+    if report_file is not None:
+        result.report(report_file)
+    if cli.json:
+        cli.emit_json({**research_tables.sweep_dict(result), "report": str(report_file) if report_file else None})
+        return
+    research_tables.show_sweep(cli.console, result, report_file)
+
+
+@click.command()
+@click.argument("sweep_id", metavar="[ID]", required=False)
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the stored sweep's HTML report to FILE (nothing is recomputed).")
+@pass_cli
+def sweeps(cli: CliContext, sweep_id: str | None, report_file: Path | None) -> None:
+    """List the stored sweeps, or show stored sweep ID again (its table, --report FILE).
+
+    Every `trader sweep` stores its table under data/research/sweeps; this
+    reads it back without recomputing anything. ID is the file's stem (as
+    listed) or a path to the Parquet file.
+
+    \b
+    Examples:
+      trader sweeps
+      trader sweeps ma_crossover-20261207T224500-3f2a --report sweep.html
+    JSON:
+      without ID: [{"id": string, "strategy": string, "method": string,
+        "objective": string, "rows": integer, "best": number | null,
+        "created": string, "path": string}]  (newest first)
+      with ID: as `trader sweep --json`
+    Exits: 3 --report without ID, 4 no stored sweep ID
+    """
+    from trader.backtest import sweep_store
+    from trader.cli import research_tables
+
+    home = cli.settings().home
+    if sweep_id is None:
+        if report_file is not None:
+            raise ValidationError("--report needs the ID of a stored sweep (trader sweeps lists them)")
+        entries = sweep_store.listing(home=home)
+        if cli.json:
+            cli.emit_json(entries)
+            return
+        research_tables.show_sweep_list(cli.console, entries, sweep_store.sweeps_dir(home))
+        return
+    result = sweep_store.load(sweep_id, home=home)
     if report_file is not None:
         result.report(report_file)
     if cli.json:

@@ -238,6 +238,18 @@ def show_sweep(console: Console, result: SweepResult, report: Path | None) -> No
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
+def show_sweep_list(console: Console, entries: list[dict[str, Any]], directory: Path) -> None:
+    """Print the stored sweeps, newest first."""
+    if not entries:
+        console.print(f"no stored sweeps in {directory}", highlight=False, soft_wrap=True)
+        return
+    cols = [Col("id", wrap=True), Col("method"), Col("objective"), Col("rows", justify="right"),
+            Col("best", justify="right")]
+    rows = [[e["id"], e["method"], e["objective"], str(e["rows"]), metric_text(e["objective"], e["best"])]
+            for e in entries]
+    console.print(FitTable(cols, rows, title=f"{formats.count(len(entries), 'stored sweep')}"))
+
+
 def walkforward_dict(result: WalkForwardResult) -> dict[str, Any]:
     """Return a walk-forward as the JSON of ``trader walkforward --json``."""
     windows = [{k: ({pk: _plain(pv) for pk, pv in v.items()} if isinstance(v, dict) else _plain(v))
