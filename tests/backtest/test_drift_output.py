@@ -83,9 +83,11 @@ def test_records_outlive_the_process_in_redis(redis_server: RedisServer) -> None
     async def go() -> dict[str, dict[str, object]]:
         client = aioredis.Redis(port=redis_server.port)
         try:
-            await DriftScores(client, "strategies:drift").save("demo", RECORD)
+            first = DriftScores("strategies:drift")
+            await first.load(client)
+            await first.save("demo", RECORD)
             await client.hset("strategies:drift", "broken", "{not json")
-            return await DriftScores(client, "strategies:drift").load()
+            return await DriftScores("strategies:drift").load(client)
         finally:
             await client.aclose()
 
