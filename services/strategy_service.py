@@ -36,10 +36,7 @@ book, and a held position without a warm-up price is marked at a snapshot's.
 RPC: list, enable, disable, reload, logs, record_drift (and status). Enabling or disabling
 over RPC is remembered in Redis (``strategies.switches_key``, trader.strategy.switches)
 and outlives a restart; a strategy never switched follows its config's ``enabled:``.
-``record_drift`` takes a strategy's drift from its backtest, computed by the daily
-pycron job ``strategy_drift`` (a backtest is too heavy for this process's loop):
-published as ``strategy.<name>.drift``, shown in ``list`` and kept in Redis
-(``strategies.drift_key``, trader.strategy.drift_scores).
+``record_drift``: a strategy's drift from the daily job (trader.strategy.drift_scores).
 """
 
 from __future__ import annotations
@@ -117,14 +114,14 @@ class StrategyService(Service):
                              retry=TRADER_AWAY_RETRY, starting=self._starting, spawn=self._spawn,
                              track_start=self._track_start)
         self.switches: Switches | None = None  # once Redis is there
-        self.drift_scores: DriftScores | None = None
-        self.drifts: dict[str, dict[str, Any]] = {}  # strategy -> its last drift record (record_drift)
+        self.drift_scores = DriftScores(self.opts.drift_key, publish=self._publish, known=self._runner)
+        self.registry.register("record_drift", self.drift_scores.record)
         self._tick_check: asyncio.Task[None] | None = None
         self._equity: tuple[float, Decimal | None] = (0.0, None)
         self._past_logs: dict[str, deque[dict[str, Any]]] = {}  # strategy -> its lines in the log file at the start
 
     def register_methods(self, registry: MethodRegistry) -> None:
-        for name in ("list", "enable", "disable", "reload", "logs", "record_drift"):
+        for name in ("list", "enable", "disable", "reload", "logs"):
             registry.register(name, getattr(self, name))
 
     # -- lifecycle -------------------------------------------------------------------
@@ -143,8 +140,7 @@ class StrategyService(Service):
             read_strategy_lines, self.settings.path(self.settings.storage.logs_dir) / f"{self.name}.log",
             self.opts.log_lines)
         self.switches = Switches(self.redis, self.opts.switches_key)
-        self.drift_scores = DriftScores(self.redis, self.opts.drift_key)
-        self.drifts = await self.drift_scores.load()
+        await self.drift_scores.load(self.redis)
         self._load(await self.switches.load())
         self._tick_check = loop.create_task(self.starvation.run(), name="tick-watchdog")
 
@@ -357,18 +353,8 @@ class StrategyService(Service):
 
     def list(self) -> dict[str, Any]:
         """Return every strategy's state, instruments, positions, orders and PnL, and the plugin errors."""
-        return {"strategies": [{**r.info(), "drift": self.drifts.get(name)} for name, r in sorted(self.runners.items())],
+        return {"strategies": [{**r.info(), "drift": self.drift_scores.records.get(name)} for name, r in sorted(self.runners.items())],
                 "errors": [e.to_dict() for e in self.errors]}
-
-    async def record_drift(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Take ``name``'s drift record (trader.strategy.drift_scores): publish, keep for ``list``, save."""
-        self._runner(name)
-        self.drifts[name] = record
-        self._publish(f"strategy.{name}.drift", record)
-        log.info("drift of %s: score %s", name, record.get("score"))
-        assert self.drift_scores is not None
-        await self.drift_scores.save(name, record)
-        return record
 
     async def enable(self, name: str) -> dict[str, Any]:
         """Start a disabled (or failed) strategy."""

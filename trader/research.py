@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trader.backtest.job import Job, prepare
 from trader.backtest.numba_cache import numba_cache_dir
@@ -44,6 +44,8 @@ from trader.config import Settings
 from trader.errors import ValidationError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from trader.backtest.data import LoadedBars
     from trader.backtest.result import BacktestResult, SweepResult, WalkForwardResult
 
@@ -51,6 +53,7 @@ __all__ = ["backtest", "load_bars", "numba_cache_dir", "sweep", "walkforward"]
 
 log = logging.getLogger(__name__)
 
+_R = TypeVar("_R")
 
 
 def _job(name: str, start: datetime | str | None, end: datetime | str | None, instruments: Sequence[str] | None,
@@ -161,16 +164,15 @@ def sweep(
     or ``scheduler`` a cluster's address. The rest as for :func:`backtest`.
     """
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
-    try:
-        grid = _parsed_space(job, space)  # a bad --param is refused before any bar is read
-        bars = load_bars(job).bars
+
+    def search(bars: dict[str, pd.DataFrame], grid: Any, client: Any) -> SweepResult:
         from trader.backtest.sweep import run as run_sweep
 
         return run_sweep(job.strategy, bars, grid, settings=job.settings, method=method,
                          objective=objective, constraints=list(constraints), trials=trials, seed=seed,
-                         workers=workers, scheduler=scheduler, progress=progress, home=job.platform.home)
-    finally:
-        job.close()
+                         client=client, progress=progress, home=job.platform.home)
+
+    return _search(job, space, workers, scheduler, search)
 
 
 def walkforward(
@@ -206,16 +208,32 @@ def walkforward(
     window starts ``out_of_sample`` later. The rest as for :func:`sweep`.
     """
     job = _job(name, start, end, instruments, data, params, settings, directory, platform, sets, overrides)
-    try:
-        grid = _parsed_space(job, space)
-        bars = load_bars(job).bars
+
+    def search(bars: dict[str, pd.DataFrame], grid: Any, client: Any) -> WalkForwardResult:
         from trader.backtest.walkforward import run as run_walkforward
 
         return run_walkforward(job.strategy, bars, grid, settings=job.settings,
                                in_sample=in_sample, out_of_sample=out_of_sample, unit=unit, method=method,
-                               objective=objective,
-                               constraints=list(constraints), trials=trials, seed=seed, workers=workers,
-                               scheduler=scheduler, progress=progress)
+                               objective=objective, constraints=list(constraints), trials=trials, seed=seed,
+                               client=client, progress=progress)
+
+    return _search(job, space, workers, scheduler, search)
+
+
+def _search(job: Job, space: Mapping[str, Any] | Sequence[str], workers: int | None, scheduler: str | None,
+            search: Callable[[dict[str, pd.DataFrame], Any, Any], _R]) -> _R:
+    """Return ``search(bars, grid, client)`` of ``job``, then unload its plugin.
+
+    A bad ``space`` is refused, and the Dask cluster reached (an unreachable
+    ``scheduler`` named within :data:`~trader.backtest.cluster.CONNECT_TIMEOUT`),
+    before any bar is read: reading a million bars first would only delay the error.
+    """
+    try:
+        grid = _parsed_space(job, space)
+        from trader.backtest.cluster import connect
+
+        with connect(workers=workers, scheduler=scheduler) as client:
+            return search(load_bars(job).bars, grid, client)
     finally:
         job.close()
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
+import pytest
 import redis.asyncio as aioredis
 from rich.console import Console
 
@@ -18,6 +22,7 @@ from trader.cli.strategy_drift import drift_line, drift_table
 from trader.strategy.drift_scores import DriftScores, decode_record, encode_record
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 RECORD = {"strategy": "demo", "start": T0, "end": T0, "score": 12.5, "matched": 3, "missing": 1, "extra": 0,
           "pnl_live": Decimal("-12.30"), "pnl_backtest": Decimal("40.05"), "pnl_diff": Decimal("-52.35"),
           "notional": Decimal("20000.5"), "components": {"trades": 0.25, "pnl": 0.0}, "time": T0}
@@ -78,9 +83,11 @@ def test_records_outlive_the_process_in_redis(redis_server: RedisServer) -> None
     async def go() -> dict[str, dict[str, object]]:
         client = aioredis.Redis(port=redis_server.port)
         try:
-            await DriftScores(client, "strategies:drift").save("demo", RECORD)
+            first = DriftScores("strategies:drift")
+            await first.load(client)
+            await first.save("demo", RECORD)
             await client.hset("strategies:drift", "broken", "{not json")
-            return await DriftScores(client, "strategies:drift").load()
+            return await DriftScores("strategies:drift").load(client)
         finally:
             await client.aclose()
 
@@ -91,5 +98,16 @@ def test_the_command_says_what_it_needs(stack_env: StackEnv) -> None:
     assert "give a strategy NAME or --all" in refused(2, "strategy", "drift")
     assert "give a strategy NAME or --all" in refused(2, "strategy", "drift", "demo", "--all")
     assert "strategy_service is not running" in refused(7, "strategy", "drift", "--all")
-    assert "no strategy 'nosuch'" in refused(4, "strategy", "drift", "nosuch")
+    assert "no strategy nosuch" in refused(4, "strategy", "drift", "nosuch")
     assert "strategies directory not found" in refused(4, "strategy", "drift", "nosuch")
+
+
+def test_the_plugin_is_unloaded_when_the_drift_fails(stack_env: StackEnv, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    for suffix in (".py", ".yaml"):
+        shutil.copy(REPO / "strategies" / f"ma_crossover{suffix}", folder / f"ma_crossover{suffix}")
+    monkeypatch.setenv("TRADER_STRATEGIES__DIRECTORY", str(folder))
+    assert "trader_service" in refused(7, "strategy", "drift", "ma_crossover")  # found, then no book to read
+    assert not [m for m in sys.modules if m.startswith("_trader_plugin_")]

@@ -56,6 +56,8 @@ def test_an_unknown_name_is_not_found_and_a_broken_plugin_names_its_line(strateg
         prepare("nope", directory=strategies, platform=load_settings())
     with pytest.raises(ValidationError, match=r"broken\.py:2: RuntimeError: boom at import"):
         prepare("broken", directory=strategies, platform=load_settings())
+    with pytest.raises(NotFound, match=r"no strategy nope: .*missing: strategies directory not found"):
+        prepare("nope", directory=strategies / "missing", platform=load_settings())
 
 
 def test_overrides_are_params_when_params_declares_them_else_settings(strategies: Path) -> None:

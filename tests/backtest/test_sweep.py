@@ -14,7 +14,7 @@ import pytest
 
 from tests.backtest.sweep_given import RAISING_PLUGIN, ma_crossover, plugin, random_bars
 from trader.backtest import sweep
-from trader.backtest.chunks import Job, evaluate
+from trader.backtest.chunks import SweepPayload, evaluate
 from trader.backtest.cluster import connect
 from trader.backtest.params import parse_space
 from trader.errors import NotFound, Unavailable, ValidationError
@@ -51,7 +51,7 @@ def test_grid_in_chunks_equals_one_evaluation_of_every_combination(client: Any, 
     strategy = ma_crossover().strategy
     space = parse_space(SPEC, strategy.Params, strategy.config.params)
     combos, _ = space.valid_grid()
-    whole = evaluate(Job.of(strategy, bars, strategy.config.backtest, "sharpe"), combos)
+    whole = evaluate(SweepPayload.of(strategy, bars, strategy.config.backtest, "sharpe"), combos)
     whole.index = pd.MultiIndex.from_frame(pd.DataFrame(combos))
     got = chunked.table.dropna(subset=["objective"]).set_index(["fast", "slow", "allow_short"])
     pd.testing.assert_frame_equal(got[whole.columns].sort_index(), whole.sort_index(), check_dtype=False,

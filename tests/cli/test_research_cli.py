@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from decimal import Decimal
@@ -173,6 +174,22 @@ def test_in_python_a_result_plots_and_a_space_may_be_a_mapping(strategies: Path,
 def test_a_bad_param_range_exits_3_before_reading_bars(strategies: Path) -> None:
     err = refused(3, "sweep", "ma_crossover", "--param", "fastt=2:5", "--data", "/nonexistent.csv")
     assert "has no parameter 'fastt'" in err
+
+
+def test_an_unreachable_scheduler_exits_7_before_reading_bars(strategies: Path, tmp_path: Path) -> None:
+    from trader import research
+    from trader.errors import Unavailable
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    unreadable = tmp_path / "bars.csv"
+    unreadable.write_text("not,a,bar\n")  # read first, this is a refusal (exit 3) naming the file
+    err = refused(7, "sweep", "ma_crossover", "--param", "fast=2:5", "--scheduler", address, "--data", str(unreadable))
+    assert f"no Dask scheduler answers at {address}" in err
+    with pytest.raises(Unavailable, match="no Dask scheduler answers"):
+        research.walkforward("ma_crossover", {"fast": "2:5"}, in_sample=5, out_of_sample=2, scheduler=address,
+                             data=unreadable)
 
 
 def test_a_backtest_of_stored_bars_names_the_missing_session_and_an_empty_range_exits_4(strategies: Path) -> None:

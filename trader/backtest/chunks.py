@@ -1,7 +1,8 @@
 """A sweep's unit of work: one chunk of parameter combinations simulated together, reduced to metrics.
 
-A :class:`Job` is what every chunk shares: the strategy (its class, pickled
-by value so a plugin module that only the client imported reaches the
+A :class:`SweepPayload` is what every chunk shares (a run's inputs are
+:class:`trader.backtest.job.Job`): the strategy (its class, pickled by
+value so a plugin module that only the client imported reaches the
 workers), its config, the backtest settings, the bars and the objective. The
 sweep scatters it to the workers once; each task then receives only its
 combinations. :func:`evaluate` instantiates the strategy once per
@@ -33,7 +34,7 @@ from trader.backtest.settings import BacktestSettings
 from trader.backtest.signals import target_frame
 from trader.strategy.base import Strategy, StrategyConfig
 
-__all__ = ["BYTES_PER_CELL", "Job", "chunk_columns", "evaluate", "evaluate_equity"]
+__all__ = ["BYTES_PER_CELL", "SweepPayload", "chunk_columns", "evaluate", "evaluate_equity"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _BY_VALUE_PREFIXES = ("_trader_plugin_", "__main__")
 
 
 @dataclass
-class Job:
+class SweepPayload:
     """What every chunk of one sweep shares; scattered to the workers once."""
 
     strategy_blob: bytes  # the Strategy subclass, cloudpickled (by value for a plugin's module)
@@ -57,8 +58,8 @@ class Job:
 
     @classmethod
     def of(cls, strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings,
-           objective: str) -> Job:
-        """Return the job of sweeping ``strategy`` (its class and config) over ``bars``."""
+           objective: str) -> SweepPayload:
+        """Return the payload of sweeping ``strategy`` (its class and config) over ``bars``."""
         strategy_cls = type(strategy)
         module = sys.modules.get(strategy_cls.__module__)
         if module is not None and strategy_cls.__module__.startswith(_BY_VALUE_PREFIXES):
@@ -105,7 +106,7 @@ def chunk_columns(n_bars: int, n_instruments: int, budget_bytes: int) -> int:
     return max(1, budget_bytes // per_column)
 
 
-def targets_of(job: Job, combos: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+def targets_of(job: SweepPayload, combos: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     """Return instrument -> targets (bars x combinations, columns 0..n-1) of ``combos``, checked as live checks.
 
     A strategy whose signals raise or return what live refuses is a
@@ -118,7 +119,7 @@ def targets_of(job: Job, combos: list[dict[str, Any]]) -> dict[str, pd.DataFrame
             for name in job.bars}
 
 
-def evaluate(job: Job, combos: list[dict[str, Any]]) -> pd.DataFrame:
+def evaluate(job: SweepPayload, combos: list[dict[str, Any]]) -> pd.DataFrame:
     """Return the metrics of each of ``combos`` (one row each, in order) over the job's bars."""
     simulation = simulate(job.bars, targets_of(job, combos), job.config, job.settings)
     metrics = combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=job.bar_size,
@@ -128,7 +129,7 @@ def evaluate(job: Job, combos: list[dict[str, Any]]) -> pd.DataFrame:
     return metrics
 
 
-def evaluate_equity(job: Job, combo: dict[str, Any], start: pd.Timestamp) -> pd.Series:
+def evaluate_equity(job: SweepPayload, combo: dict[str, Any], start: pd.Timestamp) -> pd.Series:
     """Return the equity of ``combo`` traded from bar ``start`` on (the bars before it only warm signals up)."""
     targets = targets_of(job, [combo])
     bars = {name: frame.loc[start:] for name, frame in job.bars.items()}

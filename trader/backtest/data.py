@@ -109,7 +109,7 @@ class _StoreReader:
         self.settings = settings
 
     def __call__(self, instrument: str) -> tuple[str, pd.DataFrame]:
-        from trader.cli.history_read import stored_key
+        from trader.data.requests import stored_key
 
         key = stored_key(self.store, instrument)
         try:

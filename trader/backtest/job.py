@@ -87,7 +87,8 @@ def find_plugin(name: str, directory: Path) -> Plugin:
     """Return the plugin whose strategy is called ``name`` in ``directory`` (the others are unloaded).
 
     Raise ValidationError (``file:line: reason``) if the plugin of that name,
-    or the file ``<name>.py``, did not load; NotFound if no plugin has that name.
+    or the file ``<name>.py``, did not load; NotFound if no plugin has that
+    name or ``directory`` is missing.
     """
     plugins, errors = discover(directory)
     found = None
@@ -99,7 +100,9 @@ def find_plugin(name: str, directory: Path) -> Plugin:
     if found is not None:
         return found
     for error in errors:
-        if error.file.stem == name or error.file == directory:
+        if error.file == directory:  # the directory itself: missing
+            raise NotFound(f"no strategy {name}: {error}", strategy=name, directory=str(directory))
+        if error.file.stem == name:
             raise ValidationError(f"strategy {name} did not load: {error}", file=str(error.file),
                                   line=error.line, reason=error.reason)
     names = ", ".join(p.name for p in plugins) or "none"

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trader.backtest.data import load_bars
 from trader.backtest.drift import DriftReport, bar_ids, compare, live_frame
 from trader.backtest.settings import BacktestSettings
 from trader.data.requests import job_key
@@ -110,15 +111,17 @@ def period_bars(store: MarketStore, key: str, bar_size: str, start: datetime, en
                 lookback: int) -> tuple[pd.DataFrame, str]:
     """Return ``key``'s bars from ``lookback`` bars before ``start`` to ``end`` and where they came from.
 
-    Stored bars of ``bar_size`` (or resampled from a finer stored size), else
-    recorded ticks aggregated; NotFound naming the key and range if neither has any.
+    Stored bars of ``bar_size`` (or resampled from a finer stored size), read
+    as a backtest reads them (:func:`trader.backtest.data.load_bars`; its gap
+    list is not wanted here), else recorded ticks aggregated; NotFound naming
+    the key and range if neither has any.
     """
     seconds = parse_bar_size(bar_size)
     since = start - max(MIN_LOOKBACK, timedelta(seconds=3 * seconds * lookback))
     source = "bars"
     try:
-        frame = store.read_bars(key, bar_size, since, end)
-    except NotFound:
+        (frame,) = load_bars([key], bar_size, BacktestSettings(start=since, end=end), store=store).bars.values()
+    except NotFound:  # none stored in the range: the recorded ticks, if any
         frame = pd.DataFrame()
     if frame.empty:
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -35,13 +35,13 @@ from trader.backtest.report_search import (
 from trader.errors import ValidationError
 
 if TYPE_CHECKING:
-    import numpy as np
     import plotly.graph_objects as go
 
-    from trader.backtest.report_search import Sweep, WalkForward
+    from trader.backtest.protocols import Backtest, Sweep, WalkForward
+    from trader.backtest.risk import MonteCarloResult
     from trader.backtest.settings import BacktestSettings
 
-__all__ = ["MIN_MC_DAYS", "RISK_UNITS", "Backtest", "MonteCarlo", "figure", "monte_carlo_or_note", "sweep_figure",
+__all__ = ["MIN_MC_DAYS", "RISK_UNITS", "figure", "monte_carlo_or_note", "sweep_figure",
            "tear_sheet", "unit_text", "walkforward_figure", "write_report", "write_sweep_report",
            "write_walkforward_report"]
 
@@ -59,44 +59,6 @@ RISK_UNITS = {
     **dict.fromkeys(("final_equity_5", "final_equity_95"), "multiple"),  # of the starting equity
     **dict.fromkeys(("steps", "sample"), "count"),
 }
-
-class MonteCarlo(Protocol):
-    """What the tear sheet reads of a :class:`~trader.backtest.result.MonteCarloResult`.
-
-    Named by shape, not imported: ``result.py`` imports this module on
-    ``.report()``, and importing it back would be an import cycle.
-    """
-
-    method: str
-    paths: int
-    horizon_days: int
-    seed: int
-    final_equity: np.ndarray
-    max_drawdown: np.ndarray
-    fan: pd.DataFrame
-    risk: dict[str, float]
-
-
-class Backtest(Protocol):
-    """What the tear sheet reads of a :class:`~trader.backtest.result.BacktestResult`."""
-
-    strategy: str
-    params: dict[str, Any]
-    settings: BacktestSettings
-    bar_size: str
-    prices: dict[str, pd.DataFrame]
-    equity: pd.Series
-    orders: pd.DataFrame
-    trades: pd.DataFrame
-    benchmark: pd.Series | None
-    skipped: list[str]
-    elapsed: float
-
-    @property
-    def stats(self) -> dict[str, float]: ...
-
-    def monte_carlo(self) -> MonteCarlo: ...
-
 
 def figure(result: Backtest) -> go.Figure:
     """Return the equity (with the benchmark) over the drawdown, one figure for a notebook."""
@@ -142,7 +104,7 @@ def write_walkforward_report(wf: WalkForward, path: Path) -> Path:
     return write_atomic(path, render(walkforward_page(wf)))
 
 
-def monte_carlo_or_note(result: Backtest) -> tuple[MonteCarlo | None, str | None]:
+def monte_carlo_or_note(result: Backtest) -> tuple[MonteCarloResult | None, str | None]:
     """Return the result's Monte Carlo and None, or None and why the tear sheet leaves it out."""
     if result.settings.simulations == 0:
         return None, "Monte Carlo is off for this run (backtest setting simulations: 0)."
@@ -261,7 +223,7 @@ def _trade_blocks(result: Backtest) -> list[Block]:
     return blocks
 
 
-def _monte_carlo_blocks(mc: MonteCarlo | None, note: str | None) -> list[Block]:
+def _monte_carlo_blocks(mc: MonteCarloResult | None, note: str | None) -> list[Block]:
     if mc is None:
         return [Block("Monte Carlo", note=note or "Monte Carlo left out.")]
     title = f"{mc.paths:,} {mc.method} bootstrap paths over {mc.horizon_days} trading days (seed {mc.seed})"
@@ -270,7 +232,7 @@ def _monte_carlo_blocks(mc: MonteCarlo | None, note: str | None) -> list[Block]:
                 mc.max_drawdown, mc.final_equity), table=_units_table(mc.risk, RISK_UNITS, "risk"))]
 
 
-def tear_sheet(result: Backtest, *, stats: dict[str, float], mc: MonteCarlo | None,
+def tear_sheet(result: Backtest, *, stats: dict[str, float], mc: MonteCarloResult | None,
                mc_note: str | None = None) -> Page:
     """Return the backtest's tear sheet as a page, from the metrics and Monte Carlo given.
 

@@ -12,49 +12,20 @@ in-sample against the out-of-sample objective of each window.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from trader.backtest.protocols import Sweep, WalkForward
 from trader.backtest.report_charts import BLUE, GREY, LAYOUT, RED, naive_utc, thin
 from trader.backtest.report_html import Block, Page, format_value, table_html
 
-__all__ = ["BEST_ROWS", "Sweep", "WalkForward", "sweep_chart", "sweep_page", "walkforward_chart", "walkforward_page", "windows_chart"]
+__all__ = ["BEST_ROWS", "sweep_chart", "sweep_page", "walkforward_chart", "walkforward_page", "windows_chart"]
 
 BEST_ROWS = 25  # rows of the sweep's table on the page
 MAX_CELLS = 60  # distinct values per axis up to which a sweep is a heatmap
-
-
-
-class Sweep(Protocol):
-    """What the sweep's report reads of a :class:`~trader.backtest.result.SweepResult`.
-
-    Named by shape, not imported: ``result.py`` imports the report on
-    ``.report()``, and importing it back would be an import cycle.
-    """
-
-    strategy: str
-    method: str
-    objective: str
-    space: dict[str, list[Any]]
-    table: pd.DataFrame
-    path: Path | None
-    elapsed: float
-    chunks: int
-    chunks_retried: int
-
-
-class WalkForward(Protocol):
-    """What the walk-forward's report reads of a :class:`~trader.backtest.result.WalkForwardResult`."""
-
-    strategy: str
-    objective: str
-    windows: pd.DataFrame
-    equity: pd.Series
-    elapsed: float
 
 
 def _sorted_values(values: pd.Series) -> list[Any]:

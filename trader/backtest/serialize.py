@@ -24,32 +24,15 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from trader.backtest.settings import BacktestSettings
+if TYPE_CHECKING:
+    from trader.backtest.protocols import Backtest
 
 __all__ = ["jsonable", "result_dict"]
-
-
-class _Result(Protocol):
-    """What :func:`result_dict` reads of a BacktestResult (result.py imports this module: no import back)."""
-
-    strategy: str
-    params: dict[str, Any]
-    settings: BacktestSettings
-    bar_size: str
-    prices: dict[str, pd.DataFrame]
-    equity: pd.Series
-    orders: pd.DataFrame
-    trades: pd.DataFrame
-    skipped: list[str]
-    elapsed: float
-
-    @property
-    def stats(self) -> dict[str, float]: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -84,7 +67,7 @@ def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{name: jsonable(values[name][k]) for name in columns} for k in range(len(frame))]
 
 
-def result_dict(result: _Result, *, metrics: bool = True) -> dict[str, Any]:
+def result_dict(result: Backtest, *, metrics: bool = True) -> dict[str, Any]:
     """Return ``result`` as JSON-ready data (see the module docstring); ``metrics=False`` leaves them out."""
     index = result.equity.index
     return {

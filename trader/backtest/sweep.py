@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trader.backtest.chunks import Job, chunk_columns, evaluate
+from trader.backtest.chunks import SweepPayload, chunk_columns, evaluate
 from trader.backtest.cluster import connect, suspicious
 from trader.backtest.objective import Constraint, direction, objective_function, parse_constraint
 from trader.backtest.params import ParamSpace
@@ -75,7 +75,7 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *,
         raise ValidationError(f"--trials must be at least 1, got {n_trials}")
     generation = population or max(8, min(50, n_trials // 4))
     study = _study(method, space, objective, seed, generation)
-    job = Job.of(strategy, bars, settings, objective)
+    job = SweepPayload.of(strategy, bars, settings, objective)
     per_chunk = chunk_columns(job.n_bars, len(bars), int(memory_mb * 2**20))
     batch = generation if method == "genetic" else min(n_trials, _MAX_BATCH)
     log.info("sweep %s: %s over %d trials, %d combinations per chunk", strategy.name, method, n_trials, per_chunk)
@@ -156,7 +156,7 @@ def _snap(space: ParamSpace, params: dict[str, Any]) -> dict[str, Any]:
 class _Sweeper:
     """The ask / simulate / tell loop of one sweep on one Dask client."""
 
-    def __init__(self, client: Any, job: Job, per_chunk: int, bar: SweepProgress) -> None:
+    def __init__(self, client: Any, job: SweepPayload, per_chunk: int, bar: SweepProgress) -> None:
         self.client = client
         self.job = job
         self.per_chunk = per_chunk

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from trader.backtest import sweep
-from trader.backtest.chunks import Job, evaluate_equity
+from trader.backtest.chunks import SweepPayload, evaluate_equity
 from trader.backtest.cluster import connect
 from trader.backtest.objective import Constraint, combo_metrics
 from trader.backtest.params import ParamSpace
@@ -104,7 +104,7 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *,
                 equity = pd.Series(cash, index=oos_index, dtype=float)
                 oos_objective = math.nan
             else:
-                job = Job.of(strategy, _slice(bars, index, step.is_start, step.oos_end), window_settings, objective)
+                job = SweepPayload.of(strategy, _slice(bars, index, step.is_start, step.oos_end), window_settings, objective)
                 scattered = dask_client.scatter(job, hash=False)
                 equity = dask_client.submit(evaluate_equity, scattered, best, oos_index[0], pure=False).result()
                 dask_client.cancel([scattered])

@@ -4,7 +4,7 @@ The commands are plain click commands in :data:`READ_COMMANDS`, which
 trader/cli/history.py adds to its ``history`` group (beside history_service's
 own commands). They open
 the store directly (``storage.arctic_uri``): no service has to run. A SYMBOL
-is read as ``history get`` reads it (:func:`stored_key`): a contract key as it
+is read as ``history get`` reads it (:func:`trader.data.requests.stored_key`): a contract key as it
 is, else the symbol parser's first reading (``ESZ6`` -> ``ES.FUT.202612``),
 else the one stored key it starts (``ES``), if only one does.
 """
@@ -12,7 +12,7 @@ else the one stored key it starts (``ES``), if only one does.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +23,13 @@ from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.cli.options import MOMENT
 from trader.data import open_store
-from trader.data.requests import job_bar_size, job_key
+from trader.data.requests import job_bar_size, stored_key
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
 from trader.strategy.bars import BAR_SIZES, ib_bar_size, parse_bar_size
 
 TAIL = 20  # rows a table shows by default
 WHOLE_COLUMNS = ("volume", "bar_count", "bid_size", "ask_size", "last_size")  # integers in a CSV when whole
-
-
-def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
-    """Return the stored key SYMBOL names, read as ``history get`` reads it; NotFound saying how if none.
-
-    A contract key is itself; else the symbol parser's first reading
-    (:func:`trader.data.requests.job_key`: ``AAPL`` -> ``AAPL.STK``, ``ESZ6``
-    -> ``ES.FUT.202612``). If that is not stored, the one stored key whose
-    first part SYMBOL is (``ES`` -> ``ES.FUT.202612``), so a stored key always
-    matches; several are ambiguous (ValidationError).
-    """
-    keys = set(store.tick_symbols()) if ticks else {k for ks in store.bar_symbols().values() for k in ks}
-    key = read_key(symbol)
-    if key in keys:
-        return key
-    exact = [k for k in keys if k.upper() == symbol.strip().upper()]
-    starts = exact or sorted(k for k in keys if k.split(".")[0].upper() == symbol.strip().upper())
-    if len(starts) == 1:
-        return starts[0]
-    if starts:
-        raise ValidationError(f"{symbol} is ambiguous: {', '.join(starts)}", candidates=starts)
-    what = "ticks recorded" if ticks else "bars stored"
-    raise NotFound(f"no {what} for {symbol} ({reading(symbol, key)}; see `trader history summary`)",
-                   symbol=symbol, key=key)
-
-
-def read_key(symbol: str) -> str | None:
-    """Return the contract key ``history get`` reads SYMBOL as (None: it needs its contract key)."""
-    try:
-        return job_key(symbol, datetime.now(UTC).date())
-    except ValidationError:
-        return None
-
-
-def reading(symbol: str, key: str | None) -> str:
-    """Return how SYMBOL was read, for an error message."""
-    if key is None:
-        return "not read as a symbol: give its contract key, e.g. ES.FUT.202612"
-    return "a contract key" if key == symbol.strip().upper() else f"read as {key}"
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ import pandas as pd
 from rich.text import Text
 
 from trader.cli.context import CliContext, pass_cli
-from trader.cli.history_read import read_key, reading, stored_key
 from trader.cli.layout import Col, FitTable
 from trader.data.factory import open_store
+from trader.data.requests import read_key, reading, stored_key
 from trader.data.store import MarketStore
 from trader.data.summary import SeriesSummary, summary
 from trader.errors import NotFound

@@ -32,28 +32,6 @@ FETCH_TIMEOUT = 30.0  # the book's every fill, in one reply
 STATUS_STYLE = {"matched": "green", "missing": "yellow", "extra": "red"}
 
 
-def _plugin(cli: CliContext, name: str) -> Any:
-    """Return strategy ``name`` loaded from the strategies directory (the others unloaded again)."""
-    from trader.strategy.plugins import discover
-
-    directory = cli.settings().path(cli.settings().strategies.directory)
-    plugins, errors = discover(directory)
-    found = None
-    for plugin in plugins:
-        if plugin.name == name:
-            found = plugin
-        else:
-            plugin.unload()
-    if found is not None:
-        return found.strategy
-    for error in errors:
-        if error.file.stem == name:
-            raise ValidationError(f"strategy {name} did not load: {error}")
-    known = ", ".join(p.name for p in plugins) or "none"
-    why = "".join(f"; {e.reason}" for e in errors if e.file == directory)  # the directory itself: missing
-    raise NotFound(f"no strategy {name!r} in {directory} (loaded: {known}{why})", name=name)
-
-
 def _live_keys(cli: CliContext) -> dict[str, dict[str, Any]]:
     """Return strategy_service's strategies by name (empty when it is not running: the keys are read then)."""
     try:
@@ -65,14 +43,18 @@ def _live_keys(cli: CliContext) -> dict[str, dict[str, Any]]:
 def _report(cli: CliContext, name: str, keys: Mapping[str, str] | None, start: datetime | None,
             end: datetime | None, fills: list[Any] | None = None) -> Any:
     """Return strategy ``name``'s DriftReport (``fills``: the book's, if already fetched)."""
+    from trader.backtest.job import find_plugin, strategies_directory
     from trader.backtest.live_period import drift
     from trader.data import open_store
 
-    strategy = _plugin(cli, name)
-    orders = cli.call_trader("orders", strategy=name, timeout=FETCH_TIMEOUT)
-    if fills is None:
-        fills = cli.call_trader("trades", timeout=FETCH_TIMEOUT)
-    return drift(strategy, orders, fills, open_store(cli.settings()), start=start, end=end, keys=keys)
+    plugin = find_plugin(name, strategies_directory(cli.settings()))
+    try:
+        orders = cli.call_trader("orders", strategy=name, timeout=FETCH_TIMEOUT)
+        if fills is None:
+            fills = cli.call_trader("trades", timeout=FETCH_TIMEOUT)
+        return drift(plugin.strategy, orders, fills, open_store(cli.settings()), start=start, end=end, keys=keys)
+    finally:
+        plugin.unload()
 
 
 @click.command("drift", epilog="""\b

@@ -9,12 +9,13 @@ contract month (``ESZ6`` -> ``ES.FUT.202612``), a pair its cash key
 through :class:`trader.data.universes.Universes` (its members' keys, in the
 order they joined), when the job is submitted. A job's end is never past
 the start of the bar forming now (:func:`job_end`): no job stores a bar that
-has not closed.
+has not closed. A stored symbol is resolved against the keys the store holds
+(:func:`stored_key`, what ``history read`` and the backtest read).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from trader.data.store import MarketStore
 from trader.data.universes import Universes
@@ -24,7 +25,7 @@ from trader.errors import NotFound, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 from trader.trading.symbols import Hints, read_symbol
 
-__all__ = ["job_bar_size", "job_key", "last_stored", "universe_keys"]
+__all__ = ["job_bar_size", "job_key", "last_stored", "read_key", "reading", "stored_key", "universe_keys"]
 
 RECENT = timedelta(days=4)  # an update looks for the last stored bar here first (a long weekend)
 
@@ -87,3 +88,42 @@ def last_stored(store: MarketStore, key: str, bar_size: str, start: datetime, en
         if len(bars):
             return bars.index[-1].to_pydatetime()
     return None
+
+
+def stored_key(store: MarketStore, symbol: str, *, ticks: bool = False) -> str:
+    """Return the stored key SYMBOL names, read as ``history get`` reads it; NotFound saying how if none.
+
+    A contract key is itself; else the symbol parser's first reading
+    (:func:`trader.data.requests.job_key`: ``AAPL`` -> ``AAPL.STK``, ``ESZ6``
+    -> ``ES.FUT.202612``). If that is not stored, the one stored key whose
+    first part SYMBOL is (``ES`` -> ``ES.FUT.202612``), so a stored key always
+    matches; several are ambiguous (ValidationError).
+    """
+    keys = set(store.tick_symbols()) if ticks else {k for ks in store.bar_symbols().values() for k in ks}
+    key = read_key(symbol)
+    if key in keys:
+        return key
+    exact = [k for k in keys if k.upper() == symbol.strip().upper()]
+    starts = exact or sorted(k for k in keys if k.split(".")[0].upper() == symbol.strip().upper())
+    if len(starts) == 1:
+        return starts[0]
+    if starts:
+        raise ValidationError(f"{symbol} is ambiguous: {', '.join(starts)}", candidates=starts)
+    what = "ticks recorded" if ticks else "bars stored"
+    raise NotFound(f"no {what} for {symbol} ({reading(symbol, key)}; see `trader history summary`)",
+                   symbol=symbol, key=key)
+
+
+def read_key(symbol: str) -> str | None:
+    """Return the contract key ``history get`` reads SYMBOL as (None: it needs its contract key)."""
+    try:
+        return job_key(symbol, datetime.now(UTC).date())
+    except ValidationError:
+        return None
+
+
+def reading(symbol: str, key: str | None) -> str:
+    """Return how SYMBOL was read, for an error message."""
+    if key is None:
+        return "not read as a symbol: give its contract key, e.g. ES.FUT.202612"
+    return "a contract key" if key == symbol.strip().upper() else f"read as {key}"

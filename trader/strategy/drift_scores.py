@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from trader.errors import Unavailable
 from trader.saved_hash import SavedHash
 
 log = logging.getLogger(__name__)
@@ -60,26 +62,49 @@ def decode_record(text: str) -> dict[str, Any]:
 
 
 class DriftScores:
-    """The strategies' last drift records in a Redis hash; see the module docstring."""
+    """The strategies' last drift records, in memory (``records``) and in a Redis hash; see the module docstring.
 
-    def __init__(self, redis: aioredis.Redis, key: str) -> None:
-        self.hash = SavedHash(redis, key)
+    ``publish(topic, payload)`` sends a new record on the bus (the service's
+    publisher); ``known(name)`` raises NotFound for a strategy the service
+    does not run. The hash is read, and bound, by :meth:`load`.
+    """
 
-    async def load(self) -> dict[str, dict[str, Any]]:
-        """Return every strategy's last record (none when Redis cannot be read: logged)."""
+    def __init__(self, key: str, *, publish: Callable[[str, Any], None] | None = None,
+                 known: Callable[[str], object] | None = None) -> None:
+        self.key = key
+        self.publish = publish
+        self.known = known
+        self.hash: SavedHash | None = None  # once :meth:`load` has Redis
+        self.records: dict[str, dict[str, Any]] = {}  # strategy -> its last record
+
+    async def load(self, redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
+        """Read every strategy's last record from ``redis`` into ``records``; return them (none if unreadable: logged)."""
+        self.hash = SavedHash(redis, self.key)
         try:
             saved = await self.hash.load()
         except RedisError as exc:
             log.warning("cannot read the saved drift scores (%s): none shown until the next run", exc)
-            return {}
-        out = {}
+            return self.records
         for name, text in saved.items():
             try:
-                out[name] = decode_record(text)
+                self.records[name] = decode_record(text)
             except (ValueError, ArithmeticError) as exc:
                 log.warning("saved drift record of %s unreadable (%s): ignored", name, exc)
-        return out
+        return self.records
+
+    async def record(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Take ``name``'s new record (strategy_service's ``record_drift``): publish, keep for ``list``, save."""
+        if self.known is not None:
+            self.known(name)
+        self.records[name] = record
+        if self.publish is not None:
+            self.publish(f"strategy.{name}.drift", record)
+        log.info("drift of %s: score %s", name, record.get("score"))
+        await self.save(name, record)
+        return record
 
     async def save(self, name: str, record: dict[str, Any]) -> None:
-        """Remember ``name``'s last record; a failure is logged."""
+        """Remember ``name``'s last record in Redis; a failure is logged."""
+        if self.hash is None:
+            raise Unavailable("the drift scores are not read yet (strategy_service is starting)")
         await self.hash.set(name, encode_record(record), lost="a restart shows the previous score")
