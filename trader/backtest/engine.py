@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trader.backtest.frames import Simulation, result_frames
+from trader.backtest.kernel import call_sequence
 from trader.backtest.orders import SEC_CODES, Plan, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
@@ -105,20 +107,27 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
         close = close[row_of]
     close_cols = close if n_inst == 1 else np.tile(close, (1, n_combos))  # one instrument: vectorbt broadcasts
     grouped = n_inst > 1  # one instrument: a combo is a column, no group to share cash in (and faster)
+    call_seq: Any = "default"
+    if grouped:  # vectorbt pays a row's fills in the kernel's order (SELLs first), so it refuses none of them
+        call_seq = np.empty((n_rows, n_cols), dtype=np.int64, order="F")
+        call_seq[:] = np.tile(np.arange(n_inst, dtype=np.int64), n_combos)
+        call_sequence(call_seq, booked_rows, plan.col, n_inst)
     portfolio = vbt.Portfolio.from_orders(
         close=close_cols, size=size, size_type="amount", direction="both", price=price, fees=0.0,
         fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=grouped,
         group_by=np.repeat(np.arange(n_combos), n_inst) if grouped else None,
-        call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True,
+        call_seq=call_seq, allow_partial=False, raise_reject=False, ffill_val_price=True,
         fillna_close=False,  # the close is filled already (_valuation_close)
         max_orders=max(1, len(plan.col)))  # vectorbt books at most the planned fills: no bars x columns records
     skipped: list[str] = []
+    if plan.refused is not None:
+        skipped.extend(_refused(plan.refused, np.ones(len(plan.refused.col), dtype=bool), index, instruments, combos))
     booked = portfolio.order_records
-    if len(booked) != len(plan.col):  # vectorbt refused what the cash could not pay: not filled, not listed
+    if len(booked) != len(plan.col):  # the kernel paid what vectorbt would not (a float hair): dropped, named
         kept = np.isin(booked_rows * n_cols + plan.col, booked["idx"] * n_cols + booked["col"])
         skipped.extend(_refused(plan, ~kept, index, instruments, combos))
         log.warning("vectorbt booked %d of %d orders (not enough cash for the rest)", len(booked), len(plan.col))
-        plan = Plan(*(getattr(plan, name)[kept] for name in _PLAN_ARRAYS), passes=plan.passes)
+        plan = Plan(*(getattr(plan, name)[kept] for name in _PLAN_ARRAYS), passes=plan.passes, refused=plan.refused)
     value = np.asarray(portfolio.value()).reshape(n_rows, n_combos)
     equity = pd.DataFrame(value if keep is None else value[keep], index=index, columns=combos)
     counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
@@ -134,7 +143,7 @@ _LISTED = 20
 
 def _refused(plan: Plan, refused: np.ndarray, index: pd.DatetimeIndex, instruments: list[str],
              combos: pd.Index) -> list[str]:
-    """Return what the orders vectorbt refused for want of cash were (the first ``_LISTED``, then a count)."""
+    """Return what the orders refused for want of cash were (the first ``_LISTED``, then a count)."""
     n_inst = len(instruments)
     where = np.flatnonzero(refused)
     out = [f"{instruments[plan.col[k] % n_inst]}: {'BUY' if plan.size[k] > 0 else 'SELL'} {abs(plan.size[k]):g} "

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["REASON_NAMES", "change_kernel", "fee_nb", "order_kernel", "scan_changes"]
+__all__ = ["REASON_NAMES", "call_sequence", "change_kernel", "fee_nb", "order_kernel", "refuses", "scan_changes"]
 
 REASON_NAMES = ("signal", "stop_loss", "take_profit")
 _EPS = 1e-9
@@ -65,6 +65,37 @@ def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
         amount = max(comm[1], comm[0] * q)
         amount = min(amount, comm[2] / 100.0 * q * abs(price))
     return np.round(amount * 100.0) / 100.0
+
+
+@njit(cache=True, inline="always")
+def _lot_size(raw: float, lot: float) -> tuple[float, bool]:
+    """Return ``raw`` rounded toward zero to the lot, and whether it lies within a hair of a lot boundary."""
+    units = abs(raw) / lot
+    whole = np.floor(units)
+    near = np.floor(units + 1e-7 * max(1.0, units))
+    q = whole * lot if raw >= 0 else -whole * lot
+    return q, near != whole or units - whole < 1e-7 * max(1.0, units)
+
+
+@njit(cache=True, inline="always")
+def _slipped(o: float, size: float, slip: float) -> float:
+    """Return the fill price of ``size`` at ``o``: slippage against the trader (BUY up, SELL down)."""
+    return np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
+
+
+@njit(cache=True, inline="always")
+def _paid(cash: float, size: float, price: float, fee: float) -> bool:
+    """Return whether the account can pay a fill: vectorbt's rule (a cash account), so it books every fill.
+
+    A BUY needs ``size * price + fee`` in cash (vectorbt's tolerance: 1e-9
+    relative); a SELL is refused only when its fee exceeds its proceeds.
+    """
+    if size < 0:
+        return -size * price - fee >= 0.0
+    if abs(cash) <= 1e-12:
+        return False
+    cost = size * price + fee
+    return cost <= cash or abs(cost - cash) <= max(1e-9 * max(abs(cost), abs(cash)), 1e-12)
 
 
 @njit(cache=True)
@@ -102,18 +133,37 @@ def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]
 
 
 @njit(cache=True)
+def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
+    if keys.shape[0] == 0:
+        return default
+    k = np.searchsorted(keys, key)
+    return values[k] if k < keys.shape[0] and keys[k] == key else default
+
+
+@njit(cache=True, inline="always")
+def _on_tick(level: float, tick: float, up: bool) -> float:
+    """Return ``level`` on the ``tick`` grid, rounded up or down (live's cautious side); NaN tick: unrounded."""
+    if np.isnan(tick) or np.isnan(level):
+        return level
+    ticks = np.round(level / tick, 6)
+    return np.round((np.ceil(ticks) if up else np.floor(ticks)) * tick, 9)
+
+
+@njit(cache=True)
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                  t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
-                 cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
-                 f_key: np.ndarray, f_val: np.ndarray, changes: int):
+                 cash0: float, comm: np.ndarray, sec: np.ndarray, tick: np.ndarray, q_key: np.ndarray,
+                 q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray, changes: int):
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
     Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
     instruments), column ``combo * n + instrument``; for kind 0, ``t_qty[k]``
     is the quantity of target ``t_vals[k]`` (``t_vals`` sorted).
-    ``sl``/``tp`` are percents (NaN: none). Returns ``(col, decided, row, size,
-    price, fee, reason)`` of each fill and ``(col, row, target, price, equity,
-    qty)`` of each flagged sizing.
+    ``sl``/``tp`` are percents (NaN: none); ``tick`` each instrument's price
+    increment (NaN: unknown, levels unrounded). Returns ``(col, decided, row,
+    size, price, fee, reason, filled)`` of each order (``filled`` False: refused
+    for want of cash, see :func:`_paid`) and ``(col, row, target, price,
+    equity, qty)`` of each flagged sizing.
     """
     n_bars, n_inst = open_.shape
     n_cols = targets.shape[1]
@@ -126,14 +176,13 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     o_price = np.empty(cap, np.float64)
     o_fee = np.empty(cap, np.float64)
     o_reason = np.empty(cap, np.int8)
+    o_ok = np.empty(cap, np.bool_)
     fcap = cap if kind != 0 else 1
     g_col = np.empty(fcap, np.int64)
     g_row = np.empty(fcap, np.int64)
     g_val = np.empty((fcap, 4), np.float64)
     n = 0
     nf = 0
-    qp = 0
-    fp = 0
     tol = lot * _EPS
     bracket = not (np.isnan(sl) and np.isnan(tp))
     for g in range(n_combos):
@@ -149,38 +198,39 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
         entry_row = np.full(n_inst, -1, np.int64)
         for t in range(n_bars):
             base = (g * n_bars + t) * n_inst
-            # 1. the orders decided at the last close fill at this open
-            for i in range(n_inst):
-                o = open_[t, i]
-                if np.isnan(o) or pend[i] == 0.0:
-                    continue
-                size = pend[i]
-                price = np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
-                fee = fee_nb(comm, sec[i], size, price)
-                while fp < f_key.shape[0] and f_key[fp] < base + i:
-                    fp += 1
-                if fp < f_key.shape[0] and f_key[fp] == base + i:
-                    fee = f_val[fp]
-                cash -= size * price + fee
-                pos[i] += size
-                if abs(pos[i]) < tol:
-                    pos[i] = 0.0
-                o_col[n] = g * n_inst + i
-                o_dec[n] = pend_dec[i]
-                o_row[n] = t
-                o_size[n] = size
-                o_price[n] = price
-                o_fee[n] = fee
-                o_reason[n] = 0
-                n += 1
-                stop[i] = np.nan
-                take[i] = np.nan
-                if pend_flat[i] and pos[i] != 0.0:
-                    side = 1.0 if pos[i] > 0 else -1.0
-                    stop[i] = np.round(price * (1.0 - side * sl / 100.0), 9)
-                    take[i] = np.round(price * (1.0 + side * tp / 100.0), 9)
-                    entry_row[i] = t
-                pend[i] = 0.0
+            # 1. the orders decided at the last close fill at this open: the SELLs first (they free cash)
+            for phase in range(2):
+                for i in range(n_inst):
+                    o = open_[t, i]
+                    if np.isnan(o) or pend[i] == 0.0 or (pend[i] > 0) != (phase == 1):
+                        continue
+                    size = pend[i]
+                    price = _slipped(o, size, slip)
+                    fee = _lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, price))
+                    ok = _paid(cash, size, price, fee)
+                    o_col[n] = g * n_inst + i
+                    o_dec[n] = pend_dec[i]
+                    o_row[n] = t
+                    o_size[n] = size
+                    o_price[n] = price
+                    o_fee[n] = fee
+                    o_reason[n] = 0
+                    o_ok[n] = ok
+                    n += 1
+                    pend[i] = 0.0
+                    stop[i] = np.nan  # live cancels the exits before an order that changes the position
+                    take[i] = np.nan
+                    if not ok:  # refused: the position stays, the target stays traded (live: self.targets)
+                        continue
+                    cash -= size * price + fee
+                    pos[i] += size
+                    if abs(pos[i]) < tol:
+                        pos[i] = 0.0
+                    if pend_flat[i] and pos[i] != 0.0:  # live anchors on the quote a market order fills at
+                        side = 1.0 if pos[i] > 0 else -1.0
+                        stop[i] = _on_tick(np.round(price * (1.0 - side * sl / 100.0), 9), tick[i], side < 0)
+                        take[i] = _on_tick(np.round(price * (1.0 + side * tp / 100.0), 9), tick[i], side > 0)
+                        entry_row[i] = t
             # 2. a bracket child crossed from the entry's bar on exits the position
             for i in range(n_inst if bracket else 0):
                 if pos[i] == 0.0 or entry_row[i] > t or np.isnan(open_[t, i]):
@@ -207,13 +257,8 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 if reason == 0:
                     continue
                 size = -pos[i]
-                fee = fee_nb(comm, sec[i], size, px)
-                while fp < f_key.shape[0] and f_key[fp] < base + i:
-                    fp += 1
-                if fp < f_key.shape[0] and f_key[fp] == base + i:
-                    fee = f_val[fp]
-                cash -= size * px + fee
-                pos[i] = 0.0
+                fee = _lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, px))
+                ok = _paid(cash, size, px, fee)
                 o_col[n] = g * n_inst + i
                 o_dec[n] = -1
                 o_row[n] = t
@@ -221,9 +266,13 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 o_price[n] = px
                 o_fee[n] = fee
                 o_reason[n] = reason
+                o_ok[n] = ok
                 n += 1
                 stop[i] = np.nan
                 take[i] = np.nan
+                if ok:
+                    cash -= size * px + fee
+                    pos[i] = 0.0
             # 3. at the close: mark the equity, trade the targets that changed
             equity = cash
             for i in range(n_inst if kind == 2 else 0):  # only equity sizing reads it
@@ -246,22 +295,16 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         if equity <= 0.0:
                             continue  # live: a SignalError, the target stays untraded
                         raw = v * value / 100.0 * equity / px
-                    units = abs(raw) / lot
-                    whole = np.floor(units)
-                    near = np.floor(units + 1e-7 * max(1.0, units))
-                    if near != whole or units - whole < 1e-7 * max(1.0, units):
+                    q, flagged = _lot_size(raw, lot)
+                    if flagged:
                         g_col[nf] = c
                         g_row[nf] = t
                         g_val[nf, 0] = v
                         g_val[nf, 1] = px
                         g_val[nf, 2] = equity
-                        g_val[nf, 3] = whole * lot if raw >= 0 else -whole * lot
+                        g_val[nf, 3] = q
                         nf += 1
-                    q = whole * lot if raw >= 0 else -whole * lot
-                    while qp < q_key.shape[0] and q_key[qp] < base + i:
-                        qp += 1
-                    if qp < q_key.shape[0] and q_key[qp] == base + i:
-                        q = q_val[qp]
+                    q = _lookup(q_key, q_val, base + i, q)
                 last_target[i] = v
                 delta = np.round((q - pos[i] - pend[i]) / lot) * lot
                 if abs(delta) > tol:
@@ -270,28 +313,22 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         pend[i] = 0.0
                     pend_dec[i] = t
                     pend_flat[i] = pos[i] == 0.0
-    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
+    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n], o_ok[:n],
             g_col[:nf], g_row[:nf], g_val[:nf])
 
 
 @njit(cache=True)
-def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
-    if keys.shape[0] == 0:
-        return default
-    k = np.searchsorted(keys, key)
-    return values[k] if k < keys.shape[0] and keys[k] == key else default
-
-
-@njit(cache=True)
 def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_vals: np.ndarray, t_qty: np.ndarray,
-                  kind: int, value: float, lot: float, slip: float, comm: np.ndarray, sec: np.ndarray,
+                  kind: int, value: float, lot: float, slip: float, cash0: float, comm: np.ndarray, sec: np.ndarray,
                   q_key: np.ndarray, q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray,
                   changes: int):
     """Return what :func:`order_kernel` returns, for sizing that reads no equity and no stop or take profit.
 
-    Then nothing couples the columns or the bars between two changes of
-    target, so each column is walked on its own and only its changes do work:
-    the same fills, in column order (the caller puts them in the kernel's).
+    Then nothing couples the bars between two changes of target, so each
+    column is walked on its own and only its changes do work: the same
+    fills, in column order (the caller puts them in the kernel's). A column's
+    cash (``cash0``: NaN for none) is its own only with one instrument; with
+    more, the caller checks the shared cash afterwards (:func:`refuses`).
     """
     n_bars, n_inst = open_.shape
     cap = changes + 1
@@ -302,6 +339,7 @@ def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_v
     o_price = np.empty(cap, np.float64)
     o_fee = np.empty(cap, np.float64)
     o_reason = np.zeros(cap, np.int8)
+    o_ok = np.ones(cap, np.bool_)
     fcap = cap if kind != 0 else 1
     g_col = np.empty(fcap, np.int64)
     g_row = np.empty(fcap, np.int64)
@@ -309,10 +347,12 @@ def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_v
     n = 0
     nf = 0
     tol = lot * _EPS
+    checked = not np.isnan(cash0)
     for c in range(targets.shape[1]):
         g, i = c // n_inst, c % n_inst
         last = np.nan
         pos = 0.0
+        cash = cash0
         for t in range(n_bars):
             v = targets[t, c]
             if np.isnan(v) or v == last:
@@ -324,12 +364,8 @@ def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_v
             if kind == 0:
                 q = t_qty[np.searchsorted(t_vals, v)]
             else:
-                raw = v * value / px
-                units = abs(raw) / lot
-                whole = np.floor(units)
-                q = whole * lot if raw >= 0 else -whole * lot
-                near = np.floor(units + 1e-7 * max(1.0, units))
-                if near != whole or units - whole < 1e-7 * max(1.0, units):
+                q, flagged = _lot_size(v * value / px, lot)
+                if flagged:
                     g_col[nf] = c
                     g_row[nf] = t
                     g_val[nf, 0] = v
@@ -347,11 +383,8 @@ def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_v
                 r += 1
             if r == n_bars:
                 break  # decided at the last bar: no bar to fill at
-            price = np.round(open_[r, i] * (1.0 + slip) if delta > 0 else open_[r, i] * (1.0 - slip), 9)
+            price = _slipped(open_[r, i], delta, slip)
             fee = _lookup(f_key, f_val, (g * n_bars + r) * n_inst + i, fee_nb(comm, sec[i], delta, price))
-            pos += delta
-            if abs(pos) < tol:
-                pos = 0.0
             o_col[n] = c
             o_dec[n] = t
             o_row[n] = r
@@ -359,5 +392,60 @@ def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_v
             o_price[n] = price
             o_fee[n] = fee
             n += 1
-    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
+            if checked and not _paid(cash, delta, price, fee):
+                o_ok[n - 1] = False  # refused: the position stays, the target stays traded (as live)
+                continue
+            cash -= delta * price + fee
+            pos += delta
+            if abs(pos) < tol:
+                pos = 0.0
+    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n], o_ok[:n],
             g_col[:nf], g_row[:nf], g_val[:nf])
+
+
+@njit(cache=True)
+def refuses(col: np.ndarray, size: np.ndarray, price: np.ndarray, fee: np.ndarray, n_inst: int,
+            cash0: float) -> bool:
+    """Return whether a fill (in the kernel's order: combo, bar, SELLs first) finds its combo's cash short."""
+    cash = cash0
+    group = -1
+    for k in range(col.shape[0]):
+        g = col[k] // n_inst
+        if g != group:
+            group = g
+            cash = cash0
+        if not _paid(cash, size[k], price[k], fee[k]):
+            return True
+        cash -= size[k] * price[k] + fee[k]
+    return False
+
+
+@njit(cache=True)
+def call_sequence(seq: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_inst: int) -> None:
+    """Write into ``seq`` (rows x columns, each group's columns in order) the kernel's order of each row's fills.
+
+    vectorbt calls a group's columns in this order at each row (its
+    ``call_seq``): the fills (``rows``/``cols`` in the kernel's order) first,
+    as the kernel paid them, then the columns without one.
+    """
+    n = rows.shape[0]
+    k = 0
+    used = np.zeros(n_inst, np.bool_)
+    while k < n:
+        r = rows[k]
+        g = cols[k] // n_inst
+        j = k
+        while j < n and rows[j] == r and cols[j] // n_inst == g:
+            j += 1
+        if j - k > 1:
+            used[:] = False
+            p = 0
+            for m in range(k, j):
+                seq[r, g * n_inst + p] = cols[m] % n_inst
+                used[cols[m] % n_inst] = True
+                p += 1
+            for i in range(n_inst):
+                if not used[i]:
+                    seq[r, g * n_inst + p] = i
+                    p += 1
+        k = j
