@@ -7,7 +7,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from trader.backtest.kernel import change_kernel, fee_nb, order_kernel, scan_changes
+from trader.backtest.kernel import fee_nb, order_kernel, scan_changes
+from trader.backtest.kernel_changes import change_kernel
 from trader.backtest.orders import _comm_array, exact_fees
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from trader.backtest.frames import Simulation, result_frames
-from trader.backtest.kernel import call_sequence
+from trader.backtest.kernel_changes import call_sequence
 from trader.backtest.orders import SEC_CODES, Plan, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
@@ -63,12 +63,14 @@ def align(bars: dict[str, pd.DataFrame]) -> tuple[pd.DatetimeIndex, dict[str, np
 
 
 def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], config: StrategyConfig,
-             settings: BacktestSettings) -> Simulation:
+             settings: BacktestSettings, *, ticks: dict[str, float] | None = None) -> Simulation:
     """Trade ``targets`` (instrument -> bars x combos) on ``bars`` with ``config``'s sizing; book it in vectorbt.
 
     Every instrument's targets have the same columns (the combos) and its
     bars' index. One vectorbt ``from_orders`` call books every combo, each a
-    group sharing ``settings.initial_cash`` across its instruments.
+    group sharing ``settings.initial_cash`` across its instruments. ``ticks``:
+    instrument -> price increment, to round the stop loss and take profit
+    levels as live does (unknown by default: unrounded, see trader.backtest.kernel).
     """
     import vectorbt as vbt
 
@@ -92,7 +94,8 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     sec = np.array([SEC_CODES.get(sec_type_of(name), 0) for name in instruments], dtype=np.int64)
     plan = plan_orders(prices["open"], prices["high"], prices["low"], prices["close"], matrix, config,
                        initial_cash=float(settings.initial_cash), slippage=float(settings.slippage),
-                       commission_config=settings.commission, sec=sec)
+                       commission_config=settings.commission, sec=sec,
+                       tick=np.array([(ticks or {}).get(name, np.nan) for name in instruments], dtype=np.float64))
     n_cols = n_combos * n_inst
     booked_rows, row_of, keep = _book_rows(plan, n_bars, n_cols)
     n_rows = len(row_of)
@@ -187,12 +190,13 @@ def _valuation_close(close: np.ndarray) -> np.ndarray:
 
 
 def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings, *,
-        benchmark: pd.Series | None = None, skipped: list[str] | None = None) -> BacktestResult:
+        benchmark: pd.Series | None = None, skipped: list[str] | None = None,
+        ticks: dict[str, float] | None = None) -> BacktestResult:
     """Backtest ``strategy`` (its ``signals``, unchanged) over ``bars`` (instrument -> its bars) with ``settings``.
 
     ``benchmark`` (a close series, e.g. trader.backtest.data's) is aligned to
     the bars (its last close carried forward); ``skipped`` (what loading the
-    bars left out) heads the result's list.
+    bars left out) heads the result's list; ``ticks`` as :func:`simulate` takes them.
     """
     from trader.backtest.signals import target_frame
 
@@ -201,7 +205,7 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSet
     column = pd.Index([0])
     per_instrument = {name: pd.DataFrame(targets[name].to_numpy().reshape(-1, 1), index=targets.index,
                                          columns=column) for name in bars}
-    sim = simulate(bars, per_instrument, strategy.config, settings)
+    sim = simulate(bars, per_instrument, strategy.config, settings, ticks=ticks)
     result = result_frames(strategy, bars, targets, sim, settings)
     result.skipped = [*(skipped or []), *signal_skips, *sim.skipped]
     if benchmark is not None:

@@ -6,8 +6,19 @@ happen live:
 
 1. at a bar's open, the order decided at the instrument's previous close
    fills at the open with slippage against the trader (BUY ``open * (1 + s)``,
-   SELL ``open * (1 - s)``) and pays its commission; an order that opens a
-   position from flat gets its stop loss and take profit, priced off the fill;
+   SELL ``open * (1 - s)``) and pays its commission, the SELLs first (they
+   free cash). A fill the cash cannot pay is refused (:func:`paid`, vectorbt's
+   rule: a cash account): the position stays, and the target stays the one
+   last traded, as live remembers a target whose order was refused
+   (trader.strategy.orders ``_trade`` sets ``targets`` before placing), so
+   the next change is sized against the position really held. An order that
+   opens a position from flat gets its stop loss and take profit: live
+   anchors them on the reference price (the quote a market order is expected
+   to fill at, trader.trading.requests), here the slipped open, and rounds
+   them to the tick on the cautious side (``rounding_for``: a SELL stop and a
+   BUY limit down, a BUY stop and a SELL limit up); with the tick unknown
+   (``tick`` NaN, the default: bars carry no contract details) they stay
+   unrounded, so a stop within a tick of a bar's low may trigger a bar apart;
 2. from the entry's own bar on (live, the bracket works from the fill at the
    open, and that bar's low and high come after it), a low or high crossing
    the stop (or the take profit) exits the whole position at that price, or
@@ -31,8 +42,9 @@ function and, if that differs, run again with the answer as an override
 Override keys are ``(combo * bars + row) * instruments + instrument``,
 ascending.
 
-The accounting here is only what sizing needs (the equity at each close);
-vectorbt books the orders afterwards (trader.backtest.engine).
+The accounting here is what sizing and the cash check need (the cash after
+each fill, the equity at each close); vectorbt books the orders afterwards
+(trader.backtest.engine), called in the kernel's order, so it refuses none.
 """
 
 from __future__ import annotations
@@ -40,10 +52,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["REASON_NAMES", "call_sequence", "change_kernel", "fee_nb", "order_kernel", "refuses", "scan_changes"]
+__all__ = ["REASON_NAMES", "fee_nb", "lookup", "lot_size", "order_kernel", "paid", "scan_changes", "slipped"]
 
 REASON_NAMES = ("signal", "stop_loss", "take_profit")
-_EPS = 1e-9
+EPS = 1e-9
 
 
 @njit(cache=True)
@@ -68,7 +80,7 @@ def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _lot_size(raw: float, lot: float) -> tuple[float, bool]:
+def lot_size(raw: float, lot: float) -> tuple[float, bool]:
     """Return ``raw`` rounded toward zero to the lot, and whether it lies within a hair of a lot boundary."""
     units = abs(raw) / lot
     whole = np.floor(units)
@@ -78,13 +90,13 @@ def _lot_size(raw: float, lot: float) -> tuple[float, bool]:
 
 
 @njit(cache=True, inline="always")
-def _slipped(o: float, size: float, slip: float) -> float:
+def slipped(o: float, size: float, slip: float) -> float:
     """Return the fill price of ``size`` at ``o``: slippage against the trader (BUY up, SELL down)."""
     return np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
 
 
 @njit(cache=True, inline="always")
-def _paid(cash: float, size: float, price: float, fee: float) -> bool:
+def paid(cash: float, size: float, price: float, fee: float) -> bool:
     """Return whether the account can pay a fill: vectorbt's rule (a cash account), so it books every fill.
 
     A BUY needs ``size * price + fee`` in cash (vectorbt's tolerance: 1e-9
@@ -133,7 +145,7 @@ def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]
 
 
 @njit(cache=True)
-def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
+def lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
     if keys.shape[0] == 0:
         return default
     k = np.searchsorted(keys, key)
@@ -162,7 +174,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     ``sl``/``tp`` are percents (NaN: none); ``tick`` each instrument's price
     increment (NaN: unknown, levels unrounded). Returns ``(col, decided, row,
     size, price, fee, reason, filled)`` of each order (``filled`` False: refused
-    for want of cash, see :func:`_paid`) and ``(col, row, target, price,
+    for want of cash, see :func:`paid`) and ``(col, row, target, price,
     equity, qty)`` of each flagged sizing.
     """
     n_bars, n_inst = open_.shape
@@ -183,7 +195,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     g_val = np.empty((fcap, 4), np.float64)
     n = 0
     nf = 0
-    tol = lot * _EPS
+    tol = lot * EPS
     bracket = not (np.isnan(sl) and np.isnan(tp))
     for g in range(n_combos):
         cash = cash0
@@ -205,9 +217,9 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                     if np.isnan(o) or pend[i] == 0.0 or (pend[i] > 0) != (phase == 1):
                         continue
                     size = pend[i]
-                    price = _slipped(o, size, slip)
-                    fee = _lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, price))
-                    ok = _paid(cash, size, price, fee)
+                    price = slipped(o, size, slip)
+                    fee = lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, price))
+                    ok = paid(cash, size, price, fee)
                     o_col[n] = g * n_inst + i
                     o_dec[n] = pend_dec[i]
                     o_row[n] = t
@@ -257,8 +269,8 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 if reason == 0:
                     continue
                 size = -pos[i]
-                fee = _lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, px))
-                ok = _paid(cash, size, px, fee)
+                fee = lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, px))
+                ok = paid(cash, size, px, fee)
                 o_col[n] = g * n_inst + i
                 o_dec[n] = -1
                 o_row[n] = t
@@ -295,7 +307,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         if equity <= 0.0:
                             continue  # live: a SignalError, the target stays untraded
                         raw = v * value / 100.0 * equity / px
-                    q, flagged = _lot_size(raw, lot)
+                    q, flagged = lot_size(raw, lot)
                     if flagged:
                         g_col[nf] = c
                         g_row[nf] = t
@@ -304,7 +316,7 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         g_val[nf, 2] = equity
                         g_val[nf, 3] = q
                         nf += 1
-                    q = _lookup(q_key, q_val, base + i, q)
+                    q = lookup(q_key, q_val, base + i, q)
                 last_target[i] = v
                 delta = np.round((q - pos[i] - pend[i]) / lot) * lot
                 if abs(delta) > tol:
@@ -315,137 +327,3 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                     pend_flat[i] = pos[i] == 0.0
     return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n], o_ok[:n],
             g_col[:nf], g_row[:nf], g_val[:nf])
-
-
-@njit(cache=True)
-def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_vals: np.ndarray, t_qty: np.ndarray,
-                  kind: int, value: float, lot: float, slip: float, cash0: float, comm: np.ndarray, sec: np.ndarray,
-                  q_key: np.ndarray, q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray,
-                  changes: int):
-    """Return what :func:`order_kernel` returns, for sizing that reads no equity and no stop or take profit.
-
-    Then nothing couples the bars between two changes of target, so each
-    column is walked on its own and only its changes do work: the same
-    fills, in column order (the caller puts them in the kernel's). A column's
-    cash (``cash0``: NaN for none) is its own only with one instrument; with
-    more, the caller checks the shared cash afterwards (:func:`refuses`).
-    """
-    n_bars, n_inst = open_.shape
-    cap = changes + 1
-    o_col = np.empty(cap, np.int64)
-    o_dec = np.empty(cap, np.int64)
-    o_row = np.empty(cap, np.int64)
-    o_size = np.empty(cap, np.float64)
-    o_price = np.empty(cap, np.float64)
-    o_fee = np.empty(cap, np.float64)
-    o_reason = np.zeros(cap, np.int8)
-    o_ok = np.ones(cap, np.bool_)
-    fcap = cap if kind != 0 else 1
-    g_col = np.empty(fcap, np.int64)
-    g_row = np.empty(fcap, np.int64)
-    g_val = np.empty((fcap, 4), np.float64)
-    n = 0
-    nf = 0
-    tol = lot * _EPS
-    checked = not np.isnan(cash0)
-    for c in range(targets.shape[1]):
-        g, i = c // n_inst, c % n_inst
-        last = np.nan
-        pos = 0.0
-        cash = cash0
-        for t in range(n_bars):
-            v = targets[t, c]
-            if np.isnan(v) or v == last:
-                continue
-            px = close[t, i]
-            if np.isnan(px):
-                continue
-            key = (g * n_bars + t) * n_inst + i
-            if kind == 0:
-                q = t_qty[np.searchsorted(t_vals, v)]
-            else:
-                q, flagged = _lot_size(v * value / px, lot)
-                if flagged:
-                    g_col[nf] = c
-                    g_row[nf] = t
-                    g_val[nf, 0] = v
-                    g_val[nf, 1] = px
-                    g_val[nf, 2] = np.nan
-                    g_val[nf, 3] = q
-                    nf += 1
-                q = _lookup(q_key, q_val, key, q)
-            last = v
-            delta = np.round((q - pos) / lot) * lot
-            if abs(delta) <= tol:
-                continue
-            r = t + 1
-            while r < n_bars and np.isnan(open_[r, i]):
-                r += 1
-            if r == n_bars:
-                break  # decided at the last bar: no bar to fill at
-            price = _slipped(open_[r, i], delta, slip)
-            fee = _lookup(f_key, f_val, (g * n_bars + r) * n_inst + i, fee_nb(comm, sec[i], delta, price))
-            o_col[n] = c
-            o_dec[n] = t
-            o_row[n] = r
-            o_size[n] = delta
-            o_price[n] = price
-            o_fee[n] = fee
-            n += 1
-            if checked and not _paid(cash, delta, price, fee):
-                o_ok[n - 1] = False  # refused: the position stays, the target stays traded (as live)
-                continue
-            cash -= delta * price + fee
-            pos += delta
-            if abs(pos) < tol:
-                pos = 0.0
-    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n], o_ok[:n],
-            g_col[:nf], g_row[:nf], g_val[:nf])
-
-
-@njit(cache=True)
-def refuses(col: np.ndarray, size: np.ndarray, price: np.ndarray, fee: np.ndarray, n_inst: int,
-            cash0: float) -> bool:
-    """Return whether a fill (in the kernel's order: combo, bar, SELLs first) finds its combo's cash short."""
-    cash = cash0
-    group = -1
-    for k in range(col.shape[0]):
-        g = col[k] // n_inst
-        if g != group:
-            group = g
-            cash = cash0
-        if not _paid(cash, size[k], price[k], fee[k]):
-            return True
-        cash -= size[k] * price[k] + fee[k]
-    return False
-
-
-@njit(cache=True)
-def call_sequence(seq: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_inst: int) -> None:
-    """Write into ``seq`` (rows x columns, each group's columns in order) the kernel's order of each row's fills.
-
-    vectorbt calls a group's columns in this order at each row (its
-    ``call_seq``): the fills (``rows``/``cols`` in the kernel's order) first,
-    as the kernel paid them, then the columns without one.
-    """
-    n = rows.shape[0]
-    k = 0
-    used = np.zeros(n_inst, np.bool_)
-    while k < n:
-        r = rows[k]
-        g = cols[k] // n_inst
-        j = k
-        while j < n and rows[j] == r and cols[j] // n_inst == g:
-            j += 1
-        if j - k > 1:
-            used[:] = False
-            p = 0
-            for m in range(k, j):
-                seq[r, g * n_inst + p] = cols[m] % n_inst
-                used[cols[m] % n_inst] = True
-                p += 1
-            for i in range(n_inst):
-                if not used[i]:
-                    seq[r, g * n_inst + p] = i
-                    p += 1
-        k = j

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trader.backtest.kernel import change_kernel, order_kernel, refuses, scan_changes
+from trader.backtest.kernel import order_kernel, scan_changes
+from trader.backtest.kernel_changes import change_kernel, refuses
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
