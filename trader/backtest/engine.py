@@ -27,6 +27,7 @@ from trader.backtest.kernel_changes import call_sequence
 from trader.backtest.orders import SEC_CODES, Plan, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
+from trader.backtest.signals import common_index
 from trader.domain.contract_key import is_key, parse_key
 from trader.domain.enums import SecType
 from trader.strategy.base import Strategy, StrategyConfig
@@ -55,9 +56,7 @@ def align(bars: dict[str, pd.DataFrame]) -> tuple[pd.DatetimeIndex, dict[str, np
     if len(frames) == 1:
         index = frames[0].index
         return index, {name: frames[0][name].to_numpy(np.float64).reshape(-1, 1) for name in _PRICES}
-    index = frames[0].index
-    for frame in frames[1:]:
-        index = index.union(frame.index)
+    index = common_index(bars)
     arrays = {name: np.column_stack([f[name].reindex(index).to_numpy(np.float64) for f in frames]) for name in _PRICES}
     return index, arrays
 
@@ -198,10 +197,11 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSet
     the bars (its last close carried forward); ``skipped`` (what loading the
     bars left out) heads the result's list; ``ticks`` as :func:`simulate` takes them.
     """
-    from trader.backtest.signals import target_frame
+    from trader.backtest.signals import target_frame, window_check
 
     started = time.perf_counter()
     targets, signal_skips = target_frame(strategy, bars)
+    signal_skips += window_check(strategy, bars, targets)
     column = pd.Index([0])
     per_instrument = {name: pd.DataFrame(targets[name].to_numpy().reshape(-1, 1), index=targets.index,
                                          columns=column) for name in bars}
