@@ -22,6 +22,7 @@ class Given(Strategy):
                  **settings: Any) -> None:
         super().__init__(config or StrategyConfig(**settings))
         self.given = targets
+        self.history: dict[str, pd.DatetimeIndex] = {}  # the bars of the whole-history call, per instrument
 
     def signals(self, prices: pd.DataFrame) -> pd.Series:
         targets = self.given
@@ -29,6 +30,12 @@ class Given(Strategy):
             targets = targets[prices.attrs["instrument"]]
         if not isinstance(targets, (list, tuple, np.ndarray)):
             return targets  # a broken strategy's answer, as is
+        instrument = prices.attrs.get("instrument", "")
+        history = self.history.get(instrument)
+        if len(targets) != len(prices) and history is not None and prices.index.isin(history).all():
+            targets = [targets[k] for k in history.get_indexer(prices.index)]  # live's window: its bars' targets
+        elif len(targets) == len(prices):
+            self.history[instrument] = prices.index
         return pd.Series(list(targets), index=prices.index, dtype=object if _mixed(targets) else None)
 
 

@@ -90,3 +90,16 @@ def test_a_broken_file_is_a_validation_error_naming_it(tmp_path: Path) -> None:
     path.write_text("time,open,high,low\n2024-03-04T14:30:00Z,1,2,0.5\n")
     with pytest.raises(ValidationError, match=r"broken.csv.*close"):
         load_bars(["AAPL"], "1m", BacktestSettings(data=path))
+
+
+def test_a_future_symbol_read_from_a_file_names_the_contract_of_the_run_s_dates_not_of_today(tmp_path: Path) -> None:
+    path = tmp_path / "es.csv"
+    frame = session_bars().reset_index()
+    frame["symbol"] = "ES.FUT.202412"
+    frame.to_csv(path, index=False)
+    # ESZ4 is the December contract of the decade around the day: the run's start, whatever day it runs on
+    loaded = load_bars(["ESZ4"], "1m", BacktestSettings(data=path, start=datetime(2024, 3, 1)))
+    assert list(loaded.bars) == ["ES.FUT.202412"] and len(loaded.bars["ES.FUT.202412"]) == 120
+    with pytest.raises(ValidationError, match=r"'ESZ4' names another contract on each day: give its contract key"):
+        load_bars(["ESZ4"], "1m", BacktestSettings(data=path))
+    assert list(load_bars(["ES.FUT.202412"], "1m", BacktestSettings(data=path)).bars) == ["ES.FUT.202412"]

@@ -104,3 +104,19 @@ def test_a_bar_booked_on_two_rows_leaves_every_combo_and_instrument_on_its_bars(
                                                                        mine["reason"], strict=True)] == [
         ("AAPL", "14:31", "signal"), ("AAPL", "14:31", "stop_loss"), ("MSFT", "14:32", "signal"),
         ("MSFT", "14:34", "take_profit")]
+
+
+def test_with_a_known_tick_the_levels_are_rounded_to_it_on_the_cautious_side_as_live() -> None:
+    # entry 10.03: stop 5 % below = 9.5285, take profit 10 % above = 11.033; live rounds a SELL stop down (9.52)
+    # and a SELL limit up (11.04): a low of 9.525 stops out unrounded, not on the 0.01 grid
+    bars = make_bars([10.03, 10.03, 10.03, 10.03], lows=[10.0, 10.0, 9.525, 10.0], highs=[10.1, 10.1, 10.1, 11.035])
+    unrounded = run(Given([1, 1, 1, 1], **BRACKET), {"AAPL": bars}, BacktestSettings())
+    assert fills(unrounded)[1] == ("14:32", "SELL", Decimal(100), Decimal("9.5285"), "stop_loss")
+    on_tick = run(Given([1, 1, 1, 1], **BRACKET), {"AAPL": bars}, BacktestSettings(), ticks={"AAPL": 0.01})
+    assert fills(on_tick)[1:] == []  # 9.525 > 9.52 and 11.035 < 11.04: neither child is touched
+    short = run(Given([-1, -1, -1, -1], **BRACKET), {"AAPL": bars}, BacktestSettings(), ticks={"AAPL": 0.01})
+    # short at 10.03: a BUY stop 10.5315 rounds up to 10.54 (14:33's high 11.035 crosses it), 9.027 down to 9.02
+    assert fills(short)[1:] == [("14:33", "BUY", Decimal(100), Decimal("10.54"), "stop_loss")]
+    rounded = make_bars([10.03] * 4, lows=[10.0, 10.0, 9.52, 10.0])
+    hit = run(Given([1, 1, 1, 1], **BRACKET), {"AAPL": rounded}, BacktestSettings(), ticks={"AAPL": 0.01})
+    assert fills(hit)[1] == ("14:32", "SELL", Decimal(100), Decimal("9.52"), "stop_loss")

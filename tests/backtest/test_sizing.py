@@ -94,3 +94,31 @@ def test_an_order_the_cash_cannot_pay_is_refused_not_filled_and_named() -> None:
     assert result.orders.empty and result.positions["AAPL"].tolist() == [0, 0, 0, 0]
     assert result.skipped == ["AAPL: BUY 200 at 2024-01-02T14:31:00+00:00 refused: not enough cash"]
     assert result.equity.tolist() == [1000.0] * 4
+
+
+def test_after_a_refused_order_the_next_target_is_sized_from_the_position_really_held() -> None:
+    bars = make_bars([10] * 6, close_add=0.0)
+    quantity = {"kind": "quantity", "value": 200}
+    result = run(Given([1, 1, -1, -1, 0, 0], sizing=quantity), {"AAPL": bars}, BacktestSettings(initial_cash=1000))
+    # BUY 200 (2000) is refused; live remembers the target and the ledger still holds 0: SELL 200, then BUY 200
+    assert result.positions["AAPL"].tolist() == [0, 0, 0, -200, -200, 0]
+    assert [(o.side, int(o.quantity)) for o in result.orders.itertuples()] == [("SELL", 200), ("BUY", 200)]
+    assert result.skipped == ["AAPL: BUY 200 at 2024-01-02T14:31:00+00:00 refused: not enough cash"]
+    reviewer = run(Given([1, 1, -1, -1, 1, 1], sizing=quantity), {"AAPL": bars}, BacktestSettings(initial_cash=1000))
+    # a cash account: the short's 2000 and the 1000 cannot pay BUY 400 (4000); the short stays, never -400
+    assert reviewer.positions["AAPL"].tolist() == [0, 0, 0, -200, -200, -200]
+    assert reviewer.skipped[1] == "AAPL: BUY 400 at 2024-01-02T14:35:00+00:00 refused: not enough cash"
+
+
+def test_at_one_open_the_sells_pay_for_the_buys_and_a_short_cash_refuses_in_kernel_and_vectorbt_alike() -> None:
+    aapl = make_bars([10] * 6, close_add=0.0)
+    msft = make_bars([10] * 6, close_add=0.0, instrument="MSFT")
+    given = {"AAPL": [0, 0, 1, 1, 1, 1], "MSFT": [1, 1, 0, 0, 1, 1]}
+    result = run(Given(given, instruments=["AAPL", "MSFT"], sizing={"kind": "quantity", "value": 100}),
+                 {"AAPL": aapl, "MSFT": msft}, FREE.model_copy(update={"initial_cash": Decimal(1500)}))
+    # 14:33: AAPL BUY 100 (1000) is paid by MSFT's SELL 100 at the same open (500 cash before it): SELLs first;
+    # 14:35: MSFT BUY 100 finds 500: refused, and vectorbt books exactly the kernel's fills
+    assert result.positions["AAPL"].tolist() == [0, 0, 0, 100, 100, 100]
+    assert result.positions["MSFT"].tolist() == [0, 100, 100, 0, 0, 0]
+    assert result.skipped == ["MSFT: BUY 100 at 2024-01-02T14:35:00+00:00 refused: not enough cash"]
+    assert result.equity.tolist() == [1500.0] * 6

@@ -124,6 +124,7 @@ def evaluate(job: SweepPayload, combos: list[dict[str, Any]]) -> pd.DataFrame:
     simulation = simulate(job.bars, targets_of(job, combos), job.config, job.settings)
     metrics = combo_metrics(simulation.equity, simulation.trade_count, simulation.fees, bar_size=job.bar_size,
                             risk_free=job.settings.risk_free, objective=job.objective)
+    metrics["refused"] = simulation.refused.to_numpy()  # orders the cash could not pay: the combo's note
     del simulation
     gc.collect()  # vectorbt's portfolio holds the chunk's arrays in reference cycles: free them before the next
     return metrics

@@ -135,8 +135,12 @@ class _FileReader:
     def __call__(self, instrument: str) -> tuple[str, pd.DataFrame]:
         from trader.data.requests import job_key
 
+        anchor = self.settings.start or self.settings.end  # a future's symbol names the contract of that day
+        if anchor is None and _dated(instrument):  # not today's: a run must not depend on the day it runs
+            raise ValidationError(f"{instrument!r} names another contract on each day: give its contract key, "
+                                  f"or a start, to read it from {self.path}", instrument=instrument, file=str(self.path))
         try:
-            key = job_key(instrument, datetime.now(UTC).date())
+            key = job_key(instrument, (anchor or _FIRST).date())
         except ValidationError:
             key = instrument
         start = self.settings.start or _FIRST
@@ -177,3 +181,13 @@ def _gaps(key: str, frame: pd.DataFrame, bar_size: str, settings: BacktestSettin
     if len(gaps) > MAX_LISTED:
         listed.append(f"{key}: {len(gaps) - MAX_LISTED} more sessions without bars")
     return listed
+
+
+def _dated(instrument: str) -> bool:
+    """Return whether ``instrument`` reads as a contract that depends on the day (a future's bare symbol)."""
+    from trader.data.requests import job_key
+
+    try:
+        return job_key(instrument, _FIRST.date()) != job_key(instrument, _LAST.date())
+    except ValidationError:
+        return False

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trader.backtest.frames import Simulation, result_frames
+from trader.backtest.kernel_changes import call_sequence
 from trader.backtest.orders import SEC_CODES, Plan, plan_orders
 from trader.backtest.result import BacktestResult
 from trader.backtest.settings import BacktestSettings
+from trader.backtest.signals import common_index
 from trader.domain.contract_key import is_key, parse_key
 from trader.domain.enums import SecType
 from trader.strategy.base import Strategy, StrategyConfig
@@ -53,20 +56,20 @@ def align(bars: dict[str, pd.DataFrame]) -> tuple[pd.DatetimeIndex, dict[str, np
     if len(frames) == 1:
         index = frames[0].index
         return index, {name: frames[0][name].to_numpy(np.float64).reshape(-1, 1) for name in _PRICES}
-    index = frames[0].index
-    for frame in frames[1:]:
-        index = index.union(frame.index)
+    index = common_index(bars)
     arrays = {name: np.column_stack([f[name].reindex(index).to_numpy(np.float64) for f in frames]) for name in _PRICES}
     return index, arrays
 
 
 def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], config: StrategyConfig,
-             settings: BacktestSettings) -> Simulation:
+             settings: BacktestSettings, *, ticks: dict[str, float] | None = None) -> Simulation:
     """Trade ``targets`` (instrument -> bars x combos) on ``bars`` with ``config``'s sizing; book it in vectorbt.
 
     Every instrument's targets have the same columns (the combos) and its
     bars' index. One vectorbt ``from_orders`` call books every combo, each a
-    group sharing ``settings.initial_cash`` across its instruments.
+    group sharing ``settings.initial_cash`` across its instruments. ``ticks``:
+    instrument -> price increment, to round the stop loss and take profit
+    levels as live does (unknown by default: unrounded, see trader.backtest.kernel).
     """
     import vectorbt as vbt
 
@@ -90,7 +93,8 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
     sec = np.array([SEC_CODES.get(sec_type_of(name), 0) for name in instruments], dtype=np.int64)
     plan = plan_orders(prices["open"], prices["high"], prices["low"], prices["close"], matrix, config,
                        initial_cash=float(settings.initial_cash), slippage=float(settings.slippage),
-                       commission_config=settings.commission, sec=sec)
+                       commission_config=settings.commission, sec=sec,
+                       tick=np.array([(ticks or {}).get(name, np.nan) for name in instruments], dtype=np.float64))
     n_cols = n_combos * n_inst
     booked_rows, row_of, keep = _book_rows(plan, n_bars, n_cols)
     n_rows = len(row_of)
@@ -105,20 +109,27 @@ def simulate(bars: dict[str, pd.DataFrame], targets: dict[str, pd.DataFrame], co
         close = close[row_of]
     close_cols = close if n_inst == 1 else np.tile(close, (1, n_combos))  # one instrument: vectorbt broadcasts
     grouped = n_inst > 1  # one instrument: a combo is a column, no group to share cash in (and faster)
+    call_seq: Any = "default"
+    if grouped:  # vectorbt pays a row's fills in the kernel's order (SELLs first), so it refuses none of them
+        call_seq = np.empty((n_rows, n_cols), dtype=np.int64, order="F")
+        call_seq[:] = np.tile(np.arange(n_inst, dtype=np.int64), n_combos)
+        call_sequence(call_seq, booked_rows, plan.col, n_inst)
     portfolio = vbt.Portfolio.from_orders(
         close=close_cols, size=size, size_type="amount", direction="both", price=price, fees=0.0,
         fixed_fees=fees, slippage=0.0, init_cash=float(settings.initial_cash), cash_sharing=grouped,
         group_by=np.repeat(np.arange(n_combos), n_inst) if grouped else None,
-        call_seq="auto" if grouped else "default", allow_partial=False, raise_reject=False, ffill_val_price=True,
+        call_seq=call_seq, allow_partial=False, raise_reject=False, ffill_val_price=True,
         fillna_close=False,  # the close is filled already (_valuation_close)
         max_orders=max(1, len(plan.col)))  # vectorbt books at most the planned fills: no bars x columns records
     skipped: list[str] = []
+    if plan.refused is not None:
+        skipped.extend(_refused(plan.refused, np.ones(len(plan.refused.col), dtype=bool), index, instruments, combos))
     booked = portfolio.order_records
-    if len(booked) != len(plan.col):  # vectorbt refused what the cash could not pay: not filled, not listed
+    if len(booked) != len(plan.col):  # the kernel paid what vectorbt would not (a float hair): dropped, named
         kept = np.isin(booked_rows * n_cols + plan.col, booked["idx"] * n_cols + booked["col"])
         skipped.extend(_refused(plan, ~kept, index, instruments, combos))
         log.warning("vectorbt booked %d of %d orders (not enough cash for the rest)", len(booked), len(plan.col))
-        plan = Plan(*(getattr(plan, name)[kept] for name in _PLAN_ARRAYS), passes=plan.passes)
+        plan = Plan(*(getattr(plan, name)[kept] for name in _PLAN_ARRAYS), passes=plan.passes, refused=plan.refused)
     value = np.asarray(portfolio.value()).reshape(n_rows, n_combos)
     equity = pd.DataFrame(value if keep is None else value[keep], index=index, columns=combos)
     counts = np.bincount(portfolio.positions.values["col"] // n_inst, minlength=n_combos)
@@ -134,7 +145,7 @@ _LISTED = 20
 
 def _refused(plan: Plan, refused: np.ndarray, index: pd.DatetimeIndex, instruments: list[str],
              combos: pd.Index) -> list[str]:
-    """Return what the orders vectorbt refused for want of cash were (the first ``_LISTED``, then a count)."""
+    """Return what the orders refused for want of cash were (the first ``_LISTED``, then a count)."""
     n_inst = len(instruments)
     where = np.flatnonzero(refused)
     out = [f"{instruments[plan.col[k] % n_inst]}: {'BUY' if plan.size[k] > 0 else 'SELL'} {abs(plan.size[k]):g} "
@@ -178,21 +189,23 @@ def _valuation_close(close: np.ndarray) -> np.ndarray:
 
 
 def run(strategy: Strategy, bars: dict[str, pd.DataFrame], settings: BacktestSettings, *,
-        benchmark: pd.Series | None = None, skipped: list[str] | None = None) -> BacktestResult:
+        benchmark: pd.Series | None = None, skipped: list[str] | None = None,
+        ticks: dict[str, float] | None = None) -> BacktestResult:
     """Backtest ``strategy`` (its ``signals``, unchanged) over ``bars`` (instrument -> its bars) with ``settings``.
 
     ``benchmark`` (a close series, e.g. trader.backtest.data's) is aligned to
     the bars (its last close carried forward); ``skipped`` (what loading the
-    bars left out) heads the result's list.
+    bars left out) heads the result's list; ``ticks`` as :func:`simulate` takes them.
     """
-    from trader.backtest.signals import target_frame
+    from trader.backtest.signals import target_frame, window_check
 
     started = time.perf_counter()
     targets, signal_skips = target_frame(strategy, bars)
+    signal_skips += window_check(strategy, bars, targets)
     column = pd.Index([0])
     per_instrument = {name: pd.DataFrame(targets[name].to_numpy().reshape(-1, 1), index=targets.index,
                                          columns=column) for name in bars}
-    sim = simulate(bars, per_instrument, strategy.config, settings)
+    sim = simulate(bars, per_instrument, strategy.config, settings, ticks=ticks)
     result = result_frames(strategy, bars, targets, sim, settings)
     result.skipped = [*(skipped or []), *signal_skips, *sim.skipped]
     if benchmark is not None:

@@ -72,6 +72,14 @@ class Simulation:
         return values if self.keep is None else values[self.keep]
 
     @cached_property
+    def refused(self) -> pd.Series:
+        """Return per combo how many orders the cash could not pay (refused, not filled: see ``skipped``)."""
+        counts = np.zeros(len(self.combos), dtype=np.int64)
+        if self.plan.refused is not None:
+            counts = np.bincount(self.plan.refused.col // len(self.instruments), minlength=len(self.combos))
+        return pd.Series(counts, index=self.combos, name="refused")
+
+    @cached_property
     def orders(self) -> pd.DataFrame:
         """Return every fill of every combo, oldest first per combo (see the class docstring)."""
         return _orders_frame(self.plan, self.index, self.instruments, self.combos)

@@ -6,8 +6,19 @@ happen live:
 
 1. at a bar's open, the order decided at the instrument's previous close
    fills at the open with slippage against the trader (BUY ``open * (1 + s)``,
-   SELL ``open * (1 - s)``) and pays its commission; an order that opens a
-   position from flat gets its stop loss and take profit, priced off the fill;
+   SELL ``open * (1 - s)``) and pays its commission, the SELLs first (they
+   free cash). A fill the cash cannot pay is refused (:func:`paid`, vectorbt's
+   rule: a cash account): the position stays, and the target stays the one
+   last traded, as live remembers a target whose order was refused
+   (trader.strategy.orders ``_trade`` sets ``targets`` before placing), so
+   the next change is sized against the position really held. An order that
+   opens a position from flat gets its stop loss and take profit: live
+   anchors them on the reference price (the quote a market order is expected
+   to fill at, trader.trading.requests), here the slipped open, and rounds
+   them to the tick on the cautious side (``rounding_for``: a SELL stop and a
+   BUY limit down, a BUY stop and a SELL limit up); with the tick unknown
+   (``tick`` NaN, the default: bars carry no contract details) they stay
+   unrounded, so a stop within a tick of a bar's low may trigger a bar apart;
 2. from the entry's own bar on (live, the bracket works from the fill at the
    open, and that bar's low and high come after it), a low or high crossing
    the stop (or the take profit) exits the whole position at that price, or
@@ -31,8 +42,9 @@ function and, if that differs, run again with the answer as an override
 Override keys are ``(combo * bars + row) * instruments + instrument``,
 ascending.
 
-The accounting here is only what sizing needs (the equity at each close);
-vectorbt books the orders afterwards (trader.backtest.engine).
+The accounting here is what sizing and the cash check need (the cash after
+each fill, the equity at each close); vectorbt books the orders afterwards
+(trader.backtest.engine), called in the kernel's order, so it refuses none.
 """
 
 from __future__ import annotations
@@ -40,10 +52,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["REASON_NAMES", "change_kernel", "fee_nb", "order_kernel", "scan_changes"]
+__all__ = ["REASON_NAMES", "fee_nb", "lookup", "lot_size", "order_kernel", "paid", "scan_changes", "slipped"]
 
 REASON_NAMES = ("signal", "stop_loss", "take_profit")
-_EPS = 1e-9
+EPS = 1e-9
 
 
 @njit(cache=True)
@@ -65,6 +77,37 @@ def fee_nb(comm: np.ndarray, sec: int, quantity: float, price: float) -> float:
         amount = max(comm[1], comm[0] * q)
         amount = min(amount, comm[2] / 100.0 * q * abs(price))
     return np.round(amount * 100.0) / 100.0
+
+
+@njit(cache=True, inline="always")
+def lot_size(raw: float, lot: float) -> tuple[float, bool]:
+    """Return ``raw`` rounded toward zero to the lot, and whether it lies within a hair of a lot boundary."""
+    units = abs(raw) / lot
+    whole = np.floor(units)
+    near = np.floor(units + 1e-7 * max(1.0, units))
+    q = whole * lot if raw >= 0 else -whole * lot
+    return q, near != whole or units - whole < 1e-7 * max(1.0, units)
+
+
+@njit(cache=True, inline="always")
+def slipped(o: float, size: float, slip: float) -> float:
+    """Return the fill price of ``size`` at ``o``: slippage against the trader (BUY up, SELL down)."""
+    return np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
+
+
+@njit(cache=True, inline="always")
+def paid(cash: float, size: float, price: float, fee: float) -> bool:
+    """Return whether the account can pay a fill: vectorbt's rule (a cash account), so it books every fill.
+
+    A BUY needs ``size * price + fee`` in cash (vectorbt's tolerance: 1e-9
+    relative); a SELL is refused only when its fee exceeds its proceeds.
+    """
+    if size < 0:
+        return -size * price - fee >= 0.0
+    if abs(cash) <= 1e-12:
+        return False
+    cost = size * price + fee
+    return cost <= cash or abs(cost - cash) <= max(1e-9 * max(abs(cost), abs(cash)), 1e-12)
 
 
 @njit(cache=True)
@@ -102,18 +145,37 @@ def scan_changes(targets: np.ndarray, limit: int) -> tuple[int, np.ndarray, int]
 
 
 @njit(cache=True)
+def lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
+    if keys.shape[0] == 0:
+        return default
+    k = np.searchsorted(keys, key)
+    return values[k] if k < keys.shape[0] and keys[k] == key else default
+
+
+@njit(cache=True, inline="always")
+def _on_tick(level: float, tick: float, up: bool) -> float:
+    """Return ``level`` on the ``tick`` grid, rounded up or down (live's cautious side); NaN tick: unrounded."""
+    if np.isnan(tick) or np.isnan(level):
+        return level
+    ticks = np.round(level / tick, 6)
+    return np.round((np.ceil(ticks) if up else np.floor(ticks)) * tick, 9)
+
+
+@njit(cache=True)
 def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                  t_vals: np.ndarray, t_qty: np.ndarray, kind: int, value: float, lot: float, slip: float, sl: float, tp: float,
-                 cash0: float, comm: np.ndarray, sec: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
-                 f_key: np.ndarray, f_val: np.ndarray, changes: int):
+                 cash0: float, comm: np.ndarray, sec: np.ndarray, tick: np.ndarray, q_key: np.ndarray,
+                 q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray, changes: int):
     """Return the fills and the flagged sizings of every combo; see the module docstring.
 
     Prices are bars x instruments (NaN: no bar), ``targets`` bars x (combos *
     instruments), column ``combo * n + instrument``; for kind 0, ``t_qty[k]``
     is the quantity of target ``t_vals[k]`` (``t_vals`` sorted).
-    ``sl``/``tp`` are percents (NaN: none). Returns ``(col, decided, row, size,
-    price, fee, reason)`` of each fill and ``(col, row, target, price, equity,
-    qty)`` of each flagged sizing.
+    ``sl``/``tp`` are percents (NaN: none); ``tick`` each instrument's price
+    increment (NaN: unknown, levels unrounded). Returns ``(col, decided, row,
+    size, price, fee, reason, filled)`` of each order (``filled`` False: refused
+    for want of cash, see :func:`paid`) and ``(col, row, target, price,
+    equity, qty)`` of each flagged sizing.
     """
     n_bars, n_inst = open_.shape
     n_cols = targets.shape[1]
@@ -126,15 +188,14 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     o_price = np.empty(cap, np.float64)
     o_fee = np.empty(cap, np.float64)
     o_reason = np.empty(cap, np.int8)
+    o_ok = np.empty(cap, np.bool_)
     fcap = cap if kind != 0 else 1
     g_col = np.empty(fcap, np.int64)
     g_row = np.empty(fcap, np.int64)
     g_val = np.empty((fcap, 4), np.float64)
     n = 0
     nf = 0
-    qp = 0
-    fp = 0
-    tol = lot * _EPS
+    tol = lot * EPS
     bracket = not (np.isnan(sl) and np.isnan(tp))
     for g in range(n_combos):
         cash = cash0
@@ -149,38 +210,39 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
         entry_row = np.full(n_inst, -1, np.int64)
         for t in range(n_bars):
             base = (g * n_bars + t) * n_inst
-            # 1. the orders decided at the last close fill at this open
-            for i in range(n_inst):
-                o = open_[t, i]
-                if np.isnan(o) or pend[i] == 0.0:
-                    continue
-                size = pend[i]
-                price = np.round(o * (1.0 + slip) if size > 0 else o * (1.0 - slip), 9)
-                fee = fee_nb(comm, sec[i], size, price)
-                while fp < f_key.shape[0] and f_key[fp] < base + i:
-                    fp += 1
-                if fp < f_key.shape[0] and f_key[fp] == base + i:
-                    fee = f_val[fp]
-                cash -= size * price + fee
-                pos[i] += size
-                if abs(pos[i]) < tol:
-                    pos[i] = 0.0
-                o_col[n] = g * n_inst + i
-                o_dec[n] = pend_dec[i]
-                o_row[n] = t
-                o_size[n] = size
-                o_price[n] = price
-                o_fee[n] = fee
-                o_reason[n] = 0
-                n += 1
-                stop[i] = np.nan
-                take[i] = np.nan
-                if pend_flat[i] and pos[i] != 0.0:
-                    side = 1.0 if pos[i] > 0 else -1.0
-                    stop[i] = np.round(price * (1.0 - side * sl / 100.0), 9)
-                    take[i] = np.round(price * (1.0 + side * tp / 100.0), 9)
-                    entry_row[i] = t
-                pend[i] = 0.0
+            # 1. the orders decided at the last close fill at this open: the SELLs first (they free cash)
+            for phase in range(2):
+                for i in range(n_inst):
+                    o = open_[t, i]
+                    if np.isnan(o) or pend[i] == 0.0 or (pend[i] > 0) != (phase == 1):
+                        continue
+                    size = pend[i]
+                    price = slipped(o, size, slip)
+                    fee = lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, price))
+                    ok = paid(cash, size, price, fee)
+                    o_col[n] = g * n_inst + i
+                    o_dec[n] = pend_dec[i]
+                    o_row[n] = t
+                    o_size[n] = size
+                    o_price[n] = price
+                    o_fee[n] = fee
+                    o_reason[n] = 0
+                    o_ok[n] = ok
+                    n += 1
+                    pend[i] = 0.0
+                    stop[i] = np.nan  # live cancels the exits before an order that changes the position
+                    take[i] = np.nan
+                    if not ok:  # refused: the position stays, the target stays traded (live: self.targets)
+                        continue
+                    cash -= size * price + fee
+                    pos[i] += size
+                    if abs(pos[i]) < tol:
+                        pos[i] = 0.0
+                    if pend_flat[i] and pos[i] != 0.0:  # live anchors on the quote a market order fills at
+                        side = 1.0 if pos[i] > 0 else -1.0
+                        stop[i] = _on_tick(np.round(price * (1.0 - side * sl / 100.0), 9), tick[i], side < 0)
+                        take[i] = _on_tick(np.round(price * (1.0 + side * tp / 100.0), 9), tick[i], side > 0)
+                        entry_row[i] = t
             # 2. a bracket child crossed from the entry's bar on exits the position
             for i in range(n_inst if bracket else 0):
                 if pos[i] == 0.0 or entry_row[i] > t or np.isnan(open_[t, i]):
@@ -207,13 +269,8 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 if reason == 0:
                     continue
                 size = -pos[i]
-                fee = fee_nb(comm, sec[i], size, px)
-                while fp < f_key.shape[0] and f_key[fp] < base + i:
-                    fp += 1
-                if fp < f_key.shape[0] and f_key[fp] == base + i:
-                    fee = f_val[fp]
-                cash -= size * px + fee
-                pos[i] = 0.0
+                fee = lookup(f_key, f_val, base + i, fee_nb(comm, sec[i], size, px))
+                ok = paid(cash, size, px, fee)
                 o_col[n] = g * n_inst + i
                 o_dec[n] = -1
                 o_row[n] = t
@@ -221,9 +278,13 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                 o_price[n] = px
                 o_fee[n] = fee
                 o_reason[n] = reason
+                o_ok[n] = ok
                 n += 1
                 stop[i] = np.nan
                 take[i] = np.nan
+                if ok:
+                    cash -= size * px + fee
+                    pos[i] = 0.0
             # 3. at the close: mark the equity, trade the targets that changed
             equity = cash
             for i in range(n_inst if kind == 2 else 0):  # only equity sizing reads it
@@ -246,22 +307,16 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         if equity <= 0.0:
                             continue  # live: a SignalError, the target stays untraded
                         raw = v * value / 100.0 * equity / px
-                    units = abs(raw) / lot
-                    whole = np.floor(units)
-                    near = np.floor(units + 1e-7 * max(1.0, units))
-                    if near != whole or units - whole < 1e-7 * max(1.0, units):
+                    q, flagged = lot_size(raw, lot)
+                    if flagged:
                         g_col[nf] = c
                         g_row[nf] = t
                         g_val[nf, 0] = v
                         g_val[nf, 1] = px
                         g_val[nf, 2] = equity
-                        g_val[nf, 3] = whole * lot if raw >= 0 else -whole * lot
+                        g_val[nf, 3] = q
                         nf += 1
-                    q = whole * lot if raw >= 0 else -whole * lot
-                    while qp < q_key.shape[0] and q_key[qp] < base + i:
-                        qp += 1
-                    if qp < q_key.shape[0] and q_key[qp] == base + i:
-                        q = q_val[qp]
+                    q = lookup(q_key, q_val, base + i, q)
                 last_target[i] = v
                 delta = np.round((q - pos[i] - pend[i]) / lot) * lot
                 if abs(delta) > tol:
@@ -270,94 +325,5 @@ def order_kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
                         pend[i] = 0.0
                     pend_dec[i] = t
                     pend_flat[i] = pos[i] == 0.0
-    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
-            g_col[:nf], g_row[:nf], g_val[:nf])
-
-
-@njit(cache=True)
-def _lookup(keys: np.ndarray, values: np.ndarray, key: int, default: float) -> float:
-    if keys.shape[0] == 0:
-        return default
-    k = np.searchsorted(keys, key)
-    return values[k] if k < keys.shape[0] and keys[k] == key else default
-
-
-@njit(cache=True)
-def change_kernel(open_: np.ndarray, close: np.ndarray, targets: np.ndarray, t_vals: np.ndarray, t_qty: np.ndarray,
-                  kind: int, value: float, lot: float, slip: float, comm: np.ndarray, sec: np.ndarray,
-                  q_key: np.ndarray, q_val: np.ndarray, f_key: np.ndarray, f_val: np.ndarray,
-                  changes: int):
-    """Return what :func:`order_kernel` returns, for sizing that reads no equity and no stop or take profit.
-
-    Then nothing couples the columns or the bars between two changes of
-    target, so each column is walked on its own and only its changes do work:
-    the same fills, in column order (the caller puts them in the kernel's).
-    """
-    n_bars, n_inst = open_.shape
-    cap = changes + 1
-    o_col = np.empty(cap, np.int64)
-    o_dec = np.empty(cap, np.int64)
-    o_row = np.empty(cap, np.int64)
-    o_size = np.empty(cap, np.float64)
-    o_price = np.empty(cap, np.float64)
-    o_fee = np.empty(cap, np.float64)
-    o_reason = np.zeros(cap, np.int8)
-    fcap = cap if kind != 0 else 1
-    g_col = np.empty(fcap, np.int64)
-    g_row = np.empty(fcap, np.int64)
-    g_val = np.empty((fcap, 4), np.float64)
-    n = 0
-    nf = 0
-    tol = lot * _EPS
-    for c in range(targets.shape[1]):
-        g, i = c // n_inst, c % n_inst
-        last = np.nan
-        pos = 0.0
-        for t in range(n_bars):
-            v = targets[t, c]
-            if np.isnan(v) or v == last:
-                continue
-            px = close[t, i]
-            if np.isnan(px):
-                continue
-            key = (g * n_bars + t) * n_inst + i
-            if kind == 0:
-                q = t_qty[np.searchsorted(t_vals, v)]
-            else:
-                raw = v * value / px
-                units = abs(raw) / lot
-                whole = np.floor(units)
-                q = whole * lot if raw >= 0 else -whole * lot
-                near = np.floor(units + 1e-7 * max(1.0, units))
-                if near != whole or units - whole < 1e-7 * max(1.0, units):
-                    g_col[nf] = c
-                    g_row[nf] = t
-                    g_val[nf, 0] = v
-                    g_val[nf, 1] = px
-                    g_val[nf, 2] = np.nan
-                    g_val[nf, 3] = q
-                    nf += 1
-                q = _lookup(q_key, q_val, key, q)
-            last = v
-            delta = np.round((q - pos) / lot) * lot
-            if abs(delta) <= tol:
-                continue
-            r = t + 1
-            while r < n_bars and np.isnan(open_[r, i]):
-                r += 1
-            if r == n_bars:
-                break  # decided at the last bar: no bar to fill at
-            price = np.round(open_[r, i] * (1.0 + slip) if delta > 0 else open_[r, i] * (1.0 - slip), 9)
-            fee = _lookup(f_key, f_val, (g * n_bars + r) * n_inst + i, fee_nb(comm, sec[i], delta, price))
-            pos += delta
-            if abs(pos) < tol:
-                pos = 0.0
-            o_col[n] = c
-            o_dec[n] = t
-            o_row[n] = r
-            o_size[n] = delta
-            o_price[n] = price
-            o_fee[n] = fee
-            n += 1
-    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n],
+    return (o_col[:n], o_dec[:n], o_row[:n], o_size[:n], o_price[:n], o_fee[:n], o_reason[:n], o_ok[:n],
             g_col[:nf], g_row[:nf], g_val[:nf])

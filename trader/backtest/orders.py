@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from trader.backtest.kernel import change_kernel, order_kernel, scan_changes
+from trader.backtest.kernel import order_kernel, scan_changes
+from trader.backtest.kernel_changes import change_kernel, refuses
 from trader.domain.commission import CommissionConfig, commission
 from trader.domain.enums import SecType
 from trader.strategy.base import StrategyConfig
@@ -56,7 +58,8 @@ class Plan:
     bar whose close decided it (-1 for a stop loss or take profit exit),
     ``row`` the row it filled at; ``size`` signed (BUY > 0); ``price`` with the
     slippage in; ``fee`` the commission; ``reason`` an index into
-    trader.backtest.kernel.REASON_NAMES; ``passes`` how often the kernel ran.
+    trader.backtest.kernel.REASON_NAMES; ``passes`` how often the kernel ran;
+    ``refused`` the orders the cash could not pay (same arrays), not filled.
     """
 
     col: np.ndarray
@@ -67,6 +70,7 @@ class Plan:
     fee: np.ndarray
     reason: np.ndarray
     passes: int = 1
+    refused: Plan | None = None
 
 
 def _comm_array(config: CommissionConfig) -> np.ndarray:
@@ -132,11 +136,15 @@ def sized_quantities(targets: np.ndarray, config: StrategyConfig, distinct: np.n
 
 def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
                 config: StrategyConfig, *, initial_cash: float, slippage: float, commission_config: CommissionConfig,
-                sec: np.ndarray) -> Plan:
+                sec: np.ndarray, tick: np.ndarray | None = None) -> Plan:
     """Return every fill of ``targets`` (bars x combos*instruments) traded live-like on the bars.
 
     Prices are bars x instruments, NaN where an instrument has no bar; ``sec``
-    the commission code of each instrument (:data:`SEC_CODES`, 0 for stocks).
+    the commission code of each instrument (:data:`SEC_CODES`, 0 for stocks);
+    ``tick`` each one's price increment for the bracket levels (None or NaN:
+    unknown, the levels stay unrounded). An order the cash cannot pay is
+    refused (``Plan.refused``): the position stays and the target counts as
+    traded, as live remembers it (trader.strategy.orders ``_trade``).
     """
     sizing = config.sizing
     kind = 0 if config.units == "shares" else _KINDS[sizing.kind]
@@ -149,6 +157,7 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
     tp = float(config.take_profit_percent) if config.take_profit_percent is not None else np.nan
     comm = _comm_array(commission_config)
     n_bars, n_inst = open_.shape
+    ticks = np.full(n_inst, np.nan) if tick is None else np.asarray(tick, dtype=np.float64)
     q_over: dict[int, float] = {}
     f_over: dict[int, float] = {}
     passes = 0
@@ -156,18 +165,9 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
         passes += 1
         q_key, q_val = _table(q_over)
         f_key, f_val = _table(f_over)
-        if kind == 2 or not (np.isnan(sl) and np.isnan(tp)):
-            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = order_kernel(
-                open_, high, low, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot),
-                slippage, sl, tp, initial_cash, comm, sec, q_key, q_val, f_key, f_val, changes)
-        else:
-            (col, dec, row, size, price, fee, reason, g_col, g_row, g_val) = change_kernel(
-                open_, close, targets, t_vals, t_qty, kind, float(sizing.value), float(sizing.lot), slippage, comm,
-                sec, q_key, q_val, f_key, f_val, changes)
-            if n_inst > 1:  # the kernel's order: combo, bar, instrument
-                order = np.lexsort((col % n_inst, row, col // n_inst))
-                col, dec, row, size, price, fee, reason = (a[order] for a in (col, dec, row, size, price, fee,
-                                                                               reason))
+        out = _kernel(open_, high, low, close, targets, t_vals, t_qty, kind, sizing, slippage, sl, tp, initial_cash,
+                      comm, sec, ticks, q_key, q_val, f_key, f_val, changes)
+        (col, dec, row, size, price, fee, reason, ok, g_col, g_row, g_val) = out
         changed = False
         for k in range(len(g_col)):
             key = _key(int(g_col[k]), int(g_row[k]), n_bars, n_inst)
@@ -181,7 +181,8 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
             if right != got:
                 q_over[key] = right
                 changed = True
-        fixes = exact_fees(commission_config, sec[col % n_inst], size, price, fee, sizing.lot)
+        fixes = exact_fees(commission_config, sec[col[ok] % n_inst], size[ok], price[ok], fee[ok], sizing.lot)
+        fixes[:, 0] = np.flatnonzero(ok)[fixes[:, 0].astype(np.int64)]
         for k, right in fixes:
             key = _key(int(col[int(k)]), int(row[int(k)]), n_bars, n_inst)
             if f_over.get(key) != right:
@@ -191,7 +192,36 @@ def plan_orders(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.
             break
     if passes > 1:
         log.debug("order kernel ran %d times: %d sizings, %d commissions fixed", passes, len(q_over), len(f_over))
-    return Plan(col, dec, row, size, price, fee, reason, passes)
+    arrays = (col, dec, row, size, price, fee, reason)
+    refused = None if ok.all() else Plan(*(a[~ok] for a in arrays))
+    return Plan(*(a[ok] for a in arrays), passes=passes, refused=refused)
+
+
+def _kernel(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, targets: np.ndarray,
+            t_vals: np.ndarray, t_qty: np.ndarray, kind: int, sizing: Any, slippage: float, sl: float, tp: float,
+            cash: float, comm: np.ndarray, sec: np.ndarray, ticks: np.ndarray, q_key: np.ndarray, q_val: np.ndarray,
+            f_key: np.ndarray, f_val: np.ndarray, changes: int) -> tuple[np.ndarray, ...]:
+    """Run the kernel that fits: the bar-by-bar one, or the one that visits only the changes of target.
+
+    The second serves sizing that reads no equity and no stop or take profit;
+    with several instruments (one cash shared) it cannot see the cash, so its
+    fills are checked against it afterwards and, if one is short, the
+    bar-by-bar kernel runs instead.
+    """
+    value, lot = float(sizing.value), float(sizing.lot)
+    n_inst = open_.shape[1]
+    if kind != 2 and np.isnan(sl) and np.isnan(tp):
+        out = change_kernel(open_, close, targets, t_vals, t_qty, kind, value, lot, slippage,
+                            cash if n_inst == 1 else np.nan, comm, sec, q_key, q_val, f_key, f_val, changes)
+        if n_inst == 1:
+            return out
+        col, row, size = out[0], out[2], out[3]
+        order = np.lexsort((col % n_inst, size > 0, row, col // n_inst))  # the kernel's: combo, bar, SELLs first
+        out = tuple(a[order] for a in out[:8]) + out[8:]
+        if not refuses(out[0], out[3], out[4], out[5], n_inst, cash):
+            return out
+    return order_kernel(open_, high, low, close, targets, t_vals, t_qty, kind, value, lot, slippage, sl, tp, cash,
+                        comm, sec, ticks, q_key, q_val, f_key, f_val, changes)
 
 
 def _key(col: int, row: int, n_bars: int, n_inst: int) -> int:

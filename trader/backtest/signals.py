@@ -15,6 +15,14 @@ vectorized:
   beyond ``max_shares`` (units: shares) is a SignalError naming the bar time
   and the value, with ``check_target``'s reason; a fraction within the
   tolerance beyond 1 is clipped, as live.
+
+One call over the whole history answers what live's rolling window answers
+only if each value depends on the last ``Strategy.window`` bars at most and
+never on a later bar. :func:`window_check` samples a few bars (``SAMPLES``)
+and calls ``signals`` on the window live would hold there; a bar whose
+target differs is named in ``skipped`` (look-ahead, or memory longer than the
+window: an EWM or Wilder smoothing warmed over more bars than the window
+keeps). It costs ``SAMPLES`` calls on a window's bars per instrument.
 """
 
 from __future__ import annotations
@@ -28,11 +36,11 @@ from numba import njit
 from trader.strategy.base import Strategy, StrategyConfig
 from trader.strategy.sizing import SignalError, check_target
 
-__all__ = ["check_signals", "target_frame"]
+__all__ = ["SAMPLES", "check_signals", "common_index", "target_frame", "window_check"]
 
 log = logging.getLogger(__name__)
 
-
+SAMPLES = 5
 
 def target_frame(strategy: Strategy, bars: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
     """Return the checked targets (bars x instruments, NaN where skipped) and what was skipped.
@@ -54,13 +62,54 @@ def target_frame(strategy: Strategy, bars: dict[str, pd.DataFrame]) -> tuple[pd.
                                          f"{instrument}")
         skipped.extend(f"{instrument}: signals returned NaN {run}: no trade on it" for run in nan_runs)
         columns[instrument] = pd.Series(values, index=prices.index)
-    frames = list(columns.values())
-    if len(frames) == 1:
+    if len(columns) == 1:
         return pd.DataFrame(columns), skipped
-    index = frames[0].index
-    for frame in frames[1:]:
-        index = index.union(frame.index)
+    index = common_index(columns)
     return pd.DataFrame({name: s.reindex(index) for name, s in columns.items()}, index=index), skipped
+
+
+def common_index(frames: dict[str, pd.DataFrame] | dict[str, pd.Series]) -> pd.DatetimeIndex:
+    """Return the union of the instruments' bar times (the one index a backtest's instruments share)."""
+    indexes = [frame.index for frame in frames.values()]
+    index = indexes[0]
+    for other in indexes[1:]:
+        index = index.union(other)
+    return index
+
+
+def window_check(strategy: Strategy, bars: dict[str, pd.DataFrame], targets: pd.DataFrame,
+                 samples: int = SAMPLES) -> list[str]:
+    """Return, per instrument, the first sampled bar whose whole-history target is not live's window target.
+
+    Live decides at bar ``t`` on ``prices.iloc[t - window + 1 : t + 1]`` once
+    ``warmup`` bars are in (trader.strategy.runner ``_decide``); ``samples``
+    bars from the first such bar to the last are called that way.
+    """
+    window, out = strategy.window, []
+    for instrument, prices in bars.items():
+        n = len(prices)
+        first = max(strategy.warmup, 1) - 1
+        if n == 0 or first >= n:
+            continue
+        column = targets[instrument].reindex(prices.index).to_numpy()
+        for t in np.unique(np.linspace(first, n - 1, samples).round().astype(np.int64)):
+            try:
+                live = strategy.signals(prices.iloc[max(0, t - window + 1):t + 1])
+                value = float(live.iloc[-1])
+            except Exception as exc:  # noqa: BLE001 - a window too short for the strategy is a finding too
+                value, why = np.nan, f" ({type(exc).__name__}: {exc})"
+            else:
+                why = ""
+            whole = column[t]
+            if strategy.config.units == "fraction" and not np.isnan(value):
+                value = min(max(value, -1.0), 1.0)
+            if (np.isnan(whole) and np.isnan(value)) or abs(whole - value) <= 1e-9 * max(1.0, abs(whole)):
+                continue
+            out.append(f"{instrument}: at bar {prices.index[t].isoformat()} signals over the whole history say "
+                       f"{whole:g}, over live's window of {window} bars {value:g}{why}: look-ahead or memory "
+                       f"beyond the window; live may trade otherwise (raise window or warmup)")
+            break
+    return out
 
 
 @njit(cache=True)

@@ -34,6 +34,7 @@ from trader.backtest.objective import Constraint, combo_metrics
 from trader.backtest.params import ParamSpace
 from trader.backtest.result import WalkForwardResult
 from trader.backtest.settings import BacktestSettings, with_overrides
+from trader.backtest.signals import common_index
 from trader.errors import ValidationError
 from trader.strategy.base import Strategy
 
@@ -128,10 +129,7 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *,
 def _common_index(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
     if not bars:
         raise ValidationError("a walk-forward needs bars")
-    index = None
-    for frame in bars.values():
-        index = frame.index if index is None else index.union(frame.index)
-    return pd.DatetimeIndex(index)
+    return pd.DatetimeIndex(common_index(bars))
 
 
 def _slice(bars: dict[str, pd.DataFrame], index: pd.DatetimeIndex, start: int, end: int) -> dict[str, pd.DataFrame]:
