@@ -5,7 +5,7 @@
 by contract key as the strategy service keys them:
 
 - from the market store (``storage.arctic_uri``, or a store given), a symbol
-  is read as ``trader history read`` reads it (trader.cli.history_read's
+  is read as ``trader history read`` reads it (trader.data.requests'
   ``stored_key``: a contract key as it is, ``AAPL`` as ``AAPL.STK``, ``ES`` as
   the one stored ``ES.FUT...`` key); a size not stored is resampled from a
   finer one by the store;
