@@ -129,25 +129,37 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
         "ma_crossover", "grid", "sharpe", 6)
     assert found["space"] == {"fast": [2, 3, 4], "slow": [8, 20]}
     assert (found["dropped"], found["constraints"], found["chunks_retried"]) == (0, [], 0)
+    assert (found["scored"], found["refused"], found["trials"]) == (6, 0, 6)
+    assert all(row["note"] is None and row["refused"] is False for row in found["rows"])
     assert found["best"] == {k: found["rows"][0][k] for k in ("fast", "slow")}
     assert Path(found["path"]).is_file() and str(stack_env.home) in found["path"]  # stored under TRADER_HOME
     report = stack_env.home / "sweep.html"
     table = trader("sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", "--report", str(report),
                    *common)
-    assert table.exit_code == 0 and "best 6 of 6 combinations by sharpe (grid)" in table.stdout, table.output
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0] == "ma_crossover by sharpe (grid): best 6 of 6 scored"  # one line
     assert f"report: {report}" in table.stdout and "js-plotly-plot" in report.read_text()
     paths = ("stored: ", "report: ")  # a file's path is printed whole, for copying
     assert max(len(line) for line in table.stdout.splitlines() if not line.startswith(paths)) <= 80
 
     # both sweeps are stored and come back without recomputing: listed, shown, reported again
+    # refused combinations are rows with their note, not "scored"; a space refused entirely stores nothing
+    partly = json.loads(trader("--json", "sweep", "ma_crossover", "--param", "fast=7:9", *common).stdout)
+    assert (partly["combinations"], partly["scored"], partly["refused"]) == (3, 1, 2)
+    assert [row["refused"] for row in partly["rows"]] == [False, True, True]
+    assert partly["rows"][1]["note"].startswith("invalid: fast (") and partly["rows"][1]["objective"] is None
+    shown_partly = trader("sweep", "ma_crossover", "--param", "fast=7:9", *common).stdout
+    assert "best 1 of 1 scored, 2 refused by the parameters" in shown_partly.splitlines()[0]
+    message = refused(3, "sweep", "ma_crossover", "--param", "fast=20:22", *common)
+    assert "every combination refused (3 of 3): fast (20) must be less than slow (8)" in message
     listed = json.loads(trader("--json", "sweeps").stdout)
-    assert len(listed) == 2 and {e["rows"] for e in listed} == {6} and listed[1]["path"] == found["path"]
-    assert listed[1]["best"] == pytest.approx(found["rows"][0]["objective"])
+    assert len(listed) == 4 and {e["rows"] for e in listed} == {6, 3} and listed[3]["path"] == found["path"]
+    assert listed[3]["best"] == pytest.approx(found["rows"][0]["objective"])
     again = stack_env.home / "again.html"
-    shown = trader("--json", "sweeps", listed[1]["id"], "--report", str(again))
+    shown = trader("--json", "sweeps", listed[3]["id"], "--report", str(again))
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["rows"] == found["rows"] and "js-plotly-plot" in again.read_text()
-    assert "2 stored sweeps" in trader("sweeps").stdout
+    assert "4 stored sweeps" in trader("sweeps").stdout
     assert "no stored sweep 'nope'" in refused(4, "sweeps", "nope")
     assert "--report needs the ID" in refused(3, "sweeps", "--report", str(again))
 

@@ -183,14 +183,21 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
       trader sweep ma_crossover --param fast=2:20 --scheduler tcp://10.0.0.5:8786
     JSON:
       {"strategy": string, "method": string, "objective": string,
-       "space": {name: [value]}, "best": {name: value}, "combinations": integer,
+       "space": {name: [value]}, "best": {name: value},
+       "combinations": integer, "scored": integer, "refused": integer,
+       "trials": integer | null,
        "rows": [{name: value, "objective": number | null, metric: number |
-         null, "note": string | null}]  (best first),
+         null, "note": string | null, "refused": boolean}]  (best first),
        "path": string | null, "chunks": integer, "chunks_retried": integer,
        "dropped": integer, "constraints": [string], "elapsed": number,
-       "report": string | null}  (dropped: combinations Params refused)
-    Exits: 3 unknown parameter, empty range or objective, 4 unknown strategy
-      or no bars, 7 scheduler not answering
+       "report": string | null}
+      (combinations = scored + refused rows; refused (= dropped): the
+      strategy's Params refused the combination, the note says why;
+      trials: asked for, random and genetic ask until that many distinct
+      combinations or the space is exhausted)
+    Exits: 3 unknown parameter, empty range, objective, or every
+      combination refused, 4 unknown strategy or no bars, 7 scheduler not
+      answering
     """
     from trader import research
     from trader.cli import research_tables

@@ -196,15 +196,34 @@ def backtest_dict(result: BacktestResult) -> dict[str, Any]:
 
 
 def sweep_dict(result: SweepResult) -> dict[str, Any]:
-    """Return a sweep as the JSON of ``trader sweep --json``."""
+    """Return a sweep as the JSON of ``trader sweep --json``.
+
+    Every row of the stored table is listed, the refused combinations too
+    (``refused`` true, ``objective`` null, ``note`` the reason); ``scored``
+    counts the others. ``note`` is null on a row without one.
+    """
     table = result.table
-    rows = [{k: _plain(v) for k, v in record.items()} for record in table.to_dict("records")]
+    refused = _refused(table)
+    rows = []
+    for record, no in zip(table.to_dict("records"), refused, strict=True):
+        row = {k: _plain(v) for k, v in record.items()}
+        row["note"] = row.get("note") or None
+        row["refused"] = bool(no)
+        rows.append(row)
     return {"strategy": result.strategy, "method": result.method, "objective": result.objective,
             "space": {k: [_plain(v) for v in values] for k, values in result.space.items()},
             "best": {k: _plain(v) for k, v in result.best.items()} if len(table) else None,
-            "combinations": len(table), "rows": rows, "path": str(result.path) if result.path else None,
+            "combinations": len(table), "scored": int((~refused).sum()), "refused": int(refused.sum()),
+            "trials": result.trials or None, "rows": rows, "path": str(result.path) if result.path else None,
             "chunks": result.chunks, "chunks_retried": result.chunks_retried, "dropped": result.dropped,
             "constraints": list(result.constraints), "elapsed": result.elapsed}
+
+
+def _refused(table: pd.DataFrame) -> Any:
+    """Return a boolean array: the rows whose combination the strategy's Params refused."""
+    if "note" not in table:
+        return pd.Series(False, index=table.index).to_numpy()
+    return table["note"].fillna("").astype(str).str.startswith("invalid").to_numpy()
 
 
 def _plain(value: Any) -> Any:
@@ -218,24 +237,41 @@ def _plain(value: Any) -> Any:
 
 
 def show_sweep(console: Console, result: SweepResult, report: Path | None) -> None:
-    """Print a sweep: the best rows (parameters, objective, headline metrics), where it is stored."""
+    """Print a sweep: the best scored rows (parameters, objective, headline metrics), what was refused, where stored."""
     table = result.table
+    refused = _refused(table)
+    scored = table[~refused]
     params = list(result.space)
     shown = [m for m in ("objective", "sharpe", "cagr", "max_drawdown", "trades")
              if m in table.columns and m != result.objective]  # the objective's own column says it once
     cols = [Col(p) for p in params] + [Col(m, 0 if m == "objective" else 3, justify="right") for m in shown]
     rows = [[_value(r[p]) for p in params] + [metric_text(result.objective if m == "objective" else m, r[m])
                                               for m in shown]
-            for r in table.head(ROWS_SHOWN).to_dict("records")]
-    console.print(FitTable(cols, rows, title=f"{result.strategy}: best {len(rows)} of "
-                           f"{formats.count(len(table), 'combination')} by {result.objective} ({result.method})"))
+            for r in scored.head(ROWS_SHOWN).to_dict("records")]
+    refusals = f", {int(refused.sum()):,} refused by the parameters" if refused.any() else ""
+    console.print(Text.assemble((result.strategy, "bold"), f" by {result.objective} ({result.method}): best "
+                                f"{len(rows)} of {len(scored):,} scored{refusals}"), highlight=False)
+    console.print(FitTable(cols, rows))
+    shortfall = _shortfall(result)
+    if shortfall:
+        console.print(shortfall, highlight=False)
     retried = f", {result.chunks_retried} retried" if result.chunks_retried else ""
-    dropped = f", {_many(result.dropped, 'combination')} the parameters refused" if result.dropped else ""
-    console.print(f"{_many(result.chunks, 'chunk')}{retried}{dropped}, {result.elapsed:.1f} s", highlight=False)
+    console.print(f"{_many(result.chunks, 'chunk')}{retried}, {result.elapsed:.1f} s", highlight=False)
     if result.path is not None:
         console.print(f"stored: {result.path}", highlight=False, soft_wrap=True)
     if report is not None:
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
+
+
+def _shortfall(result: SweepResult) -> str:
+    """Return why a random or genetic sweep has fewer rows than the trials asked for, or ''."""
+    if result.method == "grid" or not result.trials or len(result.table) >= result.trials:
+        return ""
+    size = math.prod(len(values) for values in result.space.values())
+    if len(result.table) >= size:
+        return f"{result.trials:,} trials asked: the space has only {size:,} combinations, each tried once"
+    return (f"{result.trials:,} trials asked: the {result.method} sampler kept proposing combinations it had "
+            f"tried, stopped at {len(result.table):,} distinct")
 
 
 def show_sweep_list(console: Console, entries: list[dict[str, Any]], directory: Path) -> None:
