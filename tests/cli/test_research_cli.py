@@ -51,6 +51,13 @@ def test_a_bad_date_is_a_usage_error() -> None:
     assert "is not a date or time" in refused(2, "backtest", "ma_crossover", "--start", "yesterday-ish")
 
 
+def test_an_end_before_the_start_exits_3_before_reading_bars(strategies: Path) -> None:
+    err = refused(3, "backtest", "ma_crossover", "--start", "2026-02-01", "--end", "2026-01-01")
+    assert "end (2026-01-01 00:00) must be after start (2026-02-01 00:00)" in err
+    assert "must be after start" in refused(3, "sweep", "ma_crossover", "--param", "fast=2:3", "--start",
+                                            "2026-02-01", "--end", "2026-02-01")
+
+
 def test_trader_starts_without_the_research_libraries() -> None:
     """``trader --help`` (every command registered) imports none of vectorbt, numba, plotly, dask, optuna."""
     code = ("import sys, trader.cli.main as m\n"
