@@ -87,6 +87,30 @@ def test_a_backtest_of_a_file_prints_its_run_metrics_and_trades_in_80_columns(st
     assert max(len(line) for line in lines) <= 80
 
 
+def test_with_json_the_engine_s_warnings_stay_off_stderr(strategies: Path, bars_csv: Path) -> None:
+    folder = strategies
+    (folder / "noisy.py").write_text((folder / "ma_crossover.py").read_text().replace(
+        'name = "ma_crossover"', 'name = "noisy"'))
+    (folder / "noisy.yaml").write_text((folder / "ma_crossover.yaml").read_text())
+    source = (folder / "noisy.py").read_text()
+    marker = "    def signals(self, prices: pd.DataFrame) -> pd.Series:\n"
+    assert marker in source
+    source = source.replace("from __future__ import annotations\n", "from __future__ import annotations\nimport logging\n")
+    (folder / "noisy.py").write_text(source.replace(marker, marker + (
+        '        logging.getLogger("trader.backtest.engine").warning("vectorbt booked 1 of 2 orders (noise)")\n')))
+    common = ["backtest", "noisy", "--data", str(bars_csv), "--set", "bar_size=1m", "--set", "simulations=0"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:  # a real process: no pytest handler on the root logger
+        return subprocess.run([sys.executable, "-c", "from trader.cli.main import cli; cli()", *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    plain = run(*common)
+    assert plain.returncode == 0 and "vectorbt booked 1 of 2 orders (noise)" in plain.stderr, plain.stderr
+    quiet = run("--json", *common)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["strategy"] == "noisy"
+
+
 def test_a_strategy_param_and_a_setting_change_the_run(strategies: Path, bars_csv: Path) -> None:
     """--set fast=... changes the signals, --set slippage=... the fill prices: both reach the engine."""
     from trader.research import backtest

@@ -15,7 +15,9 @@ The result is a summary table (80 columns), or with ``--json`` the data;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ from trader.errors import ValidationError
 __all__ = ["register"]
 
 METHODS = ("grid", "random", "genetic")
+# Loggers whose warnings --json keeps off stderr: with no handler configured, Python's last-resort handler
+# prints them as bare text lines. The engine's "vectorbt booked N of M orders" is one; the JSON's "skipped"
+# lists what it refused.
+QUIET_WITH_JSON = ("trader.backtest.engine",)
 
 
 def register(group: click.Group) -> None:
@@ -89,6 +95,23 @@ def _instruments(values: tuple[str, ...]) -> list[str] | None:
     return names or None
 
 
+@contextlib.contextmanager
+def _quiet(cli: CliContext) -> Iterator[None]:
+    """With --json, keep :data:`QUIET_WITH_JSON`'s log lines off stderr while the block runs."""
+    if not cli.json:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIET_WITH_JSON]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _common(cli: CliContext, name: str, data_file: Path | None, start: datetime | None, end: datetime | None,
             instruments: tuple[str, ...], assignments: tuple[str, ...]) -> dict[str, Any]:
     from trader.backtest.job import parse_assignments
@@ -144,7 +167,7 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    with research_tables.stage(cli, f"backtest of {name}") as step:
+    with _quiet(cli), research_tables.stage(cli, f"backtest of {name}") as step:
         result = research.backtest(name, progress=step, **options)
         step("Monte Carlo")
         risk = research_tables.monte_carlo(result)
@@ -203,9 +226,10 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
-                            trials=trials, workers=workers, scheduler=scheduler, seed=seed,
-                            progress=not cli.json, **options)
+    with _quiet(cli):
+        result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
+                                trials=trials, workers=workers, scheduler=scheduler, seed=seed,
+                                progress=not cli.json, **options)
     if report_file is not None:
         result.report(report_file)
     if cli.json:
@@ -300,10 +324,11 @@ def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datet
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    result = research.walkforward(name, list(space), in_sample=in_sample, out_of_sample=out_of_sample, unit=unit,
-                                  method=method,
-                                  objective=objective, constraints=constraints, trials=trials, workers=workers,
-                                  scheduler=scheduler, seed=seed, progress=not cli.json, **options)
+    with _quiet(cli):
+        result = research.walkforward(name, list(space), in_sample=in_sample, out_of_sample=out_of_sample,
+                                      unit=unit, method=method, objective=objective, constraints=constraints,
+                                      trials=trials, workers=workers, scheduler=scheduler, seed=seed,
+                                      progress=not cli.json, **options)
     if report_file is not None:
         result.report(report_file)
     if cli.json:
