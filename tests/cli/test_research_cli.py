@@ -87,6 +87,43 @@ def test_a_backtest_of_a_file_prints_its_run_metrics_and_trades_in_80_columns(st
     assert max(len(line) for line in lines) <= 80
 
 
+def test_trades_read_without_float_noise_and_open_ones_are_counted_apart(strategies: Path, bars_csv: Path) -> None:
+    from trader.research import backtest
+
+    sets = ["--data", str(bars_csv), "--set", "bar_size=1m", "--set", "slippage=0.001", "--set", "simulations=0"]
+    result = backtest("ma_crossover", data=bars_csv, sets={"bar_size": "1m", "slippage": "0.001"})
+    open_trades = int(result.trades["exit_time"].isna().sum())
+    assert open_trades == 1  # the example holds a position at the last bar
+    out = trader("backtest", "ma_crossover", *sets)
+    assert out.exit_code == 0, out.output
+    closed = len(result.trades) - 1
+    assert f", {closed:,} closed trades + 1 open in " in out.stdout.splitlines()[2]
+    cells = re.findall(r"\d+\.\d+", out.stdout.split("(open ones too)")[1])
+    assert cells and max(len(c.split(".")[1]) for c in cells) <= 6, cells  # no 93.72139999999999
+    doc = json.loads(trader("--json", "backtest", "ma_crossover", *sets).stdout, parse_float=Decimal)
+    assert doc["metrics"]["trades"] == closed
+    for trade in doc["trades"]:
+        for key in ("entry_price", "exit_price", "pnl", "return", "commission"):
+            value = trade[key]
+            assert not isinstance(value, Decimal) or len(value.as_tuple().digits) <= 10, (key, value)
+    assert len(Decimal(doc["final_equity"]).as_tuple().digits) <= 10
+    exact = [Decimal(str(p)) for p in result.orders["price"]]  # the orders' Decimals, to the last digit
+    assert [order["price"] for order in doc["orders"]] == exact
+    assert any(len(p.as_tuple().digits) > 6 for p in exact)  # slipped prices carry more digits than a tick
+
+
+def test_durations_under_a_day_and_long_floats_of_a_note_read_as_people_write_them() -> None:
+    from trader.cli.research_tables import _readable, metric_text
+
+    assert metric_text("average_holding_days", 0.0052) == "7.5 min"
+    assert metric_text("average_holding_days", 0.5) == "12.0 h"
+    assert metric_text("average_holding_days", 3.25) == "3.2 d"
+    assert metric_text("max_drawdown_days", 0.0) == "0.0 d"
+    assert _readable("return -1.4415196126223224 at position 31 loses more than everything") == \
+        "return -1.442 at position 31 loses more than everything"
+    assert _readable("5 days, 0.5 %") == "5 days, 0.5 %"
+
+
 def test_with_json_the_engine_s_warnings_stay_off_stderr(strategies: Path, bars_csv: Path) -> None:
     folder = strategies
     (folder / "noisy.py").write_text((folder / "ma_crossover.py").read_text().replace(

@@ -4,7 +4,8 @@ Every table fits 80 columns (:class:`trader.cli.layout.FitTable`, the
 least important columns left out first on a narrower terminal). Metrics
 are formatted by their unit in ``trader.backtest.metrics.UNITS``: fractions as
 percents (``total_return`` 0.123 -> ``12.30 %``), money to cents, counts
-whole, durations in days, ratios with three decimals.
+whole, durations in days (hours or minutes under a day), ratios with three
+decimals; a trade's float prices to at most six decimals (no float noise).
 :func:`stage` shows what a long command is doing on stderr (a spinner on a
 terminal, nothing in a pipe or with ``--json``).
 """
@@ -12,6 +13,7 @@ terminal, nothing in a pipe or with ``--json``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -65,10 +67,44 @@ def metric_text(name: str, value: Any) -> str:
     if unit == "currency":
         return f"{number:,.2f}"
     if unit == "days":
-        return f"{number:,.1f} d"
+        return _duration(number)
     if unit == "flag":
         return "yes" if number else "no"
     return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.2f}"
+
+
+def _duration(days: float) -> str:
+    """Return a duration in days as it reads best: ``3.2 d``, under a day ``5.5 h``, under an hour ``12.0 min``."""
+    if abs(days) >= 1 or days == 0:
+        return f"{days:,.1f} d"
+    if abs(days) >= 1 / 24:
+        return f"{days * 24:.1f} h"
+    return f"{days * 24 * 60:.1f} min"
+
+
+def _price(value: Any) -> str:
+    """Return a trade's price: a Decimal as written, a float to at most six decimals (93.7214, not 93.72139999999999)."""
+    if value is None or pd.isna(value):
+        return "-"
+    if isinstance(value, Decimal):
+        return formats.num(value)
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+_LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e-?\d+)?")
+
+
+def _readable(note: str) -> str:
+    """Return ``note`` with its long floats to four significant digits (-1.4415196126223224 -> -1.442)."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.4g}", note)
+
+
+def _significant(value: Any, digits: int = 10) -> Any:
+    """Return a float to ``digits`` significant digits (its float noise gone); anything else as it is."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{digits}g}")
+    return value
 
 
 def _headline(stats: dict[str, Any]) -> list[str]:
@@ -91,8 +127,8 @@ def monte_carlo(result: BacktestResult) -> dict[str, Any]:
         return {"note": "off (backtest setting simulations: 0)"}
     try:
         found = result.monte_carlo()
-    except ValidationError as exc:  # too little to resample
-        return {"note": str(exc)}
+    except ValidationError as exc:  # too little to resample, or a return below -100 %
+        return {"note": _readable(str(exc))}
     return {"method": found.method, "paths": found.paths, "horizon_days": found.horizon_days, "seed": found.seed,
             "risk": {k: _plain(v) for k, v in found.risk.items()}}
 
@@ -115,8 +151,12 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None,
     console.print(Text.assemble((result.strategy, "bold"), f"  {instruments}  {result.bar_size}  ",
                                 _range_text(result.equity.index)), highlight=False)
     console.print(f"params: {params}", highlight=False)
+    still_open = int(result.trades["exit_time"].isna().sum()) if len(result.trades) else 0
+    closed = len(result.trades) - still_open
+    opened = f" + {still_open:,} open" if still_open else ""
     console.print(f"{len(result.equity):,} bars, {_many(len(result.orders), 'order')}, "
-                  f"{_many(len(result.trades), 'trade')} in {result.elapsed:.2f} s", highlight=False)
+                  f"{closed:,} closed trade{'' if closed == 1 else 's'}{opened} in {result.elapsed:.2f} s",
+                  highlight=False)
     stats = result.stats
     names = _headline(stats)
     half = (len(names) + 1) // 2
@@ -156,10 +196,10 @@ def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
     for row in trades.itertuples(index=False):
         values = row._asdict()
         rows.append([str(values["instrument"]), str(values["direction"]), _stamp(values["entry_time"]),
-                     _stamp(values["exit_time"]), formats.num(values["quantity"]), formats.num(values["entry_price"]),
-                     "-" if pd.isna(values["exit_price"]) else formats.num(values["exit_price"]),
+                     _stamp(values["exit_time"]), formats.num(values["quantity"]), _price(values["entry_price"]),
+                     _price(values["exit_price"]),
                      formats.money(values["pnl"]), str(values["bars"])])
-    title = f"last {len(rows)} of {_many(total, 'trade')}" if total > len(rows) else "trades"
+    title = f"last {len(rows)} of {_many(total, 'trade')} (open ones too)" if total > len(rows) else "trades"
     return FitTable(cols, rows, title=title)
 
 
@@ -182,9 +222,15 @@ def backtest_dict(result: BacktestResult) -> dict[str, Any]:
 
     The result's own JSON writes an order's Decimals as text (for any JSON
     reader); the CLI writes every number as a JSON number with its exact
-    digits (trader.cli.jsonout), so they are turned back into Decimals here.
+    digits (trader.cli.jsonout), so they are turned back into Decimals here:
+    an order's quantity, price and commission are exact. The trades' and the
+    final equity's floats (sums of float products) are rounded to ten
+    significant digits, their float noise dropped (-2.98, not
+    -2.9799999999995634).
     """
     doc = result.to_dict()
+    doc["trades"] = [{k: _significant(v) for k, v in trade.items()} for trade in doc["trades"]]
+    doc["final_equity"] = _significant(doc.get("final_equity"))
     for order in doc["orders"]:
         for key in ("quantity", "price", "commission"):
             if isinstance(order.get(key), str):
