@@ -74,7 +74,8 @@ def _search_options(fn: Callable[..., Any]) -> Any:
         click.option("--workers", "-w", type=click.IntRange(min=1),
                      help="Worker processes of the LocalCluster (default: the cores)."),
         click.option("--trials", type=click.IntRange(min=1),
-                     help="Combinations random and genetic evaluate (default: 100)."),
+                     help="Distinct combinations random and genetic evaluate (default: 100, or the "
+                          "space's size if smaller)."),
         click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
                      help="Keep combinations whose metrics satisfy EXPR ('max_drawdown < 0.2', "
                           "'trades >= 10'); repeatable."),
@@ -303,7 +304,8 @@ def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datet
     Each window's best parameters (a sweep of its in-sample days) trade the
     out-of-sample days after it; the next window starts that much later. The
     out-of-sample runs are stitched into one account's equity, the honest
-    estimate of the optimised strategy.
+    estimate of the optimised strategy. A last out-of-sample window shorter
+    than half of --out-of-sample is dropped, not scored.
 
     \b
     Examples:
