@@ -58,9 +58,9 @@ def test_grid_in_chunks_equals_one_evaluation_of_every_combination(client: Any, 
                                   rtol=1e-9)  # numpy sums a column of 24 and a column of one in another order
     assert chunked.table["objective"].iloc[0] == pytest.approx(whole["objective"].max(), rel=1e-12)  # best first
     assert chunked.best == dict(zip(["fast", "slow", "allow_short"], got["objective"].idxmax(), strict=True))
-    one_chunk = _grid(client, bars, tmp_path, memory_mb=64)
-    assert one_chunk.chunks == 1
-    pd.testing.assert_frame_equal(one_chunk.table, chunked.table, rtol=1e-9)
+    roomy = _grid(client, bars, tmp_path, memory_mb=64)  # memory for every column in one chunk
+    assert roomy.chunks == 4  # yet 2 chunks per worker: 24 combinations in chunks of 6
+    pd.testing.assert_frame_equal(roomy.table, chunked.table, rtol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["random", "genetic"])
@@ -71,9 +71,29 @@ def test_random_and_genetic_are_seeded(client: Any, bars: dict[str, pd.DataFrame
     other = _grid(client, bars, tmp_path, method=method, trials=16, seed=8, population=8, memory_mb=0.05)
     pd.testing.assert_frame_equal(first.table, again.table)
     assert not first.table[["fast", "slow", "allow_short"]].equals(other.table[["fast", "slow", "allow_short"]])
-    assert 1 <= len(first.table) <= 16  # a combination asked twice is one row
+    assert len(first.table) == 16 and first.trials == 16  # asked again until 16 distinct combinations
     assert first.table["fast"].isin(range(2, 7)).all() and first.table["slow"].isin([4, 8, 12]).all()
     assert first.method == method and first.table["objective"].notna().any()
+
+
+@pytest.mark.parametrize("method", ["random", "genetic"])
+def test_more_trials_than_the_space_has_give_every_combination_once(client: Any, bars: dict[str, pd.DataFrame],
+                                                                    tmp_path: Path, method: str) -> None:
+    found = _grid(client, bars, tmp_path, method=method, trials=40, population=8, memory_mb=0.05)
+    assert found.trials == 40 and not found.table.duplicated(["fast", "slow", "allow_short"]).any()
+    if method == "random":  # asked until the space ran out
+        assert len(found.table) == 30 and found.dropped == 6
+    else:  # NSGA-II converges and repeats itself: it stops after 10 x 40 asks with what it found
+        assert 16 < len(found.table) <= 30
+
+
+def test_a_space_the_params_refuse_entirely_is_an_error_and_nothing_is_stored(
+        client: Any, bars: dict[str, pd.DataFrame], tmp_path: Path) -> None:
+    strategy = ma_crossover().strategy
+    space = parse_space(["fast=20:22"], strategy.Params, {**strategy.config.params, "slow": 8})
+    with pytest.raises(ValidationError, match=r"every combination refused \(3 of 3\): .*fast.*slow"):
+        sweep.run(strategy, bars, space, client=client, home=tmp_path, progress=False)
+    assert not (tmp_path / "data").exists()
 
 
 def test_constraints_mark_rows_and_keep_their_metrics(client: Any, bars: dict[str, pd.DataFrame],

@@ -25,10 +25,15 @@ def test_windows_by_bars_and_by_days() -> None:
     steps = walkforward.windows(index, 4, 3)
     assert [(w.is_start, w.oos_start, w.oos_end) for w in steps] == [(0, 4, 7), (3, 7, 10)]
     assert [(w.is_start, w.oos_start, w.oos_end) for w in walkforward.windows(index, 4, 4)] == [(0, 4, 8), (4, 8, 10)]
+    # a last out-of-sample of 1 bar (under half of 5) is dropped, one of half (2 of 4, above) kept
+    assert [(w.is_start, w.oos_start, w.oos_end) for w in walkforward.windows(index, 4, 5)] == [(0, 4, 9)]
+    assert [(w.is_start, w.oos_start, w.oos_end) for w in walkforward.windows(index, 9, 5)] == [(0, 9, 10)]  # alone
     days = pd.DatetimeIndex([pd.Timestamp(f"2026-01-0{d} 15:00", tz="UTC") + pd.Timedelta(minutes=m)
                              for d in range(5, 10) for m in range(3)])
     by_day = walkforward.windows(days, 2, 1, unit="days")
     assert [(w.is_start, w.oos_start, w.oos_end) for w in by_day] == [(0, 6, 9), (3, 9, 12), (6, 12, 15)]
+    stub = walkforward.windows(days, 1, 3, unit="days")  # out-of-sample days 2-4, then day 5 alone: dropped
+    assert [(w.is_start, w.oos_start, w.oos_end) for w in stub] == [(0, 3, 12)]
     with pytest.raises(ValidationError, match="5 days are too few for an in-sample of 5 days"):
         walkforward.windows(days, 5, 1, unit="days")
     with pytest.raises(ValidationError, match="unknown window unit 'weeks'"):

@@ -52,6 +52,13 @@ def test_a_bad_date_is_a_usage_error() -> None:
     assert "is not a date or time" in refused(2, "backtest", "ma_crossover", "--start", "yesterday-ish")
 
 
+def test_an_end_before_the_start_exits_3_before_reading_bars(strategies: Path) -> None:
+    err = refused(3, "backtest", "ma_crossover", "--start", "2026-02-01", "--end", "2026-01-01")
+    assert "end (2026-01-01 00:00) must be after start (2026-02-01 00:00)" in err
+    assert "must be after start" in refused(3, "sweep", "ma_crossover", "--param", "fast=2:3", "--start",
+                                            "2026-02-01", "--end", "2026-02-01")
+
+
 def test_trader_starts_without_the_research_libraries() -> None:
     """``trader --help`` (every command registered) imports none of vectorbt, numba, plotly, dask, optuna."""
     code = ("import sys, trader.cli.main as m\n"
@@ -79,6 +86,67 @@ def test_a_backtest_of_a_file_prints_its_run_metrics_and_trades_in_80_columns(st
     assert "sharpe" in out.stdout and "max_drawdown" in out.stdout and "last 10 of " in out.stdout
     assert "Monte Carlo, block bootstrap, 1,000 paths of 252 days (losses):\n  VaR 95 " in out.stdout
     assert max(len(line) for line in lines) <= 80
+
+
+def test_trades_read_without_float_noise_and_open_ones_are_counted_apart(strategies: Path, bars_csv: Path) -> None:
+    from trader.research import backtest
+
+    sets = ["--data", str(bars_csv), "--set", "bar_size=1m", "--set", "slippage=0.001", "--set", "simulations=0"]
+    result = backtest("ma_crossover", data=bars_csv, sets={"bar_size": "1m", "slippage": "0.001"})
+    open_trades = int(result.trades["exit_time"].isna().sum())
+    assert open_trades == 1  # the example holds a position at the last bar
+    out = trader("backtest", "ma_crossover", *sets)
+    assert out.exit_code == 0, out.output
+    closed = len(result.trades) - 1
+    assert f", {closed:,} closed trades + 1 open in " in out.stdout.splitlines()[2]
+    cells = re.findall(r"\d+\.\d+", out.stdout.split("(open ones too)")[1])
+    assert cells and max(len(c.split(".")[1]) for c in cells) <= 6, cells  # no 93.72139999999999
+    doc = json.loads(trader("--json", "backtest", "ma_crossover", *sets).stdout, parse_float=Decimal)
+    assert doc["metrics"]["trades"] == closed
+    for trade in doc["trades"]:
+        for key in ("entry_price", "exit_price", "pnl", "return", "commission"):
+            value = trade[key]
+            assert not isinstance(value, Decimal) or len(value.as_tuple().digits) <= 10, (key, value)
+    assert len(Decimal(doc["final_equity"]).as_tuple().digits) <= 10
+    exact = [Decimal(str(p)) for p in result.orders["price"]]  # the orders' Decimals, to the last digit
+    assert [order["price"] for order in doc["orders"]] == exact
+    assert any(len(p.as_tuple().digits) > 6 for p in exact)  # slipped prices carry more digits than a tick
+
+
+def test_durations_under_a_day_and_long_floats_of_a_note_read_as_people_write_them() -> None:
+    from trader.cli.research_tables import _readable, metric_text
+
+    assert metric_text("average_holding_days", 0.0052) == "7.5 min"
+    assert metric_text("average_holding_days", 0.5) == "12.0 h"
+    assert metric_text("average_holding_days", 3.25) == "3.2 d"
+    assert metric_text("max_drawdown_days", 0.0) == "0.0 d"
+    assert _readable("return -1.4415196126223224 at position 31 loses more than everything") == \
+        "return -1.442 at position 31 loses more than everything"
+    assert _readable("5 days, 0.5 %") == "5 days, 0.5 %"
+
+
+def test_with_json_the_engine_s_warnings_stay_off_stderr(strategies: Path, bars_csv: Path) -> None:
+    folder = strategies
+    (folder / "noisy.py").write_text((folder / "ma_crossover.py").read_text().replace(
+        'name = "ma_crossover"', 'name = "noisy"'))
+    (folder / "noisy.yaml").write_text((folder / "ma_crossover.yaml").read_text())
+    source = (folder / "noisy.py").read_text()
+    marker = "    def signals(self, prices: pd.DataFrame) -> pd.Series:\n"
+    assert marker in source
+    source = source.replace("from __future__ import annotations\n", "from __future__ import annotations\nimport logging\n")
+    (folder / "noisy.py").write_text(source.replace(marker, marker + (
+        '        logging.getLogger("trader.backtest.engine").warning("vectorbt booked 1 of 2 orders (noise)")\n')))
+    common = ["backtest", "noisy", "--data", str(bars_csv), "--set", "bar_size=1m", "--set", "simulations=0"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:  # a real process: no pytest handler on the root logger
+        return subprocess.run([sys.executable, "-c", "from trader.cli.main import cli; cli()", *args],
+                              check=False, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    plain = run(*common)
+    assert plain.returncode == 0 and "vectorbt booked 1 of 2 orders (noise)" in plain.stderr, plain.stderr
+    quiet = run("--json", *common)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["strategy"] == "noisy"
 
 
 def test_a_strategy_param_and_a_setting_change_the_run(strategies: Path, bars_csv: Path) -> None:
@@ -130,25 +198,37 @@ def test_a_sweep_and_a_walkforward_of_a_file_on_one_local_worker(strategies: Pat
         "ma_crossover", "grid", "sharpe", 6)
     assert found["space"] == {"fast": [2, 3, 4], "slow": [8, 20]}
     assert (found["dropped"], found["constraints"], found["chunks_retried"]) == (0, [], 0)
+    assert (found["scored"], found["refused"], found["trials"]) == (6, 0, 6)
+    assert all(row["note"] is None and row["refused"] is False for row in found["rows"])
     assert found["best"] == {k: found["rows"][0][k] for k in ("fast", "slow")}
     assert Path(found["path"]).is_file() and str(stack_env.home) in found["path"]  # stored under TRADER_HOME
     report = stack_env.home / "sweep.html"
     table = trader("sweep", "ma_crossover", "--param", "fast=2:4", "--param", "slow=8,20", "--report", str(report),
                    *common)
-    assert table.exit_code == 0 and "best 6 of 6 combinations by sharpe (grid)" in table.stdout, table.output
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0] == "ma_crossover by sharpe (grid): best 6 of 6 scored"  # one line
     assert f"report: {report}" in table.stdout and "js-plotly-plot" in report.read_text()
     paths = ("stored: ", "report: ")  # a file's path is printed whole, for copying
     assert max(len(line) for line in table.stdout.splitlines() if not line.startswith(paths)) <= 80
 
     # both sweeps are stored and come back without recomputing: listed, shown, reported again
+    # refused combinations are rows with their note, not "scored"; a space refused entirely stores nothing
+    partly = json.loads(trader("--json", "sweep", "ma_crossover", "--param", "fast=7:9", *common).stdout)
+    assert (partly["combinations"], partly["scored"], partly["refused"]) == (3, 1, 2)
+    assert [row["refused"] for row in partly["rows"]] == [False, True, True]
+    assert partly["rows"][1]["note"].startswith("invalid: fast (") and partly["rows"][1]["objective"] is None
+    shown_partly = trader("sweep", "ma_crossover", "--param", "fast=7:9", *common).stdout
+    assert "best 1 of 1 scored, 2 refused by the parameters" in shown_partly.splitlines()[0]
+    message = refused(3, "sweep", "ma_crossover", "--param", "fast=20:22", *common)
+    assert "every combination refused (3 of 3): fast (20) must be less than slow (8)" in message
     listed = json.loads(trader("--json", "sweeps").stdout)
-    assert len(listed) == 2 and {e["rows"] for e in listed} == {6} and listed[1]["path"] == found["path"]
-    assert listed[1]["best"] == pytest.approx(found["rows"][0]["objective"])
+    assert len(listed) == 4 and {e["rows"] for e in listed} == {6, 3} and listed[3]["path"] == found["path"]
+    assert listed[3]["best"] == pytest.approx(found["rows"][0]["objective"])
     again = stack_env.home / "again.html"
-    shown = trader("--json", "sweeps", listed[1]["id"], "--report", str(again))
+    shown = trader("--json", "sweeps", listed[3]["id"], "--report", str(again))
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["rows"] == found["rows"] and "js-plotly-plot" in again.read_text()
-    assert "2 stored sweeps" in trader("sweeps").stdout
+    assert "4 stored sweeps" in trader("sweeps").stdout
     assert "no stored sweep 'nope'" in refused(4, "sweeps", "nope")
     assert "--report needs the ID" in refused(3, "sweeps", "--report", str(again))
 

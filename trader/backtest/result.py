@@ -125,6 +125,7 @@ class SweepResult:
     chunks_retried: int = 0
     dropped: int = 0  # combinations the Params model refused (fast >= slow), counted, not evaluated
     constraints: list[str] = field(default_factory=list)  # as given: "trades>=10"
+    trials: int = 0  # combinations asked for (the grid's size, or --trials); fewer rows: the space ran out
 
     @property
     def best(self) -> dict[str, Any]:

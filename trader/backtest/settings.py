@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trader.config import StrictModel
 from trader.domain.commission import CommissionConfig
@@ -48,6 +48,12 @@ class BacktestSettings(StrictModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> BacktestSettings:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end:%Y-%m-%d %H:%M}) must be after start ({self.start:%Y-%m-%d %H:%M})")
+        return self
 
 
 def with_overrides(settings: BacktestSettings, overrides: dict[str, Any]) -> BacktestSettings:

@@ -5,14 +5,23 @@ interface: the sampler proposes, the chunks are simulated, the values are
 told back before the next batch), so one loop serves the three methods:
 
 - ``grid``: optuna's GridSampler over every combination of the space;
-- ``random``: its RandomSampler, ``trials`` combinations;
-- ``genetic``: its NSGAIISampler, ``trials`` combinations in generations of
-  ``population`` (one generation per batch).
+- ``random``: its RandomSampler, ``trials`` distinct combinations;
+- ``genetic``: its NSGAIISampler, ``trials`` distinct combinations in
+  generations of ``population`` (one generation per batch).
+
+Random and genetic ask again until ``trials`` distinct combinations have a
+row (refused ones included) or the space has none left; a sampler that keeps
+repeating itself is given ``_ASK_FACTOR`` times ``trials`` asks, then the
+sweep ends with the rows it has (``SweepResult.trials`` keeps what was asked).
 
 All three are seeded. A combination the strategy's ``Params`` refuses
 (``fast >= slow``) is dropped and counted, not simulated; one asked twice is
-simulated once. A batch is cut into chunks of parameter columns sized from a
-memory budget per worker (:func:`trader.backtest.chunks.chunk_columns`), the
+simulated once. A sweep the ``Params`` refuse entirely is a ValidationError
+naming the reason (nothing is stored). A batch is cut into chunks of
+parameter columns sized from a memory budget per worker
+(:func:`trader.backtest.chunks.chunk_columns`) and at most a
+``1 / CHUNKS_PER_WORKER`` share of the batch per worker, so every worker gets
+chunks when there are enough combinations; the
 bars are scattered to the workers once, and each chunk returns only its
 metrics, so memory stays bounded whatever the grid's size. A worker that
 dies costs its chunks only (:mod:`trader.backtest.cluster`). The result is
@@ -53,6 +62,8 @@ DEFAULT_MEMORY_MB = 600  # per worker, for the chunk being simulated (the bars a
 DEFAULT_TRIALS = 100
 _MAX_BATCH = 4096  # combinations asked at once by grid and random (optuna's ask is per trial)
 _RESUBMITS = 3  # times a chunk whose scattered input was lost is sent again
+CHUNKS_PER_WORKER = 2  # a batch is cut into at least this many chunks per worker (when it has the combinations)
+_ASK_FACTOR = 10  # random / genetic stop asking after this many times --trials asks (a sampler repeating itself)
 
 
 def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *,
@@ -76,21 +87,28 @@ def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *,
     generation = population or max(8, min(50, n_trials // 4))
     study = _study(method, space, objective, seed, generation)
     job = SweepPayload.of(strategy, bars, settings, objective)
-    per_chunk = chunk_columns(job.n_bars, len(bars), int(memory_mb * 2**20))
+    memory_chunk = chunk_columns(job.n_bars, len(bars), int(memory_mb * 2**20))
     batch = generation if method == "genetic" else min(n_trials, _MAX_BATCH)
-    log.info("sweep %s: %s over %d trials, %d combinations per chunk", strategy.name, method, n_trials, per_chunk)
     with connect(workers=workers, scheduler=scheduler, client=client) as dask_client, \
-            SweepProgress(n_trials, enabled=progress) as bar:
-        sweeper = _Sweeper(dask_client, job, per_chunk, bar)
+            SweepProgress(min(n_trials, space.size), enabled=progress) as bar:
+        n_workers = max(1, len(dask_client.scheduler_info().get("workers", {})))
+        per_chunk = min(memory_chunk, max(1, batch // (CHUNKS_PER_WORKER * n_workers)))
+        log.info("sweep %s: %s over %d trials, at most %d combinations per chunk on %d workers", strategy.name,
+                 method, n_trials, per_chunk, n_workers)
+        sweeper = _Sweeper(dask_client, job, per_chunk, bar, n_workers)
         try:
-            rows = sweeper.drive(study, space, n_trials, batch, parsed)
+            rows = sweeper.drive(study, space, n_trials, batch, parsed, exhaustive=method == "grid")
         finally:
             sweeper.close()
+    if rows and all(str(row.get("note", "")).startswith("invalid") for row in rows.values()):
+        reasons = sorted({str(row["note"]).removeprefix("invalid: ") for row in rows.values()})
+        shown = "; ".join(reasons[:3]) + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else "")
+        raise ValidationError(f"every combination refused ({len(rows)} of {len(rows)}): {shown}")
     table = _table(rows, space, objective, parsed)
     result = SweepResult(strategy=strategy.name, method=method, objective=objective, space=space.as_dict(),
                          table=table, elapsed=time.perf_counter() - started, chunks=sweeper.chunks,
                          chunks_retried=sweeper.retried, dropped=sweeper.dropped,
-                         constraints=[str(c) for c in parsed])
+                         constraints=[str(c) for c in parsed], trials=n_trials)
     if store:
         result.path = store_result(result, home=home, extra={
             "dropped": result.dropped, "constraints": result.constraints, "seed": seed, "trials": n_trials,
@@ -156,10 +174,11 @@ def _snap(space: ParamSpace, params: dict[str, Any]) -> dict[str, Any]:
 class _Sweeper:
     """The ask / simulate / tell loop of one sweep on one Dask client."""
 
-    def __init__(self, client: Any, job: SweepPayload, per_chunk: int, bar: SweepProgress) -> None:
+    def __init__(self, client: Any, job: SweepPayload, per_chunk: int, bar: SweepProgress, workers: int = 1) -> None:
         self.client = client
         self.job = job
         self.per_chunk = per_chunk
+        self.workers = workers
         self.bar = bar
         self.job_future = client.scatter(job, broadcast=True, hash=False)
         self.chunks = 0
@@ -171,16 +190,23 @@ class _Sweeper:
         """Release the scattered job on the cluster."""
         self.client.cancel([self.job_future])
 
-    def drive(self, study: Any, space: ParamSpace, n_trials: int, batch: int,
-              constraints: list[Constraint]) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """Run ``n_trials`` trials in batches; return combination key -> its row (params, metrics, note)."""
+    def drive(self, study: Any, space: ParamSpace, n_trials: int, batch: int, constraints: list[Constraint], *,
+              exhaustive: bool = False) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Ask until ``n_trials`` distinct combinations have a row (or the space or the asks run out).
+
+        Return combination key -> its row (params, metrics, note). ``exhaustive``
+        (the grid) asks exactly ``n_trials`` times: its sampler never repeats.
+        """
         import optuna
 
         distributions = _distributions(space)
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        wanted = min(n_trials, space.size)
+        limit = n_trials if exhaustive else n_trials * _ASK_FACTOR
         asked = 0
-        while asked < n_trials:
-            trials = [study.ask(distributions) for _ in range(min(batch, n_trials - asked))]
+        while len(rows) < wanted and asked < limit:
+            count = min(batch, wanted - len(rows), limit - asked)
+            trials = [study.ask(distributions) for _ in range(count)]
             asked += len(trials)
             keyed = []
             fresh: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -189,8 +215,7 @@ class _Sweeper:
                 key = tuple(combo.values())
                 keyed.append((trial, key))
                 if key in rows or key in fresh:
-                    self.bar.advance(combos=1)
-                    continue
+                    continue  # asked again: told the same value, not a new row
                 reason = space.check(combo)
                 if reason is not None:
                     rows[key] = {**combo, "objective": math.nan, "note": f"invalid: {reason}"}
@@ -213,7 +238,8 @@ class _Sweeper:
 
         if not combos:
             return []
-        pieces = [combos[i:i + self.per_chunk] for i in range(0, len(combos), self.per_chunk)]
+        size = min(self.per_chunk, max(1, len(combos) // (CHUNKS_PER_WORKER * self.workers)))
+        pieces = [combos[i:i + size] for i in range(0, len(combos), size)]
         futures = {}
         for number, piece in enumerate(pieces):
             futures[self._submit(piece, self.chunks + number)] = number

@@ -83,7 +83,8 @@ def load(id_or_path: str | Path, *, home: Path | None = None) -> SweepResult:
     return SweepResult(strategy=meta["strategy"], method=meta["method"], objective=meta["objective"],
                        space=meta["space"], table=frame, path=path, elapsed=float(meta.get("elapsed", 0.0)),
                        chunks=int(meta.get("chunks", 0)), chunks_retried=int(meta.get("chunks_retried", 0)),
-                       dropped=int(meta.get("dropped", 0)), constraints=list(meta.get("constraints", [])))
+                       dropped=int(meta.get("dropped", 0)), constraints=list(meta.get("constraints", [])),
+                       trials=int(meta.get("trials", 0)))
 
 
 def listing(*, home: Path | None = None) -> list[dict[str, Any]]:

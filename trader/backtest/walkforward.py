@@ -4,7 +4,11 @@ The bars are cut into rolling windows: ``in_sample`` bars (or trading days,
 with ``unit="days"``) to optimise on, then the next ``out_of_sample`` to test
 on; the next window starts ``out_of_sample`` later, so the out-of-sample
 periods follow one another without overlap and cover everything after the
-first in-sample period (a last, shorter one included).
+first in-sample period, but for a last out-of-sample stub: a last window
+whose out-of-sample is shorter than half of ``out_of_sample`` is dropped
+(logged), since an objective scored on a day and a half (a Sharpe of -27)
+says nothing and would sit among the others as if it did. A shorter last
+window of at least half is kept.
 
 Per window the sweep (:func:`trader.backtest.sweep.run`, same method,
 objective and constraints) picks the best parameters on the in-sample bars;
@@ -71,10 +75,19 @@ def windows(index: pd.DatetimeIndex, in_sample: int, out_of_sample: int, unit: s
         end = min(step + in_sample + out_of_sample, len(starts) - 1)
         out.append(Window(starts[step], starts[step + in_sample], starts[end]))
         step += out_of_sample
+    if len(out) > 1 and 2 * (_units(starts, out[-1].oos_end) - _units(starts, out[-1].oos_start)) < out_of_sample:
+        stub = out.pop()
+        log.info("walk-forward: the last out-of-sample window (%d of %d %s) is dropped as too short",
+                 _units(starts, stub.oos_end) - _units(starts, stub.oos_start), out_of_sample, unit)
     if not out:
         raise ValidationError(f"{len(starts) - 1} {unit} are too few for an in-sample of {in_sample} {unit} "
                               "and any out-of-sample")
     return out
+
+
+def _units(starts: list[int], position: int) -> int:
+    """Return how many units (bars or days) lie before bar ``position`` (a unit boundary)."""
+    return starts.index(position)
 
 
 def run(strategy: Strategy, bars: dict[str, pd.DataFrame], space: ParamSpace, *, in_sample: int,

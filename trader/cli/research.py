@@ -15,7 +15,9 @@ The result is a summary table (80 columns), or with ``--json`` the data;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ from trader.errors import ValidationError
 __all__ = ["register"]
 
 METHODS = ("grid", "random", "genetic")
+# Loggers whose warnings --json keeps off stderr: with no handler configured, Python's last-resort handler
+# prints them as bare text lines. The engine's "vectorbt booked N of M orders" is one; the JSON's "skipped"
+# lists what it refused.
+QUIET_WITH_JSON = ("trader.backtest.engine",)
 
 
 def register(group: click.Group) -> None:
@@ -68,7 +74,8 @@ def _search_options(fn: Callable[..., Any]) -> Any:
         click.option("--workers", "-w", type=click.IntRange(min=1),
                      help="Worker processes of the LocalCluster (default: the cores)."),
         click.option("--trials", type=click.IntRange(min=1),
-                     help="Combinations random and genetic evaluate (default: 100)."),
+                     help="Distinct combinations random and genetic evaluate (default: 100, or the "
+                          "space's size if smaller)."),
         click.option("--constraint", "constraints", multiple=True, metavar="EXPR",
                      help="Keep combinations whose metrics satisfy EXPR ('max_drawdown < 0.2', "
                           "'trades >= 10'); repeatable."),
@@ -87,6 +94,23 @@ def _search_options(fn: Callable[..., Any]) -> Any:
 def _instruments(values: tuple[str, ...]) -> list[str] | None:
     names = [part.strip() for value in values for part in value.split(",") if part.strip()]
     return names or None
+
+
+@contextlib.contextmanager
+def _quiet(cli: CliContext) -> Iterator[None]:
+    """With --json, keep :data:`QUIET_WITH_JSON`'s log lines off stderr while the block runs."""
+    if not cli.json:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in QUIET_WITH_JSON]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _common(cli: CliContext, name: str, data_file: Path | None, start: datetime | None, end: datetime | None,
@@ -144,7 +168,7 @@ def backtest(cli: CliContext, name: str, data_file: Path | None, start: datetime
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    with research_tables.stage(cli, f"backtest of {name}") as step:
+    with _quiet(cli), research_tables.stage(cli, f"backtest of {name}") as step:
         result = research.backtest(name, progress=step, **options)
         step("Monte Carlo")
         risk = research_tables.monte_carlo(result)
@@ -183,22 +207,30 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
       trader sweep ma_crossover --param fast=2:20 --scheduler tcp://10.0.0.5:8786
     JSON:
       {"strategy": string, "method": string, "objective": string,
-       "space": {name: [value]}, "best": {name: value}, "combinations": integer,
+       "space": {name: [value]}, "best": {name: value},
+       "combinations": integer, "scored": integer, "refused": integer,
+       "trials": integer | null,
        "rows": [{name: value, "objective": number | null, metric: number |
-         null, "note": string | null}]  (best first),
+         null, "note": string | null, "refused": boolean}]  (best first),
        "path": string | null, "chunks": integer, "chunks_retried": integer,
        "dropped": integer, "constraints": [string], "elapsed": number,
-       "report": string | null}  (dropped: combinations Params refused)
-    Exits: 3 unknown parameter, empty range or objective, 4 unknown strategy
-      or no bars, 7 scheduler not answering
+       "report": string | null}
+      (combinations = scored + refused rows; refused (= dropped): the
+      strategy's Params refused the combination, the note says why;
+      trials: asked for, random and genetic ask until that many distinct
+      combinations or the space is exhausted)
+    Exits: 3 unknown parameter, empty range, objective, or every
+      combination refused, 4 unknown strategy or no bars, 7 scheduler not
+      answering
     """
     from trader import research
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
-                            trials=trials, workers=workers, scheduler=scheduler, seed=seed,
-                            progress=not cli.json, **options)
+    with _quiet(cli):
+        result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
+                                trials=trials, workers=workers, scheduler=scheduler, seed=seed,
+                                progress=not cli.json, **options)
     if report_file is not None:
         result.report(report_file)
     if cli.json:
@@ -272,7 +304,8 @@ def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datet
     Each window's best parameters (a sweep of its in-sample days) trade the
     out-of-sample days after it; the next window starts that much later. The
     out-of-sample runs are stitched into one account's equity, the honest
-    estimate of the optimised strategy.
+    estimate of the optimised strategy. A last out-of-sample window shorter
+    than half of --out-of-sample is dropped, not scored.
 
     \b
     Examples:
@@ -293,10 +326,11 @@ def walkforward(cli: CliContext, name: str, data_file: Path | None, start: datet
     from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
-    result = research.walkforward(name, list(space), in_sample=in_sample, out_of_sample=out_of_sample, unit=unit,
-                                  method=method,
-                                  objective=objective, constraints=constraints, trials=trials, workers=workers,
-                                  scheduler=scheduler, seed=seed, progress=not cli.json, **options)
+    with _quiet(cli):
+        result = research.walkforward(name, list(space), in_sample=in_sample, out_of_sample=out_of_sample,
+                                      unit=unit, method=method, objective=objective, constraints=constraints,
+                                      trials=trials, workers=workers, scheduler=scheduler, seed=seed,
+                                      progress=not cli.json, **options)
     if report_file is not None:
         result.report(report_file)
     if cli.json:

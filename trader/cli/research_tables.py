@@ -4,7 +4,8 @@ Every table fits 80 columns (:class:`trader.cli.layout.FitTable`, the
 least important columns left out first on a narrower terminal). Metrics
 are formatted by their unit in ``trader.backtest.metrics.UNITS``: fractions as
 percents (``total_return`` 0.123 -> ``12.30 %``), money to cents, counts
-whole, durations in days, ratios with three decimals.
+whole, durations in days (hours or minutes under a day), ratios with three
+decimals; a trade's float prices to at most six decimals (no float noise).
 :func:`stage` shows what a long command is doing on stderr (a spinner on a
 terminal, nothing in a pipe or with ``--json``).
 """
@@ -12,6 +13,7 @@ terminal, nothing in a pipe or with ``--json``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -65,10 +67,44 @@ def metric_text(name: str, value: Any) -> str:
     if unit == "currency":
         return f"{number:,.2f}"
     if unit == "days":
-        return f"{number:,.1f} d"
+        return _duration(number)
     if unit == "flag":
         return "yes" if number else "no"
     return f"{number:,.3f}" if abs(number) < 10 else f"{number:,.2f}"
+
+
+def _duration(days: float) -> str:
+    """Return a duration in days as it reads best: ``3.2 d``, under a day ``5.5 h``, under an hour ``12.0 min``."""
+    if abs(days) >= 1 or days == 0:
+        return f"{days:,.1f} d"
+    if abs(days) >= 1 / 24:
+        return f"{days * 24:.1f} h"
+    return f"{days * 24 * 60:.1f} min"
+
+
+def _price(value: Any) -> str:
+    """Return a trade's price: a Decimal as written, a float to at most six decimals (93.7214, not 93.72139999999999)."""
+    if value is None or pd.isna(value):
+        return "-"
+    if isinstance(value, Decimal):
+        return formats.num(value)
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+_LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(?:e-?\d+)?")
+
+
+def _readable(note: str) -> str:
+    """Return ``note`` with its long floats to four significant digits (-1.4415196126223224 -> -1.442)."""
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.4g}", note)
+
+
+def _significant(value: Any, digits: int = 10) -> Any:
+    """Return a float to ``digits`` significant digits (its float noise gone); anything else as it is."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{digits}g}")
+    return value
 
 
 def _headline(stats: dict[str, Any]) -> list[str]:
@@ -91,8 +127,8 @@ def monte_carlo(result: BacktestResult) -> dict[str, Any]:
         return {"note": "off (backtest setting simulations: 0)"}
     try:
         found = result.monte_carlo()
-    except ValidationError as exc:  # too little to resample
-        return {"note": str(exc)}
+    except ValidationError as exc:  # too little to resample, or a return below -100 %
+        return {"note": _readable(str(exc))}
     return {"method": found.method, "paths": found.paths, "horizon_days": found.horizon_days, "seed": found.seed,
             "risk": {k: _plain(v) for k, v in found.risk.items()}}
 
@@ -115,8 +151,12 @@ def show_backtest(console: Console, result: BacktestResult, report: Path | None,
     console.print(Text.assemble((result.strategy, "bold"), f"  {instruments}  {result.bar_size}  ",
                                 _range_text(result.equity.index)), highlight=False)
     console.print(f"params: {params}", highlight=False)
+    still_open = int(result.trades["exit_time"].isna().sum()) if len(result.trades) else 0
+    closed = len(result.trades) - still_open
+    opened = f" + {still_open:,} open" if still_open else ""
     console.print(f"{len(result.equity):,} bars, {_many(len(result.orders), 'order')}, "
-                  f"{_many(len(result.trades), 'trade')} in {result.elapsed:.2f} s", highlight=False)
+                  f"{closed:,} closed trade{'' if closed == 1 else 's'}{opened} in {result.elapsed:.2f} s",
+                  highlight=False)
     stats = result.stats
     names = _headline(stats)
     half = (len(names) + 1) // 2
@@ -156,10 +196,10 @@ def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
     for row in trades.itertuples(index=False):
         values = row._asdict()
         rows.append([str(values["instrument"]), str(values["direction"]), _stamp(values["entry_time"]),
-                     _stamp(values["exit_time"]), formats.num(values["quantity"]), formats.num(values["entry_price"]),
-                     "-" if pd.isna(values["exit_price"]) else formats.num(values["exit_price"]),
+                     _stamp(values["exit_time"]), formats.num(values["quantity"]), _price(values["entry_price"]),
+                     _price(values["exit_price"]),
                      formats.money(values["pnl"]), str(values["bars"])])
-    title = f"last {len(rows)} of {_many(total, 'trade')}" if total > len(rows) else "trades"
+    title = f"last {len(rows)} of {_many(total, 'trade')} (open ones too)" if total > len(rows) else "trades"
     return FitTable(cols, rows, title=title)
 
 
@@ -182,9 +222,15 @@ def backtest_dict(result: BacktestResult) -> dict[str, Any]:
 
     The result's own JSON writes an order's Decimals as text (for any JSON
     reader); the CLI writes every number as a JSON number with its exact
-    digits (trader.cli.jsonout), so they are turned back into Decimals here.
+    digits (trader.cli.jsonout), so they are turned back into Decimals here:
+    an order's quantity, price and commission are exact. The trades' and the
+    final equity's floats (sums of float products) are rounded to ten
+    significant digits, their float noise dropped (-2.98, not
+    -2.9799999999995634).
     """
     doc = result.to_dict()
+    doc["trades"] = [{k: _significant(v) for k, v in trade.items()} for trade in doc["trades"]]
+    doc["final_equity"] = _significant(doc.get("final_equity"))
     for order in doc["orders"]:
         for key in ("quantity", "price", "commission"):
             if isinstance(order.get(key), str):
@@ -196,15 +242,34 @@ def backtest_dict(result: BacktestResult) -> dict[str, Any]:
 
 
 def sweep_dict(result: SweepResult) -> dict[str, Any]:
-    """Return a sweep as the JSON of ``trader sweep --json``."""
+    """Return a sweep as the JSON of ``trader sweep --json``.
+
+    Every row of the stored table is listed, the refused combinations too
+    (``refused`` true, ``objective`` null, ``note`` the reason); ``scored``
+    counts the others. ``note`` is null on a row without one.
+    """
     table = result.table
-    rows = [{k: _plain(v) for k, v in record.items()} for record in table.to_dict("records")]
+    refused = _refused(table)
+    rows = []
+    for record, no in zip(table.to_dict("records"), refused, strict=True):
+        row = {k: _plain(v) for k, v in record.items()}
+        row["note"] = row.get("note") or None
+        row["refused"] = bool(no)
+        rows.append(row)
     return {"strategy": result.strategy, "method": result.method, "objective": result.objective,
             "space": {k: [_plain(v) for v in values] for k, values in result.space.items()},
             "best": {k: _plain(v) for k, v in result.best.items()} if len(table) else None,
-            "combinations": len(table), "rows": rows, "path": str(result.path) if result.path else None,
+            "combinations": len(table), "scored": int((~refused).sum()), "refused": int(refused.sum()),
+            "trials": result.trials or None, "rows": rows, "path": str(result.path) if result.path else None,
             "chunks": result.chunks, "chunks_retried": result.chunks_retried, "dropped": result.dropped,
             "constraints": list(result.constraints), "elapsed": result.elapsed}
+
+
+def _refused(table: pd.DataFrame) -> Any:
+    """Return a boolean array: the rows whose combination the strategy's Params refused."""
+    if "note" not in table:
+        return pd.Series(False, index=table.index).to_numpy()
+    return table["note"].fillna("").astype(str).str.startswith("invalid").to_numpy()
 
 
 def _plain(value: Any) -> Any:
@@ -218,24 +283,41 @@ def _plain(value: Any) -> Any:
 
 
 def show_sweep(console: Console, result: SweepResult, report: Path | None) -> None:
-    """Print a sweep: the best rows (parameters, objective, headline metrics), where it is stored."""
+    """Print a sweep: the best scored rows (parameters, objective, headline metrics), what was refused, where stored."""
     table = result.table
+    refused = _refused(table)
+    scored = table[~refused]
     params = list(result.space)
     shown = [m for m in ("objective", "sharpe", "cagr", "max_drawdown", "trades")
              if m in table.columns and m != result.objective]  # the objective's own column says it once
     cols = [Col(p) for p in params] + [Col(m, 0 if m == "objective" else 3, justify="right") for m in shown]
     rows = [[_value(r[p]) for p in params] + [metric_text(result.objective if m == "objective" else m, r[m])
                                               for m in shown]
-            for r in table.head(ROWS_SHOWN).to_dict("records")]
-    console.print(FitTable(cols, rows, title=f"{result.strategy}: best {len(rows)} of "
-                           f"{formats.count(len(table), 'combination')} by {result.objective} ({result.method})"))
+            for r in scored.head(ROWS_SHOWN).to_dict("records")]
+    refusals = f", {int(refused.sum()):,} refused by the parameters" if refused.any() else ""
+    console.print(Text.assemble((result.strategy, "bold"), f" by {result.objective} ({result.method}): best "
+                                f"{len(rows)} of {len(scored):,} scored{refusals}"), highlight=False)
+    console.print(FitTable(cols, rows))
+    shortfall = _shortfall(result)
+    if shortfall:
+        console.print(shortfall, highlight=False)
     retried = f", {result.chunks_retried} retried" if result.chunks_retried else ""
-    dropped = f", {_many(result.dropped, 'combination')} the parameters refused" if result.dropped else ""
-    console.print(f"{_many(result.chunks, 'chunk')}{retried}{dropped}, {result.elapsed:.1f} s", highlight=False)
+    console.print(f"{_many(result.chunks, 'chunk')}{retried}, {result.elapsed:.1f} s", highlight=False)
     if result.path is not None:
         console.print(f"stored: {result.path}", highlight=False, soft_wrap=True)
     if report is not None:
         console.print(f"report: {report}", highlight=False, soft_wrap=True)
+
+
+def _shortfall(result: SweepResult) -> str:
+    """Return why a random or genetic sweep has fewer rows than the trials asked for, or ''."""
+    if result.method == "grid" or not result.trials or len(result.table) >= result.trials:
+        return ""
+    size = math.prod(len(values) for values in result.space.values())
+    if len(result.table) >= size:
+        return f"{result.trials:,} trials asked: the space has only {size:,} combinations, each tried once"
+    return (f"{result.trials:,} trials asked: the {result.method} sampler kept proposing combinations it had "
+            f"tried, stopped at {len(result.table):,} distinct")
 
 
 def show_sweep_list(console: Console, entries: list[dict[str, Any]], directory: Path) -> None:
