@@ -103,3 +103,19 @@ def test_a_future_symbol_read_from_a_file_names_the_contract_of_the_run_s_dates_
     with pytest.raises(ValidationError, match=r"'ESZ4' names another contract on each day: give its contract key"):
         load_bars(["ESZ4"], "1m", BacktestSettings(data=path))
     assert list(load_bars(["ES.FUT.202412"], "1m", BacktestSettings(data=path)).bars) == ["ES.FUT.202412"]
+
+
+def test_a_file_of_another_bar_size_is_refused_naming_both_sizes(tmp_path: Path) -> None:
+    path = tmp_path / "aapl.parquet"
+    session_bars(DAYS[:2]).to_parquet(path)  # one-minute bars
+    with pytest.raises(ValidationError, match=r"AAPL in .*aapl.parquet: its bars are 60 s apart, the run's bar "
+                                              r"size is 5s"):
+        load_bars(["AAPL"], "5s", BacktestSettings(data=path))
+    assert len(load_bars(["AAPL"], "1m", BacktestSettings(data=path)).bars["AAPL.STK"]) == 60
+
+
+def test_a_date_s_night_before_the_first_bar_is_not_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "aapl.parquet"
+    session_bars(DAYS[:2]).to_parquet(path)  # 2024-03-04 14:30 .. 2024-03-05 14:59
+    settings = BacktestSettings(data=path, start=datetime(2024, 3, 4), end=datetime(2024, 3, 6))
+    assert not [s for s in load_bars(["AAPL"], "1m", settings).skipped if "no bars from" in s]

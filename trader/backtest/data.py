@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trader.backtest.settings import BacktestSettings
@@ -44,6 +45,7 @@ __all__ = ["MAX_LISTED", "LoadedBars", "load_bars", "load_for"]
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 50  # gaps listed one by one; the rest are counted
+_EDGE = pd.Timedelta(days=1)
 _DAY = 86_400
 _FIRST = datetime(1970, 1, 1, tzinfo=UTC)
 _LAST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -153,20 +155,37 @@ class _FileReader:
         if not frames:
             raise NotFound(f"no {self.bar_size} bars of {instrument} in {self.path} in {_range(self.settings)}",
                            instrument=instrument, file=str(self.path))
-        return key, _columns(pd.concat(frames) if len(frames) > 1 else frames[0])
+        frame = _columns(pd.concat(frames) if len(frames) > 1 else frames[0])
+        _check_spacing(frame, self.bar_size, instrument, self.path)
+        return key, frame
 
     async def _read(self, key: str, start: datetime, end: datetime) -> list[pd.DataFrame]:
         return [window.frame async for window in self.source.windows(key, self.bar_size, pd.Timestamp(start),
                                                                         pd.Timestamp(end))]
 
 
+def _check_spacing(frame: pd.DataFrame, bar_size: str, instrument: str, path: Path) -> None:
+    """Refuse a file whose bars are not of ``bar_size`` (the usual step between bars), naming both sizes."""
+    if len(frame) < 3:
+        return
+    seconds = parse_bar_size(bar_size)
+    step = float(np.median(np.diff(frame.index.asi8))) / 1e9
+    same = step >= _DAY if seconds >= _DAY else abs(step - seconds) < 1e-6
+    if not same:
+        found = f"{step:g} s" if step < _DAY else f"{step / _DAY:g} d"
+        raise ValidationError(f"{instrument} in {path}: its bars are {found} apart, the run's bar size is "
+                              f"{bar_size} (the strategy's, unless --set bar_size=... says otherwise)",
+                              instrument=instrument, file=str(path), bar_size=bar_size)
+
+
 def _gaps(key: str, frame: pd.DataFrame, bar_size: str, settings: BacktestSettings) -> list[str]:
     seconds = parse_bar_size(bar_size)
     start, end = frame.index[0], frame.index[-1] + pd.Timedelta(seconds=min(seconds, _DAY))
     listed = []
-    if settings.start is not None and settings.start < start:
+    # the range asked for reaching a day or more past the bars (a date's night before its first bar is not)
+    if settings.start is not None and start - settings.start >= _EDGE:
         listed.append(f"{key}: no bars from {settings.start.isoformat()} to the first, {start.isoformat()}")
-    if settings.end is not None and settings.end > end:
+    if settings.end is not None and settings.end - end >= _EDGE:
         listed.append(f"{key}: no bars from the last, {frame.index[-1].isoformat()}, to {settings.end.isoformat()}")
     if seconds > _DAY:
         return listed
