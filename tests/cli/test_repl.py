@@ -38,7 +38,7 @@ def test_completions_follow_the_command_tree() -> None:
     assert completions(cli, "snapshot AAPL M", {"AAPL", "MSFT"}) == completions(cli, "resolve M", {"MSFT"}) == ["MSFT"]
     assert completions(cli, "positions ", {"AAPL"}) == []
     assert completions(cli, "snapshot 'AA", {"AAPL"}) == []  # an open quote: nothing to offer
-    assert completions(cli, "strategy ", set()) == ["disable", "enable", "list", "logs", "reload"]
+    assert completions(cli, "strategy ", set()) == ["disable", "drift", "enable", "list", "logs", "reload"]
     assert completions(cli, "strategy disable --f", set()) == ["--flatten"]
     names = {"flipper", "idle"}
     assert completions(cli, "--json strategy logs f", {"FB"}, names) == ["flipper"]

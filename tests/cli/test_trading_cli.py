@@ -365,7 +365,8 @@ def test_what_if_shows_costs_and_the_risk_verdict_and_sends_nothing(trading_stac
     refusal = trader("trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if", "--id", "wi-2")
     assert refusal.exit_code == 5 and "the risk gate would refuse it: max_price_deviation" in refusal.stderr
     text = refusal.stdout  # the answer is shown all the same, with no id and no status of an order never sent
-    assert "risk gate: refuses: max_price_deviation" in text and "commission: 1 USD" in text
+    # 1 share at 50: IB's $1 minimum is capped at 1 % of the trade's value
+    assert "risk gate: refuses: max_price_deviation" in text and "commission: 0.5 USD" in text, text
     assert "wi-2" not in text and "PENDING" not in text and "not sent" in text
     assert "would send BUY LMT: limit 50.00" in text
     as_json = trader("--json", "trade", "buy", "AAPL", "-q", "1", "--limit", "50", "--what-if")
