@@ -114,9 +114,13 @@ def backtest_orders(stem: str, config: dict[str, Any], uri: str, bars: pd.DataFr
     return run(strategy, loaded.bars, settings, skipped=loaded.skipped).orders
 
 
+def _time(stamp: pd.Timestamp) -> str:
+    return "after the data" if pd.isna(stamp) else str(stamp.time())  # the last bar's order fills past the data
+
+
 def _key(bar: pd.Timestamp, fill_bar: pd.Timestamp, reason: str, side: str, quantity: Decimal) -> str:
-    decided = "" if reason != "signal" else f"decided {bar.time()}, "
-    return f"{fill_bar.time()} {reason} ({decided}{side} {quantity})"
+    decided = "" if reason != "signal" else f"decided {_time(bar)}, "
+    return f"{_time(fill_bar)} {reason} ({decided}{side} {quantity})"
 
 
 def compare(live: LiveRun, orders: pd.DataFrame, bars: pd.DataFrame) -> list[str]:

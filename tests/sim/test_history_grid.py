@@ -80,7 +80,12 @@ def test_bars_through_ib_async_are_on_the_tick_grid() -> None:
                 rows = [(b.date, b.open, b.high, b.low, b.close) for b in bars]
                 assert off_grid(rows, grid) == [], (contract.symbol, what)
                 again = await ib.reqHistoricalDataAsync(contract, "", "2 D", "1 min", what, False)
-                assert [(b.date, b.close) for b in again][:-2] == [(b.date, b.close) for b in bars][:-2]
+                # the same past, bar for bar; the two requests may straddle a minute, so match by date
+                first = {b.date: b.close for b in bars[:-2]}
+                second = {b.date: b.close for b in again[:-2]}
+                common = first.keys() & second.keys()
+                assert len(common) >= len(first) - 2, (contract.symbol, what)
+                assert {d: first[d] for d in common} == {d: second[d] for d in common}, (contract.symbol, what)
             ib.disconnect()
 
     asyncio.run(scenario())
