@@ -20,13 +20,16 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.options import MOMENT
 from trader.errors import ValidationError
+
+if TYPE_CHECKING:
+    from trader.backtest.result import SweepResult
 
 __all__ = ["register"]
 
@@ -224,13 +227,19 @@ def sweep(cli: CliContext, name: str, data_file: Path | None, start: datetime | 
       answering
     """
     from trader import research
-    from trader.cli import research_tables
 
     options = _common(cli, name, data_file, start, end, instruments, assignments)
     with _quiet(cli):
         result = research.sweep(name, list(space), method=method, objective=objective, constraints=constraints,
                                 trials=trials, workers=workers, scheduler=scheduler, seed=seed,
                                 progress=not cli.json, **options)
+    _show_sweep(cli, result, report_file)
+
+
+def _show_sweep(cli: CliContext, result: SweepResult, report_file: Path | None) -> None:
+    """Write the sweep's report if asked, then print it: its JSON, or the table of its best rows."""
+    from trader.cli import research_tables
+
     if report_file is not None:
         result.report(report_file)
     if cli.json:
@@ -276,12 +285,7 @@ def sweeps(cli: CliContext, sweep_id: str | None, report_file: Path | None) -> N
         research_tables.show_sweep_list(cli.console, entries, sweep_store.sweeps_dir(home))
         return
     result = sweep_store.load(sweep_id, home=home)
-    if report_file is not None:
-        result.report(report_file)
-    if cli.json:
-        cli.emit_json({**research_tables.sweep_dict(result), "report": str(report_file) if report_file else None})
-        return
-    research_tables.show_sweep(cli.console, result, report_file)
+    _show_sweep(cli, result, report_file)
 
 
 @click.command()
