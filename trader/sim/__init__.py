@@ -4,7 +4,7 @@ Layers, each usable on its own (see docs/tws-protocol.md):
 
 - :mod:`trader.sim.wire` - framing and field encoding (pure);
 - :mod:`trader.sim.msgids` - message ids, error codes and protocol version gates;
-- :mod:`trader.sim.client_requests` - incoming request parsers (pure);
+- :mod:`trader.sim.client_requests` and :mod:`trader.sim.place_order` - incoming request parsers (pure);
 - :mod:`trader.sim.encoders` and :mod:`trader.sim.order_wire` - outgoing messages (pure);
 - :mod:`trader.sim.catalogue`, :mod:`trader.sim.market_state`, :mod:`trader.sim.market`,
   :mod:`trader.sim.history`, :mod:`trader.sim.orders`, :mod:`trader.sim.engine`,
