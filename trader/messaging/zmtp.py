@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import cast
 
-from trader.messaging.zmtp_limits import Budget, Limits, Timeouts
+from trader.messaging.zmtp_limits import KEEPALIVE, Budget, Limits, Timeouts, keepalive
 from trader.messaging.zmtp_wire import (
     GREETING,
     MAX_COMMAND,
@@ -42,7 +41,7 @@ from trader.messaging.zmtp_wire import (
 )
 from trader.peer_text import LogThrottle, clip
 
-__all__ = ["DEFAULT_MAX_BUFFER", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
+__all__ = ["DEFAULT_MAX_BUFFER", "KEEPALIVE", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
            "parse_endpoint"]
 
 log = logging.getLogger(__name__)
@@ -52,22 +51,6 @@ _monotonic = time.monotonic
 DEFAULT_MAX_BUFFER = 16 * 2**20
 MAX_FRAMES = 64
 _HANDSHAKE, _READY_WAIT, _OPEN = 0, 1, 2
-# TCP keepalive: a peer that vanished without a FIN (host down, cable out) is noticed after
-# about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence, not when a write finally fails.
-KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
-
-
-def _keepalive(sock: socket.socket | None) -> None:
-    """Switch TCP keepalive on for ``sock`` with the ``KEEPALIVE`` timings (where the OS has them)."""
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in KEEPALIVE.items():
-            if hasattr(socket, name):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-    except OSError as exc:  # not a TCP socket, or an OS without these options: keep the connection
-        log.debug("zmtp: keepalive not set: %s", exc)
 
 
 class Connection(asyncio.Protocol):
@@ -105,13 +88,13 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance check
         self._transport = cast("asyncio.Transport", transport)
-        _keepalive(transport.get_extra_info("socket"))
+        keepalive(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.address = f"{peer[0]}:{peer[1]}"
         self._heard = self._active = _monotonic()
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._expired)
-        transport.write(GREETING)
+        self._transport.write(GREETING)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
