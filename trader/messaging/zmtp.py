@@ -34,6 +34,7 @@ from trader.messaging.zmtp_wire import (
     MAX_COMMAND,
     command,
     encode,
+    greeting_problem,
     parse_endpoint,
     parse_properties,
     ping,
@@ -274,17 +275,11 @@ class Connection(asyncio.Protocol):
     def _greeting(self) -> bool:
         """Check the peer's 64-byte greeting, then send our READY; True once it passed."""
         buf = self._buf
-        if buf[0] != 0xFF or (len(buf) >= 10 and not buf[9] & 1):
-            self._refuse("not a ZMTP greeting")
+        problem = greeting_problem(buf)
+        if problem is not None:
+            self._refuse(problem[0], *problem[1])
             return False
         if len(buf) < 64:
-            return False
-        if buf[10] < 3:
-            self._refuse("unsupported ZMTP version %d.%d", buf[10], buf[11])
-            return False
-        mechanism = bytes(buf[12:32]).rstrip(b"\x00")
-        if mechanism != b"NULL":
-            self._refuse("security mechanism %s refused (only NULL)", clip(mechanism))
             return False
         del buf[:64]
         self._state = _READY_WAIT
