@@ -1,36 +1,30 @@
 """One supervised job's life: wait for dependencies, start, become healthy, restart with backoff, schedule.
 
 A ``SupervisedJob`` owns one runner task at a time. The runner walks the
-states below and is the only writer of them while it runs; ``halt()`` cancels
-it, stops the process (SIGTERM, then SIGKILL after the grace period) and
-leaves the job STOPPED. Every state change wakes the ``ChangeSignal`` the
-supervisor shares between its jobs, so dependents and control operations
-wait on conditions instead of polling.
-
-    PENDING -> STARTING -> RUNNING -> (exit) -> BACKOFF -> PENDING ...
-                                             -> FAILED     (crash loop, or policy says no restart)
-                                             -> COMPLETED  (exit 0 and policy says no restart)
-    SCHEDULED: a one-shot job between runs, or a window job while its window is closed
-    STOPPING -> STOPPED: manual stop or shutdown; a stopped job stays stopped
+states (:mod:`pycron.job_state` shows their moves) and is the only writer of
+them while it runs; ``halt()`` cancels it, stops the process (SIGTERM, then
+SIGKILL after the grace period) and leaves the job STOPPED. Every state change
+wakes the ``ChangeSignal`` the supervisor shares between its jobs, so
+dependents and control operations wait on conditions instead of polling.
+Whether and when an exit is followed by a restart is the job's
+:class:`pycron.restarts.RestartRecord`'s call; whether its process is healthy,
+its :class:`pycron.job_health.ProcessHealth`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
 
-from pycron.config import HeartbeatHealth, Job, RestartPolicy
+from pycron.config import HeartbeatHealth, Job
 from pycron.health import HealthCheck, HeartbeatMonitor
+from pycron.job_health import ProcessHealth
+from pycron.job_state import ChangeSignal, HeartbeatInfo, JobState, JobStatus
 from pycron.output import DEFAULT_ROTATION, Rotation
 from pycron.process import ChildProcess, append_log, describe_exit
+from pycron.restarts import RestartRecord
 from pycron.schedule import (
     RunSchedule,
     WindowSchedule,
@@ -42,93 +36,16 @@ from pycron.schedule import (
 )
 from trader.errors import ConfigError
 
+__all__ = ["ChangeSignal", "HeartbeatInfo", "JobState", "JobStatus", "SupervisedJob"]
+
 log = logging.getLogger(__name__)
 
-# Seconds between health probes while waiting for a start, and between heartbeat checks once up.
-START_POLL = 0.1
-HEARTBEAT_POLL = 0.5
 # Longest single sleep while waiting for a cron time, so a clock change is noticed.
 MAX_SLEEP = 30.0
 SPAWN_FAILED = 127
 # A job exiting with ConfigError's code (78, EX_CONFIG) said its configuration is bad: a restart
 # would fail alike, so it goes FAILED at once, with the reason, instead of running into a crash loop.
 CONFIG_EXIT = ConfigError.exit_code
-
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life (see the module docstring for the moves)."""
-
-    PENDING = "PENDING"
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    BACKOFF = "BACKOFF"
-    FAILED = "FAILED"
-    STOPPING = "STOPPING"
-    STOPPED = "STOPPED"
-    SCHEDULED = "SCHEDULED"
-    COMPLETED = "COMPLETED"
-
-
-class ChangeSignal:
-    """Wake every waiter whenever something changes; each waiter re-checks its own condition."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        """Wake the current waiters."""
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Wait until ``predicate()`` holds; return False if ``timeout`` seconds pass first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not predicate():
-            event = self._event
-            if deadline is None:
-                await event.wait()
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatInfo:
-    """The last heartbeat of a heartbeat-checked job: its state and age in seconds."""
-
-    state: str
-    age: float
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatus:
-    """A snapshot of one job, as the control API reports it."""
-
-    name: str
-    state: JobState
-    pid: int | None
-    started_at: datetime | None
-    uptime: float | None
-    restarts: int
-    healthy: bool
-    ready: bool
-    last_exit: int | None
-    heartbeat: HeartbeatInfo | None
-    next_run: datetime | None
-    log: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the snapshot as JSON-ready values."""
-        out = asdict(self)
-        out["state"] = self.state.value
-        out["started_at"] = self.started_at.isoformat() if self.started_at else None
-        out["next_run"] = self.next_run.isoformat() if self.next_run else None
-        out["uptime"] = None if self.uptime is None else round(self.uptime, 3)
-        return out
 
 
 class SupervisedJob:
@@ -160,10 +77,8 @@ class SupervisedJob:
         self.restarts = 0
         self.last_exit: int | None = None
         self.next_run: datetime | None = None
-        self._failures: deque[float] = deque()  # exit times within restart_window: the crash-loop verdict
-        self._proven_at = float("-inf")  # monotonic: the last exit after a healthy stretch of reset_after
-        self._healthy_since: float | None = None  # monotonic start of the current healthy stretch
-        self._healthy_longest = 0.0  # seconds: the current process's longest healthy stretch
+        self._record = RestartRecord(job)
+        self._health = ProcessHealth(job, check)
         self._task: asyncio.Task[None] | None = None
 
     # -- what others read --------------------------------------------------------
@@ -269,7 +184,7 @@ class SupervisedJob:
                 append_log(self.job.log, f"{self.name} {why}")
                 self._set(JobState.FAILED)
                 return
-            if not self._wants_restart(success):
+            if not self._record.wants_restart(success):
                 self._set(JobState.COMPLETED if success else JobState.FAILED)
                 return
             if not await self._backoff(code):
@@ -294,7 +209,7 @@ class SupervisedJob:
             if success:
                 self._set(JobState.SCHEDULED)
                 return
-            if not self._wants_restart(success):
+            if not self._record.wants_restart(success):
                 self._set(JobState.FAILED)
                 return
             if not await self._backoff(code):
@@ -338,7 +253,7 @@ class SupervisedJob:
         its exit code after our SIGTERM.
         """
         self._set_healthy(False)
-        self._healthy_longest = 0.0
+        self._record.new_process()
         self._set(JobState.STARTING)
         try:
             for path in self.job.makedirs:
@@ -361,7 +276,7 @@ class SupervisedJob:
             return self._spawn_failed(exc), False
         started = False
         try:
-            if self.job.oneshot or await self._become_healthy(proc):
+            if self.job.oneshot or await self._health.become_healthy(proc):
                 started = True
                 self._set_healthy(True)
                 self._set(JobState.RUNNING)
@@ -396,96 +311,40 @@ class SupervisedJob:
         self.last_exit = SPAWN_FAILED
         return SPAWN_FAILED
 
-    async def _become_healthy(self, proc: ChildProcess) -> bool:
-        if self.check is None:
-            return await proc.wait_for(min(self.job.settle_time, self.job.start_timeout)) is None
-        deadline = time.monotonic() + self.job.start_timeout
-        while True:
-            if await self._probe(proc):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or await proc.wait_for(min(START_POLL, remaining)) is not None:
-                return False
-
-    async def _probe(self, proc: ChildProcess) -> bool:
-        assert self.check is not None and proc.started_mono is not None
-        try:
-            ok = await self.check.check(proc.started_mono)
-        except Exception:
-            log.exception("%s: health check raised; counted as unhealthy", self.name)
-            ok = False
-        # A port held by some other process must not make a dead job look healthy.
-        return ok and proc.running
-
     async def _watch_health(self, proc: ChildProcess) -> None:
-        interval = (
-            HEARTBEAT_POLL
-            if isinstance(self.job.health, HeartbeatHealth)
-            else self.job.health_interval
-        )
-        while proc.running:
-            await asyncio.sleep(interval)
-            ok = await self._probe(proc)
-            if ok != self.healthy and proc.running:
-                self._set_healthy(ok)
-                if ok:
-                    log.info("%s: healthy again", self.name)
-                else:
-                    log.warning("%s: unhealthy (pid %s still running)", self.name, proc.pid)
-                self.changes.notify()
+        while (ok := await self._health.next_change(proc, self.healthy)) is not None:
+            self._set_healthy(ok)
+            if ok:
+                log.info("%s: healthy again", self.name)
+            else:
+                log.warning("%s: unhealthy (pid %s still running)", self.name, proc.pid)
+            self.changes.notify()
 
     def _set_healthy(self, ok: bool) -> None:
         """Set ``healthy``, timing the healthy stretches that the backoff's reset rule reads."""
-        now = time.monotonic()
-        if ok and self._healthy_since is None:
-            self._healthy_since = now
-        elif not ok and self._healthy_since is not None:
-            self._healthy_longest = max(self._healthy_longest, now - self._healthy_since)
-            self._healthy_since = None
+        self._record.health(ok)
         self.healthy = ok
-
-    def _wants_restart(self, success: bool) -> bool:
-        policy = self.job.restart
-        return policy is RestartPolicy.ALWAYS or (
-            policy is RestartPolicy.ON_FAILURE and not success
-        )
 
     def _forget_failures(self) -> None:
         """Start afresh: no exits in the window, the next restart after the initial delay."""
-        self._failures.clear()
-        self._proven_at = float("-inf")
+        self._record.forget()
 
     async def _backoff(self, code: int) -> bool:
         """Count an unexpected exit; sleep the backoff and return True, or go FAILED (False).
 
-        Two counts, two rules. The crash-loop verdict counts every exit within
-        ``restart_window``: more than ``max_restarts`` is FAILED, however long
-        the job was healthy in between (a job that is healthy 11 s and then
-        crashes, again and again, is a crash loop). The delay counts the exits
-        within the window since the job last stayed healthy for
-        ``backoff.reset_after`` seconds: a job that proved healthy restarts
-        after the initial delay again.
+        The restart record (:class:`pycron.restarts.RestartRecord`) judges the
+        exit: a crash loop, or the delay before the restart.
         """
-        now = time.monotonic()
-        proven = self._healthy_longest >= self.job.backoff.reset_after
-        if proven and not self.job.oneshot:
-            self._proven_at = now
-            if self._failures:
-                log.info("%s: healthy for %.1fs before this exit; the backoff starts again from %gs",
-                         self.name, self._healthy_longest, self.job.backoff.initial)
-        self._failures.append(now)
-        while self._failures and now - self._failures[0] > self.job.restart_window:
-            self._failures.popleft()
-        if len(self._failures) > self.job.max_restarts:
+        delay = self._record.exited()
+        if delay is None:
             why = (
-                f"crash loop: {len(self._failures)} exits within {self.job.restart_window:g}s "
+                f"crash loop: {self._record.exits} exits within {self.job.restart_window:g}s "
                 f"(last: {describe_exit(code)}); not restarting until a manual start"
             )
             log.error("%s: %s", self.name, why)
             append_log(self.job.log, f"{self.name} {why}")
             self._set(JobState.FAILED)
             return False
-        delay = self.job.backoff_delay(sum(1 for t in self._failures if t >= self._proven_at))
         log.warning("%s: %s; restarting in %.2fs", self.name, describe_exit(code), delay)
         self._set(JobState.BACKOFF)
         await asyncio.sleep(delay)

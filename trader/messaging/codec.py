@@ -32,7 +32,10 @@ Extension types (code: what, payload):
      9  pandas.Series       labels (or the Series name) and the index freq.
 
 The pandas payloads (4, 5, 8, 9) are built and checked in
-:mod:`trader.messaging.codec_pandas`; their codes, framing and nesting are here.
+:mod:`trader.messaging.codec_pandas`; the codes and registries are
+:mod:`trader.messaging.codec_types`'s; encoding, with the framing and the
+nesting, is here, decoding in :mod:`trader.messaging.codec_decode` (``decode``
+is re-exported here: import both from this module).
 
 Design choices worth knowing:
 
@@ -41,7 +44,7 @@ Design choices worth knowing:
   Python per-field work), other languages' msgpack libraries read it, and it
   covers the whole ``datetime`` range where int64 nanoseconds stop at 2262.
   ``pandas.Timestamp`` keeps its own code because it carries nanoseconds.
-* The registries are explicit tables below, with stable numeric codes: a
+* The registries are explicit tables (``codec_types``), with stable numeric codes: a
   class is on the wire only if it is listed there. Never reuse a code.
 * Decoding raises ``ProtocolError`` and nothing else, whatever the bytes.
   Nested extension payloads are limited to ``MAX_DEPTH`` levels, because each
@@ -60,24 +63,40 @@ Design choices worth knowing:
 
 from __future__ import annotations
 
-import struct
 import sys
 from collections.abc import Callable
-from dataclasses import fields as dataclass_fields
-from datetime import UTC, date, datetime, timedelta
-from decimal import Context, Decimal, InvalidOperation
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from enum import Enum
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 
 from trader.domain.contract import Contract
-from trader.domain.enums import Action, OrderStatus, OrderType, Right, SecType, TimeInForce
-from trader.domain.order import Order
-from trader.domain.records import AccountValue, Bar, Fill, Position, Tick
-from trader.errors import ProtocolError, TraderError, ValidationError
+from trader.errors import TraderError, ValidationError
 from trader.messaging import codec_pandas
+from trader.messaging.codec_decode import CONTRACT_CACHE, decode
+from trader.messaging.codec_types import (
+    CONTRACT_CACHE_SIZE,
+    DATACLASS_CODECS,
+    DATACLASS_CODES,
+    ENUM_CODES,
+    ENUM_EXT,
+    EPOCH,
+    EXT_DATACLASS,
+    EXT_DATAFRAME,
+    EXT_DATE,
+    EXT_DECIMAL,
+    EXT_ENUM,
+    EXT_PD_TIMEDELTA,
+    EXT_PD_TIMESTAMP,
+    EXT_SERIES,
+    EXT_TIMEDELTA,
+    I32,
+    MAX_DEPTH,
+    TIMEDELTA,
+    DataclassCodec,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,98 +104,27 @@ if TYPE_CHECKING:
 __all__ = [
     "DATACLASS_CODES",
     "ENUM_CODES",
+    "EXT_DATACLASS",
+    "EXT_DATAFRAME",
+    "EXT_DATE",
+    "EXT_DECIMAL",
+    "EXT_ENUM",
+    "EXT_PD_TIMEDELTA",
+    "EXT_PD_TIMESTAMP",
+    "EXT_SERIES",
+    "EXT_TIMEDELTA",
     "MAX_DEPTH",
     "decode",
     "encode",
 ]
 
-# --- The registries: append only; a code, once used, is never reused. -------
-
-ENUM_CODES: Final[tuple[tuple[int, type[Enum]], ...]] = (
-    (1, SecType),
-    (2, Right),
-    (3, Action),
-    (4, OrderType),
-    (5, TimeInForce),
-    (6, OrderStatus),
-)
-
-DATACLASS_CODES: Final[tuple[tuple[int, type], ...]] = (
-    (1, Contract),
-    (2, Order),
-    (3, Fill),
-    (4, Position),
-    (5, Tick),
-    (6, Bar),
-    (7, AccountValue),
-)
-
-# --- Extension type codes. ---------------------------------------------------
-
-EXT_DECIMAL: Final = 1
-EXT_DATE: Final = 2
-EXT_TIMEDELTA: Final = 3
-EXT_PD_TIMESTAMP: Final = 4
-EXT_PD_TIMEDELTA: Final = 5
-EXT_ENUM: Final = 6
-EXT_DATACLASS: Final = 7
-EXT_DATAFRAME: Final = 8
-EXT_SERIES: Final = 9
-
-MAX_DEPTH: Final = 16
-"""How many extension payloads may nest inside each other (an Order holding a Contract is 2)."""
-
 # A pooled packer whose buffer grew past this (a big DataFrame) is dropped
 # rather than kept, so one large message does not pin its memory forever.
 _MAX_POOLED_BUFFER = 1 << 20
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_I32 = struct.Struct(">i")
-_TIMEDELTA = struct.Struct(">iII")
-# Decimal() only raises on malformed text if the context traps it; the
-# caller's thread context might not, so decoding uses its own.
-_STRICT_DECIMAL = Context(traps=[InvalidOperation])
-
-
-def _index(table: tuple[tuple[int, Any], ...], kind: str) -> dict[int, Any]:
-    by_code: dict[int, Any] = {}
-    for code, cls in table:
-        if code in by_code or cls in by_code.values():
-            raise RuntimeError(f"codec {kind} registry lists code {code} or {cls!r} twice")
-        by_code[code] = cls
-    return by_code
-
-
-_ENUM_BY_CODE: Final = _index(ENUM_CODES, "enum")
-_DATACLASS_BY_CODE: Final = _index(DATACLASS_CODES, "dataclass")
-
-# Enum members are few and fixed, so their wire form is computed once: encoding
-# is a dict lookup and decoding maps the exact payload bytes back to the member.
-_ENUM_EXT: Final[dict[type, dict[Enum, msgpack.ExtType]]] = {}
-_ENUM_BY_PAYLOAD: Final[dict[bytes, Enum]] = {}
-for _code, _cls in ENUM_CODES:
-    _ENUM_EXT[_cls] = {}
-    for _member in _cls:
-        _payload = msgpack.packb([_code, _member.value])
-        _ENUM_EXT[_cls][_member] = msgpack.ExtType(EXT_ENUM, _payload)
-        _ENUM_BY_PAYLOAD[_payload] = _member
-
-
-class _DataclassCodec:
-    """How one registered dataclass is written: its code, field names and a fast getter."""
-
-    __slots__ = ("cls", "code", "getter", "names")
-
-    def __init__(self, code: int, cls: type) -> None:
-        self.cls = cls
-        self.code = code
-        self.names = tuple(f.name for f in dataclass_fields(cls) if f.init)
-        self.getter = attrgetter(*self.names)
-
-
-_DATACLASS_CODECS: Final[dict[type, _DataclassCodec]] = {
-    cls: _DataclassCodec(code, cls) for code, cls in DATACLASS_CODES
-}
+# The decoded contracts' cache (codec_decode's) and the bound both caches share, under this module's name.
+_CONTRACT_CACHE: Final = CONTRACT_CACHE
+_CONTRACT_CACHE_SIZE: Final = CONTRACT_CACHE_SIZE
 
 
 # --- Encoding ----------------------------------------------------------------
@@ -233,12 +181,12 @@ def _pack(obj: Any, depth: int) -> bytes:
 def _make_default(depth: int) -> Callable[[Any], Any]:
     def default(obj: Any) -> Any:
         cls = type(obj)
-        members = _ENUM_EXT.get(cls)
+        members = ENUM_EXT.get(cls)
         if members is not None:
             return members[obj]
         if cls is Contract:
             return _encode_contract(obj, depth)
-        codec = _DATACLASS_CODECS.get(cls)
+        codec = DATACLASS_CODECS.get(cls)
         if codec is not None:
             return _encode_dataclass(obj, codec, depth)
         encoder = _ENCODERS.get(cls)
@@ -249,7 +197,7 @@ def _make_default(depth: int) -> Callable[[Any], Any]:
     return default
 
 
-def _encode_dataclass(obj: Any, codec: _DataclassCodec, depth: int) -> msgpack.ExtType:
+def _encode_dataclass(obj: Any, codec: DataclassCodec, depth: int) -> msgpack.ExtType:
     values = codec.getter(obj)
     if len(codec.names) == 1:
         values = (values,)
@@ -260,7 +208,7 @@ def _encode_dataclass(obj: Any, codec: _DataclassCodec, depth: int) -> msgpack.E
 # A Contract is frozen, so its encoding never changes: each instance is encoded once while it is
 # cached (keyed by id; the entry holds the instance, so the id cannot be reused meanwhile).
 _CONTRACT_EXT: dict[int, tuple[Contract, msgpack.ExtType]] = {}
-_CONTRACT_CODEC: Final = _DATACLASS_CODECS[Contract]
+_CONTRACT_CODEC: Final = DATACLASS_CODECS[Contract]
 
 
 def _encode_contract(obj: Contract, depth: int) -> msgpack.ExtType:
@@ -279,11 +227,11 @@ def _encode_decimal(obj: Decimal, depth: int) -> msgpack.ExtType:
 
 
 def _encode_date(obj: date, depth: int) -> msgpack.ExtType:
-    return _ext(EXT_DATE, _I32.pack(obj.toordinal()))
+    return _ext(EXT_DATE, I32.pack(obj.toordinal()))
 
 
 def _encode_timedelta(obj: timedelta, depth: int) -> msgpack.ExtType:
-    return _ext(EXT_TIMEDELTA, _TIMEDELTA.pack(obj.days, obj.seconds, obj.microseconds))
+    return _ext(EXT_TIMEDELTA, TIMEDELTA.pack(obj.days, obj.seconds, obj.microseconds))
 
 
 def _encode_datetime(obj: datetime, depth: int) -> msgpack.Timestamp:
@@ -291,7 +239,7 @@ def _encode_datetime(obj: datetime, depth: int) -> msgpack.Timestamp:
     # aware ones itself). Integer arithmetic keeps it exact before 1970 too.
     if obj.tzinfo is None or obj.utcoffset() is None:
         raise ValidationError(f"cannot encode a naive datetime ({obj!r}): make it UTC-aware")
-    delta = obj - _EPOCH
+    delta = obj - EPOCH
     return msgpack.Timestamp(delta.days * 86_400 + delta.seconds, delta.microseconds * 1000)
 
 
@@ -394,142 +342,3 @@ def _pandas_encoder(obj: Any) -> Callable[[Any, int], Any] | None:
 
 
 _DEFAULTS: Final = [_make_default(depth) for depth in range(MAX_DEPTH + 1)]
-
-
-# --- Decoding ----------------------------------------------------------------
-
-
-def decode(data: bytes | bytearray | memoryview) -> Any:
-    """Return the value encoded in ``data``.
-
-    Raises ``ProtocolError`` (and nothing else) if ``data`` is not exactly one
-    well-formed value of the supported types, including when a domain object
-    it carries fails its own validation.
-    """
-    try:
-        return _unpack(data, _HOOK0)
-    except ProtocolError:
-        raise
-    except ValidationError as exc:
-        raise ProtocolError(f"cannot decode: {exc}") from exc
-    except Exception as exc:  # any byte string must end as a ProtocolError
-        raise ProtocolError(f"cannot decode: {type(exc).__name__}: {exc}") from exc
-
-
-def _unpack_nested(data: bytes, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise ProtocolError(f"extension values nest deeper than {MAX_DEPTH}")
-    return _unpack(data, _HOOKS[depth])
-
-
-def _unpack(data: bytes | bytearray | memoryview, ext_hook: Callable[[int, bytes], Any]) -> Any:
-    # Keyword arguments spelled out rather than a **options dict: building the
-    # kwargs dict per call costs a third of a small frame's decode. unpackb's
-    # max_*_len default to len(data): a declared length can never exceed what
-    # was received, so a tiny frame cannot claim a huge array.
-    return msgpack.unpackb(
-        data,
-        ext_hook=ext_hook,
-        raw=False,
-        strict_map_key=False,
-        timestamp=3,  # msgpack Timestamp -> aware UTC datetime
-        use_list=True,
-    )
-
-
-def _make_ext_hook(depth: int) -> Callable[[int, bytes], Any]:
-    def ext_hook(code: int, data: bytes) -> Any:
-        decoder = _DECODERS.get(code)
-        if decoder is None:
-            raise ProtocolError(f"unknown extension type {code}")
-        return decoder(data, depth)
-
-    return ext_hook
-
-
-def _decode_decimal(data: bytes, depth: int) -> Decimal:
-    return Decimal(data.decode("ascii"), _STRICT_DECIMAL)
-
-
-def _decode_date(data: bytes, depth: int) -> date:
-    return date.fromordinal(_I32.unpack(data)[0])
-
-
-def _decode_timedelta(data: bytes, depth: int) -> timedelta:
-    days, seconds, microseconds = _TIMEDELTA.unpack(data)
-    return timedelta(days=days, seconds=seconds, microseconds=microseconds)
-
-
-def _decode_pd_timestamp(data: bytes, depth: int) -> Any:
-    return codec_pandas.timestamp_from_payload(data)
-
-
-def _decode_pd_timedelta(data: bytes, depth: int) -> Any:
-    return codec_pandas.timedelta_from_payload(data)
-
-
-def _decode_enum(data: bytes, depth: int) -> Enum:
-    member = _ENUM_BY_PAYLOAD.get(data)
-    if member is None:
-        raise ProtocolError(f"unknown enum code or value in {data!r}")
-    return member
-
-
-# Contracts are immutable and few, and ride in every order, fill and position: each distinct
-# payload is decoded (and validated) once, and later copies share that instance.
-_CONTRACT_CACHE: dict[bytes, Contract] = {}
-_CONTRACT_CACHE_SIZE: Final = 4096
-
-
-def _decode_dataclass(data: bytes, depth: int) -> Any:
-    known = _CONTRACT_CACHE.get(data)
-    if known is not None:
-        return known
-    obj = _decode_dataclass_body(data, depth)
-    if type(obj) is Contract:
-        if len(_CONTRACT_CACHE) >= _CONTRACT_CACHE_SIZE:
-            _CONTRACT_CACHE.clear()
-        _CONTRACT_CACHE[bytes(data)] = obj
-    return obj
-
-
-def _decode_dataclass_body(data: bytes, depth: int) -> Any:
-    body = _unpack_nested(data, depth + 1)
-    if type(body) is not list or len(body) != 2:
-        raise ProtocolError("dataclass payload is not [code, fields]")
-    code, values = body
-    cls = _DATACLASS_BY_CODE.get(code) if type(code) is int else None
-    if cls is None:
-        raise ProtocolError(f"unknown dataclass code {code!r}")
-    if type(values) is not dict:
-        raise ProtocolError(f"{cls.__name__} fields are not a map")
-    try:
-        return cls(**values)
-    except TypeError as exc:  # unknown, missing or non-string field names
-        raise ProtocolError(f"bad fields for {cls.__name__}: {exc}") from exc
-    except ValidationError as exc:
-        raise ProtocolError(f"invalid {cls.__name__}: {exc}") from exc
-
-
-def _decode_dataframe(data: bytes, depth: int) -> pd.DataFrame:
-    return codec_pandas.dataframe_from_body(_unpack_nested(data, depth + 1))
-
-
-def _decode_series(data: bytes, depth: int) -> pd.Series:
-    return codec_pandas.series_from_body(_unpack_nested(data, depth + 1))
-
-
-_DECODERS: Final[dict[int, Callable[[bytes, int], Any]]] = {
-    EXT_DECIMAL: _decode_decimal,
-    EXT_DATE: _decode_date,
-    EXT_TIMEDELTA: _decode_timedelta,
-    EXT_PD_TIMESTAMP: _decode_pd_timestamp,
-    EXT_PD_TIMEDELTA: _decode_pd_timedelta,
-    EXT_ENUM: _decode_enum,
-    EXT_DATACLASS: _decode_dataclass,
-    EXT_DATAFRAME: _decode_dataframe,
-    EXT_SERIES: _decode_series,
-}
-
-_HOOKS: Final = [_make_ext_hook(depth) for depth in range(MAX_DEPTH + 1)]
-_HOOK0: Final = _HOOKS[0]

@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import cast
 
-from trader.messaging.zmtp_limits import Budget, Limits, Timeouts
+from trader.messaging.zmtp_limits import KEEPALIVE, Budget, Limits, Timeouts, keepalive
 from trader.messaging.zmtp_wire import (
     GREETING,
     MAX_COMMAND,
     command,
     encode,
+    greeting_problem,
     parse_endpoint,
     parse_properties,
     ping,
@@ -42,7 +42,7 @@ from trader.messaging.zmtp_wire import (
 )
 from trader.peer_text import LogThrottle, clip
 
-__all__ = ["DEFAULT_MAX_BUFFER", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
+__all__ = ["DEFAULT_MAX_BUFFER", "KEEPALIVE", "MAX_FRAMES", "Budget", "Connection", "Limits", "Timeouts", "encode",
            "parse_endpoint"]
 
 log = logging.getLogger(__name__)
@@ -52,22 +52,6 @@ _monotonic = time.monotonic
 DEFAULT_MAX_BUFFER = 16 * 2**20
 MAX_FRAMES = 64
 _HANDSHAKE, _READY_WAIT, _OPEN = 0, 1, 2
-# TCP keepalive: a peer that vanished without a FIN (host down, cable out) is noticed after
-# about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence, not when a write finally fails.
-KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
-
-
-def _keepalive(sock: socket.socket | None) -> None:
-    """Switch TCP keepalive on for ``sock`` with the ``KEEPALIVE`` timings (where the OS has them)."""
-    if sock is None:
-        return
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in KEEPALIVE.items():
-            if hasattr(socket, name):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-    except OSError as exc:  # not a TCP socket, or an OS without these options: keep the connection
-        log.debug("zmtp: keepalive not set: %s", exc)
 
 
 class Connection(asyncio.Protocol):
@@ -105,13 +89,13 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport; uvloop's do not subclass asyncio.Transport, so no isinstance check
         self._transport = cast("asyncio.Transport", transport)
-        _keepalive(transport.get_extra_info("socket"))
+        keepalive(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.address = f"{peer[0]}:{peer[1]}"
         self._heard = self._active = _monotonic()
         self._timer = asyncio.get_running_loop().call_later(self._handshake_timeout, self._expired)
-        transport.write(GREETING)
+        self._transport.write(GREETING)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -291,17 +275,11 @@ class Connection(asyncio.Protocol):
     def _greeting(self) -> bool:
         """Check the peer's 64-byte greeting, then send our READY; True once it passed."""
         buf = self._buf
-        if buf[0] != 0xFF or (len(buf) >= 10 and not buf[9] & 1):
-            self._refuse("not a ZMTP greeting")
+        problem = greeting_problem(buf)
+        if problem is not None:
+            self._refuse(problem[0], *problem[1])
             return False
         if len(buf) < 64:
-            return False
-        if buf[10] < 3:
-            self._refuse("unsupported ZMTP version %d.%d", buf[10], buf[11])
-            return False
-        mechanism = bytes(buf[12:32]).rstrip(b"\x00")
-        if mechanism != b"NULL":
-            self._refuse("security mechanism %s refused (only NULL)", clip(mechanism))
             return False
         del buf[:64]
         self._state = _READY_WAIT

@@ -1,4 +1,4 @@
-"""What a ZMTP connection holds its peer to: its timers (heartbeats, dead, idle, stalled) and a shared buffer budget.
+"""What a ZMTP connection holds its peer to: its timers (heartbeats, dead, idle, stalled, TCP keepalive) and a buffer budget.
 
 :class:`trader.messaging.zmtp.Connection` takes these from the socket that
 owns it (``Limits``); the defaults of a server and of a dealer are in
@@ -7,15 +7,35 @@ owns it (``Limits``); the defaults of a server and of a dealer are in
 
 from __future__ import annotations
 
+import logging
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["CLIENT_PING_INTERVAL", "CLIENT_PING_MARGIN", "Budget", "Limits", "Timeouts"]
+__all__ = ["CLIENT_PING_INTERVAL", "CLIENT_PING_MARGIN", "KEEPALIVE", "Budget", "Limits", "Timeouts", "keepalive"]
+
+log = logging.getLogger(__name__)
 
 # How often an RPC client (either transport) PINGs its server: a server's heartbeat timeout must leave room
 # for it (see ``ServiceSettings``), or a client that is idle but alive is dropped.
 CLIENT_PING_INTERVAL = 10.0
 CLIENT_PING_MARGIN = 1.5  # a server's heartbeat timeout is at least this many client ping intervals
+# TCP keepalive: a peer that vanished without a FIN (host down, cable out) is noticed after
+# about KEEPIDLE + KEEPCNT * KEEPINTVL seconds of silence, not when a write finally fails.
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+
+
+def keepalive(sock: socket.socket | None) -> None:
+    """Switch TCP keepalive on for ``sock`` with the ``KEEPALIVE`` timings (where the OS has them)."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE.items():
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    except OSError as exc:  # not a TCP socket, or an OS without these options: keep the connection
+        log.debug("zmtp: keepalive not set: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)

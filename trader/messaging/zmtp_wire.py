@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import struct
 
+from trader.peer_text import clip
+
 MAX_COMMAND = 65536
 GREETING = (
     b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
@@ -83,6 +85,24 @@ def ready_command(socket_type: bytes, identity: bytes | None) -> bytes:
         props.append((b"Identity", identity))
     data = b"".join(bytes((len(k),)) + k + len(v).to_bytes(4, "big") + v for k, v in props)
     return command(b"READY", data)
+
+
+def greeting_problem(buf: bytes | bytearray) -> tuple[str, tuple[object, ...]] | None:
+    """Return why the peer greeting ``buf`` begins with is refused (a %-format and its arguments), else None.
+
+    The signature is judged as its bytes arrive, the version and the security
+    mechanism (only NULL) once the 64 bytes are in; None for a greeting not
+    complete yet means nothing is wrong so far.
+    """
+    if buf[0] != 0xFF or (len(buf) >= 10 and not buf[9] & 1):
+        return "not a ZMTP greeting", ()
+    if len(buf) >= 64:
+        if buf[10] < 3:
+            return "unsupported ZMTP version %d.%d", (buf[10], buf[11])
+        mechanism = bytes(buf[12:32]).rstrip(b"\x00")
+        if mechanism != b"NULL":
+            return "security mechanism %s refused (only NULL)", (clip(mechanism),)
+    return None
 
 
 def parse_properties(data: bytes) -> dict[bytes, bytes]:

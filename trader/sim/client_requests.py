@@ -4,7 +4,7 @@ A parser reads the fields after the message id with a :class:`FieldReader`,
 checks the version gates of the negotiated server version, and refuses a
 request whose field count does not fit its layout (``WireError``): the session
 answers that with IB's error 320 and keeps serving. placeOrder is long enough
-to have its own module, :mod:`trader.sim.order_wire`.
+to have its own module, :mod:`trader.sim.place_order`.
 """
 
 from __future__ import annotations
@@ -351,7 +351,7 @@ def _req_completed_orders(r: FieldReader, version: int) -> Plain:
     return Plain(In.REQ_COMPLETED_ORDERS, flag=r.flag("apiOnly"))
 
 
-# Every request tws-sim understands, except placeOrder (see order_wire).
+# Every request tws-sim understands, except placeOrder (see place_order).
 REQUEST_PARSERS: dict[In, Callable[[FieldReader, int], Request]] = {
     In.START_API: _start_api,
     In.REQ_MKT_DATA: _req_mkt_data,

@@ -30,13 +30,14 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 
-from trader.domain import Action, Fill, Order, OrderStatus, OrderType, TimeInForce
+from trader.domain import Action, Fill, OrderStatus, OrderType, TimeInForce
 from trader.errors import ValidationError
 from trader.sim.catalogue import SimInstrument
 from trader.sim.msgids import ErrorCode
 from trader.sim.order_book import OrderBook
+from trader.sim.order_rules import domain_order, off_tick, price_ok, side_touch, stop_triggered
 from trader.sim.orders import (
     EngineEvent,
     Execution,
@@ -49,13 +50,6 @@ from trader.sim.orders import (
 )
 
 __all__ = ["MatchingEngine"]
-
-
-def _on_tick(price: Decimal, tick: Decimal) -> bool:
-    return price % tick == 0
-
-
-_HUNDRED = Decimal(100)
 
 
 class MatchingEngine:
@@ -115,13 +109,13 @@ class MatchingEngine:
         if self.reject_next > 0:
             self.reject_next -= 1
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, "Order rejected - reason:rejected by tws-sim control")]
-        problem = self._check_prices(ticket)
+        problem = off_tick(ticket)
         if problem is not None:
             return [problem]
         if ticket.parent_id and self.book.get((ticket.client_id, ticket.parent_id)) is None:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:parent order {ticket.parent_id} not found")]
         try:
-            order = self._domain_order(ticket, None)
+            order = domain_order(ticket, None, clock=self._clock, account=self.account)
         except ValidationError as exc:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")]
         order.perm_id = next(self._perm_ids)
@@ -140,11 +134,11 @@ class MatchingEngine:
 
         Nothing is kept: the engine neither books nor matches it.
         """
-        problem = self._check_prices(ticket)
+        problem = off_tick(ticket)
         if problem is not None:
             return problem
         try:
-            order = self._domain_order(ticket, None)
+            order = domain_order(ticket, None, clock=self._clock, account=self.account)
         except ValidationError as exc:
             return self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")
         order.transition(OrderStatus.PRE_SUBMITTED, self._clock())
@@ -207,48 +201,6 @@ class MatchingEngine:
     def _error(self, ticket: OrderTicket, code: int, text: str) -> OrderError:
         return OrderError(ticket.client_id, ticket.order_id, code, text)
 
-    def _check_prices(self, ticket: OrderTicket) -> OrderError | None:
-        tick = ticket.instrument.tick_size
-        for price in (ticket.limit_price, ticket.stop_price, ticket.trail_amount):
-            if price is not None and not _on_tick(price, tick):
-                return self._error(ticket, ErrorCode.PRICE_VARIATION,
-                                   "The price does not conform to the minimum price variation for this contract.")
-        return None
-
-    def _domain_order(self, ticket: OrderTicket, previous: SimOrder | None) -> Order:
-        client_order_id = f"{ticket.client_id}:{ticket.order_id}"
-        lifecycle: dict[str, object]
-        if previous is not None:
-            old = previous.order
-            lifecycle = {
-                "status": old.status,
-                "filled_quantity": old.filled_quantity,
-                "avg_fill_price": old.avg_fill_price,
-                "perm_id": previous.perm_id,
-                "created_at": old.created_at,
-            }
-        else:
-            lifecycle = {"created_at": self._clock()}
-        return Order(
-            client_order_id,
-            ticket.instrument.contract,
-            ticket.action,
-            ticket.quantity,
-            ticket.order_type,
-            limit_price=ticket.limit_price,
-            stop_price=ticket.stop_price,
-            trail_amount=ticket.trail_amount,
-            trail_percent=ticket.trail_percent,
-            tif=ticket.tif,
-            outside_rth=ticket.outside_rth,
-            parent_id=f"{ticket.client_id}:{ticket.parent_id}" if ticket.parent_id else None,
-            oca_group=ticket.oca_group or None,
-            order_ref=ticket.order_ref or "api",
-            account=ticket.account or self.account,
-            broker_order_id=ticket.order_id,
-            **lifecycle,
-        )
-
     def _modify(self, sim: SimOrder, ticket: OrderTicket) -> list[EngineEvent]:
         if sim.order.is_done:
             if sim.status is OrderStatus.FILLED:
@@ -257,14 +209,14 @@ class MatchingEngine:
         if ticket.instrument.conid != sim.instrument.conid or ticket.action is not sim.ticket.action:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED,
                                 "Order rejected - reason:a modification cannot change the contract or side")]
-        problem = self._check_prices(ticket)
+        problem = off_tick(ticket)
         if problem is not None:
             return [problem]
         if ticket.quantity < sim.order.filled_quantity:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED,
                                 f"Order rejected - reason:quantity {ticket.quantity} is below the filled {sim.order.filled_quantity}")]
         try:
-            order = self._domain_order(ticket, sim)
+            order = domain_order(ticket, sim, clock=self._clock, account=self.account)
         except ValidationError as exc:
             return [self._error(ticket, ErrorCode.ORDER_REJECTED, f"Order rejected - reason:{exc}")]
         was_held, old_parent_id = sim.held, sim.ticket.parent_id
@@ -351,16 +303,7 @@ class MatchingEngine:
 
     def _side_touch(self, sim: SimOrder, quote: Quote) -> tuple[Decimal, Decimal]:
         """Return (price, size still available) on the side ``sim`` trades against."""
-        taken = self._taken.setdefault(sim.instrument.conid, [Decimal(0), Decimal(0)])
-        if sim.ticket.action is Action.BUY:
-            return quote.ask, max(Decimal(0), quote.ask_size - taken[1])
-        return quote.bid, max(Decimal(0), quote.bid_size - taken[0])
-
-    def _limit(self, sim: SimOrder) -> Decimal | None:
-        kind = sim.ticket.order_type
-        if kind is OrderType.LMT or kind is OrderType.STP_LMT:
-            return sim.ticket.limit_price
-        return None
+        return side_touch(sim, quote, self._taken.setdefault(sim.instrument.conid, [Decimal(0), Decimal(0)]))
 
     def _available(self, sim: SimOrder) -> Decimal:
         """Return the size ``sim`` could take right now at its price (for FOK)."""
@@ -368,42 +311,9 @@ class MatchingEngine:
         if quote is None or sim.ticket.order_type not in (OrderType.MKT, OrderType.LMT):
             return Decimal(0)
         price, size = self._side_touch(sim, quote)
-        if not self._price_ok(sim, price):
+        if not price_ok(sim, price):
             return Decimal(0)
         return size
-
-    def _price_ok(self, sim: SimOrder, price: Decimal) -> bool:
-        limit = self._limit(sim)
-        if limit is None:
-            return True
-        return price <= limit if sim.ticket.action is Action.BUY else price >= limit
-
-    def _update_trigger(self, sim: SimOrder, quote: Quote) -> bool:
-        """Move a trailing stop and return whether the stop is triggered."""
-        ticket = sim.ticket
-        buy = ticket.action is Action.BUY
-        touch = quote.ask if buy else quote.bid
-        if ticket.order_type is OrderType.TRAIL:
-            tick = sim.instrument.tick_size
-            if ticket.trail_percent is not None:
-                offset = touch * ticket.trail_percent / _HUNDRED
-            else:
-                offset = ticket.trail_amount or Decimal(0)
-            if buy:
-                candidate = ((touch + offset) / tick).to_integral_value(ROUND_CEILING) * tick
-                if sim.trail_stop is None:
-                    sim.trail_stop = ticket.stop_price or candidate
-                sim.trail_stop = min(sim.trail_stop, candidate)
-            else:
-                candidate = ((touch - offset) / tick).to_integral_value(ROUND_FLOOR) * tick
-                if sim.trail_stop is None:
-                    sim.trail_stop = ticket.stop_price or candidate
-                sim.trail_stop = max(sim.trail_stop, candidate)
-            stop = sim.trail_stop
-        else:
-            stop = ticket.stop_price
-        assert stop is not None
-        return touch >= stop if buy else touch <= stop
 
     def _try_fill(self, sim: SimOrder) -> list[EngineEvent]:
         quote = self._quotes.get(sim.instrument.conid)
@@ -411,11 +321,11 @@ class MatchingEngine:
             return []
         kind = sim.ticket.order_type
         if kind in (OrderType.STP, OrderType.STP_LMT, OrderType.TRAIL) and not sim.triggered:
-            if not self._update_trigger(sim, quote):
+            if not stop_triggered(sim, quote):
                 return []
             sim.triggered = True
         price, size = self._side_touch(sim, quote)
-        if size <= 0 or not self._price_ok(sim, price):
+        if size <= 0 or not price_ok(sim, price):
             return []
         quantity = min(size, sim.order.remaining)
         return self._execute(sim, quantity, price)
