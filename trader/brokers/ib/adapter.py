@@ -1,20 +1,18 @@
 """The IB connection: one ib_async client on the service's loop, a watchdog, and the :class:`Broker` seam over it.
 
+
 :class:`IbAdapter` owns the ``ib_async.IB`` object and is the platform's
 :class:`~trader.brokers.base.Broker` for Interactive Brokers: everything it
 takes and returns is a domain object, converted by
 :mod:`trader.brokers.ib.parsing`; ib_async's own objects stay in here (the
 orders' Trades in :class:`~trader.brokers.ib.orders.IbOrders`, by client order
-id; the contracts to trade by conid). It connects with exponential backoff and
-jitter (a start-up request of ib_async's that fails, completed orders or
-executions say, fails the connect: ``view_complete`` holds only once all
-came), and a watchdog notices a dead connection either from ib_async's
-``disconnectedEvent`` or from a periodic ``reqCurrentTime`` that gets no
-answer. After every (re)connect it re-requests market data for the
-instruments subscribed and then calls the ``on_connected`` hooks, where the
-trader service re-syncs orders, positions and executions. Only the
-``...Async`` request methods are used, never ib_async's blocking wrappers:
-everything runs on the one loop that ``main()`` owns.
+id; the contracts to trade by conid). Its connection (backoff with jitter, the
+watchdog, the re-sync hooks after every (re)connect) is its base,
+:class:`~trader.brokers.ib.connection.IbConnection`; after every (re)connect
+it re-requests market data for the instruments subscribed before the
+``on_connected`` hooks run. Only the ``...Async`` request methods are used,
+never ib_async's blocking wrappers: everything runs on the one loop that
+``main()`` owns.
 
 The streams are those of :class:`~trader.brokers.base.Broker`; a status
 report, modify or cancel of an order is an ``order_updates`` report (a new
@@ -23,12 +21,8 @@ order placed through :meth:`IbAdapter.place_orders` emits none until IB answers)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,6 +32,7 @@ from ib_async import IB, RequestError, Trade
 from reactivex.subject import Subject
 
 from trader.brokers.ib import parsing
+from trader.brokers.ib.connection import IbConnection
 from trader.brokers.ib.market_data import IbMarketData
 from trader.brokers.ib.orders import IbOrders
 from trader.brokers.records import (
@@ -51,31 +46,23 @@ from trader.brokers.records import (
 from trader.config import IbSettings, TradingSettings
 from trader.data.pacing import Pacer, PacingRules
 from trader.domain import AccountValue, Bar, Contract, Fill, Order, Position
-from trader.errors import BrokerError, TraderError, Unavailable
-from trader.retry import RetryPolicy
+from trader.errors import BrokerError, TraderError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IbAdapter"]
 
-WATCHDOG_INTERVAL = 5.0
 HISTORY_MAX_WAIT = 10.0  # seconds trader_service's history waits for a pacing slot before it is Overloaded
-_CONNECT_ERRORS = (OSError, TimeoutError, ConnectionError, RequestError)  # a connect that failed: made again
 T = TypeVar("T")
 
 
-class IbAdapter:
+class IbAdapter(IbConnection):
     """The one IB API connection of the trader service: the :class:`~trader.brokers.base.Broker` for IB."""
 
     def __init__(self, ib_settings: IbSettings, trading: TradingSettings, *, ib: IB | None = None,
                  pacer: Pacer | None = None) -> None:
         """Connect with ``ib_settings``; history goes through ``pacer`` (default: IB's rules, waits up to 10 s)."""
-        self.settings = ib_settings
-        self.trading = trading
-        self.ib = ib or IB()
-        self.ib.RaiseRequestErrors = True
-        self.ib.client.MaxRequests = trading.ib_max_requests
-        self.ib.client.RequestsInterval = trading.ib_requests_interval
+        super().__init__(ib_settings, trading, ib)
         self.ticks: Subject[list[dict[str, Any]]] = Subject()
         self.order_updates: Subject[OrderReport] = Subject()
         self.fills: Subject[Fill] = Subject()
@@ -83,21 +70,12 @@ class IbAdapter:
         self.portfolio_updates: Subject[Position] = Subject()
         self.account_updates: Subject[AccountValue] = Subject()
         self.errors: Subject[tuple[int, int, str]] = Subject()
-        self.connection: Subject[bool] = Subject()
         self._orders = IbOrders(self.ib, self._ib_contract)
         # First: the handles of the orders IB lists as the connection is made, before any re-sync.
-        self.on_connected: list[Callable[[], Awaitable[None]]] = [self._index_orders]
+        self.on_connected.insert(0, self._index_orders)
         self._market = IbMarketData(self.ib, self._ib_contract, self.require_connection, pacer or Pacer(
             PacingRules(max_requests=trading.history_requests_per_10min), max_wait=HISTORY_MAX_WAIT))
-        self.connects = 0
-        self.last_error: str | None = None
         self.account: str | None = ib_settings.account or None
-        # Whether this connection fetched the completed orders and the executions (see _connect_loop):
-        # only then is an order IB does not report proof that it never reached IB.
-        self.view_complete = False
-        self._stopping = False
-        self._connector: asyncio.Task[None] | None = None
-        self._watchdog: asyncio.Task[None] | None = None
         self._contracts: dict[int, ib_async.Contract] = {}  # conid -> the contract orders are placed with
         self._unconverted: set[tuple[str, int | None]] = set()  # (what, conid) already logged as unreadable
         self._wire_events()
@@ -113,15 +91,6 @@ class IbAdapter:
         ib.updatePortfolioEvent += lambda i: self._convert(self.portfolio_updates, parsing.from_ib_portfolio_item, i)
         ib.accountValueEvent += lambda v: self._convert(self.account_updates, parsing.from_ib_account_value, v)
         ib.errorEvent += self._on_error
-        ib.disconnectedEvent += self._on_disconnected
-
-    @staticmethod
-    def _emit(subject: Subject[Any], value: Any) -> None:
-        # A failing observer must not break ib_async's event dispatch, nor the other observers.
-        try:
-            subject.on_next(value)
-        except Exception:
-            log.exception("an observer of an IB event failed; the stream goes on")
 
     def _convert(self, subject: Subject[T], convert: Callable[[Any], T], value: Any) -> None:
         try:
@@ -159,153 +128,14 @@ class IbAdapter:
             log.warning("IB %d: %s", code, message)
         self._emit(self.errors, (req_id, code, message))
 
-    def _on_disconnected(self) -> None:
-        self.view_complete = False
+    def _forget_session(self) -> None:
         self._orders.forget()
-        self._emit(self.connection, False)
-        if not self._stopping:
-            log.warning("IB connection to %s:%d lost; reconnecting", self.settings.host, self.settings.port)
-            self._start_connector()
 
     async def _index_orders(self) -> None:
         self._orders.index()
 
-    # -- connection ----------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """Return the IB API endpoint and client id this adapter connects with."""
-        return {"broker": "ib", "ib": f"{self.settings.host}:{self.settings.port}",
-                "client_id": self.settings.client_id}
-
-    @property
-    def connected(self) -> bool:
-        """Return whether the connection is up."""
-        return self.ib.isConnected()
-
-    def start(self) -> None:
-        """Start connecting in the background (and keep reconnecting until :meth:`stop`)."""
-        # ib_async logs every order message at INFO, a full Trade repr each: costly per order and
-        # redundant with the journal. Its warnings and errors still come through.
-        logging.getLogger("ib_async").setLevel(max(logging.WARNING, logging.getLogger().level))
-        self._stopping = False
-        self._start_connector()
-        if self._watchdog is None:
-            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-
-    async def wait_connected(self, timeout: float) -> bool:
-        """Wait until connected (and re-synced); return whether it happened within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected and (self._connector is None or self._connector.done()):
-                return True
-            await asyncio.sleep(0.02)
-        return False
-
-    async def stop(self) -> None:
-        """Disconnect and stop reconnecting; safe to call twice."""
-        self._stopping = True
-        for task in (self._connector, self._watchdog):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        self._connector = self._watchdog = None
-        if self.ib.isConnected():
-            self.ib.disconnect()
-
-    async def reconnect(self) -> None:
-        """Drop the connection and connect again (as the watchdog would)."""
-        if self.ib.isConnected():
-            self.ib.disconnect()  # fires disconnectedEvent, which starts the connector
-        else:
-            self._start_connector()
-
-    def _start_connector(self) -> None:
-        if self._connector is None or self._connector.done():
-            self._connector = asyncio.get_running_loop().create_task(self._connect_loop())
-
-    async def _connect_loop(self) -> None:
-        while await self._connect_with_backoff():
-            self.connects += 1
-            self.last_error = None
-            self.view_complete = self.ib.client.serverVersion() >= 150  # ib_async asks completed orders from 150
-            log.info("IB connected to %s:%d as client %d (server version %s, accounts %s)",
-                     self.settings.host, self.settings.port, self.settings.client_id,
-                     self.ib.client.serverVersion(), ",".join(self.ib.wrapper.accounts))
-            self._resubscribe()
-            synced = await self._run_hooks()
-            if self.connected:
-                if synced:
-                    self._emit(self.connection, True)
-                return
-            # Lost while re-syncing: its disconnectedEvent could not start a connector (this one runs).
-            log.warning("IB connection lost while re-syncing; reconnecting")
-
-    async def _run_hooks(self) -> bool:
-        """Call the ``on_connected`` hooks in order; return False (and stop) at the first that raises."""
-        for hook in self.on_connected:
-            try:
-                await hook()
-            except Exception as exc:  # a hook retries what can be retried: this one gave up
-                self.last_error = f"re-sync failed: {type(exc).__name__}: {exc}"
-                log.exception("re-sync after connecting failed: the connection is not reported up")
-                return False
-        return True
-
-    async def _connect_with_backoff(self) -> bool:
-        """Connect, retrying with backoff and jitter; return True once connected, False if stopping."""
-        if self._stopping:
-            return False
-        policy = RetryPolicy(self.trading.reconnect_initial, self.trading.reconnect_max,
-                             jitter=0.5)  # jitter: no thundering herd
-        try:
-            await policy.call(self._connect_once, retry_on=_CONNECT_ERRORS, logger=log,
-                              what=f"IB connect to {self.settings.host}:{self.settings.port}",
-                              give_up=lambda: self._stopping)
-        except _CONNECT_ERRORS:
-            return False
-        return True
-
-    async def _connect_once(self) -> None:
-        self.view_complete = False
-        try:
-            # raiseSyncErrors: a start-up request (positions, open and completed orders, executions,
-            # account updates) that timed out fails the connect, which is then made again; without it
-            # ib_async would only log it, and the re-sync would take a partial view for the whole.
-            await self.ib.connectAsync(
-                self.settings.host, self.settings.port, clientId=self.settings.client_id,
-                timeout=self.trading.connect_timeout, account=self.settings.account or "",
-                raiseSyncErrors=True)
-        except _CONNECT_ERRORS as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.ib.disconnect()
-            raise
-
-
-    async def _watch(self) -> None:
-        """Ask the time every few seconds: a connection that stops answering is dropped and re-made."""
-        while True:
-            await asyncio.sleep(WATCHDOG_INTERVAL)
-            if not self.connected or (self._connector is not None and not self._connector.done()):
-                continue
-            try:
-                await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), WATCHDOG_INTERVAL)
-            except (TimeoutError, ConnectionError):
-                log.warning("IB did not answer within %.0f s; reconnecting", WATCHDOG_INTERVAL)
-                self.ib.disconnect()
-
     def _resubscribe(self) -> None:
         self._market.resubscribe()
-
-    def require_connection(self) -> None:
-        """Raise Unavailable unless connected."""
-        if not self.connected:
-            reason = f" ({self.last_error})" if self.last_error else ""
-            raise Unavailable(f"not connected to IB at {self.settings.host}:{self.settings.port}{reason}")
-
-    async def current_time(self) -> datetime:
-        """Return IB's clock."""
-        self.require_connection()
-        return await self.ib.reqCurrentTimeAsync()
 
     # -- orders --------------------------------------------------------------------
     def next_order_id(self) -> int:
