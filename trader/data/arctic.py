@@ -33,6 +33,7 @@ from trader.data.backends import (
     BACKEND_ERRORS,
     check_directory,
     configure_lmdb,
+    configure_s3,
     lmdb_path,
     mask_uri,
     storage_failure,
@@ -69,6 +70,8 @@ class ArcticStore:
         if path is not None:
             check_directory(path)
             configure_lmdb()
+        elif uri.startswith(("s3://", "s3s://")):
+            configure_s3(keep=True)  # a down S3 fails in seconds, not after ArcticDB's minutes of retries
         self.locks = SymbolLocks(path)
         try:
             opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
