@@ -123,6 +123,18 @@ class ArcticStore:
             raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
         self._libs.pop(name, None)
 
+    def reopen(self) -> None:
+        """Open the store's URI afresh and forget what this object cached (a restore swapped the LMDB directory)."""
+        path = lmdb_path(self._uri)
+        opened = f"lmdb:{os.path.realpath(path)}" if path is not None else self._uri
+        try:
+            self._arctic = _OPEN[opened] = arcticdb.Arctic(self._uri)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot open the market store {self.uri}") from None
+        self._libs.clear()
+        self._writes.clear()
+        self._metas.clear()
+
     @staticmethod
     def _size(bar_size: str) -> str:
         return short_bar_size(parse_bar_size(bar_size))
