@@ -11,7 +11,9 @@ import pytest
 from tests.data.bars import MIN, T0, bars
 from trader.data import SymbolMeta
 from trader.data.arctic import ArcticStore
+from trader.data import backup_copy
 from trader.data.backup import MANIFEST, Manifest, backup, checksum, restore
+from trader.data.restore import STAGING
 from trader.errors import Conflict, NotFound, StorageError
 
 DAY = pd.Timedelta(days=1)
@@ -82,6 +84,82 @@ def test_a_restore_refuses_a_store_that_is_not_empty_unless_forced(store: Arctic
     assert other.bar_symbols() == {"1m": ["ES.FUT.202612"]}  # untouched
     restore(other, tmp_path / "backup", force=True)
     assert other.bar_symbols() == {"1d": ["AAPL.STK"], "1m": ["AAPL.STK", "MSFT.STK"]}
+
+
+def _staging_left(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if STAGING in p.name]
+
+
+def test_a_forced_restore_swaps_in_a_verified_copy_and_leaves_nothing_beside_it(store: ArcticStore,
+                                                                                tmp_path: Path) -> None:
+    backup(store, tmp_path / "backup")
+    parent = tmp_path / "stores"
+    other = ArcticStore(f"lmdb://{parent / 'other'}")
+    other.write_bars("ES.FUT.202612", "1m", bars(T0, 10), start=T0, end=T0 + 10 * MIN)
+    other.snapshot("old")
+    restore(other, tmp_path / "backup", force=True)
+    # the same object reads the new store (it was reopened), and so does a new one
+    assert other.bar_symbols() == {"1d": ["AAPL.STK"], "1m": ["AAPL.STK", "MSFT.STK"]}
+    assert other.snapshots() == []  # the old store's snapshots went with it
+    pd.testing.assert_frame_equal(other.read_bars("AAPL.STK", "1m"), store.read_bars("AAPL.STK", "1m"))
+    other.write_bars("ES.FUT.202612", "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)  # and writes to it
+    assert len(other.read_bars("ES.FUT.202612", "1m")) == 5
+    assert sorted(p.name for p in parent.iterdir()) == ["other"]  # no staging store, no old store left
+
+
+def test_a_restore_that_fails_midway_leaves_the_old_store_as_it_was(tmp_path: Path) -> None:
+    big = ArcticStore(f"lmdb://{tmp_path / 'big'}")
+    rows = 60_000  # ~4 MB of values: more than the target's map holds
+    big.write_bars("BIG.STK", "1m", bars(T0, rows), start=T0, end=T0 + rows * MIN)
+    backup(big, tmp_path / "backup")
+    parent = tmp_path / "stores"
+    small = ArcticStore(f"lmdb://{parent / 'small'}?map_size=1MB")
+    small.write_bars("OLD.STK", "1m", bars(T0, 20), start=T0, end=T0 + 20 * MIN)
+    small.put_record("universes", "mine", {"members": ["OLD.STK"]})
+    with pytest.raises(StorageError, match="the store is full"):
+        restore(small, tmp_path / "backup", force=True)
+    assert small.bar_symbols() == {"1m": ["OLD.STK"]}  # before the staging store: dropped, then half-copied
+    pd.testing.assert_frame_equal(small.read_bars("OLD.STK", "1m"), bars(T0, 20), check_freq=False)
+    assert small.get_record("universes", "mine") == {"members": ["OLD.STK"]}
+    assert _staging_left(parent) == []
+
+
+def test_a_symbol_larger_than_a_range_is_copied_range_by_range_to_the_same_checksum(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = ArcticStore(f"lmdb://{tmp_path / 'live'}")
+    live.write_bars("AAPL.STK", "1m", bars(T0, 60), start=T0, end=T0 + 60 * MIN)  # 9 ranges
+    stamps = pd.DatetimeIndex([T0] * 4 + [T0 + MIN] * 5 + [T0 + 2 * MIN] * 3)  # equal times across ranges
+    ticks = pd.DataFrame({"bid": [float(n) for n in range(12)], "size": list(range(12))}, index=stamps)
+    live.append_ticks("AAPL.STK", ticks)
+    monkeypatch.setattr(backup_copy, "CHUNK_ROWS", 7)
+    manifest = backup(live, tmp_path / "backup")
+    entries = {(e.library, e.symbol): e for e in manifest.symbols}
+    stored = live.library("bars.1m").read("AAPL.STK")
+    assert entries[("bars.1m", "AAPL.STK")].checksum == checksum(stored.data, stored.metadata)  # one definition
+    ticked = live.library("ticks").read("AAPL.STK")
+    assert entries[("ticks", "AAPL.STK")].checksum == checksum(ticked.data, ticked.metadata)
+    fresh = ArcticStore(f"lmdb://{tmp_path / 'fresh'}")
+    restore(fresh, tmp_path / "backup")
+    pd.testing.assert_frame_equal(fresh.read_bars("AAPL.STK", "1m"), live.read_bars("AAPL.STK", "1m"))
+    pd.testing.assert_frame_equal(fresh.read_ticks("AAPL.STK"), live.read_ticks("AAPL.STK"))
+
+
+def test_a_copy_holds_one_range_in_memory_not_the_symbol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    rows = 100_000
+    live = ArcticStore(f"lmdb://{tmp_path / 'live'}")
+    live.write_bars("BIG.STK", "1m", bars(T0, rows), start=T0, end=T0 + rows * MIN)
+    whole = int(bars(T0, rows).memory_usage(index=True).sum())  # 6.4 MB
+    monkeypatch.setattr(backup_copy, "CHUNK_ROWS", 5_000)
+    tracemalloc.start()
+    try:
+        copied = backup_copy.copy_symbols(live, ArcticStore(f"lmdb://{tmp_path / 'copy'}"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert copied[0][2] == rows
+    assert peak < whole / 4, f"copying traced {peak / 1e6:.1f} MB at its peak, a whole symbol is {whole / 1e6:.1f} MB"
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_written(store: ArcticStore, tmp_path: Path) -> None:
