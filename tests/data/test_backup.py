@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 
 from tests.data.bars import MIN, T0, bars
-from trader.data import SymbolMeta
+from trader.data import SymbolMeta, backup_copy
 from trader.data.arctic import ArcticStore
-from trader.data import backup_copy
 from trader.data.backup import MANIFEST, Manifest, backup, checksum, restore
 from trader.data.restore import STAGING
 from trader.errors import Conflict, NotFound, StorageError

@@ -20,8 +20,8 @@ from tests.data.bars import MIN, T0, bars
 from trader.data import SymbolMeta, open_store
 from trader.data.arctic import ArcticStore
 from trader.data.backends import mask_uri
-from trader.data.backup import backup
-from trader.errors import StorageError
+from trader.data.backup import backup, restore
+from trader.errors import Conflict, StorageError
 
 SECRET = "s3cr3t-Value-42"
 KEY = "AAPL.STK"
@@ -89,6 +89,20 @@ def test_an_s3_store_backs_up_to_a_local_directory(moto_port: int, tmp_path: Pat
     manifest = backup(store, tmp_path / "copy")
     assert [(e.library, e.symbol, e.rows) for e in manifest.symbols] == [("bars.1d", KEY, 5)]
     assert SECRET not in (tmp_path / "copy" / "manifest.json").read_text()
+
+
+def test_a_restore_into_s3_goes_into_an_empty_store_only(moto_port: int, tmp_path: Path) -> None:
+    local = ArcticStore(f"lmdb://{tmp_path / 'local'}")
+    local.write_bars(KEY, "1m", bars(T0, 30), start=T0, end=T0 + 30 * MIN)
+    backup(local, tmp_path / "copy")
+    used = ArcticStore(uri(moto_port))
+    used.write_bars("MSFT.STK", "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)
+    with pytest.raises(Conflict, match="path_prefix"):  # no rename on S3: the swap is the setting's change
+        restore(used, tmp_path / "copy", force=True)
+    assert used.bar_symbols() == {"1m": ["MSFT.STK"]}
+    empty = ArcticStore(uri(moto_port) + "&path_prefix=restored")
+    restore(empty, tmp_path / "copy")
+    pd.testing.assert_frame_equal(empty.read_bars(KEY, "1m"), local.read_bars(KEY, "1m"))
 
 
 def test_the_secret_is_masked_in_repr_logs_and_errors(moto_port: int, caplog: pytest.LogCaptureFixture,
