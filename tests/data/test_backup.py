@@ -95,6 +95,7 @@ def test_a_forced_restore_swaps_in_a_verified_copy_and_leaves_nothing_beside_it(
     parent = tmp_path / "stores"
     other = ArcticStore(f"lmdb://{parent / 'other'}")
     other.write_bars("ES.FUT.202612", "1m", bars(T0, 10), start=T0, end=T0 + 10 * MIN)
+    other.write_bars("ES.FUT.202612", "5m", bars(T0, 2, step=5 * MIN), start=T0, end=T0 + 10 * MIN)
     other.snapshot("old")
     restore(other, tmp_path / "backup", force=True)
     # the same object reads the new store (it was reopened), and so does a new one
@@ -102,8 +103,13 @@ def test_a_forced_restore_swaps_in_a_verified_copy_and_leaves_nothing_beside_it(
     assert other.snapshots() == []  # the old store's snapshots went with it
     pd.testing.assert_frame_equal(other.read_bars("AAPL.STK", "1m"), store.read_bars("AAPL.STK", "1m"))
     other.write_bars("ES.FUT.202612", "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)  # and writes to it
-    assert len(other.read_bars("ES.FUT.202612", "1m")) == 5
+    other.write_bars("ES.FUT.202612", "5m", bars(T0, 1, step=5 * MIN), start=T0, end=T0 + 5 * MIN)
+    assert len(other.read_bars("ES.FUT.202612", "1m")) == 5  # (5m: a library the backup does not have)
     assert sorted(p.name for p in parent.iterdir()) == ["other"]  # no staging store, no old store left
+    (parent / f".other{STAGING}20261208T000000000000").mkdir()  # left by a restore killed midway
+    (parent / f".other{STAGING}20261208T000000000000" / "data.mdb").write_bytes(b"x" * 1000)
+    restore(other, tmp_path / "backup", force=True)
+    assert sorted(p.name for p in parent.iterdir()) == ["other"]  # the next restore deletes it
 
 
 def test_a_restore_that_fails_midway_leaves_the_old_store_as_it_was(tmp_path: Path) -> None:

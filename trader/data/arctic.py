@@ -131,6 +131,7 @@ class ArcticStore:
             self._arctic = _OPEN[opened] = arcticdb.Arctic(self._uri)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
+        self.locks = SymbolLocks(path)  # its lock directories were the old store's
         self._libs.clear()
         self._writes.clear()
         self._metas.clear()

@@ -8,7 +8,7 @@ file system), verified there, and only then exchanged with the target
 directory by one ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+; where the file
 system refuses it, three renames, the first undone if the second fails).
 Until the exchange the target is not touched; a failure removes the staging
-store and raises. After it, the old store (now at the staging path) is
+store and raises (a restore killed midway leaves it: the next one deletes it). After it, the old store (now at the staging path) is
 deleted, and the caller's :class:`~trader.data.arctic.ArcticStore` reopens
 the new one. The staging store takes the target's URI options (its
 ``map_size``), and needs the free space of a second copy while it is built.
@@ -95,6 +95,9 @@ def _build(uri: str, staging: Path, source: ArcticStore, check: Callable[[Arctic
 
 def _restore_by_swap(store: ArcticStore, root: Path, source: ArcticStore,
                      check: Callable[[ArcticStore], None]) -> None:
+    for left in root.parent.glob(f".{root.name}{STAGING}*"):  # a restore killed midway: a copy, or an old store
+        log.warning("restore: deleting %s, left by a restore that did not finish", left)
+        shutil.rmtree(left, ignore_errors=True)
     staging = root.with_name(f".{root.name}{STAGING}{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
     query = store.uri.partition("?")[2]
     try:
