@@ -226,3 +226,44 @@ def test_a_backup_taken_while_a_writer_rewrites_a_symbol_copies_one_whole_versio
     base = copy["open"].iloc[0]
     assert len(copy) == 2000 and manifest.symbols[0].rows == 2000
     pd.testing.assert_frame_equal(copy, bars(T0, 2000, base=base), check_freq=False)  # one version, whole
+
+
+RESTORER = """
+import sys
+from trader.data import backup_copy
+from trader.data.arctic import ArcticStore
+from trader.data.backup import restore
+backup_copy.CHUNK_ROWS = 250  # 200 ranges: slow enough to be killed midway
+restore(ArcticStore("lmdb://" + sys.argv[1]), sys.argv[2], force=True)
+"""
+
+
+def test_a_restore_killed_midway_leaves_the_old_store_and_the_next_one_cleans_up(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = ArcticStore(f"lmdb://{tmp_path / 'big'}")
+    big.write_bars("BIG.STK", "1m", bars(T0, 50_000), start=T0, end=T0 + 50_000 * MIN)
+    backup(big, tmp_path / "backup")
+    parent = tmp_path / "stores"
+    live = ArcticStore(f"lmdb://{parent / 'live'}")
+    live.write_bars("OLD.STK", "1m", bars(T0, 20), start=T0, end=T0 + 20 * MIN)
+    child = subprocess.Popen([sys.executable, "-c", RESTORER, str(parent / "live"), str(tmp_path / "backup")],
+                             env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        deadline = time.monotonic() + 60
+        while not any((left / ".locks" / "bars.1m").exists() for left in parent.glob(f".live{STAGING}*")):
+            assert child.poll() is None and time.monotonic() < deadline, "the restore ended before it was killed"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert live.bar_symbols() == {"1m": ["OLD.STK"]}
+    pd.testing.assert_frame_equal(live.read_bars("OLD.STK", "1m"), bars(T0, 20), check_freq=False)
+    assert _staging_left(parent)  # the killed restore's copy
+    restore(live, tmp_path / "backup", force=True)
+    assert live.bar_symbols() == {"1m": ["BIG.STK"]} and _staging_left(parent) == []
