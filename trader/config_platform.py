@@ -68,6 +68,9 @@ class StorageSettings(StrictModel):
     logs_dir: Path = Path("logs")
     run_dir: Path = Path("run")
     arctic_uri: str = "lmdb://data/arctic"
+    s3_connect_timeout_ms: int = Field(2000, ge=100, description="an S3 store: the wait for a connection")
+    s3_request_timeout_ms: int = Field(10000, ge=100, description="an S3 store: the wait for an answer")
+    s3_max_attempts: int = Field(3, ge=1, description="an S3 store: tries of a request before a StorageError")
 
 
 class PycronSettings(StrictModel):

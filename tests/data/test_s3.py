@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -19,8 +20,8 @@ from tests.data.bars import MIN, T0, bars
 from trader.data import SymbolMeta, open_store
 from trader.data.arctic import ArcticStore
 from trader.data.backends import mask_uri
-from trader.data.backup import backup
-from trader.errors import StorageError
+from trader.data.backup import backup, restore
+from trader.errors import Conflict, StorageError
 
 SECRET = "s3cr3t-Value-42"
 KEY = "AAPL.STK"
@@ -90,6 +91,20 @@ def test_an_s3_store_backs_up_to_a_local_directory(moto_port: int, tmp_path: Pat
     assert SECRET not in (tmp_path / "copy" / "manifest.json").read_text()
 
 
+def test_a_restore_into_s3_goes_into_an_empty_store_only(moto_port: int, tmp_path: Path) -> None:
+    local = ArcticStore(f"lmdb://{tmp_path / 'local'}")
+    local.write_bars(KEY, "1m", bars(T0, 30), start=T0, end=T0 + 30 * MIN)
+    backup(local, tmp_path / "copy")
+    used = ArcticStore(uri(moto_port))
+    used.write_bars("MSFT.STK", "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)
+    with pytest.raises(Conflict, match="path_prefix"):  # no rename on S3: the swap is the setting's change
+        restore(used, tmp_path / "copy", force=True)
+    assert used.bar_symbols() == {"1m": ["MSFT.STK"]}
+    empty = ArcticStore(uri(moto_port) + "&path_prefix=restored")
+    restore(empty, tmp_path / "copy")
+    pd.testing.assert_frame_equal(empty.read_bars(KEY, "1m"), local.read_bars(KEY, "1m"))
+
+
 def test_the_secret_is_masked_in_repr_logs_and_errors(moto_port: int, caplog: pytest.LogCaptureFixture,
                                                        capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)
@@ -130,12 +145,40 @@ def test_a_failed_index_read_is_a_storage_error_naming_the_masked_store(moto_por
     assert str(caught.value).startswith(f"{KEY}: cannot read the bars' index: ")
 
 
-@pytest.mark.slow  # ArcticDB retries an unreachable S3: ~50 s here
-def test_reads_of_an_s3_store_gone_down_are_storage_errors_in_words(free_port) -> None:  # type: ignore[no-untyped-def]
+def test_reads_of_an_s3_store_gone_down_are_storage_errors_in_words_within_seconds(free_port) -> None:  # type: ignore[no-untyped-def]
     with moto_server(free_port()) as port:
         store = ArcticStore(uri(port))
         store.put_record("universes", "u", {"members": []})
         store.append_ticks(KEY, pd.DataFrame({"bid": [1.0]}, index=pd.DatetimeIndex([T0])))
+    started = time.monotonic()
     with pytest.raises(StorageError) as caught:  # not arcticdb's own RuntimeError (nor exit code 1)
         store.get_record("universes", "u")
+    took = time.monotonic() - started
     assert "the S3 endpoint does not answer" in str(caught.value) and SECRET not in str(caught.value)
+    assert took < 10, f"a down S3 took {took:.1f} s to fail"  # ArcticDB's own retries: ~26 s
+
+
+def test_the_settings_s3_timeouts_and_tries_reach_arcticdb_and_the_aws_client(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arcticdb.config import get_config_int, set_config_int
+
+    from trader.config import Settings, StorageSettings
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)  # monkeypatch puts back what was there
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    before = {name: get_config_int(name) for name in ("S3Storage.ConnectTimeoutMs", "S3Storage.RequestTimeoutMs")}
+    settings = Settings(storage=StorageSettings(arctic_uri="s3://127.0.0.1:none?port=1&access=a&secret=b",
+                                                s3_connect_timeout_ms=1234, s3_request_timeout_ms=5678,
+                                                s3_max_attempts=2))
+    try:
+        with pytest.raises(StorageError):
+            open_store(settings).snapshots()  # port 1: refused at once
+        assert get_config_int("S3Storage.ConnectTimeoutMs") == 1234
+        assert get_config_int("S3Storage.RequestTimeoutMs") == 5678
+        assert os.environ["AWS_MAX_ATTEMPTS"] == "2" and os.environ["AWS_RETRY_MODE"] == "standard"
+    finally:
+        for name, value in before.items():
+            set_config_int(name, value if value is not None else getattr(StorageSettings(), _FIELD[name]))
+
+
+_FIELD = {"S3Storage.ConnectTimeoutMs": "s3_connect_timeout_ms", "S3Storage.RequestTimeoutMs": "s3_request_timeout_ms"}

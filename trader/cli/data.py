@@ -151,6 +151,11 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
 
     The backup is checked against its manifest first (nothing is written if
     it differs); a store that holds anything is refused without --force.
+    An LMDB store is restored into a staging copy beside it, checked, then
+    swapped in: a failure leaves the store as it was (stop the services
+    that write to it first). An S3 store is restored only when empty:
+    restore into a new bucket or ?path_prefix=, then point
+    storage.arctic_uri at it.
 
     \b
     Examples:
@@ -160,8 +165,9 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
       {"directory": string, "created": time, "source": string, "rows":
        integer, "symbols": [{"library": string, "symbol": string, "rows":
        integer, "checksum": string}]}
-    Exits: 4 no backup in DIR, 9 the store is not empty, 14 the backup or
-      the restored store differs from the manifest
+    Exits: 4 no backup in DIR, 9 the store is not empty (or an S3 store
+      is, even with --force), 14 the backup or the restored store differs
+      from the manifest, or the store cannot be written
     """
     manifest = restore(open_arctic(cli), directory, force=force)
     _show_manifest(cli, manifest, directory, "restored")

@@ -33,6 +33,7 @@ from trader.data.backends import (
     BACKEND_ERRORS,
     check_directory,
     configure_lmdb,
+    configure_s3,
     lmdb_path,
     mask_uri,
     storage_failure,
@@ -69,6 +70,8 @@ class ArcticStore:
         if path is not None:
             check_directory(path)
             configure_lmdb()
+        elif uri.startswith(("s3://", "s3s://")):
+            configure_s3(keep=True)  # a down S3 fails in seconds, not after ArcticDB's minutes of retries
         self.locks = SymbolLocks(path)
         try:
             opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
@@ -119,6 +122,19 @@ class ArcticStore:
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
         self._libs.pop(name, None)
+
+    def reopen(self) -> None:
+        """Open the store's URI afresh and forget what this object cached (a restore swapped the LMDB directory)."""
+        path = lmdb_path(self._uri)
+        opened = f"lmdb:{os.path.realpath(path)}" if path is not None else self._uri
+        try:
+            self._arctic = _OPEN[opened] = arcticdb.Arctic(self._uri)
+        except BACKEND_ERRORS as exc:
+            raise self.failure(exc, f"cannot open the market store {self.uri}") from None
+        self.locks = SymbolLocks(path)  # its lock directories were the old store's
+        self._libs.clear()
+        self._writes.clear()
+        self._metas.clear()
 
     @staticmethod
     def _size(bar_size: str) -> str:

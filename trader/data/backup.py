@@ -10,15 +10,17 @@ only while no writer holds LMDB's lock, which a running history_service or
 recorder may hold at any time, and it could not copy an S3 store.
 
 The copy is verified before the manifest is written: each symbol read back
-from ``DIR`` must have the rows and checksum read from the source. A restore
-verifies the backup against its manifest first, refuses a store that is not
-empty (unless ``force``: then the store's libraries are dropped, snapshots
-included), copies, and verifies the restored store against the manifest.
+from ``DIR`` must have the rows and checksum read from the source. Symbols
+are copied and checked in bounded row ranges (:mod:`trader.data.backup_copy`),
+so a symbol of any size needs the memory of one range. A restore verifies
+the backup against its manifest first, refuses a store that is not empty
+(unless ``force``), copies into a staging store, verifies it against the
+manifest and swaps it in (:mod:`trader.data.restore`): a failure at any
+point leaves the old store as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from trader.data.arctic import BACKEND_ERRORS, ArcticStore
+from trader.data.backup_copy import checksum, copy_symbols, verify_symbols
+from trader.data.restore import restore_into
 from trader.errors import Conflict, NotFound, StorageError
 
 log = logging.getLogger(__name__)
@@ -84,63 +86,9 @@ class Manifest:
             raise StorageError(f"the backup manifest {path} is unreadable: {exc}", path=str(path)) from None
 
 
-def checksum(data: Any, metadata: Any) -> str:
-    """Return a SHA-256 over a symbol's data (a frame: every value, the index and the columns) and metadata."""
-    digest = hashlib.sha256()
-    if isinstance(data, pd.DataFrame):
-        digest.update(json.dumps([list(map(str, data.columns)), [str(t) for t in data.dtypes]]).encode())
-        digest.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
-    else:
-        digest.update(json.dumps(data, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(metadata, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _rows(data: Any) -> int:
-    return len(data) if isinstance(data, pd.DataFrame) else 1
-
-
-def _copy(source: ArcticStore, target: ArcticStore, *, as_of: dict[str, str] | None = None) -> list[SymbolEntry]:
-    """Copy every symbol of ``source`` (as of each library's snapshot in ``as_of``) into ``target``."""
-    entries = []
-    for lib_name in source.libraries():
-        lib = source.library(lib_name)
-        snap = (as_of or {}).get(lib_name)
-        symbols = lib.list_symbols(snapshot_name=snap) if snap else lib.list_symbols()
-        if not symbols:
-            continue
-        out = target.library(lib_name, create=True)
-        for symbol in sorted(symbols):
-            item = lib.read(symbol, as_of=snap)
-            with target.locks.hold(lib_name, symbol):
-                if isinstance(item.data, pd.DataFrame):
-                    out.write(symbol, item.data, metadata=item.metadata, prune_previous_versions=True)
-                else:
-                    out.write_pickle(symbol, item.data, metadata=item.metadata, prune_previous_versions=True)
-            entries.append(SymbolEntry(lib_name, symbol, _rows(item.data), checksum(item.data, item.metadata)))
-    return entries
-
-
 def verify(store: ArcticStore, manifest: Manifest) -> None:
     """Check that ``store`` holds exactly the manifest's symbols, rows and checksums; StorageError naming the first miss."""
-    problems: list[str] = []
-    expected = {(e.library, e.symbol): e for e in manifest.symbols}
-    held = {(lib, sym) for lib in store.libraries() for sym in store.library(lib).list_symbols()}
-    problems += [f"{lib}/{sym} is not in the manifest" for lib, sym in sorted(held - set(expected))]
-    for (lib_name, symbol), entry in expected.items():
-        if (lib_name, symbol) not in held:
-            problems.append(f"{lib_name}/{symbol} is missing")
-            continue
-        item = store.library(lib_name).read(symbol)
-        rows, digest = _rows(item.data), checksum(item.data, item.metadata)
-        if rows != entry.rows:
-            problems.append(f"{lib_name}/{symbol} has {rows} rows, not {entry.rows}")
-        elif digest != entry.checksum:
-            problems.append(f"{lib_name}/{symbol}'s checksum differs")
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise StorageError(f"{store.uri} does not match the backup manifest: {problems[0]}{more}",
-                           problems=problems[:20])
+    verify_symbols(store, {(e.library, e.symbol): (e.rows, e.checksum) for e in manifest.symbols})
 
 
 def backup(store: ArcticStore, directory: Path) -> Manifest:
@@ -161,7 +109,7 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
     try:
         target = ArcticStore(f"lmdb://{directory / STORE_DIR}")
         try:
-            entries = _copy(store, target, as_of=taken)
+            entries = [SymbolEntry(*copied) for copied in copy_symbols(store, target, as_of=taken)]
         except BACKEND_ERRORS as exc:
             raise target.failure(exc, f"cannot back up {store.uri} into {directory}") from None
     finally:
@@ -181,10 +129,13 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
 
 
 def restore(store: ArcticStore, directory: Path, *, force: bool = False) -> Manifest:
-    """Verify the backup in ``directory``, copy it into ``store`` and verify that; return its manifest.
+    """Verify the backup in ``directory``, restore it into ``store`` and verify that; return its manifest.
 
     A store that holds anything is refused (Conflict) unless ``force``, which
-    drops its libraries first (their snapshots too).
+    replaces it (its snapshots too). On LMDB the backup is copied into a
+    staging store beside the target and swapped in only once verified: a
+    failure at any point leaves the old store as it was. An S3 store is
+    restored only when empty (see :mod:`trader.data.restore`).
     """
     directory = Path(directory)
     manifest = Manifest.load(directory)
@@ -196,13 +147,7 @@ def restore(store: ArcticStore, directory: Path, *, force: bool = False) -> Mani
     if held and not force:
         raise Conflict(f"{store.uri} is not empty ({', '.join(held)}); restoring replaces it: use --force",
                        libraries=held)
-    for lib_name in store.libraries():
-        store.drop_library(lib_name)
-    try:
-        _copy(source, store)
-    except BACKEND_ERRORS as exc:
-        raise store.failure(exc, f"cannot restore {directory} into {store.uri}") from None
-    verify(store, manifest)
+    restore_into(store, source, lambda copy: verify(copy, manifest), replace=bool(held))
     log.info("restored %d symbols (%d rows) from %s into %s", len(manifest.symbols), manifest.rows,
              directory, store.uri)
     return manifest

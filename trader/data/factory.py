@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trader.data.arctic import ArcticStore
-from trader.data.backends import lmdb_path
+from trader.data.backends import configure_s3, lmdb_path
 from trader.data.store import MarketStore
 
 if TYPE_CHECKING:
@@ -20,7 +20,11 @@ __all__ = ["open_store"]
 
 
 def open_store(settings: Settings | None = None, *, uri: str | None = None) -> MarketStore:
-    """Open the store ``uri`` names, else the settings' ``storage.arctic_uri`` (relative LMDB paths: the home)."""
+    """Open the store ``uri`` names, else the settings' ``storage.arctic_uri`` (relative LMDB paths: the home).
+
+    An S3 store gets the settings' timeouts and tries (``storage.s3_*``; with
+    ``uri`` and no settings, their defaults: see :func:`configure_s3`).
+    """
     if uri is None:
         if settings is None:
             from trader.config import load_settings
@@ -31,4 +35,7 @@ def open_store(settings: Settings | None = None, *, uri: str | None = None) -> M
         if path is not None:
             query = uri.partition("?")[2]
             uri = "lmdb://" + str(settings.path(path)) + (f"?{query}" if query else "")
+    if settings is not None and uri.startswith(("s3://", "s3s://")):
+        storage = settings.storage
+        configure_s3(storage.s3_connect_timeout_ms, storage.s3_request_timeout_ms, storage.s3_max_attempts)
     return ArcticStore(uri)
