@@ -22,7 +22,8 @@ def imported_after(*args: str) -> tuple[int, list[str]]:
             f"rc = m.cli.main({list(args)!r}, standalone_mode=False)\n"
             f"print(json.dumps([rc if isinstance(rc, int) else 0, sorted({{n.split('.')[0] for n in sys.modules}}"
             f" & set({HEAVY!r}))]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          check=False)
     assert done.returncode == 0, done.stderr
     rc, heavy = json.loads(done.stdout.strip().splitlines()[-1])
     return rc, heavy
