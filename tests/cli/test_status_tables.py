@@ -1,14 +1,19 @@
-"""``trader status``'s data-layer tables: what a lagging recorder, a store error and a long queue look like at 80 columns."""
+"""``trader status``'s data-layer tables (a lagging recorder, a store error, a long queue at 80 columns) and why a service has none."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from rich.console import Console
 from rich.table import Table
 
-from trader.cli import data_tables
+from tests.conftest import StackEnv
+from trader.cli import data_tables, jobs
+from trader.cli.context import CliContext
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -66,3 +71,13 @@ def test_a_full_listing_says_more_may_queue_and_an_idle_service_no_job() -> None
 def test_a_service_not_answering_is_shown_with_why() -> None:
     text = shown(data_tables.unanswered_table("tick_recorder", "not run by profile test", down=False))
     assert "tick_recorder" in text and "not run by profile test" in text
+
+
+def test_a_service_with_no_rpc_port_is_not_configured_and_one_not_listening_is_down(
+        stack_env: StackEnv, free_port: Callable[[], int], monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("TRADER_SERVICES__TICK_RECORDER__RPC_PORT", str(port))
+    cli = CliContext()
+    assert asyncio.run(jobs._ask(cli, "bus")) == jobs.Answer(None, "not configured: no services.bus.rpc_port")
+    assert asyncio.run(jobs._ask(cli, "tick_recorder")) == jobs.Answer(
+        None, f"down: no answer at tcp://127.0.0.1:{port}")
