@@ -12,21 +12,6 @@ from tests.data.bars import MIN, T0, bars
 from trader.data.arctic import ArcticStore
 from trader.data.store import SymbolMeta
 
-DAY = pd.Timedelta(days=1)
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ArcticStore:
-    uri = f"lmdb://{tmp_path / 'arctic'}"
-    monkeypatch.setenv("TRADER_STORAGE__ARCTIC_URI", uri)
-    monkeypatch.setenv("COLUMNS", "80")
-    store = ArcticStore(uri)
-    store.write_bars("AAPL.STK", "1m", bars(T0, 120), start=T0, end=T0 + 120 * MIN)
-    day = T0.normalize()
-    store.write_bars("ES.FUT.202612", "1d", bars(day, 10, step=DAY, base=6000.0), start=day, end=day + 10 * DAY)
-    store.write_bars("ES.FUT.202703", "1d", bars(day, 10, step=DAY, base=6050.0), start=day, end=day + 10 * DAY)
-    return store
-
 
 def test_history_read_shows_the_last_rows_and_json_gives_them_all(store: ArcticStore) -> None:
     rows = data("history", "read", "AAPL.STK", "--start", "2026-03-02T15:00", "--end", "2026-03-02T15:10")

@@ -10,28 +10,20 @@ import pandas as pd
 import pytest
 
 from tests.cli.invoke import data, ok, refused
-from tests.data.bars import MIN, T0, bars
+from tests.data.bars import MIN, T0
 from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.requests import job_key
 from trader.data.sources.files import FileSource
 
-DAY = pd.Timedelta(days=1)
 TODAY = datetime.now(UTC).date()
 ESZ6, ESH7 = job_key("ESZ6", TODAY), job_key("ESH7", TODAY)  # ES.FUT.202612, ES.FUT.202703 in 2026
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ArcticStore:
-    uri = f"lmdb://{tmp_path / 'arctic'}"
-    monkeypatch.setenv("TRADER_STORAGE__ARCTIC_URI", uri)
-    monkeypatch.setenv("COLUMNS", "80")
-    store = ArcticStore(uri)
-    store.write_bars("AAPL.STK", "1m", bars(T0, 120), start=T0, end=T0 + 120 * MIN)
-    day = T0.normalize()
-    for key, base in ((ESZ6, 6000.0), (ESH7, 6050.0)):
-        store.write_bars(key, "1d", bars(day, 10, step=DAY, base=base), start=day, end=day + 10 * DAY)
-    return store
+def es_keys() -> tuple[str, str]:
+    """The store's ES contracts as the symbol parser reads ESZ6 and ESH7 today."""
+    return ESZ6, ESH7
 
 
 def test_read_export_and_summary_read_a_symbol_as_get_does(store: ArcticStore, tmp_path: Path) -> None:

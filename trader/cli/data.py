@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
-from trader.data import open_store
-from trader.data.arctic import ArcticStore
-from trader.data.backup import Manifest, backup, restore
 from trader.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:  # ArcticDB is imported by the commands that open the store, not at start-up
+    from trader.data.arctic import ArcticStore
+    from trader.data.backup import Manifest
 
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as a universe's: safe in ArcticDB and in a shell
 
@@ -36,6 +37,9 @@ def register(group: click.Group) -> None:
 
 def open_arctic(cli: CliContext) -> ArcticStore:
     """Return the store of the CLI's settings (an ArcticDB store: snapshots and backups are ArcticDB's)."""
+    from trader.data.arctic import ArcticStore
+    from trader.data.factory import open_store
+
     store = open_store(cli.settings())
     if not isinstance(store, ArcticStore):
         raise ValidationError(f"{store!r} is not an ArcticDB store: it has no snapshots or backups")
@@ -138,6 +142,8 @@ def backup_command(cli: CliContext, directory: Path) -> None:
        integer, "checksum": string}]}
     Exits: 9 DIR is not empty, 14 store unusable or the copy differs
     """
+    from trader.data.backup import backup
+
     manifest = backup(open_arctic(cli), directory)
     _show_manifest(cli, manifest, directory, "backed up")
 
@@ -169,6 +175,8 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
       is, even with --force), 14 the backup or the restored store differs
       from the manifest, or the store cannot be written
     """
+    from trader.data.backup import restore
+
     manifest = restore(open_arctic(cli), directory, force=force)
     _show_manifest(cli, manifest, directory, "restored")
 

@@ -22,7 +22,6 @@ import pandas as pd
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.cli.options import MOMENT
-from trader.data import open_store
 from trader.data.requests import job_bar_size, stored_key
 from trader.data.store import MarketStore
 from trader.errors import NotFound, StorageError, ValidationError
@@ -97,6 +96,8 @@ def _table(frame: pd.DataFrame, title: str) -> FitTable:
 
 def _load(cli: CliContext, symbol: str, bar_size: str, lo: datetime | None, hi: datetime | None,
           ticks: bool, as_of: str | None) -> tuple[str, pd.DataFrame]:
+    from trader.data.factory import open_store  # ArcticDB: imported on use, not at start-up
+
     return _load_from(open_store(cli.settings()), symbol, bar_size, lo, hi, ticks, as_of)
 
 
@@ -148,6 +149,8 @@ def read_command(cli: CliContext, symbol: str, bar_size: str, start: datetime | 
     Exits: 4 nothing stored for SYMBOL, 3 bad size or ambiguous SYMBOL,
       14 store unusable
     """
+    from trader.data.factory import open_store  # ArcticDB: imported on use, not at start-up
+
     store = open_store(cli.settings())
     key, frame = _load_from(store, symbol, bar_size, start, end, ticks, as_of)
     if cli.json:
@@ -232,6 +235,8 @@ def bar_sizes_command(cli: CliContext) -> None:
         integer}]  (stored: instruments with bars of that size)
     Exits: 14 store unusable
     """
+    from trader.data.factory import open_store  # ArcticDB: imported on use, not at start-up
+
     stored = {size: len(keys) for size, keys in open_store(cli.settings()).bar_symbols().items()}
     rows = [{"size": size, "ib": ib_bar_size(parse_bar_size(size)), "seconds": parse_bar_size(size),
              "stored": stored.get(size, 0)} for size in BAR_SIZES]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 from rich.text import Text
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
-from trader.data.factory import open_store
 from trader.data.requests import read_key, reading, stored_key
 from trader.data.store import MarketStore
-from trader.data.summary import SeriesSummary, summary
 from trader.errors import NotFound
+
+if TYPE_CHECKING:  # pandas, ArcticDB and the calendars: imported by the command, not at start-up
+    import pandas as pd
+
+    from trader.data.summary import SeriesSummary
 
 __all__ = ["summary_command", "summary_table"]
 
@@ -53,6 +56,9 @@ def summary_command(cli: CliContext, symbols: Sequence[str], bar_size: str | Non
                 expected, found}]}]
     Exits: 4 none of the SYMBOLs stored, 14 the store cannot be read
     """
+    from trader.data.factory import open_store
+    from trader.data.summary import summary
+
     store = open_store(cli.settings())
     keys = [_key(store, s) for s in symbols]
     rows = summary(store, keys or None, bar_size, partial=partial)

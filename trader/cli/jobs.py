@@ -3,15 +3,20 @@
 Every command here asks the running pycron's control API (its token from
 ``<run_dir>/pycron.token`` or the environment). When nothing answers and no
 pycron runs for this home, the user is told so in a sentence, not shown the
-socket's errno. ``status`` also asks trader_service and strategy_service for
-their own status (each shown if it answers at once).
+socket's errno. ``status`` also asks the services for their own status, all at
+once: trader_service, strategy_service, and the data layer's tick_recorder
+(its counts) and history_service (its queue, from its ``jobs``). One that
+does not answer within STATUS_TIMEOUT, or has no RPC port, is shown as such;
+it never fails the command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,11 @@ from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli import service_tables
+from trader.cli import data_tables, service_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.config import Settings
-from trader.errors import TraderError, Unavailable
+from trader.errors import ConfigError, TraderError, Unavailable
 
 STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
 TAIL_LINES = 20
@@ -55,7 +60,19 @@ JOB_COLUMNS = (
 SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
     "trader_service": service_tables.service_table,
     "strategy_service": service_tables.strategy_service_table,
+    "history_service": data_tables.history_table,
+    "tick_recorder": data_tables.recorder_table,
 }
+# Shown even when not run by the profile: the data layer, whose absence an operator should see.
+ALWAYS_SHOWN = ("history_service", "tick_recorder")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A service's ``status``, or why there is none (``down: ...``, ``not configured: ...``)."""
+
+    status: dict[str, Any] | None
+    error: str = ""
 
 
 def register(group: click.Group) -> None:
@@ -149,35 +166,52 @@ def job_line(job: dict[str, Any]) -> str:
 def status(cli: CliContext) -> None:
     """Show every job (state, pid, uptime, restarts, health, heartbeat) and the services.
 
-    With --json, the trader_service and strategy_service jobs carry the
-    service's own status as ``service``.
+    Under the jobs, each service's own status: trader_service (IB, kill
+    switch, orders), strategy_service (strategies by state), tick_recorder
+    (ticks received, stored and lost, batches, ticks not stored yet) and
+    history_service (the job it runs and its progress, jobs queued). A
+    service that does not answer is shown as down, with why.
 
     \b
     Examples:
       trader status
       trader status --json
     JSON:
-      [Job + {"service": trader_service's or strategy_service's status}]
+      [Job + {"service": the service's status, or "service_error": why there
+        is none}]  (the service jobs only: trader_service, strategy_service,
+        tick_recorder, history_service)
+      tick_recorder's service: {state, reason, pid, uptime, received,
+        written, discarded (lost), pending (not stored yet), open_batch,
+        writing, batches, malformed, behind, last_error, last_write_ms,
+        previous_lost, ...}
+      history_service's service: {state, reason, pid, uptime, job (the id it
+        runs or null), queue: {running: Job or null, queued: integer,
+        queued_capped: boolean (true: more may queue than were counted)}}
     Exits: 7 pycron not running (the services that answer are shown first)
     """
-    services = {name: _service_status(cli, name) for name in SERVICE_TABLES}
     try:
         with _pycron(cli.settings()) as client:
             result = client.status()
     except Unavailable:
         if not cli.json:
-            _show_services(cli, services)
+            answers = asyncio.run(_ask_services(cli, list(SERVICE_TABLES)))
+            _show_services(cli, answers, unanswered=False)
         raise
+    names = {job.get("name") for job in result["jobs"]}
+    answers = asyncio.run(_ask_services(cli, [name for name in SERVICE_TABLES if name in names]))
     if cli.json:
         for job in result["jobs"]:
-            service = services.get(job.get("name"))
-            if service is not None:
-                job["service"] = service
+            answer = answers.get(job.get("name"))
+            if answer is not None and answer.status is not None:
+                job["service"] = answer.status
+            elif answer is not None:
+                job["service_error"] = answer.error
         cli.emit_json(result["jobs"])
         return
-    table = jobs_table(result)
-    cli.console.print(table)
-    _show_services(cli, services)
+    cli.console.print(jobs_table(result))
+    for name in ALWAYS_SHOWN:
+        answers.setdefault(name, Answer(None, f"not run by profile {result['profile']}"))
+    _show_services(cli, answers, unanswered=True)
 
 
 def jobs_table(status: Mapping[str, Any]) -> FitTable:
@@ -198,19 +232,42 @@ def jobs_table(status: Mapping[str, Any]) -> FitTable:
     return FitTable(JOB_COLUMNS, rows, title=f"pycron pid {status['pid']}, profile {status['profile']}")
 
 
-def _show_services(cli: CliContext, services: dict[str, dict[str, Any] | None]) -> None:
-    """Print the status table of each service that answered."""
-    for name, service in services.items():
-        if service is not None:
-            cli.console.print(SERVICE_TABLES[name](service))
+def _show_services(cli: CliContext, answers: Mapping[str, Answer], *, unanswered: bool) -> None:
+    """Print each service's status table, in SERVICE_TABLES's order; with ``unanswered``, also why one has none."""
+    for name, table in SERVICE_TABLES.items():
+        answer = answers.get(name)
+        if answer is not None and answer.status is not None:
+            cli.console.print(table(answer.status))
+        elif answer is not None and unanswered:
+            cli.console.print(data_tables.unanswered_table(name, answer.error, down=answer.error.startswith("down")))
 
 
-def _service_status(cli: CliContext, name: str) -> dict[str, Any] | None:
-    """Return service ``name``'s status, or None if it does not answer at once."""
+async def _ask_services(cli: CliContext, names: list[str]) -> dict[str, Answer]:
+    """Ask every service of ``names`` for its status at once; return each one's answer."""
+    answers = await asyncio.gather(*(_ask(cli, name) for name in names))
+    return dict(zip(names, answers, strict=True))
+
+
+async def _ask(cli: CliContext, name: str) -> Answer:
+    """Return service ``name``'s status (history_service's with its queue), or why it has none."""
     try:
-        return cli.call_service(name, "status", timeout=STATUS_TIMEOUT)
-    except TraderError:
-        return None
+        endpoint = cli.endpoint(name)
+    except ConfigError:
+        return Answer(None, f"not configured: no services.{name}.rpc_port")
+    try:
+        found: dict[str, Any] = await cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT)
+        if name == "history_service":
+            jobs = await cli.call_service_async(name, "jobs", limit=data_tables.QUEUE_LIMIT, timeout=STATUS_TIMEOUT)
+            queue = data_tables.queue_summary(jobs, found.get("job"))
+            if found.get("job") and queue["running"] is None:  # older than the newest jobs listed
+                job = await cli.call_service_async(name, "job", found["job"], timeout=STATUS_TIMEOUT)
+                queue["running"] = {k: v for k, v in job.items() if k != "instruments"}
+            found["queue"] = queue
+    except Unavailable:
+        return Answer(None, f"down: no answer at {endpoint}")
+    except TraderError as exc:
+        return Answer(None, f"error: {exc}")
+    return Answer(found)
 
 
 # -- pycron start|stop|restart JOB ---------------------------------------------------------

@@ -106,7 +106,7 @@ def log_line(line: Mapping[str, Any]) -> Text:
 
 def service_table(status: Mapping[str, Any]) -> Table:
     """Return trader_service's status: state, IB connection, kill switch, orders, subscriptions."""
-    table = _status_table("trader_service", status)
+    table = status_table("trader_service", status)
     connected = bool(status.get("connected"))
     names = list(status.get("accounts") or [])
     accounts = f"account{'s' * (len(names) != 1)} {', '.join(names)}" if names else "no account"
@@ -141,7 +141,7 @@ def service_table(status: Mapping[str, Any]) -> Table:
     return table
 
 
-def _status_table(service: str, status: Mapping[str, Any]) -> Table:
+def status_table(service: str, status: Mapping[str, Any]) -> Table:
     """Return a two-column status table titled ``service``, its first row the service's state."""
     table = Table(title=service, title_justify="left", show_header=False)
     table.add_column("what", style="bold")
@@ -161,7 +161,7 @@ def _status_table(service: str, status: Mapping[str, Any]) -> Table:
 
 def strategy_service_table(status: Mapping[str, Any]) -> Table:
     """Return strategy_service's status: strategies by state, plugin errors, trader_service."""
-    table = _status_table("strategy_service", status)
+    table = status_table("strategy_service", status)
     counts: Mapping[str, int] = status.get("strategies") or {}
     states = Text()
     known = [s for s in STRATEGY_STYLE if s in counts]

@@ -21,7 +21,6 @@ from trader.cli.context import CliContext, pass_cli
 from trader.cli.formats import count
 from trader.cli.instruments import fail_if_any
 from trader.cli.layout import Col, FitTable
-from trader.data import open_store
 from trader.data.universe_bootstrap import Bootstrap, BootstrapProgress
 from trader.data.universes import Member, Universe, Universes, check_name
 from trader.errors import Conflict, NotFound, TraderError, Unavailable, ValidationError
@@ -52,6 +51,8 @@ def universes() -> None:
 
 
 def _store(cli: CliContext) -> Universes:
+    from trader.data.factory import open_store  # ArcticDB: imported on use, not at start-up
+
     return Universes(open_store(cli.settings()))
 
 
