@@ -320,13 +320,16 @@ async def _watch(cli: CliContext, job: dict[str, Any], events: asyncio.Queue[Mes
         while job["state"] not in tables.ENDED:
             with contextlib.suppress(TimeoutError):
                 message = await asyncio.wait_for(events.get(), POLL)
-                if message.topic.startswith(prefix) and bar is not None and "instruments" in message.payload:
+                if message.topic.startswith(prefix) and bar is not None and task is not None \
+                        and "instruments" in message.payload:
                     tables.advance(bar, task, message.payload)
                 ended = message.topic.startswith(prefix) and message.topic[len(prefix):].upper() in tables.ENDED
                 if not ended and time.monotonic() - polled < POLL:
                     continue
             job = await cli.call_service_async(SERVICE, "job", job["id"])
             polled = time.monotonic()
-        if bar is not None and job["state"] != "CANCELLED":
+            if bar is not None and task is not None:
+                bar.update(task, queued=tables.queued(job))
+        if bar is not None and task is not None and job["state"] != "CANCELLED":
             bar.update(task, completed=1.0, instruments=job["done"] + job["failed"], bars=job["bars"], eta=0)
     return job

@@ -196,10 +196,10 @@ class FileSource:
                 shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
                 raise self._fail(key, f"no rows for {wanted} (its {column} column has {shown})")
             return table.iloc[np.sort(positions)]
-        held = self.symbol or self._bound
-        if held is not None and held != wanted:
-            raise self._fail(key, f"holds the bars of {held} only (no symbol column)")
-        if held is None:
+        bound = self.symbol or self._bound
+        if bound is not None and bound != wanted:
+            raise self._fail(key, f"holds the bars of {bound} only (no symbol column)")
+        if bound is None:
             log.info("file %s: no symbol column: read as the bars of %s", self.path, wanted)
         self._bound = wanted
         return table
