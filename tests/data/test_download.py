@@ -14,8 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer
+from tests.data.bars import bars as bar_frame
 from tests.data.csv_source import write_csv
-from trader.config import load_settings
+from tests.data.sources.providers import ProviderServer
+from trader.config import HistorySettings, Settings, load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
 from trader.data.job import ItemState, JobState
@@ -212,3 +214,67 @@ def test_a_download_keeps_the_stored_contract_and_records_the_exchange_s_time_zo
     asyncio.run(scenario())
     assert store.meta("A.STK", "1m") == SymbolMeta("A.STK", source="file", timezone="America/New_York",
                                                    contract=contract)
+
+
+async def _run_one(port: int, store: ArcticStore, settings: Settings, source: str, start: datetime, end: datetime,
+                   key: str, options: dict[str, Any], events: list[tuple[str, dict[str, Any]]]) -> Any:
+    """Submit, claim and run a one-instrument job on the Redis at ``port``; return the job read back."""
+    client = aioredis.Redis(port=port)
+    try:
+        queue = JobQueue(client, "t:jobs")
+        await queue.submit(source=source, bar_size="1m" if source == "file" else "1d", start=start, end=end,
+                           keys=[key], options=options)
+        job = await queue.claim()
+        assert job is not None
+        await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
+        return await queue.get(job.id)
+    finally:
+        await client.aclose()
+
+
+def test_a_file_s_empty_month_keeps_the_bars_stored_there_and_is_counted(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A file with January and March bars, none in February: February's stored bars stay; one window empty."""
+    jan, feb, mar = (pd.Timestamp(f"2026-{m:02d}-02 14:30", tz="UTC") for m in (1, 2, 3))
+    csv = tmp_path / "bars.csv"
+    pd.concat([bar_frame(jan, 60), bar_frame(mar, 60)]).reset_index().to_csv(csv, index=False)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    stored = bar_frame(feb, 30, base=50.0)
+    store.write_bars("A.STK", "1m", stored, start=feb, end=feb + pd.Timedelta("30min"))
+    events: list[tuple[str, dict[str, Any]]] = []
+    with caplog.at_level("WARNING", logger="trader.data.arctic"):
+        job = asyncio.run(_run_one(redis_server.port, store, load_settings(), "file", datetime(2026, 1, 1, tzinfo=UTC),
+                                   datetime(2026, 4, 1, tzinfo=UTC), "A.STK", {"path": str(csv)}, events))
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    item = job.items[0]
+    assert (item.windows, item.empty, item.bars) == (3, 1, 120)
+    assert job.to_dict()["empty"] == 1 and job.to_dict()["instruments"][0]["empty"] == 1
+    pd.testing.assert_frame_equal(store.read_bars("A.STK", "1m", feb, mar), stored, check_freq=False)
+    assert len(store.read_bars("A.STK", "1m")) == 150
+    assert [e["empty"] for t, e in events if t.endswith(".window")] == [False, True, False]
+    assert [e["empty"] for t, e in events if t.endswith(".done")] == [1]
+    assert [r.getMessage() for r in caplog.records] == [
+        "A.STK: the 1m window 2026-02-01T00:00:00+00:00 .. 2026-03-01T00:00:00+00:00 came empty; "
+        "its 30 stored bars are kept"]
+
+
+def test_an_empty_http_answer_keeps_the_stored_bars(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Yahoo answering no bars for a week it had (the local server's HOLE ticker): the stored week stays."""
+    provider = ProviderServer()
+    provider.start()
+    try:
+        settings = Settings(history=HistorySettings(yahoo_url=provider.url, http_timeout=5.0))
+        store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+        monday = pd.Timestamp("2026-03-02", tz="UTC")
+        week = bar_frame(monday, 5, step=pd.Timedelta(days=1))
+        store.write_bars("HOLE.STK", "1d", week, start=monday, end=monday + pd.Timedelta(days=5))
+        job = asyncio.run(_run_one(redis_server.port, store, settings, "yahoo", monday.to_pydatetime(),
+                                   (monday + pd.Timedelta(days=7)).to_pydatetime(), "HOLE.STK", {}, []))
+    finally:
+        provider.stop()
+    assert [path for path, *_ in provider.requests][-1:] == ["/v8/finance/chart/HOLE"]  # it was asked
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    assert (job.items[0].windows, job.items[0].empty, job.items[0].bars) == (1, 1, 0)
+    pd.testing.assert_frame_equal(store.read_bars("HOLE.STK", "1d"), week, check_freq=False)
