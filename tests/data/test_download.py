@@ -256,8 +256,8 @@ def test_a_file_s_empty_month_keeps_the_bars_stored_there_and_is_counted(
     assert [e["empty"] for t, e in events if t.endswith(".window")] == [False, True, False]
     assert [e["empty"] for t, e in events if t.endswith(".done")] == [1]
     assert [r.getMessage() for r in caplog.records] == [
-        "A.STK: the 1m window 2026-02-01T00:00:00+00:00 .. 2026-03-01T00:00:00+00:00 came empty; "
-        "its 30 stored bars are kept"]
+        ("A.STK: the 1m window 2026-02-01T00:00:00+00:00 .. 2026-03-01T00:00:00+00:00 came empty; "
+        "its 30 stored bars are kept")]
 
 
 def test_an_empty_http_answer_keeps_the_stored_bars(redis_server: RedisServer, tmp_path: Path) -> None:

@@ -63,8 +63,8 @@ def test_an_empty_window_writes_nothing_and_keeps_the_stored_bars_with_a_warning
         assert store.write_bars(KEY, "1m", bars(T0, 0), start=T0, end=T0 + 20 * MIN) == 0
     pd.testing.assert_frame_equal(store.read_bars(KEY, "1m"), before)
     assert [r.getMessage() for r in caplog.records] == [
-        f"{KEY}: the 1m window 2026-03-02T14:30:00+00:00 .. 2026-03-02T14:50:00+00:00 came empty; "
-        "its 20 stored bars are kept"]
+        (f"{KEY}: the 1m window 2026-03-02T14:30:00+00:00 .. 2026-03-02T14:50:00+00:00 came empty; "
+        "its 20 stored bars are kept")]
     caplog.clear()
     with caplog.at_level("WARNING", logger="trader.data.arctic"):  # nothing stored there: nothing to say
         store.write_bars(KEY, "1m", bars(T0, 0), start=T0 + 2 * HOUR, end=T0 + 3 * HOUR)
