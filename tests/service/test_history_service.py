@@ -200,6 +200,7 @@ def test_cancel_stops_a_running_job_between_windows_and_a_queued_one_at_once(
             slow = {"path": str(csv), "delay": 0.2}
             running = await client.call("submit", "csv", "1m", START, END, instruments=["AAPL"], options=slow)
             queued = await client.call("submit", "csv", "1m", START, END, instruments=["AAPL"], options=slow)
+            assert (queued["queued_behind"], queued["ahead"]) == (running["id"], 1)  # one job at a time
             await wait_job(client, running["id"], lambda j: item(j, "AAPL.STK")["windows"] >= 1, 30, "a window")
             assert (await client.call("cancel", queued["id"]))["state"] == "CANCELLED"
             asked = await client.call("cancel", running["id"])
