@@ -25,7 +25,7 @@ from trader.config import load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.factory import open_store
 from trader.data.universes import Member, Universes
-from trader.errors import Conflict, NotFound, ValidationError
+from trader.errors import Conflict, NotFound, Timeout, ValidationError
 from trader.messaging.pubsub import Message, Subscriber
 from trader.messaging.rpc import RpcClient
 
@@ -51,7 +51,12 @@ async def wait_job(client: RpcClient, job_id: str, check: Any, timeout: float, w
     async def poll() -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            job = await job_of(client, job_id)
+            try:
+                job = await job_of(client, job_id)
+            except Timeout:  # a service (re)starting on a loaded machine answers late: ask again till the deadline
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                continue
             if check(job):
                 found.update(job)
                 return
