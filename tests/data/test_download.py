@@ -17,6 +17,7 @@ from tests.conftest import RedisServer
 from tests.data.bars import bars as bar_frame
 from tests.data.csv_source import write_csv
 from tests.data.sources.providers import ProviderServer
+from trader.cli.history_tables import summary
 from trader.config import HistorySettings, Settings, load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
@@ -251,6 +252,7 @@ def test_a_file_s_empty_month_keeps_the_bars_stored_there_and_is_counted(
     item = job.items[0]
     assert (item.windows, item.empty, item.bars) == (3, 1, 120)
     assert job.to_dict()["empty"] == 1 and job.to_dict()["instruments"][0]["empty"] == 1
+    assert summary(job.to_dict()).plain == f"job {job.id} DONE: 1/1 instrument, 120 bars, 1 empty window (stored bars kept)"
     pd.testing.assert_frame_equal(store.read_bars("A.STK", "1m", feb, mar), stored, check_freq=False)
     assert len(store.read_bars("A.STK", "1m")) == 150
     assert [e["empty"] for t, e in events if t.endswith(".window")] == [False, True, False]

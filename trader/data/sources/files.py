@@ -21,8 +21,9 @@ column, unsorted or duplicated rows, a bar with high < low, or rows closer
 together than the bar size is a SourceError naming the file and the
 instrument, and nothing is written. The windows are calendar months of the
 requested range clipped to the instrument's rows in the file (a month with no
-rows inside that span is an empty window: the file says there were none); a
-file never empties stored bars outside its own span. So, unlike the other
+rows inside that span is an empty window, which keeps what is stored there,
+as every empty window does); a file never touches stored bars outside its
+own span. So, unlike the other
 sources, its windows may end before the end asked for (or be none at all):
 :attr:`FileSource.covers_range` is False to tell a caller so.
 """
