@@ -18,6 +18,7 @@ from tests.data.csv_source import write_csv
 from tests.service.history_stack import started_history
 from tests.waiting import wait_until_blocking
 from trader.cli import history as history_cli
+from trader.cli import history_tables
 from trader.cli.context import CliContext
 from trader.config import load_settings
 from trader.data.factory import open_store
@@ -138,5 +139,10 @@ def test_jobs_say_what_a_queued_job_waits_on(stack: TradingStack, tmp_path: Path
     assert "QUEUED" in lines[at] and lines[at + 1].split() == ["behind", first["id"]], listed  # under its state
     shown = ok("history", "jobs", second["id"]).stdout
     assert f"queued behind {first['id']}" in shown
+    out = io.StringIO()  # `history get --wait`'s bar says it too, until the job starts
+    console = Console(file=out, width=80, color_system=None)
+    bar, _ = history_tables.progress_bar(second, console)
+    console.print(bar.get_renderable())
+    assert f"0/1  queued behind {first['id']}" in out.getvalue()
     for job in (second, first):
         data("history", "cancel", job["id"])
