@@ -4,9 +4,10 @@ A job (source, instruments, bar size, range) is a Redis hash under
 ``<jobs_key>:job:<id>``, its instruments' progress a second hash
 ``<jobs_key>:job:<id>:items`` (key -> JSON), the queued ids a list
 ``<jobs_key>:queue`` and every id in a sorted set ``<jobs_key>:index`` (by
-creation time). A worker claims a job atomically (a Lua script: pop, mark
-RUNNING, take the lease ``<jobs_key>:lease:<id>``, a key with an expiry that
-names the worker and which the worker refreshes while it runs). Every write
+creation time). A worker claims a job atomically (a Lua script of
+:mod:`trader.data.job_leases`: pop, mark RUNNING, take the lease
+``<jobs_key>:lease:<id>``, a key with an expiry that names the worker and
+which the worker refreshes while it runs). Every write
 of progress checks the lease first, so a worker that lost its job (it stalled
 past the lease and another took over) writes nothing more.
 
@@ -16,6 +17,11 @@ queued again; each instrument resumes from ``done_until``, the end of the last
 window written. That is at-least-once: the window in flight at the kill is
 downloaded again and written again, and since a window write replaces that
 window in the store (:meth:`MarketStore.write_bars`) nothing is duplicated.
+
+One worker runs one job at a time, so a queued job, as read, names the job it
+waits on (``queued_behind``: the running one, else the one just ahead in
+line) and counts the jobs ``ahead`` of it, from the queue list and the
+running set read with it.
 """
 
 from __future__ import annotations
