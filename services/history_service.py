@@ -228,7 +228,7 @@ class HistoryService(Service):
                                       options=options, universe=universe or "", starts=starts)
         if self._wake is not None:
             self._wake.set()
-        return (await self.queue.get(job.id)).to_dict()  # as read back: what it is queued behind
+        return job.to_dict()
 
     async def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest ``limit`` jobs (without their instruments), newest first."""

@@ -70,6 +70,7 @@ def test_a_queued_job_says_what_it_waits_on_and_how_many_run_before_it(redis_ser
     async def scenario(r: aioredis.Redis) -> None:
         queue = JobQueue(r, "t:jobs", worker="w1")
         first, second, third = [await submit(queue) for _ in range(3)]
+        assert [(j.queued_behind, j.ahead) for j in (first, second, third)] == [("", 0), (first.id, 1), (second.id, 2)]
         ahead = {j.id: (j.queued_behind, j.ahead) for j in await queue.jobs()}
         assert ahead == {first.id: ("", 0), second.id: (first.id, 1), third.id: (second.id, 2)}
         await queue.claim()  # the first runs

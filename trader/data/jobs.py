@@ -157,7 +157,11 @@ class JobQueue:
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in items})
                 pipe.zadd(self._index, {job_id: now.timestamp()})
                 pipe.lpush(self._queue, job_id)
-                await pipe.execute()
+                pipe.lrange(self._queue, 0, -1)
+                pipe.smembers(self._running)
+                *_, queued, running = await pipe.execute()
+            line = _Line(queued, running)  # as it stood when the job joined it
+            job = replace(job, queued_behind=line.behind(job_id), ahead=line.ahead(job_id))
         log.info("job %s queued: %d instrument(s), %s bars from %s, %s .. %s", job_id, len(items), bar_size,
                  source, start.isoformat(), end.isoformat())
         return job
