@@ -21,7 +21,7 @@ from trader.cli.history_tables import summary
 from trader.config import HistorySettings, Settings, load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
-from trader.data.job import ItemState, JobState
+from trader.data.job import ItemState, Job, JobState
 from trader.data.jobs import JobQueue
 from trader.data.requests import last_stored
 from trader.data.sources.base import Window
@@ -29,6 +29,13 @@ from trader.data.store import SymbolMeta
 from trader.errors import NotFound
 
 START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC)
+
+
+async def claimed(queue: JobQueue) -> Job:
+    """Claim the next job, there being one."""
+    job = await queue.claim()
+    assert job is not None
+    return job
 
 
 class Unruly:
@@ -74,7 +81,7 @@ def test_a_source_misbehaving_fails_its_instrument_and_writes_nothing_outside(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="unruly", bar_size="1m", start=START, end=END,
                                keys=["GOOD.STK", "OUTSIDE.STK", "SHORT.STK", "BUG.STK"], options={"path": str(csv)})
-            job = await queue.claim()
+            job = await claimed(queue)
             state = await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
             return state, await queue.get(job.id)
         finally:
@@ -108,7 +115,7 @@ def test_a_source_that_cannot_be_built_fails_every_instrument_with_why(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="unruly", bar_size="1m", start=START, end=END, keys=["A.STK", "B.STK"],
                                options={"colour": "red"})
-            job = await queue.claim()
+            job = await claimed(queue)
             await run_job(job, queue, store, load_settings(), lambda *_: None)
             return await queue.get(job.id)
         finally:
@@ -154,7 +161,7 @@ def test_an_instrument_stopped_after_its_last_window_ends_done_without_asking_th
             await queue.claim()  # a run wrote every window, then was killed before it said DONE
             await queue.save(job.id, replace(job.items[0], state=ItemState.RUNNING, done_until=END, windows=3))
             await queue.release(job.id)
-            job = await queue.claim()
+            job = await claimed(queue)
             return await run_job(job, queue, store, load_settings(), lambda *_: None), await queue.get(job.id)
         finally:
             await client.aclose()
@@ -177,7 +184,7 @@ def test_a_file_import_over_a_range_wider_than_the_file_ends_done(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="file", bar_size="1m", start=datetime(2026, 3, 1, tzinfo=UTC),
                                end=datetime(2026, 3, 10, tzinfo=UTC), keys=["A.STK"], options={"path": str(csv)})
-            job = await queue.claim()
+            job = await claimed(queue)
             await run_job(job, queue, store, load_settings(), lambda *_: None)
             return await queue.get(job.id)
         finally:
@@ -208,7 +215,7 @@ def test_a_download_keeps_the_stored_contract_and_records_the_exchange_s_time_zo
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="file", bar_size="1m", start=START, end=END, keys=["A.STK"],
                                options={"path": str(csv)})
-            await run_job(await queue.claim(), queue, store, load_settings(), lambda *_: None)
+            await run_job(await claimed(queue), queue, store, load_settings(), lambda *_: None)
         finally:
             await client.aclose()
 
@@ -225,8 +232,7 @@ async def _run_one(port: int, store: ArcticStore, settings: Settings, source: st
         queue = JobQueue(client, "t:jobs")
         await queue.submit(source=source, bar_size="1m" if source == "file" else "1d", start=start, end=end,
                            keys=[key], options=options)
-        job = await queue.claim()
-        assert job is not None
+        job = await claimed(queue)
         await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
         return await queue.get(job.id)
     finally:

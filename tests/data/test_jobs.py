@@ -37,6 +37,13 @@ def run(redis_server: RedisServer, scenario: Callable[[aioredis.Redis], Awaitabl
     return asyncio.run(go())
 
 
+async def claimed(queue: JobQueue) -> Job:
+    """Claim the next job, there being one."""
+    job = await queue.claim()
+    assert job is not None
+    return job
+
+
 async def submit(queue: JobQueue, keys: tuple[str, ...] = ("AAPL.STK", "MSFT.STK"), **kw: Any):
     return await queue.submit(source="csv", bar_size="1m", start=START, end=END, keys=keys, **kw)
 
@@ -109,7 +116,7 @@ def test_only_the_lease_holder_records_progress_and_ends_the_job(redis_server: R
     async def scenario(r: aioredis.Redis) -> None:
         mine, other = JobQueue(r, "t:jobs", worker="w1"), JobQueue(r, "t:jobs", worker="w2")
         job = await submit(mine)
-        assert (await mine.claim()).id == job.id
+        assert (await claimed(mine)).id == job.id
         item = replace(job.items[0], state=ItemState.RUNNING, done_until=START + timedelta(hours=1), bars=60,
                        windows=1)
         assert await mine.save(job.id, item) and await mine.renew(job.id)
@@ -137,7 +144,7 @@ def test_recover_queues_again_the_jobs_of_dead_workers_only(redis_server: RedisS
         ids = []
         for queue in (killed, lapsed, alive):
             ids.append((await submit(queue)).id)
-            assert (await queue.claim()).id == ids[-1]
+            assert (await claimed(queue)).id == ids[-1]
         await asyncio.sleep(0.3)
         new = JobQueue(r, "t:jobs", worker="w-new")
         assert sorted(await new.recover()) == sorted(ids[:2])
@@ -157,7 +164,7 @@ def test_release_gives_the_job_back_at_once(redis_server: RedisServer) -> None:
         await queue.claim()
         assert await queue.release(job.id)
         assert (await queue.get(job.id)).state is JobState.QUEUED
-        assert (await JobQueue(r, "t:jobs", worker="w2").claim()).id == job.id
+        assert (await claimed(JobQueue(r, "t:jobs", worker="w2"))).id == job.id
 
     run(redis_server, scenario)
 
@@ -220,7 +227,7 @@ def test_prune_forgets_the_oldest_ended_jobs_only(redis_server: RedisServer) -> 
         queue = JobQueue(r, "t:jobs", worker="w1")
         ids = [(await submit(queue)).id for _ in range(5)]
         for _ in range(2):  # the two oldest end; the third stays queued
-            job = await queue.claim()
+            job = await claimed(queue)
             await queue.finish(job.id, JobState.DONE)
         assert await queue.prune(keep=2) == 2
         assert [j.id for j in await queue.jobs()] == ids[:1:-1]

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,8 @@ def test_high_below_low_is_refused_naming_the_instrument(store: ArcticStore) -> 
     (lambda f: f.assign(open=-1.0), "non-positive price"),
     (lambda f: f.assign(volume=-1.0), "negative or missing volume"),
 ])
-def test_bad_frames_are_refused(store: ArcticStore, change, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_frames_are_refused(store: ArcticStore, change: Callable[[pd.DataFrame], pd.DataFrame],
+                                words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         store.write_bars(KEY, "1m", change(bars(T0, 3)), start=T0, end=T0 + HOUR)
     assert not store.bar_symbols().get("1m")
@@ -247,7 +249,7 @@ READ_ONLY = textwrap.dedent("""
 
 
 def test_a_read_only_directory_is_a_storage_error(tmp_path: Path) -> None:
-    base = Path(shutil.os.environ.get("TMPDIR", "/tmp")) / f"ro-store-{os.getpid()}"
+    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"ro-store-{os.getpid()}"
     base.mkdir(mode=0o755)
     try:
         path = base / "arctic"
