@@ -18,6 +18,7 @@ from tests.data.csv_source import write_csv
 from tests.service.history_stack import started_history
 from tests.waiting import wait_until_blocking
 from trader.cli import history as history_cli
+from trader.cli import history_tables
 from trader.cli.context import CliContext
 from trader.config import load_settings
 from trader.data.factory import open_store
@@ -122,3 +123,26 @@ def test_update_starts_each_member_at_its_last_stored_bar(stack: TradingStack, t
     assert [i["key"] for i in every["instruments"]] == KEYS and every["state"] == "DONE"
     assert "give --all or --universe" in refused(2, "history", "update")
     assert "no universe named energy" in refused(4, "history", "update", "-u", "energy")
+
+
+def test_jobs_say_what_a_queued_job_waits_on(stack: TradingStack, tmp_path: Path) -> None:
+    """One job runs at a time: the table and the job's view name the job a queued one is behind."""
+    path = csv_file(tmp_path)
+    slow = ["-b", "1m", "--start", START, "--end", END, "-s", "csv", "-o", f"path={path}", "-o", "delay=0.5",
+            "--no-wait"]
+    first = data("history", "get", "AAPL", *slow)
+    second = data("history", "get", "MSFT", *slow)
+    assert (second["state"], second["queued_behind"], second["ahead"]) == ("QUEUED", first["id"], 1)
+    listed = ok("history", "jobs").stdout
+    lines = listed.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(second["id"]))
+    assert "QUEUED" in lines[at] and lines[at + 1].split() == ["behind", first["id"]], listed  # under its state
+    shown = ok("history", "jobs", second["id"]).stdout
+    assert f"queued behind {first['id']}" in shown
+    out = io.StringIO()  # `history get --wait`'s bar says it too, until the job starts
+    console = Console(file=out, width=80, color_system=None)
+    bar, _ = history_tables.progress_bar(second, console)
+    console.print(bar.get_renderable())
+    assert f"0/1  queued behind {first['id']}" in out.getvalue()
+    for job in (second, first):
+        data("history", "cancel", job["id"])

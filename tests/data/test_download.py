@@ -14,11 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer
+from tests.data.bars import bars as bar_frame
 from tests.data.csv_source import write_csv
-from trader.config import load_settings
+from tests.data.sources.providers import ProviderServer
+from trader.cli.history_tables import summary
+from trader.config import HistorySettings, Settings, load_settings
 from trader.data.arctic import ArcticStore
 from trader.data.download import run_job
-from trader.data.job import ItemState, JobState
+from trader.data.job import ItemState, Job, JobState
 from trader.data.jobs import JobQueue
 from trader.data.requests import last_stored
 from trader.data.sources.base import Window
@@ -26,6 +29,13 @@ from trader.data.store import SymbolMeta
 from trader.errors import NotFound
 
 START, END = datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 3, tzinfo=UTC)
+
+
+async def claimed(queue: JobQueue) -> Job:
+    """Claim the next job, there being one."""
+    job = await queue.claim()
+    assert job is not None
+    return job
 
 
 class Unruly:
@@ -71,7 +81,7 @@ def test_a_source_misbehaving_fails_its_instrument_and_writes_nothing_outside(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="unruly", bar_size="1m", start=START, end=END,
                                keys=["GOOD.STK", "OUTSIDE.STK", "SHORT.STK", "BUG.STK"], options={"path": str(csv)})
-            job = await queue.claim()
+            job = await claimed(queue)
             state = await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
             return state, await queue.get(job.id)
         finally:
@@ -105,7 +115,7 @@ def test_a_source_that_cannot_be_built_fails_every_instrument_with_why(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="unruly", bar_size="1m", start=START, end=END, keys=["A.STK", "B.STK"],
                                options={"colour": "red"})
-            job = await queue.claim()
+            job = await claimed(queue)
             await run_job(job, queue, store, load_settings(), lambda *_: None)
             return await queue.get(job.id)
         finally:
@@ -151,7 +161,7 @@ def test_an_instrument_stopped_after_its_last_window_ends_done_without_asking_th
             await queue.claim()  # a run wrote every window, then was killed before it said DONE
             await queue.save(job.id, replace(job.items[0], state=ItemState.RUNNING, done_until=END, windows=3))
             await queue.release(job.id)
-            job = await queue.claim()
+            job = await claimed(queue)
             return await run_job(job, queue, store, load_settings(), lambda *_: None), await queue.get(job.id)
         finally:
             await client.aclose()
@@ -174,7 +184,7 @@ def test_a_file_import_over_a_range_wider_than_the_file_ends_done(
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="file", bar_size="1m", start=datetime(2026, 3, 1, tzinfo=UTC),
                                end=datetime(2026, 3, 10, tzinfo=UTC), keys=["A.STK"], options={"path": str(csv)})
-            job = await queue.claim()
+            job = await claimed(queue)
             await run_job(job, queue, store, load_settings(), lambda *_: None)
             return await queue.get(job.id)
         finally:
@@ -205,10 +215,74 @@ def test_a_download_keeps_the_stored_contract_and_records_the_exchange_s_time_zo
             queue = JobQueue(client, "t:jobs")
             await queue.submit(source="file", bar_size="1m", start=START, end=END, keys=["A.STK"],
                                options={"path": str(csv)})
-            await run_job(await queue.claim(), queue, store, load_settings(), lambda *_: None)
+            await run_job(await claimed(queue), queue, store, load_settings(), lambda *_: None)
         finally:
             await client.aclose()
 
     asyncio.run(scenario())
     assert store.meta("A.STK", "1m") == SymbolMeta("A.STK", source="file", timezone="America/New_York",
                                                    contract=contract)
+
+
+async def _run_one(port: int, store: ArcticStore, settings: Settings, source: str, start: datetime, end: datetime,
+                   key: str, options: dict[str, Any], events: list[tuple[str, dict[str, Any]]]) -> Any:
+    """Submit, claim and run a one-instrument job on the Redis at ``port``; return the job read back."""
+    client = aioredis.Redis(port=port)
+    try:
+        queue = JobQueue(client, "t:jobs")
+        await queue.submit(source=source, bar_size="1m" if source == "file" else "1d", start=start, end=end,
+                           keys=[key], options=options)
+        job = await claimed(queue)
+        await run_job(job, queue, store, settings, lambda topic, payload: events.append((topic, payload)))
+        return await queue.get(job.id)
+    finally:
+        await client.aclose()
+
+
+def test_a_file_s_empty_month_keeps_the_bars_stored_there_and_is_counted(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A file with January and March bars, none in February: February's stored bars stay; one window empty."""
+    jan, feb, mar = (pd.Timestamp(f"2026-{m:02d}-02 14:30", tz="UTC") for m in (1, 2, 3))
+    csv = tmp_path / "bars.csv"
+    pd.concat([bar_frame(jan, 60), bar_frame(mar, 60)]).reset_index().to_csv(csv, index=False)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    stored = bar_frame(feb, 30, base=50.0)
+    store.write_bars("A.STK", "1m", stored, start=feb, end=feb + pd.Timedelta("30min"))
+    events: list[tuple[str, dict[str, Any]]] = []
+    with caplog.at_level("WARNING", logger="trader.data.arctic"):
+        job = asyncio.run(_run_one(redis_server.port, store, load_settings(), "file", datetime(2026, 1, 1, tzinfo=UTC),
+                                   datetime(2026, 4, 1, tzinfo=UTC), "A.STK", {"path": str(csv)}, events))
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    item = job.items[0]
+    assert (item.windows, item.empty, item.bars) == (3, 1, 120)
+    assert job.to_dict()["empty"] == 1 and job.to_dict()["instruments"][0]["empty"] == 1
+    assert summary(job.to_dict()).plain == f"job {job.id} DONE: 1/1 instrument, 120 bars, 1 empty window (stored bars kept)"
+    pd.testing.assert_frame_equal(store.read_bars("A.STK", "1m", feb, mar), stored, check_freq=False)
+    assert len(store.read_bars("A.STK", "1m")) == 150
+    assert [e["empty"] for t, e in events if t.endswith(".window")] == [False, True, False]
+    assert [e["empty"] for t, e in events if t.endswith(".done")] == [1]
+    assert [r.getMessage() for r in caplog.records] == [
+        ("A.STK: the 1m window 2026-02-01T00:00:00+00:00 .. 2026-03-01T00:00:00+00:00 came empty; "
+        "its 30 stored bars are kept")]
+
+
+def test_an_empty_http_answer_keeps_the_stored_bars(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Yahoo answering no bars for a week it had (the local server's HOLE ticker): the stored week stays."""
+    provider = ProviderServer()
+    provider.start()
+    try:
+        settings = Settings(history=HistorySettings(yahoo_url=provider.url, http_timeout=5.0))
+        store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+        monday = pd.Timestamp("2026-03-02", tz="UTC")
+        week = bar_frame(monday, 5, step=pd.Timedelta(days=1))
+        store.write_bars("HOLE.STK", "1d", week, start=monday, end=monday + pd.Timedelta(days=5))
+        job = asyncio.run(_run_one(redis_server.port, store, settings, "yahoo", monday.to_pydatetime(),
+                                   (monday + pd.Timedelta(days=7)).to_pydatetime(), "HOLE.STK", {}, []))
+    finally:
+        provider.stop()
+    assert [path for path, *_ in provider.requests][-1:] == ["/v8/finance/chart/HOLE"]  # it was asked
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    assert (job.items[0].windows, job.items[0].empty, job.items[0].bars) == (1, 1, 0)
+    pd.testing.assert_frame_equal(store.read_bars("HOLE.STK", "1d"), week, check_freq=False)

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer
+from tests.data.bars import bars as bar_frame
 from tests.sim.simulator import running_sim, sim_config
 from trader.cli.history_tables import waiting
 from trader.config import HistorySettings, IbSettings, Settings
@@ -137,3 +138,35 @@ def test_a_job_s_end_is_at_most_the_start_of_the_bar_forming_now() -> None:
     assert job_end("1d", None, now) == datetime(2026, 12, 7, tzinfo=UTC)  # today's daily bar is still forming
     assert job_end("1m", datetime(2026, 12, 5, 10, 0, 30, tzinfo=UTC), now) == datetime(2026, 12, 5, 10, 0, 30,
                                                                                            tzinfo=UTC)  # past: kept
+
+
+def test_ib_s_no_data_answer_keeps_the_stored_bars_and_the_job_counts_the_empty_window(
+        redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """tws-sim answers "HMDS query returned no data" before 2000-01-03: the bars stored there stay."""
+    monday = pd.Timestamp("1999-12-20", tz="UTC")
+    week = bar_frame(monday, 5, step=DAY)
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    store.write_bars("AAPL.STK", "1d", week, start=monday, end=monday + 5 * DAY)
+
+    async def scenario() -> Any:
+        async with running_sim(sim_config()) as server:
+            client = aioredis.Redis(port=redis_server.port)
+            try:
+                queue = JobQueue(client, "t:jobs")
+                await queue.submit(source="ib", bar_size="1d", start=monday.to_pydatetime(),
+                                   end=(monday + 7 * DAY).to_pydatetime(), keys=["AAPL.STK"])
+                job = await queue.claim()
+                assert job is not None
+                state = await run_job(job, queue, store, settings_for(server.port, pacing=False), lambda *_: None)
+                return state, await queue.get(job.id)
+            finally:
+                await client.aclose()
+
+    with caplog.at_level("WARNING", logger="trader.data.arctic"):
+        state, job = asyncio.run(scenario())
+    assert state is JobState.DONE, [item.error for item in job.items]
+    item = job.items[0]
+    assert item.windows >= 1 and item.empty == item.windows and item.bars == 0
+    pd.testing.assert_frame_equal(store.read_bars("AAPL.STK", "1d"), week, check_freq=False)
+    assert any(r.getMessage().startswith("AAPL.STK: the 1d window 1999-12-20T00:00:00+00:00 .. ")
+               and r.getMessage().endswith("came empty; its 5 stored bars are kept") for r in caplog.records)

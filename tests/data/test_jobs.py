@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import RedisServer
+from trader.cli.history_tables import queued
 from trader.data.job import Item, ItemState, Job, JobState
 from trader.data.jobs import JobQueue
 from trader.data.progress import JobProgress
@@ -34,6 +35,13 @@ def run(redis_server: RedisServer, scenario: Callable[[aioredis.Redis], Awaitabl
             await client.aclose()
 
     return asyncio.run(go())
+
+
+async def claimed(queue: JobQueue) -> Job:
+    """Claim the next job, there being one."""
+    job = await queue.claim()
+    assert job is not None
+    return job
 
 
 async def submit(queue: JobQueue, keys: tuple[str, ...] = ("AAPL.STK", "MSFT.STK"), **kw: Any):
@@ -64,6 +72,31 @@ def test_jobs_are_kept_and_claimed_in_order_under_a_lease(redis_server: RedisSer
     run(redis_server, scenario)
 
 
+def test_a_queued_job_says_what_it_waits_on_and_how_many_run_before_it(redis_server: RedisServer) -> None:
+    """One job runs at a time: a queued job names the running one (else the one just ahead) and counts those ahead."""
+    async def scenario(r: aioredis.Redis) -> None:
+        queue = JobQueue(r, "t:jobs", worker="w1")
+        first, second, third = [await submit(queue) for _ in range(3)]
+        assert [(j.queued_behind, j.ahead) for j in (first, second, third)] == [("", 0), (first.id, 1), (second.id, 2)]
+        ahead = {j.id: (j.queued_behind, j.ahead) for j in await queue.jobs()}
+        assert ahead == {first.id: ("", 0), second.id: (first.id, 1), third.id: (second.id, 2)}
+        await queue.claim()  # the first runs
+        ahead = {j.id: (j.queued_behind, j.ahead) for j in await queue.jobs()}
+        assert ahead == {first.id: ("", 0), second.id: (first.id, 1), third.id: (first.id, 2)}
+        shown = (await queue.get(third.id)).to_dict(items=False)
+        assert (shown["queued_behind"], shown["ahead"]) == (first.id, 2)
+        assert queued(shown) == f"queued behind {first.id} and 1 more"
+        assert queued((await queue.get(first.id)).to_dict()) == ""  # running: not queued
+        await queue.cancel(second.id)
+        third_now = await queue.get(third.id)
+        assert (third_now.queued_behind, third_now.ahead) == (first.id, 1)
+        assert queued(third_now.to_dict()) == f"queued behind {first.id}"
+        await queue.finish(first.id, JobState.DONE)
+        assert queued((await queue.get(third.id)).to_dict()) == "queued: next to run"
+
+    run(redis_server, scenario)
+
+
 def test_a_job_needs_instruments_and_a_range(redis_server: RedisServer) -> None:
     async def scenario(r: aioredis.Redis) -> None:
         queue = JobQueue(r, "t:jobs")
@@ -83,7 +116,7 @@ def test_only_the_lease_holder_records_progress_and_ends_the_job(redis_server: R
     async def scenario(r: aioredis.Redis) -> None:
         mine, other = JobQueue(r, "t:jobs", worker="w1"), JobQueue(r, "t:jobs", worker="w2")
         job = await submit(mine)
-        assert (await mine.claim()).id == job.id
+        assert (await claimed(mine)).id == job.id
         item = replace(job.items[0], state=ItemState.RUNNING, done_until=START + timedelta(hours=1), bars=60,
                        windows=1)
         assert await mine.save(job.id, item) and await mine.renew(job.id)
@@ -111,7 +144,7 @@ def test_recover_queues_again_the_jobs_of_dead_workers_only(redis_server: RedisS
         ids = []
         for queue in (killed, lapsed, alive):
             ids.append((await submit(queue)).id)
-            assert (await queue.claim()).id == ids[-1]
+            assert (await claimed(queue)).id == ids[-1]
         await asyncio.sleep(0.3)
         new = JobQueue(r, "t:jobs", worker="w-new")
         assert sorted(await new.recover()) == sorted(ids[:2])
@@ -131,7 +164,7 @@ def test_release_gives_the_job_back_at_once(redis_server: RedisServer) -> None:
         await queue.claim()
         assert await queue.release(job.id)
         assert (await queue.get(job.id)).state is JobState.QUEUED
-        assert (await JobQueue(r, "t:jobs", worker="w2").claim()).id == job.id
+        assert (await claimed(JobQueue(r, "t:jobs", worker="w2"))).id == job.id
 
     run(redis_server, scenario)
 
@@ -164,11 +197,12 @@ def test_retry_runs_again_the_failed_and_unfinished_instruments_only(redis_serve
             await queue.retry(job.id)
         await queue.claim()
         half = START + timedelta(hours=7)
-        await queue.save(job.id, replace(job.items[0], state=ItemState.DONE, done_until=END, bars=10))
+        await queue.save(job.id, replace(job.items[0], state=ItemState.DONE, done_until=END, bars=10, empty=2))
         await queue.save(job.id, replace(job.items[1], state=ItemState.FAILED, done_until=half, bars=5,
                                          error="MSFT.STK: the bar at ... has high < low"))
         ran = await queue.get(job.id)
-        assert ran.outcome() is JobState.PARTIAL and ran.counts() == {"total": 3, "done": 1, "failed": 1, "bars": 15}
+        assert ran.outcome() is JobState.PARTIAL and ran.counts() == {"total": 3, "done": 1, "failed": 1, "bars": 15,
+                                                                                "empty": 2}
         await queue.finish(job.id, ran.outcome())
         with pytest.raises(NotFound):
             await queue.retry(job.id, ["NFLX.STK"])
@@ -193,7 +227,7 @@ def test_prune_forgets_the_oldest_ended_jobs_only(redis_server: RedisServer) -> 
         queue = JobQueue(r, "t:jobs", worker="w1")
         ids = [(await submit(queue)).id for _ in range(5)]
         for _ in range(2):  # the two oldest end; the third stays queued
-            job = await queue.claim()
+            job = await claimed(queue)
             await queue.finish(job.id, JobState.DONE)
         assert await queue.prune(keep=2) == 2
         assert [j.id for j in await queue.jobs()] == ids[:1:-1]
@@ -210,10 +244,11 @@ def test_progress_figures_count_the_range_covered_not_just_instruments() -> None
     progress = JobProgress(Job("abcd1234", "csv", "1m", START, END, job_items), clock=lambda: now[0])
     assert progress.figures()["eta"] is None and progress.figures()["instruments"] == 1
     now[0] = 110.0
-    progress.update(replace(job_items[0], state=ItemState.RUNNING, done_until=START + (END - START) / 4, bars=100))
+    progress.update(replace(job_items[0], state=ItemState.RUNNING, done_until=START + (END - START) / 4, bars=100,
+                            windows=3, empty=1))
     figures = progress.figures()
     # 10 s for a quarter of AAPL, an eighth of the job's ranges (MSFT was done): three eighths left, 30 s.
-    assert figures == {"job": "abcd1234", "instruments": 1, "total": 2, "failed": 0, "bars": 600, "rate": 10.0,
+    assert figures == {"job": "abcd1234", "instruments": 1, "total": 2, "failed": 0, "bars": 600, "empty": 1, "rate": 10.0,
                        "elapsed": 10.0, "eta": 30.0, "share": 0.625}
     assert progress.topic("window") == "job.abcd1234.window"
 

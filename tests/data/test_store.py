@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,25 @@ def test_a_window_with_fewer_bars_removes_the_stale_ones(store: ArcticStore) -> 
     window = stored[(stored.index >= T0 + 10 * MIN) & (stored.index < T0 + 20 * MIN)]
     assert list(window.index) == list(fewer.index)
     assert len(stored) == 60 - 10 + 5
-    # an empty window removes what it covered, and only that
-    store.write_bars(KEY, "1m", bars(T0, 0), start=T0, end=T0 + 20 * MIN)
-    assert store.read_bars(KEY, "1m").index[0] == T0 + 20 * MIN
-    assert len(store.read_bars(KEY, "1m")) == 40
+
+
+def test_an_empty_window_writes_nothing_and_keeps_the_stored_bars_with_a_warning(
+        store: ArcticStore, caplog: pytest.LogCaptureFixture) -> None:
+    """An empty answer may be transient ("HMDS query returned no data"): it never erases good bars."""
+    store.write_bars(KEY, "1m", bars(T0, 60), start=T0, end=T0 + HOUR)
+    before = store.read_bars(KEY, "1m")
+    with caplog.at_level("WARNING", logger="trader.data.arctic"):
+        assert store.write_bars(KEY, "1m", bars(T0, 0), start=T0, end=T0 + 20 * MIN) == 0
+    pd.testing.assert_frame_equal(store.read_bars(KEY, "1m"), before)
+    assert [r.getMessage() for r in caplog.records] == [
+        (f"{KEY}: the 1m window 2026-03-02T14:30:00+00:00 .. 2026-03-02T14:50:00+00:00 came empty; "
+        "its 20 stored bars are kept")]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trader.data.arctic"):  # nothing stored there: nothing to say
+        store.write_bars(KEY, "1m", bars(T0, 0), start=T0 + 2 * HOUR, end=T0 + 3 * HOUR)
+        store.write_bars("MSFT.STK", "1m", bars(T0, 0), start=T0, end=T0 + HOUR)
+    assert not caplog.records
+    assert "MSFT.STK" not in store.bar_symbols()["1m"]  # an empty first window creates no symbol
 
 
 def test_a_range_read_is_half_open(store: ArcticStore) -> None:
@@ -94,7 +110,8 @@ def test_high_below_low_is_refused_naming_the_instrument(store: ArcticStore) -> 
     (lambda f: f.assign(open=-1.0), "non-positive price"),
     (lambda f: f.assign(volume=-1.0), "negative or missing volume"),
 ])
-def test_bad_frames_are_refused(store: ArcticStore, change, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_frames_are_refused(store: ArcticStore, change: Callable[[pd.DataFrame], pd.DataFrame],
+                                words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         store.write_bars(KEY, "1m", change(bars(T0, 3)), start=T0, end=T0 + HOUR)
     assert not store.bar_symbols().get("1m")
@@ -232,7 +249,7 @@ READ_ONLY = textwrap.dedent("""
 
 
 def test_a_read_only_directory_is_a_storage_error(tmp_path: Path) -> None:
-    base = Path(shutil.os.environ.get("TMPDIR", "/tmp")) / f"ro-store-{os.getpid()}"
+    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"ro-store-{os.getpid()}"
     base.mkdir(mode=0o755)
     try:
         path = base / "arctic"

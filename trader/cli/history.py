@@ -100,7 +100,9 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
     """Download bars of SYMBOLs (or a universe's members) into the store.
 
     The job is durable: it survives a restart of history_service and resumes
-    where it stopped. One instrument failing does not stop the others.
+    where it stopped. One instrument failing does not stop the others. A
+    window the source answers empty writes nothing: bars stored there stay
+    (the job counts those windows: "empty").
 
     \b
     Examples:
@@ -113,9 +115,11 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
         "options", "created", "updated", "runs", "cancel", "waiting": null
         or {"until", "reason", "key"} (a running job's window waits on IB
-        pacing), "total", "done", "failed", "bars", "instruments": [{"key",
-        "state", "start", "done_until", "bars", "windows", "error",
-        "retryable"}]}
+        pacing), "queued_behind": null or the id of the job a queued one
+        waits on, "ahead": jobs that run before it, "total", "done",
+        "failed", "bars", "empty" (windows that came empty), "instruments":
+        [{"key", "state", "start", "done_until", "bars", "windows", "empty",
+        "error", "retryable"}]}
     Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
       4 unknown universe, 7 history_service not running, 9 cancelled
     """
@@ -136,6 +140,8 @@ def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
 
     A running job whose window waits on IB's pacing says until when (under
     its state); with ID, why too ("waiting on IB pacing until 19:21:05 UTC").
+    One job runs at a time: a queued one says which job it is behind (under
+    its state); with ID, how many more ("queued behind 3f9a0c12 and 1 more").
 
     \b
     Examples:
@@ -320,13 +326,16 @@ async def _watch(cli: CliContext, job: dict[str, Any], events: asyncio.Queue[Mes
         while job["state"] not in tables.ENDED:
             with contextlib.suppress(TimeoutError):
                 message = await asyncio.wait_for(events.get(), POLL)
-                if message.topic.startswith(prefix) and bar is not None and "instruments" in message.payload:
+                if message.topic.startswith(prefix) and bar is not None and task is not None \
+                        and "instruments" in message.payload:
                     tables.advance(bar, task, message.payload)
                 ended = message.topic.startswith(prefix) and message.topic[len(prefix):].upper() in tables.ENDED
                 if not ended and time.monotonic() - polled < POLL:
                     continue
             job = await cli.call_service_async(SERVICE, "job", job["id"])
             polled = time.monotonic()
-        if bar is not None and job["state"] != "CANCELLED":
+            if bar is not None and task is not None:
+                bar.update(task, queued=tables.queued(job))
+        if bar is not None and task is not None and job["state"] != "CANCELLED":
             bar.update(task, completed=1.0, instruments=job["done"] + job["failed"], bars=job["bars"], eta=0)
     return job

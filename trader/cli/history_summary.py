@@ -82,7 +82,7 @@ def _key(store: MarketStore, symbol: str) -> str:
 
 def summary_table(rows: Sequence[SeriesSummary]) -> FitTable:
     """Return the summaries as a table that fits the terminal."""
-    cells = []
+    cells: list[list[str | Text]] = []
     for r in rows:
         daily = r.bar_size.endswith(("d", "w", "M"))
         cells.append([r.key, r.bar_size, _when(r.first, daily), _when(r.last, daily), f"{r.rows:,}", _gaps(r)])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
 from trader.cli.formats import clock, count
@@ -39,10 +39,30 @@ def waiting(job: Mapping[str, Any]) -> str:
     return f"waiting on {wait['reason']} until {clock(wait['until'])}"
 
 
+def queued(job: Mapping[str, Any]) -> str:
+    """Return what a queued job waits on (``queued behind 3f9a0c12 and 2 more``), or ""."""
+    if job.get("state") != "QUEUED":
+        return ""
+    behind, ahead = job.get("queued_behind"), int(job.get("ahead") or 0)
+    if not behind:
+        return "queued: next to run"
+    return f"queued behind {behind}" + (f" and {ahead - 1} more" if ahead > 1 else "")
+
+
 def _state_of(job: Mapping[str, Any]) -> Text:
     text = state(job["state"])
     if waiting(job):
         text.append(f"\nwaits {job['waiting']['until'].astimezone(UTC):%H:%M:%S}", style="dim")  # why: `jobs ID`
+    elif job["state"] == "QUEUED":
+        behind = job.get("queued_behind")
+        text.append(f"\nbehind {behind}" if behind else "\nnext", style="dim")
+    return text
+
+
+def _bars(job: Mapping[str, Any]) -> Text:
+    text = Text(f"{job['bars']:,}")
+    if job.get("empty"):
+        text.append(f"\n{job['empty']:,} empty", style="yellow")
     return text
 
 
@@ -52,19 +72,19 @@ def jobs_table(jobs: Iterable[Mapping[str, Any]]) -> FitTable:
                Col("failed", 2, justify="right"), Col("bars", 1, justify="right"), Col("range", 5),
                Col("created", 6)]
     rows = [[job["id"], _state_of(job), job["source"], job["bar_size"], f"{job['done']}/{job['total']}",
-             str(job["failed"]), f"{job['bars']:,}", span(job["start"], job["end"]), clock(job["created"])]
+             str(job["failed"]), _bars(job), span(job["start"], job["end"]), clock(job["created"])]
             for job in jobs]
     return FitTable(columns, rows)
 
 
 def instruments_table(job: Mapping[str, Any]) -> FitTable:
-    """Return one job's instruments: key, state, bars, windows, written up to, error."""
+    """Return one job's instruments: key, state, bars, windows (those empty), written up to, error."""
     columns = [Col("instrument"), Col("state"), Col("bars", 1, justify="right"), Col("windows", 3, justify="right"),
                Col("written to", 2), Col("error", 1, wrap=True)]
-    rows = [[item["key"], state(item["state"]), f"{item['bars']:,}", str(item["windows"]),
+    rows = [[item["key"], state(item["state"]), f"{item['bars']:,}", _windows(item),
              clock(item["done_until"]) if item["done_until"] else "-", item["error"] or "-"]
             for item in job["instruments"]]
-    waits = waiting(job)
+    waits = waiting(job) or queued(job)
     return FitTable(columns, rows, title=f"job {job['id']} {job['state']}: {job['source']} {job['bar_size']} "
                                          f"{span(job['start'], job['end'])}" + (f"\n{waits}" if waits else ""))
 
@@ -74,9 +94,16 @@ def summary(job: Mapping[str, Any]) -> Text:
     text = Text(f"job {job['id']} ")
     text.append_text(state(job["state"]))
     text.append(f": {job['done']}/{count(job['total'], 'instrument')}, {job['bars']:,} bars")
+    if job.get("empty"):  # nothing written for those windows, and what was stored there kept
+        text.append(f", {count(job['empty'], 'empty window')} (stored bars kept)", style="yellow")
     if job["failed"]:
         text.append(f", {job['failed']} failed", style="red")
     return text
+
+
+def _windows(item: Mapping[str, Any]) -> str:
+    empty = item.get("empty") or 0
+    return f"{item['windows']} ({empty} empty)" if empty else str(item["windows"])
 
 
 def failures(job: Mapping[str, Any]) -> list[str]:
@@ -102,6 +129,8 @@ class _Figures(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         f = task.fields
+        if f.get("queued"):  # not started: say what it waits on
+            return Text(f"{f['instruments']}/{f['count']}  {f['queued']}", no_wrap=True, overflow="ellipsis")
         if f.get("waiting"):  # the window in hand waits on pacing: say why the figures stand still
             wait = f["waiting"]
             return Text(f"{f['instruments']}/{f['count']}  waiting on {wait['reason']} until "
@@ -110,17 +139,17 @@ class _Figures(ProgressColumn):
                     f"ETA {_duration(f['eta'])}", no_wrap=True, overflow="ellipsis")
 
 
-def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, Any]:
+def progress_bar(job: Mapping[str, Any], console: Console) -> tuple[Progress, TaskID]:
     """Return a progress display for ``job`` on ``console`` (at most 80 columns) and its task id."""
     bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=14), _Figures(), console=console)
-    task = bar.add_task(job["id"], total=1.0, completed=0.0, instruments=job["done"] + job["failed"],
+    task = bar.add_task(job["id"], total=1.0, completed=0, instruments=job["done"] + job["failed"],
                         count=job["total"], bars=job["bars"], rate=0.0, eta=None,
-                        waiting=job.get("waiting"))
+                        waiting=job.get("waiting"), queued=queued(job))
     return bar, task
 
 
-def advance(bar: Progress, task: Any, figures: Mapping[str, Any]) -> None:
-    """Show the figures of a progress event (or of a job read back) on the bar."""
+def advance(bar: Progress, task: TaskID, figures: Mapping[str, Any]) -> None:
+    """Show the figures of a progress event on the bar (the job runs: no longer queued)."""
     bar.update(task, completed=float(figures.get("share", 0.0)), instruments=figures["instruments"],
                bars=figures["bars"], rate=float(figures.get("rate") or 0.0), eta=figures.get("eta"),
-               waiting=figures.get("waiting"))
+               waiting=figures.get("waiting"), queued="")

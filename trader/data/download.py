@@ -2,7 +2,9 @@
 
 For each instrument not yet done, the source is asked for the windows of
 ``[resume point, job end)``; each window is written to the store as a
-window (replacing whatever was stored there), then the instrument's resume
+window (replacing whatever was stored there; a window that came empty writes
+nothing and keeps what was stored, and is counted in the item's ``empty``,
+since an empty answer may be transient), then the instrument's resume
 point moves to the window's end, in Redis, under the job's lease. A kill
 between the two repeats that window on the next run: written again, not
 twice. The run looks for a cancel request between windows, and every
@@ -136,11 +138,11 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
         while (window := await watch.next(windows)) is not None:
             rows = await _write(store, job, item, window, meta)
             item = replace(item, done_until=window.end.to_pydatetime(), bars=item.bars + rows,
-                           windows=item.windows + 1)
+                           windows=item.windows + 1, empty=item.empty + window.frame.empty)
             await _save(queue, job, item)
             progress.update(item)
             publish(progress.topic("window"), {"job": job.id, "key": item.key, "start": window.start,
-                                               "end": window.end, "bars": rows})
+                                               "end": window.end, "bars": rows, "empty": window.frame.empty})
             publish(progress.topic("progress"), progress.figures())
             await _check_cancel(queue, job)
         if item.resume < job.end and getattr(source, "covers_range", True):  # a file covers its own span only
@@ -154,7 +156,8 @@ async def _instrument(job: Job, item: Item, source: Source, queue: JobQueue, sto
     except Exception as exc:  # a bug in a source fails its instrument, not the job
         log.exception("job %s: %s failed", job.id, item.key)
         return replace(item, state=ItemState.FAILED, error=f"{item.key}: internal error: {exc!r}")
-    log.info("job %s: %s done: %d bars in %d windows", job.id, item.key, item.bars, item.windows)
+    log.info("job %s: %s done: %d bars in %d windows (%d empty)", job.id, item.key, item.bars, item.windows,
+             item.empty)
     return replace(item, state=ItemState.DONE)
 
 

@@ -3,9 +3,11 @@
 A job names a source (and its options), instruments by contract key (a
 universe's members, read when it was submitted), a bar size and a UTC range.
 Each instrument has its own state, its resume point ``done_until`` (the end
-of the last window written), the bars and windows it wrote, and its error.
+of the last window written), the bars and windows it wrote (and how many
+windows came empty: nothing written there), and its error.
 A job ends DONE, PARTIAL (some instruments failed), FAILED (all of them) or
-CANCELLED.
+CANCELLED. A queued job, as read, says what it waits on (one job runs at a
+time): ``queued_behind`` and how many jobs are ``ahead`` of it.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Item:
     windows: int = 0
     error: str = ""
     retryable: bool = False  # the failure may pass (a timeout, 429, pacing), not never (unknown, a bad file)
+    empty: int = 0  # windows that came empty: nothing written, what was stored there kept
 
     @property
     def resume(self) -> datetime:
@@ -77,7 +80,7 @@ class Item:
         """Return the item as the JSON kept in Redis."""
         return json.dumps({"key": self.key, "start": to_text(self.start), "state": self.state.value,
                            "done_until": to_text(self.done_until), "bars": self.bars, "windows": self.windows,
-                           "error": self.error, "retryable": self.retryable})
+                           "error": self.error, "retryable": self.retryable, "empty": self.empty})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Item:
@@ -86,12 +89,13 @@ class Item:
         start = from_text(data["start"])
         assert start is not None
         return cls(data["key"], start, ItemState(data["state"]), from_text(data["done_until"]), int(data["bars"]),
-                   int(data["windows"]), data["error"], bool(data.get("retryable", False)))
+                   int(data["windows"]), data["error"], bool(data.get("retryable", False)), int(data.get("empty", 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the item as an RPC answer."""
         return {"key": self.key, "state": self.state.value, "start": self.start, "done_until": self.done_until,
-                "bars": self.bars, "windows": self.windows, "error": self.error, "retryable": self.retryable}
+                "bars": self.bars, "windows": self.windows, "empty": self.empty, "error": self.error,
+                "retryable": self.retryable}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,8 @@ class Job:
     waiting: Waiting | None = None  # the running job's window waits on pacing (until when, why)
     crashes: int = 0  # runs that ended with no outcome (the worker died, or an internal error), since the last retry
     error: str = ""  # why the last such run ended (a job FAILED for that: why it was given up)
+    queued_behind: str = ""  # a queued job: the job it waits on (the running one, else the next in line)
+    ahead: int = 0  # a queued job: how many jobs run before it (the running ones included)
 
     def item(self, key: str) -> Item:
         """Return the item of ``key``."""
@@ -151,10 +157,11 @@ class Job:
         raise NotFound(f"job {self.id} has no instrument {key}", job=self.id, key=key)
 
     def counts(self) -> dict[str, int]:
-        """Return how many instruments are in each state, and the bars written."""
-        out = {"total": len(self.items), "done": 0, "failed": 0, "bars": 0}
+        """Return how many instruments are in each state, the bars written and the windows that came empty."""
+        out = {"total": len(self.items), "done": 0, "failed": 0, "bars": 0, "empty": 0}
         for item in self.items:
             out["bars"] += item.bars
+            out["empty"] += item.empty
             if item.state is ItemState.DONE:
                 out["done"] += 1
             elif item.state is ItemState.FAILED:
@@ -177,7 +184,8 @@ class Job:
             "start": self.start, "end": self.end, "universe": self.universe, "options": dict(self.options),
             "created": self.created, "updated": self.updated, "runs": self.runs, "cancel": self.cancel,
             "waiting": self.waiting.to_dict() if self.waiting is not None else None,
-            "crashes": self.crashes, "error": self.error, **self.counts()}
+            "crashes": self.crashes, "error": self.error, "queued_behind": self.queued_behind or None,
+            "ahead": self.ahead, **self.counts()}
         if items:
             out["instruments"] = [item.to_dict() for item in self.items]
         return out

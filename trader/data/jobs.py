@@ -4,9 +4,10 @@ A job (source, instruments, bar size, range) is a Redis hash under
 ``<jobs_key>:job:<id>``, its instruments' progress a second hash
 ``<jobs_key>:job:<id>:items`` (key -> JSON), the queued ids a list
 ``<jobs_key>:queue`` and every id in a sorted set ``<jobs_key>:index`` (by
-creation time). A worker claims a job atomically (a Lua script: pop, mark
-RUNNING, take the lease ``<jobs_key>:lease:<id>``, a key with an expiry that
-names the worker and which the worker refreshes while it runs). Every write
+creation time). A worker claims a job atomically (a Lua script of
+:mod:`trader.data.job_leases`: pop, mark RUNNING, take the lease
+``<jobs_key>:lease:<id>``, a key with an expiry that names the worker and
+which the worker refreshes while it runs). Every write
 of progress checks the lease first, so a worker that lost its job (it stalled
 past the lease and another took over) writes nothing more.
 
@@ -16,6 +17,11 @@ queued again; each instrument resumes from ``done_until``, the end of the last
 window written. That is at-least-once: the window in flight at the kill is
 downloaded again and written again, and since a window write replaces that
 window in the store (:meth:`MarketStore.write_bars`) nothing is duplicated.
+
+One worker runs one job at a time, so a queued job, as read, names the job it
+waits on (``queued_behind``: the running one, else the one just ahead in
+line) and counts the jobs ``ahead`` of it, from the queue list and the
+running set read with it.
 """
 
 from __future__ import annotations
@@ -23,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -35,90 +39,56 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from trader.data.job import TERMINAL, Item, ItemState, Job, JobState, Waiting, from_text, to_text
+from trader.data.job_leases import (
+    CLAIM,
+    FINISH,
+    LEASE_SECONDS,
+    RENEW,
+    REQUEUE,
+    SAVE,
+    holder_gone,
+    worker_id,
+)
 from trader.errors import Conflict, NotFound, Unavailable, ValidationError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JOBS_KEPT", "LEASE_SECONDS", "JobQueue", "worker_id"]
 
-LEASE_SECONDS = 15.0
 JOBS_KEPT = 1000  # ended jobs beyond the newest this many are forgotten (a universe's nightly jobs: ~100 KB each)
 
 
-def worker_id() -> str:
-    """Return this process's worker id: host, pid and a random tag (a pid may be reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def _now() -> str:
+    """Return the time now as the UTC ISO text the jobs keep."""
+    return datetime.now(UTC).isoformat()
 
 
-def _holder_gone(holder: str) -> bool:
-    """Return whether a lease's holder was a process of this host that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a zombie is gone too
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
+def _text(value: Any) -> str:
+    """Return a Redis reply as text (the client answers bytes; its stubs allow str and more)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# KEYS: queue, running; ARGV: prefix, worker, lease ms, now
-_CLAIM = """
-local id = redis.call('RPOP', KEYS[1])
-while id do
-  local job = ARGV[1] .. ':job:' .. id
-  if redis.call('HGET', job, 'state') == 'QUEUED' then
-    redis.call('SET', ARGV[1] .. ':lease:' .. id, ARGV[2], 'PX', ARGV[3])
-    redis.call('HSET', job, 'state', 'RUNNING', 'worker', ARGV[2], 'updated', ARGV[4])
-    redis.call('HINCRBY', job, 'runs', 1)
-    redis.call('SADD', KEYS[2], id)
-    return id
-  end
-  id = redis.call('RPOP', KEYS[1])
-end
-return false
-"""
-# KEYS: lease; ARGV: worker, lease ms
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-# KEYS: lease, items, job; ARGV: worker, item key, item json, now
-_SAVE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'updated', ARGV[4])
-return 1
-"""
-# KEYS: lease, job, running; ARGV: worker, state, now, id, error
-_FINISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], 'state', ARGV[2], 'updated', ARGV[3], 'worker', '', 'waiting', '', 'error', ARGV[5])
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[4])
-return 1
-"""
-# KEYS: lease, job, running, queue; ARGV: id, now, holder ('' : only if the lease lapsed)
-_REQUEUE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[3] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if redis.call('HGET', KEYS[2], 'state') ~= 'RUNNING' then return 0 end
-redis.call('HSET', KEYS[2], 'state', 'QUEUED', 'worker', '', 'updated', ARGV[2], 'waiting', '')
-redis.call('RPUSH', KEYS[4], ARGV[1])
-return 1
-"""
+class _Line:
+    """The queue as read with a job: what each queued job waits on, and how many jobs run before it."""
+
+    def __init__(self, queued: list[bytes], running: set[bytes]) -> None:
+        self.running = sorted(_text(i) for i in running)
+        self.line = [_text(i) for i in reversed(queued)]  # pushed on the left, claimed from the right
+        self.position = {job_id: n for n, job_id in enumerate(self.line)}
+
+    def ahead(self, job_id: str) -> int:
+        """Return how many jobs run before ``job_id`` (0 if it is not queued)."""
+        n = self.position.get(job_id)
+        return 0 if n is None else len(self.running) + n
+
+    def behind(self, job_id: str) -> str:
+        """Return the job ``job_id`` waits on: a running one, else the one just ahead in line ("" if none)."""
+        n = self.position.get(job_id)
+        if n is None:
+            return ""
+        if self.running:
+            return self.running[0]
+        return self.line[n - 1] if n else ""
 
 
 class JobQueue:
@@ -130,11 +100,11 @@ class JobQueue:
         self.prefix = prefix
         self.worker = worker or worker_id()
         self.lease_ms = int(lease_seconds * 1000)
-        self._claim = redis.register_script(_CLAIM)
-        self._renew = redis.register_script(_RENEW)
-        self._save = redis.register_script(_SAVE)
-        self._finish = redis.register_script(_FINISH)
-        self._requeue = redis.register_script(_REQUEUE)
+        self._claim = redis.register_script(CLAIM)
+        self._renew = redis.register_script(RENEW)
+        self._save = redis.register_script(SAVE)
+        self._finish = redis.register_script(FINISH)
+        self._requeue = redis.register_script(REQUEUE)
 
     # -- keys --------------------------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -187,7 +157,11 @@ class JobQueue:
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in items})
                 pipe.zadd(self._index, {job_id: now.timestamp()})
                 pipe.lpush(self._queue, job_id)
-                await pipe.execute()
+                pipe.lrange(self._queue, 0, -1)
+                pipe.smembers(self._running)
+                *_, queued, running = await pipe.execute()
+            line = _Line(queued, running)  # as it stood when the job joined it
+            job = replace(job, queued_behind=line.behind(job_id), ahead=line.ahead(job_id))
         log.info("job %s queued: %d instrument(s), %s bars from %s, %s .. %s", job_id, len(items), bar_size,
                  source, start.isoformat(), end.isoformat())
         return job
@@ -197,24 +171,30 @@ class JobQueue:
         async with self._guard(f"read job {job_id}"), self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._job(job_id))
             pipe.hgetall(self._items(job_id))
-            fields, items = await pipe.execute()
+            pipe.lrange(self._queue, 0, -1)
+            pipe.smembers(self._running)
+            fields, items, queued, running = await pipe.execute()
         if not fields:
             raise NotFound(f"no job {job_id!r}", job=job_id)
-        return self._build(job_id, fields, items)
+        return self._build(job_id, fields, items, _Line(queued, running))
 
     async def jobs(self, limit: int = 50) -> list[Job]:
         """Return the newest ``limit`` jobs, newest first."""
         async with self._guard("list the jobs"):
-            ids = [i.decode() for i in await self.redis.zrevrange(self._index, 0, max(limit, 1) - 1)]
+            ids = [_text(i) for i in await self.redis.zrevrange(self._index, 0, max(limit, 1) - 1)]
             async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.lrange(self._queue, 0, -1)
+                pipe.smembers(self._running)
                 for job_id in ids:
                     pipe.hgetall(self._job(job_id))
                     pipe.hgetall(self._items(job_id))
-                found = await pipe.execute()
-        return [self._build(job_id, found[2 * n], found[2 * n + 1]) for n, job_id in enumerate(ids) if found[2 * n]]
+                queued, running, *found = await pipe.execute()
+        line = _Line(queued, running)
+        return [self._build(job_id, found[2 * n], found[2 * n + 1], line) for n, job_id in enumerate(ids)
+                if found[2 * n]]
 
     @staticmethod
-    def _build(job_id: str, fields: Mapping[bytes, bytes], items: Mapping[bytes, bytes]) -> Job:
+    def _build(job_id: str, fields: Mapping[bytes, bytes], items: Mapping[bytes, bytes], line: _Line) -> Job:
         spec = json.loads(fields[b"spec"])
         by_key = {k.decode(): Item.from_json(v) for k, v in items.items()}
         start, end, created = from_text(spec["start"]), from_text(spec["end"]), from_text(spec["created"])
@@ -224,17 +204,18 @@ class JobQueue:
                    JobState(fields[b"state"].decode()), created, from_text(fields.get(b"updated", b"").decode()),
                    int(fields.get(b"runs", 0)), fields.get(b"worker", b"").decode(),
                    fields.get(b"cancel", b"0") == b"1", waiting=Waiting.from_text(fields.get(b"waiting", b"").decode()),
-                   crashes=int(fields.get(b"crashes", 0)), error=fields.get(b"error", b"").decode())
+                   crashes=int(fields.get(b"crashes", 0)), error=fields.get(b"error", b"").decode(),
+                   queued_behind=line.behind(job_id), ahead=line.ahead(job_id))
 
     # -- the worker's side -------------------------------------------------------------------
     async def claim(self) -> Job | None:
         """Take the oldest queued job under a lease (RUNNING); None if the queue is empty."""
         async with self._guard("claim a job"):
             found = await self._claim(keys=[self._queue, self._running],
-                                      args=[self.prefix, self.worker, self.lease_ms, to_text(datetime.now(UTC))])
+                                      args=[self.prefix, self.worker, self.lease_ms, _now()])
         if not found:
             return None
-        job = await self.get(found.decode())
+        job = await self.get(_text(found))
         log.info("job %s claimed by %s (run %d)", job.id, self.worker, job.runs)
         return job
 
@@ -247,7 +228,7 @@ class JobQueue:
         """Record an instrument's progress, if this worker still holds the job; return whether it did."""
         async with self._guard(f"save the progress of job {job_id}"):
             return bool(await self._save(keys=[self._lease(job_id), self._items(job_id), self._job(job_id)],
-                                         args=[self.worker, item.key, item.to_json(), to_text(datetime.now(UTC))]))
+                                         args=[self.worker, item.key, item.to_json(), _now()]))
 
     async def cancel_requested(self, job_id: str) -> bool:
         """Return whether someone asked to cancel ``job_id``."""
@@ -263,7 +244,7 @@ class JobQueue:
         """End a run of ``job_id`` in ``state`` (``error``: why, if given up) and drop the lease; False if not held."""
         async with self._guard(f"end job {job_id}"):
             done = await self._finish(keys=[self._lease(job_id), self._job(job_id), self._running],
-                                      args=[self.worker, state.value, to_text(datetime.now(UTC)), job_id, error])
+                                      args=[self.worker, state.value, _now(), job_id, error])
         log.info("job %s %s", job_id, state.value if done else "lost (another worker holds it)")
         return bool(done)
 
@@ -272,7 +253,7 @@ class JobQueue:
         async with self._guard(f"release job {job_id}"):
             return bool(await self._requeue(
                 keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
-                args=[job_id, to_text(datetime.now(UTC)), self.worker]))
+                args=[job_id, _now(), self.worker]))
 
     async def crashed(self, job_id: str, reason: str) -> int:
         """Count a run of ``job_id`` that ended with no outcome, and why; return the count since the last retry."""
@@ -287,15 +268,16 @@ class JobQueue:
         back = []
         async with self._guard("recover the jobs of a dead worker"):
             for raw in await self.redis.smembers(self._running):
-                job_id = raw.decode()
-                holder = await self.redis.get(self._lease(job_id))
-                if holder is not None and not _holder_gone(holder.decode()):
+                job_id = _text(raw)
+                found = await self.redis.get(self._lease(job_id))
+                holder = _text(found) if found is not None else None
+                if holder is not None and not holder_gone(holder):
                     continue
                 requeued = await self._requeue(
                     keys=[self._lease(job_id), self._job(job_id), self._running, self._queue],
-                    args=[job_id, to_text(datetime.now(UTC)), holder.decode() if holder is not None else ""])
+                    args=[job_id, _now(), holder or ""])
                 if requeued:
-                    gone = holder.decode() if holder is not None else "(lease lapsed)"
+                    gone = holder if holder is not None else "(lease lapsed)"
                     log.warning("job %s queued again: its worker %s is gone", job_id, gone)
                     await self.crashed(job_id, f"its worker {gone} died during the run")
                     back.append(job_id)
@@ -306,9 +288,9 @@ class JobQueue:
         gone = 0
         async with self._guard("forget old jobs"):
             for raw in await self.redis.zrange(self._index, 0, -keep - 1):
-                job_id = raw.decode()
+                job_id = _text(raw)
                 state = await self.redis.hget(self._job(job_id), "state")
-                if state is None or JobState(state.decode()) in TERMINAL:
+                if state is None or JobState(_text(state)) in TERMINAL:
                     await self.redis.delete(self._job(job_id), self._items(job_id))
                     await self.redis.zrem(self._index, job_id)
                     gone += 1
@@ -325,7 +307,7 @@ class JobQueue:
                     state = await pipe.hget(key, "state")
                     if state is None:
                         raise NotFound(f"no job {job_id!r}", job=job_id)
-                    current = JobState(state.decode())
+                    current = JobState(_text(state))
                     if current in TERMINAL:
                         raise Conflict(f"job {job_id} has ended ({current.value}): nothing to cancel",
                                        job=job_id, state=current.value)
@@ -333,7 +315,7 @@ class JobQueue:
                     pipe.hset(key, "cancel", 1)
                     if current is JobState.QUEUED:
                         pipe.hset(key, mapping={"state": JobState.CANCELLED.value,
-                                                "updated": to_text(datetime.now(UTC)) or ""})
+                                                "updated": _now()})
                         pipe.lrem(self._queue, 0, job_id)
                     await pipe.execute()
                     break
@@ -368,7 +350,7 @@ class JobQueue:
                 pipe.multi()
                 pipe.hset(self._items(job_id), mapping={item.key: item.to_json() for item in again})
                 pipe.hset(key, mapping={"state": JobState.QUEUED.value, "cancel": 0, "crashes": 0, "error": "",
-                                        "updated": to_text(datetime.now(UTC)) or ""})
+                                        "updated": _now()})
                 pipe.lpush(self._queue, job_id)
                 await pipe.execute()
             except WatchError:

@@ -3,7 +3,7 @@
 Events go out as ``job.<id>.<event>`` (payload a dict):
 
 - ``started``: a run of the job began (``runs`` > 1: resumed after a crash, or retried);
-- ``window``: one window written (``key``, ``start``, ``end``, ``bars``);
+- ``window``: one window written (``key``, ``start``, ``end``, ``bars``, ``empty``: it came empty, nothing written);
 - ``instrument``: an instrument ended (``key``, ``state`` DONE or FAILED, ``bars``, ``error``);
 - ``progress``: the figures below, after every window;
 - ``waiting``: the window of ``key`` waits on IB's pacing (the pacer's hold or a
@@ -12,7 +12,8 @@ Events go out as ``job.<id>.<event>`` (payload a dict):
 - ``done``, ``partial``, ``failed``, ``cancelled``: the run ended in that state (the job's state, lower case).
 
 Every payload but ``window``'s carries the figures: ``instruments`` (done +
-failed), ``total``, ``failed``, ``bars`` (written by the job, all runs),
+failed), ``total``, ``failed``, ``bars`` (written by the job, all runs), ``empty``
+(windows that came empty, all runs),
 ``rate`` (bars a second in this run), ``elapsed`` (seconds of this run),
 ``share`` (0..1, of the instruments' time ranges covered) and ``eta``
 (seconds left, None until something is known). The ETA counts the share of
@@ -67,13 +68,14 @@ class JobProgress:
         """Return the figures every event carries (see the module docstring)."""
         elapsed = max(self.clock() - self.began, 0.0)
         bars = sum(item.bars for item in self.items.values())
+        empty = sum(item.empty for item in self.items.values())
         ended = sum(item.state in (ItemState.DONE, ItemState.FAILED) for item in self.items.values())
         failed = sum(item.state is ItemState.FAILED for item in self.items.values())
         share = self._share()
         gained = share - self.share_at_start
         eta = elapsed * (1.0 - share) / gained if gained > 0 and elapsed > 0 else None
         return {"job": self.job_id, "instruments": ended, "total": len(self.items), "failed": failed,
-                "bars": bars, "rate": round((bars - self.bars_at_start) / elapsed, 1) if elapsed > 0 else 0.0,
+                "bars": bars, "empty": empty, "rate": round((bars - self.bars_at_start) / elapsed, 1) if elapsed > 0 else 0.0,
                 "elapsed": round(elapsed, 3), "eta": round(eta, 1) if eta is not None else None,
                 "share": round(share, 4)}
 

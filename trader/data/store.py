@@ -90,7 +90,8 @@ class MarketStore(Protocol):
                    meta: SymbolMeta | None = None) -> int:
         """Replace the window ``[start, end)`` of ``key``'s ``bar_size`` bars with ``frame``; return rows written.
 
-        ``frame`` may be empty (the window had no bars: whatever was stored there is removed).
+        ``frame`` may be empty: nothing is written and what is stored there stays (an empty
+        answer may be transient; the store logs a warning when it keeps bars).
         ``meta`` is merged into the symbol's stored metadata (:func:`merge_meta`).
         Raises ``ValidationError`` naming ``key`` for a frame that fails :func:`check_bars`
         and ``StorageError`` when the store cannot be written; either way nothing is written.

@@ -8,7 +8,8 @@ with ``Retry-After: 3600``, ``SLOW`` after 2 s, ``FLAKY`` 503
 twice, ``DOWN`` 500 for ever, ``GARBAGE`` an HTML page, ``SHAPE`` bars
 without ``h``, ``BADBAR`` a bar with high < low, ``NOPE`` nothing (and is
 unknown to the reference endpoint), ``LOOP`` a next_url to itself, ``AWAY`` a
-next_url to another host; any other ticker has :func:`bar_values` bars.
+next_url to another host, ``HOLE`` (Yahoo) no bars in any range, as a transient
+empty answer would; any other ticker has :func:`bar_values` bars.
 """
 
 from __future__ import annotations
@@ -198,6 +199,8 @@ class ProviderServer:
             times = times[(times >= period1) & (times < period2)]
         else:
             times = step_times(period1 * 1000, period2 * 1000 - 1, steps[interval] * 1000) // 1000
+        if symbol == "HOLE":
+            times = times[:0]
         values = bar_values(symbol, times * 1000)
         quote: dict[str, list[Any]] = {name: [float(x) for x in values[f]] for name, f in
                                        (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c"), ("volume", "v"))}

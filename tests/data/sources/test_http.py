@@ -94,5 +94,8 @@ def test_per_minute_spaces_the_requests(provider: ProviderServer, settings: Sett
     (window,) = download(PolygonSource(settings, per_minute=600), "AAPL.STK", "1h", T0, T0 + DAY)
     starts = provider.times["AAPL"]
     assert len(window.frame) == 24 and len(starts) == 5
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.09  # 600 a minute: 0.1 s apart
+    # 600 a minute: 0.1 s apart, as sent; as the server's thread sees them on a loaded machine, a pair may be
+    # closer by its scheduling jitter (0.081 s seen), never bunched as unspaced requests are (a few ms)
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.05
+    assert (starts[-1] - starts[0]) / (len(starts) - 1) >= 0.09
     assert time.monotonic() - began >= 0.4

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from trader.errors import ConfigError, ValidationError
 
@@ -101,14 +101,14 @@ def source_class(name: str, settings: Settings | None = None) -> type[Source]:
         found = getattr(module, attr, None)
         if not inspect.isclass(found):
             raise ConfigError(f"source {name}: {module_name} has no class {attr}", source=name)
-        return found
+        return cast("type[Source]", found)  # a class: its shape is checked when it is used
     classes = [obj for obj in vars(module).values()
                if inspect.isclass(obj) and obj.__module__ == module.__name__ and getattr(obj, "name", None) == name
                and hasattr(obj, "windows")]
     if len(classes) != 1:
         raise ConfigError(f"source {name}: {module_name} defines {len(classes)} classes named {name!r} "
                           "(name it as module:Class)", source=name)
-    return classes[0]
+    return cast("type[Source]", classes[0])  # a class with ``windows``
 
 
 def open_source(name: str, settings: Settings, options: Mapping[str, Any] | None = None) -> Source:

@@ -4,7 +4,8 @@ Every source (IB, Polygon, Yahoo, a file) yields :class:`Window` s that cover
 the requested ``[start, end)`` wholly, each written to the store as one
 window, so a download resumed or repeated replaces what it wrote before.
 An empty window is legal: no bars there (a holiday, IB's "HMDS query
-returned no data"). What a source cannot serve is a :class:`SourceError`
+returned no data"); the store writes nothing for it and keeps what it holds
+there, since such an answer may be transient. What a source cannot serve is a :class:`SourceError`
 (:mod:`trader.errors`, built with ``SourceError.of(instrument, reason,
 retryable=...)``) naming the instrument and the reason; ``retryable`` says whether the same
 request may succeed later (a timeout, 429, 5xx) or never will (an unknown

@@ -21,8 +21,9 @@ column, unsorted or duplicated rows, a bar with high < low, or rows closer
 together than the bar size is a SourceError naming the file and the
 instrument, and nothing is written. The windows are calendar months of the
 requested range clipped to the instrument's rows in the file (a month with no
-rows inside that span is an empty window: the file says there were none); a
-file never empties stored bars outside its own span. So, unlike the other
+rows inside that span is an empty window, which keeps what is stored there,
+as every empty window does); a file never touches stored bars outside its
+own span. So, unlike the other
 sources, its windows may end before the end asked for (or be none at all):
 :attr:`FileSource.covers_range` is False to tell a caller so.
 """
@@ -196,10 +197,10 @@ class FileSource:
                 shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
                 raise self._fail(key, f"no rows for {wanted} (its {column} column has {shown})")
             return table.iloc[np.sort(positions)]
-        held = self.symbol or self._bound
-        if held is not None and held != wanted:
-            raise self._fail(key, f"holds the bars of {held} only (no symbol column)")
-        if held is None:
+        bound = self.symbol or self._bound
+        if bound is not None and bound != wanted:
+            raise self._fail(key, f"holds the bars of {bound} only (no symbol column)")
+        if bound is None:
             log.info("file %s: no symbol column: read as the bars of %s", self.path, wanted)
         self._bound = wanted
         return table

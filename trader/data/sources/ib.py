@@ -101,7 +101,7 @@ class IbSource:
 
     name = "ib"
 
-    def __init__(self, settings: Settings, *, rules: PacingRules | Mapping[str, float] = IB_RULES,
+    def __init__(self, settings: Settings, *, rules: PacingRules | Mapping[str, Any] = IB_RULES,
                  timeout: float = 60.0, use_rth: bool = False, what_to_show: str | None = None,
                  retry: RetryPolicy = PACING_RETRY, connect_timeout: float = 15.0) -> None:
         if isinstance(rules, Mapping):  # a job's options are JSON: {"max_requests": 30, ...}

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NamedTuple, NotRequired
+from typing import Any, NamedTuple, NotRequired, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -207,7 +207,7 @@ class YahooSource:
         quote0: _Quote = quotes[0] if quotes else {}
         columns = {}
         for name in _FIELDS:
-            values = quote0.get(name, [] if not stamps else None)
+            values = cast("list[float | None] | None", quote0.get(name, [] if not stamps else None))  # a field
             if values is None or len(values) != len(stamps):
                 got = "none" if values is None else len(values)
                 raise malformed(key, self.name, f"{len(stamps)} timestamps but {got} {name} values")
