@@ -89,6 +89,8 @@ def test_killed_job_is_restarted_with_a_new_pid(pycron_settings: Settings) -> No
             assert status.restarts == 1
             assert status.last_exit == -signal.SIGKILL
             assert not pid_alive(old_pid)
+            # READY after settle_time says the process lives, not that it has run its first line yet (a loaded machine)
+            await wait_until(lambda: len([e for e in events(record) if e.kind == "start"]) >= 2, what="its start line")
             assert [e.pid for e in events(record) if e.kind == "start"] == [old_pid, status.pid]
 
     run(scenario())
@@ -164,6 +166,9 @@ def test_shutdown_stops_in_reverse_dependency_order(
     async def scenario() -> list[int]:
         async with running(config, pycron_settings) as supervisor:
             assert await supervisor.wait_ready(10)
+            # every child has set its SIGTERM handler (it writes "start" after) before the shutdown is asked
+            await wait_until(lambda: {e.name for e in events(record) if e.kind == "start"} >= {"a", "b", "c", "d"},
+                             what="every child's start line")
             pids = [s.pid for s in supervisor.status()]
         assert all(s.state is JobState.STOPPED for s in supervisor.status())
         return [p for p in pids if p is not None]
