@@ -64,7 +64,7 @@ class ReplaySource:
         self.data = data
         self.config = config
         self.speed = config.speed
-        self._resolver = SymbolResolver(catalogue, config, data.name)
+        self.resolver = SymbolResolver(catalogue, config, data.name)
         self._start = None if config.start is None else _nanos(config.start)
         self._bar_nanos = None if config.bar_seconds is None else config.bar_seconds * _NANOS
         self.rows = 0
@@ -90,7 +90,7 @@ class ReplaySource:
         for frame in self.data.frames():
             if frame.empty:
                 continue
-            chunk, length = prepare_chunk(frame, self._resolver, self._bar_nanos, self.data.name)
+            chunk, length = prepare_chunk(frame, self.resolver, self._bar_nanos, self.data.name)
             if self._bar_nanos is None and length is not None:
                 self._bar_nanos = length  # inferred once, from the first chunk, for the whole source
             if self._start is not None:
@@ -198,10 +198,10 @@ class ReplaySource:
             if end < len(chunk):
                 break
         moved = []
-        for conid, (volume, trades) in traded.items():
+        for conid, (size, trades) in traded.items():
             state = self._states[conid]
             state.time = now
-            record_minute(state, now, volume, int(trades))
+            record_minute(state, now, size, int(trades))
             moved.append(state)
         return moved
 
@@ -233,6 +233,10 @@ class ReplaySource:
         state.last = price
         return 0
 
+    def played_until(self) -> int:
+        """Return the data time (ns since the epoch) played so far: every row up to it, none after it."""
+        return self._cursor
+
     def status(self) -> dict[str, Any]:
         """Return where the replay is, for the server's status."""
         return {
@@ -251,5 +255,5 @@ class ReplaySource:
 
 
 def _slice(chunk: Chunk, start: int, stop: int) -> Chunk:
-    return Chunk(*(getattr(chunk, name)[start:stop] for name in Chunk.__slots__))  # type: ignore[attr-defined]
+    return Chunk(*(getattr(chunk, name)[start:stop] for name in Chunk.__slots__))
 
