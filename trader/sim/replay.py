@@ -17,7 +17,9 @@ matching engine sees the extremes even when one step plays many rows.
 
 Before the first step each replayed instrument shows its first row's quote and
 takes its first price as the previous close, so the synthetic history of
-:mod:`trader.sim.history` ends where the replay begins. At the end of the data
+:mod:`trader.sim.history` ends where a file's replay begins (a store replay's
+history is the store's, up to :meth:`ReplaySource.played_until`: see
+:mod:`trader.sim.store_history`). At the end of the data
 the instruments stay where they are, or the replay starts again (``loop``).
 """
 
