@@ -86,7 +86,12 @@ class StoreHistory:
 
     def now(self) -> datetime:
         """Return the data time played so far: the replay's "now" for a history request."""
-        return _EPOCH + timedelta(microseconds=self.replay.played_until() // 1000)
+        return _EPOCH + timedelta(microseconds=self._played() // 1000)
+
+    def _played(self) -> int:
+        """Return the data time played (ns): once the replay is done, its end (its last bar has printed its close)."""
+        played = self.replay.played_until()
+        return max(played, int(self.data.end.value)) if self.replay.done else played
 
     def bars(self, state: MarketState, request: HistoryRequest, hours: TradingHours | None, *,
              empty_ok: bool = False) -> list[tuple[Field, ...]]:
@@ -99,7 +104,7 @@ class StoreHistory:
         check_length(request)
         key = self.keys[state.instrument.conid]
         size = BAR_SECONDS[request.bar_size]
-        played = self.replay.played_until()
+        played = self._played()
         requested = (request.end - _EPOCH) // timedelta(microseconds=1) * 1000
         if requested >= played // 1000 * 1000:  # an end at the data time (now() is in whole microseconds)
             requested = played
