@@ -10,7 +10,8 @@ instruments a CSV or Parquet file names from that file, N seconds of data a seco
 ``--replay store:AAPL.STK,MSFT.STK --bar-size 1m --start 2026-03-02 [--end ...]``
 to replay the market store's bars of those keys, ``store-ticks:KEYS`` its
 recorded ticks, from the settings' ``storage.arctic_uri`` or
-``--store URI``). Like every service it beats as
+``--store URI``; their history requests are then answered from the store as of
+the replay's data time). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
 refuse orders, pause the market, read the request log). Each control method

@@ -171,7 +171,7 @@ def test_ib_async_sees_the_stored_bars_replayed(stack_env: StackEnv, store: Arct
     port = stack_env.ib_port
     sim = subprocess.Popen([sys.executable, "-m", "services.tws_sim", "--port", str(port), "--tick-rate", "20",
                             "--replay", "store:AAPL.STK,MSFT.STK", "--bar-size", "1m", "--start", "2026-03-02",
-                            "--end", "2026-03-03", "--speed", "120", "--store", store.uri],
+                            "--end", "2026-03-03", "--speed", "120", "--store", store.uri, "--no-pacing"],
                            cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     async def scenario() -> None:
@@ -190,6 +190,15 @@ def test_ib_async_sees_the_stored_bars_replayed(stack_env: StackEnv, store: Arct
         for symbol, played in seen.items():
             real = {round(p, 2) for p in played if not math.isnan(p)}
             assert real <= prices[symbol] and len(real) >= 5, (symbol, sorted(real - prices[symbol]))
+        # the replay is over: its history is the stored bars, the last one included, not tws-sim's synthetic ones
+        deadline = asyncio.get_running_loop().time() + 10  # the replay is done a step after its last print
+        while True:
+            history = await ib.reqHistoricalDataAsync(tickers["AAPL"].contract, "", "1 D", "1 min", "TRADES", False, 2)
+            if len(history) >= len(aapl) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert [b.date for b in history] == list(aapl.index.to_pydatetime())
+        assert [b.close for b in history] == list(aapl["close"]) and [b.volume for b in history] == list(aapl["volume"])
         ib.disconnect()
 
     try:

@@ -24,7 +24,8 @@ drawn inside each minute: a seeded Brownian bridge per ``(seed, conid, minute)``
 from the minute's open through its high and its low to its close, so they add
 back up to exactly that minute. The live market's open minute is spread over
 the seconds that have passed, so no bar lies after the end; until that minute
-is over, its seconds are redrawn as it changes. IB's step-size limits apply.
+is over, its seconds are redrawn as it changes (:mod:`trader.sim.bar_arrays`). IB's step-size
+limits apply.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ import pandas as pd
 from trader.brokers.ib import durations
 from trader.brokers.ib.durations import BAR_SECONDS, MAX_DURATION
 from trader.domain import SecType
-from trader.sim.market_state import MarketState, MinuteBar
+from trader.sim.bar_arrays import BarArrays, seconds_from_minutes
+from trader.sim.market_state import MarketState
 from trader.sim.trading_hours import TradingHours
 from trader.sim.wire import Field
 
 __all__ = [
-    "BAR_SECONDS", "MAX_SECOND_BAR_DURATION", "BarArrays", "HistoryError", "HistoryRequest", "build_bars",
-    "check_keep_up_to_date", "seconds_from_minutes",
+    "BAR_SECONDS", "MAX_SECOND_BAR_DURATION", "BarArrays", "HistoryError", "HistoryRequest", "bar_rows", "build_bars",
+    "check_keep_up_to_date", "check_length", "check_request", "in_session", "no_data", "seconds_from_minutes",
 ]
 
 _SHOWS = {"TRADES", "MIDPOINT", "BID", "ASK", "BID_ASK"}
@@ -58,7 +60,6 @@ MAX_BARS = 50_000
 # IB's step sizes: the longest duration it serves for each bar size under a minute (the sim enforces these).
 MAX_SECOND_BAR_DURATION: dict[str, int] = {name: MAX_DURATION[s] for name, s in BAR_SECONDS.items() if s < 60}
 MIN_UPDATING_BAR_SECONDS = 5  # IB keeps bars up to date from 5 secs up
-_SUBSTEPS = 4  # path points per second inside a minute: what gives one-second bars their wicks
 _TOO_LONG = "Historical Market Data Service error message:Time length exceed max."
 
 
@@ -84,40 +85,6 @@ class HistoryRequest:
             return cls(min(durations.end_time(end, now), now), durations.duration_seconds(duration), *rest)
         except ValueError as exc:
             raise HistoryError(f"Historical Market Data Service error message:{exc}") from None
-
-
-_FIELDS = ("start", "open", "high", "low", "close", "volume", "count")  # BarArrays' arrays, in its order
-
-
-class BarArrays:
-    """Bars as parallel numpy arrays: start (epoch seconds), open, high, low, close, volume, count."""
-
-    __slots__ = ("close", "count", "high", "low", "open", "start", "volume")
-
-    def __init__(self, start: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
-                 close: np.ndarray, volume: np.ndarray, count: np.ndarray) -> None:
-        self.start, self.open, self.high, self.low = start, open_, high, low
-        self.close, self.volume, self.count = close, volume, count
-
-    @classmethod
-    def of(cls, bars: list[MinuteBar]) -> BarArrays:
-        """Return recorded minute bars as arrays."""
-        return cls(
-            np.array([b.minute * 60 for b in bars], dtype=np.int64),
-            np.array([b.open for b in bars], dtype=np.float64), np.array([b.high for b in bars], dtype=np.float64),
-            np.array([b.low for b in bars], dtype=np.float64), np.array([b.close for b in bars], dtype=np.float64),
-            np.array([b.volume for b in bars], dtype=np.float64), np.array([b.count for b in bars], dtype=np.int64),
-        )
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    def __add__(self, other: BarArrays) -> BarArrays:
-        return BarArrays(*(np.concatenate([getattr(self, name), getattr(other, name)]) for name in _FIELDS))
-
-    def select(self, which: np.ndarray) -> BarArrays:
-        """Return the bars ``which`` (a boolean mask or indices) picks."""
-        return BarArrays(*(getattr(self, name)[which] for name in _FIELDS))
 
 
 def _synthetic(state: MarketState, seed: int, first: int, end: int, anchor: int) -> BarArrays:
@@ -170,95 +137,6 @@ def _minutes(state: MarketState, seed: int, first: int, end: int) -> BarArrays:
     m = _synthetic(state, seed, first, end, live[0].minute)
     lo, hi = (bisect.bisect_left(live, minute, key=attrgetter("minute")) for minute in (first, end))
     return m + BarArrays.of(live[lo:hi])
-
-
-# -- one-second bars inside a minute --------------------------------------------------------
-_GOLDEN = 0x9E3779B97F4A7C15
-_MASK64 = 0xFFFFFFFFFFFFFFFF
-
-
-def _mix(z: np.ndarray) -> np.ndarray:
-    """Return splitmix64's finaliser of ``z`` (uint64, wrapping), a counter-based random stream."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _uniforms(seed: int, conid: int, minutes: np.ndarray, count: int) -> np.ndarray:
-    """Return ``count`` uniforms in (0, 1) for each minute, a function of ``(seed, conid, minute)`` only."""
-    golden = np.uint64(_GOLDEN)
-    key = _mix(np.array([seed & _MASK64], dtype=np.uint64) + golden)
-    key = _mix((key ^ np.uint64(conid & _MASK64)) + golden)
-    keys = _mix((key ^ minutes.astype(np.uint64)) + golden)
-    counters = np.arange(1, count + 1, dtype=np.uint64) * golden
-    bits = _mix(keys[:, None] + counters[None, :])
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-
-
-def seconds_from_minutes(minutes: BarArrays, spans: np.ndarray, *, seed: int, conid: int, tick: float,
-                         grid_offset: float = 0.0) -> BarArrays:
-    """Return one-second bars inside each minute that add back up to exactly that minute.
-
-    Minute ``i`` is spread over its first ``spans[i]`` seconds (60 for a whole minute; fewer
-    for the live market's open minute). Its price path starts at the open, touches the high
-    and the low at seeded times, ends at the close and never leaves [low, high]; between
-    those points it is a Brownian bridge snapped to the grid ``grid_offset + k * tick``. The
-    volume and the trade count are split over the seconds, in whole units where the minute's
-    are whole. Every draw is a function of ``(seed, conid, minute)``, so a minute's seconds do
-    not depend on the request that asks for them.
-    """
-    n = len(minutes)
-    if n == 0:
-        return minutes
-    spans = np.clip(np.asarray(spans, dtype=np.int64), 1, 60)
-    points = 60 * _SUBSTEPS
-    lengths = spans * _SUBSTEPS  # the path of minute i runs over substeps 0 .. lengths[i]
-    draws = _uniforms(seed, conid, minutes.start // 60, points + 2 + 60)
-    half = points // 2
-    radius = np.sqrt(-2.0 * np.log(draws[:, :half]))
-    angle = 2.0 * np.pi * draws[:, half:points]
-    normals = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)  # Box-Muller
-    walk = np.concatenate([np.zeros((n, 1)), np.cumsum(normals, axis=1)], axis=1)
-    # The high and the low are touched at two distinct substeps strictly inside the path.
-    at_high = 1 + (draws[:, points] * (lengths - 1)).astype(np.int64)
-    at_low = 1 + (draws[:, points + 1] * (lengths - 2)).astype(np.int64)
-    at_low += at_low >= at_high
-    high_first = at_high < at_low
-    o, h, lo, c = minutes.open, minutes.high, minutes.low, minutes.close
-    times = np.stack([np.zeros(n, dtype=np.int64), np.minimum(at_high, at_low), np.maximum(at_high, at_low),
-                      lengths], axis=1)
-    values = np.stack([o, np.where(high_first, h, lo), np.where(high_first, lo, h), c], axis=1)
-    # The bridge is the walk minus its chord through the four points, added to the line through
-    # their prices: the walk plus one piecewise-linear function, written with hinges.
-    scale = (0.5 * (h - lo) / np.sqrt(lengths))[:, None]
-    knots = values - scale * np.take_along_axis(walk, times, 1)
-    slopes = np.diff(knots, axis=1) / np.diff(times, axis=1)
-    step = np.arange(points + 1)[None, :]
-    path = (scale * walk + knots[:, :1] + slopes[:, :1] * step
-            + (slopes[:, 1:2] - slopes[:, :1]) * np.maximum(step - times[:, 1:2], 0)
-            + (slopes[:, 2:3] - slopes[:, 1:2]) * np.maximum(step - times[:, 2:3], 0))
-    if tick > 0:
-        path = grid_offset + np.round((path - grid_offset) / tick) * tick
-    path = np.clip(path, lo[:, None], h[:, None])
-    np.put_along_axis(path, times, values, 1)  # the open, high, low and close exactly, off the grid or not
-
-    body = path[:, :points].reshape(n, 60, _SUBSTEPS)
-    closes = path[:, _SUBSTEPS::_SUBSTEPS]
-    highs = np.maximum(body.max(axis=2), closes)
-    lows = np.minimum(body.min(axis=2), closes)
-    second = np.arange(60)[None, :]
-    elapsed = second < spans[:, None]
-    weights = np.where(elapsed, -np.log(draws[:, points + 2:]), 0.0)
-    share = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
-    share[second >= spans[:, None] - 1] = 1.0
-    so_far = minutes.volume[:, None] * share
-    whole = (minutes.volume == np.round(minutes.volume))[:, None]
-    so_far = np.where(whole, np.floor(so_far), so_far)
-    volume = np.diff(so_far, axis=1, prepend=0.0)
-    trades = np.diff(np.floor(minutes.count[:, None] * share).astype(np.int64), axis=1, prepend=0)
-    starts = minutes.start[:, None] + second
-    return BarArrays(starts[elapsed], body[:, :, 0][elapsed], highs[elapsed], lows[elapsed], closes[elapsed],
-                     volume[elapsed], trades[elapsed])
 
 
 def _seconds(state: MarketState, seed: int, request: HistoryRequest, size: int) -> BarArrays:
@@ -316,6 +194,25 @@ def _date_texts(buckets: np.ndarray, bar_size: str, format_date: int, zone: str 
     return [f"{t[0:4]}{t[5:7]}{t[8:10]} {t[11:]} {suffix}" for t in iso]
 
 
+def check_length(request: HistoryRequest) -> None:
+    """Raise HistoryError if ``request`` spans more than IB serves at once (its step sizes, or too many bars)."""
+    size = BAR_SECONDS[request.bar_size]
+    if size < 60:
+        too_long = request.duration_seconds > MAX_SECOND_BAR_DURATION[request.bar_size]
+    else:
+        too_long = request.duration_seconds // 60 > MAX_MINUTES or request.duration_seconds // size > MAX_BARS
+    if too_long:
+        raise HistoryError(_TOO_LONG)
+
+
+def no_data(state: MarketState, what_to_show: str) -> str:
+    """Return IB's text for a historical request whose range holds no bars."""
+    c = state.instrument.contract
+    name = c.local_symbol if c.sec_type is SecType.CASH else c.symbol
+    return (f"Historical Market Data Service error message:HMDS query returned no data: "
+            f"{name}@{c.exchange} {what_to_show.strip().title()}")
+
+
 def check_keep_up_to_date(bar_size: str) -> None:
     """Raise HistoryError if IB refuses to keep ``bar_size`` bars up to date (sizes under 5 secs)."""
     if BAR_SECONDS.get(bar_size, MIN_UPDATING_BAR_SECONDS) < MIN_UPDATING_BAR_SECONDS:
@@ -323,14 +220,8 @@ def check_keep_up_to_date(bar_size: str) -> None:
                            f"{bar_size} bars (bar sizes of {MIN_UPDATING_BAR_SECONDS} secs and up)")
 
 
-def build_bars(state: MarketState, seed: int, request: HistoryRequest,
-               hours: TradingHours | None = None) -> list[tuple[Field, ...]]:
-    """Return the bars of ``request`` as historicalData rows (date, o, h, l, c, volume, wap, count).
-
-    ``hours`` (the instrument's, see :mod:`trader.sim.trading_hours`) drops the bars outside
-    its sessions (or outside RTH for a ``use_rth`` request) and dates bars as TWS does; without
-    it the market runs around the clock and times are written in UTC.
-    """
+def check_request(state: MarketState, request: HistoryRequest) -> None:
+    """Raise HistoryError if TWS refuses ``request``'s bar size or price type for ``state``'s instrument."""
     if request.bar_size not in BAR_SECONDS:
         raise HistoryError(f"Historical Market Data Service error message:invalid bar size {request.bar_size!r}")
     what = request.what_to_show.upper()
@@ -341,16 +232,27 @@ def build_bars(state: MarketState, seed: int, request: HistoryRequest,
         raise HistoryError(
             f"Historical Market Data Service error message:No historical market data for "
             f"{inst.contract.symbol}/CASH@IDEALPRO Last {request.bar_size}")
+
+
+def build_bars(state: MarketState, seed: int, request: HistoryRequest,
+               hours: TradingHours | None = None) -> list[tuple[Field, ...]]:
+    """Return the bars of ``request`` as historicalData rows (date, o, h, l, c, volume, wap, count).
+
+    ``hours`` (the instrument's, see :mod:`trader.sim.trading_hours`) drops the bars outside
+    its sessions (or outside RTH for a ``use_rth`` request) and dates bars as TWS does; without
+    it the market runs around the clock and times are written in UTC.
+    """
+    check_request(state, request)
     size = BAR_SECONDS[request.bar_size]
     if size < 60:
         if request.duration_seconds > MAX_SECOND_BAR_DURATION[request.bar_size]:
             raise HistoryError(_TOO_LONG)
-        return _rows(_in_session(_seconds(state, seed, request, size), hours, request, 1), state, request, hours)
+        return bar_rows(in_session(_seconds(state, seed, request, size), hours, request, 1), state, request, hours)
     end_minute = math.ceil(request.end.timestamp() / 60)
     first = end_minute - request.duration_seconds // 60
     if end_minute - first > MAX_MINUTES or (end_minute - first) * 60 // size > MAX_BARS:
         raise HistoryError(_TOO_LONG)
-    return _rows(_in_session(_minutes(state, seed, first, end_minute), hours, request, 60), state, request, hours)
+    return bar_rows(in_session(_minutes(state, seed, first, end_minute), hours, request, 60), state, request, hours)
 
 
 def _decimals(step: Decimal) -> int:
@@ -362,15 +264,19 @@ def _on_grid(prices: np.ndarray, grid: Decimal) -> np.ndarray:
     return np.round(np.round(prices / float(grid)) * float(grid), _decimals(grid))
 
 
-def _in_session(bars: BarArrays, hours: TradingHours | None, request: HistoryRequest, span: int) -> BarArrays:
+def in_session(bars: BarArrays, hours: TradingHours | None, request: HistoryRequest, span: int) -> BarArrays:
     """Return the bars that start inside a session (or inside RTH for a ``use_rth`` request)."""
     keep = hours.mask(bars.start, request.use_rth, span=span) if hours is not None else None
     return bars if keep is None else bars.select(keep)
 
 
-def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
-          hours: TradingHours | None = None) -> list[tuple[Field, ...]]:
-    """Aggregate ``m`` into the request's bars, priced and formatted as historicalData rows."""
+def bar_rows(m: BarArrays, state: MarketState, request: HistoryRequest, hours: TradingHours | None = None, *,
+             quoted: bool = False) -> list[tuple[Field, ...]]:
+    """Aggregate ``m`` into the request's bars, priced and formatted as historicalData rows.
+
+    ``m`` holds mids (BID and ASK are shifted half the spread from them), or with
+    ``quoted`` the prices of the request's own kind, left as they are.
+    """
     if len(m) == 0:
         return []
     inst = state.instrument
@@ -382,7 +288,7 @@ def _rows(m: BarArrays, state: MarketState, request: HistoryRequest,
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     ends = np.concatenate([starts[1:], [len(buckets)]]) - 1
     half = float(inst.tick_size) * inst.spread_ticks / 2
-    shift = {"BID": -half, "ASK": half}.get(what, 0.0)
+    shift = 0.0 if quoted else {"BID": -half, "ASK": half}.get(what, 0.0)
     # Trades, bids and asks lie on the tick grid; mids on it or half way between two ticks.
     grid = inst.tick_size / 2 if what in ("MIDPOINT", "BID_ASK") else inst.tick_size
     opens = _on_grid(m.open[starts] + shift, grid)

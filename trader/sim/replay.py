@@ -17,7 +17,9 @@ matching engine sees the extremes even when one step plays many rows.
 
 Before the first step each replayed instrument shows its first row's quote and
 takes its first price as the previous close, so the synthetic history of
-:mod:`trader.sim.history` ends where the replay begins. At the end of the data
+:mod:`trader.sim.history` ends where a file's replay begins (a store replay's
+history is the store's, up to :meth:`ReplaySource.played_until`: see
+:mod:`trader.sim.store_history`). At the end of the data
 the instruments stay where they are, or the replay starts again (``loop``).
 """
 
@@ -64,7 +66,7 @@ class ReplaySource:
         self.data = data
         self.config = config
         self.speed = config.speed
-        self._resolver = SymbolResolver(catalogue, config, data.name)
+        self.resolver = SymbolResolver(catalogue, config, data.name)
         self._start = None if config.start is None else _nanos(config.start)
         self._bar_nanos = None if config.bar_seconds is None else config.bar_seconds * _NANOS
         self.rows = 0
@@ -90,7 +92,7 @@ class ReplaySource:
         for frame in self.data.frames():
             if frame.empty:
                 continue
-            chunk, length = prepare_chunk(frame, self._resolver, self._bar_nanos, self.data.name)
+            chunk, length = prepare_chunk(frame, self.resolver, self._bar_nanos, self.data.name)
             if self._bar_nanos is None and length is not None:
                 self._bar_nanos = length  # inferred once, from the first chunk, for the whole source
             if self._start is not None:
@@ -198,10 +200,10 @@ class ReplaySource:
             if end < len(chunk):
                 break
         moved = []
-        for conid, (volume, trades) in traded.items():
+        for conid, (size, trades) in traded.items():
             state = self._states[conid]
             state.time = now
-            record_minute(state, now, volume, int(trades))
+            record_minute(state, now, size, int(trades))
             moved.append(state)
         return moved
 
@@ -233,6 +235,10 @@ class ReplaySource:
         state.last = price
         return 0
 
+    def played_until(self) -> int:
+        """Return the data time (ns since the epoch) played so far: every row up to it, none after it."""
+        return self._cursor
+
     def status(self) -> dict[str, Any]:
         """Return where the replay is, for the server's status."""
         return {
@@ -251,5 +257,5 @@ class ReplaySource:
 
 
 def _slice(chunk: Chunk, start: int, stop: int) -> Chunk:
-    return Chunk(*(getattr(chunk, name)[start:stop] for name in Chunk.__slots__))  # type: ignore[attr-defined]
+    return Chunk(*(getattr(chunk, name)[start:stop] for name in Chunk.__slots__))
 

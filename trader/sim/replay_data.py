@@ -116,10 +116,10 @@ class SymbolResolver:
             if len(found) == 1:
                 self._names.setdefault(symbol, found[0])
         for name, conid in config.symbols.items():
-            inst = catalogue.get(conid)
-            if inst is None:
+            mapped = catalogue.get(conid)
+            if mapped is None:
                 raise ConfigError(f"replay symbols: {name} maps to conid {conid}, which the catalogue lacks")
-            self._names[name.upper()] = inst
+            self._names[name.upper()] = mapped
 
     def conids(self, frame: pd.DataFrame) -> np.ndarray:
         if "conid" in frame.columns:
@@ -214,7 +214,7 @@ def prepare_chunk(frame: pd.DataFrame, resolver: SymbolResolver, bar_nanos: int 
         raise ConfigError(f"replay file {source}: expected bar columns (open, high, low, close) "
                           f"or tick columns (bid, ask, last); got {', '.join(map(str, frame.columns))}")
     order = np.argsort(chunk.time, kind="stable")
-    return Chunk(*(getattr(chunk, f)[order] for f in Chunk.__slots__)), length  # type: ignore[attr-defined]
+    return Chunk(*(getattr(chunk, f)[order] for f in Chunk.__slots__)), length
 
 
 def _bar_nanos(times: np.ndarray, conids: np.ndarray) -> int:

@@ -35,7 +35,7 @@ from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StoreReplayData", "open_replay_data"]
+__all__ = ["StoreReplayData", "mark_trades", "open_replay_data"]
 
 CHUNK = timedelta(days=1)
 _PREVIOUS = tuple[float, float, float]  # a key's last row seen: volume, last, last_size
@@ -96,7 +96,7 @@ class StoreReplayData:
                 frame = self._read(key, lo, hi)
                 if len(frame):
                     if self.ticks:
-                        frame = _mark_trades(frame, previous, key)
+                        frame = mark_trades(frame, previous, key)
                     parts.append(frame.assign(symbol=key))
             if parts:
                 merged = pd.concat(parts) if len(parts) > 1 else parts[0]
@@ -110,7 +110,7 @@ class StoreReplayData:
         return self.store.read_bars(key, self.bar_size, lo, hi)
 
 
-def _mark_trades(frame: pd.DataFrame, previous: dict[str, _PREVIOUS], key: str) -> pd.DataFrame:
+def mark_trades(frame: pd.DataFrame, previous: dict[str, _PREVIOUS], key: str) -> pd.DataFrame:
     """Return ``frame`` (one key's recorded ticks) with the last size kept only on the rows that traded."""
     volume = frame["volume"].to_numpy(dtype=np.float64)
     last = frame["last"].to_numpy(dtype=np.float64)

@@ -22,6 +22,7 @@ class BarStream:
     format_date: int
     last_sent: float = 0.0  # server-clock epoch seconds of the last update
     use_rth: bool = False
+    data_from: int | None = None  # a store replay's stream: data-time epoch seconds of the last bar sent
 
 
 @dataclass(slots=True)
