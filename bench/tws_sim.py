@@ -114,9 +114,9 @@ class _Capture:
 
 def captured(call: Callable[[Client], Any]) -> bytes:
     """Return the payload (no length prefix) that ib_async's Client sends for ``call(client)``."""
-    client = Client(object())  # type: ignore[arg-type]  # no wrapper is called while encoding
+    client = Client(object())  # no wrapper is called while encoding
     capture = _Capture()
-    client.conn = capture  # type: ignore[assignment]
+    client.conn = capture
     client.connState = Client.CONNECTED
     client._serverVersion = VERSION
     client.MaxRequests = 0
