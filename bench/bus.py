@@ -51,7 +51,7 @@ console = Console(stderr=True)
 
 # -- child processes -------------------------------------------------------------
 def _raw_publisher(endpoint: str, count: int, ready: Any, encode: bool) -> None:
-    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.bind(endpoint)
     ready.wait()
@@ -86,7 +86,7 @@ def run_proxy(pub_port: int, sub_port: int, stop: Any) -> None:
 
 
 def _raw_echo(endpoint: str, stop: Any) -> None:
-    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
     sock.bind(endpoint)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -109,7 +109,7 @@ def raw_ticks(count: int, decode: bool) -> tuple[float, int]:
     ready = mp.Event()
     proc = mp.Process(target=_raw_publisher, args=(endpoint, count, ready, decode))
     proc.start()
-    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.setsockopt(zmq.RCVTIMEO, 10_000)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -197,7 +197,7 @@ def raw_rpc(calls: int, use_asyncio: bool) -> tuple[float, float]:
 
             asyncio.run(run())
         else:
-            sock = zmq.Context.instance().socket(zmq.DEALER)
+            sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             sock.connect(endpoint)
             sock.send(data)
             sock.recv()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -101,11 +102,11 @@ def run(rounds: int = 7, paths: int = PATHS, horizon: int = HORIZON) -> dict[str
     results: dict[str, float] = {}
     for method, block in (("iid", 1), ("block", BLOCK)):
         code = bootstrap.IID if block == 1 else bootstrap.BLOCK
-        jobs = {
-            "bootstrap": (lambda b=block: _numpy_returns(returns, paths, horizon, b, SEED),
-                          lambda c=code, b=block: bootstrap.resample(returns, paths, horizon, c, b, SEED)),
-            "full": (lambda b=block: _numpy_full(returns, paths, horizon, b, SEED),
-                     lambda b=block: _numba_full(returns, paths, horizon, b, SEED)),
+        jobs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+            "bootstrap": (partial(_numpy_returns, returns, paths, horizon, block, SEED),
+                          partial(bootstrap.resample, returns, paths, horizon, code, block, SEED)),
+            "full": (partial(_numpy_full, returns, paths, horizon, block, SEED),
+                     partial(_numba_full, returns, paths, horizon, block, SEED)),
         }
         for job, (numpy_job, numba_job) in jobs.items():
             (numpy_cpu, numpy_wall), (numba_cpu, numba_wall) = _best_pair(numpy_job, numba_job, rounds)

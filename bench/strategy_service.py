@@ -87,7 +87,7 @@ def _start(count: int) -> tuple[int, Any, Any, Any, Any]:
 def raw_ticks(count: int) -> tuple[float, int]:
     """Return (ticks/s, received) for a raw SUB socket decoding every frame."""
     sub_port, stop, go, proxy, publisher = _start(count)
-    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.setsockopt(zmq.RCVTIMEO, 10_000)
     sock.setsockopt(zmq.SUBSCRIBE, b"tick")

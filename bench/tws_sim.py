@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,16 @@ class _Capture:
         self.frames.append(data)
 
 
+def _subscribe(req_id: int, contract: Contract, client: Client) -> None:
+    """Ask ``client`` for ``contract``'s streaming quotes as request ``req_id``."""
+    client.reqMktData(req_id, contract, "", False, False, [])
+
+
 def captured(call: Callable[[Client], Any]) -> bytes:
     """Return the payload (no length prefix) that ib_async's Client sends for ``call(client)``."""
-    client = Client(object())  # type: ignore[arg-type]  # no wrapper is called while encoding
+    client = Client(object())  # no wrapper is called while encoding
     capture = _Capture()
-    client.conn = capture  # type: ignore[assignment]
+    client.conn = capture
     client.connState = Client.CONNECTED
     client._serverVersion = VERSION
     client.MaxRequests = 0
@@ -183,8 +189,7 @@ class RawClient:
 
 async def raw_ticks(port: int, contracts: list[Contract], warmup: float, window: float) -> float:
     """Return tick frames/s received by a raw client subscribed to ``contracts``."""
-    payloads = [captured(lambda c, i=i, k=k: c.reqMktData(i + 1, k, "", False, False, []))
-                for i, k in enumerate(contracts)]
+    payloads = [captured(partial(_subscribe, i + 1, k)) for i, k in enumerate(contracts)]
     raw = await RawClient.connect(port, 2)
     raw.writer.write(b"".join(frame(p) for p in payloads))
     count, start, end = 0, time.perf_counter() + warmup, time.perf_counter() + warmup + window

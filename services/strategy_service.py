@@ -42,12 +42,14 @@ and outlives a restart; a strategy never switched follows its config's ``enabled
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import sys
 import time
 from collections import deque
 from collections.abc import Coroutine
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -256,7 +258,7 @@ class StrategyService(Service):
         watchdog = self.starvation.watchdogs[runner.name]
         watchdog.arm(runner.keys.values())
         for key in runner.keys.values():
-            subs.add(self.feed.ticks(key).subscribe(lambda _tick, k=key: watchdog.tick(k)))
+            subs.add(self.feed.ticks(key).subscribe(partial(watchdog.tick, key)))
             if runner.wants_ticks:
                 subs.add(self.feed.ticks(key).subscribe(runner.on_tick))
             subs.add(self.feed.bars(key, runner.bar_seconds).subscribe(runner.on_bar))
@@ -266,8 +268,7 @@ class StrategyService(Service):
                 runner.fail("pipeline", exc)
                 break
             if pipeline is not None:
-                subs.add(pipeline.subscribe(lambda target, k=key: runner.on_target(k, target),
-                                            lambda exc: runner.fail("pipeline", exc)))
+                subs.add(pipeline.subscribe(partial(runner.on_target, key), lambda exc: runner.fail("pipeline", exc)))
         self._subscriptions[runner.name] = subs
 
     async def _history(self, runner: StrategyRunner) -> dict[str, list[Any]]:
@@ -389,7 +390,7 @@ class StrategyService(Service):
         self._load(was, previous)
         return {"loaded": sorted(self.runners), "errors": [e.to_dict() for e in self.errors]}
 
-    def logs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+    def logs(self, name: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Return the strategy's last ``limit`` log lines, oldest first."""
         lines = list(self._runner(name).capture.lines)
         return lines[-int(limit):] if limit else lines

@@ -137,7 +137,7 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return await retrying(attempt)  # type: ignore[no-any-return]
+        return await retrying(attempt)
 
 
 #: Waiting for a counterpart to come back, for as long as the caller's ``give_up`` allows (no give-up of its own):

@@ -59,7 +59,7 @@ def _draw(states: np.ndarray, path: int, n: int) -> int:  # pragma: no cover - c
     """Return a uniform integer in [0, n) from ``path``'s stream (multiply-shift of the top 32 bits)."""
     state = states[path] + _GAMMA
     states[path] = state
-    return int64((_mix(state) >> uint64(32)) * uint64(n) >> uint64(32))
+    return int(int64((_mix(state) >> uint64(32)) * uint64(n) >> uint64(32)))
 
 
 @njit(cache=True, inline="always")

@@ -74,7 +74,7 @@ def load_bars(instruments: list[str], bar_size: str, settings: BacktestSettings,
         raise ValidationError("a backtest needs at least one instrument")
     parse_bar_size(bar_size)
     if settings.data is not None:
-        read = _FileReader(settings.data, bar_size, settings)
+        read: _StoreReader | _FileReader = _FileReader(settings.data, bar_size, settings)
         source = str(settings.data)
     else:
         read = _StoreReader(store, bar_size, settings)

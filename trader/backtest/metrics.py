@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ TRADING_DAYS = 252  # sessions a year: the annualisation of daily returns
 SESSION_SECONDS = 23_400  # 6.5 hours, US stocks' regular session: the bars of a day for intraday annualisation
 MIN_DAYS = 30  # daily returns needed before the annualised figures read them instead of per-bar returns
 
-Frame = pd.Series | pd.DataFrame
+Frame: TypeAlias = pd.Series | pd.DataFrame
 
 _UNIT_NAMES = {
     "currency": "start_equity final_equity net_profit expectancy fees",

@@ -22,6 +22,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from statistics import NormalDist
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,8 @@ __all__ = [
     "tracking_error", "value_at_risk", "volatility", "worst_return",
 ]
 
-Returns = pd.Series | pd.DataFrame
-Score = float | pd.Series  # a float for a Series of returns, a Series per column for a DataFrame
+Returns: TypeAlias = pd.Series | pd.DataFrame
+Score: TypeAlias = float | pd.Series  # a float for a Series of returns, a Series per column for a DataFrame
 _NORMAL = NormalDist()
 
 

@@ -37,4 +37,4 @@ def use_numba_cache() -> None:
     if "numba" in sys.modules:
         from numba.core import config
 
-        config.CACHE_DIR = str(path)
+        config.CACHE_DIR = str(path)  # type: ignore[attr-defined]  # numba.core.config sets its names at run time

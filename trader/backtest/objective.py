@@ -21,6 +21,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,7 @@ def objective_function(name: str) -> Objective:
     raise ValidationError(f"unknown objective {name!r} (known: {', '.join(objectives())})")
 
 
-def direction(name: str) -> str:
+def direction(name: str) -> Literal["minimize", "maximize"]:
     """Return optuna's direction for objective ``name``: ``minimize`` or ``maximize``."""
     return "minimize" if name in _MINIMISE else "maximize"
 

@@ -25,7 +25,7 @@ functions' to the lot and the cent.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +69,7 @@ class Plan:
     price: np.ndarray
     fee: np.ndarray
     reason: np.ndarray
+    _: KW_ONLY
     passes: int = 1
     refused: Plan | None = None
 

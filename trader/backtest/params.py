@@ -182,8 +182,8 @@ def _scalar(text: str) -> Any:
 def _check_field(model: type[BaseModel], name: str, dimension: Dimension) -> Dimension:
     """Return ``dimension`` with its values as the field takes them; raise ValidationError if it refuses one."""
     field = model.model_fields[name]
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[(field.annotation, *field.metadata)]
-                                            if field.metadata else field.annotation)
+    hint: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    adapter: TypeAdapter[Any] = TypeAdapter(hint)
     values = []
     for value in dimension.values:
         try:

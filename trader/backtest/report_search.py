@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from trader.backtest.protocols import Sweep, WalkForward
-from trader.backtest.report_charts import BLUE, GREY, LAYOUT, RED, naive_utc, thin
+from trader.backtest.report_charts import BLUE, GREY, HEIGHT, LAYOUT, RED, naive_utc, thin
 from trader.backtest.report_html import Block, Page, format_value, table_html
 
 __all__ = ["BEST_ROWS", "sweep_chart", "sweep_page", "walkforward_chart", "walkforward_page", "windows_chart"]
@@ -70,7 +70,7 @@ def _heatmap(table: pd.DataFrame, x: str, y: str, objective: str) -> go.Figure:
         fig.update_traces(text=text, texttemplate="%{text}")
     fig.update_xaxes(title_text=x, type="category")
     fig.update_yaxes(title_text=y, type="category")
-    fig.update_layout(hovermode="closest", height=max(LAYOUT["height"], 120 + 22 * len(ys)))
+    fig.update_layout(hovermode="closest", height=max(HEIGHT, 120 + 22 * len(ys)))
     return fig
 
 

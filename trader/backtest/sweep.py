@@ -160,13 +160,18 @@ def _distributions(space: ParamSpace) -> dict[str, Any]:
     return out
 
 
+def _nearest(values: tuple[Any, ...], x: Any) -> Any:
+    """Return the value of ``values`` nearest ``x`` (the first of a tie)."""
+    return min(values, key=lambda v: abs(v - x))
+
+
 def _snap(space: ParamSpace, params: dict[str, Any]) -> dict[str, Any]:
     """Return ``params`` with each value replaced by the nearest of its dimension's (a float step's rounding)."""
     combo = {}
     for dim in space.dimensions:
         value = params[dim.name]
         if dim.kind in ("int", "float"):
-            value = min(dim.values, key=lambda v, x=value: abs(v - x))
+            value = _nearest(dim.values, value)
         combo[dim.name] = value
     return combo
 
@@ -265,7 +270,7 @@ class _Sweeper:
             self.bar.advance(chunks=1, combos=len(pieces[number]))
         self.retried += suspicious(self.client, [f.key for f in futures]) + sum(attempts.values())
         self._cancel(futures)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for number, piece in enumerate(pieces):
             metrics = frames[number].to_dict("records")
             rows.extend({**combo, **row, "note": ""} for combo, row in zip(piece, metrics, strict=True))

@@ -183,8 +183,7 @@ def book_modify(cli: CliContext, client_order_id: str, yes: bool, round_prices: 
     if round_prices:
         what += " (rounded to the cautious tick)"
     cli.confirm_if_live(f"modify {client_order_id}: {what}. Send?", yes=yes)
-    if round_prices:
-        given["round_prices"] = True
-    result = cli.call_trader("modify_order", client_order_id, abbreviated=True, **given)
+    rounding = {"round_prices": True} if round_prices else {}
+    result = cli.call_trader("modify_order", client_order_id, abbreviated=True, **given, **rounding)
     show_result(cli, result, f"modified {result['order'].client_order_id}")
 

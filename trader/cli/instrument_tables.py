@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -13,7 +13,7 @@ from trader.domain import Contract
 from trader.domain.figures import price_decimals
 
 
-def contracts_table(rows: list[Mapping[str, Any]]) -> FitTable:
+def contracts_table(rows: Sequence[Mapping[str, Any]]) -> FitTable:
     """Return a table of resolved contracts (``resolve``'s rows): what was typed, the key, local symbol,
     exchange, last trade date, description and the universes holding it (shown when any is in one).
 

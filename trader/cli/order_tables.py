@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from rich.console import RenderableType
 from rich.text import Text
 
 from trader.cli.formats import clock, count, money, num, price
@@ -110,7 +111,7 @@ def orders_table(orders: Iterable[Order], title: str | None = None, *, sent: boo
     ``sent`` False (a what-if's orders, which will never exist): no id, and
     "not sent" for a status.
     """
-    rows = [
+    rows: list[list[RenderableType]] = [
         [
             ("  " if order.parent_id is not None else "") + (order.client_order_id if sent else "-"),
             clock(order.created_at),
@@ -134,7 +135,7 @@ def fills_table(fills: list[Fill]) -> FitTable:
     """Return a table of fills with commissions and cash flow (buys negative), and a total line."""
     total_cash = Decimal(0)
     total_commission = Decimal(0)
-    rows = []
+    rows: list[list[RenderableType]] = []
     for fill in fills:
         multiplier = fill.contract.multiplier or Decimal(1)
         cash = fill.quantity * fill.price * multiplier * (-fill.action.sign)

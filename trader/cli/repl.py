@@ -214,9 +214,9 @@ class Repl:
                 self.symbols.add(value.upper())
             elif isinstance(value, tuple):
                 self.symbols.update(str(v).upper() for v in value)
-        name = ctx.params.get(STRATEGY_PARAM)
-        if _takes_strategy(command, path) and isinstance(name, str) and name:
-            self.strategies.add(name)
+        strategy = ctx.params.get(STRATEGY_PARAM)
+        if _takes_strategy(command, path) and isinstance(strategy, str) and strategy:
+            self.strategies.add(strategy)
 
 
 def _prompted(session: Any, message: str) -> Iterator[str]:
@@ -251,8 +251,9 @@ def repl(ctx: click.Context, cli: CliContext) -> None:
     from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.history import FileHistory
 
-    group = ctx.find_root().command
-    assert isinstance(group, click.Group)
+    root = ctx.find_root().command
+    assert isinstance(root, click.Group)
+    group: click.Group = root  # narrowed for the completer class below too
     settings = cli.settings()
     run_dir = settings.path(settings.storage.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

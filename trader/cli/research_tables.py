@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from trader.cli import formats
@@ -192,7 +192,7 @@ def _trades_table(trades: pd.DataFrame, total: int) -> FitTable:
     cols = [Col("instrument"), Col("dir"), Col("entry (UTC)"), Col("exit (UTC)", 2), Col("qty", justify="right"),
             Col("entry", 3, justify="right"), Col("exit", 3, justify="right"), Col("pnl", justify="right"),
             Col("bars", 6, justify="right")]
-    rows = []
+    rows: list[list[RenderableType]] = []
     for row in trades.itertuples(index=False):
         values = row._asdict()
         rows.append([str(values["instrument"]), str(values["direction"]), _stamp(values["entry_time"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -154,7 +155,7 @@ def _resolve(cli: CliContext, symbols: Sequence[str]) -> tuple[list[Member], lis
         if not rows:
             failed.append({"input": symbol, "error": NotFound(f"no contract named {symbol}").to_wire()})
         for row in rows:
-            members.append(Member.of(ContractDetails(row["contract"], row["tick"], row.get("min_size") or 1,
+            members.append(Member.of(ContractDetails(row["contract"], row["tick"], row.get("min_size") or Decimal(1),
                                                      row["description"] or "", row.get("last_trade"))))
     return members, failed
 

@@ -155,7 +155,7 @@ class Bootstrap:
         if kind == "CASH":
             return ContractQuery(match.symbol, SecType.CASH, exchange=match.exchange, currency="")
         if kind == "FUT" or (kind in _FUTURES_KINDS and "FUT" in match.derivatives
-                             and (not self.sec_types or "FUT" in self.sec_types)):  # type: ignore[operator]
+                             and (not self.sec_types or "FUT" in self.sec_types)):
             return ContractQuery(match.symbol, SecType.FUT, exchange=match.exchange, currency=match.currency)
         if kind == "IND":
             return ContractQuery(match.symbol, SecType.IND, exchange=match.exchange, currency=match.currency)

@@ -24,7 +24,7 @@ from typing import Any
 
 from trader.brokers.records import ContractDetails
 from trader.data.store import MarketStore
-from trader.domain import Contract
+from trader.domain import Contract, Right, SecType, checks
 from trader.errors import Conflict, NotFound, ValidationError
 
 __all__ = ["KIND", "STAMP_KIND", "Member", "Universe", "Universes", "check_name"]
@@ -86,11 +86,13 @@ class Member:
 
     def details(self) -> ContractDetails:
         """Return the member as the broker's :class:`~trader.brokers.records.ContractDetails` (what resolve answers)."""
+        sec_type = checks.enum_member("Contract.sec_type", SecType, self.sec_type)
         contract = Contract(
-            self.symbol, self.sec_type, exchange=self.exchange, primary_exchange=self.primary_exchange,
+            self.symbol, sec_type, exchange=self.exchange, primary_exchange=self.primary_exchange,
             currency=self.currency, expiry=date.fromisoformat(self.expiry) if self.expiry else None,
             contract_month=self.contract_month, strike=Decimal(self.strike) if self.strike else None,
-            right=self.right or None, multiplier=Decimal(self.multiplier) if self.multiplier else None,
+            right=checks.optional_enum_member("Contract.right", Right, self.right or None),
+            multiplier=Decimal(self.multiplier) if self.multiplier else None,
             local_symbol=self.local_symbol, trading_class=self.trading_class, conid=self.conid)
         last = datetime.fromisoformat(self.last_trade) if self.last_trade else None
         return ContractDetails(contract, Decimal(self.tick_size), Decimal(self.min_size), self.long_name, last)

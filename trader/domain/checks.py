@@ -166,7 +166,7 @@ def optional_float(name: str, value: object) -> float | None:
     Ints, numpy numbers and Decimals are converted; bools and strings are refused.
     """
     if value is None or type(value) is float:
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, bool) or not isinstance(value, (Real, Decimal)):
         raise ValidationError(f"{name} must be a float, got {type(value).__name__} {value!r}")
     return float(value)

@@ -41,7 +41,7 @@ class Drainer:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._fd = self._sock.getsockopt(zmq.FD)
+        self._fd = int(self._sock.getsockopt(zmq.FD))  # an int option (pyzmq types any option int | bytes)
         self._loop.add_reader(self._fd, self._drain)
         self.kick()
 

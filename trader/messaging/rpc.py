@@ -42,7 +42,7 @@ from trader.errors import (
 )
 from trader.messaging import codec
 from trader.messaging.curve import ClientKeys, ServerKeys
-from trader.messaging.curve_sockets import CurveDealer, CurveRouter
+from trader.messaging.curve_sockets import CurveDealer, CurvePeer, CurveRouter
 from trader.messaging.loopback import require_protected
 from trader.messaging.methods import MethodRegistry, bad_arguments
 from trader.messaging.zmtp_sockets import (
@@ -71,7 +71,7 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_FRAME = 8 * 1024 * 1024
 MAX_REPLY = 256 * 1024 * 1024  # a client's ceiling for one reply (history can be large)
 # Where a reply goes: the caller's connection, and the delimiter frames a REQ-style caller sent first.
-Route = tuple[Peer, list[bytes]]
+Route = tuple[Peer | CurvePeer, list[bytes]]
 _STR = {str}
 MAX_ID = 256  # characters of a request id; a longer one is refused, not echoed back
 
@@ -175,7 +175,7 @@ class RpcServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._router.close()
 
-    def _on_frames(self, peer: Peer, frames: list[bytes]) -> None:
+    def _on_frames(self, peer: Peer | CurvePeer, frames: list[bytes]) -> None:
         # [(empty delimiter from REQ-style peers)..., payload]; the reply goes back on the same connection
         envelope, payload = (peer, frames[:-1]), frames[-1]
         rid: Any = None
@@ -326,7 +326,7 @@ class RpcClient:
         except (ProtocolError, TypeError, KeyError):
             log.warning("undecodable RPC reply from %s dropped", self.endpoint)
             return
-        future = self._pending.get(rid) if isinstance(rid, (str, int)) else None
+        future = self._pending.get(rid) if isinstance(rid, str) else None
         if future is None or future.done():
             self.stale_replies += 1
             log.debug("stale RPC reply %s dropped", rid)

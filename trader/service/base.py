@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from trader.config import Settings, load_settings
 from trader.errors import ConfigError, TraderError
@@ -31,6 +31,7 @@ from trader.service.fds import connection_cap, raise_fd_limit, throttle_accept_e
 from trader.service.lifecycle import Lifecycle, ServiceState
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")  # what a loop_runner's coroutine answers
 
 STARTUP_BEATS = (0.1, 0.2, 0.4)  # seconds between the first beats, then heartbeat_interval
 
@@ -259,7 +260,7 @@ def freeze_startup_heap() -> None:
     log.info("start-up heap frozen: %d objects left out of later garbage collections", gc.get_freeze_count())
 
 
-def loop_runner(event_loop: str) -> Callable[[Coroutine[Any, Any, int]], int]:
+def loop_runner(event_loop: str) -> Callable[[Coroutine[Any, Any, _T]], _T]:
     """Return what runs a service's main coroutine on a new loop of the kind ``event_loop`` names.
 
     uvloop (libuv's loop, in C) wakes on a socket for about half of what the

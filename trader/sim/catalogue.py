@@ -79,8 +79,9 @@ class SimInstrument:
         if expiry is None:
             return None
         if self.last_trade_time:
-            hour, minute, *second = (int(p) for p in self.last_trade_time.split(":"))
-            return datetime.combine(expiry, time(hour, minute, *second[:1], tzinfo=ZoneInfo(self.time_zone)))
+            hour, minute, *rest = (int(p) for p in self.last_trade_time.split(":"))
+            second = rest[0] if rest else 0
+            return datetime.combine(expiry, time(hour, minute, second, tzinfo=ZoneInfo(self.time_zone)))
         return datetime.combine(expiry + timedelta(days=1), time(tzinfo=UTC))
 
     def expired(self, now: datetime) -> bool:

@@ -255,7 +255,7 @@ class _Window:
         self.agg.drop("late", tick, "its bar was emitted")
         self.grace = min(self.grace * 2, MAX_GRACE) if self.grace else MIN_GRACE
 
-    def on_timer(self, _scheduler: abc.SchedulerBase, bucket: int) -> None:
+    def on_timer(self, _scheduler: abc.SchedulerBase, bucket: int | None) -> None:
         with self.lock:
             if not self.done and self.bucket == bucket:
                 self.emit()
@@ -264,7 +264,8 @@ class _Window:
         """Emit the open bar (under the lock; the next bar's timer or ``stop`` replaces its timer)."""
         assert self.bucket is not None
         start = EPOCH + self.bucket * self.step
-        bar = Bar(self.agg.instrument, start, self.agg.size, *self.ohlcv, self.count)
+        open_, high, low, close, volume = self.ohlcv
+        bar = Bar(self.agg.instrument, start, self.agg.size, open_, high, low, close, volume, self.count)
         self.closed, self.bucket = self.bucket, None
         self.agg.stats["bars"] += 1
         self.observer.on_next(bar)

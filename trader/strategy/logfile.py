@@ -43,7 +43,7 @@ class LogCapture(logging.Handler):
         self.publish = publish
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = {"time": datetime.fromtimestamp(record.created, UTC), "level": record.levelname,
+        line: dict[str, Any] = {"time": datetime.fromtimestamp(record.created, UTC), "level": record.levelname,
                 "message": record.getMessage()}
         if record.exc_info:
             line["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()

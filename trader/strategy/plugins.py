@@ -225,8 +225,8 @@ def _key_line(path: Path, text: str, loc: tuple[str, ...]) -> int | None:
         return None
     if path.suffix == ".toml":
         for key in reversed(loc):
-            for number, line in enumerate(text.splitlines(), 1):
-                if line.strip().startswith((f"{key} ", f"{key}=")):
+            for number, row in enumerate(text.splitlines(), 1):
+                if row.strip().startswith((f"{key} ", f"{key}=")):
                     return number
         return None
     try:

@@ -324,7 +324,8 @@ class StrategyRunner(StrategyMoves, StrategyOrders):
                 elif kind == "fill":
                     await self._hook("on_fill", self.strategy.on_fill, item)
                 elif kind == "target" and self.state is StrategyState.RUNNING:
-                    await self._apply(*item, "pipeline")
+                    key, target, stamp = item
+                    await self._apply(key, target, stamp, "pipeline")
             self._check_warm()
             for key, bar in touched.items():
                 if self.state is StrategyState.RUNNING:

@@ -91,8 +91,8 @@ class TickWatchdog:
         """Return the keys without a tick since the last :meth:`hold`, in key order."""
         return sorted(self._held)
 
-    def tick(self, key: str) -> None:
-        """Note a tick of ``key`` (a key not armed is ignored)."""
+    def tick(self, key: str, _tick: object = None) -> None:
+        """Note a tick of ``key`` (a key not armed is ignored); the tick itself, as a feed passes it, is not read."""
         if key in self._last:
             self._last[key] = self._clock()
             self._held.discard(key)

@@ -65,7 +65,9 @@ class StreamAppender:
         """Append an entry of ``fields`` to ``stream``; return its id once Redis has it."""
         async with self._turn:
             try:
-                entry_id: bytes = await self._client.xadd(stream, fields)  # type: ignore[arg-type]
+                # redis' stubs: fields is an invariant Dict of any field type, the answer bytes | str
+                # (bytes here: the client has no decode_responses)
+                entry_id: bytes = await self._client.xadd(stream, fields)  # type: ignore[arg-type, assignment]
             except _UNREACHABLE:
                 self._reached = False
                 raise

@@ -55,7 +55,7 @@ from typing import Any
 from trader.domain import Action, Contract, OrderStatus
 from trader.errors import Conflict, RiskLimitExceeded, TraderError, Unavailable, ValidationError
 from trader.trading.desk import Desk
-from trader.trading.requests import OrderRequest, new_client_order_id, parse_request
+from trader.trading.requests import new_client_order_id, parse_request
 from trader.trading.selection import choose_account, key_of, matches, strategy_holdings
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class Closer:
             return None
         coid = new_client_order_id()
         try:  # every check that can refuse, while the position still has its stops
-            priced = await self.desk.build(self._request(flatten, strategy, flatten.quantity, coid))
+            priced = await self.desk.build(parse_request(self._order(flatten, strategy, flatten.quantity, coid)))
             verdict = self.desk.verdict(priced, without=flatten.cancels)
             if not verdict["passed"]:
                 raise RiskLimitExceeded(f"{verdict['message']} (nothing was cancelled)", limit=verdict["limit"])
@@ -275,7 +275,7 @@ class Closer:
             return None
         action = Action.SELL if held > 0 else Action.BUY
         try:
-            placed = await self.desk.place(self._request(flatten, strategy, quantity, coid, action))
+            placed = await self.desk.place(self._order(flatten, strategy, quantity, coid, action))
         except TraderError as exc:
             log.error("close of %s failed after its working orders were cancelled: %s", key, exc)
             self._failed(flatten, exc, reply)
@@ -284,12 +284,13 @@ class Closer:
         return account_held, placed["order"].client_order_id
 
     @staticmethod
-    def _request(flatten: Flatten, strategy: str | None, quantity: Decimal, coid: str,
-                 action: Action | None = None) -> OrderRequest:
-        return parse_request({
+    def _order(flatten: Flatten, strategy: str | None, quantity: Decimal, coid: str,
+               action: Action | None = None) -> dict[str, Any]:
+        """Return the market order closing ``flatten``, as the desk's ``place`` takes it (an OrderRequest's fields)."""
+        return {
             "symbol": flatten.contract.key, "action": str(action or flatten.action), "quantity": quantity,
             "order_type": "MKT", "strategy": strategy or "manual", "client_order_id": coid,
-            **({"account": flatten.account} if flatten.account else {})})
+            **({"account": flatten.account} if flatten.account else {})}
 
     def _filled_since(self, flatten: Flatten) -> Decimal:
         """Return what the orders cancelled for ``flatten`` filled since the plan, signed (a sell negative)."""

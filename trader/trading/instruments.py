@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from trader.brokers.base import Broker
 from trader.brokers.records import ContractDetails, ContractQuery
@@ -42,7 +42,18 @@ log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 4096  # resolve arguments remembered as given
 
-__all__ = ["Resolver", "hints_of"]
+__all__ = ["ResolveHints", "Resolver", "hints_of"]
+
+
+class ResolveHints(TypedDict, total=False):
+    """The hints :meth:`Resolver.resolve` takes besides the symbol (all optional)."""
+
+    sec_type: str | None
+    exchange: str | None
+    currency: str | None
+    expiry: str | None
+    strike: Decimal | str | int | None
+    right: str | None
 
 
 def hints_of(sec_type: str | None = None, exchange: str | None = None, currency: str | None = None,
@@ -88,7 +99,7 @@ class Resolver:
         now = self.now()
         today = now.astimezone(UTC).date()  # in the cache key: a front month and a one-digit year move with the date
         # Every order resolves its symbol: a repeat, as given, is answered before anything is parsed.
-        as_given = (symbol, sec_type, exchange, currency, expiry, strike, right, today)
+        as_given: tuple[object, ...] = (symbol, sec_type, exchange, currency, expiry, strike, right, today)
         try:
             cached = self._recent.get(as_given)
         except TypeError:  # an unhashable hint: hints_of below says what is wrong with it
@@ -142,7 +153,7 @@ class Resolver:
             self._recent.clear()
         self._recent[as_given] = found
 
-    async def one(self, symbol: str, **hints: Decimal | str | None) -> ContractDetails:
+    async def one(self, symbol: str, **hints: Unpack[ResolveHints]) -> ContractDetails:
         """Return the one instrument ``symbol`` names; NotFound or ValidationError (ambiguous) otherwise."""
         found = await self.resolve(symbol, **hints)
         if not found:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import redis.asyncio
 
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 FIELD = b"e"
 """The stream field holding an entry's codec bytes."""
+
+
+_Entries: TypeAlias = list[tuple[bytes, dict[bytes, bytes]]]  # XRANGE's answer: (id, fields) oldest first
 
 
 def _text(value: bytes | str) -> str:
@@ -122,7 +125,8 @@ class Journal:
             raise ValidationError(f"page must be >= 1, got {page}")
         start = "-" if after == "-" else f"({after}"
         while True:
-            batch = await self.client.xrange(self.stream, min=start, max="+", count=page)
+            # redis' stubs answer for any client (str or None ids and fields); this one gives bytes (__init__)
+            batch = cast(_Entries, await self.client.xrange(self.stream, min=start, max="+", count=page))
             for raw_id, fields in batch:
                 stream_id = _text(raw_id)
                 entry = self._decode(stream_id, fields)
@@ -161,7 +165,7 @@ class Journal:
         Raises ``ProtocolError`` naming the key if the stored bytes are not a
         codec dict: a caller falls back to a full replay rather than trusting it.
         """
-        data = await self.client.get(key)
+        data = cast(bytes | None, await self.client.get(key))  # bytes: no decode_responses (see __init__)
         if data is None:
             return None
         try:

@@ -164,12 +164,12 @@ def reconcile_book(book: Book, broker: BrokerState) -> list[Difference]:
     for fill in sorted(broker.fills, key=lambda f: (f.time, f.exec_id)):
         if book.has_fill(fill.exec_id):
             continue
-        order = book.get(fill.client_order_id) if fill.client_order_id else None
-        order = order or _match(book, fill.broker_order_id, fill.perm_id)
-        if order is None:
+        owner = book.get(fill.client_order_id) if fill.client_order_id else None
+        owner = owner or _match(book, fill.broker_order_id, fill.perm_id)
+        if owner is None:
             _report(book, out, "unknown_order", fill.exec_id, fill)
             continue
-        fill = dataclasses.replace(fill, client_order_id=order.client_order_id)
+        fill = dataclasses.replace(fill, client_order_id=owner.client_order_id)
         book.add_fill(fill)
         out.append(Difference("missing_fill", fill.exec_id, None, fill, "added the fill"))
     for bid, state in sorted(broker.orders.items()):
@@ -222,8 +222,8 @@ def _reconcile_order(book: Book, order: Order, broker: BrokerState) -> list[Diff
             return []
         book.put_order(dataclasses.replace(
             order, status=OrderStatus.REJECTED, broker_order_id=None, updated_at=utc_now()))
-        book = {"status": order.status, "broker_order_id": order.broker_order_id}
-        return [Difference("never_sent", cid, book, None, "marked REJECTED")]
+        ours = {"status": order.status, "broker_order_id": order.broker_order_id}
+        return [Difference("never_sent", cid, ours, None, "marked REJECTED")]
     avg = order.avg_fill_price if state.avg_fill_price is None else state.avg_fill_price
     wanted = {"status": state.status, "filled_quantity": state.filled,
               "avg_fill_price": None if state.filled == 0 else avg,

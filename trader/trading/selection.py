@@ -51,7 +51,7 @@ class Fills(Protocol):
 class Resolver(Protocol):
     """What turns a name into one contract: :class:`trader.trading.instruments.Resolver`."""
 
-    async def one(self, symbol: str, **hints: Any) -> Any: ...
+    async def one(self, symbol: str) -> Any: ...
 
 
 def matches(contract: Named, name: str) -> bool:

@@ -12,6 +12,7 @@ import operator
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain
 
 import ib_async
 import numpy as np
@@ -63,7 +64,8 @@ def from_ib_bars_frame(bars: Sequence[ib_async.BarData]) -> pd.DataFrame:
     """
     count = len(bars)
     starts = np.fromiter((_epoch(bar.date) for bar in bars), dtype=np.float64, count=count)
-    values = np.fromiter(map(_BAR_FIELDS, bars), dtype=np.dtype((np.float64, 7)), count=count).reshape(count, 7)
+    fields = chain.from_iterable(map(_BAR_FIELDS, bars))
+    values = np.fromiter(fields, dtype=np.float64, count=7 * count).reshape(count, 7)
     index = pd.DatetimeIndex(np.rint(starts * 1e9).astype("int64").view("datetime64[ns]"), name="time")
     frame = pd.DataFrame(values[:, :5], index=index.tz_localize(UTC), columns=["open", "high", "low", "close", "volume"])
     frame["volume"] = np.maximum(frame["volume"].to_numpy(), 0.0)

@@ -133,7 +133,7 @@ def from_ib_order(contract: ib_async.Contract, order: ib_async.Order, *, client_
     id of a bracket child's parent. Raise ValidationError for an order type,
     action or TIF the domain does not model.
     """
-    def price(x: float) -> Decimal | None:
+    def price(x: float | Decimal | None) -> Decimal | None:
         return decimal_from_float(x) or None  # IB may write "no price" as 0
 
     order_type = lookup(ORDER_TYPES, order.orderType, "orderType")
