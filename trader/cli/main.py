@@ -91,7 +91,7 @@ class TraderGroup(click.Group):
         except (TraderError, KeyboardInterrupt) as exc:  # click would call Ctrl-C an abort (1)
             raise click.exceptions.Exit(exits.report(exc, _json_mode(ctx, ()))) from None
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
