@@ -19,7 +19,7 @@ from trader.brokers.ib.durations import request_range
 from trader.data.arctic import ArcticStore
 from trader.data.calendars import trading_minutes
 from trader.domain import Bar, Contract, SecType
-from trader.errors import BrokerError, StorageError
+from trader.errors import BrokerError, NotFound, StorageError
 from trader.trading.history_cache import HistoryCache
 
 NOW = datetime(2026, 3, 5, 15, 7, tzinfo=UTC)  # a Thursday afternoon
@@ -145,6 +145,25 @@ def test_a_part_refused_by_the_broker_falls_back_to_the_whole_request(store: Arc
                                      bar_size="1 min", what_to_show="TRADES", use_rth=False))
     assert broker.asked == [("20260303-00:00:00", "2 D"), ("20260304-00:00:00", "2 D")]  # Monday alone, refused
     assert len(bars) == 960 and bars[0].start == datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def test_a_broker_on_another_clock_is_asked_the_whole_and_nothing_is_stored(store: ArcticStore) -> None:
+    """A tws-sim replay's "now" is the replayed day: its answers lie months before the days the cache asks."""
+    replay_now = datetime(2025, 6, 12, 16, 0, tzinfo=UTC)
+    asked: list[tuple[str, str]] = []
+
+    async def replay(end: str, duration: str, use_rth: bool = False) -> list[Bar]:
+        asked.append((end, duration))
+        lo, hi = request_range("", duration, replay_now)  # any end is capped at the replay's time
+        return [bar(int(t.timestamp()) // 60) for t in trading_minutes("AAPL.STK", lo, hi)]
+
+    cache = HistoryCache(lambda: store, clock=lambda: NOW)
+    bars = asyncio.run(cache.history("AAPL.STK", replay, end="", duration="3 D", bar_size="1 min",
+                                     what_to_show="TRADES", use_rth=False))
+    assert asked[-1] == ("", "3 D")  # the whole request, as the strategy asked it
+    assert bars and bars[-1].start < replay_now and bars[0].start.year == 2025  # the replay's past, not filtered out
+    with pytest.raises(NotFound):  # nothing stored, of either clock's days
+        store.read_bars("AAPL.STK", "1m")
 
 
 def test_days_without_a_session_are_not_asked(store: ArcticStore) -> None:

@@ -40,6 +40,11 @@ The store or the calendar failing (down, full, corrupt; a range the calendar
 cannot answer) never fails a request: it is logged and the broker answers the
 whole request, as without a cache. An instrument no calendar knows is cached
 as before the calendars (every day asked; ``use_rth`` to the broker).
+
+The days are counted on this machine's clock. A broker on another clock (a
+tws-sim replay, whose "now" is the replayed day's) answers a missing run with
+bars nowhere near it: then nothing is stored and the broker answers the whole
+request, as without a cache (:class:`ForeignClock`).
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SETTLE", "Fetch", "HistoryCache", "cached_series", "max_days"]
+__all__ = ["SETTLE", "Fetch", "ForeignClock", "HistoryCache", "cached_series", "max_days"]
 
 DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
@@ -92,6 +97,10 @@ def max_days(bar_seconds: int) -> int:
     sent instead (:meth:`HistoryCache.history`), uncached.
     """
     return 7 if bar_seconds < 300 else 30 if bar_seconds < 3600 else 364  # IB takes D up to 365, and we ask one more
+
+
+class ForeignClock(Exception):
+    """The broker answered a run of days with bars nowhere near them: its "now" is not this machine's."""
 
 
 class HistoryCache:
@@ -127,6 +136,9 @@ class HistoryCache:
             try:
                 return await self._answer(store, held, fetch, key, end, (lo, hi, closed_end), seconds, bar_size,
                                           contract, rth)
+            except ForeignClock as exc:
+                log.warning("history %s: %s: asking the broker for the whole, uncached", key, exc)
+                return await fetch(end, duration, use_rth)
             except TraderError as exc:  # a part refused (IB: "HMDS query returned no data" for a weekend)
                 log.warning("history %s: a part of the request was refused (%s): asking the broker for the whole",
                             key, exc)
@@ -167,6 +179,9 @@ class HistoryCache:
         for run_lo, run_hi in held.missing(_day(lo), closed_end, max_days(seconds)):
             days = round((run_hi - run_lo) / DAY)
             bars = await fetch(run_hi.strftime("%Y%m%d-%H:%M:%S"), f"{days + 1} D", False)
+            if bars and not any(run_lo - 2 * DAY <= b.start < run_hi + DAY for b in bars):
+                raise ForeignClock(f"asked for {run_lo:%Y-%m-%d}..{run_hi:%Y-%m-%d}, the broker answered "
+                                   f"{bars[0].start:%Y-%m-%d %H:%M}..{bars[-1].start:%Y-%m-%d %H:%M}")
             frame = _frame(bars, run_lo, run_hi)
             asked += 1
             frames.append(frame)
