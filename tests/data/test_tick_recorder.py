@@ -28,6 +28,7 @@ from bench.store_recorder import BASE, KEYS, WARM, publish, tick
 from tests.conftest import StackEnv, TradingStack, call
 from tests.waiting import wait_until, wait_until_blocking
 from trader.data import recorder as recorder_module
+from trader.data import recorder_writer
 from trader.data.arctic import ArcticStore
 from trader.data.frames import TICK_COLUMNS
 from trader.data.recorder import TickRecorder
@@ -42,6 +43,7 @@ from trader.messaging.pubsub import Publisher
 def fresh_log_throttle() -> None:
     """Let each test's first malformed-message line through, whatever an earlier test logged."""
     recorder_module._throttle.reset()
+    recorder_writer._throttle.reset()
 
 
 @pytest.fixture
