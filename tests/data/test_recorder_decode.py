@@ -101,13 +101,13 @@ def test_bytes_that_are_not_msgpack_or_not_a_map_are_refused() -> None:
     broken = bytearray(good)
     broken[0] = 0x8A  # a map of ten entries where there are nine: same length as the good ones
     payloads: list[Any] = [bytes(broken), b"", b"\xc1", codec.encode("hello"), good]
-    times, values, kept, reasons = run(payloads)
+    times, _, kept, reasons = run(payloads)
     assert len(reasons) == 4 and any("undecodable" in r for r in reasons), reasons
     assert kept == [good] and len(times) == 1
 
 
 def test_a_time_beyond_int64_nanoseconds_is_refused_not_wrapped() -> None:
     far = tick(KEY, 1) | {"time": datetime(2300, 1, 1, 0, 0, 0, 5, tzinfo=UTC)}  # > 2262: no int64 ns
-    times, values, kept, reasons = run([tick(KEY, 2), far])
+    times, _, _, reasons = run([tick(KEY, 2), far])
     assert len(reasons) == 1 and "time" in reasons[0]
     assert len(times) == 1 and times[0] > 0

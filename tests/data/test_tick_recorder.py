@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def test_a_malformed_message_is_logged_and_skipped_and_recording_goes_on(
     async def scenario() -> dict[str, Any]:
         recorder = TickRecorder(store, RecorderCounts(tmp_path / "counts"), batch_rows=1_000, batch_seconds=0.1)
         recorder.listen(bus.sub_endpoint, ["tick"])
-        sock = zmq.Context.instance().socket(zmq.PUB)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         sock.connect(bus.pub_endpoint)
         try:
             warm = await warm_up(recorder, lambda: sock.send(b"tick.ib.WARM.STK\x00" + codec.encode(tick(WARM, 0))))
@@ -290,7 +291,7 @@ def publish_ticks(stack: TradingStack, count: int, start: int = 0, chunk: int = 
                 key = KEYS[i % 3]
                 pub.publish(f"tick.ib.{key}", tick(key, i))
             total += len(sent)
-            wait_until_blocking(lambda n=total: settled(n), 20, f"{total} ticks received, the writer idle")
+            wait_until_blocking(partial(settled, total), 20, f"{total} ticks received, the writer idle")
     finally:
         pub.close()
     return total
