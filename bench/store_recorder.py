@@ -109,7 +109,7 @@ class Bus:
 
 def raw_round(bus: Bus, count: int) -> tuple[float, int]:
     """Return (ticks/s, ticks received) for a raw SUB: blocking recv and msgpack unpack of each tick."""
-    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.setsockopt(zmq.RCVTIMEO, 3000)
     sock.setsockopt(zmq.SUBSCRIBE, b"tick.")

@@ -1,11 +1,11 @@
 """tick_recorder: records every ``tick.*`` message on the bus into the market store, in batches.
 
 The work is trader.data.recorder's :class:`TickRecorder`: the loop reads the
-bus (``recorder.topics``, default ``tick``) into an open batch, one writer
-thread appends each key's ticks to the store's ``ticks`` library when the
+bus (``recorder.topics``, default ``tick``) into an open batch (payloads
+as received), one writer thread decodes and appends each key's ticks to the store's ``ticks`` library when the
 batch holds half of ``recorder.batch_rows`` ticks or ``recorder.batch_seconds``
 after its first; no more than ``batch_rows`` are ever held unstored. On SIGTERM it stops reading, writes everything received
-and exits 0. Its counts of ticks received, written and discarded live in
+and exits 0. Its counts of ticks received, written, discarded and malformed live in
 ``<run_dir>/tick_recorder.counts`` (trader.data.recorder_counts), so a start
 after a kill -9 logs, at WARNING, how many ticks that run received and never
 wrote.

@@ -1,11 +1,11 @@
-"""The tick recorder's counters on disk: ticks received, written and discarded, kept through a kill -9.
+"""The tick recorder's counters on disk: ticks received, written, discarded and malformed, kept through a kill -9.
 
-Three unsigned 64-bit counters in a small file mapped into memory
+Four unsigned 64-bit counters in a small file mapped into memory
 (``MAP_SHARED``): bumping one is a store to memory, cheap enough for every
 tick, and what was stored is in the kernel's page cache the moment it is
 stored, so it outlives the process however it dies (only the machine going
 down can lose it). The next start reads them: ``received - written -
-discarded`` ticks were taken off the bus and never reached the store, which
+discarded - malformed`` ticks were taken off the bus and never reached the store, which
 is exactly what a kill -9 lost (the open batch, and what the writer had not
 finished). A count is bumped after its ticks are written, never before, so
 the figure is never less than what was lost; a kill between a write and its
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 __all__ = ["RecorderCounts"]
 
 MAGIC = int.from_bytes(b"TICKREC1", "little")
-_SLOTS = 4  # magic, received, written, discarded
-_RECEIVED, _WRITTEN, _DISCARDED = 1, 2, 3
+_SLOTS = 5  # magic, received, written, discarded, malformed (a file of 4 from before grows: malformed 0)
+_RECEIVED, _WRITTEN, _DISCARDED, _MALFORMED = 1, 2, 3, 4
 
 
 class RecorderCounts:
@@ -35,7 +35,8 @@ class RecorderCounts:
 
     ``previous_lost`` is what the last run left unwritten (0 after a clean
     stop); the counters then start again from 0. ``received`` belongs to the
-    receiving thread, ``written`` and ``discarded`` to the writer thread.
+    receiving thread, ``written``, ``discarded`` and ``malformed`` (payloads
+received that were not ticks) to the writer thread.
     """
 
     def __init__(self, path: Path) -> None:
@@ -55,10 +56,10 @@ class RecorderCounts:
         slots = self._slots
         if slots[0] == MAGIC:
             self.previous_received = slots[_RECEIVED]
-            self.previous_lost = max(0, slots[_RECEIVED] - slots[_WRITTEN] - slots[_DISCARDED])
+            self.previous_lost = max(0, slots[_RECEIVED] - slots[_WRITTEN] - slots[_DISCARDED] - slots[_MALFORMED])
         else:
             self.previous_received = self.previous_lost = 0
-        slots[_RECEIVED] = slots[_WRITTEN] = slots[_DISCARDED] = 0
+        slots[_RECEIVED] = slots[_WRITTEN] = slots[_DISCARDED] = slots[_MALFORMED] = 0
         slots[0] = MAGIC
 
     @property
@@ -79,10 +80,14 @@ class RecorderCounts:
         return int(self._slots[_DISCARDED])
 
     @property
+    def malformed(self) -> int:
+        return int(self._slots[_MALFORMED])
+
+    @property
     def pending(self) -> int:
-        """Return the ticks received and not yet written (nor discarded): what a kill -9 now would lose."""
+        """Return the ticks received and not yet written (nor discarded or malformed): what a kill -9 now would lose."""
         slots = self._slots
-        return int(slots[_RECEIVED] - slots[_WRITTEN] - slots[_DISCARDED])
+        return int(slots[_RECEIVED] - slots[_WRITTEN] - slots[_DISCARDED] - slots[_MALFORMED])
 
     def add_written(self, count: int) -> None:
         """Count ticks the store has accepted."""
@@ -92,9 +97,14 @@ class RecorderCounts:
         """Count ticks dropped on purpose (older than what the store already holds for their key)."""
         self._slots[_DISCARDED] += count
 
+    def add_malformed(self, count: int) -> None:
+        """Count payloads received that turned out not to be ticks (skipped)."""
+        self._slots[_MALFORMED] += count
+
     def close(self) -> None:
         """Unmap the file (its counts stay in it, and readable here); safe to call twice."""
-        if not self._map.closed:
-            view, self._slots = self._slots, list(self._slots)
+        view = self._slots
+        if not self._map.closed and isinstance(view, memoryview):
+            self._slots = list(view)
             view.release()
             self._map.close()
