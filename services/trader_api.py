@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["OWNERS", "TraderApi"]
 
+BROKER_TIME_WAIT = 2.0  # seconds for reqCurrentTime before a history request counts days on our clock
 OWNERS = ("user", "strategy")  # who may ask subscribe for a stream (the desk holds its own)
 
 
@@ -260,4 +262,12 @@ class TraderApi:
 
         return await self.history_cache.history(inst.key, fetch, end=end, duration=duration, bar_size=bar_size,
                                                 what_to_show=what_to_show, use_rth=bool(use_rth),
-                                                contract=inst.contract)
+                                                contract=inst.contract, now=await self._broker_time())
+
+    async def _broker_time(self) -> datetime | None:
+        """Return the broker's clock (a replay's is the replayed moment), None if it does not answer in time."""
+        try:
+            return await asyncio.wait_for(self.adapter.current_time(), BROKER_TIME_WAIT)
+        except (TimeoutError, TraderError, ConnectionError) as exc:
+            log.info("history: the broker's time is unknown (%s): this machine's clock counts the days", exc)
+            return None

@@ -166,6 +166,64 @@ def test_a_broker_on_another_clock_is_asked_the_whole_and_nothing_is_stored(stor
         store.read_bars("AAPL.STK", "1m")
 
 
+def stored_day(store: ArcticStore, day: datetime) -> None:
+    """Store ``day``'s AAPL 1m bars as another writer (history_service) would: no cache record of them."""
+    bars = [bar(int(t.timestamp()) // 60) for t in trading_minutes("AAPL.STK", day, day + timedelta(days=1))]
+    frame = pd.DataFrame({"open": [b.open for b in bars], "high": [b.high for b in bars],
+                          "low": [b.low for b in bars], "close": [b.close for b in bars],
+                          "volume": [b.volume for b in bars]}, index=pd.DatetimeIndex([b.start for b in bars]))
+    store.write_bars("AAPL.STK", "1m", frame, start=day, end=day + timedelta(days=1))
+
+
+def test_an_answer_ending_before_stored_bars_is_not_written_over_them(store: ArcticStore) -> None:
+    """A replay of a stored day (or a truncated answer) ends mid-day: the stored rest of the day must survive."""
+    day = datetime(2026, 3, 4, tzinfo=UTC)
+    stored_day(store, day)
+    before = store.read_bars("AAPL.STK", "1m", day, day + timedelta(days=1))
+    cut = day + timedelta(hours=16)  # the replay has played to 16:00 UTC
+    asked: list[tuple[str, str]] = []
+
+    async def replay(end: str, duration: str, use_rth: bool = False) -> list[Bar]:
+        asked.append((end, duration))
+        lo, hi = request_range(end, duration, NOW)
+        return [bar(int(t.timestamp()) // 60) for t in trading_minutes("AAPL.STK", lo, min(hi, cut))]
+
+    cache = HistoryCache(lambda: store, clock=lambda: NOW)  # the broker's time unknown: our clock counts
+    bars = asyncio.run(cache.history("AAPL.STK", replay, end="", duration="2 D", bar_size="1 min",
+                                     what_to_show="TRADES", use_rth=False))
+    pd.testing.assert_frame_equal(store.read_bars("AAPL.STK", "1m", day, day + timedelta(days=1)), before)
+    assert asked[-1] == ("", "2 D") and bars[-1].start < cut  # the whole request, answered by the broker
+
+
+def test_a_broker_clock_far_from_ours_leaves_the_cache_aside(store: ArcticStore) -> None:
+    """trader_service passes the broker's time: a replay's is the replayed moment, so the broker answers all."""
+    day = datetime(2026, 3, 4, tzinfo=UTC)
+    stored_day(store, day)
+    before = store.read_bars("AAPL.STK", "1m")
+    replay_now = day + timedelta(hours=16)
+    asked: list[tuple[str, str]] = []
+
+    async def replay(end: str, duration: str, use_rth: bool = False) -> list[Bar]:
+        asked.append((end, duration))
+        lo, hi = request_range(end, duration, replay_now)
+        return [bar(int(t.timestamp()) // 60) for t in trading_minutes("AAPL.STK", lo, min(hi, replay_now))]
+
+    cache = HistoryCache(lambda: store, clock=lambda: NOW)
+    bars = asyncio.run(cache.history("AAPL.STK", replay, end="", duration="2 D", bar_size="1 min",
+                                     what_to_show="TRADES", use_rth=False, now=replay_now))
+    assert asked == [("", "2 D")]  # one request, as asked: no store read served a bar from the replay's future
+    assert bars[-1].start < replay_now
+    pd.testing.assert_frame_equal(store.read_bars("AAPL.STK", "1m"), before)  # nothing written
+    asked.clear()  # a broker clock within CLOCK_SKEW of ours is used to count the days
+    asyncio.run(cache.history("AAPL.STK", Broker().fetch, end="", duration="2 D", bar_size="1 min",
+                              what_to_show="TRADES", use_rth=False, now=NOW - timedelta(minutes=5)))
+    assert store.read_bars("AAPL.STK", "1m", NOW - timedelta(days=2), NOW).index[-1] < _day_of(NOW)
+
+
+def _day_of(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def test_days_without_a_session_are_not_asked(store: ArcticStore) -> None:
     """Sunday 15 and Presidents' Day (Monday 16 February 2026, an NYSE holiday) have no NYSE session."""
     cache, broker = HistoryCache(lambda: store, clock=lambda: NOW), Broker()

@@ -118,7 +118,9 @@ class RequestHandlers(MarketDataHandlers):
             session.error(-1, code, text)
 
     def current_time(self, session: Session, request: Plain) -> None:
-        session.send(enc.current_time(int(self.world.clock().timestamp())))
+        # a store replay's "now" is the moment replayed, as IB's server clock was on that day (and its history's)
+        now = self.store_history.now() if self.store_history is not None else self.world.clock()
+        session.send(enc.current_time(int(now.timestamp())))
 
     def managed_accounts(self, session: Session, request: Plain) -> None:
         session.send(enc.managed_accounts(list(self.world.accounts)))

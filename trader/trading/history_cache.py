@@ -41,10 +41,15 @@ cannot answer) never fails a request: it is logged and the broker answers the
 whole request, as without a cache. An instrument no calendar knows is cached
 as before the calendars (every day asked; ``use_rth`` to the broker).
 
-The days are counted on this machine's clock. A broker on another clock (a
-tws-sim replay, whose "now" is the replayed day's) answers a missing run with
-bars nowhere near it: then nothing is stored and the broker answers the whole
-request, as without a cache (:class:`ForeignClock`).
+The days are counted on the broker's clock when the caller gives it (``now``:
+trader_service asks ``reqCurrentTime`` per request) and the cache stands aside
+when that clock is more than :data:`CLOCK_SKEW` from this machine's: a tws-sim
+replay (its "now" is the replayed moment) answers the whole request from the
+store it replays, with nothing from its future, and nothing is written. Two
+guards hold whatever clock is used (:class:`ForeignClock`: nothing is stored,
+the broker answers the whole request): an answer for a missing run with no bar
+near it, and an answer that ends before bars the store already holds in the
+run (a truncated answer would erase them).
 """
 
 from __future__ import annotations
@@ -68,10 +73,11 @@ from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SETTLE", "Fetch", "ForeignClock", "HistoryCache", "cached_series", "max_days"]
+__all__ = ["CLOCK_SKEW", "SETTLE", "Fetch", "ForeignClock", "HistoryCache", "cached_series", "max_days"]
 
 DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=10)  # how long after a day's end its bars are taken as final
+CLOCK_SKEW = timedelta(hours=1)  # a broker clock further than this from ours is a replay's: the cache stands aside
 RECORD_KIND = "history_cache"
 _CALENDAR_SEC_TYPES = frozenset({"STK", "FUT", "CASH", "IND", "OPT"})  # those trader/data/calendars.py knows
 RTH_ALIGN = 1800  # regular hours open and close on half hours: a bar dividing this lies wholly in or out of them
@@ -113,9 +119,19 @@ class HistoryCache:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def history(self, key: str, fetch: Fetch, *, end: str, duration: str, bar_size: str,
-                      what_to_show: str, use_rth: bool, contract: Any = None) -> list[Bar]:
-        """Return the bars of the request, from the store where it holds them and from ``fetch`` for the rest."""
-        plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth, contract)
+                      what_to_show: str, use_rth: bool, contract: Any = None,
+                      now: datetime | None = None) -> list[Bar]:
+        """Return the bars of the request, from the store where it holds them and from ``fetch`` for the rest.
+
+        ``now`` is the broker's time, when known; this machine's clock otherwise.
+        """
+        ours = self.clock()
+        if now is not None and abs(now - ours) > CLOCK_SKEW:
+            log.info("history %s: the broker's clock says %s, ours %s (a replay): the broker answers, uncached",
+                     key, now.isoformat(), ours.isoformat())
+            return await fetch(end, duration, use_rth)
+        now = ours if now is None else now
+        plan = self._plan(key, end, duration, bar_size, what_to_show, use_rth, contract, now)
         if plan is None:
             return await fetch(end, duration, use_rth)
         lo, hi, seconds, cal = plan
@@ -123,8 +139,8 @@ class HistoryCache:
         async with lock:
             try:
                 store = await asyncio.to_thread(self._open_store)
-                closed_end = self._last_closed(hi)
-                read_to = min(closed_end + 5 * DAY, _day(self.clock()) + DAY)
+                closed_end = _last_closed(hi, now)
+                read_to = min(closed_end + 5 * DAY, _day(now) + DAY)
                 quiet = await asyncio.to_thread(_sessionless, cal, _day(lo), closed_end, seconds)
                 rth = await asyncio.to_thread(cal.windows, lo - DAY, hi, use_rth=True) if use_rth and cal else None
                 held = await asyncio.to_thread(_Held.read, store, key, short_bar_size(seconds), lo, closed_end,
@@ -145,25 +161,21 @@ class HistoryCache:
                 return await fetch(end, duration, use_rth)
 
     def _plan(self, key: str, end: str, duration: str, bar_size: str, what_to_show: str, use_rth: bool,
-              contract: Any) -> tuple[datetime, datetime, int, TradingCalendar | None] | None:
+              contract: Any, now: datetime) -> tuple[datetime, datetime, int, TradingCalendar | None] | None:
         """Return the request's range, bar seconds and calendar if the cache can serve part of it, else None."""
         if what_to_show.upper() != cached_series(key):
             return None
         try:
             seconds = parse_bar_size(bar_size)
-            lo, hi = request_range(end, duration, self.clock())
+            lo, hi = request_range(end, duration, now)
         except (ValueError, TraderError):
             return None
-        if not 60 <= seconds <= 86400 or 86400 % seconds or _day(lo) + DAY > self._last_closed(hi):
+        if not 60 <= seconds <= 86400 or 86400 % seconds or _day(lo) + DAY > _last_closed(hi, now):
             return None  # no whole closed day in it
         cal = _calendar(key, contract)
         if use_rth and (cal is None or RTH_ALIGN % seconds):
             return None  # stored full sessions cannot be cut to IB's RTH bars of this size (or of no calendar)
         return lo, hi, seconds, cal
-
-    def _last_closed(self, hi: datetime) -> datetime:
-        """Return the end of the last closed day the request touches (days before it are final)."""
-        return min(_day(self.clock() - SETTLE), _day(hi - timedelta(microseconds=1)) + DAY)
 
     async def _answer(self, store: MarketStore, held: _Held, fetch: Fetch, key: str, end: str,
                       span: tuple[datetime, datetime, datetime], seconds: int, bar_size: str,
@@ -183,6 +195,10 @@ class HistoryCache:
                 raise ForeignClock(f"asked for {run_lo:%Y-%m-%d}..{run_hi:%Y-%m-%d}, the broker answered "
                                    f"{bars[0].start:%Y-%m-%d %H:%M}..{bars[-1].start:%Y-%m-%d %H:%M}")
             frame = _frame(bars, run_lo, run_hi)
+            kept = held.stored_last(run_lo, run_hi)
+            if kept is not None and (not len(frame) or frame.index[-1] < kept):
+                raise ForeignClock(f"the broker's answer for {run_lo:%Y-%m-%d}..{run_hi:%Y-%m-%d} ends before "
+                                   f"the stored bar at {kept:%Y-%m-%d %H:%M}: it is not written over them")
             asked += 1
             frames.append(frame)
             await asyncio.to_thread(self._write, store, key, seconds, frame, run_lo, run_hi, contract)
@@ -221,8 +237,15 @@ class HistoryCache:
 class _Held:
     """What the store holds of one key's bars of one size around a request."""
 
-    def __init__(self, bars: pd.DataFrame, days: set[datetime], quiet: set[datetime]) -> None:
+    def __init__(self, bars: pd.DataFrame, days: set[datetime], quiet: set[datetime],
+                 stored: pd.DatetimeIndex | None = None) -> None:
         self.bars, self.days, self.quiet = bars, days, quiet
+        self.stored = stored if stored is not None else pd.DatetimeIndex([], tz="UTC")  # every stored bar read
+
+    def stored_last(self, lo: datetime, hi: datetime) -> pd.Timestamp | None:
+        """Return the last bar the store holds in ``[lo, hi)`` (held day or not), None if it holds none."""
+        inside = self.stored[(self.stored >= pd.Timestamp(lo)) & (self.stored < pd.Timestamp(hi))]
+        return inside[-1] if len(inside) else None
 
     @classmethod
     def read(cls, store: MarketStore, key: str, size: str, lo: datetime, closed_end: datetime,
@@ -240,12 +263,13 @@ class _Held:
             bars = pd.DataFrame()
         days = {first + DAY * i for i in range(round((closed_end - first) / DAY))}
         held = {d for d in days if d in quiet or any(w_lo <= d and d + DAY <= w_hi for w_lo, w_hi in windows)}
+        every = bars.index if len(bars) else None
         if len(bars):
             stored = sorted({_day(t.to_pydatetime()) for t in bars.index})
             held |= {d for d in stored[:-1] if d in days}  # every stored day but the last has data after it
             bars = bars[bars.index < closed_end]
             bars = bars[[_day(t.to_pydatetime()) in held for t in bars.index]] if len(bars) else bars
-        return cls(bars, held, quiet)
+        return cls(bars, held, quiet, every)
 
     def missing(self, first: datetime, closed_end: datetime, most: int) -> list[tuple[datetime, datetime]]:
         """Return the runs of closed days not held, each at most ``most`` days long.
@@ -328,6 +352,11 @@ def _day(moment: datetime) -> datetime:
     """Return the UTC midnight starting ``moment``'s day."""
     moment = moment.astimezone(UTC)
     return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def _last_closed(hi: datetime, now: datetime) -> datetime:
+    """Return the end of the last closed day a request ending at ``hi`` touches (days before it are final)."""
+    return min(_day(now - SETTLE), _day(hi - timedelta(microseconds=1)) + DAY)
 
 
 def _frame(bars: list[Bar], lo: datetime, hi: datetime) -> pd.DataFrame:
