@@ -97,6 +97,48 @@ def test_a_queued_job_says_what_it_waits_on_and_how_many_run_before_it(redis_ser
     run(redis_server, scenario)
 
 
+def test_a_job_stands_in_line_where_it_is_claimed_and_only_while_it_is_queued(redis_server: RedisServer) -> None:
+    """An id twice in the queue list counts at its first claim; a running job's stale copy is no place in line."""
+    async def scenario(r: aioredis.Redis) -> None:
+        queue = JobQueue(r, "t:jobs", worker="w1")
+        first, second = await submit(queue), await submit(queue)
+        await r.lpush("t:jobs:queue", first.id)  # a second copy of the first, behind the second
+        places = {j.id: (j.queued_behind, j.ahead) for j in await queue.jobs()}
+        assert places == {first.id: ("", 0), second.id: (first.id, 1)}
+        assert (await claimed(queue)).id == first.id  # claimed at its first copy
+        for job in (await queue.get(first.id), *[j for j in await queue.jobs() if j.id == first.id]):
+            assert job.state is JobState.RUNNING and (job.queued_behind, job.ahead) == ("", 0)
+            assert job.to_dict()["queued_behind"] is None
+        assert ((await queue.get(second.id)).queued_behind, (await queue.get(second.id)).ahead) == (first.id, 1)
+        await queue.finish(first.id, JobState.DONE)  # ended, its stale copy still in the list: no place in line
+        for job in (await queue.get(first.id), *[j for j in await queue.jobs() if j.id == first.id]):
+            assert job.state is JobState.DONE and (job.queued_behind, job.ahead) == ("", 0)
+        assert (await claimed(queue)).id == second.id
+        assert await queue.claim() is None  # the stale copy is dropped, not run twice
+
+    run(redis_server, scenario)
+
+
+def test_the_job_list_reads_the_line_and_the_jobs_in_one_transaction(redis_server: RedisServer) -> None:
+    """A claim cannot fall between reading the queue and reading the jobs' states (get() reads so too)."""
+    async def scenario(r: aioredis.Redis) -> None:
+        queue = JobQueue(r, "t:jobs", worker="w1")
+        jobs = [await submit(queue) for _ in range(2)]
+        async with r.monitor() as monitor:
+            listed = await queue.jobs()
+            await r.echo("listed")
+            seen: list[str] = []
+            while "ECHO listed" not in seen:
+                seen.append((await asyncio.wait_for(monitor.next_command(), 5))["command"])
+        assert [j.id for j in listed] == [j.id for j in reversed(jobs)]
+        reads = [n for n, c in enumerate(seen) if c.split()[0] in ("LRANGE", "SMEMBERS", "HGETALL")]
+        assert len(reads) == 2 + 2 * len(jobs), seen
+        multi, exec_ = seen.index("MULTI"), seen.index("EXEC")
+        assert multi < reads[0] and reads[-1] < exec_, seen
+
+    run(redis_server, scenario)
+
+
 def test_a_job_needs_instruments_and_a_range(redis_server: RedisServer) -> None:
     async def scenario(r: aioredis.Redis) -> None:
         queue = JobQueue(r, "t:jobs")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ib_async import IB, BarData, BarDataList, Stock
+from ib_async import IB, BarData, BarDataList, Contract, Stock
 
 from tests.sim.conftest import ManualClock
 from tests.sim.simulator import connect, running_sim, sim_config, wait_for
@@ -68,6 +68,7 @@ def run(store: ArcticStore, scenario: Scenario, *, ticks: bool = False) -> None:
 async def history(ib: IB, size: str = "1 min", *, end: str = "", duration: str = "1 D", what: str = "TRADES",
                   rth: bool = False, format_date: int = 2, keep: bool = False) -> BarDataList:
     [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+    assert isinstance(contract, Contract)
     return await ib.reqHistoricalDataAsync(contract, end, duration, size, what, rth, format_date, keep)
 
 
@@ -155,6 +156,7 @@ def test_a_finer_size_than_stored_and_an_empty_range_are_ib_errors(store: Arctic
 def test_other_instruments_keep_the_synthetic_history(store: ArcticStore) -> None:
     async def scenario(server: TwsSimServer, ib: IB, clock: ManualClock) -> None:
         [msft] = await ib.qualifyContractsAsync(Stock("MSFT", "SMART", "USD"))
+        assert isinstance(msft, Contract)
         bars = await ib.reqHistoricalDataAsync(msft, "", "3600 S", "1 min", "TRADES", False, 2)
         assert len(bars) == 60 and bars[-1].date == NOW - timedelta(minutes=1)  # on the server's clock
 
@@ -182,5 +184,26 @@ def test_a_tick_replay_answers_history_from_the_recorded_ticks(store: ArcticStor
         newest = int((played - times[0]).total_seconds())  # the last tick played: at or before the data time
         assert after[-1].date == played.replace(second=0)
         assert after[-1].close == max(b.high for b in after) == round(last[newest], 2)  # and none after it
+
+    run(store, scenario, ticks=True)
+
+
+def test_a_tick_replays_volume_of_a_minute_does_not_depend_on_where_the_request_starts(store: ArcticStore) -> None:
+    # one trade a second from 14:50: its first tick is the ticker as found, every later one traded 10
+    times = pd.DatetimeIndex([START - timedelta(minutes=10) + timedelta(seconds=i) for i in range(720)], name="time")
+    last = 180.0 + 0.01 * np.arange(720)
+    ticks = pd.DataFrame({"bid": last - 0.01, "ask": last + 0.01, "last": last, "last_size": 10.0,
+                          "volume": 1000.0 + 10 * np.arange(720)}, index=times)
+    store.append_ticks("AAPL.STK", ticks)
+
+    async def scenario(server: TwsSimServer, ib: IB, clock: ManualClock) -> None:
+        minute = START - timedelta(minutes=1)  # 14:59, the first minute of a "60 S" request
+        volumes = {}
+        for duration in ("60 S", "120 S", "3600 S"):
+            bars = {b.date: b for b in await history(ib, "1 min", duration=duration)}
+            volumes[duration] = (bars[minute].volume, bars[minute].barCount)
+        assert volumes == {d: (600, 60) for d in volumes}, volumes
+        seconds = {b.date: b.volume for b in await history(ib, "1 secs", duration="60 S")}
+        assert seconds[minute] == 10  # the range's first tick traded: the one before it says so
 
     run(store, scenario, ticks=True)

@@ -73,7 +73,12 @@ class _Line:
 
     def __init__(self, queued: list[bytes], running: set[bytes]) -> None:
         self.running = sorted(_text(i) for i in running)
-        self.line = [_text(i) for i in reversed(queued)]  # pushed on the left, claimed from the right
+        # Pushed on the left, claimed from the right. An id twice in the list (no step of the queue pushes
+        # a queued job again, but an edit by hand or a race past these scripts could) is claimed at its
+        # copy nearest the right; the claim then finds it no longer QUEUED at the other copy and drops
+        # it. So a job stands where it is claimed: its first place in line; a later copy, or the copy
+        # of a job that runs, is no place and no job ahead of another.
+        self.line = [i for i in dict.fromkeys(_text(i) for i in reversed(queued)) if i not in self.running]
         self.position = {job_id: n for n, job_id in enumerate(self.line)}
 
     def ahead(self, job_id: str) -> int:
@@ -182,7 +187,9 @@ class JobQueue:
         """Return the newest ``limit`` jobs, newest first."""
         async with self._guard("list the jobs"):
             ids = [_text(i) for i in await self.redis.zrevrange(self._index, 0, max(limit, 1) - 1)]
-            async with self.redis.pipeline(transaction=False) as pipe:
+            # One transaction, as get() reads: the line and the jobs' states as they stood together (a claim
+            # in between would show a RUNNING job still in line). A job gone since the ids were read is left out.
+            async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.lrange(self._queue, 0, -1)
                 pipe.smembers(self._running)
                 for job_id in ids:
@@ -196,16 +203,18 @@ class JobQueue:
     @staticmethod
     def _build(job_id: str, fields: Mapping[bytes, bytes], items: Mapping[bytes, bytes], line: _Line) -> Job:
         spec = json.loads(fields[b"spec"])
+        state = JobState(fields[b"state"].decode())
+        queued = state is JobState.QUEUED  # only a queued job waits on another: a stale place in line is none
         by_key = {k.decode(): Item.from_json(v) for k, v in items.items()}
         start, end, created = from_text(spec["start"]), from_text(spec["end"]), from_text(spec["created"])
         assert start is not None and end is not None and created is not None
         return Job(job_id, spec["source"], spec["bar_size"], start, end,
                    tuple(by_key[k] for k in spec["keys"] if k in by_key), spec["options"], spec["universe"],
-                   JobState(fields[b"state"].decode()), created, from_text(fields.get(b"updated", b"").decode()),
+                   state, created, from_text(fields.get(b"updated", b"").decode()),
                    int(fields.get(b"runs", 0)), fields.get(b"worker", b"").decode(),
                    fields.get(b"cancel", b"0") == b"1", waiting=Waiting.from_text(fields.get(b"waiting", b"").decode()),
                    crashes=int(fields.get(b"crashes", 0)), error=fields.get(b"error", b"").decode(),
-                   queued_behind=line.behind(job_id), ahead=line.ahead(job_id))
+                   queued_behind=line.behind(job_id) if queued else "", ahead=line.ahead(job_id) if queued else 0)
 
     # -- the worker's side -------------------------------------------------------------------
     async def claim(self) -> Job | None:

@@ -22,7 +22,11 @@ instrument's spread from them, as the synthetic history's are.
 A tick replay's history is built from the recorded ticks instead: one-second
 bars of the trades (TRADES: the rows that traded, as the replay plays them),
 of the mids (MIDPOINT, BID_ASK), the bids (BID) or the asks (ASK), aggregated
-the same way.
+the same way. Whether a range's first tick traded is judged against the tick
+recorded before the range (as the replay carries it from one day's chunk to
+the next), so a minute's volume does not depend on where a request starts;
+a tick with none recorded in the week before it (the recording's first) is
+the ticker as found, not a trade.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ __all__ = ["StoreHistory"]
 _NANOS = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ERROR = "Historical Market Data Service error message:"
+_LOOKBACK = (60, 3600, 86400, 7 * 86400)  # seconds searched for the tick before a range, widening while none
 
 
 class StoreHistory:
@@ -159,7 +164,7 @@ class StoreHistory:
         if not len(frame):
             return _empty()
         if what == "TRADES":
-            frame = mark_trades(frame, {}, key)
+            frame = mark_trades(frame, self._before(key, first), key)
             sizes = frame["last_size"].to_numpy(dtype=np.float64)
             traded = np.isfinite(sizes) & (sizes > 0)
             prices, volume = frame["last"].to_numpy(dtype=np.float64)[traded], sizes[traded]
@@ -179,6 +184,20 @@ class StoreHistory:
         return BarArrays(seconds[heads], prices[heads], np.maximum.reduceat(prices, heads),
                          np.minimum.reduceat(prices, heads), prices[tails], np.add.reduceat(volume, heads),
                          counts if what == "TRADES" else np.zeros(len(heads), dtype=np.int64))
+
+    def _before(self, key: str, first: int) -> dict[str, tuple[float, float, float]]:
+        """Return :func:`mark_trades`'s state of ``key`` just before ``first``: from the ticks recorded before it.
+
+        Empty when none was recorded in the widest lookback: then the range's
+        first tick is taken as the ticker as found, as at the recording's start.
+        """
+        previous: dict[str, tuple[float, float, float]] = {}
+        for seconds in _LOOKBACK:
+            before = self.data.store.read_ticks(key, _stamp(first - seconds * _NANOS), _stamp(first))
+            if len(before):
+                mark_trades(before, previous, key)
+                break
+        return previous
 
 
 def _stamp(nanos: int) -> pd.Timestamp:

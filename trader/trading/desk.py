@@ -82,9 +82,9 @@ class Desk(DeskChanges):
         self.unjournalled: list[dict[str, Any]] = []
 
     # -- placing -------------------------------------------------------------------
-    async def place(self, data: dict[str, Any] | OrderRequest) -> dict[str, Any]:
+    async def place(self, data: dict[str, Any]) -> dict[str, Any]:
         """Place the order ``data`` describes (see OrderRequest); idempotent on its client_order_id."""
-        request = data if isinstance(data, OrderRequest) else parse_request(data)  # the closer's is parsed already
+        request = parse_request(data)
         coid = request.client_order_id or new_client_order_id()
         self._require_synced()
         inflight = self._inflight.get(coid)
