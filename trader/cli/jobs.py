@@ -5,14 +5,17 @@ Every command here asks the running pycron's control API (its token from
 pycron runs for this home, the user is told so in a sentence, not shown the
 socket's errno. ``status`` also asks the services for their own status, all at
 once: trader_service, strategy_service, and the data layer's tick_recorder
-(its counts) and history_service (its queue, from its ``jobs``). One that
-does not answer within STATUS_TIMEOUT, or has no RPC port, is shown as such;
-it never fails the command.
+(its counts) and history_service (its queue, from its ``jobs``). Each call
+waits at most STATUS_TIMEOUT; history_service's ``status`` and ``jobs`` go
+together, then ``job`` when its running job is not listed (two timeouts at
+worst). One that does not answer, has no RPC port, or answers something
+that cannot be shown is shown as such; it never fails the command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +34,8 @@ from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.config import Settings
 from trader.errors import ConfigError, TraderError, Unavailable
+
+log = logging.getLogger(__name__)
 
 STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
 TAIL_LINES = 20
@@ -169,8 +174,11 @@ def status(cli: CliContext) -> None:
     Under the jobs, each service's own status: trader_service (IB, kill
     switch, orders), strategy_service (strategies by state), tick_recorder
     (ticks received, stored and lost, batches, ticks not stored yet) and
-    history_service (the job it runs and its progress, jobs queued). A
-    service that does not answer is shown as down, with why.
+    history_service (the job it runs and its progress, jobs queued). The
+    services are asked at once, each call within 2 s (history_service's
+    status and jobs together, then its running job if not listed: 4 s at
+    worst). A service that does not answer is shown as down, with why; one
+    whose answer cannot be shown, as an error: neither fails the command.
 
     \b
     Examples:
@@ -179,14 +187,18 @@ def status(cli: CliContext) -> None:
     JSON:
       [Job + {"service": the service's status, or "service_error": why there
         is none}]  (the service jobs only: trader_service, strategy_service,
-        tick_recorder, history_service)
+        tick_recorder, history_service), then for tick_recorder and
+        history_service when the profile does not run them: {"name",
+        "service_error": "not run by profile P"} (no Job fields)
       tick_recorder's service: {state, reason, pid, uptime, received,
         written, discarded (lost), pending (not stored yet), open_batch,
         writing, batches, malformed, behind, last_error, last_write_ms,
         previous_lost, ...}
       history_service's service: {state, reason, pid, uptime, job (the id it
         runs or null), queue: {running: Job or null, queued: integer,
-        queued_capped: boolean (true: more may queue than were counted)}}
+        queued_capped: boolean (true: more may queue than were counted)} or
+        null (unknown), queue_error: why the queue or its running job is
+        unknown (only then)}
     Exits: 7 pycron not running (the services that answer are shown first)
     """
     try:
@@ -199,6 +211,9 @@ def status(cli: CliContext) -> None:
         raise
     names = {job.get("name") for job in result["jobs"]}
     answers = asyncio.run(_ask_services(cli, [name for name in SERVICE_TABLES if name in names]))
+    not_run = [name for name in ALWAYS_SHOWN if name not in names]
+    for name in not_run:
+        answers[name] = Answer(None, f"not run by profile {result['profile']}")
     if cli.json:
         for job in result["jobs"]:
             answer = answers.get(job.get("name"))
@@ -206,11 +221,9 @@ def status(cli: CliContext) -> None:
                 job["service"] = answer.status
             elif answer is not None:
                 job["service_error"] = answer.error
-        cli.emit_json(result["jobs"])
+        cli.emit_json([*result["jobs"], *({"name": name, "service_error": answers[name].error} for name in not_run)])
         return
     cli.console.print(jobs_table(result))
-    for name in ALWAYS_SHOWN:
-        answers.setdefault(name, Answer(None, f"not run by profile {result['profile']}"))
     _show_services(cli, answers, unanswered=True)
 
 
@@ -233,11 +246,19 @@ def jobs_table(status: Mapping[str, Any]) -> FitTable:
 
 
 def _show_services(cli: CliContext, answers: Mapping[str, Answer], *, unanswered: bool) -> None:
-    """Print each service's status table, in SERVICE_TABLES's order; with ``unanswered``, also why one has none."""
+    """Print each service's status table, in SERVICE_TABLES's order; with ``unanswered``, also why one has none.
+
+    A status its table cannot show is shown as that service's error: the
+    other tables still follow.
+    """
     for name, table in SERVICE_TABLES.items():
         answer = answers.get(name)
         if answer is not None and answer.status is not None:
-            cli.console.print(table(answer.status))
+            try:
+                cli.console.print(table(answer.status))
+            except Exception as exc:
+                log.debug("cannot show the status of %s", name, exc_info=True)
+                cli.console.print(data_tables.unanswered_table(name, f"error: cannot show its status ({exc!r})"))
         elif answer is not None and unanswered:
             cli.console.print(data_tables.unanswered_table(name, answer.error, down=answer.error.startswith("down")))
 
@@ -249,25 +270,74 @@ async def _ask_services(cli: CliContext, names: list[str]) -> dict[str, Answer]:
 
 
 async def _ask(cli: CliContext, name: str) -> Answer:
-    """Return service ``name``'s status (history_service's with its queue), or why it has none."""
+    """Return service ``name``'s status (history_service's with its queue), or why it has none.
+
+    Never raises an Exception: whatever one service answers (or fails with)
+    becomes its Answer, so it cannot fail ``trader status``.
+    """
     try:
         endpoint = cli.endpoint(name)
     except ConfigError:
         return Answer(None, f"not configured: no services.{name}.rpc_port")
     try:
-        found: dict[str, Any] = await cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT)
         if name == "history_service":
-            jobs = await cli.call_service_async(name, "jobs", limit=data_tables.QUEUE_LIMIT, timeout=STATUS_TIMEOUT)
-            queue = data_tables.queue_summary(jobs, found.get("job"))
-            if found.get("job") and queue["running"] is None:  # older than the newest jobs listed
-                job = await cli.call_service_async(name, "job", found["job"], timeout=STATUS_TIMEOUT)
-                queue["running"] = {k: v for k, v in job.items() if k != "instruments"}
-            found["queue"] = queue
+            return Answer(await _history_status(cli, name))
+        return Answer(_mapping("status", await cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT)))
     except Unavailable:
         return Answer(None, f"down: no answer at {endpoint}")
     except TraderError as exc:
         return Answer(None, f"error: {exc}")
-    return Answer(found)
+    except Exception as exc:  # a malformed answer, or a failure of the client: this service's error only
+        log.debug("status of %s failed", name, exc_info=True)
+        return Answer(None, f"error: {exc!r}")
+
+
+async def _history_status(cli: CliContext, name: str) -> dict[str, Any]:
+    """Return history_service's ``status`` with its ``queue`` (asked at once), and the running job if not listed.
+
+    Once ``status`` answered, the service is up: a ``jobs`` or ``job`` call
+    that fails (a malformed answer, the running job pruned) leaves what is
+    not known of the queue None (``queue``, or its ``running``) and says why
+    in ``queue_error``.
+    """
+    answers = await asyncio.gather(
+        cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT),
+        cli.call_service_async(name, "jobs", limit=data_tables.QUEUE_LIMIT, timeout=STATUS_TIMEOUT),
+        return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+            raise answer  # cancelled: not the service's doing
+    if isinstance(answers[0], Exception):
+        raise answers[0]
+    found = _mapping("status", answers[0])
+    found["queue"] = None
+    try:
+        if isinstance(answers[1], Exception):
+            raise answers[1]
+        queue = data_tables.queue_summary(answers[1], found.get("job"))
+    except Exception as exc:
+        found["queue_error"] = f"jobs: {_why(exc)}"
+        return found
+    found["queue"] = queue
+    if found.get("job") and queue["running"] is None:  # older than the newest jobs listed
+        try:
+            job = _mapping("job", await cli.call_service_async(name, "job", found["job"], timeout=STATUS_TIMEOUT))
+            queue["running"] = {k: v for k, v in job.items() if k != "instruments"}
+        except Exception as exc:
+            found["queue_error"] = f"job {found['job']}: {_why(exc)}"
+    return found
+
+
+def _mapping(method: str, answer: Any) -> dict[str, Any]:
+    """Return ``answer`` as a dict, or raise TypeError if ``method`` answered something else."""
+    if not isinstance(answer, Mapping):
+        raise TypeError(f"{method} answered a {type(answer).__name__}, not a mapping")
+    return dict(answer)
+
+
+def _why(exc: Exception) -> str:
+    """Return ``exc`` as ``Type: message``."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 # -- pycron start|stop|restart JOB ---------------------------------------------------------
