@@ -3,7 +3,8 @@
 The services here are stub ``RpcServer``s on 127.0.0.1 (the real ZeroMQ
 RPC of trader.messaging, served from a thread's own loop) registering only
 the methods ``trader status`` calls. pycron is not running, so ``trader
-status`` shows the services it could ask and exits 7.
+status`` shows the services it could ask and exits 7; the last test runs the
+real pycron, with a profile without the data services.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.cli.invoke import trader
-from tests.conftest import StackEnv
+from tests.cli.invoke import data, ok, trader
+from tests.conftest import REPO, StackEnv
+from tests.waiting import wait_until_blocking
 from trader.cli import jobs
 from trader.cli.context import CliContext
 from trader.errors import NotFound
@@ -161,3 +164,30 @@ def test_services_that_accept_no_connection_are_waited_for_at_once(
             sock.close()
     assert all(answer.error.startswith("down: ") for answer in answers.values()), answers
     assert took < 2.5, f"the four 1 s connection checks took {took:.2f} s: one after another"
+
+
+@pytest.mark.slow
+def test_json_lists_the_data_services_the_profile_does_not_run(
+        stack_env: StackEnv, monkeypatch: pytest.MonkeyPatch, home_processes: Callable[[], list[int]]) -> None:
+    """The real pycron runs a profile of the bus alone: the table and the JSON both name the data services."""
+    config = yaml.safe_load((REPO / "configs" / "pycron.yaml").read_text())
+    config["profiles"] = {"test": ["bus"]}
+    jobs_file = stack_env.home / "jobs.yaml"
+    jobs_file.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs_file))
+    monkeypatch.setenv("TRADER_PROFILE", "test")
+    monkeypatch.setenv("COLUMNS", "80")
+    up = trader("up", "--detach", "--timeout", "60")
+    assert up.exit_code == 0, up.output
+    try:
+        rows = data("status")
+        table = ok("status").stdout
+    finally:
+        trader("down", "--timeout", "30")
+        wait_until_blocking(lambda: home_processes() == [], timeout=30, what="the stack gone")
+    assert [row["name"] for row in rows] == ["bus", "history_service", "tick_recorder"], rows
+    assert rows[0]["state"] == "RUNNING" and "service_error" not in rows[0]
+    for row in rows[1:]:
+        assert row == {"name": row["name"], "service_error": "not run by profile test"}
+        assert f"{row['name']}" in table
+    assert table.count("not run by profile test") == 2, table
