@@ -300,21 +300,22 @@ async def _history_status(cli: CliContext, name: str) -> dict[str, Any]:
     not known of the queue None (``queue``, or its ``running``) and says why
     in ``queue_error``.
     """
-    answers = await asyncio.gather(
+    answers: list[Any] = list(await asyncio.gather(
         cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT),
         cli.call_service_async(name, "jobs", limit=data_tables.QUEUE_LIMIT, timeout=STATUS_TIMEOUT),
-        return_exceptions=True)
-    for answer in answers:
+        return_exceptions=True))
+    told, listed = answers
+    for answer in (told, listed):
         if isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer  # cancelled: not the service's doing
-    if isinstance(answers[0], Exception):
-        raise answers[0]
-    found = _mapping("status", answers[0])
+    if isinstance(told, BaseException):
+        raise told
+    found = _mapping("status", told)
     found["queue"] = None
     try:
-        if isinstance(answers[1], Exception):
-            raise answers[1]
-        queue = data_tables.queue_summary(answers[1], found.get("job"))
+        if isinstance(listed, BaseException):
+            raise listed
+        queue = data_tables.queue_summary(listed, found.get("job"))
     except Exception as exc:
         found["queue_error"] = f"jobs: {_why(exc)}"
         return found
