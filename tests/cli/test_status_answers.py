@@ -22,7 +22,7 @@ import yaml
 from tests.cli.invoke import data, ok, trader
 from tests.conftest import REPO, StackEnv
 from tests.waiting import wait_until_blocking
-from trader.cli import jobs
+from trader.cli import service_status
 from trader.cli.context import CliContext
 from trader.errors import NotFound
 from trader.messaging.methods import MethodRegistry
@@ -97,7 +97,7 @@ def pruned_job(job_id: Any) -> Any:
 def test_a_malformed_jobs_answer_leaves_history_service_up_with_its_queue_unknown(
         stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
     history(stubs, monkeypatch, jobs=malformed_jobs)
-    answer = asyncio.run(jobs._ask(CliContext(), "history_service"))
+    answer = asyncio.run(service_status.ask(CliContext(), "history_service"))
     assert answer.status is not None and answer.status["state"] == "RUNNING", answer
     assert answer.status["queue"] is None and answer.status["queue_error"].startswith("jobs: ")
 
@@ -111,7 +111,7 @@ def test_a_malformed_jobs_answer_leaves_history_service_up_with_its_queue_unknow
 def test_a_pruned_running_job_leaves_history_service_up_with_a_note(
         stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
     history(stubs, monkeypatch, jobs=no_jobs, job=pruned_job)
-    answer = asyncio.run(jobs._ask(CliContext(), "history_service"))
+    answer = asyncio.run(service_status.ask(CliContext(), "history_service"))
     assert answer.status is not None and answer.error == "", answer
     assert answer.status["queue"] == {"running": None, "queued": 0, "queued_capped": False}
     assert answer.status["queue_error"] == f"job {JOB_ID}: NotFound: no job {JOB_ID}"
@@ -134,7 +134,7 @@ def test_a_status_that_cannot_be_shown_is_an_error_row_not_a_failed_command(
 def test_a_status_that_is_no_mapping_is_an_error(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
     port = stubs.serve({"status": lambda: ["RUNNING"]})
     monkeypatch.setenv("TRADER_SERVICES__TICK_RECORDER__RPC_PORT", str(port))
-    answer = asyncio.run(jobs._ask(CliContext(), "tick_recorder"))
+    answer = asyncio.run(service_status.ask(CliContext(), "tick_recorder"))
     assert answer.status is None and answer.error.startswith("error: ") and "list" in answer.error, answer
 
 
@@ -143,7 +143,7 @@ def test_services_that_accept_no_connection_are_waited_for_at_once(
     """Ports whose accept queue is full drop the SYN: each check waits its whole 1 s, all four together."""
     held: list[socket.socket] = []
     try:
-        for name in jobs.SERVICE_TABLES:
+        for name in service_status.SERVICE_TABLES:
             listener = socket.socket()
             listener.bind(("127.0.0.1", 0))
             listener.listen(0)
@@ -157,7 +157,7 @@ def test_services_that_accept_no_connection_are_waited_for_at_once(
         cli = CliContext()
         cli.settings()  # loaded before the clock starts
         began = time.monotonic()
-        answers = asyncio.run(jobs._ask_services(cli, list(jobs.SERVICE_TABLES)))
+        answers = asyncio.run(service_status.ask_services(cli, list(service_status.SERVICE_TABLES)))
         took = time.monotonic() - began
     finally:
         for sock in held:
