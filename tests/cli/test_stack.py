@@ -64,8 +64,10 @@ def test_up_status_restart_down(stack_env, home_processes) -> None:
     again = trader("up", "--detach", "--profile", "test")
     assert again.exit_code == 9 and "already running" in again.output
 
-    jobs = {job["name"]: job for job in status_json()}
+    rows = status_json()
+    jobs = {job["name"]: job for job in rows if "state" in job}  # then the data services not in the profile
     assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service", "history_service"}
+    assert [row["name"] for row in rows if "state" not in row] == ["tick_recorder"]
     for job in jobs.values():
         assert job["state"] == "RUNNING" and job["healthy"] is True and job["restarts"] == 0
         assert alive(job["pid"])

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.conftest import StackEnv
-from trader.cli import data_tables, jobs
+from trader.cli import data_tables, service_status
 from trader.cli.context import CliContext
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -78,6 +78,6 @@ def test_a_service_with_no_rpc_port_is_not_configured_and_one_not_listening_is_d
     port = free_port()  # nothing listens there
     monkeypatch.setenv("TRADER_SERVICES__TICK_RECORDER__RPC_PORT", str(port))
     cli = CliContext()
-    assert asyncio.run(jobs._ask(cli, "bus")) == jobs.Answer(None, "not configured: no services.bus.rpc_port")
-    assert asyncio.run(jobs._ask(cli, "tick_recorder")) == jobs.Answer(
+    assert asyncio.run(service_status.ask(cli, "bus")) == service_status.Answer(None, "not configured: no services.bus.rpc_port")
+    assert asyncio.run(service_status.ask(cli, "tick_recorder")) == service_status.Answer(
         None, f"down: no answer at tcp://127.0.0.1:{port}")

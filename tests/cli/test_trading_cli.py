@@ -314,8 +314,10 @@ def test_a_stopped_service_is_unavailable_at_once() -> None:
 def test_status_shows_trader_service_under_pycron(stack_env: StackEnv) -> None:
     ok("up", "--detach", "--profile", "test", "--timeout", "30")
     try:
-        jobs = {job["name"]: job for job in data("status")}
+        rows = data("status")
+        jobs = {job["name"]: job for job in rows if "state" in job}  # then the data services not in the profile
         assert set(jobs) == {"redis", "bus", "tws", "trader_service", "strategy_service", "history_service"}
+        assert [row["name"] for row in rows if "state" not in row] == ["tick_recorder"]
         service = jobs["trader_service"]["service"]
         assert service["connected"] is True and service["kill_switch"] is False
         assert service["ib"] == f"127.0.0.1:{stack_env.ib_port}" and "service" not in jobs["bus"]

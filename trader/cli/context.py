@@ -112,7 +112,7 @@ class CliContext:
         naming the endpoint (``details["sent"]``: the request went out, it may have run).
         """
         endpoint = self.endpoint(service)
-        ensure_listening(endpoint, service)
+        await asyncio.to_thread(ensure_listening, endpoint, service)  # blocks up to 1 s: not on the loop
         curve = self.curve_client()
         for attempt in range(retries + 1):
             try:

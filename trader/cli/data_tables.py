@@ -1,8 +1,9 @@
 """The data layer in ``trader status``: tick_recorder's counts and history_service's queue, each as a table.
 
 Both come from the services' ``status`` RPC (history_service's also from its
-``jobs``, see :func:`queue_summary`); a service that cannot be asked is shown
-by :func:`unanswered_table`, with why.
+``jobs``, see :func:`queue_summary`; what of its queue could not be read is
+shown as unknown, with ``queue_error``); a service that cannot be asked is
+shown by :func:`unanswered_table`, with why.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def history_table(status: Mapping[str, Any]) -> Table:
         queued = int(queue["queued"])
         more = "+" if queue.get("queued_capped") and queued else ""
         table.add_row("queued", f"{queued}{more} job{'s' * (queued != 1)}" if queued else "none")
+    elif "queue" in status:  # asked, but not known (see queue_error)
+        table.add_row("queued", Text("unknown", style="yellow"))
+    if status.get("queue_error"):
+        table.add_row("not read", Text(str(status["queue_error"]), style="yellow"))
     return table
 
 

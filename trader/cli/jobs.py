@@ -3,36 +3,36 @@
 Every command here asks the running pycron's control API (its token from
 ``<run_dir>/pycron.token`` or the environment). When nothing answers and no
 pycron runs for this home, the user is told so in a sentence, not shown the
-socket's errno. ``status`` also asks the services for their own status, all at
-once: trader_service, strategy_service, and the data layer's tick_recorder
-(its counts) and history_service (its queue, from its ``jobs``). One that
-does not answer within STATUS_TIMEOUT, or has no RPC port, is shown as such;
-it never fails the command.
+socket's errno. ``status`` also shows the services' own status, all asked
+at once (:mod:`trader.cli.service_status`); no service's answer fails it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli import data_tables, service_tables
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
+from trader.cli.service_status import (
+    ALWAYS_SHOWN,
+    SERVICE_TABLES,
+    Answer,
+    ask_services,
+    show_services,
+)
 from trader.config import Settings
-from trader.errors import ConfigError, TraderError, Unavailable
+from trader.errors import Unavailable
 
-STATUS_TIMEOUT = 2.0  # a service's status, shown when it answers
 TAIL_LINES = 20
 STATE_STYLE = {
     "RUNNING": "green",
@@ -56,25 +56,6 @@ JOB_COLUMNS = (
     Col("heartbeat", 1),
     Col("last exit", 5),
 )
-# The services whose own status `trader status` shows, each as its table.
-SERVICE_TABLES: dict[str, Callable[[Mapping[str, Any]], Table]] = {
-    "trader_service": service_tables.service_table,
-    "strategy_service": service_tables.strategy_service_table,
-    "history_service": data_tables.history_table,
-    "tick_recorder": data_tables.recorder_table,
-}
-# Shown even when not run by the profile: the data layer, whose absence an operator should see.
-ALWAYS_SHOWN = ("history_service", "tick_recorder")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A service's ``status``, or why there is none (``down: ...``, ``not configured: ...``)."""
-
-    status: dict[str, Any] | None
-    error: str = ""
-
-
 def register(group: click.Group) -> None:
     """Add ``status`` and the ``pycron`` commands to the ``trader`` group."""
     for command in (status, pycron_group):
@@ -169,8 +150,11 @@ def status(cli: CliContext) -> None:
     Under the jobs, each service's own status: trader_service (IB, kill
     switch, orders), strategy_service (strategies by state), tick_recorder
     (ticks received, stored and lost, batches, ticks not stored yet) and
-    history_service (the job it runs and its progress, jobs queued). A
-    service that does not answer is shown as down, with why.
+    history_service (the job it runs and its progress, jobs queued). The
+    services are asked at once, each call within 2 s (history_service's
+    status and jobs together, then its running job if not listed: 4 s at
+    worst). A service that does not answer is shown as down, with why; one
+    whose answer cannot be shown, as an error: neither fails the command.
 
     \b
     Examples:
@@ -179,14 +163,18 @@ def status(cli: CliContext) -> None:
     JSON:
       [Job + {"service": the service's status, or "service_error": why there
         is none}]  (the service jobs only: trader_service, strategy_service,
-        tick_recorder, history_service)
+        tick_recorder, history_service), then for tick_recorder and
+        history_service when the profile does not run them: {"name",
+        "service_error": "not run by profile P"} (no Job fields)
       tick_recorder's service: {state, reason, pid, uptime, received,
         written, discarded (lost), pending (not stored yet), open_batch,
         writing, batches, malformed, behind, last_error, last_write_ms,
         previous_lost, ...}
       history_service's service: {state, reason, pid, uptime, job (the id it
         runs or null), queue: {running: Job or null, queued: integer,
-        queued_capped: boolean (true: more may queue than were counted)}}
+        queued_capped: boolean (true: more may queue than were counted)} or
+        null (unknown), queue_error: why the queue or its running job is
+        unknown (only then)}
     Exits: 7 pycron not running (the services that answer are shown first)
     """
     try:
@@ -194,11 +182,14 @@ def status(cli: CliContext) -> None:
             result = client.status()
     except Unavailable:
         if not cli.json:
-            answers = asyncio.run(_ask_services(cli, list(SERVICE_TABLES)))
-            _show_services(cli, answers, unanswered=False)
+            answers = asyncio.run(ask_services(cli, list(SERVICE_TABLES)))
+            show_services(cli, answers, unanswered=False)
         raise
     names = {job.get("name") for job in result["jobs"]}
-    answers = asyncio.run(_ask_services(cli, [name for name in SERVICE_TABLES if name in names]))
+    answers = asyncio.run(ask_services(cli, [name for name in SERVICE_TABLES if name in names]))
+    not_run = [name for name in ALWAYS_SHOWN if name not in names]
+    for name in not_run:
+        answers[name] = Answer(None, f"not run by profile {result['profile']}")
     if cli.json:
         for job in result["jobs"]:
             answer = answers.get(job.get("name"))
@@ -206,12 +197,10 @@ def status(cli: CliContext) -> None:
                 job["service"] = answer.status
             elif answer is not None:
                 job["service_error"] = answer.error
-        cli.emit_json(result["jobs"])
+        cli.emit_json([*result["jobs"], *({"name": name, "service_error": answers[name].error} for name in not_run)])
         return
     cli.console.print(jobs_table(result))
-    for name in ALWAYS_SHOWN:
-        answers.setdefault(name, Answer(None, f"not run by profile {result['profile']}"))
-    _show_services(cli, answers, unanswered=True)
+    show_services(cli, answers, unanswered=True)
 
 
 def jobs_table(status: Mapping[str, Any]) -> FitTable:
@@ -230,44 +219,6 @@ def jobs_table(status: Mapping[str, Any]) -> FitTable:
             "-" if job.get("last_exit") is None else str(job["last_exit"]),
         ])
     return FitTable(JOB_COLUMNS, rows, title=f"pycron pid {status['pid']}, profile {status['profile']}")
-
-
-def _show_services(cli: CliContext, answers: Mapping[str, Answer], *, unanswered: bool) -> None:
-    """Print each service's status table, in SERVICE_TABLES's order; with ``unanswered``, also why one has none."""
-    for name, table in SERVICE_TABLES.items():
-        answer = answers.get(name)
-        if answer is not None and answer.status is not None:
-            cli.console.print(table(answer.status))
-        elif answer is not None and unanswered:
-            cli.console.print(data_tables.unanswered_table(name, answer.error, down=answer.error.startswith("down")))
-
-
-async def _ask_services(cli: CliContext, names: list[str]) -> dict[str, Answer]:
-    """Ask every service of ``names`` for its status at once; return each one's answer."""
-    answers = await asyncio.gather(*(_ask(cli, name) for name in names))
-    return dict(zip(names, answers, strict=True))
-
-
-async def _ask(cli: CliContext, name: str) -> Answer:
-    """Return service ``name``'s status (history_service's with its queue), or why it has none."""
-    try:
-        endpoint = cli.endpoint(name)
-    except ConfigError:
-        return Answer(None, f"not configured: no services.{name}.rpc_port")
-    try:
-        found: dict[str, Any] = await cli.call_service_async(name, "status", timeout=STATUS_TIMEOUT)
-        if name == "history_service":
-            jobs = await cli.call_service_async(name, "jobs", limit=data_tables.QUEUE_LIMIT, timeout=STATUS_TIMEOUT)
-            queue = data_tables.queue_summary(jobs, found.get("job"))
-            if found.get("job") and queue["running"] is None:  # older than the newest jobs listed
-                job = await cli.call_service_async(name, "job", found["job"], timeout=STATUS_TIMEOUT)
-                queue["running"] = {k: v for k, v in job.items() if k != "instruments"}
-            found["queue"] = queue
-    except Unavailable:
-        return Answer(None, f"down: no answer at {endpoint}")
-    except TraderError as exc:
-        return Answer(None, f"error: {exc}")
-    return Answer(found)
 
 
 # -- pycron start|stop|restart JOB ---------------------------------------------------------
