@@ -163,7 +163,7 @@ def test_services_that_accept_no_connection_are_waited_for_at_once(
         for sock in held:
             sock.close()
     assert all(answer.error.startswith("down: ") for answer in answers.values()), answers
-    assert took < 2.5, f"the four 1 s connection checks took {took:.2f} s: one after another"
+    assert took < 3.5, f"the four 1 s connection checks took {took:.2f} s: one after another (>= 4 s)"
 
 
 @pytest.mark.slow
