@@ -217,8 +217,9 @@ class ArcticStore(ArcticLibraries):
         Each key is checked, locked and pruned as :meth:`append_ticks` does it
         (its symbol locks taken in sorted order, so two batch writers never
         wait on each other in a cycle), its ``metas`` entry merged into the
-        stored metadata *before* its ticks are appended, so a key refused has
-        nothing written and can simply be tried again. The call is not
+        stored metadata *before* its ticks are appended: a key whose metadata
+        cannot be written is not appended, and no refused key has ticks
+        written, so it can simply be tried again. The call is not
         atomic: keys are written or refused one by one, and ArcticDB's
         per-payload error comes back as that key's StorageError. The per-append
         cost of ArcticDB (milliseconds whatever the size) is paid once per call

@@ -135,8 +135,8 @@ class MarketStore(Protocol):
 
         Per key: the rows appended (0 for an empty frame), the ``ValidationError``
         of a frame that fails :func:`check_ticks`, or the ``StorageError`` of a
-        write the store refused; a refused key has nothing written (its
-        ``metas`` entry included), the others are written whatever it got.
+        write the store refused; a refused key has no tick written (so it may
+        be tried again as it is), the others are written whatever it got.
         Raises ``StorageError`` only when nothing was written.
         """
         ...
