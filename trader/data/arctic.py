@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from arcticdb.exceptions import LmdbMapFullError
+from arcticdb.version_store.library import WritePayload
+from arcticdb_ext.version_store import DataError
 
 from trader.data.arctic_libraries import (
     BARS,
@@ -40,7 +44,7 @@ from trader.data.arctic_libraries import (
 from trader.data.backends import BACKEND_ERRORS
 from trader.data.frames import check_bars, check_ticks, resample_bars, utc
 from trader.data.store import SymbolMeta
-from trader.errors import Conflict, NotFound, ValidationError
+from trader.errors import Conflict, NotFound, StorageError, ValidationError
 from trader.strategy.bars import parse_bar_size, short_bar_size
 
 log = logging.getLogger(__name__)
@@ -206,6 +210,64 @@ class ArcticStore(ArcticLibraries):
             raise self.failure(exc, f"{key}: cannot append {len(ticks)} ticks", key=key) from None
         return len(ticks)
 
+    def append_ticks_many(self, frames: Mapping[str, pd.DataFrame], *,
+                          metas: Mapping[str, SymbolMeta] | None = None) -> dict[str, int | StorageError | ValidationError]:
+        """Append several keys' ticks in one ArcticDB call (``append_batch``); return each key's rows or refusal.
+
+        Each key is checked, locked and pruned as :meth:`append_ticks` does it
+        (its symbol locks taken in sorted order, so two batch writers never
+        wait on each other in a cycle), its ``metas`` entry merged into the
+        stored metadata *before* its ticks are appended: a key whose metadata
+        cannot be written is not appended, and no refused key has ticks
+        written, so it can simply be tried again. The call is not
+        atomic: keys are written or refused one by one, and ArcticDB's
+        per-payload error comes back as that key's StorageError. The per-append
+        cost of ArcticDB (milliseconds whatever the size) is paid once per call
+        (twice when some keys prune their older versions this time and some
+        do not). Raises StorageError only when nothing was written (the library
+        or a lock cannot be had).
+        """
+        out: dict[str, int | StorageError | ValidationError] = {}
+        ticks: dict[str, pd.DataFrame] = {}
+        for key, frame in frames.items():
+            try:
+                checked = check_ticks(frame, key)
+            except ValidationError as exc:
+                out[key] = exc
+                continue
+            if len(checked):
+                ticks[key] = checked
+            else:
+                out[key] = 0
+        if not ticks:
+            return out
+        lib = self._lib(TICKS)
+        with ExitStack() as held:
+            for key in sorted(ticks):
+                held.enter_context(self.locks.hold(TICKS, key))
+            groups: dict[bool, list[WritePayload]] = {}
+            for key, checked in ticks.items():
+                meta = (metas or {}).get(key)
+                try:
+                    if meta is not None:
+                        self._put_meta(TICKS, key, meta)
+                except BACKEND_ERRORS as exc:
+                    out[key] = self.failure(exc, f"{key}: cannot store its ticks' metadata", key=key)
+                    continue
+                groups.setdefault(self._prune_now(TICKS, key), []).append(WritePayload(key, checked))
+            for prune, payloads in groups.items():
+                try:
+                    results = lib.append_batch(payloads, prune_previous_versions=prune)
+                except BACKEND_ERRORS as exc:
+                    results = [exc] * len(payloads)
+                for payload, result in zip(payloads, results, strict=True):
+                    key, rows = payload.symbol, len(ticks[payload.symbol])
+                    if isinstance(result, DataError):
+                        result = _data_error(result)
+                    out[key] = self.failure(result, f"{key}: cannot append {rows} ticks", key=key) \
+                        if isinstance(result, BaseException) else rows
+        return out
+
     def read_ticks(self, key: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
         """Return the recorded ticks in ``[start, end)``."""
         lib = self._lib(TICKS, create=False)
@@ -311,6 +373,12 @@ class ArcticStore(ArcticLibraries):
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot delete snapshot {name}", name=name) from None
         return found
+
+
+def _data_error(error: DataError) -> RuntimeError:
+    """Return ArcticDB's per-payload ``error`` of a batch as the exception its single call raises (map full: its own)."""
+    text = str(error.exception_string)
+    return LmdbMapFullError(text) if "MDB_MAP_FULL" in text else RuntimeError(text)
 
 
 def _whole_periods(start: datetime | None, end: datetime | None,

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pandas as pd
 
+    from trader.errors import StorageError, ValidationError
+
 
 __all__ = ["MarketStore", "SymbolMeta", "contract_fields", "merge_meta"]
 
@@ -124,6 +126,18 @@ class MarketStore(Protocol):
         """Append ticks (time-ordered, UTC index, :data:`TICK_COLUMNS`) after the stored ones; return rows.
 
         ``meta`` is merged into the symbol's stored metadata (:func:`merge_meta`).
+        """
+        ...
+
+    def append_ticks_many(self, frames: Mapping[str, pd.DataFrame], *,
+                          metas: Mapping[str, SymbolMeta] | None = None) -> dict[str, int | StorageError | ValidationError]:
+        """Append several keys' ticks at once, each as :meth:`append_ticks` would; return each key's rows or refusal.
+
+        Per key: the rows appended (0 for an empty frame), the ``ValidationError``
+        of a frame that fails :func:`check_ticks`, or the ``StorageError`` of a
+        write the store refused; a refused key has no tick written (so it may
+        be tried again as it is), the others are written whatever it got.
+        Raises ``StorageError`` only when nothing was written.
         """
         ...
 
