@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from rich.console import Console
 
+from tests.backtest.plugins_loaded import plugin_modules
 from tests.cli.invoke import refused
 from tests.conftest import RedisServer, StackEnv
 from trader.cli import service_tables
@@ -104,10 +104,11 @@ def test_the_command_says_what_it_needs(stack_env: StackEnv) -> None:
 
 def test_the_plugin_is_unloaded_when_the_drift_fails(stack_env: StackEnv, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded_before = plugin_modules()
     folder = tmp_path / "strategies"
     folder.mkdir()
     for suffix in (".py", ".yaml"):
         shutil.copy(REPO / "strategies" / f"ma_crossover{suffix}", folder / f"ma_crossover{suffix}")
     monkeypatch.setenv("TRADER_STRATEGIES__DIRECTORY", str(folder))
     assert "trader_service" in refused(7, "strategy", "drift", "ma_crossover")  # found, then no book to read
-    assert not [m for m in sys.modules if m.startswith("_trader_plugin_")]
+    assert not plugin_modules() - loaded_before

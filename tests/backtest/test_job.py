@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.backtest.plugins_loaded import plugin_modules
 from trader.backtest.job import parse_assignments, prepare, split_overrides
 from trader.config import load_settings
 from trader.errors import NotFound, ValidationError
@@ -35,6 +35,7 @@ def strategies(tmp_path: Path) -> Path:
 
 
 def test_the_plugin_is_found_by_strategy_name_with_its_backtest_section(strategies: Path) -> None:
+    loaded_before = plugin_modules()
     job = prepare("ma_crossover", directory=strategies, platform=load_settings())
     try:
         assert job.name == "ma_crossover"
@@ -48,7 +49,7 @@ def test_the_plugin_is_found_by_strategy_name_with_its_backtest_section(strategi
     other = prepare("other_name", directory=strategies, platform=load_settings())  # not its file's name
     assert other.plugin.module_file == strategies / "renamed.py"
     other.close()
-    assert not [m for m in sys.modules if m.startswith("_trader_plugin_")]  # every plugin module unloaded
+    assert not plugin_modules() - loaded_before  # every plugin module unloaded
 
 
 def test_an_unknown_name_is_not_found_and_a_broken_plugin_names_its_line(strategies: Path) -> None:
@@ -75,6 +76,7 @@ def test_overrides_are_params_when_params_declares_them_else_settings(strategies
 
 
 def test_an_unknown_key_and_a_bad_value_are_refused_by_name(strategies: Path) -> None:
+    loaded_before = plugin_modules()
     platform = load_settings()
     with pytest.raises(ValidationError, match=r"unknown parameter or setting: fastt, params\.slippage"):
         prepare("ma_crossover", directory=strategies, platform=platform,
@@ -83,7 +85,7 @@ def test_an_unknown_key_and_a_bad_value_are_refused_by_name(strategies: Path) ->
         prepare("ma_crossover", directory=strategies, platform=platform, overrides={"fast": 9})
     with pytest.raises(ValidationError, match=r"backtest\.slippage: Input should be less than 1"):
         prepare("ma_crossover", directory=strategies, platform=platform, overrides={"slippage": "2"})
-    assert not [m for m in sys.modules if m.startswith("_trader_plugin_")]
+    assert not plugin_modules() - loaded_before
 
 
 def test_set_words_read_as_yaml_scalars_with_decimals_kept_as_text() -> None:

@@ -117,9 +117,8 @@ def test_crash_loop_backs_off_then_fails_until_a_manual_start(pycron_settings: S
             starts = [e.time for e in events(record) if e.kind == "start"]
             assert len(starts) == 4  # the first run and max_restarts restarts
             gaps = [b - a for a, b in itertools.pairwise(starts)]
-            for gap, delay in zip(gaps, (0.2, 0.4, 0.8), strict=True):
-                assert gap >= delay * 0.95, gaps
-            assert gaps[0] < gaps[1] < gaps[2], gaps
+            for gap, delay in zip(gaps, (0.2, 0.4, 0.8), strict=True):  # each gap: the delay, then a start
+                assert gap >= delay * 0.95, gaps  # (no order between gaps: a child's start time varies more)
             status = crasher.status()
             assert (status.restarts, status.last_exit, status.healthy) == (3, 1, False)
             assert "crash loop" in Path(status.log).read_text()
