@@ -105,6 +105,7 @@ class StackEnv:
     tws_rpc_port: int = 0
     strategy_rpc_port: int = 0
     history_rpc_port: int = 0
+    recorder_rpc_port: int = 0
     redis_password: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
@@ -125,6 +126,7 @@ def stack_env(
         tws_rpc_port=free_port(),
         strategy_rpc_port=free_port(),
         history_rpc_port=free_port(),
+        recorder_rpc_port=free_port(),
         redis_password=secrets.token_urlsafe(16),
     )
     stack.env = {
@@ -139,6 +141,7 @@ def stack_env(
         "TRADER_SERVICES__TWS_SIM__RPC_PORT": str(stack.tws_rpc_port),
         "TRADER_SERVICES__STRATEGY_SERVICE__RPC_PORT": str(stack.strategy_rpc_port),
         "TRADER_SERVICES__HISTORY_SERVICE__RPC_PORT": str(stack.history_rpc_port),
+        "TRADER_SERVICES__TICK_RECORDER__RPC_PORT": str(stack.recorder_rpc_port),  # never a real stack's default
         # Redis with a password, as `trader up` runs it: every client of the stack's Redis must send it.
         "TRADER_REDIS__PASSWORD": stack.redis_password,
     }
