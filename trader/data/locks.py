@@ -20,8 +20,9 @@ A restore swaps a new store directory in at the same path (see
 writing into its deleted files, so the locks remember the directory's device
 and inode when the store is opened, and every lock taken for a write compares
 them first: on a change they call ``on_swap`` (the store's ``reopen``), with
-a warning, before the write goes on, into the new store. A ``stat`` costs a
-microsecond or two.
+a warning, before the write goes on, into the new store. The ``stat`` costs
+a few microseconds (5.7 us measured on a loaded machine) beside a write of
+milliseconds.
 
 S3 has no such lock: there, give each symbol one writer (DESIGN: the
 history_service), or accept that the last of two concurrent writes wins.
