@@ -34,6 +34,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -61,6 +62,7 @@ class SymbolLocks:
         self.root = None if root is None else root / LOCK_DIR
         self._on_swap = on_swap
         self._made: set[str] = set()
+        self._following = threading.Lock()  # two threads that see the swap reopen the store once
         self.identity: tuple[int, int] | None = None
         if root is not None and root.exists():
             self.identity = _identity(root)
@@ -94,11 +96,14 @@ class SymbolLocks:
         if self.identity is None:
             self.identity = now
         elif now != self.identity:
-            log.warning("the market store %s was replaced (a restore) since this process opened it: "
-                        "reopening it, so writes go to the new store", self.store)
-            self.renew()
-            if self._on_swap is not None:
-                self._on_swap()
+            with self._following:
+                if now == self.identity:  # another thread has followed it
+                    return
+                log.warning("the market store %s was replaced (a restore) since this process opened it: "
+                            "reopening it, so writes go to the new store", self.store)
+                self.renew()
+                if self._on_swap is not None:
+                    self._on_swap()
 
     @contextmanager
     def _write(self, library: str, symbol: str) -> Iterator[None]:
