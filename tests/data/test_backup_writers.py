@@ -49,7 +49,8 @@ def test_a_restore_is_refused_while_pycron_runs_a_writer_and_done_once_it_is_sto
     wait_until_blocking(lambda: {j["name"]: j["state"] for j in data("status")}.get("tick_recorder")
                         == "RUNNING", timeout=30, what="tick_recorder running")
     error = refused(9, "data", "restore", str(tmp_path / "backup"), "--force")
-    assert "tick_recorder runs under pycron and writes to the store: stop it first" in error
+    assert ("tick_recorder runs under pycron and writes to the store: stop it first "
+            "(trader pycron stop tick_recorder)") in error
     assert ArcticStore(uri).bar_symbols() == {"1m": ["OLD.STK"]}  # untouched
     ok("pycron", "stop", "tick_recorder")
     ok("data", "restore", str(tmp_path / "backup"), "--force")

@@ -203,10 +203,10 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
 
     writers = running_writers(cli.settings())
     if writers:
-        raise Conflict(f"{', '.join(writers)} {'runs' if len(writers) == 1 else 'run'} under pycron and "
-                       f"{'writes' if len(writers) == 1 else 'write'} to the store: stop "
-                       f"{'it' if len(writers) == 1 else 'them'} first (trader pycron stop JOB)",
-                       jobs=writers)
+        one = len(writers) == 1
+        raise Conflict(f"{', '.join(writers)} {'runs' if one else 'run'} under pycron and "
+                       f"{'writes' if one else 'write'} to the store: stop {'it' if one else 'them'} first "
+                       f"(trader pycron stop {writers[0] if one else 'JOB, for each'})", jobs=writers)
     manifest = restore(open_arctic(cli), directory, force=force)
     _show_manifest(cli, manifest, directory, "restored")
 
