@@ -1,16 +1,22 @@
-"""A restore's swap and the processes around it: a live writer follows it, a mount point and a killed swap are refused."""
+"""A restore's swap and the processes around it: a running writer refused, a live one followed, a mount point refused."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.cli.invoke import data, ok, refused, trader
+from tests.conftest import StackEnv
 from tests.data.bars import MIN, T0, bars
+from tests.waiting import wait_until_blocking
 from trader.data.arctic import ArcticStore
 from trader.data.backends import ASIDE
 from trader.data.backup import backup, restore
@@ -26,6 +32,7 @@ store = ArcticStore("lmdb://" + sys.argv[1])
 store.write_bars("OLD.STK", "1m", bars(T0, 3), start=T0, end=T0 + 3 * MIN)  # written, the locks made
 print("open", flush=True)
 sys.stdin.readline()  # the parent restores meanwhile
+print("deleted", store.delete_record("universes", "old"), flush=True)  # a delete is a write too
 print("wrote", store.write_bars("NEW.STK", "1m", bars(T0, 7), start=T0, end=T0 + 7 * MIN), flush=True)
 store.append_ticks("NEW.STK", __import__("pandas").DataFrame({"bid": [1.0]}, index=bars(T0, 1).index))
 """
@@ -33,9 +40,10 @@ store.append_ticks("NEW.STK", __import__("pandas").DataFrame({"bid": [1.0]}, ind
 
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
-    """Return a backup directory holding AAPL.STK's 10 one-minute bars."""
+    """Return a backup directory holding AAPL.STK's 10 one-minute bars and the universe ``old``."""
     source = ArcticStore(f"lmdb://{tmp_path / 'source'}")
     source.write_bars("AAPL.STK", "1m", bars(T0, 10), start=T0, end=T0 + 10 * MIN)
+    source.put_record("universes", "old", {"members": ["AAPL.STK"]})
     backup(source, tmp_path / "backup")
     return tmp_path / "backup"
 
@@ -58,11 +66,12 @@ def test_a_process_writing_the_store_follows_a_restore_and_writes_into_the_resto
     finally:
         child.kill()
     assert child.returncode == 0, err
-    assert out.strip() == "wrote 7"
+    assert out.split() == ["deleted", "True", "wrote", "7"]
     assert "was replaced (a restore)" in err and "already been opened" not in err
     # the writer's write landed in the restored store, not in the deleted one
     assert ArcticStore(f"lmdb://{root}").bar_symbols() == {"1m": ["AAPL.STK", "NEW.STK"]}
     assert live.bar_symbols() == {"1m": ["AAPL.STK", "NEW.STK"]} and live.tick_symbols() == ["NEW.STK"]
+    assert live.records("universes") == []
 
 
 MOUNTED = """
@@ -145,3 +154,42 @@ def test_a_swap_killed_between_its_renames_leaves_the_old_store_aside_where_noth
     assert sorted(p.name for p in parent.iterdir()) == [f".live{ASIDE}20261208T000000000000", "live"]
     assert f"deleting {parent}/.live{STAGING}20261208T000000000000 (1000 bytes)" in caplog.text
 
+
+@pytest.fixture
+def recorder_up(stack_env: StackEnv, monkeypatch: pytest.MonkeyPatch,
+                home_processes: Callable[[], list[int]]) -> Iterator[StackEnv]:
+    """A real pycron running one job named tick_recorder (a sleep: its name is what the restore checks)."""
+    jobs = {"jobs": {"tick_recorder": {"command": "sleep", "args": ["600"], "settle_time": 0.2}},
+            "profiles": {"test": ["tick_recorder"]}}
+    jobs_file = stack_env.home / "jobs.yaml"
+    jobs_file.write_text(yaml.safe_dump(jobs))
+    monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs_file))
+    monkeypatch.setenv("TRADER_PROFILE", "test")
+    up = trader("up", "--detach", "--timeout", "60")
+    assert up.exit_code == 0, up.output
+    try:
+        yield stack_env
+    finally:
+        trader("down", "--timeout", "30")
+        wait_until_blocking(lambda: home_processes() == [], timeout=30, what="the stack gone")
+
+
+def test_a_restore_is_refused_while_pycron_runs_a_writer_and_done_once_it_is_stopped(
+        recorder_up: StackEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = ArcticStore(f"lmdb://{tmp_path / 'source'}")
+    source.write_bars("AAPL.STK", "1m", bars(T0, 10), start=T0, end=T0 + 10 * MIN)
+    backup(source, tmp_path / "backup")
+    uri = f"lmdb://{tmp_path / 'live'}"
+    ArcticStore(uri).write_bars("OLD.STK", "1m", bars(T0, 5), start=T0, end=T0 + 5 * MIN)
+    gc.collect()  # closed: the CLI opens the store itself
+    monkeypatch.setenv("TRADER_STORAGE__ARCTIC_URI", uri)
+    monkeypatch.setenv("COLUMNS", "80")
+    wait_until_blocking(lambda: {j["name"]: j["state"] for j in data("status")}.get("tick_recorder")
+                        == "RUNNING", timeout=30, what="tick_recorder running")
+    error = refused(9, "data", "restore", str(tmp_path / "backup"), "--force")
+    assert ("tick_recorder runs under pycron and writes to the store: stop it first "
+            "(trader pycron stop tick_recorder)") in error
+    assert ArcticStore(uri).bar_symbols() == {"1m": ["OLD.STK"]}  # untouched
+    ok("pycron", "stop", "tick_recorder")
+    ok("data", "restore", str(tmp_path / "backup"), "--force")
+    assert ArcticStore(uri).bar_symbols() == {"1m": ["AAPL.STK"]}

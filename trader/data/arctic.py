@@ -176,11 +176,11 @@ class ArcticStore(ArcticLibraries):
     def delete_bars(self, key: str, bar_size: str) -> bool:
         """Remove a symbol's bars of one size."""
         name = BARS + self._size(bar_size)
-        lib = self._lib(name, create=False)
         try:
-            if lib is None or not lib.has_symbol(key):
-                return False
-            with self.locks.hold(name, key):
+            with self.locks.hold(name, key):  # first: a restore's swap reopens the store
+                lib = self._lib(name, create=False)
+                if lib is None or not lib.has_symbol(key):
+                    return False
                 lib.delete(key)
                 meta = self._lib(METADATA, create=False)
                 if meta is not None and meta.has_symbol(f"{name}.{key}"):
@@ -251,11 +251,11 @@ class ArcticStore(ArcticLibraries):
     def delete_record(self, kind: str, name: str) -> bool:
         """Remove a document."""
         lib_name = RECORDS + kind
-        lib = self._lib(lib_name, create=False)
         try:
-            if lib is None or not lib.has_symbol(name):
-                return False
             with self.locks.hold(lib_name, name):
+                lib = self._lib(lib_name, create=False)
+                if lib is None or not lib.has_symbol(name):
+                    return False
                 lib.delete(name)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot delete {kind} {name}", kind=kind, name=name) from None
