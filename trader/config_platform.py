@@ -69,7 +69,9 @@ class StorageSettings(StrictModel):
     run_dir: Path = Path("run")
     arctic_uri: str = "lmdb://data/arctic"
     s3_connect_timeout_ms: int = Field(2000, ge=100, description="an S3 store: the wait for a connection")
-    s3_request_timeout_ms: int = Field(10000, ge=100, description="an S3 store: the wait for an answer")
+    s3_request_timeout_ms: int = Field(10000, ge=100, description="an S3 store: the wait for an answer, "
+                                       "and for an upload to complete (one segment, up to 100,000 rows, "
+                                       "per request): raise it on a slow uplink")
     s3_max_attempts: int = Field(3, ge=1, description="an S3 store: tries of a request before a StorageError")
 
 

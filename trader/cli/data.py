@@ -14,13 +14,16 @@ import click
 
 from trader.cli.context import CliContext, pass_cli
 from trader.cli.layout import Col, FitTable
-from trader.errors import NotFound, ValidationError
+from trader.errors import Conflict, NotFound, Unavailable, ValidationError
 
 if TYPE_CHECKING:  # ArcticDB is imported by the commands that open the store, not at start-up
+    from trader.config import Settings
     from trader.data.arctic import ArcticStore
     from trader.data.backup import Manifest
 
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as a universe's: safe in ArcticDB and in a shell
+WRITERS = ("history_service", "tick_recorder", "trader_service")  # the jobs that write the market store
+IDLE = frozenset({"STOPPED", "FAILED", "COMPLETED", "SCHEDULED"})  # a job in these states has no process
 
 
 def check_snapshot_name(name: str) -> str:
@@ -28,6 +31,21 @@ def check_snapshot_name(name: str) -> str:
     if not SNAPSHOT_NAME.fullmatch(name):
         raise ValidationError(f"a snapshot name is 1-64 letters, digits, _ or -: {name!r} is not", name=name)
     return name
+
+
+def running_writers(settings: Settings) -> list[str]:
+    """Return the jobs that write the store and that the running pycron runs ([] when no pycron runs)."""
+    from pycron import runfiles
+    from trader.cli.jobs import running_client
+
+    try:
+        with running_client(settings) as client:
+            jobs = client.jobs()
+    except Unavailable:
+        if runfiles.running_pid(settings) is None:  # no control token, or a stale one: nothing runs
+            return []
+        raise
+    return sorted(job["name"] for job in jobs if job["name"] in WRITERS and job.get("state") not in IDLE)
 
 
 def register(group: click.Group) -> None:
@@ -158,10 +176,15 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
     The backup is checked against its manifest first (nothing is written if
     it differs); a store that holds anything is refused without --force.
     An LMDB store is restored into a staging copy beside it, checked, then
-    swapped in: a failure leaves the store as it was (stop the services
-    that write to it first). An S3 store is restored only when empty:
-    restore into a new bucket or ?path_prefix=, then point
-    storage.arctic_uri at it.
+    swapped in: a failure leaves the store as it was. An S3 store is
+    restored only when empty: restore into a new bucket or ?path_prefix=,
+    then point storage.arctic_uri at it.
+
+    The services that write the store (history_service, tick_recorder,
+    trader_service) must be stopped first: the restore is refused while
+    pycron runs one (`trader pycron stop JOB`). An LMDB store directory
+    that is a mount point is refused: the staging copy would fill the
+    parent file system; keep the store in a subdirectory of the mount.
 
     \b
     Examples:
@@ -171,12 +194,19 @@ def restore_command(cli: CliContext, directory: Path, force: bool) -> None:
       {"directory": string, "created": time, "source": string, "rows":
        integer, "symbols": [{"library": string, "symbol": string, "rows":
        integer, "checksum": string}]}
-    Exits: 4 no backup in DIR, 9 the store is not empty (or an S3 store
-      is, even with --force), 14 the backup or the restored store differs
-      from the manifest, or the store cannot be written
+    Exits: 4 no backup in DIR, 7 pycron runs but does not answer, 9 the
+      store is not empty (or an S3 store is, even with --force), a writer
+      runs or the store is a mount point, 14 the backup or the restored
+      store differs from the manifest, or the store cannot be written
     """
     from trader.data.backup import restore
 
+    writers = running_writers(cli.settings())
+    if writers:
+        one = len(writers) == 1
+        raise Conflict(f"{', '.join(writers)} {'runs' if one else 'run'} under pycron and "
+                       f"{'writes' if one else 'write'} to the store: stop {'it' if one else 'them'} first "
+                       f"(trader pycron stop {writers[0] if one else 'JOB, for each'})", jobs=writers)
     manifest = restore(open_arctic(cli), directory, force=force)
     _show_manifest(cli, manifest, directory, "restored")
 

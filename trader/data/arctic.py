@@ -73,9 +73,9 @@ class ArcticStore(ArcticLibraries):
         if bars.empty:
             self._keep(name, key, lo, hi)
             return 0
-        lib = self._lib(name)
         try:
-            with self.locks.hold(name, key):
+            with self.locks.hold(name, key):  # first: a restore's swap reopens the store
+                lib = self._lib(name)
                 exists = lib.has_symbol(key)
                 if not exists:  # the window is all there will be: a plain write is the same, and cheaper
                     lib.write(key, bars)
@@ -180,11 +180,11 @@ class ArcticStore(ArcticLibraries):
     def delete_bars(self, key: str, bar_size: str) -> bool:
         """Remove a symbol's bars of one size."""
         name = BARS + self._size(bar_size)
-        lib = self._lib(name, create=False)
         try:
-            if lib is None or not lib.has_symbol(key):
-                return False
-            with self.locks.hold(name, key):
+            with self.locks.hold(name, key):  # first: a restore's swap reopens the store
+                lib = self._lib(name, create=False)
+                if lib is None or not lib.has_symbol(key):
+                    return False
                 lib.delete(key)
                 meta = self._lib(METADATA, create=False)
                 if meta is not None and meta.has_symbol(f"{name}.{key}"):
@@ -200,9 +200,9 @@ class ArcticStore(ArcticLibraries):
         ticks = check_ticks(frame, key)
         if not len(ticks):
             return 0
-        lib = self._lib(TICKS)
         try:
             with self.locks.hold(TICKS, key):
+                lib = self._lib(TICKS)
                 lib.append(key, ticks, prune_previous_versions=self._prune_now(TICKS, key))
                 if meta is not None:
                     self._put_meta(TICKS, key, meta)
@@ -286,8 +286,8 @@ class ArcticStore(ArcticLibraries):
         """Store a small document under ``kind``/``name`` (pickled: no empty frame, no warning)."""
         lib_name = RECORDS + kind
         try:
-            lib = self._lib(lib_name)
             with self.locks.hold(lib_name, name):
+                lib = self._lib(lib_name)
                 lib.write_pickle(name, dict(data), prune_previous_versions=True)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot store {kind} {name}", kind=kind, name=name) from None
@@ -313,11 +313,11 @@ class ArcticStore(ArcticLibraries):
     def delete_record(self, kind: str, name: str) -> bool:
         """Remove a document."""
         lib_name = RECORDS + kind
-        lib = self._lib(lib_name, create=False)
         try:
-            if lib is None or not lib.has_symbol(name):
-                return False
             with self.locks.hold(lib_name, name):
+                lib = self._lib(lib_name, create=False)
+                if lib is None or not lib.has_symbol(name):
+                    return False
                 lib.delete(name)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot delete {kind} {name}", kind=kind, name=name) from None

@@ -12,6 +12,7 @@ a date range. Every backend failure comes out as a
 
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from datetime import datetime
@@ -61,15 +62,16 @@ class ArcticLibraries:
             configure_lmdb()
         elif uri.startswith(("s3://", "s3s://")):
             configure_s3(keep=True)  # a down S3 fails in seconds, not after ArcticDB's minutes of retries
-        self.locks = SymbolLocks(path)
-        try:
-            opened = f"lmdb:{os.path.realpath(path)}" if path is not None else uri  # one path, however spelt
-            arctic = _OPEN.get(opened)
-            if arctic is None:
-                arctic = _OPEN[opened] = arcticdb.Arctic(uri)
-        except BACKEND_ERRORS as exc:
-            raise self.failure(exc, f"cannot open the market store {self.uri}") from None
-        self._arctic: arcticdb.Arctic = arctic
+        owner = weakref.ref(self)  # not self.reopen: a cycle would keep the LMDB files open until a gc
+
+        def swapped() -> None:
+            libraries = owner()
+            if libraries is not None:
+                libraries.reopen()
+
+        self.locks = SymbolLocks(path, on_swap=swapped)
+        self._key = ""
+        self._arctic: arcticdb.Arctic = self._open()
         self._libs: dict[str, Any] = {}
         self._writes: dict[tuple[str, str], int] = {}
         self._metas: dict[tuple[str, str], dict[str, Any]] = {}  # what this process last stored or read
@@ -113,18 +115,37 @@ class ArcticLibraries:
             raise self.failure(exc, f"cannot delete the library {name}", library=name) from None
         self._libs.pop(name, None)
 
-    def reopen(self) -> None:
-        """Open the store's URI afresh and forget what this object cached (a restore swapped the LMDB directory)."""
+    def _open(self) -> arcticdb.Arctic:
+        """Return this process's ``arcticdb.Arctic`` of the store, opened if none is.
+
+        Its key in ``_OPEN``: the URI, or an LMDB store's real path and the
+        identity of its directory (a restore's new directory is another).
+        """
         path = lmdb_path(self._uri)
-        opened = f"lmdb:{os.path.realpath(path)}" if path is not None else self._uri
+        self._key = self._uri if path is None else f"lmdb:{os.path.realpath(path)}@{self.locks.identity}"
         try:
-            self._arctic = _OPEN[opened] = arcticdb.Arctic(self._uri)
+            arctic = _OPEN.get(self._key)
+            if arctic is None:
+                arctic = _OPEN[self._key] = arcticdb.Arctic(self._uri)
         except BACKEND_ERRORS as exc:
             raise self.failure(exc, f"cannot open the market store {self.uri}") from None
-        self.locks = SymbolLocks(path)  # its lock directories were the old store's
+        return arctic
+
+    def reopen(self) -> None:
+        """Open the store's URI afresh and forget what this object cached (a restore swapped the LMDB directory).
+
+        The old handle is let go first (LMDB warns when a process opens a
+        path that it still has open, though it is another directory now).
+        """
+        if _OPEN.get(self._key) is self._arctic:
+            del _OPEN[self._key]
         self._libs.clear()
         self._writes.clear()
         self._metas.clear()
+        del self._arctic
+        gc.collect()
+        self.locks.renew()  # the new directory: its identity, its lock folders
+        self._arctic = self._open()
 
     @staticmethod
     def _size(bar_size: str) -> str:

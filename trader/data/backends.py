@@ -23,8 +23,8 @@ from arcticdb.exceptions import LmdbMapFullError
 from trader.errors import StorageError
 
 __all__ = [
-    "BACKEND_ERRORS", "MASK", "check_directory", "configure_lmdb", "configure_s3", "lmdb_path", "mask_uri",
-    "scrub", "secrets_of", "storage_failure",
+    "ASIDE", "BACKEND_ERRORS", "MASK", "asides", "check_directory", "configure_lmdb", "configure_s3", "lmdb_path",
+    "mask_uri", "scrub", "secrets_of", "storage_failure", "with_query",
 ]
 
 #: What ArcticDB raises (its ArcticException is a RuntimeError) and the file system's errors.
@@ -32,6 +32,8 @@ BACKEND_ERRORS = (RuntimeError, OSError)
 _SECRET = re.compile(r"((?:^|[?&;])(?:secret|password|access_key_secret)=)([^&;]*)", re.IGNORECASE)
 _USERINFO = re.compile(r"^([a-z0-9+]+://[^/@:]*:)([^/@]*)(@)", re.IGNORECASE)
 MASK = "***"
+#: A store a restore moved aside (``.<name>.old-<time>``) where the kernel cannot exchange two directories.
+ASIDE = ".old-"
 
 
 # --- URIs and their secrets ---------------------------------------------------------------------
@@ -61,6 +63,17 @@ def lmdb_path(uri: str) -> Path | None:
     if not uri.startswith("lmdb://"):
         return None
     return Path(uri.removeprefix("lmdb://").partition("?")[0])
+
+
+def with_query(base: str, uri: str) -> str:
+    """Return ``base`` with the options of ``uri`` (its ``?query``, e.g. LMDB's ``map_size``) attached."""
+    query = uri.partition("?")[2]
+    return base + (f"?{query}" if query else "")
+
+
+def asides(root: Path) -> list[Path]:
+    """Return the old stores a restore killed midway left moved aside beside the LMDB store ``root``."""
+    return sorted(root.parent.glob(f".{root.name}{ASIDE}*"))
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -123,6 +136,11 @@ def configure_s3(connect_timeout_ms: int | None = None, request_timeout_ms: int 
     defaults: 0.8 s when the connection is refused, 9 s against a port that
     never accepts).
 
+    ``request_timeout_ms`` bounds an upload too: ArcticDB writes a segment
+    (up to 100,000 rows) in one PUT, which must complete in that time; on a
+    slow uplink, raise it, or a large write fails ``max_attempts`` times and
+    is a StorageError (the recorder keeps its ticks and tries again).
+
     The timeouts are ArcticDB's process settings ``S3Storage.ConnectTimeoutMs``
     and ``S3Storage.RequestTimeoutMs``; the tries are the AWS SDK's
     ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` environment (boto3 in this process
@@ -150,7 +168,18 @@ def configure_s3(connect_timeout_ms: int | None = None, request_timeout_ms: int 
 
 
 def check_directory(path: os.PathLike[str] | str) -> None:
-    """Create an LMDB store's directory; raise StorageError if it cannot be written."""
+    """Create an LMDB store's directory; raise StorageError if it cannot be written.
+
+    A missing directory beside which a restore left the old store moved aside
+    (killed between its two renames) is not created empty: StorageError names
+    the old store, to be moved back by hand.
+    """
+    if not os.path.exists(path):
+        left = asides(Path(path))
+        if left:
+            raise StorageError(f"the market store {path} is missing, and {left[-1]} holds the store a restore "
+                               f"moved aside before it was stopped: move it back (mv {left[-1]} {path}), "
+                               f"or delete it to start an empty store", path=str(path), aside=str(left[-1]))
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

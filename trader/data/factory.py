@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trader.data.arctic import ArcticStore
-from trader.data.backends import configure_s3, lmdb_path
+from trader.data.backends import configure_s3, lmdb_path, with_query
 from trader.data.store import MarketStore
 
 if TYPE_CHECKING:
@@ -33,8 +33,7 @@ def open_store(settings: Settings | None = None, *, uri: str | None = None) -> M
         uri = settings.storage.arctic_uri
         path = lmdb_path(uri)
         if path is not None:
-            query = uri.partition("?")[2]
-            uri = "lmdb://" + str(settings.path(path)) + (f"?{query}" if query else "")
+            uri = with_query("lmdb://" + str(settings.path(path)), uri)
     if settings is not None and uri.startswith(("s3://", "s3s://")):
         storage = settings.storage
         configure_s3(storage.s3_connect_timeout_ms, storage.s3_request_timeout_ms, storage.s3_max_attempts)

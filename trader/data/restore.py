@@ -6,16 +6,25 @@ the backup is copied into a new store next to the target (the hidden
 directory ``.<name>.restoring-<time>`` in the same parent, so on the same
 file system), verified there, and only then exchanged with the target
 directory by one ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+; where the file
-system refuses it, three renames, the first undone if the second fails).
+system refuses it, three renames, the first undone if the second fails; the
+old store waits between them at ``.<name>.old-<time>``, which no cleanup
+deletes: a store killed there is not opened empty, the error names it).
 Until the exchange the target is not touched; a failure removes the staging
 store and raises (a restore killed midway leaves it: the next one deletes it). After it, the old store (now at the staging path) is
 deleted, and the caller's :class:`~trader.data.arctic.ArcticStore` reopens
 the new one. The staging store takes the target's URI options (its
 ``map_size``), and needs the free space of a second copy while it is built.
+A store directory that is a mount point (a disk of its own) is refused
+before anything is copied: the staging store would fill the parent file
+system, and a mount point cannot be renamed. Keep the store in a
+subdirectory of the mount.
 
 Stop the services that write to the store (history_service, the tick
-recorder, trader_service's history cache) before a restore: a process that
-holds the old store open keeps writing into it, and those writes go with it.
+recorder, trader_service's history cache) before a restore: ``data restore``
+refuses while pycron runs one. A process that still has the old store open
+notices the swap at its next write (:mod:`trader.data.locks`) and reopens
+the store, so that write and the later ones go to the restored store; a
+write already under way during the swap goes with the old store.
 
 S3 has no rename of a bucket or a prefix, and copying a staging prefix back
 over the target would bring back the half-written window. So an S3 store is
@@ -38,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trader.data.arctic import BACKEND_ERRORS, ArcticStore
-from trader.data.backends import lmdb_path
+from trader.data.backends import ASIDE, lmdb_path, with_query
 from trader.data.backup_copy import copy_symbols
 from trader.errors import Conflict, StorageError
 
@@ -60,7 +69,7 @@ def exchange(a: Path, b: Path) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise OSError(err, os.strerror(err), str(a), None, str(b))
-    aside = b.with_name(b.name + ".old")
+    aside = a.with_name(f".{a.name}{ASIDE}{datetime.now(UTC):%Y%m%dT%H%M%S%f}")  # not a staging name
     os.rename(a, aside)
     try:
         os.rename(b, a)
@@ -93,15 +102,29 @@ def _build(uri: str, staging: Path, source: ArcticStore, check: Callable[[Arctic
     check(copy)
 
 
+def _size(path: Path) -> int:
+    """Return the bytes of the files under ``path``."""
+    return sum(os.lstat(os.path.join(top, name)).st_size for top, _, names in os.walk(path) for name in names)
+
+
+def _check_not_mount(root: Path) -> None:
+    """Refuse a store directory that is a mount point: the staging store could not be beside it."""
+    if os.stat(root).st_dev != os.stat(root.parent).st_dev:
+        raise Conflict(f"{root} is a mount point: a restore builds the new store beside it, on the parent "
+                       f"file system, and cannot rename a mount point; keep the store in a subdirectory "
+                       f"of the mount (e.g. {root / 'arctic'})", path=str(root))
+
+
 def _restore_by_swap(store: ArcticStore, root: Path, source: ArcticStore,
                      check: Callable[[ArcticStore], None]) -> None:
-    for left in root.parent.glob(f".{root.name}{STAGING}*"):  # a restore killed midway: a copy, or an old store
-        log.warning("restore: deleting %s, left by a restore that did not finish", left)
+    _check_not_mount(root)
+    for left in root.parent.glob(f".{root.name}{STAGING}*"):  # a copy a restore killed midway left
+        log.warning("restore: deleting %s (%d bytes), the copy of a restore that did not finish",
+                    left, _size(left))
         shutil.rmtree(left, ignore_errors=True)
     staging = root.with_name(f".{root.name}{STAGING}{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
-    query = store.uri.partition("?")[2]
     try:
-        _build(f"lmdb://{staging}" + (f"?{query}" if query else ""), staging, source, check)
+        _build(with_query(f"lmdb://{staging}", store.uri), staging, source, check)
         gc.collect()  # the staging store's LMDB environments closed: the same files are opened again below
         exchange(root, staging)
     except BaseException as exc:
