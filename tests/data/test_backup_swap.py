@@ -184,7 +184,7 @@ def test_a_restore_is_refused_while_pycron_runs_a_writer_and_done_once_it_is_sto
     gc.collect()  # closed: the CLI opens the store itself
     monkeypatch.setenv("TRADER_STORAGE__ARCTIC_URI", uri)
     monkeypatch.setenv("COLUMNS", "80")
-    wait_until_blocking(lambda: {j["name"]: j["state"] for j in data("status")}.get("tick_recorder")
+    wait_until_blocking(lambda: {j["name"]: j.get("state") for j in data("status")}.get("tick_recorder")
                         == "RUNNING", timeout=30, what="tick_recorder running")
     error = refused(9, "data", "restore", str(tmp_path / "backup"), "--force")
     assert ("tick_recorder runs under pycron and writes to the store: stop it first "

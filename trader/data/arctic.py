@@ -241,10 +241,10 @@ class ArcticStore(ArcticLibraries):
                 out[key] = 0
         if not ticks:
             return out
-        lib = self._lib(TICKS)
         with ExitStack() as held:
             for key in sorted(ticks):
                 held.enter_context(self.locks.hold(TICKS, key))
+            lib = self._lib(TICKS)  # inside the locks: after their check for a store a restore swapped
             groups: dict[bool, list[WritePayload]] = {}
             for key, checked in ticks.items():
                 meta = (metas or {}).get(key)
