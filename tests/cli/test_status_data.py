@@ -36,6 +36,7 @@ def data_stack(stack_env: StackEnv, free_port: Callable[[], int], monkeypatch: p
     jobs_file.write_text(yaml.safe_dump(jobs))
     for name, value in {"TRADER_PYCRON__CONFIG": str(jobs_file),
                         "TRADER_HISTORY__SOURCES__CSV": "tests.data.csv_source:CsvSource",
+                        "PYTHONPATH": str(REPO),  # the jobs run in the home (this jobs file's): tests importable
                         "TRADER_SERVICES__TICK_RECORDER__RPC_PORT": str(free_port()),
                         "TRADER_RECORDER__BATCH_ROWS": "20", "TRADER_RECORDER__BATCH_SECONDS": "0.5",
                         "TRADER_PROFILE": "test", "COLUMNS": "80"}.items():
