@@ -14,7 +14,10 @@ recorded ticks, from the settings' ``storage.arctic_uri`` or
 the replay's data time). Like every service it beats as
 ``heartbeat.tws_sim`` on the bus; with ``services.tws_sim.rpc_port`` set it
 also serves the control methods below (drop connections, delay responses,
-refuse orders, pause the market, read the request log). Each control method
+refuse orders, pause the market, read the request log), on that port or ``--rpc-port``;
+a simulator on a ``--port`` other than ``ib.port`` (a replay beside a running
+stack) takes an ephemeral control port instead, unless ``--rpc-port`` or
+``TRADER_SERVICES__TWS_SIM__RPC_PORT`` sets it. A port in use is one line, exit 78. Each control method
 checks its arguments (type, finite, bounded) in :class:`~trader.sim.world.SimWorld`
 and refuses a bad one with a ValidationError naming it.
 """
@@ -22,8 +25,11 @@ and refuses a bad one with a ValidationError naming it.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +40,67 @@ from trader.messaging.rpc import MethodRegistry
 from trader.service.base import Service, main
 from trader.sim.catalogue import MarketConfig, ReplayConfig, SimConfig, load_sim_config
 from trader.sim.server import TwsSimServer
+from trader.strategy.bars import parse_bar_size
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7497
+RPC_PORT_ENV = "TRADER_SERVICES__TWS_SIM__RPC_PORT"
+
+
+def port_number(text: str) -> int:
+    """Read a TCP port, 0 (any free port) to 65535."""
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0 (any free port) to 65535")
+    return int(text)
+
+
+def replay_source(text: str) -> str:
+    """Check ``--replay``: a file, or ``store:KEYS`` / ``store-ticks:KEYS`` with at least one key."""
+    kind, sep, keys = text.partition(":")
+    if sep and kind in ("store", "store-ticks") and not any(k.strip() for k in keys.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r} names no instrument: give its keys, such as {kind}:AAPL.STK")
+    return text
+
+
+def bar_size(text: str) -> str:
+    """Check ``--bar-size`` against IB's bar sizes."""
+    try:
+        parse_bar_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def data_time(text: str) -> datetime:
+    """Read ``--start``/``--end``: an ISO date or date and time (naive means UTC)."""
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date or time: give 2026-03-02 or 2026-03-02T14:30 (UTC)") from None
+
+
+def control_port(settings: Settings, args: argparse.Namespace) -> int | None:
+    """Return the control RPC port: ``--rpc-port``, else the settings', else 0 beside a running stack.
+
+    A simulator on a ``--port`` other than ``ib.port`` (a replay next to the stack's own ``tws`` job)
+    would clash with that job's control port: it takes an ephemeral one instead, unless the port was
+    set explicitly (``--rpc-port`` or the environment).
+    """
+    configured = settings.service(TwsSimService.name).rpc_port
+    if args.rpc_port is not None:
+        return int(args.rpc_port)
+    if configured is None or RPC_PORT_ENV in os.environ or args.port is None or args.port == settings.ib.port:
+        return configured
+    return 0
 
 
 class TwsSimService(Service):
     """Run a :class:`TwsSimServer` as a platform service."""
 
     name = "tws_sim"
+    rpc_port_option = "--rpc-port"
 
     def __init__(
         self,
@@ -66,8 +123,11 @@ class TwsSimService(Service):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--port", type=int, default=None,
+        parser.add_argument("--port", type=port_number, default=None,
                             help="TCP port to listen on (default: the settings' ib.port, 7497; 0: any free port)")
+        parser.add_argument("--rpc-port", type=port_number, default=None, metavar="PORT",
+                            help="the control RPC's port (default: services.tws_sim.rpc_port, 5561; an ephemeral "
+                                 "one when --port is not ib.port, beside a running stack; 0: any free port)")
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         parser.add_argument("--sim-config", type=Path, default=None, help="simulator config (default: sim.yaml beside trader.yaml)")
         parser.add_argument("--tick-rate", type=float, default=None,
@@ -75,13 +135,13 @@ class TwsSimService(Service):
         parser.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=None,
                             help="follow the exchange calendars' sessions (overrides the config's market.sessions)")
 
-        parser.add_argument("--replay", default=None, metavar="FILE|store:KEYS|store-ticks:KEYS",
+        parser.add_argument("--replay", type=replay_source, default=None, metavar="FILE|store:KEYS|store-ticks:KEYS",
                             help="replay bars or ticks from a CSV or Parquet file (overrides the config's replay), "
                                  "or the market store's bars (store:AAPL.STK,MSFT.STK) or recorded ticks "
                                  "(store-ticks:AAPL.STK)")
-        parser.add_argument("--bar-size", default=None, help="the stored bars' size to replay (default 1m)")
-        parser.add_argument("--start", default=None, help="replay from this time (UTC; a date: its midnight)")
-        parser.add_argument("--end", default=None, help="a store replay's end (default: now)")
+        parser.add_argument("--bar-size", type=bar_size, default=None, help="the stored bars' size to replay (default 1m)")
+        parser.add_argument("--start", type=data_time, default=None, help="replay from this time (UTC; a date: its midnight)")
+        parser.add_argument("--end", type=data_time, default=None, help="a store replay's end (default: now)")
         parser.add_argument("--store", default=None, metavar="URI",
                             help="the market store to replay from (default: the settings' storage.arctic_uri)")
         parser.add_argument("--speed", type=float, default=None,
@@ -112,7 +172,7 @@ class TwsSimService(Service):
         replay = sim_config.replay.model_dump(exclude_unset=True) if sim_config.replay is not None else {}
         if args.replay is not None:
             kind, _, keys = args.replay.partition(":")
-            if kind in ("store", "store-ticks") and keys:
+            if kind in ("store", "store-ticks"):
                 replay.pop("file", None)
                 replay["store"] = [k.strip() for k in keys.split(",") if k.strip()]
                 replay["ticks"] = kind == "store-ticks"  # the one spelling of a tick replay on the command line
@@ -132,6 +192,10 @@ class TwsSimService(Service):
             sim_config = sim_config.model_copy(
                 update={"pacing": sim_config.pacing.model_copy(update={"enabled": False})})
         port = settings.ib.port if args.port is None else args.port
+        rpc_port = control_port(settings, args)
+        if rpc_port != settings.service(cls.name).rpc_port:
+            service = settings.service(cls.name).model_copy(update={"rpc_port": rpc_port})
+            settings = settings.model_copy(update={"services": {**settings.services, cls.name: service}})
         return cls(settings, host=args.host, port=port, sim_config=sim_config)
 
     def register_methods(self, registry: MethodRegistry) -> None:
@@ -145,7 +209,16 @@ class TwsSimService(Service):
     async def on_start(self) -> None:
         config = self.sim_config or load_sim_config()
         self.sim = TwsSimServer(config, host=self.host, port=self.port)
-        await self.sim.start()
+        try:
+            await self.sim.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(f"port {self.port} is in use (a TWS or another tws-sim?): choose another "
+                              "with --port (0: any free port)") from None
+        if self.rpc is not None:
+            log.info("tws_sim: control RPC on %s%s", self.rpc.endpoint,
+                     " (ephemeral: --rpc-port to choose one)" if self.config.rpc_port == 0 else "")
 
     async def on_stop(self) -> None:
         if self.sim is not None:

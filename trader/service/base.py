@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -40,6 +41,7 @@ class Service:
     """Base class of every platform process; see the module docstring."""
 
     name: ClassVar[str] = "service"
+    rpc_port_option: ClassVar[str] = ""  # a command-line option that sets the RPC port, named when it is in use
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -175,7 +177,12 @@ class Service:
                     max_outbound_bytes=self.config.rpc_max_outbound_bytes,
                     write_high_water=self.config.rpc_write_high_water,
                 )
-                await self.rpc.start()
+                try:
+                    await self.rpc.start()
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    raise ConfigError(self._rpc_port_in_use(endpoint)) from None
             await self.on_start()
             if freeze_heap:
                 freeze_startup_heap()
@@ -193,6 +200,11 @@ class Service:
         finally:
             await self._shutdown()
         return code
+
+    def _rpc_port_in_use(self, endpoint: str) -> str:
+        option = f" or {self.rpc_port_option}" if self.rpc_port_option else ""
+        return (f"control port {endpoint.rsplit(':', 1)[-1]} is in use (another {self.name}?): set "
+                f"TRADER_SERVICES__{self.name.upper()}__RPC_PORT{option}")
 
     async def _shutdown(self) -> None:
         if self.lifecycle.can_move(ServiceState.STOPPING):
