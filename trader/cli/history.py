@@ -104,6 +104,11 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
     window the source answers empty writes nothing: bars stored there stay
     (the job counts those windows: "empty").
 
+    Off a terminal, --wait writes a line to stderr each time where the job
+    stands changes ("job 3f9a0c12 queued behind 2402f608 and 1 more",
+    "job 3f9a0c12 waiting on IB pacing until 01:42:29 UTC", "job 3f9a0c12
+    running 1/3").
+
     \b
     Examples:
       trader history get AAPL MSFT --bar-size 1m --start 2026-03-02
@@ -122,9 +127,6 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
         "bars", "empty" (windows that came empty), "instruments": [{"key",
         "state", "start", "done_until", "bars", "windows", "empty",
         "error", "retryable"}]}
-    Off a terminal, --wait writes a line to stderr each time the job's
-    state changes ("job 3f9a0c12 queued behind 2402f608 and 1 more",
-    "... waiting on IB pacing until 01:42:29 UTC", "... running 1/3").
     Exits: 15 instruments failed (named), 3 a bad symbol, size, source or
       range (a start in the future), 4 unknown universe, 7 history_service
       not running, 9 cancelled
@@ -146,8 +148,9 @@ def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
 
     A running job whose window waits on IB's pacing says until when (under
     its state); with ID, why too ("waiting on IB pacing until 19:21:05 UTC").
-    One job runs at a time: a queued one says which job it is behind (under
-    its state); with ID, how many more ("queued behind 3f9a0c12 and 1 more").
+    One job runs at a time: a queued one says which job it is behind, and
+    how many more (under its state); with ID, in a line ("queued behind
+    3f9a0c12 and 1 more").
 
     \b
     Examples:
