@@ -211,8 +211,12 @@ class HistoryService(Service):
         assert self.queue is not None and self.store is not None
         check_source(source, self.settings)
         size = job_bar_size(bar_size)
-        end = job_end(size, end and utc(end).to_pydatetime(), datetime.now(UTC))  # no bar that has not closed
+        now = datetime.now(UTC)
+        end = job_end(size, end and utc(end).to_pydatetime(), now)  # no bar that has not closed
         start, end = utc(start).to_pydatetime(), utc(end).to_pydatetime()
+        if start > now:
+            raise ValidationError(f"start {_moment(start)} is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
+                                  start=start.isoformat())
         if bool(instruments) == bool(universe):
             raise ValidationError("give instruments or a universe (one of them)")
         today = datetime.now(UTC).date()
@@ -254,6 +258,11 @@ class HistoryService(Service):
         if self._wake is not None:
             self._wake.set()
         return job.to_dict()
+
+
+def _moment(at: datetime) -> str:
+    """Return a UTC moment as typed: its date, with the time unless it is midnight."""
+    return f"{at:%Y-%m-%d}" if (at.hour, at.minute, at.second) == (0, 0, 0) else f"{at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 if __name__ == "__main__":

@@ -144,5 +144,50 @@ def test_jobs_say_what_a_queued_job_waits_on(stack: TradingStack, tmp_path: Path
     bar, _ = history_tables.progress_bar(second, console)
     console.print(bar.get_renderable())
     assert f"0/1  queued behind {first['id']}" in out.getvalue()
-    for job in (second, first):
-        data("history", "cancel", job["id"])
+    third = ok("history", "get", "NFLX", *slow)  # the text on submit says what it waits behind
+    third_id = third.stdout.split()[1]
+    assert f"job {third_id} QUEUED: 0/1 instrument, 0 bars\n  queued behind {first['id']} and 1 more" \
+        in third.stdout, third.stdout
+    lines = ok("history", "jobs").stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(third_id))
+    assert lines[at + 1].split() == ["behind", first["id"]] and lines[at + 2].split() == ["and", "1", "more"], lines
+    for job_id in (third_id, second["id"], first["id"]):
+        data("history", "cancel", job_id)
+
+
+def test_wait_off_a_terminal_writes_a_line_each_time_the_job_stands_otherwise(
+        stack: TradingStack, tmp_path: Path) -> None:
+    """A script's or cron's log (no terminal) shows what `get --wait` waits on: queued behind whom, then running."""
+    path = csv_file(tmp_path)
+    common = ["-b", "1m", "--start", START, "--end", END, "-s", "csv", "-o", f"path={path}"]
+    first = data("history", "get", "AAPL", *common, "-o", "delay=0.3", "--no-wait")
+    result = trader("history", "get", "MSFT", *common, "--wait")
+    assert result.exit_code == 0, result.output
+    job_id = result.stdout.split()[1]
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"job {job_id} queued behind {first['id']}", lines
+    assert f"job {job_id} running 0/1" in lines, lines
+    assert f"job {job_id} DONE: 1/1 instrument, 360 bars" in result.stdout
+    assert "\x1b" not in result.stderr  # plain lines: no bar, no colour
+
+
+def test_stands_says_where_a_job_is_in_a_line() -> None:
+    """The line `get --wait` writes off a terminal: a pacing wait, a running job's count, a queued job's place."""
+    base = {"id": "3f9a0c12", "done": 1, "failed": 1, "total": 3, "waiting": None, "queued_behind": None, "ahead": 0}
+    until = datetime(2026, 12, 8, 1, 42, 29, tzinfo=UTC)
+    assert history_tables.stands({**base, "state": "RUNNING"}) == "running 2/3"
+    assert history_tables.stands({**base, "state": "RUNNING", "waiting": {"until": until, "reason": "IB pacing",
+                                                                            "key": "AAPL.STK"}}) \
+        == "waiting on IB pacing until 01:42:29 UTC"
+    assert history_tables.stands({**base, "state": "QUEUED", "queued_behind": "2402f608", "ahead": 4}) \
+        == "queued behind 2402f608 and 3 more"
+
+
+def test_a_bad_symbol_or_a_future_start_is_refused_at_submit(stack: TradingStack) -> None:
+    """Exit 3 naming what was typed; nothing queued (never a percent-mangled key failing later)."""
+    for typed in ("A@#", "AAPL$", "A@#.STK", "MY_SYM"):
+        assert f"{typed!r} is not a symbol or contract key" in refused(3, "history", "get", typed, "--start", START)
+    said = refused(3, "history", "get", "AAPL", "--start", "2099-01-01")
+    assert said.startswith("error (invalid): start 2099-01-01 is in the future (now 20"), said
+    assert said.rstrip().endswith("UTC)"), said
+    assert data("history", "jobs") == []

@@ -286,3 +286,25 @@ def test_an_empty_http_answer_keeps_the_stored_bars(redis_server: RedisServer, t
     assert job.state is JobState.DONE, [item.error for item in job.items]
     assert (job.items[0].windows, job.items[0].empty, job.items[0].bars) == (1, 1, 0)
     pd.testing.assert_frame_equal(store.read_bars("HOLE.STK", "1d"), week, check_freq=False)
+
+
+@pytest.mark.parametrize("rows", ["none", "other_year"])
+def test_a_file_with_no_row_in_the_range_counts_one_empty_window_as_ib_does(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: str) -> None:
+    """A header-only file, or one of 2020's rows: one empty window, done_until at the end, the stored bars kept."""
+    csv = tmp_path / "empty.csv"
+    if rows == "none":
+        csv.write_text("time,open,high,low,close,volume\n")
+    else:
+        bar_frame(pd.Timestamp("2020-03-02 14:30", tz="UTC"), 30).reset_index().to_csv(csv, index=False)
+    monkeypatch.setenv("TRADER_HOME", str(tmp_path))
+    store = ArcticStore(f"lmdb://{tmp_path / 'arctic'}")
+    stored = bar_frame(pd.Timestamp(START), 30, base=50.0)
+    store.write_bars("A.STK", "1m", stored, start=START, end=START + pd.Timedelta("30min"))
+    job = asyncio.run(_run_one(redis_server.port, store, load_settings(), "file", START, END, "A.STK",
+                               {"path": str(csv)}, []))
+    assert job.state is JobState.DONE, [item.error for item in job.items]
+    item = job.items[0]
+    assert (item.windows, item.empty, item.bars, item.done_until) == (1, 1, 0, END)
+    assert summary(job.to_dict()).plain == f"job {job.id} DONE: 1/1 instrument, 0 bars, 1 empty window (stored bars kept)"
+    pd.testing.assert_frame_equal(store.read_bars("A.STK", "1m"), stored, check_freq=False)

@@ -104,6 +104,11 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
     window the source answers empty writes nothing: bars stored there stay
     (the job counts those windows: "empty").
 
+    Off a terminal, --wait writes a line to stderr each time where the job
+    stands changes ("job 3f9a0c12 queued behind 2402f608 and 1 more",
+    "job 3f9a0c12 waiting on IB pacing until 01:42:29 UTC", "job 3f9a0c12
+    running 1/3").
+
     \b
     Examples:
       trader history get AAPL MSFT --bar-size 1m --start 2026-03-02
@@ -115,13 +120,16 @@ def get(cli: CliContext, symbols: tuple[str, ...], universe: str | None, bar_siz
       Job: {"id", "state", "source", "bar_size", "start", "end", "universe",
         "options", "created", "updated", "runs", "cancel", "waiting": null
         or {"until", "reason", "key"} (a running job's window waits on IB
-        pacing), "queued_behind": null or the id of the job a queued one
-        waits on, "ahead": jobs that run before it, "total", "done",
-        "failed", "bars", "empty" (windows that came empty), "instruments":
-        [{"key", "state", "start", "done_until", "bars", "windows", "empty",
+        pacing), "crashes": runs that ended with no outcome since the last
+        retry, "error": why the last of them ended ("" if none),
+        "queued_behind": null or the id of the job a queued one waits on,
+        "ahead": jobs that run before it, "total", "done", "failed",
+        "bars", "empty" (windows that came empty), "instruments": [{"key",
+        "state", "start", "done_until", "bars", "windows", "empty",
         "error", "retryable"}]}
-    Exits: 15 instruments failed (named), 3 a bad symbol, size or source,
-      4 unknown universe, 7 history_service not running, 9 cancelled
+    Exits: 15 instruments failed (named), 3 a bad symbol, size, source or
+      range (a start in the future), 4 unknown universe, 7 history_service
+      not running, 9 cancelled
     """
     if bool(symbols) == bool(universe):
         raise click.UsageError("give SYMBOLs or --universe (one of them)")
@@ -140,8 +148,9 @@ def jobs(cli: CliContext, job_id: str | None, limit: int) -> None:
 
     A running job whose window waits on IB's pacing says until when (under
     its state); with ID, why too ("waiting on IB pacing until 19:21:05 UTC").
-    One job runs at a time: a queued one says which job it is behind (under
-    its state); with ID, how many more ("queued behind 3f9a0c12 and 1 more").
+    One job runs at a time: a queued one says which job it is behind, and
+    how many more (under its state); with ID, in a line ("queued behind
+    3f9a0c12 and 1 more").
 
     \b
     Examples:
@@ -276,6 +285,8 @@ def _follow(cli: CliContext, method: str, args: tuple[Any, ...], kwargs: dict[st
         cli.console.print(tables.summary(job))
         for line in tables.failures(job):
             cli.console.print(f"  {line}", style="red", highlight=False, soft_wrap=True)
+        if tables.queued(job):  # what it waits behind
+            cli.console.print(f"  {tables.queued(job)}", highlight=False)
         if job["state"] not in tables.ENDED:
             cli.console.print(f"follow it with `trader history jobs {job['id']}`", style="dim", highlight=False)
     items = [item for item in job.get("instruments", ()) if item["state"] == "FAILED"]
@@ -321,19 +332,33 @@ async def _watch(cli: CliContext, job: dict[str, Any], events: asyncio.Queue[Mes
     prefix = f"job.{job['id']}."
     shown = cli.console.is_terminal and not cli.json
     bar, task = tables.progress_bar(job, cli.console) if shown else (None, None)
+    told = None if cli.console.is_terminal else ""  # off a terminal: each change of where the job stands, a line
+
+    def tell(now: dict[str, Any]) -> None:
+        nonlocal told
+        if told is not None and (line := tables.stands(now)) != told:
+            cli.err.print(f"job {job['id']} {line}", highlight=False, soft_wrap=True)
+            told = line
+
     polled = time.monotonic()
     with bar if bar is not None else contextlib.nullcontext():
+        tell(job)
         while job["state"] not in tables.ENDED:
             with contextlib.suppress(TimeoutError):
                 message = await asyncio.wait_for(events.get(), POLL)
-                if message.topic.startswith(prefix) and bar is not None and task is not None \
-                        and "instruments" in message.payload:
+                ours = message.topic.startswith(prefix)
+                ended = ours and message.topic[len(prefix):].upper() in tables.ENDED
+                if ours and bar is not None and task is not None and "instruments" in message.payload:
                     tables.advance(bar, task, message.payload)
-                ended = message.topic.startswith(prefix) and message.topic[len(prefix):].upper() in tables.ENDED
+                if ours and not ended and "instruments" in message.payload:  # it runs: where its event says
+                    tell({"state": "RUNNING", "done": message.payload["instruments"], "failed": 0,
+                          "total": message.payload["total"], "waiting": message.payload.get("waiting")})
                 if not ended and time.monotonic() - polled < POLL:
                     continue
             job = await cli.call_service_async(SERVICE, "job", job["id"])
             polled = time.monotonic()
+            if job["state"] not in tables.ENDED:
+                tell(job)
             if bar is not None and task is not None:
                 bar.update(task, queued=tables.queued(job))
         if bar is not None and task is not None and job["state"] != "CANCELLED":

@@ -49,13 +49,22 @@ def queued(job: Mapping[str, Any]) -> str:
     return f"queued behind {behind}" + (f" and {ahead - 1} more" if ahead > 1 else "")
 
 
+def stands(job: Mapping[str, Any]) -> str:
+    """Return where a job not ended stands: queued behind whom, waiting on what, or running k/n instruments."""
+    if job.get("state") == "RUNNING" and not waiting(job):
+        return f"running {job['done'] + job['failed']}/{job['total']}"
+    return queued(job) or waiting(job) or job["state"]
+
+
 def _state_of(job: Mapping[str, Any]) -> Text:
     text = state(job["state"])
     if waiting(job):
         text.append(f"\nwaits {job['waiting']['until'].astimezone(UTC):%H:%M:%S}", style="dim")  # why: `jobs ID`
     elif job["state"] == "QUEUED":
-        behind = job.get("queued_behind")
+        behind, ahead = job.get("queued_behind"), int(job.get("ahead") or 0)
         text.append(f"\nbehind {behind}" if behind else "\nnext", style="dim")
+        if behind and ahead > 1:  # its full place, as `jobs ID` says it
+            text.append(f"\nand {ahead - 1} more", style="dim")
     return text
 
 

@@ -15,6 +15,7 @@ has not closed. A stored symbol is resolved against the keys the store holds
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from trader.data.store import MarketStore
@@ -28,10 +29,20 @@ from trader.trading.symbols import Hints, read_symbol
 __all__ = ["job_bar_size", "job_key", "last_stored", "read_key", "reading", "stored_key", "universe_keys"]
 
 RECENT = timedelta(days=4)  # an update looks for the last stored bar here first (a long weekend)
+# What a typed symbol or key may hold: a key's parts are [A-Z0-9_-] (an escape starts with "-"), a symbol's
+# letters, digits, dots (a pair, a share class) and spaces. Anything else is a typo, never escaped into a key.
+_TYPED_KEY, _TYPED_SYMBOL = re.compile(r"[A-Za-z0-9._-]+"), re.compile(r"[A-Za-z0-9. ]+")
 
 
 def job_key(text: str, today: date) -> str:
-    """Return the contract key of what a user typed, read without a broker; ValidationError if it cannot be."""
+    """Return the contract key of what a user typed, read without a broker; ValidationError if it cannot be.
+
+    Characters no symbol or key holds (``A@#``) are refused, naming what was
+    typed: they are never escaped into a key the broker would not know.
+    """
+    if not (_TYPED_KEY if is_key(text) else _TYPED_SYMBOL).fullmatch(text.strip()):
+        raise ValidationError(f"{text!r} is not a symbol or contract key (letters, digits and dots: AAPL, BRK.B, "
+                              "ES.FUT.202612)", symbol=text)
     if is_key(text):
         parse_key(text)  # ValidationError with the grammar if malformed
         return text.strip().upper()

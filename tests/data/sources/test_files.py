@@ -107,8 +107,10 @@ def test_daily_rows_are_stamped_midnight_utc_and_only_the_range_asked_is_yielded
     assert [(w.start, w.end) for w in windows] == [(start, end)]
     pd.testing.assert_frame_equal(joined(windows), frame[(frame.index >= start) & (frame.index < end)],
                                   check_freq=False)
-    assert download(source, "SPY.STK", "1d", pd.Timestamp("2025-01-01", tz="UTC"),
-                    pd.Timestamp("2025-02-01", tz="UTC")) == []  # no rows there: nothing, not an empty window
+    before = pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2025-02-01", tz="UTC")
+    (empty,) = download(source, "SPY.STK", "1d", *before)  # no rows there: one empty window, as IB's answer
+    assert (empty.start, empty.end, len(empty.frame)) == (*before, 0)
+    assert list(empty.frame.columns) == list(windows[0].frame.columns)
 
 
 def _csv(tmp_path: Path, frame: pd.DataFrame) -> Path:

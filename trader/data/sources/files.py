@@ -24,8 +24,12 @@ requested range clipped to the instrument's rows in the file (a month with no
 rows inside that span is an empty window, which keeps what is stored there,
 as every empty window does); a file never touches stored bars outside its
 own span. So, unlike the other
-sources, its windows may end before the end asked for (or be none at all):
-:attr:`FileSource.covers_range` is False to tell a caller so.
+sources, its windows may end before the end asked for:
+:attr:`FileSource.covers_range` is False to tell a caller so. A file with no
+row of the instrument in the range asked (a header-only file, rows of other
+years) answers one empty window over that range, as the other sources
+answer an empty range: nothing is written, the stored bars stay, the job
+counts it in ``empty`` and the instrument's ``done_until`` moves to its end.
 """
 
 from __future__ import annotations
@@ -114,8 +118,9 @@ class FileSource:
         bars = self._bars(key, self._table, seconds, bar_size)
         lo = max(utc(start), bars.index[0]) if len(bars) else utc(start)
         hi = min(utc(end), bars.index[-1] + pd.Timedelta(seconds=seconds)) if len(bars) else lo
-        if lo >= hi:
+        if lo >= hi:  # no row in the range: one empty window (stored bars kept), as another source answers
             log.info("file %s: no %s bars of %s in %s .. %s", self.path, bar_size, key, start, end)
+            yield Window(utc(start), utc(end), bars.iloc[:0])
             return
         for a, b in month_spans(lo, hi):
             yield Window(a, b, bars[(bars.index >= a) & (bars.index < b)])
