@@ -175,7 +175,7 @@ def test_a_service_not_listening_without_an_answering_pycron_advises_the_stack(s
     assert "history_service is not listening on" in result.output and "`trader up`" in result.output
 
     class Garbage(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name for a GET
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"not the control API")
