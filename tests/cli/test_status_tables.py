@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, RenderableType
 
 from tests.conftest import StackEnv
 from trader.cli import data_tables, jobs, service_status, service_tables
@@ -20,7 +19,7 @@ from trader.cli.main import cli
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
-def shown(table: Table) -> str:
+def shown(table: RenderableType) -> str:
     console = Console(width=80, record=True, color_system=None)
     console.print(table)
     text = console.export_text()
