@@ -6,6 +6,8 @@ import asyncio
 import json
 import socket
 import stat
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,63 @@ def test_up_shows_the_log_of_a_failed_job(
     down = trader("down")
     assert down.exit_code == 0, down.output
     wait_until_blocking(lambda: home_processes() == [], what="pycron gone")
+
+
+def test_a_service_not_listening_without_an_answering_pycron_advises_the_stack(stack_env) -> None:
+    """No pycron, then a 'pycron' answering garbage: neither fails the advice, which falls back to `trader up`."""
+    run = stack_env.home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pycron.token").write_text("t" * 32)
+    (run / "pycron.token").chmod(0o600)
+    result = trader("history", "jobs")
+    assert result.exit_code == 7, result.output
+    assert "history_service is not listening on" in result.output and "`trader up`" in result.output
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server's name for a GET
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"not the control API")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", stack_env.pycron_port), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = trader("history", "jobs")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 7, result.output
+    assert "start the stack with `trader up`" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_a_stopped_service_job_is_named_with_the_command_that_starts_it(
+        stack_env, monkeypatch: pytest.MonkeyPatch, home_processes) -> None:
+    jobs = stack_env.home / "jobs.yaml"
+    jobs.write_text(
+        "jobs:\n"
+        "  history_service:\n"
+        "    command: ${python} -c \"import time; time.sleep(600)\"\n"
+        "    settle_time: 0.2\n"
+    )
+    monkeypatch.setenv("TRADER_PYCRON__CONFIG", str(jobs))
+    monkeypatch.setenv("COLUMNS", "80")
+    up = trader("up", "--detach", "--timeout", "30")
+    assert up.exit_code == 0, up.output
+    try:
+        assert trader("pycron", "stop", "history_service").exit_code == 0
+        fix = "the history_service job is STOPPED: `trader pycron start history_service`"
+        for args in (["history", "jobs"], ["history", "get", "AAPL", "--start", "2026-12-01"]):
+            result = trader(*args)
+            assert result.exit_code == 7, result.output
+            assert fix in " ".join(result.output.split()) and "`trader up`" not in result.output, result.output
+        [row] = [row for row in status_json() if row["name"] == "history_service"]
+        assert row["state"] == "STOPPED" and row["service_error"].endswith(fix), row
+        table = trader("status").stdout
+        assert "`trader pycron start" in table, table
+    finally:
+        trader("down", "--timeout", "30")
+        wait_until_blocking(lambda: home_processes() == [], timeout=30, what="the stack gone")

@@ -8,17 +8,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from rich.console import Console
-from rich.table import Table
+from click.testing import CliRunner
+from rich.console import Console, RenderableType
 
 from tests.conftest import StackEnv
-from trader.cli import data_tables, service_status
-from trader.cli.context import CliContext
+from trader.cli import data_tables, jobs, service_status, service_tables
+from trader.cli.context import CliContext, job_fix
+from trader.cli.main import cli
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
-def shown(table: Table) -> str:
+def shown(table: RenderableType) -> str:
     console = Console(width=80, record=True, color_system=None)
     console.print(table)
     text = console.export_text()
@@ -81,3 +82,52 @@ def test_a_service_with_no_rpc_port_is_not_configured_and_one_not_listening_is_d
     assert asyncio.run(service_status.ask(cli, "bus")) == service_status.Answer(None, "not configured: no services.bus.rpc_port")
     assert asyncio.run(service_status.ask(cli, "tick_recorder")) == service_status.Answer(
         None, f"down: no answer at tcp://127.0.0.1:{port}")
+
+
+def test_no_service_title_line_ends_in_spaces() -> None:
+    tables = [
+        data_tables.recorder_table({"state": "RUNNING", "pid": 42, "received": 1_234_567, "written": 1_200_000}),
+        data_tables.history_table({"state": "RUNNING", "pid": 7, "job": None, "queue": None}),
+        data_tables.unanswered_table("tick_recorder", "down: no answer at tcp://127.0.0.1:5564"),
+        service_tables.service_table({"state": "RUNNING", "pid": 1, "connected": True, "accounts": ["DU1"]}),
+        service_tables.strategy_service_table({"state": "RUNNING", "pid": 2, "trader_service": "up"}),
+    ]
+    for table in tables:
+        title = shown(table).splitlines()[0]
+        assert title == str(table.title), repr(title)
+
+
+def test_a_job_waiting_as_intended_shows_no_health() -> None:
+    cron = {"name": "backup", "state": "SCHEDULED", "pid": None, "healthy": False, "restarts": 0,
+            "uptime": None, "heartbeat": None, "last_exit": 0}
+    failed = {**cron, "name": "ingest", "state": "FAILED", "last_exit": 3}
+    assert jobs.job_line(cron) == "backup: SCHEDULED, restarts 0"
+    assert jobs.job_line(failed) == "ingest: FAILED, not healthy, restarts 0"
+    text = shown(jobs.jobs_table({"pid": 9, "profile": "test", "jobs": [cron, failed]}))
+    rows = {cells[0]: cells for cells in (line.replace("│", " ").split() for line in text.splitlines()) if cells}
+    assert rows["backup"][5] == "-" and rows["ingest"][5] == "no", text  # job state pid uptime restarts healthy
+    assert "not healthy" not in text and "yes" not in text
+
+
+def test_a_service_down_with_its_job_not_running_names_the_state_and_the_fix() -> None:
+    down = service_status.Answer(None, "down: no answer at tcp://127.0.0.1:5563")
+    answers = {"history_service": down, "tick_recorder": down, "trader_service": down}
+    jobs.with_fixes(answers, [{"name": "history_service", "state": "STOPPED"},
+                              {"name": "tick_recorder", "state": "RUNNING"},
+                              {"name": "trader_service", "state": "FAILED"}])
+    assert answers["history_service"].error == (
+        "down: no answer at tcp://127.0.0.1:5563; the history_service job is STOPPED: "
+        "`trader pycron start history_service`")
+    assert answers["tick_recorder"] == down  # running: nothing more known than that it does not answer
+    assert answers["trader_service"].error.endswith("FAILED: `trader pycron start trader_service`")
+    assert job_fix("bus", "BACKOFF") == "the bus job is BACKOFF: `trader pycron restart bus`"
+    assert job_fix("bus", None) == "the running pycron has no bus job (not in its profile)"
+
+
+def test_the_help_lists_history_services_keys_and_maps_the_tables_words() -> None:
+    text = " ".join(CliRunner().invoke(cli, ["status", "--help"], terminal_width=80).output.split())
+    history = text[text.index("history_service's service:"):]
+    for key in ("service", "state", "reason", "pid", "time", "uptime", "job", "worker", "queue", "queue_error"):
+        assert f"{key} " in history or f"{key}:" in history or f"{key}," in history, key
+    assert history.index("...}") < history.index("A service that does not answer")
+    assert "written (stored), discarded (lost)" in text

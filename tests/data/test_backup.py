@@ -55,6 +55,17 @@ def test_a_backup_goes_into_a_new_or_empty_directory(store: ArcticStore, tmp_pat
         backup(store, tmp_path / "used")
 
 
+def test_a_backup_directory_that_cannot_be_created_is_named_as_the_backup_directory(
+        store: ArcticStore, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for directory in (blocker / "backup", Path("/proc/nope")):
+        with pytest.raises(StorageError, match=f"cannot create the backup directory {directory}: ") as err:
+            backup(store, directory)
+        assert "market store" not in str(err.value)
+    assert store.snapshots() == ["keep"]  # no backup snapshot taken, none left behind
+
+
 def test_the_checksum_sees_one_changed_value_and_the_metadata() -> None:
     frame = bars(T0, 100)
     changed = frame.copy()

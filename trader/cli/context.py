@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import click
 from rich.console import Console
 
+from pycron import runfiles
 from pycron.client import PycronClient
 from trader.cli.jsonout import dumps
 from trader.config import Settings, load_settings
@@ -23,6 +24,9 @@ RPC_TIMEOUT = 10.0
 # The server may still pick up a request a little after the caller stopped waiting;
 # its deadline is this much later than ours, so a retry finds the first call in flight.
 SERVER_GRACE = 5.0
+PYCRON_TIMEOUT = 2.0  # asking pycron why a service does not answer
+# A job in these states has no process: starting it is the fix.
+NOT_STARTED = frozenset({"STOPPED", "FAILED", "COMPLETED", "SCHEDULED"})
 
 
 def ensure_listening(endpoint: str, what: str) -> None:
@@ -41,6 +45,37 @@ def ensure_listening(endpoint: str, what: str) -> None:
         raise Unavailable(
             f"{what} is not listening on {endpoint}; start the stack with `trader up`"
         ) from None
+
+
+def job_fix(job: str, state: str | None) -> str:
+    """Return why service ``job`` does not answer, knowing its pycron ``state`` (None: no such job), and the fix.
+
+    ``the history_service job is STOPPED: `trader pycron start history_service```.
+    """
+    if state is None:
+        return f"the running pycron has no {job} job (not in its profile)"
+    if state in NOT_STARTED:
+        return f"the {job} job is {state}: `trader pycron start {job}`"
+    if state in ("PENDING", "STARTING"):
+        return f"the {job} job is {state}: try again once it is RUNNING (`trader status`)"
+    return f"the {job} job is {state}: `trader pycron restart {job}`"
+
+
+def pycron_job_fix(settings: Settings, job: str) -> str | None:
+    """Return :func:`job_fix`'s advice from the running pycron's state of ``job``; None if pycron does not answer.
+
+    Never raises: pycron down, slow or answering badly only means no advice.
+    """
+    token = runfiles.read_token(settings)
+    if not token:
+        return None
+    try:
+        with PycronClient.with_token(settings, token, timeout=PYCRON_TIMEOUT) as client:
+            jobs = client.jobs()
+        states = {str(found["name"]): str(found["state"]) for found in jobs}
+    except (TraderError, KeyError, TypeError, ValueError):
+        return None
+    return job_fix(job, states.get(job))
 
 
 async def _call(
@@ -107,12 +142,21 @@ class CliContext:
     ) -> Any:
         """Call ``method`` on ``service`` from a running loop (a command that also reads the bus).
 
-        A call that gets no reply within ``timeout`` seconds is sent again up to
-        ``retries`` times (only for idempotent calls), then raises Unavailable
-        naming the endpoint (``details["sent"]``: the request went out, it may have run).
+        A service not listening raises Unavailable at once, naming its job's
+        pycron state and the command that fixes it when pycron answers (else
+        "start the stack"). A call that gets no reply within ``timeout``
+        seconds is sent again up to ``retries`` times (only for idempotent
+        calls), then raises Unavailable naming the endpoint
+        (``details["sent"]``: the request went out, it may have run).
         """
         endpoint = self.endpoint(service)
-        await asyncio.to_thread(ensure_listening, endpoint, service)  # blocks up to 1 s: not on the loop
+        try:
+            await asyncio.to_thread(ensure_listening, endpoint, service)  # blocks up to 1 s: not on the loop
+        except Unavailable:
+            fix = await asyncio.to_thread(pycron_job_fix, self.settings(), service)
+            if fix is None:  # no pycron answers: the stack is down
+                raise
+            raise Unavailable(f"{service} is not listening on {endpoint}; {fix}", endpoint=endpoint) from None
         curve = self.curve_client()
         for attempt in range(retries + 1):
             try:

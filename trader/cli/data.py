@@ -158,7 +158,8 @@ def backup_command(cli: CliContext, directory: Path) -> None:
       {"directory": string, "created": time, "source": string, "rows":
        integer, "symbols": [{"library": string, "symbol": string, "rows":
        integer, "checksum": string}]}
-    Exits: 9 DIR is not empty, 14 store unusable or the copy differs
+    Exits: 9 DIR is not empty, 14 store unusable, DIR cannot be created or
+      the copy differs
     """
     from trader.data.backup import backup
 

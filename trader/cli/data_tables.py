@@ -90,7 +90,7 @@ def history_table(status: Mapping[str, Any]) -> Table:
 
 def unanswered_table(service: str, why: str, *, down: bool = True) -> Table:
     """Return a service that did not answer ``status`` (``down``) or is not asked (not run, not configured)."""
-    table = Table(title=service, title_justify="left", show_header=False)
+    table = Table(title=service, title_justify="default", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("state")
     table.add_row("service", Text(why, style="red" if down else "dim"))

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from pycron import runfiles
 from pycron.client import PycronClient
-from trader.cli.context import CliContext, pass_cli
+from trader.cli.context import CliContext, job_fix, pass_cli
 from trader.cli.layout import Col, FitTable
 from trader.cli.service_status import (
     ALWAYS_SHOWN,
@@ -56,6 +56,9 @@ JOB_COLUMNS = (
     Col("heartbeat", 1),
     Col("last exit", 5),
 )
+# Jobs waiting as intended (a cron job between runs, a one-shot job done): health is not theirs to have.
+NO_HEALTH = frozenset({"SCHEDULED", "COMPLETED"})
+
 def register(group: click.Group) -> None:
     """Add ``status`` and the ``pycron`` commands to the ``trader`` group."""
     for command in (status, pycron_group):
@@ -135,8 +138,9 @@ def format_duration(seconds: float | None) -> str:
 
 def job_line(job: dict[str, Any]) -> str:
     pid = f" pid {job['pid']}" if job.get("pid") else ""
-    health = "healthy" if job.get("healthy") else "not healthy"
-    return f"{job['name']}: {job['state']}{pid}, {health}, restarts {job.get('restarts', 0)}"
+    """Return a job in a line: ``name: STATE pid N, healthy, restarts N`` (no health while it waits as intended)."""
+    health = "" if job["state"] in NO_HEALTH else ", healthy" if job.get("healthy") else ", not healthy"
+    return f"{job['name']}: {job['state']}{pid}{health}, restarts {job.get('restarts', 0)}"
 
 
 # -- status ------------------------------------------------------------------------------
@@ -166,15 +170,20 @@ def status(cli: CliContext) -> None:
         tick_recorder, history_service), then for tick_recorder and
         history_service when the profile does not run them: {"name",
         "service_error": "not run by profile P"} (no Job fields)
-      tick_recorder's service: {state, reason, pid, uptime, received,
-        written, discarded (lost), pending (not stored yet), open_batch,
-        writing, batches, malformed, behind, last_error, last_write_ms,
-        previous_lost, ...}
-      history_service's service: {state, reason, pid, uptime, job (the id it
-        runs or null), queue: {running: Job or null, queued: integer,
-        queued_capped: boolean (true: more may queue than were counted)} or
-        null (unknown), queue_error: why the queue or its running job is
-        unknown (only then)}
+      tick_recorder's service: {service, state, reason, pid, time, uptime,
+        received, written (stored), discarded (lost), pending (not stored
+        yet), open_batch, writing, batches, malformed, behind, last_error,
+        last_write_ms, previous_lost, ...}
+      history_service's service: {service, state, reason, pid, time, uptime,
+        job (the id it runs or null), worker (its id in the job queue),
+        queue: {running:
+        Job or null, queued: integer, queued_capped: boolean (true: more may
+        queue than were counted)} or null (unknown), queue_error: why the
+        queue or its running job is unknown (only then), ...}
+      A service that does not answer while its job is not RUNNING: its
+        service_error names the job's state and the fix, e.g. "down: no
+        answer at tcp://...; the history_service job is STOPPED: `trader
+        pycron start history_service`".
     Exits: 7 pycron not running (the services that answer are shown first)
     """
     try:
@@ -187,6 +196,7 @@ def status(cli: CliContext) -> None:
         raise
     names = {job.get("name") for job in result["jobs"]}
     answers = asyncio.run(ask_services(cli, [name for name in SERVICE_TABLES if name in names]))
+    with_fixes(answers, result["jobs"])
     not_run = [name for name in ALWAYS_SHOWN if name not in names]
     for name in not_run:
         answers[name] = Answer(None, f"not run by profile {result['profile']}")
@@ -203,6 +213,21 @@ def status(cli: CliContext) -> None:
     show_services(cli, answers, unanswered=True)
 
 
+def health(job: Mapping[str, Any]) -> Text:
+    """Return a job's health as ``yes``, ``no``, or ``-`` for a job waiting as intended (NO_HEALTH)."""
+    if job["state"] in NO_HEALTH:
+        return Text("-")
+    return Text("yes", style="green") if job["healthy"] else Text("no", style="red")
+
+
+def with_fixes(answers: dict[str, Answer], jobs: list[dict[str, Any]]) -> None:
+    """Add to each service that did not answer, its job not RUNNING, the job's state and the command that fixes it."""
+    states = {job.get("name"): job.get("state") for job in jobs}
+    for name, answer in answers.items():
+        if answer.status is None and answer.error.startswith("down") and states.get(name) != "RUNNING":
+            answers[name] = Answer(None, f"{answer.error}; {job_fix(name, states.get(name))}")
+
+
 def jobs_table(status: Mapping[str, Any]) -> FitTable:
     """Return pycron's jobs (its ``status``) as a table that fits the terminal."""
     rows = []
@@ -214,7 +239,7 @@ def jobs_table(status: Mapping[str, Any]) -> FitTable:
             str(job["pid"] or "-"),
             format_duration(job.get("uptime")),
             str(job["restarts"]),
-            Text("yes", style="green") if job["healthy"] else Text("no", style="red"),
+            health(job),
             f"{beat['state']} {beat['age']:.1f}s ago" if beat else "-",
             "-" if job.get("last_exit") is None else str(job["last_exit"]),
         ])

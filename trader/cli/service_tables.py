@@ -143,7 +143,7 @@ def service_table(status: Mapping[str, Any]) -> Table:
 
 def status_table(service: str, status: Mapping[str, Any]) -> Table:
     """Return a two-column status table titled ``service``, its first row the service's state."""
-    table = Table(title=service, title_justify="left", show_header=False)
+    table = Table(title=service, title_justify="default", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("state")
     state = str(status.get("state", "?"))

@@ -97,6 +97,11 @@ def backup(store: ArcticStore, directory: Path) -> Manifest:
     if directory.exists() and any(directory.iterdir()):
         raise Conflict(f"{directory} is not empty: a backup goes into a new or empty directory",
                        path=str(directory))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the backup directory {directory}: {exc.strerror or exc}",
+                           path=str(directory)) from None
     started = datetime.now(UTC)
     snap = f"backup-{started:%Y%m%dT%H%M%S%f}"
     taken: dict[str, str] = {}
