@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ERROR = re.compile(r"^\S+\.py:\d+: error: ", re.MULTILINE)
-CHECKED = re.compile(r"\(checked (\d+) source files?\)")
+CHECKED = re.compile(r"(?:\(checked|no issues found in) (\d+) source files?")  # with errors, or none
 
 
 def run_mypy(cache: Path, *args: str) -> tuple[int, str]:
