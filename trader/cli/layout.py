@@ -146,7 +146,7 @@ class FitTable:
         return self._naturals[index]
 
     def _build(self, shown: list[int], cut: dict[int, int], style: int = 0) -> Table:
-        table = Table(title_justify="left", **STYLES[style], **self.table)
+        table = Table(title_justify="default", **STYLES[style], **self.table)
         for n, i in enumerate(shown):
             column = self.columns[i]
             footer = column.footer or (self.label if n == 0 else "")

@@ -4,7 +4,7 @@ A service subclasses ``Service``, sets ``name``, registers its RPC methods in
 ``register_methods`` and does its work in ``on_start``/``on_stop``. ``main()``
 owns the loop (uvloop unless ``event_loop: asyncio``): it loads the settings, sets up logging and runs the service
 until SIGTERM or SIGINT, then stops it in order and exits 0 (if the service failed,
-the exit code of its TraderError, such as 2 for a bad config, else 1).
+the exit code of its TraderError, such as 78 for a bad config or a port in use, else 1).
 """
 
 from __future__ import annotations
