@@ -1,4 +1,4 @@
-"""The recorder's batch decoding: the numpy reading of a shared layout gives what the codec gives, or refuses."""
+"""The recorder's batch decoding: a key's payloads into columns as the codec reads them, the rest refused and counted."""
 
 from __future__ import annotations
 
